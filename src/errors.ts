@@ -1,0 +1,217 @@
+/**
+ * Every failure haul reports is a `HaulError` subclass: one class per condition,
+ * a fixed `name`, a stable string `code` for programs, and a stable numeric
+ * `wireCode` that travels in protocol `error` frames so both peers agree on
+ * what went wrong. Messages say what the user can do next.
+ *
+ * Wire codes are part of the protocol: never renumber one, only add.
+ */
+
+export const WIRE_CODES = {
+  INTERNAL: 1,
+  INVALID_ARGUMENT: 2,
+  ABORTED: 3,
+  TIMEOUT: 4,
+  CONFIG_INVALID: 5,
+  // content and verification
+  DESCRIPTOR_INVALID: 10,
+  UNSUPPORTED_VERSION: 11,
+  PROOF_INVALID: 12,
+  CHUNK_VERIFICATION_FAILED: 13,
+  CONTENT_NOT_FOUND: 14,
+  CONTENT_CHANGED: 15,
+  ROOT_MISMATCH: 16,
+  // protocol
+  FRAME_TOO_LARGE: 20,
+  FRAME_TRUNCATED: 21,
+  UNKNOWN_MESSAGE_TYPE: 22,
+  PROTOCOL_VIOLATION: 23,
+  CODEC_UNSUPPORTED: 24,
+  DECOMPRESSION_FAILED: 25,
+  // network
+  PEER_UNREACHABLE: 30,
+  STREAM_CLOSED: 31,
+  TOO_MANY_REQUESTS: 32,
+  // tickets
+  TICKET_INVALID: 40,
+  // disk
+  NO_SPACE: 50,
+  PERMISSION_DENIED: 51,
+  DESTINATION_INVALID: 52,
+  // memory
+  BUDGET_EXCEEDED: 60,
+} as const
+
+export type ErrorCode = keyof typeof WIRE_CODES
+
+const CODE_BY_WIRE = new Map<number, ErrorCode>(
+  Object.entries(WIRE_CODES).map(([k, v]) => [v, k as ErrorCode]),
+)
+
+/** The name of a wire code, or undefined for a code this version does not know. */
+export function codeFromWire(wire: number): ErrorCode | undefined {
+  return CODE_BY_WIRE.get(wire)
+}
+
+export abstract class HaulError extends Error {
+  abstract readonly code: ErrorCode
+  get wireCode(): number {
+    return WIRE_CODES[this.code]
+  }
+}
+
+export function isHaulError(err: unknown): err is HaulError {
+  return err instanceof HaulError
+}
+
+export class InternalError extends HaulError {
+  override readonly name = 'InternalError'
+  readonly code = 'INTERNAL'
+}
+export class InvalidArgumentError extends HaulError {
+  override readonly name = 'InvalidArgumentError'
+  readonly code = 'INVALID_ARGUMENT'
+}
+export class AbortedError extends HaulError {
+  override readonly name = 'AbortedError'
+  readonly code = 'ABORTED'
+  constructor(message = 'the operation was cancelled', options?: ErrorOptions) {
+    super(message, options)
+  }
+}
+export class TimeoutError extends HaulError {
+  override readonly name = 'TimeoutError'
+  readonly code = 'TIMEOUT'
+}
+export class ConfigInvalidError extends HaulError {
+  override readonly name = 'ConfigInvalidError'
+  readonly code = 'CONFIG_INVALID'
+}
+
+export class DescriptorInvalidError extends HaulError {
+  override readonly name = 'DescriptorInvalidError'
+  readonly code = 'DESCRIPTOR_INVALID'
+}
+export class UnsupportedVersionError extends HaulError {
+  override readonly name = 'UnsupportedVersionError'
+  readonly code = 'UNSUPPORTED_VERSION'
+}
+export class ProofInvalidError extends HaulError {
+  override readonly name = 'ProofInvalidError'
+  readonly code = 'PROOF_INVALID'
+}
+export class ChunkVerificationError extends HaulError {
+  override readonly name = 'ChunkVerificationError'
+  readonly code = 'CHUNK_VERIFICATION_FAILED'
+}
+export class ContentNotFoundError extends HaulError {
+  override readonly name = 'ContentNotFoundError'
+  readonly code = 'CONTENT_NOT_FOUND'
+}
+export class ContentChangedError extends HaulError {
+  override readonly name = 'ContentChangedError'
+  readonly code = 'CONTENT_CHANGED'
+}
+export class RootMismatchError extends HaulError {
+  override readonly name = 'RootMismatchError'
+  readonly code = 'ROOT_MISMATCH'
+}
+
+export class FrameTooLargeError extends HaulError {
+  override readonly name = 'FrameTooLargeError'
+  readonly code = 'FRAME_TOO_LARGE'
+}
+export class FrameTruncatedError extends HaulError {
+  override readonly name = 'FrameTruncatedError'
+  readonly code = 'FRAME_TRUNCATED'
+}
+export class UnknownMessageTypeError extends HaulError {
+  override readonly name = 'UnknownMessageTypeError'
+  readonly code = 'UNKNOWN_MESSAGE_TYPE'
+}
+export class ProtocolViolationError extends HaulError {
+  override readonly name = 'ProtocolViolationError'
+  readonly code = 'PROTOCOL_VIOLATION'
+}
+export class CodecUnsupportedError extends HaulError {
+  override readonly name = 'CodecUnsupportedError'
+  readonly code = 'CODEC_UNSUPPORTED'
+}
+export class DecompressionError extends HaulError {
+  override readonly name = 'DecompressionError'
+  readonly code = 'DECOMPRESSION_FAILED'
+}
+
+export class PeerUnreachableError extends HaulError {
+  override readonly name = 'PeerUnreachableError'
+  readonly code = 'PEER_UNREACHABLE'
+}
+export class StreamClosedError extends HaulError {
+  override readonly name = 'StreamClosedError'
+  readonly code = 'STREAM_CLOSED'
+}
+export class TooManyRequestsError extends HaulError {
+  override readonly name = 'TooManyRequestsError'
+  readonly code = 'TOO_MANY_REQUESTS'
+}
+
+export class TicketInvalidError extends HaulError {
+  override readonly name = 'TicketInvalidError'
+  readonly code = 'TICKET_INVALID'
+}
+
+export class NoSpaceError extends HaulError {
+  override readonly name = 'NoSpaceError'
+  readonly code = 'NO_SPACE'
+}
+export class PermissionDeniedError extends HaulError {
+  override readonly name = 'PermissionDeniedError'
+  readonly code = 'PERMISSION_DENIED'
+}
+export class DestinationInvalidError extends HaulError {
+  override readonly name = 'DestinationInvalidError'
+  readonly code = 'DESTINATION_INVALID'
+}
+
+export class BudgetExceededError extends HaulError {
+  override readonly name = 'BudgetExceededError'
+  readonly code = 'BUDGET_EXCEEDED'
+}
+
+/** Remote peers report failures by wire code; this rebuilds the matching local class. */
+export function errorFromWire(wire: number, message: string): HaulError {
+  const code = codeFromWire(wire)
+  const ctor = code === undefined ? InternalError : ERROR_CLASSES[code]
+  return new ctor(`remote peer: ${message}`)
+}
+
+type HaulErrorClass = new (message?: string, options?: ErrorOptions) => HaulError
+
+const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
+  INTERNAL: InternalError,
+  INVALID_ARGUMENT: InvalidArgumentError,
+  ABORTED: AbortedError,
+  TIMEOUT: TimeoutError,
+  CONFIG_INVALID: ConfigInvalidError,
+  DESCRIPTOR_INVALID: DescriptorInvalidError,
+  UNSUPPORTED_VERSION: UnsupportedVersionError,
+  PROOF_INVALID: ProofInvalidError,
+  CHUNK_VERIFICATION_FAILED: ChunkVerificationError,
+  CONTENT_NOT_FOUND: ContentNotFoundError,
+  CONTENT_CHANGED: ContentChangedError,
+  ROOT_MISMATCH: RootMismatchError,
+  FRAME_TOO_LARGE: FrameTooLargeError,
+  FRAME_TRUNCATED: FrameTruncatedError,
+  UNKNOWN_MESSAGE_TYPE: UnknownMessageTypeError,
+  PROTOCOL_VIOLATION: ProtocolViolationError,
+  CODEC_UNSUPPORTED: CodecUnsupportedError,
+  DECOMPRESSION_FAILED: DecompressionError,
+  PEER_UNREACHABLE: PeerUnreachableError,
+  STREAM_CLOSED: StreamClosedError,
+  TOO_MANY_REQUESTS: TooManyRequestsError,
+  TICKET_INVALID: TicketInvalidError,
+  NO_SPACE: NoSpaceError,
+  PERMISSION_DENIED: PermissionDeniedError,
+  DESTINATION_INVALID: DestinationInvalidError,
+  BUDGET_EXCEEDED: BudgetExceededError,
+}
