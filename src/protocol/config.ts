@@ -1,0 +1,36 @@
+import { ConfigInvalidError } from '../errors.ts'
+import { DEFAULT_MAX_FRAME, MAX_FRAME_LIMIT, MIN_MAX_FRAME } from './frame.ts'
+
+export interface FrameDecoderOptions {
+  /**
+   * Largest frame accepted, as the value of the length prefix (type byte + body). A frame that
+   * announces more fails with FrameTooLargeError before its body is buffered. Announce the same
+   * number in `hello` so the peer never sends more.
+   * Between MIN_MAX_FRAME (64 KiB) and 2^32 − 1.
+   * @default DEFAULT_MAX_FRAME (8 MiB + 64)
+   */
+  maxFrame?: number
+}
+
+export const defaultDecoderOptions: Readonly<Required<FrameDecoderOptions>> = Object.freeze({
+  maxFrame: DEFAULT_MAX_FRAME,
+})
+
+/** Merges over the defaults without touching the caller's object; throws ConfigInvalidError. */
+export function resolveDecoderOptions(opts: FrameDecoderOptions = {}): Required<FrameDecoderOptions> {
+  const resolved = { maxFrame: opts.maxFrame ?? defaultDecoderOptions.maxFrame }
+  verifyDecoderOptions(resolved)
+  return resolved
+}
+
+export function verifyDecoderOptions(opts: Required<FrameDecoderOptions>): void {
+  if (!isMaxFrame(opts.maxFrame)) {
+    throw new ConfigInvalidError(
+      `maxFrame must be an integer from ${MIN_MAX_FRAME} to ${MAX_FRAME_LIMIT}, got ${String(opts.maxFrame)}`,
+    )
+  }
+}
+
+export function isMaxFrame(n: unknown): n is number {
+  return Number.isInteger(n) && (n as number) >= MIN_MAX_FRAME && (n as number) <= MAX_FRAME_LIMIT
+}

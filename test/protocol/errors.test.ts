@@ -1,0 +1,105 @@
+import { describe, expect, it } from 'vitest'
+import {
+  type ErrorCode,
+  errorFromWire,
+  FrameTooLargeError,
+  FrameTruncatedError,
+  InternalError,
+  ProtocolViolationError,
+  TooManyRequestsError,
+  UnknownMessageTypeError,
+  UnsupportedVersionError,
+  WIRE_CODES,
+} from '../../src/errors.ts'
+import { errorMessage } from '../../src/protocol/encoder.ts'
+import { MAX_ERROR_MESSAGE_BYTES, PROTOCOL_ID, PROTOCOL_VERSION } from '../../src/protocol/messages.ts'
+import { decodeAll, wire } from './codec.util.ts'
+
+function throughWire(requestId: number, err: unknown) {
+  const [msg] = decodeAll([wire(errorMessage(requestId, err))])
+  if (msg?.type !== 'error') throw new Error('expected an error frame')
+  return msg
+}
+
+describe('error frames', () => {
+  it.each(Object.entries(WIRE_CODES) as [ErrorCode, number][])(
+    '%s survives the wire as its class',
+    (code, wireCode) => {
+      const local = errorFromWire(wireCode, 'something went wrong')
+      expect(local.code).toBe(code)
+      const msg = throughWire(17, local)
+      expect(msg).toMatchObject({ type: 'error', requestId: 17, code: wireCode })
+      const remote = errorFromWire(msg.code, msg.message)
+      expect(remote.constructor).toBe(local.constructor)
+      expect(remote.code).toBe(code)
+      expect(remote.message).toContain('something went wrong')
+    },
+  )
+
+  // The codes the protocol layer itself raises, pinned: renumbering one breaks every older peer.
+  it.each([
+    [new FrameTooLargeError('x'), 20],
+    [new FrameTruncatedError('x'), 21],
+    [new UnknownMessageTypeError('x'), 22],
+    [new ProtocolViolationError('x'), 23],
+    [new UnsupportedVersionError('x'), 11],
+    [new TooManyRequestsError('x'), 32],
+  ] as const)('%s travels as code %i', (err, code) => {
+    expect(errorMessage(3, err)).toEqual({ type: 'error', requestId: 3, code, message: 'x' })
+  })
+
+  it('connection-level errors use request id 0', () => {
+    expect(throughWire(0, new ProtocolViolationError('bad frame'))).toEqual({
+      type: 'error',
+      requestId: 0,
+      code: WIRE_CODES.PROTOCOL_VIOLATION,
+      message: 'bad frame',
+    })
+  })
+
+  it('foreign errors become INTERNAL without leaking message or stack', () => {
+    const secret = new TypeError('cannot read /home/alice/.ssh/id_ed25519')
+    for (const err of [secret, 'a thrown string', undefined, { code: 'PROTOCOL_VIOLATION' }]) {
+      const msg = throughWire(9, err)
+      expect(msg.code).toBe(WIRE_CODES.INTERNAL)
+      expect(msg.message).toBe('internal error')
+      expect(errorFromWire(msg.code, msg.message)).toBeInstanceOf(InternalError)
+    }
+  })
+
+  it('does not send the cause or stack of a HaulError', () => {
+    const err = new ProtocolViolationError('short body', { cause: new Error('/secret/path') })
+    const msg = throughWire(2, err)
+    expect(msg.message).toBe('short body')
+    expect(JSON.stringify(msg)).not.toContain('secret')
+  })
+
+  it.each([
+    ['ascii', 'a'],
+    ['2-byte', 'é'],
+    ['3-byte', '€'],
+    ['surrogate pairs', '💾'],
+  ])('long messages are cut to 1 KiB on a character boundary (%s)', (_, unit) => {
+    const long = `x${unit.repeat(2000)}`
+    const msg = throughWire(4, new ProtocolViolationError(long))
+    const size = new TextEncoder().encode(msg.message).length
+    expect(size).toBeLessThanOrEqual(MAX_ERROR_MESSAGE_BYTES)
+    expect(size).toBeGreaterThan(MAX_ERROR_MESSAGE_BYTES - 4)
+    expect(long.startsWith(msg.message)).toBe(true)
+    expect(msg.message).not.toContain('\uFFFD')
+  })
+
+  it('unknown wire codes from a newer peer become InternalError locally', () => {
+    const [msg] = decodeAll([wire({ type: 'error', requestId: 1, code: 4242, message: 'new thing' })])
+    if (msg?.type !== 'error') throw new Error('expected an error frame')
+    expect(msg.code).toBe(4242)
+    expect(errorFromWire(msg.code, msg.message)).toBeInstanceOf(InternalError)
+  })
+})
+
+describe('protocol identity', () => {
+  it('is pinned', () => {
+    expect(PROTOCOL_ID).toBe('/haul/transfer/1.0.0')
+    expect(PROTOCOL_VERSION).toBe(1)
+  })
+})
