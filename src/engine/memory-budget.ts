@@ -1,0 +1,254 @@
+/**
+ * One memory budget per engine: every chunk buffer in flight (read, queued, in a
+ * worker, in a cache) holds a lease on it, and new work waits when it is spent.
+ *
+ * Waiters are served strictly first come, first served: a large request at the
+ * head of the queue blocks later small ones, otherwise a steady stream of small
+ * requests could starve it forever. Accounting is synchronous (a lease is counted
+ * the moment it is granted, not when the caller's `await` resumes), so `used`
+ * never exceeds `limit`.
+ */
+import { AbortedError, BudgetExceededError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
+import { MiB } from '../types.ts'
+
+export interface MemoryBudgetOptions {
+  /**
+   * Bytes that may be leased at once.
+   * @default 64 MiB
+   */
+  limit?: number
+}
+
+export const defaultMemoryBudgetOptions: Required<MemoryBudgetOptions> = { limit: 64 * MiB }
+
+export function verifyMemoryBudgetOptions(opts: Required<MemoryBudgetOptions>): void {
+  if (!Number.isSafeInteger(opts.limit) || opts.limit <= 0) {
+    throw new ConfigInvalidError(`memory budget limit must be a positive integer of bytes, got ${opts.limit}`)
+  }
+}
+
+/** A claim on `bytes` of the budget. Release it exactly when the memory it covers is dropped. */
+export interface Lease {
+  readonly bytes: number
+  readonly released: boolean
+  /** Returns the bytes to the budget. Idempotent. */
+  release(): void
+}
+
+/** Gives memory back under pressure; returns the bytes it freed (by releasing leases). */
+export type Reclaimer = (needed: number) => number
+
+export interface AcquireOptions {
+  signal?: AbortSignal
+}
+
+interface Waiter {
+  readonly bytes: number
+  readonly resolve: (lease: Lease) => void
+  readonly signal: AbortSignal | undefined
+  onAbort: (() => void) | undefined
+  prev: Waiter | undefined
+  next: Waiter | undefined
+}
+
+/** Throws `AbortedError` (cause: the signal's reason) if the signal is aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason })
+}
+
+export function checkBytes(bytes: number): void {
+  if (!Number.isSafeInteger(bytes) || bytes < 0) {
+    throw new InvalidArgumentError(`byte count must be a non-negative integer, got ${bytes}`)
+  }
+}
+
+class BudgetLease implements Lease {
+  readonly bytes: number
+  #budget: MemoryBudget | undefined
+
+  constructor(budget: MemoryBudget, bytes: number) {
+    this.#budget = budget
+    this.bytes = bytes
+  }
+
+  get released(): boolean {
+    return this.#budget === undefined
+  }
+
+  release(): void {
+    const budget = this.#budget
+    if (budget === undefined) return
+    this.#budget = undefined
+    giveBack(budget, this.bytes)
+  }
+}
+
+// Set in the MemoryBudget class body so leases can return bytes without a public method.
+let giveBack: (budget: MemoryBudget, bytes: number) => void
+
+export class MemoryBudget {
+  readonly #limit: number
+  #used = 0
+  #peak = 0
+  #head: Waiter | undefined
+  #tail: Waiter | undefined
+  #waiting = 0
+  #pumping = false
+  #reclaimer: Reclaimer | undefined
+  readonly #extraReclaimers = new Set<Reclaimer>()
+
+  static {
+    giveBack = (budget, bytes) => {
+      budget.#used -= bytes
+      budget.#pump()
+    }
+  }
+
+  constructor(opts: MemoryBudgetOptions = {}) {
+    const o: Required<MemoryBudgetOptions> = { ...defaultMemoryBudgetOptions }
+    if (opts.limit !== undefined) o.limit = opts.limit
+    verifyMemoryBudgetOptions(o)
+    this.#limit = o.limit
+  }
+
+  get limit(): number {
+    return this.#limit
+  }
+  get used(): number {
+    return this.#used
+  }
+  get available(): number {
+    return this.#limit - this.#used
+  }
+  /** Number of `acquire` calls queued. */
+  get waiting(): number {
+    return this.#waiting
+  }
+  /** Highest `used` ever seen. */
+  get peak(): number {
+    return this.#peak
+  }
+
+  /**
+   * Waits until `bytes` fit (behind every earlier waiter), then returns a lease.
+   * Rejects with `BudgetExceededError` at once if `bytes > limit`, with
+   * `InvalidArgumentError` for a negative or fractional count, and with
+   * `AbortedError` when `signal` aborts (the waiter is removed from the queue).
+   */
+  acquire(bytes: number, opts: AcquireOptions = {}): Promise<Lease> {
+    try {
+      checkBytes(bytes)
+      this.#checkLimit(bytes)
+      throwIfAborted(opts.signal)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (this.#head === undefined && bytes <= this.available) return Promise.resolve(this.#grant(bytes))
+    return new Promise<Lease>((resolve, reject) => {
+      const signal = opts.signal
+      const w: Waiter = { bytes, resolve, signal, onAbort: undefined, prev: this.#tail, next: undefined }
+      if (signal !== undefined) {
+        w.onAbort = () => {
+          this.#unlink(w)
+          reject(new AbortedError(undefined, { cause: signal.reason }))
+          // The aborted waiter may have been the head blocking smaller ones behind it.
+          this.#pump()
+        }
+        signal.addEventListener('abort', w.onAbort, { once: true })
+      }
+      if (this.#tail === undefined) this.#head = w
+      else this.#tail.next = w
+      this.#tail = w
+      this.#waiting++
+      this.#pump()
+    })
+  }
+
+  /**
+   * A lease if nobody is waiting (fairness) and `bytes` fit now, else undefined.
+   * Never calls reclaimers. Throws `BudgetExceededError` if `bytes > limit`.
+   */
+  tryAcquire(bytes: number): Lease | undefined {
+    checkBytes(bytes)
+    this.#checkLimit(bytes)
+    if (this.#head !== undefined || bytes > this.available) return undefined
+    return this.#grant(bytes)
+  }
+
+  /**
+   * Sets (or with `undefined` clears) the reclaimer asked to give memory back when
+   * the head waiter does not fit. It runs last, after those from `addReclaimer`,
+   * because it is meant for the chunk cache, whose entries are the costliest to rebuild.
+   * Reclaimers must not acquire from this budget. One that throws counts as
+   * having freed nothing (a process warning is emitted).
+   */
+  setReclaimer(fn: Reclaimer | undefined): void {
+    this.#reclaimer = fn
+  }
+
+  /** Adds a reclaimer run before the one from `setReclaimer` (e.g. idle pooled buffers). Returns its remover. */
+  addReclaimer(fn: Reclaimer): () => void {
+    this.#extraReclaimers.add(fn)
+    return () => {
+      this.#extraReclaimers.delete(fn)
+    }
+  }
+
+  #checkLimit(bytes: number): void {
+    if (bytes > this.#limit) {
+      throw new BudgetExceededError(
+        `a request for ${bytes} bytes can never fit a memory budget of ${this.#limit} bytes; raise the budget limit or lower the chunk size`,
+      )
+    }
+  }
+
+  #grant(bytes: number): Lease {
+    this.#used += bytes
+    if (this.#used > this.#peak) this.#peak = this.#used
+    return new BudgetLease(this, bytes)
+  }
+
+  #unlink(w: Waiter): void {
+    if (w.prev === undefined) this.#head = w.next
+    else w.prev.next = w.next
+    if (w.next === undefined) this.#tail = w.prev
+    else w.next.prev = w.prev
+    w.prev = w.next = undefined
+    this.#waiting--
+  }
+
+  /** Grants head waiters while they fit; asks reclaimers once when the head does not. */
+  #pump(): void {
+    // Reclaimers release leases, which calls back here; the outer loop re-reads the head.
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      for (;;) {
+        const w = this.#head
+        if (w === undefined) return
+        if (w.bytes > this.available) {
+          this.#reclaim(w.bytes - this.available)
+          if (w.bytes > this.available) return
+        }
+        this.#unlink(w)
+        if (w.onAbort !== undefined) w.signal?.removeEventListener('abort', w.onAbort)
+        w.resolve(this.#grant(w.bytes))
+      }
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  #reclaim(needed: number): void {
+    for (const fn of [...this.#extraReclaimers, this.#reclaimer]) {
+      if (fn === undefined) continue
+      try {
+        fn(needed)
+      } catch (err) {
+        process.emitWarning(`memory budget reclaimer threw: ${String(err)}`, 'HaulWarning')
+      }
+      needed = (this.#head?.bytes ?? 0) - this.available
+      if (needed <= 0) return
+    }
+  }
+}
