@@ -1,0 +1,162 @@
+import { parseArgs } from 'node:util'
+import { parseChunking } from '../chunking/params.ts'
+import { Engine } from '../engine/engine.ts'
+import type { EngineOptions } from '../engine/config.ts'
+import { indexFile } from '../engine/indexer.ts'
+import { MemoryBudget } from '../engine/memory-budget.ts'
+import { decodeTicket } from '../engine/ticket.ts'
+import { InvalidArgumentError } from '../errors.ts'
+import { WorkerPool } from '../workers/pool.ts'
+import { describeError, formatBytes, formatDuration, formatRate, progressLine } from './format.ts'
+import { Output } from './output.ts'
+
+const USAGE = `haul — move very large files between libp2p peers, verified chunk by chunk
+
+Usage:
+  haul index <file> [--chunking fixed:1m|fixed:2m|fixed:4m|cdc|cdc:MIN:AVG:MAX] [--out <descriptor>] [--json]
+  haul send <file> [--listen <multiaddr>]... [--data-dir <dir>] [--chunking ...] [--json]
+  haul get <ticket> [-o <path>] [--listen <multiaddr>]... [--json]
+
+Options:
+  --json        newline-delimited JSON events instead of human output
+  --memory MiB  memory budget for chunk buffers (default 64)
+  --workers N   worker threads (default: cores)
+`
+
+async function main(argv: string[]): Promise<number> {
+  const { values, positionals } = parseArgs({
+    args: argv,
+    allowPositionals: true,
+    options: {
+      chunking: { type: 'string' },
+      out: { type: 'string', short: 'o' },
+      listen: { type: 'string', multiple: true },
+      'data-dir': { type: 'string' },
+      json: { type: 'boolean', default: false },
+      memory: { type: 'string' },
+      workers: { type: 'string' },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  const [command, arg] = positionals
+  const out = new Output(values.json === true)
+  if (values.help || command === undefined) {
+    process.stdout.write(USAGE)
+    return command === undefined && !values.help ? 2 : 0
+  }
+  const engineOptions: EngineOptions = {
+    ...(values.listen === undefined ? {} : { listen: values.listen }),
+    ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+    ...(values.chunking === undefined ? {} : { chunking: parseChunking(values.chunking) }),
+    ...(values.memory === undefined ? {} : { memoryBudget: positiveInt('--memory', values.memory) * 1024 * 1024 }),
+    ...(values.workers === undefined ? {} : { workers: positiveInt('--workers', values.workers) }),
+  }
+  switch (command) {
+    case 'index':
+      return runIndex(need(arg, 'index <file>'), values.out, engineOptions, out)
+    case 'send':
+      return runSend(need(arg, 'send <file>'), engineOptions, out)
+    case 'get':
+      return runGet(need(arg, 'get <ticket>'), values.out, engineOptions, out)
+    default:
+      throw new InvalidArgumentError(`unknown command "${command}": try "haul --help"`)
+  }
+}
+
+async function runIndex(file: string, outPath: string | undefined, opts: EngineOptions, out: Output): Promise<number> {
+  const pool = new WorkerPool(opts.workers === undefined ? {} : { threads: opts.workers })
+  const budget = new MemoryBudget({ limit: opts.memoryBudget ?? 64 * 1024 * 1024 })
+  try {
+    const r = await indexFile(file, {
+      chunking: opts.chunking ?? { kind: 'fixed', size: 1024 * 1024 },
+      pool,
+      budget,
+      ...(outPath === undefined ? {} : { descriptorPath: outPath }),
+      onProgress: (done, total) => out.progressBytes('indexing', done, total),
+    })
+    out.done()
+    const cid = Buffer.from(r.cid).toString('hex')
+    const rate = r.seconds > 0 ? r.bytes / r.seconds : 0
+    out.event({ event: 'indexed', cid, chunks: r.chunks, bytes: r.bytes, seconds: r.seconds, rate, descriptor: r.descriptorPath })
+    out.human(
+      `content id  ${cid}\nchunks      ${r.chunks}\nsize        ${formatBytes(r.bytes)}\nthroughput  ${formatRate(rate)} (${r.seconds.toFixed(2)} s)\ndescriptor  ${r.descriptorPath}`,
+    )
+    return 0
+  } finally {
+    await pool.destroy()
+  }
+}
+
+async function runSend(file: string, opts: EngineOptions, out: Output): Promise<number> {
+  const engine = await Engine.create(opts)
+  const stop = new AbortController()
+  const onSignal = (): void => stop.abort()
+  process.once('SIGINT', onSignal)
+  process.once('SIGTERM', onSignal)
+  try {
+    const { ticket, index } = await engine.publish(file, {
+      signal: stop.signal,
+      onProgress: (done, total) => out.progressBytes('indexing', done, total),
+    })
+    out.done()
+    out.event({ event: 'published', ticket, cid: Buffer.from(index.cid).toString('hex'), bytes: index.bytes, chunks: index.chunks, peerId: engine.peerId, addresses: engine.addresses })
+    out.human(`serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks)\n\nticket:\n${ticket}\n\nrun on the receiver:  npx haul get ${ticket}\nCtrl-C stops serving.`)
+    if (!stop.signal.aborted) await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }))
+    out.event({ event: 'stopped' })
+    return 0
+  } finally {
+    process.off('SIGINT', onSignal)
+    process.off('SIGTERM', onSignal)
+    await engine.stop()
+  }
+}
+
+async function runGet(ticketText: string, outPath: string | undefined, opts: EngineOptions, out: Output): Promise<number> {
+  const ticket = decodeTicket(ticketText)
+  const dest = outPath ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
+  const engine = await Engine.create(opts)
+  const abort = new AbortController()
+  const onSignal = (): void => abort.abort()
+  process.once('SIGINT', onSignal)
+  try {
+    const handle = engine.fetch(ticketText, dest, {
+      signal: abort.signal,
+      onProgress: (p) => {
+        out.event({ event: 'progress', ...p })
+        out.bar(progressLine(p))
+      },
+    })
+    const r = await handle.result
+    out.done()
+    out.event({ event: 'done', path: r.path, bytes: r.bytes, chunks: r.chunks, seconds: r.seconds, rate: r.rate })
+    out.human(
+      `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}`,
+    )
+    return 0
+  } finally {
+    process.off('SIGINT', onSignal)
+    await engine.stop()
+  }
+}
+
+function need(v: string | undefined, what: string): string {
+  if (v === undefined) throw new InvalidArgumentError(`missing argument: haul ${what}`)
+  return v
+}
+
+function positiveInt(name: string, v: string): number {
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} takes a positive whole number, got "${v}"`)
+  return n
+}
+
+const json = process.argv.includes('--json')
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (err: unknown) => {
+    const { code, message } = describeError(err)
+    if (json) process.stdout.write(`${JSON.stringify({ event: 'error', code, message })}\n`)
+    else process.stderr.write(`\nerror [${code}]: ${message}\n`)
+    process.exit(err instanceof InvalidArgumentError ? 2 : 1)
+  },
+)

@@ -1,0 +1,59 @@
+import { formatBytes } from './format.ts'
+
+/**
+ * Human output (a live progress line on a terminal, occasional lines when
+ * piped) or newline-delimited JSON events for scripts — never both.
+ */
+export class Output {
+  readonly json: boolean
+  readonly #tty: boolean
+  #lastLine = 0
+  #barShown = false
+
+  constructor(json: boolean) {
+    this.json = json
+    this.#tty = process.stderr.isTTY === true
+  }
+
+  event(e: Record<string, unknown>): void {
+    if (this.json) process.stdout.write(`${JSON.stringify(e)}\n`)
+  }
+
+  human(text: string): void {
+    if (!this.json) process.stdout.write(`${text}\n`)
+  }
+
+  /** Redraws the progress line in place on a terminal; once every 2 s otherwise. */
+  bar(line: string): void {
+    if (this.json) return
+    const now = Date.now()
+    if (this.#tty) {
+      if (now - this.#lastLine < 100) return
+      process.stderr.write(`\r${line}\x1b[K`)
+      this.#barShown = true
+    } else {
+      if (now - this.#lastLine < 2000) return
+      process.stderr.write(`${line}\n`)
+    }
+    this.#lastLine = now
+  }
+
+  #lastEvent = 0
+
+  /** Progress of a phase; JSON events at most every 250 ms plus the last one. */
+  progressBytes(label: string, done: number, total: number): void {
+    const now = Date.now()
+    if (done === total || now - this.#lastEvent >= 250) {
+      this.#lastEvent = now
+      this.event({ event: label, bytesDone: done, totalBytes: total })
+    }
+    const pct = total === 0 ? 100 : (done / total) * 100
+    this.bar(`${label} ${pct.toFixed(1)}%  ${formatBytes(done)} / ${formatBytes(total)}`)
+  }
+
+  /** Ends the live line so the summary starts on its own line. */
+  done(): void {
+    if (this.#barShown) process.stderr.write('\n')
+    this.#barShown = false
+  }
+}

@@ -1,0 +1,88 @@
+import { availableParallelism } from 'node:os'
+import { verifyChunkingParams } from '../chunking/params.ts'
+import { ConfigInvalidError } from '../errors.ts'
+import type { ChunkingParams } from '../types.ts'
+import type { CodecPolicy } from '../workers/codecs.ts'
+import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
+import type { ServerLimits } from './server.ts'
+import type { TransferTimeouts } from './transfer.ts'
+
+export interface EngineOptions {
+  /** libp2p listen addresses. @default ['/ip4/127.0.0.1/tcp/0'] */
+  listen?: string[]
+  /** Folder for the node's identity key and published descriptors. @default none: a fresh identity each start, descriptors beside the files */
+  dataDir?: string
+  /** Bytes of chunk buffers the engine may hold at once, across all transfers. @default 64 MiB */
+  memoryBudget?: number
+  /** Worker threads for hashing and compression. @default os.availableParallelism() */
+  workers?: number
+  /** How published files are cut. @default fixed 1 MiB */
+  chunking?: ChunkingParams
+  /** Per-chunk compression when serving. @default 'auto' */
+  codec?: CodecPolicy
+  timeouts?: Partial<TransferTimeouts>
+  fetch?: Partial<FetchLimits>
+  server?: Partial<ServerLimits>
+}
+
+export interface EngineConfig {
+  readonly listen: string[]
+  readonly dataDir: string | undefined
+  readonly memoryBudget: number
+  readonly workers: number
+  readonly chunking: ChunkingParams
+  readonly codec: CodecPolicy
+  readonly timeouts: TransferTimeouts
+  readonly fetch: FetchLimits
+  readonly server: ServerLimits
+}
+
+const MiB = 1024 * 1024
+
+export const defaultTimeouts: Readonly<TransferTimeouts> = { connectMs: 10_000, idleMs: 30_000, requestMs: 30_000 }
+
+export const defaultServerLimits: Readonly<ServerLimits> = {
+  maxQueuedRequests: 64,
+  maxChunksPerRequest: 4096,
+  maxPagesPerRequest: 16,
+  readAhead: 4,
+  maxFrame: 8 * MiB + 64 * 1024,
+}
+
+/** Fills defaults and checks every option; never mutates `opts`. */
+export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
+  const config: EngineConfig = {
+    listen: [...(opts.listen ?? ['/ip4/127.0.0.1/tcp/0'])],
+    dataDir: opts.dataDir,
+    memoryBudget: opts.memoryBudget ?? 64 * MiB,
+    workers: opts.workers ?? Math.max(1, availableParallelism()),
+    chunking: opts.chunking ?? { kind: 'fixed', size: MiB },
+    codec: opts.codec ?? 'auto',
+    timeouts: { ...defaultTimeouts, ...opts.timeouts },
+    fetch: { ...defaultFetchLimits, ...opts.fetch },
+    server: { ...defaultServerLimits, ...opts.server },
+  }
+  verifyChunkingParams(config.chunking)
+  const positive = (name: string, v: number, min = 1): void => {
+    if (!Number.isSafeInteger(v) || v < min) throw new ConfigInvalidError(`${name} must be an integer >= ${min}, got ${v}`)
+  }
+  positive('memoryBudget', config.memoryBudget, 4 * MiB)
+  positive('workers', config.workers)
+  for (const [k, v] of Object.entries(config.timeouts)) positive(`timeouts.${k}`, v, 10)
+  for (const [k, v] of Object.entries(config.fetch)) positive(`fetch.${k}`, v)
+  for (const [k, v] of Object.entries(config.server)) positive(`server.${k}`, v)
+  if (!['none', 'lz4', 'zstd', 'auto'].includes(config.codec)) {
+    throw new ConfigInvalidError(`codec must be none, lz4, zstd or auto, got ${config.codec}`)
+  }
+  const maxChunk = config.chunking.kind === 'fixed' ? config.chunking.size : config.chunking.maxSize
+  if (config.memoryBudget < 4 * maxChunk) {
+    throw new ConfigInvalidError(`memoryBudget (${config.memoryBudget}) must hold at least 4 chunks of ${maxChunk} bytes`)
+  }
+  if (config.fetch.windowBytes < maxChunk) {
+    throw new ConfigInvalidError(`fetch.windowBytes must hold at least one chunk (${maxChunk} bytes)`)
+  }
+  if (config.server.maxFrame < maxChunk + 1024) {
+    throw new ConfigInvalidError(`server.maxFrame must exceed the largest chunk (${maxChunk} bytes)`)
+  }
+  return config
+}

@@ -1,0 +1,241 @@
+import { createHash, randomUUID } from 'node:crypto'
+import { mkdir } from 'node:fs/promises'
+import { resolve as resolvePath } from 'node:path'
+import { type ActorRefFrom, createActor, sendTo, setup, spawnChild, stopChild } from 'xstate'
+import { DescriptorReader } from '../descriptor/reader.ts'
+import { AbortedError, type HaulError } from '../errors.ts'
+import { Network } from '../net/network.ts'
+import { PROTOCOL_ID } from '../protocol/messages.ts'
+import { SourceFile } from '../storage/source-file.ts'
+import { WorkerPool } from '../workers/pool.ts'
+import { type EngineConfig, resolveEngineConfig, type EngineOptions } from './config.ts'
+import { indexFile, type IndexResult } from './indexer.ts'
+import { MemoryBudget } from './memory-budget.ts'
+import type { TransferProgress } from './progress.ts'
+import { ContentRegistry } from './registry.ts'
+import { serveStream } from './server.ts'
+import { decodeTicket, encodeTicket } from './ticket.ts'
+import { FetchJob, type FetchResult } from './transfer.ts'
+import { type TransferJob, transferMachine, type TransferOutput, type TransferStatus } from './transfer-machine.ts'
+
+export interface PublishOptions {
+  signal?: AbortSignal
+  onProgress?: (bytesDone: number, totalBytes: number) => void
+}
+
+export interface Published {
+  /** Give this string to the receiver. */
+  readonly ticket: string
+  readonly index: IndexResult
+}
+
+export interface FetchOptions {
+  signal?: AbortSignal
+  onProgress?: (progress: TransferProgress) => void
+}
+
+export interface TransferHandle {
+  readonly id: string
+  /** Resolves when the file is whole and verified at `dest`; rejects with a HaulError otherwise. */
+  readonly result: Promise<FetchResult>
+  status(): TransferStatus
+  progress(): TransferProgress | undefined
+  cancel(): void
+}
+
+type EngineEvent =
+  | { type: 'transfer.start'; id: string; job: TransferJob }
+  | { type: 'transfer.cancel'; id: string }
+  | { type: 'transfer.reap'; id: string }
+
+/** One actor system per engine: every transfer machine is a child of this root. */
+const engineMachine = setup({
+  types: { events: {} as EngineEvent },
+  actors: { transfer: transferMachine },
+}).createMachine({
+  id: 'haul-engine',
+  on: {
+    'transfer.start': {
+      actions: spawnChild('transfer', {
+        id: ({ event }) => event.id,
+        input: ({ event }) => (event as Extract<EngineEvent, { type: 'transfer.start' }>).job,
+      }),
+    },
+    'transfer.cancel': { actions: sendTo(({ event }) => event.id, { type: 'cancel' }) },
+    'transfer.reap': { actions: stopChild(({ event }) => event.id) },
+  },
+})
+
+/**
+ * A haul engine: one libp2p node, one worker pool and one memory budget shared
+ * by everything it publishes and fetches.
+ */
+export class Engine {
+  readonly config: EngineConfig
+  readonly network: Network
+  readonly pool: WorkerPool
+  readonly budget: MemoryBudget
+  readonly #registry = new ContentRegistry()
+  readonly #stop = new AbortController()
+  readonly #system = createActor(engineMachine)
+  readonly #transfers = new Map<string, FetchJob>()
+  #stopped = false
+
+  private constructor(config: EngineConfig, network: Network, pool: WorkerPool, budget: MemoryBudget) {
+    this.config = config
+    this.network = network
+    this.pool = pool
+    this.budget = budget
+    this.#system.start()
+  }
+
+  static async create(options: EngineOptions = {}): Promise<Engine> {
+    const config = resolveEngineConfig(options)
+    const budget = new MemoryBudget({ limit: config.memoryBudget })
+    const pool = new WorkerPool({ threads: config.workers })
+    let network: Network | undefined
+    try {
+      network = await Network.create({
+        listen: config.listen,
+        ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
+        connectTimeoutMs: config.timeouts.connectMs,
+      })
+      const engine = new Engine(config, network, pool, budget)
+      await network.handle(
+        PROTOCOL_ID,
+        (stream) =>
+          serveStream(stream, {
+            registry: engine.#registry,
+            pool,
+            budget,
+            codec: config.codec,
+            limits: config.server,
+            signal: engine.#stop.signal,
+          }),
+        { idleTimeoutMs: config.timeouts.idleMs },
+      )
+      return engine
+    } catch (err) {
+      await network?.stop()
+      await pool.destroy()
+      throw err
+    }
+  }
+
+  get peerId(): string {
+    return this.network.peerId
+  }
+
+  get addresses(): string[] {
+    return this.network.addresses
+  }
+
+  /** Indexes `path`, serves it, and returns the ticket a receiver needs. */
+  async publish(path: string, opts: PublishOptions = {}): Promise<Published> {
+    this.#assertRunning()
+    const file = resolvePath(path)
+    const index = await indexFile(file, {
+      chunking: this.config.chunking,
+      pool: this.pool,
+      budget: this.budget,
+      ...(this.config.dataDir === undefined ? {} : { descriptorPath: await storePath(this.config.dataDir, file) }),
+      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+    })
+    const reader = await DescriptorReader.open(index.descriptorPath)
+    const source = await SourceFile.open(file, index.fingerprint).catch(async (err) => {
+      await reader.close()
+      throw err
+    })
+    this.#registry.add({ cid: index.cid, path: file, header: index.header, headerBytes: index.headerBytes, reader, source })
+    const ticket = encodeTicket({ cid: index.cid, peerId: this.peerId, addrs: this.addresses })
+    return { ticket, index }
+  }
+
+  unpublish(cid: Uint8Array): void {
+    this.#registry.unpublish(cid)
+  }
+
+  /** Starts fetching `ticket` into `dest`; progress and the result come through the handle. */
+  fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
+    this.#assertRunning()
+    const ticket = decodeTicket(ticketText)
+    const id = randomUUID()
+    const job = new FetchJob(
+      {
+        network: this.network,
+        pool: this.pool,
+        budget: this.budget,
+        limits: this.config.fetch,
+        timeouts: this.config.timeouts,
+        maxFrame: this.config.server.maxFrame,
+      },
+      ticket,
+      resolvePath(dest),
+      opts.onProgress,
+    )
+    this.#transfers.set(id, job)
+    this.#system.send({ type: 'transfer.start', id, job })
+    const actor = this.#system.getSnapshot().children[id] as ActorRefFrom<typeof transferMachine>
+    const cancel = (): void => this.#system.send({ type: 'transfer.cancel', id })
+    opts.signal?.addEventListener('abort', cancel, { once: true })
+    const result = new Promise<FetchResult>((resolve, reject) => {
+      const settle = async (output: TransferOutput): Promise<void> => {
+        opts.signal?.removeEventListener('abort', cancel)
+        await job.cleanup()
+        this.#transfers.delete(id)
+        this.#system.send({ type: 'transfer.reap', id })
+        if (output.status === 'done') resolve(job.result())
+        else reject(output.error ?? new AbortedError('the transfer was cancelled'))
+      }
+      const sub = actor.subscribe({
+        next: (snap) => {
+          if (snap.status !== 'done') return
+          sub.unsubscribe()
+          void settle(snap.output)
+        },
+        error: (err) => void settle({ status: 'failed', error: err as HaulError }),
+      })
+      const now = actor.getSnapshot()
+      if (now.status === 'done') {
+        sub.unsubscribe()
+        void settle(now.output)
+      }
+    })
+    if (opts.signal?.aborted) cancel()
+    return {
+      id,
+      result,
+      status: () => (actor.getSnapshot().value as TransferStatus) ?? 'failed',
+      progress: () => job.progress(),
+      cancel,
+    }
+  }
+
+  get activeTransfers(): number {
+    return this.#transfers.size
+  }
+
+  async stop(): Promise<void> {
+    if (this.#stopped) return
+    this.#stopped = true
+    for (const id of this.#transfers.keys()) this.#system.send({ type: 'transfer.cancel', id })
+    this.#stop.abort()
+    await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
+    this.#system.stop()
+    await this.#registry.closeAll()
+    await this.network.stop()
+    await this.pool.destroy()
+  }
+
+  #assertRunning(): void {
+    if (this.#stopped) throw new AbortedError('the engine is stopped: create a new one')
+  }
+}
+
+/** Descriptors of published files live in the data folder, named by a hash of the file's path. */
+async function storePath(dataDir: string, file: string): Promise<string> {
+  const dir = resolvePath(dataDir, 'descriptors')
+  await mkdir(dir, { recursive: true })
+  return resolvePath(dir, `${createHash('sha256').update(file).digest('hex').slice(0, 32)}.haul`)
+}

@@ -1,0 +1,47 @@
+import { TooManyRequestsError } from '../errors.ts'
+import type { FrameStream } from '../net/stream-io.ts'
+import { encodeMessage } from '../protocol/encoder.ts'
+import type { TransferMessage } from '../protocol/messages.ts'
+
+/**
+ * Serializes frames onto one stream so the parts of two frames never
+ * interleave. Each write still waits for the stream's drain; the number of
+ * frames waiting their turn is bounded (a peer that makes us queue more than
+ * `maxQueued` replies is flooding us and gets cut off).
+ */
+export class FrameWriter {
+  readonly #stream: FrameStream
+  readonly #maxQueued: number
+  #maxFrame: number | undefined
+  #tail: Promise<void> = Promise.resolve()
+  #queued = 0
+
+  constructor(stream: FrameStream, opts: { maxQueued?: number; maxFrame?: number } = {}) {
+    this.#stream = stream
+    this.#maxQueued = opts.maxQueued ?? 128
+    this.#maxFrame = opts.maxFrame
+  }
+
+  /** The peer's announced frame limit, learned from its hello. */
+  set maxFrame(n: number) {
+    this.#maxFrame = n
+  }
+
+  get queued(): number {
+    return this.#queued
+  }
+
+  send(msg: TransferMessage, opts: { signal?: AbortSignal } = {}): Promise<void> {
+    if (this.#queued >= this.#maxQueued) {
+      return Promise.reject(
+        new TooManyRequestsError(`more than ${this.#maxQueued} frames waiting to be sent`),
+      )
+    }
+    const parts = encodeMessage(msg, this.#maxFrame)
+    this.#queued++
+    const p = this.#tail.then(() => this.#stream.write(parts, opts))
+    const settled = p.finally(() => this.#queued--)
+    this.#tail = settled.catch(() => {})
+    return settled
+  }
+}

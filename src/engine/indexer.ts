@@ -1,0 +1,172 @@
+import { open } from 'node:fs/promises'
+import { maxChunkSize, verifyChunkingParams } from '../chunking/params.ts'
+import type { DescriptorHeader } from '../descriptor/header.ts'
+import { DescriptorWriter } from '../descriptor/writer.ts'
+import { AbortedError, ContentChangedError } from '../errors.ts'
+import { fsError } from '../storage/fs-errors.ts'
+import { type FileFingerprint, fingerprint, SourceFile } from '../storage/source-file.ts'
+import type { ChunkingParams, LeafEntry } from '../types.ts'
+import type { WorkerPool } from '../workers/pool.ts'
+import { BufferPool } from './buffer-pool.ts'
+import type { MemoryBudget } from './memory-budget.ts'
+
+export interface IndexOptions {
+  chunking: ChunkingParams
+  pool: WorkerPool
+  budget: MemoryBudget
+  /** Where the descriptor goes. @default `${path}.haul` */
+  descriptorPath?: string
+  /** Leaves per descriptor page. @default the descriptor's default (1024) */
+  pageSize?: number
+  signal?: AbortSignal
+  onProgress?: (bytesDone: number, totalBytes: number) => void
+}
+
+export interface IndexResult {
+  readonly cid: Uint8Array
+  readonly header: DescriptorHeader
+  readonly headerBytes: Uint8Array
+  readonly descriptorPath: string
+  readonly fingerprint: FileFingerprint
+  readonly chunks: number
+  readonly bytes: number
+  readonly seconds: number
+}
+
+/**
+ * Chunks and hashes a file into a descriptor. Memory is a fixed number of
+ * chunk buffers drawn from the engine budget, whatever the file size: buffers
+ * are moved to worker threads for hashing and come back to be reused.
+ */
+export async function indexFile(path: string, opts: IndexOptions): Promise<IndexResult> {
+  opts.signal?.throwIfAborted()
+  verifyChunkingParams(opts.chunking)
+  const started = performance.now()
+  const fp = await fingerprint(path)
+  const descriptorPath = opts.descriptorPath ?? `${path}.haul`
+  const writer = await DescriptorWriter.create(descriptorPath, {
+    chunking: opts.chunking,
+    ...(opts.pageSize === undefined ? {} : { pageSize: opts.pageSize }),
+  })
+  let chunks = 0
+  try {
+    const append = async (e: LeafEntry): Promise<void> => {
+      await writer.append(e)
+      chunks++
+      opts.onProgress?.(e.offset + e.length, fp.size)
+    }
+    if (opts.chunking.kind === 'fixed') {
+      await indexFixed(path, fp, opts.chunking.size, opts, append)
+    } else {
+      await indexCdc(path, fp, opts.chunking, opts, append)
+    }
+    opts.signal?.throwIfAborted()
+    const { header, headerBytes, cid } = await writer.finish(fp.size)
+    // A file modified while we read it would give a descriptor of neither version.
+    const after = await fingerprint(path)
+    if (after.size !== fp.size || after.mtimeMs !== fp.mtimeMs) {
+      throw new ContentChangedError(`${path} changed while it was being indexed: index it again`)
+    }
+    const seconds = (performance.now() - started) / 1000
+    return { cid, header, headerBytes, descriptorPath, fingerprint: fp, chunks, bytes: fp.size, seconds }
+  } catch (err) {
+    await writer.abort()
+    if (opts.signal?.aborted) throw new AbortedError('indexing was cancelled', { cause: err })
+    throw err
+  }
+}
+
+/** Fixed chunks: read ahead up to `depth` chunks, hash in workers, append in file order. */
+async function indexFixed(
+  path: string,
+  fp: FileFingerprint,
+  chunkSize: number,
+  opts: IndexOptions,
+  append: (e: LeafEntry) => Promise<void>,
+): Promise<void> {
+  const src = await SourceFile.open(path, fp)
+  const depth = Math.max(2, opts.pool.threads * 2)
+  const buffers = new BufferPool(opts.budget, chunkSize, { maxIdle: depth })
+  const inflight: Promise<LeafEntry>[] = []
+  const signal = opts.signal
+  try {
+    for (let offset = 0; offset < fp.size; offset += chunkSize) {
+      const length = Math.min(chunkSize, fp.size - offset)
+      const buf = await buffers.acquire(signal === undefined ? {} : { signal })
+      try {
+        await src.read(offset, length, buf)
+      } catch (err) {
+        buffers.release(buf)
+        throw err
+      }
+      const at = offset
+      inflight.push(
+        opts.pool
+          .hash(buf, { length, ...(signal === undefined ? {} : { signal }) })
+          .then(({ hash, buf: back }) => {
+            buffers.release(back)
+            return { offset: at, length, hash }
+          }),
+      )
+      if (inflight.length >= depth) await append(await inflight.shift()!)
+    }
+    while (inflight.length > 0) await append(await inflight.shift()!)
+  } finally {
+    // Let the ones already running settle so their buffers return before the pool is dropped.
+    await Promise.allSettled(inflight)
+    buffers.destroy()
+    await src.close()
+  }
+}
+
+/**
+ * Content-defined chunks: a block is cut and hashed in a worker; the tail
+ * after the last cut is carried to the front of the next block. Cut points
+ * depend on the previous cut, so blocks go through one at a time.
+ */
+async function indexCdc(
+  path: string,
+  fp: FileFingerprint,
+  params: Extract<ChunkingParams, { kind: 'cdc' }>,
+  opts: IndexOptions,
+  append: (e: LeafEntry) => Promise<void>,
+): Promise<void> {
+  const blockSize = Math.max(8 * 1024 * 1024, 2 * maxChunkSize(params))
+  const lease = await opts.budget.acquire(blockSize, opts.signal === undefined ? {} : { signal: opts.signal })
+  const fh = await open(path, 'r').catch((err) => {
+    lease.release()
+    throw fsError(err, path)
+  })
+  let buf = new Uint8Array(new ArrayBuffer(blockSize))
+  try {
+    let fileOffset = 0 // where the next read starts
+    let chunkOffset = 0 // file offset of buf[0]
+    let filled = 0
+    while (true) {
+      opts.signal?.throwIfAborted()
+      while (filled < blockSize && fileOffset < fp.size) {
+        const { bytesRead } = await fh.read(buf, filled, blockSize - filled, fileOffset)
+        if (bytesRead === 0) break
+        filled += bytesRead
+        fileOffset += bytesRead
+      }
+      const isFinal = fileOffset >= fp.size
+      if (filled === 0) break
+      const r = await opts.pool.cdcChunkAndHash(buf, filled, params, isFinal, { signal: opts.signal })
+      buf = r.buf as Uint8Array<ArrayBuffer>
+      let at = chunkOffset
+      for (let i = 0; i < r.lengths.length; i++) {
+        const length = r.lengths[i]!
+        await append({ offset: at, length, hash: r.hashes[i]! })
+        at += length
+      }
+      buf.copyWithin(0, r.consumed, filled)
+      filled -= r.consumed
+      chunkOffset = at
+      if (isFinal && filled === 0) break
+    }
+  } finally {
+    await fh.close()
+    lease.release()
+  }
+}

@@ -1,0 +1,297 @@
+import {
+  ContentChangedError,
+  ContentNotFoundError,
+  ProtocolViolationError,
+  TooManyRequestsError,
+} from '../errors.ts'
+import type { FrameStream } from '../net/stream-io.ts'
+import { FrameDecoder } from '../protocol/decoder.ts'
+import { errorMessage } from '../protocol/encoder.ts'
+import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
+import { CODECS, type Codec } from '../types.ts'
+import type { CodecPolicy } from '../workers/codecs.ts'
+import type { WorkerPool } from '../workers/pool.ts'
+import { FrameWriter } from './frame-writer.ts'
+import type { MemoryBudget } from './memory-budget.ts'
+import type { ContentRegistry, PublishedContent } from './registry.ts'
+
+export interface ServerLimits {
+  /** Requests a peer may queue on one stream before it gets TOO_MANY_REQUESTS. @default 64 */
+  maxQueuedRequests: number
+  /** Chunks one request may name. @default 4096 */
+  maxChunksPerRequest: number
+  /** Pages one request may name. @default 16 */
+  maxPagesPerRequest: number
+  /** Chunks read and encoded ahead of the one being sent, per stream. @default 4 */
+  readAhead: number
+  /** Largest frame we accept and announce. */
+  maxFrame: number
+}
+
+export interface ServerContext {
+  registry: ContentRegistry
+  pool: WorkerPool
+  budget: MemoryBudget
+  codec: CodecPolicy
+  limits: ServerLimits
+  signal: AbortSignal
+}
+
+type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'get-chunks' }>
+
+/**
+ * Serves one inbound stream. A reader loop decodes frames and queues requests
+ * (bounded); one worker answers them in order, reading only the chunks asked
+ * for, hashing each against its leaf (a file changed after indexing is refused,
+ * never served) and compressing it in the worker pool. Every frame goes out
+ * through `stream.write`, which waits for drain.
+ */
+export async function serveStream(stream: FrameStream, ctx: ServerContext): Promise<void> {
+  const session = new ServerSession(stream, ctx)
+  await session.run()
+}
+
+class ServerSession {
+  readonly #stream: FrameStream
+  readonly #ctx: ServerContext
+  readonly #queue: Request[] = []
+  readonly #cancelled = new Set<number>()
+  #wake: (() => void) | undefined
+  #inputDone = false
+  #helloSeen = false
+  readonly #abort = new AbortController()
+  readonly #writer: FrameWriter
+
+  constructor(stream: FrameStream, ctx: ServerContext) {
+    this.#stream = stream
+    this.#ctx = ctx
+    this.#writer = new FrameWriter(stream, { maxQueued: ctx.limits.maxQueuedRequests + 8 })
+  }
+
+  async run(): Promise<void> {
+    const stop = (): void => this.#abort.abort()
+    this.#ctx.signal.addEventListener('abort', stop, { once: true })
+    const worker = this.#work()
+    try {
+      await this.#read()
+    } catch (err) {
+      // A malformed frame or a broken stream: tell the peer why (best effort) and cut the stream.
+      this.#abort.abort()
+      await this.#sendSafe(errorMessage(0, err))
+      this.#stream.abort(err instanceof Error ? err : new Error(String(err)))
+    } finally {
+      this.#inputDone = true
+      this.#wake?.()
+      await worker
+      this.#ctx.signal.removeEventListener('abort', stop)
+    }
+    await this.#stream.close().catch(() => {})
+  }
+
+  async #read(): Promise<void> {
+    const decoder = new FrameDecoder({ maxFrame: this.#ctx.limits.maxFrame })
+    for await (const data of this.#stream.incoming) {
+      decoder.push(data)
+      for (const msg of decoder.frames()) this.#onMessage(msg)
+      if (this.#abort.signal.aborted) return
+    }
+    decoder.finish()
+  }
+
+  #onMessage(msg: TransferMessage): void {
+    if (msg.type === 'hello') {
+      if (this.#helloSeen) throw new ProtocolViolationError('hello sent twice')
+      this.#helloSeen = true
+      this.#writer.maxFrame = msg.maxFrame
+      void this.#sendSafe({
+        type: 'hello',
+        version: PROTOCOL_VERSION,
+        codecs: [...CODECS],
+        maxFrame: this.#ctx.limits.maxFrame,
+      })
+      return
+    }
+    if (!this.#helloSeen) throw new ProtocolViolationError(`expected hello first, got ${msg.type}`)
+    switch (msg.type) {
+      case 'cancel':
+        this.#cancelled.add(msg.requestId)
+        return
+      case 'get-header':
+      case 'get-pages':
+      case 'get-chunks':
+        if (this.#queue.length >= this.#ctx.limits.maxQueuedRequests) {
+          void this.#sendSafe(
+            errorMessage(
+              msg.requestId,
+              new TooManyRequestsError('too many queued requests on one stream: wait for replies'),
+            ),
+          )
+          return
+        }
+        this.#queue.push(msg)
+        this.#wake?.()
+        return
+      default:
+        throw new ProtocolViolationError(`a receiver does not send ${msg.type}`)
+    }
+  }
+
+  async #work(): Promise<void> {
+    while (!this.#abort.signal.aborted) {
+      const req = this.#queue.shift()
+      if (req === undefined) {
+        if (this.#inputDone) return
+        await new Promise<void>((r) => (this.#wake = r))
+        this.#wake = undefined
+        continue
+      }
+      if (this.#cancelled.delete(req.requestId)) continue
+      try {
+        await this.#answer(req)
+      } catch (err) {
+        if (this.#abort.signal.aborted) return
+        await this.#sendSafe(errorMessage(req.requestId, err))
+        // A changed file cannot be served to anyone: stop serving it.
+        if (err instanceof ContentChangedError) this.#ctx.registry.unpublish(req.cid)
+      } finally {
+        this.#cancelled.delete(req.requestId)
+      }
+    }
+  }
+
+  async #answer(req: Request): Promise<void> {
+    const content = this.#ctx.registry.get(req.cid)
+    if (content === undefined) {
+      throw new ContentNotFoundError(
+        'this peer does not publish that content id: check the ticket, or ask the sender to publish again',
+      )
+    }
+    switch (req.type) {
+      case 'get-header':
+        await this.#send({ type: 'header', requestId: req.requestId, header: content.headerBytes })
+        return
+      case 'get-pages':
+        return this.#answerPages(req, content)
+      case 'get-chunks':
+        return this.#answerChunks(req, content)
+    }
+  }
+
+  async #answerPages(req: Extract<Request, { type: 'get-pages' }>, content: PublishedContent): Promise<void> {
+    const pageCount = content.reader.pageCount
+    if (
+      req.count < 1 ||
+      req.count > this.#ctx.limits.maxPagesPerRequest ||
+      req.firstPage + req.count > pageCount
+    ) {
+      throw new ProtocolViolationError(`pages [${req.firstPage}, +${req.count}) are outside 0..${pageCount}`)
+    }
+    for (let p = req.firstPage; p < req.firstPage + req.count; p++) {
+      if (this.#cancelled.has(req.requestId)) return
+      const { entries, proof } = await content.reader.readPage(p)
+      await this.#send({ type: 'page', requestId: req.requestId, pageIndex: p, entries, proof })
+    }
+    await this.#send({ type: 'end', requestId: req.requestId })
+  }
+
+  async #answerChunks(
+    req: Extract<Request, { type: 'get-chunks' }>,
+    content: PublishedContent,
+  ): Promise<void> {
+    const leafCount = content.header.leafCount
+    let total = 0
+    for (const r of req.ranges) {
+      if (r.start >= r.end || r.end > leafCount) {
+        throw new ProtocolViolationError(`chunk range [${r.start}, ${r.end}) is outside 0..${leafCount}`)
+      }
+      total += r.end - r.start
+    }
+    if (total > this.#ctx.limits.maxChunksPerRequest) {
+      throw new TooManyRequestsError(
+        `a request may name at most ${this.#ctx.limits.maxChunksPerRequest} chunks`,
+      )
+    }
+    await content.source.checkUnchanged()
+    const indices = (function* () {
+      for (const r of req.ranges) for (let i = r.start; i < r.end; i++) yield i
+    })()
+    // Read and encode up to `readAhead` chunks ahead; send strictly in request order.
+    const ahead: Promise<EncodedChunk>[] = []
+    const signal = this.#abort.signal
+    try {
+      for (const index of indices) {
+        if (this.#cancelled.has(req.requestId) || signal.aborted) break
+        ahead.push(this.#encodeChunk(content, index, signal))
+        if (ahead.length >= this.#ctx.limits.readAhead)
+          await this.#sendChunk(req.requestId, await ahead.shift()!)
+      }
+      while (ahead.length > 0 && !this.#cancelled.has(req.requestId)) {
+        await this.#sendChunk(req.requestId, await ahead.shift()!)
+      }
+    } finally {
+      for (const p of await Promise.allSettled(ahead)) if (p.status === 'fulfilled') p.value.release()
+    }
+    if (!this.#cancelled.has(req.requestId)) await this.#send({ type: 'end', requestId: req.requestId })
+  }
+
+  async #encodeChunk(content: PublishedContent, index: number, signal: AbortSignal): Promise<EncodedChunk> {
+    const entry = await content.reader.entry(index)
+    const lease = await this.#ctx.budget.acquire(entry.length, { signal })
+    try {
+      const buf = new Uint8Array(new ArrayBuffer(entry.length))
+      await content.source.read(entry.offset, entry.length, buf)
+      const enc = await this.#ctx.pool.encode(buf, this.#ctx.codec, { signal })
+      if (!equalBytes(enc.hash, entry.hash)) {
+        throw new ContentChangedError(
+          `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,
+        )
+      }
+      return {
+        index,
+        codec: enc.codec,
+        rawLength: entry.length,
+        payload: enc.payload,
+        release: () => lease.release(),
+      }
+    } catch (err) {
+      lease.release()
+      throw err
+    }
+  }
+
+  async #sendChunk(requestId: number, c: EncodedChunk): Promise<void> {
+    try {
+      await this.#send({
+        type: 'chunk',
+        requestId,
+        index: c.index,
+        codec: c.codec,
+        rawLength: c.rawLength,
+        payload: c.payload,
+      })
+    } finally {
+      c.release()
+    }
+  }
+
+  async #send(msg: TransferMessage): Promise<void> {
+    await this.#writer.send(msg, { signal: this.#abort.signal })
+  }
+
+  /** Replies from the reader loop (hello, refusals): a failure here means the stream is gone anyway. */
+  async #sendSafe(msg: TransferMessage): Promise<void> {
+    await this.#writer.send(msg).catch(() => this.#abort.abort())
+  }
+}
+
+interface EncodedChunk {
+  index: number
+  codec: Codec
+  rawLength: number
+  payload: Uint8Array
+  release: () => void
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && Buffer.compare(a, b) === 0
+}

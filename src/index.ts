@@ -1,0 +1,41 @@
+/**
+ * haul: move very large files between libp2p peers, verified chunk by chunk,
+ * in bounded memory.
+ *
+ * @example
+ * ```ts
+ * import { createEngine } from 'haul'
+ *
+ * const sender = await createEngine({ dataDir: './sender-data' })
+ * const { ticket } = await sender.publish('./big.iso')
+ *
+ * const receiver = await createEngine()
+ * const transfer = receiver.fetch(ticket, './copy.iso', {
+ *   onProgress: (p) => console.log(`${p.bytesDone}/${p.totalBytes} at ${p.rate} B/s`),
+ * })
+ * const result = await transfer.result // whole and verified, or a typed HaulError
+ * await Promise.all([sender.stop(), receiver.stop()])
+ * ```
+ *
+ * @packageDocumentation
+ */
+import { Engine } from './engine/engine.ts'
+import type { EngineOptions } from './engine/config.ts'
+
+export type { EngineOptions, EngineConfig } from './engine/config.ts'
+export type { FetchOptions, PublishOptions, Published, TransferHandle } from './engine/engine.ts'
+export type { FetchLimits } from './engine/fetcher.ts'
+export type { IndexOptions, IndexResult } from './engine/indexer.ts'
+export type { TransferProgress } from './engine/progress.ts'
+export type { ServerLimits } from './engine/server.ts'
+export type { Ticket } from './engine/ticket.ts'
+export type { FetchResult, TransferTimeouts } from './engine/transfer.ts'
+export type { TransferStatus } from './engine/transfer-machine.ts'
+export type { ChunkingParams, Codec } from './types.ts'
+export * from './errors.ts'
+export { decodeTicket, encodeTicket } from './engine/ticket.ts'
+export { Engine }
+
+export function createEngine(options?: EngineOptions): Promise<Engine> {
+  return Engine.create(options)
+}

@@ -1,0 +1,35 @@
+import {
+  DestinationInvalidError,
+  type HaulError,
+  InternalError,
+  NoSpaceError,
+  PermissionDeniedError,
+  isHaulError,
+} from '../errors.ts'
+
+/** Maps a Node fs error to the haul error a user can act on; `what` names the file for the message. */
+export function fsError(err: unknown, what: string): HaulError {
+  if (isHaulError(err)) return err
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  switch (code) {
+    case 'ENOSPC':
+    case 'EDQUOT':
+    case 'EFBIG':
+      return new NoSpaceError(`no space left writing ${what}: free some space and run the same command again`, {
+        cause: err,
+      })
+    case 'EACCES':
+    case 'EPERM':
+    case 'EROFS':
+      return new PermissionDeniedError(`cannot write ${what} (${code}): choose a writable destination`, {
+        cause: err,
+      })
+    case 'EISDIR':
+      return new DestinationInvalidError(`${what} is a directory: give a file path`, { cause: err })
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new DestinationInvalidError(`${what}: the folder does not exist (${code})`, { cause: err })
+    default:
+      return new InternalError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
+  }
+}
