@@ -2,15 +2,14 @@ import { createHash, randomUUID } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { type ActorRefFrom, createActor, sendTo, setup, spawnChild, stopChild } from 'xstate'
-import { DescriptorReader } from '../descriptor/reader.ts'
 import { AbortedError, type HaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
-import { SourceFile } from '../storage/source-file.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import { type EngineConfig, resolveEngineConfig, type EngineOptions } from './config.ts'
 import { indexFile, type IndexResult } from './indexer.ts'
 import { MemoryBudget } from './memory-budget.ts'
+import { openPublished } from './publish.ts'
 import type { TransferProgress } from './progress.ts'
 import { ContentRegistry } from './registry.ts'
 import { serveStream } from './server.ts'
@@ -142,12 +141,7 @@ export class Engine {
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     })
-    const reader = await DescriptorReader.open(index.descriptorPath)
-    const source = await SourceFile.open(file, index.fingerprint).catch(async (err) => {
-      await reader.close()
-      throw err
-    })
-    this.#registry.add({ cid: index.cid, path: file, header: index.header, headerBytes: index.headerBytes, reader, source })
+    this.#registry.add(await openPublished(file, index))
     const ticket = encodeTicket({ cid: index.cid, peerId: this.peerId, addrs: this.addresses })
     return { ticket, index }
   }

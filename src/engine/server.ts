@@ -72,20 +72,26 @@ class ServerSession {
     const stop = (): void => this.#abort.abort()
     this.#ctx.signal.addEventListener('abort', stop, { once: true })
     const worker = this.#work()
+    let failure: unknown
     try {
       await this.#read()
     } catch (err) {
-      // A malformed frame or a broken stream: tell the peer why (best effort) and cut the stream.
-      this.#abort.abort()
-      await this.#sendSafe(errorMessage(0, err))
-      this.#stream.abort(err instanceof Error ? err : new Error(String(err)))
+      failure = err
     } finally {
       this.#inputDone = true
       this.#wake?.()
-      await worker
-      this.#ctx.signal.removeEventListener('abort', stop)
     }
-    await this.#stream.close().catch(() => {})
+    if (failure !== undefined) {
+      // A malformed frame or a broken stream: stop work, tell the peer why, then cut it off.
+      this.#abort.abort()
+      await worker
+      await this.#sendSafe(errorMessage(0, failure))
+      await closeWithin(this.#stream, CLOSE_GRACE_MS, failure)
+    } else {
+      await worker
+      await closeWithin(this.#stream, CLOSE_GRACE_MS)
+    }
+    this.#ctx.signal.removeEventListener('abort', stop)
   }
 
   async #read(): Promise<void> {
@@ -290,6 +296,19 @@ interface EncodedChunk {
   rawLength: number
   payload: Uint8Array
   release: () => void
+}
+
+/** How long a closing stream may take to flush its last frames before it is reset. */
+const CLOSE_GRACE_MS = 2000
+
+async function closeWithin(stream: FrameStream, ms: number, reason?: unknown): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = await Promise.race([
+    stream.close().then(() => false),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), ms))),
+  ])
+  clearTimeout(timer)
+  if (timedOut) stream.abort(reason instanceof Error ? reason : new Error('closing stream timed out'))
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -1,0 +1,138 @@
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Engine } from '../../src/engine/engine.ts'
+import { AbortedError, WIRE_CODES } from '../../src/errors.ts'
+import { Network } from '../../src/net/network.ts'
+import { FrameDecoder } from '../../src/protocol/decoder.ts'
+import { encodeMessage } from '../../src/protocol/encoder.ts'
+import { PROTOCOL_ID, PROTOCOL_VERSION, type TransferMessage } from '../../src/protocol/messages.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+
+const MiB = 1024 * 1024
+const hello = (): Uint8Array[] => encodeMessage({ type: 'hello', version: 1, codecs: ['none'], maxFrame: 1 << 20 })
+
+function frame(type: number, body: Uint8Array): Uint8Array {
+  const out = new Uint8Array(5 + body.length)
+  new DataView(out.buffer).setUint32(0, 1 + body.length)
+  out[4] = type
+  out.set(body, 5)
+  return out
+}
+
+/** Everything the server says on the stream until it closes it. */
+async function replies(stream: Awaited<ReturnType<Network['openStream']>>): Promise<TransferMessage[]> {
+  const decoder = new FrameDecoder()
+  const out: TransferMessage[] = []
+  try {
+    for await (const data of stream.incoming) {
+      decoder.push(data)
+      for (const m of decoder.frames()) out.push(m)
+    }
+  } catch {
+    // a reset after the error frame is an acceptable way to be cut off
+  }
+  return out
+}
+
+describe('hostile bytes against the real serving handler', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let sender: Engine
+  let attacker: Network
+  let ticket: string
+  let src: string
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    sender = await Engine.create({ workers: 1 })
+    attacker = await Network.create({})
+    src = join(dir, 'f.src')
+    await writeFile(src, 2 * MiB + 5, 'random')
+    ticket = (await sender.publish(src)).ticket
+  })
+  afterAll(async () => {
+    await attacker.stop()
+    await sender.stop()
+    await cleanup()
+  })
+
+  const cases: Array<[string, () => Uint8Array[], keyof typeof WIRE_CODES]> = [
+    ['an unknown message type', () => [...hello(), frame(0x7f, new Uint8Array(4))], 'UNKNOWN_MESSAGE_TYPE'],
+    ['an oversize length prefix', () => [...hello(), Uint8Array.of(0xff, 0xff, 0xff, 0xf0, 0x15)], 'FRAME_TOO_LARGE'],
+    ['a request before hello', () => [frame(0x20, new Uint8Array(4))], 'PROTOCOL_VIOLATION'],
+    ['a truncated get-chunks body', () => [...hello(), frame(0x14, new Uint8Array(10))], 'PROTOCOL_VIOLATION'],
+    [
+      'a bad protocol version',
+      () => encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, codecs: [], maxFrame: 1 << 20 }).map((b) => {
+        const c = Uint8Array.from(b)
+        c[5] = 99 // the version field
+        return c
+      }),
+      'UNSUPPORTED_VERSION',
+    ],
+  ]
+
+  for (const [name, bytes, code] of cases) {
+    it(`${name}: typed error frame (${code}), stream closed, node keeps serving`, async () => {
+      const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
+      const got = replies(stream)
+      await stream.write(bytes())
+      await stream.closeWrite().catch(() => {})
+      const msgs = await got
+      const err = msgs.find((m) => m.type === 'error')
+      expect(err, JSON.stringify(msgs)).toBeDefined()
+      expect(err).toMatchObject({ type: 'error', requestId: 0, code: WIRE_CODES[code] })
+    })
+  }
+
+  it('a truncated frame at end of stream is answered with FRAME_TRUNCATED', async () => {
+    const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
+    const got = replies(stream)
+    await stream.write([...hello(), frame(0x20, new Uint8Array(4)).subarray(0, 7)])
+    await stream.closeWrite()
+    const msgs = await got
+    expect(msgs.find((m) => m.type === 'error')).toMatchObject({ code: WIRE_CODES.FRAME_TRUNCATED })
+  })
+
+  it('after all that, an honest receiver still gets the file verified', async () => {
+    const receiver = await Engine.create({ workers: 1 })
+    try {
+      const r = await receiver.fetch(ticket, join(dir, 'f.out')).result
+      expect(r.bytes).toBe(2 * MiB + 5)
+      expect(await sha256File(join(dir, 'f.out'))).toBe(await sha256File(src))
+    } finally {
+      await receiver.stop()
+    }
+  })
+})
+
+describe('cancellation', () => {
+  it('aborting mid-transfer rejects with AbortedError and leaves no stream or buffer behind', async () => {
+    const { dir, cleanup } = await tempDir()
+    const sender = await Engine.create({ workers: 1 })
+    const receiver = await Engine.create({ workers: 1 })
+    try {
+      const src = join(dir, 'big.src')
+      await writeFile(src, 48 * MiB, 'random')
+      const { ticket } = await sender.publish(src)
+      const ac = new AbortController()
+      const handle = receiver.fetch(ticket, join(dir, 'big.out'), {
+        signal: ac.signal,
+        onProgress: (p) => {
+          if (p.bytesDone > 4 * MiB) ac.abort()
+        },
+      })
+      const err = await handle.result.catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(AbortedError)
+      expect(handle.status()).toBe('cancelled')
+      expect(receiver.budget.used).toBe(0)
+      expect(receiver.network.openStreamCount()).toBe(0)
+      await expect.poll(() => sender.network.openStreamCount(), { timeout: 5000 }).toBe(0)
+      await expect.poll(() => sender.budget.used, { timeout: 5000 }).toBe(0)
+      expect(receiver.activeTransfers).toBe(0)
+    } finally {
+      await Promise.all([sender.stop(), receiver.stop()])
+      await cleanup()
+    }
+  })
+})
