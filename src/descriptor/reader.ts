@@ -1,0 +1,192 @@
+import { type FileHandle, open } from 'node:fs/promises'
+import { DescriptorInvalidError, InvalidArgumentError } from '../errors.ts'
+import { bytesEqual, HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
+import { MerkleLevels, merkleRoot } from '../merkle/tree.ts'
+import type { LeafEntry } from '../types.ts'
+import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE, throwIfAborted } from './file.ts'
+import {
+  contentId,
+  type DescriptorHeader,
+  decodeHeader,
+  MAX_HEADER_SIZE,
+  pageCountOf,
+  pageLeafRange,
+} from './header.ts'
+import { checkRows, decodePage, ROW_SIZE } from './page.ts'
+
+/** Target bytes per read while verifying a descriptor file; at least one page is read at a time. */
+const VERIFY_READ_BYTES = 1024 * 1024
+
+export interface DescriptorPage {
+  /** The page's rows, encoded (see page.ts): what goes on the wire. */
+  entries: Uint8Array
+  /** proveRange siblings of this page's root in the page-root level (leafCount = pageCount). */
+  proof: Uint8Array[]
+}
+
+/**
+ * Serving side of a descriptor file. open() reads the whole table once, a
+ * batch of pages at a time, checks every row and rebuilds the root; afterwards
+ * only the tree above the page roots stays in memory (about
+ * 2 * pageCount * 32 bytes), and pages and rows are read from disk on demand.
+ */
+export class DescriptorReader {
+  readonly path: string
+  readonly header: DescriptorHeader
+  readonly headerBytes: Uint8Array
+  readonly cid: Uint8Array
+  readonly pageCount: number
+  #fh: FileHandle | undefined
+  readonly #levels: MerkleLevels
+
+  private constructor(
+    path: string,
+    fh: FileHandle,
+    header: DescriptorHeader,
+    headerBytes: Uint8Array,
+    levels: MerkleLevels,
+  ) {
+    this.path = path
+    this.#fh = fh
+    this.header = header
+    this.headerBytes = headerBytes
+    this.cid = contentId(headerBytes)
+    this.pageCount = pageCountOf(header)
+    this.#levels = levels
+  }
+
+  static async open(path: string, options: { signal?: AbortSignal } = {}): Promise<DescriptorReader> {
+    throwIfAborted(options.signal)
+    let fh: FileHandle
+    try {
+      fh = await open(path, 'r')
+    } catch (err) {
+      throw fsError(err, path)
+    }
+    try {
+      const { header, headerBytes } = await readHeader(fh, path)
+      const levels = await verifyTable(fh, header, options.signal)
+      return new DescriptorReader(path, fh, header, headerBytes, levels)
+    } catch (err) {
+      await fh.close()
+      throw err
+    }
+  }
+
+  /** Bytes of the page-root tree held in memory. */
+  get memoryBytes(): number {
+    return this.#levels.byteLength
+  }
+
+  async readPage(pageIndex: number, options: { signal?: AbortSignal } = {}): Promise<DescriptorPage> {
+    throwIfAborted(options.signal)
+    if (!Number.isSafeInteger(pageIndex) || pageIndex < 0 || pageIndex >= this.pageCount) {
+      throw new InvalidArgumentError(
+        `page ${pageIndex} does not exist (the descriptor has ${this.pageCount})`,
+      )
+    }
+    const { start, end } = pageLeafRange(this.header, pageIndex)
+    const entries = await this.#readRows(start, end - start)
+    return { entries, proof: this.#levels.proveRange(pageIndex, pageIndex + 1) }
+  }
+
+  /** One row, read from disk. */
+  async entry(index: number, options: { signal?: AbortSignal } = {}): Promise<LeafEntry> {
+    throwIfAborted(options.signal)
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.header.leafCount) {
+      throw new InvalidArgumentError(
+        `leaf ${index} does not exist (the descriptor has ${this.header.leafCount})`,
+      )
+    }
+    return decodePage(await this.#readRows(index, 1), 1)[0]!
+  }
+
+  async close(): Promise<void> {
+    const fh = this.#fh
+    this.#fh = undefined
+    await fh?.close()
+  }
+
+  async #readRows(first: number, count: number): Promise<Uint8Array> {
+    if (this.#fh === undefined) throw new InvalidArgumentError('the descriptor reader is closed')
+    return readExactly(this.#fh, HEADER_SLOT_SIZE + first * ROW_SIZE, count * ROW_SIZE, this.path)
+  }
+}
+
+async function readExactly(
+  fh: FileHandle,
+  position: number,
+  length: number,
+  path: string,
+): Promise<Uint8Array> {
+  const out = new Uint8Array(length)
+  let done = 0
+  while (done < length) {
+    const { bytesRead } = await fh.read(out, done, length - done, position + done)
+    if (bytesRead === 0) throw new DescriptorInvalidError(`${path} is shorter than its header says`)
+    done += bytesRead
+  }
+  return out
+}
+
+async function readHeader(
+  fh: FileHandle,
+  path: string,
+): Promise<{ header: DescriptorHeader; headerBytes: Uint8Array }> {
+  const { size } = await fh.stat()
+  if (size < HEADER_SLOT_SIZE) throw new DescriptorInvalidError(`${path} is too short to be a descriptor`)
+  const slot = await readExactly(fh, 0, HEADER_SLOT_SIZE, path)
+  const length = new DataView(slot.buffer).getUint32(0)
+  if (length > MAX_HEADER_SIZE)
+    throw new DescriptorInvalidError(`${path}: header length ${length} is too large`)
+  const headerBytes = new Uint8Array(slot.subarray(HEADER_LENGTH_SIZE, HEADER_LENGTH_SIZE + length))
+  const header = decodeHeader(headerBytes)
+  if (slot.subarray(HEADER_LENGTH_SIZE + length).some((b) => b !== 0)) {
+    throw new DescriptorInvalidError(`${path}: header slot padding is not zero`)
+  }
+  const expected = HEADER_SLOT_SIZE + header.leafCount * ROW_SIZE
+  if (size !== expected) {
+    throw new DescriptorInvalidError(`${path} is ${size} bytes, its header says ${expected}`)
+  }
+  return { header, headerBytes }
+}
+
+/** Reads the table in batches of whole pages, checks every row, and rebuilds the root from page roots. */
+async function verifyTable(
+  fh: FileHandle,
+  header: DescriptorHeader,
+  signal: AbortSignal | undefined,
+): Promise<MerkleLevels> {
+  const pageCount = pageCountOf(header)
+  const pageRoots = new Uint8Array(pageCount * HASH_SIZE)
+  const pagesPerRead = Math.max(1, Math.floor(VERIFY_READ_BYTES / (header.pageSize * ROW_SIZE)))
+  let nextOffset = 0
+  for (let p = 0; p < pageCount; p += pagesPerRead) {
+    throwIfAborted(signal)
+    const first = pageLeafRange(header, p).start
+    const last = pageLeafRange(header, Math.min(p + pagesPerRead, pageCount) - 1).end
+    const bytes = await readExactly(
+      fh,
+      HEADER_SLOT_SIZE + first * ROW_SIZE,
+      (last - first) * ROW_SIZE,
+      'descriptor',
+    )
+    for (let q = p; q < Math.min(p + pagesPerRead, pageCount); q++) {
+      const { start, end } = pageLeafRange(header, q)
+      const rows = bytes.subarray((start - first) * ROW_SIZE, (end - first) * ROW_SIZE)
+      const entries = decodePage(rows, end - start, nextOffset)
+      checkRows(header, start, entries)
+      const tail = entries[entries.length - 1]!
+      nextOffset = tail.offset + tail.length
+      const nodes: Uint8Array[] = []
+      for (let i = 0; i < end - start; i++)
+        nodes.push(leafNodeFromRow(rows.subarray(i * ROW_SIZE, (i + 1) * ROW_SIZE)))
+      pageRoots.set(merkleRoot(nodes), q * HASH_SIZE)
+    }
+  }
+  const levels = new MerkleLevels(pageRoots)
+  if (!bytesEqual(levels.root, header.root)) {
+    throw new DescriptorInvalidError('descriptor file is corrupt: its leaf table does not match its root')
+  }
+  return levels
+}

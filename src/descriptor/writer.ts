@@ -1,0 +1,245 @@
+import { constants } from 'node:fs'
+import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
+import { HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
+import { StreamingRoot } from '../merkle/tree.ts'
+import type { ChunkingParams, LeafEntry } from '../types.ts'
+import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE, throwIfAborted } from './file.ts'
+import {
+  chunkingProblem,
+  contentId,
+  DEFAULT_PAGE_SIZE,
+  DESCRIPTOR_VERSION,
+  type DescriptorHeader,
+  encodeHeader,
+  isValidPageSize,
+  MAX_PAGE_SIZE,
+  MIN_PAGE_SIZE,
+} from './header.ts'
+import { ROW_SIZE, writeRow } from './page.ts'
+
+export interface DescriptorWriterOptions {
+  /** How the content was cut; committed in the header. Required. */
+  chunking: ChunkingParams
+  /**
+   * Leaves per page: a power of two in [16, 65536]. Also the write batch: the
+   * writer holds one page of rows (pageSize * 44 bytes) in memory.
+   * @default 1024
+   */
+  pageSize?: number
+  /** Cancels create(). */
+  signal?: AbortSignal
+}
+
+export const defaultDescriptorWriterOptions: Required<Omit<DescriptorWriterOptions, 'chunking' | 'signal'>> =
+  {
+    pageSize: DEFAULT_PAGE_SIZE,
+  }
+
+export function verifyDescriptorWriterOptions(options: DescriptorWriterOptions): void {
+  if (options === null || typeof options !== 'object') throw new ConfigInvalidError('options are required')
+  if (options.chunking === null || typeof options.chunking !== 'object') {
+    throw new ConfigInvalidError('chunking is required')
+  }
+  const chunkingBad = chunkingProblem(options.chunking)
+  if (chunkingBad !== undefined) throw new ConfigInvalidError(`chunking: ${chunkingBad}`)
+  const pageSize = options.pageSize ?? defaultDescriptorWriterOptions.pageSize
+  if (!isValidPageSize(pageSize)) {
+    throw new ConfigInvalidError(
+      `pageSize must be a power of two in [${MIN_PAGE_SIZE}, ${MAX_PAGE_SIZE}], got ${pageSize}`,
+    )
+  }
+}
+
+export interface DescriptorResult {
+  header: DescriptorHeader
+  headerBytes: Uint8Array
+  cid: Uint8Array
+}
+
+/**
+ * Streams a leaf table to `<path>.tmp` in page-sized batches while folding the
+ * root in O(log n) memory, then writes the header, fsyncs and renames to
+ * `path`. Entries must arrive in order and contiguous, and obey the chunking
+ * (fixed: every chunk but the last is exactly `size`; cdc: lengths <= max, and
+ * >= min except the last), so the descriptor it writes is one receivers accept.
+ * Await each call before the next. A failed write or an abort removes the
+ * temporary file.
+ */
+export class DescriptorWriter {
+  readonly path: string
+  readonly tmpPath: string
+  readonly chunking: ChunkingParams
+  readonly pageSize: number
+  #fh: FileHandle | undefined
+  #state: 'open' | 'busy' | 'done' = 'open'
+  readonly #buffer: Uint8Array
+  #buffered = 0
+  #flushed = 0
+  #nextOffset = 0
+  #lastLength = 0
+  readonly #root = new StreamingRoot()
+
+  private constructor(path: string, fh: FileHandle, chunking: ChunkingParams, pageSize: number) {
+    this.path = path
+    this.tmpPath = `${path}.tmp`
+    this.#fh = fh
+    this.chunking = chunking
+    this.pageSize = pageSize
+    this.#buffer = new Uint8Array(pageSize * ROW_SIZE)
+  }
+
+  static async create(path: string, options: DescriptorWriterOptions): Promise<DescriptorWriter> {
+    verifyDescriptorWriterOptions(options)
+    throwIfAborted(options.signal)
+    const chunking = { ...options.chunking }
+    const pageSize = options.pageSize ?? defaultDescriptorWriterOptions.pageSize
+    const tmpPath = `${path}.tmp`
+    let fh: FileHandle
+    try {
+      fh = await open(tmpPath, 'w')
+    } catch (err) {
+      throw fsError(err, tmpPath)
+    }
+    return new DescriptorWriter(path, fh, chunking, pageSize)
+  }
+
+  /** Rows appended so far. */
+  get count(): number {
+    return this.#root.count
+  }
+
+  /** Bytes covered so far (= the next entry's offset). */
+  get size(): number {
+    return this.#nextOffset
+  }
+
+  async append(entry: LeafEntry, options: { signal?: AbortSignal } = {}): Promise<void> {
+    this.#enter('append')
+    try {
+      throwIfAborted(options.signal)
+      this.#checkNext(entry)
+      const at = this.#buffered * ROW_SIZE
+      writeRow(this.#buffer, at, entry)
+      this.#root.push(leafNodeFromRow(this.#buffer.subarray(at, at + ROW_SIZE)))
+      this.#buffered++
+      this.#nextOffset = entry.offset + entry.length
+      this.#lastLength = entry.length
+      if (this.#buffered === this.pageSize) await this.#flush()
+    } catch (err) {
+      await this.#failed(err)
+    }
+    if (this.#state === 'busy') this.#state = 'open' // not if abort() ran meanwhile
+  }
+
+  async finish(totalSize: number, options: { signal?: AbortSignal } = {}): Promise<DescriptorResult> {
+    this.#enter('finish')
+    try {
+      throwIfAborted(options.signal)
+      if (totalSize !== this.#nextOffset) {
+        throw new InvalidArgumentError(
+          `entries cover ${this.#nextOffset} bytes, finish() was given ${totalSize}`,
+        )
+      }
+      await this.#flush()
+      const header: DescriptorHeader = {
+        version: DESCRIPTOR_VERSION,
+        chunking: this.chunking,
+        totalSize,
+        leafCount: this.#root.count,
+        pageSize: this.pageSize,
+        root: this.#root.finish(),
+      }
+      const headerBytes = encodeHeader(header)
+      const slot = new Uint8Array(HEADER_SLOT_SIZE)
+      new DataView(slot.buffer).setUint32(0, headerBytes.length)
+      slot.set(headerBytes, HEADER_LENGTH_SIZE)
+      const fh = this.#fh!
+      await fh.write(slot, 0, slot.length, 0)
+      await fh.sync()
+      await fh.close()
+      this.#fh = undefined
+      throwIfAborted(options.signal)
+      await rename(this.tmpPath, this.path)
+      await syncDir(dirname(this.path))
+      this.#state = 'done'
+      return { header, headerBytes, cid: contentId(headerBytes) }
+    } catch (err) {
+      return await this.#failed(err)
+    }
+  }
+
+  /** Drops the partial descriptor. Safe to call more than once, and after a failure. */
+  async abort(): Promise<void> {
+    if (this.#state === 'done' && this.#fh === undefined) return
+    this.#state = 'done'
+    const fh = this.#fh
+    this.#fh = undefined
+    await fh?.close().catch(() => {})
+    await unlink(this.tmpPath).catch(() => {})
+  }
+
+  #enter(what: string): void {
+    if (this.#state === 'busy') {
+      throw new InvalidArgumentError(`${what}() called while a previous call is pending; await each call`)
+    }
+    if (this.#state === 'done')
+      throw new InvalidArgumentError(`${what}() called on a finished or aborted writer`)
+    this.#state = 'busy'
+  }
+
+  /** Caller mistakes leave the writer usable; anything else (I/O, abort) removes the partial file. */
+  async #failed(err: unknown): Promise<never> {
+    if (err instanceof InvalidArgumentError) {
+      if (this.#state === 'busy') this.#state = 'open'
+      throw err
+    }
+    await this.abort()
+    throw fsError(err, this.tmpPath)
+  }
+
+  #checkNext(entry: LeafEntry): void {
+    if (entry.offset !== this.#nextOffset) {
+      throw new InvalidArgumentError(
+        `entry offset ${entry.offset} is not the previous end ${this.#nextOffset}`,
+      )
+    }
+    if (entry.hash?.length !== HASH_SIZE)
+      throw new InvalidArgumentError(`entry hash must be ${HASH_SIZE} bytes`)
+    const first = this.#root.count === 0
+    const c = this.chunking
+    if (c.kind === 'fixed') {
+      if (entry.length > c.size)
+        throw new InvalidArgumentError(`chunk of ${entry.length} bytes > size ${c.size}`)
+      if (!first && this.#lastLength !== c.size) {
+        throw new InvalidArgumentError('only the last fixed-size chunk may be short')
+      }
+    } else {
+      if (entry.length > c.maxSize) {
+        throw new InvalidArgumentError(`chunk of ${entry.length} bytes > cdc max ${c.maxSize}`)
+      }
+      if (!first && this.#lastLength < c.minSize) {
+        throw new InvalidArgumentError('only the last cdc chunk may be shorter than the min size')
+      }
+    }
+  }
+
+  async #flush(): Promise<void> {
+    if (this.#buffered === 0) return
+    const bytes = this.#buffered * ROW_SIZE
+    const position = HEADER_SLOT_SIZE + this.#flushed * ROW_SIZE
+    const { bytesWritten } = await this.#fh!.write(this.#buffer, 0, bytes, position)
+    if (bytesWritten !== bytes) throw new Error(`short write to ${this.tmpPath}`)
+    this.#flushed += this.#buffered
+    this.#buffered = 0
+  }
+}
+
+async function syncDir(dir: string): Promise<void> {
+  // Makes the rename durable; some file systems refuse fsync on a directory, which is not fatal.
+  const fh = await open(dir, constants.O_RDONLY).catch(() => undefined)
+  if (fh === undefined) return
+  await fh.sync().catch(() => {})
+  await fh.close()
+}
