@@ -1,5 +1,6 @@
 import { parseArgs } from 'node:util'
 import { parseChunking } from '../chunking/params.ts'
+import { cidToString } from '../descriptor/cid.ts'
 import { Engine } from '../engine/engine.ts'
 import type { EngineOptions } from '../engine/config.ts'
 import { indexFile } from '../engine/indexer.ts'
@@ -75,7 +76,7 @@ async function runIndex(file: string, outPath: string | undefined, opts: EngineO
       onProgress: (done, total) => out.progressBytes('indexing', done, total),
     })
     out.done()
-    const cid = Buffer.from(r.cid).toString('hex')
+    const cid = cidToString(r.cid)
     const rate = r.seconds > 0 ? r.bytes / r.seconds : 0
     out.event({ event: 'indexed', cid, chunks: r.chunks, bytes: r.bytes, seconds: r.seconds, rate, descriptor: r.descriptorPath })
     out.human(
@@ -99,7 +100,7 @@ async function runSend(file: string, opts: EngineOptions, out: Output): Promise<
       onProgress: (done, total) => out.progressBytes('indexing', done, total),
     })
     out.done()
-    out.event({ event: 'published', ticket, cid: Buffer.from(index.cid).toString('hex'), bytes: index.bytes, chunks: index.chunks, peerId: engine.peerId, addresses: engine.addresses })
+    out.event({ event: 'published', ticket, cid: cidToString(index.cid), bytes: index.bytes, chunks: index.chunks, peerId: engine.peerId, addresses: engine.addresses })
     out.human(`serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks)\n\nticket:\n${ticket}\n\nrun on the receiver:  npx haul get ${ticket}\nCtrl-C stops serving.`)
     if (!stop.signal.aborted) await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }))
     out.event({ event: 'stopped' })

@@ -98,7 +98,8 @@ export class ChunkFetcher {
   ) {
     this.#ctx = ctx
     this.#header = header
-    this.#table = new VerifiedLeafTable(header)
+    // Chunks are pulled in file order, so a few pages beyond one request are all that is ever needed.
+    this.#table = new VerifiedLeafTable(header, { maxCachedPages: 2 * ctx.limits.pagesPerRequest })
     this.#part = part
     this.#meter = meter
     this.#onChunk = onChunk

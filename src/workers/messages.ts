@@ -1,0 +1,97 @@
+/**
+ * What crosses the thread boundary between WorkerPool (main thread) and worker.ts.
+ *
+ * Every request is tied to its reply type through {@link ReplyFor}; a worker answers either that
+ * reply or an {@link ErrorReply} (errors are sent as data, because structured clone drops the
+ * class of a thrown error). Buffers named in a request or reply are moved with a transfer list,
+ * never copied: each one owns its whole ArrayBuffer.
+ */
+import type { CdcSizes } from '../chunking/params.ts'
+import type { ErrorCode } from '../errors.ts'
+import type { Codec } from '../types.ts'
+import type { CodecPolicy } from './codecs.ts'
+
+export const SHA256_BYTES = 32
+
+/** CDC sizes, checked by `verifyCdcSizes` in src/chunking/params.ts. */
+export type CdcParams = CdcSizes
+
+/** SHA-256 of `bufs[i].subarray(0, lengths[i])` for each i. */
+export interface HashRequest {
+  readonly kind: 'hash'
+  readonly bufs: Uint8Array[]
+  readonly lengths: number[]
+}
+export interface HashReply {
+  readonly kind: 'hash'
+  /** `bufs.length` digests back to back. */
+  readonly hashes: Uint8Array
+  readonly bufs: Uint8Array[]
+}
+
+/** Hash then compress `buf.subarray(0, length)` per `policy`. */
+export interface EncodeRequest {
+  readonly kind: 'encode'
+  readonly buf: Uint8Array
+  readonly length: number
+  readonly policy: CodecPolicy
+}
+export interface EncodeReply {
+  readonly kind: 'encode'
+  readonly hash: Uint8Array
+  readonly codec: Codec
+  /** The compressed bytes; null when `codec` is none (the payload is then `buf` itself). */
+  readonly payload: Uint8Array | null
+  readonly buf: Uint8Array
+}
+
+/** Decompress to exactly `rawLength` bytes and check their SHA-256 against `expectedHash`. */
+export interface DecodeRequest {
+  readonly kind: 'decode'
+  readonly payload: Uint8Array
+  readonly codec: Codec
+  readonly rawLength: number
+  readonly expectedHash: Uint8Array
+  /** Recycled buffer to decompress into (the pool sends one for lz4 only). */
+  readonly into: Uint8Array | null
+}
+export interface DecodeReply {
+  readonly kind: 'decode'
+  /** The whole buffer holding the verified bytes at offset 0: `payload`, `into`, or a new one. */
+  readonly data: Uint8Array
+}
+
+/** Content-defined cut points in `buf.subarray(0, length)`, and the SHA-256 of each chunk. */
+export interface CdcRequest {
+  readonly kind: 'cdc'
+  readonly buf: Uint8Array
+  readonly length: number
+  readonly params: CdcParams
+  readonly isFinal: boolean
+}
+export interface CdcReply {
+  readonly kind: 'cdc'
+  readonly lengths: number[]
+  /** `lengths.length` digests back to back. */
+  readonly hashes: Uint8Array
+  readonly consumed: number
+  readonly buf: Uint8Array
+}
+
+export interface ErrorReply {
+  readonly kind: 'error'
+  readonly code: ErrorCode
+  readonly message: string
+}
+
+export type WorkerRequest = HashRequest | EncodeRequest | DecodeRequest | CdcRequest
+
+export interface ReplyFor {
+  hash: HashReply
+  encode: EncodeReply
+  decode: DecodeReply
+  cdc: CdcReply
+}
+
+export type WorkerReply<R extends WorkerRequest> = ReplyFor[R['kind']] | ErrorReply
+export type AnyReply = ReplyFor[keyof ReplyFor] | ErrorReply

@@ -1,0 +1,349 @@
+/**
+ * WorkerPool: CPU work (SHA-256, compression, content-defined chunking) on Piscina worker threads.
+ *
+ * Ownership: every buffer handed to a method is moved, synchronously, during the call (the
+ * caller's view is detached at once, `byteLength === 0`) and comes back in the result, so it can
+ * be recycled. A buffer must own its whole ArrayBuffer; moving a view of a shared slab would
+ * detach unrelated data, so that is an InvalidArgumentError. On rejection the buffers are gone.
+ *
+ * Backpressure: at most `threads + maxQueue` tasks are handed to Piscina at a time. Further
+ * callers wait in FIFO order for a slot instead of Piscina's queue-full error; they are bounded by
+ * the callers themselves (each holds a chunk buffer counted against the engine's memory budget).
+ *
+ * Cancellation: Piscina kills the thread when a running task is aborted, so the signal is never
+ * passed to it. An aborted call rejects with AbortedError at once; a task already handed to
+ * Piscina runs to the end, its slot stays taken until then, and its result is discarded.
+ */
+import { availableParallelism } from 'node:os'
+import { Piscina } from 'piscina'
+import { verifyCdcSizes } from '../chunking/params.ts'
+import {
+  AbortedError,
+  ChunkVerificationError,
+  CodecUnsupportedError,
+  ConfigInvalidError,
+  DecompressionError,
+  type ErrorCode,
+  type HaulError,
+  InternalError,
+  InvalidArgumentError,
+} from '../errors.ts'
+import { CODECS, type Codec } from '../types.ts'
+import { CODEC_POLICIES, type CodecPolicy, MAX_RAW_LENGTH, ownsBuffer } from './codecs.ts'
+import {
+  type AnyReply,
+  type CdcParams,
+  type ErrorReply,
+  type ReplyFor,
+  SHA256_BYTES,
+  type WorkerRequest,
+} from './messages.ts'
+import { abortedBy, raceAbort, Slots } from './slots.ts'
+
+export interface WorkerPoolOptions {
+  /** Worker threads. @default os.availableParallelism() */
+  threads?: number
+  /** Tasks accepted beyond the `threads` running ones; later callers wait for a slot. @default threads * 4 */
+  maxQueue?: number
+}
+
+export const defaultWorkerPoolOptions: Required<WorkerPoolOptions> = {
+  threads: availableParallelism(),
+  maxQueue: availableParallelism() * 4,
+}
+
+const MAX_THREADS = 256
+const MAX_QUEUE = 65_536
+
+/** Fills defaults (maxQueue follows the chosen thread count) and checks ranges. */
+export function verifyWorkerPoolOptions(opts: WorkerPoolOptions = {}): Required<WorkerPoolOptions> {
+  const threads = opts.threads ?? defaultWorkerPoolOptions.threads
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
+    throw new ConfigInvalidError(`threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`)
+  }
+  const maxQueue = opts.maxQueue ?? threads * 4
+  if (!Number.isInteger(maxQueue) || maxQueue < 0 || maxQueue > MAX_QUEUE) {
+    throw new ConfigInvalidError(`maxQueue must be an integer in [0, ${MAX_QUEUE}], got ${maxQueue}`)
+  }
+  return { threads, maxQueue }
+}
+
+export interface TaskOptions {
+  signal?: AbortSignal
+}
+export interface LengthOptions extends TaskOptions {
+  /** Only `buf.subarray(0, length)` is the chunk (recycled buffers are often longer). @default buf.length */
+  length?: number
+}
+export interface DecodeOptions extends TaskOptions {
+  /**
+   * Recycled output buffer (length >= rawLength, owns its ArrayBuffer), used for lz4 chunks only:
+   * moved in, and the result is a view of it. lz4 decoded 1.2-2.8x faster into a recycled buffer
+   * than into a new one (bench/codec.bench.ts); zstd cannot (node:zlib always allocates, a copy made
+   * it slower) and `none` returns the payload itself, so for those `into` is left untouched (not
+   * detached): check `into.byteLength` to see whether it was taken.
+   */
+  into?: Uint8Array
+}
+
+export interface EncodeResult {
+  hash: Uint8Array
+  codec: Codec
+  /** The compressed bytes (a new buffer), or a view of `buf` (`buf` itself at full length) for `none`. */
+  payload: Uint8Array
+  buf: Uint8Array
+}
+export interface CdcResult {
+  lengths: number[]
+  /** One SHA-256 per chunk: 32-byte views of one shared buffer. */
+  hashes: Uint8Array[]
+  /** Bytes of `buf` covered by `lengths`; the rest must be carried into the next call. */
+  consumed: number
+  buf: Uint8Array
+}
+
+const REMOTE_ERRORS: Partial<Record<ErrorCode, new (message: string) => HaulError>> = {
+  INVALID_ARGUMENT: InvalidArgumentError,
+  CODEC_UNSUPPORTED: CodecUnsupportedError,
+  DECOMPRESSION_FAILED: DecompressionError,
+  CHUNK_VERIFICATION_FAILED: ChunkVerificationError,
+}
+
+function errorFromReply(reply: ErrorReply): HaulError {
+  const ctor = REMOTE_ERRORS[reply.code] ?? InternalError
+  return new ctor(reply.message)
+}
+
+function checkOwned(buf: unknown, what: string): asserts buf is Uint8Array {
+  if (!(buf instanceof Uint8Array)) throw new InvalidArgumentError(`${what} must be a Uint8Array`)
+  if (!(buf.buffer instanceof ArrayBuffer) || buf.buffer.detached) {
+    throw new InvalidArgumentError(`${what} is detached or not backed by a transferable ArrayBuffer`)
+  }
+  if (!ownsBuffer(buf)) {
+    throw new InvalidArgumentError(
+      `${what} must own its whole ArrayBuffer (byteOffset ${buf.byteOffset}, length ${buf.byteLength} of ${buf.buffer.byteLength}): moving it would detach unrelated data`,
+    )
+  }
+}
+
+function checkLength(length: number, max: number, what: string): void {
+  if (!Number.isSafeInteger(length) || length < 0 || length > max) {
+    throw new InvalidArgumentError(`${what} must be an integer in [0, ${max}], got ${length}`)
+  }
+}
+
+/** Detaches the caller's view now and returns a view of the same memory that the pool owns. */
+function take(buf: Uint8Array): Uint8Array {
+  return new Uint8Array((buf.buffer as ArrayBuffer).transfer())
+}
+
+function splitHashes(packed: Uint8Array, n: number): Uint8Array[] {
+  return Array.from({ length: n }, (_, i) => packed.subarray(i * SHA256_BYTES, (i + 1) * SHA256_BYTES))
+}
+
+export class WorkerPool {
+  readonly #threads: number
+  readonly #piscina: Piscina<WorkerRequest, AnyReply>
+  /** One slot per task handed to Piscina, held until that task finishes (even if its caller left). */
+  readonly #slots: Slots
+  #destroyed = false
+
+  constructor(opts?: WorkerPoolOptions) {
+    const { threads, maxQueue } = verifyWorkerPoolOptions(opts)
+    this.#threads = threads
+    this.#slots = new Slots(threads + maxQueue)
+    this.#piscina = new Piscina({
+      filename: new URL('./worker.ts', import.meta.url).href,
+      minThreads: threads,
+      maxThreads: threads,
+      // Never reached: #slots keeps at most threads + maxQueue tasks in Piscina. Kept as a tripwire.
+      maxQueue: threads + maxQueue,
+    })
+  }
+
+  get threads(): number {
+    return this.#threads
+  }
+
+  /** Tasks accepted but not running: waiting for a slot, or queued inside Piscina. */
+  get queueSize(): number {
+    return this.#slots.waiting + this.#piscina.queueSize
+  }
+
+  /** Tasks handed to Piscina and not yet finished (including ones whose caller aborted). */
+  get inFlight(): number {
+    return this.#slots.used
+  }
+
+  /** SHA-256 of `buf.subarray(0, length)`; `buf` is moved and comes back. */
+  async hash(buf: Uint8Array, opts?: LengthOptions): Promise<{ hash: Uint8Array; buf: Uint8Array }> {
+    const { hashes, buffers } = await this.hashBatch([buf], {
+      ...(opts?.signal ? { signal: opts.signal } : {}),
+      ...(opts?.length !== undefined ? { lengths: [opts.length] } : {}),
+    })
+    return { hash: hashes[0]!, buf: buffers[0]! }
+  }
+
+  /**
+   * SHA-256 of each buffer in one message (small chunks share the hop); buffers are moved and
+   * come back in `buffers`. Each must own a distinct ArrayBuffer.
+   */
+  async hashBatch(
+    bufs: readonly Uint8Array[],
+    opts?: TaskOptions & { lengths?: readonly number[] },
+  ): Promise<{ hashes: Uint8Array[]; buffers: Uint8Array[] }> {
+    const lengths = opts?.lengths ?? bufs.map((b) => b?.length)
+    if (lengths.length !== bufs.length) throw new InvalidArgumentError('lengths must match bufs')
+    const seen = new Set<ArrayBufferLike>()
+    bufs.forEach((b, i) => {
+      checkOwned(b, `bufs[${i}]`)
+      checkLength(lengths[i]!, b.length, `lengths[${i}]`)
+      if (seen.has(b.buffer)) throw new InvalidArgumentError(`bufs[${i}] shares an ArrayBuffer with another`)
+      seen.add(b.buffer)
+    })
+    this.#checkStart(opts?.signal)
+    const moved = bufs.map(take)
+    const reply = await this.#run<'hash'>(
+      { kind: 'hash', bufs: moved, lengths: [...lengths] },
+      moved.map((b) => b.buffer as ArrayBuffer),
+      opts?.signal,
+    )
+    return { hashes: splitHashes(reply.hashes, bufs.length), buffers: reply.bufs }
+  }
+
+  /** Sender side: SHA-256 (to detect a file changed since indexing) and compression per `policy`. */
+  async encode(buf: Uint8Array, policy: CodecPolicy, opts?: LengthOptions): Promise<EncodeResult> {
+    checkOwned(buf, 'buf')
+    const length = opts?.length ?? buf.length
+    checkLength(length, Math.min(buf.length, MAX_RAW_LENGTH), 'length')
+    if (!CODEC_POLICIES.includes(policy)) throw new InvalidArgumentError(`unknown codec policy ${policy}`)
+    this.#checkStart(opts?.signal)
+    const moved = take(buf)
+    const r = await this.#run<'encode'>(
+      { kind: 'encode', buf: moved, length, policy },
+      [moved.buffer as ArrayBuffer],
+      opts?.signal,
+    )
+    const payload = r.payload ?? (length === r.buf.length ? r.buf : r.buf.subarray(0, length))
+    return { hash: r.hash, codec: r.codec, payload, buf: r.buf }
+  }
+
+  /**
+   * Receiver side: decompress to exactly `rawLength` bytes and check SHA-256 == `expectedHash`.
+   * Rejects with DecompressionError, ChunkVerificationError or CodecUnsupportedError. The result
+   * is exactly `rawLength` long: the payload itself (codec none), a view of `into`, or a new buffer.
+   */
+  async decodeVerify(
+    payload: Uint8Array,
+    codec: Codec,
+    rawLength: number,
+    expectedHash: Uint8Array,
+    opts?: DecodeOptions,
+  ): Promise<Uint8Array> {
+    checkOwned(payload, 'payload')
+    if (!CODECS.includes(codec)) throw new CodecUnsupportedError(`unknown codec ${String(codec)}`)
+    checkLength(rawLength, MAX_RAW_LENGTH, 'rawLength')
+    if (!(expectedHash instanceof Uint8Array) || expectedHash.length !== SHA256_BYTES) {
+      throw new InvalidArgumentError(`expectedHash must be ${SHA256_BYTES} bytes`)
+    }
+    const into = codec === 'lz4' ? opts?.into : undefined
+    if (into !== undefined) {
+      checkOwned(into, 'into')
+      if (into.length < rawLength)
+        throw new InvalidArgumentError(`into holds ${into.length} < ${rawLength} bytes`)
+      if (into.buffer === payload.buffer)
+        throw new InvalidArgumentError('into and payload share an ArrayBuffer')
+    }
+    this.#checkStart(opts?.signal)
+    const movedPayload = take(payload)
+    const movedInto = into === undefined ? null : take(into)
+    const transfer = [movedPayload.buffer as ArrayBuffer]
+    if (movedInto !== null) transfer.push(movedInto.buffer as ArrayBuffer)
+    const r = await this.#run<'decode'>(
+      {
+        kind: 'decode',
+        payload: movedPayload,
+        codec,
+        rawLength,
+        // A copy: a view would clone its whole backing buffer (a leaf table, say) into the message.
+        expectedHash: expectedHash.slice(),
+        into: movedInto,
+      },
+      transfer,
+      opts?.signal,
+    )
+    return r.data.length === rawLength ? r.data : r.data.subarray(0, rawLength)
+  }
+
+  /**
+   * Content-defined chunk boundaries in `buf.subarray(0, length)` (see src/chunking/fastcdc.ts),
+   * with the SHA-256 of each chunk; `buf` is moved and comes back. Unless `isFinal`, the bytes
+   * after `consumed` did not make a complete chunk yet.
+   */
+  async cdcChunkAndHash(
+    buf: Uint8Array,
+    length: number,
+    params: CdcParams,
+    isFinal: boolean,
+    opts?: TaskOptions,
+  ): Promise<CdcResult> {
+    checkOwned(buf, 'buf')
+    checkLength(length, buf.length, 'length')
+    verifyCdcSizes(params)
+    const { minSize, avgSize, maxSize } = params
+    this.#checkStart(opts?.signal)
+    const moved = take(buf)
+    const r = await this.#run<'cdc'>(
+      { kind: 'cdc', buf: moved, length, params: { minSize, avgSize, maxSize }, isFinal: Boolean(isFinal) },
+      [moved.buffer as ArrayBuffer],
+      opts?.signal,
+    )
+    return {
+      lengths: r.lengths,
+      hashes: splitHashes(r.hashes, r.lengths.length),
+      consumed: r.consumed,
+      buf: r.buf,
+    }
+  }
+
+  /** Stops the threads. Waiting and running calls reject with AbortedError; later calls too. */
+  async destroy(): Promise<void> {
+    if (this.#destroyed) return
+    this.#destroyed = true
+    this.#slots.rejectWaiters(new AbortedError('worker pool destroyed'))
+    await this.#piscina.destroy()
+  }
+
+  /** Checked before any buffer is moved, so a refused call leaves the caller's buffers intact. */
+  #checkStart(signal: AbortSignal | undefined): void {
+    if (this.#destroyed) throw new AbortedError('worker pool destroyed')
+    if (signal?.aborted) throw abortedBy(signal)
+  }
+
+  async #run<K extends keyof ReplyFor>(
+    req: Extract<WorkerRequest, { kind: K }>,
+    transfer: ArrayBuffer[],
+    signal: AbortSignal | undefined,
+  ): Promise<ReplyFor[K]> {
+    await this.#slots.acquire(signal)
+    // Aborted or destroyed while the slot was being handed over: the task was never dispatched.
+    if (this.#destroyed || signal?.aborted) {
+      this.#slots.release()
+      throw signal?.aborted ? abortedBy(signal) : new AbortedError('worker pool destroyed')
+    }
+    const task = this.#piscina.run(req, { transferList: transfer }).finally(() => this.#slots.release())
+    let reply: AnyReply
+    try {
+      reply = await raceAbort(task, signal)
+    } catch (err) {
+      if (err instanceof AbortedError) throw err
+      if (this.#destroyed) throw new AbortedError('worker pool destroyed', { cause: err })
+      throw new InternalError(`worker thread failed: ${String((err as Error)?.message || err)}`, {
+        cause: err,
+      })
+    }
+    if (reply.kind === 'error') throw errorFromReply(reply)
+    if (reply.kind !== req.kind) throw new InternalError(`worker answered ${reply.kind} to ${req.kind}`)
+    return reply as ReplyFor[K]
+  }
+}

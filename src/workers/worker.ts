@@ -1,0 +1,111 @@
+/**
+ * The Piscina task handler. Loaded by Node itself (native type stripping), not by vitest or a
+ * bundler, so this file and everything it imports must use erasable TypeScript only.
+ *
+ * Each task answers its typed reply with every buffer moved back (transfer list), or an
+ * ErrorReply carrying the HaulError code; it never throws on purpose.
+ */
+import { createHash } from 'node:crypto'
+import { move, transferableSymbol, valueSymbol } from 'piscina'
+import { cdcCuts } from '../chunking/fastcdc.ts'
+import {
+  ChunkVerificationError,
+  type ErrorCode,
+  InternalError,
+  InvalidArgumentError,
+  isHaulError,
+} from '../errors.ts'
+import { decompress, encodeChunk, owned } from './codecs.ts'
+import type {
+  AnyReply,
+  CdcReply,
+  CdcRequest,
+  DecodeReply,
+  DecodeRequest,
+  EncodeReply,
+  EncodeRequest,
+  HashReply,
+  HashRequest,
+  WorkerRequest,
+} from './messages.ts'
+import { SHA256_BYTES } from './messages.ts'
+
+function sha256Into(out: Uint8Array, at: number, data: Uint8Array): void {
+  out.set(createHash('sha256').update(data).digest(), at)
+}
+
+function sha256(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(SHA256_BYTES)
+  sha256Into(out, 0, data)
+  return out
+}
+
+function hash(req: HashRequest): [HashReply, ArrayBufferLike[]] {
+  const hashes = new Uint8Array(req.bufs.length * SHA256_BYTES)
+  req.bufs.forEach((buf, i) => {
+    sha256Into(hashes, i * SHA256_BYTES, buf.subarray(0, req.lengths[i]))
+  })
+  return [{ kind: 'hash', hashes, bufs: req.bufs }, [hashes.buffer, ...req.bufs.map((b) => b.buffer)]]
+}
+
+function encode(req: EncodeRequest): [EncodeReply, ArrayBufferLike[]] {
+  const plain = req.buf.subarray(0, req.length)
+  const hash = sha256(plain)
+  const { codec, payload } = encodeChunk(req.policy, plain)
+  const transfer = [hash.buffer, req.buf.buffer]
+  if (codec === 'none') return [{ kind: 'encode', hash, codec, payload: null, buf: req.buf }, transfer]
+  const moved = owned(payload)
+  transfer.push(moved.buffer)
+  return [{ kind: 'encode', hash, codec, payload: moved, buf: req.buf }, transfer]
+}
+
+function decode(req: DecodeRequest): [DecodeReply, ArrayBufferLike[]] {
+  const plain = decompress(req.codec, req.payload, req.rawLength, req.into ?? undefined)
+  const digest = sha256(plain)
+  let same = digest.length === req.expectedHash.length
+  for (let i = 0; same && i < digest.length; i++) same = digest[i] === req.expectedHash[i]
+  if (!same) throw new ChunkVerificationError(`chunk of ${req.rawLength} bytes does not match its hash`)
+  // Send the whole owning buffer (plain may be a view of `into`); the pool trims it to rawLength.
+  const data = plain.byteOffset === 0 && plain.buffer === req.into?.buffer ? req.into : owned(plain)
+  return [{ kind: 'decode', data }, [data.buffer]]
+}
+
+function cdc(req: CdcRequest): [CdcReply, ArrayBufferLike[]] {
+  const { lengths, consumed } = cdcCuts(req.buf.subarray(0, req.length), req.params, req.isFinal)
+  const hashes = new Uint8Array(lengths.length * SHA256_BYTES)
+  let at = 0
+  lengths.forEach((len, i) => {
+    sha256Into(hashes, i * SHA256_BYTES, req.buf.subarray(at, at + len))
+    at += len
+  })
+  if (at !== consumed) throw new InternalError(`cdcCuts lengths sum to ${at}, consumed ${consumed}`)
+  return [{ kind: 'cdc', lengths, hashes, consumed, buf: req.buf }, [hashes.buffer, req.buf.buffer]]
+}
+
+function dispatch(req: WorkerRequest): [AnyReply, ArrayBufferLike[]] {
+  switch (req.kind) {
+    case 'hash':
+      return hash(req)
+    case 'encode':
+      return encode(req)
+    case 'decode':
+      return decode(req)
+    case 'cdc':
+      return cdc(req)
+    default:
+      throw new InvalidArgumentError(`unknown worker task ${(req as { kind: unknown }).kind}`)
+  }
+}
+
+export default function handle(req: WorkerRequest): unknown {
+  let reply: AnyReply
+  let transfer: ArrayBufferLike[] = []
+  try {
+    ;[reply, transfer] = dispatch(req)
+  } catch (err) {
+    const code: ErrorCode = isHaulError(err) ? err.code : 'INTERNAL'
+    reply = { kind: 'error', code, message: err instanceof Error ? err.message : String(err) }
+  }
+  // A transfer list must not name one ArrayBuffer twice.
+  return move({ [transferableSymbol]: [...new Set(transfer)], [valueSymbol]: reply })
+}

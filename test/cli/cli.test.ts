@@ -1,0 +1,99 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { encodeTicket } from '../../src/engine/ticket.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+
+const bin = new URL('../../bin/haul.js', import.meta.url).pathname
+
+function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'] })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => (stdout += d))
+    child.stderr.on('data', (d: Buffer) => (stderr += d))
+    child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
+  })
+}
+
+const events = (stdout: string) =>
+  stdout
+    .trim()
+    .split('\n')
+    .filter(Boolean)
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+
+describe('haul CLI (real processes)', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let src: string
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    src = join(dir, 'data.bin')
+    await writeFile(src, 3 * 1024 * 1024 + 99, 'random')
+  })
+  afterAll(() => cleanup())
+
+  it('haul index prints the content id, chunk count and throughput', async () => {
+    const r = await run(['index', src, '--json', '--chunking', 'fixed:1m', '--out', join(dir, 'd.haul')])
+    expect(r.code, r.stderr).toBe(0)
+    const done = events(r.stdout).find((e) => e.event === 'indexed')!
+    expect(done).toMatchObject({ chunks: 4, bytes: 3 * 1024 * 1024 + 99, descriptor: join(dir, 'd.haul') })
+    expect(done.cid).toMatch(/^b[a-z2-7]{52}$/)
+    expect(done.rate).toBeGreaterThan(0)
+  })
+
+  it('haul send + haul get move a file between two processes, verified', async () => {
+    let sender: ChildProcess | undefined
+    try {
+      sender = spawn(process.execPath, [bin, 'send', src, '--json', '--data-dir', join(dir, 'sd')], {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      })
+      const lines = createInterface({ input: sender.stdout! })
+      const ticket = await new Promise<string>((resolve, reject) => {
+        lines.on('line', (l) => {
+          const e = JSON.parse(l) as { event: string; ticket?: string }
+          if (e.event === 'published') resolve(e.ticket!)
+        })
+        sender!.once('exit', (c) => reject(new Error(`sender exited ${c}`)))
+      })
+      const dest = join(dir, 'got.bin')
+      const r = await run(['get', ticket, '-o', dest, '--json'])
+      expect(r.code, r.stderr + r.stdout).toBe(0)
+      const evs = events(r.stdout)
+      expect(evs.at(-1)).toMatchObject({ event: 'done', bytes: 3 * 1024 * 1024 + 99, chunks: 4 })
+      expect(await sha256File(dest)).toBe(await sha256File(src))
+      const exit = new Promise<number | null>((r2) => sender!.once('exit', r2))
+      sender.kill('SIGINT')
+      expect(await exit).toBe(0)
+      sender = undefined
+    } finally {
+      sender?.kill('SIGKILL')
+    }
+  })
+
+  it('a damaged ticket is refused with TICKET_INVALID and exit code 1', async () => {
+    const r = await run(['get', 'haul1notaticket'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('TICKET_INVALID')
+  })
+
+  it('an unreachable peer fails with PEER_UNREACHABLE', async () => {
+    const ticket = encodeTicket({
+      cid: new Uint8Array(32),
+      peerId: '12D3KooWSqhL1DGAvLRjTQrmdnkNyYwAexAtXm1Xu4XbwFCeFtiM',
+      addrs: ['/ip4/127.0.0.1/tcp/1'],
+    })
+    const r = await run(['get', ticket, '-o', join(dir, 'never'), '--json'])
+    expect(r.code).toBe(1)
+    expect(events(r.stdout).at(-1)).toMatchObject({ event: 'error', code: 'PEER_UNREACHABLE' })
+  })
+
+  it('unknown commands exit 2 with a hint', async () => {
+    const r = await run(['frobnicate'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('haul --help')
+  })
+})
