@@ -1,0 +1,354 @@
+import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import {
+  AbortedError,
+  InternalError,
+  InvalidArgumentError,
+  isHaulError,
+  PeerUnreachableError,
+  StreamClosedError,
+  TimeoutError,
+  TooManyRequestsError,
+  UnsupportedVersionError,
+} from '../errors.ts'
+import { loadOrCreateIdentity } from './identity.ts'
+import { startLibp2p } from './node.ts'
+import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
+import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
+import { Slots } from './slots.ts'
+import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
+
+export type { NetworkOptions } from './options.ts'
+
+interface PeerState {
+  readonly slots: Slots
+  readonly outbound: Set<FrameStream>
+  readonly inbound: Set<FrameStream>
+  dialing: Promise<Connection> | undefined
+}
+
+/**
+ * The network actor: owns the libp2p node, keeps one connection per peer,
+ * bounds streams per peer in both directions, and hands out FrameStreams.
+ * Nothing above this class touches libp2p.
+ */
+export class Network {
+  readonly #node: Libp2p
+  readonly #o: Required<NetworkOnlyOptions> & { connectTimeoutMs: number }
+  readonly #peers = new Map<string, PeerState>()
+  readonly #stop = new AbortController()
+  #stopped: Promise<void> | undefined
+
+  private constructor(node: Libp2p, o: Required<NetworkOnlyOptions> & { connectTimeoutMs: number }) {
+    this.#node = node
+    this.#o = o
+  }
+
+  static async create(opts: NetworkOptions = {}): Promise<Network> {
+    const { net, node } = resolveNetworkOptions(opts)
+    const key = node.dataDir === undefined ? undefined : await loadOrCreateIdentity(node.dataDir)
+    return new Network(await startLibp2p(node, key), { ...net, connectTimeoutMs: node.connectTimeoutMs })
+  }
+
+  get peerId(): string {
+    return this.#node.peerId.toString()
+  }
+
+  /** Dialable multiaddrs, each ending in /p2p/<our peer id>. */
+  get addresses(): string[] {
+    return this.#node.getMultiaddrs().map((ma) => ma.toString())
+  }
+
+  /**
+   * Opens a stream to `peer` on `protocol`, reusing the open connection or
+   * dialing `addrs` (bounded by connectTimeoutMs). Waits for a free per-peer
+   * slot; the slot is returned when the stream is finished.
+   */
+  async openStream(
+    peer: string,
+    addrs: readonly string[],
+    protocol: string,
+    opts: { signal?: AbortSignal; idleTimeoutMs?: number } = {},
+  ): Promise<FrameStream> {
+    const { signal } = opts
+    if (signal?.aborted) throw new AbortedError()
+    this.#assertRunning()
+    const peerId = parsePeer(peer)
+    if (peerId.equals(this.#node.peerId)) throw new InvalidArgumentError('cannot open a stream to ourselves')
+    const dialAddrs = parseAddrs(peerId, addrs)
+    if (opts.idleTimeoutMs !== undefined) verifyIdleTimeout(opts.idleTimeoutMs)
+    const key = peerId.toString()
+    const state = this.#state(key)
+    try {
+      await state.slots.acquire({ signal, what: `streams to peer ${key}` })
+    } catch (err) {
+      this.#maybeForget(key)
+      throw err
+    }
+    let handedOut = false
+    try {
+      const raw = await this.#newStream(state, peerId, dialAddrs, protocol, signal)
+      const fs = wrapStream(raw, {
+        remotePeer: key,
+        idleTimeoutMs: opts.idleTimeoutMs ?? this.#o.idleTimeoutMs,
+        maxBufferedIncoming: this.#o.maxBufferedIncoming,
+        onClose: () => {
+          state.outbound.delete(fs)
+          state.slots.release()
+          this.#maybeForget(key)
+        },
+      })
+      handedOut = true
+      state.outbound.add(fs)
+      return fs
+    } finally {
+      if (!handedOut) {
+        state.slots.release()
+        this.#maybeForget(key)
+      }
+    }
+  }
+
+  /**
+   * Serves `protocol`. Each inbound stream is passed to `handler`, which owns
+   * it (should close or abort it); a handler that throws aborts the stream with
+   * its error. Streams beyond maxInboundStreamsPerPeer are reset unseen.
+   */
+  async handle(
+    protocol: string,
+    handler: (stream: FrameStream) => void | Promise<void>,
+    opts: { idleTimeoutMs?: number } = {},
+  ): Promise<void> {
+    this.#assertRunning()
+    if (typeof protocol !== 'string' || !protocol.startsWith('/')) {
+      throw new InvalidArgumentError(`protocol id must start with '/': ${JSON.stringify(protocol)}`)
+    }
+    const idleTimeoutMs = opts.idleTimeoutMs ?? this.#o.idleTimeoutMs
+    verifyIdleTimeout(idleTimeoutMs)
+    // libp2p counts per connection and per protocol; ours is per peer. Its limits
+    // are only a backstop, set above ours so they never fire first.
+    const backstop = Math.max(this.#o.maxStreamsPerPeer, this.#o.maxInboundStreamsPerPeer) * 2 + 8
+    try {
+      await this.#node.handle(
+        protocol,
+        (raw: Stream, connection: Connection) => {
+          this.#accept(raw, connection, handler, idleTimeoutMs)
+        },
+        { maxInboundStreams: backstop, maxOutboundStreams: backstop },
+      )
+    } catch (err) {
+      if ((err as Error).name === 'DuplicateProtocolHandlerError') {
+        throw new InvalidArgumentError(`a handler for ${protocol} is already registered`, { cause: err })
+      }
+      throw err
+    }
+  }
+
+  /** Streams this network handed out (both directions) that are not finished yet. */
+  openStreamCount(peer?: string): number {
+    if (peer !== undefined) {
+      const s = this.#peers.get(peer)
+      return s === undefined ? 0 : s.outbound.size + s.inbound.size
+    }
+    let n = 0
+    for (const s of this.#peers.values()) n += s.outbound.size + s.inbound.size
+    return n
+  }
+
+  /** Open libp2p connections (to one peer or all); for tests and diagnostics. */
+  connectionCount(peer?: string): number {
+    const conns =
+      peer === undefined ? this.#node.getConnections() : this.#node.getConnections(parsePeer(peer))
+    return conns.filter((c) => c.status === 'open').length
+  }
+
+  /** Aborts every stream and waiting call, closes all connections and the listener. Idempotent. */
+  stop(): Promise<void> {
+    this.#stopped ??= this.#doStop()
+    return this.#stopped
+  }
+
+  async #doStop(): Promise<void> {
+    const err = new AbortedError('the network was stopped')
+    this.#stop.abort(err)
+    for (const s of this.#peers.values()) {
+      s.slots.rejectWaiters(err)
+      for (const fs of [...s.outbound, ...s.inbound]) fs.abort(err)
+    }
+    await this.#node.stop()
+  }
+
+  #assertRunning(): void {
+    if (this.#stop.signal.aborted) throw new AbortedError('the network was stopped')
+  }
+
+  #state(key: string): PeerState {
+    let s = this.#peers.get(key)
+    if (s === undefined) {
+      s = {
+        slots: new Slots(this.#o.maxStreamsPerPeer, this.#o.maxQueuedOpensPerPeer),
+        outbound: new Set(),
+        inbound: new Set(),
+        dialing: undefined,
+      }
+      this.#peers.set(key, s)
+    }
+    return s
+  }
+
+  /** Peer bookkeeping is dropped when unused so the map does not grow with every peer ever seen. */
+  #maybeForget(key: string): void {
+    const s = this.#peers.get(key)
+    if (s === undefined) return
+    if (s.slots.idle && s.inbound.size === 0 && s.outbound.size === 0 && s.dialing === undefined) {
+      this.#peers.delete(key)
+    }
+  }
+
+  #accept(
+    raw: Stream,
+    connection: Connection,
+    handler: (stream: FrameStream) => void | Promise<void>,
+    idleTimeoutMs: number,
+  ): void {
+    const key = connection.remotePeer.toString()
+    if (this.#stop.signal.aborted) {
+      raw.abort(new AbortedError('the network was stopped'))
+      return
+    }
+    const state = this.#state(key)
+    if (state.inbound.size >= this.#o.maxInboundStreamsPerPeer) {
+      // The remote only sees a reset; its own outbound limit normally keeps it below ours.
+      raw.abort(new TooManyRequestsError(`peer ${key} has ${state.inbound.size} streams open`))
+      this.#maybeForget(key)
+      return
+    }
+    const fs = wrapStream(raw, {
+      remotePeer: key,
+      idleTimeoutMs,
+      maxBufferedIncoming: this.#o.maxBufferedIncoming,
+      onClose: () => {
+        state.inbound.delete(fs)
+        this.#maybeForget(key)
+      },
+    })
+    state.inbound.add(fs)
+    // Not awaited by libp2p: a long-running handler must not hold its middleware chain.
+    void (async () => {
+      try {
+        await handler(fs)
+      } catch (err) {
+        fs.abort(
+          isHaulError(err)
+            ? err
+            : new InternalError(`stream handler failed: ${(err as Error)?.message}`, { cause: err }),
+        )
+      }
+    })()
+  }
+
+  async #newStream(
+    state: PeerState,
+    peerId: PeerId,
+    addrs: Multiaddr[],
+    protocol: string,
+    signal: AbortSignal | undefined,
+  ): Promise<Stream> {
+    for (let attempt = 0; ; attempt++) {
+      const conn = await this.#connect(state, peerId, addrs, signal)
+      const opSignal = this.#opSignal(signal)
+      try {
+        return await conn.newStream(protocol, {
+          signal: opSignal,
+          maxOutboundStreams: this.#o.maxStreamsPerPeer * 2 + 8,
+        })
+      } catch (err) {
+        const name = (err as Error).name
+        if (signal?.aborted) throw new AbortedError()
+        this.#assertRunning()
+        if (name === 'UnsupportedProtocolError') {
+          throw new UnsupportedVersionError(
+            `peer ${peerId} does not speak ${protocol}: upgrade the older side`,
+            {
+              cause: err,
+            },
+          )
+        }
+        // A connection that died under us (stale, or closed by the peer) gets one fresh dial.
+        if (attempt === 0 && conn.status !== 'open') continue
+        if (opSignal.aborted) {
+          throw new TimeoutError(
+            `peer ${peerId} did not accept a ${protocol} stream within ${this.#o.connectTimeoutMs} ms`,
+            {
+              cause: err,
+            },
+          )
+        }
+        throw new StreamClosedError(
+          `cannot open a ${protocol} stream to peer ${peerId}: ${(err as Error).message}`,
+          {
+            cause: err,
+          },
+        )
+      }
+    }
+  }
+
+  /** Caller's signal + shutdown + connect timeout. */
+  #opSignal(signal: AbortSignal | undefined): AbortSignal {
+    const parts = [this.#stop.signal, AbortSignal.timeout(this.#o.connectTimeoutMs)]
+    if (signal !== undefined) parts.push(signal)
+    return AbortSignal.any(parts)
+  }
+
+  async #connect(
+    state: PeerState,
+    peerId: PeerId,
+    addrs: Multiaddr[],
+    signal?: AbortSignal,
+  ): Promise<Connection> {
+    const open = this.#canonical(peerId)
+    if (open !== undefined) return open
+    // Concurrent opens share one dial; each caller still honours its own signal.
+    if (state.dialing === undefined) {
+      const dialing = this.#dial(peerId, addrs).finally(() => {
+        if (state.dialing === dialing) state.dialing = undefined
+        this.#maybeForget(peerId.toString())
+      })
+      state.dialing = dialing
+      dialing.catch(() => {})
+    }
+    return await raceSignal(state.dialing, signal)
+  }
+
+  /**
+   * When both peers dial each other at once there are two connections. Both
+   * sides then prefer the one dialed by the smaller peer id, so new streams
+   * converge on it, and a duplicate is closed as soon as it carries no stream.
+   */
+  #canonical(peerId: PeerId): Connection | undefined {
+    const open = this.#node.getConnections(peerId).filter((c) => c.status === 'open')
+    if (open.length <= 1) return open[0]
+    const weDialFirst = this.#node.peerId.toString() < peerId.toString()
+    const preferred = open.find((c) => (c.direction === 'outbound') === weDialFirst) ?? open[0]!
+    for (const c of open) {
+      if (c !== preferred && c.streams.length === 0) void c.close().catch(() => {})
+    }
+    return preferred
+  }
+
+  async #dial(peerId: PeerId, addrs: Multiaddr[]): Promise<Connection> {
+    const where = addrs.length === 0 ? '(no address given)' : addrs.map(String).join(', ')
+    if (addrs.length === 0) {
+      throw new PeerUnreachableError(`peer ${peerId} is not connected and the ticket has no address to dial`)
+    }
+    const timeout = AbortSignal.timeout(this.#o.connectTimeoutMs)
+    try {
+      return await this.#node.dial(addrs, { signal: AbortSignal.any([this.#stop.signal, timeout]) })
+    } catch (err) {
+      this.#assertRunning()
+      const why = timeout.aborted ? `no answer within ${this.#o.connectTimeoutMs} ms` : describeDialError(err)
+      throw new PeerUnreachableError(`cannot reach peer ${peerId} at ${where}: ${why}`, { cause: err })
+    }
+  }
+}

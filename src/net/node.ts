@@ -1,0 +1,93 @@
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p, type Libp2pInit } from 'libp2p'
+import { InternalError, isHaulError } from '../errors.ts'
+import { KiB } from '../types.ts'
+import { loadOrCreateIdentity } from './identity.ts'
+import {
+  type NodeOptions,
+  type ResolvedNodeOptions,
+  resolveNodeOptions,
+  YAMUX_INITIAL_WINDOW,
+} from './options.ts'
+import { guardedMuxerFactory } from './yamux-guard.ts'
+
+export type { NodeOptions, YamuxTuning } from './options.ts'
+
+/**
+ * A paused yamux stream stops granting window, so it can hold at most one full
+ * window. libp2p resets a stream whose read buffer passes `maxReadBufferLength`
+ * (4 MiB by default), which would kill every paused stream running with a larger
+ * window: keep the limit one window plus slack for protocol-negotiation leftovers.
+ */
+const READ_BUFFER_SLACK = 64 * KiB
+
+/**
+ * Creates and starts a libp2p node with exactly what haul needs: TCP, Noise,
+ * Yamux. No peer discovery, no DHT, no relay, no identify service, no UPnP:
+ * peers are reached only by the addresses in a ticket. The yamux muxer is
+ * wrapped in a frame-size guard (see yamux-guard.ts).
+ */
+export async function createNode(opts: NodeOptions = {}): Promise<Libp2p> {
+  const o = resolveNodeOptions(opts)
+  const privateKey = o.dataDir === undefined ? undefined : await loadOrCreateIdentity(o.dataDir)
+  return await startLibp2p(o, privateKey)
+}
+
+/**
+ * Benchmark-only hooks. haul itself always ships Noise and the spec's initial
+ * window (see YamuxTuning for why a larger one breaks mixed peers).
+ */
+export interface NodeOverrides {
+  connectionEncrypters?: Libp2pInit['connectionEncrypters']
+  unsafeInitialStreamWindowSize?: number
+}
+
+export async function startLibp2p(
+  o: ResolvedNodeOptions,
+  privateKey?: PrivateKey,
+  overrides: NodeOverrides = {},
+): Promise<Libp2p> {
+  const y = o.yamux
+  const initialWindow = overrides.unsafeInitialStreamWindowSize ?? YAMUX_INITIAL_WINDOW
+  const maxWindow = Math.max(initialWindow, y.maxStreamWindowSize)
+  const yamuxFactory = yamux({
+    enableKeepAlive: true,
+    keepAliveInterval: y.keepAliveIntervalMs,
+    streamOptions: {
+      initialStreamWindowSize: initialWindow,
+      maxStreamWindowSize: maxWindow,
+      maxReadBufferLength: maxWindow + READ_BUFFER_SLACK,
+    },
+  })
+  try {
+    return await createLibp2p({
+      ...(privateKey === undefined ? {} : { privateKey }),
+      nodeInfo: { name: 'haul' },
+      addresses: { listen: [...o.listen] },
+      transports: [tcp()],
+      connectionEncrypters: overrides.connectionEncrypters ?? [noise()],
+      streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow)],
+      connectionManager: {
+        maxConnections: o.maxConnections,
+        dialTimeout: o.connectTimeoutMs,
+        addressDialTimeout: o.connectTimeoutMs,
+        inboundUpgradeTimeout: o.connectTimeoutMs,
+        // Several haul processes on one host (tests, a NAT) dial from one IP:
+        // libp2p's default of 5 new connections per second per host is too tight.
+        inboundConnectionThreshold: 64,
+        maxPeerAddrsToDial: 16,
+      },
+      connectionMonitor: {
+        // A saturated link can delay a ping behind a full window; do not cut a
+        // busy, healthy connection for it. Dead peers are found by stream idle timeouts.
+        pingTimeout: { minTimeout: 10_000 },
+      },
+    })
+  } catch (err) {
+    if (isHaulError(err)) throw err
+    throw new InternalError(`cannot start the libp2p node: ${(err as Error).message}`, { cause: err })
+  }
+}

@@ -1,0 +1,51 @@
+import type { PeerId } from '@libp2p/interface'
+import { peerIdFromString } from '@libp2p/peer-id'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
+import { AbortedError, InvalidArgumentError } from '../errors.ts'
+
+export function parsePeer(peer: string): PeerId {
+  try {
+    return peerIdFromString(peer)
+  } catch (err) {
+    throw new InvalidArgumentError(`not a peer id: ${JSON.stringify(peer)}`, { cause: err })
+  }
+}
+
+/** Every address must be a multiaddr; a /p2p/ part, if present, must name `peerId`; ours is appended otherwise. */
+export function parseAddrs(peerId: PeerId, addrs: readonly string[]): Multiaddr[] {
+  const out: Multiaddr[] = []
+  for (const a of addrs) {
+    let ma: Multiaddr
+    try {
+      ma = multiaddr(a)
+    } catch (err) {
+      throw new InvalidArgumentError(`not a multiaddr: ${JSON.stringify(a)}`, { cause: err })
+    }
+    const p2p = ma.getComponents().findLast((c) => c.name === 'p2p')?.value
+    if (p2p === undefined) ma = ma.encapsulate(`/p2p/${peerId}`)
+    else if (p2p !== peerId.toString())
+      throw new InvalidArgumentError(`address ${a} belongs to peer ${p2p}, not ${peerId}`)
+    out.push(ma)
+  }
+  return out
+}
+
+export function describeDialError(err: unknown): string {
+  if (err instanceof AggregateError && err.errors.length > 0) {
+    return err.errors.map((e) => (e as Error).message).join('; ')
+  }
+  return (err as Error)?.message ?? String(err)
+}
+
+export async function raceSignal<T>(p: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
+  if (signal === undefined) return p
+  if (signal.aborted) throw new AbortedError()
+  const { promise, reject } = Promise.withResolvers<never>()
+  const onAbort = (): void => reject(new AbortedError())
+  signal.addEventListener('abort', onAbort, { once: true })
+  try {
+    return await Promise.race([p, promise])
+  } finally {
+    signal.removeEventListener('abort', onAbort)
+  }
+}

@@ -1,0 +1,84 @@
+import { AbortedError, type HaulError, TooManyRequestsError } from '../errors.ts'
+
+interface Waiter {
+  resolve: () => void
+  reject: (err: HaulError) => void
+}
+
+/**
+ * A counting semaphore with a bounded waiting line: `acquire` beyond `limit`
+ * waits in FIFO order, and beyond `maxWaiters` fails at once with
+ * TooManyRequestsError instead of queueing without bound.
+ */
+export class Slots {
+  readonly limit: number
+  readonly maxWaiters: number
+  #active = 0
+  readonly #waiters: Waiter[] = []
+
+  constructor(limit: number, maxWaiters: number) {
+    this.limit = limit
+    this.maxWaiters = maxWaiters
+  }
+
+  get active(): number {
+    return this.#active
+  }
+
+  get waiting(): number {
+    return this.#waiters.length
+  }
+
+  /** True when nothing holds or waits for a slot. */
+  get idle(): boolean {
+    return this.#active === 0 && this.#waiters.length === 0
+  }
+
+  async acquire(opts: { signal?: AbortSignal; what?: string } = {}): Promise<void> {
+    const { signal } = opts
+    if (signal?.aborted) throw new AbortedError()
+    if (this.#active < this.limit) {
+      this.#active++
+      return
+    }
+    if (this.#waiters.length >= this.maxWaiters) {
+      throw new TooManyRequestsError(
+        `${opts.what ?? 'slots'}: ${this.limit} in use and ${this.maxWaiters} already waiting; retry later`,
+      )
+    }
+    const { promise, resolve, reject } = Promise.withResolvers<void>()
+    const waiter: Waiter = {
+      resolve: () => {
+        signal?.removeEventListener('abort', onAbort)
+        resolve()
+      },
+      reject: (err) => {
+        signal?.removeEventListener('abort', onAbort)
+        reject(err)
+      },
+    }
+    const onAbort = (): void => {
+      const i = this.#waiters.indexOf(waiter)
+      if (i !== -1) this.#waiters.splice(i, 1)
+      reject(new AbortedError())
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+    this.#waiters.push(waiter)
+    return promise
+  }
+
+  /** Returns a slot; the longest waiter, if any, takes it over directly. */
+  release(): void {
+    const next = this.#waiters.shift()
+    if (next !== undefined) {
+      next.resolve()
+      return
+    }
+    if (this.#active > 0) this.#active--
+  }
+
+  /** Fails every waiter (used on shutdown). Held slots stay held until released. */
+  rejectWaiters(err: HaulError): void {
+    for (const w of this.#waiters.splice(0)) w.reject(err)
+  }
+}

@@ -1,0 +1,47 @@
+import { createHash, randomBytes } from 'node:crypto'
+import { afterEach } from 'vitest'
+import type { FrameStream } from '../../src/net/index.ts'
+import { Network, type NetworkOptions } from '../../src/net/index.ts'
+
+const started: Network[] = []
+
+/** Networks made here are stopped after each test, whatever happened. */
+export async function network(opts: NetworkOptions = {}): Promise<Network> {
+  const n = await Network.create(opts)
+  started.push(n)
+  return n
+}
+
+afterEach(async () => {
+  await Promise.all(started.splice(0).map((n) => n.stop()))
+})
+
+export async function readAll(s: FrameStream): Promise<Buffer> {
+  const parts: Uint8Array[] = []
+  for await (const d of s.incoming) parts.push(d.subarray())
+  return Buffer.concat(parts)
+}
+
+export function sha256(b: Uint8Array): string {
+  return createHash('sha256').update(b).digest('hex')
+}
+
+export function random(n: number): Uint8Array {
+  return new Uint8Array(randomBytes(n))
+}
+
+/** Writes `data` in `part`-sized writes. */
+export async function writeAll(s: FrameStream, data: Uint8Array, part = 256 * 1024): Promise<void> {
+  for (let off = 0; off < data.byteLength; off += part) await s.write([data.subarray(off, off + part)])
+}
+
+/** Polls `cond` until true; fails with `what` after `ms`. For state that settles asynchronously, not for timing. */
+export async function eventually(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
+  const end = Date.now() + ms
+  while (!cond()) {
+    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`)
+    await new Promise((r) => setTimeout(r, 20))
+  }
+}
+
+export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))

@@ -1,0 +1,211 @@
+import { mkdtemp, rm } from 'node:fs/promises'
+import { createServer, type Socket } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { generateKeyPair } from '@libp2p/crypto/keys'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
+import { describe, expect, it } from 'vitest'
+import {
+  AbortedError,
+  InvalidArgumentError,
+  PeerUnreachableError,
+  StreamClosedError,
+  TooManyRequestsError,
+  UnsupportedVersionError,
+} from '../../src/errors.ts'
+import type { FrameStream, Network } from '../../src/net/index.ts'
+import { eventually, network, random, readAll, sha256, writeAll } from './helpers.ts'
+
+const ECHO = '/test/echo/1'
+const HOLD = '/test/hold/1'
+
+async function echo(s: FrameStream): Promise<void> {
+  for await (const d of s.incoming) await s.write([d.subarray()])
+  await s.close()
+}
+
+/** Reads until the remote closes, then closes: keeps a stream open as long as the opener wants. */
+async function hold(s: FrameStream): Promise<void> {
+  await readAll(s).catch(() => {})
+  await s.close()
+}
+
+/** Full duplex: writes `data` while reading the echo back. */
+async function roundTrip(from: Network, to: Network, data: Uint8Array): Promise<Buffer> {
+  const s = await from.openStream(to.peerId, to.addresses, ECHO)
+  const [back] = await Promise.all([readAll(s), writeAll(s, data).then(() => s.closeWrite())])
+  return back
+}
+
+async function freePort(): Promise<number> {
+  const srv = createServer()
+  await new Promise<void>((r) => srv.listen(0, '127.0.0.1', r))
+  const { port } = srv.address() as { port: number }
+  await new Promise((r) => srv.close(r))
+  return port
+}
+
+async function strangerId(): Promise<string> {
+  return peerIdFromPrivateKey(await generateKeyPair('Ed25519')).toString()
+}
+
+describe('Network', () => {
+  it('two networks exchange data both ways, over one connection', async () => {
+    const a = await network()
+    const b = await network()
+    await a.handle(ECHO, echo)
+    await b.handle(ECHO, echo)
+    const d1 = random(3 * 1024 * 1024 + 17)
+    const d2 = random(2 * 1024 * 1024 + 5)
+    const [r1, r2] = await Promise.all([roundTrip(a, b, d1), roundTrip(b, a, d2)])
+    expect(sha256(r1)).toBe(sha256(d1))
+    expect(sha256(r2)).toBe(sha256(d2))
+    // Both dialed at once, so there may be two connections; the next open settles on one.
+    await (await a.openStream(b.peerId, b.addresses, ECHO)).close()
+    await (await b.openStream(a.peerId, a.addresses, ECHO)).close()
+    await eventually(
+      () => a.connectionCount(b.peerId) === 1 && b.connectionCount(a.peerId) === 1,
+      'one connection',
+    )
+    expect(sha256(await roundTrip(a, b, d2))).toBe(sha256(d2))
+    expect(a.connectionCount(b.peerId)).toBe(1)
+    expect(
+      a.addresses.every((x) => x.startsWith('/ip4/127.0.0.1/tcp/') && x.endsWith(`/p2p/${a.peerId}`)),
+    ).toBe(true)
+  })
+
+  it('concurrent opens to a new peer share one dial', async () => {
+    const a = await network()
+    const b = await network()
+    await b.handle(HOLD, hold)
+    const streams = await Promise.all(
+      Array.from({ length: 8 }, () => a.openStream(b.peerId, b.addresses, HOLD)),
+    )
+    expect(a.connectionCount(b.peerId)).toBe(1)
+    expect(a.openStreamCount(b.peerId)).toBe(8)
+    await Promise.all(streams.map((s) => s.close()))
+    await eventually(() => a.openStreamCount() === 0 && b.openStreamCount() === 0, 'streams released')
+  })
+
+  it('per-peer outbound limit: extra opens wait in a bounded line, the overflow is refused', async () => {
+    const a = await network({ maxStreamsPerPeer: 2, maxQueuedOpensPerPeer: 1 })
+    const b = await network()
+    await b.handle(HOLD, hold)
+    const s1 = await a.openStream(b.peerId, b.addresses, HOLD)
+    await a.openStream(b.peerId, b.addresses, HOLD)
+    let third: FrameStream | undefined
+    const p3 = a.openStream(b.peerId, b.addresses, HOLD).then((s) => {
+      third = s
+      return s
+    })
+    await expect(a.openStream(b.peerId, b.addresses, HOLD)).rejects.toBeInstanceOf(TooManyRequestsError)
+    expect(third).toBeUndefined()
+    expect(a.openStreamCount(b.peerId)).toBe(2)
+    await s1.close()
+    await p3
+    expect(a.openStreamCount(b.peerId)).toBe(2)
+    // A waiter can be cancelled.
+    const ac = new AbortController()
+    const p5 = a.openStream(b.peerId, b.addresses, HOLD, { signal: ac.signal })
+    ac.abort()
+    await expect(p5).rejects.toBeInstanceOf(AbortedError)
+  })
+
+  it('per-peer inbound limit: streams beyond it are reset', async () => {
+    const a = await network()
+    const b = await network({ maxInboundStreamsPerPeer: 1 })
+    await b.handle(HOLD, hold)
+    const s1 = await a.openStream(b.peerId, b.addresses, HOLD)
+    await eventually(() => b.openStreamCount(a.peerId) === 1, 'first stream accepted')
+    const s2 = await a.openStream(b.peerId, b.addresses, HOLD)
+    await expect(readAll(s2)).rejects.toBeInstanceOf(StreamClosedError)
+    expect(b.openStreamCount(a.peerId)).toBe(1)
+    expect(s1.closed).toBe(false)
+  })
+
+  it('dialing a closed port fails with PeerUnreachableError naming the address', async () => {
+    const a = await network({ connectTimeoutMs: 5_000 })
+    const port = await freePort()
+    const addr = `/ip4/127.0.0.1/tcp/${port}`
+    const err = await a.openStream(await strangerId(), [addr], ECHO).catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(PeerUnreachableError)
+    expect((err as Error).message).toContain(addr)
+    expect(a.connectionCount()).toBe(0)
+  })
+
+  it('a peer that accepts TCP but never answers fails after connectTimeoutMs', async () => {
+    const sockets: Socket[] = []
+    const silent = createServer((s) => sockets.push(s))
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    try {
+      const { port } = silent.address() as { port: number }
+      const a = await network({ connectTimeoutMs: 400 })
+      const err = await a
+        .openStream(await strangerId(), [`/ip4/127.0.0.1/tcp/${port}`], ECHO)
+        .catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(PeerUnreachableError)
+      expect((err as Error).message).toContain('no answer within 400 ms')
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise((r) => silent.close(r))
+    }
+  })
+
+  it('identity persists across restart, and the restarted node answers on the same port', async () => {
+    const dataDir = await mkdtemp(join(tmpdir(), 'haul-net-'))
+    try {
+      const client = await network()
+      const first = await network({ dataDir })
+      await first.handle(ECHO, echo)
+      const addrs = first.addresses
+      const port = /\/tcp\/(\d+)\//.exec(addrs[0]!)![1]
+      expect(sha256(await roundTrip(client, first, random(1000)))).toBeTruthy()
+      await first.stop()
+
+      const second = await network({ dataDir, listen: [`/ip4/127.0.0.1/tcp/${port}`] })
+      expect(second.peerId).toBe(first.peerId)
+      await second.handle(ECHO, echo)
+      // The client still knows the old (now dead) connection; it must redial the same ticket.
+      const data = random(100_000)
+      expect(sha256(await roundTrip(client, second, data))).toBe(sha256(data))
+      const s = await client.openStream(first.peerId, addrs, ECHO)
+      await s.close()
+    } finally {
+      await rm(dataDir, { recursive: true, force: true })
+    }
+  })
+
+  it('stop() fails pending work and leaves no open connection on either side', async () => {
+    const a = await network()
+    const b = await network()
+    await b.handle(HOLD, hold)
+    const s = await a.openStream(b.peerId, b.addresses, HOLD)
+    const reading = readAll(s).catch((e: unknown) => e)
+    await eventually(() => b.openStreamCount() === 1, 'stream accepted')
+    await a.stop()
+    expect(await reading).toBeInstanceOf(AbortedError)
+    expect(a.connectionCount()).toBe(0)
+    expect(a.openStreamCount()).toBe(0)
+    await expect(a.openStream(b.peerId, b.addresses, HOLD)).rejects.toBeInstanceOf(AbortedError)
+    await eventually(() => b.connectionCount() === 0 && b.openStreamCount() === 0, 'remote side closed')
+  })
+
+  it('errors: unknown protocol, throwing handler, bad arguments', async () => {
+    const a = await network()
+    const b = await network()
+    await b.handle('/test/throws/1', () => {
+      throw new Error('boom')
+    })
+    await expect(a.openStream(b.peerId, b.addresses, '/test/nobody/1')).rejects.toBeInstanceOf(
+      UnsupportedVersionError,
+    )
+    const s = await a.openStream(b.peerId, b.addresses, '/test/throws/1')
+    await expect(readAll(s)).rejects.toBeInstanceOf(StreamClosedError)
+    await expect(a.openStream('not-a-peer', b.addresses, ECHO)).rejects.toBeInstanceOf(InvalidArgumentError)
+    await expect(a.openStream(a.peerId, a.addresses, ECHO)).rejects.toBeInstanceOf(InvalidArgumentError)
+    await expect(a.openStream(await strangerId(), b.addresses, ECHO)).rejects.toBeInstanceOf(
+      InvalidArgumentError,
+    )
+    await expect(b.handle('/test/throws/1', () => {})).rejects.toBeInstanceOf(InvalidArgumentError)
+  })
+})

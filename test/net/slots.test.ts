@@ -1,0 +1,54 @@
+import { describe, expect, it } from 'vitest'
+import { AbortedError, TooManyRequestsError } from '../../src/errors.ts'
+import { Slots } from '../../src/net/slots.ts'
+
+describe('Slots', () => {
+  it('grants up to the limit, queues FIFO, and hands a released slot to the oldest waiter', async () => {
+    const s = new Slots(2, 5)
+    await s.acquire()
+    await s.acquire()
+    const order: number[] = []
+    const w1 = s.acquire().then(() => order.push(1))
+    const w2 = s.acquire().then(() => order.push(2))
+    expect(s.waiting).toBe(2)
+    s.release()
+    await w1
+    expect(order).toEqual([1])
+    expect(s.active).toBe(2)
+    s.release()
+    await w2
+    expect(order).toEqual([1, 2])
+    s.release()
+    s.release()
+    expect(s.idle).toBe(true)
+  })
+
+  it('fails at once past the waiting bound', async () => {
+    const s = new Slots(1, 1)
+    await s.acquire()
+    const waiting = s.acquire()
+    await expect(s.acquire({ what: 'streams to peer X' })).rejects.toBeInstanceOf(TooManyRequestsError)
+    s.release()
+    await waiting
+  })
+
+  it('an aborted waiter leaves the line and does not take a slot', async () => {
+    const s = new Slots(1, 4)
+    await s.acquire()
+    const ac = new AbortController()
+    const p = s.acquire({ signal: ac.signal })
+    ac.abort()
+    await expect(p).rejects.toBeInstanceOf(AbortedError)
+    expect(s.waiting).toBe(0)
+    s.release()
+    expect(s.idle).toBe(true)
+  })
+
+  it('rejectWaiters fails everyone waiting', async () => {
+    const s = new Slots(1, 4)
+    await s.acquire()
+    const p = s.acquire()
+    s.rejectWaiters(new AbortedError('stopping'))
+    await expect(p).rejects.toThrow('stopping')
+  })
+})
