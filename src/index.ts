@@ -19,21 +19,22 @@
  *
  * @packageDocumentation
  */
-import { Engine } from './engine/engine.ts'
-import type { EngineOptions } from './engine/config.ts'
 
-export type { EngineOptions, EngineConfig } from './engine/config.ts'
-export type { FetchOptions, PublishOptions, Published, TransferHandle } from './engine/engine.ts'
+import type { EngineOptions } from './engine/config.ts'
+import { Engine } from './engine/engine.ts'
+
+export type { EngineConfig, EngineOptions } from './engine/config.ts'
+export type { FetchOptions, Published, PublishOptions, TransferHandle } from './engine/engine.ts'
 export type { FetchLimits } from './engine/fetcher.ts'
 export type { IndexOptions, IndexResult } from './engine/indexer.ts'
 export type { TransferProgress } from './engine/progress.ts'
 export type { ServerLimits } from './engine/server.ts'
 export type { Ticket } from './engine/ticket.ts'
+export { decodeTicket, encodeTicket } from './engine/ticket.ts'
 export type { FetchResult, TransferTimeouts } from './engine/transfer.ts'
 export type { TransferStatus } from './engine/transfer-machine.ts'
-export type { ChunkingParams, Codec } from './types.ts'
 export * from './errors.ts'
-export { decodeTicket, encodeTicket } from './engine/ticket.ts'
+export type { ChunkingParams, Codec } from './types.ts'
 export { Engine }
 
 export function createEngine(options?: EngineOptions): Promise<Engine> {

@@ -14,7 +14,9 @@ import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { parseArgs } from 'node:util'
 
-const { values } = parseArgs({ options: { mib: { type: 'string' }, keep: { type: 'boolean', default: false } } })
+const { values } = parseArgs({
+  options: { mib: { type: 'string' }, keep: { type: 'boolean', default: false } },
+})
 const mib = Number(values.mib ?? process.env.HAUL_DEMO_MIB ?? 1024)
 const bin = new URL('../../bin/haul.js', import.meta.url).pathname
 
@@ -37,7 +39,8 @@ async function generate(path: string, bytes: number): Promise<void> {
 
 async function sha256(path: string): Promise<string> {
   const h = createHash('sha256')
-  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 })) h.update(chunk as Buffer)
+  for await (const chunk of createReadStream(path, { highWaterMark: 4 * 1024 * 1024 }))
+    h.update(chunk as Buffer)
   return h.digest('hex')
 }
 

@@ -1,8 +1,8 @@
 import { parseArgs } from 'node:util'
 import { parseChunking } from '../chunking/params.ts'
 import { cidToString } from '../descriptor/cid.ts'
-import { Engine } from '../engine/engine.ts'
 import type { EngineOptions } from '../engine/config.ts'
+import { Engine } from '../engine/engine.ts'
 import { indexFile } from '../engine/indexer.ts'
 import { MemoryBudget } from '../engine/memory-budget.ts'
 import { decodeTicket } from '../engine/ticket.ts'
@@ -49,7 +49,9 @@ async function main(argv: string[]): Promise<number> {
     ...(values.listen === undefined ? {} : { listen: values.listen }),
     ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
     ...(values.chunking === undefined ? {} : { chunking: parseChunking(values.chunking) }),
-    ...(values.memory === undefined ? {} : { memoryBudget: positiveInt('--memory', values.memory) * 1024 * 1024 }),
+    ...(values.memory === undefined
+      ? {}
+      : { memoryBudget: positiveInt('--memory', values.memory) * 1024 * 1024 }),
     ...(values.workers === undefined ? {} : { workers: positiveInt('--workers', values.workers) }),
   }
   switch (command) {
@@ -64,7 +66,12 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
-async function runIndex(file: string, outPath: string | undefined, opts: EngineOptions, out: Output): Promise<number> {
+async function runIndex(
+  file: string,
+  outPath: string | undefined,
+  opts: EngineOptions,
+  out: Output,
+): Promise<number> {
   const pool = new WorkerPool(opts.workers === undefined ? {} : { threads: opts.workers })
   const budget = new MemoryBudget({ limit: opts.memoryBudget ?? 64 * 1024 * 1024 })
   try {
@@ -78,7 +85,15 @@ async function runIndex(file: string, outPath: string | undefined, opts: EngineO
     out.done()
     const cid = cidToString(r.cid)
     const rate = r.seconds > 0 ? r.bytes / r.seconds : 0
-    out.event({ event: 'indexed', cid, chunks: r.chunks, bytes: r.bytes, seconds: r.seconds, rate, descriptor: r.descriptorPath })
+    out.event({
+      event: 'indexed',
+      cid,
+      chunks: r.chunks,
+      bytes: r.bytes,
+      seconds: r.seconds,
+      rate,
+      descriptor: r.descriptorPath,
+    })
     out.human(
       `content id  ${cid}\nchunks      ${r.chunks}\nsize        ${formatBytes(r.bytes)}\nthroughput  ${formatRate(rate)} (${r.seconds.toFixed(2)} s)\ndescriptor  ${r.descriptorPath}`,
     )
@@ -100,9 +115,20 @@ async function runSend(file: string, opts: EngineOptions, out: Output): Promise<
       onProgress: (done, total) => out.progressBytes('indexing', done, total),
     })
     out.done()
-    out.event({ event: 'published', ticket, cid: cidToString(index.cid), bytes: index.bytes, chunks: index.chunks, peerId: engine.peerId, addresses: engine.addresses })
-    out.human(`serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks)\n\nticket:\n${ticket}\n\nrun on the receiver:  npx haul get ${ticket}\nCtrl-C stops serving.`)
-    if (!stop.signal.aborted) await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }))
+    out.event({
+      event: 'published',
+      ticket,
+      cid: cidToString(index.cid),
+      bytes: index.bytes,
+      chunks: index.chunks,
+      peerId: engine.peerId,
+      addresses: engine.addresses,
+    })
+    out.human(
+      `serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks)\n\nticket:\n${ticket}\n\nrun on the receiver:  npx haul get ${ticket}\nCtrl-C stops serving.`,
+    )
+    if (!stop.signal.aborted)
+      await new Promise((r) => stop.signal.addEventListener('abort', r, { once: true }))
     out.event({ event: 'stopped' })
     return 0
   } finally {
@@ -112,7 +138,12 @@ async function runSend(file: string, opts: EngineOptions, out: Output): Promise<
   }
 }
 
-async function runGet(ticketText: string, outPath: string | undefined, opts: EngineOptions, out: Output): Promise<number> {
+async function runGet(
+  ticketText: string,
+  outPath: string | undefined,
+  opts: EngineOptions,
+  out: Output,
+): Promise<number> {
   const ticket = decodeTicket(ticketText)
   const dest = outPath ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
   const engine = await Engine.create(opts)
@@ -129,7 +160,14 @@ async function runGet(ticketText: string, outPath: string | undefined, opts: Eng
     })
     const r = await handle.result
     out.done()
-    out.event({ event: 'done', path: r.path, bytes: r.bytes, chunks: r.chunks, seconds: r.seconds, rate: r.rate })
+    out.event({
+      event: 'done',
+      path: r.path,
+      bytes: r.bytes,
+      chunks: r.chunks,
+      seconds: r.seconds,
+      rate: r.rate,
+    })
     out.human(
       `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}`,
     )
@@ -147,7 +185,8 @@ function need(v: string | undefined, what: string): string {
 
 function positiveInt(name: string, v: string): number {
   const n = Number(v)
-  if (!Number.isSafeInteger(n) || n < 1) throw new InvalidArgumentError(`${name} takes a positive whole number, got "${v}"`)
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError(`${name} takes a positive whole number, got "${v}"`)
   return n
 }
 

@@ -39,7 +39,11 @@ export interface EngineConfig {
 
 const MiB = 1024 * 1024
 
-export const defaultTimeouts: Readonly<TransferTimeouts> = { connectMs: 10_000, idleMs: 30_000, requestMs: 30_000 }
+export const defaultTimeouts: Readonly<TransferTimeouts> = {
+  connectMs: 10_000,
+  idleMs: 30_000,
+  requestMs: 30_000,
+}
 
 export const defaultServerLimits: Readonly<ServerLimits> = {
   maxQueuedRequests: 64,
@@ -64,7 +68,8 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   }
   verifyChunkingParams(config.chunking)
   const positive = (name: string, v: number, min = 1): void => {
-    if (!Number.isSafeInteger(v) || v < min) throw new ConfigInvalidError(`${name} must be an integer >= ${min}, got ${v}`)
+    if (!Number.isSafeInteger(v) || v < min)
+      throw new ConfigInvalidError(`${name} must be an integer >= ${min}, got ${v}`)
   }
   positive('memoryBudget', config.memoryBudget, 4 * MiB)
   positive('workers', config.workers)
@@ -76,7 +81,9 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   }
   const maxChunk = config.chunking.kind === 'fixed' ? config.chunking.size : config.chunking.maxSize
   if (config.memoryBudget < 4 * maxChunk) {
-    throw new ConfigInvalidError(`memoryBudget (${config.memoryBudget}) must hold at least 4 chunks of ${maxChunk} bytes`)
+    throw new ConfigInvalidError(
+      `memoryBudget (${config.memoryBudget}) must hold at least 4 chunks of ${maxChunk} bytes`,
+    )
   }
   if (config.fetch.windowBytes < maxChunk) {
     throw new ConfigInvalidError(`fetch.windowBytes must hold at least one chunk (${maxChunk} bytes)`)

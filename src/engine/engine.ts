@@ -6,16 +6,21 @@ import { AbortedError, type HaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { WorkerPool } from '../workers/pool.ts'
-import { type EngineConfig, resolveEngineConfig, type EngineOptions } from './config.ts'
-import { indexFile, type IndexResult } from './indexer.ts'
+import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
+import { type IndexResult, indexFile } from './indexer.ts'
 import { MemoryBudget } from './memory-budget.ts'
-import { openPublished } from './publish.ts'
 import type { TransferProgress } from './progress.ts'
+import { openPublished } from './publish.ts'
 import { ContentRegistry } from './registry.ts'
 import { serveStream } from './server.ts'
 import { decodeTicket, encodeTicket } from './ticket.ts'
 import { FetchJob, type FetchResult } from './transfer.ts'
-import { type TransferJob, transferMachine, type TransferOutput, type TransferStatus } from './transfer-machine.ts'
+import {
+  type TransferJob,
+  type TransferOutput,
+  type TransferStatus,
+  transferMachine,
+} from './transfer-machine.ts'
 
 export interface PublishOptions {
   signal?: AbortSignal
@@ -137,7 +142,9 @@ export class Engine {
       chunking: this.config.chunking,
       pool: this.pool,
       budget: this.budget,
-      ...(this.config.dataDir === undefined ? {} : { descriptorPath: await storePath(this.config.dataDir, file) }),
+      ...(this.config.dataDir === undefined
+        ? {}
+        : { descriptorPath: await storePath(this.config.dataDir, file) }),
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     })
@@ -171,7 +178,10 @@ export class Engine {
     this.#transfers.set(id, job)
     this.#system.send({ type: 'transfer.start', id, job })
     const actor = this.#system.getSnapshot().children[id] as ActorRefFrom<typeof transferMachine>
-    const cancel = (): void => this.#system.send({ type: 'transfer.cancel', id })
+    const cancel = (): void => {
+      // A finished transfer has been reaped from the actor system: nothing to cancel.
+      if (this.#transfers.has(id)) this.#system.send({ type: 'transfer.cancel', id })
+    }
     opts.signal?.addEventListener('abort', cancel, { once: true })
     const result = new Promise<FetchResult>((resolve, reject) => {
       const settle = async (output: TransferOutput): Promise<void> => {

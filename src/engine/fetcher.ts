@@ -1,5 +1,5 @@
 import { createHash } from 'node:crypto'
-import { decodeHeader, type DescriptorHeader } from '../descriptor/header.ts'
+import { type DescriptorHeader, decodeHeader } from '../descriptor/header.ts'
 import { VerifiedLeafTable } from '../descriptor/verified.ts'
 import {
   AbortedError,
@@ -12,6 +12,7 @@ import {
 } from '../errors.ts'
 import type { PartFile } from '../storage/part-file.ts'
 import type { Codec, LeafEntry } from '../types.ts'
+import { ownsBuffer } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Lease, MemoryBudget } from './memory-budget.ts'
 import type { ProgressMeter } from './progress.ts'
@@ -58,7 +59,9 @@ export async function fetchHeader(ctx: FetchContext, signal: AbortSignal): Promi
   if (bytes === undefined) throw new InternalError('header reply lost')
   const digest = createHash('sha256').update(bytes).digest()
   if (!digest.equals(ctx.cid)) {
-    throw new DescriptorInvalidError('the peer sent a descriptor that does not match the content id: it is not serving that content')
+    throw new DescriptorInvalidError(
+      'the peer sent a descriptor that does not match the content id: it is not serving that content',
+    )
   }
   return decodeHeader(bytes)
 }
@@ -197,17 +200,18 @@ export class ChunkFetcher {
         (requestId) => ({ type: 'get-chunks', requestId, cid: this.#ctx.cid, ranges: toRanges(indices) }),
         (msg) => {
           if (msg.type === 'end') return 'done'
-          if (msg.type !== 'chunk') throw new ProtocolViolationError(`unexpected ${msg.type} in reply to get-chunks`)
+          if (msg.type !== 'chunk')
+            throw new ProtocolViolationError(`unexpected ${msg.type} in reply to get-chunks`)
           const entry = batch.entries.get(msg.index)
-          if (entry === undefined) throw new ProtocolViolationError(`the peer sent chunk ${msg.index}, which was not asked for`)
+          if (entry === undefined)
+            throw new ProtocolViolationError(`the peer sent chunk ${msg.index}, which was not asked for`)
           if (msg.rawLength !== entry.length) {
-            throw new ProtocolViolationError(`chunk ${msg.index} claims ${msg.rawLength} bytes, its leaf says ${entry.length}`)
+            throw new ProtocolViolationError(
+              `chunk ${msg.index} claims ${msg.rawLength} bytes, its leaf says ${entry.length}`,
+            )
           }
           batch.entries.delete(msg.index)
-          // The one copy the transport forces: a moved buffer must own its ArrayBuffer.
-          const own = new Uint8Array(msg.payload.length)
-          own.set(msg.payload)
-          work.push(this.#verifyAndWrite(msg.index, entry, own, msg.codec, signal))
+          work.push(this.#verifyAndWrite(msg.index, entry, movable(msg.payload), msg.codec, signal))
           return 'more'
         },
         { signal },
@@ -252,6 +256,18 @@ export class ChunkFetcher {
     this.#meter.add(entry.length)
     this.#onChunk()
   }
+}
+
+/**
+ * A buffer moved to a worker must own its whole ArrayBuffer. A payload the
+ * decoder had to gather from several network reads already does; one that is a
+ * view into a larger network buffer is copied (the one copy the transport forces).
+ */
+function movable(payload: Uint8Array): Uint8Array {
+  if (ownsBuffer(payload)) return payload
+  const own = new Uint8Array(payload.length)
+  own.set(payload)
+  return own
 }
 
 function toRanges(indices: number[]): Array<{ start: number; end: number }> {

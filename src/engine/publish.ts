@@ -8,7 +8,14 @@ export async function openPublished(file: string, index: IndexResult): Promise<P
   const reader = await DescriptorReader.open(index.descriptorPath)
   try {
     const source = await SourceFile.open(file, index.fingerprint)
-    return { cid: index.cid, path: file, header: index.header, headerBytes: index.headerBytes, reader, source }
+    return {
+      cid: index.cid,
+      path: file,
+      header: index.header,
+      headerBytes: index.headerBytes,
+      reader,
+      source,
+    }
   } catch (err) {
     await reader.close()
     throw err

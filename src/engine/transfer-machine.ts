@@ -39,8 +39,7 @@ interface Context {
 export type TransferEvent = { type: 'cancel' }
 
 type Step = keyof TransferJob
-const step = (name: Step) =>
-  fromPromise<void, TransferJob>(({ input, signal }) => input[name](signal))
+const step = (name: Step) => fromPromise<void, TransferJob>(({ input, signal }) => input[name](signal))
 
 function toHaulError(err: unknown): HaulError {
   if (isHaulError(err)) return err
@@ -77,7 +76,10 @@ export const transferMachine = setup({
         src: 'resolve',
         input: ({ context }) => context.job,
         onDone: 'fetching',
-        onError: { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+        onError: {
+          target: 'failed',
+          actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) },
+        },
       },
     },
     fetching: {
@@ -86,7 +88,10 @@ export const transferMachine = setup({
         src: 'fetchChunks',
         input: ({ context }) => context.job,
         onDone: 'finalizing',
-        onError: { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+        onError: {
+          target: 'failed',
+          actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) },
+        },
       },
     },
     finalizing: {
@@ -95,7 +100,10 @@ export const transferMachine = setup({
         src: 'finalize',
         input: ({ context }) => context.job,
         onDone: 'done',
-        onError: { target: 'failed', actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) } },
+        onError: {
+          target: 'failed',
+          actions: { type: 'fail', params: ({ event }) => ({ error: event.error }) },
+        },
       },
     },
     done: {

@@ -76,7 +76,11 @@ export class FetchJob implements TransferJob {
       signal,
       idleTimeoutMs: timeouts.idleMs,
     })
-    this.#session = await RemoteSession.start(stream, { maxFrame, requestTimeoutMs: timeouts.requestMs, signal })
+    this.#session = await RemoteSession.start(stream, {
+      maxFrame,
+      requestTimeoutMs: timeouts.requestMs,
+      signal,
+    })
     this.#header = await fetchHeader(this.#fetchContext(), signal)
     this.#part = await PartFile.open(this.dest, this.#header.totalSize)
     this.#meter = new ProgressMeter(this.#header.totalSize, this.#header.leafCount)
@@ -93,7 +97,9 @@ export class FetchJob implements TransferJob {
     const { header, part, meter } = this.#ready()
     // Every chunk was checked against a leaf proven against the root; the count is the last check.
     if (meter.bytesDone !== header.totalSize) {
-      throw new RootMismatchError(`wrote ${meter.bytesDone} of ${header.totalSize} bytes: the transfer is incomplete`)
+      throw new RootMismatchError(
+        `wrote ${meter.bytesDone} of ${header.totalSize} bytes: the transfer is incomplete`,
+      )
     }
     await part.commit()
     this.#committed = true

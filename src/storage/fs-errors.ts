@@ -2,9 +2,9 @@ import {
   DestinationInvalidError,
   type HaulError,
   InternalError,
+  isHaulError,
   NoSpaceError,
   PermissionDeniedError,
-  isHaulError,
 } from '../errors.ts'
 
 /** Maps a Node fs error to the haul error a user can act on; `what` names the file for the message. */
@@ -15,9 +15,12 @@ export function fsError(err: unknown, what: string): HaulError {
     case 'ENOSPC':
     case 'EDQUOT':
     case 'EFBIG':
-      return new NoSpaceError(`no space left writing ${what}: free some space and run the same command again`, {
-        cause: err,
-      })
+      return new NoSpaceError(
+        `no space left writing ${what}: free some space and run the same command again`,
+        {
+          cause: err,
+        },
+      )
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':

@@ -3,8 +3,8 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
-import { ChunkVerificationError, ContentNotFoundError, TicketInvalidError } from '../../src/errors.ts'
 import { decodeTicket, encodeTicket } from '../../src/engine/ticket.ts'
+import { ChunkVerificationError, ContentNotFoundError, TicketInvalidError } from '../../src/errors.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { corrupting, startSender } from '../support/sender.ts'
 
@@ -70,7 +70,11 @@ describe('tickets and unknown content', () => {
     const sender = await Engine.create({ workers: 1 })
     const receiver = await Engine.create({ workers: 1 })
     try {
-      const ticket = encodeTicket({ cid: new Uint8Array(32).fill(7), peerId: sender.peerId, addrs: sender.addresses })
+      const ticket = encodeTicket({
+        cid: new Uint8Array(32).fill(7),
+        peerId: sender.peerId,
+        addrs: sender.addresses,
+      })
       const err = await receiver.fetch(ticket, join(dir, 'x')).result.catch((e: unknown) => e)
       expect(err).toBeInstanceOf(ContentNotFoundError)
       expect((err as ContentNotFoundError).code).toBe('CONTENT_NOT_FOUND')
@@ -81,7 +85,11 @@ describe('tickets and unknown content', () => {
   })
 
   it('round-trips tickets and rejects damaged ones with TicketInvalidError', () => {
-    const t = { cid: new Uint8Array(32).map((_, i) => i), peerId: '12D3KooWabc', addrs: ['/ip4/127.0.0.1/tcp/4001'] }
+    const t = {
+      cid: new Uint8Array(32).map((_, i) => i),
+      peerId: '12D3KooWabc',
+      addrs: ['/ip4/127.0.0.1/tcp/4001'],
+    }
     const text = encodeTicket(t)
     expect(decodeTicket(text)).toEqual(t)
     expect(() => decodeTicket(text.slice(0, -3))).toThrow(TicketInvalidError)

@@ -9,7 +9,8 @@ import { PROTOCOL_ID, PROTOCOL_VERSION, type TransferMessage } from '../../src/p
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
-const hello = (): Uint8Array[] => encodeMessage({ type: 'hello', version: 1, codecs: ['none'], maxFrame: 1 << 20 })
+const hello = (): Uint8Array[] =>
+  encodeMessage({ type: 'hello', version: 1, codecs: ['none'], maxFrame: 1 << 20 })
 
 function frame(type: number, body: Uint8Array): Uint8Array {
   const out = new Uint8Array(5 + body.length)
@@ -58,16 +59,27 @@ describe('hostile bytes against the real serving handler', () => {
 
   const cases: Array<[string, () => Uint8Array[], keyof typeof WIRE_CODES]> = [
     ['an unknown message type', () => [...hello(), frame(0x7f, new Uint8Array(4))], 'UNKNOWN_MESSAGE_TYPE'],
-    ['an oversize length prefix', () => [...hello(), Uint8Array.of(0xff, 0xff, 0xff, 0xf0, 0x15)], 'FRAME_TOO_LARGE'],
+    [
+      'an oversize length prefix',
+      () => [...hello(), Uint8Array.of(0xff, 0xff, 0xff, 0xf0, 0x15)],
+      'FRAME_TOO_LARGE',
+    ],
     ['a request before hello', () => [frame(0x20, new Uint8Array(4))], 'PROTOCOL_VIOLATION'],
-    ['a truncated get-chunks body', () => [...hello(), frame(0x14, new Uint8Array(10))], 'PROTOCOL_VIOLATION'],
+    [
+      'a truncated get-chunks body',
+      () => [...hello(), frame(0x14, new Uint8Array(10))],
+      'PROTOCOL_VIOLATION',
+    ],
     [
       'a bad protocol version',
-      () => encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, codecs: [], maxFrame: 1 << 20 }).map((b) => {
-        const c = Uint8Array.from(b)
-        c[5] = 99 // the version field
-        return c
-      }),
+      () =>
+        encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, codecs: [], maxFrame: 1 << 20 }).map(
+          (b) => {
+            const c = Uint8Array.from(b)
+            c[5] = 99 // the version field
+            return c
+          },
+        ),
       'UNSUPPORTED_VERSION',
     ],
   ]

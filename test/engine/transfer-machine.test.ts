@@ -21,7 +21,11 @@ function job(opts: { failAt?: Step; error?: unknown; hangAt?: Step } = {}) {
       )
     }
   }
-  const j: TransferJob = { resolve: step('resolve'), fetchChunks: step('fetchChunks'), finalize: step('finalize') }
+  const j: TransferJob = {
+    resolve: step('resolve'),
+    fetchChunks: step('fetchChunks'),
+    finalize: step('finalize'),
+  }
   return { job: j, ran, aborted }
 }
 

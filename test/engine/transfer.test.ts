@@ -67,7 +67,8 @@ describe('verified transfer between two real libp2p engines', () => {
     expect(seen.length).toBeGreaterThan(1)
     expect(seen.at(-1)!.bytesDone).toBe(result.bytes)
     // progress never goes backwards
-    for (let i = 1; i < seen.length; i++) expect(seen[i]!.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]!.bytesDone)
+    for (let i = 1; i < seen.length; i++)
+      expect(seen[i]!.bytesDone).toBeGreaterThanOrEqual(seen[i - 1]!.bytesDone)
     expect(handle.status()).toBe('done')
     expect(receiver.budget.used).toBe(0)
     expect(sender.budget.used).toBe(0)

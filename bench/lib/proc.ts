@@ -1,0 +1,53 @@
+import { spawn } from 'node:child_process'
+import { randomFillSync } from 'node:crypto'
+import { open, stat } from 'node:fs/promises'
+
+/** Runs a bench child (a .ts file) and returns the JSON object it prints last on stdout. */
+export function runChild<T>(script: string, args: string[]): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, [script, ...args], { stdio: ['ignore', 'pipe', 'inherit'] })
+    let out = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.once('exit', (code) => {
+      const line = out.trim().split('\n').at(-1) ?? ''
+      if (code !== 0) return reject(new Error(`${script} exited ${code}: ${out}`))
+      try {
+        resolve(JSON.parse(line) as T)
+      } catch {
+        reject(new Error(`${script} printed no JSON: ${out}`))
+      }
+    })
+  })
+}
+
+/** Peak resident set of this process so far, bytes (VmHWM). */
+export function peakRss(): number {
+  return process.resourceUsage().maxRSS * 1024
+}
+
+/** A file of `bytes` random bytes (reused if it already has that size). */
+export async function ensureRandomFile(path: string, bytes: number): Promise<void> {
+  const s = await stat(path).catch(() => undefined)
+  if (s?.size === bytes) return
+  const fh = await open(path, 'w')
+  const block = Buffer.allocUnsafe(8 * 1024 * 1024)
+  try {
+    for (let done = 0; done < bytes; ) {
+      const n = Math.min(block.length, bytes - done)
+      randomFillSync(block, 0, n)
+      await fh.write(block, 0, n)
+      done += n
+    }
+  } finally {
+    await fh.close()
+  }
+}
+
+export const MB = 1e6
+export const MiB = 1024 * 1024
+export const GiB = 1024 * MiB
+
+export function sizeFromEnv(defaultGiB: number): number {
+  if (process.env.HAUL_BENCH_MIB !== undefined) return Number(process.env.HAUL_BENCH_MIB) * MiB
+  return Number(process.env.HAUL_BENCH_GIB ?? defaultGiB) * GiB
+}

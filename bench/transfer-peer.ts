@@ -1,0 +1,84 @@
+/**
+ * One side of a bench/transfer run, in its own process (fork with IPC).
+ *   send <file>        haul engine: publish, report the ticket, serve until told to exit
+ *   get <ticket> <dst> haul engine: fetch, report time
+ *   naive-send <file>  the old way: read the whole file into memory, send it in one go
+ *   naive-get <addrs> <peer> <dst>  receive it all into memory, then write it out
+ * Every process reports its idle and peak RSS.
+ */
+import { readFile, writeFile } from 'node:fs/promises'
+import { Engine } from '../src/engine/engine.ts'
+import { Network } from '../src/net/network.ts'
+import { peakRss } from './lib/proc.ts'
+
+const NAIVE = '/haul-bench/naive/1.0.0'
+const [mode, a, b, c] = process.argv.slice(2)
+const send = (m: unknown) => process.send!(m)
+const idleRss = process.memoryUsage().rss
+const waitExit = () =>
+  new Promise<void>((resolve) =>
+    process.on('message', (m: { type: string }) => m.type === 'exit' && resolve()),
+  )
+
+async function main(): Promise<void> {
+  switch (mode) {
+    case 'send': {
+      const engine = await Engine.create({ workers: Number(process.env.HAUL_BENCH_WORKERS ?? 2) })
+      const { ticket } = await engine.publish(a!)
+      send({ type: 'ready', ticket, idleRss })
+      await waitExit()
+      const peak = peakRss()
+      await engine.stop()
+      send({ type: 'stats', peakRss: peak, idleRss })
+      return
+    }
+    case 'get': {
+      const engine = await Engine.create({ workers: Number(process.env.HAUL_BENCH_WORKERS ?? 2) })
+      const t0 = performance.now()
+      const r = await engine.fetch(a!, b!).result
+      const seconds = (performance.now() - t0) / 1000
+      const peak = peakRss()
+      await engine.stop()
+      send({ type: 'stats', seconds, bytes: r.bytes, peakRss: peak, idleRss })
+      return
+    }
+    case 'naive-send': {
+      const net = await Network.create({})
+      await net.handle(NAIVE, async (stream) => {
+        const whole = await readFile(a!) // the whole file in memory, as the product used to do
+        await stream.write([whole])
+        await stream.closeWrite()
+      })
+      send({ type: 'ready', peerId: net.peerId, addrs: net.addresses, idleRss })
+      await waitExit()
+      const peak = peakRss()
+      await net.stop()
+      send({ type: 'stats', peakRss: peak, idleRss })
+      return
+    }
+    case 'naive-get': {
+      const net = await Network.create({})
+      const t0 = performance.now()
+      const stream = await net.openStream(b!, a!.split(','), NAIVE)
+      const parts: Uint8Array[] = []
+      for await (const d of stream.incoming) parts.push(d instanceof Uint8Array ? d : d.subarray())
+      await writeFile(c!, Buffer.concat(parts))
+      const seconds = (performance.now() - t0) / 1000
+      const bytes = parts.reduce((s, p) => s + p.length, 0)
+      const peak = peakRss()
+      await net.stop()
+      send({ type: 'stats', seconds, bytes, peakRss: peak, idleRss })
+      return
+    }
+    default:
+      throw new Error(`unknown mode ${mode}`)
+  }
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err)
+    process.exit(1)
+  },
+)

@@ -1,0 +1,107 @@
+/**
+ * bench/transfer: a file of N GiB between two processes on loopback over
+ * tcp+noise+yamux. In the same run: (a) the raw libp2p stream of the same
+ * stack (no chunking, no verification) as the reference, and (b) the naive
+ * baseline that reads the whole file into memory and sends it in one go.
+ *
+ *   npx node bench/transfer.ts                  # 1 GiB
+ *   HAUL_BENCH_GIB=4 npx node bench/transfer.ts
+ *   HAUL_BENCH_MIB=256 npx node bench/transfer.ts
+ *   HAUL_BENCH_NAIVE=0 ...                      # skip (b) (it cannot do files > 2 GiB anyway)
+ *
+ * Targets (issue 3): goodput ≥ 0.9x (a), floor 0.8x; each process's peak RSS ≤ idle + 100 MB.
+ */
+import { type ChildProcess, fork } from 'node:child_process'
+import { rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { ensureRandomFile, MB, sizeFromEnv } from './lib/proc.ts'
+import { measureRawStream } from './lib/raw-stream.ts'
+
+interface Stats {
+  type: 'stats'
+  seconds?: number
+  bytes?: number
+  peakRss: number
+  idleRss: number
+}
+
+const size = sizeFromEnv(1)
+const peer = new URL('./transfer-peer.ts', import.meta.url).pathname
+const file = process.env.HAUL_BENCH_FILE ?? join(tmpdir(), `haul-bench-${size}.bin`)
+const dest = join(tmpdir(), `haul-bench-${process.pid}.out`)
+const runNaive = process.env.HAUL_BENCH_NAIVE !== '0' && size < 2 * 1024 ** 3
+
+function start(args: string[]): ChildProcess {
+  // HAUL_BENCH_EXEC_ARGV="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles both peers.
+  const execArgv = (process.env.HAUL_BENCH_EXEC_ARGV ?? '').split(' ').filter(Boolean)
+  return fork(peer, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
+}
+function next<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMsg = (m: { type: string }) => {
+      if (m.type === type) {
+        child.off('message', onMsg)
+        resolve(m as T)
+      }
+    }
+    child.on('message', onMsg)
+    child.once('exit', (code) => reject(new Error(`${args(child)} exited ${code} before '${type}'`)))
+  })
+}
+const args = (c: ChildProcess) => c.spawnargs.slice(2).join(' ')
+
+async function pair(sendArgs: string[], getArgs: (ready: Record<string, unknown>) => string[]) {
+  const sender = start(sendArgs)
+  const ready = await next<Record<string, unknown>>(sender, 'ready')
+  const receiver = start(getArgs(ready))
+  const got = await next<Stats>(receiver, 'stats')
+  sender.send({ type: 'exit' })
+  const sent = await next<Stats>(sender, 'stats')
+  await rm(dest, { force: true })
+  return { got, sent }
+}
+
+await ensureRandomFile(file, size)
+console.log(
+  `bench/transfer: ${(size / MB).toFixed(0)} MB random file, two processes, 127.0.0.1, tcp+noise+yamux`,
+)
+
+const raw =
+  process.env.HAUL_BENCH_RAW === '0'
+    ? { mbps: Number.NaN, senderPeakRss: 0, receiverPeakRss: 0 }
+    : await measureRawStream({ mib: size / 1024 / 1024, stack: 'noise' })
+console.log(`(a) raw libp2p stream: ${raw.mbps.toFixed(0)} MB/s`)
+
+const haul = await pair(['send', file], (r) => ['get', String(r.ticket), dest])
+const haulRate = size / haul.got.seconds! / MB
+console.log(`haul: ${haulRate.toFixed(0)} MB/s`)
+
+let naive: Awaited<ReturnType<typeof pair>> | undefined
+if (runNaive) {
+  naive = await pair(['naive-send', file], (r) => [
+    'naive-get',
+    (r.addrs as string[]).join(','),
+    String(r.peerId),
+    dest,
+  ])
+  console.log(`(b) naive: ${(size / naive.got.seconds! / MB).toFixed(0)} MB/s`)
+}
+
+const mb = (n: number) => (n / MB).toFixed(0)
+console.log(
+  '\n| run | goodput MB/s | ratio to (a) | sender peak / idle RSS MB | receiver peak / idle RSS MB |',
+)
+console.log('|---|---|---|---|---|')
+console.log(
+  `| (a) raw libp2p stream | ${raw.mbps.toFixed(0)} | 1.00 | ${mb(raw.senderPeakRss)} | ${mb(raw.receiverPeakRss)} |`,
+)
+console.log(
+  `| haul (chunked, verified, written) | ${haulRate.toFixed(0)} | ${(haulRate / raw.mbps).toFixed(2)} | ${mb(haul.sent.peakRss)} / ${mb(haul.sent.idleRss)} | ${mb(haul.got.peakRss)} / ${mb(haul.got.idleRss)} |`,
+)
+if (naive !== undefined) {
+  const rate = size / naive.got.seconds! / MB
+  console.log(
+    `| (b) naive whole-file | ${rate.toFixed(0)} | ${(rate / raw.mbps).toFixed(2)} | ${mb(naive.sent.peakRss)} / ${mb(naive.sent.idleRss)} | ${mb(naive.got.peakRss)} / ${mb(naive.got.idleRss)} |`,
+  )
+}
