@@ -1,4 +1,5 @@
 /**
+// Benchmark children run the compiled code in dist/ (what `haul` and embedders run; `npm run build`).
  * One side of a bench/transfer run, in its own process (fork with IPC).
  *   send <file>        haul engine: publish, report the ticket, serve until told to exit
  *   get <ticket> <dst> haul engine: fetch, report time
@@ -7,8 +8,8 @@
  * Every process reports its idle and peak RSS.
  */
 import { readFile, writeFile } from 'node:fs/promises'
-import { Engine } from '../src/engine/engine.ts'
-import { Network } from '../src/net/network.ts'
+import { Engine } from '../dist/engine/engine.js'
+import { Network } from '../dist/net/network.js'
 import { peakRss } from './lib/proc.ts'
 
 const NAIVE = '/haul-bench/naive/1.0.0'

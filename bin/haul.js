@@ -1,6 +1,6 @@
 #!/usr/bin/env node
-// The CLI is written in TypeScript and run by Node 24's native type stripping
-// (Node 24 is pinned in devDependencies, so `npx haul` and `npm start` find it first on PATH).
+// The CLI is compiled to dist/ by `npm run build` (run by `npm ci`)
+// Node 24 is pinned in devDependencies, so `npx haul` and `npm start` find it first on PATH.
 const [major] = process.versions.node.split('.').map(Number)
 if (major < 22) {
   console.error(
@@ -8,4 +8,4 @@ if (major < 22) {
   )
   process.exit(1)
 }
-await import('../src/cli/main.ts')
+await import('../dist/cli/main.js')
