@@ -2,12 +2,8 @@ import { parseArgs } from 'node:util'
 import { parseChunking } from '../chunking/params.ts'
 import { cidToString } from '../descriptor/cid.ts'
 import type { EngineOptions } from '../engine/config.ts'
-import { Engine } from '../engine/engine.ts'
-import { indexFile } from '../engine/indexer.ts'
-import { MemoryBudget } from '../engine/memory-budget.ts'
 import { decodeTicket } from '../engine/ticket.ts'
 import { InvalidArgumentError } from '../errors.ts'
-import { WorkerPool } from '../workers/pool.ts'
 import { describeError, formatBytes, formatDuration, formatRate, progressLine } from './format.ts'
 import { Output } from './output.ts'
 
@@ -66,12 +62,17 @@ async function main(argv: string[]): Promise<number> {
   }
 }
 
+// Each command loads only what it needs: the libp2p stack alone is ~50 MB of resident
+// memory once imported, which `haul index` has no use for.
 async function runIndex(
   file: string,
   outPath: string | undefined,
   opts: EngineOptions,
   out: Output,
 ): Promise<number> {
+  const { indexFile } = await import('../engine/indexer.ts')
+  const { MemoryBudget } = await import('../engine/memory-budget.ts')
+  const { WorkerPool } = await import('../workers/pool.ts')
   const pool = new WorkerPool(opts.workers === undefined ? {} : { threads: opts.workers })
   const budget = new MemoryBudget({ limit: opts.memoryBudget ?? 64 * 1024 * 1024 })
   try {
@@ -104,6 +105,7 @@ async function runIndex(
 }
 
 async function runSend(file: string, opts: EngineOptions, out: Output): Promise<number> {
+  const { Engine } = await import('../engine/engine.ts')
   const engine = await Engine.create(opts)
   const stop = new AbortController()
   const onSignal = (): void => stop.abort()
@@ -146,6 +148,7 @@ async function runGet(
 ): Promise<number> {
   const ticket = decodeTicket(ticketText)
   const dest = outPath ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
+  const { Engine } = await import('../engine/engine.ts')
   const engine = await Engine.create(opts)
   const abort = new AbortController()
   const onSignal = (): void => abort.abort()
