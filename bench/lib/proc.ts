@@ -1,5 +1,6 @@
 import { spawn } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
+import { readFileSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 
 /** Runs a bench child (a .ts file) and returns the JSON object it prints last on stdout. */
@@ -50,4 +51,30 @@ export const GiB = 1024 * MiB
 export function sizeFromEnv(defaultGiB: number): number {
   if (process.env.HAUL_BENCH_MIB !== undefined) return Number(process.env.HAUL_BENCH_MIB) * MiB
   return Number(process.env.HAUL_BENCH_GIB ?? defaultGiB) * GiB
+}
+
+/**
+ * Runs a command and samples its peak RSS (VmHWM, which only grows) from /proc
+ * every 20 ms until it exits; returns its stdout and the last peak seen.
+ */
+export function runMeasured(cmd: string, args: string[]): Promise<{ stdout: string; peakRss: number }> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
+    let stdout = ''
+    let peak = 0
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
+    const timer = setInterval(() => {
+      try {
+        const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))
+        if (m) peak = Math.max(peak, Number(m[1]) * 1024)
+      } catch {
+        // the process is gone
+      }
+    }, 20)
+    child.once('exit', (code) => {
+      clearInterval(timer)
+      if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))
+      else resolve({ stdout, peakRss: peak })
+    })
+  })
 }

@@ -132,6 +132,17 @@ export class BufferPool {
     this.#idle.push({ buf: whole ? (buf as Uint8Array<ArrayBuffer>) : new Uint8Array(ab), lease })
   }
 
+  /**
+   * Accounts for a buffer that will never come back (a worker task that failed
+   * after the buffer was moved to it): its lease is returned to the budget.
+   */
+  discard(): void {
+    const lease = this.#outLeases.pop()
+    if (lease === undefined)
+      throw new InvalidArgumentError('buffer pool discarded more buffers than it handed out')
+    lease.release()
+  }
+
   /** Drops idle buffers, releasing their leases. */
   trim(): void {
     this.#dropIdle(Number.POSITIVE_INFINITY)

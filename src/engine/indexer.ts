@@ -76,7 +76,11 @@ export async function indexFile(path: string, opts: IndexOptions): Promise<Index
   }
 }
 
-/** Fixed chunks: read ahead up to `depth` chunks, hash in workers, append in file order. */
+/**
+ * Fixed chunks: up to `depth` chunks are being read (libuv threads) or hashed
+ * (worker threads) at once, each in its own recycled buffer; entries are
+ * appended in file order.
+ */
 async function indexFixed(
   path: string,
   fp: FileFingerprint,
@@ -85,34 +89,36 @@ async function indexFixed(
   append: (e: LeafEntry) => Promise<void>,
 ): Promise<void> {
   const src = await SourceFile.open(path, fp)
-  const depth = Math.max(2, opts.pool.threads * 2)
+  const depth = Math.max(4, opts.pool.threads * 3)
   const buffers = new BufferPool(opts.budget, chunkSize, { maxIdle: depth })
   const inflight: Promise<LeafEntry>[] = []
   const signal = opts.signal
+  const withSignal = signal === undefined ? {} : { signal }
+  const hashChunk = async (buf: Uint8Array, offset: number, length: number): Promise<LeafEntry> => {
+    try {
+      await src.read(offset, length, buf)
+    } catch (err) {
+      buffers.release(buf)
+      throw err
+    }
+    let result: { hash: Uint8Array; buf: Uint8Array }
+    try {
+      result = await opts.pool.hash(buf, { length, ...withSignal })
+    } catch (err) {
+      buffers.discard() // the worker pool took the buffer and will not give it back
+      throw err
+    }
+    buffers.release(result.buf)
+    return { offset, length, hash: result.hash }
+  }
   try {
     for (let offset = 0; offset < fp.size; offset += chunkSize) {
-      const length = Math.min(chunkSize, fp.size - offset)
-      const buf = await buffers.acquire(signal === undefined ? {} : { signal })
-      try {
-        await src.read(offset, length, buf)
-      } catch (err) {
-        buffers.release(buf)
-        throw err
-      }
-      const at = offset
-      inflight.push(
-        opts.pool
-          .hash(buf, { length, ...(signal === undefined ? {} : { signal }) })
-          .then(({ hash, buf: back }) => {
-            buffers.release(back)
-            return { offset: at, length, hash }
-          }),
-      )
+      const buf = await buffers.acquire(withSignal)
+      inflight.push(hashChunk(buf, offset, Math.min(chunkSize, fp.size - offset)))
       if (inflight.length >= depth) await append(await inflight.shift()!)
     }
     while (inflight.length > 0) await append(await inflight.shift()!)
   } finally {
-    // Let the ones already running settle so their buffers return before the pool is dropped.
     await Promise.allSettled(inflight)
     buffers.destroy()
     await src.close()
@@ -120,9 +126,11 @@ async function indexFixed(
 }
 
 /**
- * Content-defined chunks: a block is cut and hashed in a worker; the tail
- * after the last cut is carried to the front of the next block. Cut points
- * depend on the previous cut, so blocks go through one at a time.
+ * Content-defined chunks. Cut points depend on the previous cut, so blocks are
+ * cut one at a time (in a worker); each chunk found is copied into its own
+ * recycled buffer and hashed on whichever thread is free, so hashing runs in
+ * parallel with cutting the next block. The tail after the last cut is carried
+ * to the front of the next block.
  */
 async function indexCdc(
   path: string,
@@ -131,41 +139,64 @@ async function indexCdc(
   opts: IndexOptions,
   append: (e: LeafEntry) => Promise<void>,
 ): Promise<void> {
+  const signal = opts.signal
+  const withSignal = signal === undefined ? {} : { signal }
   const blockSize = Math.max(8 * 1024 * 1024, 2 * maxChunkSize(params))
-  const lease = await opts.budget.acquire(blockSize, opts.signal === undefined ? {} : { signal: opts.signal })
+  const lease = await opts.budget.acquire(blockSize, withSignal)
+  // Hash buffers are max-chunk sized (a chunk can be that long); two per thread keep both busy.
+  const depth = Math.max(2, opts.pool.threads * 2)
+  const buffers = new BufferPool(opts.budget, params.maxSize, { maxIdle: depth })
+  const inflight: Promise<LeafEntry>[] = []
+  const hashChunk = async (buf: Uint8Array, offset: number, length: number): Promise<LeafEntry> => {
+    let result: { hash: Uint8Array; buf: Uint8Array }
+    try {
+      result = await opts.pool.hash(buf, { length, ...withSignal })
+    } catch (err) {
+      buffers.discard()
+      throw err
+    }
+    buffers.release(result.buf)
+    return { offset, length, hash: result.hash }
+  }
   const fh = await open(path, 'r').catch((err) => {
     lease.release()
     throw fsError(err, path)
   })
-  let buf = new Uint8Array(new ArrayBuffer(blockSize))
+  let block = new Uint8Array(new ArrayBuffer(blockSize))
   try {
     let fileOffset = 0 // where the next read starts
-    let chunkOffset = 0 // file offset of buf[0]
+    let chunkOffset = 0 // file offset of block[0]
     let filled = 0
     while (true) {
-      opts.signal?.throwIfAborted()
+      signal?.throwIfAborted()
       while (filled < blockSize && fileOffset < fp.size) {
-        const { bytesRead } = await fh.read(buf, filled, blockSize - filled, fileOffset)
-        if (bytesRead === 0) break
+        const { bytesRead } = await fh.read(block, filled, blockSize - filled, fileOffset)
+        if (bytesRead === 0)
+          throw new ContentChangedError(`${path} shrank while it was being indexed: index it again`)
         filled += bytesRead
         fileOffset += bytesRead
       }
       const isFinal = fileOffset >= fp.size
       if (filled === 0) break
-      const r = await opts.pool.cdcChunkAndHash(buf, filled, params, isFinal, { signal: opts.signal })
-      buf = r.buf as Uint8Array<ArrayBuffer>
-      let at = chunkOffset
-      for (let i = 0; i < r.lengths.length; i++) {
-        const length = r.lengths[i]!
-        await append({ offset: at, length, hash: r.hashes[i]! })
+      const cuts = await opts.pool.cdcCuts(block, filled, params, isFinal, withSignal)
+      block = cuts.buf as Uint8Array<ArrayBuffer>
+      let at = 0
+      for (const length of cuts.lengths) {
+        const buf = await buffers.acquire(withSignal)
+        buf.set(block.subarray(at, at + length))
+        inflight.push(hashChunk(buf, chunkOffset + at, length))
         at += length
+        if (inflight.length >= depth) await append(await inflight.shift()!)
       }
-      buf.copyWithin(0, r.consumed, filled)
-      filled -= r.consumed
-      chunkOffset = at
+      block.copyWithin(0, cuts.consumed, filled)
+      filled -= cuts.consumed
+      chunkOffset += cuts.consumed
       if (isFinal && filled === 0) break
     }
+    while (inflight.length > 0) await append(await inflight.shift()!)
   } finally {
+    await Promise.allSettled(inflight)
+    buffers.destroy()
     await fh.close()
     lease.release()
   }

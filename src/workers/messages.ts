@@ -68,6 +68,8 @@ export interface CdcRequest {
   readonly length: number
   readonly params: CdcParams
   readonly isFinal: boolean
+  /** False: only find the cuts (the caller hashes the chunks elsewhere, in parallel). */
+  readonly hash: boolean
 }
 export interface CdcReply {
   readonly kind: 'cdc'

@@ -72,10 +72,10 @@ function decode(req: DecodeRequest): [DecodeReply, ArrayBufferLike[]] {
 
 function cdc(req: CdcRequest): [CdcReply, ArrayBufferLike[]] {
   const { lengths, consumed } = cdcCuts(req.buf.subarray(0, req.length), req.params, req.isFinal)
-  const hashes = new Uint8Array(lengths.length * SHA256_BYTES)
+  const hashes = new Uint8Array(req.hash ? lengths.length * SHA256_BYTES : 0)
   let at = 0
   lengths.forEach((len, i) => {
-    sha256Into(hashes, i * SHA256_BYTES, req.buf.subarray(at, at + len))
+    if (req.hash) sha256Into(hashes, i * SHA256_BYTES, req.buf.subarray(at, at + len))
     at += len
   })
   if (at !== consumed) throw new InternalError(`cdcCuts lengths sum to ${at}, consumed ${consumed}`)

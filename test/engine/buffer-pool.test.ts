@@ -137,3 +137,17 @@ describe('BufferPool', () => {
     expect(budget.used).toBe(0)
   })
 })
+
+describe('BufferPool.discard', () => {
+  it('returns the lease of a buffer that will never come back', async () => {
+    const budget = new MemoryBudget({ limit: 4096 })
+    const pool = new BufferPool(budget, 1024)
+    const lost = await pool.acquire()
+    structuredClone(lost.buffer, { transfer: [lost.buffer] }) // detached, as a failed worker task leaves it
+    expect(budget.used).toBe(1024)
+    pool.discard()
+    expect(budget.used).toBe(0)
+    expect(pool.outstanding).toBe(0)
+    expect(() => pool.discard()).toThrow()
+  })
+})
