@@ -7,7 +7,9 @@
  *   naive-get <addrs> <peer> <dst>  receive it all into memory, then write it out
  * Every process reports its idle and peak RSS.
  */
+import { readdirSync, readFileSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
+import { parseChunking } from '../dist/chunking/params.js'
 import { Engine } from '../dist/engine/engine.js'
 import { Network } from '../dist/net/network.js'
 import { peakRss } from './lib/proc.ts'
@@ -16,6 +18,45 @@ const NAIVE = '/haul-bench/naive/1.0.0'
 const [mode, a, b, c] = process.argv.slice(2)
 const send = (m: unknown) => process.send!(m)
 const idleRss = process.memoryUsage().rss
+/** CPU seconds of every thread of this process (main + workers + libuv). */
+const cpuSeconds = () => {
+  const u = process.cpuUsage()
+  return (u.user + u.system) / 1e6
+}
+/** Engine options from the environment, for trying settings side by side. */
+function engineOptions() {
+  const n = (k: string) => (process.env[k] === undefined ? undefined : Number(process.env[k]))
+  const MiB = 1024 * 1024
+  return {
+    workers: n('HAUL_BENCH_WORKERS') ?? 2,
+    ...(process.env.HAUL_BENCH_CHUNKING === undefined
+      ? {}
+      : { chunking: parseChunking(process.env.HAUL_BENCH_CHUNKING) }),
+    ...(process.env.HAUL_BENCH_CODEC === undefined ? {} : { codec: process.env.HAUL_BENCH_CODEC as 'none' }),
+    fetch: {
+      ...(n('HAUL_BENCH_WINDOW_MIB') === undefined ? {} : { windowBytes: n('HAUL_BENCH_WINDOW_MIB')! * MiB }),
+      ...(n('HAUL_BENCH_CHUNKS_PER_REQUEST') === undefined
+        ? {}
+        : { chunksPerRequest: n('HAUL_BENCH_CHUNKS_PER_REQUEST')! }),
+    },
+    server: {
+      ...(n('HAUL_BENCH_READ_AHEAD') === undefined ? {} : { readAhead: n('HAUL_BENCH_READ_AHEAD')! }),
+    },
+  }
+}
+/** CPU seconds per thread name (node main, libuv workers, worker threads), from /proc. */
+function threadCpu(): Record<string, number> {
+  const out: Record<string, number> = {}
+  for (const tid of readdirSync('/proc/self/task')) {
+    try {
+      const stat = readFileSync(`/proc/self/task/${tid}/stat`, 'utf8')
+      const name = stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+      out[name] = (out[name] ?? 0) + (Number(f[11]) + Number(f[12])) / 100
+    } catch {}
+  }
+  return out
+}
 const waitExit = () =>
   new Promise<void>((resolve) =>
     process.on('message', (m: { type: string }) => m.type === 'exit' && resolve()),
@@ -24,23 +65,31 @@ const waitExit = () =>
 async function main(): Promise<void> {
   switch (mode) {
     case 'send': {
-      const engine = await Engine.create({ workers: Number(process.env.HAUL_BENCH_WORKERS ?? 2) })
+      const engine = await Engine.create(engineOptions())
       const { ticket } = await engine.publish(a!)
       send({ type: 'ready', ticket, idleRss })
       await waitExit()
       const peak = peakRss()
       await engine.stop()
-      send({ type: 'stats', peakRss: peak, idleRss })
+      send({ type: 'stats', peakRss: peak, idleRss, cpuSeconds: cpuSeconds(), threads: threadCpu() })
       return
     }
     case 'get': {
-      const engine = await Engine.create({ workers: Number(process.env.HAUL_BENCH_WORKERS ?? 2) })
+      const engine = await Engine.create(engineOptions())
       const t0 = performance.now()
       const r = await engine.fetch(a!, b!).result
       const seconds = (performance.now() - t0) / 1000
       const peak = peakRss()
       await engine.stop()
-      send({ type: 'stats', seconds, bytes: r.bytes, peakRss: peak, idleRss })
+      send({
+        type: 'stats',
+        seconds,
+        bytes: r.bytes,
+        peakRss: peak,
+        idleRss,
+        cpuSeconds: cpuSeconds(),
+        threads: threadCpu(),
+      })
       return
     }
     case 'naive-send': {
@@ -54,7 +103,7 @@ async function main(): Promise<void> {
       await waitExit()
       const peak = peakRss()
       await net.stop()
-      send({ type: 'stats', peakRss: peak, idleRss })
+      send({ type: 'stats', peakRss: peak, idleRss, cpuSeconds: cpuSeconds(), threads: threadCpu() })
       return
     }
     case 'naive-get': {
@@ -68,7 +117,15 @@ async function main(): Promise<void> {
       const bytes = parts.reduce((s, p) => s + p.length, 0)
       const peak = peakRss()
       await net.stop()
-      send({ type: 'stats', seconds, bytes, peakRss: peak, idleRss })
+      send({
+        type: 'stats',
+        seconds,
+        bytes,
+        peakRss: peak,
+        idleRss,
+        cpuSeconds: cpuSeconds(),
+        threads: threadCpu(),
+      })
       return
     }
     default:

@@ -24,6 +24,7 @@ interface Stats {
   bytes?: number
   peakRss: number
   idleRss: number
+  cpuSeconds: number
 }
 
 const size = sizeFromEnv(1)
@@ -71,10 +72,16 @@ const raw =
   process.env.HAUL_BENCH_RAW === '0'
     ? { mbps: Number.NaN, senderPeakRss: 0, receiverPeakRss: 0 }
     : await measureRawStream({ mib: size / 1024 / 1024, stack: 'noise' })
+const rawCpu =
+  'senderCpuSeconds' in raw
+    ? `${raw.senderCpuSeconds.toFixed(1)} / ${raw.receiverCpuSeconds.toFixed(1)}`
+    : '-'
 console.log(`(a) raw libp2p stream: ${raw.mbps.toFixed(0)} MB/s`)
 
 const haul = await pair(['send', file], (r) => ['get', String(r.ticket), dest])
 const haulRate = size / haul.got.seconds! / MB
+if (process.env.HAUL_BENCH_THREADS === '1')
+  console.log('threads', JSON.stringify({ sender: haul.sent, receiver: haul.got }))
 console.log(`haul: ${haulRate.toFixed(0)} MB/s`)
 
 let naive: Awaited<ReturnType<typeof pair>> | undefined
@@ -89,19 +96,21 @@ if (runNaive) {
 }
 
 const mb = (n: number) => (n / MB).toFixed(0)
+const cpu = (p: { sent: Stats; got: Stats }) =>
+  `${p.sent.cpuSeconds.toFixed(1)} / ${p.got.cpuSeconds.toFixed(1)}`
 console.log(
-  '\n| run | goodput MB/s | ratio to (a) | sender peak / idle RSS MB | receiver peak / idle RSS MB |',
+  '\n| run | goodput MB/s | ratio to (a) | sender peak / idle RSS MB | receiver peak / idle RSS MB | CPU s sender / receiver |',
 )
-console.log('|---|---|---|---|---|')
+console.log('|---|---|---|---|---|---|')
 console.log(
-  `| (a) raw libp2p stream | ${raw.mbps.toFixed(0)} | 1.00 | ${mb(raw.senderPeakRss)} | ${mb(raw.receiverPeakRss)} |`,
+  `| (a) raw libp2p stream | ${raw.mbps.toFixed(0)} | 1.00 | ${mb(raw.senderPeakRss)} | ${mb(raw.receiverPeakRss)} | ${rawCpu} |`,
 )
 console.log(
-  `| haul (chunked, verified, written) | ${haulRate.toFixed(0)} | ${(haulRate / raw.mbps).toFixed(2)} | ${mb(haul.sent.peakRss)} / ${mb(haul.sent.idleRss)} | ${mb(haul.got.peakRss)} / ${mb(haul.got.idleRss)} |`,
+  `| haul (chunked, verified, written) | ${haulRate.toFixed(0)} | ${(haulRate / raw.mbps).toFixed(2)} | ${mb(haul.sent.peakRss)} / ${mb(haul.sent.idleRss)} | ${mb(haul.got.peakRss)} / ${mb(haul.got.idleRss)} | ${cpu(haul)} |`,
 )
 if (naive !== undefined) {
   const rate = size / naive.got.seconds! / MB
   console.log(
-    `| (b) naive whole-file | ${rate.toFixed(0)} | ${(rate / raw.mbps).toFixed(2)} | ${mb(naive.sent.peakRss)} / ${mb(naive.sent.idleRss)} | ${mb(naive.got.peakRss)} / ${mb(naive.got.idleRss)} |`,
+    `| (b) naive whole-file | ${rate.toFixed(0)} | ${(rate / raw.mbps).toFixed(2)} | ${mb(naive.sent.peakRss)} / ${mb(naive.sent.idleRss)} | ${mb(naive.got.peakRss)} / ${mb(naive.got.idleRss)} | ${cpu(naive)} |`,
   )
 }
