@@ -34,16 +34,8 @@ const haul = new URL('../bin/haul.js', import.meta.url).pathname
 async function indexOnce(mode: string): Promise<Run> {
   if (mode === 'sha256') return runChild<Run>(reference, [file])
   const out = `${file}.bench.haul`
-  const r = await runMeasured(process.execPath, [
-    haul,
-    'index',
-    file,
-    '--json',
-    '--chunking',
-    mode,
-    '--out',
-    out,
-  ])
+  // Executed as users run it (npx haul): its shebang flags apply.
+  const r = await runMeasured(haul, ['index', file, '--json', '--chunking', mode, '--out', out])
   await rm(out, { force: true })
   const e = r.stdout
     .trim()

@@ -12,12 +12,11 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { parseChunking } from '../dist/chunking/params.js'
 import { Engine } from '../dist/engine/engine.js'
 import { Network } from '../dist/net/network.js'
-import { peakRss } from './lib/proc.ts'
+import { resetPeakRss, rssNow } from './lib/proc.ts'
 
 const NAIVE = '/haul-bench/naive/1.0.0'
 const [mode, a, b, c] = process.argv.slice(2)
 const send = (m: unknown) => process.send!(m)
-const idleRss = process.memoryUsage().rss
 /** CPU seconds of every thread of this process (main + workers + libuv). */
 const cpuSeconds = () => {
   const u = process.cpuUsage()
@@ -62,11 +61,22 @@ const waitExit = () =>
     process.on('message', (m: { type: string }) => m.type === 'exit' && resolve()),
   )
 
+/**
+ * Idle = the process ready to transfer (engine up, worker threads started, the sender's
+ * file published); the kernel's peak mark is reset there so `peak` is the transfer's alone.
+ */
+function markIdle(): number {
+  resetPeakRss()
+  return rssNow().rss
+}
+const peakRss = () => rssNow().peak
+
 async function main(): Promise<void> {
   switch (mode) {
     case 'send': {
       const engine = await Engine.create(engineOptions())
       const { ticket } = await engine.publish(a!)
+      const idleRss = markIdle()
       send({ type: 'ready', ticket, idleRss })
       await waitExit()
       const peak = peakRss()
@@ -76,6 +86,8 @@ async function main(): Promise<void> {
     }
     case 'get': {
       const engine = await Engine.create(engineOptions())
+      await engine.pool.hash(new Uint8Array(16)) // threads up: part of idle, not of the transfer
+      const idleRss = markIdle()
       const t0 = performance.now()
       const r = await engine.fetch(a!, b!).result
       const seconds = (performance.now() - t0) / 1000
@@ -99,6 +111,7 @@ async function main(): Promise<void> {
         await stream.write([whole])
         await stream.closeWrite()
       })
+      const idleRss = markIdle()
       send({ type: 'ready', peerId: net.peerId, addrs: net.addresses, idleRss })
       await waitExit()
       const peak = peakRss()
@@ -108,6 +121,7 @@ async function main(): Promise<void> {
     }
     case 'naive-get': {
       const net = await Network.create({})
+      const idleRss = markIdle()
       const t0 = performance.now()
       const stream = await net.openStream(b!, a!.split(','), NAIVE)
       const parts: Uint8Array[] = []

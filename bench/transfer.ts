@@ -34,8 +34,9 @@ const dest = join(tmpdir(), `haul-bench-${process.pid}.out`)
 const runNaive = process.env.HAUL_BENCH_NAIVE !== '0' && size < 2 * 1024 ** 3
 
 function start(args: string[]): ChildProcess {
-  // HAUL_BENCH_EXEC_ARGV="--cpu-prof --cpu-prof-dir=/tmp/prof" profiles both peers.
-  const execArgv = (process.env.HAUL_BENCH_EXEC_ARGV ?? '').split(' ').filter(Boolean)
+  // Peers run with the flag the haul bin uses (see bin/haul.js); override with e.g.
+  // HAUL_BENCH_EXEC_ARGV="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile both peers.
+  const execArgv = (process.env.HAUL_BENCH_EXEC_ARGV ?? '--max-semi-space-size=2').split(' ').filter(Boolean)
   return fork(peer, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
 }
 function next<T>(child: ChildProcess, type: string): Promise<T> {

@@ -1,4 +1,8 @@
-#!/usr/bin/env node
+#!/usr/bin/env -S node --max-semi-space-size=2
+// --max-semi-space-size=2: chunk buffers live outside the JS heap and what the heap
+// holds per chunk is small and short-lived; a small young generation collects it early,
+// so resident memory stays flat over a long run (measured: haul index of 1 vs 4 GiB,
+// 110 vs 118 MB peak RSS, against 120 vs 142 MB with V8's default 3 x 16 MiB nursery).
 // The CLI is compiled to dist/ by `npm run build` (run by `npm ci`)
 // Node 24 is pinned in devDependencies, so `npx haul` and `npm start` find it first on PATH.
 const [major] = process.versions.node.split('.').map(Number)

@@ -1,6 +1,6 @@
 import { spawn } from 'node:child_process'
 import { randomFillSync } from 'node:crypto'
-import { readFileSync } from 'node:fs'
+import { readFileSync, writeFileSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
 
 /** Runs a bench child (a .ts file) and returns the JSON object it prints last on stdout. */
@@ -77,4 +77,16 @@ export function runMeasured(cmd: string, args: string[]): Promise<{ stdout: stri
       else resolve({ stdout, peakRss: peak })
     })
   })
+}
+
+/** Current and peak resident set from /proc (bytes). */
+export function rssNow(): { rss: number; peak: number } {
+  const status = readFileSync('/proc/self/status', 'utf8')
+  const kb = (key: string) => Number(new RegExp(`${key}:\\s+(\\d+) kB`).exec(status)?.[1] ?? 0) * 1024
+  return { rss: kb('VmRSS'), peak: kb('VmHWM') }
+}
+
+/** Resets the kernel's peak-RSS mark (VmHWM) to the current RSS, so a later peak is this phase's alone. */
+export function resetPeakRss(): void {
+  writeFileSync('/proc/self/clear_refs', '5')
 }

@@ -157,6 +157,10 @@ export class WorkerPool {
       filename: workerFile(),
       minThreads: threads,
       maxThreads: threads,
+      // Workers hold no data between tasks; a small young generation makes V8 collect
+      // the per-task garbage (hash contexts, replies) early instead of letting each
+      // isolate's heap drift upward over a long run.
+      resourceLimits: { maxYoungGenerationSizeMb: 4, maxOldGenerationSizeMb: 64 },
       // Never reached: #slots keeps at most threads + maxQueue tasks in Piscina. Kept as a tripwire.
       maxQueue: threads + maxQueue,
     })
