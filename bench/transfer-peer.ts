@@ -65,8 +65,10 @@ const waitExit = () =>
  * Idle = the process ready to transfer (engine up, worker threads started, the sender's
  * file published); the kernel's peak mark is reset there so `peak` is the transfer's alone.
  */
+let cpuAtIdle = 0
 function markIdle(): number {
   resetPeakRss()
+  cpuAtIdle = cpuSeconds()
   return rssNow().rss
 }
 const peakRss = () => rssNow().peak
@@ -81,7 +83,7 @@ async function main(): Promise<void> {
       await waitExit()
       const peak = peakRss()
       await engine.stop()
-      send({ type: 'stats', peakRss: peak, idleRss, cpuSeconds: cpuSeconds(), threads: threadCpu() })
+      send({ type: 'stats', peakRss: peak, idleRss, cpuSeconds: cpuSeconds() - cpuAtIdle, threads: threadCpu() })
       return
     }
     case 'get': {
@@ -99,7 +101,7 @@ async function main(): Promise<void> {
         bytes: r.bytes,
         peakRss: peak,
         idleRss,
-        cpuSeconds: cpuSeconds(),
+        cpuSeconds: cpuSeconds() - cpuAtIdle,
         threads: threadCpu(),
       })
       return
@@ -116,7 +118,7 @@ async function main(): Promise<void> {
       await waitExit()
       const peak = peakRss()
       await net.stop()
-      send({ type: 'stats', peakRss: peak, idleRss, cpuSeconds: cpuSeconds(), threads: threadCpu() })
+      send({ type: 'stats', peakRss: peak, idleRss, cpuSeconds: cpuSeconds() - cpuAtIdle, threads: threadCpu() })
       return
     }
     case 'naive-get': {
@@ -137,7 +139,7 @@ async function main(): Promise<void> {
         bytes,
         peakRss: peak,
         idleRss,
-        cpuSeconds: cpuSeconds(),
+        cpuSeconds: cpuSeconds() - cpuAtIdle,
         threads: threadCpu(),
       })
       return

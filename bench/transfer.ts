@@ -100,7 +100,7 @@ const mb = (n: number) => (n / MB).toFixed(0)
 const cpu = (p: { sent: Stats; got: Stats }) =>
   `${p.sent.cpuSeconds.toFixed(1)} / ${p.got.cpuSeconds.toFixed(1)}`
 console.log(
-  '\n| run | goodput MB/s | ratio to (a) | sender peak / idle RSS MB | receiver peak / idle RSS MB | CPU s sender / receiver |',
+  '\n| run | goodput MB/s | ratio to (a) | sender peak / idle RSS MB | receiver peak / idle RSS MB | CPU s sender / receiver (transfer only) |',
 )
 console.log('|---|---|---|---|---|---|')
 console.log(
