@@ -32,6 +32,7 @@ export const WIRE_CODES = {
   PEER_UNREACHABLE: 30,
   STREAM_CLOSED: 31,
   TOO_MANY_REQUESTS: 32,
+  RETRIES_EXHAUSTED: 33,
   // tickets
   TICKET_INVALID: 40,
   // disk
@@ -154,6 +155,11 @@ export class TooManyRequestsError extends HaulError {
   override readonly name = 'TooManyRequestsError'
   readonly code = 'TOO_MANY_REQUESTS'
 }
+/** A transfer gave up reconnecting; `cause` is the last failure. Its part file and journal stay for a resume. */
+export class RetriesExhaustedError extends HaulError {
+  override readonly name = 'RetriesExhaustedError'
+  readonly code = 'RETRIES_EXHAUSTED'
+}
 
 export class TicketInvalidError extends HaulError {
   override readonly name = 'TicketInvalidError'
@@ -209,6 +215,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   PEER_UNREACHABLE: PeerUnreachableError,
   STREAM_CLOSED: StreamClosedError,
   TOO_MANY_REQUESTS: TooManyRequestsError,
+  RETRIES_EXHAUSTED: RetriesExhaustedError,
   TICKET_INVALID: TicketInvalidError,
   NO_SPACE: NoSpaceError,
   PERMISSION_DENIED: PermissionDeniedError,

@@ -1,9 +1,11 @@
 import { availableParallelism } from 'node:os'
 import { verifyChunkingParams } from '../chunking/params.ts'
 import { ConfigInvalidError } from '../errors.ts'
+import { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from '../storage/journal.ts'
 import type { ChunkingParams } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
+import { defaultRetryOptions, type RetryOptions, verifyRetryOptions } from './retry.ts'
 import type { ServerLimits } from './server.ts'
 import type { TransferTimeouts } from './transfer.ts'
 
@@ -23,6 +25,10 @@ export interface EngineOptions {
   timeouts?: Partial<TransferTimeouts>
   fetch?: Partial<FetchLimits>
   server?: Partial<ServerLimits>
+  /** Reconnecting after transient failures. @default { maxAttempts: 10, baseDelayMs: 500, maxDelayMs: 30_000 } */
+  retry?: Partial<RetryOptions>
+  /** The resume journal beside `<dest>.part`. @default { enabled: true, flushBytes: 32 MiB, flushIntervalMs: 2_000, maxChunks: 2^28 } */
+  journal?: Partial<JournalOptions>
 }
 
 export interface EngineConfig {
@@ -35,6 +41,8 @@ export interface EngineConfig {
   readonly timeouts: TransferTimeouts
   readonly fetch: FetchLimits
   readonly server: ServerLimits
+  readonly retry: RetryOptions
+  readonly journal: JournalOptions
 }
 
 const MiB = 1024 * 1024
@@ -65,6 +73,8 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     timeouts: { ...defaultTimeouts, ...opts.timeouts },
     fetch: { ...defaultFetchLimits, ...opts.fetch },
     server: { ...defaultServerLimits, ...opts.server },
+    retry: { ...defaultRetryOptions, ...opts.retry },
+    journal: { ...defaultJournalOptions, ...opts.journal },
   }
   verifyChunkingParams(config.chunking)
   const positive = (name: string, v: number, min = 1): void => {
@@ -76,6 +86,8 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   for (const [k, v] of Object.entries(config.timeouts)) positive(`timeouts.${k}`, v, 10)
   for (const [k, v] of Object.entries(config.fetch)) positive(`fetch.${k}`, v)
   for (const [k, v] of Object.entries(config.server)) positive(`server.${k}`, v)
+  verifyRetryOptions(config.retry)
+  verifyJournalOptions(config.journal)
   if (!['none', 'lz4', 'zstd', 'auto'].includes(config.codec)) {
     throw new ConfigInvalidError(`codec must be none, lz4, zstd or auto, got ${config.codec}`)
   }

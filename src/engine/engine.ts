@@ -12,6 +12,7 @@ import { MemoryBudget } from './memory-budget.ts'
 import type { TransferProgress } from './progress.ts'
 import { openPublished } from './publish.ts'
 import { ContentRegistry } from './registry.ts'
+import type { RetryInfo } from './retry.ts'
 import { serveStream } from './server.ts'
 import { decodeTicket, encodeTicket } from './ticket.ts'
 import { FetchJob, type FetchResult } from './transfer.ts'
@@ -36,6 +37,8 @@ export interface Published {
 export interface FetchOptions {
   signal?: AbortSignal
   onProgress?: (progress: TransferProgress) => void
+  /** Called when a transient failure sends the transfer to `retrying` (before the backoff delay). */
+  onRetry?: (info: RetryInfo) => void
 }
 
 export interface TransferHandle {
@@ -170,10 +173,12 @@ export class Engine {
         limits: this.config.fetch,
         timeouts: this.config.timeouts,
         maxFrame: this.config.server.maxFrame,
+        retry: this.config.retry,
+        journal: this.config.journal,
       },
       ticket,
       resolvePath(dest),
-      opts.onProgress,
+      { onProgress: opts.onProgress, onRetry: opts.onRetry },
     )
     this.#transfers.set(id, job)
     this.#system.send({ type: 'transfer.start', id, job })

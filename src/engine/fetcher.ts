@@ -66,6 +66,13 @@ export async function fetchHeader(ctx: FetchContext, signal: AbortSignal): Promi
   return decodeHeader(bytes)
 }
 
+/** Which chunks are already verified on disk, and where newly written ones are recorded (the resume journal). */
+export interface ChunkJournal {
+  has(index: number): boolean
+  /** May return a promise: awaiting it is the backpressure that bounds unsynced work. */
+  record(index: number, length: number): Promise<void> | undefined
+}
+
 interface Batch {
   readonly entries: Map<number, LeafEntry>
   /** One lease for the whole batch: taking them chunk by chunk could deadlock two batches that each hold half. */
@@ -87,7 +94,8 @@ export class ChunkFetcher {
   readonly #part: PartFile
   readonly #meter: ProgressMeter
   readonly #onChunk: () => void
-  readonly #failures = new Map<number, number>()
+  readonly #journal: ChunkJournal | undefined
+  readonly #failures: Map<number, number>
   readonly #retry: Array<[number, LeafEntry]> = []
   #inflightBytes = 0
   readonly #inflight = new Set<Promise<void>>()
@@ -98,6 +106,9 @@ export class ChunkFetcher {
     part: PartFile,
     meter: ProgressMeter,
     onChunk: () => void,
+    journal?: ChunkJournal,
+    /** Verification failures per chunk; pass the same map to every fetcher of one transfer so reconnects do not reset it. */
+    failures: Map<number, number> = new Map(),
   ) {
     this.#ctx = ctx
     this.#header = header
@@ -106,6 +117,8 @@ export class ChunkFetcher {
     this.#part = part
     this.#meter = meter
     this.#onChunk = onChunk
+    this.#journal = journal
+    this.#failures = failures
   }
 
   async run(signal: AbortSignal): Promise<void> {
@@ -135,6 +148,11 @@ export class ChunkFetcher {
           await Promise.race(this.#inflight)
           continue
         }
+        // Chunks already verified on disk (a resumed or reconnected transfer) are never asked for again.
+        if (this.#journal?.has(next)) {
+          next++
+          continue
+        }
         await this.#ensurePage(this.#table.pageOf(next), inner.signal)
         const pageEnd = Math.min(n, (this.#table.pageOf(next) + 1) * this.#header.pageSize)
         const end = Math.min(pageEnd, next + this.#ctx.limits.chunksPerRequest)
@@ -142,7 +160,9 @@ export class ChunkFetcher {
         const maxBatchBytes = Math.min(this.#ctx.limits.windowBytes, this.#ctx.budget.limit / 2)
         const picked: Array<[number, LeafEntry]> = []
         let bytes = 0
-        for (let i = next; i < end; i++) {
+        let i = next
+        for (; i < end; i++) {
+          if (this.#journal?.has(i)) continue
           const e = this.#table.get(i)!
           if (picked.length > 0 && bytes + e.length > maxBatchBytes) break
           picked.push([i, e])
@@ -154,7 +174,7 @@ export class ChunkFetcher {
         if (inner.signal.aborted) break
         const batch = await this.#makeBatch(picked, inner.signal)
         track(this.#fetchBatch(batch, inner.signal))
-        next += picked.length
+        next = i
       }
       await Promise.allSettled(this.#inflight)
       if (failure !== undefined) throw failure
@@ -252,6 +272,7 @@ export class ChunkFetcher {
       throw err
     }
     await this.#part.write(entry.offset, plain)
+    await this.#journal?.record(index, entry.length)
     this.#failures.delete(index)
     this.#meter.add(entry.length)
     this.#onChunk()

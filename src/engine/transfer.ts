@@ -1,22 +1,27 @@
-import type { DescriptorHeader } from '../descriptor/header.ts'
-import { InternalError, RootMismatchError } from '../errors.ts'
+import { contentId, type DescriptorHeader, encodeHeader } from '../descriptor/header.ts'
+import { type HaulError, InternalError, RootMismatchError, StreamClosedError } from '../errors.ts'
+import { bytesEqual } from '../merkle/hash.ts'
 import type { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
-import { PartFile } from '../storage/part-file.ts'
+import type { Journal, JournalOptions } from '../storage/journal.ts'
+import type { PartFile } from '../storage/part-file.ts'
 import type { WorkerPool } from '../workers/pool.ts'
-import { ChunkFetcher, type FetchLimits, fetchHeader } from './fetcher.ts'
+import { ChunkFetcher, type FetchContext, type FetchLimits, fetchHeader } from './fetcher.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import { ProgressMeter, type TransferProgress } from './progress.ts'
+import { Rehasher } from './rehash.ts'
 import { RemoteSession } from './remote-session.ts'
+import { openStorage, type ResumeInfo } from './resume.ts'
+import { isTransient, type RetryInfo, type RetryOptions } from './retry.ts'
 import type { Ticket } from './ticket.ts'
 import type { TransferJob } from './transfer-machine.ts'
 
 export interface TransferTimeouts {
   /** Dialing a peer. @default 10_000 */
   connectMs: number
-  /** A stream with no bytes in either direction for this long is closed. @default 30_000 */
+  /** A stream with no bytes in either direction for this long is closed (a stalled peer: retried). @default 30_000 */
   idleMs: number
-  /** A request with no reply frame for this long fails. @default 30_000 */
+  /** A request with no reply frame for this long fails (retried). @default 30_000 */
   requestMs: number
 }
 
@@ -27,6 +32,10 @@ export interface FetchResult {
   readonly seconds: number
   /** Mean goodput, bytes per second. */
   readonly rate: number
+  /** What this fetch found at the destination and kept. */
+  readonly resume: ResumeInfo
+  /** Times the transfer went through `retrying`. */
+  readonly retries: number
 }
 
 export interface FetchJobDeps {
@@ -36,42 +45,93 @@ export interface FetchJobDeps {
   readonly limits: FetchLimits
   readonly timeouts: TransferTimeouts
   readonly maxFrame: number
+  readonly retry: RetryOptions
+  readonly journal: JournalOptions
+}
+
+export interface FetchJobHooks {
+  onProgress?: (p: TransferProgress) => void
+  onRetry?: (info: RetryInfo) => void
+}
+
+interface Local {
+  header: DescriptorHeader
+  part: PartFile
+  journal: Journal
+  meter: ProgressMeter
 }
 
 /**
  * The receiving side of one transfer, split into the steps the transfer
- * machine runs. It owns the session and the part file and releases both in
- * `cleanup`, whatever state the machine ended in.
+ * machine runs. It owns the session, the part file and the journal, and
+ * releases them in `cleanup` whatever state the machine ended in. Local state
+ * outlives sessions: after a retry, `resolve` only opens a new session, checks
+ * the peer still serves the same header, and fetching continues from the
+ * journal's chunk set.
  */
 export class FetchJob implements TransferJob {
   readonly ticket: Ticket
   readonly dest: string
+  readonly retry: RetryOptions
   readonly #deps: FetchJobDeps
-  readonly #onProgress: ((p: TransferProgress) => void) | undefined
+  readonly #hooks: FetchJobHooks
+  /** Verification failures per chunk, kept across reconnects: a peer cannot reset them by hanging up. */
+  readonly #failures = new Map<number, number>()
   #session: RemoteSession | undefined
-  #header: DescriptorHeader | undefined
-  #part: PartFile | undefined
-  #meter: ProgressMeter | undefined
+  #local: Local | undefined
+  #rehash: Rehasher | undefined
+  #resume: ResumeInfo | undefined
+  /** This peer served the content's header in this job: a later CONTENT_NOT_FOUND is a restart, not a refusal. */
+  #contentSeen = false
+  #retries = 0
   #lastReport = 0
   #committed = false
 
-  constructor(deps: FetchJobDeps, ticket: Ticket, dest: string, onProgress?: (p: TransferProgress) => void) {
+  constructor(deps: FetchJobDeps, ticket: Ticket, dest: string, hooks: FetchJobHooks = {}) {
     this.#deps = deps
     this.ticket = ticket
     this.dest = dest
-    this.#onProgress = onProgress
+    this.retry = deps.retry
+    this.#hooks = hooks
   }
 
   get header(): DescriptorHeader | undefined {
-    return this.#header
+    return this.#local?.header
+  }
+
+  /** What was found at the destination; undefined until the first connection got the header. */
+  get resume(): ResumeInfo | undefined {
+    return this.#resume
+  }
+
+  get retries(): number {
+    return this.#retries
   }
 
   progress(): TransferProgress | undefined {
-    return this.#meter?.snapshot()
+    return this.#local?.meter.snapshot()
+  }
+
+  progressMark(): number {
+    return this.#local?.journal.chunks ?? 0
+  }
+
+  canRetry(error: HaulError): boolean {
+    // A sender that restarts serves nothing until it has re-indexed the file; before it ever served
+    // this content, CONTENT_NOT_FOUND means the ticket names something it does not publish.
+    if (error.code === 'CONTENT_NOT_FOUND') return this.#contentSeen
+    return isTransient(error)
+  }
+
+  onRetry(info: RetryInfo): void {
+    this.#retries++
+    this.#dropSession(info.error)
+    this.#hooks.onRetry?.(info)
   }
 
   async resolve(signal: AbortSignal): Promise<void> {
     const { network, timeouts, maxFrame } = this.#deps
+    this.#dropSession(new StreamClosedError('reconnecting'))
     const stream = await network.openStream(this.ticket.peerId, [...this.ticket.addrs], PROTOCOL_ID, {
       signal,
       idleTimeoutMs: timeouts.idleMs,
@@ -81,28 +141,52 @@ export class FetchJob implements TransferJob {
       requestTimeoutMs: timeouts.requestMs,
       signal,
     })
-    this.#header = await fetchHeader(this.#fetchContext(), signal)
-    this.#part = await PartFile.open(this.dest, this.#header.totalSize)
-    this.#meter = new ProgressMeter(this.#header.totalSize, this.#header.leafCount)
+    const header = await fetchHeader(this.#fetchContext(), signal)
+    this.#contentSeen = true
+    if (this.#local === undefined) await this.#openLocal(header)
     this.#report(true)
   }
 
   async fetchChunks(signal: AbortSignal): Promise<void> {
-    const { header, part, meter } = this.#ready()
-    const fetcher = new ChunkFetcher(this.#fetchContext(), header, part, meter, () => this.#report(false))
-    await fetcher.run(signal)
+    const { header, part, journal, meter } = this.#ready()
+    let failed = true
+    try {
+      if (this.#rehash !== undefined) {
+        await this.#rehash.run(this.#fetchContext(), signal)
+        this.#rehash = undefined
+        this.#resume = { ...this.#resume!, chunksKept: journal.chunks, bytesKept: journal.bytes }
+      }
+      const fetcher = new ChunkFetcher(
+        this.#fetchContext(),
+        header,
+        part,
+        meter,
+        () => this.#report(false),
+        journal,
+        this.#failures,
+      )
+      await fetcher.run(signal)
+      failed = false
+    } finally {
+      // Whatever happened, what was verified and written so far becomes durable now.
+      const flushed = journal.flush()
+      if (failed) await flushed.catch(() => {})
+      else await flushed
+    }
   }
 
   async finalize(_signal: AbortSignal): Promise<void> {
-    const { header, part, meter } = this.#ready()
-    // Every chunk was checked against a leaf proven against the root; the count is the last check.
-    if (meter.bytesDone !== header.totalSize) {
+    const { header, part, journal, meter } = this.#ready()
+    // Every chunk was checked against a leaf proven against the root; the counts are the last check.
+    if (journal.chunks !== header.leafCount || meter.bytesDone !== header.totalSize) {
       throw new RootMismatchError(
-        `wrote ${meter.bytesDone} of ${header.totalSize} bytes: the transfer is incomplete`,
+        `have ${journal.chunks} of ${header.leafCount} chunks (${meter.bytesDone} of ${header.totalSize} bytes): the transfer is incomplete`,
       )
     }
     await part.commit()
     this.#committed = true
+    // After the rename: a crash in between leaves a journal with no part file, which the next fetch discards.
+    await journal.remove()
     await this.#session?.close()
     this.#report(true)
   }
@@ -116,16 +200,47 @@ export class FetchJob implements TransferJob {
       chunks: header.leafCount,
       seconds,
       rate: seconds > 0 ? header.totalSize / seconds : 0,
+      resume: this.#resume!,
+      retries: this.#retries,
     }
   }
 
-  /** Releases the stream and the part file; the part file stays on disk unless the transfer completed. */
+  /** Releases the stream, the journal (flushed) and the part file; both files stay unless the transfer completed. */
   async cleanup(): Promise<void> {
     await this.#session?.close().catch(() => {})
-    if (!this.#committed) await this.#part?.close()
+    if (this.#committed || this.#local === undefined) return
+    await this.#local.journal.close()
+    await this.#local.part.close()
   }
 
-  #fetchContext() {
+  async #openLocal(header: DescriptorHeader): Promise<void> {
+    const headerBytes = encodeHeader(header)
+    if (!bytesEqual(contentId(headerBytes), this.ticket.cid)) {
+      throw new InternalError('the descriptor header does not re-encode to the bytes the content id names')
+    }
+    const opened = await openStorage({
+      dest: this.dest,
+      cid: this.ticket.cid,
+      headerBytes,
+      totalSize: header.totalSize,
+      leafCount: header.leafCount,
+      journal: this.#deps.journal,
+    })
+    const { part, journal, rehash, resume } = opened
+    const meter = new ProgressMeter(header.totalSize, header.leafCount, journal.bytes, journal.chunks)
+    this.#local = { header, part, journal, meter }
+    this.#resume = resume
+    if (rehash.length > 0) this.#rehash = new Rehasher(header, part, journal, meter, rehash)
+  }
+
+  #dropSession(why: HaulError): void {
+    const s = this.#session
+    this.#session = undefined
+    // Reset, not close: a close would wait on a peer that may be gone or stalled.
+    s?.abort(why)
+  }
+
+  #fetchContext(): FetchContext {
     if (this.#session === undefined) throw new InternalError('transfer used before it resolved')
     return {
       cid: this.ticket.cid,
@@ -136,18 +251,17 @@ export class FetchJob implements TransferJob {
     }
   }
 
-  #ready(): { header: DescriptorHeader; part: PartFile; meter: ProgressMeter } {
-    if (this.#header === undefined || this.#part === undefined || this.#meter === undefined) {
-      throw new InternalError('transfer used before it resolved')
-    }
-    return { header: this.#header, part: this.#part, meter: this.#meter }
+  #ready(): Local {
+    if (this.#local === undefined) throw new InternalError('transfer used before it resolved')
+    return this.#local
   }
 
   #report(force: boolean): void {
-    if (this.#onProgress === undefined || this.#meter === undefined) return
+    const meter = this.#local?.meter
+    if (this.#hooks.onProgress === undefined || meter === undefined) return
     const now = performance.now()
     if (!force && now - this.#lastReport < 100) return
     this.#lastReport = now
-    this.#onProgress(this.#meter.snapshot())
+    this.#hooks.onProgress(meter.snapshot())
   }
 }

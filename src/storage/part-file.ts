@@ -3,6 +3,7 @@ import { type FileHandle, open, rename, stat, statfs, unlink } from 'node:fs/pro
 import { dirname, resolve } from 'node:path'
 import { DestinationInvalidError, NoSpaceError } from '../errors.ts'
 import { fsError } from './fs-errors.ts'
+import type { PartIdentity } from './journal.ts'
 
 /**
  * The receiving side's sink: verified chunks are written at their offsets into
@@ -23,8 +24,23 @@ export class PartFile {
     this.#fh = fh
   }
 
-  /** Checks the destination before any byte is fetched, so bad paths and full disks fail fast. */
-  static async open(destPath: string, totalSize: number): Promise<PartFile> {
+  /** What is at `<dest>.part` now, without opening it: undefined when nothing is, or it is not a file. */
+  static async inspect(destPath: string): Promise<(PartIdentity & { size: number }) | undefined> {
+    const s = await stat(`${resolve(destPath)}.part`, { bigint: true }).catch(() => undefined)
+    if (s === undefined || !s.isFile()) return undefined
+    return { dev: s.dev, ino: s.ino, size: Number(s.size) }
+  }
+
+  /**
+   * Checks the destination before any byte is fetched, so bad paths and full
+   * disks fail fast. An existing `<dest>.part` is kept (resume) unless
+   * `discard` is set, which empties it first.
+   */
+  static async open(
+    destPath: string,
+    totalSize: number,
+    opts: { discard?: boolean } = {},
+  ): Promise<PartFile> {
     const dest = resolve(destPath)
     const dir = dirname(dest)
     const dirStat = await stat(dir).catch((err) => {
@@ -50,6 +66,7 @@ export class PartFile {
       throw fsError(err, partPath)
     })
     try {
+      if (opts.discard) await fh.truncate(0)
       await fh.truncate(totalSize)
     } catch (err) {
       await fh.close()
@@ -69,6 +86,37 @@ export class PartFile {
     } catch (err) {
       throw fsError(err, this.partPath)
     }
+  }
+
+  /** Fills `into` from `offset`; bytes past the end of the file read as zeros. */
+  async read(offset: number, into: Uint8Array): Promise<void> {
+    const fh = this.#handle()
+    let done = 0
+    try {
+      while (done < into.length) {
+        const { bytesRead } = await fh.read(into, done, into.length - done, offset + done)
+        if (bytesRead === 0) break
+        done += bytesRead
+      }
+    } catch (err) {
+      throw fsError(err, this.partPath)
+    }
+    into.fill(0, done)
+  }
+
+  /** fdatasync: every byte written so far is on stable storage (the journal's write-ahead step). */
+  async datasync(): Promise<void> {
+    try {
+      await this.#handle().datasync()
+    } catch (err) {
+      throw fsError(err, this.partPath)
+    }
+  }
+
+  /** Device and inode of the open part file: the journal remembers which file its bits describe. */
+  async identity(): Promise<PartIdentity> {
+    const s = await this.#handle().stat({ bigint: true })
+    return { dev: s.dev, ino: s.ino }
   }
 
   /** fsync, rename over `<dest>`, fsync the folder. */

@@ -1,0 +1,124 @@
+import { Journal, type JournalOptions, journalPath, removeJournal } from '../storage/journal.ts'
+import { PartFile } from '../storage/part-file.ts'
+
+/**
+ * How a fetch used what an earlier run left at the destination.
+ * - `fresh`: nothing was there.
+ * - `journal`: the journal named this content and this part file; its chunks
+ *   were kept without reading them (plus a re-hash of any damaged bitmap page).
+ * - `rehash`: a part file without a usable journal; its chunks were re-hashed
+ *   against the verified leaves and the ones that match were kept.
+ * - `restart`: what was there belongs to other content (or has the wrong
+ *   size and no journal); it was discarded.
+ */
+export interface ResumeInfo {
+  readonly mode: 'fresh' | 'journal' | 'rehash' | 'restart'
+  readonly reason?:
+    | 'journal-missing'
+    | 'journal-damaged'
+    | 'journal-disabled'
+    | 'part-replaced'
+    | 'other-content'
+    | 'part-size'
+  /** Verified chunks found on disk (for `rehash`: once the re-hash has finished). */
+  readonly chunksKept: number
+  readonly bytesKept: number
+}
+
+/** Chunk ranges [start, end) whose bytes in the part file must be re-hashed before they count. */
+export type RehashRanges = Array<{ start: number; end: number }>
+
+export interface OpenedStorage {
+  readonly part: PartFile
+  readonly journal: Journal
+  readonly resume: ResumeInfo
+  readonly rehash: RehashRanges
+}
+
+export interface StorageRequest {
+  readonly dest: string
+  readonly cid: Uint8Array
+  readonly headerBytes: Uint8Array
+  readonly totalSize: number
+  readonly leafCount: number
+  readonly journal: JournalOptions
+}
+
+/**
+ * Opens `<dest>.part` and its journal for `req.cid`, deciding what an earlier
+ * run left is worth. Order matters for crashes: a stale journal is removed
+ * before the part file it described is emptied, and a new journal is created
+ * only once the part file is open (the journal records its inode).
+ */
+export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
+  const jpath = journalPath(req.dest)
+  const all: RehashRanges = req.leafCount > 0 ? [{ start: 0, end: req.leafCount }] : []
+  const existing = await PartFile.inspect(req.dest)
+  let decision: { mode: ResumeInfo['mode']; reason?: ResumeInfo['reason'] }
+
+  if (existing === undefined) {
+    await removeJournal(jpath)
+    decision = { mode: 'fresh' }
+  } else if (!req.journal.enabled) {
+    await removeJournal(jpath)
+    decision =
+      existing.size === req.totalSize
+        ? { mode: 'rehash', reason: 'journal-disabled' }
+        : { mode: 'restart', reason: 'part-size' }
+  } else {
+    const loaded = await Journal.load(jpath, req.journal)
+    if (loaded.status === 'ok') {
+      const j = loaded.journal
+      const sameContent = Buffer.from(j.cid).equals(req.cid)
+      const samePart = j.part.dev === existing.dev && j.part.ino === existing.ino
+      if (sameContent && samePart && existing.size === req.totalSize) {
+        const part = await PartFile.open(req.dest, req.totalSize).catch(async (err) => {
+          await j.remove().catch(() => {})
+          throw err
+        })
+        j.attach(() => part.datasync())
+        const rehash = loaded.damagedPages.map((p) => j.pageRange(p))
+        return {
+          part,
+          journal: j,
+          resume: { mode: 'journal', chunksKept: j.chunks, bytesKept: j.bytes },
+          rehash,
+        }
+      }
+      await j.remove()
+      decision = !sameContent
+        ? { mode: 'restart', reason: 'other-content' }
+        : { mode: 'rehash', reason: 'part-replaced' }
+    } else {
+      await removeJournal(jpath)
+      const reason = loaded.status === 'missing' ? 'journal-missing' : 'journal-damaged'
+      decision =
+        existing.size === req.totalSize
+          ? { mode: 'rehash', reason }
+          : { mode: 'restart', reason: 'part-size' }
+    }
+  }
+
+  const part = await PartFile.open(req.dest, req.totalSize, { discard: decision.mode === 'restart' })
+  try {
+    const init = {
+      cid: req.cid,
+      headerBytes: req.headerBytes,
+      leafCount: req.leafCount,
+      part: await part.identity(),
+    }
+    const journal = req.journal.enabled
+      ? await Journal.create(jpath, init, req.journal)
+      : Journal.memory(init, req.journal)
+    journal.attach(() => part.datasync())
+    return {
+      part,
+      journal,
+      resume: { ...decision, chunksKept: 0, bytesKept: 0 },
+      rehash: decision.mode === 'rehash' ? all : [],
+    }
+  } catch (err) {
+    await part.close()
+    throw err
+  }
+}

@@ -1,0 +1,83 @@
+import { ConfigInvalidError, type ErrorCode, type HaulError, isHaulError } from '../errors.ts'
+
+/**
+ * How a transfer rides out a lost connection, a reset stream, a restarting
+ * sender or a silent peer: it goes to `retrying`, waits an exponentially
+ * growing, jittered delay, opens a new session and continues from what is
+ * already verified on disk.
+ */
+export interface RetryOptions {
+  /**
+   * Failed attempts in a row, without a single new verified chunk in between,
+   * after which the transfer fails with RETRIES_EXHAUSTED (its part file and
+   * journal stay on disk for a later resume). Any progress resets the count, so
+   * a long transfer survives any number of cuts as long as it keeps moving.
+   * 1 disables retrying.
+   * @default 10
+   */
+  maxAttempts: number
+  /** Delay before the first retry; doubles with each failure in a row. @default 500 */
+  baseDelayMs: number
+  /** Ceiling of the delay. @default 30_000 */
+  maxDelayMs: number
+}
+
+export const defaultRetryOptions: Readonly<RetryOptions> = {
+  maxAttempts: 10,
+  baseDelayMs: 500,
+  maxDelayMs: 30_000,
+}
+
+export function verifyRetryOptions(o: RetryOptions): void {
+  for (const [k, v] of Object.entries(o)) {
+    if (!Number.isSafeInteger(v) || v < (k === 'baseDelayMs' ? 0 : 1)) {
+      throw new ConfigInvalidError(
+        `retry.${k} must be a whole number >= ${k === 'baseDelayMs' ? 0 : 1}, got ${v}`,
+      )
+    }
+  }
+  if (o.maxDelayMs < o.baseDelayMs) {
+    throw new ConfigInvalidError(
+      `retry.maxDelayMs (${o.maxDelayMs}) must be >= retry.baseDelayMs (${o.baseDelayMs})`,
+    )
+  }
+}
+
+/**
+ * Delay before retry number `attempt` (1-based): the exponential cap
+ * min(max, base * 2^(attempt-1)), scaled by a random factor in [0.5, 1] so
+ * receivers cut off together do not all come back at the same instant, while
+ * each still waits at least half the cap.
+ */
+export function backoffDelay(attempt: number, o: RetryOptions, random: () => number = Math.random): number {
+  const cap = Math.min(o.maxDelayMs, o.baseDelayMs * 2 ** Math.min(attempt - 1, 52))
+  return Math.round(cap * (0.5 + 0.5 * random()))
+}
+
+/**
+ * Failures a new connection may cure. Everything else (content not published
+ * or changed, repeated verification failure, proofs, protocol violations, disk
+ * errors, bad tickets, cancellation) fails the transfer at once.
+ */
+const TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'STREAM_CLOSED',
+  'PEER_UNREACHABLE',
+  'TIMEOUT',
+  'TOO_MANY_REQUESTS',
+  // A frame cut short by the end of the stream: what a dropped connection looks like mid-frame.
+  'FRAME_TRUNCATED',
+])
+
+export function isTransient(err: unknown): boolean {
+  return isHaulError(err) && TRANSIENT.has(err.code)
+}
+
+/** What the machine reports on entering `retrying`. */
+export interface RetryInfo {
+  /** Failures in a row without progress, this one included (1-based). */
+  readonly attempt: number
+  readonly maxAttempts: number
+  /** How long the transfer waits before reconnecting. */
+  readonly delayMs: number
+  readonly error: HaulError
+}

@@ -1,0 +1,125 @@
+import { existsSync } from 'node:fs'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import type { RetryInfo } from '../../src/engine/retry.ts'
+import { createEngine, type Engine, RetriesExhaustedError } from '../../src/index.ts'
+import { journalPath } from '../../src/storage/journal.ts'
+import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from '../support/fault-proxy.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { startSender } from '../support/sender.ts'
+import { servedBytes } from '../support/served.ts'
+
+const MiB = 1024 * 1024
+const FAST_RETRY = { maxAttempts: 6, baseDelayMs: 20, maxDelayMs: 200 }
+
+describe('retries through a fault proxy (real sockets)', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let sender: Awaited<ReturnType<typeof startSender>>
+  const served = servedBytes()
+  let ticket: string
+  let src: string
+  let srcHash: string
+  const SIZE = 24 * MiB + 777
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir('haul-retry-'))
+    sender = await startSender({ chunking: { kind: 'fixed', size: MiB }, wrap: served.wrap })
+    src = join(dir, 'src.bin')
+    await writeFile(src, SIZE, 'random')
+    srcHash = await sha256File(src)
+    ticket = await sender.publish(src)
+  })
+  afterAll(async () => {
+    await sender.stop()
+    await cleanup()
+  })
+
+  async function receiver(extra: Parameters<typeof createEngine>[0] = {}): Promise<Engine> {
+    return createEngine({
+      workers: 1,
+      retry: FAST_RETRY,
+      fetch: { windowBytes: 4 * MiB },
+      ...extra,
+    })
+  }
+
+  it('connections cut at random byte offsets: the transfer reconnects and completes verified', async () => {
+    const proxy = await FaultProxy.start({
+      target: { port: tcpPortOf(sender.network.addresses) },
+      // The first five connections are cut somewhere in their first 6 MiB; the sixth is left alone.
+      plan: (i) => (i < 5 ? { cutAfterBytes: randomInt(64 * 1024, 6 * MiB) } : undefined),
+    })
+    const engine = await receiver()
+    try {
+      const retries: RetryInfo[] = []
+      const before = served.bytes
+      const dest = join(dir, 'cut.out')
+      const r = await engine.fetch(proxyTicket(ticket, proxy), dest, { onRetry: (i) => retries.push(i) })
+        .result
+      expect(await sha256File(dest)).toBe(srcHash)
+      expect(proxy.stats.cuts).toBe(5)
+      expect(r.retries).toBe(retries.length)
+      expect(retries.length).toBeGreaterThanOrEqual(5)
+      for (const i of retries)
+        expect(['STREAM_CLOSED', 'TIMEOUT', 'PEER_UNREACHABLE']).toContain(i.error.code)
+      // Each cut costs at most the window in flight; what was written is never fetched again.
+      expect(served.bytes - before - SIZE).toBeLessThanOrEqual(5 * 4 * MiB)
+      expect(existsSync(journalPath(dest))).toBe(false)
+    } finally {
+      await engine.stop()
+      await proxy.close()
+    }
+  })
+
+  it('a stalled peer trips the idle timeout; the transfer retries and completes once bytes flow again', async () => {
+    const proxy = await FaultProxy.start({
+      target: { port: tcpPortOf(sender.network.addresses) },
+      plan: (i) => (i === 0 ? { stallAfterBytes: 3 * MiB, stallMs: 2500 } : undefined),
+    })
+    const engine = await receiver({ timeouts: { idleMs: 600, requestMs: 600, connectMs: 5000 } })
+    try {
+      const retries: RetryInfo[] = []
+      const dest = join(dir, 'stall.out')
+      const r = await engine.fetch(proxyTicket(ticket, proxy), dest, { onRetry: (i) => retries.push(i) })
+        .result
+      expect(await sha256File(dest)).toBe(srcHash)
+      expect(r.retries).toBeGreaterThanOrEqual(1)
+      expect(retries[0]!.error.code).toBe('TIMEOUT')
+    } finally {
+      await engine.stop()
+      await proxy.close()
+    }
+  })
+
+  it('a peer that stays away: RETRIES_EXHAUSTED after maxAttempts, part file and journal kept', async () => {
+    const proxy = await FaultProxy.start({
+      target: { port: tcpPortOf(sender.network.addresses) },
+      // Connection 0 is cut after 5 MiB; every later one is cut before a byte gets through.
+      plan: (i) => ({ cutAfterBytes: i === 0 ? 5 * MiB : 0 }),
+    })
+    const engine = await receiver({ retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 20 } })
+    try {
+      const retries: RetryInfo[] = []
+      const dest = join(dir, 'gone.out')
+      const err = await engine
+        .fetch(proxyTicket(ticket, proxy), dest, { onRetry: (i) => retries.push(i) })
+        .result.catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(RetriesExhaustedError)
+      expect((err as RetriesExhaustedError).code).toBe('RETRIES_EXHAUSTED')
+      expect((err as Error).message).toMatch(/3 attempts in a row/)
+      // The first cut came after progress, so the count restarted: 1 (after progress), 2, then give up at 3.
+      expect(retries.map((r) => r.attempt)).toEqual([1, 2])
+      expect(existsSync(`${dest}.part`)).toBe(true)
+      expect(existsSync(journalPath(dest))).toBe(true)
+      // The state on disk resumes: a direct fetch later completes and keeps what was there.
+      const direct = await engine.fetch(ticket, dest).result
+      expect(direct.resume.mode).toBe('journal')
+      expect(direct.resume.chunksKept).toBeGreaterThan(0)
+      expect(await sha256File(dest)).toBe(srcHash)
+    } finally {
+      await engine.stop()
+      await proxy.close()
+    }
+  })
+})
