@@ -57,6 +57,7 @@ class ServerSession {
   readonly #queue: Request[] = []
   readonly #cancelled = new Set<number>()
   #wake: (() => void) | undefined
+  #current: number | undefined
   #inputDone = false
   #helloSeen = false
   readonly #abort = new AbortController()
@@ -119,9 +120,13 @@ class ServerSession {
     }
     if (!this.#helloSeen) throw new ProtocolViolationError(`expected hello first, got ${msg.type}`)
     switch (msg.type) {
-      case 'cancel':
-        this.#cancelled.add(msg.requestId)
+      case 'cancel': {
+        // Only requests still queued or being answered are remembered, so the set stays bounded.
+        const queued = this.#queue.findIndex((r) => r.requestId === msg.requestId)
+        if (queued >= 0) this.#queue.splice(queued, 1)
+        else if (this.#current === msg.requestId) this.#cancelled.add(msg.requestId)
         return
+      }
       case 'get-header':
       case 'get-pages':
       case 'get-chunks':
@@ -151,7 +156,7 @@ class ServerSession {
         this.#wake = undefined
         continue
       }
-      if (this.#cancelled.delete(req.requestId)) continue
+      this.#current = req.requestId
       try {
         await this.#answer(req)
       } catch (err) {
@@ -160,7 +165,8 @@ class ServerSession {
         // A changed file cannot be served to anyone: stop serving it.
         if (err instanceof ContentChangedError) this.#ctx.registry.unpublish(req.cid)
       } finally {
-        this.#cancelled.delete(req.requestId)
+        this.#current = undefined
+        this.#cancelled.clear()
       }
     }
   }

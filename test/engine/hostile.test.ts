@@ -106,6 +106,40 @@ describe('hostile bytes against the real serving handler', () => {
     expect(msgs.find((m) => m.type === 'error')).toMatchObject({ code: WIRE_CODES.FRAME_TRUNCATED })
   })
 
+  it('cancel stops a get-chunks mid-way and the stream keeps answering', async () => {
+    const { decodeTicket } = await import('../../src/engine/ticket.ts')
+    const big = join(dir, 'big.src')
+    await writeFile(big, 48 * MiB, 'random')
+    const cid = decodeTicket((await sender.publish(big)).ticket).cid
+    const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
+    const decoder = new FrameDecoder()
+    const seen: TransferMessage[] = []
+    const reading = (async () => {
+      for await (const data of stream.incoming) {
+        decoder.push(data)
+        for (const m of decoder.frames()) {
+          seen.push(m)
+          if (m.type === 'chunk' && m.index === 0) {
+            await stream.write(encodeMessage({ type: 'cancel', requestId: 1 }))
+            await stream.write(encodeMessage({ type: 'get-header', requestId: 2, cid }))
+          }
+          if (m.type === 'header') return
+        }
+      }
+    })()
+    const bigHello = encodeMessage({ type: 'hello', version: 1, codecs: ['none'], maxFrame: 8 << 20 })
+    await stream.write([
+      ...bigHello,
+      ...encodeMessage({ type: 'get-chunks', requestId: 1, cid, ranges: [{ start: 0, end: 48 }] }),
+    ])
+    await reading
+    await stream.close()
+    const chunks = seen.filter((m) => m.type === 'chunk').length
+    expect(seen.some((m) => m.type === 'end' && m.requestId === 1)).toBe(false)
+    expect(chunks).toBeLessThan(48)
+    expect(seen.at(-1)).toMatchObject({ type: 'header', requestId: 2 })
+  })
+
   it('after all that, an honest receiver still gets the file verified', async () => {
     const receiver = await Engine.create({ workers: 1 })
     try {
