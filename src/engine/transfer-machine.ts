@@ -180,7 +180,9 @@ export const transferMachine = setup({
       },
     },
     finalizing: {
-      description: 'Every chunk verified and written: fsync, rename <dest>.part to <dest>, drop the journal.',
+      description:
+        'Every chunk verified and written: fsync, rename <dest>.part to <dest>, drop the journal. Short and atomic, so a cancel now is ignored: the file is complete.',
+      on: { cancel: { actions: [] } },
       invoke: {
         src: 'finalize',
         input: ({ context }) => context.job,

@@ -184,6 +184,26 @@ describe('transfer machine', () => {
     expect(ran).toEqual(['resolve', 'fetchChunks'])
   })
 
+  it('cancel while finalizing is ignored: the file is complete, the transfer ends done', async () => {
+    let release: () => void = () => {}
+    const { job: j } = job()
+    const actor = createActor(transferMachine, {
+      input: { ...j, finalize: () => new Promise<void>((r) => (release = r)) },
+    }).start()
+    await new Promise<void>((resolve) => {
+      const sub = actor.subscribe((s) => {
+        if (s.value === 'finalizing') {
+          sub.unsubscribe()
+          resolve()
+        }
+      })
+    })
+    actor.send({ type: 'cancel' })
+    expect(actor.getSnapshot().value).toBe('finalizing')
+    release()
+    expect(await toPromise(actor)).toEqual({ status: 'done' })
+  })
+
   it('cancel during the backoff ends cancelled without reconnecting', async () => {
     const { job: j, ran } = job({
       script: { fetchChunks: [new StreamClosedError('cut')] },

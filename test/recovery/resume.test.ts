@@ -1,0 +1,171 @@
+import { existsSync } from 'node:fs'
+import { copyFile, open, readFile, rename, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { encodeTicket } from '../../src/engine/ticket.ts'
+import { ContentNotFoundError } from '../../src/errors.ts'
+import { createEngine, type Engine } from '../../src/index.ts'
+import { defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
+import type { ChunkingParams } from '../../src/types.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { interruptedFetch } from '../support/interrupt.ts'
+import { startSender } from '../support/sender.ts'
+import { servedBytes } from '../support/served.ts'
+
+const MiB = 1024 * 1024
+const SIZE = 20 * MiB + 4321
+
+describe.each<[string, ChunkingParams]>([
+  ['fixed 1 MiB', { kind: 'fixed', size: MiB }],
+  ['cdc', { kind: 'cdc', minSize: 128 * 1024, avgSize: 512 * 1024, maxSize: 2 * MiB }],
+])('resume (%s chunks)', (_, chunking) => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let sender: Awaited<ReturnType<typeof startSender>>
+  let receiver: Engine
+  const served = servedBytes()
+  let ticket: string
+  let src: string
+  let srcHash: string
+  let n = 0
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir('haul-resume-'))
+    sender = await startSender({ chunking, wrap: served.wrap })
+    src = join(dir, 'src.bin')
+    await writeFile(src, SIZE, 'random')
+    srcHash = await sha256File(src)
+    ticket = await sender.publish(src)
+    receiver = await createEngine({ workers: 1, fetch: { windowBytes: 4 * MiB } })
+  })
+  afterAll(async () => {
+    await receiver.stop()
+    await sender.stop()
+    await cleanup()
+  })
+
+  const interrupt = (dest: string, at = SIZE / 2) =>
+    interruptedFetch(receiver, ticket, sender.network.addresses, dest, at)
+
+  /** Fetches directly; returns the result and the chunk bytes the sender served for it. */
+  async function fetchCounting(dest: string, t = ticket) {
+    const before = served.bytes
+    const r = await receiver.fetch(t, dest).result
+    expect(await sha256File(dest)).toBe(srcHash)
+    expect(existsSync(`${dest}.part`)).toBe(false)
+    expect(existsSync(journalPath(dest))).toBe(false)
+    return { r, served: served.bytes - before }
+  }
+
+  it('an interrupted fetch resumes from its journal: only the missing chunks are fetched', async () => {
+    const dest = join(dir, `a${n++}.out`)
+    const done = await interrupt(dest)
+    expect(done).toBeGreaterThanOrEqual(SIZE / 2)
+    const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
+    expect(loaded.status).toBe('ok')
+    if (loaded.status === 'ok') await loaded.journal.close()
+    const { r, served: got } = await fetchCounting(dest)
+    expect(r.resume.mode).toBe('journal')
+    // The cancel flushed everything written, including chunks that landed after the last progress report.
+    expect(r.resume.bytesKept).toBeGreaterThanOrEqual(done)
+    expect(got).toBe(SIZE - r.resume.bytesKept)
+  })
+
+  it('journal missing: the part file is re-hashed, good chunks kept, a corrupted one fetched again', async () => {
+    const dest = join(dir, `b${n++}.out`)
+    await interrupt(dest)
+    const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
+    if (loaded.status !== 'ok') throw new Error('no journal after the interrupted fetch')
+    const journaled = loaded.journal.bytes
+    expect(loaded.journal.has(0)).toBe(true)
+    await loaded.journal.close()
+    await unlink(journalPath(dest))
+    // Damage a byte in the first chunk: the re-hash must not keep it.
+    const fh = await open(`${dest}.part`, 'r+')
+    await fh.write(Buffer.from([0xee]), 0, 1, 1000)
+    await fh.close()
+    const { r, served: got } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'journal-missing' })
+    expect(r.resume.bytesKept).toBeGreaterThan(0)
+    expect(r.resume.bytesKept).toBeLessThan(journaled) // chunk 0 was not kept
+    expect(got).toBe(SIZE - r.resume.bytesKept)
+  })
+
+  it('journal damaged: same as missing, reported as journal-damaged', async () => {
+    const dest = join(dir, `c${n++}.out`)
+    await interrupt(dest)
+    const jp = journalPath(dest)
+    const bytes = await readFile(jp)
+    bytes[20]! ^= 0xff
+    const fh = await open(jp, 'r+')
+    await fh.write(bytes, 0, 64, 0)
+    await fh.close()
+    const { r, served: got } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'journal-damaged' })
+    expect(got).toBe(SIZE - r.resume.bytesKept)
+  })
+
+  it('a part file replaced behind the journal (another inode) is re-hashed, not trusted', async () => {
+    const dest = join(dir, `d${n++}.out`)
+    await interrupt(dest)
+    await copyFile(`${dest}.part`, `${dest}.copy`)
+    await rename(`${dest}.copy`, `${dest}.part`)
+    const { r } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'part-replaced' })
+    expect(r.resume.bytesKept).toBeGreaterThan(0)
+  })
+
+  it('a journal for other content: start over, reported as restart/other-content', async () => {
+    const dest = join(dir, `e${n++}.out`)
+    const other = join(dir, `other${n}.bin`)
+    await writeFile(other, 16 * MiB, 'random')
+    const otherTicket = await sender.publish(other)
+    await interruptedFetch(receiver, otherTicket, sender.network.addresses, dest, 2 * MiB)
+    const { r, served: got } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'restart', reason: 'other-content', chunksKept: 0 })
+    expect(got).toBe(SIZE)
+  })
+
+  it('with journal.enabled = false no journal is written; a later fetch re-hashes the part file', async () => {
+    const noJournal = await createEngine({ workers: 1, journal: { enabled: false } })
+    try {
+      const dest = join(dir, `f${n++}.out`)
+      await interruptedFetch(noJournal, ticket, sender.network.addresses, dest, SIZE / 2)
+      expect(existsSync(journalPath(dest))).toBe(false)
+      expect(existsSync(`${dest}.part`)).toBe(true)
+      const before = served.bytes
+      const r = await noJournal.fetch(ticket, dest).result
+      expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'journal-disabled' })
+      expect(r.resume.bytesKept).toBeGreaterThan(0)
+      expect(served.bytes - before).toBe(SIZE - r.resume.bytesKept)
+      expect(await sha256File(dest)).toBe(srcHash)
+    } finally {
+      await noJournal.stop()
+    }
+  })
+})
+
+describe('errors retrying cannot fix', () => {
+  it('CONTENT_NOT_FOUND fails at once (no retry) and leaves nothing behind', async () => {
+    const { dir, cleanup } = await tempDir('haul-resume-nf-')
+    const sender = await createEngine({ workers: 1 })
+    const receiver = await createEngine({ workers: 1, retry: { maxAttempts: 5, baseDelayMs: 10 } })
+    try {
+      const t = encodeTicket({
+        cid: new Uint8Array(32).fill(3),
+        peerId: sender.peerId,
+        addrs: sender.addresses,
+      })
+      let retries = 0
+      const dest = join(dir, 'x')
+      const err = await receiver.fetch(t, dest, { onRetry: () => retries++ }).result.catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(ContentNotFoundError)
+      expect(retries).toBe(0)
+      expect(existsSync(`${dest}.part`)).toBe(false)
+      expect(existsSync(journalPath(dest))).toBe(false)
+    } finally {
+      await Promise.all([sender.stop(), receiver.stop()])
+      await cleanup()
+    }
+  })
+})
