@@ -11,11 +11,11 @@ import {
   TooManyRequestsError,
   UnsupportedVersionError,
 } from '../errors.ts'
+import { Slots } from '../util/slots.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
 import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
 import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
-import { Slots } from './slots.ts'
 import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
 
 export type { NetworkOptions } from './options.ts'

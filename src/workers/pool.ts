@@ -30,6 +30,7 @@ import {
   InvalidArgumentError,
 } from '../errors.ts'
 import { CODECS, type Codec } from '../types.ts'
+import { Slots } from '../util/slots.ts'
 import { CODEC_POLICIES, type CodecPolicy, MAX_RAW_LENGTH, ownsBuffer } from './codecs.ts'
 import {
   type AnyReply,
@@ -39,7 +40,7 @@ import {
   SHA256_BYTES,
   type WorkerRequest,
 } from './messages.ts'
-import { abortedBy, raceAbort, Slots } from './slots.ts'
+import { abortedBy, raceAbort } from './slots.ts'
 
 export interface WorkerPoolOptions {
   /** Worker threads. @default os.availableParallelism() */
@@ -177,7 +178,7 @@ export class WorkerPool {
 
   /** Tasks handed to Piscina and not yet finished (including ones whose caller aborted). */
   get inFlight(): number {
-    return this.#slots.used
+    return this.#slots.active
   }
 
   /** SHA-256 of `buf.subarray(0, length)`; `buf` is moved and comes back. */
@@ -363,7 +364,7 @@ export class WorkerPool {
     transfer: ArrayBuffer[],
     signal: AbortSignal | undefined,
   ): Promise<ReplyFor[K]> {
-    await this.#slots.acquire(signal)
+    await this.#slots.acquire(signal === undefined ? {} : { signal })
     // Aborted or destroyed while the slot was being handed over: the task was never dispatched.
     if (this.#destroyed || signal?.aborted) {
       this.#slots.release()

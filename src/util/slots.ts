@@ -8,7 +8,8 @@ interface Waiter {
 /**
  * A counting semaphore with a bounded waiting line: `acquire` beyond `limit`
  * waits in FIFO order, and beyond `maxWaiters` fails at once with
- * TooManyRequestsError instead of queueing without bound.
+ * TooManyRequestsError instead of queueing without bound. Shared by the
+ * network (streams per peer) and the worker pool (tasks handed to threads).
  */
 export class Slots {
   readonly limit: number
@@ -16,7 +17,7 @@ export class Slots {
   #active = 0
   readonly #waiters: Waiter[] = []
 
-  constructor(limit: number, maxWaiters: number) {
+  constructor(limit: number, maxWaiters = Number.POSITIVE_INFINITY) {
     this.limit = limit
     this.maxWaiters = maxWaiters
   }
@@ -34,19 +35,27 @@ export class Slots {
     return this.#active === 0 && this.#waiters.length === 0
   }
 
-  async acquire(opts: { signal?: AbortSignal; what?: string } = {}): Promise<void> {
+  /** Resolves once a slot is held; AbortedError if `signal` aborts first; TooManyRequestsError if the line is full. */
+  acquire(opts: { signal?: AbortSignal; what?: string } = {}): Promise<void> {
     const { signal } = opts
-    if (signal?.aborted) throw new AbortedError()
-    if (this.#active < this.limit) {
+    if (signal?.aborted) return Promise.reject(abortedBy(signal))
+    if (this.#active < this.limit && this.#waiters.length === 0) {
       this.#active++
-      return
+      return Promise.resolve()
     }
     if (this.#waiters.length >= this.maxWaiters) {
-      throw new TooManyRequestsError(
-        `${opts.what ?? 'slots'}: ${this.limit} in use and ${this.maxWaiters} already waiting; retry later`,
+      return Promise.reject(
+        new TooManyRequestsError(
+          `${opts.what ?? 'slots'}: ${this.limit} in use and ${this.maxWaiters} already waiting; retry later`,
+        ),
       )
     }
     const { promise, resolve, reject } = Promise.withResolvers<void>()
+    const onAbort = (): void => {
+      const i = this.#waiters.indexOf(waiter)
+      if (i !== -1) this.#waiters.splice(i, 1)
+      reject(abortedBy(signal!))
+    }
     const waiter: Waiter = {
       resolve: () => {
         signal?.removeEventListener('abort', onAbort)
@@ -56,11 +65,6 @@ export class Slots {
         signal?.removeEventListener('abort', onAbort)
         reject(err)
       },
-    }
-    const onAbort = (): void => {
-      const i = this.#waiters.indexOf(waiter)
-      if (i !== -1) this.#waiters.splice(i, 1)
-      reject(new AbortedError())
     }
     signal?.addEventListener('abort', onAbort, { once: true })
     this.#waiters.push(waiter)
@@ -81,4 +85,8 @@ export class Slots {
   rejectWaiters(err: HaulError): void {
     for (const w of this.#waiters.splice(0)) w.reject(err)
   }
+}
+
+export function abortedBy(signal: AbortSignal): AbortedError {
+  return new AbortedError(undefined, { cause: signal.reason })
 }

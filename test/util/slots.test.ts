@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest'
 import { AbortedError, TooManyRequestsError } from '../../src/errors.ts'
-import { Slots } from '../../src/net/slots.ts'
+import { Slots } from '../../src/util/slots.ts'
 
 describe('Slots', () => {
   it('grants up to the limit, queues FIFO, and hands a released slot to the oldest waiter', async () => {

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest'
 import { AbortedError } from '../../src/errors.ts'
-import { raceAbort, Slots } from '../../src/workers/slots.ts'
+import { Slots } from '../../src/util/slots.ts'
+import { raceAbort } from '../../src/workers/slots.ts'
 
 describe('Slots', () => {
   it('hands slots over in FIFO order and never exceeds the limit', async () => {
@@ -9,34 +10,34 @@ describe('Slots', () => {
     await slots.acquire()
     await slots.acquire()
     const waits = [1, 2, 3].map((i) => slots.acquire().then(() => order.push(i)))
-    expect(slots.used).toBe(2)
+    expect(slots.active).toBe(2)
     expect(slots.waiting).toBe(3)
     slots.release()
     slots.release()
     await Promise.resolve()
     expect(order).toEqual([1, 2])
-    expect(slots.used).toBe(2)
+    expect(slots.active).toBe(2)
     slots.release()
     await Promise.all(waits)
     expect(order).toEqual([1, 2, 3])
     slots.release()
     slots.release()
-    expect(slots.used).toBe(0)
+    expect(slots.active).toBe(0)
   })
 
   it('an aborted waiter leaves the queue and does not take a slot', async () => {
     const slots = new Slots(1)
     await slots.acquire()
     const ac = new AbortController()
-    const waiting = slots.acquire(ac.signal)
+    const waiting = slots.acquire({ signal: ac.signal })
     const next = slots.acquire()
     ac.abort('stop')
     await expect(waiting).rejects.toBeInstanceOf(AbortedError)
     expect(slots.waiting).toBe(1)
     slots.release()
     await next
-    expect(slots.used).toBe(1)
-    await expect(slots.acquire(ac.signal)).rejects.toBeInstanceOf(AbortedError)
+    expect(slots.active).toBe(1)
+    await expect(slots.acquire({ signal: ac.signal })).rejects.toBeInstanceOf(AbortedError)
   })
 
   it('rejectWaiters empties the queue', async () => {
