@@ -1,0 +1,188 @@
+import { execFileSync } from 'node:child_process'
+import { createHash } from 'node:crypto'
+import { existsSync } from 'node:fs'
+import { chmod, mkdir, open, readFile, unlink } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import {
+  createEngine,
+  DestinationInvalidError,
+  type Engine,
+  NoSpaceError,
+  PermissionDeniedError,
+} from '../../src/index.ts'
+import { defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
+import { spawnPeer } from '../support/children.ts'
+import { FaultProxy, proxyTicket, tcpPortOf } from '../support/fault-proxy.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { interruptedFetch } from '../support/interrupt.ts'
+import { startSender } from '../support/sender.ts'
+
+const MiB = 1024 * 1024
+const isRoot = process.getuid?.() === 0
+const NEEDS_ROOT = isRoot ? '' : ' — SKIPPED: needs root (mounts a tmpfs, runs a child as nobody)'
+
+const sha = async (path: string) =>
+  createHash('sha256')
+    .update(await readFile(path))
+    .digest('hex')
+
+/** Every chunk the journal vouches for holds exactly the source's bytes (fixed 1 MiB chunks). */
+async function journalAgreesWithPart(dest: string, src: string): Promise<number> {
+  const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
+  if (loaded.status !== 'ok') throw new Error(`journal ${loaded.status}`)
+  const [part, orig] = await Promise.all([readFile(`${dest}.part`), readFile(src)])
+  let n = 0
+  for (let i = 0; i < loaded.journal.leafCount; i++) {
+    if (!loaded.journal.has(i)) continue
+    n++
+    expect(part.subarray(i * MiB, (i + 1) * MiB).equals(orig.subarray(i * MiB, (i + 1) * MiB))).toBe(true)
+  }
+  await loaded.journal.close()
+  return n
+}
+
+describe('destination errors', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let sender: Awaited<ReturnType<typeof startSender>>
+  let receiver: Engine
+  let ticket: string
+  let src: string
+  const mounts: string[] = []
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir('haul-disk-'))
+    sender = await startSender({ chunking: { kind: 'fixed', size: MiB } })
+    src = join(dir, 'src.bin')
+    await writeFile(src, 16 * MiB + 99, 'random')
+    ticket = await sender.publish(src)
+    receiver = await createEngine({ workers: 1, retry: { maxAttempts: 5, baseDelayMs: 10 } })
+  })
+  afterAll(async () => {
+    await receiver.stop()
+    await sender.stop()
+    for (const m of mounts) execFileSync('umount', ['-l', m])
+    await cleanup()
+  })
+
+  async function tmpfs(name: string, size: string): Promise<string> {
+    const m = join(dir, name)
+    await mkdir(m)
+    execFileSync('mount', ['-t', 'tmpfs', '-o', `size=${size}`, 'tmpfs', m])
+    mounts.push(m)
+    return m
+  }
+
+  async function fails(dest: string) {
+    let retries = 0
+    const err = await receiver
+      .fetch(ticket, dest, { onRetry: () => retries++ })
+      .result.catch((e: unknown) => e)
+    expect(retries).toBe(0) // none of these is worth retrying
+    return err
+  }
+
+  it('the destination is a directory: DESTINATION_INVALID, nothing created', async () => {
+    const d = join(dir, 'a-folder')
+    await mkdir(d)
+    const err = await fails(d)
+    expect(err).toBeInstanceOf(DestinationInvalidError)
+    expect((err as Error).message).toMatch(/is a directory/)
+    expect(existsSync(`${d}.part`)).toBe(false)
+    expect(existsSync(journalPath(d))).toBe(false)
+  })
+
+  it('<dest>.part is a directory, or the folder does not exist: DESTINATION_INVALID', async () => {
+    const d = join(dir, 'blocked')
+    await mkdir(`${d}.part`)
+    expect(await fails(d)).toBeInstanceOf(DestinationInvalidError)
+    expect(await fails(join(dir, 'no', 'such', 'folder', 'x'))).toBeInstanceOf(DestinationInvalidError)
+  })
+
+  describe.skipIf(!isRoot)(`on real filesystems${NEEDS_ROOT}`, () => {
+    it('no space left mid-transfer: NO_SPACE at once, the journal agrees with the part file; with space back it resumes', async () => {
+      const m = await tmpfs('small', '24m')
+      const dest = join(m, 'out.bin')
+      // Slow link, so the disk can be filled while chunks are still arriving.
+      const proxy = await FaultProxy.start({
+        target: { port: tcpPortOf(sender.network.addresses) },
+        rateBytesPerSec: 8 * MiB,
+      })
+      let filled: Promise<void> | undefined
+      const filler = join(m, 'filler')
+      try {
+        let retries = 0
+        const err = await receiver
+          .fetch(proxyTicket(ticket, proxy), dest, {
+            onRetry: () => retries++,
+            onProgress: (p) => {
+              if (p.bytesDone >= 4 * MiB && filled === undefined) filled = fillDisk(filler)
+            },
+          })
+          .result.catch((e: unknown) => e)
+        await filled
+        expect(err).toBeInstanceOf(NoSpaceError)
+        expect((err as NoSpaceError).code).toBe('NO_SPACE')
+        expect(retries).toBe(0)
+        expect(existsSync(dest)).toBe(false)
+        const kept = await journalAgreesWithPart(dest, src)
+        expect(kept).toBeGreaterThanOrEqual(4)
+      } finally {
+        await proxy.close()
+      }
+      await unlink(filler)
+      const r = await receiver.fetch(ticket, dest).result
+      expect(r.resume.mode).toBe('journal')
+      expect(r.resume.chunksKept).toBeGreaterThanOrEqual(4)
+      expect(await sha256File(dest)).toBe(await sha256File(src))
+    })
+
+    it('read-only filesystem: PERMISSION_DENIED (EROFS), part file and journal untouched; read-write again, it resumes', async () => {
+      const m = await tmpfs('ro', '64m')
+      const dest = join(m, 'out.bin')
+      await interruptedFetch(receiver, ticket, sender.network.addresses, dest, 6 * MiB)
+      const before = [await sha(`${dest}.part`), await sha(journalPath(dest))]
+      execFileSync('mount', ['-o', 'remount,ro', m])
+      try {
+        const err = await fails(dest)
+        expect(err).toBeInstanceOf(PermissionDeniedError)
+        expect((err as Error).message).toMatch(/EROFS/)
+        const fresh = await fails(join(m, 'fresh.bin'))
+        expect(fresh).toBeInstanceOf(PermissionDeniedError)
+        expect([await sha(`${dest}.part`), await sha(journalPath(dest))]).toEqual(before)
+      } finally {
+        execFileSync('mount', ['-o', 'remount,rw', m])
+      }
+      const r = await receiver.fetch(ticket, dest).result
+      expect(r.resume.mode).toBe('journal')
+      expect(await sha256File(dest)).toBe(await sha256File(src))
+    })
+
+    it('permission denied (EACCES), for a receiver process running as nobody: PERMISSION_DENIED', async () => {
+      const ro = join(dir, 'not-writable')
+      await mkdir(ro)
+      await chmod(ro, 0o555)
+      await chmod(dir, 0o755) // let nobody reach it
+      const child = spawnPeer({ mode: 'get', ticket, dest: join(ro, 'x.bin') }, { uid: 65534, gid: 65534 })
+      const e = await child.waitFor((ev) => ev.event === 'error' || ev.event === 'done', 'a result')
+      expect((await child.exited).code).toBe(1)
+      expect(e).toMatchObject({ event: 'error', code: 'PERMISSION_DENIED' })
+      expect(String(e.message)).toMatch(/EACCES/)
+      expect(existsSync(join(ro, 'x.bin.part'))).toBe(false)
+    })
+  })
+})
+
+/** Writes 1 MiB blocks until the filesystem says ENOSPC. */
+async function fillDisk(path: string): Promise<void> {
+  const fh = await open(path, 'w')
+  const block = Buffer.alloc(MiB, 1)
+  try {
+    for (;;) await fh.write(block)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'ENOSPC') throw err
+  } finally {
+    await fh.close()
+  }
+}
