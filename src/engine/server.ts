@@ -13,6 +13,7 @@ import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { FrameWriter } from './frame-writer.ts'
 import type { MemoryBudget } from './memory-budget.ts'
+import type { RateLimiter } from './rate-limit.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
 
 export interface ServerLimits {
@@ -35,6 +36,8 @@ export interface ServerContext {
   codec: CodecPolicy
   limits: ServerLimits
   signal: AbortSignal
+  /** Upload bandwidth: taken (payload bytes) before each chunk frame is sent. @default unlimited */
+  uploadLimiter?: RateLimiter
 }
 
 type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'get-chunks' }>
@@ -273,6 +276,7 @@ class ServerSession {
 
   async #sendChunk(requestId: number, c: EncodedChunk): Promise<void> {
     try {
+      await this.#ctx.uploadLimiter?.take(c.payload.length, { signal: this.#abort.signal })
       await this.#send({
         type: 'chunk',
         requestId,

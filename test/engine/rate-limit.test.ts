@@ -1,7 +1,20 @@
+import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { resolveEngineConfig } from '../../src/engine/config.ts'
+import { Engine } from '../../src/engine/engine.ts'
 import { fairLimiter } from '../../src/engine/fair-queue.ts'
+import { indexFile } from '../../src/engine/indexer.ts'
+import { MemoryBudget } from '../../src/engine/memory-budget.ts'
+import { openPublished } from '../../src/engine/publish.ts'
 import { chainLimiters, type RateLimiter, TokenBucket, unlimited } from '../../src/engine/rate-limit.ts'
+import { ContentRegistry } from '../../src/engine/registry.ts'
+import { serveStream } from '../../src/engine/server.ts'
+import { encodeTicket } from '../../src/engine/ticket.ts'
 import { AbortedError, ConfigInvalidError } from '../../src/errors.ts'
+import { Network } from '../../src/net/network.ts'
+import { PROTOCOL_ID } from '../../src/protocol/messages.ts'
+import { WorkerPool } from '../../src/workers/pool.ts'
+import { tempDir, writeFile } from '../support/files.ts'
 
 const MB = 1e6
 const KiB = 1024
@@ -139,4 +152,50 @@ describe('TokenBucket', () => {
       expect(share / (w / 7)).toBeLessThan(1.1)
     }
   }, 20_000)
+})
+
+describe('upload limit in the serving session', () => {
+  it('a sender with an upload limiter serves no faster than its limit (real engine receiver)', async () => {
+    const { dir, cleanup } = await tempDir()
+    const config = resolveEngineConfig({ workers: 1, codec: 'none' })
+    const network = await Network.create({ listen: ['/ip4/127.0.0.1/tcp/0'] })
+    const pool = new WorkerPool({ threads: 1 })
+    const budget = new MemoryBudget({ limit: config.memoryBudget })
+    const registry = new ContentRegistry()
+    const stop = new AbortController()
+    const upload = new TokenBucket({ rate: 4 * MB })
+    await network.handle(PROTOCOL_ID, (stream) =>
+      serveStream(stream, {
+        registry,
+        pool,
+        budget,
+        codec: config.codec,
+        limits: config.server,
+        signal: stop.signal,
+        uploadLimiter: upload,
+      }),
+    )
+    const receiver = await Engine.create({ workers: 1 })
+    try {
+      const src = join(dir, 'up.src')
+      await writeFile(src, 8 * 1024 * KiB, 'random')
+      const index = await indexFile(src, { chunking: config.chunking, pool, budget })
+      registry.add(await openPublished(src, index))
+      const ticket = encodeTicket({ cid: index.cid, peerId: network.peerId, addrs: network.addresses })
+      const t0 = performance.now()
+      const r = await receiver.fetch(ticket, join(dir, 'up.out')).result
+      const seconds = (performance.now() - t0) / 1000
+      expect(upload.granted).toBe(r.bytes)
+      // Everything but the first burst waited for tokens: at most 5% above the limit.
+      expect((r.bytes - upload.burst) / seconds).toBeLessThan(4 * MB * 1.05)
+      expect(r.bytes / seconds).toBeGreaterThan(4 * MB * 0.7)
+    } finally {
+      stop.abort()
+      await receiver.stop()
+      await registry.closeAll()
+      await network.stop()
+      await pool.destroy()
+      await cleanup()
+    }
+  })
 })
