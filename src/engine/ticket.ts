@@ -1,5 +1,6 @@
 import { TextDecoder } from 'node:util'
 import { TicketInvalidError } from '../errors.ts'
+import { base32Decode, base32Encode } from '../util/base32.ts'
 
 /**
  * A ticket is everything a receiver needs to fetch one content id, as one
@@ -24,7 +25,6 @@ const TICKET_VERSION = 1
 const MAX_ADDRS = 16
 const MAX_ADDR_LEN = 512
 const MAX_TICKET_CHARS = 16 * 1024
-const ALPHABET = 'abcdefghijklmnopqrstuvwxyz234567'
 
 export function encodeTicket(t: Ticket): string {
   if (t.cid.length !== 32) throw new TicketInvalidError('ticket content id must be 32 bytes')
@@ -64,7 +64,12 @@ export function decodeTicket(text: string): Ticket {
     )
   }
   if (s.length > MAX_TICKET_CHARS) throw new TicketInvalidError('ticket is too long')
-  const bytes = base32Decode(s.slice(PREFIX.length))
+  let bytes: Uint8Array
+  try {
+    bytes = base32Decode(s.slice(PREFIX.length))
+  } catch (err) {
+    throw new TicketInvalidError(`ticket is damaged (${(err as Error).message}): copy it again`)
+  }
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength)
   let p = 0
   const need = (n: number): void => {
@@ -107,41 +112,4 @@ function decodeText(dec: TextDecoder, b: Uint8Array): string {
   } catch {
     throw new TicketInvalidError('ticket contains invalid text')
   }
-}
-
-export function base32Encode(bytes: Uint8Array): string {
-  let out = ''
-  let bits = 0
-  let value = 0
-  for (const b of bytes) {
-    value = (value << 8) | b
-    bits += 8
-    while (bits >= 5) {
-      out += ALPHABET[(value >>> (bits - 5)) & 31]
-      bits -= 5
-    }
-    value &= (1 << bits) - 1
-  }
-  if (bits > 0) out += ALPHABET[(value << (5 - bits)) & 31]
-  return out
-}
-
-export function base32Decode(text: string): Uint8Array {
-  const out = new Uint8Array(Math.floor((text.length * 5) / 8))
-  let bits = 0
-  let value = 0
-  let p = 0
-  for (const ch of text) {
-    const v = ALPHABET.indexOf(ch)
-    if (v < 0) throw new TicketInvalidError(`ticket contains "${ch}", which is not base32: copy it again`)
-    value = (value << 5) | v
-    bits += 5
-    if (bits >= 8) {
-      out[p++] = (value >>> (bits - 8)) & 255
-      bits -= 8
-    }
-    value &= (1 << bits) - 1
-  }
-  if (value !== 0) throw new TicketInvalidError('ticket is malformed (stray trailing bits)')
-  return out
 }
