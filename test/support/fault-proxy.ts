@@ -169,10 +169,10 @@ export class FaultProxy {
         : { down: new TokenBucket(bytesPerSec, this.#burst), up: new TokenBucket(bytesPerSec, this.#burst) }
   }
 
-  /** Cuts every open connection now. */
-  cutAll(): number {
+  /** Cuts every open connection now; returns how many there were. */
+  cutAll(mode: 'reset' | 'close' = this.cutMode): number {
     const n = this.#conns.size
-    for (const c of [...this.#conns]) c.cut()
+    for (const c of [...this.#conns]) c.cut(mode)
     return n
   }
 
