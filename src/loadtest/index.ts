@@ -1,0 +1,23 @@
+/**
+ * The load-test harness as an API (`haul loadtest` is a thin CLI over it).
+ *
+ * @example
+ * ```ts
+ * import { runLoadTest, writeReport } from 'haul/dist/loadtest/index.js'
+ * const r = await runLoadTest({ processes: 3, transfers: 200, concurrency: 32, durationMs: 60_000 })
+ * console.log(r.successRate, r.goodput, r.completion.p99)
+ * await writeReport(r, './report')   // loadtest.json + loadtest.html
+ * ```
+ */
+export type {
+  LoadSample,
+  LoadTestFaults,
+  LoadTestOptions,
+  LoadTestResult,
+  ProcessReport,
+  SizeDistribution,
+  TransferRecord,
+} from './options.ts'
+export { resolveLoadTestOptions } from './options.ts'
+export { renderHtml, summaryLine, writeReport } from './report.ts'
+export { PEER_SCRIPT, runLoadTest } from './run.ts'

@@ -1,0 +1,98 @@
+/**
+ * One engine process of a load test (forked with IPC by run.ts; runs from
+ * dist/ like any embedder, through the public API only). It publishes the
+ * files it is told to, fetches what it is told to (deleting each download
+ * once verified, so a long run does not fill the disk), and reports the bytes
+ * it has received every `tickMs`.
+ */
+import { rm } from 'node:fs/promises'
+import { createEngine, type EngineOptions, isHaulError } from '../index.ts'
+
+export type ToPeer =
+  | { type: 'init'; engine: EngineOptions; tickMs: number }
+  | { type: 'publish'; id: number; path: string }
+  | { type: 'fetch'; id: number; ticket: string; dest: string }
+  | { type: 'cancel-all' }
+  | { type: 'exit' }
+
+export type FromPeer =
+  | { type: 'ready'; peerId: string }
+  | { type: 'published'; id: number; ticket: string }
+  | { type: 'done'; id: number; ok: boolean; bytes: number; retries: number; error?: string }
+  | { type: 'tick'; bytesDone: number; active: number }
+  | { type: 'fatal'; error: string }
+
+const send = (m: FromPeer): void => {
+  process.send?.(m)
+}
+
+async function main(): Promise<void> {
+  const init = await new Promise<Extract<ToPeer, { type: 'init' }>>((resolve) =>
+    process.once('message', (m: ToPeer) => m.type === 'init' && resolve(m)),
+  )
+  const engine = await createEngine(init.engine)
+  const active = new Map<number, { cancel(): void; done: () => number }>()
+  let finishedBytes = 0
+  const tick = setInterval(() => {
+    let bytes = finishedBytes
+    for (const a of active.values()) bytes += a.done()
+    send({ type: 'tick', bytesDone: bytes, active: active.size })
+  }, init.tickMs)
+  let exiting: (() => void) | undefined
+  const exited = new Promise<void>((r) => (exiting = r))
+  process.on('message', (m: ToPeer) => {
+    switch (m.type) {
+      case 'publish':
+        engine.publish(m.path).then(
+          (p) => send({ type: 'published', id: m.id, ticket: p.ticket }),
+          (err: unknown) => send({ type: 'fatal', error: describe(err) }),
+        )
+        return
+      case 'fetch': {
+        const handle = engine.fetch(m.ticket, m.dest)
+        active.set(m.id, { cancel: () => handle.cancel(), done: () => handle.progress()?.bytesDone ?? 0 })
+        handle.result.then(
+          async (r) => {
+            active.delete(m.id)
+            finishedBytes += r.bytes
+            await rm(m.dest, { force: true })
+            send({ type: 'done', id: m.id, ok: true, bytes: r.bytes, retries: r.retries })
+          },
+          async (err: unknown) => {
+            const bytes = handle.progress()?.bytesDone ?? 0
+            active.delete(m.id)
+            finishedBytes += bytes
+            await rm(m.dest, { force: true })
+            await rm(`${m.dest}.part`, { force: true })
+            await rm(`${m.dest}.part.journal`, { force: true })
+            send({ type: 'done', id: m.id, ok: false, bytes, retries: 0, error: describe(err) })
+          },
+        )
+        return
+      }
+      case 'cancel-all':
+        for (const a of active.values()) a.cancel()
+        return
+      case 'exit':
+        exiting?.()
+        return
+    }
+  })
+  send({ type: 'ready', peerId: engine.peerId })
+  await exited
+  clearInterval(tick)
+  await engine.stop()
+}
+
+function describe(err: unknown): string {
+  if (isHaulError(err)) return err.code
+  return err instanceof Error ? `${err.name}: ${err.message}` : String(err)
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    send({ type: 'fatal', error: describe(err) })
+    process.exit(1)
+  },
+)
