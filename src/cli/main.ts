@@ -13,6 +13,7 @@ Usage:
   haul index <file> [--chunking fixed:1m|fixed:2m|fixed:4m|cdc|cdc:MIN:AVG:MAX] [--out <descriptor>] [--json]
   haul send <file> [--listen <multiaddr>]... [--data-dir <dir>] [--chunking ...] [--json]
   haul get <ticket> [-o <path>] [--listen <multiaddr>]... [--json]
+  haul loadtest [--processes K] [--transfers M] [--concurrency C] [--min 64k] [--max 4m] ... (haul loadtest --help)
 
 Options:
   --json        newline-delimited JSON events instead of human output
@@ -21,6 +22,8 @@ Options:
 `
 
 async function main(argv: string[]): Promise<number> {
+  // The harness has its own options; it loads only when asked for.
+  if (argv[0] === 'loadtest') return (await import('../loadtest/cli.ts')).runLoadTestCli(argv.slice(1))
   const { values, positionals } = parseArgs({
     args: argv,
     allowPositionals: true,

@@ -1,0 +1,137 @@
+import { mkdir } from 'node:fs/promises'
+import { resolve } from 'node:path'
+import { parseArgs } from 'node:util'
+import { InvalidArgumentError } from '../errors.ts'
+import type { LoadSample, SizeDistribution } from './options.ts'
+import { summaryLine, writeReport } from './report.ts'
+import { runLoadTest } from './run.ts'
+import { fmtBytes } from './stats.ts'
+
+const USAGE = `haul loadtest — K engine processes, M transfers among them, a report
+
+Usage:
+  haul loadtest [options]
+
+Options:
+  --processes K        engine processes (default 2)
+  --transfers M        transfers to run (default 20)
+  --concurrency C      transfers in flight at once (default 8)
+  --min SIZE           smallest transfer, e.g. 64k, 1m (default 64k)
+  --max SIZE           largest transfer (default 4m)
+  --distribution D     uniform | log-uniform (default log-uniform)
+  --files N            distinct files generated (default min(M, 16))
+  --topology T         mesh | fan-out (process 0 sends to all) (default mesh)
+  --duration SECONDS   stop by itself after this long (default 120)
+  --memory MiB         memory budget of each engine (default 64)
+  --workers N          worker threads per engine (default 1)
+  --seed N             seed of the size and pairing draws (default 1)
+  --report DIR         where loadtest.json and loadtest.html go (default .)
+  --json               print the result as JSON instead of the summary
+
+Faults: the API (runLoadTest({ faults })) takes a fault hook; the CLI has none yet.
+`
+
+export async function runLoadTestCli(argv: string[]): Promise<number> {
+  const { values } = parseArgs({
+    args: argv,
+    options: {
+      processes: { type: 'string' },
+      transfers: { type: 'string' },
+      concurrency: { type: 'string' },
+      min: { type: 'string' },
+      max: { type: 'string' },
+      distribution: { type: 'string' },
+      files: { type: 'string' },
+      topology: { type: 'string' },
+      duration: { type: 'string' },
+      memory: { type: 'string' },
+      workers: { type: 'string' },
+      seed: { type: 'string' },
+      report: { type: 'string' },
+      json: { type: 'boolean', default: false },
+      help: { type: 'boolean', short: 'h', default: false },
+    },
+  })
+  if (values.help) {
+    process.stdout.write(USAGE)
+    return 0
+  }
+  const num = (name: string, v: string | undefined): number | undefined => {
+    if (v === undefined) return undefined
+    const n = Number(v)
+    if (!Number.isFinite(n) || n <= 0)
+      throw new InvalidArgumentError(`--${name} takes a positive number, got "${v}"`)
+    return n
+  }
+  const transfers = num('transfers', values.transfers) ?? 20
+  const abort = new AbortController()
+  const onSignal = (): void => abort.abort()
+  process.once('SIGINT', onSignal)
+  let prev: LoadSample | undefined
+  const tty = process.stderr.isTTY === true
+  try {
+    const r = await runLoadTest({
+      ...def('processes', num('processes', values.processes)),
+      transfers,
+      ...def('concurrency', num('concurrency', values.concurrency)),
+      ...def('minBytes', size('min', values.min)),
+      ...def('maxBytes', size('max', values.max)),
+      ...def('distribution', values.distribution as SizeDistribution | undefined),
+      ...def('files', num('files', values.files)),
+      ...def('topology', values.topology as 'mesh' | 'fan-out' | undefined),
+      ...def('durationMs', mul(num('duration', values.duration), 1000)),
+      ...def('seed', num('seed', values.seed)),
+      engine: {
+        workers: num('workers', values.workers) ?? 1,
+        ...def('memoryBudget', mul(num('memory', values.memory), 1024 * 1024)),
+      },
+      signal: abort.signal,
+      onSample: (s) => {
+        // A live line: rewritten in place on a terminal, one line a second otherwise.
+        if (tty) process.stderr.write(`\r\x1b[K${summaryLine(s, transfers, prev)}`)
+        else if (prev === undefined || Math.floor(s.t) > Math.floor(prev.t))
+          process.stderr.write(`${summaryLine(s, transfers, prev)}\n`)
+        prev = s
+      },
+    })
+    if (tty) process.stderr.write('\n')
+    const dir = resolve(values.report ?? '.')
+    await mkdir(dir, { recursive: true })
+    const files = await writeReport(r, dir)
+    if (values.json) {
+      process.stdout.write(`${JSON.stringify({ ...r, samples: undefined, records: undefined, ...files })}\n`)
+    } else {
+      const c = r.completion
+      process.stdout.write(
+        [
+          `success     ${(r.successRate * 100).toFixed(1)} % (${r.ok} ok, ${r.failed} failed, ${r.unfinished} unfinished; stopped: ${r.stoppedBy})`,
+          `goodput     ${fmtBytes(r.goodput)}/s (${fmtBytes(r.bytesDelivered)} in ${r.seconds.toFixed(1)} s)`,
+          `completion  p50 ${c.p50.toFixed(2)} s  p95 ${c.p95.toFixed(2)} s  p99 ${c.p99.toFixed(2)} s`,
+          `peak RSS    ${r.processes.map((p) => `${p.index}: ${fmtBytes(p.peakRss)}`).join('  ')}`,
+          `re-sent     ${r.bytesResent === null ? 'not measured (no fault proxy)' : fmtBytes(r.bytesResent)}; retries ${r.retries}`,
+          `report      ${files.html}\n            ${files.json}`,
+          '',
+        ].join('\n'),
+      )
+    }
+    return r.successRate === 1 ? 0 : 1
+  } finally {
+    process.off('SIGINT', onSignal)
+  }
+}
+
+function def<K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } {
+  return (v === undefined ? {} : { [k]: v }) as { [P in K]?: V }
+}
+
+function mul(v: number | undefined, by: number): number | undefined {
+  return v === undefined ? undefined : Math.round(v * by)
+}
+
+function size(name: string, v: string | undefined): number | undefined {
+  if (v === undefined) return undefined
+  const m = /^(\d+(?:\.\d+)?)([kmg]?)i?b?$/i.exec(v.trim())
+  if (m === null) throw new InvalidArgumentError(`--${name} takes a size like 64k, 16m or 1g, got "${v}"`)
+  const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g']
+  return Math.round(Number(m[1]) * unit)
+}
