@@ -1,0 +1,77 @@
+/**
+ * bench/concurrency: many concurrent transfers between two engine processes
+ * (process 0 serves, process 1 fetches), through the load-test harness.
+ *
+ *   npx node bench/concurrency.ts                       # 1,000 x 1–16 MiB, then 10,000 x 64 KiB–1 MiB
+ *   HAUL_BENCH_SCALE=0.1 npx node bench/concurrency.ts  # size knob: a tenth of the transfers
+ *   HAUL_BENCH_DURATION_S=300 ...                       # per-phase deadline (default 240 s)
+ *   HAUL_BENCH_REF_MIB=512 ...                          # reference transfer size (default 256 MiB)
+ *
+ * Reference, same run: one large transfer between the same two kinds of process.
+ * Targets (issue 5): success 100 %; aggregate goodput ≥ 0.8x the reference;
+ * peak RSS ≤ idle + 100 MB at 1,000 transfers; state what 10,000 takes.
+ * Per-transfer overhead is (receiver peak − idle) / transfers in flight: an upper
+ * bound on what one transfer costs (its share of buffers in flight included).
+ */
+import { runLoadTest } from '../dist/loadtest/index.js'
+import type { LoadTestResult } from '../src/loadtest/options.ts'
+
+const scale = Number(process.env.HAUL_BENCH_SCALE ?? 1)
+const durationMs = Number(process.env.HAUL_BENCH_DURATION_S ?? 240) * 1000
+const refMiB = Number(process.env.HAUL_BENCH_REF_MIB ?? 256)
+const MiB = 1024 * 1024
+const MB = 1e6
+const engine = { workers: 1 }
+
+const common = { processes: 2, topology: 'fan-out' as const, engine, durationMs, sampleMs: 500 }
+
+function line(r: LoadTestResult): string {
+  const [s, g] = r.processes
+  return `peak RSS sender ${(s!.peakRss / MB).toFixed(0)} MB (idle ${(s!.idleRss / MB).toFixed(0)}), receiver ${(g!.peakRss / MB).toFixed(0)} MB (idle ${(g!.idleRss / MB).toFixed(0)})`
+}
+
+console.log(`bench/concurrency: two processes, 127.0.0.1, tcp+noise+yamux, scale ${scale}`)
+const ref = await runLoadTest({
+  ...common,
+  transfers: 1,
+  concurrency: 1,
+  files: 1,
+  minBytes: refMiB * MiB,
+  maxBytes: refMiB * MiB,
+})
+console.log(`reference: one ${refMiB} MiB transfer: ${(ref.goodput / MB).toFixed(1)} MB/s; ${line(ref)}`)
+
+for (const phase of [
+  { n: Math.round(1000 * scale), min: 1 * MiB, max: 16 * MiB, files: 32 },
+  { n: Math.round(10_000 * scale), min: 64 * 1024, max: 1 * MiB, files: 64 },
+]) {
+  const last = { t: 0 }
+  const r = await runLoadTest({
+    ...common,
+    transfers: phase.n,
+    concurrency: phase.n,
+    files: phase.files,
+    minBytes: phase.min,
+    maxBytes: phase.max,
+    distribution: 'uniform',
+    onSample: (s) => {
+      if (s.t - last.t < 10) return
+      last.t = s.t
+      console.log(
+        `  ${s.t.toFixed(0)} s: ${s.done} done, ${s.failed} failed, ${s.active} active, ${(s.bytesDone / MB).toFixed(0)} MB, rss ${s.rss.map((x) => (x / MB).toFixed(0)).join('/')} MB`,
+      )
+    },
+  })
+  const recv = r.processes[1]!
+  console.log(
+    `${phase.n} x ${phase.min / 1024} KiB–${phase.max / 1024} KiB: success ${(r.successRate * 100).toFixed(1)} % (${r.ok} ok, ${r.failed} failed, ${r.unfinished} unfinished, ${r.stoppedBy} after ${r.seconds.toFixed(0)} s)`,
+  )
+  console.log(`  errors: ${JSON.stringify(r.errors)}`)
+  console.log(
+    `  aggregate goodput ${(r.goodput / MB).toFixed(1)} MB/s = ${(r.goodput / ref.goodput).toFixed(2)}x the reference; completion p50 ${r.completion.p50.toFixed(1)} s p95 ${r.completion.p95.toFixed(1)} s p99 ${r.completion.p99.toFixed(1)} s`,
+  )
+  console.log(`  ${line(r)}`)
+  console.log(
+    `  per-transfer overhead ≤ ${((recv.peakRss - recv.idleRss) / phase.n / 1024).toFixed(1)} KiB (receiver (peak − idle) / ${phase.n})`,
+  )
+}
