@@ -48,6 +48,12 @@ interface RunStats {
   cuts: number
 }
 
+// The sender runs in this process: a crash there must be counted, not take the bench down with it.
+const unhandled: unknown[] = []
+process.on('unhandledRejection', (err) => {
+  unhandled.push(err)
+})
+
 const dir = await mkdtemp(join(tmpdir(), 'haul-faults-'))
 const src = join(dir, 'src.bin')
 await ensureRandomFile(src, SIZE)
@@ -130,7 +136,13 @@ try {
     `time with faults / without: ${(faulty.seconds / clean.seconds).toFixed(2)}x; ` +
       `success rate ${((100 * faulty.ok) / N).toFixed(1)}% (target 100%, floor 99%)`,
   )
-  if (faulty.ok < N) process.exitCode = 1
+  if (unhandled.length > 0) {
+    const first = unhandled[0] as Error
+    console.log(
+      `UNHANDLED REJECTIONS in this process (sender side): ${unhandled.length}; first: ${first?.stack?.split('\n').slice(0, 4).join(' | ')}`,
+    )
+  }
+  if (faulty.ok < N || unhandled.length > 0) process.exitCode = 1
 } finally {
   await sender.stop()
   await rm(dir, { recursive: true, force: true })
