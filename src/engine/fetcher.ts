@@ -231,7 +231,11 @@ export class ChunkFetcher {
             )
           }
           batch.entries.delete(msg.index)
-          work.push(this.#verifyAndWrite(msg.index, entry, movable(msg.payload), msg.codec, signal))
+          const w = this.#verifyAndWrite(msg.index, entry, movable(msg.payload), msg.codec, signal)
+          // Rethrown below once the request ends; without a handler now, a write that fails while the
+          // request still streams (a full disk) is an unhandled rejection, which ends the process.
+          w.catch(() => {})
+          work.push(w)
           return 'more'
         },
         { signal },

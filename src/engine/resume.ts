@@ -72,8 +72,9 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
       const sameContent = Buffer.from(j.cid).equals(req.cid)
       const samePart = j.part.dev === existing.dev && j.part.ino === existing.ino
       if (sameContent && samePart && existing.size === req.totalSize) {
+        // A destination that cannot be opened now (full disk, permissions) keeps its journal for later.
         const part = await PartFile.open(req.dest, req.totalSize).catch(async (err) => {
-          await j.remove().catch(() => {})
+          await j.close()
           throw err
         })
         j.attach(() => part.datasync())

@@ -74,6 +74,6 @@ describe('a long transfer with its connection cut every 1–3 s', () => {
       console.info(
         `cut every 1–3 s (${mode}): ${cuts} cuts, ${retries.length} retries, re-downloaded ${(redownloaded / MiB).toFixed(1)} MiB of ${(size / MiB).toFixed(0)} MiB`,
       )
-    })
+    }, 120_000)
   }
 })

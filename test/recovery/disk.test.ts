@@ -31,15 +31,18 @@ const sha = async (path: string) =>
 async function journalAgreesWithPart(dest: string, src: string): Promise<number> {
   const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
   if (loaded.status !== 'ok') throw new Error(`journal ${loaded.status}`)
-  const [part, orig] = await Promise.all([readFile(`${dest}.part`), readFile(src)])
-  let n = 0
-  for (let i = 0; i < loaded.journal.leafCount; i++) {
-    if (!loaded.journal.has(i)) continue
-    n++
-    expect(part.subarray(i * MiB, (i + 1) * MiB).equals(orig.subarray(i * MiB, (i + 1) * MiB))).toBe(true)
+  try {
+    const [part, orig] = await Promise.all([readFile(`${dest}.part`), readFile(src)])
+    let n = 0
+    for (let i = 0; i < loaded.journal.leafCount; i++) {
+      if (!loaded.journal.has(i)) continue
+      n++
+      expect(part.subarray(i * MiB, (i + 1) * MiB).equals(orig.subarray(i * MiB, (i + 1) * MiB))).toBe(true)
+    }
+    return n
+  } finally {
+    await loaded.journal.close()
   }
-  await loaded.journal.close()
-  return n
 }
 
 describe('destination errors', () => {
@@ -111,9 +114,11 @@ describe('destination errors', () => {
       })
       let filled: Promise<void> | undefined
       const filler = join(m, 'filler')
+      // An engine of its own: one already connected to the sender would bypass the proxy.
+      const slow = await createEngine({ workers: 1 })
       try {
         let retries = 0
-        const err = await receiver
+        const err = await slow
           .fetch(proxyTicket(ticket, proxy), dest, {
             onRetry: () => retries++,
             onProgress: (p) => {
@@ -122,15 +127,20 @@ describe('destination errors', () => {
           })
           .result.catch((e: unknown) => e)
         await filled
-        expect(err).toBeInstanceOf(NoSpaceError)
+        expect(err, String((err as Error)?.stack ?? JSON.stringify(err))).toBeInstanceOf(NoSpaceError)
         expect((err as NoSpaceError).code).toBe('NO_SPACE')
         expect(retries).toBe(0)
         expect(existsSync(dest)).toBe(false)
         const kept = await journalAgreesWithPart(dest, src)
         expect(kept).toBeGreaterThanOrEqual(4)
       } finally {
+        await slow.stop()
         await proxy.close()
       }
+      // Still full: the next attempt fails the same way, before touching the part file or the journal.
+      const state = [await sha(`${dest}.part`), await sha(journalPath(dest))]
+      expect(await fails(dest)).toBeInstanceOf(NoSpaceError)
+      expect([await sha(`${dest}.part`), await sha(journalPath(dest))]).toEqual(state)
       await unlink(filler)
       const r = await receiver.fetch(ticket, dest).result
       expect(r.resume.mode).toBe('journal')
@@ -141,7 +151,7 @@ describe('destination errors', () => {
     it('read-only filesystem: PERMISSION_DENIED (EROFS), part file and journal untouched; read-write again, it resumes', async () => {
       const m = await tmpfs('ro', '64m')
       const dest = join(m, 'out.bin')
-      await interruptedFetch(receiver, ticket, sender.network.addresses, dest, 6 * MiB)
+      await interruptedFetch({ ticket, senderAddrs: sender.network.addresses, dest, atBytes: 6 * MiB })
       const before = [await sha(`${dest}.part`), await sha(journalPath(dest))]
       execFileSync('mount', ['-o', 'remount,ro', m])
       try {

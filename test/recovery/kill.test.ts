@@ -61,16 +61,19 @@ describe('SIGKILL the receiving process at random points, restart it, resume', (
     // A kill during the journal's creation leaves only its temporary file, never a torn journal.
     expect(loaded.status).toBe('ok')
     if (loaded.status !== 'ok') return 0
-    const part = await readFile(`${dest}.part`)
-    let n = 0
-    for (let i = 0; i < loaded.journal.leafCount; i++) {
-      if (!loaded.journal.has(i)) continue
-      n++
-      const a = part.subarray(i * MiB, Math.min(SIZE, (i + 1) * MiB))
-      expect(a.equals(source.subarray(i * MiB, Math.min(SIZE, (i + 1) * MiB))), `chunk ${i}`).toBe(true)
+    try {
+      const part = await readFile(`${dest}.part`)
+      let n = 0
+      for (let i = 0; i < loaded.journal.leafCount; i++) {
+        if (!loaded.journal.has(i)) continue
+        n++
+        const a = part.subarray(i * MiB, Math.min(SIZE, (i + 1) * MiB))
+        expect(a.equals(source.subarray(i * MiB, Math.min(SIZE, (i + 1) * MiB))), `chunk ${i}`).toBe(true)
+      }
+      return n
+    } finally {
+      await loaded.journal.close()
     }
-    await loaded.journal.close()
-    return n
   }
 
   it(`${KILLS} kills: the file arrives verified and re-downloads stay within flushBytes + windowBytes per kill`, async () => {
@@ -134,7 +137,7 @@ describe('SIGKILL the receiving process at random points, restart it, resume', (
       `kill test (seed ${seed}): ${kills.length} kills, re-downloaded ${(redownloaded / MiB).toFixed(1)} MiB ` +
         `(${(redownloaded / kills.length / MiB || 0).toFixed(2)} MiB per kill, bound ${BOUND_PER_KILL / MiB} MiB)`,
     )
-  })
+  }, 240_000)
 })
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))

@@ -45,7 +45,7 @@ describe.each<[string, ChunkingParams]>([
   })
 
   const interrupt = (dest: string, at = SIZE / 2) =>
-    interruptedFetch(receiver, ticket, sender.network.addresses, dest, at)
+    interruptedFetch({ ticket, senderAddrs: sender.network.addresses, dest, atBytes: at })
 
   /** Fetches directly; returns the result and the chunk bytes the sender served for it. */
   async function fetchCounting(dest: string, t = ticket) {
@@ -120,7 +120,12 @@ describe.each<[string, ChunkingParams]>([
     const other = join(dir, `other${n}.bin`)
     await writeFile(other, 16 * MiB, 'random')
     const otherTicket = await sender.publish(other)
-    await interruptedFetch(receiver, otherTicket, sender.network.addresses, dest, 2 * MiB)
+    await interruptedFetch({
+      ticket: otherTicket,
+      senderAddrs: sender.network.addresses,
+      dest,
+      atBytes: 2 * MiB,
+    })
     const { r, served: got } = await fetchCounting(dest)
     expect(r.resume).toMatchObject({ mode: 'restart', reason: 'other-content', chunksKept: 0 })
     expect(got).toBe(SIZE)
@@ -130,7 +135,13 @@ describe.each<[string, ChunkingParams]>([
     const noJournal = await createEngine({ workers: 1, journal: { enabled: false } })
     try {
       const dest = join(dir, `f${n++}.out`)
-      await interruptedFetch(noJournal, ticket, sender.network.addresses, dest, SIZE / 2)
+      await interruptedFetch({
+        ticket,
+        senderAddrs: sender.network.addresses,
+        dest,
+        atBytes: SIZE / 2,
+        engine: { journal: { enabled: false } },
+      })
       expect(existsSync(journalPath(dest))).toBe(false)
       expect(existsSync(`${dest}.part`)).toBe(true)
       const before = served.bytes

@@ -93,6 +93,6 @@ describe('restart the sending process mid-transfer (same identity, same port: th
       }
       // It continued where it was: progress never fell back below what was done before the restart.
       expect(lowest).toBeGreaterThanOrEqual(afterRestart)
-    })
+    }, 120_000)
   }
 })

@@ -9,6 +9,10 @@ import { decodeTicket, encodeTicket } from '../../src/engine/ticket.ts'
  * peer. Every fault hits real sockets, so the peers see what they would see on
  * a real network: a reset, a FIN mid-frame, silence, a slow link.
  *
+ * haul keeps one connection per peer: an engine that is already connected to
+ * the peer directly reuses that connection and never dials the proxy. Put a
+ * fresh engine (or process) behind a proxy.
+ *
  * Faults are given per connection by `plan(index)` (the load-test harness can
  * draw them at random) or applied to all connections at once (`cutAll`,
  * `stall`, `setRate`).
