@@ -83,7 +83,13 @@ async function main(): Promise<void> {
       await waitExit()
       const peak = peakRss()
       await engine.stop()
-      send({ type: 'stats', peakRss: peak, idleRss, cpuSeconds: cpuSeconds() - cpuAtIdle, threads: threadCpu() })
+      send({
+        type: 'stats',
+        peakRss: peak,
+        idleRss,
+        cpuSeconds: cpuSeconds() - cpuAtIdle,
+        threads: threadCpu(),
+      })
       return
     }
     case 'get': {
@@ -118,7 +124,13 @@ async function main(): Promise<void> {
       await waitExit()
       const peak = peakRss()
       await net.stop()
-      send({ type: 'stats', peakRss: peak, idleRss, cpuSeconds: cpuSeconds() - cpuAtIdle, threads: threadCpu() })
+      send({
+        type: 'stats',
+        peakRss: peak,
+        idleRss,
+        cpuSeconds: cpuSeconds() - cpuAtIdle,
+        threads: threadCpu(),
+      })
       return
     }
     case 'naive-get': {
