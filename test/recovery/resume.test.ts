@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { encodeTicket } from '../../src/engine/ticket.ts'
 import { ContentNotFoundError } from '../../src/errors.ts'
 import { createEngine, type Engine } from '../../src/index.ts'
-import { defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
+import { BLOCK, defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
 import type { ChunkingParams } from '../../src/types.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { interruptedFetch } from '../support/interrupt.ts'
@@ -102,6 +102,20 @@ describe.each<[string, ChunkingParams]>([
     await fh.close()
     const { r, served: got } = await fetchCounting(dest)
     expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'journal-damaged' })
+    expect(got).toBe(SIZE - r.resume.bytesKept)
+  })
+
+  it('a bitmap page with both slots torn: the journal is kept, the chunks of that page are re-hashed', async () => {
+    const dest = join(dir, `g${n++}.out`)
+    await interrupt(dest)
+    const jp = journalPath(dest)
+    const fh = await open(jp, 'r+')
+    // Page 0's two slots are blocks 1 and 2; break a byte in each.
+    for (const at of [BLOCK + 40, 2 * BLOCK + 40]) await fh.write(Buffer.from([0xa5]), 0, 1, at)
+    await fh.close()
+    const { r, served: got } = await fetchCounting(dest)
+    expect(r.resume.mode).toBe('journal')
+    expect(r.resume.bytesKept).toBeGreaterThan(0) // found again by re-hashing
     expect(got).toBe(SIZE - r.resume.bytesKept)
   })
 
