@@ -1,10 +1,13 @@
 import { availableParallelism } from 'node:os'
 import { verifyChunkingParams } from '../chunking/params.ts'
 import { ConfigInvalidError } from '../errors.ts'
+import type { NetworkOnlyOptions } from '../net/options.ts'
 import { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from '../storage/journal.ts'
 import type { ChunkingParams } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
+import { defaultPriorityWeights, type Priority, verifyWeights } from './fair-queue.ts'
 import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
+import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
 import { defaultRetryOptions, type RetryOptions, verifyRetryOptions } from './retry.ts'
 import type { ServerLimits } from './server.ts'
 import type { TransferTimeouts } from './transfer.ts'
@@ -29,6 +32,21 @@ export interface EngineOptions {
   retry?: Partial<RetryOptions>
   /** The resume journal beside `<dest>.part`. @default { enabled: true, flushBytes: 32 MiB, flushIntervalMs: 2_000, maxChunks: 2^28 } */
   journal?: Partial<JournalOptions>
+  /** Bandwidth limits (token buckets, bytes per second). @default none */
+  limits?: RateLimitOptions
+  /** How download bandwidth divides between fetch priorities under contention. @default { high: 4, normal: 2, low: 1 } */
+  priorityWeights?: Partial<Record<Priority, number>>
+  /**
+   * Fetches from one peer that run at once; the others wait their turn in FIFO order
+   * (in `resolving`), holding no stream, buffer or file. @default 32
+   */
+  maxActiveTransfersPerPeer?: number
+  /** Fetches that may wait for their turn per peer; one more fails with TOO_MANY_REQUESTS. @default 100_000 */
+  maxQueuedTransfersPerPeer?: number
+  /** Per-peer stream limits of the libp2p node (see src/net/README.md). */
+  network?: Partial<
+    Pick<NetworkOnlyOptions, 'maxStreamsPerPeer' | 'maxInboundStreamsPerPeer' | 'maxQueuedOpensPerPeer'>
+  >
 }
 
 export interface EngineConfig {
@@ -43,6 +61,11 @@ export interface EngineConfig {
   readonly server: ServerLimits
   readonly retry: RetryOptions
   readonly journal: JournalOptions
+  readonly limits: RateLimitOptions
+  readonly priorityWeights: Record<Priority, number>
+  readonly maxActiveTransfersPerPeer: number
+  readonly maxQueuedTransfersPerPeer: number
+  readonly network: Partial<NetworkOnlyOptions>
 }
 
 const MiB = 1024 * 1024
@@ -75,7 +98,14 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     server: { ...defaultServerLimits, ...opts.server },
     retry: { ...defaultRetryOptions, ...opts.retry },
     journal: { ...defaultJournalOptions, ...opts.journal },
+    limits: { ...opts.limits },
+    priorityWeights: { ...defaultPriorityWeights, ...opts.priorityWeights },
+    maxActiveTransfersPerPeer: opts.maxActiveTransfersPerPeer ?? 32,
+    maxQueuedTransfersPerPeer: opts.maxQueuedTransfersPerPeer ?? 100_000,
+    network: { ...opts.network },
   }
+  verifyRateLimitOptions(config.limits)
+  verifyWeights(config.priorityWeights)
   verifyChunkingParams(config.chunking)
   const positive = (name: string, v: number, min = 1): void => {
     if (!Number.isSafeInteger(v) || v < min)
@@ -83,6 +113,8 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   }
   positive('memoryBudget', config.memoryBudget, 4 * MiB)
   positive('workers', config.workers)
+  positive('maxActiveTransfersPerPeer', config.maxActiveTransfersPerPeer)
+  positive('maxQueuedTransfersPerPeer', config.maxQueuedTransfersPerPeer, 0)
   for (const [k, v] of Object.entries(config.timeouts)) positive(`timeouts.${k}`, v, 10)
   for (const [k, v] of Object.entries(config.fetch)) positive(`fetch.${k}`, v)
   for (const [k, v] of Object.entries(config.server)) positive(`server.${k}`, v)

@@ -5,12 +5,15 @@ import { type ActorRefFrom, createActor, sendTo, setup, spawnChild, stopChild } 
 import { AbortedError, type HaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
+import { Slots } from '../util/slots.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
+import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
 import { type IndexResult, indexFile } from './indexer.ts'
 import { MemoryBudget } from './memory-budget.ts'
 import type { TransferProgress } from './progress.ts'
 import { openPublished } from './publish.ts'
+import { bucketFor, chainLimiters, unlimited } from './rate-limit.ts'
 import { ContentRegistry } from './registry.ts'
 import type { RetryInfo } from './retry.ts'
 import { serveStream } from './server.ts'
@@ -39,6 +42,10 @@ export interface FetchOptions {
   onProgress?: (progress: TransferProgress) => void
   /** Called when a transient failure sends the transfer to `retrying` (before the backoff delay). */
   onRetry?: (info: RetryInfo) => void
+  /** Share of download bandwidth under contention (see `priorityWeights`). @default 'normal' */
+  priority?: Priority
+  /** This transfer's own download limit, bytes per second. @default `limits.perTransferDownloadBytesPerSec` */
+  maxBytesPerSec?: number
 }
 
 export interface TransferHandle {
@@ -86,6 +93,10 @@ export class Engine {
   readonly #stop = new AbortController()
   readonly #system = createActor(engineMachine)
   readonly #transfers = new Map<string, FetchJob>()
+  /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
+  readonly #downloads: FairQueue<void>
+  /** Per peer: which fetches may run now; the rest wait in FIFO order. */
+  readonly #admission = new Map<string, Slots>()
   #stopped = false
 
   private constructor(config: EngineConfig, network: Network, pool: WorkerPool, budget: MemoryBudget) {
@@ -93,6 +104,8 @@ export class Engine {
     this.network = network
     this.pool = pool
     this.budget = budget
+    const download = bucketFor(config.limits.downloadBytesPerSec, config.limits.burstBytes)
+    this.#downloads = fairLimiter(download ?? unlimited, { weights: config.priorityWeights })
     this.#system.start()
   }
 
@@ -106,8 +119,10 @@ export class Engine {
         listen: config.listen,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         connectTimeoutMs: config.timeouts.connectMs,
+        ...config.network,
       })
       const engine = new Engine(config, network, pool, budget)
+      const upload = bucketFor(config.limits.uploadBytesPerSec, config.limits.burstBytes)
       await network.handle(
         PROTOCOL_ID,
         (stream) =>
@@ -118,6 +133,7 @@ export class Engine {
             codec: config.codec,
             limits: config.server,
             signal: engine.#stop.signal,
+            ...(upload === undefined ? {} : { uploadLimiter: upload }),
           }),
         { idleTimeoutMs: config.timeouts.idleMs },
       )
@@ -165,6 +181,7 @@ export class Engine {
     this.#assertRunning()
     const ticket = decodeTicket(ticketText)
     const id = randomUUID()
+    const flow = this.#downloads.flow(opts.priority ?? 'normal')
     const job = new FetchJob(
       {
         network: this.network,
@@ -175,6 +192,11 @@ export class Engine {
         maxFrame: this.config.server.maxFrame,
         retry: this.config.retry,
         journal: this.config.journal,
+        limiter: chainLimiters(
+          bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
+          flow,
+        ),
+        admit: (signal) => this.#admit(ticket.peerId, signal),
       },
       ticket,
       resolvePath(dest),
@@ -191,6 +213,7 @@ export class Engine {
     const result = new Promise<FetchResult>((resolve, reject) => {
       const settle = async (output: TransferOutput): Promise<void> => {
         opts.signal?.removeEventListener('abort', cancel)
+        flow.close()
         await job.cleanup()
         this.#transfers.delete(id)
         this.#system.send({ type: 'transfer.reap', id })
@@ -235,6 +258,29 @@ export class Engine {
     await this.#registry.closeAll()
     await this.network.stop()
     await this.pool.destroy()
+  }
+
+  /** Waits for one of the peer's active-transfer places; resolves to the function that gives it back. */
+  async #admit(peerId: string, signal: AbortSignal): Promise<() => void> {
+    let slots = this.#admission.get(peerId)
+    if (slots === undefined) {
+      slots = new Slots(this.config.maxActiveTransfersPerPeer, this.config.maxQueuedTransfersPerPeer)
+      this.#admission.set(peerId, slots)
+    }
+    const held = slots
+    try {
+      await held.acquire({ signal, what: `transfers from peer ${peerId}` })
+    } catch (err) {
+      if (held.idle) this.#admission.delete(peerId)
+      throw err
+    }
+    let released = false
+    return () => {
+      if (released) return
+      released = true
+      held.release()
+      if (held.idle && this.#admission.get(peerId) === held) this.#admission.delete(peerId)
+    }
   }
 
   #assertRunning(): void {

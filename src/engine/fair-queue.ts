@@ -149,6 +149,9 @@ export class FairQueue<T = void> {
             throw err
           })
         }
+        // Let the flow just served queue its next request before choosing: otherwise a busy
+        // flow is never waiting at decision time and the weights decay to round robin.
+        await new Promise<void>((r) => setImmediate(r))
       }
     } finally {
       this.#busy = false

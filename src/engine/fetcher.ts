@@ -16,6 +16,7 @@ import { ownsBuffer } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Lease, MemoryBudget } from './memory-budget.ts'
 import type { ProgressMeter } from './progress.ts'
+import type { RateLimiter } from './rate-limit.ts'
 import type { RemoteSession } from './remote-session.ts'
 
 export interface FetchLimits {
@@ -42,6 +43,8 @@ export interface FetchContext {
   readonly pool: WorkerPool
   readonly budget: MemoryBudget
   readonly limits: FetchLimits
+  /** Download bandwidth: taken before a request is sent (and before its budget), so a throttled transfer holds no memory. */
+  readonly limiter?: RateLimiter
 }
 
 /** Asks for the descriptor header and checks that it hashes to the content id. */
@@ -207,6 +210,7 @@ export class ChunkFetcher {
 
   async #makeBatch(picked: Array<[number, LeafEntry]>, signal: AbortSignal): Promise<Batch> {
     const bytes = picked.reduce((sum, [, e]) => sum + e.length, 0)
+    await this.#ctx.limiter?.take(bytes, { signal })
     const lease = await this.#ctx.budget.acquire(bytes, { signal })
     this.#inflightBytes += bytes
     return { entries: new Map(picked), lease, bytes }

@@ -9,6 +9,7 @@ import type { WorkerPool } from '../workers/pool.ts'
 import { ChunkFetcher, type FetchContext, type FetchLimits, fetchHeader } from './fetcher.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import { ProgressMeter, type TransferProgress } from './progress.ts'
+import type { RateLimiter } from './rate-limit.ts'
 import { Rehasher } from './rehash.ts'
 import { RemoteSession } from './remote-session.ts'
 import { openStorage, type ResumeInfo } from './resume.ts'
@@ -47,6 +48,10 @@ export interface FetchJobDeps {
   readonly maxFrame: number
   readonly retry: RetryOptions
   readonly journal: JournalOptions
+  /** Download bandwidth this transfer may use (its own limit, then its fair share). */
+  readonly limiter: RateLimiter
+  /** Waits for the transfer's turn with its peer; resolves to the function that ends it. */
+  readonly admit: (signal: AbortSignal) => Promise<() => void>
 }
 
 export interface FetchJobHooks {
@@ -84,6 +89,7 @@ export class FetchJob implements TransferJob {
   /** This peer served the content's header in this job: a later CONTENT_NOT_FOUND is a restart, not a refusal. */
   #contentSeen = false
   #retries = 0
+  #admitted: (() => void) | undefined
   #lastReport = 0
   #committed = false
 
@@ -116,11 +122,15 @@ export class FetchJob implements TransferJob {
     return this.#local?.journal.chunks ?? 0
   }
 
+  /**
+   * Nothing is retried before the peer has served this content's header once in this job: a wrong
+   * ticket, a sender that is not running or an unknown content id gets its own error in seconds,
+   * not after the whole backoff. From then on, transient failures are retried, and so is
+   * CONTENT_NOT_FOUND: a restarting sender serves nothing until it has indexed the file again.
+   */
   canRetry(error: HaulError): boolean {
-    // A sender that restarts serves nothing until it has re-indexed the file; before it ever served
-    // this content, CONTENT_NOT_FOUND means the ticket names something it does not publish.
-    if (error.code === 'CONTENT_NOT_FOUND') return this.#contentSeen
-    return isTransient(error)
+    if (!this.#contentSeen) return false
+    return error.code === 'CONTENT_NOT_FOUND' || isTransient(error)
   }
 
   onRetry(info: RetryInfo): void {
@@ -132,6 +142,8 @@ export class FetchJob implements TransferJob {
   async resolve(signal: AbortSignal): Promise<void> {
     const { network, timeouts, maxFrame } = this.#deps
     this.#dropSession(new StreamClosedError('reconnecting'))
+    // Waiting for a turn is not an attempt: it holds nothing and never counts as a failure.
+    this.#admitted ??= await this.#deps.admit(signal)
     const stream = await network.openStream(this.ticket.peerId, [...this.ticket.addrs], PROTOCOL_ID, {
       signal,
       idleTimeoutMs: timeouts.idleMs,
@@ -207,6 +219,8 @@ export class FetchJob implements TransferJob {
 
   /** Releases the stream, the journal (flushed) and the part file; both files stay unless the transfer completed. */
   async cleanup(): Promise<void> {
+    this.#admitted?.()
+    this.#admitted = undefined
     await this.#session?.close().catch(() => {})
     if (this.#committed || this.#local === undefined) return
     await this.#local.journal.close()
@@ -248,6 +262,7 @@ export class FetchJob implements TransferJob {
       pool: this.#deps.pool,
       budget: this.#deps.budget,
       limits: this.#deps.limits,
+      limiter: this.#deps.limiter,
     }
   }
 
