@@ -2,7 +2,13 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import type { RetryInfo } from '../../src/engine/retry.ts'
-import { createEngine, type Engine, RetriesExhaustedError } from '../../src/index.ts'
+import { decodeTicket, encodeTicket } from '../../src/engine/ticket.ts'
+import {
+  createEngine,
+  type Engine,
+  type PeerUnreachableError,
+  RetriesExhaustedError,
+} from '../../src/index.ts'
 import { journalPath } from '../../src/storage/journal.ts'
 import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from '../support/fault-proxy.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
@@ -89,6 +95,22 @@ describe('retries through a fault proxy (real sockets)', () => {
     } finally {
       await engine.stop()
       await proxy.close()
+    }
+  })
+
+  it('a peer never reached in this fetch fails at once with PEER_UNREACHABLE (no backoff for a wrong ticket)', async () => {
+    const engine = await receiver({ retry: { maxAttempts: 10, baseDelayMs: 5000, maxDelayMs: 5000 } })
+    try {
+      const { cid, peerId } = decodeTicket(ticket)
+      const nowhere = encodeTicket({ cid, peerId, addrs: ['/ip4/127.0.0.1/tcp/1'] })
+      let retries = 0
+      const err = await engine
+        .fetch(nowhere, join(dir, 'nowhere.out'), { onRetry: () => retries++ })
+        .result.catch((e: unknown) => e)
+      expect((err as PeerUnreachableError).code).toBe('PEER_UNREACHABLE')
+      expect(retries).toBe(0)
+    } finally {
+      await engine.stop()
     }
   })
 
