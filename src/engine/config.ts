@@ -28,7 +28,7 @@ export interface EngineOptions {
   timeouts?: Partial<TransferTimeouts>
   fetch?: Partial<FetchLimits>
   server?: Partial<ServerLimits>
-  /** Reconnecting after transient failures. @default { maxAttempts: 10, baseDelayMs: 500, maxDelayMs: 30_000 } */
+  /** Reconnecting after transient failures. @default { maxAttempts: 10, maxAttemptsFirstContact: 3, baseDelayMs: 500, maxDelayMs: 30_000 } */
   retry?: Partial<RetryOptions>
   /** The resume journal beside `<dest>.part`. @default { enabled: true, flushBytes: 32 MiB, flushIntervalMs: 2_000, maxChunks: 2^28 } */
   journal?: Partial<JournalOptions>

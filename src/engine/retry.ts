@@ -16,6 +16,15 @@ export interface RetryOptions {
    * @default 10
    */
   maxAttempts: number
+  /**
+   * Attempts allowed before the peer has served the content once in this
+   * fetch. A wrong ticket or a sender that is not running fails after these
+   * with its own error (PEER_UNREACHABLE, CONTENT_NOT_FOUND...), in about a
+   * second, instead of after the whole backoff; a blip at the first dial is
+   * still ridden out. At most maxAttempts.
+   * @default 3
+   */
+  maxAttemptsFirstContact: number
   /** Delay before the first retry; doubles with each failure in a row. @default 500 */
   baseDelayMs: number
   /** Ceiling of the delay. @default 30_000 */
@@ -24,6 +33,7 @@ export interface RetryOptions {
 
 export const defaultRetryOptions: Readonly<RetryOptions> = {
   maxAttempts: 10,
+  maxAttemptsFirstContact: 3,
   baseDelayMs: 500,
   maxDelayMs: 30_000,
 }

@@ -49,6 +49,10 @@ export interface TransferJob {
   progressMark(): number
   /** Whether a new connection may cure `error`. @default isTransient(error) */
   canRetry?(error: HaulError): boolean
+  /** Failures in a row allowed right now (e.g. fewer before first contact). @default retry.maxAttempts */
+  attemptLimit?(): number
+  /** The error to fail with once attempts are spent; undefined: RetriesExhaustedError, caused by `last`. */
+  exhausted?(last: HaulError, attempts: number): HaulError | undefined
   /** Called on entering `retrying`: drop the broken session, tell the user. */
   onRetry?(info: RetryInfo): void
 }
@@ -100,7 +104,8 @@ export const transferMachine = setup({
   },
   guards: {
     canRetry: ({ context, event }) =>
-      retryable(context, errorOf(event)) && nextAttempt(context) < context.job.retry.maxAttempts,
+      retryable(context, errorOf(event)) &&
+      nextAttempt(context) < (context.job.attemptLimit?.() ?? context.job.retry.maxAttempts),
     retriesSpent: ({ context, event }) => retryable(context, errorOf(event)),
   },
   delays: {
@@ -112,6 +117,8 @@ export const transferMachine = setup({
       error: ({ context, event }) => {
         const last = errorOf(event)
         const n = nextAttempt(context)
+        const custom = context.job.exhausted?.(last, n)
+        if (custom !== undefined) return custom
         return new RetriesExhaustedError(
           `gave up after ${n} attempt${n === 1 ? '' : 's'} in a row without progress; last: [${last.code}] ${last.message}. The part file and its journal are kept: fetch the same ticket to the same destination to resume`,
           { cause: last },
@@ -130,7 +137,7 @@ export const transferMachine = setup({
     notifyRetry: ({ context }) => {
       context.job.onRetry?.({
         attempt: context.attempt,
-        maxAttempts: context.job.retry.maxAttempts,
+        maxAttempts: context.job.attemptLimit?.() ?? context.job.retry.maxAttempts,
         delayMs: context.delayMs,
         error: context.error!,
       })

@@ -123,14 +123,24 @@ export class FetchJob implements TransferJob {
   }
 
   /**
-   * Nothing is retried before the peer has served this content's header once in this job: a wrong
-   * ticket, a sender that is not running or an unknown content id gets its own error in seconds,
-   * not after the whole backoff. From then on, transient failures are retried, and so is
-   * CONTENT_NOT_FOUND: a restarting sender serves nothing until it has indexed the file again.
+   * Until the peer has served this content's header once in this job, only transient errors are
+   * retried, and only `retry.maxAttemptsFirstContact` times; then the transfer fails with the error
+   * itself, so a wrong ticket or a sender that is not running is told in about a second. From then
+   * on, `retry.maxAttempts`, and CONTENT_NOT_FOUND too: a restarting sender serves nothing until it
+   * has indexed the file again.
    */
   canRetry(error: HaulError): boolean {
-    if (!this.#contentSeen) return false
-    return error.code === 'CONTENT_NOT_FOUND' || isTransient(error)
+    return isTransient(error) || (this.#contentSeen && error.code === 'CONTENT_NOT_FOUND')
+  }
+
+  attemptLimit(): number {
+    return this.#contentSeen
+      ? this.retry.maxAttempts
+      : Math.min(this.retry.maxAttemptsFirstContact, this.retry.maxAttempts)
+  }
+
+  exhausted(last: HaulError, _attempts: number): HaulError | undefined {
+    return this.#contentSeen ? undefined : last
   }
 
   onRetry(info: RetryInfo): void {

@@ -17,7 +17,7 @@ import {
 
 type Step = 'resolve' | 'fetchChunks' | 'finalize'
 
-const FAST: RetryOptions = { maxAttempts: 4, baseDelayMs: 1, maxDelayMs: 4 }
+const FAST: RetryOptions = { maxAttempts: 4, maxAttemptsFirstContact: 4, baseDelayMs: 1, maxDelayMs: 4 }
 
 /**
  * A stand-in job: records the steps it ran; `script` gives, per call of a step,
@@ -156,6 +156,19 @@ describe('transfer machine', () => {
     expect(retries.every((r) => r.attempt === 1)).toBe(true)
   })
 
+  it('a job may lower the attempt limit and pick the final error (first contact)', async () => {
+    const down = new PeerUnreachableError('connection refused')
+    const { job: j, ran, retries } = job({ failAt: 'resolve', error: down })
+    const out = await toPromise(
+      createActor(transferMachine, {
+        input: { ...j, attemptLimit: () => 2, exhausted: (last) => last },
+      }).start(),
+    )
+    expect(out.error).toBe(down)
+    expect(ran).toEqual(['resolve', 'resolve'])
+    expect(retries.map((r) => [r.attempt, r.maxAttempts])).toEqual([[1, 2]])
+  })
+
   it('a job may declare its own retryable errors (canRetry)', async () => {
     const nf = new ContentNotFoundError('restarting')
     const { job: j, retries } = job({ script: { resolve: [nf] } })
@@ -207,7 +220,7 @@ describe('transfer machine', () => {
   it('cancel during the backoff ends cancelled without reconnecting', async () => {
     const { job: j, ran } = job({
       script: { fetchChunks: [new StreamClosedError('cut')] },
-      retry: { maxAttempts: 3, baseDelayMs: 60_000, maxDelayMs: 60_000 },
+      retry: { maxAttempts: 3, maxAttemptsFirstContact: 3, baseDelayMs: 60_000, maxDelayMs: 60_000 },
     })
     const actor = createActor(transferMachine, { input: j }).start()
     await new Promise<void>((resolve) => {
@@ -244,7 +257,12 @@ describe('transfer machine', () => {
 
 describe('retry policy', () => {
   it('backoff doubles up to the ceiling, jittered within [cap/2, cap]', () => {
-    const o: RetryOptions = { maxAttempts: 10, baseDelayMs: 100, maxDelayMs: 1000 }
+    const o: RetryOptions = {
+      maxAttempts: 10,
+      maxAttemptsFirstContact: 3,
+      baseDelayMs: 100,
+      maxDelayMs: 1000,
+    }
     expect([1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, o, () => 1))).toEqual([
       100, 200, 400, 800, 1000, 1000,
     ])
