@@ -81,7 +81,6 @@ describe('SIGKILL the receiving process at random points, restart it, resume', (
     const random = seededRandom(seed)
     const dest = join(dir, 'out.bin')
     const kills: Array<{ kind: string; bytesDone: number; journaled: number }> = []
-    let lastDone = 0
     let finished: PeerEvent | undefined
 
     for (let run = 0; finished === undefined; run++) {
@@ -113,7 +112,6 @@ describe('SIGKILL the receiving process at random points, restart it, resume', (
           child.proc.kill('SIGKILL')
           await child.exited
           kills.push({ kind, bytesDone, journaled: await checkAgreement(dest) })
-          lastDone = bytesDone
           continue
         }
       }
@@ -124,7 +122,8 @@ describe('SIGKILL the receiving process at random points, restart it, resume', (
 
     expect(kills.length, `seed ${seed}`).toBeGreaterThanOrEqual(20)
     expect(kills.filter((k) => k.bytesDone > 0).length).toBeGreaterThanOrEqual(12) // mid-transfer, not just start-up
-    expect(lastDone).toBeGreaterThan(SIZE / 2)
+    // Kills reached the second half of the file, not only its start.
+    expect(Math.max(...kills.map((k) => k.bytesDone))).toBeGreaterThan(SIZE / 2)
     expect(await sha256File(dest)).toBe(await sha256File(src))
     expect(existsSync(`${dest}.part`) || existsSync(journalPath(dest))).toBe(false)
     expect((finished.resume as { mode: string }).mode).toBe('journal')
