@@ -236,7 +236,11 @@ class ServerSession {
     try {
       for (const index of indices) {
         if (this.#cancelled.has(req.requestId) || signal.aborted) break
-        ahead.push(this.#encodeChunk(content, index, signal))
+        const encoded = this.#encodeChunk(content, index, signal)
+        // Read-ahead fails while the loop waits on a send when the session aborts; it is
+        // still seen by allSettled below, but must not surface as an unhandled rejection.
+        encoded.catch(() => {})
+        ahead.push(encoded)
         if (ahead.length >= this.#ctx.limits.readAhead)
           await this.#sendChunk(req.requestId, await ahead.shift()!)
       }
