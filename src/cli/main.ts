@@ -163,6 +163,21 @@ async function runGet(
         out.event({ event: 'progress', ...p })
         out.bar(progressLine(p))
       },
+      onRetry: (info) => {
+        const { code, message } = describeError(info.error)
+        out.event({
+          event: 'retry',
+          attempt: info.attempt,
+          maxAttempts: info.maxAttempts,
+          delayMs: info.delayMs,
+          code,
+          message,
+        })
+        out.done()
+        out.human(
+          `connection problem [${code}]: ${message}; retry ${info.attempt}/${info.maxAttempts} in ${(info.delayMs / 1000).toFixed(1)} s`,
+        )
+      },
     })
     const r = await handle.result
     out.done()
@@ -173,9 +188,16 @@ async function runGet(
       chunks: r.chunks,
       seconds: r.seconds,
       rate: r.rate,
+      resume: r.resume,
+      retries: r.retries,
     })
+    if (r.resume.chunksKept > 0) {
+      out.human(
+        `resumed (${r.resume.mode}): kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) from an earlier run`,
+      )
+    }
     out.human(
-      `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}`,
+      `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${r.retries > 0 ? `, ${r.retries} retries` : ''}`,
     )
     return 0
   } finally {

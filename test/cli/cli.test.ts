@@ -63,7 +63,13 @@ describe('haul CLI (real processes)', () => {
       const r = await run(['get', ticket, '-o', dest, '--json'])
       expect(r.code, r.stderr + r.stdout).toBe(0)
       const evs = events(r.stdout)
-      expect(evs.at(-1)).toMatchObject({ event: 'done', bytes: 3 * 1024 * 1024 + 99, chunks: 4 })
+      expect(evs.at(-1)).toMatchObject({
+        event: 'done',
+        bytes: 3 * 1024 * 1024 + 99,
+        chunks: 4,
+        retries: 0,
+        resume: { mode: 'fresh', chunksKept: 0 },
+      })
       expect(await sha256File(dest)).toBe(await sha256File(src))
       const exit = new Promise<number | null>((r2) => sender!.once('exit', r2))
       sender.kill('SIGINT')
