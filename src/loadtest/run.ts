@@ -12,6 +12,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { AbortedError } from '../errors.ts'
+import { mulberry32 } from '../util/random.ts'
 import {
   type LoadSample,
   type LoadTestOptions,
@@ -22,7 +23,7 @@ import {
   type TransferRecord,
 } from './options.ts'
 import type { FromPeer, ToPeer } from './peer.ts'
-import { mulberry32, percentile } from './stats.ts'
+import { percentile } from './stats.ts'
 
 /** The child script is always the compiled one: the harness measures what embedders run. */
 export const PEER_SCRIPT = fileURLToPath(new URL('../../dist/loadtest/peer.js', import.meta.url))

@@ -11,16 +11,10 @@ export function pseudoRandomBytes(length: number, seed: string): Uint8Array {
   return new Uint8Array(out.buffer, out.byteOffset, out.length)
 }
 
-/** Small deterministic PRNG (mulberry32) for split sizes and positions. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Seeded test inputs (src/util/random.ts). */
+import { mulberry32 as prng } from '../../src/util/random.ts'
+
+export { prng }
 
 export function sha256Hex(bytes: Uint8Array): string {
   return createHash('sha256').update(bytes).digest('hex')

@@ -7,20 +7,10 @@ import {
   InvalidArgumentError,
 } from '../../src/errors.ts'
 import { MiB } from '../../src/types.ts'
+import { mulberry32 } from '../../src/util/random.ts'
 
 /** Lets every queued promise callback run (no timers involved). */
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
-
-/** Seeded PRNG so the stress test is reproducible. */
-function mulberry32(seed: number): () => number {
-  let a = seed
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
 
 describe('MemoryBudget', () => {
   it('defaults to 64 MiB and validates options and arguments', async () => {

@@ -16,17 +16,10 @@ import {
 } from '../../src/protocol/messages.ts'
 import { CODEC_IDS, CODECS, type Codec, codecFromId } from '../../src/types.ts'
 
-/** mulberry32: small, seeded, good enough to pick split points and fill buffers. */
-export function prng(seed: number): () => number {
-  let a = seed >>> 0
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0
-    let t = a
-    t = Math.imul(t ^ (t >>> 15), t | 1)
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61)
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Seeded test inputs (src/util/random.ts). */
+import { mulberry32 as prng } from '../../src/util/random.ts'
+
+export { prng }
 
 export function bytes(n: number, seed = n): Uint8Array {
   const rand = prng(seed)

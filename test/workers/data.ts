@@ -1,15 +1,9 @@
 /** Deterministic test inputs for the workers tests. */
 
-/** mulberry32: a tiny seeded PRNG, so failures reproduce. */
-export function prng(seed: number): () => number {
-  let a = seed | 0
-  return () => {
-    a = (a + 0x6d2b79f5) | 0
-    let t = Math.imul(a ^ (a >>> 15), 1 | a)
-    t = (t + Math.imul(t ^ (t >>> 7), 61 | t)) ^ t
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296
-  }
-}
+/** Seeded test inputs (src/util/random.ts). */
+import { mulberry32 as prng } from '../../src/util/random.ts'
+
+export { prng }
 
 export function randomData(n: number, seed = 1): Uint8Array {
   const r = prng(seed)
