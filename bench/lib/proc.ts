@@ -1,7 +1,7 @@
 import { spawn } from 'node:child_process'
-import { randomFillSync } from 'node:crypto'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { open, stat } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
+import { writeRandomFile } from '../../src/util/random.ts'
 
 /** Runs a bench child (a .ts file) and returns the JSON object it prints last on stdout. */
 export function runChild<T>(script: string, args: string[]): Promise<T> {
@@ -29,19 +29,7 @@ export function peakRss(): number {
 /** A file of `bytes` random bytes (reused if it already has that size). */
 export async function ensureRandomFile(path: string, bytes: number): Promise<void> {
   const s = await stat(path).catch(() => undefined)
-  if (s?.size === bytes) return
-  const fh = await open(path, 'w')
-  const block = Buffer.allocUnsafe(8 * 1024 * 1024)
-  try {
-    for (let done = 0; done < bytes; ) {
-      const n = Math.min(block.length, bytes - done)
-      randomFillSync(block, 0, n)
-      await fh.write(block, 0, n)
-      done += n
-    }
-  } finally {
-    await fh.close()
-  }
+  if (s?.size !== bytes) await writeRandomFile(path, bytes, 8 * 1024 * 1024)
 }
 
 export const MB = 1e6

@@ -219,6 +219,7 @@ export class ChunkFetcher {
   async #fetchBatch(batch: Batch, signal: AbortSignal): Promise<void> {
     const work: Promise<void>[] = []
     const indices = [...batch.entries.keys()]
+    let settled: PromiseSettledResult<void>[] = []
     try {
       await this.#ctx.session.request(
         (requestId) => ({ type: 'get-chunks', requestId, cid: this.#ctx.cid, ranges: toRanges(indices) }),
@@ -248,11 +249,11 @@ export class ChunkFetcher {
         throw new ProtocolViolationError(`the peer ended the request without ${batch.entries.size} chunks`)
       }
     } finally {
-      await Promise.allSettled(work)
+      settled = await Promise.allSettled(work)
       batch.lease.release()
       this.#inflightBytes -= batch.bytes
     }
-    for (const r of await Promise.allSettled(work)) if (r.status === 'rejected') throw r.reason
+    for (const r of settled) if (r.status === 'rejected') throw r.reason
   }
 
   async #verifyAndWrite(

@@ -257,7 +257,8 @@ class ServerSession {
     const entry = await content.reader.entry(index)
     const lease = await this.#ctx.budget.acquire(entry.length, { signal })
     try {
-      const buf = new Uint8Array(new ArrayBuffer(entry.length))
+      // Its own ArrayBuffer (it moves to a worker), not zero-filled: the read overwrites all of it.
+      const buf = Buffer.allocUnsafeSlow(entry.length)
       await content.source.read(entry.offset, entry.length, buf)
       const enc = await this.#ctx.pool.encode(buf, this.#ctx.codec, { signal })
       if (!equalBytes(enc.hash, entry.hash)) {

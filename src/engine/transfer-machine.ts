@@ -90,7 +90,7 @@ function retryable(context: Context, error: HaulError): boolean {
 
 const errorOf = (event: unknown): HaulError => toHaulError((event as { error: unknown }).error)
 
-export const transferMachine = setup({
+const machineSetup = setup({
   types: {
     context: {} as Context,
     events: {} as TransferEvent,
@@ -143,7 +143,16 @@ export const transferMachine = setup({
       })
     },
   },
-}).createMachine({
+})
+
+/** Where a failed connect or fetch goes: back off and retry, give up with RETRIES_EXHAUSTED, or fail now. */
+const retryOrFail = [
+  { guard: 'canRetry', target: 'retrying', actions: 'noteFailure' },
+  { guard: 'retriesSpent', target: 'failed', actions: 'giveUp' },
+  { target: 'failed', actions: 'fail' },
+] as const
+
+export const transferMachine = machineSetup.createMachine({
   id: 'transfer',
   context: ({ input }) => ({
     job: input,
@@ -165,11 +174,7 @@ export const transferMachine = setup({
         src: 'resolve',
         input: ({ context }) => context.job,
         onDone: 'fetching',
-        onError: [
-          { guard: 'canRetry', target: 'retrying', actions: 'noteFailure' },
-          { guard: 'retriesSpent', target: 'failed', actions: 'giveUp' },
-          { target: 'failed', actions: 'fail' },
-        ],
+        onError: retryOrFail,
       },
     },
     fetching: {
@@ -179,11 +184,7 @@ export const transferMachine = setup({
         src: 'fetchChunks',
         input: ({ context }) => context.job,
         onDone: 'finalizing',
-        onError: [
-          { guard: 'canRetry', target: 'retrying', actions: 'noteFailure' },
-          { guard: 'retriesSpent', target: 'failed', actions: 'giveUp' },
-          { target: 'failed', actions: 'fail' },
-        ],
+        onError: retryOrFail,
       },
     },
     finalizing: {

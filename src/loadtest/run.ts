@@ -5,14 +5,13 @@
  * bytes each receiver reports.
  */
 import { type ChildProcess, fork } from 'node:child_process'
-import { randomFillSync } from 'node:crypto'
 import { readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, open, rm } from 'node:fs/promises'
+import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { AbortedError } from '../errors.ts'
-import { mulberry32 } from '../util/random.ts'
+import { mulberry32, writeRandomFile } from '../util/random.ts'
 import {
   type LoadSample,
   type LoadTestOptions,
@@ -142,22 +141,11 @@ async function makeFiles(
   random: () => number,
 ): Promise<FileSpec[]> {
   const out: FileSpec[] = []
-  const block = Buffer.allocUnsafe(1024 * 1024)
   for (let i = 0; i < o.files; i++) {
     const bytes = drawSize(o, random)
     const owner = o.topology === 'fan-out' ? 0 : i % o.processes
     const path = join(work, `file-${i}.bin`)
-    const fh = await open(path, 'w')
-    try {
-      for (let done = 0; done < bytes; ) {
-        const n = Math.min(block.length, bytes - done)
-        randomFillSync(block, 0, n)
-        await fh.write(block, 0, n)
-        done += n
-      }
-    } finally {
-      await fh.close()
-    }
+    await writeRandomFile(path, bytes)
     out.push({ path, bytes, owner })
   }
   return out
