@@ -41,6 +41,9 @@ function engineOptions() {
     server: {
       ...(n('HAUL_BENCH_READ_AHEAD') === undefined ? {} : { readAhead: n('HAUL_BENCH_READ_AHEAD')! }),
     },
+    ...(n('HAUL_BENCH_RECYCLE_MIB') === undefined
+      ? {}
+      : { buffers: { maxIdleBytes: n('HAUL_BENCH_RECYCLE_MIB')! * MiB } }),
   }
 }
 /** CPU seconds per thread name (node main, libuv workers, worker threads), from /proc. */

@@ -30,6 +30,11 @@ export interface DescriptorPage {
  * only the tree above the page roots stays in memory (about
  * 2 * pageCount * 32 bytes), and pages and rows are read from disk on demand.
  */
+/** Rows `entry()` reads and decodes at once. */
+const ROW_BLOCK = 1024
+/** Blocks of decoded rows `entry()` keeps (two streams serving different places both hit). */
+const ROW_CACHE_BLOCKS = 2
+
 export class DescriptorReader {
   readonly path: string
   readonly header: DescriptorHeader
@@ -38,6 +43,8 @@ export class DescriptorReader {
   readonly pageCount: number
   #fh: FileHandle | undefined
   readonly #levels: MerkleLevels
+  /** Decoded rows of recently served blocks, oldest first. */
+  readonly #rowCache = new Map<number, LeafEntry[]>()
 
   private constructor(
     path: string,
@@ -90,7 +97,12 @@ export class DescriptorReader {
     return { entries, proof: this.#levels.proveRange(pageIndex, pageIndex + 1) }
   }
 
-  /** One row, read from disk. */
+  /**
+   * One row. Serving asks for rows in order, chunk after chunk, so the last
+   * {@link ROW_CACHE_BLOCKS} blocks of {@link ROW_BLOCK} rows read this way stay
+   * decoded in memory (about 100 KB a block) instead of costing a disk read
+   * per chunk.
+   */
   async entry(index: number, options: { signal?: AbortSignal } = {}): Promise<LeafEntry> {
     throwIfAborted(options.signal)
     if (!Number.isSafeInteger(index) || index < 0 || index >= this.header.leafCount) {
@@ -98,7 +110,19 @@ export class DescriptorReader {
         `leaf ${index} does not exist (the descriptor has ${this.header.leafCount})`,
       )
     }
-    return decodePage(await this.#readRows(index, 1), 1)[0]!
+    const block = Math.floor(index / ROW_BLOCK)
+    let rows = this.#rowCache.get(block)
+    if (rows === undefined) {
+      const start = block * ROW_BLOCK
+      const count = Math.min(this.header.leafCount - start, ROW_BLOCK)
+      rows = decodePage(await this.#readRows(start, count), count)
+      this.#rowCache.set(block, rows)
+      for (const old of this.#rowCache.keys()) {
+        if (this.#rowCache.size <= ROW_CACHE_BLOCKS) break
+        this.#rowCache.delete(old)
+      }
+    }
+    return rows[index - block * ROW_BLOCK]!
   }
 
   async close(): Promise<void> {

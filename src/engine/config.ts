@@ -1,10 +1,15 @@
 import { availableParallelism } from 'node:os'
 import { verifyChunkingParams } from '../chunking/params.ts'
 import { ConfigInvalidError } from '../errors.ts'
-import type { NetworkOnlyOptions } from '../net/options.ts'
+import { type NetworkOnlyOptions, stripUndefined } from '../net/options.ts'
 import { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from '../storage/journal.ts'
 import type { ChunkingParams } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
+import {
+  type BufferRecyclerOptions,
+  defaultBufferRecyclerOptions,
+  verifyBufferRecyclerOptions,
+} from './buffer-recycler.ts'
 import { defaultPriorityWeights, type Priority, verifyWeights } from './fair-queue.ts'
 import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
 import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
@@ -43,6 +48,8 @@ export interface EngineOptions {
   maxActiveTransfersPerPeer?: number
   /** Fetches that may wait for their turn per peer; one more fails with TOO_MANY_REQUESTS. @default 100_000 */
   maxQueuedTransfersPerPeer?: number
+  /** Finished chunk buffers kept for reuse, within the memory budget. @default { maxIdleBytes: 8 MiB } */
+  buffers?: BufferRecyclerOptions
   /** Per-peer stream limits of the libp2p node (see src/net/README.md). */
   network?: Partial<
     Pick<NetworkOnlyOptions, 'maxStreamsPerPeer' | 'maxInboundStreamsPerPeer' | 'maxQueuedOpensPerPeer'>
@@ -66,6 +73,7 @@ export interface EngineConfig {
   readonly maxActiveTransfersPerPeer: number
   readonly maxQueuedTransfersPerPeer: number
   readonly network: Partial<NetworkOnlyOptions>
+  readonly buffers: Required<BufferRecyclerOptions>
 }
 
 const MiB = 1024 * 1024
@@ -103,7 +111,9 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     maxActiveTransfersPerPeer: opts.maxActiveTransfersPerPeer ?? 32,
     maxQueuedTransfersPerPeer: opts.maxQueuedTransfersPerPeer ?? 100_000,
     network: { ...opts.network },
+    buffers: { ...defaultBufferRecyclerOptions, ...stripUndefined(opts.buffers ?? {}) },
   }
+  verifyBufferRecyclerOptions(config.buffers)
   verifyRateLimitOptions(config.limits)
   verifyWeights(config.priorityWeights)
   verifyChunkingParams(config.chunking)

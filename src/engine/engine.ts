@@ -7,6 +7,7 @@ import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { Slots } from '../util/slots.ts'
 import { WorkerPool } from '../workers/pool.ts'
+import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
 import { type IndexResult, indexFile } from './indexer.ts'
@@ -98,12 +99,15 @@ export class Engine {
   /** Per peer: which fetches may run now; the rest wait in FIFO order. */
   readonly #admission = new Map<string, Slots>()
   #stopped = false
+  /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
+  readonly #buffers: BufferRecycler
 
   private constructor(config: EngineConfig, network: Network, pool: WorkerPool, budget: MemoryBudget) {
     this.config = config
     this.network = network
     this.pool = pool
     this.budget = budget
+    this.#buffers = new BufferRecycler(budget, config.buffers)
     const download = bucketFor(config.limits.downloadBytesPerSec, config.limits.burstBytes)
     this.#downloads = fairLimiter(download ?? unlimited, { weights: config.priorityWeights })
     this.#system.start()
@@ -133,6 +137,7 @@ export class Engine {
             codec: config.codec,
             limits: config.server,
             signal: engine.#stop.signal,
+            buffers: engine.#buffers,
             ...(upload === undefined ? {} : { uploadLimiter: upload }),
           }),
         { idleTimeoutMs: config.timeouts.idleMs },
@@ -143,6 +148,11 @@ export class Engine {
       await pool.destroy()
       throw err
     }
+  }
+
+  /** Budget bytes held by idle recycled chunk buffers (the rest of `budget.used` is work in flight). */
+  get idleBufferBytes(): number {
+    return this.#buffers.idleBytes
   }
 
   get peerId(): string {
@@ -187,6 +197,7 @@ export class Engine {
         network: this.network,
         pool: this.pool,
         budget: this.budget,
+        buffers: this.#buffers,
         limits: this.config.fetch,
         timeouts: this.config.timeouts,
         maxFrame: this.config.server.maxFrame,
@@ -257,6 +268,7 @@ export class Engine {
     this.#system.stop()
     await this.#registry.closeAll()
     await this.network.stop()
+    this.#buffers.destroy()
     await this.pool.destroy()
   }
 

@@ -14,6 +14,7 @@ import type { PartFile } from '../storage/part-file.ts'
 import type { Codec, LeafEntry } from '../types.ts'
 import { ownsBuffer } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
+import type { BufferRecycler } from './buffer-recycler.ts'
 import type { Lease, MemoryBudget } from './memory-budget.ts'
 import type { ProgressMeter } from './progress.ts'
 import type { RateLimiter } from './rate-limit.ts'
@@ -42,6 +43,8 @@ export interface FetchContext {
   readonly session: RemoteSession
   readonly pool: WorkerPool
   readonly budget: MemoryBudget
+  /** Recycles payload and output buffers once a chunk is on disk. */
+  readonly buffers?: BufferRecycler
   readonly limits: FetchLimits
   /** Download bandwidth: taken before a request is sent (and before its budget), so a throttled transfer holds no memory. */
   readonly limiter?: RateLimiter
@@ -265,7 +268,11 @@ export class ChunkFetcher {
   ): Promise<void> {
     let plain: Uint8Array
     try {
-      plain = await this.#ctx.pool.decodeVerify(payload, codec, entry.length, entry.hash, { signal })
+      const into = codec === 'lz4' ? this.#ctx.buffers?.take(entry.length) : undefined
+      plain = await this.#ctx.pool.decodeVerify(payload, codec, entry.length, entry.hash, {
+        signal,
+        ...(into === undefined ? {} : { into }),
+      })
     } catch (err) {
       if (err instanceof ChunkVerificationError || err instanceof DecompressionError) {
         const failures = (this.#failures.get(index) ?? 0) + 1
@@ -281,6 +288,8 @@ export class ChunkFetcher {
       throw err
     }
     await this.#part.write(entry.offset, plain)
+    // On disk now: the memory can carry the next chunk.
+    this.#ctx.buffers?.give(plain)
     await this.#journal?.record(index, entry.length)
     this.#failures.delete(index)
     this.#meter.add(entry.length)

@@ -1,5 +1,5 @@
 import { TooManyRequestsError } from '../errors.ts'
-import type { FrameStream } from '../net/stream-io.ts'
+import type { FrameStream, WriteOptions } from '../net/stream-io.ts'
 import { encodeMessage } from '../protocol/encoder.ts'
 import type { TransferMessage } from '../protocol/messages.ts'
 
@@ -31,7 +31,7 @@ export class FrameWriter {
     return this.#queued
   }
 
-  send(msg: TransferMessage, opts: { signal?: AbortSignal } = {}): Promise<void> {
+  send(msg: TransferMessage, opts: WriteOptions = {}): Promise<void> {
     if (this.#queued >= this.#maxQueued) {
       return Promise.reject(
         new TooManyRequestsError(`more than ${this.#maxQueued} frames waiting to be sent`),

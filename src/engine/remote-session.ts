@@ -9,7 +9,7 @@ import {
   UnsupportedVersionError,
 } from '../errors.ts'
 import type { FrameStream } from '../net/stream-io.ts'
-import { FrameDecoder } from '../protocol/decoder.ts'
+import { FrameDecoder, type PayloadAllocator } from '../protocol/decoder.ts'
 import { encodeMessage } from '../protocol/encoder.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
 import { CODECS } from '../types.ts'
@@ -31,6 +31,8 @@ export interface RemoteSessionOptions {
   /** A request that sees no reply frame for this long fails with TimeoutError. */
   requestTimeoutMs: number
   signal?: AbortSignal
+  /** Where chunk payloads are gathered (recycled buffers); default: a fresh buffer each. */
+  allocPayload?: PayloadAllocator
 }
 
 /**
@@ -64,7 +66,10 @@ export class RemoteSession {
 
   /** Exchanges hello on an opened stream and starts the reader loop. */
   static async start(stream: FrameStream, opts: RemoteSessionOptions): Promise<RemoteSession> {
-    const decoder = new FrameDecoder({ maxFrame: opts.maxFrame })
+    const decoder = new FrameDecoder({
+      maxFrame: opts.maxFrame,
+      ...(opts.allocPayload === undefined ? {} : { allocPayload: opts.allocPayload }),
+    })
     const signal = opts.signal
     await stream.write(
       encodeMessage({

@@ -11,6 +11,7 @@ import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
 import { CODECS, type Codec } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
+import type { BufferRecycler } from './buffer-recycler.ts'
 import { FrameWriter } from './frame-writer.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import type { RateLimiter } from './rate-limit.ts'
@@ -38,6 +39,8 @@ export interface ServerContext {
   signal: AbortSignal
   /** Upload bandwidth: taken (payload bytes) before each chunk frame is sent. @default unlimited */
   uploadLimiter?: RateLimiter
+  /** Read buffers come from here and go back once their frame is out. @default a fresh buffer per chunk */
+  buffers?: BufferRecycler
 }
 
 type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'get-chunks' }>
@@ -257,10 +260,13 @@ class ServerSession {
     const entry = await content.reader.entry(index)
     const lease = await this.#ctx.budget.acquire(entry.length, { signal })
     try {
-      // Its own ArrayBuffer (it moves to a worker), not zero-filled: the read overwrites all of it.
-      const buf = Buffer.allocUnsafeSlow(entry.length)
+      // Its own ArrayBuffer (it moves to a worker); the read overwrites all of it.
+      const buf = this.#ctx.buffers?.take(entry.length) ?? Buffer.allocUnsafeSlow(entry.length)
       await content.source.read(entry.offset, entry.length, buf)
       const enc = await this.#ctx.pool.encode(buf, this.#ctx.codec, { signal })
+      // A compressed payload is its own buffer: the plain bytes are free already.
+      const reuse = enc.payload.buffer === enc.buf.buffer
+      if (!reuse) this.#ctx.buffers?.give(enc.buf)
       if (!equalBytes(enc.hash, entry.hash)) {
         throw new ContentChangedError(
           `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,
@@ -271,6 +277,7 @@ class ServerSession {
         codec: enc.codec,
         rawLength: entry.length,
         payload: enc.payload,
+        recycle: reuse,
         release: () => lease.release(),
       }
     } catch (err) {
@@ -282,14 +289,19 @@ class ServerSession {
   async #sendChunk(requestId: number, c: EncodedChunk): Promise<void> {
     try {
       await this.#ctx.uploadLimiter?.take(c.payload.length, { signal: this.#abort.signal })
-      await this.#send({
-        type: 'chunk',
-        requestId,
-        index: c.index,
-        codec: c.codec,
-        rawLength: c.rawLength,
-        payload: c.payload,
-      })
+      const recycle = c.recycle && this.#ctx.buffers !== undefined
+      await this.#writer.send(
+        {
+          type: 'chunk',
+          requestId,
+          index: c.index,
+          codec: c.codec,
+          rawLength: c.rawLength,
+          payload: c.payload,
+        },
+        { signal: this.#abort.signal, copy: recycle },
+      )
+      if (recycle) this.#ctx.buffers?.give(c.payload)
     } finally {
       c.release()
     }
@@ -310,6 +322,8 @@ interface EncodedChunk {
   codec: Codec
   rawLength: number
   payload: Uint8Array
+  /** The payload is the recycled read buffer: send copies, then give it back. */
+  recycle: boolean
   release: () => void
 }
 

@@ -6,6 +6,7 @@ import { PROTOCOL_ID } from '../protocol/messages.ts'
 import type { Journal, JournalOptions } from '../storage/journal.ts'
 import type { PartFile } from '../storage/part-file.ts'
 import type { WorkerPool } from '../workers/pool.ts'
+import type { BufferRecycler } from './buffer-recycler.ts'
 import { ChunkFetcher, type FetchContext, type FetchLimits, fetchHeader } from './fetcher.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import { ProgressMeter, type TransferProgress } from './progress.ts'
@@ -43,6 +44,8 @@ export interface FetchJobDeps {
   readonly network: Network
   readonly pool: WorkerPool
   readonly budget: MemoryBudget
+  /** Where payload buffers come from and go back to once written. */
+  readonly buffers?: BufferRecycler
   readonly limits: FetchLimits
   readonly timeouts: TransferTimeouts
   readonly maxFrame: number
@@ -162,6 +165,9 @@ export class FetchJob implements TransferJob {
       maxFrame,
       requestTimeoutMs: timeouts.requestMs,
       signal,
+      ...(this.#deps.buffers === undefined
+        ? {}
+        : { allocPayload: this.#deps.buffers.take.bind(this.#deps.buffers) }),
     })
     const header = await fetchHeader(this.#fetchContext(), signal)
     this.#contentSeen = true
@@ -271,6 +277,7 @@ export class FetchJob implements TransferJob {
       session: this.#session,
       pool: this.#deps.pool,
       budget: this.#deps.budget,
+      ...(this.#deps.buffers === undefined ? {} : { buffers: this.#deps.buffers }),
       limits: this.#deps.limits,
       limiter: this.#deps.limiter,
     }

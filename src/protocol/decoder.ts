@@ -13,6 +13,8 @@
  * otherwise (a frame split across network reads, the usual case for 1 MiB chunks arriving in
  * 64 KiB noise messages). So a view may share its ArrayBuffer with other bytes: before moving
  * `payload.buffer` to a worker, check it spans the whole buffer, or copy.
+ * With `allocPayload`, every chunk payload is instead copied into a buffer the caller supplies
+ * (a recycled one, so the hot path does not allocate 1 MiB per chunk).
  */
 
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -50,13 +52,21 @@ import {
   type TransferMessage,
 } from './messages.ts'
 
+/**
+ * Supplies the buffer a chunk payload of `length` bytes is gathered into. It must be exactly
+ * `length` bytes long; the decoder fills all of it and hands it out as `chunk.payload`.
+ */
+export type PayloadAllocator = (length: number) => Uint8Array
+
 export class FrameDecoder {
   readonly #list = new Uint8ArrayList()
   readonly #maxFrame: number
+  readonly #allocPayload: PayloadAllocator | undefined
   #failed: unknown
 
-  constructor(opts?: FrameDecoderOptions) {
+  constructor(opts?: FrameDecoderOptions & { allocPayload?: PayloadAllocator }) {
     this.#maxFrame = resolveDecoderOptions(opts).maxFrame
+    this.#allocPayload = opts?.allocPayload
   }
 
   /** Bytes received and not yet yielded as a message. */
@@ -141,14 +151,41 @@ export class FrameDecoder {
     if (type === 'chunk') {
       if (len - TYPE_BYTES < CHUNK_HEADER_BYTES) throw malformed(type, 'body shorter than its header')
       const head = list.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES)
-      const payload = list.subarray(FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES, total)
-      msg = decodeChunk(new Reader(type, head), plain(payload))
+      const start = FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES
+      const payload =
+        this.#allocPayload === undefined
+          ? plain(list.subarray(start, total))
+          : gather(list, start, total, this.#allocPayload)
+      msg = decodeChunk(new Reader(type, head), payload)
     } else {
       msg = decodeBody(type, new Reader(type, list.subarray(FRAME_HEADER_BYTES, total)))
     }
     list.consume(total)
     return msg
   }
+}
+
+/** Copies list bytes [start, end) into a buffer from `alloc`, piece by piece. */
+function gather(list: Uint8ArrayList, start: number, end: number, alloc: PayloadAllocator): Uint8Array {
+  const length = end - start
+  const out = alloc(length)
+  if (out.length !== length) {
+    throw new InvalidArgumentError(`allocPayload returned ${out.length} bytes for a ${length}-byte payload`)
+  }
+  let skip = start
+  let at = 0
+  for (const buf of list) {
+    if (at === length) break
+    if (skip >= buf.length) {
+      skip -= buf.length
+      continue
+    }
+    const piece = buf.subarray(skip, Math.min(buf.length, skip + length - at))
+    out.set(piece, at)
+    at += piece.length
+    skip = 0
+  }
+  return out
 }
 
 /** A Buffer pushed by a caller must not leak Buffer's different `slice` semantics into messages. */

@@ -171,10 +171,10 @@ describe('cancellation', () => {
       const err = await handle.result.catch((e: unknown) => e)
       expect(err).toBeInstanceOf(AbortedError)
       expect(handle.status()).toBe('cancelled')
-      expect(receiver.budget.used).toBe(0)
+      expect(receiver.budget.used).toBe(receiver.idleBufferBytes)
       expect(receiver.network.openStreamCount()).toBe(0)
       await expect.poll(() => sender.network.openStreamCount(), { timeout: 5000 }).toBe(0)
-      await expect.poll(() => sender.budget.used, { timeout: 5000 }).toBe(0)
+      await expect.poll(() => sender.budget.used - sender.idleBufferBytes, { timeout: 5000 }).toBe(0)
       expect(receiver.activeTransfers).toBe(0)
     } finally {
       await Promise.all([sender.stop(), receiver.stop()])

@@ -2,7 +2,7 @@ import { createHash, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
 import { AbortedError, InvalidArgumentError, StreamClosedError, TimeoutError } from '../../src/errors.ts'
 import { defaultWrapStreamOptions, type FrameStream } from '../../src/net/index.ts'
-import { eventually, network, readAll, sleep } from './helpers.ts'
+import { eventually, network, random, readAll, sha256, sleep } from './helpers.ts'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -199,6 +199,34 @@ describe('FrameStream lifecycle', () => {
     )
     expect(s2.closed).toBe(false)
     await s2.write([new Uint8Array(1)])
+  })
+
+  it('write with copy: the caller may overwrite its buffer as soon as write resolves', async () => {
+    const window = { maxStreamWindowSize: 256 * KiB }
+    const a = await network({ yamux: window })
+    const b = await network({ yamux: window })
+    const ROUNDS = 8
+    // One write slice: without copies most of it still sits in yamux's queue when write resolves.
+    const PART = 1 * MiB
+    const expected = createHash('sha256')
+    await a.handle('/test/copy-source/1', async (s) => {
+      const buf = new Uint8Array(PART) // one buffer, reused for every write
+      for (let r = 0; r < ROUNDS; r++) {
+        buf.set(random(PART))
+        expected.update(buf)
+        await s.write([buf], { copy: true })
+        buf.fill(0xaa) // would show up at the reader if libp2p still held views of buf
+      }
+      await s.close()
+    })
+    const s = await b.openStream(a.peerId, a.addresses, '/test/copy-source/1')
+    await s.closeWrite()
+    await sleep(100) // a slow reader: the sender's window runs out
+    const got = await readAll(s)
+    expect(got.length).toBe(ROUNDS * PART)
+    expect(sha256(got)).toBe(expected.digest('hex'))
+    await a.stop()
+    await b.stop()
   })
 
   it('incoming can be iterated once', async () => {

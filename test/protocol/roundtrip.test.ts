@@ -200,3 +200,49 @@ describe('golden bytes (the wire layout must not drift)', () => {
     expect(hex(b)).toBe('0000000b' + '22' + '00000000' + '0014' + '0002' + 'c3a9')
   })
 })
+
+describe('chunk payloads gathered into caller buffers (allocPayload)', () => {
+  const chunks = SAMPLES.filter(([, m]) => m.type === 'chunk')
+
+  it.each(chunks)('%s: split at many boundaries, the payload lands in the supplied buffer', (_, msg) => {
+    const frame = wire(msg)
+    for (let at = 0; at <= frame.length; at += 7) {
+      const given: Uint8Array[] = []
+      const decoder = new FrameDecoder({
+        allocPayload: (n) => {
+          const b = new Uint8Array(n).fill(0xee)
+          given.push(b)
+          return b
+        },
+      })
+      const [got] = decodeAll(cut(frame, [at, Math.min(frame.length, at + 3)]), decoder)
+      expect(got).toEqual(msg)
+      expect(given).toHaveLength(1)
+      expect((got as { payload: Uint8Array }).payload).toBe(given[0])
+    }
+  })
+
+  it('a 1 MiB payload arriving in 64 KiB pieces is gathered intact', () => {
+    const payload = bytes(MiB)
+    const frame = wire({ type: 'chunk', requestId: 1, index: 5, codec: 'none', rawLength: MiB, payload })
+    const pieces = []
+    for (let i = 0; i < frame.length; i += 65_536) pieces.push(frame.subarray(i, i + 65_536))
+    const out = new Uint8Array(MiB)
+    const [got] = decodeAll(pieces, new FrameDecoder({ allocPayload: () => out }))
+    expect((got as { payload: Uint8Array }).payload).toBe(out)
+    expect(Buffer.compare(out, payload)).toBe(0)
+  })
+
+  it('an allocator that returns the wrong length is an error, not a short payload', () => {
+    const frame = wire({
+      type: 'chunk',
+      requestId: 1,
+      index: 0,
+      codec: 'none',
+      rawLength: 10,
+      payload: bytes(10),
+    })
+    const decoder = new FrameDecoder({ allocPayload: (n) => new Uint8Array(n + 1) })
+    expect(() => decodeAll([frame], decoder)).toThrow(/allocPayload returned 11 bytes/)
+  })
+})
