@@ -58,8 +58,8 @@ describe('many transfers in one engine', () => {
       workers: 1,
       maxActiveTransfers: 5,
       maxActiveTransfersPerPeer: 4,
-      // Journals only for transfers above 64 KiB, so the journal bound is exercised too.
-      journal: { flushBytes: 64 * KiB },
+      // Journals for every transfer (default: none up to 4 MiB), so their bound is exercised too.
+      journal: { minBytes: 0 },
     })
     const out = join(dir, 'bound')
     await mkdir(out)
