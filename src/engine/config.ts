@@ -42,6 +42,13 @@ export interface EngineOptions {
   /** How download bandwidth divides between fetch priorities under contention. @default { high: 4, normal: 2, low: 1 } */
   priorityWeights?: Partial<Record<Priority, number>>
   /**
+   * Fetches that run at once, across all peers: only these hold a stream, a part file, a
+   * journal and an actor; the others wait their turn in FIFO order (in `resolving`) as plain
+   * records of a few hundred bytes. Bounds the receiver's open streams and files, and what
+   * they hold, whatever the number of fetches. @default 64
+   */
+  maxActiveTransfers?: number
+  /**
    * Fetches from one peer that run at once; the others wait their turn in FIFO order
    * (in `resolving`), holding no stream, buffer or file. @default 32
    */
@@ -70,6 +77,7 @@ export interface EngineConfig {
   readonly journal: JournalOptions
   readonly limits: RateLimitOptions
   readonly priorityWeights: Record<Priority, number>
+  readonly maxActiveTransfers: number
   readonly maxActiveTransfersPerPeer: number
   readonly maxQueuedTransfersPerPeer: number
   readonly network: Partial<NetworkOnlyOptions>
@@ -108,6 +116,7 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     journal: { ...defaultJournalOptions, ...opts.journal },
     limits: { ...opts.limits },
     priorityWeights: { ...defaultPriorityWeights, ...opts.priorityWeights },
+    maxActiveTransfers: opts.maxActiveTransfers ?? 64,
     maxActiveTransfersPerPeer: opts.maxActiveTransfersPerPeer ?? 32,
     maxQueuedTransfersPerPeer: opts.maxQueuedTransfersPerPeer ?? 100_000,
     network: { ...opts.network },
@@ -123,6 +132,7 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   }
   positive('memoryBudget', config.memoryBudget, 4 * MiB)
   positive('workers', config.workers)
+  positive('maxActiveTransfers', config.maxActiveTransfers)
   positive('maxActiveTransfersPerPeer', config.maxActiveTransfersPerPeer)
   positive('maxQueuedTransfersPerPeer', config.maxQueuedTransfersPerPeer, 0)
   for (const [k, v] of Object.entries(config.timeouts)) positive(`timeouts.${k}`, v, 10)

@@ -2,11 +2,11 @@ import { createHash, randomUUID } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { type ActorRefFrom, createActor, sendTo, setup, spawnChild, stopChild } from 'xstate'
-import { AbortedError, type HaulError } from '../errors.ts'
+import { AbortedError, type HaulError, isHaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
-import { Slots } from '../util/slots.ts'
 import { WorkerPool } from '../workers/pool.ts'
+import { Admission } from './admission.ts'
 import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
@@ -96,8 +96,10 @@ export class Engine {
   readonly #transfers = new Map<string, FetchJob>()
   /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
   readonly #downloads: FairQueue<void>
-  /** Per peer: which fetches may run now; the rest wait in FIFO order. */
-  readonly #admission = new Map<string, Slots>()
+  /** Which fetches may run now (per peer and engine-wide); the rest wait in FIFO order. */
+  readonly #admission: Admission
+  /** Fetches waiting for admission: cancelling one aborts its wait. */
+  readonly #queued = new Map<string, AbortController>()
   #stopped = false
   /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
   readonly #buffers: BufferRecycler
@@ -110,6 +112,11 @@ export class Engine {
     this.#buffers = new BufferRecycler(budget, config.buffers)
     const download = bucketFor(config.limits.downloadBytesPerSec, config.limits.burstBytes)
     this.#downloads = fairLimiter(download ?? unlimited, { weights: config.priorityWeights })
+    this.#admission = new Admission({
+      maxActive: config.maxActiveTransfers,
+      maxActivePerPeer: config.maxActiveTransfersPerPeer,
+      maxQueuedPerPeer: config.maxQueuedTransfersPerPeer,
+    })
     this.#system.start()
   }
 
@@ -186,83 +193,120 @@ export class Engine {
     this.#registry.unpublish(cid)
   }
 
-  /** Starts fetching `ticket` into `dest`; progress and the result come through the handle. */
+  /**
+   * Starts fetching `ticket` into `dest`; progress and the result come through the handle.
+   * The transfer waits its turn (see `maxActiveTransfers`) as a plain record: its actor,
+   * stream and files exist only once it is admitted. Its status is `resolving` meanwhile.
+   */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
     const ticket = decodeTicket(ticketText)
     const id = randomUUID()
-    const flow = this.#downloads.flow(opts.priority ?? 'normal')
-    const job = new FetchJob(
-      {
-        network: this.network,
-        pool: this.pool,
-        budget: this.budget,
-        buffers: this.#buffers,
-        limits: this.config.fetch,
-        timeouts: this.config.timeouts,
-        maxFrame: this.config.server.maxFrame,
-        retry: this.config.retry,
-        journal: this.config.journal,
-        limiter: chainLimiters(
-          bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
-          flow,
-        ),
-        admit: (signal) => this.#admit(ticket.peerId, signal),
-      },
-      ticket,
-      resolvePath(dest),
-      { onProgress: opts.onProgress, onRetry: opts.onRetry },
-    )
-    this.#transfers.set(id, job)
-    this.#system.send({ type: 'transfer.start', id, job })
-    const actor = this.#system.getSnapshot().children[id] as ActorRefFrom<typeof transferMachine>
+    const path = resolvePath(dest)
+    const waiting = new AbortController()
+    let actor: ActorRefFrom<typeof transferMachine> | undefined
+    let job: FetchJob | undefined
     const cancel = (): void => {
+      if (actor === undefined) waiting.abort(new AbortedError('the transfer was cancelled'))
       // A finished transfer has been reaped from the actor system: nothing to cancel.
-      if (this.#transfers.has(id)) this.#system.send({ type: 'transfer.cancel', id })
+      else if (this.#transfers.has(id)) this.#system.send({ type: 'transfer.cancel', id })
     }
     opts.signal?.addEventListener('abort', cancel, { once: true })
-    const result = new Promise<FetchResult>((resolve, reject) => {
-      const settle = async (output: TransferOutput): Promise<void> => {
-        opts.signal?.removeEventListener('abort', cancel)
-        flow.close()
-        await job.cleanup()
-        this.#transfers.delete(id)
-        this.#system.send({ type: 'transfer.reap', id })
-        if (output.status === 'done') resolve(job.result())
-        else reject(output.error ?? new AbortedError('the transfer was cancelled'))
+    this.#queued.set(id, waiting)
+    const run = async (): Promise<FetchResult> => {
+      let release: () => void
+      try {
+        release = await this.#admission.acquire(ticket.peerId, waiting.signal)
+      } catch (err) {
+        // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
+        throw waiting.signal.aborted && isHaulError(waiting.signal.reason) ? waiting.signal.reason : err
+      } finally {
+        this.#queued.delete(id)
       }
-      const sub = actor.subscribe({
-        next: (snap) => {
-          if (snap.status !== 'done') return
-          sub.unsubscribe()
-          void settle(snap.output)
+      if (this.#stopped) {
+        release()
+        throw new AbortedError('the engine is stopped')
+      }
+      const flow = this.#downloads.flow(opts.priority ?? 'normal')
+      job = new FetchJob(
+        {
+          network: this.network,
+          pool: this.pool,
+          budget: this.budget,
+          buffers: this.#buffers,
+          limits: this.config.fetch,
+          timeouts: this.config.timeouts,
+          maxFrame: this.config.server.maxFrame,
+          retry: this.config.retry,
+          journal: this.config.journal,
+          limiter: chainLimiters(
+            bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
+            flow,
+          ),
+          release,
         },
-        error: (err) => void settle({ status: 'failed', error: err as HaulError }),
+        ticket,
+        path,
+        { onProgress: opts.onProgress, onRetry: opts.onRetry },
+      )
+      const admitted = job
+      this.#transfers.set(id, admitted)
+      this.#system.send({ type: 'transfer.start', id, job: admitted })
+      const ref = this.#system.getSnapshot().children[id] as ActorRefFrom<typeof transferMachine>
+      actor = ref
+      const output = await new Promise<TransferOutput>((resolve) => {
+        const sub = ref.subscribe({
+          next: (snap) => {
+            if (snap.status !== 'done') return
+            sub.unsubscribe()
+            resolve(snap.output)
+          },
+          error: (err) => resolve({ status: 'failed', error: err as HaulError }),
+        })
+        const now = ref.getSnapshot()
+        if (now.status === 'done') {
+          sub.unsubscribe()
+          resolve(now.output)
+        }
       })
-      const now = actor.getSnapshot()
-      if (now.status === 'done') {
-        sub.unsubscribe()
-        void settle(now.output)
-      }
-    })
+      flow.close()
+      await admitted.cleanup()
+      this.#transfers.delete(id)
+      this.#system.send({ type: 'transfer.reap', id })
+      if (output.status === 'done') return admitted.result()
+      throw output.error ?? new AbortedError('the transfer was cancelled')
+    }
+    const result = run().finally(() => opts.signal?.removeEventListener('abort', cancel))
     if (opts.signal?.aborted) cancel()
     return {
       id,
       result,
-      status: () => (actor.getSnapshot().value as TransferStatus) ?? 'failed',
-      progress: () => job.progress(),
+      status: () => {
+        if (actor === undefined) return waiting.signal.aborted ? 'cancelled' : 'resolving'
+        return (actor.getSnapshot().value as TransferStatus) ?? 'failed'
+      },
+      progress: () => job?.progress(),
       cancel,
     }
   }
 
+  /** Fetches not finished yet: admitted and waiting for their turn. */
   get activeTransfers(): number {
-    return this.#transfers.size
+    return this.#transfers.size + this.#queued.size
+  }
+
+  /** Fetches admitted now: each may hold a stream, a part file and a journal (≤ `maxActiveTransfers`). */
+  get admittedTransfers(): number {
+    return this.#admission.active
   }
 
   async stop(): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
     for (const id of this.#transfers.keys()) this.#system.send({ type: 'transfer.cancel', id })
+    const stopped = new AbortedError('the engine is stopped')
+    for (const waiting of this.#queued.values()) waiting.abort(stopped)
+    this.#admission.rejectWaiters(stopped)
     this.#stop.abort()
     await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
     this.#system.stop()
@@ -270,29 +314,6 @@ export class Engine {
     await this.network.stop()
     this.#buffers.destroy()
     await this.pool.destroy()
-  }
-
-  /** Waits for one of the peer's active-transfer places; resolves to the function that gives it back. */
-  async #admit(peerId: string, signal: AbortSignal): Promise<() => void> {
-    let slots = this.#admission.get(peerId)
-    if (slots === undefined) {
-      slots = new Slots(this.config.maxActiveTransfersPerPeer, this.config.maxQueuedTransfersPerPeer)
-      this.#admission.set(peerId, slots)
-    }
-    const held = slots
-    try {
-      await held.acquire({ signal, what: `transfers from peer ${peerId}` })
-    } catch (err) {
-      if (held.idle) this.#admission.delete(peerId)
-      throw err
-    }
-    let released = false
-    return () => {
-      if (released) return
-      released = true
-      held.release()
-      if (held.idle && this.#admission.get(peerId) === held) this.#admission.delete(peerId)
-    }
   }
 
   #assertRunning(): void {

@@ -17,6 +17,7 @@ export interface ResumeInfo {
     | 'journal-missing'
     | 'journal-damaged'
     | 'journal-disabled'
+    | 'small'
     | 'part-replaced'
     | 'other-content'
     | 'part-size'
@@ -59,11 +60,11 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
   if (existing === undefined) {
     await removeJournal(jpath)
     decision = { mode: 'fresh' }
-  } else if (!req.journal.enabled) {
+  } else if (!keepsJournal(req)) {
     await removeJournal(jpath)
     decision =
       existing.size === req.totalSize
-        ? { mode: 'rehash', reason: 'journal-disabled' }
+        ? { mode: 'rehash', reason: req.journal.enabled ? 'small' : 'journal-disabled' }
         : { mode: 'restart', reason: 'part-size' }
   } else {
     const loaded = await Journal.load(jpath, req.journal)
@@ -108,7 +109,7 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
       leafCount: req.leafCount,
       part: await part.identity(),
     }
-    const journal = req.journal.enabled
+    const journal = keepsJournal(req)
       ? await Journal.create(jpath, init, req.journal)
       : Journal.memory(init, req.journal)
     journal.attach(() => part.datasync())
@@ -122,4 +123,9 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
     await part.close()
     throw err
   }
+}
+
+/** Small transfers (`journal.minBytes`) go without a journal file: a resume re-hashes them. */
+function keepsJournal(req: StorageRequest): boolean {
+  return req.journal.enabled && req.totalSize > req.journal.minBytes
 }

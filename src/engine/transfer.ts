@@ -53,8 +53,8 @@ export interface FetchJobDeps {
   readonly journal: JournalOptions
   /** Download bandwidth this transfer may use (its own limit, then its fair share). */
   readonly limiter: RateLimiter
-  /** Waits for the transfer's turn with its peer; resolves to the function that ends it. */
-  readonly admit: (signal: AbortSignal) => Promise<() => void>
+  /** Gives back the transfer's admission place (the engine admitted it before creating the job); called once, in cleanup. */
+  readonly release?: () => void
 }
 
 export interface FetchJobHooks {
@@ -92,7 +92,6 @@ export class FetchJob implements TransferJob {
   /** This peer served the content's header in this job: a later CONTENT_NOT_FOUND is a restart, not a refusal. */
   #contentSeen = false
   #retries = 0
-  #admitted: (() => void) | undefined
   #lastReport = 0
   #committed = false
 
@@ -155,8 +154,6 @@ export class FetchJob implements TransferJob {
   async resolve(signal: AbortSignal): Promise<void> {
     const { network, timeouts, maxFrame } = this.#deps
     this.#dropSession(new StreamClosedError('reconnecting'))
-    // Waiting for a turn is not an attempt: it holds nothing and never counts as a failure.
-    this.#admitted ??= await this.#deps.admit(signal)
     const stream = await network.openStream(this.ticket.peerId, [...this.ticket.addrs], PROTOCOL_ID, {
       signal,
       idleTimeoutMs: timeouts.idleMs,
@@ -235,12 +232,15 @@ export class FetchJob implements TransferJob {
 
   /** Releases the stream, the journal (flushed) and the part file; both files stay unless the transfer completed. */
   async cleanup(): Promise<void> {
-    this.#admitted?.()
-    this.#admitted = undefined
-    await this.#session?.close().catch(() => {})
-    if (this.#committed || this.#local === undefined) return
-    await this.#local.journal.close()
-    await this.#local.part.close()
+    try {
+      await this.#session?.close().catch(() => {})
+      if (this.#committed || this.#local === undefined) return
+      await this.#local.journal.close()
+      await this.#local.part.close()
+    } finally {
+      // Only once the stream and files are closed: the place bounds what is open.
+      this.#deps.release?.()
+    }
   }
 
   async #openLocal(header: DescriptorHeader): Promise<void> {

@@ -2,6 +2,7 @@ import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { InvalidArgumentError } from '../errors.ts'
+import type { LoadTestFaultSpec } from './faults.ts'
 import type { LoadSample, SizeDistribution } from './options.ts'
 import { summaryLine, writeReport } from './report.ts'
 import { runLoadTest } from './run.ts'
@@ -28,7 +29,12 @@ Options:
   --report DIR         where loadtest.json and loadtest.html go (default .)
   --json               print the result as JSON instead of the summary
 
-Faults: the API (runLoadTest({ faults })) takes a fault hook; the CLI has none yet.
+Faults (through a fault proxy in front of each sender; the report adds bytes re-sent):
+  --cut-every MIN-MAX  cut each connection after MIN–MAX ms, e.g. 500-3000
+  --cut-mode M         reset | close (a FIN mid-stream) (default reset)
+  --stall-every MS     every MS ms, stop forwarding on every link...
+  --stall-for MS       ...for this long (default 2000)
+  --link-rate SIZE     bytes per second per sender and direction, e.g. 50m
 `
 
 export async function runLoadTestCli(argv: string[]): Promise<number> {
@@ -47,6 +53,11 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
       memory: { type: 'string' },
       workers: { type: 'string' },
       seed: { type: 'string' },
+      'cut-every': { type: 'string' },
+      'cut-mode': { type: 'string' },
+      'stall-every': { type: 'string' },
+      'stall-for': { type: 'string' },
+      'link-rate': { type: 'string' },
       report: { type: 'string' },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
@@ -64,6 +75,7 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
     return n
   }
   const transfers = num('transfers', values.transfers) ?? 20
+  const faults = faultSpec(values, num)
   const abort = new AbortController()
   const onSignal = (): void => abort.abort()
   process.once('SIGINT', onSignal)
@@ -85,6 +97,7 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
         workers: num('workers', values.workers) ?? 1,
         ...def('memoryBudget', mul(num('memory', values.memory), 1024 * 1024)),
       },
+      ...def('faults', faults),
       signal: abort.signal,
       onSample: (s) => {
         // A live line: rewritten in place on a terminal, one line a second otherwise.
@@ -108,7 +121,7 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
           `goodput     ${fmtBytes(r.goodput)}/s (${fmtBytes(r.bytesDelivered)} in ${r.seconds.toFixed(1)} s)`,
           `completion  p50 ${c.p50.toFixed(2)} s  p95 ${c.p95.toFixed(2)} s  p99 ${c.p99.toFixed(2)} s`,
           `peak RSS    ${r.processes.map((p) => `${p.index}: ${fmtBytes(p.peakRss)}`).join('  ')}`,
-          `re-sent     ${r.bytesResent === null ? 'not measured (no fault proxy)' : fmtBytes(r.bytesResent)}; retries ${r.retries}`,
+          `re-sent     ${r.bytesResent === null ? 'not measured (no fault proxy)' : fmtBytes(r.bytesResent)}; retries ${r.retries}${r.faultsInjected === null ? '' : `; faults: ${r.faultsInjected.cuts} cuts, ${r.faultsInjected.stalls} stalls`}`,
           `report      ${files.html}\n            ${files.json}`,
           '',
         ].join('\n'),
@@ -118,6 +131,33 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
   } finally {
     process.off('SIGINT', onSignal)
   }
+}
+
+function faultSpec(
+  values: Record<string, string | boolean | undefined>,
+  num: (name: string, v: string | undefined) => number | undefined,
+): LoadTestFaultSpec | undefined {
+  const spec: LoadTestFaultSpec = {}
+  const cut = values['cut-every'] as string | undefined
+  if (cut !== undefined) {
+    const m = /^(\d+)(?:-(\d+))?$/.exec(cut.trim())
+    if (m === null)
+      throw new InvalidArgumentError(`--cut-every takes MIN-MAX milliseconds, e.g. 500-3000, got "${cut}"`)
+    spec.cutEveryMs = [Number(m[1]), Number(m[2] ?? m[1])]
+  }
+  const mode = values['cut-mode'] as string | undefined
+  if (mode !== undefined) {
+    if (mode !== 'reset' && mode !== 'close')
+      throw new InvalidArgumentError(`--cut-mode takes reset or close, got "${mode}"`)
+    spec.cutMode = mode
+  }
+  const every = num('stall-every', values['stall-every'] as string | undefined)
+  if (every !== undefined) spec.stallEveryMs = Math.round(every)
+  const stallFor = num('stall-for', values['stall-for'] as string | undefined)
+  if (stallFor !== undefined) spec.stallMs = Math.round(stallFor)
+  const rate = size('link-rate', values['link-rate'] as string | undefined)
+  if (rate !== undefined) spec.rateBytesPerSec = rate
+  return Object.keys(spec).length === 0 ? undefined : spec
 }
 
 function def<K extends string, V>(k: K, v: V | undefined): { [P in K]?: V } {

@@ -9,6 +9,16 @@
  * await writeReport(r, './report')   // loadtest.json + loadtest.html
  * ```
  */
+
+export {
+  type FaultPlan,
+  FaultProxy,
+  type FaultProxyOptions,
+  type FaultProxyStats,
+  proxyTicket,
+  tcpPortOf,
+} from './fault-proxy.ts'
+export type { LoadTestFaultSpec } from './faults.ts'
 export type {
   LoadSample,
   LoadTestFaults,

@@ -1,15 +1,16 @@
 import type { EngineOptions } from '../engine/config.ts'
 import { ConfigInvalidError } from '../errors.ts'
+import { type LoadTestFaultSpec, verifyFaultSpec } from './faults.ts'
 
 /** How transfer sizes are drawn: uniform in bytes, or log-uniform (as many small files as large ones per decade). */
 export type SizeDistribution = 'uniform' | 'log-uniform'
 
 /**
- * Fault injection, given by the caller (the harness ships none of its own).
- * `wrapTicket` may route a transfer through a proxy (the recovery issue's
- * `FaultProxy` + `proxyTicket` in test/support/fault-proxy.ts); `wireBytesDown`
- * reports the bytes that proxy forwarded to receivers, from which the report
- * derives the bytes re-sent.
+ * Fault injection as a hook, for faults the built-in ones (`LoadTestFaultSpec`)
+ * do not cover. `wrapTicket` may route a transfer through a proxy (`FaultProxy`
+ * + `proxyTicket` in src/loadtest/fault-proxy.ts); `wireBytesDown` reports the
+ * bytes that proxy forwarded to receivers, from which the report derives the
+ * bytes re-sent.
  */
 export interface LoadTestFaults {
   /** Called once per sender process with its ticket-ready addresses; returns the ticket receivers should use. */
@@ -47,7 +48,11 @@ export interface LoadTestOptions {
   engine?: EngineOptions
   /** Node flags of the engine processes. @default ['--max-semi-space-size=2'] (as the haul bin) */
   execArgv?: string[]
-  faults?: LoadTestFaults
+  /**
+   * Faults: cut connections at random intervals, stall links, slow them (`LoadTestFaultSpec`,
+   * through a fault proxy in front of each sender), or a hook of the caller's. @default none
+   */
+  faults?: LoadTestFaultSpec | LoadTestFaults
   /** Called every sample; the CLI prints `summaryLine(sample)` from it. */
   onSample?: (s: LoadSample) => void
   signal?: AbortSignal
@@ -98,7 +103,12 @@ export function resolveLoadTestOptions(o: LoadTestOptions = {}): ResolvedLoadTes
     throw new ConfigInvalidError(`distribution must be uniform or log-uniform, got ${r.distribution}`)
   if (!['mesh', 'fan-out'].includes(r.topology))
     throw new ConfigInvalidError(`topology must be mesh or fan-out, got ${r.topology}`)
+  if (r.faults !== undefined && !isFaultHook(r.faults)) verifyFaultSpec(r.faults)
   return r
+}
+
+export function isFaultHook(f: LoadTestFaultSpec | LoadTestFaults): f is LoadTestFaults {
+  return typeof (f as LoadTestFaults).wrapTicket === 'function'
 }
 
 /** One point of the live view (also kept for the report's charts). */
@@ -136,7 +146,10 @@ export interface ProcessReport {
 }
 
 export interface LoadTestResult {
-  options: Omit<ResolvedLoadTestOptions, 'faults' | 'onSample' | 'signal'> & { faults: boolean }
+  /** `faults`: the built-in spec, true for a hook of the caller's, false for none. */
+  options: Omit<ResolvedLoadTestOptions, 'faults' | 'onSample' | 'signal'> & {
+    faults: LoadTestFaultSpec | boolean
+  }
   startedAt: string
   seconds: number
   stoppedBy: 'completed' | 'deadline' | 'signal'
@@ -152,8 +165,15 @@ export interface LoadTestResult {
   completion: { p50: number; p95: number; p99: number; max: number }
   processes: ProcessReport[]
   retries: number
-  /** Wire bytes beyond what was delivered (only with `faults.wireBytesDown`), else null: not measured. */
+  /**
+   * Bytes the senders put on the faulty links beyond the verified bytes receivers kept
+   * (chunks lost in cuts and fetched again, plus framing, descriptor pages and
+   * encryption overhead, ~0.1 % without faults). Only measured through a fault
+   * proxy (`faults`), else null.
+   */
   bytesResent: number | null
+  /** Connections the built-in faults cut, and stalls they injected; null without built-in faults. */
+  faultsInjected: { cuts: number; stalls: number } | null
   errors: Record<string, number>
   samples: LoadSample[]
   records: TransferRecord[]

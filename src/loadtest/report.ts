@@ -166,6 +166,7 @@ ${row('completion p50 / p95 / p99 / max', `${c.p50.toFixed(2)} / ${c.p95.toFixed
 ${row('peak RSS per process', r.processes.map((p) => `${p.index}: ${fmtBytes(p.peakRss)} (idle ${fmtBytes(p.idleRss)})`).join(', '))}
 ${row('retries', String(r.retries))}
 ${row('bytes re-sent', r.bytesResent === null ? 'not measured (no fault proxy)' : fmtBytes(r.bytesResent))}
+${row('faults injected', r.faultsInjected === null ? 'none built in' : `${r.faultsInjected.cuts} cuts, ${r.faultsInjected.stalls} stalls`)}
 ${row('errors', errors === '' ? 'none' : errors)}
 </table>
 <h2>Throughput over time</h2>

@@ -12,8 +12,11 @@ import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { AbortedError } from '../errors.ts'
 import { mulberry32, writeRandomFile } from '../util/random.ts'
+import { type RunningFaults, startFaults } from './faults.ts'
 import {
+  isFaultHook,
   type LoadSample,
+  type LoadTestFaults,
   type LoadTestOptions,
   type LoadTestResult,
   type ProcessReport,
@@ -108,6 +111,9 @@ export async function runLoadTest(opts: LoadTestOptions = {}): Promise<LoadTestR
   const work = o.workDir ?? (await mkdtemp(join(tmpdir(), 'haul-loadtest-')))
   await mkdir(join(work, 'out'), { recursive: true })
   const peers: Peer[] = []
+  const builtin: RunningFaults | undefined =
+    o.faults === undefined || isFaultHook(o.faults) ? undefined : startFaults(o.faults, o.seed)
+  const faults = builtin ?? (o.faults as LoadTestFaults | undefined)
   try {
     for (let i = 0; i < o.processes; i++) peers.push(new Peer(i, o.execArgv))
     await Promise.all(
@@ -119,11 +125,12 @@ export async function runLoadTest(opts: LoadTestOptions = {}): Promise<LoadTestR
     )
     const random = mulberry32(o.seed)
     const files = await makeFiles(o, work, random)
-    const tickets = await publishAll(o, peers, files)
+    const tickets = await publishAll(peers, files, faults)
     for (const p of peers) p.idleRss = p.memory().rss
-    return await drive(o, peers, files, tickets, random, work)
+    return await drive(o, peers, files, tickets, random, work, faults, builtin)
   } finally {
     await Promise.all(peers.map((p) => p.stop()))
+    await builtin?.close()
     if (o.workDir === undefined) await rm(work, { recursive: true, force: true })
     else await rm(join(work, 'out'), { recursive: true, force: true })
   }
@@ -157,7 +164,11 @@ function drawSize(o: ResolvedLoadTestOptions, random: () => number): number {
   return Math.round(Math.exp(Math.log(o.minBytes) + u * (Math.log(o.maxBytes) - Math.log(o.minBytes))))
 }
 
-async function publishAll(o: ResolvedLoadTestOptions, peers: Peer[], files: FileSpec[]): Promise<string[]> {
+async function publishAll(
+  peers: Peer[],
+  files: FileSpec[],
+  faults: LoadTestFaults | undefined,
+): Promise<string[]> {
   const tickets: string[] = []
   // One file at a time per process: publishing hashes the file in that process's workers.
   for (const [i, f] of files.entries()) {
@@ -165,7 +176,7 @@ async function publishAll(o: ResolvedLoadTestOptions, peers: Peer[], files: File
     const got = p.next<Extract<FromPeer, { type: 'published' }>>(`published:${i}`)
     p.send({ type: 'publish', id: i, path: f.path })
     const ticket = (await got).ticket
-    tickets.push(o.faults === undefined ? ticket : await o.faults.wrapTicket(ticket, f.owner))
+    tickets.push(faults === undefined ? ticket : await faults.wrapTicket(ticket, f.owner))
   }
   return tickets
 }
@@ -177,6 +188,8 @@ async function drive(
   tickets: string[],
   random: () => number,
   work: string,
+  faults: LoadTestFaults | undefined,
+  builtin: RunningFaults | undefined,
 ): Promise<LoadTestResult> {
   const plan: Planned[] = []
   for (let i = 0; i < o.transfers; i++) {
@@ -274,7 +287,10 @@ async function drive(
   for (const p of peers) p.onDone = undefined
   if ((stoppedBy as LoadTestResult['stoppedBy']) === 'signal')
     throw new AbortedError('the load test was cancelled')
-  return summarize(o, peers, records, samples, startedIso, (performance.now() - t0) / 1000, stoppedBy)
+  return summarize(o, peers, records, samples, startedIso, (performance.now() - t0) / 1000, stoppedBy, {
+    wire: faults?.wireBytesDown?.(),
+    injected: builtin === undefined ? null : { cuts: builtin.cuts(), stalls: builtin.stalls() },
+  })
 }
 
 function summarize(
@@ -285,13 +301,14 @@ function summarize(
   startedAt: string,
   seconds: number,
   stoppedBy: LoadTestResult['stoppedBy'],
+  fault: { wire: number | undefined; injected: LoadTestResult['faultsInjected'] },
 ): LoadTestResult {
   const ok = records.filter((r) => r.ok)
   const times = ok.map((r) => r.seconds).sort((a, b) => a - b)
   const bytesDelivered = ok.reduce((s, r) => s + r.bytes, 0)
   const errors: Record<string, number> = {}
   for (const r of records) if (!r.ok) errors[r.error ?? 'unknown'] = (errors[r.error ?? 'unknown'] ?? 0) + 1
-  const wire = o.faults?.wireBytesDown?.()
+  const wire = fault.wire
   const processes: ProcessReport[] = peers.map((p) => ({
     index: p.index,
     pid: p.child.pid ?? 0,
@@ -300,7 +317,7 @@ function summarize(
   }))
   const { faults, onSample: _s, signal: _g, ...rest } = o
   return {
-    options: { ...rest, faults: faults !== undefined },
+    options: { ...rest, faults: faults === undefined ? false : isFaultHook(faults) ? true : { ...faults } },
     startedAt,
     seconds,
     stoppedBy,
@@ -320,6 +337,7 @@ function summarize(
     processes,
     retries: records.reduce((s, r) => s + r.retries, 0),
     bytesResent: wire === undefined ? null : Math.max(0, wire - samples.at(-1)!.bytesDone),
+    faultsInjected: fault.injected,
     errors,
     samples,
     records: records.sort((a, b) => a.index - b.index),

@@ -1,3 +1,4 @@
+import { mkdir, readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
@@ -41,6 +42,98 @@ describe('many transfers in one engine', () => {
         expect(await sha256File(join(dir, `a${i}.out`))).toBe(await sha256File(tickets[i % 8]!.src))
       }
       expect(receiver.budget.used).toBe(receiver.idleBufferBytes)
+    } finally {
+      await Promise.all([sender.stop(), receiver.stop()])
+    }
+  })
+
+  it('maxActiveTransfers: 120 fetches from two peers, 5 admitted at once, never more than 5 open streams, part files or journals', async () => {
+    const chunking = { kind: 'fixed' as const, size: 64 * KiB }
+    const senders = [
+      await Engine.create({ workers: 1, chunking }),
+      await Engine.create({ workers: 1, chunking }),
+    ]
+    // Per peer 4, engine-wide 5: only the engine-wide bound keeps two peers' fetches at 5.
+    const receiver = await Engine.create({
+      workers: 1,
+      maxActiveTransfers: 5,
+      maxActiveTransfersPerPeer: 4,
+      // Journals for every transfer (default: none up to 4 MiB), so their bound is exercised too.
+      journal: { minBytes: 0 },
+    })
+    const out = join(dir, 'bound')
+    await mkdir(out)
+    try {
+      const tickets: Array<{ ticket: string; src: string }> = []
+      for (let i = 0; i < 6; i++) {
+        const src = join(dir, `b${i}.src`)
+        await writeFile(src, 200 * KiB + i * 7000, 'random', 100 + i)
+        tickets.push({ ticket: (await senders[i % 2]!.publish(src)).ticket, src })
+      }
+      const seen = { streams: 0, parts: 0, journals: 0, admitted: 0, queued: 0 }
+      let sampling = true
+      const sampler = (async () => {
+        while (sampling) {
+          const names = await readdir(out)
+          seen.parts = Math.max(seen.parts, names.filter((n) => n.endsWith('.part')).length)
+          seen.journals = Math.max(seen.journals, names.filter((n) => n.endsWith('.journal')).length)
+          seen.streams = Math.max(seen.streams, receiver.network.openStreamCount())
+          seen.admitted = Math.max(seen.admitted, receiver.admittedTransfers)
+          seen.queued = Math.max(seen.queued, receiver.activeTransfers - receiver.admittedTransfers)
+          await new Promise((r) => setImmediate(r))
+        }
+      })()
+      const handles = Array.from({ length: 120 }, (_, i) =>
+        receiver.fetch(tickets[i % 6]!.ticket, join(out, `t${i}.out`)),
+      )
+      // A queued transfer is cheap, but it is a transfer: it reports `resolving` and can be cancelled.
+      expect(handles[119]!.status()).toBe('resolving')
+      expect(handles[119]!.progress()).toBeUndefined()
+      handles[118]!.cancel()
+      const settled = await Promise.allSettled(handles.map((h) => h.result))
+      sampling = false
+      await sampler
+      expect(settled[118]!.status).toBe('rejected')
+      expect((settled[118] as PromiseRejectedResult).reason.code).toBe('ABORTED')
+      expect(handles[118]!.status()).toBe('cancelled')
+      const ok = settled.filter((r) => r.status === 'fulfilled')
+      expect(ok.length).toBe(119)
+      expect(seen.queued).toBeGreaterThan(100)
+      expect(seen.admitted).toBe(5)
+      expect(seen.streams).toBeGreaterThan(0)
+      expect(seen.streams).toBeLessThanOrEqual(5)
+      expect(seen.parts).toBeGreaterThan(0)
+      expect(seen.parts).toBeLessThanOrEqual(5)
+      expect(seen.journals).toBeGreaterThan(0)
+      expect(seen.journals).toBeLessThanOrEqual(5)
+      for (let i = 0; i < 120; i += 17) {
+        if (i === 118) continue
+        expect(await sha256File(join(out, `t${i}.out`))).toBe(await sha256File(tickets[i % 6]!.src))
+      }
+      expect(receiver.activeTransfers).toBe(0)
+      expect(receiver.admittedTransfers).toBe(0)
+      expect(receiver.budget.used).toBe(0)
+    } finally {
+      await Promise.all([...senders.map((s) => s.stop()), receiver.stop()])
+    }
+  })
+
+  it('stopping the engine fails transfers still waiting for their turn, with ABORTED', async () => {
+    const sender = await Engine.create({ workers: 1, chunking: { kind: 'fixed', size: 64 * KiB } })
+    const receiver = await Engine.create({ workers: 1, maxActiveTransfers: 1 })
+    try {
+      const src = join(dir, 's.src')
+      await writeFile(src, 4 * MiB, 'random', 7)
+      const { ticket } = await sender.publish(src)
+      const handles = Array.from({ length: 20 }, (_, i) => receiver.fetch(ticket, join(dir, `s${i}.out`)))
+      const all = Promise.allSettled(handles.map((h) => h.result))
+      await receiver.stop()
+      const settled = await all
+      for (const r of settled.slice(1)) {
+        expect(r.status).toBe('rejected')
+        expect((r as PromiseRejectedResult).reason.code).toBe('ABORTED')
+      }
+      expect(receiver.activeTransfers).toBe(0)
     } finally {
       await Promise.all([sender.stop(), receiver.stop()])
     }

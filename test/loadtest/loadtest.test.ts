@@ -173,4 +173,45 @@ describe('haul loadtest harness', () => {
       await net.close()
     }
   })
+
+  it('built-in faults: connections cut every 300–700 ms and a stall; every transfer completes, the report counts cuts, retries and bytes re-sent', async () => {
+    const r = await runLoadTest({
+      processes: 2,
+      transfers: 6,
+      concurrency: 3,
+      minBytes: 3 * MiB,
+      maxBytes: 6 * MiB,
+      files: 2,
+      topology: 'fan-out',
+      durationMs: 90_000,
+      // A slow link so that transfers outlive several cuts.
+      faults: { cutEveryMs: [300, 700], stallEveryMs: 1_000, stallMs: 200, rateBytesPerSec: 8_000_000 },
+      engine: { workers: 1, retry: { baseDelayMs: 20, maxDelayMs: 100, maxAttempts: 30 } },
+    })
+    expect(r.stoppedBy).toBe('completed')
+    expect(r.successRate).toBe(1)
+    expect(r.faultsInjected).not.toBeNull()
+    expect(r.faultsInjected!.cuts).toBeGreaterThan(0)
+    expect(r.faultsInjected!.stalls).toBeGreaterThan(0)
+    expect(r.retries).toBeGreaterThan(0)
+    // Cut connections lose what was in flight: more crossed the links than was delivered.
+    expect(r.bytesResent).not.toBeNull()
+    expect(r.bytesResent!).toBeGreaterThan(0)
+    expect(r.options.faults).toMatchObject({ cutEveryMs: [300, 700], stallMs: 200 })
+    const dir = await mkdtemp(join(tmpdir(), 'haul-lt-faults-'))
+    dirs.push(dir)
+    const { json, html } = await writeReport(r, dir)
+    const parsed = JSON.parse(await readFile(json, 'utf8')) as LoadTestResult
+    expect(parsed.faultsInjected).toEqual(r.faultsInjected)
+    expect(parsed.bytesResent).toBe(r.bytesResent)
+    const page = await readFile(html, 'utf8')
+    expect(page).toContain(`${r.faultsInjected!.cuts} cuts`)
+    expect(page).not.toContain('not measured')
+  })
+
+  it('rejects a malformed fault spec before starting anything', async () => {
+    await expect(runLoadTest({ faults: { cutEveryMs: [500, 100] } })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+    })
+  })
 })

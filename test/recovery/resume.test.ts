@@ -168,6 +168,30 @@ describe.each<[string, ChunkingParams]>([
       await noJournal.stop()
     }
   })
+  it('a transfer of at most journal.minBytes keeps no journal; an interrupted one is re-hashed on resume', async () => {
+    const opts = { journal: { minBytes: SIZE } }
+    const small = await createEngine({ workers: 1, ...opts })
+    try {
+      const dest = join(dir, `g${n++}.out`)
+      await interruptedFetch({
+        ticket,
+        senderAddrs: sender.network.addresses,
+        dest,
+        atBytes: SIZE / 2,
+        engine: opts,
+      })
+      expect(existsSync(journalPath(dest))).toBe(false)
+      expect(existsSync(`${dest}.part`)).toBe(true)
+      const before = served.bytes
+      const r = await small.fetch(ticket, dest).result
+      expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'small' })
+      expect(r.resume.bytesKept).toBeGreaterThan(0)
+      expect(served.bytes - before).toBe(SIZE - r.resume.bytesKept)
+      expect(await sha256File(dest)).toBe(srcHash)
+    } finally {
+      await small.stop()
+    }
+  })
 })
 
 describe('errors retrying cannot fix', () => {

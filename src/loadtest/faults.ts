@@ -1,0 +1,100 @@
+import { decodeTicket } from '../engine/ticket.ts'
+import { ConfigInvalidError } from '../errors.ts'
+import { mulberry32 } from '../util/random.ts'
+import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from './fault-proxy.ts'
+import type { LoadTestFaults } from './options.ts'
+
+/**
+ * Faults the harness injects itself: a `FaultProxy` (a TCP proxy in the harness
+ * process) in front of each sending process, which receivers dial instead of
+ * the sender. Every byte a receiver downloads goes through it, so the report can
+ * say how many bytes crossed the links beyond what was delivered (re-sent).
+ */
+export interface LoadTestFaultSpec {
+  /**
+   * Each connection to a sender is cut after a time drawn uniformly from
+   * [min, max] ms (its reconnection gets a new draw). @default none
+   */
+  cutEveryMs?: readonly [number, number]
+  /** What a cut looks like to the peers: a TCP reset or a FIN mid-stream. @default 'reset' */
+  cutMode?: 'reset' | 'close'
+  /** Every this many ms, all links stop forwarding for `stallMs` (sockets stay open). @default none */
+  stallEveryMs?: number
+  /** How long a stall lasts; longer than the engines' `timeouts.idleMs` makes them reconnect. @default 2_000 */
+  stallMs?: number
+  /** Link rate per sender and direction, bytes per second. @default unlimited */
+  rateBytesPerSec?: number
+}
+
+/** The built-in faults, running. */
+export interface RunningFaults extends LoadTestFaults {
+  /** Connections cut so far, all links. */
+  cuts(): number
+  stalls(): number
+  close(): Promise<void>
+}
+
+export function verifyFaultSpec(s: LoadTestFaultSpec): void {
+  const bad = (what: string): never => {
+    throw new ConfigInvalidError(`faults.${what}`)
+  }
+  if (s.cutEveryMs !== undefined) {
+    const [min, max] = s.cutEveryMs
+    if (!Number.isSafeInteger(min) || !Number.isSafeInteger(max) || min < 1 || max < min)
+      bad(
+        `cutEveryMs must be [min, max] whole milliseconds with 1 <= min <= max, got ${JSON.stringify(s.cutEveryMs)}`,
+      )
+  }
+  if (s.cutMode !== undefined && s.cutMode !== 'reset' && s.cutMode !== 'close')
+    bad(`cutMode must be reset or close, got ${s.cutMode}`)
+  for (const k of ['stallEveryMs', 'stallMs', 'rateBytesPerSec'] as const) {
+    const v = s[k]
+    if (v !== undefined && (!Number.isSafeInteger(v) || v < 1))
+      bad(`${k} must be a whole number >= 1, got ${v}`)
+  }
+}
+
+/** Starts nothing yet: a proxy is made for each sender the first time one of its tickets is wrapped. */
+export function startFaults(spec: LoadTestFaultSpec, seed: number): RunningFaults {
+  verifyFaultSpec(spec)
+  const random = mulberry32(seed ^ 0x5eed)
+  const proxies = new Map<number, Promise<FaultProxy>>()
+  let stalls = 0
+  const stallTimer =
+    spec.stallEveryMs === undefined
+      ? undefined
+      : setInterval(() => {
+          stalls++
+          for (const p of proxies.values()) void p.then((x) => x.stall(spec.stallMs ?? 2_000))
+        }, spec.stallEveryMs)
+  stallTimer?.unref()
+  const cut = spec.cutEveryMs
+  const proxyFor = (ticket: string, sender: number): Promise<FaultProxy> => {
+    let p = proxies.get(sender)
+    if (p === undefined) {
+      p = FaultProxy.start({
+        target: { port: tcpPortOf(decodeTicket(ticket).addrs) },
+        ...(spec.cutMode === undefined ? {} : { cutMode: spec.cutMode }),
+        ...(spec.rateBytesPerSec === undefined ? {} : { rateBytesPerSec: spec.rateBytesPerSec }),
+        ...(cut === undefined ? {} : { plan: () => ({ cutAfterMs: randomInt(cut[0], cut[1], random) }) }),
+      })
+      proxies.set(sender, p)
+    }
+    return p
+  }
+  const settled: FaultProxy[] = []
+  return {
+    async wrapTicket(ticket, sender) {
+      const p = await proxyFor(ticket, sender)
+      if (!settled.includes(p)) settled.push(p)
+      return proxyTicket(ticket, p)
+    },
+    wireBytesDown: () => settled.reduce((s, p) => s + p.stats.bytesDown, 0),
+    cuts: () => settled.reduce((s, p) => s + p.stats.cuts, 0),
+    stalls: () => stalls,
+    async close() {
+      clearInterval(stallTimer)
+      await Promise.all([...proxies.values()].map(async (p) => (await p).close()))
+    },
+  }
+}
