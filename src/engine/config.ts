@@ -10,6 +10,7 @@ import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
 import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
 import { defaultRetryOptions, type RetryOptions, verifyRetryOptions } from './retry.ts'
 import type { ServerLimits } from './server.ts'
+import { defaultSwarmOptions, type SwarmOptions, verifySwarmOptions } from './swarm/options.ts'
 import type { TransferTimeouts } from './transfer.ts'
 
 export interface EngineOptions {
@@ -43,6 +44,8 @@ export interface EngineOptions {
   maxActiveTransfersPerPeer?: number
   /** Fetches that may wait for their turn per peer; one more fails with TOO_MANY_REQUESTS. @default 100_000 */
   maxQueuedTransfersPerPeer?: number
+  /** Multi-peer fetches and partial seeding (see README, "Multi-peer fetches"). */
+  swarm?: Partial<SwarmOptions>
   /** Per-peer stream limits of the libp2p node (see src/net/README.md). */
   network?: Partial<
     Pick<NetworkOnlyOptions, 'maxStreamsPerPeer' | 'maxInboundStreamsPerPeer' | 'maxQueuedOpensPerPeer'>
@@ -66,6 +69,7 @@ export interface EngineConfig {
   readonly maxActiveTransfersPerPeer: number
   readonly maxQueuedTransfersPerPeer: number
   readonly network: Partial<NetworkOnlyOptions>
+  readonly swarm: SwarmOptions
 }
 
 const MiB = 1024 * 1024
@@ -103,7 +107,9 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     maxActiveTransfersPerPeer: opts.maxActiveTransfersPerPeer ?? 32,
     maxQueuedTransfersPerPeer: opts.maxQueuedTransfersPerPeer ?? 100_000,
     network: { ...opts.network },
+    swarm: { ...defaultSwarmOptions, ...opts.swarm },
   }
+  verifySwarmOptions(config.swarm)
   verifyRateLimitOptions(config.limits)
   verifyWeights(config.priorityWeights)
   verifyChunkingParams(config.chunking)

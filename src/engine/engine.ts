@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { type ActorRefFrom, createActor, sendTo, setup, spawnChild, stopChild } from 'xstate'
-import { AbortedError, type HaulError } from '../errors.ts'
+import { AbortedError, type HaulError, InvalidArgumentError } from '../errors.ts'
 import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { Slots } from '../util/slots.ts'
@@ -17,7 +17,10 @@ import { bucketFor, chainLimiters, unlimited } from './rate-limit.ts'
 import { ContentRegistry } from './registry.ts'
 import type { RetryInfo } from './retry.ts'
 import { serveStream } from './server.ts'
-import { decodeTicket, encodeTicket } from './ticket.ts'
+import { openPartialSeed } from './swarm/partial.ts'
+import { SwarmJob, type SwarmStats } from './swarm/swarm-job.ts'
+import { decodeSwarmTicket, type Provider } from './swarm/ticket.ts'
+import { encodeTicket } from './ticket.ts'
 import { FetchJob, type FetchResult } from './transfer.ts'
 import {
   type TransferJob,
@@ -46,6 +49,22 @@ export interface FetchOptions {
   priority?: Priority
   /** This transfer's own download limit, bytes per second. @default `limits.perTransferDownloadBytesPerSec` */
   maxBytesPerSec?: number
+  /** More peers serving the same content, beside those the ticket names (a multi-peer fetch). @default none */
+  providers?: readonly Provider[]
+  /**
+   * Fetch through the multi-peer path even with one provider (to add providers later with
+   * `addProvider`). @default true when the ticket and `providers` name more than one peer
+   */
+  swarm?: boolean
+}
+
+/** A partial seed: the chunks of a resumable `<dest>.part` this engine now serves. */
+export interface Seeded {
+  readonly ticket: string
+  readonly cid: Uint8Array
+  /** Chunks verified and served. */
+  readonly chunks: number
+  readonly leafCount: number
 }
 
 export interface TransferHandle {
@@ -55,6 +74,10 @@ export interface TransferHandle {
   status(): TransferStatus
   progress(): TransferProgress | undefined
   cancel(): void
+  /** Multi-peer fetches: use one more provider from now on. Throws InvalidArgumentError on a single-peer fetch. */
+  addProvider(provider: Provider): void
+  /** Multi-peer fetches: duplicates, corrupt chunks and per-peer figures so far; undefined for single-peer. */
+  swarmStats(): SwarmStats | undefined
 }
 
 type EngineEvent =
@@ -92,7 +115,7 @@ export class Engine {
   readonly #registry = new ContentRegistry()
   readonly #stop = new AbortController()
   readonly #system = createActor(engineMachine)
-  readonly #transfers = new Map<string, FetchJob>()
+  readonly #transfers = new Map<string, FetchJob | SwarmJob>()
   /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
   readonly #downloads: FairQueue<void>
   /** Per peer: which fetches may run now; the rest wait in FIFO order. */
@@ -179,29 +202,36 @@ export class Engine {
   /** Starts fetching `ticket` into `dest`; progress and the result come through the handle. */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
-    const ticket = decodeTicket(ticketText)
+    const decoded = decodeSwarmTicket(ticketText)
+    const providers = [...decoded.providers]
+    for (const p of opts.providers ?? []) if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
     const id = randomUUID()
     const flow = this.#downloads.flow(opts.priority ?? 'normal')
-    const job = new FetchJob(
-      {
-        network: this.network,
-        pool: this.pool,
-        budget: this.budget,
-        limits: this.config.fetch,
-        timeouts: this.config.timeouts,
-        maxFrame: this.config.server.maxFrame,
-        retry: this.config.retry,
-        journal: this.config.journal,
-        limiter: chainLimiters(
-          bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
-          flow,
-        ),
-        admit: (signal) => this.#admit(ticket.peerId, signal),
-      },
-      ticket,
-      resolvePath(dest),
-      { onProgress: opts.onProgress, onRetry: opts.onRetry },
+    const ticket = { cid: decoded.cid, peerId: providers[0]!.peerId, addrs: providers[0]!.addrs }
+    const limiter = chainLimiters(
+      bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
+      flow,
     )
+    const swarm = opts.swarm ?? providers.length > 1
+    const job = swarm
+      ? this.#swarmJob({ cid: decoded.cid, providers }, resolvePath(dest), limiter, opts)
+      : new FetchJob(
+          {
+            network: this.network,
+            pool: this.pool,
+            budget: this.budget,
+            limits: this.config.fetch,
+            timeouts: this.config.timeouts,
+            maxFrame: this.config.server.maxFrame,
+            retry: this.config.retry,
+            journal: this.config.journal,
+            limiter,
+            admit: (signal) => this.#admit(ticket.peerId, signal),
+          },
+          ticket,
+          resolvePath(dest),
+          { onProgress: opts.onProgress, onRetry: opts.onRetry },
+        )
     this.#transfers.set(id, job)
     this.#system.send({ type: 'transfer.start', id, job })
     const actor = this.#system.getSnapshot().children[id] as ActorRefFrom<typeof transferMachine>
@@ -241,7 +271,60 @@ export class Engine {
       status: () => (actor.getSnapshot().value as TransferStatus) ?? 'failed',
       progress: () => job.progress(),
       cancel,
+      addProvider: (p) => {
+        if (!(job instanceof SwarmJob)) {
+          throw new InvalidArgumentError('a single-peer fetch takes no providers: fetch with { swarm: true }')
+        }
+        job.addProvider(p)
+      },
+      swarmStats: () => (job instanceof SwarmJob ? job.stats() : undefined),
     }
+  }
+
+  /**
+   * Serves the verified chunks of a resumable `<dest>.part` (from an interrupted multi-peer
+   * fetch: its journal and leaf sidecar) to others: partial seeding. The returned ticket names
+   * this engine; `unpublish(cid)` stops it.
+   */
+  async seed(dest: string): Promise<Seeded> {
+    this.#assertRunning()
+    const { content, chunks, leafCount } = await openPartialSeed(resolvePath(dest), this.config.journal)
+    if (!this.#registry.addIfAbsent(content)) {
+      await content.reader.close()
+      throw new InvalidArgumentError('this engine already serves that content id')
+    }
+    const ticket = encodeTicket({ cid: content.cid, peerId: this.peerId, addrs: this.addresses })
+    return { ticket, cid: content.cid, chunks, leafCount }
+  }
+
+  #swarmJob(
+    ticket: { cid: Uint8Array; providers: Provider[] },
+    dest: string,
+    limiter: ReturnType<typeof chainLimiters>,
+    opts: FetchOptions,
+  ): SwarmJob {
+    const c = this.config
+    return new SwarmJob(
+      {
+        network: this.network,
+        pool: this.pool,
+        budget: this.budget,
+        limits: c.fetch,
+        timeouts: c.timeouts,
+        maxFrame: c.server.maxFrame,
+        retry: c.retry,
+        journal: c.journal,
+        swarm: c.swarm,
+        limiter,
+        share: (content) => {
+          if (!this.#registry.addIfAbsent(content)) return () => {}
+          return () => this.#registry.removeIfSame(content)
+        },
+      },
+      ticket,
+      dest,
+      { onProgress: opts.onProgress, onRetry: opts.onRetry },
+    )
   }
 
   get activeTransfers(): number {

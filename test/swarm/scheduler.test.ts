@@ -222,3 +222,12 @@ describe('SwarmScheduler', () => {
     expect(b.count).toBe(2)
   })
 })
+
+describe('SwarmScheduler start-up', () => {
+  it('peers still connecting keep their share of the window', () => {
+    const s = new SwarmScheduler(opts({ windowBytes: 100 * KiB, minPipelineBytes: KiB }))
+    s.expectedPeers = 4
+    s.addPeer('first', 'all')
+    expect(s.target('first')).toBe(25 * KiB)
+  })
+})

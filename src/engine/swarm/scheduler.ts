@@ -94,6 +94,8 @@ export class SwarmScheduler {
   readonly #failedAt = new Map<number, Set<string>>()
   duplicateBytes = 0
   duplicateChunks = 0
+  /** Providers that may still join (connecting): each holds a share of the window for itself. */
+  expectedPeers = 0
 
   constructor(o: SchedulerOptions) {
     for (const k of [
@@ -214,7 +216,9 @@ export class SwarmScheduler {
     const measured = live.filter((q) => q.rate > 0)
     const mean = measured.length === 0 ? 1 : measured.reduce((s, q) => s + q.rate, 0) / measured.length
     const rateOf = (q: PeerState): number => (q.rate > 0 ? q.rate : mean)
-    const total = live.reduce((s, q) => s + rateOf(q), 0)
+    // Peers still connecting keep a mean share, so the first to answer does not take the whole window.
+    const waiting = Math.max(0, this.expectedPeers - live.length)
+    const total = live.reduce((s, q) => s + rateOf(q), 0) + waiting * mean
     const share = Math.floor((this.o.windowBytes * rateOf(p)) / total)
     return Math.max(this.o.minPipelineBytes, share)
   }
