@@ -8,9 +8,10 @@ import {
   type EngineOptions,
   NoProviderError,
 } from '../../src/index.ts'
+import type { FrameStream } from '../../src/net/stream-io.ts'
 import { spawnPeer } from '../support/children.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
-import { corrupting, startSender } from '../support/sender.ts'
+import { chunkIndexOf, corrupting, startSender } from '../support/sender.ts'
 import { writePartialCopy } from './partial-copy.ts'
 
 const KiB = 1024
@@ -24,6 +25,16 @@ const receiverOptions: EngineOptions = {
   memoryBudget: 8 * MiB,
   fetch: { windowBytes: MiB },
   swarm: { haveIntervalMs: 200 },
+}
+
+function until(cond: () => boolean): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setInterval(() => {
+      if (!cond()) return
+      clearInterval(t)
+      resolve()
+    }, 20)
+  })
 }
 
 describe('multi-peer fetch between real engines', () => {
@@ -72,6 +83,37 @@ describe('multi-peer fetch between real engines', () => {
     expect(honest.reduce((n, p) => n + p.verifiedBytes, 0)).toBe(SIZE)
     expect(honest.filter((p) => p.verifiedBytes > 0).length).toBeGreaterThanOrEqual(2)
     expect(honest.every((p) => p.out === undefined)).toBe(true)
+  })
+
+  it('a stalled seeder loses its requests to the others', async () => {
+    // Answers hello, header, pages and have, but never sends a chunk frame.
+    const stalling = (stream: FrameStream): FrameStream =>
+      new Proxy(stream, {
+        get(target, prop, receiver) {
+          if (prop === 'write') {
+            return (parts: readonly Uint8Array[], o?: { signal?: AbortSignal }) =>
+              chunkIndexOf(parts) === undefined ? target.write(parts, o) : new Promise<void>(() => {})
+          }
+          const v = Reflect.get(target, prop, receiver)
+          return typeof v === 'function' ? v.bind(target) : v
+        },
+      })
+    const staller = await startSender({ chunking, wrap: stalling })
+    stops.push(() => staller.stop())
+    const tickets = [await staller.publish(file)]
+    for (let i = 0; i < 2; i++) tickets.push((await (await engine()).publish(file)).ticket)
+    // Endgame off: the staller's chunks come back only through the request timeout.
+    const receiver = await engine({
+      ...receiverOptions,
+      timeouts: { requestMs: 1000 },
+      swarm: { endgamePeers: 1 },
+    })
+    const dest = join(dir, 'stalled.out')
+    const r = await receiver.fetch(joinTickets(tickets), dest).result
+    expect(await sha256File(dest)).toBe(digest)
+    const s = r.swarm!.peers.find((p) => p.peerId === staller.network.peerId)!
+    expect(s.verifiedBytes).toBe(0)
+    expect(s.stalls).toBeGreaterThanOrEqual(1)
   })
 
   it('a seeder killed mid-transfer: completes from the others', async () => {
@@ -152,6 +194,28 @@ describe('multi-peer fetch between real engines', () => {
     expect(present).toBe(true)
   })
 
+  it('a provider added to a running transfer is used', async () => {
+    const slow = await engine({ limits: { uploadBytesPerSec: MiB } })
+    const fast = await engine()
+    const { ticket } = await slow.publish(file)
+    await fast.publish(file)
+    const receiver = await engine(receiverOptions)
+    const dest = join(dir, 'joined.out')
+    const h = receiver.fetch(ticket, dest, { swarm: true })
+    await until(() => (h.progress()?.bytesDone ?? 0) > 0)
+    h.addProvider({ peerId: fast.peerId, addrs: fast.addresses })
+    const r = await h.result
+    expect(await sha256File(dest)).toBe(digest)
+    const peers = r.swarm!.peers
+    expect(peers.map((p) => p.peerId)).toEqual([slow.peerId, fast.peerId])
+    expect(peers[1]!.verifiedBytes).toBeGreaterThan(0)
+    expect(peers[0]!.verifiedBytes + peers[1]!.verifiedBytes).toBe(SIZE)
+    // A single-peer fetch takes no providers.
+    const single = receiver.fetch(ticket, join(dir, 'single.out'))
+    expect(() => single.addProvider({ peerId: fast.peerId, addrs: fast.addresses })).toThrow(/single-peer/)
+    await single.result
+  })
+
   it('a peer that is downloading serves what it has verified to others', async () => {
     const limits = { uploadBytesPerSec: 2 * MiB }
     const seed = await engine({ limits })
@@ -160,14 +224,7 @@ describe('multi-peer fetch between real engines', () => {
     const firstDest = join(dir, 'first.out')
     const h1 = first.fetch(ticket, firstDest, { swarm: true })
     // Once the first receiver holds some chunks, a second one fetches from both.
-    await new Promise<void>((resolve) => {
-      const t = setInterval(() => {
-        if ((h1.progress()?.bytesDone ?? 0) >= SIZE / 4) {
-          clearInterval(t)
-          resolve()
-        }
-      }, 20)
-    })
+    await until(() => (h1.progress()?.bytesDone ?? 0) >= SIZE / 4)
     expect(h1.progress()!.bytesDone).toBeLessThan(SIZE)
     const second = await engine(receiverOptions)
     const dest = join(dir, 'second.out')

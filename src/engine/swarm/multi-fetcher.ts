@@ -263,6 +263,7 @@ export class SwarmFetcher {
     const link = req.link
     const e = toHaul(err)
     if (e.code === 'TIMEOUT') {
+      link.stalls++
       // A stall: this request's chunks and every other one in flight at the peer go to others.
       this.#sched.stalled(link.id, req.pending)
       this.#lose(link, e)
@@ -290,6 +291,7 @@ export class SwarmFetcher {
       } catch (err) {
         if (!(err instanceof ChunkVerificationError || err instanceof DecompressionError)) throw err
         this.corruptChunks++
+        link.failures++
         if (this.#sched.corrupt(link.id, index)) {
           this.#ban(
             link,

@@ -39,6 +39,9 @@ export class PeerLink {
   requests = 0
   /** Bytes of chunks from this peer that passed verification and were written, over the whole transfer. */
   verifiedBytes = 0
+  /** Chunks from this peer that failed verification, and requests it let time out. */
+  failures = 0
+  stalls = 0
   #connecting: Promise<DescriptorHeader> | undefined
   #wake: (() => void) | undefined
 

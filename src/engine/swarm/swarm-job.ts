@@ -122,13 +122,12 @@ export class SwarmJob implements TransferJob {
       duplicateBytes: this.#duplicateBytes + (sched?.duplicateBytes ?? 0),
       corruptChunks: this.#corrupt + (this.#fetcher?.corruptChunks ?? 0),
       peers: [...this.#links.values()].map((l) => {
-        const r = sched?.report(l.id)
         const out = (l.banned ?? l.gone)?.code
         return {
           peerId: l.id,
           verifiedBytes: l.verifiedBytes,
-          failures: r?.failures ?? 0,
-          stalls: r?.stalls ?? 0,
+          failures: l.failures,
+          stalls: l.stalls,
           ...(out === undefined ? {} : { out }),
         }
       }),
@@ -224,7 +223,8 @@ export class SwarmJob implements TransferJob {
     this.#committed = true
     await journal.remove()
     await leaves.close({ remove: true })
-    for (const l of this.#links.values()) await l.session?.close().catch(() => {})
+    // Reset, not close: a graceful close waits on every peer, and a stalled one never answers.
+    for (const l of this.#links.values()) l.drop(new StreamClosedError('transfer complete'))
     this.#report(true)
   }
 
