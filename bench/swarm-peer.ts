@@ -1,16 +1,21 @@
 /**
  * One process of a bench/swarm run (fork with IPC); runs the compiled code in dist/ (`npm run build`).
- *   seed <file> <bytesPerSec>   haul engine, upload-limited: publish, report the ticket, serve until told to exit
+ *   seed <file> <bytesPerSec> <dataDir> <burstBytes>   haul engine, upload-limited: publish, report the ticket, serve until told to exit
  *   get <ticket> <dest>         haul engine: multi-peer fetch, report time and the swarm figures
  */
 import { Engine } from '../dist/engine/engine.js'
 
-const [mode, a, b] = process.argv.slice(2)
+const [mode, a, b, c, d] = process.argv.slice(2)
 const send = (m: unknown) => process.send!(m)
 
 async function main(): Promise<void> {
   if (mode === 'seed') {
-    const engine = await Engine.create({ workers: 1, limits: { uploadBytesPerSec: Number(b) } })
+    // Its own data folder: four seeders indexing one file must not share the descriptor beside it.
+    const engine = await Engine.create({
+      workers: 1,
+      dataDir: c!,
+      limits: { uploadBytesPerSec: Number(b), burstBytes: Number(d) },
+    })
     const { ticket } = await engine.publish(a!)
     send({ type: 'ready', ticket })
     await new Promise<void>((resolve) =>

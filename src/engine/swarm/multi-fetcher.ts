@@ -314,6 +314,8 @@ export class SwarmFetcher {
       link.verifiedBytes += entry.length
       meter.add(entry.length)
       this.#onChunk()
+      // The chunk's bytes left the peer's pipeline: refill it now, not at the next tick.
+      this.#poke()
     } finally {
       this.#verifying--
     }

@@ -16,9 +16,9 @@ import { Bitset, type Have, holds } from './have.ts'
  *   With only full seeders that is plain file order.
  * - Proportional pipelines: a peer may have `target(peer)` bytes in flight,
  *   its share of `windowBytes` by measured rate (a peer not yet measured counts
- *   as the mean), never below `minPipelineBytes`, so a slow peer gets a little
- *   and a fast one a lot, and a peer is never starved of the chance to show it
- *   got faster.
+ *   as the mean), never below half an equal share nor `minPipelineBytes`, so a
+ *   slow peer gets less and a fast one more, and no peer is starved of the
+ *   chance to show it got faster.
  * - Endgame: once every chunk still missing is in flight, an idle peer gets
  *   single-chunk duplicates of chunks in flight elsewhere (each chunk at most
  *   `endgamePeers` peers at once); the first verified copy wins and the caller
@@ -220,7 +220,10 @@ export class SwarmScheduler {
     const waiting = Math.max(0, this.expectedPeers - live.length)
     const total = live.reduce((s, q) => s + rateOf(q), 0) + waiting * mean
     const share = Math.floor((this.o.windowBytes * rateOf(p)) / total)
-    return Math.max(this.o.minPipelineBytes, share)
+    // A peer measured slow still keeps half an equal share: a pipeline cut to its measured rate
+    // would idle it between requests, measure it slower still, and starve it for good.
+    const floor = Math.floor(this.o.windowBytes / (2 * Math.max(live.length, this.expectedPeers)))
+    return Math.max(this.o.minPipelineBytes, floor, share)
   }
 
   /**
