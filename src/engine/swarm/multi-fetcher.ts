@@ -18,6 +18,7 @@ import type { ProgressMeter } from '../progress.ts'
 import type { RateLimiter } from '../rate-limit.ts'
 import { backoffDelay, isTransient, type RetryOptions } from '../retry.ts'
 import type { SwarmOptions } from './options.ts'
+import { ensurePages } from './pages.ts'
 import type { LeafStore } from './partial.ts'
 import type { LinkDeps, PeerLink } from './peer-link.ts'
 import type { Pick, SwarmScheduler } from './scheduler.ts'
@@ -101,7 +102,11 @@ export class SwarmFetcher {
         if (this.#sched.complete && this.#verifying === 0) break
         signal.throwIfAborted()
         if (!this.#sched.complete) {
-          await this.#ensurePages(inner.signal)
+          await ensurePages(this.#sched.window(), [...this.#links.values()], this.#local, this.#deps.cid, {
+            signal: inner.signal,
+            onError: (link, err) =>
+              this.#requestFailed({ link, pending: new Set(), ctrl: new AbortController() }, err),
+          })
           this.#pump()
           if (this.#requests.size > 0 || this.#verifying > 0) stuckSince = undefined
           else {
@@ -380,48 +385,6 @@ export class SwarmFetcher {
       }
       await link.sleep(swarm.haveIntervalMs, signal)
     }
-  }
-
-  /** Verified leaf pages for the scheduler's window, from any live peer that has them. */
-  async #ensurePages(signal: AbortSignal): Promise<void> {
-    const { start, end } = this.#sched.window()
-    const table = this.#local.table
-    if (start >= end) return
-    for (let page = table.pageOf(start); page <= table.pageOf(end - 1); page++) {
-      if (table.has(page)) continue
-      const links = [...this.#links.values()].filter((l) => l.up)
-      links.sort((a, b) => Number(b.have === 'all') - Number(a.have === 'all'))
-      for (const link of links) {
-        if (await this.#fetchPage(link, page, signal)) break
-      }
-    }
-  }
-
-  async #fetchPage(link: PeerLink, page: number, signal: AbortSignal): Promise<boolean> {
-    const table = this.#local.table
-    const got: Array<{ p: number; entries: Uint8Array; proof: Uint8Array[] }> = []
-    try {
-      await link.session!.request(
-        (requestId) => ({ type: 'get-pages', requestId, cid: this.#deps.cid, firstPage: page, count: 1 }),
-        (msg) => {
-          if (msg.type === 'end') return 'done'
-          if (msg.type !== 'page' || msg.pageIndex !== page) {
-            throw new ProtocolViolationError(`unexpected ${msg.type} in reply to get-pages`)
-          }
-          table.acceptPage(msg.pageIndex, msg.entries, msg.proof)
-          got.push({ p: msg.pageIndex, entries: new Uint8Array(msg.entries), proof: [...msg.proof] })
-          return 'more'
-        },
-        { signal },
-      )
-    } catch (err) {
-      if (signal.aborted) throw err
-      this.#requestFailed({ link, pending: new Set(), ctrl: new AbortController() }, err)
-      return false
-    }
-    // Kept for partial seeding: others may ask this peer for the page while it downloads.
-    for (const g of got) await this.#local.leaves.put(g.p, { entries: g.entries, proof: g.proof })
-    return table.has(page)
   }
 }
 

@@ -68,7 +68,7 @@ export class LeafStore {
     // whose length field is set always has its proof (a torn slot fails the proof, never lies).
     if (page.proof.length > 0) {
       const proof = new Uint8Array(page.proof.length * 32)
-      page.proof.forEach((node, k) => proof.set(node, k * 32))
+      for (const [k, node] of page.proof.entries()) proof.set(node, k * 32)
       await fh.write(proof, 0, proof.length, at + SLOT_HEAD + this.header.pageSize * ROW_SIZE)
     }
     const head = new Uint8Array(SLOT_HEAD + page.entries.length)
