@@ -21,6 +21,8 @@ export const WIRE_CODES = {
   CONTENT_NOT_FOUND: 14,
   CONTENT_CHANGED: 15,
   ROOT_MISMATCH: 16,
+  /** A partial seeder was asked for a chunk (or leaf page) it has not verified yet. */
+  CHUNK_UNAVAILABLE: 17,
   // protocol
   FRAME_TOO_LARGE: 20,
   FRAME_TRUNCATED: 21,
@@ -33,6 +35,8 @@ export const WIRE_CODES = {
   STREAM_CLOSED: 31,
   TOO_MANY_REQUESTS: 32,
   RETRIES_EXHAUSTED: 33,
+  /** A multi-peer fetch needs a chunk that no live provider holds. */
+  NO_PROVIDER: 34,
   // tickets
   TICKET_INVALID: 40,
   // disk
@@ -118,6 +122,12 @@ export class RootMismatchError extends HaulError {
   readonly code = 'ROOT_MISMATCH'
 }
 
+/** A partial seeder does not hold the chunk or leaf page asked for: ask another peer. */
+export class ChunkUnavailableError extends HaulError {
+  override readonly name = 'ChunkUnavailableError'
+  readonly code = 'CHUNK_UNAVAILABLE'
+}
+
 export class FrameTooLargeError extends HaulError {
   override readonly name = 'FrameTooLargeError'
   readonly code = 'FRAME_TOO_LARGE'
@@ -159,6 +169,12 @@ export class TooManyRequestsError extends HaulError {
 export class RetriesExhaustedError extends HaulError {
   override readonly name = 'RetriesExhaustedError'
   readonly code = 'RETRIES_EXHAUSTED'
+}
+
+/** A multi-peer fetch needs chunks no live provider holds (all dropped, gone, or partial without them). */
+export class NoProviderError extends HaulError {
+  override readonly name = 'NoProviderError'
+  readonly code = 'NO_PROVIDER'
 }
 
 export class TicketInvalidError extends HaulError {
@@ -206,6 +222,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   CONTENT_NOT_FOUND: ContentNotFoundError,
   CONTENT_CHANGED: ContentChangedError,
   ROOT_MISMATCH: RootMismatchError,
+  CHUNK_UNAVAILABLE: ChunkUnavailableError,
   FRAME_TOO_LARGE: FrameTooLargeError,
   FRAME_TRUNCATED: FrameTruncatedError,
   UNKNOWN_MESSAGE_TYPE: UnknownMessageTypeError,
@@ -216,6 +233,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   STREAM_CLOSED: StreamClosedError,
   TOO_MANY_REQUESTS: TooManyRequestsError,
   RETRIES_EXHAUSTED: RetriesExhaustedError,
+  NO_PROVIDER: NoProviderError,
   TICKET_INVALID: TicketInvalidError,
   NO_SPACE: NoSpaceError,
   PERMISSION_DENIED: PermissionDeniedError,

@@ -15,6 +15,7 @@ import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
 import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
 import { defaultRetryOptions, type RetryOptions, verifyRetryOptions } from './retry.ts'
 import type { ServerLimits } from './server.ts'
+import { defaultSwarmOptions, type SwarmOptions, verifySwarmOptions } from './swarm/options.ts'
 import type { TransferTimeouts } from './transfer.ts'
 
 export interface EngineOptions {
@@ -57,6 +58,8 @@ export interface EngineOptions {
   maxQueuedTransfersPerPeer?: number
   /** Finished chunk buffers kept for reuse, within the memory budget. @default { maxIdleBytes: 8 MiB } */
   buffers?: BufferRecyclerOptions
+  /** Multi-peer fetches and partial seeding (see README, "Multi-peer fetches"). */
+  swarm?: Partial<SwarmOptions>
   /** Per-peer stream limits of the libp2p node (see src/net/README.md). */
   network?: Partial<
     Pick<NetworkOnlyOptions, 'maxStreamsPerPeer' | 'maxInboundStreamsPerPeer' | 'maxQueuedOpensPerPeer'>
@@ -82,6 +85,7 @@ export interface EngineConfig {
   readonly maxQueuedTransfersPerPeer: number
   readonly network: Partial<NetworkOnlyOptions>
   readonly buffers: Required<BufferRecyclerOptions>
+  readonly swarm: SwarmOptions
 }
 
 const MiB = 1024 * 1024
@@ -121,8 +125,10 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     maxQueuedTransfersPerPeer: opts.maxQueuedTransfersPerPeer ?? 100_000,
     network: { ...opts.network },
     buffers: { ...defaultBufferRecyclerOptions, ...stripUndefined(opts.buffers ?? {}) },
+    swarm: { ...defaultSwarmOptions, ...opts.swarm },
   }
   verifyBufferRecyclerOptions(config.buffers)
+  verifySwarmOptions(config.swarm)
   verifyRateLimitOptions(config.limits)
   verifyWeights(config.priorityWeights)
   verifyChunkingParams(config.chunking)

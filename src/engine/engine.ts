@@ -2,7 +2,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import { mkdir } from 'node:fs/promises'
 import { resolve as resolvePath } from 'node:path'
 import { type ActorRefFrom, createActor, sendTo, setup, spawnChild, stopChild } from 'xstate'
-import { AbortedError, type HaulError, isHaulError } from '../errors.ts'
+import { AbortedError, type HaulError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { WorkerPool } from '../workers/pool.ts'
@@ -18,7 +18,10 @@ import { bucketFor, chainLimiters, unlimited } from './rate-limit.ts'
 import { ContentRegistry } from './registry.ts'
 import type { RetryInfo } from './retry.ts'
 import { serveStream } from './server.ts'
-import { decodeTicket, encodeTicket } from './ticket.ts'
+import { openPartialSeed } from './swarm/partial.ts'
+import { SwarmJob, type SwarmStats } from './swarm/swarm-job.ts'
+import { decodeSwarmTicket, type Provider } from './swarm/ticket.ts'
+import { encodeTicket } from './ticket.ts'
 import { FetchJob, type FetchResult } from './transfer.ts'
 import {
   type TransferJob,
@@ -47,6 +50,22 @@ export interface FetchOptions {
   priority?: Priority
   /** This transfer's own download limit, bytes per second. @default `limits.perTransferDownloadBytesPerSec` */
   maxBytesPerSec?: number
+  /** More peers serving the same content, beside those the ticket names (a multi-peer fetch). @default none */
+  providers?: readonly Provider[]
+  /**
+   * Fetch through the multi-peer path even with one provider (to add providers later with
+   * `addProvider`). @default true when the ticket and `providers` name more than one peer
+   */
+  swarm?: boolean
+}
+
+/** A partial seed: the chunks of a resumable `<dest>.part` this engine now serves. */
+export interface Seeded {
+  readonly ticket: string
+  readonly cid: Uint8Array
+  /** Chunks verified and served. */
+  readonly chunks: number
+  readonly leafCount: number
 }
 
 export interface TransferHandle {
@@ -56,6 +75,10 @@ export interface TransferHandle {
   status(): TransferStatus
   progress(): TransferProgress | undefined
   cancel(): void
+  /** Multi-peer fetches: use one more provider from now on. Throws InvalidArgumentError on a single-peer fetch. */
+  addProvider(provider: Provider): void
+  /** Multi-peer fetches: duplicates, corrupt chunks and per-peer figures so far; undefined for single-peer. */
+  swarmStats(): SwarmStats | undefined
 }
 
 type EngineEvent =
@@ -93,7 +116,7 @@ export class Engine {
   readonly #registry = new ContentRegistry()
   readonly #stop = new AbortController()
   readonly #system = createActor(engineMachine)
-  readonly #transfers = new Map<string, FetchJob>()
+  readonly #transfers = new Map<string, FetchJob | SwarmJob>()
   /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
   readonly #downloads: FairQueue<void>
   /** Which fetches may run now (per peer and engine-wide); the rest wait in FIFO order. */
@@ -200,12 +223,16 @@ export class Engine {
    */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
-    const ticket = decodeTicket(ticketText)
+    const decoded = decodeSwarmTicket(ticketText)
+    const providers = [...decoded.providers]
+    for (const p of opts.providers ?? []) if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
+    const ticket = { cid: decoded.cid, peerId: providers[0]!.peerId, addrs: providers[0]!.addrs }
+    const swarm = opts.swarm ?? providers.length > 1
     const id = randomUUID()
     const path = resolvePath(dest)
     const waiting = new AbortController()
     let actor: ActorRefFrom<typeof transferMachine> | undefined
-    let job: FetchJob | undefined
+    let job: FetchJob | SwarmJob | undefined
     const cancel = (): void => {
       if (actor === undefined) waiting.abort(new AbortedError('the transfer was cancelled'))
       // A finished transfer has been reaped from the actor system: nothing to cancel.
@@ -216,6 +243,7 @@ export class Engine {
     const run = async (): Promise<FetchResult> => {
       let release: () => void
       try {
+        // A multi-peer fetch takes its turn with its first provider.
         release = await this.#admission.acquire(ticket.peerId, waiting.signal)
       } catch (err) {
         // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
@@ -228,27 +256,30 @@ export class Engine {
         throw new AbortedError('the engine is stopped')
       }
       const flow = this.#downloads.flow(opts.priority ?? 'normal')
-      job = new FetchJob(
-        {
-          network: this.network,
-          pool: this.pool,
-          budget: this.budget,
-          buffers: this.#buffers,
-          limits: this.config.fetch,
-          timeouts: this.config.timeouts,
-          maxFrame: this.config.server.maxFrame,
-          retry: this.config.retry,
-          journal: this.config.journal,
-          limiter: chainLimiters(
-            bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
-            flow,
-          ),
-          release,
-        },
-        ticket,
-        path,
-        { onProgress: opts.onProgress, onRetry: opts.onRetry },
+      const limiter = chainLimiters(
+        bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
+        flow,
       )
+      job = swarm
+        ? this.#swarmJob({ cid: decoded.cid, providers }, path, limiter, opts)
+        : new FetchJob(
+            {
+              network: this.network,
+              pool: this.pool,
+              budget: this.budget,
+              buffers: this.#buffers,
+              limits: this.config.fetch,
+              timeouts: this.config.timeouts,
+              maxFrame: this.config.server.maxFrame,
+              retry: this.config.retry,
+              journal: this.config.journal,
+              limiter,
+              release,
+            },
+            ticket,
+            path,
+            { onProgress: opts.onProgress, onRetry: opts.onRetry },
+          )
       const admitted = job
       this.#transfers.set(id, admitted)
       this.#system.send({ type: 'transfer.start', id, job: admitted })
@@ -271,6 +302,8 @@ export class Engine {
       })
       flow.close()
       await admitted.cleanup()
+      // FetchJob gives its place back in cleanup; a SwarmJob does not know about admission.
+      if (admitted instanceof SwarmJob) release()
       this.#transfers.delete(id)
       this.#system.send({ type: 'transfer.reap', id })
       if (output.status === 'done') return admitted.result()
@@ -287,7 +320,64 @@ export class Engine {
       },
       progress: () => job?.progress(),
       cancel,
+      addProvider: (p) => {
+        if (!swarm) {
+          throw new InvalidArgumentError('a single-peer fetch takes no providers: fetch with { swarm: true }')
+        }
+        // Still waiting for its turn: the job starts with it.
+        if (job === undefined) {
+          if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
+        } else (job as SwarmJob).addProvider(p)
+      },
+      swarmStats: () => (job instanceof SwarmJob ? job.stats() : undefined),
     }
+  }
+
+  /**
+   * Serves the verified chunks of a resumable `<dest>.part` (from an interrupted multi-peer
+   * fetch: its journal and leaf sidecar) to others: partial seeding. The returned ticket names
+   * this engine; `unpublish(cid)` stops it.
+   */
+  async seed(dest: string): Promise<Seeded> {
+    this.#assertRunning()
+    const { content, chunks, leafCount } = await openPartialSeed(resolvePath(dest), this.config.journal)
+    if (!this.#registry.addIfAbsent(content)) {
+      await content.reader.close()
+      throw new InvalidArgumentError('this engine already serves that content id')
+    }
+    const ticket = encodeTicket({ cid: content.cid, peerId: this.peerId, addrs: this.addresses })
+    return { ticket, cid: content.cid, chunks, leafCount }
+  }
+
+  #swarmJob(
+    ticket: { cid: Uint8Array; providers: Provider[] },
+    dest: string,
+    limiter: ReturnType<typeof chainLimiters>,
+    opts: FetchOptions,
+  ): SwarmJob {
+    const c = this.config
+    return new SwarmJob(
+      {
+        network: this.network,
+        pool: this.pool,
+        budget: this.budget,
+        limits: c.fetch,
+        timeouts: c.timeouts,
+        maxFrame: c.server.maxFrame,
+        retry: c.retry,
+        // Partial seeding serves what the journal says is verified, so every size keeps one.
+        journal: { ...c.journal, minBytes: 0 },
+        swarm: c.swarm,
+        limiter,
+        share: (content) => {
+          if (!this.#registry.addIfAbsent(content)) return () => {}
+          return () => this.#registry.removeIfSame(content)
+        },
+      },
+      ticket,
+      dest,
+      { onProgress: opts.onProgress, onRetry: opts.onRetry },
+    )
   }
 
   /** Fetches not finished yet: admitted and waiting for their turn. */

@@ -1,15 +1,33 @@
 import type { DescriptorHeader } from '../descriptor/header.ts'
-import type { DescriptorReader } from '../descriptor/reader.ts'
-import type { SourceFile } from '../storage/source-file.ts'
+import type { DescriptorPage } from '../descriptor/reader.ts'
+import type { LeafEntry } from '../types.ts'
 
-/** What this engine serves: only content ids the application published. */
+/** Leaf pages and rows of served content (a DescriptorReader, or a partial seeder's verified pages). */
+export interface ContentReader {
+  readonly pageCount: number
+  readPage(pageIndex: number): Promise<DescriptorPage>
+  entry(index: number): Promise<LeafEntry>
+  close(): Promise<void>
+}
+
+/** The bytes of served content (a SourceFile, or a partial seeder's part file). */
+export interface ContentSource {
+  readonly path: string
+  checkUnchanged(): Promise<void>
+  read(offset: number, length: number, into: Uint8Array): Promise<void>
+  close(): Promise<void>
+}
+
+/** What this engine serves: only content ids the application published (or is fetching, partially). */
 export interface PublishedContent {
   readonly cid: Uint8Array
   readonly path: string
   readonly header: DescriptorHeader
   readonly headerBytes: Uint8Array
-  readonly reader: DescriptorReader
-  readonly source: SourceFile
+  readonly reader: ContentReader
+  readonly source: ContentSource
+  /** A partial seeder: which chunks are verified and may be served. Absent: every chunk. */
+  readonly holds?: (index: number) => boolean
 }
 
 export class ContentRegistry {
@@ -20,6 +38,20 @@ export class ContentRegistry {
     const old = this.#byKey.get(key)
     this.#byKey.set(key, content)
     if (old !== undefined && old !== content) void closeContent(old)
+  }
+
+  /** Adds `content` unless its content id is already served (a full copy wins over a partial one). */
+  addIfAbsent(content: PublishedContent): boolean {
+    const key = keyOf(content.cid)
+    if (this.#byKey.has(key)) return false
+    this.#byKey.set(key, content)
+    return true
+  }
+
+  /** Stops serving `content` if it is still what its content id maps to. */
+  removeIfSame(content: PublishedContent): void {
+    const key = keyOf(content.cid)
+    if (this.#byKey.get(key) === content) this.unpublishByKey(key)
   }
 
   get(cid: Uint8Array): PublishedContent | undefined {

@@ -1,4 +1,5 @@
 import {
+  ChunkUnavailableError,
   ContentChangedError,
   ContentNotFoundError,
   ProtocolViolationError,
@@ -16,6 +17,7 @@ import { FrameWriter } from './frame-writer.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import type { RateLimiter } from './rate-limit.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
+import { haveRuns } from './swarm/have.ts'
 
 export interface ServerLimits {
   /** Requests a peer may queue on one stream before it gets TOO_MANY_REQUESTS. @default 64 */
@@ -43,7 +45,7 @@ export interface ServerContext {
   buffers?: BufferRecycler
 }
 
-type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'get-chunks' }>
+type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'get-chunks' | 'get-have' }>
 
 /**
  * Serves one inbound stream. A reader loop decodes frames and queues requests
@@ -136,6 +138,7 @@ class ServerSession {
       case 'get-header':
       case 'get-pages':
       case 'get-chunks':
+      case 'get-have':
         if (this.#queue.length >= this.#ctx.limits.maxQueuedRequests) {
           void this.#sendSafe(
             errorMessage(
@@ -192,7 +195,24 @@ class ServerSession {
         return this.#answerPages(req, content)
       case 'get-chunks':
         return this.#answerChunks(req, content)
+      case 'get-have':
+        return this.#answerHave(req, content)
     }
+  }
+
+  /** A full copy says so in one frame; a partial seeder sends its bitmap of the range asked for. */
+  async #answerHave(req: Extract<Request, { type: 'get-have' }>, content: PublishedContent): Promise<void> {
+    const { requestId } = req
+    if (content.holds === undefined) {
+      const bits = new Uint8Array(0)
+      await this.#send({ type: 'have', requestId, complete: true, start: 0, count: 0, bits })
+    } else {
+      for (const run of haveRuns(content.holds, content.header.leafCount, req.start, req.count)) {
+        if (this.#cancelled.has(requestId)) return
+        await this.#send({ type: 'have', requestId, complete: false, ...run })
+      }
+    }
+    await this.#send({ type: 'end', requestId })
   }
 
   async #answerPages(req: Extract<Request, { type: 'get-pages' }>, content: PublishedContent): Promise<void> {
@@ -228,6 +248,14 @@ class ServerSession {
       throw new TooManyRequestsError(
         `a request may name at most ${this.#ctx.limits.maxChunksPerRequest} chunks`,
       )
+    }
+    if (content.holds !== undefined) {
+      // A partial seeder refuses the whole request up front: a typed error, never a partial answer.
+      for (const r of req.ranges) {
+        for (let i = r.start; i < r.end; i++) {
+          if (!content.holds(i)) throw new ChunkUnavailableError(`this peer does not hold chunk ${i} yet`)
+        }
+      }
     }
     await content.source.checkUnchanged()
     const indices = (function* () {

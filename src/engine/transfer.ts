@@ -15,6 +15,7 @@ import { Rehasher } from './rehash.ts'
 import { RemoteSession } from './remote-session.ts'
 import { openStorage, type ResumeInfo } from './resume.ts'
 import { isTransient, type RetryInfo, type RetryOptions } from './retry.ts'
+import type { SwarmStats } from './swarm/swarm-job.ts'
 import type { Ticket } from './ticket.ts'
 import type { TransferJob } from './transfer-machine.ts'
 
@@ -38,6 +39,8 @@ export interface FetchResult {
   readonly resume: ResumeInfo
   /** Times the transfer went through `retrying`. */
   readonly retries: number
+  /** Multi-peer fetches only: duplicates, corrupt chunks, and what each peer gave. */
+  readonly swarm?: SwarmStats
 }
 
 export interface FetchJobDeps {

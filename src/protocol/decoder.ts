@@ -42,7 +42,10 @@ import {
   type ChunkRange,
   CID_BYTES,
   HASH_BYTES,
+  HAVE_COMPLETE,
   MAX_ERROR_MESSAGE_BYTES,
+  MAX_HAVE_BITS,
+  MAX_HAVE_REQUEST_BITS,
   MAX_HEADER_BYTES,
   MAX_PROOF_HASHES,
   MAX_RANGES,
@@ -285,6 +288,36 @@ function decodeBody(type: Exclude<MessageType, 'chunk'>, r: Reader): TransferMes
       }
       r.end()
       return { type, requestId, cid, ranges }
+    }
+    case 'get-have': {
+      const requestId = r.requestId()
+      const cid = r.copy(CID_BYTES, 'cid')
+      const start = r.u64('start')
+      const count = r.u32('count')
+      if (count < 1 || count > MAX_HAVE_REQUEST_BITS)
+        throw malformed(type, `count ${count}; allowed 1 to ${MAX_HAVE_REQUEST_BITS}`)
+      r.end()
+      return { type, requestId, cid, start, count }
+    }
+    case 'have': {
+      const requestId = r.requestId()
+      const flags = r.u8('flags')
+      if ((flags & ~HAVE_COMPLETE) !== 0) throw malformed(type, `unknown flags 0x${flags.toString(16)}`)
+      const complete = flags === HAVE_COMPLETE
+      const start = r.u64('start')
+      const count = r.u32('count')
+      if (complete ? count !== 0 : count < 1 || count > MAX_HAVE_BITS) {
+        throw malformed(
+          type,
+          `count ${count} (complete ${complete}); allowed ${complete ? 0 : `1 to ${MAX_HAVE_BITS}`}`,
+        )
+      }
+      const bits = r.copy(Math.ceil(count / 8), 'bits')
+      if (count % 8 !== 0 && bits[bits.length - 1]! >>> (count % 8) !== 0) {
+        throw malformed(type, 'bits set past the end of the run')
+      }
+      r.end()
+      return { type, requestId, complete, start, count, bits }
     }
     case 'end':
     case 'cancel': {

@@ -19,8 +19,10 @@ import {
   ERROR_FIXED_BYTES,
   FRAME_HEADER_BYTES,
   GET_CHUNKS_FIXED_BYTES,
+  GET_HAVE_BYTES,
   GET_HEADER_BYTES,
   GET_PAGES_BYTES,
+  HAVE_FIXED_BYTES,
   HEADER_FIXED_BYTES,
   HELLO_FIXED_BYTES,
   LENGTH_BYTES,
@@ -36,7 +38,10 @@ import {
   CID_BYTES,
   type ErrorMessage,
   HASH_BYTES,
+  HAVE_COMPLETE,
   MAX_ERROR_MESSAGE_BYTES,
+  MAX_HAVE_BITS,
+  MAX_HAVE_REQUEST_BITS,
   MAX_HEADER_BYTES,
   MAX_INDEX,
   MAX_PROOF_HASHES,
@@ -151,6 +156,35 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
       w.u8(codec)
       w.u32(msg.rawLength)
       return [w.done(), payload]
+    }
+    case 'get-have': {
+      if (!Number.isInteger(msg.count) || msg.count < 1 || msg.count > MAX_HAVE_REQUEST_BITS) {
+        throw invalid(msg.type, 'count', msg.count)
+      }
+      const w = new Writer(msg.type, GET_HAVE_BYTES, maxFrame)
+      w.u32(requestId(msg.type, msg.requestId))
+      w.bytes(exact(msg.type, 'cid', msg.cid, CID_BYTES))
+      w.u64(index(msg.type, 'start', msg.start))
+      w.u32(msg.count)
+      return [w.done()]
+    }
+    case 'have': {
+      const complete = msg.complete === true
+      const count = msg.count
+      if (!Number.isInteger(count) || (complete ? count !== 0 : count < 1 || count > MAX_HAVE_BITS)) {
+        throw invalid(msg.type, 'count', count)
+      }
+      const bits = exact(msg.type, 'bits', msg.bits, Math.ceil(count / 8))
+      if (count % 8 !== 0 && bits[bits.length - 1]! >>> (count % 8) !== 0) {
+        throw invalid(msg.type, 'bits (set past the end of the run)', count)
+      }
+      const w = new Writer(msg.type, HAVE_FIXED_BYTES + bits.length, maxFrame)
+      w.u32(requestId(msg.type, msg.requestId))
+      w.u8(complete ? HAVE_COMPLETE : 0)
+      w.u64(index(msg.type, 'start', msg.start))
+      w.u32(count)
+      w.bytes(bits)
+      return [w.done()]
     }
     case 'end':
     case 'cancel': {

@@ -67,6 +67,20 @@
  *  17  [len − 18] payload   the rest of the frame (no length field of its own): the encoder
  *                            hands it to the stream as its own buffer, never copied
  *
+ * get-have (0x18)
+ *   0  u32  rid
+ *   4  [32] cid
+ *  36  u64  start        first chunk asked about
+ *  44  u32  count        1 ≤ count ≤ MAX_HAVE_REQUEST_BITS (2^24)
+ *
+ * have (0x19) — one or more per get-have, then `end`
+ *   0  u32  rid
+ *   4  u8   flags        bit 0 HAVE_COMPLETE (holds every chunk); other bits must be 0
+ *   5  u64  start
+ *  13  u32  count        0 when complete; else 1 ≤ count ≤ MAX_HAVE_BITS (2^18)
+ *  17  [⌈count/8⌉] bits  chunk start+i = bit (i & 7) of byte (i >> 3); unused high bits of the
+ *                         last byte must be 0; the body must end exactly after them
+ *
  * end (0x20), cancel (0x21)
  *   0  u32  rid
  *
@@ -111,6 +125,8 @@ export const RANGE_BYTES = 16
 /** Everything of a chunk body before its payload. */
 export const CHUNK_HEADER_BYTES = 17
 export const REQUEST_ID_BYTES = 4
+export const GET_HAVE_BYTES = 48
+export const HAVE_FIXED_BYTES = 17
 export const ERROR_FIXED_BYTES = 8
 
 /** Largest high word of a u64 that keeps the value ≤ 2^53 − 1. */

@@ -27,6 +27,8 @@
  *   get-header → header | error
  *   get-pages  → page × count, end | error
  *   get-chunks → chunk × (chunks in ranges), end | error
+ *   get-have   → have × n, end | error   (which chunks the peer holds: a full seeder answers one
+ *                 `have` flagged complete; a partial seeder a bitmap of the range asked for)
  * and either side may send `cancel { requestId }` (asker) or `error` (answerer) at any time.
  * Byte layouts of every message are documented in ./frame.ts.
  */
@@ -50,6 +52,8 @@ export const MESSAGE_TYPES = {
   page: 0x13,
   'get-chunks': 0x14,
   chunk: 0x15,
+  'get-have': 0x18,
+  have: 0x19,
   end: 0x20,
   cancel: 0x21,
   error: 0x22,
@@ -62,14 +66,15 @@ export type MessageType = keyof typeof MESSAGE_TYPES
  * types (or any other number not in {@link MESSAGE_TYPES}) fails with `UnknownMessageTypeError`.
  * - 0x00: never valid, so a zero-filled stream is caught at once.
  * - 0x02–0x0f: session control (ping, go-away, ...).
- * - 0x16–0x1f: further request/answer pairs.
+ * - 0x16–0x17, 0x1a–0x1f: further request/answer pairs.
  * - 0x23–0x2f: further per-request control.
  * - 0xf0–0xff: experiments; never sent by a released build.
  */
 export const RESERVED_MESSAGE_TYPES: readonly (readonly [first: number, last: number])[] = [
   [0x00, 0x00],
   [0x02, 0x0f],
-  [0x16, 0x1f],
+  [0x16, 0x17],
+  [0x1a, 0x1f],
   [0x23, 0x2f],
   [0xf0, 0xff],
 ]
@@ -97,6 +102,15 @@ export const MAX_RANGES = 64
 export const MAX_ERROR_MESSAGE_BYTES = 1024
 /** Request ids are `u32`; 0 is reserved for connection-level errors. */
 export const MAX_REQUEST_ID = 0xffff_ffff
+/**
+ * Most chunk bits in one `have` frame: 2^18 bits is a 32 KiB bitmap, so a `have` always fits the
+ * smallest frame limit (MIN_MAX_FRAME, 64 KiB) like every other control message.
+ */
+export const MAX_HAVE_BITS = 2 ** 18
+/** Most chunks one `get-have` may name (answered in ≤ 64 `have` frames). */
+export const MAX_HAVE_REQUEST_BITS = 64 * MAX_HAVE_BITS
+/** `have.flags` bit: the sender holds every chunk of the content; the frame carries no bitmap. */
+export const HAVE_COMPLETE = 0x01
 /** Indices and page numbers travel as `u64` but must stay exact in a JS number. */
 export const MAX_INDEX = Number.MAX_SAFE_INTEGER
 
@@ -169,7 +183,32 @@ export interface ChunkMessage {
   readonly payload: Uint8Array
 }
 
-/** Closes a multi-frame answer (`get-pages`, `get-chunks`). */
+/** Which chunks of `cid` in [start, start + count) the peer holds (verified, ready to serve). */
+export interface GetHaveMessage {
+  readonly type: 'get-have'
+  readonly requestId: number
+  readonly cid: Uint8Array
+  readonly start: number
+  /** 1 to {@link MAX_HAVE_REQUEST_BITS}. */
+  readonly count: number
+}
+
+/**
+ * One run of a peer's have-bitmap. `complete`: it holds every chunk (a full seeder), and
+ * `count` is 0 with an empty bitmap. Otherwise `bits` covers chunks [start, start + count),
+ * 1 ≤ count ≤ {@link MAX_HAVE_BITS}: chunk `start + i` is bit `i & 7` of byte `i >> 3` (LSB
+ * first); the unused high bits of the last byte are 0.
+ */
+export interface HaveMessage {
+  readonly type: 'have'
+  readonly requestId: number
+  readonly complete: boolean
+  readonly start: number
+  readonly count: number
+  readonly bits: Uint8Array
+}
+
+/** Closes a multi-frame answer (`get-pages`, `get-chunks`, `get-have`). */
 export interface EndMessage {
   readonly type: 'end'
   readonly requestId: number
@@ -199,9 +238,11 @@ export type TransferMessage =
   | PageMessage
   | GetChunksMessage
   | ChunkMessage
+  | GetHaveMessage
+  | HaveMessage
   | EndMessage
   | CancelMessage
   | ErrorMessage
 
 /** Messages that open a request. */
-export type RequestMessage = GetHeaderMessage | GetPagesMessage | GetChunksMessage
+export type RequestMessage = GetHeaderMessage | GetPagesMessage | GetChunksMessage | GetHaveMessage

@@ -112,7 +112,7 @@ describe('many transfers in one engine', () => {
       }
       expect(receiver.activeTransfers).toBe(0)
       expect(receiver.admittedTransfers).toBe(0)
-      expect(receiver.budget.used).toBe(0)
+      expect(receiver.budget.used).toBe(receiver.idleBufferBytes)
     } finally {
       await Promise.all([...senders.map((s) => s.stop()), receiver.stop()])
     }

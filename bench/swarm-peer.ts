@@ -1,0 +1,46 @@
+/**
+ * One process of a bench/swarm run (fork with IPC); runs the compiled code in dist/ (`npm run build`).
+ *   seed <file> <bytesPerSec> <dataDir> <burstBytes>   haul engine, upload-limited: publish, report the ticket, serve until told to exit
+ *   get <ticket> <dest>         haul engine: multi-peer fetch, report time and the swarm figures
+ */
+import { Engine } from '../dist/engine/engine.js'
+
+const [mode, a, b, c, d] = process.argv.slice(2)
+const send = (m: unknown) => process.send!(m)
+
+async function main(): Promise<void> {
+  if (mode === 'seed') {
+    // Its own data folder: four seeders indexing one file must not share the descriptor beside it.
+    const engine = await Engine.create({
+      workers: 1,
+      dataDir: c!,
+      limits: { uploadBytesPerSec: Number(b), burstBytes: Number(d) },
+    })
+    const { ticket } = await engine.publish(a!)
+    send({ type: 'ready', ticket })
+    await new Promise<void>((resolve) =>
+      process.on('message', (m: { type: string }) => m.type === 'exit' && resolve()),
+    )
+    await engine.stop()
+    return
+  }
+  if (mode === 'get') {
+    const engine = await Engine.create({ workers: 2 })
+    await engine.pool.hash(new Uint8Array(16)) // threads up before the clock starts
+    const t0 = performance.now()
+    const r = await engine.fetch(a!, b!).result
+    const seconds = (performance.now() - t0) / 1000
+    await engine.stop()
+    send({ type: 'stats', seconds, bytes: r.bytes, swarm: r.swarm })
+    return
+  }
+  throw new Error(`unknown mode ${mode}`)
+}
+
+main().then(
+  () => process.exit(0),
+  (err) => {
+    console.error(err)
+    process.exit(1)
+  },
+)
