@@ -361,6 +361,7 @@ export class Engine {
         network: this.network,
         pool: this.pool,
         budget: this.budget,
+        buffers: this.#buffers,
         limits: c.fetch,
         timeouts: c.timeouts,
         maxFrame: c.server.maxFrame,

@@ -309,11 +309,14 @@ export class SwarmFetcher {
       }
       if (this.#sched.isDone(index)) {
         this.#sched.arrived(link.id, index, entry.length, performance.now())
+        this.#deps.buffers?.give(plain)
         return
       }
       // Marked done before the write, so a second copy verifying meanwhile is not written twice.
       for (const other of this.#sched.verified(link.id, index)) this.#cancelCopies(other, index)
       await part.write(entry.offset, plain)
+      // On disk now: the memory can carry the next chunk.
+      this.#deps.buffers?.give(plain)
       await journal.record(index, entry.length)
       link.attempts = 0
       link.verifiedBytes += entry.length

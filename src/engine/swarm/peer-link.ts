@@ -3,6 +3,7 @@ import { type HaulError, ProtocolViolationError, StreamClosedError } from '../..
 import type { Network } from '../../net/network.ts'
 import { MAX_HAVE_REQUEST_BITS, PROTOCOL_ID } from '../../protocol/messages.ts'
 import type { WorkerPool } from '../../workers/pool.ts'
+import type { BufferRecycler } from '../buffer-recycler.ts'
 import { type FetchContext, type FetchLimits, fetchHeader } from '../fetcher.ts'
 import type { MemoryBudget } from '../memory-budget.ts'
 import { RemoteSession } from '../remote-session.ts'
@@ -18,6 +19,8 @@ export interface LinkDeps {
   readonly limits: FetchLimits
   readonly timeouts: TransferTimeouts
   readonly maxFrame: number
+  /** Payload buffers come from here and go back once written. */
+  readonly buffers?: BufferRecycler
 }
 
 /**
@@ -79,6 +82,7 @@ export class PeerLink {
       maxFrame: deps.maxFrame,
       requestTimeoutMs: deps.timeouts.requestMs,
       signal,
+      ...(deps.buffers === undefined ? {} : { allocPayload: deps.buffers.take.bind(deps.buffers) }),
     })
     try {
       // fetchHeader checks the bytes hash to the content id: a peer serving other content fails here.
