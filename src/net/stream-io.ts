@@ -1,5 +1,5 @@
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
-import type { Uint8ArrayList } from 'uint8arraylist'
+import { Uint8ArrayList } from 'uint8arraylist'
 import {
   AbortedError,
   ConfigInvalidError,
@@ -41,6 +41,18 @@ export interface WriteOptions {
  * here, 64 KiB ones ~0.4), and one Noise message each.
  */
 export const COPY_SLICE_BYTES = 64 * 1024
+
+/**
+ * part[from, end) copied into COPY_SLICE_BYTES pieces, sent as one list: one
+ * send, so still one yamux frame and one socket write per slice.
+ */
+function copyInPieces(part: Uint8Array, from: number, end: number): Uint8ArrayList {
+  const list = new Uint8ArrayList()
+  for (let at = from; at < end; at += COPY_SLICE_BYTES) {
+    list.append(Uint8Array.prototype.slice.call(part, at, Math.min(end, at + COPY_SLICE_BYTES)))
+  }
+  return list
+}
 
 export interface FrameStream {
   /**
@@ -210,7 +222,7 @@ class Libp2pFrameStream implements FrameStream {
 
   async write(parts: readonly Uint8Array[], opts: WriteOptions = {}): Promise<void> {
     const { signal, copy = false } = opts
-    const step = copy ? Math.min(COPY_SLICE_BYTES, this.#slice) : this.#slice
+    const step = this.#slice
     if (signal?.aborted) throw new AbortedError()
     if (this.#failure !== undefined) throw this.#failure
     if (this.#writing)
@@ -223,7 +235,7 @@ class Libp2pFrameStream implements FrameStream {
           if (!this.#writable()) await this.#waitWritable(signal)
           const end = Math.min(part.byteLength, off + step)
           const slice = copy
-            ? Uint8Array.prototype.slice.call(part, off, end)
+            ? copyInPieces(part, off, end)
             : off === 0 && end === part.byteLength
               ? part
               : part.subarray(off, end)
