@@ -21,7 +21,15 @@ const durationMs = Number(process.env.HAUL_BENCH_DURATION_S ?? 240) * 1000
 const refMiB = Number(process.env.HAUL_BENCH_REF_MIB ?? 256)
 const MiB = 1024 * 1024
 const MB = 1e6
-const engine = { workers: 1 }
+const knob = (k: string) => (process.env[k] === undefined ? undefined : Number(process.env[k]))
+// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE: the engines' memoryBudget and maxActiveTransfers.
+const engine = {
+  workers: 1,
+  ...(knob('HAUL_BENCH_BUDGET_MIB') === undefined
+    ? {}
+    : { memoryBudget: knob('HAUL_BENCH_BUDGET_MIB')! * MiB }),
+  ...(knob('HAUL_BENCH_ACTIVE') === undefined ? {} : { maxActiveTransfers: knob('HAUL_BENCH_ACTIVE')! }),
+}
 
 const common = { processes: 2, topology: 'fan-out' as const, engine, durationMs, sampleMs: 500 }
 

@@ -302,14 +302,15 @@ export class ChunkFetcher {
  * decoder had to gather from several network reads already does; one that is a
  * view into a larger network buffer is copied (the one copy the transport forces).
  */
-function movable(payload: Uint8Array): Uint8Array {
+export function movable(payload: Uint8Array): Uint8Array {
   if (ownsBuffer(payload)) return payload
   const own = new Uint8Array(payload.length)
   own.set(payload)
   return own
 }
 
-function toRanges(indices: number[]): Array<{ start: number; end: number }> {
+/** Sorted chunk indices as the fewest ranges, for a get-chunks request. */
+export function toRanges(indices: number[]): Array<{ start: number; end: number }> {
   const sorted = [...indices].sort((a, b) => a - b)
   const out: Array<{ start: number; end: number }> = []
   for (const i of sorted) {

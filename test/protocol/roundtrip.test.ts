@@ -1,4 +1,5 @@
 import { describe, expect, it } from 'vitest'
+import { FrameTruncatedError } from '../../src/errors.ts'
 import { FrameDecoder } from '../../src/protocol/decoder.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { MiB } from '../../src/types.ts'
@@ -231,6 +232,21 @@ describe('chunk payloads gathered into caller buffers (allocPayload)', () => {
     const [got] = decodeAll(pieces, new FrameDecoder({ allocPayload: () => out }))
     expect((got as { payload: Uint8Array }).payload).toBe(out)
     expect(Buffer.compare(out, payload)).toBe(0)
+  })
+
+  it('a stream that ends inside a gathered payload is FrameTruncatedError', () => {
+    const frame = wire({
+      type: 'chunk',
+      requestId: 1,
+      index: 0,
+      codec: 'none',
+      rawLength: 5000,
+      payload: bytes(5000),
+    })
+    const decoder = new FrameDecoder({ allocPayload: (n) => new Uint8Array(n) })
+    decoder.push(frame.subarray(0, 3000))
+    expect([...decoder.frames()]).toEqual([])
+    expect(() => decoder.finish()).toThrow(FrameTruncatedError)
   })
 
   it('an allocator that returns the wrong length is an error, not a short payload', () => {

@@ -12,7 +12,7 @@ import {
 import type { Journal } from '../../storage/journal.ts'
 import type { PartFile } from '../../storage/part-file.ts'
 import type { Codec, LeafEntry } from '../../types.ts'
-import { ownsBuffer } from '../../workers/codecs.ts'
+import { movable, toRanges } from '../fetcher.ts'
 import type { Lease } from '../memory-budget.ts'
 import type { ProgressMeter } from '../progress.ts'
 import type { RateLimiter } from '../rate-limit.ts'
@@ -394,23 +394,4 @@ export class SwarmFetcher {
 function toHaul(err: unknown): HaulError {
   if (isHaulError(err)) return err
   return new StreamClosedError(`stream failed: ${String(err)}`, { cause: err })
-}
-
-/** A buffer moved to a worker must own its whole ArrayBuffer (see fetcher.ts). */
-function movable(payload: Uint8Array): Uint8Array {
-  if (ownsBuffer(payload)) return payload
-  const own = new Uint8Array(payload.length)
-  own.set(payload)
-  return own
-}
-
-function toRanges(indices: number[]): Array<{ start: number; end: number }> {
-  const sorted = [...indices].sort((a, b) => a - b)
-  const out: Array<{ start: number; end: number }> = []
-  for (const i of sorted) {
-    const last = out[out.length - 1]
-    if (last !== undefined && last.end === i) last.end = i + 1
-    else out.push({ start: i, end: i + 1 })
-  }
-  return out
 }
