@@ -24,17 +24,17 @@ export interface DescriptorPage {
   proof: Uint8Array[]
 }
 
+/** Rows `entry()` reads and decodes at once. */
+const ROW_BLOCK = 1024
+/** Blocks of decoded rows `entry()` keeps (two streams serving different places both hit). */
+const ROW_CACHE_BLOCKS = 2
+
 /**
  * Serving side of a descriptor file. open() reads the whole table once, a
  * batch of pages at a time, checks every row and rebuilds the root; afterwards
  * only the tree above the page roots stays in memory (about
  * 2 * pageCount * 32 bytes), and pages and rows are read from disk on demand.
  */
-/** Rows `entry()` reads and decodes at once. */
-const ROW_BLOCK = 1024
-/** Blocks of decoded rows `entry()` keeps (two streams serving different places both hit). */
-const ROW_CACHE_BLOCKS = 2
-
 export class DescriptorReader {
   readonly path: string
   readonly header: DescriptorHeader

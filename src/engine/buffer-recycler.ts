@@ -98,13 +98,15 @@ export class BufferRecycler {
 
   /**
    * Offers a buffer the caller is done with; the caller must not touch it
-   * afterwards. Kept only if it owns its whole (non-shared, attached)
-   * ArrayBuffer, fits under `maxIdleBytes`, and the budget has room now.
+   * afterwards. Kept only if it spans its whole (non-shared, attached)
+   * ArrayBuffer (a view of part of one may share it with bytes someone else
+   * owns), fits under `maxIdleBytes`, and the budget has room now.
    */
   give(buf: Uint8Array): void {
     if (this.#removeReclaimer === undefined) return
     const ab = buf.buffer
     if (!(ab instanceof ArrayBuffer) || ab.detached || ab.byteLength === 0) return
+    if (buf.byteOffset !== 0 || buf.byteLength !== ab.byteLength) return
     const length = ab.byteLength
     if (this.#idleBytes + length > this.#maxIdleBytes) return
     const lease = this.#budget.tryAcquire(length)

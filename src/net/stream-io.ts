@@ -222,7 +222,6 @@ class Libp2pFrameStream implements FrameStream {
 
   async write(parts: readonly Uint8Array[], opts: WriteOptions = {}): Promise<void> {
     const { signal, copy = false } = opts
-    const step = this.#slice
     if (signal?.aborted) throw new AbortedError()
     if (this.#failure !== undefined) throw this.#failure
     if (this.#writing)
@@ -231,9 +230,9 @@ class Libp2pFrameStream implements FrameStream {
     let sent = 0
     try {
       for (const part of parts) {
-        for (let off = 0; off < part.byteLength; off += step) {
+        for (let off = 0; off < part.byteLength; off += this.#slice) {
           if (!this.#writable()) await this.#waitWritable(signal)
-          const end = Math.min(part.byteLength, off + step)
+          const end = Math.min(part.byteLength, off + this.#slice)
           const slice = copy
             ? copyInPieces(part, off, end)
             : off === 0 && end === part.byteLength
