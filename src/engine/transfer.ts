@@ -1,19 +1,24 @@
-import { contentId, type DescriptorHeader, encodeHeader } from '../descriptor/header.ts'
-import { type HaulError, InternalError, RootMismatchError, StreamClosedError } from '../errors.ts'
-import { bytesEqual } from '../merkle/hash.ts'
+import type { DescriptorHeader } from '../descriptor/header.ts'
+import { type HaulError, InternalError, StreamClosedError } from '../errors.ts'
 import type { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
-import type { Journal, JournalOptions } from '../storage/journal.ts'
-import type { PartFile } from '../storage/part-file.ts'
+import type { JournalOptions } from '../storage/journal.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
 import { ChunkFetcher, type FetchContext, type FetchLimits, fetchHeader } from './fetcher.ts'
+import {
+  assertComplete,
+  type LocalTransfer,
+  openLocalTransfer,
+  ProgressThrottle,
+  transferResult,
+} from './local-transfer.ts'
 import type { MemoryBudget } from './memory-budget.ts'
-import { ProgressMeter, type TransferProgress } from './progress.ts'
+import type { TransferProgress } from './progress.ts'
 import type { RateLimiter } from './rate-limit.ts'
-import { Rehasher } from './rehash.ts'
+import type { Rehasher } from './rehash.ts'
 import { RemoteSession } from './remote-session.ts'
-import { openStorage, type ResumeInfo } from './resume.ts'
+import type { ResumeInfo } from './resume.ts'
 import { isTransient, type RetryInfo, type RetryOptions } from './retry.ts'
 import type { SwarmStats } from './swarm/swarm-job.ts'
 import type { Ticket } from './ticket.ts'
@@ -65,13 +70,6 @@ export interface FetchJobHooks {
   onRetry?: (info: RetryInfo) => void
 }
 
-interface Local {
-  header: DescriptorHeader
-  part: PartFile
-  journal: Journal
-  meter: ProgressMeter
-}
-
 /**
  * The receiving side of one transfer, split into the steps the transfer
  * machine runs. It owns the session, the part file and the journal, and
@@ -86,16 +84,16 @@ export class FetchJob implements TransferJob {
   readonly retry: RetryOptions
   readonly #deps: FetchJobDeps
   readonly #hooks: FetchJobHooks
+  readonly #progress: ProgressThrottle
   /** Verification failures per chunk, kept across reconnects: a peer cannot reset them by hanging up. */
   readonly #failures = new Map<number, number>()
   #session: RemoteSession | undefined
-  #local: Local | undefined
+  #local: LocalTransfer | undefined
   #rehash: Rehasher | undefined
   #resume: ResumeInfo | undefined
   /** This peer served the content's header in this job: a later CONTENT_NOT_FOUND is a restart, not a refusal. */
   #contentSeen = false
   #retries = 0
-  #lastReport = 0
   #committed = false
 
   constructor(deps: FetchJobDeps, ticket: Ticket, dest: string, hooks: FetchJobHooks = {}) {
@@ -104,6 +102,7 @@ export class FetchJob implements TransferJob {
     this.dest = dest
     this.retry = deps.retry
     this.#hooks = hooks
+    this.#progress = new ProgressThrottle(hooks.onProgress)
   }
 
   get header(): DescriptorHeader | undefined {
@@ -205,12 +204,7 @@ export class FetchJob implements TransferJob {
 
   async finalize(_signal: AbortSignal): Promise<void> {
     const { header, part, journal, meter } = this.#ready()
-    // Every chunk was checked against a leaf proven against the root; the counts are the last check.
-    if (journal.chunks !== header.leafCount || meter.bytesDone !== header.totalSize) {
-      throw new RootMismatchError(
-        `have ${journal.chunks} of ${header.leafCount} chunks (${meter.bytesDone} of ${header.totalSize} bytes): the transfer is incomplete`,
-      )
-    }
+    assertComplete(header, journal, meter)
     await part.commit()
     this.#committed = true
     // After the rename: a crash in between leaves a journal with no part file, which the next fetch discards.
@@ -221,16 +215,7 @@ export class FetchJob implements TransferJob {
 
   result(): FetchResult {
     const { header, meter } = this.#ready()
-    const seconds = meter.snapshot().elapsedSeconds
-    return {
-      path: this.dest,
-      bytes: header.totalSize,
-      chunks: header.leafCount,
-      seconds,
-      rate: seconds > 0 ? header.totalSize / seconds : 0,
-      resume: this.#resume!,
-      retries: this.#retries,
-    }
+    return transferResult(this.dest, { header, meter, resume: this.#resume! }, this.#retries)
   }
 
   /** Releases the stream, the journal (flushed) and the part file; both files stay unless the transfer completed. */
@@ -247,23 +232,10 @@ export class FetchJob implements TransferJob {
   }
 
   async #openLocal(header: DescriptorHeader): Promise<void> {
-    const headerBytes = encodeHeader(header)
-    if (!bytesEqual(contentId(headerBytes), this.ticket.cid)) {
-      throw new InternalError('the descriptor header does not re-encode to the bytes the content id names')
-    }
-    const opened = await openStorage({
-      dest: this.dest,
-      cid: this.ticket.cid,
-      headerBytes,
-      totalSize: header.totalSize,
-      leafCount: header.leafCount,
-      journal: this.#deps.journal,
-    })
-    const { part, journal, rehash, resume } = opened
-    const meter = new ProgressMeter(header.totalSize, header.leafCount, journal.bytes, journal.chunks)
-    this.#local = { header, part, journal, meter }
-    this.#resume = resume
-    if (rehash.length > 0) this.#rehash = new Rehasher(header, part, journal, meter, rehash)
+    const local = await openLocalTransfer(this.dest, this.ticket.cid, header, this.#deps.journal)
+    this.#local = local
+    this.#resume = local.resume
+    this.#rehash = local.rehasher
   }
 
   #dropSession(why: HaulError): void {
@@ -286,17 +258,12 @@ export class FetchJob implements TransferJob {
     }
   }
 
-  #ready(): Local {
+  #ready(): LocalTransfer {
     if (this.#local === undefined) throw new InternalError('transfer used before it resolved')
     return this.#local
   }
 
   #report(force: boolean): void {
-    const meter = this.#local?.meter
-    if (this.#hooks.onProgress === undefined || meter === undefined) return
-    const now = performance.now()
-    if (!force && now - this.#lastReport < 100) return
-    this.#lastReport = now
-    this.#hooks.onProgress(meter.snapshot())
+    this.#progress.report(this.#local?.meter, force)
   }
 }

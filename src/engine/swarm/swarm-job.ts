@@ -1,23 +1,22 @@
-import { contentId, type DescriptorHeader, encodeHeader } from '../../descriptor/header.ts'
+import type { DescriptorHeader } from '../../descriptor/header.ts'
 import { VerifiedLeafTable } from '../../descriptor/verified.ts'
+import { type HaulError, InternalError, NoProviderError, StreamClosedError } from '../../errors.ts'
+import type { JournalOptions } from '../../storage/journal.ts'
 import {
-  type HaulError,
-  InternalError,
-  NoProviderError,
-  RootMismatchError,
-  StreamClosedError,
-} from '../../errors.ts'
-import { bytesEqual } from '../../merkle/hash.ts'
-import type { Journal, JournalOptions } from '../../storage/journal.ts'
-import type { PartFile } from '../../storage/part-file.ts'
-import { ProgressMeter, type TransferProgress } from '../progress.ts'
+  assertComplete,
+  type LocalTransfer,
+  openLocalTransfer,
+  ProgressThrottle,
+  transferResult,
+} from '../local-transfer.ts'
+import type { TransferProgress } from '../progress.ts'
 import type { PublishedContent } from '../registry.ts'
-import { Rehasher } from '../rehash.ts'
-import { openStorage, type ResumeInfo } from '../resume.ts'
+import type { Rehasher } from '../rehash.ts'
+import type { ResumeInfo } from '../resume.ts'
 import { isTransient, type RetryInfo, type RetryOptions } from '../retry.ts'
 import type { FetchResult } from '../transfer.ts'
 import type { TransferJob } from '../transfer-machine.ts'
-import { type SwarmDeps, SwarmFetcher } from './multi-fetcher.ts'
+import { type SwarmDeps, SwarmFetcher, type SwarmLocal } from './multi-fetcher.ts'
 import { LeafStore, partialContent } from './partial.ts'
 import { PeerLink } from './peer-link.ts'
 import { SwarmScheduler } from './scheduler.ts'
@@ -50,14 +49,8 @@ export interface SwarmStats {
   }>
 }
 
-interface Local {
-  header: DescriptorHeader
-  part: PartFile
-  journal: Journal
-  meter: ProgressMeter
-  leaves: LeafStore
-  table: VerifiedLeafTable
-}
+/** What the single-peer path keeps, plus the leaf sidecar and the verified-leaf table. */
+type Local = LocalTransfer & SwarmLocal
 
 const MAX_PROVIDERS = 64
 
@@ -74,6 +67,7 @@ export class SwarmJob implements TransferJob {
   readonly retry: RetryOptions
   readonly #deps: SwarmJobDeps
   readonly #hooks: SwarmJobHooks
+  readonly #progress: ProgressThrottle
   readonly #links = new Map<string, PeerLink>()
   #local: Local | undefined
   #rehash: Rehasher | undefined
@@ -84,7 +78,6 @@ export class SwarmJob implements TransferJob {
   #retries = 0
   #duplicateBytes = 0
   #corrupt = 0
-  #lastReport = 0
   #committed = false
 
   constructor(deps: SwarmJobDeps, ticket: SwarmTicket, dest: string, hooks: SwarmJobHooks = {}) {
@@ -93,6 +86,7 @@ export class SwarmJob implements TransferJob {
     this.dest = dest
     this.retry = deps.retry
     this.#hooks = hooks
+    this.#progress = new ProgressThrottle(hooks.onProgress)
     for (const p of ticket.providers) this.addProvider(p)
   }
 
@@ -211,11 +205,7 @@ export class SwarmJob implements TransferJob {
 
   async finalize(_signal: AbortSignal): Promise<void> {
     const { header, part, journal, meter, leaves } = this.#ready()
-    if (journal.chunks !== header.leafCount || meter.bytesDone !== header.totalSize) {
-      throw new RootMismatchError(
-        `have ${journal.chunks} of ${header.leafCount} chunks (${meter.bytesDone} of ${header.totalSize} bytes): the transfer is incomplete`,
-      )
-    }
+    assertComplete(header, journal, meter)
     // Stop serving from the part file before it is renamed and closed.
     this.#unshare?.()
     this.#unshare = undefined
@@ -230,15 +220,8 @@ export class SwarmJob implements TransferJob {
 
   result(): FetchResult & { swarm: SwarmStats } {
     const { header, meter } = this.#ready()
-    const seconds = meter.snapshot().elapsedSeconds
     return {
-      path: this.dest,
-      bytes: header.totalSize,
-      chunks: header.leafCount,
-      seconds,
-      rate: seconds > 0 ? header.totalSize / seconds : 0,
-      resume: this.#resume!,
-      retries: this.#retries,
+      ...transferResult(this.dest, { header, meter, resume: this.#resume! }, this.#retries),
       swarm: this.stats(),
     }
   }
@@ -260,19 +243,8 @@ export class SwarmJob implements TransferJob {
   }
 
   async #openLocal(header: DescriptorHeader): Promise<void> {
-    const headerBytes = encodeHeader(header)
-    if (!bytesEqual(contentId(headerBytes), this.cid)) {
-      throw new InternalError('the descriptor header does not re-encode to the bytes the content id names')
-    }
-    const opened = await openStorage({
-      dest: this.dest,
-      cid: this.cid,
-      headerBytes,
-      totalSize: header.totalSize,
-      leafCount: header.leafCount,
-      journal: this.#deps.journal,
-    })
-    const { part, journal, rehash, resume } = opened
+    const local = await openLocalTransfer(this.dest, this.cid, header, this.#deps.journal)
+    const { part, journal, headerBytes, resume } = local
     let leaves: LeafStore
     try {
       // A fresh or restarted part file has no verified pages worth keeping.
@@ -282,12 +254,11 @@ export class SwarmJob implements TransferJob {
       await part.close()
       throw err
     }
-    const meter = new ProgressMeter(header.totalSize, header.leafCount, journal.bytes, journal.chunks)
     const pages = Math.ceil(this.#deps.swarm.windowChunks / header.pageSize) + 2
     const table = new VerifiedLeafTable(header, { maxCachedPages: pages })
-    this.#local = { header, part, journal, meter, leaves, table }
+    this.#local = { ...local, leaves, table }
     this.#resume = resume
-    if (rehash.length > 0) this.#rehash = new Rehasher(header, part, journal, meter, rehash)
+    this.#rehash = local.rehasher
     if (this.#deps.swarm.serve && this.#deps.share !== undefined) {
       this.#unshare = this.#deps.share(
         partialContent({ dest: this.dest, cid: this.cid, header, headerBytes, part, journal, leaves }),
@@ -301,11 +272,6 @@ export class SwarmJob implements TransferJob {
   }
 
   #report(force: boolean): void {
-    const meter = this.#local?.meter
-    if (this.#hooks.onProgress === undefined || meter === undefined) return
-    const now = performance.now()
-    if (!force && now - this.#lastReport < 100) return
-    this.#lastReport = now
-    this.#hooks.onProgress(meter.snapshot())
+    this.#progress.report(this.#local?.meter, force)
   }
 }
