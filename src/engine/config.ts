@@ -2,6 +2,11 @@ import { availableParallelism } from 'node:os'
 import { verifyChunkingParams } from '../chunking/params.ts'
 import { ConfigInvalidError } from '../errors.ts'
 import { type NetworkOnlyOptions, stripUndefined } from '../net/options.ts'
+import {
+  type DirectWriteOptions,
+  defaultDirectWriteOptions,
+  verifyDirectWriteOptions,
+} from '../storage/direct-writes.ts'
 import { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from '../storage/journal.ts'
 import type { ChunkingParams } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
@@ -58,6 +63,11 @@ export interface EngineOptions {
   maxQueuedTransfersPerPeer?: number
   /** Finished chunk buffers kept for reuse, within the memory budget. @default { maxIdleBytes: 8 MiB } */
   buffers?: BufferRecyclerOptions
+  /**
+   * Verified chunks written with O_DIRECT through fixed staging memory (slots × 1 MiB), where
+   * the filesystem accepts it (see src/storage/direct-writes.ts). @default { enabled: true, slots: 4 }
+   */
+  directWrites?: Partial<DirectWriteOptions>
   /** Multi-peer fetches and partial seeding (see README, "Multi-peer fetches"). */
   swarm?: Partial<SwarmOptions>
   /** Per-peer stream limits of the libp2p node (see src/net/README.md). */
@@ -85,6 +95,7 @@ export interface EngineConfig {
   readonly maxQueuedTransfersPerPeer: number
   readonly network: Partial<NetworkOnlyOptions>
   readonly buffers: Required<BufferRecyclerOptions>
+  readonly directWrites: DirectWriteOptions
   readonly swarm: SwarmOptions
 }
 
@@ -125,9 +136,11 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     maxQueuedTransfersPerPeer: opts.maxQueuedTransfersPerPeer ?? 100_000,
     network: { ...opts.network },
     buffers: { ...defaultBufferRecyclerOptions, ...stripUndefined(opts.buffers ?? {}) },
+    directWrites: { ...defaultDirectWriteOptions, ...stripUndefined(opts.directWrites ?? {}) },
     swarm: { ...defaultSwarmOptions, ...opts.swarm },
   }
   verifyBufferRecyclerOptions(config.buffers)
+  verifyDirectWriteOptions(config.directWrites)
   verifySwarmOptions(config.swarm)
   verifyRateLimitOptions(config.limits)
   verifyWeights(config.priorityWeights)

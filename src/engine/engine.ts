@@ -5,6 +5,7 @@ import { type ActorRefFrom, createActor, sendTo, setup, spawnChild, stopChild } 
 import { AbortedError, type HaulError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
+import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import { Admission } from './admission.ts'
 import { BufferRecycler } from './buffer-recycler.ts'
@@ -126,6 +127,8 @@ export class Engine {
   #stopped = false
   /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
   readonly #buffers: BufferRecycler
+  /** Staging memory for O_DIRECT chunk writes, shared by every fetch (fixed: slots × 1 MiB). */
+  readonly #directWrites: DirectWriteSlots | undefined
 
   private constructor(config: EngineConfig, network: Network, pool: WorkerPool, budget: MemoryBudget) {
     this.config = config
@@ -133,6 +136,9 @@ export class Engine {
     this.pool = pool
     this.budget = budget
     this.#buffers = new BufferRecycler(budget, config.buffers)
+    this.#directWrites = config.directWrites.enabled
+      ? new DirectWriteSlots(config.directWrites.slots)
+      : undefined
     const download = bucketFor(config.limits.downloadBytesPerSec, config.limits.burstBytes)
     this.#downloads = fairLimiter(download ?? unlimited, { weights: config.priorityWeights })
     this.#admission = new Admission({
@@ -273,6 +279,7 @@ export class Engine {
               maxFrame: this.config.server.maxFrame,
               retry: this.config.retry,
               journal: this.config.journal,
+              directWrites: this.#directWrites,
               limiter,
               release,
             },
@@ -368,6 +375,7 @@ export class Engine {
         retry: c.retry,
         // Partial seeding serves what the journal says is verified, so every size keeps one.
         journal: { ...c.journal, minBytes: 0 },
+        directWrites: this.#directWrites,
         swarm: c.swarm,
         limiter,
         share: (content) => {

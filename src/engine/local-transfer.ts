@@ -7,6 +7,7 @@
 import { contentId, type DescriptorHeader, encodeHeader } from '../descriptor/header.ts'
 import { InternalError, RootMismatchError } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
+import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import type { Journal, JournalOptions } from '../storage/journal.ts'
 import type { PartFile } from '../storage/part-file.ts'
 import { ProgressMeter, type TransferProgress } from './progress.ts'
@@ -30,7 +31,7 @@ export async function openLocalTransfer(
   dest: string,
   cid: Uint8Array,
   header: DescriptorHeader,
-  journalOptions: JournalOptions,
+  storage: { readonly journal: JournalOptions; readonly directWrites?: DirectWriteSlots | undefined },
 ): Promise<LocalTransfer> {
   const headerBytes = encodeHeader(header)
   if (!bytesEqual(contentId(headerBytes), cid)) {
@@ -42,7 +43,8 @@ export async function openLocalTransfer(
     headerBytes,
     totalSize: header.totalSize,
     leafCount: header.leafCount,
-    journal: journalOptions,
+    journal: storage.journal,
+    directWrites: storage.directWrites,
   })
   const meter = new ProgressMeter(header.totalSize, header.leafCount, journal.bytes, journal.chunks)
   const rehasher = rehash.length > 0 ? new Rehasher(header, part, journal, meter, rehash) : undefined

@@ -1,3 +1,4 @@
+import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { Journal, type JournalOptions, journalPath, removeJournal } from '../storage/journal.ts'
 import { PartFile } from '../storage/part-file.ts'
 
@@ -43,6 +44,8 @@ export interface StorageRequest {
   readonly totalSize: number
   readonly leafCount: number
   readonly journal: JournalOptions
+  /** Staging memory for O_DIRECT writes of the part file (undefined: buffered writes). */
+  readonly directWrites?: DirectWriteSlots | undefined
 }
 
 /**
@@ -74,10 +77,12 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
       const samePart = j.part.dev === existing.dev && j.part.ino === existing.ino
       if (sameContent && samePart && existing.size === req.totalSize) {
         // A destination that cannot be opened now (full disk, permissions) keeps its journal for later.
-        const part = await PartFile.open(req.dest, req.totalSize).catch(async (err) => {
-          await j.close()
-          throw err
-        })
+        const part = await PartFile.open(req.dest, req.totalSize, { direct: req.directWrites }).catch(
+          async (err) => {
+            await j.close()
+            throw err
+          },
+        )
         j.attach(() => part.datasync())
         const rehash = loaded.damagedPages.map((p) => j.pageRange(p))
         return {
@@ -101,7 +106,10 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
     }
   }
 
-  const part = await PartFile.open(req.dest, req.totalSize, { discard: decision.mode === 'restart' })
+  const part = await PartFile.open(req.dest, req.totalSize, {
+    discard: decision.mode === 'restart',
+    direct: req.directWrites,
+  })
   try {
     const init = {
       cid: req.cid,

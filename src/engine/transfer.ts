@@ -2,6 +2,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { type HaulError, InternalError, StreamClosedError } from '../errors.ts'
 import type { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
+import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import type { JournalOptions } from '../storage/journal.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
@@ -59,6 +60,8 @@ export interface FetchJobDeps {
   readonly maxFrame: number
   readonly retry: RetryOptions
   readonly journal: JournalOptions
+  /** Staging memory for O_DIRECT chunk writes (undefined: buffered writes). */
+  readonly directWrites?: DirectWriteSlots | undefined
   /** Download bandwidth this transfer may use (its own limit, then its fair share). */
   readonly limiter: RateLimiter
   /** Gives back the transfer's admission place (the engine admitted it before creating the job); called once, in cleanup. */
@@ -232,7 +235,7 @@ export class FetchJob implements TransferJob {
   }
 
   async #openLocal(header: DescriptorHeader): Promise<void> {
-    const local = await openLocalTransfer(this.dest, this.ticket.cid, header, this.#deps.journal)
+    const local = await openLocalTransfer(this.dest, this.ticket.cid, header, this.#deps)
     this.#local = local
     this.#resume = local.resume
     this.#rehash = local.rehasher

@@ -2,6 +2,7 @@ import { constants } from 'node:fs'
 import { type FileHandle, open, rename, stat, statfs, unlink } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { DestinationInvalidError, NoSpaceError } from '../errors.ts'
+import { DIRECT_SLOT_BYTES, type DirectWriteSlots, directPrefix, O_DIRECT } from './direct-writes.ts'
 import { fsError } from './fs-errors.ts'
 import type { PartIdentity } from './journal.ts'
 
@@ -10,18 +11,34 @@ import type { PartIdentity } from './journal.ts'
  * `<dest>.part`; `commit()` fsyncs and atomically renames it to `<dest>`, then
  * fsyncs the folder so the rename itself survives a crash. Nothing unverified
  * is ever handed to this class: the caller checks each chunk first.
+ *
+ * With staging slots (src/storage/direct-writes.ts) the block-aligned part of
+ * each write goes through a second, O_DIRECT handle; the rest (the tail of the
+ * last chunk, content-defined chunks at odd offsets) through the buffered one.
+ * The two never share a block. A filesystem that refuses direct writes
+ * (tmpfs, some network filesystems) silently gets buffered writes only.
  */
 export class PartFile {
   readonly dest: string
   readonly partPath: string
   readonly totalSize: number
   #fh: FileHandle | undefined
+  /** The O_DIRECT handle; kept open (for close) after a refused write turns direct writes off. */
+  #directFh: FileHandle | undefined
+  #slots: DirectWriteSlots | undefined
 
-  private constructor(dest: string, fh: FileHandle, totalSize: number) {
+  private constructor(dest: string, fh: FileHandle, totalSize: number, direct?: Direct) {
     this.dest = dest
     this.partPath = `${dest}.part`
     this.totalSize = totalSize
     this.#fh = fh
+    this.#directFh = direct?.fh
+    this.#slots = direct?.slots
+  }
+
+  /** True while aligned writes go through the O_DIRECT handle. */
+  get writesDirect(): boolean {
+    return this.#slots !== undefined && this.#fh !== undefined
   }
 
   /** What is at `<dest>.part` now, without opening it: undefined when nothing is, or it is not a file. */
@@ -39,7 +56,7 @@ export class PartFile {
   static async open(
     destPath: string,
     totalSize: number,
-    opts: { discard?: boolean } = {},
+    opts: { discard?: boolean; direct?: DirectWriteSlots | undefined } = {},
   ): Promise<PartFile> {
     const dest = resolve(destPath)
     const dir = dirname(dest)
@@ -72,12 +89,15 @@ export class PartFile {
       await fh.close()
       throw fsError(err, partPath)
     }
-    return new PartFile(dest, fh, totalSize)
+    const direct = opts.direct === undefined ? undefined : await openDirect(partPath, opts.direct)
+    return new PartFile(dest, fh, totalSize, direct)
   }
 
   async write(offset: number, bytes: Uint8Array): Promise<void> {
     const fh = this.#handle()
-    let done = 0
+    let done = this.writesDirect
+      ? await this.#writeDirect(offset, bytes, directPrefix(offset, bytes.length))
+      : 0
     try {
       while (done < bytes.length) {
         const { bytesWritten } = await fh.write(bytes, done, bytes.length - done, offset + done)
@@ -86,6 +106,32 @@ export class PartFile {
     } catch (err) {
       throw fsError(err, this.partPath)
     }
+  }
+
+  /** Writes bytes[0, length) directly, one staging slot at a time; returns how many went out that way. */
+  async #writeDirect(offset: number, bytes: Uint8Array, length: number): Promise<number> {
+    let done = 0
+    while (done < length) {
+      const slots = this.#slots
+      const fh = this.#directFh
+      if (slots === undefined || fh === undefined) break
+      const n = Math.min(DIRECT_SLOT_BYTES, length - done)
+      const slot = await slots.acquire()
+      try {
+        slot.set(bytes.subarray(done, done + n))
+        const { bytesWritten } = await fh.write(slot, 0, n, offset + done)
+        done += bytesWritten
+        // Short (a full disk, say): the buffered write finishes it and reports the error.
+        if (bytesWritten < n) break
+      } catch (err) {
+        // EINVAL: this filesystem or device refuses the alignment; the buffered handle takes over.
+        if ((err as NodeJS.ErrnoException).code !== 'EINVAL') throw fsError(err, this.partPath)
+        this.#slots = undefined
+      } finally {
+        slots.release(slot)
+      }
+    }
+    return done
   }
 
   /** Fills `into` from `offset`; bytes past the end of the file read as zeros. */
@@ -124,6 +170,7 @@ export class PartFile {
     const fh = this.#handle()
     try {
       await fh.sync()
+      await this.#closeDirect()
       await fh.close()
       this.#fh = undefined
       await rename(this.partPath, this.dest)
@@ -142,12 +189,32 @@ export class PartFile {
   async close(opts: { remove?: boolean } = {}): Promise<void> {
     const fh = this.#fh
     this.#fh = undefined
+    await this.#closeDirect().catch(() => {})
     await fh?.close().catch(() => {})
     if (opts.remove) await unlink(this.partPath).catch(() => {})
+  }
+
+  async #closeDirect(): Promise<void> {
+    const fh = this.#directFh
+    this.#directFh = undefined
+    this.#slots = undefined
+    await fh?.close()
   }
 
   #handle(): FileHandle {
     if (this.#fh === undefined) throw new DestinationInvalidError(`${this.partPath} is already closed`)
     return this.#fh
   }
+}
+
+interface Direct {
+  readonly fh: FileHandle
+  readonly slots: DirectWriteSlots
+}
+
+/** The part file's O_DIRECT handle, or undefined where the platform or filesystem has none. */
+async function openDirect(partPath: string, slots: DirectWriteSlots): Promise<Direct | undefined> {
+  if (O_DIRECT === undefined) return undefined
+  const fh = await open(partPath, constants.O_WRONLY | O_DIRECT).catch(() => undefined)
+  return fh === undefined ? undefined : { fh, slots }
 }

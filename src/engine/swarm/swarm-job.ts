@@ -1,6 +1,7 @@
 import type { DescriptorHeader } from '../../descriptor/header.ts'
 import { VerifiedLeafTable } from '../../descriptor/verified.ts'
 import { type HaulError, InternalError, NoProviderError, StreamClosedError } from '../../errors.ts'
+import type { DirectWriteSlots } from '../../storage/direct-writes.ts'
 import type { JournalOptions } from '../../storage/journal.ts'
 import {
   assertComplete,
@@ -24,6 +25,8 @@ import type { Provider, SwarmTicket } from './ticket.ts'
 
 export interface SwarmJobDeps extends Omit<SwarmDeps, 'cid'> {
   readonly journal: JournalOptions
+  /** Staging memory for O_DIRECT chunk writes (undefined: buffered writes). */
+  readonly directWrites?: DirectWriteSlots | undefined
   /** Serves `content` (partial seeding) until the returned function is called. */
   readonly share?: (content: PublishedContent) => () => void
 }
@@ -243,7 +246,7 @@ export class SwarmJob implements TransferJob {
   }
 
   async #openLocal(header: DescriptorHeader): Promise<void> {
-    const local = await openLocalTransfer(this.dest, this.cid, header, this.#deps.journal)
+    const local = await openLocalTransfer(this.dest, this.cid, header, this.#deps)
     const { part, journal, headerBytes, resume } = local
     let leaves: LeafStore
     try {
