@@ -317,19 +317,16 @@ class ServerSession {
   async #sendChunk(requestId: number, c: EncodedChunk): Promise<void> {
     try {
       await this.#ctx.uploadLimiter?.take(c.payload.length, { signal: this.#abort.signal })
-      const recycle = c.recycle && this.#ctx.buffers !== undefined
+      const buffers = c.recycle ? this.#ctx.buffers : undefined
+      const payload = c.payload
       await this.#writer.send(
+        { type: 'chunk', requestId, index: c.index, codec: c.codec, rawLength: c.rawLength, payload },
         {
-          type: 'chunk',
-          requestId,
-          index: c.index,
-          codec: c.codec,
-          rawLength: c.rawLength,
-          payload: c.payload,
+          signal: this.#abort.signal,
+          // Back to the recycler once libp2p has encrypted it, not before (stream-io.ts).
+          ...(buffers === undefined ? {} : { onReleased: () => buffers.give(payload) }),
         },
-        { signal: this.#abort.signal, copy: recycle },
       )
-      if (recycle) this.#ctx.buffers?.give(c.payload)
     } finally {
       c.release()
     }

@@ -16,6 +16,7 @@ import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
 import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
 import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
+import { SendLedgers } from './send-ledger.ts'
 import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
 
 export type { NetworkOptions } from './options.ts'
@@ -34,20 +35,29 @@ interface PeerState {
  */
 export class Network {
   readonly #node: Libp2p
+  /** Tells when libp2p is done with sent bytes, so senders may reuse their buffers (send-ledger.ts). */
+  readonly #ledgers: SendLedgers
   readonly #o: Required<NetworkOnlyOptions> & { connectTimeoutMs: number }
   readonly #peers = new Map<string, PeerState>()
   readonly #stop = new AbortController()
   #stopped: Promise<void> | undefined
 
-  private constructor(node: Libp2p, o: Required<NetworkOnlyOptions> & { connectTimeoutMs: number }) {
+  private constructor(
+    node: Libp2p,
+    ledgers: SendLedgers,
+    o: Required<NetworkOnlyOptions> & { connectTimeoutMs: number },
+  ) {
     this.#node = node
+    this.#ledgers = ledgers
     this.#o = o
   }
 
   static async create(opts: NetworkOptions = {}): Promise<Network> {
     const { net, node } = resolveNetworkOptions(opts)
     const key = node.dataDir === undefined ? undefined : await loadOrCreateIdentity(node.dataDir)
-    return new Network(await startLibp2p(node, key), { ...net, connectTimeoutMs: node.connectTimeoutMs })
+    const ledgers = new SendLedgers()
+    const libp2p = await startLibp2p(node, key, {}, ledgers)
+    return new Network(libp2p, ledgers, { ...net, connectTimeoutMs: node.connectTimeoutMs })
   }
 
   get peerId(): string {
@@ -90,6 +100,7 @@ export class Network {
       const raw = await this.#newStream(state, peerId, dialAddrs, protocol, signal)
       const fs = wrapStream(raw, {
         remotePeer: key,
+        sendLedger: this.#ledgers.of(raw),
         idleTimeoutMs: opts.idleTimeoutMs ?? this.#o.idleTimeoutMs,
         maxBufferedIncoming: this.#o.maxBufferedIncoming,
         onClose: () => {
@@ -225,6 +236,7 @@ export class Network {
     }
     const fs = wrapStream(raw, {
       remotePeer: key,
+      sendLedger: this.#ledgers.of(raw),
       idleTimeoutMs,
       maxBufferedIncoming: this.#o.maxBufferedIncoming,
       onClose: () => {

@@ -12,6 +12,7 @@ import {
   resolveNodeOptions,
   YAMUX_INITIAL_WINDOW,
 } from './options.ts'
+import type { SendLedgers } from './send-ledger.ts'
 import { guardedMuxerFactory } from './yamux-guard.ts'
 
 export type { NodeOptions, YamuxTuning } from './options.ts'
@@ -49,6 +50,7 @@ export async function startLibp2p(
   o: ResolvedNodeOptions,
   privateKey?: PrivateKey,
   overrides: NodeOverrides = {},
+  ledgers?: SendLedgers,
 ): Promise<Libp2p> {
   const y = o.yamux
   const initialWindow = overrides.unsafeInitialStreamWindowSize ?? YAMUX_INITIAL_WINDOW
@@ -69,7 +71,7 @@ export async function startLibp2p(
       addresses: { listen: [...o.listen] },
       transports: [tcp()],
       connectionEncrypters: overrides.connectionEncrypters ?? [noise()],
-      streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow)],
+      streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow, ledgers)],
       connectionManager: {
         maxConnections: o.maxConnections,
         dialTimeout: o.connectTimeoutMs,

@@ -10,6 +10,7 @@ import {
   TimeoutError,
 } from '../errors.ts'
 import { KiB, MiB } from '../types.ts'
+import type { ConnectionSendLedger } from './send-ledger.ts'
 
 /**
  * DEV NOTES — libp2p 3 streams, as read from @libp2p/utils 7 and yamux 8:
@@ -31,14 +32,19 @@ import { KiB, MiB } from '../types.ts'
 
 export interface WriteOptions {
   signal?: AbortSignal
-  /** Hand libp2p copies, not views: the caller reuses the memory once `write` resolves. */
-  copy?: boolean
+  /**
+   * The caller wants `parts` back: called once libp2p holds no reference to them (they were
+   * encrypted, or the connection is gone), after `write` resolved. Never called when `write`
+   * rejects (the memory may still be referenced: drop it).
+   */
+  onReleased?: () => void
 }
 
 /**
- * Piece size when `write` copies. Small enough that the copies come from the
- * allocator's cheap path (1 MiB buffers cost ~3 ms/MiB in page faults and GC
- * here, 64 KiB ones ~0.4), and one Noise message each.
+ * Piece size when `write` must copy (a stream without a send ledger, see
+ * `onReleased`). Small enough that the copies come from the allocator's cheap
+ * path (1 MiB buffers cost ~3 ms/MiB in page faults and GC here, 64 KiB ones
+ * ~0.4), and one Noise message each.
  */
 export const COPY_SLICE_BYTES = 64 * 1024
 
@@ -64,8 +70,9 @@ export interface FrameStream {
    * A write cancelled after some of its parts went out aborts the stream (the
    * remote would otherwise see half a frame).
    * libp2p keeps references to what it was given until the bytes are encrypted,
-   * which can be after `write` resolves; with `copy` it is given copies (in
-   * {@link COPY_SLICE_BYTES} pieces) so the caller may reuse `parts` at once.
+   * which can be after `write` resolves; `onReleased` says when that is over. On
+   * a stream without a send ledger libp2p is given copies instead (in
+   * {@link COPY_SLICE_BYTES} pieces) and `onReleased` runs as `write` resolves.
    */
   write(parts: readonly Uint8Array[], opts?: WriteOptions): Promise<void>
   /**
@@ -117,11 +124,13 @@ export interface WrapStreamOptions {
   writeSliceBytes?: number
   /** Peer id string reported by `remotePeer`. @default '' */
   remotePeer?: string
+  /** The stream's connection ledger: lets `write` lend views instead of copies (see send-ledger.ts). */
+  sendLedger?: ConnectionSendLedger | undefined
   /** Called once when the stream is finished, however it ended. */
   onClose?: () => void
 }
 
-export const defaultWrapStreamOptions: Required<Omit<WrapStreamOptions, 'onClose'>> = {
+export const defaultWrapStreamOptions: Required<Omit<WrapStreamOptions, 'onClose' | 'sendLedger'>> = {
   idleTimeoutMs: 30_000,
   maxBufferedIncoming: 1 * MiB,
   writeSliceBytes: 1 * MiB,
@@ -150,7 +159,7 @@ export function wrapStream(stream: Stream, opts: WrapStreamOptions = {}): FrameS
   if (!Number.isSafeInteger(o.writeSliceBytes) || o.writeSliceBytes < KiB) {
     throw new ConfigInvalidError('writeSliceBytes must be an integer >= 1024')
   }
-  return new Libp2pFrameStream(stream, o, opts.onClose)
+  return new Libp2pFrameStream(stream, o, opts.onClose, opts.sendLedger)
 }
 
 type Chunk = Uint8Array | Uint8ArrayList
@@ -163,6 +172,7 @@ class Libp2pFrameStream implements FrameStream {
   readonly #highWater: number
   readonly #slice: number
   readonly #onClose: (() => void) | undefined
+  readonly #ledger: ConnectionSendLedger | undefined
   #queue: Chunk[] = []
   #queueHead = 0
   #queuedBytes = 0
@@ -178,8 +188,14 @@ class Libp2pFrameStream implements FrameStream {
   #lastActivity = performance.now()
   #timer: NodeJS.Timeout | undefined
 
-  constructor(stream: Stream, o: Required<Omit<WrapStreamOptions, 'onClose'>>, onClose?: () => void) {
+  constructor(
+    stream: Stream,
+    o: Required<Omit<WrapStreamOptions, 'onClose' | 'sendLedger'>>,
+    onClose?: () => void,
+    ledger?: ConnectionSendLedger,
+  ) {
     this.#s = stream
+    this.#ledger = ledger
     this.remotePeer = o.remotePeer
     this.#idleMs = o.idleTimeoutMs
     this.#highWater = o.maxBufferedIncoming
@@ -221,7 +237,8 @@ class Libp2pFrameStream implements FrameStream {
   }
 
   async write(parts: readonly Uint8Array[], opts: WriteOptions = {}): Promise<void> {
-    const { signal, copy = false } = opts
+    const { signal, onReleased } = opts
+    const copy = onReleased !== undefined && this.#ledger === undefined
     if (signal?.aborted) throw new AbortedError()
     if (this.#failure !== undefined) throw this.#failure
     if (this.#writing)
@@ -256,6 +273,30 @@ class Libp2pFrameStream implements FrameStream {
     } finally {
       this.#writing = false
     }
+    if (onReleased === undefined) return
+    if (copy) onReleased()
+    else this.#releaseWhenSent(onReleased)
+  }
+
+  /**
+   * The last slice may still wait in this stream's queue (its window ran out): once that
+   * empties (or the stream ends), everything is in the connection's queue and the ledger
+   * takes over.
+   */
+  #releaseWhenSent(release: () => void): void {
+    const ledger = this.#ledger!
+    const s = this.#s
+    if (s.writeBufferLength === 0 || s.status !== 'open') {
+      ledger.afterQueued(release)
+      return
+    }
+    const handOver = (): void => {
+      s.removeEventListener('idle', handOver)
+      s.removeEventListener('close', handOver)
+      ledger.afterQueued(release)
+    }
+    s.addEventListener('idle', handOver)
+    s.addEventListener('close', handOver)
   }
 
   async closeWrite(): Promise<void> {

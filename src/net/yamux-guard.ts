@@ -1,6 +1,7 @@
 import type { MessageStream, StreamMessageEvent, StreamMuxer, StreamMuxerFactory } from '@libp2p/interface'
 import { serviceCapabilities } from '@libp2p/interface'
 import { ProtocolViolationError } from '../errors.ts'
+import type { SendLedgers } from './send-ledger.ts'
 
 /**
  * js-yamux 8 buffers a whole data frame before it compares the frame's length
@@ -73,8 +74,12 @@ export class YamuxFrameGuard {
   }
 }
 
-/** Wraps a muxer factory so every connection it multiplexes is guarded. */
-export function guardedMuxerFactory(inner: StreamMuxerFactory, maxDataFrame: number): StreamMuxerFactory {
+/** Wraps a muxer factory so every connection it multiplexes is guarded (and, with `ledgers`, its sends counted). */
+export function guardedMuxerFactory(
+  inner: StreamMuxerFactory,
+  maxDataFrame: number,
+  ledgers?: SendLedgers,
+): StreamMuxerFactory {
   const factory: StreamMuxerFactory & { [serviceCapabilities]: string[] } = {
     protocol: inner.protocol,
     // libp2p checks service capabilities at start; keep the muxer's.
@@ -91,7 +96,10 @@ export function guardedMuxerFactory(inner: StreamMuxerFactory, maxDataFrame: num
         }
       }
       maConn.addEventListener('message', onMessage)
-      return inner.createStreamMuxer(maConn)
+      const ledger = ledgers?.track(maConn)
+      const muxer = inner.createStreamMuxer(maConn)
+      if (ledger !== undefined) ledger.muxer = muxer
+      return muxer
     },
   }
   return factory

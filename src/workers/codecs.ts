@@ -33,7 +33,7 @@ export const CODEC_POLICIES: readonly CodecPolicy[] = ['none', 'lz4', 'zstd', 'a
 /** A compressed chunk is kept only if it is at most this fraction of the plain size (shrinks >= 10%). */
 export const MAX_KEPT_RATIO = 0.9
 /** Bytes of the chunk the `auto` policy test-compresses before deciding. */
-export const AUTO_PROBE_BYTES = 64 * 1024
+export const AUTO_PROBE_BYTES = 16 * 1024
 /**
  * Largest plain chunk these functions accept (the largest any chunking produces). Bounds every
  * allocation a hostile payload can cause (lz4-wasm's memory grows to the largest chunk seen and

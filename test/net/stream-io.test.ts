@@ -201,32 +201,70 @@ describe('FrameStream lifecycle', () => {
     await s2.write([new Uint8Array(1)])
   })
 
-  it('write with copy: the caller may overwrite its buffer as soon as write resolves', async () => {
+  /**
+   * A sender that writes ROUNDS parts of 1 MiB (one write slice) from `buffers` reused in turn,
+   * refilling a buffer either as soon as its write resolves or once `onReleased` says so;
+   * the reader is slow, so the sender's window runs out and data queues inside libp2p.
+   */
+  async function reuseRun(
+    mode: 'after-write' | 'after-release',
+  ): Promise<{ same: boolean; released: number; releasedLater: number }> {
     const window = { maxStreamWindowSize: 256 * KiB }
     const a = await network({ yamux: window })
     const b = await network({ yamux: window })
     const ROUNDS = 8
-    // One write slice: without copies most of it still sits in yamux's queue when write resolves.
     const PART = 1 * MiB
     const expected = createHash('sha256')
-    await a.handle('/test/copy-source/1', async (s) => {
-      const buf = new Uint8Array(PART) // one buffer, reused for every write
+    let released = 0
+    let releasedLater = 0 // after their write resolved: libp2p lent the views, no copy was made
+    await a.handle('/test/reuse-source/1', async (s) => {
+      const free: Uint8Array[] = [new Uint8Array(PART), new Uint8Array(PART)]
+      const waiters: Array<() => void> = []
+      const take = async (): Promise<Uint8Array> => {
+        while (free.length === 0) await new Promise<void>((r) => waiters.push(r))
+        return free.pop()!
+      }
       for (let r = 0; r < ROUNDS; r++) {
+        const buf = await take()
         buf.set(random(PART))
         expected.update(buf)
-        await s.write([buf], { copy: true })
-        buf.fill(0xaa) // would show up at the reader if libp2p still held views of buf
+        let resolved = false
+        const giveBack = (): void => {
+          released++
+          if (resolved) releasedLater++
+          buf.fill(0xaa) // shows up at the reader if libp2p still held views of buf
+          free.push(buf)
+          waiters.shift()?.()
+        }
+        if (mode === 'after-release') {
+          await s.write([buf], { onReleased: giveBack })
+          resolved = true
+        } else {
+          await s.write([buf])
+          giveBack()
+        }
       }
       await s.close()
     })
-    const s = await b.openStream(a.peerId, a.addresses, '/test/copy-source/1')
+    const s = await b.openStream(a.peerId, a.addresses, '/test/reuse-source/1')
     await s.closeWrite()
-    await sleep(100) // a slow reader: the sender's window runs out
+    await sleep(100)
     const got = await readAll(s)
-    expect(got.length).toBe(ROUNDS * PART)
-    expect(sha256(got)).toBe(expected.digest('hex'))
     await a.stop()
     await b.stop()
+    const same = got.length === ROUNDS * PART && sha256(got) === expected.digest('hex')
+    return { same, released, releasedLater }
+  }
+
+  it('libp2p still holds views of written bytes after write resolves (why onReleased exists)', async () => {
+    expect((await reuseRun('after-write')).same).toBe(false)
+  })
+
+  it('onReleased: a buffer reused only once released reaches the reader intact, with no copies', async () => {
+    const { same, released, releasedLater } = await reuseRun('after-release')
+    expect(same).toBe(true)
+    expect(released).toBe(8)
+    expect(releasedLater).toBeGreaterThan(0)
   })
 
   it('incoming can be iterated once', async () => {
