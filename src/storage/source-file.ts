@@ -25,7 +25,6 @@ export class SourceFile {
   readonly path: string
   readonly expected: FileFingerprint
   #fh: FileHandle
-  #lastCheck = 0
 
   private constructor(path: string, fh: FileHandle, expected: FileFingerprint) {
     this.path = path
@@ -39,7 +38,7 @@ export class SourceFile {
     })
     const src = new SourceFile(path, fh, expected)
     try {
-      await src.checkUnchanged(true)
+      await src.checkUnchanged()
     } catch (err) {
       await fh.close()
       throw err
@@ -47,11 +46,12 @@ export class SourceFile {
     return src
   }
 
-  /** stat at most every `intervalMs` (a stat per chunk would cost more than it catches). */
-  async checkUnchanged(force = false, intervalMs = 1000): Promise<void> {
-    const now = Date.now()
-    if (!force && now - this.#lastCheck < intervalMs) return
-    this.#lastCheck = now
+  /**
+   * One fstat: the server calls it once per request (a request names up to
+   * `maxChunksPerRequest` chunks), so even a file that changed a moment after it
+   * was published is refused from the first request on.
+   */
+  async checkUnchanged(): Promise<void> {
     const s = await this.#fh.stat()
     if (s.size !== this.expected.size || s.mtimeMs !== this.expected.mtimeMs) {
       throw new ContentChangedError(
