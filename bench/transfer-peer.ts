@@ -44,7 +44,9 @@ function engineOptions() {
     ...(n('HAUL_BENCH_RECYCLE_MIB') === undefined
       ? {}
       : { buffers: { maxIdleBytes: n('HAUL_BENCH_RECYCLE_MIB')! * MiB } }),
-    ...(n('HAUL_BENCH_DIRECT') === undefined ? {} : { directWrites: { enabled: n('HAUL_BENCH_DIRECT') === 1 } }),
+    ...(n('HAUL_BENCH_DIRECT') === undefined
+      ? {}
+      : { directWrites: { enabled: n('HAUL_BENCH_DIRECT') === 1 } }),
   }
 }
 /** CPU seconds per thread name (node main, libuv workers, worker threads), from /proc. */
