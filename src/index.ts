@@ -42,7 +42,7 @@ export { decodeTicket, encodeTicket } from './engine/ticket.ts'
 export type { FetchResult, TransferTimeouts } from './engine/transfer.ts'
 export type { TransferStatus } from './engine/transfer-machine.ts'
 export * from './errors.ts'
-export type { JournalOptions } from './storage/journal.ts'
+export type { JournalOptions } from './storage/journal-options.ts'
 export type { ChunkingParams, Codec } from './types.ts'
 export { Engine }
 

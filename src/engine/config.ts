@@ -7,7 +7,11 @@ import {
   defaultDirectWriteOptions,
   verifyDirectWriteOptions,
 } from '../storage/direct-writes.ts'
-import { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from '../storage/journal.ts'
+import {
+  defaultJournalOptions,
+  type JournalOptions,
+  verifyJournalOptions,
+} from '../storage/journal-options.ts'
 import type { ChunkingParams } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import {

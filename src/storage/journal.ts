@@ -1,10 +1,30 @@
 import { constants } from 'node:fs'
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { crc32 } from 'node:zlib'
-import { BudgetExceededError, ConfigInvalidError, InternalError } from '../errors.ts'
-import { sha256 } from '../merkle/hash.ts'
+import { BudgetExceededError, InternalError } from '../errors.ts'
 import { fsError } from './fs-errors.ts'
+import {
+  BLOCK,
+  encodeSlot,
+  type JournalInit,
+  MAX_HEADER_BYTES,
+  PAGE_BITS,
+  PAGE_BYTES,
+  type PartIdentity,
+  pageRange,
+  parseSuperblock,
+  readAll,
+  readPages,
+  slotOffset,
+  syncDir,
+  writeAll,
+  writeEmptyJournal,
+} from './journal-format.ts'
+import type { JournalOptions } from './journal-options.ts'
+
+// Moved to ./journal-format.ts and ./journal-options.ts; re-exported so importers keep working.
+export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity, syncDir } from './journal-format.ts'
+export { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from './journal-options.ts'
 
 /**
  * DEV NOTES — the resume journal, `<dest>.part.journal`.
@@ -16,102 +36,17 @@ import { fsError } from './fs-errors.ts'
  * on disk therefore never names bytes that are not on disk. The converse (bytes
  * on disk with no bit) is the work a crash loses; `flushBytes` bounds it.
  *
- * Layout, all blocks BLOCK (4 KiB) bytes, big-endian:
- *   block 0            superblock: magic, version, leaf count, page geometry,
- *                      the part file's dev/inode, content id, descriptor header
- *                      bytes, CRC-32 of the block.
- *   block 1 + 2p + s   slot s (0/1) of bitmap page p: magic, page index,
- *                      generation, set-chunk count and bytes, CRC-32, then
- *                      PAGE_BITS bits.
- * A page is written to the slot its next generation selects, alternating, so
- * a torn write can only damage the slot being written: loading picks, per page,
- * the valid slot with the higher generation. A page whose two slots are both
- * invalid is reported, and the caller re-hashes its chunks from the part file.
+ * The file holds a superblock and two alternating slots per bitmap page, so a
+ * torn write damages at most the slot being written (layout: ./journal-format.ts).
  * The file is built under a temporary name and renamed into place, so a journal
  * that exists is whole; its slots are real zeros (not holes), so flushing never
- * allocates blocks on a full disk.
+ * allocates blocks on a full disk. Options: ./journal-options.ts.
  *
  * Cost: memory leafCount/8 bytes (1.2 MiB for 10M chunks, 10 TiB at 1 MiB) plus
  * the chunks written since the last flush; disk 4 KiB + leafCount/4 bytes.
  * Pages keep a flush proportional to what changed (a transfer moves through
  * the file in order, so one or two pages), not to the file's size.
  */
-
-export interface JournalOptions {
-  /**
-   * Keep a resume journal. Off: nothing is synced before the end, and a
-   * fetch that finds `<dest>.part` re-hashes it against the leaves instead.
-   * @default true
-   */
-  enabled: boolean
-  /**
-   * Chunk bytes written but not yet synced that trigger a flush (fdatasync the
-   * part file, then write and fdatasync the journal). With the fetch window
-   * this bounds what a crash re-downloads: at most
-   * flushBytes + fetch.windowBytes + one chunk.
-   * @default 32 MiB
-   */
-  flushBytes: number
-  /** A flush also happens once this long has passed since the last one (checked as chunks land). @default 2_000 */
-  flushIntervalMs: number
-  /**
-   * Transfers of at most this many bytes keep no journal file: resuming one re-hashes its
-   * part file against the verified leaves instead (at most this many bytes, milliseconds).
-   * Spares a small transfer creating, syncing and deleting a second file (measured: most of
-   * its disk syncs). 0 journals every transfer.
-   * @default 4 MiB
-   */
-  minBytes: number
-  /**
-   * Most chunks a journal tracks; a descriptor with more fails with
-   * BUDGET_EXCEEDED before anything is allocated. Memory: maxChunks / 8 bytes.
-   * @default 2^28 (32 MiB of bitmap: 256 TiB at 1 MiB chunks)
-   */
-  maxChunks: number
-}
-
-export const defaultJournalOptions: Readonly<JournalOptions> = {
-  enabled: true,
-  flushBytes: 32 * 1024 * 1024,
-  flushIntervalMs: 2_000,
-  minBytes: 4 * 1024 * 1024,
-  maxChunks: 2 ** 28,
-}
-
-export function verifyJournalOptions(o: JournalOptions): void {
-  if (typeof o.enabled !== 'boolean') throw new ConfigInvalidError('journal.enabled must be true or false')
-  for (const k of ['flushBytes', 'flushIntervalMs', 'maxChunks'] as const) {
-    if (!Number.isSafeInteger(o[k]) || o[k] < 1) {
-      throw new ConfigInvalidError(`journal.${k} must be a whole number >= 1, got ${o[k]}`)
-    }
-  }
-  if (!Number.isSafeInteger(o.minBytes) || o.minBytes < 0) {
-    throw new ConfigInvalidError(`journal.minBytes must be a whole number >= 0, got ${o.minBytes}`)
-  }
-}
-
-export const BLOCK = 4096
-const SLOT_HEAD = 32
-/** Chunks per bitmap page. */
-export const PAGE_BITS = (BLOCK - SLOT_HEAD) * 8
-const PAGE_BYTES = BLOCK - SLOT_HEAD
-const MAGIC = new TextEncoder().encode('HAULJRN1')
-const SLOT_MAGIC = 0x4a504731 // "JPG1"
-const VERSION = 1
-const MAX_HEADER_BYTES = 256
-
-/** Identity of the part file the journal describes; a different file means the bits say nothing. */
-export interface PartIdentity {
-  readonly dev: bigint
-  readonly ino: bigint
-}
-
-export interface JournalInit {
-  readonly cid: Uint8Array
-  readonly headerBytes: Uint8Array
-  readonly leafCount: number
-  readonly part: PartIdentity
-}
 
 export type JournalLoad =
   | { readonly status: 'missing' }
@@ -183,18 +118,7 @@ export class Journal {
     try {
       const fh = await open(tmp, 'w', 0o644)
       try {
-        await writeAll(fh, j.#superblock(), 0)
-        // Both slots of every page, gen 0, empty: written in runs to keep the buffer small.
-        const run = 64
-        for (let p = 0; p < j.pageCount; p += run) {
-          const n = Math.min(run, j.pageCount - p)
-          const buf = new Uint8Array(n * 2 * BLOCK)
-          for (let k = 0; k < n; k++) {
-            j.#encodeSlot(p + k, 0, buf.subarray(2 * k * BLOCK, (2 * k + 1) * BLOCK))
-            j.#encodeSlot(p + k, 0, buf.subarray((2 * k + 1) * BLOCK, (2 * k + 2) * BLOCK))
-          }
-          await writeAll(fh, buf, slotOffset(p, 0))
-        }
+        await writeEmptyJournal(fh, j)
         await fh.datasync()
       } finally {
         await fh.close()
@@ -286,7 +210,7 @@ export class Journal {
 
   /** Chunk range [start, end) of bitmap page `p`. */
   pageRange(p: number): { start: number; end: number } {
-    return { start: p * PAGE_BITS, end: Math.min(this.leafCount, (p + 1) * PAGE_BITS) }
+    return pageRange(p, this.leafCount)
   }
 
   /**
@@ -422,85 +346,26 @@ export class Journal {
     return i >= 0 && i < this.leafCount && (this.#bits[i >>> 3]! & (1 << (i & 7))) !== 0
   }
 
-  #superblock(): Uint8Array {
-    const b = new Uint8Array(BLOCK)
-    const v = new DataView(b.buffer)
-    b.set(MAGIC, 0)
-    v.setUint32(8, VERSION)
-    v.setUint32(12, BLOCK)
-    v.setBigUint64(16, BigInt(this.leafCount))
-    v.setUint32(24, PAGE_BITS)
-    v.setUint32(28, this.pageCount)
-    v.setBigUint64(32, this.part.dev)
-    v.setBigUint64(40, this.part.ino)
-    b.set(this.cid, 48)
-    v.setUint16(80, this.headerBytes.length)
-    b.set(this.headerBytes, 82)
-    v.setUint32(BLOCK - 4, crc32(b.subarray(0, BLOCK - 4)))
-    return b
-  }
-
   #encodeSlot(p: number, gen: number, out: Uint8Array): void {
-    const v = new DataView(out.buffer, out.byteOffset, BLOCK)
-    v.setUint32(0, SLOT_MAGIC)
-    v.setUint32(4, p)
-    v.setBigUint64(8, BigInt(gen))
-    v.setBigUint64(16, BigInt(this.#pageBytes[p]!))
-    v.setUint32(24, this.#pageChunks[p]!)
-    out.set(this.#bits.subarray(p * PAGE_BYTES, (p + 1) * PAGE_BYTES), SLOT_HEAD)
-    v.setUint32(28, slotCrc(out))
+    const bits = this.#bits.subarray(p * PAGE_BYTES, (p + 1) * PAGE_BYTES)
+    encodeSlot(p, gen, { chunks: this.#pageChunks[p]!, bytes: this.#pageBytes[p]!, bits }, out)
   }
 
   async #readPages(): Promise<number[]> {
-    const fh = this.#fh!
     const damaged: number[] = []
-    const run = 64
-    const buf = new Uint8Array(run * 2 * BLOCK)
-    for (let p = 0; p < this.pageCount; p += run) {
-      const n = Math.min(run, this.pageCount - p)
-      const got = await readAll(fh, buf.subarray(0, n * 2 * BLOCK), slotOffset(p, 0))
-      if (got < n * 2 * BLOCK) throw new InternalError('journal shrank while it was read')
-      for (let k = 0; k < n; k++) {
-        const page = p + k
-        const a = this.#decodeSlot(page, buf.subarray(2 * k * BLOCK, (2 * k + 1) * BLOCK))
-        const b = this.#decodeSlot(page, buf.subarray((2 * k + 1) * BLOCK, (2 * k + 2) * BLOCK))
-        const best = a === undefined ? b : b === undefined ? a : a.gen >= b.gen ? a : b
-        if (best === undefined) {
-          damaged.push(page)
-          continue
-        }
-        this.#bits.set(best.bits, page * PAGE_BYTES)
-        this.#gen[page] = best.gen
-        this.#pageChunks[page] = best.chunks
-        this.#pageBytes[page] = best.bytes
-        this.#chunks += best.chunks
-        this.#bytes += best.bytes
+    await readPages(this.#fh!, this.leafCount, this.pageCount, (page, best) => {
+      if (best === undefined) {
+        damaged.push(page)
+        return
       }
-    }
+      this.#bits.set(best.bits, page * PAGE_BYTES)
+      this.#gen[page] = best.gen
+      this.#pageChunks[page] = best.chunks
+      this.#pageBytes[page] = best.bytes
+      this.#chunks += best.chunks
+      this.#bytes += best.bytes
+    })
     return damaged
-  }
-
-  /** A slot's contents if it is whole and consistent, else undefined. */
-  #decodeSlot(
-    p: number,
-    slot: Uint8Array,
-  ): { gen: number; chunks: number; bytes: number; bits: Uint8Array } | undefined {
-    const v = new DataView(slot.buffer, slot.byteOffset, BLOCK)
-    if (v.getUint32(0) !== SLOT_MAGIC || v.getUint32(4) !== p || v.getUint32(28) !== slotCrc(slot)) {
-      return undefined
-    }
-    const gen = Number(v.getBigUint64(8))
-    const bytes = Number(v.getBigUint64(16))
-    const chunks = v.getUint32(24)
-    const bits = slot.subarray(SLOT_HEAD, BLOCK)
-    // The count must match the bits, and no bit may name a chunk past the end.
-    const { start, end } = this.pageRange(p)
-    let count = 0
-    for (let k = 0; k < PAGE_BYTES; k++) count += popcount8(bits[k]!)
-    for (let i = end - start; i < PAGE_BITS; i++)
-      if ((bits[i >>> 3]! & (1 << (i & 7))) !== 0) return undefined
-    if (count !== chunks || !Number.isSafeInteger(gen) || !Number.isSafeInteger(bytes)) return undefined
-    return { gen, chunks, bytes, bits }
   }
 }
 
@@ -510,63 +375,5 @@ export async function removeJournal(path: string): Promise<void> {
     await unlink(p).catch((err: NodeJS.ErrnoException) => {
       if (err.code !== 'ENOENT') throw fsError(err, p)
     })
-  }
-}
-
-function parseSuperblock(b: Uint8Array): (JournalInit & { leafCount: number }) | string {
-  const v = new DataView(b.buffer, b.byteOffset, BLOCK)
-  for (let i = 0; i < MAGIC.length; i++) if (b[i] !== MAGIC[i]) return 'not a haul journal (bad magic)'
-  if (v.getUint32(BLOCK - 4) !== crc32(b.subarray(0, BLOCK - 4))) return 'superblock checksum mismatch'
-  if (v.getUint32(8) !== VERSION) return `journal version ${v.getUint32(8)} is not supported`
-  if (v.getUint32(12) !== BLOCK || v.getUint32(24) !== PAGE_BITS) return 'unexpected page geometry'
-  const leafCount = Number(v.getBigUint64(16))
-  if (!Number.isSafeInteger(leafCount) || v.getUint32(28) !== Math.ceil(leafCount / PAGE_BITS)) {
-    return 'leaf count and page count disagree'
-  }
-  const headerLen = v.getUint16(80)
-  if (headerLen === 0 || headerLen > MAX_HEADER_BYTES) return `header length ${headerLen} out of range`
-  const cid = b.slice(48, 80)
-  const headerBytes = b.slice(82, 82 + headerLen)
-  if (!Buffer.from(sha256(headerBytes)).equals(cid)) return 'header bytes do not hash to the content id'
-  return { cid, headerBytes, leafCount, part: { dev: v.getBigUint64(32), ino: v.getBigUint64(40) } }
-}
-
-function slotOffset(page: number, slot: number): number {
-  return BLOCK * (1 + 2 * page + slot)
-}
-
-function slotCrc(slot: Uint8Array): number {
-  return crc32(slot.subarray(SLOT_HEAD, BLOCK), crc32(slot.subarray(0, 28)))
-}
-
-function popcount8(x: number): number {
-  x = x - ((x >>> 1) & 0x55)
-  x = (x & 0x33) + ((x >>> 2) & 0x33)
-  return (x + (x >>> 4)) & 0x0f
-}
-
-async function writeAll(fh: FileHandle, buf: Uint8Array, at: number): Promise<void> {
-  for (let done = 0; done < buf.length; ) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, at + done)
-    done += bytesWritten
-  }
-}
-
-async function readAll(fh: FileHandle, buf: Uint8Array, at: number): Promise<number> {
-  let done = 0
-  while (done < buf.length) {
-    const { bytesRead } = await fh.read(buf, done, buf.length - done, at + done)
-    if (bytesRead === 0) break
-    done += bytesRead
-  }
-  return done
-}
-
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY)
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
   }
 }

@@ -4,7 +4,7 @@ import { dirname, resolve } from 'node:path'
 import { DestinationInvalidError, NoSpaceError } from '../errors.ts'
 import { DIRECT_SLOT_BYTES, type DirectWriteSlots, directPrefix, O_DIRECT } from './direct-writes.ts'
 import { fsError } from './fs-errors.ts'
-import type { PartIdentity } from './journal.ts'
+import type { PartIdentity } from './journal-format.ts'
 
 /**
  * The receiving side's sink: verified chunks are written at their offsets into

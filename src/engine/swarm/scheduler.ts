@@ -1,5 +1,9 @@
 import { InvalidArgumentError } from '../../errors.ts'
 import { Bitset, type Have, holds } from './have.ts'
+import { PeerPipeline, type PeerReport, pipelineTarget } from './peer-pipeline.ts'
+
+// Moved to ./peer-pipeline.ts; re-exported so importers of this module keep working.
+export type { PeerReport } from './peer-pipeline.ts'
 
 /**
  * DEV NOTES — which chunk to ask which peer for, for one multi-peer transfer.
@@ -15,10 +19,7 @@ import { Bitset, type Have, holds } from './have.ts'
  *   peer holds, those held by the fewest live peers go first, then lowest index.
  *   With only full seeders that is plain file order.
  * - Proportional pipelines: a peer may have `target(peer)` bytes in flight,
- *   its share of `windowBytes` by measured rate (a peer not yet measured counts
- *   as the mean), never below half an equal share nor `minPipelineBytes`, so a
- *   slow peer gets less and a fast one more, and no peer is starved of the
- *   chance to show it got faster.
+ *   its share of `windowBytes` by measured rate (./peer-pipeline.ts).
  * - Endgame: once every chunk still missing is in flight, an idle peer gets
  *   single-chunk duplicates of chunks in flight elsewhere (each chunk at most
  *   `endgamePeers` peers at once); the first verified copy wins and the caller
@@ -55,39 +56,12 @@ export interface Pick {
   readonly duplicate: boolean
 }
 
-export interface PeerReport {
-  readonly id: string
-  readonly complete: boolean
-  readonly rate: number
-  readonly inflightBytes: number
-  readonly verifiedBytes: number
-  readonly failures: number
-  readonly stalls: number
-  readonly dropped: boolean
-}
-
-interface PeerState {
-  readonly id: string
-  have: Have
-  rate: number
-  sampleStart: number
-  sampleBytes: number
-  readonly inflight: Map<number, number>
-  inflightBytes: number
-  verifiedBytes: number
-  failures: number
-  stalls: number
-  dropped: boolean
-}
-
-const RATE_SAMPLE_MS = 250
-
 export class SwarmScheduler {
   readonly o: SchedulerOptions
   readonly #done: Bitset
   #doneCount = 0
   #low = 0
-  readonly #peers = new Map<string, PeerState>()
+  readonly #peers = new Map<string, PeerPipeline>()
   /** In-flight chunk → peers asked for it. */
   readonly #inflight = new Map<number, Set<string>>()
   /** Chunk → peers whose copy failed verification (cleared once verified). */
@@ -149,19 +123,7 @@ export class SwarmScheduler {
       return
     }
     if (old?.dropped) return
-    this.#peers.set(id, {
-      id,
-      have,
-      rate: 0,
-      sampleStart: -1,
-      sampleBytes: 0,
-      inflight: new Map(),
-      inflightBytes: 0,
-      verifiedBytes: 0,
-      failures: 0,
-      stalls: 0,
-      dropped: false,
-    })
+    this.#peers.set(id, new PeerPipeline(id, have))
   }
 
   setHave(id: string, have: Have): void {
@@ -179,18 +141,7 @@ export class SwarmScheduler {
   }
 
   report(id: string): PeerReport | undefined {
-    const p = this.#peers.get(id)
-    if (p === undefined) return undefined
-    return {
-      id,
-      complete: p.have === 'all',
-      rate: p.rate,
-      inflightBytes: p.inflightBytes,
-      verifiedBytes: p.verifiedBytes,
-      failures: p.failures,
-      stalls: p.stalls,
-      dropped: p.dropped,
-    }
+    return this.#peers.get(id)?.report()
   }
 
   /** The peer left (disconnected): its in-flight chunks go back to the pool; it may be added again. */
@@ -213,17 +164,7 @@ export class SwarmScheduler {
     const live = [...this.#peers.values()].filter((p) => !p.dropped)
     const p = this.#peers.get(id)
     if (p === undefined || p.dropped) return 0
-    const measured = live.filter((q) => q.rate > 0)
-    const mean = measured.length === 0 ? 1 : measured.reduce((s, q) => s + q.rate, 0) / measured.length
-    const rateOf = (q: PeerState): number => (q.rate > 0 ? q.rate : mean)
-    // Peers still connecting keep a mean share, so the first to answer does not take the whole window.
-    const waiting = Math.max(0, this.expectedPeers - live.length)
-    const total = live.reduce((s, q) => s + rateOf(q), 0) + waiting * mean
-    const share = Math.floor((this.o.windowBytes * rateOf(p)) / total)
-    // A peer measured slow still keeps half an equal share: a pipeline cut to its measured rate
-    // would idle it between requests, measure it slower still, and starve it for good.
-    const floor = Math.floor(this.o.windowBytes / (2 * Math.max(live.length, this.expectedPeers)))
-    return Math.max(this.o.minPipelineBytes, floor, share)
+    return pipelineTarget(p, live, this.o, this.expectedPeers)
   }
 
   /**
@@ -285,16 +226,7 @@ export class SwarmScheduler {
    */
   arrived(id: string, i: number, wireBytes: number, now: number): boolean {
     const p = this.#peers.get(id)
-    if (p !== undefined) {
-      p.sampleBytes += wireBytes
-      const dt = now - p.sampleStart
-      if (p.sampleStart >= 0 && dt >= RATE_SAMPLE_MS) {
-        const inst = (p.sampleBytes * 1000) / dt
-        p.rate = p.rate === 0 ? inst : 0.6 * p.rate + 0.4 * inst
-        p.sampleStart = now
-        p.sampleBytes = 0
-      }
-    }
+    p?.sampleArrival(wireBytes, now)
     if (!this.#done.get(i)) return true
     this.duplicateBytes += wireBytes
     this.duplicateChunks++
@@ -355,8 +287,7 @@ export class SwarmScheduler {
   stalled(id: string, indices: Iterable<number>): void {
     const p = this.#peers.get(id)
     if (p === undefined) return
-    p.stalls++
-    p.rate /= 2
+    p.stalled()
     this.released(id, indices)
   }
 
@@ -386,7 +317,7 @@ export class SwarmScheduler {
   }
 
   /** Skip chunk `i` for `p` if `p` failed it before and another live peer that has not could serve it. */
-  #avoid(p: PeerState, i: number): boolean {
+  #avoid(p: PeerPipeline, i: number): boolean {
     const failed = this.#failedAt.get(i)
     if (failed === undefined || !failed.has(p.id)) return false
     for (const q of this.#peers.values()) {
@@ -395,9 +326,8 @@ export class SwarmScheduler {
     return false
   }
 
-  #start(p: PeerState, i: number, bytes: number): void {
-    p.inflight.set(i, bytes)
-    p.inflightBytes += bytes
+  #start(p: PeerPipeline, i: number, bytes: number): void {
+    p.add(i, bytes)
     let at = this.#inflight.get(i)
     if (at === undefined) this.#inflight.set(i, (at = new Set()))
     at.add(p.id)
@@ -405,29 +335,17 @@ export class SwarmScheduler {
 
   /** Starts a rate sample if none runs: call when a request is actually sent. */
   sent(id: string, now: number): void {
-    const p = this.#peers.get(id)
-    if (p !== undefined && p.sampleStart < 0) {
-      p.sampleStart = now
-      p.sampleBytes = 0
-    }
+    this.#peers.get(id)?.startSample(now)
   }
 
-  #release(p: PeerState, i: number): void {
-    const bytes = p.inflight.get(i)
-    if (bytes === undefined) return
-    p.inflight.delete(i)
-    p.inflightBytes -= bytes
-    // An idle spell is not the peer being slow: the next request starts a new sample.
-    if (p.inflightBytes === 0) {
-      p.sampleStart = -1
-      p.sampleBytes = 0
-    }
+  #release(p: PeerPipeline, i: number): void {
+    if (!p.remove(i)) return
     const at = this.#inflight.get(i)
     at?.delete(p.id)
     if (at?.size === 0) this.#inflight.delete(i)
   }
 
-  #releaseAll(p: PeerState): void {
+  #releaseAll(p: PeerPipeline): void {
     for (const i of [...p.inflight.keys()]) this.#release(p, i)
   }
 

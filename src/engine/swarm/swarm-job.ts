@@ -2,7 +2,7 @@ import type { DescriptorHeader } from '../../descriptor/header.ts'
 import { VerifiedLeafTable } from '../../descriptor/verified.ts'
 import { type HaulError, InternalError, NoProviderError, StreamClosedError } from '../../errors.ts'
 import type { DirectWriteSlots } from '../../storage/direct-writes.ts'
-import type { JournalOptions } from '../../storage/journal.ts'
+import type { JournalOptions } from '../../storage/journal-options.ts'
 import {
   assertComplete,
   type LocalTransfer,
