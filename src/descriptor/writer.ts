@@ -1,10 +1,10 @@
-import { constants } from 'node:fs'
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { StreamingRoot } from '../merkle/tree.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
+import { syncDirBestEffort } from '../util/sync-dir.ts'
 import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE, throwIfAborted } from './file.ts'
 import {
   chunkingProblem,
@@ -162,7 +162,7 @@ export class DescriptorWriter {
       this.#fh = undefined
       throwIfAborted(options.signal)
       await rename(this.tmpPath, this.path)
-      await syncDir(dirname(this.path))
+      await syncDirBestEffort(dirname(this.path))
       this.#state = 'done'
       return { header, headerBytes, cid: contentId(headerBytes) }
     } catch (err) {
@@ -234,12 +234,4 @@ export class DescriptorWriter {
     this.#flushed += this.#buffered
     this.#buffered = 0
   }
-}
-
-async function syncDir(dir: string): Promise<void> {
-  // Makes the rename durable; some file systems refuse fsync on a directory, which is not fatal.
-  const fh = await open(dir, constants.O_RDONLY).catch(() => undefined)
-  if (fh === undefined) return
-  await fh.sync().catch(() => {})
-  await fh.close()
 }

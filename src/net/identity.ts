@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { ConfigInvalidError, PermissionDeniedError } from '../errors.ts'
+import { syncDirBestEffort } from '../util/sync-dir.ts'
 
 export const IDENTITY_FILE = 'identity.key'
 
@@ -49,7 +50,7 @@ export async function loadOrCreateIdentity(
       if (theirs === undefined) throw new ConfigInvalidError(`${file} vanished while being created`)
       return theirs
     }
-    await fsyncDir(dataDir)
+    await syncDirBestEffort(dataDir)
     return key
   } catch (err) {
     if (err instanceof ConfigInvalidError) throw err
@@ -100,17 +101,4 @@ function fsError(err: unknown, what: string): Error {
   if (code === 'EACCES' || code === 'EPERM')
     return new PermissionDeniedError(`${what}: permission denied`, { cause: err })
   return new ConfigInvalidError(`${what}: ${(err as Error).message}`, { cause: err })
-}
-
-async function fsyncDir(dir: string): Promise<void> {
-  // Makes the new directory entry durable; not supported everywhere, hence best effort.
-  const fh = await open(dir, 'r').catch(() => undefined)
-  if (fh === undefined) return
-  try {
-    await fh.sync()
-  } catch {
-    // EINVAL on some filesystems: nothing more we can do.
-  } finally {
-    await fh.close()
-  }
 }

@@ -1,5 +1,4 @@
-import { constants } from 'node:fs'
-import { type FileHandle, open } from 'node:fs/promises'
+import type { FileHandle } from 'node:fs/promises'
 import { crc32 } from 'node:zlib'
 import { InternalError } from '../errors.ts'
 import { sha256 } from '../merkle/hash.ts'
@@ -206,13 +205,4 @@ export async function readAll(fh: FileHandle, buf: Uint8Array, at: number): Prom
     done += bytesRead
   }
   return done
-}
-
-export async function syncDir(dir: string): Promise<void> {
-  const fh = await open(dir, constants.O_RDONLY)
-  try {
-    await fh.sync()
-  } finally {
-    await fh.close()
-  }
 }

@@ -2,6 +2,7 @@ import { constants } from 'node:fs'
 import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { BudgetExceededError, InternalError } from '../errors.ts'
+import { syncDir } from '../util/sync-dir.ts'
 import { fsError } from './fs-errors.ts'
 import {
   BLOCK,
@@ -16,14 +17,13 @@ import {
   readAll,
   readPages,
   slotOffset,
-  syncDir,
   writeAll,
   writeEmptyJournal,
 } from './journal-format.ts'
 import type { JournalOptions } from './journal-options.ts'
 
 // Moved to ./journal-format.ts and ./journal-options.ts; re-exported so importers keep working.
-export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity, syncDir } from './journal-format.ts'
+export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity } from './journal-format.ts'
 export { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from './journal-options.ts'
 
 /**
@@ -112,7 +112,10 @@ export class Journal {
 
   /** Builds an empty journal at `path` (replacing any), atomically: temp file, fsync, rename, fsync folder. */
   static async create(path: string, init: JournalInit, o: JournalOptions): Promise<Journal> {
-    if (init.headerBytes.length > MAX_HEADER_BYTES) throw new InternalError('descriptor header too long')
+    // The same bounds load() checks: a journal it would call damaged is never written.
+    const h = init.headerBytes.length
+    if (h === 0 || h > MAX_HEADER_BYTES) throw new InternalError(`descriptor header of ${h} bytes`)
+    if (init.cid.length !== 32) throw new InternalError(`content id of ${init.cid.length} bytes`)
     const j = new Journal(path, init, o)
     const tmp = `${path}.tmp`
     try {

@@ -2,6 +2,7 @@ import { constants } from 'node:fs'
 import { type FileHandle, open, rename, stat, statfs, unlink } from 'node:fs/promises'
 import { dirname, resolve } from 'node:path'
 import { DestinationInvalidError, NoSpaceError } from '../errors.ts'
+import { syncDir } from '../util/sync-dir.ts'
 import { DIRECT_SLOT_BYTES, type DirectWriteSlots, directPrefix, O_DIRECT } from './direct-writes.ts'
 import { fsError } from './fs-errors.ts'
 import type { PartIdentity } from './journal-format.ts'
@@ -174,12 +175,7 @@ export class PartFile {
       await fh.close()
       this.#fh = undefined
       await rename(this.partPath, this.dest)
-      const dir = await open(dirname(this.dest), constants.O_RDONLY)
-      try {
-        await dir.sync()
-      } finally {
-        await dir.close()
-      }
+      await syncDir(dirname(this.dest))
     } catch (err) {
       throw fsError(err, this.dest)
     }
