@@ -6,6 +6,8 @@
  *   HAUL_BENCH_SCALE=0.1 npx node bench/concurrency.ts  # size knob: a tenth of the transfers
  *   HAUL_BENCH_DURATION_S=300 ...                       # per-phase deadline (default 240 s)
  *   HAUL_BENCH_REF_MIB=512 ...                          # reference transfer size (default 256 MiB)
+ *   HAUL_BENCH_EXEC_ARGV="--max-semi-space-size=2 --trace-gc" ...  # the engine processes' node flags
+ *   HAUL_BENCH_PHASES=1 ...                             # only phase 1 (1,000 transfers); "2" only the 10,000
  *
  * Reference, same run: one large transfer between the same two kinds of process.
  * Targets (issue 5): success 100 %; aggregate goodput ≥ 0.8x the reference;
@@ -31,7 +33,15 @@ const engine = {
   ...(knob('HAUL_BENCH_ACTIVE') === undefined ? {} : { maxActiveTransfers: knob('HAUL_BENCH_ACTIVE')! }),
 }
 
-const common = { processes: 2, topology: 'fan-out' as const, engine, durationMs, sampleMs: 500 }
+const execArgv = process.env.HAUL_BENCH_EXEC_ARGV?.split(' ').filter((a) => a !== '')
+const common = {
+  processes: 2,
+  topology: 'fan-out' as const,
+  engine,
+  durationMs,
+  sampleMs: 500,
+  ...(execArgv === undefined ? {} : { execArgv }),
+}
 
 function line(r: LoadTestResult): string {
   const [s, g] = r.processes
@@ -49,10 +59,11 @@ const ref = await runLoadTest({
 })
 console.log(`reference: one ${refMiB} MiB transfer: ${(ref.goodput / MB).toFixed(1)} MB/s; ${line(ref)}`)
 
+const phases = (process.env.HAUL_BENCH_PHASES ?? '1,2').split(',').map(Number)
 for (const phase of [
-  { n: Math.round(1000 * scale), min: 1 * MiB, max: 16 * MiB, files: 32 },
-  { n: Math.round(10_000 * scale), min: 64 * 1024, max: 1 * MiB, files: 64 },
-]) {
+  { id: 1, n: Math.round(1000 * scale), min: 1 * MiB, max: 16 * MiB, files: 32 },
+  { id: 2, n: Math.round(10_000 * scale), min: 64 * 1024, max: 1 * MiB, files: 64 },
+].filter((p) => phases.includes(p.id))) {
   const last = { t: 0 }
   const r = await runLoadTest({
     ...common,
