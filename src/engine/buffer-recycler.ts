@@ -61,6 +61,12 @@ export function verifyBufferRecyclerOptions(opts: Required<BufferRecyclerOptions
 /** How long a handed-over buffer waits for a taker before it needs a lease of its own (or is dropped). */
 export const HAND_OVER_MS = 250
 
+interface Handed {
+  readonly buf: Uint8Array<ArrayBuffer>
+  /** performance.now() when handed over. */
+  readonly at: number
+}
+
 interface Idle {
   readonly buf: Uint8Array<ArrayBuffer>
   readonly lease: Lease
@@ -73,7 +79,7 @@ export class BufferRecycler {
   readonly #idle = new Map<number, Idle[]>()
   #idleBytes = 0
   /** Handed-over buffers by byte length: no lease, the next taker's covers them. */
-  readonly #handed = new Map<number, Uint8Array<ArrayBuffer>[]>()
+  readonly #handed = new Map<number, Handed[]>()
   #handedBytes = 0
   #sweep: NodeJS.Timeout | undefined
   #hits = 0
@@ -115,7 +121,7 @@ export class BufferRecycler {
       if (this.#handed.get(length)!.length === 0) this.#handed.delete(length)
       this.#handedBytes -= length
       this.#hits++
-      return handed
+      return handed.buf
     }
     const list = this.#idle.get(length)
     const entry = list?.pop()
@@ -193,23 +199,33 @@ export class BufferRecycler {
   /** Keeps `buf` unleased for the next taker of its size (whose lease covers it). */
   #handOver(buf: Uint8Array<ArrayBuffer>): void {
     this.#handedBytes += buf.byteLength
-    lastUsed(this.#handed, buf.byteLength).push(buf)
-    if (this.#sweep === undefined) {
-      this.#sweep = setTimeout(this.#onSweep, HAND_OVER_MS)
-      this.#sweep.unref()
-    }
+    lastUsed(this.#handed, buf.byteLength).push({ buf, at: performance.now() })
+    this.#scheduleSweep(HAND_OVER_MS)
   }
 
-  /** Hand-overs nobody took: a lease of their own if the budget has room, else dropped. */
+  #scheduleSweep(ms: number): void {
+    if (this.#sweep !== undefined) return
+    this.#sweep = setTimeout(this.#onSweep, ms)
+    this.#sweep.unref()
+  }
+
+  /** Hand-overs nobody took within HAND_OVER_MS: a lease of their own if the budget has room, else dropped. */
   readonly #onSweep = (): void => {
     this.#sweep = undefined
-    const handed = [...this.#handed.values()].flat()
-    this.#handed.clear()
-    this.#handedBytes = 0
-    for (const buf of handed) {
-      const lease = this.#removeReclaimer === undefined ? undefined : this.#budget.tryAcquire(buf.byteLength)
-      if (lease !== undefined) this.#keep(buf, lease)
+    const now = performance.now()
+    let next = Number.POSITIVE_INFINITY
+    for (const [size, list] of this.#handed) {
+      // Oldest first: each list is in hand-over order (takers pop the newest).
+      while (list.length > 0 && now - list[0]!.at >= HAND_OVER_MS) {
+        const { buf } = list.shift()!
+        this.#handedBytes -= size
+        const lease = this.#removeReclaimer === undefined ? undefined : this.#budget.tryAcquire(size)
+        if (lease !== undefined) this.#keep(buf, lease)
+      }
+      if (list.length === 0) this.#handed.delete(size)
+      else next = Math.min(next, list[0]!.at + HAND_OVER_MS - now)
     }
+    if (next !== Number.POSITIVE_INFINITY) this.#scheduleSweep(Math.max(1, Math.ceil(next)))
   }
 
   /** Drops every idle buffer and stops keeping new ones. */
