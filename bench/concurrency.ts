@@ -24,13 +24,20 @@ const refMiB = Number(process.env.HAUL_BENCH_REF_MIB ?? 256)
 const MiB = 1024 * 1024
 const MB = 1e6
 const knob = (k: string) => (process.env[k] === undefined ? undefined : Number(process.env[k]))
-// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE: the engines' memoryBudget and maxActiveTransfers.
+// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE / HAUL_BENCH_RECYCLE_MIB: the engines' memoryBudget,
+// maxActiveTransfers and buffers.maxIdleBytes.
 const engine = {
   workers: 1,
   ...(knob('HAUL_BENCH_BUDGET_MIB') === undefined
     ? {}
     : { memoryBudget: knob('HAUL_BENCH_BUDGET_MIB')! * MiB }),
   ...(knob('HAUL_BENCH_ACTIVE') === undefined ? {} : { maxActiveTransfers: knob('HAUL_BENCH_ACTIVE')! }),
+  ...(knob('HAUL_BENCH_READ_AHEAD') === undefined
+    ? {}
+    : { server: { readAhead: knob('HAUL_BENCH_READ_AHEAD')! } }),
+  ...(knob('HAUL_BENCH_RECYCLE_MIB') === undefined
+    ? {}
+    : { buffers: { maxIdleBytes: knob('HAUL_BENCH_RECYCLE_MIB')! * MiB } }),
 }
 
 const execArgv = process.env.HAUL_BENCH_EXEC_ARGV?.split(' ').filter((a) => a !== '')
