@@ -6,6 +6,8 @@
  *   HAUL_BENCH_SCALE=0.1 npx node bench/concurrency.ts  # size knob: a tenth of the transfers
  *   HAUL_BENCH_DURATION_S=300 ...                       # per-phase deadline (default 240 s)
  *   HAUL_BENCH_REF_MIB=512 ...                          # reference transfer size (default 256 MiB)
+ *   HAUL_BENCH_EXEC_ARGV="--max-semi-space-size=2 --trace-gc" ...  # the engine processes' node flags
+ *   HAUL_BENCH_PHASES=1 ...                             # only phase 1 (1,000 transfers); "2" only the 10,000
  *
  * Reference, same run: one large transfer between the same two kinds of process.
  * Targets (issue 5): success 100 %; aggregate goodput ≥ 0.8x the reference;
@@ -22,16 +24,31 @@ const refMiB = Number(process.env.HAUL_BENCH_REF_MIB ?? 256)
 const MiB = 1024 * 1024
 const MB = 1e6
 const knob = (k: string) => (process.env[k] === undefined ? undefined : Number(process.env[k]))
-// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE: the engines' memoryBudget and maxActiveTransfers.
+// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE / HAUL_BENCH_RECYCLE_MIB: the engines' memoryBudget,
+// maxActiveTransfers and buffers.maxIdleBytes.
 const engine = {
   workers: 1,
   ...(knob('HAUL_BENCH_BUDGET_MIB') === undefined
     ? {}
     : { memoryBudget: knob('HAUL_BENCH_BUDGET_MIB')! * MiB }),
   ...(knob('HAUL_BENCH_ACTIVE') === undefined ? {} : { maxActiveTransfers: knob('HAUL_BENCH_ACTIVE')! }),
+  ...(knob('HAUL_BENCH_READ_AHEAD') === undefined
+    ? {}
+    : { server: { readAhead: knob('HAUL_BENCH_READ_AHEAD')! } }),
+  ...(knob('HAUL_BENCH_RECYCLE_MIB') === undefined
+    ? {}
+    : { buffers: { maxIdleBytes: knob('HAUL_BENCH_RECYCLE_MIB')! * MiB } }),
 }
 
-const common = { processes: 2, topology: 'fan-out' as const, engine, durationMs, sampleMs: 500 }
+const execArgv = process.env.HAUL_BENCH_EXEC_ARGV?.split(' ').filter((a) => a !== '')
+const common = {
+  processes: 2,
+  topology: 'fan-out' as const,
+  engine,
+  durationMs,
+  sampleMs: 500,
+  ...(execArgv === undefined ? {} : { execArgv }),
+}
 
 function line(r: LoadTestResult): string {
   const [s, g] = r.processes
@@ -49,10 +66,11 @@ const ref = await runLoadTest({
 })
 console.log(`reference: one ${refMiB} MiB transfer: ${(ref.goodput / MB).toFixed(1)} MB/s; ${line(ref)}`)
 
+const phases = (process.env.HAUL_BENCH_PHASES ?? '1,2').split(',').map(Number)
 for (const phase of [
-  { n: Math.round(1000 * scale), min: 1 * MiB, max: 16 * MiB, files: 32 },
-  { n: Math.round(10_000 * scale), min: 64 * 1024, max: 1 * MiB, files: 64 },
-]) {
+  { id: 1, n: Math.round(1000 * scale), min: 1 * MiB, max: 16 * MiB, files: 32 },
+  { id: 2, n: Math.round(10_000 * scale), min: 64 * 1024, max: 1 * MiB, files: 64 },
+].filter((p) => phases.includes(p.id))) {
   const last = { t: 0 }
   const r = await runLoadTest({
     ...common,

@@ -28,6 +28,7 @@ function engineOptions() {
   const MiB = 1024 * 1024
   return {
     workers: n('HAUL_BENCH_WORKERS') ?? 2,
+    ...(n('HAUL_BENCH_BUDGET_MIB') === undefined ? {} : { memoryBudget: n('HAUL_BENCH_BUDGET_MIB')! * MiB }),
     ...(process.env.HAUL_BENCH_CHUNKING === undefined
       ? {}
       : { chunking: parseChunking(process.env.HAUL_BENCH_CHUNKING) }),

@@ -65,7 +65,12 @@ export interface EngineOptions {
   maxActiveTransfersPerPeer?: number
   /** Fetches that may wait for their turn per peer; one more fails with TOO_MANY_REQUESTS. @default 100_000 */
   maxQueuedTransfersPerPeer?: number
-  /** Finished chunk buffers kept for reuse, within the memory budget. @default { maxIdleBytes: 8 MiB } */
+  /**
+   * Finished chunk buffers kept for reuse. Idle ones hold leases on the memory budget; while
+   * the budget has waiters, buffers are handed to the next taker without a lease (at most
+   * `maxIdleBytes` of them, for at most 250 ms), so chunk memory is at most `memoryBudget +
+   * maxIdleBytes`. @default { maxIdleBytes: 8 MiB }
+   */
   buffers?: BufferRecyclerOptions
   /**
    * Verified chunks written with O_DIRECT through fixed staging memory (slots × 1 MiB), where

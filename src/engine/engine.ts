@@ -191,6 +191,11 @@ export class Engine {
     return this.#buffers.idleBytes
   }
 
+  /** Recycled-buffer takes that reused an idle buffer (hits) and that allocated a fresh one (misses). */
+  get bufferStats(): { hits: number; misses: number } {
+    return this.#buffers.stats
+  }
+
   get peerId(): string {
     return this.network.peerId
   }

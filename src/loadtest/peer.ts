@@ -5,7 +5,10 @@
  * once verified, so a long run does not fill the disk), and reports the bytes
  * it has received every `tickMs`.
  */
+import { appendFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
+import { constants, PerformanceObserver } from 'node:perf_hooks'
 import { createEngine, type EngineOptions, isHaulError } from '../index.ts'
 
 export type ToPeer =
@@ -31,12 +34,47 @@ async function main(): Promise<void> {
     process.once('message', (m: ToPeer) => m.type === 'init' && resolve(m)),
   )
   const engine = await createEngine(init.engine)
+  // Diagnosis: HAUL_LOADTEST_MEMLOG=<dir> appends process.memoryUsage(), budget and recycler figures each tick.
+  const memDir = process.env.HAUL_LOADTEST_MEMLOG
+  const memLog = memDir === undefined ? undefined : join(memDir, `peer-${process.pid}.jsonl`)
+  // Per tick: GCs by kind, and arrayBuffers right after them (what they left live).
+  const gcs = { minor: 0, major: 0, abAfterMajor: 0, abAfterMinor: 0 }
+  if (memLog !== undefined) {
+    new PerformanceObserver((list) => {
+      const ab = process.memoryUsage().arrayBuffers
+      for (const e of list.getEntries()) {
+        const kind = (e as unknown as { detail?: { kind?: number } }).detail?.kind
+        if (kind === constants.NODE_PERFORMANCE_GC_MAJOR) {
+          gcs.major++
+          gcs.abAfterMajor = Math.max(gcs.abAfterMajor, ab)
+        } else if (kind === constants.NODE_PERFORMANCE_GC_MINOR) {
+          gcs.minor++
+          gcs.abAfterMinor = Math.max(gcs.abAfterMinor, ab)
+        }
+      }
+    }).observe({ entryTypes: ['gc'] })
+  }
   const active = new Map<number, { cancel(): void; done: () => number }>()
   let finishedBytes = 0
   const tick = setInterval(() => {
     let bytes = finishedBytes
     for (const a of active.values()) bytes += a.done()
     send({ type: 'tick', bytesDone: bytes, active: active.size })
+    if (memLog !== undefined) {
+      const m = process.memoryUsage()
+      const line = {
+        t: Date.now(),
+        ...m,
+        budget: engine.budget.used,
+        idle: engine.idleBufferBytes,
+        ...engine.bufferStats,
+        streams: engine.network.openStreamCount(),
+        ...gcs,
+      }
+      appendFileSync(memLog, `${JSON.stringify(line)}\n`)
+      gcs.abAfterMajor = 0
+      gcs.abAfterMinor = 0
+    }
   }, init.tickMs)
   let exiting: (() => void) | undefined
   const exited = new Promise<void>((r) => (exiting = r))
