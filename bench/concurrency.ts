@@ -6,7 +6,7 @@
  *   HAUL_BENCH_SCALE=0.1 npx node bench/concurrency.ts  # size knob: a tenth of the transfers
  *   HAUL_BENCH_DURATION_S=300 ...                       # per-phase deadline (default 240 s)
  *   HAUL_BENCH_REF_MIB=512 ...                          # reference transfer size (default 256 MiB)
- *   HAUL_BENCH_EXEC_ARGV="--max-semi-space-size=2 --trace-gc" ...  # the engine processes' node flags
+ *   HAUL_BENCH_EXEC_ARGV="--max-semi-space-size=1 --trace-gc" ...  # the engine processes' node flags
  *   HAUL_BENCH_PHASES=1 ...                             # only phase 1 (1,000 transfers); "2" only the 10,000
  *
  * Reference, same run: one large transfer between the same two kinds of process.

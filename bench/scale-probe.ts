@@ -4,8 +4,8 @@
  * its memory can be split (V8 heap / external / array buffers) and its open
  * streams, budget and file descriptors counted while the fetches run.
  *
- *   npx node --max-semi-space-size=2 bench/scale-probe.ts                  # 1,000 x 1–16 MiB
- *   HAUL_PROBE_N=10000 HAUL_PROBE_MIN_KIB=64 HAUL_PROBE_MAX_KIB=1024 npx node --max-semi-space-size=2 bench/scale-probe.ts
+ *   npx node --max-semi-space-size=1 bench/scale-probe.ts                  # 1,000 x 1–16 MiB
+ *   HAUL_PROBE_N=10000 HAUL_PROBE_MIN_KIB=64 HAUL_PROBE_MAX_KIB=1024 npx node --max-semi-space-size=1 bench/scale-probe.ts
  *   HAUL_PROBE_ENGINE='{"maxActiveTransfersPerPeer":8}' ...               # receiver engine options (JSON)
  *   HAUL_PROBE_SNAPSHOT=1 ...                                              # heap snapshot at the peak
  *
@@ -35,7 +35,7 @@ const work = await mkdtemp(join(tmpdir(), 'haul-probe-'))
 await mkdir(join(work, 'out'))
 const child = fork(PEER_SCRIPT, [], {
   stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  execArgv: ['--max-semi-space-size=2'],
+  execArgv: ['--max-semi-space-size=1'],
 })
 const next = <T extends FromPeer>(pred: (m: FromPeer) => boolean): Promise<T> =>
   new Promise((resolve) => {

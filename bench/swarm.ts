@@ -44,7 +44,7 @@ const dest = join(tmpdir(), `haul-swarm-${process.pid}.out`)
 function start(args: string[]): ChildProcess {
   return fork(peer, args, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: ['--max-semi-space-size=2'],
+    execArgv: ['--max-semi-space-size=1'],
   })
 }
 function next<T>(child: ChildProcess, type: string): Promise<T> {

@@ -36,7 +36,7 @@ const runNaive = process.env.HAUL_BENCH_NAIVE !== '0' && size < 2 * 1024 ** 3
 function start(args: string[]): ChildProcess {
   // Peers run with the flag the haul bin uses (see bin/haul.js); override with e.g.
   // HAUL_BENCH_EXEC_ARGV="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile both peers.
-  const execArgv = (process.env.HAUL_BENCH_EXEC_ARGV ?? '--max-semi-space-size=2').split(' ').filter(Boolean)
+  const execArgv = (process.env.HAUL_BENCH_EXEC_ARGV ?? '--max-semi-space-size=1').split(' ').filter(Boolean)
   return fork(peer, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
 }
 function next<T>(child: ChildProcess, type: string): Promise<T> {

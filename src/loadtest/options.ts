@@ -46,7 +46,7 @@ export interface LoadTestOptions {
   seed?: number
   /** Options of every engine process (JSON-serialisable). @default { workers: 1 } */
   engine?: EngineOptions
-  /** Node flags of the engine processes. @default ['--max-semi-space-size=2'] (as the haul bin) */
+  /** Node flags of the engine processes. @default ['--max-semi-space-size=1'] (as the haul bin) */
   execArgv?: string[]
   /**
    * Faults: cut connections at random intervals, stall links, slow them (`LoadTestFaultSpec`,
@@ -82,7 +82,7 @@ export function resolveLoadTestOptions(o: LoadTestOptions = {}): ResolvedLoadTes
     workDir: o.workDir,
     seed: o.seed ?? 1,
     engine: o.engine ?? { workers: 1 },
-    execArgv: [...(o.execArgv ?? ['--max-semi-space-size=2'])],
+    execArgv: [...(o.execArgv ?? ['--max-semi-space-size=1'])],
     faults: o.faults,
     onSample: o.onSample,
     signal: o.signal,
