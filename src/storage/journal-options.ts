@@ -9,9 +9,11 @@ export interface JournalOptions {
    */
   enabled: boolean
   /**
-   * Chunk bytes written but not yet synced that trigger a flush (fdatasync the
-   * part file, then write and fdatasync the journal). With the fetch window
-   * this bounds what a crash re-downloads: at most
+   * Most chunk bytes written and not yet synced (a flush: fdatasync the part
+   * file, then write and fdatasync the journal). A flush starts in the
+   * background at half of it; recording a chunk waits only when the bytes not
+   * yet synced, counting those the running flush is syncing, reach it. With the
+   * fetch window this bounds what a crash re-downloads: at most
    * flushBytes + fetch.windowBytes + one chunk.
    * @default 32 MiB
    */

@@ -219,7 +219,7 @@ export class Journal {
   /**
    * Notes that chunk `i` (`length` bytes) was verified and written. Returns a
    * promise (to be awaited: it is the backpressure that bounds unsynced work)
-   * when this crossed a flush threshold, undefined otherwise.
+   * when the bytes not yet synced reach `flushBytes`, undefined otherwise.
    */
   record(i: number, length: number): Promise<void> | undefined {
     if (!Number.isSafeInteger(i) || i < 0 || i >= this.leafCount) {
@@ -236,13 +236,19 @@ export class Journal {
       this.#unsyncedBytes = 0
       return undefined
     }
-    // Counting what a running flush is syncing too: every chunk recorded past the threshold waits,
+    // Counting what a running flush is syncing too: every chunk recorded past the bound waits,
     // so unsynced chunks whose fetch batch has moved on never exceed flushBytes.
+    if (this.#unsyncedBytes + this.#syncingBytes >= this.#o.flushBytes) return this.flush()
+    // Started early, in the background: a sync took 15-90 ms here, and waiting for it at the
+    // bound (when every chunk recorded meanwhile waited for the next one too) stalled the fetch
+    // window for ~40 ms every 32 MiB. A failure leaves the chunks unsynced for the next flush,
+    // which reports it.
     if (
-      this.#unsyncedBytes + this.#syncingBytes >= this.#o.flushBytes ||
-      performance.now() - this.#lastFlush >= this.#o.flushIntervalMs
+      this.#running === undefined &&
+      (this.#unsyncedBytes * 2 >= this.#o.flushBytes ||
+        performance.now() - this.#lastFlush >= this.#o.flushIntervalMs)
     ) {
-      return this.flush()
+      this.flush().catch(() => {})
     }
     return undefined
   }

@@ -1,6 +1,6 @@
 import { open, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest'
 import { encodeHeader } from '../../src/descriptor/header.ts'
 import { BudgetExceededError, NoSpaceError } from '../../src/errors.ts'
 import { sha256 } from '../../src/merkle/hash.ts'
@@ -101,15 +101,44 @@ describe('resume journal', () => {
       seenAtSync.push((await onDisk(p)).chunks)
     })
     expect(j.record(0, 1000)).toBeUndefined()
-    expect(j.record(1, 1000)).toBeUndefined()
+    expect(j.record(1, 1000)).toBeUndefined() // half of flushBytes: a flush of {0, 1} starts
     expect(j.has(1)).toBe(true) // written, not yet durable, but never fetched again
-    await j.record(2, 1000) // crosses flushBytes: waits for the flush
+    await j.record(2, 1000) // 1000 unsynced + 2000 syncing reach flushBytes: waits for {2}
     expect(j.durableChunks).toBe(3)
     await j.record(3, 1000)
-    await j.record(4, 1000)
-    await j.record(5, 1000)
-    expect(seenAtSync).toEqual([0, 3])
+    await j.record(4, 1000) // starts {3, 4}
+    await j.record(5, 1000) // waits for {5}
+    // At each part-file sync the journal holds only the batches before it: {0,1} {2} {3,4} {5}.
+    expect(seenAtSync).toEqual([0, 2, 3, 5])
     expect((await onDisk(p)).chunks).toBe(6)
+    await j.close()
+  })
+
+  it('a flush starts in the background at half of flushBytes; recording waits only at flushBytes', async () => {
+    const p = path()
+    const j = await Journal.create(p, init(10), opts({ flushBytes: 4000 }))
+    const syncs: Array<() => void> = []
+    j.attach(() => new Promise<void>((resolve) => syncs.push(resolve)))
+    expect(j.record(0, 1000)).toBeUndefined()
+    expect(syncs.length).toBe(0)
+    expect(j.record(1, 1000)).toBeUndefined() // 2000 of 4000: the flush starts, nobody waits
+    expect(syncs.length).toBe(1)
+    expect(j.record(2, 1000)).toBeUndefined() // 1000 unsynced + 2000 syncing: still under the bound
+    expect(syncs.length).toBe(1) // one flush at a time
+    let waited = false
+    const blocked = j.record(3, 1000)?.then(() => {
+      waited = true
+    }) // 2000 + 2000 reach the bound: this one waits
+    expect(blocked).toBeDefined()
+    await new Promise((r) => setTimeout(r, 20))
+    expect(waited).toBe(false)
+    syncs.shift()!() // the first sync returns; the queued flush of {2, 3} starts
+    await vi.waitFor(() => expect(syncs.length).toBe(1))
+    expect(waited).toBe(false)
+    syncs.shift()!()
+    await blocked
+    expect(j.durableChunks).toBe(4)
+    expect((await onDisk(p)).chunks).toBe(4)
     await j.close()
   })
 
