@@ -66,6 +66,8 @@ class ServerSession {
   readonly #cancelled = new Set<number>()
   #wake: (() => void) | undefined
   #current: number | undefined
+  /** The next queued get-chunks' first chunks, encoding while this request's last ones go out. */
+  #prefetched: Prefetched | undefined
   #inputDone = false
   #helloSeen = false
   readonly #abort = new AbortController()
@@ -157,6 +159,15 @@ class ServerSession {
   }
 
   async #work(): Promise<void> {
+    try {
+      await this.#answerQueue()
+    } finally {
+      if (this.#prefetched !== undefined) await releaseAll(this.#prefetched.encoded)
+      this.#prefetched = undefined
+    }
+  }
+
+  async #answerQueue(): Promise<void> {
     while (!this.#abort.signal.aborted) {
       const req = this.#queue.shift()
       if (req === undefined) {
@@ -166,6 +177,11 @@ class ServerSession {
         continue
       }
       this.#current = req.requestId
+      if (this.#prefetched !== undefined && this.#prefetched.requestId !== req.requestId) {
+        // Its request was cancelled while queued.
+        void releaseAll(this.#prefetched.encoded)
+        this.#prefetched = undefined
+      }
       try {
         await this.#answer(req)
       } catch (err) {
@@ -258,30 +274,69 @@ class ServerSession {
       }
     }
     await content.source.checkUnchanged()
-    const indices = (function* () {
-      for (const r of req.ranges) for (let i = r.start; i < r.end; i++) yield i
-    })()
-    // Read and encode up to `readAhead` chunks ahead; send strictly in request order.
-    const ahead: Promise<EncodedChunk>[] = []
+    // Read and encode up to `readAhead` chunks ahead; send strictly in request order. The first
+    // ones may already be encoding (prefetched while the previous request finished).
+    const pre = this.#prefetched?.requestId === req.requestId ? this.#prefetched : undefined
+    this.#prefetched = undefined
+    const indices = pre?.indices ?? chunkIndices(req.ranges)
+    const ahead: Promise<EncodedChunk>[] = pre?.encoded ?? []
     const signal = this.#abort.signal
     try {
       for (const index of indices) {
         if (this.#cancelled.has(req.requestId) || signal.aborted) break
-        const encoded = this.#encodeChunk(content, index, signal)
-        // Read-ahead fails while the loop waits on a send when the session aborts; it is
-        // still seen by allSettled below, but must not surface as an unhandled rejection.
-        encoded.catch(() => {})
-        ahead.push(encoded)
+        ahead.push(this.#startEncode(content, index, signal))
         if (ahead.length >= this.#ctx.limits.readAhead)
           await this.#sendChunk(req.requestId, await ahead.shift()!)
       }
       while (ahead.length > 0 && !this.#cancelled.has(req.requestId)) {
+        // Measured: without this the sender's loop spent ~20 % of a transfer waiting for the
+        // first chunk of each request (1.2 s of 6 s for 1 GiB at 8 chunks a request).
+        this.#prefetchNext(ahead.length, signal)
         await this.#sendChunk(req.requestId, await ahead.shift()!)
       }
     } finally {
-      for (const p of await Promise.allSettled(ahead)) if (p.status === 'fulfilled') p.value.release()
+      await releaseAll(ahead)
     }
     if (!this.#cancelled.has(req.requestId)) await this.#send({ type: 'end', requestId: req.requestId })
+  }
+
+  #startEncode(content: PublishedContent, index: number, signal: AbortSignal): Promise<EncodedChunk> {
+    const encoded = this.#encodeChunk(content, index, signal)
+    // Read-ahead fails while the loop waits on a send when the session aborts; it is still
+    // seen by releaseAll, but must not surface as an unhandled rejection.
+    encoded.catch(() => {})
+    return encoded
+  }
+
+  /**
+   * Starts the next queued get-chunks' first chunks so that, with the `busy` ones of the
+   * current request, at most `readAhead` are in flight. Only requests that will pass
+   * #answerChunks' checks, for full copies; the rest wait their turn as before.
+   */
+  #prefetchNext(busy: number, signal: AbortSignal): void {
+    const next = this.#queue[0]
+    if (next?.type !== 'get-chunks') return
+    let pre = this.#prefetched
+    if (pre?.requestId !== next.requestId) {
+      const content = this.#ctx.registry.get(next.cid)
+      if (content === undefined || content.holds !== undefined) return
+      const leafCount = content.header.leafCount
+      let total = 0
+      for (const r of next.ranges) {
+        if (r.start >= r.end || r.end > leafCount) return
+        total += r.end - r.start
+      }
+      if (total > this.#ctx.limits.maxChunksPerRequest) return
+      // A request prefetched earlier was cancelled while queued.
+      if (pre !== undefined) void releaseAll(pre.encoded)
+      pre = { requestId: next.requestId, content, indices: chunkIndices(next.ranges), encoded: [] }
+      this.#prefetched = pre
+    }
+    while (busy + pre.encoded.length < this.#ctx.limits.readAhead) {
+      const r = pre.indices.next()
+      if (r.done === true) return
+      pre.encoded.push(this.#startEncode(pre.content, r.value, signal))
+    }
   }
 
   async #encodeChunk(content: PublishedContent, index: number, signal: AbortSignal): Promise<EncodedChunk> {
@@ -340,6 +395,25 @@ class ServerSession {
   async #sendSafe(msg: TransferMessage): Promise<void> {
     await this.#writer.send(msg).catch(() => this.#abort.abort())
   }
+}
+
+interface Prefetched {
+  readonly requestId: number
+  readonly content: PublishedContent
+  /** The request's chunk indices not yet started. */
+  readonly indices: Generator<number>
+  readonly encoded: Promise<EncodedChunk>[]
+}
+
+function chunkIndices(ranges: ReadonlyArray<{ start: number; end: number }>): Generator<number> {
+  return (function* () {
+    for (const r of ranges) for (let i = r.start; i < r.end; i++) yield i
+  })()
+}
+
+/** Gives back the budget of encoded chunks that will not be sent (failed ones hold none). */
+async function releaseAll(encoded: readonly Promise<EncodedChunk>[]): Promise<void> {
+  for (const p of await Promise.allSettled(encoded)) if (p.status === 'fulfilled') p.value.release()
 }
 
 interface EncodedChunk {

@@ -140,6 +140,40 @@ describe('hostile bytes against the real serving handler', () => {
     expect(seen.at(-1)).toMatchObject({ type: 'header', requestId: 2 })
   })
 
+  it('pipelined get-chunks are answered in order; one cancelled while queued sends nothing and keeps no budget', async () => {
+    const { decodeTicket } = await import('../../src/engine/ticket.ts')
+    const file = join(dir, 'pipelined.src')
+    await writeFile(file, 12 * MiB, 'random')
+    const cid = decodeTicket((await sender.publish(file)).ticket).cid
+    const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
+    const decoder = new FrameDecoder()
+    const seen: TransferMessage[] = []
+    const reading = (async () => {
+      for await (const data of stream.incoming) {
+        decoder.push(data)
+        for (const m of decoder.frames()) {
+          seen.push(m)
+          // Request 2's first chunks are being read ahead by now (request 1 has 3 chunks left).
+          if (m.type === 'chunk' && m.requestId === 1 && m.index === 0) {
+            await stream.write(encodeMessage({ type: 'cancel', requestId: 2 }))
+          }
+          if (m.type === 'end' && m.requestId === 3) return
+        }
+      }
+    })()
+    const bigHello = encodeMessage({ type: 'hello', version: 1, codecs: ['none'], maxFrame: 8 << 20 })
+    const get = (requestId: number, start: number, end: number) =>
+      encodeMessage({ type: 'get-chunks', requestId, cid, ranges: [{ start, end }] })
+    await stream.write([...bigHello, ...get(1, 0, 4), ...get(2, 4, 8), ...get(3, 8, 12)])
+    await reading
+    await stream.close()
+    const order = seen.filter((m) => m.type === 'chunk').map((m) => `${m.requestId}:${m.index}`)
+    expect(order).toEqual(['1:0', '1:1', '1:2', '1:3', '3:8', '3:9', '3:10', '3:11'])
+    expect(seen.some((m) => m.type === 'end' && m.requestId === 2)).toBe(false)
+    // Every lease of request 2's read-ahead came back: only idle recycled buffers hold budget.
+    await expect.poll(() => sender.budget.used - sender.idleBufferBytes, { timeout: 5000 }).toBe(0)
+  })
+
   it('after all that, an honest receiver still gets the file verified', async () => {
     const receiver = await Engine.create({ workers: 1 })
     try {
