@@ -9,10 +9,11 @@ import type { FrameStream } from '../net/stream-io.ts'
 import { FrameDecoder } from '../protocol/decoder.ts'
 import { errorMessage } from '../protocol/encoder.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
-import { CODECS, type Codec } from '../types.ts'
+import { CODECS } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
+import { chunkIndices, type EncodedChunk, encodeChunk, releaseAll } from './chunk-encoder.ts'
 import { FrameWriter } from './frame-writer.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import type { RateLimiter } from './rate-limit.ts'
@@ -301,7 +302,7 @@ class ServerSession {
   }
 
   #startEncode(content: PublishedContent, index: number, signal: AbortSignal): Promise<EncodedChunk> {
-    const encoded = this.#encodeChunk(content, index, signal)
+    const encoded = encodeChunk(this.#ctx, content, index, signal)
     // Read-ahead fails while the loop waits on a send when the session aborts; it is still
     // seen by releaseAll, but must not surface as an unhandled rejection.
     encoded.catch(() => {})
@@ -336,36 +337,6 @@ class ServerSession {
       const r = pre.indices.next()
       if (r.done === true) return
       pre.encoded.push(this.#startEncode(pre.content, r.value, signal))
-    }
-  }
-
-  async #encodeChunk(content: PublishedContent, index: number, signal: AbortSignal): Promise<EncodedChunk> {
-    const entry = await content.reader.entry(index)
-    const lease = await this.#ctx.budget.acquire(entry.length, { signal })
-    try {
-      // Its own ArrayBuffer (it moves to a worker); the read overwrites all of it.
-      const buf = this.#ctx.buffers?.take(entry.length) ?? Buffer.allocUnsafeSlow(entry.length)
-      await content.source.read(entry.offset, entry.length, buf)
-      const enc = await this.#ctx.pool.encode(buf, this.#ctx.codec, { signal })
-      // A compressed payload is its own buffer: the plain bytes are free already.
-      const reuse = enc.payload.buffer === enc.buf.buffer
-      if (!reuse) this.#ctx.buffers?.give(enc.buf)
-      if (!equalBytes(enc.hash, entry.hash)) {
-        throw new ContentChangedError(
-          `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,
-        )
-      }
-      return {
-        index,
-        codec: enc.codec,
-        rawLength: entry.length,
-        payload: enc.payload,
-        recycle: reuse,
-        release: () => lease.release(),
-      }
-    } catch (err) {
-      lease.release()
-      throw err
     }
   }
 
@@ -405,27 +376,6 @@ interface Prefetched {
   readonly encoded: Promise<EncodedChunk>[]
 }
 
-function chunkIndices(ranges: ReadonlyArray<{ start: number; end: number }>): Generator<number> {
-  return (function* () {
-    for (const r of ranges) for (let i = r.start; i < r.end; i++) yield i
-  })()
-}
-
-/** Gives back the budget of encoded chunks that will not be sent (failed ones hold none). */
-async function releaseAll(encoded: readonly Promise<EncodedChunk>[]): Promise<void> {
-  for (const p of await Promise.allSettled(encoded)) if (p.status === 'fulfilled') p.value.release()
-}
-
-interface EncodedChunk {
-  index: number
-  codec: Codec
-  rawLength: number
-  payload: Uint8Array
-  /** The payload is the recycled read buffer: send copies, then give it back. */
-  recycle: boolean
-  release: () => void
-}
-
 /** How long a closing stream may take to flush its last frames before it is reset. */
 const CLOSE_GRACE_MS = 2000
 
@@ -437,8 +387,4 @@ async function closeWithin(stream: FrameStream, ms: number, reason?: unknown): P
   ])
   clearTimeout(timer)
   if (timedOut) stream.abort(reason instanceof Error ? reason : new Error('closing stream timed out'))
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0
 }
