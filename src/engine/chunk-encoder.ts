@@ -1,4 +1,9 @@
-import { ContentChangedError } from '../errors.ts'
+import {
+  ContentChangedError,
+  type HaulError,
+  ProtocolViolationError,
+  TooManyRequestsError,
+} from '../errors.ts'
 import type { Codec } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
@@ -64,6 +69,26 @@ export async function encodeChunk(
     lease.release()
     throw err
   }
+}
+
+/**
+ * Why a get-chunks request cannot be answered as asked (a range outside the file, or more than
+ * `maxChunks` chunks), or undefined.
+ */
+export function rangeProblem(
+  ranges: ReadonlyArray<{ start: number; end: number }>,
+  leafCount: number,
+  maxChunks: number,
+): HaulError | undefined {
+  let total = 0
+  for (const r of ranges) {
+    if (r.start >= r.end || r.end > leafCount) {
+      return new ProtocolViolationError(`chunk range [${r.start}, ${r.end}) is outside 0..${leafCount}`)
+    }
+    total += r.end - r.start
+  }
+  if (total > maxChunks) return new TooManyRequestsError(`a request may name at most ${maxChunks} chunks`)
+  return undefined
 }
 
 /** The chunk indices a get-chunks request names, in request order. */

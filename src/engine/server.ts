@@ -13,7 +13,7 @@ import { CODECS } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
-import { chunkIndices, type EncodedChunk, encodeChunk, releaseAll } from './chunk-encoder.ts'
+import { chunkIndices, type EncodedChunk, encodeChunk, rangeProblem, releaseAll } from './chunk-encoder.ts'
 import { FrameWriter } from './frame-writer.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import type { RateLimiter } from './rate-limit.ts'
@@ -163,9 +163,16 @@ class ServerSession {
     try {
       await this.#answerQueue()
     } finally {
-      if (this.#prefetched !== undefined) await releaseAll(this.#prefetched.encoded)
-      this.#prefetched = undefined
+      await this.#dropPrefetch()
     }
+  }
+
+  /** Gives back read-ahead started for a request other than `keep` (cancelled while queued, or the session ends). */
+  #dropPrefetch(keep?: number): Promise<void> {
+    const pre = this.#prefetched
+    if (pre === undefined || pre.requestId === keep) return Promise.resolve()
+    this.#prefetched = undefined
+    return releaseAll(pre.encoded)
   }
 
   async #answerQueue(): Promise<void> {
@@ -178,11 +185,7 @@ class ServerSession {
         continue
       }
       this.#current = req.requestId
-      if (this.#prefetched !== undefined && this.#prefetched.requestId !== req.requestId) {
-        // Its request was cancelled while queued.
-        void releaseAll(this.#prefetched.encoded)
-        this.#prefetched = undefined
-      }
+      void this.#dropPrefetch(req.requestId)
       try {
         await this.#answer(req)
       } catch (err) {
@@ -253,19 +256,8 @@ class ServerSession {
     req: Extract<Request, { type: 'get-chunks' }>,
     content: PublishedContent,
   ): Promise<void> {
-    const leafCount = content.header.leafCount
-    let total = 0
-    for (const r of req.ranges) {
-      if (r.start >= r.end || r.end > leafCount) {
-        throw new ProtocolViolationError(`chunk range [${r.start}, ${r.end}) is outside 0..${leafCount}`)
-      }
-      total += r.end - r.start
-    }
-    if (total > this.#ctx.limits.maxChunksPerRequest) {
-      throw new TooManyRequestsError(
-        `a request may name at most ${this.#ctx.limits.maxChunksPerRequest} chunks`,
-      )
-    }
+    const problem = rangeProblem(req.ranges, content.header.leafCount, this.#ctx.limits.maxChunksPerRequest)
+    if (problem !== undefined) throw problem
     if (content.holds !== undefined) {
       // A partial seeder refuses the whole request up front: a typed error, never a partial answer.
       for (const r of req.ranges) {
@@ -276,8 +268,9 @@ class ServerSession {
     }
     await content.source.checkUnchanged()
     // Read and encode up to `readAhead` chunks ahead; send strictly in request order. The first
-    // ones may already be encoding (prefetched while the previous request finished).
-    const pre = this.#prefetched?.requestId === req.requestId ? this.#prefetched : undefined
+    // ones may already be encoding (prefetched while the previous request finished; #answerQueue
+    // dropped any for another request).
+    const pre = this.#prefetched
     this.#prefetched = undefined
     const indices = pre?.indices ?? chunkIndices(req.ranges)
     const ahead: Promise<EncodedChunk>[] = pre?.encoded ?? []
@@ -321,15 +314,9 @@ class ServerSession {
     if (pre?.requestId !== next.requestId) {
       const content = this.#ctx.registry.get(next.cid)
       if (content === undefined || content.holds !== undefined) return
-      const leafCount = content.header.leafCount
-      let total = 0
-      for (const r of next.ranges) {
-        if (r.start >= r.end || r.end > leafCount) return
-        total += r.end - r.start
-      }
-      if (total > this.#ctx.limits.maxChunksPerRequest) return
-      // A request prefetched earlier was cancelled while queued.
-      if (pre !== undefined) void releaseAll(pre.encoded)
+      const max = this.#ctx.limits.maxChunksPerRequest
+      if (rangeProblem(next.ranges, content.header.leafCount, max) !== undefined) return
+      void this.#dropPrefetch(next.requestId)
       pre = { requestId: next.requestId, content, indices: chunkIndices(next.ranges), encoded: [] }
       this.#prefetched = pre
     }

@@ -49,11 +49,6 @@ export class ConnectionSendLedger {
     return this.#closed ? this.#appended : this.#appended - this.#transport.writeBufferLength
   }
 
-  /** Releases waiting now (for tests and metrics). */
-  get waiting(): number {
-    return this.#waiting.length - this.#head
-  }
-
   /** Calls `release` once every byte appended so far has left the encrypted stream's queue. */
   afterQueued(release: () => void): void {
     const mark = this.#appended
@@ -81,7 +76,6 @@ export class ConnectionSendLedger {
 /** The ledgers of one libp2p node's open connections; finds the one a stream belongs to. */
 export class SendLedgers {
   readonly #open = new Set<ConnectionSendLedger>()
-  readonly #byStream = new WeakMap<Stream, ConnectionSendLedger>()
 
   /**
    * Wraps `transport.send` so the ledger counts what the muxer appends. Call before the muxer
@@ -99,16 +93,12 @@ export class SendLedgers {
     return ledger
   }
 
-  /** The ledger of the connection `stream` is multiplexed on, or undefined (not a tracked connection). */
+  /**
+   * The ledger of the connection `stream` is multiplexed on, or undefined (not a tracked
+   * connection). Asked once per stream, when it is wrapped: a scan of the open connections.
+   */
   of(stream: Stream): ConnectionSendLedger | undefined {
-    const known = this.#byStream.get(stream)
-    if (known !== undefined) return known
-    for (const ledger of this.#open) {
-      if (ledger.muxer?.streams.includes(stream) === true) {
-        this.#byStream.set(stream, ledger)
-        return ledger
-      }
-    }
+    for (const ledger of this.#open) if (ledger.muxer?.streams.includes(stream) === true) return ledger
     return undefined
   }
 }

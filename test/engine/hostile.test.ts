@@ -106,44 +106,21 @@ describe('hostile bytes against the real serving handler', () => {
     expect(msgs.find((m) => m.type === 'error')).toMatchObject({ code: WIRE_CODES.FRAME_TRUNCATED })
   })
 
-  it('cancel stops a get-chunks mid-way and the stream keeps answering', async () => {
+  type RawStream = Awaited<ReturnType<Network['openStream']>>
+  /**
+   * Publishes a random file of `mib` MiB, opens a raw stream to the sender, sends hello (8 MiB
+   * frames) and the frames `open(cid)` makes, and records every reply until `onReply` (which may
+   * write more) returns true.
+   */
+  async function converse(
+    name: string,
+    mib: number,
+    open: (cid: Uint8Array) => Uint8Array[],
+    onReply: (m: TransferMessage, stream: RawStream, cid: Uint8Array) => Promise<boolean>,
+  ): Promise<TransferMessage[]> {
     const { decodeTicket } = await import('../../src/engine/ticket.ts')
-    const big = join(dir, 'big.src')
-    await writeFile(big, 48 * MiB, 'random')
-    const cid = decodeTicket((await sender.publish(big)).ticket).cid
-    const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
-    const decoder = new FrameDecoder()
-    const seen: TransferMessage[] = []
-    const reading = (async () => {
-      for await (const data of stream.incoming) {
-        decoder.push(data)
-        for (const m of decoder.frames()) {
-          seen.push(m)
-          if (m.type === 'chunk' && m.index === 0) {
-            await stream.write(encodeMessage({ type: 'cancel', requestId: 1 }))
-            await stream.write(encodeMessage({ type: 'get-header', requestId: 2, cid }))
-          }
-          if (m.type === 'header') return
-        }
-      }
-    })()
-    const bigHello = encodeMessage({ type: 'hello', version: 1, codecs: ['none'], maxFrame: 8 << 20 })
-    await stream.write([
-      ...bigHello,
-      ...encodeMessage({ type: 'get-chunks', requestId: 1, cid, ranges: [{ start: 0, end: 48 }] }),
-    ])
-    await reading
-    await stream.close()
-    const chunks = seen.filter((m) => m.type === 'chunk').length
-    expect(seen.some((m) => m.type === 'end' && m.requestId === 1)).toBe(false)
-    expect(chunks).toBeLessThan(48)
-    expect(seen.at(-1)).toMatchObject({ type: 'header', requestId: 2 })
-  })
-
-  it('pipelined get-chunks are answered in order; one cancelled while queued sends nothing and keeps no budget', async () => {
-    const { decodeTicket } = await import('../../src/engine/ticket.ts')
-    const file = join(dir, 'pipelined.src')
-    await writeFile(file, 12 * MiB, 'random')
+    const file = join(dir, name)
+    await writeFile(file, mib * MiB, 'random')
     const cid = decodeTicket((await sender.publish(file)).ticket).cid
     const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
     const decoder = new FrameDecoder()
@@ -153,20 +130,51 @@ describe('hostile bytes against the real serving handler', () => {
         decoder.push(data)
         for (const m of decoder.frames()) {
           seen.push(m)
-          // Request 2's first chunks are being read ahead by now (request 1 has 3 chunks left).
-          if (m.type === 'chunk' && m.requestId === 1 && m.index === 0) {
-            await stream.write(encodeMessage({ type: 'cancel', requestId: 2 }))
-          }
-          if (m.type === 'end' && m.requestId === 3) return
+          if (await onReply(m, stream, cid)) return
         }
       }
     })()
     const bigHello = encodeMessage({ type: 'hello', version: 1, codecs: ['none'], maxFrame: 8 << 20 })
-    const get = (requestId: number, start: number, end: number) =>
-      encodeMessage({ type: 'get-chunks', requestId, cid, ranges: [{ start, end }] })
-    await stream.write([...bigHello, ...get(1, 0, 4), ...get(2, 4, 8), ...get(3, 8, 12)])
+    await stream.write([...bigHello, ...open(cid)])
     await reading
     await stream.close()
+    return seen
+  }
+
+  it('cancel stops a get-chunks mid-way and the stream keeps answering', async () => {
+    const seen = await converse(
+      'big.src',
+      48,
+      (cid) => encodeMessage({ type: 'get-chunks', requestId: 1, cid, ranges: [{ start: 0, end: 48 }] }),
+      async (m, stream, cid) => {
+        if (m.type === 'chunk' && m.index === 0) {
+          await stream.write(encodeMessage({ type: 'cancel', requestId: 1 }))
+          await stream.write(encodeMessage({ type: 'get-header', requestId: 2, cid }))
+        }
+        return m.type === 'header'
+      },
+    )
+    const chunks = seen.filter((m) => m.type === 'chunk').length
+    expect(seen.some((m) => m.type === 'end' && m.requestId === 1)).toBe(false)
+    expect(chunks).toBeLessThan(48)
+    expect(seen.at(-1)).toMatchObject({ type: 'header', requestId: 2 })
+  })
+
+  it('pipelined get-chunks are answered in order; one cancelled while queued sends nothing and keeps no budget', async () => {
+    const get = (cid: Uint8Array, requestId: number, start: number, end: number) =>
+      encodeMessage({ type: 'get-chunks', requestId, cid, ranges: [{ start, end }] })
+    const seen = await converse(
+      'pipelined.src',
+      12,
+      (cid) => [...get(cid, 1, 0, 4), ...get(cid, 2, 4, 8), ...get(cid, 3, 8, 12)],
+      async (m, stream) => {
+        // Request 2's first chunks are being read ahead by now (request 1 has 3 chunks left).
+        if (m.type === 'chunk' && m.requestId === 1 && m.index === 0) {
+          await stream.write(encodeMessage({ type: 'cancel', requestId: 2 }))
+        }
+        return m.type === 'end' && m.requestId === 3
+      },
+    )
     const order = seen.filter((m) => m.type === 'chunk').map((m) => `${m.requestId}:${m.index}`)
     expect(order).toEqual(['1:0', '1:1', '1:2', '1:3', '3:8', '3:9', '3:10', '3:11'])
     expect(seen.some((m) => m.type === 'end' && m.requestId === 2)).toBe(false)
