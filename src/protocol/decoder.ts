@@ -15,7 +15,11 @@
  * 64 KiB noise messages). So a view may share its ArrayBuffer with other bytes: before moving
  * `payload.buffer` to a worker, check it spans the whole buffer, or copy.
  * With `allocPayload`, every chunk payload is instead copied into a buffer the caller supplies
- * (a recycled one, so the hot path does not allocate 1 MiB per chunk).
+ * (a recycled one, so the hot path does not allocate 1 MiB per chunk), and copied as it arrives:
+ * once a chunk's header is in, each `frames()` call moves the payload bytes buffered so far into
+ * that buffer and lets go of the pushed pieces. So network buffers die young, instead of living
+ * (and being promoted to V8's old generation, freed only by a full GC) until the last piece of a
+ * 1 MiB payload that many streams interleave with.
  */
 
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -29,7 +33,7 @@ import {
 import { decodeBody, decodeChunk, malformed, plain, Reader } from './body-decoder.ts'
 import { type FrameDecoderOptions, resolveDecoderOptions } from './config.ts'
 import { CHUNK_HEADER_BYTES, FRAME_HEADER_BYTES, LENGTH_BYTES, TYPE_BYTES } from './frame.ts'
-import { messageTypeFromNumber, type TransferMessage } from './messages.ts'
+import { type ChunkMessage, messageTypeFromNumber, type TransferMessage } from './messages.ts'
 
 /**
  * Supplies the buffer a chunk payload of `length` bytes is gathered into. It must be exactly
@@ -41,6 +45,8 @@ export class FrameDecoder {
   readonly #list = new Uint8ArrayList()
   readonly #maxFrame: number
   readonly #allocPayload: PayloadAllocator | undefined
+  /** The chunk whose payload is being copied into its caller-supplied buffer, `at` bytes so far. */
+  #gathering: { msg: ChunkMessage; at: number } | undefined
   #failed: unknown
 
   constructor(opts?: FrameDecoderOptions & { allocPayload?: PayloadAllocator }) {
@@ -50,7 +56,8 @@ export class FrameDecoder {
 
   /** Bytes received and not yet yielded as a message. */
   get buffered(): number {
-    return this.#list.byteLength
+    const g = this.#gathering
+    return this.#list.byteLength + (g === undefined ? 0 : FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES + g.at)
   }
 
   /**
@@ -61,7 +68,7 @@ export class FrameDecoder {
     this.#throwIfFailed()
     if (data.byteLength === 0) return
     this.#list.append(data)
-    this.#guard(() => this.#frameLength())
+    if (this.#gathering === undefined) this.#guard(() => this.#frameLength())
   }
 
   /** Yields every complete frame buffered so far; stops at a partial one. */
@@ -80,6 +87,14 @@ export class FrameDecoder {
    */
   finish(): void {
     this.#throwIfFailed()
+    const g = this.#gathering
+    if (g !== undefined) {
+      const total = FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES + g.msg.payload.length
+      this.#failed = new FrameTruncatedError(
+        `stream ended inside a frame: ${this.buffered} of ${total} bytes`,
+      )
+      throw this.#failed
+    }
     const left = this.#list.byteLength
     if (left === 0) return
     const len = left >= LENGTH_BYTES ? this.#list.getUint32(0) : undefined
@@ -116,53 +131,62 @@ export class FrameDecoder {
   }
 
   #next(): TransferMessage | undefined {
+    if (this.#gathering !== undefined) return this.#gather()
     const len = this.#frameLength()
     if (len === undefined) return undefined
     const total = LENGTH_BYTES + len
     const list = this.#list
-    if (list.byteLength < total) return undefined
-    const typeNumber = list.get(LENGTH_BYTES)
+    const typeNumber = list.byteLength > LENGTH_BYTES ? list.get(LENGTH_BYTES) : undefined
+    if (typeNumber === undefined) return undefined
     const type = messageTypeFromNumber(typeNumber)
     if (type === undefined) {
       throw new UnknownMessageTypeError(`unknown message type 0x${typeNumber.toString(16).padStart(2, '0')}`)
     }
+    const start = FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES
+    if (type === 'chunk' && this.#allocPayload !== undefined) {
+      if (len - TYPE_BYTES < CHUNK_HEADER_BYTES) throw malformed(type, 'body shorter than its header')
+      if (list.byteLength < start) return undefined
+      const length = total - start
+      const out = this.#allocPayload(length)
+      if (out.length !== length) {
+        throw new InvalidArgumentError(
+          `allocPayload returned ${out.length} bytes for a ${length}-byte payload`,
+        )
+      }
+      const msg = decodeChunk(new Reader(type, list.subarray(FRAME_HEADER_BYTES, start)), out)
+      list.consume(start)
+      this.#gathering = { msg, at: 0 }
+      return this.#gather()
+    }
+    if (list.byteLength < total) return undefined
     let msg: TransferMessage
     if (type === 'chunk') {
       if (len - TYPE_BYTES < CHUNK_HEADER_BYTES) throw malformed(type, 'body shorter than its header')
-      const head = list.subarray(FRAME_HEADER_BYTES, FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES)
-      const start = FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES
-      const payload =
-        this.#allocPayload === undefined
-          ? plain(list.subarray(start, total))
-          : gather(list, start, total, this.#allocPayload)
-      msg = decodeChunk(new Reader(type, head), payload)
+      const head = list.subarray(FRAME_HEADER_BYTES, start)
+      msg = decodeChunk(new Reader(type, head), plain(list.subarray(start, total)))
     } else {
       msg = decodeBody(type, new Reader(type, list.subarray(FRAME_HEADER_BYTES, total)))
     }
     list.consume(total)
     return msg
   }
-}
 
-/** Copies list bytes [start, end) into a buffer from `alloc`, piece by piece. */
-function gather(list: Uint8ArrayList, start: number, end: number, alloc: PayloadAllocator): Uint8Array {
-  const length = end - start
-  const out = alloc(length)
-  if (out.length !== length) {
-    throw new InvalidArgumentError(`allocPayload returned ${out.length} bytes for a ${length}-byte payload`)
-  }
-  let skip = start
-  let at = 0
-  for (const buf of list) {
-    if (at === length) break
-    if (skip >= buf.length) {
-      skip -= buf.length
-      continue
+  /** Moves buffered payload bytes into the gathering chunk; yields it once it is whole. */
+  #gather(): ChunkMessage | undefined {
+    const g = this.#gathering!
+    const out = g.msg.payload
+    const list = this.#list
+    let taken = 0
+    for (const buf of list) {
+      if (g.at === out.length) break
+      const piece = buf.length <= out.length - g.at ? buf : buf.subarray(0, out.length - g.at)
+      out.set(piece, g.at)
+      g.at += piece.length
+      taken += piece.length
     }
-    const piece = buf.subarray(skip, Math.min(buf.length, skip + length - at))
-    out.set(piece, at)
-    at += piece.length
-    skip = 0
+    list.consume(taken)
+    if (g.at < out.length) return undefined
+    this.#gathering = undefined
+    return g.msg
   }
-  return out
 }

@@ -2,6 +2,7 @@ import { describe, expect, it } from 'vitest'
 import { FrameTruncatedError } from '../../src/errors.ts'
 import { FrameDecoder } from '../../src/protocol/decoder.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
+import type { TransferMessage } from '../../src/protocol/messages.ts'
 import { MiB } from '../../src/types.ts'
 import {
   bytes,
@@ -260,5 +261,43 @@ describe('chunk payloads gathered into caller buffers (allocPayload)', () => {
     })
     const decoder = new FrameDecoder({ allocPayload: (n) => new Uint8Array(n + 1) })
     expect(() => decodeAll([frame], decoder)).toThrow(/allocPayload returned 11 bytes/)
+  })
+})
+
+describe('allocPayload: payload bytes are copied as they arrive', () => {
+  it('pieces can be reused once frames() has run: the gathered payload keeps no reference to them', () => {
+    const payload = bytes(200_000)
+    const frame = wire({ type: 'chunk', requestId: 9, index: 1, codec: 'none', rawLength: 200_000, payload })
+    const decoder = new FrameDecoder({ allocPayload: (n) => new Uint8Array(n) })
+    const got: TransferMessage[] = []
+    for (let i = 0; i < frame.length; i += 65_536) {
+      // A copy per push, overwritten right after, as a recycled network buffer would be.
+      const piece = frame.slice(i, i + 65_536)
+      decoder.push(piece)
+      got.push(...decoder.frames())
+      piece.fill(0)
+    }
+    decoder.finish()
+    expect(got).toHaveLength(1)
+    expect(Buffer.compare((got[0] as { payload: Uint8Array }).payload, payload)).toBe(0)
+  })
+
+  it('buffered counts the bytes of a half-gathered chunk, and the next frame follows it', () => {
+    const a = wire({
+      type: 'chunk',
+      requestId: 1,
+      index: 0,
+      codec: 'none',
+      rawLength: 1000,
+      payload: bytes(1000),
+    })
+    const b = wire({ type: 'cancel', requestId: 1 })
+    const decoder = new FrameDecoder({ allocPayload: (n) => new Uint8Array(n) })
+    decoder.push(a.subarray(0, 600))
+    expect([...decoder.frames()]).toEqual([])
+    expect(decoder.buffered).toBe(600)
+    decoder.push(Buffer.concat([a.subarray(600), b]))
+    expect([...decoder.frames()].map((m) => m.type)).toEqual(['chunk', 'cancel'])
+    expect(decoder.buffered).toBe(0)
   })
 })
