@@ -1,5 +1,4 @@
-import { createHash, randomUUID } from 'node:crypto'
-import { mkdir } from 'node:fs/promises'
+import { randomUUID } from 'node:crypto'
 import { resolve as resolvePath } from 'node:path'
 import { AbortedError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
@@ -10,10 +9,10 @@ import { Admission } from './admission.ts'
 import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
-import { type IndexResult, indexFile } from './indexer.ts'
+import type { IndexResult } from './indexer.ts'
 import { MemoryBudget } from './memory-budget.ts'
 import type { TransferProgress } from './progress.ts'
-import { openPublished } from './publish.ts'
+import { indexForServing } from './publish.ts'
 import { bucketFor, chainLimiters, unlimited } from './rate-limit.ts'
 import { ContentRegistry } from './registry.ts'
 import type { RetryInfo } from './retry.ts'
@@ -179,18 +178,14 @@ export class Engine {
   /** Indexes `path`, serves it, and returns the ticket a receiver needs. */
   async publish(path: string, opts: PublishOptions = {}): Promise<Published> {
     this.#assertRunning()
-    const file = resolvePath(path)
-    const index = await indexFile(file, {
+    const { index, content } = await indexForServing(resolvePath(path), this.config.dataDir, {
       chunking: this.config.chunking,
       pool: this.pool,
       budget: this.budget,
-      ...(this.config.dataDir === undefined
-        ? {}
-        : { descriptorPath: await storePath(this.config.dataDir, file) }),
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     })
-    this.#registry.add(await openPublished(file, index))
+    this.#registry.add(content)
     const ticket = encodeTicket({ cid: index.cid, peerId: this.peerId, addrs: this.addresses })
     return { ticket, index }
   }
@@ -379,11 +374,4 @@ export class Engine {
   #assertRunning(): void {
     if (this.#stopped) throw new AbortedError('the engine is stopped: create a new one')
   }
-}
-
-/** Descriptors of published files live in the data folder, named by a hash of the file's path. */
-async function storePath(dataDir: string, file: string): Promise<string> {
-  const dir = resolvePath(dataDir, 'descriptors')
-  await mkdir(dir, { recursive: true })
-  return resolvePath(dir, `${createHash('sha256').update(file).digest('hex').slice(0, 32)}.haul`)
 }
