@@ -1,8 +1,6 @@
-import { createHash, randomUUID } from 'node:crypto'
-import { mkdir } from 'node:fs/promises'
+import { randomUUID } from 'node:crypto'
 import { resolve as resolvePath } from 'node:path'
-import { type ActorRefFrom, createActor, sendTo, setup, spawnChild, stopChild } from 'xstate'
-import { AbortedError, type HaulError, InvalidArgumentError, isHaulError } from '../errors.ts'
+import { AbortedError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
@@ -11,10 +9,10 @@ import { Admission } from './admission.ts'
 import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
-import { type IndexResult, indexFile } from './indexer.ts'
+import type { IndexResult } from './indexer.ts'
 import { MemoryBudget } from './memory-budget.ts'
 import type { TransferProgress } from './progress.ts'
-import { openPublished } from './publish.ts'
+import { indexForServing } from './publish.ts'
 import { bucketFor, chainLimiters, unlimited } from './rate-limit.ts'
 import { ContentRegistry } from './registry.ts'
 import type { RetryInfo } from './retry.ts'
@@ -24,12 +22,8 @@ import { SwarmJob, type SwarmStats } from './swarm/swarm-job.ts'
 import { decodeSwarmTicket, type Provider } from './swarm/ticket.ts'
 import { encodeTicket } from './ticket.ts'
 import { FetchJob, type FetchResult } from './transfer.ts'
-import {
-  type TransferJob,
-  type TransferOutput,
-  type TransferStatus,
-  transferMachine,
-} from './transfer-machine.ts'
+import type { TransferStatus } from './transfer-machine.ts'
+import { outputOf, type TransferActor, TransferSystem } from './transfer-system.ts'
 
 export interface PublishOptions {
   signal?: AbortSignal
@@ -82,29 +76,6 @@ export interface TransferHandle {
   swarmStats(): SwarmStats | undefined
 }
 
-type EngineEvent =
-  | { type: 'transfer.start'; id: string; job: TransferJob }
-  | { type: 'transfer.cancel'; id: string }
-  | { type: 'transfer.reap'; id: string }
-
-/** One actor system per engine: every transfer machine is a child of this root. */
-const engineMachine = setup({
-  types: { events: {} as EngineEvent },
-  actors: { transfer: transferMachine },
-}).createMachine({
-  id: 'haul-engine',
-  on: {
-    'transfer.start': {
-      actions: spawnChild('transfer', {
-        id: ({ event }) => event.id,
-        input: ({ event }) => (event as Extract<EngineEvent, { type: 'transfer.start' }>).job,
-      }),
-    },
-    'transfer.cancel': { actions: sendTo(({ event }) => event.id, { type: 'cancel' }) },
-    'transfer.reap': { actions: stopChild(({ event }) => event.id) },
-  },
-})
-
 /**
  * A haul engine: one libp2p node, one worker pool and one memory budget shared
  * by everything it publishes and fetches.
@@ -116,7 +87,7 @@ export class Engine {
   readonly budget: MemoryBudget
   readonly #registry = new ContentRegistry()
   readonly #stop = new AbortController()
-  readonly #system = createActor(engineMachine)
+  readonly #system: TransferSystem
   readonly #transfers = new Map<string, FetchJob | SwarmJob>()
   /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
   readonly #downloads: FairQueue<void>
@@ -146,7 +117,7 @@ export class Engine {
       maxActivePerPeer: config.maxActiveTransfersPerPeer,
       maxQueuedPerPeer: config.maxQueuedTransfersPerPeer,
     })
-    this.#system.start()
+    this.#system = new TransferSystem()
   }
 
   static async create(options: EngineOptions = {}): Promise<Engine> {
@@ -207,18 +178,14 @@ export class Engine {
   /** Indexes `path`, serves it, and returns the ticket a receiver needs. */
   async publish(path: string, opts: PublishOptions = {}): Promise<Published> {
     this.#assertRunning()
-    const file = resolvePath(path)
-    const index = await indexFile(file, {
+    const { index, content } = await indexForServing(resolvePath(path), this.config.dataDir, {
       chunking: this.config.chunking,
       pool: this.pool,
       budget: this.budget,
-      ...(this.config.dataDir === undefined
-        ? {}
-        : { descriptorPath: await storePath(this.config.dataDir, file) }),
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     })
-    this.#registry.add(await openPublished(file, index))
+    this.#registry.add(content)
     const ticket = encodeTicket({ cid: index.cid, peerId: this.peerId, addrs: this.addresses })
     return { ticket, index }
   }
@@ -242,12 +209,12 @@ export class Engine {
     const id = randomUUID()
     const path = resolvePath(dest)
     const waiting = new AbortController()
-    let actor: ActorRefFrom<typeof transferMachine> | undefined
+    let actor: TransferActor | undefined
     let job: FetchJob | SwarmJob | undefined
     const cancel = (): void => {
       if (actor === undefined) waiting.abort(new AbortedError('the transfer was cancelled'))
       // A finished transfer has been reaped from the actor system: nothing to cancel.
-      else if (this.#transfers.has(id)) this.#system.send({ type: 'transfer.cancel', id })
+      else if (this.#transfers.has(id)) this.#system.cancel(id)
     }
     opts.signal?.addEventListener('abort', cancel, { once: true })
     this.#queued.set(id, waiting)
@@ -294,30 +261,14 @@ export class Engine {
           )
       const admitted = job
       this.#transfers.set(id, admitted)
-      this.#system.send({ type: 'transfer.start', id, job: admitted })
-      const ref = this.#system.getSnapshot().children[id] as ActorRefFrom<typeof transferMachine>
-      actor = ref
-      const output = await new Promise<TransferOutput>((resolve) => {
-        const sub = ref.subscribe({
-          next: (snap) => {
-            if (snap.status !== 'done') return
-            sub.unsubscribe()
-            resolve(snap.output)
-          },
-          error: (err) => resolve({ status: 'failed', error: err as HaulError }),
-        })
-        const now = ref.getSnapshot()
-        if (now.status === 'done') {
-          sub.unsubscribe()
-          resolve(now.output)
-        }
-      })
+      actor = this.#system.spawn(id, admitted)
+      const output = await outputOf(actor)
       flow.close()
       await admitted.cleanup()
       // FetchJob gives its place back in cleanup; a SwarmJob does not know about admission.
       if (admitted instanceof SwarmJob) release()
       this.#transfers.delete(id)
-      this.#system.send({ type: 'transfer.reap', id })
+      this.#system.reap(id)
       if (output.status === 'done') return admitted.result()
       throw output.error ?? new AbortedError('the transfer was cancelled')
     }
@@ -407,7 +358,7 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
-    for (const id of this.#transfers.keys()) this.#system.send({ type: 'transfer.cancel', id })
+    for (const id of this.#transfers.keys()) this.#system.cancel(id)
     const stopped = new AbortedError('the engine is stopped')
     for (const waiting of this.#queued.values()) waiting.abort(stopped)
     this.#admission.rejectWaiters(stopped)
@@ -423,11 +374,4 @@ export class Engine {
   #assertRunning(): void {
     if (this.#stopped) throw new AbortedError('the engine is stopped: create a new one')
   }
-}
-
-/** Descriptors of published files live in the data folder, named by a hash of the file's path. */
-async function storePath(dataDir: string, file: string): Promise<string> {
-  const dir = resolvePath(dataDir, 'descriptors')
-  await mkdir(dir, { recursive: true })
-  return resolvePath(dir, `${createHash('sha256').update(file).digest('hex').slice(0, 32)}.haul`)
 }

@@ -1,7 +1,6 @@
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
-import { Uint8ArrayList } from 'uint8arraylist'
+import type { Uint8ArrayList } from 'uint8arraylist'
 import {
-  AbortedError,
   ConfigInvalidError,
   type HaulError,
   InvalidArgumentError,
@@ -11,14 +10,13 @@ import {
 } from '../errors.ts'
 import { KiB, MiB } from '../types.ts'
 import type { ConnectionSendLedger } from './send-ledger.ts'
+import { StreamWriter, type WriteOptions } from './stream-writer.ts'
+
+export { COPY_SLICE_BYTES, type WriteOptions } from './stream-writer.ts'
 
 /**
- * DEV NOTES — libp2p 3 streams, as read from @libp2p/utils 7 and yamux 8:
- * - `send()` always queues; `false` only means "stop now". Data keeps arriving in
- *   the stream's `writeBuffer` if we ignore it, and a muxer-wide 'drain' wakes
- *   every stream even when this stream's own window is still 0. So we send a part
- *   only when `writableNeedsDrain` is false AND the stream's write buffer is
- *   empty: at most one part is ever queued inside libp2p per stream.
+ * DEV NOTES — libp2p 3 streams, as read from @libp2p/utils 7 and yamux 8 (the
+ * write side's notes are in stream-writer.ts):
  * - yamux grants window on receipt, not on consumption, and the stream's own
  *   async iterator pushes into an unbounded queue. We therefore listen to
  *   'message' ourselves and `pause()` past a high-water mark: a paused yamux
@@ -29,36 +27,6 @@ import type { ConnectionSendLedger } from './send-ledger.ts'
  * - 'close' without an error also fires when the connection drops. Only a
  *   'remoteCloseWrite' (yamux FIN) is a clean end of the incoming data.
  */
-
-export interface WriteOptions {
-  signal?: AbortSignal
-  /**
-   * The caller wants `parts` back: called once libp2p holds no reference to them (they were
-   * encrypted, or the connection is gone), after `write` resolved. Never called when `write`
-   * rejects (the memory may still be referenced: drop it).
-   */
-  onReleased?: () => void
-}
-
-/**
- * Piece size when `write` must copy (a stream without a send ledger, see
- * `onReleased`). Small enough that the copies come from the allocator's cheap
- * path (1 MiB buffers cost ~3 ms/MiB in page faults and GC here, 64 KiB ones
- * ~0.4), and one Noise message each.
- */
-export const COPY_SLICE_BYTES = 64 * 1024
-
-/**
- * part[from, end) copied into COPY_SLICE_BYTES pieces, sent as one list: one
- * send, so still one yamux frame and one socket write per slice.
- */
-function copyInPieces(part: Uint8Array, from: number, end: number): Uint8ArrayList {
-  const list = new Uint8ArrayList()
-  for (let at = from; at < end; at += COPY_SLICE_BYTES) {
-    list.append(Uint8Array.prototype.slice.call(part, at, Math.min(end, at + COPY_SLICE_BYTES)))
-  }
-  return list
-}
 
 export interface FrameStream {
   /**
@@ -168,11 +136,10 @@ class Libp2pFrameStream implements FrameStream {
   readonly remotePeer: string
   readonly incoming: AsyncIterable<Chunk>
   readonly #s: Stream
+  readonly #writer: StreamWriter
   readonly #idleMs: number
   readonly #highWater: number
-  readonly #slice: number
   readonly #onClose: (() => void) | undefined
-  readonly #ledger: ConnectionSendLedger | undefined
   #queue: Chunk[] = []
   #queueHead = 0
   #queuedBytes = 0
@@ -182,7 +149,6 @@ class Libp2pFrameStream implements FrameStream {
   #failure: HaulError | undefined
   #iterated = false
   #detached = false
-  #writing = false
   #wakeReader: (() => void) | undefined
   readonly #closeWaiters: Array<() => void> = []
   #lastActivity = performance.now()
@@ -195,11 +161,14 @@ class Libp2pFrameStream implements FrameStream {
     ledger?: ConnectionSendLedger,
   ) {
     this.#s = stream
-    this.#ledger = ledger
+    this.#writer = new StreamWriter(stream, o.writeSliceBytes, ledger, {
+      failure: () => this.#failure,
+      touch: () => this.#touch(),
+      abort: (err) => this.abort(err),
+    })
     this.remotePeer = o.remotePeer
     this.#idleMs = o.idleTimeoutMs
     this.#highWater = o.maxBufferedIncoming
-    this.#slice = o.writeSliceBytes
     this.#onClose = onClose
     this.incoming = { [Symbol.asyncIterator]: () => this.#iterate() }
     stream.addEventListener('message', this.#onMessage)
@@ -236,81 +205,12 @@ class Libp2pFrameStream implements FrameStream {
     return this.#closed
   }
 
-  async write(parts: readonly Uint8Array[], opts: WriteOptions = {}): Promise<void> {
-    const { signal, onReleased } = opts
-    const copy = onReleased !== undefined && this.#ledger === undefined
-    if (signal?.aborted) throw new AbortedError()
-    if (this.#failure !== undefined) throw this.#failure
-    if (this.#writing)
-      throw new InvalidArgumentError('write() called while another write is pending: serialize writes')
-    this.#writing = true
-    let sent = 0
-    try {
-      for (const part of parts) {
-        for (let off = 0; off < part.byteLength; off += this.#slice) {
-          if (!this.#writable()) await this.#waitWritable(signal)
-          const end = Math.min(part.byteLength, off + this.#slice)
-          const slice = copy
-            ? copyInPieces(part, off, end)
-            : off === 0 && end === part.byteLength
-              ? part
-              : part.subarray(off, end)
-          try {
-            this.#s.send(slice)
-          } catch (err) {
-            throw (
-              this.#failure ??
-              new StreamClosedError(`cannot write: ${(err as Error).message}`, { cause: err })
-            )
-          }
-          sent++
-          this.#touch()
-        }
-      }
-    } catch (err) {
-      if (sent > 0 && err instanceof AbortedError) this.abort(err)
-      throw err
-    } finally {
-      this.#writing = false
-    }
-    if (onReleased === undefined) return
-    if (copy) onReleased()
-    else this.#releaseWhenSent(onReleased)
+  write(parts: readonly Uint8Array[], opts?: WriteOptions): Promise<void> {
+    return this.#writer.write(parts, opts)
   }
 
-  /**
-   * The last slice may still wait in this stream's queue (its window ran out): once that
-   * empties (or the stream ends), everything is in the connection's queue and the ledger
-   * takes over.
-   */
-  #releaseWhenSent(release: () => void): void {
-    const ledger = this.#ledger!
-    const s = this.#s
-    if (s.writeBufferLength === 0 || s.status !== 'open') {
-      ledger.afterQueued(release)
-      return
-    }
-    const handOver = (): void => {
-      s.removeEventListener('idle', handOver)
-      s.removeEventListener('close', handOver)
-      ledger.afterQueued(release)
-    }
-    s.addEventListener('idle', handOver)
-    s.addEventListener('close', handOver)
-  }
-
-  async closeWrite(): Promise<void> {
-    if (this.#failure !== undefined) throw this.#failure
-    const ws = this.#s.writeStatus
-    if (ws === 'closed' || ws === 'closing') return
-    try {
-      await this.#s.close()
-    } catch (err) {
-      throw (
-        this.#failure ??
-        new StreamClosedError(`cannot close the stream: ${(err as Error).message}`, { cause: err })
-      )
-    }
+  closeWrite(): Promise<void> {
+    return this.#writer.closeWrite()
   }
 
   async close(): Promise<void> {
@@ -327,44 +227,6 @@ class Libp2pFrameStream implements FrameStream {
     this.#s.abort(err)
     // libp2p emits 'close' synchronously from abort(); finish anyway in case it did not.
     this.#finish(this.#failure)
-  }
-
-  #writable(): boolean {
-    if (this.#failure !== undefined) throw this.#failure
-    const ws = this.#s.writeStatus
-    if (ws !== 'writable') throw new StreamClosedError(`cannot write: the stream's write side is ${ws}`)
-    return !this.#s.writableNeedsDrain && this.#s.writeBufferLength === 0
-  }
-
-  /**
-   * Waits for one of the events that can make the stream writable again. Every
-   * wake-up re-checks: a 'drain' from the muxer may come while this stream's
-   * window is still exhausted.
-   */
-  async #waitWritable(signal: AbortSignal | undefined): Promise<void> {
-    while (!this.#writable()) {
-      const s = this.#s
-      await new Promise<void>((resolve, reject) => {
-        const cleanup = (): void => {
-          s.removeEventListener('drain', done)
-          s.removeEventListener('idle', done)
-          s.removeEventListener('close', done)
-          signal?.removeEventListener('abort', onAbort)
-        }
-        const done = (): void => {
-          cleanup()
-          resolve()
-        }
-        const onAbort = (): void => {
-          cleanup()
-          reject(new AbortedError())
-        }
-        s.addEventListener('drain', done)
-        s.addEventListener('idle', done)
-        s.addEventListener('close', done)
-        signal?.addEventListener('abort', onAbort)
-      })
-    }
   }
 
   async *#iterate(): AsyncGenerator<Chunk> {

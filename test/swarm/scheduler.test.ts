@@ -84,6 +84,23 @@ describe('SwarmScheduler', () => {
     expect(s.pick('a', 2, 1e9, (i) => (i === 3 ? undefined : KiB)).indices).toEqual([4, 5])
   })
 
+  it("asks each chunk's size once per pick and books in flight the size it was told", () => {
+    const s = new SwarmScheduler(opts())
+    s.addPeer('a', 'all')
+    const asked = new Map<number, number>()
+    // A second answer for the same chunk would differ: booking it would skew the pipeline.
+    const sizeOnce = (i: number): number => {
+      const n = (asked.get(i) ?? 0) + 1
+      asked.set(i, n)
+      return n === 1 ? KiB : 7 * KiB
+    }
+    const pick = s.pick('a', 3, 1e9, sizeOnce)
+    expect(pick.indices).toEqual([0, 1, 2])
+    expect(pick.bytes).toBe(3 * KiB)
+    expect([...asked.values()]).toEqual([1, 1, 1])
+    expect(s.report('a')?.inflightBytes).toBe(3 * KiB)
+  })
+
   it('pipelines in proportion to measured rate, with a floor for slow peers', () => {
     const s = new SwarmScheduler(opts({ windowBytes: 100 * KiB, minPipelineBytes: 4 * KiB }))
     s.addPeer('fast', 'all')

@@ -185,18 +185,19 @@ export class SwarmScheduler {
     }
     if (fresh.length > 0) {
       fresh.sort((x, y) => x[0] - y[0] || x[1] - y[1])
-      const indices: number[] = []
+      // Booked with the size the byte limit was checked against: `sizeOf` is asked once per chunk.
+      const chosen: Array<[index: number, size: number]> = []
       let bytes = 0
       for (const [, i] of fresh) {
         const n = sizeOf(i)
         if (n === undefined) continue
-        if (indices.length > 0 && bytes + n > maxBytes) break
-        indices.push(i)
+        if (chosen.length > 0 && bytes + n > maxBytes) break
+        chosen.push([i, n])
         bytes += n
-        if (indices.length >= maxChunks) break
+        if (chosen.length >= maxChunks) break
       }
-      for (const i of indices) this.#start(p, i, sizeOf(i)!)
-      return { indices, bytes, duplicate: false }
+      for (const [i, n] of chosen) this.#start(p, i, n)
+      return { indices: chosen.map(([i]) => i), bytes, duplicate: false }
     }
     if (!this.endgame || this.o.endgamePeers < 2) return none
     // Endgame: the chunk in flight at the fewest peers, oldest (lowest) first.
