@@ -8,6 +8,7 @@
  *   HAUL_BENCH_GIB=4 npx node bench/transfer.ts
  *   HAUL_BENCH_MIB=256 npx node bench/transfer.ts
  *   HAUL_BENCH_NAIVE=0 ...                      # skip (b) (it cannot do files > 2 GiB anyway)
+ *   HAUL_BENCH_DATA=text ...                    # compressible text (the engine's `auto` codec picks zstd)
  *
  * Targets (issue 3): goodput ≥ 0.9x (a), floor 0.8x; each process's peak RSS ≤ idle + 100 MB.
  */
@@ -15,7 +16,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ensureRandomFile, MB, sizeFromEnv } from './lib/proc.ts'
+import { ensureRandomFile, ensureTextFile, MB, sizeFromEnv } from './lib/proc.ts'
 import { measureRawStream } from './lib/raw-stream.ts'
 
 interface Stats {
@@ -29,7 +30,8 @@ interface Stats {
 
 const size = sizeFromEnv(1)
 const peer = new URL('./transfer-peer.ts', import.meta.url).pathname
-const file = process.env.HAUL_BENCH_FILE ?? join(tmpdir(), `haul-bench-${size}.bin`)
+const text = process.env.HAUL_BENCH_DATA === 'text'
+const file = process.env.HAUL_BENCH_FILE ?? join(tmpdir(), `haul-bench-${text ? 'text-' : ''}${size}.bin`)
 const dest = join(tmpdir(), `haul-bench-${process.pid}.out`)
 const runNaive = process.env.HAUL_BENCH_NAIVE !== '0' && size < 2 * 1024 ** 3
 
@@ -64,9 +66,9 @@ async function pair(sendArgs: string[], getArgs: (ready: Record<string, unknown>
   return { got, sent }
 }
 
-await ensureRandomFile(file, size)
+await (text ? ensureTextFile(file, size) : ensureRandomFile(file, size))
 console.log(
-  `bench/transfer: ${(size / MB).toFixed(0)} MB random file, two processes, 127.0.0.1, tcp+noise+yamux`,
+  `bench/transfer: ${(size / MB).toFixed(0)} MB ${text ? 'text' : 'random'} file, two processes, 127.0.0.1, tcp+noise+yamux`,
 )
 
 const raw =

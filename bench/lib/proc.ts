@@ -1,7 +1,8 @@
 import { spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
-import { stat } from 'node:fs/promises'
+import { open, stat } from 'node:fs/promises'
 import { writeRandomFile } from '../../src/util/random.ts'
+import { textLike } from '../../test/workers/data.ts'
 
 /** Runs a bench child (a .ts file) and returns the JSON object it prints last on stdout. */
 export function runChild<T>(script: string, args: string[]): Promise<T> {
@@ -30,6 +31,22 @@ export function peakRss(): number {
 export async function ensureRandomFile(path: string, bytes: number): Promise<void> {
   const s = await stat(path).catch(() => undefined)
   if (s?.size !== bytes) await writeRandomFile(path, bytes, 8 * 1024 * 1024)
+}
+
+/** A file of word-salad text (zstd-1 keeps ~0.4 of it): the compressible case. */
+export async function ensureTextFile(path: string, bytes: number): Promise<void> {
+  const s = await stat(path).catch(() => undefined)
+  if (s?.size === bytes) return
+  const fh = await open(path, 'w')
+  try {
+    const block = 8 * 1024 * 1024
+    for (let at = 0, seed = 1; at < bytes; at += block, seed++) {
+      const n = Math.min(block, bytes - at)
+      await fh.write(textLike(n, seed), 0, n, at)
+    }
+  } finally {
+    await fh.close()
+  }
 }
 
 export const MB = 1e6

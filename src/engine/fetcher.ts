@@ -268,10 +268,12 @@ export class ChunkFetcher {
   ): Promise<void> {
     let plain: Uint8Array
     try {
-      const into = codec === 'lz4' ? this.#ctx.buffers?.take(entry.length) : undefined
+      const buffers = this.#ctx.buffers
+      const into = codec === 'lz4' ? buffers?.take(entry.length) : undefined
       plain = await this.#ctx.pool.decodeVerify(payload, codec, entry.length, entry.hash, {
         signal,
         ...(into === undefined ? {} : { into }),
+        ...(buffers === undefined ? {} : { onSpare: (b: Uint8Array) => buffers.give(b) }),
       })
     } catch (err) {
       if (err instanceof ChunkVerificationError || err instanceof DecompressionError) {

@@ -102,6 +102,8 @@ export function compress(codec: Codec, plain: Uint8Array): Uint8Array {
  * `into` (optional, length >= rawLength): lz4 and zstd write the output there and return
  * `into.subarray(0, rawLength)`; `none` ignores it and returns `payload`. Only lz4 saves an
  * allocation this way; node:zlib always allocates, so zstd copies its output into `into`.
+ * Without `into`, the result starts its own ArrayBuffer, which for zstd is one byte (or, under
+ * 8 KiB, a few) longer than the result: move the whole buffer rather than copy it.
  */
 export function decompress(
   codec: Codec,
@@ -150,6 +152,15 @@ function decompressLz4(payload: Uint8Array, rawLength: number, into?: Uint8Array
   return into === undefined ? out : out.subarray(0, rawLength)
 }
 
+/**
+ * zlib's output chunk for a zstd chunk of `rawLength` bytes: one chunk holds all of it (its
+ * default 16 KiB made 64 pieces and a concat per MiB, all garbage left in the worker), and at
+ * 8 KiB or more it is never carved from Node's shared Buffer pool, so it can be moved.
+ */
+export function zstdOutputChunk(rawLength: number): number {
+  return Math.max(8192, rawLength + 1)
+}
+
 function decompressZstd(payload: Uint8Array, rawLength: number, into?: Uint8Array): Uint8Array {
   if (payload.length > zstdBound(rawLength)) {
     throw new DecompressionError(`zstd payload of ${payload.length} bytes is too long for ${rawLength} bytes`)
@@ -157,7 +168,10 @@ function decompressZstd(payload: Uint8Array, rawLength: number, into?: Uint8Arra
   let plain: Uint8Array
   try {
     // maxOutputLength stops inflation as soon as the output would pass rawLength (its minimum is 1).
-    plain = zstdDecompressSync(payload, { maxOutputLength: Math.max(1, rawLength) })
+    plain = zstdDecompressSync(payload, {
+      maxOutputLength: Math.max(1, rawLength),
+      chunkSize: zstdOutputChunk(rawLength),
+    })
   } catch (err) {
     const code = (err as { code?: unknown }).code
     const why = code === 'ERR_BUFFER_TOO_LARGE' ? `inflates past ${rawLength} bytes` : 'is corrupt'
@@ -166,7 +180,7 @@ function decompressZstd(payload: Uint8Array, rawLength: number, into?: Uint8Arra
   if (plain.length !== rawLength) {
     throw new DecompressionError(`zstd produced ${plain.length} bytes, expected ${rawLength}`)
   }
-  if (into === undefined) return owned(plain)
+  if (into === undefined) return plain
   into.set(plain)
   return into.subarray(0, rawLength)
 }

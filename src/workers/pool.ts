@@ -86,6 +86,11 @@ export interface DecodeOptions extends TaskOptions {
    * detached): check `into.byteLength` to see whether it was taken.
    */
   into?: Uint8Array
+  /**
+   * Receives the payload's buffer back when the result is not in it (a compressed chunk), so
+   * the caller can reuse it. Without it, the buffer is left to the garbage collector.
+   */
+  onSpare?: (payload: Uint8Array) => void
 }
 
 export interface EncodeResult {
@@ -278,6 +283,7 @@ export class WorkerPool {
       transfer,
       opts?.signal,
     )
+    if (r.spare !== null) opts?.onSpare?.(r.spare)
     return r.data.length === rawLength ? r.data : r.data.subarray(0, rawLength)
   }
 

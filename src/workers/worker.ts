@@ -65,9 +65,12 @@ function decode(req: DecodeRequest): [DecodeReply, ArrayBufferLike[]] {
   let same = digest.length === req.expectedHash.length
   for (let i = 0; same && i < digest.length; i++) same = digest[i] === req.expectedHash[i]
   if (!same) throw new ChunkVerificationError(`chunk of ${req.rawLength} bytes does not match its hash`)
-  // Send the whole owning buffer (plain may be a view of `into`); the pool trims it to rawLength.
-  const data = plain.byteOffset === 0 && plain.buffer === req.into?.buffer ? req.into : owned(plain)
-  return [{ kind: 'decode', data }, [data.buffer]]
+  // Moved as it is when it starts its buffer (the payload, `into`, or zlib's one output chunk):
+  // the pool trims the view to rawLength. A copy here would leave its source as garbage in this
+  // worker, whose GC seldom runs (dead buffers piled up to ~64 MB per worker).
+  const data = plain.byteOffset === 0 ? plain : owned(plain)
+  const spare = data.buffer === req.payload.buffer ? null : req.payload
+  return [{ kind: 'decode', data, spare }, spare === null ? [data.buffer] : [data.buffer, spare.buffer]]
 }
 
 function cdc(req: CdcRequest): [CdcReply, ArrayBufferLike[]] {

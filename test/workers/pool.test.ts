@@ -11,7 +11,7 @@ import {
 } from '../../src/errors.ts'
 import type { Codec } from '../../src/types.ts'
 import { KiB, MiB } from '../../src/types.ts'
-import { compress } from '../../src/workers/codecs.ts'
+import { compress, zstdOutputChunk } from '../../src/workers/codecs.ts'
 import { verifyWorkerPoolOptions, WorkerPool } from '../../src/workers/pool.ts'
 import { randomData, textLike } from './data.ts'
 
@@ -122,7 +122,9 @@ describe('WorkerPool', () => {
           into: spare,
         })
         expect(spare.byteLength).toBe(MiB)
-        expect(r.buffer.byteLength).toBe(data.length)
+        // zstd: zlib's single output chunk, moved whole (one byte longer), not copied in the worker.
+        expect(r.byteOffset).toBe(0)
+        expect(r.buffer.byteLength).toBe(codec === 'zstd' ? zstdOutputChunk(data.length) : data.length)
         expect(same(r, data)).toBe(true)
       }
       await expect(
@@ -130,6 +132,30 @@ describe('WorkerPool', () => {
           into: new Uint8Array(10),
         }),
       ).rejects.toBeInstanceOf(InvalidArgumentError)
+    })
+
+    it('hands a compressed payload back through onSpare; none has no spare', async () => {
+      const data = textLike(300 * KiB, 9)
+      for (const codec of ['lz4', 'zstd', 'none'] as const) {
+        const payload = compress(codec, data.slice())
+        const sent = new Uint8Array(payload) // a copy (Buffer.slice would be a view)
+        const spares: Uint8Array[] = []
+        const into = codec === 'lz4' ? new Uint8Array(data.length) : undefined
+        const r = await pool.decodeVerify(payload, codec, data.length, sha256(data), {
+          ...(into === undefined ? {} : { into }),
+          onSpare: (b) => spares.push(b),
+        })
+        expect(same(r, data)).toBe(true)
+        if (codec === 'none') {
+          expect(spares).toHaveLength(0)
+        } else {
+          // The very bytes sent, in a buffer this thread owns again (the sent one was moved away).
+          expect(payload.byteLength).toBe(0)
+          expect(spares).toHaveLength(1)
+          expect(spares[0]!.buffer.byteLength).toBe(sent.length)
+          expect(same(spares[0]!, sent)).toBe(true)
+        }
+      }
     })
 
     it('a flipped byte is a ChunkVerificationError', async () => {

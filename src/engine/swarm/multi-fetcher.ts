@@ -292,7 +292,11 @@ export class SwarmFetcher {
     try {
       let plain: Uint8Array
       try {
-        plain = await pool.decodeVerify(payload, codec, entry.length, entry.hash, { signal: this.#signal! })
+        const buffers = this.#deps.buffers
+        plain = await pool.decodeVerify(payload, codec, entry.length, entry.hash, {
+          signal: this.#signal!,
+          ...(buffers === undefined ? {} : { onSpare: (b: Uint8Array) => buffers.give(b) }),
+        })
       } catch (err) {
         if (!(err instanceof ChunkVerificationError || err instanceof DecompressionError)) throw err
         this.corruptChunks++
