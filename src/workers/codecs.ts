@@ -51,6 +51,21 @@ export function zstdBound(n: number): number {
   return n + (n >> 8) + small + ZSTD_SLACK
 }
 
+/** zlib's output chunk when compressing `n` bytes with zstd: one chunk holds any result. */
+export function zstdCompressChunk(n: number): number {
+  return zstdBound(n) + 1
+}
+
+/**
+ * `out` itself when it starts zlib's own output chunk of `chunkSize` bytes, else a copy that owns
+ * its buffer. Small outputs come from Node's shared Buffer pool (its ArrayBuffer is
+ * `Buffer.poolSize` long, never `chunkSize`), which must not be moved to another thread.
+ * Moving zlib's chunk whole, rather than copying it, leaves no garbage in a worker thread.
+ */
+function zlibChunkOrCopy(out: Uint8Array, chunkSize: number): Uint8Array {
+  return out.byteOffset === 0 && out.buffer.byteLength === chunkSize ? out : owned(out)
+}
+
 /** True when `u8` spans its whole ArrayBuffer, the condition for moving it to another thread. */
 export function ownsBuffer(u8: Uint8Array): boolean {
   return u8.byteOffset === 0 && u8.byteLength === u8.buffer.byteLength
@@ -75,7 +90,8 @@ function checkRawLength(rawLength: number): void {
 
 /**
  * Compresses `plain` with `codec`. `none` returns `plain` itself; the others return a new buffer
- * that owns its ArrayBuffer (so it can be moved between threads).
+ * at offset 0 of an ArrayBuffer of its own (so it can be moved between threads): lz4's is exactly
+ * as long; zstd's is usually zlib's one output chunk (its compress bound, so mostly longer).
  */
 export function compress(codec: Codec, plain: Uint8Array): Uint8Array {
   if (plain.length > MAX_RAW_LENGTH) {
@@ -86,9 +102,11 @@ export function compress(codec: Codec, plain: Uint8Array): Uint8Array {
       return plain
     case 'lz4':
       return lz4Compress(plain)
-    case 'zstd':
-      // zlib hands small outputs out of a shared pool slab: copy those so the result can be moved.
-      return owned(zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL } }))
+    case 'zstd': {
+      const chunkSize = zstdCompressChunk(plain.length)
+      const out = zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL }, chunkSize })
+      return zlibChunkOrCopy(out, chunkSize)
+    }
     default:
       throw new CodecUnsupportedError(`unknown codec ${String(codec)}`)
   }
@@ -102,8 +120,8 @@ export function compress(codec: Codec, plain: Uint8Array): Uint8Array {
  * `into` (optional, length >= rawLength): lz4 and zstd write the output there and return
  * `into.subarray(0, rawLength)`; `none` ignores it and returns `payload`. Only lz4 saves an
  * allocation this way; node:zlib always allocates, so zstd copies its output into `into`.
- * Without `into`, the result starts its own ArrayBuffer, which for zstd is one byte (or, under
- * 8 KiB, a few) longer than the result: move the whole buffer rather than copy it.
+ * Without `into`, the result starts an ArrayBuffer of its own, which for zstd is usually zlib's
+ * output chunk, one byte longer than the result: move the whole buffer rather than copy it.
  */
 export function decompress(
   codec: Codec,
@@ -153,12 +171,11 @@ function decompressLz4(payload: Uint8Array, rawLength: number, into?: Uint8Array
 }
 
 /**
- * zlib's output chunk for a zstd chunk of `rawLength` bytes: one chunk holds all of it (its
- * default 16 KiB made 64 pieces and a concat per MiB, all garbage left in the worker), and at
- * 8 KiB or more it is never carved from Node's shared Buffer pool, so it can be moved.
+ * zlib's output chunk when decompressing a zstd chunk of `rawLength` bytes: one chunk holds all of
+ * it (zlib's default 16 KiB made 64 pieces and a concat per MiB, all garbage left in the worker).
  */
 export function zstdOutputChunk(rawLength: number): number {
-  return Math.max(8192, rawLength + 1)
+  return Math.max(64, rawLength + 1)
 }
 
 function decompressZstd(payload: Uint8Array, rawLength: number, into?: Uint8Array): Uint8Array {
@@ -166,12 +183,10 @@ function decompressZstd(payload: Uint8Array, rawLength: number, into?: Uint8Arra
     throw new DecompressionError(`zstd payload of ${payload.length} bytes is too long for ${rawLength} bytes`)
   }
   let plain: Uint8Array
+  const chunkSize = zstdOutputChunk(rawLength)
   try {
     // maxOutputLength stops inflation as soon as the output would pass rawLength (its minimum is 1).
-    plain = zstdDecompressSync(payload, {
-      maxOutputLength: Math.max(1, rawLength),
-      chunkSize: zstdOutputChunk(rawLength),
-    })
+    plain = zstdDecompressSync(payload, { maxOutputLength: Math.max(1, rawLength), chunkSize })
   } catch (err) {
     const code = (err as { code?: unknown }).code
     const why = code === 'ERR_BUFFER_TOO_LARGE' ? `inflates past ${rawLength} bytes` : 'is corrupt'
@@ -180,7 +195,7 @@ function decompressZstd(payload: Uint8Array, rawLength: number, into?: Uint8Arra
   if (plain.length !== rawLength) {
     throw new DecompressionError(`zstd produced ${plain.length} bytes, expected ${rawLength}`)
   }
-  if (into === undefined) return plain
+  if (into === undefined) return zlibChunkOrCopy(plain, chunkSize)
   into.set(plain)
   return into.subarray(0, rawLength)
 }

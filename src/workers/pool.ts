@@ -96,7 +96,11 @@ export interface DecodeOptions extends TaskOptions {
 export interface EncodeResult {
   hash: Uint8Array
   codec: Codec
-  /** The compressed bytes (a new buffer), or a view of `buf` (`buf` itself at full length) for `none`. */
+  /**
+   * The compressed bytes, at offset 0 of a buffer of their own that may be longer (zlib's output
+   * chunk: copy before moving them to a worker again), or a view of `buf` (`buf` itself at full
+   * length) for `none`.
+   */
   payload: Uint8Array
   buf: Uint8Array
 }

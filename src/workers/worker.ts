@@ -54,7 +54,8 @@ function encode(req: EncodeRequest): [EncodeReply, ArrayBufferLike[]] {
   const { codec, payload } = encodeChunk(req.policy, plain)
   const transfer = [hash.buffer, req.buf.buffer]
   if (codec === 'none') return [{ kind: 'encode', hash, codec, payload: null, buf: req.buf }, transfer]
-  const moved = owned(payload)
+  // Starts its own buffer (see compress): moved whole rather than copied here.
+  const moved = payload.byteOffset === 0 ? payload : owned(payload)
   transfer.push(moved.buffer)
   return [{ kind: 'encode', hash, codec, payload: moved, buf: req.buf }, transfer]
 }
