@@ -57,7 +57,10 @@ export interface DecodeRequest {
 }
 export interface DecodeReply {
   readonly kind: 'decode'
-  /** The whole buffer holding the verified bytes at offset 0: `payload`, `into`, or a new one. */
+  /**
+   * The verified bytes at offset 0 of the buffer moved back (`payload`, `into`, zlib's output
+   * chunk or a copy), which may be longer than them.
+   */
   readonly data: Uint8Array
   /**
    * The payload's buffer when it is not `data` (a compressed chunk), moved back. Dropped in the
