@@ -86,6 +86,8 @@ export class Engine {
   readonly pool: WorkerPool
   readonly budget: MemoryBudget
   readonly #registry = new ContentRegistry()
+  /** Per resolved path, the publish in progress: the next one for that path waits for it. */
+  readonly #publishing = new Map<string, Promise<void>>()
   readonly #stop = new AbortController()
   readonly #system: TransferSystem
   readonly #transfers = new Map<string, FetchJob | SwarmJob>()
@@ -175,10 +177,29 @@ export class Engine {
     return this.network.addresses
   }
 
-  /** Indexes `path`, serves it, and returns the ticket a receiver needs. */
+  /**
+   * Indexes `path`, serves it, and returns the ticket a receiver needs. Calls for one path run
+   * one after the other: at once they would write the same descriptor file.
+   */
   async publish(path: string, opts: PublishOptions = {}): Promise<Published> {
     this.#assertRunning()
-    const { index, content } = await indexForServing(resolvePath(path), this.config.dataDir, {
+    const file = resolvePath(path)
+    const run = (this.#publishing.get(file) ?? Promise.resolve()).then(() => this.#publish(file, opts))
+    const settled = run.then(
+      () => {},
+      () => {},
+    )
+    this.#publishing.set(file, settled)
+    try {
+      return await run
+    } finally {
+      if (this.#publishing.get(file) === settled) this.#publishing.delete(file)
+    }
+  }
+
+  async #publish(file: string, opts: PublishOptions): Promise<Published> {
+    this.#assertRunning()
+    const { index, content } = await indexForServing(file, this.config.dataDir, {
       chunking: this.config.chunking,
       pool: this.pool,
       budget: this.budget,

@@ -1,0 +1,44 @@
+import { createHash } from 'node:crypto'
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createEngine, type Engine } from '../../src/index.ts'
+import { tempDir, writeFile } from '../support/files.ts'
+
+const MiB = 1024 * 1024
+const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
+
+// Publishing one path twice at once used to race on one descriptor file (`<descriptor>.tmp`,
+// then a rename): both writers truncated and wrote the same temporary file.
+describe.each([
+  ['beside the file (no dataDir)', false],
+  ['in the data folder', true],
+])('concurrent publish of one path, descriptor %s', (_, withDataDir) => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let sender: Engine
+  let receiver: Engine
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    sender = await createEngine({ workers: 2, ...(withDataDir ? { dataDir: join(dir, 'sender') } : {}) })
+    receiver = await createEngine({ workers: 1 })
+  })
+  afterAll(async () => {
+    await Promise.all([sender.stop(), receiver.stop()])
+    await cleanup()
+  })
+
+  it('every call resolves to the same content, and it is served whole', async () => {
+    const src = join(dir, 'shared.bin')
+    await writeFile(src, 6 * MiB + 123, 'random')
+    const all = await Promise.all([sender.publish(src), sender.publish(src), sender.publish(src)])
+    const cids = new Set(all.map((p) => Buffer.from(p.index.cid).toString('hex')))
+    expect(cids.size).toBe(1)
+    for (const [i, p] of all.entries()) {
+      const dst = join(dir, `copy-${i}.bin`)
+      await receiver.fetch(p.ticket, dst).result
+      expect(sha(await readFile(dst))).toBe(sha(await readFile(src)))
+    }
+  })
+})
