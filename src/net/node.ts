@@ -6,6 +6,7 @@ import { createLibp2p, type Libp2pInit } from 'libp2p'
 import { InternalError, isHaulError } from '../errors.ts'
 import { KiB } from '../types.ts'
 import { loadOrCreateIdentity } from './identity.ts'
+import { noiseCrypto } from './noise-crypto.ts'
 import {
   type NodeOptions,
   type ResolvedNodeOptions,
@@ -70,7 +71,7 @@ export async function startLibp2p(
       nodeInfo: { name: 'haul' },
       addresses: { listen: [...o.listen] },
       transports: [tcp()],
-      connectionEncrypters: overrides.connectionEncrypters ?? [noise()],
+      connectionEncrypters: overrides.connectionEncrypters ?? [noise({ crypto: noiseCrypto })],
       streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow, ledgers)],
       connectionManager: {
         maxConnections: o.maxConnections,
