@@ -17,9 +17,9 @@
  * With `allocPayload`, every chunk payload is instead copied into a buffer the caller supplies
  * (a recycled one, so the hot path does not allocate 1 MiB per chunk), and copied as it arrives:
  * once a chunk's header is in, each `frames()` call moves the payload bytes buffered so far into
- * that buffer and lets go of the pushed pieces. So network buffers die young, instead of living
- * (and being promoted to V8's old generation, freed only by a full GC) until the last piece of a
- * 1 MiB payload that many streams interleave with.
+ * that buffer and lets go of the pushed pieces, so a payload that trickles in between other
+ * streams' data does not pin the network buffers it came in (measured: no change in peak memory
+ * at 1,000 transfers; see README, Memory and limits).
  */
 
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -143,8 +143,10 @@ export class FrameDecoder {
       throw new UnknownMessageTypeError(`unknown message type 0x${typeNumber.toString(16).padStart(2, '0')}`)
     }
     const start = FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES
+    if (type === 'chunk' && len - TYPE_BYTES < CHUNK_HEADER_BYTES) {
+      throw malformed(type, 'body shorter than its header')
+    }
     if (type === 'chunk' && this.#allocPayload !== undefined) {
-      if (len - TYPE_BYTES < CHUNK_HEADER_BYTES) throw malformed(type, 'body shorter than its header')
       if (list.byteLength < start) return undefined
       const length = total - start
       const out = this.#allocPayload(length)
@@ -161,7 +163,6 @@ export class FrameDecoder {
     if (list.byteLength < total) return undefined
     let msg: TransferMessage
     if (type === 'chunk') {
-      if (len - TYPE_BYTES < CHUNK_HEADER_BYTES) throw malformed(type, 'body shorter than its header')
       const head = list.subarray(FRAME_HEADER_BYTES, start)
       msg = decodeChunk(new Reader(type, head), plain(list.subarray(start, total)))
     } else {

@@ -1,12 +1,9 @@
-import { createHash } from 'node:crypto'
-import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine, type Engine } from '../../src/index.ts'
-import { tempDir, writeFile } from '../support/files.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
-const sha = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex')
 
 // Publishing one path twice at once used to race on one descriptor file (`<descriptor>.tmp`,
 // then a rename): both writers truncated and wrote the same temporary file.
@@ -38,7 +35,7 @@ describe.each([
     for (const [i, p] of all.entries()) {
       const dst = join(dir, `copy-${i}.bin`)
       await receiver.fetch(p.ticket, dst).result
-      expect(sha(await readFile(dst))).toBe(sha(await readFile(src)))
+      expect(await sha256File(dst)).toBe(await sha256File(src))
     }
   })
 })
