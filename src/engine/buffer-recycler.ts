@@ -116,17 +116,14 @@ export class BufferRecycler {
    * own lease.
    */
   take(length: number): Uint8Array<ArrayBuffer> {
-    const handed = this.#handed.get(length)?.pop()
+    const handed = popOf(this.#handed, length)
     if (handed !== undefined) {
-      if (this.#handed.get(length)!.length === 0) this.#handed.delete(length)
       this.#handedBytes -= length
       this.#hits++
       return handed.buf
     }
-    const list = this.#idle.get(length)
-    const entry = list?.pop()
+    const entry = popOf(this.#idle, length)
     if (entry !== undefined) {
-      if (list!.length === 0) this.#idle.delete(length)
       this.#idleBytes -= length
       entry.lease.release()
       this.#hits++
@@ -164,31 +161,15 @@ export class BufferRecycler {
    */
   #makeRoom(length: number): boolean {
     if (length > this.#maxIdleBytes) return false
-    let excess = this.#idleBytes + this.#handedBytes + length - this.#maxIdleBytes
-    // Released after the loop: a release can run the budget's reclaimers, which edit #idle.
+    const excess = this.#idleBytes + this.#handedBytes + length - this.#maxIdleBytes
+    // Released after the eviction: a release can run the budget's reclaimers, which edit #idle.
     const released: Lease[] = []
-    for (const [size, list] of this.#idle) {
-      if (excess <= 0) break
-      if (size === length) continue
-      while (excess > 0 && list.length > 0) {
-        released.push(list.shift()!.lease)
-        this.#idleBytes -= size
-        excess -= size
-      }
-      if (list.length === 0) this.#idle.delete(size)
-    }
-    for (const [size, list] of this.#handed) {
-      if (excess <= 0) break
-      if (size === length) continue
-      while (excess > 0 && list.length > 0) {
-        list.shift()
-        this.#handedBytes -= size
-        excess -= size
-      }
-      if (list.length === 0) this.#handed.delete(size)
-    }
+    const idleFreed = evictOthers(this.#idle, length, excess, (e) => released.push(e.lease))
+    this.#idleBytes -= idleFreed
+    const handedFreed = evictOthers(this.#handed, length, excess - idleFreed, () => {})
+    this.#handedBytes -= handedFreed
     for (const lease of released) lease.release()
-    return excess <= 0
+    return excess - idleFreed - handedFreed <= 0
   }
 
   #keep(buf: Uint8Array<ArrayBuffer>, lease: Lease): void {
@@ -259,6 +240,37 @@ export class BufferRecycler {
     }
     return freed
   }
+}
+
+/** The newest entry of `size` taken out of `map` (its list dropped when emptied). */
+function popOf<T>(map: Map<number, T[]>, size: number): T | undefined {
+  const list = map.get(size)
+  const entry = list?.pop()
+  if (list?.length === 0) map.delete(size)
+  return entry
+}
+
+/**
+ * Takes the oldest entries of sizes other than `keep` out of `map`, least recently given sizes
+ * first, until `excess` bytes are gone; `onEvict` sees each. Returns the bytes taken.
+ */
+function evictOthers<T>(
+  map: Map<number, T[]>,
+  keep: number,
+  excess: number,
+  onEvict: (e: T) => void,
+): number {
+  let freed = 0
+  for (const [size, list] of map) {
+    if (freed >= excess) break
+    if (size === keep) continue
+    while (freed < excess && list.length > 0) {
+      onEvict(list.shift()!)
+      freed += size
+    }
+    if (list.length === 0) map.delete(size)
+  }
+  return freed
 }
 
 /** The list for `size`, moved to the end of the map's order (maps iterate least recently used first). */

@@ -4,6 +4,7 @@ import {
   ProtocolViolationError,
   TooManyRequestsError,
 } from '../errors.ts'
+import { bytesEqual } from '../merkle/hash.ts'
 import type { Codec } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
@@ -52,7 +53,7 @@ export async function encodeChunk(
     // A compressed payload is its own buffer: the plain bytes are free already.
     const reuse = enc.payload.buffer === enc.buf.buffer
     if (!reuse) ctx.buffers?.give(enc.buf)
-    if (!equalBytes(enc.hash, entry.hash)) {
+    if (!bytesEqual(enc.hash, entry.hash)) {
       throw new ContentChangedError(
         `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,
       )
@@ -101,8 +102,4 @@ export function chunkIndices(ranges: ReadonlyArray<{ start: number; end: number 
 /** Gives back the budget of encoded chunks that will not be sent (failed ones hold none). */
 export async function releaseAll(encoded: readonly Promise<EncodedChunk>[]): Promise<void> {
   for (const p of await Promise.allSettled(encoded)) if (p.status === 'fulfilled') p.value.release()
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  return a.length === b.length && Buffer.compare(a, b) === 0
 }

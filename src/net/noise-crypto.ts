@@ -15,6 +15,7 @@ import { createCipheriv, createDecipheriv, createSecretKey, type KeyObject } fro
 import type { ICryptoInterface } from '@chainsafe/libp2p-noise'
 import { defaultCrypto } from '@chainsafe/libp2p-noise/crypto'
 import { Uint8ArrayList } from 'uint8arraylist'
+import { bytesEqual } from '../merkle/hash.ts'
 
 const ALGORITHM = 'chacha20-poly1305'
 const TAG_BYTES = 16
@@ -34,16 +35,10 @@ const keys = new WeakMap<Uint8Array, CachedKey>()
 
 function keyObjectFor(k: Uint8Array): KeyObject {
   const cached = keys.get(k)
-  if (cached !== undefined && equalBytes(cached.bytes, k)) return cached.key
+  if (cached !== undefined && bytesEqual(cached.bytes, k)) return cached.key
   const key = createSecretKey(k)
   keys.set(k, { bytes: k.slice(), key })
   return key
-}
-
-function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
-  if (a.length !== b.length) return false
-  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false
-  return true
 }
 
 type Encrypt = ICryptoInterface['chaCha20Poly1305Encrypt']

@@ -1,28 +1,15 @@
 import { existsSync } from 'node:fs'
 import { open, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { ContentChangedError } from '../../src/errors.ts'
-import { createEngine, type Engine } from '../../src/index.ts'
-import { tempDir, writeFile } from '../support/files.ts'
+import { useEnginePair } from '../support/engine-pair.ts'
+import { writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
 
 describe('a published file that changes is refused, never served', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
-  let sender: Engine
-  let receiver: Engine
-
-  beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
-    sender = await createEngine({ workers: 1, dataDir: join(dir, 'sender') })
-    receiver = await createEngine({ workers: 1 })
-  })
-  afterAll(async () => {
-    await Promise.all([sender.stop(), receiver.stop()])
-    await cleanup()
-  })
+  const pair = useEnginePair({ sender: (dir) => ({ workers: 1, dataDir: join(dir, 'sender') }) })
 
   async function overwrite(path: string, at: number, bytes: Uint8Array): Promise<void> {
     const fh = await open(path, 'r+')
@@ -34,6 +21,7 @@ describe('a published file that changes is refused, never served', () => {
   }
 
   it('changed in place with its size and mtime put back: the chunk hash catches it (CONTENT_CHANGED)', async () => {
+    const { dir, sender, receiver } = pair
     const src = join(dir, 'same-stat.bin')
     await writeFile(src, 3 * MiB, 'random')
     // A whole-second mtime, so it can be put back exactly after the change.
@@ -52,6 +40,7 @@ describe('a published file that changes is refused, never served', () => {
   })
 
   it('grown since it was published: refused from its size and mtime (CONTENT_CHANGED)', async () => {
+    const { dir, sender, receiver } = pair
     const src = join(dir, 'grown.bin')
     await writeFile(src, 2 * MiB, 'random')
     const { ticket } = await sender.publish(src)

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createEngine, type Engine } from '../../src/index.ts'
-import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { describe, expect, it } from 'vitest'
+import { useEnginePair } from '../support/engine-pair.ts'
+import { sha256File, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
 
@@ -11,22 +11,12 @@ describe.each([
   ['beside the file (no dataDir)', false],
   ['in the data folder', true],
 ])('concurrent publish of one path, descriptor %s', (_, withDataDir) => {
-  let dir: string
-  let cleanup: () => Promise<void>
-  let sender: Engine
-  let receiver: Engine
-
-  beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
-    sender = await createEngine({ workers: 2, ...(withDataDir ? { dataDir: join(dir, 'sender') } : {}) })
-    receiver = await createEngine({ workers: 1 })
-  })
-  afterAll(async () => {
-    await Promise.all([sender.stop(), receiver.stop()])
-    await cleanup()
+  const pair = useEnginePair({
+    sender: (dir) => ({ workers: 2, ...(withDataDir ? { dataDir: join(dir, 'sender') } : {}) }),
   })
 
   it('every call resolves to the same content, and it is served whole', async () => {
+    const { dir, sender, receiver } = pair
     const src = join(dir, 'shared.bin')
     await writeFile(src, 6 * MiB + 123, 'random')
     const all = await Promise.all([sender.publish(src), sender.publish(src), sender.publish(src)])
