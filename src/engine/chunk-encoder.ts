@@ -6,11 +6,21 @@ import {
 } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
 import type { Codec } from '../types.ts'
-import type { CodecPolicy } from '../workers/codecs.ts'
+import { autoCodec, type CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import type { PublishedContent } from './registry.ts'
+
+/**
+ * When the server hashes a chunk against its leaf before sending it.
+ * - `auto`: only where the file's fingerprint cannot vouch for it (see SourceFile.needsChunkHash)
+ *   and for partial seeds; every request still checks the fingerprint.
+ * - `always`: every chunk, for filesystems whose ctime cannot be trusted (some network and FUSE
+ *   filesystems, or a server clock far off ours).
+ */
+export type VerifySourcePolicy = 'auto' | 'always'
+export const VERIFY_SOURCE_POLICIES: readonly VerifySourcePolicy[] = ['auto', 'always']
 
 /** The serving side's chunk work: what it needs from the engine. */
 export interface ChunkEncoderContext {
@@ -18,6 +28,8 @@ export interface ChunkEncoderContext {
   readonly pool: WorkerPool
   readonly codec: CodecPolicy
   readonly buffers?: BufferRecycler | undefined
+  /** @default 'auto' */
+  readonly verifySource?: VerifySourcePolicy | undefined
 }
 
 export interface EncodedChunk {
@@ -32,10 +44,16 @@ export interface EncodedChunk {
 }
 
 /**
- * Reads chunk `index` of `content` into a (recycled) buffer leased from the budget, hashes and
- * compresses it in the worker pool, and refuses it with CONTENT_CHANGED if it no longer matches
- * its leaf. The caller sends it, then calls `release` (the lease); the payload goes back to the
- * recycler once the stream lets go of it when `recycle` is set.
+ * Reads chunk `index` of `content` into a (recycled) buffer leased from the budget, hashes it
+ * (when `verifySource` asks) and compresses it in the worker pool, and refuses it with
+ * CONTENT_CHANGED if it no longer matches its leaf. The caller sends it, then calls `release`
+ * (the lease); the payload goes back to the recycler once the stream lets go of it when
+ * `recycle` is set.
+ *
+ * A chunk that needs neither hashing nor compressing (policy `none`, or `auto` whose probe says
+ * incompressible) never goes to a worker. Measured (4 GiB of random data, bench/transfer, two
+ * interleaved rounds): the hop and its hash took the sender from ~8 to ~14 CPU-s, and haul from
+ * ~310 to ~250 MB/s on these two cores.
  */
 export async function encodeChunk(
   ctx: ChunkEncoderContext,
@@ -49,11 +67,18 @@ export async function encodeChunk(
     // Its own ArrayBuffer (it moves to a worker); the read overwrites all of it.
     const buf = ctx.buffers?.take(entry.length) ?? Buffer.allocUnsafeSlow(entry.length)
     await content.source.read(entry.offset, entry.length, buf)
-    const enc = await ctx.pool.encode(buf, ctx.codec, { signal })
+    const verify = content.source.needsChunkHash || ctx.verifySource === 'always'
+    const release = (): void => lease.release()
+    if (!verify && plainAsIs(ctx.codec, buf)) {
+      return { index, codec: 'none', rawLength: entry.length, payload: buf, recycle: true, release }
+    }
+    // `auto` that reaches here unhashed has probed compressible already.
+    const policy = ctx.codec === 'auto' && !verify ? 'zstd' : ctx.codec
+    const enc = await ctx.pool.encode(buf, policy, { signal, hash: verify })
     // A compressed payload is its own buffer: the plain bytes are free already.
     const reuse = enc.payload.buffer === enc.buf.buffer
     if (!reuse) ctx.buffers?.give(enc.buf)
-    if (!bytesEqual(enc.hash, entry.hash)) {
+    if (enc.hash !== null && !bytesEqual(enc.hash, entry.hash)) {
       throw new ContentChangedError(
         `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,
       )
@@ -64,12 +89,17 @@ export async function encodeChunk(
       rawLength: entry.length,
       payload: enc.payload,
       recycle: reuse,
-      release: () => lease.release(),
+      release,
     }
   } catch (err) {
     lease.release()
     throw err
   }
+}
+
+/** True when `plain` is sent as it is under `policy` (decided here, without a worker). */
+function plainAsIs(policy: CodecPolicy, plain: Uint8Array): boolean {
+  return policy === 'none' || (policy === 'auto' && autoCodec(plain) === 'none')
 }
 
 /**

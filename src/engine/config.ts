@@ -19,6 +19,7 @@ import {
   defaultBufferRecyclerOptions,
   verifyBufferRecyclerOptions,
 } from './buffer-recycler.ts'
+import { VERIFY_SOURCE_POLICIES, type VerifySourcePolicy } from './chunk-encoder.ts'
 import { defaultPriorityWeights, type Priority, verifyWeights } from './fair-queue.ts'
 import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
 import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
@@ -40,6 +41,13 @@ export interface EngineOptions {
   chunking?: ChunkingParams
   /** Per-chunk compression when serving. @default 'auto' */
   codec?: CodecPolicy
+  /**
+   * When serving hashes a chunk against its leaf before sending it: `auto` trusts a published
+   * file whose stat (device, inode, size, mtime, ctime) is unchanged and hashes only files that
+   * changed within 2 s of being published; `always` hashes every chunk (filesystems whose ctime
+   * cannot be trusted). Either way the receiver verifies every chunk. @default 'auto'
+   */
+  verifySource?: VerifySourcePolicy
   timeouts?: Partial<TransferTimeouts>
   fetch?: Partial<FetchLimits>
   server?: Partial<ServerLimits>
@@ -92,6 +100,7 @@ export interface EngineConfig {
   readonly workers: number
   readonly chunking: ChunkingParams
   readonly codec: CodecPolicy
+  readonly verifySource: VerifySourcePolicy
   readonly timeouts: TransferTimeouts
   readonly fetch: FetchLimits
   readonly server: ServerLimits
@@ -133,6 +142,7 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     workers: opts.workers ?? Math.max(1, availableParallelism()),
     chunking: opts.chunking ?? { kind: 'fixed', size: MiB },
     codec: opts.codec ?? 'auto',
+    verifySource: opts.verifySource ?? 'auto',
     timeouts: { ...defaultTimeouts, ...opts.timeouts },
     fetch: { ...defaultFetchLimits, ...opts.fetch },
     server: { ...defaultServerLimits, ...opts.server },
@@ -170,6 +180,9 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   verifyJournalOptions(config.journal)
   if (!['none', 'lz4', 'zstd', 'auto'].includes(config.codec)) {
     throw new ConfigInvalidError(`codec must be none, lz4, zstd or auto, got ${config.codec}`)
+  }
+  if (!VERIFY_SOURCE_POLICIES.includes(config.verifySource)) {
+    throw new ConfigInvalidError(`verifySource must be auto or always, got ${String(config.verifySource)}`)
   }
   const maxChunk = config.chunking.kind === 'fixed' ? config.chunking.size : config.chunking.maxSize
   if (config.memoryBudget < 4 * maxChunk) {

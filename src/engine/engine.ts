@@ -144,6 +144,7 @@ export class Engine {
             pool,
             budget,
             codec: config.codec,
+            verifySource: config.verifySource,
             limits: config.server,
             signal: engine.#stop.signal,
             buffers: engine.#buffers,

@@ -4,7 +4,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { DescriptorWriter } from '../descriptor/writer.ts'
 import { AbortedError, ContentChangedError } from '../errors.ts'
 import { fsError } from '../storage/fs-errors.ts'
-import { type FileFingerprint, fingerprint, SourceFile } from '../storage/source-file.ts'
+import { type FileFingerprint, fingerprint, SourceFile, sameFile } from '../storage/source-file.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { BufferPool } from './buffer-pool.ts'
@@ -64,7 +64,7 @@ export async function indexFile(path: string, opts: IndexOptions): Promise<Index
     const { header, headerBytes, cid } = await writer.finish(fp.size)
     // A file modified while we read it would give a descriptor of neither version.
     const after = await fingerprint(path)
-    if (after.size !== fp.size || after.mtimeMs !== fp.mtimeMs) {
+    if (!sameFile(after, fp)) {
       throw new ContentChangedError(`${path} changed while it was being indexed: index it again`)
     }
     const seconds = (performance.now() - started) / 1000

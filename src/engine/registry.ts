@@ -13,6 +13,8 @@ export interface ContentReader {
 /** The bytes of served content (a SourceFile, or a partial seeder's part file). */
 export interface ContentSource {
   readonly path: string
+  /** Reading alone cannot vouch for the bytes: hash each chunk against its leaf before sending it. */
+  readonly needsChunkHash: boolean
   checkUnchanged(): Promise<void>
   read(offset: number, length: number, into: Uint8Array): Promise<void>
   close(): Promise<void>

@@ -13,7 +13,14 @@ import { CODECS } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
-import { chunkIndices, type EncodedChunk, encodeChunk, rangeProblem, releaseAll } from './chunk-encoder.ts'
+import {
+  chunkIndices,
+  type EncodedChunk,
+  encodeChunk,
+  rangeProblem,
+  releaseAll,
+  type VerifySourcePolicy,
+} from './chunk-encoder.ts'
 import { FrameWriter } from './frame-writer.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import type { RateLimiter } from './rate-limit.ts'
@@ -38,6 +45,8 @@ export interface ServerContext {
   pool: WorkerPool
   budget: MemoryBudget
   codec: CodecPolicy
+  /** When chunks are hashed against their leaf before sending. @default 'auto' */
+  verifySource?: VerifySourcePolicy
   limits: ServerLimits
   signal: AbortSignal
   /** Upload bandwidth: taken (payload bytes) before each chunk frame is sent. @default unlimited */

@@ -1,35 +1,85 @@
+import type { BigIntStats } from 'node:fs'
 import { type FileHandle, open, stat } from 'node:fs/promises'
 import { ContentChangedError } from '../errors.ts'
 import { fsError } from './fs-errors.ts'
 
-/** What a published file looked like when it was indexed; serving refuses once it differs. */
+/**
+ * What a published file looked like when it was indexed; serving refuses once it differs.
+ * The kernel sets ctime on every change to a file's data or metadata (utimes included) and
+ * user space cannot set it back, so an unchanged (device, inode, size, mtime, ctime) means
+ * the bytes were not written through the filesystem since: the same test rsync, make and
+ * git's index rely on. Times are kept in nanoseconds (bigint stat).
+ */
 export interface FileFingerprint {
+  readonly dev: bigint
+  readonly ino: bigint
   readonly size: number
-  readonly mtimeMs: number
+  readonly mtimeNs: bigint
+  readonly ctimeNs: bigint
+  /** Wall clock (ns since the epoch) just before the stat was taken. */
+  readonly takenNs: bigint
 }
 
+/**
+ * A file changed less than this before its fingerprint was taken is "racily clean" (git's
+ * term): a second write within the same timestamp tick would leave mtime and ctime as they
+ * were. Ticks are a few ms on ext4/xfs/btrfs; 2 s covers FAT's and the coarsest network
+ * filesystems'.
+ */
+export const RACY_WINDOW_NS = 2_000_000_000n
+
 export async function fingerprint(path: string): Promise<FileFingerprint> {
-  const s = await stat(path).catch((err) => {
+  const takenNs = BigInt(Date.now()) * 1_000_000n
+  const s = await stat(path, { bigint: true }).catch((err) => {
     throw fsError(err, path)
   })
-  return { size: s.size, mtimeMs: s.mtimeMs }
+  return fingerprintOf(s, takenNs)
+}
+
+function fingerprintOf(s: BigIntStats, takenNs: bigint): FileFingerprint {
+  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, takenNs }
+}
+
+/** True when `b` is the same file as `a`, unchanged (the time each was taken aside). */
+export function sameFile(a: FileFingerprint, b: FileFingerprint): boolean {
+  return (
+    a.dev === b.dev &&
+    a.ino === b.ino &&
+    a.size === b.size &&
+    a.mtimeNs === b.mtimeNs &&
+    a.ctimeNs === b.ctimeNs
+  )
+}
+
+/**
+ * True when the fingerprint cannot vouch for the bytes: the file's last change (mtime or
+ * ctime, whichever is later) was within RACY_WINDOW_NS of taking it, or is in the future
+ * (a clock that moved back).
+ */
+export function isRacy(fp: FileFingerprint): boolean {
+  const changed = fp.mtimeNs > fp.ctimeNs ? fp.mtimeNs : fp.ctimeNs
+  return fp.takenNs - changed < RACY_WINDOW_NS
 }
 
 /**
  * The serving side's view of a published file: ranges are read straight from
- * the original (no copy into a store). A changed size or mtime is caught here
- * cheaply; a change that keeps both is caught by hashing each chunk before it
- * is sent (see the server).
+ * the original (no copy into a store). A changed fingerprint is caught here
+ * with one fstat per request. Where the fingerprint cannot vouch for the bytes
+ * (`needsChunkHash`: the file was racily clean when indexed), the server also
+ * hashes each chunk against its leaf before sending it (see chunk-encoder.ts).
  */
 export class SourceFile {
   readonly path: string
   readonly expected: FileFingerprint
+  /** The fingerprint was racy (see isRacy): only hashing each chunk shows it is unchanged. */
+  readonly needsChunkHash: boolean
   #fh: FileHandle
 
   private constructor(path: string, fh: FileHandle, expected: FileFingerprint) {
     this.path = path
     this.#fh = fh
     this.expected = expected
+    this.needsChunkHash = isRacy(expected)
   }
 
   static async open(path: string, expected: FileFingerprint): Promise<SourceFile> {
@@ -52,10 +102,10 @@ export class SourceFile {
    * was published is refused from the first request on.
    */
   async checkUnchanged(): Promise<void> {
-    const s = await this.#fh.stat()
-    if (s.size !== this.expected.size || s.mtimeMs !== this.expected.mtimeMs) {
+    const now = fingerprintOf(await this.#fh.stat({ bigint: true }), 0n)
+    if (!sameFile(now, this.expected)) {
       throw new ContentChangedError(
-        `${this.path} changed since it was indexed (size ${this.expected.size}→${s.size}): publish it again to get a new ticket`,
+        `${this.path} changed since it was indexed (size ${this.expected.size}→${now.size}): publish it again to get a new ticket`,
       )
     }
   }

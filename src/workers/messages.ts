@@ -29,16 +29,18 @@ export interface HashReply {
   readonly bufs: Uint8Array[]
 }
 
-/** Hash then compress `buf.subarray(0, length)` per `policy`. */
+/** Hash (when `hash`) then compress `buf.subarray(0, length)` per `policy`. */
 export interface EncodeRequest {
   readonly kind: 'encode'
   readonly buf: Uint8Array
   readonly length: number
   readonly policy: CodecPolicy
+  readonly hash: boolean
 }
 export interface EncodeReply {
   readonly kind: 'encode'
-  readonly hash: Uint8Array
+  /** SHA-256 of the plain bytes; null when the request did not ask for it. */
+  readonly hash: Uint8Array | null
   readonly codec: Codec
   /** The compressed bytes; null when `codec` is none (the payload is then `buf` itself). */
   readonly payload: Uint8Array | null

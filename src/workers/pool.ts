@@ -93,8 +93,14 @@ export interface DecodeOptions extends TaskOptions {
   onSpare?: (payload: Uint8Array) => void
 }
 
+export interface EncodeOptions extends LengthOptions {
+  /** Also SHA-256 the plain bytes (`hash` in the result). @default true */
+  hash?: boolean
+}
+
 export interface EncodeResult {
-  hash: Uint8Array
+  /** SHA-256 of the plain bytes; null when `hash: false` was asked. */
+  hash: Uint8Array | null
   codec: Codec
   /**
    * The compressed bytes, at offset 0 of a buffer of their own that may be longer (zlib's output
@@ -226,8 +232,8 @@ export class WorkerPool {
     return { hashes: splitHashes(reply.hashes, bufs.length), buffers: reply.bufs }
   }
 
-  /** Sender side: SHA-256 (to detect a file changed since indexing) and compression per `policy`. */
-  async encode(buf: Uint8Array, policy: CodecPolicy, opts?: LengthOptions): Promise<EncodeResult> {
+  /** Sender side: SHA-256 (to detect a file changed since indexing; see `hash`) and compression per `policy`. */
+  async encode(buf: Uint8Array, policy: CodecPolicy, opts?: EncodeOptions): Promise<EncodeResult> {
     checkOwned(buf, 'buf')
     const length = opts?.length ?? buf.length
     checkLength(length, Math.min(buf.length, MAX_RAW_LENGTH), 'length')
@@ -235,7 +241,7 @@ export class WorkerPool {
     this.#checkStart(opts?.signal)
     const moved = take(buf)
     const r = await this.#run<'encode'>(
-      { kind: 'encode', buf: moved, length, policy },
+      { kind: 'encode', buf: moved, length, policy, hash: opts?.hash ?? true },
       [moved.buffer as ArrayBuffer],
       opts?.signal,
     )

@@ -84,14 +84,14 @@ describe('WorkerPool', () => {
           const buf = data.slice()
           const e = await pool.encode(buf, policy)
           expect(buf.byteLength).toBe(0)
-          expect(same(e.hash, sha256(data))).toBe(true)
+          expect(same(e.hash!, sha256(data))).toBe(true)
           expect(same(e.buf, data)).toBe(true)
           if (name !== 'text' || policy === 'none') expect(e.codec).toBe('none')
           else expect(e.codec).toBe(policy === 'auto' ? 'zstd' : policy)
           if (e.codec === 'none') expect(e.payload).toBe(e.buf)
           // A zstd payload may be a view of zlib's longer chunk: a whole copy to move it again.
           const payload = e.codec === 'none' ? e.buf.slice() : new Uint8Array(e.payload)
-          const out = await pool.decodeVerify(payload, e.codec, data.length, e.hash)
+          const out = await pool.decodeVerify(payload, e.codec, data.length, e.hash!)
           expect(payload.byteLength).toBe(0)
           expect(out.length).toBe(data.length)
           expect(same(out, data)).toBe(true)
@@ -106,7 +106,17 @@ describe('WorkerPool', () => {
       expect(e.codec).toBe('none')
       expect(e.payload.buffer).toBe(e.buf.buffer)
       expect(same(e.payload, head)).toBe(true)
-      expect(same(e.hash, sha256(head))).toBe(true)
+      expect(same(e.hash!, sha256(head))).toBe(true)
+    })
+
+    it('encode with hash: false compresses the same and returns no hash', async () => {
+      const data = textLike(MiB, 6)
+      const hashed = await pool.encode(data.slice(), 'zstd')
+      const unhashed = await pool.encode(data.slice(), 'zstd', { hash: false })
+      expect(unhashed.hash).toBeNull()
+      expect(hashed.hash).not.toBeNull()
+      expect(unhashed.codec).toBe('zstd')
+      expect(same(unhashed.payload, hashed.payload)).toBe(true)
     })
 
     it('decodes lz4 into a recycled buffer; leaves it alone for zstd and none', async () => {

@@ -174,6 +174,8 @@ export function partialContent(parts: PartialParts): PublishedContent {
     },
     source: {
       path: parts.part.partPath,
+      // A part file is written while it is served: only its chunk hashes vouch for it.
+      needsChunkHash: true,
       checkUnchanged: async () => {},
       read: async (offset, length, into) => parts.part.read(offset, into.subarray(0, length)),
       close: async () => {},
