@@ -60,7 +60,7 @@ type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'ge
 /**
  * Serves one inbound stream. A reader loop decodes frames and queues requests
  * (bounded); one worker answers them in order, reading only the chunks asked
- * for, hashing each against its leaf (a file changed after indexing is refused,
+ * for, checking the file unchanged (a file changed after indexing is refused,
  * never served) and compressing it in the worker pool. Every frame goes out
  * through `stream.write`, which waits for drain.
  */

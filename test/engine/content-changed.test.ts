@@ -3,8 +3,9 @@ import { open, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ContentChangedError } from '../../src/errors.ts'
+import { RACY_WINDOW_NS } from '../../src/storage/source-file.ts'
 import { useEnginePair } from '../support/engine-pair.ts'
-import { writeFile } from '../support/files.ts'
+import { sha256File, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
 
@@ -20,7 +21,7 @@ describe('a published file that changes is refused, never served', () => {
     }
   }
 
-  it('changed in place with its size and mtime put back: the chunk hash catches it (CONTENT_CHANGED)', async () => {
+  it('changed in place with its size and mtime put back: its ctime gives it away (CONTENT_CHANGED)', async () => {
     const { dir, sender, receiver } = pair
     const src = join(dir, 'same-stat.bin')
     await writeFile(src, 3 * MiB, 'random')
@@ -37,6 +38,23 @@ describe('a published file that changes is refused, never served', () => {
     expect(err).toBeInstanceOf(ContentChangedError)
     expect((err as ContentChangedError).code).toBe('CONTENT_CHANGED')
     expect(existsSync(dst)).toBe(false)
+  })
+
+  it('published well after its last change: served unhashed, byte for byte, and still refused once changed', async () => {
+    const { dir, sender, receiver } = pair
+    const src = join(dir, 'settled.bin')
+    await writeFile(src, 3 * MiB + 5, 'random')
+    // Past the racy window the fingerprint alone vouches for the file (chunk-encoder.test.ts: no hash, no worker hop).
+    await new Promise((r) => setTimeout(r, Number(RACY_WINDOW_NS / 1_000_000n) + 100))
+    const { ticket } = await sender.publish(src)
+    const first = join(dir, 'settled.out')
+    await receiver.fetch(ticket, first).result
+    expect(await sha256File(first)).toBe(await sha256File(src))
+    const mtime = (await stat(src)).mtime
+    await overwrite(src, 10, new Uint8Array([9, 9, 9]))
+    await utimes(src, mtime, mtime)
+    const err = await receiver.fetch(ticket, join(dir, 'settled-2.out')).result.catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ContentChangedError)
   })
 
   it('grown since it was published: refused from its size and mtime (CONTENT_CHANGED)', async () => {
