@@ -24,8 +24,8 @@ const refMiB = Number(process.env.HAUL_BENCH_REF_MIB ?? 256)
 const MiB = 1024 * 1024
 const MB = 1e6
 const knob = (k: string) => (process.env[k] === undefined ? undefined : Number(process.env[k]))
-// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE / HAUL_BENCH_RECYCLE_MIB: the engines' memoryBudget,
-// maxActiveTransfers and buffers.maxIdleBytes.
+// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE / HAUL_BENCH_RECYCLE_MIB / HAUL_BENCH_GC_ASSIST_MIB: the
+// engines' memoryBudget, maxActiveTransfers, buffers.maxIdleBytes and gcAssistBytes.
 const engine = {
   workers: 1,
   ...(knob('HAUL_BENCH_BUDGET_MIB') === undefined
@@ -38,6 +38,9 @@ const engine = {
   ...(knob('HAUL_BENCH_RECYCLE_MIB') === undefined
     ? {}
     : { buffers: { maxIdleBytes: knob('HAUL_BENCH_RECYCLE_MIB')! * MiB } }),
+  ...(knob('HAUL_BENCH_GC_ASSIST_MIB') === undefined
+    ? {}
+    : { gcAssistBytes: knob('HAUL_BENCH_GC_ASSIST_MIB')! * MiB }),
 }
 
 const execArgv = process.env.HAUL_BENCH_EXEC_ARGV?.split(' ').filter((a) => a !== '')

@@ -9,6 +9,7 @@ import { Admission } from './admission.ts'
 import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
+import { GcAssist } from './gc-assist.ts'
 import type { IndexResult } from './indexer.ts'
 import { MemoryBudget } from './memory-budget.ts'
 import type { TransferProgress } from './progress.ts'
@@ -89,6 +90,7 @@ export class Engine {
   /** Per resolved path, the publish in progress: the next one for that path waits for it. */
   readonly #publishing = new Map<string, Promise<void>>()
   readonly #stop = new AbortController()
+  #gcAssist: GcAssist | undefined
   readonly #system: TransferSystem
   readonly #transfers = new Map<string, FetchJob | SwarmJob>()
   /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
@@ -120,6 +122,10 @@ export class Engine {
       maxQueuedPerPeer: config.maxQueuedTransfersPerPeer,
     })
     this.#system = new TransferSystem()
+    if (config.gcAssistBytes > 0) {
+      this.#gcAssist = new GcAssist(config.gcAssistBytes)
+      this.#gcAssist.start()
+    }
   }
 
   static async create(options: EngineOptions = {}): Promise<Engine> {
@@ -380,6 +386,7 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
+    this.#gcAssist?.stop()
     for (const id of this.#transfers.keys()) this.#system.cancel(id)
     const stopped = new AbortedError('the engine is stopped')
     for (const waiting of this.#queued.values()) waiting.abort(stopped)

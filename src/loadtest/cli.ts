@@ -24,6 +24,7 @@ Options:
   --topology T         mesh | fan-out (process 0 sends to all) (default mesh)
   --duration SECONDS   stop by itself after this long (default 120)
   --memory MiB         memory budget of each engine (default 64)
+  --gc-assist MiB      collect garbage whenever ArrayBuffer memory grew this much (engine gcAssistBytes; default off)
   --workers N          worker threads per engine (default 1)
   --seed N             seed of the size and pairing draws (default 1)
   --report DIR         where loadtest.json and loadtest.html go (default .)
@@ -51,6 +52,7 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
       topology: { type: 'string' },
       duration: { type: 'string' },
       memory: { type: 'string' },
+      'gc-assist': { type: 'string' },
       workers: { type: 'string' },
       seed: { type: 'string' },
       'cut-every': { type: 'string' },
@@ -96,6 +98,7 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
       engine: {
         workers: num('workers', values.workers) ?? 1,
         ...def('memoryBudget', mul(num('memory', values.memory), 1024 * 1024)),
+        ...def('gcAssistBytes', mul(num('gc-assist', values['gc-assist']), 1024 * 1024)),
       },
       ...def('faults', faults),
       signal: abort.signal,
