@@ -212,10 +212,6 @@ function pays(compressed: number, plain: number): boolean {
 }
 
 /**
- * Picks the codec for one chunk per `policy` and compresses it. Returns `{ codec: 'none',
- * payload: plain }` whenever compression would not shrink the chunk by at least 10%.
- */
-/**
  * What the `auto` policy sends `plain` as: `none` when the lz4 probe of its middle does not
  * shrink by 10% (an empty chunk cannot shrink), else `zstd`. About 1/20 of a SHA-256 pass, so
  * the server runs it on its own thread for chunks it does not hash, sparing them a worker hop.
@@ -226,6 +222,10 @@ export function autoCodec(plain: Uint8Array): 'none' | 'zstd' {
   return 'zstd'
 }
 
+/**
+ * Picks the codec for one chunk per `policy` and compresses it. Returns `{ codec: 'none',
+ * payload: plain }` whenever compression would not shrink the chunk by at least 10%.
+ */
 export function encodeChunk(policy: CodecPolicy, plain: Uint8Array): { codec: Codec; payload: Uint8Array } {
   let codec: Codec
   switch (policy) {
