@@ -13,7 +13,7 @@ import {
   verifyJournalOptions,
 } from '../storage/journal-options.ts'
 import type { ChunkingParams } from '../types.ts'
-import type { CodecPolicy } from '../workers/codecs.ts'
+import { CODEC_POLICIES, type CodecPolicy } from '../workers/codecs.ts'
 import {
   type BufferRecyclerOptions,
   defaultBufferRecyclerOptions,
@@ -188,7 +188,7 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   for (const [k, v] of Object.entries(config.server)) positive(`server.${k}`, v)
   verifyRetryOptions(config.retry)
   verifyJournalOptions(config.journal)
-  if (!['none', 'lz4', 'zstd', 'auto'].includes(config.codec)) {
+  if (!CODEC_POLICIES.includes(config.codec)) {
     throw new ConfigInvalidError(`codec must be none, lz4, zstd or auto, got ${config.codec}`)
   }
   if (!VERIFY_SOURCE_POLICIES.includes(config.verifySource)) {

@@ -2,19 +2,7 @@ import { getHeapStatistics, setFlagsFromString } from 'node:v8'
 import { runInNewContext } from 'node:vm'
 import { ConfigInvalidError } from '../errors.ts'
 
-/**
- * Collects garbage early when ArrayBuffer memory piles up (opt-in: `gcAssistBytes`).
- *
- * Why: every network read and every Noise message is a fresh ArrayBuffer from the C
- * allocator, ~2x the data rate on a receiver. Many outlive two scavenges, so only a full
- * GC frees them, and V8 starts one only once external memory has grown ~64 MB since the
- * last; glibc then keeps its heap at that high-water mark. At 1,000 concurrent transfers
- * that slack is most of what the receiver holds over the memory budget (README, Many
- * transfers). Collecting at a smaller step lowers the mark, at the cost of a full GC each
- * time (~40 ms on that receiver's heap here): a memory-for-CPU trade the application makes.
- *
- * It affects the whole process (GC is per isolate), which is why it is off by default.
- */
+/** What GcAssist reads and does; V8's own by default, injected in tests. */
 export interface GcAssistHooks {
   /** External (ArrayBuffer and other off-heap) memory V8 accounts for, in bytes. */
   readExternal(): number
@@ -35,6 +23,19 @@ export function verifyGcAssistBytes(bytes: number): void {
   }
 }
 
+/**
+ * Collects garbage early when ArrayBuffer memory piles up (opt-in: `gcAssistBytes`).
+ *
+ * Why: every network read and every Noise message is a fresh ArrayBuffer from the C
+ * allocator, ~2x the data rate on a receiver. Many outlive two scavenges, so only a full
+ * GC frees them, and V8 starts one only once external memory has grown ~64 MB since the
+ * last; glibc then keeps its heap at that high-water mark. At 1,000 concurrent transfers
+ * that slack is most of what the receiver holds over the memory budget (README, Many
+ * transfers). Collecting at a smaller step lowers the mark, at the cost of a full GC each
+ * time (~40 ms on that receiver's heap here): a memory-for-CPU trade the application makes.
+ *
+ * It affects the whole process (GC is per isolate), which is why it is off by default.
+ */
 export class GcAssist {
   readonly #step: number
   readonly #hooks: GcAssistHooks

@@ -10,12 +10,14 @@ import { fsError } from './fs-errors.ts'
  * the bytes were not written through the filesystem since: the same test rsync, make and
  * git's index rely on. Times are kept in nanoseconds (bigint stat).
  */
-export interface FileFingerprint {
+export interface FileState {
   readonly dev: bigint
   readonly ino: bigint
   readonly size: number
   readonly mtimeNs: bigint
   readonly ctimeNs: bigint
+}
+export interface FileFingerprint extends FileState {
   /** Wall clock (ns since the epoch) just before the stat was taken. */
   readonly takenNs: bigint
 }
@@ -33,15 +35,15 @@ export async function fingerprint(path: string): Promise<FileFingerprint> {
   const s = await stat(path, { bigint: true }).catch((err) => {
     throw fsError(err, path)
   })
-  return fingerprintOf(s, takenNs)
+  return { ...stateOf(s), takenNs }
 }
 
-function fingerprintOf(s: BigIntStats, takenNs: bigint): FileFingerprint {
-  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, takenNs }
+function stateOf(s: BigIntStats): FileState {
+  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs }
 }
 
-/** True when `b` is the same file as `a`, unchanged (the time each was taken aside). */
-export function sameFile(a: FileFingerprint, b: FileFingerprint): boolean {
+/** True when `b` is the same file as `a`, unchanged (when each was taken aside). */
+export function sameFile(a: FileState, b: FileState): boolean {
   return (
     a.dev === b.dev &&
     a.ino === b.ino &&
@@ -102,7 +104,7 @@ export class SourceFile {
    * was published is refused from the first request on.
    */
   async checkUnchanged(): Promise<void> {
-    const now = fingerprintOf(await this.#fh.stat({ bigint: true }), 0n)
+    const now = stateOf(await this.#fh.stat({ bigint: true }))
     if (!sameFile(now, this.expected)) {
       throw new ContentChangedError(
         `${this.path} changed since it was indexed (size ${this.expected.size}→${now.size}): publish it again to get a new ticket`,

@@ -9,7 +9,7 @@ import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib
 import { MAX_CHUNK_SIZE } from '../chunking/params.ts'
 import { CodecUnsupportedError, DecompressionError, InvalidArgumentError } from '../errors.ts'
 import type { Codec } from '../types.ts'
-import { LZ4_HEADER_BYTES, lz4Bound, lz4Compress, lz4DecompressInto } from './lz4.ts'
+import { LZ4_HEADER_BYTES, lz4Bound, lz4Compress, lz4CompressedLength, lz4DecompressInto } from './lz4.ts'
 
 /**
  * How the sender picks a chunk's codec.
@@ -218,7 +218,7 @@ function pays(compressed: number, plain: number): boolean {
  */
 export function autoCodec(plain: Uint8Array): 'none' | 'zstd' {
   const probe = probeSlice(plain)
-  if (probe.length === 0 || !pays(lz4Compress(probe).length - LZ4_HEADER_BYTES, probe.length)) return 'none'
+  if (probe.length === 0 || !pays(lz4CompressedLength(probe) - LZ4_HEADER_BYTES, probe.length)) return 'none'
   return 'zstd'
 }
 

@@ -103,6 +103,11 @@ export function lz4Compress(plain: Uint8Array): Uint8Array {
   return call('compress', plain, (out) => out.slice())
 }
 
+/** Length of {@link lz4Compress}'s result, without copying it out of wasm memory. */
+export function lz4CompressedLength(plain: Uint8Array): number {
+  return call('compress', plain, (out) => out.length)
+}
+
 /**
  * Decompresses into `out` and returns the number of bytes written. Throws a plain Error on corrupt
  * input or when the output would not fit in `out`; the header must already have been checked.

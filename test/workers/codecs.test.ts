@@ -12,7 +12,7 @@ import {
   ownsBuffer,
   zstdCompressChunk,
 } from '../../src/workers/codecs.ts'
-import { lz4MemoryBytes } from '../../src/workers/lz4.ts'
+import { lz4Compress, lz4CompressedLength, lz4MemoryBytes } from '../../src/workers/lz4.ts'
 import { prng, randomData, textLike } from './data.ts'
 
 const CODECS: Codec[] = ['none', 'lz4', 'zstd']
@@ -65,6 +65,12 @@ describe('codecs round trip', () => {
       )
     })
   }
+
+  it("lz4CompressedLength is lz4Compress's length, without the copy", () => {
+    for (const data of [textLike(16 * 1024, 8), randomData(16 * 1024, 8), new Uint8Array(0)]) {
+      expect(lz4CompressedLength(data)).toBe(lz4Compress(data).length)
+    }
+  })
 
   it('text shrinks and random does not', () => {
     const text = textLike(MiB, 4)
