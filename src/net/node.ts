@@ -1,4 +1,3 @@
-import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Libp2p, PrivateKey } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
@@ -7,6 +6,7 @@ import { InternalError, isHaulError } from '../errors.ts'
 import { KiB } from '../types.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { noiseCrypto } from './noise-crypto.ts'
+import { tunedNoise } from './noise-stream.ts'
 import {
   type NodeOptions,
   type ResolvedNodeOptions,
@@ -71,7 +71,7 @@ export async function startLibp2p(
       nodeInfo: { name: 'haul' },
       addresses: { listen: [...o.listen] },
       transports: [tcp()],
-      connectionEncrypters: overrides.connectionEncrypters ?? [noise({ crypto: noiseCrypto })],
+      connectionEncrypters: overrides.connectionEncrypters ?? [tunedNoise({ crypto: noiseCrypto })],
       streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow, ledgers)],
       connectionManager: {
         maxConnections: o.maxConnections,
