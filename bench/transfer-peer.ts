@@ -45,6 +45,9 @@ function engineOptions() {
     ...(n('HAUL_BENCH_RECYCLE_MIB') === undefined
       ? {}
       : { buffers: { maxIdleBytes: n('HAUL_BENCH_RECYCLE_MIB')! * MiB } }),
+    ...(n('HAUL_BENCH_GC_ASSIST_MIB') === undefined
+      ? {}
+      : { gcAssistBytes: n('HAUL_BENCH_GC_ASSIST_MIB')! * MiB }),
     ...(n('HAUL_BENCH_DIRECT') === undefined
       ? {}
       : { directWrites: { enabled: n('HAUL_BENCH_DIRECT') === 1 } }),

@@ -17,7 +17,7 @@ Usage:
 
 Options:
   --json        newline-delimited JSON events instead of human output
-  --memory MiB  memory budget for chunk buffers (default 64)
+  --memory MiB  memory budget for chunk buffers (default 16)
   --workers N   worker threads (default: cores)
 `
 
@@ -77,7 +77,7 @@ async function runIndex(
   const { MemoryBudget } = await import('../engine/memory-budget.ts')
   const { WorkerPool } = await import('../workers/pool.ts')
   const pool = new WorkerPool(opts.workers === undefined ? {} : { threads: opts.workers })
-  const budget = new MemoryBudget({ limit: opts.memoryBudget ?? 64 * 1024 * 1024 })
+  const budget = new MemoryBudget(opts.memoryBudget === undefined ? {} : { limit: opts.memoryBudget })
   try {
     const r = await indexFile(file, {
       chunking: opts.chunking ?? { kind: 'fixed', size: 1024 * 1024 },

@@ -16,15 +16,18 @@
  * first. So the memory held here is bounded twice: by `maxIdleBytes` and by
  * the budget.
  *
- * Under contention the budget is spent and has waiters, so an idle buffer can
- * get no lease of its own: dropping it there meant the waiter, once served,
- * allocated the same size again. Measured at 1,000 concurrent transfers
- * (bench/concurrency.ts): the receiver reused 39 of ~8,300 chunk buffers and the
- * sender ~30 %, and the dropped 1 MiB buffers were promoted garbage that V8
- * frees only at its next full GC (~70 MB of ArrayBuffers above the leased
- * bytes). So a buffer given back while others wait for the budget, or whose
- * idle lease a waiter reclaims, is *handed over*: kept without a lease for the
- * next `take` of its size, whose caller's lease covers it. Handed-over buffers
+ * Under contention the budget is spent, so an idle buffer can get no lease of
+ * its own: dropping it there meant the next taker allocated the same size
+ * again. Measured at 1,000 concurrent transfers (bench/concurrency.ts): the
+ * receiver reused 39 of ~8,300 chunk buffers and the sender ~30 %, and the
+ * dropped 1 MiB buffers were promoted garbage that V8 frees only at its next
+ * full GC (~70 MB of ArrayBuffers above the leased bytes). The budget is also
+ * spent, with nobody waiting, when one fetch's window takes all of it (a
+ * 16 MiB budget): its chunk buffers were dropped and allocated again, chunk
+ * after chunk, ~3 s more receiver CPU per GiB. So a buffer given back while
+ * the budget has no room, or whose idle lease a waiter reclaims, is *handed
+ * over*: kept without a lease for the next `take` of its size, whose caller's
+ * lease covers it. Handed-over buffers
  * are the one memory outside the budget: at most `maxIdleBytes` (together with
  * the idle ones), and for at most HAND_OVER_MS; then they get a lease or are
  * dropped.
@@ -40,7 +43,7 @@ import type { Lease, MemoryBudget } from './memory-budget.ts'
 export interface BufferRecyclerOptions {
   /**
    * Idle bytes kept for reuse, at most (0 turns recycling off). Includes buffers handed
-   * over between owners while the budget has waiters, which are not leased: the engine's
+   * over between owners while the budget has no room, which are not leased: the engine's
    * chunk memory is at most `memoryBudget + maxIdleBytes`. @default 8 MiB
    */
   maxIdleBytes?: number
@@ -139,7 +142,8 @@ export class BufferRecycler {
    * Offers a buffer the caller is done with; the caller must not touch it
    * afterwards. Kept only if it spans its whole (non-shared, attached)
    * ArrayBuffer (a view of part of one may share it with bytes someone else
-   * owns), fits under `maxIdleBytes`, and the budget has room now.
+   * owns) and fits under `maxIdleBytes`: with a lease if the budget has room
+   * now, else handed over.
    */
   give(buf: Uint8Array): void {
     if (this.#removeReclaimer === undefined) return
@@ -150,7 +154,7 @@ export class BufferRecycler {
     if (!this.#makeRoom(length)) return
     const lease = this.#budget.tryAcquire(length)
     if (lease !== undefined) this.#keep(new Uint8Array(ab), lease)
-    else if (this.#budget.waiting > 0) this.#handOver(new Uint8Array(ab))
+    else this.#handOver(new Uint8Array(ab))
   }
 
   /**

@@ -23,6 +23,7 @@ import { VERIFY_SOURCE_POLICIES, type VerifySourcePolicy } from './chunk-encoder
 import { defaultPriorityWeights, type Priority, verifyWeights } from './fair-queue.ts'
 import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
 import { verifyGcAssistBytes } from './gc-assist.ts'
+import { defaultMemoryBudgetOptions } from './memory-budget.ts'
 import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
 import { defaultRetryOptions, type RetryOptions, verifyRetryOptions } from './retry.ts'
 import type { ServerLimits } from './server.ts'
@@ -34,7 +35,7 @@ export interface EngineOptions {
   listen?: string[]
   /** Folder for the node's identity key and published descriptors. @default none: a fresh identity each start, descriptors beside the files */
   dataDir?: string
-  /** Bytes of chunk buffers the engine may hold at once, across all transfers. @default 64 MiB */
+  /** Bytes of chunk buffers the engine may hold at once, across all transfers (at least 4 chunks). @default 16 MiB */
   memoryBudget?: number
   /** Worker threads for hashing and compression. @default os.availableParallelism() */
   workers?: number
@@ -82,7 +83,7 @@ export interface EngineOptions {
   gcAssistBytes?: number
   /**
    * Finished chunk buffers kept for reuse. Idle ones hold leases on the memory budget; while
-   * the budget has waiters, buffers are handed to the next taker without a lease (at most
+   * the budget has no room, buffers are handed to the next taker without a lease (at most
    * `maxIdleBytes` of them, for at most 250 ms), so chunk memory is at most `memoryBudget +
    * maxIdleBytes`. @default { maxIdleBytes: 8 MiB }
    */
@@ -146,7 +147,7 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   const config: EngineConfig = {
     listen: [...(opts.listen ?? ['/ip4/127.0.0.1/tcp/0'])],
     dataDir: opts.dataDir,
-    memoryBudget: opts.memoryBudget ?? 64 * MiB,
+    memoryBudget: opts.memoryBudget ?? defaultMemoryBudgetOptions.limit,
     workers: opts.workers ?? Math.max(1, availableParallelism()),
     chunking: opts.chunking ?? { kind: 'fixed', size: MiB },
     codec: opts.codec ?? 'auto',

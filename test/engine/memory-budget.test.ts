@@ -13,10 +13,10 @@ import { mulberry32 } from '../../src/util/random.ts'
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
 
 describe('MemoryBudget', () => {
-  it('defaults to 64 MiB and validates options and arguments', async () => {
+  it('defaults to 16 MiB and validates options and arguments', async () => {
     const b = new MemoryBudget()
-    expect(b.limit).toBe(64 * MiB)
-    expect(b.available).toBe(64 * MiB)
+    expect(b.limit).toBe(16 * MiB)
+    expect(b.available).toBe(16 * MiB)
     for (const limit of [0, -1, 1.5, Number.NaN, Number.POSITIVE_INFINITY]) {
       expect(() => new MemoryBudget({ limit })).toThrow(ConfigInvalidError)
     }
