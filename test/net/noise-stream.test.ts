@@ -5,9 +5,10 @@ import { yamux } from '@chainsafe/libp2p-yamux'
 import type { Libp2p, Stream } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
+import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, describe, expect, it } from 'vitest'
 import { noiseCrypto } from '../../src/net/noise-crypto.ts'
-import { corkSends, isTuned, tunedNoise } from '../../src/net/noise-stream.ts'
+import { corkSends, isTuned, NoiseFraming, tunedNoise } from '../../src/net/noise-stream.ts'
 import { wrapStream } from '../../src/net/stream-io.ts'
 import { random, readAll, sha256 } from './helpers.ts'
 
@@ -168,5 +169,38 @@ describe('corkSends', () => {
     expect(n.write + n.writev).toBeGreaterThan(2)
     socket.end()
     expect((await received).equals(Buffer.concat(sent.flat()))).toBe(true)
+  })
+})
+
+describe('NoiseFraming', () => {
+  /** A 2-byte big-endian length, then the bytes. */
+  const framed = (body: Uint8Array) =>
+    Buffer.concat([Buffer.from([body.length >> 8, body.length & 0xff]), body])
+  const bodies = [random(1), random(0), random(300), random(65_535), random(2)]
+  const wire = Buffer.concat(bodies.map(framed))
+  const expected = bodies.filter((b) => b.length > 0).map((b) => sha256(b))
+
+  it('yields every non-empty message however the bytes are split, starting with what it was handed', () => {
+    for (const step of [1, 2, 3, 1000, 65_537, wire.length]) {
+      // The first 5 bytes were buffered by the decoder it replaces.
+      const f = new NoiseFraming(new Uint8ArrayList(wire.subarray(0, 5)))
+      const got: string[] = []
+      for (let i = 5; i < wire.length; i += step) {
+        for (const m of f.decode(wire.subarray(i, i + step))) got.push(sha256(m.subarray()))
+      }
+      expect(got).toEqual(expected)
+      expect(f.buffer.byteLength).toBe(0)
+    }
+  })
+
+  it('keeps a partial message for the next read, and refuses to buffer past 16 MiB', () => {
+    const f = new NoiseFraming()
+    expect([...f.decode(wire.subarray(0, 2))]).toHaveLength(0) // a length, no body yet
+    expect([...f.decode(wire.subarray(2, 3))]).toHaveLength(1)
+    // The empty message is skipped; 2 + 3 bytes of the 300-byte one wait.
+    expect([...f.decode(wire.subarray(3, 10))]).toHaveLength(0)
+    expect(f.buffer.byteLength).toBe(5)
+    const big = new NoiseFraming()
+    expect(() => [...big.decode(new Uint8Array(16 * 1024 * 1024 + 1))]).toThrow(/limit exceeded/)
   })
 })
