@@ -142,18 +142,28 @@ export const defaultServerLimits: Readonly<ServerLimits> = {
   maxFrame: 8 * MiB + 64 * 1024,
 }
 
+/**
+ * A transfer's default fetch window: 16 MiB, but never more than half the budget, so that one
+ * stalled transfer (its leases held until its stream's idle timeout) leaves the other half to
+ * the rest. 8 MiB ran as fast as 16 on loopback (1 GiB, interleaved: 225–232 against 211–240 MB/s).
+ */
+function defaultWindowBytes(memoryBudget: number): number {
+  return Math.min(defaultFetchLimits.windowBytes, Math.floor(memoryBudget / 2))
+}
+
 /** Fills defaults and checks every option; never mutates `opts`. */
 export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
+  const memoryBudget = opts.memoryBudget ?? defaultMemoryBudgetOptions.limit
   const config: EngineConfig = {
     listen: [...(opts.listen ?? ['/ip4/127.0.0.1/tcp/0'])],
     dataDir: opts.dataDir,
-    memoryBudget: opts.memoryBudget ?? defaultMemoryBudgetOptions.limit,
+    memoryBudget,
     workers: opts.workers ?? Math.max(1, availableParallelism()),
     chunking: opts.chunking ?? { kind: 'fixed', size: MiB },
     codec: opts.codec ?? 'auto',
     verifySource: opts.verifySource ?? 'auto',
     timeouts: { ...defaultTimeouts, ...opts.timeouts },
-    fetch: { ...defaultFetchLimits, ...opts.fetch },
+    fetch: { ...defaultFetchLimits, windowBytes: defaultWindowBytes(memoryBudget), ...opts.fetch },
     server: { ...defaultServerLimits, ...opts.server },
     retry: { ...defaultRetryOptions, ...opts.retry },
     journal: { ...defaultJournalOptions, ...opts.journal },

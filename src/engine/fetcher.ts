@@ -24,7 +24,7 @@ export interface FetchLimits {
   /**
    * Bytes of chunks requested but not yet written, per transfer. 16 MiB ran no slower than 32
    * on loopback (1 GiB, 7 interleaved rounds each: median 220 against 195 MB/s) and kept the
-   * receiver ~25 MB lower. @default 16 MiB
+   * receiver ~25 MB lower. @default 16 MiB, or half the engine's memory budget if less
    */
   windowBytes: number
   /** Chunks named in one get-chunks request. @default 8 */
