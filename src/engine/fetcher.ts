@@ -166,8 +166,10 @@ export class ChunkFetcher {
         await this.#ensurePage(this.#table.pageOf(next), inner.signal)
         const pageEnd = Math.min(n, (this.#table.pageOf(next) + 1) * this.#header.pageSize)
         const end = Math.min(pageEnd, next + this.#ctx.limits.chunksPerRequest)
-        // A batch never needs more than half the budget, so two transfers can always both move.
-        const maxBatchBytes = Math.min(this.#ctx.limits.windowBytes, this.#ctx.budget.limit / 2)
+        // A batch never needs more than half the budget, so two transfers can always both move,
+        // nor more than half the window, so the next request is out before the last one ends
+        // (a batch's lease comes back only once all of its chunks are written).
+        const maxBatchBytes = Math.min(this.#ctx.limits.windowBytes, this.#ctx.budget.limit) / 2
         const picked: Array<[number, LeafEntry]> = []
         let bytes = 0
         let i = next
