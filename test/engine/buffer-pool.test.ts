@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { BufferPool } from '../../src/engine/buffer-pool.ts'
+import { BufferPool, HANDED_MAX } from '../../src/engine/buffer-pool.ts'
 import { MemoryBudget } from '../../src/engine/memory-budget.ts'
 import { AbortedError, ConfigInvalidError, InvalidArgumentError } from '../../src/errors.ts'
 
@@ -96,14 +96,39 @@ describe('BufferPool', () => {
     expect(budget.waiting).toBe(2)
     ac.abort()
     await expect(aborted).rejects.toBeInstanceOf(AbortedError)
-    // Someone waits for budget, so the released buffer's memory goes to them, not to idle.
+    // Someone waits for budget, so the released buffer's lease goes to them, not to idle; the
+    // waiter is this pool, which reuses the buffer itself instead of allocating.
     pool.release(a)
+    expect(pool.handed).toBe(1)
     const c = await waiting
+    expect(c.buffer).toBe(a.buffer)
+    expect(pool.handed).toBe(0)
     expect(pool.idle).toBe(0)
     expect(pool.outstanding).toBe(2)
     expect(budget.used).toBe(200)
     pool.release(b)
     pool.release(c)
+    pool.destroy()
+    expect(budget.used).toBe(0)
+  })
+
+  it('a buffer released while another budget user waits keeps no lease; the next acquire reuses it', async () => {
+    const budget = new MemoryBudget({ limit: 300 })
+    const pool = new BufferPool(budget, 100, { maxIdle: 3 })
+    const bufs = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()])
+    const other = budget.acquire(300)
+    await settle()
+    for (const b of bufs) pool.release(b)
+    expect(pool.handed).toBe(HANDED_MAX) // the third is dropped
+    expect(pool.idle).toBe(0)
+    const lease = await other
+    expect(budget.used).toBe(300) // handed-over buffers hold no lease
+    lease.release()
+    const again = await pool.acquire()
+    expect(again.buffer).toBe(bufs[1]!.buffer)
+    pool.trim()
+    expect(pool.handed).toBe(0)
+    pool.release(again)
     pool.destroy()
     expect(budget.used).toBe(0)
   })
