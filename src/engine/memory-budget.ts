@@ -14,8 +14,8 @@ import { MiB } from '../types.ts'
 export interface MemoryBudgetOptions {
   /**
    * Bytes that may be leased at once. 16 MiB: at 1,000 concurrent transfers the receiver's
-   * peak follows the budget (README, Memory and limits), and one transfer runs as fast as
-   * with 64 (its fetch window is 16 MiB).
+   * peak follows the budget (README, Memory and limits), and one transfer, whose fetch window
+   * is half the budget by default, runs as fast as with 64.
    * @default 16 MiB
    */
   limit?: number
