@@ -77,7 +77,7 @@ function tune<T extends SecuredConnection<unknown>>(secured: T, raw: unknown): T
   const stream: unknown = secured.connection
   if (isNoiseMessageStream(stream)) {
     const handshake = stream.handshake
-    stream.decrypt = (chunk: Bytes) => decryptMessages(handshake, chunk)
+    stream.decrypt = (chunk: Bytes) => decryptMessage(handshake, chunk)
     const held = stream.decoder.buffer
     if (isUint8ArrayList(held)) {
       stream.decoder = new NoiseFraming(held as Uint8ArrayList)
@@ -92,22 +92,15 @@ function tune<T extends SecuredConnection<unknown>>(secured: T, raw: unknown): T
 }
 
 /**
- * Noise's own loop, except that a split message is not concatenated into a `dst` first. A
- * contiguous one still gets its `dst`: the small-message cipher (WebAssembly) decrypts into it.
- * A chunk is one message (its length prefix is 16 bits); the loop is the library's guard.
+ * One message (a chunk is one: its length prefix is 16 bits), decrypted as noise does, except that
+ * a split message is not concatenated into a `dst` first. A contiguous one still gets its `dst`:
+ * the small-message cipher (WebAssembly) decrypts into it.
  */
-function decryptMessages(handshake: NoiseMessageStream['handshake'], chunk: Bytes): Bytes {
-  const out: Bytes[] = []
-  for (let i = 0; i < chunk.byteLength; i += MAX_MESSAGE_BYTES) {
-    const end = Math.min(i + MAX_MESSAGE_BYTES, chunk.byteLength)
-    if (end - TAG_BYTES < i) throw new Error('Invalid chunk')
-    if (chunk instanceof Uint8Array) {
-      out.push(handshake.decrypt(chunk.subarray(i, end), chunk.subarray(i, end - TAG_BYTES)))
-    } else {
-      out.push(handshake.decrypt(chunk.sublist(i, end)))
-    }
-  }
-  return out.length === 1 ? out[0]! : new Uint8ArrayList(...out)
+function decryptMessage(handshake: NoiseMessageStream['handshake'], chunk: Bytes): Bytes {
+  if (chunk.byteLength < TAG_BYTES || chunk.byteLength > MAX_MESSAGE_BYTES) throw new Error('Invalid chunk')
+  return chunk instanceof Uint8Array
+    ? handshake.decrypt(chunk, chunk.subarray(0, chunk.byteLength - TAG_BYTES))
+    : handshake.decrypt(chunk)
 }
 
 /**
