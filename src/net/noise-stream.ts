@@ -18,7 +18,7 @@
  *    TCP read: ~2 % of each side's main thread at 10,000 transfers (stack traces). Here the
  *    framing checks the byte count first; it takes over whatever the old decoder held.
  *
- * Both are per-connection instance changes made as the connection is secured, and only when the
+ * All three are per-connection instance changes made as the connection is secured, and only when the
  * objects have the shape this was written against; otherwise the connection is left as Noise
  * made it (still correct, just slower). `test/net/noise-stream.test.ts` checks the shape is
  * still found and that a tuned node and a stock one understand each other.
@@ -35,6 +35,9 @@ type Bytes = Uint8Array | Uint8ArrayList
 /** Noise's largest message: 2^16 - 1 bytes, tag included (the spec's limit). */
 const MAX_MESSAGE_BYTES = 65_535
 const TAG_BYTES = 16
+const LENGTH_BYTES = 2
+/** Bytes noise's framing may hold before it gives up on the connection (the library's own limit). */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
 
 /** What noise's EncryptedMessageStream has that is used here. */
 interface NoiseMessageStream {
@@ -42,10 +45,6 @@ interface NoiseMessageStream {
   decrypt(chunk: Bytes): unknown
   decoder: { decode(data: Bytes): Iterable<Uint8ArrayList>; buffer?: unknown }
 }
-
-/** Bytes noise's framing may hold before it gives up on the connection (the library's own limit). */
-const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
-const LENGTH_BYTES = 2
 
 /** What @libp2p/tcp's connection has that is used here. */
 interface TcpMessageStream {
@@ -60,7 +59,7 @@ export function isTuned(stream: unknown): boolean {
   return typeof stream === 'object' && stream !== null && tuned.has(stream)
 }
 
-/** `noise(init)` whose secured connections get the two changes above. */
+/** `noise(init)` whose secured connections get the three changes above. */
 export function tunedNoise(init: NoiseInit = {}): NoiseFactory {
   const factory = noise(init)
   return (components: NoiseComponents) => {
