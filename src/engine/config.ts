@@ -1,5 +1,5 @@
 import { availableParallelism } from 'node:os'
-import { verifyChunkingParams } from '../chunking/params.ts'
+import { maxChunkSize, verifyChunkingParams } from '../chunking/params.ts'
 import { ConfigInvalidError } from '../errors.ts'
 import { type NetworkOnlyOptions, stripUndefined } from '../net/options.ts'
 import {
@@ -200,12 +200,14 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   verifyRetryOptions(config.retry)
   verifyJournalOptions(config.journal)
   if (!CODEC_POLICIES.includes(config.codec)) {
-    throw new ConfigInvalidError(`codec must be none, lz4, zstd or auto, got ${config.codec}`)
+    throw new ConfigInvalidError(`codec must be one of ${CODEC_POLICIES.join(', ')}, got ${config.codec}`)
   }
   if (!VERIFY_SOURCE_POLICIES.includes(config.verifySource)) {
-    throw new ConfigInvalidError(`verifySource must be auto or always, got ${String(config.verifySource)}`)
+    throw new ConfigInvalidError(
+      `verifySource must be one of ${VERIFY_SOURCE_POLICIES.join(', ')}, got ${String(config.verifySource)}`,
+    )
   }
-  const maxChunk = config.chunking.kind === 'fixed' ? config.chunking.size : config.chunking.maxSize
+  const maxChunk = maxChunkSize(config.chunking)
   if (config.memoryBudget < 4 * maxChunk) {
     throw new ConfigInvalidError(
       `memoryBudget (${config.memoryBudget}) must hold at least 4 chunks of ${maxChunk} bytes`,

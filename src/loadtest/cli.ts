@@ -23,7 +23,7 @@ Options:
   --files N            distinct files generated (default min(M, 16))
   --topology T         mesh | fan-out (process 0 sends to all) (default mesh)
   --duration SECONDS   stop by itself after this long (default 120)
-  --memory MiB         memory budget of each engine (default 64)
+  --memory MiB         memory budget of each engine (default 16)
   --gc-assist MiB      collect garbage whenever ArrayBuffer memory grew this much (engine gcAssistBytes; default off)
   --workers N          worker threads per engine (default 1)
   --seed N             seed of the size and pairing draws (default 1)
