@@ -1,5 +1,5 @@
 import { yamux } from '@chainsafe/libp2p-yamux'
-import type { Libp2p, PrivateKey } from '@libp2p/interface'
+import type { ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2pInit } from 'libp2p'
 import { InternalError, isHaulError } from '../errors.ts'
@@ -25,6 +25,25 @@ export type { NodeOptions, YamuxTuning } from './options.ts'
  * window: keep the limit one window plus slack for protocol-negotiation leftovers.
  */
 const READ_BUFFER_SLACK = 64 * KiB
+
+/** A logger that logs nothing; `newScope` returns itself. */
+const silent: Logger = Object.assign(() => {}, {
+  error: () => {},
+  trace: () => {},
+  enabled: false,
+  newScope: () => silent,
+})
+
+/**
+ * libp2p makes loggers per stream, and each of its `debug` loggers asks whether stderr is a
+ * terminal (two syscalls, plus a namespace match): ~1 % of each side's main thread at 10,000
+ * small transfers. Unless `DEBUG` names something, every component gets the silent logger; with
+ * `DEBUG` set, libp2p's own logger, as before.
+ */
+export function libp2pLogger(env: NodeJS.ProcessEnv = process.env): ComponentLogger | undefined {
+  if (env.DEBUG !== undefined && env.DEBUG !== '') return undefined
+  return { forComponent: () => silent }
+}
 
 /**
  * Creates and starts a libp2p node with exactly what haul needs: TCP, Noise,
@@ -65,9 +84,11 @@ export async function startLibp2p(
       maxReadBufferLength: maxWindow + READ_BUFFER_SLACK,
     },
   })
+  const logger = libp2pLogger()
   try {
     return await createLibp2p({
       ...(privateKey === undefined ? {} : { privateKey }),
+      ...(logger === undefined ? {} : { logger }),
       nodeInfo: { name: 'haul' },
       addresses: { listen: [...o.listen] },
       transports: [tcp()],
