@@ -175,7 +175,7 @@ export class RemoteSession {
   }
 
   async close(): Promise<void> {
-    this.#shutdown(new StreamClosedError('session closed'))
+    if (this.#closed === undefined) this.#shutdown(new StreamClosedError('session closed'))
     await this.stream.close().catch(() => {})
   }
 

@@ -152,13 +152,13 @@ export class FetchJob implements TransferJob {
 
   onRetry(info: RetryInfo): void {
     this.#retries++
-    this.#dropSession(info.error)
+    this.#dropSession(() => info.error)
     this.#hooks.onRetry?.(info)
   }
 
   async resolve(signal: AbortSignal): Promise<void> {
     const { network, timeouts, maxFrame } = this.#deps
-    this.#dropSession(new StreamClosedError('reconnecting'))
+    this.#dropSession(() => new StreamClosedError('reconnecting'))
     const stream = await network.openStream(this.ticket.peerId, [...this.ticket.addrs], PROTOCOL_ID, {
       signal,
       idleTimeoutMs: timeouts.idleMs,
@@ -241,11 +241,13 @@ export class FetchJob implements TransferJob {
     this.#rehash = local.rehasher
   }
 
-  #dropSession(why: HaulError): void {
+  /** `why` is a factory: most calls find no session, and an error costs a stack trace. */
+  #dropSession(why: () => HaulError): void {
     const s = this.#session
+    if (s === undefined) return
     this.#session = undefined
     // Reset, not close: a close would wait on a peer that may be gone or stalled.
-    s?.abort(why)
+    s.abort(why())
   }
 
   #fetchContext(): FetchContext {
