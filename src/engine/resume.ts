@@ -74,7 +74,7 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
     if (loaded.status === 'ok') {
       const j = loaded.journal
       const sameContent = Buffer.from(j.cid).equals(req.cid)
-      const samePart = j.part.dev === existing.dev && j.part.ino === existing.ino
+      const samePart = j.part?.dev === existing.dev && j.part?.ino === existing.ino
       if (sameContent && samePart && existing.size === req.totalSize) {
         // A destination that cannot be opened now (full disk, permissions) keeps its journal for later.
         const part = await PartFile.open(req.dest, req.totalSize, { direct: req.directWrites }).catch(
@@ -109,16 +109,12 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
   const part = await PartFile.open(req.dest, req.totalSize, {
     discard: decision.mode === 'restart',
     direct: req.directWrites,
+    partSize: existing?.size ?? 0,
   })
   try {
-    const init = {
-      cid: req.cid,
-      headerBytes: req.headerBytes,
-      leafCount: req.leafCount,
-      part: await part.identity(),
-    }
+    const init = { cid: req.cid, headerBytes: req.headerBytes, leafCount: req.leafCount }
     const journal = keepsJournal(req)
-      ? await Journal.create(jpath, init, req.journal)
+      ? await Journal.create(jpath, { ...init, part: await part.identity() }, req.journal)
       : Journal.memory(init, req.journal)
     journal.attach(() => part.datasync())
     return {

@@ -24,6 +24,9 @@ import type { JournalOptions } from './journal-options.ts'
 
 // Moved to ./journal-format.ts and ./journal-options.ts; re-exported so importers keep working.
 export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity } from './journal-format.ts'
+
+/** A memory journal persists nothing, so it needs no part identity (one fstat less per small transfer). */
+export type MemoryJournalInit = Omit<JournalInit, 'part'>
 export { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from './journal-options.ts'
 
 /**
@@ -63,7 +66,8 @@ export class Journal {
   readonly cid: Uint8Array
   readonly headerBytes: Uint8Array
   readonly leafCount: number
-  readonly part: PartIdentity
+  /** The part file this journal's bits describe; undefined for a memory journal (never persisted). */
+  readonly part: PartIdentity | undefined
   readonly pageCount: number
   readonly #o: JournalOptions
   #fh: FileHandle | undefined
@@ -85,7 +89,12 @@ export class Journal {
   #queued: Promise<void> | undefined
   #syncData: (() => Promise<void>) | undefined
 
-  private constructor(path: string | undefined, init: JournalInit, o: JournalOptions, fh?: FileHandle) {
+  private constructor(
+    path: string | undefined,
+    init: MemoryJournalInit | JournalInit,
+    o: JournalOptions,
+    fh?: FileHandle,
+  ) {
     if (!Number.isSafeInteger(init.leafCount) || init.leafCount < 0 || init.leafCount > o.maxChunks) {
       throw new BudgetExceededError(
         `the content has ${init.leafCount} chunks, more than this receiver tracks (journal.maxChunks = ${o.maxChunks}): raise it`,
@@ -95,7 +104,7 @@ export class Journal {
     this.cid = new Uint8Array(init.cid)
     this.headerBytes = new Uint8Array(init.headerBytes)
     this.leafCount = init.leafCount
-    this.part = init.part
+    this.part = 'part' in init ? init.part : undefined
     this.pageCount = Math.ceil(init.leafCount / PAGE_BITS)
     this.#o = o
     this.#fh = fh
@@ -106,7 +115,7 @@ export class Journal {
   }
 
   /** A journal that lives only in memory (journal.enabled = false): same API, nothing persisted. */
-  static memory(init: JournalInit, o: JournalOptions): Journal {
+  static memory(init: MemoryJournalInit, o: JournalOptions): Journal {
     return new Journal(undefined, init, o)
   }
 
@@ -121,7 +130,7 @@ export class Journal {
     try {
       const fh = await open(tmp, 'w', 0o644)
       try {
-        await writeEmptyJournal(fh, j)
+        await writeEmptyJournal(fh, { ...init, pageCount: j.pageCount })
         await fh.datasync()
       } finally {
         await fh.close()

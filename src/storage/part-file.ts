@@ -57,7 +57,12 @@ export class PartFile {
   static async open(
     destPath: string,
     totalSize: number,
-    opts: { discard?: boolean; direct?: DirectWriteSlots | undefined } = {},
+    opts: {
+      discard?: boolean
+      direct?: DirectWriteSlots | undefined
+      /** Size of `<dest>.part` now, where the caller has just looked (saves a stat). */
+      partSize?: number
+    } = {},
   ): Promise<PartFile> {
     const dest = resolve(destPath)
     const dir = dirname(dest)
@@ -72,7 +77,8 @@ export class PartFile {
     const fs = await statfs(dir).catch(() => undefined)
     if (fs !== undefined) {
       const free = Number(fs.bavail) * Number(fs.bsize)
-      const partSize = (await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0
+      const partSize =
+        opts.partSize ?? (await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0
       if (free + partSize < totalSize) {
         throw new NoSpaceError(
           `${dir} has ${free} bytes free but the file needs ${totalSize}: free space or choose another destination`,

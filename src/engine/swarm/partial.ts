@@ -202,8 +202,8 @@ export async function openPartialSeed(
   const header = decodeHeader(journal.headerBytes)
   if (
     existing === undefined ||
-    existing.dev !== journal.part.dev ||
-    existing.ino !== journal.part.ino ||
+    existing.dev !== journal.part?.dev ||
+    existing.ino !== journal.part?.ino ||
     existing.size !== header.totalSize
   ) {
     await journal.close()
