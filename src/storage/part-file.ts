@@ -77,8 +77,7 @@ export class PartFile {
     const fs = await statfs(dir).catch(() => undefined)
     if (fs !== undefined) {
       const free = Number(fs.bavail) * Number(fs.bsize)
-      const partSize =
-        opts.partSize ?? (await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0
+      const partSize = opts.partSize ?? (await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0
       if (free + partSize < totalSize) {
         throw new NoSpaceError(
           `${dir} has ${free} bytes free but the file needs ${totalSize}: free space or choose another destination`,
