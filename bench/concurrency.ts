@@ -8,13 +8,17 @@
  *   HAUL_BENCH_REF_MIB=512 ...                          # reference transfer size (default 256 MiB)
  *   HAUL_BENCH_EXEC_ARGV="--max-semi-space-size=1 --trace-gc" ...  # the engine processes' node flags
  *   HAUL_BENCH_PHASES=1 ...                             # only phase 1 (1,000 transfers); "2" only the 10,000
+ *   HAUL_BENCH_PHASES=3 ...                             # 3,000 x 16 KiB: the fixed cost of a transfer
  *
  * Reference, same run: one large transfer between the same two kinds of process.
  * Targets (issue 5): success 100 %; aggregate goodput ≥ 0.8x the reference;
  * peak RSS ≤ idle + 100 MB at 1,000 transfers; state what 10,000 takes.
  * Per-transfer overhead is (receiver peak − idle) / transfers in flight: an upper
  * bound on what one transfer costs (its share of buffers in flight included).
+ * CPU per transfer is what both engine processes used (Linux: this process's
+ * reaped children, /proc/self/stat) divided by the transfers, startup included.
  */
+import { readFileSync } from 'node:fs'
 import { runLoadTest } from '../dist/loadtest/index.js'
 import type { LoadTestResult } from '../src/loadtest/options.ts'
 
@@ -53,6 +57,16 @@ const common = {
   ...(execArgv === undefined ? {} : { execArgv }),
 }
 
+/** CPU seconds of this process's reaped children (the engine processes of finished phases). */
+function childrenCpuSeconds(): number {
+  try {
+    const fields = readFileSync('/proc/self/stat', 'utf8').split(') ')[1]!.split(' ')
+    return (Number(fields[13]) + Number(fields[14])) / 100
+  } catch {
+    return Number.NaN
+  }
+}
+
 function line(r: LoadTestResult): string {
   const [s, g] = r.processes
   return `peak RSS sender ${(s!.peakRss / MB).toFixed(0)} MB (idle ${(s!.idleRss / MB).toFixed(0)}), receiver ${(g!.peakRss / MB).toFixed(0)} MB (idle ${(g!.idleRss / MB).toFixed(0)})`
@@ -73,8 +87,10 @@ const phases = (process.env.HAUL_BENCH_PHASES ?? '1,2').split(',').map(Number)
 for (const phase of [
   { id: 1, n: Math.round(1000 * scale), min: 1 * MiB, max: 16 * MiB, files: 32 },
   { id: 2, n: Math.round(10_000 * scale), min: 64 * 1024, max: 1 * MiB, files: 64 },
+  { id: 3, n: Math.round(3_000 * scale), min: 16 * 1024, max: 16 * 1024, files: 64 },
 ].filter((p) => phases.includes(p.id))) {
   const last = { t: 0 }
+  const cpuBefore = childrenCpuSeconds()
   const r = await runLoadTest({
     ...common,
     transfers: phase.n,
@@ -92,6 +108,7 @@ for (const phase of [
     },
   })
   const recv = r.processes[1]!
+  const cpu = childrenCpuSeconds() - cpuBefore
   console.log(
     `${phase.n} x ${phase.min / 1024} KiB–${phase.max / 1024} KiB: success ${(r.successRate * 100).toFixed(1)} % (${r.ok} ok, ${r.failed} failed, ${r.unfinished} unfinished, ${r.stoppedBy} after ${r.seconds.toFixed(0)} s)`,
   )
@@ -100,6 +117,9 @@ for (const phase of [
     `  aggregate goodput ${(r.goodput / MB).toFixed(1)} MB/s = ${(r.goodput / ref.goodput).toFixed(2)}x the reference; completion p50 ${r.completion.p50.toFixed(1)} s p95 ${r.completion.p95.toFixed(1)} s p99 ${r.completion.p99.toFixed(1)} s`,
   )
   console.log(`  ${line(r)}`)
+  console.log(
+    `  ${(r.ok / r.seconds).toFixed(0)} transfers/s; CPU ${((cpu * 1000) / phase.n).toFixed(2)} ms per transfer (both engine processes, startup included)`,
+  )
   console.log(
     `  per-transfer overhead ≤ ${((recv.peakRss - recv.idleRss) / phase.n / 1024).toFixed(1)} KiB (receiver (peak − idle) / ${phase.n})`,
   )
