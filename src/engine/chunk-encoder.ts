@@ -5,6 +5,7 @@ import {
   TooManyRequestsError,
 } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
+import { wallClockNs } from '../storage/source-file.ts'
 import type { Codec } from '../types.ts'
 import { autoCodec, type CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
@@ -66,6 +67,7 @@ export async function encodeChunk(
   try {
     // Its own ArrayBuffer (it moves to a worker); the read overwrites all of it.
     const buf = ctx.buffers?.take(entry.length) ?? Buffer.allocUnsafeSlow(entry.length)
+    const readStartNs = wallClockNs()
     await content.source.read(entry.offset, entry.length, buf)
     const verify = content.source.needsChunkHash || ctx.verifySource === 'always'
     const release = (): void => lease.release()
@@ -83,6 +85,7 @@ export async function encodeChunk(
         `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,
       )
     }
+    if (enc.hash !== null) content.source.chunkHashed?.(index, readStartNs)
     return {
       index,
       codec: enc.codec,

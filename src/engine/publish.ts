@@ -33,7 +33,7 @@ async function descriptorPathIn(dataDir: string, file: string): Promise<string> 
 export async function openPublished(file: string, index: IndexResult): Promise<PublishedContent> {
   const reader = await DescriptorReader.open(index.descriptorPath)
   try {
-    const source = await SourceFile.open(file, index.fingerprint)
+    const source = await SourceFile.open(file, index.fingerprint, index.header.leafCount)
     return {
       cid: index.cid,
       path: file,

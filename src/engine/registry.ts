@@ -15,6 +15,8 @@ export interface ContentSource {
   readonly path: string
   /** Reading alone cannot vouch for the bytes: hash each chunk against its leaf before sending it. */
   readonly needsChunkHash: boolean
+  /** A chunk whose read started at `readStartNs` (wall clock) was hashed and matched its leaf. */
+  chunkHashed?(index: number, readStartNs: bigint): void
   checkUnchanged(): Promise<void>
   read(offset: number, length: number, into: Uint8Array): Promise<void>
   close(): Promise<void>

@@ -31,7 +31,7 @@ export interface FileFingerprint extends FileState {
 export const RACY_WINDOW_NS = 2_000_000_000n
 
 export async function fingerprint(path: string): Promise<FileFingerprint> {
-  const takenNs = BigInt(Date.now()) * 1_000_000n
+  const takenNs = wallClockNs()
   const s = await stat(path, { bigint: true }).catch((err) => {
     throw fsError(err, path)
   })
@@ -59,8 +59,19 @@ export function sameFile(a: FileState, b: FileState): boolean {
  * (a clock that moved back).
  */
 export function isRacy(fp: FileFingerprint): boolean {
-  const changed = fp.mtimeNs > fp.ctimeNs ? fp.mtimeNs : fp.ctimeNs
-  return fp.takenNs - changed < RACY_WINDOW_NS
+  return fp.takenNs - lastChangeNs(fp) < RACY_WINDOW_NS
+}
+
+function lastChangeNs(s: FileState): bigint {
+  return s.mtimeNs > s.ctimeNs ? s.mtimeNs : s.ctimeNs
+}
+
+/** Chunks tracked for promotion at most (a 2 MiB bitmap); a racy file with more stays hashed. */
+export const MAX_VOUCHED_CHUNKS = 2 ** 24
+
+/** Wall clock in ns, the clock `takenNs` and the racy window are measured on. */
+export function wallClockNs(): bigint {
+  return BigInt(Date.now()) * 1_000_000n
 }
 
 /**
@@ -73,22 +84,56 @@ export function isRacy(fp: FileFingerprint): boolean {
 export class SourceFile {
   readonly path: string
   readonly expected: FileFingerprint
-  /** The fingerprint was racy (see isRacy): only hashing each chunk shows it is unchanged. */
-  readonly needsChunkHash: boolean
   #fh: FileHandle
+  /**
+   * Racy only: chunks hashed against their leaves from bytes read once the window after the
+   * file's last change had passed. Any later write changes mtime or ctime, which the fstat per
+   * request catches; so once every chunk is here, the fingerprint vouches for the file again.
+   */
+  #vouched: Uint8Array | undefined
+  #vouchedCount = 0
+  readonly #chunks: number
+  readonly #vouchFromNs: bigint
 
-  private constructor(path: string, fh: FileHandle, expected: FileFingerprint) {
+  private constructor(path: string, fh: FileHandle, expected: FileFingerprint, chunks: number) {
     this.path = path
     this.#fh = fh
     this.expected = expected
-    this.needsChunkHash = isRacy(expected)
+    this.#chunks = chunks
+    this.#vouchFromNs = lastChangeNs(expected) + RACY_WINDOW_NS
+    // Beyond MAX_VOUCHED_CHUNKS nothing is tracked: such a racy file stays hashed.
+    if (isRacy(expected))
+      this.#vouched = new Uint8Array(chunks <= MAX_VOUCHED_CHUNKS ? Math.ceil(chunks / 8) : 0)
   }
 
-  static async open(path: string, expected: FileFingerprint): Promise<SourceFile> {
+  /**
+   * The fingerprint was racy (see isRacy) and not every chunk has been hashed since the window
+   * passed: only hashing each chunk shows the bytes are the indexed ones.
+   */
+  get needsChunkHash(): boolean {
+    return this.#vouched !== undefined
+  }
+
+  /**
+   * A chunk read from `readStartNs` on matched its leaf. Once every chunk has, each read after the
+   * racy window, chunks are served on the fingerprint alone (no hash).
+   */
+  chunkHashed(index: number, readStartNs: bigint): void {
+    const bits = this.#vouched
+    if (bits === undefined || readStartNs < this.#vouchFromNs || this.#chunks > MAX_VOUCHED_CHUNKS) return
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.#chunks) return
+    const mask = 1 << (index & 7)
+    if ((bits[index >> 3]! & mask) !== 0) return
+    bits[index >> 3]! |= mask
+    if (++this.#vouchedCount === this.#chunks) this.#vouched = undefined
+  }
+
+  /** `chunks`: the file's chunk count, for chunkHashed's bookkeeping. */
+  static async open(path: string, expected: FileFingerprint, chunks = 0): Promise<SourceFile> {
     const fh = await open(path, 'r').catch((err) => {
       throw fsError(err, path)
     })
-    const src = new SourceFile(path, fh, expected)
+    const src = new SourceFile(path, fh, expected, chunks)
     try {
       await src.checkUnchanged()
     } catch (err) {

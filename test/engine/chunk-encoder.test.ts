@@ -14,7 +14,12 @@ const MiB = 1024 * 1024
  * One chunk whose source serves `served` while its leaf says `indexed`: a change that no
  * fingerprint saw (what a write within the filesystem's timestamp tick would leave).
  */
-function content(indexed: Uint8Array, served: Uint8Array, needsChunkHash: boolean): PublishedContent {
+function content(
+  indexed: Uint8Array,
+  served: Uint8Array,
+  needsChunkHash: boolean,
+  hashed: Array<[number, bigint]> = [],
+): PublishedContent {
   const entry = { offset: 0, length: indexed.length, hash: createHash('sha256').update(indexed).digest() }
   return {
     cid: new Uint8Array(32),
@@ -31,6 +36,7 @@ function content(indexed: Uint8Array, served: Uint8Array, needsChunkHash: boolea
       path: 'test',
       needsChunkHash,
       checkUnchanged: async () => {},
+      chunkHashed: (index, readStartNs) => hashed.push([index, readStartNs]),
       read: async (offset, length, into) => into.set(served.subarray(offset, offset + length)),
       close: async () => {},
     },
@@ -100,5 +106,22 @@ describe('encodeChunk: which chunks are hashed, which go to a worker', () => {
     const racy = await serve(content(data, data, true), 'auto')
     expect(racy.enc.codec).toBe('zstd')
     expect(Buffer.compare(racy.enc.payload, enc.payload)).toBe(0)
+  })
+  it('tells the source which chunks it hashed and matched, with when their read started', async () => {
+    const data = new Uint8Array(64 * 1024).map((_, i) => (i * 7) & 0xff)
+    const hashed: Array<[number, bigint]> = []
+    const before = BigInt(Date.now()) * 1_000_000n
+    await serve(content(data, data, true, hashed), 'none')
+    expect(hashed).toHaveLength(1)
+    expect(hashed[0]![0]).toBe(0)
+    expect(hashed[0]![1]).toBeGreaterThanOrEqual(before)
+    // Unhashed (the fingerprint vouches) or mismatched: nothing to tell.
+    await serve(content(data, data, false, hashed), 'none')
+    const served = data.slice()
+    served[5]! ^= 1
+    await expect(serve(content(data, served, true, hashed), 'none')).rejects.toBeInstanceOf(
+      ContentChangedError,
+    )
+    expect(hashed).toHaveLength(1)
   })
 })

@@ -57,6 +57,26 @@ describe('a published file that changes is refused, never served', () => {
     expect(err).toBeInstanceOf(ContentChangedError)
   })
 
+  it('published racily, served once after the window (so no longer hashed), then changed: still refused', async () => {
+    const { dir, sender, receiver } = pair
+    const src = join(dir, 'promoted.bin')
+    await writeFile(src, 3 * MiB + 7, 'random')
+    const { ticket } = await sender.publish(src)
+    await new Promise((r) => setTimeout(r, Number(RACY_WINDOW_NS / 1_000_000n) + 100))
+    // Every chunk hashed from reads after the window: the fingerprint vouches from here on.
+    const first = join(dir, 'promoted.out')
+    await receiver.fetch(ticket, first).result
+    expect(await sha256File(first)).toBe(await sha256File(src))
+    const second = join(dir, 'promoted-2.out')
+    await receiver.fetch(ticket, second).result
+    expect(await sha256File(second)).toBe(await sha256File(src))
+    const mtime = (await stat(src)).mtime
+    await overwrite(src, MiB + 3, new Uint8Array([7, 7]))
+    await utimes(src, mtime, mtime)
+    const err = await receiver.fetch(ticket, join(dir, 'promoted-3.out')).result.catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ContentChangedError)
+  })
+
   it('grown since it was published: refused from its size and mtime (CONTENT_CHANGED)', async () => {
     const { dir, sender, receiver } = pair
     const src = join(dir, 'grown.bin')

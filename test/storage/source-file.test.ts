@@ -7,6 +7,7 @@ import {
   type FileFingerprint,
   fingerprint,
   isRacy,
+  MAX_VOUCHED_CHUNKS,
   RACY_WINDOW_NS,
   SourceFile,
   sameFile,
@@ -82,5 +83,44 @@ describe('file fingerprints', () => {
     await writeFile(path, new Uint8Array(10).fill(1))
     await expect(later.checkUnchanged()).rejects.toBeInstanceOf(ContentChangedError)
     await later.close()
+  })
+  it('a racy file is served unhashed once every chunk was hashed from a read after the window', async () => {
+    const path = join(dir, 'promoted.bin')
+    await writeFile(path, new Uint8Array(30))
+    const fp = await fingerprint(path)
+    const src = await SourceFile.open(path, fp, 3)
+    const changed = fp.mtimeNs > fp.ctimeNs ? fp.mtimeNs : fp.ctimeNs
+    const within = changed + RACY_WINDOW_NS - 1n
+    const after = changed + RACY_WINDOW_NS
+    expect(src.needsChunkHash).toBe(true)
+    // Reads that started within the window cannot vouch: a write in the same tick would not show.
+    for (const i of [0, 1, 2]) src.chunkHashed(i, within)
+    expect(src.needsChunkHash).toBe(true)
+    src.chunkHashed(0, after)
+    src.chunkHashed(0, after)
+    src.chunkHashed(1, after + 5n)
+    // Out of range: ignored, never counted.
+    src.chunkHashed(3, after)
+    src.chunkHashed(-1, after)
+    expect(src.needsChunkHash).toBe(true)
+    src.chunkHashed(2, after)
+    expect(src.needsChunkHash).toBe(false)
+    // From then on a change is caught by the fingerprint, as for any settled file.
+    await src.checkUnchanged()
+    await new Promise((r) => setTimeout(r, 20))
+    await writeFile(path, new Uint8Array(30).fill(1))
+    await expect(src.checkUnchanged()).rejects.toBeInstanceOf(ContentChangedError)
+    await src.close()
+  })
+
+  it('a racy file with more chunks than are tracked stays hashed', async () => {
+    const path = join(dir, 'huge-count.bin')
+    await writeFile(path, new Uint8Array(10))
+    const fp = await fingerprint(path)
+    const src = await SourceFile.open(path, fp, MAX_VOUCHED_CHUNKS + 1)
+    const later = (fp.mtimeNs > fp.ctimeNs ? fp.mtimeNs : fp.ctimeNs) + RACY_WINDOW_NS
+    for (let i = 0; i < 8; i++) src.chunkHashed(i, later)
+    expect(src.needsChunkHash).toBe(true)
+    await src.close()
   })
 })
