@@ -67,7 +67,8 @@ export async function encodeChunk(
   try {
     // Its own ArrayBuffer (it moves to a worker); the read overwrites all of it.
     const buf = ctx.buffers?.take(entry.length) ?? Buffer.allocUnsafeSlow(entry.length)
-    const readStartNs = wallClockNs()
+    // Only a source that still needs hashing keeps track of when its chunks were read.
+    const readStartNs = content.source.needsChunkHash ? wallClockNs() : undefined
     await content.source.read(entry.offset, entry.length, buf)
     const verify = content.source.needsChunkHash || ctx.verifySource === 'always'
     const release = (): void => lease.release()
@@ -85,7 +86,7 @@ export async function encodeChunk(
         `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,
       )
     }
-    if (enc.hash !== null) content.source.chunkHashed?.(index, readStartNs)
+    if (enc.hash !== null && readStartNs !== undefined) content.source.chunkHashed?.(index, readStartNs)
     return {
       index,
       codec: enc.codec,

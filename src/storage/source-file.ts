@@ -62,7 +62,8 @@ export function isRacy(fp: FileFingerprint): boolean {
   return fp.takenNs - lastChangeNs(fp) < RACY_WINDOW_NS
 }
 
-function lastChangeNs(s: FileState): bigint {
+/** The later of mtime and ctime: when the file last changed, as far as its stat tells. */
+export function lastChangeNs(s: FileState): bigint {
   return s.mtimeNs > s.ctimeNs ? s.mtimeNs : s.ctimeNs
 }
 
