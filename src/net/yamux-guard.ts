@@ -2,6 +2,7 @@ import type { MessageStream, StreamMessageEvent, StreamMuxer, StreamMuxerFactory
 import { serviceCapabilities } from '@libp2p/interface'
 import { ProtocolViolationError } from '../errors.ts'
 import type { SendLedgers } from './send-ledger.ts'
+import { coalesceMuxerWindowUpdates } from './window-updates.ts'
 
 /**
  * js-yamux 8 buffers a whole data frame before it compares the frame's length
@@ -74,7 +75,7 @@ export class YamuxFrameGuard {
   }
 }
 
-/** Wraps a muxer factory so every connection it multiplexes is guarded (and, with `ledgers`, its sends counted). */
+/** Wraps a muxer factory so every connection it multiplexes is guarded, grants window in halves (window-updates.ts) and, with `ledgers`, has its sends counted. */
 export function guardedMuxerFactory(
   inner: StreamMuxerFactory,
   maxDataFrame: number,
@@ -98,6 +99,8 @@ export function guardedMuxerFactory(
       maConn.addEventListener('message', onMessage)
       const ledger = ledgers?.track(maConn)
       const muxer = inner.createStreamMuxer(maConn)
+      // Before the muxer's first stream exists (see window-updates.ts).
+      coalesceMuxerWindowUpdates(muxer)
       if (ledger !== undefined) ledger.muxer = muxer
       return muxer
     },
