@@ -6,11 +6,10 @@ import {
   ProtocolViolationError,
   StreamClosedError,
   TimeoutError,
-  UnsupportedVersionError,
 } from '../errors.ts'
 import type { FrameStream } from '../net/stream-io.ts'
 import { FrameDecoder, type PayloadAllocator } from '../protocol/decoder.ts'
-import { encodeMessage } from '../protocol/encoder.ts'
+import { MIN_MAX_FRAME } from '../protocol/frame.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
 import { CODECS } from '../types.ts'
 import { FrameWriter } from './frame-writer.ts'
@@ -30,7 +29,6 @@ export interface RemoteSessionOptions {
   maxFrame: number
   /** A request that sees no reply frame for this long fails with TimeoutError. */
   requestTimeoutMs: number
-  signal?: AbortSignal
   /** Where chunk payloads are gathered (recycled buffers); default: a fresh buffer each. */
   allocPayload?: PayloadAllocator
 }
@@ -43,7 +41,7 @@ export interface RemoteSessionOptions {
  */
 export class RemoteSession {
   readonly stream: FrameStream
-  readonly remoteMaxFrame: number
+  #remoteMaxFrame: number | undefined
   #pending = new Map<number, Pending>()
   #nextId = 1
   #closed: HaulError | undefined
@@ -51,63 +49,37 @@ export class RemoteSession {
   #decoder: FrameDecoder
   #writer: FrameWriter
 
-  private constructor(
-    stream: FrameStream,
-    remoteMaxFrame: number,
-    decoder: FrameDecoder,
-    opts: RemoteSessionOptions,
-  ) {
+  private constructor(stream: FrameStream, decoder: FrameDecoder, opts: RemoteSessionOptions) {
     this.stream = stream
-    this.remoteMaxFrame = remoteMaxFrame
     this.#decoder = decoder
     this.#opts = opts
-    this.#writer = new FrameWriter(stream, { maxFrame: remoteMaxFrame, maxQueued: 1024 })
+    // Until the peer's hello says otherwise, frames stay within the limit every peer accepts.
+    this.#writer = new FrameWriter(stream, { maxFrame: MIN_MAX_FRAME, maxQueued: 1024 })
   }
 
-  /** Exchanges hello on an opened stream and starts the reader loop. */
-  static async start(stream: FrameStream, opts: RemoteSessionOptions): Promise<RemoteSession> {
+  /**
+   * Sends hello on an opened stream and starts the reader loop. Requests may go out at once,
+   * behind our hello: each is far below the smallest frame limit a peer may announce, and the
+   * peer answers them only after its own hello, which the reader checks first (a peer speaking
+   * another version fails every request with UnsupportedVersionError). That saves a transfer the
+   * round trip of waiting for the peer's hello.
+   */
+  static start(stream: FrameStream, opts: RemoteSessionOptions): RemoteSession {
     const decoder = new FrameDecoder({
       maxFrame: opts.maxFrame,
       ...(opts.allocPayload === undefined ? {} : { allocPayload: opts.allocPayload }),
     })
-    const signal = opts.signal
-    await stream.write(
-      encodeMessage({
-        type: 'hello',
-        version: PROTOCOL_VERSION,
-        codecs: [...CODECS],
-        maxFrame: opts.maxFrame,
-      }),
-      signal === undefined ? {} : { signal },
-    )
-    const iterator = stream.incoming[Symbol.asyncIterator]()
-    let hello: ReplyOf<'hello'> | undefined
-    while (hello === undefined) {
-      const next = await withTimeout(
-        iterator.next(),
-        opts.requestTimeoutMs,
-        'the peer did not answer hello',
-        signal,
-      )
-      if (next.done) throw new StreamClosedError('the peer closed the stream before saying hello')
-      decoder.push(next.value)
-      for (const msg of decoder.frames()) {
-        if (msg.type === 'error') throw errorFromWire(msg.code, msg.message)
-        if (msg.type !== 'hello') throw new ProtocolViolationError(`expected hello, got ${msg.type}`)
-        hello = msg
-        break
-      }
-    }
-    if (hello.version !== PROTOCOL_VERSION) {
-      throw new UnsupportedVersionError(
-        `peer speaks haul protocol ${hello.version}, we speak ${PROTOCOL_VERSION}: upgrade the older side`,
-      )
-    }
-    const session = new RemoteSession(stream, hello.maxFrame, decoder, opts)
-    // Frames that arrived in the same read as hello.
-    session.#dispatchBuffered()
-    void session.#readLoop(iterator)
+    const session = new RemoteSession(stream, decoder, opts)
+    session
+      .#send({ type: 'hello', version: PROTOCOL_VERSION, codecs: [...CODECS], maxFrame: opts.maxFrame })
+      .catch((err) => session.#shutdown(asHaulError(err)))
+    void session.#readLoop(stream.incoming[Symbol.asyncIterator]())
     return session
+  }
+
+  /** The peer's frame limit from its hello; undefined until that hello has arrived. */
+  get remoteMaxFrame(): number | undefined {
+    return this.#remoteMaxFrame
   }
 
   get closed(): boolean {
@@ -197,25 +169,38 @@ export class RemoteSession {
         this.#dispatchBuffered()
       }
       this.#decoder.finish()
-      this.#shutdown(new StreamClosedError('the peer closed the stream'))
-    } catch (err) {
-      const e = err as HaulError
       this.#shutdown(
-        typeof e?.code === 'string'
-          ? e
-          : new StreamClosedError(`stream failed: ${String(err)}`, { cause: err }),
+        new StreamClosedError(
+          this.#remoteMaxFrame === undefined
+            ? 'the peer closed the stream before saying hello'
+            : 'the peer closed the stream',
+        ),
       )
-      this.stream.abort(e instanceof Error ? e : new Error(String(e)))
+    } catch (err) {
+      const e = asHaulError(err)
+      this.#shutdown(e)
+      this.stream.abort(e)
     }
   }
 
   #dispatchBuffered(): void {
     for (const msg of this.#decoder.frames()) {
-      if (msg.type === 'hello') throw new ProtocolViolationError('hello sent twice')
       if (msg.type === 'error' && msg.requestId === 0) throw errorFromWire(msg.code, msg.message)
+      if (this.#remoteMaxFrame === undefined) {
+        this.#onHello(msg)
+        continue
+      }
+      if (msg.type === 'hello') throw new ProtocolViolationError('hello sent twice')
       // Replies to requests we already gave up on (cancelled, timed out) are dropped.
       this.#pending.get(msg.requestId)?.onFrame(msg)
     }
+  }
+
+  /** The peer's first frame. Its version was checked by the decoder (UnsupportedVersionError). */
+  #onHello(msg: TransferMessage): void {
+    if (msg.type !== 'hello') throw new ProtocolViolationError(`expected hello, got ${msg.type}`)
+    this.#remoteMaxFrame = msg.maxFrame
+    this.#writer.maxFrame = msg.maxFrame
   }
 
   #shutdown(err: HaulError): void {
@@ -226,28 +211,8 @@ export class RemoteSession {
   }
 }
 
-export async function withTimeout<T>(
-  p: Promise<T>,
-  ms: number,
-  what: string,
-  signal?: AbortSignal,
-): Promise<T> {
-  let timer: NodeJS.Timeout | undefined
-  let onAbort: (() => void) | undefined
-  try {
-    return await Promise.race([
-      p,
-      new Promise<never>((_, reject) => {
-        timer = setTimeout(() => reject(new TimeoutError(`${what} within ${ms} ms`)), ms)
-        if (signal !== undefined) {
-          onAbort = () => reject(new AbortedError())
-          if (signal.aborted) onAbort()
-          else signal.addEventListener('abort', onAbort, { once: true })
-        }
-      }),
-    ])
-  } finally {
-    clearTimeout(timer)
-    if (onAbort !== undefined) signal?.removeEventListener('abort', onAbort)
-  }
+function asHaulError(err: unknown): HaulError {
+  return typeof (err as HaulError)?.code === 'string'
+    ? (err as HaulError)
+    : new StreamClosedError(`stream failed: ${String(err)}`, { cause: err })
 }

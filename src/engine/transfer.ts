@@ -163,10 +163,9 @@ export class FetchJob implements TransferJob {
       signal,
       idleTimeoutMs: timeouts.idleMs,
     })
-    this.#session = await RemoteSession.start(stream, {
+    this.#session = RemoteSession.start(stream, {
       maxFrame,
       requestTimeoutMs: timeouts.requestMs,
-      signal,
       ...(this.#deps.buffers === undefined
         ? {}
         : { allocPayload: this.#deps.buffers.take.bind(this.#deps.buffers) }),

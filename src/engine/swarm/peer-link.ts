@@ -78,10 +78,9 @@ export class PeerLink {
       signal,
       idleTimeoutMs: deps.timeouts.idleMs,
     })
-    const session = await RemoteSession.start(stream, {
+    const session = RemoteSession.start(stream, {
       maxFrame: deps.maxFrame,
       requestTimeoutMs: deps.timeouts.requestMs,
-      signal,
       ...(deps.buffers === undefined ? {} : { allocPayload: deps.buffers.take.bind(deps.buffers) }),
     })
     try {
