@@ -28,8 +28,9 @@ const refMiB = Number(process.env.HAUL_BENCH_REF_MIB ?? 256)
 const MiB = 1024 * 1024
 const MB = 1e6
 const knob = (k: string) => (process.env[k] === undefined ? undefined : Number(process.env[k]))
-// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE / HAUL_BENCH_RECYCLE_MIB / HAUL_BENCH_GC_ASSIST_MIB: the
-// engines' memoryBudget, maxActiveTransfers, buffers.maxIdleBytes and gcAssistBytes.
+// HAUL_BENCH_BUDGET_MIB / HAUL_BENCH_ACTIVE / HAUL_BENCH_RECYCLE_MIB / HAUL_BENCH_GC_ASSIST_MIB /
+// HAUL_BENCH_IDLE_SESSIONS: the engines' memoryBudget, maxActiveTransfers, buffers.maxIdleBytes,
+// gcAssistBytes and sessions.maxIdle.
 const engine = {
   workers: 1,
   ...(knob('HAUL_BENCH_BUDGET_MIB') === undefined
@@ -45,6 +46,9 @@ const engine = {
   ...(knob('HAUL_BENCH_GC_ASSIST_MIB') === undefined
     ? {}
     : { gcAssistBytes: knob('HAUL_BENCH_GC_ASSIST_MIB')! * MiB }),
+  ...(knob('HAUL_BENCH_IDLE_SESSIONS') === undefined
+    ? {}
+    : { sessions: { maxIdle: knob('HAUL_BENCH_IDLE_SESSIONS')! } }),
 }
 
 const execArgv = process.env.HAUL_BENCH_EXEC_ARGV?.split(' ').filter((a) => a !== '')

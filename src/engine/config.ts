@@ -27,6 +27,11 @@ import { defaultMemoryBudgetOptions } from './memory-budget.ts'
 import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
 import { defaultRetryOptions, type RetryOptions, verifyRetryOptions } from './retry.ts'
 import type { ServerLimits } from './server.ts'
+import {
+  defaultSessionPoolOptions,
+  type SessionPoolOptions,
+  verifySessionPoolOptions,
+} from './session-pool.ts'
 import { defaultSwarmOptions, type SwarmOptions, verifySwarmOptions } from './swarm/options.ts'
 import type { TransferTimeouts } from './transfer.ts'
 
@@ -93,6 +98,11 @@ export interface EngineOptions {
    * the filesystem accepts it (see src/storage/direct-writes.ts). @default { enabled: true, slots: 4 }
    */
   directWrites?: Partial<DirectWriteOptions>
+  /**
+   * Streams kept open after a fetch finished, for the next fetch from the same peer (it then
+   * skips the stream's open, protocol negotiation and hello). @default { maxIdle: 16, idleMs: 2_000 }
+   */
+  sessions?: Partial<SessionPoolOptions>
   /** Multi-peer fetches and partial seeding (see README, "Multi-peer fetches"). */
   swarm?: Partial<SwarmOptions>
   /** Per-peer stream limits of the libp2p node (see src/net/README.md). */
@@ -123,6 +133,7 @@ export interface EngineConfig {
   readonly network: Partial<NetworkOnlyOptions>
   readonly buffers: Required<BufferRecyclerOptions>
   readonly directWrites: DirectWriteOptions
+  readonly sessions: SessionPoolOptions
   readonly swarm: SwarmOptions
 }
 
@@ -154,6 +165,7 @@ function defaultWindowBytes(memoryBudget: number): number {
 /** Fills defaults and checks every option; never mutates `opts`. */
 export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   const memoryBudget = opts.memoryBudget ?? defaultMemoryBudgetOptions.limit
+  const timeouts = { ...defaultTimeouts, ...opts.timeouts }
   const config: EngineConfig = {
     listen: [...(opts.listen ?? ['/ip4/127.0.0.1/tcp/0'])],
     dataDir: opts.dataDir,
@@ -162,7 +174,7 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     chunking: opts.chunking ?? { kind: 'fixed', size: MiB },
     codec: opts.codec ?? 'auto',
     verifySource: opts.verifySource ?? 'auto',
-    timeouts: { ...defaultTimeouts, ...opts.timeouts },
+    timeouts,
     fetch: { ...defaultFetchLimits, windowBytes: defaultWindowBytes(memoryBudget), ...opts.fetch },
     server: { ...defaultServerLimits, ...opts.server },
     retry: { ...defaultRetryOptions, ...opts.retry },
@@ -176,6 +188,11 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
     network: { ...opts.network },
     buffers: { ...defaultBufferRecyclerOptions, ...stripUndefined(opts.buffers ?? {}) },
     directWrites: { ...defaultDirectWriteOptions, ...stripUndefined(opts.directWrites ?? {}) },
+    sessions: {
+      ...defaultSessionPoolOptions,
+      idleMs: Math.min(defaultSessionPoolOptions.idleMs, Math.floor(timeouts.idleMs / 2)),
+      ...stripUndefined(opts.sessions ?? {}),
+    },
     swarm: { ...defaultSwarmOptions, ...opts.swarm },
   }
   verifyBufferRecyclerOptions(config.buffers)
@@ -195,6 +212,7 @@ export function resolveEngineConfig(opts: EngineOptions): EngineConfig {
   positive('maxQueuedTransfersPerPeer', config.maxQueuedTransfersPerPeer, 0)
   verifyGcAssistBytes(config.gcAssistBytes)
   for (const [k, v] of Object.entries(config.timeouts)) positive(`timeouts.${k}`, v, 10)
+  verifySessionPoolOptions(config.sessions, config.timeouts.idleMs)
   for (const [k, v] of Object.entries(config.fetch)) positive(`fetch.${k}`, v)
   for (const [k, v] of Object.entries(config.server)) positive(`server.${k}`, v)
   verifyRetryOptions(config.retry)

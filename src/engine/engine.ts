@@ -18,6 +18,7 @@ import { bucketFor, chainLimiters, unlimited } from './rate-limit.ts'
 import { ContentRegistry } from './registry.ts'
 import type { RetryInfo } from './retry.ts'
 import { serveStream } from './server.ts'
+import { SessionPool } from './session-pool.ts'
 import { openPartialSeed } from './swarm/partial.ts'
 import { SwarmJob, type SwarmStats } from './swarm/swarm-job.ts'
 import { decodeSwarmTicket, type Provider } from './swarm/ticket.ts'
@@ -102,6 +103,8 @@ export class Engine {
   #stopped = false
   /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
   readonly #buffers: BufferRecycler
+  /** Open sessions between fetches from the same peer. */
+  readonly #sessions: SessionPool
   /** Staging memory for O_DIRECT chunk writes, shared by every fetch (fixed: slots × 1 MiB). */
   readonly #directWrites: DirectWriteSlots | undefined
 
@@ -111,6 +114,7 @@ export class Engine {
     this.pool = pool
     this.budget = budget
     this.#buffers = new BufferRecycler(budget, config.buffers)
+    this.#sessions = new SessionPool(config.sessions)
     this.#directWrites = config.directWrites.enabled
       ? new DirectWriteSlots(config.directWrites.slots)
       : undefined
@@ -281,6 +285,7 @@ export class Engine {
               journal: this.config.journal,
               directWrites: this.#directWrites,
               limiter,
+              sessions: this.#sessions,
               release,
             },
             ticket,
@@ -393,6 +398,7 @@ export class Engine {
     this.#admission.rejectWaiters(stopped)
     this.#stop.abort()
     await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
+    await this.#sessions.close()
     this.#system.stop()
     await this.#registry.closeAll()
     await this.network.stop()

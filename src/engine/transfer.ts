@@ -21,6 +21,7 @@ import type { Rehasher } from './rehash.ts'
 import { RemoteSession } from './remote-session.ts'
 import type { ResumeInfo } from './resume.ts'
 import { isTransient, type RetryInfo, type RetryOptions } from './retry.ts'
+import type { SessionPool } from './session-pool.ts'
 import type { SwarmStats } from './swarm/swarm-job.ts'
 import type { Ticket } from './ticket.ts'
 import type { TransferJob } from './transfer-machine.ts'
@@ -64,6 +65,8 @@ export interface FetchJobDeps {
   readonly directWrites?: DirectWriteSlots | undefined
   /** Download bandwidth this transfer may use (its own limit, then its fair share). */
   readonly limiter: RateLimiter
+  /** Where a finished transfer leaves its open session for the next one to the same peer. */
+  readonly sessions?: SessionPool
   /** Gives back the transfer's admission place (the engine admitted it before creating the job); called once, in cleanup. */
   readonly release?: () => void
 }
@@ -157,8 +160,30 @@ export class FetchJob implements TransferJob {
   }
 
   async resolve(signal: AbortSignal): Promise<void> {
-    const { network, timeouts, maxFrame } = this.#deps
     this.#dropSession(() => new StreamClosedError('reconnecting'))
+    const header = (await this.#headerOnPooledSession(signal)) ?? (await this.#headerOnNewSession(signal))
+    this.#contentSeen = true
+    if (this.#local === undefined) await this.#openLocal(header)
+    this.#report(true)
+  }
+
+  /** The header through a session a finished transfer left open, if there is one. */
+  async #headerOnPooledSession(signal: AbortSignal): Promise<DescriptorHeader | undefined> {
+    const pooled = this.#deps.sessions?.take(this.ticket.peerId)
+    if (pooled === undefined) return undefined
+    this.#session = pooled
+    try {
+      return await fetchHeader(this.#fetchContext(), signal)
+    } catch (err) {
+      // The peer closed the idle stream as we reused it: that calls for a fresh stream, not a retry.
+      if (!(err instanceof StreamClosedError)) throw err
+      this.#dropSession(() => err)
+      return undefined
+    }
+  }
+
+  async #headerOnNewSession(signal: AbortSignal): Promise<DescriptorHeader> {
+    const { network, timeouts, maxFrame } = this.#deps
     const stream = await network.openStream(this.ticket.peerId, [...this.ticket.addrs], PROTOCOL_ID, {
       signal,
       idleTimeoutMs: timeouts.idleMs,
@@ -170,10 +195,7 @@ export class FetchJob implements TransferJob {
         ? {}
         : { allocPayload: this.#deps.buffers.take.bind(this.#deps.buffers) }),
     })
-    const header = await fetchHeader(this.#fetchContext(), signal)
-    this.#contentSeen = true
-    if (this.#local === undefined) await this.#openLocal(header)
-    this.#report(true)
+    return await fetchHeader(this.#fetchContext(), signal)
   }
 
   async fetchChunks(signal: AbortSignal): Promise<void> {
@@ -211,7 +233,11 @@ export class FetchJob implements TransferJob {
     this.#committed = true
     // After the rename: a crash in between leaves a journal with no part file, which the next fetch discards.
     await journal.remove()
-    await this.#session?.close()
+    const session = this.#session
+    this.#session = undefined
+    if (this.#deps.sessions !== undefined && session !== undefined)
+      this.#deps.sessions.give(this.ticket.peerId, session)
+    else await session?.close()
     this.#report(true)
   }
 

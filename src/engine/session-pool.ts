@@ -1,0 +1,111 @@
+import { ConfigInvalidError, StreamClosedError } from '../errors.ts'
+import type { RemoteSession } from './remote-session.ts'
+
+export interface SessionPoolOptions {
+  /**
+   * Sessions kept open, across all peers, after their transfer finished, for the next transfer
+   * to the same peer. 0 turns reuse off (a stream per transfer). @default 16
+   */
+  maxIdle: number
+  /**
+   * An idle session is closed after this long. Must be shorter than `timeouts.idleMs`, the
+   * stream's own idle timeout. @default 2_000, or half of `timeouts.idleMs` if less
+   */
+  idleMs: number
+}
+
+export const defaultSessionPoolOptions: Readonly<SessionPoolOptions> = { maxIdle: 16, idleMs: 2_000 }
+
+export function verifySessionPoolOptions(o: SessionPoolOptions, streamIdleMs: number): void {
+  if (!Number.isSafeInteger(o.maxIdle) || o.maxIdle < 0) {
+    throw new ConfigInvalidError(`sessions.maxIdle must be an integer >= 0, got ${o.maxIdle}`)
+  }
+  if (!Number.isSafeInteger(o.idleMs) || o.idleMs < 1 || o.idleMs >= streamIdleMs) {
+    throw new ConfigInvalidError(
+      `sessions.idleMs must be an integer from 1 to timeouts.idleMs − 1 (${streamIdleMs - 1}), got ${o.idleMs}`,
+    )
+  }
+}
+
+const evicted = (): StreamClosedError =>
+  new StreamClosedError('an idle session made room for a newer one (sessions.maxIdle)')
+
+interface IdleSession {
+  readonly peer: string
+  readonly session: RemoteSession
+  readonly since: number
+}
+
+/**
+ * Open sessions to peers, kept between transfers. A fresh stream costs a transfer a yamux
+ * open and close, a multistream-select round trip, a peer-store update and the hello
+ * exchange: together more CPU than a small file's bytes. A finished transfer hands its
+ * session here, and the next transfer to that peer takes it.
+ *
+ * A session is only ever used by one transfer at a time, as a fresh one would be: the serving
+ * side answers one stream's requests in order, so sharing one would queue transfers behind
+ * each other. Bounded by `maxIdle` (the oldest is closed first) and by `idleMs`.
+ */
+export class SessionPool {
+  readonly #o: SessionPoolOptions
+  /** Oldest first. */
+  #idle: IdleSession[] = []
+  #timer: NodeJS.Timeout | undefined
+  #closed = false
+
+  constructor(o: SessionPoolOptions) {
+    this.#o = o
+  }
+
+  get size(): number {
+    return this.#idle.length
+  }
+
+  /** The most recently returned open session to `peer`, now the caller's; undefined if none. */
+  take(peer: string): RemoteSession | undefined {
+    for (let i = this.#idle.length - 1; i >= 0; i--) {
+      const entry = this.#idle[i]!
+      if (entry.peer !== peer) continue
+      this.#idle.splice(i, 1)
+      // Closed while idle (the peer hung up, or its idle timer ran): keep looking.
+      if (entry.session.closed) continue
+      return entry.session
+    }
+    return undefined
+  }
+
+  /** Takes back a session whose transfer finished; one still busy or already closed is closed instead. */
+  give(peer: string, session: RemoteSession): void {
+    if (this.#closed || this.#o.maxIdle === 0 || session.closed || session.pendingRequests > 0) {
+      void session.close()
+      return
+    }
+    // Reset, not closed: a graceful close keeps the stream open until the peer answers, and the
+    // bound on open streams (admitted fetches + maxIdle) would not hold meanwhile.
+    if (this.#idle.length >= this.#o.maxIdle) this.#idle.shift()!.session.abort(evicted())
+    this.#idle.push({ peer, session, since: performance.now() })
+    this.#timer ??= setInterval(() => this.#sweep(), Math.max(1, this.#o.idleMs / 2)).unref()
+  }
+
+  /** Closes every idle session; later `give`s close theirs at once. */
+  async close(): Promise<void> {
+    this.#closed = true
+    this.#stopTimer()
+    const idle = this.#idle
+    this.#idle = []
+    await Promise.allSettled(idle.map((e) => e.session.close()))
+  }
+
+  #sweep(): void {
+    const cutoff = performance.now() - this.#o.idleMs
+    let expired = 0
+    while (expired < this.#idle.length && this.#idle[expired]!.since <= cutoff) expired++
+    for (const e of this.#idle.splice(0, expired)) void e.session.close()
+    if (this.#idle.length === 0) this.#stopTimer()
+  }
+
+  #stopTimer(): void {
+    clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+}

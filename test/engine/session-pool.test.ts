@@ -1,0 +1,127 @@
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { type EngineOptions, resolveEngineConfig } from '../../src/engine/config.ts'
+import { Engine } from '../../src/engine/engine.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+
+const KiB = 1024
+
+/** Counts the streams the receiver opens (each fetch that did not reuse an idle session opens one). */
+function countOpens(engine: Engine): { readonly opened: number } {
+  const net = engine.network
+  const open = net.openStream.bind(net)
+  const counter = { opened: 0 }
+  net.openStream = (...args) => {
+    counter.opened++
+    return open(...args)
+  }
+  return counter
+}
+
+async function eventually(check: () => boolean, what: string, ms = 5000): Promise<void> {
+  const until = Date.now() + ms
+  while (!check()) {
+    if (Date.now() > until) throw new Error(`timed out waiting for: ${what}`)
+    await new Promise((r) => setTimeout(r, 10))
+  }
+}
+
+describe('sessions kept open between fetches from one peer', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let sender: Engine
+  const files: Array<{ src: string; ticket: string }> = []
+  const engines: Engine[] = []
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    sender = await Engine.create({ workers: 1, chunking: { kind: 'fixed', size: 64 * KiB } })
+    for (let i = 0; i < 4; i++) {
+      const src = join(dir, `f${i}.src`)
+      await writeFile(src, 100 * KiB + i * 999, 'random', i)
+      files.push({ src, ticket: (await sender.publish(src)).ticket })
+    }
+  })
+  afterAll(async () => {
+    await Promise.all(engines.map((e) => e.stop()))
+    await sender.stop()
+    await cleanup()
+  })
+
+  async function receiver(opts: EngineOptions = {}): Promise<Engine> {
+    const e = await Engine.create({ workers: 1, ...opts })
+    engines.push(e)
+    return e
+  }
+
+  async function fetchAll(r: Engine, n: number, tag: string, concurrent = false): Promise<void> {
+    const one = async (i: number): Promise<void> => {
+      const f = files[i % files.length]!
+      const dest = join(dir, `${tag}-${i}.out`)
+      const result = await r.fetch(f.ticket, dest).result
+      expect(result.retries).toBe(0)
+      expect(await sha256File(dest)).toBe(await sha256File(f.src))
+    }
+    if (concurrent) await Promise.all(Array.from({ length: n }, (_, i) => one(i)))
+    else for (let i = 0; i < n; i++) await one(i)
+  }
+
+  it('fetches one after another share one stream, which closes once idle for sessions.idleMs', async () => {
+    const r = await receiver({ sessions: { idleMs: 300 } })
+    const opens = countOpens(r)
+    await fetchAll(r, 12, 'seq')
+    expect(opens.opened).toBe(1)
+    expect(r.network.openStreamCount()).toBe(1)
+    await eventually(() => r.network.openStreamCount() === 0, 'the idle session closed')
+  })
+
+  it('keeps at most sessions.maxIdle sessions once concurrent fetches finish', async () => {
+    const r = await receiver({ sessions: { maxIdle: 3 } })
+    const opens = countOpens(r)
+    await fetchAll(r, 10, 'conc', true)
+    expect(opens.opened).toBe(10)
+    await eventually(() => r.network.openStreamCount() === 3, 'all but three sessions closed')
+    // The next fetches take the three kept sessions before opening another stream.
+    await fetchAll(r, 3, 'again', true)
+    expect(opens.opened).toBe(10)
+  })
+
+  it('sessions.maxIdle 0: every fetch opens its own stream', async () => {
+    const r = await receiver({ sessions: { maxIdle: 0 } })
+    const opens = countOpens(r)
+    await fetchAll(r, 5, 'off')
+    expect(opens.opened).toBe(5)
+    await eventually(() => r.network.openStreamCount() === 0, 'every stream closed')
+  })
+
+  it('a session the peer closed while it was idle is replaced by a fresh stream, not a retry', async () => {
+    // This sender drops streams idle for 200 ms; the receiver would keep them for 2 s.
+    const impatient = await Engine.create({ workers: 1, timeouts: { idleMs: 200 } })
+    engines.push(impatient)
+    const f = files[0]!
+    const ticket = (await impatient.publish(f.src)).ticket
+    const r = await receiver()
+    const opens = countOpens(r)
+    await r.fetch(ticket, join(dir, 'closed-1.out')).result
+    await eventually(() => r.network.openStreamCount() === 0, 'the sender closed the idle stream')
+    const second = await r.fetch(ticket, join(dir, 'closed-2.out')).result
+    expect(second.retries).toBe(0)
+    expect(opens.opened).toBe(2)
+    expect(await sha256File(join(dir, 'closed-2.out'))).toBe(await sha256File(f.src))
+  })
+
+  it('stopping the engine closes its idle sessions', async () => {
+    const r = await receiver()
+    await fetchAll(r, 2, 'stop')
+    expect(r.network.openStreamCount()).toBe(1)
+    await r.stop()
+    await eventually(() => sender.network.openStreamCount() === 0, "the sender's side of it closed")
+  })
+
+  it('refuses a pool that outlives the stream idle timeout, and a negative size', () => {
+    expect(() => resolveEngineConfig({ sessions: { idleMs: 30_000 } })).toThrow(/sessions.idleMs/)
+    expect(() => resolveEngineConfig({ sessions: { maxIdle: -1 } })).toThrow(/sessions.maxIdle/)
+    // The default follows a shorter stream idle timeout down.
+    expect(resolveEngineConfig({ timeouts: { idleMs: 1000 } }).sessions.idleMs).toBe(500)
+  })
+})
