@@ -91,6 +91,13 @@ interface Batch {
 }
 
 /**
+ * Why a fetch's inner signal is aborted once `run` is over, whatever its outcome: anything still
+ * listening stops. One shared reason: `abort()` without one builds a DOMException and its stack
+ * for every transfer (~40 µs each at 10,000 transfers, CPU profile).
+ */
+const FETCH_OVER = new AbortedError('the fetch is over')
+
+/**
  * Pulls every chunk not yet written: windows of requests sized by `windowBytes`
  * and the engine budget (a lease per chunk, taken before it is asked for),
  * each chunk decompressed and verified against its leaf in the worker pool and
@@ -193,7 +200,7 @@ export class ChunkFetcher {
       if (signal.aborted) throw new AbortedError('the transfer was cancelled')
       inner.signal.throwIfAborted()
     } finally {
-      inner.abort()
+      inner.abort(FETCH_OVER)
       await Promise.allSettled(this.#inflight)
       signal.removeEventListener('abort', onAbort)
     }
