@@ -18,10 +18,20 @@ export type ToPeer =
   | { type: 'cancel-all' }
   | { type: 'exit' }
 
+/** One finished fetch. `at`: when, in ms of the wall clock (`performance.timeOrigin + now()`). */
+export interface FetchDone {
+  id: number
+  ok: boolean
+  bytes: number
+  retries: number
+  error?: string
+  at: number
+}
+
 export type FromPeer =
   | { type: 'ready'; peerId: string }
   | { type: 'published'; id: number; ticket: string }
-  | { type: 'done'; id: number; ok: boolean; bytes: number; retries: number; error?: string }
+  | { type: 'done'; results: FetchDone[] }
   | { type: 'tick'; bytesDone: number; active: number }
   | { type: 'fatal'; error: string }
 
@@ -53,6 +63,19 @@ async function main(): Promise<void> {
         }
       }
     }).observe({ entryTypes: ['gc'] })
+  }
+  // Fetches finished in one turn of the event loop go to the parent as one message: each message
+  // is a JSON encoding and a pipe write (~2 % of the receiver's main thread at 10,000 transfers;
+  // 2.6 fetches a message there).
+  let finished: FetchDone[] = []
+  const flushDone = (): void => {
+    const results = finished
+    finished = []
+    send({ type: 'done', results })
+  }
+  const reportDone = (d: Omit<FetchDone, 'at'>): void => {
+    if (finished.length === 0) setImmediate(flushDone)
+    finished.push({ ...d, at: performance.timeOrigin + performance.now() })
   }
   const active = new Map<number, { cancel(): void; done: () => number }>()
   let finishedBytes = 0
@@ -94,7 +117,7 @@ async function main(): Promise<void> {
             active.delete(m.id)
             finishedBytes += r.bytes
             await removeFile(m.dest)
-            send({ type: 'done', id: m.id, ok: true, bytes: r.bytes, retries: r.retries })
+            reportDone({ id: m.id, ok: true, bytes: r.bytes, retries: r.retries })
           },
           async (err: unknown) => {
             const bytes = handle.progress()?.bytesDone ?? 0
@@ -103,7 +126,7 @@ async function main(): Promise<void> {
             await removeFile(m.dest)
             await removeFile(`${m.dest}.part`)
             await removeFile(`${m.dest}.part.journal`)
-            send({ type: 'done', id: m.id, ok: false, bytes, retries: 0, error: describe(err) })
+            reportDone({ id: m.id, ok: false, bytes, retries: 0, error: describe(err) })
           },
         )
         return

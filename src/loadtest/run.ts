@@ -24,7 +24,7 @@ import {
   resolveLoadTestOptions,
   type TransferRecord,
 } from './options.ts'
-import type { FromPeer, ToPeer } from './peer.ts'
+import type { FetchDone, FromPeer, ToPeer } from './peer.ts'
 import { percentile } from './stats.ts'
 
 /** The child script is always the compiled one: the harness measures what embedders run. */
@@ -42,7 +42,7 @@ class Peer {
   idleRss = 0
   peakRss = 0
   readonly #waiters = new Map<string, (m: FromPeer) => void>()
-  onDone: ((m: Extract<FromPeer, { type: 'done' }>) => void) | undefined
+  onDone: ((d: FetchDone) => void) | undefined
   fatal: string | undefined
 
   constructor(index: number, execArgv: string[]) {
@@ -53,7 +53,7 @@ class Peer {
       if (m.type === 'tick') {
         this.bytesDone = m.bytesDone
         this.active = m.active
-      } else if (m.type === 'done') this.onDone?.(m)
+      } else if (m.type === 'done') for (const d of m.results) this.onDone?.(d)
       else if (m.type === 'fatal') this.fatal = m.error
       const key = m.type === 'published' ? `published:${m.id}` : m.type
       const w = this.#waiters.get(key)
@@ -235,7 +235,8 @@ async function drive(
         from: files[t.file]!.owner,
         to: t.to,
         ok: m.ok,
-        seconds: (performance.now() - startedAt.get(m.id)!) / 1000,
+        // Both clocks are this host's wall clock; the peer stamps the moment the fetch ended.
+        seconds: Math.max(0, m.at - performance.timeOrigin - startedAt.get(m.id)!) / 1000,
         retries: m.retries,
         ...(m.error === undefined ? {} : { error: m.error }),
       })
