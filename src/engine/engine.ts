@@ -398,7 +398,7 @@ export class Engine {
     this.#admission.rejectWaiters(stopped)
     this.#stop.abort()
     await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
-    await this.#sessions.close()
+    this.#sessions.close()
     this.#system.stop()
     await this.#registry.closeAll()
     await this.network.stop()

@@ -87,13 +87,16 @@ export class SessionPool {
     this.#timer ??= setInterval(() => this.#sweep(), Math.max(1, this.#o.idleMs / 2)).unref()
   }
 
-  /** Closes every idle session; later `give`s close theirs at once. */
-  async close(): Promise<void> {
+  /**
+   * Resets every idle session (a graceful close could wait up to the stream idle timeout on a
+   * peer that no longer answers); later `give`s close theirs at once.
+   */
+  close(): void {
     this.#closed = true
     this.#stopTimer()
     const idle = this.#idle
     this.#idle = []
-    await Promise.allSettled(idle.map((e) => e.session.close()))
+    for (const e of idle) e.session.abort(new StreamClosedError('the engine is stopping'))
   }
 
   #sweep(): void {
