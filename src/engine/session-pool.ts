@@ -44,7 +44,7 @@ interface IdleSession {
  *
  * A session is only ever used by one transfer at a time, as a fresh one would be: the serving
  * side answers one stream's requests in order, so sharing one would queue transfers behind
- * each other. Bounded by `maxIdle` (the oldest is closed first) and by `idleMs`.
+ * each other. Bounded by `maxIdle` (a full pool resets its oldest) and by `idleMs`.
  */
 export class SessionPool {
   readonly #o: SessionPoolOptions
@@ -55,10 +55,6 @@ export class SessionPool {
 
   constructor(o: SessionPoolOptions) {
     this.#o = o
-  }
-
-  get size(): number {
-    return this.#idle.length
   }
 
   /** The most recently returned open session to `peer`, now the caller's; undefined if none. */
