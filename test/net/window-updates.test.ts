@@ -1,9 +1,16 @@
-import type { FrameHeader } from '@chainsafe/libp2p-yamux'
+import { noise } from '@chainsafe/libp2p-noise'
+import { type FrameHeader, yamux } from '@chainsafe/libp2p-yamux'
 import { StreamState, YamuxStream } from '@chainsafe/libp2p-yamux/stream'
+import type { Libp2p, Stream, StreamMuxerFactory } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it } from 'vitest'
 import { libp2pLogger } from '../../src/net/node.ts'
+import { wrapStream } from '../../src/net/stream-io.ts'
 import { coalesceWindowUpdates } from '../../src/net/window-updates.ts'
+import { guardedMuxerFactory } from '../../src/net/yamux-guard.ts'
+import { random, readAll, sha256 } from './helpers.ts'
 
 const KiB = 1024
 const WINDOW = 256 * KiB
@@ -86,4 +93,67 @@ describe('coalesceWindowUpdates', () => {
     s.sendResume()
     expect(updates(sent).map((h) => h.length)).toEqual([192 * KiB])
   })
+})
+
+describe('on real connections (guardedMuxerFactory)', () => {
+  const ECHO = '/haul-test/window-echo/1.0.0'
+  const nodes: Libp2p[] = []
+  afterEach(async () => {
+    await Promise.all(nodes.splice(0).map((n) => n.stop()))
+  })
+
+  /** A node whose streams land in `streams` (inbound ones as the echo handler gets them). */
+  async function node(muxer: () => StreamMuxerFactory, streams: Stream[]): Promise<Libp2p> {
+    const n = await createLibp2p({
+      addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+      transports: [tcp()],
+      connectionEncrypters: [noise()],
+      streamMuxers: [muxer],
+    })
+    nodes.push(n)
+    await n.handle(ECHO, (stream: Stream) => {
+      streams.push(stream)
+      const s = wrapStream(stream)
+      void (async () => {
+        for await (const d of s.incoming) await s.write([d.subarray()])
+        await s.closeWrite()
+      })().catch((err: Error) => s.abort(err))
+    })
+    return n
+  }
+
+  const guarded = () => guardedMuxerFactory(yamux()(), 16 * 1024 * 1024)
+  const coalesced = (s: Stream) =>
+    (s as unknown as YamuxStream).sendWindowUpdate !== YamuxStream.prototype.sendWindowUpdate
+
+  it.each([
+    ['another haul node', guarded, true],
+    ['a stock js-yamux node', () => yamux()(), false],
+  ])(
+    'with %s: installed on our streams both ways, and 3 MiB echo back whole',
+    async (_, peerMuxer, peerCoalesces) => {
+      const ours: Stream[] = []
+      const theirs: Stream[] = []
+      const a = await node(guarded, ours)
+      const b = await node(peerMuxer, theirs)
+      for (const [from, to, inbound] of [
+        [a, b, theirs],
+        [b, a, ours],
+      ] as const) {
+        const raw = await from.dialProtocol(to.getMultiaddrs()[0]!, ECHO)
+        const s = wrapStream(raw)
+        const back = readAll(s)
+        // Small writes: many data frames, each of which stock yamux would answer with an update.
+        const bytes = random(3 * 1024 * 1024 + 1)
+        for (let off = 0; off < bytes.length; off += 16 * 1024)
+          await s.write([bytes.subarray(off, off + 16 * 1024)])
+        await s.closeWrite()
+        const got = await back
+        expect(sha256(got)).toBe(sha256(bytes))
+        const outbound = from === a
+        expect(coalesced(raw)).toBe(outbound || peerCoalesces)
+        expect(coalesced(inbound.at(-1)!)).toBe(!outbound || peerCoalesces)
+      }
+    },
+  )
 })
