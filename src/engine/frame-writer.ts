@@ -31,13 +31,19 @@ export class FrameWriter {
     return this.#queued
   }
 
-  send(msg: TransferMessage, opts: WriteOptions = {}): Promise<void> {
+  /**
+   * Sends one frame, or several as one write: a reply's last frame and its `end` then travel in
+   * one yamux frame and one Noise message instead of two.
+   */
+  send(msg: TransferMessage | readonly TransferMessage[], opts: WriteOptions = {}): Promise<void> {
     if (this.#queued >= this.#maxQueued) {
       return Promise.reject(
         new TooManyRequestsError(`more than ${this.#maxQueued} frames waiting to be sent`),
       )
     }
-    const parts = encodeMessage(msg, this.#maxFrame)
+    const parts = Array.isArray(msg)
+      ? msg.flatMap((m: TransferMessage) => encodeMessage(m, this.#maxFrame))
+      : encodeMessage(msg as TransferMessage, this.#maxFrame)
     this.#queued++
     const p = this.#tail.then(() => this.#stream.write(parts, opts))
     const settled = p.finally(() => this.#queued--)

@@ -33,13 +33,43 @@ export interface WriteOptions {
 export const COPY_SLICE_BYTES = 64 * 1024
 
 /**
- * part[from, end) copied into COPY_SLICE_BYTES pieces, sent as one list: one
- * send, so still one yamux frame and one socket write per slice.
+ * The bytes of `parts`, in order, as runs of at most `sliceBytes` (the last may be shorter),
+ * each run the pieces of one or more parts. Every run becomes one `send`, so one yamux frame
+ * and one socket write: a frame's header and a small payload go out together instead of as
+ * two messages (a chunk frame is [header, payload]).
  */
-function copyInPieces(part: Uint8Array, from: number, end: number): Uint8ArrayList {
+export function* slices(parts: readonly Uint8Array[], sliceBytes: number): Generator<Uint8Array[]> {
+  let run: Uint8Array[] = []
+  let room = sliceBytes
+  for (const part of parts) {
+    let off = 0
+    while (off < part.byteLength) {
+      const n = Math.min(room, part.byteLength - off)
+      run.push(off === 0 && n === part.byteLength ? part : part.subarray(off, off + n))
+      off += n
+      room -= n
+      if (room === 0) {
+        yield run
+        run = []
+        room = sliceBytes
+      }
+    }
+  }
+  if (run.length > 0) yield run
+}
+
+/**
+ * A run copied into COPY_SLICE_BYTES pieces, sent as one list: one send, so still one yamux
+ * frame and one socket write per run.
+ */
+function copyPieces(pieces: readonly Uint8Array[]): Uint8ArrayList {
   const list = new Uint8ArrayList()
-  for (let at = from; at < end; at += COPY_SLICE_BYTES) {
-    list.append(Uint8Array.prototype.slice.call(part, at, Math.min(end, at + COPY_SLICE_BYTES)))
+  for (const piece of pieces) {
+    for (let at = 0; at < piece.byteLength; at += COPY_SLICE_BYTES) {
+      list.append(
+        Uint8Array.prototype.slice.call(piece, at, Math.min(piece.byteLength, at + COPY_SLICE_BYTES)),
+      )
+    }
   }
   return list
 }
@@ -85,26 +115,23 @@ export class StreamWriter {
     this.#writing = true
     let sent = 0
     try {
-      for (const part of parts) {
-        for (let off = 0; off < part.byteLength; off += this.#slice) {
-          if (!this.#writable()) await this.#waitWritable(signal)
-          const end = Math.min(part.byteLength, off + this.#slice)
-          const slice = copy
-            ? copyInPieces(part, off, end)
-            : off === 0 && end === part.byteLength
-              ? part
-              : part.subarray(off, end)
-          try {
-            this.#s.send(slice)
-          } catch (err) {
-            throw (
-              this.#host.failure() ??
-              new StreamClosedError(`cannot write: ${(err as Error).message}`, { cause: err })
-            )
-          }
-          sent++
-          this.#host.touch()
+      for (const pieces of slices(parts, this.#slice)) {
+        if (!this.#writable()) await this.#waitWritable(signal)
+        const slice = copy
+          ? copyPieces(pieces)
+          : pieces.length === 1
+            ? pieces[0]!
+            : new Uint8ArrayList(...pieces)
+        try {
+          this.#s.send(slice)
+        } catch (err) {
+          throw (
+            this.#host.failure() ??
+            new StreamClosedError(`cannot write: ${(err as Error).message}`, { cause: err })
+          )
         }
+        sent++
+        this.#host.touch()
       }
     } catch (err) {
       if (sent > 0 && err instanceof AbortedError) this.#host.abort(err)

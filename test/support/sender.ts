@@ -59,9 +59,12 @@ export async function startSender(opts: {
   }
 }
 
-/** Chunk frames are written as [22-byte header, payload]; the chunk index is the u64 at byte 9. */
+/**
+ * Chunk frames are written as [22-byte header, payload], a request's last one followed by the
+ * parts of its end frame in the same write; the chunk index is the u64 at byte 9.
+ */
 export function chunkIndexOf(parts: readonly Uint8Array[]): number | undefined {
-  if (parts.length !== 2 || parts[0]!.length !== 22 || parts[0]![4] !== 0x15) return undefined
+  if (parts.length < 2 || parts[0]!.length !== 22 || parts[0]![4] !== 0x15) return undefined
   const view = new DataView(parts[0]!.buffer, parts[0]!.byteOffset, 22)
   return view.getUint32(9) * 2 ** 32 + view.getUint32(13)
 }
@@ -83,7 +86,7 @@ export function corrupting(shouldCorrupt: (index: number, sent: number) => boole
                 const bad = Uint8Array.from(parts[1]!)
                 bad[bad.length >> 1]! ^= 0xff
                 stats.corrupted++
-                return target.write([parts[0]!, bad], o)
+                return target.write([parts[0]!, bad, ...parts.slice(2)], o)
               }
             }
             return target.write(parts, o)
