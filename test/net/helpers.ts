@@ -1,7 +1,8 @@
 import { createHash, randomBytes } from 'node:crypto'
+import type { Stream } from '@libp2p/interface'
 import { afterEach } from 'vitest'
 import type { FrameStream } from '../../src/net/index.ts'
-import { Network, type NetworkOptions } from '../../src/net/index.ts'
+import { Network, type NetworkOptions, wrapStream } from '../../src/net/index.ts'
 
 const started: Network[] = []
 
@@ -45,3 +46,12 @@ export async function eventually(cond: () => boolean, what: string, ms = 5_000):
 }
 
 export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
+
+/** Echoes a raw libp2p stream back to its sender until the sender closes its side. */
+export function echoStream(stream: Stream): void {
+  const s = wrapStream(stream)
+  void (async () => {
+    for await (const d of s.incoming) await s.write([d.subarray()])
+    await s.closeWrite()
+  })().catch((err: Error) => s.abort(err))
+}

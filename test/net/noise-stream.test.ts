@@ -2,7 +2,7 @@ import { once } from 'node:events'
 import { createServer, type Server, Socket } from 'node:net'
 import { noise } from '@chainsafe/libp2p-noise'
 import { yamux } from '@chainsafe/libp2p-yamux'
-import type { Libp2p, Stream } from '@libp2p/interface'
+import type { Libp2p } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
@@ -10,7 +10,7 @@ import { afterEach, describe, expect, it } from 'vitest'
 import { noiseCrypto } from '../../src/net/noise-crypto.ts'
 import { corkSends, isTuned, NoiseFraming, tunedNoise } from '../../src/net/noise-stream.ts'
 import { wrapStream } from '../../src/net/stream-io.ts'
-import { random, readAll, sha256 } from './helpers.ts'
+import { echoStream, random, readAll, sha256 } from './helpers.ts'
 
 const ECHO = '/haul-test/echo/1.0.0'
 const nodes: Libp2p[] = []
@@ -47,13 +47,7 @@ async function node(encrypter: Encrypter, seen?: unknown[]): Promise<Libp2p> {
     streamMuxers: [yamux()],
   })
   nodes.push(n)
-  await n.handle(ECHO, (stream: Stream) => {
-    const s = wrapStream(stream)
-    void (async () => {
-      for await (const d of s.incoming) await s.write([d.subarray()])
-      await s.closeWrite()
-    })().catch((err: Error) => s.abort(err))
-  })
+  await n.handle(ECHO, echoStream)
   return n
 }
 

@@ -10,7 +10,7 @@ import { libp2pLogger } from '../../src/net/node.ts'
 import { wrapStream } from '../../src/net/stream-io.ts'
 import { coalesceWindowUpdates } from '../../src/net/window-updates.ts'
 import { guardedMuxerFactory } from '../../src/net/yamux-guard.ts'
-import { random, readAll, sha256 } from './helpers.ts'
+import { echoStream, random, readAll, sha256 } from './helpers.ts'
 
 const KiB = 1024
 const WINDOW = 256 * KiB
@@ -113,11 +113,7 @@ describe('on real connections (guardedMuxerFactory)', () => {
     nodes.push(n)
     await n.handle(ECHO, (stream: Stream) => {
       streams.push(stream)
-      const s = wrapStream(stream)
-      void (async () => {
-        for await (const d of s.incoming) await s.write([d.subarray()])
-        await s.closeWrite()
-      })().catch((err: Error) => s.abort(err))
+      echoStream(stream)
     })
     return n
   }
