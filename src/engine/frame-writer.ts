@@ -41,13 +41,18 @@ export class FrameWriter {
         new TooManyRequestsError(`more than ${this.#maxQueued} frames waiting to be sent`),
       )
     }
-    const parts = Array.isArray(msg)
-      ? msg.flatMap((m: TransferMessage) => encodeMessage(m, this.#maxFrame))
-      : encodeMessage(msg as TransferMessage, this.#maxFrame)
+    const parts = isFrameList(msg)
+      ? msg.flatMap((m) => encodeMessage(m, this.#maxFrame))
+      : encodeMessage(msg, this.#maxFrame)
     this.#queued++
     const p = this.#tail.then(() => this.#stream.write(parts, opts))
     const settled = p.finally(() => this.#queued--)
     this.#tail = settled.catch(() => {})
     return settled
   }
+}
+
+/** `Array.isArray` does not narrow a readonly array out of a union. */
+function isFrameList(m: TransferMessage | readonly TransferMessage[]): m is readonly TransferMessage[] {
+  return Array.isArray(m)
 }

@@ -288,21 +288,21 @@ class ServerSession {
     try {
       // One index ahead, so the request's last chunk is known when it is sent: it takes the end along.
       let next = indices.next()
+      const sendOldest = async (): Promise<void> => {
+        const chunk = await ahead.shift()!
+        await this.#sendChunk(req.requestId, chunk, next.done === true && ahead.length === 0)
+      }
       while (next.done !== true) {
         if (this.#cancelled.has(req.requestId) || signal.aborted) break
         ahead.push(this.#startEncode(content, next.value, signal))
         next = indices.next()
-        if (ahead.length >= this.#ctx.limits.readAhead) {
-          const chunk = await ahead.shift()!
-          await this.#sendChunk(req.requestId, chunk, next.done === true && ahead.length === 0)
-        }
+        if (ahead.length >= this.#ctx.limits.readAhead) await sendOldest()
       }
       while (ahead.length > 0 && !this.#cancelled.has(req.requestId)) {
         // Measured: without this the sender's loop spent ~20 % of a transfer waiting for the
         // first chunk of each request (1.2 s of 6 s for 1 GiB at 8 chunks a request).
         this.#prefetchNext(ahead.length, signal)
-        const chunk = await ahead.shift()!
-        await this.#sendChunk(req.requestId, chunk, ahead.length === 0)
+        await sendOldest()
       }
     } finally {
       await releaseAll(ahead)

@@ -3,6 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { type EngineOptions, resolveEngineConfig } from '../../src/engine/config.ts'
 import { Engine } from '../../src/engine/engine.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { eventually } from '../support/wait.ts'
 
 const KiB = 1024
 
@@ -16,14 +17,6 @@ function countOpens(engine: Engine): { readonly opened: number } {
     return open(...args)
   }
   return counter
-}
-
-async function eventually(check: () => boolean, what: string, ms = 5000): Promise<void> {
-  const until = Date.now() + ms
-  while (!check()) {
-    if (Date.now() > until) throw new Error(`timed out waiting for: ${what}`)
-    await new Promise((r) => setTimeout(r, 10))
-  }
 }
 
 describe('sessions kept open between fetches from one peer', () => {

@@ -4,6 +4,8 @@ import { afterEach } from 'vitest'
 import type { FrameStream } from '../../src/net/index.ts'
 import { Network, type NetworkOptions, wrapStream } from '../../src/net/index.ts'
 
+export { eventually, sleep } from '../support/wait.ts'
+
 const started: Network[] = []
 
 /** Networks made here are stopped after each test, whatever happened. */
@@ -35,17 +37,6 @@ export function random(n: number): Uint8Array {
 export async function writeAll(s: FrameStream, data: Uint8Array, part = 256 * 1024): Promise<void> {
   for (let off = 0; off < data.byteLength; off += part) await s.write([data.subarray(off, off + part)])
 }
-
-/** Polls `cond` until true; fails with `what` after `ms`. For state that settles asynchronously, not for timing. */
-export async function eventually(cond: () => boolean, what: string, ms = 5_000): Promise<void> {
-  const end = Date.now() + ms
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`)
-    await new Promise((r) => setTimeout(r, 20))
-  }
-}
-
-export const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms))
 
 /** Echoes a raw libp2p stream back to its sender until the sender closes its side. */
 export function echoStream(stream: Stream): void {
