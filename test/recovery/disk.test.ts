@@ -103,6 +103,14 @@ describe('destination errors', () => {
     expect(await fails(join(dir, 'no', 'such', 'folder', 'x'))).toBeInstanceOf(DestinationInvalidError)
   })
 
+  it('the folder is a file: DESTINATION_INVALID naming the path', async () => {
+    const f = join(dir, 'plain-file')
+    await writeFile(f, 10, 'random')
+    const err = await fails(join(f, 'x'))
+    expect(err).toBeInstanceOf(DestinationInvalidError)
+    expect((err as Error).message).toContain(f)
+  })
+
   describe.skipIf(!isRoot)(`on real filesystems${NEEDS_ROOT}`, () => {
     it('no space left mid-transfer: NO_SPACE at once, the journal agrees with the part file; with space back it resumes', async () => {
       const m = await tmpfs('small', '24m')
