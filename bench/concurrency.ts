@@ -7,7 +7,7 @@
  *   HAUL_BENCH_DURATION_S=300 ...                       # per-phase deadline (default 240 s)
  *   HAUL_BENCH_REF_MIB=512 ...                          # reference transfer size (default 256 MiB)
  *   HAUL_BENCH_REF_ROUNDS=5 ...                         # reference transfers, median taken (default 3)
- *   HAUL_BENCH_EXEC_ARGV="--max-semi-space-size=1 --trace-gc" ...  # the engine processes' node flags
+ *   HAUL_BENCH_EXEC_ARGV="--max-semi-space-size=1 --trace-gc" ...  # the engine processes' node flags (default: src/process-flags.ts)
  *   HAUL_BENCH_PHASES=1 ...                             # only phase 1 (1,000 transfers); "2" only the 10,000
  *   HAUL_BENCH_PHASES=3 ...                             # 3,000 x 16 KiB: the fixed cost of a transfer
  *

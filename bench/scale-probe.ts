@@ -20,6 +20,7 @@ import { writeHeapSnapshot } from 'node:v8'
 import { createEngine, type EngineOptions } from '../dist/index.js'
 import { PEER_SCRIPT } from '../dist/loadtest/index.js'
 import type { FromPeer, ToPeer } from '../src/loadtest/peer.ts'
+import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
 import { mulberry32, writeRandomFile } from '../src/util/random.ts'
 
 const KiB = 1024
@@ -35,7 +36,7 @@ const work = await mkdtemp(join(tmpdir(), 'haul-probe-'))
 await mkdir(join(work, 'out'))
 const child = fork(PEER_SCRIPT, [], {
   stdio: ['ignore', 'ignore', 'inherit', 'ipc'],
-  execArgv: ['--max-semi-space-size=1'],
+  execArgv: [...ENGINE_NODE_FLAGS],
 })
 const next = <T extends FromPeer>(pred: (m: FromPeer) => boolean): Promise<T> =>
   new Promise((resolve) => {

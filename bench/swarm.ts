@@ -20,6 +20,7 @@ import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { joinTickets } from '../dist/engine/swarm/ticket.js'
+import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
 import { ensureRandomFile, MiB } from './lib/proc.ts'
 
 interface Stats {
@@ -44,7 +45,7 @@ const dest = join(tmpdir(), `haul-swarm-${process.pid}.out`)
 function start(args: string[]): ChildProcess {
   return fork(peer, args, {
     stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: ['--max-semi-space-size=1'],
+    execArgv: [...ENGINE_NODE_FLAGS],
   })
 }
 function next<T>(child: ChildProcess, type: string): Promise<T> {

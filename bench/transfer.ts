@@ -17,6 +17,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
+import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
 import { ensureRandomFile, ensureTextFile, MB, sizeFromEnv } from './lib/proc.ts'
 import { measureRawStream } from './lib/raw-stream.ts'
 
@@ -37,9 +38,9 @@ const dest = join(tmpdir(), `haul-bench-${process.pid}.out`)
 const runNaive = process.env.HAUL_BENCH_NAIVE !== '0' && size < 2 * 1024 ** 3
 
 function start(args: string[]): ChildProcess {
-  // Peers run with the flag the haul bin uses (see bin/haul.js); override with e.g.
+  // Peers run with the flags the haul bin uses (src/process-flags.ts); override with e.g.
   // HAUL_BENCH_EXEC_ARGV="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile both peers.
-  const execArgv = (process.env.HAUL_BENCH_EXEC_ARGV ?? '--max-semi-space-size=1').split(' ').filter(Boolean)
+  const execArgv = process.env.HAUL_BENCH_EXEC_ARGV?.split(' ').filter(Boolean) ?? [...ENGINE_NODE_FLAGS]
   return fork(peer, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
 }
 function next<T>(child: ChildProcess, type: string): Promise<T> {

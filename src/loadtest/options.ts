@@ -1,5 +1,6 @@
 import type { EngineOptions } from '../engine/config.ts'
 import { ConfigInvalidError } from '../errors.ts'
+import { ENGINE_NODE_FLAGS } from '../process-flags.ts'
 import { type LoadTestFaultSpec, verifyFaultSpec } from './faults.ts'
 
 /** How transfer sizes are drawn: uniform in bytes, or log-uniform (as many small files as large ones per decade). */
@@ -46,7 +47,7 @@ export interface LoadTestOptions {
   seed?: number
   /** Options of every engine process (JSON-serialisable). @default { workers: 1 } */
   engine?: EngineOptions
-  /** Node flags of the engine processes. @default ['--max-semi-space-size=1'] (as the haul bin) */
+  /** Node flags of the engine processes. @default ENGINE_NODE_FLAGS (as the haul bin; src/process-flags.ts) */
   execArgv?: string[]
   /**
    * Faults: cut connections at random intervals, stall links, slow them (`LoadTestFaultSpec`,
@@ -82,7 +83,7 @@ export function resolveLoadTestOptions(o: LoadTestOptions = {}): ResolvedLoadTes
     workDir: o.workDir,
     seed: o.seed ?? 1,
     engine: o.engine ?? { workers: 1 },
-    execArgv: [...(o.execArgv ?? ['--max-semi-space-size=1'])],
+    execArgv: [...(o.execArgv ?? ENGINE_NODE_FLAGS)],
     faults: o.faults,
     onSample: o.onSample,
     signal: o.signal,
