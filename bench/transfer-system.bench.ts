@@ -7,6 +7,10 @@
  *
  *   npx node bench/transfer-system.bench.ts                 # 64 and 1,024 live
  *   SYSTEM_BENCH_LIVE=64,4096 SYSTEM_BENCH_TIME_MS=1000 npx node bench/transfer-system.bench.ts
+ *   npx node --expose-gc bench/transfer-system.bench.ts     # and the heap after 20,000-transfer rounds
+ *
+ * With --expose-gc it then runs rounds of 20,000 transfers (64 at a time) through one system and
+ * prints the heap after a full GC: flat when nothing is kept per finished transfer.
  */
 
 import { Bench } from 'tinybench'
@@ -59,4 +63,25 @@ for (const live of lives) {
   console.log(
     `  ${String(live).padStart(6)} live: one parent ${one.toFixed(1)}, ${SHARDS} shards ${sharded.toFixed(1)} (${(one / sharded).toFixed(2)}x faster)`,
   )
+}
+
+const gc = (globalThis as { gc?: () => void }).gc
+if (gc !== undefined) {
+  const system = new TransferSystem()
+  let n = 0
+  const heap: string[] = []
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 20_000; i += 64) {
+      const batch = Array.from({ length: 64 }, () => {
+        const id = `h-${n++}`
+        return [id, system.spawn(id, job(now))] as const
+      })
+      await Promise.all(batch.map(([, a]) => outputOf(a)))
+      for (const [id] of batch) system.reap(id)
+    }
+    gc()
+    heap.push((process.memoryUsage().heapUsed / 1e6).toFixed(1))
+  }
+  system.stop()
+  console.log(`heap after each 20,000 transfers (MB, after a full GC): ${heap.join(', ')}`)
 }

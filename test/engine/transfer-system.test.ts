@@ -45,6 +45,25 @@ describe('TransferSystem', () => {
     system.stop()
   })
 
+  it('names machines by reused slots, so XState sees a bounded set of child names', async () => {
+    // Each child's end reaches its parent as `xstate.done.actor.<name>`, and XState caches per
+    // event type on the shared machine: names that never repeat grew that cache for good.
+    const system = new TransferSystem()
+    const names = new Set<string>()
+    const live = SHARDS * 2
+    for (let round = 0; round < 5; round++) {
+      const jobs = Array.from({ length: live }, () => job())
+      const actors = jobs.map((j, i) => system.spawn(`r${round}-${i}`, j.job))
+      for (const a of actors) names.add(a.id)
+      for (const j of jobs) j.finish()
+      await Promise.all(actors.map(outputOf))
+      for (let i = 0; i < live; i++) system.reap(`r${round}-${i}`)
+    }
+    // 5 × 128 transfers, never more than 2 live per shard: 2 names.
+    expect([...names].sort()).toEqual(['t0', 't1'])
+    system.stop()
+  })
+
   it('cancels only the named transfer, and a reaped id can run again', async () => {
     const system = new TransferSystem()
     const a = job()
