@@ -54,8 +54,11 @@ for (const live of lives) {
 await bench.run()
 for (const s of systems) s.stop()
 
-const usPer = (name: string): number =>
-  (bench.getTask(name)?.result as { latency: { mean: number } }).latency.mean * 1000
+const usPer = (name: string): number => {
+  const r = bench.getTask(name)?.result as { latency?: { mean: number } } | undefined
+  if (r?.latency === undefined) throw new Error(`bench: no result for ${name}`)
+  return r.latency.mean * 1000
+}
 console.log('one transfer machine, spawn to reap (µs, mean):')
 for (const live of lives) {
   const one = usPer(`${live} live, one parent`)
