@@ -1,7 +1,12 @@
 import { describe, expect, it } from 'vitest'
-import { decodeSwarmTicket, encodeSwarmTicket, joinTickets } from '../../src/engine/swarm/ticket.ts'
+import {
+  DecodedTickets,
+  decodeSwarmTicket,
+  encodeSwarmTicket,
+  joinTickets,
+} from '../../src/engine/swarm/ticket.ts'
 import { decodeTicket, encodeTicket } from '../../src/engine/ticket.ts'
-import { TicketInvalidError } from '../../src/errors.ts'
+import { InvalidArgumentError, TicketInvalidError } from '../../src/errors.ts'
 import { base32Decode, base32Encode } from '../../src/util/base32.ts'
 
 const cid = Uint8Array.from({ length: 32 }, (_, i) => i * 7)
@@ -52,5 +57,45 @@ describe('multi-provider tickets', () => {
   it('refuses too many providers when encoding', () => {
     const many = Array.from({ length: 17 }, (_, i) => ({ peerId: `p${i}`, addrs: ['/ip4/1.1.1.1/tcp/1'] }))
     expect(() => encodeSwarmTicket({ cid, providers: many })).toThrow(TicketInvalidError)
+  })
+
+  describe('DecodedTickets', () => {
+    const ticketOf = (n: number) => encodeSwarmTicket({ cid: new Uint8Array(32).fill(n), providers: [a, b] })
+
+    it('decodes a text once and shares the frozen result', () => {
+      const cache = new DecodedTickets(4)
+      const t = ticketOf(1)
+      const first = cache.decode(t)
+      expect(first).toEqual(decodeSwarmTicket(t))
+      expect(cache.decode(t)).toBe(first)
+      expect(Object.isFrozen(first) && Object.isFrozen(first.providers)).toBe(true)
+      expect(first.providers.every((p) => Object.isFrozen(p) && Object.isFrozen(p.addrs))).toBe(true)
+      expect(() => (first.providers[0]!.addrs as string[]).push('/ip4/10.0.0.9/tcp/1')).toThrow(TypeError)
+    })
+
+    it('keeps at most max texts, evicting the least recently used', () => {
+      const cache = new DecodedTickets(2)
+      const [t1, t2, t3] = [ticketOf(1), ticketOf(2), ticketOf(3)]
+      const d1 = cache.decode(t1)
+      const d2 = cache.decode(t2)
+      expect(cache.decode(t1)).toBe(d1) // t1 is now the most recent: t2 goes next
+      cache.decode(t3)
+      expect(cache.size).toBe(2)
+      expect(cache.decode(t1)).toBe(d1)
+      expect(cache.decode(t2)).not.toBe(d2)
+      expect(cache.size).toBe(2)
+    })
+
+    it('does not keep what fails to decode, and max 0 keeps nothing', () => {
+      const cache = new DecodedTickets(4)
+      expect(() => cache.decode('haul1notaticket')).toThrow(TicketInvalidError)
+      expect(() => cache.decode('haul1notaticket')).toThrow(TicketInvalidError)
+      expect(cache.size).toBe(0)
+      const none = new DecodedTickets(0)
+      const t = ticketOf(1)
+      expect(none.decode(t)).not.toBe(none.decode(t))
+      expect(none.size).toBe(0)
+      expect(() => new DecodedTickets(-1)).toThrow(InvalidArgumentError)
+    })
   })
 })
