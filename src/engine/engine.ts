@@ -78,13 +78,13 @@ export interface TransferHandle {
   swarmStats(): SwarmStats | undefined
 }
 
+/** Decoded tickets an engine keeps for its next fetches (see DecodedTickets). */
+export const DECODED_TICKETS = 256
+
 /**
  * A haul engine: one libp2p node, one worker pool and one memory budget shared
  * by everything it publishes and fetches.
  */
-/** Decoded tickets an engine keeps for its next fetches (see DecodedTickets). */
-export const DECODED_TICKETS = 256
-
 export class Engine {
   readonly config: EngineConfig
   readonly network: Network
