@@ -161,6 +161,11 @@ export class StreamClosedError extends HaulError {
   override readonly name = 'StreamClosedError'
   readonly code = 'STREAM_CLOSED'
 }
+/** A failure from a stream's machinery as a HaulError: a HaulError as it is, anything else STREAM_CLOSED. */
+export function asStreamFailure(err: unknown): HaulError {
+  return isHaulError(err) ? err : new StreamClosedError(`stream failed: ${String(err)}`, { cause: err })
+}
+
 export class TooManyRequestsError extends HaulError {
   override readonly name = 'TooManyRequestsError'
   readonly code = 'TOO_MANY_REQUESTS'

@@ -1,6 +1,7 @@
 import type { Uint8ArrayList } from 'uint8arraylist'
 import {
   AbortedError,
+  asStreamFailure,
   errorFromWire,
   type HaulError,
   ProtocolViolationError,
@@ -72,7 +73,7 @@ export class RemoteSession {
     const session = new RemoteSession(stream, decoder, opts)
     session
       .#send({ type: 'hello', version: PROTOCOL_VERSION, codecs: [...CODECS], maxFrame: opts.maxFrame })
-      .catch((err) => session.#shutdown(asHaulError(err)))
+      .catch((err) => session.#shutdown(asStreamFailure(err)))
     void session.#readLoop(stream.incoming[Symbol.asyncIterator]())
     return session
   }
@@ -177,7 +178,7 @@ export class RemoteSession {
         ),
       )
     } catch (err) {
-      const e = asHaulError(err)
+      const e = asStreamFailure(err)
       this.#shutdown(e)
       this.stream.abort(e)
     }
@@ -209,10 +210,4 @@ export class RemoteSession {
     for (const p of [...this.#pending.values()]) p.reject(err)
     this.#pending.clear()
   }
-}
-
-function asHaulError(err: unknown): HaulError {
-  return typeof (err as HaulError)?.code === 'string'
-    ? (err as HaulError)
-    : new StreamClosedError(`stream failed: ${String(err)}`, { cause: err })
 }

@@ -54,9 +54,10 @@ type ShardActor = ActorRefFrom<typeof shardMachine>
  */
 interface Placement {
   readonly shard: number
-  readonly name: string
   readonly slot: number
 }
+
+const childName = (slot: number): string => `t${slot}`
 
 /** An engine's running transfer machines, by transfer id. Started on construction. */
 export class TransferSystem {
@@ -90,10 +91,10 @@ export class TransferSystem {
     if (this.#placed.has(id)) throw new InvalidArgumentError(`transfer ${id} is already running`)
     let shard = 0
     for (let i = 1; i < this.#load.length; i++) if (this.#load[i]! < this.#load[shard]!) shard = i
-    // A new slot only when none is free: its number is below the shard's load.
+    // A new slot only when none is free, and then slots 0 .. load − 1 are all in use.
     const slot = this.#freeSlots[shard]!.pop() ?? this.#load[shard]!
-    const name = `t${slot}`
-    this.#placed.set(id, { shard, name, slot })
+    const name = childName(slot)
+    this.#placed.set(id, { shard, slot })
     this.#load[shard]!++
     const parent = this.#shards[shard]!
     parent.send({ type: 'transfer.start', id: name, job })
@@ -102,7 +103,7 @@ export class TransferSystem {
 
   cancel(id: string): void {
     const p = this.#placed.get(id)
-    if (p !== undefined) this.#shards[p.shard]!.send({ type: 'transfer.cancel', id: p.name })
+    if (p !== undefined) this.#shards[p.shard]!.send({ type: 'transfer.cancel', id: childName(p.slot) })
   }
 
   /** Stops a finished transfer's machine, so its id is free again. */
@@ -110,7 +111,7 @@ export class TransferSystem {
     const p = this.#placed.get(id)
     if (p === undefined) return
     this.#placed.delete(id)
-    this.#shards[p.shard]!.send({ type: 'transfer.reap', id: p.name })
+    this.#shards[p.shard]!.send({ type: 'transfer.reap', id: childName(p.slot) })
     this.#load[p.shard]!--
     this.#freeSlots[p.shard]!.push(p.slot)
   }

@@ -1,10 +1,10 @@
 import type { DescriptorHeader } from '../../descriptor/header.ts'
 import type { VerifiedLeafTable } from '../../descriptor/verified.ts'
 import {
+  asStreamFailure,
   ChunkVerificationError,
   DecompressionError,
   type HaulError,
-  isHaulError,
   NoProviderError,
   ProtocolViolationError,
   StreamClosedError,
@@ -266,7 +266,7 @@ export class SwarmFetcher {
   #requestFailed(req: Request, err: unknown): void {
     if (req.ctrl.signal.aborted) return // cancelled by us: duplicates, a dropped peer, the end
     const link = req.link
-    const e = toHaul(err)
+    const e = asStreamFailure(err)
     if (e.code === 'TIMEOUT') {
       link.stalls++
       // A stall: this request's chunks and every other one in flight at the peer go to others.
@@ -377,7 +377,7 @@ export class SwarmFetcher {
         }
       } catch (err) {
         if (signal.aborted) return
-        const e = toHaul(err)
+        const e = asStreamFailure(err)
         // A connect started under another signal (the transfer's resolve step, since left): again, at once.
         if (e.code === 'ABORTED') continue
         if (!(isTransient(e) || e.code === 'CONTENT_NOT_FOUND')) return this.#ban(link, e)
@@ -393,9 +393,4 @@ export class SwarmFetcher {
       await link.sleep(swarm.haveIntervalMs, signal)
     }
   }
-}
-
-function toHaul(err: unknown): HaulError {
-  if (isHaulError(err)) return err
-  return new StreamClosedError(`stream failed: ${String(err)}`, { cause: err })
 }
