@@ -21,6 +21,14 @@ import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
 
 export type { NetworkOptions } from './options.ts'
 
+/** Tries of one stream open across connections that go away under it. */
+const OPEN_ATTEMPTS = 3
+
+/** libp2p errors of a connection that can carry no new stream: closing, closed, or its muxer aborted. */
+const CONNECTION_GONE = new Set(['ConnectionClosedError', 'ConnectionClosingError', 'MuxerClosedError'])
+/** libp2p errors of a stream cut while it was being opened (a connection going away, a peer refusing). */
+const OPEN_CUT = new Set(['StreamResetError', 'StreamAbortedError', 'StreamStateError'])
+
 interface PeerState {
   readonly slots: Slots
   readonly outbound: Set<FrameStream>
@@ -41,6 +49,12 @@ export class Network {
   readonly #peers = new Map<string, PeerState>()
   readonly #stop = new AbortController()
   #stopped: Promise<void> | undefined
+  /** Connections on which a stream was negotiated or accepted: the peer's side of them is set up. */
+  readonly #ready = new WeakSet<Connection>()
+  /** Per connection not proven yet, the one open in flight on it; other opens wait for it. */
+  readonly #proving = new WeakMap<Connection, Promise<void>>()
+  /** Duplicate connections waiting to be closed once idle. */
+  readonly #retiring = new WeakSet<Connection>()
 
   private constructor(
     node: Libp2p,
@@ -223,6 +237,8 @@ export class Network {
     idleTimeoutMs: number,
   ): void {
     const key = connection.remotePeer.toString()
+    // The peer opened this stream through its connection object, so its side is set up.
+    this.#ready.add(connection)
     if (this.#stop.signal.aborted) {
       raw.abort(new AbortedError('the network was stopped'))
       return
@@ -259,6 +275,13 @@ export class Network {
     })()
   }
 
+  /**
+   * Opens a raw stream, on the peer's canonical connection or a new one. The open is retried on
+   * another connection when the one it tried was going away (closed by the peer, a duplicate being
+   * closed, a muxer that was aborted): nothing has been sent yet, so the caller never sees that
+   * churn. A connection whose muxer refuses streams while its socket stays open is aborted here, so
+   * the next open dials afresh instead of failing on it forever.
+   */
   async #newStream(
     state: PeerState,
     peerId: PeerId,
@@ -266,19 +289,31 @@ export class Network {
     protocol: string,
     signal: AbortSignal | undefined,
   ): Promise<Stream> {
-    for (let attempt = 0; ; attempt++) {
+    for (let failures = 0; ; ) {
       const conn = await this.#connect(state, peerId, addrs, signal)
+      // Until one stream is negotiated on a connection, the peer may not have attached its stream
+      // handler yet and keeps what arrives as "early streams", aborting the whole connection past
+      // its limit (libp2p's default is 10). So opens on an unproven connection go one at a time.
+      const proving = this.#proving.get(conn)
+      if (proving !== undefined) {
+        await raceSignal(proving, signal)
+        continue
+      }
+      const proven = this.#ready.has(conn)
+      const settle = proven ? undefined : Promise.withResolvers<void>()
+      if (settle !== undefined) this.#proving.set(conn, settle.promise)
       const opSignal = this.#opSignal(signal)
       try {
-        return await conn.newStream(protocol, {
+        const stream = await conn.newStream(protocol, {
           signal: opSignal,
           maxOutboundStreams: this.#o.maxStreamsPerPeer * 2 + 8,
         })
+        this.#ready.add(conn)
+        return stream
       } catch (err) {
-        const name = (err as Error).name
         if (signal?.aborted) throw new AbortedError()
         this.#assertRunning()
-        if (name === 'UnsupportedProtocolError') {
+        if ((err as Error).name === 'UnsupportedProtocolError') {
           throw new UnsupportedVersionError(
             `peer ${peerId} does not speak ${protocol}: upgrade the older side`,
             {
@@ -286,22 +321,28 @@ export class Network {
             },
           )
         }
-        // A connection that died under us (stale, or closed by the peer) gets one fresh dial.
-        if (attempt === 0 && conn.status !== 'open') continue
         if (opSignal.aborted) {
           throw new TimeoutError(
             `peer ${peerId} did not accept a ${protocol} stream within ${this.#o.connectTimeoutMs} ms`,
-            {
-              cause: err,
-            },
+            { cause: err },
           )
         }
+        const name = (err as Error).name
+        const gone = conn.status !== 'open' || CONNECTION_GONE.has(name)
+        // A socket still open under a muxer that refuses streams would fail every open from now on.
+        if (gone && conn.status === 'open') conn.abort(err as Error)
+        if ((gone || OPEN_CUT.has(name)) && ++failures < OPEN_ATTEMPTS) continue
         throw new StreamClosedError(
           `cannot open a ${protocol} stream to peer ${peerId}: ${(err as Error).message}`,
           {
             cause: err,
           },
         )
+      } finally {
+        if (settle !== undefined) {
+          this.#proving.delete(conn)
+          settle.resolve()
+        }
       }
     }
   }
@@ -334,19 +375,29 @@ export class Network {
   }
 
   /**
-   * When both peers dial each other at once there are two connections. Both
-   * sides then prefer the one dialed by the smaller peer id, so new streams
-   * converge on it, and a duplicate is closed as soon as it carries no stream.
+   * When both peers dial each other at once there are two connections. Both sides then prefer the
+   * one dialed by the smaller peer id, so new streams converge on it. The other is closed once it
+   * has carried no stream for `connectTimeoutMs`: by then both sides see both connections and
+   * prefer the same one, so neither can be opening a stream on the duplicate as it closes.
    */
   #canonical(peerId: PeerId): Connection | undefined {
     const open = this.#node.getConnections(peerId).filter((c) => c.status === 'open')
     if (open.length <= 1) return open[0]
     const weDialFirst = this.#node.peerId.toString() < peerId.toString()
     const preferred = open.find((c) => (c.direction === 'outbound') === weDialFirst) ?? open[0]!
-    for (const c of open) {
-      if (c !== preferred && c.streams.length === 0) void c.close().catch(() => {})
-    }
+    for (const c of open) if (c !== preferred) this.#retireWhenIdle(c)
     return preferred
+  }
+
+  #retireWhenIdle(conn: Connection): void {
+    if (this.#retiring.has(conn)) return
+    this.#retiring.add(conn)
+    const check = (): void => {
+      if (conn.status !== 'open' || this.#stop.signal.aborted) return
+      if (conn.streams.length === 0) void conn.close().catch(() => {})
+      else setTimeout(check, this.#o.connectTimeoutMs).unref()
+    }
+    setTimeout(check, this.#o.connectTimeoutMs).unref()
   }
 
   async #dial(peerId: PeerId, addrs: Multiaddr[]): Promise<Connection> {

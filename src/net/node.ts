@@ -26,6 +26,16 @@ export type { NodeOptions, YamuxTuning } from './options.ts'
  */
 const READ_BUFFER_SLACK = 64 * KiB
 
+/**
+ * Streams a peer may open on a new connection before our side of it is set up. libp2p's muxer
+ * keeps such early streams until the connection's stream handler is attached and aborts the
+ * whole connection past the limit (10 by default), which a peer opening a burst of streams the
+ * moment its dial completes reached whenever this side was busy. haul's own dialer opens one
+ * stream on a connection until one has been negotiated (network.ts); this bound is for other
+ * dialers, and equals the default per-peer inbound stream limit.
+ */
+export const MAX_EARLY_STREAMS = 64
+
 /** A logger that logs nothing; `newScope` returns itself. */
 const silent: Logger = Object.assign(() => {}, {
   error: () => {},
@@ -78,6 +88,7 @@ export async function startLibp2p(
   const yamuxFactory = yamux({
     enableKeepAlive: true,
     keepAliveInterval: y.keepAliveIntervalMs,
+    maxEarlyStreams: MAX_EARLY_STREAMS,
     streamOptions: {
       initialStreamWindowSize: initialWindow,
       maxStreamWindowSize: maxWindow,
