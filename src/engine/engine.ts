@@ -6,6 +6,7 @@ import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import { Admission } from './admission.ts'
+import { BudgetShare } from './budget-share.ts'
 import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
@@ -78,6 +79,15 @@ export interface TransferHandle {
   swarmStats(): SwarmStats | undefined
 }
 
+/**
+ * The part of the memory budget fetches may hold: all but a quarter, which stays for serving, so
+ * engines fetching from each other can always serve (see budget-share.ts). A quarter of a budget
+ * of at least 4 chunks holds the largest chunk a server reads.
+ */
+export function fetchShareOf(memoryBudget: number): number {
+  return memoryBudget - Math.floor(memoryBudget / 4)
+}
+
 /** Decoded tickets an engine keeps for its next fetches (see DecodedTickets). */
 export const DECODED_TICKETS = 256
 
@@ -90,6 +100,8 @@ export class Engine {
   readonly network: Network
   readonly pool: WorkerPool
   readonly budget: MemoryBudget
+  /** What fetches lease through: the budget less what is kept for serving. */
+  readonly #fetchBudget: BudgetShare
   readonly #registry = new ContentRegistry()
   /** Per resolved path, the publish in progress: the next one for that path waits for it. */
   readonly #publishing = new Map<string, Promise<void>>()
@@ -124,6 +136,7 @@ export class Engine {
     this.network = network
     this.pool = pool
     this.budget = budget
+    this.#fetchBudget = new BudgetShare(budget, fetchShareOf(budget.limit))
     this.#buffers = new BufferRecycler(budget, config.buffers)
     this.#sessions = new SessionPool(config.sessions)
     this.#directWrites = config.directWrites.enabled
@@ -287,7 +300,7 @@ export class Engine {
             {
               network: this.network,
               pool: this.pool,
-              budget: this.budget,
+              budget: this.#fetchBudget,
               buffers: this.#buffers,
               limits: this.config.fetch,
               timeouts: this.config.timeouts,
@@ -367,7 +380,7 @@ export class Engine {
       {
         network: this.network,
         pool: this.pool,
-        budget: this.budget,
+        budget: this.#fetchBudget,
         buffers: this.#buffers,
         limits: c.fetch,
         timeouts: c.timeouts,

@@ -15,7 +15,7 @@ import type { Codec, LeafEntry } from '../types.ts'
 import { ownsBuffer } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
-import type { Lease, MemoryBudget } from './memory-budget.ts'
+import type { Budget, Lease } from './memory-budget.ts'
 import type { ProgressMeter } from './progress.ts'
 import type { RateLimiter } from './rate-limit.ts'
 import type { RemoteSession } from './remote-session.ts'
@@ -46,7 +46,7 @@ export interface FetchContext {
   readonly cid: Uint8Array
   readonly session: RemoteSession
   readonly pool: WorkerPool
-  readonly budget: MemoryBudget
+  readonly budget: Budget
   /** Recycles payload and output buffers once a chunk is on disk. */
   readonly buffers?: BufferRecycler
   readonly limits: FetchLimits

@@ -37,6 +37,16 @@ export interface Lease {
   release(): void
 }
 
+/** What a holder of chunk memory needs of a budget: the engine's whole one, or a share of it (budget-share.ts). */
+export interface Budget {
+  /** The most that may be leased through this budget at once. */
+  readonly limit: number
+  readonly used: number
+  readonly available: number
+  acquire(bytes: number, opts?: AcquireOptions): Promise<Lease>
+  tryAcquire(bytes: number): Lease | undefined
+}
+
 /** Gives memory back under pressure; returns the bytes it freed (by releasing leases). */
 export type Reclaimer = (needed: number) => number
 
@@ -88,7 +98,7 @@ class BudgetLease implements Lease {
 // Set in the MemoryBudget class body so leases can return bytes without a public method.
 let giveBack: (budget: MemoryBudget, bytes: number) => void
 
-export class MemoryBudget {
+export class MemoryBudget implements Budget {
   readonly #limit: number
   #used = 0
   #peak = 0

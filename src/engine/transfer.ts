@@ -14,7 +14,7 @@ import {
   ProgressThrottle,
   transferResult,
 } from './local-transfer.ts'
-import type { MemoryBudget } from './memory-budget.ts'
+import type { Budget } from './memory-budget.ts'
 import type { TransferProgress } from './progress.ts'
 import type { RateLimiter } from './rate-limit.ts'
 import type { Rehasher } from './rehash.ts'
@@ -53,7 +53,7 @@ export interface FetchResult {
 export interface FetchJobDeps {
   readonly network: Network
   readonly pool: WorkerPool
-  readonly budget: MemoryBudget
+  readonly budget: Budget
   /** Where payload buffers come from and go back to once written. */
   readonly buffers?: BufferRecycler
   readonly limits: FetchLimits

@@ -5,7 +5,7 @@ import { MAX_HAVE_REQUEST_BITS, PROTOCOL_ID } from '../../protocol/messages.ts'
 import type { WorkerPool } from '../../workers/pool.ts'
 import type { BufferRecycler } from '../buffer-recycler.ts'
 import { type FetchContext, type FetchLimits, fetchHeader } from '../fetcher.ts'
-import type { MemoryBudget } from '../memory-budget.ts'
+import type { Budget } from '../memory-budget.ts'
 import { RemoteSession } from '../remote-session.ts'
 import type { TransferTimeouts } from '../transfer.ts'
 import { Bitset, type Have } from './have.ts'
@@ -15,7 +15,7 @@ export interface LinkDeps {
   readonly cid: Uint8Array
   readonly network: Network
   readonly pool: WorkerPool
-  readonly budget: MemoryBudget
+  readonly budget: Budget
   readonly limits: FetchLimits
   readonly timeouts: TransferTimeouts
   readonly maxFrame: number

@@ -1,0 +1,143 @@
+/**
+ * A part of the engine's memory budget that one role may hold at most: the fetching side of an
+ * engine leases through a share of `memoryBudget - serveReserve`, so serving always finds room.
+ *
+ * Why: every engine both serves and fetches. With one pool, two engines fetching from each other
+ * could each lend their whole budget to their own fetch windows; each one's server then waits for
+ * memory to read the chunks the other is waiting for, and both stall until their streams time
+ * out (seen: 400 transfers in a two-process mesh, every one stuck at 0 B/s). A fetch lease comes
+ * back only when the peer serves, a serve lease as soon as the peer reads. With the fetches held
+ * below the whole budget, a serve request no larger than `serveReserve` waits at most for other
+ * serve leases, which free themselves, so serving on both sides always moves.
+ *
+ * Waiters over the share's cap queue here, first come first served, and reach the engine budget
+ * (itself first come first served) only once they fit the cap.
+ */
+import { AbortedError, BudgetExceededError } from '../errors.ts'
+import {
+  type AcquireOptions,
+  type Budget,
+  checkBytes,
+  type Lease,
+  type MemoryBudget,
+  throwIfAborted,
+} from './memory-budget.ts'
+
+interface Waiter {
+  readonly bytes: number
+  readonly opts: AcquireOptions
+  readonly resolve: (lease: Lease) => void
+  readonly reject: (err: unknown) => void
+  onAbort: (() => void) | undefined
+}
+
+export class BudgetShare implements Budget {
+  readonly #parent: MemoryBudget
+  readonly #cap: number
+  #used = 0
+  readonly #waiters: Waiter[] = []
+
+  constructor(parent: MemoryBudget, cap: number) {
+    checkBytes(cap)
+    this.#parent = parent
+    this.#cap = Math.min(cap, parent.limit)
+  }
+
+  /** The most this share holds at once. */
+  get limit(): number {
+    return this.#cap
+  }
+
+  /** Bytes leased through this share (granted, or reserved and waiting at the engine budget). */
+  get used(): number {
+    return this.#used
+  }
+
+  get available(): number {
+    return Math.max(0, Math.min(this.#cap - this.#used, this.#parent.available))
+  }
+
+  get waiting(): number {
+    return this.#waiters.length
+  }
+
+  acquire(bytes: number, opts: AcquireOptions = {}): Promise<Lease> {
+    try {
+      checkBytes(bytes)
+      if (bytes > this.#cap) {
+        throw new BudgetExceededError(
+          `a request for ${bytes} bytes can never fit the ${this.#cap} bytes fetches may hold of the memory budget; raise memoryBudget`,
+        )
+      }
+      throwIfAborted(opts.signal)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (this.#waiters.length === 0 && this.#used + bytes <= this.#cap) return this.#forward(bytes, opts)
+    return new Promise<Lease>((resolve, reject) => {
+      const w: Waiter = { bytes, opts, resolve, reject, onAbort: undefined }
+      const signal = opts.signal
+      if (signal !== undefined) {
+        w.onAbort = () => {
+          const i = this.#waiters.indexOf(w)
+          if (i !== -1) this.#waiters.splice(i, 1)
+          reject(new AbortedError(undefined, { cause: signal.reason }))
+          this.#pump()
+        }
+        signal.addEventListener('abort', w.onAbort, { once: true })
+      }
+      this.#waiters.push(w)
+    })
+  }
+
+  tryAcquire(bytes: number): Lease | undefined {
+    checkBytes(bytes)
+    if (this.#waiters.length > 0 || this.#used + bytes > this.#cap) return undefined
+    const lease = this.#parent.tryAcquire(bytes)
+    if (lease === undefined) return undefined
+    this.#used += bytes
+    return this.#wrap(lease)
+  }
+
+  /** Counts `bytes` against the cap now, then waits for them in the engine budget. */
+  async #forward(bytes: number, opts: AcquireOptions): Promise<Lease> {
+    this.#used += bytes
+    try {
+      return this.#wrap(await this.#parent.acquire(bytes, opts))
+    } catch (err) {
+      this.#giveBack(bytes)
+      throw err
+    }
+  }
+
+  #wrap(inner: Lease): Lease {
+    let released = false
+    return {
+      bytes: inner.bytes,
+      get released() {
+        return released
+      },
+      release: () => {
+        if (released) return
+        released = true
+        inner.release()
+        this.#giveBack(inner.bytes)
+      },
+    }
+  }
+
+  #giveBack(bytes: number): void {
+    this.#used -= bytes
+    this.#pump()
+  }
+
+  #pump(): void {
+    for (;;) {
+      const w = this.#waiters[0]
+      if (w === undefined || this.#used + w.bytes > this.#cap) return
+      this.#waiters.shift()
+      if (w.onAbort !== undefined) w.opts.signal?.removeEventListener('abort', w.onAbort)
+      this.#forward(w.bytes, w.opts).then(w.resolve, w.reject)
+    }
+  }
+}
