@@ -199,6 +199,10 @@ export class ChunkFetcher {
       if (failure !== undefined) throw failure
       if (signal.aborted) throw new AbortedError('the transfer was cancelled')
       inner.signal.throwIfAborted()
+    } catch (err) {
+      // A wait cut short by the inner abort (a page, the budget, the rate limit) reports the
+      // request failure that caused it: that one is what the transfer retries, not an abort.
+      throw failure ?? (signal.aborted ? new AbortedError('the transfer was cancelled') : err)
     } finally {
       inner.abort(FETCH_OVER)
       await Promise.allSettled(this.#inflight)

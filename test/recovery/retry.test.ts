@@ -78,6 +78,31 @@ describe('retries through a fault proxy (real sockets)', () => {
     }
   })
 
+  it('a cut while the next request waits for its rate-limit turn: the transfer retries (never ABORTED) and completes', async () => {
+    // At 8 MB/s the fetch loop spends most of its time waiting for the limiter; a cut fails the
+    // requests in flight, and that wait, cut short, must report the cut, not an abort.
+    const proxy = await FaultProxy.start({
+      target: { port: tcpPortOf(sender.network.addresses) },
+      plan: (i) => (i < 3 ? { cutAfterBytes: (i + 1) * 2 * MiB } : undefined),
+    })
+    const engine = await receiver()
+    try {
+      const retries: RetryInfo[] = []
+      const dest = join(dir, 'limited.out')
+      const r = await engine.fetch(proxyTicket(ticket, proxy), dest, {
+        maxBytesPerSec: 8_000_000,
+        onRetry: (i) => retries.push(i),
+      }).result
+      expect(await sha256File(dest)).toBe(srcHash)
+      expect(proxy.stats.cuts).toBe(3)
+      expect(r.retries).toBe(retries.length)
+      expect(retries.map((i) => i.error.code)).not.toContain('ABORTED')
+    } finally {
+      await engine.stop()
+      await proxy.close()
+    }
+  })
+
   it('a stalled peer trips the idle timeout; the transfer retries and completes once bytes flow again', async () => {
     const proxy = await FaultProxy.start({
       target: { port: tcpPortOf(sender.network.addresses) },
