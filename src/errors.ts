@@ -43,6 +43,10 @@ export const WIRE_CODES = {
   NO_SPACE: 50,
   PERMISSION_DENIED: 51,
   DESTINATION_INVALID: 52,
+  /** Another fetch (in this process or another) is writing the same destination. */
+  DESTINATION_BUSY: 53,
+  /** The destination holds other data and the caller did not ask to overwrite it. */
+  DESTINATION_EXISTS: 54,
   // memory
   BUDGET_EXCEEDED: 60,
 } as const
@@ -200,6 +204,15 @@ export class DestinationInvalidError extends HaulError {
   readonly code = 'DESTINATION_INVALID'
 }
 
+export class DestinationBusyError extends HaulError {
+  override readonly name = 'DestinationBusyError'
+  readonly code = 'DESTINATION_BUSY'
+}
+export class DestinationExistsError extends HaulError {
+  override readonly name = 'DestinationExistsError'
+  readonly code = 'DESTINATION_EXISTS'
+}
+
 export class BudgetExceededError extends HaulError {
   override readonly name = 'BudgetExceededError'
   readonly code = 'BUDGET_EXCEEDED'
@@ -243,5 +256,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   NO_SPACE: NoSpaceError,
   PERMISSION_DENIED: PermissionDeniedError,
   DESTINATION_INVALID: DestinationInvalidError,
+  DESTINATION_BUSY: DestinationBusyError,
+  DESTINATION_EXISTS: DestinationExistsError,
   BUDGET_EXCEEDED: BudgetExceededError,
 }

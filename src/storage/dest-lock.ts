@@ -1,0 +1,213 @@
+/**
+ * One destination, one writer: a fetch holds `<dest>.part.lock` while it writes `<dest>.part`,
+ * its journal and the final rename, so a second fetch to the same path (another process, or
+ * another engine in this one) fails at once with DESTINATION_BUSY naming the holder, or waits for
+ * it when asked.
+ *
+ * The lock is a file created with O_EXCL holding the owner's pid, host, process start time and a
+ * random tag. Node has no flock(), and a lock file must survive `kill -9` correctly, so a holder
+ * is checked, not trusted: on the same host, a lock whose process is gone (no such pid, or a pid
+ * reused by a process that started at another time, read from /proc) is stale and is taken over.
+ * A lock from another host (a shared filesystem) cannot be checked and counts as held.
+ *
+ * Taking over is a rename of the stale file to a name of our own, then a check that what moved
+ * is the stale lock that was read: if another process replaced it in between, theirs is put back
+ * with link() (which never overwrites), and the destination counts as busy.
+ */
+import { randomBytes } from 'node:crypto'
+import { readFileSync } from 'node:fs'
+import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { hostname } from 'node:os'
+import { AbortedError, DestinationBusyError } from '../errors.ts'
+import { fsError } from './fs-errors.ts'
+
+export function lockPath(dest: string): string {
+  return `${dest}.part.lock`
+}
+
+/** What a lock file says about its owner. */
+export interface LockOwner {
+  readonly pid: number
+  readonly host: string
+  /** The owner's start time in clock ticks since boot (/proc/<pid>/stat), when known. */
+  readonly start: string | undefined
+  readonly tag: string
+  /** When the lock was taken (ISO time). */
+  readonly since: string
+}
+
+export interface LockOptions {
+  /** Wait for the holder to finish instead of failing with DESTINATION_BUSY. @default false */
+  wait?: boolean
+  signal?: AbortSignal
+  /** How often a waiter looks again. @default 200 */
+  pollMs?: number
+}
+
+/** A lock file that cannot be parsed this long after it was written is debris of a crash. */
+const UNREADABLE_STALE_MS = 10_000
+
+let ownStart: string | undefined | null = null
+
+/** This process's start time in clock ticks since boot; undefined where /proc has none. */
+function processStart(pid: number): string | undefined {
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    // Field 22, counted after the command name, which is in parentheses and may contain spaces.
+    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+  } catch {
+    return undefined
+  }
+}
+
+function alive(owner: LockOwner): boolean {
+  if (owner.host !== hostname()) return true
+  if (owner.pid === process.pid) return true
+  const start = processStart(owner.pid)
+  if (start !== undefined) return owner.start === undefined || start === owner.start
+  try {
+    process.kill(owner.pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
+  }
+}
+
+function parseOwner(text: string): LockOwner | undefined {
+  try {
+    const o = JSON.parse(text) as Partial<LockOwner>
+    if (!Number.isSafeInteger(o.pid) || typeof o.host !== 'string' || typeof o.tag !== 'string')
+      return undefined
+    return {
+      pid: o.pid!,
+      host: o.host,
+      start: typeof o.start === 'string' ? o.start : undefined,
+      tag: o.tag,
+      since: typeof o.since === 'string' ? o.since : '',
+    }
+  } catch {
+    return undefined
+  }
+}
+
+export class DestinationLock {
+  readonly path: string
+  readonly #tag: string
+  #held = true
+
+  private constructor(path: string, tag: string) {
+    this.path = path
+    this.#tag = tag
+  }
+
+  /**
+   * Takes the lock of `dest`. Fails with DestinationBusyError while a live owner holds it (or waits,
+   * with `wait`), and with the usual destination errors when the folder is missing or not writable.
+   */
+  static async acquire(dest: string, opts: LockOptions = {}): Promise<DestinationLock> {
+    const path = lockPath(dest)
+    ownStart = ownStart === null ? processStart(process.pid) : ownStart
+    const me: LockOwner = {
+      pid: process.pid,
+      host: hostname(),
+      start: ownStart,
+      tag: randomBytes(8).toString('hex'),
+      since: new Date().toISOString(),
+    }
+    for (;;) {
+      if (opts.signal?.aborted) throw new AbortedError('the transfer was cancelled')
+      if (await create(path, me)) return new DestinationLock(path, me.tag)
+      const holder = await readOwner(path)
+      if (holder === 'gone') continue
+      if (holder === undefined ? await unreadableForLong(path) : !alive(holder)) {
+        await takeOver(path, holder)
+        continue
+      }
+      if (!opts.wait) throw busy(dest, holder)
+      await sleep(opts.pollMs ?? 200, opts.signal)
+    }
+  }
+
+  /** Gives the lock back (removes the file if it is still ours). Idempotent. */
+  async release(): Promise<void> {
+    if (!this.#held) return
+    this.#held = false
+    const owner = await readOwner(this.path)
+    if (owner !== 'gone' && owner?.tag === this.#tag) await unlink(this.path).catch(() => {})
+  }
+}
+
+/** True if the lock file was created with `me` in it; false if one exists already. */
+async function create(path: string, me: LockOwner): Promise<boolean> {
+  let fh: Awaited<ReturnType<typeof open>>
+  try {
+    fh = await open(path, 'wx', 0o644)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false
+    throw fsError(err, path)
+  }
+  try {
+    await fh.writeFile(`${JSON.stringify(me)}\n`)
+  } catch (err) {
+    await fh.close().catch(() => {})
+    await unlink(path).catch(() => {})
+    throw fsError(err, path)
+  }
+  await fh.close()
+  return true
+}
+
+async function readOwner(path: string): Promise<LockOwner | undefined | 'gone'> {
+  try {
+    return parseOwner(await readFile(path, 'utf8'))
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone'
+    throw fsError(err, path)
+  }
+}
+
+/** An owner writes its lock right after creating it: one still unreadable after a while was cut short. */
+async function unreadableForLong(path: string): Promise<boolean> {
+  const s = await stat(path).catch(() => undefined)
+  return s !== undefined && Date.now() - s.mtimeMs > UNREADABLE_STALE_MS
+}
+
+async function takeOver(path: string, stale: LockOwner | undefined): Promise<void> {
+  const aside = `${path}.stale-${process.pid}-${randomBytes(4).toString('hex')}`
+  try {
+    await rename(path, aside)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return
+    throw fsError(err, path)
+  }
+  const moved = await readOwner(aside)
+  const same = moved !== 'gone' && (stale === undefined ? moved === undefined : moved?.tag === stale.tag)
+  // Another process replaced the stale lock between our read and our rename: its lock goes back.
+  if (!same) await link(aside, path).catch(() => {})
+  await unlink(aside).catch(() => {})
+}
+
+function busy(dest: string, holder: LockOwner | undefined): DestinationBusyError {
+  const who =
+    holder === undefined
+      ? 'another fetch'
+      : `process ${holder.pid}${holder.host === hostname() ? '' : ` on ${holder.host}`}${holder.since === '' ? '' : ` (since ${holder.since})`}`
+  return new DestinationBusyError(
+    `${dest} is being written by ${who}: wait for it to finish (haul get --wait), or choose another destination`,
+  )
+}
+
+function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(done, ms)
+    function done(): void {
+      signal?.removeEventListener('abort', onAbort)
+      resolve()
+    }
+    function onAbort(): void {
+      clearTimeout(t)
+      reject(new AbortedError('the transfer was cancelled'))
+    }
+    signal?.addEventListener('abort', onAbort, { once: true })
+  })
+}
