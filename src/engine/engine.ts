@@ -1,17 +1,23 @@
 import { randomBytes } from 'node:crypto'
-import { resolve as resolvePath } from 'node:path'
-import { AbortedError, InvalidArgumentError, isHaulError } from '../errors.ts'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve as resolvePath } from 'node:path'
+import type { DescriptorHeader } from '../descriptor/header.ts'
+import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import { Network } from '../net/network.ts'
+import { raceSignal } from '../net/peer-addr.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
+import { DestinationLock } from '../storage/dest-lock.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import { Admission } from './admission.ts'
 import { BudgetShare } from './budget-share.ts'
 import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
+import type { DestinationPolicy } from './destination.ts'
 import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
 import { GcAssist } from './gc-assist.ts'
-import type { IndexResult } from './indexer.ts'
+import { type IndexResult, indexFile } from './indexer.ts'
 import { MemoryBudget } from './memory-budget.ts'
 import type { TransferProgress } from './progress.ts'
 import { indexForServing } from './publish.ts'
@@ -50,6 +56,18 @@ export interface FetchOptions {
   maxBytesPerSec?: number
   /** More peers serving the same content, beside those the ticket names (a multi-peer fetch). @default none */
   providers?: readonly Provider[]
+  /**
+   * Replace a file already at `dest` that holds other data. Without it such a fetch fails with
+   * DESTINATION_EXISTS before writing anything. A file that already holds this very content is
+   * kept either way, and the fetch completes at once (`result.resume.mode === 'present'`).
+   * @default false
+   */
+  overwrite?: boolean
+  /**
+   * When another fetch is writing `dest` (in this engine or another process): wait for it to end
+   * instead of failing with DESTINATION_BUSY. @default false
+   */
+  waitIfBusy?: boolean
   /**
    * Fetch through the multi-peer path even with one provider (to add providers later with
    * `addProvider`). @default true when the ticket and `providers` name more than one peer
@@ -91,6 +109,12 @@ export function fetchShareOf(memoryBudget: number): number {
 /** Decoded tickets an engine keeps for its next fetches (see DecodedTickets). */
 export const DECODED_TICKETS = 256
 
+function busyHere(path: string): DestinationBusyError {
+  return new DestinationBusyError(
+    `${path} is being written by another fetch of this engine: wait for it to finish (waitIfBusy), or choose another destination`,
+  )
+}
+
 /**
  * A haul engine: one libp2p node, one worker pool and one memory budget shared
  * by everything it publishes and fetches.
@@ -113,6 +137,8 @@ export class Engine {
   readonly #downloads: FairQueue<void>
   /** Which fetches may run now (per peer and engine-wide); the rest wait in FIFO order. */
   readonly #admission: Admission
+  /** Per destination path, the fetch writing it (settles when that fetch does). */
+  readonly #writing = new Map<string, Promise<void>>()
   /** Fetches waiting for admission: cancelling one aborts its wait. */
   readonly #queued = new Map<string, AbortController>()
   #stopped = false
@@ -274,17 +300,8 @@ export class Engine {
     }
     opts.signal?.addEventListener('abort', cancel, { once: true })
     this.#queued.set(id, waiting)
-    const run = async (): Promise<FetchResult> => {
-      let release: () => void
-      try {
-        // A multi-peer fetch takes its turn with its first provider.
-        release = await this.#admission.acquire(ticket.peerId, waiting.signal)
-      } catch (err) {
-        // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
-        throw waiting.signal.aborted && isHaulError(waiting.signal.reason) ? waiting.signal.reason : err
-      } finally {
-        this.#queued.delete(id)
-      }
+    /** The transfer once admitted and holding its destination: the job, its actor, cleanup. */
+    const runJob = async (release: () => void): Promise<FetchResult> => {
       if (this.#stopped) {
         release()
         throw new AbortedError('the engine is stopped')
@@ -311,6 +328,7 @@ export class Engine {
               limiter,
               sessions: this.#sessions,
               release,
+              destination: this.#destinationPolicy(opts),
             },
             ticket,
             path,
@@ -329,13 +347,61 @@ export class Engine {
       if (output.status === 'done') return admitted.result()
       throw output.error ?? new AbortedError('the transfer was cancelled')
     }
+    const before = this.#writing.get(path)
+    let failedEarly = false
+    const run = async (): Promise<FetchResult> => {
+      let release: () => void
+      let lock: DestinationLock
+      try {
+        if (before !== undefined) {
+          if (opts.waitIfBusy !== true) throw busyHere(path)
+          await raceSignal(before, waiting.signal)
+        }
+        // A multi-peer fetch takes its turn with its first provider.
+        release = await this.#admission.acquire(ticket.peerId, waiting.signal)
+        try {
+          lock = await DestinationLock.acquire(path, {
+            wait: opts.waitIfBusy === true,
+            signal: waiting.signal,
+          })
+        } catch (err) {
+          release()
+          throw err
+        }
+      } catch (err) {
+        failedEarly = true
+        // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
+        throw waiting.signal.aborted && isHaulError(waiting.signal.reason) ? waiting.signal.reason : err
+      } finally {
+        this.#queued.delete(id)
+      }
+      try {
+        return await runJob(release)
+      } finally {
+        await lock.release()
+      }
+    }
     const result = run().finally(() => opts.signal?.removeEventListener('abort', cancel))
+    // Until this fetch settles, another one to the same path fails with DESTINATION_BUSY or waits.
+    if (before === undefined || opts.waitIfBusy === true) {
+      const settled = result.then(
+        () => {},
+        () => {},
+      )
+      this.#writing.set(path, settled)
+      void settled.then(() => {
+        if (this.#writing.get(path) === settled) this.#writing.delete(path)
+      })
+    }
     if (opts.signal?.aborted) cancel()
     return {
       id,
       result,
       status: () => {
-        if (actor === undefined) return waiting.signal.aborted ? 'cancelled' : 'resolving'
+        if (actor === undefined) {
+          if (waiting.signal.aborted) return 'cancelled'
+          return failedEarly ? 'failed' : 'resolving'
+        }
         return (actor.getSnapshot().value as TransferStatus) ?? 'failed'
       },
       progress: () => job?.progress(),
@@ -391,6 +457,7 @@ export class Engine {
         directWrites: this.#directWrites,
         swarm: c.swarm,
         limiter,
+        destination: this.#destinationPolicy(opts),
         share: (content) => {
           if (!this.#registry.addIfAbsent(content)) return () => {}
           return () => this.#registry.removeIfSame(content)
@@ -400,6 +467,31 @@ export class Engine {
       dest,
       { onProgress: opts.onProgress, onRetry: opts.onRetry },
     )
+  }
+
+  #destinationPolicy(opts: FetchOptions): DestinationPolicy {
+    return {
+      overwrite: opts.overwrite === true,
+      contentIdOf: (path, header, signal) => this.#contentIdOf(path, header, signal),
+    }
+  }
+
+  /** The content id of a local file cut as `header` says: indexed with this engine's workers and budget. */
+  async #contentIdOf(path: string, header: DescriptorHeader, signal: AbortSignal): Promise<Uint8Array> {
+    const dir = await mkdtemp(join(tmpdir(), 'haul-check-'))
+    try {
+      const r = await indexFile(path, {
+        chunking: header.chunking,
+        pageSize: header.pageSize,
+        pool: this.pool,
+        budget: this.budget,
+        descriptorPath: join(dir, 'check.haul'),
+        signal,
+      })
+      return r.cid
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
   }
 
   /** Fetches not finished yet: admitted and waiting for their turn. */

@@ -11,9 +11,11 @@ import { PartFile } from '../storage/part-file.ts'
  *   against the verified leaves and the ones that match were kept.
  * - `restart`: what was there belongs to other content (or has the wrong
  *   size and no journal); it was discarded.
+ * - `present`: the destination itself already held this content (checked by
+ *   its content id); nothing was fetched or written.
  */
 export interface ResumeInfo {
-  readonly mode: 'fresh' | 'journal' | 'rehash' | 'restart'
+  readonly mode: 'fresh' | 'journal' | 'rehash' | 'restart' | 'present'
   readonly reason?:
     | 'journal-missing'
     | 'journal-damaged'

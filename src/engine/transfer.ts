@@ -6,6 +6,7 @@ import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import type { JournalOptions } from '../storage/journal-options.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
+import { type DestinationPolicy, holdsContent, type PresentState, presentState } from './destination.ts'
 import { ChunkFetcher, type FetchContext, type FetchLimits, fetchHeader } from './fetcher.ts'
 import {
   assertComplete,
@@ -69,6 +70,8 @@ export interface FetchJobDeps {
   readonly sessions?: SessionPool
   /** Gives back the transfer's admission place (the engine admitted it before creating the job); called once, in cleanup. */
   readonly release?: () => void
+  /** What to do with a file already at the destination. */
+  readonly destination: DestinationPolicy
 }
 
 export interface FetchJobHooks {
@@ -95,6 +98,8 @@ export class FetchJob implements TransferJob {
   readonly #failures = new Map<number, number>()
   #session: RemoteSession | undefined
   #local: LocalTransfer | undefined
+  /** Set when the destination already held the content: nothing is fetched or written. */
+  #present: PresentState | undefined
   #rehash: Rehasher | undefined
   #resume: ResumeInfo | undefined
   /** This peer served the content's header in this job: a later CONTENT_NOT_FOUND is a restart, not a refusal. */
@@ -112,7 +117,7 @@ export class FetchJob implements TransferJob {
   }
 
   get header(): DescriptorHeader | undefined {
-    return this.#local?.header
+    return (this.#local ?? this.#present)?.header
   }
 
   /** What was found at the destination; undefined until the first connection got the header. */
@@ -125,7 +130,7 @@ export class FetchJob implements TransferJob {
   }
 
   progress(): TransferProgress | undefined {
-    return this.#local?.meter.snapshot()
+    return (this.#local ?? this.#present)?.meter.snapshot()
   }
 
   progressMark(): number {
@@ -163,7 +168,13 @@ export class FetchJob implements TransferJob {
     this.#dropSession(() => new StreamClosedError('reconnecting'))
     const header = (await this.#headerOnPooledSession(signal)) ?? (await this.#headerOnNewSession(signal))
     this.#contentSeen = true
-    if (this.#local === undefined) await this.#openLocal(header)
+    if (this.#local === undefined && this.#present === undefined) {
+      const { cid } = this.ticket
+      if (await holdsContent(this.dest, cid, header, this.#deps.destination, signal)) {
+        this.#present = presentState(header)
+        this.#resume = this.#present.resume
+      } else await this.#openLocal(header)
+    }
     this.#report(true)
   }
 
@@ -199,6 +210,7 @@ export class FetchJob implements TransferJob {
   }
 
   async fetchChunks(signal: AbortSignal): Promise<void> {
+    if (this.#present !== undefined) return
     const { header, part, journal, meter } = this.#ready()
     let failed = true
     try {
@@ -227,12 +239,14 @@ export class FetchJob implements TransferJob {
   }
 
   async finalize(_signal: AbortSignal): Promise<void> {
-    const { header, part, journal, meter } = this.#ready()
-    assertComplete(header, journal, meter)
-    await part.commit()
-    this.#committed = true
-    // After the rename: a crash in between leaves a journal with no part file, which the next fetch discards.
-    await journal.remove()
+    if (this.#present === undefined) {
+      const { header, part, journal, meter } = this.#ready()
+      assertComplete(header, journal, meter)
+      await part.commit()
+      this.#committed = true
+      // After the rename: a crash in between leaves a journal with no part file, which the next fetch discards.
+      await journal.remove()
+    }
     const session = this.#session
     this.#session = undefined
     if (this.#deps.sessions !== undefined && session !== undefined)
@@ -242,7 +256,7 @@ export class FetchJob implements TransferJob {
   }
 
   result(): FetchResult {
-    const { header, meter } = this.#ready()
+    const { header, meter } = this.#present ?? this.#ready()
     return transferResult(this.dest, { header, meter, resume: this.#resume! }, this.#retries)
   }
 
@@ -294,6 +308,6 @@ export class FetchJob implements TransferJob {
   }
 
   #report(force: boolean): void {
-    this.#progress.report(this.#local?.meter, force)
+    this.#progress.report((this.#local ?? this.#present)?.meter, force)
   }
 }

@@ -182,6 +182,12 @@ export class PartFile {
       await rename(this.partPath, this.dest)
       await syncDir(dirname(this.dest))
     } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new DestinationInvalidError(
+          `${this.partPath} was removed by something else before it could become ${this.dest}: fetch again`,
+          { cause: err },
+        )
+      }
       throw fsError(err, this.dest)
     }
   }

@@ -3,6 +3,7 @@ import { VerifiedLeafTable } from '../../descriptor/verified.ts'
 import { type HaulError, InternalError, NoProviderError, StreamClosedError } from '../../errors.ts'
 import type { DirectWriteSlots } from '../../storage/direct-writes.ts'
 import type { JournalOptions } from '../../storage/journal-options.ts'
+import { type DestinationPolicy, holdsContent, type PresentState, presentState } from '../destination.ts'
 import {
   assertComplete,
   type LocalTransfer,
@@ -29,6 +30,8 @@ export interface SwarmJobDeps extends Omit<SwarmDeps, 'cid'> {
   readonly directWrites?: DirectWriteSlots | undefined
   /** Serves `content` (partial seeding) until the returned function is called. */
   readonly share?: (content: PublishedContent) => () => void
+  /** What to do with a file already at the destination. */
+  readonly destination: DestinationPolicy
 }
 
 export interface SwarmJobHooks {
@@ -73,6 +76,8 @@ export class SwarmJob implements TransferJob {
   readonly #progress: ProgressThrottle
   readonly #links = new Map<string, PeerLink>()
   #local: Local | undefined
+  /** Set when the destination already held the content: nothing is fetched or written. */
+  #present: PresentState | undefined
   #rehash: Rehasher | undefined
   #resume: ResumeInfo | undefined
   #fetcher: SwarmFetcher | undefined
@@ -106,7 +111,7 @@ export class SwarmJob implements TransferJob {
   }
 
   progress(): TransferProgress | undefined {
-    return this.#local?.meter.snapshot()
+    return (this.#local ?? this.#present)?.meter.snapshot()
   }
 
   progressMark(): number {
@@ -165,11 +170,17 @@ export class SwarmJob implements TransferJob {
     ).catch((err: AggregateError) => {
       throw (err.errors[0] as HaulError | undefined) ?? new StreamClosedError('no provider answered')
     })
-    if (this.#local === undefined) await this.#openLocal(header)
+    if (this.#local === undefined && this.#present === undefined) {
+      if (await holdsContent(this.dest, this.cid, header, this.#deps.destination, signal)) {
+        this.#present = presentState(header)
+        this.#resume = this.#present.resume
+      } else await this.#openLocal(header)
+    }
     this.#report(true)
   }
 
   async fetchChunks(signal: AbortSignal): Promise<void> {
+    if (this.#present !== undefined) return
     const local = this.#ready()
     const { header, journal } = local
     const deps = { ...this.#deps, cid: this.cid }
@@ -207,22 +218,24 @@ export class SwarmJob implements TransferJob {
   }
 
   async finalize(_signal: AbortSignal): Promise<void> {
-    const { header, part, journal, meter, leaves } = this.#ready()
-    assertComplete(header, journal, meter)
-    // Stop serving from the part file before it is renamed and closed.
-    this.#unshare?.()
-    this.#unshare = undefined
-    await part.commit()
-    this.#committed = true
-    await journal.remove()
-    await leaves.close({ remove: true })
+    if (this.#present === undefined) {
+      const { header, part, journal, meter, leaves } = this.#ready()
+      assertComplete(header, journal, meter)
+      // Stop serving from the part file before it is renamed and closed.
+      this.#unshare?.()
+      this.#unshare = undefined
+      await part.commit()
+      this.#committed = true
+      await journal.remove()
+      await leaves.close({ remove: true })
+    }
     // Reset, not close: a graceful close waits on every peer, and a stalled one never answers.
     for (const l of this.#links.values()) l.drop(new StreamClosedError('transfer complete'))
     this.#report(true)
   }
 
   result(): FetchResult & { swarm: SwarmStats } {
-    const { header, meter } = this.#ready()
+    const { header, meter } = this.#present ?? this.#ready()
     return {
       ...transferResult(this.dest, { header, meter, resume: this.#resume! }, this.#retries),
       swarm: this.stats(),
@@ -275,6 +288,6 @@ export class SwarmJob implements TransferJob {
   }
 
   #report(force: boolean): void {
-    this.#progress.report(this.#local?.meter, force)
+    this.#progress.report((this.#local ?? this.#present)?.meter, force)
   }
 }
