@@ -12,11 +12,13 @@ const USAGE = `haul — move very large files between libp2p peers, verified chu
 Usage:
   haul index <file> [--chunking fixed:1m|fixed:2m|fixed:4m|cdc|cdc:MIN:AVG:MAX] [--out <descriptor>] [--json]
   haul send <file> [--listen <multiaddr>]... [--data-dir <dir>] [--chunking ...] [--json]
-  haul get <ticket> [-o <path>] [--listen <multiaddr>]... [--json]
+  haul get <ticket> [-o <path>] [--force] [--wait] [--listen <multiaddr>]... [--json]
   haul loadtest [--processes K] [--transfers M] [--concurrency C] [--min 64k] [--max 4m] ... (haul loadtest --help)
 
 Options:
   --json        newline-delimited JSON events instead of human output
+  --force       get: replace a file already at the destination that holds other data
+  --wait        get: if another haul is writing the destination, wait for it instead of failing
   --memory MiB  memory budget for chunk buffers (default 16)
   --workers N   worker threads (default: cores)
 `
@@ -33,6 +35,8 @@ async function main(argv: string[]): Promise<number> {
       listen: { type: 'string', multiple: true },
       'data-dir': { type: 'string' },
       json: { type: 'boolean', default: false },
+      force: { type: 'boolean', default: false },
+      wait: { type: 'boolean', default: false },
       memory: { type: 'string' },
       workers: { type: 'string' },
       help: { type: 'boolean', short: 'h', default: false },
@@ -59,7 +63,10 @@ async function main(argv: string[]): Promise<number> {
     case 'send':
       return runSend(need(arg, 'send <file>'), engineOptions, out)
     case 'get':
-      return runGet(need(arg, 'get <ticket>'), values.out, engineOptions, out)
+      return runGet(need(arg, 'get <ticket>'), values.out, engineOptions, out, {
+        overwrite: values.force === true,
+        waitIfBusy: values.wait === true,
+      })
     default:
       throw new InvalidArgumentError(`unknown command "${command}": try "haul --help"`)
   }
@@ -148,6 +155,7 @@ async function runGet(
   outPath: string | undefined,
   opts: EngineOptions,
   out: Output,
+  destOpts: { overwrite: boolean; waitIfBusy: boolean },
 ): Promise<number> {
   const ticket = decodeTicket(ticketText)
   const dest = outPath ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
@@ -158,6 +166,7 @@ async function runGet(
   process.once('SIGINT', onSignal)
   try {
     const handle = engine.fetch(ticketText, dest, {
+      ...destOpts,
       signal: abort.signal,
       onProgress: (p) => {
         out.event({ event: 'progress', ...p })
@@ -191,6 +200,12 @@ async function runGet(
       resume: r.resume,
       retries: r.retries,
     })
+    if (r.resume.mode === 'present') {
+      out.human(
+        `${r.path} already holds this content (${formatBytes(r.bytes)}, verified by its content id): nothing to fetch`,
+      )
+      return 0
+    }
     if (r.resume.chunksKept > 0) {
       out.human(
         `resumed (${r.resume.mode}): kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) from an earlier run`,

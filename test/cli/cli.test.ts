@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { readFile, writeFile as writeText } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -6,6 +7,7 @@ import { encodeTicket } from '../../src/engine/ticket.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const bin = new URL('../../bin/haul.js', import.meta.url).pathname
+const lockModule = new URL('../../src/storage/dest-lock.ts', import.meta.url).pathname
 
 function run(args: string[]): Promise<{ code: number; stdout: string; stderr: string }> {
   return new Promise((resolve) => {
@@ -77,6 +79,55 @@ describe('haul CLI (real processes)', () => {
       sender = undefined
     } finally {
       sender?.kill('SIGKILL')
+    }
+  })
+
+  it('haul get refuses to clobber: DESTINATION_EXISTS for another file, --force replaces it, a second run finds the content present; DESTINATION_BUSY while another process writes it', async () => {
+    let sender: ChildProcess | undefined
+    let holder: ChildProcess | undefined
+    try {
+      sender = spawn(process.execPath, [bin, 'send', src, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+      const lines = createInterface({ input: sender.stdout! })
+      const ticket = await new Promise<string>((resolve) => {
+        lines.on('line', (l) => {
+          const e = JSON.parse(l) as { event: string; ticket?: string }
+          if (e.event === 'published') resolve(e.ticket!)
+        })
+      })
+      const dest = join(dir, 'notes.txt')
+      await writeText(dest, 'mine\n')
+      const refused = await run(['get', ticket, '-o', dest, '--json'])
+      expect(refused.code).toBe(1)
+      expect(events(refused.stdout).at(-1)).toMatchObject({ event: 'error', code: 'DESTINATION_EXISTS' })
+      expect(await readFile(dest, 'utf8')).toBe('mine\n')
+      const forced = await run(['get', ticket, '-o', dest, '--force', '--json'])
+      expect(forced.code, forced.stderr).toBe(0)
+      expect(await sha256File(dest)).toBe(await sha256File(src))
+      const again = await run(['get', ticket, '-o', dest])
+      expect(again.code, again.stderr).toBe(0)
+      expect(again.stdout).toContain('already holds this content')
+      // Another process holds the destination's lock (as a running haul get would).
+      const busyDest = join(dir, 'busy.bin')
+      holder = spawn(
+        process.execPath,
+        [
+          '--input-type=module',
+          '-e',
+          `const { DestinationLock } = await import(${JSON.stringify(lockModule)}); await DestinationLock.acquire(${JSON.stringify(busyDest)}); console.log('held'); setInterval(() => {}, 1000)`,
+        ],
+        { stdio: ['ignore', 'pipe', 'inherit'] },
+      )
+      await new Promise<void>((resolve) =>
+        createInterface({ input: holder!.stdout! }).once('line', () => resolve()),
+      )
+      const busy = await run(['get', ticket, '-o', busyDest, '--json'])
+      expect(busy.code).toBe(1)
+      const err = events(busy.stdout).at(-1)!
+      expect(err).toMatchObject({ event: 'error', code: 'DESTINATION_BUSY' })
+      expect(err.message).toContain(`process ${holder.pid}`)
+    } finally {
+      sender?.kill('SIGKILL')
+      holder?.kill('SIGKILL')
     }
   })
 
