@@ -24,7 +24,7 @@ import { indexForServing } from './publish.ts'
 import { bucketFor, chainLimiters, unlimited } from './rate-limit.ts'
 import { ContentRegistry } from './registry.ts'
 import type { RetryInfo } from './retry.ts'
-import { serveStream } from './server.ts'
+import { refuseStream, serveStream } from './server.ts'
 import { SessionPool } from './session-pool.ts'
 import { openPartialSeed } from './swarm/partial.ts'
 import { SwarmJob, type SwarmStats } from './swarm/swarm-job.ts'
@@ -210,7 +210,7 @@ export class Engine {
             buffers: engine.#buffers,
             ...(upload === undefined ? {} : { uploadLimiter: upload }),
           }),
-        { idleTimeoutMs: config.timeouts.idleMs },
+        { idleTimeoutMs: config.timeouts.idleMs, refuse: refuseStream },
       )
       return engine
     } catch (err) {

@@ -2,12 +2,13 @@ import {
   ChunkUnavailableError,
   ContentChangedError,
   ContentNotFoundError,
+  type HaulError,
   ProtocolViolationError,
   TooManyRequestsError,
 } from '../errors.ts'
 import type { FrameStream } from '../net/stream-io.ts'
 import { FrameDecoder } from '../protocol/decoder.ts'
-import { errorMessage } from '../protocol/encoder.ts'
+import { encodeMessage, errorMessage } from '../protocol/encoder.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
 import { CODECS } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
@@ -67,6 +68,16 @@ type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'ge
 export async function serveStream(stream: FrameStream, ctx: ServerContext): Promise<void> {
   const session = new ServerSession(stream, ctx)
   await session.run()
+}
+
+/**
+ * Turns away a stream the network will not serve (the peer has too many open here): a
+ * connection-level `error` frame the peer's session reads as TOO_MANY_REQUESTS, which its transfer
+ * retries after a backoff, then the stream is closed.
+ */
+export async function refuseStream(stream: FrameStream, reason: HaulError): Promise<void> {
+  await stream.write(encodeMessage(errorMessage(0, reason)))
+  await closeWithin(stream, CLOSE_GRACE_MS, reason)
 }
 
 class ServerSession {

@@ -49,8 +49,8 @@ export interface TransferJob {
   progressMark(): number
   /** Whether a new connection may cure `error`. @default isTransient(error) */
   canRetry?(error: HaulError): boolean
-  /** Failures in a row allowed right now (e.g. fewer before first contact). @default retry.maxAttempts */
-  attemptLimit?(): number
+  /** Failures in a row allowed after `error` (e.g. fewer before first contact). @default retry.maxAttempts */
+  attemptLimit?(error: HaulError): number
   /** The error to fail with once attempts are spent; undefined: RetriesExhaustedError, caused by `last`. */
   exhausted?(last: HaulError, attempts: number): HaulError | undefined
   /** Called on entering `retrying`: drop the broken session, tell the user. */
@@ -105,7 +105,7 @@ const machineSetup = setup({
   guards: {
     canRetry: ({ context, event }) =>
       retryable(context, errorOf(event)) &&
-      nextAttempt(context) < (context.job.attemptLimit?.() ?? context.job.retry.maxAttempts),
+      nextAttempt(context) < (context.job.attemptLimit?.(errorOf(event)) ?? context.job.retry.maxAttempts),
     retriesSpent: ({ context, event }) => retryable(context, errorOf(event)),
   },
   delays: {
@@ -137,7 +137,7 @@ const machineSetup = setup({
     notifyRetry: ({ context }) => {
       context.job.onRetry?.({
         attempt: context.attempt,
-        maxAttempts: context.job.attemptLimit?.() ?? context.job.retry.maxAttempts,
+        maxAttempts: context.job.attemptLimit?.(context.error!) ?? context.job.retry.maxAttempts,
         delayMs: context.delayMs,
         error: context.error!,
       })

@@ -148,8 +148,9 @@ export class FetchJob implements TransferJob {
     return isTransient(error) || (this.#contentSeen && error.code === 'CONTENT_NOT_FOUND')
   }
 
-  attemptLimit(): number {
-    return this.#contentSeen
+  /** A peer that refuses for now (TOO_MANY_REQUESTS) has answered: it gets every attempt, as after first contact. */
+  attemptLimit(error: HaulError): number {
+    return this.#contentSeen || error.code === 'TOO_MANY_REQUESTS'
       ? this.retry.maxAttempts
       : Math.min(this.retry.maxAttemptsFirstContact, this.retry.maxAttempts)
   }

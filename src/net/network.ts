@@ -29,10 +29,24 @@ const CONNECTION_GONE = new Set(['ConnectionClosedError', 'ConnectionClosingErro
 /** libp2p errors of a stream cut while it was being opened (a connection going away, a peer refusing). */
 const OPEN_CUT = new Set(['StreamResetError', 'StreamAbortedError', 'StreamStateError'])
 
+/** Streams over the inbound limit that one peer may have in refusal at once; more are reset unseen. */
+const MAX_REFUSING_PER_PEER = 8
+
+/** How a handler turns away a stream over the peer's inbound limit (e.g. with a protocol error). */
+export type Refusal = (stream: FrameStream, reason: TooManyRequestsError) => void | Promise<void>
+
+interface Handler {
+  readonly serve: (stream: FrameStream) => void | Promise<void>
+  readonly refuse: Refusal | undefined
+  readonly idleTimeoutMs: number
+}
+
 interface PeerState {
   readonly slots: Slots
   readonly outbound: Set<FrameStream>
   readonly inbound: Set<FrameStream>
+  /** Streams over the inbound limit being turned away. */
+  refusing: number
   dialing: Promise<Connection> | undefined
 }
 
@@ -137,12 +151,13 @@ export class Network {
   /**
    * Serves `protocol`. Each inbound stream is passed to `handler`, which owns
    * it (should close or abort it); a handler that throws aborts the stream with
-   * its error. Streams beyond maxInboundStreamsPerPeer are reset unseen.
+   * its error. A stream beyond maxInboundStreamsPerPeer goes to `opts.refuse` (which should
+   * tell the peer to retry later and close it), or is reset unseen without one.
    */
   async handle(
     protocol: string,
     handler: (stream: FrameStream) => void | Promise<void>,
-    opts: { idleTimeoutMs?: number } = {},
+    opts: { idleTimeoutMs?: number; refuse?: Refusal } = {},
   ): Promise<void> {
     this.#assertRunning()
     if (typeof protocol !== 'string' || !protocol.startsWith('/')) {
@@ -150,6 +165,7 @@ export class Network {
     }
     const idleTimeoutMs = opts.idleTimeoutMs ?? this.#o.idleTimeoutMs
     verifyIdleTimeout(idleTimeoutMs)
+    const h: Handler = { serve: handler, refuse: opts.refuse, idleTimeoutMs }
     // libp2p counts per connection and per protocol; ours is per peer. Its limits
     // are only a backstop, set above ours so they never fire first.
     const backstop = Math.max(this.#o.maxStreamsPerPeer, this.#o.maxInboundStreamsPerPeer) * 2 + 8
@@ -157,7 +173,7 @@ export class Network {
       await this.#node.handle(
         protocol,
         (raw: Stream, connection: Connection) => {
-          this.#accept(raw, connection, handler, idleTimeoutMs)
+          this.#accept(raw, connection, h)
         },
         { maxInboundStreams: backstop, maxOutboundStreams: backstop },
       )
@@ -214,6 +230,7 @@ export class Network {
         slots: new Slots(this.#o.maxStreamsPerPeer, this.#o.maxQueuedOpensPerPeer),
         outbound: new Set(),
         inbound: new Set(),
+        refusing: 0,
         dialing: undefined,
       }
       this.#peers.set(key, s)
@@ -225,17 +242,13 @@ export class Network {
   #maybeForget(key: string): void {
     const s = this.#peers.get(key)
     if (s === undefined) return
-    if (s.slots.idle && s.inbound.size === 0 && s.outbound.size === 0 && s.dialing === undefined) {
+    const busy = s.inbound.size > 0 || s.outbound.size > 0 || s.refusing > 0 || s.dialing !== undefined
+    if (s.slots.idle && !busy) {
       this.#peers.delete(key)
     }
   }
 
-  #accept(
-    raw: Stream,
-    connection: Connection,
-    handler: (stream: FrameStream) => void | Promise<void>,
-    idleTimeoutMs: number,
-  ): void {
+  #accept(raw: Stream, connection: Connection, handler: Handler): void {
     const key = connection.remotePeer.toString()
     // The peer opened this stream through its connection object, so its side is set up.
     this.#ready.add(connection)
@@ -244,10 +257,9 @@ export class Network {
       return
     }
     const state = this.#state(key)
+    const { idleTimeoutMs } = handler
     if (state.inbound.size >= this.#o.maxInboundStreamsPerPeer) {
-      // The remote only sees a reset; its own outbound limit normally keeps it below ours.
-      raw.abort(new TooManyRequestsError(`peer ${key} has ${state.inbound.size} streams open`))
-      this.#maybeForget(key)
+      this.#refuse(raw, key, state, handler)
       return
     }
     const fs = wrapStream(raw, {
@@ -264,13 +276,47 @@ export class Network {
     // Not awaited by libp2p: a long-running handler must not hold its middleware chain.
     void (async () => {
       try {
-        await handler(fs)
+        await handler.serve(fs)
       } catch (err) {
         fs.abort(
           isHaulError(err)
             ? err
             : new InternalError(`stream handler failed: ${(err as Error)?.message}`, { cause: err }),
         )
+      }
+    })()
+  }
+
+  /**
+   * A stream over the peer's inbound limit: the handler's refusal (a retryable protocol error the
+   * peer can read) if it has one and few refusals are under way, a plain reset otherwise. A peer
+   * running haul's defaults never gets here: its outbound limit per peer equals our inbound one.
+   */
+  #refuse(raw: Stream, key: string, state: PeerState, handler: Handler): void {
+    const reason = new TooManyRequestsError(
+      `peer ${key} already has ${state.inbound.size} streams open here (maxInboundStreamsPerPeer): retry later`,
+    )
+    if (handler.refuse === undefined || state.refusing >= MAX_REFUSING_PER_PEER) {
+      raw.abort(reason)
+      this.#maybeForget(key)
+      return
+    }
+    state.refusing++
+    const fs = wrapStream(raw, {
+      remotePeer: key,
+      sendLedger: this.#ledgers.of(raw),
+      idleTimeoutMs: handler.idleTimeoutMs,
+      maxBufferedIncoming: this.#o.maxBufferedIncoming,
+      onClose: () => {
+        state.refusing--
+        this.#maybeForget(key)
+      },
+    })
+    void (async () => {
+      try {
+        await handler.refuse!(fs, reason)
+      } catch {
+        fs.abort(reason)
       }
     })()
   }

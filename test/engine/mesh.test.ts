@@ -73,4 +73,31 @@ describe('peers that fetch from each other', () => {
       await Promise.all([a!.stop(), b!.stop()])
     }
   }, 120_000)
+
+  it('a peer over its inbound stream limit is refused with TOO_MANY_REQUESTS, retried, and every fetch completes', async () => {
+    const dir = await folder()
+    const [sender] = await engines(1, { workers: 1, network: { maxInboundStreamsPerPeer: 2 } })
+    const [receiver] = await engines(1, {
+      workers: 1,
+      maxActiveTransfersPerPeer: 6,
+      sessions: { maxIdle: 0 },
+      retry: { baseDelayMs: 20, maxDelayMs: 200 },
+    })
+    const file = join(dir, 'f.bin')
+    await writeFile(file, 3 * MiB, 'random')
+    const { ticket } = await sender!.publish(file)
+    const codes: string[] = []
+    const results = await Promise.all(
+      Array.from(
+        { length: 12 },
+        (_, i) =>
+          receiver!.fetch(ticket, join(dir, `out-${i}`), { onRetry: (r) => codes.push(r.error.code) }).result,
+      ),
+    )
+    expect(results).toHaveLength(12)
+    expect(codes.length).toBeGreaterThan(0)
+    expect(new Set(codes)).toEqual(new Set(['TOO_MANY_REQUESTS']))
+    const want = await sha256File(file)
+    for (let i = 0; i < 12; i += 5) expect(await sha256File(join(dir, `out-${i}`))).toBe(want)
+  }, 120_000)
 })
