@@ -28,9 +28,13 @@ Options:
   --workers N          worker threads per engine (default 1)
   --seed N             seed of the size and pairing draws (default 1)
   --report DIR         where loadtest.json and loadtest.html go (default .)
+  --check              hash every download (SHA-256, in the receiving process) and compare it
+                       with the generated file; a difference fails the transfer with
+                       CONTENT_MISMATCH (costs receiver CPU: off for benchmarks)
   --json               print the result as JSON instead of the summary
 
-Faults (through a fault proxy in front of each sender; the report adds bytes re-sent):
+Faults (through a fault proxy in front of each sender; the report adds the bytes on the
+wire, both directions, and bytes re-sent: wire beyond the verified bytes delivered):
   --cut-every MIN-MAX  cut each connection after MIN–MAX ms, e.g. 500-3000
   --cut-mode M         reset | close (a FIN mid-stream) (default reset)
   --stall-every MS     every MS ms, stop forwarding on every link...
@@ -61,6 +65,7 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
       'stall-for': { type: 'string' },
       'link-rate': { type: 'string' },
       report: { type: 'string' },
+      check: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
       help: { type: 'boolean', short: 'h', default: false },
     },
@@ -101,6 +106,7 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
         ...def('gcAssistBytes', mul(num('gc-assist', values['gc-assist']), 1024 * 1024)),
       },
       ...def('faults', faults),
+      checkDownloads: values.check,
       signal: abort.signal,
       onSample: (s) => {
         // A live line: rewritten in place on a terminal, one line a second otherwise.
@@ -115,16 +121,28 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
     await mkdir(dir, { recursive: true })
     const files = await writeReport(r, dir)
     if (values.json) {
-      process.stdout.write(`${JSON.stringify({ ...r, samples: undefined, records: undefined, ...files })}\n`)
+      // The per-sample, per-transfer and per-fault lists are in loadtest.json; stdout gets the figures.
+      const faultsInjected = r.faultsInjected === null ? null : { ...r.faultsInjected, events: undefined }
+      process.stdout.write(
+        `${JSON.stringify({ ...r, samples: undefined, records: undefined, faultsInjected, ...files })}\n`,
+      )
     } else {
       const c = r.completion
       process.stdout.write(
         [
-          `success     ${(r.successRate * 100).toFixed(1)} % (${r.ok} ok, ${r.failed} failed, ${r.unfinished} unfinished; stopped: ${r.stoppedBy})`,
+          `topology    ${r.options.topology}, ${r.options.processes} processes${r.options.checkDownloads ? ', downloads checked (SHA-256)' : ''}`,
+          `success     ${(r.successRate * 100).toFixed(1)} % (${r.ok} ok, ${r.failed} failed, ${r.unfinished} unfinished, ${r.cancelled} of them cancelled at the deadline; stopped: ${r.stoppedBy})`,
           `goodput     ${fmtBytes(r.goodput)}/s (${fmtBytes(r.bytesDelivered)} in ${r.seconds.toFixed(1)} s)`,
           `completion  p50 ${c.p50.toFixed(2)} s  p95 ${c.p95.toFixed(2)} s  p99 ${c.p99.toFixed(2)} s`,
           `peak RSS    ${r.processes.map((p) => `${p.index}: ${fmtBytes(p.peakRss)}`).join('  ')}`,
-          `re-sent     ${r.bytesResent === null ? 'not measured (no fault proxy)' : fmtBytes(r.bytesResent)}; retries ${r.retries}${r.faultsInjected === null ? '' : `; faults: ${r.faultsInjected.cuts} cuts, ${r.faultsInjected.stalls} stalls`}`,
+          `re-sent     ${r.bytesResent === null || r.wireBytes === null ? 'not measured (no fault proxy)' : `${fmtBytes(r.bytesResent)} (${fmtBytes(r.wireBytes)} on the wire, both directions)`}; retries ${r.retries}${r.faultsInjected === null ? '' : `; faults: ${r.faultsInjected.cuts} cuts, ${r.faultsInjected.stalls} stalls`}`,
+          ...(Object.keys(r.errors).length === 0
+            ? []
+            : [
+                `errors      ${Object.entries(r.errors)
+                  .map(([k, n]) => `${k} × ${n}`)
+                  .join(', ')}`,
+              ]),
           `report      ${files.html}\n            ${files.json}`,
           '',
         ].join('\n'),

@@ -43,14 +43,20 @@ export interface FaultProxyOptions {
   cutMode?: 'reset' | 'close'
   /** The fault plan of connection number `index` (0-based). */
   plan?: (index: number) => FaultPlan | undefined
+  /** Called at each cut (planned or `cutAll`), with the connection's number: the load test logs them. */
+  onCut?: (index: number) => void
 }
 
 export interface FaultProxyStats {
   connections: number
   active: number
   cuts: number
-  /** Bytes from the target to the dialer (what a receiver downloads). */
+  /** Bytes from the target to the dialer (what the dialer downloads from the target). */
   bytesDown: number
+  /**
+   * Bytes from the dialer to the target: requests, and whatever the target downloads from the
+   * dialer over the same connection (peers keep one connection per pair, whoever dialed it).
+   */
   bytesUp: number
 }
 
@@ -97,7 +103,7 @@ class Conn {
 
   cut(mode = this.#proxy.cutMode): void {
     if (this.closed) return
-    this.#proxy.noteCut()
+    this.#proxy.noteCut(this.index)
     for (const s of [this.client, this.upstream]) {
       if (mode === 'reset' && !s.destroyed && s.readyState !== 'opening') s.resetAndDestroy()
       else s.destroy()
@@ -122,6 +128,7 @@ export class FaultProxy {
   readonly #conns = new Set<Conn>()
   readonly #stats: FaultProxyStats = { connections: 0, active: 0, cuts: 0, bytesDown: 0, bytesUp: 0 }
   #plan: ((index: number) => FaultPlan | undefined) | undefined
+  readonly #onCut: ((index: number) => void) | undefined
   #buckets: { down: TokenBucket; up: TokenBucket } | undefined
   readonly #burst: number
   #stalledUntil = 0
@@ -132,6 +139,7 @@ export class FaultProxy {
     this.#target = { host: o.target.host ?? '127.0.0.1', port: o.target.port }
     this.cutMode = o.cutMode ?? 'reset'
     this.#plan = o.plan
+    this.#onCut = o.onCut
     this.#burst = o.burstBytes ?? 64 * 1024
     this.setRate(o.rateBytesPerSec)
   }
@@ -199,8 +207,9 @@ export class FaultProxy {
     await new Promise<void>((resolve) => this.#server.close(() => resolve()))
   }
 
-  noteCut(): void {
+  noteCut(index: number): void {
     this.#stats.cuts++
+    this.#onCut?.(index)
   }
 
   forget(c: Conn): void {

@@ -7,8 +7,9 @@ import type { LoadTestFaults } from './options.ts'
 /**
  * Faults the harness injects itself: a `FaultProxy` (a TCP proxy in the harness
  * process) in front of each sending process, which receivers dial instead of
- * the sender. Every byte a receiver downloads goes through it, so the report can
- * say how many bytes crossed the links beyond what was delivered (re-sent).
+ * the sender. Every connection between the engines goes through exactly one
+ * of them (whoever dialed it), so the report can say how many bytes crossed
+ * the links beyond what was delivered (re-sent).
  */
 export interface LoadTestFaultSpec {
   /**
@@ -26,11 +27,29 @@ export interface LoadTestFaultSpec {
   rateBytesPerSec?: number
 }
 
+/** One fault the built-in faults injected. */
+export interface FaultEvent {
+  /** Seconds since the run started (its first transfer). */
+  t: number
+  kind: 'cut' | 'stall'
+  /** Cuts: the sender whose link was cut (its process index). Stalls hit every link. */
+  sender?: number
+  /** Stalls: how long, ms. */
+  ms?: number
+}
+
+/** Fault events kept for the report; more are counted, not kept (a long run cuts many times a second). */
+export const MAX_FAULT_EVENTS = 10_000
+
 /** The built-in faults, running. */
 export interface RunningFaults extends LoadTestFaults {
+  /** Starts the stall schedule; event times count from `origin` (a `performance.now()`). */
+  begin(origin: number): void
   /** Connections cut so far, all links. */
   cuts(): number
   stalls(): number
+  /** The first `MAX_FAULT_EVENTS` events in time order, and how many more there were. */
+  events(): { events: FaultEvent[]; eventsDropped: number }
   close(): Promise<void>
 }
 
@@ -54,20 +73,24 @@ export function verifyFaultSpec(s: LoadTestFaultSpec): void {
   }
 }
 
-/** Starts nothing yet: a proxy is made for each sender the first time one of its tickets is wrapped. */
+/**
+ * Starts nothing yet: a proxy is made for each sender the first time one of its tickets is
+ * wrapped, and stalls start with `begin()`.
+ */
 export function startFaults(spec: LoadTestFaultSpec, seed: number): RunningFaults {
   verifyFaultSpec(spec)
   const random = mulberry32(seed ^ 0x5eed)
   const proxies = new Map<number, Promise<FaultProxy>>()
+  const events: FaultEvent[] = []
+  let dropped = 0
+  let origin = performance.now()
+  const log = (e: Omit<FaultEvent, 't'>): void => {
+    if (events.length < MAX_FAULT_EVENTS) events.push({ t: (performance.now() - origin) / 1000, ...e })
+    else dropped++
+  }
   let stalls = 0
-  const stallTimer =
-    spec.stallEveryMs === undefined
-      ? undefined
-      : setInterval(() => {
-          stalls++
-          for (const p of proxies.values()) void p.then((x) => x.stall(spec.stallMs ?? 2_000))
-        }, spec.stallEveryMs)
-  stallTimer?.unref()
+  let stallTimer: NodeJS.Timeout | undefined
+  const stallMs = spec.stallMs ?? 2_000
   const cut = spec.cutEveryMs
   const proxyFor = (ticket: string, sender: number): Promise<FaultProxy> => {
     let p = proxies.get(sender)
@@ -77,6 +100,7 @@ export function startFaults(spec: LoadTestFaultSpec, seed: number): RunningFault
         ...(spec.cutMode === undefined ? {} : { cutMode: spec.cutMode }),
         ...(spec.rateBytesPerSec === undefined ? {} : { rateBytesPerSec: spec.rateBytesPerSec }),
         ...(cut === undefined ? {} : { plan: () => ({ cutAfterMs: randomInt(cut[0], cut[1], random) }) }),
+        onCut: () => log({ kind: 'cut', sender }),
       })
       proxies.set(sender, p)
     }
@@ -89,9 +113,20 @@ export function startFaults(spec: LoadTestFaultSpec, seed: number): RunningFault
       if (!settled.includes(p)) settled.push(p)
       return proxyTicket(ticket, p)
     },
-    wireBytesDown: () => settled.reduce((s, p) => s + p.stats.bytesDown, 0),
+    wireBytes: () => settled.reduce((s, p) => s + p.stats.bytesDown + p.stats.bytesUp, 0),
+    begin(at) {
+      origin = at
+      if (spec.stallEveryMs === undefined || stallTimer !== undefined) return
+      stallTimer = setInterval(() => {
+        stalls++
+        log({ kind: 'stall', ms: stallMs })
+        for (const p of proxies.values()) void p.then((x) => x.stall(stallMs))
+      }, spec.stallEveryMs)
+      stallTimer.unref()
+    },
     cuts: () => settled.reduce((s, p) => s + p.stats.cuts, 0),
     stalls: () => stalls,
+    events: () => ({ events: [...events], eventsDropped: dropped }),
     async close() {
       clearInterval(stallTimer)
       await Promise.all([...proxies.values()].map(async (p) => (await p).close()))

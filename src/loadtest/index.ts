@@ -18,7 +18,7 @@ export {
   proxyTicket,
   tcpPortOf,
 } from './fault-proxy.ts'
-export type { LoadTestFaultSpec } from './faults.ts'
+export { type FaultEvent, type LoadTestFaultSpec, MAX_FAULT_EVENTS } from './faults.ts'
 export type {
   LoadSample,
   LoadTestFaults,
@@ -28,6 +28,6 @@ export type {
   SizeDistribution,
   TransferRecord,
 } from './options.ts'
-export { resolveLoadTestOptions } from './options.ts'
+export { CONTENT_MISMATCH, resolveLoadTestOptions } from './options.ts'
 export { renderHtml, summaryLine, writeReport } from './report.ts'
 export { PEER_SCRIPT, runLoadTest } from './run.ts'

@@ -1,7 +1,7 @@
 import type { EngineOptions } from '../engine/config.ts'
 import { ConfigInvalidError } from '../errors.ts'
 import { ENGINE_NODE_FLAGS } from '../process-flags.ts'
-import { type LoadTestFaultSpec, verifyFaultSpec } from './faults.ts'
+import { type FaultEvent, type LoadTestFaultSpec, verifyFaultSpec } from './faults.ts'
 
 /** How transfer sizes are drawn: uniform in bytes, or log-uniform (as many small files as large ones per decade). */
 export type SizeDistribution = 'uniform' | 'log-uniform'
@@ -9,15 +9,19 @@ export type SizeDistribution = 'uniform' | 'log-uniform'
 /**
  * Fault injection as a hook, for faults the built-in ones (`LoadTestFaultSpec`)
  * do not cover. `wrapTicket` may route a transfer through a proxy (`FaultProxy`
- * + `proxyTicket` in src/loadtest/fault-proxy.ts); `wireBytesDown` reports the
- * bytes that proxy forwarded to receivers, from which the report derives the
- * bytes re-sent.
+ * + `proxyTicket` in src/loadtest/fault-proxy.ts); `wireBytes` reports the
+ * bytes those proxies forwarded, from which the report derives the bytes re-sent.
  */
 export interface LoadTestFaults {
-  /** Called once per sender process with its ticket-ready addresses; returns the ticket receivers should use. */
+  /** Called once per published file with its sender's ticket; returns the ticket receivers should use. */
   wrapTicket: (ticket: string, sender: number) => string | Promise<string>
-  /** Bytes delivered to receivers over the faulty links so far (payload + framing). */
-  wireBytesDown?: () => number
+  /**
+   * Bytes forwarded so far in BOTH directions of every proxy (payload + framing + encryption):
+   * engines keep one connection per pair, so a connection B dialed through A's proxy also carries
+   * A's downloads from B, in that proxy's up direction (`FaultProxyStats.bytesUp`). Every
+   * connection of the run must go through exactly one proxy for the figure to be the whole wire.
+   */
+  wireBytes?: () => number
 }
 
 export interface LoadTestOptions {
@@ -54,6 +58,13 @@ export interface LoadTestOptions {
    * through a fault proxy in front of each sender), or a hook of the caller's. @default none
    */
   faults?: LoadTestFaultSpec | LoadTestFaults
+  /**
+   * Check every download against the SHA-256 of the file the harness generated (hashed in the
+   * receiving process, streaming, before the download is deleted); a mismatch fails the transfer
+   * with `CONTENT_MISMATCH`. An independent check of the engine's own verification; it costs CPU
+   * in the receivers, so benchmarks leave it off. @default false
+   */
+  checkDownloads?: boolean
   /** Called every sample; the CLI prints `summaryLine(sample)` from it. */
   onSample?: (s: LoadSample) => void
   signal?: AbortSignal
@@ -85,6 +96,7 @@ export function resolveLoadTestOptions(o: LoadTestOptions = {}): ResolvedLoadTes
     engine: o.engine ?? { workers: 1 },
     execArgv: [...(o.execArgv ?? ENGINE_NODE_FLAGS)],
     faults: o.faults,
+    checkDownloads: o.checkDownloads ?? false,
     onSample: o.onSample,
     signal: o.signal,
   }
@@ -119,21 +131,32 @@ export interface LoadSample {
   /** Verified bytes received so far, all transfers (finished and in flight). */
   bytesDone: number
   done: number
+  /** Failed on their own (transfers the harness cancelled at the deadline are not counted). */
   failed: number
   active: number
   /** Resident set of each engine process, bytes (VmRSS). */
   rss: number[]
 }
 
+/** The failure code of a download that `checkDownloads` found different from the generated file. */
+export const CONTENT_MISMATCH = 'CONTENT_MISMATCH'
+
 export interface TransferRecord {
   index: number
   bytes: number
   from: number
   to: number
+  /** Whole and verified (and, with `checkDownloads`, equal to the generated file). */
   ok: boolean
+  /** Cancelled by the harness at its deadline: neither ok nor failed, counted as unfinished. */
+  cancelled?: boolean
   /** From the request to the harness until the result (queueing in the engine included). */
   seconds: number
+  /** When the transfer ended, seconds since the run started (the time axis of the charts). */
+  endedAt: number
+  /** Times the transfer went to `retrying` (counted by the fetch's `onRetry`), whatever its outcome. */
   retries: number
+  /** A failure's code: a HaulError code, `CONTENT_MISMATCH`, or `Name: message` for anything else. */
   error?: string
 }
 
@@ -156,25 +179,37 @@ export interface LoadTestResult {
   stoppedBy: 'completed' | 'deadline' | 'signal'
   planned: number
   ok: number
+  /** Failed on their own: every one is in `errors`. */
   failed: number
-  /** Never finished: still queued or running at the deadline. */
+  /** Never finished: not started, or still running at the deadline (`cancelled` of them reported so). */
   unfinished: number
+  /** Running at the deadline and cancelled by the harness; part of `unfinished`. */
+  cancelled: number
   successRate: number
   bytesDelivered: number
   /** Verified bytes per second over the whole run. */
   goodput: number
   completion: { p50: number; p95: number; p99: number; max: number }
   processes: ProcessReport[]
+  /** Sum of the records' retries. */
   retries: number
   /**
-   * Bytes the senders put on the faulty links beyond the verified bytes receivers kept
-   * (chunks lost in cuts and fetched again, plus framing, descriptor pages and
-   * encryption overhead, ~0.1 % without faults). Only measured through a fault
-   * proxy (`faults`), else null.
+   * Bytes the fault proxies forwarded, both directions, all links (`LoadTestFaults.wireBytes`):
+   * payload, requests, framing, descriptor pages and encryption. Null without a fault proxy.
+   */
+  wireBytes: number | null
+  /**
+   * `wireBytes` beyond the verified bytes receivers got (floored at 0): chunks lost in cuts and
+   * fetched again, plus requests, framing, descriptor pages and encryption overhead (~0.1 % of
+   * the bytes moved, what a run through a proxy without faults reports). Null without a fault proxy.
    */
   bytesResent: number | null
-  /** Connections the built-in faults cut, and stalls they injected; null without built-in faults. */
-  faultsInjected: { cuts: number; stalls: number } | null
+  /**
+   * What the built-in faults injected: connections cut and stalls (all of them), and the
+   * events in time order (at most `MAX_FAULT_EVENTS`; `eventsDropped` more). Null without built-in faults.
+   */
+  faultsInjected: { cuts: number; stalls: number; events: FaultEvent[]; eventsDropped: number } | null
+  /** Failures by code (the harness's cancellations are not failures: see `cancelled`). */
   errors: Record<string, number>
   samples: LoadSample[]
   records: TransferRecord[]

@@ -5,23 +5,31 @@
  * once verified, so a long run does not fill the disk), and reports the bytes
  * it has received every `tickMs`.
  */
-import { appendFileSync } from 'node:fs'
+import { createHash } from 'node:crypto'
+import { appendFileSync, createReadStream } from 'node:fs'
 import { unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { constants, PerformanceObserver } from 'node:perf_hooks'
 import { createEngine, type EngineOptions, isHaulError } from '../index.ts'
+import { CONTENT_MISMATCH } from './options.ts'
 
 export type ToPeer =
   | { type: 'init'; engine: EngineOptions; tickMs: number }
   | { type: 'publish'; id: number; path: string }
-  | { type: 'fetch'; id: number; ticket: string; dest: string }
+  /** `sha256`: the generated file's hash (hex), to check the download against (`checkDownloads`). */
+  | { type: 'fetch'; id: number; ticket: string; dest: string; sha256?: string }
   | { type: 'cancel-all' }
   | { type: 'exit' }
 
-/** One finished fetch. `at`: when, in ms of the wall clock (`performance.timeOrigin + now()`). */
+/**
+ * One finished fetch. `at`: when the engine settled it, in ms of the wall clock
+ * (`performance.timeOrigin + now()`), before the content check and the unlink.
+ * `cancelled`: the harness cancelled it (cancel-all) and it ended ABORTED.
+ */
 export interface FetchDone {
   id: number
   ok: boolean
+  cancelled?: boolean
   bytes: number
   retries: number
   error?: string
@@ -73,11 +81,11 @@ async function main(): Promise<void> {
     finished = []
     send({ type: 'done', results })
   }
-  const reportDone = (d: Omit<FetchDone, 'at'>): void => {
+  const reportDone = (d: FetchDone): void => {
     if (finished.length === 0) setImmediate(flushDone)
-    finished.push({ ...d, at: performance.timeOrigin + performance.now() })
+    finished.push(d)
   }
-  const active = new Map<number, { cancel(): void; done: () => number }>()
+  const active = new Map<number, { cancel(): void; done: () => number; cancelled: boolean }>()
   let finishedBytes = 0
   const tick = setInterval(() => {
     let bytes = finishedBytes
@@ -110,23 +118,53 @@ async function main(): Promise<void> {
         )
         return
       case 'fetch': {
-        const handle = engine.fetch(m.ticket, m.dest)
-        active.set(m.id, { cancel: () => handle.cancel(), done: () => handle.progress()?.bytesDone ?? 0 })
+        // Counted here rather than taken from the result: a failed fetch has no result to ask.
+        let retries = 0
+        const handle = engine.fetch(m.ticket, m.dest, { onRetry: () => void retries++ })
+        const entry = {
+          cancel: () => {
+            entry.cancelled = true
+            handle.cancel()
+          },
+          done: () => handle.progress()?.bytesDone ?? 0,
+          cancelled: false,
+        }
+        active.set(m.id, entry)
         handle.result.then(
           async (r) => {
+            const at = performance.timeOrigin + performance.now()
             active.delete(m.id)
             finishedBytes += r.bytes
+            const error =
+              m.sha256 === undefined
+                ? undefined
+                : await sha256Of(m.dest).then(
+                    (h) => (h === m.sha256 ? undefined : CONTENT_MISMATCH),
+                    (err: unknown) => describe(err),
+                  )
             await removeFile(m.dest)
-            reportDone({ id: m.id, ok: true, bytes: r.bytes, retries: r.retries })
+            reportDone({
+              id: m.id,
+              ok: error === undefined,
+              bytes: r.bytes,
+              retries,
+              at,
+              ...(error === undefined ? {} : { error }),
+            })
           },
           async (err: unknown) => {
+            const at = performance.timeOrigin + performance.now()
             const bytes = handle.progress()?.bytesDone ?? 0
             active.delete(m.id)
             finishedBytes += bytes
             await removeFile(m.dest)
             await removeFile(`${m.dest}.part`)
             await removeFile(`${m.dest}.part.journal`)
-            reportDone({ id: m.id, ok: false, bytes, retries: 0, error: describe(err) })
+            const error = describe(err)
+            // Only the ABORTED the harness asked for is a cancellation; anything else failed on its own.
+            if (entry.cancelled && error === 'ABORTED')
+              reportDone({ id: m.id, ok: false, cancelled: true, bytes, retries, at })
+            else reportDone({ id: m.id, ok: false, bytes, retries, error, at })
           },
         )
         return
@@ -153,6 +191,13 @@ async function removeFile(path: string): Promise<void> {
   await unlink(path).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'ENOENT') throw err
   })
+}
+
+/** SHA-256 of a file, hex, streamed (a download may be larger than the memory budget). */
+async function sha256Of(path: string): Promise<string> {
+  const hash = createHash('sha256')
+  for await (const b of createReadStream(path, { highWaterMark: 1024 * 1024 })) hash.update(b as Buffer)
+  return hash.digest('hex')
 }
 
 function describe(err: unknown): string {

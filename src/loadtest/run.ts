@@ -11,8 +11,9 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { AbortedError } from '../errors.ts'
-import { mulberry32, writeRandomFile } from '../util/random.ts'
+import { mulberry32 } from '../util/random.ts'
 import { type RunningFaults, startFaults } from './faults.ts'
+import { type FileSpec, makeFiles } from './files.ts'
 import {
   isFaultHook,
   type LoadSample,
@@ -136,34 +137,6 @@ export async function runLoadTest(opts: LoadTestOptions = {}): Promise<LoadTestR
   }
 }
 
-interface FileSpec {
-  path: string
-  bytes: number
-  owner: number
-}
-
-async function makeFiles(
-  o: ResolvedLoadTestOptions,
-  work: string,
-  random: () => number,
-): Promise<FileSpec[]> {
-  const out: FileSpec[] = []
-  for (let i = 0; i < o.files; i++) {
-    const bytes = drawSize(o, random)
-    const owner = o.topology === 'fan-out' ? 0 : i % o.processes
-    const path = join(work, `file-${i}.bin`)
-    await writeRandomFile(path, bytes)
-    out.push({ path, bytes, owner })
-  }
-  return out
-}
-
-function drawSize(o: ResolvedLoadTestOptions, random: () => number): number {
-  const u = random()
-  if (o.distribution === 'uniform') return Math.round(o.minBytes + u * (o.maxBytes - o.minBytes))
-  return Math.round(Math.exp(Math.log(o.minBytes) + u * (Math.log(o.maxBytes) - Math.log(o.minBytes))))
-}
-
 async function publishAll(
   peers: Peer[],
   files: FileSpec[],
@@ -200,10 +173,15 @@ async function drive(
     plan.push({ index: i, file, to })
   }
   const records: TransferRecord[] = []
+  let okCount = 0
+  let failedCount = 0
+  // Verified bytes as each fetch ended: exact where the last tick may lag behind the last fetch.
+  let reportedBytes = 0
   const startedAt = new Map<number, number>()
   const samples: LoadSample[] = []
   const t0 = performance.now()
   const startedIso = new Date().toISOString()
+  builtin?.begin(t0)
   let next = 0
   let inFlight = 0
   let stoppedBy: LoadTestResult['stoppedBy'] = 'completed'
@@ -221,6 +199,7 @@ async function drive(
         id: t.index,
         ticket: tickets[t.file]!,
         dest: join(work, 'out', `t${t.index}.bin`),
+        ...(o.checkDownloads ? { sha256: files[t.file]!.sha256 } : {}),
       })
     }
     if (inFlight === 0 && (next >= plan.length || stopping)) finish?.()
@@ -229,14 +208,20 @@ async function drive(
     p.onDone = (m) => {
       const t = plan[m.id]!
       inFlight--
+      reportedBytes += m.bytes
+      if (m.ok) okCount++
+      else if (m.cancelled !== true) failedCount++
+      // Both clocks are this host's wall clock; the peer stamps the moment the fetch ended.
+      const ended = m.at - performance.timeOrigin
       records.push({
         index: m.id,
         bytes: files[t.file]!.bytes,
         from: files[t.file]!.owner,
         to: t.to,
         ok: m.ok,
-        // Both clocks are this host's wall clock; the peer stamps the moment the fetch ended.
-        seconds: Math.max(0, m.at - performance.timeOrigin - startedAt.get(m.id)!) / 1000,
+        ...(m.cancelled === true ? { cancelled: true } : {}),
+        seconds: Math.max(0, ended - startedAt.get(m.id)!) / 1000,
+        endedAt: Math.max(0, ended - t0) / 1000,
         retries: m.retries,
         ...(m.error === undefined ? {} : { error: m.error }),
       })
@@ -244,12 +229,11 @@ async function drive(
     }
   }
   const sample = (): void => {
-    const done = records.filter((r) => r.ok).length
     const s: LoadSample = {
       t: (performance.now() - t0) / 1000,
       bytesDone: peers.reduce((sum, p) => sum + p.bytesDone, 0),
-      done,
-      failed: records.length - done,
+      done: okCount,
+      failed: failedCount,
       active: inFlight,
       rss: peers.map((p) => p.memory().rss),
     }
@@ -289,8 +273,10 @@ async function drive(
   if ((stoppedBy as LoadTestResult['stoppedBy']) === 'signal')
     throw new AbortedError('the load test was cancelled')
   return summarize(o, peers, records, samples, startedIso, (performance.now() - t0) / 1000, stoppedBy, {
-    wire: faults?.wireBytesDown?.(),
-    injected: builtin === undefined ? null : { cuts: builtin.cuts(), stalls: builtin.stalls() },
+    wire: faults?.wireBytes?.(),
+    verified: Math.max(reportedBytes, samples.at(-1)!.bytesDone),
+    injected:
+      builtin === undefined ? null : { cuts: builtin.cuts(), stalls: builtin.stalls(), ...builtin.events() },
   })
 }
 
@@ -302,13 +288,14 @@ function summarize(
   startedAt: string,
   seconds: number,
   stoppedBy: LoadTestResult['stoppedBy'],
-  fault: { wire: number | undefined; injected: LoadTestResult['faultsInjected'] },
+  fault: { wire: number | undefined; verified: number; injected: LoadTestResult['faultsInjected'] },
 ): LoadTestResult {
   const ok = records.filter((r) => r.ok)
+  const failed = records.filter((r) => !r.ok && r.cancelled !== true)
   const times = ok.map((r) => r.seconds).sort((a, b) => a - b)
   const bytesDelivered = ok.reduce((s, r) => s + r.bytes, 0)
   const errors: Record<string, number> = {}
-  for (const r of records) if (!r.ok) errors[r.error ?? 'unknown'] = (errors[r.error ?? 'unknown'] ?? 0) + 1
+  for (const r of failed) errors[r.error ?? 'unknown'] = (errors[r.error ?? 'unknown'] ?? 0) + 1
   const wire = fault.wire
   const processes: ProcessReport[] = peers.map((p) => ({
     index: p.index,
@@ -324,8 +311,9 @@ function summarize(
     stoppedBy,
     planned: o.transfers,
     ok: ok.length,
-    failed: records.length - ok.length,
-    unfinished: o.transfers - records.length,
+    failed: failed.length,
+    unfinished: o.transfers - ok.length - failed.length,
+    cancelled: records.length - ok.length - failed.length,
     successRate: ok.length / o.transfers,
     bytesDelivered,
     goodput: seconds > 0 ? bytesDelivered / seconds : 0,
@@ -337,7 +325,8 @@ function summarize(
     },
     processes,
     retries: records.reduce((s, r) => s + r.retries, 0),
-    bytesResent: wire === undefined ? null : Math.max(0, wire - samples.at(-1)!.bytesDone),
+    wireBytes: wire ?? null,
+    bytesResent: wire === undefined ? null : Math.max(0, wire - fault.verified),
     faultsInjected: fault.injected,
     errors,
     samples,
