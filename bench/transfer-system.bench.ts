@@ -27,7 +27,7 @@ const job = (fetched: Promise<void>): TransferJob => ({
   resolve: async () => {},
   fetchChunks: () => fetched,
   finalize: async () => {},
-  retry: { maxAttempts: 1, maxAttemptsFirstContact: 1, baseDelayMs: 1, maxDelayMs: 1 },
+  retry: { maxAttempts: 1, maxAttemptsFirstContact: 1, baseDelayMs: 1, maxDelayMs: 1, maxStallMs: 1 },
   progressMark: () => 0,
 })
 const never = new Promise<void>(() => {})

@@ -10,7 +10,7 @@ import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { WorkerPool } from '../workers/pool.ts'
-import { Admission } from './admission.ts'
+import { Admission, type AdmissionPlace } from './admission.ts'
 import { BudgetShare } from './budget-share.ts'
 import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
@@ -301,9 +301,9 @@ export class Engine {
     opts.signal?.addEventListener('abort', cancel, { once: true })
     this.#queued.set(id, waiting)
     /** The transfer once admitted and holding its destination: the job, its actor, cleanup. */
-    const runJob = async (release: () => void): Promise<FetchResult> => {
+    const runJob = async (place: AdmissionPlace): Promise<FetchResult> => {
       if (this.#stopped) {
-        release()
+        place.release()
         throw new AbortedError('the engine is stopped')
       }
       const flow = this.#downloads.flow(opts.priority ?? 'normal')
@@ -327,7 +327,7 @@ export class Engine {
               directWrites: this.#directWrites,
               limiter,
               sessions: this.#sessions,
-              release,
+              place,
               destination: this.#destinationPolicy(opts),
             },
             ticket,
@@ -339,9 +339,10 @@ export class Engine {
       actor = this.#system.spawn(id, admitted)
       const output = await outputOf(actor)
       flow.close()
+      if (output.status === 'done') place.completed()
       await admitted.cleanup()
       // FetchJob gives its place back in cleanup; a SwarmJob does not know about admission.
-      if (admitted instanceof SwarmJob) release()
+      if (admitted instanceof SwarmJob) place.release()
       this.#transfers.delete(id)
       this.#system.reap(id)
       if (output.status === 'done') return admitted.result()
@@ -350,7 +351,7 @@ export class Engine {
     const before = this.#writing.get(path)
     let failedEarly = false
     const run = async (): Promise<FetchResult> => {
-      let release: () => void
+      let place: AdmissionPlace
       let lock: DestinationLock
       try {
         if (before !== undefined) {
@@ -358,14 +359,14 @@ export class Engine {
           await raceSignal(before, waiting.signal)
         }
         // A multi-peer fetch takes its turn with its first provider.
-        release = await this.#admission.acquire(ticket.peerId, waiting.signal)
+        place = await this.#admission.acquire(ticket.peerId, waiting.signal)
         try {
           lock = await DestinationLock.acquire(path, {
             wait: opts.waitIfBusy === true,
             signal: waiting.signal,
           })
         } catch (err) {
-          release()
+          place.release()
           throw err
         }
       } catch (err) {
@@ -376,7 +377,7 @@ export class Engine {
         this.#queued.delete(id)
       }
       try {
-        return await runJob(release)
+        return await runJob(place)
       } finally {
         await lock.release()
       }

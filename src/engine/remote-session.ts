@@ -49,6 +49,9 @@ export class RemoteSession {
   #opts: RemoteSessionOptions
   #decoder: FrameDecoder
   #writer: FrameWriter
+  /** get-chunks requests waiting for their replies. */
+  #chunkRequests = 0
+  #chunkBytes = 0
 
   private constructor(stream: FrameStream, decoder: FrameDecoder, opts: RemoteSessionOptions) {
     this.stream = stream
@@ -91,6 +94,15 @@ export class RemoteSession {
     return this.#pending.size
   }
 
+  /**
+   * Bytes read off the stream while a get-chunks request was waiting: chunk data arriving, whole
+   * or not. A transfer whose connection is cut before a chunk completes has still seen its peer
+   * serve (see FetchJob.progressMark).
+   */
+  get chunkBytes(): number {
+    return this.#chunkBytes
+  }
+
   /** Sends one request and resolves when its final frame (`end`, or the single reply) arrives. */
   request(
     build: (requestId: number) => TransferMessage,
@@ -99,6 +111,9 @@ export class RemoteSession {
   ): Promise<void> {
     if (this.#closed !== undefined) return Promise.reject(this.#closed)
     const requestId = this.#nextId++
+    const msg = build(requestId)
+    const chunks = msg.type === 'get-chunks'
+    if (chunks) this.#chunkRequests++
     const { promise, resolve, reject } = Promise.withResolvers<void>()
     let timer: NodeJS.Timeout | undefined
     const arm = (): void => {
@@ -112,7 +127,10 @@ export class RemoteSession {
       fail(new AbortedError())
       void this.#send({ type: 'cancel', requestId }).catch(() => {})
     }
+    let open = true
     const cleanup = (): void => {
+      if (chunks && open) this.#chunkRequests--
+      open = false
       clearTimeout(timer)
       opts.signal?.removeEventListener('abort', onAbort)
       this.#pending.delete(requestId)
@@ -143,7 +161,7 @@ export class RemoteSession {
     }
     opts.signal?.addEventListener('abort', onAbort, { once: true })
     arm()
-    this.#send(build(requestId)).catch((err) => fail(err as HaulError))
+    this.#send(msg).catch((err) => fail(err as HaulError))
     return promise
   }
 
@@ -166,6 +184,7 @@ export class RemoteSession {
       while (true) {
         const next = await iterator.next()
         if (next.done) break
+        if (this.#chunkRequests > 0) this.#chunkBytes += next.value.byteLength
         this.#decoder.push(next.value)
         this.#dispatchBuffered()
       }

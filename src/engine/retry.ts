@@ -8,20 +8,22 @@ import { ConfigInvalidError, type ErrorCode, type HaulError, isHaulError } from 
  */
 export interface RetryOptions {
   /**
-   * Failed attempts in a row, without a single new verified chunk in between,
-   * after which the transfer fails with RETRIES_EXHAUSTED (its part file and
-   * journal stay on disk for a later resume). Any progress resets the count, so
-   * a long transfer survives any number of cuts as long as it keeps moving.
-   * 1 disables retrying.
+   * Failed attempts in a row, without progress in between, after which the
+   * transfer fails with RETRIES_EXHAUSTED (its part file and journal stay on
+   * disk for a later resume). Progress is a verified chunk; also, until the
+   * transfer has gone `maxStallMs` without one, chunk bytes arriving (cut
+   * before the chunk completed) and chunks its peer serves to this engine's
+   * other transfers. So a long transfer survives any number of cuts as long as
+   * its peer keeps serving. 1 disables retrying.
    * @default 10
    */
   maxAttempts: number
   /**
-   * Attempts allowed before the peer has served the content once in this
-   * fetch. A wrong ticket or a sender that is not running fails after these
-   * with its own error (PEER_UNREACHABLE, CONTENT_NOT_FOUND...), in about a
-   * second, instead of after the whole backoff; a blip at the first dial is
-   * still ridden out. At most maxAttempts.
+   * Attempts allowed before a stream to the peer has opened in this fetch. A
+   * wrong ticket or a sender that is not running fails after these with its
+   * own error (PEER_UNREACHABLE, CONTENT_NOT_FOUND...), in about a second,
+   * instead of after the whole backoff; a blip at the first dial is still
+   * ridden out. At most maxAttempts.
    * @default 3
    */
   maxAttemptsFirstContact: number
@@ -29,6 +31,12 @@ export interface RetryOptions {
   baseDelayMs: number
   /** Ceiling of the delay. @default 30_000 */
   maxDelayMs: number
+  /**
+   * How long a transfer may go without a verified chunk of its own while its failures still do
+   * not count because its peer is visibly serving (see `maxAttempts`). Bounds a link that always
+   * breaks mid-chunk: it fails after this, then `maxAttempts` failures. @default 300_000
+   */
+  maxStallMs: number
 }
 
 export const defaultRetryOptions: Readonly<RetryOptions> = {
@@ -36,6 +44,7 @@ export const defaultRetryOptions: Readonly<RetryOptions> = {
   maxAttemptsFirstContact: 3,
   baseDelayMs: 500,
   maxDelayMs: 30_000,
+  maxStallMs: 300_000,
 }
 
 export function verifyRetryOptions(o: RetryOptions): void {

@@ -12,14 +12,30 @@ interface Waiter {
  * network (streams per peer) and the worker pool (tasks handed to threads).
  */
 export class Slots {
-  readonly limit: number
   readonly maxWaiters: number
+  #limit: number
   #active = 0
   readonly #waiters: Waiter[] = []
 
   constructor(limit: number, maxWaiters = Number.POSITIVE_INFINITY) {
-    this.limit = limit
+    this.#limit = limit
     this.maxWaiters = maxWaiters
+  }
+
+  get limit(): number {
+    return this.#limit
+  }
+
+  /**
+   * Changes how many slots may be held. Raising it lets waiters in at once; lowering it takes
+   * effect as holders release (nobody is preempted).
+   */
+  setLimit(limit: number): void {
+    this.#limit = limit
+    while (this.#active < this.#limit && this.#waiters.length > 0) {
+      this.#active++
+      this.#waiters.shift()!.resolve()
+    }
   }
 
   get active(): number {
@@ -39,14 +55,14 @@ export class Slots {
   acquire(opts: { signal?: AbortSignal; what?: string } = {}): Promise<void> {
     const { signal } = opts
     if (signal?.aborted) return Promise.reject(abortedBy(signal))
-    if (this.#active < this.limit && this.#waiters.length === 0) {
+    if (this.#active < this.#limit && this.#waiters.length === 0) {
       this.#active++
       return Promise.resolve()
     }
     if (this.#waiters.length >= this.maxWaiters) {
       return Promise.reject(
         new TooManyRequestsError(
-          `${opts.what ?? 'slots'}: ${this.limit} in use and ${this.maxWaiters} already waiting; retry later`,
+          `${opts.what ?? 'slots'}: ${this.#limit} in use and ${this.maxWaiters} already waiting; retry later`,
         ),
       )
     }
@@ -71,12 +87,14 @@ export class Slots {
     return promise
   }
 
-  /** Returns a slot; the longest waiter, if any, takes it over directly. */
+  /** Returns a slot; the longest waiter, if any, takes it over directly (unless the limit was lowered below what is held). */
   release(): void {
-    const next = this.#waiters.shift()
-    if (next !== undefined) {
-      next.resolve()
-      return
+    if (this.#active <= this.#limit) {
+      const next = this.#waiters.shift()
+      if (next !== undefined) {
+        next.resolve()
+        return
+      }
     }
     if (this.#active > 0) this.#active--
   }

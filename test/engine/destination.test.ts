@@ -70,7 +70,12 @@ describe('one destination, one writer; nothing destroyed silently', () => {
     await writeFile(f, 12 * MiB, 'random')
     const slowTicket = (await slow.publish(f)).ticket
     const dest = join(dir, 'contended.bin')
-    const child = spawnPeer({ mode: 'get', ticket: slowTicket, dest, engine: { journal: { flushBytes: MiB } } })
+    const child = spawnPeer({
+      mode: 'get',
+      ticket: slowTicket,
+      dest,
+      engine: { journal: { flushBytes: MiB } },
+    })
     try {
       await child.waitFor((e) => e.event === 'progress' && (e.bytesDone as number) >= 3 * MiB, 'progress')
       const err = await failure(receiver.fetch(slowTicket, dest).result)

@@ -17,7 +17,13 @@ import {
 
 type Step = 'resolve' | 'fetchChunks' | 'finalize'
 
-const FAST: RetryOptions = { maxAttempts: 4, maxAttemptsFirstContact: 4, baseDelayMs: 1, maxDelayMs: 4 }
+const FAST: RetryOptions = {
+  maxAttempts: 4,
+  maxAttemptsFirstContact: 4,
+  baseDelayMs: 1,
+  maxDelayMs: 4,
+  maxStallMs: 1,
+}
 
 /**
  * A stand-in job: records the steps it ran; `script` gives, per call of a step,
@@ -220,7 +226,13 @@ describe('transfer machine', () => {
   it('cancel during the backoff ends cancelled without reconnecting', async () => {
     const { job: j, ran } = job({
       script: { fetchChunks: [new StreamClosedError('cut')] },
-      retry: { maxAttempts: 3, maxAttemptsFirstContact: 3, baseDelayMs: 60_000, maxDelayMs: 60_000 },
+      retry: {
+        maxAttempts: 3,
+        maxAttemptsFirstContact: 3,
+        baseDelayMs: 60_000,
+        maxDelayMs: 60_000,
+        maxStallMs: 1,
+      },
     })
     const actor = createActor(transferMachine, { input: j }).start()
     await new Promise<void>((resolve) => {
@@ -262,6 +274,7 @@ describe('retry policy', () => {
       maxAttemptsFirstContact: 3,
       baseDelayMs: 100,
       maxDelayMs: 1000,
+      maxStallMs: 60_000,
     }
     expect([1, 2, 3, 4, 5, 6].map((a) => backoffDelay(a, o, () => 1))).toEqual([
       100, 200, 400, 800, 1000, 1000,

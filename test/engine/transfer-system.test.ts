@@ -19,7 +19,7 @@ function job() {
         })
       }),
     finalize: async () => {},
-    retry: { maxAttempts: 1, maxAttemptsFirstContact: 1, baseDelayMs: 1, maxDelayMs: 1 },
+    retry: { maxAttempts: 1, maxAttemptsFirstContact: 1, baseDelayMs: 1, maxDelayMs: 1, maxStallMs: 1 },
     progressMark: () => 0,
   }
   return { job: j, finish, wasAborted: () => aborted }

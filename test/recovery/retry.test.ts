@@ -103,6 +103,55 @@ describe('retries through a fault proxy (real sockets)', () => {
     }
   })
 
+  it('connections cut mid-chunk: chunk bytes arriving count as progress, so four such cuts do not exhaust three attempts', async () => {
+    // Every cut lands inside the first 1 MiB chunk: no chunk is ever verified before it.
+    const proxy = await FaultProxy.start({
+      target: { port: tcpPortOf(sender.network.addresses) },
+      plan: (i) => (i < 4 ? { cutAfterBytes: 300 * 1024 } : undefined),
+    })
+    const engine = await receiver({ retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50 } })
+    try {
+      const dest = join(dir, 'midchunk.out')
+      const r = await engine.fetch(proxyTicket(ticket, proxy), dest).result
+      expect(proxy.stats.cuts).toBe(4)
+      expect(r.retries).toBe(4)
+      expect(await sha256File(dest)).toBe(srcHash)
+    } finally {
+      await engine.stop()
+      await proxy.close()
+    }
+  })
+
+  it('a link that always breaks mid-chunk: once maxStallMs passes without a verified chunk, maxAttempts more failures end it (RETRIES_EXHAUSTED)', async () => {
+    const proxy = await FaultProxy.start({
+      target: { port: tcpPortOf(sender.network.addresses) },
+      plan: () => ({ cutAfterBytes: 300 * 1024 }),
+    })
+    const engine = await receiver({
+      retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50, maxStallMs: 800 },
+    })
+    try {
+      const retries: RetryInfo[] = []
+      const err = await engine
+        .fetch(proxyTicket(ticket, proxy), join(dir, 'never-whole.out'), { onRetry: (i) => retries.push(i) })
+        .result.catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(RetriesExhaustedError)
+      // While the stall was young, the chunk bytes of every cut attempt kept the count at 1; after
+      // it, failures counted: the last two retries are attempts 1 and 2 of 3.
+      expect(retries.length).toBeGreaterThan(2)
+      expect(
+        retries
+          .map((r) => r.attempt)
+          .slice(0, -1)
+          .every((a) => a === 1),
+      ).toBe(true)
+      expect(retries.at(-1)!.attempt).toBe(2)
+    } finally {
+      await engine.stop()
+      await proxy.close()
+    }
+  })
+
   it('a stalled peer trips the idle timeout; the transfer retries and completes once bytes flow again', async () => {
     const proxy = await FaultProxy.start({
       target: { port: tcpPortOf(sender.network.addresses) },

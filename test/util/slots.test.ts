@@ -23,6 +23,31 @@ describe('Slots', () => {
     expect(s.idle).toBe(true)
   })
 
+  it('setLimit: raising it admits waiters at once; lowering it admits nobody until enough holders leave', async () => {
+    const s = new Slots(2)
+    await s.acquire()
+    await s.acquire()
+    let admitted = 0
+    const waiters = [s.acquire(), s.acquire(), s.acquire()].map((p) => p.then(() => admitted++))
+    s.setLimit(3)
+    await Promise.resolve()
+    await Promise.resolve()
+    expect(s.active).toBe(3)
+    s.setLimit(1)
+    s.release()
+    s.release()
+    await Promise.resolve()
+    expect(admitted).toBe(1)
+    expect(s.active).toBe(1)
+    s.release()
+    await Promise.all(waiters.slice(0, 2))
+    expect(admitted).toBe(2)
+    expect(s.active).toBe(1)
+    s.release()
+    await Promise.all(waiters)
+    expect(s.active).toBe(1)
+  })
+
   it('fails at once past the waiting bound', async () => {
     const s = new Slots(1, 1)
     await s.acquire()
