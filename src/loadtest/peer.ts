@@ -43,8 +43,9 @@ export type FromPeer =
   | { type: 'tick'; bytesDone: number; active: number }
   | { type: 'fatal'; error: string }
 
+/** Once the harness has gone (it was killed, or gave up on this process), there is nobody to tell. */
 const send = (m: FromPeer): void => {
-  process.send?.(m)
+  if (process.connected) process.send?.(m)
 }
 
 async function main(): Promise<void> {
@@ -109,6 +110,8 @@ async function main(): Promise<void> {
   }, init.tickMs)
   let exiting: (() => void) | undefined
   const exited = new Promise<void>((r) => (exiting = r))
+  // The harness went away without saying exit: stop like an exit, not with an IPC error.
+  process.once('disconnect', () => exiting?.())
   process.on('message', (m: ToPeer) => {
     switch (m.type) {
       case 'publish':

@@ -227,16 +227,19 @@ describe('haul loadtest harness', () => {
   it('built-in faults in a mesh (every process serves and fetches over one connection per pair): bytes re-sent count both directions, downloads match the generated files', async () => {
     const r = await runLoadTest({
       processes: 2,
-      transfers: 6,
+      transfers: 10,
       concurrency: 4,
-      minBytes: 2 * MiB,
-      maxBytes: 4 * MiB,
+      minBytes: 3 * MiB,
+      maxBytes: 6 * MiB,
       files: 4,
       topology: 'mesh',
       durationMs: 90_000,
       checkDownloads: true,
-      // A slow link so that transfers outlive several cuts.
-      faults: { cutEveryMs: [300, 700], stallEveryMs: 1_500, stallMs: 200, rateBytesPerSec: 6_000_000 },
+      // A slow link so that transfers outlive several cuts. A connection must live long enough to
+      // carry a 1 MiB chunk to each of the transfers sharing it: cut every 300–700 ms at 6 MB/s,
+      // two transfers a direction got bytes on every connection but rarely a whole chunk, and the
+      // run took 5 to over 60 s.
+      faults: { cutEveryMs: [500, 1_500], stallEveryMs: 1_500, stallMs: 200, rateBytesPerSec: 8_000_000 },
       engine: { workers: 1, retry: { baseDelayMs: 20, maxDelayMs: 100, maxAttempts: 30 } },
     })
     expect(r.stoppedBy).toBe('completed')
@@ -265,7 +268,7 @@ describe('haul loadtest harness', () => {
     expect(page).toMatch(/<g class="markers" data-kind="cut"/)
     expect((page.match(/<line class="mark-cut"/g) ?? []).length).toBeGreaterThan(0)
     expect(page).toContain(`${r.faultsInjected!.cuts} cuts`)
-    expect(page).toContain('each connection cut after 300–700 ms (reset)')
+    expect(page).toContain('each connection cut after 500–1500 ms (reset)')
   })
 
   it("a failed transfer reports its retries (counted by the fetch's onRetry), and the report marks it with its code", async () => {
