@@ -19,11 +19,11 @@ export interface RetryOptions {
    */
   maxAttempts: number
   /**
-   * Attempts allowed before a stream to the peer has opened in this fetch. A
+   * Attempts allowed, before a stream to the peer has opened in this fetch,
+   * for failures that say it may not be there (PEER_UNREACHABLE, TIMEOUT). A
    * wrong ticket or a sender that is not running fails after these with its
-   * own error (PEER_UNREACHABLE, CONTENT_NOT_FOUND...), in about a second,
-   * instead of after the whole backoff; a blip at the first dial is still
-   * ridden out. At most maxAttempts.
+   * own error, in about a second, instead of after the whole backoff; a blip
+   * at the first dial is still ridden out. At most maxAttempts.
    * @default 3
    */
   maxAttemptsFirstContact: number

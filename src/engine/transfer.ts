@@ -173,25 +173,34 @@ export class FetchJob implements TransferJob {
   }
 
   /**
-   * Until a stream to the peer has opened in this job, only transient errors are retried, and
-   * only `retry.maxAttemptsFirstContact` times; then the transfer fails with the error itself, so
-   * a wrong address or a sender that is not running is told in about a second. From then on (and
-   * after a TOO_MANY_REQUESTS refusal, which is an answer too), `retry.maxAttempts`. Once the peer
-   * has served this content's header, CONTENT_NOT_FOUND is retried too: a restarting sender serves
-   * nothing until it has indexed the file again.
+   * Until a stream to the peer has opened in this job, a failure that says the peer may not be
+   * there (PEER_UNREACHABLE, TIMEOUT) is retried only `retry.maxAttemptsFirstContact` times; then
+   * the transfer fails with the error itself, so a wrong address or a sender that is not running
+   * is told in about a second. Every other transient failure (a stream cut, TOO_MANY_REQUESTS)
+   * came from the peer, and gets `retry.maxAttempts`. Once the peer has served this content's
+   * header, CONTENT_NOT_FOUND is retried too: a restarting sender serves nothing until it has
+   * indexed the file again.
    */
   canRetry(error: HaulError): boolean {
     return isTransient(error) || (this.#contentSeen && error.code === 'CONTENT_NOT_FOUND')
   }
 
   attemptLimit(error: HaulError): number {
-    return this.#reached || error.code === 'TOO_MANY_REQUESTS'
-      ? this.retry.maxAttempts
-      : Math.min(this.retry.maxAttemptsFirstContact, this.retry.maxAttempts)
+    return this.#unreached(error)
+      ? Math.min(this.retry.maxAttemptsFirstContact, this.retry.maxAttempts)
+      : this.retry.maxAttempts
   }
 
   exhausted(last: HaulError, _attempts: number): HaulError | undefined {
-    return this.#reached ? undefined : last
+    return this.#unreached(last) ? last : undefined
+  }
+
+  /**
+   * The peer may not be there at all: nothing reached it in this job and this failure says so
+   * (no dial, no answer). Any other failure came over a connection Noise proved was the peer's.
+   */
+  #unreached(error: HaulError): boolean {
+    return !this.#reached && (error.code === 'PEER_UNREACHABLE' || error.code === 'TIMEOUT')
   }
 
   onRetry(info: RetryInfo): void {
