@@ -1,7 +1,7 @@
 import { availableParallelism } from 'node:os'
 import { maxChunkSize, verifyChunkingParams } from '../chunking/params.ts'
 import { ConfigInvalidError } from '../errors.ts'
-import { type NetworkOnlyOptions, stripUndefined } from '../net/options.ts'
+import { type EngineNetworkOptions, stripUndefined } from '../net/options.ts'
 import {
   type DirectWriteOptions,
   defaultDirectWriteOptions,
@@ -105,10 +105,8 @@ export interface EngineOptions {
   sessions?: Partial<SessionPoolOptions>
   /** Multi-peer fetches and partial seeding (see README, "Multi-peer fetches"). */
   swarm?: Partial<SwarmOptions>
-  /** Per-peer stream limits of the libp2p node (see src/net/README.md). */
-  network?: Partial<
-    Pick<NetworkOnlyOptions, 'maxStreamsPerPeer' | 'maxInboundStreamsPerPeer' | 'maxQueuedOpensPerPeer'>
-  >
+  /** Per-peer stream limits and connection admission of the libp2p node (see src/net/README.md). */
+  network?: Partial<EngineNetworkOptions>
 }
 
 export interface EngineConfig {
@@ -130,7 +128,7 @@ export interface EngineConfig {
   readonly maxActiveTransfersPerPeer: number
   readonly maxQueuedTransfersPerPeer: number
   readonly gcAssistBytes: number
-  readonly network: Partial<NetworkOnlyOptions>
+  readonly network: Partial<EngineNetworkOptions>
   readonly buffers: Required<BufferRecyclerOptions>
   readonly directWrites: DirectWriteOptions
   readonly sessions: SessionPoolOptions

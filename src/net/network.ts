@@ -12,6 +12,7 @@ import {
   UnsupportedVersionError,
 } from '../errors.ts'
 import { Slots } from '../util/slots.ts'
+import { type AdmissionStats, ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
 import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
@@ -60,6 +61,7 @@ export class Network {
   /** Tells when libp2p is done with sent bytes, so senders may reuse their buffers (send-ledger.ts). */
   readonly #ledgers: SendLedgers
   readonly #o: Required<NetworkOnlyOptions> & { connectTimeoutMs: number }
+  readonly #admission: ConnectionAdmission
   readonly #peers = new Map<string, PeerState>()
   readonly #stop = new AbortController()
   #stopped: Promise<void> | undefined
@@ -74,18 +76,21 @@ export class Network {
     node: Libp2p,
     ledgers: SendLedgers,
     o: Required<NetworkOnlyOptions> & { connectTimeoutMs: number },
+    admission: ConnectionAdmission,
   ) {
     this.#node = node
     this.#ledgers = ledgers
     this.#o = o
+    this.#admission = admission
   }
 
   static async create(opts: NetworkOptions = {}): Promise<Network> {
     const { net, node } = resolveNetworkOptions(opts)
     const key = node.dataDir === undefined ? undefined : await loadOrCreateIdentity(node.dataDir)
     const ledgers = new SendLedgers()
-    const libp2p = await startLibp2p(node, key, {}, ledgers)
-    return new Network(libp2p, ledgers, { ...net, connectTimeoutMs: node.connectTimeoutMs })
+    const admission = new ConnectionAdmission(node.admission, node.maxConnections)
+    const libp2p = await startLibp2p(node, key, {}, ledgers, admission)
+    return new Network(libp2p, ledgers, { ...net, connectTimeoutMs: node.connectTimeoutMs }, admission)
   }
 
   get peerId(): string {
@@ -201,6 +206,11 @@ export class Network {
     const conns =
       peer === undefined ? this.#node.getConnections() : this.#node.getConnections(parsePeer(peer))
     return conns.filter((c) => c.status === 'open').length
+  }
+
+  /** Inbound sockets in their handshake, and those refused or evicted so far (connection-admission.ts). */
+  admissionStats(): AdmissionStats {
+    return this.#admission.stats
   }
 
   /** Aborts every stream and waiting call, closes all connections and the listener. Idempotent. */

@@ -4,6 +4,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2pInit } from 'libp2p'
 import { InternalError, isHaulError } from '../errors.ts'
 import { KiB } from '../types.ts'
+import { ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { noiseCrypto } from './noise-crypto.ts'
 import { tunedNoise } from './noise-stream.ts'
@@ -76,11 +77,16 @@ export interface NodeOverrides {
   unsafeInitialStreamWindowSize?: number
 }
 
+/**
+ * `admission` counts connections for the node's gater; a caller that wants its figures passes
+ * its own (made from the same options), otherwise one is made here.
+ */
 export async function startLibp2p(
   o: ResolvedNodeOptions,
   privateKey?: PrivateKey,
   overrides: NodeOverrides = {},
   ledgers?: SendLedgers,
+  admission: ConnectionAdmission = new ConnectionAdmission(o.admission, o.maxConnections),
 ): Promise<Libp2p> {
   const y = o.yamux
   const initialWindow = overrides.unsafeInitialStreamWindowSize ?? YAMUX_INITIAL_WINDOW
@@ -96,8 +102,11 @@ export async function startLibp2p(
     },
   })
   const logger = libp2pLogger()
+  const a = o.admission
   try {
-    return await createLibp2p({
+    const node = await createLibp2p({
+      // Started below, once the gater can see the node's connections.
+      start: false,
       ...(privateKey === undefined ? {} : { privateKey }),
       ...(logger === undefined ? {} : { logger }),
       nodeInfo: { name: 'haul' },
@@ -105,14 +114,17 @@ export async function startLibp2p(
       transports: [tcp()],
       connectionEncrypters: overrides.connectionEncrypters ?? [tunedNoise({ crypto: noiseCrypto })],
       streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow, ledgers)],
+      connectionGater: admission.gater(),
       connectionManager: {
-        maxConnections: o.maxConnections,
+        // libp2p refuses sockets at accept once this many connections are open, before the
+        // gater could make room: the gater enforces maxConnections itself (connection-admission.ts), and
+        // libp2p's limit only catches our own dials beyond it.
+        maxConnections: o.maxConnections + a.maxPending,
+        maxIncomingPendingConnections: a.maxPending,
+        inboundConnectionThreshold: a.maxNewPerAddressPerSecond,
+        inboundUpgradeTimeout: a.upgradeTimeoutMs,
         dialTimeout: o.connectTimeoutMs,
         addressDialTimeout: o.connectTimeoutMs,
-        inboundUpgradeTimeout: o.connectTimeoutMs,
-        // Several haul processes on one host (tests, a NAT) dial from one IP:
-        // libp2p's default of 5 new connections per second per host is too tight.
-        inboundConnectionThreshold: 64,
         maxPeerAddrsToDial: 16,
       },
       connectionMonitor: {
@@ -121,6 +133,14 @@ export async function startLibp2p(
         pingTimeout: { minTimeout: 10_000 },
       },
     })
+    admission.attach(node)
+    try {
+      await node.start()
+    } catch (err) {
+      await Promise.resolve(node.stop()).catch(() => {})
+      throw err
+    }
+    return node
   } catch (err) {
     if (isHaulError(err)) throw err
     throw new InternalError(`cannot start the libp2p node: ${(err as Error).message}`, { cause: err })

@@ -1,6 +1,11 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { ConfigInvalidError } from '../errors.ts'
 import { KiB, MiB } from '../types.ts'
+import {
+  type AdmissionOptions,
+  defaultAdmissionOptions,
+  verifyAdmissionOptions,
+} from './connection-admission.ts'
 import { defaultWrapStreamOptions, verifyIdleTimeout } from './stream-io.ts'
 
 /**
@@ -54,10 +59,16 @@ export interface NodeOptions {
    */
   connectTimeoutMs?: number
   /**
-   * Maximum number of connections the node keeps before libp2p prunes.
+   * Connections the node keeps. A peer that completes its handshake while the node is full
+   * takes the place of an idle connection (one without a negotiated stream; which one goes
+   * first: src/net/connection-admission.ts), and is turned away only when none can go: every connection
+   * carries a stream or is protected by `admission.newConnectionGraceMs`. Our own dials are
+   * not refused: libp2p closes idle connections beyond `maxConnections + admission.maxPending`.
    * @default 256
    */
   maxConnections?: number
+  /** Per-address and per-peer limits on inbound connections. @default see AdmissionOptions */
+  admission?: AdmissionOptions
 }
 
 export const defaultYamuxTuning: Required<YamuxTuning> = {
@@ -71,13 +82,17 @@ export const defaultNodeOptions: Required<Omit<NodeOptions, 'dataDir'>> & { data
   yamux: defaultYamuxTuning,
   connectTimeoutMs: 10_000,
   maxConnections: 256,
+  admission: defaultAdmissionOptions,
 }
 
 /** Yamux spec: every stream starts with exactly 256 KiB of window. */
 export const YAMUX_INITIAL_WINDOW = 256 * KiB
 const MAX_UINT32 = 2 ** 32 - 1
 
-export type ResolvedNodeOptions = typeof defaultNodeOptions & { yamux: Required<YamuxTuning> }
+export type ResolvedNodeOptions = typeof defaultNodeOptions & {
+  yamux: Required<YamuxTuning>
+  admission: Required<AdmissionOptions>
+}
 
 function isPositiveInt(n: unknown): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n > 0
@@ -86,11 +101,16 @@ function isPositiveInt(n: unknown): n is number {
 /** Merges with defaults (never mutating `opts`) and validates; throws ConfigInvalidError. */
 export function resolveNodeOptions(opts: NodeOptions = {}): ResolvedNodeOptions {
   const yamux: Required<YamuxTuning> = { ...defaultYamuxTuning, ...stripUndefined(opts.yamux ?? {}) }
+  const admission: Required<AdmissionOptions> = {
+    ...defaultAdmissionOptions,
+    ...stripUndefined(opts.admission ?? {}),
+  }
   const resolved: ResolvedNodeOptions = {
     ...defaultNodeOptions,
     ...stripUndefined(opts),
     listen: [...(opts.listen ?? defaultNodeOptions.listen)],
     yamux,
+    admission,
   }
   verifyNodeOptions(resolved)
   return resolved
@@ -114,6 +134,7 @@ export function verifyNodeOptions(o: ResolvedNodeOptions): void {
     throw new ConfigInvalidError('connectTimeoutMs must be a positive integer')
   if (!isPositiveInt(o.maxConnections))
     throw new ConfigInvalidError('maxConnections must be a positive integer')
+  verifyAdmissionOptions(o.admission)
   const y = o.yamux
   if (
     !isPositiveInt(y.maxStreamWindowSize) ||
@@ -167,6 +188,12 @@ export interface NetworkOptions extends NodeOptions {
 }
 
 export type NetworkOnlyOptions = Omit<NetworkOptions, keyof NodeOptions>
+
+/** The network options an engine exposes (`EngineOptions.network`). */
+export type EngineNetworkOptions = Pick<
+  NetworkOptions,
+  'maxStreamsPerPeer' | 'maxInboundStreamsPerPeer' | 'maxQueuedOpensPerPeer' | 'maxConnections' | 'admission'
+>
 
 export const defaultNetworkOptions: Required<NetworkOnlyOptions> = {
   maxStreamsPerPeer: 64,

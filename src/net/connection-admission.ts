@@ -1,0 +1,339 @@
+import type { Connection, ConnectionGater, Libp2p, MultiaddrConnection, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { ConfigInvalidError } from '../errors.ts'
+
+/**
+ * Who may connect, and how many at once. libp2p alone lets ten silent sockets (its pending
+ * limit) or `maxConnections` idle connections from anyone lock every newcomer out; these
+ * limits make sure that neither one address nor one peer id can fill the node, and that an
+ * authenticated newcomer finds room while any connection is idle.
+ *
+ * "Address" means the remote IPv4 address, or the /64 prefix of an IPv6 address (one host
+ * usually holds a whole /64). Several haul processes on one host, and peers behind one NAT,
+ * share an address: the per-address defaults leave room for dozens of them.
+ */
+export interface AdmissionOptions {
+  /**
+   * How long an inbound socket may take, from TCP accept, to finish multistream-select, the
+   * Noise handshake and muxer selection, in ms; then it is closed. A socket that says nothing
+   * holds a pending slot this long. The handshake takes milliseconds on loopback and a LAN
+   * and about three round trips on a WAN (1.8 s at 600 ms). Our own dials are bounded by
+   * `connectTimeoutMs` instead.
+   * @default 3_000
+   */
+  upgradeTimeoutMs?: number
+  /**
+   * Inbound sockets in their handshake at once, from all addresses; more are closed at accept
+   * (libp2p's `maxIncomingPendingConnections`, 10 by default there).
+   * @default 128
+   */
+  maxPending?: number
+  /**
+   * Inbound sockets in their handshake at once from one address; more are closed at accept.
+   * One address holds at most this share of `maxPending`.
+   * @default 16
+   */
+  maxPendingPerAddress?: number
+  /**
+   * Inbound connections from one address, counting those still in their handshake; more are
+   * closed at accept. Connections we dial do not count. At least `maxPendingPerAddress`.
+   * @default 64
+   */
+  maxConnectionsPerAddress?: number
+  /**
+   * Connections with one peer id, both directions. One is the rule, two happen when both
+   * peers dial at once, so at least 2. A new inbound connection from a peer at the cap
+   * replaces its oldest idle connection, or is closed if all of them carry streams.
+   * @default 4
+   */
+  maxConnectionsPerPeer?: number
+  /**
+   * New inbound sockets accepted from one address per second; more are closed at accept
+   * (libp2p's `inboundConnectionThreshold`, 5 by default there: too tight for several haul
+   * processes on one host).
+   * @default 64
+   */
+  maxNewPerAddressPerSecond?: number
+  /**
+   * A connection younger than this is closed to make room only for a newcomer from an address
+   * holding fewer inbound connections than the connection's own: it may not have opened its
+   * first stream yet (a newcomer opens one within milliseconds of its handshake), and peers
+   * that churn through the node's slots must not push out every newcomer as it arrives.
+   * @default 1_000
+   */
+  newConnectionGraceMs?: number
+}
+
+export const defaultAdmissionOptions: Required<AdmissionOptions> = {
+  upgradeTimeoutMs: 3_000,
+  maxPending: 128,
+  maxPendingPerAddress: 16,
+  maxConnectionsPerAddress: 64,
+  maxConnectionsPerPeer: 4,
+  maxNewPerAddressPerSecond: 64,
+  newConnectionGraceMs: 1_000,
+}
+
+export function verifyAdmissionOptions(a: Required<AdmissionOptions>): void {
+  for (const [k, v] of Object.entries(a)) {
+    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
+      throw new ConfigInvalidError(`admission.${k} must be a positive integer, got ${String(v)}`)
+    }
+  }
+  if (a.maxConnectionsPerPeer < 2) {
+    throw new ConfigInvalidError(
+      'admission.maxConnectionsPerPeer must be at least 2 (two peers may dial each other at once)',
+    )
+  }
+  if (a.maxConnectionsPerAddress < a.maxPendingPerAddress) {
+    throw new ConfigInvalidError(
+      'admission.maxConnectionsPerAddress must be at least admission.maxPendingPerAddress (pending ones count)',
+    )
+  }
+}
+
+/** Refusals and evictions since start; for tests and diagnostics. */
+export interface AdmissionStats {
+  /** Inbound sockets in their handshake now. */
+  pending: number
+  /** Inbound sockets now, in their handshake or upgraded. */
+  inbound: number
+  /** Sockets closed at accept: their address had maxPendingPerAddress in their handshake. */
+  refusedPendingPerAddress: number
+  /** Sockets closed at accept: their address had maxConnectionsPerAddress. */
+  refusedPerAddress: number
+  /** Secured connections closed: their peer had maxConnectionsPerPeer, none idle. */
+  refusedPerPeer: number
+  /** Secured connections closed: the node had maxConnections, none idle. */
+  refusedFull: number
+  /** Idle connections closed to make room for a newcomer. */
+  evicted: number
+}
+
+/**
+ * The remote end's address for per-address limits: an IPv4 address, or an IPv6 /64 prefix
+ * (an IPv4-mapped IPv6 address counts as its IPv4 address). Undefined for non-IP transports.
+ */
+export function addressKey(ma: Multiaddr): string | undefined {
+  for (const c of ma.getComponents()) {
+    if (c.name === 'ip4' && c.value !== undefined) return c.value
+    if (c.name === 'ip6' && c.value !== undefined) return ip6Prefix(c.value)
+  }
+  return undefined
+}
+
+function ip6Prefix(ip: string): string {
+  const g = ip6Groups(ip.toLowerCase().split('%')[0]!)
+  if (g.slice(0, 5).every((x) => x === 0) && g[5] === 0xffff) {
+    return [g[6]! >> 8, g[6]! & 0xff, g[7]! >> 8, g[7]! & 0xff].join('.')
+  }
+  return `${g
+    .slice(0, 4)
+    .map((x) => x.toString(16))
+    .join(':')}::/64`
+}
+
+/** The eight 16-bit groups of an IPv6 address (`::` expanded, a dotted IPv4 tail as two groups). */
+function ip6Groups(addr: string): number[] {
+  const parse = (s: string): number[] =>
+    s === ''
+      ? []
+      : s.split(':').flatMap((x) => {
+          if (!x.includes('.')) return [Number.parseInt(x, 16) || 0]
+          const [a = 0, b = 0, c = 0, d = 0] = x.split('.').map(Number)
+          return [(a << 8) | b, (c << 8) | d]
+        })
+  const [head = '', tail] = addr.split('::')
+  const h = parse(head)
+  if (tail === undefined) return h
+  const t = parse(tail)
+  return [...h, ...new Array<number>(Math.max(0, 8 - h.length - t.length)).fill(0), ...t]
+}
+
+/** A stream that negotiated a protocol makes its connection busy; one still negotiating does not. */
+function isIdle(c: Connection): boolean {
+  return c.streams.every((s) => s.protocol === '')
+}
+
+/**
+ * Counts inbound sockets per address and connections per peer, and turns away what is over a
+ * limit through libp2p's connection gater. Unauthenticated sockets are judged at accept (they
+ * cost a pending slot only, bounded by the upgrade timeout); a newcomer that completed Noise,
+ * i.e. holds a key, may make room by closing an idle connection.
+ */
+export class ConnectionAdmission {
+  readonly #o: Required<AdmissionOptions>
+  readonly #maxConnections: number
+  #node: Libp2p | undefined
+  /** Accepted inbound sockets (in their handshake or upgraded) per address, until closed. */
+  readonly #inboundByAddr = new Map<string, number>()
+  readonly #pendingByAddr = new Map<string, number>()
+  /** Inbound sockets in their handshake → their address. */
+  readonly #pending = new Map<MultiaddrConnection, string>()
+  /** Inbound sockets past Noise, not yet a connection → the peer id. */
+  readonly #securing = new Map<MultiaddrConnection, string>()
+  /** Connections being closed to make room; no longer counted. */
+  readonly #evicting = new WeakSet<Connection>()
+  readonly #stats: Omit<AdmissionStats, 'pending' | 'inbound'> = {
+    refusedPendingPerAddress: 0,
+    refusedPerAddress: 0,
+    refusedPerPeer: 0,
+    refusedFull: 0,
+    evicted: 0,
+  }
+
+  constructor(o: Required<AdmissionOptions>, maxConnections: number) {
+    this.#o = o
+    this.#maxConnections = maxConnections
+  }
+
+  /** The node whose connections are counted; before it is attached only per-address limits apply. */
+  attach(node: Libp2p): void {
+    this.#node = node
+  }
+
+  get stats(): AdmissionStats {
+    let inbound = 0
+    for (const n of this.#inboundByAddr.values()) inbound += n
+    return { pending: this.#pending.size, inbound, ...this.#stats }
+  }
+
+  gater(): ConnectionGater {
+    return {
+      denyInboundConnection: (maConn) => this.#denySocket(maConn),
+      denyInboundEncryptedConnection: (peer, maConn) => this.#denySecured(peer, maConn),
+      denyInboundUpgradedConnection: (_peer, maConn) => {
+        this.#leavePending(maConn)
+        this.#securing.delete(maConn)
+        return false
+      },
+    }
+  }
+
+  #denySocket(maConn: MultiaddrConnection): boolean {
+    const key = addressKey(maConn.remoteAddr)
+    if (key === undefined) return false
+    if ((this.#pendingByAddr.get(key) ?? 0) >= this.#o.maxPendingPerAddress) {
+      this.#stats.refusedPendingPerAddress++
+      return true
+    }
+    if ((this.#inboundByAddr.get(key) ?? 0) >= this.#o.maxConnectionsPerAddress) {
+      this.#stats.refusedPerAddress++
+      return true
+    }
+    bump(this.#inboundByAddr, key, 1)
+    bump(this.#pendingByAddr, key, 1)
+    this.#pending.set(maConn, key)
+    maConn.addEventListener(
+      'close',
+      () => {
+        this.#leavePending(maConn)
+        this.#securing.delete(maConn)
+        bump(this.#inboundByAddr, key, -1)
+      },
+      { once: true },
+    )
+    return false
+  }
+
+  #leavePending(maConn: MultiaddrConnection): void {
+    const key = this.#pending.get(maConn)
+    if (key === undefined) return
+    this.#pending.delete(maConn)
+    bump(this.#pendingByAddr, key, -1)
+  }
+
+  /**
+   * The peer proved its key. Over the per-peer cap it may replace one of its own idle
+   * connections; with the node full, the idle connection `#evictionOrder` ranks first is closed.
+   */
+  #denySecured(peer: PeerId, maConn: MultiaddrConnection): boolean {
+    const node = this.#node
+    if (node === undefined) return false
+    const id = peer.toString()
+    const live = (c: Connection): boolean => c.status === 'open' && !this.#evicting.has(c)
+    const mine = node.getConnections(peer).filter(live)
+    let securingMine = 0
+    for (const p of this.#securing.values()) if (p === id) securingMine++
+    if (mine.length + securingMine >= this.#o.maxConnectionsPerPeer) {
+      const victim = this.#evictable(mine).sort(byAge)[0]
+      if (victim === undefined) {
+        this.#stats.refusedPerPeer++
+        return true
+      }
+      this.#evict(victim)
+    } else {
+      const all = node.getConnections().filter(live)
+      if (all.length + this.#securing.size >= this.#maxConnections) {
+        const from = this.#inboundFrom(maConn.remoteAddr)
+        const victim = this.#evictionOrder(this.#evictable(all, from))[0]
+        if (victim === undefined) {
+          this.#stats.refusedFull++
+          return true
+        }
+        this.#evict(victim)
+      }
+    }
+    if (this.#pending.has(maConn)) this.#securing.set(maConn, id)
+    return false
+  }
+
+  /**
+   * Idle connections past the grace period; with `from` (the inbound connections the newcomer's
+   * address holds, its own included), also younger ones from addresses holding more than that,
+   * so that the node's slots tend to an equal share per address.
+   */
+  #evictable(conns: Connection[], from = Number.POSITIVE_INFINITY): Connection[] {
+    const oldEnough = Date.now() - this.#o.newConnectionGraceMs
+    return conns.filter(
+      (c) =>
+        isIdle(c) &&
+        (c.timeline.open <= oldEnough ||
+          (c.direction === 'inbound' && this.#inboundFrom(c.remoteAddr) > from)),
+    )
+  }
+
+  #inboundFrom(ma: Multiaddr): number {
+    const key = addressKey(ma)
+    return key === undefined ? 0 : (this.#inboundByAddr.get(key) ?? 0)
+  }
+
+  /**
+   * Idle connections in the order they go: a peer's extra connections first (it keeps another),
+   * then inbound before outbound (ours were dialed for a reason), then those from the address
+   * holding the most inbound connections (so one address gives way first), then the oldest.
+   */
+  #evictionOrder(idle: Connection[]): Connection[] {
+    const perPeer = new Map<string, number>()
+    for (const c of this.#node?.getConnections() ?? []) bump(perPeer, c.remotePeer.toString(), 1)
+    const rank = (c: Connection): [number, number, number, number] => [
+      (perPeer.get(c.remotePeer.toString()) ?? 1) > 1 ? 0 : 1,
+      c.direction === 'inbound' ? 0 : 1,
+      -this.#inboundFrom(c.remoteAddr),
+      c.timeline.open,
+    ]
+    const ranked = idle.map((c) => ({ c, r: rank(c) }))
+    ranked.sort((a, b) => {
+      for (let i = 0; i < a.r.length; i++) if (a.r[i] !== b.r[i]) return a.r[i]! - b.r[i]!
+      return 0
+    })
+    return ranked.map((x) => x.c)
+  }
+
+  #evict(conn: Connection): void {
+    this.#evicting.add(conn)
+    this.#stats.evicted++
+    // Graceful, so the peer's muxer sees a GoAway; an unresponsive peer is cut after a second.
+    conn.close({ signal: AbortSignal.timeout(1_000) }).catch((err: Error) => conn.abort(err))
+  }
+}
+
+function byAge(a: Connection, b: Connection): number {
+  return a.timeline.open - b.timeline.open
+}
+
+function bump(m: Map<string, number>, key: string, by: number): void {
+  const n = (m.get(key) ?? 0) + by
+  if (n <= 0) m.delete(key)
+  else m.set(key, n)
+}

@@ -1,0 +1,99 @@
+import { join } from 'node:path'
+import { afterEach, beforeEach, describe, expect, it } from 'vitest'
+import { Engine } from '../../src/engine/engine.ts'
+import { defaultAdmissionOptions } from '../../src/net/connection-admission.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { eventually } from '../support/wait.ts'
+import { type SilentSockets, silentSockets, tcpTarget } from './support/connections-attack.ts'
+
+const MiB = 1024 * 1024
+const { upgradeTimeoutMs, maxPendingPerAddress } = defaultAdmissionOptions
+/** What a silent socket may outlive the upgrade timeout by: timers and a loaded event loop. */
+const MARGIN_MS = 2_000
+
+/**
+ * Silent TCP sockets (no Noise handshake, no key) against an engine with default limits. With
+ * libp2p's own limits, ten of them (its pending limit), renewed, hold every newcomer out for
+ * the whole 10 s upgrade timeout each.
+ */
+describe('slowloris: silent sockets do not lock a legitimate receiver out', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let sender: Engine
+  let receiver: Engine | undefined
+  let attack: SilentSockets | undefined
+  let src: string
+  let ticket: string
+
+  beforeEach(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    sender = await Engine.create({ workers: 1 })
+    src = join(dir, 'f.src')
+    await writeFile(src, 16 * MiB, 'random')
+    ticket = (await sender.publish(src)).ticket
+  })
+  afterEach(async () => {
+    attack?.stop()
+    attack = undefined
+    await receiver?.stop()
+    receiver = undefined
+    await sender.stop()
+    await cleanup()
+  })
+
+  it('50 silent sockets from five addresses, renewed as closed: a fetch completes, and each socket is closed within the upgrade timeout', async () => {
+    attack = silentSockets({
+      target: tcpTarget(sender.network.addresses),
+      localAddresses: ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'],
+      perAddress: 10,
+    })
+    // All 50 are held in their handshake at once: far more than libp2p's default of 10.
+    await eventually(() => sender.network.admissionStats().pending >= 50, '50 pending sockets')
+
+    receiver = await Engine.create({ workers: 1 })
+    const out = join(dir, 'f.out')
+    // The attack is on all along: most of the time the server holds nearly all 50 (a batch that
+    // was closed together is replaced 50 ms later).
+    const samples: number[] = [sender.network.admissionStats().pending]
+    const sampler = setInterval(() => samples.push(sender.network.admissionStats().pending), 10)
+    const t0 = Date.now()
+    try {
+      await receiver.fetch(ticket, out).result
+    } finally {
+      clearInterval(sampler)
+    }
+    const fetchMs = Date.now() - t0
+    expect(await sha256File(out)).toBe(await sha256File(src))
+    expect(samples.filter((n) => n >= 40).length / samples.length).toBeGreaterThanOrEqual(0.5)
+
+    // Every socket is cut by the server, the first ones `upgradeTimeoutMs` after they connected.
+    await eventually(() => attack!.lifetimes.length >= 50, '50 silent sockets closed', upgradeTimeoutMs * 3)
+    expect(Math.max(...attack.lifetimes)).toBeLessThanOrEqual(upgradeTimeoutMs + MARGIN_MS)
+    expect(Math.min(...attack.lifetimes.slice(0, 50))).toBeGreaterThanOrEqual(upgradeTimeoutMs - 100)
+    expect(fetchMs).toBeLessThan(upgradeTimeoutMs * 5)
+  }, 60_000)
+
+  it('50 silent sockets from one address: it holds at most maxPendingPerAddress, the rest are closed at once', async () => {
+    attack = silentSockets({
+      target: tcpTarget(sender.network.addresses),
+      localAddresses: ['127.0.0.2'],
+      perAddress: 50,
+      renewAfterMs: 100,
+    })
+    await eventually(
+      () => sender.network.admissionStats().refusedPendingPerAddress >= 50 - maxPendingPerAddress,
+      'sockets over the per-address pending cap refused',
+    )
+    expect(sender.network.admissionStats().pending).toBeLessThanOrEqual(maxPendingPerAddress)
+    // Refused sockets are closed on accept, not after the upgrade timeout.
+    expect(attack.lifetimes.filter((ms) => ms < upgradeTimeoutMs / 2).length).toBeGreaterThanOrEqual(
+      50 - maxPendingPerAddress,
+    )
+
+    receiver = await Engine.create({ workers: 1 })
+    const out = join(dir, 'f.out')
+    await receiver.fetch(ticket, out).result
+    expect(await sha256File(out)).toBe(await sha256File(src))
+    expect(sender.network.admissionStats().pending).toBeLessThanOrEqual(maxPendingPerAddress)
+  }, 60_000)
+})
