@@ -7,6 +7,8 @@
  * Wire codes are part of the protocol: never renumber one, only add.
  */
 
+import { escapeControls } from './util/safe-text.ts'
+
 export const WIRE_CODES = {
   INTERNAL: 1,
   INVALID_ARGUMENT: 2,
@@ -218,11 +220,15 @@ export class BudgetExceededError extends HaulError {
   readonly code = 'BUDGET_EXCEEDED'
 }
 
-/** Remote peers report failures by wire code; this rebuilds the matching local class. */
+/**
+ * Remote peers report failures by wire code; this rebuilds the matching local class. The peer's
+ * message is data, not terminal input: its control characters are escaped here, so every
+ * consumer (the CLI, logs, an embedding application) gets text that cannot steer a terminal.
+ */
 export function errorFromWire(wire: number, message: string): HaulError {
   const code = codeFromWire(wire)
   const ctor = code === undefined ? InternalError : ERROR_CLASSES[code]
-  return new ctor(`remote peer: ${message}`)
+  return new ctor(`remote peer: ${escapeControls(message)}`)
 }
 
 type HaulErrorClass = new (message?: string, options?: ErrorOptions) => HaulError

@@ -4,6 +4,7 @@ import { cidToString } from '../descriptor/cid.ts'
 import type { EngineOptions } from '../engine/config.ts'
 import { decodeTicket } from '../engine/ticket.ts'
 import { InvalidArgumentError } from '../errors.ts'
+import { escapeControls, safeJson } from '../util/safe-text.ts'
 import { describeError, formatBytes, formatDuration, formatRate, progressLine } from './format.ts'
 import { Output } from './output.ts'
 
@@ -184,7 +185,7 @@ async function runGet(
         })
         out.done()
         out.human(
-          `connection problem [${code}]: ${message}; retry ${info.attempt}/${info.maxAttempts} in ${(info.delayMs / 1000).toFixed(1)} s`,
+          `connection problem [${code}]: ${escapeControls(message)}; retry ${info.attempt}/${info.maxAttempts} in ${(info.delayMs / 1000).toFixed(1)} s`,
         )
       },
     })
@@ -238,8 +239,9 @@ main(process.argv.slice(2)).then(
   (code) => process.exit(code),
   (err: unknown) => {
     const { code, message } = describeError(err)
-    if (json) process.stdout.write(`${JSON.stringify({ event: 'error', code, message })}\n`)
-    else process.stderr.write(`\nerror [${code}]: ${message}\n`)
+    // The message may quote a peer (or a path, a ticket): shown as data, never as terminal input.
+    if (json) process.stdout.write(`${safeJson({ event: 'error', code, message })}\n`)
+    else process.stderr.write(`\nerror [${code}]: ${escapeControls(message)}\n`)
     process.exit(err instanceof InvalidArgumentError ? 2 : 1)
   },
 )

@@ -1,8 +1,12 @@
+import { escapeControls, safeJson } from '../util/safe-text.ts'
 import { formatBytes } from './format.ts'
 
 /**
  * Human output (a live progress line on a terminal, occasional lines when
- * piped) or newline-delimited JSON events for scripts — never both.
+ * piped) or newline-delimited JSON events for scripts — never both. Either way
+ * no text reaches the terminal raw: a message or a path may come from a peer
+ * (src/util/safe-text.ts), so human lines show control characters as escapes
+ * and JSON lines escape what JSON.stringify leaves raw.
  */
 export class Output {
   readonly json: boolean
@@ -16,11 +20,12 @@ export class Output {
   }
 
   event(e: Record<string, unknown>): void {
-    if (this.json) process.stdout.write(`${JSON.stringify(e)}\n`)
+    if (this.json) process.stdout.write(`${safeJson(e)}\n`)
   }
 
+  /** Prints `text`; its own line breaks stay, any other control character is shown escaped. */
   human(text: string): void {
-    if (!this.json) process.stdout.write(`${text}\n`)
+    if (!this.json) process.stdout.write(`${text.split('\n').map(escapeControls).join('\n')}\n`)
   }
 
   /** Redraws the progress line in place on a terminal; once every 2 s otherwise. */

@@ -4,11 +4,10 @@
  * caller said so. Decided once the descriptor header is known, because a file's content id
  * depends on the chunking the header names.
  */
-import { lstat } from 'node:fs/promises'
 import type { DescriptorHeader } from '../descriptor/header.ts'
-import { DestinationExistsError, DestinationInvalidError } from '../errors.ts'
+import { DestinationExistsError } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
-import { fsError } from '../storage/fs-errors.ts'
+import { assertNotSpecial, assertReplaceable, entryAt } from '../storage/safe-open.ts'
 import { ProgressMeter } from './progress.ts'
 import type { ResumeInfo } from './resume.ts'
 
@@ -23,7 +22,9 @@ export interface DestinationPolicy {
  * True when `dest` already holds the content `cid` names, byte for byte (a regular file of the
  * right size whose content id, computed here, is `cid`). False when nothing is there, or when
  * other data is and `overwrite` allows replacing it; DestinationExistsError otherwise. A symlink
- * or any other non-regular entry is never followed: it is other data.
+ * is never followed: it is other data, and `overwrite` replaces the link itself. Never replaced,
+ * even with `overwrite`: a directory, device, FIFO or socket (DESTINATION_INVALID), and a
+ * read-only file (PERMISSION_DENIED; rules in src/storage/safe-open.ts).
  */
 export async function holdsContent(
   dest: string,
@@ -32,21 +33,19 @@ export async function holdsContent(
   policy: DestinationPolicy,
   signal: AbortSignal,
 ): Promise<boolean> {
-  const s = await lstat(dest).catch((err: NodeJS.ErrnoException) => {
-    if (err.code === 'ENOENT') return undefined
-    throw fsError(err, dest)
-  })
+  const s = await entryAt(dest)
   if (s === undefined) return false
-  if (s.isDirectory()) {
-    throw new DestinationInvalidError(`${dest} is a directory: give a file path, e.g. ${dest}/<name>`)
-  }
+  assertNotSpecial(s, dest)
   if (s.isFile() && s.size === header.totalSize) {
     if (bytesEqual(await policy.contentIdOf(dest, header, signal), cid)) return true
   }
-  if (policy.overwrite) return false
-  throw new DestinationExistsError(
-    `${dest} already exists and holds other data: pass overwrite: true (haul get --force) to replace it, or choose another path`,
-  )
+  if (!policy.overwrite) {
+    throw new DestinationExistsError(
+      `${dest} already exists and holds other data: pass overwrite: true (haul get --force) to replace it, or choose another path`,
+    )
+  }
+  await assertReplaceable(dest)
+  return false
 }
 
 /** The progress and resume figures of a fetch whose destination already held its content. */

@@ -1,3 +1,4 @@
+import { DestFolder, nameIn } from '../storage/dest-folder.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { Journal, type JournalOptions, journalPath, removeJournal } from '../storage/journal.ts'
 import { PartFile } from '../storage/part-file.ts'
@@ -55,12 +56,35 @@ export interface StorageRequest {
  * run left is worth. Order matters for crashes: a stale journal is removed
  * before the part file it described is emptied, and a new journal is created
  * only once the part file is open (the journal records its inode).
+ *
+ * The destination folder is pinned first (src/storage/dest-folder.ts): every
+ * file here is named by the folder's real path as resolved now, each step
+ * checks the folder is still the one the fetch started in, and the part file
+ * keeps the pin for its final rename.
  */
 export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
-  const jpath = journalPath(req.dest)
+  const folder = await DestFolder.pin(req.dest)
+  let handedOver = false
+  try {
+    const opened = await openPinned(req, folder, () => {
+      handedOver = true
+    })
+    return opened
+  } finally {
+    if (!handedOver) await folder.close()
+  }
+}
+
+async function openPinned(
+  req: StorageRequest,
+  folder: DestFolder,
+  handOver: () => void,
+): Promise<OpenedStorage> {
+  const jpath = journalPath(folder.file(nameIn(req.dest)))
   const all: RehashRanges = req.leafCount > 0 ? [{ start: 0, end: req.leafCount }] : []
-  const existing = await PartFile.inspect(req.dest)
+  const existing = await PartFile.inspect(req.dest, folder)
   let decision: { mode: ResumeInfo['mode']; reason?: ResumeInfo['reason'] }
+  await folder.check()
 
   if (existing === undefined) {
     await removeJournal(jpath)
@@ -79,7 +103,8 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
       const samePart = j.part?.dev === existing.dev && j.part?.ino === existing.ino
       if (sameContent && samePart && existing.size === req.totalSize) {
         // A destination that cannot be opened now (full disk, permissions) keeps its journal for later.
-        const part = await PartFile.open(req.dest, req.totalSize, { direct: req.directWrites }).catch(
+        handOver()
+        const part = await PartFile.open(req.dest, req.totalSize, { direct: req.directWrites, folder }).catch(
           async (err) => {
             await j.close()
             throw err
@@ -108,16 +133,20 @@ export async function openStorage(req: StorageRequest): Promise<OpenedStorage> {
     }
   }
 
+  handOver()
   const part = await PartFile.open(req.dest, req.totalSize, {
     discard: decision.mode === 'restart',
     direct: req.directWrites,
     partSize: existing?.size ?? 0,
+    folder,
   })
   try {
     const init = { cid: req.cid, headerBytes: req.headerBytes, leafCount: req.leafCount }
-    const journal = keepsJournal(req)
-      ? await Journal.create(jpath, { ...init, part: await part.identity() }, req.journal)
-      : Journal.memory(init, req.journal)
+    let journal: Journal
+    if (keepsJournal(req)) {
+      await folder.check()
+      journal = await Journal.create(jpath, { ...init, part: await part.identity() }, req.journal)
+    } else journal = Journal.memory(init, req.journal)
     journal.attach(() => part.datasync())
     return {
       part,

@@ -13,13 +13,21 @@
  * Taking over is a rename of the stale file to a name of our own, then a check that what moved
  * is the stale lock that was read: if another process replaced it in between, theirs is put back
  * with link() (which never overwrites), and the destination counts as busy.
+ *
+ * The lock is one of a fetch's own files (./safe-open.ts): it is created with O_EXCL|O_NOFOLLOW
+ * and read only if it is a regular file (never through a link, never from a FIFO or a device,
+ * at most 4 KiB), so an entry planted under its name fails the fetch with DESTINATION_INVALID
+ * instead of hanging it or being followed. Taking the lock also records the destination folder's
+ * identity (./dest-folder.ts), which the fetch's later opens and final rename must find again.
  */
 import { randomBytes } from 'node:crypto'
-import { readFileSync } from 'node:fs'
-import { link, open, readFile, rename, stat, unlink } from 'node:fs/promises'
+import { constants, readFileSync } from 'node:fs'
+import { type FileHandle, link, lstat, open, rename, unlink } from 'node:fs/promises'
 import { hostname } from 'node:os'
-import { AbortedError, DestinationBusyError } from '../errors.ts'
+import { AbortedError, DestinationBusyError, DestinationInvalidError } from '../errors.ts'
+import { DestFolder, nameIn, rememberFolder } from './dest-folder.ts'
 import { fsError } from './fs-errors.ts'
+import { kindOf, O_NOFOLLOW } from './safe-open.ts'
 
 export function lockPath(dest: string): string {
   return `${dest}.part.lock`
@@ -46,6 +54,8 @@ export interface LockOptions {
 
 /** A lock file that cannot be parsed this long after it was written is debris of a crash. */
 const UNREADABLE_STALE_MS = 10_000
+/** A lock file holds one short JSON line; more is not a lock of ours. */
+const MAX_LOCK_BYTES = 4096
 
 let ownStart: string | undefined | null = null
 
@@ -93,11 +103,16 @@ function parseOwner(text: string): LockOwner | undefined {
 export class DestinationLock {
   readonly path: string
   readonly #tag: string
+  /** The folder the lock was taken in: it is released there, wherever that folder has gone. */
+  readonly #folder: DestFolder | undefined
+  readonly #forget: () => void
   #held = true
 
-  private constructor(path: string, tag: string) {
+  private constructor(path: string, tag: string, folder?: DestFolder, forget = () => {}) {
     this.path = path
     this.#tag = tag
+    this.#folder = folder
+    this.#forget = forget
   }
 
   /**
@@ -116,7 +131,16 @@ export class DestinationLock {
     }
     for (;;) {
       if (opts.signal?.aborted) throw new AbortedError('the transfer was cancelled')
-      if (await create(path, me)) return new DestinationLock(path, me.tag)
+      if (await create(path, me)) {
+        let folder: DestFolder
+        try {
+          folder = await DestFolder.pin(dest)
+        } catch (err) {
+          await new DestinationLock(path, me.tag).release()
+          throw err
+        }
+        return new DestinationLock(path, me.tag, folder, rememberFolder(dest, folder.identity))
+      }
       const holder = await readOwner(path)
       if (holder === 'gone') continue
       if (holder === undefined ? await unreadableForLong(path) : !alive(holder)) {
@@ -132,8 +156,12 @@ export class DestinationLock {
   async release(): Promise<void> {
     if (!this.#held) return
     this.#held = false
-    const owner = await readOwner(this.path)
-    if (owner !== 'gone' && owner?.tag === this.#tag) await unlink(this.path).catch(() => {})
+    this.#forget()
+    const at = this.#folder?.at(nameIn(this.path)) ?? this.path
+    // Something else standing at the lock's name now (a link, say) is not ours to remove.
+    const owner = await readOwner(at).catch(() => undefined)
+    if (owner !== 'gone' && owner?.tag === this.#tag) await unlink(at).catch(() => {})
+    await this.#folder?.close()
   }
 }
 
@@ -141,7 +169,7 @@ export class DestinationLock {
 async function create(path: string, me: LockOwner): Promise<boolean> {
   let fh: Awaited<ReturnType<typeof open>>
   try {
-    fh = await open(path, 'wx', 0o644)
+    fh = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL | O_NOFOLLOW, 0o644)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'EEXIST') return false
     throw fsError(err, path)
@@ -158,17 +186,37 @@ async function create(path: string, me: LockOwner): Promise<boolean> {
 }
 
 async function readOwner(path: string): Promise<LockOwner | undefined | 'gone'> {
+  let fh: FileHandle
   try {
-    return parseOwner(await readFile(path, 'utf8'))
+    fh = await open(path, constants.O_RDONLY | O_NOFOLLOW | (constants.O_NONBLOCK ?? 0))
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return 'gone'
+    const code = (err as NodeJS.ErrnoException).code
+    if (code === 'ENOENT') return 'gone'
+    if (code === 'ELOOP') throw notALock(path, 'a symbolic link')
     throw fsError(err, path)
   }
+  try {
+    const s = await fh.stat()
+    if (!s.isFile()) throw notALock(path, kindOf(s))
+    const buf = Buffer.alloc(MAX_LOCK_BYTES)
+    const { bytesRead } = await fh.read(buf, 0, MAX_LOCK_BYTES, 0)
+    return parseOwner(buf.toString('utf8', 0, bytesRead))
+  } catch (err) {
+    throw fsError(err, path)
+  } finally {
+    await fh.close().catch(() => {})
+  }
+}
+
+function notALock(path: string, kind: string): DestinationInvalidError {
+  return new DestinationInvalidError(
+    `${path} is ${kind}, not a lock haul wrote: remove it, then fetch again (or choose another destination)`,
+  )
 }
 
 /** An owner writes its lock right after creating it: one still unreadable after a while was cut short. */
 async function unreadableForLong(path: string): Promise<boolean> {
-  const s = await stat(path).catch(() => undefined)
+  const s = await lstat(path).catch(() => undefined)
   return s !== undefined && Date.now() - s.mtimeMs > UNREADABLE_STALE_MS
 }
 

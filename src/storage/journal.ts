@@ -1,5 +1,5 @@
 import { constants } from 'node:fs'
-import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
+import { type FileHandle, rename, unlink } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import { BudgetExceededError, InternalError } from '../errors.ts'
 import { syncDir } from '../util/sync-dir.ts'
@@ -21,6 +21,7 @@ import {
   writeEmptyJournal,
 } from './journal-format.ts'
 import type { JournalOptions } from './journal-options.ts'
+import { entryAt, openOwnFile, removeOwnFile, unlinkEntry } from './safe-open.ts'
 
 // Moved to ./journal-format.ts and ./journal-options.ts; re-exported so importers keep working.
 export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity } from './journal-format.ts'
@@ -119,7 +120,11 @@ export class Journal {
     return new Journal(undefined, init, o)
   }
 
-  /** Builds an empty journal at `path` (replacing any), atomically: temp file, fsync, rename, fsync folder. */
+  /**
+   * Builds an empty journal at `path` (replacing any), atomically: temp file, fsync, rename, fsync
+   * folder. The temp file is created anew (O_EXCL): a leftover of a crash is removed first, and
+   * an entry planted under its name is refused, never written through.
+   */
   static async create(path: string, init: JournalInit, o: JournalOptions): Promise<Journal> {
     // The same bounds load() checks: a journal it would call damaged is never written.
     const h = init.headerBytes.length
@@ -127,19 +132,23 @@ export class Journal {
     if (init.cid.length !== 32) throw new InternalError(`content id of ${init.cid.length} bytes`)
     const j = new Journal(path, init, o)
     const tmp = `${path}.tmp`
+    await removeOwnFile(tmp)
+    let created = false
     try {
-      const fh = await open(tmp, 'w', 0o644)
+      const fh = await openOwnFile(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL)
+      created = true
       try {
         await writeEmptyJournal(fh, { ...init, pageCount: j.pageCount })
         await fh.datasync()
       } finally {
         await fh.close()
       }
+      // rename() replaces the entry at `path` and never follows it.
       await rename(tmp, path)
       await syncDir(dirname(path))
-      j.#fh = await open(path, constants.O_RDWR)
+      j.#fh = await openOwnFile(path, constants.O_RDWR)
     } catch (err) {
-      await unlink(tmp).catch(() => {})
+      if (created) await unlink(tmp).catch(() => {})
       throw fsError(err, path)
     }
     return j
@@ -149,15 +158,11 @@ export class Journal {
    * Reads the journal at `path`. `missing`: no file. `damaged`: the superblock
    * is unreadable, so nothing in the file can be trusted. Pages whose two
    * slots are both invalid come back in `damagedPages` with no bits set.
+   * Anything at `path` but one of haul's own files (./safe-open.ts) fails.
    */
   static async load(path: string, o: JournalOptions): Promise<JournalLoad> {
-    let fh: FileHandle
-    try {
-      fh = await open(path, constants.O_RDWR)
-    } catch (err) {
-      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return { status: 'missing' }
-      throw fsError(err, path)
-    }
+    if ((await entryAt(path)) === undefined) return { status: 'missing' }
+    const fh = await openOwnFile(path, constants.O_RDWR)
     let handedOut = false
     try {
       const size = (await fh.stat()).size
@@ -293,7 +298,8 @@ export class Journal {
     const fh = this.#fh
     this.#fh = undefined
     await fh?.close().catch(() => {})
-    if (this.path !== undefined) await removeJournal(this.path)
+    // unlink() removes an entry and never follows it: whatever stands there now may go.
+    if (this.path !== undefined) for (const p of [this.path, `${this.path}.tmp`]) await unlinkEntry(p)
   }
 
   #start(): Promise<void> {
@@ -387,11 +393,10 @@ export class Journal {
   }
 }
 
-/** Deletes a journal and any temporary left by a crash during creation. Missing files are fine. */
+/**
+ * Deletes a journal and any temporary left by a crash during creation. Missing files are fine;
+ * anything there but one of haul's own files is refused (a planted link is the user's to look at).
+ */
 export async function removeJournal(path: string): Promise<void> {
-  for (const p of [path, `${path}.tmp`]) {
-    await unlink(p).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'ENOENT') throw fsError(err, p)
-    })
-  }
+  for (const p of [path, `${path}.tmp`]) await removeOwnFile(p)
 }

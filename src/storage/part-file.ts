@@ -1,17 +1,32 @@
 import { constants } from 'node:fs'
-import { type FileHandle, open, rename, stat, statfs, unlink } from 'node:fs/promises'
-import { dirname, resolve } from 'node:path'
+import { type FileHandle, open, rename, statfs, unlink } from 'node:fs/promises'
+import { resolve } from 'node:path'
 import { DestinationInvalidError, NoSpaceError } from '../errors.ts'
 import { syncDir } from '../util/sync-dir.ts'
+import { DestFolder, nameIn } from './dest-folder.ts'
 import { DIRECT_SLOT_BYTES, type DirectWriteSlots, directPrefix, O_DIRECT } from './direct-writes.ts'
 import { fsError } from './fs-errors.ts'
 import type { PartIdentity } from './journal-format.ts'
+import {
+  assertNotSpecial,
+  assertOwnFile,
+  assertReplaceable,
+  entryAt,
+  entryAtExact,
+  O_NOFOLLOW,
+  openOwnFile,
+} from './safe-open.ts'
 
 /**
  * The receiving side's sink: verified chunks are written at their offsets into
  * `<dest>.part`; `commit()` fsyncs and atomically renames it to `<dest>`, then
  * fsyncs the folder so the rename itself survives a crash. Nothing unverified
  * is ever handed to this class: the caller checks each chunk first.
+ *
+ * The part file is one of haul's own files (./safe-open.ts: a regular file
+ * with one name, this user's, never opened through a link), in a pinned folder
+ * (./dest-folder.ts): the final rename happens in the folder the fetch started
+ * in, or not at all.
  *
  * With staging slots (src/storage/direct-writes.ts) the block-aligned part of
  * each write goes through a second, O_DIRECT handle; the rest (the tail of the
@@ -23,15 +38,26 @@ export class PartFile {
   readonly dest: string
   readonly partPath: string
   readonly totalSize: number
+  readonly #folder: DestFolder
+  readonly #id: PartIdentity
   #fh: FileHandle | undefined
   /** The O_DIRECT handle; kept open (for close) after a refused write turns direct writes off. */
   #directFh: FileHandle | undefined
   #slots: DirectWriteSlots | undefined
 
-  private constructor(dest: string, fh: FileHandle, totalSize: number, direct?: Direct) {
+  private constructor(
+    dest: string,
+    folder: DestFolder,
+    fh: FileHandle,
+    id: PartIdentity,
+    totalSize: number,
+    direct?: Direct,
+  ) {
     this.dest = dest
     this.partPath = `${dest}.part`
     this.totalSize = totalSize
+    this.#folder = folder
+    this.#id = id
     this.#fh = fh
     this.#directFh = direct?.fh
     this.#slots = direct?.slots
@@ -42,17 +68,27 @@ export class PartFile {
     return this.#slots !== undefined && this.#fh !== undefined
   }
 
-  /** What is at `<dest>.part` now, without opening it: undefined when nothing is, or it is not a file. */
-  static async inspect(destPath: string): Promise<(PartIdentity & { size: number }) | undefined> {
-    const s = await stat(`${resolve(destPath)}.part`, { bigint: true }).catch(() => undefined)
-    if (s === undefined || !s.isFile()) return undefined
+  /**
+   * What is at `<dest>.part` now, without opening it: undefined when nothing is. Anything there
+   * but one of haul's own files (a link, a device, another user's file) fails DESTINATION_INVALID
+   * or PERMISSION_DENIED: it is never resumed, emptied or replaced.
+   */
+  static async inspect(
+    destPath: string,
+    folder?: DestFolder,
+  ): Promise<(PartIdentity & { size: number }) | undefined> {
+    const shown = `${resolve(destPath)}.part`
+    const s = await entryAtExact(folder?.at(`${nameIn(destPath)}.part`) ?? shown, shown)
+    if (s === undefined) return undefined
+    assertOwnFile(s, shown)
     return { dev: s.dev, ino: s.ino, size: Number(s.size) }
   }
 
   /**
    * Checks the destination before any byte is fetched, so bad paths and full
    * disks fail fast. An existing `<dest>.part` is kept (resume) unless
-   * `discard` is set, which empties it first.
+   * `discard` is set, which empties it first. `folder` (pinned by the caller,
+   * else here) is this part file's from now on: it closes with it.
    */
   static async open(
     destPath: string,
@@ -62,41 +98,54 @@ export class PartFile {
       direct?: DirectWriteSlots | undefined
       /** Size of `<dest>.part` now, where the caller has just looked (saves a stat). */
       partSize?: number
+      folder?: DestFolder
     } = {},
   ): Promise<PartFile> {
     const dest = resolve(destPath)
-    const dir = dirname(dest)
-    const dirStat = await stat(dir).catch((err) => {
-      throw fsError(err, dir)
-    })
-    if (!dirStat.isDirectory()) throw new DestinationInvalidError(`${dir} is not a folder`)
-    const existing = await stat(dest).catch(() => undefined)
-    if (existing?.isDirectory()) {
-      throw new DestinationInvalidError(`${dest} is a directory: give a file path, e.g. ${dest}/<name>`)
+    const folder = opts.folder ?? (await DestFolder.pin(dest))
+    try {
+      return await PartFile.#open(dest, folder, totalSize, opts)
+    } catch (err) {
+      await folder.close()
+      throw err
     }
-    const fs = await statfs(dir).catch(() => undefined)
+  }
+
+  static async #open(
+    dest: string,
+    folder: DestFolder,
+    totalSize: number,
+    opts: { discard?: boolean; direct?: DirectWriteSlots | undefined; partSize?: number },
+  ): Promise<PartFile> {
+    const name = nameIn(dest)
+    const existing = await entryAt(folder.at(name), dest)
+    if (existing !== undefined) assertNotSpecial(existing, dest)
+    const fs = await statfs(folder.path).catch(() => undefined)
+    const partPath = `${dest}.part`
+    const at = folder.at(`${name}.part`)
     if (fs !== undefined) {
       const free = Number(fs.bavail) * Number(fs.bsize)
-      const partSize = opts.partSize ?? (await stat(`${dest}.part`).catch(() => undefined))?.size ?? 0
+      const partSize = opts.partSize ?? (await entryAt(at, partPath))?.size ?? 0
       if (free + partSize < totalSize) {
         throw new NoSpaceError(
-          `${dir} has ${free} bytes free but the file needs ${totalSize}: free space or choose another destination`,
+          `${folder.shown} has ${free} bytes free but the file needs ${totalSize}: free space or choose another destination`,
         )
       }
     }
-    const partPath = `${dest}.part`
-    const fh = await open(partPath, constants.O_RDWR | constants.O_CREAT, 0o644).catch((err) => {
-      throw fsError(err, partPath)
-    })
+    await folder.check()
+    const fh = await openOwnFile(at, constants.O_RDWR | constants.O_CREAT, partPath)
+    let id: PartIdentity
     try {
+      const s = await fh.stat({ bigint: true })
+      id = { dev: s.dev, ino: s.ino }
       if (opts.discard) await fh.truncate(0)
       await fh.truncate(totalSize)
     } catch (err) {
       await fh.close()
       throw fsError(err, partPath)
     }
-    const direct = opts.direct === undefined ? undefined : await openDirect(partPath, opts.direct)
-    return new PartFile(dest, fh, totalSize, direct)
+    const direct = opts.direct === undefined ? undefined : await openDirect(at, id, opts.direct)
+    return new PartFile(dest, folder, fh, id, totalSize, direct)
   }
 
   async write(offset: number, bytes: Uint8Array): Promise<void> {
@@ -167,20 +216,34 @@ export class PartFile {
 
   /** Device and inode of the open part file: the journal remembers which file its bits describe. */
   async identity(): Promise<PartIdentity> {
-    const s = await this.#handle().stat({ bigint: true })
-    return { dev: s.dev, ino: s.ino }
+    this.#handle()
+    return this.#id
   }
 
-  /** fsync, rename over `<dest>`, fsync the folder. */
+  /**
+   * fsync, rename over `<dest>`, fsync the folder. The rename happens in the pinned folder, only
+   * while its path still leads there, only while `<dest>.part` is still the file written here,
+   * and only over what may be replaced (./safe-open.ts assertReplaceable).
+   */
   async commit(): Promise<void> {
     const fh = this.#handle()
+    const folder = this.#folder
+    const name = nameIn(this.dest)
     try {
       await fh.sync()
       await this.#closeDirect()
       await fh.close()
       this.#fh = undefined
-      await rename(this.partPath, this.dest)
-      await syncDir(dirname(this.dest))
+      await folder.check()
+      const part = await entryAtExact(folder.at(`${name}.part`), this.partPath)
+      if (part !== undefined && (part.dev !== this.#id.dev || part.ino !== this.#id.ino)) {
+        throw new DestinationInvalidError(
+          `${this.partPath} was replaced by another file during the fetch: haul does not rename a file it did not write; fetch again`,
+        )
+      }
+      await assertReplaceable(folder.at(name), this.dest)
+      await rename(folder.at(`${name}.part`), folder.at(name))
+      await syncDir(folder.path)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new DestinationInvalidError(
@@ -189,6 +252,8 @@ export class PartFile {
         )
       }
       throw fsError(err, this.dest)
+    } finally {
+      await folder.close()
     }
   }
 
@@ -198,7 +263,8 @@ export class PartFile {
     this.#fh = undefined
     await this.#closeDirect().catch(() => {})
     await fh?.close().catch(() => {})
-    if (opts.remove) await unlink(this.partPath).catch(() => {})
+    if (opts.remove) await unlink(this.#folder.at(`${nameIn(this.dest)}.part`)).catch(() => {})
+    await this.#folder.close()
   }
 
   async #closeDirect(): Promise<void> {
@@ -220,8 +286,17 @@ interface Direct {
 }
 
 /** The part file's O_DIRECT handle, or undefined where the platform or filesystem has none. */
-async function openDirect(partPath: string, slots: DirectWriteSlots): Promise<Direct | undefined> {
+async function openDirect(
+  at: string,
+  id: PartIdentity,
+  slots: DirectWriteSlots,
+): Promise<Direct | undefined> {
   if (O_DIRECT === undefined) return undefined
-  const fh = await open(partPath, constants.O_WRONLY | O_DIRECT).catch(() => undefined)
-  return fh === undefined ? undefined : { fh, slots }
+  const fh = await open(at, constants.O_WRONLY | O_DIRECT | O_NOFOLLOW).catch(() => undefined)
+  if (fh === undefined) return undefined
+  // The same file as the buffered handle, or none: a swap in between must not get half the writes.
+  const s = await fh.stat({ bigint: true }).catch(() => undefined)
+  if (s?.dev === id.dev && s.ino === id.ino) return { fh, slots }
+  await fh.close().catch(() => {})
+  return undefined
 }

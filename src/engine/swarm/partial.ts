@@ -1,13 +1,15 @@
 import { constants } from 'node:fs'
-import { type FileHandle, open, unlink } from 'node:fs/promises'
+import { type FileHandle, unlink } from 'node:fs/promises'
 import { contentId, type DescriptorHeader, decodeHeader, pageCountOf } from '../../descriptor/header.ts'
 import { ROW_SIZE } from '../../descriptor/page.ts'
 import type { DescriptorPage } from '../../descriptor/reader.ts'
 import { VerifiedLeafTable } from '../../descriptor/verified.ts'
 import { ChunkUnavailableError, DestinationInvalidError, isHaulError } from '../../errors.ts'
+import { DestFolder, nameIn } from '../../storage/dest-folder.ts'
 import { fsError } from '../../storage/fs-errors.ts'
 import { Journal, type JournalOptions, journalPath } from '../../storage/journal.ts'
 import { PartFile } from '../../storage/part-file.ts'
+import { openOwnFile } from '../../storage/safe-open.ts'
 import type { LeafEntry } from '../../types.ts'
 import type { ContentReader, PublishedContent } from '../registry.ts'
 
@@ -41,23 +43,41 @@ export class LeafStore {
   readonly path: string
   readonly header: DescriptorHeader
   readonly slotBytes: number
+  readonly #dest: string
   #fh: FileHandle | undefined
 
-  private constructor(path: string, header: DescriptorHeader, fh: FileHandle) {
-    this.path = path
+  private constructor(dest: string, header: DescriptorHeader, fh: FileHandle) {
+    this.path = leavesPath(dest)
+    this.#dest = dest
     this.header = header
     this.slotBytes = SLOT_HEAD + header.pageSize * ROW_SIZE + MAX_PROOF * 32
     this.#fh = fh
   }
 
-  /** Opens (creating if needed) the sidecar of `dest`; `fresh` empties it first. */
+  /**
+   * Opens (creating if needed) the sidecar of `dest`; `fresh` empties it first. Like the part
+   * file, it is one of haul's own files in the folder the fetch started in (src/storage/safe-open.ts,
+   * src/storage/dest-folder.ts): an entry planted under its name is refused, never written through.
+   */
   static async open(dest: string, header: DescriptorHeader, fresh = false): Promise<LeafStore> {
-    const path = leavesPath(dest)
-    const fh = await open(path, constants.O_RDWR | constants.O_CREAT, 0o644).catch((err) => {
-      throw fsError(err, path)
-    })
-    if (fresh) await fh.truncate(0)
-    return new LeafStore(path, header, fh)
+    const shown = leavesPath(dest)
+    const folder = await DestFolder.pin(dest)
+    try {
+      const fh = await openOwnFile(
+        folder.at(`${nameIn(dest)}.part.leaves`),
+        constants.O_RDWR | constants.O_CREAT,
+        shown,
+      )
+      try {
+        if (fresh) await fh.truncate(0)
+      } catch (err) {
+        await fh.close()
+        throw fsError(err, shown)
+      }
+      return new LeafStore(dest, header, fh)
+    } finally {
+      await folder.close()
+    }
   }
 
   async put(pageIndex: number, page: DescriptorPage): Promise<void> {
@@ -98,7 +118,12 @@ export class LeafStore {
     const fh = this.#fh
     this.#fh = undefined
     await fh?.close().catch(() => {})
-    if (opts.remove) await unlink(this.path).catch(() => {})
+    if (!opts.remove) return
+    // Only in the folder the fetch started in: a folder swapped since keeps whatever it holds.
+    const folder = await DestFolder.pin(this.#dest).catch(() => undefined)
+    if (folder === undefined) return
+    await unlink(folder.at(`${nameIn(this.#dest)}.part.leaves`)).catch(() => {})
+    await folder.close()
   }
 }
 
@@ -198,19 +223,25 @@ export async function openPartialSeed(
     )
   }
   const journal = loaded.journal
-  const existing = await PartFile.inspect(dest)
   const header = decodeHeader(journal.headerBytes)
-  if (
-    existing === undefined ||
-    existing.dev !== journal.part?.dev ||
-    existing.ino !== journal.part?.ino ||
-    existing.size !== header.totalSize
-  ) {
-    await journal.close()
-    throw new DestinationInvalidError(`${dest}.part is not the file its journal describes: nothing to seed`)
+  let part: PartFile | undefined
+  let leaves: LeafStore
+  try {
+    const existing = await PartFile.inspect(dest)
+    if (
+      existing === undefined ||
+      existing.dev !== journal.part?.dev ||
+      existing.ino !== journal.part?.ino ||
+      existing.size !== header.totalSize
+    ) {
+      throw new DestinationInvalidError(`${dest}.part is not the file its journal describes: nothing to seed`)
+    }
+    part = await PartFile.open(dest, header.totalSize)
+    leaves = await LeafStore.open(dest, header)
+  } catch (err) {
+    await Promise.allSettled([journal.close(), part?.close()])
+    throw err
   }
-  const part = await PartFile.open(dest, header.totalSize)
-  const leaves = await LeafStore.open(dest, header)
   const content = partialContent({
     dest,
     cid: contentId(journal.headerBytes),
