@@ -141,6 +141,7 @@ export const defaultTimeouts: Readonly<TransferTimeouts> = {
   connectMs: 10_000,
   idleMs: 30_000,
   requestMs: 30_000,
+  closeMs: 2_000,
 }
 
 export const defaultServerLimits: Readonly<ServerLimits> = {

@@ -90,6 +90,10 @@ export interface TransferHandle {
   readonly result: Promise<FetchResult>
   status(): TransferStatus
   progress(): TransferProgress | undefined
+  /**
+   * Ends the transfer: `result` rejects with ABORTED once the step it was in has stopped, its
+   * stream reset (never waiting on the peer) and its part file and journal closed for a resume.
+   */
   cancel(): void
   /** Multi-peer fetches: use one more provider from now on. Throws InvalidArgumentError on a single-peer fetch. */
   addProvider(provider: Provider): void
@@ -505,6 +509,11 @@ export class Engine {
     return this.#admission.active
   }
 
+  /**
+   * Cancels every fetch, waits for each to release its stream and files, then stops serving and
+   * the node. Bounded whatever the peers do: a fetch's stream is reset, and one finishing (its
+   * file already renamed) waits at most `timeouts.closeMs` for its peer to close.
+   */
   async stop(): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true

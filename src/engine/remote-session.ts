@@ -28,10 +28,61 @@ interface Pending {
 export interface RemoteSessionOptions {
   /** Largest frame we accept; announced in hello. */
   maxFrame: number
-  /** A request that sees no reply frame for this long fails with TimeoutError. */
+  /**
+   * A request whose replies make no progress for this long fails with TimeoutError. Progress is a
+   * reply frame not yet received for that request (a page, chunk or have-run it had not sent, the
+   * header) or its end; a repeated frame is dropped and does not restart the timer.
+   */
   requestTimeoutMs: number
+  /**
+   * `close()` waits this long for the peer to end its side of the stream, then resets it: a peer
+   * that keeps sending (each byte restarts the stream's idle timer) or never reads cannot hold a
+   * close open. @default 2_000
+   */
+  closeTimeoutMs?: number
   /** Where chunk payloads are gathered (recycled buffers); default: a fresh buffer each. */
   allocPayload?: PayloadAllocator
+  /** Takes back the payload of a chunk frame that is dropped as a repeat (the allocator's buffer). */
+  releasePayload?: (payload: Uint8Array) => void
+}
+
+/** RemoteSessionOptions.closeTimeoutMs's default. */
+export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000
+
+/**
+ * Whether each reply frame of one request moves it forward. A header, page or chunk is progress
+ * the first time its index arrives (how many can, is bounded by what the request named: its
+ * handler refuses the rest); have-runs arrive in order, so one is progress when it starts at or
+ * beyond the end of the last; `complete` counts once; any other frame (end, or a reply of the
+ * wrong type, which the handler refuses) passes.
+ */
+function progressRule(): (msg: TransferMessage) => boolean {
+  const seen = new Set<number>()
+  let haveEnd = 0
+  let complete = false
+  return (msg) => {
+    switch (msg.type) {
+      case 'have':
+        if (msg.complete) {
+          const first = !complete
+          complete = true
+          return first
+        }
+        if (msg.count === 0 || msg.start < haveEnd) return false
+        haveEnd = msg.start + msg.count
+        return true
+      case 'header':
+      case 'page':
+      case 'chunk': {
+        const key = msg.type === 'page' ? msg.pageIndex : msg.type === 'chunk' ? msg.index : 0
+        if (seen.has(key)) return false
+        seen.add(key)
+        return true
+      }
+      default:
+        return true
+    }
+  }
 }
 
 /**
@@ -51,7 +102,9 @@ export class RemoteSession {
   #writer: FrameWriter
   /** get-chunks requests waiting for their replies. */
   #chunkRequests = 0
+  /** Payload bytes of chunk frames new for their request, plus a frame cut short (see chunkBytes). */
   #chunkBytes = 0
+  #repeatedFrames = 0
 
   private constructor(stream: FrameStream, decoder: FrameDecoder, opts: RemoteSessionOptions) {
     this.stream = stream
@@ -95,15 +148,27 @@ export class RemoteSession {
   }
 
   /**
-   * Bytes read off the stream while a get-chunks request was waiting: chunk data arriving, whole
-   * or not. A transfer whose connection is cut before a chunk completes has still seen its peer
-   * serve (see FetchJob.progressMark).
+   * Chunk data the peer delivered: the payloads of chunk frames new for their request, and the
+   * bytes of a frame the stream ended inside while a get-chunks request waited. A transfer whose
+   * connection is cut before a chunk completes has still seen its peer serve (see
+   * FetchJob.progressMark). Repeated chunk frames are not counted: a peer sending the same chunk
+   * forever does not look like progress.
    */
   get chunkBytes(): number {
     return this.#chunkBytes
   }
 
-  /** Sends one request and resolves when its final frame (`end`, or the single reply) arrives. */
+  /** Reply frames dropped because they repeated one their request had already received. */
+  get repeatedFrames(): number {
+    return this.#repeatedFrames
+  }
+
+  /**
+   * Sends one request and resolves when its final frame (`end`, or the single reply) arrives.
+   * `onFrame` sees each reply once: a frame repeating one this request already received (same
+   * page, chunk, have-run or header) is dropped, and it does not restart the request's timer, so
+   * a peer that only repeats itself fails the request with TimeoutError like a silent one.
+   */
   request(
     build: (requestId: number) => TransferMessage,
     onFrame: (msg: TransferMessage) => 'done' | 'more',
@@ -115,11 +180,14 @@ export class RemoteSession {
     const chunks = msg.type === 'get-chunks'
     if (chunks) this.#chunkRequests++
     const { promise, resolve, reject } = Promise.withResolvers<void>()
+    const isProgress = progressRule()
+    let repeats = 0
     let timer: NodeJS.Timeout | undefined
     const arm = (): void => {
       clearTimeout(timer)
       timer = setTimeout(() => {
-        fail(new TimeoutError(`no reply from the peer for ${this.#opts.requestTimeoutMs} ms`))
+        const why = repeats === 0 ? 'no reply' : `no progress (${repeats} repeated frames)`
+        fail(new TimeoutError(`${why} from the peer for ${this.#opts.requestTimeoutMs} ms`))
         void this.#send({ type: 'cancel', requestId }).catch(() => {})
       }, this.#opts.requestTimeoutMs)
     }
@@ -141,8 +209,15 @@ export class RemoteSession {
     }
     this.#pending.set(requestId, {
       onFrame: (msg) => {
-        arm()
         if (msg.type === 'error') return fail(errorFromWire(msg.code, msg.message))
+        if (!isProgress(msg)) {
+          repeats++
+          this.#repeatedFrames++
+          if (msg.type === 'chunk') this.#opts.releasePayload?.(msg.payload)
+          return
+        }
+        arm()
+        if (chunks && msg.type === 'chunk') this.#chunkBytes += msg.payload.length
         try {
           if (onFrame(msg) === 'done') {
             cleanup()
@@ -165,9 +240,23 @@ export class RemoteSession {
     return promise
   }
 
+  /**
+   * Ends the session: pending requests fail with StreamClosedError, our side of the stream closes,
+   * and this resolves once the peer has closed its side, or after `closeTimeoutMs`, when the
+   * stream is reset instead (a peer that keeps sending or never reads would otherwise hold it
+   * open: every byte it sends restarts the stream's idle timer).
+   */
   async close(): Promise<void> {
     if (this.#closed === undefined) this.#shutdown(new StreamClosedError('session closed'))
-    await this.stream.close().catch(() => {})
+    const ms = this.#opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS
+    const timer = setTimeout(() => {
+      this.stream.abort(new TimeoutError(`the peer did not close the stream within ${ms} ms`))
+    }, ms)
+    try {
+      await this.stream.close().catch(() => {})
+    } finally {
+      clearTimeout(timer)
+    }
   }
 
   abort(err: HaulError): void {
@@ -184,7 +273,6 @@ export class RemoteSession {
       while (true) {
         const next = await iterator.next()
         if (next.done) break
-        if (this.#chunkRequests > 0) this.#chunkBytes += next.value.byteLength
         this.#decoder.push(next.value)
         this.#dispatchBuffered()
       }
@@ -211,7 +299,12 @@ export class RemoteSession {
         continue
       }
       if (msg.type === 'hello') throw new ProtocolViolationError('hello sent twice')
-      // Replies to requests we already gave up on (cancelled, timed out) are dropped.
+      if (msg.requestId >= this.#nextId || msg.requestId === 0) {
+        throw new ProtocolViolationError(
+          `the peer sent ${msg.type} for request ${msg.requestId}, never asked`,
+        )
+      }
+      // Replies to requests we already gave up on (cancelled, timed out, done) are dropped.
       this.#pending.get(msg.requestId)?.onFrame(msg)
     }
   }
@@ -226,6 +319,8 @@ export class RemoteSession {
   #shutdown(err: HaulError): void {
     if (this.#closed !== undefined) return
     this.#closed = err
+    // A chunk frame the stream ended inside still showed the peer serving (see chunkBytes).
+    if (this.#chunkRequests > 0) this.#chunkBytes += this.#decoder.buffered
     for (const p of [...this.#pending.values()]) p.reject(err)
     this.#pending.clear()
   }

@@ -84,8 +84,8 @@ export class SessionPool {
   }
 
   /**
-   * Resets every idle session (a graceful close could wait up to the stream idle timeout on a
-   * peer that no longer answers); later `give`s close theirs at once.
+   * Resets every idle session (a graceful close would wait up to `timeouts.closeMs` on a peer
+   * that no longer answers); later `give`s close theirs at once (bounded the same way).
    */
   close(): void {
     this.#closed = true

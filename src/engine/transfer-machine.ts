@@ -19,7 +19,7 @@ import { backoffDelay, isTransient, type RetryInfo, type RetryOptions } from './
  * (streams, budget waits, worker tasks), which is how `cancel` stops real work.
  *
  * Retrying counts failures in a row without progress: `job.progressMark()`
- * grows as the peer serves (verified chunks, chunk bytes arriving), and a
+ * grows as the peer serves (verified chunks, chunk bytes new for their request arriving), and a
  * failure after progress starts the count again at 1. So a transfer survives any number of cuts while it moves,
  * and gives up only when `retry.maxAttempts` attempts in a row got nowhere.
  */
@@ -45,7 +45,7 @@ export interface TransferJob {
   fetchChunks(signal: AbortSignal): Promise<void>
   finalize(signal: AbortSignal): Promise<void>
   readonly retry: RetryOptions
-  /** Grows whenever the transfer makes progress (chunks verified and written, chunk bytes arriving). */
+  /** Grows whenever the transfer makes progress (chunks verified and written, new chunk bytes arriving). */
   progressMark(): number
   /** Whether a new connection may cure `error`. @default isTransient(error) */
   canRetry?(error: HaulError): boolean

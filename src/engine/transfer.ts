@@ -24,33 +24,11 @@ import { RemoteSession } from './remote-session.ts'
 import type { ResumeInfo } from './resume.ts'
 import { isTransient, type RetryInfo, type RetryOptions } from './retry.ts'
 import type { SessionPool } from './session-pool.ts'
-import type { SwarmStats } from './swarm/swarm-job.ts'
 import type { Ticket } from './ticket.ts'
 import type { TransferJob } from './transfer-machine.ts'
+import type { FetchResult, TransferTimeouts } from './transfer-types.ts'
 
-export interface TransferTimeouts {
-  /** Dialing a peer. @default 10_000 */
-  connectMs: number
-  /** A stream with no bytes in either direction for this long is closed (a stalled peer: retried). @default 30_000 */
-  idleMs: number
-  /** A request with no reply frame for this long fails (retried). @default 30_000 */
-  requestMs: number
-}
-
-export interface FetchResult {
-  readonly path: string
-  readonly bytes: number
-  readonly chunks: number
-  readonly seconds: number
-  /** Mean goodput, bytes per second. */
-  readonly rate: number
-  /** What this fetch found at the destination and kept. */
-  readonly resume: ResumeInfo
-  /** Times the transfer went through `retrying`. */
-  readonly retries: number
-  /** Multi-peer fetches only: duplicates, corrupt chunks, and what each peer gave. */
-  readonly swarm?: SwarmStats
-}
+export type { FetchResult, TransferTimeouts } from './transfer-types.ts'
 
 export interface FetchJobDeps {
   readonly network: Network
@@ -117,6 +95,9 @@ export class FetchJob implements TransferJob {
   #soft = 0
   #retries = 0
   #committed = false
+  /** The step the machine runs or last ran, settled either way (see cleanup). */
+  #running: Promise<void> | undefined
+  #cleanup: Promise<void> | undefined
 
   constructor(deps: FetchJobDeps, ticket: Ticket, dest: string, hooks: FetchJobHooks = {}) {
     this.#deps = deps
@@ -146,8 +127,9 @@ export class FetchJob implements TransferJob {
 
   /**
    * Verified chunks, plus signs that the peer is up and serving although this transfer's own
-   * chunks did not complete: chunk bytes it received (cut before the chunk was whole), and chunks
-   * the peer served to this engine's other transfers. On a busy link cut every second or two, a
+   * chunks did not complete: chunk bytes it received (cut before the chunk was whole; repeated
+   * chunk frames do not count, see RemoteSession.chunkBytes), and chunks the peer served to this
+   * engine's other transfers. On a busy link cut every second or two, a
    * transfer may lose its connection again and again before one chunk completes, while the peer
    * is fine (seen: 1 MB transfers in a four-process mesh with cuts every 0.5–3 s gave up after ten
    * such attempts as the rest completed). Those signs count only until the transfer has gone
@@ -210,7 +192,24 @@ export class FetchJob implements TransferJob {
     this.#hooks.onRetry?.(info)
   }
 
-  async resolve(signal: AbortSignal): Promise<void> {
+  resolve(signal: AbortSignal): Promise<void> {
+    return this.#step(this.#resolve(signal))
+  }
+
+  fetchChunks(signal: AbortSignal): Promise<void> {
+    return this.#step(this.#fetchChunks(signal))
+  }
+
+  finalize(signal: AbortSignal): Promise<void> {
+    return this.#step(this.#finalize(signal))
+  }
+
+  #step(p: Promise<void>): Promise<void> {
+    this.#running = p.catch(() => {})
+    return p
+  }
+
+  async #resolve(signal: AbortSignal): Promise<void> {
     this.#dropSession(() => new StreamClosedError('reconnecting'))
     const header = (await this.#headerOnPooledSession(signal)) ?? (await this.#headerOnNewSession(signal))
     this.#contentSeen = true
@@ -250,15 +249,19 @@ export class FetchJob implements TransferJob {
       RemoteSession.start(stream, {
         maxFrame,
         requestTimeoutMs: timeouts.requestMs,
+        closeTimeoutMs: timeouts.closeMs,
         ...(this.#deps.buffers === undefined
           ? {}
-          : { allocPayload: this.#deps.buffers.take.bind(this.#deps.buffers) }),
+          : {
+              allocPayload: this.#deps.buffers.take.bind(this.#deps.buffers),
+              releasePayload: this.#deps.buffers.give.bind(this.#deps.buffers),
+            }),
       }),
     )
     return await fetchHeader(this.#fetchContext(), signal)
   }
 
-  async fetchChunks(signal: AbortSignal): Promise<void> {
+  async #fetchChunks(signal: AbortSignal): Promise<void> {
     if (this.#present !== undefined) return
     const { header, part, journal, meter } = this.#ready()
     let failed = true
@@ -290,7 +293,7 @@ export class FetchJob implements TransferJob {
     }
   }
 
-  async finalize(_signal: AbortSignal): Promise<void> {
+  async #finalize(_signal: AbortSignal): Promise<void> {
     if (this.#present === undefined) {
       const { header, part, journal, meter } = this.#ready()
       assertComplete(header, journal, meter)
@@ -312,10 +315,24 @@ export class FetchJob implements TransferJob {
     return transferResult(this.dest, { header, meter, resume: this.#resume! }, this.#retries)
   }
 
-  /** Releases the stream, the journal (flushed) and the part file; both files stay unless the transfer completed. */
-  async cleanup(): Promise<void> {
+  /**
+   * Releases the stream, the journal (flushed) and the part file; both files stay unless the
+   * transfer completed. First waits for the step the machine left (a cancel leaves it running,
+   * its signal aborted): it ends without waiting on the peer, and then nothing writes to a file
+   * closed here, nor opens one after. A session still held (the transfer failed or was
+   * cancelled; a completed one gave it back in finalize) is reset: a graceful close would wait on
+   * a peer that may be hostile or gone. Called by both the transfer's end and `engine.stop()`:
+   * the second call shares the first.
+   */
+  cleanup(): Promise<void> {
+    this.#cleanup ??= this.#release()
+    return this.#cleanup
+  }
+
+  async #release(): Promise<void> {
     try {
-      await this.#session?.close().catch(() => {})
+      await this.#running
+      this.#dropSession(() => new StreamClosedError('the transfer ended'))
       if (this.#committed || this.#local === undefined) return
       await this.#local.journal.close()
       await this.#local.part.close()

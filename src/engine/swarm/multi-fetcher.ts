@@ -167,7 +167,14 @@ export class SwarmFetcher {
     const live = [...this.#links.values()].filter((l) => !l.out)
     const missing = this.#sched.unavailable() ?? this.#sched.low
     if (live.length === 0) {
-      const gone = [...this.#links.values()].map((l) => `${l.id.slice(-8)}: ${(l.banned ?? l.gone)?.code}`)
+      const links = [...this.#links.values()]
+      const gone = links.map((l) => `${l.id.slice(-8)}: ${(l.banned ?? l.gone)?.code}`)
+      // Every provider was dropped for corrupt data: that is the failure, not a lack of providers.
+      if (links.every((l) => l.banned?.code === 'CHUNK_VERIFICATION_FAILED')) {
+        throw new ChunkVerificationError(
+          `every provider served chunks that failed verification (${this.#sched.remaining} chunks missing; ${gone.join(', ')})`,
+        )
+      }
       throw new NoProviderError(
         `no provider left for chunk ${missing} (${this.#sched.remaining} chunks missing; ${gone.join(', ')})`,
       )

@@ -78,10 +78,14 @@ export class PeerLink {
       signal,
       idleTimeoutMs: deps.timeouts.idleMs,
     })
+    const { buffers } = deps
     const session = RemoteSession.start(stream, {
       maxFrame: deps.maxFrame,
       requestTimeoutMs: deps.timeouts.requestMs,
-      ...(deps.buffers === undefined ? {} : { allocPayload: deps.buffers.take.bind(deps.buffers) }),
+      closeTimeoutMs: deps.timeouts.closeMs,
+      ...(buffers === undefined
+        ? {}
+        : { allocPayload: buffers.take.bind(buffers), releasePayload: buffers.give.bind(buffers) }),
     })
     try {
       // fetchHeader checks the bytes hash to the content id: a peer serving other content fails here.

@@ -87,6 +87,9 @@ export class SwarmJob implements TransferJob {
   #duplicateBytes = 0
   #corrupt = 0
   #committed = false
+  /** The step the machine runs or last ran, settled either way (see cleanup). */
+  #running: Promise<void> | undefined
+  #cleanup: Promise<void> | undefined
 
   constructor(deps: SwarmJobDeps, ticket: SwarmTicket, dest: string, hooks: SwarmJobHooks = {}) {
     this.#deps = deps
@@ -155,7 +158,24 @@ export class SwarmJob implements TransferJob {
     this.#hooks.onRetry?.(info)
   }
 
-  async resolve(signal: AbortSignal): Promise<void> {
+  resolve(signal: AbortSignal): Promise<void> {
+    return this.#step(this.#resolve(signal))
+  }
+
+  fetchChunks(signal: AbortSignal): Promise<void> {
+    return this.#step(this.#fetchChunks(signal))
+  }
+
+  finalize(signal: AbortSignal): Promise<void> {
+    return this.#step(this.#finalize(signal))
+  }
+
+  #step(p: Promise<void>): Promise<void> {
+    this.#running = p.catch(() => {})
+    return p
+  }
+
+  async #resolve(signal: AbortSignal): Promise<void> {
     const deps = { ...this.#deps, cid: this.cid }
     const candidates = [...this.#links.values()].filter((l) => l.banned === undefined)
     if (candidates.length === 0) throw new NoProviderError('every provider was dropped for misbehaving')
@@ -179,7 +199,7 @@ export class SwarmJob implements TransferJob {
     this.#report(true)
   }
 
-  async fetchChunks(signal: AbortSignal): Promise<void> {
+  async #fetchChunks(signal: AbortSignal): Promise<void> {
     if (this.#present !== undefined) return
     const local = this.#ready()
     const { header, journal } = local
@@ -217,7 +237,7 @@ export class SwarmJob implements TransferJob {
     }
   }
 
-  async finalize(_signal: AbortSignal): Promise<void> {
+  async #finalize(_signal: AbortSignal): Promise<void> {
     if (this.#present === undefined) {
       const { header, part, journal, meter, leaves } = this.#ready()
       assertComplete(header, journal, meter)
@@ -242,7 +262,19 @@ export class SwarmJob implements TransferJob {
     }
   }
 
-  async cleanup(): Promise<void> {
+  /**
+   * Stops sharing, resets every provider's stream and closes the files (kept unless the transfer
+   * completed), once the step the machine left has ended: a cancel leaves it running with its
+   * signal aborted, and it ends without waiting on any peer. The second call (the transfer's end
+   * and `engine.stop()` both call it) shares the first.
+   */
+  cleanup(): Promise<void> {
+    this.#cleanup ??= this.#release()
+    return this.#cleanup
+  }
+
+  async #release(): Promise<void> {
+    await this.#running
     this.#unshare?.()
     this.#unshare = undefined
     for (const l of this.#links.values()) l.drop(new StreamClosedError('transfer ended'))

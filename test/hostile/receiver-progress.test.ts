@@ -1,0 +1,213 @@
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Engine } from '../../src/engine/engine.ts'
+import { RemoteSession } from '../../src/engine/remote-session.ts'
+import type { RetryInfo } from '../../src/engine/retry.ts'
+import { type HaulError, RetriesExhaustedError } from '../../src/errors.ts'
+import { Network } from '../../src/net/network.ts'
+import { PROTOCOL_ID, type TransferMessage } from '../../src/protocol/messages.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import {
+  type Behaviour,
+  type FakeSender,
+  repeatChunk,
+  repeatHeader,
+  repeatPage,
+  startFakeSender,
+} from './support/receiver-sender.ts'
+
+const KiB = 1024
+const CHUNK = 64 * KiB
+const chunking = { kind: 'fixed', size: CHUNK } as const
+/** Short enough for a quick test, far above a loopback round trip. */
+const REQUEST_MS = 1_000
+
+/**
+ * A sender that repeats itself never makes progress: every repeated frame is dropped without
+ * restarting the request's timer, so the request times out as if the peer were silent.
+ */
+describe('receiver progress rules: repeats do not keep a request alive', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let src: string
+  const senders: FakeSender[] = []
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir('haul-recv-progress-'))
+    src = join(dir, 'src.bin')
+    await writeFile(src, 4 * CHUNK, 'random') // 4 chunks, one leaf page
+  })
+  afterAll(async () => {
+    await Promise.allSettled(senders.map((s) => s.stop()))
+    await cleanup()
+  })
+
+  async function fake(behaviour: Behaviour): Promise<FakeSender> {
+    const s = await startFakeSender(src, behaviour, { chunking })
+    senders.push(s)
+    return s
+  }
+
+  describe('one session', () => {
+    let client: Network
+    beforeAll(async () => {
+      client = await Network.create({})
+    })
+    afterAll(() => client.stop())
+
+    async function session(s: FakeSender): Promise<RemoteSession> {
+      const stream = await client.openStream(s.network.peerId, s.network.addresses, PROTOCOL_ID)
+      return RemoteSession.start(stream, {
+        maxFrame: 8 << 20,
+        requestTimeoutMs: REQUEST_MS,
+        closeTimeoutMs: 500,
+      })
+    }
+
+    it('a chunk re-sent every 100 ms: seen once, counted once, and the request times out; close() is bounded', async () => {
+      const s = await fake(repeatChunk(100))
+      const sess = await session(s)
+      const seen: number[] = []
+      const t0 = performance.now()
+      const err = (await sess
+        .request(
+          (requestId) => ({
+            type: 'get-chunks',
+            requestId,
+            cid: s.content.cid,
+            ranges: [{ start: 0, end: 2 }],
+          }),
+          (msg) => {
+            if (msg.type === 'chunk') seen.push(msg.index)
+            return msg.type === 'end' ? 'done' : 'more'
+          },
+        )
+        .catch((e: unknown) => e)) as HaulError
+      const took = performance.now() - t0
+      expect(err.code).toBe('TIMEOUT')
+      expect(err.message).toMatch(/repeated frames/)
+      expect(took).toBeLessThan(5 * REQUEST_MS)
+      expect(seen).toEqual([0])
+      // Only the chunk that was new counts as data the peer delivered (FetchJob.progressMark).
+      expect(sess.chunkBytes).toBe(CHUNK)
+      expect(sess.repeatedFrames).toBeGreaterThanOrEqual(3)
+      // The peer keeps sending and never closes: the close gives up and resets the stream.
+      const c0 = performance.now()
+      await sess.close()
+      expect(performance.now() - c0).toBeLessThan(3_000)
+      expect(sess.stream.closed).toBe(true)
+    })
+
+    it('a have-complete re-sent every 100 ms: seen once, and the get-have times out', async () => {
+      const s = await fake(async (req, call) => {
+        const have: TransferMessage = {
+          type: 'have',
+          requestId: req.requestId,
+          complete: true,
+          start: 0,
+          count: 0,
+          bits: new Uint8Array(),
+        }
+        await call.send(have)
+        await call.repeat(have, 100)
+      })
+      const sess = await session(s)
+      let haves = 0
+      const err = (await sess
+        .request(
+          (requestId) => ({ type: 'get-have', requestId, cid: s.content.cid, start: 0, count: 4 }),
+          (msg) => {
+            if (msg.type === 'have') haves++
+            return msg.type === 'end' ? 'done' : 'more'
+          },
+        )
+        .catch((e: unknown) => e)) as HaulError
+      expect(err.code).toBe('TIMEOUT')
+      expect(haves).toBe(1)
+      expect(sess.repeatedFrames).toBeGreaterThanOrEqual(3)
+      sess.abort(err)
+    })
+
+    it('a reply to a request never sent is a protocol violation', async () => {
+      const s = await fake(async (req, call) => {
+        await call.send({ type: 'header', requestId: req.requestId + 7, header: call.content.headerBytes })
+      })
+      const sess = await session(s)
+      const err = (await sess
+        .request(
+          (requestId) => ({ type: 'get-header', requestId, cid: s.content.cid }),
+          () => 'done',
+        )
+        .catch((e: unknown) => e)) as HaulError
+      expect(err.code).toBe('PROTOCOL_VIOLATION')
+      expect(sess.closed).toBe(true)
+    })
+  })
+
+  describe('whole fetches', () => {
+    /** A receiver with short timeouts and two attempts in a row without progress. */
+    async function receive(
+      s: FakeSender,
+      name: string,
+      opts: { swarm?: boolean } = {},
+    ): Promise<{ err: unknown; retries: RetryInfo[]; ms: number; result?: unknown }> {
+      const engine = await Engine.create({
+        workers: 1,
+        chunking,
+        timeouts: { requestMs: REQUEST_MS },
+        retry: { maxAttempts: 2, baseDelayMs: 50, maxDelayMs: 100 },
+        swarm: { peerRetries: 1 },
+      })
+      const retries: RetryInfo[] = []
+      const t0 = performance.now()
+      try {
+        const result = await engine
+          .fetch(s.ticket, join(dir, name), { onRetry: (r) => retries.push(r), ...opts })
+          .result.catch((err: unknown) => ({ err }))
+        const ms = performance.now() - t0
+        return 'err' in result ? { err: result.err, retries, ms } : { err: undefined, retries, ms, result }
+      } finally {
+        await engine.stop()
+      }
+    }
+
+    function expectTimedOut(r: { err: unknown; retries: RetryInfo[]; ms: number }): void {
+      expect(r.err).toBeInstanceOf(RetriesExhaustedError)
+      expect(((r.err as HaulError).cause as HaulError).code).toBe('TIMEOUT')
+      expect(r.retries.length).toBeGreaterThanOrEqual(1)
+      for (const x of r.retries) expect(x.error.code).toBe('TIMEOUT')
+      // Two attempts of about REQUEST_MS each, plus backoff: never the hang it used to be.
+      expect(r.ms).toBeLessThan(10 * REQUEST_MS)
+    }
+
+    it('(a) get-pages answered with the same page every 0.5 s: TIMEOUT, retried, then RETRIES_EXHAUSTED', async () => {
+      expectTimedOut(await receive(await fake(repeatPage(500)), 'a.out'))
+    })
+
+    it('(c) on the multi-peer path: the provider is left out after its requests time out, then RETRIES_EXHAUSTED', async () => {
+      const r = await receive(await fake(repeatHeader(500)), 'c-swarm.out', { swarm: true })
+      // Its get-have times out (TIMEOUT) until the provider is left out; the transfer retries
+      // (NO_PROVIDER, a provider lost to the network) and gives up after two attempts without a chunk.
+      expect(r.err).toBeInstanceOf(RetriesExhaustedError)
+      expect(r.retries.length).toBeGreaterThanOrEqual(1)
+      for (const x of r.retries) expect(x.error.code).toBe('NO_PROVIDER')
+      expect(r.ms).toBeLessThan(20 * REQUEST_MS)
+    })
+
+    it('(c) the header, then only that header frame again every 0.5 s: TIMEOUT, then RETRIES_EXHAUSTED', async () => {
+      expectTimedOut(await receive(await fake(repeatHeader(500)), 'c.out'))
+    })
+
+    it('(b) each get-chunks answered with one chunk, then that chunk every 0.5 s: every request times out, and the chunks that did arrive complete the file', async () => {
+      const s = await fake(repeatChunk(500))
+      const r = await receive(s, 'b.out')
+      // Each attempt verifies the first chunk of each of its requests (progress, so the count of
+      // attempts in a row starts again) and then times out on the repeats.
+      expect(r.err).toBeUndefined()
+      expect(r.retries.length).toBeGreaterThanOrEqual(1)
+      for (const x of r.retries) expect(x.error.code).toBe('TIMEOUT')
+      expect(await sha256File(join(dir, 'b.out'))).toBe(await sha256File(src))
+      expect(r.ms).toBeLessThan(4 * 4 * REQUEST_MS)
+    })
+  })
+})
