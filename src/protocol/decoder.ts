@@ -4,9 +4,13 @@
  * ./body-decoder.ts.
  *
  * Memory: the length prefix is checked against `maxFrame` as soon as its 4 bytes are buffered,
- * before any body byte is waited for, and every count inside a body is checked against the bytes
- * left in that body before it is used. After any error the decoder refuses all further input:
- * a byte stream that broke the framing once cannot be trusted to be back in step.
+ * and against the limit of its message type for this decoder's side (`frameLimit`, ./frame.ts)
+ * as soon as the type byte is, before any body byte is waited for; every count inside a body is
+ * checked against the bytes left in that body before it is used. A partial frame of at most
+ * COMPACT_BYTES left after `frames()` is copied out of the network buffers it came in, so what
+ * a peer keeps unfinished holds only its own bytes (`buffered`), not the 64 KiB messages around
+ * them. After any error the decoder refuses all further input: a byte stream that broke the
+ * framing once cannot be trusted to be back in step.
  *
  * Ownership: pushed buffers are kept, not copied; do not modify them afterwards. Small fields
  * (cid, proof nodes, header) are copied out so they pin no large buffer. `chunk.payload` and
@@ -32,8 +36,27 @@ import {
 } from '../errors.ts'
 import { decodeBody, decodeChunk, malformed, plain, Reader } from './body-decoder.ts'
 import { type FrameDecoderOptions, resolveDecoderOptions } from './config.ts'
-import { CHUNK_HEADER_BYTES, FRAME_HEADER_BYTES, LENGTH_BYTES, TYPE_BYTES } from './frame.ts'
-import { type ChunkMessage, messageTypeFromNumber, type TransferMessage } from './messages.ts'
+import {
+  CHUNK_HEADER_BYTES,
+  FRAME_HEADER_BYTES,
+  type FrameSide,
+  frameLimit,
+  LENGTH_BYTES,
+  TYPE_BYTES,
+} from './frame.ts'
+import {
+  type ChunkMessage,
+  type MessageType,
+  messageTypeFromNumber,
+  type TransferMessage,
+} from './messages.ts'
+
+/**
+ * A partial frame of at most this many bytes is copied into its own buffer once `frames()` has
+ * drained the whole ones (only when the buffers it sits in are larger). Every request frame is
+ * smaller; a copy this size costs less than a microsecond.
+ */
+export const COMPACT_BYTES = 4096
 
 /**
  * Supplies the buffer a chunk payload of `length` bytes is gathered into. It must be exactly
@@ -44,13 +67,16 @@ export type PayloadAllocator = (length: number) => Uint8Array
 export class FrameDecoder {
   readonly #list = new Uint8ArrayList()
   readonly #maxFrame: number
+  readonly #side: FrameSide
   readonly #allocPayload: PayloadAllocator | undefined
   /** The chunk whose payload is being copied into its caller-supplied buffer, `at` bytes so far. */
   #gathering: { msg: ChunkMessage; at: number } | undefined
   #failed: unknown
 
   constructor(opts?: FrameDecoderOptions & { allocPayload?: PayloadAllocator }) {
-    this.#maxFrame = resolveDecoderOptions(opts).maxFrame
+    const o = resolveDecoderOptions(opts)
+    this.#maxFrame = o.maxFrame
+    this.#side = o.side
     this.#allocPayload = opts?.allocPayload
   }
 
@@ -61,14 +87,15 @@ export class FrameDecoder {
   }
 
   /**
-   * Adds bytes from the stream. Throws FrameTooLargeError or ProtocolViolationError at once when
-   * the next frame's length prefix is refused, and rethrows an earlier error without buffering.
+   * Adds bytes from the stream. Throws at once when the next frame's length prefix or type is
+   * refused (FrameTooLargeError, UnknownMessageTypeError, ProtocolViolationError), and rethrows
+   * an earlier error without buffering.
    */
   push(data: Uint8Array | Uint8ArrayList): void {
     this.#throwIfFailed()
     if (data.byteLength === 0) return
     this.#list.append(data)
-    if (this.#gathering === undefined) this.#guard(() => this.#frameLength())
+    if (this.#gathering === undefined) this.#guard(() => this.#head())
   }
 
   /** Yields every complete frame buffered so far; stops at a partial one. */
@@ -76,7 +103,10 @@ export class FrameDecoder {
     this.#throwIfFailed()
     while (true) {
       const msg = this.#guard(() => this.#next())
-      if (msg === undefined) return
+      if (msg === undefined) {
+        this.#compact()
+        return
+      }
       yield msg
     }
   }
@@ -119,29 +149,54 @@ export class FrameDecoder {
     }
   }
 
-  /** The `len` of the frame at the front, checked, or undefined while its prefix is incomplete. */
-  #frameLength(): number | undefined {
-    if (this.#list.byteLength < LENGTH_BYTES) return undefined
-    const len = this.#list.getUint32(0)
+  /**
+   * The `len` and type of the frame at the front, checked, or undefined while its length prefix
+   * and type byte are not both in (the length is checked as soon as it is).
+   */
+  #head(): { len: number; type: MessageType } | undefined {
+    const list = this.#list
+    if (list.byteLength < LENGTH_BYTES) return undefined
+    const len = list.getUint32(0)
     if (len < TYPE_BYTES) throw new ProtocolViolationError('empty frame: no message type')
     if (len > this.#maxFrame) {
       throw new FrameTooLargeError(`peer announced a ${len}-byte frame; the limit is ${this.#maxFrame}`)
     }
-    return len
-  }
-
-  #next(): TransferMessage | undefined {
-    if (this.#gathering !== undefined) return this.#gather()
-    const len = this.#frameLength()
-    if (len === undefined) return undefined
-    const total = LENGTH_BYTES + len
-    const list = this.#list
-    const typeNumber = list.byteLength > LENGTH_BYTES ? list.get(LENGTH_BYTES) : undefined
-    if (typeNumber === undefined) return undefined
+    if (list.byteLength < FRAME_HEADER_BYTES) return undefined
+    const typeNumber = list.get(LENGTH_BYTES)
     const type = messageTypeFromNumber(typeNumber)
     if (type === undefined) {
       throw new UnknownMessageTypeError(`unknown message type 0x${typeNumber.toString(16).padStart(2, '0')}`)
     }
+    const limit = frameLimit(this.#side, type, this.#maxFrame)
+    if (limit === 0) throw new ProtocolViolationError(`a receiver does not send ${type}`)
+    if (len > limit) {
+      throw new FrameTooLargeError(
+        `peer announced a ${len}-byte ${type} frame; the limit for ${type} is ${limit}`,
+      )
+    }
+    return { len, type }
+  }
+
+  /** Copies a small partial frame out of larger network buffers (see COMPACT_BYTES). */
+  #compact(): void {
+    const list = this.#list
+    const n = list.byteLength
+    if (n === 0 || n > COMPACT_BYTES || this.#gathering !== undefined) return
+    let held = 0
+    for (const buf of list) held += buf.buffer.byteLength
+    if (held <= n + COMPACT_BYTES) return
+    const own = list.slice()
+    list.consume(n)
+    list.append(own)
+  }
+
+  #next(): TransferMessage | undefined {
+    if (this.#gathering !== undefined) return this.#gather()
+    const head = this.#head()
+    if (head === undefined) return undefined
+    const { len, type } = head
+    const total = LENGTH_BYTES + len
+    const list = this.#list
     const start = FRAME_HEADER_BYTES + CHUNK_HEADER_BYTES
     if (type === 'chunk' && len - TYPE_BYTES < CHUNK_HEADER_BYTES) {
       throw malformed(type, 'body shorter than its header')

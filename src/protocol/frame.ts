@@ -11,7 +11,10 @@
  *  +------+------+-------------------------+
  * ```
  * - `len`  u32 big-endian: the number of bytes after this field (type byte + body). At least 1,
- *          at most the receiver's `maxFrame`. Checked before any of the body is buffered.
+ *          at most the receiver's `maxFrame`, and at most the limit of its type for the side that
+ *          reads it (`frameLimit`, below). Checked before any of the body is buffered: `len`
+ *          against `maxFrame` as soon as its 4 bytes are in, against its type's limit as soon as
+ *          the type byte is.
  * - `type` u8: a number from `MESSAGE_TYPES` (./messages.ts). Unknown → UnknownMessageTypeError.
  * - body: the message's fields in the order below, integers big-endian. A body must be exactly
  *   as long as its fields say: short bodies, trailing bytes and counts that exceed the remaining
@@ -92,6 +95,7 @@
  */
 
 import { MiB } from '../types.ts'
+import { MAX_ERROR_MESSAGE_BYTES, MAX_RANGES, type MessageType } from './messages.ts'
 
 /** Bytes of the length prefix. */
 export const LENGTH_BYTES = 4
@@ -132,3 +136,56 @@ export const ERROR_FIXED_BYTES = 8
 /** Largest high word of a u64 that keeps the value ≤ 2^53 − 1. */
 export const U64_MAX_SAFE_HIGH = 0x1f_ffff
 export const TWO_POW_32 = 2 ** 32
+
+/**
+ * Which half of the protocol a decoder reads.
+ * - `serving`: what a receiver sends to a server (hello, requests, cancel, error). Every one of
+ *   these is small, so each type's limit is the largest frame a correct peer can build; a frame
+ *   announced above it is refused at its type byte, before a byte of its body is held.
+ * - `receiving`: what a server sends back. `chunk` and `page` frames run up to `maxFrame`; every
+ *   other type up to MIN_MAX_FRAME (the protocol guarantees they fit the smallest frame limit).
+ */
+export type FrameSide = 'serving' | 'receiving'
+export const FRAME_SIDES: readonly FrameSide[] = ['serving', 'receiving']
+
+/**
+ * Room in the `serving` limit of `hello` for a later protocol version's longer hello: its version
+ * field must still be read so that the peer is refused with UNSUPPORTED_VERSION, not a size error.
+ */
+export const HELLO_LIMIT = 1024
+
+/**
+ * Largest `len` (type byte + body) a server accepts per message type; 0: the type never travels
+ * to a server, refused with PROTOCOL_VIOLATION at its type byte.
+ *
+ * | type       | limit | from                                                         |
+ * |------------|-------|--------------------------------------------------------------|
+ * | hello      | 1024  | HELLO_LIMIT (a version-1 hello is at most 1 + 7 + 255 = 263)  |
+ * | get-header | 37    | 1 + GET_HEADER_BYTES                                         |
+ * | get-pages  | 49    | 1 + GET_PAGES_BYTES                                          |
+ * | get-chunks | 1062  | 1 + GET_CHUNKS_FIXED_BYTES + MAX_RANGES × RANGE_BYTES         |
+ * | get-have   | 49    | 1 + GET_HAVE_BYTES                                           |
+ * | cancel     | 5     | 1 + REQUEST_ID_BYTES                                         |
+ * | error      | 1033  | 1 + ERROR_FIXED_BYTES + MAX_ERROR_MESSAGE_BYTES              |
+ * | header, page, chunk, have, end | 0 | replies: a server never reads them            |
+ */
+export const SERVING_FRAME_LIMITS: Readonly<Record<MessageType, number>> = Object.freeze({
+  hello: HELLO_LIMIT,
+  'get-header': TYPE_BYTES + GET_HEADER_BYTES,
+  'get-pages': TYPE_BYTES + GET_PAGES_BYTES,
+  'get-chunks': TYPE_BYTES + GET_CHUNKS_FIXED_BYTES + MAX_RANGES * RANGE_BYTES,
+  'get-have': TYPE_BYTES + GET_HAVE_BYTES,
+  cancel: TYPE_BYTES + REQUEST_ID_BYTES,
+  error: TYPE_BYTES + ERROR_FIXED_BYTES + MAX_ERROR_MESSAGE_BYTES,
+  header: 0,
+  page: 0,
+  chunk: 0,
+  have: 0,
+  end: 0,
+})
+
+/** The largest `len` a `side` decoder with frame limit `maxFrame` accepts for `type` (0: never). */
+export function frameLimit(side: FrameSide, type: MessageType, maxFrame: number): number {
+  if (side === 'serving') return Math.min(SERVING_FRAME_LIMITS[type], maxFrame)
+  return type === 'chunk' || type === 'page' ? maxFrame : Math.min(MIN_MAX_FRAME, maxFrame)
+}

@@ -100,7 +100,7 @@ describe('hostile bytes against the real serving handler', () => {
   it('a truncated frame at end of stream is answered with FRAME_TRUNCATED', async () => {
     const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
     const got = replies(stream)
-    await stream.write([...hello(), frame(0x20, new Uint8Array(4)).subarray(0, 7)])
+    await stream.write([...hello(), frame(0x21, new Uint8Array(4)).subarray(0, 7)])
     await stream.closeWrite()
     const msgs = await got
     expect(msgs.find((m) => m.type === 'error')).toMatchObject({ code: WIRE_CODES.FRAME_TRUNCATED })
