@@ -23,7 +23,9 @@ export { COPY_SLICE_BYTES, type WriteOptions } from './stream-writer.ts'
  *   stream stops sending window updates, so the remote stalls after at most one
  *   window (node.ts sizes `maxReadBufferLength` for that).
  * - The stream's `inactivityTimeout` field is not enforced by yamux; the idle
- *   timer lives here.
+ *   timer lives here. While a write waits for the remote's window, only bytes
+ *   the remote takes count as activity: a peer that keeps sending small frames
+ *   but reads nothing would otherwise hold our unsent data forever.
  * - 'close' without an error also fires when the connection drops. Only a
  *   'remoteCloseWrite' (yamux FIN) is a clean end of the incoming data.
  */
@@ -46,7 +48,8 @@ export interface FrameStream {
   /**
    * Incoming data, ending when the remote closes its write side. Throws the
    * failure (StreamClosedError on reset or connection loss, TimeoutError when no
-   * bytes moved for idleTimeoutMs). Can be iterated once.
+   * bytes moved for idleTimeoutMs, or a write waited that long with none of its
+   * bytes taken). Can be iterated once.
    */
   readonly incoming: AsyncIterable<Uint8Array | Uint8ArrayList>
   /** Flushes pending bytes and closes our write side; the remote sees the end of its `incoming`. */
@@ -54,8 +57,11 @@ export interface FrameStream {
   /**
    * Closes our write side, discards unread incoming data, and resolves once both
    * sides are closed (or the stream was aborted by the idle timer). Never rejects.
+   * With `stopInput`, the remote's further data is not taken either (its window
+   * shuts, at most one window waits in libp2p until the stream ends): for a peer
+   * being cut off, which could otherwise keep us receiving and dropping its bytes.
    */
-  close(): Promise<void>
+  close(opts?: { stopInput?: boolean }): Promise<void>
   /** Resets the stream at once; pending and later calls fail with `err` (HaulErrors as is). */
   abort(err: Error): void
   readonly remotePeer: string
@@ -64,6 +70,13 @@ export interface FrameStream {
   readonly incomingBufferedBytes: number
   /** Bytes handed to the stream and not yet passed to the muxer. */
   readonly outgoingBufferedBytes: number
+  /**
+   * How long a pending write has waited with none of its bytes taken by the remote (its window
+   * stayed shut); 0 when no write waits. Inbound data does not reset it. Sampled: bytes taken
+   * since the last call count as taken at this call, so polling every T ms understates a stall
+   * by less than T and never overstates it.
+   */
+  writeStalledMs(): number
   /** True once the stream is finished (closed both ways, reset or aborted). */
   readonly closed: boolean
 }
@@ -71,7 +84,8 @@ export interface FrameStream {
 export interface WrapStreamOptions {
   /**
    * Abort with TimeoutError when no byte was received, read by the consumer,
-   * sent, or drained for this long (ms).
+   * sent, or drained for this long (ms); while a write waits for the remote's
+   * window, when none of its bytes were taken for this long, whatever arrives.
    * @default 30_000
    */
   idleTimeoutMs?: number
@@ -147,8 +161,11 @@ class Libp2pFrameStream implements FrameStream {
   #readEnded = false
   #closed = false
   #failure: HaulError | undefined
+  /** We aborted the stream: what it received and was not read is dropped at once. */
+  #abortedHere = false
   #iterated = false
   #detached = false
+  #inputStopped = false
   #wakeReader: (() => void) | undefined
   readonly #closeWaiters: Array<() => void> = []
   #lastActivity = performance.now()
@@ -201,6 +218,10 @@ class Libp2pFrameStream implements FrameStream {
     return this.#s.writeBufferLength
   }
 
+  writeStalledMs(): number {
+    return this.#writer.stalledMs()
+  }
+
   get closed(): boolean {
     return this.#closed
   }
@@ -213,7 +234,8 @@ class Libp2pFrameStream implements FrameStream {
     return this.#writer.closeWrite()
   }
 
-  async close(): Promise<void> {
+  async close(opts: { stopInput?: boolean } = {}): Promise<void> {
+    if (opts.stopInput === true) this.#inputStopped = true
     await this.closeWrite().catch(() => {})
     this.#detach()
     if (this.#closed) return
@@ -224,6 +246,7 @@ class Libp2pFrameStream implements FrameStream {
   abort(err: Error): void {
     if (this.#closed) return
     this.#failure ??= toHaulError(err)
+    this.#abortedHere = true
     this.#s.abort(err)
     // libp2p emits 'close' synchronously from abort(); finish anyway in case it did not.
     this.#finish(this.#failure)
@@ -234,8 +257,12 @@ class Libp2pFrameStream implements FrameStream {
     this.#iterated = true
     try {
       while (true) {
-        if (this.#failure !== undefined) throw this.#failure
-        if (this.#queueHead < this.#queue.length) {
+        // What the peer sent before it reset the stream (or the connection dropped) is delivered
+        // first: an error frame followed by a reset is the usual way to be cut off, and both may
+        // arrive in one read while the consumer is busy.
+        const queued = this.#queueHead < this.#queue.length
+        if (this.#failure !== undefined && (this.#abortedHere || !queued)) throw this.#failure
+        if (queued) {
           yield this.#shift()
           continue
         }
@@ -262,14 +289,18 @@ class Libp2pFrameStream implements FrameStream {
     return chunk
   }
 
-  /** The consumer is gone: drop what it did not read and keep the remote flowing. */
+  /**
+   * The consumer is gone: drop what it did not read and keep the remote flowing, unless the
+   * input was stopped (then the stream stays paused, its window shut).
+   */
   #detach(): void {
+    if (this.#inputStopped && this.#s.readStatus === 'readable') this.#s.pause()
     if (this.#detached) return
     this.#detached = true
     this.#queue = []
     this.#queueHead = 0
     this.#queuedBytes = 0
-    if (this.#s.readStatus === 'paused') this.#s.resume()
+    if (!this.#inputStopped && this.#s.readStatus === 'paused') this.#s.resume()
   }
 
   #wake(): void {
@@ -285,12 +316,17 @@ class Libp2pFrameStream implements FrameStream {
   readonly #onIdleTimer = (): void => {
     this.#timer = undefined
     if (this.#closed) return
-    const idle = performance.now() - this.#lastActivity
+    const now = performance.now()
+    // A waiting write is polled: the bytes the remote takes raise no event of their own.
+    const waiting = this.#writer.waiting
+    const idle = waiting ? this.#writer.stalledMs(now) : now - this.#lastActivity
     if (idle >= this.#idleMs) {
-      this.abort(new TimeoutError(`no data moved on the stream for ${this.#idleMs} ms`))
+      const what = waiting ? 'the peer took none of our data' : 'no data moved on the stream'
+      this.abort(new TimeoutError(`${what} for ${this.#idleMs} ms`))
       return
     }
-    this.#timer = setTimeout(this.#onIdleTimer, Math.ceil(this.#idleMs - idle))
+    const next = this.#idleMs - idle
+    this.#timer = setTimeout(this.#onIdleTimer, Math.ceil(waiting ? Math.min(next, this.#idleMs / 4) : next))
     this.#timer.unref()
   }
 

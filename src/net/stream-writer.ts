@@ -90,6 +90,12 @@ export class StreamWriter {
   readonly #ledger: ConnectionSendLedger | undefined
   readonly #host: StreamWriterHost
   #writing = false
+  /** Bytes handed to `send()`; less what still waits in the stream's buffer, what the peer took. */
+  #handed = 0
+  /** While a write waits to be writable: when it last saw bytes leave (see `stalledMs`). */
+  #waitingSince: number | undefined
+  #progressAt = 0
+  #sentMark = 0
 
   constructor(
     stream: Stream,
@@ -131,6 +137,7 @@ export class StreamWriter {
           )
         }
         sent++
+        this.#handed += slice.byteLength
         this.#host.touch()
       }
     } catch (err) {
@@ -142,6 +149,35 @@ export class StreamWriter {
     if (onReleased === undefined) return
     if (copy) onReleased()
     else this.#releaseWhenSent(onReleased)
+  }
+
+  /**
+   * Bytes of our writes that have left this stream for the connection: the muxer sends only
+   * what the peer's window admits, so this grows only as the peer takes what we write.
+   */
+  get sent(): number {
+    return this.#handed - this.#s.writeBufferLength
+  }
+
+  /** True while a write waits for the stream to take more (the peer's window or the connection is full). */
+  get waiting(): boolean {
+    return this.#waitingSince !== undefined
+  }
+
+  /**
+   * How long the waiting write has seen none of its bytes leave (0 when no write waits). Sampled:
+   * bytes that left since the last call count as progress made at this call, so a caller that
+   * polls every T ms understates a stall by less than T and never overstates it (it never cuts a
+   * stream early).
+   */
+  stalledMs(now = performance.now()): number {
+    if (this.#waitingSince === undefined) return 0
+    const sent = this.sent
+    if (sent !== this.#sentMark) {
+      this.#sentMark = sent
+      this.#progressAt = now
+    }
+    return now - this.#progressAt
   }
 
   /** See FrameStream.closeWrite. */
@@ -195,6 +231,16 @@ export class StreamWriter {
    * window is still exhausted.
    */
   async #waitWritable(signal: AbortSignal | undefined): Promise<void> {
+    this.#waitingSince = this.#progressAt = performance.now()
+    this.#sentMark = this.sent
+    try {
+      await this.#waitEvents(signal)
+    } finally {
+      this.#waitingSince = undefined
+    }
+  }
+
+  async #waitEvents(signal: AbortSignal | undefined): Promise<void> {
     while (!this.#writable()) {
       const s = this.#s
       await new Promise<void>((resolve, reject) => {
