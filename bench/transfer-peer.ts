@@ -70,6 +70,8 @@ const waitExit = () =>
   new Promise<void>((resolve) =>
     process.on('message', (m: { type: string }) => m.type === 'exit' && resolve()),
   )
+// The bench went away (killed, or it gave up): so does its peer.
+process.once('disconnect', () => process.exit(0))
 
 /**
  * Idle = the process ready to transfer (engine up, worker threads started, the sender's

@@ -10,7 +10,7 @@ import type { Codec } from '../types.ts'
 import { autoCodec, type CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
-import type { MemoryBudget } from './memory-budget.ts'
+import type { Budget } from './memory-budget.ts'
 import type { PublishedContent } from './registry.ts'
 
 /**
@@ -25,7 +25,8 @@ export const VERIFY_SOURCE_POLICIES: readonly VerifySourcePolicy[] = ['auto', 'a
 
 /** The serving side's chunk work: what it needs from the engine. */
 export interface ChunkEncoderContext {
-  readonly budget: MemoryBudget
+  /** The engine budget, or the serving peer's share of it (serve-shares.ts). */
+  readonly budget: Budget
   readonly pool: WorkerPool
   readonly codec: CodecPolicy
   readonly buffers?: BufferRecycler | undefined

@@ -150,6 +150,9 @@ export const defaultServerLimits: Readonly<ServerLimits> = {
   maxPagesPerRequest: 16,
   readAhead: 4,
   maxFrame: 8 * MiB + 64 * 1024,
+  frameTimeoutMs: 5_000,
+  maxPartialBytesPerPeer: 64 * 1024,
+  stallTimeoutMs: 10_000,
 }
 
 /**

@@ -1,5 +1,4 @@
 import {
-  ChunkUnavailableError,
   ContentChangedError,
   ContentNotFoundError,
   type HaulError,
@@ -14,18 +13,14 @@ import { CODECS } from '../types.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { BufferRecycler } from './buffer-recycler.ts'
-import {
-  chunkIndices,
-  type EncodedChunk,
-  encodeChunk,
-  rangeProblem,
-  releaseAll,
-  type VerifySourcePolicy,
-} from './chunk-encoder.ts'
+import type { VerifySourcePolicy } from './chunk-encoder.ts'
 import { FrameWriter } from './frame-writer.ts'
 import type { MemoryBudget } from './memory-budget.ts'
 import type { RateLimiter } from './rate-limit.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
+import { ChunkReplies } from './serve-chunks.ts'
+import { ServeGuard } from './serve-guard.ts'
+import { type PeerShare, serveSharesOf } from './serve-shares.ts'
 import { haveRuns } from './swarm/have.ts'
 
 export interface ServerLimits {
@@ -35,10 +30,34 @@ export interface ServerLimits {
   maxChunksPerRequest: number
   /** Pages one request may name. @default 16 */
   maxPagesPerRequest: number
-  /** Chunks read and encoded ahead of the one being sent, per stream. @default 4 */
+  /**
+   * Chunks read and encoded ahead of the one being sent, per stream. Across all of one peer's
+   * streams, read-ahead also stays within that peer's share of the memory budget (serve-shares.ts).
+   * @default 4
+   */
   readAhead: number
-  /** Largest frame we accept and announce. */
+  /** Largest frame we accept and announce (only `chunk` and `page` frames come near it; requests have their own, small limits: SERVING_FRAME_LIMITS in src/protocol/frame.ts). */
   maxFrame: number
+  /**
+   * A request frame must be whole this long after its first byte arrived; otherwise the stream
+   * gets a TIMEOUT error frame and is closed. A request is one Noise message, so a correct peer's
+   * arrives whole. @default 5_000
+   */
+  frameTimeoutMs: number
+  /**
+   * Bytes of unfinished request frames one peer may have buffered here, across all its streams;
+   * the stream that goes over gets a TOO_MANY_REQUESTS error frame and is closed. One unfinished
+   * frame is at most ~1 KiB (SERVING_FRAME_LIMITS). @default 64 KiB
+   */
+  maxPartialBytesPerPeer: number
+  /**
+   * A stream with a reply waiting to be sent, whose peer takes none of its bytes for this long
+   * (frames it sends meanwhile do not count), is reset and its read-ahead leases given back;
+   * after a fifth of it already when its peer holds more than its share of the serving budget
+   * while others wait for memory (src/engine/serve-shares.ts, serve-guard.ts).
+   * @default 10_000
+   */
+  stallTimeoutMs: number
 }
 
 export interface ServerContext {
@@ -63,7 +82,11 @@ type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'ge
  * (bounded); one worker answers them in order, reading only the chunks asked
  * for, checking the file unchanged (a file changed after indexing is refused,
  * never served) and compressing it in the worker pool. Every frame goes out
- * through `stream.write`, which waits for drain.
+ * through `stream.write`, which waits for drain. What a peer can make the
+ * stream hold is bounded: request frames by type (src/protocol/frame.ts) and
+ * in time, unfinished frames and read-ahead per peer, and a reply the peer
+ * does not take for `stallTimeoutMs` gets the stream reset (serve-guard.ts,
+ * serve-shares.ts).
  */
 export async function serveStream(stream: FrameStream, ctx: ServerContext): Promise<void> {
   const session = new ServerSession(stream, ctx)
@@ -87,17 +110,43 @@ class ServerSession {
   readonly #cancelled = new Set<number>()
   #wake: (() => void) | undefined
   #current: number | undefined
-  /** The next queued get-chunks' first chunks, encoding while this request's last ones go out. */
-  #prefetched: Prefetched | undefined
   #inputDone = false
   #helloSeen = false
   readonly #abort = new AbortController()
   readonly #writer: FrameWriter
+  readonly #share: PeerShare
+  readonly #guard: ServeGuard
+  readonly #chunks: ChunkReplies
+  /** Rejects when a bound of the guard breaks while the reader waits for input. */
+  readonly #broken: Promise<never>
 
   constructor(stream: FrameStream, ctx: ServerContext) {
     this.#stream = stream
     this.#ctx = ctx
     this.#writer = new FrameWriter(stream, { maxQueued: ctx.limits.maxQueuedRequests + 8 })
+    this.#share = serveSharesOf(ctx.budget).join(stream.remotePeer)
+    const broken = Promise.withResolvers<never>()
+    this.#broken = broken.promise
+    this.#broken.catch(() => {})
+    this.#guard = new ServeGuard(stream, this.#share, ctx.limits, broken.reject)
+    this.#chunks = new ChunkReplies({
+      registry: ctx.registry,
+      encoder: {
+        budget: this.#share,
+        pool: ctx.pool,
+        codec: ctx.codec,
+        buffers: ctx.buffers,
+        verifySource: ctx.verifySource,
+      },
+      writer: this.#writer,
+      signal: this.#abort.signal,
+      readAhead: ctx.limits.readAhead,
+      maxChunksPerRequest: ctx.limits.maxChunksPerRequest,
+      uploadLimiter: ctx.uploadLimiter,
+      buffers: ctx.buffers,
+      isCancelled: (id) => this.#cancelled.has(id),
+      nextQueued: () => this.#queue[0],
+    })
   }
 
   async run(): Promise<void> {
@@ -113,24 +162,42 @@ class ServerSession {
       this.#inputDone = true
       this.#wake?.()
     }
-    if (failure !== undefined) {
-      // A malformed frame or a broken stream: stop work, tell the peer why, then cut it off.
-      this.#abort.abort()
-      await worker
-      await this.#sendSafe(errorMessage(0, failure))
-      await closeWithin(this.#stream, CLOSE_GRACE_MS, failure)
-    } else {
-      await worker
-      await closeWithin(this.#stream, CLOSE_GRACE_MS)
+    try {
+      if (failure !== undefined) {
+        // A malformed frame, a broken bound or a broken stream: stop work, tell the peer why, then cut it off.
+        this.#abort.abort()
+        await worker
+        await this.#sendSafe(errorMessage(0, failure))
+        await closeWithin(this.#stream, CLOSE_GRACE_MS, failure)
+      } else {
+        // The peer is done asking; the stall rule still bounds how long its last replies may wait.
+        await Promise.race([worker, this.#broken]).catch((err: unknown) => {
+          this.#abort.abort()
+          failure = err
+        })
+        await worker
+        await closeWithin(this.#stream, CLOSE_GRACE_MS, failure)
+      }
+    } finally {
+      this.#guard.close()
+      this.#share.leave()
+      this.#ctx.signal.removeEventListener('abort', stop)
     }
-    this.#ctx.signal.removeEventListener('abort', stop)
   }
 
   async #read(): Promise<void> {
-    const decoder = new FrameDecoder({ maxFrame: this.#ctx.limits.maxFrame })
-    for await (const data of this.#stream.incoming) {
-      decoder.push(data)
-      for (const msg of decoder.frames()) this.#onMessage(msg)
+    const decoder = new FrameDecoder({ maxFrame: this.#ctx.limits.maxFrame, side: 'serving' })
+    const input = this.#stream.incoming[Symbol.asyncIterator]()
+    for (;;) {
+      const next = await Promise.race([input.next(), this.#broken])
+      if (next.done === true) break
+      decoder.push(next.value)
+      let completed = false
+      for (const msg of decoder.frames()) {
+        completed = true
+        this.#onMessage(msg)
+      }
+      this.#guard.afterRead(decoder.buffered, completed)
       if (this.#abort.signal.aborted) return
     }
     decoder.finish()
@@ -183,16 +250,8 @@ class ServerSession {
     try {
       await this.#answerQueue()
     } finally {
-      await this.#dropPrefetch()
+      await this.#chunks.dropPrefetch()
     }
-  }
-
-  /** Gives back read-ahead started for a request other than `keep` (cancelled while queued, or the session ends). */
-  #dropPrefetch(keep?: number): Promise<void> {
-    const pre = this.#prefetched
-    if (pre === undefined || pre.requestId === keep) return Promise.resolve()
-    this.#prefetched = undefined
-    return releaseAll(pre.encoded)
   }
 
   async #answerQueue(): Promise<void> {
@@ -205,7 +264,7 @@ class ServerSession {
         continue
       }
       this.#current = req.requestId
-      void this.#dropPrefetch(req.requestId)
+      void this.#chunks.dropPrefetch(req.requestId)
       try {
         await this.#answer(req)
       } catch (err) {
@@ -234,7 +293,7 @@ class ServerSession {
       case 'get-pages':
         return this.#answerPages(req, content)
       case 'get-chunks':
-        return this.#answerChunks(req, content)
+        return this.#chunks.answer(req, content)
       case 'get-have':
         return this.#answerHave(req, content)
     }
@@ -273,110 +332,6 @@ class ServerSession {
     }
   }
 
-  async #answerChunks(
-    req: Extract<Request, { type: 'get-chunks' }>,
-    content: PublishedContent,
-  ): Promise<void> {
-    const problem = rangeProblem(req.ranges, content.header.leafCount, this.#ctx.limits.maxChunksPerRequest)
-    if (problem !== undefined) throw problem
-    if (content.holds !== undefined) {
-      // A partial seeder refuses the whole request up front: a typed error, never a partial answer.
-      for (const r of req.ranges) {
-        for (let i = r.start; i < r.end; i++) {
-          if (!content.holds(i)) throw new ChunkUnavailableError(`this peer does not hold chunk ${i} yet`)
-        }
-      }
-    }
-    await content.source.checkUnchanged()
-    // Read and encode up to `readAhead` chunks ahead; send strictly in request order. The first
-    // ones may already be encoding (prefetched while the previous request finished; #answerQueue
-    // dropped any for another request).
-    const pre = this.#prefetched
-    this.#prefetched = undefined
-    const indices = pre?.indices ?? chunkIndices(req.ranges)
-    const ahead: Promise<EncodedChunk>[] = pre?.encoded ?? []
-    const signal = this.#abort.signal
-    try {
-      // One index ahead, so the request's last chunk is known when it is sent: it takes the end along.
-      let next = indices.next()
-      const sendOldest = async (): Promise<void> => {
-        const chunk = await ahead.shift()!
-        await this.#sendChunk(req.requestId, chunk, next.done === true && ahead.length === 0)
-      }
-      while (next.done !== true) {
-        if (this.#cancelled.has(req.requestId) || signal.aborted) break
-        ahead.push(this.#startEncode(content, next.value, signal))
-        next = indices.next()
-        if (ahead.length >= this.#ctx.limits.readAhead) await sendOldest()
-      }
-      while (ahead.length > 0 && !this.#cancelled.has(req.requestId)) {
-        // Measured: without this the sender's loop spent ~20 % of a transfer waiting for the
-        // first chunk of each request (1.2 s of 6 s for 1 GiB at 8 chunks a request).
-        this.#prefetchNext(ahead.length, signal)
-        await sendOldest()
-      }
-    } finally {
-      await releaseAll(ahead)
-    }
-  }
-
-  #startEncode(content: PublishedContent, index: number, signal: AbortSignal): Promise<EncodedChunk> {
-    const encoded = encodeChunk(this.#ctx, content, index, signal)
-    // Read-ahead fails while the loop waits on a send when the session aborts; it is still
-    // seen by releaseAll, but must not surface as an unhandled rejection.
-    encoded.catch(() => {})
-    return encoded
-  }
-
-  /**
-   * Starts the next queued get-chunks' first chunks so that, with the `busy` ones of the
-   * current request, at most `readAhead` are in flight. Only requests that will pass
-   * #answerChunks' checks, for full copies; the rest wait their turn as before.
-   */
-  #prefetchNext(busy: number, signal: AbortSignal): void {
-    const next = this.#queue[0]
-    if (next?.type !== 'get-chunks') return
-    let pre = this.#prefetched
-    if (pre?.requestId !== next.requestId) {
-      const content = this.#ctx.registry.get(next.cid)
-      if (content === undefined || content.holds !== undefined) return
-      const max = this.#ctx.limits.maxChunksPerRequest
-      if (rangeProblem(next.ranges, content.header.leafCount, max) !== undefined) return
-      void this.#dropPrefetch(next.requestId)
-      pre = { requestId: next.requestId, content, indices: chunkIndices(next.ranges), encoded: [] }
-      this.#prefetched = pre
-    }
-    while (busy + pre.encoded.length < this.#ctx.limits.readAhead) {
-      const r = pre.indices.next()
-      if (r.done === true) return
-      pre.encoded.push(this.#startEncode(pre.content, r.value, signal))
-    }
-  }
-
-  /** `last`: the request's last chunk, sent with the request's `end` in one write. */
-  async #sendChunk(requestId: number, c: EncodedChunk, last = false): Promise<void> {
-    try {
-      await this.#ctx.uploadLimiter?.take(c.payload.length, { signal: this.#abort.signal })
-      const buffers = c.recycle ? this.#ctx.buffers : undefined
-      const payload = c.payload
-      const chunk: TransferMessage = {
-        type: 'chunk',
-        requestId,
-        index: c.index,
-        codec: c.codec,
-        rawLength: c.rawLength,
-        payload,
-      }
-      await this.#writer.send(last ? [chunk, { type: 'end', requestId }] : chunk, {
-        signal: this.#abort.signal,
-        // Back to the recycler once libp2p has encrypted it, not before (stream-io.ts).
-        ...(buffers === undefined ? {} : { onReleased: () => buffers.give(payload) }),
-      })
-    } finally {
-      c.release()
-    }
-  }
-
   async #send(msg: TransferMessage | readonly TransferMessage[]): Promise<void> {
     await this.#writer.send(msg, { signal: this.#abort.signal })
   }
@@ -387,21 +342,18 @@ class ServerSession {
   }
 }
 
-interface Prefetched {
-  readonly requestId: number
-  readonly content: PublishedContent
-  /** The request's chunk indices not yet started. */
-  readonly indices: Generator<number>
-  readonly encoded: Promise<EncodedChunk>[]
-}
-
 /** How long a closing stream may take to flush its last frames before it is reset. */
 const CLOSE_GRACE_MS = 2000
 
+/**
+ * Closes `stream`, resetting it if the peer has not closed its side within `ms`. With a `reason`
+ * (the peer is being cut off) its further bytes are not taken meanwhile: they would only be
+ * received to be dropped.
+ */
 async function closeWithin(stream: FrameStream, ms: number, reason?: unknown): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   const timedOut = await Promise.race([
-    stream.close().then(() => false),
+    stream.close({ stopInput: reason !== undefined }).then(() => false),
     new Promise<boolean>((r) => (timer = setTimeout(() => r(true), ms))),
   ])
   clearTimeout(timer)
