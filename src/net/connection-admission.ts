@@ -29,11 +29,21 @@ export interface AdmissionOptions {
    */
   maxPending?: number
   /**
-   * Inbound sockets in their handshake at once from one address; more are closed at accept.
-   * One address holds at most this share of `maxPending`.
+   * Inbound sockets in their handshake at once from one address. One address holds at most
+   * this share of `maxPending`. A new socket from an address at the cap closes that address's
+   * oldest socket still in its handshake, if that one has waited at least `pendingGraceMs`
+   * (a silent socket from the same host or NAT cannot lock a newcomer out); otherwise the new
+   * one is closed at accept.
    * @default 16
    */
   maxPendingPerAddress?: number
+  /**
+   * How long an inbound socket in its handshake is safe from being replaced by a newer one
+   * from its address (see `maxPendingPerAddress`), in ms: a handshake takes milliseconds on
+   * loopback and a LAN, so a newcomer finishes within it while silent sockets come and go.
+   * @default 250
+   */
+  pendingGraceMs?: number
   /**
    * Inbound connections from one address, counting those still in their handshake; more are
    * closed at accept. Connections we dial do not count. At least `maxPendingPerAddress`.
@@ -68,6 +78,7 @@ export const defaultAdmissionOptions: Required<AdmissionOptions> = {
   upgradeTimeoutMs: 3_000,
   maxPending: 128,
   maxPendingPerAddress: 16,
+  pendingGraceMs: 250,
   maxConnectionsPerAddress: 64,
   maxConnectionsPerPeer: 4,
   maxNewPerAddressPerSecond: 64,
@@ -98,8 +109,10 @@ export interface AdmissionStats {
   pending: number
   /** Inbound sockets now, in their handshake or upgraded. */
   inbound: number
-  /** Sockets closed at accept: their address had maxPendingPerAddress in their handshake. */
+  /** Sockets closed at accept: their address had maxPendingPerAddress in their handshake, none past pendingGraceMs. */
   refusedPendingPerAddress: number
+  /** Sockets in their handshake closed to make room for a newer one from their address. */
+  replacedPending: number
   /** Sockets closed at accept: their address had maxConnectionsPerAddress. */
   refusedPerAddress: number
   /** Secured connections closed: their peer had maxConnectionsPerPeer, none idle. */
@@ -168,14 +181,15 @@ export class ConnectionAdmission {
   /** Accepted inbound sockets (in their handshake or upgraded) per address, until closed. */
   readonly #inboundByAddr = new Map<string, number>()
   readonly #pendingByAddr = new Map<string, number>()
-  /** Inbound sockets in their handshake → their address. */
-  readonly #pending = new Map<MultiaddrConnection, string>()
+  /** Inbound sockets in their handshake → their address and when they were accepted, oldest first. */
+  readonly #pending = new Map<MultiaddrConnection, { key: string; at: number }>()
   /** Inbound sockets past Noise, not yet a connection → the peer id. */
   readonly #securing = new Map<MultiaddrConnection, string>()
   /** Connections being closed to make room; no longer counted. */
   readonly #evicting = new WeakSet<Connection>()
   readonly #stats: Omit<AdmissionStats, 'pending' | 'inbound'> = {
     refusedPendingPerAddress: 0,
+    replacedPending: 0,
     refusedPerAddress: 0,
     refusedPerPeer: 0,
     refusedFull: 0,
@@ -213,7 +227,7 @@ export class ConnectionAdmission {
   #denySocket(maConn: MultiaddrConnection): boolean {
     const key = addressKey(maConn.remoteAddr)
     if (key === undefined) return false
-    if ((this.#pendingByAddr.get(key) ?? 0) >= this.#o.maxPendingPerAddress) {
+    if ((this.#pendingByAddr.get(key) ?? 0) >= this.#o.maxPendingPerAddress && !this.#replacePending(key)) {
       this.#stats.refusedPendingPerAddress++
       return true
     }
@@ -223,7 +237,7 @@ export class ConnectionAdmission {
     }
     bump(this.#inboundByAddr, key, 1)
     bump(this.#pendingByAddr, key, 1)
-    this.#pending.set(maConn, key)
+    this.#pending.set(maConn, { key, at: performance.now() })
     maConn.addEventListener(
       'close',
       () => {
@@ -237,10 +251,27 @@ export class ConnectionAdmission {
   }
 
   #leavePending(maConn: MultiaddrConnection): void {
-    const key = this.#pending.get(maConn)
-    if (key === undefined) return
+    const p = this.#pending.get(maConn)
+    if (p === undefined) return
     this.#pending.delete(maConn)
-    bump(this.#pendingByAddr, key, -1)
+    bump(this.#pendingByAddr, p.key, -1)
+  }
+
+  /**
+   * Closes the oldest socket from `key` still in its handshake, if it is past `pendingGraceMs`;
+   * true when room was made. Map order is accept order, so the first match is the oldest.
+   */
+  #replacePending(key: string): boolean {
+    const oldEnough = performance.now() - this.#o.pendingGraceMs
+    for (const [maConn, p] of this.#pending) {
+      if (p.key !== key) continue
+      if (p.at > oldEnough || this.#securing.has(maConn)) continue
+      this.#leavePending(maConn)
+      this.#stats.replacedPending++
+      maConn.abort(new Error('replaced by a newer connection from the same address during its handshake'))
+      return true
+    }
+    return false
   }
 
   /**

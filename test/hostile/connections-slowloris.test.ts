@@ -96,4 +96,26 @@ describe('slowloris: silent sockets do not lock a legitimate receiver out', () =
     expect(await sha256File(out)).toBe(await sha256File(src))
     expect(sender.network.admissionStats().pending).toBeLessThanOrEqual(maxPendingPerAddress)
   }, 60_000)
+
+  // Under maxNewPerAddressPerSecond: faster than that, libp2p refuses every new socket from
+  // the address, the receiver's too (README, "What a hostile peer can do").
+  it("24 silent sockets from the receiver's own address, renewed as closed: the oldest make room for newcomers, and the fetch completes", async () => {
+    attack = silentSockets({
+      target: tcpTarget(sender.network.addresses),
+      localAddresses: ['127.0.0.1'],
+      perAddress: 24,
+      renewAfterMs: 500,
+    })
+    await eventually(
+      () => sender.network.admissionStats().pending >= maxPendingPerAddress,
+      'the address at its pending cap',
+    )
+    receiver = await Engine.create({ workers: 1 })
+    const out = join(dir, 'f.out')
+    await receiver.fetch(ticket, out).result
+    expect(await sha256File(out)).toBe(await sha256File(src))
+    const stats = sender.network.admissionStats()
+    expect(stats.replacedPending).toBeGreaterThan(0)
+    expect(stats.pending).toBeLessThanOrEqual(maxPendingPerAddress)
+  }, 60_000)
 })
