@@ -386,17 +386,20 @@ export class Engine {
         await lock.release()
       }
     }
-    const result = run().finally(() => opts.signal?.removeEventListener('abort', cancel))
+    let writing: Promise<void> | undefined
+    const result = run().finally(() => {
+      // Before `result` settles: a fetch to the same path started as soon as the caller sees
+      // the outcome (a retry after a cancel) does not find this one still writing.
+      if (writing !== undefined && this.#writing.get(path) === writing) this.#writing.delete(path)
+      opts.signal?.removeEventListener('abort', cancel)
+    })
     // Until this fetch settles, another one to the same path fails with DESTINATION_BUSY or waits.
     if (before === undefined || opts.waitIfBusy === true) {
-      const settled = result.then(
+      writing = result.then(
         () => {},
         () => {},
       )
-      this.#writing.set(path, settled)
-      void settled.then(() => {
-        if (this.#writing.get(path) === settled) this.#writing.delete(path)
-      })
+      this.#writing.set(path, writing)
     }
     if (opts.signal?.aborted) cancel()
     return {

@@ -64,6 +64,27 @@ describe('one destination, one writer; nothing destroyed silently', () => {
     expect(existsSync(lockPath(dest))).toBe(false)
   })
 
+  it('a fetch cancelled, then started again as soon as its result rejects: not busy, and it resumes', async () => {
+    const dest = join(dir, 'again.bin')
+    const stop = new AbortController()
+    // Cancelled once running (the destination locked, its first chunk written).
+    const first = receiver.fetch(ticket, dest, {
+      signal: stop.signal,
+      onProgress: (p) => (p.bytesDone > 0 ? stop.abort() : undefined),
+    })
+    // No other await in between: the path is free by the time the caller sees the rejection.
+    let again: ReturnType<Engine['fetch']> | undefined
+    try {
+      await first.result
+    } catch {
+      again = receiver.fetch(ticket, dest)
+    }
+    expect(first.status()).toBe('cancelled')
+    const r = await again!.result
+    expect(await sha256File(dest)).toBe(srcHash)
+    expect(r.resume.bytesKept).toBeGreaterThan(0)
+  })
+
   it('a destination another process is writing: DESTINATION_BUSY naming that process; a fetch asked to wait does, and once the writer is killed (-9) takes over its stale lock and resumes its part file', async () => {
     const slow = await createEngine({ workers: 1, limits: { uploadBytesPerSec: 1_500_000 } })
     const f = join(dir, 'slow-src.bin')
