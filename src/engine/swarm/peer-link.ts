@@ -96,27 +96,16 @@ export class PeerLink {
 
   async #connect(deps: LinkDeps, signal: AbortSignal): Promise<DescriptorHeader> {
     this.drop(new StreamClosedError('reconnecting'))
-    return (await this.#pooled(deps, signal)) ?? (await this.#fresh(deps, signal))
-  }
-
-  /** The header through a session a finished transfer left open, if there is one. */
-  async #pooled(deps: LinkDeps, signal: AbortSignal): Promise<DescriptorHeader | undefined> {
-    const session = deps.sessions?.take(this.id)
-    if (session === undefined) return undefined
-    this.reached = true
-    try {
-      const header = await fetchHeader(this.context(deps, session), signal)
-      this.#adopt(session)
-      return header
-    } catch (err) {
-      session.abort(err as HaulError)
-      // The peer closed the idle stream as it was reused: that calls for a fresh stream, not a retry.
-      if (err instanceof StreamClosedError) return undefined
-      throw err
+    const pooled = deps.sessions?.take(this.id)
+    if (pooled !== undefined) {
+      this.reached = true
+      try {
+        return await this.#header(deps, pooled, signal)
+      } catch (err) {
+        // The peer closed the idle stream as it was reused: that calls for a fresh stream, not a retry.
+        if (!(err instanceof StreamClosedError)) throw err
+      }
     }
-  }
-
-  async #fresh(deps: LinkDeps, signal: AbortSignal): Promise<DescriptorHeader> {
     const stream = await deps.network.openStream(this.id, [...this.provider.addrs], PROTOCOL_ID, {
       signal,
       idleTimeoutMs: deps.timeouts.idleMs,
@@ -131,8 +120,15 @@ export class PeerLink {
         ? {}
         : { allocPayload: buffers.take.bind(buffers), releasePayload: buffers.give.bind(buffers) }),
     })
+    return await this.#header(deps, session, signal)
+  }
+
+  /**
+   * Asks `session` for the header and adopts it; resets it on failure. fetchHeader checks the
+   * bytes hash to the content id: a peer serving other content fails here.
+   */
+  async #header(deps: LinkDeps, session: RemoteSession, signal: AbortSignal): Promise<DescriptorHeader> {
     try {
-      // fetchHeader checks the bytes hash to the content id: a peer serving other content fails here.
       const header = await fetchHeader(this.context(deps, session), signal)
       this.#adopt(session)
       return header
