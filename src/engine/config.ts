@@ -21,7 +21,7 @@ import {
 } from './buffer-recycler.ts'
 import { VERIFY_SOURCE_POLICIES, type VerifySourcePolicy } from './chunk-encoder.ts'
 import { defaultPriorityWeights, type Priority, verifyWeights } from './fair-queue.ts'
-import { defaultFetchLimits, type FetchLimits } from './fetcher.ts'
+import { defaultFetchLimits, type FetchLimits } from './fetch-context.ts'
 import { verifyGcAssistBytes } from './gc-assist.ts'
 import { defaultMemoryBudgetOptions } from './memory-budget.ts'
 import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
@@ -33,7 +33,7 @@ import {
   verifySessionPoolOptions,
 } from './session-pool.ts'
 import { defaultSwarmOptions, type SwarmOptions, verifySwarmOptions } from './swarm/options.ts'
-import type { TransferTimeouts } from './transfer.ts'
+import type { TransferTimeouts } from './transfer-types.ts'
 
 export interface EngineOptions {
   /** libp2p listen addresses. @default ['/ip4/127.0.0.1/tcp/0'] */

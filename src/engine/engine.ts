@@ -16,23 +16,23 @@ import { BufferRecycler } from './buffer-recycler.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import type { DestinationPolicy } from './destination.ts'
 import { type FairQueue, fairLimiter, type Priority } from './fair-queue.ts'
+import { FetchJob } from './fetch-job.ts'
 import { GcAssist } from './gc-assist.ts'
 import { type IndexResult, indexFile } from './indexer.ts'
 import { MemoryBudget } from './memory-budget.ts'
 import type { TransferProgress } from './progress.ts'
 import { indexForServing } from './publish.ts'
 import { bucketFor, chainLimiters, unlimited } from './rate-limit.ts'
-import { ContentRegistry } from './registry.ts'
+import { ContentRegistry, type PublishedContent } from './registry.ts'
 import type { RetryInfo } from './retry.ts'
 import { refuseStream, serveStream } from './server.ts'
 import { SessionPool } from './session-pool.ts'
 import { openPartialSeed } from './swarm/partial.ts'
-import { SwarmJob, type SwarmStats } from './swarm/swarm-job.ts'
 import { DecodedTickets, type Provider } from './swarm/ticket.ts'
 import { encodeTicket } from './ticket.ts'
-import { FetchJob, type FetchResult } from './transfer.ts'
 import type { TransferStatus } from './transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from './transfer-system.ts'
+import type { FetchResult, SwarmStats } from './transfer-types.ts'
 
 export interface PublishOptions {
   signal?: AbortSignal
@@ -69,8 +69,9 @@ export interface FetchOptions {
    */
   waitIfBusy?: boolean
   /**
-   * Fetch through the multi-peer path even with one provider (to add providers later with
-   * `addProvider`). @default true when the ticket and `providers` name more than one peer
+   * Seed while fetching: keep the verified leaf pages in `<dest>.part.leaves` and serve the
+   * chunks verified so far to other peers (partial seeding, `swarm.serve`), with a resume
+   * journal whatever the size. @default true when the ticket and `providers` name more than one peer
    */
   swarm?: boolean
 }
@@ -136,7 +137,7 @@ export class Engine {
   readonly #stop = new AbortController()
   #gcAssist: GcAssist | undefined
   readonly #system: TransferSystem
-  readonly #transfers = new Map<string, FetchJob | SwarmJob>()
+  readonly #transfers = new Map<string, FetchJob>()
   /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
   readonly #downloads: FairQueue<void>
   /** Which fetches may run now (per peer and engine-wide); the rest wait in FIFO order. */
@@ -296,7 +297,7 @@ export class Engine {
     const path = resolvePath(dest)
     const waiting = new AbortController()
     let actor: TransferActor | undefined
-    let job: FetchJob | SwarmJob | undefined
+    let job: FetchJob | undefined
     const cancel = (): void => {
       if (actor === undefined) waiting.abort(new AbortedError('the transfer was cancelled'))
       // A finished transfer has been reaped from the actor system: nothing to cancel.
@@ -315,29 +316,7 @@ export class Engine {
         bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
         flow,
       )
-      job = swarm
-        ? this.#swarmJob({ cid: decoded.cid, providers }, path, limiter, opts)
-        : new FetchJob(
-            {
-              network: this.network,
-              pool: this.pool,
-              budget: this.#fetchBudget,
-              buffers: this.#buffers,
-              limits: this.config.fetch,
-              timeouts: this.config.timeouts,
-              maxFrame: this.config.server.maxFrame,
-              retry: this.config.retry,
-              journal: this.config.journal,
-              directWrites: this.#directWrites,
-              limiter,
-              sessions: this.#sessions,
-              place,
-              destination: this.#destinationPolicy(opts),
-            },
-            ticket,
-            path,
-            { onProgress: opts.onProgress, onRetry: opts.onRetry },
-          )
+      job = this.#fetchJob({ cid: decoded.cid, providers }, path, limiter, place, swarm, opts)
       const admitted = job
       this.#transfers.set(id, admitted)
       actor = this.#system.spawn(id, admitted)
@@ -345,8 +324,6 @@ export class Engine {
       flow.close()
       if (output.status === 'done') place.completed()
       await admitted.cleanup()
-      // FetchJob gives its place back in cleanup; a SwarmJob does not know about admission.
-      if (admitted instanceof SwarmJob) place.release()
       this.#transfers.delete(id)
       this.#system.reap(id)
       if (output.status === 'done') return admitted.result()
@@ -415,15 +392,12 @@ export class Engine {
       progress: () => job?.progress(),
       cancel,
       addProvider: (p) => {
-        if (!swarm) {
-          throw new InvalidArgumentError('a single-peer fetch takes no providers: fetch with { swarm: true }')
-        }
         // Still waiting for its turn: the job starts with it.
         if (job === undefined) {
           if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
-        } else (job as SwarmJob).addProvider(p)
+        } else job.addProvider(p)
       },
-      swarmStats: () => (job instanceof SwarmJob ? job.stats() : undefined),
+      swarmStats: () => job?.stats(),
     }
   }
 
@@ -443,14 +417,24 @@ export class Engine {
     return { ticket, cid: content.cid, chunks, leafCount }
   }
 
-  #swarmJob(
+  /** `seeding`: the fetch serves what it has verified so far (partial seeding; FetchOptions.swarm). */
+  #fetchJob(
     ticket: { cid: Uint8Array; providers: Provider[] },
     dest: string,
     limiter: ReturnType<typeof chainLimiters>,
+    place: AdmissionPlace,
+    seeding: boolean,
     opts: FetchOptions,
-  ): SwarmJob {
+  ): FetchJob {
     const c = this.config
-    return new SwarmJob(
+    const share =
+      seeding && c.swarm.serve
+        ? (content: PublishedContent) => {
+            if (!this.#registry.addIfAbsent(content)) return () => {}
+            return () => this.#registry.removeIfSame(content)
+          }
+        : undefined
+    return new FetchJob(
       {
         network: this.network,
         pool: this.pool,
@@ -461,15 +445,14 @@ export class Engine {
         maxFrame: c.server.maxFrame,
         retry: c.retry,
         // Partial seeding serves what the journal says is verified, so every size keeps one.
-        journal: { ...c.journal, minBytes: 0 },
+        journal: share === undefined ? c.journal : { ...c.journal, minBytes: 0 },
         directWrites: this.#directWrites,
         swarm: c.swarm,
         limiter,
+        sessions: this.#sessions,
+        place,
         destination: this.#destinationPolicy(opts),
-        share: (content) => {
-          if (!this.#registry.addIfAbsent(content)) return () => {}
-          return () => this.#registry.removeIfSame(content)
-        },
+        share,
       },
       ticket,
       dest,

@@ -13,7 +13,7 @@ import type { PartFile } from '../storage/part-file.ts'
 import { ProgressMeter, type TransferProgress } from './progress.ts'
 import { Rehasher } from './rehash.ts'
 import { openStorage, type ResumeInfo } from './resume.ts'
-import type { FetchResult } from './transfer.ts'
+import type { FetchResult } from './transfer-types.ts'
 
 export interface LocalTransfer {
   readonly header: DescriptorHeader

@@ -1,10 +1,9 @@
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { VerifiedLeafTable } from '../descriptor/verified.ts'
-import { ProtocolViolationError } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
 import type { Journal } from '../storage/journal.ts'
 import type { PartFile } from '../storage/part-file.ts'
-import type { FetchContext } from './fetcher.ts'
+import { type FetchContext, fetchLeafPages } from './fetch-context.ts'
 import type { ProgressMeter } from './progress.ts'
 import type { RehashRanges } from './resume.ts'
 
@@ -102,27 +101,4 @@ export class Rehasher {
       throw failure
     }
   }
-}
-
-/** Fetches and verifies the leaf pages starting at `page` (as many as one request may carry). */
-export async function fetchLeafPages(
-  ctx: FetchContext,
-  table: VerifiedLeafTable,
-  page: number,
-  signal: AbortSignal,
-): Promise<void> {
-  const count = Math.min(ctx.limits.pagesPerRequest, table.pageCount - page)
-  await ctx.session.request(
-    (requestId) => ({ type: 'get-pages', requestId, cid: ctx.cid, firstPage: page, count }),
-    (msg) => {
-      if (msg.type === 'end') return 'done'
-      if (msg.type !== 'page' || msg.pageIndex < page || msg.pageIndex >= page + count) {
-        throw new ProtocolViolationError(`unexpected ${msg.type} in reply to get-pages`)
-      }
-      table.acceptPage(msg.pageIndex, msg.entries, msg.proof)
-      return 'more'
-    },
-    { signal },
-  )
-  if (!table.has(page)) throw new ProtocolViolationError(`the peer did not send page ${page}`)
 }

@@ -1,5 +1,4 @@
 import type { ResumeInfo } from './resume.ts'
-import type { SwarmStats } from './swarm/swarm-job.ts'
 
 export interface TransferTimeouts {
   /** Dialing a peer. @default 10_000 */
@@ -33,6 +32,22 @@ export interface FetchResult {
   readonly resume: ResumeInfo
   /** Times the transfer went through `retrying`. */
   readonly retries: number
-  /** Multi-peer fetches only: duplicates, corrupt chunks, and what each peer gave. */
+  /** Duplicates, corrupt chunks, and what each provider gave. */
   readonly swarm?: SwarmStats
+}
+
+/** What a fetch did, per provider and in total. */
+export interface SwarmStats {
+  /** Chunk bytes that arrived after another peer's copy was verified (endgame duplicates). */
+  readonly duplicateBytes: number
+  /** Chunks that failed verification (never written). */
+  readonly corruptChunks: number
+  readonly peers: ReadonlyArray<{
+    readonly peerId: string
+    readonly verifiedBytes: number
+    readonly failures: number
+    readonly stalls: number
+    /** Why the peer is out of this transfer, if it is: its error code. */
+    readonly out?: string
+  }>
 }

@@ -50,7 +50,7 @@ describe('a serving peer that corrupts chunks', () => {
       const dest = join(dir, 'always.out')
       const err = await receiver.fetch(ticket, dest).result.catch((e: unknown) => e)
       expect(err).toBeInstanceOf(ChunkVerificationError)
-      expect(wrap.stats.corrupted).toBe(3) // defaultFetchLimits.maxChunkAttempts
+      expect(wrap.stats.corrupted).toBe(3) // defaultSwarmOptions.maxPeerFailures
       expect(existsSync(dest)).toBe(false)
       // The part file is kept for a later resume; chunk 1's range holds no corrupt byte (zeros or nothing).
       const part = await readFile(`${dest}.part`)

@@ -180,18 +180,17 @@ describe('receiver progress rules: repeats do not keep a request alive', () => {
       expect(r.ms).toBeLessThan(10 * REQUEST_MS)
     }
 
-    it('(a) get-pages answered with the same page every 0.5 s: TIMEOUT, retried, then RETRIES_EXHAUSTED', async () => {
-      expectTimedOut(await receive(await fake(repeatPage(500)), 'a.out'))
+    it('(a) get-pages answered with the same page every 0.5 s: the request times out (TIMEOUT, retried); the page it did get is kept, so the next attempt completes the file', async () => {
+      const r = await receive(await fake(repeatPage(500)), 'a.out')
+      expect(r.err).toBeUndefined()
+      expect(r.retries.length).toBeGreaterThanOrEqual(1)
+      for (const x of r.retries) expect(x.error.code).toBe('TIMEOUT')
+      expect(await sha256File(join(dir, 'a.out'))).toBe(await sha256File(src))
+      expect(r.ms).toBeLessThan(10 * REQUEST_MS)
     })
 
-    it('(c) on the multi-peer path: the provider is left out after its requests time out, then RETRIES_EXHAUSTED', async () => {
-      const r = await receive(await fake(repeatHeader(500)), 'c-swarm.out', { swarm: true })
-      // Its get-have times out (TIMEOUT) until the provider is left out; the transfer retries
-      // (NO_PROVIDER, a provider lost to the network) and gives up after two attempts without a chunk.
-      expect(r.err).toBeInstanceOf(RetriesExhaustedError)
-      expect(r.retries.length).toBeGreaterThanOrEqual(1)
-      for (const x of r.retries) expect(x.error.code).toBe('NO_PROVIDER')
-      expect(r.ms).toBeLessThan(20 * REQUEST_MS)
+    it('(c) seeding while it fetches: the same rule, TIMEOUT then RETRIES_EXHAUSTED', async () => {
+      expectTimedOut(await receive(await fake(repeatHeader(500)), 'c-swarm.out', { swarm: true }))
     })
 
     it('(c) the header, then only that header frame again every 0.5 s: TIMEOUT, then RETRIES_EXHAUSTED', async () => {

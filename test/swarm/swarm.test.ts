@@ -210,10 +210,12 @@ describe('multi-peer fetch between real engines', () => {
     expect(peers.map((p) => p.peerId)).toEqual([slow.peerId, fast.peerId])
     expect(peers[1]!.verifiedBytes).toBeGreaterThan(0)
     expect(peers[0]!.verifiedBytes + peers[1]!.verifiedBytes).toBe(SIZE)
-    // A single-peer fetch takes no providers.
+    // Every fetch takes providers: one started from a one-peer ticket without { swarm } too.
     const single = receiver.fetch(ticket, join(dir, 'single.out'))
-    expect(() => single.addProvider({ peerId: fast.peerId, addrs: fast.addresses })).toThrow(/single-peer/)
-    await single.result
+    single.addProvider({ peerId: fast.peerId, addrs: fast.addresses })
+    const s = await single.result
+    expect(s.swarm!.peers.map((p) => p.peerId)).toEqual([slow.peerId, fast.peerId])
+    expect(await sha256File(join(dir, 'single.out'))).toBe(digest)
   })
 
   it('a peer that is downloading serves what it has verified to others', async () => {

@@ -12,7 +12,7 @@ import {
 import type { Journal } from '../../storage/journal.ts'
 import type { PartFile } from '../../storage/part-file.ts'
 import type { Codec, LeafEntry } from '../../types.ts'
-import { movable, toRanges } from '../fetcher.ts'
+import { movable, toRanges } from '../fetch-context.ts'
 import type { Lease } from '../memory-budget.ts'
 import type { ProgressMeter } from '../progress.ts'
 import type { RateLimiter } from '../rate-limit.ts'
@@ -34,7 +34,8 @@ export interface SwarmLocal {
   readonly part: PartFile
   readonly journal: Journal
   readonly meter: ProgressMeter
-  readonly leaves: LeafStore
+  /** The leaf sidecar, kept for partial seeding; undefined when this fetch does not seed. */
+  readonly leaves: LeafStore | undefined
   readonly table: VerifiedLeafTable
 }
 
@@ -102,7 +103,7 @@ export class SwarmFetcher {
         if (this.#sched.complete && this.#verifying === 0) break
         signal.throwIfAborted()
         if (!this.#sched.complete) {
-          await ensurePages(this.#sched.window(), [...this.#links.values()], this.#local, this.#deps.cid, {
+          await ensurePages(this.#sched.window(), [...this.#links.values()], this.#local, this.#deps, {
             signal: inner.signal,
             onError: (link, err) =>
               this.#requestFailed({ link, pending: new Set(), ctrl: new AbortController() }, err),
@@ -175,6 +176,10 @@ export class SwarmFetcher {
           `every provider served chunks that failed verification (${this.#sched.remaining} chunks missing; ${gone.join(', ')})`,
         )
       }
+      // Every provider was dropped for the same reason (CONTENT_CHANGED, a protocol violation):
+      // that reason is the failure.
+      const first = links[0]?.banned
+      if (first !== undefined && links.every((l) => l.banned?.code === first.code)) throw first
       throw new NoProviderError(
         `no provider left for chunk ${missing} (${this.#sched.remaining} chunks missing; ${gone.join(', ')})`,
       )
@@ -300,8 +305,10 @@ export class SwarmFetcher {
       let plain: Uint8Array
       try {
         const buffers = this.#deps.buffers
+        const into = codec === 'lz4' ? buffers?.take(entry.length) : undefined
         plain = await pool.decodeVerify(payload, codec, entry.length, entry.hash, {
           signal: this.#signal!,
+          ...(into === undefined ? {} : { into }),
           ...(buffers === undefined ? {} : { onSpare: (b: Uint8Array) => buffers.give(b) }),
         })
       } catch (err) {
@@ -357,11 +364,23 @@ export class SwarmFetcher {
     link.drop(why)
   }
 
-  /** The connection failed: its chunks go to others, its task reconnects with backoff. */
+  /**
+   * The connection failed: its chunks go to others, its task reconnects with backoff. When no
+   * other provider is up or connecting, the failure is the transfer's: it goes through the
+   * transfer's retry rule (backoff, attempts counted against progress, `onRetry`), the same as
+   * for a fetch that only ever had one provider.
+   */
   #lose(link: PeerLink, why: HaulError): void {
     this.#sched.removePeer(link.id)
     for (const r of this.#requests) if (r.link === link) r.ctrl.abort()
     link.drop(why)
+    if (!this.#othersLive(link)) this.#fail(why)
+  }
+
+  /** Some provider other than `link` is up or connecting, and not out. */
+  #othersLive(link: PeerLink): boolean {
+    for (const l of this.#links.values()) if (l !== link && !l.out && (l.up || l.connecting)) return true
+    return false
   }
 
   /** Connects (again) with backoff, and re-reads a partial peer's have-bitmap every haveIntervalMs. */
@@ -390,6 +409,7 @@ export class SwarmFetcher {
         if (!(isTransient(e) || e.code === 'CONTENT_NOT_FOUND')) return this.#ban(link, e)
         this.#sched.removePeer(link.id)
         link.drop(e)
+        if (!this.#othersLive(link)) return this.#fail(e)
         if (++link.attempts > swarm.peerRetries) {
           link.gone = e
           this.#poke()

@@ -4,10 +4,11 @@ import type { Network } from '../../net/network.ts'
 import { MAX_HAVE_REQUEST_BITS, PROTOCOL_ID } from '../../protocol/messages.ts'
 import type { WorkerPool } from '../../workers/pool.ts'
 import type { BufferRecycler } from '../buffer-recycler.ts'
-import { type FetchContext, type FetchLimits, fetchHeader } from '../fetcher.ts'
+import { type FetchContext, type FetchLimits, fetchHeader } from '../fetch-context.ts'
 import type { Budget } from '../memory-budget.ts'
 import { RemoteSession } from '../remote-session.ts'
-import type { TransferTimeouts } from '../transfer.ts'
+import type { SessionPool } from '../session-pool.ts'
+import type { TransferTimeouts } from '../transfer-types.ts'
 import { Bitset, type Have } from './have.ts'
 import type { Provider } from './ticket.ts'
 
@@ -21,6 +22,8 @@ export interface LinkDeps {
   readonly maxFrame: number
   /** Payload buffers come from here and go back once written. */
   readonly buffers?: BufferRecycler
+  /** Open sessions kept between transfers: a connect takes one to the peer first, a finished transfer gives its back. */
+  readonly sessions?: SessionPool | undefined
 }
 
 /**
@@ -45,6 +48,11 @@ export class PeerLink {
   /** Chunks from this peer that failed verification, and requests it let time out. */
   failures = 0
   stalls = 0
+  /** Chunk bytes received on this link's sessions already let go, and the current one's count when adopted. */
+  #pastChunkBytes = 0
+  #sessionBase = 0
+  /** A stream to this peer opened in this transfer: it is there, whatever fails after. */
+  reached = false
   #connecting: Promise<DescriptorHeader> | undefined
   #wake: (() => void) | undefined
 
@@ -56,8 +64,22 @@ export class PeerLink {
     return this.provider.peerId
   }
 
+  /**
+   * Chunk bytes received from this peer over the whole transfer, verified or not, including a
+   * frame a cut ended inside; repeated frames do not count (RemoteSession.chunkBytes).
+   */
+  get chunkBytes(): number {
+    const live = this.session === undefined ? 0 : this.session.chunkBytes - this.#sessionBase
+    return this.#pastChunkBytes + live
+  }
+
   get up(): boolean {
     return this.session !== undefined && !this.session.closed && this.banned === undefined
+  }
+
+  /** A connect is in progress. */
+  get connecting(): boolean {
+    return this.#connecting !== undefined
   }
 
   get out(): boolean {
@@ -74,10 +96,21 @@ export class PeerLink {
 
   async #connect(deps: LinkDeps, signal: AbortSignal): Promise<DescriptorHeader> {
     this.drop(new StreamClosedError('reconnecting'))
+    const pooled = deps.sessions?.take(this.id)
+    if (pooled !== undefined) {
+      this.reached = true
+      try {
+        return await this.#header(deps, pooled, signal)
+      } catch (err) {
+        // The peer closed the idle stream as it was reused: that calls for a fresh stream, not a retry.
+        if (!(err instanceof StreamClosedError)) throw err
+      }
+    }
     const stream = await deps.network.openStream(this.id, [...this.provider.addrs], PROTOCOL_ID, {
       signal,
       idleTimeoutMs: deps.timeouts.idleMs,
     })
+    this.reached = true
     const { buffers } = deps
     const session = RemoteSession.start(stream, {
       maxFrame: deps.maxFrame,
@@ -87,10 +120,17 @@ export class PeerLink {
         ? {}
         : { allocPayload: buffers.take.bind(buffers), releasePayload: buffers.give.bind(buffers) }),
     })
+    return await this.#header(deps, session, signal)
+  }
+
+  /**
+   * Asks `session` for the header and adopts it; resets it on failure. fetchHeader checks the
+   * bytes hash to the content id: a peer serving other content fails here.
+   */
+  async #header(deps: LinkDeps, session: RemoteSession, signal: AbortSignal): Promise<DescriptorHeader> {
     try {
-      // fetchHeader checks the bytes hash to the content id: a peer serving other content fails here.
       const header = await fetchHeader(this.context(deps, session), signal)
-      this.session = session
+      this.#adopt(session)
       return header
     } catch (err) {
       session.abort(err as HaulError)
@@ -130,12 +170,31 @@ export class PeerLink {
     return { cid: deps.cid, session, pool: deps.pool, budget: deps.budget, limits: deps.limits }
   }
 
+  /** Hands an idle session to the pool for the next transfer to this peer (or closes it); the link is down after. */
+  release(sessions: SessionPool | undefined, why: HaulError): void {
+    if (this.session === undefined || sessions === undefined || this.banned !== undefined)
+      return this.drop(why)
+    sessions.give(this.id, this.#detach()!)
+    this.kick()
+  }
+
   /** Resets the stream (a close would wait on a peer that may be stalled). */
   drop(why: HaulError): void {
-    const s = this.session
-    this.session = undefined
+    const s = this.#detach()
     s?.abort(why)
     this.kick()
+  }
+
+  #adopt(session: RemoteSession): void {
+    this.session = session
+    this.#sessionBase = session.chunkBytes
+  }
+
+  #detach(): RemoteSession | undefined {
+    const s = this.session
+    if (s !== undefined) this.#pastChunkBytes += s.chunkBytes - this.#sessionBase
+    this.session = undefined
+    return s
   }
 
   /** Waits `ms`, or less if kicked; rejects when `signal` aborts. */

@@ -177,18 +177,29 @@ export class SwarmScheduler {
     const none: Pick = { indices: [], bytes: 0, duplicate: false }
     if (p === undefined || p.dropped || maxChunks < 1) return none
     const { start, end } = this.window()
+    // Every live peer holds everything (one provider, or complete seeders only): rarest first
+    // is file order, so the first chunks that fit are the pick, found without a full scan.
+    const uniform = [...this.#peers.values()].every((q) => q.dropped || q.have === 'all')
+    const candidates: number[] = []
     const fresh: Array<[number, number]> = []
     for (let i = start; i < end; i++) {
       if (this.#done.get(i) || this.#inflight.has(i) || !holds(p.have, i)) continue
       if (this.#avoid(p, i)) continue
-      fresh.push([this.#availability(i), i])
+      if (uniform) {
+        candidates.push(i)
+        // A chunk whose size is unknown is skipped below: look a little further.
+        if (candidates.length >= 2 * maxChunks) break
+      } else fresh.push([this.#availability(i), i])
     }
-    if (fresh.length > 0) {
+    if (!uniform) {
       fresh.sort((x, y) => x[0] - y[0] || x[1] - y[1])
+      for (const [, i] of fresh) candidates.push(i)
+    }
+    if (candidates.length > 0) {
       // Booked with the size the byte limit was checked against: `sizeOf` is asked once per chunk.
       const chosen: Array<[index: number, size: number]> = []
       let bytes = 0
-      for (const [, i] of fresh) {
+      for (const i of candidates) {
         const n = sizeOf(i)
         if (n === undefined) continue
         if (chosen.length > 0 && bytes + n > maxBytes) break
@@ -196,8 +207,10 @@ export class SwarmScheduler {
         bytes += n
         if (chosen.length >= maxChunks) break
       }
-      for (const [i, n] of chosen) this.#start(p, i, n)
-      return { indices: chosen.map(([i]) => i), bytes, duplicate: false }
+      if (chosen.length > 0 || !uniform) {
+        for (const [i, n] of chosen) this.#start(p, i, n)
+        return { indices: chosen.map(([i]) => i), bytes, duplicate: false }
+      }
     }
     if (!this.endgame || this.o.endgamePeers < 2) return none
     // Endgame: the chunk in flight at the fewest peers, oldest (lowest) first.
