@@ -14,13 +14,13 @@
  */
 import { connect, type Socket } from 'node:net'
 import { decodeHeader } from '../dist/descriptor/header.js'
-import { decodeTicket } from '../dist/engine/ticket.js'
 import { Network } from '../dist/net/network.js'
 import type { FrameStream } from '../dist/net/stream-io.js'
 import { FrameDecoder } from '../dist/protocol/decoder.js'
 import { encodeMessage } from '../dist/protocol/encoder.js'
 import { DEFAULT_MAX_FRAME } from '../dist/protocol/frame.js'
 import { MESSAGE_TYPES, PROTOCOL_ID, PROTOCOL_VERSION } from '../dist/protocol/messages.js'
+import { decodeTicket } from '../dist/ticket/ticket.js'
 
 const [ticketText, host, port, source] = process.argv.slice(2) as [string, string, string, string]
 // The bench went away (killed, or it gave up): so does its attacker.

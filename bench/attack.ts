@@ -19,7 +19,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { decodeTicket } from '../dist/engine/ticket.js'
+import { decodeTicket } from '../dist/ticket/ticket.js'
 import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
 import { ensureRandomFile, MB, sizeFromEnv } from './lib/proc.ts'
 

@@ -19,7 +19,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { joinTickets } from '../dist/engine/swarm/ticket.js'
+import { joinTickets } from '../dist/ticket/multi-ticket.js'
 import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
 import { ensureRandomFile, MiB } from './lib/proc.ts'
 

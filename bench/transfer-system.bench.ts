@@ -14,8 +14,8 @@
  */
 
 import { Bench } from 'tinybench'
-import type { TransferJob } from '../src/engine/transfer-machine.ts'
-import { outputOf, SHARDS, TransferSystem } from '../src/engine/transfer-system.ts'
+import type { TransferJob } from '../src/transfer/transfer-machine.ts'
+import { outputOf, SHARDS, TransferSystem } from '../src/transfer/transfer-system.ts'
 
 const lives = (process.env.SYSTEM_BENCH_LIVE ?? '64,1024').split(',').map(Number)
 const timeMs = Number(process.env.SYSTEM_BENCH_TIME_MS ?? 500)

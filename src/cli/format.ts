@@ -1,5 +1,5 @@
-import type { TransferProgress } from '../engine/progress.ts'
 import { isHaulError } from '../errors.ts'
+import type { TransferProgress } from '../transfer/progress.ts'
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']

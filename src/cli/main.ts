@@ -2,8 +2,8 @@ import { parseArgs } from 'node:util'
 import { parseChunking } from '../chunking/params.ts'
 import { cidToString } from '../descriptor/cid.ts'
 import type { EngineOptions } from '../engine/config.ts'
-import { decodeTicket } from '../engine/ticket.ts'
 import { InvalidArgumentError } from '../errors.ts'
+import { decodeTicket } from '../ticket/ticket.ts'
 import { escapeControls, safeJson } from '../util/safe-text.ts'
 import { describeError, formatBytes, formatDuration, formatRate, progressLine } from './format.ts'
 import { Output } from './output.ts'
@@ -81,8 +81,8 @@ async function runIndex(
   opts: EngineOptions,
   out: Output,
 ): Promise<number> {
-  const { indexFile } = await import('../engine/indexer.ts')
-  const { MemoryBudget } = await import('../engine/memory-budget.ts')
+  const { indexFile } = await import('../serve/indexer.ts')
+  const { MemoryBudget } = await import('../resources/memory-budget.ts')
   const { WorkerPool } = await import('../workers/pool.ts')
   const pool = new WorkerPool(opts.workers === undefined ? {} : { threads: opts.workers })
   const budget = new MemoryBudget(opts.memoryBudget === undefined ? {} : { limit: opts.memoryBudget })

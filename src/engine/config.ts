@@ -1,7 +1,25 @@
 import { availableParallelism } from 'node:os'
 import { maxChunkSize, verifyChunkingParams } from '../chunking/params.ts'
 import { ConfigInvalidError } from '../errors.ts'
+import { defaultFetchLimits, type FetchLimits } from '../fetch/fetch-context.ts'
+import { defaultSwarmOptions, type SwarmOptions, verifySwarmOptions } from '../fetch/swarm-options.ts'
 import { type EngineNetworkOptions, stripUndefined } from '../net/options.ts'
+import {
+  type BufferRecyclerOptions,
+  defaultBufferRecyclerOptions,
+  verifyBufferRecyclerOptions,
+} from '../resources/buffer-recycler.ts'
+import { defaultPriorityWeights, type Priority, verifyWeights } from '../resources/fair-queue.ts'
+import { verifyGcAssistBytes } from '../resources/gc-assist.ts'
+import { defaultMemoryBudgetOptions } from '../resources/memory-budget.ts'
+import { type RateLimitOptions, verifyRateLimitOptions } from '../resources/rate-limit.ts'
+import { VERIFY_SOURCE_POLICIES, type VerifySourcePolicy } from '../serve/chunk-encoder.ts'
+import type { ServerLimits } from '../serve/server.ts'
+import {
+  defaultSessionPoolOptions,
+  type SessionPoolOptions,
+  verifySessionPoolOptions,
+} from '../session/session-pool.ts'
 import {
   type DirectWriteOptions,
   defaultDirectWriteOptions,
@@ -12,28 +30,10 @@ import {
   type JournalOptions,
   verifyJournalOptions,
 } from '../storage/journal-options.ts'
+import { defaultRetryOptions, type RetryOptions, verifyRetryOptions } from '../transfer/retry.ts'
+import type { TransferTimeouts } from '../transfer/transfer-types.ts'
 import type { ChunkingParams } from '../types.ts'
 import { CODEC_POLICIES, type CodecPolicy } from '../workers/codecs.ts'
-import {
-  type BufferRecyclerOptions,
-  defaultBufferRecyclerOptions,
-  verifyBufferRecyclerOptions,
-} from './buffer-recycler.ts'
-import { VERIFY_SOURCE_POLICIES, type VerifySourcePolicy } from './chunk-encoder.ts'
-import { defaultPriorityWeights, type Priority, verifyWeights } from './fair-queue.ts'
-import { defaultFetchLimits, type FetchLimits } from './fetch-context.ts'
-import { verifyGcAssistBytes } from './gc-assist.ts'
-import { defaultMemoryBudgetOptions } from './memory-budget.ts'
-import { type RateLimitOptions, verifyRateLimitOptions } from './rate-limit.ts'
-import { defaultRetryOptions, type RetryOptions, verifyRetryOptions } from './retry.ts'
-import type { ServerLimits } from './server.ts'
-import {
-  defaultSessionPoolOptions,
-  type SessionPoolOptions,
-  verifySessionPoolOptions,
-} from './session-pool.ts'
-import { defaultSwarmOptions, type SwarmOptions, verifySwarmOptions } from './swarm/options.ts'
-import type { TransferTimeouts } from './transfer-types.ts'
 
 export interface EngineOptions {
   /** libp2p listen addresses. @default ['/ip4/127.0.0.1/tcp/0'] */
@@ -83,7 +83,7 @@ export interface EngineOptions {
   /**
    * Starts a full garbage collection whenever the process's ArrayBuffer memory has grown this
    * much since the last one (V8 waits for ~64 MB), lowering peak RSS at a cost in CPU; it acts
-   * on the whole process. 0: off. See src/engine/gc-assist.ts. @default 0
+   * on the whole process. 0: off. See src/resources/gc-assist.ts. @default 0
    */
   gcAssistBytes?: number
   /**

@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
-import { decodeTicket, encodeTicket } from '../engine/ticket.ts'
 import { InternalError, InvalidArgumentError } from '../errors.ts'
+import { decodeTicket, encodeTicket } from '../ticket/ticket.ts'
 
 /**
  * A TCP proxy on 127.0.0.1 that sits between two peers and injects the faults

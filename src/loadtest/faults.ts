@@ -1,8 +1,7 @@
-import { decodeTicket } from '../engine/ticket.ts'
 import { ConfigInvalidError } from '../errors.ts'
+import { decodeTicket } from '../ticket/ticket.ts'
 import { mulberry32 } from '../util/random.ts'
 import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from './fault-proxy.ts'
-import type { LoadTestFaults } from './options.ts'
 
 /**
  * Faults the harness injects itself: a `FaultProxy` (a TCP proxy in the harness
@@ -40,6 +39,18 @@ export interface FaultEvent {
 
 /** Fault events kept for the report; more are counted, not kept (a long run cuts many times a second). */
 export const MAX_FAULT_EVENTS = 10_000
+
+export interface LoadTestFaults {
+  /** Called once per published file with its sender's ticket; returns the ticket receivers should use. */
+  wrapTicket: (ticket: string, sender: number) => string | Promise<string>
+  /**
+   * Bytes forwarded so far in BOTH directions of every proxy (payload + framing + encryption):
+   * engines keep one connection per pair, so a connection B dialed through A's proxy also carries
+   * A's downloads from B, in that proxy's up direction (`FaultProxyStats.bytesUp`). Every
+   * connection of the run must go through exactly one proxy for the figure to be the whole wire.
+   */
+  wireBytes?: () => number
+}
 
 /** The built-in faults, running. */
 export interface RunningFaults extends LoadTestFaults {

@@ -1,7 +1,9 @@
 import type { EngineOptions } from '../engine/config.ts'
 import { ConfigInvalidError } from '../errors.ts'
 import { ENGINE_NODE_FLAGS } from '../process-flags.ts'
-import { type FaultEvent, type LoadTestFaultSpec, verifyFaultSpec } from './faults.ts'
+import { type FaultEvent, type LoadTestFaultSpec, type LoadTestFaults, verifyFaultSpec } from './faults.ts'
+
+export type { LoadTestFaults } from './faults.ts'
 
 /** How transfer sizes are drawn: uniform in bytes, or log-uniform (as many small files as large ones per decade). */
 export type SizeDistribution = 'uniform' | 'log-uniform'
@@ -12,18 +14,6 @@ export type SizeDistribution = 'uniform' | 'log-uniform'
  * + `proxyTicket` in src/loadtest/fault-proxy.ts); `wireBytes` reports the
  * bytes those proxies forwarded, from which the report derives the bytes re-sent.
  */
-export interface LoadTestFaults {
-  /** Called once per published file with its sender's ticket; returns the ticket receivers should use. */
-  wrapTicket: (ticket: string, sender: number) => string | Promise<string>
-  /**
-   * Bytes forwarded so far in BOTH directions of every proxy (payload + framing + encryption):
-   * engines keep one connection per pair, so a connection B dialed through A's proxy also carries
-   * A's downloads from B, in that proxy's up direction (`FaultProxyStats.bytesUp`). Every
-   * connection of the run must go through exactly one proxy for the figure to be the whole wire.
-   */
-  wireBytes?: () => number
-}
-
 export interface LoadTestOptions {
   /** Engine processes. @default 2 */
   processes?: number

@@ -17,8 +17,8 @@ import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
 import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
 import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
-import { SendLedgers } from './send-ledger.ts'
 import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
+import { SendLedgers } from './tuning/send-ledger.ts'
 
 export type { NetworkOptions } from './options.ts'
 

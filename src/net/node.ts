@@ -6,16 +6,16 @@ import { InternalError, isHaulError } from '../errors.ts'
 import { KiB } from '../types.ts'
 import { ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
-import { noiseCrypto } from './noise-crypto.ts'
-import { tunedNoise } from './noise-stream.ts'
 import {
   type NodeOptions,
   type ResolvedNodeOptions,
   resolveNodeOptions,
   YAMUX_INITIAL_WINDOW,
 } from './options.ts'
-import type { SendLedgers } from './send-ledger.ts'
-import { guardedMuxerFactory } from './yamux-guard.ts'
+import { noiseCrypto } from './tuning/noise-crypto.ts'
+import { tunedNoise } from './tuning/noise-stream.ts'
+import type { SendLedgers } from './tuning/send-ledger.ts'
+import { guardedMuxerFactory } from './tuning/yamux-guard.ts'
 
 export type { NodeOptions, YamuxTuning } from './options.ts'
 

@@ -9,8 +9,8 @@ import {
   TimeoutError,
 } from '../errors.ts'
 import { KiB, MiB } from '../types.ts'
-import type { ConnectionSendLedger } from './send-ledger.ts'
 import { StreamWriter, type WriteOptions } from './stream-writer.ts'
+import type { ConnectionSendLedger } from './tuning/send-ledger.ts'
 
 export { COPY_SLICE_BYTES, type WriteOptions } from './stream-writer.ts'
 

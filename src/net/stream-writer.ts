@@ -1,7 +1,7 @@
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { AbortedError, type HaulError, InvalidArgumentError, StreamClosedError } from '../errors.ts'
-import type { ConnectionSendLedger } from './send-ledger.ts'
+import type { ConnectionSendLedger } from './tuning/send-ledger.ts'
 
 /**
  * The write side of a FrameStream (stream-io.ts): slicing, backpressure and handing

@@ -3,7 +3,7 @@ import { readFile, writeFile as writeText } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { encodeTicket } from '../../src/engine/ticket.ts'
+import { encodeTicket } from '../../src/ticket/ticket.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const bin = new URL('../../bin/haul.js', import.meta.url).pathname

@@ -118,7 +118,7 @@ describe('hostile bytes against the real serving handler', () => {
     open: (cid: Uint8Array) => Uint8Array[],
     onReply: (m: TransferMessage, stream: RawStream, cid: Uint8Array) => Promise<boolean>,
   ): Promise<TransferMessage[]> {
-    const { decodeTicket } = await import('../../src/engine/ticket.ts')
+    const { decodeTicket } = await import('../../src/ticket/ticket.ts')
     const file = join(dir, name)
     await writeFile(file, mib * MiB, 'random')
     const cid = decodeTicket((await sender.publish(file)).ticket).cid

@@ -1,11 +1,11 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
-import { decodeTicket } from '../../src/engine/ticket.ts'
 import { Network } from '../../src/net/network.ts'
 import { FrameDecoder } from '../../src/protocol/decoder.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { PROTOCOL_ID, PROTOCOL_VERSION, type TransferMessage } from '../../src/protocol/messages.ts'
+import { decodeTicket } from '../../src/ticket/ticket.ts'
 import { tempDir, writeFile } from '../support/files.ts'
 
 const KiB = 1024

@@ -1,8 +1,8 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Engine, type FetchOptions } from '../../src/engine/engine.ts'
-import { joinTickets } from '../../src/engine/swarm/ticket.ts'
 import type { EngineOptions } from '../../src/index.ts'
+import { joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { tempDir, writeFile } from '../support/files.ts'
 import { corrupting, startSender } from '../support/sender.ts'
 

@@ -1,11 +1,11 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
-import { RemoteSession } from '../../src/engine/remote-session.ts'
-import type { RetryInfo } from '../../src/engine/retry.ts'
 import { type HaulError, RetriesExhaustedError } from '../../src/errors.ts'
 import { Network } from '../../src/net/network.ts'
 import { PROTOCOL_ID, type TransferMessage } from '../../src/protocol/messages.ts'
+import { RemoteSession } from '../../src/session/remote-session.ts'
+import type { RetryInfo } from '../../src/transfer/retry.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import {
   type Behaviour,

@@ -7,10 +7,10 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultServerLimits } from '../../src/engine/config.ts'
 import { Engine } from '../../src/engine/engine.ts'
-import { serveSharesOf } from '../../src/engine/serve-shares.ts'
 import { WIRE_CODES } from '../../src/errors.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { MAX_RANGES } from '../../src/protocol/messages.ts'
+import { serveSharesOf } from '../../src/serve/serve-shares.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import {
   AttackClient,

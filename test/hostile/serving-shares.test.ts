@@ -1,12 +1,12 @@
 /**
- * How the serving side divides the memory budget between peers (src/engine/serve-shares.ts):
+ * How the serving side divides the memory budget between peers (src/serve/serve-shares.ts):
  * a peer that holds its share and gives nothing back cannot take what a newcomer needs.
  */
 import { describe, expect, it } from 'vitest'
-import type { Lease } from '../../src/engine/memory-budget.ts'
-import { MemoryBudget } from '../../src/engine/memory-budget.ts'
-import { ServeShares } from '../../src/engine/serve-shares.ts'
 import { AbortedError } from '../../src/errors.ts'
+import type { Lease } from '../../src/resources/memory-budget.ts'
+import { MemoryBudget } from '../../src/resources/memory-budget.ts'
+import { ServeShares } from '../../src/serve/serve-shares.ts'
 
 const MiB = 1024 * 1024
 const settled = async <T>(p: Promise<T>): Promise<boolean> => {

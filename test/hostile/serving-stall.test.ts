@@ -8,8 +8,8 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
-import { serveSharesOf } from '../../src/engine/serve-shares.ts'
 import type { FrameStream } from '../../src/net/stream-io.ts'
+import { serveSharesOf } from '../../src/serve/serve-shares.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { AttackClient, sleep, type Target, targetOf } from './support/serving-attack.ts'
 

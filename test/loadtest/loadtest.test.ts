@@ -5,11 +5,11 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, describe, expect, it } from 'vitest'
-import { decodeTicket } from '../../src/engine/ticket.ts'
 import { PEER_SCRIPT, renderHtml, runLoadTest, writeReport } from '../../src/loadtest/index.ts'
 import type { LoadTestFaults, LoadTestResult } from '../../src/loadtest/options.ts'
 import type { FetchDone, FromPeer, ToPeer } from '../../src/loadtest/peer.ts'
 import { ENGINE_NODE_FLAGS } from '../../src/process-flags.ts'
+import { decodeTicket } from '../../src/ticket/ticket.ts'
 import { FaultProxy, type FaultProxyOptions, proxyTicket, tcpPortOf } from '../support/fault-proxy.ts'
 
 const KiB = 1024

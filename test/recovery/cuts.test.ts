@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { RetryInfo } from '../../src/engine/retry.ts'
 import { createEngine, type Engine } from '../../src/index.ts'
+import type { RetryInfo } from '../../src/transfer/retry.ts'
 import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from '../support/fault-proxy.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { startSender } from '../support/sender.ts'

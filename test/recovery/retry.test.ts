@@ -1,8 +1,6 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { RetryInfo } from '../../src/engine/retry.ts'
-import { decodeTicket, encodeTicket } from '../../src/engine/ticket.ts'
 import {
   createEngine,
   type Engine,
@@ -10,6 +8,8 @@ import {
   RetriesExhaustedError,
 } from '../../src/index.ts'
 import { journalPath } from '../../src/storage/journal.ts'
+import { decodeTicket, encodeTicket } from '../../src/ticket/ticket.ts'
+import type { RetryInfo } from '../../src/transfer/retry.ts'
 import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from '../support/fault-proxy.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { startSender } from '../support/sender.ts'

@@ -1,8 +1,8 @@
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import type { RetryInfo } from '../../src/engine/retry.ts'
 import { createEngine, type Engine } from '../../src/index.ts'
+import type { RetryInfo } from '../../src/transfer/retry.ts'
 import { type PeerProcess, spawnPeer } from '../support/children.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 

@@ -1,10 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { encodeTicket } from '../../../src/engine/ticket.ts'
 import { Network } from '../../../src/net/network.ts'
 import type { FrameStream } from '../../../src/net/stream-io.ts'
 import { FrameDecoder } from '../../../src/protocol/decoder.ts'
 import { encodeMessage } from '../../../src/protocol/encoder.ts'
 import { PROTOCOL_ID, PROTOCOL_VERSION } from '../../../src/protocol/messages.ts'
+import { encodeTicket } from '../../../src/ticket/ticket.ts'
 
 export interface Liar {
   /** A ticket naming this peer and a content id of its own (which it never serves). */

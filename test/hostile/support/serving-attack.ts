@@ -9,7 +9,6 @@ import { readFileSync } from 'node:fs'
 import { createInterface } from 'node:readline'
 import { fileURLToPath } from 'node:url'
 import type { EngineOptions } from '../../../src/engine/config.ts'
-import { decodeTicket } from '../../../src/engine/ticket.ts'
 import { Network } from '../../../src/net/network.ts'
 import type { FrameStream } from '../../../src/net/stream-io.ts'
 import { ENGINE_NODE_FLAGS } from '../../../src/process-flags.ts'
@@ -22,6 +21,7 @@ import {
   PROTOCOL_VERSION,
   type TransferMessage,
 } from '../../../src/protocol/messages.ts'
+import { decodeTicket } from '../../../src/ticket/ticket.ts'
 
 /** Attack streams must outlive anything the server does: our own idle timer stays out of the way. */
 const HOUR_MS = 3_600_000

@@ -1,0 +1,64 @@
+/**
+ * What a fetch finds at its destination before it writes anything: nothing, the very content it is
+ * about to fetch (then nothing is fetched), or other data, which is never replaced unless the
+ * caller said so. Decided once the descriptor header is known, because a file's content id
+ * depends on the chunking the header names.
+ */
+import type { DescriptorHeader } from '../descriptor/header.ts'
+import { DestinationExistsError } from '../errors.ts'
+import { bytesEqual } from '../merkle/hash.ts'
+import { assertNotSpecial, assertReplaceable, entryAt } from '../storage/safe-open.ts'
+import { ProgressMeter } from '../transfer/progress.ts'
+import type { ResumeInfo } from './resume.ts'
+
+export interface DestinationPolicy {
+  /** Replace a file already at the destination that holds other data. @default false */
+  readonly overwrite: boolean
+  /** The content id of a local file cut as `header` says (it indexes the file). */
+  readonly contentIdOf: (path: string, header: DescriptorHeader, signal: AbortSignal) => Promise<Uint8Array>
+}
+
+/**
+ * True when `dest` already holds the content `cid` names, byte for byte (a regular file of the
+ * right size whose content id, computed here, is `cid`). False when nothing is there, or when
+ * other data is and `overwrite` allows replacing it; DestinationExistsError otherwise. A symlink
+ * is never followed: it is other data, and `overwrite` replaces the link itself. Never replaced,
+ * even with `overwrite`: a directory, device, FIFO or socket (DESTINATION_INVALID), and a
+ * read-only file (PERMISSION_DENIED; rules in src/storage/safe-open.ts).
+ */
+export async function holdsContent(
+  dest: string,
+  cid: Uint8Array,
+  header: DescriptorHeader,
+  policy: DestinationPolicy,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const s = await entryAt(dest)
+  if (s === undefined) return false
+  assertNotSpecial(s, dest)
+  if (s.isFile() && s.size === header.totalSize) {
+    if (bytesEqual(await policy.contentIdOf(dest, header, signal), cid)) return true
+  }
+  if (!policy.overwrite) {
+    throw new DestinationExistsError(
+      `${dest} already exists and holds other data: pass overwrite: true (haul get --force) to replace it, or choose another path`,
+    )
+  }
+  await assertReplaceable(dest)
+  return false
+}
+
+/** The progress and resume figures of a fetch whose destination already held its content. */
+export interface PresentState {
+  readonly header: DescriptorHeader
+  readonly meter: ProgressMeter
+  readonly resume: ResumeInfo
+}
+
+export function presentState(header: DescriptorHeader): PresentState {
+  return {
+    header,
+    meter: new ProgressMeter(header.totalSize, header.leafCount, header.totalSize, header.leafCount),
+    resume: { mode: 'present', chunksKept: header.leafCount, bytesKept: header.totalSize },
+  }
+}

@@ -1,0 +1,103 @@
+/**
+ * The receiving side's local state, the same for a single-peer and a
+ * multi-peer fetch: the part file and journal at the destination, the
+ * progress meter, the re-hash of a part file found without a usable journal,
+ * and the checks and figures at the end.
+ */
+import { contentId, type DescriptorHeader, encodeHeader } from '../descriptor/header.ts'
+import { InternalError, RootMismatchError } from '../errors.ts'
+import { bytesEqual } from '../merkle/hash.ts'
+import type { DirectWriteSlots } from '../storage/direct-writes.ts'
+import type { Journal, JournalOptions } from '../storage/journal.ts'
+import type { PartFile } from '../storage/part-file.ts'
+import { ProgressMeter, type TransferProgress } from '../transfer/progress.ts'
+import type { FetchResult } from '../transfer/transfer-types.ts'
+import { Rehasher } from './rehash.ts'
+import { openStorage, type ResumeInfo } from './resume.ts'
+
+export interface LocalTransfer {
+  readonly header: DescriptorHeader
+  readonly headerBytes: Uint8Array
+  readonly part: PartFile
+  readonly journal: Journal
+  readonly meter: ProgressMeter
+  readonly resume: ResumeInfo
+  /** Set when chunks already in the part file must be hashed before they count. */
+  readonly rehasher: Rehasher | undefined
+}
+
+/** Opens (or resumes) `<dest>.part` and its journal for the content `cid` names. */
+export async function openLocalTransfer(
+  dest: string,
+  cid: Uint8Array,
+  header: DescriptorHeader,
+  storage: { readonly journal: JournalOptions; readonly directWrites?: DirectWriteSlots | undefined },
+): Promise<LocalTransfer> {
+  const headerBytes = encodeHeader(header)
+  if (!bytesEqual(contentId(headerBytes), cid)) {
+    throw new InternalError('the descriptor header does not re-encode to the bytes the content id names')
+  }
+  const { part, journal, rehash, resume } = await openStorage({
+    dest,
+    cid,
+    headerBytes,
+    totalSize: header.totalSize,
+    leafCount: header.leafCount,
+    journal: storage.journal,
+    directWrites: storage.directWrites,
+  })
+  const meter = new ProgressMeter(header.totalSize, header.leafCount, journal.bytes, journal.chunks)
+  const rehasher = rehash.length > 0 ? new Rehasher(header, part, journal, meter, rehash) : undefined
+  return { header, headerBytes, part, journal, meter, resume, rehasher }
+}
+
+/**
+ * Every chunk was checked against a leaf proven against the root; the counts
+ * are the last check before the part file is committed.
+ */
+export function assertComplete(header: DescriptorHeader, journal: Journal, meter: ProgressMeter): void {
+  if (journal.chunks !== header.leafCount || meter.bytesDone !== header.totalSize) {
+    throw new RootMismatchError(
+      `have ${journal.chunks} of ${header.leafCount} chunks (${meter.bytesDone} of ${header.totalSize} bytes): the transfer is incomplete`,
+    )
+  }
+}
+
+/** The figures a finished fetch reports. */
+export function transferResult(
+  dest: string,
+  local: Pick<LocalTransfer, 'header' | 'meter' | 'resume'>,
+  retries: number,
+): FetchResult {
+  const { header, meter } = local
+  const seconds = meter.snapshot().elapsedSeconds
+  return {
+    path: dest,
+    bytes: header.totalSize,
+    chunks: header.leafCount,
+    seconds,
+    rate: seconds > 0 ? header.totalSize / seconds : 0,
+    resume: local.resume,
+    retries,
+  }
+}
+
+/** Calls `onProgress` at most every `intervalMs`, unless forced (state changes, the end). */
+export class ProgressThrottle {
+  readonly #onProgress: ((p: TransferProgress) => void) | undefined
+  readonly #intervalMs: number
+  #last = 0
+
+  constructor(onProgress: ((p: TransferProgress) => void) | undefined, intervalMs = 100) {
+    this.#onProgress = onProgress
+    this.#intervalMs = intervalMs
+  }
+
+  report(meter: ProgressMeter | undefined, force: boolean): void {
+    if (this.#onProgress === undefined || meter === undefined) return
+    const now = performance.now()
+    if (!force && now - this.#last < this.#intervalMs) return
+    this.#last = now
+    this.#onProgress(meter.snapshot())
+  }
+}

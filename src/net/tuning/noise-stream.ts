@@ -1,0 +1,159 @@
+/**
+ * Noise as @chainsafe/libp2p-noise 17 does it, with three costs of its connection stream taken out.
+ * The handshake, the keys, the nonces and the bytes on the wire are the library's own.
+ *
+ * 1. **A copy per received message.** Noise's stream decrypts "in place": for a message split
+ *    across two TCP reads (most 64 KiB messages are) it first concatenates the ciphertext into a
+ *    new buffer for the plaintext to overwrite. Node's cipher (noise-crypto.ts) cannot decrypt
+ *    in place and ignores that buffer, so each such message cost an allocation and a 64 KiB copy
+ *    for nothing: ~0.6 s of the receiver's main thread per GiB, and one more dead buffer per
+ *    message for V8 to collect. Here a split message is handed to the cipher as its pieces.
+ * 2. **Several syscalls per sent message.** The TCP connection calls `socket.write` for each
+ *    piece of what it is given: a 2-byte length, the ciphertext and the 16-byte tag for every
+ *    Noise message. An idle socket writes each at once, so one message cost up to three write
+ *    syscalls and, with Nagle off, three TCP segments. Here the socket is corked for the length
+ *    of each send, so Node hands the kernel one writev.
+ * 3. **An exception per received read.** Noise's framing asks its length decoder for the next
+ *    prefix until that throws a RangeError for want of bytes, which happens at the end of every
+ *    TCP read: ~2 % of each side's main thread at 10,000 transfers (stack traces). Here the
+ *    framing checks the byte count first; it takes over whatever the old decoder held.
+ *
+ * All three are per-connection instance changes made as the connection is secured, and only when the
+ * objects have the shape this was written against; otherwise the connection is left as Noise
+ * made it (still correct, just slower). `test/net/tuning/noise-stream.test.ts` checks the shape is
+ * still found and that a tuned node and a stock one understand each other.
+ */
+import { Socket } from 'node:net'
+import { type NoiseInit, noise } from '@chainsafe/libp2p-noise'
+import type { ConnectionEncrypter, SecuredConnection } from '@libp2p/interface'
+import { isUint8ArrayList, Uint8ArrayList } from 'uint8arraylist'
+
+type NoiseFactory = ReturnType<typeof noise>
+type NoiseComponents = Parameters<NoiseFactory>[0]
+type Bytes = Uint8Array | Uint8ArrayList
+
+/** Noise's largest message: 2^16 - 1 bytes, tag included (the spec's limit). */
+const MAX_MESSAGE_BYTES = 65_535
+const TAG_BYTES = 16
+const LENGTH_BYTES = 2
+/** Bytes noise's framing may hold before it gives up on the connection (the library's own limit). */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+
+/** What noise's EncryptedMessageStream has that is used here. */
+interface NoiseMessageStream {
+  handshake: { decrypt(ciphertext: Bytes, dst?: Uint8Array): Bytes }
+  decrypt(chunk: Bytes): unknown
+  decoder: { decode(data: Bytes): Iterable<Uint8ArrayList>; buffer?: unknown }
+}
+
+/** What @libp2p/tcp's connection has that is used here. */
+interface TcpMessageStream {
+  socket: Socket
+  sendData(data: Iterable<Uint8Array>): unknown
+}
+
+/** Connection streams tuned here, each in every way this module tunes it (for tests: the shape was found). */
+const tuned = new WeakSet<object>()
+
+export function isTuned(stream: unknown): boolean {
+  return typeof stream === 'object' && stream !== null && tuned.has(stream)
+}
+
+/** `noise(init)` whose secured connections get the three changes above. */
+export function tunedNoise(init: NoiseInit = {}): NoiseFactory {
+  const factory = noise(init)
+  return (components: NoiseComponents) => {
+    const inner = factory(components)
+    // Everything else (protocol, capabilities, toStringTag) is the library's own object.
+    const outer: ConnectionEncrypter<unknown> = Object.create(inner)
+    outer.secureOutbound = async (conn, opts) => tune(await inner.secureOutbound(conn, opts), conn)
+    outer.secureInbound = async (conn, opts) => tune(await inner.secureInbound(conn, opts), conn)
+    return outer as ReturnType<NoiseFactory>
+  }
+}
+
+function tune<T extends SecuredConnection<unknown>>(secured: T, raw: unknown): T {
+  const stream: unknown = secured.connection
+  if (isNoiseMessageStream(stream)) {
+    const handshake = stream.handshake
+    stream.decrypt = (chunk: Bytes) => decryptMessage(handshake, chunk)
+    const held = stream.decoder.buffer
+    if (isUint8ArrayList(held)) {
+      stream.decoder = new NoiseFraming(held as Uint8ArrayList)
+      tuned.add(stream)
+    }
+  }
+  if (isTcpMessageStream(raw)) {
+    corkSends(raw)
+    tuned.add(raw)
+  }
+  return secured
+}
+
+/**
+ * One message (a chunk is one: its length prefix is 16 bits), decrypted as noise does, except that
+ * a split message is not concatenated into a `dst` first. A contiguous one still gets its `dst`:
+ * the small-message cipher (WebAssembly) decrypts into it.
+ */
+function decryptMessage(handshake: NoiseMessageStream['handshake'], chunk: Bytes): Bytes {
+  if (chunk.byteLength < TAG_BYTES || chunk.byteLength > MAX_MESSAGE_BYTES) throw new Error('Invalid chunk')
+  return chunk instanceof Uint8Array
+    ? handshake.decrypt(chunk, chunk.subarray(0, chunk.byteLength - TAG_BYTES))
+    : handshake.decrypt(chunk)
+}
+
+/**
+ * Noise's length-prefixed messages out of the received bytes, as @libp2p/utils'
+ * LengthPrefixedDecoder yields them for noise (empty messages skipped), without the exception.
+ */
+export class NoiseFraming {
+  readonly buffer: Uint8ArrayList
+
+  /** `held`: bytes an earlier decoder had buffered, which come first. */
+  constructor(held = new Uint8ArrayList()) {
+    this.buffer = held
+  }
+
+  *decode(data: Bytes): Generator<Uint8ArrayList> {
+    const buffer = this.buffer
+    buffer.append(data)
+    if (buffer.byteLength > MAX_BUFFERED_BYTES) {
+      throw new Error(`Buffer length limit exceeded - ${buffer.byteLength}/${MAX_BUFFERED_BYTES}`)
+    }
+    while (buffer.byteLength >= LENGTH_BYTES) {
+      const end = LENGTH_BYTES + buffer.getUint16(0)
+      if (buffer.byteLength < end) return
+      const message = buffer.sublist(LENGTH_BYTES, end)
+      buffer.consume(end)
+      if (message.byteLength > 0) yield message
+    }
+  }
+}
+
+/** One writev per send: the socket is corked while the connection writes each piece. */
+export function corkSends(conn: TcpMessageStream): void {
+  const sendData = conn.sendData.bind(conn)
+  const socket = conn.socket
+  conn.sendData = (data) => {
+    socket.cork()
+    try {
+      return sendData(data)
+    } finally {
+      socket.uncork()
+    }
+  }
+}
+
+function isNoiseMessageStream(s: unknown): s is NoiseMessageStream {
+  const o = s as Partial<NoiseMessageStream> | undefined
+  return (
+    typeof o?.decrypt === 'function' &&
+    typeof o.handshake?.decrypt === 'function' &&
+    typeof o.decoder?.decode === 'function'
+  )
+}
+
+function isTcpMessageStream(s: unknown): s is TcpMessageStream {
+  const o = s as Partial<TcpMessageStream> | undefined
+  return o?.socket instanceof Socket && typeof o.sendData === 'function'
+}

@@ -1,0 +1,174 @@
+import { ChunkUnavailableError } from '../errors.ts'
+import type { TransferMessage } from '../protocol/messages.ts'
+import type { BufferRecycler } from '../resources/buffer-recycler.ts'
+import type { RateLimiter } from '../resources/rate-limit.ts'
+import type { FrameWriter } from '../session/frame-writer.ts'
+import {
+  type ChunkEncoderContext,
+  chunkIndices,
+  type EncodedChunk,
+  encodeChunk,
+  rangeProblem,
+  releaseAll,
+} from './chunk-encoder.ts'
+import type { ContentRegistry, PublishedContent } from './registry.ts'
+
+export type GetChunks = Extract<TransferMessage, { type: 'get-chunks' }>
+
+/** What the chunk loop needs of the serving session it works for. */
+export interface ChunkSessionContext {
+  readonly registry: ContentRegistry
+  /** The encoder's budget is the peer's share of the engine budget (serve-shares.ts). */
+  readonly encoder: ChunkEncoderContext
+  readonly writer: FrameWriter
+  readonly signal: AbortSignal
+  readonly readAhead: number
+  readonly maxChunksPerRequest: number
+  readonly uploadLimiter?: RateLimiter | undefined
+  readonly buffers?: BufferRecycler | undefined
+  isCancelled(requestId: number): boolean
+  /** The request queued next on the stream, if any (its first chunks may be read ahead). */
+  nextQueued(): TransferMessage | undefined
+}
+
+interface Prefetched {
+  readonly requestId: number
+  readonly content: PublishedContent
+  /** The request's chunk indices not yet started. */
+  readonly indices: Generator<number>
+  readonly encoded: Promise<EncodedChunk>[]
+}
+
+/**
+ * Answers get-chunks on one stream: reads and encodes up to `readAhead` chunks ahead of the one
+ * being sent, sends strictly in request order, and starts the next queued request's first chunks
+ * while this one's last go out. Every chunk holds its budget lease until the stream has let go of
+ * its bytes (not merely accepted the write), so what a peer that stops reading pins is counted
+ * against its share of the budget.
+ */
+export class ChunkReplies {
+  readonly #s: ChunkSessionContext
+  /** The next queued get-chunks' first chunks, encoding while this request's last ones go out. */
+  #prefetched: Prefetched | undefined
+
+  constructor(session: ChunkSessionContext) {
+    this.#s = session
+  }
+
+  /** Gives back read-ahead started for a request other than `keep` (cancelled while queued, or the session ends). */
+  dropPrefetch(keep?: number): Promise<void> {
+    const pre = this.#prefetched
+    if (pre === undefined || pre.requestId === keep) return Promise.resolve()
+    this.#prefetched = undefined
+    return releaseAll(pre.encoded)
+  }
+
+  async answer(req: GetChunks, content: PublishedContent): Promise<void> {
+    const s = this.#s
+    const problem = rangeProblem(req.ranges, content.header.leafCount, s.maxChunksPerRequest)
+    if (problem !== undefined) throw problem
+    if (content.holds !== undefined) {
+      // A partial seeder refuses the whole request up front: a typed error, never a partial answer.
+      for (const r of req.ranges) {
+        for (let i = r.start; i < r.end; i++) {
+          if (!content.holds(i)) throw new ChunkUnavailableError(`this peer does not hold chunk ${i} yet`)
+        }
+      }
+    }
+    await content.source.checkUnchanged()
+    // The first chunks may already be encoding (prefetched while the previous request finished;
+    // the session dropped any prefetched for another request).
+    const pre = this.#prefetched
+    this.#prefetched = undefined
+    const indices = pre?.indices ?? chunkIndices(req.ranges)
+    const ahead: Promise<EncodedChunk>[] = pre?.encoded ?? []
+    const signal = s.signal
+    try {
+      // One index ahead, so the request's last chunk is known when it is sent: it takes the end along.
+      let next = indices.next()
+      const sendOldest = async (): Promise<void> => {
+        const chunk = await ahead.shift()!
+        await this.#send(req.requestId, chunk, next.done === true && ahead.length === 0)
+      }
+      while (next.done !== true) {
+        if (s.isCancelled(req.requestId) || signal.aborted) break
+        ahead.push(this.#startEncode(content, next.value))
+        next = indices.next()
+        if (ahead.length >= s.readAhead) await sendOldest()
+      }
+      while (ahead.length > 0 && !s.isCancelled(req.requestId)) {
+        // Measured: without this the sender's loop spent ~20 % of a transfer waiting for the
+        // first chunk of each request (1.2 s of 6 s for 1 GiB at 8 chunks a request).
+        this.#prefetchNext(ahead.length)
+        await sendOldest()
+      }
+    } finally {
+      await releaseAll(ahead)
+    }
+  }
+
+  #startEncode(content: PublishedContent, index: number): Promise<EncodedChunk> {
+    const encoded = encodeChunk(this.#s.encoder, content, index, this.#s.signal)
+    // Read-ahead fails while the loop waits on a send when the session aborts; it is still
+    // seen by releaseAll, but must not surface as an unhandled rejection.
+    encoded.catch(() => {})
+    return encoded
+  }
+
+  /**
+   * Starts the next queued get-chunks' first chunks so that, with the `busy` ones of the
+   * current request, at most `readAhead` are in flight. Only requests that will pass `answer`'s
+   * checks, for full copies; the rest wait their turn as before.
+   */
+  #prefetchNext(busy: number): void {
+    const s = this.#s
+    const next = s.nextQueued()
+    if (next?.type !== 'get-chunks') return
+    let pre = this.#prefetched
+    if (pre?.requestId !== next.requestId) {
+      const content = s.registry.get(next.cid)
+      if (content === undefined || content.holds !== undefined) return
+      if (rangeProblem(next.ranges, content.header.leafCount, s.maxChunksPerRequest) !== undefined) return
+      void this.dropPrefetch(next.requestId)
+      pre = { requestId: next.requestId, content, indices: chunkIndices(next.ranges), encoded: [] }
+      this.#prefetched = pre
+    }
+    while (busy + pre.encoded.length < s.readAhead) {
+      const r = pre.indices.next()
+      if (r.done === true) return
+      pre.encoded.push(this.#startEncode(pre.content, r.value))
+    }
+  }
+
+  /** `last`: the request's last chunk, sent with the request's `end` in one write. */
+  async #send(requestId: number, c: EncodedChunk, last: boolean): Promise<void> {
+    const s = this.#s
+    let handedOver = false
+    try {
+      await s.uploadLimiter?.take(c.payload.length, { signal: s.signal })
+      const buffers = c.recycle ? s.buffers : undefined
+      const payload = c.payload
+      const chunk: TransferMessage = {
+        type: 'chunk',
+        requestId,
+        index: c.index,
+        codec: c.codec,
+        rawLength: c.rawLength,
+        payload,
+      }
+      await s.writer.send(last ? [chunk, { type: 'end', requestId }] : chunk, {
+        signal: s.signal,
+        // Once libp2p has encrypted the bytes (stream-io.ts): the lease, and the buffer back to
+        // the recycler. Until then a peer that reads nothing holds them, inside its share.
+        onReleased: () => {
+          c.release()
+          buffers?.give(payload)
+        },
+      })
+      handedOver = true
+    } finally {
+      // A write that failed may still be referenced by libp2p: the buffer is dropped, not reused.
+      if (!handedOver) c.release()
+    }
+  }
+}

@@ -1,0 +1,361 @@
+import {
+  ContentChangedError,
+  ContentNotFoundError,
+  type HaulError,
+  ProtocolViolationError,
+  TooManyRequestsError,
+} from '../errors.ts'
+import { haveRuns } from '../fetch/have.ts'
+import type { FrameStream } from '../net/stream-io.ts'
+import { FrameDecoder } from '../protocol/decoder.ts'
+import { encodeMessage, errorMessage } from '../protocol/encoder.ts'
+import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
+import type { BufferRecycler } from '../resources/buffer-recycler.ts'
+import type { MemoryBudget } from '../resources/memory-budget.ts'
+import type { RateLimiter } from '../resources/rate-limit.ts'
+import { FrameWriter } from '../session/frame-writer.ts'
+import { CODECS } from '../types.ts'
+import type { CodecPolicy } from '../workers/codecs.ts'
+import type { WorkerPool } from '../workers/pool.ts'
+import type { VerifySourcePolicy } from './chunk-encoder.ts'
+import type { ContentRegistry, PublishedContent } from './registry.ts'
+import { ChunkReplies } from './serve-chunks.ts'
+import { ServeGuard } from './serve-guard.ts'
+import { type PeerShare, serveSharesOf } from './serve-shares.ts'
+
+export interface ServerLimits {
+  /** Requests a peer may queue on one stream before it gets TOO_MANY_REQUESTS. @default 64 */
+  maxQueuedRequests: number
+  /** Chunks one request may name. @default 4096 */
+  maxChunksPerRequest: number
+  /** Pages one request may name. @default 16 */
+  maxPagesPerRequest: number
+  /**
+   * Chunks read and encoded ahead of the one being sent, per stream. Across all of one peer's
+   * streams, read-ahead also stays within that peer's share of the memory budget (serve-shares.ts).
+   * @default 4
+   */
+  readAhead: number
+  /** Largest frame we accept and announce (only `chunk` and `page` frames come near it; requests have their own, small limits: SERVING_FRAME_LIMITS in src/protocol/frame.ts). */
+  maxFrame: number
+  /**
+   * A request frame must be whole this long after its first byte arrived; otherwise the stream
+   * gets a TIMEOUT error frame and is closed. A request is one Noise message, so a correct peer's
+   * arrives whole. @default 5_000
+   */
+  frameTimeoutMs: number
+  /**
+   * Bytes of unfinished request frames one peer may have buffered here, across all its streams;
+   * the stream that goes over gets a TOO_MANY_REQUESTS error frame and is closed. One unfinished
+   * frame is at most ~1 KiB (SERVING_FRAME_LIMITS). @default 64 KiB
+   */
+  maxPartialBytesPerPeer: number
+  /**
+   * A stream with a reply waiting to be sent, whose peer takes none of its bytes for this long
+   * (frames it sends meanwhile do not count), is reset and its read-ahead leases given back;
+   * after a fifth of it already when its peer holds more than its share of the serving budget
+   * while others wait for memory (src/serve/serve-shares.ts, serve-guard.ts).
+   * @default 10_000
+   */
+  stallTimeoutMs: number
+}
+
+export interface ServerContext {
+  registry: ContentRegistry
+  pool: WorkerPool
+  budget: MemoryBudget
+  codec: CodecPolicy
+  /** When chunks are hashed against their leaf before sending. @default 'auto' */
+  verifySource?: VerifySourcePolicy
+  limits: ServerLimits
+  signal: AbortSignal
+  /** Upload bandwidth: taken (payload bytes) before each chunk frame is sent. @default unlimited */
+  uploadLimiter?: RateLimiter
+  /** Read buffers come from here and go back once their frame is out. @default a fresh buffer per chunk */
+  buffers?: BufferRecycler
+}
+
+type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'get-chunks' | 'get-have' }>
+
+/**
+ * Serves one inbound stream. A reader loop decodes frames and queues requests
+ * (bounded); one worker answers them in order, reading only the chunks asked
+ * for, checking the file unchanged (a file changed after indexing is refused,
+ * never served) and compressing it in the worker pool. Every frame goes out
+ * through `stream.write`, which waits for drain. What a peer can make the
+ * stream hold is bounded: request frames by type (src/protocol/frame.ts) and
+ * in time, unfinished frames and read-ahead per peer, and a reply the peer
+ * does not take for `stallTimeoutMs` gets the stream reset (serve-guard.ts,
+ * serve-shares.ts).
+ */
+export async function serveStream(stream: FrameStream, ctx: ServerContext): Promise<void> {
+  const session = new ServerSession(stream, ctx)
+  await session.run()
+}
+
+/**
+ * Turns away a stream the network will not serve (the peer has too many open here): a
+ * connection-level `error` frame the peer's session reads as TOO_MANY_REQUESTS, which its transfer
+ * retries after a backoff, then the stream is closed.
+ */
+export async function refuseStream(stream: FrameStream, reason: HaulError): Promise<void> {
+  await stream.write(encodeMessage(errorMessage(0, reason)))
+  await closeWithin(stream, CLOSE_GRACE_MS, reason)
+}
+
+class ServerSession {
+  readonly #stream: FrameStream
+  readonly #ctx: ServerContext
+  readonly #queue: Request[] = []
+  readonly #cancelled = new Set<number>()
+  #wake: (() => void) | undefined
+  #current: number | undefined
+  #inputDone = false
+  #helloSeen = false
+  readonly #abort = new AbortController()
+  readonly #writer: FrameWriter
+  readonly #share: PeerShare
+  readonly #guard: ServeGuard
+  readonly #chunks: ChunkReplies
+  /** Rejects when a bound of the guard breaks while the reader waits for input. */
+  readonly #broken: Promise<never>
+
+  constructor(stream: FrameStream, ctx: ServerContext) {
+    this.#stream = stream
+    this.#ctx = ctx
+    this.#writer = new FrameWriter(stream, { maxQueued: ctx.limits.maxQueuedRequests + 8 })
+    this.#share = serveSharesOf(ctx.budget).join(stream.remotePeer)
+    const broken = Promise.withResolvers<never>()
+    this.#broken = broken.promise
+    this.#broken.catch(() => {})
+    this.#guard = new ServeGuard(stream, this.#share, ctx.limits, broken.reject)
+    this.#chunks = new ChunkReplies({
+      registry: ctx.registry,
+      encoder: {
+        budget: this.#share,
+        pool: ctx.pool,
+        codec: ctx.codec,
+        buffers: ctx.buffers,
+        verifySource: ctx.verifySource,
+      },
+      writer: this.#writer,
+      signal: this.#abort.signal,
+      readAhead: ctx.limits.readAhead,
+      maxChunksPerRequest: ctx.limits.maxChunksPerRequest,
+      uploadLimiter: ctx.uploadLimiter,
+      buffers: ctx.buffers,
+      isCancelled: (id) => this.#cancelled.has(id),
+      nextQueued: () => this.#queue[0],
+    })
+  }
+
+  async run(): Promise<void> {
+    const stop = (): void => this.#abort.abort()
+    this.#ctx.signal.addEventListener('abort', stop, { once: true })
+    const worker = this.#work()
+    let failure: unknown
+    try {
+      await this.#read()
+    } catch (err) {
+      failure = err
+    } finally {
+      this.#inputDone = true
+      this.#wake?.()
+    }
+    try {
+      if (failure !== undefined) {
+        // A malformed frame, a broken bound or a broken stream: stop work, tell the peer why, then cut it off.
+        this.#abort.abort()
+        await worker
+        await this.#sendSafe(errorMessage(0, failure))
+        await closeWithin(this.#stream, CLOSE_GRACE_MS, failure)
+      } else {
+        // The peer is done asking; the stall rule still bounds how long its last replies may wait.
+        await Promise.race([worker, this.#broken]).catch((err: unknown) => {
+          this.#abort.abort()
+          failure = err
+        })
+        await worker
+        await closeWithin(this.#stream, CLOSE_GRACE_MS, failure)
+      }
+    } finally {
+      this.#guard.close()
+      this.#share.leave()
+      this.#ctx.signal.removeEventListener('abort', stop)
+    }
+  }
+
+  async #read(): Promise<void> {
+    const decoder = new FrameDecoder({ maxFrame: this.#ctx.limits.maxFrame, side: 'serving' })
+    const input = this.#stream.incoming[Symbol.asyncIterator]()
+    for (;;) {
+      const next = await Promise.race([input.next(), this.#broken])
+      if (next.done === true) break
+      decoder.push(next.value)
+      let completed = false
+      for (const msg of decoder.frames()) {
+        completed = true
+        this.#onMessage(msg)
+      }
+      this.#guard.afterRead(decoder.buffered, completed)
+      if (this.#abort.signal.aborted) return
+    }
+    decoder.finish()
+  }
+
+  #onMessage(msg: TransferMessage): void {
+    if (msg.type === 'hello') {
+      if (this.#helloSeen) throw new ProtocolViolationError('hello sent twice')
+      this.#helloSeen = true
+      this.#writer.maxFrame = msg.maxFrame
+      void this.#sendSafe({
+        type: 'hello',
+        version: PROTOCOL_VERSION,
+        codecs: [...CODECS],
+        maxFrame: this.#ctx.limits.maxFrame,
+      })
+      return
+    }
+    if (!this.#helloSeen) throw new ProtocolViolationError(`expected hello first, got ${msg.type}`)
+    switch (msg.type) {
+      case 'cancel': {
+        // Only requests still queued or being answered are remembered, so the set stays bounded.
+        const queued = this.#queue.findIndex((r) => r.requestId === msg.requestId)
+        if (queued >= 0) this.#queue.splice(queued, 1)
+        else if (this.#current === msg.requestId) this.#cancelled.add(msg.requestId)
+        return
+      }
+      case 'get-header':
+      case 'get-pages':
+      case 'get-chunks':
+      case 'get-have':
+        if (this.#queue.length >= this.#ctx.limits.maxQueuedRequests) {
+          void this.#sendSafe(
+            errorMessage(
+              msg.requestId,
+              new TooManyRequestsError('too many queued requests on one stream: wait for replies'),
+            ),
+          )
+          return
+        }
+        this.#queue.push(msg)
+        this.#wake?.()
+        return
+      default:
+        throw new ProtocolViolationError(`a receiver does not send ${msg.type}`)
+    }
+  }
+
+  async #work(): Promise<void> {
+    try {
+      await this.#answerQueue()
+    } finally {
+      await this.#chunks.dropPrefetch()
+    }
+  }
+
+  async #answerQueue(): Promise<void> {
+    while (!this.#abort.signal.aborted) {
+      const req = this.#queue.shift()
+      if (req === undefined) {
+        if (this.#inputDone) return
+        await new Promise<void>((r) => (this.#wake = r))
+        this.#wake = undefined
+        continue
+      }
+      this.#current = req.requestId
+      void this.#chunks.dropPrefetch(req.requestId)
+      try {
+        await this.#answer(req)
+      } catch (err) {
+        if (this.#abort.signal.aborted) return
+        await this.#sendSafe(errorMessage(req.requestId, err))
+        // A changed file cannot be served to anyone: stop serving it.
+        if (err instanceof ContentChangedError) this.#ctx.registry.unpublish(req.cid)
+      } finally {
+        this.#current = undefined
+        this.#cancelled.clear()
+      }
+    }
+  }
+
+  async #answer(req: Request): Promise<void> {
+    const content = this.#ctx.registry.get(req.cid)
+    if (content === undefined) {
+      throw new ContentNotFoundError(
+        'this peer does not publish that content id: check the ticket, or ask the sender to publish again',
+      )
+    }
+    switch (req.type) {
+      case 'get-header':
+        await this.#send({ type: 'header', requestId: req.requestId, header: content.headerBytes })
+        return
+      case 'get-pages':
+        return this.#answerPages(req, content)
+      case 'get-chunks':
+        return this.#chunks.answer(req, content)
+      case 'get-have':
+        return this.#answerHave(req, content)
+    }
+  }
+
+  /** A full copy says so in one frame; a partial seeder sends its bitmap of the range asked for. */
+  async #answerHave(req: Extract<Request, { type: 'get-have' }>, content: PublishedContent): Promise<void> {
+    const { requestId } = req
+    if (content.holds === undefined) {
+      const bits = new Uint8Array(0)
+      await this.#send({ type: 'have', requestId, complete: true, start: 0, count: 0, bits })
+    } else {
+      for (const run of haveRuns(content.holds, content.header.leafCount, req.start, req.count)) {
+        if (this.#cancelled.has(requestId)) return
+        await this.#send({ type: 'have', requestId, complete: false, ...run })
+      }
+    }
+    await this.#send({ type: 'end', requestId })
+  }
+
+  async #answerPages(req: Extract<Request, { type: 'get-pages' }>, content: PublishedContent): Promise<void> {
+    const pageCount = content.reader.pageCount
+    if (
+      req.count < 1 ||
+      req.count > this.#ctx.limits.maxPagesPerRequest ||
+      req.firstPage + req.count > pageCount
+    ) {
+      throw new ProtocolViolationError(`pages [${req.firstPage}, +${req.count}) are outside 0..${pageCount}`)
+    }
+    const last = req.firstPage + req.count - 1
+    for (let p = req.firstPage; p <= last; p++) {
+      if (this.#cancelled.has(req.requestId)) return
+      const { entries, proof } = await content.reader.readPage(p)
+      const page: TransferMessage = { type: 'page', requestId: req.requestId, pageIndex: p, entries, proof }
+      await this.#send(p === last ? [page, { type: 'end', requestId: req.requestId }] : page)
+    }
+  }
+
+  async #send(msg: TransferMessage | readonly TransferMessage[]): Promise<void> {
+    await this.#writer.send(msg, { signal: this.#abort.signal })
+  }
+
+  /** Replies from the reader loop (hello, refusals): a failure here means the stream is gone anyway. */
+  async #sendSafe(msg: TransferMessage): Promise<void> {
+    await this.#writer.send(msg).catch(() => this.#abort.abort())
+  }
+}
+
+/** How long a closing stream may take to flush its last frames before it is reset. */
+const CLOSE_GRACE_MS = 2000
+
+/**
+ * Closes `stream`, resetting it if the peer has not closed its side within `ms`. With a `reason`
+ * (the peer is being cut off) its further bytes are not taken meanwhile: they would only be
+ * received to be dropped.
+ */
+async function closeWithin(stream: FrameStream, ms: number, reason?: unknown): Promise<void> {
+  let timer: NodeJS.Timeout | undefined
+  const timedOut = await Promise.race([
+    stream.close({ stopInput: reason !== undefined }).then(() => false),
+    new Promise<boolean>((r) => (timer = setTimeout(() => r(true), ms))),
+  ])
+  clearTimeout(timer)
+  if (timedOut) stream.abort(reason instanceof Error ? reason : new Error('closing stream timed out'))
+}

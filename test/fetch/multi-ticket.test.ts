@@ -1,0 +1,101 @@
+import { describe, expect, it } from 'vitest'
+import { InvalidArgumentError, TicketInvalidError } from '../../src/errors.ts'
+import {
+  DecodedTickets,
+  decodeSwarmTicket,
+  encodeSwarmTicket,
+  joinTickets,
+} from '../../src/ticket/multi-ticket.ts'
+import { decodeTicket, encodeTicket } from '../../src/ticket/ticket.ts'
+import { base32Decode, base32Encode } from '../../src/util/base32.ts'
+
+const cid = Uint8Array.from({ length: 32 }, (_, i) => i * 7)
+const a = { peerId: '12D3KooWA', addrs: ['/ip4/127.0.0.1/tcp/1'] }
+const b = { peerId: '12D3KooWB', addrs: ['/ip4/127.0.0.1/tcp/2', '/ip6/::1/tcp/2'] }
+
+describe('multi-provider tickets', () => {
+  it('one provider is written as a version 1 ticket, which the old decoder reads', () => {
+    const t = encodeSwarmTicket({ cid, providers: [a] })
+    expect(decodeTicket(t)).toEqual({ cid, ...a })
+    expect(decodeSwarmTicket(t)).toEqual({ cid, providers: [a] })
+  })
+
+  it('several providers round-trip through version 2', () => {
+    const t = encodeSwarmTicket({ cid, providers: [a, b] })
+    expect(t.startsWith('haul1')).toBe(true)
+    expect(decodeSwarmTicket(t)).toEqual({ cid, providers: [a, b] })
+    // The single-provider decoder refuses it with a typed error rather than misreading it.
+    expect(() => decodeTicket(t)).toThrow(TicketInvalidError)
+  })
+
+  it('joinTickets merges providers, each peer once', () => {
+    const t1 = encodeTicket({ cid, ...a })
+    const t2 = encodeTicket({ cid, ...b })
+    const t3 = encodeTicket({ cid, peerId: a.peerId, addrs: ['/ip4/10.0.0.1/tcp/9'] })
+    const joined = decodeSwarmTicket(joinTickets([t1, t2, t3]))
+    expect(joined.providers).toEqual([{ peerId: a.peerId, addrs: [...a.addrs, '/ip4/10.0.0.1/tcp/9'] }, b])
+  })
+
+  it('joinTickets refuses tickets for different content', () => {
+    const other = new Uint8Array(32).fill(1)
+    expect(() => joinTickets([encodeTicket({ cid, ...a }), encodeTicket({ cid: other, ...b })])).toThrow(
+      TicketInvalidError,
+    )
+  })
+
+  it.each([
+    ['truncated', (x: Uint8Array) => x.subarray(0, x.length - 3)],
+    ['trailing byte', (x: Uint8Array) => Uint8Array.from([...x, 0])],
+    ['zero providers', (x: Uint8Array) => Uint8Array.from([2, ...x.subarray(1, 33), 0])],
+    ['17 providers', (x: Uint8Array) => Uint8Array.from([2, ...x.subarray(1, 33), 17, ...x.subarray(34)])],
+    ['version 3', (x: Uint8Array) => Uint8Array.from([3, ...x.subarray(1)])],
+  ])('damaged version 2 ticket: %s', (_, damage) => {
+    const raw = base32Decode(encodeSwarmTicket({ cid, providers: [a, b] }).slice(5))
+    expect(() => decodeSwarmTicket(`haul1${base32Encode(damage(raw))}`)).toThrow(TicketInvalidError)
+  })
+
+  it('refuses too many providers when encoding', () => {
+    const many = Array.from({ length: 17 }, (_, i) => ({ peerId: `p${i}`, addrs: ['/ip4/1.1.1.1/tcp/1'] }))
+    expect(() => encodeSwarmTicket({ cid, providers: many })).toThrow(TicketInvalidError)
+  })
+
+  describe('DecodedTickets', () => {
+    const ticketOf = (n: number) => encodeSwarmTicket({ cid: new Uint8Array(32).fill(n), providers: [a, b] })
+
+    it('decodes a text once and shares the frozen result', () => {
+      const cache = new DecodedTickets(4)
+      const t = ticketOf(1)
+      const first = cache.decode(t)
+      expect(first).toEqual(decodeSwarmTicket(t))
+      expect(cache.decode(t)).toBe(first)
+      expect(Object.isFrozen(first) && Object.isFrozen(first.providers)).toBe(true)
+      expect(first.providers.every((p) => Object.isFrozen(p) && Object.isFrozen(p.addrs))).toBe(true)
+      expect(() => (first.providers[0]!.addrs as string[]).push('/ip4/10.0.0.9/tcp/1')).toThrow(TypeError)
+    })
+
+    it('keeps at most max texts, evicting the least recently used', () => {
+      const cache = new DecodedTickets(2)
+      const [t1, t2, t3] = [ticketOf(1), ticketOf(2), ticketOf(3)]
+      const d1 = cache.decode(t1)
+      const d2 = cache.decode(t2)
+      expect(cache.decode(t1)).toBe(d1) // t1 is now the most recent: t2 goes next
+      cache.decode(t3)
+      expect(cache.size).toBe(2)
+      expect(cache.decode(t1)).toBe(d1)
+      expect(cache.decode(t2)).not.toBe(d2)
+      expect(cache.size).toBe(2)
+    })
+
+    it('does not keep what fails to decode, and max 0 keeps nothing', () => {
+      const cache = new DecodedTickets(4)
+      expect(() => cache.decode('haul1notaticket')).toThrow(TicketInvalidError)
+      expect(() => cache.decode('haul1notaticket')).toThrow(TicketInvalidError)
+      expect(cache.size).toBe(0)
+      const none = new DecodedTickets(0)
+      const t = ticketOf(1)
+      expect(none.decode(t)).not.toBe(none.decode(t))
+      expect(none.size).toBe(0)
+      expect(() => new DecodedTickets(-1)).toThrow(InvalidArgumentError)
+    })
+  })
+})
