@@ -71,6 +71,7 @@ export class Network {
   readonly #proving = new WeakMap<Connection, Promise<void>>()
   /** Duplicate connections waiting to be closed once idle. */
   readonly #retiring = new WeakSet<Connection>()
+  #streamsOpened = 0
 
   private constructor(
     node: Libp2p,
@@ -143,6 +144,7 @@ export class Network {
         },
       })
       handedOut = true
+      this.#streamsOpened++
       state.outbound.add(fs)
       return fs
     } finally {
@@ -199,6 +201,11 @@ export class Network {
     let n = 0
     for (const s of this.#peers.values()) n += s.outbound.size + s.inbound.size
     return n
+  }
+
+  /** Streams `openStream` handed out since start. */
+  get streamsOpened(): number {
+    return this.#streamsOpened
   }
 
   /** Open libp2p connections (to one peer or all); for tests and diagnostics. */

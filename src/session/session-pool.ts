@@ -57,6 +57,11 @@ export class SessionPool {
     this.#o = o
   }
 
+  /** Sessions kept now (some may have closed since, until taken or swept). */
+  get idle(): number {
+    return this.#idle.length
+  }
+
   /** The most recently returned open session to `peer`, now the caller's; undefined if none. */
   take(peer: string): RemoteSession | undefined {
     for (let i = this.#idle.length - 1; i >= 0; i--) {
