@@ -25,6 +25,15 @@ import { Engine } from './engine/engine.ts'
 
 export type { EngineConfig, EngineOptions } from './engine/config.ts'
 export type { FetchOptions, Published, PublishOptions, Seeded, TransferHandle } from './engine/engine.ts'
+export type {
+  EngineStats,
+  MemoryStats,
+  NetworkStats,
+  ServingStats,
+  SessionStats,
+  TransferStats,
+  WorkerStats,
+} from './engine/stats.ts'
 export * from './errors.ts'
 export type { FetchLimits } from './fetch/fetch-context.ts'
 export type { ResumeInfo } from './fetch/resume.ts'

@@ -33,6 +33,7 @@ import { outputOf, type TransferActor, TransferSystem } from '../transfer/transf
 import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
+import { type EngineStats, engineStats } from './stats.ts'
 
 export interface PublishOptions {
   signal?: AbortSignal
@@ -239,8 +240,28 @@ export class Engine {
     return this.network.peerId
   }
 
+  /** Dialable multiaddrs, each ending in /p2p/<peerId>. */
   get addresses(): string[] {
     return this.network.addresses
+  }
+
+  /**
+   * A snapshot of what the engine holds and does now: memory, transfers, serving, network,
+   * workers, sessions (see EngineStats). Plain data, cheap enough to sample every few
+   * milliseconds; also after `stop()`.
+   */
+  stats(): EngineStats {
+    return engineStats({
+      budget: this.budget,
+      fetchBudget: this.#fetchBudget,
+      buffers: this.#buffers,
+      registry: this.#registry,
+      admission: this.#admission,
+      unfinished: this.#transfers.size + this.#queued.size,
+      network: this.network,
+      pool: this.pool,
+      sessions: this.#sessions,
+    })
   }
 
   /**
