@@ -121,15 +121,16 @@ try {
   let lastPrint = 0
   const sample = (): void => {
     const m = process.memoryUsage()
+    const stats = receiver.stats()
     const s = {
       rss: m.rss,
       heapUsed: m.heapUsed,
       heapTotal: m.heapTotal,
       external: m.external,
       arrayBuffers: m.arrayBuffers,
-      streams: receiver.network.openStreamCount(),
+      streams: stats.network.openStreams,
       fds: readdirSync('/proc/self/fd').length,
-      budget: receiver.budget.used,
+      budget: stats.memory.usedBytes,
     }
     senderPeak = Math.max(senderPeak, status(child.pid!).rss)
     if (gc !== undefined && process.env.HAUL_PROBE_GC === '1') {
@@ -150,7 +151,7 @@ try {
     if (t - lastPrint >= 5) {
       lastPrint = t
       console.log(
-        `  ${t.toFixed(0)} s: ${done} done ${failed} failed, active ${receiver.activeTransfers}; rss ${(s.rss / MB).toFixed(0)} heap ${(s.heapUsed / MB).toFixed(0)}/${(s.heapTotal / MB).toFixed(0)} ext ${(s.external / MB).toFixed(0)} ab ${(s.arrayBuffers / MB).toFixed(0)} MB; streams ${s.streams} fds ${s.fds} budget ${(s.budget / MB).toFixed(0)} MB`,
+        `  ${t.toFixed(0)} s: ${done} done ${failed} failed, active ${stats.transfers.unfinished}; rss ${(s.rss / MB).toFixed(0)} heap ${(s.heapUsed / MB).toFixed(0)}/${(s.heapTotal / MB).toFixed(0)} ext ${(s.external / MB).toFixed(0)} ab ${(s.arrayBuffers / MB).toFixed(0)} MB; streams ${s.streams} fds ${s.fds} budget ${(s.budget / MB).toFixed(0)} MB`,
       )
     }
   }

@@ -10,7 +10,7 @@
 import { readdirSync, readFileSync } from 'node:fs'
 import { readFile, writeFile } from 'node:fs/promises'
 import { parseChunking } from '../dist/chunking/params.js'
-import { Engine } from '../dist/engine/engine.js'
+import { Engine, engineInternals } from '../dist/engine/engine.js'
 import { Network } from '../dist/net/network.js'
 import { resetPeakRss, rssNow } from './lib/proc.ts'
 
@@ -106,7 +106,7 @@ async function main(): Promise<void> {
     }
     case 'get': {
       const engine = await Engine.create(engineOptions())
-      await engine.pool.hash(new Uint8Array(16)) // threads up: part of idle, not of the transfer
+      await engineInternals(engine).pool.hash(new Uint8Array(16)) // threads up: part of idle, not of the transfer
       const idleRss = markIdle()
       const t0 = performance.now()
       const r = await engine.fetch(a!, b!).result

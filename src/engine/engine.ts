@@ -121,15 +121,33 @@ function busyHere(path: string): DestinationBusyError {
   )
 }
 
+/** The parts of an engine that code inside this package (tests, benches) may use directly. */
+export interface EngineInternals {
+  readonly network: Network
+  readonly pool: WorkerPool
+  readonly budget: MemoryBudget
+}
+
+let internalsOf: (engine: Engine) => EngineInternals
+
+/**
+ * An engine's node, worker pool and memory budget, for tests and benches that drive a part of
+ * the engine directly (open a raw session, warm the workers up). Not part of the public API:
+ * `src/index.ts` does not export it, and `Engine.stats()` is how the rest read an engine.
+ */
+export function engineInternals(engine: Engine): EngineInternals {
+  return internalsOf(engine)
+}
+
 /**
  * A haul engine: one libp2p node, one worker pool and one memory budget shared
  * by everything it publishes and fetches.
  */
 export class Engine {
   readonly config: EngineConfig
-  readonly network: Network
-  readonly pool: WorkerPool
-  readonly budget: MemoryBudget
+  readonly #network: Network
+  readonly #pool: WorkerPool
+  readonly #budget: MemoryBudget
   /** What fetches lease through: the budget less what is kept for serving. */
   readonly #fetchBudget: BudgetShare
   readonly #registry = new ContentRegistry()
@@ -163,11 +181,15 @@ export class Engine {
   readonly #idTag = randomBytes(6).toString('hex')
   #fetches = 0
 
+  static {
+    internalsOf = (engine) => ({ network: engine.#network, pool: engine.#pool, budget: engine.#budget })
+  }
+
   private constructor(config: EngineConfig, network: Network, pool: WorkerPool, budget: MemoryBudget) {
     this.config = config
-    this.network = network
-    this.pool = pool
-    this.budget = budget
+    this.#network = network
+    this.#pool = pool
+    this.#budget = budget
     this.#fetchBudget = new BudgetShare(budget, fetchShareOf(budget.limit))
     this.#buffers = new BufferRecycler(budget, config.buffers)
     this.#sessions = new SessionPool(config.sessions)
@@ -226,23 +248,13 @@ export class Engine {
     }
   }
 
-  /** Budget bytes held by idle recycled chunk buffers (the rest of `budget.used` is work in flight). */
-  get idleBufferBytes(): number {
-    return this.#buffers.idleBytes
-  }
-
-  /** Recycled-buffer takes that reused an idle buffer (hits) and that allocated a fresh one (misses). */
-  get bufferStats(): { hits: number; misses: number } {
-    return this.#buffers.stats
-  }
-
   get peerId(): string {
-    return this.network.peerId
+    return this.#network.peerId
   }
 
   /** Dialable multiaddrs, each ending in /p2p/<peerId>. */
   get addresses(): string[] {
-    return this.network.addresses
+    return this.#network.addresses
   }
 
   /**
@@ -252,14 +264,14 @@ export class Engine {
    */
   stats(): EngineStats {
     return engineStats({
-      budget: this.budget,
+      budget: this.#budget,
       fetchBudget: this.#fetchBudget,
       buffers: this.#buffers,
       registry: this.#registry,
       admission: this.#admission,
       unfinished: this.#transfers.size + this.#queued.size,
-      network: this.network,
-      pool: this.pool,
+      network: this.#network,
+      pool: this.#pool,
       sessions: this.#sessions,
     })
   }
@@ -288,8 +300,8 @@ export class Engine {
     this.#assertRunning()
     const { index, content } = await indexForServing(file, this.config.dataDir, {
       chunking: this.config.chunking,
-      pool: this.pool,
-      budget: this.budget,
+      pool: this.#pool,
+      budget: this.#budget,
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     })
@@ -457,8 +469,8 @@ export class Engine {
         : undefined
     return new FetchJob(
       {
-        network: this.network,
-        pool: this.pool,
+        network: this.#network,
+        pool: this.#pool,
         budget: this.#fetchBudget,
         buffers: this.#buffers,
         limits: c.fetch,
@@ -495,8 +507,8 @@ export class Engine {
       const r = await indexFile(path, {
         chunking: header.chunking,
         pageSize: header.pageSize,
-        pool: this.pool,
-        budget: this.budget,
+        pool: this.#pool,
+        budget: this.#budget,
         descriptorPath: join(dir, 'check.haul'),
         signal,
       })
@@ -504,16 +516,6 @@ export class Engine {
     } finally {
       await rm(dir, { recursive: true, force: true })
     }
-  }
-
-  /** Fetches not finished yet: admitted and waiting for their turn. */
-  get activeTransfers(): number {
-    return this.#transfers.size + this.#queued.size
-  }
-
-  /** Fetches admitted now: each may hold a stream, a part file and a journal (≤ `maxActiveTransfers`). */
-  get admittedTransfers(): number {
-    return this.#admission.active
   }
 
   /**
@@ -534,9 +536,9 @@ export class Engine {
     this.#sessions.close()
     this.#system.stop()
     await this.#registry.closeAll()
-    await this.network.stop()
+    await this.#network.stop()
     this.#buffers.destroy()
-    await this.pool.destroy()
+    await this.#pool.destroy()
   }
 
   #assertRunning(): void {

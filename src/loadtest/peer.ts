@@ -94,13 +94,15 @@ async function main(): Promise<void> {
     send({ type: 'tick', bytesDone: bytes, active: active.size })
     if (memLog !== undefined) {
       const m = process.memoryUsage()
+      const { memory, network } = engine.stats()
       const line = {
         t: Date.now(),
         ...m,
-        budget: engine.budget.used,
-        idle: engine.idleBufferBytes,
-        ...engine.bufferStats,
-        streams: engine.network.openStreamCount(),
+        budget: memory.usedBytes,
+        idle: memory.buffers.idleBytes,
+        hits: memory.buffers.hits,
+        misses: memory.buffers.misses,
+        streams: network.openStreams,
         ...gcs,
       }
       appendFileSync(memLog, `${JSON.stringify(line)}\n`)

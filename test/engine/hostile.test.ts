@@ -179,7 +179,7 @@ describe('hostile bytes against the real serving handler', () => {
     expect(order).toEqual(['1:0', '1:1', '1:2', '1:3', '3:8', '3:9', '3:10', '3:11'])
     expect(seen.some((m) => m.type === 'end' && m.requestId === 2)).toBe(false)
     // Every lease of request 2's read-ahead came back: only idle recycled buffers hold budget.
-    await expect.poll(() => sender.budget.used - sender.idleBufferBytes, { timeout: 5000 }).toBe(0)
+    await expect.poll(() => sender.stats().memory.workBytes, { timeout: 5000 }).toBe(0)
   })
 
   it('after all that, an honest receiver still gets the file verified', async () => {
@@ -213,11 +213,11 @@ describe('cancellation', () => {
       const err = await handle.result.catch((e: unknown) => e)
       expect(err).toBeInstanceOf(AbortedError)
       expect(handle.status()).toBe('cancelled')
-      expect(receiver.budget.used).toBe(receiver.idleBufferBytes)
-      expect(receiver.network.openStreamCount()).toBe(0)
-      await expect.poll(() => sender.network.openStreamCount(), { timeout: 5000 }).toBe(0)
-      await expect.poll(() => sender.budget.used - sender.idleBufferBytes, { timeout: 5000 }).toBe(0)
-      expect(receiver.activeTransfers).toBe(0)
+      expect(receiver.stats().memory.workBytes).toBe(0)
+      expect(receiver.stats().network.openStreams).toBe(0)
+      await expect.poll(() => sender.stats().network.openStreams, { timeout: 5000 }).toBe(0)
+      await expect.poll(() => sender.stats().memory.workBytes, { timeout: 5000 }).toBe(0)
+      expect(receiver.stats().transfers.unfinished).toBe(0)
     } finally {
       await Promise.all([sender.stop(), receiver.stop()])
       await cleanup()

@@ -27,7 +27,7 @@ describe('many transfers in one engine', () => {
       }
       let maxStreams = 0
       const timer = setInterval(
-        () => (maxStreams = Math.max(maxStreams, receiver.network.openStreamCount())),
+        () => (maxStreams = Math.max(maxStreams, receiver.stats().network.openStreams)),
         2,
       )
       const handles = Array.from({ length: 40 }, (_, i) =>
@@ -41,7 +41,7 @@ describe('many transfers in one engine', () => {
       for (let i = 0; i < 40; i += 13) {
         expect(await sha256File(join(dir, `a${i}.out`))).toBe(await sha256File(tickets[i % 8]!.src))
       }
-      expect(receiver.budget.used).toBe(receiver.idleBufferBytes)
+      expect(receiver.stats().memory.workBytes).toBe(0)
     } finally {
       await Promise.all([sender.stop(), receiver.stop()])
     }
@@ -79,9 +79,10 @@ describe('many transfers in one engine', () => {
           const names = await readdir(out)
           seen.parts = Math.max(seen.parts, names.filter((n) => n.endsWith('.part')).length)
           seen.journals = Math.max(seen.journals, names.filter((n) => n.endsWith('.journal')).length)
-          seen.streams = Math.max(seen.streams, receiver.network.openStreamCount())
-          seen.admitted = Math.max(seen.admitted, receiver.admittedTransfers)
-          seen.queued = Math.max(seen.queued, receiver.activeTransfers - receiver.admittedTransfers)
+          const { network, transfers } = receiver.stats()
+          seen.streams = Math.max(seen.streams, network.openStreams)
+          seen.admitted = Math.max(seen.admitted, transfers.active)
+          seen.queued = Math.max(seen.queued, transfers.unfinished - transfers.active)
           await new Promise((r) => setImmediate(r))
         }
       })()
@@ -112,9 +113,10 @@ describe('many transfers in one engine', () => {
         if (i === 118) continue
         expect(await sha256File(join(out, `t${i}.out`))).toBe(await sha256File(tickets[i % 6]!.src))
       }
-      expect(receiver.activeTransfers).toBe(0)
-      expect(receiver.admittedTransfers).toBe(0)
-      expect(receiver.budget.used).toBe(receiver.idleBufferBytes)
+      const after = receiver.stats()
+      expect(after.transfers.unfinished).toBe(0)
+      expect(after.transfers.active).toBe(0)
+      expect(after.memory.workBytes).toBe(0)
     } finally {
       await Promise.all([...senders.map((s) => s.stop()), receiver.stop()])
     }
@@ -135,7 +137,7 @@ describe('many transfers in one engine', () => {
         expect(r.status).toBe('rejected')
         expect((r as PromiseRejectedResult).reason.code).toBe('ABORTED')
       }
-      expect(receiver.activeTransfers).toBe(0)
+      expect(receiver.stats().transfers.unfinished).toBe(0)
     } finally {
       await Promise.all([sender.stop(), receiver.stop()])
     }

@@ -1,9 +1,9 @@
 import { open } from 'node:fs/promises'
 import { DescriptorReader } from '../../src/descriptor/reader.ts'
+import { type Engine, engineInternals } from '../../src/engine/engine.ts'
 import { LeafStore } from '../../src/fetch/partial-seed.ts'
 import { PeerLink } from '../../src/fetch/peer-link.ts'
 import { openStorage } from '../../src/fetch/resume.ts'
-import type { Engine } from '../../src/index.ts'
 import type { IndexResult } from '../../src/serve/indexer.ts'
 import { defaultJournalOptions } from '../../src/storage/journal.ts'
 
@@ -56,9 +56,7 @@ export async function probe(asker: Engine, seeder: Engine, cid: Uint8Array, leaf
   const link = new PeerLink({ peerId: seeder.peerId, addrs: seeder.addresses })
   const deps = {
     cid,
-    network: asker.network,
-    pool: asker.pool,
-    budget: asker.budget,
+    ...engineInternals(asker),
     limits: asker.config.fetch,
     timeouts: asker.config.timeouts,
     maxFrame: asker.config.server.maxFrame,

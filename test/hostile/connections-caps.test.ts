@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import type { Libp2p } from '@libp2p/interface'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { Engine } from '../../src/engine/engine.ts'
+import { Engine, engineInternals } from '../../src/engine/engine.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { eventually, sleep } from '../support/wait.ts'
 import { dialNew, noisePeer } from './support/connections-attack.ts'
@@ -41,7 +41,7 @@ describe('per-address and per-peer caps on inbound connections', () => {
     src = join(dir, 'f.src')
     await writeFile(src, 4 * MiB, 'random')
     ticket = (await sender.publish(src)).ticket
-    addr = sender.network.addresses[0]!
+    addr = sender.addresses[0]!
   })
   afterEach(async () => {
     await Promise.all(attackers.map((a) => a.stop()))
@@ -63,20 +63,20 @@ describe('per-address and per-peer caps on inbound connections', () => {
     attackers = await Promise.all(Array.from({ length: 10 }, () => noisePeer('127.0.0.2')))
     for (const a of attackers) await dialNew(a, addr)
     await eventually(
-      () => sender.network.admissionStats().refusedPerAddress >= 10 - PER_ADDRESS,
+      () => sender.stats().network.admission.refusedPerAddress >= 10 - PER_ADDRESS,
       'connections over the per-address cap refused',
     )
     // Refused dials may have looked complete to the dialer for a moment (Noise finishes on its
     // side first); the server's own count is what holds.
     await eventually(
-      () => sender.network.connectionCount() === PER_ADDRESS,
+      () => sender.stats().network.connections === PER_ADDRESS,
       'only the capped connections stay',
     )
-    expect(sender.network.admissionStats().evicted).toBe(0)
+    expect(sender.stats().network.admission.evicted).toBe(0)
 
     await fetchCompletes()
     // The attackers' connections were not needed to make room: the cap kept the node from filling.
-    expect(sender.network.connectionCount()).toBeGreaterThanOrEqual(PER_ADDRESS)
+    expect(sender.stats().network.connections).toBeGreaterThanOrEqual(PER_ADDRESS)
   }, 60_000)
 
   it('one peer id: connections beyond maxConnectionsPerPeer are refused while its others are new, then replace its oldest idle one', async () => {
@@ -84,22 +84,28 @@ describe('per-address and per-peer caps on inbound connections', () => {
     attackers = [a]
     const peer = a.peerId.toString()
     for (let i = 0; i < PER_PEER; i++) expect(await dialNew(a, addr)).toBeDefined()
-    await eventually(() => sender.network.connectionCount(peer) === PER_PEER, `${PER_PEER} connections`)
+    await eventually(
+      () => engineInternals(sender).network.connectionCount(peer) === PER_PEER,
+      `${PER_PEER} connections`,
+    )
 
     await dialNew(a, addr)
-    await eventually(() => sender.network.admissionStats().refusedPerPeer === 1, 'one more refused')
+    await eventually(() => sender.stats().network.admission.refusedPerPeer === 1, 'one more refused')
     await sleep(100)
-    expect(sender.network.connectionCount(peer)).toBe(PER_PEER)
+    expect(engineInternals(sender).network.connectionCount(peer)).toBe(PER_PEER)
 
     // Once its connections are past the grace period, a new one takes the place of the oldest.
     const open = a.getConnections().filter((c) => c.status === 'open')
     const oldest = open.sort((x, y) => x.timeline.open - y.timeline.open)[0]!
     await sleep(GRACE_MS + 100)
     await dialNew(a, addr)
-    await eventually(() => sender.network.admissionStats().evicted === 1, 'the oldest idle one evicted')
+    await eventually(() => sender.stats().network.admission.evicted === 1, 'the oldest idle one evicted')
     await eventually(() => oldest.status !== 'open', 'the evicted connection closed on the peer too')
-    await eventually(() => sender.network.connectionCount(peer) === PER_PEER, `still ${PER_PEER} connections`)
-    expect(sender.network.admissionStats().refusedPerPeer).toBe(1)
+    await eventually(
+      () => engineInternals(sender).network.connectionCount(peer) === PER_PEER,
+      `still ${PER_PEER} connections`,
+    )
+    expect(sender.stats().network.admission.refusedPerPeer).toBe(1)
 
     await fetchCompletes()
   }, 60_000)

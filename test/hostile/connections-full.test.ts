@@ -42,21 +42,21 @@ describe('maxConnections full of idle connections from many peers', () => {
 
   it('a new peer takes the place of an idle one and completes a fetch; the node stays at maxConnections', async () => {
     crowd = await idleCrowd({
-      addr: sender.network.addresses[0]!,
+      addr: sender.addresses[0]!,
       localAddresses: ['127.0.0.10', '127.0.0.11', '127.0.0.12', '127.0.0.13', '127.0.0.14'],
       count: 30,
     })
-    await eventually(() => sender.network.connectionCount() >= MAX, 'the node full')
-    const refusedBefore = sender.network.admissionStats().refusedFull
+    await eventually(() => sender.stats().network.connections >= MAX, 'the node full')
+    const refusedBefore = sender.stats().network.admission.refusedFull
     // The ten peers left over keep knocking: while the others are new, they are turned away.
     await eventually(
-      () => sender.network.admissionStats().refusedFull > refusedBefore,
+      () => sender.stats().network.admission.refusedFull > refusedBefore,
       'newcomers from the crowd turned away while the node is full of new connections',
     )
 
     let most = 0
     const sampler = setInterval(() => {
-      most = Math.max(most, sender.network.connectionCount())
+      most = Math.max(most, sender.stats().network.connections)
     }, 20)
     try {
       receiver = await Engine.create({ workers: 1 })
@@ -66,7 +66,7 @@ describe('maxConnections full of idle connections from many peers', () => {
     } finally {
       clearInterval(sampler)
     }
-    expect(sender.network.admissionStats().evicted).toBeGreaterThan(0)
+    expect(sender.stats().network.admission.evicted).toBeGreaterThan(0)
     expect(most).toBeLessThanOrEqual(MAX + CLOSING_SLACK)
     // The crowd still fills the node around the receiver: it was not let go to make room.
     expect(crowd.openConnections()).toBeGreaterThanOrEqual(MAX - 1 - CLOSING_SLACK)
@@ -74,8 +74,8 @@ describe('maxConnections full of idle connections from many peers', () => {
     // Every socket counted per address is let go when it closes.
     await crowd.stop()
     await receiver.stop()
-    await eventually(() => sender.network.connectionCount() === 0, 'every connection closed')
-    await eventually(() => sender.network.admissionStats().inbound === 0, 'no inbound socket counted')
-    expect(sender.network.admissionStats().pending).toBe(0)
+    await eventually(() => sender.stats().network.connections === 0, 'every connection closed')
+    await eventually(() => sender.stats().network.admission.inbound === 0, 'no inbound socket counted')
+    expect(sender.stats().network.admission.pending).toBe(0)
   }, 60_000)
 })

@@ -43,19 +43,19 @@ describe('slowloris: silent sockets do not lock a legitimate receiver out', () =
 
   it('50 silent sockets from five addresses, renewed as closed: a fetch completes, and each socket is closed within the upgrade timeout', async () => {
     attack = silentSockets({
-      target: tcpTarget(sender.network.addresses),
+      target: tcpTarget(sender.addresses),
       localAddresses: ['127.0.0.2', '127.0.0.3', '127.0.0.4', '127.0.0.5', '127.0.0.6'],
       perAddress: 10,
     })
     // All 50 are held in their handshake at once: far more than libp2p's default of 10.
-    await eventually(() => sender.network.admissionStats().pending >= 50, '50 pending sockets')
+    await eventually(() => sender.stats().network.admission.pending >= 50, '50 pending sockets')
 
     receiver = await Engine.create({ workers: 1 })
     const out = join(dir, 'f.out')
     // The attack is on all along: most of the time the server holds nearly all 50 (a batch that
     // was closed together is replaced 50 ms later).
-    const samples: number[] = [sender.network.admissionStats().pending]
-    const sampler = setInterval(() => samples.push(sender.network.admissionStats().pending), 10)
+    const samples: number[] = [sender.stats().network.admission.pending]
+    const sampler = setInterval(() => samples.push(sender.stats().network.admission.pending), 10)
     const t0 = Date.now()
     try {
       await receiver.fetch(ticket, out).result
@@ -75,16 +75,16 @@ describe('slowloris: silent sockets do not lock a legitimate receiver out', () =
 
   it('50 silent sockets from one address: it holds at most maxPendingPerAddress, the rest are closed at once', async () => {
     attack = silentSockets({
-      target: tcpTarget(sender.network.addresses),
+      target: tcpTarget(sender.addresses),
       localAddresses: ['127.0.0.2'],
       perAddress: 50,
       renewAfterMs: 100,
     })
     await eventually(
-      () => sender.network.admissionStats().refusedPendingPerAddress >= 50 - maxPendingPerAddress,
+      () => sender.stats().network.admission.refusedPendingPerAddress >= 50 - maxPendingPerAddress,
       'sockets over the per-address pending cap refused',
     )
-    expect(sender.network.admissionStats().pending).toBeLessThanOrEqual(maxPendingPerAddress)
+    expect(sender.stats().network.admission.pending).toBeLessThanOrEqual(maxPendingPerAddress)
     // Refused sockets are closed on accept, not after the upgrade timeout.
     expect(attack.lifetimes.filter((ms) => ms < upgradeTimeoutMs / 2).length).toBeGreaterThanOrEqual(
       50 - maxPendingPerAddress,
@@ -94,27 +94,27 @@ describe('slowloris: silent sockets do not lock a legitimate receiver out', () =
     const out = join(dir, 'f.out')
     await receiver.fetch(ticket, out).result
     expect(await sha256File(out)).toBe(await sha256File(src))
-    expect(sender.network.admissionStats().pending).toBeLessThanOrEqual(maxPendingPerAddress)
+    expect(sender.stats().network.admission.pending).toBeLessThanOrEqual(maxPendingPerAddress)
   }, 60_000)
 
   // Under maxNewPerAddressPerSecond: faster than that, libp2p refuses every new socket from
   // the address, the receiver's too (README, "What a hostile peer can do").
   it("24 silent sockets from the receiver's own address, renewed as closed: the oldest make room for newcomers, and the fetch completes", async () => {
     attack = silentSockets({
-      target: tcpTarget(sender.network.addresses),
+      target: tcpTarget(sender.addresses),
       localAddresses: ['127.0.0.1'],
       perAddress: 24,
       renewAfterMs: 500,
     })
     await eventually(
-      () => sender.network.admissionStats().pending >= maxPendingPerAddress,
+      () => sender.stats().network.admission.pending >= maxPendingPerAddress,
       'the address at its pending cap',
     )
     receiver = await Engine.create({ workers: 1 })
     const out = join(dir, 'f.out')
     await receiver.fetch(ticket, out).result
     expect(await sha256File(out)).toBe(await sha256File(src))
-    const stats = sender.network.admissionStats()
+    const stats = sender.stats().network.admission
     expect(stats.replacedPending).toBeGreaterThan(0)
     expect(stats.pending).toBeLessThanOrEqual(maxPendingPerAddress)
   }, 60_000)

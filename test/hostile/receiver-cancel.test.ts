@@ -97,8 +97,8 @@ describe('cancel and engine.stop() while a peer trickles repeats', () => {
       expect(err).toBeInstanceOf(AbortedError)
       expect(ms).toBeLessThan(CANCEL_MS)
       expect(handle.status()).toBe('cancelled')
-      expect(engine.network.openStreamCount()).toBe(0)
-      expect(engine.budget.used).toBe(engine.idleBufferBytes)
+      expect(engine.stats().network.openStreams).toBe(0)
+      expect(engine.stats().memory.workBytes).toBe(0)
       const stop = await timed(engine.stop())
       stopped = true
       expect(stop.ms).toBeLessThan(STOP_MS)

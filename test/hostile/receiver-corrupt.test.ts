@@ -56,7 +56,7 @@ describe('every chunk corrupt: CHUNK_VERIFICATION_FAILED, never ABORTED', () => 
           .result.then(() => undefined)
           .catch((e: unknown) => e as { code?: string; message?: string })
         out.push(`${err?.code}: ${err?.message}`)
-        expect(receiver.budget.used).toBe(receiver.idleBufferBytes)
+        expect(receiver.stats().memory.workBytes).toBe(0)
       } finally {
         await receiver.stop()
       }

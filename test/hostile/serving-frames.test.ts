@@ -10,7 +10,6 @@ import { Engine } from '../../src/engine/engine.ts'
 import { WIRE_CODES } from '../../src/errors.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { MAX_RANGES } from '../../src/protocol/messages.ts'
-import { serveSharesOf } from '../../src/serve/serve-shares.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import {
   AttackClient,
@@ -154,10 +153,9 @@ describe('unfinished request frames of a correct size', () => {
   it('count against the per-peer bound: 64 streams each one byte short of the largest request', async () => {
     const frame = largestRequest(target.cid)
     const bound = defaultServerLimits.maxPartialBytesPerPeer
-    const shares = serveSharesOf(sender.budget)
     let peak = 0
     const sampler = setInterval(() => {
-      peak = Math.max(peak, shares.stats.partialBytes)
+      peak = Math.max(peak, sender.stats().serving.partialFrameBytes)
     }, 10)
     try {
       const short = frame.subarray(0, frame.length - 1)
@@ -172,7 +170,7 @@ describe('unfinished request frames of a correct size', () => {
       expect(codes.every((c) => c === WIRE_CODES.TOO_MANY_REQUESTS || c === WIRE_CODES.TIMEOUT)).toBe(true)
       expect(peak).toBeLessThanOrEqual(bound)
       expect(peak).toBeGreaterThan(bound / 2)
-      await expect.poll(() => shares.stats.partialBytes, { timeout: 5000 }).toBe(0)
+      await expect.poll(() => sender.stats().serving.partialFrameBytes, { timeout: 5000 }).toBe(0)
     } finally {
       clearInterval(sampler)
     }

@@ -9,7 +9,6 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
 import type { FrameStream } from '../../src/net/stream-io.ts'
-import { serveSharesOf } from '../../src/serve/serve-shares.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { AttackClient, sleep, type Target, targetOf } from './support/serving-attack.ts'
 
@@ -18,7 +17,7 @@ const FILE_MIB = 64
 const STALL_MS = 10_000 // defaultServerLimits.stallTimeoutMs
 
 /** Budget bytes that chunk work holds (idle recycled buffers aside). */
-const inWork = (e: Engine): number => e.budget.used - e.idleBufferBytes
+const inWork = (e: Engine): number => e.stats().memory.workBytes
 
 async function fetchTimed(ticket: string, dest: string): Promise<number> {
   const receiver = await Engine.create({ workers: 1 })
@@ -63,21 +62,22 @@ describe('never-reads attack', () => {
       await fetchTimed(ticket, join(dir, 'alone1.out')),
       await fetchTimed(ticket, join(dir, 'alone2.out')),
     )
-    const shares = serveSharesOf(sender.budget)
     const t0 = performance.now()
     const streams: FrameStream[] = []
     for (let i = 0; i < 4; i++) streams.push(await attacker.neverReads(target, FILE_MIB, 500))
     // The attack has taken what it can: its read-ahead is stuck behind a shut window.
-    await expect.poll(() => shares.stats.leased, { timeout: 10_000 }).toBeGreaterThanOrEqual(8 * MiB)
+    await expect
+      .poll(() => sender.stats().serving.leasedBytes, { timeout: 10_000 })
+      .toBeGreaterThanOrEqual(8 * MiB)
     await sleep(500)
-    const held = shares.stats.leased
+    const held = sender.stats().serving.leasedBytes
     // One peer's share is three quarters of the budget (serve-shares.ts).
-    expect(held).toBeLessThanOrEqual((sender.budget.limit * 3) / 4)
+    expect(held).toBeLessThanOrEqual((sender.stats().memory.limitBytes * 3) / 4)
     const attacked = await fetchTimed(ticket, join(dir, 'attacked.out'))
     expect(await sha256File(join(dir, 'attacked.out'))).toBe(await sha256File(src))
     console.log(
       `never-reads attack: legit ${FILE_MIB} MiB in ${attacked.toFixed(2)} s attacked, ${alone.toFixed(2)} s alone ` +
-        `(${(alone / attacked).toFixed(2)}x); attacker held ${(held / MiB).toFixed(1)} MiB of ${sender.budget.limit / MiB}`,
+        `(${(alone / attacked).toFixed(2)}x); attacker held ${(held / MiB).toFixed(1)} MiB of ${sender.stats().memory.limitBytes / MiB}`,
     )
     // Generous: at least a fifth of the unattacked speed (slow machines: 5 s).
     expect(attacked).toBeLessThan(Math.max(5 * alone, 5))
@@ -85,7 +85,7 @@ describe('never-reads attack', () => {
     await expect.poll(() => streams.every((s) => s.closed), { timeout: STALL_MS + 10_000 }).toBe(true)
     const resetAfter = (performance.now() - t0) / 1000
     console.log(`never-reads attack: streams reset ${resetAfter.toFixed(1)} s after the attack began`)
-    await expect.poll(() => shares.stats.leased, { timeout: 5_000 }).toBe(0)
+    await expect.poll(() => sender.stats().serving.leasedBytes, { timeout: 5_000 }).toBe(0)
     await expect.poll(() => inWork(sender), { timeout: 5_000 }).toBe(0)
   }, 90_000)
 })
@@ -145,7 +145,7 @@ describe('never-reads attack from four peer ids (each keeps its four streams com
       const attacked = await fetchTimed(ticket, join(dir, 'attacked.out'))
       console.log(
         `never-reads attack, 4 peers: legit ${FILE_MIB} MiB in ${attacked.toFixed(2)} s attacked, ${alone.toFixed(2)} s alone ` +
-          `(${(alone / attacked).toFixed(2)}x); attackers held ${(held / MiB).toFixed(0)} MiB of ${sender.budget.limit / MiB}`,
+          `(${(alone / attacked).toFixed(2)}x); attackers held ${(held / MiB).toFixed(0)} MiB of ${sender.stats().memory.limitBytes / MiB}`,
       )
       // Over-share stalled streams are reset after 2 s when others wait (not the 10 s stall bound).
       expect(attacked).toBeLessThan(Math.max(5 * alone, 8))

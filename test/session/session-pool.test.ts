@@ -7,16 +7,14 @@ import { eventually } from '../support/wait.ts'
 
 const KiB = 1024
 
-/** Counts the streams the receiver opens (each fetch that did not reuse an idle session opens one). */
+/** Counts the streams the receiver opens from now on (each fetch that did not reuse an idle session opens one). */
 function countOpens(engine: Engine): { readonly opened: number } {
-  const net = engine.network
-  const open = net.openStream.bind(net)
-  const counter = { opened: 0 }
-  net.openStream = (...args) => {
-    counter.opened++
-    return open(...args)
+  const before = engine.stats().network.streamsOpened
+  return {
+    get opened() {
+      return engine.stats().network.streamsOpened - before
+    },
   }
-  return counter
 }
 
 describe('sessions kept open between fetches from one peer', () => {
@@ -64,8 +62,8 @@ describe('sessions kept open between fetches from one peer', () => {
     const opens = countOpens(r)
     await fetchAll(r, 12, 'seq')
     expect(opens.opened).toBe(1)
-    expect(r.network.openStreamCount()).toBe(1)
-    await eventually(() => r.network.openStreamCount() === 0, 'the idle session closed')
+    expect(r.stats().network.openStreams).toBe(1)
+    await eventually(() => r.stats().network.openStreams === 0, 'the idle session closed')
   })
 
   it('keeps at most sessions.maxIdle sessions once concurrent fetches finish', async () => {
@@ -73,7 +71,7 @@ describe('sessions kept open between fetches from one peer', () => {
     const opens = countOpens(r)
     await fetchAll(r, 10, 'conc', true)
     expect(opens.opened).toBe(10)
-    await eventually(() => r.network.openStreamCount() === 3, 'all but three sessions closed')
+    await eventually(() => r.stats().network.openStreams === 3, 'all but three sessions closed')
     // The next fetches take the three kept sessions before opening another stream.
     await fetchAll(r, 3, 'again', true)
     expect(opens.opened).toBe(10)
@@ -84,7 +82,7 @@ describe('sessions kept open between fetches from one peer', () => {
     const opens = countOpens(r)
     await fetchAll(r, 5, 'off')
     expect(opens.opened).toBe(5)
-    await eventually(() => r.network.openStreamCount() === 0, 'every stream closed')
+    await eventually(() => r.stats().network.openStreams === 0, 'every stream closed')
   })
 
   it('a session the peer closed while it was idle is replaced by a fresh stream, not a retry', async () => {
@@ -96,7 +94,7 @@ describe('sessions kept open between fetches from one peer', () => {
     const r = await receiver()
     const opens = countOpens(r)
     await r.fetch(ticket, join(dir, 'closed-1.out')).result
-    await eventually(() => r.network.openStreamCount() === 0, 'the sender closed the idle stream')
+    await eventually(() => r.stats().network.openStreams === 0, 'the sender closed the idle stream')
     const second = await r.fetch(ticket, join(dir, 'closed-2.out')).result
     expect(second.retries).toBe(0)
     expect(opens.opened).toBe(2)
@@ -106,9 +104,9 @@ describe('sessions kept open between fetches from one peer', () => {
   it('stopping the engine closes its idle sessions', async () => {
     const r = await receiver()
     await fetchAll(r, 2, 'stop')
-    expect(r.network.openStreamCount()).toBe(1)
+    expect(r.stats().network.openStreams).toBe(1)
     await r.stop()
-    await eventually(() => sender.network.openStreamCount() === 0, "the sender's side of it closed")
+    await eventually(() => sender.stats().network.openStreams === 0, "the sender's side of it closed")
   })
 
   it('refuses a pool that outlives the stream idle timeout, and a negative size', () => {
