@@ -13,14 +13,14 @@
  * Waiters over the share's cap queue here, first come first served, and reach the engine budget
  * (itself first come first served) only once they fit the cap.
  */
-import { AbortedError, BudgetExceededError } from '../errors.ts'
+import { BudgetExceededError } from '../errors.ts'
+import { abortedBy, throwIfAborted } from '../util/abort.ts'
 import {
   type AcquireOptions,
   type Budget,
   checkBytes,
   type Lease,
   type MemoryBudget,
-  throwIfAborted,
 } from './memory-budget.ts'
 
 interface Waiter {
@@ -81,7 +81,7 @@ export class BudgetShare implements Budget {
         w.onAbort = () => {
           const i = this.#waiters.indexOf(w)
           if (i !== -1) this.#waiters.splice(i, 1)
-          reject(new AbortedError(undefined, { cause: signal.reason }))
+          reject(abortedBy(signal))
           this.#pump()
         }
         signal.addEventListener('abort', w.onAbort, { once: true })

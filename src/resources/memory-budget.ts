@@ -8,8 +8,9 @@
  * the moment it is granted, not when the caller's `await` resumes), so `used`
  * never exceeds `limit`.
  */
-import { AbortedError, BudgetExceededError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
+import { BudgetExceededError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { MiB } from '../types.ts'
+import { abortedBy, throwIfAborted } from '../util/abort.ts'
 
 export interface MemoryBudgetOptions {
   /**
@@ -61,11 +62,6 @@ interface Waiter {
   onAbort: (() => void) | undefined
   prev: Waiter | undefined
   next: Waiter | undefined
-}
-
-/** Throws `AbortedError` (cause: the signal's reason) if the signal is aborted. */
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason })
 }
 
 export function checkBytes(bytes: number): void {
@@ -162,7 +158,7 @@ export class MemoryBudget implements Budget {
       if (signal !== undefined) {
         w.onAbort = () => {
           this.#unlink(w)
-          reject(new AbortedError(undefined, { cause: signal.reason }))
+          reject(abortedBy(signal))
           // The aborted waiter may have been the head blocking smaller ones behind it.
           this.#pump()
         }

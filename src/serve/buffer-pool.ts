@@ -19,7 +19,8 @@
  * SHA-256 rate and a 201 MB peak). At most HANDED_MAX such buffers are kept.
  */
 import { AbortedError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
-import { type Lease, type MemoryBudget, throwIfAborted } from '../resources/memory-budget.ts'
+import type { Lease, MemoryBudget } from '../resources/memory-budget.ts'
+import { throwIfAborted } from '../util/abort.ts'
 
 export interface BufferPoolOptions {
   /**

@@ -17,15 +17,15 @@
  * Waiters over their peer's share queue here, first come first served, and reach the engine
  * budget (itself first come first served) only once they fit it.
  */
-import { AbortedError, BudgetExceededError } from '../errors.ts'
+import { BudgetExceededError } from '../errors.ts'
 import {
   type AcquireOptions,
   type Budget,
   checkBytes,
   type Lease,
   type MemoryBudget,
-  throwIfAborted,
 } from '../resources/memory-budget.ts'
+import { abortedBy, throwIfAborted } from '../util/abort.ts'
 
 /** The part of the budget (out of SHARE_DIVISOR) the peers being served divide between them. */
 const SHARED_PARTS = 3
@@ -184,7 +184,7 @@ export class PeerShare implements Budget {
         w.onAbort = () => {
           const i = this.#waiters.indexOf(w)
           if (i !== -1) this.#waiters.splice(i, 1)
-          reject(new AbortedError(undefined, { cause: signal.reason }))
+          reject(abortedBy(signal))
           this.#update()
           this.pump()
         }
