@@ -226,7 +226,10 @@ export function autoCodec(plain: Uint8Array): 'none' | 'zstd' {
  * Picks the codec for one chunk per `policy` and compresses it. Returns `{ codec: 'none',
  * payload: plain }` whenever compression would not shrink the chunk by at least 10%.
  */
-export function encodeChunk(policy: CodecPolicy, plain: Uint8Array): { codec: Codec; payload: Uint8Array } {
+export function compressByPolicy(
+  policy: CodecPolicy,
+  plain: Uint8Array,
+): { codec: Codec; payload: Uint8Array } {
   let codec: Codec
   switch (policy) {
     case 'none':
