@@ -15,6 +15,7 @@ import {
   InvalidArgumentError,
   isHaulError,
 } from '../errors.ts'
+import { assertNever } from '../util/never.ts'
 import { compressByPolicy, decompress, owned } from './codecs.ts'
 import type {
   AnyReply,
@@ -97,7 +98,10 @@ function dispatch(req: WorkerRequest): [AnyReply, ArrayBufferLike[]] {
     case 'cdc':
       return cdc(req)
     default:
-      throw new InvalidArgumentError(`unknown worker task ${(req as { kind: unknown }).kind}`)
+      assertNever(
+        req,
+        (r) => new InvalidArgumentError(`unknown worker task ${(r as { kind: unknown }).kind}`),
+      )
   }
 }
 
