@@ -21,6 +21,7 @@ import {
   checkBytes,
   type Lease,
   type MemoryBudget,
+  wrapLease,
 } from './memory-budget.ts'
 
 interface Waiter {
@@ -96,37 +97,21 @@ export class BudgetShare implements Budget {
     const lease = this.#parent.tryAcquire(bytes)
     if (lease === undefined) return undefined
     this.#used += bytes
-    return this.#wrap(lease)
+    return wrapLease(lease, this.#giveBack)
   }
 
   /** Counts `bytes` against the cap now, then waits for them in the engine budget. */
   async #forward(bytes: number, opts: AcquireOptions): Promise<Lease> {
     this.#used += bytes
     try {
-      return this.#wrap(await this.#parent.acquire(bytes, opts))
+      return wrapLease(await this.#parent.acquire(bytes, opts), this.#giveBack)
     } catch (err) {
       this.#giveBack(bytes)
       throw err
     }
   }
 
-  #wrap(inner: Lease): Lease {
-    let released = false
-    return {
-      bytes: inner.bytes,
-      get released() {
-        return released
-      },
-      release: () => {
-        if (released) return
-        released = true
-        inner.release()
-        this.#giveBack(inner.bytes)
-      },
-    }
-  }
-
-  #giveBack(bytes: number): void {
+  readonly #giveBack = (bytes: number): void => {
     this.#used -= bytes
     this.#pump()
   }

@@ -38,6 +38,27 @@ export interface Lease {
   release(): void
 }
 
+/**
+ * A lease over `inner` that, released the first time, gives `inner` back and then tells
+ * `onRelease` its bytes: how a share of a budget (budget-share.ts, serve-shares.ts) counts what
+ * its holders return.
+ */
+export function wrapLease(inner: Lease, onRelease: (bytes: number) => void): Lease {
+  let released = false
+  return {
+    bytes: inner.bytes,
+    get released() {
+      return released
+    },
+    release: () => {
+      if (released) return
+      released = true
+      inner.release()
+      onRelease(inner.bytes)
+    },
+  }
+}
+
 /** What a holder of chunk memory needs of a budget: the engine's whole one, or a share of it (budget-share.ts). */
 export interface Budget {
   /** The most that may be leased through this budget at once. */

@@ -24,6 +24,7 @@ import {
   checkBytes,
   type Lease,
   type MemoryBudget,
+  wrapLease,
 } from '../resources/memory-budget.ts'
 import { abortedBy, throwIfAborted } from '../util/abort.ts'
 
@@ -202,7 +203,7 @@ export class PeerShare implements Budget {
     if (lease === undefined) return undefined
     this.#used += bytes
     this.#update()
-    return this.#wrap(lease)
+    return wrapLease(lease, this.#giveBack)
   }
 
   /** Grants queued waiters that fit the share now. */
@@ -225,10 +226,10 @@ export class PeerShare implements Budget {
     this.#used += bytes
     this.#update()
     const granted = this.#parent.tryAcquire(bytes)
-    if (granted !== undefined) return this.#wrap(granted)
+    if (granted !== undefined) return wrapLease(granted, this.#giveBack)
     this.#atParent++
     try {
-      return this.#wrap(await this.#parent.acquire(bytes, opts))
+      return wrapLease(await this.#parent.acquire(bytes, opts), this.#giveBack)
     } catch (err) {
       this.#giveBack(bytes)
       throw err
@@ -237,23 +238,7 @@ export class PeerShare implements Budget {
     }
   }
 
-  #wrap(inner: Lease): Lease {
-    let released = false
-    return {
-      bytes: inner.bytes,
-      get released() {
-        return released
-      },
-      release: () => {
-        if (released) return
-        released = true
-        inner.release()
-        this.#giveBack(inner.bytes)
-      },
-    }
-  }
-
-  #giveBack(bytes: number): void {
+  readonly #giveBack = (bytes: number): void => {
     this.#used -= bytes
     this.pump()
     this.#update()
