@@ -34,6 +34,8 @@ interface Waiter {
 
 /** What a share of a budget tells its queue. */
 export interface ShareQueueHooks {
+  /** Why `bytes` can never be leased through the share, or undefined. */
+  neverFits(bytes: number): BudgetExceededError | undefined
   /** Whether `bytes` more fit the share now. */
   fits(bytes: number): boolean
   /** Counts `bytes` against the share, then leases them from the engine budget. */
@@ -60,7 +62,16 @@ export class ShareQueue {
     return this.#waiters.length
   }
 
+  /** The share's `acquire`: refuses a bad or impossible request at once, else goes through or waits. */
   acquire(bytes: number, opts: AcquireOptions): Promise<Lease> {
+    try {
+      checkBytes(bytes)
+      const never = this.#hooks.neverFits(bytes)
+      if (never !== undefined) throw never
+      throwIfAborted(opts.signal)
+    } catch (err) {
+      return Promise.reject(err)
+    }
     if (this.#waiters.length === 0 && this.#hooks.fits(bytes)) return this.#hooks.forward(bytes, opts)
     return new Promise<Lease>((resolve, reject) => {
       const w: Waiter = { bytes, opts, resolve, reject, onAbort: undefined }
@@ -97,6 +108,12 @@ export class BudgetShare implements Budget {
   readonly #cap: number
   #used = 0
   readonly #queue = new ShareQueue({
+    neverFits: (bytes) =>
+      bytes > this.#cap
+        ? new BudgetExceededError(
+            `a request for ${bytes} bytes can never fit the ${this.#cap} bytes fetches may hold of the memory budget; raise memoryBudget`,
+          )
+        : undefined,
     fits: (bytes) => this.#used + bytes <= this.#cap,
     forward: (bytes, opts) => this.#forward(bytes, opts),
   })
@@ -126,17 +143,6 @@ export class BudgetShare implements Budget {
   }
 
   acquire(bytes: number, opts: AcquireOptions = {}): Promise<Lease> {
-    try {
-      checkBytes(bytes)
-      if (bytes > this.#cap) {
-        throw new BudgetExceededError(
-          `a request for ${bytes} bytes can never fit the ${this.#cap} bytes fetches may hold of the memory budget; raise memoryBudget`,
-        )
-      }
-      throwIfAborted(opts.signal)
-    } catch (err) {
-      return Promise.reject(err)
-    }
     return this.#queue.acquire(bytes, opts)
   }
 

@@ -27,7 +27,6 @@ import {
   type MemoryBudget,
   wrapLease,
 } from '../resources/memory-budget.ts'
-import { throwIfAborted } from '../util/abort.ts'
 
 /** The part of the budget (out of SHARE_DIVISOR) the peers being served divide between them. */
 const SHARED_PARTS = 3
@@ -115,6 +114,12 @@ export class PeerShare implements Budget {
   #atParent = 0
   #active = false
   readonly #queue = new ShareQueue({
+    neverFits: (bytes) =>
+      bytes > this.#parent.limit
+        ? new BudgetExceededError(
+            `a request for ${bytes} bytes can never fit a memory budget of ${this.#parent.limit} bytes; raise memoryBudget`,
+          )
+        : undefined,
     fits: (bytes) => this.#fits(bytes),
     forward: (bytes, opts) => this.#forward(bytes, opts),
     changed: () => this.#update(),
@@ -163,17 +168,6 @@ export class PeerShare implements Budget {
   }
 
   acquire(bytes: number, opts: AcquireOptions = {}): Promise<Lease> {
-    try {
-      checkBytes(bytes)
-      if (bytes > this.#parent.limit) {
-        throw new BudgetExceededError(
-          `a request for ${bytes} bytes can never fit a memory budget of ${this.#parent.limit} bytes; raise memoryBudget`,
-        )
-      }
-      throwIfAborted(opts.signal)
-    } catch (err) {
-      return Promise.reject(err)
-    }
     return this.#queue.acquire(bytes, opts)
   }
 
