@@ -13,7 +13,7 @@ import * as lz4Package from 'lz4-wasm-nodejs'
 import { Bench } from 'tinybench'
 import type { Codec } from '../src/types.ts'
 import { KiB } from '../src/types.ts'
-import { compress, decompress, encodeChunk, MAX_KEPT_RATIO } from '../src/workers/codecs.ts'
+import { compress, compressByPolicy, decompress, MAX_KEPT_RATIO } from '../src/workers/codecs.ts'
 import { randomData, textLike } from '../test/workers/data.ts'
 
 const chunk = Number(process.env.HAUL_BENCH_CHUNK_KIB ?? 1024) * KiB
@@ -65,7 +65,7 @@ for (const [name, plain] of DATA) {
   const ratios: Record<string, number> = {
     'lz4 compress': lz4.length / chunk,
     'zstd-1 compress': zstd.length / chunk,
-    'auto (probe lz4 64 KiB, then zstd)': encodeChunk('auto', plain).payload.length / chunk,
+    'auto (probe lz4 64 KiB, then zstd)': compressByPolicy('auto', plain).payload.length / chunk,
     'alt auto: full lz4, keep if <= 0.9': keepIfPays('lz4', plain).length / chunk,
     'alt auto: full zstd, keep if <= 0.9': keepIfPays('zstd', plain).length / chunk,
   }
@@ -79,7 +79,7 @@ for (const [name, plain] of DATA) {
     ['zstd-1 compress', () => compress('zstd', plain)],
     ['zstd decompress, new buffer', () => decompress('zstd', zstd, chunk)],
     ['zstd decompress into recycled', () => decompress('zstd', zstd, chunk, dst)],
-    ['auto (probe lz4 64 KiB, then zstd)', () => encodeChunk('auto', plain)],
+    ['auto (probe lz4 64 KiB, then zstd)', () => compressByPolicy('auto', plain)],
     ['alt auto: full lz4, keep if <= 0.9', () => keepIfPays('lz4', plain)],
     ['alt auto: full zstd, keep if <= 0.9', () => keepIfPays('zstd', plain)],
   ]

@@ -13,7 +13,7 @@
  * renamed into place. The page-root level is not stored: opening recomputes it
  * from the table, which is also the integrity check.
  */
-import { AbortedError, NoSpaceError, PermissionDeniedError } from '../errors.ts'
+import { NoSpaceError, PermissionDeniedError } from '../errors.ts'
 
 export const HEADER_SLOT_SIZE = 128
 export const HEADER_LENGTH_SIZE = 4
@@ -21,10 +21,6 @@ export const HEADER_LENGTH_SIZE = 4
 /** Descriptor file path for a content file, by convention. */
 export function descriptorPathFor(file: string): string {
   return `${file}.haul`
-}
-
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason })
 }
 
 /** Maps the file-system conditions users can act on to typed errors; others pass through. */

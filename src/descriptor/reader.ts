@@ -3,7 +3,8 @@ import { DescriptorInvalidError, InvalidArgumentError } from '../errors.ts'
 import { bytesEqual, HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { MerkleLevels, merkleRoot } from '../merkle/tree.ts'
 import type { LeafEntry } from '../types.ts'
-import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE, throwIfAborted } from './file.ts'
+import { throwIfAborted } from '../util/abort.ts'
+import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE } from './file.ts'
 import {
   contentId,
   type DescriptorHeader,

@@ -4,8 +4,9 @@ import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { StreamingRoot } from '../merkle/tree.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
+import { throwIfAborted } from '../util/abort.ts'
 import { syncDirBestEffort } from '../util/sync-dir.ts'
-import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE, throwIfAborted } from './file.ts'
+import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE } from './file.ts'
 import {
   chunkingProblem,
   contentId,

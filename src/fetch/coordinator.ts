@@ -20,7 +20,7 @@ import { movable, toRanges } from './fetch-context.ts'
 import { ensurePages } from './pages.ts'
 import type { LeafStore } from './partial-seed.ts'
 import type { LinkDeps, PeerLink } from './peer-link.ts'
-import type { Pick, SwarmScheduler } from './scheduler.ts'
+import type { ChunkPick, SwarmScheduler } from './scheduler.ts'
 import type { SwarmOptions } from './swarm-options.ts'
 
 export interface SwarmDeps extends LinkDeps {
@@ -212,7 +212,7 @@ export class SwarmFetcher {
     }
   }
 
-  async #request(link: PeerLink, pick: Pick, entries: Map<number, LeafEntry>): Promise<void> {
+  async #request(link: PeerLink, pick: ChunkPick, entries: Map<number, LeafEntry>): Promise<void> {
     const signal = this.#signal!
     const session = link.session
     const req: Request = { link, pending: new Set(pick.indices), ctrl: new AbortController() }

@@ -49,7 +49,8 @@ export interface SchedulerOptions {
   readonly maxPeerFailures: number
 }
 
-export interface Pick {
+/** The chunks `pick` hands one peer to request next, and their total bytes. */
+export interface ChunkPick {
   readonly indices: number[]
   readonly bytes: number
   /** Endgame copies of chunks already in flight at another peer (always one chunk). */
@@ -172,9 +173,14 @@ export class SwarmScheduler {
    * (at least one chunk if any fits the peer at all). `sizeOf` gives a chunk's length, or
    * undefined while its leaf page is not at hand (the chunk is skipped).
    */
-  pick(id: string, maxChunks: number, maxBytes: number, sizeOf: (i: number) => number | undefined): Pick {
+  pick(
+    id: string,
+    maxChunks: number,
+    maxBytes: number,
+    sizeOf: (i: number) => number | undefined,
+  ): ChunkPick {
     const p = this.#peers.get(id)
-    const none: Pick = { indices: [], bytes: 0, duplicate: false }
+    const none: ChunkPick = { indices: [], bytes: 0, duplicate: false }
     if (p === undefined || p.dropped || maxChunks < 1) return none
     const { start, end } = this.window()
     // Every live peer holds everything (one provider, or complete seeders only): rarest first

@@ -12,6 +12,7 @@ import {
   WIRE_CODES,
 } from '../errors.ts'
 import { CODEC_IDS, type Codec } from '../types.ts'
+import { assertNever } from '../util/never.ts'
 import { isMaxFrame } from './config.ts'
 import {
   CHUNK_HEADER_BYTES,
@@ -207,12 +208,12 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
       w.bytes(text)
       return [w.done()]
     }
-    default: {
-      const unknown: never = msg
-      throw new InvalidArgumentError(
-        `cannot encode message type ${String((unknown as { type?: unknown }).type)}`,
+    default:
+      assertNever(
+        msg,
+        (m) =>
+          new InvalidArgumentError(`cannot encode message type ${String((m as { type?: unknown }).type)}`),
       )
-    }
   }
 }
 

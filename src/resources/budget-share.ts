@@ -13,14 +13,15 @@
  * Waiters over the share's cap queue here, first come first served, and reach the engine budget
  * (itself first come first served) only once they fit the cap.
  */
-import { AbortedError, BudgetExceededError } from '../errors.ts'
+import { BudgetExceededError } from '../errors.ts'
+import { abortedBy, throwIfAborted } from '../util/abort.ts'
 import {
   type AcquireOptions,
   type Budget,
   checkBytes,
   type Lease,
   type MemoryBudget,
-  throwIfAborted,
+  wrapLease,
 } from './memory-budget.ts'
 
 interface Waiter {
@@ -31,11 +32,91 @@ interface Waiter {
   onAbort: (() => void) | undefined
 }
 
+/** What a share of a budget tells its queue. */
+export interface ShareQueueHooks {
+  /** Why `bytes` can never be leased through the share, or undefined. */
+  neverFits(bytes: number): BudgetExceededError | undefined
+  /** Whether `bytes` more fit the share now. */
+  fits(bytes: number): boolean
+  /** Counts `bytes` against the share, then leases them from the engine budget. */
+  forward(bytes: number, opts: AcquireOptions): Promise<Lease>
+  /** The queue grew or an aborted waiter left it. */
+  changed?(): void
+}
+
+/**
+ * The first-come-first-served line in front of a share of a budget (BudgetShare here, each
+ * peer's PeerShare in serve-shares.ts): a request goes through at once when nobody waits and it
+ * fits the share, else it waits here until `pump` finds it at the head and fitting; an aborted
+ * waiter leaves the line and lets the next ones through.
+ */
+export class ShareQueue {
+  readonly #hooks: ShareQueueHooks
+  readonly #waiters: Waiter[] = []
+
+  constructor(hooks: ShareQueueHooks) {
+    this.#hooks = hooks
+  }
+
+  get length(): number {
+    return this.#waiters.length
+  }
+
+  /** The share's `acquire`: refuses a bad or impossible request at once, else goes through or waits. */
+  acquire(bytes: number, opts: AcquireOptions): Promise<Lease> {
+    try {
+      checkBytes(bytes)
+      const never = this.#hooks.neverFits(bytes)
+      if (never !== undefined) throw never
+      throwIfAborted(opts.signal)
+    } catch (err) {
+      return Promise.reject(err)
+    }
+    if (this.#waiters.length === 0 && this.#hooks.fits(bytes)) return this.#hooks.forward(bytes, opts)
+    return new Promise<Lease>((resolve, reject) => {
+      const w: Waiter = { bytes, opts, resolve, reject, onAbort: undefined }
+      const signal = opts.signal
+      if (signal !== undefined) {
+        w.onAbort = () => {
+          const i = this.#waiters.indexOf(w)
+          if (i !== -1) this.#waiters.splice(i, 1)
+          reject(abortedBy(signal))
+          this.#hooks.changed?.()
+          this.pump()
+        }
+        signal.addEventListener('abort', w.onAbort, { once: true })
+      }
+      this.#waiters.push(w)
+      this.#hooks.changed?.()
+    })
+  }
+
+  /** Forwards the waiters at the head of the line that fit the share now. */
+  pump(): void {
+    for (;;) {
+      const w = this.#waiters[0]
+      if (w === undefined || !this.#hooks.fits(w.bytes)) return
+      this.#waiters.shift()
+      if (w.onAbort !== undefined) w.opts.signal?.removeEventListener('abort', w.onAbort)
+      this.#hooks.forward(w.bytes, w.opts).then(w.resolve, w.reject)
+    }
+  }
+}
+
 export class BudgetShare implements Budget {
   readonly #parent: MemoryBudget
   readonly #cap: number
   #used = 0
-  readonly #waiters: Waiter[] = []
+  readonly #queue = new ShareQueue({
+    neverFits: (bytes) =>
+      bytes > this.#cap
+        ? new BudgetExceededError(
+            `a request for ${bytes} bytes can never fit the ${this.#cap} bytes fetches may hold of the memory budget; raise memoryBudget`,
+          )
+        : undefined,
+    fits: (bytes) => this.#used + bytes <= this.#cap,
+    forward: (bytes, opts) => this.#forward(bytes, opts),
+  })
 
   constructor(parent: MemoryBudget, cap: number) {
     checkBytes(cap)
@@ -58,86 +139,35 @@ export class BudgetShare implements Budget {
   }
 
   get waiting(): number {
-    return this.#waiters.length
+    return this.#queue.length
   }
 
   acquire(bytes: number, opts: AcquireOptions = {}): Promise<Lease> {
-    try {
-      checkBytes(bytes)
-      if (bytes > this.#cap) {
-        throw new BudgetExceededError(
-          `a request for ${bytes} bytes can never fit the ${this.#cap} bytes fetches may hold of the memory budget; raise memoryBudget`,
-        )
-      }
-      throwIfAborted(opts.signal)
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    if (this.#waiters.length === 0 && this.#used + bytes <= this.#cap) return this.#forward(bytes, opts)
-    return new Promise<Lease>((resolve, reject) => {
-      const w: Waiter = { bytes, opts, resolve, reject, onAbort: undefined }
-      const signal = opts.signal
-      if (signal !== undefined) {
-        w.onAbort = () => {
-          const i = this.#waiters.indexOf(w)
-          if (i !== -1) this.#waiters.splice(i, 1)
-          reject(new AbortedError(undefined, { cause: signal.reason }))
-          this.#pump()
-        }
-        signal.addEventListener('abort', w.onAbort, { once: true })
-      }
-      this.#waiters.push(w)
-    })
+    return this.#queue.acquire(bytes, opts)
   }
 
   tryAcquire(bytes: number): Lease | undefined {
     checkBytes(bytes)
-    if (this.#waiters.length > 0 || this.#used + bytes > this.#cap) return undefined
+    if (this.#queue.length > 0 || this.#used + bytes > this.#cap) return undefined
     const lease = this.#parent.tryAcquire(bytes)
     if (lease === undefined) return undefined
     this.#used += bytes
-    return this.#wrap(lease)
+    return wrapLease(lease, this.#giveBack)
   }
 
   /** Counts `bytes` against the cap now, then waits for them in the engine budget. */
   async #forward(bytes: number, opts: AcquireOptions): Promise<Lease> {
     this.#used += bytes
     try {
-      return this.#wrap(await this.#parent.acquire(bytes, opts))
+      return wrapLease(await this.#parent.acquire(bytes, opts), this.#giveBack)
     } catch (err) {
       this.#giveBack(bytes)
       throw err
     }
   }
 
-  #wrap(inner: Lease): Lease {
-    let released = false
-    return {
-      bytes: inner.bytes,
-      get released() {
-        return released
-      },
-      release: () => {
-        if (released) return
-        released = true
-        inner.release()
-        this.#giveBack(inner.bytes)
-      },
-    }
-  }
-
-  #giveBack(bytes: number): void {
+  readonly #giveBack = (bytes: number): void => {
     this.#used -= bytes
-    this.#pump()
-  }
-
-  #pump(): void {
-    for (;;) {
-      const w = this.#waiters[0]
-      if (w === undefined || this.#used + w.bytes > this.#cap) return
-      this.#waiters.shift()
-      if (w.onAbort !== undefined) w.opts.signal?.removeEventListener('abort', w.onAbort)
-      this.#forward(w.bytes, w.opts).then(w.resolve, w.reject)
-    }
+    this.#queue.pump()
   }
 }

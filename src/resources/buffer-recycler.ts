@@ -8,12 +8,14 @@
  * GCs driven by the external memory, page faults on fresh mappings): about
  * 3 ms per MiB, which was a third of a transfer's CPU on each side.
  *
- * Unlike BufferPool (one size, leases for buffers in use), the recycler holds
- * only idle buffers: whoever takes one covers it with its own lease (the
- * fetcher's batch lease). Each idle buffer keeps a lease of its own on the
+ * Unlike LeasedBufferPool (leased-buffer-pool.ts: one size, one pipeline, a
+ * lease it holds for every buffer out; see there why there are two), the
+ * recycler is one per engine, takes any size, and holds only idle buffers:
+ * whoever takes one covers it with its own lease (the fetcher's batch lease,
+ * a served chunk's lease). Each idle buffer keeps a lease of its own on the
  * engine's budget, taken without waiting; when the budget has no room the
- * buffer is simply dropped, and a waiter on the budget reclaims idle buffers
- * first. So the memory held here is bounded twice: by `maxIdleBytes` and by
+ * buffer is handed over (below), and a waiter on the budget reclaims idle
+ * buffers first. So the memory held here is bounded twice: by `maxIdleBytes` and by
  * the budget.
  *
  * Under contention the budget is spent, so an idle buffer can get no lease of

@@ -14,7 +14,8 @@
  * overlap, is what divides the resource.
  */
 import { AbortedError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
-import { checkBytes, throwIfAborted } from './memory-budget.ts'
+import { throwIfAborted } from '../util/abort.ts'
+import { checkBytes } from './memory-budget.ts'
 import type { RateLimiter, TakeOptions } from './rate-limit.ts'
 
 export type Priority = 'high' | 'normal' | 'low'

@@ -8,8 +8,9 @@
  * the moment it is granted, not when the caller's `await` resumes), so `used`
  * never exceeds `limit`.
  */
-import { AbortedError, BudgetExceededError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
+import { BudgetExceededError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { MiB } from '../types.ts'
+import { abortedBy, throwIfAborted } from '../util/abort.ts'
 
 export interface MemoryBudgetOptions {
   /**
@@ -37,6 +38,27 @@ export interface Lease {
   release(): void
 }
 
+/**
+ * A lease over `inner` that, released the first time, gives `inner` back and then tells
+ * `onRelease` its bytes: how a share of a budget (budget-share.ts, serve-shares.ts) counts what
+ * its holders return.
+ */
+export function wrapLease(inner: Lease, onRelease: (bytes: number) => void): Lease {
+  let released = false
+  return {
+    bytes: inner.bytes,
+    get released() {
+      return released
+    },
+    release: () => {
+      if (released) return
+      released = true
+      inner.release()
+      onRelease(inner.bytes)
+    },
+  }
+}
+
 /** What a holder of chunk memory needs of a budget: the engine's whole one, or a share of it (budget-share.ts). */
 export interface Budget {
   /** The most that may be leased through this budget at once. */
@@ -61,11 +83,6 @@ interface Waiter {
   onAbort: (() => void) | undefined
   prev: Waiter | undefined
   next: Waiter | undefined
-}
-
-/** Throws `AbortedError` (cause: the signal's reason) if the signal is aborted. */
-export function throwIfAborted(signal: AbortSignal | undefined): void {
-  if (signal?.aborted) throw new AbortedError(undefined, { cause: signal.reason })
 }
 
 export function checkBytes(bytes: number): void {
@@ -162,7 +179,7 @@ export class MemoryBudget implements Budget {
       if (signal !== undefined) {
         w.onAbort = () => {
           this.#unlink(w)
-          reject(new AbortedError(undefined, { cause: signal.reason }))
+          reject(abortedBy(signal))
           // The aborted waiter may have been the head blocking smaller ones behind it.
           this.#pump()
         }

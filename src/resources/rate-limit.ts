@@ -15,7 +15,8 @@
  * not spend global tokens while it waits.
  */
 import { ConfigInvalidError } from '../errors.ts'
-import { checkBytes, throwIfAborted } from './memory-budget.ts'
+import { throwIfAborted } from '../util/abort.ts'
+import { checkBytes } from './memory-budget.ts'
 
 export interface TakeOptions {
   signal?: AbortSignal

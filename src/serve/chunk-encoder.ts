@@ -57,7 +57,7 @@ export interface EncodedChunk {
  * interleaved rounds): the hop and its hash took the sender from 7.4–9.0 to 13.9–14.3 CPU-s,
  * and haul from 302–314 to 238–261 MB/s on these two cores.
  */
-export async function encodeChunk(
+export async function readAndEncodeChunk(
   ctx: ChunkEncoderContext,
   content: PublishedContent,
   index: number,

@@ -3,12 +3,12 @@ import { maxChunkSize, verifyChunkingParams } from '../chunking/params.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { DescriptorWriter } from '../descriptor/writer.ts'
 import { AbortedError, ContentChangedError } from '../errors.ts'
+import { LeasedBufferPool } from '../resources/leased-buffer-pool.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { type FileFingerprint, fingerprint, SourceFile, sameFile } from '../storage/source-file.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
-import { BufferPool } from './buffer-pool.ts'
 
 export interface IndexOptions {
   chunking: ChunkingParams
@@ -90,7 +90,7 @@ async function indexFixed(
 ): Promise<void> {
   const src = await SourceFile.open(path, fp)
   const depth = Math.max(4, opts.pool.threads * 3)
-  const buffers = new BufferPool(opts.budget, chunkSize, { maxIdle: depth })
+  const buffers = new LeasedBufferPool(opts.budget, chunkSize, { maxIdle: depth })
   const inflight: Promise<LeafEntry>[] = []
   const signal = opts.signal
   const withSignal = signal === undefined ? {} : { signal }
@@ -145,7 +145,7 @@ async function indexCdc(
   const lease = await opts.budget.acquire(blockSize, withSignal)
   // Hash buffers are max-chunk sized (a chunk can be that long); two per thread keep both busy.
   const depth = Math.max(2, opts.pool.threads * 2)
-  const buffers = new BufferPool(opts.budget, params.maxSize, { maxIdle: depth })
+  const buffers = new LeasedBufferPool(opts.budget, params.maxSize, { maxIdle: depth })
   const inflight: Promise<LeafEntry>[] = []
   const hashChunk = async (buf: Uint8Array, offset: number, length: number): Promise<LeafEntry> => {
     let result: { hash: Uint8Array; buf: Uint8Array }

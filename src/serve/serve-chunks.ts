@@ -7,8 +7,8 @@ import {
   type ChunkEncoderContext,
   chunkIndices,
   type EncodedChunk,
-  encodeChunk,
   rangeProblem,
+  readAndEncodeChunk,
   releaseAll,
 } from './chunk-encoder.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
@@ -108,7 +108,7 @@ export class ChunkReplies {
   }
 
   #startEncode(content: PublishedContent, index: number): Promise<EncodedChunk> {
-    const encoded = encodeChunk(this.#s.encoder, content, index, this.#s.signal)
+    const encoded = readAndEncodeChunk(this.#s.encoder, content, index, this.#s.signal)
     // Read-ahead fails while the loop waits on a send when the session aborts; it is still
     // seen by releaseAll, but must not surface as an unhandled rejection.
     encoded.catch(() => {})

@@ -17,27 +17,20 @@
  * Waiters over their peer's share queue here, first come first served, and reach the engine
  * budget (itself first come first served) only once they fit it.
  */
-import { AbortedError, BudgetExceededError } from '../errors.ts'
+import { BudgetExceededError } from '../errors.ts'
+import { ShareQueue } from '../resources/budget-share.ts'
 import {
   type AcquireOptions,
   type Budget,
   checkBytes,
   type Lease,
   type MemoryBudget,
-  throwIfAborted,
+  wrapLease,
 } from '../resources/memory-budget.ts'
 
 /** The part of the budget (out of SHARE_DIVISOR) the peers being served divide between them. */
 const SHARED_PARTS = 3
 const SHARE_DIVISOR = 4
-
-interface Waiter {
-  readonly bytes: number
-  readonly opts: AcquireOptions
-  readonly resolve: (lease: Lease) => void
-  readonly reject: (err: unknown) => void
-  onAbort: (() => void) | undefined
-}
 
 export interface ServeStats {
   /** Peers with a serving stream open or a lease not yet given back. */
@@ -120,7 +113,17 @@ export class PeerShare implements Budget {
   /** Leases forwarded to the engine budget and not yet granted. */
   #atParent = 0
   #active = false
-  readonly #waiters: Waiter[] = []
+  readonly #queue = new ShareQueue({
+    neverFits: (bytes) =>
+      bytes > this.#parent.limit
+        ? new BudgetExceededError(
+            `a request for ${bytes} bytes can never fit a memory budget of ${this.#parent.limit} bytes; raise memoryBudget`,
+          )
+        : undefined,
+    fits: (bytes) => this.#fits(bytes),
+    forward: (bytes, opts) => this.#forward(bytes, opts),
+    changed: () => this.#update(),
+  })
 
   constructor(shares: ServeShares, parent: MemoryBudget, peer: string) {
     this.#shares = shares
@@ -142,7 +145,7 @@ export class PeerShare implements Budget {
   }
 
   get waiting(): number {
-    return this.#waiters.length
+    return this.#queue.length
   }
 
   /** Serve leases of this peer waiting at the engine budget. */
@@ -165,55 +168,22 @@ export class PeerShare implements Budget {
   }
 
   acquire(bytes: number, opts: AcquireOptions = {}): Promise<Lease> {
-    try {
-      checkBytes(bytes)
-      if (bytes > this.#parent.limit) {
-        throw new BudgetExceededError(
-          `a request for ${bytes} bytes can never fit a memory budget of ${this.#parent.limit} bytes; raise memoryBudget`,
-        )
-      }
-      throwIfAborted(opts.signal)
-    } catch (err) {
-      return Promise.reject(err)
-    }
-    if (this.#waiters.length === 0 && this.#fits(bytes)) return this.#forward(bytes, opts)
-    return new Promise<Lease>((resolve, reject) => {
-      const w: Waiter = { bytes, opts, resolve, reject, onAbort: undefined }
-      const signal = opts.signal
-      if (signal !== undefined) {
-        w.onAbort = () => {
-          const i = this.#waiters.indexOf(w)
-          if (i !== -1) this.#waiters.splice(i, 1)
-          reject(new AbortedError(undefined, { cause: signal.reason }))
-          this.#update()
-          this.pump()
-        }
-        signal.addEventListener('abort', w.onAbort, { once: true })
-      }
-      this.#waiters.push(w)
-      this.#update()
-    })
+    return this.#queue.acquire(bytes, opts)
   }
 
   tryAcquire(bytes: number): Lease | undefined {
     checkBytes(bytes)
-    if (this.#waiters.length > 0 || !this.#fits(bytes)) return undefined
+    if (this.#queue.length > 0 || !this.#fits(bytes)) return undefined
     const lease = this.#parent.tryAcquire(bytes)
     if (lease === undefined) return undefined
     this.#used += bytes
     this.#update()
-    return this.#wrap(lease)
+    return wrapLease(lease, this.#giveBack)
   }
 
   /** Grants queued waiters that fit the share now. */
   pump(): void {
-    for (;;) {
-      const w = this.#waiters[0]
-      if (w === undefined || !this.#fits(w.bytes)) return
-      this.#waiters.shift()
-      if (w.onAbort !== undefined) w.opts.signal?.removeEventListener('abort', w.onAbort)
-      this.#forward(w.bytes, w.opts).then(w.resolve, w.reject)
-    }
+    this.#queue.pump()
   }
 
   #fits(bytes: number): boolean {
@@ -225,10 +195,10 @@ export class PeerShare implements Budget {
     this.#used += bytes
     this.#update()
     const granted = this.#parent.tryAcquire(bytes)
-    if (granted !== undefined) return this.#wrap(granted)
+    if (granted !== undefined) return wrapLease(granted, this.#giveBack)
     this.#atParent++
     try {
-      return this.#wrap(await this.#parent.acquire(bytes, opts))
+      return wrapLease(await this.#parent.acquire(bytes, opts), this.#giveBack)
     } catch (err) {
       this.#giveBack(bytes)
       throw err
@@ -237,23 +207,7 @@ export class PeerShare implements Budget {
     }
   }
 
-  #wrap(inner: Lease): Lease {
-    let released = false
-    return {
-      bytes: inner.bytes,
-      get released() {
-        return released
-      },
-      release: () => {
-        if (released) return
-        released = true
-        inner.release()
-        this.#giveBack(inner.bytes)
-      },
-    }
-  }
-
-  #giveBack(bytes: number): void {
+  readonly #giveBack = (bytes: number): void => {
     this.#used -= bytes
     this.pump()
     this.#update()
@@ -262,14 +216,14 @@ export class PeerShare implements Budget {
 
   /** Tells the shares when this peer starts or stops being served (holding or waiting). */
   #update(): void {
-    const active = this.#used > 0 || this.#waiters.length > 0
+    const active = this.#used > 0 || this.#queue.length > 0
     if (active === this.#active) return
     this.#active = active
     this.#shares.activity(this, active)
   }
 
   #maybeForget(): void {
-    if (this.streams === 0 && this.#used === 0 && this.#waiters.length === 0) this.#shares.forget(this)
+    if (this.streams === 0 && this.#used === 0 && this.#queue.length === 0) this.#shares.forget(this)
   }
 }
 

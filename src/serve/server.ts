@@ -15,6 +15,7 @@ import type { MemoryBudget } from '../resources/memory-budget.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import { FrameWriter } from '../session/frame-writer.ts'
 import { CODECS } from '../types.ts'
+import { assertNever } from '../util/never.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { VerifySourcePolicy } from './chunk-encoder.ts'
@@ -296,6 +297,8 @@ class ServerSession {
         return this.#chunks.answer(req, content)
       case 'get-have':
         return this.#answerHave(req, content)
+      default:
+        assertNever(req)
     }
   }
 

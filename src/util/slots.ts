@@ -1,4 +1,5 @@
-import { AbortedError, type HaulError, TooManyRequestsError } from '../errors.ts'
+import { type HaulError, TooManyRequestsError } from '../errors.ts'
+import { abortedBy } from './abort.ts'
 
 interface Waiter {
   resolve: () => void
@@ -103,8 +104,4 @@ export class Slots {
   rejectWaiters(err: HaulError): void {
     for (const w of this.#waiters.splice(0)) w.reject(err)
   }
-}
-
-export function abortedBy(signal: AbortSignal): AbortedError {
-  return new AbortedError(undefined, { cause: signal.reason })
 }

@@ -9,6 +9,7 @@ import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib
 import { MAX_CHUNK_SIZE } from '../chunking/params.ts'
 import { CodecUnsupportedError, DecompressionError, InvalidArgumentError } from '../errors.ts'
 import type { Codec } from '../types.ts'
+import { assertNever } from '../util/never.ts'
 import { LZ4_HEADER_BYTES, lz4Bound, lz4Compress, lz4CompressedLength, lz4DecompressInto } from './lz4.ts'
 
 /**
@@ -82,6 +83,11 @@ export function owned(u8: Uint8Array): Uint8Array {
   return copy
 }
 
+/** A codec name outside `Codec` (from a cast or a JavaScript caller; wire ids are mapped in the protocol decoder). */
+function unknownCodec(codec: unknown): CodecUnsupportedError {
+  return new CodecUnsupportedError(`unknown codec ${String(codec)}`)
+}
+
 function checkRawLength(rawLength: number): void {
   if (!Number.isSafeInteger(rawLength) || rawLength < 0 || rawLength > MAX_RAW_LENGTH) {
     throw new InvalidArgumentError(`rawLength must be an integer in [0, ${MAX_RAW_LENGTH}], got ${rawLength}`)
@@ -108,7 +114,7 @@ export function compress(codec: Codec, plain: Uint8Array): Uint8Array {
       return zlibChunkOrCopy(out, chunkSize)
     }
     default:
-      throw new CodecUnsupportedError(`unknown codec ${String(codec)}`)
+      assertNever(codec, unknownCodec)
   }
 }
 
@@ -144,7 +150,7 @@ export function decompress(
     case 'zstd':
       return decompressZstd(payload, rawLength, into)
     default:
-      throw new CodecUnsupportedError(`unknown codec ${String(codec)}`)
+      assertNever(codec, unknownCodec)
   }
 }
 
@@ -226,7 +232,10 @@ export function autoCodec(plain: Uint8Array): 'none' | 'zstd' {
  * Picks the codec for one chunk per `policy` and compresses it. Returns `{ codec: 'none',
  * payload: plain }` whenever compression would not shrink the chunk by at least 10%.
  */
-export function encodeChunk(policy: CodecPolicy, plain: Uint8Array): { codec: Codec; payload: Uint8Array } {
+export function compressByPolicy(
+  policy: CodecPolicy,
+  plain: Uint8Array,
+): { codec: Codec; payload: Uint8Array } {
   let codec: Codec
   switch (policy) {
     case 'none':
@@ -240,7 +249,7 @@ export function encodeChunk(policy: CodecPolicy, plain: Uint8Array): { codec: Co
       if (codec === 'none') return { codec, payload: plain }
       break
     default:
-      throw new InvalidArgumentError(`unknown codec policy ${String(policy)}`)
+      assertNever(policy, (p) => new InvalidArgumentError(`unknown codec policy ${String(p)}`))
   }
   const payload = compress(codec, plain)
   return pays(payload.length, plain.length) ? { codec, payload } : { codec: 'none', payload: plain }

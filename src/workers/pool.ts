@@ -30,6 +30,7 @@ import {
   InvalidArgumentError,
 } from '../errors.ts'
 import { CODECS, type Codec } from '../types.ts'
+import { abortedBy, raceAbort } from '../util/abort.ts'
 import { Slots } from '../util/slots.ts'
 import { CODEC_POLICIES, type CodecPolicy, MAX_RAW_LENGTH, ownsBuffer } from './codecs.ts'
 import {
@@ -40,7 +41,6 @@ import {
   SHA256_BYTES,
   type WorkerRequest,
 } from './messages.ts'
-import { abortedBy, raceAbort } from './slots.ts'
 
 export interface WorkerPoolOptions {
   /** Worker threads. @default os.availableParallelism() */

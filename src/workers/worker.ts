@@ -15,7 +15,8 @@ import {
   InvalidArgumentError,
   isHaulError,
 } from '../errors.ts'
-import { decompress, encodeChunk, owned } from './codecs.ts'
+import { assertNever } from '../util/never.ts'
+import { compressByPolicy, decompress, owned } from './codecs.ts'
 import type {
   AnyReply,
   CdcReply,
@@ -51,7 +52,7 @@ function hash(req: HashRequest): [HashReply, ArrayBufferLike[]] {
 function encode(req: EncodeRequest): [EncodeReply, ArrayBufferLike[]] {
   const plain = req.buf.subarray(0, req.length)
   const hash = req.hash ? sha256(plain) : null
-  const { codec, payload } = encodeChunk(req.policy, plain)
+  const { codec, payload } = compressByPolicy(req.policy, plain)
   const transfer: ArrayBufferLike[] = hash === null ? [req.buf.buffer] : [hash.buffer, req.buf.buffer]
   if (codec === 'none') return [{ kind: 'encode', hash, codec, payload: null, buf: req.buf }, transfer]
   // Starts its own buffer (see compress): moved whole rather than copied here.
@@ -97,7 +98,10 @@ function dispatch(req: WorkerRequest): [AnyReply, ArrayBufferLike[]] {
     case 'cdc':
       return cdc(req)
     default:
-      throw new InvalidArgumentError(`unknown worker task ${(req as { kind: unknown }).kind}`)
+      assertNever(
+        req,
+        (r) => new InvalidArgumentError(`unknown worker task ${(r as { kind: unknown }).kind}`),
+      )
   }
 }
 

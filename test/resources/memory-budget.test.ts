@@ -5,7 +5,7 @@ import {
   ConfigInvalidError,
   InvalidArgumentError,
 } from '../../src/errors.ts'
-import { type Lease, MemoryBudget } from '../../src/resources/memory-budget.ts'
+import { type Lease, MemoryBudget, wrapLease } from '../../src/resources/memory-budget.ts'
 import { MiB } from '../../src/types.ts'
 import { mulberry32 } from '../../src/util/random.ts'
 
@@ -228,5 +228,22 @@ describe('MemoryBudget', () => {
       expect(b.peak).toBeLessThanOrEqual(limit)
       expect(b.peak).toBeGreaterThan(limit / 2)
     }
+  })
+})
+
+describe('wrapLease', () => {
+  it('gives the inner lease back, then reports its bytes, once', () => {
+    const b = new MemoryBudget({ limit: 100 })
+    const inner = b.tryAcquire(40)!
+    const returned: number[] = []
+    const outer = wrapLease(inner, (bytes) => returned.push(bytes))
+    expect(outer.bytes).toBe(40)
+    expect(outer.released).toBe(false)
+    outer.release()
+    outer.release()
+    expect(outer.released).toBe(true)
+    expect(inner.released).toBe(true)
+    expect(b.used).toBe(0)
+    expect(returned).toEqual([40])
   })
 })

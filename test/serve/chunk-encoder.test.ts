@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ContentChangedError } from '../../src/errors.ts'
 import { MemoryBudget } from '../../src/resources/memory-budget.ts'
-import { encodeChunk } from '../../src/serve/chunk-encoder.ts'
+import { readAndEncodeChunk } from '../../src/serve/chunk-encoder.ts'
 import type { PublishedContent } from '../../src/serve/registry.ts'
 import type { CodecPolicy } from '../../src/workers/codecs.ts'
 import { WorkerPool } from '../../src/workers/pool.ts'
@@ -43,7 +43,7 @@ function content(
   }
 }
 
-describe('encodeChunk: which chunks are hashed, which go to a worker', () => {
+describe('readAndEncodeChunk: which chunks are hashed, which go to a worker', () => {
   let pool: WorkerPool
   let encodes = 0
   beforeAll(() => {
@@ -60,7 +60,7 @@ describe('encodeChunk: which chunks are hashed, which go to a worker', () => {
     const budget = new MemoryBudget({ limit: 8 * MiB })
     const before = encodes
     const signal = new AbortController().signal
-    const enc = await encodeChunk({ budget, pool, codec, verifySource }, c, 0, signal)
+    const enc = await readAndEncodeChunk({ budget, pool, codec, verifySource }, c, 0, signal)
     enc.release()
     expect(budget.used).toBe(0)
     return { enc, hops: encodes - before }

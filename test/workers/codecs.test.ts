@@ -5,8 +5,8 @@ import type { Codec } from '../../src/types.ts'
 import { MiB } from '../../src/types.ts'
 import {
   compress,
+  compressByPolicy,
   decompress,
-  encodeChunk,
   MAX_RAW_LENGTH,
   owned,
   ownsBuffer,
@@ -165,15 +165,15 @@ describe('decompress rejects bad input with a typed error', () => {
   })
 })
 
-describe('encodeChunk', () => {
+describe('compressByPolicy', () => {
   const random = randomData(MiB, 21)
   const text = textLike(MiB, 22)
 
   it("'auto' sends random data as none and text compressed", () => {
-    const r = encodeChunk('auto', random)
+    const r = compressByPolicy('auto', random)
     expect(r.codec).toBe('none')
     expect(r.payload).toBe(random)
-    const t = encodeChunk('auto', text)
+    const t = compressByPolicy('auto', text)
     expect(t.codec).not.toBe('none')
     expect(t.payload.length).toBeLessThanOrEqual(0.9 * text.length)
     expect(Buffer.compare(decompress(t.codec, t.payload, text.length), text)).toBe(0)
@@ -181,26 +181,26 @@ describe('encodeChunk', () => {
 
   it('a chunk that does not shrink by 10% is sent as none, whatever the policy', () => {
     for (const policy of ['lz4', 'zstd', 'auto'] as const) {
-      expect(encodeChunk(policy, random).codec).toBe('none')
-      expect(encodeChunk(policy, new Uint8Array(0)).codec).toBe('none')
-      expect(encodeChunk(policy, new Uint8Array([1])).codec).toBe('none')
+      expect(compressByPolicy(policy, random).codec).toBe('none')
+      expect(compressByPolicy(policy, new Uint8Array(0)).codec).toBe('none')
+      expect(compressByPolicy(policy, new Uint8Array([1])).codec).toBe('none')
     }
     // 91% random + 9% zeros: the codec saves under 10%.
     const mostly = randomData(100_000, 23)
     mostly.fill(0, 0, 9_000)
-    expect(encodeChunk('zstd', mostly).codec).toBe('none')
+    expect(compressByPolicy('zstd', mostly).codec).toBe('none')
   })
 
   it('explicit policies use their codec when it pays', () => {
-    expect(encodeChunk('lz4', text).codec).toBe('lz4')
-    expect(encodeChunk('zstd', text).codec).toBe('zstd')
-    expect(encodeChunk('none', text)).toEqual({ codec: 'none', payload: text })
+    expect(compressByPolicy('lz4', text).codec).toBe('lz4')
+    expect(compressByPolicy('zstd', text).codec).toBe('zstd')
+    expect(compressByPolicy('none', text)).toEqual({ codec: 'none', payload: text })
   })
 
   it("'auto' probes the middle: a compressible header on random data does not fool it", () => {
     const mixed = randomData(MiB, 24)
     mixed.fill(0, 0, 128 * 1024)
-    expect(encodeChunk('auto', mixed).codec).toBe('none')
+    expect(compressByPolicy('auto', mixed).codec).toBe('none')
   })
 })
 

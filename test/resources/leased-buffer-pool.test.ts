@@ -1,21 +1,21 @@
 import { describe, expect, it } from 'vitest'
 import { AbortedError, ConfigInvalidError, InvalidArgumentError } from '../../src/errors.ts'
+import { HANDED_MAX, LeasedBufferPool } from '../../src/resources/leased-buffer-pool.ts'
 import { MemoryBudget } from '../../src/resources/memory-budget.ts'
-import { BufferPool, HANDED_MAX } from '../../src/serve/buffer-pool.ts'
 
 const settle = () => new Promise<void>((resolve) => setImmediate(resolve))
 
-describe('BufferPool', () => {
+describe('LeasedBufferPool', () => {
   it('validates its configuration', () => {
     const budget = new MemoryBudget({ limit: 1000 })
-    expect(() => new BufferPool(budget, 0)).toThrow(ConfigInvalidError)
-    expect(() => new BufferPool(budget, 1001)).toThrow(ConfigInvalidError)
-    expect(() => new BufferPool(budget, 100, { maxIdle: -1 })).toThrow(ConfigInvalidError)
+    expect(() => new LeasedBufferPool(budget, 0)).toThrow(ConfigInvalidError)
+    expect(() => new LeasedBufferPool(budget, 1001)).toThrow(ConfigInvalidError)
+    expect(() => new LeasedBufferPool(budget, 100, { maxIdle: -1 })).toThrow(ConfigInvalidError)
   })
 
   it('hands out whole-ArrayBuffer buffers under leases and reuses the same ArrayBuffer', async () => {
     const budget = new MemoryBudget({ limit: 1000 })
-    const pool = new BufferPool(budget, 100)
+    const pool = new LeasedBufferPool(budget, 100)
     const a = await pool.acquire()
     expect(a.byteLength).toBe(100)
     expect(a.byteOffset).toBe(0)
@@ -37,7 +37,7 @@ describe('BufferPool', () => {
 
   it('keeps at most maxIdle buffers and releases the rest', async () => {
     const budget = new MemoryBudget({ limit: 1000 })
-    const pool = new BufferPool(budget, 100, { maxIdle: 2 })
+    const pool = new LeasedBufferPool(budget, 100, { maxIdle: 2 })
     const bufs = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire(), pool.acquire()])
     expect(pool.outstanding).toBe(4)
     expect(budget.used).toBe(400)
@@ -52,7 +52,7 @@ describe('BufferPool', () => {
 
   it('accepts a replacement buffer of the right size and rejects wrong ones', async () => {
     const budget = new MemoryBudget({ limit: 1000 })
-    const pool = new BufferPool(budget, 100)
+    const pool = new LeasedBufferPool(budget, 100)
     const a = await pool.acquire()
     // As if `a` went to a worker with a transfer list and a fresh array came back.
     structuredClone(a.buffer, { transfer: [a.buffer] })
@@ -86,7 +86,7 @@ describe('BufferPool', () => {
 
   it('waits for budget, honours abort, and hands a released buffer to a waiter', async () => {
     const budget = new MemoryBudget({ limit: 200 })
-    const pool = new BufferPool(budget, 100)
+    const pool = new LeasedBufferPool(budget, 100)
     const a = await pool.acquire()
     const b = await pool.acquire()
     const ac = new AbortController()
@@ -114,7 +114,7 @@ describe('BufferPool', () => {
 
   it('a buffer released while another budget user waits keeps no lease; the next acquire reuses it', async () => {
     const budget = new MemoryBudget({ limit: 300 })
-    const pool = new BufferPool(budget, 100, { maxIdle: 3 })
+    const pool = new LeasedBufferPool(budget, 100, { maxIdle: 3 })
     const bufs = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()])
     const other = budget.acquire(300)
     await settle()
@@ -135,7 +135,7 @@ describe('BufferPool', () => {
 
   it('gives idle buffers back when another budget user waits', async () => {
     const budget = new MemoryBudget({ limit: 300 })
-    const pool = new BufferPool(budget, 100, { maxIdle: 3 })
+    const pool = new LeasedBufferPool(budget, 100, { maxIdle: 3 })
     const bufs = await Promise.all([pool.acquire(), pool.acquire(), pool.acquire()])
     for (const b of bufs) pool.release(b)
     expect(pool.idle).toBe(3)
@@ -148,7 +148,7 @@ describe('BufferPool', () => {
 
   it('destroy rejects pending acquires and returns late releases to the budget', async () => {
     const budget = new MemoryBudget({ limit: 100 })
-    const pool = new BufferPool(budget, 100)
+    const pool = new LeasedBufferPool(budget, 100)
     const a = await pool.acquire()
     const pending = pool.acquire()
     await settle()
@@ -163,10 +163,10 @@ describe('BufferPool', () => {
   })
 })
 
-describe('BufferPool.discard', () => {
+describe('LeasedBufferPool.discard', () => {
   it('returns the lease of a buffer that will never come back', async () => {
     const budget = new MemoryBudget({ limit: 4096 })
-    const pool = new BufferPool(budget, 1024)
+    const pool = new LeasedBufferPool(budget, 1024)
     const lost = await pool.acquire()
     structuredClone(lost.buffer, { transfer: [lost.buffer] }) // detached, as a failed worker task leaves it
     expect(budget.used).toBe(1024)

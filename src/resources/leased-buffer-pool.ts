@@ -1,8 +1,23 @@
 /**
- * Recycles same-size chunk buffers so hot paths do not allocate per chunk.
+ * Same-size chunk buffers for one fixed-depth pipeline (the indexer's read → hash loop), each
+ * handed out under a lease the pool takes and holds: `acquire` waits for the budget, `release`
+ * keeps the buffer and its lease for the next `acquire`.
  *
- * Every buffer handed out is covered by a lease on the engine's budget. Leases
- * belong to the pool, not to a particular buffer: a buffer may come back
+ * Why there are two buffer managers: this pool and BufferRecycler (buffer-recycler.ts) differ
+ * in who holds the lease and in what they bound.
+ * - LeasedBufferPool: one size; it leases every buffer it hands out, for one job (created and
+ *   destroyed with the pipeline); idle buffers are bounded by count (`maxIdle`, the pipeline
+ *   depth) and every one keeps its lease; at most HANDED_MAX buffers are ever kept outside the
+ *   budget, whatever the chunk size or the number of threads.
+ * - BufferRecycler: one per engine, any size; it keeps only idle buffers, and whoever takes one
+ *   covers it with a lease of its own (a fetch window's batch lease, a served chunk's lease);
+ *   idle and handed-over buffers are bounded by bytes (`buffers.maxIdleBytes`) and handed-over
+ *   ones by time (HAND_OVER_MS).
+ * The indexer cannot move to the recycler with the same bounds: sized for the pipeline depth
+ * (which grows with the threads), a recycler may keep that many chunk buffers outside the
+ * budget; with the engine's 8 MiB default it keeps no chunk over 8 MiB and allocates each afresh.
+ *
+ * Leases belong to the pool, not to a particular buffer: a buffer may come back
  * "replaced" (a different Uint8Array over a different ArrayBuffer of the same
  * size, e.g. after a round trip through a worker thread with a transfer list),
  * so the pool only counts how many buffers are out and keeps one lease for each.
@@ -14,14 +29,15 @@
  * once (they may need the memory) but is itself kept, without a lease, for this
  * pool's next `acquire` to reuse once that gets a lease: with a budget that
  * holds only a few of the pool's buffers, the waiter is usually the pool itself,
- * and dropping the buffer meant allocating and zero-filling the same size again
+ * and dropping the buffer means allocating and zero-filling the same size again
  * for every chunk (indexing 4 MiB chunks with a 16 MiB budget: 0.68x the
  * SHA-256 rate and a 201 MB peak). At most HANDED_MAX such buffers are kept.
  */
 import { AbortedError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
-import { type Lease, type MemoryBudget, throwIfAborted } from '../resources/memory-budget.ts'
+import { throwIfAborted } from '../util/abort.ts'
+import type { Lease, MemoryBudget } from './memory-budget.ts'
 
-export interface BufferPoolOptions {
+export interface LeasedBufferPoolOptions {
   /**
    * Buffers kept (with their leases) for reuse after release; beyond that they are
    * dropped and their memory returned to the budget.
@@ -30,18 +46,18 @@ export interface BufferPoolOptions {
   maxIdle?: number
 }
 
-export const defaultBufferPoolOptions: Required<BufferPoolOptions> = { maxIdle: 2 }
+export const defaultLeasedBufferPoolOptions: Required<LeasedBufferPoolOptions> = { maxIdle: 2 }
 
 /** Buffers kept without a lease for the next `acquire` (memory outside the budget, briefly). */
 export const HANDED_MAX = 2
 
-export function verifyBufferPoolOptions(opts: Required<BufferPoolOptions>): void {
+export function verifyLeasedBufferPoolOptions(opts: Required<LeasedBufferPoolOptions>): void {
   if (!Number.isSafeInteger(opts.maxIdle) || opts.maxIdle < 0) {
     throw new ConfigInvalidError(`buffer pool maxIdle must be a non-negative integer, got ${opts.maxIdle}`)
   }
 }
 
-export class BufferPool {
+export class LeasedBufferPool {
   readonly #budget: MemoryBudget
   readonly #size: number
   readonly #maxIdle: number
@@ -54,7 +70,7 @@ export class BufferPool {
   readonly #destroyed = new AbortController()
   readonly #removeReclaimer: () => void
 
-  constructor(budget: MemoryBudget, size: number, opts: BufferPoolOptions = {}) {
+  constructor(budget: MemoryBudget, size: number, opts: LeasedBufferPoolOptions = {}) {
     if (!Number.isSafeInteger(size) || size <= 0) {
       throw new ConfigInvalidError(`buffer pool size must be a positive integer of bytes, got ${size}`)
     }
@@ -63,9 +79,9 @@ export class BufferPool {
         `buffer pool size ${size} exceeds the memory budget limit ${budget.limit}; raise the limit or lower the chunk size`,
       )
     }
-    const o: Required<BufferPoolOptions> = { ...defaultBufferPoolOptions }
+    const o: Required<LeasedBufferPoolOptions> = { ...defaultLeasedBufferPoolOptions }
     if (opts.maxIdle !== undefined) o.maxIdle = opts.maxIdle
-    verifyBufferPoolOptions(o)
+    verifyLeasedBufferPoolOptions(o)
     this.#budget = budget
     this.#size = size
     this.#maxIdle = o.maxIdle

@@ -1,7 +1,15 @@
-/** The abort race the pool uses; kept apart from pool.ts so the pool reads as what it does with threads. */
-import { abortedBy } from '../util/slots.ts'
+/** Abort helpers shared by the slot limiter, the worker pool and the memory budgets. */
+import { AbortedError } from '../errors.ts'
 
-export { abortedBy }
+/** The AbortedError for `signal`, its reason kept as the cause. */
+export function abortedBy(signal: AbortSignal): AbortedError {
+  return new AbortedError(undefined, { cause: signal.reason })
+}
+
+/** Throws `AbortedError` (cause: the signal's reason) if the signal is aborted. */
+export function throwIfAborted(signal: AbortSignal | undefined): void {
+  if (signal?.aborted) throw abortedBy(signal)
+}
 
 /** Settles with `task`, or rejects with AbortedError as soon as `signal` aborts (task keeps running). */
 export function raceAbort<T>(task: Promise<T>, signal: AbortSignal | undefined): Promise<T> {
