@@ -175,8 +175,8 @@ export class Engine {
   /** The last DECODED_TICKETS tickets fetched, decoded once and shared by their fetches. */
   readonly #tickets = new DecodedTickets(DECODED_TICKETS)
   /**
-   * Transfer ids: this engine's random tag and a count. A UUID per fetch was a tree of ~11
-   * V8 cons strings (~460 bytes of every queued fetch's ~4,600).
+   * Transfer ids: this engine's random tag and a count. A UUID per fetch costs a tree of ~11
+   * V8 cons strings, ~460 bytes of a queued fetch's ~4,600.
    */
   readonly #idTag = randomBytes(6).toString('hex')
   #fetches = 0

@@ -34,7 +34,7 @@ const TWO_POW_32 = 2 ** 32
 const MAX_LEAF_LENGTH = TWO_POW_32 - 1
 
 // Scratch inputs, reused: hashing consumes its input synchronously, and a fresh
-// 45/65-byte array per node was a third of the cost of hashing millions of rows.
+// 45/65-byte array per node costs a third of the time of hashing millions of rows.
 const leafInput = new Uint8Array(LEAF_INPUT_SIZE)
 const leafView = new DataView(leafInput.buffer)
 leafInput[0] = LEAF_PREFIX

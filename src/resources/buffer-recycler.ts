@@ -3,10 +3,10 @@
  * size reuses the memory instead of allocating.
  *
  * Why: a fresh 1 MiB ArrayBuffer per chunk costs far more than its bytes. On
- * this machine allocating, filling and dropping 512 × 1 MiB buffers took
- * ~2.1 s of CPU against ~0.5 s when the same buffers were reused (V8 full
+ * this machine allocating, filling and dropping 512 × 1 MiB buffers takes
+ * ~2.1 s of CPU against ~0.5 s when the same buffers are reused (V8 full
  * GCs driven by the external memory, page faults on fresh mappings): about
- * 3 ms per MiB, which was a third of a transfer's CPU on each side.
+ * 3 ms per MiB, a third of a transfer's CPU on each side.
  *
  * Unlike LeasedBufferPool (leased-buffer-pool.ts: one size, one pipeline, a
  * lease it holds for every buffer out; see there why there are two), the
@@ -19,14 +19,14 @@
  * the budget.
  *
  * Under contention the budget is spent, so an idle buffer can get no lease of
- * its own: dropping it there meant the next taker allocated the same size
- * again. Measured at 1,000 concurrent transfers (bench/concurrency.ts): the
- * receiver reused 39 of ~8,300 chunk buffers and the sender ~30 %, and the
- * dropped 1 MiB buffers were promoted garbage that V8 frees only at its next
- * full GC (~70 MB of ArrayBuffers above the leased bytes). The budget is also
- * spent, with nobody waiting, when one fetch's window takes all of it (a
- * 16 MiB budget): its chunk buffers were dropped and allocated again, chunk
- * after chunk, ~3 s more receiver CPU per GiB. So a buffer given back while
+ * its own; dropping it there makes the next taker allocate the same size
+ * again. Measured at 1,000 concurrent transfers (bench/concurrency.ts) with
+ * dropping: the receiver reuses 39 of ~8,300 chunk buffers and the sender
+ * ~30 %, and the dropped 1 MiB buffers are promoted garbage that V8 frees only
+ * at its next full GC (~70 MB of ArrayBuffers above the leased bytes). The
+ * budget is also spent, with nobody waiting, when one fetch's window takes all
+ * of it (a 16 MiB budget): dropping there allocates chunk after chunk anew,
+ * ~3 s more receiver CPU per GiB. So a buffer given back while
  * the budget has no room, or whose idle lease a waiter reclaims, is *handed
  * over*: kept without a lease for the next `take` of its size, whose caller's
  * lease covers it. Handed-over buffers
