@@ -31,7 +31,8 @@ export const defaultDirectWriteOptions: DirectWriteOptions = { enabled: true, sl
 /** Alignment of offsets and lengths written directly: a 4 KiB block covers 512-byte and 4K-sector devices. */
 export const DIRECT_ALIGN = 4096
 export const DIRECT_SLOT_BYTES = 1 * MiB
-const MAX_SLOTS = 64
+/** Most staging slots: 64 MiB of fixed memory. */
+export const MAX_DIRECT_SLOTS = 64
 const WASM_PAGE = 64 * 1024
 
 /** The open flag, or undefined where the platform has none (macOS, Windows). */
@@ -40,8 +41,8 @@ export const O_DIRECT: number | undefined = (constants as { O_DIRECT?: number })
 export function verifyDirectWriteOptions(o: DirectWriteOptions): void {
   if (typeof o.enabled !== 'boolean')
     throw new ConfigInvalidError('directWrites.enabled must be true or false')
-  if (!Number.isInteger(o.slots) || o.slots < 1 || o.slots > MAX_SLOTS) {
-    throw new ConfigInvalidError(`directWrites.slots must be an integer in [1, ${MAX_SLOTS}]`)
+  if (!Number.isInteger(o.slots) || o.slots < 1 || o.slots > MAX_DIRECT_SLOTS) {
+    throw new ConfigInvalidError(`directWrites.slots must be an integer in [1, ${MAX_DIRECT_SLOTS}]`)
   }
 }
 

@@ -7,6 +7,7 @@
  */
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { engineDefaults } from '../../src/engine/config.ts'
 import { Engine } from '../../src/engine/engine.ts'
 import type { FrameStream } from '../../src/net/stream-io.ts'
 import { serveSharesOf } from '../../src/serve/serve-shares.ts'
@@ -15,7 +16,7 @@ import { AttackClient, sleep, type Target, targetOf } from './support/serving-at
 
 const MiB = 1024 * 1024
 const FILE_MIB = 64
-const STALL_MS = 10_000 // defaultServerLimits.stallTimeoutMs
+const STALL_MS = engineDefaults.server.stallTimeoutMs
 
 /** Budget bytes that chunk work holds (idle recycled buffers aside). */
 const inWork = (e: Engine): number => e.budget.used - e.idleBufferBytes
