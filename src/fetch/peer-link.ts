@@ -172,8 +172,10 @@ export class PeerLink {
 
   /** Hands an idle session to the pool for the next transfer to this peer (or closes it); the link is down after. */
   release(sessions: SessionPool | undefined, why: HaulError): void {
-    if (this.session === undefined || sessions === undefined || this.banned !== undefined)
-      return this.drop(why)
+    if (this.session === undefined || sessions === undefined || this.banned !== undefined) {
+      this.drop(why)
+      return
+    }
     sessions.give(this.id, this.#detach()!)
     this.kick()
   }
