@@ -1,7 +1,8 @@
 import { parseArgs } from 'node:util'
 import { parseChunking } from '../chunking/params.ts'
 import { cidToString } from '../descriptor/cid.ts'
-import type { EngineOptions } from '../engine/config.ts'
+import { defaultText } from '../engine/config/docs.ts'
+import { type EngineOptions, resolveEngineConfig } from '../engine/config.ts'
 import { InvalidArgumentError } from '../errors.ts'
 import { decodeTicket } from '../ticket/ticket.ts'
 import { escapeControls, safeJson } from '../util/safe-text.ts'
@@ -20,8 +21,8 @@ Options:
   --json        newline-delimited JSON events instead of human output
   --force       get: replace a file already at the destination that holds other data
   --wait        get: if another haul is writing the destination, wait for it instead of failing
-  --memory MiB  memory budget for chunk buffers (default 16)
-  --workers N   worker threads (default: cores)
+  --memory MiB  memory budget for chunk buffers (default ${defaultText('memoryBudget')})
+  --workers N   worker threads (default ${defaultText('workers')})
 `
 
 async function main(argv: string[]): Promise<number> {
@@ -84,11 +85,13 @@ async function runIndex(
   const { indexFile } = await import('../serve/indexer.ts')
   const { MemoryBudget } = await import('../resources/memory-budget.ts')
   const { WorkerPool } = await import('../workers/pool.ts')
-  const pool = new WorkerPool(opts.workers === undefined ? {} : { threads: opts.workers })
-  const budget = new MemoryBudget(opts.memoryBudget === undefined ? {} : { limit: opts.memoryBudget })
+  // The engine's defaults and checks, as `send` and `get` have them.
+  const config = resolveEngineConfig(opts)
+  const pool = new WorkerPool({ threads: config.workers })
+  const budget = new MemoryBudget({ limit: config.memoryBudget })
   try {
     const r = await indexFile(file, {
-      chunking: opts.chunking ?? { kind: 'fixed', size: 1024 * 1024 },
+      chunking: config.chunking,
       pool,
       budget,
       ...(outPath === undefined ? {} : { descriptorPath: outPath }),

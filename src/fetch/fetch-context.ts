@@ -9,23 +9,14 @@ import type { RemoteSession } from '../session/remote-session.ts'
 import { ownsBuffer } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 
+/** Engine option `fetch`; defaults (and why) and ranges: src/engine/config/table.ts. */
 export interface FetchLimits {
-  /**
-   * Bytes of chunks requested but not yet written, per transfer. 16 MiB ran no slower than 32
-   * on loopback (1 GiB, 7 interleaved rounds each: median 220 against 195 MB/s) and kept the
-   * receiver ~25 MB lower. @default 16 MiB, or half the engine's memory budget if less
-   */
+  /** Bytes of chunks requested but not yet written, per transfer. */
   windowBytes: number
-  /** Chunks named in one get-chunks request. @default 8 */
+  /** Chunks named in one get-chunks request. */
   chunksPerRequest: number
-  /** Descriptor pages asked for at once. @default 4 */
+  /** Descriptor pages asked for at once. */
   pagesPerRequest: number
-}
-
-export const defaultFetchLimits: Readonly<FetchLimits> = {
-  windowBytes: 16 * 1024 * 1024,
-  chunksPerRequest: 8,
-  pagesPerRequest: 4,
 }
 
 export interface FetchContext {

@@ -37,7 +37,7 @@ export type { PeerReport } from './peer-pipeline.ts'
 
 export interface SchedulerOptions {
   readonly leafCount: number
-  /** Chunks considered per pick (rarest first inside it). @default 4096 */
+  /** Chunks considered per pick (rarest first inside it). */
   readonly windowChunks: number
   /** Bytes in flight across all peers, shared out by rate. */
   readonly windowBytes: number

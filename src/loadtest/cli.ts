@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { defaultText } from '../engine/config/docs.ts'
 import { InvalidArgumentError } from '../errors.ts'
 import type { LoadTestFaultSpec } from './faults.ts'
 import type { LoadSample, SizeDistribution } from './options.ts'
@@ -23,8 +24,8 @@ Options:
   --files N            distinct files generated (default min(M, 16))
   --topology T         mesh | fan-out (process 0 sends to all) (default mesh)
   --duration SECONDS   stop by itself after this long (default 120)
-  --memory MiB         memory budget of each engine (default 16)
-  --gc-assist MiB      collect garbage whenever ArrayBuffer memory grew this much (engine gcAssistBytes; default off)
+  --memory MiB         memory budget of each engine (default ${defaultText('memoryBudget')})
+  --gc-assist MiB      collect garbage whenever ArrayBuffer memory grew this much (engine gcAssistBytes; default ${defaultText('gcAssistBytes')})
   --workers N          worker threads per engine (default 1)
   --seed N             seed of the size and pairing draws (default 1)
   --report DIR         where loadtest.json and loadtest.html go (default .)

@@ -1,6 +1,6 @@
 import type { Connection, ConnectionGater, Libp2p, MultiaddrConnection, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { ConfigInvalidError } from '../errors.ts'
+import { engineDefaults } from '../engine/config/resolve.ts'
 
 /**
  * Who may connect, and how many at once. libp2p alone lets ten silent sockets (its pending
@@ -11,6 +11,8 @@ import { ConfigInvalidError } from '../errors.ts'
  * "Address" means the remote IPv4 address, or the /64 prefix of an IPv6 address (one host
  * usually holds a whole /64). Several haul processes on one host, and peers behind one NAT,
  * share an address: the per-address defaults leave room for dozens of them.
+ *
+ * Engine option `network.admission`; defaults and ranges: src/engine/config/table.ts.
  */
 export interface AdmissionOptions {
   /**
@@ -19,13 +21,11 @@ export interface AdmissionOptions {
    * holds a pending slot this long. The handshake takes milliseconds on loopback and a LAN
    * and about three round trips on a WAN (1.8 s at 600 ms). Our own dials are bounded by
    * `connectTimeoutMs` instead.
-   * @default 3_000
    */
   upgradeTimeoutMs?: number
   /**
    * Inbound sockets in their handshake at once, from all addresses; more are closed at accept
    * (libp2p's `maxIncomingPendingConnections`, 10 by default there).
-   * @default 128
    */
   maxPending?: number
   /**
@@ -34,34 +34,29 @@ export interface AdmissionOptions {
    * oldest socket still in its handshake, if that one has waited at least `pendingGraceMs`
    * (a silent socket from the same host or NAT cannot lock a newcomer out); otherwise the new
    * one is closed at accept.
-   * @default 16
    */
   maxPendingPerAddress?: number
   /**
    * How long an inbound socket in its handshake is safe from being replaced by a newer one
    * from its address (see `maxPendingPerAddress`), in ms: a handshake takes milliseconds on
    * loopback and a LAN, so a newcomer finishes within it while silent sockets come and go.
-   * @default 250
    */
   pendingGraceMs?: number
   /**
    * Inbound connections from one address, counting those still in their handshake; more are
    * closed at accept. Connections we dial do not count. At least `maxPendingPerAddress`.
-   * @default 64
    */
   maxConnectionsPerAddress?: number
   /**
    * Connections with one peer id, both directions. One is the rule, two happen when both
    * peers dial at once, so at least 2. A new inbound connection from a peer at the cap
    * replaces its oldest idle connection, or is closed if all of them carry streams.
-   * @default 4
    */
   maxConnectionsPerPeer?: number
   /**
    * New inbound sockets accepted from one address per second; more are closed at accept
    * (libp2p's `inboundConnectionThreshold`, 5 by default there: too tight for several haul
    * processes on one host).
-   * @default 64
    */
   maxNewPerAddressPerSecond?: number
   /**
@@ -69,39 +64,11 @@ export interface AdmissionOptions {
    * holding fewer inbound connections than the connection's own: it may not have opened its
    * first stream yet (a newcomer opens one within milliseconds of its handshake), and peers
    * that churn through the node's slots must not push out every newcomer as it arrives.
-   * @default 1_000
    */
   newConnectionGraceMs?: number
 }
 
-export const defaultAdmissionOptions: Required<AdmissionOptions> = {
-  upgradeTimeoutMs: 3_000,
-  maxPending: 128,
-  maxPendingPerAddress: 16,
-  pendingGraceMs: 250,
-  maxConnectionsPerAddress: 64,
-  maxConnectionsPerPeer: 4,
-  maxNewPerAddressPerSecond: 64,
-  newConnectionGraceMs: 1_000,
-}
-
-export function verifyAdmissionOptions(a: Required<AdmissionOptions>): void {
-  for (const [k, v] of Object.entries(a)) {
-    if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 1) {
-      throw new ConfigInvalidError(`admission.${k} must be a positive integer, got ${String(v)}`)
-    }
-  }
-  if (a.maxConnectionsPerPeer < 2) {
-    throw new ConfigInvalidError(
-      'admission.maxConnectionsPerPeer must be at least 2 (two peers may dial each other at once)',
-    )
-  }
-  if (a.maxConnectionsPerAddress < a.maxPendingPerAddress) {
-    throw new ConfigInvalidError(
-      'admission.maxConnectionsPerAddress must be at least admission.maxPendingPerAddress (pending ones count)',
-    )
-  }
-}
+export const defaultAdmissionOptions: Required<AdmissionOptions> = engineDefaults.network.admission
 
 /** Refusals and evictions since start; for tests and diagnostics. */
 export interface AdmissionStats {

@@ -1,11 +1,7 @@
-import { multiaddr } from '@multiformats/multiaddr'
+import { engineDefaults, resolveOption } from '../engine/config/resolve.ts'
 import { ConfigInvalidError } from '../errors.ts'
 import { KiB, MiB } from '../types.ts'
-import {
-  type AdmissionOptions,
-  defaultAdmissionOptions,
-  verifyAdmissionOptions,
-} from './connection-admission.ts'
+import { type AdmissionOptions, defaultAdmissionOptions } from './connection-admission.ts'
 import { defaultWrapStreamOptions, verifyIdleTimeout } from './stream-io.ts'
 
 /**
@@ -39,24 +35,22 @@ export interface YamuxTuning {
   keepAliveIntervalMs?: number
 }
 
+/**
+ * The node. Those that are engine options too (`listen`, `dataDir`, `maxConnections`,
+ * `admission`; `connectTimeoutMs` is the engine's `timeouts.connectMs`) take the engine's
+ * defaults and ranges: src/engine/config/table.ts.
+ */
 export interface NodeOptions {
-  /**
-   * Multiaddrs to listen on. Loopback only unless the caller asks for more.
-   * @default ['/ip4/127.0.0.1/tcp/0']
-   */
+  /** Multiaddrs to listen on. Loopback only unless the caller asks for more. */
   listen?: string[]
   /**
    * Directory holding `identity.key`. When given the peer id survives restarts;
    * when absent every start gets a new ephemeral identity.
-   * @default undefined
    */
   dataDir?: string
   /** @default see YamuxTuning */
   yamux?: YamuxTuning
-  /**
-   * How long a dial (TCP connect + Noise + Yamux negotiation) may take, in ms.
-   * @default 10_000
-   */
+  /** How long a dial (TCP connect + Noise + Yamux negotiation) may take, in ms. */
   connectTimeoutMs?: number
   /**
    * Connections the node keeps. A peer that completes its handshake while the node is full
@@ -64,10 +58,9 @@ export interface NodeOptions {
    * first: src/net/connection-admission.ts), and is turned away only when none can go: every connection
    * carries a stream or is protected by `admission.newConnectionGraceMs`. Our own dials are
    * not refused: libp2p closes idle connections beyond `maxConnections + admission.maxPending`.
-   * @default 256
    */
   maxConnections?: number
-  /** Per-address and per-peer limits on inbound connections. @default see AdmissionOptions */
+  /** Per-address and per-peer limits on inbound connections. */
   admission?: AdmissionOptions
 }
 
@@ -77,11 +70,11 @@ export const defaultYamuxTuning: Required<YamuxTuning> = {
 }
 
 export const defaultNodeOptions: Required<Omit<NodeOptions, 'dataDir'>> & { dataDir: string | undefined } = {
-  listen: ['/ip4/127.0.0.1/tcp/0'],
-  dataDir: undefined,
+  listen: engineDefaults.listen,
+  dataDir: engineDefaults.dataDir,
   yamux: defaultYamuxTuning,
-  connectTimeoutMs: 10_000,
-  maxConnections: 256,
+  connectTimeoutMs: engineDefaults.timeouts.connectMs,
+  maxConnections: engineDefaults.network.maxConnections,
   admission: defaultAdmissionOptions,
 }
 
@@ -98,43 +91,28 @@ function isPositiveInt(n: unknown): n is number {
   return typeof n === 'number' && Number.isSafeInteger(n) && n > 0
 }
 
-/** Merges with defaults (never mutating `opts`) and validates; throws ConfigInvalidError. */
+/**
+ * Merges with defaults (never mutating `opts`) and validates; throws ConfigInvalidError. The
+ * options an engine has too follow the engine's rules (src/engine/config/resolve.ts).
+ */
 export function resolveNodeOptions(opts: NodeOptions = {}): ResolvedNodeOptions {
-  const yamux: Required<YamuxTuning> = { ...defaultYamuxTuning, ...stripUndefined(opts.yamux ?? {}) }
-  const admission: Required<AdmissionOptions> = {
-    ...defaultAdmissionOptions,
-    ...stripUndefined(opts.admission ?? {}),
-  }
   const resolved: ResolvedNodeOptions = {
     ...defaultNodeOptions,
     ...stripUndefined(opts),
-    listen: [...(opts.listen ?? defaultNodeOptions.listen)],
-    yamux,
-    admission,
+    listen: resolveOption('listen', opts.listen),
+    dataDir: resolveOption('dataDir', opts.dataDir),
+    yamux: { ...defaultYamuxTuning, ...stripUndefined(opts.yamux ?? {}) },
+    maxConnections: resolveOption('network.maxConnections', opts.maxConnections),
+    admission: resolveOption('network.admission', opts.admission),
   }
   verifyNodeOptions(resolved)
   return resolved
 }
 
+/** Checks what only the node has: the dial timeout and the yamux tuning. */
 export function verifyNodeOptions(o: ResolvedNodeOptions): void {
-  if (!Array.isArray(o.listen)) throw new ConfigInvalidError('listen must be an array of multiaddr strings')
-  for (const addr of o.listen) {
-    try {
-      multiaddr(addr)
-    } catch (err) {
-      throw new ConfigInvalidError(`listen address ${JSON.stringify(addr)} is not a valid multiaddr`, {
-        cause: err,
-      })
-    }
-  }
-  if (o.dataDir !== undefined && (typeof o.dataDir !== 'string' || o.dataDir === '')) {
-    throw new ConfigInvalidError('dataDir must be a non-empty path')
-  }
   if (!isPositiveInt(o.connectTimeoutMs))
     throw new ConfigInvalidError('connectTimeoutMs must be a positive integer')
-  if (!isPositiveInt(o.maxConnections))
-    throw new ConfigInvalidError('maxConnections must be a positive integer')
-  verifyAdmissionOptions(o.admission)
   const y = o.yamux
   if (
     !isPositiveInt(y.maxStreamWindowSize) ||
@@ -159,26 +137,18 @@ export function stripUndefined<T extends object>(o: T): Partial<T> {
   return out
 }
 
+/**
+ * The network. The per-peer stream limits are engine options too (`network.*`), with the
+ * engine's defaults and ranges; `idleTimeoutMs` defaults to the engine's `timeouts.idleMs`.
+ */
 export interface NetworkOptions extends NodeOptions {
-  /**
-   * Outbound streams open at once to one peer; more `openStream` calls wait.
-   * @default 64
-   */
+  /** Outbound streams open at once to one peer; more `openStream` calls wait. */
   maxStreamsPerPeer?: number
-  /**
-   * Inbound streams one peer may have open on our handlers; more are reset.
-   * @default 64
-   */
+  /** Inbound streams one peer may have open on our handlers; more are reset. */
   maxInboundStreamsPerPeer?: number
-  /**
-   * `openStream` calls allowed to wait for a slot per peer; more fail with TooManyRequestsError.
-   * @default 256
-   */
+  /** `openStream` calls allowed to wait for a slot per peer; more fail with TooManyRequestsError. */
   maxQueuedOpensPerPeer?: number
-  /**
-   * Default idle timeout of every stream (see FrameStream), in ms.
-   * @default 30_000
-   */
+  /** Default idle timeout of every stream (see FrameStream), in ms. */
   idleTimeoutMs?: number
   /**
    * Unread incoming bytes per stream before it is paused.
@@ -196,28 +166,11 @@ export type EngineNetworkOptions = Pick<
 >
 
 export const defaultNetworkOptions: Required<NetworkOnlyOptions> = {
-  maxStreamsPerPeer: 64,
-  maxInboundStreamsPerPeer: 64,
-  maxQueuedOpensPerPeer: 256,
+  maxStreamsPerPeer: engineDefaults.network.maxStreamsPerPeer,
+  maxInboundStreamsPerPeer: engineDefaults.network.maxInboundStreamsPerPeer,
+  maxQueuedOpensPerPeer: engineDefaults.network.maxQueuedOpensPerPeer,
   idleTimeoutMs: defaultWrapStreamOptions.idleTimeoutMs,
   maxBufferedIncoming: defaultWrapStreamOptions.maxBufferedIncoming,
-}
-
-export function verifyNetworkOptions(o: Required<NetworkOnlyOptions>): void {
-  for (const k of [
-    'maxStreamsPerPeer',
-    'maxInboundStreamsPerPeer',
-    'maxQueuedOpensPerPeer',
-    'maxBufferedIncoming',
-  ] as const) {
-    const v = o[k]
-    if (!Number.isSafeInteger(v) || v < (k === 'maxQueuedOpensPerPeer' ? 0 : 1)) {
-      throw new ConfigInvalidError(
-        `${k} must be a ${k === 'maxQueuedOpensPerPeer' ? 'non-negative' : 'positive'} integer`,
-      )
-    }
-  }
-  verifyIdleTimeout(o.idleTimeoutMs)
 }
 
 /** Splits network options from node options, merges defaults, validates both. */
@@ -234,15 +187,15 @@ export function resolveNetworkOptions(opts: NetworkOptions = {}): {
     ...node
   } = opts
   const net: Required<NetworkOnlyOptions> = {
-    ...defaultNetworkOptions,
-    ...stripUndefined({
-      maxStreamsPerPeer,
-      maxInboundStreamsPerPeer,
-      maxQueuedOpensPerPeer,
-      idleTimeoutMs,
-      maxBufferedIncoming,
-    }),
+    maxStreamsPerPeer: resolveOption('network.maxStreamsPerPeer', maxStreamsPerPeer),
+    maxInboundStreamsPerPeer: resolveOption('network.maxInboundStreamsPerPeer', maxInboundStreamsPerPeer),
+    maxQueuedOpensPerPeer: resolveOption('network.maxQueuedOpensPerPeer', maxQueuedOpensPerPeer),
+    idleTimeoutMs: idleTimeoutMs ?? defaultNetworkOptions.idleTimeoutMs,
+    maxBufferedIncoming: maxBufferedIncoming ?? defaultNetworkOptions.maxBufferedIncoming,
   }
-  verifyNetworkOptions(net)
+  verifyIdleTimeout(net.idleTimeoutMs)
+  if (!isPositiveInt(net.maxBufferedIncoming)) {
+    throw new ConfigInvalidError('maxBufferedIncoming must be a positive integer')
+  }
   return { net, node: resolveNodeOptions(node) }
 }

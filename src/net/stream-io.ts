@@ -1,5 +1,6 @@
 import type { Stream, StreamCloseEvent, StreamMessageEvent } from '@libp2p/interface'
 import type { Uint8ArrayList } from 'uint8arraylist'
+import { engineDefaults } from '../engine/config/resolve.ts'
 import {
   ConfigInvalidError,
   type HaulError,
@@ -86,7 +87,7 @@ export interface WrapStreamOptions {
    * Abort with TimeoutError when no byte was received, read by the consumer,
    * sent, or drained for this long (ms); while a write waits for the remote's
    * window, when none of its bytes were taken for this long, whatever arrives.
-   * @default 30_000
+   * @default the engine's `timeouts.idleMs` default
    */
   idleTimeoutMs?: number
   /**
@@ -113,7 +114,7 @@ export interface WrapStreamOptions {
 }
 
 export const defaultWrapStreamOptions: Required<Omit<WrapStreamOptions, 'onClose' | 'sendLedger'>> = {
-  idleTimeoutMs: 30_000,
+  idleTimeoutMs: engineDefaults.timeouts.idleMs,
   maxBufferedIncoming: 1 * MiB,
   writeSliceBytes: 1 * MiB,
   remotePeer: '',

@@ -38,22 +38,22 @@
  * chunking every chunk but the last has one size, so nearly every chunk hits;
  * content-defined chunks rarely repeat a size and mostly allocate, as before.
  */
+import { engineDefaults } from '../engine/config/resolve.ts'
 import { ConfigInvalidError } from '../errors.ts'
 import { stripUndefined } from '../net/options.ts'
 import type { Lease, MemoryBudget } from './memory-budget.ts'
 
+/** Engine option `buffers`; defaults and ranges: src/engine/config/table.ts. */
 export interface BufferRecyclerOptions {
   /**
    * Idle bytes kept for reuse, at most (0 turns recycling off). Includes buffers handed
    * over between owners while the budget has no room, which are not leased: the engine's
-   * chunk memory is at most `memoryBudget + maxIdleBytes`. @default 8 MiB
+   * chunk memory is at most `memoryBudget + maxIdleBytes`.
    */
   maxIdleBytes?: number
 }
 
-export const defaultBufferRecyclerOptions: Required<BufferRecyclerOptions> = {
-  maxIdleBytes: 8 * 1024 * 1024,
-}
+export const defaultBufferRecyclerOptions: Required<BufferRecyclerOptions> = engineDefaults.buffers
 
 export function verifyBufferRecyclerOptions(opts: Required<BufferRecyclerOptions>): void {
   if (!Number.isSafeInteger(opts.maxIdleBytes) || opts.maxIdleBytes < 0) {

@@ -13,6 +13,7 @@
  * starves. One request is granted at a time: the order of grants, not their
  * overlap, is what divides the resource.
  */
+import { engineDefaults } from '../engine/config/resolve.ts'
 import { AbortedError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { throwIfAborted } from '../util/abort.ts'
 import { checkBytes } from './memory-budget.ts'
@@ -22,13 +23,13 @@ export type Priority = 'high' | 'normal' | 'low'
 
 export const PRIORITIES: readonly Priority[] = ['high', 'normal', 'low']
 
-/** Share of the resource per priority under contention: high gets 4x and normal 2x what low gets. */
-export const defaultPriorityWeights: Readonly<Record<Priority, number>> = { high: 4, normal: 2, low: 1 }
+/** Share of the resource per priority under contention: the engine's `priorityWeights` defaults. */
+export const defaultPriorityWeights: Readonly<Record<Priority, number>> = engineDefaults.priorityWeights
 
 export interface FairQueueOptions<T> {
   /** Takes `bytes` from the shared resource; the queue calls it for one request at a time. */
   grant: (bytes: number, signal: AbortSignal) => Promise<T>
-  /** @default { high: 4, normal: 2, low: 1 } */
+  /** @default defaultPriorityWeights */
   weights?: Partial<Record<Priority, number>>
   /** Requests waiting across all flows; more are refused with InvalidArgumentError. @default 65_536 */
   maxWaiting?: number

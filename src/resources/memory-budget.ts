@@ -8,21 +8,18 @@
  * the moment it is granted, not when the caller's `await` resumes), so `used`
  * never exceeds `limit`.
  */
+import { engineDefaults } from '../engine/config/resolve.ts'
 import { BudgetExceededError, ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
-import { MiB } from '../types.ts'
 import { abortedBy, throwIfAborted } from '../util/abort.ts'
 
 export interface MemoryBudgetOptions {
-  /**
-   * Bytes that may be leased at once. 16 MiB: at 1,000 concurrent transfers the receiver's
-   * peak follows the budget (README, Memory and limits), and one transfer, whose fetch window
-   * is half the budget by default, runs as fast as with 64.
-   * @default 16 MiB
-   */
+  /** Bytes that may be leased at once. @default the engine's `memoryBudget` default */
   limit?: number
 }
 
-export const defaultMemoryBudgetOptions: Required<MemoryBudgetOptions> = { limit: 16 * MiB }
+export const defaultMemoryBudgetOptions: Required<MemoryBudgetOptions> = {
+  limit: engineDefaults.memoryBudget,
+}
 
 export function verifyMemoryBudgetOptions(opts: Required<MemoryBudgetOptions>): void {
   if (!Number.isSafeInteger(opts.limit) || opts.limit <= 0) {

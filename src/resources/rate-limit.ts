@@ -196,23 +196,16 @@ export function chainLimiters(...limiters: Array<RateLimiter | undefined>): Rate
 }
 
 /** Bandwidth limits of an engine (bytes per second; undefined = unlimited). */
+/** Engine option `limits`: each unlimited unless given (ranges: src/engine/config/table.ts). */
 export interface RateLimitOptions {
-  /** All uploads together (the serving side, before each chunk frame). @default unlimited */
+  /** All uploads together (the serving side, before each chunk frame). */
   uploadBytesPerSec?: number
-  /** All downloads together (the fetching side, before each request). @default unlimited */
+  /** All downloads together (the fetching side, before each request). */
   downloadBytesPerSec?: number
-  /** Every transfer's own download limit, unless its fetch options say otherwise. @default unlimited */
+  /** Every transfer's own download limit, unless its fetch options say otherwise. */
   perTransferDownloadBytesPerSec?: number
-  /** Burst of each bucket. @default max(64 KiB, rate / 10) */
+  /** Burst of each bucket; unset, the bucket's own default (`TokenBucketOptions.burst`). */
   burstBytes?: number
-}
-
-export function verifyRateLimitOptions(o: RateLimitOptions): void {
-  for (const k of ['uploadBytesPerSec', 'downloadBytesPerSec', 'perTransferDownloadBytesPerSec'] as const) {
-    const v = o[k]
-    if (v !== undefined) verifyTokenBucketOptions({ rate: v })
-  }
-  if (o.burstBytes !== undefined) verifyTokenBucketOptions({ rate: 1, burst: o.burstBytes })
 }
 
 /** A bucket for `rate`, or undefined when no limit is set. */

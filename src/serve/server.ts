@@ -24,17 +24,17 @@ import { ChunkReplies } from './serve-chunks.ts'
 import { ServeGuard } from './serve-guard.ts'
 import { type PeerShare, serveSharesOf } from './serve-shares.ts'
 
+/** Engine option `server`; defaults and ranges: src/engine/config/table.ts. */
 export interface ServerLimits {
-  /** Requests a peer may queue on one stream before it gets TOO_MANY_REQUESTS. @default 64 */
+  /** Requests a peer may queue on one stream before it gets TOO_MANY_REQUESTS. */
   maxQueuedRequests: number
-  /** Chunks one request may name. @default 4096 */
+  /** Chunks one request may name. */
   maxChunksPerRequest: number
-  /** Pages one request may name. @default 16 */
+  /** Pages one request may name. */
   maxPagesPerRequest: number
   /**
    * Chunks read and encoded ahead of the one being sent, per stream. Across all of one peer's
    * streams, read-ahead also stays within that peer's share of the memory budget (serve-shares.ts).
-   * @default 4
    */
   readAhead: number
   /** Largest frame we accept and announce (only `chunk` and `page` frames come near it; requests have their own, small limits: SERVING_FRAME_LIMITS in src/protocol/frame.ts). */
@@ -42,13 +42,13 @@ export interface ServerLimits {
   /**
    * A request frame must be whole this long after its first byte arrived; otherwise the stream
    * gets a TIMEOUT error frame and is closed. A request is one Noise message, so a correct peer's
-   * arrives whole. @default 5_000
+   * arrives whole.
    */
   frameTimeoutMs: number
   /**
    * Bytes of unfinished request frames one peer may have buffered here, across all its streams;
    * the stream that goes over gets a TOO_MANY_REQUESTS error frame and is closed. One unfinished
-   * frame is at most ~1 KiB (SERVING_FRAME_LIMITS). @default 64 KiB
+   * frame is at most ~1 KiB (SERVING_FRAME_LIMITS).
    */
   maxPartialBytesPerPeer: number
   /**
@@ -56,7 +56,6 @@ export interface ServerLimits {
    * (frames it sends meanwhile do not count), is reset and its read-ahead leases given back;
    * after a fifth of it already when its peer holds more than its share of the serving budget
    * while others wait for memory (src/serve/serve-shares.ts, serve-guard.ts).
-   * @default 10_000
    */
   stallTimeoutMs: number
 }

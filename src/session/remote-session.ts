@@ -1,4 +1,5 @@
 import type { Uint8ArrayList } from 'uint8arraylist'
+import { engineDefaults } from '../engine/config/resolve.ts'
 import {
   AbortedError,
   asStreamFailure,
@@ -37,7 +38,7 @@ export interface RemoteSessionOptions {
   /**
    * `close()` waits this long for the peer to end its side of the stream, then resets it: a peer
    * that keeps sending (each byte restarts the stream's idle timer) or never reads cannot hold a
-   * close open. @default 2_000
+   * close open. @default the engine's `timeouts.closeMs` default
    */
   closeTimeoutMs?: number
   /** Where chunk payloads are gathered (recycled buffers); default: a fresh buffer each. */
@@ -47,7 +48,7 @@ export interface RemoteSessionOptions {
 }
 
 /** RemoteSessionOptions.closeTimeoutMs's default. */
-export const DEFAULT_CLOSE_TIMEOUT_MS = 2_000
+export const DEFAULT_CLOSE_TIMEOUT_MS = engineDefaults.timeouts.closeMs
 
 /**
  * Whether each reply frame of one request moves it forward. A header, page or chunk is progress

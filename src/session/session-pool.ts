@@ -1,30 +1,18 @@
-import { ConfigInvalidError, StreamClosedError } from '../errors.ts'
+import { StreamClosedError } from '../errors.ts'
 import type { RemoteSession } from './remote-session.ts'
 
+/** Engine option `sessions`; defaults and ranges: src/engine/config/table.ts. */
 export interface SessionPoolOptions {
   /**
    * Sessions kept open, across all peers, after their transfer finished, for the next transfer
-   * to the same peer. 0 turns reuse off (a stream per transfer). @default 16
+   * to the same peer. 0 turns reuse off (a stream per transfer).
    */
   maxIdle: number
   /**
-   * An idle session is closed after this long. Must be shorter than `timeouts.idleMs`, the
-   * stream's own idle timeout. @default 2_000, or half of `timeouts.idleMs` if less
+   * An idle session is closed after this long. Shorter than `timeouts.idleMs`, the stream's own
+   * idle timeout, which would otherwise close it first.
    */
   idleMs: number
-}
-
-export const defaultSessionPoolOptions: Readonly<SessionPoolOptions> = { maxIdle: 16, idleMs: 2_000 }
-
-export function verifySessionPoolOptions(o: SessionPoolOptions, streamIdleMs: number): void {
-  if (!Number.isSafeInteger(o.maxIdle) || o.maxIdle < 0) {
-    throw new ConfigInvalidError(`sessions.maxIdle must be an integer >= 0, got ${o.maxIdle}`)
-  }
-  if (!Number.isSafeInteger(o.idleMs) || o.idleMs < 1 || o.idleMs >= streamIdleMs) {
-    throw new ConfigInvalidError(
-      `sessions.idleMs must be an integer from 1 to timeouts.idleMs − 1 (${streamIdleMs - 1}), got ${o.idleMs}`,
-    )
-  }
 }
 
 const evicted = (): StreamClosedError =>

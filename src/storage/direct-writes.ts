@@ -19,31 +19,23 @@ import { MiB } from '../types.ts'
  * aligned. The slots are one fixed allocation per engine (`slots` × 1 MiB);
  * a write waits for a free slot, so at most `slots` direct writes are in flight.
  */
+/** Engine option `directWrites`; defaults and ranges: src/engine/config/table.ts. */
 export interface DirectWriteOptions {
-  /** Write chunks with O_DIRECT where the filesystem accepts it (Linux); off: buffered writes only. @default true */
+  /** Write chunks with O_DIRECT where the filesystem accepts it (Linux); off: buffered writes only. */
   enabled: boolean
-  /** Staging slots of {@link DIRECT_SLOT_BYTES} each (fixed memory: slots MiB); also the most direct writes in flight. @default 4 */
+  /** Staging slots of {@link DIRECT_SLOT_BYTES} each (fixed memory: slots MiB); also the most direct writes in flight. */
   slots: number
 }
-
-export const defaultDirectWriteOptions: DirectWriteOptions = { enabled: true, slots: 4 }
 
 /** Alignment of offsets and lengths written directly: a 4 KiB block covers 512-byte and 4K-sector devices. */
 export const DIRECT_ALIGN = 4096
 export const DIRECT_SLOT_BYTES = 1 * MiB
-const MAX_SLOTS = 64
+/** Most staging slots: 64 MiB of fixed memory. */
+export const MAX_DIRECT_SLOTS = 64
 const WASM_PAGE = 64 * 1024
 
 /** The open flag, or undefined where the platform has none (macOS, Windows). */
 export const O_DIRECT: number | undefined = (constants as { O_DIRECT?: number }).O_DIRECT
-
-export function verifyDirectWriteOptions(o: DirectWriteOptions): void {
-  if (typeof o.enabled !== 'boolean')
-    throw new ConfigInvalidError('directWrites.enabled must be true or false')
-  if (!Number.isInteger(o.slots) || o.slots < 1 || o.slots > MAX_SLOTS) {
-    throw new ConfigInvalidError(`directWrites.slots must be an integer in [1, ${MAX_SLOTS}]`)
-  }
-}
 
 // The project's lib settings carry no WebAssembly typings; this is the slice used here.
 interface WasmMemoryApi {
@@ -64,7 +56,11 @@ export class DirectWriteSlots {
   readonly #waiting: Array<(slot: Uint8Array) => void> = []
 
   constructor(slots: number) {
-    verifyDirectWriteOptions({ enabled: true, slots })
+    if (!Number.isInteger(slots) || slots < 1 || slots > MAX_DIRECT_SLOTS) {
+      throw new ConfigInvalidError(
+        `direct-write slots must be an integer from 1 to ${MAX_DIRECT_SLOTS}, got ${slots}`,
+      )
+    }
     this.slotCount = slots
     const pages = (slots * DIRECT_SLOT_BYTES) / WASM_PAGE
     const memory = new Memory({ initial: pages, maximum: pages })

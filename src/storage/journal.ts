@@ -25,7 +25,7 @@ import { entryAt, openOwnFile, removeOwnFile, unlinkEntry } from './safe-open.ts
 
 // Moved to ./journal-format.ts and ./journal-options.ts; re-exported so importers keep working.
 export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity } from './journal-format.ts'
-export { defaultJournalOptions, type JournalOptions, verifyJournalOptions } from './journal-options.ts'
+export { defaultJournalOptions, type JournalOptions } from './journal-options.ts'
 
 /** A memory journal persists nothing, so it needs no part identity (one fstat less per small transfer). */
 export type MemoryJournalInit = Omit<JournalInit, 'part'>

@@ -1,10 +1,11 @@
-import { ConfigInvalidError, type ErrorCode, type HaulError, isHaulError } from '../errors.ts'
+import { type ErrorCode, type HaulError, isHaulError } from '../errors.ts'
 
 /**
  * How a transfer rides out a lost connection, a reset stream, a restarting
  * sender or a silent peer: it goes to `retrying`, waits an exponentially
  * growing, jittered delay, opens a new session and continues from what is
- * already verified on disk.
+ * already verified on disk. Engine option `retry`; defaults and ranges:
+ * src/engine/config/table.ts.
  */
 export interface RetryOptions {
   /**
@@ -15,7 +16,6 @@ export interface RetryOptions {
    * before the chunk completed) and chunks its peer serves to this engine's
    * other transfers. So a long transfer survives any number of cuts as long as
    * its peer keeps serving. 1 disables retrying.
-   * @default 10
    */
   maxAttempts: number
   /**
@@ -24,42 +24,18 @@ export interface RetryOptions {
    * wrong ticket or a sender that is not running fails after these with its
    * own error, in about a second, instead of after the whole backoff; a blip
    * at the first dial is still ridden out. At most maxAttempts.
-   * @default 3
    */
   maxAttemptsFirstContact: number
-  /** Delay before the first retry; doubles with each failure in a row. @default 500 */
+  /** Delay before the first retry; doubles with each failure in a row. */
   baseDelayMs: number
-  /** Ceiling of the delay. @default 30_000 */
+  /** Ceiling of the delay. */
   maxDelayMs: number
   /**
    * How long a transfer may go without a verified chunk of its own while its failures still do
    * not count because its peer is visibly serving (see `maxAttempts`). Bounds a link that always
-   * breaks mid-chunk: it fails after this, then `maxAttempts` failures. @default 300_000
+   * breaks mid-chunk: it fails after this, then `maxAttempts` failures.
    */
   maxStallMs: number
-}
-
-export const defaultRetryOptions: Readonly<RetryOptions> = {
-  maxAttempts: 10,
-  maxAttemptsFirstContact: 3,
-  baseDelayMs: 500,
-  maxDelayMs: 30_000,
-  maxStallMs: 300_000,
-}
-
-export function verifyRetryOptions(o: RetryOptions): void {
-  for (const [k, v] of Object.entries(o)) {
-    if (!Number.isSafeInteger(v) || v < (k === 'baseDelayMs' ? 0 : 1)) {
-      throw new ConfigInvalidError(
-        `retry.${k} must be a whole number >= ${k === 'baseDelayMs' ? 0 : 1}, got ${v}`,
-      )
-    }
-  }
-  if (o.maxDelayMs < o.baseDelayMs) {
-    throw new ConfigInvalidError(
-      `retry.maxDelayMs (${o.maxDelayMs}) must be >= retry.baseDelayMs (${o.baseDelayMs})`,
-    )
-  }
 }
 
 /**

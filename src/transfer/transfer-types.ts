@@ -1,22 +1,22 @@
 import type { ResumeInfo } from '../fetch/resume.ts'
 
+/** Engine option `timeouts`, in ms; defaults and ranges: src/engine/config/table.ts. */
 export interface TransferTimeouts {
-  /** Dialing a peer. @default 10_000 */
+  /** Dialing a peer. */
   connectMs: number
-  /** A stream with no bytes in either direction for this long is closed (a stalled peer: retried). @default 30_000 */
+  /** A stream with no bytes in either direction for this long is closed (a stalled peer: retried). */
   idleMs: number
   /**
    * A request whose replies make no progress for this long fails with TIMEOUT (retried).
    * Progress is a reply the request had not received yet: a page or chunk it asked for and did
    * not have, a have-run, the header, or its end. Repeated frames do not count, so a peer that
-   * re-sends what it already sent fails like a silent one. @default 30_000
+   * re-sends what it already sent fails like a silent one.
    */
   requestMs: number
   /**
    * A stream being closed (a transfer cancelled, failed, done, or the engine stopping) waits this
    * long for the peer to close its side, then is reset. Bounds `cancel()` and `engine.stop()`
    * whatever the peer does: one that keeps sending restarts the idle timer with every byte.
-   * @default 2_000
    */
   closeMs: number
 }

@@ -1,4 +1,6 @@
 import { existsSync } from 'node:fs'
+import { Piscina } from 'piscina'
+import { verifyCdcSizes } from '../chunking/params.ts'
 /**
  * WorkerPool: CPU work (SHA-256, compression, content-defined chunking) on Piscina worker threads.
  *
@@ -15,9 +17,7 @@ import { existsSync } from 'node:fs'
  * passed to it. An aborted call rejects with AbortedError at once; a task already handed to
  * Piscina runs to the end, its slot stays taken until then, and its result is discarded.
  */
-import { availableParallelism } from 'node:os'
-import { Piscina } from 'piscina'
-import { verifyCdcSizes } from '../chunking/params.ts'
+import { engineDefaults } from '../engine/config/resolve.ts'
 import {
   AbortedError,
   ChunkVerificationError,
@@ -43,15 +43,15 @@ import {
 } from './messages.ts'
 
 export interface WorkerPoolOptions {
-  /** Worker threads. @default os.availableParallelism() */
+  /** Worker threads. @default the engine's `workers` default */
   threads?: number
   /** Tasks accepted beyond the `threads` running ones; later callers wait for a slot. @default threads * 4 */
   maxQueue?: number
 }
 
 export const defaultWorkerPoolOptions: Required<WorkerPoolOptions> = {
-  threads: availableParallelism(),
-  maxQueue: availableParallelism() * 4,
+  threads: engineDefaults.workers,
+  maxQueue: engineDefaults.workers * 4,
 }
 
 const MAX_THREADS = 256

@@ -32,9 +32,12 @@ describe('admission options', () => {
     expect(() => resolveNodeOptions({ admission })).toThrow(ConfigInvalidError)
   })
 
-  it('an engine passes them through to its network', async () => {
+  it('an engine resolves them and passes them to its network', async () => {
     const config = resolveEngineConfig({ network: { maxConnections: 32, admission: { maxPending: 7 } } })
-    expect(config.network).toEqual({ maxConnections: 32, admission: { maxPending: 7 } })
+    expect(config.network).toMatchObject({
+      maxConnections: 32,
+      admission: { ...defaultAdmissionOptions, maxPending: 7 },
+    })
     await expect(
       Network.create({ ...config.network, admission: { maxConnectionsPerPeer: 0 } }),
     ).rejects.toBeInstanceOf(ConfigInvalidError)

@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { defaultServerLimits } from '../../src/engine/config.ts'
+import { engineDefaults } from '../../src/engine/config.ts'
 import { Engine } from '../../src/engine/engine.ts'
 import { WIRE_CODES } from '../../src/errors.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
@@ -72,7 +72,7 @@ describe('half-frame attack on a sender process', () => {
       // Phase 1: each stream announces the whole frame limit and sends 1 MiB of it. A server
       // that buffered request frames whole held 200 MiB until each stream's idle timeout; this
       // one refuses each at its type byte and takes at most a window more of its bytes.
-      const announce = defaultServerLimits.maxFrame
+      const announce = engineDefaults.server.maxFrame
       const first = await Promise.all(
         attackers.flatMap((a) => Array.from({ length: 50 }, () => a.halfFrame(target, announce, MiB - 64))),
       )
@@ -152,7 +152,7 @@ describe('unfinished request frames of a correct size', () => {
 
   it('count against the per-peer bound: 64 streams each one byte short of the largest request', async () => {
     const frame = largestRequest(target.cid)
-    const bound = defaultServerLimits.maxPartialBytesPerPeer
+    const bound = engineDefaults.server.maxPartialBytesPerPeer
     let peak = 0
     const sampler = setInterval(() => {
       peak = Math.max(peak, sender.stats().serving.partialFrameBytes)

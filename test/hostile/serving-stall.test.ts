@@ -7,6 +7,7 @@
  */
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { engineDefaults } from '../../src/engine/config.ts'
 import { Engine } from '../../src/engine/engine.ts'
 import type { FrameStream } from '../../src/net/stream-io.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
@@ -14,7 +15,7 @@ import { AttackClient, sleep, type Target, targetOf } from './support/serving-at
 
 const MiB = 1024 * 1024
 const FILE_MIB = 64
-const STALL_MS = 10_000 // defaultServerLimits.stallTimeoutMs
+const STALL_MS = engineDefaults.server.stallTimeoutMs
 
 /** Budget bytes that chunk work holds (idle recycled buffers aside). */
 const inWork = (e: Engine): number => e.stats().memory.workBytes

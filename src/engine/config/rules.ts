@@ -1,0 +1,64 @@
+/**
+ * The rules that tie options of the table (./table.ts) together. resolve.ts runs each once the
+ * options it reads are resolved, after every option passed its own check.
+ */
+import { maxChunkSize } from '../../chunking/params.ts'
+import type { CrossRule } from './schema.ts'
+import type { TableConfig } from './table.ts'
+
+export const crossRules: readonly CrossRule<TableConfig>[] = [
+  {
+    paths: ['memoryBudget', 'chunking'],
+    doc: 'the budget holds at least 4 of the largest chunk',
+    check: (c) => {
+      const chunk = maxChunkSize(c.chunking)
+      return c.memoryBudget >= 4 * chunk
+        ? undefined
+        : `memoryBudget (${c.memoryBudget}) must hold at least 4 chunks of ${chunk} bytes`
+    },
+  },
+  {
+    paths: ['fetch.windowBytes', 'chunking'],
+    doc: 'the fetch window holds at least one chunk',
+    check: (c) => {
+      const chunk = maxChunkSize(c.chunking)
+      return c.fetch.windowBytes >= chunk
+        ? undefined
+        : `fetch.windowBytes (${c.fetch.windowBytes}) must hold at least one chunk (${chunk} bytes)`
+    },
+  },
+  {
+    paths: ['server.maxFrame', 'chunking'],
+    doc: 'a frame fits the largest chunk and its message header',
+    check: (c) => {
+      const chunk = maxChunkSize(c.chunking)
+      return c.server.maxFrame >= chunk + 1024
+        ? undefined
+        : `server.maxFrame (${c.server.maxFrame}) must exceed the largest chunk (${chunk} bytes) by at least 1024`
+    },
+  },
+  {
+    paths: ['sessions.idleMs', 'timeouts.idleMs'],
+    doc: "a kept stream is closed before the stream's own idle timeout fires",
+    check: (c) =>
+      c.sessions.idleMs < c.timeouts.idleMs
+        ? undefined
+        : `sessions.idleMs (${c.sessions.idleMs}) must be less than timeouts.idleMs (${c.timeouts.idleMs})`,
+  },
+  {
+    paths: ['retry.baseDelayMs', 'retry.maxDelayMs'],
+    doc: 'the delay ceiling is at least the first delay',
+    check: (c) =>
+      c.retry.maxDelayMs >= c.retry.baseDelayMs
+        ? undefined
+        : `retry.maxDelayMs (${c.retry.maxDelayMs}) must be >= retry.baseDelayMs (${c.retry.baseDelayMs})`,
+  },
+  {
+    paths: ['network.admission.maxConnectionsPerAddress', 'network.admission.maxPendingPerAddress'],
+    doc: 'sockets in their handshake count as connections of their address',
+    check: ({ network: { admission: a } }) =>
+      a.maxConnectionsPerAddress >= a.maxPendingPerAddress
+        ? undefined
+        : `network.admission.maxConnectionsPerAddress (${a.maxConnectionsPerAddress}) must be at least network.admission.maxPendingPerAddress (${a.maxPendingPerAddress}): pending ones count`,
+  },
+]
