@@ -97,7 +97,7 @@ export interface TransferHandle {
    * stream reset (never waiting on the peer) and its part file and journal closed for a resume.
    */
   cancel(): void
-  /** Multi-peer fetches: use one more provider from now on. Throws InvalidArgumentError on a single-peer fetch. */
+  /** One more peer holding the content: the fetch uses it from now on (or from its start, if still queued). */
   addProvider(provider: Provider): void
   /** Duplicates, corrupt chunks and what each provider gave so far; undefined until the fetch is admitted. */
   swarmStats(): SwarmStats | undefined

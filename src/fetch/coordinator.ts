@@ -23,13 +23,13 @@ import type { LinkDeps, PeerLink } from './peer-link.ts'
 import type { ChunkPick, SwarmScheduler } from './scheduler.ts'
 import type { SwarmOptions } from './swarm-options.ts'
 
-export interface SwarmDeps extends LinkDeps {
+export interface CoordinatorDeps extends LinkDeps {
   readonly retry: RetryOptions
   readonly swarm: SwarmOptions
   readonly limiter?: RateLimiter
 }
 
-export interface SwarmLocal {
+export interface FetchLocal {
   readonly header: DescriptorHeader
   readonly part: PartFile
   readonly journal: Journal
@@ -46,17 +46,17 @@ interface Request {
 }
 
 /**
- * Pulls one content id from several peers at once. A coordinator loop keeps
- * the leaf pages of the scheduler's window at hand and fills each live peer's
- * pipeline with what the scheduler picks; a task per peer (re)connects it with
- * backoff and re-reads a partial peer's have-bitmap. Every chunk goes through
- * the same steps as a single-peer fetch: budget lease per request, decompress
- * and hash against its proven leaf in the worker pool, only then a positional
- * write, the journal, the meter.
+ * Pulls one content id from its providers, one or many at once. A coordinator
+ * loop keeps the leaf pages of the scheduler's window at hand and fills each
+ * live provider's pipeline with what the scheduler picks; a task per provider
+ * (re)connects it with backoff and re-reads a partial peer's have-bitmap. Every
+ * chunk goes the same way: budget lease per request, decompress and hash
+ * against its proven leaf in the worker pool, only then a positional write,
+ * the journal, the meter.
  */
-export class SwarmFetcher {
-  readonly #deps: SwarmDeps
-  readonly #local: SwarmLocal
+export class FetchCoordinator {
+  readonly #deps: CoordinatorDeps
+  readonly #local: FetchLocal
   readonly #sched: SwarmScheduler
   readonly #links: Map<string, PeerLink>
   readonly #onChunk: () => void
@@ -71,8 +71,8 @@ export class SwarmFetcher {
   corruptChunks = 0
 
   constructor(
-    deps: SwarmDeps,
-    local: SwarmLocal,
+    deps: CoordinatorDeps,
+    local: FetchLocal,
     sched: SwarmScheduler,
     links: Map<string, PeerLink>,
     onChunk: () => void,

@@ -10,7 +10,7 @@ import type { TransferProgress } from '../transfer/progress.ts'
 import { isTransient, type RetryInfo, type RetryOptions } from '../transfer/retry.ts'
 import type { TransferJob } from '../transfer/transfer-machine.ts'
 import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
-import { type SwarmDeps, SwarmFetcher, type SwarmLocal } from './coordinator.ts'
+import { type CoordinatorDeps, FetchCoordinator, type FetchLocal } from './coordinator.ts'
 import { type DestinationPolicy, holdsContent, type PresentState, presentState } from './destination.ts'
 import {
   assertComplete,
@@ -25,7 +25,7 @@ import type { Rehasher } from './rehash.ts'
 import type { ResumeInfo } from './resume.ts'
 import { SwarmScheduler } from './scheduler.ts'
 
-export interface FetchJobDeps extends Omit<SwarmDeps, 'cid'> {
+export interface FetchJobDeps extends Omit<CoordinatorDeps, 'cid'> {
   readonly journal: JournalOptions
   /** Staging memory for O_DIRECT chunk writes (undefined: buffered writes). */
   readonly directWrites?: DirectWriteSlots | undefined
@@ -46,7 +46,7 @@ export interface FetchJobHooks {
 }
 
 /** The part file, journal and meter, plus the verified-leaf table and the leaf sidecar (when seeding). */
-type Local = LocalTransfer & SwarmLocal
+type Local = LocalTransfer & FetchLocal
 
 const MAX_PROVIDERS = 64
 
@@ -55,7 +55,7 @@ const MAX_PROVIDERS = 64
  * machine runs (retries, cancel, finalize). A ticket naming one peer is a fetch with one
  * provider. `resolve` reaches at least one provider and opens `<dest>.part` and its journal
  * (and, when the fetch seeds what it has, the leaf sidecar); `fetchChunks` runs the
- * SwarmFetcher over every provider not dropped; a transfer retry (all providers lost)
+ * FetchCoordinator over every provider not dropped; a transfer retry (all providers lost)
  * reconnects to all of them. Local state outlives sessions: after a retry, fetching continues
  * from the journal's chunk set. The job owns its sessions, files and admission place, and
  * releases them in `cleanup` whatever state the machine ended in.
@@ -73,7 +73,7 @@ export class FetchJob implements TransferJob {
   #present: PresentState | undefined
   #rehash: Rehasher | undefined
   #resume: ResumeInfo | undefined
-  #fetcher: SwarmFetcher | undefined
+  #fetcher: FetchCoordinator | undefined
   #sched: SwarmScheduler | undefined
   #unshare: (() => void) | undefined
   /** A provider served this content's header in this job: a later CONTENT_NOT_FOUND is a restart, not a refusal. */
@@ -289,7 +289,7 @@ export class FetchJob implements TransferJob {
       })
       for (let i = 0; i < header.leafCount; i++) if (journal.has(i)) sched.markDone(i)
       this.#sched = sched
-      this.#fetcher = new SwarmFetcher(deps, local, sched, this.#links, () => {
+      this.#fetcher = new FetchCoordinator(deps, local, sched, this.#links, () => {
         this.#deps.place?.chunkVerified()
         this.#report(false)
       })

@@ -1,6 +1,5 @@
 /**
- * The receiving side's local state, the same for a single-peer and a
- * multi-peer fetch: the part file and journal at the destination, the
+ * The receiving side's local state: the part file and journal at the destination, the
  * progress meter, the re-hash of a part file found without a usable journal,
  * and the checks and figures at the end.
  */

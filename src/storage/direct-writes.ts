@@ -7,11 +7,11 @@ import { MiB } from '../types.ts'
  *
  * Why: a buffered write copies every byte into the page cache, and on these
  * machines that copy is most of a receiver's disk cost — 1 GiB of 1 MiB
- * pwrites took 0.2 to 2.0 s of system CPU depending on whether the kernel had
- * to hand out fresh pages (/tmp/mb/wr.mjs in the #3 note), CPU a 2-core
- * transfer takes from hashing and decryption. Writing the same GiB directly,
- * through a copy into staging memory, took a steady 0.35–0.45 s, and leaves no
- * dirty pages for the kernel's flusher to write back later.
+ * pwrites takes 0.2 to 2.0 s of system CPU depending on whether the kernel has
+ * to hand out fresh pages, CPU a 2-core transfer takes from hashing and
+ * decryption. Writing the same GiB directly, through a copy into staging
+ * memory, takes a steady 0.35–0.45 s, and leaves no dirty pages for the
+ * kernel's flusher to write back later.
  *
  * O_DIRECT needs the memory address, the file offset and the length aligned to
  * the device's block. Node's ArrayBuffers come from malloc (16-byte aligned), so
