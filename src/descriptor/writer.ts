@@ -1,5 +1,6 @@
-import { type FileHandle, open, rename, unlink } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { randomBytes } from 'node:crypto'
+import { type FileHandle, open, readdir, rename, unlink } from 'node:fs/promises'
+import { basename, dirname, join } from 'node:path'
 import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { StreamingRoot } from '../merkle/tree.ts'
@@ -60,7 +61,7 @@ export interface DescriptorResult {
 }
 
 /**
- * Streams a leaf table to `<path>.tmp` in page-sized batches while folding the
+ * Streams a leaf table to `<path>.<pid>.<random>.tmp` in page-sized batches while folding the
  * root in O(log n) memory, then writes the header, fsyncs and renames to
  * `path`. Entries must arrive in order and contiguous, and obey the chunking
  * (fixed: every chunk but the last is exactly `size`; cdc: lengths <= max, and
@@ -82,9 +83,15 @@ export class DescriptorWriter {
   #lastLength = 0
   readonly #root = new StreamingRoot()
 
-  private constructor(path: string, fh: FileHandle, chunking: ChunkingParams, pageSize: number) {
+  private constructor(
+    path: string,
+    tmpPath: string,
+    fh: FileHandle,
+    chunking: ChunkingParams,
+    pageSize: number,
+  ) {
     this.path = path
-    this.tmpPath = `${path}.tmp`
+    this.tmpPath = tmpPath
     this.#fh = fh
     this.chunking = chunking
     this.pageSize = pageSize
@@ -96,14 +103,18 @@ export class DescriptorWriter {
     throwIfAborted(options.signal)
     const chunking = { ...options.chunking }
     const pageSize = options.pageSize ?? defaultDescriptorWriterOptions.pageSize
-    const tmpPath = `${path}.tmp`
+    // A name of its own: two writers of one descriptor (two engines publishing one file without
+    // data folders, two processes sharing a data folder) each write their own temporary file and
+    // rename it into place; the descriptor is the same either way, and neither loses its file.
+    const tmpPath = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+    await removeStaleTemporaries(path)
     let fh: FileHandle
     try {
-      fh = await open(tmpPath, 'w')
+      fh = await open(tmpPath, 'wx')
     } catch (err) {
       throw fsError(err, tmpPath)
     }
-    return new DescriptorWriter(path, fh, chunking, pageSize)
+    return new DescriptorWriter(path, tmpPath, fh, chunking, pageSize)
   }
 
   /** Rows appended so far. */
@@ -234,5 +245,36 @@ export class DescriptorWriter {
     if (bytesWritten !== bytes) throw new Error(`short write to ${this.tmpPath}`)
     this.#flushed += this.#buffered
     this.#buffered = 0
+  }
+}
+
+/**
+ * Removes the temporary files of writers of `path` whose process is gone (a crash or kill -9
+ * mid-write): each writer names its own, so nothing else ever reuses or removes them. Best
+ * effort: a folder that cannot be read keeps them.
+ */
+async function removeStaleTemporaries(path: string): Promise<void> {
+  const dir = dirname(path)
+  const prefix = `${basename(path)}.`
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch {
+    return
+  }
+  for (const name of names) {
+    if (!name.startsWith(prefix)) continue
+    const m = /^(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length))
+    if (m === null || processAlive(Number(m[1]))) continue
+    await unlink(join(dir, name)).catch(() => {})
+  }
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

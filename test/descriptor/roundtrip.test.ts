@@ -298,12 +298,28 @@ describe('DescriptorWriter', () => {
     })
   })
 
+  it("a dead writer's temporary file is removed by the next writer; a live one's is left", async () => {
+    await withTmpDir(async (dir) => {
+      const path = join(dir, 'd.haul')
+      // A pid no process has (above the kernel's pid_max), and this process's own.
+      const dead = `d.haul.${2 ** 22 + 1}.0badf00d.tmp`
+      const live = `d.haul.${process.pid}.0badf00d.tmp`
+      await writeFile(join(dir, dead), 'x')
+      await writeFile(join(dir, live), 'x')
+      const w = await DescriptorWriter.create(path, { chunking: FIXED_64K, pageSize: P })
+      await w.abort()
+      expect(await readdir(dir)).toEqual([live])
+    })
+  })
+
   it('abort() and an aborted signal remove the temporary file', async () => {
     await withTmpDir(async (dir) => {
       const path = join(dir, 'd.haul')
       const w = await DescriptorWriter.create(path, { chunking: FIXED_64K, pageSize: P })
       for (const e of fixedEntries(P + 1)) await w.append(e)
-      expect(await readdir(dir)).toEqual(['d.haul.tmp'])
+      expect(await readdir(dir)).toEqual([
+        expect.stringMatching(new RegExp(`^d\\.haul\\.${process.pid}\\.[0-9a-f]{8}\\.tmp$`)),
+      ])
       await w.abort()
       await w.abort()
       expect(await readdir(dir)).toEqual([])

@@ -1,12 +1,14 @@
+import { readdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
+import { createEngine } from '../../src/index.ts'
 import { useEnginePair } from '../support/engine-pair.ts'
 import { sha256File, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
 
-// Publishing one path twice at once used to race on one descriptor file (`<descriptor>.tmp`,
-// then a rename): both writers truncated and wrote the same temporary file.
+// Publishing one path twice at once must not race on one temporary descriptor file: each writer
+// has its own and renames it into place.
 describe.each([
   ['beside the file (no dataDir)', false],
   ['in the data folder', true],
@@ -26,6 +28,29 @@ describe.each([
       const dst = join(dir, `copy-${i}.bin`)
       await receiver.fetch(p.ticket, dst).result
       expect(await sha256File(dst)).toBe(await sha256File(src))
+    }
+  })
+})
+
+describe('two engines without data folders publish one file at once (one descriptor beside it)', () => {
+  const pair = useEnginePair()
+
+  it('both publish the same content, no temporary file is left, and both serve it', async () => {
+    const { dir, sender, receiver } = pair
+    const other = await createEngine({ workers: 1 })
+    try {
+      const src = join(dir, 'twice.bin')
+      await writeFile(src, 6 * MiB + 5, 'random')
+      const [a, b] = await Promise.all([sender.publish(src), other.publish(src), sender.publish(src)])
+      expect(Buffer.from(a!.index.cid).equals(Buffer.from(b!.index.cid))).toBe(true)
+      expect((await readdir(dir)).filter((n) => n.endsWith('.tmp'))).toEqual([])
+      for (const [i, p] of [a!, b!].entries()) {
+        const dst = join(dir, `from-${i}.bin`)
+        await receiver.fetch(p.ticket, dst).result
+        expect(await sha256File(dst)).toBe(await sha256File(src))
+      }
+    } finally {
+      await other.stop()
     }
   })
 })
