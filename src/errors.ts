@@ -49,6 +49,8 @@ export const WIRE_CODES = {
   DESTINATION_BUSY: 53,
   /** The destination holds other data and the caller did not ask to overwrite it. */
   DESTINATION_EXISTS: 54,
+  /** The file to publish or index is missing, or is not a regular file. */
+  SOURCE_INVALID: 55,
   // memory
   BUDGET_EXCEEDED: 60,
 } as const
@@ -215,6 +217,11 @@ export class DestinationExistsError extends HaulError {
   readonly code = 'DESTINATION_EXISTS'
 }
 
+export class SourceInvalidError extends HaulError {
+  override readonly name = 'SourceInvalidError'
+  readonly code = 'SOURCE_INVALID'
+}
+
 export class BudgetExceededError extends HaulError {
   override readonly name = 'BudgetExceededError'
   readonly code = 'BUDGET_EXCEEDED'
@@ -264,5 +271,6 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   DESTINATION_INVALID: DestinationInvalidError,
   DESTINATION_BUSY: DestinationBusyError,
   DESTINATION_EXISTS: DestinationExistsError,
+  SOURCE_INVALID: SourceInvalidError,
   BUDGET_EXCEEDED: BudgetExceededError,
 }

@@ -1,9 +1,10 @@
+import { readFileSync } from 'node:fs'
 import { parseArgs } from 'node:util'
 import { parseChunking } from '../chunking/params.ts'
 import { cidToString } from '../descriptor/cid.ts'
 import { defaultText } from '../engine/config/docs.ts'
 import { type EngineOptions, resolveEngineConfig } from '../engine/config.ts'
-import { InvalidArgumentError } from '../errors.ts'
+import { AbortedError, InvalidArgumentError } from '../errors.ts'
 import { decodeTicket } from '../ticket/ticket.ts'
 import { escapeControls, safeJson } from '../util/safe-text.ts'
 import { describeError, formatBytes, formatDuration, formatRate, progressLine } from './format.ts'
@@ -12,42 +13,112 @@ import { Output } from './output.ts'
 const USAGE = `haul — move very large files between libp2p peers, verified chunk by chunk
 
 Usage:
-  haul index <file> [--chunking fixed:1m|fixed:2m|fixed:4m|cdc|cdc:MIN:AVG:MAX] [--out <descriptor>] [--json]
-  haul send <file> [--listen <multiaddr>]... [--data-dir <dir>] [--chunking ...] [--json]
-  haul get <ticket> [-o <path>] [--force] [--wait] [--listen <multiaddr>]... [--json]
-  haul loadtest [--processes K] [--transfers M] [--concurrency C] [--min 64k] [--max 4m] ... (haul loadtest --help)
+  haul send <file>       publish a file and serve it until Ctrl-C
+  haul get <ticket>      fetch what a ticket names, resuming an earlier run
+  haul index <file>      only build the file's descriptor (content id, chunks)
+  haul loadtest ...      many transfers between engine processes (haul loadtest --help)
+
+  haul <command> --help  that command's options and examples
+  haul --version
+
+Exit codes: 0 done, 1 failed, 2 usage error, 130 interrupted (get: run it again to resume).
+`
+
+const ENGINE_FLAGS = `  --memory <MiB>          memory budget for chunk buffers (default ${defaultText('memoryBudget')})
+  --workers <n>           worker threads (default ${defaultText('workers')})
+  --json                  newline-delimited JSON events instead of human output`
+
+const HELP: Record<string, string> = {
+  send: `haul send <file> — index the file, print its ticket, serve it until Ctrl-C or SIGTERM
 
 Options:
-  --json        newline-delimited JSON events instead of human output
-  --force       get: replace a file already at the destination that holds other data
-  --wait        get: if another haul is writing the destination, wait for it instead of failing
-  --memory MiB  memory budget for chunk buffers (default ${defaultText('memoryBudget')})
-  --workers N   worker threads (default ${defaultText('workers')})
-`
+  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+  --data-dir <dir>        keep the identity and descriptors here: restarted with the same
+                          --listen port, the sender answers the same ticket
+  --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+${ENGINE_FLAGS}
+
+Examples:
+  haul send ./big.iso
+  haul send ./big.iso --listen /ip4/0.0.0.0/tcp/4001 --data-dir ~/.haul
+`,
+  get: `haul get <ticket> [-o <path>] — fetch what the ticket names; run it again after an interruption
+and it fetches only what is missing
+
+Options:
+  -o, --out <path>        where to write (default haul-<first 16 hex digits of the content id>)
+  --force                 replace a file at the destination that holds other data
+  --wait                  if another haul is writing the destination, wait for it
+  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+${ENGINE_FLAGS}
+
+Examples:
+  haul get haul1… -o ./copy.iso
+  haul get haul1… -o ./copy.iso --json
+
+Exit codes: 0 done (or already there), 1 failed, 2 usage error, 130 interrupted.
+`,
+  index: `haul index <file> — build the descriptor only: content id, chunk count, throughput
+
+Options:
+  -o, --out <descriptor>  where to write the descriptor (default <file>.haul)
+  --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+${ENGINE_FLAGS}
+
+Example:
+  haul index ./big.iso --chunking cdc
+`,
+}
+
+/** The package's version, from its package.json (two folders up from src/cli and dist/cli). */
+function version(): string {
+  const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
+    version: string
+  }
+  return pkg.version
+}
+
+/** node:util's parseArgs, with its refusals (unknown flag, missing or ambiguous value) as usage errors. */
+function parse(argv: string[]) {
+  try {
+    return parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        chunking: { type: 'string' },
+        out: { type: 'string', short: 'o' },
+        listen: { type: 'string', multiple: true },
+        'data-dir': { type: 'string' },
+        json: { type: 'boolean', default: false },
+        force: { type: 'boolean', default: false },
+        wait: { type: 'boolean', default: false },
+        memory: { type: 'string' },
+        workers: { type: 'string' },
+        help: { type: 'boolean', short: 'h', default: false },
+        version: { type: 'boolean', short: 'V', default: false },
+      },
+    })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? ''
+    if (!code.startsWith('ERR_PARSE_ARGS')) throw err
+    // Node's first sentence names the flag; the rest is advice about `--`.
+    const first = (err as Error).message.split(/\.\s|\n/)[0]
+    throw new InvalidArgumentError(`${first}: see "haul --help"`)
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   // The harness has its own options; it loads only when asked for.
   if (argv[0] === 'loadtest') return (await import('../loadtest/cli.ts')).runLoadTestCli(argv.slice(1))
-  const { values, positionals } = parseArgs({
-    args: argv,
-    allowPositionals: true,
-    options: {
-      chunking: { type: 'string' },
-      out: { type: 'string', short: 'o' },
-      listen: { type: 'string', multiple: true },
-      'data-dir': { type: 'string' },
-      json: { type: 'boolean', default: false },
-      force: { type: 'boolean', default: false },
-      wait: { type: 'boolean', default: false },
-      memory: { type: 'string' },
-      workers: { type: 'string' },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  })
+  const { values, positionals } = parse(argv)
   const [command, arg] = positionals
   const out = new Output(values.json === true)
+  if (values.version) {
+    process.stdout.write(`haul ${version()}\n`)
+    return 0
+  }
   if (values.help || command === undefined) {
-    process.stdout.write(USAGE)
+    process.stdout.write((command === undefined ? undefined : HELP[command]) ?? USAGE)
     return command === undefined && !values.help ? 2 : 0
   }
   const engineOptions: EngineOptions = {
@@ -192,7 +263,14 @@ async function runGet(
         )
       },
     })
-    const r = await handle.result
+    const r = await handle.result.catch((err: unknown) => {
+      if (!(abort.signal.aborted && err instanceof AbortedError)) throw err
+      out.done()
+      out.event({ event: 'interrupted', path: dest, progress: handle.progress() })
+      out.human(`interrupted: ${dest}.part keeps what was verified; run the same command again to resume`)
+      return undefined
+    })
+    if (r === undefined) return INTERRUPTED
     out.done()
     out.event({
       event: 'done',
@@ -224,6 +302,9 @@ async function runGet(
     await engine.stop()
   }
 }
+
+/** The exit code of a command the user interrupted (128 + SIGINT), as shells report it. */
+const INTERRUPTED = 130
 
 function need(v: string | undefined, what: string): string {
   if (v === undefined) throw new InvalidArgumentError(`missing argument: haul ${what}`)

@@ -5,7 +5,7 @@ import { DescriptorWriter } from '../descriptor/writer.ts'
 import { AbortedError, ContentChangedError } from '../errors.ts'
 import { LeasedBufferPool } from '../resources/leased-buffer-pool.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
-import { fsError } from '../storage/fs-errors.ts'
+import { sourceError } from '../storage/fs-errors.ts'
 import { type FileFingerprint, fingerprint, SourceFile, sameFile } from '../storage/source-file.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
@@ -160,7 +160,7 @@ async function indexCdc(
   }
   const fh = await open(path, 'r').catch((err) => {
     lease.release()
-    throw fsError(err, path)
+    throw sourceError(err, path)
   })
   let block = new Uint8Array(new ArrayBuffer(blockSize))
   try {

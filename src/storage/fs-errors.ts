@@ -5,6 +5,7 @@ import {
   isHaulError,
   NoSpaceError,
   PermissionDeniedError,
+  SourceInvalidError,
 } from '../errors.ts'
 
 /** Maps a Node fs error to the haul error a user can act on; `what` names the file for the message. */
@@ -36,3 +37,27 @@ export function fsError(err: unknown, what: string): HaulError {
       return new InternalError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
   }
 }
+
+/**
+ * Maps a Node fs error on a file being read for publishing or indexing (the source, not a
+ * destination) to the haul error a user can act on.
+ */
+export function sourceError(err: unknown, path: string): HaulError {
+  if (isHaulError(err)) return err
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  switch (code) {
+    case 'ENOENT':
+    case 'ENOTDIR':
+      return new SourceInvalidError(`${path} does not exist: check the path`, { cause: err })
+    case 'EISDIR':
+      return new SourceInvalidError(`${path} is a folder: give a file`, { cause: err })
+    case 'EACCES':
+    case 'EPERM':
+      return new PermissionDeniedError(`cannot read ${path} (${code}): check its permissions`, {
+        cause: err,
+      })
+    default:
+      return fsError(err, path)
+  }
+}
+

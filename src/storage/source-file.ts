@@ -1,7 +1,7 @@
 import type { BigIntStats } from 'node:fs'
 import { type FileHandle, open, stat } from 'node:fs/promises'
-import { ContentChangedError } from '../errors.ts'
-import { fsError } from './fs-errors.ts'
+import { ContentChangedError, SourceInvalidError } from '../errors.ts'
+import { sourceError } from './fs-errors.ts'
 
 /**
  * What a published file looked like when it was indexed; serving refuses once it differs.
@@ -33,8 +33,10 @@ export const RACY_WINDOW_NS = 2_000_000_000n
 export async function fingerprint(path: string): Promise<FileFingerprint> {
   const takenNs = wallClockNs()
   const s = await stat(path, { bigint: true }).catch((err) => {
-    throw fsError(err, path)
+    throw sourceError(err, path)
   })
+  if (s.isDirectory()) throw new SourceInvalidError(`${path} is a folder: give a file`)
+  if (!s.isFile()) throw new SourceInvalidError(`${path} is not a regular file: give a file`)
   return { ...stateOf(s), takenNs }
 }
 
@@ -132,7 +134,7 @@ export class SourceFile {
   /** `chunks`: the file's chunk count, for chunkHashed's bookkeeping. */
   static async open(path: string, expected: FileFingerprint, chunks = 0): Promise<SourceFile> {
     const fh = await open(path, 'r').catch((err) => {
-      throw fsError(err, path)
+      throw sourceError(err, path)
     })
     const src = new SourceFile(path, fh, expected, chunks)
     try {

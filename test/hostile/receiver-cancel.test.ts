@@ -183,8 +183,8 @@ describe('cancel and engine.stop() while a peer trickles repeats', () => {
       child.kill('SIGINT')
       const code = await exited
       expect(performance.now() - t0).toBeLessThan(STOP_MS + 2_000) // + process exit
-      expect(code).toBe(1)
-      expect(events.at(-1)).toMatchObject({ event: 'error', code: 'ABORTED' })
+      expect(code).toBe(130)
+      expect(events.at(-1)).toMatchObject({ event: 'interrupted', path: dest })
       expect(existsSync(`${dest}.part`)).toBe(true)
     } finally {
       if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL')
