@@ -5,7 +5,7 @@ import { cidToString } from '../descriptor/cid.ts'
 import { defaultText } from '../engine/config/docs.ts'
 import { type EngineOptions, resolveEngineConfig } from '../engine/config.ts'
 import { AbortedError, InvalidArgumentError } from '../errors.ts'
-import { decodeTicket } from '../ticket/ticket.ts'
+import { decodeSwarmTicket, joinTickets } from '../ticket/multi-ticket.ts'
 import { escapeControls, safeJson } from '../util/safe-text.ts'
 import { describeError, formatBytes, formatDuration, formatRate, progressLine } from './format.ts'
 import { Output } from './output.ts'
@@ -14,7 +14,8 @@ const USAGE = `haul — move very large files between libp2p peers, verified chu
 
 Usage:
   haul send <file>       publish a file and serve it until Ctrl-C
-  haul get <ticket>      fetch what a ticket names, resuming an earlier run
+  haul get <ticket>...   fetch what a ticket names (several tickets of one content: from all
+                         their peers at once), resuming an earlier run
   haul index <file>      only build the file's descriptor (content id, chunks)
   haul loadtest ...      many transfers between engine processes (haul loadtest --help)
 
@@ -42,8 +43,9 @@ Examples:
   haul send ./big.iso
   haul send ./big.iso --listen /ip4/0.0.0.0/tcp/4001 --data-dir ~/.haul
 `,
-  get: `haul get <ticket> [-o <path>] — fetch what the ticket names; run it again after an interruption
-and it fetches only what is missing
+  get: `haul get <ticket>... [-o <path>] — fetch what the ticket names; run it again after an
+interruption and it fetches only what is missing. A ticket naming several peers, or several
+tickets of the same content, fetch from all those peers at once.
 
 Options:
   -o, --out <path>        where to write (default haul-<first 16 hex digits of the content id>)
@@ -54,6 +56,7 @@ ${ENGINE_FLAGS}
 
 Examples:
   haul get haul1… -o ./copy.iso
+  haul get haul1…a haul1…b -o ./copy.iso      two senders of one file
   haul get haul1… -o ./copy.iso --json
 
 Exit codes: 0 done (or already there), 1 failed, 2 usage error, 130 interrupted.
@@ -111,7 +114,7 @@ async function main(argv: string[]): Promise<number> {
   // The harness has its own options; it loads only when asked for.
   if (argv[0] === 'loadtest') return (await import('../loadtest/cli.ts')).runLoadTestCli(argv.slice(1))
   const { values, positionals } = parse(argv)
-  const [command, arg] = positionals
+  const [command] = positionals
   const out = new Output(values.json === true)
   if (values.version) {
     process.stdout.write(`haul ${version()}\n`)
@@ -132,11 +135,11 @@ async function main(argv: string[]): Promise<number> {
   }
   switch (command) {
     case 'index':
-      return runIndex(need(arg, 'index <file>'), values.out, engineOptions, out)
+      return runIndex(oneFile(positionals, 'index'), values.out, engineOptions, out)
     case 'send':
-      return runSend(need(arg, 'send <file>'), engineOptions, out)
+      return runSend(oneFile(positionals, 'send'), engineOptions, out)
     case 'get':
-      return runGet(need(arg, 'get <ticket>'), values.out, engineOptions, out, {
+      return runGet(ticketOf(positionals.slice(1)), values.out, engineOptions, out, {
         overwrite: values.force === true,
         waitIfBusy: values.wait === true,
       })
@@ -232,7 +235,7 @@ async function runGet(
   out: Output,
   destOpts: { overwrite: boolean; waitIfBusy: boolean },
 ): Promise<number> {
-  const ticket = decodeTicket(ticketText)
+  const ticket = decodeSwarmTicket(ticketText)
   const dest = outPath ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
   const { Engine } = await import('../engine/engine.ts')
   const engine = await Engine.create(opts)
@@ -306,9 +309,25 @@ async function runGet(
 /** The exit code of a command the user interrupted (128 + SIGINT), as shells report it. */
 const INTERRUPTED = 130
 
-function need(v: string | undefined, what: string): string {
-  if (v === undefined) throw new InvalidArgumentError(`missing argument: haul ${what}`)
-  return v
+/**
+ * The ticket `haul get` fetches: one ticket as given (naming one peer or several), or several
+ * tickets of the same content joined into one (every peer they name is a provider).
+ */
+function ticketOf(tickets: string[]): string {
+  if (tickets.length === 0) throw new InvalidArgumentError('missing argument: haul get <ticket>')
+  return tickets.length === 1 ? tickets[0]! : joinTickets(tickets)
+}
+
+/** The one file `send` and `index` take: more is refused, not silently dropped. */
+function oneFile(positionals: string[], command: string): string {
+  const [, file, ...more] = positionals
+  if (file === undefined) throw new InvalidArgumentError(`missing argument: haul ${command} <file>`)
+  if (more.length > 0) {
+    throw new InvalidArgumentError(
+      `haul ${command} takes one file, got ${more.length + 1}: run it once per file`,
+    )
+  }
+  return file
 }
 
 function positiveInt(name: string, v: string): number {

@@ -3,6 +3,7 @@ import { readFile, writeFile as writeText } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
@@ -188,6 +189,46 @@ describe('haul CLI (real processes)', () => {
     expect(folder.code).toBe(1)
     expect(folder.stderr).toContain('SOURCE_INVALID')
     expect(folder.stderr).toContain('is a folder')
+  })
+
+  it('haul get with two tickets of one file (two sender processes) fetches from both; a ticket naming both does the same', async () => {
+    const senders: ChildProcess[] = []
+    try {
+      const tickets: string[] = []
+      for (const name of ['s1', 's2']) {
+        const p = spawn(process.execPath, [bin, 'send', src, '--json', '--data-dir', join(dir, name)], {
+          stdio: ['ignore', 'pipe', 'inherit'],
+        })
+        senders.push(p)
+        const lines = createInterface({ input: p.stdout! })
+        tickets.push(
+          await new Promise<string>((resolve, reject) => {
+            lines.on('line', (l) => {
+              const e = JSON.parse(l) as { event: string; ticket?: string }
+              if (e.event === 'published') resolve(e.ticket!)
+            })
+            p.once('exit', (c) => reject(new Error(`sender exited ${c}`)))
+          }),
+        )
+      }
+      const both = join(dir, 'both.bin')
+      const r = await run(['get', ...tickets, '-o', both, '--json'])
+      expect(r.code, r.stderr + r.stdout).toBe(0)
+      expect(await sha256File(both)).toBe(await sha256File(src))
+      const joined = joinTickets(tickets)
+      const again = join(dir, 'joined.bin')
+      const r2 = await run(['get', joined, '-o', again, '--json'])
+      expect(r2.code, r2.stderr + r2.stdout).toBe(0)
+      expect(await sha256File(again)).toBe(await sha256File(src))
+    } finally {
+      for (const p of senders) p.kill('SIGKILL')
+    }
+  })
+
+  it('haul send with more than one file is a usage error, not a silent drop', async () => {
+    const r = await run(['send', src, src])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toContain('takes one file, got 2')
   })
 
   it('unknown commands exit 2 with a hint', async () => {
