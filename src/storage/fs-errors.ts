@@ -60,4 +60,3 @@ export function sourceError(err: unknown, path: string): HaulError {
       return fsError(err, path)
   }
 }
-
