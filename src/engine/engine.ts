@@ -20,6 +20,7 @@ import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
 import { type IndexResult, indexFile } from '../serve/indexer.ts'
 import { indexForServing } from '../serve/publish.ts'
 import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
+import { ServeShares } from '../serve/serve-shares.ts'
 import { refuseStream, serveStream } from '../serve/server.ts'
 import { SessionPool } from '../session/session-pool.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
@@ -150,6 +151,8 @@ export class Engine {
   readonly #budget: MemoryBudget
   /** What fetches lease through: the budget less what is kept for serving. */
   readonly #fetchBudget: BudgetShare
+  /** What serving leases through: the budget divided between the peers being served. */
+  readonly #serveShares: ServeShares
   readonly #registry = new ContentRegistry()
   /** Per resolved path, the publish in progress: the next one for that path waits for it. */
   readonly #publishing = new Map<string, Promise<void>>()
@@ -191,6 +194,7 @@ export class Engine {
     this.#pool = pool
     this.#budget = budget
     this.#fetchBudget = new BudgetShare(budget, fetchShareOf(budget.limit))
+    this.#serveShares = new ServeShares(budget)
     this.#buffers = new BufferRecycler(budget, config.buffers)
     this.#sessions = new SessionPool(config.sessions)
     this.#directWrites = config.directWrites.enabled
@@ -230,7 +234,7 @@ export class Engine {
           serveStream(stream, {
             registry: engine.#registry,
             pool,
-            budget,
+            shares: engine.#serveShares,
             codec: config.codec,
             verifySource: config.verifySource,
             limits: config.server,
@@ -265,6 +269,7 @@ export class Engine {
   stats(): EngineStats {
     return engineStats({
       budget: this.#budget,
+      serving: this.#serveShares,
       fetchBudget: this.#fetchBudget,
       buffers: this.#buffers,
       registry: this.#registry,
@@ -324,7 +329,6 @@ export class Engine {
     const decoded = this.#tickets.decode(ticketText)
     const providers = [...decoded.providers]
     for (const p of opts.providers ?? []) if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
-    const ticket = { cid: decoded.cid, peerId: providers[0]!.peerId, addrs: providers[0]!.addrs }
     const swarm = opts.swarm ?? providers.length > 1
     const id = `${this.#idTag}-${++this.#fetches}`
     const path = resolvePath(dest)
@@ -373,7 +377,7 @@ export class Engine {
           await raceSignal(before, waiting.signal)
         }
         // A multi-peer fetch takes its turn with its first provider.
-        place = await this.#admission.acquire(ticket.peerId, waiting.signal)
+        place = await this.#admission.acquire(providers[0]!.peerId, waiting.signal)
         try {
           lock = await DestinationLock.acquire(path, {
             wait: opts.waitIfBusy === true,

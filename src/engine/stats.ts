@@ -5,7 +5,7 @@ import type { BudgetShare } from '../resources/budget-share.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import type { ContentRegistry } from '../serve/registry.ts'
-import { serveSharesOf } from '../serve/serve-shares.ts'
+import type { ServeShares } from '../serve/serve-shares.ts'
 import type { SessionPool } from '../session/session-pool.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 
@@ -109,6 +109,7 @@ export interface SessionStats {
 /** The engine parts a snapshot reads. */
 export interface StatsSources {
   readonly budget: MemoryBudget
+  readonly serving: ServeShares
   readonly fetchBudget: BudgetShare
   readonly buffers: BufferRecycler
   readonly registry: ContentRegistry
@@ -121,7 +122,7 @@ export interface StatsSources {
 }
 
 export function engineStats(s: StatsSources): EngineStats {
-  const serving = serveSharesOf(s.budget).stats
+  const serving = s.serving.stats
   const buffers = s.buffers.stats
   return {
     memory: {

@@ -1,6 +1,5 @@
 import type { VerifiedLeafTable } from '../descriptor/verified.ts'
-import type { FetchLimits } from './fetch-context.ts'
-import { fetchLeafPages } from './fetch-context.ts'
+import { type FetchLimits, fetchLeafPages } from './fetch-context.ts'
 import type { LeafStore } from './partial-seed.ts'
 import type { PeerLink } from './peer-link.ts'
 

@@ -2,9 +2,6 @@ import { InvalidArgumentError } from '../errors.ts'
 import { Bitset, type Have, holds } from './have.ts'
 import { PeerPipeline, type PeerReport, pipelineTarget } from './peer-pipeline.ts'
 
-// Moved to ./peer-pipeline.ts; re-exported so importers of this module keep working.
-export type { PeerReport } from './peer-pipeline.ts'
-
 /**
  * DEV NOTES — which chunk to ask which peer for, for one multi-peer transfer.
  *

@@ -1,6 +1,5 @@
 import { ChunkUnavailableError } from '../errors.ts'
 import type { TransferMessage } from '../protocol/messages.ts'
-import type { BufferRecycler } from '../resources/buffer-recycler.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { FrameWriter } from '../session/frame-writer.ts'
 import {
@@ -25,7 +24,6 @@ export interface ChunkSessionContext {
   readonly readAhead: number
   readonly maxChunksPerRequest: number
   readonly uploadLimiter?: RateLimiter | undefined
-  readonly buffers?: BufferRecycler | undefined
   isCancelled(requestId: number): boolean
   /** The request queued next on the stream, if any (its first chunks may be read ahead). */
   nextQueued(): TransferMessage | undefined
@@ -146,7 +144,7 @@ export class ChunkReplies {
     let handedOver = false
     try {
       await s.uploadLimiter?.take(c.payload.length, { signal: s.signal })
-      const buffers = c.recycle ? s.buffers : undefined
+      const buffers = c.recycle ? s.encoder.buffers : undefined
       const payload = c.payload
       const chunk: TransferMessage = {
         type: 'chunk',

@@ -226,18 +226,3 @@ export class PeerShare implements Budget {
     if (this.streams === 0 && this.#used === 0 && this.#queue.length === 0) this.#shares.forget(this)
   }
 }
-
-const byBudget = new WeakMap<MemoryBudget, ServeShares>()
-
-/**
- * The serving shares of the engine that owns `budget`: one per budget, since the shares divide
- * it (and every serving stream of an engine is given that engine's budget).
- */
-export function serveSharesOf(budget: MemoryBudget): ServeShares {
-  let shares = byBudget.get(budget)
-  if (shares === undefined) {
-    shares = new ServeShares(budget)
-    byBudget.set(budget, shares)
-  }
-  return shares
-}

@@ -11,7 +11,6 @@ import { FrameDecoder } from '../protocol/decoder.ts'
 import { encodeMessage, errorMessage } from '../protocol/encoder.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
-import type { MemoryBudget } from '../resources/memory-budget.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import { FrameWriter } from '../session/frame-writer.ts'
 import { CODECS } from '../types.ts'
@@ -22,7 +21,7 @@ import type { VerifySourcePolicy } from './chunk-encoder.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
 import { ChunkReplies } from './serve-chunks.ts'
 import { ServeGuard } from './serve-guard.ts'
-import { type PeerShare, serveSharesOf } from './serve-shares.ts'
+import type { PeerShare, ServeShares } from './serve-shares.ts'
 
 /** Engine option `server`; defaults and ranges: src/engine/config/table.ts. */
 export interface ServerLimits {
@@ -63,7 +62,8 @@ export interface ServerLimits {
 export interface ServerContext {
   registry: ContentRegistry
   pool: WorkerPool
-  budget: MemoryBudget
+  /** The engine budget as the serving side divides it between peers (one per engine). */
+  shares: ServeShares
   codec: CodecPolicy
   /** When chunks are hashed against their leaf before sending. @default 'auto' */
   verifySource?: VerifySourcePolicy
@@ -124,7 +124,7 @@ class ServerSession {
     this.#stream = stream
     this.#ctx = ctx
     this.#writer = new FrameWriter(stream, { maxQueued: ctx.limits.maxQueuedRequests + 8 })
-    this.#share = serveSharesOf(ctx.budget).join(stream.remotePeer)
+    this.#share = ctx.shares.join(stream.remotePeer)
     const broken = Promise.withResolvers<never>()
     this.#broken = broken.promise
     this.#broken.catch(() => {})
@@ -143,7 +143,6 @@ class ServerSession {
       readAhead: ctx.limits.readAhead,
       maxChunksPerRequest: ctx.limits.maxChunksPerRequest,
       uploadLimiter: ctx.uploadLimiter,
-      buffers: ctx.buffers,
       isCancelled: (id) => this.#cancelled.has(id),
       nextQueued: () => this.#queue[0],
     })

@@ -6,20 +6,12 @@ import { createEngine, type Engine, HaulError } from '../../src/index.ts'
 import { lockPath } from '../../src/storage/dest-lock.ts'
 import { journalPath } from '../../src/storage/journal.ts'
 import { spawnPeer } from '../support/children.ts'
+import { failure } from '../support/errors.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { startSender } from '../support/sender.ts'
 import { servedBytes } from '../support/served.ts'
 
 const MiB = 1024 * 1024
-
-async function failure(p: Promise<unknown>): Promise<HaulError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(HaulError)
-  return err as HaulError
-}
 
 describe('one destination, one writer; nothing destroyed silently', () => {
   let dir: string

@@ -11,21 +11,13 @@ import { chown, link, lstat, mkdir, readFile, symlink, writeFile as writeText } 
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createEngine, type Engine, HaulError } from '../../src/index.ts'
+import { createEngine, type Engine, type HaulError } from '../../src/index.ts'
+import { failure } from '../support/errors.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { treeState } from './support/local-tree.ts'
 
 const MiB = 1024 * 1024
 const isRoot = process.getuid?.() === 0
-
-async function failure(p: Promise<unknown>): Promise<HaulError> {
-  const err = await p.then(
-    () => undefined,
-    (e: unknown) => e,
-  )
-  expect(err).toBeInstanceOf(HaulError)
-  return err as HaulError
-}
 
 describe('entries planted beside the destination', () => {
   let dir: string

@@ -11,6 +11,7 @@ import { chainLimiters, type RateLimiter, TokenBucket, unlimited } from '../../s
 import { indexFile } from '../../src/serve/indexer.ts'
 import { openPublished } from '../../src/serve/publish.ts'
 import { ContentRegistry } from '../../src/serve/registry.ts'
+import { ServeShares } from '../../src/serve/serve-shares.ts'
 import { serveStream } from '../../src/serve/server.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
 import { WorkerPool } from '../../src/workers/pool.ts'
@@ -168,7 +169,7 @@ describe('upload limit in the serving session', () => {
       serveStream(stream, {
         registry,
         pool,
-        budget,
+        shares: new ServeShares(budget),
         codec: config.codec,
         limits: config.server,
         signal: stop.signal,

@@ -6,6 +6,7 @@ import { MemoryBudget } from '../../src/resources/memory-budget.ts'
 import { indexFile } from '../../src/serve/indexer.ts'
 import { openPublished } from '../../src/serve/publish.ts'
 import { ContentRegistry } from '../../src/serve/registry.ts'
+import { ServeShares } from '../../src/serve/serve-shares.ts'
 import { serveStream } from '../../src/serve/server.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
 import type { ChunkingParams } from '../../src/types.ts'
@@ -25,6 +26,7 @@ export async function startSender(opts: {
   const network = await Network.create({ listen: ['/ip4/127.0.0.1/tcp/0'] })
   const pool = new WorkerPool({ threads: 1 })
   const budget = new MemoryBudget({ limit: config.memoryBudget })
+  const shares = new ServeShares(budget)
   const registry = new ContentRegistry()
   const stop = new AbortController()
   let sessions = 0
@@ -33,7 +35,7 @@ export async function startSender(opts: {
     await serveStream(opts.wrap === undefined ? stream : opts.wrap(stream), {
       registry,
       pool,
-      budget,
+      shares,
       codec: config.codec,
       limits: config.server,
       signal: stop.signal,
