@@ -20,13 +20,14 @@ import { FrameDecoder } from '../dist/protocol/decoder.js'
 import { encodeMessage } from '../dist/protocol/encoder.js'
 import { DEFAULT_MAX_FRAME } from '../dist/protocol/frame.js'
 import { MESSAGE_TYPES, PROTOCOL_ID, PROTOCOL_VERSION } from '../dist/protocol/messages.js'
-import { decodeTicket } from '../dist/ticket/ticket.js'
+import { decodeSwarmTicket } from '../dist/ticket/multi-ticket.js'
 
 const [ticketText, host, port, source] = process.argv.slice(2) as [string, string, string, string]
 // The bench went away (killed, or it gave up): so does its attacker.
 process.once('disconnect', () => process.exit(0))
 const count = (k: string, d: number) => Number(process.env[k] ?? d)
-const ticket = decodeTicket(ticketText)
+const swarm = decodeSwarmTicket(ticketText)
+const ticket = { cid: swarm.cid, ...swarm.providers[0]! }
 let stopping = false
 const stats = { sockets: 0, halfFrames: 0, noRead: 0 }
 

@@ -19,7 +19,7 @@ import { type ChildProcess, fork } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { decodeTicket } from '../dist/ticket/ticket.js'
+import { decodeSwarmTicket } from '../dist/ticket/multi-ticket.js'
 import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
 import { ensureRandomFile, MB, sizeFromEnv } from './lib/proc.ts'
 
@@ -63,7 +63,7 @@ function next<T>(child: ChildProcess, type: string): Promise<T> {
 async function phase(n: number): Promise<{ mbps: number; sender: Stats; attack: unknown[] }> {
   const sender = start(peerScript, ['send', file])
   const { ticket } = await next<{ ticket: string }>(sender, 'ready')
-  const tcp = decodeTicket(ticket).addrs.find((a) => a.includes('/tcp/')) ?? ''
+  const tcp = decodeSwarmTicket(ticket).providers[0]!.addrs.find((a) => a.includes('/tcp/')) ?? ''
   const [, host, port] = /\/ip4\/([\d.]+)\/tcp\/(\d+)/.exec(tcp) ?? []
   // Silent sockets come from an address of their own per attacker (127.0.0.2, ...), as from
   // other hosts; the libp2p attacks share 127.0.0.1 with the legitimate receiver.

@@ -25,6 +25,8 @@ export const WIRE_CODES = {
   ROOT_MISMATCH: 16,
   /** A partial seeder was asked for a chunk (or leaf page) it has not verified yet. */
   CHUNK_UNAVAILABLE: 17,
+  /** A collection's manifest (or a name from a ticket) breaks the path rules: nothing was written. */
+  MANIFEST_INVALID: 18,
   // protocol
   FRAME_TOO_LARGE: 20,
   FRAME_TRUNCATED: 21,
@@ -136,6 +138,10 @@ export class ChunkUnavailableError extends HaulError {
   readonly code = 'CHUNK_UNAVAILABLE'
 }
 
+export class ManifestInvalidError extends HaulError {
+  override readonly name = 'ManifestInvalidError'
+  readonly code = 'MANIFEST_INVALID'
+}
 export class FrameTooLargeError extends HaulError {
   override readonly name = 'FrameTooLargeError'
   readonly code = 'FRAME_TOO_LARGE'
@@ -254,6 +260,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   CONTENT_CHANGED: ContentChangedError,
   ROOT_MISMATCH: RootMismatchError,
   CHUNK_UNAVAILABLE: ChunkUnavailableError,
+  MANIFEST_INVALID: ManifestInvalidError,
   FRAME_TOO_LARGE: FrameTooLargeError,
   FRAME_TRUNCATED: FrameTruncatedError,
   UNKNOWN_MESSAGE_TYPE: UnknownMessageTypeError,

@@ -1,7 +1,14 @@
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve as resolvePath } from 'node:path'
+import { basename, join, resolve as resolvePath } from 'node:path'
+import {
+  type CollectionFetchOptions,
+  type CollectionResult,
+  fetchCollection,
+} from '../collection/fetch-collection.ts'
+import { safeName } from '../collection/names.ts'
+import { type CollectionIndex, indexCollection } from '../collection/publish-collection.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
@@ -23,9 +30,10 @@ import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
 import { ServeShares } from '../serve/serve-shares.ts'
 import { refuseStream, serveStream } from '../serve/server.ts'
 import { SessionPool } from '../session/session-pool.ts'
+import { descriptorFolder } from '../storage/data-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
-import { DecodedTickets, type Provider } from '../ticket/multi-ticket.ts'
+import { DecodedTickets, encodeSwarmTicket, type Provider, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import { encodeTicket } from '../ticket/ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo } from '../transfer/retry.ts'
@@ -76,6 +84,11 @@ export interface FetchOptions {
    * journal whatever the size. @default true when the ticket and `providers` name more than one peer
    */
   swarm?: boolean
+}
+
+/** What the engine's own fetches may add: a check of the header before anything is written. */
+interface InternalFetchOptions extends FetchOptions {
+  accept?: ((header: DescriptorHeader) => void) | undefined
 }
 
 /** A partial seed: the chunks of a resumable `<dest>.part` this engine now serves. */
@@ -311,7 +324,39 @@ export class Engine {
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     })
     this.#registry.add(content)
-    const ticket = encodeTicket({ cid: index.cid, peerId: this.peerId, addrs: this.addresses })
+    const ticket = encodeSwarmTicket({
+      cid: index.cid,
+      providers: [{ peerId: this.peerId, addrs: this.addresses }],
+      name: safeName(basename(file)) ?? '',
+    })
+    return { ticket, index }
+  }
+
+  /**
+   * Publishes a folder, or several files and folders, as one collection (src/collection/): its
+   * files' bytes are indexed in place as one pack, its manifest lists paths, modes and sizes.
+   * Returns the ticket `fetchCollection` (and `haul get`) takes.
+   */
+  async publishCollection(
+    paths: string | readonly string[],
+    opts: PublishOptions = {},
+  ): Promise<{ ticket: string; index: CollectionIndex }> {
+    this.#assertRunning()
+    const list = typeof paths === 'string' ? [paths] : [...paths]
+    const { index, contents } = await indexCollection(list, await descriptorFolder(this.config.dataDir), {
+      chunking: this.config.chunking,
+      pool: this.#pool,
+      budget: this.#budget,
+      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+    })
+    for (const c of contents) this.#registry.add(c)
+    const ticket = encodeSwarmTicket({
+      cid: index.cid,
+      providers: [{ peerId: this.peerId, addrs: this.addresses }],
+      name: index.name,
+      kind: 'collection',
+    })
     return { ticket, index }
   }
 
@@ -327,6 +372,45 @@ export class Engine {
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
     const decoded = this.#tickets.decode(ticketText)
+    if (decoded.kind === 'collection') {
+      throw new InvalidArgumentError(
+        'this ticket names a folder (a collection): fetch it with fetchCollection (haul get does)',
+      )
+    }
+    return this.#fetch(decoded, dest, opts)
+  }
+
+  /**
+   * Fetches the collection a ticket names (from `publishCollection`, or `haul send <folder>`)
+   * into the folder `dest`: every file verified before it appears under its final name, the
+   * whole of it resumable by calling again after an interruption. See src/collection/.
+   */
+  fetchCollection(
+    ticketText: string,
+    dest: string,
+    opts: CollectionFetchOptions = {},
+  ): Promise<CollectionResult> {
+    this.#assertRunning()
+    const decoded = this.#tickets.decode(ticketText)
+    if (decoded.kind !== 'collection') {
+      return Promise.reject(
+        new InvalidArgumentError(
+          'this ticket names one file, not a folder: fetch it with fetch (haul get does)',
+        ),
+      )
+    }
+    return fetchCollection(
+      {
+        budget: this.#fetchBudget,
+        fetchContent: (ticket, path, o) => this.#fetch(ticket, path, o),
+      },
+      decoded,
+      dest,
+      opts,
+    )
+  }
+
+  #fetch(decoded: SwarmTicket, dest: string, opts: InternalFetchOptions): TransferHandle {
     const providers = [...decoded.providers]
     for (const p of opts.providers ?? []) if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
     const swarm = opts.swarm ?? providers.length > 1
@@ -461,7 +545,7 @@ export class Engine {
     limiter: ReturnType<typeof chainLimiters>,
     place: AdmissionPlace,
     seeding: boolean,
-    opts: FetchOptions,
+    opts: InternalFetchOptions,
   ): FetchJob {
     const c = this.config
     const share =
@@ -490,6 +574,7 @@ export class Engine {
         place,
         destination: this.#destinationPolicy(opts),
         share,
+        accept: opts.accept,
       },
       ticket,
       dest,

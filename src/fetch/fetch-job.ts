@@ -38,6 +38,8 @@ export interface FetchJobDeps extends Omit<CoordinatorDeps, 'cid'> {
   readonly place?: AdmissionPlace | undefined
   /** What to do with a file already at the destination. */
   readonly destination: DestinationPolicy
+  /** Sees the verified descriptor header before anything is written; throws to refuse the content. */
+  readonly accept?: ((header: DescriptorHeader) => void) | undefined
 }
 
 export interface FetchJobHooks {
@@ -252,6 +254,7 @@ export class FetchJob implements TransferJob {
       throw (err.errors[0] as HaulError | undefined) ?? new StreamClosedError('no provider answered')
     })
     this.#contentSeen = true
+    this.#deps.accept?.(header)
     if (this.#local === undefined && this.#present === undefined) {
       if (await holdsContent(this.dest, this.cid, header, this.#deps.destination, signal)) {
         this.#present = presentState(header)

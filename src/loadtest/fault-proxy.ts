@@ -1,6 +1,6 @@
 import { createServer, type Server, type Socket, connect as tcpConnect } from 'node:net'
 import { InternalError, InvalidArgumentError } from '../errors.ts'
-import { decodeTicket, encodeTicket } from '../ticket/ticket.ts'
+import { decodeSwarmTicket, encodeSwarmTicket } from '../ticket/multi-ticket.ts'
 
 /**
  * A TCP proxy on 127.0.0.1 that sits between two peers and injects the faults
@@ -302,8 +302,11 @@ export class FaultProxy {
 
 /** The same ticket, pointing the receiver at `proxy` instead of the sender's own addresses. */
 export function proxyTicket(ticket: string, proxy: FaultProxy): string {
-  const t = decodeTicket(ticket)
-  return encodeTicket({ ...t, addrs: [proxy.multiaddr(t.peerId)] })
+  const t = decodeSwarmTicket(ticket)
+  return encodeSwarmTicket({
+    ...t,
+    providers: t.providers.map((p) => ({ peerId: p.peerId, addrs: [proxy.multiaddr(p.peerId)] })),
+  })
 }
 
 /** A uniformly random whole number in [min, max]. */

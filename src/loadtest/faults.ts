@@ -1,5 +1,5 @@
 import { ConfigInvalidError } from '../errors.ts'
-import { decodeTicket } from '../ticket/ticket.ts'
+import { decodeSwarmTicket } from '../ticket/multi-ticket.ts'
 import { mulberry32 } from '../util/random.ts'
 import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from './fault-proxy.ts'
 
@@ -107,7 +107,7 @@ export function startFaults(spec: LoadTestFaultSpec, seed: number): RunningFault
     let p = proxies.get(sender)
     if (p === undefined) {
       p = FaultProxy.start({
-        target: { port: tcpPortOf(decodeTicket(ticket).addrs) },
+        target: { port: tcpPortOf(decodeSwarmTicket(ticket).providers[0]!.addrs) },
         ...(spec.cutMode === undefined ? {} : { cutMode: spec.cutMode }),
         ...(spec.rateBytesPerSec === undefined ? {} : { rateBytesPerSec: spec.rateBytesPerSec }),
         ...(cut === undefined ? {} : { plan: () => ({ cutAfterMs: randomInt(cut[0], cut[1], random) }) }),

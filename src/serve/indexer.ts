@@ -1,11 +1,9 @@
-import { open } from 'node:fs/promises'
 import { maxChunkSize, verifyChunkingParams } from '../chunking/params.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { DescriptorWriter } from '../descriptor/writer.ts'
 import { AbortedError, ContentChangedError } from '../errors.ts'
 import { LeasedBufferPool } from '../resources/leased-buffer-pool.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
-import { sourceError } from '../storage/fs-errors.ts'
 import { type FileFingerprint, fingerprint, SourceFile, sameFile } from '../storage/source-file.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
@@ -33,6 +31,13 @@ export interface IndexResult {
   readonly seconds: number
 }
 
+/** The bytes an index is built from: one file, or a collection's pack (src/collection/pack-source.ts). */
+export interface IndexSource {
+  readonly size: number
+  /** Fills `into[0, length)` from `offset`; ContentChangedError when the bytes are no longer there. */
+  read(offset: number, length: number, into: Uint8Array): Promise<void>
+}
+
 /**
  * Chunks and hashes a file into a descriptor. Memory is a fixed number of
  * chunk buffers drawn from the engine budget, whatever the file size: buffers
@@ -40,10 +45,34 @@ export interface IndexResult {
  */
 export async function indexFile(path: string, opts: IndexOptions): Promise<IndexResult> {
   opts.signal?.throwIfAborted()
+  const fp = await fingerprint(path)
+  const src = await SourceFile.open(path, fp)
+  try {
+    const r = await indexSource(src, { ...opts, descriptorPath: opts.descriptorPath ?? `${path}.haul` })
+    // A file modified while we read it would give a descriptor of neither version.
+    const after = await fingerprint(path)
+    if (!sameFile(after, fp)) {
+      throw new ContentChangedError(`${path} changed while it was being indexed: index it again`)
+    }
+    return { ...r, fingerprint: fp }
+  } finally {
+    await src.close()
+  }
+}
+
+/**
+ * indexFile's work on any source of bytes: the caller checks the source was unchanged throughout.
+ * On failure the descriptor is not left behind.
+ */
+export async function indexSource(
+  src: IndexSource,
+  opts: IndexOptions & { descriptorPath: string },
+): Promise<Omit<IndexResult, 'fingerprint'>> {
+  opts.signal?.throwIfAborted()
   verifyChunkingParams(opts.chunking)
   const started = performance.now()
-  const fp = await fingerprint(path)
-  const descriptorPath = opts.descriptorPath ?? `${path}.haul`
+  const { descriptorPath } = opts
+  const size = src.size
   const writer = await DescriptorWriter.create(descriptorPath, {
     chunking: opts.chunking,
     ...(opts.pageSize === undefined ? {} : { pageSize: opts.pageSize }),
@@ -53,22 +82,17 @@ export async function indexFile(path: string, opts: IndexOptions): Promise<Index
     const append = async (e: LeafEntry): Promise<void> => {
       await writer.append(e)
       chunks++
-      opts.onProgress?.(e.offset + e.length, fp.size)
+      opts.onProgress?.(e.offset + e.length, size)
     }
     if (opts.chunking.kind === 'fixed') {
-      await indexFixed(path, fp, opts.chunking.size, opts, append)
+      await indexFixed(src, opts.chunking.size, opts, append)
     } else {
-      await indexCdc(path, fp, opts.chunking, opts, append)
+      await indexCdc(src, opts.chunking, opts, append)
     }
     opts.signal?.throwIfAborted()
-    const { header, headerBytes, cid } = await writer.finish(fp.size)
-    // A file modified while we read it would give a descriptor of neither version.
-    const after = await fingerprint(path)
-    if (!sameFile(after, fp)) {
-      throw new ContentChangedError(`${path} changed while it was being indexed: index it again`)
-    }
+    const { header, headerBytes, cid } = await writer.finish(size)
     const seconds = (performance.now() - started) / 1000
-    return { cid, header, headerBytes, descriptorPath, fingerprint: fp, chunks, bytes: fp.size, seconds }
+    return { cid, header, headerBytes, descriptorPath, chunks, bytes: size, seconds }
   } catch (err) {
     await writer.abort()
     if (opts.signal?.aborted) throw new AbortedError('indexing was cancelled', { cause: err })
@@ -82,13 +106,12 @@ export async function indexFile(path: string, opts: IndexOptions): Promise<Index
  * appended in file order.
  */
 async function indexFixed(
-  path: string,
-  fp: FileFingerprint,
+  src: IndexSource,
   chunkSize: number,
   opts: IndexOptions,
   append: (e: LeafEntry) => Promise<void>,
 ): Promise<void> {
-  const src = await SourceFile.open(path, fp)
+  const size = src.size
   const depth = Math.max(4, opts.pool.threads * 3)
   const buffers = new LeasedBufferPool(opts.budget, chunkSize, { maxIdle: depth })
   const inflight: Promise<LeafEntry>[] = []
@@ -112,16 +135,15 @@ async function indexFixed(
     return { offset, length, hash: result.hash }
   }
   try {
-    for (let offset = 0; offset < fp.size; offset += chunkSize) {
+    for (let offset = 0; offset < size; offset += chunkSize) {
       const buf = await buffers.acquire(withSignal)
-      inflight.push(hashChunk(buf, offset, Math.min(chunkSize, fp.size - offset)))
+      inflight.push(hashChunk(buf, offset, Math.min(chunkSize, size - offset)))
       if (inflight.length >= depth) await append(await inflight.shift()!)
     }
     while (inflight.length > 0) await append(await inflight.shift()!)
   } finally {
     await Promise.allSettled(inflight)
     buffers.destroy()
-    await src.close()
   }
 }
 
@@ -133,8 +155,7 @@ async function indexFixed(
  * to the front of the next block.
  */
 async function indexCdc(
-  path: string,
-  fp: FileFingerprint,
+  src: IndexSource,
   params: Extract<ChunkingParams, { kind: 'cdc' }>,
   opts: IndexOptions,
   append: (e: LeafEntry) => Promise<void>,
@@ -158,10 +179,7 @@ async function indexCdc(
     buffers.release(result.buf)
     return { offset, length, hash: result.hash }
   }
-  const fh = await open(path, 'r').catch((err) => {
-    lease.release()
-    throw sourceError(err, path)
-  })
+  const size = src.size
   let block = new Uint8Array(new ArrayBuffer(blockSize))
   try {
     let fileOffset = 0 // where the next read starts
@@ -169,14 +187,13 @@ async function indexCdc(
     let filled = 0
     while (true) {
       signal?.throwIfAborted()
-      while (filled < blockSize && fileOffset < fp.size) {
-        const { bytesRead } = await fh.read(block, filled, blockSize - filled, fileOffset)
-        if (bytesRead === 0)
-          throw new ContentChangedError(`${path} shrank while it was being indexed: index it again`)
-        filled += bytesRead
-        fileOffset += bytesRead
+      if (filled < blockSize && fileOffset < size) {
+        const n = Math.min(blockSize - filled, size - fileOffset)
+        await src.read(fileOffset, n, block.subarray(filled, filled + n))
+        filled += n
+        fileOffset += n
       }
-      const isFinal = fileOffset >= fp.size
+      const isFinal = fileOffset >= size
       if (filled === 0) break
       const cuts = await opts.pool.cdcCuts(block, filled, params, isFinal, withSignal)
       block = cuts.buf as Uint8Array<ArrayBuffer>
@@ -197,7 +214,6 @@ async function indexCdc(
   } finally {
     await Promise.allSettled(inflight)
     buffers.destroy()
-    await fh.close()
     lease.release()
   }
 }

@@ -88,47 +88,27 @@ export class SourceFile {
   readonly path: string
   readonly expected: FileFingerprint
   #fh: FileHandle
-  /**
-   * Racy only: chunks hashed against their leaves from bytes read once the window after the
-   * file's last change had passed. Any later write changes mtime or ctime, which the fstat per
-   * request catches; so once every chunk is here, the fingerprint vouches for the file again.
-   */
-  #vouched: Uint8Array | undefined
-  #vouchedCount = 0
-  readonly #chunks: number
-  readonly #vouchFromNs: bigint
+  readonly #vouch: ChunkVouch
 
   private constructor(path: string, fh: FileHandle, expected: FileFingerprint, chunks: number) {
     this.path = path
     this.#fh = fh
     this.expected = expected
-    this.#chunks = chunks
-    this.#vouchFromNs = lastChangeNs(expected) + RACY_WINDOW_NS
-    // Beyond MAX_VOUCHED_CHUNKS nothing is tracked: such a racy file stays hashed.
-    if (isRacy(expected))
-      this.#vouched = new Uint8Array(chunks <= MAX_VOUCHED_CHUNKS ? Math.ceil(chunks / 8) : 0)
+    this.#vouch = new ChunkVouch([expected], chunks)
   }
 
-  /**
-   * The fingerprint was racy (see isRacy) and not every chunk has been hashed since the window
-   * passed: only hashing each chunk shows the bytes are the indexed ones.
-   */
+  /** Bytes, as indexed. */
+  get size(): number {
+    return this.expected.size
+  }
+
+  /** See ChunkVouch.needsChunkHash. */
   get needsChunkHash(): boolean {
-    return this.#vouched !== undefined
+    return this.#vouch.needsChunkHash
   }
 
-  /**
-   * A chunk read from `readStartNs` on matched its leaf. Once every chunk has, each read after the
-   * racy window, chunks are served on the fingerprint alone (no hash).
-   */
   chunkHashed(index: number, readStartNs: bigint): void {
-    const bits = this.#vouched
-    if (bits === undefined || readStartNs < this.#vouchFromNs || this.#chunks > MAX_VOUCHED_CHUNKS) return
-    if (!Number.isSafeInteger(index) || index < 0 || index >= this.#chunks) return
-    const mask = 1 << (index & 7)
-    if ((bits[index >> 3]! & mask) !== 0) return
-    bits[index >> 3]! |= mask
-    if (++this.#vouchedCount === this.#chunks) this.#vouched = undefined
+    this.#vouch.chunkHashed(index, readStartNs)
   }
 
   /** `chunks`: the file's chunk count, for chunkHashed's bookkeeping. */
@@ -174,5 +154,57 @@ export class SourceFile {
 
   async close(): Promise<void> {
     await this.#fh.close().catch(() => {})
+  }
+}
+
+/**
+ * Whether served chunks must be hashed before they are sent, for content made of files whose
+ * fingerprints were taken at index time: a file, or a collection's pack of many.
+ */
+export class ChunkVouch {
+  /**
+   * Racy only: chunks hashed against their leaves from bytes read once the window after the
+   * last change of any file had passed. Any later write changes mtime or ctime, which the fstat
+   * per read catches; so once every chunk is here, the fingerprints vouch for the bytes again.
+   */
+  #vouched: Uint8Array | undefined
+  #count = 0
+  readonly #chunks: number
+  readonly #fromNs: bigint
+
+  constructor(fingerprints: readonly FileFingerprint[], chunks: number) {
+    this.#chunks = chunks
+    let last = 0n
+    let racy = false
+    for (const fp of fingerprints) {
+      const changed = lastChangeNs(fp)
+      if (changed > last) last = changed
+      if (isRacy(fp)) racy = true
+    }
+    this.#fromNs = last + RACY_WINDOW_NS
+    // Beyond MAX_VOUCHED_CHUNKS nothing is tracked: such racy content stays hashed.
+    if (racy) this.#vouched = new Uint8Array(chunks <= MAX_VOUCHED_CHUNKS ? Math.ceil(chunks / 8) : 0)
+  }
+
+  /**
+   * A fingerprint was racy (see isRacy) and not every chunk has been hashed since the window
+   * passed: only hashing each chunk shows the bytes are the indexed ones.
+   */
+  get needsChunkHash(): boolean {
+    return this.#vouched !== undefined
+  }
+
+  /**
+   * A chunk read from `readStartNs` on matched its leaf. Once every chunk has, each read after the
+   * racy window, chunks are served on the fingerprints alone (no hash).
+   */
+  chunkHashed(index: number, readStartNs: bigint): void {
+    const bits = this.#vouched
+    if (bits === undefined || readStartNs < this.#fromNs || this.#chunks > MAX_VOUCHED_CHUNKS) return
+    if (!Number.isSafeInteger(index) || index < 0 || index >= this.#chunks) return
+    const mask = 1 << (index & 7)
+    if ((bits[index >> 3]! & mask) !== 0) return
+    bits[index >> 3]! |= mask
+    if (++this.#count === this.#chunks) this.#vouched = undefined
   }
 }

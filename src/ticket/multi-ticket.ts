@@ -15,7 +15,14 @@ import { decodeTicket, encodeTicket } from './ticket.ts'
  *       u8 peer id length + peer id (base58btc text)
  *       u8 address count (1..16), then per address: u16 length + multiaddr text
  *
- * The decoder reads both versions; every length is checked before it is used.
+ * Version 3 adds what the receiver needs to name what it writes: a flags byte (bit 0: the
+ * content id names a collection's manifest, src/collection/manifest.ts) and the published
+ * name (u8 length, 0..255, + UTF-8), before the content id; the providers follow as in
+ * version 2. A ticket with neither a name nor a collection is still written as version 1 or 2.
+ *
+ * The decoder reads every version; every length is checked before it is used. A name from a
+ * ticket is the sender's word: it is checked as a path component before it is used (see
+ * src/collection/names.ts).
  */
 
 /** One peer that serves (all or part of) a content id. */
@@ -27,10 +34,17 @@ export interface Provider {
 export interface SwarmTicket {
   readonly cid: Uint8Array
   readonly providers: readonly Provider[]
+  /** The published file's or folder's name (version 3), as the sender gave it. */
+  readonly name?: string
+  /** `collection`: `cid` names a manifest of files (version 3). @default 'file' */
+  readonly kind?: 'file' | 'collection'
 }
 
 const PREFIX = 'haul1'
 const VERSION = 2
+const VERSION_NAMED = 3
+const FLAG_COLLECTION = 1
+const MAX_NAME_BYTES = 255
 export const MAX_TICKET_PROVIDERS = 16
 const MAX_ADDRS = 16
 const MAX_ADDR_LEN = 512
@@ -42,9 +56,17 @@ export function encodeSwarmTicket(t: SwarmTicket): string {
   if (n === 0 || n > MAX_TICKET_PROVIDERS) {
     throw new TicketInvalidError(`a ticket names 1..${MAX_TICKET_PROVIDERS} providers, got ${n}`)
   }
-  if (n === 1) return encodeTicket({ cid: t.cid, ...t.providers[0]! })
+  const named = t.name !== undefined || t.kind === 'collection'
+  if (n === 1 && !named) return encodeTicket({ cid: t.cid, ...t.providers[0]! })
   const enc = new TextEncoder()
-  const parts: number[] = [VERSION, ...t.cid, n]
+  const parts: number[] = []
+  if (named) {
+    const name = enc.encode(t.name ?? '')
+    if (name.length > MAX_NAME_BYTES)
+      throw new TicketInvalidError(`a ticket's name is at most ${MAX_NAME_BYTES} bytes`)
+    parts.push(VERSION_NAMED, t.kind === 'collection' ? FLAG_COLLECTION : 0, name.length, ...name)
+  } else parts.push(VERSION)
+  parts.push(...t.cid, n)
   for (const p of t.providers) {
     const peer = enc.encode(p.peerId)
     if (peer.length === 0 || peer.length > 255) throw new TicketInvalidError('peer id is empty or too long')
@@ -61,7 +83,7 @@ export function encodeSwarmTicket(t: SwarmTicket): string {
   return PREFIX + base32Encode(Uint8Array.from(parts))
 }
 
-/** Reads a version 1 (one provider) or version 2 (several) ticket. */
+/** Reads a version 1 (one provider), version 2 (several) or version 3 (named) ticket. */
 export function decodeSwarmTicket(text: string): SwarmTicket {
   const s = text.trim()
   if (!s.startsWith(PREFIX) || s.length > MAX_CHARS) {
@@ -75,7 +97,7 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
   } catch (err) {
     throw new TicketInvalidError(`ticket is damaged (${(err as Error).message}): copy it again`)
   }
-  if (bytes[0] !== VERSION) {
+  if (bytes[0] !== VERSION && bytes[0] !== VERSION_NAMED) {
     const t = decodeTicket(s)
     return { cid: t.cid, providers: [{ peerId: t.peerId, addrs: t.addrs }] }
   }
@@ -93,6 +115,15 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
     } finally {
       p += n
     }
+  }
+  let named: Pick<SwarmTicket, 'name' | 'kind'> = {}
+  if (bytes[0] === VERSION_NAMED) {
+    need(2)
+    const flags = bytes[p++]!
+    if ((flags & ~FLAG_COLLECTION) !== 0)
+      throw new TicketInvalidError('ticket has flags this version does not know: upgrade haul')
+    const name = text8(bytes[p++]!)
+    named = { kind: flags & FLAG_COLLECTION ? 'collection' : 'file', ...(name === '' ? {} : { name }) }
   }
   need(32)
   const cid = bytes.slice(p, p + 32)
@@ -123,7 +154,7 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
     providers.push({ peerId, addrs })
   }
   if (p !== bytes.length) throw new TicketInvalidError('ticket has trailing bytes: was it pasted twice?')
-  return { cid, providers }
+  return { cid, providers, ...named }
 }
 
 /**
@@ -133,10 +164,12 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
 export function joinTickets(tickets: readonly string[]): string {
   if (tickets.length === 0) throw new TicketInvalidError('no tickets to join')
   const decoded = tickets.map(decodeSwarmTicket)
-  const cid = decoded[0]!.cid
+  const { cid, name, kind } = decoded[0]!
   const byPeer = new Map<string, Set<string>>()
   for (const t of decoded) {
     if (Buffer.compare(t.cid, cid) !== 0) throw new TicketInvalidError('tickets name different content ids')
+    if ((t.kind ?? 'file') !== (kind ?? 'file'))
+      throw new TicketInvalidError('tickets mix a folder and a file: give tickets of one publish')
     for (const p of t.providers) {
       const addrs = byPeer.get(p.peerId) ?? new Set<string>()
       for (const a of p.addrs) addrs.add(a)
@@ -144,7 +177,12 @@ export function joinTickets(tickets: readonly string[]): string {
     }
   }
   const providers = [...byPeer].map(([peerId, addrs]) => ({ peerId, addrs: [...addrs].slice(0, MAX_ADDRS) }))
-  return encodeSwarmTicket({ cid, providers })
+  return encodeSwarmTicket({
+    cid,
+    providers,
+    ...(name === undefined ? {} : { name }),
+    ...(kind === undefined ? {} : { kind }),
+  })
 }
 
 /**

@@ -118,10 +118,10 @@ describe('hostile bytes against the real serving handler', () => {
     open: (cid: Uint8Array) => Uint8Array[],
     onReply: (m: TransferMessage, stream: RawStream, cid: Uint8Array) => Promise<boolean>,
   ): Promise<TransferMessage[]> {
-    const { decodeTicket } = await import('../../src/ticket/ticket.ts')
+    const { decodeSwarmTicket } = await import('../../src/ticket/multi-ticket.ts')
     const file = join(dir, name)
     await writeFile(file, mib * MiB, 'random')
-    const cid = decodeTicket((await sender.publish(file)).ticket).cid
+    const cid = decodeSwarmTicket((await sender.publish(file)).ticket).cid
     const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
     const decoder = new FrameDecoder()
     const seen: TransferMessage[] = []

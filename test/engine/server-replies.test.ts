@@ -5,7 +5,7 @@ import { Network } from '../../src/net/network.ts'
 import { FrameDecoder } from '../../src/protocol/decoder.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { PROTOCOL_ID, PROTOCOL_VERSION, type TransferMessage } from '../../src/protocol/messages.ts'
-import { decodeTicket } from '../../src/ticket/ticket.ts'
+import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 import { tempDir, writeFile } from '../support/files.ts'
 
 const KiB = 1024
@@ -47,7 +47,7 @@ describe.each([1, 4])('replies of the real serving handler, server.readAhead %i'
     client = await Network.create({})
     const src = join(dir, 'f.src')
     await writeFile(src, 182 * KiB, 'random')
-    cid = decodeTicket((await sender.publish(src)).ticket).cid
+    cid = decodeSwarmTicket((await sender.publish(src)).ticket).cid
   })
   afterAll(async () => {
     await client.stop()

@@ -9,7 +9,7 @@ import { PEER_SCRIPT, renderHtml, runLoadTest, writeReport } from '../../src/loa
 import type { LoadTestFaults, LoadTestResult } from '../../src/loadtest/options.ts'
 import type { FetchDone, FromPeer, ToPeer } from '../../src/loadtest/peer.ts'
 import { ENGINE_NODE_FLAGS } from '../../src/process-flags.ts'
-import { decodeTicket } from '../../src/ticket/ticket.ts'
+import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 import { FaultProxy, type FaultProxyOptions, proxyTicket, tcpPortOf } from '../support/fault-proxy.ts'
 
 const KiB = 1024
@@ -27,7 +27,10 @@ function proxied(o: Omit<FaultProxyOptions, 'target'>) {
     async wrapTicket(ticket, sender) {
       let p = proxies.get(sender)
       if (p === undefined) {
-        p = await FaultProxy.start({ ...o, target: { port: tcpPortOf(decodeTicket(ticket).addrs) } })
+        p = await FaultProxy.start({
+          ...o,
+          target: { port: tcpPortOf(decodeSwarmTicket(ticket).providers[0]!.addrs) },
+        })
         proxies.set(sender, p)
       }
       return proxyTicket(ticket, p)

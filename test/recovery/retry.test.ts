@@ -8,7 +8,8 @@ import {
   RetriesExhaustedError,
 } from '../../src/index.ts'
 import { journalPath } from '../../src/storage/journal.ts'
-import { decodeTicket, encodeTicket } from '../../src/ticket/ticket.ts'
+import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
+import { encodeTicket } from '../../src/ticket/ticket.ts'
 import type { RetryInfo } from '../../src/transfer/retry.ts'
 import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from '../support/fault-proxy.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
@@ -175,7 +176,8 @@ describe('retries through a fault proxy (real sockets)', () => {
   it('a peer never reached in this fetch: maxAttemptsFirstContact tries, then its own PEER_UNREACHABLE', async () => {
     const engine = await receiver({ retry: { maxAttempts: 10, maxAttemptsFirstContact: 3, baseDelayMs: 20 } })
     try {
-      const { cid, peerId } = decodeTicket(ticket)
+      const { cid, providers } = decodeSwarmTicket(ticket)
+      const { peerId } = providers[0]!
       const nowhere = encodeTicket({ cid, peerId, addrs: ['/ip4/127.0.0.1/tcp/1'] })
       let retries = 0
       const err = await engine

@@ -21,7 +21,7 @@ import {
   PROTOCOL_VERSION,
   type TransferMessage,
 } from '../../../src/protocol/messages.ts'
-import { decodeTicket } from '../../../src/ticket/ticket.ts'
+import { decodeSwarmTicket } from '../../../src/ticket/multi-ticket.ts'
 
 /** Attack streams must outlive anything the server does: our own idle timer stays out of the way. */
 const HOUR_MS = 3_600_000
@@ -33,8 +33,9 @@ export interface Target {
 }
 
 export function targetOf(ticket: string): Target {
-  const t = decodeTicket(ticket)
-  return { peerId: t.peerId, addrs: [...t.addrs], cid: t.cid }
+  const t = decodeSwarmTicket(ticket)
+  const p = t.providers[0]!
+  return { peerId: p.peerId, addrs: [...p.addrs], cid: t.cid }
 }
 
 export const hello = (): Uint8Array[] =>

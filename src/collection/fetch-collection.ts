@@ -1,0 +1,250 @@
+/**
+ * Fetching a collection: its manifest (a small content fetched into a private temporary folder,
+ * capped at MAX_MANIFEST_BYTES before a byte of it is written), every check on it and on the
+ * destination, then the pack into `<dest>/.haul-incoming/pack` through the one receive pipeline
+ * (verified chunk by chunk, resumable with its journal), then the tree cut out of the pack and
+ * moved into place (unpack.ts). Running it again after any interruption resumes where it stopped.
+ */
+import { randomBytes } from 'node:crypto'
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve } from 'node:path'
+import type { DescriptorHeader } from '../descriptor/header.ts'
+import { AbortedError, DestinationInvalidError, ManifestInvalidError } from '../errors.ts'
+import type { Budget } from '../resources/memory-budget.ts'
+import { DestFolder } from '../storage/dest-folder.ts'
+import { DestinationLock } from '../storage/dest-lock.ts'
+import { fsError } from '../storage/fs-errors.ts'
+import { entryAt, kindOf } from '../storage/safe-open.ts'
+import type { SwarmTicket } from '../ticket/multi-ticket.ts'
+import type { TransferProgress } from '../transfer/progress.ts'
+import type { RetryInfo } from '../transfer/retry.ts'
+import type { FetchResult } from '../transfer/transfer-types.ts'
+import {
+  decodeManifest,
+  foldedCollisions,
+  MAX_MANIFEST_BYTES,
+  type Manifest,
+  type ManifestEntry,
+} from './manifest.ts'
+import { STAGING_NAME } from './names.ts'
+import {
+  checkDestination,
+  cutPack,
+  moveIntoPlace,
+  readMarker,
+  removeStaging,
+  stagingPaths,
+} from './unpack.ts'
+
+export interface CollectionProgress {
+  /** `manifest`: fetching the list; `fetching`: the pack's bytes; `placing`: files going into place. */
+  readonly phase: 'manifest' | 'fetching' | 'placing' | 'done'
+  readonly files: number
+  /** Files under their final names. */
+  readonly filesPlaced: number
+  /** The collection's bytes (the pack). */
+  readonly bytes: number
+  /** Verified bytes of the pack, kept from an earlier run included. */
+  readonly bytesDone: number
+  /** The pack transfer's own figures (rate, ETA) while it runs. */
+  readonly transfer?: TransferProgress
+}
+
+export interface CollectionFetchOptions {
+  signal?: AbortSignal
+  onProgress?: (p: CollectionProgress) => void
+  /** A file (or link) is now under its final name, verified. */
+  onFile?: (entry: { path: string; size: number; kind: ManifestEntry['kind'] }) => void
+  onRetry?: (info: RetryInfo) => void
+  /** Replace files in the destination that hold other data. @default false */
+  overwrite?: boolean
+  /** Create the collection's symbolic links (each points inside it); otherwise they are skipped. @default false */
+  symlinks?: boolean
+  priority?: 'low' | 'normal' | 'high'
+  maxBytesPerSec?: number
+}
+
+export interface CollectionResult {
+  /** The folder the collection is in. */
+  readonly path: string
+  readonly name: string
+  readonly files: number
+  readonly folders: number
+  /** Symbolic links created (with `symlinks`) or skipped. */
+  readonly links: { readonly created: number; readonly skipped: number }
+  readonly bytes: number
+  readonly seconds: number
+  /** Bytes moved in this run per second (kept bytes do not count). */
+  readonly rate: number
+  /** The pack's fetch, or undefined when there was nothing to fetch (all files empty, or a resume past it). */
+  readonly pack: FetchResult | undefined
+  readonly resumed: boolean
+}
+
+/** What a collection fetch needs of the engine. */
+export interface CollectionDeps {
+  readonly budget: Budget
+  /** Starts one content fetch (the engine's pipeline); `accept` sees the header before anything is written. */
+  fetchContent(
+    ticket: SwarmTicket,
+    dest: string,
+    opts: {
+      signal: AbortSignal
+      onProgress?: (p: TransferProgress) => void
+      onRetry?: (info: RetryInfo) => void
+      priority?: 'low' | 'normal' | 'high'
+      maxBytesPerSec?: number
+      overwrite?: boolean
+      accept?: (header: DescriptorHeader) => void
+    },
+  ): { result: Promise<FetchResult> }
+}
+
+export async function fetchCollection(
+  deps: CollectionDeps,
+  ticket: SwarmTicket,
+  dest: string,
+  opts: CollectionFetchOptions = {},
+): Promise<CollectionResult> {
+  const started = performance.now()
+  const signal = opts.signal ?? new AbortController().signal
+  const limits = {
+    ...(opts.priority === undefined ? {} : { priority: opts.priority }),
+    ...(opts.maxBytesPerSec === undefined ? {} : { maxBytesPerSec: opts.maxBytesPerSec }),
+    ...(opts.onRetry === undefined ? {} : { onRetry: opts.onRetry }),
+  }
+  let progress: CollectionProgress = { phase: 'manifest', files: 0, filesPlaced: 0, bytes: 0, bytesDone: 0 }
+  const report = (p: Partial<CollectionProgress>): void => {
+    progress = { ...progress, ...p }
+    opts.onProgress?.(progress)
+  }
+  report({})
+  const manifest = await fetchManifest(deps, ticket, { signal, ...limits })
+  report({ files: manifest.files, bytes: manifest.packSize })
+
+  const root = resolve(dest)
+  const there = await entryAt(root)
+  if (there !== undefined && !there.isDirectory()) {
+    throw new DestinationInvalidError(
+      `${root} is ${kindOf(there)}: a collection goes into a folder; choose another -o`,
+    )
+  }
+  await mkdir(root, { recursive: true }).catch((err) => {
+    throw fsError(err, root)
+  })
+  const folder = await DestFolder.pin(join(root, STAGING_NAME))
+  let lock: DestinationLock | undefined
+  try {
+    const paths = stagingPaths(folder)
+    const packHex = Buffer.from(manifest.packCid).toString('hex')
+    const resumed = (await entryAt(paths.stage)) !== undefined
+    if (!resumed) await checkDestination(folder, manifest, opts.overwrite === true)
+    await mkdir(paths.stage, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+      if (err.code !== 'EEXIST') throw fsError(err, paths.stage)
+    })
+    lock = await DestinationLock.acquire(folder.file(`${STAGING_NAME}/collection`), { signal })
+    await refuseFoldedCollisions(manifest, paths.stage)
+
+    let pack: FetchResult | undefined
+    const marker = await readMarker(paths.marker, packHex)
+    if (marker === undefined && manifest.packSize > 0) {
+      report({ phase: 'fetching' })
+      const handle = deps.fetchContent(
+        { ...ticket, cid: manifest.packCid, kind: 'file' },
+        folder.file(`${STAGING_NAME}/pack`),
+        {
+          signal,
+          ...limits,
+          // The pack in the staging folder is haul's own: a complete one left by a crash is kept.
+          overwrite: true,
+          onProgress: (p) => report({ bytesDone: p.bytesDone, transfer: p }),
+        },
+      )
+      pack = await handle.result
+    }
+    report({ phase: 'placing', bytesDone: manifest.packSize })
+    let placed = 0
+    const placeOpts = {
+      overwrite: opts.overwrite === true || resumed,
+      symlinks: opts.symlinks === true,
+      budget: deps.budget,
+      signal,
+      onPlaced: (e: ManifestEntry) => {
+        placed++
+        opts.onFile?.({ path: e.path, size: e.size, kind: e.kind })
+        if (placed % 256 === 0) report({ filesPlaced: placed })
+      },
+    }
+    await cutPack(paths, manifest, packHex, marker ?? manifest.entries.length, placeOpts)
+    await moveIntoPlace(folder, paths, manifest, placeOpts)
+    await removeStaging(paths)
+    report({ phase: 'done', filesPlaced: manifest.files })
+    const seconds = (performance.now() - started) / 1000
+    const moved = pack === undefined ? 0 : pack.bytes - pack.resume.bytesKept
+    const links = manifest.entries.filter((e) => e.kind === 'symlink').length
+    return {
+      path: root,
+      name: manifest.name,
+      files: manifest.files,
+      folders: manifest.entries.filter((e) => e.kind === 'dir').length,
+      links: opts.symlinks === true ? { created: links, skipped: 0 } : { created: 0, skipped: links },
+      bytes: manifest.packSize,
+      seconds,
+      rate: seconds > 0 ? moved / seconds : 0,
+      pack,
+      resumed,
+    }
+  } catch (err) {
+    if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
+    throw err
+  } finally {
+    await lock?.release()
+    await folder.close()
+  }
+}
+
+/** Fetches the manifest into a private temporary folder, decodes and checks it, removes the folder. */
+async function fetchManifest(
+  deps: CollectionDeps,
+  ticket: SwarmTicket,
+  opts: Parameters<CollectionDeps['fetchContent']>[2],
+): Promise<Manifest> {
+  const dir = await mkdtemp(join(tmpdir(), 'haul-manifest-'))
+  try {
+    const path = join(dir, 'manifest')
+    await deps.fetchContent({ ...ticket, kind: 'file' }, path, {
+      ...opts,
+      accept: (header) => {
+        if (header.totalSize > MAX_MANIFEST_BYTES)
+          throw new ManifestInvalidError(
+            `the collection's manifest was refused, nothing was written: it is ${header.totalSize} bytes, over ${MAX_MANIFEST_BYTES}`,
+          )
+      },
+    }).result
+    return decodeManifest(await readFile(path))
+  } finally {
+    await rm(dir, { recursive: true, force: true })
+  }
+}
+
+/**
+ * Paths that differ only in case (or Unicode normalization) are one file where the file system
+ * folds them: refused there, named in the error; kept apart elsewhere.
+ */
+async function refuseFoldedCollisions(m: Manifest, stage: string): Promise<void> {
+  const pairs = foldedCollisions(m)
+  if (pairs.length === 0) return
+  const probe = `${stage}/case-${randomBytes(4).toString('hex')}-Aa`
+  await writeFile(probe, '')
+  try {
+    const folded = (await entryAt(probe.replace(/-Aa$/, '-aA'))) !== undefined
+    if (!folded) return
+  } finally {
+    await rm(probe, { force: true })
+  }
+  const [a, b] = pairs[0]!
+  throw new ManifestInvalidError(
+    `the collection's manifest was refused, nothing was written: ${JSON.stringify(a)} and ${JSON.stringify(b)} are one file on this file system (it ignores case)${pairs.length > 1 ? `, and ${pairs.length - 1} more pairs` : ''}; fetch into a case-sensitive folder`,
+  )
+}

@@ -1,0 +1,182 @@
+/**
+ * A collection's pack as the indexer and the server read it: every file's bytes one after
+ * another (manifest order), read straight from the files (no copy into a store). A read checks
+ * each file it touches against its fingerprint (one fstat), so a file changed since the walk is
+ * refused at the first chunk that holds it. At most MAX_OPEN_FILES files are open at once:
+ * ten thousand small files are read one chunk's worth at a time, and closed again.
+ */
+import { type FileHandle, open } from 'node:fs/promises'
+import { ContentChangedError } from '../errors.ts'
+import type { ContentSource } from '../serve/registry.ts'
+import { sourceError } from '../storage/fs-errors.ts'
+import { ChunkVouch, type FileFingerprint, sameFile } from '../storage/source-file.ts'
+import type { ManifestEntry } from './manifest.ts'
+import type { WalkedFile } from './walk.ts'
+
+/** Open file handles a pack keeps; the least recently read is closed beyond this. */
+export const MAX_OPEN_FILES = 64
+
+/** An open file: closed once evicted and no read uses it. */
+interface OpenFile {
+  readonly handle: Promise<FileHandle>
+  users: number
+  evicted: boolean
+}
+
+interface PackFile {
+  readonly abs: string
+  readonly offset: number
+  readonly fingerprint: FileFingerprint
+}
+
+export class PackSource implements ContentSource {
+  /** The folder (or common folder) sent: what error messages name. */
+  readonly path: string
+  readonly size: number
+  /** Files with at least one byte, in pack order (empty files have no place to read). */
+  readonly #files: PackFile[]
+  readonly #open = new Map<number, OpenFile>()
+  #vouch: ChunkVouch
+  #closed = false
+
+  /** `entries` in manifest order (their offsets place each file); `files` by relative path. */
+  constructor(path: string, entries: readonly ManifestEntry[], files: ReadonlyMap<string, WalkedFile>) {
+    this.path = path
+    this.#files = []
+    let size = 0
+    for (const e of entries) {
+      if (e.kind !== 'file') continue
+      const f = files.get(e.path)
+      if (f === undefined) throw new ContentChangedError(`${e.path} is not among the files walked`)
+      if (e.size > 0) this.#files.push({ abs: f.abs, offset: e.offset, fingerprint: f.fingerprint })
+      size = e.offset + e.size
+    }
+    this.size = size
+    this.#vouch = new ChunkVouch(
+      this.#files.map((f) => f.fingerprint),
+      0,
+    )
+  }
+
+  /** The pack's chunk count, once indexed: racy files are then tracked chunk by chunk. */
+  indexed(chunks: number): void {
+    this.#vouch = new ChunkVouch(
+      this.#files.map((f) => f.fingerprint),
+      chunks,
+    )
+  }
+
+  get needsChunkHash(): boolean {
+    return this.#vouch.needsChunkHash
+  }
+
+  chunkHashed(index: number, readStartNs: bigint): void {
+    this.#vouch.chunkHashed(index, readStartNs)
+  }
+
+  /** Reads check the files they touch (see the module comment). */
+  async checkUnchanged(): Promise<void> {}
+
+  async read(offset: number, length: number, into: Uint8Array): Promise<void> {
+    if (offset < 0 || length < 0 || offset + length > this.size) {
+      throw new ContentChangedError(`read past the end of the collection ${this.path}`)
+    }
+    let i = this.#fileAt(offset)
+    let done = 0
+    while (done < length) {
+      const f = this.#files[i]!
+      const size = f.fingerprint.size
+      const at = offset + done - f.offset
+      const n = Math.min(length - done, size - at)
+      const file = this.#acquire(i)
+      try {
+        const fh = await file.handle
+        const now = await fh.stat({ bigint: true })
+        if (!sameFile({ ...now, size: Number(now.size) }, f.fingerprint)) throw changed(f.abs)
+        let got = 0
+        while (got < n) {
+          const { bytesRead } = await fh.read(into, done + got, n - got, at + got)
+          if (bytesRead === 0) throw changed(f.abs)
+          got += bytesRead
+        }
+      } finally {
+        this.#release(file)
+      }
+      done += n
+      i++
+    }
+  }
+
+  async close(): Promise<void> {
+    this.#closed = true
+    const all = [...this.#open.values()]
+    this.#open.clear()
+    for (const f of all) {
+      f.evicted = true
+      if (f.users === 0) closeLater(f)
+    }
+  }
+
+  /** The index of the file holding pack byte `offset` (files are sorted by offset). */
+  #fileAt(offset: number): number {
+    let lo = 0
+    let hi = this.#files.length - 1
+    while (lo < hi) {
+      const mid = (lo + hi + 1) >> 1
+      if (this.#files[mid]!.offset <= offset) lo = mid
+      else hi = mid - 1
+    }
+    return lo
+  }
+
+  #acquire(i: number): OpenFile {
+    let file = this.#open.get(i)
+    if (file !== undefined) {
+      // Most recent last: the first key is the one to evict.
+      this.#open.delete(i)
+      this.#open.set(i, file)
+    } else {
+      const abs = this.#files[i]!.abs
+      file = {
+        handle: this.#closed
+          ? Promise.reject(new ContentChangedError(`${this.path} is no longer served`))
+          : open(abs, 'r').catch((err) => {
+              throw sourceError(err, abs)
+            }),
+        users: 0,
+        evicted: this.#closed,
+      }
+      file.handle.catch(() => {})
+      if (!this.#closed) this.#open.set(i, file)
+      if (this.#open.size > MAX_OPEN_FILES) {
+        const [oldest, old] = this.#open.entries().next().value!
+        this.#open.delete(oldest)
+        old.evicted = true
+        if (old.users === 0) closeLater(old)
+      }
+    }
+    file.users++
+    return file
+  }
+
+  #release(file: OpenFile): void {
+    file.users--
+    if (file.evicted && file.users === 0) closeLater(file)
+    // A handle that failed to open is not kept for the next read to fail on.
+    else file.handle.catch(() => this.#evict(file))
+  }
+
+  #evict(file: OpenFile): void {
+    for (const [k, v] of this.#open) if (v === file) this.#open.delete(k)
+  }
+}
+
+function closeLater(file: OpenFile): void {
+  file.handle.then((fh) => fh.close()).catch(() => {})
+}
+
+function changed(abs: string): ContentChangedError {
+  return new ContentChangedError(
+    `${abs} changed since the folder was published: publish it again to get a new ticket`,
+  )
+}

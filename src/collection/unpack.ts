@@ -1,0 +1,374 @@
+/**
+ * Turning a verified pack into the folder it describes, inside the destination's staging folder
+ * (`<dest>/.haul-incoming`), then moving the tree into place.
+ *
+ * Files are cut out of the pack from its end backwards, and the pack is truncated behind them
+ * every TRUNCATE_STEP bytes (once those files are on disk, fsync'd, and a marker says how far
+ * the work got), so the disk holds about the collection's size plus one step, not twice the
+ * collection. A crash at any point resumes from the marker: the pack still holds every file
+ * the marker does not count. Nothing appears under its final name until the whole tree is
+ * built: the last step renames the staged entries into the destination, whole folders at once
+ * where the destination has none, which a crash can interrupt and a resume finishes.
+ *
+ * Paths go through the pinned destination folder (src/storage/dest-folder.ts), files are opened
+ * with O_NOFOLLOW, and every folder on the way is checked to be a folder, not a link: a swap
+ * by someone who can write the destination makes the fetch fail, never write elsewhere.
+ */
+import { constants } from 'node:fs'
+import {
+  chmod,
+  type FileHandle,
+  lstat,
+  mkdir,
+  open,
+  readFile,
+  rename,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises'
+import { DestinationExistsError, DestinationInvalidError } from '../errors.ts'
+import type { Budget } from '../resources/memory-budget.ts'
+import type { DestFolder } from '../storage/dest-folder.ts'
+import { fsError } from '../storage/fs-errors.ts'
+import { entryAt, kindOf, O_NOFOLLOW } from '../storage/safe-open.ts'
+import type { Manifest, ManifestEntry } from './manifest.ts'
+import { STAGING_NAME } from './names.ts'
+
+/** Pack bytes cut out between truncations (and fsyncs of the files cut out). */
+export const TRUNCATE_STEP = 256 * 1024 * 1024
+/** The buffer files are copied out of the pack through, leased from the engine's budget. */
+const COPY_BYTES = 1024 * 1024
+/** Files written (or fsync'd) at once. */
+const FILE_CONCURRENCY = 16
+/** Entries cut out of the pack per step (a step is also at most TRUNCATE_STEP bytes). */
+const BATCH_ENTRIES = 1024
+
+export interface PlaceOptions {
+  /** Replace files already in the destination that hold other data. */
+  readonly overwrite: boolean
+  /** Create the manifest's symbolic links (all point inside the tree); otherwise skip them. */
+  readonly symlinks: boolean
+  readonly budget: Budget
+  readonly signal: AbortSignal
+  /** A file (or link) now under its final name. */
+  readonly onPlaced?: (entry: ManifestEntry) => void
+}
+
+/** The staging folder's paths, through the pinned destination. */
+export function stagingPaths(folder: DestFolder): {
+  stage: string
+  pack: string
+  tree: string
+  marker: string
+} {
+  const stage = folder.at(STAGING_NAME)
+  return { stage, pack: `${stage}/pack`, tree: `${stage}/tree`, marker: `${stage}/unpacked` }
+}
+
+/**
+ * Refuses a destination where the collection would replace something without leave: a file
+ * where a file goes holding other data (DESTINATION_EXISTS unless `overwrite`), anything but a
+ * folder where a folder goes, a link or special file anywhere (DESTINATION_INVALID). Entries
+ * under a folder the destination lacks are not looked at. Runs before anything is written.
+ */
+export async function checkDestination(folder: DestFolder, m: Manifest, overwrite: boolean): Promise<void> {
+  const missing = new Set<string>()
+  let clashes = 0
+  let first: string | undefined
+  for (const e of m.entries) {
+    const slash = e.path.lastIndexOf('/')
+    if (slash > 0 && missing.has(e.path.slice(0, slash))) {
+      if (e.kind === 'dir') missing.add(e.path)
+      continue
+    }
+    const s = await entryAt(folder.at(e.path), e.path)
+    if (s === undefined) {
+      if (e.kind === 'dir') missing.add(e.path)
+      continue
+    }
+    if (e.kind === 'dir' && s.isDirectory()) continue
+    if (e.kind !== 'dir' && s.isFile()) {
+      clashes++
+      first ??= e.path
+      continue
+    }
+    throw new DestinationInvalidError(
+      `${folder.file(e.path)} is ${kindOf(s)} where the collection has a ${e.kind === 'dir' ? 'folder' : 'file'}: move it away, or fetch into another folder`,
+    )
+  }
+  if (clashes > 0 && !overwrite) {
+    throw new DestinationExistsError(
+      `${clashes} of the collection's files already exist in ${folder.path} (the first: ${first}): pass --force (overwrite: true) to replace them, or fetch into another folder`,
+    )
+  }
+}
+
+/** How far an earlier run cut the pack: entries from this index on are in the tree. */
+export async function readMarker(marker: string, packCid: string): Promise<number | undefined> {
+  const text = await readFile(marker, 'utf8').catch(() => undefined)
+  if (text === undefined) return undefined
+  try {
+    const m = JSON.parse(text) as { cid?: unknown; next?: unknown }
+    return m.cid === packCid && Number.isSafeInteger(m.next) ? (m.next as number) : undefined
+  } catch {
+    return undefined
+  }
+}
+
+async function writeMarker(marker: string, packCid: string, next: number): Promise<void> {
+  const tmp = `${marker}.tmp`
+  await writeFile(tmp, JSON.stringify({ cid: packCid, next }), { flush: true })
+  await rename(tmp, marker)
+}
+
+/**
+ * Cuts every entry from index `from` down to 0 out of the pack into the staging tree (see the
+ * module comment), then returns. `from` is the marker's count, or the entry count for a fresh pack.
+ */
+export async function cutPack(
+  paths: ReturnType<typeof stagingPaths>,
+  m: Manifest,
+  packCid: string,
+  from: number,
+  opts: PlaceOptions,
+): Promise<void> {
+  await mkdirChecked(paths.tree)
+  for (const e of m.entries) if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`)
+  const pack = m.packSize > 0 ? await open(paths.pack, constants.O_RDWR | O_NOFOLLOW) : undefined
+  const lease = await opts.budget.acquire(COPY_BYTES, { signal: opts.signal })
+  const buf = new Uint8Array(COPY_BYTES)
+  try {
+    let next = from
+    let cut = 0 // pack bytes cut out since the last truncation
+    let unsynced: string[] = []
+    while (next > 0) {
+      opts.signal.throwIfAborted()
+      // A batch: entries below `next`, up to BATCH_ENTRIES of them or TRUNCATE_STEP bytes.
+      let lo = next
+      let bytes = 0
+      while (lo > 0 && next - lo < BATCH_ENTRIES && bytes < TRUNCATE_STEP) {
+        lo--
+        bytes += m.entries[lo]!.size
+      }
+      await cutBatch(pack, m.entries.slice(lo, next), paths.tree, buf, opts.symlinks)
+      for (let i = lo; i < next; i++)
+        if (m.entries[i]!.kind === 'file') unsynced.push(`${paths.tree}/${m.entries[i]!.path}`)
+      cut += bytes
+      next = lo
+      if (cut >= TRUNCATE_STEP && pack !== undefined) {
+        await syncAll(unsynced)
+        unsynced = []
+        await writeMarker(paths.marker, packCid, next)
+        const first = m.entries.slice(0, next).findLast((e) => e.kind === 'file')
+        await pack.truncate(first === undefined ? 0 : first.offset + first.size)
+        cut = 0
+      }
+    }
+    await syncAll(unsynced)
+    await writeMarker(paths.marker, packCid, 0)
+  } finally {
+    lease.release()
+    await pack?.close()
+  }
+}
+
+/**
+ * Moves the staged tree into the destination (see the module comment), then sets the folders'
+ * modes (kept open while files went in). Idempotent: a resume after a crash in here finishes it.
+ */
+export async function moveIntoPlace(
+  folder: DestFolder,
+  paths: ReturnType<typeof stagingPaths>,
+  m: Manifest,
+  opts: PlaceOptions,
+): Promise<void> {
+  const ours = new Set<string>()
+  const placedWith = (dir: string): void => {
+    // Everything below a folder moved whole arrived with it.
+    const prefix = `${dir}/`
+    for (const e of m.entries)
+      if (e.path.startsWith(prefix)) {
+        if (e.kind === 'dir') ours.add(e.path)
+        else if (e.kind === 'file' || opts.symlinks) opts.onPlaced?.(e)
+      }
+  }
+  for (const e of m.entries) {
+    opts.signal.throwIfAborted()
+    const from = `${paths.tree}/${e.path}`
+    const to = folder.at(e.path)
+    const staged = await entryAt(from, e.path)
+    if (staged === undefined) continue
+    await checkParents(folder, e.path)
+    const there = await entryAt(to, folder.file(e.path))
+    if (e.kind === 'dir') {
+      if (there === undefined) {
+        await renameChecked(from, to)
+        ours.add(e.path)
+        placedWith(e.path)
+      } else if (!there.isDirectory()) {
+        throw new DestinationInvalidError(
+          `${folder.file(e.path)} is ${kindOf(there)} where the collection has a folder`,
+        )
+      }
+      continue
+    }
+    if (there !== undefined && !there.isFile() && !there.isSymbolicLink()) {
+      throw new DestinationInvalidError(
+        `${folder.file(e.path)} is ${kindOf(there)}: move it away, then fetch again`,
+      )
+    }
+    if (there !== undefined && !opts.overwrite) {
+      throw new DestinationExistsError(
+        `${folder.file(e.path)} appeared during the fetch: pass --force to replace it`,
+      )
+    }
+    await renameChecked(from, to)
+    opts.onPlaced?.(e)
+  }
+  for (const e of m.entries) {
+    if (e.kind === 'dir' && ours.has(e.path)) await chmod(folder.at(e.path), e.mode & 0o7777).catch(() => {})
+  }
+}
+
+/** Removes the staging folder (the pack, the marker, the emptied tree). */
+export async function removeStaging(paths: ReturnType<typeof stagingPaths>): Promise<void> {
+  await rm(paths.stage, { recursive: true, force: true }).catch((err) => {
+    throw fsError(err, paths.stage)
+  })
+}
+
+/**
+ * Writes `batch` (consecutive entries, so their bytes are one range of the pack) into the tree.
+ * Small files are written from one read of the pack into `buf`, FILE_CONCURRENCY at a time; a
+ * file larger than `buf` is copied through it piece by piece.
+ */
+async function cutBatch(
+  pack: FileHandle | undefined,
+  batch: readonly ManifestEntry[],
+  tree: string,
+  buf: Uint8Array,
+  symlinks: boolean,
+): Promise<void> {
+  let slabStart = 0
+  let slabEnd = 0
+  let pending: Promise<void>[] = []
+  const flush = async (): Promise<void> => {
+    const all = pending
+    pending = []
+    await Promise.all(all)
+  }
+  const last = batch.findLast((e) => e.kind === 'file')
+  const batchEnd = last === undefined ? 0 : last.offset + last.size
+  try {
+    for (const e of batch) {
+      const at = `${tree}/${e.path}`
+      if (e.kind === 'symlink' && symlinks) {
+        await rm(at, { force: true })
+        await symlink(e.target!, at).catch((err) => {
+          throw fsError(err, at)
+        })
+      }
+      if (e.kind !== 'file') continue
+      if (e.size > buf.length) {
+        await flush()
+        slabEnd = slabStart // the buffer is reused below
+        await writeOut(at, e.mode, async (out) => {
+          for (let done = 0; done < e.size; ) {
+            const n = Math.min(buf.length, e.size - done)
+            await readFully(pack!, buf, n, e.offset + done)
+            await out.write(buf, 0, n, done)
+            done += n
+          }
+        })
+        continue
+      }
+      if (e.offset < slabStart || e.offset + e.size > slabEnd) {
+        await flush()
+        slabStart = e.offset
+        slabEnd = Math.min(e.offset + buf.length, batchEnd)
+        if (slabEnd > slabStart) await readFully(pack!, buf, slabEnd - slabStart, slabStart)
+      }
+      const bytes = buf.subarray(e.offset - slabStart, e.offset - slabStart + e.size)
+      pending.push(
+        writeOut(at, e.mode, async (out) => {
+          if (bytes.length > 0) await out.write(bytes, 0, bytes.length, 0)
+        }),
+      )
+      if (pending.length >= FILE_CONCURRENCY) await flush()
+    }
+  } finally {
+    await Promise.allSettled(pending)
+  }
+  await flush()
+}
+
+/** Creates (or truncates) a staged file without following a link, fills it, and sets its mode. */
+async function writeOut(at: string, mode: number, fill: (out: FileHandle) => Promise<void>): Promise<void> {
+  const out = await open(
+    at,
+    constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | O_NOFOLLOW,
+    0o600,
+  ).catch((err) => {
+    throw fsError(err, at)
+  })
+  try {
+    await fill(out)
+    await out.chmod(mode & 0o7777)
+  } finally {
+    await out.close()
+  }
+}
+
+async function readFully(pack: FileHandle, buf: Uint8Array, length: number, position: number): Promise<void> {
+  for (let got = 0; got < length; ) {
+    const { bytesRead } = await pack.read(buf, got, length - got, position + got)
+    if (bytesRead === 0)
+      throw new DestinationInvalidError('the staged pack is shorter than expected: fetch again')
+    got += bytesRead
+  }
+}
+
+async function syncAll(files: readonly string[]): Promise<void> {
+  for (let i = 0; i < files.length; i += FILE_CONCURRENCY) {
+    await Promise.all(
+      files.slice(i, i + FILE_CONCURRENCY).map(async (f) => {
+        const fh = await open(f, constants.O_RDONLY | O_NOFOLLOW)
+        try {
+          await fh.datasync()
+        } finally {
+          await fh.close()
+        }
+      }),
+    )
+  }
+}
+
+async function mkdirChecked(path: string): Promise<void> {
+  await mkdir(path, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw fsError(err, path)
+  })
+  const s = await lstat(path)
+  if (!s.isDirectory()) throw new DestinationInvalidError(`${path} is ${kindOf(s)}, not the folder haul made`)
+}
+
+/** Every folder above `path` in the destination is a folder, not a link to elsewhere. */
+async function checkParents(folder: DestFolder, path: string): Promise<void> {
+  let at = path.lastIndexOf('/')
+  while (at > 0) {
+    const dir = path.slice(0, at)
+    const s = await entryAt(folder.at(dir), dir)
+    if (s !== undefined && !s.isDirectory()) {
+      throw new DestinationInvalidError(
+        `${folder.file(dir)} is ${kindOf(s)}, not a folder: haul does not write through it`,
+      )
+    }
+    at = dir.lastIndexOf('/')
+  }
+}
+
+async function renameChecked(from: string, to: string): Promise<void> {
+  await rename(from, to).catch((err) => {
+    throw fsError(err, to)
+  })
+}

@@ -1,0 +1,174 @@
+/**
+ * What `publish(paths)` sends: the folders and files given, walked without following symbolic
+ * links. Each regular file is fingerprinted as it is found (src/storage/source-file.ts), so the
+ * pack can refuse a file changed since. Links are kept as links when their target stays inside
+ * what is sent, and skipped (reported) otherwise; sockets, FIFOs and devices are skipped
+ * (reported). A name the receiver would refuse (names.ts) is refused here, before any indexing.
+ */
+import type { BigIntStats } from 'node:fs'
+import { lstat, readdir, readlink } from 'node:fs/promises'
+import { basename, dirname, resolve } from 'node:path'
+import { SourceInvalidError } from '../errors.ts'
+import { sourceError } from '../storage/fs-errors.ts'
+import { type FileFingerprint, wallClockNs } from '../storage/source-file.ts'
+import { MAX_ENTRIES, type ManifestEntry } from './manifest.ts'
+import { componentProblem, MAX_DEPTH, STAGING_NAME } from './names.ts'
+
+/** A regular file of the collection: where it is here, and how it looked when walked. */
+export interface WalkedFile {
+  readonly path: string
+  readonly abs: string
+  readonly fingerprint: FileFingerprint
+}
+
+export interface Walked {
+  /** The collection's name: the folder's, or for several paths their common folder's. */
+  readonly name: string
+  readonly entries: Array<Omit<ManifestEntry, 'offset'>>
+  /** Regular files by relative path. */
+  readonly files: Map<string, WalkedFile>
+  /** What was not sent, and why. */
+  readonly skipped: Array<{ path: string; why: string }>
+}
+
+/** Stats taken at once during a walk: enough to keep a large folder's walk I/O-bound, not queue-bound. */
+const STAT_CONCURRENCY = 32
+
+/**
+ * Walks `paths`. One folder: the collection is its content, named after it. Several paths (or
+ * one file): each is an entry at the top, and the collection is named after their common folder.
+ */
+export async function walkSources(paths: readonly string[]): Promise<Walked> {
+  if (paths.length === 0) throw new SourceInvalidError('nothing to send: give a folder or files')
+  const abs = paths.map((p) => resolve(p))
+  const out: Walked = { name: '', entries: [], files: new Map(), skipped: [] }
+  const first = await statOf(abs[0]!)
+  if (abs.length === 1 && first.isDirectory()) {
+    await walkTree(abs[0]!, '', out)
+    return { ...out, name: nameOf(abs[0]!) }
+  }
+  const tops = new Set<string>()
+  for (const a of abs) {
+    const top = basename(a)
+    if (tops.has(top))
+      throw new SourceInvalidError(`two of the paths given are named "${top}": send them apart`)
+    tops.add(top)
+    checkName(top, a)
+    const takenNs = wallClockNs()
+    const s = await statOf(a)
+    if (await addEntry(a, top, s, takenNs, out)) await walkTree(a, top, out)
+  }
+  return { ...out, name: nameOf(commonFolder(abs)) }
+}
+
+async function walkTree(root: string, prefix: string, out: Walked): Promise<void> {
+  // Iterative, so a deep tree costs heap, not stack.
+  const pending: Array<{ abs: string; rel: string; depth: number }> = [
+    { abs: root, rel: prefix, depth: prefix === '' ? 0 : 1 },
+  ]
+  while (pending.length > 0) {
+    const dir = pending.pop()!
+    if (dir.depth > MAX_DEPTH)
+      throw new SourceInvalidError(`${dir.abs} is more than ${MAX_DEPTH} folders deep`)
+    const names = await readdir(dir.abs).catch((err) => {
+      throw sourceError(err, dir.abs)
+    })
+    const children = names.map((n) => ({
+      name: n,
+      abs: `${dir.abs}/${n}`,
+      rel: dir.rel === '' ? n : `${dir.rel}/${n}`,
+    }))
+    for (let i = 0; i < children.length; i += STAT_CONCURRENCY) {
+      const batch = children.slice(i, i + STAT_CONCURRENCY)
+      // Before the stats: a fingerprint's time must not be later than what it saw (isRacy).
+      const takenNs = wallClockNs()
+      const stats = await Promise.all(batch.map((c) => statOf(c.abs)))
+      for (let k = 0; k < batch.length; k++) {
+        const c = batch[k]!
+        if (c.rel === STAGING_NAME) {
+          out.skipped.push({ path: c.rel, why: 'the staging folder of an unfinished haul get' })
+          continue
+        }
+        checkName(c.name, c.abs)
+        if (await addEntry(c.abs, c.rel, stats[k]!, takenNs, out))
+          pending.push({ abs: c.abs, rel: c.rel, depth: dir.depth + 1 })
+      }
+    }
+    if (out.entries.length > MAX_ENTRIES)
+      throw new SourceInvalidError(`more than ${MAX_ENTRIES} entries: send the folder in parts`)
+  }
+}
+
+/** Adds one entry; true when it is a folder to walk into. */
+async function addEntry(
+  abs: string,
+  rel: string,
+  s: BigIntStats,
+  takenNs: bigint,
+  out: Walked,
+): Promise<boolean> {
+  const mode = Number(s.mode & 0o7777n)
+  if (s.isDirectory()) {
+    out.entries.push({ kind: 'dir', path: rel, mode, size: 0 })
+    return true
+  }
+  if (s.isFile()) {
+    const size = Number(s.size)
+    out.entries.push({ kind: 'file', path: rel, mode, size })
+    out.files.set(rel, {
+      path: rel,
+      abs,
+      fingerprint: { dev: s.dev, ino: s.ino, size, mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs, takenNs },
+    })
+    return false
+  }
+  if (s.isSymbolicLink()) {
+    const target = await readlink(abs).catch((err) => {
+      throw sourceError(err, abs)
+    })
+    const why = linkProblem(rel, target)
+    if (why === undefined) out.entries.push({ kind: 'symlink', path: rel, mode, size: 0, target })
+    else out.skipped.push({ path: rel, why })
+    return false
+  }
+  out.skipped.push({ path: rel, why: 'not a regular file, folder or link' })
+  return false
+}
+
+/** Why a link is not sent (its target leaves the tree), or undefined. */
+function linkProblem(rel: string, target: string): string | undefined {
+  if (target.startsWith('/')) return `a link to an absolute path (${target})`
+  let level = rel.split('/').length - 1
+  for (const part of target.split('/')) {
+    if (part === '..') level--
+    else if (part !== '.' && part !== '') level++
+    if (level < 0) return `a link that points outside the folder (${target})`
+  }
+  return undefined
+}
+
+function checkName(name: string, abs: string): void {
+  const problem = componentProblem(name)
+  if (problem !== undefined)
+    throw new SourceInvalidError(
+      `${JSON.stringify(abs)} has ${problem} in its name, which no receiver accepts: rename it`,
+    )
+}
+
+async function statOf(abs: string): Promise<BigIntStats> {
+  return lstat(abs, { bigint: true }).catch((err) => {
+    throw sourceError(err, abs)
+  })
+}
+
+function nameOf(abs: string): string {
+  const n = basename(abs)
+  return n === '' || componentProblem(n) !== undefined ? 'haul-collection' : n
+}
+
+function commonFolder(abs: readonly string[]): string {
+  let common = dirname(abs[0]!)
+  for (const a of abs)
+    while (!`${a}/`.startsWith(common === '/' ? '/' : `${common}/`)) common = dirname(common)
+  return common
+}

@@ -1,0 +1,88 @@
+import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createEngine, type Engine } from '../../src/index.ts'
+import { tempDir } from '../support/files.ts'
+import { bytes, treeOf } from '../support/tree.ts'
+
+const MiB = 1024 * 1024
+
+describe('collections between two real engines', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let sender: Engine
+  let receiver: Engine
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    sender = await createEngine({ workers: 2, dataDir: join(dir, 'sender-data') })
+    receiver = await createEngine({ workers: 2 })
+  })
+  afterAll(async () => {
+    await Promise.all([sender?.stop(), receiver?.stop()])
+    await cleanup()
+  })
+
+  it('a folder with nested folders, empty files and folders, modes and chunk-crossing sizes arrives identical', async () => {
+    const src = join(dir, 'photos')
+    await mkdir(join(src, 'a/b/c'), { recursive: true })
+    await mkdir(join(src, 'empty-dir'))
+    await writeFile(join(src, 'a/one.bin'), bytes(MiB - 1, 1))
+    await writeFile(join(src, 'a/b/two.bin'), bytes(MiB + 1, 2))
+    await writeFile(join(src, 'a/b/c/three.bin'), bytes(3 * MiB + 17, 3))
+    await writeFile(join(src, 'empty.txt'), '')
+    await writeFile(join(src, 'run.sh'), '#!/bin/sh\necho hi\n')
+    await chmod(join(src, 'run.sh'), 0o755)
+    await writeFile(join(src, 'secret.txt'), 'x')
+    await chmod(join(src, 'secret.txt'), 0o600)
+    for (let i = 0; i < 50; i++) await writeFile(join(src, 'a', `small-${i}.txt`), bytes(i * 100, i))
+    await symlink('a/one.bin', join(src, 'inside-link'))
+    await symlink('/etc/passwd', join(src, 'outside-link'))
+
+    const { ticket, index } = await sender.publishCollection(src)
+    expect(index.name).toBe('photos')
+    expect(index.files).toBe(56)
+    expect(index.skipped.map((s) => s.path)).toEqual(['outside-link'])
+    const files: string[] = []
+    const out = join(dir, 'out', 'photos')
+    const result = await receiver.fetchCollection(ticket, out, {
+      symlinks: true,
+      onFile: (f) => files.push(f.path),
+    })
+    expect(result.files).toBe(56)
+    expect(result.links.created).toBe(1)
+    const want = await treeOf(src)
+    delete want['outside-link']
+    expect(await treeOf(out)).toEqual(want)
+    expect(files).toHaveLength(57)
+  })
+
+  it('several files at once, and a fetch that finds the folder already there resumes to nothing to do', async () => {
+    const a = join(dir, 'several', 'a.txt')
+    const b = join(dir, 'several', 'b.bin')
+    await mkdir(join(dir, 'several'))
+    await writeFile(a, 'hello')
+    await writeFile(b, bytes(2 * MiB, 9))
+    const { ticket, index } = await sender.publishCollection([a, b])
+    expect(index.name).toBe('several')
+    const out = join(dir, 'out2')
+    await receiver.fetchCollection(ticket, out)
+    expect(await treeOf(out)).toEqual(await treeOf(join(dir, 'several')))
+    // Again into the same folder: the files are there, so only --force replaces them.
+    await expect(receiver.fetchCollection(ticket, out)).rejects.toMatchObject({ code: 'DESTINATION_EXISTS' })
+    await receiver.fetchCollection(ticket, out, { overwrite: true })
+    expect(await treeOf(out)).toEqual(await treeOf(join(dir, 'several')))
+  })
+
+  it('a folder of only empty files moves without a pack', async () => {
+    const src = join(dir, 'empties')
+    await mkdir(src)
+    for (let i = 0; i < 300; i++) await writeFile(join(src, `e${i}`), '')
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'out3')
+    const r = await receiver.fetchCollection(ticket, out)
+    expect(r.files).toBe(300)
+    expect(r.pack).toBeUndefined()
+    expect(await treeOf(out)).toEqual(await treeOf(src))
+  })
+})
