@@ -11,7 +11,6 @@ import { tmpdir } from 'node:os'
 import { join, resolve } from 'node:path'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationInvalidError, ManifestInvalidError } from '../errors.ts'
-import type { Budget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -20,6 +19,7 @@ import type { SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo } from '../transfer/retry.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
+import type { WorkerPool } from '../workers/pool.ts'
 import {
   decodeManifest,
   foldedCollisions,
@@ -84,7 +84,8 @@ export interface CollectionResult {
 
 /** What a collection fetch needs of the engine. */
 export interface CollectionDeps {
-  readonly budget: Budget
+  /** The worker pool files are cut out of the pack on. */
+  readonly pool: WorkerPool
   /** Starts one content fetch (the engine's pipeline); `accept` sees the header before anything is written. */
   fetchContent(
     ticket: SwarmTicket,
@@ -168,7 +169,7 @@ export async function fetchCollection(
     const placeOpts = {
       overwrite: opts.overwrite === true || resumed,
       symlinks: opts.symlinks === true,
-      budget: deps.budget,
+      pool: deps.pool,
       signal,
       onPlaced: (e: ManifestEntry) => {
         placed++

@@ -15,32 +15,18 @@
  * by someone who can write the destination makes the fetch fail, never write elsewhere.
  */
 import { constants } from 'node:fs'
-import {
-  chmod,
-  type FileHandle,
-  lstat,
-  mkdir,
-  open,
-  readFile,
-  rename,
-  rm,
-  symlink,
-  writeFile,
-} from 'node:fs/promises'
+import { chmod, lstat, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { DestinationExistsError, DestinationInvalidError } from '../errors.ts'
-import type { Budget } from '../resources/memory-budget.ts'
 import type { DestFolder } from '../storage/dest-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { entryAt, kindOf, O_NOFOLLOW } from '../storage/safe-open.ts'
+import { syncFiles } from '../storage/sync-fs.ts'
+import type { WorkerPool } from '../workers/pool.ts'
 import type { Manifest, ManifestEntry } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
 
 /** Pack bytes cut out between truncations (and fsyncs of the files cut out). */
 export const TRUNCATE_STEP = 256 * 1024 * 1024
-/** The buffer files are copied out of the pack through, leased from the engine's budget. */
-const COPY_BYTES = 1024 * 1024
-/** Files written (or fsync'd) at once. */
-const FILE_CONCURRENCY = 16
 /** Entries cut out of the pack per step (a step is also at most TRUNCATE_STEP bytes). */
 const BATCH_ENTRIES = 1024
 
@@ -49,7 +35,7 @@ export interface PlaceOptions {
   readonly overwrite: boolean
   /** Create the manifest's symbolic links (all point inside the tree); otherwise skip them. */
   readonly symlinks: boolean
-  readonly budget: Budget
+  readonly pool: WorkerPool
   readonly signal: AbortSignal
   /** A file (or link) now under its final name. */
   readonly onPlaced?: (entry: ManifestEntry) => void
@@ -124,7 +110,8 @@ async function writeMarker(marker: string, packCid: string, next: number): Promi
 
 /**
  * Cuts every entry from index `from` down to 0 out of the pack into the staging tree (see the
- * module comment), then returns. `from` is the marker's count, or the entry count for a fresh pack.
+ * module comment). `from` is the marker's count, or the entry count for a fresh pack. The
+ * writing runs on the worker pool (src/workers/cut-files.ts), a batch per thread at once.
  */
 export async function cutPack(
   paths: ReturnType<typeof stagingPaths>,
@@ -136,28 +123,45 @@ export async function cutPack(
   await mkdirChecked(paths.tree)
   for (const e of m.entries) if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`)
   const pack = m.packSize > 0 ? await open(paths.pack, constants.O_RDWR | O_NOFOLLOW) : undefined
-  const lease = await opts.budget.acquire(COPY_BYTES, { signal: opts.signal })
-  const buf = new Uint8Array(COPY_BYTES)
   try {
     let next = from
     let cut = 0 // pack bytes cut out since the last truncation
     let unsynced: string[] = []
     while (next > 0) {
       opts.signal.throwIfAborted()
-      // A batch: entries below `next`, up to BATCH_ENTRIES of them or TRUNCATE_STEP bytes.
-      let lo = next
-      let bytes = 0
-      while (lo > 0 && next - lo < BATCH_ENTRIES && bytes < TRUNCATE_STEP) {
-        lo--
-        bytes += m.entries[lo]!.size
+      const round: Promise<void>[] = []
+      for (let t = 0; t < opts.pool.threads && next > 0; t++) {
+        // A batch: entries below `next`, up to BATCH_ENTRIES of them or TRUNCATE_STEP bytes.
+        let lo = next
+        let bytes = 0
+        while (lo > 0 && next - lo < BATCH_ENTRIES && bytes < TRUNCATE_STEP) {
+          lo--
+          bytes += m.entries[lo]!.size
+        }
+        const batch = m.entries.slice(lo, next)
+        const files = batch.filter((e) => e.kind === 'file')
+        const last = files[files.length - 1]
+        round.push(
+          opts.pool.cutFiles(
+            {
+              pack: paths.pack,
+              tree: paths.tree,
+              files: files.map(({ path, offset, size, mode }) => ({ path, offset, size, mode })),
+              end: last === undefined ? 0 : last.offset + last.size,
+              links: opts.symlinks
+                ? batch.filter((e) => e.kind === 'symlink').map((e) => ({ path: e.path, target: e.target! }))
+                : [],
+            },
+            { signal: opts.signal },
+          ),
+        )
+        for (const f of files) unsynced.push(`${paths.tree}/${f.path}`)
+        cut += bytes
+        next = lo
       }
-      await cutBatch(pack, m.entries.slice(lo, next), paths.tree, buf, opts.symlinks)
-      for (let i = lo; i < next; i++)
-        if (m.entries[i]!.kind === 'file') unsynced.push(`${paths.tree}/${m.entries[i]!.path}`)
-      cut += bytes
-      next = lo
+      await Promise.all(round)
       if (cut >= TRUNCATE_STEP && pack !== undefined) {
-        await syncAll(unsynced)
+        await syncFiles(paths.tree, unsynced)
         unsynced = []
         await writeMarker(paths.marker, packCid, next)
         const first = m.entries.slice(0, next).findLast((e) => e.kind === 'file')
@@ -165,10 +169,9 @@ export async function cutPack(
         cut = 0
       }
     }
-    await syncAll(unsynced)
+    await syncFiles(paths.tree, unsynced)
     await writeMarker(paths.marker, packCid, 0)
   } finally {
-    lease.release()
     await pack?.close()
   }
 }
@@ -183,18 +186,22 @@ export async function moveIntoPlace(
   m: Manifest,
   opts: PlaceOptions,
 ): Promise<void> {
+  /** Folders this fetch created (moved whole, with everything below them). */
   const ours = new Set<string>()
-  const placedWith = (dir: string): void => {
-    // Everything below a folder moved whole arrived with it.
-    const prefix = `${dir}/`
-    for (const e of m.entries)
-      if (e.path.startsWith(prefix)) {
-        if (e.kind === 'dir') ours.add(e.path)
-        else if (e.kind === 'file' || opts.symlinks) opts.onPlaced?.(e)
-      }
+  const underOurs = (path: string): boolean => {
+    for (let at = path.lastIndexOf('/'); at > 0; at = path.lastIndexOf('/', at - 1)) {
+      if (ours.has(path.slice(0, at))) return true
+    }
+    return false
   }
   for (const e of m.entries) {
     opts.signal.throwIfAborted()
+    if (underOurs(e.path)) {
+      // Arrived with a folder moved whole.
+      if (e.kind === 'dir') ours.add(e.path)
+      else if (e.kind === 'file' || opts.symlinks) opts.onPlaced?.(e)
+      continue
+    }
     const from = `${paths.tree}/${e.path}`
     const to = folder.at(e.path)
     const staged = await entryAt(from, e.path)
@@ -205,7 +212,6 @@ export async function moveIntoPlace(
       if (there === undefined) {
         await renameChecked(from, to)
         ours.add(e.path)
-        placedWith(e.path)
       } else if (!there.isDirectory()) {
         throw new DestinationInvalidError(
           `${folder.file(e.path)} is ${kindOf(there)} where the collection has a folder`,
@@ -236,112 +242,6 @@ export async function removeStaging(paths: ReturnType<typeof stagingPaths>): Pro
   await rm(paths.stage, { recursive: true, force: true }).catch((err) => {
     throw fsError(err, paths.stage)
   })
-}
-
-/**
- * Writes `batch` (consecutive entries, so their bytes are one range of the pack) into the tree.
- * Small files are written from one read of the pack into `buf`, FILE_CONCURRENCY at a time; a
- * file larger than `buf` is copied through it piece by piece.
- */
-async function cutBatch(
-  pack: FileHandle | undefined,
-  batch: readonly ManifestEntry[],
-  tree: string,
-  buf: Uint8Array,
-  symlinks: boolean,
-): Promise<void> {
-  let slabStart = 0
-  let slabEnd = 0
-  let pending: Promise<void>[] = []
-  const flush = async (): Promise<void> => {
-    const all = pending
-    pending = []
-    await Promise.all(all)
-  }
-  const last = batch.findLast((e) => e.kind === 'file')
-  const batchEnd = last === undefined ? 0 : last.offset + last.size
-  try {
-    for (const e of batch) {
-      const at = `${tree}/${e.path}`
-      if (e.kind === 'symlink' && symlinks) {
-        await rm(at, { force: true })
-        await symlink(e.target!, at).catch((err) => {
-          throw fsError(err, at)
-        })
-      }
-      if (e.kind !== 'file') continue
-      if (e.size > buf.length) {
-        await flush()
-        slabEnd = slabStart // the buffer is reused below
-        await writeOut(at, e.mode, async (out) => {
-          for (let done = 0; done < e.size; ) {
-            const n = Math.min(buf.length, e.size - done)
-            await readFully(pack!, buf, n, e.offset + done)
-            await out.write(buf, 0, n, done)
-            done += n
-          }
-        })
-        continue
-      }
-      if (e.offset < slabStart || e.offset + e.size > slabEnd) {
-        await flush()
-        slabStart = e.offset
-        slabEnd = Math.min(e.offset + buf.length, batchEnd)
-        if (slabEnd > slabStart) await readFully(pack!, buf, slabEnd - slabStart, slabStart)
-      }
-      const bytes = buf.subarray(e.offset - slabStart, e.offset - slabStart + e.size)
-      pending.push(
-        writeOut(at, e.mode, async (out) => {
-          if (bytes.length > 0) await out.write(bytes, 0, bytes.length, 0)
-        }),
-      )
-      if (pending.length >= FILE_CONCURRENCY) await flush()
-    }
-  } finally {
-    await Promise.allSettled(pending)
-  }
-  await flush()
-}
-
-/** Creates (or truncates) a staged file without following a link, fills it, and sets its mode. */
-async function writeOut(at: string, mode: number, fill: (out: FileHandle) => Promise<void>): Promise<void> {
-  const out = await open(
-    at,
-    constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | O_NOFOLLOW,
-    0o600,
-  ).catch((err) => {
-    throw fsError(err, at)
-  })
-  try {
-    await fill(out)
-    await out.chmod(mode & 0o7777)
-  } finally {
-    await out.close()
-  }
-}
-
-async function readFully(pack: FileHandle, buf: Uint8Array, length: number, position: number): Promise<void> {
-  for (let got = 0; got < length; ) {
-    const { bytesRead } = await pack.read(buf, got, length - got, position + got)
-    if (bytesRead === 0)
-      throw new DestinationInvalidError('the staged pack is shorter than expected: fetch again')
-    got += bytesRead
-  }
-}
-
-async function syncAll(files: readonly string[]): Promise<void> {
-  for (let i = 0; i < files.length; i += FILE_CONCURRENCY) {
-    await Promise.all(
-      files.slice(i, i + FILE_CONCURRENCY).map(async (f) => {
-        const fh = await open(f, constants.O_RDONLY | O_NOFOLLOW)
-        try {
-          await fh.datasync()
-        } finally {
-          await fh.close()
-        }
-      }),
-    )
-  }
 }
 
 async function mkdirChecked(path: string): Promise<void> {

@@ -401,7 +401,7 @@ export class Engine {
     }
     return fetchCollection(
       {
-        budget: this.#fetchBudget,
+        pool: this.#pool,
         fetchContent: (ticket, path, o) => this.#fetch(ticket, path, o),
       },
       decoded,

@@ -91,19 +91,35 @@ export interface CdcReply {
   readonly buf: Uint8Array
 }
 
+/** Files (and links) to cut out of a collection's pack into its staging tree (src/workers/cut-files.ts). */
+export interface CutRequest {
+  readonly kind: 'cut'
+  /** The pack and the tree, as paths through the pinned destination folder. */
+  readonly pack: string
+  readonly tree: string
+  /** In pack order; their bytes are one range of the pack, ending at `end`. */
+  readonly files: ReadonlyArray<{ path: string; offset: number; size: number; mode: number }>
+  readonly end: number
+  readonly links: ReadonlyArray<{ path: string; target: string }>
+}
+export interface CutReply {
+  readonly kind: 'cut'
+}
+
 export interface ErrorReply {
   readonly kind: 'error'
   readonly code: ErrorCode
   readonly message: string
 }
 
-export type WorkerRequest = HashRequest | EncodeRequest | DecodeRequest | CdcRequest
+export type WorkerRequest = HashRequest | EncodeRequest | DecodeRequest | CdcRequest | CutRequest
 
 export interface ReplyFor {
   hash: HashReply
   encode: EncodeReply
   decode: DecodeReply
   cdc: CdcReply
+  cut: CutReply
 }
 
 export type WorkerReply<R extends WorkerRequest> = ReplyFor[R['kind']] | ErrorReply

@@ -36,6 +36,7 @@ import { CODEC_POLICIES, type CodecPolicy, MAX_RAW_LENGTH, ownsBuffer } from './
 import {
   type AnyReply,
   type CdcParams,
+  type CutRequest,
   type ErrorReply,
   type ReplyFor,
   SHA256_BYTES,
@@ -230,6 +231,15 @@ export class WorkerPool {
       opts?.signal,
     )
     return { hashes: splitHashes(reply.hashes, bufs.length), buffers: reply.bufs }
+  }
+
+  /**
+   * Cuts files out of a collection's pack into its staging tree with synchronous file calls on a
+   * worker (src/workers/cut-files.ts); the thread holds one 1 MiB buffer of its own for it.
+   */
+  async cutFiles(req: Omit<CutRequest, 'kind'>, opts?: TaskOptions): Promise<void> {
+    this.#checkStart(opts?.signal)
+    await this.#run<'cut'>({ kind: 'cut', ...req }, [], opts?.signal)
   }
 
   /** Sender side: SHA-256 (to detect a file changed since indexing; see `hash`) and compression per `policy`. */

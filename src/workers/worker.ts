@@ -17,6 +17,7 @@ import {
 } from '../errors.ts'
 import { assertNever } from '../util/never.ts'
 import { compressByPolicy, decompress, owned } from './codecs.ts'
+import { cutFiles } from './cut-files.ts'
 import type {
   AnyReply,
   CdcReply,
@@ -97,6 +98,8 @@ function dispatch(req: WorkerRequest): [AnyReply, ArrayBufferLike[]] {
       return decode(req)
     case 'cdc':
       return cdc(req)
+    case 'cut':
+      return [cutFiles(req), []]
     default:
       assertNever(
         req,

@@ -1,0 +1,40 @@
+/**
+ * Making many new files durable at once. An fsync per file costs a journal commit each
+ * (measured here: 10,000 files of 16 KiB, 1.4–2.0 s with 16 in parallel); syncfs(2) on their
+ * file system costs one (0.3 s for the same files). Node has no binding for syncfs, so it runs
+ * as coreutils' `sync --file-system`; where that is missing or fails, each file is fsync'd.
+ */
+import { execFile } from 'node:child_process'
+import { constants } from 'node:fs'
+import { open } from 'node:fs/promises'
+import { fsError } from './fs-errors.ts'
+import { O_NOFOLLOW } from './safe-open.ts'
+
+/** Files fsync'd at once when syncfs is not available. */
+const FSYNC_CONCURRENCY = 16
+
+/** Returns once `files` (all on the file system of `dir`) are on stable storage. */
+export async function syncFiles(dir: string, files: readonly string[]): Promise<void> {
+  if (files.length === 0) return
+  if (files.length > FSYNC_CONCURRENCY && (await syncFileSystem(dir))) return
+  for (let i = 0; i < files.length; i += FSYNC_CONCURRENCY) {
+    await Promise.all(files.slice(i, i + FSYNC_CONCURRENCY).map(fsyncFile))
+  }
+}
+
+function syncFileSystem(dir: string): Promise<boolean> {
+  return new Promise((resolve) => {
+    execFile('sync', ['--file-system', dir], { timeout: 120_000 }, (err) => resolve(err === null))
+  })
+}
+
+async function fsyncFile(path: string): Promise<void> {
+  const fh = await open(path, constants.O_RDONLY | O_NOFOLLOW).catch((err) => {
+    throw fsError(err, path)
+  })
+  try {
+    await fh.datasync()
+  } finally {
+    await fh.close()
+  }
+}

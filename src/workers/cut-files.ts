@@ -1,0 +1,96 @@
+/**
+ * Cutting a collection's files out of its verified pack (src/collection/unpack.ts), on a worker
+ * thread with synchronous file calls: ten thousand small files are ~40,000 system calls, which
+ * through libuv's thread pool cost a round trip each (measured: 10,000 files of 16 KiB, 2.2 s
+ * with async calls on the main thread against 0.37 s synchronously). A worker keeps the
+ * engine's event loop free meanwhile. Erasable TypeScript only (loaded by Node in the worker).
+ */
+import { closeSync, constants, fchmodSync, openSync, readSync, rmSync, symlinkSync, writeSync } from 'node:fs'
+import { DestinationInvalidError } from '../errors.ts'
+import { fsError } from '../storage/fs-errors.ts'
+import type { CutReply, CutRequest } from './messages.ts'
+
+const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0
+/** Pack bytes read at once; a thread's one buffer, reused for every task it runs. */
+const SLAB_BYTES = 1024 * 1024
+let slab: Buffer | undefined
+
+export function cutFiles(req: CutRequest): CutReply {
+  slab ??= Buffer.allocUnsafe(SLAB_BYTES)
+  const buf = slab
+  const pack = req.end > 0 ? openSync(req.pack, constants.O_RDONLY | O_NOFOLLOW) : -1
+  try {
+    let slabStart = 0
+    let slabEnd = 0
+    for (const f of req.files) {
+      const at = `${req.tree}/${f.path}`
+      const out = openOut(at, f.mode)
+      try {
+        if (f.size > buf.length) {
+          for (let done = 0; done < f.size; ) {
+            const n = Math.min(buf.length, f.size - done)
+            readFully(pack, buf, n, f.offset + done)
+            writeFully(out, buf, n, done, at)
+            done += n
+          }
+          slabEnd = slabStart
+        } else if (f.size > 0) {
+          if (f.offset < slabStart || f.offset + f.size > slabEnd) {
+            slabStart = f.offset
+            slabEnd = Math.min(f.offset + buf.length, req.end)
+            readFully(pack, buf, slabEnd - slabStart, slabStart)
+          }
+          writeFully(out, buf.subarray(f.offset - slabStart), f.size, 0, at)
+        }
+        fchmodSync(out, f.mode & 0o7777)
+      } finally {
+        closeSync(out)
+      }
+    }
+    for (const l of req.links) {
+      const at = `${req.tree}/${l.path}`
+      rmSync(at, { force: true })
+      try {
+        symlinkSync(l.target, at)
+      } catch (err) {
+        throw fsError(err, at)
+      }
+    }
+  } finally {
+    if (pack >= 0) closeSync(pack)
+  }
+  return { kind: 'cut' }
+}
+
+/** Creates or truncates a staged file, never through a link; a read-only one left by a crash is replaced. */
+function openOut(at: string, mode: number): number {
+  const flags = constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | O_NOFOLLOW
+  try {
+    return openSync(at, flags, mode & 0o777)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw fsError(err, at)
+  }
+  try {
+    rmSync(at, { force: true })
+    return openSync(at, flags, mode & 0o777)
+  } catch (err) {
+    throw fsError(err, at)
+  }
+}
+
+function readFully(fd: number, buf: Uint8Array, length: number, position: number): void {
+  for (let got = 0; got < length; ) {
+    const n = readSync(fd, buf, got, length - got, position + got)
+    if (n === 0)
+      throw new DestinationInvalidError('the staged pack is shorter than its manifest says: fetch again')
+    got += n
+  }
+}
+
+function writeFully(fd: number, buf: Uint8Array, length: number, position: number, at: string): void {
+  try {
+    for (let done = 0; done < length; ) done += writeSync(fd, buf, done, length - done, position + done)
+  } catch (err) {
+    throw fsError(err, at)
+  }
+}
