@@ -29,6 +29,8 @@ export interface IndexResult {
   readonly chunks: number
   readonly bytes: number
   readonly seconds: number
+  /** The descriptor of an earlier publish of this unchanged file was used: the file was not read. */
+  readonly reused?: boolean
 }
 
 /** The bytes an index is built from: one file, or a collection's pack (src/collection/pack-source.ts). */

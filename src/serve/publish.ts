@@ -1,32 +1,78 @@
-import { createHash } from 'node:crypto'
-import { mkdir } from 'node:fs/promises'
-import { resolve as resolvePath } from 'node:path'
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { DescriptorReader } from '../descriptor/reader.ts'
-import { SourceFile } from '../storage/source-file.ts'
+import { derivedName, descriptorFolder, pruneFolder } from '../storage/data-folder.ts'
+import { type FileFingerprint, fingerprint, isRacy, SourceFile } from '../storage/source-file.ts'
+import type { ChunkingParams } from '../types.ts'
 import { type IndexOptions, type IndexResult, indexFile } from './indexer.ts'
 import type { PublishedContent } from './registry.ts'
 
 /**
- * Indexes `file` and opens it for serving. With a data folder its descriptor is kept there
- * (see descriptorPathIn); without one, indexFile's default place beside the file.
+ * Indexes `file` and opens it for serving. Its descriptor goes in the descriptors folder
+ * (src/storage/data-folder.ts), named by the file's path, fingerprint and chunking: publishing
+ * an unchanged file again opens that descriptor instead of reading the file (see reuseIndex).
  */
 export async function indexForServing(
   file: string,
   dataDir: string | undefined,
   opts: Omit<IndexOptions, 'descriptorPath'>,
 ): Promise<{ index: IndexResult; content: PublishedContent }> {
-  const index = await indexFile(file, {
-    ...opts,
-    ...(dataDir === undefined ? {} : { descriptorPath: await descriptorPathIn(dataDir, file) }),
-  })
+  const store = await descriptorFolder(dataDir)
+  const fp = await fingerprint(file)
+  const named = join(
+    store,
+    derivedName([file, fp.dev, fp.ino, fp.size, fp.mtimeNs, fp.ctimeNs, opts.chunking], '.haul'),
+  )
+  let index = await reuseIndex(named, fp, opts.chunking)
+  if (index === undefined) {
+    // A racily clean fingerprint (see isRacy) cannot vouch for the bytes later: such a descriptor
+    // is not kept under the fingerprint's name, so no later publish reuses it.
+    const racy = isRacy(fp)
+    const path = racy ? `${named}.${process.pid}.${Math.random().toString(36).slice(2)}.racy` : named
+    index = await indexFile(file, { ...opts, descriptorPath: path })
+    await pruneFolder(store)
+    if (racy) {
+      try {
+        return { index, content: await openPublished(file, index) }
+      } finally {
+        // Open readers keep the descriptor; nothing is left behind once serving stops.
+        await rm(path, { force: true })
+      }
+    }
+  }
   return { index, content: await openPublished(file, index) }
 }
 
-/** Descriptors of published files live in the data folder, named by a hash of the file's path. */
-async function descriptorPathIn(dataDir: string, file: string): Promise<string> {
-  const dir = resolvePath(dataDir, 'descriptors')
-  await mkdir(dir, { recursive: true })
-  return resolvePath(dir, `${createHash('sha256').update(file).digest('hex').slice(0, 32)}.haul`)
+/**
+ * The descriptor an earlier publish wrote for this very fingerprint and chunking, as an index
+ * result; undefined when there is none (or it does not match: then the file is indexed again).
+ */
+async function reuseIndex(
+  path: string,
+  fp: FileFingerprint,
+  chunking: ChunkingParams,
+): Promise<IndexResult | undefined> {
+  const started = performance.now()
+  const reader = await DescriptorReader.open(path).catch(() => undefined)
+  if (reader === undefined) return undefined
+  try {
+    const { header, headerBytes, cid } = reader
+    if (header.totalSize !== fp.size || JSON.stringify(header.chunking) !== JSON.stringify(chunking))
+      return undefined
+    return {
+      cid,
+      header,
+      headerBytes,
+      descriptorPath: path,
+      fingerprint: fp,
+      chunks: header.leafCount,
+      bytes: fp.size,
+      seconds: (performance.now() - started) / 1000,
+      reused: true,
+    }
+  } finally {
+    await reader.close()
+  }
 }
 
 /** Opens what serving an indexed file needs: its descriptor and the file itself, checked unchanged. */
