@@ -4,7 +4,8 @@
  * content id, index the manifest, and open both for serving. Derived files (the two
  * descriptors and the manifest) go in the descriptors folder (src/storage/data-folder.ts).
  */
-import { rename, writeFile } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
+import { rename, rm, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DescriptorReader } from '../descriptor/reader.ts'
 import { ContentChangedError } from '../errors.ts'
@@ -13,7 +14,8 @@ import { openPublished } from '../serve/publish.ts'
 import type { PublishedContent } from '../serve/registry.ts'
 import { derivedName, pruneFolder } from '../storage/data-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
-import { fingerprint, sameFile } from '../storage/source-file.ts'
+import { fingerprint, isRacy, sameFile } from '../storage/source-file.ts'
+import type { ChunkingParams } from '../types.ts'
 import { buildManifest, encodeManifest, type Manifest } from './manifest.ts'
 import { PackSource } from './pack-source.ts'
 import { walkSources } from './walk.ts'
@@ -32,6 +34,8 @@ export interface CollectionIndex {
   readonly seconds: number
   /** What was not sent (special files, links leaving the folder), and why. */
   readonly skipped: ReadonlyArray<{ path: string; why: string }>
+  /** The pack's descriptor from an earlier publish of these unchanged files was used: no file was read. */
+  readonly reused?: boolean
 }
 
 /** Indexes the collection of `paths` and opens its manifest and pack for serving. */
@@ -43,15 +47,26 @@ export async function indexCollection(
   const started = performance.now()
   const walked = await walkSources(paths)
   const files = [...walked.files.values()]
-  const key = [paths.join('\0'), files.map((f) => [f.abs, f.fingerprint]), opts.chunking]
   const placed = buildManifest(walked.name, new Uint8Array(32), walked.entries)
+  // What the derived files depend on: the entries as walked and each file's fingerprint.
+  const key = [
+    paths.join('\0'),
+    placed.entries.map((e) => [e.kind, e.path, e.mode, e.size, e.target ?? '']),
+    files.map(({ abs, fingerprint: f }) => [abs, f.dev, f.ino, f.size, f.mtimeNs, f.ctimeNs]),
+    opts.chunking,
+  ]
+  // A racily clean file (see isRacy) cannot vouch for its bytes later: then the derived files get
+  // names of their own, no later publish reuses them, and they go once opened for serving.
+  const racy = files.some((f) => isRacy(f.fingerprint))
+  const suffix = racy ? `.${process.pid}.${Math.random().toString(36).slice(2)}.racy` : ''
+  const named = (ext: string) => join(store, derivedName(key, ext) + suffix)
   const pack = new PackSource(paths.length === 1 ? paths[0]! : walked.name, placed.entries, walked.files)
   let manifestContent: PublishedContent | undefined
   try {
-    const packIndex = await indexSource(pack, {
-      ...opts,
-      descriptorPath: join(store, derivedName(key, '.pack.haul')),
-    })
+    const packDescriptor = named('.pack.haul')
+    const packIndex =
+      (racy ? undefined : await reusedPack(packDescriptor, placed.packSize, opts.chunking)) ??
+      (await indexSource(pack, { ...opts, descriptorPath: packDescriptor }))
     // A file changed while the pack was read gives a pack of neither version.
     for (let i = 0; i < files.length; i += 32) {
       await Promise.all(
@@ -67,12 +82,18 @@ export async function indexCollection(
     }
     pack.indexed(packIndex.chunks)
     const manifest: Manifest = { ...placed, packCid: packIndex.cid }
-    const manifestPath = join(store, derivedName(key, '.manifest'))
-    await writeAtomically(manifestPath, encodeManifest(manifest))
+    // Named by its own bytes: the same manifest is one file, written once.
+    const bytes = encodeManifest(manifest)
+    const manifestPath = join(
+      store,
+      `${createHash('sha256').update(bytes).digest('hex').slice(0, 32)}.manifest`,
+    )
+    const existing = await stat(manifestPath).catch(() => undefined)
+    if (existing?.size !== bytes.length) await writeAtomically(manifestPath, bytes)
     const manifestIndex = await indexFile(manifestPath, {
       ...opts,
       onProgress: undefined,
-      descriptorPath: join(store, derivedName(key, '.manifest.haul')),
+      descriptorPath: `${manifestPath}.${process.pid}.${Math.random().toString(36).slice(2)}.haul`,
     })
     manifestContent = await openPublished(manifestPath, manifestIndex)
     const reader = await DescriptorReader.open(packIndex.descriptorPath)
@@ -84,6 +105,10 @@ export async function indexCollection(
       reader,
       source: pack,
     }
+    // Open readers keep what they read: the manifest's descriptor (rebuilt in milliseconds each
+    // time) and a racy pack descriptor (see above) go now.
+    await rm(manifestIndex.descriptorPath, { force: true })
+    if (racy) await rm(packDescriptor, { force: true })
     await pruneFolder(store)
     const count = (k: string) => manifest.entries.filter((e) => e.kind === k).length
     return {
@@ -98,6 +123,7 @@ export async function indexCollection(
         chunks: packIndex.chunks,
         seconds: (performance.now() - started) / 1000,
         skipped: walked.skipped,
+        ...('reused' in packIndex ? { reused: true } : {}),
       },
       contents: [manifestContent, packContent],
     }
@@ -108,6 +134,33 @@ export async function indexCollection(
       await manifestContent.source.close()
     }
     throw err
+  }
+}
+
+/** The pack descriptor an earlier publish of the same unchanged files wrote, if it matches. */
+async function reusedPack(
+  path: string,
+  size: number,
+  chunking: ChunkingParams,
+): Promise<(Awaited<ReturnType<typeof indexSource>> & { reused: true }) | undefined> {
+  const reader = await DescriptorReader.open(path).catch(() => undefined)
+  if (reader === undefined) return undefined
+  try {
+    const { header, headerBytes, cid } = reader
+    if (header.totalSize !== size || JSON.stringify(header.chunking) !== JSON.stringify(chunking))
+      return undefined
+    return {
+      cid,
+      header,
+      headerBytes,
+      descriptorPath: path,
+      chunks: header.leafCount,
+      bytes: size,
+      seconds: 0,
+      reused: true,
+    }
+  } finally {
+    await reader.close()
   }
 }
 
