@@ -29,7 +29,7 @@
  * stays inside the tree.
  */
 import { ManifestInvalidError } from '../errors.ts'
-import { checkedPath, componentProblem, foldedKey, MAX_PATH_BYTES } from './names.ts'
+import { checkedPath, componentProblem, foldedKey } from './names.ts'
 
 export type EntryKind = 'file' | 'dir' | 'symlink'
 
@@ -136,14 +136,15 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   const need = (n: number): void => {
     if (p + n > bytes.length) throw invalid('it is truncated')
   }
-  const text = (n: number): string => {
+  /** `what`: the field, for the refusal (shown with the bad bytes replaced, so it can be found). */
+  const text = (n: number, what: string): string => {
     need(n)
+    const field = bytes.subarray(p, p + n)
+    p += n
     try {
-      return dec.decode(bytes.subarray(p, p + n))
+      return dec.decode(field)
     } catch {
-      throw invalid('it holds a name that is not UTF-8')
-    } finally {
-      p += n
+      throw invalid(`${what} ${JSON.stringify(new TextDecoder().decode(field))} is not UTF-8`)
     }
   }
   need(MAGIC.length + 2)
@@ -151,7 +152,7 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   p = MAGIC.length
   const version = bytes[p++]
   if (version !== VERSION) throw invalid(`format version ${version} is not known here: upgrade haul`)
-  const name = text(bytes[p++]!)
+  const name = text(bytes[p++]!, 'its name')
   need(32 + 8 + 4)
   const packCid = bytes.slice(p, p + 32)
   p += 32
@@ -164,14 +165,15 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   let offset = 0
   for (let i = 0; i < count; i++) {
     need(5)
-    const kind = KINDS[bytes[p]!]
-    if (kind === undefined) throw invalid(`entry ${i} has unknown kind ${bytes[p]}`)
+    const code = bytes[p]!
     const mode = view.getUint16(p + 1)
     const pathLen = view.getUint16(p + 3)
     p += 5
-    if (pathLen > MAX_PATH_BYTES) throw invalid(`entry ${i}'s path is over ${MAX_PATH_BYTES} bytes`)
-    const path = text(pathLen)
-    if (mode > 0o7777) throw invalid(`entry ${i} has mode ${mode.toString(8)}`)
+    // The path first (u16, so at most 64 KiB), so that each refusal below names it.
+    const path = text(pathLen, `entry ${i}'s path`)
+    const kind = KINDS[code]
+    if (kind === undefined) throw invalid(`${JSON.stringify(path)} has unknown kind ${code}`)
+    if (mode > 0o7777) throw invalid(`${JSON.stringify(path)} has mode ${mode.toString(8)}`)
     if (kind === 'file') {
       need(8)
       const size = safeNumber(view.getBigUint64(p))
@@ -183,7 +185,7 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
       need(2)
       const targetLen = view.getUint16(p)
       p += 2
-      const target = text(targetLen)
+      const target = text(targetLen, `the link ${JSON.stringify(path)}'s target`)
       entries.push({ kind, path, mode, size: 0, offset: 0, target })
     } else entries.push({ kind, path, mode, size: 0, offset: 0 })
   }
