@@ -154,7 +154,8 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   if (version !== VERSION) throw invalid(`format version ${version} is not known here: upgrade haul`)
   const name = text(bytes[p++]!, 'its name')
   need(32 + 8 + 4)
-  const packCid = bytes.slice(p, p + 32)
+  // A copy (a Buffer's slice is a view, which would keep the whole manifest's bytes alive with it).
+  const packCid = new Uint8Array(bytes.subarray(p, p + 32))
   p += 32
   const packSize = safeNumber(view.getBigUint64(p))
   p += 8
