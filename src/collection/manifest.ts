@@ -220,6 +220,7 @@ function checkStructure(m: Manifest): void {
   if (m.packCid.length !== 32) throw invalid('its pack content id is not 32 bytes')
   if (m.entries.length > MAX_ENTRIES) throw invalid(`it lists over ${MAX_ENTRIES} entries`)
   const folders = new Set<string>()
+  const links = linkTrie(m.entries)
   let previous: Uint8Array | undefined
   let total = 0
   for (const e of m.entries) {
@@ -238,25 +239,65 @@ function checkStructure(m: Manifest): void {
       if (e.offset !== total) throw invalid(`${JSON.stringify(e.path)} has the wrong place in the pack`)
       total += e.size
     }
-    if (e.kind === 'symlink') checkLinkTarget(e.path, parts.length - 1, e.target ?? '')
+    if (e.kind === 'symlink') {
+      const why = linkTargetProblem(e.path, e.target ?? '', links)
+      if (why !== undefined) throw invalid(`the link ${JSON.stringify(e.path)} ${why}`)
+    }
   }
   if (total !== m.packSize) throw invalid(`its files add up to ${total} bytes, not the pack's ${m.packSize}`)
 }
 
-/** A link's target must be relative and resolve inside the tree from the link's folder. */
-function checkLinkTarget(path: string, depth: number, target: string): void {
-  const shown = `the link ${JSON.stringify(path)}`
+/** A tree's links by path component: a target is checked against it in time linear in its length. */
+export interface LinkTrie {
+  link: boolean
+  readonly next: Map<string, LinkTrie>
+}
+
+/** The symbolic links among `entries`, as a LinkTrie. */
+export function linkTrie(entries: ReadonlyArray<Pick<ManifestEntry, 'kind' | 'path'>>): LinkTrie {
+  const root: LinkTrie = { link: false, next: new Map() }
+  for (const e of entries) {
+    if (e.kind !== 'symlink') continue
+    let node = root
+    for (const part of e.path.split('/')) {
+      let child = node.next.get(part)
+      if (child === undefined) node.next.set(part, (child = { link: false, next: new Map() }))
+      node = child
+    }
+    node.link = true
+  }
+  return root
+}
+
+/**
+ * Why the link at `path` (`/`-separated) cannot point to `target`, or undefined: the target must
+ * be relative and resolve inside the tree from the link's folder. The walk is by name, which
+ * is what the file system does except where `..` follows a name that is itself a link (one of
+ * `links`, every link of the tree): that `..` leaves the link's target, not the folder the link
+ * is in (with `d/up -> ..`, `d/up/..` is the tree's parent), so it is refused.
+ */
+export function linkTargetProblem(path: string, target: string, links: LinkTrie): string | undefined {
   if (target === '' || target.startsWith('/') || target.includes('\0')) {
-    throw invalid(
-      `${shown} points to ${JSON.stringify(target)}: only relative targets inside the folder are accepted`,
-    )
+    return `points to ${JSON.stringify(target)}: only relative targets inside the folder are accepted`
   }
-  let level = depth
+  // The names walked so far from the top, and where each is in `links` (undefined: no link below).
+  const names = path.split('/').slice(0, -1)
+  const nodes: Array<LinkTrie | undefined> = [links]
+  for (const name of names) nodes.push(nodes.at(-1)?.next.get(name))
   for (const part of target.split('/')) {
-    if (part === '..') level--
-    else if (part !== '.' && part !== '') level++
-    if (level < 0) throw invalid(`${shown} points outside the folder (${JSON.stringify(target)})`)
+    if (part === '..') {
+      if (names.length === 0) return `points outside the folder (${JSON.stringify(target)})`
+      if (nodes.at(-1)?.link === true) {
+        return `points through the link ${JSON.stringify(names.join('/'))} and up (${JSON.stringify(target)}): ".." after a link leaves the link's target, not its folder`
+      }
+      names.pop()
+      nodes.pop()
+    } else if (part !== '.' && part !== '') {
+      names.push(part)
+      nodes.push(nodes.at(-1)?.next.get(part))
+    }
   }
+  return undefined
 }
 
 function countFiles(entries: readonly ManifestEntry[]): number {
