@@ -13,7 +13,7 @@ import { SourceInvalidError } from '../errors.ts'
 import { sourceError } from '../storage/fs-errors.ts'
 import { type FileFingerprint, wallClockNs } from '../storage/source-file.ts'
 import { linkTargetProblem, linkTrie, MAX_ENTRIES, type ManifestEntry } from './manifest.ts'
-import { componentProblem, MAX_DEPTH, STAGING_NAME } from './names.ts'
+import { componentProblem, foldedKey, MAX_DEPTH, STAGING_NAME } from './names.ts'
 
 /** A regular file of the collection: where it is here, and how it looked when walked. */
 export interface WalkedFile {
@@ -86,8 +86,11 @@ async function walkTree(root: string, prefix: string, out: Walked): Promise<void
       const stats = await Promise.all(batch.map((c) => statOf(c.abs)))
       for (let k = 0; k < batch.length; k++) {
         const c = batch[k]!
-        if (c.rel === STAGING_NAME) {
-          out.skipped.push({ path: c.rel, why: 'the staging folder of an unfinished haul get' })
+        if (foldedKey(c.rel) === STAGING_NAME) {
+          out.skipped.push({
+            path: c.rel,
+            why: 'the staging folder of an unfinished haul get (a reserved name)',
+          })
           continue
         }
         checkName(c.name, c.abs)
