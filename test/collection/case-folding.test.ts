@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { mkdir, readdir, writeFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it, vi } from 'vitest'
 import { useEnginePair } from '../support/engine-pair.ts'
@@ -49,6 +49,13 @@ describe('where the destination ignores case, names differing only in case are r
       expect(e.code).toBe('MANIFEST_INVALID'),
     )
     expect(await readdir(dest)).toEqual(['mine.txt'])
+    // No staging folder is left to pass for a resume, which would replace mine.txt without leave.
+    const pack = await serveAsCollection(pair.sender, pair.dir, `pack-${++served}`, Buffer.from('other'))
+    const manifest = craftManifest([file('mine.txt', 5)], pack.cid)
+    const other = await serveAsCollection(pair.sender, pair.dir, `manifest-${served}`, manifest)
+    const exists = await failure(pair.receiver.fetchCollection(other.ticket, dest))
+    expect(exists.code).toBe('DESTINATION_EXISTS')
+    expect(await readFile(join(dest, 'mine.txt'), 'utf8')).toBe('mine')
 
     const empty = join(pair.dir, 'existing-empty')
     await mkdir(empty)
