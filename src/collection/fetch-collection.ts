@@ -6,9 +6,9 @@
  * moved into place (unpack.ts). Running it again after any interruption resumes where it stopped.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { join, resolve } from 'node:path'
+import { dirname, join, resolve } from 'node:path'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationInvalidError, ManifestInvalidError } from '../errors.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
@@ -131,21 +131,31 @@ export async function fetchCollection(
       `${root} is ${kindOf(there)}: a collection goes into a folder; choose another -o`,
     )
   }
-  await mkdir(root, { recursive: true }).catch((err) => {
+  // The first folder made (undefined when `root` was there already).
+  const made = await mkdir(root, { recursive: true }).catch((err) => {
     throw fsError(err, root)
   })
   const folder = await DestFolder.pin(join(root, STAGING_NAME))
+  const paths = stagingPaths(folder)
   let lock: DestinationLock | undefined
+  // Until the pack fetch starts, a failure takes back the folders this call made: a refused
+  // fetch leaves nothing. After, the staging folder is what a later call resumes from.
+  let preparing = true
+  let madeStage = false
   try {
-    const paths = stagingPaths(folder)
     const packHex = Buffer.from(manifest.packCid).toString('hex')
     const resumed = (await entryAt(paths.stage)) !== undefined
     if (!resumed) await checkDestination(folder, manifest, opts.overwrite === true)
-    await mkdir(paths.stage, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
-      if (err.code !== 'EEXIST') throw fsError(err, paths.stage)
-    })
+    madeStage = await mkdir(paths.stage, { mode: 0o700 }).then(
+      () => true,
+      (err: NodeJS.ErrnoException) => {
+        if (err.code !== 'EEXIST') throw fsError(err, paths.stage)
+        return false
+      },
+    )
     lock = await DestinationLock.acquire(folder.file(`${STAGING_NAME}/collection`), { signal })
     await refuseFoldedCollisions(manifest, paths.stage)
+    preparing = false
 
     let pack: FetchResult | undefined
     const marker = await readMarker(paths.marker, packHex)
@@ -200,8 +210,23 @@ export async function fetchCollection(
     if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
     throw err
   } finally {
+    // Only under the lock: a staging folder another fetch holds is not this one's to remove.
+    if (preparing && madeStage && lock !== undefined) await removeStaging(paths).catch(() => {})
     await lock?.release()
     await folder.close()
+    if (preparing && made !== undefined) await removeEmptyFolders(root, made)
+  }
+}
+
+/** Removes `root` and the folders above it up to `first` (those `mkdir -p` made), while they are empty. */
+async function removeEmptyFolders(root: string, first: string): Promise<void> {
+  for (let at = root; at !== dirname(at); at = dirname(at)) {
+    try {
+      await rmdir(at)
+    } catch {
+      return // not empty, or not there: what is in it is not this fetch's
+    }
+    if (at === first) return
   }
 }
 

@@ -29,7 +29,7 @@
  * stays inside the tree.
  */
 import { ManifestInvalidError } from '../errors.ts'
-import { checkedPath, componentProblem, foldedKey, MAX_PATH_BYTES } from './names.ts'
+import { checkedPath, componentProblem, foldedKey } from './names.ts'
 
 export type EntryKind = 'file' | 'dir' | 'symlink'
 
@@ -136,14 +136,15 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   const need = (n: number): void => {
     if (p + n > bytes.length) throw invalid('it is truncated')
   }
-  const text = (n: number): string => {
+  /** `what`: the field, for the refusal (shown with the bad bytes replaced, so it can be found). */
+  const text = (n: number, what: string): string => {
     need(n)
+    const field = bytes.subarray(p, p + n)
+    p += n
     try {
-      return dec.decode(bytes.subarray(p, p + n))
+      return dec.decode(field)
     } catch {
-      throw invalid('it holds a name that is not UTF-8')
-    } finally {
-      p += n
+      throw invalid(`${what} ${JSON.stringify(new TextDecoder().decode(field))} is not UTF-8`)
     }
   }
   need(MAGIC.length + 2)
@@ -151,9 +152,10 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   p = MAGIC.length
   const version = bytes[p++]
   if (version !== VERSION) throw invalid(`format version ${version} is not known here: upgrade haul`)
-  const name = text(bytes[p++]!)
+  const name = text(bytes[p++]!, 'its name')
   need(32 + 8 + 4)
-  const packCid = bytes.slice(p, p + 32)
+  // A copy (a Buffer's slice is a view, which would keep the whole manifest's bytes alive with it).
+  const packCid = new Uint8Array(bytes.subarray(p, p + 32))
   p += 32
   const packSize = safeNumber(view.getBigUint64(p))
   p += 8
@@ -164,14 +166,15 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
   let offset = 0
   for (let i = 0; i < count; i++) {
     need(5)
-    const kind = KINDS[bytes[p]!]
-    if (kind === undefined) throw invalid(`entry ${i} has unknown kind ${bytes[p]}`)
+    const code = bytes[p]!
     const mode = view.getUint16(p + 1)
     const pathLen = view.getUint16(p + 3)
     p += 5
-    if (pathLen > MAX_PATH_BYTES) throw invalid(`entry ${i}'s path is over ${MAX_PATH_BYTES} bytes`)
-    const path = text(pathLen)
-    if (mode > 0o7777) throw invalid(`entry ${i} has mode ${mode.toString(8)}`)
+    // The path first (u16, so at most 64 KiB), so that each refusal below names it.
+    const path = text(pathLen, `entry ${i}'s path`)
+    const kind = KINDS[code]
+    if (kind === undefined) throw invalid(`${JSON.stringify(path)} has unknown kind ${code}`)
+    if (mode > 0o7777) throw invalid(`${JSON.stringify(path)} has mode ${mode.toString(8)}`)
     if (kind === 'file') {
       need(8)
       const size = safeNumber(view.getBigUint64(p))
@@ -183,7 +186,7 @@ export function decodeManifest(bytes: Uint8Array): Manifest {
       need(2)
       const targetLen = view.getUint16(p)
       p += 2
-      const target = text(targetLen)
+      const target = text(targetLen, `the link ${JSON.stringify(path)}'s target`)
       entries.push({ kind, path, mode, size: 0, offset: 0, target })
     } else entries.push({ kind, path, mode, size: 0, offset: 0 })
   }
@@ -217,6 +220,7 @@ function checkStructure(m: Manifest): void {
   if (m.packCid.length !== 32) throw invalid('its pack content id is not 32 bytes')
   if (m.entries.length > MAX_ENTRIES) throw invalid(`it lists over ${MAX_ENTRIES} entries`)
   const folders = new Set<string>()
+  const links = linkTrie(m.entries)
   let previous: Uint8Array | undefined
   let total = 0
   for (const e of m.entries) {
@@ -235,25 +239,65 @@ function checkStructure(m: Manifest): void {
       if (e.offset !== total) throw invalid(`${JSON.stringify(e.path)} has the wrong place in the pack`)
       total += e.size
     }
-    if (e.kind === 'symlink') checkLinkTarget(e.path, parts.length - 1, e.target ?? '')
+    if (e.kind === 'symlink') {
+      const why = linkTargetProblem(e.path, e.target ?? '', links)
+      if (why !== undefined) throw invalid(`the link ${JSON.stringify(e.path)} ${why}`)
+    }
   }
   if (total !== m.packSize) throw invalid(`its files add up to ${total} bytes, not the pack's ${m.packSize}`)
 }
 
-/** A link's target must be relative and resolve inside the tree from the link's folder. */
-function checkLinkTarget(path: string, depth: number, target: string): void {
-  const shown = `the link ${JSON.stringify(path)}`
+/** A tree's links by path component: a target is checked against it in time linear in its length. */
+export interface LinkTrie {
+  link: boolean
+  readonly next: Map<string, LinkTrie>
+}
+
+/** The symbolic links among `entries`, as a LinkTrie. */
+export function linkTrie(entries: ReadonlyArray<Pick<ManifestEntry, 'kind' | 'path'>>): LinkTrie {
+  const root: LinkTrie = { link: false, next: new Map() }
+  for (const e of entries) {
+    if (e.kind !== 'symlink') continue
+    let node = root
+    for (const part of e.path.split('/')) {
+      let child = node.next.get(part)
+      if (child === undefined) node.next.set(part, (child = { link: false, next: new Map() }))
+      node = child
+    }
+    node.link = true
+  }
+  return root
+}
+
+/**
+ * Why the link at `path` (`/`-separated) cannot point to `target`, or undefined: the target must
+ * be relative and resolve inside the tree from the link's folder. The walk is by name, which
+ * is what the file system does except where `..` follows a name that is itself a link (one of
+ * `links`, every link of the tree): that `..` leaves the link's target, not the folder the link
+ * is in (with `d/up -> ..`, `d/up/..` is the tree's parent), so it is refused.
+ */
+export function linkTargetProblem(path: string, target: string, links: LinkTrie): string | undefined {
   if (target === '' || target.startsWith('/') || target.includes('\0')) {
-    throw invalid(
-      `${shown} points to ${JSON.stringify(target)}: only relative targets inside the folder are accepted`,
-    )
+    return `points to ${JSON.stringify(target)}: only relative targets inside the folder are accepted`
   }
-  let level = depth
+  // The names walked so far from the top, and where each is in `links` (undefined: no link below).
+  const names = path.split('/').slice(0, -1)
+  const nodes: Array<LinkTrie | undefined> = [links]
+  for (const name of names) nodes.push(nodes.at(-1)?.next.get(name))
   for (const part of target.split('/')) {
-    if (part === '..') level--
-    else if (part !== '.' && part !== '') level++
-    if (level < 0) throw invalid(`${shown} points outside the folder (${JSON.stringify(target)})`)
+    if (part === '..') {
+      if (names.length === 0) return `points outside the folder (${JSON.stringify(target)})`
+      if (nodes.at(-1)?.link === true) {
+        return `points through the link ${JSON.stringify(names.join('/'))} and up (${JSON.stringify(target)}): ".." after a link leaves the link's target, not its folder`
+      }
+      names.pop()
+      nodes.pop()
+    } else if (part !== '.' && part !== '') {
+      names.push(part)
+      nodes.push(nodes.at(-1)?.next.get(part))
+    }
   }
+  return undefined
 }
 
 function countFiles(entries: readonly ManifestEntry[]): number {

@@ -53,7 +53,8 @@ export function checkedPath(path: string): string[] {
     const problem = componentProblem(part)
     if (problem !== undefined) throw new ManifestInvalidError(`refused ${shown}: it contains ${problem}`)
   }
-  if (parts[0] === STAGING_NAME)
+  // In any case: where the file system folds case, `.HAUL-INCOMING` is the staging folder.
+  if (foldedKey(parts[0]!) === STAGING_NAME)
     throw new ManifestInvalidError(`refused ${shown}: ${STAGING_NAME} is where haul stages a fetch`)
   return parts
 }
@@ -63,7 +64,8 @@ export function checkedPath(path: string): string[] {
  * rules, else undefined (the caller falls back to a name of its own).
  */
 export function safeName(name: string | undefined): string | undefined {
-  if (name === undefined || componentProblem(name) !== undefined || name === STAGING_NAME) return undefined
+  if (name === undefined || componentProblem(name) !== undefined || foldedKey(name) === STAGING_NAME)
+    return undefined
   return name
 }
 

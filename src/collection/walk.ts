@@ -2,8 +2,9 @@
  * What `publish(paths)` sends: the folders and files given, walked without following symbolic
  * links. Each regular file is fingerprinted as it is found (src/storage/source-file.ts), so the
  * pack can refuse a file changed since. Links are kept as links when their target stays inside
- * what is sent, and skipped (reported) otherwise; sockets, FIFOs and devices are skipped
- * (reported). A name the receiver would refuse (names.ts) is refused here, before any indexing.
+ * what is sent (by the receiver's rule, manifest.ts), and skipped (reported) otherwise; sockets,
+ * FIFOs and devices are skipped (reported). A name the receiver would refuse (names.ts) is
+ * refused here, before any indexing.
  */
 import type { BigIntStats } from 'node:fs'
 import { lstat, readdir, readlink } from 'node:fs/promises'
@@ -11,8 +12,8 @@ import { basename, dirname, resolve } from 'node:path'
 import { SourceInvalidError } from '../errors.ts'
 import { sourceError } from '../storage/fs-errors.ts'
 import { type FileFingerprint, wallClockNs } from '../storage/source-file.ts'
-import { MAX_ENTRIES, type ManifestEntry } from './manifest.ts'
-import { componentProblem, MAX_DEPTH, STAGING_NAME } from './names.ts'
+import { linkTargetProblem, linkTrie, MAX_ENTRIES, type ManifestEntry } from './manifest.ts'
+import { componentProblem, foldedKey, MAX_DEPTH, STAGING_NAME } from './names.ts'
 
 /** A regular file of the collection: where it is here, and how it looked when walked. */
 export interface WalkedFile {
@@ -45,7 +46,7 @@ export async function walkSources(paths: readonly string[]): Promise<Walked> {
   const first = await statOf(abs[0]!)
   if (abs.length === 1 && first.isDirectory()) {
     await walkTree(abs[0]!, '', out)
-    return { ...out, name: nameOf(abs[0]!) }
+    return { ...keepLinksInside(out), name: nameOf(abs[0]!) }
   }
   const tops = new Set<string>()
   for (const a of abs) {
@@ -58,7 +59,7 @@ export async function walkSources(paths: readonly string[]): Promise<Walked> {
     const s = await statOf(a)
     if (await addEntry(a, top, s, takenNs, out)) await walkTree(a, top, out)
   }
-  return { ...out, name: nameOf(commonFolder(abs)) }
+  return { ...keepLinksInside(out), name: nameOf(commonFolder(abs)) }
 }
 
 async function walkTree(root: string, prefix: string, out: Walked): Promise<void> {
@@ -85,8 +86,11 @@ async function walkTree(root: string, prefix: string, out: Walked): Promise<void
       const stats = await Promise.all(batch.map((c) => statOf(c.abs)))
       for (let k = 0; k < batch.length; k++) {
         const c = batch[k]!
-        if (c.rel === STAGING_NAME) {
-          out.skipped.push({ path: c.rel, why: 'the staging folder of an unfinished haul get' })
+        if (foldedKey(c.rel) === STAGING_NAME) {
+          out.skipped.push({
+            path: c.rel,
+            why: 'the staging folder of an unfinished haul get (a reserved name)',
+          })
           continue
         }
         checkName(c.name, c.abs)
@@ -126,25 +130,26 @@ async function addEntry(
     const target = await readlink(abs).catch((err) => {
       throw sourceError(err, abs)
     })
-    const why = linkProblem(rel, target)
-    if (why === undefined) out.entries.push({ kind: 'symlink', path: rel, mode, size: 0, target })
-    else out.skipped.push({ path: rel, why })
+    out.entries.push({ kind: 'symlink', path: rel, mode, size: 0, target })
     return false
   }
   out.skipped.push({ path: rel, why: 'not a regular file, folder or link' })
   return false
 }
 
-/** Why a link is not sent (its target leaves the tree), or undefined. */
-function linkProblem(rel: string, target: string): string | undefined {
-  if (target.startsWith('/')) return `a link to an absolute path (${target})`
-  let level = rel.split('/').length - 1
-  for (const part of target.split('/')) {
-    if (part === '..') level--
-    else if (part !== '.' && part !== '') level++
-    if (level < 0) return `a link that points outside the folder (${target})`
-  }
-  return undefined
+/**
+ * The walk with the links a receiver would refuse (manifest.ts, linkTargetProblem) moved to
+ * `skipped`. Once every link of the tree is known, since a target may pass through another.
+ */
+function keepLinksInside(out: Walked): Walked {
+  const links = linkTrie(out.entries)
+  const entries = out.entries.filter((e) => {
+    if (e.kind !== 'symlink') return true
+    const why = linkTargetProblem(e.path, e.target ?? '', links)
+    if (why !== undefined) out.skipped.push({ path: e.path, why: `a link that ${why}` })
+    return why === undefined
+  })
+  return { ...out, entries }
 }
 
 function checkName(name: string, abs: string): void {
