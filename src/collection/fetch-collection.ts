@@ -6,11 +6,16 @@
  * moved into place (unpack.ts). Running it again after any interruption resumes where it stopped.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import type { DescriptorHeader } from '../descriptor/header.ts'
-import { AbortedError, DestinationInvalidError, ManifestInvalidError } from '../errors.ts'
+import {
+  AbortedError,
+  DestinationExistsError,
+  DestinationInvalidError,
+  ManifestInvalidError,
+} from '../errors.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -144,8 +149,6 @@ export async function fetchCollection(
   let madeStage = false
   try {
     const packHex = Buffer.from(manifest.packCid).toString('hex')
-    const resumed = (await entryAt(paths.stage)) !== undefined
-    if (!resumed) await checkDestination(folder, manifest, opts.overwrite === true)
     madeStage = await mkdir(paths.stage, { mode: 0o700 }).then(
       () => true,
       (err: NodeJS.ErrnoException) => {
@@ -154,7 +157,24 @@ export async function fetchCollection(
       },
     )
     lock = await DestinationLock.acquire(folder.file(`${STAGING_NAME}/collection`), { signal })
-    await refuseFoldedCollisions(manifest, paths.stage)
+    // The staging folder says which collection it holds: only that one resumes from it.
+    const owner = `${paths.stage}/manifest-id`
+    const held = await readFile(owner, 'utf8').catch(() => undefined)
+    const manifestHex = Buffer.from(ticket.cid).toString('hex')
+    const resumed = held === manifestHex
+    if (held !== undefined && !resumed) {
+      if (opts.overwrite !== true) {
+        throw new DestinationExistsError(
+          `${root} holds an unfinished fetch of another collection (${STAGING_NAME}): run that fetch again to finish it, pass --force (overwrite: true) to discard it, or fetch into another folder`,
+        )
+      }
+      await clearStaging(paths)
+    }
+    if (!resumed) {
+      await checkDestination(folder, manifest, opts.overwrite === true)
+      await refuseFoldedCollisions(manifest, paths.stage)
+      await writeFile(owner, manifestHex, { flush: true })
+    }
     preparing = false
 
     let pack: FetchResult | undefined
@@ -227,6 +247,14 @@ async function removeEmptyFolders(root: string, first: string): Promise<void> {
       return // not empty, or not there: what is in it is not this fetch's
     }
     if (at === first) return
+  }
+}
+
+/** Empties a staging folder of another collection's work, keeping this fetch's lock file. */
+async function clearStaging(paths: ReturnType<typeof stagingPaths>): Promise<void> {
+  for (const name of await readdir(paths.stage)) {
+    if (name.startsWith('collection.')) continue
+    await rm(`${paths.stage}/${name}`, { recursive: true, force: true })
   }
 }
 

@@ -85,4 +85,17 @@ describe('collections between two real engines', () => {
     expect(r.pack).toBeUndefined()
     expect(await treeOf(out)).toEqual(await treeOf(src))
   })
+
+  it("another collection's unfinished fetch in the folder is not resumed from: refused unless overwrite discards it", async () => {
+    const src = join(dir, 'mine')
+    await mkdir(src)
+    await writeFile(join(src, 'x.txt'), 'x')
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'out4')
+    await mkdir(join(out, '.haul-incoming'), { recursive: true })
+    await writeFile(join(out, '.haul-incoming', 'manifest-id'), 'ab'.repeat(32))
+    await expect(receiver.fetchCollection(ticket, out)).rejects.toMatchObject({ code: 'DESTINATION_EXISTS' })
+    await receiver.fetchCollection(ticket, out, { overwrite: true })
+    expect(await treeOf(out)).toEqual(await treeOf(src))
+  })
 })
