@@ -20,6 +20,7 @@ import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
 import { type IndexResult, indexFile } from '../serve/indexer.ts'
 import { indexForServing } from '../serve/publish.ts'
 import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
+import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
 import { ServeShares } from '../serve/serve-shares.ts'
 import { refuseStream, serveStream } from '../serve/server.ts'
 import { SessionPool } from '../session/session-pool.ts'
@@ -154,6 +155,8 @@ export class Engine {
   /** What serving leases through: the budget divided between the peers being served. */
   readonly #serveShares: ServeShares
   readonly #registry = new ContentRegistry()
+  /** What serving reports to `onServe` listeners. */
+  readonly #serveEvents = new ServeEvents()
   /** Per resolved path, the publish in progress: the next one for that path waits for it. */
   readonly #publishing = new Map<string, Promise<void>>()
   readonly #stop = new AbortController()
@@ -240,6 +243,7 @@ export class Engine {
             limits: config.server,
             signal: engine.#stop.signal,
             buffers: engine.#buffers,
+            events: engine.#serveEvents,
             ...(upload === undefined ? {} : { uploadLimiter: upload }),
           }),
         { idleTimeoutMs: config.timeouts.idleMs, refuse: refuseStream },
@@ -279,6 +283,17 @@ export class Engine {
       pool: this.#pool,
       sessions: this.#sessions,
     })
+  }
+
+  /**
+   * Calls `listener` with what this engine serves (ServeEvent): a peer's session opening, the
+   * content it asks for, chunks sent (at most one event per session every 500 ms, adding up to
+   * every chunk), and the session's end with its bytes and why. Synchronous, inside the serving
+   * loop: keep it quick. Returns the function that removes it. Nothing is built while no one
+   * listens.
+   */
+  onServe(listener: ServeListener): () => void {
+    return this.#serveEvents.listen(listener)
   }
 
   /**
@@ -530,6 +545,8 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
+    // Listeners hear how every live session ended before the engine goes.
+    this.#serveEvents.stop()
     this.#gcAssist?.stop()
     for (const id of this.#transfers.keys()) this.#system.cancel(id)
     const stopped = new AbortedError('the engine is stopped')
