@@ -7,6 +7,7 @@ import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError }
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
 import { openPartialSeed } from '../fetch/partial-seed.ts'
+import type { ResumeInfo } from '../fetch/resume.ts'
 import { Network } from '../net/network.ts'
 import { raceSignal } from '../net/peer-addr.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
@@ -53,6 +54,12 @@ export interface FetchOptions {
   onProgress?: (progress: TransferProgress) => void
   /** Called when a transient failure sends the transfer to `retrying` (before the backoff delay). */
   onRetry?: (info: RetryInfo) => void
+  /**
+   * Called once the fetch has looked at its destination, when an earlier run left something
+   * there: what it keeps (`journal`), must re-hash first (`rehash`, counted in `keptBytes` as it
+   * verifies), discards (`restart`) or finds complete (`present`). Not called for a fresh start.
+   */
+  onResume?: (resume: ResumeInfo, progress: TransferProgress) => void
   /** Share of download bandwidth under contention (see `priorityWeights`). @default 'normal' */
   priority?: Priority
   /** This transfer's own download limit, bytes per second. @default `limits.perTransferDownloadBytesPerSec` */
@@ -508,7 +515,7 @@ export class Engine {
       },
       ticket,
       dest,
-      { onProgress: opts.onProgress, onRetry: opts.onRetry },
+      { onProgress: opts.onProgress, onRetry: opts.onRetry, onResume: opts.onResume },
     )
   }
 
