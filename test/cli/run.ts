@@ -41,8 +41,11 @@ export class Running {
   readonly exited: Promise<number>
   readonly #waiters = new Set<() => void>()
 
-  constructor(args: string[], command = bin, node = process.execPath, env?: NodeJS.ProcessEnv) {
-    this.proc = spawn(node, [command, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+  /** `haul <args>` from this checkout, or `opts.command` (an installed `haul`) run as it is. */
+  constructor(args: string[], opts: { command?: string; env?: NodeJS.ProcessEnv } = {}) {
+    const [file, argv] =
+      opts.command === undefined ? [process.execPath, [bin, ...args]] : [opts.command, args]
+    this.proc = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env })
     this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d))
     createInterface({ input: this.proc.stdout! }).on('line', (l) => {
       this.lines.push(l)
