@@ -38,8 +38,9 @@ export interface ContentRequested {
 
 /**
  * Chunks this session sent since its previous `chunks-served`, of the content last requested:
- * at most one event per session every SERVE_EVENT_INTERVAL_MS, plus one when the session runs
- * out of requests, changes content or ends, so the counts add up to every chunk sent.
+ * at most one event per session every SERVE_EVENT_INTERVAL_MS (the last one at most that long
+ * after its chunks went out), and one before the session changes content or ends, so the counts
+ * add up to every chunk sent.
  */
 export interface ChunksServed {
   readonly type: 'chunks-served'
@@ -152,6 +153,8 @@ export class SessionEvents {
   #pendingWire = 0
   #contentBytes = 0
   #lastEmit = 0
+  /** Reports chunks held back by the interval once it has passed. */
+  #timer: NodeJS.Timeout | undefined
   #ended = false
 
   constructor(
@@ -168,9 +171,12 @@ export class SessionEvents {
     this.#forget = forget
   }
 
-  /** A request names `content`: a header request starts a fetch, a chunk request may switch content. */
+  /**
+   * A request names `content`: a header request starts a fetch, a chunk request may switch
+   * content. The same header asked for again with nothing served in between is not news.
+   */
   request(content: PublishedContent, header: boolean): void {
-    if (!header && content === this.#content) return
+    if (content === this.#content && (!header || this.#contentBytes === 0)) return
     this.flush()
     this.#content = content
     this.#contentBytes = 0
@@ -202,11 +208,19 @@ export class SessionEvents {
     this.#contentBytes += rawLength
     if (!this.#hub.active) return
     const now = performance.now()
-    if (now - this.#lastEmit >= SERVE_EVENT_INTERVAL_MS) this.flush(now)
+    const wait = SERVE_EVENT_INTERVAL_MS - (now - this.#lastEmit)
+    if (wait <= 0) this.flush(now)
+    else
+      this.#timer ??= setTimeout(() => {
+        this.#timer = undefined
+        this.flush()
+      }, wait).unref()
   }
 
   /** Reports the chunks counted since the last event, if any. */
   flush(now = performance.now()): void {
+    clearTimeout(this.#timer)
+    this.#timer = undefined
     if (this.#pendingChunks === 0) return
     const e = { bytes: this.#pendingBytes, chunks: this.#pendingChunks, wireBytes: this.#pendingWire }
     this.#pendingBytes = 0

@@ -272,8 +272,6 @@ class ServerSession {
     while (!this.#abort.signal.aborted) {
       const req = this.#queue.shift()
       if (req === undefined) {
-        // Out of requests: what was sent so far is reported now, not at the next chunk.
-        this.#events?.flush()
         if (this.#inputDone) return
         await new Promise<void>((r) => (this.#wake = r))
         this.#wake = undefined
