@@ -54,7 +54,8 @@ async function runPinned() {
       `haul needs Node.js ${MIN_MAJOR} or newer; this is Node.js ${process.versions.node} (${process.execPath}),\n` +
         `and the Node.js 24 that haul pins is not installed beside it (${candidates[0]}). Either:\n` +
         '  - put Node.js 22 or newer first on PATH (e.g. `nvm install 24`), then run haul again; or\n' +
-        `  - install the pinned one beside haul:  npm install --prefix "${pkgDir}" --no-save node@24\n`,
+        '  - install haul from a checkout where `npm ci` has run (its node_modules holds the pinned\n' +
+        '    Node 24):  npm install -g /path/to/haul-checkout\n',
     )
     process.exit(1)
   }

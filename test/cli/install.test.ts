@@ -109,6 +109,7 @@ describe('haul installed with npm install -g, run on the system Node', () => {
     const r = spawnSync(oldNode!, [lonely, '--version'], { env, encoding: 'utf8' })
     expect(r.status).toBe(1)
     expect(r.stderr).toContain('haul needs Node.js 22 or newer')
-    expect(r.stderr).toContain(`npm install --prefix "${join(dir, 'lonely')}" --no-save node@24`)
+    expect(r.stderr).toContain(join(dir, 'lonely', 'node_modules', 'node', 'bin', 'node'))
+    expect(r.stderr).toContain('npm install -g /path/to/haul-checkout')
   })
 })
