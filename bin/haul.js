@@ -7,13 +7,67 @@
 // nursery). 1 MiB against 2: 1 GiB transfers 198–216 vs 150–205 MB/s and sender peak
 // RSS 164–167 vs 176–180 MB (bench/transfer.ts, interleaved; 8 MiB was worse still).
 // --heap-growing-percent=100: the old generation doubles between full GCs (see process-flags.ts).
-// The CLI is compiled to dist/ by `npm run build` (run by `npm ci`)
-// Node 24 is pinned in devDependencies, so `npx haul` and `npm start` find it first on PATH.
+// The CLI is compiled to dist/ by `npm run build` (run by `npm ci`, and by `prepare` when the
+// package is installed from a checkout: `npm install -g <checkout>`).
+//
+// This file runs on whatever `node` is first on PATH, and stays plain JavaScript that old
+// versions parse. haul needs Node >= 22; an older node (a system Node 20) re-runs this file
+// under the Node 24 the package pins (the `node` devDependency, in node_modules/node of a
+// checkout or of a project that installed it), passing on the flags, the arguments, the exit
+// code and Ctrl-C / SIGTERM / SIGHUP. Without it, it says what to do.
+const MIN_MAJOR = 22
 const [major] = process.versions.node.split('.').map(Number)
-if (major < 22) {
-  console.error(
-    `haul needs Node >= 22 (found ${process.versions.node}); run it through npx or npm so the pinned Node 24 is used.`,
-  )
-  process.exit(1)
+if (major >= MIN_MAJOR) {
+  await import('../dist/cli/main.js')
+} else {
+  await runPinned()
 }
-await import('../dist/cli/main.js')
+
+async function runPinned() {
+  const { spawn } = await import('node:child_process')
+  const { accessSync, constants } = await import('node:fs')
+  const { createRequire } = await import('node:module')
+  const { constants: os } = await import('node:os')
+  const { dirname, join } = await import('node:path')
+  const { fileURLToPath } = await import('node:url')
+  const self = fileURLToPath(import.meta.url)
+  const pkgDir = dirname(dirname(self))
+  const exe = process.platform === 'win32' ? 'node.exe' : 'node'
+  const candidates = [join(pkgDir, 'node_modules', 'node', 'bin', exe)]
+  try {
+    // Hoisted into a project that depends on both haul and node.
+    const pkg = createRequire(import.meta.url).resolve('node/package.json')
+    candidates.push(join(dirname(pkg), 'bin', exe))
+  } catch {}
+  const runnable = (p) => {
+    try {
+      accessSync(p, constants.X_OK)
+      return true
+    } catch {
+      return false
+    }
+  }
+  // Already re-run once: the pinned runtime is not what it should be; never loop.
+  const pinned = process.env.HAUL_PINNED_NODE === undefined ? candidates.find(runnable) : undefined
+  if (pinned === undefined) {
+    process.stderr.write(
+      `haul needs Node.js ${MIN_MAJOR} or newer; this is Node.js ${process.versions.node} (${process.execPath}),\n` +
+        `and the Node.js 24 that haul pins is not installed beside it (${candidates[0]}). Either:\n` +
+        '  - put Node.js 22 or newer first on PATH (e.g. `nvm install 24`), then run haul again; or\n' +
+        '  - install haul from a checkout where `npm ci` has run (its node_modules holds the pinned\n' +
+        '    Node 24):  npm install -g /path/to/haul-checkout\n',
+    )
+    process.exit(1)
+  }
+  const child = spawn(pinned, [...process.execArgv, self, ...process.argv.slice(2)], {
+    stdio: 'inherit',
+    env: { ...process.env, HAUL_PINNED_NODE: pinned },
+  })
+  // A terminal's Ctrl-C reaches both processes; the CLI takes a repeated one calmly (src/cli/signals.ts).
+  for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig))
+  child.once('error', (err) => {
+    process.stderr.write(`haul: could not run the pinned Node.js (${pinned}): ${err.message}\n`)
+    process.exit(1)
+  })
+  child.once('exit', (code, signal) => process.exit(code ?? 128 + (os.signals[signal] ?? 1)))
+}

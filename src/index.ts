@@ -41,6 +41,14 @@ export type { SwarmOptions } from './fetch/swarm-options.ts'
 export type { Priority } from './resources/fair-queue.ts'
 export type { RateLimitOptions } from './resources/rate-limit.ts'
 export type { IndexOptions, IndexResult } from './serve/indexer.ts'
+export type {
+  ChunksServed,
+  ContentRequested,
+  ServeEvent,
+  ServeListener,
+  SessionEnded,
+  SessionOpened,
+} from './serve/serve-events.ts'
 export type { ServerLimits } from './serve/server.ts'
 export type { JournalOptions } from './storage/journal-options.ts'
 export type { Provider, SwarmTicket } from './ticket/multi-ticket.ts'

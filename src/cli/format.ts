@@ -12,8 +12,9 @@ export function formatBytes(n: number): string {
   return `${v.toFixed(u === 0 ? 0 : 1)} ${units[u]}`
 }
 
+/** In MiB/s, the unit of the sizes beside it and of the rates the flags take (`--max-rate 10M`). */
 export function formatRate(bytesPerSecond: number): string {
-  return `${(bytesPerSecond / 1e6).toFixed(1)} MB/s`
+  return `${(bytesPerSecond / (1024 * 1024)).toFixed(1)} MiB/s`
 }
 
 export function formatDuration(seconds: number | undefined): string {

@@ -14,6 +14,7 @@ import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError }
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
 import { openPartialSeed } from '../fetch/partial-seed.ts'
+import type { ResumeInfo } from '../fetch/resume.ts'
 import { Network } from '../net/network.ts'
 import { raceSignal } from '../net/peer-addr.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
@@ -27,6 +28,7 @@ import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
 import { type IndexResult, indexFile } from '../serve/indexer.ts'
 import { indexForServing } from '../serve/publish.ts'
 import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
+import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
 import { ServeShares } from '../serve/serve-shares.ts'
 import { refuseStream, serveStream } from '../serve/server.ts'
 import { SessionPool } from '../session/session-pool.ts'
@@ -60,6 +62,12 @@ export interface FetchOptions {
   onProgress?: (progress: TransferProgress) => void
   /** Called when a transient failure sends the transfer to `retrying` (before the backoff delay). */
   onRetry?: (info: RetryInfo) => void
+  /**
+   * Called once the fetch has looked at its destination, when an earlier run left something
+   * there: what it keeps (`journal`), must re-hash first (`rehash`, counted in `keptBytes` as it
+   * verifies), discards (`restart`) or finds complete (`present`). Not called for a fresh start.
+   */
+  onResume?: (resume: ResumeInfo, progress: TransferProgress) => void
   /** Share of download bandwidth under contention (see `priorityWeights`). @default 'normal' */
   priority?: Priority
   /** This transfer's own download limit, bytes per second. @default `limits.perTransferDownloadBytesPerSec` */
@@ -167,6 +175,8 @@ export class Engine {
   /** What serving leases through: the budget divided between the peers being served. */
   readonly #serveShares: ServeShares
   readonly #registry = new ContentRegistry()
+  /** What serving reports to `onServe` listeners. */
+  readonly #serveEvents = new ServeEvents()
   /** Per resolved path, the publish in progress: the next one for that path waits for it. */
   readonly #publishing = new Map<string, Promise<void>>()
   readonly #stop = new AbortController()
@@ -253,6 +263,7 @@ export class Engine {
             limits: config.server,
             signal: engine.#stop.signal,
             buffers: engine.#buffers,
+            events: engine.#serveEvents,
             ...(upload === undefined ? {} : { uploadLimiter: upload }),
           }),
         { idleTimeoutMs: config.timeouts.idleMs, refuse: refuseStream },
@@ -292,6 +303,17 @@ export class Engine {
       pool: this.#pool,
       sessions: this.#sessions,
     })
+  }
+
+  /**
+   * Calls `listener` with what this engine serves (ServeEvent): a peer's session opening, the
+   * content it asks for, chunks sent (at most one event per session every 500 ms, adding up to
+   * every chunk), and the session's end with its bytes and why. Synchronous, inside the serving
+   * loop: keep it quick. Returns the function that removes it. Nothing is built while no one
+   * listens.
+   */
+  onServe(listener: ServeListener): () => void {
+    return this.#serveEvents.listen(listener)
   }
 
   /**
@@ -578,7 +600,7 @@ export class Engine {
       },
       ticket,
       dest,
-      { onProgress: opts.onProgress, onRetry: opts.onRetry },
+      { onProgress: opts.onProgress, onRetry: opts.onRetry, onResume: opts.onResume },
     )
   }
 
@@ -615,6 +637,8 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
+    // Listeners hear how every live session ended before the engine goes.
+    this.#serveEvents.stop()
     this.#gcAssist?.stop()
     for (const id of this.#transfers.keys()) this.#system.cancel(id)
     const stopped = new AbortedError('the engine is stopped')

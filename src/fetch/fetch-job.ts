@@ -45,6 +45,8 @@ export interface FetchJobDeps extends Omit<CoordinatorDeps, 'cid'> {
 export interface FetchJobHooks {
   onProgress?: (p: TransferProgress) => void
   onRetry?: (info: RetryInfo) => void
+  /** What the destination held, once looked at, when not a fresh start (FetchOptions.onResume). */
+  onResume?: (resume: ResumeInfo, progress: TransferProgress) => void
 }
 
 /** The part file, journal and meter, plus the verified-leaf table and the leaf sidecar (when seeding). */
@@ -260,6 +262,8 @@ export class FetchJob implements TransferJob {
         this.#present = presentState(header)
         this.#resume = this.#present.resume
       } else await this.#openLocal(header)
+      const local = (this.#local ?? this.#present)!
+      if (this.#resume!.mode !== 'fresh') this.#hooks.onResume?.(this.#resume!, local.meter.snapshot())
     }
     this.#report(true)
   }

@@ -62,7 +62,10 @@ export function assertComplete(header: DescriptorHeader, journal: Journal, meter
   }
 }
 
-/** The figures a finished fetch reports. */
+/**
+ * The figures a finished fetch reports. The rate is of the bytes this run fetched: what an
+ * earlier run left and this one kept took no time to move.
+ */
 export function transferResult(
   dest: string,
   local: Pick<LocalTransfer, 'header' | 'meter' | 'resume'>,
@@ -75,7 +78,7 @@ export function transferResult(
     bytes: header.totalSize,
     chunks: header.leafCount,
     seconds,
-    rate: seconds > 0 ? header.totalSize / seconds : 0,
+    rate: seconds > 0 ? meter.fetchedBytes / seconds : 0,
     resume: local.resume,
     retries,
   }

@@ -1,5 +1,5 @@
 import { constants } from 'node:fs'
-import { type FileHandle, unlink } from 'node:fs/promises'
+import { type FileHandle, lstat, unlink } from 'node:fs/promises'
 import { contentId, type DescriptorHeader, decodeHeader, pageCountOf } from '../descriptor/header.ts'
 import { ROW_SIZE } from '../descriptor/page.ts'
 import type { DescriptorPage } from '../descriptor/reader.ts'
@@ -235,6 +235,13 @@ export async function openPartialSeed(
       existing.size !== header.totalSize
     ) {
       throw new DestinationInvalidError(`${dest}.part is not the file its journal describes: nothing to seed`)
+    }
+    // Without its leaf pages a part file cannot be served (get-pages): a fetch from one peer keeps none.
+    const sidecar = await lstat(leavesPath(dest)).catch(() => undefined)
+    if (sidecar?.isFile() !== true) {
+      throw new DestinationInvalidError(
+        `${dest}.part has no leaf pages (${leavesPath(dest)}): only a multi-peer fetch keeps what seeding needs`,
+      )
     }
     part = await PartFile.open(dest, header.totalSize)
     leaves = await LeafStore.open(dest, header)

@@ -78,7 +78,7 @@ export class Rehasher {
             const { hash } = await ctx.pool.hash(buf, { signal })
             if (bytesEqual(hash, entry.hash)) {
               const wait = this.#journal.record(i, entry.length)
-              this.#meter.add(entry.length)
+              this.#meter.keep(entry.length)
               await wait
             }
             open.delete(i)

@@ -281,6 +281,7 @@ export class Network {
     }
     const fs = wrapStream(raw, {
       remotePeer: key,
+      remoteAddr: connection.remoteAddr.toString(),
       sendLedger: this.#ledgers.of(raw),
       idleTimeoutMs,
       maxBufferedIncoming: this.#o.maxBufferedIncoming,

@@ -66,6 +66,8 @@ export interface FrameStream {
   /** Resets the stream at once; pending and later calls fail with `err` (HaulErrors as is). */
   abort(err: Error): void
   readonly remotePeer: string
+  /** The remote end's multiaddr as its connection reports it ('' when not known). */
+  readonly remoteAddr: string
   readonly protocol: string
   /** Bytes received but not yet read (our queue plus libp2p's read buffer). */
   readonly incomingBufferedBytes: number
@@ -107,6 +109,8 @@ export interface WrapStreamOptions {
   writeSliceBytes?: number
   /** Peer id string reported by `remotePeer`. @default '' */
   remotePeer?: string
+  /** Multiaddr string reported by `remoteAddr`. @default '' */
+  remoteAddr?: string
   /** The stream's connection ledger: lets `write` lend views instead of copies (see send-ledger.ts). */
   sendLedger?: ConnectionSendLedger | undefined
   /** Called once when the stream is finished, however it ended. */
@@ -118,6 +122,7 @@ export const defaultWrapStreamOptions: Required<Omit<WrapStreamOptions, 'onClose
   maxBufferedIncoming: 1 * MiB,
   writeSliceBytes: 1 * MiB,
   remotePeer: '',
+  remoteAddr: '',
 }
 
 const MAX_TIMER_MS = 2_147_483_647
@@ -134,6 +139,7 @@ export function wrapStream(stream: Stream, opts: WrapStreamOptions = {}): FrameS
     maxBufferedIncoming: opts.maxBufferedIncoming ?? defaultWrapStreamOptions.maxBufferedIncoming,
     writeSliceBytes: opts.writeSliceBytes ?? defaultWrapStreamOptions.writeSliceBytes,
     remotePeer: opts.remotePeer ?? defaultWrapStreamOptions.remotePeer,
+    remoteAddr: opts.remoteAddr ?? defaultWrapStreamOptions.remoteAddr,
   }
   verifyIdleTimeout(o.idleTimeoutMs)
   if (!Number.isSafeInteger(o.maxBufferedIncoming) || o.maxBufferedIncoming <= 0) {
@@ -149,6 +155,7 @@ type Chunk = Uint8Array | Uint8ArrayList
 
 class Libp2pFrameStream implements FrameStream {
   readonly remotePeer: string
+  readonly remoteAddr: string
   readonly incoming: AsyncIterable<Chunk>
   readonly #s: Stream
   readonly #writer: StreamWriter
@@ -185,6 +192,7 @@ class Libp2pFrameStream implements FrameStream {
       abort: (err) => this.abort(err),
     })
     this.remotePeer = o.remotePeer
+    this.remoteAddr = o.remoteAddr
     this.#idleMs = o.idleTimeoutMs
     this.#highWater = o.maxBufferedIncoming
     this.#onClose = onClose

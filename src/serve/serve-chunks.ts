@@ -24,6 +24,8 @@ export interface ChunkSessionContext {
   readonly readAhead: number
   readonly maxChunksPerRequest: number
   readonly uploadLimiter?: RateLimiter | undefined
+  /** A chunk went out: `rawLength` bytes of content as `wireLength` payload bytes. */
+  chunkSent?(rawLength: number, wireLength: number): void
   isCancelled(requestId: number): boolean
   /** The request queued next on the stream, if any (its first chunks may be read ahead). */
   nextQueued(): TransferMessage | undefined
@@ -164,6 +166,7 @@ export class ChunkReplies {
         },
       })
       handedOver = true
+      s.chunkSent?.(c.rawLength, payload.length)
     } finally {
       // A write that failed may still be referenced by libp2p: the buffer is dropped, not reused.
       if (!handedOver) c.release()

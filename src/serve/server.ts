@@ -20,6 +20,7 @@ import type { WorkerPool } from '../workers/pool.ts'
 import type { VerifySourcePolicy } from './chunk-encoder.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
 import { ChunkReplies } from './serve-chunks.ts'
+import type { ServeEvents, SessionEvents } from './serve-events.ts'
 import { ServeGuard } from './serve-guard.ts'
 import type { PeerShare, ServeShares } from './serve-shares.ts'
 
@@ -73,6 +74,8 @@ export interface ServerContext {
   uploadLimiter?: RateLimiter
   /** Read buffers come from here and go back once their frame is out. @default a fresh buffer per chunk */
   buffers?: BufferRecycler
+  /** Where the session reports what it serves (Engine.onServe). @default nowhere */
+  events?: ServeEvents
 }
 
 type Request = Extract<TransferMessage, { type: 'get-header' | 'get-pages' | 'get-chunks' | 'get-have' }>
@@ -112,6 +115,9 @@ class ServerSession {
   #current: number | undefined
   #inputDone = false
   #helloSeen = false
+  /** A request's answer broke off with the stream (see #busy). */
+  #cutOff = false
+  readonly #events: SessionEvents | undefined
   readonly #abort = new AbortController()
   readonly #writer: FrameWriter
   readonly #share: PeerShare
@@ -129,6 +135,8 @@ class ServerSession {
     this.#broken = broken.promise
     this.#broken.catch(() => {})
     this.#guard = new ServeGuard(stream, this.#share, ctx.limits, broken.reject)
+    this.#events = ctx.events?.open(stream.remotePeer, stream.remoteAddr, () => this.#busy())
+    const events = this.#events
     this.#chunks = new ChunkReplies({
       registry: ctx.registry,
       encoder: {
@@ -143,6 +151,9 @@ class ServerSession {
       readAhead: ctx.limits.readAhead,
       maxChunksPerRequest: ctx.limits.maxChunksPerRequest,
       uploadLimiter: ctx.uploadLimiter,
+      ...(events === undefined
+        ? {}
+        : { chunkSent: (raw: number, wire: number) => events.chunkSent(raw, wire) }),
       isCancelled: (id) => this.#cancelled.has(id),
       nextQueued: () => this.#queue[0],
     })
@@ -153,10 +164,12 @@ class ServerSession {
     this.#ctx.signal.addEventListener('abort', stop, { once: true })
     const worker = this.#work()
     let failure: unknown
+    let busy = false
     try {
       await this.#read()
     } catch (err) {
       failure = err
+      busy = this.#busy()
     } finally {
       this.#inputDone = true
       this.#wake?.()
@@ -171,6 +184,7 @@ class ServerSession {
       } else {
         // The peer is done asking; the stall rule still bounds how long its last replies may wait.
         await Promise.race([worker, this.#broken]).catch((err: unknown) => {
+          busy = this.#busy()
           this.#abort.abort()
           failure = err
         })
@@ -178,6 +192,7 @@ class ServerSession {
         await closeWithin(this.#stream, CLOSE_GRACE_MS, failure)
       }
     } finally {
+      this.#events?.end(failure, busy)
       this.#guard.close()
       this.#share.leave()
       this.#ctx.signal.removeEventListener('abort', stop)
@@ -267,8 +282,12 @@ class ServerSession {
       try {
         await this.#answer(req)
       } catch (err) {
-        if (this.#abort.signal.aborted) return
+        if (this.#abort.signal.aborted) {
+          this.#cutOff = true
+          return
+        }
         await this.#sendSafe(errorMessage(req.requestId, err))
+        if (this.#abort.signal.aborted) this.#cutOff = true
         // A changed file cannot be served to anyone: stop serving it.
         if (err instanceof ContentChangedError) this.#ctx.registry.unpublish(req.cid)
       } finally {
@@ -287,11 +306,13 @@ class ServerSession {
     }
     switch (req.type) {
       case 'get-header':
+        this.#events?.request(content, true)
         await this.#send({ type: 'header', requestId: req.requestId, header: content.headerBytes })
         return
       case 'get-pages':
         return this.#answerPages(req, content)
       case 'get-chunks':
+        this.#events?.request(content, false)
         return this.#chunks.answer(req, content)
       case 'get-have':
         return this.#answerHave(req, content)
@@ -331,6 +352,11 @@ class ServerSession {
       const page: TransferMessage = { type: 'page', requestId: req.requestId, pageIndex: p, entries, proof }
       await this.#send(p === last ? [page, { type: 'end', requestId: req.requestId }] : page)
     }
+  }
+
+  /** Requests are queued or being answered, or an answer broke off with the stream. */
+  #busy(): boolean {
+    return this.#queue.length > 0 || this.#current !== undefined || this.#cutOff
   }
 
   async #send(msg: TransferMessage | readonly TransferMessage[]): Promise<void> {

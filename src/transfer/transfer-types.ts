@@ -26,7 +26,7 @@ export interface FetchResult {
   readonly bytes: number
   readonly chunks: number
   readonly seconds: number
-  /** Mean goodput, bytes per second. */
+  /** Mean goodput of this run: bytes fetched (not those kept from an earlier run) per second. */
   readonly rate: number
   /** What this fetch found at the destination and kept. */
   readonly resume: ResumeInfo

@@ -3,9 +3,10 @@ import { copyFile, open, readFile, rename, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ContentNotFoundError } from '../../src/errors.ts'
-import { createEngine, type Engine } from '../../src/index.ts'
+import { createEngine, type Engine, type ResumeInfo } from '../../src/index.ts'
 import { BLOCK, defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
+import type { TransferProgress } from '../../src/transfer/progress.ts'
 import type { ChunkingParams } from '../../src/types.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { interruptedFetch } from '../support/interrupt.ts'
@@ -47,14 +48,22 @@ describe.each<[string, ChunkingParams]>([
   const interrupt = (dest: string, at = SIZE / 2) =>
     interruptedFetch({ ticket, senderAddrs: sender.network.addresses, dest, atBytes: at })
 
-  /** Fetches directly; returns the result and the chunk bytes the sender served for it. */
+  /**
+   * Fetches directly; returns the result, the chunk bytes the sender served for it and what
+   * onResume said.
+   */
   async function fetchCounting(dest: string, t = ticket) {
     const before = served.bytes
-    const r = await receiver.fetch(t, dest).result
+    const resumed: Array<{ info: ResumeInfo; progress: TransferProgress }> = []
+    const r = await receiver.fetch(t, dest, {
+      onResume: (info, progress) => resumed.push({ info, progress }),
+    }).result
     expect(await sha256File(dest)).toBe(srcHash)
     expect(existsSync(`${dest}.part`)).toBe(false)
     expect(existsSync(journalPath(dest))).toBe(false)
-    return { r, served: served.bytes - before }
+    // The rate is of what this run fetched, not of the bytes an earlier run left.
+    expect(r.rate * r.seconds).toBeCloseTo(SIZE - r.resume.bytesKept, 0)
+    return { r, served: served.bytes - before, resumed }
   }
 
   it('an interrupted fetch resumes from its journal: only the missing chunks are fetched', async () => {
@@ -64,8 +73,16 @@ describe.each<[string, ChunkingParams]>([
     const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
     expect(loaded.status).toBe('ok')
     if (loaded.status === 'ok') await loaded.journal.close()
-    const { r, served: got } = await fetchCounting(dest)
+    const { r, served: got, resumed } = await fetchCounting(dest)
     expect(r.resume.mode).toBe('journal')
+    // Announced as it starts: what is kept, already counted as done.
+    expect(resumed).toHaveLength(1)
+    expect(resumed[0]!.info).toEqual(r.resume)
+    expect(resumed[0]!.progress).toMatchObject({
+      bytesDone: r.resume.bytesKept,
+      keptBytes: r.resume.bytesKept,
+      totalBytes: SIZE,
+    })
     // The cancel flushed everything written, including chunks that landed after the last progress report.
     expect(r.resume.bytesKept).toBeGreaterThanOrEqual(done)
     expect(got).toBe(SIZE - r.resume.bytesKept)
@@ -84,8 +101,12 @@ describe.each<[string, ChunkingParams]>([
     const fh = await open(`${dest}.part`, 'r+')
     await fh.write(Buffer.from([0xee]), 0, 1, 1000)
     await fh.close()
-    const { r, served: got } = await fetchCounting(dest)
+    const { r, served: got, resumed } = await fetchCounting(dest)
     expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'journal-missing' })
+    // Announced before the re-hash: nothing kept yet.
+    expect(resumed.map((x) => [x.info.mode, x.info.bytesKept, x.progress.keptBytes])).toEqual([
+      ['rehash', 0, 0],
+    ])
     expect(r.resume.bytesKept).toBeGreaterThan(0)
     expect(r.resume.bytesKept).toBeLessThan(journaled) // chunk 0 was not kept
     expect(got).toBe(SIZE - r.resume.bytesKept)

@@ -1,0 +1,178 @@
+import { parseArgs } from 'node:util'
+import { parseChunking } from '../chunking/params.ts'
+import { type EngineOptions, resolveEngineConfig } from '../engine/config.ts'
+import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
+import { PRIORITIES, type Priority } from '../resources/fair-queue.ts'
+import type { ChunkingParams } from '../types.ts'
+
+/** What a command ends with: 0 done, 1 failed, 2 usage error, 130 interrupted. */
+export const EXIT = { done: 0, failed: 1, usage: 2, interrupted: 130 } as const
+
+export const COMMANDS = ['send', 'get', 'seed', 'index'] as const
+export type Command = (typeof COMMANDS)[number]
+
+const ALL: readonly Command[] = COMMANDS
+const SERVING: readonly Command[] = ['send', 'seed']
+const NETWORKED: readonly Command[] = ['send', 'get', 'seed']
+
+/** Every flag, with the commands that take it: any other command refuses it as a usage error. */
+const FLAGS = {
+  out: { type: 'string', short: 'o', for: ['get', 'index'] },
+  chunking: { type: 'string', for: ['send', 'seed', 'index'] },
+  listen: { type: 'string', multiple: true, for: NETWORKED },
+  'data-dir': { type: 'string', for: SERVING },
+  json: { type: 'boolean', for: ALL },
+  force: { type: 'boolean', for: ['get'] },
+  wait: { type: 'boolean', for: ['get'] },
+  memory: { type: 'string', for: ALL },
+  workers: { type: 'string', for: ALL },
+  'max-rate': { type: 'string', for: ['get'] },
+  priority: { type: 'string', for: ['get'] },
+  'upload-limit': { type: 'string', for: SERVING },
+  help: { type: 'boolean', short: 'h', for: ALL },
+  version: { type: 'boolean', short: 'V', for: ALL },
+} as const satisfies Record<
+  string,
+  { type: 'string' | 'boolean'; short?: string; multiple?: boolean; for: readonly Command[] }
+>
+
+export type Flag = keyof typeof FLAGS
+
+/** The command line as read: flags given (absent ones are undefined) and positionals. */
+export interface ParsedArgs {
+  readonly values: {
+    out?: string
+    chunking?: string
+    listen?: string[]
+    'data-dir'?: string
+    json?: boolean
+    force?: boolean
+    wait?: boolean
+    memory?: string
+    workers?: string
+    'max-rate'?: string
+    priority?: string
+    'upload-limit'?: string
+    help?: boolean
+    version?: boolean
+  }
+  readonly positionals: string[]
+}
+
+/** node:util's parseArgs, with its refusals (unknown flag, missing or ambiguous value) as usage errors. */
+export function parse(argv: string[]): ParsedArgs {
+  try {
+    return parseArgs({ args: argv, allowPositionals: true, strict: true, options: FLAGS })
+  } catch (err) {
+    const code = (err as NodeJS.ErrnoException).code ?? ''
+    if (!code.startsWith('ERR_PARSE_ARGS')) throw err
+    // Node's first sentence names the flag; the rest is advice about `--`.
+    const first = (err as Error).message.split(/\.\s|\n/)[0]
+    throw new InvalidArgumentError(`${first}: see "haul --help"`)
+  }
+}
+
+/** Refuses a flag the command does not take (`haul send --force`), rather than ignoring it. */
+export function checkFlagsFor(command: Command, values: ParsedArgs['values']): void {
+  for (const [name, value] of Object.entries(values)) {
+    if (value === undefined) continue
+    const spec = FLAGS[name as Flag]
+    if (!(spec.for as readonly Command[]).includes(command)) {
+      throw new InvalidArgumentError(
+        `--${name} is not an option of haul ${command}: see "haul ${command} --help"`,
+      )
+    }
+  }
+}
+
+/** The engine options the flags set; the engine checks the rest of each value. */
+export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
+  const upload = values['upload-limit']
+  return {
+    ...(values.listen === undefined ? {} : { listen: values.listen }),
+    ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+    ...(values.chunking === undefined ? {} : { chunking: chunkingOf(values.chunking) }),
+    ...(values.memory === undefined
+      ? {}
+      : { memoryBudget: positiveInt('--memory', values.memory) * 1024 * 1024 }),
+    ...(values.workers === undefined ? {} : { workers: positiveInt('--workers', values.workers) }),
+    ...(upload === undefined ? {} : { limits: { uploadBytesPerSec: parseRate('--upload-limit', upload) } }),
+  }
+}
+
+/** The engine option each flag sets, to name the flag when the engine refuses its value. */
+const FLAG_OF_OPTION: ReadonlyArray<readonly [string, string]> = [
+  ['memoryBudget', '--memory'],
+  ['workers', '--workers'],
+  ['listen', '--listen'],
+  ['dataDir', '--data-dir'],
+  ['chunking', '--chunking'],
+  ['limits.uploadBytesPerSec', '--upload-limit'],
+]
+
+/**
+ * Checks the engine options as the engine will (ranges, multiaddrs, the budget against the
+ * chunk size) before anything starts: a value the engine refuses is a usage error naming its flag.
+ */
+export function checkEngineOptions(opts: EngineOptions): void {
+  try {
+    resolveEngineConfig(opts)
+  } catch (err) {
+    if (!(err instanceof ConfigInvalidError)) throw err
+    const flags = FLAG_OF_OPTION.filter(([option]) => err.message.includes(option)).map(([, flag]) => flag)
+    throw new InvalidArgumentError(`${flags.length > 0 ? `${flags.join(', ')}: ` : ''}${err.message}`)
+  }
+}
+
+function chunkingOf(text: string): ChunkingParams {
+  try {
+    return parseChunking(text)
+  } catch (err) {
+    throw new InvalidArgumentError(`--chunking: ${(err as Error).message}`)
+  }
+}
+
+export function positiveInt(name: string, v: string): number {
+  const n = Number(v)
+  if (!Number.isSafeInteger(n) || n < 1)
+    throw new InvalidArgumentError(`${name} takes a positive whole number, got "${v}"`)
+  return n
+}
+
+const RATE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }
+
+/**
+ * A rate in bytes per second: a number with an optional binary unit, as sizes elsewhere in the
+ * CLI: `500k` (500 KiB/s), `10M`, `1.5G`, also written `10MiB`, `10MiB/s`. Decimal units (`MB`)
+ * are refused rather than guessed.
+ */
+export function parseRate(name: string, text: string): number {
+  const m = /^\s*(\d+(?:\.\d+)?)\s*(?:([kmg])(?:ib|i)?)?\s*(?:\/s)?\s*$/i.exec(text)
+  const n = m === null ? Number.NaN : Number(m[1]) * RATE_UNITS[(m[2] ?? '').toLowerCase()]!
+  if (!Number.isFinite(n) || n < 1) {
+    const hint = /\d\s*[kmg]b/i.test(text)
+      ? ' (KB, MB and GB are ambiguous: units are binary, write 10M or 10MiB)'
+      : ''
+    throw new InvalidArgumentError(
+      `${name} takes bytes per second, e.g. 500k, 10M or 1.5G (binary units), got "${text}"${hint}`,
+    )
+  }
+  return Math.floor(n)
+}
+
+export function parsePriority(text: string): Priority {
+  if ((PRIORITIES as readonly string[]).includes(text)) return text as Priority
+  throw new InvalidArgumentError(`--priority takes ${PRIORITIES.join(', ')}, got "${text}"`)
+}
+
+/** The one path a command takes: more is refused, not silently dropped. */
+export function onePath(paths: readonly string[], command: Command, what = 'file'): string {
+  const [path, ...more] = paths
+  if (path === undefined) throw new InvalidArgumentError(`missing argument: haul ${command} <${what}>`)
+  if (more.length > 0) {
+    throw new InvalidArgumentError(
+      `haul ${command} takes one ${what}, got ${more.length + 1}: run it once per ${what}`,
+    )
+  }
+  return path
+}

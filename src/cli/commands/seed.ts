@@ -1,0 +1,54 @@
+import { lstat } from 'node:fs/promises'
+import { cidToString } from '../../descriptor/cid.ts'
+import type { EngineOptions } from '../../engine/config.ts'
+import { SourceInvalidError } from '../../errors.ts'
+import { onePath } from '../args.ts'
+import type { Output } from '../output.ts'
+import { publishFile } from './send.ts'
+import { serveUntilStopped } from './serving.ts'
+
+const PART = '.part'
+
+/**
+ * `haul seed <dest>`: `<dest>.part` (named either way) is served as far as it is verified
+ * (Engine.seed: a part file left by a multi-peer fetch, with its journal and leaf pages); a
+ * whole file at `<dest>` is published, as `haul send` does.
+ */
+export async function runSeed(
+  paths: readonly string[],
+  engineOptions: EngineOptions,
+  out: Output,
+): Promise<number> {
+  const target = onePath(paths, 'seed', 'dest')
+  const named = target.endsWith(PART) && target.length > PART.length
+  const dest = named ? target.slice(0, -PART.length) : target
+  const whole = !named && (await isFile(dest))
+  if (!whole && !(await isFile(`${dest}${PART}`))) {
+    throw new SourceInvalidError(
+      `nothing to seed: ${named ? target : `neither ${dest} nor ${dest}${PART}`} is a file`,
+    )
+  }
+  return serveUntilStopped(engineOptions, out, async (engine, signal) => {
+    if (whole) return publishFile(engine, dest, signal, out)
+    const s = await engine.seed(dest)
+    return {
+      ticket: s.ticket,
+      intro: `seeding ${dest}${PART}: ${s.chunks} of ${s.leafCount} chunks verified and served`,
+      event: {
+        event: 'seeding',
+        ticket: s.ticket,
+        cid: cidToString(s.cid),
+        path: `${dest}${PART}`,
+        chunks: s.chunks,
+        totalChunks: s.leafCount,
+        peerId: engine.peerId,
+        addresses: engine.addresses,
+      },
+    }
+  })
+}
+
+async function isFile(path: string): Promise<boolean> {
+  const st = await lstat(path).catch(() => undefined)
+  return st?.isFile() === true
+}

@@ -1,0 +1,58 @@
+import type { EngineOptions } from '../../engine/config.ts'
+import type { Engine } from '../../engine/engine.ts'
+import { AbortedError } from '../../errors.ts'
+import { EXIT } from '../args.ts'
+import type { Output } from '../output.ts'
+import { ServeReport } from '../serve-report.ts'
+import { StopSignals } from '../signals.ts'
+
+/** What a serving command serves: its ticket, the line that introduces it, and its JSON event. */
+export interface Serving {
+  readonly ticket: string
+  readonly intro: string
+  readonly event: Record<string, unknown>
+}
+
+/**
+ * Runs an engine that serves what `start` publishes (or seeds) until Ctrl-C or SIGTERM, showing
+ * what it serves as it goes (ServeReport). Stopped once serving, that is how serving ends: exit
+ * 0, after the summary. Interrupted before (while indexing), exit 130.
+ */
+export async function serveUntilStopped(
+  engineOptions: EngineOptions,
+  out: Output,
+  start: (engine: Engine, signal: AbortSignal) => Promise<Serving>,
+): Promise<number> {
+  const { Engine } = await import('../../engine/engine.ts')
+  const engine = await Engine.create(engineOptions)
+  const stop = new StopSignals()
+  const report = new ServeReport(out)
+  const off = engine.onServe(report.onEvent)
+  let stopped = false
+  try {
+    const serving = await start(engine, stop.signal).catch((err: unknown) => {
+      if (!(stop.stopped && err instanceof AbortedError)) throw err
+      return undefined
+    })
+    out.done()
+    if (serving === undefined) {
+      out.event({ event: 'interrupted' })
+      out.human('interrupted before serving anything')
+      return EXIT.interrupted
+    }
+    out.event(serving.event)
+    out.human(
+      `${serving.intro}\n\nticket:\n${serving.ticket}\n\nrun on the receiver:  haul get ${serving.ticket}\nCtrl-C stops serving.\n`,
+    )
+    await stop.wait()
+    // The engine's stop reports every session still open (and whether it was cut off) first.
+    stopped = true
+    await engine.stop()
+    report.summary()
+    return EXIT.done
+  } finally {
+    off()
+    stop.dispose()
+    if (!stopped) await engine.stop()
+  }
+}

@@ -1,0 +1,228 @@
+import { basename } from 'node:path'
+import type { ServeEvent } from '../serve/serve-events.ts'
+import { ProgressMeter } from '../transfer/progress.ts'
+import { escapeControls } from '../util/safe-text.ts'
+import { formatBytes, formatDuration, formatRate } from './format.ts'
+import type { Output } from './output.ts'
+
+/** One peer fetching one content over one session, as the sender sees it. */
+interface Transfer {
+  readonly session: number
+  readonly peerId: string
+  readonly cid: string
+  readonly path: string
+  readonly totalBytes: number
+  readonly partial: boolean
+  /** Served bytes and their recent rate. */
+  readonly meter: ProgressMeter
+  readonly startedAt: number
+  lastChunkAt: number
+}
+
+/** Distinct peers counted for the summary; past this the count stops growing (shown as "N+"). */
+const MAX_PEERS_COUNTED = 100_000
+/** Transfers named on the live line; the rest are counted. */
+const BAR_TRANSFERS = 2
+
+/** `12D3…FCeFtiM`: peer ids all start alike, so the end is what tells them apart. */
+export function shortPeer(id: string): string {
+  return id.length > 14 ? `${id.slice(0, 4)}…${id.slice(-7)}` : id
+}
+
+/** The address without its `/p2p/<peer id>` tail, which the line already names. */
+function shortAddr(addr: string): string {
+  const at = addr.indexOf('/p2p/')
+  return at > 0 ? addr.slice(0, at) : addr || 'an unknown address'
+}
+
+/**
+ * What `haul send` and `haul seed` show while serving, built from the engine's serve events
+ * (Engine.onServe): a line per peer that connects, a line per transfer that starts and ends, a
+ * live line of the transfers running with bytes served and rate, and the summary on exit. With
+ * `--json` the same as events: peer-connected, transfer-started, serving (at most two a second
+ * per transfer, as the engine reports), transfer-ended, stopped.
+ *
+ * Everything it holds is per live session (the engine bounds sessions) except the set of peers
+ * seen, capped at MAX_PEERS_COUNTED.
+ */
+export class ServeReport {
+  readonly #out: Output
+  /** Open sessions per peer: a peer is announced when its first one opens. */
+  readonly #peerSessions = new Map<string, number>()
+  readonly #peersSeen = new Set<string>()
+  #peersCapped = false
+  /** The transfer running on each session. */
+  readonly #transfers = new Map<number, Transfer>()
+  #bytes = 0
+  #started = 0
+  /** Transfers that ended with requests unanswered because this side stopped. */
+  #cutByStop = 0
+  /** Transfers that ended with requests unanswered because the peer or the network went. */
+  #cutByPeer = 0
+
+  constructor(out: Output) {
+    this.#out = out
+  }
+
+  readonly onEvent = (e: ServeEvent): void => {
+    if (e.type === 'session-opened') this.#opened(e.peerId, e.remoteAddr)
+    else if (e.type === 'content-requested') this.#requested(e)
+    else if (e.type === 'chunks-served') this.#served(e)
+    else {
+      this.#end(e.session, e)
+      this.#closed(e.peerId)
+    }
+  }
+
+  /** Transfers running now (their session open and some bytes asked for). */
+  get running(): number {
+    return this.#transfers.size
+  }
+
+  /** The last words on exit: what was served, to how many, and what the stop cut off. */
+  summary(): void {
+    const peers = this.#peersSeen.size
+    this.#out.event({
+      event: 'stopped',
+      bytesServed: this.#bytes,
+      peers,
+      transfers: this.#started,
+      cutOff: this.#cutByStop,
+      cutOffByPeer: this.#cutByPeer,
+    })
+    const cut =
+      this.#cutByStop === 0
+        ? 'no transfer was in progress'
+        : `${plural(this.#cutByStop, 'transfer')} in progress ${this.#cutByStop === 1 ? 'was' : 'were'} cut off`
+    const byPeer = this.#cutByPeer === 0 ? '' : ` (${this.#cutByPeer} cut off by their peer)`
+    this.#out.done()
+    this.#out.human(
+      `stopped: served ${formatBytes(this.#bytes)} to ${plural(peers, 'peer')}${this.#peersCapped ? '+' : ''} in ${plural(this.#started, 'transfer')}${byPeer}; ${cut}`,
+    )
+  }
+
+  #requested(e: Extract<ServeEvent, { type: 'content-requested' }>): void {
+    this.#end(e.session, undefined)
+    const now = performance.now()
+    this.#transfers.set(e.session, {
+      session: e.session,
+      peerId: e.peerId,
+      cid: e.cid,
+      path: e.path,
+      totalBytes: e.totalBytes,
+      partial: e.partial,
+      meter: new ProgressMeter(e.totalBytes, e.totalChunks),
+      startedAt: now,
+      lastChunkAt: now,
+    })
+    this.#started++
+    this.#out.event({
+      event: 'transfer-started',
+      transfer: e.session,
+      peerId: e.peerId,
+      cid: e.cid,
+      path: e.path,
+      totalBytes: e.totalBytes,
+      partial: e.partial,
+    })
+    this.#line(
+      `${shortPeer(e.peerId)} fetching ${basename(e.path)} (${formatBytes(e.totalBytes)}${e.partial ? ', from the partial copy' : ''})`,
+    )
+  }
+
+  #served(e: Extract<ServeEvent, { type: 'chunks-served' }>): void {
+    this.#bytes += e.bytes
+    const t = this.#transfers.get(e.session)
+    if (t === undefined) return
+    t.meter.add(e.bytes, e.chunks)
+    t.lastChunkAt = performance.now()
+    this.#out.event({
+      event: 'serving',
+      transfer: t.session,
+      peerId: t.peerId,
+      cid: t.cid,
+      bytesServed: t.meter.bytesDone,
+      totalBytes: t.totalBytes,
+      rate: t.meter.snapshot().rate,
+    })
+    this.#out.bar(this.#barLine())
+  }
+
+  #opened(peerId: string, remoteAddr: string): void {
+    const open = this.#peerSessions.get(peerId) ?? 0
+    this.#peerSessions.set(peerId, open + 1)
+    if (this.#peersSeen.size < MAX_PEERS_COUNTED) this.#peersSeen.add(peerId)
+    else if (!this.#peersSeen.has(peerId)) this.#peersCapped = true
+    if (open > 0) return
+    this.#out.event({ event: 'peer-connected', peerId, address: remoteAddr })
+    this.#line(`peer ${shortPeer(peerId)} connected from ${shortAddr(remoteAddr)}`)
+  }
+
+  #closed(peerId: string): void {
+    const open = (this.#peerSessions.get(peerId) ?? 1) - 1
+    if (open > 0) this.#peerSessions.set(peerId, open)
+    else this.#peerSessions.delete(peerId)
+  }
+
+  /** Ends the session's transfer: its session ended (`e`), or it asked for another content. */
+  #end(session: number, e: Extract<ServeEvent, { type: 'session-ended' }> | undefined): void {
+    const t = this.#transfers.get(session)
+    if (t === undefined) return
+    this.#transfers.delete(session)
+    const served = t.meter.bytesDone
+    const seconds = (t.lastChunkAt - t.startedAt) / 1000
+    const rate = seconds > 0 ? served / seconds : 0
+    // Cut off: it ended with requests unanswered. Otherwise the peer stopped asking: with the
+    // whole content served, or its part of it (a multi-peer fetch), or it quit between requests.
+    const outcome = e?.busy === true ? 'cut-off' : served >= t.totalBytes ? 'complete' : 'partial'
+    if (outcome === 'cut-off' && e?.reason === 'stopped') this.#cutByStop++
+    else if (outcome === 'cut-off') this.#cutByPeer++
+    this.#out.event({
+      event: 'transfer-ended',
+      transfer: session,
+      peerId: t.peerId,
+      cid: t.cid,
+      path: t.path,
+      bytesServed: served,
+      totalBytes: t.totalBytes,
+      seconds,
+      rate,
+      outcome,
+      ...(e === undefined ? {} : { reason: e.reason }),
+      ...(e?.code === undefined ? {} : { code: e.code, message: e.message }),
+    })
+    const peer = shortPeer(t.peerId)
+    const name = basename(t.path)
+    const amount = `${formatBytes(served)} of ${formatBytes(t.totalBytes)}`
+    const pace = `in ${formatDuration(seconds)} at ${formatRate(rate)}`
+    if (outcome === 'complete') this.#line(`${peer} finished ${name}: served ${amount} ${pace}`)
+    else if (outcome === 'partial') this.#line(`${peer} stopped fetching ${name}: served ${amount} ${pace}`)
+    else {
+      const why =
+        e?.reason === 'stopped'
+          ? 'by the stop'
+          : `[${e?.code ?? 'STREAM_CLOSED'}]${e?.message === undefined ? '' : ` ${escapeControls(e.message)}`}`
+      this.#line(`${peer} cut off ${name} after ${amount} ${why}`)
+    }
+  }
+
+  #barLine(): string {
+    const active = [...this.#transfers.values()].filter((t) => t.meter.bytesDone > 0)
+    const shown = active.slice(0, BAR_TRANSFERS).map((t) => {
+      const s = t.meter.snapshot()
+      return `↑ ${shortPeer(t.peerId)} ${basename(t.path)} ${formatBytes(s.bytesDone)} / ${formatBytes(t.totalBytes)} ${formatRate(s.rate)}`
+    })
+    const more = active.length - shown.length
+    return `${shown.join('  |  ')}${more > 0 ? `  (+${more} more)` : ''}  · ${formatBytes(this.#bytes)} served`
+  }
+
+  /** A line of its own, after the live line. */
+  #line(text: string): void {
+    this.#out.done()
+    this.#out.human(text)
+  }
+}
+
+function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
+}

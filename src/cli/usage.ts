@@ -1,0 +1,105 @@
+import { defaultText } from '../engine/config/docs.ts'
+import type { Command } from './args.ts'
+
+export const EXIT_CODES = `Exit codes: 0 done (send and seed: stopped by Ctrl-C or SIGTERM once serving), 1 failed,
+2 usage error, 130 interrupted (Ctrl-C or SIGTERM; get: run it again to resume).`
+
+export const USAGE = `haul — move very large files between libp2p peers, verified chunk by chunk
+
+Usage:
+  haul send <file>       publish a file and serve it until Ctrl-C, showing who fetches what
+  haul get <ticket>...   fetch what a ticket names (several tickets of one content: from all
+                         their peers at once), resuming an earlier run
+  haul seed <dest>       serve what an interrupted multi-peer get left in <dest>.part, or a
+                         whole file, until Ctrl-C
+  haul index <file>      only build the file's descriptor (content id, chunks)
+  haul loadtest ...      many transfers between engine processes (haul loadtest --help)
+
+  haul <command> --help  that command's options and examples
+  haul --version
+
+${EXIT_CODES}
+`
+
+const ENGINE_FLAGS = `  --memory <MiB>          memory budget for chunk buffers (default ${defaultText('memoryBudget')})
+  --workers <n>           worker threads (default ${defaultText('workers')})
+  --json                  newline-delimited JSON events instead of human output`
+
+/** Continues a flag's line: the form of a rate. */
+const RATES = `in bytes per second:
+                          500k, 10M (10 MiB/s), 1.5G (binary units)`
+
+const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+  --data-dir <dir>        keep the identity and descriptors here: restarted with the same
+                          --listen port, the sender answers the same ticket
+  --upload-limit <rate>   upload limit, all peers together, ${RATES}`
+
+export const HELP: Record<Command, string> = {
+  send: `haul send <file> — index the file, print its ticket, serve it until Ctrl-C or SIGTERM
+
+Shows each peer that connects (its id and address), what it fetches with bytes served and
+rate, a line when its transfer ends, and on exit the bytes served, peers and transfers, and
+how many transfers were in progress and cut off.
+
+Options:
+${SERVING_FLAGS}
+  --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+${ENGINE_FLAGS}
+
+Examples:
+  haul send ./big.iso
+  haul send ./big.iso --listen /ip4/0.0.0.0/tcp/4001 --data-dir ~/.haul --upload-limit 20M
+
+${EXIT_CODES}
+`,
+  get: `haul get <ticket>... [-o <path>] — fetch what the ticket names; run it again after an
+interruption and it fetches only what is missing. A ticket naming several peers, or several
+tickets of the same content, fetch from all those peers at once.
+
+Options:
+  -o, --out <path>        where to write (default haul-<first 16 hex digits of the content id>)
+  --force                 replace a file at the destination that holds other data
+  --wait                  if another haul is writing the destination, wait for it
+  --max-rate <rate>       this fetch's download limit, ${RATES}
+  --priority <p>          low, normal (default) or high: its share of the download bandwidth
+                          when fetches compete
+  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+${ENGINE_FLAGS}
+
+Examples:
+  haul get haul1… -o ./copy.iso
+  haul get haul1…a haul1…b -o ./copy.iso      two senders of one file
+  haul get haul1… -o ./copy.iso --max-rate 10M --json
+
+${EXIT_CODES}
+`,
+  seed: `haul seed <dest> — serve what a haul get left at <dest> (or <dest>.part), until Ctrl-C
+
+A part file from an interrupted multi-peer get (several tickets, or a joined one) is served
+as far as it is verified: receivers fetching with its ticket and others' take from it what it
+has. A whole file is simply published, as haul send does.
+
+Options:
+${SERVING_FLAGS}
+  --chunking <c>          for a whole file: as haul send
+${ENGINE_FLAGS}
+
+Examples:
+  haul seed ./copy.iso.part
+  haul seed ./copy.iso --listen /ip4/0.0.0.0/tcp/4002
+
+${EXIT_CODES}
+`,
+  index: `haul index <file> — build the descriptor only: content id, chunk count, throughput
+
+Options:
+  -o, --out <descriptor>  where to write the descriptor (default <file>.haul)
+  --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+${ENGINE_FLAGS}
+
+Example:
+  haul index ./big.iso --chunking cdc
+
+${EXIT_CODES}
+`,
+}

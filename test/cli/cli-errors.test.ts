@@ -1,0 +1,120 @@
+import { readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { tempDir, writeFile } from '../support/files.ts'
+import { events, run } from './run.ts'
+
+/** Every way the command line can be wrong, and the exit code and message each gets. */
+describe('haul CLI errors and exit codes (real processes)', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let src: string
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    src = join(dir, 'data.bin')
+    await writeFile(src, 1024, 'random')
+  })
+  afterAll(() => cleanup())
+
+  it('usage errors exit 2 with INVALID_ARGUMENT naming the flag, the value or what is missing', async () => {
+    const cases: Array<[string[], RegExp]> = [
+      [['send', src, '--bogus'], /Unknown option '--bogus'/],
+      [['get', 'haul1x', '--workers', '-1'], /--workers/],
+      [['get', 'haul1x', '--workers', '0'], /--workers takes a positive whole number, got "0"/],
+      [['send', src, '--memory', 'x'], /--memory takes a positive whole number, got "x"/],
+      // The engine's own checks, named by the flag.
+      [['send', src, '--memory', '1'], /--memory: memoryBudget must be/],
+      [['send', src, '--listen', 'nowhere'], /--listen: .*nowhere/],
+      [['send', src, '--chunking', 'fixed:3k'], /--chunking/],
+      [['get', 'haul1x', '--max-rate', 'foo'], /--max-rate takes bytes per second.*got "foo"/],
+      [['get', 'haul1x', '--max-rate', '10MB'], /--max-rate .*ambiguous/],
+      [['get', 'haul1x', '--max-rate', '0'], /--max-rate takes bytes per second/],
+      [['get', 'haul1x', '--priority', 'urgent'], /--priority takes high, normal, low, got "urgent"/],
+      [['send', src, '--upload-limit', 'fast'], /--upload-limit takes bytes per second/],
+      [['get', 'haul1x', '--out'], /--out/],
+      // A flag of another command is refused, not ignored.
+      [['send', src, '--force'], /--force is not an option of haul send/],
+      [['index', src, '--listen', '/ip4/127.0.0.1/tcp/0'], /--listen is not an option of haul index/],
+      [['get', 'haul1x', '--upload-limit', '1M'], /--upload-limit is not an option of haul get/],
+      [['send'], /missing argument: haul send <file>/],
+      [['get'], /missing argument: haul get <ticket>/],
+      [['index'], /missing argument: haul index <file>/],
+      [['seed'], /missing argument: haul seed <dest>/],
+      [['send', src, src], /takes one file, got 2/],
+      [['frobnicate'], /unknown command "frobnicate": try "haul --help"/],
+    ]
+    for (const [args, message] of cases) {
+      const r = await run(args)
+      expect(r.code, args.join(' ')).toBe(2)
+      expect(r.stderr, args.join(' ')).toMatch(/error \[INVALID_ARGUMENT\]: /)
+      expect(r.stderr, args.join(' ')).toMatch(message)
+    }
+  })
+
+  it('with --json a usage error is an error event on stdout, still exit 2', async () => {
+    const r = await run(['get', 'haul1x', '--priority', 'urgent', '--json'])
+    expect(r.code).toBe(2)
+    expect(events(r.stdout)).toEqual([
+      { event: 'error', code: 'INVALID_ARGUMENT', message: expect.stringContaining('--priority') },
+    ])
+  })
+
+  it('haul alone prints the usage and exits 2; --help exits 0', async () => {
+    const bare = await run([])
+    expect(bare.code).toBe(2)
+    expect(bare.stdout).toContain('Usage:')
+    const help = await run(['--help'])
+    expect(help.code).toBe(0)
+    expect(help.stdout).toBe(bare.stdout)
+    for (const c of ['send', 'get', 'seed', 'index']) expect(help.stdout).toContain(`haul ${c} `)
+    expect(help.stdout).toContain('130 interrupted')
+  })
+
+  it('--version prints the package version and exits 0, before anything else is checked', async () => {
+    const pkg = JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8'))
+    for (const args of [['--version'], ['-V'], ['send', '--version']]) {
+      const r = await run(args)
+      expect(r.code).toBe(0)
+      expect(r.stdout.trim()).toBe(`haul ${pkg.version}`)
+    }
+  })
+
+  it('each command has its own --help with its options, examples and exit codes', async () => {
+    const want: Record<string, { has: string[]; lacks: string[] }> = {
+      send: { has: ['--data-dir', '--upload-limit', '--chunking'], lacks: ['--force', '--max-rate'] },
+      get: {
+        has: ['--force', '--wait', '--max-rate', '--priority', 'bytes per second'],
+        lacks: ['--data-dir'],
+      },
+      seed: { has: ['--data-dir', '--upload-limit', '.part'], lacks: ['--force'] },
+      index: { has: ['--out', '--chunking'], lacks: ['--listen'] },
+    }
+    for (const [command, { has, lacks }] of Object.entries(want)) {
+      const r = await run([command, '--help'])
+      expect(r.code, command).toBe(0)
+      expect(r.stdout).toMatch(new RegExp(`^haul ${command} <`))
+      for (const s of [...has, 'Example', 'Exit codes: 0 done'])
+        expect(r.stdout, `${command}: ${s}`).toContain(s)
+      for (const s of lacks) expect(r.stdout, `${command}: ${s}`).not.toContain(s)
+    }
+  })
+
+  it('a missing or folder source is SOURCE_INVALID (exit 1), not a destination error', async () => {
+    const missing = await run(['send', join(dir, 'no-such-file'), '--json'])
+    expect(missing.code).toBe(1)
+    expect(events(missing.stdout).at(-1)).toMatchObject({ event: 'error', code: 'SOURCE_INVALID' })
+    const folder = await run(['index', dir])
+    expect(folder.code).toBe(1)
+    expect(folder.stderr).toContain('SOURCE_INVALID')
+    expect(folder.stderr).toContain('is a folder')
+    const seed = await run(['seed', join(dir, 'nothing.iso')])
+    expect(seed.code).toBe(1)
+    expect(seed.stderr).toMatch(/error \[SOURCE_INVALID\]: nothing to seed/)
+  })
+
+  it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {
+    const r = await run(['get', 'haul1notaticket'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toContain('TICKET_INVALID')
+  })
+})

@@ -1,0 +1,115 @@
+import { execFile, spawnSync } from 'node:child_process'
+import { accessSync, constants, existsSync } from 'node:fs'
+import { cp, mkdir, readFile, realpath, symlink } from 'node:fs/promises'
+import { delimiter, dirname, join, sep } from 'node:path'
+import { promisify } from 'node:util'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { events, Running } from './run.ts'
+
+const root = new URL('../..', import.meta.url).pathname
+const run = promisify(execFile)
+
+/** PATH as a user's shell has it: without the node_modules/.bin folders npm and npx put first. */
+const systemPath = (process.env.PATH ?? '')
+  .split(delimiter)
+  .filter((d) => d !== '' && !d.split(sep).includes('node_modules'))
+
+function which(name: string, path: readonly string[]): string | undefined {
+  for (const d of path) {
+    try {
+      accessSync(join(d, name), constants.X_OK)
+      return join(d, name)
+    } catch {}
+  }
+  return undefined
+}
+
+const nodeMajor = (node: string): number =>
+  Number(spawnSync(node, ['--version'], { encoding: 'utf8' }).stdout.replace(/^v/, '').split('.')[0])
+
+/** The first `node` on the system PATH older than haul needs (the machine's Node 20), if any. */
+const oldNode = systemPath
+  .map((d) => which('node', [d]))
+  .find((n): n is string => n !== undefined && nodeMajor(n) < 22)
+
+/**
+ * `haul` installed as a user installs it from a checkout, `npm install -g <checkout>` (here into
+ * a temporary prefix), run with the machine's old Node first on PATH: the bin finds the pinned
+ * Node 24 and runs under it. npm's `prepare` builds dist/ in the installed copy. The checkout is
+ * copied (sources and configs, node_modules linked) so that the build does not rewrite the
+ * dist/ other tests run; dependencies are already there, nothing is fetched
+ * (`--prefer-offline`). Without an old Node on PATH the same runs on the one there is.
+ */
+describe('haul installed with npm install -g, run on the system Node', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let env: NodeJS.ProcessEnv
+  let haul: string
+  let pkg: string
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir('haul-install-'))
+    const path = [...(oldNode === undefined ? [] : [dirname(oldNode)]), ...systemPath]
+    // Nothing of the npm running these tests leaks into the user's npm.
+    env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !/^npm_/i.test(k)))
+    env.PATH = path.join(delimiter)
+    pkg = join(dir, 'checkout')
+    await mkdir(pkg)
+    for (const f of [
+      'package.json',
+      'package-lock.json',
+      'tsconfig.json',
+      'tsconfig.build.json',
+      'bin',
+      'src',
+    ]) {
+      await cp(join(root, f), join(pkg, f), { recursive: true })
+    }
+    await symlink(await realpath(join(root, 'node_modules')), join(pkg, 'node_modules'))
+    haul = join(dir, 'prefix', 'bin', 'haul')
+  })
+  afterAll(() => cleanup())
+
+  it('npm install -g builds it; haul --version and a send/get round trip work', {
+    timeout: 120_000,
+  }, async () => {
+    const npm = which('npm', systemPath)
+    expect(npm, `npm on ${systemPath.join(delimiter)}`).toBeDefined()
+    await run(
+      npm!,
+      ['install', '-g', '--prefix', join(dir, 'prefix'), pkg, '--prefer-offline', '--no-audit', '--no-fund'],
+      { env, encoding: 'utf8' },
+    )
+    expect(existsSync(join(pkg, 'dist', 'cli', 'main.js'))).toBe(true)
+    const { version } = JSON.parse(await readFile(join(root, 'package.json'), 'utf8')) as { version: string }
+    expect((await run(haul, ['--version'], { env, encoding: 'utf8' })).stdout).toBe(`haul ${version}\n`)
+
+    const src = join(dir, 'data.bin')
+    await writeFile(src, 2 * 1024 * 1024 + 7, 'random')
+    const sender = new Running(['send', src, '--json'], { command: haul, env })
+    try {
+      const { ticket } = await sender.event('published')
+      const dest = join(dir, 'copy.bin')
+      const got = await run(haul, ['get', ticket as string, '-o', dest, '--json'], { env, encoding: 'utf8' })
+      expect(events(got.stdout).at(-1)).toMatchObject({ event: 'done', bytes: 2 * 1024 * 1024 + 7 })
+      expect(await sha256File(dest)).toBe(await sha256File(src))
+      await sender.event('transfer-ended')
+      // Ctrl-C reaches the CLI through the bin that re-ran it.
+      expect(await sender.stop('SIGINT')).toBe(0)
+      expect(sender.events.at(-1)).toMatchObject({ event: 'stopped', bytesServed: 2 * 1024 * 1024 + 7 })
+    } finally {
+      sender.kill()
+    }
+  })
+
+  it.skipIf(oldNode === undefined)('without the pinned Node beside it, the bin says what to do', async () => {
+    const lonely = join(dir, 'lonely', 'bin', 'haul.js')
+    await mkdir(dirname(lonely), { recursive: true })
+    await cp(join(root, 'bin', 'haul.js'), lonely)
+    const r = spawnSync(oldNode!, [lonely, '--version'], { env, encoding: 'utf8' })
+    expect(r.status).toBe(1)
+    expect(r.stderr).toContain('haul needs Node.js 22 or newer')
+    expect(r.stderr).toContain(join(dir, 'lonely', 'node_modules', 'node', 'bin', 'node'))
+    expect(r.stderr).toContain('npm install -g /path/to/haul-checkout')
+  })
+})

@@ -1,0 +1,130 @@
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cidToString } from '../../src/descriptor/cid.ts'
+import { AbortedError, createEngine, type Engine, type ServeEvent } from '../../src/index.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { eventually } from '../support/wait.ts'
+
+const KiB = 1024
+const MiB = 1024 * KiB
+const SIZE = 6 * MiB + 123
+const CHUNK = 64 * KiB
+
+describe('Engine.onServe reports what the sender serves (real engines)', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let src: string
+  const engines: Engine[] = []
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    src = join(dir, 'f.src')
+    await writeFile(src, SIZE, 'random')
+  })
+  afterAll(async () => {
+    await Promise.all(engines.map((e) => e.stop()))
+    await cleanup()
+  })
+
+  async function engine(opts: Parameters<typeof createEngine>[0] = {}): Promise<Engine> {
+    const e = await createEngine({ workers: 1, chunking: { kind: 'fixed', size: CHUNK }, ...opts })
+    engines.push(e)
+    return e
+  }
+
+  const of = <T extends ServeEvent['type']>(events: ServeEvent[], type: T) =>
+    events.filter((e): e is Extract<ServeEvent, { type: T }> => e.type === type)
+
+  it('a fetch: one session from the receiver, its content, chunk bytes adding up to the file, and its end', async () => {
+    const sender = await engine()
+    const receiver = await engine()
+    const events: ServeEvent[] = []
+    const off = sender.onServe((e) => events.push(e))
+    const { ticket, index } = await sender.publish(src)
+    const dest = join(dir, 'copy')
+    const r = await receiver.fetch(ticket, dest).result
+    expect(await sha256File(dest)).toBe(await sha256File(src))
+
+    const served = () => of(events, 'chunks-served')
+    await eventually(() => served().reduce((n, e) => n + e.bytes, 0) === SIZE, 'every chunk reported')
+    const [opened, ...moreOpened] = of(events, 'session-opened')
+    expect(moreOpened).toEqual([])
+    expect(opened).toMatchObject({ peerId: receiver.peerId })
+    expect(opened!.remoteAddr).toMatch(/^\/ip4\/127\.0\.0\.1\/tcp\/\d+/)
+    const [requested] = of(events, 'content-requested')
+    expect(requested).toEqual({
+      type: 'content-requested',
+      session: opened!.session,
+      peerId: receiver.peerId,
+      cid: cidToString(index.cid),
+      path: src,
+      totalBytes: SIZE,
+      totalChunks: index.chunks,
+      partial: false,
+    })
+    // What the sender reports is what the fetch moved, counted once.
+    expect(r.bytes).toBe(SIZE)
+    expect(served().reduce((n, e) => n + e.chunks, 0)).toBe(index.chunks)
+    expect(served().every((e) => e.session === opened!.session && e.cid === requested!.cid)).toBe(true)
+    expect(served().at(-1)!.contentBytes).toBe(SIZE)
+    expect(served().reduce((n, e) => n + e.wireBytes, 0)).toBeGreaterThan(0)
+    // Aggregated: never one event per chunk.
+    expect(served().length).toBeLessThan(index.chunks)
+    expect(of(events, 'session-ended')).toEqual([])
+
+    // The receiver keeps its session for a next fetch; stopping it ends the session here.
+    await receiver.stop()
+    await eventually(() => of(events, 'session-ended').length === 1, 'the session ends')
+    const [ended] = of(events, 'session-ended')
+    expect(ended).toMatchObject({
+      session: opened!.session,
+      peerId: receiver.peerId,
+      bytes: SIZE,
+      chunks: index.chunks,
+      busy: false,
+    })
+    expect(ended!.reason).not.toBe('stopped')
+    off()
+    const before = events.length
+    await (await engine()).fetch(ticket, join(dir, 'copy2')).result
+    expect(events.length).toBe(before)
+  })
+
+  it('a fetch the receiver cancels is a busy session that failed; a sender stopping mid-fetch ends its sessions as stopped before stop() returns', async () => {
+    // Slow enough that both fetches are still running when they are cut.
+    const sender = await engine({ limits: { uploadBytesPerSec: 2 * MiB } })
+    const events: ServeEvent[] = []
+    sender.onServe((e) => events.push(e))
+    const { ticket } = await sender.publish(src)
+    const servedTo = (session: number) =>
+      of(events, 'chunks-served')
+        .filter((e) => e.session === session)
+        .reduce((n, e) => n + e.bytes, 0)
+
+    const cancelled = await engine()
+    const h = cancelled.fetch(ticket, join(dir, 'cancelled'))
+    await eventually(() => of(events, 'chunks-served').length > 0, 'first chunks served')
+    h.cancel()
+    await expect(h.result).rejects.toBeInstanceOf(AbortedError)
+    await eventually(() => of(events, 'session-ended').length === 1, 'the cancelled session ends')
+    const [cut] = of(events, 'session-ended')
+    expect(cut).toMatchObject({ reason: 'failed', busy: true, peerId: cancelled.peerId })
+    expect(cut!.code).toMatch(/^[A-Z_]+$/)
+    expect(cut!.bytes).toBe(servedTo(cut!.session))
+    expect(cut!.bytes).toBeLessThan(SIZE)
+
+    const other = await engine({ retry: { maxAttempts: 1, maxAttemptsFirstContact: 1 } })
+    const h2 = other.fetch(ticket, join(dir, 'stopped'))
+    const opened = () => of(events, 'session-opened').filter((e) => e.peerId === other.peerId)
+    await eventually(
+      () => opened().length === 1 && servedTo(opened()[0]!.session) > 0,
+      'the second fetch is served',
+    )
+    await sender.stop()
+    const ends = of(events, 'session-ended').filter((e) => e.peerId === other.peerId)
+    expect(ends).toHaveLength(1)
+    expect(ends[0]).toMatchObject({ reason: 'stopped', busy: true })
+    expect(ends[0]!.bytes).toBe(servedTo(ends[0]!.session))
+    await h2.result.catch(() => {})
+  })
+})
