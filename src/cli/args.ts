@@ -20,9 +20,10 @@ const FLAGS = {
   out: { type: 'string', short: 'o', for: ['get', 'index'] },
   chunking: { type: 'string', for: ['send', 'seed', 'index'] },
   listen: { type: 'string', multiple: true, for: NETWORKED },
-  'data-dir': { type: 'string', for: SERVING },
+  'data-dir': { type: 'string', for: [...SERVING, 'index'] },
   json: { type: 'boolean', for: ALL },
   force: { type: 'boolean', for: ['get'] },
+  symlinks: { type: 'boolean', for: ['get'] },
   wait: { type: 'boolean', for: ['get'] },
   memory: { type: 'string', for: ALL },
   workers: { type: 'string', for: ALL },
@@ -47,6 +48,7 @@ export interface ParsedArgs {
     'data-dir'?: string
     json?: boolean
     force?: boolean
+    symlinks?: boolean
     wait?: boolean
     memory?: string
     workers?: string

@@ -39,3 +39,8 @@ export function describeError(err: unknown): { code: string; message: string } {
   if (isHaulError(err)) return { code: err.code, message: err.message }
   return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) }
 }
+
+/** `1 file`, `2 files`. */
+export function plural(n: number, word: string): string {
+  return `${n} ${word}${n === 1 ? '' : 's'}`
+}

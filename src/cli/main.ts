@@ -75,6 +75,7 @@ async function main(argv: string[]): Promise<number> {
         {
           out: values.out,
           overwrite: values.force === true,
+          symlinks: values.symlinks === true,
           waitIfBusy: values.wait === true,
           maxBytesPerSec: maxRate === undefined ? undefined : parseRate('--max-rate', maxRate),
           priority: values.priority === undefined ? undefined : parsePriority(values.priority),

@@ -1,5 +1,6 @@
+import type { RetryInfo } from '../transfer/retry.ts'
 import { escapeControls, safeJson } from '../util/safe-text.ts'
-import { formatBytes } from './format.ts'
+import { describeError, formatBytes } from './format.ts'
 
 /**
  * Human output (a live progress line on a terminal, occasional lines when
@@ -26,6 +27,23 @@ export class Output {
   /** Prints `text`; its own line breaks stay, any other control character is shown escaped. */
   human(text: string): void {
     if (!this.json) process.stdout.write(`${text.split('\n').map(escapeControls).join('\n')}\n`)
+  }
+
+  /** A transient failure the transfer retries: a line, and a `retry` event. */
+  retry(info: RetryInfo): void {
+    const { code, message } = describeError(info.error)
+    this.event({
+      event: 'retry',
+      attempt: info.attempt,
+      maxAttempts: info.maxAttempts,
+      delayMs: info.delayMs,
+      code,
+      message,
+    })
+    this.done()
+    this.human(
+      `connection problem [${code}]: ${escapeControls(message)}; retry ${info.attempt}/${info.maxAttempts} in ${(info.delayMs / 1000).toFixed(1)} s`,
+    )
   }
 
   /** Redraws the progress line in place on a terminal; once every 2 s otherwise. */

@@ -7,12 +7,16 @@ export const EXIT_CODES = `Exit codes: 0 done (send and seed: stopped by Ctrl-C 
 export const USAGE = `haul — move very large files between libp2p peers, verified chunk by chunk
 
 Usage:
-  haul send <file>       publish a file and serve it until Ctrl-C, showing who fetches what
+  haul send <path>...    publish a file, a folder or several paths and serve until Ctrl-C,
+                         showing who fetches what
   haul get <ticket>...   fetch what a ticket names (several tickets of one content: from all
                          their peers at once), resuming an earlier run
   haul seed <dest>       serve what an interrupted multi-peer get left in <dest>.part, or a
                          whole file, until Ctrl-C
   haul index <file>      only build the file's descriptor (content id, chunks)
+
+Descriptors go in the data folder (--data-dir, default $XDG_CACHE_HOME/haul, ~/.cache/haul),
+never beside the files sent: sending an unchanged file or folder again does not read it.
   haul loadtest ...      many transfers between engine processes (haul loadtest --help)
 
   haul <command> --help  that command's options and examples
@@ -35,7 +39,12 @@ const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (def
   --upload-limit <rate>   upload limit, all peers together, ${RATES}`
 
 export const HELP: Record<Command, string> = {
-  send: `haul send <file> — index the file, print its ticket, serve it until Ctrl-C or SIGTERM
+  send: `haul send <file | folder | paths...> — index, print the ticket, serve until Ctrl-C or SIGTERM
+
+One file is sent under its name. A folder, or several paths, is sent as one collection: every
+file's bytes in one content, with a manifest of paths, sizes and modes. Links inside a folder
+are sent as links when they point inside it; links leaving it, sockets, FIFOs and devices are
+skipped (and listed). The receiver recreates the folder with haul get.
 
 Shows each peer that connects (its id and address), what it fetches with bytes served and
 rate, a line when its transfer ends, and on exit the bytes served, peers and transfers, and
@@ -48,6 +57,8 @@ ${ENGINE_FLAGS}
 
 Examples:
   haul send ./big.iso
+  haul send ./photos                   the folder, as ./photos on the receiver
+  haul send ./a.txt ./b.txt            two files, one ticket
   haul send ./big.iso --listen /ip4/0.0.0.0/tcp/4001 --data-dir ~/.haul --upload-limit 20M
 
 ${EXIT_CODES}
@@ -57,8 +68,11 @@ interruption and it fetches only what is missing. A ticket naming several peers,
 tickets of the same content, fetch from all those peers at once.
 
 Options:
-  -o, --out <path>        where to write (default haul-<first 16 hex digits of the content id>)
-  --force                 replace a file at the destination that holds other data
+  -o, --out <path>        a file: where to write it, or the folder to put it in (ending in /,
+                          or an existing folder); default ./<its name>. A folder: the folder
+                          to recreate it as; default ./<its name>
+  --force                 replace files at the destination that hold other data
+  --symlinks              folders: create the links the folder holds (each points inside it)
   --wait                  if another haul is writing the destination, wait for it
   --max-rate <rate>       this fetch's download limit, ${RATES}
   --priority <p>          low, normal (default) or high: its share of the download bandwidth
@@ -67,7 +81,9 @@ Options:
 ${ENGINE_FLAGS}
 
 Examples:
+  haul get haul1…                              the file or folder, under its own name here
   haul get haul1… -o ./copy.iso
+  haul get haul1… -o ./downloads/              into a folder, under its own name
   haul get haul1…a haul1…b -o ./copy.iso      two senders of one file
   haul get haul1… -o ./copy.iso --max-rate 10M --json
 
@@ -93,7 +109,8 @@ ${EXIT_CODES}
   index: `haul index <file> — build the descriptor only: content id, chunk count, throughput
 
 Options:
-  -o, --out <descriptor>  where to write the descriptor (default <file>.haul)
+  -o, --out <descriptor>  where to write the descriptor (default: in the data folder)
+  --data-dir <dir>        the data folder (default $XDG_CACHE_HOME/haul, ~/.cache/haul)
   --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
 ${ENGINE_FLAGS}
 

@@ -7,9 +7,9 @@
  * refused here, before any indexing.
  */
 import type { BigIntStats } from 'node:fs'
-import { lstat, readdir, readlink } from 'node:fs/promises'
+import { lstat, readdir, readlink, stat } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
-import { SourceInvalidError } from '../errors.ts'
+import { InvalidArgumentError, SourceInvalidError } from '../errors.ts'
 import { sourceError } from '../storage/fs-errors.ts'
 import { type FileFingerprint, wallClockNs } from '../storage/source-file.ts'
 import { linkTargetProblem, linkTrie, MAX_ENTRIES, type ManifestEntry } from './manifest.ts'
@@ -43,7 +43,8 @@ export async function walkSources(paths: readonly string[]): Promise<Walked> {
   if (paths.length === 0) throw new SourceInvalidError('nothing to send: give a folder or files')
   const abs = paths.map((p) => resolve(p))
   const out: Walked = { name: '', entries: [], files: new Map(), skipped: [] }
-  const first = await statOf(abs[0]!)
+  // Paths given are followed when they are links (as cp -H and tar -H do); links inside are not.
+  const first = await statOf(abs[0]!, true)
   if (abs.length === 1 && first.isDirectory()) {
     await walkTree(abs[0]!, '', out)
     return { ...keepLinksInside(out), name: nameOf(abs[0]!) }
@@ -52,11 +53,13 @@ export async function walkSources(paths: readonly string[]): Promise<Walked> {
   for (const a of abs) {
     const top = basename(a)
     if (tops.has(top))
-      throw new SourceInvalidError(`two of the paths given are named "${top}": send them apart`)
+      throw new InvalidArgumentError(
+        `two of the paths given are named "${top}": one collection cannot hold both; send them apart`,
+      )
     tops.add(top)
     checkName(top, a)
     const takenNs = wallClockNs()
-    const s = await statOf(a)
+    const s = await statOf(a, true)
     if (await addEntry(a, top, s, takenNs, out)) await walkTree(a, top, out)
   }
   return { ...keepLinksInside(out), name: nameOf(commonFolder(abs)) }
@@ -160,8 +163,8 @@ function checkName(name: string, abs: string): void {
     )
 }
 
-async function statOf(abs: string): Promise<BigIntStats> {
-  return lstat(abs, { bigint: true }).catch((err) => {
+async function statOf(abs: string, follow = false): Promise<BigIntStats> {
+  return (follow ? stat : lstat)(abs, { bigint: true }).catch((err) => {
     throw sourceError(err, abs)
   })
 }

@@ -36,11 +36,11 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, '--force'], /--force is not an option of haul send/],
       [['index', src, '--listen', '/ip4/127.0.0.1/tcp/0'], /--listen is not an option of haul index/],
       [['get', 'haul1x', '--upload-limit', '1M'], /--upload-limit is not an option of haul get/],
-      [['send'], /missing argument: haul send <file>/],
+      [['send'], /missing argument: haul send <file \| folder>/],
       [['get'], /missing argument: haul get <ticket>/],
       [['index'], /missing argument: haul index <file>/],
       [['seed'], /missing argument: haul seed <dest>/],
-      [['send', src, src], /takes one file, got 2/],
+      [['send', src, src], /two of the paths given are named "data.bin"/],
       [['frobnicate'], /unknown command "frobnicate": try "haul --help"/],
     ]
     for (const [args, message] of cases) {

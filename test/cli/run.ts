@@ -10,9 +10,9 @@ export interface Ran {
 }
 
 /** Runs `haul <args>` to its end. */
-export function run(args: string[], env?: NodeJS.ProcessEnv): Promise<Ran> {
+export function run(args: string[], env?: NodeJS.ProcessEnv, cwd?: string): Promise<Ran> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env })
+    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env, cwd })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d))
@@ -42,10 +42,10 @@ export class Running {
   readonly #waiters = new Set<() => void>()
 
   /** `haul <args>` from this checkout, or `opts.command` (an installed `haul`) run as it is. */
-  constructor(args: string[], opts: { command?: string; env?: NodeJS.ProcessEnv } = {}) {
+  constructor(args: string[], opts: { command?: string; env?: NodeJS.ProcessEnv; cwd?: string } = {}) {
     const [file, argv] =
       opts.command === undefined ? [process.execPath, [bin, ...args]] : [opts.command, args]
-    this.proc = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env })
+    this.proc = spawn(file, argv, { stdio: ['ignore', 'pipe', 'pipe'], env: opts.env, cwd: opts.cwd })
     this.proc.stderr!.on('data', (d: Buffer) => (this.stderr += d))
     createInterface({ input: this.proc.stdout! }).on('line', (l) => {
       this.lines.push(l)

@@ -1,24 +1,33 @@
+import { stat } from 'node:fs/promises'
+import { join } from 'node:path'
+import { safeName } from '../../collection/names.ts'
 import type { EngineOptions } from '../../engine/config.ts'
 import { AbortedError, InvalidArgumentError } from '../../errors.ts'
 import type { ResumeInfo } from '../../fetch/resume.ts'
 import type { Priority } from '../../resources/fair-queue.ts'
-import { decodeSwarmTicket, joinTickets } from '../../ticket/multi-ticket.ts'
+import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../../transfer/progress.ts'
 import type { FetchResult } from '../../transfer/transfer-types.ts'
-import { escapeControls } from '../../util/safe-text.ts'
 import { EXIT } from '../args.ts'
-import { describeError, formatBytes, formatDuration, formatRate, progressLine } from '../format.ts'
+import { formatBytes, formatDuration, formatRate, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
 
 export interface GetOptions {
-  /** Where to write; default `haul-<first 16 hex digits of the content id>`. */
+  /**
+   * Where to write. A file: that path, or into that folder when it ends in `/` or is one; by
+   * default `./<the sender's file name>`. A collection: the folder to recreate it as; by default
+   * `./<its name>`. A name the rules of src/collection/names.ts refuse gives
+   * `haul-<first 16 hex digits of the content id>`.
+   */
   readonly out?: string | undefined
   readonly overwrite: boolean
   readonly waitIfBusy: boolean
   /** This fetch's download limit, bytes per second. */
   readonly maxBytesPerSec?: number | undefined
   readonly priority?: Priority | undefined
+  /** Collections: create their symbolic links (each points inside the folder). */
+  readonly symlinks?: boolean | undefined
 }
 
 /**
@@ -34,11 +43,15 @@ export async function runGet(
   if (tickets.length === 0) throw new InvalidArgumentError('missing argument: haul get <ticket>')
   const ticketText = tickets.length === 1 ? tickets[0]! : joinTickets([...tickets])
   const ticket = decodeSwarmTicket(ticketText)
-  const dest = opts.out ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
+  const dest = await destinationOf(ticket, opts.out)
   const { Engine } = await import('../../engine/engine.ts')
   const engine = await Engine.create(engineOptions)
   const stop = new StopSignals()
   try {
+    if (ticket.kind === 'collection') {
+      const { getFolder } = await import('./get-folder.ts')
+      return await getFolder(engine, ticketText, dest, opts, out, stop)
+    }
     const handle = engine.fetch(ticketText, dest, {
       overwrite: opts.overwrite,
       waitIfBusy: opts.waitIfBusy,
@@ -50,21 +63,7 @@ export async function runGet(
         out.event({ event: 'progress', ...p })
         out.bar(progressLine(p))
       },
-      onRetry: (info) => {
-        const { code, message } = describeError(info.error)
-        out.event({
-          event: 'retry',
-          attempt: info.attempt,
-          maxAttempts: info.maxAttempts,
-          delayMs: info.delayMs,
-          code,
-          message,
-        })
-        out.done()
-        out.human(
-          `connection problem [${code}]: ${escapeControls(message)}; retry ${info.attempt}/${info.maxAttempts} in ${(info.delayMs / 1000).toFixed(1)} s`,
-        )
-      },
+      onRetry: (info) => out.retry(info),
     })
     const r = await handle.result.catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err
@@ -81,6 +80,15 @@ export async function runGet(
     stop.dispose()
     await engine.stop()
   }
+}
+
+/** Where a fetch of `ticket` writes (see GetOptions.out). */
+async function destinationOf(ticket: SwarmTicket, out: string | undefined): Promise<string> {
+  const name = safeName(ticket.name) ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
+  if (out === undefined) return name
+  if (ticket.kind === 'collection') return out
+  const isFolder = out.endsWith('/') || (await stat(out).catch(() => undefined))?.isDirectory() === true
+  return isFolder ? join(out, name) : out
 }
 
 /** Says, as the fetch starts, what an earlier run left at the destination and what becomes of it. */

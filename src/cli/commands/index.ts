@@ -1,10 +1,22 @@
+import { join, resolve } from 'node:path'
 import { cidToString } from '../../descriptor/cid.ts'
 import { type EngineOptions, resolveEngineConfig } from '../../engine/config.ts'
 import { AbortedError } from '../../errors.ts'
+import type { ChunkingParams } from '../../types.ts'
 import { EXIT } from '../args.ts'
 import { formatBytes, formatRate } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
+
+/** The descriptor's default place: the data folder, named by the file's path and chunking. */
+async function defaultDescriptorPath(
+  file: string,
+  dataDir: string | undefined,
+  chunking: ChunkingParams,
+): Promise<string> {
+  const { derivedName, descriptorFolder } = await import('../../storage/data-folder.ts')
+  return join(await descriptorFolder(dataDir), derivedName([resolve(file), chunking], '.index.haul'))
+}
 
 /**
  * `haul index <file>`: the descriptor only. It loads no libp2p: the network stack alone is
@@ -30,7 +42,7 @@ export async function runIndex(
       pool,
       budget,
       signal: stop.signal,
-      ...(outPath === undefined ? {} : { descriptorPath: outPath }),
+      descriptorPath: outPath ?? (await defaultDescriptorPath(file, config.dataDir, config.chunking)),
       onProgress: (done, total) => out.progressBytes('indexing', done, total),
     }).catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err

@@ -1,19 +1,28 @@
+import { stat } from 'node:fs/promises'
 import { cidToString } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
 import type { Engine } from '../../engine/engine.ts'
-import { onePath } from '../args.ts'
-import { formatBytes } from '../format.ts'
+import { InvalidArgumentError } from '../../errors.ts'
+import { escapeControls } from '../../util/safe-text.ts'
+import { formatBytes, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 import { type Serving, serveUntilStopped } from './serving.ts'
 
-/** `haul send <file>`: index and publish the file, print its ticket, serve it until stopped. */
+/**
+ * `haul send <file>`: index and publish the file, print its ticket, serve it until stopped.
+ * `haul send <folder>` or several paths: the same for a collection (src/collection/).
+ */
 export async function runSend(
   paths: readonly string[],
   engineOptions: EngineOptions,
   out: Output,
 ): Promise<number> {
-  const file = onePath(paths, 'send')
-  return serveUntilStopped(engineOptions, out, (engine, signal) => publishFile(engine, file, signal, out))
+  if (paths.length === 0) throw new InvalidArgumentError('missing argument: haul send <file | folder>...')
+  // A missing path goes the file way, whose error names it (SOURCE_INVALID).
+  const oneFile = paths.length === 1 && (await stat(paths[0]!).catch(() => undefined))?.isDirectory() !== true
+  return serveUntilStopped(engineOptions, out, (engine, signal) =>
+    oneFile ? publishFile(engine, paths[0]!, signal, out) : publishFolder(engine, paths, signal, out),
+  )
 }
 
 /** Indexes (with a progress line) and publishes one whole file. */
@@ -29,7 +38,7 @@ export async function publishFile(
   })
   return {
     ticket,
-    intro: `serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks)`,
+    intro: `serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks${index.reused === true ? ', unchanged since it was last published: not read again' : ''})`,
     event: {
       event: 'published',
       ticket,
@@ -37,6 +46,44 @@ export async function publishFile(
       path: file,
       bytes: index.bytes,
       chunks: index.chunks,
+      reused: index.reused === true,
+      peerId: engine.peerId,
+      addresses: engine.addresses,
+    },
+  }
+}
+
+/** Indexes and publishes a folder (or several paths) as one collection; says what it skipped. */
+async function publishFolder(
+  engine: Engine,
+  paths: readonly string[],
+  signal: AbortSignal,
+  out: Output,
+): Promise<Serving> {
+  const { ticket, index } = await engine.publishCollection(paths, {
+    signal,
+    onProgress: (done, total) => out.progressBytes('indexing', done, total),
+  })
+  const skipped = index.skipped.map((s) => `\n  skipped ${escapeControls(s.path)}: ${escapeControls(s.why)}`)
+  const shown =
+    skipped.length > 10 ? [...skipped.slice(0, 10), `\n  … and ${skipped.length - 10} more`] : skipped
+  return {
+    ticket,
+    intro: `serving folder ${escapeControls(index.name)}: ${plural(index.files, 'file')} in ${plural(index.folders, 'folder')}${index.links > 0 ? `, ${index.links} links` : ''}, ${formatBytes(index.bytes)} in ${index.chunks} chunks${index.reused === true ? ' (unchanged since last published: not read again)' : ''}${shown.join('')}`,
+    event: {
+      event: 'published',
+      kind: 'collection',
+      ticket,
+      cid: cidToString(index.cid),
+      name: index.name,
+      paths,
+      files: index.files,
+      folders: index.folders,
+      links: index.links,
+      bytes: index.bytes,
+      chunks: index.chunks,
+      reused: index.reused === true,
+      skipped: index.skipped,
       peerId: engine.peerId,
       addresses: engine.addresses,
     },

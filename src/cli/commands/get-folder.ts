@@ -1,0 +1,95 @@
+import type { CollectionProgress, CollectionResult } from '../../collection/fetch-collection.ts'
+import type { Engine } from '../../engine/engine.ts'
+import { AbortedError } from '../../errors.ts'
+import { escapeControls } from '../../util/safe-text.ts'
+import { EXIT } from '../args.ts'
+import { formatBytes, formatDuration, formatRate, plural } from '../format.ts'
+import type { Output } from '../output.ts'
+import type { StopSignals } from '../signals.ts'
+
+/**
+ * `haul get` of a collection ticket: the folder recreated at `dest`, with progress over the
+ * whole collection (bytes, then files placed); `--json` also gives an event per file placed.
+ */
+export async function getFolder(
+  engine: Engine,
+  ticketText: string,
+  dest: string,
+  opts: {
+    readonly overwrite: boolean
+    readonly symlinks?: boolean | undefined
+    readonly maxBytesPerSec?: number | undefined
+    readonly priority?: 'low' | 'normal' | 'high' | undefined
+  },
+  out: Output,
+  stop: StopSignals,
+): Promise<number> {
+  let last: CollectionProgress | undefined
+  const r = await engine
+    .fetchCollection(ticketText, dest, {
+      overwrite: opts.overwrite,
+      symlinks: opts.symlinks === true,
+      ...(opts.maxBytesPerSec === undefined ? {} : { maxBytesPerSec: opts.maxBytesPerSec }),
+      ...(opts.priority === undefined ? {} : { priority: opts.priority }),
+      signal: stop.signal,
+      onProgress: (p) => {
+        if (p.phase !== last?.phase && p.phase === 'fetching' && p.bytesDone > 0) out.done()
+        last = p
+        const { transfer, ...rest } = p
+        out.event({ event: 'progress', ...rest, ...(transfer === undefined ? {} : { rate: transfer.rate }) })
+        out.bar(folderLine(p))
+      },
+      onFile: (f) => out.event({ event: 'file', ...f }),
+      onRetry: (info) => out.retry(info),
+    })
+    .catch((err: unknown) => {
+      if (!(stop.stopped && err instanceof AbortedError)) throw err
+      return undefined
+    })
+  out.done()
+  if (r === undefined) {
+    out.event({ event: 'interrupted', path: dest, progress: last })
+    out.human(
+      `interrupted: ${dest}/.haul-incoming keeps what was verified; run the same command again to resume`,
+    )
+    return EXIT.interrupted
+  }
+  reportFolder(out, r)
+  return EXIT.done
+}
+
+function folderLine(p: CollectionProgress): string {
+  const pct = p.bytes > 0 ? (100 * p.bytesDone) / p.bytes : 100
+  if (p.phase === 'manifest') return 'fetching the list of files…'
+  if (p.phase === 'placing' || p.phase === 'done') return `placing files  ${p.filesPlaced} / ${p.files}`
+  const rate = p.transfer === undefined ? '' : `  ${formatRate(p.transfer.rate)}`
+  return `${pct.toFixed(1)}%  ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytes)}  ${p.files} files${rate}`
+}
+
+function reportFolder(out: Output, r: CollectionResult): void {
+  out.event({
+    event: 'done',
+    kind: 'collection',
+    path: r.path,
+    name: r.name,
+    files: r.files,
+    folders: r.folders,
+    links: r.links,
+    bytes: r.bytes,
+    seconds: r.seconds,
+    rate: r.rate,
+    resumed: r.resumed,
+    ...(r.pack === undefined ? {} : { resume: r.pack.resume, retries: r.pack.retries }),
+  })
+  const kept = r.pack?.resume.bytesKept ?? 0
+  if (kept > 0) out.human(`resumed: kept ${formatBytes(kept)} from an earlier run`)
+  const links =
+    r.links.created > 0
+      ? `, ${r.links.created} links`
+      : r.links.skipped > 0
+        ? ` (${r.links.skipped} links skipped: --symlinks creates them)`
+        : ''
+  out.human(
+    `received ${escapeControls(r.path)}: ${plural(r.files, 'file')} in ${plural(r.folders, 'folder')}${links}, ${formatBytes(r.bytes)}, every file verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}`,
+  )
+}

@@ -1,0 +1,145 @@
+import { execFileSync } from 'node:child_process'
+import { chmod, mkdir, readdir, symlink, writeFile as write } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { bytes, treeOf } from '../support/tree.ts'
+import { events, Running, run } from './run.ts'
+
+const MiB = 1024 * 1024
+
+/** `haul send <folder>` and `haul get` between real processes, as a user runs them. */
+describe('folders and names from the command line (real processes)', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  const procs: Running[] = []
+  const start = (args: string[], cwd?: string): Running => {
+    const p = new Running(args, cwd === undefined ? {} : { cwd })
+    procs.push(p)
+    return p
+  }
+  const ticketOf = async (sender: Running): Promise<string> =>
+    (await sender.event('published')).ticket as string
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+  })
+  afterEach(() => {
+    for (const p of procs.splice(0)) p.kill()
+  })
+  afterAll(() => cleanup())
+
+  it('haul send ./folder, haul get <ticket>: the folder arrives as ./<its name>, byte for byte (diff -r) with its modes', async () => {
+    const src = join(dir, 'some-folder')
+    await mkdir(join(src, 'docs/deep/er'), { recursive: true })
+    await mkdir(join(src, 'empty'))
+    await write(join(src, 'docs/readme.md'), '# hi\n')
+    await write(join(src, 'docs/deep/er/blob.bin'), bytes(2 * MiB + 3, 1))
+    await write(join(src, 'tool.sh'), '#!/bin/sh\n')
+    await chmod(join(src, 'tool.sh'), 0o750)
+    await write(join(src, 'nothing'), '')
+    for (let i = 0; i < 200; i++) await write(join(src, 'docs', `n${i}.txt`), bytes(i * 37, i))
+    const sender = start(['send', src, '--json', '--data-dir', join(dir, 'data')])
+    const ticket = await ticketOf(sender)
+    const where = join(dir, 'here')
+    await mkdir(where)
+    const got = await run(['get', ticket, '--json'], undefined, where)
+    expect(got.code, got.stderr).toBe(0)
+    const done = events(got.stdout).find((e) => e.event === 'done')!
+    expect(done).toMatchObject({
+      kind: 'collection',
+      name: 'some-folder',
+      files: 204,
+      bytes: expect.any(Number),
+    })
+    expect(events(got.stdout).filter((e) => e.event === 'file')).toHaveLength(204)
+    execFileSync('diff', ['-r', src, join(where, 'some-folder')])
+    expect(await treeOf(join(where, 'some-folder'))).toEqual(await treeOf(src))
+    expect(await readdir(where)).toEqual(['some-folder'])
+    // Nothing was written beside the sent files.
+    expect((await readdir(src)).sort()).toEqual(['docs', 'empty', 'nothing', 'tool.sh'])
+  })
+
+  it('haul send a b: several files are one collection; -o names the folder; a second get without --force is refused', async () => {
+    const a = join(dir, 'two', 'a.txt')
+    const b = join(dir, 'two', 'b.txt')
+    await mkdir(join(dir, 'two'))
+    await write(a, 'A')
+    await write(b, 'B')
+    const sender = start(['send', a, b, '--json'])
+    const ticket = await ticketOf(sender)
+    const out = join(dir, 'pair')
+    expect((await run(['get', ticket, '-o', out])).code).toBe(0)
+    expect((await readdir(out)).sort()).toEqual(['a.txt', 'b.txt'])
+    const again = await run(['get', ticket, '-o', out])
+    expect(again.code).toBe(1)
+    expect(again.stderr).toMatch(/DESTINATION_EXISTS/)
+    expect((await run(['get', ticket, '-o', out, '--force'])).code).toBe(0)
+  })
+
+  it('a single file keeps its name: ./<name> by default, <dir>/<name> with -o <dir>/', async () => {
+    const src = join(dir, 'report 2026.pdf')
+    await writeFile(src, 1 * MiB + 7, 'random')
+    const sender = start(['send', src, '--json'])
+    const ticket = await ticketOf(sender)
+    const where = join(dir, 'cwd')
+    await mkdir(where)
+    expect((await run(['get', ticket], undefined, where)).code).toBe(0)
+    expect(await sha256File(join(where, 'report 2026.pdf'))).toBe(await sha256File(src))
+    await mkdir(join(dir, 'into'))
+    expect((await run(['get', ticket, '-o', `${join(dir, 'into')}/`])).code).toBe(0)
+    expect(await sha256File(join(dir, 'into', 'report 2026.pdf'))).toBe(await sha256File(src))
+  })
+
+  it('kill -9 during the folder fetch, then the same command: it resumes and the folder arrives whole', async () => {
+    const src = join(dir, 'big-folder')
+    await mkdir(src)
+    for (let i = 0; i < 24; i++) await write(join(src, `part-${i}.bin`), bytes(MiB + i, 100 + i))
+    const sender = start(['send', src, '--json'])
+    const ticket = await ticketOf(sender)
+    const out = join(dir, 'resumed')
+    const started = performance.now()
+    const slow = start(['get', ticket, '-o', out, '--json', '--max-rate', '2M'])
+    await slow.event('progress', (e) => e.phase === 'fetching' && (e.bytesDone as number) >= 10 * MiB)
+    // The journal syncs at least every journal.flushIntervalMs (2 s) while chunks arrive.
+    while (performance.now() - started < 3000) await new Promise((r) => setTimeout(r, 100))
+    slow.proc.kill('SIGKILL')
+    await slow.exited
+    expect(await readdir(out)).toEqual(['.haul-incoming'])
+    const again = await run(['get', ticket, '-o', out, '--json'])
+    expect(again.code, again.stderr).toBe(0)
+    const done = events(again.stdout).find((e) => e.event === 'done')!
+    expect(done.resumed, JSON.stringify(done)).toBe(true)
+    expect((done.resume as { bytesKept: number }).bytesKept, JSON.stringify(done)).toBeGreaterThan(0)
+    execFileSync('diff', ['-r', src, out])
+  })
+
+  it('Ctrl-C during a folder get exits 130 and says how to resume', async () => {
+    const src = join(dir, 'slow-folder')
+    await mkdir(src)
+    await write(join(src, 'x.bin'), bytes(16 * MiB, 7))
+    const sender = start(['send', src, '--json'])
+    const ticket = await ticketOf(sender)
+    const slow = start(['get', ticket, '-o', join(dir, 'ctrlc'), '--max-rate', '1M'])
+    // The progress line goes to stderr (every 2 s when not a terminal): Ctrl-C once the pack is coming.
+    while (!/%/.test(slow.stderr) && slow.proc.exitCode === null) await new Promise((r) => setTimeout(r, 50))
+    expect(await slow.stop('SIGINT')).toBe(130)
+    expect(slow.lines.join('\n')).toMatch(/run the same command again to resume/)
+  })
+
+  it('links: skipped by default, created with --symlinks; a link leaving the folder is not sent', async () => {
+    const src = join(dir, 'linked')
+    await mkdir(src)
+    await write(join(src, 'target.txt'), 't')
+    await symlink('target.txt', join(src, 'alias'))
+    await symlink('/etc/hostname', join(src, 'escape'))
+    const sender = start(['send', src, '--json'])
+    const published = await sender.event('published')
+    expect((published.skipped as Array<{ path: string }>).map((s) => s.path)).toEqual(['escape'])
+    const plain = join(dir, 'nolinks')
+    expect((await run(['get', published.ticket as string, '-o', plain])).code).toBe(0)
+    expect(await readdir(plain)).toEqual(['target.txt'])
+    const withLinks = join(dir, 'withlinks')
+    expect((await run(['get', published.ticket as string, '-o', withLinks, '--symlinks'])).code).toBe(0)
+    expect((await readdir(withLinks)).sort()).toEqual(['alias', 'target.txt'])
+  })
+})
