@@ -24,6 +24,7 @@ const FLAGS = {
   json: { type: 'boolean', for: ALL },
   force: { type: 'boolean', for: ['get'] },
   symlinks: { type: 'boolean', for: ['get'] },
+  'no-fsync': { type: 'boolean', for: ['get'] },
   wait: { type: 'boolean', for: ['get'] },
   memory: { type: 'string', for: ALL },
   workers: { type: 'string', for: ALL },
@@ -49,6 +50,7 @@ export interface ParsedArgs {
     json?: boolean
     force?: boolean
     symlinks?: boolean
+    'no-fsync'?: boolean
     wait?: boolean
     memory?: string
     workers?: string

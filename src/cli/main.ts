@@ -76,6 +76,7 @@ async function main(argv: string[]): Promise<number> {
           out: values.out,
           overwrite: values.force === true,
           symlinks: values.symlinks === true,
+          sync: values['no-fsync'] !== true,
           waitIfBusy: values.wait === true,
           maxBytesPerSec: maxRate === undefined ? undefined : parseRate('--max-rate', maxRate),
           priority: values.priority === undefined ? undefined : parsePriority(values.priority),

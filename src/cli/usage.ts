@@ -73,6 +73,9 @@ Options:
                           to recreate it as; default ./<its name>
   --force                 replace files at the destination that hold other data
   --symlinks              folders: create the links the folder holds (each points inside it)
+  --no-fsync              folders: leave the files to the kernel's writeback, as cp does, instead
+                          of syncing them before the end (faster for many small files; a power
+                          cut just after can lose them)
   --wait                  if another haul is writing the destination, wait for it
   --max-rate <rate>       this fetch's download limit, ${RATES}
   --priority <p>          low, normal (default) or high: its share of the download bandwidth

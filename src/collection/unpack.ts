@@ -21,6 +21,7 @@ import type { DestFolder } from '../storage/dest-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { entryAt, kindOf, O_NOFOLLOW } from '../storage/safe-open.ts'
 import { syncFiles } from '../storage/sync-fs.ts'
+import { syncDir } from '../util/sync-dir.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Manifest, ManifestEntry } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
@@ -35,6 +36,8 @@ export interface PlaceOptions {
   readonly overwrite: boolean
   /** Create the manifest's symbolic links (all point inside the tree); otherwise skip them. */
   readonly symlinks: boolean
+  /** Sync every file before the tree moves into place (CollectionFetchOptions.sync). */
+  readonly sync: boolean
   readonly pool: WorkerPool
   readonly signal: AbortSignal
   /** A file (or link) now under its final name. */
@@ -108,10 +111,18 @@ async function writeMarker(marker: string, packCid: string, next: number): Promi
   await rename(tmp, marker)
 }
 
+/** The staging tree's folders (all of them, before any file is cut). */
+export async function makeTree(paths: ReturnType<typeof stagingPaths>, m: Manifest): Promise<void> {
+  await mkdirChecked(paths.tree)
+  for (const e of m.entries) if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`)
+}
+
 /**
- * Cuts every entry from index `from` down to 0 out of the pack into the staging tree (see the
- * module comment). `from` is the marker's count, or the entry count for a fresh pack. The
- * writing runs on the worker pool (src/workers/cut-files.ts), a batch per thread at once.
+ * Cuts every entry from index `from` down to `cutAlready` out of the pack into the staging tree
+ * (see the module comment), then syncs every file of the tree. `from` is the marker's count, or
+ * the entry count for a fresh pack; entries before `cutAlready` were cut while the pack arrived
+ * (early-cut.ts). The writing runs on the worker pool (src/workers/cut-files.ts), a batch per
+ * thread at once.
  */
 export async function cutPack(
   paths: ReturnType<typeof stagingPaths>,
@@ -119,22 +130,28 @@ export async function cutPack(
   packCid: string,
   from: number,
   opts: PlaceOptions,
+  cutAlready = 0,
 ): Promise<void> {
-  await mkdirChecked(paths.tree)
-  for (const e of m.entries) if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`)
-  const pack = m.packSize > 0 ? await open(paths.pack, constants.O_RDWR | O_NOFOLLOW) : undefined
+  await makeTree(paths, m)
+  // Nothing left to cut (a resume after the last sync): the pack is gone already.
+  if (from === 0) return
+  let pack = m.packSize > 0 ? await open(paths.pack, constants.O_RDWR | O_NOFOLLOW) : undefined
   try {
     let next = from
     let cut = 0 // pack bytes cut out since the last truncation
-    let unsynced: string[] = []
-    while (next > 0) {
+    // Files cut while the pack arrived are synced with the rest.
+    let unsynced = m.entries
+      .slice(0, cutAlready)
+      .filter((e) => e.kind === 'file')
+      .map((e) => `${paths.tree}/${e.path}`)
+    while (next > cutAlready) {
       opts.signal.throwIfAborted()
       const round: Promise<void>[] = []
-      for (let t = 0; t < opts.pool.threads && next > 0; t++) {
+      for (let t = 0; t < opts.pool.threads && next > cutAlready; t++) {
         // A batch: entries below `next`, up to BATCH_ENTRIES of them or TRUNCATE_STEP bytes.
         let lo = next
         let bytes = 0
-        while (lo > 0 && next - lo < BATCH_ENTRIES && bytes < TRUNCATE_STEP) {
+        while (lo > cutAlready && next - lo < BATCH_ENTRIES && bytes < TRUNCATE_STEP) {
           lo--
           bytes += m.entries[lo]!.size
         }
@@ -169,6 +186,17 @@ export async function cutPack(
         cut = 0
       }
     }
+    // Every file is cut out: the pack goes before the files are synced, so what of it is still
+    // only in memory is never written back. Its marker goes first (and durably): a crash from
+    // here on finds no marker, fetches the pack again and cuts everything again, never trusting
+    // files that may not have reached the disk.
+    await pack?.close()
+    pack = undefined
+    await rm(paths.marker, { force: true })
+    await syncDir(paths.stage)
+    await rm(paths.pack, { force: true })
+    // Unsynced, the files get no marker: a crash before the move ends cuts them all again.
+    if (!opts.sync) return
     await syncFiles(paths.tree, unsynced)
     await writeMarker(paths.marker, packCid, 0)
   } finally {

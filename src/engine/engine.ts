@@ -94,9 +94,13 @@ export interface FetchOptions {
   swarm?: boolean
 }
 
-/** What the engine's own fetches may add: a check of the header before anything is written. */
+/** What the engine's own fetches may add: a check of the header, an intermediate destination. */
 interface InternalFetchOptions extends FetchOptions {
   accept?: ((header: DescriptorHeader) => void) | undefined
+  /** See FetchJobDeps.scratch. */
+  scratch?: boolean | undefined
+  /** See FetchJobHooks.onChunk. */
+  onChunk?: ((index: number) => void) | undefined
 }
 
 /** A partial seed: the chunks of a resumable `<dest>.part` this engine now serves. */
@@ -589,7 +593,8 @@ export class Engine {
         retry: c.retry,
         // Partial seeding serves what the journal says is verified, so every size keeps one.
         journal: share === undefined ? c.journal : { ...c.journal, minBytes: 0 },
-        directWrites: this.#directWrites,
+        directWrites: opts.scratch === true ? undefined : this.#directWrites,
+        scratch: opts.scratch,
         swarm: c.swarm,
         limiter,
         sessions: this.#sessions,
@@ -600,7 +605,7 @@ export class Engine {
       },
       ticket,
       dest,
-      { onProgress: opts.onProgress, onRetry: opts.onRetry, onResume: opts.onResume },
+      { onProgress: opts.onProgress, onRetry: opts.onRetry, onResume: opts.onResume, onChunk: opts.onChunk },
     )
   }
 

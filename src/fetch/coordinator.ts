@@ -59,7 +59,7 @@ export class FetchCoordinator {
   readonly #local: FetchLocal
   readonly #sched: SwarmScheduler
   readonly #links: Map<string, PeerLink>
-  readonly #onChunk: () => void
+  readonly #onChunk: (index: number) => void
   readonly #requests = new Set<Request>()
   readonly #tasks = new Set<Promise<void>>()
   #signal: AbortSignal | undefined
@@ -75,7 +75,7 @@ export class FetchCoordinator {
     local: FetchLocal,
     sched: SwarmScheduler,
     links: Map<string, PeerLink>,
-    onChunk: () => void,
+    onChunk: (index: number) => void,
   ) {
     this.#deps = deps
     this.#local = local
@@ -339,7 +339,7 @@ export class FetchCoordinator {
       link.attempts = 0
       link.verifiedBytes += entry.length
       meter.add(entry.length)
-      this.#onChunk()
+      this.#onChunk(index)
       // The chunk's bytes left the peer's pipeline: refill it now, not at the next tick.
       this.#poke()
     } finally {

@@ -38,6 +38,12 @@ export interface FetchJobDeps extends Omit<CoordinatorDeps, 'cid'> {
   readonly place?: AdmissionPlace | undefined
   /** What to do with a file already at the destination. */
   readonly destination: DestinationPolicy
+  /**
+   * The destination is an intermediate file its caller removes soon after (a collection's
+   * pack): buffered writes, and no fsync when it is renamed into place, so its bytes need never
+   * reach the disk. The journal still syncs what it records.
+   */
+  readonly scratch?: boolean | undefined
   /** Sees the verified descriptor header before anything is written; throws to refuse the content. */
   readonly accept?: ((header: DescriptorHeader) => void) | undefined
 }
@@ -47,6 +53,8 @@ export interface FetchJobHooks {
   onRetry?: (info: RetryInfo) => void
   /** What the destination held, once looked at, when not a fresh start (FetchOptions.onResume). */
   onResume?: (resume: ResumeInfo, progress: TransferProgress) => void
+  /** Chunk `index` is verified and written to `<dest>.part` (this run's chunks only). */
+  onChunk?: (index: number) => void
 }
 
 /** The part file, journal and meter, plus the verified-leaf table and the leaf sidecar (when seeding). */
@@ -296,8 +304,9 @@ export class FetchJob implements TransferJob {
       })
       for (let i = 0; i < header.leafCount; i++) if (journal.has(i)) sched.markDone(i)
       this.#sched = sched
-      this.#fetcher = new FetchCoordinator(deps, local, sched, this.#links, () => {
+      this.#fetcher = new FetchCoordinator(deps, local, sched, this.#links, (index) => {
         this.#deps.place?.chunkVerified()
+        this.#hooks.onChunk?.(index)
         this.#report(false)
       })
       await this.#fetcher.run(signal)
@@ -317,7 +326,7 @@ export class FetchJob implements TransferJob {
       // Stop serving from the part file before it is renamed and closed.
       this.#unshare?.()
       this.#unshare = undefined
-      await part.commit()
+      await part.commit({ sync: this.#deps.scratch !== true })
       this.#committed = true
       // After the rename: a crash in between leaves a journal with no part file, which the next fetch discards.
       await journal.remove()

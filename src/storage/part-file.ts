@@ -221,16 +221,18 @@ export class PartFile {
   }
 
   /**
-   * fsync, rename over `<dest>`, fsync the folder. The rename happens in the pinned folder, only
+   * fsync, rename over `<dest>`, fsync the folder (`sync: false`: only the rename, for a file
+   * whose caller deletes it soon after; see FetchJobDeps.scratch). The rename happens in the pinned folder, only
    * while its path still leads there, only while `<dest>.part` is still the file written here,
    * and only over what may be replaced (./safe-open.ts assertReplaceable).
    */
-  async commit(): Promise<void> {
+  async commit(opts: { sync?: boolean } = {}): Promise<void> {
     const fh = this.#handle()
     const folder = this.#folder
     const name = nameIn(this.dest)
+    const sync = opts.sync !== false
     try {
-      await fh.sync()
+      if (sync) await fh.sync()
       await this.#closeDirect()
       await fh.close()
       this.#fh = undefined
@@ -243,7 +245,7 @@ export class PartFile {
       }
       await assertReplaceable(folder.at(name), this.dest)
       await rename(folder.at(`${name}.part`), folder.at(name))
-      await syncDir(folder.path)
+      if (sync) await syncDir(folder.path)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
         throw new DestinationInvalidError(

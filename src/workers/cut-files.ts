@@ -5,7 +5,17 @@
  * with async calls on the main thread against 0.37 s synchronously). A worker keeps the
  * engine's event loop free meanwhile. Erasable TypeScript only (loaded by Node in the worker).
  */
-import { closeSync, constants, fchmodSync, openSync, readSync, rmSync, symlinkSync, writeSync } from 'node:fs'
+import {
+  closeSync,
+  constants,
+  fchmodSync,
+  fdatasyncSync,
+  openSync,
+  readSync,
+  rmSync,
+  symlinkSync,
+  writeSync,
+} from 'node:fs'
 import { DestinationInvalidError } from '../errors.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import type { CutReply, CutRequest } from './messages.ts'
@@ -18,7 +28,8 @@ let slab: Buffer | undefined
 export function cutFiles(req: CutRequest): CutReply {
   slab ??= Buffer.allocUnsafe(SLAB_BYTES)
   const buf = slab
-  const pack = req.end > 0 ? openSync(req.pack, constants.O_RDONLY | O_NOFOLLOW) : -1
+  const own = req.packFd === undefined && req.end > 0
+  const pack = req.packFd ?? (own ? openSync(req.pack, constants.O_RDONLY | O_NOFOLLOW) : -1)
   try {
     let slabStart = 0
     let slabEnd = 0
@@ -43,6 +54,7 @@ export function cutFiles(req: CutRequest): CutReply {
           writeFully(out, buf.subarray(f.offset - slabStart), f.size, 0, at)
         }
         fchmodSync(out, f.mode & 0o7777)
+        if (req.sync === true) fdatasyncSync(out)
       } finally {
         closeSync(out)
       }
@@ -57,7 +69,7 @@ export function cutFiles(req: CutRequest): CutReply {
       }
     }
   } finally {
-    if (pack >= 0) closeSync(pack)
+    if (own) closeSync(pack)
   }
   return { kind: 'cut' }
 }

@@ -96,11 +96,15 @@ export interface CutRequest {
   readonly kind: 'cut'
   /** The pack and the tree, as paths through the pinned destination folder. */
   readonly pack: string
+  /** A descriptor of the pack opened by the caller (kept open): used instead of opening `pack`. */
+  readonly packFd?: number
   readonly tree: string
   /** In pack order; their bytes are one range of the pack, ending at `end`. */
   readonly files: ReadonlyArray<{ path: string; offset: number; size: number; mode: number }>
   readonly end: number
   readonly links: ReadonlyArray<{ path: string; target: string }>
+  /** fdatasync each file before closing it. */
+  readonly sync?: boolean
 }
 export interface CutReply {
   readonly kind: 'cut'

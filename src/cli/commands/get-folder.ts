@@ -18,6 +18,7 @@ export async function getFolder(
   opts: {
     readonly overwrite: boolean
     readonly symlinks?: boolean | undefined
+    readonly sync?: boolean | undefined
     readonly maxBytesPerSec?: number | undefined
     readonly priority?: 'low' | 'normal' | 'high' | undefined
   },
@@ -29,6 +30,7 @@ export async function getFolder(
     .fetchCollection(ticketText, dest, {
       overwrite: opts.overwrite,
       symlinks: opts.symlinks === true,
+      sync: opts.sync !== false,
       ...(opts.maxBytesPerSec === undefined ? {} : { maxBytesPerSec: opts.maxBytesPerSec }),
       ...(opts.priority === undefined ? {} : { priority: opts.priority }),
       signal: stop.signal,

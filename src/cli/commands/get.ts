@@ -28,6 +28,8 @@ export interface GetOptions {
   readonly priority?: Priority | undefined
   /** Collections: create their symbolic links (each points inside the folder). */
   readonly symlinks?: boolean | undefined
+  /** Collections: sync every file before the end (CollectionFetchOptions.sync). */
+  readonly sync?: boolean | undefined
 }
 
 /**
