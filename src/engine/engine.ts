@@ -14,18 +14,17 @@ import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError }
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
 import { openPartialSeed } from '../fetch/partial-seed.ts'
-import type { ResumeInfo } from '../fetch/resume.ts'
 import { Network } from '../net/network.ts'
 import { raceSignal } from '../net/peer-addr.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { Admission, type AdmissionPlace } from '../resources/admission.ts'
 import { BudgetShare } from '../resources/budget-share.ts'
 import { BufferRecycler } from '../resources/buffer-recycler.ts'
-import { type FairQueue, fairLimiter, type Priority } from '../resources/fair-queue.ts'
+import { type FairQueue, fairLimiter } from '../resources/fair-queue.ts'
 import { GcAssist } from '../resources/gc-assist.ts'
 import { MemoryBudget } from '../resources/memory-budget.ts'
 import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
-import { type IndexResult, indexFile } from '../serve/indexer.ts'
+import { indexFile } from '../serve/indexer.ts'
 import { indexForServing } from '../serve/publish.ts'
 import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
 import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
@@ -37,97 +36,22 @@ import { DestinationLock } from '../storage/dest-lock.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { DecodedTickets, encodeSwarmTicket, type Provider, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import { encodeTicket } from '../ticket/ticket.ts'
-import type { TransferProgress } from '../transfer/progress.ts'
-import type { RetryInfo } from '../transfer/retry.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
-import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
+import type { FetchResult } from '../transfer/transfer-types.ts'
 import { WorkerPool } from '../workers/pool.ts'
+import type {
+  FetchOptions,
+  InternalFetchOptions,
+  Published,
+  PublishOptions,
+  Seeded,
+  TransferHandle,
+} from './api-types.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import { type EngineStats, engineStats } from './stats.ts'
 
-export interface PublishOptions {
-  signal?: AbortSignal
-  onProgress?: (bytesDone: number, totalBytes: number) => void
-}
-
-export interface Published {
-  /** Give this string to the receiver. */
-  readonly ticket: string
-  readonly index: IndexResult
-}
-
-export interface FetchOptions {
-  signal?: AbortSignal
-  onProgress?: (progress: TransferProgress) => void
-  /** Called when a transient failure sends the transfer to `retrying` (before the backoff delay). */
-  onRetry?: (info: RetryInfo) => void
-  /**
-   * Called once the fetch has looked at its destination, when an earlier run left something
-   * there: what it keeps (`journal`), must re-hash first (`rehash`, counted in `keptBytes` as it
-   * verifies), discards (`restart`) or finds complete (`present`). Not called for a fresh start.
-   */
-  onResume?: (resume: ResumeInfo, progress: TransferProgress) => void
-  /** Share of download bandwidth under contention (see `priorityWeights`). @default 'normal' */
-  priority?: Priority
-  /** This transfer's own download limit, bytes per second. @default `limits.perTransferDownloadBytesPerSec` */
-  maxBytesPerSec?: number
-  /** More peers serving the same content, beside those the ticket names (a multi-peer fetch). @default none */
-  providers?: readonly Provider[]
-  /**
-   * Replace a file already at `dest` that holds other data. Without it such a fetch fails with
-   * DESTINATION_EXISTS before writing anything. A file that already holds this very content is
-   * kept either way, and the fetch completes at once (`result.resume.mode === 'present'`).
-   * @default false
-   */
-  overwrite?: boolean
-  /**
-   * When another fetch is writing `dest` (in this engine or another process): wait for it to end
-   * instead of failing with DESTINATION_BUSY. @default false
-   */
-  waitIfBusy?: boolean
-  /**
-   * Seed while fetching: keep the verified leaf pages in `<dest>.part.leaves` and serve the
-   * chunks verified so far to other peers (partial seeding, `swarm.serve`), with a resume
-   * journal whatever the size. @default true when the ticket and `providers` name more than one peer
-   */
-  swarm?: boolean
-}
-
-/** What the engine's own fetches may add: a check of the header, an intermediate destination. */
-interface InternalFetchOptions extends FetchOptions {
-  accept?: ((header: DescriptorHeader) => void) | undefined
-  /** See FetchJobDeps.scratch. */
-  scratch?: boolean | undefined
-  /** See FetchJobHooks.onChunk. */
-  onChunk?: ((index: number) => void) | undefined
-}
-
-/** A partial seed: the chunks of a resumable `<dest>.part` this engine now serves. */
-export interface Seeded {
-  readonly ticket: string
-  readonly cid: Uint8Array
-  /** Chunks verified and served. */
-  readonly chunks: number
-  readonly leafCount: number
-}
-
-export interface TransferHandle {
-  readonly id: string
-  /** Resolves when the file is whole and verified at `dest`; rejects with a HaulError otherwise. */
-  readonly result: Promise<FetchResult>
-  status(): TransferStatus
-  progress(): TransferProgress | undefined
-  /**
-   * Ends the transfer: `result` rejects with ABORTED once the step it was in has stopped, its
-   * stream reset (never waiting on the peer) and its part file and journal closed for a resume.
-   */
-  cancel(): void
-  /** One more peer holding the content: the fetch uses it from now on (or from its start, if still queued). */
-  addProvider(provider: Provider): void
-  /** Duplicates, corrupt chunks and what each provider gave so far; undefined until the fetch is admitted. */
-  swarmStats(): SwarmStats | undefined
-}
+export type { FetchOptions, Published, PublishOptions, Seeded, TransferHandle } from './api-types.ts'
 
 /**
  * The part of the memory budget fetches may hold: all but a quarter, which stays for serving, so

@@ -1,0 +1,96 @@
+/**
+ * The types of the Engine's public API (options, results, the transfer handle), apart from the
+ * class that implements them (engine.ts), which re-exports them.
+ */
+import type { DescriptorHeader } from '../descriptor/header.ts'
+import type { ResumeInfo } from '../fetch/resume.ts'
+import type { Priority } from '../resources/fair-queue.ts'
+import type { IndexResult } from '../serve/indexer.ts'
+import type { Provider } from '../ticket/multi-ticket.ts'
+import type { TransferProgress } from '../transfer/progress.ts'
+import type { RetryInfo } from '../transfer/retry.ts'
+import type { TransferStatus } from '../transfer/transfer-machine.ts'
+import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
+
+export interface PublishOptions {
+  signal?: AbortSignal
+  onProgress?: (bytesDone: number, totalBytes: number) => void
+}
+
+export interface Published {
+  /** Give this string to the receiver. */
+  readonly ticket: string
+  readonly index: IndexResult
+}
+
+export interface FetchOptions {
+  signal?: AbortSignal
+  onProgress?: (progress: TransferProgress) => void
+  /** Called when a transient failure sends the transfer to `retrying` (before the backoff delay). */
+  onRetry?: (info: RetryInfo) => void
+  /**
+   * Called once the fetch has looked at its destination, when an earlier run left something
+   * there: what it keeps (`journal`), must re-hash first (`rehash`, counted in `keptBytes` as it
+   * verifies), discards (`restart`) or finds complete (`present`). Not called for a fresh start.
+   */
+  onResume?: (resume: ResumeInfo, progress: TransferProgress) => void
+  /** Share of download bandwidth under contention (see `priorityWeights`). @default 'normal' */
+  priority?: Priority
+  /** This transfer's own download limit, bytes per second. @default `limits.perTransferDownloadBytesPerSec` */
+  maxBytesPerSec?: number
+  /** More peers serving the same content, beside those the ticket names (a multi-peer fetch). @default none */
+  providers?: readonly Provider[]
+  /**
+   * Replace a file already at `dest` that holds other data. Without it such a fetch fails with
+   * DESTINATION_EXISTS before writing anything. A file that already holds this very content is
+   * kept either way, and the fetch completes at once (`result.resume.mode === 'present'`).
+   * @default false
+   */
+  overwrite?: boolean
+  /**
+   * When another fetch is writing `dest` (in this engine or another process): wait for it to end
+   * instead of failing with DESTINATION_BUSY. @default false
+   */
+  waitIfBusy?: boolean
+  /**
+   * Seed while fetching: keep the verified leaf pages in `<dest>.part.leaves` and serve the
+   * chunks verified so far to other peers (partial seeding, `swarm.serve`), with a resume
+   * journal whatever the size. @default true when the ticket and `providers` name more than one peer
+   */
+  swarm?: boolean
+}
+
+/** What the engine's own fetches may add: a check of the header, an intermediate destination. */
+export interface InternalFetchOptions extends FetchOptions {
+  accept?: ((header: DescriptorHeader) => void) | undefined
+  /** See FetchJobDeps.scratch. */
+  scratch?: boolean | undefined
+  /** See FetchJobHooks.onChunk. */
+  onChunk?: ((index: number) => void) | undefined
+}
+
+/** A partial seed: the chunks of a resumable `<dest>.part` this engine now serves. */
+export interface Seeded {
+  readonly ticket: string
+  readonly cid: Uint8Array
+  /** Chunks verified and served. */
+  readonly chunks: number
+  readonly leafCount: number
+}
+
+export interface TransferHandle {
+  readonly id: string
+  /** Resolves when the file is whole and verified at `dest`; rejects with a HaulError otherwise. */
+  readonly result: Promise<FetchResult>
+  status(): TransferStatus
+  progress(): TransferProgress | undefined
+  /**
+   * Ends the transfer: `result` rejects with ABORTED once the step it was in has stopped, its
+   * stream reset (never waiting on the peer) and its part file and journal closed for a resume.
+   */
+  cancel(): void
+  /** One more peer holding the content: the fetch uses it from now on (or from its start, if still queued). */
+  addProvider(provider: Provider): void
+  /** Duplicates, corrupt chunks and what each provider gave so far; undefined until the fetch is admitted. */
+  swarmStats(): SwarmStats | undefined
+}
