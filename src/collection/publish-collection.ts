@@ -95,7 +95,11 @@ export async function indexCollection(
       onProgress: undefined,
       descriptorPath: `${manifestPath}.${process.pid}.${Math.random().toString(36).slice(2)}.haul`,
     })
-    manifestContent = await openPublished(manifestPath, manifestIndex)
+    // Named for what it is where serving shows it (haul send's lines), not by its file in the store.
+    manifestContent = {
+      ...(await openPublished(manifestPath, manifestIndex)),
+      path: `${pack.path} (list of files)`,
+    }
     const reader = await DescriptorReader.open(packIndex.descriptorPath)
     const packContent: PublishedContent = {
       cid: packIndex.cid,

@@ -1,19 +1,17 @@
 import { randomBytes } from 'node:crypto'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
-import { basename, join, resolve as resolvePath } from 'node:path'
+import { join, resolve as resolvePath } from 'node:path'
 import {
   type CollectionFetchOptions,
   type CollectionResult,
   fetchCollection,
 } from '../collection/fetch-collection.ts'
-import { safeName } from '../collection/names.ts'
-import { type CollectionIndex, indexCollection } from '../collection/publish-collection.ts'
+import type { CollectionIndex } from '../collection/publish-collection.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
-import { openPartialSeed } from '../fetch/partial-seed.ts'
 import { Network } from '../net/network.ts'
 import { raceSignal } from '../net/peer-addr.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
@@ -25,17 +23,14 @@ import { GcAssist } from '../resources/gc-assist.ts'
 import { MemoryBudget } from '../resources/memory-budget.ts'
 import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
 import { indexFile } from '../serve/indexer.ts'
-import { indexForServing } from '../serve/publish.ts'
 import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
 import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
 import { ServeShares } from '../serve/serve-shares.ts'
 import { refuseStream, serveStream } from '../serve/server.ts'
 import { SessionPool } from '../session/session-pool.ts'
-import { descriptorFolder } from '../storage/data-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
-import { DecodedTickets, encodeSwarmTicket, type Provider, type SwarmTicket } from '../ticket/multi-ticket.ts'
-import { encodeTicket } from '../ticket/ticket.ts'
+import { DecodedTickets, type Provider, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
@@ -49,6 +44,7 @@ import type {
   TransferHandle,
 } from './api-types.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
+import { Publishing } from './publishing.ts'
 import { type EngineStats, engineStats } from './stats.ts'
 
 export type { FetchOptions, Published, PublishOptions, Seeded, TransferHandle } from './api-types.ts'
@@ -105,8 +101,7 @@ export class Engine {
   readonly #registry = new ContentRegistry()
   /** What serving reports to `onServe` listeners. */
   readonly #serveEvents = new ServeEvents()
-  /** Per resolved path, the publish in progress: the next one for that path waits for it. */
-  readonly #publishing = new Map<string, Promise<void>>()
+  readonly #publishing: Publishing
   readonly #stop = new AbortController()
   #gcAssist: GcAssist | undefined
   readonly #system: TransferSystem
@@ -147,6 +142,13 @@ export class Engine {
     this.#fetchBudget = new BudgetShare(budget, fetchShareOf(budget.limit))
     this.#serveShares = new ServeShares(budget)
     this.#buffers = new BufferRecycler(budget, config.buffers)
+    this.#publishing = new Publishing({
+      config,
+      registry: this.#registry,
+      pool,
+      budget,
+      self: () => ({ peerId: this.peerId, addrs: this.addresses }),
+    })
     this.#sessions = new SessionPool(config.sessions)
     this.#directWrites = config.directWrites.enabled
       ? new DirectWriteSlots(config.directWrites.slots)
@@ -245,41 +247,13 @@ export class Engine {
   }
 
   /**
-   * Indexes `path`, serves it, and returns the ticket a receiver needs. Calls for one path run
-   * one after the other: at once they would write the same descriptor file.
+   * Indexes `path`, serves it, and returns the ticket a receiver needs (it carries the file's
+   * name). Calls for one path run one after the other: at once they would write the same
+   * descriptor file.
    */
-  async publish(path: string, opts: PublishOptions = {}): Promise<Published> {
+  publish(path: string, opts: PublishOptions = {}): Promise<Published> {
     this.#assertRunning()
-    const file = resolvePath(path)
-    const run = (this.#publishing.get(file) ?? Promise.resolve()).then(() => this.#publish(file, opts))
-    const settled = run.then(
-      () => {},
-      () => {},
-    )
-    this.#publishing.set(file, settled)
-    try {
-      return await run
-    } finally {
-      if (this.#publishing.get(file) === settled) this.#publishing.delete(file)
-    }
-  }
-
-  async #publish(file: string, opts: PublishOptions): Promise<Published> {
-    this.#assertRunning()
-    const { index, content } = await indexForServing(file, this.config.dataDir, {
-      chunking: this.config.chunking,
-      pool: this.#pool,
-      budget: this.#budget,
-      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-    })
-    this.#registry.add(content)
-    const ticket = encodeSwarmTicket({
-      cid: index.cid,
-      providers: [{ peerId: this.peerId, addrs: this.addresses }],
-      name: safeName(basename(file)) ?? '',
-    })
-    return { ticket, index }
+    return this.#publishing.publish(path, opts)
   }
 
   /**
@@ -287,31 +261,17 @@ export class Engine {
    * files' bytes are indexed in place as one pack, its manifest lists paths, modes and sizes.
    * Returns the ticket `fetchCollection` (and `haul get`) takes.
    */
-  async publishCollection(
+  publishCollection(
     paths: string | readonly string[],
     opts: PublishOptions = {},
   ): Promise<{ ticket: string; index: CollectionIndex }> {
     this.#assertRunning()
-    const list = typeof paths === 'string' ? [paths] : [...paths]
-    const { index, contents } = await indexCollection(list, await descriptorFolder(this.config.dataDir), {
-      chunking: this.config.chunking,
-      pool: this.#pool,
-      budget: this.#budget,
-      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-    })
-    for (const c of contents) this.#registry.add(c)
-    const ticket = encodeSwarmTicket({
-      cid: index.cid,
-      providers: [{ peerId: this.peerId, addrs: this.addresses }],
-      name: index.name,
-      kind: 'collection',
-    })
-    return { ticket, index }
+    return this.#publishing.publishCollection(typeof paths === 'string' ? [paths] : [...paths], opts)
   }
 
+  /** Stops serving `cid` (a collection's manifest id stops its pack too). */
   unpublish(cid: Uint8Array): void {
-    this.#registry.unpublish(cid)
+    this.#publishing.unpublish(cid)
   }
 
   /**
@@ -477,15 +437,9 @@ export class Engine {
    * fetch: its journal and leaf sidecar) to others: partial seeding. The returned ticket names
    * this engine; `unpublish(cid)` stops it.
    */
-  async seed(dest: string): Promise<Seeded> {
+  seed(dest: string): Promise<Seeded> {
     this.#assertRunning()
-    const { content, chunks, leafCount } = await openPartialSeed(resolvePath(dest), this.config.journal)
-    if (!this.#registry.addIfAbsent(content)) {
-      await content.reader.close()
-      throw new InvalidArgumentError('this engine already serves that content id')
-    }
-    const ticket = encodeTicket({ cid: content.cid, peerId: this.peerId, addrs: this.addresses })
-    return { ticket, cid: content.cid, chunks, leafCount }
+    return this.#publishing.seed(dest)
   }
 
   /** `seeding`: the fetch serves what it has verified so far (partial seeding; FetchOptions.swarm). */

@@ -98,4 +98,22 @@ describe('collections between two real engines', () => {
     await receiver.fetchCollection(ticket, out, { overwrite: true })
     expect(await treeOf(out)).toEqual(await treeOf(src))
   })
+
+  it("unpublishing a collection's id stops serving its manifest and its pack", async () => {
+    const own = await createEngine({ workers: 1 })
+    try {
+      const src = join(dir, 'gone')
+      await mkdir(src)
+      await writeFile(join(src, 'g.txt'), 'g')
+      const { ticket, index } = await own.publishCollection(src)
+      expect(own.stats().serving.contents).toBe(2)
+      own.unpublish(index.cid)
+      expect(own.stats().serving.contents).toBe(0)
+      await expect(receiver.fetchCollection(ticket, join(dir, 'out5'))).rejects.toMatchObject({
+        code: 'CONTENT_NOT_FOUND',
+      })
+    } finally {
+      await own.stop()
+    }
+  })
 })
