@@ -113,8 +113,10 @@ async function writeMarker(marker: string, packCid: string, next: number): Promi
 
 /** The staging tree's folders (all of them, before any file is cut). */
 export async function makeTree(paths: ReturnType<typeof stagingPaths>, m: Manifest): Promise<void> {
-  await mkdirChecked(paths.tree)
-  for (const e of m.entries) if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`)
+  await mkdirChecked(paths.tree, 0o700)
+  // Staged with their own modes, plus what haul needs to write into them (see moveIntoPlace).
+  for (const e of m.entries)
+    if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`, e.mode | 0o700)
 }
 
 /**
@@ -260,8 +262,13 @@ export async function moveIntoPlace(
     await renameChecked(from, to)
     opts.onPlaced?.(e)
   }
+  // A folder whose mode keeps its owner from writing in it (0o555) gets it only now, once its
+  // files are in. Folders moved by an earlier run of a resumed fetch are not known here: they
+  // keep the owner's write bit.
   for (const e of m.entries) {
-    if (e.kind === 'dir' && ours.has(e.path)) await chmod(folder.at(e.path), e.mode & 0o7777).catch(() => {})
+    if (e.kind === 'dir' && ours.has(e.path) && (e.mode & 0o700) !== 0o700) {
+      await chmod(folder.at(e.path), e.mode & 0o7777).catch(() => {})
+    }
   }
 }
 
@@ -272,12 +279,14 @@ export async function removeStaging(paths: ReturnType<typeof stagingPaths>): Pro
   })
 }
 
-async function mkdirChecked(path: string): Promise<void> {
+/** A folder of the staging tree with `mode` (chmod, so the umask does not narrow it). */
+async function mkdirChecked(path: string, mode: number): Promise<void> {
   await mkdir(path, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST') throw fsError(err, path)
   })
   const s = await lstat(path)
   if (!s.isDirectory()) throw new DestinationInvalidError(`${path} is ${kindOf(s)}, not the folder haul made`)
+  if ((s.mode & 0o7777) !== mode) await chmod(path, mode)
 }
 
 /** Every folder above `path` in the destination is a folder, not a link to elsewhere. */

@@ -36,12 +36,15 @@ describe('collections between two real engines', () => {
     await writeFile(join(src, 'secret.txt'), 'x')
     await chmod(join(src, 'secret.txt'), 0o600)
     for (let i = 0; i < 50; i++) await writeFile(join(src, 'a', `small-${i}.txt`), bytes(i * 100, i))
+    await mkdir(join(src, 'read-only'))
+    await writeFile(join(src, 'read-only', 'kept.txt'), 'k')
+    await chmod(join(src, 'read-only'), 0o555)
     await symlink('a/one.bin', join(src, 'inside-link'))
     await symlink('/etc/passwd', join(src, 'outside-link'))
 
     const { ticket, index } = await sender.publishCollection(src)
     expect(index.name).toBe('photos')
-    expect(index.files).toBe(56)
+    expect(index.files).toBe(57)
     expect(index.skipped.map((s) => s.path)).toEqual(['outside-link'])
     const files: string[] = []
     const out = join(dir, 'out', 'photos')
@@ -49,12 +52,12 @@ describe('collections between two real engines', () => {
       symlinks: true,
       onFile: (f) => files.push(f.path),
     })
-    expect(result.files).toBe(56)
+    expect(result.files).toBe(57)
     expect(result.links.created).toBe(1)
     const want = await treeOf(src)
     delete want['outside-link']
     expect(await treeOf(out)).toEqual(want)
-    expect(files).toHaveLength(57)
+    expect(files).toHaveLength(58)
   })
 
   it('several files at once, and a fetch that finds the folder already there resumes to nothing to do', async () => {
@@ -115,5 +118,28 @@ describe('collections between two real engines', () => {
     } finally {
       await own.stop()
     }
+  })
+
+  it('cancelled while files are being placed, the same fetch again finishes the folder', async () => {
+    const src = join(dir, 'placing')
+    await mkdir(join(src, 'a'), { recursive: true })
+    await mkdir(join(src, 'b'))
+    for (let i = 0; i < 40; i++)
+      await writeFile(join(src, i % 2 === 0 ? 'a' : 'b', `f${i}`), bytes(30_000 + i, i))
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'out6')
+    const stop = new AbortController()
+    let placed = 0
+    const first = receiver.fetchCollection(ticket, out, {
+      signal: stop.signal,
+      onFile: () => {
+        if (++placed === 1) stop.abort()
+      },
+    })
+    await expect(first).rejects.toMatchObject({ code: 'ABORTED' })
+    const again = await receiver.fetchCollection(ticket, out)
+    expect(again.resumed).toBe(true)
+    expect(again.pack).toBeUndefined()
+    expect(await treeOf(out)).toEqual(await treeOf(src))
   })
 })
