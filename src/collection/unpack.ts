@@ -50,9 +50,17 @@ export function stagingPaths(folder: DestFolder): {
   pack: string
   tree: string
   marker: string
+  /** The staging folder's real path: for another process (`sync`), to which /proc/self/fd/… means its own. */
+  shared: string
 } {
   const stage = folder.at(STAGING_NAME)
-  return { stage, pack: `${stage}/pack`, tree: `${stage}/tree`, marker: `${stage}/unpacked` }
+  return {
+    stage,
+    pack: `${stage}/pack`,
+    tree: `${stage}/tree`,
+    marker: `${stage}/unpacked`,
+    shared: folder.file(STAGING_NAME),
+  }
 }
 
 /**
@@ -180,7 +188,7 @@ export async function cutPack(
       }
       await Promise.all(round)
       if (cut >= TRUNCATE_STEP && pack !== undefined) {
-        await syncFiles(paths.tree, unsynced)
+        await syncFiles(paths.shared, unsynced)
         unsynced = []
         await writeMarker(paths.marker, packCid, next)
         const first = m.entries.slice(0, next).findLast((e) => e.kind === 'file')
@@ -199,7 +207,7 @@ export async function cutPack(
     await rm(paths.pack, { force: true })
     // Unsynced, the files get no marker: a crash before the move ends cuts them all again.
     if (!opts.sync) return
-    await syncFiles(paths.tree, unsynced)
+    await syncFiles(paths.shared, unsynced)
     await writeMarker(paths.marker, packCid, 0)
   } finally {
     await pack?.close()

@@ -13,13 +13,17 @@ import { O_NOFOLLOW } from './safe-open.ts'
 /** Files fsync'd at once when syncfs is not available. */
 const FSYNC_CONCURRENCY = 16
 
-/** Returns once `files` (all on the file system of `dir`) are on stable storage. */
-export async function syncFiles(dir: string, files: readonly string[]): Promise<void> {
-  if (files.length === 0) return
-  if (files.length > FSYNC_CONCURRENCY && (await syncFileSystem(dir))) return
+/**
+ * Returns once `files` (all on the file system of `dir`) are on stable storage, saying how. `dir`
+ * is a real path: another process runs the syncfs.
+ */
+export async function syncFiles(dir: string, files: readonly string[]): Promise<'syncfs' | 'fsync' | 'none'> {
+  if (files.length === 0) return 'none'
+  if (files.length > FSYNC_CONCURRENCY && (await syncFileSystem(dir))) return 'syncfs'
   for (let i = 0; i < files.length; i += FSYNC_CONCURRENCY) {
     await Promise.all(files.slice(i, i + FSYNC_CONCURRENCY).map(fsyncFile))
   }
+  return 'fsync'
 }
 
 function syncFileSystem(dir: string): Promise<boolean> {
