@@ -16,6 +16,7 @@ import {
   DestinationInvalidError,
   ManifestInvalidError,
 } from '../errors.ts'
+import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -24,6 +25,7 @@ import type { SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo } from '../transfer/retry.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
+import type { ChunkingParams } from '../types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { EarlyCut } from './early-cut.ts'
 import {
@@ -34,6 +36,7 @@ import {
   type ManifestEntry,
 } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
+import { holdsCollection } from './present.ts'
 import {
   checkDestination,
   cutPack,
@@ -94,12 +97,17 @@ export interface CollectionResult {
   /** The pack's fetch, or undefined when there was nothing to fetch (all files empty, or a resume past it). */
   readonly pack: FetchResult | undefined
   readonly resumed: boolean
+  /** The destination already held the collection, byte for byte: nothing was fetched or written. */
+  readonly present: boolean
 }
 
 /** What a collection fetch needs of the engine. */
 export interface CollectionDeps {
-  /** The worker pool files are cut out of the pack on. */
+  /** The worker pool files are cut out of the pack on (and a present folder is hashed on). */
   readonly pool: WorkerPool
+  /** The budget a present folder is hashed within, and how this engine cuts (see present.ts). */
+  readonly budget: MemoryBudget
+  readonly chunking: ChunkingParams
   /** Starts one content fetch (the engine's pipeline); `accept` sees the header before anything is written. */
   fetchContent(
     ticket: SwarmTicket,
@@ -153,12 +161,22 @@ export async function fetchCollection(
   })
   const folder = await DestFolder.pin(join(root, STAGING_NAME))
   const paths = stagingPaths(folder)
+
   let lock: DestinationLock | undefined
   // Until the pack fetch starts, a failure takes back the folders this call made: a refused
   // fetch leaves nothing. After, the staging folder is what a later call resumes from.
   let preparing = true
   let madeStage = false
   try {
+    // A folder that was there already, with no fetch staged in it, may hold the collection.
+    if (
+      made === undefined &&
+      (await entryAt(paths.stage)) === undefined &&
+      (await holdsCollection(folder, manifest, { ...deps, signal }))
+    ) {
+      report({ phase: 'done', filesPlaced: manifest.files, bytesDone: manifest.packSize })
+      return resultOf(manifest, root, started, opts, { pack: undefined, resumed: false, present: true })
+    }
     const packHex = Buffer.from(manifest.packCid).toString('hex')
     madeStage = await mkdir(paths.stage, { mode: 0o700 }).then(
       () => true,
@@ -247,21 +265,7 @@ export async function fetchCollection(
     await moveIntoPlace(folder, paths, manifest, placeOpts)
     await removeStaging(paths)
     report({ phase: 'done', filesPlaced: manifest.files })
-    const seconds = (performance.now() - started) / 1000
-    const moved = pack === undefined ? 0 : pack.bytes - pack.resume.bytesKept
-    const links = manifest.entries.filter((e) => e.kind === 'symlink').length
-    return {
-      path: root,
-      name: manifest.name,
-      files: manifest.files,
-      folders: manifest.entries.filter((e) => e.kind === 'dir').length,
-      links: opts.symlinks === true ? { created: links, skipped: 0 } : { created: 0, skipped: links },
-      bytes: manifest.packSize,
-      seconds,
-      rate: seconds > 0 ? moved / seconds : 0,
-      pack,
-      resumed,
-    }
+    return resultOf(manifest, root, started, opts, { pack, resumed, present: false })
   } catch (err) {
     if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
     throw err
@@ -283,6 +287,29 @@ async function removeEmptyFolders(root: string, first: string): Promise<void> {
       return // not empty, or not there: what is in it is not this fetch's
     }
     if (at === first) return
+  }
+}
+
+function resultOf(
+  manifest: Manifest,
+  root: string,
+  started: number,
+  opts: CollectionFetchOptions,
+  how: Pick<CollectionResult, 'pack' | 'resumed' | 'present'>,
+): CollectionResult {
+  const seconds = (performance.now() - started) / 1000
+  const moved = how.pack === undefined ? 0 : how.pack.bytes - how.pack.resume.bytesKept
+  const links = manifest.entries.filter((e) => e.kind === 'symlink').length
+  return {
+    path: root,
+    name: manifest.name,
+    files: manifest.files,
+    folders: manifest.entries.filter((e) => e.kind === 'dir').length,
+    links: opts.symlinks === true ? { created: links, skipped: 0 } : { created: 0, skipped: links },
+    bytes: manifest.packSize,
+    seconds,
+    rate: seconds > 0 ? moved / seconds : 0,
+    ...how,
   }
 }
 

@@ -312,6 +312,8 @@ export class Engine {
     return fetchCollection(
       {
         pool: this.#pool,
+        budget: this.#budget,
+        chunking: this.config.chunking,
         fetchContent: (ticket, path, o) => this.#fetch(ticket, path, o),
       },
       decoded,

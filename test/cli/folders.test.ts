@@ -59,7 +59,7 @@ describe('folders and names from the command line (real processes)', () => {
     expect((await readdir(src)).sort()).toEqual(['docs', 'empty', 'nothing', 'tool.sh'])
   })
 
-  it('haul send a b: several files are one collection; -o names the folder; a second get without --force is refused', async () => {
+  it('haul send a b: several files are one collection; -o names the folder; a second get finds it there; other data there needs --force', async () => {
     const a = join(dir, 'two', 'a.txt')
     const b = join(dir, 'two', 'b.txt')
     await mkdir(join(dir, 'two'))
@@ -71,9 +71,14 @@ describe('folders and names from the command line (real processes)', () => {
     expect((await run(['get', ticket, '-o', out])).code).toBe(0)
     expect((await readdir(out)).sort()).toEqual(['a.txt', 'b.txt'])
     const again = await run(['get', ticket, '-o', out])
-    expect(again.code).toBe(1)
-    expect(again.stderr).toMatch(/DESTINATION_EXISTS/)
+    expect(again.code).toBe(0)
+    expect(again.stdout).toMatch(/already holds this folder/)
+    await write(join(out, 'a.txt'), 'changed')
+    const clash = await run(['get', ticket, '-o', out])
+    expect(clash.code).toBe(1)
+    expect(clash.stderr).toMatch(/DESTINATION_EXISTS/)
     expect((await run(['get', ticket, '-o', out, '--force'])).code).toBe(0)
+    expect((await readdir(out)).sort()).toEqual(['a.txt', 'b.txt'])
   })
 
   it('a single file keeps its name: ./<name> by default, <dir>/<name> with -o <dir>/', async () => {

@@ -71,9 +71,14 @@ describe('collections between two real engines', () => {
     const out = join(dir, 'out2')
     await receiver.fetchCollection(ticket, out)
     expect(await treeOf(out)).toEqual(await treeOf(join(dir, 'several')))
-    // Again into the same folder: the files are there, so only --force replaces them.
+    // Again into the same folder: it holds the collection already, so nothing is fetched.
+    const again = await receiver.fetchCollection(ticket, out)
+    expect(again).toMatchObject({ present: true, pack: undefined })
+    // A file there holding other data is replaced only with overwrite.
+    await writeFile(join(out, 'a.txt'), 'other')
     await expect(receiver.fetchCollection(ticket, out)).rejects.toMatchObject({ code: 'DESTINATION_EXISTS' })
-    await receiver.fetchCollection(ticket, out, { overwrite: true })
+    const replaced = await receiver.fetchCollection(ticket, out, { overwrite: true })
+    expect(replaced.present).toBe(false)
     expect(await treeOf(out)).toEqual(await treeOf(join(dir, 'several')))
   })
 

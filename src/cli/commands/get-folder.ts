@@ -81,8 +81,15 @@ function reportFolder(out: Output, r: CollectionResult): void {
     seconds: r.seconds,
     rate: r.rate,
     resumed: r.resumed,
+    present: r.present,
     ...(r.pack === undefined ? {} : { resume: r.pack.resume, retries: r.pack.retries }),
   })
+  if (r.present) {
+    out.human(
+      `${escapeControls(r.path)} already holds this folder (${plural(r.files, 'file')}, ${formatBytes(r.bytes)}, verified by its content id): nothing to fetch`,
+    )
+    return
+  }
   const kept = r.pack?.resume.bytesKept ?? 0
   if (kept > 0) out.human(`resumed: kept ${formatBytes(kept)} from an earlier run`)
   const links =

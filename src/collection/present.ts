@@ -1,0 +1,68 @@
+/**
+ * Whether a destination folder already holds a collection, byte for byte: every folder there,
+ * every file there with its size, and the files' bytes, read in manifest order as a pack, giving
+ * the manifest's pack content id. Then nothing is fetched, as a single file already at its
+ * destination is not (src/fetch/destination.ts). The pack is cut as this engine cuts (its
+ * `chunking`); a sender that cut it otherwise gives another id, and the folder is fetched as usual.
+ */
+import { lstat, mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { bytesEqual } from '../merkle/hash.ts'
+import type { MemoryBudget } from '../resources/memory-budget.ts'
+import { indexSource } from '../serve/indexer.ts'
+import type { DestFolder } from '../storage/dest-folder.ts'
+import { wallClockNs } from '../storage/source-file.ts'
+import type { ChunkingParams } from '../types.ts'
+import type { WorkerPool } from '../workers/pool.ts'
+import type { Manifest } from './manifest.ts'
+import { PackSource } from './pack-source.ts'
+import type { WalkedFile } from './walk.ts'
+
+export async function holdsCollection(
+  folder: DestFolder,
+  m: Manifest,
+  opts: { chunking: ChunkingParams; pool: WorkerPool; budget: MemoryBudget; signal: AbortSignal },
+): Promise<boolean> {
+  const files = new Map<string, WalkedFile>()
+  for (const e of m.entries) {
+    if (e.kind === 'symlink') continue
+    const abs = folder.at(e.path)
+    const takenNs = wallClockNs()
+    const s = await lstat(abs, { bigint: true }).catch(() => undefined)
+    if (s === undefined) return false
+    if (e.kind === 'dir') {
+      if (!s.isDirectory()) return false
+      continue
+    }
+    if (!s.isFile() || Number(s.size) !== e.size) return false
+    const fingerprint = {
+      dev: s.dev,
+      ino: s.ino,
+      size: e.size,
+      mtimeNs: s.mtimeNs,
+      ctimeNs: s.ctimeNs,
+      takenNs,
+    }
+    files.set(e.path, { path: e.path, abs, fingerprint })
+  }
+  if (m.packSize === 0) return true
+  const pack = new PackSource(folder.path, m.entries, files)
+  const dir = await mkdtemp(join(tmpdir(), 'haul-check-'))
+  try {
+    const r = await indexSource(pack, {
+      chunking: opts.chunking,
+      pool: opts.pool,
+      budget: opts.budget,
+      signal: opts.signal,
+      descriptorPath: join(dir, 'pack.haul'),
+    })
+    return bytesEqual(r.cid, m.packCid)
+  } catch {
+    // A file that changed or could not be read while checked: not held.
+    return false
+  } finally {
+    await pack.close()
+    await rm(dir, { recursive: true, force: true })
+  }
+}
