@@ -4,7 +4,7 @@ import type { Command } from './args.ts'
 export const EXIT_CODES = `Exit codes: 0 done (send and seed: stopped by Ctrl-C or SIGTERM once serving), 1 failed,
 2 usage error, 130 interrupted (Ctrl-C or SIGTERM; get: run it again to resume).`
 
-export const USAGE = `haul — move very large files between libp2p peers, verified chunk by chunk
+export const USAGE = `haul — move very large files and folders between libp2p peers, verified chunk by chunk
 
 Usage:
   haul send <path>...    publish a file, a folder or several paths and serve until Ctrl-C,
