@@ -1,13 +1,25 @@
+import { createHash } from 'node:crypto'
 import { TextDecoder } from 'node:util'
 import { InvalidArgumentError, TicketInvalidError } from '../errors.ts'
 import { base32Decode, base32Encode } from '../util/base32.ts'
-import { decodeTicket, encodeTicket } from './ticket.ts'
+import { decodeTicket } from './ticket.ts'
 
 /**
- * Tickets that name several providers of one content id. A ticket naming one
- * provider is still written as version 1 (`haul1…`, src/ticket/ticket.ts), so
- * older receivers read it; several providers need version 2, the same
- * `haul1` + base32 text over
+ * Tickets: `haul1` + lowercase base32 (no padding). Every ticket is written as version 3:
+ *
+ *   u8  ticket version (3)
+ *   u8  flags (bit 0: the content id names a collection's manifest, src/collection/manifest.ts)
+ *   u8  name length (0..255) + the published name (UTF-8)
+ *   32  content id
+ *   u8  provider count (1..MAX_TICKET_PROVIDERS), then per provider:
+ *       u8 peer id length + peer id (base58btc text)
+ *       u8 address count (1..16), then per address: u16 length + multiaddr text
+ *   4   checksum: the first 4 bytes of the SHA-256 of everything before it
+ *
+ * The checksum turns a typo or a cut-off paste into `TICKET_INVALID: checksum does not match`
+ * rather than a wrong content id or address. Older versions still decode: version 1 (one
+ * provider, src/ticket/ticket.ts) and version 2, which is version 3 without flags, name and
+ * checksum:
  *
  *   u8  ticket version (2)
  *   32  content id
@@ -15,10 +27,6 @@ import { decodeTicket, encodeTicket } from './ticket.ts'
  *       u8 peer id length + peer id (base58btc text)
  *       u8 address count (1..16), then per address: u16 length + multiaddr text
  *
- * Version 3 adds what the receiver needs to name what it writes: a flags byte (bit 0: the
- * content id names a collection's manifest, src/collection/manifest.ts) and the published
- * name (u8 length, 0..255, + UTF-8), before the content id; the providers follow as in
- * version 2. A ticket with neither a name nor a collection is still written as version 1 or 2.
  *
  * The decoder reads every version; every length is checked before it is used. A name from a
  * ticket is the sender's word: it is checked as a path component before it is used (see
@@ -56,16 +64,11 @@ export function encodeSwarmTicket(t: SwarmTicket): string {
   if (n === 0 || n > MAX_TICKET_PROVIDERS) {
     throw new TicketInvalidError(`a ticket names 1..${MAX_TICKET_PROVIDERS} providers, got ${n}`)
   }
-  const named = t.name !== undefined || t.kind === 'collection'
-  if (n === 1 && !named) return encodeTicket({ cid: t.cid, ...t.providers[0]! })
   const enc = new TextEncoder()
-  const parts: number[] = []
-  if (named) {
-    const name = enc.encode(t.name ?? '')
-    if (name.length > MAX_NAME_BYTES)
-      throw new TicketInvalidError(`a ticket's name is at most ${MAX_NAME_BYTES} bytes`)
-    parts.push(VERSION_NAMED, t.kind === 'collection' ? FLAG_COLLECTION : 0, name.length, ...name)
-  } else parts.push(VERSION)
+  const name = enc.encode(t.name ?? '')
+  if (name.length > MAX_NAME_BYTES)
+    throw new TicketInvalidError(`a ticket's name is at most ${MAX_NAME_BYTES} bytes`)
+  const parts: number[] = [VERSION_NAMED, t.kind === 'collection' ? FLAG_COLLECTION : 0, name.length, ...name]
   parts.push(...t.cid, n)
   for (const p of t.providers) {
     const peer = enc.encode(p.peerId)
@@ -80,7 +83,19 @@ export function encodeSwarmTicket(t: SwarmTicket): string {
       parts.push(b.length >> 8, b.length & 0xff, ...b)
     }
   }
-  return PREFIX + base32Encode(Uint8Array.from(parts))
+  const body = Uint8Array.from(parts)
+  const sum = checksumOf(body)
+  const out = new Uint8Array(body.length + CHECKSUM_BYTES)
+  out.set(body)
+  out.set(sum, body.length)
+  return PREFIX + base32Encode(out)
+}
+
+/** Bytes of a version-3 ticket's checksum. */
+const CHECKSUM_BYTES = 4
+
+function checksumOf(body: Uint8Array): Uint8Array {
+  return createHash('sha256').update(body).digest().subarray(0, CHECKSUM_BYTES)
 }
 
 /** Reads a version 1 (one provider), version 2 (several) or version 3 (named) ticket. */
@@ -100,6 +115,15 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
   if (bytes[0] !== VERSION && bytes[0] !== VERSION_NAMED) {
     const t = decodeTicket(s)
     return { cid: t.cid, providers: [{ peerId: t.peerId, addrs: t.addrs }] }
+  }
+  if (bytes[0] === VERSION_NAMED) {
+    const end = bytes.length - CHECKSUM_BYTES
+    if (end < 1 || !Buffer.from(checksumOf(bytes.subarray(0, end))).equals(bytes.subarray(end))) {
+      throw new TicketInvalidError(
+        'checksum does not match: the ticket was mistyped or cut short; copy the whole line again',
+      )
+    }
+    bytes = bytes.subarray(0, end)
   }
   let p = 1
   const need = (n: number): void => {
@@ -123,7 +147,10 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
     if ((flags & ~FLAG_COLLECTION) !== 0)
       throw new TicketInvalidError('ticket has flags this version does not know: upgrade haul')
     const name = text8(bytes[p++]!)
-    named = { kind: flags & FLAG_COLLECTION ? 'collection' : 'file', ...(name === '' ? {} : { name }) }
+    named = {
+      ...(flags & FLAG_COLLECTION ? { kind: 'collection' as const } : {}),
+      ...(name === '' ? {} : { name }),
+    }
   }
   need(32)
   const cid = bytes.slice(p, p + 32)

@@ -8,24 +8,32 @@ import {
 } from '../../src/ticket/multi-ticket.ts'
 import { decodeTicket, encodeTicket } from '../../src/ticket/ticket.ts'
 import { base32Decode, base32Encode } from '../../src/util/base32.ts'
+import { legacyV2, ticketText } from '../support/tickets.ts'
 
 const cid = Uint8Array.from({ length: 32 }, (_, i) => i * 7)
 const a = { peerId: '12D3KooWA', addrs: ['/ip4/127.0.0.1/tcp/1'] }
 const b = { peerId: '12D3KooWB', addrs: ['/ip4/127.0.0.1/tcp/2', '/ip6/::1/tcp/2'] }
 
 describe('multi-provider tickets', () => {
-  it('one provider is written as a version 1 ticket, which the old decoder reads', () => {
-    const t = encodeSwarmTicket({ cid, providers: [a] })
-    expect(decodeTicket(t)).toEqual({ cid, ...a })
-    expect(decodeSwarmTicket(t)).toEqual({ cid, providers: [a] })
+  it('tickets are written as version 3 with a checksum; version 1 and 2 tickets still decode', () => {
+    for (const providers of [[a], [a, b]]) {
+      const t = encodeSwarmTicket({ cid, providers })
+      expect(base32Decode(t.slice(5))[0]).toBe(3)
+      expect(decodeSwarmTicket(t)).toEqual({ cid, providers })
+      // The version 1 decoder refuses it with a typed error rather than misreading it.
+      expect(() => decodeTicket(t)).toThrow(TicketInvalidError)
+    }
+    expect(decodeSwarmTicket(encodeTicket({ cid, ...a }))).toEqual({ cid, providers: [a] })
+    expect(decodeSwarmTicket(ticketText(legacyV2(cid, [a, b])))).toEqual({ cid, providers: [a, b] })
   })
 
-  it('several providers round-trip through version 2', () => {
-    const t = encodeSwarmTicket({ cid, providers: [a, b] })
-    expect(t.startsWith('haul1')).toBe(true)
-    expect(decodeSwarmTicket(t)).toEqual({ cid, providers: [a, b] })
-    // The single-provider decoder refuses it with a typed error rather than misreading it.
-    expect(() => decodeTicket(t)).toThrow(TicketInvalidError)
+  it('a typo or a cut-off paste is a checksum mismatch, not another content id or address', () => {
+    const t = encodeSwarmTicket({ cid, providers: [a, b], name: 'big.iso' })
+    for (let at = 8; at < t.length; at += 7) {
+      const typo = `${t.slice(0, at)}${t[at] === 'a' ? 'b' : 'a'}${t.slice(at + 1)}`
+      expect(() => decodeSwarmTicket(typo)).toThrow(/checksum does not match/)
+    }
+    expect(() => decodeSwarmTicket(t.slice(0, -8))).toThrow(/checksum does not match|truncated|damaged/)
   })
 
   it('joinTickets merges providers, each peer once', () => {
@@ -50,7 +58,7 @@ describe('multi-provider tickets', () => {
     ['17 providers', (x: Uint8Array) => Uint8Array.from([2, ...x.subarray(1, 33), 17, ...x.subarray(34)])],
     ['version 3', (x: Uint8Array) => Uint8Array.from([3, ...x.subarray(1)])],
   ])('damaged version 2 ticket: %s', (_, damage) => {
-    const raw = base32Decode(encodeSwarmTicket({ cid, providers: [a, b] }).slice(5))
+    const raw = legacyV2(cid, [a, b])
     expect(() => decodeSwarmTicket(`haul1${base32Encode(damage(raw))}`)).toThrow(TicketInvalidError)
   })
 
