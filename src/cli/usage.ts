@@ -34,8 +34,8 @@ const RATES = `in bytes per second:
                           500k, 10M (10 MiB/s), 1.5G (binary units)`
 
 const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
-  --data-dir <dir>        keep the identity and descriptors here: restarted with the same
-                          --listen port, the sender answers the same ticket
+  --data-dir <dir>        keep the identity, port and descriptors here: restarted, the
+                          sender listens where it did (port free) and answers its old ticket
   --upload-limit <rate>   upload limit, all peers together, ${RATES}`
 
 export const HELP: Record<Command, string> = {

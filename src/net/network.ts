@@ -1,4 +1,4 @@
-import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
+import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import {
   AbortedError,
@@ -15,8 +15,14 @@ import { Slots } from '../util/slots.ts'
 import { type AdmissionStats, ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
-import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
+import {
+  type NetworkOnlyOptions,
+  type NetworkOptions,
+  type ResolvedNodeOptions,
+  resolveNetworkOptions,
+} from './options.ts'
 import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
+import { rememberedListen, rememberPort } from './stable-port.ts'
 import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
 import { SendLedgers } from './tuning/send-ledger.ts'
 
@@ -56,6 +62,32 @@ interface PeerState {
  * bounds streams per peer in both directions, and hands out FrameStreams.
  * Nothing above this class touches libp2p.
  */
+/**
+ * Starts the node; with a data folder, on the port it had before where that is free (see
+ * stable-port.ts), so a restarted sender answers the tickets it printed.
+ */
+async function startListening(
+  node: ResolvedNodeOptions,
+  key: PrivateKey | undefined,
+  ledgers: SendLedgers,
+  admission: ConnectionAdmission,
+): Promise<Libp2p> {
+  const dataDir = node.dataDir
+  if (dataDir === undefined) return startLibp2p(node, key, {}, ledgers, admission)
+  const again = await rememberedListen(dataDir, node.listen)
+  let libp2p: Libp2p | undefined
+  if (again !== undefined) {
+    // Taken by something else since: any free port, and a new ticket.
+    libp2p = await startLibp2p({ ...node, listen: again }, key, {}, ledgers, admission).catch(() => undefined)
+  }
+  libp2p ??= await startLibp2p(node, key, {}, ledgers, admission)
+  await rememberPort(
+    dataDir,
+    libp2p.getMultiaddrs().map((ma) => ma.toString()),
+  )
+  return libp2p
+}
+
 export class Network {
   readonly #node: Libp2p
   /** Tells when libp2p is done with sent bytes, so senders may reuse their buffers (send-ledger.ts). */
@@ -90,7 +122,7 @@ export class Network {
     const key = node.dataDir === undefined ? undefined : await loadOrCreateIdentity(node.dataDir)
     const ledgers = new SendLedgers()
     const admission = new ConnectionAdmission(node.admission, node.maxConnections)
-    const libp2p = await startLibp2p(node, key, {}, ledgers, admission)
+    const libp2p = await startListening(node, key, ledgers, admission)
     return new Network(libp2p, ledgers, { ...net, connectTimeoutMs: node.connectTimeoutMs }, admission)
   }
 

@@ -1,0 +1,58 @@
+import { createServer } from 'node:net'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createEngine } from '../../src/index.ts'
+import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+
+const portOf = (addrs: readonly string[]): number => Number(/\/tcp\/(\d+)/.exec(addrs[0]!)?.[1])
+
+describe('a restarted sender with a data folder keeps its peer id and its port', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+  })
+  afterAll(() => cleanup())
+
+  it('the ticket printed before the restart fetches from the restarted sender', async () => {
+    const data = join(dir, 'data')
+    const src = join(dir, 'file.bin')
+    await writeFile(src, 2 * 1024 * 1024 + 3, 'random')
+    const first = await createEngine({ dataDir: data, workers: 1 })
+    const { ticket } = await first.publish(src)
+    const before = decodeSwarmTicket(ticket).providers[0]!
+    await first.stop()
+
+    const second = await createEngine({ dataDir: data, workers: 1 })
+    const receiver = await createEngine({ workers: 1 })
+    try {
+      expect(second.peerId).toBe(before.peerId)
+      expect(portOf(second.addresses)).toBe(portOf(before.addrs))
+      await second.publish(src)
+      await receiver.fetch(ticket, join(dir, 'copy.bin')).result
+      expect(await sha256File(join(dir, 'copy.bin'))).toBe(await sha256File(src))
+    } finally {
+      await Promise.all([second.stop(), receiver.stop()])
+    }
+  })
+
+  it('when another program holds that port, the sender starts on a free one', async () => {
+    const data = join(dir, 'data2')
+    const first = await createEngine({ dataDir: data, workers: 1 })
+    const port = portOf(first.addresses)
+    await first.stop()
+    const squatter = createServer()
+    await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve))
+    try {
+      const second = await createEngine({ dataDir: data, workers: 1 })
+      try {
+        expect(portOf(second.addresses)).not.toBe(port)
+      } finally {
+        await second.stop()
+      }
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve))
+    }
+  })
+})
