@@ -59,21 +59,30 @@ const MAX_LOCK_BYTES = 4096
 
 let ownStart: string | undefined | null = null
 
-/** This process's start time in clock ticks since boot; undefined where /proc has none. */
-function processStart(pid: number): string | undefined {
+/** A process's state and start time (clock ticks since boot); undefined where /proc has none. */
+function processStat(pid: number): { state: string; start: string | undefined } | undefined {
   try {
     const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    // Field 22, counted after the command name, which is in parentheses and may contain spaces.
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19]
+    // Fields 3 and 22, counted after the command name, which is in parentheses and may contain spaces.
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return { state: fields[0] ?? '', start: fields[19] }
   } catch {
     return undefined
   }
 }
 
+function processStart(pid: number): string | undefined {
+  return processStat(pid)?.start
+}
+
 function alive(owner: LockOwner): boolean {
   if (owner.host !== hostname()) return true
   if (owner.pid === process.pid) return true
-  const start = processStart(owner.pid)
+  const stat = processStat(owner.pid)
+  // A process killed a moment ago stays a zombie until its parent reaps it (for a while, where
+  // the reaper is slow): it holds no file and writes nothing, so its lock is stale.
+  if (stat !== undefined && (stat.state === 'Z' || stat.state === 'X')) return false
+  const start = stat?.start
   if (start !== undefined) return owner.start === undefined || start === owner.start
   try {
     process.kill(owner.pid, 0)

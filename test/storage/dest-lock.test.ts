@@ -62,6 +62,30 @@ describe('DestinationLock', () => {
     await lock.release()
   })
 
+  it('a holder killed a moment ago and not yet reaped (a zombie) is stale and taken over', async () => {
+    const dest = join(dir, 'z.bin')
+    // The shell's background child exits; the shell becomes `sleep`, which never reaps it.
+    const parent = spawn('sh', ['-c', 'sleep 0 & echo $!; exec sleep 30'])
+    try {
+      const pid = Number(
+        await new Promise<string>((resolve) =>
+          parent.stdout.once('data', (d: Buffer) => resolve(d.toString())),
+        ),
+      )
+      const stateOf = (): string => {
+        const s = readFileSync(`/proc/${pid}/stat`, 'utf8')
+        return s.slice(s.lastIndexOf(')') + 2).split(' ')[0]!
+      }
+      while (stateOf() !== 'Z') await new Promise((r) => setTimeout(r, 10))
+      await writeFile(lockPath(dest), lockOf({ pid, start: startOf(pid) }))
+      const lock = await DestinationLock.acquire(dest)
+      expect(JSON.parse(await readFile(lockPath(dest), 'utf8')).pid).toBe(process.pid)
+      await lock.release()
+    } finally {
+      parent.kill('SIGKILL')
+    }
+  })
+
   it('a lock from another host cannot be checked: busy, naming the host', async () => {
     const dest = join(dir, 'd.bin')
     await writeFile(lockPath(dest), lockOf({ pid: 1, host: 'elsewhere.example' }))
