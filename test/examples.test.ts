@@ -24,6 +24,16 @@ describe('examples/ run to completion (real processes)', () => {
     expect(r.stdout).toMatch(/^fetched 6291579 bytes in 7 chunks \(fresh\), identical to the source$/m)
   })
 
+  it('send-folder.ts publishes a folder and recreates it, file by file', async () => {
+    const r = await runExample('send-folder.ts')
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^published photos: 4 files, 2100013 bytes in 3 chunks$/m)
+    expect(r.stdout.match(/^placed \S+ \(\d+ bytes\)$/gm)).toHaveLength(4)
+    expect(r.stdout).toMatch(
+      /^fetched 4 files \(2100013 bytes\) into 1 folder\(s\), identical to the source$/m,
+    )
+  })
+
   it('progress-and-cancel.ts cancels a fetch and resumes it from the journal', async () => {
     const r = await runExample('progress-and-cancel.ts')
     expect(r.code, r.stderr).toBe(0)
