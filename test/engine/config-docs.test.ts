@@ -1,8 +1,8 @@
 /**
- * The docs say what the option table (src/engine/config/table.ts) says: README's `createEngine`
- * options table is generated from it, and every default docs/LIMITS.md gives for an option is
- * the table's. After changing the table, `HAUL_WRITE_DOCS=1 npx vitest run
- * test/engine/config-docs.test.ts` rewrites the README's table.
+ * The docs say what the option table (src/engine/config/table.ts) says: the `createEngine`
+ * options table in docs/LIMITS.md ("Every option") is generated from it, and every default
+ * docs/LIMITS.md gives for an option elsewhere is the table's. After changing the table,
+ * `HAUL_WRITE_DOCS=1 npx vitest run test/engine/config-docs.test.ts` rewrites the generated table.
  */
 import { readFileSync, writeFileSync } from 'node:fs'
 import { describe, expect, it } from 'vitest'
@@ -15,7 +15,6 @@ import {
 } from '../../src/engine/config/docs.ts'
 import type { OptionSpec } from '../../src/engine/config/schema.ts'
 
-const README = new URL('../../README.md', import.meta.url)
 const LIMITS = new URL('../../docs/LIMITS.md', import.meta.url)
 const START = '<!-- options: generated from src/engine/config/table.ts by test/engine/config-docs.test.ts -->'
 const END = '<!-- options: end -->'
@@ -23,29 +22,29 @@ const END = '<!-- options: end -->'
 const options = listOptions()
 const byPath = new Map(options.map((o) => [o.path, o.spec]))
 
-describe("README's createEngine options", () => {
+describe("docs/LIMITS.md's createEngine options", () => {
   it('are the table, one row per option with its default', () => {
-    const text = readFileSync(README, 'utf8')
+    const text = readFileSync(LIMITS, 'utf8')
     const start = text.indexOf(START)
     const end = text.indexOf(END)
-    expect(start, `README.md lacks ${START}`).toBeGreaterThan(0)
+    expect(start, `docs/LIMITS.md lacks ${START}`).toBeGreaterThan(0)
     expect(end).toBeGreaterThan(start)
     const want = `${START}\n\n${optionsMarkdown()}\n\n${END}`
     const have = text.slice(start, end + END.length)
     if (have !== want && process.env.HAUL_WRITE_DOCS === '1') {
-      writeFileSync(README, text.slice(0, start) + want + text.slice(end + END.length))
+      writeFileSync(LIMITS, text.slice(0, start) + want + text.slice(end + END.length))
       return
     }
     expect(have).toBe(want)
   })
 
   it('name every option of the table', () => {
-    const text = readFileSync(README, 'utf8')
+    const text = readFileSync(LIMITS, 'utf8')
     for (const { path } of options) expect(text).toContain(`| \`${path}\` |`)
   })
 })
 
-/** Ways docs write `spec`'s default: as the README does, and in the plain units LIMITS uses. */
+/** Ways docs write `spec`'s default: as the generated table does, and in the plain units LIMITS uses. */
 function renderings(path: string, spec: OptionSpec): string[] {
   const v = defaultAt(path)
   const out = [formatValue(spec, v)]

@@ -1,6 +1,6 @@
 /**
- * The option table (./table.ts) as text: the README's `createEngine` options table and the
- * defaults the CLI's help shows. test/engine/config-docs.test.ts checks the README against it.
+ * The option table (./table.ts) as text: the `createEngine` options table of docs/LIMITS.md and
+ * the defaults the CLI's help shows. test/engine/config-docs.test.ts checks the docs against it.
  */
 import { InternalError } from '../../errors.ts'
 import { KiB, MiB } from '../../types.ts'
@@ -88,7 +88,7 @@ export function defaultAt(path: string): unknown {
   return at
 }
 
-/** The README's `createEngine` options table, one row per option. */
+/** The `createEngine` options table of docs/LIMITS.md, one row per option. */
 export function optionsMarkdown(): string {
   const rows = listOptions().map(
     ({ path, spec }) => `| \`${path}\` | ${defaultText(path)} | ${spec.doc.replaceAll('|', '\\|')} |`,

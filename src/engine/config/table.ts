@@ -1,5 +1,5 @@
 /**
- * Every engine option: its default, kind and range, and its line in the README (generated from
+ * Every engine option: its default, kind and range, and its line in docs/LIMITS.md (generated from
  * here: test/engine/config-docs.test.ts). The lower modules that need a default for use outside
  * an engine read it from `engineDefaults` (./resolve.ts), never from a copy of their own.
  *
