@@ -15,6 +15,7 @@ import { closeSync, constants, openSync } from 'node:fs'
 import { O_NOFOLLOW } from '../storage/safe-open.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Manifest } from './manifest.ts'
+import { cutRequest } from './unpack.ts'
 
 /** Entries cut per worker task. */
 const BATCH_ENTRIES = 1024
@@ -91,19 +92,14 @@ export class EarlyCut {
           to++
         }
         if (to === from) return
-        const batch = this.#m.entries.slice(from, to)
-        const files = batch.filter((e) => e.kind === 'file')
-        const last = files[files.length - 1]
         this.#fd ??= openSync(this.#packPart, constants.O_RDONLY | O_NOFOLLOW)
         await this.#pool.cutFiles({
-          pack: this.#packPart,
+          ...cutRequest(
+            this.#m.entries.slice(from, to),
+            { pack: this.#packPart, tree: this.#tree },
+            this.#symlinks,
+          ),
           packFd: this.#fd,
-          tree: this.#tree,
-          files: files.map(({ path, offset, size, mode }) => ({ path, offset, size, mode })),
-          end: last === undefined ? 0 : last.offset + last.size,
-          links: this.#symlinks
-            ? batch.filter((e) => e.kind === 'symlink').map((e) => ({ path: e.path, target: e.target! }))
-            : [],
         })
         this.#next = to
       }

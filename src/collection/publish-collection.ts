@@ -10,12 +10,11 @@ import { join } from 'node:path'
 import { DescriptorReader } from '../descriptor/reader.ts'
 import { ContentChangedError } from '../errors.ts'
 import { type IndexOptions, indexFile, indexSource } from '../serve/indexer.ts'
-import { openPublished } from '../serve/publish.ts'
+import { openPublished, reusableDescriptor } from '../serve/publish.ts'
 import type { PublishedContent } from '../serve/registry.ts'
 import { derivedName, pruneFolder } from '../storage/data-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { fingerprint, isRacy, sameFile } from '../storage/source-file.ts'
-import type { ChunkingParams } from '../types.ts'
 import { buildManifest, encodeManifest, type Manifest } from './manifest.ts'
 import { PackSource } from './pack-source.ts'
 import { walkSources } from './walk.ts'
@@ -65,7 +64,7 @@ export async function indexCollection(
   try {
     const packDescriptor = named('.pack.haul')
     const packIndex =
-      (racy ? undefined : await reusedPack(packDescriptor, placed.packSize, opts.chunking)) ??
+      (racy ? undefined : await reusableDescriptor(packDescriptor, placed.packSize, opts.chunking)) ??
       (await indexSource(pack, { ...opts, descriptorPath: packDescriptor }))
     // A file changed while the pack was read gives a pack of neither version.
     for (let i = 0; i < files.length; i += 32) {
@@ -138,33 +137,6 @@ export async function indexCollection(
       await manifestContent.source.close()
     }
     throw err
-  }
-}
-
-/** The pack descriptor an earlier publish of the same unchanged files wrote, if it matches. */
-async function reusedPack(
-  path: string,
-  size: number,
-  chunking: ChunkingParams,
-): Promise<(Awaited<ReturnType<typeof indexSource>> & { reused: true }) | undefined> {
-  const reader = await DescriptorReader.open(path).catch(() => undefined)
-  if (reader === undefined) return undefined
-  try {
-    const { header, headerBytes, cid } = reader
-    if (header.totalSize !== size || JSON.stringify(header.chunking) !== JSON.stringify(chunking))
-      return undefined
-    return {
-      cid,
-      header,
-      headerBytes,
-      descriptorPath: path,
-      chunks: header.leafCount,
-      bytes: size,
-      seconds: 0,
-      reused: true,
-    }
-  } finally {
-    await reader.close()
   }
 }
 

@@ -22,6 +22,7 @@ import { fsError } from '../storage/fs-errors.ts'
 import { entryAt, kindOf, O_NOFOLLOW } from '../storage/safe-open.ts'
 import { syncFiles } from '../storage/sync-fs.ts'
 import { syncDir } from '../util/sync-dir.ts'
+import type { CutRequest } from '../workers/messages.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Manifest, ManifestEntry } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
@@ -119,6 +120,59 @@ async function writeMarker(marker: string, packCid: string, next: number): Promi
   await rename(tmp, marker)
 }
 
+/**
+ * The worker task that cuts `batch` (consecutive entries, so their bytes are one range of the
+ * pack) into the staging tree; links only when they are created.
+ */
+export function cutRequest(
+  batch: readonly ManifestEntry[],
+  paths: { readonly pack: string; readonly tree: string },
+  symlinks: boolean,
+): Omit<CutRequest, 'kind'> {
+  const files: Array<{ path: string; offset: number; size: number; mode: number }> = []
+  const links: Array<{ path: string; target: string }> = []
+  for (const e of batch) {
+    if (e.kind === 'file') files.push({ path: e.path, offset: e.offset, size: e.size, mode: e.mode })
+    else if (e.kind === 'symlink' && symlinks) links.push({ path: e.path, target: e.target! })
+  }
+  const last = files[files.length - 1]
+  return {
+    pack: paths.pack,
+    tree: paths.tree,
+    files,
+    end: last === undefined ? 0 : last.offset + last.size,
+    links,
+  }
+}
+
+/** Where the pack's bytes of the entries before `next` end (what a truncation keeps). */
+function packEndBefore(m: Manifest, next: number): number {
+  for (let i = next - 1; i >= 0; i--) {
+    const e = m.entries[i]!
+    if (e.kind === 'file') return e.offset + e.size
+  }
+  return 0
+}
+
+/** The staged paths of the files among entries in `ranges` ([from, to) each), read as synced. */
+function filesIn(
+  m: Manifest,
+  tree: string,
+  ranges: ReadonlyArray<readonly [number, number]>,
+): Iterable<string> & { length: number } {
+  let length = 0
+  for (const [from, to] of ranges) for (let i = from; i < to; i++) if (m.entries[i]!.kind === 'file') length++
+  return {
+    length,
+    *[Symbol.iterator]() {
+      for (const [from, to] of ranges) {
+        for (let i = from; i < to; i++)
+          if (m.entries[i]!.kind === 'file') yield `${tree}/${m.entries[i]!.path}`
+      }
+    },
+  }
+}
+
 /** The staging tree's folders (all of them, before any file is cut). */
 export async function makeTree(paths: ReturnType<typeof stagingPaths>, m: Manifest): Promise<void> {
   await mkdirChecked(paths.tree, 0o700)
@@ -149,11 +203,10 @@ export async function cutPack(
   try {
     let next = from
     let cut = 0 // pack bytes cut out since the last truncation
-    // Files cut while the pack arrived are synced with the rest.
-    let unsynced = m.entries
-      .slice(0, cutAlready)
-      .filter((e) => e.kind === 'file')
-      .map((e) => `${paths.tree}/${e.path}`)
+    // Entries from here on are synced; those before cutAlready (cut while the pack arrived) are
+    // synced with the first step's.
+    let syncedFrom = from
+    let unsyncedFront = cutAlready
     while (next > cutAlready) {
       opts.signal.throwIfAborted()
       const round: Promise<void>[] = []
@@ -165,34 +218,27 @@ export async function cutPack(
           lo--
           bytes += m.entries[lo]!.size
         }
-        const batch = m.entries.slice(lo, next)
-        const files = batch.filter((e) => e.kind === 'file')
-        const last = files[files.length - 1]
         round.push(
-          opts.pool.cutFiles(
-            {
-              pack: paths.pack,
-              tree: paths.tree,
-              files: files.map(({ path, offset, size, mode }) => ({ path, offset, size, mode })),
-              end: last === undefined ? 0 : last.offset + last.size,
-              links: opts.symlinks
-                ? batch.filter((e) => e.kind === 'symlink').map((e) => ({ path: e.path, target: e.target! }))
-                : [],
-            },
-            { signal: opts.signal },
-          ),
+          opts.pool.cutFiles(cutRequest(m.entries.slice(lo, next), paths, opts.symlinks), {
+            signal: opts.signal,
+          }),
         )
-        for (const f of files) unsynced.push(`${paths.tree}/${f.path}`)
         cut += bytes
         next = lo
       }
       await Promise.all(round)
       if (cut >= TRUNCATE_STEP && pack !== undefined) {
-        await syncFiles(paths.shared, unsynced)
-        unsynced = []
+        await syncFiles(
+          paths.shared,
+          filesIn(m, paths.tree, [
+            [0, unsyncedFront],
+            [next, syncedFrom],
+          ]),
+        )
+        syncedFrom = next
+        unsyncedFront = 0
         await writeMarker(paths.marker, packCid, next)
-        const first = m.entries.slice(0, next).findLast((e) => e.kind === 'file')
-        await pack.truncate(first === undefined ? 0 : first.offset + first.size)
+        await pack.truncate(packEndBefore(m, next))
         cut = 0
       }
     }
@@ -207,7 +253,13 @@ export async function cutPack(
     await rm(paths.pack, { force: true })
     // Unsynced, the files get no marker: a crash before the move ends cuts them all again.
     if (!opts.sync) return
-    await syncFiles(paths.shared, unsynced)
+    await syncFiles(
+      paths.shared,
+      filesIn(m, paths.tree, [
+        [0, unsyncedFront],
+        [cutAlready, syncedFrom],
+      ]),
+    )
     await writeMarker(paths.marker, packCid, 0)
   } finally {
     await pack?.close()

@@ -2,7 +2,7 @@ import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DescriptorReader } from '../descriptor/reader.ts'
 import { derivedName, descriptorFolder, pruneFolder } from '../storage/data-folder.ts'
-import { type FileFingerprint, fingerprint, isRacy, SourceFile } from '../storage/source-file.ts'
+import { fingerprint, isRacy, SourceFile } from '../storage/source-file.ts'
 import type { ChunkingParams } from '../types.ts'
 import { type IndexOptions, type IndexResult, indexFile } from './indexer.ts'
 import type { PublishedContent } from './registry.ts'
@@ -23,7 +23,8 @@ export async function indexForServing(
     store,
     derivedName([file, fp.dev, fp.ino, fp.size, fp.mtimeNs, fp.ctimeNs, opts.chunking], '.haul'),
   )
-  let index = await reuseIndex(named, fp, opts.chunking)
+  const reused = await reusableDescriptor(named, fp.size, opts.chunking)
+  let index: IndexResult | undefined = reused === undefined ? undefined : { ...reused, fingerprint: fp }
   if (index === undefined) {
     // A racily clean fingerprint (see isRacy) cannot vouch for the bytes later: such a descriptor
     // is not kept under the fingerprint's name, so no later publish reuses it.
@@ -44,29 +45,29 @@ export async function indexForServing(
 }
 
 /**
- * The descriptor an earlier publish wrote for this very fingerprint and chunking, as an index
- * result; undefined when there is none (or it does not match: then the file is indexed again).
+ * The descriptor an earlier publish wrote at `path` (named after what it was built from: a
+ * file's fingerprint, a pack's files), as an index result; undefined when there is none, or it
+ * is not of `size` bytes cut as `chunking` (then the bytes are indexed again).
  */
-async function reuseIndex(
+export async function reusableDescriptor(
   path: string,
-  fp: FileFingerprint,
+  size: number,
   chunking: ChunkingParams,
-): Promise<IndexResult | undefined> {
+): Promise<(Omit<IndexResult, 'fingerprint'> & { reused: true }) | undefined> {
   const started = performance.now()
   const reader = await DescriptorReader.open(path).catch(() => undefined)
   if (reader === undefined) return undefined
   try {
     const { header, headerBytes, cid } = reader
-    if (header.totalSize !== fp.size || JSON.stringify(header.chunking) !== JSON.stringify(chunking))
+    if (header.totalSize !== size || JSON.stringify(header.chunking) !== JSON.stringify(chunking))
       return undefined
     return {
       cid,
       header,
       headerBytes,
       descriptorPath: path,
-      fingerprint: fp,
       chunks: header.leafCount,
-      bytes: fp.size,
+      bytes: size,
       seconds: (performance.now() - started) / 1000,
       reused: true,
     }

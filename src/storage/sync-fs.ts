@@ -17,12 +17,21 @@ const FSYNC_CONCURRENCY = 16
  * Returns once `files` (all on the file system of `dir`) are on stable storage, saying how. `dir`
  * is a real path: another process runs the syncfs.
  */
-export async function syncFiles(dir: string, files: readonly string[]): Promise<'syncfs' | 'fsync' | 'none'> {
+export async function syncFiles(
+  dir: string,
+  files: Iterable<string> & { readonly length: number },
+): Promise<'syncfs' | 'fsync' | 'none'> {
   if (files.length === 0) return 'none'
   if (files.length > FSYNC_CONCURRENCY && (await syncFileSystem(dir))) return 'syncfs'
-  for (let i = 0; i < files.length; i += FSYNC_CONCURRENCY) {
-    await Promise.all(files.slice(i, i + FSYNC_CONCURRENCY).map(fsyncFile))
+  // The paths are taken as they are synced: a million of them need not be held at once.
+  let batch: string[] = []
+  for (const path of files) {
+    batch.push(path)
+    if (batch.length < FSYNC_CONCURRENCY) continue
+    await Promise.all(batch.map(fsyncFile))
+    batch = []
   }
+  await Promise.all(batch.map(fsyncFile))
   return 'fsync'
 }
 
