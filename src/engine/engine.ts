@@ -12,6 +12,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
+import { ticketAddresses } from '../net/addresses.ts'
 import { Network } from '../net/network.ts'
 import { raceSignal } from '../net/peer-addr.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
@@ -147,7 +148,7 @@ export class Engine {
       registry: this.#registry,
       pool,
       budget,
-      self: () => ({ peerId: this.peerId, addrs: this.addresses }),
+      self: () => ({ peerId: this.peerId, addrs: ticketAddresses(this.addresses, this.peerId) }),
     })
     this.#sessions = new SessionPool(config.sessions)
     this.#directWrites = config.directWrites.enabled

@@ -4,6 +4,7 @@ import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2pInit } from 'libp2p'
 import { InternalError, isHaulError } from '../errors.ts'
 import { KiB } from '../types.ts'
+import { listenable } from './addresses.ts'
 import { ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import {
@@ -58,8 +59,8 @@ export function libp2pLogger(env: NodeJS.ProcessEnv = process.env): ComponentLog
 
 /**
  * Creates and starts a libp2p node with exactly what haul needs: TCP, Noise,
- * Yamux. No peer discovery, no DHT, no relay, no identify service, no UPnP:
- * peers are reached only by the addresses in a ticket. The yamux muxer is
+ * Yamux. No peer discovery, no DHT, no UPnP: peers are reached by the
+ * addresses in a ticket. The yamux muxer is
  * wrapped in a frame-size guard (see yamux-guard.ts).
  */
 export async function createNode(opts: NodeOptions = {}): Promise<Libp2p> {
@@ -110,7 +111,7 @@ export async function startLibp2p(
       ...(privateKey === undefined ? {} : { privateKey }),
       ...(logger === undefined ? {} : { logger }),
       nodeInfo: { name: 'haul' },
-      addresses: { listen: [...o.listen] },
+      addresses: { listen: await listenable(o.listen) },
       transports: [tcp()],
       connectionEncrypters: overrides.connectionEncrypters ?? [tunedNoise({ crypto: noiseCrypto })],
       streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow, ledgers)],

@@ -104,7 +104,7 @@ describe('engine config: the memory budget and the fetch window', () => {
 describe('engine config: the defaults', () => {
   it('are those an engine had before the table (pinned)', () => {
     expect(resolveEngineConfig({})).toEqual({
-      listen: ['/ip4/127.0.0.1/tcp/0'],
+      listen: ['/ip4/0.0.0.0/tcp/0', '/ip6/::/tcp/0'],
       dataDir: undefined,
       memoryBudget: 16 * MiB,
       workers: Math.max(1, availableParallelism()),
@@ -220,7 +220,7 @@ describe('engine config: the defaults', () => {
     const c = resolveEngineConfig({})
     c.listen.push('/ip4/127.0.0.1/tcp/1')
     ;(c.fetch as { windowBytes: number }).windowBytes = 1
-    expect(resolveEngineConfig({}).listen).toEqual(['/ip4/127.0.0.1/tcp/0'])
+    expect(resolveEngineConfig({}).listen).toEqual(['/ip4/0.0.0.0/tcp/0', '/ip6/::/tcp/0'])
     expect(resolveEngineConfig({}).fetch.windowBytes).toBe(8 * MiB)
   })
 })

@@ -9,6 +9,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { DEFAULT_FIXED } from '../../chunking/params.ts'
+import { ALL_INTERFACES } from '../../net/addresses.ts'
 import { MAX_FRAME_LIMIT, MIN_MAX_FRAME } from '../../protocol/frame.ts'
 import { MIN_GC_ASSIST_BYTES } from '../../resources/gc-assist.ts'
 import { MAX_DIRECT_SLOTS } from '../../storage/direct-writes.ts'
@@ -18,8 +19,8 @@ import { bytes, type ConfigOf, count, flag, ms, oneOf, option, rate, weight } fr
 export const optionTable = {
   listen: option<string[]>({
     kind: 'multiaddrs',
-    default: ['/ip4/127.0.0.1/tcp/0'],
-    doc: "libp2p listen multiaddrs (no bootstrap, discovery or relay); `DEBUG=libp2p:*` at start gives libp2p's logs",
+    default: [...ALL_INTERFACES],
+    doc: "libp2p listen multiaddrs: every interface, IPv4 and IPv6, unless given (`['/ip4/127.0.0.1/tcp/0']` keeps a node to this machine); IPv6 is left out where the host has none; `DEBUG=libp2p:*` at start gives libp2p's logs",
   }),
   dataDir: option<string | undefined>({
     kind: 'path',
