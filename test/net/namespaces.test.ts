@@ -85,24 +85,19 @@ describe('haul between network namespaces (real processes)', () => {
   })
 
   it('the ticket of a sender started without --listen gets the file to the other side of a link', async () => {
-    // Listening on every interface by default, the sender names its link address in the ticket.
+    // Listening on every interface by default, the sender names its link address, first: the
+    // receiver dials in ticket order, and loopback would be its own machine.
     const ticket = await send('a')
-    expect(
-      addrsOf(ticket).some((a) => a.startsWith('/ip4/10.231.1.1/tcp/')),
-      addrsOf(ticket).join(' '),
-    ).toBe(true)
+    expect(addrsOf(ticket)[0], addrsOf(ticket).join(' ')).toMatch(/^\/ip4\/10\.231\.1\.1\/tcp\/\d+$/)
     const got = await get('b', ticket)
     expect(got.code, got.why).toBe(0)
     expect(got.last).toMatchObject({ event: 'done', bytes: SIZE })
     expect(await sha256File(got.out)).toBe(await sha256File(src))
   })
 
-  it('with --listen /ip4/0.0.0.0/tcp/0 the ticket names the link address and the fetch across it is byte-identical', async () => {
+  it('with --listen /ip4/0.0.0.0/tcp/0 the ticket names the link address first and the fetch across it is byte-identical', async () => {
     const ticket = await send('a', ALL_INTERFACES)
-    expect(
-      addrsOf(ticket).some((a) => a.startsWith('/ip4/10.231.1.1/tcp/')),
-      addrsOf(ticket).join(' '),
-    ).toBe(true)
+    expect(addrsOf(ticket)[0], addrsOf(ticket).join(' ')).toMatch(/^\/ip4\/10\.231\.1\.1\/tcp\/\d+$/)
     const got = await get('b', ticket)
     expect(got.code, got.why).toBe(0)
     expect(got.last).toMatchObject({ event: 'done', bytes: SIZE })
