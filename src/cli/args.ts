@@ -8,26 +8,32 @@ import type { ChunkingParams } from '../types.ts'
 /** What a command ends with: 0 done, 1 failed, 2 usage error, 130 interrupted. */
 export const EXIT = { done: 0, failed: 1, usage: 2, interrupted: 130 } as const
 
-export const COMMANDS = ['send', 'get', 'seed', 'index'] as const
+export const COMMANDS = ['send', 'get', 'seed', 'index', 'relay'] as const
 export type Command = (typeof COMMANDS)[number]
 
 const ALL: readonly Command[] = COMMANDS
+/** The commands that run an engine. */
+const ENGINE: readonly Command[] = ['send', 'get', 'seed', 'index']
 const SERVING: readonly Command[] = ['send', 'seed']
-const NETWORKED: readonly Command[] = ['send', 'get', 'seed']
+const NETWORKED: readonly Command[] = ['send', 'get', 'seed', 'relay']
 
 /** Every flag, with the commands that take it: any other command refuses it as a usage error. */
 const FLAGS = {
   out: { type: 'string', short: 'o', for: ['get', 'index'] },
   chunking: { type: 'string', for: ['send', 'seed', 'index'] },
   listen: { type: 'string', multiple: true, for: NETWORKED },
-  'data-dir': { type: 'string', for: [...SERVING, 'index'] },
+  'data-dir': { type: 'string', for: [...SERVING, 'index', 'relay'] },
+  relay: { type: 'string', multiple: true, for: SERVING },
+  'max-reservations': { type: 'string', for: ['relay'] },
+  'max-circuits': { type: 'string', for: ['relay'] },
+  allow: { type: 'string', multiple: true, for: ['relay'] },
   json: { type: 'boolean', for: ALL },
   force: { type: 'boolean', for: ['get'] },
   symlinks: { type: 'boolean', for: ['get'] },
   'no-fsync': { type: 'boolean', for: ['get'] },
   wait: { type: 'boolean', for: ['get'] },
-  memory: { type: 'string', for: ALL },
-  workers: { type: 'string', for: ALL },
+  memory: { type: 'string', for: ENGINE },
+  workers: { type: 'string', for: ENGINE },
   'max-rate': { type: 'string', for: ['get'] },
   priority: { type: 'string', for: ['get'] },
   'upload-limit': { type: 'string', for: SERVING },
@@ -47,6 +53,10 @@ export interface ParsedArgs {
     chunking?: string
     listen?: string[]
     'data-dir'?: string
+    relay?: string[]
+    'max-reservations'?: string
+    'max-circuits'?: string
+    allow?: string[]
     json?: boolean
     force?: boolean
     symlinks?: boolean
@@ -95,6 +105,7 @@ export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
   return {
     ...(values.listen === undefined ? {} : { listen: values.listen }),
     ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
+    ...(values.relay === undefined ? {} : { relays: values.relay }),
     ...(values.chunking === undefined ? {} : { chunking: chunkingOf(values.chunking) }),
     ...(values.memory === undefined
       ? {}
@@ -109,6 +120,7 @@ const FLAG_OF_OPTION: ReadonlyArray<readonly [string, string]> = [
   ['memoryBudget', '--memory'],
   ['workers', '--workers'],
   ['listen', '--listen'],
+  ['relays', '--relay'],
   ['dataDir', '--data-dir'],
   ['chunking', '--chunking'],
   ['limits.uploadBytesPerSec', '--upload-limit'],

@@ -52,6 +52,10 @@ async function main(argv: string[]): Promise<number> {
   }
   checkFlagsFor(command, values)
   const out = new Output(values.json === true)
+  if (command === 'relay') {
+    const { runRelay } = await import('./commands/relay.ts')
+    return runRelay(args, values, out)
+  }
   const engine = engineOptionsOf(values)
   checkEngineOptions(engine)
   switch (command) {

@@ -1,4 +1,5 @@
 import { defaultText } from '../engine/config/docs.ts'
+import { defaultRelayOptions } from '../net/defaults.ts'
 import type { Command } from './args.ts'
 
 export const EXIT_CODES = `Exit codes: 0 done (send and seed: stopped by Ctrl-C or SIGTERM once serving), 1 failed,
@@ -14,6 +15,7 @@ Usage:
   haul seed <dest>       serve what an interrupted multi-peer get left in <dest>.part, or a
                          whole file, until Ctrl-C
   haul index <file>      only build the file's descriptor (content id, chunks)
+  haul relay             relay for senders that receivers cannot reach directly (--relay)
 
 Descriptors go in the data folder (--data-dir, default $XDG_CACHE_HOME/haul, ~/.cache/haul),
 never beside the files sent: sending an unchanged file or folder again does not read it.
@@ -36,7 +38,10 @@ const RATES = `in bytes per second:
 const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
   --data-dir <dir>        keep the identity, port and descriptors here: restarted, the
                           sender listens where it did (port free) and answers its old ticket
-  --upload-limit <rate>   upload limit, all peers together, ${RATES}`
+  --upload-limit <rate>   upload limit, all peers together, ${RATES}
+  --relay <multiaddr>     reserve a slot on this relay (the address haul relay prints),
+                          repeatable: receivers that cannot reach this machine come through
+                          it, and a hole punch may then make the connection direct`
 
 export const HELP: Record<Command, string> = {
   send: `haul send <file | folder | paths...> — index, print the ticket, serve until Ctrl-C or SIGTERM
@@ -60,6 +65,7 @@ Examples:
   haul send ./photos                   the folder, as ./photos on the receiver
   haul send ./a.txt ./b.txt            two files, one ticket
   haul send ./big.iso --listen /ip4/0.0.0.0/tcp/4001 --data-dir ~/.haul --upload-limit 20M
+  haul send ./big.iso --relay /ip4/203.0.113.7/tcp/4003/p2p/12D3KooW…
 
 ${EXIT_CODES}
 `,
@@ -119,6 +125,32 @@ ${ENGINE_FLAGS}
 
 Example:
   haul index ./big.iso --chunking cdc
+
+${EXIT_CODES}
+`,
+  relay: `haul relay — relay for senders that receivers cannot reach directly, until Ctrl-C
+
+A sender behind a NAT or firewall runs haul send --relay <this relay's address>: it reserves a
+slot here, its ticket gains an address through the relay, and a receiver that cannot reach
+the sender directly connects through it (a hole punch may then replace the relayed connection
+with a direct one). The relay forwards Noise-encrypted bytes: it cannot read or change them.
+Run it where both sides can reach it (a public address, or a network both can route to).
+
+Bounds: at most --max-reservations senders hold a slot, at most --max-circuits relayed
+connections at once, each holding at most two 4 MiB windows of data (memory grows with
+circuits, not with bytes relayed).
+
+Options:
+  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+  --data-dir <dir>        keep the relay's identity and port, so its address stays the same
+  --max-reservations <n>  senders holding a slot at once (default ${defaultRelayOptions.maxReservations})
+  --max-circuits <n>      relayed connections at once (default ${defaultRelayOptions.maxCircuits})
+  --allow <peer id>       only these senders may reserve a slot, repeatable (default: any)
+  --json                  newline-delimited JSON events instead of human output
+
+Examples:
+  haul relay --listen /ip4/0.0.0.0/tcp/4003 --data-dir ~/.haul-relay
+  haul relay --allow 12D3KooW… --max-circuits 8
 
 ${EXIT_CODES}
 `,

@@ -176,6 +176,7 @@ export class Engine {
     try {
       network = await Network.create({
         listen: config.listen,
+        relays: config.relays,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         connectTimeoutMs: config.timeouts.connectMs,
         ...config.network,

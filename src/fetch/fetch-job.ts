@@ -176,6 +176,7 @@ export class FetchJob implements TransferJob {
           verifiedBytes: l.verifiedBytes,
           failures: l.failures,
           stalls: l.stalls,
+          ...(l.route === undefined ? {} : { route: l.route }),
           ...(out === undefined ? {} : { out }),
         }
       }),

@@ -7,7 +7,7 @@ import type { Budget } from '../resources/memory-budget.ts'
 import { RemoteSession } from '../session/remote-session.ts'
 import type { SessionPool } from '../session/session-pool.ts'
 import type { Provider } from '../ticket/multi-ticket.ts'
-import type { TransferTimeouts } from '../transfer/transfer-types.ts'
+import type { TransferRoute, TransferTimeouts } from '../transfer/transfer-types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { type FetchContext, type FetchLimits, fetchHeader } from './fetch-context.ts'
 import { Bitset, type Have } from './have.ts'
@@ -53,6 +53,8 @@ export class PeerLink {
   #sessionBase = 0
   /** A stream to this peer opened in this transfer: it is there, whatever fails after. */
   reached = false
+  /** How this peer's streams went: see TransferRoute. Undefined until one opened. */
+  route: TransferRoute | undefined
   #connecting: Promise<DescriptorHeader> | undefined
   #wake: (() => void) | undefined
 
@@ -111,6 +113,7 @@ export class PeerLink {
       idleTimeoutMs: deps.timeouts.idleMs,
     })
     this.reached = true
+    this.#noteRoute(deps.network.pathTo(this.id))
     const { buffers } = deps
     const session = RemoteSession.start(stream, {
       maxFrame: deps.maxFrame,
@@ -121,6 +124,13 @@ export class PeerLink {
         : { allocPayload: buffers.take.bind(buffers), releasePayload: buffers.give.bind(buffers) }),
     })
     return await this.#header(deps, session, signal)
+  }
+
+  /** A peer first reached through a relay and later directly was upgraded (a hole punch). */
+  #noteRoute(path: 'direct' | 'relayed' | undefined): void {
+    if (path === undefined) return
+    if (this.route === undefined) this.route = path
+    else if (this.route !== path && path === 'direct') this.route = 'upgraded'
   }
 
   /**

@@ -5,8 +5,9 @@
  *
  *   1. public addresses (reachable from anywhere),
  *   2. private LAN addresses (RFC 1918, CGNAT, IPv6 unique-local),
- *   3. relayed addresses (`/p2p-circuit`: through a relay, when the direct ones fail),
- *   4. loopback, only when nothing else exists (a node told to listen on 127.0.0.1).
+ *   3. loopback, only when no public or private address exists (a node told to listen on
+ *      127.0.0.1),
+ *   4. relayed addresses (`/p2p-circuit`: through a relay, when the direct ones fail).
  *
  * IPv4 goes before IPv6 within a class (more networks route it). Link-local addresses are
  * dropped (they need an interface scope a multiaddr does not carry), as is each address's
@@ -21,12 +22,9 @@ import { multiaddr } from '@multiformats/multiaddr'
 /** Addresses per provider in a ticket written by this node. */
 export const MAX_TICKET_ADDRS = 8
 
-/** The listen addresses of a node told nothing: every interface, both families. */
-export const ALL_INTERFACES = ['/ip4/0.0.0.0/tcp/0', '/ip6/::/tcp/0'] as const
-
 type Reach = 'public' | 'private' | 'relayed' | 'loopback' | 'unusable'
 
-const ORDER: readonly Reach[] = ['public', 'private', 'relayed', 'loopback']
+const ORDER: readonly Reach[] = ['public', 'private', 'loopback', 'relayed']
 
 /** How far an address reaches, from its host part. */
 export function reachOf(addr: string): Reach {
@@ -71,7 +69,7 @@ export function ticketAddresses(addrs: readonly string[], peerId: string, max = 
   const family = (a: string): number => (a.startsWith('/ip6/') || a.startsWith('/dns6/') ? 1 : 0)
   const ranked: string[] = []
   for (const reach of ORDER) {
-    if (reach === 'loopback' && ranked.length > 0) break
+    if (reach === 'loopback' && byReach.get('public')!.length + byReach.get('private')!.length > 0) continue
     // A stable sort: within a family the node's own order stays.
     ranked.push(...byReach.get(reach)!.sort((a, b) => family(a) - family(b)))
   }

@@ -95,7 +95,11 @@ export interface AdmissionStats {
  * (an IPv4-mapped IPv6 address counts as its IPv4 address). Undefined for non-IP transports.
  */
 export function addressKey(ma: Multiaddr): string | undefined {
-  for (const c of ma.getComponents()) {
+  const components = ma.getComponents()
+  // A relayed connection's address is the relay's: every peer behind one relay would share it.
+  // Relayed peers are bounded by the relay's limits and by our per-peer ones.
+  if (components.some((c) => c.name === 'p2p-circuit')) return undefined
+  for (const c of components) {
     if (c.name === 'ip4' && c.value !== undefined) return c.value
     if (c.name === 'ip6' && c.value !== undefined) return ip6Prefix(c.value)
   }

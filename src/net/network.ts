@@ -1,4 +1,4 @@
-import type { Connection, Libp2p, PeerId, PrivateKey, Stream } from '@libp2p/interface'
+import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import {
   AbortedError,
@@ -15,14 +15,9 @@ import { Slots } from '../util/slots.ts'
 import { type AdmissionStats, ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
-import {
-  type NetworkOnlyOptions,
-  type NetworkOptions,
-  type ResolvedNodeOptions,
-  resolveNetworkOptions,
-} from './options.ts'
+import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
 import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
-import { rememberedListen, rememberPort } from './stable-port.ts'
+import { startOnStablePort } from './stable-port.ts'
 import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
 import { SendLedgers } from './tuning/send-ledger.ts'
 
@@ -62,32 +57,6 @@ interface PeerState {
  * bounds streams per peer in both directions, and hands out FrameStreams.
  * Nothing above this class touches libp2p.
  */
-/**
- * Starts the node; with a data folder, on the port it had before where that is free (see
- * stable-port.ts), so a restarted sender answers the tickets it printed.
- */
-async function startListening(
-  node: ResolvedNodeOptions,
-  key: PrivateKey | undefined,
-  ledgers: SendLedgers,
-  admission: ConnectionAdmission,
-): Promise<Libp2p> {
-  const dataDir = node.dataDir
-  if (dataDir === undefined) return startLibp2p(node, key, {}, ledgers, admission)
-  const again = await rememberedListen(dataDir, node.listen)
-  let libp2p: Libp2p | undefined
-  if (again !== undefined) {
-    // Taken by something else since: any free port, and a new ticket.
-    libp2p = await startLibp2p({ ...node, listen: again }, key, {}, ledgers, admission).catch(() => undefined)
-  }
-  libp2p ??= await startLibp2p(node, key, {}, ledgers, admission)
-  await rememberPort(
-    dataDir,
-    libp2p.getMultiaddrs().map((ma) => ma.toString()),
-  )
-  return libp2p
-}
-
 export class Network {
   readonly #node: Libp2p
   /** Tells when libp2p is done with sent bytes, so senders may reuse their buffers (send-ledger.ts). */
@@ -122,7 +91,7 @@ export class Network {
     const key = node.dataDir === undefined ? undefined : await loadOrCreateIdentity(node.dataDir)
     const ledgers = new SendLedgers()
     const admission = new ConnectionAdmission(node.admission, node.maxConnections)
-    const libp2p = await startListening(node, key, ledgers, admission)
+    const libp2p = await startOnStablePort(node, (o) => startLibp2p(o, key, {}, ledgers, admission))
     return new Network(libp2p, ledgers, { ...net, connectTimeoutMs: node.connectTimeoutMs }, admission)
   }
 
@@ -214,7 +183,9 @@ export class Network {
         (raw: Stream, connection: Connection) => {
           this.#accept(raw, connection, h)
         },
-        { maxInboundStreams: backstop, maxOutboundStreams: backstop },
+        // A relay that limits its circuits marks relayed connections limited; a transfer still
+        // starts on one (and moves to a direct connection when a hole punch makes one).
+        { maxInboundStreams: backstop, maxOutboundStreams: backstop, runOnLimitedConnection: true },
       )
     } catch (err) {
       if ((err as Error).name === 'DuplicateProtocolHandlerError') {
@@ -403,6 +374,7 @@ export class Network {
         const stream = await conn.newStream(protocol, {
           signal: opSignal,
           maxOutboundStreams: this.#o.maxStreamsPerPeer * 2 + 8,
+          runOnLimitedConnection: true,
         })
         this.#ready.add(conn)
         return stream
@@ -477,7 +449,13 @@ export class Network {
    * prefer the same one, so neither can be opening a stream on the duplicate as it closes.
    */
   #canonical(peerId: PeerId): Connection | undefined {
-    const open = this.#node.getConnections(peerId).filter((c) => c.status === 'open')
+    let open = this.#node.getConnections(peerId).filter((c) => c.status === 'open')
+    // A direct connection (dialed, or made by a hole punch) wins over one through a relay.
+    const direct = open.filter((c) => !isRelayed(c))
+    if (direct.length > 0 && direct.length < open.length) {
+      for (const c of open) if (isRelayed(c)) this.#retireWhenIdle(c)
+      open = direct
+    }
     if (open.length <= 1) return open[0]
     const weDialFirst = this.#node.peerId.toString() < peerId.toString()
     const preferred = open.find((c) => (c.direction === 'outbound') === weDialFirst) ?? open[0]!
@@ -496,18 +474,45 @@ export class Network {
     setTimeout(check, this.#o.connectTimeoutMs).unref()
   }
 
+  /**
+   * Dials the direct addresses first and, when none answers, the relayed ones: each group gets
+   * `connectTimeoutMs`, so a ticket whose direct addresses are all out of reach (another
+   * network's LAN) reaches the peer through its relay after at most one timeout.
+   */
   async #dial(peerId: PeerId, addrs: Multiaddr[]): Promise<Connection> {
-    const where = addrs.length === 0 ? '(no address given)' : addrs.map(String).join(', ')
     if (addrs.length === 0) {
       throw new PeerUnreachableError(`peer ${peerId} is not connected and the ticket has no address to dial`)
     }
-    const timeout = AbortSignal.timeout(this.#o.connectTimeoutMs)
-    try {
-      return await this.#node.dial(addrs, { signal: AbortSignal.any([this.#stop.signal, timeout]) })
-    } catch (err) {
-      this.#assertRunning()
-      const why = timeout.aborted ? `no answer within ${this.#o.connectTimeoutMs} ms` : describeDialError(err)
-      throw new PeerUnreachableError(`cannot reach peer ${peerId} at ${where}: ${why}`, { cause: err })
+    const relayed = addrs.filter(isCircuit)
+    const groups = [addrs.filter((a) => !isCircuit(a)), relayed].filter((g) => g.length > 0)
+    const why: string[] = []
+    for (const group of groups) {
+      const timeout = AbortSignal.timeout(this.#o.connectTimeoutMs)
+      try {
+        return await this.#node.dial(group, { signal: AbortSignal.any([this.#stop.signal, timeout]) })
+      } catch (err) {
+        this.#assertRunning()
+        why.push(timeout.aborted ? `no answer within ${this.#o.connectTimeoutMs} ms` : describeDialError(err))
+      }
     }
+    throw new PeerUnreachableError(
+      `cannot reach peer ${peerId} at ${addrs.map(String).join(', ')}: ${why.join('; ')}`,
+    )
   }
+
+  /** How this node reaches `peer` now: 'relayed' through a circuit relay, 'direct', or undefined when not connected. */
+  pathTo(peer: string): 'direct' | 'relayed' | undefined {
+    const conn = this.#canonical(parsePeer(peer))
+    if (conn === undefined) return undefined
+    return isRelayed(conn) ? 'relayed' : 'direct'
+  }
+}
+
+function isCircuit(ma: Multiaddr): boolean {
+  return ma.getComponents().some((c) => c.name === 'p2p-circuit')
+}
+
+/** A connection through a circuit relay (libp2p names it by the relay's circuit address). */
+function isRelayed(conn: Connection): boolean {
+  return isCircuit(conn.remoteAddr)
 }

@@ -1,8 +1,12 @@
 import { yamux } from '@chainsafe/libp2p-yamux'
+import { autoNAT } from '@libp2p/autonat'
+import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
+import { dcutr } from '@libp2p/dcutr'
+import { identify } from '@libp2p/identify'
 import type { ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2pInit } from 'libp2p'
-import { InternalError, isHaulError } from '../errors.ts'
+import { InternalError, isHaulError, PeerUnreachableError } from '../errors.ts'
 import { KiB } from '../types.ts'
 import { listenable } from './addresses.ts'
 import { ConnectionAdmission } from './connection-admission.ts'
@@ -58,10 +62,13 @@ export function libp2pLogger(env: NodeJS.ProcessEnv = process.env): ComponentLog
 }
 
 /**
- * Creates and starts a libp2p node with exactly what haul needs: TCP, Noise,
- * Yamux. No peer discovery, no DHT, no UPnP: peers are reached by the
- * addresses in a ticket. The yamux muxer is
- * wrapped in a frame-size guard (see yamux-guard.ts).
+ * Creates and starts a libp2p node with what haul needs: TCP, Noise, Yamux (wrapped in a
+ * frame-size guard, yamux-guard.ts), and the libp2p parts that reach peers behind NATs:
+ * identify (each side learns the address the other sees), AutoNAT (peers confirm which of those
+ * are reachable, so a confirmed public address joins the ticket), the circuit relay v2 client
+ * (dial relayed addresses; reserve a slot on each relay in `relays`) and DCUtR (a relayed
+ * connection tries a hole punch to a direct one). No peer discovery, no DHT, no UPnP: peers
+ * are reached by the addresses in a ticket.
  */
 export async function createNode(opts: NodeOptions = {}): Promise<Libp2p> {
   const o = resolveNodeOptions(opts)
@@ -79,6 +86,18 @@ export interface NodeOverrides {
 }
 
 /**
+ * What the node is for. A `peer` (every engine) gets the NAT-traversal parts above; a `relay`
+ * (`haul relay`, relay.ts) gets identify and the parts its caller adds in `services`.
+ */
+export interface NodeRole {
+  kind: 'peer' | 'relay'
+  /** libp2p services added to the role's own (the relay server). */
+  services?: Libp2pInit['services']
+  /** Inbound connections allowed past the gater's own checks (a relay's allow-list). */
+  connectionGater?: Libp2pInit['connectionGater']
+}
+
+/**
  * `admission` counts connections for the node's gater; a caller that wants its figures passes
  * its own (made from the same options), otherwise one is made here.
  */
@@ -88,6 +107,7 @@ export async function startLibp2p(
   overrides: NodeOverrides = {},
   ledgers?: SendLedgers,
   admission: ConnectionAdmission = new ConnectionAdmission(o.admission, o.maxConnections),
+  role: NodeRole = { kind: 'peer' },
 ): Promise<Libp2p> {
   const y = o.yamux
   const initialWindow = overrides.unsafeInitialStreamWindowSize ?? YAMUX_INITIAL_WINDOW
@@ -104,6 +124,7 @@ export async function startLibp2p(
   })
   const logger = libp2pLogger()
   const a = o.admission
+  const peer = role.kind === 'peer'
   try {
     const node = await createLibp2p({
       // Started below, once the gater can see the node's connections.
@@ -111,11 +132,17 @@ export async function startLibp2p(
       ...(privateKey === undefined ? {} : { privateKey }),
       ...(logger === undefined ? {} : { logger }),
       nodeInfo: { name: 'haul' },
-      addresses: { listen: await listenable(o.listen) },
-      transports: [tcp()],
+      // A relay slot is reserved by listening on the relay's `/p2p-circuit` address.
+      addresses: { listen: [...(await listenable(o.listen)), ...o.relays.map((r) => `${r}/p2p-circuit`)] },
+      transports: [tcp(), ...(peer ? [circuitRelayTransport()] : [])],
       connectionEncrypters: overrides.connectionEncrypters ?? [tunedNoise({ crypto: noiseCrypto })],
       streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow, ledgers)],
-      connectionGater: admission.gater(),
+      connectionGater: { ...admission.gater(), ...role.connectionGater },
+      services: {
+        identify: identify({ runOnLimitedConnection: true }),
+        ...(peer ? { autoNAT: autoNAT(), dcutr: dcutr() } : {}),
+        ...role.services,
+      },
       connectionManager: {
         // libp2p refuses sockets at accept once this many connections are open, before the
         // gater could make room: the gater enforces maxConnections itself (connection-admission.ts), and
@@ -144,6 +171,22 @@ export async function startLibp2p(
     return node
   } catch (err) {
     if (isHaulError(err)) throw err
+    const relay = relayFailures((err as Error).message)
+    if (relay.length > 0) {
+      throw new PeerUnreachableError(
+        `cannot reserve a slot on ${relay.join('; ')}: check the address "haul relay" printed, that the relay runs, and that it allows this peer`,
+        { cause: err },
+      )
+    }
     throw new InternalError(`cannot start the libp2p node: ${(err as Error).message}`, { cause: err })
   }
+}
+
+/** libp2p lists each listen address that failed as `  <addr>: Error: <why>`; those of relays. */
+function relayFailures(message: string): string[] {
+  const out: string[] = []
+  for (const m of message.matchAll(/^\s*(\S+)\/p2p-circuit: (?:Error: )?(.*)$/gm)) {
+    out.push(`relay ${m[1]} (${m[2]})`)
+  }
+  return out
 }

@@ -41,8 +41,10 @@ export interface YamuxTuning {
  * defaults and ranges: src/engine/config/table.ts.
  */
 export interface NodeOptions {
-  /** Multiaddrs to listen on. Loopback only unless the caller asks for more. */
+  /** Multiaddrs to listen on. Every interface unless the caller says otherwise. */
   listen?: string[]
+  /** Circuit relays to reserve a slot on, each naming its peer (`/p2p/<id>`). */
+  relays?: string[]
   /**
    * Directory holding `identity.key`. When given the peer id survives restarts;
    * when absent every start gets a new ephemeral identity.
@@ -71,6 +73,7 @@ export const defaultYamuxTuning: Required<YamuxTuning> = {
 
 export const defaultNodeOptions: Required<Omit<NodeOptions, 'dataDir'>> & { dataDir: string | undefined } = {
   listen: engineDefaults.listen,
+  relays: engineDefaults.relays,
   dataDir: engineDefaults.dataDir,
   yamux: defaultYamuxTuning,
   connectTimeoutMs: engineDefaults.timeouts.connectMs,
@@ -100,6 +103,7 @@ export function resolveNodeOptions(opts: NodeOptions = {}): ResolvedNodeOptions 
     ...defaultNodeOptions,
     ...stripUndefined(opts),
     listen: resolveOption('listen', opts.listen),
+    relays: resolveRelays(opts.relays),
     dataDir: resolveOption('dataDir', opts.dataDir),
     yamux: { ...defaultYamuxTuning, ...stripUndefined(opts.yamux ?? {}) },
     maxConnections: resolveOption('network.maxConnections', opts.maxConnections),
@@ -107,6 +111,19 @@ export function resolveNodeOptions(opts: NodeOptions = {}): ResolvedNodeOptions 
   }
   verifyNodeOptions(resolved)
   return resolved
+}
+
+/** The relays option, each address naming the relay's peer id (a reservation is made with a peer). */
+function resolveRelays(relays: string[] | undefined): string[] {
+  const out = resolveOption('relays', relays)
+  for (const r of out) {
+    if (r.includes('/p2p-circuit') || !/\/p2p\/[^/]+$/.test(r)) {
+      throw new ConfigInvalidError(
+        `relays: ${JSON.stringify(r)} must end in /p2p/<relay peer id> (the address "haul relay" prints)`,
+      )
+    }
+  }
+  return out
 }
 
 /** Checks what only the node has: the dial timeout and the yamux tuning. */

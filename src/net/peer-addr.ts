@@ -11,7 +11,7 @@ export function parsePeer(peer: string): PeerId {
   }
 }
 
-/** Every address must be a multiaddr; a /p2p/ part, if present, must name `peerId`; ours is appended otherwise. */
+/** Every address must be a multiaddr; a trailing /p2p/ part, if present, must name `peerId`; it is appended otherwise. */
 export function parseAddrs(peerId: PeerId, addrs: readonly string[]): Multiaddr[] {
   const out: Multiaddr[] = []
   for (const a of addrs) {
@@ -21,7 +21,9 @@ export function parseAddrs(peerId: PeerId, addrs: readonly string[]): Multiaddr[
     } catch (err) {
       throw new InvalidArgumentError(`not a multiaddr: ${JSON.stringify(a)}`, { cause: err })
     }
-    const p2p = ma.getComponents().findLast((c) => c.name === 'p2p')?.value
+    // The peer's own /p2p/ part comes last; in a relayed address one before /p2p-circuit names the relay.
+    const last = ma.getComponents().at(-1)
+    const p2p = last?.name === 'p2p' ? last.value : undefined
     if (p2p === undefined) ma = ma.encapsulate(`/p2p/${peerId}`)
     else if (p2p !== peerId.toString())
       throw new InvalidArgumentError(`address ${a} belongs to peer ${p2p}, not ${peerId}`)

@@ -6,6 +6,8 @@
  */
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import type { Libp2p } from '@libp2p/interface'
+import type { ResolvedNodeOptions } from './options.ts'
 
 const PORT_FILE = 'listen-port'
 
@@ -23,11 +25,39 @@ export async function rememberedListen(
 
 /** Keeps the TCP port of the node's first listening address for the next start. */
 export async function rememberPort(dataDir: string, addrs: readonly string[]): Promise<void> {
-  const port = addrs.map((a) => /\/tcp\/(\d+)/.exec(a)?.[1]).find((p) => p !== undefined)
+  // A relayed address names the relay's port, not ours.
+  const port = addrs
+    .filter((a) => !a.includes('/p2p-circuit'))
+    .map((a) => /\/tcp\/(\d+)/.exec(a)?.[1])
+    .find((p) => p !== undefined)
   if (port === undefined) return
   const tmp = join(dataDir, `.${PORT_FILE}.${process.pid}.tmp`)
   // Best effort: a folder that cannot keep it costs a new ticket at the next start, nothing more.
   await writeFile(tmp, `${port}\n`)
     .then(() => rename(tmp, join(dataDir, PORT_FILE)))
     .catch(() => {})
+}
+
+/**
+ * Starts a node with `start`; with a data folder, on the port it had before where that is free,
+ * so a restarted sender (or relay) answers the tickets (or addresses) it printed.
+ */
+export async function startOnStablePort(
+  node: ResolvedNodeOptions,
+  start: (o: ResolvedNodeOptions) => Promise<Libp2p>,
+): Promise<Libp2p> {
+  const dataDir = node.dataDir
+  if (dataDir === undefined) return start(node)
+  const again = await rememberedListen(dataDir, node.listen)
+  let libp2p: Libp2p | undefined
+  if (again !== undefined) {
+    // Taken by something else since: any free port, and a new ticket.
+    libp2p = await start({ ...node, listen: again }).catch(() => undefined)
+  }
+  libp2p ??= await start(node)
+  await rememberPort(
+    dataDir,
+    libp2p.getMultiaddrs().map((ma) => ma.toString()),
+  )
+  return libp2p
 }

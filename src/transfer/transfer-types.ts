@@ -36,6 +36,19 @@ export interface FetchResult {
   readonly swarm?: SwarmStats
 }
 
+/**
+ * How a fetch reached a provider: `direct`, `relayed` (through a circuit relay the whole time)
+ * or `upgraded` (through a relay first, then directly once a hole punch made a connection).
+ */
+export type TransferRoute = 'direct' | 'relayed' | 'upgraded'
+
+/** The route of a whole fetch: relayed if any provider was only reached through a relay, and so on. */
+export function routeOf(stats: SwarmStats | undefined): TransferRoute | undefined {
+  const routes = new Set(stats?.peers.map((p) => p.route))
+  for (const r of ['relayed', 'upgraded', 'direct'] as const) if (routes.has(r)) return r
+  return undefined
+}
+
 /** What a fetch did, per provider and in total. */
 export interface SwarmStats {
   /** Chunk bytes that arrived after another peer's copy was verified (endgame duplicates). */
@@ -47,6 +60,8 @@ export interface SwarmStats {
     readonly verifiedBytes: number
     readonly failures: number
     readonly stalls: number
+    /** How the peer was reached; absent when no stream to it opened. */
+    readonly route?: TransferRoute
     /** Why the peer is out of this transfer, if it is: its error code. */
     readonly out?: string
   }>

@@ -105,6 +105,7 @@ describe('engine config: the defaults', () => {
   it('are those an engine had before the table (pinned)', () => {
     expect(resolveEngineConfig({})).toEqual({
       listen: ['/ip4/0.0.0.0/tcp/0', '/ip6/::/tcp/0'],
+      relays: [],
       dataDir: undefined,
       memoryBudget: 16 * MiB,
       workers: Math.max(1, availableParallelism()),

@@ -7,7 +7,7 @@ import type { ResumeInfo } from '../../fetch/resume.ts'
 import type { Priority } from '../../resources/fair-queue.ts'
 import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../../transfer/progress.ts'
-import type { FetchResult } from '../../transfer/transfer-types.ts'
+import { type FetchResult, routeOf, type TransferRoute } from '../../transfer/transfer-types.ts'
 import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
@@ -54,6 +54,7 @@ export async function runGet(
       const { getFolder } = await import('./get-folder.ts')
       return await getFolder(engine, ticketText, dest, opts, out, stop)
     }
+    let route: TransferRoute | undefined
     const handle = engine.fetch(ticketText, dest, {
       overwrite: opts.overwrite,
       waitIfBusy: opts.waitIfBusy,
@@ -62,6 +63,11 @@ export async function runGet(
       signal: stop.signal,
       onResume: (info, p) => announceResume(out, dest, info, p),
       onProgress: (p) => {
+        const now = routeOf(handle.swarmStats())
+        if (now !== undefined && now !== route) {
+          route = now
+          announceRoute(out, now)
+        }
         out.event({ event: 'progress', ...p })
         out.bar(progressLine(p))
       },
@@ -91,6 +97,20 @@ async function destinationOf(ticket: SwarmTicket, out: string | undefined): Prom
   if (ticket.kind === 'collection') return out
   const isFolder = out.endsWith('/') || (await stat(out).catch(() => undefined))?.isDirectory() === true
   return isFolder ? join(out, name) : out
+}
+
+const ROUTE_TEXT: Record<TransferRoute, string> = {
+  direct: 'connected directly',
+  relayed: 'connected through a relay (the sender is not directly reachable from here)',
+  upgraded: 'connected directly (a hole punch replaced the relayed connection)',
+}
+
+/** Says how the transfer reaches its peers, as it starts and when that changes. */
+function announceRoute(out: Output, route: TransferRoute): void {
+  out.event({ event: 'route', route })
+  if (route === 'direct') return
+  out.done()
+  out.human(ROUTE_TEXT[route])
 }
 
 /** Says, as the fetch starts, what an earlier run left at the destination and what becomes of it. */
@@ -138,6 +158,7 @@ function reportDone(out: Output, r: FetchResult): void {
     rate: r.rate,
     resume: r.resume,
     retries: r.retries,
+    ...(routeOf(r.swarm) === undefined ? {} : { route: routeOf(r.swarm) }),
   })
   if (r.resume.mode === 'present') {
     out.human(
@@ -151,7 +172,9 @@ function reportDone(out: Output, r: FetchResult): void {
     )
   }
   const moved = r.resume.bytesKept > 0 ? `; fetched ${formatBytes(fetched)} in` : ','
+  const route = routeOf(r.swarm)
+  const via = route === 'relayed' ? ', through a relay' : route === 'upgraded' ? ', relayed then direct' : ''
   out.human(
-    `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${r.retries > 0 ? `, ${r.retries} retries` : ''}`,
+    `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${r.retries > 0 ? `, ${r.retries} retries` : ''}${via}`,
   )
 }

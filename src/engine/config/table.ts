@@ -9,7 +9,7 @@
  */
 import { availableParallelism } from 'node:os'
 import { DEFAULT_FIXED } from '../../chunking/params.ts'
-import { ALL_INTERFACES } from '../../net/addresses.ts'
+import { ALL_INTERFACES } from '../../net/defaults.ts'
 import { MAX_FRAME_LIMIT, MIN_MAX_FRAME } from '../../protocol/frame.ts'
 import { MIN_GC_ASSIST_BYTES } from '../../resources/gc-assist.ts'
 import { MAX_DIRECT_SLOTS } from '../../storage/direct-writes.ts'
@@ -21,6 +21,11 @@ export const optionTable = {
     kind: 'multiaddrs',
     default: [...ALL_INTERFACES],
     doc: "libp2p listen multiaddrs: every interface, IPv4 and IPv6, unless given (`['/ip4/127.0.0.1/tcp/0']` keeps a node to this machine); IPv6 is left out where the host has none; `DEBUG=libp2p:*` at start gives libp2p's logs",
+  }),
+  relays: option<string[]>({
+    kind: 'multiaddrs',
+    default: [],
+    doc: 'circuit relays to reserve a slot on (each `/…/p2p/<relay peer id>`, as `haul relay` prints it): the relayed address joins the ticket after the direct ones, and start fails when a relay cannot be reached',
   }),
   dataDir: option<string | undefined>({
     kind: 'path',

@@ -25,6 +25,8 @@ import type { CodecPolicy } from '../../workers/codecs.ts'
 export interface EngineOptions {
   /** libp2p listen addresses. */
   listen?: string[]
+  /** Circuit relays (multiaddrs ending in /p2p/<relay peer id>) to reserve a slot on. */
+  relays?: string[]
   /** Folder for the node's identity key and published descriptors; without it, a fresh identity each start and descriptors beside the files. */
   dataDir?: string
   /** Bytes of chunk buffers the engine may hold at once, across all transfers (at least 4 chunks). */
@@ -104,6 +106,7 @@ export type EngineNetworkConfig = Required<Omit<EngineNetworkOptions, 'admission
 /** `EngineOptions` resolved: every option set, checked. */
 export interface EngineConfig {
   readonly listen: string[]
+  readonly relays: string[]
   readonly dataDir: string | undefined
   readonly memoryBudget: number
   readonly workers: number

@@ -1,0 +1,98 @@
+import { randomBytes } from 'node:crypto'
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { createEngine, decodeSwarmTicket, type Engine, encodeSwarmTicket } from '../../src/index.ts'
+import { type Relay, startRelay } from '../../src/net/relay.ts'
+import { routeOf } from '../../src/transfer/transfer-types.ts'
+import { tempDir } from '../support/files.ts'
+
+const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
+
+/** The ticket with only its relayed addresses: a receiver that cannot reach the sender directly. */
+function relayedOnly(ticket: string): string {
+  const t = decodeSwarmTicket(ticket)
+  return encodeSwarmTicket({
+    ...t,
+    providers: t.providers.map((p) => ({ ...p, addrs: p.addrs.filter((a) => a.includes('/p2p-circuit')) })),
+  })
+}
+
+describe('circuit relay (loopback; the namespace tests put the peers on networks without a route)', () => {
+  let relay: Relay
+  let dir: string
+  let cleanup: () => Promise<void>
+  const engines: Engine[] = []
+  const engine = async (o: Parameters<typeof createEngine>[0]): Promise<Engine> => {
+    const e = await createEngine({ listen: LOOPBACK, workers: 1, ...o })
+    engines.push(e)
+    return e
+  }
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+    relay = await startRelay({ listen: LOOPBACK, maxReservations: 2 })
+  })
+  afterAll(async () => {
+    await Promise.all(engines.map((e) => e.stop()))
+    await relay.stop()
+    await cleanup()
+  })
+
+  it('a sender with a relay puts the relayed address last in its ticket; a receiver given only that address fetches through the relay, byte-identical, and the result says relayed', async () => {
+    const sender = await engine({ relays: [relay.addresses[0]!] })
+    expect(relay.reservations()).toBe(1)
+    const src = join(dir, 'src.bin')
+    const data = randomBytes(5 * 1024 * 1024 + 17)
+    await writeFile(src, data)
+    const { ticket } = await sender.publish(src)
+    const addrs = decodeSwarmTicket(ticket).providers[0]!.addrs
+    expect(addrs.at(-1)).toBe(`${relay.addresses[0]}/p2p-circuit`)
+    expect(addrs.slice(0, -1).every((a) => !a.includes('p2p-circuit'))).toBe(true)
+
+    const receiver = await engine({})
+    const r = await receiver.fetch(relayedOnly(ticket), join(dir, 'relayed.bin')).result
+    expect(Buffer.compare(await readFile(join(dir, 'relayed.bin')), data)).toBe(0)
+    expect(r.swarm?.peers[0]?.route).toBe('relayed')
+    expect(routeOf(r.swarm)).toBe('relayed')
+
+    // With the whole ticket, a fresh receiver goes direct.
+    const direct = await engine({})
+    const d = await direct.fetch(ticket, join(dir, 'direct.bin')).result
+    expect(routeOf(d.swarm)).toBe('direct')
+  })
+
+  it('refuses reservations beyond maxReservations: a sender that cannot reserve fails to start, naming the relay', async () => {
+    await engine({ relays: [relay.addresses[0]!] })
+    expect(relay.reservations()).toBe(2)
+    await expect(engine({ relays: [relay.addresses[0]!] })).rejects.toMatchObject({
+      code: 'PEER_UNREACHABLE',
+      message: expect.stringMatching(/cannot reserve a slot on relay .*RESERVATION_REFUSED/),
+    })
+  })
+
+  it('an allow-list relay refuses other senders and takes the allowed one', async () => {
+    const allowedKey = join(dir, 'allowed')
+    const allowed = await engine({ dataDir: allowedKey })
+    const only = await startRelay({ listen: LOOPBACK, allow: [allowed.peerId] })
+    try {
+      await allowed.stop()
+      const again = await engine({ dataDir: allowedKey, relays: [only.addresses[0]!] })
+      expect(again.peerId).toBe(allowed.peerId)
+      expect(only.reservations()).toBe(1)
+      await expect(engine({ relays: [only.addresses[0]!] })).rejects.toMatchObject({
+        code: 'PEER_UNREACHABLE',
+        message: expect.stringMatching(/PERMISSION_DENIED/),
+      })
+      expect(only.reservations()).toBe(1)
+    } finally {
+      await only.stop()
+    }
+  })
+
+  it('a relay address without the relay peer id is a configuration error', async () => {
+    await expect(engine({ relays: ['/ip4/127.0.0.1/tcp/1'] })).rejects.toMatchObject({
+      code: 'CONFIG_INVALID',
+    })
+  })
+})
