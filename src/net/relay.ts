@@ -7,14 +7,16 @@
  * libp2p's own defaults suit signalling, not data (128 KiB and 2 minutes per circuit); a haul
  * relay forwards whole transfers, so its bounds are on what it holds instead:
  * - reservations (`maxReservations`): peers that may be reached through it at once;
- * - circuits (`maxCircuits`): relayed connections at once, each holding at most about two yamux
- *   windows (`windowBytes` each way), so memory ≤ maxCircuits × 2 × windowBytes;
+ * - circuits (`maxCircuits`): relayed connections at once, each holding about one yamux window
+ *   (`windowBytes`) per direction: a side that stops reading stops the other within a window
+ *   (test/net/relay.test.ts pushes into a peer that never reads), so memory is about
+ *   maxCircuits × 2 × windowBytes;
  * - optional per-circuit bytes and duration (`circuitBytes`, `circuitMs`): a circuit past them
  *   is cut, and haul's transfer retries on a new one;
  * - optional `allow`: only these peers may reserve a slot or be reached (any peer may dial in
  *   to reach one of them).
  */
-import { circuitRelayServer } from '@libp2p/circuit-relay-v2'
+import { circuitRelayServer, RELAY_V2_STOP_CODEC } from '@libp2p/circuit-relay-v2'
 import type { Libp2p, PeerId } from '@libp2p/interface'
 import { peerIdFromString } from '@libp2p/peer-id'
 import { ConfigInvalidError } from '../errors.ts'
@@ -52,6 +54,8 @@ export interface Relay {
   readonly addresses: string[]
   /** Peers holding a reservation now. */
   reservations(): number
+  /** Relayed connections open now. */
+  circuits(): number
   stop(): Promise<void>
 }
 
@@ -88,25 +92,39 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
       defaultDurationLimit: o.circuitMs > 0 ? o.circuitMs : 2 ** 31 - 1,
     },
   })
+  let started: Libp2p | undefined
   const libp2p: Libp2p = await startOnStablePort(node, (n) =>
     startLibp2p(n, key, {}, undefined, undefined, {
       kind: 'relay',
       services: { relay: server },
       connectionGater: {
         denyInboundRelayReservation: (peer) => denied(peer),
-        denyOutboundRelayedConnection: (_from, to) => denied(to),
+        // libp2p's own stream limits count per connection; circuits are counted here, across all.
+        denyOutboundRelayedConnection: (_from, to) =>
+          denied(to) || (started !== undefined && circuitsOf(started) >= o.maxCircuits),
       },
     }),
   )
+  started = libp2p
   const service = libp2p.services.relay as { reservations: { size: number } }
   return {
     peerId: libp2p.peerId.toString(),
     addresses: libp2p.getMultiaddrs().map((ma) => ma.toString()),
     reservations: () => service.reservations.size,
+    circuits: () => circuitsOf(libp2p),
     stop: async () => {
       await libp2p.stop()
     },
   }
+}
+
+/** Open circuits: each is a stop stream this relay opened to the peer it reaches. */
+function circuitsOf(node: Libp2p): number {
+  let n = 0
+  for (const c of node.getConnections()) {
+    for (const s of c.streams) if (s.protocol === RELAY_V2_STOP_CODEC && s.direction === 'outbound') n++
+  }
+  return n
 }
 
 function parseAllowed(p: string): PeerId {

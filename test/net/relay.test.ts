@@ -3,6 +3,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine, decodeSwarmTicket, type Engine, encodeSwarmTicket } from '../../src/index.ts'
+import { Network } from '../../src/net/network.ts'
 import { type Relay, startRelay } from '../../src/net/relay.ts'
 import { routeOf } from '../../src/transfer/transfer-types.ts'
 import { tempDir } from '../support/files.ts'
@@ -94,5 +95,45 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
     await expect(engine({ relays: ['/ip4/127.0.0.1/tcp/1'] })).rejects.toMatchObject({
       code: 'CONFIG_INVALID',
     })
+  })
+
+  it('a relayed peer pushing to one that does not read: the relay stops taking bytes after about a window per direction', async () => {
+    const own = await startRelay({ listen: LOOPBACK })
+    const quiet = await Network.create({ listen: LOOPBACK, relays: [own.addresses[0]!] })
+    const pusher = await Network.create({ listen: LOOPBACK })
+    const held = new AbortController()
+    try {
+      // Reads nothing: its stream pauses after its own small buffer, as a slow receiver's would.
+      await quiet.handle('/test/push', async () => {
+        await new Promise((resolve) => held.signal.addEventListener('abort', resolve))
+      })
+      const via = quiet.addresses.filter((a) => a.includes('/p2p-circuit'))
+      expect(via).toHaveLength(1)
+      const stream = await pusher.openStream(quiet.peerId, via, '/test/push')
+      const piece = new Uint8Array(256 * 1024)
+      const limit = 160 * 1024 * 1024
+      let accepted = 0
+      let lastProgress = Date.now()
+      // Writes until 160 MiB went or nothing more is taken for a second (the circuit is full).
+      const writing = (async () => {
+        while (accepted < limit) {
+          await stream.write([piece])
+          accepted += piece.length
+          lastProgress = Date.now()
+        }
+      })().catch(() => {})
+      while (accepted < limit && Date.now() - lastProgress < 1000)
+        await new Promise((r) => setTimeout(r, 100))
+      // Without backpressure at the relay, all 160 MiB go into its memory. With it: the pusher's
+      // window into the relay (4 MiB), what the relay holds paused (a window), the quiet peer's
+      // window (up to 16 MiB) and its 1 MiB buffer.
+      expect(accepted).toBeLessThan(40 * 1024 * 1024)
+      stream.abort(new Error('done'))
+      await writing
+    } finally {
+      held.abort()
+      await Promise.all([quiet.stop(), pusher.stop()])
+      await own.stop()
+    }
   })
 })

@@ -18,7 +18,7 @@ const NAME = /^[a-z][a-z0-9]{0,5}$/
 export type NetnsCheck = { readonly usable: true } | { readonly usable: false; readonly reason: string }
 
 /** Whether this process can build topologies (and, with `shaping`, add tbf qdiscs); if not, why. */
-export async function canUseNetns(opts: { shaping?: boolean } = {}): Promise<NetnsCheck> {
+export async function canUseNetns(opts: { shaping?: boolean; nat?: boolean } = {}): Promise<NetnsCheck> {
   const no = (reason: string): NetnsCheck => ({ usable: false, reason })
   if (process.platform !== 'linux') return no(`network namespaces need Linux, not ${process.platform}`)
   if (process.getuid?.() !== 0) return no('network namespaces need root (the CI runs the suite as root)')
@@ -26,6 +26,7 @@ export async function canUseNetns(opts: { shaping?: boolean } = {}): Promise<Net
     ['ip', 'iproute2'],
     ['tc', 'iproute2'],
     ['sysctl', 'procps'],
+    ...(opts.nat ? ([['nft', 'nftables']] as const) : []),
   ] as const) {
     const found = await run(tool, ['-V']).then(
       () => true,
@@ -39,6 +40,10 @@ export async function canUseNetns(opts: { shaping?: boolean } = {}): Promise<Net
     await probe.namespace('q')
     await probe.link({ ns: 'p', address: '10.231.255.1/24' }, { ns: 'q', address: '10.231.255.2/24' })
     if (opts.shaping) await probe.shape('p', 'v-q', { rateMbit: 10 })
+    if (opts.nat) {
+      await probe.namespace('n', { forward: true })
+      await probe.masquerade('n', 'lo')
+    }
   } catch (err) {
     return no(`cannot build a test topology: ${(err as Error).message}`)
   } finally {
@@ -48,7 +53,7 @@ export async function canUseNetns(opts: { shaping?: boolean } = {}): Promise<Net
 }
 
 /** Throws, saying why, when this process cannot use network namespaces: a test's beforeAll. */
-export async function requireNetns(opts: { shaping?: boolean } = {}): Promise<void> {
+export async function requireNetns(opts: { shaping?: boolean; nat?: boolean } = {}): Promise<void> {
   const check = await canUseNetns(opts)
   if (!check.usable) throw new Error(`this test builds network namespaces and cannot: ${check.reason}`)
 }
@@ -195,6 +200,23 @@ export class Topology {
   exec(ns: string, command: string, args: readonly string[] = []): Promise<string> {
     const [file, ...rest] = this.argv(ns, command, args)
     return run(file, rest)
+  }
+
+  /**
+   * Source NAT in `ns` (a router made with `forward`): what leaves through `dev` takes `dev`'s
+   * address, as a home router does (nftables masquerade; replies are translated back).
+   */
+  async masquerade(ns: string, dev: string): Promise<void> {
+    const name = this.#known(ns)
+    await run('ip', ['netns', 'exec', name, 'nft', 'add table ip haulnat'])
+    await run('ip', [
+      'netns',
+      'exec',
+      name,
+      'nft',
+      'add chain ip haulnat post { type nat hook postrouting priority 100 ; }',
+    ])
+    await run('ip', ['netns', 'exec', name, 'nft', `add rule ip haulnat post oifname "${dev}" masquerade`])
   }
 
   /** Processes running inside `ns`. */
