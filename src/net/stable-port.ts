@@ -1,8 +1,9 @@
 /**
  * A restarted node with a data folder listens where it listened before, so the tickets it
- * printed still lead to it (its peer id comes from the same folder, identity.ts). The TCP port
- * it was given for a `/tcp/0` listen address is kept in `<dataDir>/listen-port`; the next start
- * asks for that port, and takes any free one (a new ticket then) when something else holds it.
+ * printed still lead to it (its peer id comes from the same folder, identity.ts). The TCP ports
+ * it was given for its `/tcp/0` listen addresses (one per family) are kept in
+ * `<dataDir>/listen-port`; the next start asks for those ports, and takes any free ones (a new
+ * ticket then) when something else holds one.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -11,29 +12,47 @@ import type { ResolvedNodeOptions } from './options.ts'
 
 const PORT_FILE = 'listen-port'
 
-/** `listen` with each `/tcp/0` replaced by the port kept in `dataDir`; undefined when none is kept. */
+/**
+ * `listen` with each `/tcp/0` replaced by the port kept in `dataDir` for its family (a file of
+ * `ip4 <port>` / `ip6 <port>` lines; a bare port from an older haul applies to both); undefined
+ * when none is kept.
+ */
 export async function rememberedListen(
   dataDir: string,
   listen: readonly string[],
 ): Promise<string[] | undefined> {
   const text = await readFile(join(dataDir, PORT_FILE), 'utf8').catch(() => undefined)
-  const port = Number(text?.trim())
-  if (!Number.isSafeInteger(port) || port < 1 || port > 65535) return undefined
-  if (!listen.some((a) => /\/tcp\/0$/.test(a))) return undefined
-  return listen.map((a) => a.replace(/\/tcp\/0$/, `/tcp/${port}`))
+  if (text === undefined || !listen.some((a) => /\/tcp\/0$/.test(a))) return undefined
+  const ports = new Map<string, number>()
+  for (const line of text.split('\n')) {
+    const [a, b] = line.trim().split(/\s+/)
+    const [family, port] = b === undefined ? ['*', Number(a)] : [a!, Number(b)]
+    if (Number.isSafeInteger(port) && port >= 1 && port <= 65535) ports.set(family, port)
+  }
+  if (ports.size === 0) return undefined
+  return listen.map((a) => {
+    const port = ports.get(familyOf(a)) ?? ports.get('*')
+    return port === undefined ? a : a.replace(/\/tcp\/0$/, `/tcp/${port}`)
+  })
 }
 
-/** Keeps the TCP port of the node's first listening address for the next start. */
+function familyOf(addr: string): string {
+  return addr.startsWith('/ip6/') ? 'ip6' : 'ip4'
+}
+
+/** Keeps the TCP port of the node's first listening address of each family for the next start. */
 export async function rememberPort(dataDir: string, addrs: readonly string[]): Promise<void> {
+  const ports = new Map<string, string>()
   // A relayed address names the relay's port, not ours.
-  const port = addrs
-    .filter((a) => !a.includes('/p2p-circuit'))
-    .map((a) => /\/tcp\/(\d+)/.exec(a)?.[1])
-    .find((p) => p !== undefined)
-  if (port === undefined) return
+  for (const a of addrs) {
+    const port = /\/tcp\/(\d+)/.exec(a)?.[1]
+    if (a.includes('/p2p-circuit') || port === undefined || ports.has(familyOf(a))) continue
+    ports.set(familyOf(a), port)
+  }
+  if (ports.size === 0) return
   const tmp = join(dataDir, `.${PORT_FILE}.${process.pid}.tmp`)
   // Best effort: a folder that cannot keep it costs a new ticket at the next start, nothing more.
-  await writeFile(tmp, `${port}\n`)
+  await writeFile(tmp, [...ports].map(([family, port]) => `${family} ${port}\n`).join(''))
     .then(() => rename(tmp, join(dataDir, PORT_FILE)))
     .catch(() => {})
 }

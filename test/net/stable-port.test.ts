@@ -1,7 +1,9 @@
+import { mkdir, writeFile as writeText } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine } from '../../src/index.ts'
+import { rememberedListen, rememberPort } from '../../src/net/stable-port.ts'
 import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
@@ -54,5 +56,22 @@ describe('a restarted sender with a data folder keeps its peer id and its port',
     } finally {
       await new Promise((resolve) => squatter.close(resolve))
     }
+  })
+
+  it('keeps a port per family, and reads the bare port an older haul wrote', async () => {
+    const data = join(dir, 'ports')
+    await mkdir(data)
+    const listen = ['/ip4/0.0.0.0/tcp/0', '/ip6/::/tcp/0']
+    expect(await rememberedListen(data, listen)).toBeUndefined()
+    await rememberPort(data, [
+      '/ip4/10.0.0.1/tcp/7000/p2p/12D3KooWRKbZ3mLrzHP4kzRoMAeL3chuAFtJGLVAHd2E3RCZDyjA/p2p-circuit',
+      '/ip4/127.0.0.1/tcp/4001',
+      '/ip4/192.168.1.2/tcp/4001',
+      '/ip6/::1/tcp/4002',
+    ])
+    expect(await rememberedListen(data, listen)).toEqual(['/ip4/0.0.0.0/tcp/4001', '/ip6/::/tcp/4002'])
+    expect(await rememberedListen(data, ['/ip4/127.0.0.1/tcp/9'])).toBeUndefined()
+    await writeText(join(data, 'listen-port'), '4005\n')
+    expect(await rememberedListen(data, listen)).toEqual(['/ip4/0.0.0.0/tcp/4005', '/ip6/::/tcp/4005'])
   })
 })

@@ -42,15 +42,22 @@ describe('restart the sending process mid-transfer (same identity, same port: th
     await cleanup()
   })
 
-  for (const signal of ['SIGKILL', 'SIGTERM'] as const) {
-    it(`sender stopped with ${signal} and started again: the receiver reconnects and completes`, async () => {
-      const port = await freePort()
+  const cases = [
+    { signal: 'SIGKILL', listen: 'a fixed port' },
+    { signal: 'SIGTERM', listen: 'a fixed port' },
+    // The default: every interface, ports kept per family by the data folder alone.
+    { signal: 'SIGKILL', listen: 'the default addresses' },
+  ] as const
+  for (const { signal, listen } of cases) {
+    it(`sender on ${listen} stopped with ${signal} and started again: the receiver reconnects and completes`, async () => {
+      const fixed = listen === 'a fixed port'
+      const name = `${signal}-${fixed ? 'fixed' : 'default'}`
       const config = {
         mode: 'send',
         file: src,
         engine: {
-          listen: [`/ip4/127.0.0.1/tcp/${port}`],
-          dataDir: join(dir, `sender-${signal}`),
+          ...(fixed ? { listen: [`/ip4/127.0.0.1/tcp/${await freePort()}`] } : {}),
+          dataDir: join(dir, `sender-${name}`),
           workers: 1,
         },
       }
@@ -61,7 +68,7 @@ describe('restart the sending process mid-transfer (same identity, same port: th
       }
       const first = await start()
       const ticket = first.published.ticket as string
-      const dest = join(dir, `out-${signal}.bin`)
+      const dest = join(dir, `out-${name}.bin`)
       const retries: RetryInfo[] = []
       let restarted: Promise<string> | undefined
       let lowest = Number.POSITIVE_INFINITY
