@@ -73,7 +73,7 @@ export interface Shaping {
  * the rate); at 100 Mbit/s 64 KiB and 625 KB. The bucket has to cover the gaps between the qdisc
  * watchdog's wake-ups, or the link runs below its rate (tc-tbf(8): at least rate/HZ; HZ is 250
  * here): at 100 Mbit/s a bare TCP stream reaches 92.5 Mbit/s with a 3 KB bucket, 93.8 with 15 KB
- * and 95.5 with 64 KiB, the ceiling of TCP payload at MTU 1500 (1448 of each 1514-byte frame). The
+ * and 95.6 with 64 KiB, the ceiling of TCP payload at MTU 1500 (1448 of each 1514-byte frame). The
  * limit is the queue tbf holds before it drops: with 200 KB, BBR's probing for bandwidth loses
  * ~500 frames per 64 MiB; with 625 KB none, and the queue is at most 45 ms deep.
  */
