@@ -6,8 +6,9 @@
  * (target ≥ 0.8), the relay's CPU seconds per GiB forwarded (from /proc: user + system) and its
  * peak resident memory.
  *
- *   npx node bench/relay.ts                        # 1 GiB, one round of each
+ *   npx node bench/relay.ts                        # 1 GiB, one round of each, unshaped
  *   HAUL_BENCH_MIB=256 HAUL_BENCH_ROUNDS=3 npx node bench/relay.ts
+ *   HAUL_BENCH_RATE_MBIT=100 HAUL_BENCH_MIB=256 npx node bench/relay.ts   # tbf on every link
  *
  * Both peers and the relay share this machine's cores, so a relayed transfer also pays for the
  * relay's CPU (Noise is end to end: the relay forwards ciphertext, it does not decrypt). Needs
@@ -24,6 +25,8 @@ import { ensureRandomFile, GiB, MB, MiB, sizeFromEnv } from './lib/proc.ts'
 
 const size = sizeFromEnv(1)
 const rounds = Math.max(1, Number(process.env.HAUL_BENCH_ROUNDS ?? 1))
+/** Mbit/s of tbf on every veth end (0: unshaped, the two cores are the limit). */
+const rate = Number(process.env.HAUL_BENCH_RATE_MBIT ?? 0)
 const file = process.env.HAUL_BENCH_FILE ?? join(tmpdir(), `haul-bench-${size}.bin`)
 const haul = new URL('../bin/haul.js', import.meta.url).pathname
 const RELAY_IP = '10.231.22.1'
@@ -61,8 +64,9 @@ try {
   await topo.namespace('s')
   await topo.namespace('g')
   await topo.namespace('r', { forward: true })
-  await topo.link({ ns: 's', address: '10.231.20.1/24' }, { ns: 'r', address: '10.231.20.254/24' })
-  await topo.link({ ns: 'g', address: '10.231.21.1/24' }, { ns: 'r', address: '10.231.21.254/24' })
+  const shape = rate > 0 ? { shape: { rateMbit: rate } } : {}
+  await topo.link({ ns: 's', address: '10.231.20.1/24' }, { ns: 'r', address: '10.231.20.254/24' }, shape)
+  await topo.link({ ns: 'g', address: '10.231.21.1/24' }, { ns: 'r', address: '10.231.21.254/24' }, shape)
   await topo.exec('r', 'ip', ['addr', 'add', `${RELAY_IP}/32`, 'dev', 'lo'])
   await topo.route('s', 'default', '10.231.20.254')
   await topo.route('g', 'default', '10.231.21.254')
@@ -101,7 +105,7 @@ try {
   }
 
   console.log(
-    `bench/relay: ${(size / MiB).toFixed(0)} MiB random file, namespaces s → g through r (direct: r forwards packets; relayed: haul relay in r), whole haul get processes, spawn to exit; load average ${loadavg()[0]!.toFixed(1)}`,
+    `bench/relay: ${(size / MiB).toFixed(0)} MiB random file, namespaces s → g through r (direct: r forwards packets; relayed: haul relay in r), ${rate > 0 ? `tbf ${rate} Mbit/s on each link` : 'unshaped'}, whole haul get processes, spawn to exit; load average ${loadavg()[0]!.toFixed(1)}`,
   )
   const direct: number[] = []
   const relayed: number[] = []
