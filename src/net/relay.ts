@@ -75,7 +75,7 @@ export async function startRelay(opts: RelayOptions = {}): Promise<Relay> {
     ...(opts.listen === undefined ? {} : { listen: opts.listen }),
     ...(opts.dataDir === undefined ? {} : { dataDir: opts.dataDir }),
     yamux: { maxStreamWindowSize: o.windowBytes },
-    // Every circuit is a stream on the relay's connection to the sender: room for all of them.
+    // Each sender holding a slot keeps a connection, and each circuit's other side one more.
     maxConnections: o.maxReservations + 2 * o.maxCircuits,
   })
   const key = node.dataDir === undefined ? undefined : await loadOrCreateIdentity(node.dataDir)

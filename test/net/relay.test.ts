@@ -136,4 +136,23 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
       await own.stop()
     }
   })
+
+  it('a relay that cuts each circuit after 3 MiB: the relayed fetch goes on over new circuits and completes byte-identical', async () => {
+    const capped = await startRelay({ listen: LOOPBACK, circuitBytes: 3 * 1024 * 1024 })
+    try {
+      const sender = await engine({ relays: [capped.addresses[0]!] })
+      const src = join(dir, 'capped.bin')
+      const data = randomBytes(8 * 1024 * 1024 + 5)
+      await writeFile(src, data)
+      const { ticket } = await sender.publish(src)
+      const receiver = await engine({ retry: { baseDelayMs: 50, maxDelayMs: 200 } })
+      const r = await receiver.fetch(relayedOnly(ticket), join(dir, 'capped-copy.bin')).result
+      expect(Buffer.compare(await readFile(join(dir, 'capped-copy.bin')), data)).toBe(0)
+      // 8 MiB cannot cross one 3 MiB circuit: the transfer was cut and went on.
+      expect(r.retries).toBeGreaterThanOrEqual(2)
+      expect(routeOf(r.swarm)).toBe('relayed')
+    } finally {
+      await capped.stop()
+    }
+  })
 })
