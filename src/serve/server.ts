@@ -298,12 +298,9 @@ class ServerSession {
   }
 
   async #answer(req: Request): Promise<void> {
-    const content = this.#ctx.registry.get(req.cid)
-    if (content === undefined) {
-      throw new ContentNotFoundError(
-        'this peer does not publish that content id: check the ticket, or ask the sender to publish again',
-      )
-    }
+    // Without its secret, published content gets the very answer unknown content does.
+    const content = this.#ctx.registry.granted(req.cid, req.secret)
+    if (content === undefined) throw notFound()
     switch (req.type) {
       case 'get-header':
         this.#events?.request(content, true)
@@ -367,6 +364,16 @@ class ServerSession {
   async #sendSafe(msg: TransferMessage): Promise<void> {
     await this.#writer.send(msg).catch(() => this.#abort.abort())
   }
+}
+
+/**
+ * The one answer for content this peer does not serve to the asker: unknown, or published with a
+ * secret the request did not present. The message must not tell the two apart.
+ */
+function notFound(): ContentNotFoundError {
+  return new ContentNotFoundError(
+    'this peer does not publish that content id for this ticket: check the ticket, or ask the sender to publish again',
+  )
 }
 
 /** How long a closing stream may take to flush its last frames before it is reset. */

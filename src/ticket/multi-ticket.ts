@@ -250,6 +250,16 @@ export function joinTickets(tickets: readonly string[]): string {
 }
 
 /**
+ * How a fetch of `ticket` asks a provider named beside it (FetchOptions.providers, addProvider):
+ * one without a secret of its own presents the ticket's first, so a peer fetching the same
+ * ticket serves it what it has so far (partial seeding: src/fetch/fetch-job.ts).
+ */
+export function presentingTicket(ticket: SwarmTicket): (p: Provider) => Provider {
+  const secret = ticket.providers.find((p) => p.secret !== undefined)?.secret
+  return (p) => (p.secret !== undefined || secret === undefined ? p : { ...p, secret })
+}
+
+/**
  * Decoded tickets by their text, the `max` most recently used. A receiver often fetches one
  * ticket many times (a load test's 10,000 transfers of 64 files, a retry loop), and each queued
  * fetch held its own decoded copy: ~740 of the ~4,600 bytes a queued fetch costs (measured with
