@@ -30,12 +30,14 @@ export interface Target {
   readonly peerId: string
   readonly addrs: readonly string[]
   readonly cid: Uint8Array
+  /** The ticket's secret for this peer: an attacker that holds the ticket has it. */
+  readonly secret: Uint8Array | undefined
 }
 
 export function targetOf(ticket: string): Target {
   const t = decodeSwarmTicket(ticket)
   const p = t.providers[0]!
-  return { peerId: p.peerId, addrs: [...p.addrs], cid: t.cid }
+  return { peerId: p.peerId, addrs: [...p.addrs], cid: t.cid, secret: p.secret }
 }
 
 export const hello = (): Uint8Array[] =>
@@ -164,6 +166,7 @@ export class AttackClient {
       requestId: 1,
       cid: t.cid,
       ranges: [{ start: 0, end: chunks }],
+      secret: t.secret,
     })
     await s.write([...hello(), ...ask])
     void (async () => {
