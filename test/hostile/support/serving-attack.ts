@@ -1,8 +1,9 @@
 /**
  * An attack client against a haul engine's serving side: a libp2p node of its own that speaks
- * the wire format with haul's encoder (a peer needs no secret for that) and misbehaves on
- * purpose. Each helper opens one raw stream on /haul/transfer and returns what the test needs to
- * watch it: the frames the server sent back and when the stream ended.
+ * the wire format with haul's encoder and misbehaves on purpose. It holds the ticket (its
+ * `Target` carries the ticket's secret), so it is served as a receiver would be. Each helper opens
+ * one raw stream on /haul/transfer and returns what the test needs to watch it: the frames the
+ * server sent back and when the stream ended.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
