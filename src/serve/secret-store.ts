@@ -24,6 +24,8 @@ export class SecretStore {
   readonly #dir: string | undefined
   /** Per content id (hex), its secret as loaded or made; one load at a time per id. */
   readonly #byCid = new Map<string, Promise<Uint8Array>>()
+  /** Per content id (hex), the removal of its kept secret under way: a load waits for it. */
+  readonly #removing = new Map<string, Promise<void>>()
 
   constructor(dataDir: string | undefined) {
     this.#dir = dataDir === undefined ? undefined : resolve(dataDir, 'secrets')
@@ -44,16 +46,24 @@ export class SecretStore {
     return secret
   }
 
-  /** Drops `cid`'s secret (here and in the data folder): its next publish makes a new one. */
+  /**
+   * Drops `cid`'s secret (here and in the data folder): its next publish makes a new one, even
+   * one started before the file is gone.
+   */
   async forget(cid: Uint8Array): Promise<void> {
     const key = Buffer.from(cid).toString('hex')
     this.#byCid.delete(key)
-    if (this.#dir !== undefined) await rm(join(this.#dir, key), { force: true }).catch(() => {})
+    if (this.#dir === undefined) return
+    const removing = rm(join(this.#dir, key), { force: true }).catch(() => {})
+    this.#removing.set(key, removing)
+    await removing
+    if (this.#removing.get(key) === removing) this.#removing.delete(key)
   }
 
   async #load(key: string): Promise<Uint8Array> {
     const dir = this.#dir
     if (dir === undefined) return newSecret()
+    await this.#removing.get(key)
     const file = join(dir, key)
     const kept = await readSecret(file)
     if (kept !== undefined) {

@@ -64,6 +64,12 @@ describe('SecretStore', () => {
     expect(await later.secretOf(cid(3))).toEqual(x)
     await later.forget(cid(3))
     await expect(stat(file)).rejects.toMatchObject({ code: 'ENOENT' })
+    // A publish right after an unpublish, the file's removal still under way: a new secret.
+    const kept = await later.secretOf(cid(3))
+    void later.forget(cid(3))
+    const renewed = await later.secretOf(cid(3))
+    expect(Buffer.from(renewed).equals(Buffer.from(kept))).toBe(false)
+    expect(new Uint8Array(await readFile(file))).toEqual(renewed)
   })
 
   it('a damaged secret file is replaced by a new secret', async () => {
