@@ -10,6 +10,7 @@
  * a comparison against a stand-in when the content id is unknown).
  */
 import { randomBytes, timingSafeEqual } from 'node:crypto'
+import { ContentNotFoundError } from '../errors.ts'
 import { SECRET_BYTES } from '../protocol/messages.ts'
 
 export { SECRET_BYTES }
@@ -48,4 +49,14 @@ function matchesAny(secrets: readonly Uint8Array[], presented: Uint8Array | unde
     if (s.length === SECRET_BYTES && timingSafeEqual(s, given)) match = true
   }
   return match && given !== NONE
+}
+
+/**
+ * The one answer for content this peer does not serve to the asker: unknown, or published with a
+ * secret the request did not present. The message must not tell the two apart.
+ */
+export function notFound(): ContentNotFoundError {
+  return new ContentNotFoundError(
+    'this peer does not publish that content id for this ticket: check the ticket, or ask the sender to publish again',
+  )
 }

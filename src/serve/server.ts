@@ -1,6 +1,5 @@
 import {
   ContentChangedError,
-  ContentNotFoundError,
   type HaulError,
   ProtocolViolationError,
   TooManyRequestsError,
@@ -17,6 +16,7 @@ import { CODECS } from '../types.ts'
 import { assertNever } from '../util/never.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
+import { notFound } from './access.ts'
 import type { VerifySourcePolicy } from './chunk-encoder.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
 import { ChunkReplies } from './serve-chunks.ts'
@@ -377,16 +377,6 @@ class ServerSession {
       this.#break(err)
     })
   }
-}
-
-/**
- * The one answer for content this peer does not serve to the asker: unknown, or published with a
- * secret the request did not present. The message must not tell the two apart.
- */
-function notFound(): ContentNotFoundError {
-  return new ContentNotFoundError(
-    'this peer does not publish that content id for this ticket: check the ticket, or ask the sender to publish again',
-  )
 }
 
 /** How long a closing stream may take to flush its last frames before it is reset. */
