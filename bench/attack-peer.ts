@@ -10,7 +10,8 @@
  *   - readers that never read: streams asking for every chunk of the content and never reading
  *     the replies, sending a `cancel` for a request id that does not exist every second.
  * Counts, through HAUL_ATTACK_SOCKETS / HAUL_ATTACK_HALF_FRAMES / HAUL_ATTACK_NO_READ, per attacker.
- * It speaks the wire format with haul's own encoder (a peer needs no ticket secret for that).
+ * It speaks the wire format with haul's own encoder, and holds the ticket: its requests carry the
+ * ticket's secret, so the sender serves it as it would a receiver.
  */
 import { connect, type Socket } from 'node:net'
 import { decodeHeader } from '../dist/descriptor/header.js'
@@ -83,7 +84,8 @@ async function neverReads(net: Network): Promise<void> {
     }
     stats.noRead++
     try {
-      await s.write([...hello(), ...encodeMessage({ type: 'get-header', requestId: 1, cid: ticket.cid })])
+      const { cid, secret } = ticket
+      await s.write([...hello(), ...encodeMessage({ type: 'get-header', requestId: 1, cid, secret })])
       const decoder = new FrameDecoder()
       const it = s.incoming[Symbol.asyncIterator]()
       let leafCount: number | undefined
@@ -99,8 +101,9 @@ async function neverReads(net: Network): Promise<void> {
         encodeMessage({
           type: 'get-chunks',
           requestId: 2,
-          cid: ticket.cid,
+          cid,
           ranges: [{ start: 0, end: Math.min(leafCount, 4096) }],
+          secret,
         }),
       )
       // From here on nothing is read: the stream's buffer fills and its window closes.

@@ -24,7 +24,14 @@ import type { EngineOptions } from './engine/config.ts'
 import { Engine } from './engine/engine.ts'
 
 export type { EngineConfig, EngineOptions } from './engine/config.ts'
-export type { FetchOptions, Published, PublishOptions, Seeded, TransferHandle } from './engine/engine.ts'
+export type {
+  FetchOptions,
+  Published,
+  PublishOptions,
+  Seeded,
+  SeedOptions,
+  TransferHandle,
+} from './engine/engine.ts'
 export type {
   EngineStats,
   MemoryStats,

@@ -37,6 +37,7 @@ const FLAGS = {
   'max-rate': { type: 'string', for: ['get'] },
   priority: { type: 'string', for: ['get'] },
   'upload-limit': { type: 'string', for: SERVING },
+  public: { type: 'boolean', for: SERVING },
   help: { type: 'boolean', short: 'h', for: ALL },
   version: { type: 'boolean', short: 'V', for: ALL },
 } as const satisfies Record<
@@ -67,6 +68,7 @@ export interface ParsedArgs {
     'max-rate'?: string
     priority?: string
     'upload-limit'?: string
+    public?: boolean
     help?: boolean
     version?: boolean
   }

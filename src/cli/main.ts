@@ -65,11 +65,11 @@ async function main(argv: string[]): Promise<number> {
     }
     case 'send': {
       const { runSend } = await import('./commands/send.ts')
-      return runSend(args, engine, out)
+      return runSend(args, { public: values.public === true }, engine, out)
     }
     case 'seed': {
       const { runSeed } = await import('./commands/seed.ts')
-      return runSeed(args, engine, out)
+      return runSeed(args, { public: values.public === true }, engine, out)
     }
     case 'get': {
       const { runGet } = await import('./commands/get.ts')

@@ -36,12 +36,14 @@ const RATES = `in bytes per second:
                           500k, 10M (10 MiB/s), 1.5G (binary units)`
 
 const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
-  --data-dir <dir>        keep the identity, port and descriptors here: restarted, the
-                          sender listens where it did (port free) and answers its old ticket
+  --data-dir <dir>        keep the identity, port, secrets and descriptors here: restarted,
+                          the sender listens where it did (port free) and answers its old ticket
   --upload-limit <rate>   upload limit, all peers together, ${RATES}
   --relay <multiaddr>     reserve a slot on this relay (the address haul relay prints),
                           repeatable: receivers that cannot reach this machine come through
-                          it, and a hole punch may then make the connection direct`
+                          it, and a hole punch may then make the connection direct
+  --public                serve to anyone who knows the content id; without it only holders
+                          of the ticket (it carries a secret) get an answer`
 
 export const HELP: Record<Command, string> = {
   send: `haul send <file | folder | paths...> — index, print the ticket, serve until Ctrl-C or SIGTERM
@@ -50,6 +52,10 @@ One file is sent under its name. A folder, or several paths, is sent as one coll
 file's bytes in one content, with a manifest of paths, sizes and modes. Links inside a folder
 are sent as links when they point inside it; links leaving it, sockets, FIFOs and devices are
 skipped (and listed). The receiver recreates the folder with haul get.
+
+The ticket carries a secret made for this publish: only its holders are served; anyone else
+gets the answer for content this peer does not have. With --data-dir the secret is kept, so
+a restarted sender answers the same ticket.
 
 Shows each peer that connects (its id and address), what it fetches with bytes served and
 rate, a line when its transfer ends, and on exit the bytes served, peers and transfers, and
@@ -64,6 +70,7 @@ Examples:
   haul send ./big.iso
   haul send ./photos                   the folder, as ./photos on the receiver
   haul send ./a.txt ./b.txt            two files, one ticket
+  haul send ./big.iso --public         anyone who knows its content id may fetch it
   haul send ./big.iso --listen /ip4/0.0.0.0/tcp/4001 --data-dir ~/.haul --upload-limit 20M
   haul send ./big.iso --relay /ip4/203.0.113.7/tcp/4003/p2p/12D3KooW…
 

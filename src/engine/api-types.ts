@@ -12,9 +12,18 @@ import type { RetryInfo } from '../transfer/retry.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
 
-export interface PublishOptions {
+export interface PublishOptions extends SeedOptions {
   signal?: AbortSignal
   onProgress?: (bytesDone: number, totalBytes: number) => void
+}
+
+export interface SeedOptions {
+  /**
+   * Serve to anyone who names the content id, as haul did before tickets carried secrets: the
+   * ticket carries no secret. Otherwise only requests presenting the ticket's secret are
+   * answered; any other gets what unknown content gets (CONTENT_NOT_FOUND). @default false
+   */
+  public?: boolean
 }
 
 export interface Published {
@@ -38,7 +47,11 @@ export interface FetchOptions {
   priority?: Priority
   /** This transfer's own download limit, bytes per second. @default `limits.perTransferDownloadBytesPerSec` */
   maxBytesPerSec?: number
-  /** More peers serving the same content, beside those the ticket names (a multi-peer fetch). @default none */
+  /**
+   * More peers serving the same content, beside those the ticket names (a multi-peer fetch). One
+   * without a `secret` of its own is asked with the ticket's (a peer fetching the same ticket
+   * serves that). @default none
+   */
   providers?: readonly Provider[]
   /**
    * Replace a file already at `dest` that holds other data. Without it such a fetch fails with
@@ -89,7 +102,10 @@ export interface TransferHandle {
    * stream reset (never waiting on the peer) and its part file and journal closed for a resume.
    */
   cancel(): void
-  /** One more peer holding the content: the fetch uses it from now on (or from its start, if still queued). */
+  /**
+   * One more peer holding the content: the fetch uses it from now on (or from its start, if still
+   * queued). Without a `secret` of its own it is asked with the ticket's (see FetchOptions.providers).
+   */
   addProvider(provider: Provider): void
   /** Duplicates, corrupt chunks and what each provider gave so far; undefined until the fetch is admitted. */
   swarmStats(): SwarmStats | undefined

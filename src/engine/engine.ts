@@ -31,7 +31,7 @@ import { refuseStream, serveStream } from '../serve/server.ts'
 import { SessionPool } from '../session/session-pool.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
-import { DecodedTickets, type Provider, type SwarmTicket } from '../ticket/multi-ticket.ts'
+import { DecodedTickets, type Provider, presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
@@ -42,13 +42,21 @@ import type {
   Published,
   PublishOptions,
   Seeded,
+  SeedOptions,
   TransferHandle,
 } from './api-types.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
 import { Publishing } from './publishing.ts'
 import { type EngineStats, engineStats } from './stats.ts'
 
-export type { FetchOptions, Published, PublishOptions, Seeded, TransferHandle } from './api-types.ts'
+export type {
+  FetchOptions,
+  Published,
+  PublishOptions,
+  Seeded,
+  SeedOptions,
+  TransferHandle,
+} from './api-types.ts'
 
 /**
  * The part of the memory budget fetches may hold: all but a quarter, which stays for serving, so
@@ -326,7 +334,9 @@ export class Engine {
 
   #fetch(decoded: SwarmTicket, dest: string, opts: InternalFetchOptions): TransferHandle {
     const providers = [...decoded.providers]
-    for (const p of opts.providers ?? []) if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
+    const beside = presentingTicket(decoded)
+    for (const p of opts.providers ?? [])
+      if (!providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
     const swarm = opts.swarm ?? providers.length > 1
     const id = `${this.#idTag}-${++this.#fetches}`
     const path = resolvePath(dest)
@@ -426,7 +436,8 @@ export class Engine {
       },
       progress: () => job?.progress(),
       cancel,
-      addProvider: (p) => {
+      addProvider: (added) => {
+        const p = beside(added)
         // Still waiting for its turn: the job starts with it.
         if (job === undefined) {
           if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
@@ -439,11 +450,11 @@ export class Engine {
   /**
    * Serves the verified chunks of a resumable `<dest>.part` (from an interrupted multi-peer
    * fetch: its journal and leaf sidecar) to others: partial seeding. The returned ticket names
-   * this engine; `unpublish(cid)` stops it.
+   * this engine (with a secret of its own, unless `public`); `unpublish(cid)` stops it.
    */
-  seed(dest: string): Promise<Seeded> {
+  seed(dest: string, opts: SeedOptions = {}): Promise<Seeded> {
     this.#assertRunning()
-    return this.#publishing.seed(dest)
+    return this.#publishing.seed(dest, opts)
   }
 
   /** `seeding`: the fetch serves what it has verified so far (partial seeding; FetchOptions.swarm). */

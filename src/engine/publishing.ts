@@ -5,11 +5,12 @@ import { InvalidArgumentError } from '../errors.ts'
 import { openPartialSeed } from '../fetch/partial-seed.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { indexForServing } from '../serve/publish.ts'
-import type { ContentRegistry } from '../serve/registry.ts'
+import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
+import { SecretStore } from '../serve/secret-store.ts'
 import { descriptorFolder } from '../storage/data-folder.ts'
 import { encodeSwarmTicket, type Provider } from '../ticket/multi-ticket.ts'
 import type { WorkerPool } from '../workers/pool.ts'
-import type { Published, PublishOptions, Seeded } from './api-types.ts'
+import type { Published, PublishOptions, Seeded, SeedOptions } from './api-types.ts'
 import type { EngineConfig } from './config.ts'
 
 /** What publishing needs of the engine. */
@@ -26,6 +27,10 @@ export interface PublishingDeps {
  * The engine's publishing side: files, collections and partial seeds indexed, registered for
  * serving, and their tickets. Calls for one file path run one after the other (at once they
  * would write the same descriptor file); a collection's unpublish stops its pack too.
+ *
+ * Each publish is guarded by its content id's secret (src/serve/secret-store.ts), which its
+ * ticket carries, unless it is public; a collection's pack by its manifest's secret, so the
+ * folder's ticket fetches both and nothing else does. Unpublishing forgets the secret.
  */
 export class Publishing {
   readonly #deps: PublishingDeps
@@ -33,9 +38,11 @@ export class Publishing {
   readonly #running = new Map<string, Promise<void>>()
   /** A collection's manifest content id (hex) → its pack's content id. */
   readonly #packs = new Map<string, Uint8Array>()
+  readonly #secrets: SecretStore
 
   constructor(deps: PublishingDeps) {
     this.#deps = deps
+    this.#secrets = new SecretStore(deps.config.dataDir)
   }
 
   async publish(path: string, opts: PublishOptions): Promise<Published> {
@@ -62,10 +69,11 @@ export class Publishing {
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     })
-    registry.add(content)
+    const secret = await this.#secretFor(index.cid, opts, [content])
+    registry.add(guarded(content, secret))
     const ticket = encodeSwarmTicket({
       cid: index.cid,
-      providers: [this.#deps.self()],
+      providers: [this.#self(secret)],
       name: safeName(basename(file)) ?? '',
     })
     return { ticket, index }
@@ -83,34 +91,66 @@ export class Publishing {
       ...(opts.signal === undefined ? {} : { signal: opts.signal }),
       ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
     })
-    for (const c of contents) registry.add(c)
+    const secret = await this.#secretFor(index.cid, opts, contents)
+    for (const c of contents) registry.add(guarded(c, secret))
     this.#packs.set(hex(index.cid), index.packCid)
     const ticket = encodeSwarmTicket({
       cid: index.cid,
-      providers: [this.#deps.self()],
+      providers: [this.#self(secret)],
       name: index.name,
       kind: 'collection',
     })
     return { ticket, index }
   }
 
-  async seed(dest: string): Promise<Seeded> {
+  async seed(dest: string, opts: SeedOptions): Promise<Seeded> {
     const { content, chunks, leafCount } = await openPartialSeed(resolvePath(dest), this.#deps.config.journal)
-    if (!this.#deps.registry.addIfAbsent(content)) {
+    const secret = await this.#secretFor(content.cid, opts, [content])
+    if (!this.#deps.registry.addIfAbsent(guarded(content, secret))) {
       await content.reader.close()
       throw new InvalidArgumentError('this engine already serves that content id')
     }
-    const ticket = encodeSwarmTicket({ cid: content.cid, providers: [this.#deps.self()] })
+    const ticket = encodeSwarmTicket({ cid: content.cid, providers: [this.#self(secret)] })
     return { ticket, cid: content.cid, chunks, leafCount }
   }
 
   unpublish(cid: Uint8Array): void {
     this.#deps.registry.unpublish(cid)
+    void this.#secrets.forget(cid)
     const pack = this.#packs.get(hex(cid))
     if (pack === undefined) return
     this.#packs.delete(hex(cid))
     this.#deps.registry.unpublish(pack)
   }
+
+  /**
+   * The secret guarding `cid`'s publish; undefined for a public one. When it cannot be had (the
+   * data folder refuses it), the `opened` contents are closed: they will not be served.
+   */
+  async #secretFor(
+    cid: Uint8Array,
+    opts: SeedOptions,
+    opened: readonly PublishedContent[],
+  ): Promise<Uint8Array | undefined> {
+    if (opts.public === true) return undefined
+    try {
+      return await this.#secrets.secretOf(cid)
+    } catch (err) {
+      await Promise.allSettled(opened.flatMap((c) => [c.reader.close(), c.source.close()]))
+      throw err
+    }
+  }
+
+  /** This engine as its ticket names it, with the secret requests to it present. */
+  #self(secret: Uint8Array | undefined): Provider {
+    const self = this.#deps.self()
+    return secret === undefined ? self : { ...self, secret }
+  }
+}
+
+/** `content` served only to requests presenting `secret` (undefined: to anyone). */
+function guarded(content: PublishedContent, secret: Uint8Array | undefined): PublishedContent {
+  return secret === undefined ? content : { ...content, secrets: [secret] }
 }
 
 function hex(cid: Uint8Array): string {

@@ -234,6 +234,7 @@ export class FetchCoordinator {
           requestId,
           cid: this.#deps.cid,
           ranges: toRanges(pick.indices),
+          secret: link.provider.secret,
         }),
         (msg) => {
           if (msg.type === 'end') return 'done'

@@ -21,6 +21,8 @@ export interface FetchLimits {
 
 export interface FetchContext {
   readonly cid: Uint8Array
+  /** The provider's secret from the ticket, presented with every request (undefined: public). */
+  readonly secret: Uint8Array | undefined
   readonly session: RemoteSession
   readonly pool: WorkerPool
   readonly budget: Budget
@@ -35,7 +37,7 @@ export interface FetchContext {
 export async function fetchHeader(ctx: FetchContext, signal: AbortSignal): Promise<DescriptorHeader> {
   let bytes: Uint8Array | undefined
   await ctx.session.request(
-    (requestId) => ({ type: 'get-header', requestId, cid: ctx.cid }),
+    (requestId) => ({ type: 'get-header', requestId, cid: ctx.cid, secret: ctx.secret }),
     (msg) => {
       if (msg.type !== 'header') throw new ProtocolViolationError(`expected header, got ${msg.type}`)
       bytes = msg.header
@@ -60,7 +62,7 @@ export async function fetchHeader(ctx: FetchContext, signal: AbortSignal): Promi
  * peer ends the request without `page`. The one page fetch of the receiving side.
  */
 export async function fetchLeafPages(
-  ctx: Pick<FetchContext, 'session' | 'cid' | 'limits'>,
+  ctx: Pick<FetchContext, 'session' | 'cid' | 'secret' | 'limits'>,
   table: VerifiedLeafTable,
   page: number,
   signal: AbortSignal,
@@ -71,7 +73,14 @@ export async function fetchLeafPages(
 ): Promise<void> {
   const count = Math.min(opts.count ?? ctx.limits.pagesPerRequest, table.pageCount - page)
   await ctx.session.request(
-    (requestId) => ({ type: 'get-pages', requestId, cid: ctx.cid, firstPage: page, count }),
+    (requestId) => ({
+      type: 'get-pages',
+      requestId,
+      cid: ctx.cid,
+      firstPage: page,
+      count,
+      secret: ctx.secret,
+    }),
     (msg) => {
       if (msg.type === 'end') return 'done'
       if (msg.type !== 'page' || msg.pageIndex < page || msg.pageIndex >= page + count) {

@@ -80,6 +80,12 @@ export class FetchJob implements TransferJob {
   readonly #hooks: FetchJobHooks
   readonly #progress: ProgressThrottle
   readonly #links = new Map<string, PeerLink>()
+  /**
+   * The secrets this fetch presents, one per provider that has one (grows with addProvider). The
+   * chunks it shares (partial seeding) go to requests presenting one of them; to anyone when it
+   * started with none (public content).
+   */
+  readonly #secrets: Uint8Array[] = []
   #local: Local | undefined
   /** Set when the destination already held the content: nothing is fetched or written. */
   #present: PresentState | undefined
@@ -125,8 +131,15 @@ export class FetchJob implements TransferJob {
   /** Adds a provider; a running transfer starts using it at once. */
   addProvider(p: Provider): void {
     if (this.#links.has(p.peerId) || this.#links.size >= MAX_PROVIDERS) return
-    const link = new PeerLink({ peerId: p.peerId, addrs: [...p.addrs] })
+    const link = new PeerLink({
+      peerId: p.peerId,
+      addrs: [...p.addrs],
+      ...(p.secret === undefined ? {} : { secret: p.secret }),
+    })
     this.#links.set(p.peerId, link)
+    if (p.secret !== undefined && !this.#secrets.some((s) => Buffer.from(s).equals(p.secret!))) {
+      this.#secrets.push(p.secret)
+    }
     this.#fetcher?.addLink(link)
   }
 
@@ -404,7 +417,16 @@ export class FetchJob implements TransferJob {
     this.#rehash = local.rehasher
     if (share !== undefined && leaves !== undefined) {
       this.#unshare = share(
-        partialContent({ dest: this.dest, cid: this.cid, header, headerBytes, part, journal, leaves }),
+        partialContent({
+          dest: this.dest,
+          cid: this.cid,
+          header,
+          headerBytes,
+          part,
+          journal,
+          leaves,
+          ...(this.#secrets.length === 0 ? {} : { secrets: this.#secrets }),
+        }),
       )
     }
   }

@@ -42,7 +42,7 @@ async function fetchPages(
   const got: Array<{ page: number; entries: Uint8Array; proof: Uint8Array[] }> = []
   try {
     await fetchLeafPages(
-      { session: link.session!, cid: ctx.cid, limits: ctx.limits },
+      { session: link.session!, cid: ctx.cid, secret: link.provider.secret, limits: ctx.limits },
       table,
       page,
       opts.signal,

@@ -174,6 +174,8 @@ export interface PartialParts {
   readonly leaves: LeafStore
   /** Called when the registry drops this content (unpublish, engine stop). */
   readonly onClose?: () => Promise<void>
+  /** Who may fetch it (PublishedContent.secrets); absent: anyone. */
+  readonly secrets?: readonly Uint8Array[]
 }
 
 /** The registry entry that serves what `parts.journal` says is verified. */
@@ -187,6 +189,7 @@ export function partialContent(parts: PartialParts): PublishedContent {
     header: parts.header,
     headerBytes: parts.headerBytes,
     holds,
+    ...(parts.secrets === undefined ? {} : { secrets: parts.secrets }),
     reader: {
       pageCount: reader.pageCount,
       readPage: (p) => reader.readPage(p),

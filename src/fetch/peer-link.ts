@@ -157,7 +157,7 @@ export class PeerLink {
     for (let start = 0; start < leafCount && !complete; start += MAX_HAVE_REQUEST_BITS) {
       const count = Math.min(MAX_HAVE_REQUEST_BITS, leafCount - start)
       await session.request(
-        (requestId) => ({ type: 'get-have', requestId, cid, start, count }),
+        (requestId) => ({ type: 'get-have', requestId, cid, start, count, secret: this.provider.secret }),
         (msg) => {
           if (msg.type === 'end') return 'done'
           if (msg.type !== 'have')
@@ -177,7 +177,14 @@ export class PeerLink {
 
   context(deps: LinkDeps, session = this.session): FetchContext {
     if (session === undefined) throw new StreamClosedError('not connected')
-    return { cid: deps.cid, session, pool: deps.pool, budget: deps.budget, limits: deps.limits }
+    return {
+      cid: deps.cid,
+      secret: this.provider.secret,
+      session,
+      pool: deps.pool,
+      budget: deps.budget,
+      limits: deps.limits,
+    }
   }
 
   /** Hands an idle session to the pool for the next transfer to this peer (or closes it); the link is down after. */

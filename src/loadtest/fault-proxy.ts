@@ -300,12 +300,12 @@ export class FaultProxy {
   }
 }
 
-/** The same ticket, pointing the receiver at `proxy` instead of the sender's own addresses. */
+/** The same ticket (secrets included), pointing the receiver at `proxy` instead of the sender's own addresses. */
 export function proxyTicket(ticket: string, proxy: FaultProxy): string {
   const t = decodeSwarmTicket(ticket)
   return encodeSwarmTicket({
     ...t,
-    providers: t.providers.map((p) => ({ peerId: p.peerId, addrs: [proxy.multiaddr(p.peerId)] })),
+    providers: t.providers.map((p) => ({ ...p, addrs: [proxy.multiaddr(p.peerId)] })),
   })
 }
 

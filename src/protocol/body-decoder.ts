@@ -22,6 +22,7 @@ import {
   MAX_RANGES,
   type MessageType,
   PROTOCOL_VERSION,
+  SECRET_BYTES,
   type TransferMessage,
 } from './messages.ts'
 
@@ -72,8 +73,7 @@ export function decodeBody(type: Exclude<MessageType, 'chunk'>, r: Reader): Tran
     case 'get-header': {
       const requestId = r.requestId()
       const cid = r.copy(CID_BYTES, 'cid')
-      r.end()
-      return { type, requestId, cid }
+      return { type, requestId, cid, ...r.secret() }
     }
     case 'header': {
       const requestId = r.requestId()
@@ -89,8 +89,7 @@ export function decodeBody(type: Exclude<MessageType, 'chunk'>, r: Reader): Tran
       const firstPage = r.u64('firstPage')
       const count = r.u32('count')
       if (count === 0) throw malformed(type, 'count is 0')
-      r.end()
-      return { type, requestId, cid, firstPage, count }
+      return { type, requestId, cid, firstPage, count, ...r.secret() }
     }
     case 'page': {
       const requestId = r.requestId()
@@ -120,8 +119,7 @@ export function decodeBody(type: Exclude<MessageType, 'chunk'>, r: Reader): Tran
         previousEnd = end
         ranges.push({ start, end })
       }
-      r.end()
-      return { type, requestId, cid, ranges }
+      return { type, requestId, cid, ranges, ...r.secret() }
     }
     case 'get-have': {
       const requestId = r.requestId()
@@ -130,8 +128,7 @@ export function decodeBody(type: Exclude<MessageType, 'chunk'>, r: Reader): Tran
       const count = r.u32('count')
       if (count < 1 || count > MAX_HAVE_REQUEST_BITS)
         throw malformed(type, `count ${count}; allowed 1 to ${MAX_HAVE_REQUEST_BITS}`)
-      r.end()
-      return { type, requestId, cid, start, count }
+      return { type, requestId, cid, start, count, ...r.secret() }
     }
     case 'have': {
       const requestId = r.requestId()
@@ -248,6 +245,18 @@ export class Reader {
   /** `new Uint8Array(view)` always copies; `.slice()` would not on a Buffer. */
   copy(n: number, field: string): Uint8Array {
     return new Uint8Array(this.view(n, field))
+  }
+
+  /**
+   * A request's last, optional field (frame.ts): `{ secret }` when exactly SECRET_BYTES are
+   * left, `{}` when none are; the body ends either way.
+   */
+  secret(): { secret?: Uint8Array } {
+    if (this.#bytes.length - this.#pos !== SECRET_BYTES) {
+      this.end()
+      return {}
+    }
+    return { secret: this.copy(SECRET_BYTES, 'secret') }
   }
 
   end(): void {

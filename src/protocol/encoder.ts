@@ -50,6 +50,7 @@ import {
   MAX_REQUEST_ID,
   MESSAGE_TYPES,
   PROTOCOL_VERSION,
+  SECRET_BYTES,
   type TransferMessage,
 } from './messages.ts'
 
@@ -83,9 +84,11 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
       return [w.done()]
     }
     case 'get-header': {
-      const w = new Writer(msg.type, GET_HEADER_BYTES, maxFrame)
+      const secret = secretOf(msg.type, msg.secret)
+      const w = new Writer(msg.type, GET_HEADER_BYTES + secret.length, maxFrame)
       w.u32(requestId(msg.type, msg.requestId))
       w.bytes(exact(msg.type, 'cid', msg.cid, CID_BYTES))
+      w.bytes(secret)
       return [w.done()]
     }
     case 'header': {
@@ -100,11 +103,13 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
       if (!Number.isInteger(msg.count) || msg.count < 1 || msg.count > 0xffff_ffff) {
         throw invalid(msg.type, 'count', msg.count)
       }
-      const w = new Writer(msg.type, GET_PAGES_BYTES, maxFrame)
+      const secret = secretOf(msg.type, msg.secret)
+      const w = new Writer(msg.type, GET_PAGES_BYTES + secret.length, maxFrame)
       w.u32(requestId(msg.type, msg.requestId))
       w.bytes(exact(msg.type, 'cid', msg.cid, CID_BYTES))
       w.u64(index(msg.type, 'firstPage', msg.firstPage))
       w.u32(msg.count)
+      w.bytes(secret)
       return [w.done()]
     }
     case 'page': {
@@ -127,7 +132,12 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
       if (!Array.isArray(ranges) || ranges.length < 1 || ranges.length > MAX_RANGES) {
         throw invalid(msg.type, 'ranges', ranges)
       }
-      const w = new Writer(msg.type, GET_CHUNKS_FIXED_BYTES + RANGE_BYTES * ranges.length, maxFrame)
+      const secret = secretOf(msg.type, msg.secret)
+      const w = new Writer(
+        msg.type,
+        GET_CHUNKS_FIXED_BYTES + RANGE_BYTES * ranges.length + secret.length,
+        maxFrame,
+      )
       w.u32(requestId(msg.type, msg.requestId))
       w.bytes(exact(msg.type, 'cid', msg.cid, CID_BYTES))
       w.u8(ranges.length)
@@ -140,6 +150,7 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
         w.u64(start)
         w.u64(end)
       }
+      w.bytes(secret)
       return [w.done()]
     }
     case 'chunk': {
@@ -162,11 +173,13 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
       if (!Number.isInteger(msg.count) || msg.count < 1 || msg.count > MAX_HAVE_REQUEST_BITS) {
         throw invalid(msg.type, 'count', msg.count)
       }
-      const w = new Writer(msg.type, GET_HAVE_BYTES, maxFrame)
+      const secret = secretOf(msg.type, msg.secret)
+      const w = new Writer(msg.type, GET_HAVE_BYTES + secret.length, maxFrame)
       w.u32(requestId(msg.type, msg.requestId))
       w.bytes(exact(msg.type, 'cid', msg.cid, CID_BYTES))
       w.u64(index(msg.type, 'start', msg.start))
       w.u32(msg.count)
+      w.bytes(secret)
       return [w.done()]
     }
     case 'have': {
@@ -313,6 +326,13 @@ function exact(type: string, field: string, b: Uint8Array, length: number): Uint
     throw invalid(type, `${field} (need ${length} bytes)`, b instanceof Uint8Array ? b.length : b)
   }
   return b
+}
+
+const NO_SECRET = new Uint8Array(0)
+
+/** A request's optional secret as the bytes to write: none, or exactly SECRET_BYTES. */
+function secretOf(type: string, secret: Uint8Array | undefined): Uint8Array {
+  return secret === undefined ? NO_SECRET : exact(type, 'secret', secret, SECRET_BYTES)
 }
 
 function bounded(type: string, field: string, b: Uint8Array, max: number): Uint8Array {

@@ -32,9 +32,15 @@
  *   7  [n]  codecs       CODEC_IDS (src/types.ts), preference order, no duplicates; ids this
  *                         version does not know are dropped (a newer peer may offer more)
  *
+ * Requests (get-header, get-pages, get-chunks, get-have) may end with one optional field:
+ *   [16] secret          SECRET_BYTES, the ticket's capability for this peer (messages.ts,
+ *                         "Access"): present exactly when 16 bytes are left after the fields
+ *                         listed for the type; any other number of bytes left is a violation
+ *
  * get-header (0x10)
  *   0  u32  rid
  *   4  [32] cid
+ *  36  [16] secret       optional
  *
  * header (0x11)
  *   0  u32  rid
@@ -46,6 +52,7 @@
  *   4  [32] cid
  *  36  u64  firstPage
  *  44  u32  count        ≥ 1
+ *  48  [16] secret       optional
  *
  * page (0x13) — one per page asked for, then `end`
  *   0  u32  rid
@@ -61,6 +68,7 @@
  *  36  u8   r            1 ≤ r ≤ MAX_RANGES (64)
  *  37  r × { u64 start, u64 end }   half-open [start, end), start < end,
  *                                    each start ≥ the previous end (ascending, disjoint)
+ *  37+16r  [16] secret   optional
  *
  * chunk (0x15) — one per chunk asked for, then `end`
  *   0  u32  rid
@@ -75,6 +83,7 @@
  *   4  [32] cid
  *  36  u64  start        first chunk asked about
  *  44  u32  count        1 ≤ count ≤ MAX_HAVE_REQUEST_BITS (2^24)
+ *  48  [16] secret       optional
  *
  * have (0x19) — one or more per get-have, then `end`
  *   0  u32  rid
@@ -95,7 +104,7 @@
  */
 
 import { MiB } from '../types.ts'
-import { MAX_ERROR_MESSAGE_BYTES, MAX_RANGES, type MessageType } from './messages.ts'
+import { MAX_ERROR_MESSAGE_BYTES, MAX_RANGES, type MessageType, SECRET_BYTES } from './messages.ts'
 
 /** Bytes of the length prefix. */
 export const LENGTH_BYTES = 4
@@ -161,20 +170,20 @@ export const HELLO_LIMIT = 1024
  * | type       | limit | from                                                         |
  * |------------|-------|--------------------------------------------------------------|
  * | hello      | 1024  | HELLO_LIMIT (a version-1 hello is at most 1 + 7 + 255 = 263)  |
- * | get-header | 37    | 1 + GET_HEADER_BYTES                                         |
- * | get-pages  | 49    | 1 + GET_PAGES_BYTES                                          |
- * | get-chunks | 1062  | 1 + GET_CHUNKS_FIXED_BYTES + MAX_RANGES × RANGE_BYTES         |
- * | get-have   | 49    | 1 + GET_HAVE_BYTES                                           |
+ * | get-header | 53    | 1 + GET_HEADER_BYTES + SECRET_BYTES                          |
+ * | get-pages  | 65    | 1 + GET_PAGES_BYTES + SECRET_BYTES                           |
+ * | get-chunks | 1078  | 1 + GET_CHUNKS_FIXED_BYTES + MAX_RANGES × RANGE_BYTES + 16    |
+ * | get-have   | 65    | 1 + GET_HAVE_BYTES + SECRET_BYTES                            |
  * | cancel     | 5     | 1 + REQUEST_ID_BYTES                                         |
  * | error      | 1033  | 1 + ERROR_FIXED_BYTES + MAX_ERROR_MESSAGE_BYTES              |
  * | header, page, chunk, have, end | 0 | replies: a server never reads them            |
  */
 export const SERVING_FRAME_LIMITS: Readonly<Record<MessageType, number>> = Object.freeze({
   hello: HELLO_LIMIT,
-  'get-header': TYPE_BYTES + GET_HEADER_BYTES,
-  'get-pages': TYPE_BYTES + GET_PAGES_BYTES,
-  'get-chunks': TYPE_BYTES + GET_CHUNKS_FIXED_BYTES + MAX_RANGES * RANGE_BYTES,
-  'get-have': TYPE_BYTES + GET_HAVE_BYTES,
+  'get-header': TYPE_BYTES + GET_HEADER_BYTES + SECRET_BYTES,
+  'get-pages': TYPE_BYTES + GET_PAGES_BYTES + SECRET_BYTES,
+  'get-chunks': TYPE_BYTES + GET_CHUNKS_FIXED_BYTES + MAX_RANGES * RANGE_BYTES + SECRET_BYTES,
+  'get-have': TYPE_BYTES + GET_HAVE_BYTES + SECRET_BYTES,
   cancel: TYPE_BYTES + REQUEST_ID_BYTES,
   error: TYPE_BYTES + ERROR_FIXED_BYTES + MAX_ERROR_MESSAGE_BYTES,
   header: 0,

@@ -30,6 +30,13 @@
  *   get-have   → have × n, end | error   (which chunks the peer holds: a full seeder answers one
  *                 `have` flagged complete; a partial seeder a bitmap of the range asked for)
  * and either side may send `cancel { requestId }` (asker) or `error` (answerer) at any time.
+ *
+ * Access: every request may end with a `secret` ({@link SECRET_BYTES}), the capability the
+ * provider's ticket carries (src/ticket/multi-ticket.ts). Content published with secrets is
+ * answered only to a request presenting one of them; without it, or with a wrong one, the
+ * answer is the one for content the peer does not publish (CONTENT_NOT_FOUND). The secret rides
+ * on each request rather than once per stream, so a session reused across transfers
+ * (src/session/session-pool.ts) and pipelined requests need no state on either side.
  * Byte layouts of every message are documented in ./frame.ts.
  */
 
@@ -90,6 +97,8 @@ export function messageTypeFromNumber(n: number): MessageType | undefined {
 
 /** Content ids (descriptor roots) are SHA-256 digests. */
 export const CID_BYTES = 32
+/** A request's capability: the per-publish secret its ticket gives for its provider. */
+export const SECRET_BYTES = 16
 /** Every Merkle proof node is a SHA-256 digest. */
 export const HASH_BYTES = 32
 /** Largest encoded descriptor header a `header` message carries. */
@@ -130,6 +139,8 @@ export interface GetHeaderMessage {
   readonly requestId: number
   /** Root of the wanted descriptor, {@link CID_BYTES} bytes. */
   readonly cid: Uint8Array
+  /** The ticket's secret for this peer ({@link SECRET_BYTES}); absent for public content. */
+  readonly secret?: Uint8Array
 }
 
 export interface HeaderMessage {
@@ -146,6 +157,7 @@ export interface GetPagesMessage {
   readonly firstPage: number
   /** Number of pages wanted, at least 1. */
   readonly count: number
+  readonly secret?: Uint8Array
 }
 
 export interface PageMessage {
@@ -170,6 +182,7 @@ export interface GetChunksMessage {
   readonly cid: Uint8Array
   /** 1 to {@link MAX_RANGES} non-empty ranges, ascending and disjoint (adjacent is fine). */
   readonly ranges: readonly ChunkRange[]
+  readonly secret?: Uint8Array
 }
 
 export interface ChunkMessage {
@@ -191,6 +204,7 @@ export interface GetHaveMessage {
   readonly start: number
   /** 1 to {@link MAX_HAVE_REQUEST_BITS}. */
   readonly count: number
+  readonly secret?: Uint8Array
 }
 
 /**

@@ -1,6 +1,7 @@
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import type { DescriptorPage } from '../descriptor/reader.ts'
 import type { LeafEntry } from '../types.ts'
+import { admits, admitsUnknown } from './access.ts'
 
 /** Leaf pages and rows of served content (a DescriptorReader, or a partial seeder's verified pages). */
 export interface ContentReader {
@@ -32,6 +33,11 @@ export interface PublishedContent {
   readonly source: ContentSource
   /** A partial seeder: which chunks are verified and may be served. Absent: every chunk. */
   readonly holds?: (index: number) => boolean
+  /**
+   * Who may fetch it: a request must present one of these (src/serve/access.ts). Absent: anyone
+   * who names its content id (a public publish, or a partial seed of public content).
+   */
+  readonly secrets?: readonly Uint8Array[]
 }
 
 export class ContentRegistry {
@@ -58,8 +64,19 @@ export class ContentRegistry {
     if (this.#byKey.get(key) === content) this.unpublishByKey(key)
   }
 
-  get(cid: Uint8Array): PublishedContent | undefined {
-    return this.#byKey.get(keyOf(cid))
+  /**
+   * The content `cid` names, if a request presenting `secret` may have it: public content to
+   * anyone, the rest only with one of its secrets. Unknown content and a missing or wrong secret
+   * give the same undefined, after the same comparison (src/serve/access.ts), so serving answers
+   * them alike.
+   */
+  granted(cid: Uint8Array, secret: Uint8Array | undefined): PublishedContent | undefined {
+    const content = this.#byKey.get(keyOf(cid))
+    if (content === undefined) {
+      admitsUnknown(secret)
+      return undefined
+    }
+    return admits(content.secrets, secret) ? content : undefined
   }
 
   unpublishByKey(key: string): void {

@@ -126,7 +126,7 @@ export class ChunkReplies {
     if (next?.type !== 'get-chunks') return
     let pre = this.#prefetched
     if (pre?.requestId !== next.requestId) {
-      const content = s.registry.get(next.cid)
+      const content = s.registry.granted(next.cid, next.secret)
       if (content === undefined || content.holds !== undefined) return
       if (rangeProblem(next.ranges, content.header.leafCount, s.maxChunksPerRequest) !== undefined) return
       void this.dropPrefetch(next.requestId)

@@ -1,6 +1,5 @@
 import {
   ContentChangedError,
-  ContentNotFoundError,
   type HaulError,
   ProtocolViolationError,
   TooManyRequestsError,
@@ -17,6 +16,7 @@ import { CODECS } from '../types.ts'
 import { assertNever } from '../util/never.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
+import { notFound } from './access.ts'
 import type { VerifySourcePolicy } from './chunk-encoder.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
 import { ChunkReplies } from './serve-chunks.ts'
@@ -123,8 +123,12 @@ class ServerSession {
   readonly #share: PeerShare
   readonly #guard: ServeGuard
   readonly #chunks: ChunkReplies
-  /** Rejects when a bound of the guard breaks while the reader waits for input. */
+  /**
+   * Rejects when a bound breaks while the reader waits for input: one of the guard's, or the
+   * writer's (replies the peer made us queue past its bound: see #sendSafe).
+   */
   readonly #broken: Promise<never>
+  readonly #break: (err: unknown) => void
 
   constructor(stream: FrameStream, ctx: ServerContext) {
     this.#stream = stream
@@ -134,6 +138,7 @@ class ServerSession {
     const broken = Promise.withResolvers<never>()
     this.#broken = broken.promise
     this.#broken.catch(() => {})
+    this.#break = broken.reject
     this.#guard = new ServeGuard(stream, this.#share, ctx.limits, broken.reject)
     this.#events = ctx.events?.open(stream.remotePeer, stream.remoteAddr, () => this.#busy())
     const events = this.#events
@@ -298,12 +303,9 @@ class ServerSession {
   }
 
   async #answer(req: Request): Promise<void> {
-    const content = this.#ctx.registry.get(req.cid)
-    if (content === undefined) {
-      throw new ContentNotFoundError(
-        'this peer does not publish that content id: check the ticket, or ask the sender to publish again',
-      )
-    }
+    // Without its secret, published content gets the very answer unknown content does.
+    const content = this.#ctx.registry.granted(req.cid, req.secret)
+    if (content === undefined) throw notFound()
     switch (req.type) {
       case 'get-header':
         this.#events?.request(content, true)
@@ -363,9 +365,17 @@ class ServerSession {
     await this.#writer.send(msg, { signal: this.#abort.signal })
   }
 
-  /** Replies from the reader loop (hello, refusals): a failure here means the stream is gone anyway. */
+  /**
+   * Replies from the reader loop (hello, refusals) and error frames. One that cannot be sent
+   * means the stream is gone, or that the peer made us queue more replies than the writer holds
+   * (a burst of requests far past maxQueuedRequests, each refused): either way the stream is cut
+   * off now, through the failure path, rather than left to its idle timer with the reader waiting.
+   */
   async #sendSafe(msg: TransferMessage): Promise<void> {
-    await this.#writer.send(msg).catch(() => this.#abort.abort())
+    await this.#writer.send(msg).catch((err: unknown) => {
+      this.#abort.abort()
+      this.#break(err)
+    })
   }
 }
 

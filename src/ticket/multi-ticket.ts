@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { TextDecoder } from 'node:util'
 import { InvalidArgumentError, TicketInvalidError } from '../errors.ts'
+import { SECRET_BYTES } from '../protocol/messages.ts'
 import { base32Decode, base32Encode } from '../util/base32.ts'
 import { decodeTicket } from './ticket.ts'
 
@@ -8,13 +9,22 @@ import { decodeTicket } from './ticket.ts'
  * Tickets: `haul1` + lowercase base32 (no padding). Every ticket is written as version 3:
  *
  *   u8  ticket version (3)
- *   u8  flags (bit 0: the content id names a collection's manifest, src/collection/manifest.ts)
+ *   u8  flags: bit 0, the content id names a collection's manifest (src/collection/manifest.ts);
+ *       bit 1, providers carry secrets (below)
  *   u8  name length (0..255) + the published name (UTF-8)
  *   32  content id
  *   u8  provider count (1..MAX_TICKET_PROVIDERS), then per provider:
  *       u8 peer id length + peer id (base58btc text)
  *       u8 address count (1..16), then per address: u16 length + multiaddr text
+ *       with flag bit 1: u8 secret length (0 or 16) + the secret
  *   4   checksum: the first 4 bytes of the SHA-256 of everything before it
+ *
+ * A secret is the capability the provider's publish made (16 random bytes, src/serve/access.ts):
+ * requests to that provider present it, and content published with one is served to no one
+ * else. A provider without one (older tickets, `--public`) serves the content to anyone who
+ * names its content id. Secrets are per provider because joinTickets merges tickets of
+ * different senders, each with its own. A haul that predates bit 1 refuses such a ticket
+ * ("upgrade haul") rather than fetch without the secrets.
  *
  * The checksum turns a typo or a cut-off paste into `TICKET_INVALID: checksum does not match`
  * rather than a wrong content id or address. Older versions still decode: version 1 (one
@@ -37,6 +47,8 @@ import { decodeTicket } from './ticket.ts'
 export interface Provider {
   readonly peerId: string
   readonly addrs: readonly string[]
+  /** The capability its publish made ({@link SECRET_BYTES}), presented with every request to it; absent: public. */
+  readonly secret?: Uint8Array
 }
 
 export interface SwarmTicket {
@@ -52,6 +64,8 @@ const PREFIX = 'haul1'
 const VERSION = 2
 const VERSION_NAMED = 3
 const FLAG_COLLECTION = 1
+const FLAG_SECRETS = 2
+const KNOWN_FLAGS = FLAG_COLLECTION | FLAG_SECRETS
 const MAX_NAME_BYTES = 255
 export const MAX_TICKET_PROVIDERS = 16
 const MAX_ADDRS = 16
@@ -68,7 +82,9 @@ export function encodeSwarmTicket(t: SwarmTicket): string {
   const name = enc.encode(t.name ?? '')
   if (name.length > MAX_NAME_BYTES)
     throw new TicketInvalidError(`a ticket's name is at most ${MAX_NAME_BYTES} bytes`)
-  const parts: number[] = [VERSION_NAMED, t.kind === 'collection' ? FLAG_COLLECTION : 0, name.length, ...name]
+  const secrets = t.providers.some((p) => p.secret !== undefined)
+  const flags = (t.kind === 'collection' ? FLAG_COLLECTION : 0) | (secrets ? FLAG_SECRETS : 0)
+  const parts: number[] = [VERSION_NAMED, flags, name.length, ...name]
   parts.push(...t.cid, n)
   for (const p of t.providers) {
     const peer = enc.encode(p.peerId)
@@ -82,6 +98,11 @@ export function encodeSwarmTicket(t: SwarmTicket): string {
       if (b.length > MAX_ADDR_LEN) throw new TicketInvalidError('address too long')
       parts.push(b.length >> 8, b.length & 0xff, ...b)
     }
+    if (!secrets) continue
+    const secret = p.secret ?? new Uint8Array(0)
+    if (secret.length !== 0 && secret.length !== SECRET_BYTES)
+      throw new TicketInvalidError(`a provider's secret is ${SECRET_BYTES} bytes`)
+    parts.push(secret.length, ...secret)
   }
   const body = Uint8Array.from(parts)
   const sum = checksumOf(body)
@@ -141,10 +162,11 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
     }
   }
   let named: Pick<SwarmTicket, 'name' | 'kind'> = {}
+  let flags = 0
   if (bytes[0] === VERSION_NAMED) {
     need(2)
-    const flags = bytes[p++]!
-    if ((flags & ~FLAG_COLLECTION) !== 0)
+    flags = bytes[p++]!
+    if ((flags & ~KNOWN_FLAGS) !== 0)
       throw new TicketInvalidError('ticket has flags this version does not know: upgrade haul')
     const name = text8(bytes[p++]!)
     named = {
@@ -178,7 +200,16 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
       if (len > MAX_ADDR_LEN) throw new TicketInvalidError('ticket address too long')
       addrs.push(text8(len))
     }
-    providers.push({ peerId, addrs })
+    let secret: Uint8Array | undefined
+    if (flags & FLAG_SECRETS) {
+      need(1)
+      const len = bytes[p++]!
+      if (len !== 0 && len !== SECRET_BYTES) throw new TicketInvalidError('ticket has a damaged secret')
+      need(len)
+      if (len > 0) secret = bytes.slice(p, p + len)
+      p += len
+    }
+    providers.push(secret === undefined ? { peerId, addrs } : { peerId, addrs, secret })
   }
   if (p !== bytes.length) throw new TicketInvalidError('ticket has trailing bytes: was it pasted twice?')
   return { cid, providers, ...named }
@@ -186,30 +217,46 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
 
 /**
  * One ticket naming every provider of `tickets` (all for the same content id), each peer once
- * (its addresses merged, first seen first).
+ * (its addresses merged, first seen first), each with its own secret (the first one seen for
+ * that peer: a peer's secrets differ only across its publishes, and the first is as good).
  */
 export function joinTickets(tickets: readonly string[]): string {
   if (tickets.length === 0) throw new TicketInvalidError('no tickets to join')
   const decoded = tickets.map(decodeSwarmTicket)
   const { cid, name, kind } = decoded[0]!
-  const byPeer = new Map<string, Set<string>>()
+  const byPeer = new Map<string, { addrs: Set<string>; secret: Uint8Array | undefined }>()
   for (const t of decoded) {
     if (Buffer.compare(t.cid, cid) !== 0) throw new TicketInvalidError('tickets name different content ids')
     if ((t.kind ?? 'file') !== (kind ?? 'file'))
       throw new TicketInvalidError('tickets mix a folder and a file: give tickets of one publish')
     for (const p of t.providers) {
-      const addrs = byPeer.get(p.peerId) ?? new Set<string>()
-      for (const a of p.addrs) addrs.add(a)
-      byPeer.set(p.peerId, addrs)
+      const peer = byPeer.get(p.peerId) ?? { addrs: new Set<string>(), secret: undefined }
+      for (const a of p.addrs) peer.addrs.add(a)
+      peer.secret ??= p.secret
+      byPeer.set(p.peerId, peer)
     }
   }
-  const providers = [...byPeer].map(([peerId, addrs]) => ({ peerId, addrs: [...addrs].slice(0, MAX_ADDRS) }))
+  const providers = [...byPeer].map(([peerId, { addrs, secret }]) => ({
+    peerId,
+    addrs: [...addrs].slice(0, MAX_ADDRS),
+    ...(secret === undefined ? {} : { secret }),
+  }))
   return encodeSwarmTicket({
     cid,
     providers,
     ...(name === undefined ? {} : { name }),
     ...(kind === undefined ? {} : { kind }),
   })
+}
+
+/**
+ * How a fetch of `ticket` asks a provider named beside it (FetchOptions.providers, addProvider):
+ * one without a secret of its own presents the ticket's first, so a peer fetching the same
+ * ticket serves it what it has so far (partial seeding: src/fetch/fetch-job.ts).
+ */
+export function presentingTicket(ticket: SwarmTicket): (p: Provider) => Provider {
+  const secret = ticket.providers.find((p) => p.secret !== undefined)?.secret
+  return (p) => (p.secret !== undefined || secret === undefined ? p : { ...p, secret })
 }
 
 /**
@@ -249,6 +296,7 @@ export class DecodedTickets {
   }
 }
 
+/** A provider's secret stays a plain Uint8Array: a typed array with elements cannot be frozen. */
 function freeze(t: SwarmTicket): SwarmTicket {
   for (const p of t.providers) {
     Object.freeze(p.addrs)

@@ -535,7 +535,7 @@ describe('tickets naming a collection (version 3)', () => {
     expect(decodeSwarmTicket(v2)).toEqual({ cid, providers: [a, b] })
   })
 
-  it.each([2, 0x80, 0xff])('refuses flags it does not know (%i)', (flags) => {
+  it.each([4, 0x80, 0xff])('refuses flags it does not know (%i)', (flags) => {
     const bytes = v3Body(encodeSwarmTicket({ cid, providers: [a], name: 'x', kind: 'collection' }))
     expect(bytes[0]).toBe(3)
     bytes[1] = flags

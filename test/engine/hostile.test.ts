@@ -107,21 +107,24 @@ describe('hostile bytes against the real serving handler', () => {
   })
 
   type RawStream = Awaited<ReturnType<Network['openStream']>>
+  type Content = { readonly cid: Uint8Array; readonly secret: Uint8Array | undefined }
   /**
    * Publishes a random file of `mib` MiB, opens a raw stream to the sender, sends hello (8 MiB
-   * frames) and the frames `open(cid)` makes, and records every reply until `onReply` (which may
-   * write more) returns true.
+   * frames) and the frames `open(content)` makes, and records every reply until `onReply` (which
+   * may write more) returns true. `content`: the content id and the ticket's secret, as a request
+   * carries them.
    */
   async function converse(
     name: string,
     mib: number,
-    open: (cid: Uint8Array) => Uint8Array[],
-    onReply: (m: TransferMessage, stream: RawStream, cid: Uint8Array) => Promise<boolean>,
+    open: (content: Content) => Uint8Array[],
+    onReply: (m: TransferMessage, stream: RawStream, content: Content) => Promise<boolean>,
   ): Promise<TransferMessage[]> {
     const { decodeSwarmTicket } = await import('../../src/ticket/multi-ticket.ts')
     const file = join(dir, name)
     await writeFile(file, mib * MiB, 'random')
-    const cid = decodeSwarmTicket((await sender.publish(file)).ticket).cid
+    const ticket = decodeSwarmTicket((await sender.publish(file)).ticket)
+    const content: Content = { cid: ticket.cid, secret: ticket.providers[0]!.secret }
     const stream = await attacker.openStream(sender.peerId, sender.addresses, PROTOCOL_ID)
     const decoder = new FrameDecoder()
     const seen: TransferMessage[] = []
@@ -130,12 +133,12 @@ describe('hostile bytes against the real serving handler', () => {
         decoder.push(data)
         for (const m of decoder.frames()) {
           seen.push(m)
-          if (await onReply(m, stream, cid)) return
+          if (await onReply(m, stream, content)) return
         }
       }
     })()
     const bigHello = encodeMessage({ type: 'hello', version: 1, codecs: ['none'], maxFrame: 8 << 20 })
-    await stream.write([...bigHello, ...open(cid)])
+    await stream.write([...bigHello, ...open(content)])
     await reading
     await stream.close()
     return seen
@@ -145,11 +148,11 @@ describe('hostile bytes against the real serving handler', () => {
     const seen = await converse(
       'big.src',
       48,
-      (cid) => encodeMessage({ type: 'get-chunks', requestId: 1, cid, ranges: [{ start: 0, end: 48 }] }),
-      async (m, stream, cid) => {
+      (c) => encodeMessage({ type: 'get-chunks', requestId: 1, ...c, ranges: [{ start: 0, end: 48 }] }),
+      async (m, stream, c) => {
         if (m.type === 'chunk' && m.index === 0) {
           await stream.write(encodeMessage({ type: 'cancel', requestId: 1 }))
-          await stream.write(encodeMessage({ type: 'get-header', requestId: 2, cid }))
+          await stream.write(encodeMessage({ type: 'get-header', requestId: 2, ...c }))
         }
         return m.type === 'header'
       },
@@ -161,12 +164,12 @@ describe('hostile bytes against the real serving handler', () => {
   })
 
   it('pipelined get-chunks are answered in order; one cancelled while queued sends nothing and keeps no budget', async () => {
-    const get = (cid: Uint8Array, requestId: number, start: number, end: number) =>
-      encodeMessage({ type: 'get-chunks', requestId, cid, ranges: [{ start, end }] })
+    const get = (c: Content, requestId: number, start: number, end: number) =>
+      encodeMessage({ type: 'get-chunks', requestId, ...c, ranges: [{ start, end }] })
     const seen = await converse(
       'pipelined.src',
       12,
-      (cid) => [...get(cid, 1, 0, 4), ...get(cid, 2, 4, 8), ...get(cid, 3, 8, 12)],
+      (c) => [...get(c, 1, 0, 4), ...get(c, 2, 4, 8), ...get(c, 3, 8, 12)],
       async (m, stream) => {
         // Request 2's first chunks are being read ahead by now (request 1 has 3 chunks left).
         if (m.type === 'chunk' && m.requestId === 1 && m.index === 0) {

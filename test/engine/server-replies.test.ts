@@ -33,6 +33,7 @@ describe.each([1, 4])('replies of the real serving handler, server.readAhead %i'
   let sender: Engine
   let client: Network
   let cid: Uint8Array
+  let secret: Uint8Array | undefined
 
   beforeAll(async () => {
     let dir: string
@@ -47,7 +48,9 @@ describe.each([1, 4])('replies of the real serving handler, server.readAhead %i'
     client = await Network.create({})
     const src = join(dir, 'f.src')
     await writeFile(src, 182 * KiB, 'random')
-    cid = decodeSwarmTicket((await sender.publish(src)).ticket).cid
+    const ticket = decodeSwarmTicket((await sender.publish(src)).ticket)
+    cid = ticket.cid
+    secret = ticket.providers[0]!.secret
   })
   afterAll(async () => {
     await client.stop()
@@ -60,8 +63,8 @@ describe.each([1, 4])('replies of the real serving handler, server.readAhead %i'
     const got = repliesByRead(stream)
     await stream.write([
       ...encodeMessage({ type: 'hello', version: PROTOCOL_VERSION, codecs: ['none'], maxFrame: 1 << 20 }),
-      ...encodeMessage({ type: 'get-pages', requestId: 1, cid, firstPage: 0, count: 1 }),
-      ...encodeMessage({ type: 'get-chunks', requestId: 2, cid, ranges: [{ start: 0, end: 3 }] }),
+      ...encodeMessage({ type: 'get-pages', requestId: 1, cid, firstPage: 0, count: 1, secret }),
+      ...encodeMessage({ type: 'get-chunks', requestId: 2, cid, ranges: [{ start: 0, end: 3 }], secret }),
     ])
     await stream.closeWrite()
     const reads = await got

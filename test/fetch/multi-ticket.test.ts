@@ -8,7 +8,7 @@ import {
 } from '../../src/ticket/multi-ticket.ts'
 import { decodeTicket, encodeTicket } from '../../src/ticket/ticket.ts'
 import { base32Decode, base32Encode } from '../../src/util/base32.ts'
-import { legacyV2, ticketText } from '../support/tickets.ts'
+import { legacyV2, seal, ticketText, v3Body } from '../support/tickets.ts'
 
 const cid = Uint8Array.from({ length: 32 }, (_, i) => i * 7)
 const a = { peerId: '12D3KooWA', addrs: ['/ip4/127.0.0.1/tcp/1'] }
@@ -65,6 +65,51 @@ describe('multi-provider tickets', () => {
   it('refuses too many providers when encoding', () => {
     const many = Array.from({ length: 17 }, (_, i) => ({ peerId: `p${i}`, addrs: ['/ip4/1.1.1.1/tcp/1'] }))
     expect(() => encodeSwarmTicket({ cid, providers: many })).toThrow(TicketInvalidError)
+  })
+
+  describe('secrets (capabilities)', () => {
+    const sa = Uint8Array.from({ length: 16 }, (_, i) => 0xa0 + i)
+    const sb = Uint8Array.from({ length: 16 }, (_, i) => 0xb0 + i)
+
+    it('round-trip per provider, beside one without; flag bit 1 is set only when one is there', () => {
+      const t = encodeSwarmTicket({ cid, providers: [{ ...a, secret: sa }, b], name: 'big.iso' })
+      expect(decodeSwarmTicket(t)).toEqual({ cid, providers: [{ ...a, secret: sa }, b], name: 'big.iso' })
+      const body = v3Body(t)
+      expect(body[1]! & 2).toBe(2)
+      const open = encodeSwarmTicket({ cid, providers: [a, b], name: 'big.iso' })
+      expect(v3Body(open)[1]! & 2).toBe(0)
+      // 16 bytes for the secret, one length byte per provider: the ticket stays short.
+      expect(body.length - v3Body(open).length).toBe(16 + 2)
+    })
+
+    it('a damaged secret length is refused, a changed secret byte fails the checksum', () => {
+      const t = encodeSwarmTicket({ cid, providers: [{ ...a, secret: sa }] })
+      const body = v3Body(t)
+      const at = body.length - 17
+      expect(body[at]).toBe(16)
+      const short = Uint8Array.from(body)
+      short[at] = 15
+      expect(() => decodeSwarmTicket(seal(short))).toThrow(TicketInvalidError)
+      const flipped = base32Decode(t.slice(5))
+      flipped[at + 3]! ^= 1
+      expect(() => decodeSwarmTicket(ticketText(flipped))).toThrow(/checksum does not match/)
+      expect(() => encodeSwarmTicket({ cid, providers: [{ ...a, secret: sa.subarray(1) }] })).toThrow(
+        TicketInvalidError,
+      )
+    })
+
+    it('joinTickets keeps each provider its own secret, and a public provider public', () => {
+      const t1 = encodeSwarmTicket({ cid, providers: [{ ...a, secret: sa }] })
+      const t2 = encodeSwarmTicket({ cid, providers: [{ ...b, secret: sb }] })
+      const t3 = encodeSwarmTicket({ cid, providers: [{ peerId: a.peerId, addrs: ['/ip4/10.0.0.1/tcp/9'] }] })
+      const c = { peerId: '12D3KooWC', addrs: ['/ip4/127.0.0.1/tcp/3'] }
+      const joined = decodeSwarmTicket(joinTickets([t3, t1, t2, encodeTicket({ cid, ...c })]))
+      expect(joined.providers).toEqual([
+        { peerId: a.peerId, addrs: ['/ip4/10.0.0.1/tcp/9', ...a.addrs], secret: sa },
+        { ...b, secret: sb },
+        c,
+      ])
+    })
   })
 
   describe('DecodedTickets', () => {

@@ -6,6 +6,7 @@ import { PeerLink } from '../../src/fetch/peer-link.ts'
 import { openStorage } from '../../src/fetch/resume.ts'
 import type { IndexResult } from '../../src/serve/indexer.ts'
 import { defaultJournalOptions } from '../../src/storage/journal.ts'
+import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 
 /**
  * Builds what an interrupted multi-peer fetch leaves at `dest`: `<dest>.part` holding the chunks
@@ -50,10 +51,14 @@ export async function writePartialCopy(
   }
 }
 
-/** Asks `seeder` (through `asker`'s network) for its have-bitmap, a chunk it lacks (10) and one it has (0). */
-export async function probe(asker: Engine, seeder: Engine, cid: Uint8Array, leafCount: number) {
+/**
+ * Asks the seeder `ticket` names (through `asker`'s network, with the ticket's secret) for its
+ * have-bitmap, a chunk it lacks (10) and one it has (0).
+ */
+export async function probe(asker: Engine, ticket: string, leafCount: number) {
   const signal = AbortSignal.timeout(20_000)
-  const link = new PeerLink({ peerId: seeder.peerId, addrs: seeder.addresses })
+  const { cid, providers } = decodeSwarmTicket(ticket)
+  const link = new PeerLink(providers[0]!)
   const deps = {
     cid,
     ...engineInternals(asker),
@@ -67,7 +72,13 @@ export async function probe(asker: Engine, seeder: Engine, cid: Uint8Array, leaf
     const have = Array.from({ length: leafCount }, (_, i) => bits !== 'all' && bits.get(i))
     const getChunk = (i: number) =>
       link.session!.request(
-        (requestId) => ({ type: 'get-chunks', requestId, cid, ranges: [{ start: i, end: i + 1 }] }),
+        (requestId) => ({
+          type: 'get-chunks',
+          requestId,
+          cid,
+          ranges: [{ start: i, end: i + 1 }],
+          secret: link.provider.secret,
+        }),
         (msg) => (msg.type === 'end' ? 'done' : 'more'),
         { signal },
       )

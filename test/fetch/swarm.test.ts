@@ -8,7 +8,7 @@ import {
   NoProviderError,
 } from '../../src/index.ts'
 import type { FrameStream } from '../../src/net/stream-io.ts'
-import { joinTickets } from '../../src/ticket/multi-ticket.ts'
+import { decodeSwarmTicket, joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { spawnPeer } from '../support/children.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { chunkIndexOf, corrupting, startSender } from '../support/sender.ts'
@@ -185,10 +185,10 @@ describe('multi-peer fetch between real engines', () => {
     await writePartialCopy(file, index, half, (i) => i < 10)
     await full.stop()
     const seeder = await engine()
-    await seeder.seed(half)
+    const { ticket } = await seeder.seed(half)
     const asker = await engine()
     const { probe } = await import('./partial-copy.ts')
-    const { have, missing, present } = await probe(asker, seeder, index.cid, index.header.leafCount)
+    const { have, missing, present } = await probe(asker, ticket, index.header.leafCount)
     expect(have).toEqual(Array.from({ length: 64 }, (_, i) => i < 10))
     expect(missing).toBeInstanceOf(ChunkUnavailableError)
     expect(present).toBe(true)
@@ -198,12 +198,14 @@ describe('multi-peer fetch between real engines', () => {
     const slow = await engine({ limits: { uploadBytesPerSec: MiB } })
     const fast = await engine()
     const { ticket } = await slow.publish(file)
-    await fast.publish(file)
+    // Each publish has its own secret: the provider added is the one fast's ticket names.
+    const fastProvider = decodeSwarmTicket((await fast.publish(file)).ticket).providers[0]!
+    expect(fastProvider.secret).toBeDefined()
     const receiver = await engine(receiverOptions)
     const dest = join(dir, 'joined.out')
     const h = receiver.fetch(ticket, dest, { swarm: true })
     await until(() => (h.progress()?.bytesDone ?? 0) > 0)
-    h.addProvider({ peerId: fast.peerId, addrs: fast.addresses })
+    h.addProvider(fastProvider)
     const r = await h.result
     expect(await sha256File(dest)).toBe(digest)
     const peers = r.swarm!.peers
@@ -212,7 +214,7 @@ describe('multi-peer fetch between real engines', () => {
     expect(peers[0]!.verifiedBytes + peers[1]!.verifiedBytes).toBe(SIZE)
     // Every fetch takes providers: one started from a one-peer ticket without { swarm } too.
     const single = receiver.fetch(ticket, join(dir, 'single.out'))
-    single.addProvider({ peerId: fast.peerId, addrs: fast.addresses })
+    single.addProvider(fastProvider)
     const s = await single.result
     expect(s.swarm!.peers.map((p) => p.peerId)).toEqual([slow.peerId, fast.peerId])
     expect(await sha256File(join(dir, 'single.out'))).toBe(digest)

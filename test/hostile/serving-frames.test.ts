@@ -31,10 +31,12 @@ async function allEnded(ws: readonly Watched[], ms: number): Promise<Watched[]> 
   return ws.filter((w) => w.endedAt === undefined)
 }
 
-/** A get-chunks frame of the largest size a correct receiver sends (64 ranges): 1,066 bytes on the wire. */
-function largestRequest(cid: Uint8Array): Uint8Array {
+/** A get-chunks frame of the largest size a correct receiver sends (64 ranges, its secret): 1,082 bytes on the wire. */
+function largestRequest(t: Target): Uint8Array {
   const ranges = Array.from({ length: MAX_RANGES }, (_, i) => ({ start: 2 * i, end: 2 * i + 1 }))
-  return Buffer.concat(encodeMessage({ type: 'get-chunks', requestId: 1, cid, ranges }))
+  return Buffer.concat(
+    encodeMessage({ type: 'get-chunks', requestId: 1, cid: t.cid, ranges, secret: t.secret }),
+  )
 }
 
 describe('half-frame attack on a sender process', () => {
@@ -151,7 +153,7 @@ describe('unfinished request frames of a correct size', () => {
   })
 
   it('count against the per-peer bound: 64 streams each one byte short of the largest request', async () => {
-    const frame = largestRequest(target.cid)
+    const frame = largestRequest(target)
     const bound = engineDefaults.server.maxPartialBytesPerPeer
     let peak = 0
     const sampler = setInterval(() => {
@@ -163,7 +165,7 @@ describe('unfinished request frames of a correct size', () => {
       const open = await allEnded(ws, 15_000)
       expect(open.length, 'streams the server left open').toBe(0)
       const codes = ws.map((w) => firstError(w)?.code)
-      // 61 × 1,065 bytes fit in 64 KiB; the streams past that are refused at once, the rest
+      // 60 × 1,081 bytes fit in 64 KiB; the streams past that are refused at once, the rest
       // time out once their frame has waited 3 s.
       expect(codes.filter((c) => c === WIRE_CODES.TOO_MANY_REQUESTS).length).toBeGreaterThanOrEqual(1)
       expect(codes.filter((c) => c === WIRE_CODES.TIMEOUT).length).toBeGreaterThanOrEqual(32)
@@ -177,21 +179,25 @@ describe('unfinished request frames of a correct size', () => {
   }, 60_000)
 
   it('slow partial frame: a get-header sent one byte every 200 ms is cut off with TIMEOUT after 3 s', async () => {
-    const frame = Buffer.concat(encodeMessage({ type: 'get-header', requestId: 1, cid: target.cid }))
+    const frame = Buffer.concat(
+      encodeMessage({ type: 'get-header', requestId: 1, cid: target.cid, secret: target.secret }),
+    )
     const t0 = performance.now()
     const w = await attacker.drip(target, frame, 200)
     const open = await allEnded([w], 15_000)
     expect(open.length).toBe(0)
     expect(firstError(w)).toMatchObject({ requestId: 0, code: WIRE_CODES.TIMEOUT })
     expect(w.replies.some((m) => m.type === 'header')).toBe(false)
-    // Cut off by the frame timer (3 s), long before its 41 bytes were all in (8 s).
+    // Cut off by the frame timer (3 s), long before its 57 bytes were all in (11 s).
     const after = (w.errorAt! - t0) / 1000
     expect(after).toBeGreaterThan(2)
     expect(after).toBeLessThan(7.5)
   }, 30_000)
 
   it('a request that trickles in faster than the timeout is answered', async () => {
-    const frame = Buffer.concat(encodeMessage({ type: 'get-header', requestId: 1, cid: target.cid }))
+    const frame = Buffer.concat(
+      encodeMessage({ type: 'get-header', requestId: 1, cid: target.cid, secret: target.secret }),
+    )
     const w = await attacker.drip(target, frame, 10)
     await expect.poll(() => w.replies.some((m) => m.type === 'header'), { timeout: 10_000 }).toBe(true)
     expect(firstError(w)).toBeUndefined()

@@ -24,6 +24,7 @@ import {
 } from '../../src/protocol/messages.ts'
 
 const cid = new Uint8Array(32).fill(3)
+const secret = new Uint8Array(16).fill(4)
 const wire = (m: TransferMessage): Uint8Array => Buffer.concat(encodeMessage(m))
 const head = (len: number, type: MessageType): Uint8Array => {
   const h = new Uint8Array(5)
@@ -32,11 +33,11 @@ const head = (len: number, type: MessageType): Uint8Array => {
   return h
 }
 
-/** The largest frame of each request type a correct receiver can build. */
+/** The largest frame of each request type a correct receiver can build (requests with their secret). */
 const LARGEST: Array<[MessageType, TransferMessage]> = [
   ['hello', { type: 'hello', version: 1, codecs: ['none', 'lz4', 'zstd'], maxFrame: DEFAULT_MAX_FRAME }],
-  ['get-header', { type: 'get-header', requestId: 1, cid }],
-  ['get-pages', { type: 'get-pages', requestId: 1, cid, firstPage: 2 ** 40, count: 16 }],
+  ['get-header', { type: 'get-header', requestId: 1, cid, secret }],
+  ['get-pages', { type: 'get-pages', requestId: 1, cid, firstPage: 2 ** 40, count: 16, secret }],
   [
     'get-chunks',
     {
@@ -44,9 +45,10 @@ const LARGEST: Array<[MessageType, TransferMessage]> = [
       requestId: 1,
       cid,
       ranges: Array.from({ length: MAX_RANGES }, (_, i) => ({ start: 2 * i, end: 2 * i + 1 })),
+      secret,
     },
   ],
-  ['get-have', { type: 'get-have', requestId: 1, cid, start: 0, count: 2 ** 24 }],
+  ['get-have', { type: 'get-have', requestId: 1, cid, start: 0, count: 2 ** 24, secret }],
   ['cancel', { type: 'cancel', requestId: 1 }],
   ['error', { type: 'error', requestId: 0, code: 3, message: 'x'.repeat(MAX_ERROR_MESSAGE_BYTES) }],
 ]
@@ -54,6 +56,8 @@ const LARGEST: Array<[MessageType, TransferMessage]> = [
 describe('serving side: per-type limits', () => {
   it.each(LARGEST)('the largest %s a receiver sends is accepted', (type, msg) => {
     const bytes = wire(msg)
+    // At the limit exactly: each limit is the largest frame a correct receiver builds.
+    if (type !== 'hello') expect(bytes.length - 4).toBe(SERVING_FRAME_LIMITS[type])
     expect(bytes.length - 4).toBeLessThanOrEqual(SERVING_FRAME_LIMITS[type])
     const d = new FrameDecoder({ side: 'serving' })
     d.push(bytes)
@@ -74,7 +78,7 @@ describe('serving side: per-type limits', () => {
 
   it('every request fits ~1 KiB; hello has room for a longer later version', () => {
     for (const [type] of LARGEST) expect(SERVING_FRAME_LIMITS[type]).toBeLessThanOrEqual(HELLO_LIMIT + 64)
-    expect(SERVING_FRAME_LIMITS['get-chunks']).toBe(1062)
+    expect(SERVING_FRAME_LIMITS['get-chunks']).toBe(1078)
   })
 
   it.each(['header', 'page', 'chunk', 'have', 'end'] as const)(

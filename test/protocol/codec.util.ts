@@ -71,6 +71,7 @@ export function randomCuts(length: number, count: number, rand: () => number): n
 }
 
 const cid = bytes(32, 1)
+const secret = bytes(16, 2)
 const hash = (i: number): Uint8Array => bytes(32, 100 + i)
 
 /** Every message type, at its smallest, largest and otherwise interesting shapes. */
@@ -157,6 +158,19 @@ export const SAMPLES: readonly (readonly [string, TransferMessage])[] = [
   ['error, connection', { type: 'error', requestId: 0, code: 23, message: '' }],
   ['error, unicode', { type: 'error', requestId: 15, code: 14, message: 'nicht gefunden: €, 💾, 日本' }],
   ['error, 1 KiB', { type: 'error', requestId: 16, code: 0xffff, message: 'x'.repeat(1024) }],
+  ['get-header, with secret', { type: 'get-header', requestId: 17, cid, secret }],
+  ['get-pages, with secret', { type: 'get-pages', requestId: 18, cid, firstPage: 7, count: 2, secret }],
+  [
+    'get-chunks, 64 ranges with secret',
+    {
+      type: 'get-chunks',
+      requestId: 19,
+      cid,
+      ranges: Array.from({ length: MAX_RANGES }, (_, i) => ({ start: 2 * i, end: 2 * i + 1 })),
+      secret,
+    },
+  ],
+  ['get-have, with secret', { type: 'get-have', requestId: 20, cid, start: 3, count: 9, secret }],
 ]
 
 // ---------------------------------------------------------------------------------------------
@@ -205,6 +219,7 @@ export function refEncode(msg: RefMessage): Uint8Array {
         u64(r.start)
         u64(r.end)
       }
+      if (msg.secret !== undefined) raw(msg.secret)
       break
     case 'chunk':
       u8(0x15)
@@ -269,7 +284,7 @@ export function refDecode(frame: Uint8Array): RefMessage {
       const cid = raw(32)
       const n = u8()
       const ranges = Array.from({ length: n }, () => ({ start: u64(), end: u64() }))
-      return { type: 'get-chunks', requestId, cid, ranges }
+      return { type: 'get-chunks', requestId, cid, ranges, ...(at < b.length ? { secret: raw(16) } : {}) }
     }
     case 0x15: {
       const requestId = u32()

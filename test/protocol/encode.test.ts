@@ -40,6 +40,17 @@ const BAD: readonly (readonly [string, unknown, ErrorClass])[] = [
   ['get-header: requestId 1.5', { type: 'get-header', requestId: 1.5, cid }, IAE],
   ['get-header: cid 31 bytes', { type: 'get-header', requestId: 1, cid: bytes(31) }, IAE],
   ['get-header: cid not bytes', { type: 'get-header', requestId: 1, cid: 'abc' }, IAE],
+  ['get-header: secret 15 bytes', { type: 'get-header', requestId: 1, cid, secret: bytes(15) }, IAE],
+  [
+    'get-chunks: secret 17 bytes',
+    { type: 'get-chunks', requestId: 1, cid, ranges: ranges(1), secret: bytes(17) },
+    IAE,
+  ],
+  [
+    'get-have: secret not bytes',
+    { type: 'get-have', requestId: 1, cid, start: 0, count: 1, secret: 'x' },
+    IAE,
+  ],
   ['header: 257 bytes', { type: 'header', requestId: 1, header: bytes(257) }, IAE],
   ['get-pages: count 0', { type: 'get-pages', requestId: 1, cid, firstPage: 0, count: 0 }, IAE],
   ['get-pages: negative page', { type: 'get-pages', requestId: 1, cid, firstPage: -1, count: 1 }, IAE],

@@ -39,6 +39,8 @@ const MALFORMED: readonly (readonly [string, Uint8Array, ErrorClass])[] = [
   ['get-header: cid of 31 bytes', rawFrame(T['get-header'], rid, cid.slice(1)), PV],
   ['get-header: trailing byte', rawFrame(T['get-header'], rid, cid, 0), PV],
   ['get-header: requestId 0', rawFrame(T['get-header'], be32(0), cid), PV],
+  ['get-header: secret of 15 bytes', rawFrame(T['get-header'], rid, cid, new Uint8Array(15)), PV],
+  ['get-header: secret and a byte more', rawFrame(T['get-header'], rid, cid, new Uint8Array(17)), PV],
   // header
   ['header: 257 bytes', rawFrame(T.header, rid, be16(257), new Uint8Array(257)), PV],
   ['header: length beyond the body', rawFrame(T.header, rid, be16(10), new Uint8Array(9)), PV],
@@ -48,6 +50,7 @@ const MALFORMED: readonly (readonly [string, Uint8Array, ErrorClass])[] = [
   ['get-pages: firstPage 2^53', rawFrame(T['get-pages'], rid, cid, be64(2n ** 53n), be32(1)), PV],
   ['get-pages: firstPage 2^64-1', rawFrame(T['get-pages'], rid, cid, be64(2n ** 64n - 1n), be32(1)), PV],
   ['get-pages: count cut short', rawFrame(T['get-pages'], rid, cid, be64(0), 0, 0, 1), PV],
+  ['get-pages: secret of 1 byte', rawFrame(T['get-pages'], rid, cid, be64(0), be32(1), 9), PV],
   // page
   ['page: 65 proof nodes', rawFrame(T.page, rid, be64(0), 65, ...Array(65).fill(hash), be32(0)), PV],
   ['page: proof count beyond the body', rawFrame(T.page, rid, be64(0), 2, hash, be32(0)), PV],
@@ -72,6 +75,11 @@ const MALFORMED: readonly (readonly [string, Uint8Array, ErrorClass])[] = [
   ],
   ['get-chunks: end past 2^53-1', rawFrame(T['get-chunks'], rid, cid, 1, be64(0), be64(MAX_INDEX + 1)), PV],
   ['get-chunks: trailing byte', rawFrame(T['get-chunks'], rid, cid, 1, be64(0), be64(1), 0), PV],
+  [
+    'get-chunks: secret cut short',
+    rawFrame(T['get-chunks'], rid, cid, 1, be64(0), be64(1), new Uint8Array(15)),
+    PV,
+  ],
   // chunk
   ['chunk: body shorter than its header', rawFrame(T.chunk, rid, be64(0), 0, 0, 0, 0), PV],
   ['chunk: unknown codec', rawFrame(T.chunk, rid, be64(0), 3, be32(1), 0), CodecUnsupportedError],

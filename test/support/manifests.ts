@@ -44,13 +44,14 @@ export function craftManifest(
 /**
  * A fake collection sender: `engine` publishes the file at `path` (a crafted manifest, say) as
  * ordinary content, and its ticket is re-encoded as a collection's. Returns the ticket and the
- * content id.
+ * content id. Published public: a real collection's pack shares its manifest's secret, and
+ * these are published one by one, each of which would get a secret of its own.
  */
 export async function publishAsCollection(
   engine: Engine,
   path: string,
 ): Promise<{ ticket: string; cid: Uint8Array }> {
-  const published = decodeSwarmTicket((await engine.publish(path)).ticket)
+  const published = decodeSwarmTicket((await engine.publish(path, { public: true })).ticket)
   return { ticket: encodeSwarmTicket({ ...published, kind: 'collection' }), cid: published.cid }
 }
 

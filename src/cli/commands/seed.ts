@@ -1,6 +1,7 @@
 import { lstat } from 'node:fs/promises'
 import { cidToString } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
+import type { SeedOptions } from '../../engine/engine.ts'
 import { SourceInvalidError } from '../../errors.ts'
 import { onePath } from '../args.ts'
 import type { Output } from '../output.ts'
@@ -16,6 +17,7 @@ const PART = '.part'
  */
 export async function runSeed(
   paths: readonly string[],
+  access: SeedOptions,
   engineOptions: EngineOptions,
   out: Output,
 ): Promise<number> {
@@ -29,10 +31,11 @@ export async function runSeed(
     )
   }
   return serveUntilStopped(engineOptions, out, async (engine, signal) => {
-    if (whole) return publishFile(engine, dest, signal, out)
-    const s = await engine.seed(dest)
+    if (whole) return publishFile(engine, dest, access, signal, out)
+    const s = await engine.seed(dest, access)
     return {
       ticket: s.ticket,
+      public: access.public === true,
       intro: `seeding ${dest}${PART}: ${s.chunks} of ${s.leafCount} chunks verified and served`,
       event: {
         event: 'seeding',

@@ -1,7 +1,7 @@
 import { stat } from 'node:fs/promises'
 import { cidToString } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
-import type { Engine } from '../../engine/engine.ts'
+import type { Engine, SeedOptions } from '../../engine/engine.ts'
 import { InvalidArgumentError } from '../../errors.ts'
 import { escapeControls } from '../../util/safe-text.ts'
 import { formatBytes, plural } from '../format.ts'
@@ -14,6 +14,7 @@ import { type Serving, serveUntilStopped } from './serving.ts'
  */
 export async function runSend(
   paths: readonly string[],
+  access: SeedOptions,
   engineOptions: EngineOptions,
   out: Output,
 ): Promise<number> {
@@ -21,7 +22,9 @@ export async function runSend(
   // A missing path goes the file way, whose error names it (SOURCE_INVALID).
   const oneFile = paths.length === 1 && (await stat(paths[0]!).catch(() => undefined))?.isDirectory() !== true
   return serveUntilStopped(engineOptions, out, (engine, signal) =>
-    oneFile ? publishFile(engine, paths[0]!, signal, out) : publishFolder(engine, paths, signal, out),
+    oneFile
+      ? publishFile(engine, paths[0]!, access, signal, out)
+      : publishFolder(engine, paths, access, signal, out),
   )
 }
 
@@ -29,15 +32,18 @@ export async function runSend(
 export async function publishFile(
   engine: Engine,
   file: string,
+  access: SeedOptions,
   signal: AbortSignal,
   out: Output,
 ): Promise<Serving> {
   const { ticket, index } = await engine.publish(file, {
+    ...access,
     signal,
     onProgress: (done, total) => out.progressBytes('indexing', done, total),
   })
   return {
     ticket,
+    public: access.public === true,
     intro: `serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks${index.reused === true ? ', unchanged since it was last published: not read again' : ''})`,
     event: {
       event: 'published',
@@ -57,10 +63,12 @@ export async function publishFile(
 async function publishFolder(
   engine: Engine,
   paths: readonly string[],
+  access: SeedOptions,
   signal: AbortSignal,
   out: Output,
 ): Promise<Serving> {
   const { ticket, index } = await engine.publishCollection(paths, {
+    ...access,
     signal,
     onProgress: (done, total) => out.progressBytes('indexing', done, total),
   })
@@ -69,6 +77,7 @@ async function publishFolder(
     skipped.length > 10 ? [...skipped.slice(0, 10), `\n  … and ${skipped.length - 10} more`] : skipped
   return {
     ticket,
+    public: access.public === true,
     intro: `serving folder ${escapeControls(index.name)}: ${plural(index.files, 'file')} in ${plural(index.folders, 'folder')}${index.links > 0 ? `, ${index.links} links` : ''}, ${formatBytes(index.bytes)} in ${index.chunks} chunks${index.reused === true ? ' (unchanged since last published: not read again)' : ''}${shown.join('')}`,
     event: {
       event: 'published',

@@ -6,9 +6,11 @@ import type { Output } from '../output.ts'
 import { ServeReport } from '../serve-report.ts'
 import { StopSignals } from '../signals.ts'
 
-/** What a serving command serves: its ticket, the line that introduces it, and its JSON event. */
+/** What a serving command serves: its ticket, whether it is public, the line that introduces it, and its JSON event. */
 export interface Serving {
   readonly ticket: string
+  /** Served to anyone naming its content id (--public), not only to holders of the ticket. */
+  readonly public: boolean
   readonly intro: string
   readonly event: Record<string, unknown>
 }
@@ -40,9 +42,12 @@ export async function serveUntilStopped(
       out.human('interrupted before serving anything')
       return EXIT.interrupted
     }
-    out.event(serving.event)
+    out.event({ ...serving.event, public: serving.public })
+    const access = serving.public
+      ? 'public (--public): anyone who knows its content id can fetch it'
+      : 'only holders of the ticket can fetch it: share it as you would a password'
     out.human(
-      `${serving.intro}\n\nticket:\n${serving.ticket}\n\nrun on the receiver:  haul get ${serving.ticket}\nCtrl-C stops serving.\n`,
+      `${serving.intro}\n${access}\n\nticket:\n${serving.ticket}\n\nrun on the receiver:  haul get ${serving.ticket}\nCtrl-C stops serving.\n`,
     )
     await stop.wait()
     // The engine's stop reports every session still open (and whether it was cut off) first.

@@ -1,8 +1,9 @@
 /**
  * An attack client against a haul engine's serving side: a libp2p node of its own that speaks
- * the wire format with haul's encoder (a peer needs no secret for that) and misbehaves on
- * purpose. Each helper opens one raw stream on /haul/transfer and returns what the test needs to
- * watch it: the frames the server sent back and when the stream ended.
+ * the wire format with haul's encoder and misbehaves on purpose. It holds the ticket (its
+ * `Target` carries the ticket's secret), so it is served as a receiver would be. Each helper opens
+ * one raw stream on /haul/transfer and returns what the test needs to watch it: the frames the
+ * server sent back and when the stream ended.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -30,12 +31,14 @@ export interface Target {
   readonly peerId: string
   readonly addrs: readonly string[]
   readonly cid: Uint8Array
+  /** The ticket's secret for this peer: an attacker that holds the ticket has it. */
+  readonly secret: Uint8Array | undefined
 }
 
 export function targetOf(ticket: string): Target {
   const t = decodeSwarmTicket(ticket)
   const p = t.providers[0]!
-  return { peerId: p.peerId, addrs: [...p.addrs], cid: t.cid }
+  return { peerId: p.peerId, addrs: [...p.addrs], cid: t.cid, secret: p.secret }
 }
 
 export const hello = (): Uint8Array[] =>
@@ -164,6 +167,7 @@ export class AttackClient {
       requestId: 1,
       cid: t.cid,
       ranges: [{ start: 0, end: chunks }],
+      secret: t.secret,
     })
     await s.write([...hello(), ...ask])
     void (async () => {
