@@ -52,7 +52,8 @@ async function main(): Promise<void> {
   const init = await new Promise<Extract<ToPeer, { type: 'init' }>>((resolve) =>
     process.once('message', (m: ToPeer) => m.type === 'init' && resolve(m)),
   )
-  const engine = await createEngine(init.engine)
+  // The harness runs every process on this machine: loopback, unless its options say otherwise.
+  const engine = await createEngine({ listen: ['/ip4/127.0.0.1/tcp/0'], ...init.engine })
   // Diagnosis: HAUL_LOADTEST_MEMLOG=<dir> appends process.memoryUsage(), budget and recycler figures each tick.
   const memDir = process.env.HAUL_LOADTEST_MEMLOG
   const memLog = memDir === undefined ? undefined : join(memDir, `peer-${process.pid}.jsonl`)
