@@ -87,7 +87,21 @@ function tune<T extends SecuredConnection<unknown>>(secured: T, raw: unknown): T
     corkSends(raw)
     tuned.add(raw)
   }
+  if (isCircuit(raw)) throughRelay.add(secured.connection as object)
   return secured
+}
+
+/** Secured connections that run through a circuit relay (see window-updates.ts for why it matters). */
+const throughRelay = new WeakSet<object>()
+
+/** True for the secured stream of a connection through a circuit relay. */
+export function isThroughRelay(stream: unknown): boolean {
+  return typeof stream === 'object' && stream !== null && throughRelay.has(stream)
+}
+
+function isCircuit(raw: unknown): boolean {
+  const addr = (raw as { remoteAddr?: { toString(): string } } | undefined)?.remoteAddr
+  return addr?.toString().includes('/p2p-circuit') === true
 }
 
 /**

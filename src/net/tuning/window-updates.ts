@@ -12,6 +12,12 @@ import type { StreamMuxer } from '@libp2p/interface'
  * while the window is at least twice the link's bandwidth-delay product; memory is unchanged,
  * as the window still bounds what the remote may have in flight. Frames that change the
  * stream's state (SYN, ACK) and the update on resume after a pause go out as before.
+ *
+ * Not on a connection through a circuit relay (yamux-guard.ts skips it): there every byte
+ * crosses two links and the relay, whose own streams start at 256 KiB too, so holding updates
+ * back until half the window is used leaves the path idle between grants. Measured with a raw
+ * stream between two namespaces through `haul relay` on 100 Mbit/s links: 7.0–7.6 MB/s with
+ * coalescing, 11.6 without, 11.9 direct.
  */
 export function coalesceWindowUpdates(stream: YamuxStream): void {
   // The window fields are private in yamux's typings, public at run time.

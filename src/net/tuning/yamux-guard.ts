@@ -1,6 +1,7 @@
 import type { MessageStream, StreamMessageEvent, StreamMuxer, StreamMuxerFactory } from '@libp2p/interface'
 import { serviceCapabilities } from '@libp2p/interface'
 import { ProtocolViolationError } from '../../errors.ts'
+import { isThroughRelay } from './noise-stream.ts'
 import type { SendLedgers } from './send-ledger.ts'
 import { coalesceMuxerWindowUpdates } from './window-updates.ts'
 
@@ -99,8 +100,8 @@ export function guardedMuxerFactory(
       maConn.addEventListener('message', onMessage)
       const ledger = ledgers?.track(maConn)
       const muxer = inner.createStreamMuxer(maConn)
-      // Before the muxer's first stream exists (see window-updates.ts).
-      coalesceMuxerWindowUpdates(muxer)
+      // Before the muxer's first stream exists (see window-updates.ts), except through a relay.
+      if (!isThroughRelay(maConn)) coalesceMuxerWindowUpdates(muxer)
       if (ledger !== undefined) ledger.muxer = muxer
       return muxer
     },
