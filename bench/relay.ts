@@ -4,7 +4,8 @@
  * ticket keeps only its relayed address), over the same links and in the same run. Each fetch is
  * a whole `haul get` process timed from spawn to exit. Prints each goodput, relayed / direct
  * (target ≥ 0.8), the relay's CPU seconds per GiB forwarded (from /proc: user + system) and its
- * peak resident memory.
+ * peak resident memory. Last, with no route left between s and g, one fetch with the whole
+ * ticket: the direct addresses fail at once and the transfer goes through the relay.
  *
  *   npx node bench/relay.ts                        # 1 GiB, one round of each, unshaped
  *   HAUL_BENCH_MIB=256 HAUL_BENCH_ROUNDS=3 npx node bench/relay.ts
@@ -131,6 +132,22 @@ try {
   console.log(`| relayed | ${rS.toFixed(2)} | ${(size / rS / MB).toFixed(1)} | ${(dS / rS).toFixed(3)} |`)
   console.log(
     `relay: ${(relayCpu / ((rounds * size) / GiB)).toFixed(2)} CPU seconds per GiB forwarded, peak RSS ${(await peakRssMiB(relay.pid!)).toFixed(0)} MiB; target relayed / direct ≥ 0.8`,
+  )
+
+  // Then s and g lose their way to each other (only the relay's address stays routed, and r
+  // stops forwarding): the whole ticket, direct addresses first, must end up on the relay.
+  for (const [ns, via] of [
+    ['s', '10.231.20.254'],
+    ['g', '10.231.21.254'],
+  ] as const) {
+    await topo.exec(ns, 'ip', ['route', 'del', 'default'])
+    await topo.route(ns, `${RELAY_IP}/32`, via)
+  }
+  await topo.exec('r', 'sysctl', ['-qw', 'net.ipv4.ip_forward=0'])
+  const alone = await fetch(ticket)
+  if (alone.route !== 'relayed') throw new Error(`route ${alone.route} without a route between s and g`)
+  console.log(
+    `no route between s and g, the whole ticket: ${alone.seconds.toFixed(2)} s (${(size / alone.seconds / MB).toFixed(1)} MB/s), ${alone.route}`,
   )
   sender.kill('SIGINT')
   relay.kill('SIGINT')
