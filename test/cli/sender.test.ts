@@ -14,8 +14,10 @@ describe('haul send shows what it serves (real processes)', () => {
   let src: string
   let n = 0
   const procs: Running[] = []
+  /** Each run its own data folder: a descriptor kept by an earlier one would skip indexing. */
   const start = (args: string[]): Running => {
-    const p = new Running(args)
+    const own = args[0] === 'get' ? [] : ['--data-dir', join(dir, `data-dir${n++}`)]
+    const p = new Running([...args, ...own])
     procs.push(p)
     return p
   }
