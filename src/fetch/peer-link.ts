@@ -101,6 +101,7 @@ export class PeerLink {
     const pooled = deps.sessions?.take(this.id)
     if (pooled !== undefined) {
       this.reached = true
+      this.#noteRoute(deps.network.pathTo(this.id))
       try {
         return await this.#header(deps, pooled, signal)
       } catch (err) {

@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { mkdir, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
@@ -153,5 +153,20 @@ describe('haul through a relay between namespaces that cannot reach each other (
     expect(second.code, second.why).toBe(1)
     expect(second.last).toMatchObject({ event: 'error', code: 'PEER_UNREACHABLE' })
     first.p.kill()
+  }, 120_000)
+
+  it('a folder through the relay: every file byte-identical, the folder said to be relayed', async () => {
+    const folder = join(dir, 'folder')
+    await mkdir(join(folder, 'sub'), { recursive: true })
+    await writeFile(join(folder, 'a.bin'), 3 * MiB + 1, 'random')
+    await writeFile(join(folder, 'sub', 'b.txt'), 100_000, 'text')
+    const r = await relay('r', RELAY_IP)
+    const ticket = await send('s', r.addr, folder)
+    const got = await get('g', ticket).done
+    expect(got.code, got.why).toBe(0)
+    expect(got.last).toMatchObject({ event: 'done', kind: 'collection', files: 2, route: 'relayed' })
+    for (const f of ['a.bin', join('sub', 'b.txt')]) {
+      expect(await sha256File(join(got.out, f))).toBe(await sha256File(join(folder, f)))
+    }
   }, 120_000)
 })

@@ -1,6 +1,7 @@
 import type { CollectionProgress, CollectionResult } from '../../collection/fetch-collection.ts'
 import type { Engine } from '../../engine/engine.ts'
 import { AbortedError } from '../../errors.ts'
+import { routeOf } from '../../transfer/transfer-types.ts'
 import { escapeControls } from '../../util/safe-text.ts'
 import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, plural } from '../format.ts'
@@ -69,6 +70,8 @@ function folderLine(p: CollectionProgress): string {
 }
 
 function reportFolder(out: Output, r: CollectionResult): void {
+  // The pack carries the folder's bytes: its route is the folder's.
+  const route = routeOf(r.pack?.swarm)
   out.event({
     event: 'done',
     kind: 'collection',
@@ -83,6 +86,7 @@ function reportFolder(out: Output, r: CollectionResult): void {
     resumed: r.resumed,
     present: r.present,
     ...(r.pack === undefined ? {} : { resume: r.pack.resume, retries: r.pack.retries }),
+    ...(route === undefined ? {} : { route }),
   })
   if (r.present) {
     out.human(
@@ -98,7 +102,8 @@ function reportFolder(out: Output, r: CollectionResult): void {
       : r.links.skipped > 0
         ? ` (${r.links.skipped} links skipped: --symlinks creates them)`
         : ''
+  const via = route === 'relayed' ? ', through a relay' : route === 'upgraded' ? ', relayed then direct' : ''
   out.human(
-    `received ${escapeControls(r.path)}: ${plural(r.files, 'file')} in ${plural(r.folders, 'folder')}${links}, ${formatBytes(r.bytes)}, every file verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}`,
+    `received ${escapeControls(r.path)}: ${plural(r.files, 'file')} in ${plural(r.folders, 'folder')}${links}, ${formatBytes(r.bytes)}, every file verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${via}`,
   )
 }
