@@ -1,6 +1,6 @@
 /**
  * @packageDocumentation
- * haul's network layer: a libp2p node (TCP + Noise + Yamux, nothing else), a
+ * haul's network layer: a libp2p node (TCP + Noise + Yamux, with libp2p's relay and NAT parts), a
  * `Network` that owns it, and `FrameStream`, the only stream type the engine sees.
  *
  * @example

@@ -486,17 +486,20 @@ export class Network {
     const relayed = addrs.filter(isCircuit)
     const groups = [addrs.filter((a) => !isCircuit(a)), relayed].filter((g) => g.length > 0)
     const why: string[] = []
+    let lastError: unknown
     for (const group of groups) {
       const timeout = AbortSignal.timeout(this.#o.connectTimeoutMs)
       try {
         return await this.#node.dial(group, { signal: AbortSignal.any([this.#stop.signal, timeout]) })
       } catch (err) {
         this.#assertRunning()
+        lastError = err
         why.push(timeout.aborted ? `no answer within ${this.#o.connectTimeoutMs} ms` : describeDialError(err))
       }
     }
     throw new PeerUnreachableError(
       `cannot reach peer ${peerId} at ${addrs.map(String).join(', ')}: ${why.join('; ')}`,
+      { cause: lastError },
     )
   }
 
