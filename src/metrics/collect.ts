@@ -1,5 +1,6 @@
 import { Counter, Gauge, Registry } from 'prom-client'
 import type { EngineStats } from '../engine/stats.ts'
+import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import type { MetricsTally } from './tally.ts'
 
 /** States a live transfer is counted in (`haul_transfers`): those before it settles. */
@@ -151,23 +152,25 @@ export class EngineMetrics {
     )
     const states = gauge('haul_transfers', 'Fetches not settled, by state.', ['state'])
     this.#set.push(() => {
-      const stats = this.#stats
-      const live = t.readLive()
+      const live = this.#live
       let admitted = 0
       for (const n of live.values()) admitted += n
       // Fetches not admitted yet (waiting for their turn or their destination) are resolving.
-      const waiting = Math.max(0, (stats?.transfers.unfinished ?? 0) - admitted)
-      for (const state of LIVE_STATES)
+      const waiting = Math.max(0, (this.#stats?.transfers.unfinished ?? 0) - admitted)
+      for (const state of LIVE_STATES) {
         states.set({ state }, (live.get(state) ?? 0) + (state === 'resolving' ? waiting : 0))
+      }
     })
   }
 
   #stats: EngineStats | undefined
+  #live = new Map<TransferStatus, number>()
 
-  /** Sets every metric from the engine as it is now. */
+  /** Sets every metric from the engine as it is now: live transfers are read before any counter is set. */
   refresh(): void {
     const stats = this.#source.stats()
     this.#stats = stats
+    this.#live = this.#source.tally.readLive()
     for (const [g, read] of this.#levels) g.set(read(stats))
     for (const set of this.#set) set()
   }
