@@ -1,9 +1,9 @@
 import { describe, expect, it } from 'vitest'
-import type { EngineStats } from '../../src/index.ts'
 import { EngineMetrics } from '../../src/metrics/collect.ts'
 import { OTHER_PEER, PEER_SERIES, PeerCounters } from '../../src/metrics/peer-counters.ts'
 import { MetricsTally } from '../../src/metrics/tally.ts'
 import { parseExposition, samples } from '../support/metrics.ts'
+import { IDLE } from './idle-stats.ts'
 
 function total(c: PeerCounters): number {
   return c.series().reduce((n, [, b]) => n + b, 0)
@@ -72,27 +72,3 @@ describe('per-peer series are bounded', () => {
     ])
   })
 })
-
-/** An idle engine's snapshot. */
-const IDLE: EngineStats = {
-  memory: {
-    limitBytes: 16 << 20,
-    usedBytes: 0,
-    workBytes: 0,
-    availableBytes: 16 << 20,
-    peakBytes: 0,
-    waiting: 0,
-    fetches: { limitBytes: 12 << 20, usedBytes: 0, waiting: 0 },
-    buffers: { idleBytes: 0, handedBytes: 0, hits: 0, misses: 0 },
-  },
-  transfers: { unfinished: 0, active: 0, queued: 0 },
-  serving: { contents: 0, peers: 0, peersLeasing: 0, leasedBytes: 0, partialFrameBytes: 0 },
-  network: {
-    connections: 0,
-    openStreams: 0,
-    streamsOpened: 0,
-    admission: {} as EngineStats['network']['admission'],
-  },
-  workers: { threads: 1, tasksInFlight: 0, tasksQueued: 0 },
-  sessions: { idle: 0 },
-}
