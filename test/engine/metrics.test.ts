@@ -1,10 +1,11 @@
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ConfigInvalidError } from '../../src/errors.ts'
+import { ChunkVerificationError, ConfigInvalidError } from '../../src/errors.ts'
 import { createEngine, type Engine, type TransferProgress } from '../../src/index.ts'
 import { tempDir, writeFile } from '../support/files.ts'
 import { get, type Scrape, samples, scrape, value } from '../support/metrics.ts'
+import { corrupting, startSender } from '../support/sender.ts'
 import { sleep } from '../support/wait.ts'
 
 const KiB = 1024
@@ -140,5 +141,29 @@ describe('the metrics endpoint’s life', () => {
     await expect(createEngine({ metrics: { listen: 'localhost' } })).rejects.toThrow(
       /^metrics\.listen must be host:port/,
     )
+  })
+})
+
+describe('metrics of a peer that corrupts chunks', () => {
+  it('chunks failing verification and the failure by its code, as the fetch saw them', async () => {
+    const { dir, cleanup } = await tempDir()
+    const receiver = await createEngine({ workers: 1, listen: LOOPBACK, metrics: { listen: '127.0.0.1:0' } })
+    const wrap = corrupting((i) => i === 1)
+    const sender = await startSender({ chunking: { kind: 'fixed', size: MiB }, wrap })
+    try {
+      const src = join(dir, 'always.src')
+      await writeFile(src, 3 * MiB, 'random')
+      const ticket = await sender.publish(src)
+      const err = await receiver.fetch(ticket, join(dir, 'always.out')).result.catch((e: unknown) => e)
+      expect(err).toBeInstanceOf(ChunkVerificationError)
+      const s = await scrape(receiver.metricsAddress!)
+      expect(value(s, 'haul_chunks_verification_failed_total')).toBe(wrap.stats.corrupted)
+      expect(value(s, 'haul_transfer_failures_total', { code: 'CHUNK_VERIFICATION_FAILED' })).toBe(1)
+      expect(value(s, 'haul_transfers_total', { outcome: 'failed' })).toBe(1)
+      expect(value(s, 'haul_transfers', { state: 'fetching' })).toBe(0)
+    } finally {
+      await Promise.all([sender.stop(), receiver.stop()])
+      await cleanup()
+    }
   })
 })
