@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ChunkVerificationError, ConfigInvalidError } from '../../src/errors.ts'
 import { createEngine, type Engine, type TransferProgress } from '../../src/index.ts'
+import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from '../support/fault-proxy.ts'
 import { tempDir, writeFile } from '../support/files.ts'
 import { get, type Scrape, samples, scrape, value } from '../support/metrics.ts'
 import { corrupting, startSender } from '../support/sender.ts'
@@ -163,6 +164,43 @@ describe('metrics of a peer that corrupts chunks', () => {
       expect(value(s, 'haul_transfers', { state: 'fetching' })).toBe(0)
     } finally {
       await Promise.all([sender.stop(), receiver.stop()])
+      await cleanup()
+    }
+  })
+})
+
+describe('metrics of a transfer whose connections are cut', () => {
+  it('retries by code add up to the result’s retries; received bytes still equal the result’s', async () => {
+    const { dir, cleanup } = await tempDir()
+    const sender = await startSender({ chunking: { kind: 'fixed', size: MiB } })
+    const receiver = await createEngine({
+      workers: 1,
+      listen: LOOPBACK,
+      retry: { maxAttempts: 6, baseDelayMs: 20, maxDelayMs: 200 },
+      metrics: { listen: '127.0.0.1:0' },
+    })
+    // The first two connections are cut within their first 2 MiB; the third is left alone.
+    const proxy = await FaultProxy.start({
+      target: { port: tcpPortOf(sender.network.addresses) },
+      plan: (i) => (i < 2 ? { cutAfterBytes: randomInt(64 * KiB, 2 * MiB) } : undefined),
+    })
+    try {
+      const src = join(dir, 'cut.src')
+      await writeFile(src, 8 * MiB + 5, 'random')
+      const ticket = proxyTicket(await sender.publish(src), proxy)
+      const codes = new Map<string, number>()
+      const r = await receiver.fetch(ticket, join(dir, 'cut.out'), {
+        onRetry: (i) => codes.set(i.error.code, (codes.get(i.error.code) ?? 0) + 1),
+      }).result
+      expect(r.retries).toBeGreaterThanOrEqual(2)
+      const s = await scrape(receiver.metricsAddress!)
+      const retries = samples(s, 'haul_transfer_retries_total')
+      expect(retries.reduce((n, [, v]) => n + v, 0)).toBe(r.retries)
+      for (const [code, n] of codes) expect(value(s, 'haul_transfer_retries_total', { code })).toBe(n)
+      expect(value(s, 'haul_received_bytes_total')).toBe(r.bytes - r.resume.bytesKept)
+      expect(value(s, 'haul_transfers_total', { outcome: 'done' })).toBe(1)
+    } finally {
+      await Promise.all([sender.stop(), receiver.stop(), proxy.close()])
       await cleanup()
     }
   })
