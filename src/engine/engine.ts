@@ -186,7 +186,7 @@ export class Engine {
     const budget = new MemoryBudget({ limit: config.memoryBudget })
     const pool = new WorkerPool({ threads: config.workers })
     let network: Network | undefined
-    let engine: Engine | undefined
+    let created: Engine | undefined
     try {
       network = await Network.create({
         listen: config.listen,
@@ -195,30 +195,30 @@ export class Engine {
         connectTimeoutMs: config.timeouts.connectMs,
         ...config.network,
       })
-      engine = new Engine(config, network, pool, budget)
-      const self = engine
+      const engine = new Engine(config, network, pool, budget)
+      created = engine
       const upload = bucketFor(config.limits.uploadBytesPerSec, config.limits.burstBytes)
       await network.handle(
         PROTOCOL_ID,
         (stream) =>
           serveStream(stream, {
-            registry: self.#registry,
+            registry: engine.#registry,
             pool,
-            shares: self.#serveShares,
+            shares: engine.#serveShares,
             codec: config.codec,
             verifySource: config.verifySource,
             limits: config.server,
-            signal: self.#stop.signal,
-            buffers: self.#buffers,
-            events: self.#serveEvents,
+            signal: engine.#stop.signal,
+            buffers: engine.#buffers,
+            events: engine.#serveEvents,
             ...(upload === undefined ? {} : { uploadLimiter: upload }),
           }),
         { idleTimeoutMs: config.timeouts.idleMs, refuse: refuseStream },
       )
-      if (config.metrics.listen !== undefined) await self.#startMetrics(config.metrics.listen)
-      return self
+      if (config.metrics.listen !== undefined) await engine.#startMetrics(config.metrics.listen)
+      return engine
     } catch (err) {
-      if (engine !== undefined) engine.#gcAssist?.stop()
+      if (created !== undefined) created.#gcAssist?.stop()
       await network?.stop()
       await pool.destroy()
       throw err
@@ -396,10 +396,11 @@ export class Engine {
         stats: () => admitted.stats(),
       })
       const output = await outputOf(running)
-      this.#metrics?.tally.settled(id)
       flow.close()
       if (output.status === 'done') place.completed()
       await admitted.cleanup()
+      // Read last once cleaned up: until then it is unfinished, and counted in its final state.
+      this.#metrics?.tally.settled(id)
       this.#transfers.delete(id)
       this.#system.reap(id)
       if (output.status === 'done') return admitted.result()
