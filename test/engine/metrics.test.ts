@@ -3,6 +3,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ChunkVerificationError, ConfigInvalidError } from '../../src/errors.ts'
 import { createEngine, type Engine, type TransferProgress } from '../../src/index.ts'
+import { PEER_SERIES } from '../../src/metrics/peer-counters.ts'
 import { FaultProxy, proxyTicket, randomInt, tcpPortOf } from '../support/fault-proxy.ts'
 import { tempDir, writeFile } from '../support/files.ts'
 import { get, type Scrape, samples, scrape, value } from '../support/metrics.ts'
@@ -201,6 +202,46 @@ describe('metrics of a transfer whose connections are cut', () => {
       expect(value(s, 'haul_transfers_total', { outcome: 'done' })).toBe(1)
     } finally {
       await Promise.all([sender.stop(), receiver.stop(), proxy.close()])
+      await cleanup()
+    }
+  })
+})
+
+describe('per-peer series with more peers than the cap (real engines)', () => {
+  it(`${PEER_SERIES + 2} receivers, one after the other: ${PEER_SERIES} peers have a series, the rest are in other`, async () => {
+    const { dir, cleanup } = await tempDir()
+    const sender = await createEngine({ workers: 1, listen: LOOPBACK, metrics: { listen: '127.0.0.1:0' } })
+    const size = 64 * KiB + 1
+    const peers = PEER_SERIES + 2
+    try {
+      const src = join(dir, 'small.src')
+      await writeFile(src, size, 'random')
+      const { ticket } = await sender.publish(src)
+      const ids: string[] = []
+      for (let i = 0; i < peers; i++) {
+        const r = await createEngine({ workers: 1, listen: LOOPBACK })
+        ids.push(r.peerId)
+        try {
+          await r.fetch(ticket, join(dir, `out${i}`)).result
+        } finally {
+          await r.stop()
+        }
+      }
+      let s = await scrape(sender.metricsAddress!)
+      for (let i = 0; i < 200 && (value(s, 'haul_sent_bytes_total') ?? 0) < peers * size; i++) {
+        await sleep(50)
+        s = await scrape(sender.metricsAddress!)
+      }
+      expect(value(s, 'haul_sent_bytes_total')).toBe(peers * size)
+      // The first peers keep their series: none has been idle for PEER_IDLE_MS (60 s) when later ones come.
+      const series = samples(s, 'haul_peer_sent_bytes_total')
+      expect(series.length).toBe(PEER_SERIES + 1)
+      for (const id of ids.slice(0, PEER_SERIES)) {
+        expect(value(s, 'haul_peer_sent_bytes_total', { peer: id })).toBe(size)
+      }
+      expect(value(s, 'haul_peer_sent_bytes_total', { peer: 'other' })).toBe((peers - PEER_SERIES) * size)
+    } finally {
+      await sender.stop()
       await cleanup()
     }
   })
