@@ -12,8 +12,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
-import { EngineMetrics } from '../metrics/collect.ts'
-import { MetricsServer } from '../metrics/server.ts'
+import type { MetricsServer } from '../metrics/server.ts'
 import { MetricsTally } from '../metrics/tally.ts'
 import { ticketAddresses } from '../net/addresses.ts'
 import { Network } from '../net/network.ts'
@@ -225,7 +224,12 @@ export class Engine {
     }
   }
 
+  /** prom-client and the HTTP server are loaded only here: an engine without metrics never pays for them. */
   async #startMetrics(listen: string): Promise<void> {
+    const [{ EngineMetrics }, { MetricsServer }] = await Promise.all([
+      import('../metrics/collect.ts'),
+      import('../metrics/server.ts'),
+    ])
     const tally = new MetricsTally()
     const server = await MetricsServer.start(listen, new EngineMetrics({ stats: () => this.stats(), tally }))
     this.onServe(tally.onServe)
