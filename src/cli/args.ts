@@ -38,6 +38,7 @@ const FLAGS = {
   priority: { type: 'string', for: ['get'] },
   'upload-limit': { type: 'string', for: SERVING },
   public: { type: 'boolean', for: SERVING },
+  metrics: { type: 'string', for: ['send', 'get', 'seed'] },
   help: { type: 'boolean', short: 'h', for: ALL },
   version: { type: 'boolean', short: 'V', for: ALL },
 } as const satisfies Record<
@@ -69,6 +70,7 @@ export interface ParsedArgs {
     priority?: string
     'upload-limit'?: string
     public?: boolean
+    metrics?: string
     help?: boolean
     version?: boolean
   }
@@ -114,6 +116,7 @@ export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
       : { memoryBudget: positiveInt('--memory', values.memory) * 1024 * 1024 }),
     ...(values.workers === undefined ? {} : { workers: positiveInt('--workers', values.workers) }),
     ...(upload === undefined ? {} : { limits: { uploadBytesPerSec: parseRate('--upload-limit', upload) } }),
+    ...(values.metrics === undefined ? {} : { metrics: { listen: values.metrics } }),
   }
 }
 
@@ -126,6 +129,7 @@ const FLAG_OF_OPTION: ReadonlyArray<readonly [string, string]> = [
   ['dataDir', '--data-dir'],
   ['chunking', '--chunking'],
   ['limits.uploadBytesPerSec', '--upload-limit'],
+  ['metrics.listen', '--metrics'],
 ]
 
 /**
@@ -137,7 +141,10 @@ export function checkEngineOptions(opts: EngineOptions): void {
     resolveEngineConfig(opts)
   } catch (err) {
     if (!(err instanceof ConfigInvalidError)) throw err
-    const flags = FLAG_OF_OPTION.filter(([option]) => err.message.includes(option)).map(([, flag]) => flag)
+    // An option named whole: `listen` is not `metrics.listen`.
+    const named = (option: string): boolean =>
+      new RegExp(`(^|[^.\\w])${option.replaceAll('.', '\\.')}\\b`).test(err.message)
+    const flags = FLAG_OF_OPTION.filter(([option]) => named(option)).map(([, flag]) => flag)
     throw new InvalidArgumentError(`${flags.length > 0 ? `${flags.join(', ')}: ` : ''}${err.message}`)
   }
 }

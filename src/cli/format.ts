@@ -44,3 +44,8 @@ export function describeError(err: unknown): { code: string; message: string } {
 export function plural(n: number, word: string): string {
   return `${n} ${word}${n === 1 ? '' : 's'}`
 }
+
+/** How human output names the metrics endpoint (`--metrics`). */
+export function metricsLine(address: string): string {
+  return `metrics: http://${address}/metrics`
+}

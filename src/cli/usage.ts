@@ -31,6 +31,9 @@ const ENGINE_FLAGS = `  --memory <MiB>          memory budget for chunk buffers 
   --workers <n>           worker threads (default ${defaultText('workers')})
   --json                  newline-delimited JSON events instead of human output`
 
+const METRICS_FLAG = `  --metrics <host:port>   serve Prometheus metrics at http://<host:port>/metrics (e.g.
+                          127.0.0.1:9464; port 0 picks one, printed); see docs/METRICS.md`
+
 /** Continues a flag's line: the form of a rate. */
 const RATES = `in bytes per second:
                           500k, 10M (10 MiB/s), 1.5G (binary units)`
@@ -64,6 +67,7 @@ how many transfers were in progress and cut off.
 Options:
 ${SERVING_FLAGS}
   --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+${METRICS_FLAG}
 ${ENGINE_FLAGS}
 
 Examples:
@@ -94,6 +98,7 @@ Options:
   --priority <p>          low, normal (default) or high: its share of the download bandwidth
                           when fetches compete
   --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+${METRICS_FLAG}
 ${ENGINE_FLAGS}
 
 Examples:
@@ -114,6 +119,7 @@ has. A whole file is simply published, as haul send does.
 Options:
 ${SERVING_FLAGS}
   --chunking <c>          for a whole file: as haul send
+${METRICS_FLAG}
 ${ENGINE_FLAGS}
 
 Examples:

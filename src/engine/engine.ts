@@ -12,6 +12,8 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
+import type { MetricsServer } from '../metrics/server.ts'
+import { MetricsTally } from '../metrics/tally.ts'
 import { ticketAddresses } from '../net/addresses.ts'
 import { Network } from '../net/network.ts'
 import { raceSignal } from '../net/peer-addr.ts'
@@ -138,6 +140,8 @@ export class Engine {
    */
   readonly #idTag = randomBytes(6).toString('hex')
   #fetches = 0
+  /** The metrics endpoint and its counters (`metrics.listen`); undefined when off. */
+  #metrics: { tally: MetricsTally; server: MetricsServer } | undefined
 
   static {
     internalsOf = (engine) => ({ network: engine.#network, pool: engine.#pool, budget: engine.#budget })
@@ -181,6 +185,7 @@ export class Engine {
     const budget = new MemoryBudget({ limit: config.memoryBudget })
     const pool = new WorkerPool({ threads: config.workers })
     let network: Network | undefined
+    let created: Engine | undefined
     try {
       network = await Network.create({
         listen: config.listen,
@@ -190,6 +195,7 @@ export class Engine {
         ...config.network,
       })
       const engine = new Engine(config, network, pool, budget)
+      created = engine
       const upload = bucketFor(config.limits.uploadBytesPerSec, config.limits.burstBytes)
       await network.handle(
         PROTOCOL_ID,
@@ -208,12 +214,34 @@ export class Engine {
           }),
         { idleTimeoutMs: config.timeouts.idleMs, refuse: refuseStream },
       )
+      if (config.metrics.listen !== undefined) await engine.#startMetrics(config.metrics.listen)
       return engine
     } catch (err) {
+      if (created !== undefined) created.#gcAssist?.stop()
       await network?.stop()
       await pool.destroy()
       throw err
     }
+  }
+
+  /** prom-client and the HTTP server are loaded only here: an engine without metrics never pays for them. */
+  async #startMetrics(listen: string): Promise<void> {
+    const [{ EngineMetrics }, { MetricsServer }] = await Promise.all([
+      import('../metrics/collect.ts'),
+      import('../metrics/server.ts'),
+    ])
+    const tally = new MetricsTally()
+    const server = await MetricsServer.start(listen, new EngineMetrics({ stats: () => this.stats(), tally }))
+    this.onServe(tally.onServe)
+    this.#metrics = { tally, server }
+  }
+
+  /**
+   * Where the Prometheus endpoint listens (`host:port`, serving `/metrics`), the port chosen
+   * when `metrics.listen` asked for 0; undefined when metrics are off.
+   */
+  get metricsAddress(): string | undefined {
+    return this.#metrics?.server.address
   }
 
   get peerId(): string {
@@ -364,11 +392,19 @@ export class Engine {
       job = this.#fetchJob({ cid: decoded.cid, providers }, path, limiter, place, swarm, opts)
       const admitted = job
       this.#transfers.set(id, admitted)
-      actor = this.#system.spawn(id, admitted)
-      const output = await outputOf(actor)
+      const running = this.#system.spawn(id, admitted)
+      actor = running
+      this.#metrics?.tally.started(id, {
+        status: () => running.getSnapshot().value as TransferStatus,
+        progress: () => admitted.progress(),
+        stats: () => admitted.stats(),
+      })
+      const output = await outputOf(running)
       flow.close()
       if (output.status === 'done') place.completed()
       await admitted.cleanup()
+      // Read last once cleaned up: until then it is unfinished, and counted in its final state.
+      this.#metrics?.tally.settled(id)
       this.#transfers.delete(id)
       this.#system.reap(id)
       if (output.status === 'done') return admitted.result()
@@ -415,6 +451,12 @@ export class Engine {
       if (writing !== undefined && this.#writing.get(path) === writing) this.#writing.delete(path)
       opts.signal?.removeEventListener('abort', cancel)
     })
+    const tally = this.#metrics?.tally
+    if (tally !== undefined)
+      result.then(
+        () => tally.finishedWith(),
+        (err: unknown) => tally.finishedWith(err),
+      )
     // Until this fetch settles, another one to the same path fails with DESTINATION_BUSY or waits.
     if (before === undefined || opts.waitIfBusy === true) {
       writing = result.then(
@@ -498,8 +540,23 @@ export class Engine {
       },
       ticket,
       dest,
-      { onProgress: opts.onProgress, onRetry: opts.onRetry, onResume: opts.onResume, onChunk: opts.onChunk },
+      {
+        onProgress: opts.onProgress,
+        onRetry: this.#countRetries(opts.onRetry),
+        onResume: opts.onResume,
+        onChunk: opts.onChunk,
+      },
     )
+  }
+
+  /** `onRetry`, counting each retry first when metrics are on. */
+  #countRetries(onRetry: FetchOptions['onRetry']): FetchOptions['onRetry'] {
+    const tally = this.#metrics?.tally
+    if (tally === undefined) return onRetry
+    return (info) => {
+      tally.retried(info.error)
+      onRetry?.(info)
+    }
   }
 
   #destinationPolicy(opts: FetchOptions): DestinationPolicy {
@@ -535,6 +592,7 @@ export class Engine {
   async stop(): Promise<void> {
     if (this.#stopped) return
     this.#stopped = true
+    const metrics = this.#metrics?.server.close()
     // Listeners hear how every live session ended before the engine goes.
     this.#serveEvents.stop()
     this.#gcAssist?.stop()
@@ -550,6 +608,7 @@ export class Engine {
     await this.#network.stop()
     this.#buffers.destroy()
     await this.#pool.destroy()
+    await metrics
   }
 
   #assertRunning(): void {

@@ -81,13 +81,16 @@ describe('haul CLI errors and exit codes (real processes)', () => {
 
   it('each command has its own --help with its options, examples and exit codes', async () => {
     const want: Record<string, { has: string[]; lacks: string[] }> = {
-      send: { has: ['--data-dir', '--upload-limit', '--chunking'], lacks: ['--force', '--max-rate'] },
+      send: {
+        has: ['--data-dir', '--upload-limit', '--chunking', '--metrics'],
+        lacks: ['--force', '--max-rate'],
+      },
       get: {
-        has: ['--force', '--wait', '--max-rate', '--priority', 'bytes per second'],
+        has: ['--force', '--wait', '--max-rate', '--priority', 'bytes per second', '--metrics'],
         lacks: ['--data-dir'],
       },
-      seed: { has: ['--data-dir', '--upload-limit', '.part'], lacks: ['--force'] },
-      index: { has: ['--out', '--chunking'], lacks: ['--listen'] },
+      seed: { has: ['--data-dir', '--upload-limit', '.part', '--metrics'], lacks: ['--force'] },
+      index: { has: ['--out', '--chunking'], lacks: ['--listen', '--metrics'] },
     }
     for (const [command, { has, lacks }] of Object.entries(want)) {
       const r = await run([command, '--help'])

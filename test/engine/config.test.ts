@@ -62,6 +62,8 @@ function badValues(spec: OptionSpec): unknown[] {
       return ['bogus', 1, null]
     case 'path':
       return ['', 1, null]
+    case 'hostport':
+      return ['', '9464', '127.0.0.1', '127.0.0.1:99999', 'a b:1', '::1:9464', 9464, null]
     case 'multiaddrs':
       return ['/ip4/127.0.0.1/tcp/0', ['not a multiaddr'], [1], null]
     case 'chunking':
@@ -173,6 +175,7 @@ describe('engine config: the defaults', () => {
         maxRequestsPerPeer: 16,
         serve: true,
       },
+      metrics: { listen: undefined },
     })
     expect(engineDefaults).toEqual(resolveEngineConfig({}))
   })

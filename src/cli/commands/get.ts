@@ -9,7 +9,7 @@ import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/m
 import type { TransferProgress } from '../../transfer/progress.ts'
 import { type FetchResult, routeOf, type TransferRoute } from '../../transfer/transfer-types.ts'
 import { EXIT } from '../args.ts'
-import { formatBytes, formatDuration, formatRate, progressLine } from '../format.ts'
+import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
 
@@ -50,6 +50,11 @@ export async function runGet(
   const engine = await Engine.create(engineOptions)
   const stop = new StopSignals()
   try {
+    const metrics = engine.metricsAddress
+    if (metrics !== undefined) {
+      out.event({ event: 'metrics', address: metrics })
+      out.human(metricsLine(metrics))
+    }
     if (ticket.kind === 'collection') {
       const { getFolder } = await import('./get-folder.ts')
       return await getFolder(engine, ticketText, dest, opts, out, stop)

@@ -2,6 +2,7 @@ import type { EngineOptions } from '../../engine/config.ts'
 import type { Engine } from '../../engine/engine.ts'
 import { AbortedError } from '../../errors.ts'
 import { EXIT } from '../args.ts'
+import { metricsLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { ServeReport } from '../serve-report.ts'
 import { StopSignals } from '../signals.ts'
@@ -42,12 +43,13 @@ export async function serveUntilStopped(
       out.human('interrupted before serving anything')
       return EXIT.interrupted
     }
-    out.event({ ...serving.event, public: serving.public })
+    const metrics = engine.metricsAddress
+    out.event({ ...serving.event, public: serving.public, ...(metrics === undefined ? {} : { metrics }) })
     const access = serving.public
       ? 'public (--public): anyone who knows its content id can fetch it'
       : 'only holders of the ticket can fetch it: share it as you would a password'
     out.human(
-      `${serving.intro}\n${access}\n\nticket:\n${serving.ticket}\n\nrun on the receiver:  haul get ${serving.ticket}\nCtrl-C stops serving.\n`,
+      `${serving.intro}\n${access}\n${metrics === undefined ? '' : `${metricsLine(metrics)}\n`}\nticket:\n${serving.ticket}\n\nrun on the receiver:  haul get ${serving.ticket}\nCtrl-C stops serving.\n`,
     )
     await stop.wait()
     // The engine's stop reports every session still open (and whether it was cut off) first.

@@ -16,6 +16,7 @@
 import { multiaddr } from '@multiformats/multiaddr'
 import { verifyChunkingParams } from '../../chunking/params.ts'
 import { ConfigInvalidError, InternalError, InvalidArgumentError } from '../../errors.ts'
+import { parseHostPort } from '../../metrics/address.ts'
 import type { ChunkingParams } from '../../types.ts'
 import { crossRules } from './rules.ts'
 import { isSpec, type Leaf, type OptionSpec } from './schema.ts'
@@ -175,6 +176,10 @@ function unmet(spec: OptionSpec, v: unknown, path: string): string | undefined {
       return spec.values?.includes(v as string) ? undefined : `one of ${spec.values?.join(', ')}`
     case 'path':
       return typeof v === 'string' && v !== '' ? undefined : 'a non-empty path'
+    case 'hostport':
+      return typeof v === 'string' && parseHostPort(v) !== undefined
+        ? undefined
+        : 'host:port (such as 127.0.0.1:9464, [::1]:9464; port 0: any free port)'
     case 'multiaddrs': {
       if (!Array.isArray(v) || !v.every((a) => typeof a === 'string')) return 'an array of multiaddr strings'
       for (const addr of v) {

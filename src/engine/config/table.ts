@@ -343,6 +343,14 @@ export const optionTable = {
       doc: "serve a running multi-peer fetch's verified chunks to others (partial seeding)",
     }),
   },
+  metrics: {
+    listen: option<string | undefined>({
+      kind: 'hostport',
+      default: undefined,
+      defaultDoc: 'off',
+      doc: 'serve Prometheus metrics at `http://<host:port>/metrics` (`127.0.0.1:9464`; port 0: any free port, see `engine.metricsAddress`); names in docs/METRICS.md',
+    }),
+  },
 }
 
 /** What resolving the table gives: every option's value, by group. */

@@ -96,6 +96,13 @@ export interface EngineOptions {
   swarm?: Partial<SwarmOptions>
   /** Per-peer stream limits and connection admission of the libp2p node (see src/net/README.md). */
   network?: Partial<EngineNetworkOptions>
+  /** A Prometheus endpoint (`GET /metrics` on `listen`); off unless `listen` is given (docs/METRICS.md). */
+  metrics?: Partial<MetricsOptions>
+}
+
+export interface MetricsOptions {
+  /** `host:port` to serve `/metrics` on; port 0: any free port (`Engine.metricsAddress`). */
+  listen: string | undefined
 }
 
 /** The network options of a resolved engine config: every one set. */
@@ -129,4 +136,5 @@ export interface EngineConfig {
   readonly directWrites: DirectWriteOptions
   readonly sessions: SessionPoolOptions
   readonly swarm: SwarmOptions
+  readonly metrics: MetricsOptions
 }

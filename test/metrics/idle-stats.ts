@@ -1,0 +1,25 @@
+import type { EngineStats } from '../../src/index.ts'
+
+/** An idle engine's snapshot. */
+export const IDLE: EngineStats = {
+  memory: {
+    limitBytes: 16 << 20,
+    usedBytes: 0,
+    workBytes: 0,
+    availableBytes: 16 << 20,
+    peakBytes: 0,
+    waiting: 0,
+    fetches: { limitBytes: 12 << 20, usedBytes: 0, waiting: 0 },
+    buffers: { idleBytes: 0, handedBytes: 0, hits: 0, misses: 0 },
+  },
+  transfers: { unfinished: 0, active: 0, queued: 0 },
+  serving: { contents: 0, peers: 0, peersLeasing: 0, leasedBytes: 0, partialFrameBytes: 0 },
+  network: {
+    connections: 0,
+    openStreams: 0,
+    streamsOpened: 0,
+    admission: {} as EngineStats['network']['admission'],
+  },
+  workers: { threads: 1, tasksInFlight: 0, tasksQueued: 0 },
+  sessions: { idle: 0 },
+}
