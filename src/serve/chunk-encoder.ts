@@ -6,7 +6,7 @@ import {
 } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
-import type { Budget } from '../resources/memory-budget.ts'
+import type { Budget, Lease } from '../resources/memory-budget.ts'
 import { wallClockNs } from '../storage/source-file.ts'
 import type { Codec } from '../types.ts'
 import { autoCodec, type CodecPolicy } from '../workers/codecs.ts'
@@ -41,8 +41,10 @@ export interface EncodedChunk {
   payload: Uint8Array
   /** The payload is the recycled read buffer: lend it to the stream, give it back once released. */
   recycle: boolean
-  /** Gives the chunk's budget lease back. */
+  /** Gives the chunk's budget lease back (or, for a chunk lent by the cache, its pin). */
   release: () => void
+  /** The budget lease `release` gives back, for a chunk just read (the cache takes it over). */
+  lease?: Lease
 }
 
 /**
@@ -74,7 +76,7 @@ export async function readAndEncodeChunk(
     const verify = content.source.needsChunkHash || ctx.verifySource === 'always'
     const release = (): void => lease.release()
     if (!verify && plainAsIs(ctx.codec, buf)) {
-      return { index, codec: 'none', rawLength: entry.length, payload: buf, recycle: true, release }
+      return { index, codec: 'none', rawLength: entry.length, payload: buf, recycle: true, release, lease }
     }
     // `auto` that reaches here unhashed has probed compressible already.
     const policy = ctx.codec === 'auto' && !verify ? 'zstd' : ctx.codec
@@ -95,6 +97,7 @@ export async function readAndEncodeChunk(
       payload: enc.payload,
       recycle: reuse,
       release,
+      lease,
     }
   } catch (err) {
     lease.release()

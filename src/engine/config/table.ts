@@ -210,6 +210,12 @@ export const optionTable = {
     default: 100_000,
     doc: 'fetches waiting per peer; one more fails with `TOO_MANY_REQUESTS`',
   }),
+  serveCacheBytes: bytes({
+    min: 0,
+    default: (c: { memoryBudget: number }) => Math.floor(c.memoryBudget / 2),
+    defaultDoc: 'half the budget',
+    doc: 'encoded chunks kept for every receiver of the same content, inside the budget and the first memory given back to a waiter (0: off)',
+  }),
   gcAssistBytes: bytes({
     min: MIN_GC_ASSIST_BYTES,
     orZero: true,

@@ -1,0 +1,235 @@
+/**
+ * Encoded chunks as sent, shared by every session serving the same content, so that a seeder
+ * serving one file to many receivers at once reads and encodes each chunk once per cache window
+ * rather than once per receiver.
+ *
+ * - Keyed by (content id, chunk index, codec policy); an entry holds the payload exactly as it
+ *   goes on the wire (compressed or plain).
+ * - Single flight: a request for a chunk being read and encoded for another session waits for
+ *   that one read. If that session ends first (its signal aborts), the waiter reads the chunk itself.
+ * - Memory: each entry holds a lease on the engine's budget, taken over from the lease its read
+ *   held (MemoryBudget.swap), so the bytes are counted once whoever sends them. Entries go in
+ *   least-recently-used order when the cache is over `maxBytes`, and first of all when a waiter on
+ *   the budget needs room (the budget's last reclaimer). An entry being sent is pinned and never
+ *   goes; a chunk that finds no room is still shared with the requests already waiting for it and
+ *   goes with its last sender (a transient entry).
+ * - Ownership: a cached payload is never given to the buffer recycler, neither while cached nor
+ *   after, since a write that failed may leave libp2p holding a view of it (serve-chunks.ts);
+ *   nothing writes to it after encoding.
+ */
+import type { Lease, MemoryBudget } from '../resources/memory-budget.ts'
+import { raceAbort } from '../util/abort.ts'
+import { type ChunkEncoderContext, type EncodedChunk, readAndEncodeChunk } from './chunk-encoder.ts'
+import type { PublishedContent } from './registry.ts'
+
+/** What the serving side's chunk work counts since start (EngineStats.serving.chunks). */
+export interface ChunkCacheStats {
+  /** Chunks read from disk (and encoded) to be served. */
+  readonly reads: number
+  /** Chunk frames handed to the network. */
+  readonly served: number
+  /** Chunks that needed no read of their own: found in the cache or waited for in flight. */
+  readonly hits: number
+  /** Bytes of encoded chunks cached now (each covered by a lease on the budget). */
+  readonly cachedBytes: number
+  /** The most `cachedBytes` may be (`serveCacheBytes`). */
+  readonly maxBytes: number
+}
+
+interface Entry {
+  readonly key: string
+  readonly index: number
+  readonly codec: EncodedChunk['codec']
+  readonly rawLength: number
+  readonly payload: Uint8Array
+  /** Budget bytes the entry holds (its payload's whole ArrayBuffer). */
+  readonly lease: Lease
+  /** Senders holding it (lent and not released yet). */
+  pins: number
+  /** In the cache; false: transient, or evicted while pinned. Its lease goes with the last pin. */
+  cached: boolean
+}
+
+interface Flight {
+  /** Pins the entry starts with: its reader, and the requests waiting for it. */
+  pins: number
+  readonly signal: AbortSignal
+  promise?: Promise<Entry>
+}
+
+export class ChunkCache {
+  readonly #budget: MemoryBudget
+  readonly #maxBytes: number
+  /** Cached entries in least-recently-used order (a hit moves its entry to the end). */
+  readonly #entries = new Map<string, Entry>()
+  readonly #flights = new Map<string, Flight>()
+  #bytes = 0
+  #reads = 0
+  #served = 0
+  #hits = 0
+
+  /** `maxBytes` 0: every request reads its chunk itself (no sharing, no single flight). */
+  constructor(budget: MemoryBudget, maxBytes: number) {
+    this.#budget = budget
+    this.#maxBytes = maxBytes
+    if (maxBytes > 0) budget.setReclaimer((needed) => this.#evict(needed))
+  }
+
+  get stats(): ChunkCacheStats {
+    return {
+      reads: this.#reads,
+      served: this.#served,
+      hits: this.#hits,
+      cachedBytes: this.#bytes,
+      maxBytes: this.#maxBytes,
+    }
+  }
+
+  /** A chunk frame went to the network. */
+  chunkServed(): void {
+    this.#served++
+  }
+
+  /**
+   * Chunk `index` of `content` encoded as `ctx.codec` says: from the cache, from a read in flight,
+   * or read now. The caller sends it and then calls `release` (never gives the payload to the
+   * recycler when `recycle` is false).
+   */
+  async get(
+    ctx: ChunkEncoderContext,
+    content: PublishedContent,
+    index: number,
+    signal: AbortSignal,
+  ): Promise<EncodedChunk> {
+    if (this.#maxBytes === 0) {
+      this.#reads++
+      return readAndEncodeChunk(ctx, content, index, signal)
+    }
+    const key = `${hex(content.cid)}:${index}:${ctx.codec}`
+    for (;;) {
+      const cached = this.#entries.get(key)
+      if (cached !== undefined) {
+        this.#hits++
+        this.#entries.delete(key)
+        this.#entries.set(key, cached)
+        cached.pins++
+        return lend(cached, this)
+      }
+      const flight = this.#flights.get(key)
+      if (flight === undefined) return this.#read(ctx, content, index, key, signal)
+      flight.pins++
+      try {
+        const entry = await raceAbort(flight.promise!, signal)
+        this.#hits++
+        return lend(entry, this)
+      } catch (err) {
+        // Our pin was counted: give it back if the read still succeeds.
+        flight.promise!.then(
+          (e) => this.unpin(e),
+          () => {},
+        )
+        if (signal.aborted || !flight.signal.aborted) throw err
+        // The reader's session ended, not ours: read it ourselves (or wait for whoever does).
+      }
+    }
+  }
+
+  /** Drops the cached chunks of `cid` (its file changed: they must not be served again). */
+  forget(cid: Uint8Array): void {
+    const prefix = `${hex(cid)}:`
+    for (const e of [...this.#entries.values()]) if (e.key.startsWith(prefix)) this.#drop(e)
+  }
+
+  /** A sender let go of `e`. */
+  unpin(e: Entry): void {
+    e.pins--
+    if (e.pins === 0 && !e.cached) e.lease.release()
+  }
+
+  async #read(
+    ctx: ChunkEncoderContext,
+    content: PublishedContent,
+    index: number,
+    key: string,
+    signal: AbortSignal,
+  ): Promise<EncodedChunk> {
+    const flight: Flight = { pins: 1, signal }
+    this.#flights.set(key, flight)
+    flight.promise = (async () => {
+      try {
+        this.#reads++
+        const chunk = await readAndEncodeChunk(ctx, content, index, signal)
+        return this.#adopt(key, chunk, flight.pins)
+      } finally {
+        // Before anyone resumes: a later request must not join a settled flight (its pin would be lost).
+        this.#flights.delete(key)
+      }
+    })()
+    return lend(await flight.promise, this)
+  }
+
+  /** Takes `chunk` over as an entry pinned `pins` times: cached if it fits, else transient. */
+  #adopt(key: string, chunk: EncodedChunk, pins: number): Entry {
+    const old = chunk.lease!
+    const bytes = chunk.payload.buffer.byteLength
+    let lease: Lease | undefined
+    if (bytes <= this.#maxBytes) {
+      this.#evict(this.#bytes + bytes - this.#maxBytes)
+      if (this.#bytes + bytes <= this.#maxBytes) lease = this.#budget.swap(old, bytes)
+    }
+    const base = { key, index: chunk.index, codec: chunk.codec, rawLength: chunk.rawLength }
+    // Checked again after the swap: the waiters it let through may have had cache entries evicted.
+    if (lease !== undefined && this.#bytes + bytes <= this.#maxBytes) {
+      const entry: Entry = { ...base, payload: chunk.payload, lease, pins, cached: true }
+      this.#entries.set(key, entry)
+      this.#bytes += bytes
+      return entry
+    }
+    // No room: shared only with the requests already waiting, under the read's own lease.
+    return { ...base, payload: chunk.payload, lease: lease ?? old, pins, cached: false }
+  }
+
+  /**
+   * Drops unpinned entries, least recently used first, until `needed` bytes are freed; returns
+   * the bytes freed. Also the budget's reclaimer, which may run while an entry is being adopted.
+   */
+  #evict(needed: number): number {
+    let freed = 0
+    if (needed <= 0) return 0
+    for (const e of this.#entries.values()) {
+      if (freed >= needed) break
+      if (e.pins > 0) continue
+      freed += e.lease.bytes
+      this.#drop(e)
+    }
+    return freed
+  }
+
+  #drop(e: Entry): void {
+    this.#entries.delete(e.key)
+    this.#bytes -= e.lease.bytes
+    e.cached = false
+    if (e.pins === 0) e.lease.release()
+  }
+}
+
+/** A view of `e` for one sender: released once, never recycled. */
+function lend(e: Entry, cache: ChunkCache): EncodedChunk {
+  let released = false
+  return {
+    index: e.index,
+    codec: e.codec,
+    rawLength: e.rawLength,
+    payload: e.payload,
+    recycle: false,
+    release: () => {
+      if (released) return
+      released = true
+      cache.unpin(e)
+    },
+  }
+}
+
+function hex(cid: Uint8Array): string {
+  return Buffer.from(cid.buffer, cid.byteOffset, cid.byteLength).toString('hex')
+}
