@@ -9,10 +9,11 @@
  *   that one read. If that session ends first (its signal aborts), the waiter reads the chunk itself.
  * - Memory: each entry holds a lease on the engine's budget, taken over from the lease its read
  *   held (MemoryBudget.swap), so the bytes are counted once whoever sends them. Entries go in
- *   least-recently-used order when the cache is over `maxBytes`, and first of all when a waiter on
- *   the budget needs room (the budget's last reclaimer). An entry being sent is pinned and never
- *   goes; a chunk that finds no room is still shared with the requests already waiting for it and
- *   goes with its last sender (a transient entry).
+ *   least-recently-used order when the cache is over `maxBytes`, and when a waiter on the budget
+ *   needs room (the budget's last reclaimer, after idle recycled buffers). An entry being sent is
+ *   pinned and never goes. A chunk that finds no room (every entry pinned) is still lent to the
+ *   requests waiting for it and to those that come while it is being sent, under its read's own
+ *   lease, and goes with its last sender (a transient entry).
  * - Ownership: a cached payload is never given to the buffer recycler, neither while cached nor
  *   after, since a write that failed may leave libp2p holding a view of it (serve-chunks.ts);
  *   nothing writes to it after encoding.
@@ -62,6 +63,8 @@ export class ChunkCache {
   readonly #maxBytes: number
   /** Cached entries in least-recently-used order (a hit moves its entry to the end). */
   readonly #entries = new Map<string, Entry>()
+  /** Entries that found no room in the cache, while still being sent: their memory is held anyway. */
+  readonly #transient = new Map<string, Entry>()
   readonly #flights = new Map<string, Flight>()
   #bytes = 0
   #reads = 0
@@ -115,6 +118,12 @@ export class ChunkCache {
         cached.pins++
         return lend(cached, this)
       }
+      const sending = this.#transient.get(key)
+      if (sending !== undefined) {
+        this.#hits++
+        sending.pins++
+        return lend(sending, this)
+      }
       const flight = this.#flights.get(key)
       if (flight === undefined) return this.#read(ctx, content, index, key, signal)
       flight.pins++
@@ -143,7 +152,9 @@ export class ChunkCache {
   /** A sender let go of `e`. */
   unpin(e: Entry): void {
     e.pins--
-    if (e.pins === 0 && !e.cached) e.lease.release()
+    if (e.pins > 0 || e.cached) return
+    if (this.#transient.get(e.key) === e) this.#transient.delete(e.key)
+    e.lease.release()
   }
 
   async #read(
@@ -185,13 +196,21 @@ export class ChunkCache {
       this.#bytes += bytes
       return entry
     }
-    // No room: shared only with the requests already waiting, under the read's own lease.
-    return { ...base, payload: chunk.payload, lease: lease ?? old, pins, cached: false }
+    // No room: shared with the requests already waiting and those that come while it is being
+    // sent, under the read's own lease, which goes with its last sender.
+    const entry: Entry = { ...base, payload: chunk.payload, lease: lease ?? old, pins, cached: false }
+    this.#transient.set(key, entry)
+    return entry
   }
 
   /**
    * Drops unpinned entries, least recently used first, until `needed` bytes are freed; returns
    * the bytes freed. Also the budget's reclaimer, which may run while an entry is being adopted.
+   *
+   * Measured (bench/fanout, 16 receivers of 64 MiB, interleaved with LRU on one build each):
+   * dropping the entry lent most often first, meant to keep what the slowest receivers still
+   * need, took 6.55 and 2.36 reads per chunk of the file (16 and 64 MiB budgets) against LRU's
+   * 5.45 and 1.00.
    */
   #evict(needed: number): number {
     let freed = 0

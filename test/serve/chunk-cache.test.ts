@@ -127,6 +127,21 @@ describe('ChunkCache', () => {
     expect(budget.used).toBe(CHUNK)
   })
 
+  it('a chunk that finds no room is lent while it is being sent, then goes with its last sender', async () => {
+    const { cache, ctx, budget } = setup(1 * MiB, CHUNK - 1)
+    const signal = new AbortController().signal
+    const first = await cache.get(ctx, content, 2, signal)
+    const second = await cache.get(ctx, content, 2, signal)
+    expect(cache.stats).toMatchObject({ reads: 1, hits: 1, cachedBytes: 0 })
+    expect(second.payload).toBe(first.payload)
+    expect(budget.used).toBe(CHUNK)
+    first.release()
+    second.release()
+    expect(budget.used).toBe(0)
+    ;(await cache.get(ctx, content, 2, signal)).release()
+    expect(cache.stats.reads).toBe(2)
+  })
+
   it('a waiter whose reader is aborted reads the chunk itself', async () => {
     const { cache, ctx } = setup(1 * MiB, 512 * KiB)
     const reader = new AbortController()
