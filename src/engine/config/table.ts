@@ -214,7 +214,7 @@ export const optionTable = {
     min: 0,
     default: (c: { memoryBudget: number }) => Math.floor(c.memoryBudget / 2),
     defaultDoc: 'half the budget',
-    doc: 'encoded chunks kept for every receiver of the same content, inside the budget and the first memory given back to a waiter (0: off)',
+    doc: 'encoded chunks shared by every receiver of the same content, inside the budget; given back to budget waiters after idle buffers (0: off)',
   }),
   gcAssistBytes: bytes({
     min: MIN_GC_ASSIST_BYTES,
