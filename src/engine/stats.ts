@@ -76,7 +76,7 @@ export interface ServingStats {
   readonly peers: number
   /** Peers holding or waiting for budget memory; they divide the serving part of the budget. */
   readonly peersLeasing: number
-  /** Budget leased by serving streams (granted, or reserved and waiting at the budget). */
+  /** Budget leased by serving streams (granted, or reserved and waiting at the budget), and cached chunks lent to them, counted per peer (the cache's lease covers a chunk once). */
   readonly leasedBytes: number
   /** Unfinished request frames held across every peer's streams (outside the budget). */
   readonly partialFrameBytes: number

@@ -52,8 +52,7 @@ interface Entry {
 }
 
 interface Flight {
-  /** Pins the entry starts with: its reader, and the requests waiting for it. */
-  pins: number
+  /** The reader's session. */
   readonly signal: AbortSignal
   promise?: Promise<Entry>
 }
@@ -104,39 +103,38 @@ export class ChunkCache {
     index: number,
     signal: AbortSignal,
   ): Promise<EncodedChunk> {
-    if (this.#maxBytes === 0) {
-      this.#reads++
-      return readAndEncodeChunk(ctx, content, index, signal)
-    }
+    if (this.#maxBytes === 0) return readAndEncodeChunk(ctx, content, index, signal, () => this.#reads++)
     const key = `${hex(content.cid)}:${index}:${ctx.codec}`
     for (;;) {
-      const cached = this.#entries.get(key)
-      if (cached !== undefined) {
+      const found = this.#entries.get(key) ?? this.#transient.get(key)
+      if (found !== undefined) {
+        // Counted against the peer's share first (it may wait there), then looked up again.
+        const charge = await ctx.hold?.(found.rawLength, { signal })
+        const e = this.#entries.get(key) ?? this.#transient.get(key)
+        if (e === undefined) {
+          charge?.release()
+          continue
+        }
+        if (e.cached) {
+          this.#entries.delete(key)
+          this.#entries.set(key, e)
+        }
         this.#hits++
-        this.#entries.delete(key)
-        this.#entries.set(key, cached)
-        cached.pins++
-        return lend(cached, this)
-      }
-      const sending = this.#transient.get(key)
-      if (sending !== undefined) {
-        this.#hits++
-        sending.pins++
-        return lend(sending, this)
+        e.pins++
+        return lend(e, this, charge)
       }
       const flight = this.#flights.get(key)
-      if (flight === undefined) return this.#read(ctx, content, index, key, signal)
-      flight.pins++
+      if (flight === undefined) {
+        const read = await this.#read(ctx, content, index, key, signal)
+        if (read !== undefined) return read
+        continue
+      }
+      // Waiters take no pin (they look again once the read settles), and a read becomes a
+      // flight only once its peer's share has room for it: one waiting in the share of a peer
+      // that stopped reading must not hold up every other peer.
       try {
-        const entry = await raceAbort(flight.promise!, signal)
-        this.#hits++
-        return lend(entry, this)
+        await raceAbort(flight.promise!, signal)
       } catch (err) {
-        // Our pin was counted: give it back if the read still succeeds.
-        flight.promise!.then(
-          (e) => this.unpin(e),
-          () => {},
-        )
         if (signal.aborted || !flight.signal.aborted) throw err
         // The reader's session ended, not ours: read it ourselves (or wait for whoever does).
       }
@@ -157,34 +155,57 @@ export class ChunkCache {
     e.lease.release()
   }
 
+  /**
+   * Reads chunk `index` for every request that comes meanwhile, or undefined when, by the time
+   * this peer's share had room for it, someone else had read it or started to.
+   */
   async #read(
     ctx: ChunkEncoderContext,
     content: PublishedContent,
     index: number,
     key: string,
     signal: AbortSignal,
-  ): Promise<EncodedChunk> {
-    const flight: Flight = { pins: 1, signal }
+  ): Promise<EncodedChunk | undefined> {
+    let charge: Lease | undefined
+    let readCtx = ctx
+    if (ctx.hold !== undefined) {
+      // The share first, then the engine budget: the chunk's count in this peer's share is its
+      // charge, kept while this session sends it, and the read leases from the budget itself.
+      charge = await ctx.hold((await content.reader.entry(index)).length, { signal })
+      if (this.#entries.has(key) || this.#transient.has(key) || this.#flights.has(key)) {
+        charge.release()
+        return undefined
+      }
+      readCtx = { ...ctx, budget: this.#budget }
+    }
+    const flight: Flight = { signal }
     this.#flights.set(key, flight)
     flight.promise = (async () => {
       try {
-        this.#reads++
-        const chunk = await readAndEncodeChunk(ctx, content, index, signal)
-        return this.#adopt(key, chunk, flight.pins)
+        const chunk = await readAndEncodeChunk(readCtx, content, index, signal, () => this.#reads++)
+        return this.#adopt(key, chunk)
       } finally {
-        // Before anyone resumes: a later request must not join a settled flight (its pin would be lost).
+        // Before anyone resumes: the waiters look the chunk up again, not at a settled flight.
         this.#flights.delete(key)
       }
     })()
-    return lend(await flight.promise, this)
+    try {
+      return lend(await flight.promise, this, charge)
+    } catch (err) {
+      charge?.release()
+      throw err
+    }
   }
 
-  /** Takes `chunk` over as an entry pinned `pins` times: cached if it fits, else transient. */
-  #adopt(key: string, chunk: EncodedChunk, pins: number): Entry {
+  /** Takes `chunk` over as an entry pinned by its reader: cached if it fits, else transient. */
+  #adopt(key: string, chunk: EncodedChunk): Entry {
+    const pins = 1
     const old = chunk.lease!
     const bytes = chunk.payload.buffer.byteLength
     let lease: Lease | undefined
-    if (bytes <= this.#maxBytes) {
+    // Read twice at once (both got their leases before either flew): the first copy stays.
+    const twice = this.#entries.has(key) || this.#transient.has(key)
+    if (!twice && bytes <= this.#maxBytes) {
       this.#evict(this.#bytes + bytes - this.#maxBytes)
       if (this.#bytes + bytes <= this.#maxBytes) lease = this.#budget.swap(old, bytes)
     }
@@ -198,8 +219,14 @@ export class ChunkCache {
     }
     // No room: shared with the requests already waiting and those that come while it is being
     // sent, under the read's own lease, which goes with its last sender.
-    const entry: Entry = { ...base, payload: chunk.payload, lease: lease ?? old, pins, cached: false }
-    this.#transient.set(key, entry)
+    const entry: Entry = {
+      ...base,
+      payload: chunk.payload,
+      lease: lease ?? old,
+      pins,
+      cached: false,
+    }
+    if (!twice) this.#transient.set(key, entry)
     return entry
   }
 
@@ -232,8 +259,8 @@ export class ChunkCache {
   }
 }
 
-/** A view of `e` for one sender: released once, never recycled. */
-function lend(e: Entry, cache: ChunkCache): EncodedChunk {
+/** A view of `e` for one sender: released once (with `charge`, its count in the peer's share), never recycled. */
+function lend(e: Entry, cache: ChunkCache, charge?: Lease): EncodedChunk {
   let released = false
   return {
     index: e.index,
@@ -245,6 +272,7 @@ function lend(e: Entry, cache: ChunkCache): EncodedChunk {
       if (released) return
       released = true
       cache.unpin(e)
+      charge?.release()
     },
   }
 }

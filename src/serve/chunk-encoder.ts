@@ -32,6 +32,11 @@ export interface ChunkEncoderContext {
   readonly buffers?: BufferRecycler | undefined
   /** @default 'auto' */
   readonly verifySource?: VerifySourcePolicy | undefined
+  /**
+   * Counts a cached chunk lent to this session against its peer's share without leasing engine
+   * memory (PeerShare.hold). @default not counted
+   */
+  readonly hold?: ((bytes: number, opts: { signal: AbortSignal }) => Promise<Lease>) | undefined
 }
 
 export interface EncodedChunk {
@@ -54,6 +59,8 @@ export interface EncodedChunk {
  * (the lease); the payload goes back to the recycler once the stream lets go of it when
  * `recycle` is set.
  *
+ * `leased` is called once the read's budget lease is granted, before reading.
+ *
  * A chunk that needs neither hashing nor compressing (policy `none`, or `auto` whose probe says
  * incompressible) never goes to a worker. Measured (4 GiB of random data, bench/transfer, two
  * interleaved rounds): the hop and its hash took the sender from 7.4–9.0 to 13.9–14.3 CPU-s,
@@ -64,9 +71,11 @@ export async function readAndEncodeChunk(
   content: PublishedContent,
   index: number,
   signal: AbortSignal,
+  leased?: () => void,
 ): Promise<EncodedChunk> {
   const entry = await content.reader.entry(index)
   const lease = await ctx.budget.acquire(entry.length, { signal })
+  leased?.()
   try {
     // Its own ArrayBuffer (it moves to a worker); the read overwrites all of it.
     const buf = ctx.buffers?.take(entry.length) ?? Buffer.allocUnsafeSlow(entry.length)

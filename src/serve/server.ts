@@ -153,6 +153,7 @@ class ServerSession {
         codec: ctx.codec,
         buffers: ctx.buffers,
         verifySource: ctx.verifySource,
+        hold: (bytes, opts) => this.#share.hold(bytes, opts),
       },
       cache: ctx.cache,
       writer: this.#writer,

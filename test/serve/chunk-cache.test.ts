@@ -2,7 +2,7 @@ import { readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { AbortedError } from '../../src/errors.ts'
-import { MemoryBudget } from '../../src/resources/memory-budget.ts'
+import { type Lease, MemoryBudget } from '../../src/resources/memory-budget.ts'
 import { ChunkCache } from '../../src/serve/chunk-cache.ts'
 import type { ChunkEncoderContext, EncodedChunk } from '../../src/serve/chunk-encoder.ts'
 import { indexFile } from '../../src/serve/indexer.ts'
@@ -142,17 +142,46 @@ describe('ChunkCache', () => {
     expect(cache.stats.reads).toBe(2)
   })
 
-  it('a waiter whose reader is aborted reads the chunk itself', async () => {
+  it('a waiter whose reader is aborted while reading reads the chunk itself', async () => {
     const { cache, ctx } = setup(1 * MiB, 512 * KiB)
+    const gate = Promise.withResolvers<void>()
+    const reading = Promise.withResolvers<void>()
+    const slow = withSlowRead(content, async () => {
+      reading.resolve()
+      await gate.promise
+    })
     const reader = new AbortController()
-    const first = cache.get(ctx, content, 5, reader.signal)
-    const second = cache.get(ctx, content, 5, new AbortController().signal)
+    const first = cache.get(ctx, slow, 5, reader.signal)
+    await reading.promise
+    const second = cache.get(ctx, slow, 5, new AbortController().signal)
     reader.abort()
+    gate.resolve()
     await expect(first).rejects.toBeInstanceOf(AbortedError)
     const c = await second
     expectChunk(c, 5)
     c.release()
     expect(cache.stats.reads).toBe(2)
+  })
+
+  it("a request does not wait for a read still waiting in its peer's share", async () => {
+    const { cache, ctx, budget } = setup(1 * MiB, 512 * KiB)
+    const stuck = new AbortController()
+    // One peer's share has no room (it stopped reading, say); another's has.
+    const full: ChunkEncoderContext = {
+      ...ctx,
+      hold: (_bytes, opts) =>
+        new Promise<Lease>((_resolve, reject) =>
+          opts.signal.addEventListener('abort', () => reject(new AbortedError())),
+        ),
+    }
+    const free: ChunkEncoderContext = { ...ctx, hold: async (bytes) => budget.tryAcquire(0) ?? fail(bytes) }
+    const first = cache.get(full, content, 7, stuck.signal)
+    const c = await cache.get(free, content, 7, new AbortController().signal)
+    expectChunk(c, 7)
+    c.release()
+    stuck.abort()
+    await expect(first).rejects.toBeInstanceOf(AbortedError)
+    expect(cache.stats.reads).toBe(1)
   })
 
   it('disabled (0 bytes): every request reads, nothing is cached', async () => {
@@ -167,3 +196,24 @@ describe('ChunkCache', () => {
     expect(budget.used).toBe(0)
   })
 })
+
+/** `content` whose source waits for `before` ahead of every read. */
+function withSlowRead(content: PublishedContent, before: () => Promise<void>): PublishedContent {
+  const source = new Proxy(content.source, {
+    get(target, prop) {
+      if (prop === 'read') {
+        return async (offset: number, length: number, into: Uint8Array) => {
+          await before()
+          return target.read(offset, length, into)
+        }
+      }
+      const v: unknown = Reflect.get(target, prop, target)
+      return typeof v === 'function' ? v.bind(target) : v
+    },
+  })
+  return { ...content, source }
+}
+
+function fail(bytes: number): never {
+  throw new Error(`no lease of ${bytes} bytes`)
+}
