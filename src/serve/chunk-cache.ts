@@ -105,39 +105,39 @@ export class ChunkCache {
   ): Promise<EncodedChunk> {
     if (this.#maxBytes === 0) return readAndEncodeChunk(ctx, content, index, signal, () => this.#reads++)
     const key = `${hex(content.cid)}:${index}:${ctx.codec}`
-    for (;;) {
-      const found = this.#entries.get(key) ?? this.#transient.get(key)
-      if (found !== undefined) {
-        // Counted against the peer's share first (it may wait there), then looked up again.
-        const charge = await ctx.hold?.(found.rawLength, { signal })
+    // The chunk's count in this peer's share comes first, in the order the session asks, as a
+    // read's lease would (a later chunk taking the share's room first would wait for itself:
+    // sends go in order); it is kept while this session sends the chunk.
+    const charge =
+      ctx.hold === undefined
+        ? undefined
+        : await ctx.hold((await content.reader.entry(index)).length, { signal })
+    try {
+      for (;;) {
         const e = this.#entries.get(key) ?? this.#transient.get(key)
-        if (e === undefined) {
-          charge?.release()
-          continue
+        if (e !== undefined) {
+          if (e.cached) {
+            this.#entries.delete(key)
+            this.#entries.set(key, e)
+          }
+          this.#hits++
+          e.pins++
+          return lend(e, this, charge)
         }
-        if (e.cached) {
-          this.#entries.delete(key)
-          this.#entries.set(key, e)
+        const flight = this.#flights.get(key)
+        if (flight === undefined)
+          return lend(await this.#read(ctx, content, index, key, signal), this, charge)
+        // Waiters take no pin; they look again once the read settles.
+        try {
+          await raceAbort(flight.promise!, signal)
+        } catch (err) {
+          if (signal.aborted || !flight.signal.aborted) throw err
+          // The reader's session ended, not ours: read it ourselves (or wait for whoever does).
         }
-        this.#hits++
-        e.pins++
-        return lend(e, this, charge)
       }
-      const flight = this.#flights.get(key)
-      if (flight === undefined) {
-        const read = await this.#read(ctx, content, index, key, signal)
-        if (read !== undefined) return read
-        continue
-      }
-      // Waiters take no pin (they look again once the read settles), and a read becomes a
-      // flight only once its peer's share has room for it: one waiting in the share of a peer
-      // that stopped reading must not hold up every other peer.
-      try {
-        await raceAbort(flight.promise!, signal)
-      } catch (err) {
-        if (signal.aborted || !flight.signal.aborted) throw err
-        // The reader's session ended, not ours: read it ourselves (or wait for whoever does).
-      }
+    } catch (err) {
+      charge?.release()
+      throw err
     }
   }
 
@@ -156,8 +156,10 @@ export class ChunkCache {
   }
 
   /**
-   * Reads chunk `index` for every request that comes meanwhile, or undefined when, by the time
-   * this peer's share had room for it, someone else had read it or started to.
+   * Reads chunk `index` for this request and every one that comes meanwhile. With a share
+   * (`ctx.hold`), the request's charge there stands for the read, which leases from the engine
+   * budget itself; so a read that others wait for is never one waiting in a peer's share (one
+   * that stopped reading must not hold up every other peer).
    */
   async #read(
     ctx: ChunkEncoderContext,
@@ -165,19 +167,8 @@ export class ChunkCache {
     index: number,
     key: string,
     signal: AbortSignal,
-  ): Promise<EncodedChunk | undefined> {
-    let charge: Lease | undefined
-    let readCtx = ctx
-    if (ctx.hold !== undefined) {
-      // The share first, then the engine budget: the chunk's count in this peer's share is its
-      // charge, kept while this session sends it, and the read leases from the budget itself.
-      charge = await ctx.hold((await content.reader.entry(index)).length, { signal })
-      if (this.#entries.has(key) || this.#transient.has(key) || this.#flights.has(key)) {
-        charge.release()
-        return undefined
-      }
-      readCtx = { ...ctx, budget: this.#budget }
-    }
+  ): Promise<Entry> {
+    const readCtx = ctx.hold === undefined ? ctx : { ...ctx, budget: this.#budget }
     const flight: Flight = { signal }
     this.#flights.set(key, flight)
     flight.promise = (async () => {
@@ -189,12 +180,7 @@ export class ChunkCache {
         this.#flights.delete(key)
       }
     })()
-    try {
-      return lend(await flight.promise, this, charge)
-    } catch (err) {
-      charge?.release()
-      throw err
-    }
+    return flight.promise
   }
 
   /** Takes `chunk` over as an entry pinned by its reader: cached if it fits, else transient. */
