@@ -189,7 +189,7 @@ export class ChunkCache {
     const old = chunk.lease!
     const bytes = chunk.payload.buffer.byteLength
     let lease: Lease | undefined
-    // Read twice at once (both got their leases before either flew): the first copy stays.
+    // A chunk already held (a guard: flights start before any wait, so reads do not overlap) keeps its first copy.
     const twice = this.#entries.has(key) || this.#transient.has(key)
     if (!twice && bytes <= this.#maxBytes) {
       this.#evict(this.#bytes + bytes - this.#maxBytes)
