@@ -25,6 +25,7 @@ import { type FairQueue, fairLimiter } from '../resources/fair-queue.ts'
 import { GcAssist } from '../resources/gc-assist.ts'
 import { MemoryBudget } from '../resources/memory-budget.ts'
 import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
+import { ChunkCache } from '../serve/chunk-cache.ts'
 import { indexFile } from '../serve/indexer.ts'
 import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
 import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
@@ -128,6 +129,8 @@ export class Engine {
   #stopped = false
   /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
   readonly #buffers: BufferRecycler
+  /** Encoded chunks shared by the sessions serving the same content (inside the budget). */
+  readonly #chunkCache: ChunkCache
   /** Open sessions between fetches from the same peer. */
   readonly #sessions: SessionPool
   /** Staging memory for O_DIRECT chunk writes, shared by every fetch (fixed: slots × 1 MiB). */
@@ -155,6 +158,7 @@ export class Engine {
     this.#fetchBudget = new BudgetShare(budget, fetchShareOf(budget.limit))
     this.#serveShares = new ServeShares(budget)
     this.#buffers = new BufferRecycler(budget, config.buffers)
+    this.#chunkCache = new ChunkCache(budget, config.serveCacheBytes)
     this.#publishing = new Publishing({
       config,
       registry: this.#registry,
@@ -204,6 +208,7 @@ export class Engine {
             registry: engine.#registry,
             pool,
             shares: engine.#serveShares,
+            cache: engine.#chunkCache,
             codec: config.codec,
             verifySource: config.verifySource,
             limits: config.server,
@@ -262,6 +267,7 @@ export class Engine {
     return engineStats({
       budget: this.#budget,
       serving: this.#serveShares,
+      chunkCache: this.#chunkCache,
       fetchBudget: this.#fetchBudget,
       buffers: this.#buffers,
       registry: this.#registry,

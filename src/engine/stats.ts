@@ -4,6 +4,7 @@ import type { Admission } from '../resources/admission.ts'
 import type { BudgetShare } from '../resources/budget-share.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
+import type { ChunkCache } from '../serve/chunk-cache.ts'
 import type { ContentRegistry } from '../serve/registry.ts'
 import type { ServeShares } from '../serve/serve-shares.ts'
 import type { SessionPool } from '../session/session-pool.ts'
@@ -27,9 +28,9 @@ export interface EngineStats {
 export interface MemoryStats {
   /** The budget: the most chunk memory leased at once. */
   readonly limitBytes: number
-  /** Leased now: chunk work in flight plus the idle recycled buffers (`buffers.idleBytes`). */
+  /** Leased now: chunk work in flight, the idle recycled buffers (`buffers.idleBytes`) and cached chunks (`serving.chunks.cachedBytes`). */
   readonly usedBytes: number
-  /** Leased by chunk work in flight: `usedBytes` less the idle buffers; 0 when nothing is being done. */
+  /** Leased by chunk work in flight: `usedBytes` less the idle buffers and cached chunks; 0 when nothing is being done. */
   readonly workBytes: number
   /** `limitBytes - usedBytes`. */
   readonly availableBytes: number
@@ -75,10 +76,23 @@ export interface ServingStats {
   readonly peers: number
   /** Peers holding or waiting for budget memory; they divide the serving part of the budget. */
   readonly peersLeasing: number
-  /** Budget leased by serving streams (granted, or reserved and waiting at the budget). */
+  /** Budget leased by serving streams (granted, or reserved and waiting at the budget), and cached chunks lent to them, counted per peer (the cache's lease covers a chunk once). */
   readonly leasedBytes: number
   /** Unfinished request frames held across every peer's streams (outside the budget). */
   readonly partialFrameBytes: number
+  /** Chunks served since start, and how many of them took a read (`serveCacheBytes`). */
+  readonly chunks: {
+    /** Chunks read from disk and encoded to be served, since start. */
+    readonly reads: number
+    /** Chunk frames handed to the network, since start. */
+    readonly served: number
+    /** Chunks that needed no read of their own (cached, or read for another session at that moment), since start. */
+    readonly cacheHits: number
+    /** Encoded chunks cached now: part of `memory.usedBytes`, at most `cacheLimitBytes`. */
+    readonly cachedBytes: number
+    /** `serveCacheBytes`. */
+    readonly cacheLimitBytes: number
+  }
 }
 
 export interface NetworkStats {
@@ -110,6 +124,7 @@ export interface SessionStats {
 export interface StatsSources {
   readonly budget: MemoryBudget
   readonly serving: ServeShares
+  readonly chunkCache: ChunkCache
   readonly fetchBudget: BudgetShare
   readonly buffers: BufferRecycler
   readonly registry: ContentRegistry
@@ -124,11 +139,12 @@ export interface StatsSources {
 export function engineStats(s: StatsSources): EngineStats {
   const serving = s.serving.stats
   const buffers = s.buffers.stats
+  const chunks = s.chunkCache.stats
   return {
     memory: {
       limitBytes: s.budget.limit,
       usedBytes: s.budget.used,
-      workBytes: s.budget.used - s.buffers.idleBytes,
+      workBytes: s.budget.used - s.buffers.idleBytes - chunks.cachedBytes,
       availableBytes: s.budget.available,
       peakBytes: s.budget.peak,
       waiting: s.budget.waiting,
@@ -155,6 +171,13 @@ export function engineStats(s: StatsSources): EngineStats {
       peersLeasing: serving.served,
       leasedBytes: serving.leased,
       partialFrameBytes: serving.partialBytes,
+      chunks: {
+        reads: chunks.reads,
+        served: chunks.served,
+        cacheHits: chunks.hits,
+        cachedBytes: chunks.cachedBytes,
+        cacheLimitBytes: chunks.maxBytes,
+      },
     },
     network: {
       connections: s.network.connectionCount(),

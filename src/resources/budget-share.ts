@@ -27,6 +27,8 @@ import {
 interface Waiter {
   readonly bytes: number
   readonly opts: AcquireOptions
+  /** Overrides the hooks' `forward` for this request (PeerShare.hold). */
+  readonly forward: ShareQueueHooks['forward'] | undefined
   readonly resolve: (lease: Lease) => void
   readonly reject: (err: unknown) => void
   onAbort: (() => void) | undefined
@@ -62,8 +64,11 @@ export class ShareQueue {
     return this.#waiters.length
   }
 
-  /** The share's `acquire`: refuses a bad or impossible request at once, else goes through or waits. */
-  acquire(bytes: number, opts: AcquireOptions): Promise<Lease> {
+  /**
+   * The share's `acquire`: refuses a bad or impossible request at once, else goes through or
+   * waits; `forward`, when given, is what going through does instead of the hooks'.
+   */
+  acquire(bytes: number, opts: AcquireOptions, forward = this.#hooks.forward): Promise<Lease> {
     try {
       checkBytes(bytes)
       const never = this.#hooks.neverFits(bytes)
@@ -72,9 +77,9 @@ export class ShareQueue {
     } catch (err) {
       return Promise.reject(err)
     }
-    if (this.#waiters.length === 0 && this.#hooks.fits(bytes)) return this.#hooks.forward(bytes, opts)
+    if (this.#waiters.length === 0 && this.#hooks.fits(bytes)) return forward(bytes, opts)
     return new Promise<Lease>((resolve, reject) => {
-      const w: Waiter = { bytes, opts, resolve, reject, onAbort: undefined }
+      const w: Waiter = { bytes, opts, forward, resolve, reject, onAbort: undefined }
       const signal = opts.signal
       if (signal !== undefined) {
         w.onAbort = () => {
@@ -98,7 +103,7 @@ export class ShareQueue {
       if (w === undefined || !this.#hooks.fits(w.bytes)) return
       this.#waiters.shift()
       if (w.onAbort !== undefined) w.opts.signal?.removeEventListener('abort', w.onAbort)
-      this.#hooks.forward(w.bytes, w.opts).then(w.resolve, w.reject)
+      ;(w.forward ?? this.#hooks.forward)(w.bytes, w.opts).then(w.resolve, w.reject)
     }
   }
 }

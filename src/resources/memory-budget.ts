@@ -202,6 +202,32 @@ export class MemoryBudget implements Budget {
   }
 
   /**
+   * Releases `old` and grants `bytes` in its place in one step, ahead of any waiter: memory that
+   * changes owner without being freed (a served chunk becoming a cache entry, src/serve/chunk-cache.ts)
+   * keeps its room rather than queueing for it. `old` must be a lease on this budget, directly or
+   * through a share. Undefined (and `old` kept) when `bytes` exceeds what `old` frees plus what is
+   * available. Never calls reclaimers.
+   */
+  swap(old: Lease, bytes: number): Lease | undefined {
+    checkBytes(bytes)
+    if (old.released || bytes > old.bytes + this.available) return undefined
+    // Counted before `old` goes, so that nothing granted meanwhile (a share forwarding a waiter
+    // through tryAcquire) takes the room; waiters are pumped once `used` is back within the limit.
+    this.#used += bytes
+    const pumping = this.#pumping
+    this.#pumping = true
+    try {
+      old.release()
+    } finally {
+      this.#pumping = pumping
+    }
+    if (this.#used > this.#peak) this.#peak = this.#used
+    const lease = new BudgetLease(this, bytes)
+    this.#pump()
+    return lease
+  }
+
+  /**
    * Sets (or with `undefined` clears) the reclaimer asked to give memory back when
    * the head waiter does not fit. It runs last, after those from `addReclaimer`,
    * because it is meant for the chunk cache, whose entries are the costliest to rebuild.

@@ -6,7 +6,7 @@ import {
 } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
-import type { Budget } from '../resources/memory-budget.ts'
+import type { Budget, Lease } from '../resources/memory-budget.ts'
 import { wallClockNs } from '../storage/source-file.ts'
 import type { Codec } from '../types.ts'
 import { autoCodec, type CodecPolicy } from '../workers/codecs.ts'
@@ -32,6 +32,11 @@ export interface ChunkEncoderContext {
   readonly buffers?: BufferRecycler | undefined
   /** @default 'auto' */
   readonly verifySource?: VerifySourcePolicy | undefined
+  /**
+   * Counts a cached chunk lent to this session against its peer's share without leasing engine
+   * memory (PeerShare.hold). @default not counted
+   */
+  readonly hold?: ((bytes: number, opts: { signal: AbortSignal }) => Promise<Lease>) | undefined
 }
 
 export interface EncodedChunk {
@@ -41,8 +46,10 @@ export interface EncodedChunk {
   payload: Uint8Array
   /** The payload is the recycled read buffer: lend it to the stream, give it back once released. */
   recycle: boolean
-  /** Gives the chunk's budget lease back. */
+  /** Gives the chunk's budget lease back (or, for a chunk lent by the cache, its pin). */
   release: () => void
+  /** The budget lease `release` gives back, for a chunk just read (the cache takes it over). */
+  lease?: Lease
 }
 
 /**
@@ -51,6 +58,8 @@ export interface EncodedChunk {
  * CONTENT_CHANGED if it no longer matches its leaf. The caller sends it, then calls `release`
  * (the lease); the payload goes back to the recycler once the stream lets go of it when
  * `recycle` is set.
+ *
+ * `leased` is called once the read's budget lease is granted, before reading.
  *
  * A chunk that needs neither hashing nor compressing (policy `none`, or `auto` whose probe says
  * incompressible) never goes to a worker. Measured (4 GiB of random data, bench/transfer, two
@@ -62,9 +71,11 @@ export async function readAndEncodeChunk(
   content: PublishedContent,
   index: number,
   signal: AbortSignal,
+  leased?: () => void,
 ): Promise<EncodedChunk> {
   const entry = await content.reader.entry(index)
   const lease = await ctx.budget.acquire(entry.length, { signal })
+  leased?.()
   try {
     // Its own ArrayBuffer (it moves to a worker); the read overwrites all of it.
     const buf = ctx.buffers?.take(entry.length) ?? Buffer.allocUnsafeSlow(entry.length)
@@ -74,7 +85,7 @@ export async function readAndEncodeChunk(
     const verify = content.source.needsChunkHash || ctx.verifySource === 'always'
     const release = (): void => lease.release()
     if (!verify && plainAsIs(ctx.codec, buf)) {
-      return { index, codec: 'none', rawLength: entry.length, payload: buf, recycle: true, release }
+      return { index, codec: 'none', rawLength: entry.length, payload: buf, recycle: true, release, lease }
     }
     // `auto` that reaches here unhashed has probed compressible already.
     const policy = ctx.codec === 'auto' && !verify ? 'zstd' : ctx.codec
@@ -95,6 +106,7 @@ export async function readAndEncodeChunk(
       payload: enc.payload,
       recycle: reuse,
       release,
+      lease,
     }
   } catch (err) {
     lease.release()

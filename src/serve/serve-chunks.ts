@@ -2,12 +2,12 @@ import { ChunkUnavailableError } from '../errors.ts'
 import type { TransferMessage } from '../protocol/messages.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { FrameWriter } from '../session/frame-writer.ts'
+import type { ChunkCache } from './chunk-cache.ts'
 import {
   type ChunkEncoderContext,
   chunkIndices,
   type EncodedChunk,
   rangeProblem,
-  readAndEncodeChunk,
   releaseAll,
 } from './chunk-encoder.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
@@ -19,6 +19,8 @@ export interface ChunkSessionContext {
   readonly registry: ContentRegistry
   /** The encoder's budget is the peer's share of the engine budget (serve-shares.ts). */
   readonly encoder: ChunkEncoderContext
+  /** Where chunks are read and encoded once for every session serving the same content. */
+  readonly cache: ChunkCache
   readonly writer: FrameWriter
   readonly signal: AbortSignal
   readonly readAhead: number
@@ -108,7 +110,7 @@ export class ChunkReplies {
   }
 
   #startEncode(content: PublishedContent, index: number): Promise<EncodedChunk> {
-    const encoded = readAndEncodeChunk(this.#s.encoder, content, index, this.#s.signal)
+    const encoded = this.#s.cache.get(this.#s.encoder, content, index, this.#s.signal)
     // Read-ahead fails while the loop waits on a send when the session aborts; it is still
     // seen by releaseAll, but must not surface as an unhandled rejection.
     encoded.catch(() => {})
@@ -166,9 +168,11 @@ export class ChunkReplies {
         },
       })
       handedOver = true
+      s.cache.chunkServed()
       s.chunkSent?.(c.rawLength, payload.length)
     } finally {
-      // A write that failed may still be referenced by libp2p: the buffer is dropped, not reused.
+      // A write that failed may still be referenced by libp2p: the buffer is dropped, not reused
+      // (a cached payload is never reused anyway: chunk-cache.ts).
       if (!handedOver) c.release()
     }
   }

@@ -37,7 +37,7 @@ export interface ServeStats {
   readonly peers: number
   /** Peers holding or waiting for a lease. */
   readonly served: number
-  /** Budget bytes leased (or reserved and waiting at the engine budget) by serving streams. */
+  /** Budget bytes leased (or reserved and waiting at the engine budget) by serving streams, and cached chunks held by them (PeerShare.hold). */
   readonly leased: number
   /** Bytes of unfinished request frames held across every peer's streams. */
   readonly partialBytes: number
@@ -169,6 +169,31 @@ export class PeerShare implements Budget {
 
   acquire(bytes: number, opts: AcquireOptions = {}): Promise<Lease> {
     return this.#queue.acquire(bytes, opts)
+  }
+
+  /**
+   * Counts `bytes` against this peer's share, waiting in its line like `acquire`, without leasing
+   * them from the engine budget: a cached chunk lent to one of its streams (src/serve/chunk-cache.ts),
+   * whose memory the cache's lease covers once for all its senders. So what a peer that stops
+   * reading pins still fills its share, and its stalled streams are shed as before.
+   */
+  hold(bytes: number, opts: AcquireOptions = {}): Promise<Lease> {
+    return this.#queue.acquire(bytes, opts, (n) => {
+      this.#used += n
+      this.#update()
+      let released = false
+      return Promise.resolve<Lease>({
+        bytes: n,
+        get released() {
+          return released
+        },
+        release: () => {
+          if (released) return
+          released = true
+          this.#giveBack(n)
+        },
+      })
+    })
   }
 
   tryAcquire(bytes: number): Lease | undefined {

@@ -17,6 +17,7 @@ import { assertNever } from '../util/never.ts'
 import type { CodecPolicy } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { notFound } from './access.ts'
+import type { ChunkCache } from './chunk-cache.ts'
 import type { VerifySourcePolicy } from './chunk-encoder.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
 import { ChunkReplies } from './serve-chunks.ts'
@@ -65,6 +66,8 @@ export interface ServerContext {
   pool: WorkerPool
   /** The engine budget as the serving side divides it between peers (one per engine). */
   shares: ServeShares
+  /** Encoded chunks shared by every session serving the same content (one per engine). */
+  cache: ChunkCache
   codec: CodecPolicy
   /** When chunks are hashed against their leaf before sending. @default 'auto' */
   verifySource?: VerifySourcePolicy
@@ -150,7 +153,9 @@ class ServerSession {
         codec: ctx.codec,
         buffers: ctx.buffers,
         verifySource: ctx.verifySource,
+        hold: (bytes, opts) => this.#share.hold(bytes, opts),
       },
+      cache: ctx.cache,
       writer: this.#writer,
       signal: this.#abort.signal,
       readAhead: ctx.limits.readAhead,
@@ -294,7 +299,10 @@ class ServerSession {
         await this.#sendSafe(errorMessage(req.requestId, err))
         if (this.#abort.signal.aborted) this.#cutOff = true
         // A changed file cannot be served to anyone: stop serving it.
-        if (err instanceof ContentChangedError) this.#ctx.registry.unpublish(req.cid)
+        if (err instanceof ContentChangedError) {
+          this.#ctx.registry.unpublish(req.cid)
+          this.#ctx.cache.forget(req.cid)
+        }
       } finally {
         this.#current = undefined
         this.#cancelled.clear()

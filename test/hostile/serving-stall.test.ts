@@ -101,7 +101,9 @@ describe('never-reads attack from four peer ids (each keeps its four streams com
 
   beforeAll(async () => {
     ;({ dir, cleanup } = await tempDir())
-    sender = await Engine.create({ workers: 1 })
+    // Without the chunk cache: the attackers' streams must fill the budget with their own reads,
+    // which the reference fetches would otherwise have left cached for them to share.
+    sender = await Engine.create({ workers: 1, serveCacheBytes: 0 })
     const src = join(dir, 'f.src')
     await writeFile(src, FILE_MIB * MiB, 'random')
     ticket = (await sender.publish(src)).ticket

@@ -13,7 +13,14 @@ export const IDLE: EngineStats = {
     buffers: { idleBytes: 0, handedBytes: 0, hits: 0, misses: 0 },
   },
   transfers: { unfinished: 0, active: 0, queued: 0 },
-  serving: { contents: 0, peers: 0, peersLeasing: 0, leasedBytes: 0, partialFrameBytes: 0 },
+  serving: {
+    contents: 0,
+    peers: 0,
+    peersLeasing: 0,
+    leasedBytes: 0,
+    partialFrameBytes: 0,
+    chunks: { reads: 0, served: 0, cacheHits: 0, cachedBytes: 0, cacheLimitBytes: 0 },
+  },
   network: {
     connections: 0,
     openStreams: 0,

@@ -8,6 +8,7 @@ import { PROTOCOL_ID } from '../../src/protocol/messages.ts'
 import { fairLimiter } from '../../src/resources/fair-queue.ts'
 import { MemoryBudget } from '../../src/resources/memory-budget.ts'
 import { chainLimiters, type RateLimiter, TokenBucket, unlimited } from '../../src/resources/rate-limit.ts'
+import { ChunkCache } from '../../src/serve/chunk-cache.ts'
 import { indexFile } from '../../src/serve/indexer.ts'
 import { openPublished } from '../../src/serve/publish.ts'
 import { ContentRegistry } from '../../src/serve/registry.ts'
@@ -170,6 +171,7 @@ describe('upload limit in the serving session', () => {
         registry,
         pool,
         shares: new ServeShares(budget),
+        cache: new ChunkCache(budget, 0),
         codec: config.codec,
         limits: config.server,
         signal: stop.signal,

@@ -3,6 +3,7 @@ import { Network } from '../../src/net/network.ts'
 import type { FrameStream } from '../../src/net/stream-io.ts'
 import { PROTOCOL_ID } from '../../src/protocol/messages.ts'
 import { MemoryBudget } from '../../src/resources/memory-budget.ts'
+import { ChunkCache } from '../../src/serve/chunk-cache.ts'
 import { indexFile } from '../../src/serve/indexer.ts'
 import { openPublished } from '../../src/serve/publish.ts'
 import { ContentRegistry } from '../../src/serve/registry.ts'
@@ -36,6 +37,7 @@ export async function startSender(opts: {
       registry,
       pool,
       shares,
+      cache: new ChunkCache(budget, 0),
       codec: config.codec,
       limits: config.server,
       signal: stop.signal,

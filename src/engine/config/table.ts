@@ -210,6 +210,13 @@ export const optionTable = {
     default: 100_000,
     doc: 'fetches waiting per peer; one more fails with `TOO_MANY_REQUESTS`',
   }),
+  serveCacheBytes: bytes({
+    min: 0,
+    // Off until it meets its target at the default budget: with 16 receivers of one file and
+    // 16 MiB, a cache of half the budget still read each chunk ~4.7 times (bench/fanout.ts).
+    default: 0,
+    doc: 'encoded chunks shared by every receiver of the same content, inside the budget; given back to budget waiters after idle buffers (0: off; one read per chunk for 16 receivers with a 64 MiB budget and half of it here)',
+  }),
   gcAssistBytes: bytes({
     min: MIN_GC_ASSIST_BYTES,
     orZero: true,

@@ -76,6 +76,13 @@ export interface EngineOptions {
    */
   gcAssistBytes?: number
   /**
+   * Encoded chunks kept for every session serving the same content, so that many receivers of one
+   * file at once cost one read and encode per chunk (src/serve/chunk-cache.ts). Its entries hold
+   * leases on the memory budget and are the first memory given back when a waiter needs room.
+   * 0: off.
+   */
+  serveCacheBytes?: number
+  /**
    * Finished chunk buffers kept for reuse. Idle ones hold leases on the memory budget; while
    * the budget has no room, buffers are handed to the next taker without a lease (at most
    * `maxIdleBytes` of them, for at most 250 ms), so chunk memory is at most `memoryBudget +
@@ -131,6 +138,7 @@ export interface EngineConfig {
   readonly maxActiveTransfersPerPeer: number
   readonly maxQueuedTransfersPerPeer: number
   readonly gcAssistBytes: number
+  readonly serveCacheBytes: number
   readonly network: EngineNetworkConfig
   readonly buffers: Required<BufferRecyclerOptions>
   readonly directWrites: DirectWriteOptions

@@ -1,0 +1,135 @@
+/**
+ * bench/fanout: one seeder process serves one file to N receiver processes at once, on loopback.
+ * First one receiver alone (the reference), then N at once.
+ *
+ *   npx node bench/fanout.ts                               # 64 MiB random file, N = 16
+ *   HAUL_FANOUT_N=50 HAUL_FANOUT_MIB=256 npx node bench/fanout.ts
+ *   HAUL_FANOUT_CACHE_MIB=0 npx node bench/fanout.ts       # the seeder's serveCacheBytes (default: half its budget)
+ *   HAUL_FANOUT_BUDGET_MIB=64 npx node bench/fanout.ts     # the seeder's memoryBudget (default: the engine's)
+ *
+ * Prints, from the seeder's stats, disk reads per chunk served in each phase (target ≤ 1.2 with N
+ * receivers), the aggregate goodput of the N (N × file / time from the start to the last one
+ * done) against the one receiver's, and the seeder's peak RSS. Every process runs dist/ (`npm run
+ * build`); receivers verify every chunk and delete their copy once done.
+ */
+import { type ChildProcess, fork } from 'node:child_process'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { EngineStats } from '../dist/engine/stats.js'
+import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
+import { ensureRandomFile, MiB } from './lib/proc.ts'
+
+interface Done {
+  seconds: number
+  bytes: number
+  endedAt: number
+}
+interface SeederStats {
+  stats: EngineStats
+  peakRss: number
+}
+
+const receivers = Math.min(50, Math.max(1, Number(process.env.HAUL_FANOUT_N ?? 16)))
+const size = Math.min(256, Number(process.env.HAUL_FANOUT_MIB ?? 64)) * MiB
+const cacheMib = process.env.HAUL_FANOUT_CACHE_MIB
+const budgetMib = process.env.HAUL_FANOUT_BUDGET_MIB
+const peer = new URL('./fanout-peer.ts', import.meta.url).pathname
+const file = join(tmpdir(), `haul-fanout-${size}.bin`)
+/** The engine's default chunking: fixed 1 MiB. */
+const fileChunks = Math.ceil(size / MiB)
+
+function start(args: string[]): ChildProcess {
+  return fork(peer, args, {
+    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    execArgv: [...ENGINE_NODE_FLAGS],
+  })
+}
+function next<T>(child: ChildProcess, type: string): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const onMessage = (m: { type: string }) => {
+      if (m.type !== type) return
+      child.off('message', onMessage)
+      resolve(m as T)
+    }
+    child.on('message', onMessage)
+    child.once('exit', (code) => reject(new Error(`child exited ${code} before '${type}'`)))
+  })
+}
+function exited(c: ChildProcess): Promise<unknown> {
+  return new Promise((r) => (c.exitCode === null ? c.once('exit', r) : r(null)))
+}
+
+/** `n` receivers fetch at once; the aggregate goodput and the seeder's chunk counters over the phase. */
+async function phase(seeder: ChildProcess, ticket: string, n: number, dir: string) {
+  const procs = Array.from({ length: n }, (_, i) => start(['get', join(dir, `r${n}-${i}.out`)]))
+  try {
+    await Promise.all(procs.map((p) => next(p, 'ready')))
+    seeder.send({ type: 'stats' })
+    const before = (await next<SeederStats>(seeder, 'stats')).stats.serving.chunks
+    const done = procs.map((p) => next<Done>(p, 'done'))
+    const t0 = performance.timeOrigin + performance.now()
+    for (const p of procs) p.send({ type: 'go', ticket })
+    const results = await Promise.all(done)
+    const seconds = (Math.max(...results.map((r) => r.endedAt)) - t0) / 1000
+    seeder.send({ type: 'stats' })
+    const after = await next<SeederStats>(seeder, 'stats')
+    const c = after.stats.serving.chunks
+    for (const r of results)
+      if (r.bytes !== size) throw new Error(`a receiver got ${r.bytes} bytes of ${size}`)
+    return {
+      seconds,
+      goodput: (n * size) / seconds,
+      reads: c.reads - before.reads,
+      served: c.served - before.served,
+      hits: c.cacheHits - before.cacheHits,
+      cacheLimit: c.cacheLimitBytes,
+      peakRss: after.peakRss,
+      budgetPeak: after.stats.memory.peakBytes,
+      budgetLimit: after.stats.memory.limitBytes,
+    }
+  } finally {
+    await Promise.all(procs.map(exited))
+  }
+}
+
+await ensureRandomFile(file, size)
+const dir = await mkdtemp(join(tmpdir(), 'haul-fanout-bench-'))
+// The engine keeps the cache off by default; the bench measures it on, at half the budget.
+const cacheArg = String(
+  cacheMib === undefined ? Math.floor((Number(budgetMib ?? 16) * MiB) / 2) : Number(cacheMib) * MiB,
+)
+const budgetArg = budgetMib === undefined ? 'default' : String(Number(budgetMib) * MiB)
+
+/** A phase against a fresh seeder, so that neither starts with the other's chunks cached. */
+async function withSeeder(n: number, name: string) {
+  const seeder = start(['seed', file, join(dir, name), cacheArg, budgetArg])
+  try {
+    const { ticket } = await next<{ ticket: string }>(seeder, 'ready')
+    return await phase(seeder, ticket, n, dir)
+  } finally {
+    seeder.send({ type: 'exit' })
+    await exited(seeder)
+  }
+}
+
+try {
+  const one = await withSeeder(1, 'seeder-1')
+  const many = await withSeeder(receivers, 'seeder-n')
+  console.log(
+    `bench/fanout: ${size / MiB} MiB random file, one seeder process, serveCacheBytes ${(many.cacheLimit / MiB).toFixed(0)} MiB, budget ${(many.budgetLimit / MiB).toFixed(0)} MiB`,
+  )
+  for (const [name, r] of [
+    ['1 receiver', one],
+    [`${receivers} receivers at once`, many],
+  ] as const) {
+    console.log(
+      `${name}: ${r.seconds.toFixed(2)} s, aggregate goodput ${(r.goodput / MiB).toFixed(1)} MiB/s; seeder read ${r.reads} chunks for ${r.served} served (${r.hits} cache hits): ${(r.reads / fileChunks).toFixed(2)} reads per chunk of the file, ${(r.reads / r.served).toFixed(3)} per chunk frame served; seeder peak RSS ${(r.peakRss / MiB).toFixed(0)} MiB, budget peak ${(r.budgetPeak / MiB).toFixed(1)} of ${(r.budgetLimit / MiB).toFixed(0)} MiB`,
+    )
+  }
+  console.log(
+    `aggregate goodput / one receiver's = ${(many.goodput / MiB).toFixed(1)} / ${(one.goodput / MiB).toFixed(1)} = ${(many.goodput / one.goodput).toFixed(2)}; disk reads per chunk of the file with ${receivers}: ${(many.reads / fileChunks).toFixed(2)} (target <= 1.2)`,
+  )
+} finally {
+  await rm(dir, { recursive: true, force: true })
+}

@@ -1,0 +1,84 @@
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { createEngine, type Engine, type EngineOptions, type EngineStats } from '../../src/index.ts'
+import { KiB, MiB } from '../../src/types.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+
+const CHUNK = 64 * KiB
+const SIZE = 8 * MiB + 321
+const CHUNKS = Math.ceil(SIZE / CHUNK)
+const RECEIVERS = 8
+const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
+
+/** One sender, `RECEIVERS` engines fetching its one file at once; the sender's stats sampled throughout. */
+async function fanOut(senderOpts: EngineOptions): Promise<{ samples: EngineStats[]; after: EngineStats }> {
+  const { dir, cleanup } = await tempDir()
+  const engines: Engine[] = []
+  try {
+    const sender = await createEngine({
+      listen: LOOPBACK,
+      workers: 1,
+      chunking: { kind: 'fixed', size: CHUNK },
+      ...senderOpts,
+    })
+    engines.push(sender)
+    const src = join(dir, 'f.src')
+    await writeFile(src, SIZE, 'random')
+    const { ticket } = await sender.publish(src)
+    const receivers = await Promise.all(
+      Array.from({ length: RECEIVERS }, () => createEngine({ listen: LOOPBACK, workers: 1 })),
+    )
+    engines.push(...receivers)
+    const samples: EngineStats[] = []
+    await Promise.all(
+      receivers.map(
+        (r, i) =>
+          r.fetch(ticket, join(dir, `r${i}.out`), { onProgress: () => samples.push(sender.stats()) }).result,
+      ),
+    )
+    const want = await sha256File(src)
+    for (let i = 0; i < RECEIVERS; i++) expect(await sha256File(join(dir, `r${i}.out`))).toBe(want)
+    return { samples, after: sender.stats() }
+  } finally {
+    await Promise.all(engines.map((e) => e.stop()))
+    await cleanup()
+  }
+}
+
+function expectWithinBounds(s: EngineStats): void {
+  expect(s.memory.usedBytes).toBeLessThanOrEqual(s.memory.limitBytes)
+  expect(s.memory.peakBytes).toBeLessThanOrEqual(s.memory.limitBytes)
+  expect(s.serving.chunks.cachedBytes).toBeLessThanOrEqual(s.serving.chunks.cacheLimitBytes)
+}
+
+describe('one sender, many receivers of one file at once', () => {
+  it(`${RECEIVERS} receivers get identical bytes for at most 1.2 disk reads per chunk of the file`, async () => {
+    // The cache is off by default: half of the default 16 MiB budget.
+    const { samples, after } = await fanOut({ serveCacheBytes: 8 * MiB })
+    expect(samples.length).toBeGreaterThan(0)
+    for (const s of samples) expectWithinBounds(s)
+    expectWithinBounds(after)
+    const { reads, served, cacheHits } = after.serving.chunks
+    expect(served).toBeGreaterThanOrEqual(RECEIVERS * CHUNKS)
+    // Disk reads per chunk of the file (each receiver is served every chunk once).
+    expect(reads / CHUNKS).toBeLessThanOrEqual(1.2)
+    expect(reads + cacheHits).toBeGreaterThanOrEqual(served)
+  })
+
+  it('under a small budget the cache gives way: bytes identical, budget and cache within their bounds', async () => {
+    // 4 MiB: 64 chunks for 8 peers' read-ahead and a 2 MiB cache, so entries are evicted for waiters.
+    const { samples, after } = await fanOut({ memoryBudget: 4 * MiB, serveCacheBytes: 2 * MiB })
+    for (const s of samples) expectWithinBounds(s)
+    expectWithinBounds(after)
+    expect(after.serving.chunks.served).toBeGreaterThanOrEqual(RECEIVERS * CHUNKS)
+  })
+
+  it('with the cache off every chunk served is read', async () => {
+    const { after } = await fanOut({ serveCacheBytes: 0 })
+    const { reads, served, cacheHits, cachedBytes } = after.serving.chunks
+    expect(served).toBeGreaterThanOrEqual(RECEIVERS * CHUNKS)
+    expect(reads).toBe(served)
+    expect(cacheHits).toBe(0)
+    expect(cachedBytes).toBe(0)
+  })
+})
