@@ -103,7 +103,7 @@ export function resolveNodeOptions(opts: NodeOptions = {}): ResolvedNodeOptions 
     ...defaultNodeOptions,
     ...stripUndefined(opts),
     listen: resolveOption('listen', opts.listen),
-    relays: resolveRelays(opts.relays),
+    relays: resolveOption('relays', opts.relays),
     dataDir: resolveOption('dataDir', opts.dataDir),
     yamux: { ...defaultYamuxTuning, ...stripUndefined(opts.yamux ?? {}) },
     maxConnections: resolveOption('network.maxConnections', opts.maxConnections),
@@ -111,19 +111,6 @@ export function resolveNodeOptions(opts: NodeOptions = {}): ResolvedNodeOptions 
   }
   verifyNodeOptions(resolved)
   return resolved
-}
-
-/** The relays option, each address naming the relay's peer id (a reservation is made with a peer). */
-function resolveRelays(relays: string[] | undefined): string[] {
-  const out = resolveOption('relays', relays)
-  for (const r of out) {
-    if (r.includes('/p2p-circuit') || !/\/p2p\/[^/]+$/.test(r)) {
-      throw new ConfigInvalidError(
-        `relays: ${JSON.stringify(r)} must end in /p2p/<relay peer id> (the address "haul relay" prints)`,
-      )
-    }
-  }
-  return out
 }
 
 /** Checks what only the node has: the dial timeout and the yamux tuning. */

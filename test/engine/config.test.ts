@@ -309,6 +309,11 @@ describe('engine config: one rule set for every group', () => {
 
 describe('engine config: cross-field rules', () => {
   const cases: Record<string, { bad: EngineOptions; good: EngineOptions; names: string }> = {
+    relays: {
+      bad: { relays: ['/ip4/127.0.0.1/tcp/4003'] },
+      good: { relays: ['/ip4/127.0.0.1/tcp/4003/p2p/12D3KooWRKbZ3mLrzHP4kzRoMAeL3chuAFtJGLVAHd2E3RCZDyjA'] },
+      names: 'relays',
+    },
     'memoryBudget,chunking': {
       bad: { memoryBudget: 8 * MiB, chunking: { kind: 'fixed', size: 4 * MiB } },
       good: { memoryBudget: 16 * MiB, chunking: { kind: 'fixed', size: 4 * MiB } },

@@ -8,6 +8,16 @@ import type { TableConfig } from './table.ts'
 
 export const crossRules: readonly CrossRule<TableConfig>[] = [
   {
+    paths: ['relays'],
+    doc: 'a relay is named with its peer id (a reservation is made with a peer)',
+    check: (c) => {
+      const bad = c.relays.find((r) => r.includes('/p2p-circuit') || !/\/p2p\/[^/]+$/.test(r))
+      return bad === undefined
+        ? undefined
+        : `relays: ${JSON.stringify(bad)} must end in /p2p/<relay peer id> (the address "haul relay" prints)`
+    },
+  },
+  {
     paths: ['memoryBudget', 'chunking'],
     doc: 'the budget holds at least 4 of the largest chunk',
     check: (c) => {
