@@ -60,8 +60,11 @@ describe('one destination, one writer; nothing destroyed silently', () => {
     const dest = join(dir, 'again.bin')
     const stop = new AbortController()
     // Cancelled once running (the destination locked, its first chunk written).
+    // Throttled, so the cancel lands before the last chunk does (unthrottled, the whole file
+    // could arrive before the first progress event).
     const first = receiver.fetch(ticket, dest, {
       signal: stop.signal,
+      maxBytesPerSec: MiB,
       onProgress: (p) => (p.bytesDone > 0 ? stop.abort() : undefined),
     })
     // No other await in between: the path is free by the time the caller sees the rejection.
