@@ -15,14 +15,12 @@
  * relay's CPU (Noise is end to end: the relay forwards ciphertext, it does not decrypt). Needs
  * root and iproute2 (test/support/netns.ts says what is missing).
  */
-import type { ChildProcess } from 'node:child_process'
 import { readFile, rm, stat } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import { decodeSwarmTicket, encodeSwarmTicket } from '../src/ticket/multi-ticket.ts'
 import { requireNetns, Topology } from '../test/support/netns.ts'
-import { ensureRandomFile, GiB, MB, MiB, sizeFromEnv } from './lib/proc.ts'
+import { ensureRandomFile, firstJson, GiB, MB, MiB, sizeFromEnv } from './lib/proc.ts'
 
 const size = sizeFromEnv(1)
 const rounds = Math.max(1, Number(process.env.HAUL_BENCH_ROUNDS ?? 1))
@@ -32,18 +30,6 @@ const file = process.env.HAUL_BENCH_FILE ?? join(tmpdir(), `haul-bench-${size}.b
 const haul = new URL('../bin/haul.js', import.meta.url).pathname
 const RELAY_IP = '10.231.22.1'
 const TICKS_PER_SECOND = 100
-
-/** A child's stdout as JSON lines; resolves the first that `pick` accepts. */
-function firstJson<T>(child: ChildProcess, pick: (o: Record<string, unknown>) => T | undefined): Promise<T> {
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (!line.startsWith('{')) return
-      const found = pick(JSON.parse(line) as Record<string, unknown>)
-      if (found !== undefined) resolve(found)
-    })
-    child.once('exit', (code) => reject(new Error(`${child.spawnargs.join(' ')} exited ${code}`)))
-  })
-}
 
 /** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
 async function cpuSeconds(pid: number): Promise<number> {

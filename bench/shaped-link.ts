@@ -19,13 +19,12 @@
  * and a full-size segment carries MTU − 52 bytes (IP, TCP, timestamps) in MTU + 14 (Ethernet),
  * 1448 / 1514 = 0.956 at MTU 1500; the output shows that ceiling.
  */
-import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { requireNetns, type Shaping, Topology, tbfDefaults } from '../test/support/netns.ts'
-import { ensureRandomFile, MB, MiB, sizeFromEnv } from './lib/proc.ts'
+import { ensureRandomFile, firstJson, MB, MiB, sizeFromEnv } from './lib/proc.ts'
 
 const rate = Number(process.env.HAUL_BENCH_RATE_MBIT ?? 100)
 const size = sizeFromEnv(0.25)
@@ -45,18 +44,6 @@ const linkBytesPerSec = (rate * 1e6) / 8
 const ceiling = (mtu - 52) / (mtu + 14)
 /** Hang guard for one fetch: three times the link's time for the file, and a minute. */
 const guardMs = ((3 * size) / linkBytesPerSec / ceiling) * 1000 + 60_000
-
-/** A child's stdout as JSON lines; resolves the first that `pick` accepts. */
-function firstJson<T>(child: ChildProcess, pick: (o: Record<string, unknown>) => T | undefined): Promise<T> {
-  return new Promise((resolve, reject) => {
-    createInterface({ input: child.stdout! }).on('line', (line) => {
-      if (!line.startsWith('{')) return
-      const found = pick(JSON.parse(line) as Record<string, unknown>)
-      if (found !== undefined) resolve(found)
-    })
-    child.once('exit', (code) => reject(new Error(`${child.spawnargs.join(' ')} exited ${code}`)))
-  })
-}
 
 interface Run {
   seconds: number

@@ -23,7 +23,6 @@
 import type { EngineOptions } from './engine/config.ts'
 import { Engine } from './engine/engine.ts'
 
-export type { EngineConfig, EngineOptions } from './engine/config.ts'
 export type {
   FetchOptions,
   Published,
@@ -31,7 +30,8 @@ export type {
   Seeded,
   SeedOptions,
   TransferHandle,
-} from './engine/engine.ts'
+} from './engine/api-types.ts'
+export type { EngineConfig, EngineOptions } from './engine/config.ts'
 export type {
   EngineStats,
   MemoryStats,

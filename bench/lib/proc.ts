@@ -1,6 +1,7 @@
-import { spawn } from 'node:child_process'
+import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
+import { createInterface } from 'node:readline'
 import { writeRandomFile } from '../../src/util/random.ts'
 import { textLike } from '../../test/workers/data.ts'
 
@@ -94,4 +95,19 @@ export function rssNow(): { rss: number; peak: number } {
 /** Resets the kernel's peak-RSS mark (VmHWM) to the current RSS, so a later peak is this phase's alone. */
 export function resetPeakRss(): void {
   writeFileSync('/proc/self/clear_refs', '5')
+}
+
+/** A child's stdout as JSON lines; resolves the first that `pick` accepts. */
+export function firstJson<T>(
+  child: ChildProcess,
+  pick: (o: Record<string, unknown>) => T | undefined,
+): Promise<T> {
+  return new Promise((resolve, reject) => {
+    createInterface({ input: child.stdout! }).on('line', (line) => {
+      if (!line.startsWith('{')) return
+      const found = pick(JSON.parse(line) as Record<string, unknown>)
+      if (found !== undefined) resolve(found)
+    })
+    child.once('exit', (code) => reject(new Error(`${child.spawnargs.join(' ')} exited ${code}`)))
+  })
 }

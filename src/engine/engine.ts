@@ -52,15 +52,6 @@ import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './co
 import { Publishing } from './publishing.ts'
 import { type EngineStats, engineStats } from './stats.ts'
 
-export type {
-  FetchOptions,
-  Published,
-  PublishOptions,
-  Seeded,
-  SeedOptions,
-  TransferHandle,
-} from './api-types.ts'
-
 /**
  * The part of the memory budget fetches may hold: all but a quarter, which stays for serving, so
  * engines fetching from each other can always serve (see budget-share.ts). A quarter of a budget

@@ -17,7 +17,7 @@
  */
 import { createServer } from 'node:net'
 import { isLinkLocalIp, isPrivateIp } from '@libp2p/utils'
-import { multiaddr } from '@multiformats/multiaddr'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 
 /** Addresses per provider in a ticket written by this node. */
 export const MAX_TICKET_ADDRS = 8
@@ -25,6 +25,11 @@ export const MAX_TICKET_ADDRS = 8
 type Reach = 'public' | 'private' | 'relayed' | 'loopback' | 'unusable'
 
 const ORDER: readonly Reach[] = ['public', 'private', 'loopback', 'relayed']
+
+/** An address (or a connection's remote address) through a circuit relay. */
+export function isRelayedAddress(addr: Multiaddr | string): boolean {
+  return addr.toString().includes('/p2p-circuit')
+}
 
 /** How far an address reaches, from its host part. */
 export function reachOf(addr: string): Reach {
@@ -34,7 +39,7 @@ export function reachOf(addr: string): Reach {
   } catch {
     return 'unusable'
   }
-  if (components.some((c) => c.name === 'p2p-circuit')) return 'relayed'
+  if (isRelayedAddress(addr)) return 'relayed'
   const host = components[0]
   if (host === undefined) return 'unusable'
   if (host.name === 'dns' || host.name === 'dns4' || host.name === 'dns6' || host.name === 'dnsaddr')

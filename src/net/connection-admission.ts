@@ -1,6 +1,7 @@
 import type { Connection, ConnectionGater, Libp2p, MultiaddrConnection, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
 import { engineDefaults } from '../engine/config/resolve.ts'
+import { isRelayedAddress } from './addresses.ts'
 
 /**
  * Who may connect, and how many at once. libp2p alone lets ten silent sockets (its pending
@@ -95,11 +96,10 @@ export interface AdmissionStats {
  * (an IPv4-mapped IPv6 address counts as its IPv4 address). Undefined for non-IP transports.
  */
 export function addressKey(ma: Multiaddr): string | undefined {
-  const components = ma.getComponents()
   // A relayed connection's address is the relay's: every peer behind one relay would share it.
   // Relayed peers are bounded by the relay's limits and by our per-peer ones.
-  if (components.some((c) => c.name === 'p2p-circuit')) return undefined
-  for (const c of components) {
+  if (isRelayedAddress(ma)) return undefined
+  for (const c of ma.getComponents()) {
     if (c.name === 'ip4' && c.value !== undefined) return c.value
     if (c.name === 'ip6' && c.value !== undefined) return ip6Prefix(c.value)
   }

@@ -12,6 +12,7 @@ import {
   UnsupportedVersionError,
 } from '../errors.ts'
 import { Slots } from '../util/slots.ts'
+import { isRelayedAddress } from './addresses.ts'
 import { type AdmissionStats, ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
@@ -483,8 +484,8 @@ export class Network {
     if (addrs.length === 0) {
       throw new PeerUnreachableError(`peer ${peerId} is not connected and the ticket has no address to dial`)
     }
-    const relayed = addrs.filter(isCircuit)
-    const groups = [addrs.filter((a) => !isCircuit(a)), relayed].filter((g) => g.length > 0)
+    const relayed = addrs.filter(isRelayedAddress)
+    const groups = [addrs.filter((a) => !isRelayedAddress(a)), relayed].filter((g) => g.length > 0)
     const why: string[] = []
     let lastError: unknown
     for (const group of groups) {
@@ -511,11 +512,7 @@ export class Network {
   }
 }
 
-function isCircuit(ma: Multiaddr): boolean {
-  return ma.getComponents().some((c) => c.name === 'p2p-circuit')
-}
-
 /** A connection through a circuit relay (libp2p names it by the relay's circuit address). */
 function isRelayed(conn: Connection): boolean {
-  return isCircuit(conn.remoteAddr)
+  return isRelayedAddress(conn.remoteAddr)
 }

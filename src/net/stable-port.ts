@@ -8,6 +8,7 @@
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { Libp2p } from '@libp2p/interface'
+import { isRelayedAddress } from './addresses.ts'
 import type { ResolvedNodeOptions } from './options.ts'
 
 const PORT_FILE = 'listen-port'
@@ -46,7 +47,7 @@ export async function rememberPort(dataDir: string, addrs: readonly string[]): P
   // A relayed address names the relay's port, not ours.
   for (const a of addrs) {
     const port = /\/tcp\/(\d+)/.exec(a)?.[1]
-    if (a.includes('/p2p-circuit') || port === undefined || ports.has(familyOf(a))) continue
+    if (isRelayedAddress(a) || port === undefined || ports.has(familyOf(a))) continue
     ports.set(familyOf(a), port)
   }
   if (ports.size === 0) return

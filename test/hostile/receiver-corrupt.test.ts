@@ -1,6 +1,7 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Engine, type FetchOptions } from '../../src/engine/engine.ts'
+import type { FetchOptions } from '../../src/engine/api-types.ts'
+import { Engine } from '../../src/engine/engine.ts'
 import type { EngineOptions } from '../../src/index.ts'
 import { joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { tempDir, writeFile } from '../support/files.ts'

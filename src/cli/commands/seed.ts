@@ -1,7 +1,7 @@
 import { lstat } from 'node:fs/promises'
 import { cidToString } from '../../descriptor/cid.ts'
+import type { SeedOptions } from '../../engine/api-types.ts'
 import type { EngineOptions } from '../../engine/config.ts'
-import type { SeedOptions } from '../../engine/engine.ts'
 import { SourceInvalidError } from '../../errors.ts'
 import { onePath } from '../args.ts'
 import type { Output } from '../output.ts'

@@ -27,6 +27,7 @@ import { Socket } from 'node:net'
 import { type NoiseInit, noise } from '@chainsafe/libp2p-noise'
 import type { ConnectionEncrypter, SecuredConnection } from '@libp2p/interface'
 import { isUint8ArrayList, Uint8ArrayList } from 'uint8arraylist'
+import { isRelayedAddress } from '../addresses.ts'
 
 type NoiseFactory = ReturnType<typeof noise>
 type NoiseComponents = Parameters<NoiseFactory>[0]
@@ -101,7 +102,7 @@ export function isThroughRelay(stream: unknown): boolean {
 
 function isCircuit(raw: unknown): boolean {
   const addr = (raw as { remoteAddr?: { toString(): string } } | undefined)?.remoteAddr
-  return addr?.toString().includes('/p2p-circuit') === true
+  return addr !== undefined && isRelayedAddress(addr.toString())
 }
 
 /**
