@@ -24,12 +24,23 @@ export interface SeedOptions {
    * answered; any other gets what unknown content gets (CONTENT_NOT_FOUND). @default false
    */
   public?: boolean
+  /**
+   * Announce the content id on the DHT (`dht`), so `fetch(contentId)` finds this engine. The
+   * content id is then all a receiver needs: announced content is served publicly (as `public`).
+   * @default true when the engine runs the DHT
+   */
+  announce?: boolean
 }
 
 export interface Published {
   /** Give this string to the receiver. */
   readonly ticket: string
   readonly index: IndexResult
+  /**
+   * When announced on the DHT: settles once the first announcement was sent, true when a peer
+   * took the record (false: none yet; it is sent again every `dht.refreshMs`). Never rejects.
+   */
+  readonly announced?: Promise<boolean>
 }
 
 export interface FetchOptions {
@@ -71,6 +82,13 @@ export interface FetchOptions {
    * journal whatever the size. @default true when the ticket and `providers` name more than one peer
    */
   swarm?: boolean
+  /**
+   * Become a provider (the engine runs the DHT): announce the content id once the fetch has the
+   * header, serve the chunks verified so far meanwhile (partial seeding), and once the file is
+   * complete serve the whole of it publicly (re-read once to index it) until `unpublish` or
+   * `stop()`. @default false
+   */
+  provide?: boolean
 }
 
 /** What the engine's own fetches may add: a check of the header, an intermediate destination. */

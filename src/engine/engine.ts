@@ -8,6 +8,7 @@ import {
   fetchCollection,
 } from '../collection/fetch-collection.ts'
 import type { CollectionIndex } from '../collection/publish-collection.ts'
+import { CID_STRING_LENGTH, cidFromString } from '../descriptor/cid.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
@@ -25,6 +26,8 @@ import { type FairQueue, fairLimiter } from '../resources/fair-queue.ts'
 import { GcAssist } from '../resources/gc-assist.ts'
 import { MemoryBudget } from '../resources/memory-budget.ts'
 import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
+import type { ContentRouting } from '../routing/content-routing.ts'
+import { ProviderSearch } from '../routing/provider-search.ts'
 import { ChunkCache } from '../serve/chunk-cache.ts'
 import { indexFile } from '../serve/indexer.ts'
 import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
@@ -136,6 +139,8 @@ export class Engine {
   #fetches = 0
   /** The metrics endpoint and its counters (`metrics.listen`); undefined when off. */
   #metrics: { tally: MetricsTally; server: MetricsServer } | undefined
+  /** Providers found and content announced on the DHT (`dht`); undefined when off. */
+  #routing: ContentRouting | undefined
 
   static {
     internalsOf = (engine) => ({ network: engine.#network, pool: engine.#pool, budget: engine.#budget })
@@ -185,12 +190,17 @@ export class Engine {
       network = await Network.create({
         listen: config.listen,
         relays: config.relays,
+        dht: config.dht.enabled,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         connectTimeoutMs: config.timeouts.connectMs,
         ...config.network,
       })
       const engine = new Engine(config, network, pool, budget)
       created = engine
+      if (config.dht.enabled) {
+        const { ContentRouting } = await import('../routing/content-routing.ts')
+        engine.#routing = await ContentRouting.join(network, config.dht)
+      }
       const upload = bucketFor(config.limits.uploadBytesPerSec, config.limits.burstBytes)
       await network.handle(
         PROTOCOL_ID,
@@ -213,7 +223,10 @@ export class Engine {
       if (config.metrics.listen !== undefined) await engine.#startMetrics(config.metrics.listen)
       return engine
     } catch (err) {
-      if (created !== undefined) created.#gcAssist?.stop()
+      if (created !== undefined) {
+        created.#gcAssist?.stop()
+        await created.#routing?.stop()
+      }
       await network?.stop()
       await pool.destroy()
       throw err
@@ -288,7 +301,16 @@ export class Engine {
    */
   publish(path: string, opts: PublishOptions = {}): Promise<Published> {
     this.#assertRunning()
-    return this.#publishing.publish(path, opts)
+    const routing = this.#announcing(opts)
+    if (routing === undefined) return this.#publishing.publish(path, opts)
+    return this.#publishing
+      .publish(path, { ...opts, public: true })
+      .then((p) => ({ ...p, announced: routing.announce(p.index.cid) }))
+  }
+
+  /** The DHT to announce a publish on: when the engine runs one and the caller did not say no. */
+  #announcing(opts: SeedOptions): ContentRouting | undefined {
+    return opts.announce === false ? undefined : this.#routing
   }
 
   /**
@@ -304,9 +326,10 @@ export class Engine {
     return this.#publishing.publishCollection(typeof paths === 'string' ? [paths] : [...paths], opts)
   }
 
-  /** Stops serving `cid` (a collection's manifest id stops its pack too). */
+  /** Stops serving `cid` (a collection's manifest id stops its pack too) and announcing it. */
   unpublish(cid: Uint8Array): void {
     this.#publishing.unpublish(cid)
+    void this.#routing?.withdraw(cid)
   }
 
   /**
@@ -316,6 +339,14 @@ export class Engine {
    */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
+    if (ticketText.length === CID_STRING_LENGTH && !ticketText.startsWith('haul')) {
+      return this.#fetch(
+        { cid: cidFromString(ticketText), providers: [] },
+        dest,
+        opts,
+        this.#search(ticketText),
+      )
+    }
     const decoded = this.#tickets.decode(ticketText)
     if (decoded.kind === 'collection') {
       throw new InvalidArgumentError(
@@ -357,12 +388,30 @@ export class Engine {
     )
   }
 
-  #fetch(decoded: SwarmTicket, dest: string, opts: InternalFetchOptions): TransferHandle {
+  /** How a fetch by content id alone finds its providers: on the DHT, which it needs. */
+  #search(text: string): ProviderSearch {
+    if (this.#routing === undefined) {
+      throw new InvalidArgumentError(
+        'a content id alone is fetched through the DHT: create the engine with dht.bootstrap (haul get --bootstrap <addr>), or fetch a ticket',
+      )
+    }
+    return new ProviderSearch(this.#routing, cidFromString(text), this.config.dht)
+  }
+
+  /** `search`: the providers are found on the DHT (a fetch by content id), more as it runs. */
+  #fetch(
+    decoded: SwarmTicket,
+    dest: string,
+    opts: InternalFetchOptions,
+    search?: ProviderSearch,
+  ): TransferHandle {
+    if (opts.provide === true && this.#routing === undefined)
+      throw new InvalidArgumentError('provide announces on the DHT: create the engine with dht (haul --dht)')
     const providers = [...decoded.providers]
     const beside = presentingTicket(decoded)
     for (const p of opts.providers ?? [])
       if (!providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
-    const swarm = opts.swarm ?? providers.length > 1
+    const swarm = opts.swarm ?? (search !== undefined || opts.provide === true || providers.length > 1)
     const id = `${this.#idTag}-${++this.#fetches}`
     const path = resolvePath(dest)
     const waiting = new AbortController()
@@ -388,6 +437,8 @@ export class Engine {
       )
       job = this.#fetchJob({ cid: decoded.cid, providers }, path, limiter, place, swarm, opts)
       const admitted = job
+      const looking = new AbortController()
+      void search?.keepLooking((p) => admitted.addProvider(p), looking.signal)
       this.#transfers.set(id, admitted)
       const running = this.#system.spawn(id, admitted)
       actor = running
@@ -396,7 +447,7 @@ export class Engine {
         progress: () => admitted.progress(),
         stats: () => admitted.stats(),
       })
-      const output = await outputOf(running)
+      const output = await outputOf(running).finally(() => looking.abort())
       flow.close()
       if (output.status === 'done') place.completed()
       await admitted.cleanup()
@@ -404,8 +455,13 @@ export class Engine {
       this.#metrics?.tally.settled(id)
       this.#transfers.delete(id)
       this.#system.reap(id)
-      if (output.status === 'done') return admitted.result()
-      throw output.error ?? new AbortedError('the transfer was cancelled')
+      if (output.status !== 'done') {
+        if (opts.provide === true) void this.#routing?.withdraw(decoded.cid)
+        throw output.error ?? new AbortedError('the transfer was cancelled')
+      }
+      const result = admitted.result()
+      if (opts.provide === true) await this.#provide(result.path, decoded.cid, admitted.header!)
+      return result
     }
     const before = this.#writing.get(path)
     let failedEarly = false
@@ -417,6 +473,8 @@ export class Engine {
           if (opts.waitIfBusy !== true) throw busyHere(path)
           await raceSignal(before, waiting.signal)
         }
+        if (search !== undefined && providers.length === 0)
+          providers.push(...(await search.first(waiting.signal)))
         // A multi-peer fetch takes its turn with its first provider.
         place = await this.#admission.acquire(providers[0]!.peerId, waiting.signal)
         try {
@@ -493,7 +551,21 @@ export class Engine {
    */
   seed(dest: string, opts: SeedOptions = {}): Promise<Seeded> {
     this.#assertRunning()
-    return this.#publishing.seed(dest, opts)
+    const routing = this.#announcing(opts)
+    if (routing === undefined) return this.#publishing.seed(dest, opts)
+    return this.#publishing.seed(dest, { ...opts, public: true }).then((s) => {
+      void routing.announce(s.cid)
+      return s
+    })
+  }
+
+  /**
+   * A fetch with `provide` done: its file served publicly and announced (announced already while
+   * it was partial). A failure here fails the fetch: it was asked to provide.
+   */
+  async #provide(path: string, cid: Uint8Array, header: DescriptorHeader): Promise<void> {
+    await this.#publishing.provide(path, cid, header, this.#stop.signal)
+    await this.#routing!.announce(cid)
   }
 
   /** `seeding`: the fetch serves what it has verified so far (partial seeding; FetchOptions.swarm). */
@@ -506,10 +578,14 @@ export class Engine {
     opts: InternalFetchOptions,
   ): FetchJob {
     const c = this.config
+    const routing = opts.provide === true ? this.#routing : undefined
     const share =
       seeding && c.swarm.serve
         ? (content: PublishedContent) => {
             if (!this.#registry.addIfAbsent(content)) return () => {}
+            // A providing fetch is found on the DHT from its first verified chunk; a completed
+            // one is announced again as a whole file (#provide), a failed one withdraws.
+            void routing?.announce(content.cid)
             return () => this.#registry.removeIfSame(content)
           }
         : undefined
@@ -602,6 +678,7 @@ export class Engine {
     this.#sessions.close()
     this.#system.stop()
     await this.#registry.closeAll()
+    await this.#routing?.stop()
     await this.#network.stop()
     this.#buffers.destroy()
     await this.#pool.destroy()

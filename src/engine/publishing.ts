@@ -1,7 +1,8 @@
 import { basename, resolve as resolvePath } from 'node:path'
 import { safeName } from '../collection/names.ts'
 import { type CollectionIndex, indexCollection } from '../collection/publish-collection.ts'
-import { InvalidArgumentError } from '../errors.ts'
+import type { DescriptorHeader } from '../descriptor/header.ts'
+import { ContentChangedError, InvalidArgumentError } from '../errors.ts'
 import { openPartialSeed } from '../fetch/partial-seed.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { indexForServing } from '../serve/publish.ts'
@@ -77,6 +78,32 @@ export class Publishing {
       name: safeName(basename(file)) ?? '',
     })
     return { ticket, index }
+  }
+
+  /**
+   * Serves a file this engine fetched, publicly, as the content id it was fetched as: indexed
+   * (read once more) the way its header says it was cut, so it has the same content id.
+   * CONTENT_CHANGED when the file no longer holds that content.
+   */
+  async provide(
+    file: string,
+    cid: Uint8Array,
+    header: DescriptorHeader,
+    signal?: AbortSignal,
+  ): Promise<void> {
+    const { config, registry, pool, budget } = this.#deps
+    const { index, content } = await indexForServing(file, config.dataDir, {
+      chunking: header.chunking,
+      pageSize: header.pageSize,
+      pool,
+      budget,
+      ...(signal === undefined ? {} : { signal }),
+    })
+    if (!Buffer.from(index.cid).equals(cid)) {
+      await Promise.allSettled([content.reader.close(), content.source.close()])
+      throw new ContentChangedError(`${file} changed after it was fetched: it is not provided`)
+    }
+    registry.add(content)
   }
 
   async publishCollection(

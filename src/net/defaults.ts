@@ -15,3 +15,6 @@ export const defaultRelayOptions = {
   circuitMs: 0,
   windowBytes: 4 * MiB,
 } as const
+
+/** The Kademlia protocol of haul's DHT: its own, so haul's provider records never mix with IPFS's. */
+export const DHT_PROTOCOL = '/haul/kad/1.0.0'

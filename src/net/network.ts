@@ -1,5 +1,6 @@
 import type { Connection, Libp2p, PeerId, Stream } from '@libp2p/interface'
-import type { Multiaddr } from '@multiformats/multiaddr'
+import type { KadDHT } from '@libp2p/kad-dht'
+import { type Multiaddr, multiaddr } from '@multiformats/multiaddr'
 import {
   AbortedError,
   InternalError,
@@ -210,6 +211,33 @@ export class Network {
   /** Streams `openStream` handed out since start. */
   get streamsOpened(): number {
     return this.#streamsOpened
+  }
+
+  /** The node's Kademlia DHT (src/routing/); undefined unless the network was created with `dht`. */
+  get dht(): KadDHT | undefined {
+    return (this.#node.services as { dht?: KadDHT }).dht
+  }
+
+  /**
+   * Connects to the peer `addr` names (it ends in /p2p/<peer id>) without opening a stream: the
+   * DHT's bootstrap. Fails with PEER_UNREACHABLE after `connectTimeoutMs`.
+   */
+  async connect(addr: string, signal?: AbortSignal): Promise<void> {
+    this.#assertRunning()
+    let ma: Multiaddr
+    try {
+      ma = multiaddr(addr)
+    } catch (err) {
+      throw new InvalidArgumentError(`not a multiaddr: ${JSON.stringify(addr)}`, { cause: err })
+    }
+    const timeout = AbortSignal.timeout(this.#o.connectTimeoutMs)
+    const signals = [timeout, this.#stop.signal, ...(signal === undefined ? [] : [signal])]
+    try {
+      await this.#node.dial(ma, { signal: AbortSignal.any(signals) })
+    } catch (err) {
+      if (signal?.aborted) throw new AbortedError()
+      throw new PeerUnreachableError(`cannot reach ${addr}: ${describeDialError(err)}`, { cause: err })
+    }
   }
 
   /** Open libp2p connections (to one peer or all); for tests and diagnostics. */

@@ -10,6 +10,7 @@ import { InternalError, isHaulError, PeerUnreachableError } from '../errors.ts'
 import { KiB } from '../types.ts'
 import { listenable } from './addresses.ts'
 import { ConnectionAdmission } from './connection-admission.ts'
+import { DHT_PROTOCOL } from './defaults.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import {
   type NodeOptions,
@@ -67,8 +68,10 @@ export function libp2pLogger(env: NodeJS.ProcessEnv = process.env): ComponentLog
  * identify (each side learns the address the other sees), AutoNAT (peers confirm which of those
  * are reachable, so a confirmed public address joins the ticket), the circuit relay v2 client
  * (dial relayed addresses; reserve a slot on each relay in `relays`) and DCUtR (a relayed
- * connection tries a hole punch to a direct one). No peer discovery, no DHT, no UPnP: peers
- * are reached by the addresses in a ticket.
+ * connection tries a hole punch to a direct one). With `dht`, libp2p's Kademlia DHT too, in
+ * server mode on haul's own protocol id (a haul DHT never mixes with IPFS's), keeping every
+ * address a peer reports: haul fleets live on LANs, and tests on one machine. No UPnP, no mDNS,
+ * no public bootstrap peers.
  */
 export async function createNode(opts: NodeOptions = {}): Promise<Libp2p> {
   const o = resolveNodeOptions(opts)
@@ -141,6 +144,7 @@ export async function startLibp2p(
       services: {
         identify: identify({ runOnLimitedConnection: true }),
         ...(peer ? { autoNAT: autoNAT(), dcutr: dcutr() } : {}),
+        ...(peer && o.dht ? await dhtServices() : {}),
         ...role.services,
       },
       connectionManager: {
@@ -179,6 +183,27 @@ export async function startLibp2p(
       )
     }
     throw new InternalError(`cannot start the libp2p node: ${(err as Error).message}`, { cause: err })
+  }
+}
+
+/**
+ * The DHT and the ping service it checks peers with, loaded only when asked for: an engine without
+ * the DHT does not pay for importing it.
+ */
+async function dhtServices(): Promise<NonNullable<Libp2pInit['services']>> {
+  const [{ kadDHT, passthroughMapper }, { ping }] = await Promise.all([
+    import('@libp2p/kad-dht'),
+    import('@libp2p/ping'),
+  ])
+  type Factory = NonNullable<Libp2pInit['services']>[string]
+  return {
+    ping: ping(),
+    // libp2p hands a service every other service as components: the DHT finds `ping` there.
+    dht: kadDHT({
+      protocol: DHT_PROTOCOL,
+      clientMode: false,
+      peerInfoMapper: passthroughMapper,
+    }) as unknown as Factory,
   }
 }
 

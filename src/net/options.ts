@@ -46,6 +46,11 @@ export interface NodeOptions {
   /** Circuit relays to reserve a slot on, each naming its peer (`/p2p/<id>`). */
   relays?: string[]
   /**
+   * Run libp2p's Kademlia DHT (src/routing/): server mode, haul's own protocol id, every address
+   * a peer reports kept (LAN fleets and tests on one machine use private ones).
+   */
+  dht?: boolean
+  /**
    * Directory holding `identity.key`. When given the peer id survives restarts;
    * when absent every start gets a new ephemeral identity.
    */
@@ -74,6 +79,7 @@ export const defaultYamuxTuning: Required<YamuxTuning> = {
 export const defaultNodeOptions: Required<Omit<NodeOptions, 'dataDir'>> & { dataDir: string | undefined } = {
   listen: engineDefaults.listen,
   relays: engineDefaults.relays,
+  dht: engineDefaults.dht.enabled,
   dataDir: engineDefaults.dataDir,
   yamux: defaultYamuxTuning,
   connectTimeoutMs: engineDefaults.timeouts.connectMs,

@@ -11,10 +11,20 @@ export const crossRules: readonly CrossRule<TableConfig>[] = [
     paths: ['relays'],
     doc: 'a relay is named with its peer id (a reservation is made with a peer)',
     check: (c) => {
-      const bad = c.relays.find((r) => r.includes('/p2p-circuit') || !/\/p2p\/[^/]+$/.test(r))
+      const bad = c.relays.find((r) => !namesPeer(r))
       return bad === undefined
         ? undefined
         : `relays: ${JSON.stringify(bad)} must end in /p2p/<relay peer id> (the address "haul relay" prints)`
+    },
+  },
+  {
+    paths: ['dht.bootstrap'],
+    doc: 'a bootstrap peer is named with its peer id (the DHT trusts what a connection proves)',
+    check: (c) => {
+      const bad = c.dht.bootstrap.find((r) => !namesPeer(r))
+      return bad === undefined
+        ? undefined
+        : `dht.bootstrap: ${JSON.stringify(bad)} must end in /p2p/<peer id> (an address "haul send --dht" prints)`
     },
   },
   {
@@ -72,3 +82,8 @@ export const crossRules: readonly CrossRule<TableConfig>[] = [
         : `network.admission.maxConnectionsPerAddress (${a.maxConnectionsPerAddress}) must be at least network.admission.maxPendingPerAddress (${a.maxPendingPerAddress}): pending ones count`,
   },
 ]
+
+/** A direct address ending in the peer it reaches. */
+function namesPeer(addr: string): boolean {
+  return !addr.includes('/p2p-circuit') && /\/p2p\/[^/]+$/.test(addr)
+}

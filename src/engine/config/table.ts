@@ -27,6 +27,44 @@ export const optionTable = {
     default: [],
     doc: 'circuit relays to reserve a slot on (each `/…/p2p/<relay peer id>`, as `haul relay` prints it): the relayed address joins the ticket after the direct ones, and start fails when a relay cannot be reached',
   }),
+  dht: {
+    bootstrap: option<string[]>({
+      kind: 'multiaddrs',
+      default: [],
+      doc: 'peers to join a Kademlia DHT through (each `/…/p2p/<peer id>`); giving any turns the DHT on. No public bootstrap is ever contacted unless named here',
+    }),
+    enabled: flag({
+      default: (c: { dht: { bootstrap: string[] } }) => c.dht.bootstrap.length > 0,
+      defaultDoc: 'on when `dht.bootstrap` names a peer',
+      doc: 'run the DHT (`/haul/kad/1.0.0`, server mode): with no bootstrap peer, this engine starts one others join. Published content is announced and served to anyone who names its content id; `fetch(contentId)` finds providers on it',
+    }),
+    maxProviders: count({
+      min: 1,
+      max: 64,
+      default: 32,
+      doc: 'providers one fetch takes from DHT lookups (each address-checked; a provider that lacks the content is dropped)',
+    }),
+    maxRecords: count({
+      min: 1,
+      default: 1024,
+      doc: 'provider records one lookup reads before it stops (a flood of records costs at most this)',
+    }),
+    lookupMs: ms({
+      min: 10,
+      default: 30_000,
+      doc: 'a fetch by content id that finds no provider in this long fails with `NO_PROVIDER`',
+    }),
+    refreshMs: ms({
+      min: 10,
+      default: 15_000,
+      doc: 'a running fetch by content id looks for more providers this often',
+    }),
+    announceMs: ms({
+      min: 10,
+      default: 600_000,
+      doc: 'published content is announced again this often (provider records live 48 hours; a DHT that was empty at publish learns of it)',
+    }),
+  },
   dataDir: option<string | undefined>({
     kind: 'path',
     default: undefined,

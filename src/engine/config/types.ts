@@ -27,6 +27,8 @@ export interface EngineOptions {
   listen?: string[]
   /** Circuit relays (multiaddrs ending in /p2p/<relay peer id>) to reserve a slot on. */
   relays?: string[]
+  /** A Kademlia DHT to find providers on and announce published content to (off by default). */
+  dht?: Partial<DhtOptions>
   /** Folder for the node's identity key and published descriptors; without it, a fresh identity each start and descriptors beside the files. */
   dataDir?: string
   /** Bytes of chunk buffers the engine may hold at once, across all transfers (at least 4 chunks). */
@@ -107,6 +109,23 @@ export interface EngineOptions {
   metrics?: Partial<MetricsOptions>
 }
 
+export interface DhtOptions {
+  /** Peers to join the DHT through, each ending in /p2p/<peer id>; giving any turns it on. */
+  bootstrap: string[]
+  /** Run the DHT; with no bootstrap peer, others join this one. */
+  enabled: boolean
+  /** Providers one fetch takes from lookups. */
+  maxProviders: number
+  /** Provider records one lookup reads before it stops. */
+  maxRecords: number
+  /** How long a fetch by content id looks for its first provider. */
+  lookupMs: number
+  /** How often a running fetch by content id looks for more providers. */
+  refreshMs: number
+  /** How often published content is announced again. */
+  announceMs: number
+}
+
 export interface MetricsOptions {
   /** `host:port` to serve `/metrics` on; port 0: any free port (`Engine.metricsAddress`). */
   listen: string | undefined
@@ -121,6 +140,7 @@ export type EngineNetworkConfig = Required<Omit<EngineNetworkOptions, 'admission
 export interface EngineConfig {
   readonly listen: string[]
   readonly relays: string[]
+  readonly dht: DhtOptions
   readonly dataDir: string | undefined
   readonly memoryBudget: number
   readonly workers: number
