@@ -38,6 +38,9 @@ const FLAGS = {
   priority: { type: 'string', for: ['get'] },
   'upload-limit': { type: 'string', for: SERVING },
   public: { type: 'boolean', for: SERVING },
+  dht: { type: 'boolean', for: ['send', 'get', 'seed'] },
+  bootstrap: { type: 'string', multiple: true, for: ['send', 'get', 'seed'] },
+  provide: { type: 'boolean', for: ['get'] },
   metrics: { type: 'string', for: ['send', 'get', 'seed'] },
   help: { type: 'boolean', short: 'h', for: ALL },
   version: { type: 'boolean', short: 'V', for: ALL },
@@ -70,6 +73,9 @@ export interface ParsedArgs {
     priority?: string
     'upload-limit'?: string
     public?: boolean
+    dht?: boolean
+    bootstrap?: string[]
+    provide?: boolean
     metrics?: string
     help?: boolean
     version?: boolean
@@ -117,6 +123,11 @@ export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
     ...(values.workers === undefined ? {} : { workers: positiveInt('--workers', values.workers) }),
     ...(upload === undefined ? {} : { limits: { uploadBytesPerSec: parseRate('--upload-limit', upload) } }),
     ...(values.metrics === undefined ? {} : { metrics: { listen: values.metrics } }),
+    ...(values.dht !== true && values.bootstrap === undefined
+      ? {}
+      : {
+          dht: { enabled: true, ...(values.bootstrap === undefined ? {} : { bootstrap: values.bootstrap }) },
+        }),
   }
 }
 
@@ -130,6 +141,7 @@ const FLAG_OF_OPTION: ReadonlyArray<readonly [string, string]> = [
   ['chunking', '--chunking'],
   ['limits.uploadBytesPerSec', '--upload-limit'],
   ['metrics.listen', '--metrics'],
+  ['dht.bootstrap', '--bootstrap'],
 ]
 
 /**

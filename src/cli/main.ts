@@ -84,6 +84,7 @@ async function main(argv: string[]): Promise<number> {
           waitIfBusy: values.wait === true,
           maxBytesPerSec: maxRate === undefined ? undefined : parseRate('--max-rate', maxRate),
           priority: values.priority === undefined ? undefined : parsePriority(values.priority),
+          provide: values.provide === true,
         },
         engine,
         out,

@@ -16,6 +16,11 @@ export function cidToString(cid: Uint8Array): string {
   return PREFIX + base32Encode(cid)
 }
 
+/** Whether `text` is written as a content id (and not, say, a ticket): parsing may still refuse it. */
+export function looksLikeCid(text: string): boolean {
+  return text.length === CID_STRING_LENGTH && text.startsWith(PREFIX)
+}
+
 export function cidFromString(text: string): Uint8Array {
   if (typeof text !== 'string' || text.length !== CID_STRING_LENGTH || !text.startsWith(PREFIX)) {
     throw new InvalidArgumentError(

@@ -17,7 +17,7 @@
  * ```
  * @packageDocumentation
  */
-export { CID_STRING_LENGTH, cidFromString, cidToString } from './cid.ts'
+export { CID_STRING_LENGTH, cidFromString, cidToString, looksLikeCid } from './cid.ts'
 export { descriptorPathFor, HEADER_SLOT_SIZE } from './file.ts'
 export {
   CDC_HEADER_SIZE,

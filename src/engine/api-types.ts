@@ -107,6 +107,8 @@ export interface Seeded {
   /** Chunks verified and served. */
   readonly chunks: number
   readonly leafCount: number
+  /** When announced on the DHT: as Published.announced. */
+  readonly announced?: Promise<boolean>
 }
 
 export interface TransferHandle {

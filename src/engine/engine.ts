@@ -8,7 +8,7 @@ import {
   fetchCollection,
 } from '../collection/fetch-collection.ts'
 import type { CollectionIndex } from '../collection/publish-collection.ts'
-import { CID_STRING_LENGTH, cidFromString } from '../descriptor/cid.ts'
+import { cidFromString, looksLikeCid } from '../descriptor/cid.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
@@ -339,7 +339,7 @@ export class Engine {
    */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
-    if (ticketText.length === CID_STRING_LENGTH && !ticketText.startsWith('haul')) {
+    if (looksLikeCid(ticketText)) {
       return this.#fetch(
         { cid: cidFromString(ticketText), providers: [] },
         dest,
@@ -553,10 +553,9 @@ export class Engine {
     this.#assertRunning()
     const routing = this.#announcing(opts)
     if (routing === undefined) return this.#publishing.seed(dest, opts)
-    return this.#publishing.seed(dest, { ...opts, public: true }).then((s) => {
-      void routing.announce(s.cid)
-      return s
-    })
+    return this.#publishing
+      .seed(dest, { ...opts, public: true })
+      .then((s) => ({ ...s, announced: routing.announce(s.cid) }))
   }
 
   /**

@@ -1,6 +1,7 @@
 import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { safeName } from '../../collection/names.ts'
+import { cidFromString, cidToString, looksLikeCid } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
 import { AbortedError, InvalidArgumentError } from '../../errors.ts'
 import type { ResumeInfo } from '../../fetch/resume.ts'
@@ -30,11 +31,14 @@ export interface GetOptions {
   readonly symlinks?: boolean | undefined
   /** Collections: sync every file before the end (CollectionFetchOptions.sync). */
   readonly sync?: boolean | undefined
+  /** Once the file is here, serve it and announce it on the DHT until Ctrl-C (FetchOptions.provide). */
+  readonly provide?: boolean | undefined
 }
 
 /**
  * `haul get <ticket>...`: one ticket as given (naming one peer or several), or several tickets of
- * the same content joined into one (every peer they name is a provider).
+ * the same content joined into one (every peer they name is a provider). `haul get <content id>
+ * --bootstrap <addr>`: the providers are found on the DHT.
  */
 export async function runGet(
   tickets: readonly string[],
@@ -43,8 +47,16 @@ export async function runGet(
   out: Output,
 ): Promise<number> {
   if (tickets.length === 0) throw new InvalidArgumentError('missing argument: haul get <ticket>')
+  const byId = tickets.length === 1 && looksLikeCid(tickets[0]!)
+  if ((byId || opts.provide === true) && engineOptions.dht === undefined) {
+    throw new InvalidArgumentError(
+      `${byId ? 'a content id alone is looked up' : '--provide announces'} on a DHT: add --bootstrap <address of a peer on it> (or --dht to start one)`,
+    )
+  }
   const ticketText = tickets.length === 1 ? tickets[0]! : joinTickets([...tickets])
-  const ticket = decodeSwarmTicket(ticketText)
+  const ticket: SwarmTicket = byId
+    ? { cid: cidFromString(ticketText), providers: [] }
+    : decodeSwarmTicket(ticketText)
   const dest = await destinationOf(ticket, opts.out)
   const { Engine } = await import('../../engine/engine.ts')
   const engine = await Engine.create(engineOptions)
@@ -66,6 +78,7 @@ export async function runGet(
       ...(opts.maxBytesPerSec === undefined ? {} : { maxBytesPerSec: opts.maxBytesPerSec }),
       ...(opts.priority === undefined ? {} : { priority: opts.priority }),
       signal: stop.signal,
+      provide: opts.provide === true,
       onResume: (info, p) => announceResume(out, dest, info, p),
       onProgress: (p) => {
         const now = routeOf(handle.swarmStats())
@@ -88,6 +101,13 @@ export async function runGet(
     if (r === undefined) return EXIT.interrupted
     out.done()
     reportDone(out, r)
+    if (opts.provide === true) {
+      out.event({ event: 'providing', cid: cidToString(ticket.cid), path: r.path, peerId: engine.peerId })
+      out.human(
+        `providing ${r.path} to the DHT's peers (content id ${cidToString(ticket.cid)}). Ctrl-C stops.`,
+      )
+      await stop.wait()
+    }
     return EXIT.done
   } finally {
     stop.dispose()

@@ -35,7 +35,8 @@ export async function runSeed(
     const s = await engine.seed(dest, access)
     return {
       ticket: s.ticket,
-      public: access.public === true,
+      public: access.public === true || s.announced !== undefined,
+      ...(s.announced === undefined ? {} : { announced: { cid: cidToString(s.cid), reached: s.announced } }),
       intro: `seeding ${dest}${PART}: ${s.chunks} of ${s.leafCount} chunks verified and served`,
       event: {
         event: 'seeding',

@@ -37,14 +37,15 @@ export async function publishFile(
   signal: AbortSignal,
   out: Output,
 ): Promise<Serving> {
-  const { ticket, index } = await engine.publish(file, {
+  const { ticket, index, announced } = await engine.publish(file, {
     ...access,
     signal,
     onProgress: (done, total) => out.progressBytes('indexing', done, total),
   })
   return {
     ticket,
-    public: access.public === true,
+    public: access.public === true || announced !== undefined,
+    ...(announced === undefined ? {} : { announced: { cid: cidToString(index.cid), reached: announced } }),
     intro: `serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks${index.reused === true ? ', unchanged since it was last published: not read again' : ''})`,
     event: {
       event: 'published',

@@ -1,6 +1,7 @@
 import type { EngineOptions } from '../../engine/config.ts'
 import type { Engine } from '../../engine/engine.ts'
 import { AbortedError } from '../../errors.ts'
+import { ticketAddresses } from '../../net/addresses.ts'
 import { EXIT } from '../args.ts'
 import { metricsLine } from '../format.ts'
 import type { Output } from '../output.ts'
@@ -14,6 +15,16 @@ export interface Serving {
   readonly public: boolean
   readonly intro: string
   readonly event: Record<string, unknown>
+  /** Announced on the DHT: the content id, and whether the first announcement reached a peer. */
+  readonly announced?: { readonly cid: string; readonly reached: Promise<boolean> }
+}
+
+/** How a receiver on the DHT fetches announced content: this engine is a bootstrap peer too. */
+function dhtLine(engine: Engine, serving: Serving): string {
+  if (serving.announced === undefined) return ''
+  const addr = ticketAddresses(engine.addresses, engine.peerId)[0]
+  const boot = addr === undefined ? '' : ` --bootstrap ${addr}/p2p/${engine.peerId}`
+  return `or, on the DHT:       haul get ${serving.announced.cid}${boot}\n`
 }
 
 /**
@@ -46,11 +57,15 @@ export async function serveUntilStopped(
     const metrics = engine.metricsAddress
     out.event({ ...serving.event, public: serving.public, ...(metrics === undefined ? {} : { metrics }) })
     const access = serving.public
-      ? 'public (--public): anyone who knows its content id can fetch it'
+      ? `public (${serving.announced === undefined ? '--public' : 'announced on the DHT'}): anyone who knows its content id can fetch it`
       : 'only holders of the ticket can fetch it: share it as you would a password'
     out.human(
-      `${serving.intro}\n${access}\n${metrics === undefined ? '' : `${metricsLine(metrics)}\n`}\nticket:\n${serving.ticket}\n\nrun on the receiver:  haul get ${serving.ticket}\nCtrl-C stops serving.\n`,
+      `${serving.intro}\n${access}\n${metrics === undefined ? '' : `${metricsLine(metrics)}\n`}\nticket:\n${serving.ticket}\n\nrun on the receiver:  haul get ${serving.ticket}\n${dhtLine(engine, serving)}Ctrl-C stops serving.\n`,
     )
+    void serving.announced?.reached.then((reached) => {
+      out.event({ event: 'announced', cid: serving.announced!.cid, reached })
+      if (!reached) out.human('no other DHT peer yet: the announcement is sent again until one takes it')
+    })
     await stop.wait()
     // The engine's stop reports every session still open (and whether it was cut off) first.
     stopped = true
