@@ -1,0 +1,106 @@
+import { join } from 'node:path'
+import type { Libp2p } from '@libp2p/interface'
+import type { KadDHT } from '@libp2p/kad-dht'
+import { multiaddr } from '@multiformats/multiaddr'
+import { afterEach, describe, expect, it } from 'vitest'
+import { cidToString } from '../../src/descriptor/cid.ts'
+import { engineInternals } from '../../src/engine/engine.ts'
+import { createEngine, type Engine, type EngineOptions } from '../../src/index.ts'
+import { createNode } from '../../src/net/node.ts'
+import { contentKey } from '../../src/routing/content-key.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+
+const MiB = 1024 * 1024
+const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
+/**
+ * Every engine here dials from 127.0.0.1, a DHT's peers all at once: the per-address bounds on
+ * inbound connections are for other hosts, and a loaded two-core machine needs more than the
+ * default 3 s for a burst of handshakes.
+ */
+const ONE_HOST = {
+  admission: {
+    maxNewPerAddressPerSecond: 1_000,
+    maxPendingPerAddress: 128,
+    maxConnectionsPerAddress: 1_024,
+    upgradeTimeoutMs: 20_000,
+  },
+}
+
+const stops: Array<() => Promise<unknown>> = []
+afterEach(async () => {
+  await Promise.allSettled(stops.splice(0).map((s) => s()))
+})
+
+async function engine(opts: EngineOptions = {}): Promise<Engine> {
+  const e = await createEngine({ workers: 1, listen: LOOPBACK, network: ONE_HOST, ...opts })
+  stops.push(() => e.stop())
+  return e
+}
+
+/** Announces `cid` from `dht` without serving it: a provider record that lies. */
+async function announceFalsely(dht: KadDHT, cid: Uint8Array): Promise<void> {
+  try {
+    for await (const _ of dht.provide(contentKey(cid), { signal: AbortSignal.timeout(30_000) })) {
+      // drained: the record goes to the closest peers
+    }
+  } catch {
+    // Slow peers: the record is stored with those that answered, and with the liar itself.
+  }
+}
+
+/** A libp2p node on the DHT that does not speak haul's protocol at all. */
+async function bareNode(bootstrap: string): Promise<Libp2p> {
+  const node = await createNode({ listen: LOOPBACK, dht: true, admission: ONE_HOST.admission })
+  stops.push(() => node.stop())
+  await node.dial(multiaddr(bootstrap))
+  return node
+}
+
+describe('provider records from the DHT are hostile input', () => {
+  it('20 records that lie (haul engines without the content, nodes without haul): the receiver drops each and completes from the one honest seeder', async () => {
+    const t = await tempDir('haul-dht-hostile-')
+    stops.push(t.cleanup)
+    const file = join(t.dir, 'f.bin')
+    await writeFile(file, 8 * MiB + 9, 'random', 5)
+    const boot = await engine({ dht: { enabled: true } })
+    const bootstrap = [boot.addresses[0]!]
+    const honest = await engine({ dht: { bootstrap } })
+    const { index } = await honest.publish(file)
+    const liars = await Promise.all(Array.from({ length: 12 }, () => engine({ dht: { bootstrap } })))
+    const bare = await Promise.all(Array.from({ length: 8 }, () => bareNode(bootstrap[0]!)))
+    await Promise.all([
+      ...liars.map((l) => announceFalsely(engineInternals(l).network.dht!, index.cid)),
+      ...bare.map((n) => announceFalsely((n.services as { dht: KadDHT }).dht, index.cid)),
+    ])
+
+    const receiver = await engine({ dht: { bootstrap } })
+    const out = join(t.dir, 'out.bin')
+    const result = await receiver.fetch(cidToString(index.cid), out).result
+    expect(await sha256File(out)).toBe(await sha256File(file))
+    const peers = result.swarm!.peers
+    expect(peers.find((p) => p.peerId === honest.peerId)?.verifiedBytes).toBe(8 * MiB + 9)
+    const hostile = new Set([...liars.map((l) => l.peerId), ...bare.map((n) => n.peerId.toString())])
+    const tried = peers.filter((p) => hostile.has(p.peerId))
+    expect(tried.length).toBeGreaterThan(0)
+    // Each one tried gave nothing; those that answered before the end were dropped for it.
+    for (const p of tried) expect(p.verifiedBytes).toBe(0)
+    expect(tried.filter((p) => p.out !== undefined).length).toBeGreaterThan(0)
+  }, 120_000)
+
+  it('a flood of records costs at most dht.maxProviders providers tried, whatever comes of the fetch', async () => {
+    const t = await tempDir('haul-dht-flood-')
+    stops.push(t.cleanup)
+    const boot = await engine({ dht: { enabled: true } })
+    const bootstrap = [boot.addresses[0]!]
+    const cid = new Uint8Array(32).fill(9)
+    const liars = await Promise.all(Array.from({ length: 16 }, () => engine({ dht: { bootstrap } })))
+    await Promise.all(liars.map((l) => announceFalsely(engineInternals(l).network.dht!, cid)))
+
+    const receiver = await engine({ dht: { bootstrap, maxProviders: 3, refreshMs: 100, lookupMs: 3_000 } })
+    const handle = receiver.fetch(cidToString(cid), join(t.dir, 'none.bin'))
+    const err = await handle.result.catch((e: unknown) => e)
+    // No one has it: the fetch fails as a fetch from liars fails (CONTENT_NOT_FOUND from each).
+    expect(err).toMatchObject({ code: 'CONTENT_NOT_FOUND' })
+    expect(handle.swarmStats()?.peers.length ?? 0).toBeLessThanOrEqual(3)
+  }, 120_000)
+})
