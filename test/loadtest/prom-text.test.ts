@@ -1,8 +1,10 @@
-/** The harness's Prometheus text reader and its bounded sample list, without processes. */
+/** The harness's Prometheus text reader, its bounded sample list and its scraper, without engine processes. */
+import { createServer, type Server } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { Counter, Gauge, Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { parseExposition, seriesKey } from '../../src/loadtest/prom-text.ts'
-import { Downsampled, keptSeries } from '../../src/loadtest/scrape.ts'
+import { Downsampled, keptSeries, MetricsScraper } from '../../src/loadtest/scrape.ts'
 
 describe('parseExposition', () => {
   it('reads what prom-client writes, labels and all', async () => {
@@ -97,5 +99,44 @@ describe('Downsampled', () => {
     expect([...steps]).toEqual([d.stride])
     // The newest kept is within one stride of the newest pushed.
     expect(999 - v.at(-1)!).toBeLessThan(d.stride)
+  })
+})
+
+describe('MetricsScraper', () => {
+  /** An endpoint answering each GET with the next of `bodies` (the last one again once they run out). */
+  async function endpoint(status: number, bodies: string[]): Promise<{ address: string; server: Server }> {
+    let n = 0
+    const server = createServer((_, res) => {
+      res.writeHead(status, { 'content-type': 'text/plain' }).end(bodies[Math.min(n++, bodies.length - 1)])
+    })
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+    return { address: `127.0.0.1:${(server.address() as AddressInfo).port}`, server }
+  }
+
+  it('sums the final scrapes over the processes, takes peaks from every scrape, and counts the scrapes that failed', async () => {
+    const a = await endpoint(200, [
+      'haul_memory_used_bytes 900\nhaul_received_bytes_total 1',
+      'haul_memory_used_bytes 100\nhaul_received_bytes_total 5\nhaul_transfer_failures_total{code="TIMEOUT"} 2',
+    ])
+    const b = await endpoint(503, ['too many scrapes at once'])
+    const scraper = new MetricsScraper([a.address, b.address], 60_000, 10, performance.now())
+    try {
+      scraper.start() // one round now; the next would be a minute away
+      const m = await scraper.finish()
+      expect(m.scrapes).toBe(4)
+      expect(m.failedScrapes).toBe(2)
+      expect(m.processes[0]!.samples.map((x) => x.values.haul_received_bytes_total)).toEqual([1])
+      expect(m.processes[0]!.final).toEqual({
+        haul_memory_used_bytes: 100,
+        haul_received_bytes_total: 5,
+        'haul_transfer_failures_total{code="TIMEOUT"}': 2,
+      })
+      expect(m.processes[1]!.final).toBeNull()
+      expect(m.totals).toEqual(m.processes[0]!.final)
+      // The level was highest in the periodic scrape, not in the final one.
+      expect(m.peaks).toEqual({ haul_memory_used_bytes: 900 })
+    } finally {
+      await Promise.all([a, b].map(({ server }) => new Promise((r) => server.close(r))))
+    }
   })
 })
