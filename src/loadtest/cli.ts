@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util'
 import { defaultText } from '../engine/config/docs.ts'
 import { InvalidArgumentError } from '../errors.ts'
 import type { LoadTestFaultSpec } from './faults.ts'
+import { metricsLines } from './metrics-summary.ts'
 import type { LoadSample, SizeDistribution } from './options.ts'
 import { summaryLine, writeReport } from './report.ts'
 import { runLoadTest } from './run.ts'
@@ -32,6 +33,10 @@ Options:
   --check              hash every download (SHA-256, in the receiving process) and compare it
                        with the generated file; a difference fails the transfer with
                        CONTENT_MISMATCH (costs receiver CPU: off for benchmarks)
+  --scrape-every MS    scrape every engine's Prometheus endpoint (on 127.0.0.1, any port)
+                       this often and once at the end; 0: no endpoint (default 1000)
+  --scrape-samples N   scrapes kept per process for loadtest.json's time series; past it,
+                       every other one is dropped (default 120)
   --json               print the result as JSON instead of the summary
 
 Faults (through a fault proxy in front of each sender; the report adds the bytes on the
@@ -65,6 +70,8 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
       'stall-every': { type: 'string' },
       'stall-for': { type: 'string' },
       'link-rate': { type: 'string' },
+      'scrape-every': { type: 'string' },
+      'scrape-samples': { type: 'string' },
       report: { type: 'string' },
       check: { type: 'boolean', default: false },
       json: { type: 'boolean', default: false },
@@ -101,6 +108,12 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
       ...def('topology', values.topology as 'mesh' | 'fan-out' | undefined),
       ...def('durationMs', mul(num('duration', values.duration), 1000)),
       ...def('seed', num('seed', values.seed)),
+      // 0 turns scraping off, which `num` (positive numbers) refuses.
+      ...def(
+        'scrapeMs',
+        values['scrape-every']?.trim() === '0' ? 0 : num('scrape-every', values['scrape-every']),
+      ),
+      ...def('scrapeSamples', num('scrape-samples', values['scrape-samples'])),
       engine: {
         workers: num('workers', values.workers) ?? 1,
         ...def('memoryBudget', mul(num('memory', values.memory), 1024 * 1024)),
@@ -124,8 +137,9 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
     if (values.json) {
       // The per-sample, per-transfer and per-fault lists are in loadtest.json; stdout gets the figures.
       const faultsInjected = r.faultsInjected === null ? null : { ...r.faultsInjected, events: undefined }
+      const metrics = r.metrics === null ? null : { ...r.metrics, processes: undefined }
       process.stdout.write(
-        `${JSON.stringify({ ...r, samples: undefined, records: undefined, faultsInjected, ...files })}\n`,
+        `${JSON.stringify({ ...r, samples: undefined, records: undefined, faultsInjected, metrics, ...files })}\n`,
       )
     } else {
       const c = r.completion
@@ -143,6 +157,13 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
                 `errors      ${Object.entries(r.errors)
                   .map(([k, n]) => `${k} × ${n}`)
                   .join(', ')}`,
+              ]),
+          ...(r.metrics === null
+            ? []
+            : [
+                `metrics     ${metricsLines(r.metrics)
+                  .map(([, k, v]) => `${k}: ${v}`)
+                  .join('\n            ')}`,
               ]),
           `report      ${files.html}\n            ${files.json}`,
           '',

@@ -2,6 +2,7 @@ import type { EngineOptions } from '../engine/config.ts'
 import { ConfigInvalidError } from '../errors.ts'
 import { ENGINE_NODE_FLAGS } from '../process-flags.ts'
 import { type FaultEvent, type LoadTestFaultSpec, type LoadTestFaults, verifyFaultSpec } from './faults.ts'
+import type { LoadTestMetrics } from './scrape.ts'
 
 export type { LoadTestFaults } from './faults.ts'
 
@@ -55,6 +56,17 @@ export interface LoadTestOptions {
    * in the receivers, so benchmarks leave it off. @default false
    */
   checkDownloads?: boolean
+  /**
+   * Turn on every engine's Prometheus endpoint (`metrics.listen` 127.0.0.1, port 0, unless
+   * `engine.metrics` says otherwise) and scrape it over HTTP this often, and once when the run
+   * ends; the report's `metrics`. 0: no endpoint, no scraping. @default 1000
+   */
+  scrapeMs?: number
+  /**
+   * Periodic scrapes kept per process for the report's time series: past it, every other one is
+   * dropped and the spacing doubles (peaks still come from every scrape). @default 120
+   */
+  scrapeSamples?: number
   /** Called every sample; the CLI prints `summaryLine(sample)` from it. */
   onSample?: (s: LoadSample) => void
   signal?: AbortSignal
@@ -87,6 +99,8 @@ export function resolveLoadTestOptions(o: LoadTestOptions = {}): ResolvedLoadTes
     execArgv: [...(o.execArgv ?? ENGINE_NODE_FLAGS)],
     faults: o.faults,
     checkDownloads: o.checkDownloads ?? false,
+    scrapeMs: o.scrapeMs ?? 1_000,
+    scrapeSamples: o.scrapeSamples ?? 120,
     onSample: o.onSample,
     signal: o.signal,
   }
@@ -102,6 +116,9 @@ export function resolveLoadTestOptions(o: LoadTestOptions = {}): ResolvedLoadTes
   int('files', r.files, 1)
   int('durationMs', r.durationMs, 100)
   int('sampleMs', r.sampleMs, 10)
+  int('scrapeSamples', r.scrapeSamples, 2)
+  if (r.scrapeMs !== 0 && !(Number.isSafeInteger(r.scrapeMs) && r.scrapeMs >= 50))
+    throw new ConfigInvalidError(`scrapeMs must be 0 (no scraping) or an integer >= 50, got ${r.scrapeMs}`)
   if (!['uniform', 'log-uniform'].includes(r.distribution))
     throw new ConfigInvalidError(`distribution must be uniform or log-uniform, got ${r.distribution}`)
   if (!['mesh', 'fan-out'].includes(r.topology))
@@ -203,4 +220,6 @@ export interface LoadTestResult {
   errors: Record<string, number>
   samples: LoadSample[]
   records: TransferRecord[]
+  /** What the engines' metrics endpoints said (`scrapeMs`); null when not scraped. */
+  metrics: LoadTestMetrics | null
 }

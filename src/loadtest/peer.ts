@@ -37,7 +37,8 @@ export interface FetchDone {
 }
 
 export type FromPeer =
-  | { type: 'ready'; peerId: string }
+  /** `metrics`: where its Prometheus endpoint listens (`host:port`), when the engine has one. */
+  | { type: 'ready'; peerId: string; metrics?: string }
   | { type: 'published'; id: number; ticket: string }
   | { type: 'done'; results: FetchDone[] }
   | { type: 'tick'; bytesDone: number; active: number }
@@ -183,7 +184,8 @@ async function main(): Promise<void> {
         return
     }
   })
-  send({ type: 'ready', peerId: engine.peerId })
+  const metrics = engine.metricsAddress
+  send({ type: 'ready', peerId: engine.peerId, ...(metrics === undefined ? {} : { metrics }) })
   await exited
   clearInterval(tick)
   await engine.stop()

@@ -7,6 +7,7 @@
 import { writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import type { LoadTestFaultSpec } from './faults.ts'
+import { metricsLines } from './metrics-summary.ts'
 import type { LoadSample, LoadTestResult } from './options.ts'
 import { fmtBytes } from './stats.ts'
 
@@ -239,6 +240,19 @@ function histogram(id: string, values: number[], marks: Array<[string, number]>)
   return frame(id, xMax, yMax, 'completion time, s', 'transfers', body)
 }
 
+/** The engines' own counters, scraped from their metrics endpoints (the time series are in the JSON). */
+function metricsSection(r: LoadTestResult): string {
+  if (r.metrics === null) return ''
+  const rows = metricsLines(r.metrics)
+    .map(([id, k, v]) => `<tr id="row-${id}"><th>${esc(k)}</th><td>${esc(v)}</td></tr>`)
+    .join('\n')
+  return `<h2>Engine metrics (scraped)</h2>
+<p>Final values of every engine's Prometheus endpoint, summed over the processes; highest levels in any one process.</p>
+<table id="metrics">
+${rows}
+</table>`
+}
+
 export function renderHtml(r: LoadTestResult): string {
   const s = r.samples
   const rate: Series = { name: 'goodput MB/s', points: [] }
@@ -296,6 +310,7 @@ ${row('schedule', 'fault schedule', schedule(r.options.faults))}
 ${row('faults', 'faults injected', f === null ? 'none built in' : `${f.cuts} cuts, ${f.stalls} stalls${dropped}`)}
 ${row('errors', 'errors', errors === '' ? 'none' : errors)}
 </table>
+${metricsSection(r)}
 <h2>Throughput over time</h2>
 ${rows.length === 0 ? '' : `<p id="markers-legend">${markerLegend}</p>\n`}${lineChart('throughput', [rate], 'time, s', 'MB/s', rows)}
 <h2>Completion-time distribution</h2>

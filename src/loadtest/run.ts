@@ -2,7 +2,8 @@
  * The load-test harness: K engine processes, M transfers among them with a
  * size distribution and a concurrency, optional faults, a deadline. Memory is
  * sampled from /proc (VmRSS, VmHWM) of every process; throughput from the
- * bytes each receiver reports.
+ * bytes each receiver reports; the engines' own counters from their metrics
+ * endpoints (scrape.ts).
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
@@ -10,7 +11,8 @@ import { mkdir, mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { AbortedError } from '../errors.ts'
+import { AbortedError, InternalError } from '../errors.ts'
+import { SERVE_EVENT_INTERVAL_MS } from '../serve/serve-events.ts'
 import { mulberry32 } from '../util/random.ts'
 import { type RunningFaults, startFaults } from './faults.ts'
 import { type FileSpec, makeFiles } from './files.ts'
@@ -26,6 +28,7 @@ import {
   type TransferRecord,
 } from './options.ts'
 import type { FetchDone, FromPeer, ToPeer } from './peer.ts'
+import { type LoadTestMetrics, MetricsScraper } from './scrape.ts'
 import { percentile } from './stats.ts'
 
 /** The child script is always the compiled one: the harness measures what embedders run. */
@@ -117,18 +120,34 @@ export async function runLoadTest(opts: LoadTestOptions = {}): Promise<LoadTestR
   const faults = builtin ?? (o.faults as LoadTestFaults | undefined)
   try {
     for (let i = 0; i < o.processes; i++) peers.push(new Peer(i, o.execArgv))
-    await Promise.all(
+    const scrape = o.scrapeMs > 0
+    // Every process is on this machine: its endpoint on loopback, on a port the system picks.
+    const engine = scrape ? { ...o.engine, metrics: o.engine.metrics ?? { listen: '127.0.0.1:0' } } : o.engine
+    const ready = await Promise.all(
       peers.map((p) => {
-        const ready = p.next('ready')
-        p.send({ type: 'init', engine: o.engine, tickMs: Math.min(o.sampleMs, 250) })
+        const ready = p.next<Extract<FromPeer, { type: 'ready' }>>('ready')
+        p.send({ type: 'init', engine, tickMs: Math.min(o.sampleMs, 250) })
         return ready
       }),
     )
+    const endpoints = scrape ? ready.map((r) => r.metrics) : undefined
+    if (endpoints?.includes(undefined))
+      throw new InternalError('a load-test process started without the metrics endpoint it was asked for')
     const random = mulberry32(o.seed)
     const files = await makeFiles(o, work, random)
     const tickets = await publishAll(peers, files, faults)
     for (const p of peers) p.idleRss = p.memory().rss
-    return await drive(o, peers, files, tickets, random, work, faults, builtin)
+    return await drive(
+      o,
+      peers,
+      files,
+      tickets,
+      random,
+      work,
+      faults,
+      builtin,
+      endpoints as string[] | undefined,
+    )
   } finally {
     await Promise.all(peers.map((p) => p.stop()))
     await builtin?.close()
@@ -163,6 +182,7 @@ async function drive(
   work: string,
   faults: LoadTestFaults | undefined,
   builtin: RunningFaults | undefined,
+  endpoints: string[] | undefined,
 ): Promise<LoadTestResult> {
   const plan: Planned[] = []
   for (let i = 0; i < o.transfers; i++) {
@@ -182,6 +202,8 @@ async function drive(
   const t0 = performance.now()
   const startedIso = new Date().toISOString()
   builtin?.begin(t0)
+  const scraper =
+    endpoints === undefined ? undefined : new MetricsScraper(endpoints, o.scrapeMs, o.scrapeSamples, t0)
   let next = 0
   let inFlight = 0
   let stoppedBy: LoadTestResult['stoppedBy'] = 'completed'
@@ -259,12 +281,14 @@ async function drive(
   })
   try {
     sample()
+    scraper?.start()
     launch()
     // Cancelled transfers report back; what has not within the grace period counts as unfinished.
     await Promise.race([finished, crashed, graceOver])
     sample()
   } finally {
     clearInterval(timer)
+    scraper?.stop()
     clearTimeout(deadline)
     o.signal?.removeEventListener('abort', onAbort)
     void crashed.catch(() => {})
@@ -272,7 +296,14 @@ async function drive(
   for (const p of peers) p.onDone = undefined
   if ((stoppedBy as LoadTestResult['stoppedBy']) === 'signal')
     throw new AbortedError('the load test was cancelled')
-  return summarize(o, peers, records, samples, startedIso, (performance.now() - t0) / 1000, stoppedBy, {
+  const seconds = (performance.now() - t0) / 1000
+  let metrics: LoadTestMetrics | null = null
+  if (scraper !== undefined) {
+    // A sender reports the chunks it served at most SERVE_EVENT_INTERVAL_MS after sending them.
+    await new Promise((r) => setTimeout(r, SERVE_EVENT_INTERVAL_MS + 100))
+    metrics = await scraper.finish()
+  }
+  return summarize(o, peers, records, samples, startedIso, seconds, stoppedBy, metrics, {
     wire: faults?.wireBytes?.(),
     verified: Math.max(reportedBytes, samples.at(-1)!.bytesDone),
     injected:
@@ -288,6 +319,7 @@ function summarize(
   startedAt: string,
   seconds: number,
   stoppedBy: LoadTestResult['stoppedBy'],
+  metrics: LoadTestMetrics | null,
   fault: { wire: number | undefined; verified: number; injected: LoadTestResult['faultsInjected'] },
 ): LoadTestResult {
   const ok = records.filter((r) => r.ok)
@@ -331,6 +363,7 @@ function summarize(
     errors,
     samples,
     records: records.sort((a, b) => a.index - b.index),
+    metrics,
   }
 }
 

@@ -38,6 +38,8 @@ function result(): LoadTestResult {
       engine: { workers: 1 },
       execArgv: [],
       checkDownloads: true,
+      scrapeMs: 1_000,
+      scrapeSamples: 120,
       faults: {
         cutEveryMs: [100, 200],
         cutMode: 'close',
@@ -91,6 +93,7 @@ function result(): LoadTestResult {
       rec(3, 4, 'CONTENT_MISMATCH'),
       rec(4, 10, undefined, true),
     ],
+    metrics: null,
   }
 }
 
@@ -124,6 +127,51 @@ describe('load-test report', () => {
       'each connection cut after 100–200 ms (close); every link stalled for 300 ms every 1000 ms; link rate 1.0 MB/s per sender and direction',
     )
     expect(page).toContain('3.1 MB') // wire bytes, both directions
+    expect(page).not.toContain('id="metrics"') // not scraped: no section
+  })
+
+  it('summarises the scraped metrics: counters summed over the processes, the highest levels', () => {
+    const values = {
+      haul_received_bytes_total: MiB,
+      'haul_transfers_total{outcome="done"}': 1,
+      'haul_transfers_total{outcome="failed"}': 3,
+      'haul_transfer_failures_total{code="RETRIES_EXHAUSTED"}': 2,
+      'haul_transfer_retries_total{code="PEER_UNREACHABLE"}': 9,
+    }
+    const r: LoadTestResult = {
+      ...result(),
+      metrics: {
+        scrapeMs: 1_000,
+        maxSamples: 120,
+        scrapes: 12,
+        failedScrapes: 1,
+        totals: { ...values, haul_sent_bytes_total: 2 * MiB },
+        peaks: {
+          haul_memory_used_bytes: 3_000_000,
+          haul_transfers_queued: 5,
+          'haul_transfers{state="fetching"}': 2,
+        },
+        processes: [0, 1].map((index) => ({
+          index,
+          address: `127.0.0.1:${9000 + index}`,
+          final: values,
+          peaks: {},
+          samples: [{ t: 0, values }],
+          everyMs: 1_000,
+        })),
+      },
+    }
+    const page = renderHtml(r)
+    const cell = (id: string) =>
+      new RegExp(`<tr id="row-${id}"><th>[^<]*</th><td>([^<]*)</td>`).exec(page)?.[1]
+    expect(cell('metrics-bytes')).toMatch(/^received 1\.0 MB, sent 2\.1 MB/)
+    expect(cell('metrics-transfers')).toBe('failed × 3, done × 1')
+    expect(cell('metrics-failures')).toBe('RETRIES_EXHAUSTED × 2')
+    expect(cell('metrics-retries')).toBe('PEER_UNREACHABLE × 9')
+    expect(cell('metrics-budget')).toMatch(/^3\.0 MB of /)
+    expect(cell('metrics-queues')).toContain('transfers queued 5')
+    expect(cell('metrics-queues')).toContain('by state fetching 2')
+    expect(cell('metrics-scrapes')).toBe('12 (1 failed), every 1000 ms, at most 120 kept per process')
   })
 
   it('stays readable with many failures and faults: one marker per pixel column, rare codes share a row', () => {
