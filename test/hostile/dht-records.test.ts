@@ -51,7 +51,9 @@ async function announceFalsely(dht: KadDHT, cid: Uint8Array): Promise<void> {
 /** A libp2p node on the DHT that does not speak haul's protocol at all. */
 async function bareNode(bootstrap: string): Promise<Libp2p> {
   const node = await createNode({ listen: LOOPBACK, dht: true, admission: ONE_HOST.admission })
-  stops.push(() => node.stop())
+  stops.push(async () => {
+    await node.stop()
+  })
   await node.dial(multiaddr(bootstrap))
   return node
 }
