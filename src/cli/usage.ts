@@ -34,6 +34,11 @@ const ENGINE_FLAGS = `  --memory <MiB>          memory budget for chunk buffers 
 const METRICS_FLAG = `  --metrics <host:port>   serve Prometheus metrics at http://<host:port>/metrics (e.g.
                           127.0.0.1:9464; port 0 picks one, printed); see docs/METRICS.md`
 
+const DHT_FLAGS = `  --bootstrap <multiaddr> join the DHT through this peer (…/p2p/<peer id>: any haul on it),
+                          repeatable; implies --dht
+  --dht                   run the DHT (no public bootstrap is ever contacted): with no
+                          --bootstrap this peer starts one that others join`
+
 /** Continues a flag's line: the form of a rate. */
 const RATES = `in bytes per second:
                           500k, 10M (10 MiB/s), 1.5G (binary units)`
@@ -46,7 +51,9 @@ const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (def
                           repeatable: receivers that cannot reach this machine come through
                           it, and a hole punch may then make the connection direct
   --public                serve to anyone who knows the content id; without it only holders
-                          of the ticket (it carries a secret) get an answer`
+                          of the ticket (it carries a secret) get an answer
+${DHT_FLAGS}
+                          Announced content is public: its content id is all a receiver needs`
 
 export const HELP: Record<Command, string> = {
   send: `haul send <file | folder | paths...> — index, print the ticket, serve until Ctrl-C or SIGTERM
@@ -77,12 +84,17 @@ Examples:
   haul send ./big.iso --public         anyone who knows its content id may fetch it
   haul send ./big.iso --listen /ip4/0.0.0.0/tcp/4001 --data-dir ~/.haul --upload-limit 20M
   haul send ./big.iso --relay /ip4/203.0.113.7/tcp/4003/p2p/12D3KooW…
+  haul send ./big.iso --dht            announce it; receivers: haul get <content id> --bootstrap …
 
 ${EXIT_CODES}
 `,
   get: `haul get <ticket>... [-o <path>] — fetch what the ticket names; run it again after an
 interruption and it fetches only what is missing. A ticket naming several peers, or several
 tickets of the same content, fetch from all those peers at once.
+
+haul get <content id> --bootstrap <multiaddr> finds the providers of a file on the DHT (the
+content id haul send --dht prints), fetches from several at once, and keeps looking for more
+while it runs.
 
 Options:
   -o, --out <path>        a file: where to write it, or the folder to put it in (ending in /,
@@ -98,6 +110,9 @@ Options:
   --priority <p>          low, normal (default) or high: its share of the download bandwidth
                           when fetches compete
   --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+${DHT_FLAGS}
+  --provide               with the DHT: serve the file and announce it once it is here (what
+                          is verified already while it downloads), until Ctrl-C
 ${METRICS_FLAG}
 ${ENGINE_FLAGS}
 
@@ -107,6 +122,7 @@ Examples:
   haul get haul1… -o ./downloads/              into a folder, under its own name
   haul get haul1…a haul1…b -o ./copy.iso      two senders of one file
   haul get haul1… -o ./copy.iso --max-rate 10M --json
+  haul get b… --bootstrap /ip4/192.0.2.4/tcp/4001/p2p/12D3KooW… --provide
 
 ${EXIT_CODES}
 `,

@@ -108,6 +108,15 @@ describe('engine config: the defaults', () => {
     expect(resolveEngineConfig({})).toEqual({
       listen: ['/ip4/0.0.0.0/tcp/0', '/ip6/::/tcp/0'],
       relays: [],
+      dht: {
+        bootstrap: [],
+        enabled: false,
+        maxProviders: 32,
+        maxRecords: 1024,
+        lookupMs: 30_000,
+        refreshMs: 15_000,
+        announceMs: 600_000,
+      },
       dataDir: undefined,
       memoryBudget: 16 * MiB,
       workers: Math.max(1, availableParallelism()),
@@ -314,6 +323,21 @@ describe('engine config: cross-field rules', () => {
       good: { relays: ['/ip4/127.0.0.1/tcp/4003/p2p/12D3KooWRKbZ3mLrzHP4kzRoMAeL3chuAFtJGLVAHd2E3RCZDyjA'] },
       names: 'relays',
     },
+    'dht.bootstrap': {
+      bad: {
+        dht: {
+          bootstrap: [
+            '/ip4/127.0.0.1/tcp/4003/p2p/12D3KooWRKbZ3mLrzHP4kzRoMAeL3chuAFtJGLVAHd2E3RCZDyjA/p2p-circuit',
+          ],
+        },
+      },
+      good: {
+        dht: {
+          bootstrap: ['/ip4/127.0.0.1/tcp/4003/p2p/12D3KooWRKbZ3mLrzHP4kzRoMAeL3chuAFtJGLVAHd2E3RCZDyjA'],
+        },
+      },
+      names: 'dht.bootstrap',
+    },
     'memoryBudget,chunking': {
       bad: { memoryBudget: 8 * MiB, chunking: { kind: 'fixed', size: 4 * MiB } },
       good: { memoryBudget: 16 * MiB, chunking: { kind: 'fixed', size: 4 * MiB } },
@@ -384,3 +408,12 @@ function deepFreeze<T>(o: T): T {
   }
   return o
 }
+
+describe('engine config: the DHT', () => {
+  it('is off unless asked for, and on when a bootstrap peer is named', () => {
+    expect(resolveEngineConfig({}).dht.enabled).toBe(false)
+    const boot = '/ip4/127.0.0.1/tcp/4003/p2p/12D3KooWRKbZ3mLrzHP4kzRoMAeL3chuAFtJGLVAHd2E3RCZDyjA'
+    expect(resolveEngineConfig({ dht: { bootstrap: [boot] } }).dht.enabled).toBe(true)
+    expect(resolveEngineConfig({ dht: { enabled: true } }).dht.bootstrap).toEqual([])
+  })
+})

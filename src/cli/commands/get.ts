@@ -102,7 +102,13 @@ export async function runGet(
     out.done()
     reportDone(out, r)
     if (opts.provide === true) {
-      out.event({ event: 'providing', cid: cidToString(ticket.cid), path: r.path, peerId: engine.peerId })
+      out.event({
+        event: 'providing',
+        cid: cidToString(ticket.cid),
+        path: r.path,
+        peerId: engine.peerId,
+        addresses: engine.addresses,
+      })
       out.human(
         `providing ${r.path} to the DHT's peers (content id ${cidToString(ticket.cid)}). Ctrl-C stops.`,
       )

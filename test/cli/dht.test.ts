@@ -1,0 +1,65 @@
+import { join } from 'node:path'
+import { afterEach, describe, expect, it } from 'vitest'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { events, Running, run } from './run.ts'
+
+const LOOPBACK = '/ip4/127.0.0.1/tcp/0'
+const SOME_CID = `b${'a'.repeat(52)}`
+
+const cleanups: Array<() => Promise<unknown>> = []
+afterEach(async () => {
+  await Promise.allSettled(cleanups.splice(0).map((c) => c()))
+})
+
+function running(args: string[]): Running {
+  const r = new Running(args)
+  cleanups.push(async () => {
+    r.kill()
+    await r.exited
+  })
+  return r
+}
+
+describe('haul on a DHT', () => {
+  it('haul send --dht prints how to fetch by content id; haul get <content id> --bootstrap <that> gets it byte-identical; --provide then serves it to a third peer after the sender stopped', async () => {
+    const t = await tempDir('haul-cli-dht-')
+    cleanups.push(t.cleanup)
+    const file = join(t.dir, 'data.bin')
+    await writeFile(file, 5 * 1024 * 1024 + 3, 'random', 3)
+
+    const human = running(['send', file, '--dht', '--listen', LOOPBACK])
+    const line = await human.line(/^or, on the DHT: +haul get b\S+ --bootstrap \S+$/)
+    const [, cid, bootstrap] = /haul get (b\S+) --bootstrap (\S+)$/.exec(line)!
+    expect(human.lines.join('\n')).toContain('public (announced on the DHT)')
+
+    const out = join(t.dir, 'got.bin')
+    const provider = running(['get', cid!, '--bootstrap', bootstrap!, '-o', out, '--provide', '--json'])
+    const providing = await provider.event('providing')
+    expect(providing.cid).toBe(cid)
+    expect(await sha256File(out)).toBe(await sha256File(file))
+    const done = provider.events.find((e) => e.event === 'done')!
+    expect(done.bytes).toBe(5 * 1024 * 1024 + 3)
+
+    // The sender goes: the providing receiver is all that has the file, and a DHT peer itself.
+    expect(await human.stop()).toBe(0)
+    const again = join(t.dir, 'again.bin')
+    const through = (providing.addresses as string[])[0]!
+    const third = await run(['get', cid!, '--bootstrap', through, '-o', again, '--json'])
+    expect(third.code, third.stdout + third.stderr).toBe(0)
+    expect(await sha256File(again)).toBe(await sha256File(file))
+    expect(events(third.stdout).find((e) => e.event === 'done')?.bytes).toBe(5 * 1024 * 1024 + 3)
+    expect(await provider.stop()).toBe(0)
+  }, 120_000)
+
+  it('a content id without --bootstrap or --dht, and a bootstrap address without its peer id, are usage errors naming the flag (exit 2)', async () => {
+    const alone = await run(['get', SOME_CID])
+    expect(alone.code).toBe(2)
+    expect(alone.stderr).toContain('--bootstrap')
+    const bad = await run(['get', SOME_CID, '--bootstrap', '/ip4/127.0.0.1/tcp/4001'])
+    expect(bad.code).toBe(2)
+    expect(bad.stderr).toMatch(/--bootstrap: .*\/p2p\/<peer id>/)
+    const provide = await run(['get', 'haul1aaaa', '--provide'])
+    expect(provide.code).toBe(2)
+    expect(provide.stderr).toContain('--provide')
+  }, 60_000)
+})
