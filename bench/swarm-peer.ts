@@ -1,11 +1,14 @@
 /**
  * One process of a bench/swarm run (fork with IPC); runs the compiled code in dist/ (`npm run build`).
- *   seed <file> <bytesPerSec> <dataDir> <burstBytes>   haul engine, upload-limited: publish, report the ticket, serve until told to exit
+ *   seed <file> <bytesPerSec> <dataDir> <burstBytes> [dht]   haul engine, upload-limited: publish, report the
+ *       ticket (its content id and addresses), serve until told to exit; `dht`: `start` runs a DHT,
+ *       a multiaddr joins one through that peer (bench/dht-swarm.ts)
  *   get <ticket> <dest>         haul engine: multi-peer fetch, report time and the swarm figures
  */
+import { cidToString } from '../dist/descriptor/cid.js'
 import { Engine, engineInternals } from '../dist/engine/engine.js'
 
-const [mode, a, b, c, d] = process.argv.slice(2)
+const [mode, a, b, c, d, dht] = process.argv.slice(2)
 const send = (m: unknown) => process.send!(m)
 
 async function main(): Promise<void> {
@@ -15,9 +18,12 @@ async function main(): Promise<void> {
       workers: 1,
       dataDir: c!,
       limits: { uploadBytesPerSec: Number(b), burstBytes: Number(d) },
+      ...(dht === undefined ? {} : { listen: ['/ip4/127.0.0.1/tcp/0'] }),
+      ...(dht === undefined ? {} : { dht: dht === 'start' ? { enabled: true } : { bootstrap: [dht] } }),
     })
-    const { ticket } = await engine.publish(a!)
-    send({ type: 'ready', ticket })
+    const { ticket, index, announced } = await engine.publish(a!)
+    await announced
+    send({ type: 'ready', ticket, cid: cidToString(index.cid), addresses: engine.addresses })
     await new Promise<void>((resolve) =>
       process.on('message', (m: { type: string }) => m.type === 'exit' && resolve()),
     )
