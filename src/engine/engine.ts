@@ -1,7 +1,3 @@
-import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
-import { join, resolve as resolvePath } from 'node:path'
 import {
   type CollectionFetchOptions,
   type CollectionResult,
@@ -10,41 +6,30 @@ import {
 import type { CollectionIndex } from '../collection/publish-collection.ts'
 import { cidFromString, looksLikeCid } from '../descriptor/cid.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
-import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
-import type { DestinationPolicy } from '../fetch/destination.ts'
-import { FetchJob } from '../fetch/fetch-job.ts'
+import { AbortedError, InvalidArgumentError } from '../errors.ts'
 import type { MetricsServer } from '../metrics/server.ts'
 import { MetricsTally } from '../metrics/tally.ts'
 import { ticketAddresses } from '../net/addresses.ts'
 import { Network } from '../net/network.ts'
-import { raceSignal } from '../net/peer-addr.ts'
 import { PROTOCOL_ID } from '../protocol/messages.ts'
-import { Admission, type AdmissionPlace } from '../resources/admission.ts'
 import { BudgetShare } from '../resources/budget-share.ts'
 import { BufferRecycler } from '../resources/buffer-recycler.ts'
-import { type FairQueue, fairLimiter } from '../resources/fair-queue.ts'
 import { GcAssist } from '../resources/gc-assist.ts'
 import { MemoryBudget } from '../resources/memory-budget.ts'
-import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
+import { bucketFor } from '../resources/rate-limit.ts'
 import type { ContentRouting } from '../routing/content-routing.ts'
 import { ProviderSearch } from '../routing/provider-search.ts'
 import { ChunkCache } from '../serve/chunk-cache.ts'
-import { indexFile } from '../serve/indexer.ts'
-import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
+import { ContentRegistry } from '../serve/registry.ts'
 import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
 import { ServeShares } from '../serve/serve-shares.ts'
 import { refuseStream, serveStream } from '../serve/server.ts'
 import { SessionPool } from '../session/session-pool.ts'
-import { DestinationLock } from '../storage/dest-lock.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
-import { DecodedTickets, type Provider, presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
-import type { TransferStatus } from '../transfer/transfer-machine.ts'
-import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
-import type { FetchResult } from '../transfer/transfer-types.ts'
+import { DecodedTickets } from '../ticket/multi-ticket.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import type {
   FetchOptions,
-  InternalFetchOptions,
   Published,
   PublishOptions,
   Seeded,
@@ -52,6 +37,7 @@ import type {
   TransferHandle,
 } from './api-types.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
+import { Fetches } from './fetches.ts'
 import { Publishing } from './publishing.ts'
 import { type EngineStats, engineStats } from './stats.ts'
 
@@ -66,12 +52,6 @@ export function fetchShareOf(memoryBudget: number): number {
 
 /** Decoded tickets an engine keeps for its next fetches (see DecodedTickets). */
 export const DECODED_TICKETS = 256
-
-function busyHere(path: string): DestinationBusyError {
-  return new DestinationBusyError(
-    `${path} is being written by another fetch of this engine: wait for it to finish (waitIfBusy), or choose another destination`,
-  )
-}
 
 /** The parts of an engine that code inside this package (tests, benches) may use directly. */
 export interface EngineInternals {
@@ -110,16 +90,8 @@ export class Engine {
   readonly #publishing: Publishing
   readonly #stop = new AbortController()
   #gcAssist: GcAssist | undefined
-  readonly #system: TransferSystem
-  readonly #transfers = new Map<string, FetchJob>()
-  /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
-  readonly #downloads: FairQueue<void>
-  /** Which fetches may run now (per peer and engine-wide); the rest wait in FIFO order. */
-  readonly #admission: Admission
-  /** Per destination path, the fetch writing it (settles when that fetch does). */
-  readonly #writing = new Map<string, Promise<void>>()
-  /** Fetches waiting for admission: cancelling one aborts its wait. */
-  readonly #queued = new Map<string, AbortController>()
+  /** Every fetch, queued or running. */
+  readonly #fetches: Fetches
   #stopped = false
   /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
   readonly #buffers: BufferRecycler
@@ -127,16 +99,8 @@ export class Engine {
   readonly #chunkCache: ChunkCache
   /** Open sessions between fetches from the same peer. */
   readonly #sessions: SessionPool
-  /** Staging memory for O_DIRECT chunk writes, shared by every fetch (fixed: slots × 1 MiB). */
-  readonly #directWrites: DirectWriteSlots | undefined
   /** The last DECODED_TICKETS tickets fetched, decoded once and shared by their fetches. */
   readonly #tickets = new DecodedTickets(DECODED_TICKETS)
-  /**
-   * Transfer ids: this engine's random tag and a count. A UUID per fetch costs a tree of ~11
-   * V8 cons strings, ~460 bytes of a queued fetch's ~4,600.
-   */
-  readonly #idTag = randomBytes(6).toString('hex')
-  #fetches = 0
   /** The metrics endpoint and its counters (`metrics.listen`); undefined when off. */
   #metrics: { tally: MetricsTally; server: MetricsServer } | undefined
   /** Providers found and content announced on the DHT (`dht`); undefined when off. */
@@ -163,17 +127,21 @@ export class Engine {
       self: () => ({ peerId: this.peerId, addrs: ticketAddresses(this.addresses, this.peerId) }),
     })
     this.#sessions = new SessionPool(config.sessions)
-    this.#directWrites = config.directWrites.enabled
-      ? new DirectWriteSlots(config.directWrites.slots)
-      : undefined
-    const download = bucketFor(config.limits.downloadBytesPerSec, config.limits.burstBytes)
-    this.#downloads = fairLimiter(download ?? unlimited, { weights: config.priorityWeights })
-    this.#admission = new Admission({
-      maxActive: config.maxActiveTransfers,
-      maxActivePerPeer: config.maxActiveTransfersPerPeer,
-      maxQueuedPerPeer: config.maxQueuedTransfersPerPeer,
+    this.#fetches = new Fetches({
+      config,
+      network,
+      pool,
+      budget,
+      fetchBudget: this.#fetchBudget,
+      buffers: this.#buffers,
+      sessions: this.#sessions,
+      // Staging memory for O_DIRECT chunk writes, shared by every fetch (fixed: slots × 1 MiB).
+      directWrites: config.directWrites.enabled ? new DirectWriteSlots(config.directWrites.slots) : undefined,
+      registry: this.#registry,
+      tally: () => this.#metrics?.tally,
+      routing: () => this.#routing,
+      provide: (path, cid, header) => this.#provide(path, cid, header),
     })
-    this.#system = new TransferSystem()
     if (config.gcAssistBytes > 0) {
       this.#gcAssist = new GcAssist(config.gcAssistBytes)
       this.#gcAssist.start()
@@ -275,8 +243,8 @@ export class Engine {
       fetchBudget: this.#fetchBudget,
       buffers: this.#buffers,
       registry: this.#registry,
-      admission: this.#admission,
-      unfinished: this.#transfers.size + this.#queued.size,
+      admission: this.#fetches.admission,
+      unfinished: this.#fetches.unfinished,
       network: this.#network,
       pool: this.#pool,
       sessions: this.#sessions,
@@ -340,7 +308,7 @@ export class Engine {
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
     if (looksLikeCid(ticketText)) {
-      return this.#fetch(
+      return this.#fetches.start(
         { cid: cidFromString(ticketText), providers: [] },
         dest,
         opts,
@@ -353,7 +321,7 @@ export class Engine {
         'this ticket names a folder (a collection): fetch it with fetchCollection (haul get does)',
       )
     }
-    return this.#fetch(decoded, dest, opts)
+    return this.#fetches.start(decoded, dest, opts)
   }
 
   /**
@@ -380,7 +348,7 @@ export class Engine {
         pool: this.#pool,
         budget: this.#budget,
         chunking: this.config.chunking,
-        fetchContent: (ticket, path, o) => this.#fetch(ticket, path, o),
+        fetchContent: (ticket, path, o) => this.#fetches.start(ticket, path, o),
       },
       decoded,
       dest,
@@ -396,152 +364,6 @@ export class Engine {
       )
     }
     return new ProviderSearch(this.#routing, cidFromString(text), this.config.dht)
-  }
-
-  /** `search`: the providers are found on the DHT (a fetch by content id), more as it runs. */
-  #fetch(
-    decoded: SwarmTicket,
-    dest: string,
-    opts: InternalFetchOptions,
-    search?: ProviderSearch,
-  ): TransferHandle {
-    if (opts.provide === true && this.#routing === undefined)
-      throw new InvalidArgumentError('provide announces on the DHT: create the engine with dht (haul --dht)')
-    const providers = [...decoded.providers]
-    const beside = presentingTicket(decoded)
-    for (const p of opts.providers ?? [])
-      if (!providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
-    const swarm = opts.swarm ?? (search !== undefined || opts.provide === true || providers.length > 1)
-    const id = `${this.#idTag}-${++this.#fetches}`
-    const path = resolvePath(dest)
-    const waiting = new AbortController()
-    let actor: TransferActor | undefined
-    let job: FetchJob | undefined
-    const cancel = (): void => {
-      if (actor === undefined) waiting.abort(new AbortedError('the transfer was cancelled'))
-      // A finished transfer has been reaped from the actor system: nothing to cancel.
-      else if (this.#transfers.has(id)) this.#system.cancel(id)
-    }
-    opts.signal?.addEventListener('abort', cancel, { once: true })
-    this.#queued.set(id, waiting)
-    /** The transfer once admitted and holding its destination: the job, its actor, cleanup. */
-    const runJob = async (place: AdmissionPlace): Promise<FetchResult> => {
-      if (this.#stopped) {
-        place.release()
-        throw new AbortedError('the engine is stopped')
-      }
-      const flow = this.#downloads.flow(opts.priority ?? 'normal')
-      const limiter = chainLimiters(
-        bucketFor(opts.maxBytesPerSec ?? this.config.limits.perTransferDownloadBytesPerSec),
-        flow,
-      )
-      job = this.#fetchJob({ cid: decoded.cid, providers }, path, limiter, place, swarm, opts)
-      const admitted = job
-      const looking = new AbortController()
-      void search?.keepLooking((p) => admitted.addProvider(p), looking.signal)
-      this.#transfers.set(id, admitted)
-      const running = this.#system.spawn(id, admitted)
-      actor = running
-      this.#metrics?.tally.started(id, {
-        status: () => running.getSnapshot().value as TransferStatus,
-        progress: () => admitted.progress(),
-        stats: () => admitted.stats(),
-      })
-      const output = await outputOf(running).finally(() => looking.abort())
-      flow.close()
-      if (output.status === 'done') place.completed()
-      await admitted.cleanup()
-      // Read last once cleaned up: until then it is unfinished, and counted in its final state.
-      this.#metrics?.tally.settled(id)
-      this.#transfers.delete(id)
-      this.#system.reap(id)
-      if (output.status !== 'done') {
-        if (opts.provide === true) void this.#routing?.withdraw(decoded.cid)
-        throw output.error ?? new AbortedError('the transfer was cancelled')
-      }
-      const result = admitted.result()
-      if (opts.provide === true) await this.#provide(result.path, decoded.cid, admitted.header!)
-      return result
-    }
-    const before = this.#writing.get(path)
-    let failedEarly = false
-    const run = async (): Promise<FetchResult> => {
-      let place: AdmissionPlace
-      let lock: DestinationLock
-      try {
-        if (before !== undefined) {
-          if (opts.waitIfBusy !== true) throw busyHere(path)
-          await raceSignal(before, waiting.signal)
-        }
-        if (search !== undefined && providers.length === 0)
-          providers.push(...(await search.first(waiting.signal)))
-        // A multi-peer fetch takes its turn with its first provider.
-        place = await this.#admission.acquire(providers[0]!.peerId, waiting.signal)
-        try {
-          lock = await DestinationLock.acquire(path, {
-            wait: opts.waitIfBusy === true,
-            signal: waiting.signal,
-          })
-        } catch (err) {
-          place.release()
-          throw err
-        }
-      } catch (err) {
-        failedEarly = true
-        // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
-        throw waiting.signal.aborted && isHaulError(waiting.signal.reason) ? waiting.signal.reason : err
-      } finally {
-        this.#queued.delete(id)
-      }
-      try {
-        return await runJob(place)
-      } finally {
-        await lock.release()
-      }
-    }
-    let writing: Promise<void> | undefined
-    const result = run().finally(() => {
-      // Before `result` settles: a fetch to the same path started as soon as the caller sees
-      // the outcome (a retry after a cancel) does not find this one still writing.
-      if (writing !== undefined && this.#writing.get(path) === writing) this.#writing.delete(path)
-      opts.signal?.removeEventListener('abort', cancel)
-    })
-    const tally = this.#metrics?.tally
-    if (tally !== undefined)
-      result.then(
-        () => tally.finishedWith(),
-        (err: unknown) => tally.finishedWith(err),
-      )
-    // Until this fetch settles, another one to the same path fails with DESTINATION_BUSY or waits.
-    if (before === undefined || opts.waitIfBusy === true) {
-      writing = result.then(
-        () => {},
-        () => {},
-      )
-      this.#writing.set(path, writing)
-    }
-    if (opts.signal?.aborted) cancel()
-    return {
-      id,
-      result,
-      status: () => {
-        if (actor === undefined) {
-          if (waiting.signal.aborted) return 'cancelled'
-          return failedEarly ? 'failed' : 'resolving'
-        }
-        return (actor.getSnapshot().value as TransferStatus) ?? 'failed'
-      },
-      progress: () => job?.progress(),
-      cancel,
-      addProvider: (added) => {
-        const p = beside(added)
-        // Still waiting for its turn: the job starts with it.
-        if (job === undefined) {
-          if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
-        } else job.addProvider(p)
-      },
-      swarmStats: () => job?.stats(),
-    }
   }
 
   /**
@@ -567,95 +389,6 @@ export class Engine {
     await this.#routing!.announce(cid)
   }
 
-  /** `seeding`: the fetch serves what it has verified so far (partial seeding; FetchOptions.swarm). */
-  #fetchJob(
-    ticket: { cid: Uint8Array; providers: Provider[] },
-    dest: string,
-    limiter: ReturnType<typeof chainLimiters>,
-    place: AdmissionPlace,
-    seeding: boolean,
-    opts: InternalFetchOptions,
-  ): FetchJob {
-    const c = this.config
-    const routing = opts.provide === true ? this.#routing : undefined
-    const share =
-      seeding && c.swarm.serve
-        ? (content: PublishedContent) => {
-            if (!this.#registry.addIfAbsent(content)) return () => {}
-            // A providing fetch is found on the DHT from its first verified chunk; a completed
-            // one is announced again as a whole file (#provide), a failed one withdraws.
-            void routing?.announce(content.cid)
-            return () => this.#registry.removeIfSame(content)
-          }
-        : undefined
-    return new FetchJob(
-      {
-        network: this.#network,
-        pool: this.#pool,
-        budget: this.#fetchBudget,
-        buffers: this.#buffers,
-        limits: c.fetch,
-        timeouts: c.timeouts,
-        maxFrame: c.server.maxFrame,
-        retry: c.retry,
-        // Partial seeding serves what the journal says is verified, so every size keeps one.
-        journal: share === undefined ? c.journal : { ...c.journal, minBytes: 0 },
-        directWrites: opts.scratch === true ? undefined : this.#directWrites,
-        scratch: opts.scratch,
-        swarm: c.swarm,
-        limiter,
-        sessions: this.#sessions,
-        place,
-        destination: this.#destinationPolicy(opts),
-        share,
-        accept: opts.accept,
-      },
-      ticket,
-      dest,
-      {
-        onProgress: opts.onProgress,
-        onRetry: this.#countRetries(opts.onRetry),
-        onResume: opts.onResume,
-        onChunk: opts.onChunk,
-      },
-    )
-  }
-
-  /** `onRetry`, counting each retry first when metrics are on. */
-  #countRetries(onRetry: FetchOptions['onRetry']): FetchOptions['onRetry'] {
-    const tally = this.#metrics?.tally
-    if (tally === undefined) return onRetry
-    return (info) => {
-      tally.retried(info.error)
-      onRetry?.(info)
-    }
-  }
-
-  #destinationPolicy(opts: FetchOptions): DestinationPolicy {
-    return {
-      overwrite: opts.overwrite === true,
-      contentIdOf: (path, header, signal) => this.#contentIdOf(path, header, signal),
-    }
-  }
-
-  /** The content id of a local file cut as `header` says: indexed with this engine's workers and budget. */
-  async #contentIdOf(path: string, header: DescriptorHeader, signal: AbortSignal): Promise<Uint8Array> {
-    const dir = await mkdtemp(join(tmpdir(), 'haul-check-'))
-    try {
-      const r = await indexFile(path, {
-        chunking: header.chunking,
-        pageSize: header.pageSize,
-        pool: this.#pool,
-        budget: this.#budget,
-        descriptorPath: join(dir, 'check.haul'),
-        signal,
-      })
-      return r.cid
-    } finally {
-      await rm(dir, { recursive: true, force: true })
-    }
-  }
-
   /**
    * Cancels every fetch, waits for each to release its stream and files, then stops serving and
    * the node. Bounded whatever the peers do: a fetch's stream is reset, and one finishing (its
@@ -668,14 +401,10 @@ export class Engine {
     // Listeners hear how every live session ended before the engine goes.
     this.#serveEvents.stop()
     this.#gcAssist?.stop()
-    for (const id of this.#transfers.keys()) this.#system.cancel(id)
-    const stopped = new AbortedError('the engine is stopped')
-    for (const waiting of this.#queued.values()) waiting.abort(stopped)
-    this.#admission.rejectWaiters(stopped)
+    const fetches = this.#fetches.stop()
     this.#stop.abort()
-    await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
+    await fetches
     this.#sessions.close()
-    this.#system.stop()
     await this.#registry.closeAll()
     await this.#routing?.stop()
     await this.#network.stop()

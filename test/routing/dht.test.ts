@@ -61,7 +61,7 @@ describe('providers found on the DHT', () => {
     const dir = await folder()
     const files = await copies(dir, 4, 24 * MiB + 333)
     // Upload-limited seeders: no one of them can carry the whole transfer before the others join.
-    const { nodes } = await dht(16, { limits: { uploadBytesPerSec: 4 * MiB } })
+    const { nodes } = await dht(16, { limits: { uploadBytesPerSec: 2 * MiB } })
     const seeders = nodes.slice(1, 5)
     const published = await Promise.all(seeders.map((s, i) => s.publish(files[i]!)))
     expect(new Set(published.map((p) => cidToString(p.index.cid))).size).toBe(1)

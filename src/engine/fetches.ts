@@ -1,0 +1,351 @@
+import { randomBytes } from 'node:crypto'
+import { mkdtemp, rm } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import { join, resolve as resolvePath } from 'node:path'
+import type { DescriptorHeader } from '../descriptor/header.ts'
+import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
+import type { DestinationPolicy } from '../fetch/destination.ts'
+import { FetchJob } from '../fetch/fetch-job.ts'
+import type { MetricsTally } from '../metrics/tally.ts'
+import type { Network } from '../net/network.ts'
+import { raceSignal } from '../net/peer-addr.ts'
+import { Admission, type AdmissionPlace } from '../resources/admission.ts'
+import type { BudgetShare } from '../resources/budget-share.ts'
+import type { BufferRecycler } from '../resources/buffer-recycler.ts'
+import { type FairQueue, fairLimiter } from '../resources/fair-queue.ts'
+import type { MemoryBudget } from '../resources/memory-budget.ts'
+import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
+import type { ContentRouting } from '../routing/content-routing.ts'
+import type { ProviderSearch } from '../routing/provider-search.ts'
+import { indexFile } from '../serve/indexer.ts'
+import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
+import type { SessionPool } from '../session/session-pool.ts'
+import { DestinationLock } from '../storage/dest-lock.ts'
+import type { DirectWriteSlots } from '../storage/direct-writes.ts'
+import { type Provider, presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
+import type { TransferStatus } from '../transfer/transfer-machine.ts'
+import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
+import type { FetchResult } from '../transfer/transfer-types.ts'
+import type { WorkerPool } from '../workers/pool.ts'
+import type { FetchOptions, InternalFetchOptions, TransferHandle } from './api-types.ts'
+import type { EngineConfig } from './config.ts'
+
+/** What an engine's fetches use of it. */
+export interface FetchesDeps {
+  readonly config: EngineConfig
+  readonly network: Network
+  readonly pool: WorkerPool
+  /** The whole budget, for indexing a destination to compare it. */
+  readonly budget: MemoryBudget
+  /** What fetches lease through: the budget less what is kept for serving. */
+  readonly fetchBudget: BudgetShare
+  readonly buffers: BufferRecycler
+  readonly sessions: SessionPool
+  readonly directWrites: DirectWriteSlots | undefined
+  /** Where a fetch that seeds registers what it has verified (partial seeding). */
+  readonly registry: ContentRegistry
+  /** The metrics counters, once the endpoint runs. */
+  readonly tally: () => MetricsTally | undefined
+  /** The DHT, when the engine runs one. */
+  readonly routing: () => ContentRouting | undefined
+  /** Serves and announces a file a `provide` fetch completed. */
+  readonly provide: (path: string, cid: Uint8Array, header: DescriptorHeader) => Promise<void>
+}
+
+function busyHere(path: string): DestinationBusyError {
+  return new DestinationBusyError(
+    `${path} is being written by another fetch of this engine: wait for it to finish (waitIfBusy), or choose another destination`,
+  )
+}
+
+/**
+ * An engine's fetches: each waits its turn (per peer and engine-wide) as a plain record, then
+ * runs as a FetchJob in the transfer system, holding its destination's lock; `stop` cancels
+ * them all and waits until each has released its streams and files.
+ */
+export class Fetches {
+  readonly #deps: FetchesDeps
+  readonly #system = new TransferSystem()
+  readonly #transfers = new Map<string, FetchJob>()
+  /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
+  readonly #downloads: FairQueue<void>
+  /** Which fetches may run now (per peer and engine-wide); the rest wait in FIFO order. */
+  readonly admission: Admission
+  /** Per destination path, the fetch writing it (settles when that fetch does). */
+  readonly #writing = new Map<string, Promise<void>>()
+  /** Fetches waiting for admission: cancelling one aborts its wait. */
+  readonly #queued = new Map<string, AbortController>()
+  /**
+   * Transfer ids: this engine's random tag and a count. A UUID per fetch costs a tree of ~11
+   * V8 cons strings, ~460 bytes of a queued fetch's ~4,600.
+   */
+  readonly #idTag = randomBytes(6).toString('hex')
+  #fetches = 0
+  #stopped = false
+
+  constructor(deps: FetchesDeps) {
+    this.#deps = deps
+    const { config } = deps
+    const download = bucketFor(config.limits.downloadBytesPerSec, config.limits.burstBytes)
+    this.#downloads = fairLimiter(download ?? unlimited, { weights: config.priorityWeights })
+    this.admission = new Admission({
+      maxActive: config.maxActiveTransfers,
+      maxActivePerPeer: config.maxActiveTransfersPerPeer,
+      maxQueuedPerPeer: config.maxQueuedTransfersPerPeer,
+    })
+  }
+
+  /** Fetches queued or running. */
+  get unfinished(): number {
+    return this.#transfers.size + this.#queued.size
+  }
+
+  /** `search`: the providers are found on the DHT (a fetch by content id), more as it runs. */
+  start(
+    decoded: SwarmTicket,
+    dest: string,
+    opts: InternalFetchOptions,
+    search?: ProviderSearch,
+  ): TransferHandle {
+    if (opts.provide === true && this.#deps.routing() === undefined)
+      throw new InvalidArgumentError('provide announces on the DHT: create the engine with dht (haul --dht)')
+    const providers = [...decoded.providers]
+    const beside = presentingTicket(decoded)
+    for (const p of opts.providers ?? [])
+      if (!providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
+    const swarm = opts.swarm ?? (search !== undefined || opts.provide === true || providers.length > 1)
+    const id = `${this.#idTag}-${++this.#fetches}`
+    const path = resolvePath(dest)
+    const waiting = new AbortController()
+    let actor: TransferActor | undefined
+    let job: FetchJob | undefined
+    const cancel = (): void => {
+      if (actor === undefined) waiting.abort(new AbortedError('the transfer was cancelled'))
+      // A finished transfer has been reaped from the actor system: nothing to cancel.
+      else if (this.#transfers.has(id)) this.#system.cancel(id)
+    }
+    opts.signal?.addEventListener('abort', cancel, { once: true })
+    this.#queued.set(id, waiting)
+    /** The transfer once admitted and holding its destination: the job, its actor, cleanup. */
+    const runJob = async (place: AdmissionPlace): Promise<FetchResult> => {
+      if (this.#stopped) {
+        place.release()
+        throw new AbortedError('the engine is stopped')
+      }
+      const flow = this.#downloads.flow(opts.priority ?? 'normal')
+      const limiter = chainLimiters(
+        bucketFor(opts.maxBytesPerSec ?? this.#deps.config.limits.perTransferDownloadBytesPerSec),
+        flow,
+      )
+      job = this.#fetchJob({ cid: decoded.cid, providers }, path, limiter, place, swarm, opts)
+      const admitted = job
+      const looking = new AbortController()
+      void search?.keepLooking((p) => admitted.addProvider(p), looking.signal)
+      this.#transfers.set(id, admitted)
+      const running = this.#system.spawn(id, admitted)
+      actor = running
+      this.#deps.tally()?.started(id, {
+        status: () => running.getSnapshot().value as TransferStatus,
+        progress: () => admitted.progress(),
+        stats: () => admitted.stats(),
+      })
+      const output = await outputOf(running).finally(() => looking.abort())
+      flow.close()
+      if (output.status === 'done') place.completed()
+      await admitted.cleanup()
+      // Read last once cleaned up: until then it is unfinished, and counted in its final state.
+      this.#deps.tally()?.settled(id)
+      this.#transfers.delete(id)
+      this.#system.reap(id)
+      if (output.status !== 'done') {
+        if (opts.provide === true) void this.#deps.routing()?.withdraw(decoded.cid)
+        throw output.error ?? new AbortedError('the transfer was cancelled')
+      }
+      const result = admitted.result()
+      if (opts.provide === true) await this.#deps.provide(result.path, decoded.cid, admitted.header!)
+      return result
+    }
+    const before = this.#writing.get(path)
+    let failedEarly = false
+    const run = async (): Promise<FetchResult> => {
+      let place: AdmissionPlace
+      let lock: DestinationLock
+      try {
+        if (before !== undefined) {
+          if (opts.waitIfBusy !== true) throw busyHere(path)
+          await raceSignal(before, waiting.signal)
+        }
+        if (search !== undefined && providers.length === 0)
+          providers.push(...(await search.first(waiting.signal)))
+        // A multi-peer fetch takes its turn with its first provider.
+        place = await this.admission.acquire(providers[0]!.peerId, waiting.signal)
+        try {
+          lock = await DestinationLock.acquire(path, {
+            wait: opts.waitIfBusy === true,
+            signal: waiting.signal,
+          })
+        } catch (err) {
+          place.release()
+          throw err
+        }
+      } catch (err) {
+        failedEarly = true
+        // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
+        throw waiting.signal.aborted && isHaulError(waiting.signal.reason) ? waiting.signal.reason : err
+      } finally {
+        this.#queued.delete(id)
+      }
+      try {
+        return await runJob(place)
+      } finally {
+        await lock.release()
+      }
+    }
+    let writing: Promise<void> | undefined
+    const result = run().finally(() => {
+      // Before `result` settles: a fetch to the same path started as soon as the caller sees
+      // the outcome (a retry after a cancel) does not find this one still writing.
+      if (writing !== undefined && this.#writing.get(path) === writing) this.#writing.delete(path)
+      opts.signal?.removeEventListener('abort', cancel)
+    })
+    const tally = this.#deps.tally()
+    if (tally !== undefined)
+      result.then(
+        () => tally.finishedWith(),
+        (err: unknown) => tally.finishedWith(err),
+      )
+    // Until this fetch settles, another one to the same path fails with DESTINATION_BUSY or waits.
+    if (before === undefined || opts.waitIfBusy === true) {
+      writing = result.then(
+        () => {},
+        () => {},
+      )
+      this.#writing.set(path, writing)
+    }
+    if (opts.signal?.aborted) cancel()
+    return {
+      id,
+      result,
+      status: () => {
+        if (actor === undefined) {
+          if (waiting.signal.aborted) return 'cancelled'
+          return failedEarly ? 'failed' : 'resolving'
+        }
+        return (actor.getSnapshot().value as TransferStatus) ?? 'failed'
+      },
+      progress: () => job?.progress(),
+      cancel,
+      addProvider: (added) => {
+        const p = beside(added)
+        // Still waiting for its turn: the job starts with it.
+        if (job === undefined) {
+          if (!providers.some((q) => q.peerId === p.peerId)) providers.push(p)
+        } else job.addProvider(p)
+      },
+      swarmStats: () => job?.stats(),
+    }
+  }
+
+  /** `seeding`: the fetch serves what it has verified so far (partial seeding; FetchOptions.swarm). */
+  #fetchJob(
+    ticket: { cid: Uint8Array; providers: Provider[] },
+    dest: string,
+    limiter: ReturnType<typeof chainLimiters>,
+    place: AdmissionPlace,
+    seeding: boolean,
+    opts: InternalFetchOptions,
+  ): FetchJob {
+    const c = this.#deps.config
+    const routing = opts.provide === true ? this.#deps.routing() : undefined
+    const share =
+      seeding && c.swarm.serve
+        ? (content: PublishedContent) => {
+            if (!this.#deps.registry.addIfAbsent(content)) return () => {}
+            // A providing fetch is found on the DHT from its first verified chunk; a completed
+            // one is announced again as a whole file (#provide), a failed one withdraws.
+            void routing?.announce(content.cid)
+            return () => this.#deps.registry.removeIfSame(content)
+          }
+        : undefined
+    return new FetchJob(
+      {
+        network: this.#deps.network,
+        pool: this.#deps.pool,
+        budget: this.#deps.fetchBudget,
+        buffers: this.#deps.buffers,
+        limits: c.fetch,
+        timeouts: c.timeouts,
+        maxFrame: c.server.maxFrame,
+        retry: c.retry,
+        // Partial seeding serves what the journal says is verified, so every size keeps one.
+        journal: share === undefined ? c.journal : { ...c.journal, minBytes: 0 },
+        directWrites: opts.scratch === true ? undefined : this.#deps.directWrites,
+        scratch: opts.scratch,
+        swarm: c.swarm,
+        limiter,
+        sessions: this.#deps.sessions,
+        place,
+        destination: this.#destinationPolicy(opts),
+        share,
+        accept: opts.accept,
+      },
+      ticket,
+      dest,
+      {
+        onProgress: opts.onProgress,
+        onRetry: this.#countRetries(opts.onRetry),
+        onResume: opts.onResume,
+        onChunk: opts.onChunk,
+      },
+    )
+  }
+
+  /** `onRetry`, counting each retry first when metrics are on. */
+  #countRetries(onRetry: FetchOptions['onRetry']): FetchOptions['onRetry'] {
+    const tally = this.#deps.tally()
+    if (tally === undefined) return onRetry
+    return (info) => {
+      tally.retried(info.error)
+      onRetry?.(info)
+    }
+  }
+
+  #destinationPolicy(opts: FetchOptions): DestinationPolicy {
+    return {
+      overwrite: opts.overwrite === true,
+      contentIdOf: (path, header, signal) => this.#contentIdOf(path, header, signal),
+    }
+  }
+
+  /** The content id of a local file cut as `header` says: indexed with this engine's workers and budget. */
+  async #contentIdOf(path: string, header: DescriptorHeader, signal: AbortSignal): Promise<Uint8Array> {
+    const dir = await mkdtemp(join(tmpdir(), 'haul-check-'))
+    try {
+      const r = await indexFile(path, {
+        chunking: header.chunking,
+        pageSize: header.pageSize,
+        pool: this.#deps.pool,
+        budget: this.#deps.budget,
+        descriptorPath: join(dir, 'check.haul'),
+        signal,
+      })
+      return r.cid
+    } finally {
+      await rm(dir, { recursive: true, force: true })
+    }
+  }
+
+  /**
+   * Cancels every fetch (at once, before the returned promise's first wait) and waits for each
+   * to release its stream and files.
+   */
+  async stop(): Promise<void> {
+    this.#stopped = true
+    for (const id of this.#transfers.keys()) this.#system.cancel(id)
+    const stopped = new AbortedError('the engine is stopped')
+    for (const waiting of this.#queued.values()) waiting.abort(stopped)
+    this.admission.rejectWaiters(stopped)
+    await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
+    this.#system.stop()
+  }
+}
