@@ -108,6 +108,7 @@ describe('engine config: the defaults', () => {
     expect(resolveEngineConfig({})).toEqual({
       listen: ['/ip4/0.0.0.0/tcp/0', '/ip6/::/tcp/0'],
       relays: [],
+      thread: 'main',
       dataDir: undefined,
       memoryBudget: 16 * MiB,
       workers: Math.max(1, availableParallelism()),
