@@ -81,6 +81,13 @@ interface Prepared<T> {
   done: () => void
 }
 
+let workerOf: (engine: ThreadEngine) => Worker
+
+/** The thread an engine runs in, for tests that end it as a crash would. Not part of the public API. */
+export function engineThread(engine: ThreadEngine): Worker {
+  return workerOf(engine)
+}
+
 export class ThreadEngine implements EngineApi {
   readonly config: EngineConfig
   readonly peerId: string
@@ -95,6 +102,10 @@ export class ThreadEngine implements EngineApi {
   readonly #tickets = new DecodedTickets(DECODED_TICKETS)
   readonly #idTag = randomBytes(6).toString('hex')
   #fetches = 0
+
+  static {
+    workerOf = (engine) => engine.#link.worker
+  }
 
   private constructor(link: Link, remote: Remote<ThreadApi>, mirror: Mirror, started: ThreadStarted) {
     this.#link = link
