@@ -10,9 +10,10 @@
  *
  * The delay is from `perf_hooks.monitorEventLoopDelay`, from the fetch's start to its result:
  * it records the interval between firings of a timer due every RESOLUTION_MS, so the figures
- * here are that interval less RESOLUTION_MS, how late the timer fired. The host runs with Node's default flags, as an
- * embedder's process would. The host thread's own CPU time says how much of the transfer's work
- * it carried, whatever else the machine runs. Target (issue 23): p99 ≤ 10 ms with `thread: 'worker'`.
+ * here are that interval less RESOLUTION_MS, how late the timer fired. The host runs with
+ * Node's default flags, as an embedder's process would. The host thread's own CPU time says
+ * how much of the transfer's work it carried, whatever else the machine runs.
+ * Target (issue 23): p99 ≤ 10 ms with `thread: 'worker'`.
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
