@@ -3,6 +3,7 @@
  * real transfers on loopback. What an embedder sees must be the same either way: results,
  * progress, cancellation and errors (class and code), and a stop that leaves nothing running.
  */
+import { mkdir } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { engineThread, type ThreadEngine } from '../../src/engine/thread/host.ts'
@@ -181,6 +182,28 @@ describe("createEngine({ thread: 'worker' }) (real engines, loopback)", () => {
     }
     // fetch() throws at once, as it does in the calling thread.
     expect(() => worker.fetch('not a ticket', join(dir, 'y'))).toThrow(TicketInvalidError)
+  })
+
+  it('publishes and fetches a folder, onFile called here for each file', async () => {
+    const folder = join(dir, 'folder')
+    await mkdir(join(folder, 'sub'), { recursive: true })
+    await writeFile(join(folder, 'a.bin'), 300 * KiB, 'random', 3)
+    await writeFile(join(folder, 'sub', 'b.bin'), 700 * KiB, 'random', 4)
+    // Served by the worker's engine, fetched by the calling thread's; and the other way round.
+    const { ticket, index } = await worker.publishCollection(folder)
+    expect(index).toMatchObject({ files: 2, bytes: 1000 * KiB })
+    const there = await main.fetchCollection(ticket, join(dir, 'folder-main'))
+    const placed: string[] = []
+    const fromSender = (await sender.publishCollection(folder)).ticket
+    const r = await worker.fetchCollection(fromSender, join(dir, 'folder-worker'), {
+      onFile: (f) => placed.push(f.path),
+    })
+    expect(r).toMatchObject({ files: 2, bytes: 1000 * KiB })
+    expect(there).toMatchObject({ files: 2, bytes: 1000 * KiB })
+    expect(placed.sort()).toEqual(['a.bin', 'sub/b.bin'])
+    const want = await sha256File(join(folder, 'sub', 'b.bin'))
+    expect(await sha256File(join(r.path, 'sub', 'b.bin'))).toBe(want)
+    expect(await sha256File(join(there.path, 'sub', 'b.bin'))).toBe(want)
   })
 
   it('stop() ends the thread: later calls fail with ABORTED', async () => {
