@@ -113,7 +113,6 @@ async function withCall<T>(
 
 const api: ThreadApi = {
   async start(options: EngineOptions, stateSink) {
-    registerErrorHandler()
     sink = stateSink as unknown as Remote<(state: ThreadState) => void>
     engine = await Engine.create({ ...options, thread: 'main' })
     ticker = setInterval(() => void flush().catch(() => {}), STATE_INTERVAL_MS)
@@ -176,6 +175,8 @@ const api: ThreadApi = {
   async stop() {
     clearInterval(ticker)
     await engine?.stop()
+    // The host's stats() after stop() are the stopped engine's, as Engine.stats() is.
+    await flush().catch(() => {})
   },
 }
 

@@ -116,9 +116,13 @@ interface Thrown {
  * one that carries the class and code. Both threads register it: the engine thread serialises
  * what a call threw, the host rebuilds and throws it.
  */
+let registered = false
+
 export function registerErrorHandler(): void {
   const builtIn = transferHandlers.get('throw')
-  if (builtIn === undefined) return
+  // Once per thread: a second call would wrap this handler in itself.
+  if (registered || builtIn === undefined) return
+  registered = true
   transferHandlers.set('throw', {
     canHandle: (v: unknown): v is unknown => builtIn.canHandle(v),
     serialize: (v: unknown) => [{ error: encodeError((v as Thrown).value) }, []],
