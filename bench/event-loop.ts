@@ -12,7 +12,9 @@
  * it records the interval between firings of a timer due every RESOLUTION_MS, so the figures
  * here are that interval less RESOLUTION_MS, how late the timer fired. The host runs with
  * Node's default flags, as an embedder's process would. The host thread's own CPU time says
- * how much of the transfer's work it carried, whatever else the machine runs.
+ * how much of the transfer's work it carried, whatever else the machine runs; the same delay
+ * measured first with nothing transferring (HAUL_BENCH_IDLE_S, default 10 s) is the machine's
+ * own floor: on shared cores a thread that does nothing still waits for one.
  * Target (issue 23): p99 ≤ 10 ms with `thread: 'worker'`.
  */
 import { type ChildProcess, fork } from 'node:child_process'
@@ -61,6 +63,16 @@ function mainThreadCpu(): number {
   return (Number(f[11]) + Number(f[12])) / 100
 }
 
+/** The host's event-loop delay with nothing transferring: the floor the machine's load sets. */
+async function idleDelay(seconds: number): Promise<{ p50: number; p99: number; max: number }> {
+  const delay = monitorEventLoopDelay({ resolution: RESOLUTION_MS })
+  delay.enable()
+  await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
+  delay.disable()
+  const ms = (ns: number) => Math.max(0, ns / 1e6 - RESOLUTION_MS)
+  return { p50: ms(delay.percentile(50)), p99: ms(delay.percentile(99)), max: ms(delay.max) }
+}
+
 /** One fetch of the whole file by a fresh receiving engine in `thread`. */
 async function fetchOnce(ticket: string, thread: EngineThread): Promise<Run> {
   const receiver = await createEngine({ thread, listen: ['/ip4/127.0.0.1/tcp/0'], workers: 2 })
@@ -102,6 +114,10 @@ const sender = fork(peer, ['send', file], {
 })
 try {
   const { ticket } = await next<{ ticket: string }>(sender, 'ready')
+  const idle = await idleDelay(Number(process.env.HAUL_BENCH_IDLE_S ?? 10))
+  console.log(
+    `idle   (nothing transferring) event-loop delay p50 ${idle.p50.toFixed(1)} ms, p99 ${idle.p99.toFixed(1)} ms, max ${idle.max.toFixed(1)} ms`,
+  )
   const runs: Run[] = []
   for (let i = 0; i < rounds; i++) {
     for (const thread of ['main', 'worker'] as const) {
@@ -131,10 +147,11 @@ try {
     console.log(
       `| ${t} | ${s.mbps.toFixed(0)} | ${s.hostCpu.toFixed(2)} | ${s.p99.toFixed(1)} | ${s.max.toFixed(1)} |`,
     )
+  console.log(`| (idle, no transfer) | – | – | ${idle.p99.toFixed(1)} | ${idle.max.toFixed(1)} |`)
   console.log(
     `worker / main: p99 ${(worker.p99 / main.p99).toFixed(2)}x, goodput ${(worker.mbps / main.mbps).toFixed(2)}x; target p99 ≤ 10 ms: ${worker.p99 <= 10 ? 'met' : 'missed'}`,
   )
-  console.log(JSON.stringify({ size, rounds, main, worker }))
+  console.log(JSON.stringify({ size, rounds, idle, main, worker }))
 } finally {
   sender.send({ type: 'exit' })
   await next(sender, 'stats').catch(() => {})
