@@ -6,7 +6,7 @@
  *
  *   npx node bench/event-loop.ts                  # 1 GiB of random bytes, 2 rounds (main, worker, main, worker)
  *   HAUL_BENCH_GIB=4 npx node bench/event-loop.ts # 4 GiB
- *   HAUL_BENCH_ROUNDS=1 ... / HAUL_BENCH_MIB=256 ...
+ *   HAUL_BENCH_ROUNDS=1 ... / HAUL_BENCH_MIB=256 ... / HAUL_BENCH_IDLE_S=5 ...
  *
  * The delay is from `perf_hooks.monitorEventLoopDelay`, from the fetch's start to its result:
  * it records the interval between firings of a timer due every RESOLUTION_MS, so the figures
