@@ -244,7 +244,15 @@ export function errorFromWire(wire: number, message: string): HaulError {
   return new ctor(`remote peer: ${escapeControls(message)}`)
 }
 
-type HaulErrorClass = new (message?: string, options?: ErrorOptions) => HaulError
+export type HaulErrorClass = new (message?: string, options?: ErrorOptions) => HaulError
+
+/**
+ * The class of a code, for rebuilding an error that crossed a boundary as data (a peer's error
+ * frame, the engine thread's replies); InternalError for a code this version does not know.
+ */
+export function errorClassOf(code: string): HaulErrorClass {
+  return Object.hasOwn(ERROR_CLASSES, code) ? ERROR_CLASSES[code as ErrorCode] : InternalError
+}
 
 const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   INTERNAL: InternalError,

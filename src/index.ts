@@ -20,10 +20,12 @@
  * @packageDocumentation
  */
 
+import type { EngineApi } from './engine/api-types.ts'
 import type { EngineOptions } from './engine/config.ts'
 import { Engine } from './engine/engine.ts'
 
 export type {
+  EngineApi,
   FetchOptions,
   Published,
   PublishOptions,
@@ -31,7 +33,7 @@ export type {
   SeedOptions,
   TransferHandle,
 } from './engine/api-types.ts'
-export type { EngineConfig, EngineOptions } from './engine/config.ts'
+export type { EngineConfig, EngineOptions, EngineThread } from './engine/config.ts'
 export type {
   EngineStats,
   MemoryStats,
@@ -69,6 +71,17 @@ export type { FetchResult, SwarmStats, TransferTimeouts } from './transfer/trans
 export type { ChunkingParams, Codec } from './types.ts'
 export { Engine }
 
-export function createEngine(options?: EngineOptions): Promise<Engine> {
-  return Engine.create(options)
+/**
+ * Starts an engine. With `thread: 'worker'` it runs in a worker thread of its own and what
+ * comes back stands for it with the same API (EngineApi): callbacks, signals and typed errors
+ * cross the thread boundary, and the caller's event loop stays free during large transfers.
+ */
+export function createEngine(options: EngineOptions & { thread: 'worker' }): Promise<EngineApi>
+export function createEngine(options?: EngineOptions & { thread?: 'main' | undefined }): Promise<Engine>
+export function createEngine(options?: EngineOptions): Promise<EngineApi>
+export async function createEngine(options: EngineOptions = {}): Promise<EngineApi> {
+  if (options.thread !== 'worker') return Engine.create(options)
+  // Loaded only here: an engine in the calling thread never loads comlink.
+  const { ThreadEngine } = await import('./engine/thread/host.ts')
+  return ThreadEngine.create(options)
 }

@@ -50,6 +50,14 @@ describe('examples/ run to completion (real processes)', () => {
     expect(r.stdout.match(/^ {2}peer \S+: \d+ MiB verified$/gm)).toHaveLength(2)
   })
 
+  it('worker-thread.ts fetches between two engines in worker threads, errors keeping their class', async () => {
+    const r = await runExample('worker-thread.ts')
+    expect(r.code, r.stderr).toBe(0)
+    expect(r.stdout).toMatch(/^fetched 16777216 bytes, with progress calls here; status done$/m)
+    expect(r.stdout).toMatch(/^identical to the source$/m)
+    expect(r.stdout).toMatch(/^publishing a missing file: SourceInvalidError \[SOURCE_INVALID\]$/m)
+  })
+
   it("the README's embedding example is the code of send-and-fetch.ts", async () => {
     const readme = await readFile(new URL('../README.md', import.meta.url), 'utf8')
     const example = await readFile(new URL('../examples/send-and-fetch.ts', import.meta.url), 'utf8')

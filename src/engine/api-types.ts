@@ -11,6 +11,13 @@ import type { TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo } from '../transfer/retry.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
+import type { Engine } from './engine.ts'
+
+/**
+ * An engine's public API, whichever thread it runs in (`createEngine`'s `thread` option): the
+ * public members of the Engine class, which an engine in a worker thread has too.
+ */
+export type EngineApi = Pick<Engine, keyof Engine>
 
 export interface PublishOptions extends SeedOptions {
   signal?: AbortSignal

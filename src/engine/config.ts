@@ -8,7 +8,7 @@ import type { Leaf } from './config/schema.ts'
 import type { TableConfig } from './config/table.ts'
 import type { EngineConfig, EngineOptions } from './config/types.ts'
 
-export type { EngineConfig, EngineNetworkConfig, EngineOptions } from './config/types.ts'
+export type { EngineConfig, EngineNetworkConfig, EngineOptions, EngineThread } from './config/types.ts'
 
 /**
  * Fills defaults and checks every option: an omitted or `undefined` field takes its default,

@@ -188,6 +188,13 @@ export class Fetches {
           place.release()
           throw err
         }
+        // A cancel while the lock was being taken (it only checks its signal while waiting):
+        // no actor would hear it, and the fetch would run to the end.
+        if (waiting.signal.aborted) {
+          await lock.release()
+          place.release()
+          throw waiting.signal.reason
+        }
       } catch (err) {
         failedEarly = true
         // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.

@@ -117,6 +117,7 @@ describe('engine config: the defaults', () => {
         refreshMs: 15_000,
         announceMs: 600_000,
       },
+      thread: 'main',
       dataDir: undefined,
       memoryBudget: 16 * MiB,
       workers: Math.max(1, availableParallelism()),

@@ -1,7 +1,7 @@
 import { copyFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
-import { createEngine, type Engine, type EngineOptions, type FetchResult } from '../../src/index.ts'
+import { Engine, type EngineOptions, type FetchResult } from '../../src/index.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
@@ -12,7 +12,7 @@ afterEach(async () => {
 })
 
 async function engines(n: number, opts: EngineOptions = { workers: 1 }): Promise<Engine[]> {
-  const out = await Promise.all(Array.from({ length: n }, () => createEngine(opts)))
+  const out = await Promise.all(Array.from({ length: n }, () => Engine.create(opts)))
   stops.push(async () => {
     await Promise.all(out.map((e) => e.stop()))
   })

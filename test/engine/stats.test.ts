@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { fetchShareOf } from '../../src/engine/engine.ts'
-import { createEngine, type Engine, type EngineStats } from '../../src/index.ts'
+import { createEngine, Engine, type EngineOptions, type EngineStats } from '../../src/index.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const KiB = 1024
@@ -34,9 +34,9 @@ describe('Engine.stats() follows a transfer', () => {
     await cleanup()
   })
 
-  async function receiver(opts: Parameters<typeof createEngine>[0] = {}): Promise<Engine> {
+  async function receiver(opts: EngineOptions = {}): Promise<Engine> {
     // Idle sessions kept well past the test, so that the count after the fetch does not race a sweep.
-    const e = await createEngine({ workers: 1, sessions: { idleMs: 20_000 }, ...opts })
+    const e = await Engine.create({ workers: 1, sessions: { idleMs: 20_000 }, ...opts })
     engines.push(e)
     return e
   }

@@ -1,12 +1,6 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import {
-  ChunkUnavailableError,
-  createEngine,
-  type Engine,
-  type EngineOptions,
-  NoProviderError,
-} from '../../src/index.ts'
+import { ChunkUnavailableError, Engine, type EngineOptions, NoProviderError } from '../../src/index.ts'
 import type { FrameStream } from '../../src/net/stream-io.ts'
 import { decodeSwarmTicket, joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { spawnPeer } from '../support/children.ts'
@@ -46,7 +40,7 @@ describe('multi-peer fetch between real engines', () => {
   const stops: Array<() => Promise<void>> = []
 
   async function engine(o: EngineOptions = {}): Promise<Engine> {
-    const e = await createEngine({ workers: 1, chunking, ...o })
+    const e = await Engine.create({ workers: 1, chunking, ...o })
     engines.push(e)
     return e
   }

@@ -4,8 +4,8 @@ import type { KadDHT } from '@libp2p/kad-dht'
 import { multiaddr } from '@multiformats/multiaddr'
 import { afterEach, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
-import { engineInternals } from '../../src/engine/engine.ts'
-import { createEngine, type Engine, type EngineOptions } from '../../src/index.ts'
+import { Engine, engineInternals } from '../../src/engine/engine.ts'
+import type { EngineOptions } from '../../src/index.ts'
 import { createNode } from '../../src/net/node.ts'
 import { contentKey } from '../../src/routing/content-key.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
@@ -32,7 +32,7 @@ afterEach(async () => {
 })
 
 async function engine(opts: EngineOptions = {}): Promise<Engine> {
-  const e = await createEngine({ workers: 1, listen: LOOPBACK, network: ONE_HOST, ...opts })
+  const e = await Engine.create({ workers: 1, listen: LOOPBACK, network: ONE_HOST, ...opts })
   stops.push(() => e.stop())
   return e
 }

@@ -2,7 +2,7 @@ import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createEngine, decodeSwarmTicket, type Engine, encodeSwarmTicket } from '../../src/index.ts'
+import { decodeSwarmTicket, Engine, type EngineOptions, encodeSwarmTicket } from '../../src/index.ts'
 import { Network } from '../../src/net/network.ts'
 import { type Relay, startRelay } from '../../src/net/relay.ts'
 import { routeOf } from '../../src/transfer/transfer-types.ts'
@@ -24,8 +24,8 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
   let dir: string
   let cleanup: () => Promise<void>
   const engines: Engine[] = []
-  const engine = async (o: Parameters<typeof createEngine>[0]): Promise<Engine> => {
-    const e = await createEngine({ listen: LOOPBACK, workers: 1, ...o })
+  const engine = async (o: EngineOptions): Promise<Engine> => {
+    const e = await Engine.create({ listen: LOOPBACK, workers: 1, ...o })
     engines.push(e)
     return e
   }

@@ -2,8 +2,8 @@ import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
-  createEngine,
-  type Engine,
+  Engine,
+  type EngineOptions,
   type PeerUnreachableError,
   RetriesExhaustedError,
 } from '../../src/index.ts'
@@ -42,8 +42,8 @@ describe('retries through a fault proxy (real sockets)', () => {
     await cleanup()
   })
 
-  async function receiver(extra: Parameters<typeof createEngine>[0] = {}): Promise<Engine> {
-    return createEngine({
+  async function receiver(extra: EngineOptions = {}): Promise<Engine> {
+    return Engine.create({
       workers: 1,
       retry: FAST_RETRY,
       fetch: { windowBytes: 4 * MiB },

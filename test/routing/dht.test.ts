@@ -2,8 +2,8 @@ import { copyFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
-import { engineInternals } from '../../src/engine/engine.ts'
-import { createEngine, type Engine, type EngineOptions } from '../../src/index.ts'
+import { Engine, engineInternals } from '../../src/engine/engine.ts'
+import { createEngine, type EngineOptions } from '../../src/index.ts'
 import { Running } from '../cli/run.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
@@ -29,7 +29,7 @@ afterEach(async () => {
 })
 
 async function engine(opts: EngineOptions = {}): Promise<Engine> {
-  const e = await createEngine({ workers: 1, listen: LOOPBACK, network: ONE_HOST, ...opts })
+  const e = await Engine.create({ workers: 1, listen: LOOPBACK, network: ONE_HOST, ...opts })
   stops.push(() => e.stop())
   return e
 }
@@ -121,6 +121,28 @@ describe('providers found on the DHT', () => {
     expect(await sha256File(out)).toBe(await sha256File(files[0]!))
     expect(result.swarm!.peers.find((p) => p.peerId === published.peerId)?.out).toBeDefined()
   }, 120_000)
+
+  it('engines in worker threads (thread: worker): publish says whether the announcement reached a peer, fetch by content id works across the boundary', async () => {
+    const dir = await folder()
+    const [file] = await copies(dir, 1, 3 * MiB + 5)
+    const boot = await engine({ dht: { enabled: true } })
+    const options = {
+      workers: 1,
+      listen: LOOPBACK,
+      network: ONE_HOST,
+      dht: { bootstrap: [boot.addresses[0]!] },
+    }
+    const seeder = await createEngine({ ...options, thread: 'worker' })
+    stops.push(() => seeder.stop())
+    const receiver = await createEngine({ ...options, thread: 'worker' })
+    stops.push(() => receiver.stop())
+    const published = await seeder.publish(file!)
+    expect(await published.announced).toBe(true)
+    const out = join(dir, 'out.bin')
+    const r = await receiver.fetch(cidToString(published.index.cid), out).result
+    expect(r.bytes).toBe(3 * MiB + 5)
+    expect(await sha256File(out)).toBe(await sha256File(file!))
+  }, 90_000)
 
   it('a content id with no provider on the DHT fails with NO_PROVIDER after dht.lookupMs', async () => {
     const dir = await folder()

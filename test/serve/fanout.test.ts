@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { createEngine, type Engine, type EngineOptions, type EngineStats } from '../../src/index.ts'
+import { createEngine, Engine, type EngineOptions, type EngineStats } from '../../src/index.ts'
 import { KiB, MiB } from '../../src/types.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
@@ -15,7 +15,7 @@ async function fanOut(senderOpts: EngineOptions): Promise<{ samples: EngineStats
   const { dir, cleanup } = await tempDir()
   const engines: Engine[] = []
   try {
-    const sender = await createEngine({
+    const sender = await Engine.create({
       listen: LOOPBACK,
       workers: 1,
       chunking: { kind: 'fixed', size: CHUNK },

@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
-import { AbortedError, createEngine, type Engine, type ServeEvent } from '../../src/index.ts'
+import { AbortedError, Engine, type EngineOptions, type ServeEvent } from '../../src/index.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { eventually } from '../support/wait.ts'
 
@@ -26,8 +26,8 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
     await cleanup()
   })
 
-  async function engine(opts: Parameters<typeof createEngine>[0] = {}): Promise<Engine> {
-    const e = await createEngine({ workers: 1, chunking: { kind: 'fixed', size: CHUNK }, ...opts })
+  async function engine(opts: EngineOptions = {}): Promise<Engine> {
+    const e = await Engine.create({ workers: 1, chunking: { kind: 'fixed', size: CHUNK }, ...opts })
     engines.push(e)
     return e
   }

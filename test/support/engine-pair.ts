@@ -1,5 +1,5 @@
 import { afterAll, beforeAll } from 'vitest'
-import { createEngine, type Engine, type EngineOptions } from '../../src/index.ts'
+import { Engine, type EngineOptions } from '../../src/index.ts'
 import { tempDir } from './files.ts'
 
 export interface EnginePair {
@@ -22,8 +22,8 @@ export function useEnginePair(
     const t = await tempDir()
     pair.dir = t.dir
     cleanup = t.cleanup
-    pair.sender = await createEngine(opts.sender?.(t.dir) ?? { workers: 1 })
-    pair.receiver = await createEngine(opts.receiver ?? { workers: 1 })
+    pair.sender = await Engine.create(opts.sender?.(t.dir) ?? { workers: 1 })
+    pair.receiver = await Engine.create(opts.receiver ?? { workers: 1 })
   })
   afterAll(async () => {
     await Promise.all([pair.sender?.stop(), pair.receiver?.stop()])

@@ -71,6 +71,13 @@ export const optionTable = {
     defaultDoc: 'none',
     doc: 'identity key (`identity.key`, mode 0600) and descriptors of published files; without it, a fresh identity each start and descriptors beside the files',
   }),
+  thread: oneOf(
+    { main: true, worker: true },
+    {
+      default: 'main',
+      doc: "where `createEngine` runs the engine: `main`, the calling thread; `worker`, a worker thread of its own behind the same API (comlink), so the caller's event loop stays responsive during large transfers",
+    },
+  ),
   memoryBudget: bytes({
     min: 4 * MiB,
     // At 1,000 concurrent transfers the receiver's peak follows the budget (README, Memory and

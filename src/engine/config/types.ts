@@ -31,6 +31,13 @@ export interface EngineOptions {
   dht?: Partial<DhtOptions>
   /** Folder for the node's identity key and published descriptors; without it, a fresh identity each start and descriptors beside the files. */
   dataDir?: string
+  /**
+   * Where `createEngine` runs the engine: `'main'` in the calling thread; `'worker'` in a worker
+   * thread of its own, reached through a comlink proxy with the same API (src/engine/thread/),
+   * so a large transfer leaves the caller's event loop free. `Engine.create` always runs the
+   * engine in the calling thread. @default 'main'
+   */
+  thread?: EngineThread
   /** Bytes of chunk buffers the engine may hold at once, across all transfers (at least 4 chunks). */
   memoryBudget?: number
   /** Worker threads for hashing and compression. */
@@ -126,6 +133,9 @@ export interface DhtOptions {
   announceMs: number
 }
 
+/** Which thread `createEngine` runs the engine in (EngineOptions.thread). */
+export type EngineThread = 'main' | 'worker'
+
 export interface MetricsOptions {
   /** `host:port` to serve `/metrics` on; port 0: any free port (`Engine.metricsAddress`). */
   listen: string | undefined
@@ -142,6 +152,7 @@ export interface EngineConfig {
   readonly relays: string[]
   readonly dht: DhtOptions
   readonly dataDir: string | undefined
+  readonly thread: EngineThread
   readonly memoryBudget: number
   readonly workers: number
   readonly chunking: ChunkingParams
