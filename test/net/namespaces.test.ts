@@ -42,10 +42,10 @@ describe('haul between network namespaces (real processes)', () => {
     const sender = haulIn(ns, ['send', src, '--json', '--data-dir', join(dir, `data${n++}`), ...flags])
     return (await sender.event('published')).ticket as string
   }
-  /** `haul get <ticket>` inside `ns`, to its end: exit code, last event, where it wrote. */
-  const get = async (ns: string, ticket: string) => {
+  /** `haul get <ticket or content id>` inside `ns`, to its end: exit code, last event, where it wrote. */
+  const get = async (ns: string, ticket: string, flags: string[] = []) => {
     const out = join(dir, `copy${n++}`)
-    const p = haulIn(ns, ['get', ticket, '-o', out, '--json'])
+    const p = haulIn(ns, ['get', ticket, '-o', out, '--json', ...flags])
     const code = await p.exited
     return { code, out, last: p.events.at(-1), why: `${p.lines.join('\n')}\n${p.stderr}` }
   }
@@ -135,6 +135,17 @@ describe('haul between network namespaces (real processes)', () => {
     const ticket = await send('g', ALL_INTERFACES)
     const got = await get('h', ticket)
     expect(got.code, got.why).toBe(0)
+    expect(await sha256File(got.out)).toBe(await sha256File(src))
+  })
+
+  it('on a DHT across the forwarding router: haul send --dht in one namespace, haul get <content id> --bootstrap <its link address> in the other', async () => {
+    const sender = haulIn('g', ['send', src, '--json', '--dht', '--data-dir', join(dir, `data${n++}`)])
+    const published = await sender.event('published')
+    const link = (published.addresses as string[]).find((a) => a.startsWith('/ip4/10.231.6.1/tcp/'))
+    expect(link, (published.addresses as string[]).join(' ')).toBeDefined()
+    const got = await get('h', published.cid as string, ['--bootstrap', link!])
+    expect(got.code, got.why).toBe(0)
+    expect(got.last).toMatchObject({ event: 'done', bytes: SIZE })
     expect(await sha256File(got.out)).toBe(await sha256File(src))
   })
 
