@@ -304,6 +304,8 @@ export class Engine {
    * Starts fetching `ticket` into `dest`; progress and the result come through the handle.
    * The transfer waits its turn (see `maxActiveTransfers`) as a plain record: its actor,
    * stream and files exist only once it is admitted. Its status is `resolving` meanwhile.
+   * With the DHT (`dht`), a content id alone (`b…`, as `cidToString` writes it) does too: its
+   * providers are found there first, and more while it runs.
    */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
