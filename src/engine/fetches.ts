@@ -137,7 +137,7 @@ export class Fetches {
         bucketFor(opts.maxBytesPerSec ?? this.#deps.config.limits.perTransferDownloadBytesPerSec),
         flow,
       )
-      job = this.#fetchJob({ cid: decoded.cid, providers }, path, limiter, place, swarm, opts)
+      job = this.#fetchJob({ cid: decoded.cid, providers }, path, limiter, place, swarm, opts, search)
       const admitted = job
       const looking = new AbortController()
       void search?.keepLooking((p) => admitted.addProvider(p), looking.signal)
@@ -261,6 +261,7 @@ export class Fetches {
     place: AdmissionPlace,
     seeding: boolean,
     opts: InternalFetchOptions,
+    search: ProviderSearch | undefined,
   ): FetchJob {
     const c = this.#deps.config
     const routing = opts.provide === true ? this.#deps.routing() : undefined
@@ -295,6 +296,7 @@ export class Fetches {
         destination: this.#destinationPolicy(opts),
         share,
         accept: opts.accept,
+        stillLooking: search === undefined ? undefined : () => search.stillLooking(),
       },
       ticket,
       dest,

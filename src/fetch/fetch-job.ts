@@ -46,6 +46,12 @@ export interface FetchJobDeps extends Omit<CoordinatorDeps, 'cid'> {
   readonly scratch?: boolean | undefined
   /** Sees the verified descriptor header before anything is written; throws to refuse the content. */
   readonly accept?: ((header: DescriptorHeader) => void) | undefined
+  /**
+   * The providers come from a search that goes on (a fetch by content id on the DHT): true while
+   * it may still find more. Until then, every provider lacking the content (CONTENT_NOT_FOUND) or
+   * none left (NO_PROVIDER) is a failure to retry, with the providers found meanwhile.
+   */
+  readonly stillLooking?: (() => boolean) | undefined
 }
 
 export interface FetchJobHooks {
@@ -198,13 +204,15 @@ export class FetchJob implements TransferJob {
 
   /**
    * Transient failures; CONTENT_NOT_FOUND once a provider has served this content's header (a
-   * restarting sender serves nothing until it has indexed the file again); and NO_PROVIDER when
+   * restarting sender serves nothing until it has indexed the file again); NO_PROVIDER when
    * a provider was lost to the network (not banned, not merely lacking the chunk): reconnecting
-   * to everyone may cure them.
+   * to everyone may cure them; and both while a search may still find other providers.
    */
   canRetry(error: HaulError): boolean {
     if (isTransient(error)) return true
     if (this.#contentSeen && error.code === 'CONTENT_NOT_FOUND') return true
+    const lacking = error.code === 'CONTENT_NOT_FOUND' || error.code === 'NO_PROVIDER'
+    if (lacking && this.#deps.stillLooking?.() === true) return true
     return error.code === 'NO_PROVIDER' && [...this.#links.values()].some((l) => l.gone !== undefined)
   }
 

@@ -20,6 +20,8 @@ export class ProviderSearch {
   readonly #cid: Uint8Array
   readonly #o: SearchOptions
   readonly #given = new Set<string>()
+  /** When the last new provider was handed out (or the search began). */
+  #lastFoundAt = performance.now()
 
   constructor(routing: ContentRouting, cid: Uint8Array, o: SearchOptions) {
     this.#routing = routing
@@ -30,6 +32,15 @@ export class ProviderSearch {
   /** Providers handed out so far. */
   get found(): number {
     return this.#given.size
+  }
+
+  /**
+   * Whether more providers may still come: fewer than `maxProviders` were handed out, and the
+   * last new one came less than `lookupMs` ago. A fetch whose providers all lack the content
+   * retries while this holds (FetchJobDeps.stillLooking), so liars found first do not end it.
+   */
+  stillLooking(): boolean {
+    return this.#given.size < this.#o.maxProviders && performance.now() - this.#lastFoundAt < this.#o.lookupMs
   }
 
   /**
@@ -92,6 +103,7 @@ export class ProviderSearch {
     if (this.#given.has(p.peerId)) return 'known'
     if (this.#given.size >= this.#o.maxProviders) return 'full'
     this.#given.add(p.peerId)
+    this.#lastFoundAt = performance.now()
     return 'new'
   }
 }

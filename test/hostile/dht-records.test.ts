@@ -8,6 +8,7 @@ import { Engine, engineInternals } from '../../src/engine/engine.ts'
 import type { EngineOptions } from '../../src/index.ts'
 import { createNode } from '../../src/net/node.ts'
 import { contentKey } from '../../src/routing/content-key.ts'
+import { indexFile } from '../../src/serve/indexer.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
@@ -46,6 +47,10 @@ async function announceFalsely(dht: KadDHT, cid: Uint8Array): Promise<void> {
   } catch {
     // Slow peers: the record is stored with those that answered, and with the liar itself.
   }
+}
+
+async function waitUntil(ok: () => boolean): Promise<void> {
+  while (!ok()) await new Promise((r) => setTimeout(r, 20))
 }
 
 /** A libp2p node on the DHT that does not speak haul's protocol at all. */
@@ -87,6 +92,36 @@ describe('provider records from the DHT are hostile input', () => {
     // Each one tried gave nothing; those that answered before the end were dropped for it.
     for (const p of tried) expect(p.verifiedBytes).toBe(0)
     expect(tried.filter((p) => p.out !== undefined).length).toBeGreaterThan(0)
+  }, 120_000)
+
+  it('liars found first, the honest seeder announced only later: the fetch retries while the search goes on, and completes from it', async () => {
+    const t = await tempDir('haul-dht-late-')
+    stops.push(t.cleanup)
+    const file = join(t.dir, 'f.bin')
+    await writeFile(file, 4 * MiB + 1, 'random', 6)
+    const boot = await engine({ dht: { enabled: true } })
+    const bootstrap = [boot.addresses[0]!]
+    const honest = await engine({ dht: { bootstrap } })
+    // Its content id, from an index made before it publishes (the publish below announces it).
+    const probe = await indexFile(file, {
+      chunking: honest.config.chunking,
+      pool: engineInternals(honest).pool,
+      budget: engineInternals(honest).budget,
+      descriptorPath: join(t.dir, 'probe.haul'),
+    })
+    const liars = await Promise.all(Array.from({ length: 4 }, () => engine({ dht: { bootstrap } })))
+    await Promise.all(liars.map((l) => announceFalsely(engineInternals(l).network.dht!, probe.cid)))
+
+    const receiver = await engine({ dht: { bootstrap, refreshMs: 300 } })
+    const handle = receiver.fetch(cidToString(probe.cid), join(t.dir, 'out.bin'))
+    // Every liar refused it: the fetch waits between attempts (the search goes on) instead of failing.
+    await waitUntil(() => handle.status() === 'retrying')
+    expect(handle.swarmStats()?.peers.length).toBe(liars.length)
+    await honest.publish(file)
+    const result = await handle.result
+    expect(await sha256File(join(t.dir, 'out.bin'))).toBe(await sha256File(file))
+    expect(result.swarm!.peers.find((p) => p.peerId === honest.peerId)?.verifiedBytes).toBe(4 * MiB + 1)
+    expect(result.retries).toBeGreaterThan(0)
   }, 120_000)
 
   it('a flood of records costs at most dht.maxProviders providers tried, whatever comes of the fetch', async () => {
