@@ -5,13 +5,15 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { DescriptorReader, DescriptorWriter, ROW_SIZE } from '../../src/descriptor/index.ts'
 import { MemoryBudget } from '../../src/resources/memory-budget.ts'
 import { indexFile } from '../../src/serve/indexer.ts'
+import { DIRECT_READ_MIN_SIZE } from '../../src/storage/direct-reads.ts'
 import { type ChunkingParams, KiB, MiB } from '../../src/types.ts'
 import { WorkerPool } from '../../src/workers/pool.ts'
 import { tempDir } from '../support/files.ts'
 
 // A sparse file: holes, a run of random data, one non-zero byte at the end of an otherwise
-// zero chunk, and a short zero tail. Its chunks' digests partly come from the zero shortcut.
-const SIZE = 3 * MiB + 1234
+// zero chunk, and a short zero tail. Its chunks' digests partly come from the zero shortcut,
+// and it is large and sparse enough to be read through O_DIRECT (src/storage/direct-reads.ts).
+const SIZE = DIRECT_READ_MIN_SIZE + 1234
 const CHUNKINGS: ChunkingParams[] = [
   { kind: 'fixed', size: 64 * KiB },
   { kind: 'cdc', minSize: 64 * KiB, avgSize: 128 * KiB, maxSize: 256 * KiB },
@@ -31,6 +33,7 @@ describe('indexing a sparse file', () => {
     await fh.truncate(SIZE)
     await fh.write(randomBytes(100 * KiB), 0, 100 * KiB, 1 * MiB + 17)
     await fh.write(Uint8Array.of(1), 0, 1, 21 * 64 * KiB - 1)
+    await fh.write(randomBytes(1000), 0, 1000, 40 * MiB + 123)
     await fh.close()
   })
   afterAll(async () => {
@@ -61,7 +64,7 @@ describe('indexing a sparse file', () => {
           const offset = Number(view.getBigUint64(at))
           const length = view.getUint32(at + 8)
           const chunk = bytes.subarray(offset, offset + length)
-          if (chunk.every((b) => b === 0)) zeroChunks++
+          if (chunk.equals(Buffer.alloc(length))) zeroChunks++
           const hash = new Uint8Array(createHash('sha256').update(chunk).digest())
           await w.append({ offset, length, hash })
         }
