@@ -10,23 +10,13 @@
  * Loaded by worker.ts under Node's own type stripping: erasable TypeScript only.
  */
 import { createHash } from 'node:crypto'
+import { isAllZero, ZERO_BLOCK } from '../util/zeros.ts'
 
-/** Compared against in slices; also the step used to hash runs of zeros for the table. */
-const ZERO_BLOCK = new Uint8Array(64 * 1024)
+export { isAllZero }
 
 /** Chunk lengths whose zero digest is kept: every full chunk shares one, a last chunk adds one. */
 const MAX_ZERO_DIGESTS = 16
 const zeroDigests = new Map<number, Uint8Array>()
-
-/** True when every byte of `bytes` is 0 (true for an empty array). */
-export function isAllZero(bytes: Uint8Array): boolean {
-  for (let at = 0; at < bytes.length; at += ZERO_BLOCK.length) {
-    const n = Math.min(ZERO_BLOCK.length, bytes.length - at)
-    const zeros = n === ZERO_BLOCK.length ? ZERO_BLOCK : ZERO_BLOCK.subarray(0, n)
-    if (Buffer.compare(bytes.subarray(at, at + n), zeros) !== 0) return false
-  }
-  return true
-}
 
 /** SHA-256 of `length` zero bytes, hashed once per length and then looked up. */
 export function zeroChunkDigest(length: number): Uint8Array {
