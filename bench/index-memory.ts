@@ -6,6 +6,7 @@
  *
  *   npx node bench/index-memory.ts                                   # index 4G,64G,1T; get 4G,32G
  *   HAUL_BENCH_INDEX=4G,16G HAUL_BENCH_GET=4G npx node bench/index-memory.ts
+ *   HAUL_BENCH_INDEX= HAUL_BENCH_ROUNDS=3 npx node bench/index-memory.ts   # get only (empty: none)
  *   HAUL_BENCH_DIR=/mnt/big npx node bench/index-memory.ts           # where the files go
  *   HAUL_BENCH_ROUNDS=3 ...                                          # every size 3 times, interleaved
  *
@@ -24,6 +25,7 @@ const haul = new URL('../bin/haul.js', import.meta.url).pathname
 const UNITS: Record<string, number> = { M: 2 ** 20, G: 2 ** 30, T: 2 ** 40 }
 
 function parseSizes(spec: string): number[] {
+  if (spec.trim() === '') return []
   return spec.split(',').map((s) => {
     const m = /^(\d+)([MGT])$/.exec(s.trim())
     if (m === null) throw new Error(`size "${s}": write it as 4G, 512M or 1T`)
@@ -123,6 +125,7 @@ for (const [what, sizes] of [
   ['index', indexSizes],
   ['get', getSizes],
 ] as const) {
+  if (sizes.length === 0) continue
   const these = (size: number) => runs.filter((r) => r.what === what && r.size === size)
   const peak = (size: number) => median(these(size).map((r) => r.peakRss))
   const base = peak(sizes.includes(4 * UNITS.G!) ? 4 * UNITS.G! : sizes[0]!)
