@@ -91,6 +91,11 @@ export class StreamingRoot {
     return this.#count
   }
 
+  /** Subtree roots held: one per set bit of `count`, so at most log2(count) + 1 (53 for any safe count). */
+  get pending(): number {
+    return this.#stack.length
+  }
+
   finish(): Uint8Array {
     if (this.#stack.length === 0) return EMPTY_ROOT.slice()
     let acc = this.#stack[this.#stack.length - 1]!

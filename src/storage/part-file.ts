@@ -3,6 +3,7 @@ import { type FileHandle, open, rename, statfs, unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { DestinationInvalidError, NoSpaceError } from '../errors.ts'
 import { syncDir } from '../util/sync-dir.ts'
+import { isAllZero } from '../util/zeros.ts'
 import { DestFolder, nameIn } from './dest-folder.ts'
 import { DIRECT_SLOT_BYTES, type DirectWriteSlots, directPrefix, O_DIRECT } from './direct-writes.ts'
 import { fsError } from './fs-errors.ts'
@@ -33,6 +34,13 @@ import {
  * last chunk, content-defined chunks at odd offsets) through the buffered one.
  * The two never share a block. A filesystem that refuses direct writes
  * (tmpfs, some network filesystems) silently gets buffered writes only.
+ *
+ * A chunk of zeros is not written where the part file already reads as zeros: that range stays
+ * a hole, as `rsync --sparse` leaves it, so a sparse file arrives sparse, using no disk for its
+ * holes and no time writing them. The file's length is set when it is opened. In a part file
+ * that was empty when opened, every range holds zeros or (after a failed write) part of its own
+ * verified chunk, so a zero chunk is skipped without looking; in one kept from an earlier run
+ * (resume) the range is read first, and written unless it is all zeros.
  */
 export class PartFile {
   readonly dest: string
@@ -44,6 +52,10 @@ export class PartFile {
   /** The O_DIRECT handle; kept open (for close) after a refused write turns direct writes off. */
   #directFh: FileHandle | undefined
   #slots: DirectWriteSlots | undefined
+  /** The file was empty when opened: any range never written reads as zeros. */
+  readonly #startedEmpty: boolean
+  /** Zero chunks left as holes instead of written. */
+  #holes = 0
 
   private constructor(
     dest: string,
@@ -51,6 +63,7 @@ export class PartFile {
     fh: FileHandle,
     id: PartIdentity,
     totalSize: number,
+    startedEmpty: boolean,
     direct?: Direct,
   ) {
     this.dest = dest
@@ -59,8 +72,14 @@ export class PartFile {
     this.#folder = folder
     this.#id = id
     this.#fh = fh
+    this.#startedEmpty = startedEmpty
     this.#directFh = direct?.fh
     this.#slots = direct?.slots
+  }
+
+  /** Chunks of zeros left as holes (not written) so far. */
+  get holes(): number {
+    return this.#holes
   }
 
   /** True while aligned writes go through the O_DIRECT handle. */
@@ -135,9 +154,11 @@ export class PartFile {
     await folder.check()
     const fh = await openOwnFile(at, constants.O_RDWR | constants.O_CREAT, partPath)
     let id: PartIdentity
+    let startedEmpty: boolean
     try {
       const s = await fh.stat({ bigint: true })
       id = { dev: s.dev, ino: s.ino }
+      startedEmpty = opts.discard === true || s.size === 0n
       if (opts.discard) await fh.truncate(0)
       await fh.truncate(totalSize)
     } catch (err) {
@@ -145,11 +166,15 @@ export class PartFile {
       throw fsError(err, partPath)
     }
     const direct = opts.direct === undefined ? undefined : await openDirect(at, id, opts.direct)
-    return new PartFile(dest, folder, fh, id, totalSize, direct)
+    return new PartFile(dest, folder, fh, id, totalSize, startedEmpty, direct)
   }
 
   async write(offset: number, bytes: Uint8Array): Promise<void> {
     const fh = this.#handle()
+    if (isAllZero(bytes) && (this.#startedEmpty || (await this.#readsZero(offset, bytes.length)))) {
+      this.#holes++
+      return
+    }
     let done = this.writesDirect
       ? await this.#writeDirect(offset, bytes, directPrefix(offset, bytes.length))
       : 0
@@ -161,6 +186,17 @@ export class PartFile {
     } catch (err) {
       throw fsError(err, this.partPath)
     }
+  }
+
+  /** True when the part file holds only zeros in [offset, offset + length). */
+  async #readsZero(offset: number, length: number): Promise<boolean> {
+    const piece = new Uint8Array(Math.min(length, 64 * 1024))
+    for (let at = 0; at < length; at += piece.length) {
+      const view = piece.subarray(0, Math.min(piece.length, length - at))
+      await this.read(offset + at, view)
+      if (!isAllZero(view)) return false
+    }
+    return true
   }
 
   /** Writes bytes[0, length) directly, one staging slot at a time; returns how many went out that way. */

@@ -1,6 +1,7 @@
 import type { BigIntStats } from 'node:fs'
 import { type FileHandle, open, stat } from 'node:fs/promises'
 import { ContentChangedError, SourceInvalidError } from '../errors.ts'
+import { DirectReads, mostlyHoles } from './direct-reads.ts'
 import { sourceError } from './fs-errors.ts'
 
 /**
@@ -83,11 +84,13 @@ export function wallClockNs(): bigint {
  * with one fstat per request. Where the fingerprint cannot vouch for the bytes
  * (`needsChunkHash`: the file was racily clean when indexed), the server also
  * hashes each chunk against its leaf before sending it (see chunk-encoder.ts).
+ * A file that is mostly holes is read through O_DIRECT where it can be (./direct-reads.ts).
  */
 export class SourceFile {
   readonly path: string
   readonly expected: FileFingerprint
   #fh: FileHandle
+  #direct: DirectReads | undefined
   readonly #vouch: ChunkVouch
 
   private constructor(path: string, fh: FileHandle, expected: FileFingerprint, chunks: number) {
@@ -95,6 +98,11 @@ export class SourceFile {
     this.#fh = fh
     this.expected = expected
     this.#vouch = new ChunkVouch([expected], chunks)
+  }
+
+  /** True while reads go through the O_DIRECT handle (a mostly sparse file). */
+  get readsDirect(): boolean {
+    return this.#direct !== undefined
   }
 
   /** Bytes, as indexed. */
@@ -118,7 +126,8 @@ export class SourceFile {
     })
     const src = new SourceFile(path, fh, expected, chunks)
     try {
-      await src.checkUnchanged()
+      const blocks = await src.#checkUnchanged()
+      if (mostlyHoles(expected.size, blocks)) src.#direct = await DirectReads.open(path, expected)
     } catch (err) {
       await fh.close()
       throw err
@@ -132,17 +141,24 @@ export class SourceFile {
    * was published is refused from the first request on.
    */
   async checkUnchanged(): Promise<void> {
-    const now = stateOf(await this.#fh.stat({ bigint: true }))
+    await this.#checkUnchanged()
+  }
+
+  /** checkUnchanged, returning the 512-byte blocks the file has allocated. */
+  async #checkUnchanged(): Promise<number> {
+    const s = await this.#fh.stat({ bigint: true })
+    const now = stateOf(s)
     if (!sameFile(now, this.expected)) {
       throw new ContentChangedError(
         `${this.path} changed since it was indexed (size ${this.expected.size}→${now.size}): publish it again to get a new ticket`,
       )
     }
+    return Number(s.blocks)
   }
 
   /** Fills `into[0, length)` from `offset`; a short read means the file shrank. */
   async read(offset: number, length: number, into: Uint8Array): Promise<void> {
-    let done = 0
+    let done = this.#direct === undefined ? 0 : await this.#direct.read(offset, length, into)
     while (done < length) {
       const { bytesRead } = await this.#fh.read(into, done, length - done, offset + done)
       if (bytesRead === 0) {
@@ -153,6 +169,9 @@ export class SourceFile {
   }
 
   async close(): Promise<void> {
+    const direct = this.#direct
+    this.#direct = undefined
+    await direct?.close()
     await this.#fh.close().catch(() => {})
   }
 }

@@ -5,7 +5,6 @@
  * Each task answers its typed reply with every buffer moved back (transfer list), or an
  * ErrorReply carrying the HaulError code; it never throws on purpose.
  */
-import { createHash } from 'node:crypto'
 import { move, transferableSymbol, valueSymbol } from 'piscina'
 import { cdcCuts } from '../chunking/fastcdc.ts'
 import {
@@ -16,6 +15,7 @@ import {
   isHaulError,
 } from '../errors.ts'
 import { assertNever } from '../util/never.ts'
+import { chunkSha256Into } from './chunk-sha256.ts'
 import { compressByPolicy, decompress, owned } from './codecs.ts'
 import { cutFiles } from './cut-files.ts'
 import type {
@@ -32,20 +32,18 @@ import type {
 } from './messages.ts'
 import { SHA256_BYTES } from './messages.ts'
 
-function sha256Into(out: Uint8Array, at: number, data: Uint8Array): void {
-  out.set(createHash('sha256').update(data).digest(), at)
-}
-
+// Every chunk digest goes through chunkSha256Into: an all-zero chunk (a sparse file's hole) is
+// recognised instead of hashed, with the same digest.
 function sha256(data: Uint8Array): Uint8Array {
   const out = new Uint8Array(SHA256_BYTES)
-  sha256Into(out, 0, data)
+  chunkSha256Into(out, 0, data)
   return out
 }
 
 function hash(req: HashRequest): [HashReply, ArrayBufferLike[]] {
   const hashes = new Uint8Array(req.bufs.length * SHA256_BYTES)
   req.bufs.forEach((buf, i) => {
-    sha256Into(hashes, i * SHA256_BYTES, buf.subarray(0, req.lengths[i]))
+    chunkSha256Into(hashes, i * SHA256_BYTES, buf.subarray(0, req.lengths[i]))
   })
   return [{ kind: 'hash', hashes, bufs: req.bufs }, [hashes.buffer, ...req.bufs.map((b) => b.buffer)]]
 }
@@ -81,7 +79,7 @@ function cdc(req: CdcRequest): [CdcReply, ArrayBufferLike[]] {
   const hashes = new Uint8Array(req.hash ? lengths.length * SHA256_BYTES : 0)
   let at = 0
   lengths.forEach((len, i) => {
-    if (req.hash) sha256Into(hashes, i * SHA256_BYTES, req.buf.subarray(at, at + len))
+    if (req.hash) chunkSha256Into(hashes, i * SHA256_BYTES, req.buf.subarray(at, at + len))
     at += len
   })
   if (at !== consumed) throw new InternalError(`cdcCuts lengths sum to ${at}, consumed ${consumed}`)

@@ -99,6 +99,20 @@ describe('tree shape', () => {
     expect(s.count).toBe(130)
   })
 
+  it('StreamingRoot holds one pending subtree per set bit of the count, never more, at any leaf count', () => {
+    // What keeps indexing memory flat: a 1 TiB file at 1 MiB chunks (2^20 leaves) holds at most 21.
+    const node = nodesOf(1)[0]!
+    const s = new StreamingRoot()
+    let most = 0
+    for (let n = 1; n <= 200_000; n++) {
+      s.push(node)
+      const bits = n.toString(2).replaceAll('0', '').length
+      if (s.pending !== bits) throw new Error(`n=${n}: ${s.pending} pending, expected ${bits}`)
+      most = Math.max(most, s.pending)
+    }
+    expect(most).toBeLessThanOrEqual(Math.floor(Math.log2(200_000)) + 1)
+  })
+
   it('page-root equivalence: root over leaves == root over aligned page roots, P in {1,2,4,8}', () => {
     const all = nodesOf(300, 1)
     const counts = [...Array.from({ length: 50 }, (_, i) => i), 63, 64, 65, 127, 128, 129, 255, 256, 257, 300]
