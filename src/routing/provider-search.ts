@@ -8,8 +8,6 @@ import { AbortedError, NoProviderError } from '../errors.ts'
 import type { Provider } from '../ticket/multi-ticket.ts'
 import type { ContentRouting } from './content-routing.ts'
 
-/** After the first provider is found, how long the first lookup may go on finding others. */
-const SETTLE_MS = 1_000
 /** Pause between lookups while none has found a provider. */
 const FIRST_RETRY_MS = 500
 
@@ -22,6 +20,14 @@ export class ProviderSearch {
   readonly #given = new Set<string>()
   /** When the last new provider was handed out (or the search began). */
   #lastFoundAt = performance.now()
+  #handedFirst = false
+  /** Providers the first lookup found after its first, until keepLooking takes them (at most maxProviders). */
+  readonly #later: Provider[] = []
+  #add: ((p: Provider) => void) | undefined
+  /** The first lookup, going on after its first provider. */
+  #rest: Promise<void> | undefined
+  /** Ends the first lookup with the fetch (keepLooking's signal). */
+  readonly #stop = new AbortController()
 
   constructor(routing: ContentRouting, cid: Uint8Array, o: SearchOptions) {
     this.#routing = routing
@@ -44,30 +50,34 @@ export class ProviderSearch {
   }
 
   /**
-   * The first providers: lookups run until one finds a provider, which then goes on for up to a
-   * second more (so a fetch starts with several, and a lying first record is not all it has).
-   * Fails with NO_PROVIDER after `lookupMs` without one.
+   * The first provider: lookups run until one finds a provider, and the fetch starts with it at
+   * once. That lookup goes on: what else it finds reaches the fetch through `keepLooking` (a
+   * lying first record is then not all it has; see also `stillLooking`). Fails with NO_PROVIDER
+   * after `lookupMs` without one.
    */
   async first(signal: AbortSignal): Promise<Provider[]> {
     const deadline = AbortSignal.timeout(this.#o.lookupMs)
-    const out: Provider[] = []
-    while (out.length === 0) {
-      const settle = new AbortController()
-      const lookup = AbortSignal.any([signal, deadline, settle.signal])
-      let timer: NodeJS.Timeout | undefined
-      try {
-        for await (const p of this.#routing.findProviders(this.#cid, lookup)) {
-          const took = this.#take(p)
-          if (took === 'full') break
-          if (took === 'known') continue
-          out.push(p)
-          timer ??= setTimeout(() => settle.abort(), SETTLE_MS)
+    for (;;) {
+      const lookup = AbortSignal.any([signal, deadline, this.#stop.signal])
+      const found = Promise.withResolvers<Provider | undefined>()
+      const run = (async () => {
+        try {
+          for await (const p of this.#routing.findProviders(this.#cid, lookup)) {
+            const took = this.#take(p)
+            if (took === 'full') break
+            if (took === 'new') this.#hand(p, found)
+          }
+        } catch {
+          // An unreachable DHT: the next lookup, or NO_PROVIDER at the deadline.
         }
-      } finally {
-        clearTimeout(timer)
+        found.resolve(undefined)
+      })()
+      const first = await found.promise
+      if (first !== undefined) {
+        this.#rest = run
+        return [first]
       }
       if (signal.aborted) throw new AbortedError('the transfer was cancelled')
-      if (out.length > 0) break
       if (deadline.aborted) {
         throw new NoProviderError(
           `no provider of this content id was found on the DHT in ${this.#o.lookupMs} ms: check that a seeder announced it (haul send --dht) and that --bootstrap reaches the same DHT`,
@@ -75,14 +85,18 @@ export class ProviderSearch {
       }
       await pause(FIRST_RETRY_MS, AbortSignal.any([signal, deadline]))
     }
-    return out
   }
 
   /**
-   * Looks again every `refreshMs` until `signal` aborts, calling `add` with each provider not
-   * handed out before; stops once `maxProviders` were. Lookup failures wait for the next round.
+   * Calls `add` with what the first lookup found after its first provider, then looks again every
+   * `refreshMs` until `signal` aborts, with each provider not handed out before; stops once
+   * `maxProviders` were. Lookup failures wait for the next round.
    */
   async keepLooking(add: (p: Provider) => void, signal: AbortSignal): Promise<void> {
+    signal.addEventListener('abort', () => this.#stop.abort(), { once: true })
+    this.#add = add
+    for (const p of this.#later.splice(0)) add(p)
+    await this.#rest
     while (!signal.aborted && this.#given.size < this.#o.maxProviders) {
       await pause(this.#o.refreshMs, signal)
       if (signal.aborted) return
@@ -96,6 +110,15 @@ export class ProviderSearch {
         // The DHT is unreachable for now; the transfer goes on with the providers it has.
       }
     }
+  }
+
+  /** A new provider from the first lookup: the first one, else to the fetch (or kept for it). */
+  #hand(p: Provider, first: PromiseWithResolvers<Provider | undefined>): void {
+    if (this.#handedFirst === false) {
+      this.#handedFirst = true
+      first.resolve(p)
+    } else if (this.#add !== undefined) this.#add(p)
+    else this.#later.push(p)
   }
 
   /** Records `p` as handed out, unless it was before or `maxProviders` were. */
