@@ -35,11 +35,6 @@ export class ProviderSearch {
     this.#o = o
   }
 
-  /** Providers handed out so far. */
-  get found(): number {
-    return this.#given.size
-  }
-
   /**
    * Whether more providers may still come: fewer than `maxProviders` were handed out, and the
    * last new one came less than `lookupMs` ago. A fetch whose providers all lack the content
