@@ -323,6 +323,8 @@ export class FetchJob implements TransferJob {
         minPipelineBytes: Math.min(limits.windowBytes, 2 * maxChunk),
         endgamePeers: swarm.endgamePeers,
         maxPeerFailures: swarm.maxPeerFailures,
+        // Fetches of one content that start together spread out, so they can serve each other.
+        tieSeed: (Math.random() * 2 ** 32) >>> 0 || 1,
       })
       for (let i = 0; i < header.leafCount; i++) if (journal.has(i)) sched.markDone(i)
       this.#sched = sched

@@ -13,8 +13,9 @@ import { PeerPipeline, type PeerReport, pipelineTarget } from './peer-pipeline.t
  *   lowest chunk not yet verified. It bounds the work per pick, the leaf pages
  *   the fetcher must hold, and keeps the part file's writes local.
  * - Rarest first: inside the window, among chunks nobody is fetching that the
- *   peer holds, those held by the fewest live peers go first, then lowest index.
- *   With only full seeders that is plain file order.
+ *   peer holds, those held by the fewest live peers go first, then lowest index
+ *   (or, with `tieSeed`, an order of the fetch's own). With only full seeders
+ *   that is plain file order.
  * - Proportional pipelines: a peer may have `target(peer)` bytes in flight,
  *   its share of `windowBytes` by measured rate (./peer-pipeline.ts).
  * - Endgame: once every chunk still missing is in flight, an idle peer gets
@@ -44,6 +45,14 @@ export interface SchedulerOptions {
   readonly endgamePeers: number
   /** Verification failures after which a peer is dropped for this content. */
   readonly maxPeerFailures: number
+  /**
+   * Breaks ties between equally rare chunks in an order of this fetch's own (a permutation
+   * seeded by it) instead of file order, while partial peers take part. Receivers that start
+   * together from one seeder then fetch different chunks first, and have something to give each
+   * other; in file order they all hold the same chunks at the same time. 0: file order.
+   * @default 0
+   */
+  readonly tieSeed?: number
 }
 
 /** The chunks `pick` hands one peer to request next, and their total bytes. */
@@ -195,7 +204,9 @@ export class SwarmScheduler {
       } else fresh.push([this.#availability(i), i])
     }
     if (!uniform) {
-      fresh.sort((x, y) => x[0] - y[0] || x[1] - y[1])
+      const seed = this.o.tieSeed ?? 0
+      if (seed === 0) fresh.sort((x, y) => x[0] - y[0] || x[1] - y[1])
+      else fresh.sort((x, y) => x[0] - y[0] || mix(x[1], seed) - mix(y[1], seed) || x[1] - y[1])
       for (const [, i] of fresh) candidates.push(i)
     }
     if (candidates.length > 0) {
@@ -369,4 +380,12 @@ export class SwarmScheduler {
   #advance(): void {
     while (this.#low < this.o.leafCount && this.#done.get(this.#low)) this.#low++
   }
+}
+
+/** A 32-bit mix of chunk index `i` and `seed` (murmur3's finalizer): a cheap per-fetch permutation key. */
+function mix(i: number, seed: number): number {
+  let h = (i ^ seed) >>> 0
+  h = Math.imul(h ^ (h >>> 16), 0x85ebca6b)
+  h = Math.imul(h ^ (h >>> 13), 0xc2b2ae35)
+  return (h ^ (h >>> 16)) >>> 0
 }

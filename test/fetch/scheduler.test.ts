@@ -25,6 +25,27 @@ function feed(s: SwarmScheduler, id: string, i: number, bytes: number, t0: numbe
 }
 
 describe('SwarmScheduler', () => {
+  it('tieSeed: fetches of one content with partial peers about break rarity ties each in an order of its own, still rarest first; without partial peers, file order', () => {
+    const orders = [1, 2, 3].map((seed) => {
+      const s = new SwarmScheduler(opts({ leafCount: 64, tieSeed: seed }))
+      s.addPeer('seeder', 'all')
+      s.addPeer(
+        'partial',
+        bits(64, (i) => i >= 48),
+      )
+      return s.pick('seeder', 48, 1e9, size).indices
+    })
+    for (const o of orders) {
+      // The 48 chunks only the seeder holds, rarest, all before any the partial peer has too.
+      expect([...o].sort((a, b) => a - b)).toEqual(Array.from({ length: 48 }, (_, i) => i))
+    }
+    expect(new Set(orders.map((o) => o.join())).size).toBe(3)
+    expect(orders[0]).not.toEqual(Array.from({ length: 48 }, (_, i) => i))
+    const plain = new SwarmScheduler(opts({ leafCount: 8, tieSeed: 5 }))
+    plain.addPeer('seeder', 'all')
+    expect(plain.pick('seeder', 8, 1e9, size).indices).toEqual([0, 1, 2, 3, 4, 5, 6, 7])
+  })
+
   it('rarest first: chunks few peers hold go before common ones, then in file order', () => {
     const s = new SwarmScheduler(opts({ leafCount: 8 }))
     s.addPeer('full', 'all')
