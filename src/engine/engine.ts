@@ -27,6 +27,7 @@ import { MemoryBudget } from '../resources/memory-budget.ts'
 import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
 import { ChunkCache } from '../serve/chunk-cache.ts'
 import { indexFile } from '../serve/indexer.ts'
+import { PackPacer } from '../serve/pack-pacer.ts'
 import { ContentRegistry, type PublishedContent } from '../serve/registry.ts'
 import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
 import { ServeShares } from '../serve/serve-shares.ts'
@@ -149,7 +150,11 @@ export class Engine {
     this.#fetchBudget = new BudgetShare(budget, fetchShareOf(budget.limit))
     this.#serveShares = new ServeShares(budget)
     this.#buffers = new BufferRecycler(budget, config.buffers)
-    this.#chunkCache = new ChunkCache(budget, config.serveCacheBytes)
+    // A receiver that got nothing for the stall rule's shorter bound holds nobody back; no read
+    // waits for the pack longer than half the stall bound (far below the fetch side's timeouts).
+    const stall = config.server.stallTimeoutMs
+    const pacer = new PackPacer({ idleMs: Math.ceil(stall / 5), maxWaitMs: Math.ceil(stall / 2) })
+    this.#chunkCache = new ChunkCache(budget, config.serveCacheBytes, pacer)
     this.#publishing = new Publishing({
       config,
       registry: this.#registry,
