@@ -129,6 +129,8 @@ export class ChunkCache {
         ? undefined
         : await ctx.hold((await content.reader.entry(index)).length, { signal })
     let paced = peer === undefined
+    // The peer counts as active in its pack while this request is answered, however long it waits.
+    const turn = peer === undefined ? undefined : this.#pacer!.begin(cid, peer, index)
     try {
       for (;;) {
         const e = this.#entries.get(key) ?? this.#transient.get(key)
@@ -139,7 +141,7 @@ export class ChunkCache {
           }
           this.#hits++
           e.pins++
-          if (peer !== undefined) this.#pacer!.lent(cid, peer, index)
+          turn?.end(true)
           return lend(e, this, charge)
         }
         const flight = this.#flights.get(key)
@@ -151,9 +153,16 @@ export class ChunkCache {
           await this.#pacer!.pace(cid, peer!, index, window, signal)
           continue
         }
+        if (flight === undefined && peer !== undefined && !this.#pacer!.wanted(cid, index, peer)) {
+          // No other receiver wants it (one receiver alone, or the last of the pack): read as
+          // without a cache, so its buffer goes back to the recycler once sent.
+          const chunk = await this.#readOwn(ctx, content, index, signal)
+          turn?.end(true)
+          return { ...chunk, release: once(() => (chunk.release(), charge?.release())) }
+        }
         if (flight === undefined) {
           const e = await this.#read(ctx, content, index, key, cid, peer, signal)
-          if (peer !== undefined) this.#pacer!.lent(cid, peer, index)
+          turn?.end(true)
           return lend(e, this, charge)
         }
         // Waiters take no pin; they look again once the read settles.
@@ -165,6 +174,7 @@ export class ChunkCache {
         }
       }
     } catch (err) {
+      turn?.end(false)
       charge?.release()
       throw err
     }
@@ -182,6 +192,12 @@ export class ChunkCache {
     if (e.pins > 0 || e.cached) return
     if (this.#transient.get(e.key) === e) this.#transient.delete(e.key)
     e.lease.release()
+  }
+
+  /** Reads chunk `index` for this request alone, leasing from the engine budget when the peer's share holds its count. */
+  #readOwn(ctx: ChunkEncoderContext, content: PublishedContent, index: number, signal: AbortSignal) {
+    const readCtx = ctx.hold === undefined ? ctx : { ...ctx, budget: this.#budget }
+    return readAndEncodeChunk(readCtx, content, index, signal, () => this.#reads++)
   }
 
   /**
@@ -298,6 +314,15 @@ function lend(e: Entry, cache: ChunkCache, charge?: Lease): EncodedChunk {
       cache.unpin(e)
       charge?.release()
     },
+  }
+}
+
+function once(fn: () => void): () => void {
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    fn()
   }
 }
 

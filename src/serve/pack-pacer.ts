@@ -12,9 +12,11 @@
  *
  * What it knows of a peer, per content: the lowest chunk index not yet lent to it (`low`), the
  * indices above that it already got (receivers ask mostly in order, so this set stays small and
- * is bounded), and when it last got one. A peer that got nothing for `idleMs` (stalled, gone, or
- * fetching elsewhere) stops counting, so it never holds the others for longer than that; no wait
- * lasts longer than `maxWaitMs` either way.
+ * is bounded), when it last got one, and how many of its requests are being answered now (past
+ * its share of the budget: waiting for the pack, for a read, or reading). A peer with none being
+ * answered that got nothing for `idleMs` (stalled, gone, or fetching elsewhere) stops counting,
+ * so it never holds the others for longer than that; no wait lasts longer than `maxWaitMs`
+ * either way.
  */
 import { raceAbort } from '../util/abort.ts'
 
@@ -26,6 +28,8 @@ interface Cursor {
   readonly above: Set<number>
   /** When it last got a chunk (ms, `now()`). */
   at: number
+  /** Its requests being answered now (`begin` without `end`). */
+  busy: number
 }
 
 interface Pack {
@@ -60,22 +64,51 @@ export class PackPacer {
     return this.#waits
   }
 
-  /** Chunk `index` of `content` was lent to `peer`. */
-  lent(content: string, peer: string, index: number): void {
+  /**
+   * A request of `peer` for chunk `index` of `content` is being answered (its share let it
+   * through); `end` once it is lent or failed. Keeps the peer active meanwhile, however long it
+   * waits.
+   */
+  begin(content: string, peer: string, index: number): { end(lent: boolean): void } {
+    const c = this.#cursor(content, peer, index)
+    c.busy++
+    let ended = false
+    return {
+      end: (lent) => {
+        if (ended) return
+        ended = true
+        c.busy--
+        if (lent) this.lent(content, peer, index)
+        else this.#moved(content)
+      },
+    }
+  }
+
+  #cursor(content: string, peer: string, index: number): Cursor {
     let pack = this.#packs.get(content)
     if (pack === undefined) {
       pack = { peers: new Map(), moved: Promise.withResolvers() }
       this.#packs.set(content, pack)
     }
-    const now = this.#now()
     let c = pack.peers.get(peer)
     if (c === undefined) {
+      const now = this.#now()
       this.#prune(pack, now)
       // A peer seen first at `index` (a resume, or a second provider's part) wants what follows it.
-      c = { low: index, above: new Set(), at: now }
+      c = { low: index, above: new Set(), at: now, busy: 0 }
       pack.peers.set(peer, c)
     }
-    c.at = now
+    return c
+  }
+
+  #active(c: Cursor, now: number): boolean {
+    return c.busy > 0 || now - c.at <= this.#idleMs
+  }
+
+  /** Chunk `index` of `content` was lent to `peer`. */
+  lent(content: string, peer: string, index: number): void {
+    const c = this.#cursor(content, peer, index)
+    c.at = this.#now()
     if (index === c.low) {
       c.low++
       while (c.above.delete(c.low)) c.low++
@@ -88,6 +121,13 @@ export class PackPacer {
         while (c.above.delete(c.low)) c.low++
       }
     }
+    this.#moved(content)
+  }
+
+  /** Wakes the reads waiting on `content`'s pack to look again. */
+  #moved(content: string): void {
+    const pack = this.#packs.get(content)
+    if (pack === undefined) return
     const moved = pack.moved
     pack.moved = Promise.withResolvers()
     moved.resolve()
@@ -99,7 +139,7 @@ export class PackPacer {
     if (pack === undefined) return false
     const now = this.#now()
     for (const [id, c] of pack.peers) {
-      if (id === peer || now - c.at > this.#idleMs) continue
+      if (id === peer || !this.#active(c, now)) continue
       if (c.low <= index && !c.above.has(index)) return true
     }
     return false
@@ -128,10 +168,11 @@ export class PackPacer {
       let until = deadline
       let behind = false
       for (const [id, c] of pack.peers) {
-        if (id === peer || now - c.at > this.#idleMs) continue
+        if (id === peer || !this.#active(c, now)) continue
         if (c.low + window <= pos) {
           behind = true
-          until = Math.min(until, c.at + this.#idleMs)
+          // A busy peer is looked at again when it gets its chunk (or the deadline).
+          if (c.busy === 0) until = Math.min(until, c.at + this.#idleMs)
         }
       }
       if (!behind) return
@@ -155,7 +196,7 @@ export class PackPacer {
   /** Drops peers idle for a while, and so the pack's memory (bounded by peers that got chunks lately). */
   #prune(pack: Pack, now: number): void {
     for (const [key, p] of this.#packs) {
-      for (const [id, c] of p.peers) if (now - c.at > 4 * this.#idleMs) p.peers.delete(id)
+      for (const [id, c] of p.peers) if (c.busy === 0 && now - c.at > 4 * this.#idleMs) p.peers.delete(id)
       if (p.peers.size === 0 && p !== pack) this.#packs.delete(key)
     }
   }
