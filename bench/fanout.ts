@@ -114,22 +114,20 @@ async function withSeeder(n: number, name: string, cache = cacheArg) {
 }
 
 try {
-  const one = await withSeeder(1, 'seeder-1')
-  const many = await withSeeder(receivers, 'seeder-n')
-  const off = withOff ? await withSeeder(receivers, 'seeder-off', '0') : undefined
-  console.log(
-    `bench/fanout: ${size / MiB} MiB random file, one seeder process, serveCacheBytes ${(many.cacheLimit / MiB).toFixed(0)} MiB, budget ${(many.budgetLimit / MiB).toFixed(0)} MiB`,
-  )
-  const phases = [
-    ['1 receiver', one],
-    [`${receivers} receivers at once`, many],
-    ...(off === undefined ? [] : [[`${receivers} receivers at once, cache off`, off] as const]),
-  ] as const
-  for (const [name, r] of phases) {
+  const report = (name: string, r: Awaited<ReturnType<typeof phase>>) =>
     console.log(
       `${name}: ${r.seconds.toFixed(2)} s, aggregate goodput ${(r.goodput / MiB).toFixed(1)} MiB/s; seeder read ${r.reads} chunks for ${r.served} served (${r.hits} cache hits, ${r.paced} reads waited for the pack): ${(r.reads / fileChunks).toFixed(2)} reads per chunk of the file, ${(r.reads / r.served).toFixed(3)} per chunk frame served; seeder peak RSS ${(r.peakRss / MiB).toFixed(0)} MiB, budget peak ${(r.budgetPeak / MiB).toFixed(1)} of ${(r.budgetLimit / MiB).toFixed(0)} MiB`,
     )
-  }
+  // Each phase as it ends, so that a run cut short still says what it measured.
+  const one = await withSeeder(1, 'seeder-1')
+  console.log(
+    `bench/fanout: ${size / MiB} MiB random file, one seeder process, serveCacheBytes ${(one.cacheLimit / MiB).toFixed(0)} MiB, budget ${(one.budgetLimit / MiB).toFixed(0)} MiB`,
+  )
+  report('1 receiver', one)
+  const many = await withSeeder(receivers, 'seeder-n')
+  report(`${receivers} receivers at once`, many)
+  const off = withOff ? await withSeeder(receivers, 'seeder-off', '0') : undefined
+  if (off !== undefined) report(`${receivers} receivers at once, cache off`, off)
   console.log(
     `aggregate goodput / one receiver's = ${(many.goodput / MiB).toFixed(1)} / ${(one.goodput / MiB).toFixed(1)} = ${(many.goodput / one.goodput).toFixed(2)}; disk reads per chunk of the file with ${receivers}: ${(many.reads / fileChunks).toFixed(2)} (target <= 1.2)`,
   )

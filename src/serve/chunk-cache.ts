@@ -158,7 +158,11 @@ export class ChunkCache {
           // without a cache, so its buffer goes back to the recycler once sent.
           const chunk = await this.#readOwn(ctx, content, index, signal)
           turn?.end(true)
-          return { ...chunk, release: once(() => (chunk.release(), charge?.release())) }
+          const release = once(() => {
+            chunk.release()
+            charge?.release()
+          })
+          return { ...chunk, release }
         }
         if (flight === undefined) {
           const e = await this.#read(ctx, content, index, key, cid, peer, signal)
