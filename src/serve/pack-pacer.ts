@@ -28,6 +28,8 @@ interface Cursor {
   readonly above: Set<number>
   /** When it last got a chunk (ms, `now()`). */
   at: number
+  /** When `low` last moved: a peer behind is waited for only while it catches up. */
+  movedAt: number
   /** Its requests being answered now (`begin` without `end`). */
   busy: number
 }
@@ -95,7 +97,7 @@ export class PackPacer {
       const now = this.#now()
       this.#prune(pack, now)
       // A peer seen first at `index` (a resume, or a second provider's part) wants what follows it.
-      c = { low: index, above: new Set(), at: now, busy: 0 }
+      c = { low: index, above: new Set(), at: now, movedAt: now, busy: 0 }
       pack.peers.set(peer, c)
     }
     return c
@@ -109,6 +111,7 @@ export class PackPacer {
   lent(content: string, peer: string, index: number): void {
     const c = this.#cursor(content, peer, index)
     c.at = this.#now()
+    const low = c.low
     if (index === c.low) {
       c.low++
       while (c.above.delete(c.low)) c.low++
@@ -121,6 +124,7 @@ export class PackPacer {
         while (c.above.delete(c.low)) c.low++
       }
     }
+    if (c.low !== low) c.movedAt = c.at
     this.#moved(content)
   }
 
@@ -147,7 +151,9 @@ export class PackPacer {
 
   /**
    * Waits while an active peer other than `peer` is `window` chunks or more behind the lower of
-   * `index` and `peer`'s own next chunk (a peer's later requests never wait on its earlier ones).
+   * `index` and `peer`'s own next chunk (a peer's later requests never wait on its earlier ones),
+   * and catching up: one whose next chunk has not moved for `idleMs` is not waited for, so a peer
+   * that asks for the same chunks over and over cannot hold the others.
    */
   async pace(
     content: string,
@@ -168,11 +174,10 @@ export class PackPacer {
       let until = deadline
       let behind = false
       for (const [id, c] of pack.peers) {
-        if (id === peer || !this.#active(c, now)) continue
+        if (id === peer || !this.#active(c, now) || now - c.movedAt > this.#idleMs) continue
         if (c.low + window <= pos) {
           behind = true
-          // A busy peer is looked at again when it gets its chunk (or the deadline).
-          if (c.busy === 0) until = Math.min(until, c.at + this.#idleMs)
+          until = Math.min(until, c.movedAt + this.#idleMs)
         }
       }
       if (!behind) return

@@ -64,6 +64,26 @@ describe('PackPacer', () => {
     expect(p.waits).toBe(0)
   })
 
+  it('a receiver that keeps getting chunks but whose next one does not move for idleMs is not waited for', async () => {
+    const { p, advance } = pacer(1_000)
+    const signal = new AbortController().signal
+    for (let i = 0; i < 6; i++) p.lent(CID, A, i)
+    p.lent(CID, 'b', 0)
+    const waiting = settled(p.pace(CID, A, 6, 2, signal))
+    await flush()
+    expect(waiting.done).toBe(false)
+    // b asks for chunk 0 again and again: active, but its next chunk stays 1.
+    advance(600)
+    p.lent(CID, 'b', 0)
+    await flush()
+    expect(waiting.done).toBe(false)
+    advance(600)
+    p.lent(CID, 'b', 0)
+    await flush()
+    expect(waiting.done).toBe(true)
+    expect(p.wanted(CID, 3, A)).toBe(true)
+  })
+
   it("wanted: by an active receiver that has not had the chunk, never by the asker's own", () => {
     const { p } = pacer()
     p.lent(CID, 'b', 0)
