@@ -45,6 +45,8 @@ export interface PackPacerOptions {
   readonly idleMs: number
   /** The longest one read waits for the pack. */
   readonly maxWaitMs: number
+  /** A peer behind whose next chunk has not moved this long is not waited for (it is not catching up). */
+  readonly stuckMs: number
   readonly now?: () => number
 }
 
@@ -52,12 +54,14 @@ export class PackPacer {
   readonly #packs = new Map<string, Pack>()
   readonly #idleMs: number
   readonly #maxWaitMs: number
+  readonly #stuckMs: number
   readonly #now: () => number
   #waits = 0
 
   constructor(opts: PackPacerOptions) {
     this.#idleMs = opts.idleMs
     this.#maxWaitMs = opts.maxWaitMs
+    this.#stuckMs = opts.stuckMs
     this.#now = opts.now ?? (() => performance.now())
   }
 
@@ -152,8 +156,8 @@ export class PackPacer {
   /**
    * Waits while an active peer other than `peer` is `window` chunks or more behind the lower of
    * `index` and `peer`'s own next chunk (a peer's later requests never wait on its earlier ones),
-   * and catching up: one whose next chunk has not moved for `idleMs` is not waited for, so a peer
-   * that asks for the same chunks over and over cannot hold the others.
+   * and catching up: one whose next chunk has not moved for `stuckMs` is not waited for, so a
+   * peer that asks for the same chunks over and over holds the others once, for that long.
    */
   async pace(
     content: string,
@@ -174,10 +178,10 @@ export class PackPacer {
       let until = deadline
       let behind = false
       for (const [id, c] of pack.peers) {
-        if (id === peer || !this.#active(c, now) || now - c.movedAt > this.#idleMs) continue
+        if (id === peer || !this.#active(c, now) || now - c.movedAt > this.#stuckMs) continue
         if (c.low + window <= pos) {
           behind = true
-          until = Math.min(until, c.movedAt + this.#idleMs)
+          until = Math.min(until, c.movedAt + this.#stuckMs)
         }
       }
       if (!behind) return

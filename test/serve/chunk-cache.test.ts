@@ -187,7 +187,11 @@ describe('ChunkCache', () => {
 
   it('keeps a fast and a slow receiver together: each chunk read once, within the cache bound', async () => {
     const budget = new MemoryBudget({ limit: 1 * MiB })
-    const cache = new ChunkCache(budget, 4 * CHUNK, new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000 }))
+    const cache = new ChunkCache(
+      budget,
+      4 * CHUNK,
+      new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000, stuckMs: 60_000 }),
+    )
     const signal = new AbortController().signal
     const peerCtx = (peer: string): ChunkEncoderContext => ({ budget, pool, codec: 'none', peer })
     const run = async (peer: string, from: number) => {
@@ -215,7 +219,11 @@ describe('ChunkCache', () => {
 
   it('a chunk no other active receiver wants is lent without being cached', async () => {
     const budget = new MemoryBudget({ limit: 1 * MiB })
-    const cache = new ChunkCache(budget, 4 * CHUNK, new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000 }))
+    const cache = new ChunkCache(
+      budget,
+      4 * CHUNK,
+      new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000, stuckMs: 60_000 }),
+    )
     const signal = new AbortController().signal
     const ctx = (peer: string): ChunkEncoderContext => ({ budget, pool, codec: 'none', peer })
     for (let i = 0; i < 3; i++) {

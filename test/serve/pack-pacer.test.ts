@@ -5,9 +5,9 @@ const A = 'a'
 const CID = 'c0'
 
 /** A pacer on a hand-moved clock; no wait here ever reaches a real timer's end. */
-function pacer(idleMs = 60_000, maxWaitMs = 60_000) {
+function pacer(idleMs = 60_000, maxWaitMs = 60_000, stuckMs = 60_000) {
   let t = 0
-  const p = new PackPacer({ idleMs, maxWaitMs, now: () => t })
+  const p = new PackPacer({ idleMs, maxWaitMs, stuckMs, now: () => t })
   return { p, advance: (ms: number) => (t += ms) }
 }
 
@@ -64,8 +64,8 @@ describe('PackPacer', () => {
     expect(p.waits).toBe(0)
   })
 
-  it('a receiver that keeps getting chunks but whose next one does not move for idleMs is not waited for', async () => {
-    const { p, advance } = pacer(1_000)
+  it('a receiver that keeps getting chunks but whose next one does not move for stuckMs is not waited for', async () => {
+    const { p, advance } = pacer(1_000, 60_000, 1_000)
     const signal = new AbortController().signal
     for (let i = 0; i < 6; i++) p.lent(CID, A, i)
     p.lent(CID, 'b', 0)
