@@ -36,7 +36,8 @@ async function main(): Promise<void> {
     return
   }
   if (mode === 'get') {
-    const engine = await Engine.create({ listen: LOOPBACK, workers: 1 })
+    // 50 receivers dial one seeder at once on a loaded machine: handshakes may take past the default 10 s.
+    const engine = await Engine.create({ listen: LOOPBACK, workers: 1, timeouts: { connectMs: 60_000 } })
     await engineInternals(engine).pool.hash(new Uint8Array(16)) // threads up before the clock starts
     const ticket = await new Promise<string>((resolve) => {
       onMessage((m) => m.type === 'go' && resolve(m.ticket!))

@@ -4,11 +4,12 @@
  *
  *   npx node bench/fanout.ts                               # 64 MiB random file, N = 16
  *   HAUL_FANOUT_N=50 HAUL_FANOUT_MIB=256 npx node bench/fanout.ts
- *   HAUL_FANOUT_CACHE_MIB=0 npx node bench/fanout.ts       # the seeder's serveCacheBytes (default: half its budget)
+ *   HAUL_FANOUT_CACHE_MIB=0 npx node bench/fanout.ts       # the seeder's serveCacheBytes (default: the engine's, half its budget)
  *   HAUL_FANOUT_BUDGET_MIB=64 npx node bench/fanout.ts     # the seeder's memoryBudget (default: the engine's)
+ *   HAUL_FANOUT_OFF=1 npx node bench/fanout.ts             # also N receivers with the cache off, in the same run
  *
  * Prints, from the seeder's stats, disk reads per chunk served in each phase (target ≤ 1.2 with N
- * receivers), the aggregate goodput of the N (N × file / time from the start to the last one
+ * receivers) and the reads that waited for the pack, the aggregate goodput of the N (N × file / time from the start to the last one
  * done) against the one receiver's, and the seeder's peak RSS. Every process runs dist/ (`npm run
  * build`); receivers verify every chunk and delete their copy once done.
  */
@@ -34,6 +35,7 @@ const receivers = Math.min(50, Math.max(1, Number(process.env.HAUL_FANOUT_N ?? 1
 const size = Math.min(256, Number(process.env.HAUL_FANOUT_MIB ?? 64)) * MiB
 const cacheMib = process.env.HAUL_FANOUT_CACHE_MIB
 const budgetMib = process.env.HAUL_FANOUT_BUDGET_MIB
+const withOff = process.env.HAUL_FANOUT_OFF === '1'
 const peer = new URL('./fanout-peer.ts', import.meta.url).pathname
 const file = join(tmpdir(), `haul-fanout-${size}.bin`)
 /** The engine's default chunking: fixed 1 MiB. */
@@ -83,6 +85,7 @@ async function phase(seeder: ChildProcess, ticket: string, n: number, dir: strin
       reads: c.reads - before.reads,
       served: c.served - before.served,
       hits: c.cacheHits - before.cacheHits,
+      paced: c.pacedReads - before.pacedReads,
       cacheLimit: c.cacheLimitBytes,
       peakRss: after.peakRss,
       budgetPeak: after.stats.memory.peakBytes,
@@ -95,15 +98,12 @@ async function phase(seeder: ChildProcess, ticket: string, n: number, dir: strin
 
 await ensureRandomFile(file, size)
 const dir = await mkdtemp(join(tmpdir(), 'haul-fanout-bench-'))
-// The engine keeps the cache off by default; the bench measures it on, at half the budget.
-const cacheArg = String(
-  cacheMib === undefined ? Math.floor((Number(budgetMib ?? 16) * MiB) / 2) : Number(cacheMib) * MiB,
-)
+const cacheArg = cacheMib === undefined ? 'default' : String(Number(cacheMib) * MiB)
 const budgetArg = budgetMib === undefined ? 'default' : String(Number(budgetMib) * MiB)
 
 /** A phase against a fresh seeder, so that neither starts with the other's chunks cached. */
-async function withSeeder(n: number, name: string) {
-  const seeder = start(['seed', file, join(dir, name), cacheArg, budgetArg])
+async function withSeeder(n: number, name: string, cache = cacheArg) {
+  const seeder = start(['seed', file, join(dir, name), cache, budgetArg])
   try {
     const { ticket } = await next<{ ticket: string }>(seeder, 'ready')
     return await phase(seeder, ticket, n, dir)
@@ -114,22 +114,27 @@ async function withSeeder(n: number, name: string) {
 }
 
 try {
-  const one = await withSeeder(1, 'seeder-1')
-  const many = await withSeeder(receivers, 'seeder-n')
-  console.log(
-    `bench/fanout: ${size / MiB} MiB random file, one seeder process, serveCacheBytes ${(many.cacheLimit / MiB).toFixed(0)} MiB, budget ${(many.budgetLimit / MiB).toFixed(0)} MiB`,
-  )
-  for (const [name, r] of [
-    ['1 receiver', one],
-    [`${receivers} receivers at once`, many],
-  ] as const) {
+  const report = (name: string, r: Awaited<ReturnType<typeof phase>>) =>
     console.log(
-      `${name}: ${r.seconds.toFixed(2)} s, aggregate goodput ${(r.goodput / MiB).toFixed(1)} MiB/s; seeder read ${r.reads} chunks for ${r.served} served (${r.hits} cache hits): ${(r.reads / fileChunks).toFixed(2)} reads per chunk of the file, ${(r.reads / r.served).toFixed(3)} per chunk frame served; seeder peak RSS ${(r.peakRss / MiB).toFixed(0)} MiB, budget peak ${(r.budgetPeak / MiB).toFixed(1)} of ${(r.budgetLimit / MiB).toFixed(0)} MiB`,
+      `${name}: ${r.seconds.toFixed(2)} s, aggregate goodput ${(r.goodput / MiB).toFixed(1)} MiB/s; seeder read ${r.reads} chunks for ${r.served} served (${r.hits} cache hits, ${r.paced} reads waited for the pack): ${(r.reads / fileChunks).toFixed(2)} reads per chunk of the file, ${(r.reads / r.served).toFixed(3)} per chunk frame served; seeder peak RSS ${(r.peakRss / MiB).toFixed(0)} MiB, budget peak ${(r.budgetPeak / MiB).toFixed(1)} of ${(r.budgetLimit / MiB).toFixed(0)} MiB`,
     )
-  }
+  // Each phase as it ends, so that a run cut short still says what it measured.
+  const one = await withSeeder(1, 'seeder-1')
+  console.log(
+    `bench/fanout: ${size / MiB} MiB random file, one seeder process, serveCacheBytes ${(one.cacheLimit / MiB).toFixed(0)} MiB, budget ${(one.budgetLimit / MiB).toFixed(0)} MiB`,
+  )
+  report('1 receiver', one)
+  const many = await withSeeder(receivers, 'seeder-n')
+  report(`${receivers} receivers at once`, many)
+  const off = withOff ? await withSeeder(receivers, 'seeder-off', '0') : undefined
+  if (off !== undefined) report(`${receivers} receivers at once, cache off`, off)
   console.log(
     `aggregate goodput / one receiver's = ${(many.goodput / MiB).toFixed(1)} / ${(one.goodput / MiB).toFixed(1)} = ${(many.goodput / one.goodput).toFixed(2)}; disk reads per chunk of the file with ${receivers}: ${(many.reads / fileChunks).toFixed(2)} (target <= 1.2)`,
   )
+  if (off !== undefined)
+    console.log(
+      `aggregate goodput with the cache / without = ${(many.goodput / MiB).toFixed(1)} / ${(off.goodput / MiB).toFixed(1)} = ${(many.goodput / off.goodput).toFixed(2)}; seeder peak RSS ${(many.peakRss / MiB).toFixed(0)} / ${(off.peakRss / MiB).toFixed(0)} MiB`,
+    )
 } finally {
   await rm(dir, { recursive: true, force: true })
 }

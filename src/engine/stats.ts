@@ -92,6 +92,8 @@ export interface ServingStats {
     readonly cachedBytes: number
     /** `serveCacheBytes`. */
     readonly cacheLimitBytes: number
+    /** Reads that first waited for receivers of the same content a cache window behind to catch up, since start. */
+    readonly pacedReads: number
   }
 }
 
@@ -177,6 +179,7 @@ export function engineStats(s: StatsSources): EngineStats {
         cacheHits: chunks.hits,
         cachedBytes: chunks.cachedBytes,
         cacheLimitBytes: chunks.maxBytes,
+        pacedReads: chunks.paced,
       },
     },
     network: {

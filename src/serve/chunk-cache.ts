@@ -14,6 +14,10 @@
  *   pinned and never goes. A chunk that finds no room (every entry pinned) is still lent to the
  *   requests waiting for it and to those that come while it is being sent, under its read's own
  *   lease, and goes with its last sender (a transient entry).
+ * - The pack (pack-pacer.ts, when the session names its peer): a read that would run a cache
+ *   window ahead of another active receiver of the content waits for it; a chunk no other active
+ *   receiver still wants is lent without being cached; eviction drops chunks no active receiver
+ *   still wants before the least recently used.
  * - Ownership: a cached payload is never given to the buffer recycler, neither while cached nor
  *   after, since a write that failed may leave libp2p holding a view of it (serve-chunks.ts);
  *   nothing writes to it after encoding.
@@ -21,6 +25,7 @@
 import type { Lease, MemoryBudget } from '../resources/memory-budget.ts'
 import { raceAbort } from '../util/abort.ts'
 import { type ChunkEncoderContext, type EncodedChunk, readAndEncodeChunk } from './chunk-encoder.ts'
+import type { PackPacer } from './pack-pacer.ts'
 import type { PublishedContent } from './registry.ts'
 
 /** What the serving side's chunk work counts since start (EngineStats.serving.chunks). */
@@ -35,10 +40,14 @@ export interface ChunkCacheStats {
   readonly cachedBytes: number
   /** The most `cachedBytes` may be (`serveCacheBytes`). */
   readonly maxBytes: number
+  /** Reads that waited for receivers behind to catch up (pack-pacer.ts). */
+  readonly paced: number
 }
 
 interface Entry {
   readonly key: string
+  /** The content id in hex (the pack's key). */
+  readonly content: string
   readonly index: number
   readonly codec: EncodedChunk['codec']
   readonly rawLength: number
@@ -65,15 +74,19 @@ export class ChunkCache {
   /** Entries that found no room in the cache, while still being sent: their memory is held anyway. */
   readonly #transient = new Map<string, Entry>()
   readonly #flights = new Map<string, Flight>()
+  readonly #pacer: PackPacer | undefined
+  /** The largest entry seen (bytes): the pack's window is the cache's bound in entries of this size. */
+  #entryBytes = 0
   #bytes = 0
   #reads = 0
   #served = 0
   #hits = 0
 
-  /** `maxBytes` 0: every request reads its chunk itself (no sharing, no single flight). */
-  constructor(budget: MemoryBudget, maxBytes: number) {
+  /** `maxBytes` 0: every request reads its chunk itself (no sharing, no single flight, no pacing). */
+  constructor(budget: MemoryBudget, maxBytes: number, pacer?: PackPacer) {
     this.#budget = budget
     this.#maxBytes = maxBytes
+    this.#pacer = maxBytes > 0 ? pacer : undefined
     if (maxBytes > 0) budget.setReclaimer((needed) => this.#evict(needed))
   }
 
@@ -84,6 +97,7 @@ export class ChunkCache {
       hits: this.#hits,
       cachedBytes: this.#bytes,
       maxBytes: this.#maxBytes,
+      paced: this.#pacer?.waits ?? 0,
     }
   }
 
@@ -104,7 +118,9 @@ export class ChunkCache {
     signal: AbortSignal,
   ): Promise<EncodedChunk> {
     if (this.#maxBytes === 0) return readAndEncodeChunk(ctx, content, index, signal, () => this.#reads++)
-    const key = `${hex(content.cid)}:${index}:${ctx.codec}`
+    const cid = hex(content.cid)
+    const key = `${cid}:${index}:${ctx.codec}`
+    const peer = this.#pacer === undefined ? undefined : ctx.peer
     // The chunk's count in this peer's share comes first, in the order the session asks, as a
     // read's lease would (a later chunk taking the share's room first would wait for itself:
     // sends go in order); it is kept while this session sends the chunk.
@@ -112,6 +128,9 @@ export class ChunkCache {
       ctx.hold === undefined
         ? undefined
         : await ctx.hold((await content.reader.entry(index)).length, { signal })
+    let paced = peer === undefined
+    // The peer counts as active in its pack while this request is answered, however long it waits.
+    const turn = peer === undefined ? undefined : this.#pacer!.begin(cid, peer, index)
     try {
       for (;;) {
         const e = this.#entries.get(key) ?? this.#transient.get(key)
@@ -122,11 +141,34 @@ export class ChunkCache {
           }
           this.#hits++
           e.pins++
+          turn?.end(true)
           return lend(e, this, charge)
         }
         const flight = this.#flights.get(key)
-        if (flight === undefined)
-          return lend(await this.#read(ctx, content, index, key, signal), this, charge)
+        if (flight === undefined && !paced) {
+          // Then looks again: a peer behind may have read it meanwhile.
+          paced = true
+          const length = (await content.reader.entry(index)).length
+          const window = Math.max(1, Math.floor(this.#maxBytes / Math.max(this.#entryBytes, length)) - 1)
+          await this.#pacer!.pace(cid, peer!, index, window, signal)
+          continue
+        }
+        if (flight === undefined && peer !== undefined && !this.#pacer!.wanted(cid, index, peer)) {
+          // No other receiver wants it (one receiver alone, or the last of the pack): read as
+          // without a cache, so its buffer goes back to the recycler once sent.
+          const chunk = await this.#readOwn(ctx, content, index, signal)
+          turn?.end(true)
+          const release = once(() => {
+            chunk.release()
+            charge?.release()
+          })
+          return { ...chunk, release }
+        }
+        if (flight === undefined) {
+          const e = await this.#read(ctx, content, index, key, cid, peer, signal)
+          turn?.end(true)
+          return lend(e, this, charge)
+        }
         // Waiters take no pin; they look again once the read settles.
         try {
           await raceAbort(flight.promise!, signal)
@@ -136,6 +178,7 @@ export class ChunkCache {
         }
       }
     } catch (err) {
+      turn?.end(false)
       charge?.release()
       throw err
     }
@@ -155,6 +198,12 @@ export class ChunkCache {
     e.lease.release()
   }
 
+  /** Reads chunk `index` for this request alone, leasing from the engine budget when the peer's share holds its count. */
+  #readOwn(ctx: ChunkEncoderContext, content: PublishedContent, index: number, signal: AbortSignal) {
+    const readCtx = ctx.hold === undefined ? ctx : { ...ctx, budget: this.#budget }
+    return readAndEncodeChunk(readCtx, content, index, signal, () => this.#reads++)
+  }
+
   /**
    * Reads chunk `index` for this request and every one that comes meanwhile. With a share
    * (`ctx.hold`), the request's charge there stands for the read, which leases from the engine
@@ -166,6 +215,8 @@ export class ChunkCache {
     content: PublishedContent,
     index: number,
     key: string,
+    cid: string,
+    peer: string | undefined,
     signal: AbortSignal,
   ): Promise<Entry> {
     const readCtx = ctx.hold === undefined ? ctx : { ...ctx, budget: this.#budget }
@@ -174,7 +225,9 @@ export class ChunkCache {
     flight.promise = (async () => {
       try {
         const chunk = await readAndEncodeChunk(readCtx, content, index, signal, () => this.#reads++)
-        return this.#adopt(key, chunk)
+        // Admission: with the pack known, only a chunk another active receiver still wants is cached.
+        const keep = peer === undefined || this.#pacer!.wanted(cid, index, peer)
+        return this.#adopt(key, cid, chunk, keep)
       } finally {
         // Before anyone resumes: the waiters look the chunk up again, not at a settled flight.
         this.#flights.delete(key)
@@ -183,19 +236,20 @@ export class ChunkCache {
     return flight.promise
   }
 
-  /** Takes `chunk` over as an entry pinned by its reader: cached if it fits, else transient. */
-  #adopt(key: string, chunk: EncodedChunk): Entry {
+  /** Takes `chunk` over as an entry pinned by its reader: cached if `keep` and it fits, else transient. */
+  #adopt(key: string, content: string, chunk: EncodedChunk, keep: boolean): Entry {
     const pins = 1
     const old = chunk.lease!
     const bytes = chunk.payload.buffer.byteLength
+    this.#entryBytes = Math.max(this.#entryBytes, bytes)
     let lease: Lease | undefined
     // A chunk already held (a guard: flights start before any wait, so reads do not overlap) keeps its first copy.
     const twice = this.#entries.has(key) || this.#transient.has(key)
-    if (!twice && bytes <= this.#maxBytes) {
+    if (keep && !twice && bytes <= this.#maxBytes) {
       this.#evict(this.#bytes + bytes - this.#maxBytes)
       if (this.#bytes + bytes <= this.#maxBytes) lease = this.#budget.swap(old, bytes)
     }
-    const base = { key, index: chunk.index, codec: chunk.codec, rawLength: chunk.rawLength }
+    const base = { key, content, index: chunk.index, codec: chunk.codec, rawLength: chunk.rawLength }
     // Checked again after the swap: the waiters it let through may have had cache entries evicted.
     if (lease !== undefined && this.#bytes + bytes <= this.#maxBytes) {
       const entry: Entry = { ...base, payload: chunk.payload, lease, pins, cached: true }
@@ -228,11 +282,15 @@ export class ChunkCache {
   #evict(needed: number): number {
     let freed = 0
     if (needed <= 0) return 0
-    for (const e of this.#entries.values()) {
-      if (freed >= needed) break
-      if (e.pins > 0) continue
-      freed += e.lease.bytes
-      this.#drop(e)
+    const pacer = this.#pacer
+    // First the chunks no active receiver still wants (the pack has passed them), then LRU.
+    for (const unwanted of pacer === undefined ? [false] : [true, false]) {
+      for (const e of this.#entries.values()) {
+        if (freed >= needed) return freed
+        if (e.pins > 0 || (unwanted && pacer!.wanted(e.content, e.index))) continue
+        freed += e.lease.bytes
+        this.#drop(e)
+      }
     }
     return freed
   }
@@ -260,6 +318,15 @@ function lend(e: Entry, cache: ChunkCache, charge?: Lease): EncodedChunk {
       cache.unpin(e)
       charge?.release()
     },
+  }
+}
+
+function once(fn: () => void): () => void {
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    fn()
   }
 }
 

@@ -37,6 +37,8 @@ export interface ChunkEncoderContext {
    * memory (PeerShare.hold). @default not counted
    */
   readonly hold?: ((bytes: number, opts: { signal: AbortSignal }) => Promise<Lease>) | undefined
+  /** The peer served, so the chunk cache can keep the receivers of one content together (pack-pacer.ts). */
+  readonly peer?: string | undefined
 }
 
 export interface EncodedChunk {

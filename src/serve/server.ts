@@ -154,6 +154,7 @@ class ServerSession {
         buffers: ctx.buffers,
         verifySource: ctx.verifySource,
         hold: (bytes, opts) => this.#share.hold(bytes, opts),
+        peer: stream.remotePeer.toString(),
       },
       cache: ctx.cache,
       writer: this.#writer,

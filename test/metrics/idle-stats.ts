@@ -19,7 +19,7 @@ export const IDLE: EngineStats = {
     peersLeasing: 0,
     leasedBytes: 0,
     partialFrameBytes: 0,
-    chunks: { reads: 0, served: 0, cacheHits: 0, cachedBytes: 0, cacheLimitBytes: 0 },
+    chunks: { reads: 0, served: 0, cacheHits: 0, cachedBytes: 0, cacheLimitBytes: 0, pacedReads: 0 },
   },
   network: {
     connections: 0,

@@ -6,6 +6,7 @@ import { type Lease, MemoryBudget } from '../../src/resources/memory-budget.ts'
 import { ChunkCache } from '../../src/serve/chunk-cache.ts'
 import type { ChunkEncoderContext, EncodedChunk } from '../../src/serve/chunk-encoder.ts'
 import { indexFile } from '../../src/serve/indexer.ts'
+import { PackPacer } from '../../src/serve/pack-pacer.ts'
 import { openPublished } from '../../src/serve/publish.ts'
 import type { PublishedContent } from '../../src/serve/registry.ts'
 import { KiB, MiB } from '../../src/types.ts'
@@ -182,6 +183,65 @@ describe('ChunkCache', () => {
     stuck.abort()
     await expect(first).rejects.toBeInstanceOf(AbortedError)
     expect(cache.stats.reads).toBe(1)
+  })
+
+  it('keeps a fast and a slow receiver together: each chunk read once, within the cache bound', async () => {
+    const budget = new MemoryBudget({ limit: 1 * MiB })
+    const cache = new ChunkCache(
+      budget,
+      4 * CHUNK,
+      new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000, stuckMs: 60_000 }),
+    )
+    const signal = new AbortController().signal
+    const peerCtx = (peer: string): ChunkEncoderContext => ({ budget, pool, codec: 'none', peer })
+    const run = async (peer: string, from: number) => {
+      for (let i = from; i < CHUNKS; i++) {
+        const c = await cache.get(peerCtx(peer), content, i, signal)
+        expectChunk(c, i)
+        c.release()
+        expect(cache.stats.cachedBytes).toBeLessThanOrEqual(4 * CHUNK)
+        expect(budget.used).toBeLessThanOrEqual(budget.limit)
+      }
+    }
+    // The slow one starts alone (its chunk 0 is wanted by no one else, so not kept), then both run.
+    ;(await cache.get(peerCtx('slow'), content, 0, signal)).release()
+    // The fast one goes alone until it waits for the slow one, a window (3 chunks) ahead of it.
+    let fastDone = false
+    const fast = run('fast', 0).then(() => (fastDone = true))
+    while (cache.stats.paced === 0) await new Promise((r) => setImmediate(r))
+    expect(fastDone).toBe(false)
+    await Promise.all([fast, run('slow', 1)])
+    // Every chunk from 1 on read once, by the fast one, and found by the slow one.
+    expect(cache.stats.reads).toBe(CHUNKS + 1)
+    expect(cache.stats.hits).toBe(CHUNKS - 1)
+    expect(cache.stats.paced).toBeGreaterThanOrEqual(1)
+  })
+
+  it('a chunk no other active receiver wants is lent without being cached', async () => {
+    const budget = new MemoryBudget({ limit: 1 * MiB })
+    const cache = new ChunkCache(
+      budget,
+      4 * CHUNK,
+      new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000, stuckMs: 60_000 }),
+    )
+    const signal = new AbortController().signal
+    const ctx = (peer: string): ChunkEncoderContext => ({ budget, pool, codec: 'none', peer })
+    for (let i = 0; i < 3; i++) {
+      const c = await cache.get(ctx('a'), content, i, signal)
+      // Read as without a cache: its buffer may go back to the recycler once sent.
+      expect(c.recycle).toBe(true)
+      c.release()
+    }
+    expect(cache.stats.cachedBytes).toBe(0)
+    expect(budget.used).toBe(0)
+    // Once b is known (its next chunk is 1), what a reads from 1 on is kept for b.
+    ;(await cache.get(ctx('b'), content, 0, signal)).release()
+    ;(await cache.get(ctx('a'), content, 3, signal)).release()
+    expect(cache.stats.cachedBytes).toBe(CHUNK)
+    ;(await cache.get(ctx('b'), content, 1, signal)).release()
+    ;(await cache.get(ctx('b'), content, 2, signal)).release()
+    ;(await cache.get(ctx('b'), content, 3, signal)).release()
+    expect(cache.stats).toMatchObject({ reads: 7, hits: 1 })
   })
 
   it('disabled (0 bytes): every request reads, nothing is cached', async () => {

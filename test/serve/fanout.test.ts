@@ -53,8 +53,10 @@ function expectWithinBounds(s: EngineStats): void {
 
 describe('one sender, many receivers of one file at once', () => {
   it(`${RECEIVERS} receivers get identical bytes for at most 1.2 disk reads per chunk of the file`, async () => {
-    // The cache is off by default: half of the default 16 MiB budget.
-    const { samples, after } = await fanOut({ serveCacheBytes: 8 * MiB })
+    // The default cache, half of a 4 MiB budget: 32 of the file's 129 chunks, so the receivers
+    // must be kept within that window of each other (pack-pacer.ts).
+    const { samples, after } = await fanOut({ memoryBudget: 4 * MiB })
+    expect(after.serving.chunks.cacheLimitBytes).toBe(2 * MiB)
     expect(samples.length).toBeGreaterThan(0)
     for (const s of samples) expectWithinBounds(s)
     expectWithinBounds(after)
@@ -66,8 +68,8 @@ describe('one sender, many receivers of one file at once', () => {
   })
 
   it('under a small budget the cache gives way: bytes identical, budget and cache within their bounds', async () => {
-    // 4 MiB: 64 chunks for 8 peers' read-ahead and a 2 MiB cache, so entries are evicted for waiters.
-    const { samples, after } = await fanOut({ memoryBudget: 4 * MiB, serveCacheBytes: 2 * MiB })
+    // 4 MiB: 64 chunks for 8 peers' read-ahead and a 3 MiB cache, so entries are evicted for waiters.
+    const { samples, after } = await fanOut({ memoryBudget: 4 * MiB, serveCacheBytes: 3 * MiB })
     for (const s of samples) expectWithinBounds(s)
     expectWithinBounds(after)
     expect(after.serving.chunks.served).toBeGreaterThanOrEqual(RECEIVERS * CHUNKS)

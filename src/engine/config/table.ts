@@ -257,10 +257,11 @@ export const optionTable = {
   }),
   serveCacheBytes: bytes({
     min: 0,
-    // Off until it meets its target at the default budget: with 16 receivers of one file and
-    // 16 MiB, a cache of half the budget still read each chunk ~4.7 times (bench/fanout.ts).
-    default: 0,
-    doc: 'encoded chunks shared by every receiver of the same content, inside the budget; given back to budget waiters after idle buffers (0: off; one read per chunk for 16 receivers with a 64 MiB budget and half of it here)',
+    // Half the budget: with the receivers of one content kept within this window of each other
+    // (src/serve/pack-pacer.ts), 50 receivers of 256 MiB read each chunk about once (bench/fanout.ts).
+    default: (c: { memoryBudget: number }) => Math.floor(c.memoryBudget / 2),
+    defaultDoc: 'half the budget',
+    doc: 'encoded chunks shared by every receiver of the same content, inside the budget; given back to budget waiters after idle buffers; a read a window this size ahead of another active receiver of the content waits for it (0: off, no sharing or pacing)',
   }),
   gcAssistBytes: bytes({
     min: MIN_GC_ASSIST_BYTES,

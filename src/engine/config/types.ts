@@ -88,7 +88,8 @@ export interface EngineOptions {
    * Encoded chunks kept for every session serving the same content, so that many receivers of one
    * file at once cost one read and encode per chunk (src/serve/chunk-cache.ts). Its entries hold
    * leases on the memory budget and are the first memory given back when a waiter needs room.
-   * 0: off.
+   * The receivers of one content are kept within this window of each other (a read that would
+   * run further ahead waits, src/serve/pack-pacer.ts). Default: half of `memoryBudget`. 0: off.
    */
   serveCacheBytes?: number
   /**
