@@ -264,17 +264,28 @@ export class Fetches {
     search: ProviderSearch | undefined,
   ): FetchJob {
     const c = this.#deps.config
-    const routing = opts.provide === true ? this.#deps.routing() : undefined
     const share =
       seeding && c.swarm.serve
         ? (content: PublishedContent) => {
             if (!this.#deps.registry.addIfAbsent(content)) return () => {}
-            // A providing fetch is found on the DHT from its first verified chunk; a completed
-            // one is announced again as a whole file (#provide), a failed one withdraws.
-            void routing?.announce(content.cid)
             return () => this.#deps.registry.removeIfSame(content)
           }
         : undefined
+    // A providing fetch is announced once it has a chunk to give (a record of a peer with nothing
+    // would take a place in lookups, which return at most 20 providers); a completed one is
+    // served as a whole file (Engine's provide), a failed one withdraws.
+    const routing = opts.provide === true && share !== undefined ? this.#deps.routing() : undefined
+    let announced = false
+    const onChunk =
+      routing === undefined
+        ? opts.onChunk
+        : (index: number) => {
+            if (!announced) {
+              announced = true
+              void routing.announce(ticket.cid)
+            }
+            opts.onChunk?.(index)
+          }
     return new FetchJob(
       {
         network: this.#deps.network,
@@ -304,7 +315,7 @@ export class Fetches {
         onProgress: opts.onProgress,
         onRetry: this.#countRetries(opts.onRetry),
         onResume: opts.onResume,
-        onChunk: opts.onChunk,
+        onChunk,
       },
     )
   }

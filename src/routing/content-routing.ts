@@ -18,6 +18,9 @@ import { contentKey } from './content-key.ts'
 
 /** Longest address taken from a record (a ticket's bound too). */
 const MAX_ADDR_CHARS = 512
+/** Rounds of dials to the bootstrap peers before a start fails, the pause growing by this much each. */
+const JOIN_ROUNDS = 3
+const JOIN_PAUSE_MS = 500
 
 interface Announcement {
   readonly key: CID
@@ -40,14 +43,21 @@ export class ContentRouting {
   }
 
   /**
-   * Joins the DHT through `o.bootstrap` (all dialed at once; one answering is enough). With no
+   * Joins the DHT through `o.bootstrap` (all dialed at once; one answering is enough), in up to
+   * JOIN_ROUNDS rounds: a bootstrap peer that many join at once resets some handshakes (seen: 50
+   * receivers starting together on two cores), and that should not end a start. With no
    * bootstrap peer, this node starts a DHT of its own that others join.
    */
   static async join(network: Network, o: DhtOptions, signal?: AbortSignal): Promise<ContentRouting> {
     const dht = network.dht
     if (dht === undefined) throw new InternalError('the DHT is on but the node runs none')
-    const tried = await Promise.allSettled(o.bootstrap.map((addr) => network.connect(addr, signal)))
-    if (signal?.aborted) throw new AbortedError()
+    let tried: PromiseSettledResult<void>[] = []
+    for (let round = 0; round < JOIN_ROUNDS && o.bootstrap.length > 0; round++) {
+      if (round > 0) await new Promise((r) => setTimeout(r, JOIN_PAUSE_MS * round))
+      tried = await Promise.allSettled(o.bootstrap.map((addr) => network.connect(addr, signal)))
+      if (signal?.aborted) throw new AbortedError()
+      if (tried.some((t) => t.status === 'fulfilled')) break
+    }
     if (tried.length > 0 && tried.every((t) => t.status === 'rejected')) {
       const why = tried.map((t) => ((t as PromiseRejectedResult).reason as Error).message).join('; ')
       throw new PeerUnreachableError(
@@ -58,9 +68,10 @@ export class ContentRouting {
   }
 
   /**
-   * Announces this engine as a provider of `cid` now and every `announceMs` (sooner, every
-   * `refreshMs`, while no peer takes the record: a DHT that had no other peer yet). Resolves
-   * whether the first announcement reached another peer; never rejects.
+   * Announces this engine as a provider of `cid` now and every `announceMs`; while no peer takes
+   * the record (a DHT that had no other peer yet), again after 1 s, doubling up to `refreshMs`:
+   * the first peers to join a seeder's new DHT get its records within seconds. Resolves whether
+   * the first announcement reached another peer; never rejects.
    */
   announce(cid: Uint8Array): Promise<boolean> {
     const id = hex(cid)
@@ -70,12 +81,12 @@ export class ContentRouting {
     const first = this.#provide(key)
     const a: Announcement = { key, first, timer: undefined }
     this.#announced.set(id, a)
+    let misses = 0
     const next = (reached: boolean): void => {
       if (this.#announced.get(id) !== a || this.#stop.signal.aborted) return
-      a.timer = setTimeout(
-        () => void this.#provide(key).then(next),
-        reached ? this.#o.announceMs : this.#o.refreshMs,
-      )
+      misses = reached ? 0 : misses + 1
+      const wait = reached ? this.#o.announceMs : Math.min(this.#o.refreshMs, 1_000 * 2 ** (misses - 1))
+      a.timer = setTimeout(() => void this.#provide(key).then(next), wait)
       a.timer.unref()
     }
     void first.then(next)

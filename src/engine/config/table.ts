@@ -57,12 +57,12 @@ export const optionTable = {
     refreshMs: ms({
       min: 10,
       default: 15_000,
-      doc: 'a running fetch by content id looks for more providers this often',
+      doc: 'a running fetch by content id looks for more providers this often; an announcement no peer took is sent again within this (from 1 s, doubling)',
     }),
     announceMs: ms({
       min: 10,
       default: 600_000,
-      doc: 'published content is announced again this often (provider records live 48 hours; a DHT that was empty at publish learns of it)',
+      doc: 'published content is announced again this often (provider records live 48 hours)',
     }),
   },
   dataDir: option<string | undefined>({
