@@ -13,10 +13,11 @@
  * What it knows of a peer, per content: the lowest chunk index not yet lent to it (`low`), the
  * indices above that it already got (receivers ask mostly in order, so this set stays small and
  * is bounded), when it last got one, and how many of its requests are being answered now (past
- * its share of the budget: waiting for the pack, for a read, or reading). A peer with none being
- * answered that got nothing for `idleMs` (stalled, gone, or fetching elsewhere) stops counting,
- * so it never holds the others for longer than that; no wait lasts longer than `maxWaitMs`
- * either way.
+ * its share of the budget: waiting for the pack, for a read, or reading). A peer that got nothing
+ * for `idleMs` (stalled, gone, fetching elsewhere, or never reading what it asked for) stops
+ * counting, whatever it has in hand, so it never holds the others for longer than that; no wait
+ * lasts longer than `maxWaitMs` either way. (Counting peers with requests in hand let four
+ * streams that never read slow an honest fetch of the same file past the stall test's bound.)
  */
 import { raceAbort } from '../util/abort.ts'
 
@@ -108,7 +109,9 @@ export class PackPacer {
   }
 
   #active(c: Cursor, now: number): boolean {
-    return c.busy > 0 || now - c.at <= this.#idleMs
+    // Only a peer that got a chunk lately: one with requests in hand that takes nothing (a peer
+    // that never reads, its stream full) must not hold the others back.
+    return now - c.at <= this.#idleMs
   }
 
   /** Chunk `index` of `content` was lent to `peer`. */
