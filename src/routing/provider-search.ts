@@ -57,11 +57,7 @@ export class ProviderSearch {
       const found = Promise.withResolvers<Provider | undefined>()
       const run = (async () => {
         try {
-          for await (const p of this.#routing.findProviders(this.#cid, lookup)) {
-            const took = this.#take(p)
-            if (took === 'full') break
-            if (took === 'new') this.#hand(p, found)
-          }
+          await this.#lookup(lookup, (p) => this.#hand(p, found))
         } catch {
           // An unreachable DHT: the next lookup, or NO_PROVIDER at the deadline.
         }
@@ -96,11 +92,7 @@ export class ProviderSearch {
       await pause(this.#o.refreshMs, signal)
       if (signal.aborted) return
       try {
-        for await (const p of this.#routing.findProviders(this.#cid, signal)) {
-          const took = this.#take(p)
-          if (took === 'full') return
-          if (took === 'new') add(p)
-        }
+        await this.#lookup(signal, add)
       } catch {
         // The DHT is unreachable for now; the transfer goes on with the providers it has.
       }
@@ -114,6 +106,15 @@ export class ProviderSearch {
       first.resolve(p)
     } else if (this.#add !== undefined) this.#add(p)
     else this.#later.push(p)
+  }
+
+  /** One lookup: each provider not handed out before goes to `onNew`; it stops once `maxProviders` were. */
+  async #lookup(signal: AbortSignal, onNew: (p: Provider) => void): Promise<void> {
+    for await (const p of this.#routing.findProviders(this.#cid, signal)) {
+      const took = this.#take(p)
+      if (took === 'full') return
+      if (took === 'new') onNew(p)
+    }
   }
 
   /** Records `p` as handed out, unless it was before or `maxProviders` were. */

@@ -56,6 +56,8 @@ export class PartFile {
   readonly #startedEmpty: boolean
   /** Zero chunks left as holes instead of written. */
   #holes = 0
+  /** Where a resumed part file's range is read back to see whether it holds zeros (made once). */
+  #zeroCheck: Uint8Array | undefined
 
   private constructor(
     dest: string,
@@ -190,7 +192,8 @@ export class PartFile {
 
   /** True when the part file holds only zeros in [offset, offset + length). */
   async #readsZero(offset: number, length: number): Promise<boolean> {
-    const piece = new Uint8Array(Math.min(length, 64 * 1024))
+    this.#zeroCheck ??= new Uint8Array(64 * 1024)
+    const piece = this.#zeroCheck
     for (let at = 0; at < length; at += piece.length) {
       const view = piece.subarray(0, Math.min(piece.length, length - at))
       await this.read(offset + at, view)

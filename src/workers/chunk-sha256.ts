@@ -12,8 +12,6 @@
 import { createHash } from 'node:crypto'
 import { isAllZero, ZERO_BLOCK } from '../util/zeros.ts'
 
-export { isAllZero }
-
 /** Chunk lengths whose zero digest is kept: every full chunk shares one, a last chunk adds one. */
 const MAX_ZERO_DIGESTS = 16
 const zeroDigests = new Map<number, Uint8Array>()

@@ -1,38 +1,15 @@
 import { copyFile } from 'node:fs/promises'
 import { join } from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
-import { Engine, engineInternals } from '../../src/engine/engine.ts'
+import { type Engine, engineInternals } from '../../src/engine/engine.ts'
 import { createEngine, type EngineOptions } from '../../src/index.ts'
 import { Running } from '../cli/run.ts'
+import { dhtEngines, LOOPBACK, ONE_HOST } from '../support/dht-engines.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
-const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
-/**
- * Every engine here dials from 127.0.0.1, a DHT's peers all at once: the per-address bounds on
- * inbound connections are for other hosts, and a loaded two-core machine needs more than the
- * default 3 s for a burst of handshakes.
- */
-const ONE_HOST = {
-  admission: {
-    maxNewPerAddressPerSecond: 1_000,
-    maxPendingPerAddress: 128,
-    maxConnectionsPerAddress: 1_024,
-    upgradeTimeoutMs: 20_000,
-  },
-}
-
-const stops: Array<() => Promise<unknown>> = []
-afterEach(async () => {
-  await Promise.allSettled(stops.splice(0).map((s) => s()))
-})
-
-async function engine(opts: EngineOptions = {}): Promise<Engine> {
-  const e = await Engine.create({ workers: 1, listen: LOOPBACK, network: ONE_HOST, ...opts })
-  stops.push(() => e.stop())
-  return e
-}
+const { stops, engine } = dhtEngines()
 
 async function folder(): Promise<string> {
   const t = await tempDir('haul-dht-')

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto'
 import { describe, expect, it } from 'vitest'
-import { chunkSha256Into, isAllZero, zeroChunkDigest } from '../../src/workers/chunk-sha256.ts'
+import { isAllZero } from '../../src/util/zeros.ts'
+import { chunkSha256Into, zeroChunkDigest } from '../../src/workers/chunk-sha256.ts'
 
 const plain = (b: Uint8Array) => createHash('sha256').update(b).digest('hex')
 const hex = (b: Uint8Array) => Buffer.from(b).toString('hex')
