@@ -41,6 +41,8 @@ export const WIRE_CODES = {
   RETRIES_EXHAUSTED: 33,
   /** A multi-peer fetch needs a chunk that no live provider holds. */
   NO_PROVIDER: 34,
+  /** A relay's circuit has too few bytes left (its data limit) to carry the next chunk whole. */
+  CIRCUIT_LIMIT: 35,
   // tickets
   TICKET_INVALID: 40,
   // disk
@@ -184,6 +186,15 @@ export class TooManyRequestsError extends HaulError {
   override readonly name = 'TooManyRequestsError'
   readonly code = 'TOO_MANY_REQUESTS'
 }
+/**
+ * The relay that carries this connection limits each circuit's bytes, and what is left cannot
+ * carry the next chunk whole. The sender says so before starting the chunk (the relay would cut
+ * it off midway); the receiver drops the circuit and goes on over a new one.
+ */
+export class CircuitLimitError extends HaulError {
+  override readonly name = 'CircuitLimitError'
+  readonly code = 'CIRCUIT_LIMIT'
+}
 /** A transfer gave up reconnecting; `cause` is the last failure. Its part file and journal stay for a resume. */
 export class RetriesExhaustedError extends HaulError {
   override readonly name = 'RetriesExhaustedError'
@@ -280,6 +291,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   TOO_MANY_REQUESTS: TooManyRequestsError,
   RETRIES_EXHAUSTED: RetriesExhaustedError,
   NO_PROVIDER: NoProviderError,
+  CIRCUIT_LIMIT: CircuitLimitError,
   TICKET_INVALID: TicketInvalidError,
   NO_SPACE: NoSpaceError,
   PERMISSION_DENIED: PermissionDeniedError,

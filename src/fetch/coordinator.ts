@@ -264,6 +264,9 @@ export class FetchCoordinator {
         throw new ProtocolViolationError(`the peer ended the request without ${req.pending.size} chunks`)
       }
     } catch (err) {
+      // The chunks that arrived whole before the failure are verified and kept first: the failure
+      // may end the transfer's attempt (a single provider), which would cancel their work.
+      await Promise.allSettled(work)
       this.#requestFailed(req, err)
     } finally {
       signal.removeEventListener('abort', onAbort)

@@ -56,6 +56,8 @@ export class PeerLink {
   /** How this peer's streams went: see TransferRoute. Undefined until one opened. */
   route: TransferRoute | undefined
   #connecting: Promise<DescriptorHeader> | undefined
+  /** The peer said its relay circuit to us cannot carry the next chunk: the next connect needs a new one. */
+  #circuitSpent = false
   #wake: (() => void) | undefined
 
   constructor(provider: Provider) {
@@ -98,6 +100,10 @@ export class PeerLink {
 
   async #connect(deps: LinkDeps, signal: AbortSignal): Promise<DescriptorHeader> {
     this.drop(new StreamClosedError('reconnecting'))
+    if (this.#circuitSpent) {
+      this.#circuitSpent = false
+      deps.network.dropSpentCircuits(this.id)
+    }
     const pooled = deps.sessions?.take(this.id)
     if (pooled !== undefined) {
       this.reached = true
@@ -200,6 +206,7 @@ export class PeerLink {
 
   /** Resets the stream (a close would wait on a peer that may be stalled). */
   drop(why: HaulError): void {
+    if (why.code === 'CIRCUIT_LIMIT') this.#circuitSpent = true
     const s = this.#detach()
     s?.abort(why)
     this.kick()

@@ -14,6 +14,7 @@ import {
 } from '../errors.ts'
 import { Slots } from '../util/slots.ts'
 import { isRelayedAddress } from './addresses.ts'
+import { circuitBytesLeft, isRelayed } from './circuits.ts'
 import { type AdmissionStats, ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
@@ -134,9 +135,10 @@ export class Network {
     }
     let handedOut = false
     try {
-      const raw = await this.#newStream(state, peerId, dialAddrs, protocol, signal)
+      const { stream: raw, conn } = await this.#newStream(state, peerId, dialAddrs, protocol, signal)
       const fs = wrapStream(raw, {
         remotePeer: key,
+        circuitBytesLeft: () => circuitBytesLeft(conn),
         sendLedger: this.#ledgers.of(raw),
         idleTimeoutMs: opts.idleTimeoutMs ?? this.#o.idleTimeoutMs,
         maxBufferedIncoming: this.#o.maxBufferedIncoming,
@@ -314,6 +316,7 @@ export class Network {
     const fs = wrapStream(raw, {
       remotePeer: key,
       remoteAddr: connection.remoteAddr.toString(),
+      circuitBytesLeft: () => circuitBytesLeft(connection),
       sendLedger: this.#ledgers.of(raw),
       idleTimeoutMs,
       maxBufferedIncoming: this.#o.maxBufferedIncoming,
@@ -384,7 +387,7 @@ export class Network {
     addrs: Multiaddr[],
     protocol: string,
     signal: AbortSignal | undefined,
-  ): Promise<Stream> {
+  ): Promise<{ stream: Stream; conn: Connection }> {
     for (let failures = 0; ; ) {
       const conn = await this.#connect(state, peerId, addrs, signal)
       // Until one stream is negotiated on a connection, the peer may not have attached its stream
@@ -406,7 +409,7 @@ export class Network {
           runOnLimitedConnection: true,
         })
         this.#ready.add(conn)
-        return stream
+        return { stream, conn }
       } catch (err) {
         if (signal?.aborted) throw new AbortedError()
         this.#assertRunning()
@@ -538,9 +541,16 @@ export class Network {
     if (conn === undefined) return undefined
     return isRelayed(conn) ? 'relayed' : 'direct'
   }
-}
 
-/** A connection through a circuit relay (libp2p names it by the relay's circuit address). */
-function isRelayed(conn: Connection): boolean {
-  return isRelayedAddress(conn.remoteAddr)
+  /**
+   * Closes this node's data-limited circuits to `peer`: one that cannot carry the next chunk
+   * (CIRCUIT_LIMIT) would otherwise be reused by the retry, and the next stream dials a new one.
+   */
+  dropSpentCircuits(peer: string): void {
+    for (const conn of this.#node.getConnections(parsePeer(peer))) {
+      if (isRelayed(conn) && circuitBytesLeft(conn) !== undefined) {
+        conn.abort(new Error('the relay circuit has too few bytes left for the next chunk'))
+      }
+    }
+  }
 }

@@ -82,6 +82,11 @@ export interface FrameStream {
   writeStalledMs(): number
   /** True once the stream is finished (closed both ways, reset or aborted). */
   readonly closed: boolean
+  /**
+   * Bytes the relay still lets this stream's connection carry, both ways together, when its
+   * circuit has a data limit (circuit relay v2); undefined on a connection without one.
+   */
+  circuitBytesLeft(): number | undefined
 }
 
 export interface WrapStreamOptions {
@@ -115,9 +120,13 @@ export interface WrapStreamOptions {
   sendLedger?: ConnectionSendLedger | undefined
   /** Called once when the stream is finished, however it ended. */
   onClose?: () => void
+  /** The connection's remaining circuit bytes (see FrameStream.circuitBytesLeft). */
+  circuitBytesLeft?: () => number | undefined
 }
 
-export const defaultWrapStreamOptions: Required<Omit<WrapStreamOptions, 'onClose' | 'sendLedger'>> = {
+type Hooks = 'onClose' | 'sendLedger' | 'circuitBytesLeft'
+
+export const defaultWrapStreamOptions: Required<Omit<WrapStreamOptions, Hooks>> = {
   idleTimeoutMs: engineDefaults.timeouts.idleMs,
   maxBufferedIncoming: 1 * MiB,
   writeSliceBytes: 1 * MiB,
@@ -148,7 +157,7 @@ export function wrapStream(stream: Stream, opts: WrapStreamOptions = {}): FrameS
   if (!Number.isSafeInteger(o.writeSliceBytes) || o.writeSliceBytes < KiB) {
     throw new ConfigInvalidError('writeSliceBytes must be an integer >= 1024')
   }
-  return new Libp2pFrameStream(stream, o, opts.onClose, opts.sendLedger)
+  return new Libp2pFrameStream(stream, o, opts)
 }
 
 type Chunk = Uint8Array | Uint8ArrayList
@@ -162,6 +171,7 @@ class Libp2pFrameStream implements FrameStream {
   readonly #idleMs: number
   readonly #highWater: number
   readonly #onClose: (() => void) | undefined
+  readonly #circuitBytesLeft: (() => number | undefined) | undefined
   #queue: Chunk[] = []
   #queueHead = 0
   #queuedBytes = 0
@@ -181,12 +191,11 @@ class Libp2pFrameStream implements FrameStream {
 
   constructor(
     stream: Stream,
-    o: Required<Omit<WrapStreamOptions, 'onClose' | 'sendLedger'>>,
-    onClose?: () => void,
-    ledger?: ConnectionSendLedger,
+    o: Required<Omit<WrapStreamOptions, Hooks>>,
+    hooks: Pick<WrapStreamOptions, Hooks>,
   ) {
     this.#s = stream
-    this.#writer = new StreamWriter(stream, o.writeSliceBytes, ledger, {
+    this.#writer = new StreamWriter(stream, o.writeSliceBytes, hooks.sendLedger, {
       failure: () => this.#failure,
       touch: () => this.#touch(),
       abort: (err) => this.abort(err),
@@ -195,7 +204,8 @@ class Libp2pFrameStream implements FrameStream {
     this.remoteAddr = o.remoteAddr
     this.#idleMs = o.idleTimeoutMs
     this.#highWater = o.maxBufferedIncoming
-    this.#onClose = onClose
+    this.#onClose = hooks.onClose
+    this.#circuitBytesLeft = hooks.circuitBytesLeft
     this.incoming = { [Symbol.asyncIterator]: () => this.#iterate() }
     stream.addEventListener('message', this.#onMessage)
     stream.addEventListener('remoteCloseWrite', this.#onRemoteCloseWrite)
@@ -233,6 +243,10 @@ class Libp2pFrameStream implements FrameStream {
 
   get closed(): boolean {
     return this.#closed
+  }
+
+  circuitBytesLeft(): number | undefined {
+    return this.#circuitBytesLeft?.()
   }
 
   write(parts: readonly Uint8Array[], opts?: WriteOptions): Promise<void> {

@@ -1,4 +1,4 @@
-import { ChunkUnavailableError } from '../errors.ts'
+import { ChunkUnavailableError, CircuitLimitError } from '../errors.ts'
 import type { TransferMessage } from '../protocol/messages.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { FrameWriter } from '../session/frame-writer.ts'
@@ -31,7 +31,16 @@ export interface ChunkSessionContext {
   isCancelled(requestId: number): boolean
   /** The request queued next on the stream, if any (its first chunks may be read ahead). */
   nextQueued(): TransferMessage | undefined
+  /** Bytes the relay still lets the stream's connection carry; undefined without a data limit. */
+  circuitBytesLeft?(): number | undefined
 }
+
+/**
+ * Room kept on a data-limited circuit beyond a chunk's payload: its frame header, Noise and
+ * yamux framing (under 0.1 %), the window updates and requests coming the other way, and what
+ * the other streams on the circuit send meanwhile.
+ */
+export const CIRCUIT_MARGIN_BYTES = 64 * 1024
 
 interface Prefetched {
   readonly requestId: number
@@ -142,12 +151,28 @@ export class ChunkReplies {
     }
   }
 
+  /**
+   * A relay counts what enters it and resets the circuit past its limit, dropping what it holds:
+   * a chunk started without room would be lost midway, with the bytes before it. So it is not
+   * started, and the receiver goes on over a new circuit (CIRCUIT_LIMIT is retried).
+   */
+  #checkCircuit(c: EncodedChunk): void {
+    const left = this.#s.circuitBytesLeft?.()
+    if (left === undefined) return
+    const needs = c.payload.length + CIRCUIT_MARGIN_BYTES + this.#s.writer.bufferedBytes
+    if (left >= needs) return
+    throw new CircuitLimitError(
+      `the relay between us lets this circuit carry ${left} more bytes, and chunk ${c.index} needs ${needs}: the transfer goes on over a new circuit. A relay whose circuits carry less than one chunk cannot carry the file: connect directly, or use a relay without a data limit (haul relay sets none)`,
+    )
+  }
+
   /** `last`: the request's last chunk, sent with the request's `end` in one write. */
   async #send(requestId: number, c: EncodedChunk, last: boolean): Promise<void> {
     const s = this.#s
     let handedOver = false
     try {
       await s.uploadLimiter?.take(c.payload.length, { signal: s.signal })
+      this.#checkCircuit(c)
       const buffers = c.recycle ? s.encoder.buffers : undefined
       const payload = c.payload
       const chunk: TransferMessage = {

@@ -167,6 +167,7 @@ class ServerSession {
         : { chunkSent: (raw: number, wire: number) => events.chunkSent(raw, wire) }),
       isCancelled: (id) => this.#cancelled.has(id),
       nextQueued: () => this.#queue[0],
+      circuitBytesLeft: () => stream.circuitBytesLeft(),
     })
   }
 

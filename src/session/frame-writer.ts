@@ -31,6 +31,11 @@ export class FrameWriter {
     return this.#queued
   }
 
+  /** Bytes handed to the stream that the muxer has not taken yet. */
+  get bufferedBytes(): number {
+    return this.#stream.outgoingBufferedBytes
+  }
+
   /**
    * Sends one frame, or several as one write: a reply's last frame and its `end` then travel in
    * one yamux frame and one Noise message instead of two.

@@ -59,6 +59,8 @@ const TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'PEER_UNREACHABLE',
   'TIMEOUT',
   'TOO_MANY_REQUESTS',
+  // A new circuit through the relay carries the next chunks (the receiver drops the spent one).
+  'CIRCUIT_LIMIT',
   // A frame cut short by the end of the stream: what a dropped connection looks like mid-frame.
   'FRAME_TRUNCATED',
 ])

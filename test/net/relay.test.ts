@@ -137,7 +137,7 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
     }
   })
 
-  it('a relay that cuts each circuit after 3 MiB: the relayed fetch goes on over new circuits and completes byte-identical', async () => {
+  it('a relay that cuts each circuit after 3 MiB: the sender stops before a chunk that would not fit, the receiver goes on over new circuits, two whole chunks each, and completes byte-identical', async () => {
     const capped = await startRelay({ listen: LOOPBACK, circuitBytes: 3 * 1024 * 1024 })
     try {
       const sender = await engine({ relays: [capped.addresses[0]!] })
@@ -146,13 +146,36 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
       await writeFile(src, data)
       const { ticket } = await sender.publish(src)
       const receiver = await engine({ retry: { baseDelayMs: 50, maxDelayMs: 200 } })
-      const r = await receiver.fetch(relayedOnly(ticket), join(dir, 'capped-copy.bin')).result
+      const why: string[] = []
+      const r = await receiver.fetch(relayedOnly(ticket), join(dir, 'capped-copy.bin'), {
+        onRetry: (info) => why.push(info.error.code),
+      }).result
       expect(Buffer.compare(await readFile(join(dir, 'capped-copy.bin')), data)).toBe(0)
-      // 8 MiB cannot cross one 3 MiB circuit: the transfer was cut and went on.
-      expect(r.retries).toBeGreaterThanOrEqual(2)
+      // Nine 1 MiB chunks, two per 3 MiB circuit: four circuits. Each ended at the sender's word,
+      // never cut by the relay mid-chunk (which loses the chunk, and could lose every one).
+      expect(why).toEqual(['CIRCUIT_LIMIT', 'CIRCUIT_LIMIT', 'CIRCUIT_LIMIT'])
+      expect(r.retries).toBe(3)
       expect(routeOf(r.swarm)).toBe('relayed')
     } finally {
       await capped.stop()
+    }
+  })
+
+  it('a relay whose circuits carry less than one chunk: the fetch fails within its attempts, with CIRCUIT_LIMIT saying what to do', async () => {
+    const tiny = await startRelay({ listen: LOOPBACK, circuitBytes: 512 * 1024 })
+    try {
+      const sender = await engine({ relays: [tiny.addresses[0]!] })
+      const src = join(dir, 'tiny-relay.bin')
+      await writeFile(src, randomBytes(2 * 1024 * 1024))
+      const { ticket } = await sender.publish(src)
+      const receiver = await engine({ retry: { baseDelayMs: 10, maxDelayMs: 20, maxAttempts: 4 } })
+      const err = await receiver
+        .fetch(relayedOnly(ticket), join(dir, 'tiny-relay-copy.bin'))
+        .result.catch((e: unknown) => e)
+      expect(err).toMatchObject({ code: 'RETRIES_EXHAUSTED', cause: { code: 'CIRCUIT_LIMIT' } })
+      expect(String((err as Error).cause)).toContain('relay without a data limit')
+    } finally {
+      await tiny.stop()
     }
   })
 })
