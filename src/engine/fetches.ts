@@ -272,7 +272,7 @@ export class Fetches {
           }
         : undefined
     // A providing fetch is announced once it has a chunk to give (a record of a peer with nothing
-    // would take a place in lookups, which return at most 20 providers); a completed one is
+    // would take a place in lookups, which return at most DHT_K providers); a completed one is
     // served as a whole file (Engine's provide), a failed one withdraws.
     const routing = opts.provide === true && share !== undefined ? this.#deps.routing() : undefined
     let announced = false

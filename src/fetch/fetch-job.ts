@@ -68,6 +68,9 @@ type Local = LocalTransfer & FetchLocal
 
 const MAX_PROVIDERS = 64
 
+/** What providers that do not have the content say (or a node without haul): others may. */
+const LACKING: ReadonlySet<string> = new Set(['CONTENT_NOT_FOUND', 'NO_PROVIDER', 'UNSUPPORTED_VERSION'])
+
 /**
  * The receiving side of one transfer, from one provider or many, as the steps the transfer
  * machine runs (retries, cancel, finalize). A ticket naming one peer is a fetch with one
@@ -206,13 +209,13 @@ export class FetchJob implements TransferJob {
    * Transient failures; CONTENT_NOT_FOUND once a provider has served this content's header (a
    * restarting sender serves nothing until it has indexed the file again); NO_PROVIDER when
    * a provider was lost to the network (not banned, not merely lacking the chunk): reconnecting
-   * to everyone may cure them; and both while a search may still find other providers.
+   * to everyone may cure them; and these, or UNSUPPORTED_VERSION (a DHT record naming a node
+   * without haul), while a search may still find other providers.
    */
   canRetry(error: HaulError): boolean {
     if (isTransient(error)) return true
     if (this.#contentSeen && error.code === 'CONTENT_NOT_FOUND') return true
-    const lacking = error.code === 'CONTENT_NOT_FOUND' || error.code === 'NO_PROVIDER'
-    if (lacking && this.#deps.stillLooking?.() === true) return true
+    if (LACKING.has(error.code) && this.#deps.stillLooking?.() === true) return true
     return error.code === 'NO_PROVIDER' && [...this.#links.values()].some((l) => l.gone !== undefined)
   }
 
@@ -279,6 +282,8 @@ export class FetchJob implements TransferJob {
       candidates.map((l) =>
         l.connect(deps, signal).catch((err: HaulError) => {
           l.drop(err)
+          // A node that does not speak haul never will: it is not asked again in this fetch.
+          if (err.code === 'UNSUPPORTED_VERSION') l.banned ??= err
           throw err
         }),
       ),

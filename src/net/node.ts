@@ -187,6 +187,14 @@ export async function startLibp2p(
 }
 
 /**
+ * Kademlia's k for haul's DHT: a lookup yields at most k providers, and an announcement is kept
+ * by the k peers closest to the key. libp2p's 20 let 20 lying records (nodes that announce what
+ * they do not serve) hide an honest seeder from every lookup; 32 is the default
+ * `dht.maxProviders`, the providers one fetch tries.
+ */
+export const DHT_K = 32
+
+/**
  * The DHT and the ping service it checks peers with, loaded only when asked for: an engine without
  * the DHT does not pay for importing it.
  */
@@ -202,6 +210,7 @@ async function dhtServices(): Promise<NonNullable<Libp2pInit['services']>> {
     dht: kadDHT({
       protocol: DHT_PROTOCOL,
       clientMode: false,
+      kBucketSize: DHT_K,
       peerInfoMapper: passthroughMapper,
     }) as unknown as Factory,
   }
