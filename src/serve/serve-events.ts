@@ -69,7 +69,10 @@ export interface SessionEnded {
    * violation; `code` and `message` say which); `stopped`: this engine is stopping.
    */
   readonly reason: 'closed' | 'failed' | 'stopped'
-  /** Requests were queued or being answered when it ended: a fetch was cut off. */
+  /**
+   * Requests were queued or being answered when it ended, or (a reset) the peer had just
+   * cancelled one: a fetch was cut off.
+   */
   readonly busy: boolean
   readonly code?: ErrorCode
   readonly message?: string

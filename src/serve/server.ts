@@ -120,6 +120,8 @@ class ServerSession {
   #helloSeen = false
   /** A request's answer broke off with the stream (see #busy). */
   #cutOff = false
+  /** The peer's last request frame cancelled one still queued or being answered. */
+  #cancelledLast = false
   readonly #events: SessionEvents | undefined
   readonly #abort = new AbortController()
   readonly #writer: FrameWriter
@@ -181,7 +183,8 @@ class ServerSession {
       await this.#read()
     } catch (err) {
       failure = err
-      busy = this.#busy()
+      // A peer that cancels its requests as it resets the stream (a fetch cancelled) cut one off too.
+      busy = this.#busy() || this.#cancelledLast
     } finally {
       this.#inputDone = true
       this.#wake?.()
@@ -249,12 +252,15 @@ class ServerSession {
         const queued = this.#queue.findIndex((r) => r.requestId === msg.requestId)
         if (queued >= 0) this.#queue.splice(queued, 1)
         else if (this.#current === msg.requestId) this.#cancelled.add(msg.requestId)
+        else return
+        this.#cancelledLast = true
         return
       }
       case 'get-header':
       case 'get-pages':
       case 'get-chunks':
       case 'get-have':
+        this.#cancelledLast = false
         if (this.#queue.length >= this.#ctx.limits.maxQueuedRequests) {
           void this.#sendSafe(
             errorMessage(

@@ -2,6 +2,8 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
 import { AbortedError, Engine, type EngineOptions, type ServeEvent } from '../../src/index.ts'
+import { encodeMessage } from '../../src/protocol/encoder.ts'
+import { AttackClient, targetOf } from '../hostile/support/serving-attack.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { eventually } from '../support/wait.ts'
 
@@ -88,6 +90,30 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
     const before = events.length
     await (await engine()).fetch(ticket, join(dir, 'copy2')).result
     expect(events.length).toBe(before)
+  })
+
+  it('a stream reset just after its peer cancelled the request being answered is a busy session that failed (what a cancelled fetch sends)', async () => {
+    const sender = await engine({ limits: { uploadBytesPerSec: 1 * MiB } })
+    const events: ServeEvent[] = []
+    sender.onServe((e) => events.push(e))
+    const target = targetOf((await sender.publish(src)).ticket)
+    const client = await AttackClient.create()
+    try {
+      const ask = { cid: target.cid, secret: target.secret }
+      const w = await client.send(target, [
+        ...encodeMessage({ type: 'get-chunks', requestId: 7, ranges: [{ start: 0, end: 64 }], ...ask }),
+      ])
+      await eventually(() => w.replies.some((m) => m.type === 'chunk'), 'first chunk')
+      await w.stream.write(encodeMessage({ type: 'cancel', requestId: 7 }))
+      // Time for the cancel to stop the reply loop before the reset arrives (busy either way:
+      // a reset that overtakes it finds the request still being answered).
+      await new Promise((r) => setTimeout(r, 500))
+      w.stream.abort(new Error('cancelled'))
+      await eventually(() => of(events, 'session-ended').length === 1, 'the session ends')
+      expect(of(events, 'session-ended')[0]).toMatchObject({ reason: 'failed', busy: true })
+    } finally {
+      await client.stop()
+    }
   })
 
   it('a fetch the receiver cancels is a busy session that failed; a sender stopping mid-fetch ends its sessions as stopped before stop() returns', async () => {
