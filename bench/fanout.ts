@@ -4,7 +4,7 @@
  *
  *   npx node bench/fanout.ts                               # 64 MiB random file, N = 16
  *   HAUL_FANOUT_N=50 HAUL_FANOUT_MIB=256 npx node bench/fanout.ts
- *   HAUL_FANOUT_CACHE_MIB=0 npx node bench/fanout.ts       # the seeder's serveCacheBytes (default: half its budget)
+ *   HAUL_FANOUT_CACHE_MIB=0 npx node bench/fanout.ts       # the seeder's serveCacheBytes (default: the engine's, half its budget)
  *   HAUL_FANOUT_BUDGET_MIB=64 npx node bench/fanout.ts     # the seeder's memoryBudget (default: the engine's)
  *   HAUL_FANOUT_OFF=1 npx node bench/fanout.ts             # also N receivers with the cache off, in the same run
  *
@@ -98,10 +98,7 @@ async function phase(seeder: ChildProcess, ticket: string, n: number, dir: strin
 
 await ensureRandomFile(file, size)
 const dir = await mkdtemp(join(tmpdir(), 'haul-fanout-bench-'))
-// The cache is off in an engine by default (README, known limits): here it is half the budget
-// unless told otherwise, as in the figures.
-const budgetBytes = budgetMib === undefined ? 16 * MiB : Number(budgetMib) * MiB
-const cacheArg = String(cacheMib === undefined ? Math.floor(budgetBytes / 2) : Number(cacheMib) * MiB)
+const cacheArg = cacheMib === undefined ? 'default' : String(Number(cacheMib) * MiB)
 const budgetArg = budgetMib === undefined ? 'default' : String(Number(budgetMib) * MiB)
 
 /** A phase against a fresh seeder, so that neither starts with the other's chunks cached. */

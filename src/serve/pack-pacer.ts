@@ -184,7 +184,8 @@ export class PackPacer {
         if (id === peer || !this.#active(c, now) || now - c.movedAt > this.#stuckMs) continue
         if (c.low + window <= pos) {
           behind = true
-          until = Math.min(until, c.movedAt + this.#stuckMs)
+          // Looks again when it turns idle or stuck, whichever comes first, if nothing moves before.
+          until = Math.min(until, c.movedAt + this.#stuckMs, c.at + this.#idleMs + 1)
         }
       }
       if (!behind) return

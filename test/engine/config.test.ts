@@ -156,7 +156,7 @@ describe('engine config: the defaults', () => {
       maxActiveTransfersPerPeer: 32,
       maxQueuedTransfersPerPeer: 100_000,
       gcAssistBytes: 0,
-      serveCacheBytes: 0,
+      serveCacheBytes: 8 * MiB,
       network: {
         maxStreamsPerPeer: 64,
         maxInboundStreamsPerPeer: 64,

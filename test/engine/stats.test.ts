@@ -55,8 +55,8 @@ describe('Engine.stats() follows a transfer', () => {
       peersLeasing: 0,
       leasedBytes: 0,
       partialFrameBytes: 0,
-      // The serving cache is off by default.
-      chunks: { reads: 0, served: 0, cacheHits: 0, cachedBytes: 0, cacheLimitBytes: 0, pacedReads: 0 },
+      // The serving cache's default limit: half the budget.
+      chunks: { reads: 0, served: 0, cacheHits: 0, cachedBytes: 0, cacheLimitBytes: 4 * MiB, pacedReads: 0 },
     })
     expect(s.network).toMatchObject({ connections: 0, openStreams: 0, streamsOpened: 0 })
     expect(s.network.admission).toMatchObject({ pending: 0, inbound: 0, refusedFull: 0, evicted: 0 })

@@ -53,9 +53,9 @@ function expectWithinBounds(s: EngineStats): void {
 
 describe('one sender, many receivers of one file at once', () => {
   it(`${RECEIVERS} receivers get identical bytes for at most 1.2 disk reads per chunk of the file`, async () => {
-    // The cache at half of a 4 MiB budget: 32 of the file's 129 chunks, so the receivers must be
-    // kept within that window of each other (pack-pacer.ts).
-    const { samples, after } = await fanOut({ memoryBudget: 4 * MiB, serveCacheBytes: 2 * MiB })
+    // The default cache, half of a 4 MiB budget: 32 of the file's 129 chunks, so the receivers
+    // must be kept within that window of each other (pack-pacer.ts).
+    const { samples, after } = await fanOut({ memoryBudget: 4 * MiB })
     expect(after.serving.chunks.cacheLimitBytes).toBe(2 * MiB)
     expect(samples.length).toBeGreaterThan(0)
     for (const s of samples) expectWithinBounds(s)

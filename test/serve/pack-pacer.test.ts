@@ -64,6 +64,17 @@ describe('PackPacer', () => {
     expect(p.waits).toBe(0)
   })
 
+  it('a read waiting for a receiver behind goes on once that receiver turns idle, without anything moving (real clock; maxWaitMs and stuckMs a minute away)', async () => {
+    const p = new PackPacer({ idleMs: 50, maxWaitMs: 60_000, stuckMs: 60_000 })
+    const signal = new AbortController().signal
+    for (let i = 0; i < 6; i++) p.lent(CID, A, i)
+    // b got its chunk 0 and then nothing (a peer whose stream is full and never read).
+    p.lent(CID, 'b', 0)
+    await p.pace(CID, A, 6, 2, signal)
+    expect(p.waits).toBe(1)
+    expect(p.wanted(CID, 3, A)).toBe(false)
+  })
+
   it('a receiver that keeps getting chunks but whose next one does not move for stuckMs is not waited for', async () => {
     const { p, advance } = pacer(1_000, 60_000, 1_000)
     const signal = new AbortController().signal

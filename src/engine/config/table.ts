@@ -257,11 +257,10 @@ export const optionTable = {
   }),
   serveCacheBytes: bytes({
     min: 0,
-    // Off: at half the budget, with the receivers of one content kept within this window of each
-    // other (src/serve/pack-pacer.ts), 50 receivers of 256 MiB read each chunk about once
-    // (bench/fanout.ts), but four streams that never read made an honest fetch of the same file
-    // ten times slower (test/hostile/serving-stall.test.ts): on by default once that is fixed.
-    default: 0,
+    // Half the budget: with the receivers of one content kept within this window of each other
+    // (src/serve/pack-pacer.ts), 50 receivers of 256 MiB read each chunk about once (bench/fanout.ts).
+    default: (c: { memoryBudget: number }) => Math.floor(c.memoryBudget / 2),
+    defaultDoc: 'half the budget',
     doc: 'encoded chunks shared by every receiver of the same content, inside the budget; given back to budget waiters after idle buffers; a read a window this size ahead of another active receiver of the content waits for it (0: off, no sharing or pacing)',
   }),
   gcAssistBytes: bytes({
