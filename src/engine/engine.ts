@@ -20,6 +20,7 @@ import { bucketFor } from '../resources/rate-limit.ts'
 import type { ContentRouting } from '../routing/content-routing.ts'
 import { ProviderSearch } from '../routing/provider-search.ts'
 import { ChunkCache } from '../serve/chunk-cache.ts'
+import { CodecChoices } from '../serve/codec-choice.ts'
 import { PackPacer } from '../serve/pack-pacer.ts'
 import { ContentRegistry } from '../serve/registry.ts'
 import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
@@ -98,6 +99,8 @@ export class Engine {
   readonly #buffers: BufferRecycler
   /** Encoded chunks shared by the sessions serving the same content (inside the budget). */
   readonly #chunkCache: ChunkCache
+  /** What `auto` does for each receiving peer (serve/codec-choice.ts). */
+  readonly #codecChoices = new CodecChoices()
   /** Open sessions between fetches from the same peer. */
   readonly #sessions: SessionPool
   /** The last DECODED_TICKETS tickets fetched, decoded once and shared by their fetches. */
@@ -191,6 +194,7 @@ export class Engine {
             shares: engine.#serveShares,
             cache: engine.#chunkCache,
             codec: config.codec,
+            codecChoices: engine.#codecChoices,
             verifySource: config.verifySource,
             limits: config.server,
             signal: engine.#stop.signal,

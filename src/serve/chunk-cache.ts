@@ -3,7 +3,7 @@
  * serving one file to many receivers at once reads and encodes each chunk once per cache window
  * rather than once per receiver.
  *
- * - Keyed by (content id, chunk index, codec policy); an entry holds the payload exactly as it
+ * - Keyed by (content id, chunk index, codec policy and zstd level); an entry holds the payload exactly as it
  *   goes on the wire (compressed or plain).
  * - Single flight: a request for a chunk being read and encoded for another session waits for
  *   that one read. If that session ends first (its signal aborts), the waiter reads the chunk itself.
@@ -119,7 +119,7 @@ export class ChunkCache {
   ): Promise<EncodedChunk> {
     if (this.#maxBytes === 0) return readAndEncodeChunk(ctx, content, index, signal, () => this.#reads++)
     const cid = hex(content.cid)
-    const key = `${cid}:${index}:${ctx.codec}`
+    const key = `${cid}:${index}:${ctx.codec}:${ctx.zstdLevel ?? 1}`
     const peer = this.#pacer === undefined ? undefined : ctx.peer
     // The chunk's count in this peer's share comes first, in the order the session asks, as a
     // read's lease would (a later chunk taking the share's room first would wait for itself:

@@ -39,6 +39,8 @@ export interface ChunkEncoderContext {
   readonly hold?: ((bytes: number, opts: { signal: AbortSignal }) => Promise<Lease>) | undefined
   /** The peer served, so the chunk cache can keep the receivers of one content together (pack-pacer.ts). */
   readonly peer?: string | undefined
+  /** zstd's level for `auto` and `zstd` (codec-choice.ts). @default 1 */
+  readonly zstdLevel?: number | undefined
 }
 
 export interface EncodedChunk {
@@ -91,7 +93,12 @@ export async function readAndEncodeChunk(
     }
     // `auto` that reaches here unhashed has probed compressible already.
     const policy = ctx.codec === 'auto' && !verify ? 'zstd' : ctx.codec
-    const enc = await ctx.pool.encode(buf, policy, { signal, hash: verify })
+    const level = ctx.zstdLevel
+    const enc = await ctx.pool.encode(buf, policy, {
+      signal,
+      hash: verify,
+      ...(level === undefined ? {} : { zstdLevel: level }),
+    })
     // A compressed payload is its own buffer: the plain bytes are free already.
     const reuse = enc.payload.buffer === enc.buf.buffer
     if (!reuse) ctx.buffers?.give(enc.buf)

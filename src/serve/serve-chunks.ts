@@ -10,6 +10,7 @@ import {
   rangeProblem,
   releaseAll,
 } from './chunk-encoder.ts'
+import { CODEC_LADDER, type CodecChooser } from './codec-choice.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
 
 export type GetChunks = Extract<TransferMessage, { type: 'get-chunks' }>
@@ -33,6 +34,8 @@ export interface ChunkSessionContext {
   nextQueued(): TransferMessage | undefined
   /** Bytes the relay still lets the stream's connection carry; undefined without a data limit. */
   circuitBytesLeft?(): number | undefined
+  /** The peer's codec choice, when the engine's codec is `auto` (codec-choice.ts). */
+  readonly codecChoice?: CodecChooser | undefined
 }
 
 /**
@@ -42,12 +45,15 @@ export interface ChunkSessionContext {
  */
 export const CIRCUIT_MARGIN_BYTES = 64 * 1024
 
+/** A chunk, and the codec ladder step it was encoded under (when the codec is chosen by measurement). */
+type StepChunk = EncodedChunk & { readonly step?: number | undefined }
+
 interface Prefetched {
   readonly requestId: number
   readonly content: PublishedContent
   /** The request's chunk indices not yet started. */
   readonly indices: Generator<number>
-  readonly encoded: Promise<EncodedChunk>[]
+  readonly encoded: Promise<StepChunk>[]
 }
 
 /**
@@ -61,6 +67,7 @@ export class ChunkReplies {
   readonly #s: ChunkSessionContext
   /** The next queued get-chunks' first chunks, encoding while this request's last ones go out. */
   #prefetched: Prefetched | undefined
+  readonly #encoders: ChunkEncoderContext[] = []
 
   constructor(session: ChunkSessionContext) {
     this.#s = session
@@ -92,7 +99,7 @@ export class ChunkReplies {
     const pre = this.#prefetched
     this.#prefetched = undefined
     const indices = pre?.indices ?? chunkIndices(req.ranges)
-    const ahead: Promise<EncodedChunk>[] = pre?.encoded ?? []
+    const ahead: Promise<StepChunk>[] = pre?.encoded ?? []
     const signal = s.signal
     try {
       // One index ahead, so the request's last chunk is known when it is sent: it takes the end along.
@@ -118,12 +125,26 @@ export class ChunkReplies {
     }
   }
 
-  #startEncode(content: PublishedContent, index: number): Promise<EncodedChunk> {
-    const encoded = this.#s.cache.get(this.#s.encoder, content, index, this.#s.signal)
+  #startEncode(content: PublishedContent, index: number): Promise<StepChunk> {
+    const step = this.#s.codecChoice?.current()
+    const ctx = step === undefined ? this.#s.encoder : this.#encoderFor(step)
+    const got = this.#s.cache.get(ctx, content, index, this.#s.signal)
+    const encoded: Promise<StepChunk> = step === undefined ? got : got.then((c) => ({ ...c, step }))
     // Read-ahead fails while the loop waits on a send when the session aborts; it is still
     // seen by releaseAll, but must not surface as an unhandled rejection.
     encoded.catch(() => {})
     return encoded
+  }
+
+  /** The encoder context for codec ladder step `step` (made once per step). */
+  #encoderFor(step: number): ChunkEncoderContext {
+    let ctx = this.#encoders[step]
+    if (ctx === undefined) {
+      const { policy, level } = CODEC_LADDER[step]!
+      ctx = { ...this.#s.encoder, codec: policy, zstdLevel: level === 0 ? undefined : level }
+      this.#encoders[step] = ctx
+    }
+    return ctx
   }
 
   /**
@@ -167,7 +188,7 @@ export class ChunkReplies {
   }
 
   /** `last`: the request's last chunk, sent with the request's `end` in one write. */
-  async #send(requestId: number, c: EncodedChunk, last: boolean): Promise<void> {
+  async #send(requestId: number, c: StepChunk, last: boolean): Promise<void> {
     const s = this.#s
     let handedOver = false
     try {
@@ -193,6 +214,7 @@ export class ChunkReplies {
         },
       })
       handedOver = true
+      if (c.step !== undefined) s.codecChoice?.sent(c.step, c.rawLength)
       s.cache.chunkServed()
       s.chunkSent?.(c.rawLength, payload.length)
     } finally {

@@ -19,6 +19,7 @@ import type { WorkerPool } from '../workers/pool.ts'
 import { notFound } from './access.ts'
 import type { ChunkCache } from './chunk-cache.ts'
 import type { VerifySourcePolicy } from './chunk-encoder.ts'
+import type { CodecChoices } from './codec-choice.ts'
 import type { ContentRegistry, PublishedContent } from './registry.ts'
 import { ChunkReplies } from './serve-chunks.ts'
 import type { ServeEvents, SessionEvents } from './serve-events.ts'
@@ -69,6 +70,8 @@ export interface ServerContext {
   /** Encoded chunks shared by every session serving the same content (one per engine). */
   cache: ChunkCache
   codec: CodecPolicy
+  /** With codec `auto`: each peer's choice between plain and zstd levels, by measurement (one per engine). */
+  codecChoices?: CodecChoices
   /** When chunks are hashed against their leaf before sending. @default 'auto' */
   verifySource?: VerifySourcePolicy
   limits: ServerLimits
@@ -170,6 +173,7 @@ class ServerSession {
       isCancelled: (id) => this.#cancelled.has(id),
       nextQueued: () => this.#queue[0],
       circuitBytesLeft: () => stream.circuitBytesLeft(),
+      codecChoice: ctx.codec === 'auto' ? ctx.codecChoices?.of(stream.remotePeer) : undefined,
     })
   }
 

@@ -99,7 +99,7 @@ function checkRawLength(rawLength: number): void {
  * at offset 0 of an ArrayBuffer of its own (so it can be moved between threads): lz4's is exactly
  * as long; zstd's is usually zlib's one output chunk (its compress bound, so mostly longer).
  */
-export function compress(codec: Codec, plain: Uint8Array): Uint8Array {
+export function compress(codec: Codec, plain: Uint8Array, zstdLevel = ZSTD_LEVEL): Uint8Array {
   if (plain.length > MAX_RAW_LENGTH) {
     throw new InvalidArgumentError(`chunk of ${plain.length} bytes exceeds ${MAX_RAW_LENGTH}`)
   }
@@ -110,7 +110,7 @@ export function compress(codec: Codec, plain: Uint8Array): Uint8Array {
       return lz4Compress(plain)
     case 'zstd': {
       const chunkSize = zstdCompressChunk(plain.length)
-      const out = zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: ZSTD_LEVEL }, chunkSize })
+      const out = zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: zstdLevel }, chunkSize })
       return zlibChunkOrCopy(out, chunkSize)
     }
     default:
@@ -235,6 +235,7 @@ export function autoCodec(plain: Uint8Array): 'none' | 'zstd' {
 export function compressByPolicy(
   policy: CodecPolicy,
   plain: Uint8Array,
+  zstdLevel = ZSTD_LEVEL,
 ): { codec: Codec; payload: Uint8Array } {
   let codec: Codec
   switch (policy) {
@@ -251,6 +252,6 @@ export function compressByPolicy(
     default:
       assertNever(policy, (p) => new InvalidArgumentError(`unknown codec policy ${String(p)}`))
   }
-  const payload = compress(codec, plain)
+  const payload = compress(codec, plain, zstdLevel)
   return pays(payload.length, plain.length) ? { codec, payload } : { codec: 'none', payload: plain }
 }

@@ -35,6 +35,8 @@ export interface EncodeRequest {
   readonly buf: Uint8Array
   readonly length: number
   readonly policy: CodecPolicy
+  /** zstd's compression level (1 unless the sender's codec choice says otherwise). */
+  readonly zstdLevel?: number
   readonly hash: boolean
 }
 export interface EncodeReply {

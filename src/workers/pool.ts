@@ -97,6 +97,8 @@ export interface DecodeOptions extends TaskOptions {
 export interface EncodeOptions extends LengthOptions {
   /** Also SHA-256 the plain bytes (`hash` in the result). @default true */
   hash?: boolean
+  /** zstd's level, 1 to 19 (src/serve/codec-choice.ts). @default 1 */
+  zstdLevel?: number
 }
 
 export interface EncodeResult {
@@ -248,10 +250,21 @@ export class WorkerPool {
     const length = opts?.length ?? buf.length
     checkLength(length, Math.min(buf.length, MAX_RAW_LENGTH), 'length')
     if (!CODEC_POLICIES.includes(policy)) throw new InvalidArgumentError(`unknown codec policy ${policy}`)
+    const level = opts?.zstdLevel
+    if (level !== undefined && !(Number.isInteger(level) && level >= 1 && level <= 19)) {
+      throw new InvalidArgumentError(`zstdLevel must be an integer from 1 to 19, got ${level}`)
+    }
     this.#checkStart(opts?.signal)
     const moved = take(buf)
     const r = await this.#run<'encode'>(
-      { kind: 'encode', buf: moved, length, policy, hash: opts?.hash ?? true },
+      {
+        kind: 'encode',
+        buf: moved,
+        length,
+        policy,
+        hash: opts?.hash ?? true,
+        ...(opts?.zstdLevel === undefined ? {} : { zstdLevel: opts.zstdLevel }),
+      },
       [moved.buffer as ArrayBuffer],
       opts?.signal,
     )

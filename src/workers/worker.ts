@@ -51,7 +51,7 @@ function hash(req: HashRequest): [HashReply, ArrayBufferLike[]] {
 function encode(req: EncodeRequest): [EncodeReply, ArrayBufferLike[]] {
   const plain = req.buf.subarray(0, req.length)
   const hash = req.hash ? sha256(plain) : null
-  const { codec, payload } = compressByPolicy(req.policy, plain)
+  const { codec, payload } = compressByPolicy(req.policy, plain, req.zstdLevel)
   const transfer: ArrayBufferLike[] = hash === null ? [req.buf.buffer] : [hash.buffer, req.buf.buffer]
   if (codec === 'none') return [{ kind: 'encode', hash, codec, payload: null, buf: req.buf }, transfer]
   // Starts its own buffer (see compress): moved whole rather than copied here.

@@ -119,6 +119,21 @@ describe('WorkerPool', () => {
       expect(same(unhashed.payload, hashed.payload)).toBe(true)
     })
 
+    it('encode with a zstd level: a stronger level keeps fewer bytes and decodes the same; a level outside 1–19 is INVALID_ARGUMENT', async () => {
+      const data = textLike(MiB, 8)
+      const one = await pool.encode(data.slice(), 'auto', { hash: false })
+      const nine = await pool.encode(data.slice(), 'auto', { hash: false, zstdLevel: 9 })
+      expect(nine.codec).toBe('zstd')
+      expect(nine.payload.length).toBeLessThan(one.payload.length)
+      const back = await pool.decodeVerify(nine.payload.slice(), 'zstd', data.length, sha256(data))
+      expect(same(back, data)).toBe(true)
+      for (const zstdLevel of [0, 20, 1.5]) {
+        await expect(pool.encode(data.slice(), 'zstd', { zstdLevel })).rejects.toBeInstanceOf(
+          InvalidArgumentError,
+        )
+      }
+    })
+
     it('decodes lz4 into a recycled buffer; leaves it alone for zstd and none', async () => {
       const data = textLike(300 * KiB, 6)
       const into = new Uint8Array(MiB)

@@ -100,7 +100,7 @@ export const optionTable = {
     { none: true, lz4: true, zstd: true, auto: true },
     {
       default: 'auto',
-      doc: 'per-chunk compression when serving: `none`, `lz4`, `zstd`, `auto` (zstd-1 when a probe says the chunk shrinks ≥ 10 %)',
+      doc: 'per-chunk compression when serving: `none`, `lz4`, `zstd`, `auto` (per receiving peer, plain or zstd at the level that measurably delivers most; a chunk a probe finds incompressible goes plain)',
     },
   ),
   verifySource: oneOf(
