@@ -4,9 +4,8 @@
  * step, see src/workers/codecs.ts).
  *
  * Why measure: compressing pays only while the link, not the CPU, is what limits delivery. On
- * loopback, zstd-1 on two shared cores delivered 103 MB/s of text where the bare encrypted stream
- * carries 159–185 MB/s; on a 100 Mbit/s link the same text compressed delivers more than twice
- * the link rate. Neither the link's rate nor the cores' spare time is known in advance, and both
+ * loopback, zstd-1 on two shared cores moved text at 0.35–0.46x the bare encrypted stream, plain
+ * at 0.65–1.09x; on a 100 Mbit/s link the same text compressed moves at twice the link rate. Neither the link's rate nor the cores' spare time is known in advance, and both
  * change (other transfers, other programs), so the sender measures what it cares about: plain
  * bytes per second taken by the peer's streams under each step.
  *
@@ -14,9 +13,9 @@
  * step runs for `hold` measurement windows, then a neighbour on the ladder is tried for one
  * window; the neighbour becomes the choice if it delivered more by `margin`, and stays it if its
  * next window still beats the step it replaced (one lucky window does not move it). The first
- * window of all is the connection warming up and is not counted. A probe that loses
- * multiplies `hold` by four (up to `maxHold`) and the next probe goes the other way; one that wins resets
- * it, so the choice climbs as far as it keeps paying. A window spans at least `windowBytes` and
+ * window of all is the connection warming up and is not counted. A probe that loses multiplies
+ * `hold` by four (up to `maxHold`) and the next probe goes the other way; one that wins resets it,
+ * so the choice climbs as far as it keeps paying. A window spans at least `windowBytes` and
  * `windowMs`; a gap longer than `pauseMs` between two sends (the peer asked for nothing) starts
  * it again, so idle time is not taken for a slow step.
  */
@@ -45,8 +44,9 @@ export const CODEC_LADDER: readonly CodecStep[] = [
 
 /**
  * The step an `auto` sender starts at: zstd-1. Links between machines are usually slower than the
- * cores, and there plain costs the climb: a 256 MiB text over 100 Mbit/s took 10.9 s starting
- * plain, 10.1 s starting at zstd-1; on loopback the first probe finds plain better.
+ * cores, and there starting plain costs the climb: 256 MiB of text over 100 Mbit/s moved at 1.98x
+ * the link rate starting plain, 2.07x starting at zstd-1 (docs/BENCHMARKS.md); on loopback the
+ * first probe finds plain better.
  */
 export const FIRST_STEP = 1
 
