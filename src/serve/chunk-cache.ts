@@ -3,10 +3,12 @@
  * serving one file to many receivers at once reads and encodes each chunk once per cache window
  * rather than once per receiver.
  *
- * - Keyed by (content id, chunk index, codec policy and zstd level); an entry holds the payload exactly as it
- *   goes on the wire (compressed or plain).
+ * - Keyed by (content id, chunk index, codec policy and zstd level), or by (content id, chunk index)
+ *   alone for a chunk that goes plain whatever the policy (incompressible, or policy `none`): the
+ *   receivers of random data share entries whatever codec step each one's link chose
+ *   (codec-choice.ts). An entry holds the payload exactly as it goes on the wire.
  * - Single flight: a request for a chunk being read and encoded for another session waits for
- *   that one read. If that session ends first (its signal aborts), the waiter reads the chunk itself.
+ *   that one read (under any policy: it then finds the chunk if it went plain, else reads it). If that session ends first (its signal aborts), the waiter reads the chunk itself.
  * - Memory: each entry holds a lease on the engine's budget, taken over from the lease its read
  *   held (MemoryBudget.swap), so the bytes are counted once whoever sends them. Entries go in
  *   least-recently-used order when the cache is over `maxBytes`, and when a waiter on the budget
@@ -120,6 +122,7 @@ export class ChunkCache {
     if (this.#maxBytes === 0) return readAndEncodeChunk(ctx, content, index, signal, () => this.#reads++)
     const cid = hex(content.cid)
     const key = `${cid}:${index}:${ctx.codec}:${ctx.zstdLevel ?? 1}`
+    const plain = plainKey(cid, index)
     const peer = this.#pacer === undefined ? undefined : ctx.peer
     // The chunk's count in this peer's share comes first, in the order the session asks, as a
     // read's lease would (a later chunk taking the share's room first would wait for itself:
@@ -133,18 +136,22 @@ export class ChunkCache {
     const turn = peer === undefined ? undefined : this.#pacer!.begin(cid, peer, index)
     try {
       for (;;) {
-        const e = this.#entries.get(key) ?? this.#transient.get(key)
+        const e =
+          this.#entries.get(key) ??
+          this.#entries.get(plain) ??
+          this.#transient.get(key) ??
+          this.#transient.get(plain)
         if (e !== undefined) {
           if (e.cached) {
-            this.#entries.delete(key)
-            this.#entries.set(key, e)
+            this.#entries.delete(e.key)
+            this.#entries.set(e.key, e)
           }
           this.#hits++
           e.pins++
           turn?.end(true)
           return lend(e, this, charge)
         }
-        const flight = this.#flights.get(key)
+        const flight = this.#flights.get(plain)
         if (flight === undefined && !paced) {
           // Then looks again: a peer behind may have read it meanwhile.
           paced = true
@@ -221,7 +228,10 @@ export class ChunkCache {
   ): Promise<Entry> {
     const readCtx = ctx.hold === undefined ? ctx : { ...ctx, budget: this.#budget }
     const flight: Flight = { signal }
-    this.#flights.set(key, flight)
+    // One read of a chunk at a time whatever the policy: most chunks a waiter under another
+    // policy needs come out plain (incompressible), the same bytes for both.
+    const flightKey = plainKey(cid, index)
+    this.#flights.set(flightKey, flight)
     flight.promise = (async () => {
       try {
         const chunk = await readAndEncodeChunk(readCtx, content, index, signal, () => this.#reads++)
@@ -230,14 +240,17 @@ export class ChunkCache {
         return this.#adopt(key, cid, chunk, keep)
       } finally {
         // Before anyone resumes: the waiters look the chunk up again, not at a settled flight.
-        this.#flights.delete(key)
+        this.#flights.delete(flightKey)
       }
     })()
     return flight.promise
   }
 
   /** Takes `chunk` over as an entry pinned by its reader: cached if `keep` and it fits, else transient. */
-  #adopt(key: string, content: string, chunk: EncodedChunk, keep: boolean): Entry {
+  #adopt(policyKey: string, content: string, chunk: EncodedChunk, keep: boolean): Entry {
+    // A chunk that goes plain is the same bytes whatever the policy asked (an incompressible
+    // chunk under `auto` at any level, or `none`): one entry serves them all.
+    const key = chunk.codec === 'none' ? plainKey(content, chunk.index) : policyKey
     const pins = 1
     const old = chunk.lease!
     const bytes = chunk.payload.buffer.byteLength
@@ -328,6 +341,11 @@ function once(fn: () => void): () => void {
     done = true
     fn()
   }
+}
+
+/** The key of a chunk cached as plain bytes, whichever policy read it. */
+function plainKey(cid: string, index: number): string {
+  return `${cid}:${index}:plain`
 }
 
 function hex(cid: Uint8Array): string {

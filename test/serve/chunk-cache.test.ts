@@ -79,6 +79,25 @@ describe('ChunkCache', () => {
     again.release()
   })
 
+  it('a chunk that goes plain is one entry for every policy: random data read under auto at any zstd level, or none, is read once', async () => {
+    const { cache, ctx } = setup(1 * MiB, 512 * KiB)
+    const signal = new AbortController().signal
+    const contexts: ChunkEncoderContext[] = [
+      { ...ctx, codec: 'auto' },
+      { ...ctx, codec: 'auto', zstdLevel: 3 },
+      ctx,
+      { ...ctx, codec: 'zstd', zstdLevel: 9 },
+    ]
+    for (const c of contexts) {
+      const got = await cache.get(c, content, 5, signal)
+      expectChunk(got, 5)
+      got.release()
+    }
+    expect(cache.stats.reads).toBe(1)
+    expect(cache.stats.hits).toBe(3)
+    expect(cache.stats.cachedBytes).toBe(CHUNK)
+  })
+
   it('keeps cached bytes within its bound, evicting the least recently used unpinned chunk', async () => {
     const { cache, ctx, budget } = setup(1 * MiB, 4 * CHUNK)
     const signal = new AbortController().signal
