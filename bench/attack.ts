@@ -15,12 +15,11 @@
  * its peak RSS is that phase's. Targets (issue 18): goodput under attack >= 0.7x unattacked; the
  * sender's peak RSS under attack <= its idle RSS + 100 MB.
  */
-import { type ChildProcess, fork } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { decodeSwarmTicket } from '../dist/ticket/multi-ticket.js'
-import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
+import { forkPeer, nextMessage } from './lib/ipc.ts'
 import { ensureRandomFile, MB, sizeFromEnv } from './lib/proc.ts'
 
 interface Stats {
@@ -40,53 +39,34 @@ const attackScript = new URL('./attack-peer.ts', import.meta.url).pathname
 const file = join(tmpdir(), `haul-bench-${size}.bin`)
 const dest = join(tmpdir(), `haul-bench-attack-${process.pid}.out`)
 
-function start(script: string, args: string[]): ChildProcess {
-  return fork(script, args, {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...ENGINE_NODE_FLAGS],
-  })
-}
-
-function next<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onMsg = (m: { type: string }) => {
-      if (m.type !== type) return
-      child.off('message', onMsg)
-      resolve(m as T)
-    }
-    child.on('message', onMsg)
-    child.once('exit', (code) => reject(new Error(`child exited ${code} before '${type}'`)))
-  })
-}
-
 /** One phase: a fresh sender, `n` attackers on it, then one fetch by a separate receiver process. */
 async function phase(n: number): Promise<{ mbps: number; sender: Stats; attack: unknown[] }> {
-  const sender = start(peerScript, ['send', file])
-  const { ticket } = await next<{ ticket: string }>(sender, 'ready')
+  const sender = forkPeer(peerScript, ['send', file])
+  const { ticket } = await nextMessage<{ ticket: string }>(sender, 'ready')
   const tcp = decodeSwarmTicket(ticket).providers[0]!.addrs.find((a) => a.includes('/tcp/')) ?? ''
   const [, host, port] = /\/ip4\/([\d.]+)\/tcp\/(\d+)/.exec(tcp) ?? []
   // Silent sockets come from an address of their own per attacker (127.0.0.2, ...), as from
   // other hosts; the libp2p attacks share 127.0.0.1 with the legitimate receiver.
   const attack = Array.from({ length: n }, (_, i) =>
-    start(attackScript, [ticket, host!, port!, `127.0.0.${i + 2}`]),
+    forkPeer(attackScript, [ticket, host!, port!, `127.0.0.${i + 2}`]),
   )
-  await Promise.all(attack.map((a) => next(a, 'ready')))
+  await Promise.all(attack.map((a) => nextMessage(a, 'ready')))
   // Let the attack settle in before the legitimate transfer starts.
   if (n > 0) await new Promise((r) => setTimeout(r, 3000))
-  const receiver = start(peerScript, ['get', ticket, dest])
+  const receiver = forkPeer(peerScript, ['get', ticket, dest])
   // A transfer the attack stops altogether is a result too, not a hang of the bench.
   const limit = setTimeout(() => receiver.kill('SIGKILL'), timeoutS * 1000)
-  const got = await next<Stats>(receiver, 'stats').catch(() => undefined)
+  const got = await nextMessage<Stats>(receiver, 'stats').catch(() => undefined)
   clearTimeout(limit)
   const attackStats = await Promise.all(
     attack.map(async (a) => {
-      const s = next(a, 'stats')
+      const s = nextMessage(a, 'stats')
       a.send({ type: 'exit' })
       return s
     }),
   )
   sender.send({ type: 'exit' })
-  const sent = await next<Stats>(sender, 'stats')
+  const sent = await nextMessage<Stats>(sender, 'stats')
   await rm(dest, { force: true })
   return { mbps: got === undefined ? 0 : size / got.seconds! / MB, sender: sent, attack: attackStats }
 }

@@ -8,6 +8,7 @@
 import { rm } from 'node:fs/promises'
 import { cidToString } from '../dist/descriptor/cid.js'
 import { Engine, engineInternals } from '../dist/engine/engine.js'
+import { runMain } from './lib/ipc.ts'
 
 const [mode, a, b, c] = process.argv.slice(2)
 const send = (m: unknown) => process.send!(m)
@@ -85,10 +86,4 @@ async function main(): Promise<void> {
   throw new Error(`unknown mode ${mode}`)
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err)
-    process.exit(1)
-  },
-)
+runMain(main)

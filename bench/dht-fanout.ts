@@ -11,11 +11,11 @@
  * The seeder's upload limit stands for a seeder's uplink: a swarm exists to go beyond it.
  * Receivers are processes of one engine each (one worker). Needs `npm run build`.
  */
-import { type ChildProcess, fork } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
+import { forkPeer, nextMessage } from './lib/ipc.ts'
 import { ensureRandomFile, MiB } from './lib/proc.ts'
 
 interface Ready {
@@ -38,37 +38,25 @@ const seederRate = Number(process.env.HAUL_DHT_FANOUT_SEEDER_MIB_S ?? 32) * MiB
 const peer = new URL('./dht-fanout-peer.ts', import.meta.url).pathname
 const file = join(tmpdir(), `haul-fanout-${size}.bin`)
 
-function start(args: string[]): ChildProcess {
-  return fork(peer, args, {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...ENGINE_NODE_FLAGS],
-  })
-}
-function next<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    child.on('message', (m: { type: string }) => m.type === type && resolve(m as T))
-    child.once('exit', (code) => reject(new Error(`child exited ${code} before '${type}'`)))
-  })
-}
-
 await ensureRandomFile(file, size)
 const work = await mkdtemp(join(tmpdir(), 'haul-dht-fanout-'))
 console.log(
   `bench/dht-fanout: ${size / MiB} MiB, one seeder (${seederRate > 0 ? `${seederRate / MiB} MiB/s upload` : 'unlimited'}), ${N} receivers on one DHT, each with provide`,
 )
-const seeder = start(['seed', file, join(work, 'seeder'), String(seederRate)])
+const seeder = forkPeer(peer, ['seed', file, join(work, 'seeder'), String(seederRate)])
 const receivers: ChildProcess[] = []
 try {
-  const s = await next<Ready>(seeder, 'ready')
-  for (let i = 0; i < N; i++) receivers.push(start(['get', join(work, `r-${i}.bin`), s.addresses[0]!]))
-  await Promise.all(receivers.map((r) => next(r, 'ready')))
+  const s = await nextMessage<Ready>(seeder, 'ready')
+  for (let i = 0; i < N; i++)
+    receivers.push(forkPeer(peer, ['get', join(work, `r-${i}.bin`), s.addresses[0]!]))
+  await Promise.all(receivers.map((r) => nextMessage(r, 'ready')))
   const t0 = performance.now()
-  const dones = receivers.map((r) => next<Done>(r, 'done'))
+  const dones = receivers.map((r) => nextMessage<Done>(r, 'done'))
   for (const r of receivers) r.send({ type: 'go', cid: s.cid })
   const done = await Promise.all(dones)
   const seconds = (performance.now() - t0) / 1000
   seeder.send({ type: 'stats' })
-  const { stats } = await next<{ stats: { serving: { chunks: { served: number; reads: number } } } }>(
+  const { stats } = await nextMessage<{ stats: { serving: { chunks: { served: number; reads: number } } } }>(
     seeder,
     'stats',
   )

@@ -12,12 +12,12 @@
  * spawning `haul get` to its first verified bytes, and the load average. Each seeder's
  * bucket holds 2 MiB (bench/swarm.ts says why). Needs `npm run build` (the processes run dist/).
  */
-import { type ChildProcess, fork, spawn } from 'node:child_process'
+import { spawn } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
-import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
+import { forkPeer, nextMessage } from './lib/ipc.ts'
 import { ensureRandomFile, MiB } from './lib/proc.ts'
 
 interface Ready {
@@ -35,19 +35,6 @@ const haul = new URL('../bin/haul.js', import.meta.url).pathname
 const file = join(tmpdir(), `haul-swarm-${size}.bin`)
 const dest = join(tmpdir(), `haul-dht-swarm-${process.pid}.out`)
 
-function seeder(args: string[]): ChildProcess {
-  return fork(peer, args, {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...ENGINE_NODE_FLAGS],
-  })
-}
-function ready(child: ChildProcess): Promise<Ready> {
-  return new Promise((resolve, reject) => {
-    child.on('message', (m: { type: string }) => m.type === 'ready' && resolve(m as Ready))
-    child.once('exit', (code) => reject(new Error(`seeder exited ${code} before it was ready`)))
-  })
-}
-
 await ensureRandomFile(file, size)
 console.log(
   `bench/dht-swarm: ${size / MiB} MiB random file, ${SEEDERS} seeder processes on one DHT at ${rate / MiB} MiB/s upload each, one haul get <content id>`,
@@ -61,12 +48,12 @@ const args = (i: number, dht: string): string[] => [
   String(burst),
   dht,
 ]
-const seeders = [seeder(args(0, 'start'))]
+const seeders = [forkPeer(peer, args(0, 'start'))]
 try {
-  const first = await ready(seeders[0]!)
+  const first = await nextMessage<Ready>(seeders[0]!, 'ready')
   const bootstrap = first.addresses[0]!
-  for (let i = 1; i < SEEDERS; i++) seeders.push(seeder(args(i, bootstrap)))
-  await Promise.all(seeders.slice(1).map(ready))
+  for (let i = 1; i < SEEDERS; i++) seeders.push(forkPeer(peer, args(i, bootstrap)))
+  await Promise.all(seeders.slice(1).map((s) => nextMessage<Ready>(s, 'ready')))
 
   const t0 = performance.now()
   const get = spawn(

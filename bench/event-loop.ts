@@ -17,7 +17,7 @@
  * own floor: on shared cores a thread that does nothing still waits for one.
  * Target (issue 23): p99 ≤ 10 ms with `thread: 'worker'`.
  */
-import { type ChildProcess, fork } from 'node:child_process'
+import { fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
@@ -25,6 +25,7 @@ import { join } from 'node:path'
 import { monitorEventLoopDelay } from 'node:perf_hooks'
 import { createEngine, type EngineThread } from '../src/index.ts'
 import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
+import { nextMessage } from './lib/ipc.ts'
 import { ensureRandomFile, MB, sizeFromEnv } from './lib/proc.ts'
 
 const size = sizeFromEnv(1)
@@ -42,18 +43,6 @@ interface Run {
   p50: number
   p99: number
   max: number
-}
-
-function next<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onMsg = (m: { type: string }) => {
-      if (m.type !== type) return
-      child.off('message', onMsg)
-      resolve(m as T)
-    }
-    child.on('message', onMsg)
-    child.once('exit', (code) => reject(new Error(`the sender exited ${code} before '${type}'`)))
-  })
 }
 
 /** CPU seconds the host's main thread has used, from /proc (utime + stime, in clock ticks of 10 ms). */
@@ -113,7 +102,7 @@ const sender = fork(peer, ['send', file], {
   execArgv: [...ENGINE_NODE_FLAGS],
 })
 try {
-  const { ticket } = await next<{ ticket: string }>(sender, 'ready')
+  const { ticket } = await nextMessage<{ ticket: string }>(sender, 'ready')
   const idle = await idleDelay(Number(process.env.HAUL_BENCH_IDLE_S ?? 10))
   console.log(
     `idle   (nothing transferring) event-loop delay p50 ${idle.p50.toFixed(1)} ms, p99 ${idle.p99.toFixed(1)} ms, max ${idle.max.toFixed(1)} ms`,
@@ -154,6 +143,6 @@ try {
   console.log(JSON.stringify({ size, rounds, idle, main, worker }))
 } finally {
   sender.send({ type: 'exit' })
-  await next(sender, 'stats').catch(() => {})
+  await nextMessage(sender, 'stats').catch(() => {})
   sender.disconnect()
 }

@@ -5,6 +5,7 @@
  */
 import { rm } from 'node:fs/promises'
 import { Engine, engineInternals } from '../dist/engine/engine.js'
+import { runMain } from './lib/ipc.ts'
 
 const [mode, a, b, c, d] = process.argv.slice(2)
 const send = (m: unknown) => process.send!(m)
@@ -54,10 +55,4 @@ async function main(): Promise<void> {
   throw new Error(`unknown mode ${mode}`)
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err)
-    process.exit(1)
-  },
-)
+runMain(main)

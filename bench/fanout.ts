@@ -13,12 +13,12 @@
  * done) against the one receiver's, and the seeder's peak RSS. Every process runs dist/ (`npm run
  * build`); receivers verify every chunk and delete their copy once done.
  */
-import { type ChildProcess, fork } from 'node:child_process'
+import type { ChildProcess } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { EngineStats } from '../dist/engine/stats.js'
-import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
+import { forkPeer, nextMessage } from './lib/ipc.ts'
 import { ensureRandomFile, MiB } from './lib/proc.ts'
 
 interface Done {
@@ -41,41 +41,24 @@ const file = join(tmpdir(), `haul-fanout-${size}.bin`)
 /** The engine's default chunking: fixed 1 MiB. */
 const fileChunks = Math.ceil(size / MiB)
 
-function start(args: string[]): ChildProcess {
-  return fork(peer, args, {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...ENGINE_NODE_FLAGS],
-  })
-}
-function next<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    const onMessage = (m: { type: string }) => {
-      if (m.type !== type) return
-      child.off('message', onMessage)
-      resolve(m as T)
-    }
-    child.on('message', onMessage)
-    child.once('exit', (code) => reject(new Error(`child exited ${code} before '${type}'`)))
-  })
-}
 function exited(c: ChildProcess): Promise<unknown> {
   return new Promise((r) => (c.exitCode === null ? c.once('exit', r) : r(null)))
 }
 
 /** `n` receivers fetch at once; the aggregate goodput and the seeder's chunk counters over the phase. */
 async function phase(seeder: ChildProcess, ticket: string, n: number, dir: string) {
-  const procs = Array.from({ length: n }, (_, i) => start(['get', join(dir, `r${n}-${i}.out`)]))
+  const procs = Array.from({ length: n }, (_, i) => forkPeer(peer, ['get', join(dir, `r${n}-${i}.out`)]))
   try {
-    await Promise.all(procs.map((p) => next(p, 'ready')))
+    await Promise.all(procs.map((p) => nextMessage(p, 'ready')))
     seeder.send({ type: 'stats' })
-    const before = (await next<SeederStats>(seeder, 'stats')).stats.serving.chunks
-    const done = procs.map((p) => next<Done>(p, 'done'))
+    const before = (await nextMessage<SeederStats>(seeder, 'stats')).stats.serving.chunks
+    const done = procs.map((p) => nextMessage<Done>(p, 'done'))
     const t0 = performance.timeOrigin + performance.now()
     for (const p of procs) p.send({ type: 'go', ticket })
     const results = await Promise.all(done)
     const seconds = (Math.max(...results.map((r) => r.endedAt)) - t0) / 1000
     seeder.send({ type: 'stats' })
-    const after = await next<SeederStats>(seeder, 'stats')
+    const after = await nextMessage<SeederStats>(seeder, 'stats')
     const c = after.stats.serving.chunks
     for (const r of results)
       if (r.bytes !== size) throw new Error(`a receiver got ${r.bytes} bytes of ${size}`)
@@ -103,9 +86,9 @@ const budgetArg = budgetMib === undefined ? 'default' : String(Number(budgetMib)
 
 /** A phase against a fresh seeder, so that neither starts with the other's chunks cached. */
 async function withSeeder(n: number, name: string, cache = cacheArg) {
-  const seeder = start(['seed', file, join(dir, name), cache, budgetArg])
+  const seeder = forkPeer(peer, ['seed', file, join(dir, name), cache, budgetArg])
   try {
-    const { ticket } = await next<{ ticket: string }>(seeder, 'ready')
+    const { ticket } = await nextMessage<{ ticket: string }>(seeder, 'ready')
     return await phase(seeder, ticket, n, dir)
   } finally {
     seeder.send({ type: 'exit' })

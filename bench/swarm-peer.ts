@@ -7,6 +7,7 @@
  */
 import { cidToString } from '../dist/descriptor/cid.js'
 import { Engine, engineInternals } from '../dist/engine/engine.js'
+import { runMain } from './lib/ipc.ts'
 
 const [mode, a, b, c, d, dht] = process.argv.slice(2)
 const send = (m: unknown) => process.send!(m)
@@ -43,10 +44,4 @@ async function main(): Promise<void> {
   throw new Error(`unknown mode ${mode}`)
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err)
-    process.exit(1)
-  },
-)
+runMain(main)

@@ -15,12 +15,11 @@
  * Prints the aggregate goodput as a ratio of 4R (target ≥ 0.9) and the endgame's duplicate bytes
  * as a share of the file. Needs `npm run build` (the processes run dist/).
  */
-import { type ChildProcess, fork } from 'node:child_process'
 import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { joinTickets } from '../dist/ticket/multi-ticket.js'
-import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
+import { forkPeer, nextMessage } from './lib/ipc.ts'
 import { ensureRandomFile, MiB } from './lib/proc.ts'
 
 interface Stats {
@@ -42,31 +41,18 @@ const peer = new URL('./swarm-peer.ts', import.meta.url).pathname
 const file = join(tmpdir(), `haul-swarm-${size}.bin`)
 const dest = join(tmpdir(), `haul-swarm-${process.pid}.out`)
 
-function start(args: string[]): ChildProcess {
-  return fork(peer, args, {
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-    execArgv: [...ENGINE_NODE_FLAGS],
-  })
-}
-function next<T>(child: ChildProcess, type: string): Promise<T> {
-  return new Promise((resolve, reject) => {
-    child.on('message', (m: { type: string }) => m.type === type && resolve(m as T))
-    child.once('exit', (code) => reject(new Error(`child exited ${code} before '${type}'`)))
-  })
-}
-
 await ensureRandomFile(file, size)
 console.log(
   `bench/swarm: ${size / MiB} MiB random file, ${SEEDERS} seeder processes at ${rate / MiB} MiB/s upload each (burst ${burst / MiB} MiB), one receiver`,
 )
 const dataDir = await mkdtemp(join(tmpdir(), 'haul-swarm-bench-'))
 const seeders = Array.from({ length: SEEDERS }, (_, i) =>
-  start(['seed', file, String(rate), join(dataDir, `seeder-${i}`), String(burst)]),
+  forkPeer(peer, ['seed', file, String(rate), join(dataDir, `seeder-${i}`), String(burst)]),
 )
 try {
-  const tickets = await Promise.all(seeders.map((s) => next<{ ticket: string }>(s, 'ready')))
-  const receiver = start(['get', joinTickets(tickets.map((t) => t.ticket)), dest])
-  const got = await next<Stats>(receiver, 'stats')
+  const tickets = await Promise.all(seeders.map((s) => nextMessage<{ ticket: string }>(s, 'ready')))
+  const receiver = forkPeer(peer, ['get', joinTickets(tickets.map((t) => t.ticket)), dest])
+  const got = await nextMessage<Stats>(receiver, 'stats')
   const goodput = got.bytes / got.seconds
   const reference = SEEDERS * rate
   console.log(`time ${got.seconds.toFixed(2)} s, goodput ${(goodput / MiB).toFixed(1)} MiB/s`)

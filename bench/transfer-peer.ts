@@ -12,6 +12,7 @@ import { readFile, writeFile } from 'node:fs/promises'
 import { parseChunking } from '../dist/chunking/params.js'
 import { Engine, engineInternals } from '../dist/engine/engine.js'
 import { Network } from '../dist/net/network.js'
+import { runMain } from './lib/ipc.ts'
 import { resetPeakRss, rssNow } from './lib/proc.ts'
 
 const NAIVE = '/haul-bench/naive/1.0.0'
@@ -173,10 +174,4 @@ async function main(): Promise<void> {
   }
 }
 
-main().then(
-  () => process.exit(0),
-  (err) => {
-    console.error(err)
-    process.exit(1)
-  },
-)
+runMain(main)

@@ -50,6 +50,15 @@ describe('ChunkCache', () => {
     return { budget, cache, ctx }
   }
 
+  /** A 4-chunk cache in a 1 MiB budget with the pack pacer (whose waits never time out here), and each peer's context. */
+  function pacedSetup() {
+    const budget = new MemoryBudget({ limit: 1 * MiB })
+    const pacer = new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000, stuckMs: 60_000 })
+    const cache = new ChunkCache(budget, 4 * CHUNK, pacer)
+    const peerCtx = (peer: string): ChunkEncoderContext => ({ budget, pool, codec: 'none', peer })
+    return { budget, cache, peerCtx }
+  }
+
   function expectChunk(c: EncodedChunk, index: number): void {
     expect(c.index).toBe(index)
     expect(c.codec).toBe('none')
@@ -205,14 +214,8 @@ describe('ChunkCache', () => {
   })
 
   it('keeps a fast and a slow receiver together: each chunk read once, within the cache bound', async () => {
-    const budget = new MemoryBudget({ limit: 1 * MiB })
-    const cache = new ChunkCache(
-      budget,
-      4 * CHUNK,
-      new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000, stuckMs: 60_000 }),
-    )
+    const { budget, cache, peerCtx } = pacedSetup()
     const signal = new AbortController().signal
-    const peerCtx = (peer: string): ChunkEncoderContext => ({ budget, pool, codec: 'none', peer })
     const run = async (peer: string, from: number) => {
       for (let i = from; i < CHUNKS; i++) {
         const c = await cache.get(peerCtx(peer), content, i, signal)
@@ -237,14 +240,8 @@ describe('ChunkCache', () => {
   })
 
   it('a chunk no other active receiver wants is lent without being cached', async () => {
-    const budget = new MemoryBudget({ limit: 1 * MiB })
-    const cache = new ChunkCache(
-      budget,
-      4 * CHUNK,
-      new PackPacer({ idleMs: 60_000, maxWaitMs: 60_000, stuckMs: 60_000 }),
-    )
+    const { budget, cache, peerCtx: ctx } = pacedSetup()
     const signal = new AbortController().signal
-    const ctx = (peer: string): ChunkEncoderContext => ({ budget, pool, codec: 'none', peer })
     for (let i = 0; i < 3; i++) {
       const c = await cache.get(ctx('a'), content, i, signal)
       // Read as without a cache: its buffer may go back to the recycler once sent.
