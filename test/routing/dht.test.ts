@@ -1,12 +1,15 @@
 import { copyFile } from 'node:fs/promises'
+import { type AddressInfo, connect, createServer, type Socket } from 'node:net'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
 import { type Engine, engineInternals } from '../../src/engine/engine.ts'
 import { createEngine, type EngineOptions } from '../../src/index.ts'
+import { contentKey } from '../../src/routing/content-key.ts'
 import { Running } from '../cli/run.ts'
 import { dhtEngines, LOOPBACK, ONE_HOST } from '../support/dht-engines.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { sleep } from '../support/wait.ts'
 
 const MiB = 1024 * 1024
 const { stops, engine } = dhtEngines()
@@ -121,6 +124,38 @@ describe('providers found on the DHT', () => {
     expect(await sha256File(out)).toBe(await sha256File(file!))
   }, 90_000)
 
+  it('an announcement goes out again once the DHT has doubled since it last reached a peer: the peers that joined later hold the record', async () => {
+    const dir = await folder()
+    const [file] = await copies(dir, 1, 64 * 1024)
+    const seeder = await engine({ dht: { enabled: true } })
+    const bootstrap = [seeder.addresses[0]!]
+    await engine({ dht: { bootstrap } })
+    const published = await seeder.publish(file!)
+    expect(await published.announced).toBe(true)
+    const late = await Promise.all(Array.from({ length: 3 }, () => engine({ dht: { bootstrap } })))
+    for (const node of late) {
+      const deadline = Date.now() + 20_000
+      while (!(await holdsRecord(node, published.index.cid, seeder.peerId))) {
+        if (Date.now() > deadline) throw new Error(`${node.peerId} never got the record`)
+        await sleep(200)
+      }
+    }
+  }, 60_000)
+
+  it('the bootstrap peer is asked directly: content it serves but never announced is fetched by content id', async () => {
+    const dir = await folder()
+    const [file] = await copies(dir, 1, 2 * MiB + 9)
+    const { nodes, bootstrap } = await dht(3)
+    const { index } = await nodes[0]!.publish(file!, { announce: false, public: true })
+    const receiver = await engine({ dht: { bootstrap, lookupMs: 5_000 } })
+    const out = join(dir, 'asked.bin')
+    const result = await receiver.fetch(cidToString(index.cid), out).result
+    expect(await sha256File(out)).toBe(await sha256File(file!))
+    expect(result.swarm!.peers.map((p) => [p.peerId, p.verifiedBytes])).toEqual([
+      [nodes[0]!.peerId, 2 * MiB + 9],
+    ])
+  }, 60_000)
+
   it('a content id with no provider on the DHT fails with NO_PROVIDER after dht.lookupMs', async () => {
     const dir = await folder()
     const { bootstrap } = await dht(3)
@@ -175,8 +210,55 @@ describe('providers found on the DHT', () => {
     expect((err as Error).message).toContain('bootstrap')
   }, 30_000)
 
+  it('a bootstrap peer too busy to finish handshakes at first (they time out) is joined once it answers', async () => {
+    const first = await engine({ dht: { enabled: true } })
+    const target = first.addresses[0]!
+    const port = Number(target.split('/')[4])
+    // Silent for 3 s (connections held, never answered), then a plain forwarder to the engine.
+    const openAt = Date.now() + 3_000
+    const held: Socket[] = []
+    const proxy = createServer((sock) => {
+      if (Date.now() < openAt) return void held.push(sock.on('error', () => {}))
+      const up = connect(port, '127.0.0.1')
+      sock
+        .on('error', () => up.destroy())
+        .pipe(up)
+        .on('error', () => sock.destroy())
+        .pipe(sock)
+    })
+    await new Promise<void>((r) => proxy.listen(0, '127.0.0.1', r))
+    stops.push(async () => {
+      for (const s of held) s.destroy()
+      proxy.close()
+    })
+    const via = target.replace(`/tcp/${port}/`, `/tcp/${(proxy.address() as AddressInfo).port}/`)
+    const joined = await engine({ timeouts: { connectMs: 500 }, dht: { bootstrap: [via], lookupMs: 20_000 } })
+    expect(held.length).toBeGreaterThanOrEqual(3)
+    expect(engineInternals(joined).network.connectionCount(first.peerId)).toBeGreaterThan(0)
+  }, 60_000)
+
   it('an engine on the DHT answers queries: server mode, not a client only', async () => {
     const { nodes } = await dht(2)
     expect(engineInternals(nodes[0]!).network.dht?.getMode()).toBe('server')
   })
 })
+
+/** Whether `node` keeps a provider record of `cid` naming `provider` itself (not found by asking others). */
+async function holdsRecord(node: Engine, cid: Uint8Array, provider: string): Promise<boolean> {
+  const dht = engineInternals(node).network.dht!
+  const stop = new AbortController()
+  try {
+    // The DHT yields its own records first, as a response and a PROVIDER event from itself;
+    // anything from another peer means it had none.
+    for await (const event of dht.findProviders(contentKey(cid), { signal: stop.signal })) {
+      const mine = 'from' in event && event.from.toString() === node.peerId
+      if (mine && event.name === 'PROVIDER') return event.providers.some((p) => p.id.toString() === provider)
+      if (!mine && (event.name === 'PROVIDER' || event.name === 'PEER_RESPONSE')) return false
+    }
+    return false
+  } catch {
+    return false
+  } finally {
+    stop.abort()
+  }
+}
