@@ -381,7 +381,11 @@ export class Engine {
         'a content id alone is fetched through the DHT: create the engine with dht.bootstrap (haul get --bootstrap <addr>), or fetch a ticket',
       )
     }
-    return new ProviderSearch(this.#routing, cidFromString(text), this.config.dht)
+    const cid = cidFromString(text)
+    return new ProviderSearch(this.#routing, cid, this.config.dht, {
+      peers: this.#routing.bootstrapPeers,
+      ask: this.#fetches.asker(cid),
+    })
   }
 
   /**

@@ -6,6 +6,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
+import { type LinkDeps, servesContent } from '../fetch/peer-link.ts'
 import type { MetricsTally } from '../metrics/tally.ts'
 import type { Network } from '../net/network.ts'
 import { raceSignal } from '../net/peer-addr.ts'
@@ -16,7 +17,7 @@ import { type FairQueue, fairLimiter } from '../resources/fair-queue.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
 import type { ContentRouting } from '../routing/content-routing.ts'
-import type { ProviderSearch } from '../routing/provider-search.ts'
+import type { AskProvider, ProviderSearch } from '../routing/provider-search.ts'
 import { indexFile } from '../serve/indexer.ts'
 import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import type { SessionPool } from '../session/session-pool.ts'
@@ -98,6 +99,23 @@ export class Fetches {
   /** Fetches queued or running. */
   get unfinished(): number {
     return this.#transfers.size + this.#queued.size
+  }
+
+  /** Asks a peer whether it serves `cid` (ProviderSearch's neighbours); its session is kept for the fetch. */
+  asker(cid: Uint8Array): AskProvider {
+    const c = this.#deps.config
+    const deps: LinkDeps = {
+      cid,
+      network: this.#deps.network,
+      pool: this.#deps.pool,
+      budget: this.#deps.fetchBudget,
+      buffers: this.#deps.buffers,
+      limits: c.fetch,
+      timeouts: c.timeouts,
+      maxFrame: c.server.maxFrame,
+      sessions: this.#deps.sessions,
+    }
+    return (p, signal) => servesContent(deps, p, signal)
   }
 
   /** `search`: the providers are found on the DHT (a fetch by content id), more as it runs. */

@@ -249,3 +249,22 @@ export class PeerLink {
     this.#wake?.()
   }
 }
+
+/**
+ * Whether `provider` serves the content `deps.cid`: a connect that checks its header. The session
+ * goes back to `deps.sessions`, where the fetch's own link to that peer takes it. Never rejects.
+ */
+export async function servesContent(
+  deps: LinkDeps,
+  provider: Provider,
+  signal: AbortSignal,
+): Promise<boolean> {
+  const link = new PeerLink(provider)
+  try {
+    await link.connect(deps, signal)
+    link.release(deps.sessions, new StreamClosedError('asked whether it serves the content'))
+    return true
+  } catch {
+    return false
+  }
+}

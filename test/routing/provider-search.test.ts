@@ -61,4 +61,48 @@ describe('ProviderSearch', () => {
     ctrl.abort()
     await expect(first).rejects.toMatchObject({ code: 'ABORTED' })
   })
+
+  it('asks its neighbours directly: one that serves the content is the first provider while the DHT finds none; one that does not is never handed out', async () => {
+    const asked: string[] = []
+    const neighbours = {
+      peers: [p(8), p(9)],
+      ask: async (x: Provider) => {
+        asked.push(x.peerId)
+        return x.peerId === 'peer-9'
+      },
+    }
+    const search = new ProviderSearch(
+      routing(() => []),
+      cid,
+      { maxProviders: 5, lookupMs: 5_000, refreshMs: 10 },
+      neighbours,
+    )
+    expect(await search.first(new AbortController().signal)).toEqual([p(9)])
+    expect(asked.sort()).toEqual(['peer-8', 'peer-9'])
+
+    const none = new ProviderSearch(
+      routing(() => []),
+      cid,
+      { maxProviders: 5, lookupMs: 300, refreshMs: 10 },
+      { peers: [p(8)], ask: neighbours.ask },
+    )
+    await expect(none.first(new AbortController().signal)).rejects.toMatchObject({ code: 'NO_PROVIDER' })
+  })
+
+  it('a neighbour that serves the content and a DHT that finds it too: handed out once', async () => {
+    const search = new ProviderSearch(
+      routing(() => [p(9), p(1)]),
+      cid,
+      { maxProviders: 5, lookupMs: 5_000, refreshMs: 10 },
+      { peers: [p(9)], ask: async () => true },
+    )
+    const first = await search.first(new AbortController().signal)
+    const added: string[] = []
+    const stop = new AbortController()
+    const looking = search.keepLooking((x) => added.push(x.peerId), stop.signal)
+    await new Promise((r) => setTimeout(r, 100))
+    stop.abort()
+    await looking
+    expect([...first.map((x) => x.peerId), ...added].sort()).toEqual(['peer-1', 'peer-9'])
+  })
 })
