@@ -2,8 +2,9 @@
  * One process of a bench/dht-fanout run (fork with IPC); runs the compiled code in dist/ (`npm run build`).
  *   seed <file> <dataDir> <uploadBytesPerSec|0>   starts a DHT, publishes (announced), reports its content id and
  *                                                 addresses, answers 'stats', serves until 'exit'
- *   get <dest> <bootstrap>                        joins the DHT, 'ready'; on 'go' fetches the content id with
- *                                                 `provide`, reports time, then serves others until 'exit'
+ *   get <destPrefix> <bootstrap> <count>          starts <count> engines, each joining the DHT, 'ready'; on 'go'
+ *                                                 each fetches the content id with `provide` (to <destPrefix>-<i>),
+ *                                                 'done' with every engine's outcome, then serves others until 'exit'
  */
 import { rm } from 'node:fs/promises'
 import { cidToString } from '../dist/descriptor/cid.js'
@@ -13,6 +14,8 @@ import { runMain } from './lib/ipc.ts'
 const [mode, a, b, c] = process.argv.slice(2)
 const send = (m: unknown) => process.send!(m)
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
+/** How often a receiver looks for more providers: others become providers within seconds of the start. */
+const REFRESH_MS = 5_000
 /** Every peer here dials from 127.0.0.1: the per-address admission bounds are for other hosts. */
 const ONE_HOST = {
   admission: {
@@ -57,30 +60,43 @@ async function main(): Promise<void> {
     return
   }
   if (mode === 'get') {
-    const engine = await Engine.create({
-      listen: LOOPBACK,
-      workers: 1,
-      network: ONE_HOST,
-      dht: { bootstrap: [b!], refreshMs: 1_000 },
-    })
-    await engineInternals(engine).pool.hash(new Uint8Array(16)) // threads up before the clock starts
+    const engines = await Promise.all(
+      Array.from({ length: Number(c) }, () =>
+        Engine.create({
+          listen: LOOPBACK,
+          workers: 1,
+          network: ONE_HOST,
+          dht: { bootstrap: [b!], refreshMs: REFRESH_MS },
+        }),
+      ),
+    )
+    // Threads up before the clock starts.
+    await Promise.all(engines.map((e) => engineInternals(e).pool.hash(new Uint8Array(16))))
     send({ type: 'ready' })
     const { cid } = await until('go')
     going = true
+    const provide = process.env.HAUL_DHT_FANOUT_PROVIDE !== '0'
     const t0 = performance.now()
-    const r = await engine.fetch(cid!, a!, { provide: process.env.HAUL_DHT_FANOUT_PROVIDE !== '0' }).result
-    const end = performance.now()
-    const fromSeeder = r.swarm?.peers.find((p) => p.verifiedBytes === r.bytes) !== undefined
-    send({
-      type: 'done',
-      seconds: (end - t0) / 1000,
-      bytes: r.bytes,
-      peers: r.swarm?.peers.length,
-      fromSeeder,
-    })
+    const results = await Promise.all(
+      engines.map(async (engine, i) => {
+        try {
+          const r = await engine.fetch(cid!, `${a}-${i}`, { provide }).result
+          return {
+            seconds: (performance.now() - t0) / 1000,
+            bytes: r.bytes,
+            peers: r.swarm?.peers.length,
+            fromSeeder: r.swarm?.peers.find((p) => p.verifiedBytes === r.bytes) !== undefined,
+          }
+        } catch (err) {
+          console.error(err)
+          return { error: (err as { code?: string }).code ?? String(err) }
+        }
+      }),
+    )
+    send({ type: 'done', results })
     await until('exit')
-    await engine.stop()
-    await rm(a!, { force: true })
+    await Promise.all(engines.map((e) => e.stop()))
+    await Promise.all(engines.map((_, i) => rm(`${a}-${i}`, { force: true })))
     return
   }
   throw new Error(`unknown mode ${mode}`)
