@@ -12,12 +12,15 @@
  *   HAUL_BENCH_ROUNDS=3 ...                     # alternate (a) and haul 3 times; the table shows the median round
  *
  * Targets (issue 3): goodput ≥ 0.9x (a), floor 0.8x; each process's peak RSS ≤ idle + 100 MB.
+ * Last, CPU seconds per GiB of both processes together (issue 23: ≤ 5 s), beside the floor's
+ * parts measured in this process: ChaCha20-Poly1305 once per side, SHA-256 once (receiver).
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
+import { measureCpuFloor } from './lib/cpu-floor.ts'
 import { ensureRandomFile, ensureTextFile, MB, sizeFromEnv } from './lib/proc.ts'
 import { measureRawStream } from './lib/raw-stream.ts'
 
@@ -139,3 +142,12 @@ if (naive !== undefined) {
     `| (b) naive whole-file | ${rate.toFixed(0)} | ${(rate / raw.mbps).toFixed(2)} | ${mb(naive.sent.peakRss)} / ${mb(naive.sent.idleRss)} | ${mb(naive.got.peakRss)} / ${mb(naive.got.idleRss)} | ${cpu(naive)} |`,
   )
 }
+
+const GiB = 1024 ** 3
+const floor = measureCpuFloor()
+const perGiB = (seconds: number) => (seconds / (size / GiB)).toFixed(2)
+const rawPerGiB =
+  'senderCpuSeconds' in raw ? `${perGiB(raw.senderCpuSeconds + raw.receiverCpuSeconds)} s` : '-'
+console.log(
+  `\nCPU per GiB, sender + receiver: haul ${perGiB(haul.sent.cpuSeconds + haul.got.cpuSeconds)} s (target <= 5 s), (a) ${rawPerGiB}; the floor's parts, measured here: ChaCha20-Poly1305 ${floor.chachaSeconds.toFixed(2)} s per side, SHA-256 ${floor.sha256Seconds.toFixed(2)} s once: ${(2 * floor.chachaSeconds + floor.sha256Seconds).toFixed(2)} s`,
+)
