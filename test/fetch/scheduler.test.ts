@@ -181,6 +181,28 @@ describe('SwarmScheduler', () => {
     expect(s.complete).toBe(true)
   })
 
+  it('a partial peer with nothing free to give duplicates a chunk in flight elsewhere before the endgame (a slow seeder queue it can beat); a complete peer waits for the endgame', () => {
+    const s = new SwarmScheduler(opts({ leafCount: 8 }))
+    s.addPeer('seeder', 'all')
+    s.addPeer('other-seeder', 'all')
+    expect(s.pick('seeder', 2, 1e9, size).indices).toEqual([0, 1])
+    s.addPeer(
+      'partial',
+      bits(8, (i) => i === 1),
+    )
+    expect(s.endgame).toBe(false)
+    // Chunk 1 is the only one the partial peer holds, in flight at the seeder: a copy.
+    expect(s.pick('partial', 2, 1e9, size)).toEqual({ indices: [1], bytes: KiB, duplicate: true })
+    // The other complete peer still has free chunks: those, not copies.
+    expect(s.pick('other-seeder', 2, 1e9, size)).toEqual({
+      indices: [2, 3],
+      bytes: 2 * KiB,
+      duplicate: false,
+    })
+    // The partial peer's copy wins; the seeder's is to be cancelled.
+    expect(s.verified('partial', 1)).toEqual(['seeder'])
+  })
+
   it('endgame off with endgamePeers 1', () => {
     const s = new SwarmScheduler(opts({ leafCount: 2, endgamePeers: 1 }))
     s.addPeer('a', 'all')
