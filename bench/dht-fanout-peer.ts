@@ -85,6 +85,7 @@ async function main(): Promise<void> {
             seconds: (performance.now() - t0) / 1000,
             bytes: r.bytes,
             peers: r.swarm?.peers.length,
+            duplicateBytes: r.swarm?.duplicateBytes ?? 0,
             fromSeeder: r.swarm?.peers.find((p) => p.verifiedBytes === r.bytes) !== undefined,
           }
         } catch (err) {

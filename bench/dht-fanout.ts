@@ -30,7 +30,9 @@ interface Ready {
   addresses: string[]
   chunks: number
 }
-type Outcome = { seconds: number; bytes: number; peers: number; fromSeeder: boolean } | { error: string }
+type Outcome =
+  | { seconds: number; bytes: number; peers: number; fromSeeder: boolean; duplicateBytes: number }
+  | { error: string }
 interface Done {
   type: 'done'
   results: Outcome[]
@@ -84,6 +86,8 @@ try {
   console.log(
     `seeder uploaded ${stats.serving.chunks.served} chunks = ${copies.toFixed(2)} copies of the file (target <= 3); ${done.filter((d) => d.fromSeeder).length} receivers got everything from one peer; ${(done.reduce((n, d) => n + d.peers, 0) / Math.max(1, done.length)).toFixed(1)} providers per receiver`,
   )
+  const duplicates = done.reduce((n, d) => n + d.duplicateBytes, 0)
+  console.log(`duplicate bytes received (copies that lost the race): ${(duplicates / MiB).toFixed(1)} MiB`)
   console.log(`load average ${loadavg()[0]!.toFixed(1)}`)
 } finally {
   for (const c of [seeder, ...receivers]) if (c.connected) c.send({ type: 'exit' })
