@@ -256,6 +256,7 @@ export class Engine {
       budget: this.#budget,
       serving: this.#serveShares,
       chunkCache: this.#chunkCache,
+      codecChoices: this.#codecChoices,
       fetchBudget: this.#fetchBudget,
       buffers: this.#buffers,
       registry: this.#registry,

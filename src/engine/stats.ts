@@ -5,6 +5,7 @@ import type { BudgetShare } from '../resources/budget-share.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import type { ChunkCache } from '../serve/chunk-cache.ts'
+import type { CodecChoices } from '../serve/codec-choice.ts'
 import type { ContentRegistry } from '../serve/registry.ts'
 import type { ServeShares } from '../serve/serve-shares.ts'
 import type { SessionPool } from '../session/session-pool.ts'
@@ -95,6 +96,11 @@ export interface ServingStats {
     /** Reads that first waited for receivers of the same content a cache window behind to catch up, since start. */
     readonly pacedReads: number
   }
+  /**
+   * The codec each receiving peer's link is served with (codec `auto`): peers by chosen step,
+   * `none`, `zstd-1`, `zstd-3` or `zstd-9` (src/serve/codec-choice.ts; at most 1,024 peers kept).
+   */
+  readonly codecSteps: Readonly<Record<string, number>>
 }
 
 export interface NetworkStats {
@@ -127,6 +133,7 @@ export interface StatsSources {
   readonly budget: MemoryBudget
   readonly serving: ServeShares
   readonly chunkCache: ChunkCache
+  readonly codecChoices: CodecChoices
   readonly fetchBudget: BudgetShare
   readonly buffers: BufferRecycler
   readonly registry: ContentRegistry
@@ -181,6 +188,7 @@ export function engineStats(s: StatsSources): EngineStats {
         cacheLimitBytes: chunks.maxBytes,
         pacedReads: chunks.paced,
       },
+      codecSteps: s.codecChoices.chosenSteps(),
     },
     network: {
       connections: s.network.connectionCount(),

@@ -161,6 +161,14 @@ export class EngineMetrics {
         states.set({ state }, (live.get(state) ?? 0) + (state === 'resolving' ? waiting : 0))
       }
     })
+    const codecs = gauge(
+      'haul_serve_codec_peers',
+      'Receiving peers by the codec step their link is served with (codec auto).',
+      ['step'],
+    )
+    this.#set.push(() => {
+      for (const [step, n] of Object.entries(this.#stats?.serving.codecSteps ?? {})) codecs.set({ step }, n)
+    })
   }
 
   #stats: EngineStats | undefined

@@ -186,6 +186,12 @@ export class CodecChooser {
   }
 }
 
+/** A ladder step's name in stats and metrics: `none`, or `zstd-<level>`. */
+export function stepName(step: number): string {
+  const s = CODEC_LADDER[step]!
+  return s.policy === 'none' ? 'none' : `zstd-${s.level}`
+}
+
 /** Peers whose choosers are kept; the least recently served goes first (it starts over at FIRST_STEP). */
 export const MAX_CODEC_PEERS = 1024
 
@@ -197,6 +203,13 @@ export class CodecChoices {
 
   constructor(o: Partial<CodecChoiceOptions> = {}) {
     this.#o = o
+  }
+
+  /** How many of the peers kept are at each chosen step (every step named, 0 included). */
+  chosenSteps(): Record<string, number> {
+    const by: Record<string, number> = Object.fromEntries(CODEC_LADDER.map((_, i) => [stepName(i), 0]))
+    for (const c of this.#peers.values()) by[stepName(c.chosen)]!++
+    return by
   }
 
   of(peer: string): CodecChooser {

@@ -92,6 +92,13 @@ describe('the metrics endpoint over real HTTP', () => {
     expect(value(sent, 'haul_peer_sent_bytes_total', { peer: receiver.peerId })).toBe(SIZE)
     expect(value(sent, 'haul_serve_contents')).toBe(1)
     expect(value(sent, 'haul_serve_sessions_opened_total')).toBeGreaterThanOrEqual(1)
+    // One receiving peer, at the step the sender's `auto` codec chose for it.
+    const steps = samples(sent, 'haul_serve_codec_peers')
+    expect(steps.map(([k]) => k).sort()).toEqual(
+      ['none', 'zstd-1', 'zstd-3', 'zstd-9'].map((step) => `haul_serve_codec_peers{step="${step}"}`),
+    )
+    expect(steps.reduce((n, [, v]) => n + v, 0)).toBe(1)
+    expect(Object.values(sender.stats().serving.codecSteps).reduce((n, v) => n + v, 0)).toBe(1)
   })
 
   it('a failed fetch counts by its error code', async () => {

@@ -57,6 +57,7 @@ describe('Engine.stats() follows a transfer', () => {
       partialFrameBytes: 0,
       // The serving cache's default limit: half the budget.
       chunks: { reads: 0, served: 0, cacheHits: 0, cachedBytes: 0, cacheLimitBytes: 4 * MiB, pacedReads: 0 },
+      codecSteps: { none: 0, 'zstd-1': 0, 'zstd-3': 0, 'zstd-9': 0 },
     })
     expect(s.network).toMatchObject({ connections: 0, openStreams: 0, streamsOpened: 0 })
     expect(s.network.admission).toMatchObject({ pending: 0, inbound: 0, refusedFull: 0, evicted: 0 })

@@ -20,6 +20,7 @@ export const IDLE: EngineStats = {
     leasedBytes: 0,
     partialFrameBytes: 0,
     chunks: { reads: 0, served: 0, cacheHits: 0, cachedBytes: 0, cacheLimitBytes: 0, pacedReads: 0 },
+    codecSteps: { none: 0, 'zstd-1': 0, 'zstd-3': 0, 'zstd-9': 0 },
   },
   network: {
     connections: 0,

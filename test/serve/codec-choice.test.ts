@@ -125,4 +125,13 @@ describe('CodecChoices', () => {
     for (let i = 1; i <= MAX_CODEC_PEERS; i++) choices.of(`p${i}`)
     expect(choices.of('p0')).not.toBe(first)
   })
+
+  it('counts the peers at each chosen step, every step named (what stats and metrics show)', () => {
+    const clock = { t: 0 }
+    const choices = new CodecChoices({ windowBytes: 8 * MiB, windowMs: 50, now: () => clock.t })
+    expect(choices.chosenSteps()).toEqual({ none: 0, 'zstd-1': 0, 'zstd-3': 0, 'zstd-9': 0 })
+    run(choices.of('fast'), clock, 1024, linked(400 * MB))
+    choices.of('new')
+    expect(choices.chosenSteps()).toEqual({ none: 1, 'zstd-1': 1, 'zstd-3': 0, 'zstd-9': 0 })
+  })
 })
