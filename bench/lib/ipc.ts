@@ -22,10 +22,15 @@ export function nextMessage<T>(child: ChildProcess, type: string): Promise<T> {
     const onMessage = (m: { type: string }): void => {
       if (m.type !== type) return
       child.off('message', onMessage)
+      child.off('exit', onExit)
       resolve(m as T)
     }
+    const onExit = (code: number | null): void => {
+      child.off('message', onMessage)
+      reject(new Error(`child exited ${code} before '${type}'`))
+    }
     child.on('message', onMessage)
-    child.once('exit', (code) => reject(new Error(`child exited ${code} before '${type}'`)))
+    child.once('exit', onExit)
   })
 }
 

@@ -103,9 +103,14 @@ export class Fetches {
 
   /** Asks a peer whether it serves `cid` (ProviderSearch's neighbours); its session is kept for the fetch. */
   asker(cid: Uint8Array): AskProvider {
+    const deps: LinkDeps = { cid, ...this.#linkDeps() }
+    return (p, signal) => servesContent(deps, p, signal)
+  }
+
+  /** What a link to a provider needs from the engine, a fetch's and an ask's alike. */
+  #linkDeps(): Omit<LinkDeps, 'cid'> {
     const c = this.#deps.config
-    const deps: LinkDeps = {
-      cid,
+    return {
       network: this.#deps.network,
       pool: this.#deps.pool,
       budget: this.#deps.fetchBudget,
@@ -115,7 +120,6 @@ export class Fetches {
       maxFrame: c.server.maxFrame,
       sessions: this.#deps.sessions,
     }
-    return (p, signal) => servesContent(deps, p, signal)
   }
 
   /** `search`: the providers are found on the DHT (a fetch by content id), more as it runs. */
@@ -306,13 +310,7 @@ export class Fetches {
           }
     return new FetchJob(
       {
-        network: this.#deps.network,
-        pool: this.#deps.pool,
-        budget: this.#deps.fetchBudget,
-        buffers: this.#deps.buffers,
-        limits: c.fetch,
-        timeouts: c.timeouts,
-        maxFrame: c.server.maxFrame,
+        ...this.#linkDeps(),
         retry: c.retry,
         // Partial seeding serves what the journal says is verified, so every size keeps one.
         journal: share === undefined ? c.journal : { ...c.journal, minBytes: 0 },
@@ -320,7 +318,6 @@ export class Fetches {
         scratch: opts.scratch,
         swarm: c.swarm,
         limiter,
-        sessions: this.#deps.sessions,
         place,
         destination: this.#destinationPolicy(opts),
         share,

@@ -11,6 +11,15 @@ export function parsePeer(peer: string): PeerId {
   }
 }
 
+/**
+ * The peer id an address ends with, if any: the peer's own /p2p/ part comes last (in a relayed
+ * address, one before /p2p-circuit names the relay).
+ */
+export function ownPeerId(ma: Multiaddr): string | undefined {
+  const last = ma.getComponents().at(-1)
+  return last?.name === 'p2p' ? last.value : undefined
+}
+
 /** Every address must be a multiaddr; a trailing /p2p/ part, if present, must name `peerId`; it is appended otherwise. */
 export function parseAddrs(peerId: PeerId, addrs: readonly string[]): Multiaddr[] {
   const out: Multiaddr[] = []
@@ -21,9 +30,7 @@ export function parseAddrs(peerId: PeerId, addrs: readonly string[]): Multiaddr[
     } catch (err) {
       throw new InvalidArgumentError(`not a multiaddr: ${JSON.stringify(a)}`, { cause: err })
     }
-    // The peer's own /p2p/ part comes last; in a relayed address one before /p2p-circuit names the relay.
-    const last = ma.getComponents().at(-1)
-    const p2p = last?.name === 'p2p' ? last.value : undefined
+    const p2p = ownPeerId(ma)
     if (p2p === undefined) ma = ma.encapsulate(`/p2p/${peerId}`)
     else if (p2p !== peerId.toString())
       throw new InvalidArgumentError(`address ${a} belongs to peer ${p2p}, not ${peerId}`)

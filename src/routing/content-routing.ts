@@ -14,7 +14,9 @@ import type { DhtOptions } from '../engine/config/types.ts'
 import { AbortedError, InternalError, PeerUnreachableError } from '../errors.ts'
 import { ticketAddresses } from '../net/addresses.ts'
 import type { Network } from '../net/network.ts'
+import { ownPeerId } from '../net/peer-addr.ts'
 import type { Provider } from '../ticket/multi-ticket.ts'
+import { pause } from '../util/abort.ts'
 import { contentKey } from './content-key.ts'
 
 /** Longest address taken from a record (a ticket's bound too). */
@@ -62,9 +64,7 @@ export class ContentRouting {
     this.#o = o
     const byPeer = new Map<string, string[]>()
     for (const addr of o.bootstrap) {
-      const peerId = multiaddr(addr)
-        .getComponents()
-        .findLast((c) => c.name === 'p2p')?.value
+      const peerId = ownPeerId(multiaddr(addr))
       if (peerId !== undefined && peerId !== network.peerId)
         byPeer.set(peerId, [...(byPeer.get(peerId) ?? []), addr])
     }
@@ -88,7 +88,7 @@ export class ContentRouting {
     let tried: PromiseSettledResult<void>[] = []
     let refused = 0
     for (let round = 0; o.bootstrap.length > 0; round++) {
-      if (round > 0) await new Promise((r) => setTimeout(r, JOIN_PAUSE_MS * round))
+      if (round > 0) await pause(JOIN_PAUSE_MS * round, signal)
       tried = await Promise.allSettled(o.bootstrap.map((addr) => network.connect(addr, signal)))
       if (signal?.aborted) throw new AbortedError()
       if (tried.some((t) => t.status === 'fulfilled')) break

@@ -13,6 +13,7 @@
 import type { DhtOptions } from '../engine/config/types.ts'
 import { AbortedError, NoProviderError } from '../errors.ts'
 import type { Provider } from '../ticket/multi-ticket.ts'
+import { pause } from '../util/abort.ts'
 import type { ContentRouting } from './content-routing.ts'
 
 /** Pause between lookups while none has found a provider. */
@@ -151,18 +152,4 @@ export class ProviderSearch {
     this.#lastFoundAt = performance.now()
     return 'new'
   }
-}
-
-/** Waits `ms`, or less when `signal` aborts (never throws). */
-function pause(ms: number, signal: AbortSignal): Promise<void> {
-  if (signal.aborted) return Promise.resolve()
-  return new Promise((resolve) => {
-    const done = (): void => {
-      clearTimeout(timer)
-      signal.removeEventListener('abort', done)
-      resolve()
-    }
-    const timer = setTimeout(done, ms)
-    signal.addEventListener('abort', done, { once: true })
-  })
 }

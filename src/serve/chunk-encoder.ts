@@ -93,12 +93,7 @@ export async function readAndEncodeChunk(
     }
     // `auto` that reaches here unhashed has probed compressible already.
     const policy = ctx.codec === 'auto' && !verify ? 'zstd' : ctx.codec
-    const level = ctx.zstdLevel
-    const enc = await ctx.pool.encode(buf, policy, {
-      signal,
-      hash: verify,
-      ...(level === undefined ? {} : { zstdLevel: level }),
-    })
+    const enc = await ctx.pool.encode(buf, policy, { signal, hash: verify, zstdLevel: ctx.zstdLevel })
     // A compressed payload is its own buffer: the plain bytes are free already.
     const reuse = enc.payload.buffer === enc.buf.buffer
     if (!reuse) ctx.buffers?.give(enc.buf)

@@ -46,7 +46,7 @@ export interface ChunkSessionContext {
 export const CIRCUIT_MARGIN_BYTES = 64 * 1024
 
 /** A chunk, and the codec ladder step it was encoded under (when the codec is chosen by measurement). */
-type StepChunk = EncodedChunk & { readonly step?: number | undefined }
+type StepChunk = EncodedChunk & { step?: number | undefined }
 
 interface Prefetched {
   readonly requestId: number
@@ -129,7 +129,14 @@ export class ChunkReplies {
     const step = this.#s.codecChoice?.current()
     const ctx = step === undefined ? this.#s.encoder : this.#encoderFor(step)
     const got = this.#s.cache.get(ctx, content, index, this.#s.signal)
-    const encoded: Promise<StepChunk> = step === undefined ? got : got.then((c) => ({ ...c, step }))
+    // Every chunk the cache hands out is an object of its own: the step is noted on it, not copied.
+    const encoded: Promise<StepChunk> =
+      step === undefined
+        ? got
+        : got.then((c: StepChunk) => {
+            c.step = step
+            return c
+          })
     // Read-ahead fails while the loop waits on a send when the session aborts; it is still
     // seen by releaseAll, but must not surface as an unhandled rejection.
     encoded.catch(() => {})

@@ -1,4 +1,4 @@
-/** Abort helpers shared by the slot limiter, the worker pool and the memory budgets. */
+/** Abort helpers shared by the slot limiter, the worker pool, the memory budgets and DHT routing. */
 import { AbortedError } from '../errors.ts'
 
 /** The AbortedError for `signal`, its reason kept as the cause. */
@@ -30,5 +30,19 @@ export function raceAbort<T>(task: Promise<T>, signal: AbortSignal | undefined):
         reject(e)
       },
     )
+  })
+}
+
+/** Waits `ms`, or less when `signal` aborts (never throws). */
+export function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  if (signal?.aborted) return Promise.resolve()
+  return new Promise((resolve) => {
+    const done = (): void => {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', done)
+      resolve()
+    }
+    const timer = setTimeout(done, ms)
+    signal?.addEventListener('abort', done, { once: true })
   })
 }

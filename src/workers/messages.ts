@@ -36,7 +36,7 @@ export interface EncodeRequest {
   readonly length: number
   readonly policy: CodecPolicy
   /** zstd's compression level (1 unless the sender's codec choice says otherwise). */
-  readonly zstdLevel?: number
+  readonly zstdLevel?: number | undefined
   readonly hash: boolean
 }
 export interface EncodeReply {

@@ -98,7 +98,7 @@ export interface EncodeOptions extends LengthOptions {
   /** Also SHA-256 the plain bytes (`hash` in the result). @default true */
   hash?: boolean
   /** zstd's level, 1 to 19 (src/serve/codec-choice.ts). @default 1 */
-  zstdLevel?: number
+  zstdLevel?: number | undefined
 }
 
 export interface EncodeResult {
@@ -263,7 +263,7 @@ export class WorkerPool {
         length,
         policy,
         hash: opts?.hash ?? true,
-        ...(opts?.zstdLevel === undefined ? {} : { zstdLevel: opts.zstdLevel }),
+        zstdLevel: level,
       },
       [moved.buffer as ArrayBuffer],
       opts?.signal,
