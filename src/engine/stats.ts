@@ -57,6 +57,11 @@ export interface MemoryStats {
     readonly hits: number
     /** Buffer takes since start that allocated a fresh one. */
     readonly misses: number
+    /**
+     * Finished buffers that could not be kept (zlib's outputs, sizes over `maxIdleBytes`), freed
+     * at once rather than left for the garbage collector.
+     */
+    readonly freed: number
   }
 }
 
@@ -167,6 +172,7 @@ export function engineStats(s: StatsSources): EngineStats {
         handedBytes: s.buffers.handedBytes,
         hits: buffers.hits,
         misses: buffers.misses,
+        freed: buffers.freed,
       },
     },
     transfers: {

@@ -9,6 +9,7 @@ import {
   ProtocolViolationError,
   StreamClosedError,
 } from '../errors.ts'
+import { freeNow } from '../resources/buffer-recycler.ts'
 import type { Lease } from '../resources/memory-budget.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { Journal } from '../storage/journal.ts'
@@ -313,7 +314,7 @@ export class FetchCoordinator {
         plain = await pool.decodeVerify(payload, codec, entry.length, entry.hash, {
           signal: this.#signal!,
           ...(into === undefined ? {} : { into }),
-          ...(buffers === undefined ? {} : { onSpare: (b: Uint8Array) => buffers.give(b) }),
+          onSpare: (b: Uint8Array) => this.#retire(b),
         })
       } catch (err) {
         if (!(err instanceof ChunkVerificationError || err instanceof DecompressionError)) throw err
@@ -331,14 +332,14 @@ export class FetchCoordinator {
       }
       if (this.#sched.isDone(index)) {
         this.#sched.arrived(link.id, index, entry.length, performance.now())
-        this.#deps.buffers?.give(plain)
+        this.#retire(plain)
         return
       }
       // Marked done before the write, so a second copy verifying meanwhile is not written twice.
       for (const other of this.#sched.verified(link.id, index)) this.#cancelCopies(other, index)
       await part.write(entry.offset, plain)
       // On disk now: the memory can carry the next chunk.
-      this.#deps.buffers?.give(plain)
+      this.#retire(plain)
       await journal.record(index, entry.length)
       link.attempts = 0
       link.verifiedBytes += entry.length
@@ -349,6 +350,16 @@ export class FetchCoordinator {
     } finally {
       this.#verifying--
     }
+  }
+
+  /**
+   * Ends a chunk buffer this fetch owns whole (a payload, or what the pool decoded: a payload,
+   * a recycled buffer, or a new one) once nothing reads it: reused, or freed now.
+   */
+  #retire(buf: Uint8Array): void {
+    const buffers = this.#deps.buffers
+    if (buffers === undefined) freeNow(buf)
+    else buffers.retire(buf)
   }
 
   /** `peer` no longer needs chunk `index`; a request left with nothing pending is cancelled. */

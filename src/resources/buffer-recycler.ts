@@ -89,6 +89,7 @@ export class BufferRecycler {
   #sweep: NodeJS.Timeout | undefined
   #hits = 0
   #misses = 0
+  #freed = 0
   #removeReclaimer: (() => void) | undefined
 
   constructor(budget: MemoryBudget, opts: BufferRecyclerOptions = {}) {
@@ -110,9 +111,9 @@ export class BufferRecycler {
     return this.#handedBytes
   }
 
-  /** Takes that reused an idle buffer, and takes that allocated. */
-  get stats(): { hits: number; misses: number } {
-    return { hits: this.#hits, misses: this.#misses }
+  /** Takes that reused an idle buffer, takes that allocated, and retired buffers freed at once. */
+  get stats(): { hits: number; misses: number; freed: number } {
+    return { hits: this.#hits, misses: this.#misses, freed: this.#freed }
   }
 
   /**
@@ -145,18 +146,36 @@ export class BufferRecycler {
    * afterwards. Kept only if it spans its whole (non-shared, attached)
    * ArrayBuffer (a view of part of one may share it with bytes someone else
    * owns) and fits under `maxIdleBytes`: with a lease if the budget has room
-   * now, else handed over.
+   * now, else handed over. True when kept.
    */
-  give(buf: Uint8Array): void {
-    if (this.#removeReclaimer === undefined) return
+  give(buf: Uint8Array): boolean {
+    if (this.#removeReclaimer === undefined) return false
     const ab = buf.buffer
-    if (!(ab instanceof ArrayBuffer) || ab.detached || ab.byteLength === 0) return
-    if (buf.byteOffset !== 0 || buf.byteLength !== ab.byteLength) return
+    if (!(ab instanceof ArrayBuffer) || ab.detached || ab.byteLength === 0) return false
+    if (buf.byteOffset !== 0 || buf.byteLength !== ab.byteLength) return false
     const length = ab.byteLength
-    if (!this.#makeRoom(length)) return
+    if (!this.#makeRoom(length)) return false
     const lease = this.#budget.tryAcquire(length)
     if (lease !== undefined) this.#keep(new Uint8Array(ab), lease)
     else this.#handOver(new Uint8Array(ab))
+    return true
+  }
+
+  /**
+   * Ends a buffer whose whole ArrayBuffer the caller owns, whatever part the view shows, and
+   * that nothing reads any more (no write in progress holds it): kept as `give` keeps it, else
+   * its memory is returned now (see {@link freeNow}) instead of waiting for the collector.
+   */
+  retire(buf: Uint8Array): void {
+    if (!this.give(buf)) this.free(buf)
+  }
+
+  /**
+   * Frees now a buffer the caller owns whole and nothing reads any more, never keeping it (an
+   * odd-sized one no taker would ask for); counted in `stats.freed`.
+   */
+  free(buf: Uint8Array): void {
+    if (freeNow(buf)) this.#freed++
   }
 
   /**
@@ -246,6 +265,22 @@ export class BufferRecycler {
     }
     return freed
   }
+}
+
+/**
+ * Returns the memory of `buf`'s ArrayBuffer now by detaching it (every view of it reads as empty
+ * from then on). Why: a chunk buffer dropped to the collector stays allocated until V8's next
+ * full collection, which the external memory alone triggers late. A receiver decoding zstd
+ * chunks (node:zlib allocates each output anew) held 9-45 MB of them waiting, and its peak RSS
+ * grew with the length of a transfer (docs/BENCHMARKS.md, Memory at any size). Only for memory
+ * the caller owns whole: never a view of someone else's buffer, nor one an I/O still uses.
+ * False when there was nothing to free (shared, resizable or already detached).
+ */
+export function freeNow(buf: Uint8Array): boolean {
+  const ab = buf.buffer
+  if (!(ab instanceof ArrayBuffer) || ab.detached || ab.resizable) return false
+  ab.transfer(0)
+  return true
 }
 
 /** The newest entry of `size` taken out of `map` (its list dropped when emptied). */

@@ -110,8 +110,8 @@ export class ChunkCache {
 
   /**
    * Chunk `index` of `content` encoded as `ctx.codec` says: from the cache, from a read in flight,
-   * or read now. The caller sends it and then calls `release` (never gives the payload to the
-   * recycler when `recycle` is false).
+   * or read now. The caller sends it and then calls `release` (and ends the payload only as
+   * its `afterSend` says: never a cached one).
    */
   async get(
     ctx: ChunkEncoderContext,
@@ -324,7 +324,7 @@ function lend(e: Entry, cache: ChunkCache, charge?: Lease): EncodedChunk {
     codec: e.codec,
     rawLength: e.rawLength,
     payload: e.payload,
-    recycle: false,
+    afterSend: 'keep',
     release: () => {
       if (released) return
       released = true

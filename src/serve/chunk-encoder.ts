@@ -48,8 +48,13 @@ export interface EncodedChunk {
   codec: Codec
   rawLength: number
   payload: Uint8Array
-  /** The payload is the recycled read buffer: lend it to the stream, give it back once released. */
-  recycle: boolean
+  /**
+   * What becomes of the payload once the stream lets go of it: `recycle`, the read buffer, goes
+   * back to the recycler; `free`, a compressed output this chunk alone owns, is freed at once
+   * (odd-sized, or a view of zlib's longer buffer: nobody would reuse it); `keep`, someone
+   * else's (the cache's), is left alone.
+   */
+  afterSend: 'recycle' | 'free' | 'keep'
   /** Gives the chunk's budget lease back (or, for a chunk lent by the cache, its pin). */
   release: () => void
   /** The budget lease `release` gives back, for a chunk just read (the cache takes it over). */
@@ -60,8 +65,7 @@ export interface EncodedChunk {
  * Reads chunk `index` of `content` into a (recycled) buffer leased from the budget, hashes it
  * (when `verifySource` asks) and compresses it in the worker pool, and refuses it with
  * CONTENT_CHANGED if it no longer matches its leaf. The caller sends it, then calls `release`
- * (the lease); the payload goes back to the recycler once the stream lets go of it when
- * `recycle` is set.
+ * (the lease), and ends the payload as `afterSend` says once the stream lets go of it.
  *
  * `leased` is called once the read's budget lease is granted, before reading.
  *
@@ -89,14 +93,22 @@ export async function readAndEncodeChunk(
     const verify = content.source.needsChunkHash || ctx.verifySource === 'always'
     const release = (): void => lease.release()
     if (!verify && plainAsIs(ctx.codec, buf)) {
-      return { index, codec: 'none', rawLength: entry.length, payload: buf, recycle: true, release, lease }
+      return {
+        index,
+        codec: 'none',
+        rawLength: entry.length,
+        payload: buf,
+        afterSend: 'recycle',
+        release,
+        lease,
+      }
     }
     // `auto` that reaches here unhashed has probed compressible already.
     const policy = ctx.codec === 'auto' && !verify ? 'zstd' : ctx.codec
     const enc = await ctx.pool.encode(buf, policy, { signal, hash: verify, zstdLevel: ctx.zstdLevel })
     // A compressed payload is its own buffer: the plain bytes are free already.
     const reuse = enc.payload.buffer === enc.buf.buffer
-    if (!reuse) ctx.buffers?.give(enc.buf)
+    if (!reuse) ctx.buffers?.retire(enc.buf)
     if (enc.hash !== null && !bytesEqual(enc.hash, entry.hash)) {
       throw new ContentChangedError(
         `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,
@@ -108,7 +120,7 @@ export async function readAndEncodeChunk(
       codec: enc.codec,
       rawLength: entry.length,
       payload: enc.payload,
-      recycle: reuse,
+      afterSend: reuse ? 'recycle' : 'free',
       release,
       lease,
     }

@@ -1,5 +1,6 @@
 import { ChunkUnavailableError, CircuitLimitError } from '../errors.ts'
 import type { TransferMessage } from '../protocol/messages.ts'
+import { freeNow } from '../resources/buffer-recycler.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { FrameWriter } from '../session/frame-writer.ts'
 import type { ChunkCache } from './chunk-cache.ts'
@@ -201,7 +202,7 @@ export class ChunkReplies {
     try {
       await s.uploadLimiter?.take(c.payload.length, { signal: s.signal })
       this.#checkCircuit(c)
-      const buffers = c.recycle ? s.encoder.buffers : undefined
+      const { afterSend } = c
       const payload = c.payload
       const chunk: TransferMessage = {
         type: 'chunk',
@@ -213,11 +214,15 @@ export class ChunkReplies {
       }
       await s.writer.send(last ? [chunk, { type: 'end', requestId }] : chunk, {
         signal: s.signal,
-        // Once libp2p has encrypted the bytes (stream-io.ts): the lease, and the buffer back to
-        // the recycler. Until then a peer that reads nothing holds them, inside its share.
+        // Once libp2p has encrypted the bytes (stream-io.ts): the lease, and the payload's
+        // memory (chunk-encoder.ts, EncodedChunk.afterSend). Until then a peer that reads nothing holds them, inside its share.
         onReleased: () => {
           c.release()
-          buffers?.give(payload)
+          if (afterSend === 'recycle') s.encoder.buffers?.give(payload)
+          else if (afterSend === 'free') {
+            if (s.encoder.buffers === undefined) freeNow(payload)
+            else s.encoder.buffers.free(payload)
+          }
         },
       })
       handedOver = true

@@ -10,7 +10,7 @@ export const IDLE: EngineStats = {
     peakBytes: 0,
     waiting: 0,
     fetches: { limitBytes: 12 << 20, usedBytes: 0, waiting: 0 },
-    buffers: { idleBytes: 0, handedBytes: 0, hits: 0, misses: 0 },
+    buffers: { idleBytes: 0, handedBytes: 0, hits: 0, misses: 0, freed: 0 },
   },
   transfers: { unfinished: 0, active: 0, queued: 0 },
   serving: {

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { ConfigInvalidError } from '../../src/errors.ts'
-import { BufferRecycler, HAND_OVER_MS } from '../../src/resources/buffer-recycler.ts'
+import { BufferRecycler, freeNow, HAND_OVER_MS } from '../../src/resources/buffer-recycler.ts'
 import { MemoryBudget } from '../../src/resources/memory-budget.ts'
 
 describe('BufferRecycler', () => {
@@ -24,7 +24,7 @@ describe('BufferRecycler', () => {
     const b = r.take(100)
     expect(b.buffer).toBe(a.buffer)
     expect(budget.used).toBe(0)
-    expect(r.stats).toEqual({ hits: 1, misses: 1 })
+    expect(r.stats).toEqual({ hits: 1, misses: 1, freed: 0 })
     // Another size does not match.
     expect(r.take(99).buffer).not.toBe(a.buffer)
   })
@@ -55,6 +55,39 @@ describe('BufferRecycler', () => {
     r.give(detached)
     r.give(new Uint8Array(new SharedArrayBuffer(10)))
     expect(r.idleBytes).toBe(200)
+  })
+
+  it('retire: keeps what give keeps, and frees the rest now (detached) instead of leaving it to the collector', () => {
+    const budget = new MemoryBudget({ limit: 1000 })
+    const r = new BufferRecycler(budget, { maxIdleBytes: 150 })
+    // A whole buffer with room: kept, memory intact.
+    const kept = r.take(100)
+    r.retire(kept)
+    expect(kept.buffer.detached).toBe(false)
+    expect(r.idleBytes).toBe(100)
+    // zlib's output: a view of a longer buffer the caller owns whole. Not reusable: freed.
+    const zlibOut = new Uint8Array(new ArrayBuffer(101), 0, 100)
+    r.retire(zlibOut)
+    expect(zlibOut.buffer.detached).toBe(true)
+    expect(zlibOut.length).toBe(0)
+    // Over maxIdleBytes: freed too.
+    const over = new Uint8Array(100)
+    r.retire(over)
+    expect(over.buffer.detached).toBe(true)
+    expect(r.idleBytes).toBe(100)
+    expect(r.stats.freed).toBe(2)
+    // After destroy nothing is kept: freed.
+    r.destroy()
+    const late = new Uint8Array(10)
+    r.retire(late)
+    expect(late.buffer.detached).toBe(true)
+    // A shared or already detached buffer is left alone.
+    const shared = new Uint8Array(new SharedArrayBuffer(10))
+    expect(freeNow(shared)).toBe(false)
+    expect(shared.length).toBe(10)
+    const gone = new Uint8Array(10)
+    gone.buffer.transfer()
+    expect(freeNow(gone)).toBe(false)
   })
 
   it('gives idle memory back to a budget waiter before it would wait', async () => {
@@ -95,7 +128,7 @@ describe('BufferRecycler', () => {
     r.give(new Uint8Array(100)) // 390 > 300: the 90 goes
     expect(r.idleBytes).toBe(300)
     expect(r.take(90).length).toBe(90)
-    expect(r.stats).toEqual({ hits: 0, misses: 2 })
+    expect(r.stats).toEqual({ hits: 0, misses: 2, freed: 0 })
   })
 
   describe('hand-over while the budget has no room', () => {
@@ -134,7 +167,7 @@ describe('BufferRecycler', () => {
       expect(budget.used).toBe(200)
       const second = r.take(100)
       expect(second.buffer).toBe(first.buffer)
-      expect(r.stats).toEqual({ hits: 1, misses: 1 })
+      expect(r.stats).toEqual({ hits: 1, misses: 1, freed: 0 })
       r.give(second)
       r.give(new Uint8Array(100)) // past maxIdleBytes: dropped
       expect(r.handedBytes).toBe(100)

@@ -73,7 +73,7 @@ describe('ChunkCache', () => {
     expect(cache.stats.hits).toBe(5)
     for (const c of got) {
       expectChunk(c, 3)
-      expect(c.recycle).toBe(false)
+      expect(c.afterSend).toBe('keep')
       expect(c.payload).toBe(got[0]!.payload)
     }
     // The entry is counted once against the budget, whoever holds it.
@@ -245,7 +245,7 @@ describe('ChunkCache', () => {
     for (let i = 0; i < 3; i++) {
       const c = await cache.get(ctx('a'), content, i, signal)
       // Read as without a cache: its buffer may go back to the recycler once sent.
-      expect(c.recycle).toBe(true)
+      expect(c.afterSend).toBe('recycle')
       c.release()
     }
     expect(cache.stats.cachedBytes).toBe(0)
