@@ -310,7 +310,7 @@ export class FetchCoordinator {
       let plain: Uint8Array
       try {
         const buffers = this.#deps.buffers
-        const into = codec === 'lz4' ? buffers?.take(entry.length) : undefined
+        const into = codec === 'none' ? undefined : buffers?.take(entry.length)
         plain = await pool.decodeVerify(payload, codec, entry.length, entry.hash, {
           signal: this.#signal!,
           ...(into === undefined ? {} : { into }),

@@ -5,12 +5,12 @@
  * Everything that decompresses treats the payload as hostile: the output is bounded by the
  * expected plain length before or while it is allocated, and must come out exactly that long.
  */
-import { constants as zc, zstdCompressSync, zstdDecompressSync } from 'node:zlib'
 import { MAX_CHUNK_SIZE } from '../chunking/params.ts'
 import { CodecUnsupportedError, DecompressionError, InvalidArgumentError } from '../errors.ts'
 import type { Codec } from '../types.ts'
 import { assertNever } from '../util/never.ts'
 import { LZ4_HEADER_BYTES, lz4Bound, lz4Compress, lz4CompressedLength, lz4DecompressInto } from './lz4.ts'
+import { ZstdOutputError, zstdCompressInto, zstdDecompressInto } from './zstd.ts'
 
 /**
  * How the sender picks a chunk's codec.
@@ -52,20 +52,12 @@ export function zstdBound(n: number): number {
   return n + (n >> 8) + small + ZSTD_SLACK
 }
 
-/** zlib's output chunk when compressing `n` bytes with zstd: one chunk holds any result. */
-export function zstdCompressChunk(n: number): number {
-  return zstdBound(n) + 1
-}
-
 /**
- * `out` itself when it starts zlib's own output chunk of `chunkSize` bytes, else a copy that owns
- * its buffer. Small outputs come from Node's shared Buffer pool (its ArrayBuffer is
- * `Buffer.poolSize` long, never `chunkSize`), which must not be moved to another thread.
- * Moving zlib's chunk whole, rather than copying it, leaves no garbage in a worker thread.
+ * Where zstd compresses before the result is copied out at its exact length (one per thread,
+ * grown to the largest chunk's bound): a compressed chunk is mostly far shorter than its bound,
+ * and a buffer of its own can move to another thread and be freed alone once sent.
  */
-function zlibChunkOrCopy(out: Uint8Array, chunkSize: number): Uint8Array {
-  return out.byteOffset === 0 && out.buffer.byteLength === chunkSize ? out : owned(out)
-}
+let zstdScratch = new Uint8Array(0)
 
 /** True when `u8` spans its whole ArrayBuffer, the condition for moving it to another thread. */
 export function ownsBuffer(u8: Uint8Array): boolean {
@@ -96,8 +88,7 @@ function checkRawLength(rawLength: number): void {
 
 /**
  * Compresses `plain` with `codec`. `none` returns `plain` itself; the others return a new buffer
- * at offset 0 of an ArrayBuffer of its own (so it can be moved between threads): lz4's is exactly
- * as long; zstd's is usually zlib's one output chunk (its compress bound, so mostly longer).
+ * exactly as long as its ArrayBuffer (so it can be moved between threads, and freed alone).
  */
 export function compress(codec: Codec, plain: Uint8Array, zstdLevel = ZSTD_LEVEL): Uint8Array {
   if (plain.length > MAX_RAW_LENGTH) {
@@ -109,9 +100,9 @@ export function compress(codec: Codec, plain: Uint8Array, zstdLevel = ZSTD_LEVEL
     case 'lz4':
       return lz4Compress(plain)
     case 'zstd': {
-      const chunkSize = zstdCompressChunk(plain.length)
-      const out = zstdCompressSync(plain, { params: { [zc.ZSTD_c_compressionLevel]: zstdLevel }, chunkSize })
-      return zlibChunkOrCopy(out, chunkSize)
+      const bound = zstdBound(plain.length)
+      if (zstdScratch.length < bound) zstdScratch = new Uint8Array(bound)
+      return zstdScratch.slice(0, zstdCompressInto(plain, zstdLevel, zstdScratch.subarray(0, bound)))
     }
     default:
       assertNever(codec, unknownCodec)
@@ -123,11 +114,9 @@ export function compress(codec: Codec, plain: Uint8Array, zstdLevel = ZSTD_LEVEL
  * truncated, too long or too short) / CodecUnsupportedError. Never allocates more than about
  * `rawLength` for the output, whatever the payload claims.
  *
- * `into` (optional, length >= rawLength): lz4 and zstd write the output there and return
- * `into.subarray(0, rawLength)`; `none` ignores it and returns `payload`. Only lz4 saves an
- * allocation this way; node:zlib always allocates, so zstd copies its output into `into`.
- * Without `into`, the result starts an ArrayBuffer of its own, which for zstd is usually zlib's
- * output chunk, one byte longer than the result: move the whole buffer rather than copy it.
+ * `into` (optional, length >= rawLength): lz4 and zstd write the output there (no allocation)
+ * and return `into.subarray(0, rawLength)`; `none` ignores it and returns `payload`. Without
+ * `into`, the result is a new buffer exactly `rawLength` long.
  */
 export function decompress(
   codec: Codec,
@@ -176,34 +165,22 @@ function decompressLz4(payload: Uint8Array, rawLength: number, into?: Uint8Array
   return into === undefined ? out : out.subarray(0, rawLength)
 }
 
-/**
- * zlib's output chunk when decompressing a zstd chunk of `rawLength` bytes: one chunk holds all of
- * it (zlib's default 16 KiB made 64 pieces and a concat per MiB, all garbage left in the worker).
- */
-export function zstdOutputChunk(rawLength: number): number {
-  return Math.max(64, rawLength + 1)
-}
-
 function decompressZstd(payload: Uint8Array, rawLength: number, into?: Uint8Array): Uint8Array {
   if (payload.length > zstdBound(rawLength)) {
     throw new DecompressionError(`zstd payload of ${payload.length} bytes is too long for ${rawLength} bytes`)
   }
-  let plain: Uint8Array
-  const chunkSize = zstdOutputChunk(rawLength)
+  const out = into ?? new Uint8Array(rawLength)
+  let n: number
   try {
-    // maxOutputLength stops inflation as soon as the output would pass rawLength (its minimum is 1).
-    plain = zstdDecompressSync(payload, { maxOutputLength: Math.max(1, rawLength), chunkSize })
+    n = zstdDecompressInto(payload, rawLength, out)
   } catch (err) {
     const code = (err as { code?: unknown }).code
-    const why = code === 'ERR_BUFFER_TOO_LARGE' ? `inflates past ${rawLength} bytes` : 'is corrupt'
+    const tooLong = err instanceof ZstdOutputError || code === 'ERR_BUFFER_TOO_LARGE'
+    const why = tooLong ? `inflates past ${rawLength} bytes` : 'is corrupt'
     throw new DecompressionError(`zstd payload ${why}: ${(err as Error).message}`, { cause: err })
   }
-  if (plain.length !== rawLength) {
-    throw new DecompressionError(`zstd produced ${plain.length} bytes, expected ${rawLength}`)
-  }
-  if (into === undefined) return zlibChunkOrCopy(plain, chunkSize)
-  into.set(plain)
-  return into.subarray(0, rawLength)
+  if (n !== rawLength) throw new DecompressionError(`zstd produced ${n} bytes, expected ${rawLength}`)
+  return into === undefined ? out : out.subarray(0, rawLength)
 }
 
 /** The bytes the `auto` policy probes: a slice from the middle, where file headers do not skew it. */

@@ -62,8 +62,8 @@ export interface DecodeRequest {
 export interface DecodeReply {
   readonly kind: 'decode'
   /**
-   * The verified bytes at offset 0 of the buffer moved back (`payload`, `into`, zlib's output
-   * chunk or a copy), which may be longer than them.
+   * The verified bytes at offset 0 of the buffer moved back (`payload`, `into`, a new buffer or
+   * a copy), which may be longer than them.
    */
   readonly data: Uint8Array
   /**

@@ -80,10 +80,10 @@ export interface LengthOptions extends TaskOptions {
 }
 export interface DecodeOptions extends TaskOptions {
   /**
-   * Recycled output buffer (length >= rawLength, owns its ArrayBuffer), used for lz4 chunks only:
-   * moved in, and the result is a view of it. lz4 decoded 1.2-2.8x faster into a recycled buffer
-   * than into a new one (bench/codec.bench.ts); zstd cannot (node:zlib always allocates, a copy made
-   * it slower) and `none` returns the payload itself, so for those `into` is left untouched (not
+   * Recycled output buffer (length >= rawLength, owns its ArrayBuffer), used for lz4 and zstd
+   * chunks: moved in, and the result is a view of it. lz4 decoded 1.2-2.8x faster into a recycled
+   * buffer than into a new one (bench/codec.bench.ts), and zstd leaves no 1 MiB for the collector
+   * per chunk (zstd.ts). `none` returns the payload itself, so there `into` is left untouched (not
    * detached): check `into.byteLength` to see whether it was taken.
    */
   into?: Uint8Array
@@ -106,9 +106,8 @@ export interface EncodeResult {
   hash: Uint8Array | null
   codec: Codec
   /**
-   * The compressed bytes, at offset 0 of a buffer of their own that may be longer (zlib's output
-   * chunk: copy before moving them to a worker again), or a view of `buf` (`buf` itself at full
-   * length) for `none`.
+   * The compressed bytes, exactly a buffer of their own, or a view of `buf` (`buf` itself at
+   * full length) for `none`.
    */
   payload: Uint8Array
   buf: Uint8Array
@@ -290,7 +289,7 @@ export class WorkerPool {
     if (!(expectedHash instanceof Uint8Array) || expectedHash.length !== SHA256_BYTES) {
       throw new InvalidArgumentError(`expectedHash must be ${SHA256_BYTES} bytes`)
     }
-    const into = codec === 'lz4' ? opts?.into : undefined
+    const into = codec === 'none' ? undefined : opts?.into
     if (into !== undefined) {
       checkOwned(into, 'into')
       if (into.length < rawLength)

@@ -66,7 +66,7 @@ function decode(req: DecodeRequest): [DecodeReply, ArrayBufferLike[]] {
   let same = digest.length === req.expectedHash.length
   for (let i = 0; same && i < digest.length; i++) same = digest[i] === req.expectedHash[i]
   if (!same) throw new ChunkVerificationError(`chunk of ${req.rawLength} bytes does not match its hash`)
-  // Moved as it is when it starts its buffer (the payload, `into`, or zlib's one output chunk):
+  // Moved as it is when it starts its buffer (the payload, `into`, or the decoder's new buffer):
   // the pool trims the view to rawLength. A copy here would leave its source as garbage in this
   // worker, whose GC seldom runs (dead buffers piled up to ~64 MB per worker).
   const data = plain.byteOffset === 0 ? plain : owned(plain)

@@ -115,6 +115,31 @@ describe('Engine.stats() follows a transfer', () => {
     expect(sender.stats().serving.leasedBytes).toBe(0)
   })
 
+  it('zstd chunks: the receiver decodes into recycled buffers; the sender frees each payload once sent', async () => {
+    const zstdSender = await createEngine({
+      workers: 1,
+      codec: 'zstd',
+      chunking: { kind: 'fixed', size: 64 * KiB },
+      // Off: the cache keeps payloads for other receivers, and never gives them up to be freed.
+      serveCacheBytes: 0,
+    })
+    engines.push(zstdSender)
+    const text = join(dir, 'text.src')
+    await writeFile(text, 2 * MiB, 'text')
+    const chunks = (2 * MiB) / (64 * KiB)
+    const published = await zstdSender.publish(text)
+    const r = await receiver()
+    await r.fetch(published.ticket, join(dir, 'text.out')).result
+    expect(await sha256File(join(dir, 'text.out'))).toBe(await sha256File(text))
+    // Each chunk takes two recycled buffers: one its payload arrives in, one it decodes into.
+    const taken = r.stats().memory.buffers
+    expect(taken.hits + taken.misses).toBe(2 * chunks)
+    // The sender's compressed payloads are freed once libp2p has encrypted them.
+    await expect
+      .poll(() => zstdSender.stats().memory.buffers.freed, { timeout: 5000 })
+      .toBeGreaterThanOrEqual(chunks)
+  })
+
   it('with maxActiveTransfers 1, a second fetch waits in the queue while the first runs', async () => {
     const r = await receiver({ maxActiveTransfers: 1 })
     const first: EngineStats[] = []
