@@ -26,6 +26,11 @@ export interface TakeOptions {
 export interface RateLimiter {
   /** Resolves when `bytes` may be sent or received; rejects with AbortedError if `signal` aborts first. */
   take(bytes: number, opts?: TakeOptions): Promise<void>
+  /**
+   * Gives back `bytes` of a take whose bytes will not go after all (their request was cancelled
+   * while they waited their turn), so the next waiter does not pay for them.
+   */
+  refund?(bytes: number): void
 }
 
 export interface TokenBucketOptions {
@@ -132,6 +137,15 @@ export class TokenBucket implements RateLimiter {
     })
   }
 
+  /** See RateLimiter.refund: back into the bucket (at most its depth), and the next waiter looked at. */
+  refund(bytes: number): void {
+    checkBytes(bytes)
+    this.#refill()
+    this.#tokens = Math.min(this.#burst, this.#tokens + bytes)
+    this.granted -= Math.min(bytes, this.granted)
+    this.#schedule()
+  }
+
   #refill(): void {
     const now = this.#now()
     if (this.#rate === Number.POSITIVE_INFINITY) this.#tokens = this.#burst
@@ -191,6 +205,9 @@ export function chainLimiters(...limiters: Array<RateLimiter | undefined>): Rate
   return {
     async take(bytes: number, opts: TakeOptions = {}): Promise<void> {
       for (const l of list) await l.take(bytes, opts)
+    },
+    refund(bytes: number): void {
+      for (const l of list) l.refund?.(bytes)
     },
   }
 }

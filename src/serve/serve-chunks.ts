@@ -201,6 +201,12 @@ export class ChunkReplies {
     let handedOver = false
     try {
       await s.uploadLimiter?.take(c.payload.length, { signal: s.signal })
+      if (s.isCancelled(requestId)) {
+        // Cancelled while it waited its turn, which on a slow uplink shared by many receivers
+        // lasts seconds: the receiver got the chunk elsewhere. Not sent; its turn goes to others.
+        s.uploadLimiter?.refund?.(c.payload.length)
+        return
+      }
       this.#checkCircuit(c)
       const { afterSend } = c
       const payload = c.payload

@@ -49,6 +49,37 @@ describe('TokenBucket', () => {
     expect(b.granted).toBe(150)
   })
 
+  it('refund: bytes that will not go after all are back for the next waiter, up to the burst', async () => {
+    const now = 0
+    const b = new TokenBucket({ rate: 1000, burst: 100, now: () => now })
+    await b.take(1000) // debt: tokens = -900
+    let next = false
+    const p = b.take(50).then(() => (next = true))
+    await new Promise((r) => setTimeout(r, 5))
+    expect(next).toBe(false)
+    b.refund(1000) // the clock has not moved: only the refund lets it through
+    await p
+    expect(next).toBe(true)
+    expect(b.granted).toBe(50)
+    // At most the bucket's depth comes back: 100 - 50 + 1000 is capped at 100.
+    b.refund(1000)
+    await b.take(100)
+    let over = false
+    const q = b.take(1).then(() => (over = true))
+    await new Promise((r) => setTimeout(r, 5))
+    expect(over).toBe(false)
+    b.refund(1)
+    await q
+    // A chain refunds every bucket in it.
+    const narrow = new TokenBucket({ rate: 1000, burst: 10, now: () => now })
+    const wide = new TokenBucket({ rate: 1000, burst: 100, now: () => now })
+    const chain = chainLimiters(narrow, wide)
+    await chain.take(10)
+    chain.refund?.(10)
+    expect([narrow.granted, wide.granted]).toEqual([0, 0])
+    await chain.take(10) // without the refund, the narrow bucket would wait for a clock that never moves
+  })
+
   it('lets a take larger than the burst through and pays the debt back before the next', async () => {
     let now = 0
     const b = new TokenBucket({ rate: 10_000, burst: 100, now: () => now })

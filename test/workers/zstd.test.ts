@@ -36,6 +36,12 @@ describe('zstd with kept contexts', () => {
     expect(sizes.get(9)).toBeLessThan(sizes.get(1)!)
   })
 
+  it('the same chunk compresses to the same bytes every time', () => {
+    const plain = textLike(MiB, 16)
+    const first = compress('zstd', plain, 2)
+    for (let i = 0; i < 3; i++) expect(Buffer.compare(compress('zstd', plain, 2), first)).toBe(0)
+  })
+
   it('never writes past rawLength: the rest of the buffer is untouched', () => {
     const plain = textLike(300_000, 13)
     const payload = compress('zstd', plain)
