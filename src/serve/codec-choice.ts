@@ -15,7 +15,8 @@
  * next window still beats the step it replaced (one lucky window does not move it). The first
  * window of all is the connection warming up and is not counted. A probe that loses multiplies
  * `hold` by four (up to `maxHold`) and the next probe goes the other way; one that wins resets it,
- * so the choice climbs as far as it keeps paying. A window spans at least `windowBytes` and
+ * so the choice climbs as far as it keeps paying; a move to the end of the ladder, once confirmed,
+ * counts as the lost probe of the step it left. A window spans at least `windowBytes` and
  * `windowMs`; a gap longer than `pauseMs` between two sends (the peer asked for nothing) starts
  * it again, so idle time is not taken for a slow step.
  */
@@ -153,6 +154,12 @@ export class CodecChooser {
         this.#lost()
         return
       }
+      if (undo !== undefined && !this.#onLadder(this.#step + this.#dir)) {
+        // Confirmed at the end of the ladder: the only neighbour left is the step it replaced,
+        // beaten by the probe and again now. Tried again only after four times as long, as a
+        // lost probe would be (plain on loopback: one zstd window fewer a transfer).
+        this.#lost()
+      }
       this.#rate = rate
       if (++this.#held < this.#hold) return
       this.#held = 0
@@ -178,9 +185,13 @@ export class CodecChooser {
     this.#hold = Math.min(this.#hold * 4, this.#o.maxHold)
   }
 
+  #onLadder(step: number): boolean {
+    return step >= 0 && step < CODEC_LADDER.length
+  }
+
   #neighbour(): number {
     const next = this.#step + this.#dir
-    if (next >= 0 && next < CODEC_LADDER.length) return next
+    if (this.#onLadder(next)) return next
     this.#dir = this.#dir === 1 ? -1 : 1
     return this.#step + this.#dir
   }

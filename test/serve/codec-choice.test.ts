@@ -54,6 +54,24 @@ describe('CodecChooser', () => {
     expect(used.slice(-256).filter((s) => s !== 0).length).toBeLessThanOrEqual(9)
   })
 
+  it('plain confirmed at the end of the ladder: zstd-1, beaten twice, is tried again only after four windows', () => {
+    const { c, clock } = chooser()
+    const rate = linked(400 * MB)
+    // The time spent in each run of one step, in order.
+    const runs: Array<{ step: number; ms: number }> = []
+    for (let i = 0; i < 2048 && runs.length < 4; i++) {
+      const step = c.current()
+      const ms = (MiB / rate(step)) * 1000
+      if (runs.at(-1)?.step !== step) runs.push({ step, ms: 0 })
+      runs.at(-1)!.ms += ms
+      clock.t += ms
+      c.sent(step, MiB)
+    }
+    expect(runs.map((r) => r.step)).toEqual([1, 0, 1, 0])
+    // The probe of plain, its confirming window, then four held: five windows of 50 ms at least.
+    expect(runs[1]!.ms).toBeGreaterThanOrEqual(5 * 50)
+  })
+
   it('on a 100 Mbit/s link, stays at zstd-1 (zstd-3 would deliver 8 % more, under the margin; plain less)', () => {
     const { c, clock } = chooser()
     run(c, clock, 512, linked(12.5 * MB))
