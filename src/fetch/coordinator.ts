@@ -22,7 +22,7 @@ import { ensurePages } from './pages.ts'
 import type { LeafStore } from './partial-seed.ts'
 import type { LinkDeps, PeerLink } from './peer-link.ts'
 import type { ChunkPick, SwarmScheduler } from './scheduler.ts'
-import type { SwarmOptions } from './swarm-options.ts'
+import { haveReadInterval, type SwarmOptions } from './swarm-options.ts'
 
 export interface CoordinatorDeps extends LinkDeps {
   readonly retry: RetryOptions
@@ -392,13 +392,20 @@ export class FetchCoordinator {
     if (!this.#othersLive(link)) this.#fail(why)
   }
 
+  /** Connected providers that hold part of the content (their have-bitmaps are read again). */
+  #partialPeers(): number {
+    let n = 0
+    for (const l of this.#links.values()) if (l.up && l.have !== 'all') n++
+    return n
+  }
+
   /** Some provider other than `link` is up or connecting, and not out. */
   #othersLive(link: PeerLink): boolean {
     for (const l of this.#links.values()) if (l !== link && !l.out && (l.up || l.connecting)) return true
     return false
   }
 
-  /** Connects (again) with backoff, and re-reads a partial peer's have-bitmap every haveIntervalMs. */
+  /** Connects (again) with backoff, and re-reads a partial peer's have-bitmap (haveReadInterval). */
   async #linkTask(link: PeerLink): Promise<void> {
     const signal = this.#signal!
     const { swarm, retry } = this.#deps
@@ -432,7 +439,7 @@ export class FetchCoordinator {
         }
         continue
       }
-      await link.sleep(swarm.haveIntervalMs, signal)
+      await link.sleep(haveReadInterval(swarm, this.#partialPeers()), signal)
     }
   }
 }

@@ -6,6 +6,8 @@ export interface SwarmOptions {
   endgamePeers: number
   /** How often a partial seeder's have-bitmap is read again. */
   haveIntervalMs: number
+  /** Have-bitmap reads one fetch makes per second at most, over all its partial seeders. */
+  maxHaveReadsPerSec: number
   /** Reconnects to a lost provider in a row (without a verified chunk between) before it is given up. */
   peerRetries: number
   /** How long a transfer waits for a needed chunk no live provider holds before failing with NO_PROVIDER. */
@@ -16,4 +18,19 @@ export interface SwarmOptions {
   maxRequestsPerPeer: number
   /** Serve the chunks a multi-peer fetch has verified to other peers while it runs (partial seeding). */
   serve: boolean
+}
+
+/**
+ * How long a fetch waits before reading a partial seeder's have-bitmap again, with `partialPeers`
+ * of them connected: `haveIntervalMs`, or longer so that all of them together are read at most
+ * `maxHaveReadsPerSec` times a second. Why: every read is a request and an answer through Noise
+ * and yamux on both sides. Fifty receivers each polling 32 partial peers every second
+ * (bench/dht-fanout.ts, two cores) spent the CPU the chunks needed: the fan-out took 300 s; with
+ * each peer read every 4 s, 218 s.
+ */
+export function haveReadInterval(
+  o: Pick<SwarmOptions, 'haveIntervalMs' | 'maxHaveReadsPerSec'>,
+  partialPeers: number,
+): number {
+  return Math.max(o.haveIntervalMs, Math.ceil((partialPeers * 1000) / o.maxHaveReadsPerSec))
 }

@@ -180,6 +180,7 @@ describe('engine config: the defaults', () => {
         maxPeerFailures: 3,
         endgamePeers: 2,
         haveIntervalMs: 1_000,
+        maxHaveReadsPerSec: 8,
         peerRetries: 3,
         waitForChunkMs: 30_000,
         windowChunks: 4096,

@@ -375,6 +375,11 @@ export const optionTable = {
       default: 1_000,
       doc: "how often a partial seeder's have-bitmap is read again",
     }),
+    maxHaveReadsPerSec: count({
+      min: 1,
+      default: 8,
+      doc: 'have-bitmap reads one fetch makes per second at most, over all its partial seeders: with more than this many, each is read less often than haveIntervalMs',
+    }),
     peerRetries: count({
       min: 0,
       default: 3,
