@@ -58,8 +58,8 @@ export interface MemoryStats {
     /** Buffer takes since start that allocated a fresh one. */
     readonly misses: number
     /**
-     * Finished buffers that could not be kept (zlib's outputs, sizes over `maxIdleBytes`), freed
-     * at once rather than left for the garbage collector.
+     * Finished buffers that could not be kept (compressed payloads, sizes over `maxIdleBytes`),
+     * freed at once rather than left for the garbage collector.
      */
     readonly freed: number
   }

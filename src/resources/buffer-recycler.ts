@@ -270,10 +270,10 @@ export class BufferRecycler {
 /**
  * Returns the memory of `buf`'s ArrayBuffer now by detaching it (every view of it reads as empty
  * from then on). Why: a chunk buffer dropped to the collector stays allocated until V8's next
- * full collection, which the external memory alone triggers late. A receiver decoding zstd
- * chunks (node:zlib allocates each output anew) held 9-45 MB of them waiting, and its peak RSS
- * grew with the length of a transfer (docs/BENCHMARKS.md, Memory at any size). Only for memory
- * the caller owns whole: never a view of someone else's buffer, nor one an I/O still uses.
+ * full collection, which the external memory alone triggers late: a receiver that left each
+ * decoded zstd chunk to the collector held 9-45 MB of them, and its peak RSS grew with the
+ * length of a transfer (docs/BENCHMARKS.md, Memory at any size). Only for memory the caller
+ * owns whole: never a view of someone else's buffer, nor one an I/O still uses.
  * False when there was nothing to free (shared, resizable or already detached).
  */
 export function freeNow(buf: Uint8Array): boolean {

@@ -51,8 +51,7 @@ export interface EncodedChunk {
   /**
    * What becomes of the payload once the stream lets go of it: `recycle`, the read buffer, goes
    * back to the recycler; `free`, a compressed output this chunk alone owns, is freed at once
-   * (odd-sized, or a view of zlib's longer buffer: nobody would reuse it); `keep`, someone
-   * else's (the cache's), is left alone.
+   * (odd-sized: nobody would reuse it); `keep`, someone else's (the cache's), is left alone.
    */
   afterSend: 'recycle' | 'free' | 'keep'
   /** Gives the chunk's budget lease back (or, for a chunk lent by the cache, its pin). */

@@ -220,8 +220,8 @@ export class ChunkReplies {
       }
       await s.writer.send(last ? [chunk, { type: 'end', requestId }] : chunk, {
         signal: s.signal,
-        // Once libp2p has encrypted the bytes (stream-io.ts): the lease, and the payload's
-        // memory (chunk-encoder.ts, EncodedChunk.afterSend). Until then a peer that reads nothing holds them, inside its share.
+        // Once libp2p has encrypted the bytes (stream-io.ts): the lease, and the payload's memory
+        // (EncodedChunk.afterSend). Until then a peer that reads nothing holds them, inside its share.
         onReleased: () => {
           c.release()
           if (afterSend === 'recycle') s.encoder.buffers?.give(payload)

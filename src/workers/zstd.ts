@@ -8,11 +8,11 @@
  * kept context, decompressing 480-503 against 450-460 µs. The stream objects, backed by native
  * handles, also outlive a scavenge: 6,000 one-shot calls left 7 MB in the old generation before a
  * full GC, so each worker's heap swung between 7 and 18 MB during a transfer. And a decoded chunk
- * now lands in a recycled buffer instead of a fresh one.
+ * lands in a recycled buffer, not a fresh one.
  *
  * The handle calls (`_handle.writeSync`, `_writeState`, `_handle.reset`) are the ones node:zlib's
  * own synchronous path makes (lib/zlib.js, processChunkSync). They are checked once per thread;
- * where they are missing, the one-shot functions do the work (slower, same results).
+ * where they are missing, the one-shot functions do the work (slower; frames that decode alike).
  */
 import zlib from 'node:zlib'
 
@@ -86,6 +86,7 @@ function open(engine: ZstdEngine): Context | undefined {
   }
 }
 
+/** This thread's decoder: null until first asked for, undefined where the handle is missing. */
 let decoder: Context | undefined | null = null
 const encoders = new Map<number, Context>()
 /** A few bytes to see whether a frame that filled its output had more to give. */
