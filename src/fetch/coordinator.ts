@@ -9,7 +9,7 @@ import {
   ProtocolViolationError,
   StreamClosedError,
 } from '../errors.ts'
-import { freeNow } from '../resources/buffer-recycler.ts'
+import { retireBuffer } from '../resources/buffer-recycler.ts'
 import type { Lease } from '../resources/memory-budget.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { Journal } from '../storage/journal.ts'
@@ -314,7 +314,7 @@ export class FetchCoordinator {
         plain = await pool.decodeVerify(payload, codec, entry.length, entry.hash, {
           signal: this.#signal!,
           ...(into === undefined ? {} : { into }),
-          onSpare: (b: Uint8Array) => this.#retire(b),
+          onSpare: this.#retire,
         })
       } catch (err) {
         if (!(err instanceof ChunkVerificationError || err instanceof DecompressionError)) throw err
@@ -354,13 +354,10 @@ export class FetchCoordinator {
 
   /**
    * Ends a chunk buffer this fetch owns whole (a payload, or what the pool decoded: a payload,
-   * a recycled buffer, or a new one) once nothing reads it: reused, or freed now.
+   * a recycled buffer, or a new one) once nothing reads it: reused, or freed now. Bound once,
+   * so handing it to the pool for every chunk allocates nothing.
    */
-  #retire(buf: Uint8Array): void {
-    const buffers = this.#deps.buffers
-    if (buffers === undefined) freeNow(buf)
-    else buffers.retire(buf)
-  }
+  readonly #retire = (buf: Uint8Array): void => retireBuffer(this.#deps.buffers, buf)
 
   /** `peer` no longer needs chunk `index`; a request left with nothing pending is cancelled. */
   #cancelCopies(peer: string, index: number): void {

@@ -283,6 +283,18 @@ export function freeNow(buf: Uint8Array): boolean {
   return true
 }
 
+/** Ends `buf` as {@link BufferRecycler.retire} does; with no recycler, frees it now. */
+export function retireBuffer(buffers: BufferRecycler | undefined, buf: Uint8Array): void {
+  if (buffers === undefined) freeNow(buf)
+  else buffers.retire(buf)
+}
+
+/** Frees `buf` now, counted by `buffers` when there is one (see {@link BufferRecycler.free}). */
+export function freeBuffer(buffers: BufferRecycler | undefined, buf: Uint8Array): void {
+  if (buffers === undefined) freeNow(buf)
+  else buffers.free(buf)
+}
+
 /** The newest entry of `size` taken out of `map` (its list dropped when emptied). */
 function popOf<T>(map: Map<number, T[]>, size: number): T | undefined {
   const list = map.get(size)

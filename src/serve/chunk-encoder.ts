@@ -5,7 +5,7 @@ import {
   TooManyRequestsError,
 } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
-import type { BufferRecycler } from '../resources/buffer-recycler.ts'
+import { type BufferRecycler, retireBuffer } from '../resources/buffer-recycler.ts'
 import type { Budget, Lease } from '../resources/memory-budget.ts'
 import { wallClockNs } from '../storage/source-file.ts'
 import type { Codec } from '../types.ts'
@@ -107,7 +107,7 @@ export async function readAndEncodeChunk(
     const enc = await ctx.pool.encode(buf, policy, { signal, hash: verify, zstdLevel: ctx.zstdLevel })
     // A compressed payload is its own buffer: the plain bytes are free already.
     const reuse = enc.payload.buffer === enc.buf.buffer
-    if (!reuse) ctx.buffers?.retire(enc.buf)
+    if (!reuse) retireBuffer(ctx.buffers, enc.buf)
     if (enc.hash !== null && !bytesEqual(enc.hash, entry.hash)) {
       throw new ContentChangedError(
         `${content.source.path} changed since it was indexed (chunk ${index} no longer matches): publish it again`,

@@ -1,6 +1,6 @@
 import { ChunkUnavailableError, CircuitLimitError } from '../errors.ts'
 import type { TransferMessage } from '../protocol/messages.ts'
-import { freeNow } from '../resources/buffer-recycler.ts'
+import { freeBuffer } from '../resources/buffer-recycler.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { FrameWriter } from '../session/frame-writer.ts'
 import type { ChunkCache } from './chunk-cache.ts'
@@ -225,10 +225,7 @@ export class ChunkReplies {
         onReleased: () => {
           c.release()
           if (afterSend === 'recycle') s.encoder.buffers?.give(payload)
-          else if (afterSend === 'free') {
-            if (s.encoder.buffers === undefined) freeNow(payload)
-            else s.encoder.buffers.free(payload)
-          }
+          else if (afterSend === 'free') freeBuffer(s.encoder.buffers, payload)
         },
       })
       handedOver = true

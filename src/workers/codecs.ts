@@ -174,9 +174,7 @@ function decompressZstd(payload: Uint8Array, rawLength: number, into?: Uint8Arra
   try {
     n = zstdDecompressInto(payload, rawLength, out)
   } catch (err) {
-    const code = (err as { code?: unknown }).code
-    const tooLong = err instanceof ZstdOutputError || code === 'ERR_BUFFER_TOO_LARGE'
-    const why = tooLong ? `inflates past ${rawLength} bytes` : 'is corrupt'
+    const why = err instanceof ZstdOutputError ? `inflates past ${rawLength} bytes` : 'is corrupt'
     throw new DecompressionError(`zstd payload ${why}: ${(err as Error).message}`, { cause: err })
   }
   if (n !== rawLength) throw new DecompressionError(`zstd produced ${n} bytes, expected ${rawLength}`)

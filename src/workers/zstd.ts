@@ -157,7 +157,13 @@ export function zstdCompressInto(plain: Uint8Array, level: number, out: Uint8Arr
 export function zstdDecompressInto(payload: Uint8Array, rawLength: number, out: Uint8Array): number {
   const ctx = decoderContext()
   if (ctx === undefined) {
-    const r = zlib.zstdDecompressSync(payload, { maxOutputLength: Math.max(1, rawLength) })
+    let r: Buffer
+    try {
+      r = zlib.zstdDecompressSync(payload, { maxOutputLength: Math.max(1, rawLength) })
+    } catch (err) {
+      if ((err as { code?: unknown }).code !== 'ERR_BUFFER_TOO_LARGE') throw err
+      throw new ZstdOutputError(`inflates past ${rawLength} bytes`, { cause: err })
+    }
     if (r.length > rawLength) throw new ZstdOutputError(`inflates past ${rawLength} bytes`)
     out.set(r)
     return r.length
