@@ -6,6 +6,7 @@ import { LeasedBufferPool } from '../resources/leased-buffer-pool.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { type FileFingerprint, fingerprint, SourceFile, sameFile } from '../storage/source-file.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
+import { awaitedLater } from '../util/abort.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 
 export interface IndexOptions {
@@ -139,7 +140,7 @@ async function indexFixed(
   try {
     for (let offset = 0; offset < size; offset += chunkSize) {
       const buf = await buffers.acquire(withSignal)
-      inflight.push(hashChunk(buf, offset, Math.min(chunkSize, size - offset)))
+      inflight.push(awaitedLater(hashChunk(buf, offset, Math.min(chunkSize, size - offset))))
       if (inflight.length >= depth) await append(await inflight.shift()!)
     }
     while (inflight.length > 0) await append(await inflight.shift()!)
@@ -203,7 +204,7 @@ async function indexCdc(
       for (const length of cuts.lengths) {
         const buf = await buffers.acquire(withSignal)
         buf.set(block.subarray(at, at + length))
-        inflight.push(hashChunk(buf, chunkOffset + at, length))
+        inflight.push(awaitedLater(hashChunk(buf, chunkOffset + at, length)))
         at += length
         if (inflight.length >= depth) await append(await inflight.shift()!)
       }

@@ -46,3 +46,13 @@ export function pause(ms: number, signal: AbortSignal | undefined): Promise<void
     signal?.addEventListener('abort', done, { once: true })
   })
 }
+
+/**
+ * `task`, marked as handled now because it is awaited later, where its failure is seen (a queue
+ * of work in flight). Without it, a cancel that rejects several queued tasks while the caller
+ * waits on something else ends the process with an unhandled rejection.
+ */
+export function awaitedLater<T>(task: Promise<T>): Promise<T> {
+  task.catch(() => {})
+  return task
+}
