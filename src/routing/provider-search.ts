@@ -18,6 +18,8 @@ import type { ContentRouting } from './content-routing.ts'
 
 /** Pause between lookups while none has found a provider. */
 const FIRST_RETRY_MS = 500
+/** Longest pause between asking the neighbours again while no provider is known. */
+const NEIGHBOUR_RETRY_MAX_MS = 4_000
 
 export type SearchOptions = Pick<DhtOptions, 'maxProviders' | 'lookupMs' | 'refreshMs'>
 
@@ -124,15 +126,26 @@ export class ProviderSearch {
     else this.#later.push(p)
   }
 
-  /** Asks every neighbour at once; each that serves the content is handed out like a found provider. */
+  /**
+   * Asks every neighbour at once; each that serves the content is handed out like a found
+   * provider. Until one is found, those that said no are asked again, after FIRST_RETRY_MS and
+   * then twice as long each time (at most NEIGHBOUR_RETRY_MAX_MS): a no may be a seeder too busy to
+   * answer in time (fifty receivers asking it at once on two cores), or one that publishes a
+   * moment later. Ends with the search.
+   */
   async #askNeighbours(signal: AbortSignal): Promise<void> {
     const n = this.#neighbours
     if (n === undefined) return
-    await Promise.all(
-      n.peers.map(async (p) => {
-        if ((await n.ask(p, signal)) && !signal.aborted && this.#take(p) === 'new') this.#hand(p)
-      }),
-    )
+    for (let wait = FIRST_RETRY_MS; !signal.aborted; wait = Math.min(2 * wait, NEIGHBOUR_RETRY_MAX_MS)) {
+      await Promise.all(
+        n.peers.map(async (p) => {
+          if (this.#given.has(p.peerId)) return
+          if ((await n.ask(p, signal)) && !signal.aborted && this.#take(p) === 'new') this.#hand(p)
+        }),
+      )
+      if (this.#handedFirst) return
+      await pause(wait, signal)
+    }
   }
 
   /** One lookup: each provider not handed out before goes to `onNew`; it stops once `maxProviders` were. */

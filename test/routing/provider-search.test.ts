@@ -89,6 +89,22 @@ describe('ProviderSearch', () => {
     await expect(none.first(new AbortController().signal)).rejects.toMatchObject({ code: 'NO_PROVIDER' })
   })
 
+  it('asks a neighbour again while no provider is known: a seeder too busy to answer at first is found', async () => {
+    let asks = 0
+    const search = new ProviderSearch(
+      routing(() => []),
+      cid,
+      { maxProviders: 5, lookupMs: 10_000, refreshMs: 10 },
+      // Fails twice (a timeout, a refused stream), then answers.
+      { peers: [p(7)], ask: async () => ++asks > 2 },
+    )
+    expect(await search.first(new AbortController().signal)).toEqual([p(7)])
+    expect(asks).toBe(3)
+    // Found: no more asking.
+    await new Promise((r) => setTimeout(r, 1_200))
+    expect(asks).toBe(3)
+  })
+
   it('a neighbour that serves the content and a DHT that finds it too: handed out once', async () => {
     const search = new ProviderSearch(
       routing(() => [p(9), p(1)]),
