@@ -44,12 +44,14 @@ let going = false
 async function main(): Promise<void> {
   if (mode === 'seed') {
     const rate = Number(c)
+    const spreadMs = process.env.HAUL_DHT_FANOUT_SPREAD_MS
     const engine = await Engine.create({
       listen: LOOPBACK,
       dataDir: b!,
       network: ONE_HOST,
       dht: { enabled: true },
       ...(rate > 0 ? { limits: { uploadBytesPerSec: rate, burstBytes: 2 * 1024 * 1024 } } : {}),
+      ...(spreadMs === undefined ? {} : { server: { spreadMs: Number(spreadMs) } }),
     })
     const { index } = await engine.publish(a!)
     send({ type: 'ready', cid: cidToString(index.cid), addresses: engine.addresses, chunks: index.chunks })

@@ -8,6 +8,7 @@
  *   HAUL_DHT_FANOUT_N=8 HAUL_DHT_FANOUT_MIB=64 HAUL_DHT_FANOUT_SEEDER_MIB_S=16 npx node bench/dht-fanout.ts
  *   HAUL_DHT_FANOUT_SEEDER_MIB_S=0                                # the seeder's upload unlimited
  *   HAUL_DHT_FANOUT_PER_PROCESS=5                                 # receiver engines per process
+ *   HAUL_DHT_FANOUT_SPREAD_MS=0                                   # the seeder's server.spreadMs (0: first come, first served)
  *
  * The seeder's upload limit stands for a seeder's uplink: a swarm exists to go beyond it. What it
  * uploads is its rate times the fan-out's duration, and here the duration is set by what 51
@@ -48,7 +49,7 @@ const file = join(tmpdir(), `haul-fanout-${size}.bin`)
 await ensureRandomFile(file, size)
 const work = await mkdtemp(join(tmpdir(), 'haul-dht-fanout-'))
 console.log(
-  `bench/dht-fanout: ${size / MiB} MiB, one seeder (${seederRate > 0 ? `${seederRate / MiB} MiB/s upload` : 'unlimited'}), ${N} receivers on one DHT, each with provide`,
+  `bench/dht-fanout: ${size / MiB} MiB, one seeder (${seederRate > 0 ? `${seederRate / MiB} MiB/s upload, server.spreadMs ${process.env.HAUL_DHT_FANOUT_SPREAD_MS ?? 'default'}` : 'unlimited'}), ${N} receivers on one DHT, each with provide`,
 )
 const seeder = forkPeer(peer, ['seed', file, join(work, 'seeder'), String(seederRate)])
 const receivers: ChildProcess[] = []

@@ -26,6 +26,7 @@ import { ContentRegistry } from '../serve/registry.ts'
 import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
 import { ServeShares } from '../serve/serve-shares.ts'
 import { refuseStream, serveStream } from '../serve/server.ts'
+import { UploadSpread } from '../serve/upload-spread.ts'
 import { SessionPool } from '../session/session-pool.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { DecodedTickets } from '../ticket/multi-ticket.ts'
@@ -184,7 +185,14 @@ export class Engine {
         const { ContentRouting } = await import('../routing/content-routing.ts')
         engine.#routing = await ContentRouting.join(network, config.dht)
       }
-      const upload = bucketFor(config.limits.uploadBytesPerSec, config.limits.burstBytes)
+      const bucket = bucketFor(config.limits.uploadBytesPerSec, config.limits.burstBytes)
+      const upload =
+        bucket === undefined
+          ? undefined
+          : new UploadSpread(bucket, {
+              spreadMs: config.server.spreadMs,
+              maxTracked: config.server.spreadChunks,
+            })
       await network.handle(
         PROTOCOL_ID,
         (stream) =>
@@ -200,7 +208,7 @@ export class Engine {
             signal: engine.#stop.signal,
             buffers: engine.#buffers,
             events: engine.#serveEvents,
-            ...(upload === undefined ? {} : { uploadLimiter: upload }),
+            ...(upload === undefined ? {} : { upload }),
           }),
         { idleTimeoutMs: config.timeouts.idleMs, refuse: refuseStream },
       )

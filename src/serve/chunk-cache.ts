@@ -28,7 +28,7 @@ import type { Lease, MemoryBudget } from '../resources/memory-budget.ts'
 import { raceAbort } from '../util/abort.ts'
 import { type ChunkEncoderContext, type EncodedChunk, readAndEncodeChunk } from './chunk-encoder.ts'
 import type { PackPacer } from './pack-pacer.ts'
-import type { PublishedContent } from './registry.ts'
+import { contentKey, type PublishedContent } from './registry.ts'
 
 /** What the serving side's chunk work counts since start (EngineStats.serving.chunks). */
 export interface ChunkCacheStats {
@@ -120,7 +120,7 @@ export class ChunkCache {
     signal: AbortSignal,
   ): Promise<EncodedChunk> {
     if (this.#maxBytes === 0) return readAndEncodeChunk(ctx, content, index, signal, () => this.#reads++)
-    const cid = hex(content.cid)
+    const cid = contentKey(content.cid)
     const key = `${cid}:${index}:${ctx.codec}:${ctx.zstdLevel ?? 1}`
     const plain = plainKey(cid, index)
     const peer = this.#pacer === undefined ? undefined : ctx.peer
@@ -193,7 +193,7 @@ export class ChunkCache {
 
   /** Drops the cached chunks of `cid` (its file changed: they must not be served again). */
   forget(cid: Uint8Array): void {
-    const prefix = `${hex(cid)}:`
+    const prefix = `${contentKey(cid)}:`
     for (const e of [...this.#entries.values()]) if (e.key.startsWith(prefix)) this.#drop(e)
   }
 
@@ -346,8 +346,4 @@ function once(fn: () => void): () => void {
 /** The key of a chunk cached as plain bytes, whichever policy read it. */
 function plainKey(cid: string, index: number): string {
   return `${cid}:${index}:plain`
-}
-
-function hex(cid: Uint8Array): string {
-  return Buffer.from(cid.buffer, cid.byteOffset, cid.byteLength).toString('hex')
 }

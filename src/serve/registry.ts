@@ -44,7 +44,7 @@ export class ContentRegistry {
   readonly #byKey = new Map<string, PublishedContent>()
 
   add(content: PublishedContent): void {
-    const key = keyOf(content.cid)
+    const key = contentKey(content.cid)
     const old = this.#byKey.get(key)
     this.#byKey.set(key, content)
     if (old !== undefined && old !== content) void closeContent(old)
@@ -52,7 +52,7 @@ export class ContentRegistry {
 
   /** Adds `content` unless its content id is already served (a full copy wins over a partial one). */
   addIfAbsent(content: PublishedContent): boolean {
-    const key = keyOf(content.cid)
+    const key = contentKey(content.cid)
     if (this.#byKey.has(key)) return false
     this.#byKey.set(key, content)
     return true
@@ -60,7 +60,7 @@ export class ContentRegistry {
 
   /** Stops serving `content` if it is still what its content id maps to. */
   removeIfSame(content: PublishedContent): void {
-    const key = keyOf(content.cid)
+    const key = contentKey(content.cid)
     if (this.#byKey.get(key) === content) this.unpublishByKey(key)
   }
 
@@ -71,7 +71,7 @@ export class ContentRegistry {
    * them alike.
    */
   granted(cid: Uint8Array, secret: Uint8Array | undefined): PublishedContent | undefined {
-    const content = this.#byKey.get(keyOf(cid))
+    const content = this.#byKey.get(contentKey(cid))
     if (content === undefined) {
       admitsUnknown(secret)
       return undefined
@@ -87,7 +87,7 @@ export class ContentRegistry {
   }
 
   unpublish(cid: Uint8Array): void {
-    this.unpublishByKey(keyOf(cid))
+    this.unpublishByKey(contentKey(cid))
   }
 
   get size(): number {
@@ -101,7 +101,8 @@ export class ContentRegistry {
   }
 }
 
-function keyOf(cid: Uint8Array): string {
+/** The content id in hex: how the serving side keys a content (the registry, the chunk cache, the upload order). */
+export function contentKey(cid: Uint8Array): string {
   return Buffer.from(cid.buffer, cid.byteOffset, cid.byteLength).toString('hex')
 }
 

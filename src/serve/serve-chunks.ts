@@ -1,7 +1,6 @@
 import { ChunkUnavailableError, CircuitLimitError } from '../errors.ts'
 import type { TransferMessage } from '../protocol/messages.ts'
 import { freeBuffer } from '../resources/buffer-recycler.ts'
-import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { FrameWriter } from '../session/frame-writer.ts'
 import type { ChunkCache } from './chunk-cache.ts'
 import {
@@ -12,7 +11,8 @@ import {
   releaseAll,
 } from './chunk-encoder.ts'
 import { CODEC_LADDER, type CodecChooser } from './codec-choice.ts'
-import type { ContentRegistry, PublishedContent } from './registry.ts'
+import { type ContentRegistry, contentKey, type PublishedContent } from './registry.ts'
+import type { UploadSpread } from './upload-spread.ts'
 
 export type GetChunks = Extract<TransferMessage, { type: 'get-chunks' }>
 
@@ -27,7 +27,8 @@ export interface ChunkSessionContext {
   readonly signal: AbortSignal
   readonly readAhead: number
   readonly maxChunksPerRequest: number
-  readonly uploadLimiter?: RateLimiter | undefined
+  /** The engine's upload limit, taken (payload bytes) before each chunk goes, least-sent chunks first. */
+  readonly upload?: UploadSpread | undefined
   /** A chunk went out: `rawLength` bytes of content as `wireLength` payload bytes. */
   chunkSent?(rawLength: number, wireLength: number): void
   isCancelled(requestId: number): boolean
@@ -102,12 +103,13 @@ export class ChunkReplies {
     const indices = pre?.indices ?? chunkIndices(req.ranges)
     const ahead: Promise<StepChunk>[] = pre?.encoded ?? []
     const signal = s.signal
+    const cid = s.upload === undefined ? '' : contentKey(content.cid)
     try {
       // One index ahead, so the request's last chunk is known when it is sent: it takes the end along.
       let next = indices.next()
       const sendOldest = async (): Promise<void> => {
         const chunk = await ahead.shift()!
-        await this.#send(req.requestId, chunk, next.done === true && ahead.length === 0)
+        await this.#send(req.requestId, cid, chunk, next.done === true && ahead.length === 0)
       }
       while (next.done !== true) {
         if (s.isCancelled(req.requestId) || signal.aborted) break
@@ -195,22 +197,26 @@ export class ChunkReplies {
     )
   }
 
-  /** `last`: the request's last chunk, sent with the request's `end` in one write. */
-  async #send(requestId: number, c: StepChunk, last: boolean): Promise<void> {
+  /**
+   * `cid`: the content's key, naming the chunk in the upload limit's order (with its index).
+   * `last`: the request's last chunk, sent with the request's `end` in one write.
+   */
+  async #send(requestId: number, cid: string, c: StepChunk, last: boolean): Promise<void> {
     const s = this.#s
+    const chunk = s.upload === undefined ? '' : `${cid}:${c.index}`
     let handedOver = false
     try {
-      await s.uploadLimiter?.take(c.payload.length, { signal: s.signal })
+      await s.upload?.take(chunk, c.payload.length, s.signal)
       if (s.isCancelled(requestId)) {
         // Cancelled while it waited its turn, which on a slow uplink shared by many receivers
         // lasts seconds: the receiver got the chunk elsewhere. Not sent; its turn goes to others.
-        s.uploadLimiter?.refund?.(c.payload.length)
+        s.upload?.refund(chunk, c.payload.length)
         return
       }
       this.#checkCircuit(c)
       const { afterSend } = c
       const payload = c.payload
-      const chunk: TransferMessage = {
+      const frame: TransferMessage = {
         type: 'chunk',
         requestId,
         index: c.index,
@@ -218,7 +224,7 @@ export class ChunkReplies {
         rawLength: c.rawLength,
         payload,
       }
-      await s.writer.send(last ? [chunk, { type: 'end', requestId }] : chunk, {
+      await s.writer.send(last ? [frame, { type: 'end', requestId }] : frame, {
         signal: s.signal,
         // Once libp2p has encrypted the bytes (stream-io.ts): the lease, and the payload's memory
         // (EncodedChunk.afterSend). Until then a peer that reads nothing holds them, inside its share.

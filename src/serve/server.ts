@@ -10,7 +10,6 @@ import { FrameDecoder } from '../protocol/decoder.ts'
 import { encodeMessage, errorMessage } from '../protocol/encoder.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
-import type { RateLimiter } from '../resources/rate-limit.ts'
 import { FrameWriter } from '../session/frame-writer.ts'
 import { CODECS } from '../types.ts'
 import { assertNever } from '../util/never.ts'
@@ -25,6 +24,7 @@ import { ChunkReplies } from './serve-chunks.ts'
 import type { ServeEvents, SessionEvents } from './serve-events.ts'
 import { ServeGuard } from './serve-guard.ts'
 import type { PeerShare, ServeShares } from './serve-shares.ts'
+import type { UploadSpread } from './upload-spread.ts'
 
 /** Engine option `server`; defaults and ranges: src/engine/config/table.ts. */
 export interface ServerLimits {
@@ -60,6 +60,13 @@ export interface ServerLimits {
    * while others wait for memory (src/serve/serve-shares.ts, serve-guard.ts).
    */
   stallTimeoutMs: number
+  /**
+   * Under an upload limit, how much longer a chunk waits for its turn for each time this engine
+   * has sent it already: least-sent chunks go first (upload-spread.ts). 0: first come, first served.
+   */
+  spreadMs: number
+  /** Chunks whose send counts the upload order keeps (the least recently sent are forgotten). */
+  spreadChunks: number
 }
 
 export interface ServerContext {
@@ -76,8 +83,8 @@ export interface ServerContext {
   verifySource?: VerifySourcePolicy
   limits: ServerLimits
   signal: AbortSignal
-  /** Upload bandwidth: taken (payload bytes) before each chunk frame is sent. @default unlimited */
-  uploadLimiter?: RateLimiter
+  /** Upload bandwidth: taken (payload bytes) before each chunk frame is sent, least-sent chunks first. @default unlimited */
+  upload?: UploadSpread
   /** Read buffers come from here and go back once their frame is out. @default a fresh buffer per chunk */
   buffers?: BufferRecycler
   /** Where the session reports what it serves (Engine.onServe). @default nowhere */
@@ -166,7 +173,7 @@ class ServerSession {
       signal: this.#abort.signal,
       readAhead: ctx.limits.readAhead,
       maxChunksPerRequest: ctx.limits.maxChunksPerRequest,
-      uploadLimiter: ctx.uploadLimiter,
+      upload: ctx.upload,
       ...(events === undefined
         ? {}
         : { chunkSent: (raw: number, wire: number) => events.chunkSent(raw, wire) }),

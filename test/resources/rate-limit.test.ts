@@ -14,6 +14,7 @@ import { openPublished } from '../../src/serve/publish.ts'
 import { ContentRegistry } from '../../src/serve/registry.ts'
 import { ServeShares } from '../../src/serve/serve-shares.ts'
 import { serveStream } from '../../src/serve/server.ts'
+import { UploadSpread } from '../../src/serve/upload-spread.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
 import { WorkerPool } from '../../src/workers/pool.ts'
 import { tempDir, writeFile } from '../support/files.ts'
@@ -206,7 +207,10 @@ describe('upload limit in the serving session', () => {
         codec: config.codec,
         limits: config.server,
         signal: stop.signal,
-        uploadLimiter: upload,
+        upload: new UploadSpread(upload, {
+          spreadMs: config.server.spreadMs,
+          maxTracked: config.server.spreadChunks,
+        }),
       }),
     )
     const receiver = await Engine.create({ workers: 1 })

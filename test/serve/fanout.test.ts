@@ -52,6 +52,43 @@ function expectWithinBounds(s: EngineStats): void {
 }
 
 describe('one sender, many receivers of one file at once', () => {
+  it('under an upload limit, receivers only the sender can serve all complete, without a retry (least-sent chunks first never holds one past a request timeout)', async () => {
+    const { dir, cleanup } = await tempDir()
+    const engines: Engine[] = []
+    try {
+      const sender = await Engine.create({
+        listen: LOOPBACK,
+        workers: 1,
+        chunking: { kind: 'fixed', size: 256 * KiB },
+        limits: { uploadBytesPerSec: 4 * MiB },
+        server: { spreadMs: 6_000 },
+      })
+      engines.push(sender)
+      const src = join(dir, 'limited.src')
+      await writeFile(src, 6 * MiB + 5, 'random')
+      const { ticket } = await sender.publish(src)
+      const receivers = await Promise.all(
+        Array.from({ length: 4 }, () =>
+          createEngine({ listen: LOOPBACK, workers: 1, timeouts: { requestMs: 12_000 } }),
+        ),
+      )
+      engines.push(...receivers)
+      const results = await Promise.all(
+        receivers.map((r, i) => r.fetch(ticket, join(dir, `l${i}.out`)).result),
+      )
+      const want = await sha256File(src)
+      for (let i = 0; i < receivers.length; i++) {
+        expect(await sha256File(join(dir, `l${i}.out`))).toBe(want)
+        expect(results[i]!.retries).toBe(0)
+      }
+      // Every chunk went to every receiver once, through the limit.
+      expect(sender.stats().serving.chunks.served).toBe(4 * Math.ceil((6 * MiB + 5) / (256 * KiB)))
+    } finally {
+      await Promise.all(engines.map((e) => e.stop()))
+      await cleanup()
+    }
+  })
+
   it(`${RECEIVERS} receivers get identical bytes for at most 1.2 disk reads per chunk of the file`, async () => {
     // The default cache, half of a 4 MiB budget: 32 of the file's 129 chunks, so the receivers
     // must be kept within that window of each other (pack-pacer.ts).

@@ -176,6 +176,16 @@ export const optionTable = {
       default: 10_000,
       doc: 'a stream whose peer takes none of its replies this long is reset (after a fifth of it when the peer is over its share and others wait for memory)',
     }),
+    spreadMs: ms({
+      min: 0,
+      default: 20_000,
+      doc: 'under `limits.uploadBytesPerSec`, chunks waiting for their turn go least-sent first: one this engine has sent n times already lets fresher ones that came up to this × n / (n + 1) after it go first (never a whole spreadMs), so a slow seeder gives a swarm chunks it lacks first; 0: first come, first served',
+    }),
+    spreadChunks: count({
+      min: 1,
+      default: 4096,
+      doc: 'chunks whose send counts that order keeps (the least recently sent are forgotten first)',
+    }),
   },
   retry: {
     maxAttempts: count({
