@@ -140,6 +140,8 @@ export class UploadSpread {
     let bestKey = Number.POSITIVE_INFINITY
     for (let i = 0; i < this.#waiting.length; i++) {
       const w = this.#waiting[i]!
+      // Waiters are in arrival order and a key is never below its arrival: none further can win.
+      if (w.arrival >= bestKey) break
       const n = this.sentCount(w.chunk)
       const key = w.arrival + (spread * n) / (n + 1)
       if (key < bestKey) {
