@@ -1,7 +1,3 @@
-import { checkBytes } from '../resources/memory-budget.ts'
-import type { RateLimiter } from '../resources/rate-limit.ts'
-import { abortedBy, throwIfAborted } from '../util/abort.ts'
-
 /**
  * The order in which chunks waiting on an engine's upload limit go out: the chunk this engine has
  * sent the fewest times first, so that a seeder whose uplink is the bottleneck puts chunks the
@@ -27,8 +23,12 @@ import { abortedBy, throwIfAborted } from '../util/abort.ts'
  * `maxTracked` chunks sent most recently (the least recently sent is forgotten first, and looks
  * never sent).
  */
+import { checkBytes } from '../resources/memory-budget.ts'
+import type { RateLimiter } from '../resources/rate-limit.ts'
+import { abortedBy, throwIfAborted } from '../util/abort.ts'
+
 export interface UploadSpreadOptions {
-  /** Bound of the extra wait of a chunk this engine has sent already (see the order above). 0: first come, first served. */
+  /** Bound of the extra wait of a chunk this engine has sent already (see the order at the top). 0: first come, first served. */
   readonly spreadMs: number
   /** Chunks whose send counts are kept. */
   readonly maxTracked: number
