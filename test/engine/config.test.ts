@@ -135,6 +135,8 @@ describe('engine config: the defaults', () => {
         frameTimeoutMs: 5_000,
         maxPartialBytesPerPeer: 64 * KiB,
         stallTimeoutMs: 10_000,
+        spreadMs: 20_000,
+        spreadChunks: 4096,
       },
       retry: {
         maxAttempts: 10,
