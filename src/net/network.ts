@@ -13,13 +13,13 @@ import {
   UnsupportedVersionError,
 } from '../errors.ts'
 import { Slots } from '../util/slots.ts'
-import { isRelayedAddress } from './addresses.ts'
-import { circuitBytesLeft, isRelayed } from './circuits.ts'
+import { circuitBytesLeft } from './circuits.ts'
 import { type AdmissionStats, ConnectionAdmission } from './connection-admission.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
 import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
 import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
+import { PeerConnections } from './peer-connections.ts'
 import { startOnStablePort } from './stable-port.ts'
 import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
 import { SendLedgers } from './tuning/send-ledger.ts'
@@ -73,8 +73,7 @@ export class Network {
   readonly #ready = new WeakSet<Connection>()
   /** Per connection not proven yet, the one open in flight on it; other opens wait for it. */
   readonly #proving = new WeakMap<Connection, Promise<void>>()
-  /** Duplicate connections waiting to be closed once idle. */
-  readonly #retiring = new WeakSet<Connection>()
+  readonly #connections: PeerConnections
   #streamsOpened = 0
 
   private constructor(
@@ -87,6 +86,7 @@ export class Network {
     this.#ledgers = ledgers
     this.#o = o
     this.#admission = admission
+    this.#connections = new PeerConnections(node, o.connectTimeoutMs, this.#stop.signal)
   }
 
   static async create(opts: NetworkOptions = {}): Promise<Network> {
@@ -460,11 +460,11 @@ export class Network {
     addrs: Multiaddr[],
     signal?: AbortSignal,
   ): Promise<Connection> {
-    const open = this.#canonical(peerId)
+    const open = this.#connections.canonical(peerId)
     if (open !== undefined) return open
     // Concurrent opens share one dial; each caller still honours its own signal.
     if (state.dialing === undefined) {
-      const dialing = this.#dial(peerId, addrs).finally(() => {
+      const dialing = this.#connections.dial(peerId, addrs).finally(() => {
         if (state.dialing === dialing) state.dialing = undefined
         this.#maybeForget(peerId.toString())
       })
@@ -474,72 +474,9 @@ export class Network {
     return await raceSignal(state.dialing, signal)
   }
 
-  /**
-   * When both peers dial each other at once there are two connections. Both sides then prefer the
-   * one dialed by the smaller peer id, so new streams converge on it. The other is closed once it
-   * has carried no stream for `connectTimeoutMs`: by then both sides see both connections and
-   * prefer the same one, so neither can be opening a stream on the duplicate as it closes.
-   */
-  #canonical(peerId: PeerId): Connection | undefined {
-    let open = this.#node.getConnections(peerId).filter((c) => c.status === 'open')
-    // A direct connection (dialed, or made by a hole punch) wins over one through a relay.
-    const direct = open.filter((c) => !isRelayed(c))
-    if (direct.length > 0 && direct.length < open.length) {
-      for (const c of open) if (isRelayed(c)) this.#retireWhenIdle(c)
-      open = direct
-    }
-    if (open.length <= 1) return open[0]
-    const weDialFirst = this.#node.peerId.toString() < peerId.toString()
-    const preferred = open.find((c) => (c.direction === 'outbound') === weDialFirst) ?? open[0]!
-    for (const c of open) if (c !== preferred) this.#retireWhenIdle(c)
-    return preferred
-  }
-
-  #retireWhenIdle(conn: Connection): void {
-    if (this.#retiring.has(conn)) return
-    this.#retiring.add(conn)
-    const check = (): void => {
-      if (conn.status !== 'open' || this.#stop.signal.aborted) return
-      if (conn.streams.length === 0) void conn.close().catch(() => {})
-      else setTimeout(check, this.#o.connectTimeoutMs).unref()
-    }
-    setTimeout(check, this.#o.connectTimeoutMs).unref()
-  }
-
-  /**
-   * Dials the direct addresses first and, when none answers, the relayed ones: each group gets
-   * `connectTimeoutMs`, so a ticket whose direct addresses are all out of reach (another
-   * network's LAN) reaches the peer through its relay after at most one timeout.
-   */
-  async #dial(peerId: PeerId, addrs: Multiaddr[]): Promise<Connection> {
-    if (addrs.length === 0) {
-      throw new PeerUnreachableError(`peer ${peerId} is not connected and the ticket has no address to dial`)
-    }
-    const relayed = addrs.filter(isRelayedAddress)
-    const groups = [addrs.filter((a) => !isRelayedAddress(a)), relayed].filter((g) => g.length > 0)
-    const why: string[] = []
-    let lastError: unknown
-    for (const group of groups) {
-      const timeout = AbortSignal.timeout(this.#o.connectTimeoutMs)
-      try {
-        return await this.#node.dial(group, { signal: AbortSignal.any([this.#stop.signal, timeout]) })
-      } catch (err) {
-        this.#assertRunning()
-        lastError = err
-        why.push(timeout.aborted ? `no answer within ${this.#o.connectTimeoutMs} ms` : describeDialError(err))
-      }
-    }
-    throw new PeerUnreachableError(
-      `cannot reach peer ${peerId} at ${addrs.map(String).join(', ')}: ${why.join('; ')}`,
-      { cause: lastError },
-    )
-  }
-
   /** How this node reaches `peer` now: 'relayed' through a circuit relay, 'direct', or undefined when not connected. */
   pathTo(peer: string): 'direct' | 'relayed' | undefined {
-    const conn = this.#canonical(parsePeer(peer))
-    if (conn === undefined) return undefined
-    return isRelayed(conn) ? 'relayed' : 'direct'
+    return this.#connections.pathTo(parsePeer(peer))
   }
 
   /**
@@ -547,10 +484,6 @@ export class Network {
    * (CIRCUIT_LIMIT) would otherwise be reused by the retry, and the next stream dials a new one.
    */
   dropSpentCircuits(peer: string): void {
-    for (const conn of this.#node.getConnections(parsePeer(peer))) {
-      if (isRelayed(conn) && circuitBytesLeft(conn) !== undefined) {
-        conn.abort(new Error('the relay circuit has too few bytes left for the next chunk'))
-      }
-    }
+    this.#connections.dropSpentCircuits(parsePeer(peer))
   }
 }

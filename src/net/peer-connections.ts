@@ -1,0 +1,104 @@
+import type { Connection, Libp2p, PeerId } from '@libp2p/interface'
+import type { Multiaddr } from '@multiformats/multiaddr'
+import { AbortedError, PeerUnreachableError } from '../errors.ts'
+import { isRelayedAddress } from './addresses.ts'
+import { circuitBytesLeft, isRelayed } from './circuits.ts'
+import { describeDialError } from './peer-addr.ts'
+
+/**
+ * The connections the network actor (./network.ts) opens streams on: which one of a peer's to
+ * use, and how a peer not connected is dialed. Streams, their limits and their accounting stay
+ * with the network; this knows connections only.
+ */
+export class PeerConnections {
+  readonly #node: Libp2p
+  /** Each dial group's time, and how long a duplicate connection stays unused before it is closed. */
+  readonly #timeoutMs: number
+  /** The network's stop. */
+  readonly #stop: AbortSignal
+  /** Duplicate connections waiting to be closed once idle. */
+  readonly #retiring = new WeakSet<Connection>()
+
+  constructor(node: Libp2p, connectTimeoutMs: number, stop: AbortSignal) {
+    this.#node = node
+    this.#timeoutMs = connectTimeoutMs
+    this.#stop = stop
+  }
+
+  /**
+   * When both peers dial each other at once there are two connections. Both sides then prefer the
+   * one dialed by the smaller peer id, so new streams converge on it. The other is closed once it
+   * has carried no stream for `connectTimeoutMs`: by then both sides see both connections and
+   * prefer the same one, so neither can be opening a stream on the duplicate as it closes.
+   */
+  canonical(peerId: PeerId): Connection | undefined {
+    let open = this.#node.getConnections(peerId).filter((c) => c.status === 'open')
+    // A direct connection (dialed, or made by a hole punch) wins over one through a relay.
+    const direct = open.filter((c) => !isRelayed(c))
+    if (direct.length > 0 && direct.length < open.length) {
+      for (const c of open) if (isRelayed(c)) this.#retireWhenIdle(c)
+      open = direct
+    }
+    if (open.length <= 1) return open[0]
+    const weDialFirst = this.#node.peerId.toString() < peerId.toString()
+    const preferred = open.find((c) => (c.direction === 'outbound') === weDialFirst) ?? open[0]!
+    for (const c of open) if (c !== preferred) this.#retireWhenIdle(c)
+    return preferred
+  }
+
+  #retireWhenIdle(conn: Connection): void {
+    if (this.#retiring.has(conn)) return
+    this.#retiring.add(conn)
+    const check = (): void => {
+      if (conn.status !== 'open' || this.#stop.aborted) return
+      if (conn.streams.length === 0) void conn.close().catch(() => {})
+      else setTimeout(check, this.#timeoutMs).unref()
+    }
+    setTimeout(check, this.#timeoutMs).unref()
+  }
+
+  /**
+   * Dials the direct addresses first and, when none answers, the relayed ones: each group gets
+   * `connectTimeoutMs`, so a ticket whose direct addresses are all out of reach (another
+   * network's LAN) reaches the peer through its relay after at most one timeout.
+   */
+  async dial(peerId: PeerId, addrs: Multiaddr[]): Promise<Connection> {
+    if (addrs.length === 0) {
+      throw new PeerUnreachableError(`peer ${peerId} is not connected and the ticket has no address to dial`)
+    }
+    const relayed = addrs.filter(isRelayedAddress)
+    const groups = [addrs.filter((a) => !isRelayedAddress(a)), relayed].filter((g) => g.length > 0)
+    const why: string[] = []
+    let lastError: unknown
+    for (const group of groups) {
+      const timeout = AbortSignal.timeout(this.#timeoutMs)
+      try {
+        return await this.#node.dial(group, { signal: AbortSignal.any([this.#stop, timeout]) })
+      } catch (err) {
+        if (this.#stop.aborted) throw new AbortedError('the network was stopped')
+        lastError = err
+        why.push(timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : describeDialError(err))
+      }
+    }
+    throw new PeerUnreachableError(
+      `cannot reach peer ${peerId} at ${addrs.map(String).join(', ')}: ${why.join('; ')}`,
+      { cause: lastError },
+    )
+  }
+
+  /** How this node reaches `peerId` now: 'relayed' through a circuit relay, 'direct', or undefined when not connected. */
+  pathTo(peerId: PeerId): 'direct' | 'relayed' | undefined {
+    const conn = this.canonical(peerId)
+    if (conn === undefined) return undefined
+    return isRelayed(conn) ? 'relayed' : 'direct'
+  }
+
+  /** Closes this node's data-limited circuits to `peerId` (see Network.dropSpentCircuits). */
+  dropSpentCircuits(peerId: PeerId): void {
+    for (const conn of this.#node.getConnections(peerId)) {
+      if (isRelayed(conn) && circuitBytesLeft(conn) !== undefined) {
+        conn.abort(new Error('the relay circuit has too few bytes left for the next chunk'))
+      }
+    }
+  }
+}
