@@ -125,13 +125,7 @@ export class ZstdOutputError extends Error {}
  */
 export function zstdCompressInto(plain: Uint8Array, level: number, out: Uint8Array): number {
   const ctx = encoderContext(level)
-  if (ctx === undefined) {
-    const r = zlib.zstdCompressSync(plain, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } })
-    if (r.length > out.length)
-      throw new ZstdOutputError(`${r.length} compressed bytes do not fit ${out.length}`)
-    out.set(r)
-    return r.length
-  }
+  if (ctx === undefined) return zstdCompressOneShot(plain, level, out)
   let n: number
   let inLeft: number
   try {
@@ -156,18 +150,7 @@ export function zstdCompressInto(plain: Uint8Array, level: number, out: Uint8Arr
  */
 export function zstdDecompressInto(payload: Uint8Array, rawLength: number, out: Uint8Array): number {
   const ctx = decoderContext()
-  if (ctx === undefined) {
-    let r: Buffer
-    try {
-      r = zlib.zstdDecompressSync(payload, { maxOutputLength: Math.max(1, rawLength) })
-    } catch (err) {
-      if ((err as { code?: unknown }).code !== 'ERR_BUFFER_TOO_LARGE') throw err
-      throw new ZstdOutputError(`inflates past ${rawLength} bytes`, { cause: err })
-    }
-    if (r.length > rawLength) throw new ZstdOutputError(`inflates past ${rawLength} bytes`)
-    out.set(r)
-    return r.length
-  }
+  if (ctx === undefined) return zstdDecompressOneShot(payload, rawLength, out)
   let n: number
   try {
     let inLeft: number
@@ -186,4 +169,27 @@ export function zstdDecompressInto(payload: Uint8Array, rawLength: number, out: 
   }
   ctx.reset()
   return n
+}
+
+/** zstdCompressInto where node:zlib's handle is missing: one call, its result copied (same contract). */
+export function zstdCompressOneShot(plain: Uint8Array, level: number, out: Uint8Array): number {
+  const r = zlib.zstdCompressSync(plain, { params: { [zlib.constants.ZSTD_c_compressionLevel]: level } })
+  if (r.length > out.length)
+    throw new ZstdOutputError(`${r.length} compressed bytes do not fit ${out.length}`)
+  out.set(r)
+  return r.length
+}
+
+/** zstdDecompressInto where node:zlib's handle is missing: one bounded call (same contract). */
+export function zstdDecompressOneShot(payload: Uint8Array, rawLength: number, out: Uint8Array): number {
+  let r: Buffer
+  try {
+    r = zlib.zstdDecompressSync(payload, { maxOutputLength: Math.max(1, rawLength) })
+  } catch (err) {
+    if ((err as { code?: unknown }).code !== 'ERR_BUFFER_TOO_LARGE') throw err
+    throw new ZstdOutputError(`inflates past ${rawLength} bytes`, { cause: err })
+  }
+  if (r.length > rawLength) throw new ZstdOutputError(`inflates past ${rawLength} bytes`)
+  out.set(r)
+  return r.length
 }

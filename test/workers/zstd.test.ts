@@ -3,7 +3,13 @@ import { describe, expect, it } from 'vitest'
 import { DecompressionError } from '../../src/errors.ts'
 import { MiB } from '../../src/types.ts'
 import { compress, decompress, zstdBound } from '../../src/workers/codecs.ts'
-import { ZstdOutputError, zstdCompressInto, zstdDecompressInto } from '../../src/workers/zstd.ts'
+import {
+  ZstdOutputError,
+  zstdCompressInto,
+  zstdCompressOneShot,
+  zstdDecompressInto,
+  zstdDecompressOneShot,
+} from '../../src/workers/zstd.ts'
 import { randomData, textLike } from './data.ts'
 
 /** Decodes a fresh chunk, to show the kept context still works. */
@@ -83,5 +89,48 @@ describe('zstd with kept contexts', () => {
     expect(() => zstdCompressInto(plain, 1, out.subarray(0, 1000))).toThrow(ZstdOutputError)
     expect(out.subarray(1000).every((b) => b === 0xee)).toBe(true)
     expect(roundTrips(6)).toBe(true)
+  })
+})
+
+describe('zstd one-shot, where node:zlib has no handle to keep (the same contract)', () => {
+  it('round-trips with the kept contexts both ways, and a higher level compresses smaller', () => {
+    const plain = textLike(MiB, 21)
+    const out = new Uint8Array(zstdBound(plain.length))
+    const n1 = zstdCompressOneShot(plain, 1, out)
+    const back = new Uint8Array(MiB)
+    expect(zstdDecompressInto(out.subarray(0, n1), MiB, back)).toBe(MiB)
+    expect(Buffer.compare(back, plain)).toBe(0)
+    const ours = new Uint8Array(zstdBound(plain.length))
+    const n9 = zstdCompressInto(plain, 9, ours)
+    back.fill(0)
+    expect(zstdDecompressOneShot(ours.subarray(0, n9), MiB, back)).toBe(MiB)
+    expect(Buffer.compare(back, plain)).toBe(0)
+    expect(zstdCompressOneShot(plain, 9, out)).toBeLessThan(n1)
+  })
+
+  it('never writes past rawLength, and refuses a frame that inflates past it', () => {
+    const plain = textLike(300_000, 22)
+    const payload = compress('zstd', plain)
+    const out = new Uint8Array(400_000).fill(0xee)
+    expect(() => zstdDecompressOneShot(payload, 100_000, out)).toThrow(ZstdOutputError)
+    expect(out.every((b) => b === 0xee)).toBe(true)
+  })
+
+  it('a truncated or corrupt frame throws, and writes nothing', () => {
+    const plain = textLike(200_000, 23)
+    const payload = compress('zstd', plain)
+    const out = new Uint8Array(200_000).fill(0xee)
+    expect(() => zstdDecompressOneShot(payload.subarray(0, payload.length >> 1), 200_000, out)).toThrow()
+    const corrupt = payload.slice()
+    corrupt[0] = corrupt[0]! ^ 0xff
+    expect(() => zstdDecompressOneShot(corrupt, 200_000, out)).toThrow()
+    expect(out.every((b) => b === 0xee)).toBe(true)
+  })
+
+  it('compressing into a buffer shorter than the result says so instead of writing past it', () => {
+    const plain = randomData(64 * 1024, 24)
+    const out = new Uint8Array(2000).fill(0xee)
+    expect(() => zstdCompressOneShot(plain, 1, out.subarray(0, 1000))).toThrow(ZstdOutputError)
+    expect(out.every((b) => b === 0xee)).toBe(true)
   })
 })
