@@ -61,8 +61,8 @@ export interface ServerLimits {
    */
   stallTimeoutMs: number
   /**
-   * Under an upload limit, how much longer a chunk waits for its turn for each time this engine
-   * has sent it already: least-sent chunks go first (upload-spread.ts). 0: first come, first served.
+   * Under an upload limit, least-sent chunks go first, and this bounds the extra wait of a chunk
+   * this engine has sent already (upload-spread.ts). 0: first come, first served.
    */
   spreadMs: number
   /** Chunks whose send counts the upload order keeps (the least recently sent are forgotten). */

@@ -52,7 +52,7 @@ function expectWithinBounds(s: EngineStats): void {
 }
 
 describe('one sender, many receivers of one file at once', () => {
-  it('under an upload limit, receivers only the sender can serve all complete, without a retry (least-sent chunks first never holds one past a request timeout)', async () => {
+  it('under an upload limit, least-sent chunks first: receivers only the sender can serve all complete byte-identical, none retried, every chunk sent to each once', async () => {
     const { dir, cleanup } = await tempDir()
     const engines: Engine[] = []
     try {
