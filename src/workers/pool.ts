@@ -31,6 +31,7 @@ import {
 } from '../errors.ts'
 import { CODECS, type Codec } from '../types.ts'
 import { abortedBy, raceAbort } from '../util/abort.ts'
+import { distFile } from '../util/dist-file.ts'
 import { Slots } from '../util/slots.ts'
 import { CODEC_POLICIES, type CodecPolicy, MAX_RAW_LENGTH, ownsBuffer } from './codecs.ts'
 import {
@@ -429,14 +430,11 @@ export class WorkerPool {
  * Worker threads always run the compiled JavaScript (`npm run build`, run by
  * `npm ci` and `npm test`): a thread that loads `.ts` instantiates Node's type
  * stripper in its own isolate, ~17 MB more per thread (measured: 2 idle workers
- * 108 vs 75 MB RSS). From `dist/` that is the sibling file; from `src/` (tests,
- * benchmarks) it is the same file under `dist/`.
+ * 108 vs 75 MB RSS): dist/workers/worker.js, whether this runs compiled, bundled or
+ * from `src/` (tests, benchmarks).
  */
 function workerFile(): string {
-  const here = new URL(import.meta.url)
-  const url = here.pathname.endsWith('.js')
-    ? new URL('./worker.js', here)
-    : new URL('../../dist/workers/worker.js', here)
+  const url = distFile('workers/worker.js', import.meta.url)
   if (!existsSync(url)) {
     throw new InternalError(`worker thread code ${url.pathname} is missing: run "npm run build"`)
   }

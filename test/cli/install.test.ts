@@ -61,6 +61,7 @@ describe('haul installed with npm install -g, run on the system Node', () => {
       'tsconfig.json',
       'tsconfig.build.json',
       'bin',
+      'scripts',
       'src',
     ]) {
       await cp(join(root, f), join(pkg, f), { recursive: true })

@@ -27,6 +27,7 @@ import { AbortedError, type HaulError, InternalError, InvalidArgumentError } fro
 import type { ServeEvent, ServeListener } from '../../serve/serve-events.ts'
 import { DecodedTickets } from '../../ticket/multi-ticket.ts'
 import type { FetchResult } from '../../transfer/transfer-types.ts'
+import { distFile } from '../../util/dist-file.ts'
 import type {
   EngineApi,
   FetchOptions,
@@ -299,14 +300,11 @@ type ThreadStarted = Awaited<ReturnType<ThreadApi['start']>>
 
 /**
  * The engine thread runs the compiled JavaScript, as the worker pool's threads do (see
- * src/workers/pool.ts): from `dist/` the sibling file, from `src/` (tests, benchmarks) the same
- * file under `dist/`.
+ * src/workers/pool.ts): dist/engine/thread/engine-worker.js, whether this runs compiled, bundled
+ * or from `src/` (tests, benchmarks).
  */
 function workerFile(): string {
-  const here = new URL(import.meta.url)
-  const url = here.pathname.endsWith('.js')
-    ? new URL('./engine-worker.js', here)
-    : new URL('../../../dist/engine/thread/engine-worker.js', here)
+  const url = distFile('engine/thread/engine-worker.js', import.meta.url)
   if (!existsSync(url)) {
     throw new InternalError(`engine thread code ${url.pathname} is missing: run "npm run build"`)
   }
