@@ -17,7 +17,7 @@ import { describeError } from './format.ts'
 import { Output } from './output.ts'
 import { HELP, USAGE } from './usage.ts'
 
-/** The package's version, from its package.json (two folders up from src/cli and dist/cli). */
+/** The package's version, from its package.json (two folders up from src/cli, dist/cli and dist/bundle). */
 function version(): string {
   const pkg = JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {
     version: string
