@@ -19,7 +19,7 @@ await build({
   platform: 'node',
   format: 'esm',
   target: 'node22',
-  // CommonJS dependencies (piscina, …) call require(): ESM has none, so the bundle makes one.
+  // CommonJS dependencies in it require() Node's modules (util, fs, zlib, …): ESM has no require, so the bundle makes one.
   banner: { js: "import { createRequire as __haulRequire } from 'node:module'; const require = __haulRequire(import.meta.url);" },
   // Piscina starts each thread with a file of its own beside its code (its __dirname).
   external: ['piscina'],
