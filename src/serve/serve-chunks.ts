@@ -2,6 +2,7 @@ import { ChunkUnavailableError, CircuitLimitError } from '../errors.ts'
 import type { TransferMessage } from '../protocol/messages.ts'
 import { freeBuffer } from '../resources/buffer-recycler.ts'
 import type { FrameWriter } from '../session/frame-writer.ts'
+import { awaitedLater } from '../util/abort.ts'
 import type { ChunkCache } from './chunk-cache.ts'
 import {
   type ChunkEncoderContext,
@@ -140,10 +141,8 @@ export class ChunkReplies {
             c.step = step
             return c
           })
-    // Read-ahead fails while the loop waits on a send when the session aborts; it is still
-    // seen by releaseAll, but must not surface as an unhandled rejection.
-    encoded.catch(() => {})
-    return encoded
+    // Read-ahead fails while the loop waits on a send when the session aborts; releaseAll sees it.
+    return awaitedLater(encoded)
   }
 
   /** The encoder context for codec ladder step `step` (made once per step). */

@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { InternalError } from '../errors.ts'
 
 /**
@@ -12,4 +13,14 @@ export function distFile(rel: string, from: string): URL {
   const at = url.pathname.lastIndexOf(dir)
   if (at < 0) throw new InternalError(`cannot tell where the package lies from ${url.pathname}`)
   return new URL(`dist/${rel}`, new URL(url.pathname.slice(0, at + 1), url))
+}
+
+/**
+ * The `href` of the compiled file `rel` a worker thread runs (`what` names it in the error), found
+ * as distFile finds it; InternalError when it is missing, telling the user to build.
+ */
+export function threadFile(rel: string, from: string, what: string): string {
+  const url = distFile(rel, from)
+  if (!existsSync(url)) throw new InternalError(`${what} ${url.pathname} is missing: run "npm run build"`)
+  return url.href
 }

@@ -1,4 +1,3 @@
-import { existsSync } from 'node:fs'
 import { Piscina } from 'piscina'
 import { verifyCdcSizes } from '../chunking/params.ts'
 /**
@@ -31,7 +30,7 @@ import {
 } from '../errors.ts'
 import { CODECS, type Codec } from '../types.ts'
 import { abortedBy, raceAbort } from '../util/abort.ts'
-import { distFile } from '../util/dist-file.ts'
+import { threadFile } from '../util/dist-file.ts'
 import { Slots } from '../util/slots.ts'
 import { CODEC_POLICIES, type CodecPolicy, MAX_RAW_LENGTH, ownsBuffer } from './codecs.ts'
 import {
@@ -434,9 +433,5 @@ export class WorkerPool {
  * from `src/` (tests, benchmarks).
  */
 function workerFile(): string {
-  const url = distFile('workers/worker.js', import.meta.url)
-  if (!existsSync(url)) {
-    throw new InternalError(`worker thread code ${url.pathname} is missing: run "npm run build"`)
-  }
-  return url.href
+  return threadFile('workers/worker.js', import.meta.url, 'worker thread code')
 }

@@ -16,18 +16,17 @@
  * - A thread that dies rejects every pending call, and every later one, with InternalError.
  */
 import { randomBytes } from 'node:crypto'
-import { existsSync } from 'node:fs'
 import { resolve as resolvePath } from 'node:path'
 import { Worker } from 'node:worker_threads'
 import { proxy, type Remote, wrap } from 'comlink'
 import type { CollectionFetchOptions, CollectionResult } from '../../collection/fetch-collection.ts'
 import type { CollectionIndex } from '../../collection/publish-collection.ts'
 import { looksLikeCid } from '../../descriptor/cid.ts'
-import { AbortedError, type HaulError, InternalError, InvalidArgumentError } from '../../errors.ts'
+import { AbortedError, type HaulError, InvalidArgumentError } from '../../errors.ts'
 import type { ServeEvent, ServeListener } from '../../serve/serve-events.ts'
 import { DecodedTickets } from '../../ticket/multi-ticket.ts'
 import type { FetchResult } from '../../transfer/transfer-types.ts'
-import { distFile } from '../../util/dist-file.ts'
+import { threadFile } from '../../util/dist-file.ts'
 import type {
   EngineApi,
   FetchOptions,
@@ -304,9 +303,5 @@ type ThreadStarted = Awaited<ReturnType<ThreadApi['start']>>
  * or from `src/` (tests, benchmarks).
  */
 function workerFile(): string {
-  const url = distFile('engine/thread/engine-worker.js', import.meta.url)
-  if (!existsSync(url)) {
-    throw new InternalError(`engine thread code ${url.pathname} is missing: run "npm run build"`)
-  }
-  return url.href
+  return threadFile('engine/thread/engine-worker.js', import.meta.url, 'engine thread code')
 }
