@@ -1,6 +1,6 @@
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { createEngine, Engine, type EngineOptions, type EngineStats } from '../../src/index.ts'
+import { Engine, type EngineOptions, type EngineStats, type FetchResult } from '../../src/index.ts'
 import { KiB, MiB } from '../../src/types.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
@@ -10,8 +10,23 @@ const CHUNKS = Math.ceil(SIZE / CHUNK)
 const RECEIVERS = 8
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
 
-/** One sender, `RECEIVERS` engines fetching its one file at once; the sender's stats sampled throughout. */
-async function fanOut(senderOpts: EngineOptions): Promise<{ samples: EngineStats[]; after: EngineStats }> {
+interface FanOutShape {
+  /** @default RECEIVERS */
+  readonly receivers?: number
+  /** @default SIZE */
+  readonly size?: number
+  readonly receiverOpts?: EngineOptions
+}
+
+/**
+ * One sender, `receivers` engines fetching its one file at once, each checked byte-identical;
+ * the sender's stats sampled throughout, and each fetch's result.
+ */
+async function fanOut(
+  senderOpts: EngineOptions,
+  shape: FanOutShape = {},
+): Promise<{ samples: EngineStats[]; after: EngineStats; results: FetchResult[] }> {
+  const { receivers: count = RECEIVERS, size = SIZE, receiverOpts = {} } = shape
   const { dir, cleanup } = await tempDir()
   const engines: Engine[] = []
   try {
@@ -23,22 +38,22 @@ async function fanOut(senderOpts: EngineOptions): Promise<{ samples: EngineStats
     })
     engines.push(sender)
     const src = join(dir, 'f.src')
-    await writeFile(src, SIZE, 'random')
+    await writeFile(src, size, 'random')
     const { ticket } = await sender.publish(src)
     const receivers = await Promise.all(
-      Array.from({ length: RECEIVERS }, () => createEngine({ listen: LOOPBACK, workers: 1 })),
+      Array.from({ length: count }, () => Engine.create({ listen: LOOPBACK, workers: 1, ...receiverOpts })),
     )
     engines.push(...receivers)
     const samples: EngineStats[] = []
-    await Promise.all(
+    const results = await Promise.all(
       receivers.map(
         (r, i) =>
           r.fetch(ticket, join(dir, `r${i}.out`), { onProgress: () => samples.push(sender.stats()) }).result,
       ),
     )
     const want = await sha256File(src)
-    for (let i = 0; i < RECEIVERS; i++) expect(await sha256File(join(dir, `r${i}.out`))).toBe(want)
-    return { samples, after: sender.stats() }
+    for (let i = 0; i < count; i++) expect(await sha256File(join(dir, `r${i}.out`))).toBe(want)
+    return { samples, after: sender.stats(), results }
   } finally {
     await Promise.all(engines.map((e) => e.stop()))
     await cleanup()
@@ -53,40 +68,18 @@ function expectWithinBounds(s: EngineStats): void {
 
 describe('one sender, many receivers of one file at once', () => {
   it('under an upload limit, least-sent chunks first: receivers only the sender can serve all complete byte-identical, none retried, every chunk sent to each once', async () => {
-    const { dir, cleanup } = await tempDir()
-    const engines: Engine[] = []
-    try {
-      const sender = await Engine.create({
-        listen: LOOPBACK,
-        workers: 1,
+    const size = 6 * MiB + 5
+    const { after, results } = await fanOut(
+      {
         chunking: { kind: 'fixed', size: 256 * KiB },
         limits: { uploadBytesPerSec: 4 * MiB },
         server: { spreadMs: 6_000 },
-      })
-      engines.push(sender)
-      const src = join(dir, 'limited.src')
-      await writeFile(src, 6 * MiB + 5, 'random')
-      const { ticket } = await sender.publish(src)
-      const receivers = await Promise.all(
-        Array.from({ length: 4 }, () =>
-          createEngine({ listen: LOOPBACK, workers: 1, timeouts: { requestMs: 12_000 } }),
-        ),
-      )
-      engines.push(...receivers)
-      const results = await Promise.all(
-        receivers.map((r, i) => r.fetch(ticket, join(dir, `l${i}.out`)).result),
-      )
-      const want = await sha256File(src)
-      for (let i = 0; i < receivers.length; i++) {
-        expect(await sha256File(join(dir, `l${i}.out`))).toBe(want)
-        expect(results[i]!.retries).toBe(0)
-      }
-      // Every chunk went to every receiver once, through the limit.
-      expect(sender.stats().serving.chunks.served).toBe(4 * Math.ceil((6 * MiB + 5) / (256 * KiB)))
-    } finally {
-      await Promise.all(engines.map((e) => e.stop()))
-      await cleanup()
-    }
+      },
+      { receivers: 4, size, receiverOpts: { timeouts: { requestMs: 12_000 } } },
+    )
+    for (const r of results) expect(r.retries).toBe(0)
+    // Every chunk went to every receiver once, through the limit.
+    expect(after.serving.chunks.served).toBe(4 * Math.ceil(size / (256 * KiB)))
   })
 
   it(`${RECEIVERS} receivers get identical bytes for at most 1.2 disk reads per chunk of the file`, async () => {

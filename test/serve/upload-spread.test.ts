@@ -13,12 +13,14 @@ class HandLimiter {
   refund(bytes: number): void {
     this.refunded += bytes
   }
-  /** Grants the oldest take and lets the queue move on. */
-  async grant(): Promise<void> {
-    const p = this.pending.shift()
-    if (p === undefined) throw new Error('nothing waits on the limiter')
-    p.grant()
-    await new Promise((r) => setImmediate(r))
+  /** Grants the oldest take, `times` over, letting the queue move on after each. */
+  async grant(times = 1): Promise<void> {
+    for (let i = 0; i < times; i++) {
+      const p = this.pending.shift()
+      if (p === undefined) throw new Error('nothing waits on the limiter')
+      p.grant()
+      await new Promise((r) => setImmediate(r))
+    }
   }
 }
 
@@ -32,7 +34,14 @@ function setup(spreadMs: number, maxTracked = 100) {
     spread.take(chunk, 100, signal).then(() => {
       order.push(tag)
     })
-  return { limiter, spread, order, send, tick: (ms: number) => (t += ms) }
+  /** Sends `chunk` `times` over with nothing else waiting (its count goes up by as much), tagged 'warm'. */
+  const warm = async (chunk: string, times = 1) => {
+    for (let i = 0; i < times; i++) {
+      void send(chunk, 'warm')
+      await limiter.grant()
+    }
+  }
+  return { limiter, spread, order, send, warm, tick: (ms: number) => (t += ms) }
 }
 
 describe('UploadSpread: the order of chunks waiting on an upload limit', () => {
@@ -47,17 +56,14 @@ describe('UploadSpread: the order of chunks waiting on an upload limit', () => {
     void send('a:0', 'a:0 again')
     tick(1)
     void send('a:1')
-    await limiter.grant()
-    await limiter.grant()
-    await limiter.grant()
+    await limiter.grant(3)
     expect(order).toEqual(['a:0 first', 'a:2', 'a:1', 'a:0 again'])
     expect(spread.sentCount('a:0')).toBe(2)
   })
 
   it('a chunk sent once goes after a fresh one that arrived up to spreadMs / 2 later, not more', async () => {
-    const { limiter, order, send, tick } = setup(1_000)
-    void send('c:0', 'warm')
-    await limiter.grant()
+    const { limiter, order, send, warm, tick } = setup(1_000)
+    await warm('c:0')
     void send('c:9', 'holds the limiter')
     void send('c:0', 'sent once, early')
     tick(600)
@@ -65,7 +71,7 @@ describe('UploadSpread: the order of chunks waiting on an upload limit', () => {
     void send('c:0', 'sent once, late')
     tick(300)
     void send('c:2', 'fresh, 300 ms later')
-    for (let i = 0; i < 5; i++) await limiter.grant()
+    await limiter.grant(5)
     expect(order).toEqual([
       'warm',
       'holds the limiter',
@@ -77,15 +83,9 @@ describe('UploadSpread: the order of chunks waiting on an upload limit', () => {
   })
 
   it('orders by times sent, and however often a chunk went it waits less than spreadMs extra: nothing starves', async () => {
-    const { limiter, order, send, tick } = setup(1_000)
-    for (let i = 0; i < 50; i++) {
-      void send('hot:0', 'warm')
-      await limiter.grant()
-    }
-    void send('twice:0', 'warm')
-    await limiter.grant()
-    void send('twice:0', 'warm')
-    await limiter.grant()
+    const { limiter, order, send, warm, tick } = setup(1_000)
+    await warm('hot:0', 50)
+    await warm('twice:0', 2)
     order.length = 0
     void send('z:9', 'holds the limiter')
     void send('hot:0', 'sent 50 times')
@@ -95,7 +95,7 @@ describe('UploadSpread: the order of chunks waiting on an upload limit', () => {
     void send('z:1', 'fresh, 970 ms after the hot one')
     tick(20)
     void send('z:2', 'fresh, 990 ms after the hot one')
-    for (let i = 0; i < 5; i++) await limiter.grant()
+    await limiter.grant(5)
     expect(order).toEqual([
       'holds the limiter',
       // 100 ms + 1000 × 2/3
@@ -114,7 +114,7 @@ describe('UploadSpread: the order of chunks waiting on an upload limit', () => {
     void send('x:5')
     void send('x:0', 'x:0 again')
     void send('x:1')
-    for (let i = 0; i < 3; i++) await limiter.grant()
+    await limiter.grant(3)
     expect(order).toEqual(['x:0 first', 'x:5', 'x:0 again', 'x:1'])
   })
 
@@ -158,11 +158,8 @@ describe('UploadSpread: the order of chunks waiting on an upload limit', () => {
   })
 
   it('a refund takes the send back from the count and gives the bytes to the limiter', async () => {
-    const { limiter, spread, send } = setup(10_000)
-    void send('r:0')
-    await limiter.grant()
-    void send('r:0')
-    await limiter.grant()
+    const { limiter, spread, warm } = setup(10_000)
+    await warm('r:0', 2)
     expect(spread.sentCount('r:0')).toBe(2)
     spread.refund('r:0', 100)
     expect(spread.sentCount('r:0')).toBe(1)
@@ -173,11 +170,8 @@ describe('UploadSpread: the order of chunks waiting on an upload limit', () => {
   })
 
   it('keeps counts for at most maxTracked chunks, forgetting the least recently sent', async () => {
-    const { limiter, spread, send } = setup(10_000, 3)
-    for (const c of ['t:0', 't:1', 't:2', 't:0', 't:3']) {
-      void send(c)
-      await limiter.grant()
-    }
+    const { spread, warm } = setup(10_000, 3)
+    for (const c of ['t:0', 't:1', 't:2', 't:0', 't:3']) await warm(c)
     // t:1 was sent least recently when t:3 made a fourth.
     expect(spread.sentCount('t:1')).toBe(0)
     expect(spread.sentCount('t:0')).toBe(2)
