@@ -14,7 +14,7 @@ import { Bench } from 'tinybench'
 import type { Codec } from '../src/types.ts'
 import { KiB } from '../src/types.ts'
 import { compress, compressByPolicy, decompress, MAX_KEPT_RATIO } from '../src/workers/codecs.ts'
-import { randomData, textLike } from '../test/workers/data.ts'
+import { logLines, randomData, textLike } from '../test/workers/data.ts'
 
 const chunk = Number(process.env.HAUL_BENCH_CHUNK_KIB ?? 1024) * KiB
 const time = Number(process.env.HAUL_BENCH_TIME_MS ?? 150)
@@ -55,6 +55,7 @@ function source(n: number): Uint8Array {
 const DATA = [
   ['source', source(chunk)],
   ['text', textLike(chunk, 1)],
+  ['logs', logLines(chunk, 1)],
   ['random', randomData(chunk, 2)],
 ] as const
 

@@ -11,7 +11,8 @@
  *   npx node bench/shaped-link.ts                                  # 256 MiB at 100 Mbit/s
  *   HAUL_BENCH_RATE_MBIT=50 HAUL_BENCH_MIB=128 npx node bench/shaped-link.ts
  *   HAUL_BENCH_ROUNDS=3 ...                                        # the table shows the medians
- *   HAUL_BENCH_DATA=text ...                                       # compressible text (zstd-1 keeps ~0.42)
+ *   HAUL_BENCH_DATA=logs ...                                       # an access log (zstd-1 keeps ~0.19)
+ *   HAUL_BENCH_DATA=text ...                                       # word salad (zstd-1 keeps ~0.42)
  *   also: HAUL_BENCH_MTU (1500), HAUL_BENCH_BURST and HAUL_BENCH_LIMIT (tbf bytes; defaults:
  *   tbfDefaults in test/support/netns.ts, where they are explained)
  *
@@ -26,7 +27,16 @@ import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { requireNetns, type Shaping, Topology, tbfDefaults } from '../test/support/netns.ts'
-import { ensureRandomFile, ensureTextFile, firstJson, MB, MiB, sizeFromEnv } from './lib/proc.ts'
+import {
+  benchDataFromEnv,
+  benchFilePath,
+  ensureDataFile,
+  firstJson,
+  MB,
+  MiB,
+  sizeFromEnv,
+  zstdRatio,
+} from './lib/proc.ts'
 
 const rate = Number(process.env.HAUL_BENCH_RATE_MBIT ?? 100)
 const size = sizeFromEnv(0.25)
@@ -39,8 +49,8 @@ const shape: Shaping = {
   burstBytes: envBytes('HAUL_BENCH_BURST') ?? tbfDefaults(rate).burst,
   limitBytes: envBytes('HAUL_BENCH_LIMIT') ?? tbfDefaults(rate).limit,
 }
-const text = process.env.HAUL_BENCH_DATA === 'text'
-const file = process.env.HAUL_BENCH_FILE ?? join(tmpdir(), `haul-bench-${text ? 'text-' : ''}${size}.bin`)
+const data = benchDataFromEnv()
+const file = process.env.HAUL_BENCH_FILE ?? benchFilePath(tmpdir(), data, size)
 const haul = new URL('../bin/haul.js', import.meta.url).pathname
 const peer = new URL('./bare-tcp-peer.ts', import.meta.url).pathname
 const linkBytesPerSec = (rate * 1e6) / 8
@@ -59,7 +69,8 @@ interface Run {
 }
 
 await requireNetns({ shaping: true })
-await (text ? ensureTextFile(file, size) : ensureRandomFile(file, size))
+await ensureDataFile(data, file, size)
+const kept = data === 'random' ? '' : ` (zstd-1 keeps ${(await zstdRatio(file)).toFixed(2)} of it)`
 const work = await mkdtemp(join(tmpdir(), 'haul-bench-shaped-'))
 const topo = await Topology.create()
 try {
@@ -116,7 +127,7 @@ try {
   const ticket = await firstJson(sender, (o) => (o.event === 'published' ? String(o.ticket) : undefined))
   const d = tbfDefaults(rate)
   console.log(
-    `bench/shaped-link: ${(size / MiB).toFixed(0)} MiB ${text ? 'text' : 'random'} file, namespaces a → b over a veth, tbf ${rate} Mbit/s both ways (burst ${shape.burstBytes} B${shape.burstBytes === d.burst ? '' : ' (set)'}, limit ${shape.limitBytes} B${shape.limitBytes === d.limit ? '' : ' (set)'}), MTU ${mtu}; TCP payload ceiling ${(rate * ceiling).toFixed(1)} Mbit/s (${ceiling.toFixed(3)}x); whole processes, spawn to exit; load average ${loadavg()[0]!.toFixed(1)}`,
+    `bench/shaped-link: ${(size / MiB).toFixed(0)} MiB ${data} file${kept}, namespaces a → b over a veth, tbf ${rate} Mbit/s both ways (burst ${shape.burstBytes} B${shape.burstBytes === d.burst ? '' : ' (set)'}, limit ${shape.limitBytes} B${shape.limitBytes === d.limit ? '' : ' (set)'}), MTU ${mtu}; TCP payload ceiling ${(rate * ceiling).toFixed(1)} Mbit/s (${ceiling.toFixed(3)}x); whole processes, spawn to exit; load average ${loadavg()[0]!.toFixed(1)}`,
   )
 
   const out = join(work, 'out.bin')

@@ -8,7 +8,8 @@
  *   HAUL_BENCH_GIB=4 npx node bench/transfer.ts
  *   HAUL_BENCH_MIB=256 npx node bench/transfer.ts
  *   HAUL_BENCH_NAIVE=0 ...                      # skip (b) (it cannot do files > 2 GiB anyway)
- *   HAUL_BENCH_DATA=text ...                    # compressible text (the engine's `auto` codec picks zstd)
+ *   HAUL_BENCH_DATA=logs ...                    # compressible: an access log (zstd-1 keeps ~0.19 of it)
+ *   HAUL_BENCH_DATA=text ...                    # compressible: word salad (zstd-1 keeps ~0.42 of it)
  *   HAUL_BENCH_ROUNDS=3 ...                     # alternate (a) and haul 3 times; the table shows the median round
  *
  * Targets (issue 3): goodput ≥ 0.9x (a), floor 0.8x; each process's peak RSS ≤ idle + 100 MB.
@@ -21,7 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
 import { measureCpuFloor } from './lib/cpu-floor.ts'
-import { ensureRandomFile, ensureTextFile, MB, sizeFromEnv } from './lib/proc.ts'
+import { benchDataFromEnv, benchFilePath, ensureDataFile, MB, sizeFromEnv, zstdRatio } from './lib/proc.ts'
 import { measureRawStream } from './lib/raw-stream.ts'
 
 interface Stats {
@@ -35,8 +36,8 @@ interface Stats {
 
 const size = sizeFromEnv(1)
 const peer = new URL('./transfer-peer.ts', import.meta.url).pathname
-const text = process.env.HAUL_BENCH_DATA === 'text'
-const file = process.env.HAUL_BENCH_FILE ?? join(tmpdir(), `haul-bench-${text ? 'text-' : ''}${size}.bin`)
+const data = benchDataFromEnv()
+const file = process.env.HAUL_BENCH_FILE ?? benchFilePath(tmpdir(), data, size)
 const dest = join(tmpdir(), `haul-bench-${process.pid}.out`)
 const runNaive = process.env.HAUL_BENCH_NAIVE !== '0' && size < 2 * 1024 ** 3
 
@@ -71,9 +72,10 @@ async function pair(sendArgs: string[], getArgs: (ready: Record<string, unknown>
   return { got, sent }
 }
 
-await (text ? ensureTextFile(file, size) : ensureRandomFile(file, size))
+await ensureDataFile(data, file, size)
+const kept = data === 'random' ? '' : ` (zstd-1 keeps ${(await zstdRatio(file)).toFixed(2)} of it)`
 console.log(
-  `bench/transfer: ${(size / MB).toFixed(0)} MB ${text ? 'text' : 'random'} file, two processes, 127.0.0.1, tcp+noise+yamux`,
+  `bench/transfer: ${(size / MB).toFixed(0)} MB ${data} file${kept}, two processes, 127.0.0.1, tcp+noise+yamux`,
 )
 
 // Rounds alternate (a) and haul, so both see the same machine; the table shows the median round

@@ -1,9 +1,11 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { readFileSync, writeFileSync } from 'node:fs'
 import { open, stat } from 'node:fs/promises'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import zlib from 'node:zlib'
 import { writeRandomFile } from '../../src/util/random.ts'
-import { textLike } from '../../test/workers/data.ts'
+import { logLines, textLike } from '../../test/workers/data.ts'
 
 /** Runs a bench child (a .ts file) and returns the JSON object it prints last on stdout. */
 export function runChild<T>(script: string, args: string[]): Promise<T> {
@@ -34,17 +36,61 @@ export async function ensureRandomFile(path: string, bytes: number): Promise<voi
   if (s?.size !== bytes) await writeRandomFile(path, bytes, 8 * 1024 * 1024)
 }
 
-/** A file of word-salad text (zstd-1 keeps ~0.4 of it): the compressible case. */
-export async function ensureTextFile(path: string, bytes: number): Promise<void> {
+/**
+ * The bench file's contents, `HAUL_BENCH_DATA`: `random` (default), `text` (word salad: zstd-1
+ * keeps ~0.42 of it, about the least compressible text there is) or `logs` (a service's access
+ * log: zstd-1 keeps ~0.19, as of the design brief's text and of source code).
+ */
+export type BenchData = 'random' | 'text' | 'logs'
+
+export function benchDataFromEnv(): BenchData {
+  const d = process.env.HAUL_BENCH_DATA ?? 'random'
+  if (d !== 'random' && d !== 'text' && d !== 'logs')
+    throw new Error(`HAUL_BENCH_DATA=${d}: random, text or logs`)
+  return d
+}
+
+/** The bench file for `data` of `bytes` in the temporary folder (reused between runs). */
+export function benchFilePath(dir: string, data: BenchData, bytes: number): string {
+  return join(dir, `haul-bench-${data === 'random' ? '' : `${data}-`}${bytes}.bin`)
+}
+
+/** A file of `bytes` of `data` (reused if it already has that size). */
+export async function ensureDataFile(data: BenchData, path: string, bytes: number): Promise<void> {
+  if (data === 'random') return ensureRandomFile(path, bytes)
   const s = await stat(path).catch(() => undefined)
   if (s?.size === bytes) return
+  const make = data === 'text' ? textLike : logLines
   const fh = await open(path, 'w')
   try {
     const block = 8 * 1024 * 1024
     for (let at = 0, seed = 1; at < bytes; at += block, seed++) {
       const n = Math.min(block, bytes - at)
-      await fh.write(textLike(n, seed), 0, n, at)
+      await fh.write(make(n, seed), 0, n, at)
     }
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * What zstd-1 keeps of the file's first `sample` bytes, 1 MiB at a time as haul's chunks: printed
+ * beside a compressible run so that the data's part in a figure shows.
+ */
+export async function zstdRatio(path: string, sample = 64 * 1024 * 1024): Promise<number> {
+  const fh = await open(path, 'r')
+  try {
+    const chunk = Buffer.alloc(1024 * 1024)
+    let plain = 0
+    let packed = 0
+    while (plain < sample) {
+      const { bytesRead } = await fh.read(chunk, 0, chunk.length, plain)
+      if (bytesRead === 0) break
+      const level = { [zlib.constants.ZSTD_c_compressionLevel]: 1 }
+      packed += zlib.zstdCompressSync(chunk.subarray(0, bytesRead), { params: level }).length
+      plain += bytesRead
+    }
+    return plain === 0 ? 1 : packed / plain
   } finally {
     await fh.close()
   }

@@ -12,7 +12,7 @@ import {
   ownsBuffer,
 } from '../../src/workers/codecs.ts'
 import { lz4Compress, lz4CompressedLength, lz4MemoryBytes } from '../../src/workers/lz4.ts'
-import { prng, randomData, textLike } from './data.ts'
+import { logLines, prng, randomData, textLike } from './data.ts'
 
 const CODECS: Codec[] = ['none', 'lz4', 'zstd']
 const INPUTS: [string, Uint8Array][] = [
@@ -22,6 +22,7 @@ const INPUTS: [string, Uint8Array][] = [
   ['64 KiB + 1 random', randomData(64 * 1024 + 1, 7)],
   ['1 MiB random', randomData(MiB, 2)],
   ['1 MiB text-like', textLike(MiB, 3)],
+  ['1 MiB log lines', logLines(MiB, 5)],
 ]
 
 function expectDecompressionError(fn: () => unknown): void {
