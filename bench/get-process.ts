@@ -1,0 +1,137 @@
+/**
+ * bench/get-process: `haul get` as a user runs it on one machine: a whole process from spawn to
+ * exit (start-up, connection, descriptor, transfer, fsync and rename included), fetching from a
+ * `haul send` in another process over 127.0.0.1. In the same run, rounds alternating with it, the
+ * bare libp2p noise stream of the same stack (bench/lib/raw-stream.ts: stream open to last byte,
+ * from memory to nothing: no start-up, no disk, no chunks, no hashes), the reference the issue
+ * names. Prints goodput and the ratio per round, haul's own transfer time (its `done` event), and
+ * each haul process's peak RSS and CPU seconds per GiB (sampled from /proc every 20 ms).
+ *
+ *   npx node bench/get-process.ts                         # 1 GiB random, 2 rounds
+ *   HAUL_BENCH_GIB=4 HAUL_BENCH_ROUNDS=3 npx node bench/get-process.ts
+ *   HAUL_BENCH_DATA=logs|text ...                         # compressible (bench/lib/proc.ts)
+ *
+ * Targets (issue 23): goodput ≥ 1.0x the bare stream at 4 GiB, ≥ 0.9x at 1 GiB. Runs the built
+ * CLI (bin/haul.js): `npm run build` first.
+ */
+import { type ChildProcess, spawn } from 'node:child_process'
+import { readFileSync } from 'node:fs'
+import { mkdtemp, rm, stat } from 'node:fs/promises'
+import { loadavg, tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { createInterface } from 'node:readline'
+import {
+  benchDataFromEnv,
+  benchFilePath,
+  ensureDataFile,
+  firstJson,
+  GiB,
+  MB,
+  sizeFromEnv,
+  zstdRatio,
+} from './lib/proc.ts'
+import { measureRawStream } from './lib/raw-stream.ts'
+
+const size = sizeFromEnv(1)
+const rounds = Math.max(1, Number(process.env.HAUL_BENCH_ROUNDS ?? 2))
+const data = benchDataFromEnv()
+const file = process.env.HAUL_BENCH_FILE ?? benchFilePath(tmpdir(), data, size)
+const haul = new URL('../bin/haul.js', import.meta.url).pathname
+const TICK = 1000 / 100 // /proc/<pid>/stat counts CPU time in clock ticks of 10 ms (USER_HZ 100)
+
+interface Usage {
+  cpuSeconds: number
+  peakRss: number
+}
+
+/** A process's CPU seconds so far and its peak RSS, from /proc; undefined once it is gone. */
+function usageOf(pid: number): Usage | undefined {
+  try {
+    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    const cpuSeconds = ((Number(fields[11]) + Number(fields[12])) * TICK) / 1000
+    const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
+    return { cpuSeconds, peakRss: Number(hwm?.[1] ?? 0) * 1024 }
+  } catch {
+    return undefined
+  }
+}
+
+interface HaulRun {
+  seconds: number
+  /** haul's own figure: its `done` event's seconds, descriptor to the end. */
+  transferSeconds: number
+  getCpu: number
+  getPeakRss: number
+  sendCpu: number
+}
+
+/** One `haul get` from spawn to exit, with the sender's CPU over the same time. */
+async function getOnce(sender: ChildProcess, ticket: string, out: string): Promise<HaulRun> {
+  const sendBefore = usageOf(sender.pid!)!.cpuSeconds
+  const started = performance.now()
+  const child = spawn(haul, ['get', ticket, '-o', out, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  let last: Record<string, unknown> = {}
+  createInterface({ input: child.stdout! }).on('line', (line) => {
+    if (line.startsWith('{')) last = JSON.parse(line) as Record<string, unknown>
+  })
+  let seen: Usage = { cpuSeconds: 0, peakRss: 0 }
+  const sampler = setInterval(() => {
+    // An exited process not yet reaped still has its CPU times in /proc, but no memory figures.
+    const now = usageOf(child.pid!)
+    if (now !== undefined) seen = { cpuSeconds: now.cpuSeconds, peakRss: Math.max(seen.peakRss, now.peakRss) }
+  }, 20)
+  const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
+  const seconds = (performance.now() - started) / 1000
+  clearInterval(sampler)
+  if (code !== 0) throw new Error(`haul get exited ${code}`)
+  const got = (await stat(out)).size
+  if (got !== size) throw new Error(`haul get wrote ${got} bytes of ${size}`)
+  await rm(out, { force: true })
+  return {
+    seconds,
+    transferSeconds: Number(last.seconds),
+    getCpu: seen.cpuSeconds,
+    getPeakRss: seen.peakRss,
+    sendCpu: usageOf(sender.pid!)!.cpuSeconds - sendBefore,
+  }
+}
+
+await ensureDataFile(data, file, size)
+const kept = data === 'random' ? '' : ` (zstd-1 keeps ${(await zstdRatio(file)).toFixed(2)} of it)`
+const work = await mkdtemp(join(tmpdir(), 'haul-bench-get-'))
+const sender = spawn(
+  haul,
+  ['send', file, '--json', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', join(work, 'data')],
+  { stdio: ['ignore', 'pipe', 'inherit'] },
+)
+try {
+  const ticket = await firstJson(sender, (o) => (o.event === 'published' ? String(o.ticket) : undefined))
+  console.log(
+    `bench/get-process: ${(size / MB).toFixed(0)} MB ${data} file${kept}, whole \`haul get\` processes (spawn to exit) against the bare noise stream, 127.0.0.1; load average ${loadavg()[0]!.toFixed(1)}`,
+  )
+  const out = join(work, 'out.bin')
+  const done: Array<{ bare: number; haul: HaulRun }> = []
+  for (let round = 1; round <= rounds; round++) {
+    const bare = (await measureRawStream({ mib: size / 1024 / 1024 })).mbps
+    const run = await getOnce(sender, ticket, out)
+    done.push({ bare, haul: run })
+    const mbps = size / MB / run.seconds
+    console.log(
+      `round ${round}: bare stream ${bare.toFixed(0)} MB/s; haul get ${run.seconds.toFixed(2)} s = ${mbps.toFixed(0)} MB/s (${(mbps / bare).toFixed(2)}x), its transfer ${run.transferSeconds.toFixed(2)} s; CPU get ${run.getCpu.toFixed(2)} s, send ${run.sendCpu.toFixed(2)} s; get peak RSS ${(run.getPeakRss / MB).toFixed(0)} MB`,
+    )
+  }
+  const median = (xs: number[]): number => [...xs].sort((x, y) => x - y)[(xs.length - 1) >> 1]!
+  const ratios = done.map((d) => size / MB / d.haul.seconds / d.bare)
+  const gib = size / GiB
+  const cpu = median(done.map((d) => (d.haul.getCpu + d.haul.sendCpu) / gib))
+  const target = size >= 4 * GiB ? 1.0 : 0.9
+  console.log(
+    `\nhaul get / bare stream: median ${median(ratios).toFixed(2)}x (rounds ${ratios.map((r) => r.toFixed(2)).join(', ')}; target ≥ ${target.toFixed(1)}x at ${size >= 4 * GiB ? '4' : '1'} GiB); CPU per GiB, haul get + haul send, median: ${cpu.toFixed(2)} s`,
+  )
+} finally {
+  sender.kill('SIGINT')
+  await new Promise((resolve) => sender.once('close', resolve))
+  await rm(work, { recursive: true, force: true })
+}
