@@ -59,8 +59,9 @@ const AGENTS = [
 
 /**
  * A service's access log: one request a line with a timestamp, level, host, method, route and
- * ids, status, duration, client address, user agent and request id. The compressible data users
- * move most (logs, CSV, JSON dumps); zstd-1 keeps ~0.2 of it, as it does of source code.
+ * ids, status, duration, client address, user agent and request id: compressible data of a
+ * common kind (logs, like CSV or JSON dumps); zstd-1 keeps ~0.19 of it, about what it keeps of
+ * source code.
  */
 export function logLines(n: number, seed = 1): Uint8Array {
   const r = prng(seed)
