@@ -31,6 +31,7 @@ const FLAGS = {
   force: { type: 'boolean', for: ['get'] },
   symlinks: { type: 'boolean', for: ['get'] },
   'no-fsync': { type: 'boolean', for: ['get'] },
+  'no-compression': { type: 'boolean', for: ['get'] },
   wait: { type: 'boolean', for: ['get'] },
   memory: { type: 'string', for: ENGINE },
   workers: { type: 'string', for: ENGINE },
@@ -66,6 +67,7 @@ export interface ParsedArgs {
     force?: boolean
     symlinks?: boolean
     'no-fsync'?: boolean
+    'no-compression'?: boolean
     wait?: boolean
     memory?: string
     workers?: string
@@ -123,6 +125,7 @@ export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
     ...(values.workers === undefined ? {} : { workers: positiveInt('--workers', values.workers) }),
     ...(upload === undefined ? {} : { limits: { uploadBytesPerSec: parseRate('--upload-limit', upload) } }),
     ...(values.metrics === undefined ? {} : { metrics: { listen: values.metrics } }),
+    ...(values['no-compression'] === true ? { fetch: { codecs: ['none'] } } : {}),
     ...(values.dht !== true && values.bootstrap === undefined
       ? {}
       : {

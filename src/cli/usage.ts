@@ -106,6 +106,8 @@ Options:
                           of syncing them before the end (faster for many small files; a power
                           cut just after can lose them)
   --wait                  if another haul is writing the destination, wait for it
+  --no-compression        ask providers for plain chunks: for a receiver whose cores, not its
+                          link, are the limit (a fast LAN, a busy machine)
   --max-rate <rate>       this fetch's download limit, ${RATES}
   --priority <p>          low, normal (default) or high: its share of the download bandwidth
                           when fetches compete

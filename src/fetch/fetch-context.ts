@@ -6,6 +6,7 @@ import type { BufferRecycler } from '../resources/buffer-recycler.ts'
 import type { Budget } from '../resources/memory-budget.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { RemoteSession } from '../session/remote-session.ts'
+import type { Codec } from '../types.ts'
 import { ownsBuffer } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 
@@ -17,6 +18,8 @@ export interface FetchLimits {
   chunksPerRequest: number
   /** Descriptor pages asked for at once. */
   pagesPerRequest: number
+  /** Codecs chunks may come in (the hello says them; `none` always among them). */
+  codecs: readonly Codec[]
 }
 
 export interface FetchContext {

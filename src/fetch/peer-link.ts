@@ -126,6 +126,7 @@ export class PeerLink {
       maxFrame: deps.maxFrame,
       requestTimeoutMs: deps.timeouts.requestMs,
       closeTimeoutMs: deps.timeouts.closeMs,
+      codecs: deps.limits.codecs,
       ...(buffers === undefined
         ? {}
         : { allocPayload: buffers.take.bind(buffers), releasePayload: buffers.give.bind(buffers) }),

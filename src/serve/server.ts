@@ -11,9 +11,9 @@ import { encodeMessage, errorMessage } from '../protocol/encoder.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
 import { FrameWriter } from '../session/frame-writer.ts'
-import { CODECS } from '../types.ts'
+import { CODECS, type Codec } from '../types.ts'
 import { assertNever } from '../util/never.ts'
-import type { CodecPolicy } from '../workers/codecs.ts'
+import { type CodecPolicy, policyFor } from '../workers/codecs.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { notFound } from './access.ts'
 import type { ChunkCache } from './chunk-cache.ts'
@@ -137,7 +137,8 @@ class ServerSession {
   readonly #writer: FrameWriter
   readonly #share: PeerShare
   readonly #guard: ServeGuard
-  readonly #chunks: ChunkReplies
+  /** Made at the peer's hello (see #startChunks). */
+  #chunks: ChunkReplies | undefined
   /**
    * Rejects when a bound breaks while the reader waits for input: one of the guard's, or the
    * writer's (replies the peer made us queue past its bound: see #sendSafe).
@@ -156,13 +157,23 @@ class ServerSession {
     this.#break = broken.reject
     this.#guard = new ServeGuard(stream, this.#share, ctx.limits, broken.reject)
     this.#events = ctx.events?.open(stream.remotePeer, stream.remoteAddr, () => this.#busy())
+  }
+
+  /**
+   * The chunk loop, made when the peer's hello says which codecs it takes (requests are refused
+   * before it): a receiver that takes none of the codec's output gets chunks plain.
+   */
+  #startChunks(accepted: readonly Codec[]): void {
+    const ctx = this.#ctx
+    const stream = this.#stream
+    const codec = policyFor(ctx.codec, accepted)
     const events = this.#events
     this.#chunks = new ChunkReplies({
       registry: ctx.registry,
       encoder: {
         budget: this.#share,
         pool: ctx.pool,
-        codec: ctx.codec,
+        codec,
         buffers: ctx.buffers,
         verifySource: ctx.verifySource,
         hold: (bytes, opts) => this.#share.hold(bytes, opts),
@@ -180,7 +191,7 @@ class ServerSession {
       isCancelled: (id) => this.#cancelled.has(id),
       nextQueued: () => this.#queue[0],
       circuitBytesLeft: () => stream.circuitBytesLeft(),
-      codecChoice: ctx.codec === 'auto' ? ctx.codecChoices?.of(stream.remotePeer) : undefined,
+      codecChoice: codec === 'auto' ? ctx.codecChoices?.of(stream.remotePeer) : undefined,
     })
   }
 
@@ -248,6 +259,7 @@ class ServerSession {
       if (this.#helloSeen) throw new ProtocolViolationError('hello sent twice')
       this.#helloSeen = true
       this.#writer.maxFrame = msg.maxFrame
+      this.#startChunks(msg.codecs)
       void this.#sendSafe({
         type: 'hello',
         version: PROTOCOL_VERSION,
@@ -293,7 +305,7 @@ class ServerSession {
     try {
       await this.#answerQueue()
     } finally {
-      await this.#chunks.dropPrefetch()
+      await this.#chunks?.dropPrefetch()
     }
   }
 
@@ -307,7 +319,7 @@ class ServerSession {
         continue
       }
       this.#current = req.requestId
-      void this.#chunks.dropPrefetch(req.requestId)
+      void this.#chunks?.dropPrefetch(req.requestId)
       try {
         await this.#answer(req)
       } catch (err) {
@@ -342,7 +354,8 @@ class ServerSession {
         return this.#answerPages(req, content)
       case 'get-chunks':
         this.#events?.request(content, false)
-        return this.#chunks.answer(req, content)
+        // Queued only after hello, which made the chunk loop.
+        return this.#chunks!.answer(req, content)
       case 'get-have':
         return this.#answerHave(req, content)
       default:

@@ -13,7 +13,7 @@ import type { FrameStream } from '../net/stream-io.ts'
 import { FrameDecoder, type PayloadAllocator } from '../protocol/decoder.ts'
 import { MIN_MAX_FRAME } from '../protocol/frame.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../protocol/messages.ts'
-import { CODECS } from '../types.ts'
+import { CODECS, type Codec } from '../types.ts'
 import { FrameWriter } from './frame-writer.ts'
 
 type ReplyOf<T extends TransferMessage['type']> = Extract<TransferMessage, { type: T }>
@@ -45,6 +45,11 @@ export interface RemoteSessionOptions {
   allocPayload?: PayloadAllocator
   /** Takes back the payload of a chunk frame that is dropped as a repeat (the allocator's buffer). */
   releasePayload?: (payload: Uint8Array) => void
+  /**
+   * Codecs chunks may come in, announced in hello (`none` among them); a chunk in another is a
+   * protocol violation. @default every codec haul knows
+   */
+  codecs?: readonly Codec[]
 }
 
 /** RemoteSessionOptions.closeTimeoutMs's default. */
@@ -99,6 +104,7 @@ export class RemoteSession {
   #nextId = 1
   #closed: HaulError | undefined
   #opts: RemoteSessionOptions
+  readonly #codecs: readonly Codec[]
   #decoder: FrameDecoder
   #writer: FrameWriter
   /** get-chunks requests waiting for their replies. */
@@ -111,6 +117,7 @@ export class RemoteSession {
     this.stream = stream
     this.#decoder = decoder
     this.#opts = opts
+    this.#codecs = opts.codecs ?? CODECS
     // Until the peer's hello says otherwise, frames stay within the limit every peer accepts.
     this.#writer = new FrameWriter(stream, { maxFrame: MIN_MAX_FRAME, maxQueued: 1024 })
   }
@@ -129,7 +136,12 @@ export class RemoteSession {
     })
     const session = new RemoteSession(stream, decoder, opts)
     session
-      .#send({ type: 'hello', version: PROTOCOL_VERSION, codecs: [...CODECS], maxFrame: opts.maxFrame })
+      .#send({
+        type: 'hello',
+        version: PROTOCOL_VERSION,
+        codecs: [...session.#codecs],
+        maxFrame: opts.maxFrame,
+      })
       .catch((err) => session.#shutdown(asStreamFailure(err)))
     void session.#readLoop(stream.incoming[Symbol.asyncIterator]())
     return session
@@ -300,6 +312,11 @@ export class RemoteSession {
         continue
       }
       if (msg.type === 'hello') throw new ProtocolViolationError('hello sent twice')
+      if (msg.type === 'chunk' && !this.#codecs.includes(msg.codec)) {
+        throw new ProtocolViolationError(
+          `the peer sent a chunk in ${msg.codec}, which this receiver's hello did not offer (${this.#codecs.join(', ')})`,
+        )
+      }
       if (msg.requestId >= this.#nextId || msg.requestId === 0) {
         throw new ProtocolViolationError(
           `the peer sent ${msg.type} for request ${msg.requestId}, never asked`,

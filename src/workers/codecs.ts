@@ -204,6 +204,15 @@ export function autoCodec(plain: Uint8Array): 'none' | 'zstd' {
 }
 
 /**
+ * The policy a server follows for a receiver that takes chunks only in `accepted` (its hello):
+ * `policy` when the receiver takes the codec it produces (`auto` produces zstd), else `none`.
+ */
+export function policyFor(policy: CodecPolicy, accepted: readonly Codec[]): CodecPolicy {
+  const produces: Codec = policy === 'auto' ? 'zstd' : policy
+  return accepted.includes(produces) ? policy : 'none'
+}
+
+/**
  * Picks the codec for one chunk per `policy` and compresses it. Returns `{ codec: 'none',
  * payload: plain }` whenever compression would not shrink the chunk by at least 10%.
  */

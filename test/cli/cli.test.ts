@@ -83,6 +83,34 @@ describe('haul CLI (real processes)', () => {
     }
   })
 
+  it('haul get --no-compression fetches text from a compressing sender, verified (plain on the wire: test/serve/receiver-codecs.test.ts)', async () => {
+    const text = join(dir, 'text.txt')
+    await writeFile(text, 2 * 1024 * 1024 + 7, 'text')
+    const sender = spawn(
+      process.execPath,
+      [bin, 'send', text, '--json', '--data-dir', join(dir, 'sd-text')],
+      {
+        stdio: ['ignore', 'pipe', 'inherit'],
+      },
+    )
+    try {
+      const ticket = await new Promise<string>((resolve, reject) => {
+        createInterface({ input: sender.stdout! }).on('line', (l) => {
+          const e = JSON.parse(l) as { event: string; ticket?: string }
+          if (e.event === 'published') resolve(e.ticket!)
+        })
+        sender.once('exit', (c) => reject(new Error(`sender exited ${c}`)))
+      })
+      const dest = join(dir, 'text.got')
+      const r = await run(['get', ticket, '-o', dest, '--no-compression', '--json'])
+      expect(r.code, r.stderr + r.stdout).toBe(0)
+      expect(events(r.stdout).at(-1)).toMatchObject({ event: 'done', bytes: 2 * 1024 * 1024 + 7 })
+      expect(await sha256File(dest)).toBe(await sha256File(text))
+    } finally {
+      sender.kill('SIGKILL')
+    }
+  })
+
   it('haul get refuses to clobber: DESTINATION_EXISTS for another file, --force replaces it, a second run finds the content present; DESTINATION_BUSY while another process writes it', async () => {
     let sender: ChildProcess | undefined
     let holder: ChildProcess | undefined

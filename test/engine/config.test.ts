@@ -66,6 +66,8 @@ function badValues(spec: OptionSpec): unknown[] {
       return ['', '9464', '127.0.0.1', '127.0.0.1:99999', 'a b:1', '::1:9464', 9464, null]
     case 'multiaddrs':
       return ['/ip4/127.0.0.1/tcp/0', ['not a multiaddr'], [1], null]
+    case 'codecs':
+      return ['none', [], ['zstd'], ['none', 'none'], ['none', 'gzip'], null]
     case 'chunking':
       return [
         'fixed:1m',
@@ -125,7 +127,12 @@ describe('engine config: the defaults', () => {
       codec: 'auto',
       verifySource: 'auto',
       timeouts: { connectMs: 10_000, idleMs: 30_000, requestMs: 30_000, closeMs: 2_000 },
-      fetch: { windowBytes: 8 * MiB, chunksPerRequest: 8, pagesPerRequest: 4 },
+      fetch: {
+        windowBytes: 8 * MiB,
+        chunksPerRequest: 8,
+        pagesPerRequest: 4,
+        codecs: ['none', 'lz4', 'zstd'],
+      },
       server: {
         maxQueuedRequests: 64,
         maxChunksPerRequest: 4096,
@@ -304,7 +311,7 @@ describe('engine config: one rule set for every group', () => {
     const given = deepFreeze({
       listen: ['/ip4/127.0.0.1/tcp/0'],
       chunking: { kind: 'fixed', size: 2 * MiB },
-      fetch: { windowBytes: undefined, chunksPerRequest: 4 },
+      fetch: { windowBytes: undefined, chunksPerRequest: 4, codecs: ['none', 'zstd'] },
       network: { admission: { maxPending: 7 } },
       sessions: {},
     } satisfies EngineOptions)
@@ -314,9 +321,15 @@ describe('engine config: one rule set for every group', () => {
     expect(c.listen).not.toBe(given.listen)
     expect(c.chunking).not.toBe(given.chunking)
     expect(c.fetch).not.toBe(given.fetch)
+    expect(c.fetch.codecs).not.toBe(given.fetch.codecs)
     expect(c.network.admission).not.toBe(given.network.admission)
     expect(c.network.admission.maxPending).toBe(7)
-    expect(c.fetch).toEqual({ windowBytes: 8 * MiB, chunksPerRequest: 4, pagesPerRequest: 4 })
+    expect(c.fetch).toEqual({
+      windowBytes: 8 * MiB,
+      chunksPerRequest: 4,
+      pagesPerRequest: 4,
+      codecs: ['none', 'zstd'],
+    })
   })
 })
 

@@ -6,6 +6,7 @@ import { FrameDecoder } from '../../src/protocol/decoder.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { PROTOCOL_VERSION, type TransferMessage } from '../../src/protocol/messages.ts'
 import { RemoteSession } from '../../src/session/remote-session.ts'
+import type { Codec } from '../../src/types.ts'
 
 const PROTOCOL = '/haul/test/remote-session'
 const CID = new Uint8Array(32).fill(7)
@@ -58,9 +59,15 @@ describe('RemoteSession: hello goes out with the first request', () => {
   const header = (requestId: number): Uint8Array[] =>
     encodeMessage({ type: 'header', requestId, header: HEADER })
 
-  async function getHeader(): Promise<{ session: RemoteSession; result: Promise<Uint8Array> }> {
+  async function getHeader(
+    codecs?: readonly Codec[],
+  ): Promise<{ session: RemoteSession; result: Promise<Uint8Array> }> {
     const stream = await client.openStream(server.peerId, server.addresses, PROTOCOL)
-    const session = RemoteSession.start(stream, { maxFrame: 1 << 20, requestTimeoutMs: 5000 })
+    const session = RemoteSession.start(stream, {
+      maxFrame: 1 << 20,
+      requestTimeoutMs: 5000,
+      ...(codecs === undefined ? {} : { codecs }),
+    })
     let got: Uint8Array | undefined
     const result = session
       .request(
@@ -116,6 +123,31 @@ describe('RemoteSession: hello goes out with the first request', () => {
     const err = (await result.catch((e) => e)) as HaulError
     expect(err.code).toBe('PROTOCOL_VIOLATION')
     expect(err.message).toMatch(/expected hello/)
+  })
+
+  it('offers the codecs it was given, and a chunk in another is a protocol violation', async () => {
+    script = {
+      expect: 2,
+      run: async (received, stream) => {
+        const requestId = (received[1] as Extract<TransferMessage, { type: 'get-header' }>).requestId
+        const payload = Uint8Array.of(1, 2, 3, 4)
+        const chunk = encodeMessage({
+          type: 'chunk',
+          requestId,
+          index: 0,
+          codec: 'zstd',
+          rawLength: 8,
+          payload,
+        })
+        await stream.write([...hello(), ...chunk])
+      },
+    }
+    const { session, result } = await getHeader(['none'])
+    const err = (await result.catch((e) => e)) as HaulError
+    expect(seen[0]).toMatchObject({ type: 'hello', codecs: ['none'] })
+    expect(err.code).toBe('PROTOCOL_VIOLATION')
+    expect(err.message).toMatch(/chunk in zstd, which this receiver's hello did not offer \(none\)/)
+    expect(session.closed).toBe(true)
   })
 
   it('a peer that hangs up before saying hello fails the request with STREAM_CLOSED', async () => {

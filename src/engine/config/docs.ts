@@ -62,6 +62,7 @@ export function formatValue(spec: OptionSpec, v: unknown): string {
     case 'enum':
       return `\`${String(v)}\``
     case 'multiaddrs':
+    case 'codecs':
       return `\`[${(v as string[]).map((a) => `'${a}'`).join(', ')}]\``
     case 'chunking': {
       const c = v as { kind: string; size?: number; minSize?: number; avgSize?: number; maxSize?: number }

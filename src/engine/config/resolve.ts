@@ -17,7 +17,7 @@ import { multiaddr } from '@multiformats/multiaddr'
 import { verifyChunkingParams } from '../../chunking/params.ts'
 import { ConfigInvalidError, InternalError, InvalidArgumentError } from '../../errors.ts'
 import { parseHostPort } from '../../metrics/address.ts'
-import type { ChunkingParams } from '../../types.ts'
+import { type ChunkingParams, CODECS } from '../../types.ts'
 import { crossRules } from './rules.ts'
 import { isSpec, type Leaf, type OptionSpec } from './schema.ts'
 import { optionTable, type TableConfig } from './table.ts'
@@ -192,6 +192,15 @@ function unmet(spec: OptionSpec, v: unknown, path: string): string | undefined {
         }
       }
       return undefined
+    }
+    case 'codecs': {
+      const known: readonly unknown[] = CODECS
+      const ok =
+        Array.isArray(v) &&
+        v.every((c) => known.includes(c)) &&
+        new Set(v).size === v.length &&
+        v.includes('none')
+      return ok ? undefined : `a list of codecs from ${CODECS.join(', ')}, each once, \`none\` among them`
     }
     case 'chunking': {
       if (typeof v !== 'object' || v === null) return 'chunking parameters ({ kind: "fixed", size } or "cdc")'

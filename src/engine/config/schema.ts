@@ -15,7 +15,16 @@ export const MAX_TIMER_MS = 2_147_483_647
 /** How a number is shown in docs and read from them. */
 export type Unit = 'bytes' | 'ms' | 'count' | 'bytes/s' | 'weight'
 
-export type OptionKind = 'int' | 'number' | 'bool' | 'enum' | 'multiaddrs' | 'path' | 'hostport' | 'chunking'
+export type OptionKind =
+  | 'int'
+  | 'number'
+  | 'bool'
+  | 'enum'
+  | 'multiaddrs'
+  | 'path'
+  | 'hostport'
+  | 'chunking'
+  | 'codecs'
 
 /**
  * A default that follows other options: called with the config whose plain defaults and given

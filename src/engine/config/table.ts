@@ -13,7 +13,7 @@ import { ALL_INTERFACES } from '../../net/defaults.ts'
 import { MAX_FRAME_LIMIT, MIN_MAX_FRAME } from '../../protocol/frame.ts'
 import { MIN_GC_ASSIST_BYTES } from '../../resources/gc-assist.ts'
 import { MAX_DIRECT_SLOTS } from '../../storage/direct-writes.ts'
-import { type ChunkingParams, KiB, MiB } from '../../types.ts'
+import { type ChunkingParams, CODECS, type Codec, KiB, MiB } from '../../types.ts'
 import { bytes, type ConfigOf, count, flag, ms, oneOf, option, rate, weight } from './schema.ts'
 
 export const optionTable = {
@@ -141,6 +141,11 @@ export const optionTable = {
     }),
     chunksPerRequest: count({ min: 1, default: 8, doc: 'chunks named in one get-chunks request' }),
     pagesPerRequest: count({ min: 1, default: 4, doc: 'descriptor pages asked for at once' }),
+    codecs: option<readonly Codec[]>({
+      kind: 'codecs',
+      default: CODECS,
+      doc: "codecs this engine takes chunks in, said in its hello; a provider sends the rest plain. `['none']`: no decompressing, for a receiver whose cores, not its link, are the limit",
+    }),
   },
   server: {
     maxQueuedRequests: count({
