@@ -10,6 +10,7 @@
  *   npx node bench/get-process.ts                         # 1 GiB random, 2 rounds
  *   HAUL_BENCH_GIB=4 HAUL_BENCH_ROUNDS=3 npx node bench/get-process.ts
  *   HAUL_BENCH_DATA=logs|text ...                         # compressible (bench/lib/proc.ts)
+ *   HAUL_BENCH_GET_ARGS="--no-compression" ...          # more arguments for each `haul get`
  *
  * Targets (issue 23): goodput ≥ 1.0x the bare stream at 4 GiB, ≥ 0.9x at 1 GiB. Runs the built
  * CLI (bin/haul.js): `npm run build` first.
@@ -37,6 +38,7 @@ const rounds = Math.max(1, Number(process.env.HAUL_BENCH_ROUNDS ?? 2))
 const data = benchDataFromEnv()
 const file = process.env.HAUL_BENCH_FILE ?? benchFilePath(tmpdir(), data, size)
 const haul = new URL('../bin/haul.js', import.meta.url).pathname
+const getArgs = process.env.HAUL_BENCH_GET_ARGS?.split(' ').filter(Boolean) ?? []
 const TICK = 1000 / 100 // /proc/<pid>/stat counts CPU time in clock ticks of 10 ms (USER_HZ 100)
 
 interface Usage {
@@ -71,7 +73,9 @@ interface HaulRun {
 async function getOnce(sender: ChildProcess, ticket: string, out: string): Promise<HaulRun> {
   const sendBefore = usageOf(sender.pid!)!.cpuSeconds
   const started = performance.now()
-  const child = spawn(haul, ['get', ticket, '-o', out, '--json'], { stdio: ['ignore', 'pipe', 'inherit'] })
+  const child = spawn(haul, ['get', ticket, '-o', out, '--json', ...getArgs], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  })
   let last: Record<string, unknown> = {}
   createInterface({ input: child.stdout! }).on('line', (line) => {
     if (line.startsWith('{')) last = JSON.parse(line) as Record<string, unknown>
@@ -109,7 +113,7 @@ const sender = spawn(
 try {
   const ticket = await firstJson(sender, (o) => (o.event === 'published' ? String(o.ticket) : undefined))
   console.log(
-    `bench/get-process: ${(size / MB).toFixed(0)} MB ${data} file${kept}, whole \`haul get\` processes (spawn to exit) against the bare noise stream, 127.0.0.1; load average ${loadavg()[0]!.toFixed(1)}`,
+    `bench/get-process: ${(size / MB).toFixed(0)} MB ${data} file${kept}, whole \`haul get${getArgs.length > 0 ? ` ${getArgs.join(' ')}` : ''}\` processes (spawn to exit) against the bare noise stream, 127.0.0.1; load average ${loadavg()[0]!.toFixed(1)}`,
   )
   const out = join(work, 'out.bin')
   const done: Array<{ bare: number; haul: HaulRun }> = []
