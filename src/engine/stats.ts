@@ -120,8 +120,10 @@ export interface NetworkStats {
 }
 
 export interface WorkerStats {
-  /** Worker threads (`workers`). */
+  /** Worker threads (`workers`): at most this many run. */
   readonly threads: number
+  /** Threads started now: one from the start, more while tasks wait for one, each ending after 30 s without. */
+  readonly running: number
   /** Tasks handed to the threads and not finished yet. */
   readonly tasksInFlight: number
   /** Tasks accepted and not running yet. */
@@ -204,6 +206,7 @@ export function engineStats(s: StatsSources): EngineStats {
     },
     workers: {
       threads: s.pool.threads,
+      running: s.pool.running,
       tasksInFlight: s.pool.inFlight,
       tasksQueued: s.pool.queueSize,
     },

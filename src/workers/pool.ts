@@ -56,6 +56,14 @@ export const defaultWorkerPoolOptions: Required<WorkerPoolOptions> = {
 }
 
 const MAX_THREADS = 256
+
+/**
+ * A thread beyond the first starts when tasks wait for one and ends after this long without a
+ * task. Starting a thread costs ~100 ms of CPU (Node's bootstrap and the worker's modules); a
+ * `haul get` of a 6-byte file, which needs one, took 525–536 ms against 582–619 ms with both
+ * threads started up front (medians of 15, on two cores).
+ */
+const IDLE_THREAD_MS = 30_000
 const MAX_QUEUE = 65_536
 
 /** Fills defaults (maxQueue follows the chosen thread count) and checks ranges. */
@@ -173,8 +181,10 @@ export class WorkerPool {
     this.#slots = new Slots(threads + maxQueue)
     this.#piscina = new Piscina({
       filename: workerFile(),
-      minThreads: threads,
+      // One thread from the start, the others when two tasks wait at once (IDLE_THREAD_MS).
+      minThreads: 1,
       maxThreads: threads,
+      idleTimeout: IDLE_THREAD_MS,
       // Workers hold no data between tasks; a small young generation makes V8 collect
       // the per-task garbage (hash contexts, replies) early instead of letting each
       // isolate's heap drift upward over a long run.
@@ -186,6 +196,11 @@ export class WorkerPool {
 
   get threads(): number {
     return this.#threads
+  }
+
+  /** Threads started now: one from the start, up to `threads` while tasks wait (IDLE_THREAD_MS). */
+  get running(): number {
+    return this.#piscina.threads.length
   }
 
   /** Tasks accepted but not running: waiting for a slot, or queued inside Piscina. */

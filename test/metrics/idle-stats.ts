@@ -28,6 +28,6 @@ export const IDLE: EngineStats = {
     streamsOpened: 0,
     admission: {} as EngineStats['network']['admission'],
   },
-  workers: { threads: 1, tasksInFlight: 0, tasksQueued: 0 },
+  workers: { threads: 1, running: 1, tasksInFlight: 0, tasksQueued: 0 },
   sessions: { idle: 0 },
 }

@@ -347,6 +347,24 @@ describe('WorkerPool bounds and lifecycle', () => {
     }
   })
 
+  it('starts one thread, and more, up to threads, only while tasks wait for one', async () => {
+    const pool = new WorkerPool({ threads: 3 })
+    try {
+      expect(pool.running).toBe(1)
+      // One task at a time never needs a second thread.
+      for (let i = 0; i < 4; i++) await pool.hash(randomData(64 * KiB, 70 + i))
+      expect(pool.running).toBe(1)
+      const data = Array.from({ length: 12 }, (_, i) => randomData(MiB, 80 + i))
+      const results = await Promise.all(data.map((d) => pool.hash(d.slice())))
+      results.forEach((r, i) => {
+        expect(same(r.hash, sha256(data[i]!))).toBe(true)
+      })
+      expect(pool.running).toBe(3)
+    } finally {
+      await pool.destroy()
+    }
+  })
+
   it('a caller aborted while waiting for a slot leaves the queue', async () => {
     const pool = new WorkerPool({ threads: 1, maxQueue: 0 })
     try {

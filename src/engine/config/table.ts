@@ -89,7 +89,7 @@ export const optionTable = {
     min: 1,
     default: () => Math.max(1, availableParallelism()),
     defaultDoc: 'cores',
-    doc: 'worker threads for hashing, compression, CDC (cores: `os.availableParallelism()`)',
+    doc: 'worker threads for hashing, compression, CDC (cores: `os.availableParallelism()`): one starts with the engine, the others while tasks wait for one, each ending after 30 s without',
   }),
   chunking: option<ChunkingParams>({
     kind: 'chunking',
