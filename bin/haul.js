@@ -7,9 +7,10 @@
 // nursery). 1 MiB against 2: 1 GiB transfers 198–216 vs 150–205 MB/s and sender peak
 // RSS 164–167 vs 176–180 MB (bench/transfer.ts, interleaved; 8 MiB was worse still).
 // --heap-growing-percent=100: the old generation doubles between full GCs (see process-flags.ts).
-// The CLI is compiled to dist/ and bundled into dist/bundle/haul.js by `npm run build` (run by
-// `npm ci`, and by `prepare` when the package is installed from a checkout: `npm install -g
-// <checkout>`); one file loads faster than the ~900 it is made of (scripts/bundle.mjs).
+// The CLI is compiled to dist/ and bundled into dist/bundle/ (haul.js and the chunks it imports)
+// by `npm run build` (run by `npm ci`, and by `prepare` when the package is installed from a
+// checkout: `npm install -g <checkout>`); a few files load faster than the ~900 they are made of
+// (scripts/bundle.mjs).
 //
 // This file runs on whatever `node` is first on PATH, and stays plain JavaScript that old
 // versions parse. haul needs Node >= 22; an older node (a system Node 20) re-runs this file
