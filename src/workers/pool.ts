@@ -56,15 +56,15 @@ export const defaultWorkerPoolOptions: Required<WorkerPoolOptions> = {
 }
 
 const MAX_THREADS = 256
+const MAX_QUEUE = 65_536
 
 /**
  * A thread beyond the first starts when tasks wait for one and ends after this long without a
  * task. Starting a thread costs ~100 ms of CPU (Node's bootstrap and the worker's modules); a
- * `haul get` of a 6-byte file, which needs one, took 525–536 ms against 582–619 ms with both
+ * `haul get` of a 6-byte file, which needs one, took 513–533 ms against 582–619 ms with two
  * threads started up front (medians of 15, on two cores).
  */
 const IDLE_THREAD_MS = 30_000
-const MAX_QUEUE = 65_536
 
 /** Fills defaults (maxQueue follows the chosen thread count) and checks ranges. */
 export function verifyWorkerPoolOptions(opts: WorkerPoolOptions = {}): Required<WorkerPoolOptions> {
