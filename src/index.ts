@@ -58,7 +58,7 @@ export type {
   SessionEnded,
   SessionOpened,
 } from './serve/serve-events.ts'
-export type { ServerLimits } from './serve/server.ts'
+export type { ServerLimits } from './serve/server-context.ts'
 export type { JournalOptions } from './storage/journal-options.ts'
 export type { Provider, SwarmTicket } from './ticket/multi-ticket.ts'
 export { decodeSwarmTicket, encodeSwarmTicket, joinTickets } from './ticket/multi-ticket.ts'
