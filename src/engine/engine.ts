@@ -15,6 +15,7 @@ import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { BudgetShare } from '../resources/budget-share.ts'
 import { BufferRecycler } from '../resources/buffer-recycler.ts'
 import { GcAssist } from '../resources/gc-assist.ts'
+import { raiseMallocThresholds } from '../resources/malloc-thresholds.ts'
 import { MemoryBudget } from '../resources/memory-budget.ts'
 import { bucketFor } from '../resources/rate-limit.ts'
 import type { ContentRouting } from '../routing/content-routing.ts'
@@ -166,6 +167,7 @@ export class Engine {
 
   static async create(options: EngineOptions = {}): Promise<Engine> {
     const config = resolveEngineConfig(options)
+    raiseMallocThresholds()
     const budget = new MemoryBudget({ limit: config.memoryBudget })
     const pool = new WorkerPool({ threads: config.workers })
     let network: Network | undefined
