@@ -11,11 +11,11 @@
  * was a page fault (65,000–110,000 per GiB; ~25 µs each on this VM). Freeing one block of
  * BLOCK_BYTES at start, which malloc mmaps, raises the bar to twice that at once: the same
  * sender then took 122–3,083 faults per GiB and 2.7–2.9 CPU seconds against 2.7–4.4, and a
- * receiver ~25,000 faults against ~48,000 (src/resources/malloc-thresholds.ts, BENCHMARKS).
+ * receiver ~25,000 faults against ~48,000 (docs/BENCHMARKS.md).
  *
  * The cost: up to twice BLOCK_BYTES of free heap stays resident, and blocks under BLOCK_BYTES come
- * from the heap instead of their own mappings. Elsewhere than glibc (musl, macOS) the allocation
- * is just allocated and freed.
+ * from the heap instead of their own mappings. Elsewhere than glibc (musl, macOS) the block is
+ * only allocated and freed.
  */
 const BLOCK_BYTES = 8 * 1024 * 1024
 
