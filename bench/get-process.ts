@@ -16,20 +16,20 @@
  * CLI (bin/haul.js): `npm run build` first.
  */
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFileSync } from 'node:fs'
 import { mkdtemp, rm, stat } from 'node:fs/promises'
 import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createInterface } from 'node:readline'
 import {
   benchDataFromEnv,
   benchFilePath,
+  cpuSecondsOf,
+  dataLabel,
   ensureDataFile,
   firstJson,
   GiB,
   MB,
+  runMeasured,
   sizeFromEnv,
-  zstdRatio,
 } from './lib/proc.ts'
 import { measureRawStream } from './lib/raw-stream.ts'
 
@@ -39,27 +39,6 @@ const data = benchDataFromEnv()
 const file = process.env.HAUL_BENCH_FILE ?? benchFilePath(tmpdir(), data, size)
 const haul = new URL('../bin/haul.js', import.meta.url).pathname
 const getArgs = process.env.HAUL_BENCH_GET_ARGS?.split(' ').filter(Boolean) ?? []
-const TICK = 1000 / 100 // /proc/<pid>/stat counts CPU time in clock ticks of 10 ms (USER_HZ 100)
-
-interface Usage {
-  cpuSeconds: number
-  peakRss: number
-}
-
-/** A process's CPU seconds so far and its peak RSS, from /proc; undefined once it is gone. */
-function usageOf(pid: number): Usage | undefined {
-  try {
-    // Fields after the command's closing parenthesis: utime and stime are the 12th and 13th.
-    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
-    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-    const cpuSeconds = ((Number(fields[11]) + Number(fields[12])) * TICK) / 1000
-    const hwm = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))
-    return { cpuSeconds, peakRss: Number(hwm?.[1] ?? 0) * 1024 }
-  } catch {
-    return undefined
-  }
-}
-
 interface HaulRun {
   seconds: number
   /** haul's own figure: its `done` event's seconds, descriptor to the end. */
@@ -71,39 +50,29 @@ interface HaulRun {
 
 /** One `haul get` from spawn to exit, with the sender's CPU over the same time. */
 async function getOnce(sender: ChildProcess, ticket: string, out: string): Promise<HaulRun> {
-  const sendBefore = usageOf(sender.pid!)!.cpuSeconds
+  const sendBefore = cpuSecondsOf(sender.pid!)!
   const started = performance.now()
-  const child = spawn(haul, ['get', ticket, '-o', out, '--json', ...getArgs], {
-    stdio: ['ignore', 'pipe', 'inherit'],
-  })
-  let last: Record<string, unknown> = {}
-  createInterface({ input: child.stdout! }).on('line', (line) => {
-    if (line.startsWith('{')) last = JSON.parse(line) as Record<string, unknown>
-  })
-  let seen: Usage = { cpuSeconds: 0, peakRss: 0 }
-  const sampler = setInterval(() => {
-    // An exited process not yet reaped still has its CPU times in /proc, but no memory figures.
-    const now = usageOf(child.pid!)
-    if (now !== undefined) seen = { cpuSeconds: now.cpuSeconds, peakRss: Math.max(seen.peakRss, now.peakRss) }
-  }, 20)
-  const code = await new Promise<number | null>((resolve) => child.once('close', resolve))
+  const r = await runMeasured(haul, ['get', ticket, '-o', out, '--json', ...getArgs])
   const seconds = (performance.now() - started) / 1000
-  clearInterval(sampler)
-  if (code !== 0) throw new Error(`haul get exited ${code}`)
   const got = (await stat(out)).size
   if (got !== size) throw new Error(`haul get wrote ${got} bytes of ${size}`)
   await rm(out, { force: true })
+  const done = r.stdout
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .map((l) => JSON.parse(l) as Record<string, unknown>)
+    .at(-1)
   return {
     seconds,
-    transferSeconds: Number(last.seconds),
-    getCpu: seen.cpuSeconds,
-    getPeakRss: seen.peakRss,
-    sendCpu: usageOf(sender.pid!)!.cpuSeconds - sendBefore,
+    transferSeconds: Number(done?.seconds),
+    getCpu: r.cpuSeconds,
+    getPeakRss: r.peakRss,
+    sendCpu: cpuSecondsOf(sender.pid!)! - sendBefore,
   }
 }
 
 await ensureDataFile(data, file, size)
-const kept = data === 'random' ? '' : ` (zstd-1 keeps ${(await zstdRatio(file)).toFixed(2)} of it)`
+const label = await dataLabel(data, file)
 const work = await mkdtemp(join(tmpdir(), 'haul-bench-get-'))
 const sender = spawn(
   haul,
@@ -113,7 +82,7 @@ const sender = spawn(
 try {
   const ticket = await firstJson(sender, (o) => (o.event === 'published' ? String(o.ticket) : undefined))
   console.log(
-    `bench/get-process: ${(size / MB).toFixed(0)} MB ${data} file${kept}, whole \`haul get${getArgs.length > 0 ? ` ${getArgs.join(' ')}` : ''}\` processes (spawn to exit) against the bare noise stream, 127.0.0.1; load average ${loadavg()[0]!.toFixed(1)}`,
+    `bench/get-process: ${(size / MB).toFixed(0)} MB ${label}, whole \`haul get${getArgs.length > 0 ? ` ${getArgs.join(' ')}` : ''}\` processes (spawn to exit) against the bare noise stream, 127.0.0.1; load average ${loadavg()[0]!.toFixed(1)}`,
   )
   const out = join(work, 'out.bin')
   const done: Array<{ bare: number; haul: HaulRun }> = []

@@ -30,12 +30,12 @@ import { requireNetns, type Shaping, Topology, tbfDefaults } from '../test/suppo
 import {
   benchDataFromEnv,
   benchFilePath,
+  dataLabel,
   ensureDataFile,
   firstJson,
   MB,
   MiB,
   sizeFromEnv,
-  zstdRatio,
 } from './lib/proc.ts'
 
 const rate = Number(process.env.HAUL_BENCH_RATE_MBIT ?? 100)
@@ -70,7 +70,7 @@ interface Run {
 
 await requireNetns({ shaping: true })
 await ensureDataFile(data, file, size)
-const kept = data === 'random' ? '' : ` (zstd-1 keeps ${(await zstdRatio(file)).toFixed(2)} of it)`
+const label = await dataLabel(data, file)
 const work = await mkdtemp(join(tmpdir(), 'haul-bench-shaped-'))
 const topo = await Topology.create()
 try {
@@ -127,7 +127,7 @@ try {
   const ticket = await firstJson(sender, (o) => (o.event === 'published' ? String(o.ticket) : undefined))
   const d = tbfDefaults(rate)
   console.log(
-    `bench/shaped-link: ${(size / MiB).toFixed(0)} MiB ${data} file${kept}, namespaces a → b over a veth, tbf ${rate} Mbit/s both ways (burst ${shape.burstBytes} B${shape.burstBytes === d.burst ? '' : ' (set)'}, limit ${shape.limitBytes} B${shape.limitBytes === d.limit ? '' : ' (set)'}), MTU ${mtu}; TCP payload ceiling ${(rate * ceiling).toFixed(1)} Mbit/s (${ceiling.toFixed(3)}x); whole processes, spawn to exit; load average ${loadavg()[0]!.toFixed(1)}`,
+    `bench/shaped-link: ${(size / MiB).toFixed(0)} MiB ${label}, namespaces a → b over a veth, tbf ${rate} Mbit/s both ways (burst ${shape.burstBytes} B${shape.burstBytes === d.burst ? '' : ' (set)'}, limit ${shape.limitBytes} B${shape.limitBytes === d.limit ? '' : ' (set)'}), MTU ${mtu}; TCP payload ceiling ${(rate * ceiling).toFixed(1)} Mbit/s (${ceiling.toFixed(3)}x); whole processes, spawn to exit; load average ${loadavg()[0]!.toFixed(1)}`,
   )
 
   const out = join(work, 'out.bin')

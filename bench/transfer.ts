@@ -22,7 +22,7 @@ import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { ENGINE_NODE_FLAGS } from '../src/process-flags.ts'
 import { measureCpuFloor } from './lib/cpu-floor.ts'
-import { benchDataFromEnv, benchFilePath, ensureDataFile, MB, sizeFromEnv, zstdRatio } from './lib/proc.ts'
+import { benchDataFromEnv, benchFilePath, dataLabel, ensureDataFile, MB, sizeFromEnv } from './lib/proc.ts'
 import { measureRawStream } from './lib/raw-stream.ts'
 
 interface Stats {
@@ -73,9 +73,9 @@ async function pair(sendArgs: string[], getArgs: (ready: Record<string, unknown>
 }
 
 await ensureDataFile(data, file, size)
-const kept = data === 'random' ? '' : ` (zstd-1 keeps ${(await zstdRatio(file)).toFixed(2)} of it)`
+const label = await dataLabel(data, file)
 console.log(
-  `bench/transfer: ${(size / MB).toFixed(0)} MB ${data} file${kept}, two processes, 127.0.0.1, tcp+noise+yamux`,
+  `bench/transfer: ${(size / MB).toFixed(0)} MB ${label}, two processes, 127.0.0.1, tcp+noise+yamux`,
 )
 
 // Rounds alternate (a) and haul, so both see the same machine; the table shows the median round

@@ -83,6 +83,13 @@ async function writeDataFile(data: BenchData, path: string, bytes: number): Prom
   }
 }
 
+/** How a bench names its file: `random file`, or `logs file (zstd-1 keeps 0.19 of it)`. */
+export async function dataLabel(data: BenchData, path: string): Promise<string> {
+  return data === 'random'
+    ? 'random file'
+    : `${data} file (zstd-1 keeps ${(await zstdRatio(path)).toFixed(2)} of it)`
+}
+
 /**
  * What zstd-1 keeps of the file's first `sample` bytes, 1 MiB at a time as haul's chunks: printed
  * beside a compressible run so that the data's part in a figure shows.
@@ -91,13 +98,13 @@ export async function zstdRatio(path: string, sample = 64 * 1024 * 1024): Promis
   const fh = await open(path, 'r')
   try {
     const chunk = Buffer.alloc(1024 * 1024)
+    const params = { [zlib.constants.ZSTD_c_compressionLevel]: 1 }
     let plain = 0
     let packed = 0
     while (plain < sample) {
       const { bytesRead } = await fh.read(chunk, 0, chunk.length, plain)
       if (bytesRead === 0) break
-      const level = { [zlib.constants.ZSTD_c_compressionLevel]: 1 }
-      packed += zlib.zstdCompressSync(chunk.subarray(0, bytesRead), { params: level }).length
+      packed += zlib.zstdCompressSync(chunk.subarray(0, bytesRead), { params }).length
       plain += bytesRead
     }
     return plain === 0 ? 1 : packed / plain
@@ -115,17 +122,35 @@ export function sizeFromEnv(defaultGiB: number): number {
   return Number(process.env.HAUL_BENCH_GIB ?? defaultGiB) * GiB
 }
 
+/** A process's CPU seconds so far (user + system, every thread), from /proc; undefined once it is gone. */
+export function cpuSecondsOf(pid: number): number | undefined {
+  try {
+    // After the command's closing parenthesis utime and stime are the 12th and 13th fields, in
+    // clock ticks of 10 ms (USER_HZ 100).
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return (Number(fields[11]) + Number(fields[12])) / 100
+  } catch {
+    return undefined
+  }
+}
+
 /**
- * Runs a command and samples its peak RSS (VmHWM, which only grows) from /proc
- * every 20 ms until it exits; returns its stdout and the last peak seen.
+ * Runs a command and samples its peak RSS (VmHWM, which only grows) and its CPU seconds from
+ * /proc every 20 ms until it exits; returns its stdout and the last figures seen.
  */
-export function runMeasured(cmd: string, args: string[]): Promise<{ stdout: string; peakRss: number }> {
+export function runMeasured(
+  cmd: string,
+  args: string[],
+): Promise<{ stdout: string; peakRss: number; cpuSeconds: number }> {
   return new Promise((resolve, reject) => {
     const child = spawn(cmd, args, { stdio: ['ignore', 'pipe', 'inherit'] })
     let stdout = ''
     let peak = 0
+    let cpu = 0
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()))
     const timer = setInterval(() => {
+      cpu = cpuSecondsOf(child.pid!) ?? cpu
       try {
         const m = /VmHWM:\s+(\d+) kB/.exec(readFileSync(`/proc/${child.pid}/status`, 'utf8'))
         if (m) peak = Math.max(peak, Number(m[1]) * 1024)
@@ -136,7 +161,7 @@ export function runMeasured(cmd: string, args: string[]): Promise<{ stdout: stri
     child.once('exit', (code) => {
       clearInterval(timer)
       if (code !== 0) reject(new Error(`${cmd} ${args.join(' ')} exited ${code}`))
-      else resolve({ stdout, peakRss: peak })
+      else resolve({ stdout, peakRss: peak, cpuSeconds: cpu })
     })
   })
 }

@@ -6,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { Running } from './run.ts'
 
 const bin = new URL('../../bin/haul.js', import.meta.url).pathname
 const lockModule = new URL('../../src/storage/dest-lock.ts', import.meta.url).pathname
@@ -86,28 +87,16 @@ describe('haul CLI (real processes)', () => {
   it('haul get --no-compression fetches text from a compressing sender, verified (plain on the wire: test/serve/receiver-codecs.test.ts)', async () => {
     const text = join(dir, 'text.txt')
     await writeFile(text, 2 * 1024 * 1024 + 7, 'text')
-    const sender = spawn(
-      process.execPath,
-      [bin, 'send', text, '--json', '--data-dir', join(dir, 'sd-text')],
-      {
-        stdio: ['ignore', 'pipe', 'inherit'],
-      },
-    )
+    const sender = new Running(['send', text, '--json', '--data-dir', join(dir, 'sd-text')])
     try {
-      const ticket = await new Promise<string>((resolve, reject) => {
-        createInterface({ input: sender.stdout! }).on('line', (l) => {
-          const e = JSON.parse(l) as { event: string; ticket?: string }
-          if (e.event === 'published') resolve(e.ticket!)
-        })
-        sender.once('exit', (c) => reject(new Error(`sender exited ${c}`)))
-      })
+      const ticket = (await sender.event('published')).ticket as string
       const dest = join(dir, 'text.got')
       const r = await run(['get', ticket, '-o', dest, '--no-compression', '--json'])
       expect(r.code, r.stderr + r.stdout).toBe(0)
       expect(events(r.stdout).at(-1)).toMatchObject({ event: 'done', bytes: 2 * 1024 * 1024 + 7 })
       expect(await sha256File(dest)).toBe(await sha256File(text))
     } finally {
-      sender.kill('SIGKILL')
+      sender.kill()
     }
   })
 

@@ -1,9 +1,10 @@
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { Engine, type EngineOptions, type ServeEvent } from '../../src/index.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import type { ServeEvent } from '../../src/index.ts'
 import type { Codec } from '../../src/types.ts'
 import type { CodecPolicy } from '../../src/workers/codecs.ts'
-import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { useEngines } from '../support/engines.ts'
+import { sha256File, writeFile } from '../support/files.ts'
 import { eventually } from '../support/wait.ts'
 
 const KiB = 1024
@@ -16,26 +17,14 @@ const CHUNK = 64 * KiB
  * is read from the sender's serve events (chunk bytes against payload bytes on the wire).
  */
 describe('a receiver gets chunks only in the codecs its hello offers (real engines)', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
+  const engines = useEngines({ workers: 1, chunking: { kind: 'fixed', size: CHUNK } })
+  const engine = engines.engine
   let src: string
-  const engines: Engine[] = []
 
   beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
-    src = join(dir, 'text.src')
+    src = join(engines.dir, 'text.src')
     await writeFile(src, SIZE, 'text')
   })
-  afterAll(async () => {
-    await Promise.all(engines.map((e) => e.stop()))
-    await cleanup()
-  })
-
-  async function engine(opts: EngineOptions): Promise<Engine> {
-    const e = await Engine.create({ workers: 1, chunking: { kind: 'fixed', size: CHUNK }, ...opts })
-    engines.push(e)
-    return e
-  }
 
   /** Fetches the file from a sender whose codec is `codec` into a receiver taking `codecs`; returns wire / chunk bytes. */
   async function wireRatio(codec: CodecPolicy, codecs: readonly Codec[] | undefined): Promise<number> {
@@ -46,7 +35,7 @@ describe('a receiver gets chunks only in the codecs its hello offers (real engin
       if (e.type === 'chunks-served') served.push(e)
     })
     const { ticket } = await sender.publish(src)
-    const dest = join(dir, `${codec}-${codecs?.join('+') ?? 'default'}.out`)
+    const dest = join(engines.dir, `${codec}-${codecs?.join('+') ?? 'default'}.out`)
     await receiver.fetch(ticket, dest).result
     expect(await sha256File(dest)).toBe(await sha256File(src))
     const sum = (k: 'bytes' | 'wireBytes') => served.reduce((n, e) => n + e[k], 0)

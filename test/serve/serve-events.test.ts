@@ -1,10 +1,11 @@
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
-import { AbortedError, Engine, type EngineOptions, type ServeEvent } from '../../src/index.ts'
+import { AbortedError, type ServeEvent } from '../../src/index.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { AttackClient, targetOf } from '../hostile/support/serving-attack.ts'
-import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { useEngines } from '../support/engines.ts'
+import { sha256File, writeFile } from '../support/files.ts'
 import { eventually } from '../support/wait.ts'
 
 const KiB = 1024
@@ -13,26 +14,16 @@ const SIZE = 6 * MiB + 123
 const CHUNK = 64 * KiB
 
 describe('Engine.onServe reports what the sender serves (real engines)', () => {
+  const engines = useEngines({ workers: 1, chunking: { kind: 'fixed', size: CHUNK } })
+  const engine = engines.engine
   let dir: string
-  let cleanup: () => Promise<void>
   let src: string
-  const engines: Engine[] = []
 
   beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
+    dir = engines.dir
     src = join(dir, 'f.src')
     await writeFile(src, SIZE, 'random')
   })
-  afterAll(async () => {
-    await Promise.all(engines.map((e) => e.stop()))
-    await cleanup()
-  })
-
-  async function engine(opts: EngineOptions = {}): Promise<Engine> {
-    const e = await Engine.create({ workers: 1, chunking: { kind: 'fixed', size: CHUNK }, ...opts })
-    engines.push(e)
-    return e
-  }
 
   const of = <T extends ServeEvent['type']>(events: ServeEvent[], type: T) =>
     events.filter((e): e is Extract<ServeEvent, { type: T }> => e.type === type)
