@@ -38,7 +38,7 @@ const READ_BUFFER_SLACK = 64 * KiB
  * keeps such early streams until the connection's stream handler is attached and aborts the
  * whole connection past the limit (10 by default), which a peer opening a burst of streams the
  * moment its dial completes reached whenever this side was busy. haul's own dialer opens one
- * stream on a connection until one has been negotiated (network.ts); this bound is for other
+ * stream on a connection until one has been negotiated (stream-open.ts); this bound is for other
  * dialers, and equals the default per-peer inbound stream limit.
  */
 export const MAX_EARLY_STREAMS = 64
