@@ -1,27 +1,12 @@
-import type { DescriptorHeader } from '../descriptor/header.ts'
-import type { VerifiedLeafTable } from '../descriptor/verified.ts'
-import {
-  asStreamFailure,
-  ChunkVerificationError,
-  DecompressionError,
-  type HaulError,
-  NoProviderError,
-  ProtocolViolationError,
-  StreamClosedError,
-} from '../errors.ts'
-import { retireBuffer } from '../resources/buffer-recycler.ts'
-import type { Lease } from '../resources/memory-budget.ts'
+import { asStreamFailure, ChunkVerificationError, type HaulError, NoProviderError } from '../errors.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
-import type { Journal } from '../storage/journal.ts'
-import type { PartFile } from '../storage/part-file.ts'
-import type { ProgressMeter } from '../transfer/progress.ts'
 import { backoffDelay, isTransient, type RetryOptions } from '../transfer/retry.ts'
-import type { Codec, LeafEntry } from '../types.ts'
-import { movable, toRanges } from './fetch-context.ts'
+import { type ChunkRequest, ChunkRequests } from './chunk-requests.ts'
+import { ChunkWriter } from './chunk-writer.ts'
+import type { FetchLocal } from './local-transfer.ts'
 import { ensurePages } from './pages.ts'
-import type { LeafStore } from './partial-seed.ts'
 import type { LinkDeps, PeerLink } from './peer-link.ts'
-import type { ChunkPick, SwarmScheduler } from './scheduler.ts'
+import type { SwarmScheduler } from './scheduler.ts'
 import { haveReadInterval, type SwarmOptions } from './swarm-options.ts'
 
 export interface CoordinatorDeps extends LinkDeps {
@@ -30,46 +15,28 @@ export interface CoordinatorDeps extends LinkDeps {
   readonly limiter?: RateLimiter
 }
 
-export interface FetchLocal {
-  readonly header: DescriptorHeader
-  readonly part: PartFile
-  readonly journal: Journal
-  readonly meter: ProgressMeter
-  /** The leaf sidecar, kept for partial seeding; undefined when this fetch does not seed. */
-  readonly leaves: LeafStore | undefined
-  readonly table: VerifiedLeafTable
-}
-
-interface Request {
-  readonly link: PeerLink
-  readonly pending: Set<number>
-  readonly ctrl: AbortController
-}
-
 /**
  * Pulls one content id from its providers, one or many at once. A coordinator
  * loop keeps the leaf pages of the scheduler's window at hand and fills each
  * live provider's pipeline with what the scheduler picks; a task per provider
  * (re)connects it with backoff and re-reads a partial peer's have-bitmap. Every
- * chunk goes the same way: budget lease per request, decompress and hash
- * against its proven leaf in the worker pool, only then a positional write,
- * the journal, the meter.
+ * chunk goes the same way: budget lease per request (./chunk-requests.ts),
+ * decompress and hash against its proven leaf in the worker pool, only then a
+ * positional write, the journal, the meter (./chunk-writer.ts).
  */
 export class FetchCoordinator {
   readonly #deps: CoordinatorDeps
   readonly #local: FetchLocal
   readonly #sched: SwarmScheduler
   readonly #links: Map<string, PeerLink>
-  readonly #onChunk: (index: number) => void
-  readonly #requests = new Set<Request>()
+  readonly #requests: ChunkRequests
+  readonly #writer: ChunkWriter
   readonly #tasks = new Set<Promise<void>>()
   #signal: AbortSignal | undefined
   #fatal: unknown
   #wake: (() => void) | undefined
   /** Something happened since the coordinator last looked (a poke nobody was waiting for). */
   #dirty = false
-  #verifying = 0
-  corruptChunks = 0
 
   constructor(
     deps: CoordinatorDeps,
@@ -82,7 +49,27 @@ export class FetchCoordinator {
     this.#local = local
     this.#sched = sched
     this.#links = links
-    this.#onChunk = onChunk
+    this.#writer = new ChunkWriter(deps, local, sched, {
+      ban: (link, why) => this.#ban(link, why),
+      cancelCopies: (peer, index) => this.#requests.cancelCopies(peer, index),
+      written: (index) => {
+        onChunk(index)
+        // The chunk's bytes left the peer's pipeline: refill it now, not at the next tick.
+        this.#poke()
+      },
+    })
+    this.#requests = new ChunkRequests(deps, sched, {
+      chunk: (link, index, entry, payload, codec) =>
+        this.#writer.write(link, index, entry, payload, codec, this.#signal!),
+      failed: (req, err) => this.#requestFailed(req, err),
+      fatal: (err) => this.#fail(err),
+      ended: () => this.#poke(),
+    })
+  }
+
+  /** Chunks from providers that failed verification in this run. */
+  get corruptChunks(): number {
+    return this.#writer.corruptChunks
   }
 
   /** A provider joined while the transfer runs: start using it. */
@@ -101,7 +88,7 @@ export class FetchCoordinator {
       while (true) {
         if (this.#fatal !== undefined) throw this.#fatal
         // Done once every chunk is verified and its write has landed.
-        if (this.#sched.complete && this.#verifying === 0) break
+        if (this.#sched.complete && this.#writer.busy === 0) break
         signal.throwIfAborted()
         if (!this.#sched.complete) {
           await ensurePages(this.#sched.window(), [...this.#links.values()], this.#local, this.#deps, {
@@ -110,7 +97,7 @@ export class FetchCoordinator {
               this.#requestFailed({ link, pending: new Set(), ctrl: new AbortController() }, err),
           })
           this.#pump()
-          if (this.#requests.size > 0 || this.#verifying > 0) stuckSince = undefined
+          if (this.#requests.size > 0 || this.#writer.busy > 0) stuckSince = undefined
           else {
             const now = performance.now()
             stuckSince ??= now
@@ -121,7 +108,7 @@ export class FetchCoordinator {
       }
     } finally {
       inner.abort()
-      for (const r of this.#requests) r.ctrl.abort()
+      this.#requests.abortAll()
       while (this.#tasks.size > 0) await Promise.allSettled([...this.#tasks])
       signal.removeEventListener('abort', onAbort)
       this.#signal = undefined
@@ -208,79 +195,12 @@ export class FetchCoordinator {
         const pick = this.#sched.pick(link.id, limits.chunksPerRequest, maxBytes, sizeOf)
         if (pick.indices.length === 0) break
         const entries = new Map(pick.indices.map((i) => [i, table.get(i)!] as const))
-        this.#spawn(this.#request(link, pick, entries))
+        this.#spawn(this.#requests.send(link, pick, entries, this.#signal!))
       }
     }
   }
 
-  async #request(link: PeerLink, pick: ChunkPick, entries: Map<number, LeafEntry>): Promise<void> {
-    const signal = this.#signal!
-    const session = link.session
-    const req: Request = { link, pending: new Set(pick.indices), ctrl: new AbortController() }
-    const onAbort = (): void => req.ctrl.abort()
-    signal.addEventListener('abort', onAbort, { once: true })
-    this.#requests.add(req)
-    link.requests++
-    const seen = new Set<number>()
-    const work: Promise<void>[] = []
-    let lease: Lease | undefined
-    try {
-      if (session === undefined) throw new StreamClosedError('the peer went away')
-      await this.#deps.limiter?.take(pick.bytes, { signal: req.ctrl.signal })
-      lease = await this.#deps.budget.acquire(pick.bytes, { signal: req.ctrl.signal })
-      this.#sched.sent(link.id, performance.now())
-      await session.request(
-        (requestId) => ({
-          type: 'get-chunks',
-          requestId,
-          cid: this.#deps.cid,
-          ranges: toRanges(pick.indices),
-          secret: link.provider.secret,
-        }),
-        (msg) => {
-          if (msg.type === 'end') return 'done'
-          if (msg.type !== 'chunk')
-            throw new ProtocolViolationError(`unexpected ${msg.type} in reply to get-chunks`)
-          const entry = entries.get(msg.index)
-          if (entry === undefined || seen.has(msg.index)) {
-            throw new ProtocolViolationError(`the peer sent chunk ${msg.index}, which was not asked for`)
-          }
-          seen.add(msg.index)
-          if (msg.rawLength !== entry.length) {
-            throw new ProtocolViolationError(
-              `chunk ${msg.index} claims ${msg.rawLength} bytes, its leaf ${entry.length}`,
-            )
-          }
-          req.pending.delete(msg.index)
-          // Already verified from another peer (endgame): counted as duplicate bytes and dropped.
-          if (!this.#sched.arrived(link.id, msg.index, msg.payload.length, performance.now())) return 'more'
-          const w = this.#verifyAndWrite(link, msg.index, entry, movable(msg.payload), msg.codec)
-          w.catch(() => {})
-          work.push(w)
-          return 'more'
-        },
-        { signal: req.ctrl.signal },
-      )
-      if (req.pending.size > 0) {
-        throw new ProtocolViolationError(`the peer ended the request without ${req.pending.size} chunks`)
-      }
-    } catch (err) {
-      // The chunks that arrived whole before the failure are verified and kept first: the failure
-      // may end the transfer's attempt (a single provider), which would cancel their work.
-      await Promise.allSettled(work)
-      this.#requestFailed(req, err)
-    } finally {
-      signal.removeEventListener('abort', onAbort)
-      this.#sched.released(link.id, req.pending)
-      this.#requests.delete(req)
-      link.requests--
-      for (const r of await Promise.allSettled(work)) if (r.status === 'rejected') this.#fail(r.reason)
-      lease?.release()
-      this.#poke()
-    }
-  }
-
-  #requestFailed(req: Request, err: unknown): void {
+  #requestFailed(req: ChunkRequest, err: unknown): void {
     if (req.ctrl.signal.aborted) return // cancelled by us: duplicates, a dropped peer, the end
     const link = req.link
     const e = asStreamFailure(err)
@@ -296,83 +216,12 @@ export class FetchCoordinator {
     } else this.#ban(link, e)
   }
 
-  async #verifyAndWrite(
-    link: PeerLink,
-    index: number,
-    entry: LeafEntry,
-    payload: Uint8Array,
-    codec: Codec,
-  ): Promise<void> {
-    const { pool } = this.#deps
-    const { part, journal, meter } = this.#local
-    this.#verifying++
-    try {
-      let plain: Uint8Array
-      try {
-        const buffers = this.#deps.buffers
-        const into = codec === 'none' ? undefined : buffers?.take(entry.length)
-        plain = await pool.decodeVerify(payload, codec, entry.length, entry.hash, {
-          signal: this.#signal!,
-          ...(into === undefined ? {} : { into }),
-          onSpare: this.#retire,
-        })
-      } catch (err) {
-        if (!(err instanceof ChunkVerificationError || err instanceof DecompressionError)) throw err
-        this.corruptChunks++
-        link.failures++
-        if (this.#sched.corrupt(link.id, index)) {
-          this.#ban(
-            link,
-            new ChunkVerificationError(
-              `${this.#deps.swarm.maxPeerFailures} chunks from this peer failed verification`,
-            ),
-          )
-        }
-        return
-      }
-      if (this.#sched.isDone(index)) {
-        this.#sched.arrived(link.id, index, entry.length, performance.now())
-        this.#retire(plain)
-        return
-      }
-      // Marked done before the write, so a second copy verifying meanwhile is not written twice.
-      for (const other of this.#sched.verified(link.id, index)) this.#cancelCopies(other, index)
-      await part.write(entry.offset, plain)
-      // On disk now: the memory can carry the next chunk.
-      this.#retire(plain)
-      await journal.record(index, entry.length)
-      link.attempts = 0
-      link.verifiedBytes += entry.length
-      meter.add(entry.length)
-      this.#onChunk(index)
-      // The chunk's bytes left the peer's pipeline: refill it now, not at the next tick.
-      this.#poke()
-    } finally {
-      this.#verifying--
-    }
-  }
-
-  /**
-   * Ends a chunk buffer this fetch owns whole (a payload, or what the pool decoded: a payload,
-   * a recycled buffer, or a new one) once nothing reads it: reused, or freed now. Bound once,
-   * so handing it to the pool for every chunk allocates nothing.
-   */
-  readonly #retire = (buf: Uint8Array): void => retireBuffer(this.#deps.buffers, buf)
-
-  /** `peer` no longer needs chunk `index`; a request left with nothing pending is cancelled. */
-  #cancelCopies(peer: string, index: number): void {
-    for (const r of this.#requests) {
-      if (r.link.id !== peer || !r.pending.delete(index)) continue
-      if (r.pending.size === 0) r.ctrl.abort()
-    }
-  }
-
   /** The peer misbehaved: never asked again for this content. */
   #ban(link: PeerLink, why: HaulError): void {
     if (link.banned !== undefined) return
     link.banned = why
     this.#sched.removePeer(link.id)
-    for (const r of this.#requests) if (r.link === link) r.ctrl.abort()
+    this.#requests.abortAt(link)
     link.drop(why)
   }
 
@@ -384,7 +233,7 @@ export class FetchCoordinator {
    */
   #lose(link: PeerLink, why: HaulError): void {
     this.#sched.removePeer(link.id)
-    for (const r of this.#requests) if (r.link === link) r.ctrl.abort()
+    this.#requests.abortAt(link)
     link.drop(why)
     if (!this.#othersLive(link)) this.#fail(why)
   }

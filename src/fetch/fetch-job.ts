@@ -1,5 +1,4 @@
 import type { DescriptorHeader } from '../descriptor/header.ts'
-import { VerifiedLeafTable } from '../descriptor/verified.ts'
 import { type HaulError, InternalError, NoProviderError, StreamClosedError } from '../errors.ts'
 import type { AdmissionPlace } from '../resources/admission.ts'
 import type { PublishedContent } from '../serve/registry.ts'
@@ -7,20 +6,22 @@ import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import type { JournalOptions } from '../storage/journal-options.ts'
 import type { Provider, SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
-import { isTransient, type RetryInfo, type RetryOptions } from '../transfer/retry.ts'
+import type { RetryInfo, RetryOptions } from '../transfer/retry.ts'
 import type { TransferJob } from '../transfer/transfer-machine.ts'
 import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
-import { type CoordinatorDeps, FetchCoordinator, type FetchLocal } from './coordinator.ts'
+import { type CoordinatorDeps, FetchCoordinator } from './coordinator.ts'
 import { type DestinationPolicy, holdsContent, type PresentState, presentState } from './destination.ts'
+import { FetchRetry } from './fetch-retry.ts'
 import {
   assertComplete,
+  type FetchLocal,
   type LocalTransfer,
-  openLocalTransfer,
+  openFetchLocal,
   ProgressThrottle,
   transferResult,
 } from './local-transfer.ts'
-import { LeafStore, partialContent } from './partial-seed.ts'
-import { PeerLink } from './peer-link.ts'
+import { partialContent } from './partial-seed.ts'
+import { ProviderSet } from './provider-set.ts'
 import type { Rehasher } from './rehash.ts'
 import type { ResumeInfo } from './resume.ts'
 import { SwarmScheduler } from './scheduler.ts'
@@ -66,20 +67,16 @@ export interface FetchJobHooks {
 /** The part file, journal and meter, plus the verified-leaf table and the leaf sidecar (when seeding). */
 type Local = LocalTransfer & FetchLocal
 
-const MAX_PROVIDERS = 64
-
-/** What providers that do not have the content say (or a node without haul): others may. */
-const LACKING: ReadonlySet<string> = new Set(['CONTENT_NOT_FOUND', 'NO_PROVIDER', 'UNSUPPORTED_VERSION'])
-
 /**
  * The receiving side of one transfer, from one provider or many, as the steps the transfer
  * machine runs (retries, cancel, finalize). A ticket naming one peer is a fetch with one
  * provider. `resolve` reaches at least one provider and opens `<dest>.part` and its journal
  * (and, when the fetch seeds what it has, the leaf sidecar); `fetchChunks` runs the
  * FetchCoordinator over every provider not dropped; a transfer retry (all providers lost)
- * reconnects to all of them. Local state outlives sessions: after a retry, fetching continues
- * from the journal's chunk set. The job owns its sessions, files and admission place, and
- * releases them in `cleanup` whatever state the machine ended in.
+ * reconnects to all of them (the retry rule's questions: FetchRetry). Local state outlives
+ * sessions: after a retry, fetching continues from the journal's chunk set. The job owns its
+ * sessions, files and admission place, and releases them in `cleanup` whatever state the
+ * machine ended in.
  */
 export class FetchJob implements TransferJob {
   readonly cid: Uint8Array
@@ -88,13 +85,8 @@ export class FetchJob implements TransferJob {
   readonly #deps: FetchJobDeps
   readonly #hooks: FetchJobHooks
   readonly #progress: ProgressThrottle
-  readonly #links = new Map<string, PeerLink>()
-  /**
-   * The secrets this fetch presents, one per provider that has one (grows with addProvider). The
-   * chunks it shares (partial seeding) go to requests presenting one of them; to anyone when it
-   * started with none (public content).
-   */
-  readonly #secrets: Uint8Array[] = []
+  readonly #providers = new ProviderSet()
+  readonly #retryRule: FetchRetry
   #local: Local | undefined
   /** Set when the destination already held the content: nothing is fetched or written. */
   #present: PresentState | undefined
@@ -103,13 +95,6 @@ export class FetchJob implements TransferJob {
   #fetcher: FetchCoordinator | undefined
   #sched: SwarmScheduler | undefined
   #unshare: (() => void) | undefined
-  /** A provider served this content's header in this job: a later CONTENT_NOT_FOUND is a restart, not a refusal. */
-  #contentSeen = false
-  /** Verified chunks as last seen, and when that count last grew (or the job began). */
-  #chunksSeen = 0
-  #lastChunkAt = performance.now()
-  /** The part of progressMark() beyond verified chunks; it stops growing once stalled (see there). */
-  #soft = 0
   #retries = 0
   #duplicateBytes = 0
   #corrupt = 0
@@ -125,6 +110,7 @@ export class FetchJob implements TransferJob {
     this.retry = deps.retry
     this.#hooks = hooks
     this.#progress = new ProgressThrottle(hooks.onProgress)
+    this.#retryRule = new FetchRetry(deps.retry, this.#providers, deps)
     for (const p of ticket.providers) this.addProvider(p)
   }
 
@@ -139,17 +125,8 @@ export class FetchJob implements TransferJob {
 
   /** Adds a provider; a running transfer starts using it at once. */
   addProvider(p: Provider): void {
-    if (this.#links.has(p.peerId) || this.#links.size >= MAX_PROVIDERS) return
-    const link = new PeerLink({
-      peerId: p.peerId,
-      addrs: [...p.addrs],
-      ...(p.secret === undefined ? {} : { secret: p.secret }),
-    })
-    this.#links.set(p.peerId, link)
-    if (p.secret !== undefined && !this.#secrets.some((s) => Buffer.from(s).equals(p.secret!))) {
-      this.#secrets.push(p.secret)
-    }
-    this.#fetcher?.addLink(link)
+    const link = this.#providers.add(p)
+    if (link !== undefined) this.#fetcher?.addLink(link)
   }
 
   get retries(): number {
@@ -160,30 +137,9 @@ export class FetchJob implements TransferJob {
     return (this.#local ?? this.#present)?.meter.snapshot()
   }
 
-  /**
-   * Verified chunks, plus signs that the providers are up and serving although this transfer's
-   * own chunks did not complete: chunk bytes received (cut before the chunk was whole; repeated
-   * chunk frames do not count, see RemoteSession.chunkBytes), and chunks the first provider
-   * served to this engine's other transfers. On a busy link cut every second or two, a transfer
-   * may lose its connection again and again before one chunk completes, while the peer is fine
-   * (seen: 1 MB transfers in a four-process mesh with cuts every 0.5–3 s gave up after ten such
-   * attempts as the rest completed). Those signs count only until the transfer has gone
-   * `retry.maxStallMs` without a verified chunk of its own; then `retry.maxAttempts` more
-   * failures without one end it, so a link that always breaks mid-chunk still fails in bounded time.
-   */
+  /** Verified chunks, plus signs the providers are serving (FetchRetry.progressMark). */
   progressMark(): number {
-    const chunks = this.#local?.journal.chunks ?? 0
-    const now = performance.now()
-    if (chunks > this.#chunksSeen) {
-      this.#chunksSeen = chunks
-      this.#lastChunkAt = now
-    }
-    if (now - this.#lastChunkAt < this.retry.maxStallMs) {
-      let received = 0
-      for (const l of this.#links.values()) received += l.chunkBytes
-      this.#soft = Math.max(this.#soft, received + (this.#deps.place?.peerVerified() ?? 0))
-    }
-    return chunks + this.#soft
+    return this.#retryRule.progressMark(this.#local?.journal.chunks ?? 0)
   }
 
   stats(): SwarmStats {
@@ -191,68 +147,27 @@ export class FetchJob implements TransferJob {
     return {
       duplicateBytes: this.#duplicateBytes + (sched?.duplicateBytes ?? 0),
       corruptChunks: this.#corrupt + (this.#fetcher?.corruptChunks ?? 0),
-      peers: [...this.#links.values()].map((l) => {
-        const out = (l.banned ?? l.gone)?.code
-        return {
-          peerId: l.id,
-          verifiedBytes: l.verifiedBytes,
-          failures: l.failures,
-          stalls: l.stalls,
-          ...(l.route === undefined ? {} : { route: l.route }),
-          ...(out === undefined ? {} : { out }),
-        }
-      }),
+      peers: this.#providers.stats(),
     }
   }
 
-  /**
-   * Transient failures; CONTENT_NOT_FOUND once a provider has served this content's header (a
-   * restarting sender serves nothing until it has indexed the file again); NO_PROVIDER when
-   * a provider was lost to the network (not banned, not merely lacking the chunk): reconnecting
-   * to everyone may cure them; and these, or UNSUPPORTED_VERSION (a DHT record naming a node
-   * without haul), while a search may still find other providers.
-   */
+  /** The retry rule's questions: FetchRetry. */
   canRetry(error: HaulError): boolean {
-    if (isTransient(error)) return true
-    if (this.#contentSeen && error.code === 'CONTENT_NOT_FOUND') return true
-    if (LACKING.has(error.code) && this.#deps.stillLooking?.() === true) return true
-    return error.code === 'NO_PROVIDER' && [...this.#links.values()].some((l) => l.gone !== undefined)
+    return this.#retryRule.canRetry(error)
   }
 
-  /**
-   * Until a stream to a provider has opened in this job, a failure that says the providers may
-   * not be there (PEER_UNREACHABLE, TIMEOUT) is retried only `retry.maxAttemptsFirstContact`
-   * times; then the transfer fails with the error itself, so a wrong address or a sender that is
-   * not running is told in about a second. Every other transient failure (a stream cut,
-   * TOO_MANY_REQUESTS) came from a peer, and gets `retry.maxAttempts`.
-   */
   attemptLimit(error: HaulError): number {
-    return this.#unreached(error)
-      ? Math.min(this.retry.maxAttemptsFirstContact, this.retry.maxAttempts)
-      : this.retry.maxAttempts
+    return this.#retryRule.attemptLimit(error)
   }
 
   exhausted(last: HaulError, _attempts: number): HaulError | undefined {
-    return this.#unreached(last) ? last : undefined
-  }
-
-  /**
-   * No provider was reached in this job and this failure says so (no dial, no answer). Any other
-   * failure came over a connection Noise proved was the peer's.
-   */
-  #unreached(error: HaulError): boolean {
-    const reached = [...this.#links.values()].some((l) => l.reached)
-    return !reached && (error.code === 'PEER_UNREACHABLE' || error.code === 'TIMEOUT')
+    return this.#retryRule.exhausted(last)
   }
 
   onRetry(info: RetryInfo): void {
     this.#retries++
     this.#deps.place?.congested()
-    for (const l of this.#links.values()) {
-      l.gone = undefined
-      l.attempts = 0
-      l.drop(info.error)
-    }
+    this.#providers.reset(info.error)
     this.#hooks.onRetry?.(info)
   }
 
@@ -275,7 +190,7 @@ export class FetchJob implements TransferJob {
 
   async #resolve(signal: AbortSignal): Promise<void> {
     const deps = { ...this.#deps, cid: this.cid }
-    const candidates = [...this.#links.values()].filter((l) => l.banned === undefined)
+    const candidates = this.#providers.candidates()
     if (candidates.length === 0) throw new NoProviderError('every provider was dropped for misbehaving')
     // The first provider to answer is enough to start; the others keep connecting in the background.
     const header = await Promise.any(
@@ -290,7 +205,7 @@ export class FetchJob implements TransferJob {
     ).catch((err: AggregateError) => {
       throw (err.errors[0] as HaulError | undefined) ?? new StreamClosedError('no provider answered')
     })
-    this.#contentSeen = true
+    this.#retryRule.contentSeen = true
     this.#deps.accept?.(header)
     if (this.#local === undefined && this.#present === undefined) {
       if (await holdsContent(this.dest, this.cid, header, this.#deps.destination, signal)) {
@@ -311,7 +226,7 @@ export class FetchJob implements TransferJob {
     let failed = true
     try {
       if (this.#rehash !== undefined) {
-        const link = [...this.#links.values()].find((l) => l.up)
+        const link = this.#providers.up()
         if (link === undefined) throw new StreamClosedError('no provider connected')
         await this.#rehash.run(link.context(deps), signal)
         this.#rehash = undefined
@@ -333,7 +248,7 @@ export class FetchJob implements TransferJob {
       })
       for (let i = 0; i < header.leafCount; i++) if (journal.has(i)) sched.markDone(i)
       this.#sched = sched
-      this.#fetcher = new FetchCoordinator(deps, local, sched, this.#links, (index) => {
+      this.#fetcher = new FetchCoordinator(deps, local, sched, this.#providers.links, (index) => {
         this.#deps.place?.chunkVerified()
         this.#hooks.onChunk?.(index)
         this.#report(false)
@@ -364,7 +279,7 @@ export class FetchJob implements TransferJob {
     // Idle sessions go to the pool for the next transfer to their peer; the rest are reset (a
     // graceful close waits on every peer, and a stalled one never answers).
     const done = new StreamClosedError('transfer complete')
-    for (const l of this.#links.values()) l.release(this.#deps.sessions, done)
+    this.#providers.release(this.#deps.sessions, done)
     this.#report(true)
   }
 
@@ -393,7 +308,7 @@ export class FetchJob implements TransferJob {
       await this.#running
       this.#unshare?.()
       this.#unshare = undefined
-      for (const l of this.#links.values()) l.drop(new StreamClosedError('the transfer ended'))
+      this.#providers.drop(new StreamClosedError('the transfer ended'))
       if (this.#committed || this.#local === undefined) return
       await this.#local.journal.close()
       await this.#local.part.close()
@@ -411,26 +326,17 @@ export class FetchJob implements TransferJob {
   }
 
   async #openLocal(header: DescriptorHeader): Promise<void> {
-    const local = await openLocalTransfer(this.dest, this.cid, header, this.#deps)
-    const { part, journal, headerBytes, resume } = local
     const share = this.#deps.share
-    let leaves: LeafStore | undefined
-    if (share !== undefined) {
-      try {
-        // A fresh or restarted part file has no verified pages worth keeping.
-        leaves = await LeafStore.open(this.dest, header, resume.mode === 'fresh' || resume.mode === 'restart')
-      } catch (err) {
-        await journal.close()
-        await part.close()
-        throw err
-      }
-    }
-    const pages = Math.ceil(this.#deps.swarm.windowChunks / header.pageSize) + 2
-    const table = new VerifiedLeafTable(header, { maxCachedPages: pages })
-    this.#local = { ...local, leaves, table }
-    this.#resume = resume
+    const local = await openFetchLocal(this.dest, this.cid, header, {
+      ...this.#deps,
+      seed: share !== undefined,
+    })
+    this.#local = local
+    this.#resume = local.resume
     this.#rehash = local.rehasher
+    const { part, journal, headerBytes, leaves } = local
     if (share !== undefined && leaves !== undefined) {
+      const secrets = this.#providers.secrets
       this.#unshare = share(
         partialContent({
           dest: this.dest,
@@ -440,7 +346,7 @@ export class FetchJob implements TransferJob {
           part,
           journal,
           leaves,
-          ...(this.#secrets.length === 0 ? {} : { secrets: this.#secrets }),
+          ...(secrets.length === 0 ? {} : { secrets }),
         }),
       )
     }

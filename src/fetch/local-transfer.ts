@@ -1,9 +1,11 @@
 /**
  * The receiving side's local state: the part file and journal at the destination, the
- * progress meter, the re-hash of a part file found without a usable journal,
- * and the checks and figures at the end.
+ * progress meter, the re-hash of a part file found without a usable journal, the verified-leaf
+ * table and the leaf sidecar (when the fetch seeds what it has), and the checks and figures at
+ * the end.
  */
 import { contentId, type DescriptorHeader, encodeHeader } from '../descriptor/header.ts'
+import { VerifiedLeafTable } from '../descriptor/verified.ts'
 import { InternalError, RootMismatchError } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
@@ -11,8 +13,10 @@ import type { Journal, JournalOptions } from '../storage/journal.ts'
 import type { PartFile } from '../storage/part-file.ts'
 import { ProgressMeter, type TransferProgress } from '../transfer/progress.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
+import { LeafStore } from './partial-seed.ts'
 import { Rehasher } from './rehash.ts'
 import { openStorage, type ResumeInfo } from './resume.ts'
+import type { SwarmOptions } from './swarm-options.ts'
 
 export interface LocalTransfer {
   readonly header: DescriptorHeader
@@ -23,6 +27,17 @@ export interface LocalTransfer {
   readonly resume: ResumeInfo
   /** Set when chunks already in the part file must be hashed before they count. */
   readonly rehasher: Rehasher | undefined
+}
+
+/** What a fetch run works on (./coordinator.ts): the files, the meter and the leaves it verifies. */
+export interface FetchLocal {
+  readonly header: DescriptorHeader
+  readonly part: PartFile
+  readonly journal: Journal
+  readonly meter: ProgressMeter
+  /** The leaf sidecar, kept for partial seeding; undefined when this fetch does not seed. */
+  readonly leaves: LeafStore | undefined
+  readonly table: VerifiedLeafTable
 }
 
 /** Opens (or resumes) `<dest>.part` and its journal for the content `cid` names. */
@@ -48,6 +63,41 @@ export async function openLocalTransfer(
   const meter = new ProgressMeter(header.totalSize, header.leafCount, journal.bytes, journal.chunks)
   const rehasher = rehash.length > 0 ? new Rehasher(header, part, journal, meter, rehash) : undefined
   return { header, headerBytes, part, journal, meter, resume, rehasher }
+}
+
+/**
+ * openLocalTransfer, plus the verified-leaf table (holding the leaf pages of the scheduler's
+ * window, and a little more) and, when `seed` is set, the leaf sidecar partial seeding serves
+ * pages from (emptied first when the part file starts afresh). The files are closed again if the
+ * sidecar cannot be opened.
+ */
+export async function openFetchLocal(
+  dest: string,
+  cid: Uint8Array,
+  header: DescriptorHeader,
+  opts: {
+    readonly journal: JournalOptions
+    readonly directWrites?: DirectWriteSlots | undefined
+    readonly swarm: Pick<SwarmOptions, 'windowChunks'>
+    readonly seed: boolean
+  },
+): Promise<LocalTransfer & FetchLocal> {
+  const local = await openLocalTransfer(dest, cid, header, opts)
+  const { part, journal, resume } = local
+  let leaves: LeafStore | undefined
+  if (opts.seed) {
+    try {
+      // A fresh or restarted part file has no verified pages worth keeping.
+      leaves = await LeafStore.open(dest, header, resume.mode === 'fresh' || resume.mode === 'restart')
+    } catch (err) {
+      await journal.close()
+      await part.close()
+      throw err
+    }
+  }
+  const pages = Math.ceil(opts.swarm.windowChunks / header.pageSize) + 2
+  const table = new VerifiedLeafTable(header, { maxCachedPages: pages })
+  return { ...local, leaves, table }
 }
 
 /**

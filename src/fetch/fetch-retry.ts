@@ -1,0 +1,104 @@
+/**
+ * How a fetch meets the transfer machine's retry rule (src/transfer/transfer-machine.ts): what
+ * counts as progress between failures, which failures a reconnect to every provider may cure,
+ * and how many attempts a failure gets before any provider was reached. FetchJob answers the
+ * machine through it; what it judges by lives on the providers' links and in the journal.
+ */
+import type { HaulError } from '../errors.ts'
+import type { AdmissionPlace } from '../resources/admission.ts'
+import { isTransient, type RetryOptions } from '../transfer/retry.ts'
+import type { ProviderSet } from './provider-set.ts'
+
+/** What providers that do not have the content say (or a node without haul): others may. */
+const LACKING: ReadonlySet<string> = new Set(['CONTENT_NOT_FOUND', 'NO_PROVIDER', 'UNSUPPORTED_VERSION'])
+
+/** The fetch's admission place and provider search (see FetchJobDeps). */
+export interface RetryDeps {
+  readonly place?: AdmissionPlace | undefined
+  readonly stillLooking?: (() => boolean) | undefined
+}
+
+export class FetchRetry {
+  readonly #retry: RetryOptions
+  readonly #providers: ProviderSet
+  readonly #deps: RetryDeps
+  /** A provider served this content's header in this job: a later CONTENT_NOT_FOUND is a restart, not a refusal. */
+  contentSeen = false
+  /** Verified chunks as last seen, and when that count last grew (or the job began). */
+  #chunksSeen = 0
+  #lastChunkAt = performance.now()
+  /** The part of progressMark() beyond verified chunks; it stops growing once stalled (see there). */
+  #soft = 0
+
+  constructor(retry: RetryOptions, providers: ProviderSet, deps: RetryDeps) {
+    this.#retry = retry
+    this.#providers = providers
+    this.#deps = deps
+  }
+
+  /**
+   * Verified chunks (`chunks`, the journal's count), plus signs that the providers are up and
+   * serving although this transfer's own chunks did not complete: chunk bytes received (cut
+   * before the chunk was whole; repeated chunk frames do not count, see RemoteSession.chunkBytes),
+   * and chunks the first provider served to this engine's other transfers. On a busy link cut
+   * every second or two, a transfer may lose its connection again and again before one chunk
+   * completes, while the peer is fine (seen: 1 MB transfers in a four-process mesh with cuts every
+   * 0.5–3 s gave up after ten such attempts as the rest completed). Those signs count only until
+   * the transfer has gone `retry.maxStallMs` without a verified chunk of its own; then
+   * `retry.maxAttempts` more failures without one end it, so a link that always breaks mid-chunk
+   * still fails in bounded time.
+   */
+  progressMark(chunks: number): number {
+    const now = performance.now()
+    if (chunks > this.#chunksSeen) {
+      this.#chunksSeen = chunks
+      this.#lastChunkAt = now
+    }
+    if (now - this.#lastChunkAt < this.#retry.maxStallMs) {
+      const received = this.#providers.chunkBytes()
+      this.#soft = Math.max(this.#soft, received + (this.#deps.place?.peerVerified() ?? 0))
+    }
+    return chunks + this.#soft
+  }
+
+  /**
+   * Transient failures; CONTENT_NOT_FOUND once a provider has served this content's header (a
+   * restarting sender serves nothing until it has indexed the file again); NO_PROVIDER when
+   * a provider was lost to the network (not banned, not merely lacking the chunk): reconnecting
+   * to everyone may cure them; and these, or UNSUPPORTED_VERSION (a DHT record naming a node
+   * without haul), while a search may still find other providers.
+   */
+  canRetry(error: HaulError): boolean {
+    if (isTransient(error)) return true
+    if (this.contentSeen && error.code === 'CONTENT_NOT_FOUND') return true
+    if (LACKING.has(error.code) && this.#deps.stillLooking?.() === true) return true
+    return error.code === 'NO_PROVIDER' && this.#providers.anyGone()
+  }
+
+  /**
+   * Until a stream to a provider has opened in this job, a failure that says the providers may
+   * not be there (PEER_UNREACHABLE, TIMEOUT) is retried only `retry.maxAttemptsFirstContact`
+   * times; then the transfer fails with the error itself, so a wrong address or a sender that is
+   * not running is told in about a second. Every other transient failure (a stream cut,
+   * TOO_MANY_REQUESTS) came from a peer, and gets `retry.maxAttempts`.
+   */
+  attemptLimit(error: HaulError): number {
+    return this.#unreached(error)
+      ? Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
+      : this.#retry.maxAttempts
+  }
+
+  /** The failure itself when no provider was reached; undefined otherwise (RETRIES_EXHAUSTED). */
+  exhausted(last: HaulError): HaulError | undefined {
+    return this.#unreached(last) ? last : undefined
+  }
+
+  /**
+   * No provider was reached in this job and this failure says so (no dial, no answer). Any other
+   * failure came over a connection Noise proved was the peer's.
+   */
+  #unreached(error: HaulError): boolean {
+    const reached = this.#providers.reached()
+    return !reached && (error.code === 'PEER_UNREACHABLE' || error.code === 'TIMEOUT')
+  }
+}
