@@ -1,8 +1,9 @@
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { beforeAll, describe, expect, it } from 'vitest'
 import { fetchShareOf } from '../../src/engine/engine.ts'
-import { createEngine, Engine, type EngineOptions, type EngineStats } from '../../src/index.ts'
-import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import type { Engine, EngineOptions, EngineStats } from '../../src/index.ts'
+import { useEngines } from '../support/engines.ts'
+import { sha256File, writeFile } from '../support/files.ts'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -14,31 +15,21 @@ interface Sample {
 }
 
 describe('Engine.stats() follows a transfer', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
+  const engines = useEngines({ workers: 1 })
   let sender: Engine
   let src: string
   let ticket: string
-  const engines: Engine[] = []
 
   beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
-    sender = await createEngine({ workers: 1, chunking: { kind: 'fixed', size: 64 * KiB } })
-    engines.push(sender)
-    src = join(dir, 'f.src')
+    sender = await engines.engine({ chunking: { kind: 'fixed', size: 64 * KiB } })
+    src = join(engines.dir, 'f.src')
     await writeFile(src, 4 * MiB + 123, 'random')
     ticket = (await sender.publish(src)).ticket
   })
-  afterAll(async () => {
-    await Promise.all(engines.map((e) => e.stop()))
-    await cleanup()
-  })
 
-  async function receiver(opts: EngineOptions = {}): Promise<Engine> {
+  function receiver(opts: EngineOptions = {}): Promise<Engine> {
     // Idle sessions kept well past the test, so that the count after the fetch does not race a sweep.
-    const e = await Engine.create({ workers: 1, sessions: { idleMs: 20_000 }, ...opts })
-    engines.push(e)
-    return e
+    return engines.engine({ sessions: { idleMs: 20_000 }, ...opts })
   }
 
   it('an idle engine: the configured limits, nothing in use, and plain data', async () => {
@@ -72,11 +63,11 @@ describe('Engine.stats() follows a transfer', () => {
   it('during a fetch one transfer is active and the sender serves one peer; after it, nothing is held', async () => {
     const r = await receiver()
     const samples: Sample[] = []
-    const handle = r.fetch(ticket, join(dir, 'one.out'), {
+    const handle = r.fetch(ticket, join(engines.dir, 'one.out'), {
       onProgress: () => samples.push({ receiver: r.stats(), sender: sender.stats() }),
     })
     await handle.result
-    expect(await sha256File(join(dir, 'one.out'))).toBe(await sha256File(src))
+    expect(await sha256File(join(engines.dir, 'one.out'))).toBe(await sha256File(src))
     // Progress is reported at least when the header arrives and at the end, both while admitted.
     expect(samples.length).toBeGreaterThanOrEqual(2)
     for (const s of samples) {
@@ -104,7 +95,7 @@ describe('Engine.stats() follows a transfer', () => {
     await expect.poll(() => sender.stats().memory.workBytes, { timeout: 5000 }).toBe(0)
 
     // A second fetch takes the kept session instead of opening a stream.
-    await r.fetch(ticket, join(dir, 'two.out')).result
+    await r.fetch(ticket, join(engines.dir, 'two.out')).result
     expect(r.stats().network.streamsOpened).toBe(1)
 
     // Once the receiver is gone, the sender serves nobody; stats() still answers after stop().
@@ -116,21 +107,19 @@ describe('Engine.stats() follows a transfer', () => {
   })
 
   it('zstd chunks: the receiver decodes into recycled buffers; the sender frees each payload once sent', async () => {
-    const zstdSender = await createEngine({
-      workers: 1,
+    const zstdSender = await engines.engine({
       codec: 'zstd',
       chunking: { kind: 'fixed', size: 64 * KiB },
       // Off: the cache keeps payloads for other receivers, and never gives them up to be freed.
       serveCacheBytes: 0,
     })
-    engines.push(zstdSender)
-    const text = join(dir, 'text.src')
+    const text = join(engines.dir, 'text.src')
     await writeFile(text, 2 * MiB, 'text')
     const chunks = (2 * MiB) / (64 * KiB)
     const published = await zstdSender.publish(text)
     const r = await receiver()
-    await r.fetch(published.ticket, join(dir, 'text.out')).result
-    expect(await sha256File(join(dir, 'text.out'))).toBe(await sha256File(text))
+    await r.fetch(published.ticket, join(engines.dir, 'text.out')).result
+    expect(await sha256File(join(engines.dir, 'text.out'))).toBe(await sha256File(text))
     // Each chunk takes two recycled buffers: one its payload arrives in, one it decodes into.
     const taken = r.stats().memory.buffers
     expect(taken.hits + taken.misses).toBe(2 * chunks)
@@ -143,8 +132,8 @@ describe('Engine.stats() follows a transfer', () => {
   it('with maxActiveTransfers 1, a second fetch waits in the queue while the first runs', async () => {
     const r = await receiver({ maxActiveTransfers: 1 })
     const first: EngineStats[] = []
-    const a = r.fetch(ticket, join(dir, 'q1.out'), { onProgress: () => first.push(r.stats()) })
-    const b = r.fetch(ticket, join(dir, 'q2.out'))
+    const a = r.fetch(ticket, join(engines.dir, 'q1.out'), { onProgress: () => first.push(r.stats()) })
+    const b = r.fetch(ticket, join(engines.dir, 'q2.out'))
     expect(r.stats().transfers.unfinished).toBe(2)
     await Promise.all([a.result, b.result])
     expect(first.length).toBeGreaterThanOrEqual(2)

@@ -1,9 +1,10 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createEngine, type Engine, type TransferProgress } from '../../src/index.ts'
+import { describe, expect, it } from 'vitest'
+import type { Engine, TransferProgress } from '../../src/index.ts'
 import type { ChunkingParams } from '../../src/types.ts'
-import { type Content, sha256File, tempDir, writeFile } from '../support/files.ts'
+import { useEngines } from '../support/engines.ts'
+import { type Content, sha256File, writeFile } from '../support/files.ts'
 
 const MiB = 1024 * 1024
 const CHUNK = MiB
@@ -12,22 +13,12 @@ const CHUNK = MiB
 const SIZES = [0, 1, CHUNK - 1, CHUNK, CHUNK + 1, 3 * CHUNK + 17]
 
 describe('verified transfer between two real libp2p engines', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
-  const engines: Engine[] = []
-
-  beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
-  })
-  afterAll(async () => {
-    await Promise.all(engines.map((e) => e.stop()))
-    await cleanup()
-  })
+  const engines = useEngines({ workers: 2 })
+  let pairs = 0
 
   async function pair(chunking: ChunkingParams): Promise<[Engine, Engine]> {
-    const sender = await createEngine({ chunking, workers: 2, dataDir: join(dir, `s-${engines.length}`) })
-    const receiver = await createEngine({ workers: 2 })
-    engines.push(sender, receiver)
+    const sender = await engines.engine({ chunking, dataDir: join(engines.dir, `s-${pairs++}`) })
+    const receiver = await engines.engine()
     return [sender, receiver]
   }
 
@@ -42,7 +33,7 @@ describe('verified transfer between two real libp2p engines', () => {
     it(`${name}: sizes ${SIZES.join(', ')} arrive byte-identical`, async () => {
       const [sender, receiver] = await pair(chunking)
       for (const size of SIZES) {
-        const src = join(dir, `${name}-${size}.src`.replace(/[^\w.-]/g, '_'))
+        const src = join(engines.dir, `${name}-${size}.src`.replace(/[^\w.-]/g, '_'))
         const dst = `${src}.out`
         await writeFile(src, size, content, size)
         const { ticket } = await sender.publish(src)
@@ -56,14 +47,14 @@ describe('verified transfer between two real libp2p engines', () => {
 
   it('a ~100 MiB random file arrives verified, with progress reported', async () => {
     const [sender, receiver] = await pair({ kind: 'fixed', size: CHUNK })
-    const src = join(dir, 'big.src')
+    const src = join(engines.dir, 'big.src')
     await writeFile(src, 100 * MiB + 12345, 'random')
     const { ticket } = await sender.publish(src)
     const seen: TransferProgress[] = []
-    const handle = receiver.fetch(ticket, join(dir, 'big.out'), { onProgress: (p) => seen.push(p) })
+    const handle = receiver.fetch(ticket, join(engines.dir, 'big.out'), { onProgress: (p) => seen.push(p) })
     const result = await handle.result
     expect(result.bytes).toBe(100 * MiB + 12345)
-    expect(await sha256File(join(dir, 'big.out'))).toBe(await sha256File(src))
+    expect(await sha256File(join(engines.dir, 'big.out'))).toBe(await sha256File(src))
     expect(seen.length).toBeGreaterThan(1)
     expect(seen.at(-1)!.bytesDone).toBe(result.bytes)
     // progress never goes backwards

@@ -1,10 +1,11 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ChunkUnavailableError, Engine, type EngineOptions, NoProviderError } from '../../src/index.ts'
+import { ChunkUnavailableError, type EngineOptions, NoProviderError } from '../../src/index.ts'
 import type { FrameStream } from '../../src/net/stream-io.ts'
 import { decodeSwarmTicket, joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { spawnPeer } from '../support/children.ts'
-import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { useEngines } from '../support/engines.ts'
+import { sha256File, writeFile } from '../support/files.ts'
 import { chunkIndexOf, corrupting, startSender } from '../support/sender.ts'
 import { writePartialCopy } from './partial-copy.ts'
 
@@ -32,28 +33,20 @@ function until(cond: () => boolean): Promise<void> {
 }
 
 describe('multi-peer fetch between real engines', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
+  const engines = useEngines({ workers: 1, chunking })
+  const engine = engines.engine
   let file: string
   let digest: string
-  const engines: Engine[] = []
+  /** The seeders that are not engines: stopped before the engines and the temporary folder go. */
   const stops: Array<() => Promise<void>> = []
 
-  async function engine(o: EngineOptions = {}): Promise<Engine> {
-    const e = await Engine.create({ workers: 1, chunking, ...o })
-    engines.push(e)
-    return e
-  }
-
   beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir('haul-swarm-'))
-    file = join(dir, 'source.bin')
+    file = join(engines.dir, 'source.bin')
     await writeFile(file, SIZE, 'random')
     digest = await sha256File(file)
   })
   afterAll(async () => {
-    await Promise.allSettled([...engines.map((e) => e.stop()), ...stops.map((s) => s())])
-    await cleanup()
+    await Promise.allSettled(stops.map((s) => s()))
   })
 
   it('four seeders, one corrupting every chunk: completes verified, the corrupting peer is dropped', async () => {
@@ -63,7 +56,7 @@ describe('multi-peer fetch between real engines', () => {
     const tickets = [await liar.publish(file)]
     for (let i = 0; i < 3; i++) tickets.push((await (await engine()).publish(file)).ticket)
     const receiver = await engine(receiverOptions)
-    const dest = join(dir, 'four.out')
+    const dest = join(engines.dir, 'four.out')
     const r = await receiver.fetch(joinTickets(tickets), dest).result
     expect(await sha256File(dest)).toBe(digest)
     expect(r.bytes).toBe(SIZE)
@@ -102,7 +95,7 @@ describe('multi-peer fetch between real engines', () => {
       timeouts: { requestMs: 1000 },
       swarm: { endgamePeers: 1 },
     })
-    const dest = join(dir, 'stalled.out')
+    const dest = join(engines.dir, 'stalled.out')
     const r = await receiver.fetch(joinTickets(tickets), dest).result
     expect(await sha256File(dest)).toBe(digest)
     const s = r.swarm!.peers.find((p) => p.peerId === staller.network.peerId)!
@@ -122,7 +115,7 @@ describe('multi-peer fetch between real engines', () => {
     const tickets = [published.ticket as string]
     for (let i = 0; i < 2; i++) tickets.push((await (await engine({ limits })).publish(file)).ticket)
     const receiver = await engine(receiverOptions)
-    const dest = join(dir, 'killed.out')
+    const dest = join(engines.dir, 'killed.out')
     let doneAtKill: number | undefined
     const handle = receiver.fetch(joinTickets(tickets), dest, {
       onProgress: (p) => {
@@ -147,7 +140,7 @@ describe('multi-peer fetch between real engines', () => {
   it('two partial seeders that together hold everything (neither alone): completes', async () => {
     const full = await engine()
     const { index } = await full.publish(file)
-    const halves = [0, 1].map((k) => join(dir, `half-${k}.bin`))
+    const halves = [0, 1].map((k) => join(engines.dir, `half-${k}.bin`))
     for (const [k, dest] of halves.entries()) {
       await writePartialCopy(file, index, dest, (i) => i % 2 === k)
     }
@@ -156,7 +149,7 @@ describe('multi-peer fetch between real engines', () => {
     const seeded = await Promise.all(seeders.map((s, k) => s.seed(halves[k]!)))
     expect(seeded.map((s) => s.chunks)).toEqual([32, 32])
     const receiver = await engine(receiverOptions)
-    const dest = join(dir, 'halves.out')
+    const dest = join(engines.dir, 'halves.out')
     const r = await receiver.fetch(joinTickets(seeded.map((s) => s.ticket)), dest).result
     expect(await sha256File(dest)).toBe(digest)
     // Each half came from the one peer that had it.
@@ -166,7 +159,7 @@ describe('multi-peer fetch between real engines', () => {
     // One half alone cannot finish: a typed NO_PROVIDER after waitForChunkMs, not a hang.
     const lonely = await engine({ ...receiverOptions, swarm: { waitForChunkMs: 500 } })
     const err = await lonely
-      .fetch(seeded[0]!.ticket, join(dir, 'lonely.out'), { swarm: true })
+      .fetch(seeded[0]!.ticket, join(engines.dir, 'lonely.out'), { swarm: true })
       .result.catch((e: unknown) => e)
     expect(err).toBeInstanceOf(NoProviderError)
     expect((err as Error).message).toMatch(/chunk 1\b/)
@@ -175,7 +168,7 @@ describe('multi-peer fetch between real engines', () => {
   it('a partial seeder answers get-have with its bitmap and refuses chunks it lacks with CHUNK_UNAVAILABLE', async () => {
     const full = await engine()
     const { index } = await full.publish(file)
-    const half = join(dir, 'probe.bin')
+    const half = join(engines.dir, 'probe.bin')
     await writePartialCopy(file, index, half, (i) => i < 10)
     await full.stop()
     const seeder = await engine()
@@ -196,7 +189,7 @@ describe('multi-peer fetch between real engines', () => {
     const fastProvider = decodeSwarmTicket((await fast.publish(file)).ticket).providers[0]!
     expect(fastProvider.secret).toBeDefined()
     const receiver = await engine(receiverOptions)
-    const dest = join(dir, 'joined.out')
+    const dest = join(engines.dir, 'joined.out')
     const h = receiver.fetch(ticket, dest, { swarm: true })
     await until(() => (h.progress()?.bytesDone ?? 0) > 0)
     h.addProvider(fastProvider)
@@ -207,11 +200,11 @@ describe('multi-peer fetch between real engines', () => {
     expect(peers[1]!.verifiedBytes).toBeGreaterThan(0)
     expect(peers[0]!.verifiedBytes + peers[1]!.verifiedBytes).toBe(SIZE)
     // Every fetch takes providers: one started from a one-peer ticket without { swarm } too.
-    const single = receiver.fetch(ticket, join(dir, 'single.out'))
+    const single = receiver.fetch(ticket, join(engines.dir, 'single.out'))
     single.addProvider(fastProvider)
     const s = await single.result
     expect(s.swarm!.peers.map((p) => p.peerId)).toEqual([slow.peerId, fast.peerId])
-    expect(await sha256File(join(dir, 'single.out'))).toBe(digest)
+    expect(await sha256File(join(engines.dir, 'single.out'))).toBe(digest)
   })
 
   it('a peer that is downloading serves what it has verified to others', async () => {
@@ -219,13 +212,13 @@ describe('multi-peer fetch between real engines', () => {
     const seed = await engine({ limits })
     const { ticket } = await seed.publish(file)
     const first = await engine(receiverOptions)
-    const firstDest = join(dir, 'first.out')
+    const firstDest = join(engines.dir, 'first.out')
     const h1 = first.fetch(ticket, firstDest, { swarm: true })
     // Once the first receiver holds some chunks, a second one fetches from both.
     await until(() => (h1.progress()?.bytesDone ?? 0) >= SIZE / 4)
     expect(h1.progress()!.bytesDone).toBeLessThan(SIZE)
     const second = await engine(receiverOptions)
-    const dest = join(dir, 'second.out')
+    const dest = join(engines.dir, 'second.out')
     const r2 = await second.fetch(ticket, dest, {
       providers: [{ peerId: first.peerId, addrs: first.addresses }],
     }).result

@@ -2,11 +2,11 @@ import { randomBytes } from 'node:crypto'
 import { readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { decodeSwarmTicket, Engine, type EngineOptions, encodeSwarmTicket } from '../../src/index.ts'
+import { decodeSwarmTicket, encodeSwarmTicket } from '../../src/index.ts'
 import { Network } from '../../src/net/network.ts'
 import { type Relay, startRelay } from '../../src/net/relay.ts'
 import { routeOf } from '../../src/transfer/transfer-types.ts'
-import { tempDir } from '../support/files.ts'
+import { useEngines } from '../support/engines.ts'
 
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
 
@@ -21,29 +21,20 @@ function relayedOnly(ticket: string): string {
 
 describe('circuit relay (loopback; the namespace tests put the peers on networks without a route)', () => {
   let relay: Relay
-  let dir: string
-  let cleanup: () => Promise<void>
-  const engines: Engine[] = []
-  const engine = async (o: EngineOptions): Promise<Engine> => {
-    const e = await Engine.create({ listen: LOOPBACK, workers: 1, ...o })
-    engines.push(e)
-    return e
-  }
-
   beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
     relay = await startRelay({ listen: LOOPBACK, maxReservations: 2 })
   })
   afterAll(async () => {
-    await Promise.all(engines.map((e) => e.stop()))
     await relay.stop()
-    await cleanup()
   })
+  // After the relay's hooks: afterAll hooks run last-registered first, so the engines stop before the relay.
+  const engines = useEngines({ listen: LOOPBACK, workers: 1 })
+  const engine = engines.engine
 
   it('a sender with a relay puts the relayed address last in its ticket; a receiver given only that address fetches through the relay, byte-identical, and the result says relayed', async () => {
     const sender = await engine({ relays: [relay.addresses[0]!] })
     expect(relay.reservations()).toBe(1)
-    const src = join(dir, 'src.bin')
+    const src = join(engines.dir, 'src.bin')
     const data = randomBytes(5 * 1024 * 1024 + 17)
     await writeFile(src, data)
     const { ticket } = await sender.publish(src)
@@ -52,14 +43,14 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
     expect(addrs.slice(0, -1).every((a) => !a.includes('p2p-circuit'))).toBe(true)
 
     const receiver = await engine({})
-    const r = await receiver.fetch(relayedOnly(ticket), join(dir, 'relayed.bin')).result
-    expect(Buffer.compare(await readFile(join(dir, 'relayed.bin')), data)).toBe(0)
+    const r = await receiver.fetch(relayedOnly(ticket), join(engines.dir, 'relayed.bin')).result
+    expect(Buffer.compare(await readFile(join(engines.dir, 'relayed.bin')), data)).toBe(0)
     expect(r.swarm?.peers[0]?.route).toBe('relayed')
     expect(routeOf(r.swarm)).toBe('relayed')
 
     // With the whole ticket, a fresh receiver goes direct.
     const direct = await engine({})
-    const d = await direct.fetch(ticket, join(dir, 'direct.bin')).result
+    const d = await direct.fetch(ticket, join(engines.dir, 'direct.bin')).result
     expect(routeOf(d.swarm)).toBe('direct')
   })
 
@@ -73,7 +64,7 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
   })
 
   it('an allow-list relay refuses other senders and takes the allowed one', async () => {
-    const allowedKey = join(dir, 'allowed')
+    const allowedKey = join(engines.dir, 'allowed')
     const allowed = await engine({ dataDir: allowedKey })
     const only = await startRelay({ listen: LOOPBACK, allow: [allowed.peerId] })
     try {
@@ -141,16 +132,16 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
     const capped = await startRelay({ listen: LOOPBACK, circuitBytes: 3 * 1024 * 1024 })
     try {
       const sender = await engine({ relays: [capped.addresses[0]!] })
-      const src = join(dir, 'capped.bin')
+      const src = join(engines.dir, 'capped.bin')
       const data = randomBytes(8 * 1024 * 1024 + 5)
       await writeFile(src, data)
       const { ticket } = await sender.publish(src)
       const receiver = await engine({ retry: { baseDelayMs: 50, maxDelayMs: 200 } })
       const why: string[] = []
-      const r = await receiver.fetch(relayedOnly(ticket), join(dir, 'capped-copy.bin'), {
+      const r = await receiver.fetch(relayedOnly(ticket), join(engines.dir, 'capped-copy.bin'), {
         onRetry: (info) => why.push(info.error.code),
       }).result
-      expect(Buffer.compare(await readFile(join(dir, 'capped-copy.bin')), data)).toBe(0)
+      expect(Buffer.compare(await readFile(join(engines.dir, 'capped-copy.bin')), data)).toBe(0)
       // Nine 1 MiB chunks, two per 3 MiB circuit: four circuits. Each ended at the sender's word,
       // never cut by the relay mid-chunk (which loses the chunk, and could lose every one).
       expect(why).toEqual(['CIRCUIT_LIMIT', 'CIRCUIT_LIMIT', 'CIRCUIT_LIMIT'])
@@ -165,12 +156,12 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
     const tiny = await startRelay({ listen: LOOPBACK, circuitBytes: 512 * 1024 })
     try {
       const sender = await engine({ relays: [tiny.addresses[0]!] })
-      const src = join(dir, 'tiny-relay.bin')
+      const src = join(engines.dir, 'tiny-relay.bin')
       await writeFile(src, randomBytes(2 * 1024 * 1024))
       const { ticket } = await sender.publish(src)
       const receiver = await engine({ retry: { baseDelayMs: 10, maxDelayMs: 20, maxAttempts: 4 } })
       const err = await receiver
-        .fetch(relayedOnly(ticket), join(dir, 'tiny-relay-copy.bin'))
+        .fetch(relayedOnly(ticket), join(engines.dir, 'tiny-relay-copy.bin'))
         .result.catch((e: unknown) => e)
       expect(err).toMatchObject({ code: 'RETRIES_EXHAUSTED', cause: { code: 'CIRCUIT_LIMIT' } })
       expect(String((err as Error).cause)).toContain('relay without a data limit')

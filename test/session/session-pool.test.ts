@@ -1,8 +1,9 @@
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { type EngineOptions, resolveEngineConfig } from '../../src/engine/config.ts'
-import { Engine } from '../../src/engine/engine.ts'
-import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { beforeAll, describe, expect, it } from 'vitest'
+import { resolveEngineConfig } from '../../src/engine/config.ts'
+import type { Engine } from '../../src/engine/engine.ts'
+import { useEngines } from '../support/engines.ts'
+import { sha256File, writeFile } from '../support/files.ts'
 import { eventually } from '../support/wait.ts'
 
 const KiB = 1024
@@ -18,37 +19,24 @@ function countOpens(engine: Engine): { readonly opened: number } {
 }
 
 describe('sessions kept open between fetches from one peer', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
+  const engines = useEngines({ workers: 1 })
+  const receiver = engines.engine
   let sender: Engine
   const files: Array<{ src: string; ticket: string }> = []
-  const engines: Engine[] = []
 
   beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
-    sender = await Engine.create({ workers: 1, chunking: { kind: 'fixed', size: 64 * KiB } })
+    sender = await engines.engine({ chunking: { kind: 'fixed', size: 64 * KiB } })
     for (let i = 0; i < 4; i++) {
-      const src = join(dir, `f${i}.src`)
+      const src = join(engines.dir, `f${i}.src`)
       await writeFile(src, 100 * KiB + i * 999, 'random', i)
       files.push({ src, ticket: (await sender.publish(src)).ticket })
     }
   })
-  afterAll(async () => {
-    await Promise.all(engines.map((e) => e.stop()))
-    await sender.stop()
-    await cleanup()
-  })
-
-  async function receiver(opts: EngineOptions = {}): Promise<Engine> {
-    const e = await Engine.create({ workers: 1, ...opts })
-    engines.push(e)
-    return e
-  }
 
   async function fetchAll(r: Engine, n: number, tag: string, concurrent = false): Promise<void> {
     const one = async (i: number): Promise<void> => {
       const f = files[i % files.length]!
-      const dest = join(dir, `${tag}-${i}.out`)
+      const dest = join(engines.dir, `${tag}-${i}.out`)
       const result = await r.fetch(f.ticket, dest).result
       expect(result.retries).toBe(0)
       expect(await sha256File(dest)).toBe(await sha256File(f.src))
@@ -87,18 +75,17 @@ describe('sessions kept open between fetches from one peer', () => {
 
   it('a session the peer closed while it was idle is replaced by a fresh stream, not a retry', async () => {
     // This sender drops streams idle for 200 ms; the receiver would keep them for 2 s.
-    const impatient = await Engine.create({ workers: 1, timeouts: { idleMs: 200 } })
-    engines.push(impatient)
+    const impatient = await engines.engine({ timeouts: { idleMs: 200 } })
     const f = files[0]!
     const ticket = (await impatient.publish(f.src)).ticket
     const r = await receiver()
     const opens = countOpens(r)
-    await r.fetch(ticket, join(dir, 'closed-1.out')).result
+    await r.fetch(ticket, join(engines.dir, 'closed-1.out')).result
     await eventually(() => r.stats().network.openStreams === 0, 'the sender closed the idle stream')
-    const second = await r.fetch(ticket, join(dir, 'closed-2.out')).result
+    const second = await r.fetch(ticket, join(engines.dir, 'closed-2.out')).result
     expect(second.retries).toBe(0)
     expect(opens.opened).toBe(2)
-    expect(await sha256File(join(dir, 'closed-2.out'))).toBe(await sha256File(f.src))
+    expect(await sha256File(join(engines.dir, 'closed-2.out'))).toBe(await sha256File(f.src))
   })
 
   it('stopping the engine closes its idle sessions', async () => {
