@@ -1,5 +1,3 @@
-import { Piscina } from 'piscina'
-import { verifyCdcSizes } from '../chunking/params.ts'
 /**
  * WorkerPool: CPU work (SHA-256, compression, content-defined chunking) on Piscina worker threads.
  *
@@ -16,47 +14,31 @@ import { verifyCdcSizes } from '../chunking/params.ts'
  * passed to it. An aborted call rejects with AbortedError at once; a task already handed to
  * Piscina runs to the end, its slot stays taken until then, and its result is discarded.
  */
-import { engineDefaults } from '../engine/config/resolve.ts'
-import {
-  AbortedError,
-  ChunkVerificationError,
-  CodecUnsupportedError,
-  ConfigInvalidError,
-  DecompressionError,
-  type ErrorCode,
-  type HaulError,
-  InternalError,
-  InvalidArgumentError,
-} from '../errors.ts'
+import { Piscina } from 'piscina'
+import { verifyCdcSizes } from '../chunking/params.ts'
+import { AbortedError, CodecUnsupportedError, InternalError, InvalidArgumentError } from '../errors.ts'
 import { CODECS, type Codec } from '../types.ts'
 import { abortedBy, raceAbort } from '../util/abort.ts'
 import { threadFile } from '../util/dist-file.ts'
 import { Slots } from '../util/slots.ts'
-import { CODEC_POLICIES, type CodecPolicy, MAX_RAW_LENGTH, ownsBuffer } from './codecs.ts'
+import { CODEC_POLICIES, type CodecPolicy, MAX_RAW_LENGTH } from './codecs.ts'
 import {
   type AnyReply,
   type CdcParams,
   type CutRequest,
-  type ErrorReply,
   type ReplyFor,
   SHA256_BYTES,
   type WorkerRequest,
 } from './messages.ts'
-
-export interface WorkerPoolOptions {
-  /** Worker threads. @default the engine's `workers` default */
-  threads?: number
-  /** Tasks accepted beyond the `threads` running ones; later callers wait for a slot. @default threads * 4 */
-  maxQueue?: number
-}
-
-export const defaultWorkerPoolOptions: Required<WorkerPoolOptions> = {
-  threads: engineDefaults.workers,
-  maxQueue: engineDefaults.workers * 4,
-}
-
-const MAX_THREADS = 256
-const MAX_QUEUE = 65_536
+import { checkLength, checkOwned, errorFromReply, splitHashes, take } from './pool-handoff.ts'
+import {
+  type DecodeOptions,
+  type EncodeOptions,
+  type LengthOptions,
+  type TaskOptions,
+  verifyWorkerPoolOptions,
+  type WorkerPoolOptions,
+} from './pool-options.ts'
 
 /**
  * A thread beyond the first starts when tasks wait for one and ends after this long without a
@@ -65,49 +47,6 @@ const MAX_QUEUE = 65_536
  * threads started up front (medians of 15, on two cores).
  */
 const IDLE_THREAD_MS = 30_000
-
-/** Fills defaults (maxQueue follows the chosen thread count) and checks ranges. */
-export function verifyWorkerPoolOptions(opts: WorkerPoolOptions = {}): Required<WorkerPoolOptions> {
-  const threads = opts.threads ?? defaultWorkerPoolOptions.threads
-  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
-    throw new ConfigInvalidError(`threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`)
-  }
-  const maxQueue = opts.maxQueue ?? threads * 4
-  if (!Number.isInteger(maxQueue) || maxQueue < 0 || maxQueue > MAX_QUEUE) {
-    throw new ConfigInvalidError(`maxQueue must be an integer in [0, ${MAX_QUEUE}], got ${maxQueue}`)
-  }
-  return { threads, maxQueue }
-}
-
-export interface TaskOptions {
-  signal?: AbortSignal
-}
-export interface LengthOptions extends TaskOptions {
-  /** Only `buf.subarray(0, length)` is the chunk (recycled buffers are often longer). @default buf.length */
-  length?: number
-}
-export interface DecodeOptions extends TaskOptions {
-  /**
-   * Recycled output buffer (length >= rawLength, owns its ArrayBuffer), used for lz4 and zstd
-   * chunks: moved in, and the result is a view of it. lz4 decoded 1.2-2.8x faster into a recycled
-   * buffer than into a new one (bench/codec.bench.ts), and zstd leaves no 1 MiB for the collector
-   * per chunk (zstd.ts). `none` returns the payload itself, so there `into` is left untouched (not
-   * detached): check `into.byteLength` to see whether it was taken.
-   */
-  into?: Uint8Array
-  /**
-   * Receives the payload's buffer back when the result is not in it (a compressed chunk), so
-   * the caller can reuse it. Without it, the buffer is left to the garbage collector.
-   */
-  onSpare?: (payload: Uint8Array) => void
-}
-
-export interface EncodeOptions extends LengthOptions {
-  /** Also SHA-256 the plain bytes (`hash` in the result). @default true */
-  hash?: boolean
-  /** zstd's level, 1 to 19 (src/serve/codec-choice.ts). @default 1 */
-  zstdLevel?: number | undefined
-}
 
 export interface EncodeResult {
   /** SHA-256 of the plain bytes; null when `hash: false` was asked. */
@@ -127,45 +66,6 @@ export interface CdcResult {
   /** Bytes of `buf` covered by `lengths`; the rest must be carried into the next call. */
   consumed: number
   buf: Uint8Array
-}
-
-const REMOTE_ERRORS: Partial<Record<ErrorCode, new (message: string) => HaulError>> = {
-  INVALID_ARGUMENT: InvalidArgumentError,
-  CODEC_UNSUPPORTED: CodecUnsupportedError,
-  DECOMPRESSION_FAILED: DecompressionError,
-  CHUNK_VERIFICATION_FAILED: ChunkVerificationError,
-}
-
-function errorFromReply(reply: ErrorReply): HaulError {
-  const ctor = REMOTE_ERRORS[reply.code] ?? InternalError
-  return new ctor(reply.message)
-}
-
-function checkOwned(buf: unknown, what: string): asserts buf is Uint8Array {
-  if (!(buf instanceof Uint8Array)) throw new InvalidArgumentError(`${what} must be a Uint8Array`)
-  if (!(buf.buffer instanceof ArrayBuffer) || buf.buffer.detached) {
-    throw new InvalidArgumentError(`${what} is detached or not backed by a transferable ArrayBuffer`)
-  }
-  if (!ownsBuffer(buf)) {
-    throw new InvalidArgumentError(
-      `${what} must own its whole ArrayBuffer (byteOffset ${buf.byteOffset}, length ${buf.byteLength} of ${buf.buffer.byteLength}): moving it would detach unrelated data`,
-    )
-  }
-}
-
-function checkLength(length: number, max: number, what: string): void {
-  if (!Number.isSafeInteger(length) || length < 0 || length > max) {
-    throw new InvalidArgumentError(`${what} must be an integer in [0, ${max}], got ${length}`)
-  }
-}
-
-/** Detaches the caller's view now and returns a view of the same memory that the pool owns. */
-function take(buf: Uint8Array): Uint8Array {
-  return new Uint8Array((buf.buffer as ArrayBuffer).transfer())
-}
-
-function splitHashes(packed: Uint8Array, n: number): Uint8Array[] {
-  return Array.from({ length: n }, (_, i) => packed.subarray(i * SHA256_BYTES, (i + 1) * SHA256_BYTES))
 }
 
 export class WorkerPool {

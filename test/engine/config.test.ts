@@ -16,7 +16,7 @@ import { defaultPriorityWeights } from '../../src/resources/fair-queue.ts'
 import { defaultMemoryBudgetOptions } from '../../src/resources/memory-budget.ts'
 import { defaultJournalOptions } from '../../src/storage/journal.ts'
 import { KiB, MiB } from '../../src/types.ts'
-import { defaultWorkerPoolOptions } from '../../src/workers/pool.ts'
+import { defaultWorkerPoolOptions } from '../../src/workers/pool-options.ts'
 
 const options = listOptions()
 /** Every group path: '' (the top level), 'fetch', ..., 'network.admission'. */
