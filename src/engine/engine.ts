@@ -1,36 +1,21 @@
-import {
-  type CollectionFetchOptions,
-  type CollectionResult,
-  fetchCollection,
-} from '../collection/fetch-collection.ts'
+import type { CollectionFetchOptions, CollectionResult } from '../collection/fetch-collection.ts'
 import type { CollectionIndex } from '../collection/publish-collection.ts'
-import { cidFromString, looksLikeCid } from '../descriptor/cid.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
-import { AbortedError, InvalidArgumentError } from '../errors.ts'
+import { AbortedError } from '../errors.ts'
 import type { MetricsServer } from '../metrics/server.ts'
 import { MetricsTally } from '../metrics/tally.ts'
 import { ticketAddresses } from '../net/addresses.ts'
 import { Network } from '../net/network.ts'
-import { PROTOCOL_ID } from '../protocol/messages.ts'
 import { BudgetShare } from '../resources/budget-share.ts'
 import { BufferRecycler } from '../resources/buffer-recycler.ts'
 import { GcAssist } from '../resources/gc-assist.ts'
 import { raiseMallocThresholds } from '../resources/malloc-thresholds.ts'
 import { MemoryBudget } from '../resources/memory-budget.ts'
-import { bucketFor } from '../resources/rate-limit.ts'
 import type { ContentRouting } from '../routing/content-routing.ts'
-import { ProviderSearch } from '../routing/provider-search.ts'
-import { ChunkCache } from '../serve/chunk-cache.ts'
-import { CodecChoices } from '../serve/codec-choice.ts'
-import { PackPacer } from '../serve/pack-pacer.ts'
 import { ContentRegistry } from '../serve/registry.ts'
-import { ServeEvents, type ServeListener } from '../serve/serve-events.ts'
-import { ServeShares } from '../serve/serve-shares.ts'
-import { refuseStream, serveStream } from '../serve/server.ts'
-import { UploadSpread } from '../serve/upload-spread.ts'
+import type { ServeListener } from '../serve/serve-events.ts'
 import { SessionPool } from '../session/session-pool.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
-import { DecodedTickets } from '../ticket/multi-ticket.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import type {
   FetchOptions,
@@ -41,8 +26,10 @@ import type {
   TransferHandle,
 } from './api-types.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from './config.ts'
+import { FetchRequests } from './fetch-requests.ts'
 import { Fetches } from './fetches.ts'
 import { Publishing } from './publishing.ts'
+import { Serving } from './serving.ts'
 import { type EngineStats, engineStats } from './stats.ts'
 
 /**
@@ -53,9 +40,6 @@ import { type EngineStats, engineStats } from './stats.ts'
 export function fetchShareOf(memoryBudget: number): number {
   return memoryBudget - Math.floor(memoryBudget / 4)
 }
-
-/** Decoded tickets an engine keeps for its next fetches (see DecodedTickets). */
-export const DECODED_TICKETS = 256
 
 /** The parts of an engine that code inside this package (tests, benches) may use directly. */
 export interface EngineInternals {
@@ -86,27 +70,21 @@ export class Engine {
   readonly #budget: MemoryBudget
   /** What fetches lease through: the budget less what is kept for serving. */
   readonly #fetchBudget: BudgetShare
-  /** What serving leases through: the budget divided between the peers being served. */
-  readonly #serveShares: ServeShares
   readonly #registry = new ContentRegistry()
-  /** What serving reports to `onServe` listeners. */
-  readonly #serveEvents = new ServeEvents()
+  /** What answers the peers fetching from this engine, and what their sessions share. */
+  readonly #serving: Serving
   readonly #publishing: Publishing
   readonly #stop = new AbortController()
   #gcAssist: GcAssist | undefined
   /** Every fetch, queued or running. */
   readonly #fetches: Fetches
+  /** What `fetch` and `fetchCollection` are given, resolved to what they fetch. */
+  readonly #requests: FetchRequests
   #stopped = false
   /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
   readonly #buffers: BufferRecycler
-  /** Encoded chunks shared by the sessions serving the same content (inside the budget). */
-  readonly #chunkCache: ChunkCache
-  /** What `auto` does for each receiving peer (serve/codec-choice.ts). */
-  readonly #codecChoices = new CodecChoices()
   /** Open sessions between fetches from the same peer. */
   readonly #sessions: SessionPool
-  /** The last DECODED_TICKETS tickets fetched, decoded once and shared by their fetches. */
-  readonly #tickets = new DecodedTickets(DECODED_TICKETS)
   /** The metrics endpoint and its counters (`metrics.listen`); undefined when off. */
   #metrics: { tally: MetricsTally; server: MetricsServer } | undefined
   /** Providers found and content announced on the DHT (`dht`); undefined when off. */
@@ -122,20 +100,15 @@ export class Engine {
     this.#pool = pool
     this.#budget = budget
     this.#fetchBudget = new BudgetShare(budget, fetchShareOf(budget.limit))
-    this.#serveShares = new ServeShares(budget)
     this.#buffers = new BufferRecycler(budget, config.buffers)
-    // A receiver that got nothing for the stall rule's shorter bound holds nobody back, nor one
-    // whose next chunk has not moved for the stall bound; no read waits for the pack longer than
-    // half of it (far below the fetch side's 30 s timeouts). Measured (bench/fanout, loaded
-    // machine): giving up on a receiver not moving for 2 s took 16 × 64 MiB to 1.17 reads per
-    // chunk, for 5 s 50 × 256 MiB to 1.38 (1.10 with no such rule).
-    const stall = config.server.stallTimeoutMs
-    const pacer = new PackPacer({
-      idleMs: Math.ceil(stall / 5),
-      maxWaitMs: Math.ceil(stall / 2),
-      stuckMs: stall,
+    this.#serving = new Serving({
+      config,
+      budget,
+      registry: this.#registry,
+      pool,
+      buffers: this.#buffers,
+      signal: this.#stop.signal,
     })
-    this.#chunkCache = new ChunkCache(budget, config.serveCacheBytes, pacer)
     this.#publishing = new Publishing({
       config,
       registry: this.#registry,
@@ -158,6 +131,13 @@ export class Engine {
       tally: () => this.#metrics?.tally,
       routing: () => this.#routing,
       provide: (path, cid, header) => this.#provide(path, cid, header),
+    })
+    this.#requests = new FetchRequests({
+      config,
+      pool,
+      budget,
+      fetches: this.#fetches,
+      routing: () => this.#routing,
     })
     if (config.gcAssistBytes > 0) {
       this.#gcAssist = new GcAssist(config.gcAssistBytes)
@@ -187,33 +167,7 @@ export class Engine {
         const { ContentRouting } = await import('../routing/content-routing.ts')
         engine.#routing = await ContentRouting.join(network, config.dht)
       }
-      const bucket = bucketFor(config.limits.uploadBytesPerSec, config.limits.burstBytes)
-      const upload =
-        bucket === undefined
-          ? undefined
-          : new UploadSpread(bucket, {
-              spreadMs: config.server.spreadMs,
-              maxTracked: config.server.spreadChunks,
-            })
-      await network.handle(
-        PROTOCOL_ID,
-        (stream) =>
-          serveStream(stream, {
-            registry: engine.#registry,
-            pool,
-            shares: engine.#serveShares,
-            cache: engine.#chunkCache,
-            codec: config.codec,
-            codecChoices: engine.#codecChoices,
-            verifySource: config.verifySource,
-            limits: config.server,
-            signal: engine.#stop.signal,
-            buffers: engine.#buffers,
-            events: engine.#serveEvents,
-            ...(upload === undefined ? {} : { upload }),
-          }),
-        { idleTimeoutMs: config.timeouts.idleMs, refuse: refuseStream },
-      )
+      await engine.#serving.listen(network)
       if (config.metrics.listen !== undefined) await engine.#startMetrics(config.metrics.listen)
       return engine
     } catch (err) {
@@ -264,9 +218,9 @@ export class Engine {
   stats(): EngineStats {
     return engineStats({
       budget: this.#budget,
-      serving: this.#serveShares,
-      chunkCache: this.#chunkCache,
-      codecChoices: this.#codecChoices,
+      serving: this.#serving.shares,
+      chunkCache: this.#serving.cache,
+      codecChoices: this.#serving.codecChoices,
       fetchBudget: this.#fetchBudget,
       buffers: this.#buffers,
       registry: this.#registry,
@@ -286,7 +240,7 @@ export class Engine {
    * listens.
    */
   onServe(listener: ServeListener): () => void {
-    return this.#serveEvents.listen(listener)
+    return this.#serving.events.listen(listener)
   }
 
   /**
@@ -336,21 +290,7 @@ export class Engine {
    */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
-    if (looksLikeCid(ticketText)) {
-      return this.#fetches.start(
-        { cid: cidFromString(ticketText), providers: [] },
-        dest,
-        opts,
-        this.#search(ticketText),
-      )
-    }
-    const decoded = this.#tickets.decode(ticketText)
-    if (decoded.kind === 'collection') {
-      throw new InvalidArgumentError(
-        'this ticket names a folder (a collection): fetch it with fetchCollection (haul get does)',
-      )
-    }
-    return this.#fetches.start(decoded, dest, opts)
+    return this.#requests.fetch(ticketText, dest, opts)
   }
 
   /**
@@ -364,39 +304,7 @@ export class Engine {
     opts: CollectionFetchOptions = {},
   ): Promise<CollectionResult> {
     this.#assertRunning()
-    const decoded = this.#tickets.decode(ticketText)
-    if (decoded.kind !== 'collection') {
-      return Promise.reject(
-        new InvalidArgumentError(
-          'this ticket names one file, not a folder: fetch it with fetch (haul get does)',
-        ),
-      )
-    }
-    return fetchCollection(
-      {
-        pool: this.#pool,
-        budget: this.#budget,
-        chunking: this.config.chunking,
-        fetchContent: (ticket, path, o) => this.#fetches.start(ticket, path, o),
-      },
-      decoded,
-      dest,
-      opts,
-    )
-  }
-
-  /** How a fetch by content id alone finds its providers: on the DHT, which it needs. */
-  #search(text: string): ProviderSearch {
-    if (this.#routing === undefined) {
-      throw new InvalidArgumentError(
-        'a content id alone is fetched through the DHT: create the engine with dht.bootstrap (haul get --bootstrap <addr>), or fetch a ticket',
-      )
-    }
-    const cid = cidFromString(text)
-    return new ProviderSearch(this.#routing, cid, this.config.dht, {
-      peers: this.#routing.bootstrapPeers,
-      ask: this.#fetches.asker(cid),
-    })
+    return this.#requests.fetchCollection(ticketText, dest, opts)
   }
 
   /**
@@ -432,7 +340,7 @@ export class Engine {
     this.#stopped = true
     const metrics = this.#metrics?.server.close()
     // Listeners hear how every live session ended before the engine goes.
-    this.#serveEvents.stop()
+    this.#serving.events.stop()
     this.#gcAssist?.stop()
     const fetches = this.#fetches.stop()
     this.#stop.abort()

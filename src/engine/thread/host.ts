@@ -37,7 +37,7 @@ import type {
   TransferHandle,
 } from '../api-types.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from '../config.ts'
-import { DECODED_TICKETS } from '../engine.ts'
+import { DECODED_TICKETS } from '../fetch-requests.ts'
 import type { EngineStats } from '../stats.ts'
 import { nodeEndpoint } from './endpoint.ts'
 import { Link } from './link.ts'
