@@ -16,13 +16,13 @@ Usage:
                          whole file, until Ctrl-C
   haul index <file>      only build the file's descriptor (content id, chunks)
   haul relay             relay for senders that receivers cannot reach directly (--relay)
-
-Descriptors go in the data folder (--data-dir, default $XDG_CACHE_HOME/haul, ~/.cache/haul),
-never beside the files sent: sending an unchanged file or folder again does not read it.
   haul loadtest ...      many transfers between engine processes (haul loadtest --help)
 
   haul <command> --help  that command's options and examples
   haul --version
+
+Descriptors go in the data folder (--data-dir, default $XDG_CACHE_HOME/haul, ~/.cache/haul),
+never beside the files sent: sending an unchanged file or folder again does not read it.
 
 ${EXIT_CODES}
 `
