@@ -43,7 +43,9 @@ const runNaive = process.env.HAUL_BENCH_NAIVE !== '0' && size < 2 * 1024 ** 3
 
 function start(args: string[]): ChildProcess {
   // Peers run with the flags the haul bin uses (src/process-flags.ts); override with e.g.
-  // HAUL_BENCH_EXEC_ARGV="--cpu-prof --cpu-prof-dir=/tmp/prof" to profile both peers.
+  // HAUL_BENCH_EXEC_ARGV replaces the engine's flags (src/process-flags.ts); to profile both peers
+  // as users run them, keep those: "--max-semi-space-size=1 --heap-growing-percent=100 --cpu-prof
+  // --cpu-prof-dir=/tmp/prof" (without them each peer runs a full GC every ~15 MB received or sent).
   const execArgv = process.env.HAUL_BENCH_EXEC_ARGV?.split(' ').filter(Boolean) ?? [...ENGINE_NODE_FLAGS]
   return fork(peer, args, { stdio: ['ignore', 'inherit', 'inherit', 'ipc'], execArgv })
 }
