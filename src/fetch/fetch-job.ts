@@ -270,7 +270,7 @@ export class FetchJob implements TransferJob {
       // Stop serving from the part file before it is renamed and closed.
       this.#unshare?.()
       this.#unshare = undefined
-      await part.commit({ sync: this.#deps.scratch !== true })
+      await part.commit({ sync: this.#deps.scratch !== true, replace: this.#deps.destination.overwrite })
       this.#committed = true
       // After the rename: a crash in between leaves a journal with no part file, which the next fetch discards.
       await journal.remove()

@@ -1,7 +1,7 @@
 import { constants } from 'node:fs'
-import { type FileHandle, open, rename, statfs, unlink } from 'node:fs/promises'
+import { type FileHandle, link, open, rename, statfs, unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
-import { DestinationInvalidError, NoSpaceError } from '../errors.ts'
+import { DestinationExistsError, DestinationInvalidError, NoSpaceError } from '../errors.ts'
 import { syncDir } from '../util/sync-dir.ts'
 import { isAllZero } from '../util/zeros.ts'
 import { DestFolder, nameIn } from './dest-folder.ts'
@@ -263,9 +263,11 @@ export class PartFile {
    * fsync, rename over `<dest>`, fsync the folder (`sync: false`: only the rename, for a file
    * whose caller deletes it soon after; see FetchJobDeps.scratch). The rename happens in the pinned folder, only
    * while its path still leads there, only while `<dest>.part` is still the file written here,
-   * and only over what may be replaced (./safe-open.ts assertReplaceable).
+   * and only over what may be replaced (./safe-open.ts assertReplaceable). Without `replace`, over
+   * nothing: a file that appeared at `<dest>` during the fetch is DESTINATION_EXISTS, and the part
+   * file stays for a run with overwrite to finish.
    */
-  async commit(opts: { sync?: boolean } = {}): Promise<void> {
+  async commit(opts: { sync?: boolean; replace?: boolean } = {}): Promise<void> {
     const fh = this.#handle()
     const folder = this.#folder
     const name = nameIn(this.dest)
@@ -282,8 +284,10 @@ export class PartFile {
           `${this.partPath} was replaced by another file during the fetch: haul does not rename a file it did not write; fetch again`,
         )
       }
-      await assertReplaceable(folder.at(name), this.dest)
-      await rename(folder.at(`${name}.part`), folder.at(name))
+      if (opts.replace === true) {
+        await assertReplaceable(folder.at(name), this.dest)
+        await rename(folder.at(`${name}.part`), folder.at(name))
+      } else await this.#placeNew(folder, name)
       if (sync) await syncDir(folder.path)
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
@@ -296,6 +300,33 @@ export class PartFile {
     } finally {
       await folder.close()
     }
+  }
+
+  /**
+   * `<dest>.part` becomes `<dest>` only if nothing is at `<dest>`: link() never replaces a name, so
+   * the check and the move are one step. Where the filesystem has no hard links, a check, then
+   * rename (a file appearing in between is replaced: the one window left).
+   */
+  async #placeNew(folder: DestFolder, name: string): Promise<void> {
+    const part = folder.at(`${name}.part`)
+    const dest = folder.at(name)
+    try {
+      await link(part, dest)
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'EEXIST') throw this.#appeared()
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'EMLINK') throw err
+      if ((await entryAt(dest, this.dest)) !== undefined) throw this.#appeared()
+      await rename(part, dest)
+      return
+    }
+    await unlink(part)
+  }
+
+  #appeared(): DestinationExistsError {
+    return new DestinationExistsError(
+      `${this.dest} appeared during the fetch and holds other data: haul did not replace it. The fetched file is complete in ${this.partPath}: run the same get with --force (overwrite: true) to replace ${this.dest} with it, or move ${this.dest} away and run the same get again`,
+    )
   }
 
   /** Closes the part file; `remove` deletes it (a cancelled transfer with nothing worth resuming). */

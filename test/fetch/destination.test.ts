@@ -129,6 +129,28 @@ describe('one destination, one writer; nothing destroyed silently', () => {
     expect(await sha256File(dest)).toBe(srcHash)
   })
 
+  it('a file that appears at the destination during the fetch is not replaced: DESTINATION_EXISTS, the fetched file kept as the part file; with overwrite the same get finishes from it', async () => {
+    const dest = join(dir, 'appeared.txt')
+    let written: Promise<void> | undefined
+    const handle = receiver.fetch(ticket, dest, {
+      onProgress: () => {
+        written ??= writeText(dest, 'saved while you were fetching\n')
+      },
+    })
+    const err = await failure(handle.result)
+    await written
+    expect(err.code).toBe('DESTINATION_EXISTS')
+    expect(err.message).toContain('--force')
+    expect(await readFile(dest, 'utf8')).toBe('saved while you were fetching\n')
+    expect(await sha256File(`${dest}.part`)).toBe(srcHash)
+    const before = served.bytes
+    const r = await receiver.fetch(ticket, dest, { overwrite: true }).result
+    expect(r.resume.mode).toBe('journal')
+    expect(served.bytes).toBe(before)
+    expect(await sha256File(dest)).toBe(srcHash)
+    expect(existsSync(`${dest}.part`)).toBe(false)
+  })
+
   it('a file of the same size but other bytes is other data too', async () => {
     const dest = join(dir, 'same-size.bin')
     await writeFile(dest, (await stat(src)).size, 'random')
