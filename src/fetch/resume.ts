@@ -1,3 +1,4 @@
+import { stat } from 'node:fs/promises'
 import { DestFolder, nameIn } from '../storage/dest-folder.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { Journal, type JournalOptions, journalPath, removeJournal } from '../storage/journal.ts'
@@ -8,8 +9,10 @@ import { PartFile } from '../storage/part-file.ts'
  * - `fresh`: nothing was there.
  * - `journal`: the journal named this content and this part file; its chunks
  *   were kept without reading them (plus a re-hash of any damaged bitmap page).
- * - `rehash`: a part file without a usable journal; its chunks were re-hashed
- *   against the verified leaves and the ones that match were kept.
+ * - `rehash`: a part file without a usable journal, or one written after its
+ *   journal could have been (`part-modified`: then only the chunks the journal
+ *   named); those chunks were re-hashed against the verified leaves and the
+ *   ones that match were kept.
  * - `restart`: what was there belongs to other content (or has the wrong
  *   size and no journal); it was discarded.
  * - `present`: the destination itself already held this content (checked by
@@ -23,6 +26,7 @@ export interface ResumeInfo {
     | 'journal-disabled'
     | 'small'
     | 'part-replaced'
+    | 'part-modified'
     | 'other-content'
     | 'part-size'
   /** Verified chunks found on disk (for `rehash`: once the re-hash has finished). */
@@ -84,6 +88,8 @@ async function openPinned(
   const all: RehashRanges = req.leafCount > 0 ? [{ start: 0, end: req.leafCount }] : []
   const existing = await PartFile.inspect(req.dest, folder)
   let decision: { mode: ResumeInfo['mode']; reason?: ResumeInfo['reason'] }
+  /** What a rehash covers: every chunk, unless a journal says which could be on disk. */
+  let ranges = all
   await folder.check()
 
   if (existing === undefined) {
@@ -101,7 +107,8 @@ async function openPinned(
       const j = loaded.journal
       const sameContent = Buffer.from(j.cid).equals(req.cid)
       const samePart = j.part?.dev === existing.dev && j.part?.ino === existing.ino
-      if (sameContent && samePart && existing.size === req.totalSize) {
+      const modified = sameContent && samePart && (await writtenSince(existing.mtimeNs, jpath, req.journal))
+      if (sameContent && samePart && existing.size === req.totalSize && !modified) {
         // A destination that cannot be opened now (full disk, permissions) keeps its journal for later.
         handOver()
         const part = await PartFile.open(req.dest, req.totalSize, { direct: req.directWrites, folder }).catch(
@@ -119,10 +126,11 @@ async function openPinned(
           rehash,
         }
       }
+      if (modified && existing.size === req.totalSize) ranges = j.keptRanges()
       await j.remove()
       decision = !sameContent
         ? { mode: 'restart', reason: 'other-content' }
-        : { mode: 'rehash', reason: 'part-replaced' }
+        : { mode: 'rehash', reason: modified ? 'part-modified' : 'part-replaced' }
     } else {
       await removeJournal(jpath)
       const reason = loaded.status === 'missing' ? 'journal-missing' : 'journal-damaged'
@@ -152,12 +160,33 @@ async function openPinned(
       part,
       journal,
       resume: { ...decision, chunksKept: 0, bytesKept: 0 },
-      rehash: decision.mode === 'rehash' ? all : [],
+      rehash: decision.mode === 'rehash' ? ranges : [],
     }
   } catch (err) {
     await part.close()
     throw err
   }
+}
+
+/**
+ * Most time, in ms, a part file's last write can follow its journal's last write while haul
+ * writes both: chunks land until the next flush, due `flushIntervalMs` after the last, and a
+ * flush's part-file sync can take a while on a slow disk.
+ */
+const JOURNAL_LAG_SLACK_MS = 2_000
+
+/**
+ * True when the part file was written after its journal's last write by more than haul's own
+ * writes can explain: something changed it while no fetch had it open (another program, a
+ * restore from backup), so the journal's bits no longer vouch for its bytes. A journal never
+ * written after a flush of the part file is what a clean stop leaves; a crash leaves the part
+ * file at most a flush interval ahead. Changes within that window after a crash go unseen.
+ */
+async function writtenSince(partMtimeNs: bigint, jpath: string, o: JournalOptions): Promise<boolean> {
+  const j = await stat(jpath, { bigint: true }).catch(() => undefined)
+  if (j === undefined) return false
+  const lagNs = BigInt(o.flushIntervalMs + JOURNAL_LAG_SLACK_MS) * 1_000_000n
+  return partMtimeNs > j.mtimeNs + lagNs
 }
 
 /** Small transfers (`journal.minBytes`) go without a journal file: a resume re-hashes them. */

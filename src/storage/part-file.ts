@@ -97,12 +97,12 @@ export class PartFile {
   static async inspect(
     destPath: string,
     folder?: DestFolder,
-  ): Promise<(PartIdentity & { size: number }) | undefined> {
+  ): Promise<(PartIdentity & { size: number; mtimeNs: bigint }) | undefined> {
     const shown = `${resolve(destPath)}.part`
     const s = await entryAtExact(folder?.at(`${nameIn(destPath)}.part`) ?? shown, shown)
     if (s === undefined) return undefined
     assertOwnFile(s, shown)
-    return { dev: s.dev, ino: s.ino, size: Number(s.size) }
+    return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs }
   }
 
   /**

@@ -92,6 +92,38 @@ describe('resume journal', () => {
     await back.close()
   })
 
+  it('keptRanges: the runs of durable chunks, as a bit-by-bit reading finds them', async () => {
+    const leaves = 203 // not a multiple of 8: the last byte is partial
+    const j = await Journal.create(path(), init(leaves), opts())
+    j.attach(async () => {})
+    // Runs across byte edges, whole bytes set, single bits, the very first and last chunks.
+    const marked = new Set([
+      0,
+      1,
+      2,
+      7,
+      8,
+      ...Array.from({ length: 40 }, (_, k) => 16 + k),
+      63,
+      100,
+      199,
+      200,
+      201,
+      202,
+    ])
+    for (const i of marked) await j.record(i, 10)
+    await j.flush()
+    const naive: Array<{ start: number; end: number }> = []
+    for (let i = 0; i < leaves; i++) {
+      if (!marked.has(i)) continue
+      const last = naive.at(-1)
+      if (last !== undefined && last.end === i) last.end = i + 1
+      else naive.push({ start: i, end: i + 1 })
+    }
+    expect(j.keptRanges()).toEqual(naive)
+    await j.close()
+  })
+
   it('write-ahead: no bit reaches the journal file before the part file sync returned', async () => {
     const p = path()
     const j = await Journal.create(p, init(100), opts({ flushBytes: 3000 }))

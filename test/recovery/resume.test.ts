@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { copyFile, open, readFile, rename, unlink } from 'node:fs/promises'
+import { copyFile, open, readFile, rename, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ContentNotFoundError } from '../../src/errors.ts'
@@ -148,6 +148,28 @@ describe.each<[string, ChunkingParams]>([
     const { r } = await fetchCounting(dest)
     expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'part-replaced' })
     expect(r.resume.bytesKept).toBeGreaterThan(0)
+  })
+
+  it('a part file written after its journal (something changed it between runs): the chunks the journal kept are re-hashed, a damaged one fetched again', async () => {
+    const dest = join(dir, `m${n++}.out`)
+    await interrupt(dest)
+    const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
+    if (loaded.status !== 'ok') throw new Error(`journal ${loaded.status}`)
+    const kept = loaded.journal.bytes
+    await loaded.journal.close()
+    expect(kept).toBeGreaterThan(0)
+    // Damage the first chunk, which the journal kept, as another program would; the journal was
+    // last written a minute before.
+    const fh = await open(`${dest}.part`, 'r+')
+    await fh.write(Buffer.from('ROT'), 0, 3, 5)
+    await fh.close()
+    const minuteAgo = new Date(Date.now() - 60_000)
+    await utimes(journalPath(dest), minuteAgo, minuteAgo)
+    const { r, served: got } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'part-modified' })
+    expect(r.resume.bytesKept).toBeGreaterThan(0)
+    expect(r.resume.bytesKept).toBeLessThan(kept)
+    expect(got).toBe(SIZE - r.resume.bytesKept)
   })
 
   it('a journal for other content: start over, reported as restart/other-content', async () => {

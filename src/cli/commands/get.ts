@@ -161,6 +161,10 @@ function announceResume(out: Output, dest: string, info: ResumeInfo, p: Transfer
     out.human(
       `resuming: ${formatBytes(info.bytesKept)} of ${formatBytes(p.totalBytes)} already here, verified (${info.chunksKept} of ${p.totalChunks} chunks)`,
     )
+  } else if (info.mode === 'rehash' && info.reason === 'part-modified') {
+    out.human(
+      `resuming: ${dest}.part was changed after its journal was last written: checking the chunks the journal kept against the content id, keeping what verifies`,
+    )
   } else if (info.mode === 'rehash') {
     out.human(
       `resuming: ${dest}.part has no usable journal (${info.reason ?? 'missing'}): checking its chunks against the content id, keeping what verifies`,
