@@ -23,7 +23,7 @@ import {
 import type { JournalOptions } from './journal-options.ts'
 import { entryAt, openOwnFile, removeOwnFile, unlinkEntry } from './safe-open.ts'
 
-// Moved to ./journal-format.ts and ./journal-options.ts; re-exported so importers keep working.
+// What users of the journal also need from its format (./journal-format.ts) and options (./journal-options.ts).
 export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity } from './journal-format.ts'
 export { defaultJournalOptions, type JournalOptions } from './journal-options.ts'
 
