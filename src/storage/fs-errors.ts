@@ -48,6 +48,14 @@ export function sourceError(err: unknown, path: string): HaulError {
   switch (code) {
     case 'ENOENT':
     case 'ENOTDIR':
+      // Node reads names as UTF-8 and puts U+FFFD for bytes that are not: the name it then
+      // asks for is not the file's, which exists all the same.
+      if (path.includes('\uFFFD')) {
+        return new SourceInvalidError(
+          `${JSON.stringify(path)}: a name in this path is not valid UTF-8, so haul cannot open or send it by name: rename it (convmv fixes many at once)`,
+          { cause: err },
+        )
+      }
       return new SourceInvalidError(`${path} does not exist: check the path`, { cause: err })
     case 'EISDIR':
       return new SourceInvalidError(`${path} is a folder: give a file`, { cause: err })

@@ -2,6 +2,7 @@ import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine, type Engine } from '../../src/index.ts'
+import { failure } from '../support/errors.ts'
 import { tempDir } from '../support/files.ts'
 import { bytes, treeOf } from '../support/tree.ts'
 
@@ -80,6 +81,21 @@ describe('collections between two real engines', () => {
     const replaced = await receiver.fetchCollection(ticket, out, { overwrite: true })
     expect(replaced.present).toBe(false)
     expect(await treeOf(out)).toEqual(await treeOf(join(dir, 'several')))
+  })
+
+  it('a name that is not valid UTF-8: SOURCE_INVALID saying so (not that the file is missing), for a folder and for the file alone', async () => {
+    const src = join(dir, 'latin1')
+    await mkdir(src)
+    const raw = Buffer.concat([Buffer.from(`${src}/caf`), Buffer.from([0xe9]), Buffer.from('.txt')])
+    await writeFile(raw, 'x')
+    for (const publish of [
+      () => sender.publishCollection(src),
+      () => sender.publish(join(src, 'caf\uFFFD.txt')),
+    ]) {
+      const err = await failure(publish())
+      expect(err.code).toBe('SOURCE_INVALID')
+      expect(err.message).toContain('not valid UTF-8')
+    }
   })
 
   it('a folder of only empty files moves without a pack', async () => {
