@@ -6,7 +6,7 @@
  * moved into place (unpack.ts). Running it again after any interruption resumes where it stopped.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, statfs, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import type { DescriptorHeader } from '../descriptor/header.ts'
@@ -15,6 +15,7 @@ import {
   DestinationExistsError,
   DestinationInvalidError,
   ManifestInvalidError,
+  NoSpaceError,
 } from '../errors.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
@@ -202,6 +203,7 @@ export async function fetchCollection(
     if (!resumed) {
       await checkDestination(folder, manifest, opts.overwrite === true)
       await refuseFoldedCollisions(manifest, paths.stage)
+      await checkRoom(folder.path, root, manifest.packSize)
       await writeFile(owner, manifestHex, { flush: true })
     }
     preparing = false
@@ -366,4 +368,22 @@ async function refuseFoldedCollisions(m: Manifest, stage: string): Promise<void>
   throw new ManifestInvalidError(
     `the collection's manifest was refused, nothing was written: ${JSON.stringify(a)} and ${JSON.stringify(b)} are one file on this file system (it ignores case)${pairs.length > 1 ? `, and ${pairs.length - 1} more pairs` : ''}; fetch into a case-sensitive folder`,
   )
+}
+
+/**
+ * A fresh fetch of a collection needs twice its files' bytes free at its peak: files are cut
+ * out of the downloaded pack as it arrives, and the pack is deleted only once all are placed.
+ * Checked before anything is made, so a folder that cannot fit fails at once, not part-way.
+ * (The pack's own part file checks its 1x again as it opens; a resume checks only that.)
+ */
+async function checkRoom(path: string, shown: string, packSize: number): Promise<void> {
+  const fs = await statfs(path).catch(() => undefined)
+  if (fs === undefined) return
+  const free = Number(fs.bavail) * Number(fs.bsize)
+  const needed = 2 * packSize
+  if (free < needed) {
+    throw new NoSpaceError(
+      `${shown} has ${free} bytes free but the folder needs ${needed} while it arrives (its ${packSize} bytes, and as much again while files are cut out of the download): free space or choose another destination`,
+    )
+  }
 }

@@ -177,6 +177,34 @@ describe('destination errors', () => {
       expect(await sha256File(dest)).toBe(await sha256File(src))
     })
 
+    it('a folder needs twice its bytes free as it arrives: refused at once where only 1.5x is, nothing left behind; completes where 2x is', async () => {
+      const tree = join(dir, 'tree')
+      await mkdir(tree)
+      for (let i = 0; i < 6; i++) await writeFile(join(tree, `f${i}.bin`), 2 * MiB, 'random', i)
+      const folderSender = await createEngine({ workers: 1 })
+      try {
+        const { ticket: folderTicket } = await folderSender.publishCollection(tree)
+        const tight = await tmpfs('tight', '18m')
+        const err = await receiver.fetchCollection(folderTicket, join(tight, 'tree')).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        expect(err).toBeInstanceOf(NoSpaceError)
+        expect((err as Error).message).toContain('while it arrives')
+        expect(execFileSync('ls', ['-A', tight], { encoding: 'utf8' })).toBe('')
+        const roomy = await tmpfs('roomy', '26m')
+        const r = await receiver.fetchCollection(folderTicket, join(roomy, 'tree'))
+        expect(r.files).toBe(6)
+        for (let i = 0; i < 6; i++) {
+          expect(await sha256File(join(roomy, 'tree', `f${i}.bin`))).toBe(
+            await sha256File(join(tree, `f${i}.bin`)),
+          )
+        }
+      } finally {
+        await folderSender.stop()
+      }
+    })
+
     it('permission denied (EACCES), for a receiver process running as nobody: PERMISSION_DENIED', async () => {
       const ro = join(dir, 'not-writable')
       await mkdir(ro)
