@@ -1,3 +1,4 @@
+import { dirname } from 'node:path'
 import {
   DestinationInvalidError,
   type HaulError,
@@ -32,7 +33,10 @@ export function fsError(err: unknown, what: string): HaulError {
       return new DestinationInvalidError(`${what} is a directory: give a file path`, { cause: err })
     case 'ENOENT':
     case 'ENOTDIR':
-      return new DestinationInvalidError(`${what}: the folder does not exist (${code})`, { cause: err })
+      return new DestinationInvalidError(
+        `the folder ${dirname(what)} does not exist (${code}): create it, or choose another destination`,
+        { cause: err },
+      )
     default:
       return new InternalError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
   }

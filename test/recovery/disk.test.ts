@@ -100,7 +100,11 @@ describe('destination errors', () => {
     const d = join(dir, 'blocked')
     await mkdir(`${d}.part`)
     expect(await fails(d)).toBeInstanceOf(DestinationInvalidError)
-    expect(await fails(join(dir, 'no', 'such', 'folder', 'x'))).toBeInstanceOf(DestinationInvalidError)
+    const missing = await fails(join(dir, 'no', 'such', 'folder', 'x'))
+    expect(missing).toBeInstanceOf(DestinationInvalidError)
+    expect((missing as Error).message).toContain(
+      `the folder ${join(dir, 'no', 'such', 'folder')} does not exist`,
+    )
   })
 
   it('the folder is a file: DESTINATION_INVALID naming the path', async () => {
