@@ -4,6 +4,7 @@
  * recycled decode buffers, encode settings).
  */
 import { engineDefaults } from '../engine/config/resolve.ts'
+import { MAX_WORKERS } from '../engine/config/table.ts'
 import { ConfigInvalidError } from '../errors.ts'
 
 export interface WorkerPoolOptions {
@@ -18,7 +19,7 @@ export const defaultWorkerPoolOptions: Required<WorkerPoolOptions> = {
   maxQueue: engineDefaults.workers * 4,
 }
 
-const MAX_THREADS = 256
+const MAX_THREADS = MAX_WORKERS
 const MAX_QUEUE = 65_536
 
 /** Fills defaults (maxQueue follows the chosen thread count) and checks ranges. */

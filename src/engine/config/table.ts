@@ -16,6 +16,9 @@ import { MAX_DIRECT_SLOTS } from '../../storage/direct-writes.ts'
 import { type ChunkingParams, CODECS, type Codec, KiB, MiB } from '../../types.ts'
 import { bytes, type ConfigOf, count, flag, ms, oneOf, option, rate, weight } from './schema.ts'
 
+/** Most worker threads an engine's pool runs. */
+export const MAX_WORKERS = 256
+
 export const optionTable = {
   listen: option<string[]>({
     kind: 'multiaddrs',
@@ -87,6 +90,7 @@ export const optionTable = {
   }),
   workers: count({
     min: 1,
+    max: MAX_WORKERS,
     default: () => Math.max(1, availableParallelism()),
     defaultDoc: 'cores',
     doc: 'worker threads for hashing, compression, CDC (cores: `os.availableParallelism()`): one starts with the engine, the others while tasks wait for one, each ending after 30 s without',
