@@ -37,6 +37,16 @@ export function fsError(err: unknown, what: string): HaulError {
         `the folder ${dirname(what)} does not exist (${code}): create it, or choose another destination`,
         { cause: err },
       )
+    case 'ENAMETOOLONG':
+      return new DestinationInvalidError(
+        `${what}: a name in this path is longer than the filesystem allows (${code}): choose a shorter one`,
+        { cause: err },
+      )
+    case 'ELOOP':
+      return new DestinationInvalidError(
+        `${what}: the path goes through a loop of symbolic links (${code}): choose another destination`,
+        { cause: err },
+      )
     default:
       return new InternalError(`${what}: ${(err as Error)?.message ?? String(err)}`, { cause: err })
   }
@@ -63,6 +73,16 @@ export function sourceError(err: unknown, path: string): HaulError {
       return new SourceInvalidError(`${path} does not exist: check the path`, { cause: err })
     case 'EISDIR':
       return new SourceInvalidError(`${path} is a folder: give a file`, { cause: err })
+    case 'ENAMETOOLONG':
+      return new SourceInvalidError(
+        `${path}: a name in this path is longer than the filesystem allows (${code}): check the path`,
+        { cause: err },
+      )
+    case 'ELOOP':
+      return new SourceInvalidError(
+        `${path}: the path goes through a loop of symbolic links (${code}): give the file itself`,
+        { cause: err },
+      )
     case 'EACCES':
     case 'EPERM':
       return new PermissionDeniedError(`cannot read ${path} (${code}): check its permissions`, {

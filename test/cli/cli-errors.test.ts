@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readFile, symlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tempDir, writeFile } from '../support/files.ts'
@@ -117,6 +117,19 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     const seed = await run(['seed', join(dir, 'nothing.iso')])
     expect(seed.code).toBe(1)
     expect(seed.stderr).toMatch(/error \[SOURCE_INVALID\]: nothing to seed/)
+  })
+
+  it('a source through a loop of links or with a name too long is SOURCE_INVALID saying so (exit 1), not INTERNAL', async () => {
+    const loop = join(dir, 'loop')
+    await symlink(loop, loop)
+    const looped = await run(['index', loop])
+    expect(looped.code).toBe(1)
+    expect(looped.stderr).toMatch(/error \[SOURCE_INVALID\]: .*loop of symbolic links \(ELOOP\)/)
+    const long = await run(['index', join(dir, 'n'.repeat(300))])
+    expect(long.code).toBe(1)
+    expect(long.stderr).toMatch(
+      /error \[SOURCE_INVALID\]: .*longer than the filesystem allows \(ENAMETOOLONG\)/,
+    )
   })
 
   it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {
