@@ -6,7 +6,7 @@ import { identify } from '@libp2p/identify'
 import type { ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2pInit } from 'libp2p'
-import { InternalError, isHaulError, PeerUnreachableError } from '../errors.ts'
+import { ConfigInvalidError, InternalError, isHaulError, PeerUnreachableError } from '../errors.ts'
 import { KiB } from '../types.ts'
 import { listenable } from './addresses.ts'
 import { ConnectionAdmission } from './connection-admission.ts'
@@ -182,6 +182,13 @@ export async function startLibp2p(
         { cause: err },
       )
     }
+    const listen = listenFailures((err as Error).message)
+    if (listen.length > 0) {
+      throw new ConfigInvalidError(
+        `cannot listen on ${listen.join('; ')}: choose another listen address (tcp/0 picks a free port)`,
+        { cause: err },
+      )
+    }
     throw new InternalError(`cannot start the libp2p node: ${(err as Error).message}`, { cause: err })
   }
 }
@@ -214,6 +221,20 @@ async function dhtServices(): Promise<NonNullable<Libp2pInit['services']>> {
       peerInfoMapper: passthroughMapper,
     }) as unknown as Factory,
   }
+}
+
+/**
+ * The addresses libp2p could not listen on, each with the first line of its error (a port in
+ * use, an address this machine does not have, a transport haul does not run), from the message
+ * of its listen failure, which lists them one per line with their stacks.
+ */
+function listenFailures(message: string): string[] {
+  const out: string[] = []
+  for (const m of message.matchAll(/^\s*(\/\S+): (?:\w*Error: )?(.*)$/gm)) {
+    if (m[1]!.includes('/p2p-circuit')) continue
+    out.push(`${m[1]} (${m[2]})`)
+  }
+  return out
 }
 
 /** libp2p lists each listen address that failed as `  <addr>: Error: <why>`; those of relays. */

@@ -1,4 +1,5 @@
 import { readFile, symlink } from 'node:fs/promises'
+import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tempDir, writeFile } from '../support/files.ts'
@@ -130,6 +131,21 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     expect(long.stderr).toMatch(
       /error \[SOURCE_INVALID\]: .*longer than the filesystem allows \(ENAMETOOLONG\)/,
     )
+  })
+
+  it('a listen address that cannot be used (port taken, address not here) is CONFIG_INVALID naming it, no stack', async () => {
+    const taken = createServer()
+    await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
+    const { port } = taken.address() as AddressInfo
+    try {
+      const busy = await run(['send', src, '--listen', `/ip4/127.0.0.1/tcp/${port}`])
+      expect(busy.code).toBe(1)
+      expect(busy.stderr).toContain(`error [CONFIG_INVALID]: cannot listen on /ip4/127.0.0.1/tcp/${port} (`)
+      expect(busy.stderr).toContain('EADDRINUSE')
+      expect(busy.stderr).not.toMatch(/\bat \S+ \(/)
+    } finally {
+      taken.close()
+    }
   })
 
   it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {
