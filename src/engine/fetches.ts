@@ -15,7 +15,13 @@ import type { BudgetShare } from '../resources/budget-share.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
 import { type FairQueue, fairLimiter } from '../resources/fair-queue.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
-import { bucketFor, chainLimiters, unlimited } from '../resources/rate-limit.ts'
+import {
+  bucketFor,
+  chainLimiters,
+  type RateLimiter,
+  type TokenBucket,
+  unlimited,
+} from '../resources/rate-limit.ts'
 import type { ContentRouting } from '../routing/content-routing.ts'
 import type { AskProvider, ProviderSearch } from '../routing/provider-search.ts'
 import { indexFile } from '../serve/indexer.ts'
@@ -69,6 +75,8 @@ export class Fetches {
   readonly #system = new TransferSystem()
   readonly #transfers = new Map<string, FetchJob>()
   /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
+  /** The engine's download limit (limits.downloadBytesPerSec), shared by priority through #downloads. */
+  readonly #download: TokenBucket | undefined
   readonly #downloads: FairQueue<void>
   /** Which fetches may run now (per peer and engine-wide); the rest wait in FIFO order. */
   readonly admission: Admission
@@ -87,8 +95,8 @@ export class Fetches {
   constructor(deps: FetchesDeps) {
     this.#deps = deps
     const { config } = deps
-    const download = bucketFor(config.limits.downloadBytesPerSec, config.limits.burstBytes)
-    this.#downloads = fairLimiter(download ?? unlimited, { weights: config.priorityWeights })
+    this.#download = bucketFor(config.limits.downloadBytesPerSec, config.limits.burstBytes)
+    this.#downloads = fairLimiter(this.#download ?? unlimited, { weights: config.priorityWeights })
     this.admission = new Admission({
       maxActive: config.maxActiveTransfers,
       maxActivePerPeer: config.maxActiveTransfersPerPeer,
@@ -155,11 +163,10 @@ export class Fetches {
         throw new AbortedError('the engine is stopped')
       }
       const flow = this.#downloads.flow(opts.priority ?? 'normal')
-      const limiter = chainLimiters(
-        bucketFor(opts.maxBytesPerSec ?? this.#deps.config.limits.perTransferDownloadBytesPerSec),
-        flow,
-      )
-      job = this.#fetchJob({ cid: decoded.cid, providers }, path, limiter, place, swarm, opts, search)
+      const own = bucketFor(opts.maxBytesPerSec ?? this.#deps.config.limits.perTransferDownloadBytesPerSec)
+      const limiter = chainLimiters(own, flow)
+      const limits = { limiter, maxRequestBytes: smallestBurst(own, this.#download) }
+      job = this.#fetchJob({ cid: decoded.cid, providers }, path, limits, place, swarm, opts, search)
       const admitted = job
       const looking = new AbortController()
       void search?.keepLooking((p) => admitted.addProvider(p), looking.signal)
@@ -279,7 +286,7 @@ export class Fetches {
   #fetchJob(
     ticket: { cid: Uint8Array; providers: Provider[] },
     dest: string,
-    limiter: ReturnType<typeof chainLimiters>,
+    limits: { limiter: RateLimiter; maxRequestBytes: number | undefined },
     place: AdmissionPlace,
     seeding: boolean,
     opts: InternalFetchOptions,
@@ -317,7 +324,7 @@ export class Fetches {
         directWrites: opts.scratch === true ? undefined : this.#deps.directWrites,
         scratch: opts.scratch,
         swarm: c.swarm,
-        limiter,
+        ...limits,
         place,
         destination: this.#destinationPolicy(opts),
         share,
@@ -383,4 +390,10 @@ export class Fetches {
     await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
     this.#system.stop()
   }
+}
+
+/** The smallest burst of a fetch's rate limits, or undefined when none applies. */
+function smallestBurst(...buckets: Array<TokenBucket | undefined>): number | undefined {
+  const bursts = buckets.flatMap((b) => (b === undefined ? [] : [b.burst]))
+  return bursts.length === 0 ? undefined : Math.min(...bursts)
 }

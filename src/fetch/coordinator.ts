@@ -13,6 +13,12 @@ export interface CoordinatorDeps extends LinkDeps {
   readonly retry: RetryOptions
   readonly swarm: SwarmOptions
   readonly limiter?: RateLimiter
+  /**
+   * Most bytes one get-chunks request asks for (at least one chunk): the smallest burst of the
+   * fetch's rate limits. A request takes its bytes from the limits at once, so larger ones would
+   * go at the link's speed before the limit holds them back.
+   */
+  readonly maxRequestBytes?: number | undefined
 }
 
 /**
@@ -191,7 +197,7 @@ export class FetchCoordinator {
       while (link.requests < swarm.maxRequestsPerPeer) {
         const cap = this.#sched.capacity(link.id)
         if (cap <= 0) break
-        const maxBytes = Math.min(cap, Math.floor(budget.limit / 2))
+        const maxBytes = Math.min(cap, Math.floor(budget.limit / 2), this.#deps.maxRequestBytes ?? Infinity)
         const pick = this.#sched.pick(link.id, limits.chunksPerRequest, maxBytes, sizeOf)
         if (pick.indices.length === 0) break
         const entries = new Map(pick.indices.map((i) => [i, table.get(i)!] as const))

@@ -237,3 +237,27 @@ describe('upload limit in the serving session', () => {
     }
   })
 })
+
+describe('download limit of a fetch', () => {
+  it('a fetch no larger than one request still keeps to its limit: requests ask for no more than its burst', async () => {
+    const { dir, cleanup } = await tempDir()
+    const chunk = 1024 * KiB
+    const sender = await Engine.create({ workers: 1, chunking: { kind: 'fixed', size: chunk } })
+    const receiver = await Engine.create({ workers: 1 })
+    try {
+      const src = join(dir, 'small.src')
+      // Four chunks: one request of the default eight would take them all from the bucket at once.
+      await writeFile(src, 4 * chunk, 'random')
+      const { ticket } = await sender.publish(src)
+      const rate = 1024 * KiB
+      const t0 = performance.now()
+      const r = await receiver.fetch(ticket, join(dir, 'small.out'), { maxBytesPerSec: rate }).result
+      const seconds = (performance.now() - t0) / 1000
+      // The bucket's burst (64 KiB) and one chunk go at once; the rest waits for tokens.
+      expect(seconds).toBeGreaterThan(((r.bytes - 64 * KiB - chunk) / rate) * 0.95)
+    } finally {
+      await Promise.all([sender.stop(), receiver.stop()])
+      await cleanup()
+    }
+  })
+})
