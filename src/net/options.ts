@@ -156,6 +156,8 @@ export interface NetworkOptions extends NodeOptions {
   maxStreamsPerPeer?: number
   /** Inbound streams one peer may have open on our handlers; more are reset. */
   maxInboundStreamsPerPeer?: number
+  /** Inbound streams all peers together may have open on our handlers; more are refused. */
+  maxInboundStreams?: number
   /** `openStream` calls allowed to wait for a slot per peer; more fail with TooManyRequestsError. */
   maxQueuedOpensPerPeer?: number
   /** Default idle timeout of every stream (see FrameStream), in ms. */
@@ -172,12 +174,18 @@ export type NetworkOnlyOptions = Omit<NetworkOptions, keyof NodeOptions>
 /** The network options an engine exposes (`EngineOptions.network`). */
 export type EngineNetworkOptions = Pick<
   NetworkOptions,
-  'maxStreamsPerPeer' | 'maxInboundStreamsPerPeer' | 'maxQueuedOpensPerPeer' | 'maxConnections' | 'admission'
+  | 'maxStreamsPerPeer'
+  | 'maxInboundStreamsPerPeer'
+  | 'maxInboundStreams'
+  | 'maxQueuedOpensPerPeer'
+  | 'maxConnections'
+  | 'admission'
 >
 
 export const defaultNetworkOptions: Required<NetworkOnlyOptions> = {
   maxStreamsPerPeer: engineDefaults.network.maxStreamsPerPeer,
   maxInboundStreamsPerPeer: engineDefaults.network.maxInboundStreamsPerPeer,
+  maxInboundStreams: engineDefaults.network.maxInboundStreams,
   maxQueuedOpensPerPeer: engineDefaults.network.maxQueuedOpensPerPeer,
   idleTimeoutMs: defaultWrapStreamOptions.idleTimeoutMs,
   maxBufferedIncoming: defaultWrapStreamOptions.maxBufferedIncoming,
@@ -191,6 +199,7 @@ export function resolveNetworkOptions(opts: NetworkOptions = {}): {
   const {
     maxStreamsPerPeer,
     maxInboundStreamsPerPeer,
+    maxInboundStreams,
     maxQueuedOpensPerPeer,
     idleTimeoutMs,
     maxBufferedIncoming,
@@ -199,6 +208,7 @@ export function resolveNetworkOptions(opts: NetworkOptions = {}): {
   const net: Required<NetworkOnlyOptions> = {
     maxStreamsPerPeer: resolveOption('network.maxStreamsPerPeer', maxStreamsPerPeer),
     maxInboundStreamsPerPeer: resolveOption('network.maxInboundStreamsPerPeer', maxInboundStreamsPerPeer),
+    maxInboundStreams: resolveOption('network.maxInboundStreams', maxInboundStreams),
     maxQueuedOpensPerPeer: resolveOption('network.maxQueuedOpensPerPeer', maxQueuedOpensPerPeer),
     idleTimeoutMs: idleTimeoutMs ?? defaultNetworkOptions.idleTimeoutMs,
     maxBufferedIncoming: maxBufferedIncoming ?? defaultNetworkOptions.maxBufferedIncoming,

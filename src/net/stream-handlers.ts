@@ -40,6 +40,8 @@ export class StreamHandlers {
   readonly #opener: StreamOpener
   /** The network's stop. */
   readonly #stop: AbortSignal
+  /** Inbound streams handed to handlers and not closed yet, all peers together. */
+  #inbound = 0
 
   constructor(
     node: Libp2p,
@@ -101,7 +103,23 @@ export class StreamHandlers {
     const state = this.#peers.of(key)
     const { idleTimeoutMs } = handler
     if (state.inbound.size >= this.#o.maxInboundStreamsPerPeer) {
-      this.#refuse(raw, key, state, handler)
+      this.#refuse(
+        raw,
+        key,
+        state,
+        handler,
+        `peer ${key} already has ${state.inbound.size} streams open here (maxInboundStreamsPerPeer): retry later`,
+      )
+      return
+    }
+    if (this.#inbound >= this.#o.maxInboundStreams) {
+      this.#refuse(
+        raw,
+        key,
+        state,
+        handler,
+        `this node already has ${this.#inbound} streams open from its peers (maxInboundStreams): retry later`,
+      )
       return
     }
     const fs = wrapStream(raw, {
@@ -112,11 +130,12 @@ export class StreamHandlers {
       idleTimeoutMs,
       maxBufferedIncoming: this.#o.maxBufferedIncoming,
       onClose: () => {
-        state.inbound.delete(fs)
+        if (state.inbound.delete(fs)) this.#inbound--
         this.#peers.forgetIfIdle(key)
       },
     })
     state.inbound.add(fs)
+    this.#inbound++
     // Not awaited by libp2p: a long-running handler must not hold its middleware chain.
     void (async () => {
       try {
@@ -132,14 +151,12 @@ export class StreamHandlers {
   }
 
   /**
-   * A stream over the peer's inbound limit: the handler's refusal (a retryable protocol error the
+   * A stream over the peer's inbound limit or the node's: the handler's refusal (a retryable protocol error the
    * peer can read) if it has one and few refusals are under way, a plain reset otherwise. A peer
    * running haul's defaults never gets here: its outbound limit per peer equals our inbound one.
    */
-  #refuse(raw: Stream, key: string, state: PeerState, handler: Handler): void {
-    const reason = new TooManyRequestsError(
-      `peer ${key} already has ${state.inbound.size} streams open here (maxInboundStreamsPerPeer): retry later`,
-    )
+  #refuse(raw: Stream, key: string, state: PeerState, handler: Handler, why: string): void {
+    const reason = new TooManyRequestsError(why)
     if (handler.refuse === undefined || state.refusing >= MAX_REFUSING_PER_PEER) {
       raw.abort(reason)
       this.#peers.forgetIfIdle(key)

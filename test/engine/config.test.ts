@@ -169,6 +169,7 @@ describe('engine config: the defaults', () => {
       network: {
         maxStreamsPerPeer: 64,
         maxInboundStreamsPerPeer: 64,
+        maxInboundStreams: 1024,
         maxQueuedOpensPerPeer: 256,
         maxConnections: 256,
         admission: {

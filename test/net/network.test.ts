@@ -144,6 +144,24 @@ describe('Network', () => {
     expect(s1.closed).toBe(false)
   })
 
+  it('node-wide inbound limit: streams beyond it are refused whichever peer opens them; a closed one frees its place', async () => {
+    const a = await network()
+    const c = await network()
+    const b = await network({ maxInboundStreams: 2 })
+    await b.handle(HOLD, hold)
+    const s1 = await a.openStream(b.peerId, b.addresses, HOLD)
+    await c.openStream(b.peerId, b.addresses, HOLD)
+    await eventually(() => b.openStreamCount(a.peerId) + b.openStreamCount(c.peerId) === 2, 'two accepted')
+    // A third, from either peer, is turned away.
+    const s3 = await c.openStream(b.peerId, b.addresses, HOLD)
+    await expect(readAll(s3)).rejects.toBeInstanceOf(StreamClosedError)
+    expect(b.openStreamCount(a.peerId) + b.openStreamCount(c.peerId)).toBe(2)
+    await s1.close()
+    await eventually(() => b.openStreamCount(a.peerId) === 0, 'first stream closed')
+    await a.openStream(b.peerId, b.addresses, HOLD)
+    await eventually(() => b.openStreamCount(a.peerId) === 1, 'a new stream accepted in its place')
+  })
+
   it('dialing a closed port fails with PeerUnreachableError naming the address', async () => {
     const a = await network({ connectTimeoutMs: 5_000 })
     const port = await freePort()

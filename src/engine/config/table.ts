@@ -300,6 +300,14 @@ export const optionTable = {
       default: 64,
       doc: 'inbound streams one peer may have open here; more are refused with `TOO_MANY_REQUESTS`',
     }),
+    maxInboundStreams: count({
+      min: 1,
+      // Each open stream holds ~40 KB of live heap here (its session, its queued requests and
+      // their promises): 30 peers holding 64 unread streams each grew a sender's heap by 67 MB
+      // with 1,824 of them open, by 42 MB with this bound (docs/BENCHMARKS.md, Under attack).
+      default: 1024,
+      doc: 'inbound streams all peers together may have open here; more are refused with `TOO_MANY_REQUESTS`',
+    }),
     maxQueuedOpensPerPeer: count({
       min: 0,
       default: 256,
