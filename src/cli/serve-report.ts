@@ -68,10 +68,18 @@ export class ServeReport {
     if (e.type === 'session-opened') this.#opened(e.peerId, e.remoteAddr)
     else if (e.type === 'content-requested') this.#requested(e)
     else if (e.type === 'chunks-served') this.#served(e)
+    else if (e.type === 'content-withdrawn') this.#withdrawn(e)
     else {
       this.#end(e.session, e)
       this.#closed(e.peerId)
     }
+  }
+
+  /** The content stopped being served (its file changed): said once, as an error line. */
+  #withdrawn(e: Extract<ServeEvent, { type: 'content-withdrawn' }>): void {
+    this.#out.event({ event: 'withdrawn', cid: e.cid, path: e.path, code: e.code, message: e.message })
+    this.#out.done()
+    this.#out.human(`error [${e.code}]: ${e.message} (no longer served)`)
   }
 
   /** Transfers running now (their session open and some bytes asked for). */

@@ -79,15 +79,17 @@ export class ContentRegistry {
     return admits(content.secrets, secret) ? content : undefined
   }
 
-  unpublishByKey(key: string): void {
+  /** Stops serving the content under `key`; returns it, or undefined if none was. */
+  unpublishByKey(key: string): PublishedContent | undefined {
     const c = this.#byKey.get(key)
-    if (c === undefined) return
+    if (c === undefined) return undefined
     this.#byKey.delete(key)
     void closeContent(c)
+    return c
   }
 
-  unpublish(cid: Uint8Array): void {
-    this.unpublishByKey(contentKey(cid))
+  unpublish(cid: Uint8Array): PublishedContent | undefined {
+    return this.unpublishByKey(contentKey(cid))
   }
 
   get size(): number {

@@ -1,5 +1,5 @@
 import { cidToString } from '../descriptor/cid.ts'
-import { type ErrorCode, isHaulError } from '../errors.ts'
+import { type ErrorCode, type HaulError, isHaulError } from '../errors.ts'
 import type { PublishedContent } from './registry.ts'
 
 /**
@@ -7,7 +7,7 @@ import type { PublishedContent } from './registry.ts'
  * inbound stream of one peer; a receiver opens one per provider it fetches from, and may reuse
  * it for its next fetch from the same peer. `session` numbers are unique within an engine.
  */
-export type ServeEvent = SessionOpened | ContentRequested | ChunksServed | SessionEnded
+export type ServeEvent = SessionOpened | ContentRequested | ChunksServed | SessionEnded | ContentWithdrawn
 
 /** A peer opened a stream to fetch from this engine. */
 export interface SessionOpened {
@@ -78,6 +78,20 @@ export interface SessionEnded {
   readonly message?: string
 }
 
+/**
+ * This engine stopped serving a content by itself: its file changed since it was indexed
+ * (`CONTENT_CHANGED`), so no receiver could verify it. Publishing the file again gives a new
+ * content id and ticket.
+ */
+export interface ContentWithdrawn {
+  readonly type: 'content-withdrawn'
+  readonly cid: string
+  /** The local file (or part file) it was served from. */
+  readonly path: string
+  readonly code: ErrorCode
+  readonly message: string
+}
+
 export type ServeListener = (event: ServeEvent) => void
 
 /** Least time between two `chunks-served` events of one session. */
@@ -125,6 +139,18 @@ export class ServeEvents {
     this.#live.add(s)
     if (this.active) this.emit({ type: 'session-opened', session: s.id, peerId, remoteAddr })
     return s
+  }
+
+  /** `content` is no longer served, for `why` (see ContentWithdrawn). */
+  withdrawn(content: PublishedContent, why: HaulError): void {
+    if (!this.active) return
+    this.emit({
+      type: 'content-withdrawn',
+      cid: cidToString(content.cid),
+      path: content.path,
+      code: why.code,
+      message: why.message,
+    })
   }
 
   /** Sessions alive now. */

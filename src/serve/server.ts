@@ -261,8 +261,9 @@ class ServerSession {
         if (this.#abort.signal.aborted) this.#cutOff = true
         // A changed file cannot be served to anyone: stop serving it.
         if (err instanceof ContentChangedError) {
-          this.#ctx.registry.unpublish(req.cid)
+          const gone = this.#ctx.registry.unpublish(req.cid)
           this.#ctx.cache.forget(req.cid)
+          if (gone !== undefined) this.#ctx.events?.withdrawn(gone, err)
         }
       } finally {
         this.#current = undefined

@@ -5,6 +5,7 @@ import { AbortedError, type ServeEvent } from '../../src/index.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { AttackClient, targetOf } from '../hostile/support/serving-attack.ts'
 import { useEngines } from '../support/engines.ts'
+import { failure } from '../support/errors.ts'
 import { sha256File, writeFile } from '../support/files.ts'
 import { eventually } from '../support/wait.ts'
 
@@ -81,6 +82,34 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
     const before = events.length
     await (await engine()).fetch(ticket, join(dir, 'copy2')).result
     expect(events.length).toBe(before)
+  })
+
+  it('a file changed since it was published: the fetch fails CONTENT_CHANGED, and the sender reports the content withdrawn, once', async () => {
+    const sender = await engine()
+    const receiver = await engine()
+    const events: ServeEvent[] = []
+    sender.onServe((e) => events.push(e))
+    const changing = join(dir, 'changing.src')
+    await writeFile(changing, SIZE, 'random', 3)
+    const { ticket, index } = await sender.publish(changing)
+    // Other bytes, same size, a later mtime: what an editor saving in place leaves.
+    await writeFile(changing, SIZE, 'random', 4)
+    const err = await failure(receiver.fetch(ticket, join(dir, 'changed.out')).result)
+    expect(err.code).toBe('CONTENT_CHANGED')
+    expect(of(events, 'content-withdrawn')).toEqual([
+      {
+        type: 'content-withdrawn',
+        cid: cidToString(index.cid),
+        path: changing,
+        code: 'CONTENT_CHANGED',
+        message: expect.stringContaining('changed since it was indexed'),
+      },
+    ])
+    // Withdrawn: a later fetch of the ticket finds nothing, and nothing more is reported.
+    expect((await failure(receiver.fetch(ticket, join(dir, 'changed2.out')).result)).code).toBe(
+      'CONTENT_NOT_FOUND',
+    )
+    expect(of(events, 'content-withdrawn')).toHaveLength(1)
   })
 
   it('a stream reset just after its peer cancelled the request being answered is a busy session that failed (what a cancelled fetch sends)', async () => {
