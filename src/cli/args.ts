@@ -90,12 +90,17 @@ export function parse(argv: string[]): ParsedArgs {
   try {
     return parseArgs({ args: argv, allowPositionals: true, strict: true, options: FLAGS })
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code ?? ''
-    if (!code.startsWith('ERR_PARSE_ARGS')) throw err
-    // Node's first sentence names the flag; the rest is advice about `--`.
-    const first = (err as Error).message.split(/\.\s|\n/)[0]
-    throw new InvalidArgumentError(`${first}: see "haul --help"`)
+    throw asUsageError(err, 'haul --help')
   }
+}
+
+/** A refusal of node:util's parseArgs as the usage error it is (exit 2), pointing at `help`; any other error as it is. */
+export function asUsageError(err: unknown, help: string): unknown {
+  const code = (err as NodeJS.ErrnoException).code ?? ''
+  if (!code.startsWith('ERR_PARSE_ARGS')) return err
+  // Node's first sentence names the flag; the rest is advice about `--`.
+  const first = (err as Error).message.split(/\.\s|\n/)[0]
+  return new InvalidArgumentError(`${first}: see "${help}"`)
 }
 
 /** Refuses a flag the command does not take (`haul send --force`), rather than ignoring it. */

@@ -1,6 +1,7 @@
 import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
+import { asUsageError } from '../cli/args.ts'
 import { defaultText } from '../engine/config/docs.ts'
 import { InvalidArgumentError } from '../errors.ts'
 import type { LoadTestFaultSpec } from './faults.ts'
@@ -48,36 +49,43 @@ wire, both directions, and bytes re-sent: wire beyond the verified bytes deliver
   --link-rate SIZE     bytes per second per sender and direction, e.g. 50m
 `
 
+const FLAGS = {
+  processes: { type: 'string' },
+  transfers: { type: 'string' },
+  concurrency: { type: 'string' },
+  min: { type: 'string' },
+  max: { type: 'string' },
+  distribution: { type: 'string' },
+  files: { type: 'string' },
+  topology: { type: 'string' },
+  duration: { type: 'string' },
+  memory: { type: 'string' },
+  'gc-assist': { type: 'string' },
+  workers: { type: 'string' },
+  seed: { type: 'string' },
+  'cut-every': { type: 'string' },
+  'cut-mode': { type: 'string' },
+  'stall-every': { type: 'string' },
+  'stall-for': { type: 'string' },
+  'link-rate': { type: 'string' },
+  'scrape-every': { type: 'string' },
+  'scrape-samples': { type: 'string' },
+  report: { type: 'string' },
+  check: { type: 'boolean', default: false },
+  json: { type: 'boolean', default: false },
+  help: { type: 'boolean', short: 'h', default: false },
+} as const
+
+function parseLoadTestArgs(argv: string[]) {
+  try {
+    return parseArgs({ args: argv, options: FLAGS })
+  } catch (err) {
+    throw asUsageError(err, 'haul loadtest --help')
+  }
+}
+
 export async function runLoadTestCli(argv: string[]): Promise<number> {
-  const { values } = parseArgs({
-    args: argv,
-    options: {
-      processes: { type: 'string' },
-      transfers: { type: 'string' },
-      concurrency: { type: 'string' },
-      min: { type: 'string' },
-      max: { type: 'string' },
-      distribution: { type: 'string' },
-      files: { type: 'string' },
-      topology: { type: 'string' },
-      duration: { type: 'string' },
-      memory: { type: 'string' },
-      'gc-assist': { type: 'string' },
-      workers: { type: 'string' },
-      seed: { type: 'string' },
-      'cut-every': { type: 'string' },
-      'cut-mode': { type: 'string' },
-      'stall-every': { type: 'string' },
-      'stall-for': { type: 'string' },
-      'link-rate': { type: 'string' },
-      'scrape-every': { type: 'string' },
-      'scrape-samples': { type: 'string' },
-      report: { type: 'string' },
-      check: { type: 'boolean', default: false },
-      json: { type: 'boolean', default: false },
-      help: { type: 'boolean', short: 'h', default: false },
-    },
-  })
+  const { values } = parseLoadTestArgs(argv)
   if (values.help) {
     process.stdout.write(USAGE)
     return 0

@@ -47,6 +47,8 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['seed'], /missing argument: haul seed <dest>/],
       [['send', src, src], /two of the paths given are named "data.bin"/],
       [['frobnicate'], /unknown command "frobnicate": try "haul --help"/],
+      [['loadtest', '--bogus'], /Unknown option '--bogus': see "haul loadtest --help"/],
+      [['get', 'haul1x', '--workers', '1000'], /--workers: workers must be an integer from 1 to 256, got 1000/],
     ]
     for (const [args, message] of cases) {
       const r = await run(args)
