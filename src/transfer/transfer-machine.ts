@@ -120,7 +120,7 @@ const machineSetup = setup({
         const custom = context.job.exhausted?.(last, n)
         if (custom !== undefined) return custom
         return new RetriesExhaustedError(
-          `gave up after ${n} attempt${n === 1 ? '' : 's'} in a row without progress; last: [${last.code}] ${last.message}. The part file and its journal are kept: fetch the same ticket to the same destination to resume`,
+          `gave up after ${n} attempt${n === 1 ? '' : 's'} in a row without progress; last: [${last.code}] ${last.message}. Whatever was verified is kept beside the destination: fetch the same ticket, or a new one for the same content, to the same destination to resume`,
           { cause: last },
         )
       },
