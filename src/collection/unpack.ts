@@ -132,7 +132,8 @@ export function cutRequest(
   const files: Array<{ path: string; offset: number; size: number; mode: number }> = []
   const links: Array<{ path: string; target: string }> = []
   for (const e of batch) {
-    if (e.kind === 'file') files.push({ path: e.path, offset: e.offset, size: e.size, mode: e.mode })
+    if (e.kind === 'file')
+      files.push({ path: e.path, offset: e.offset, size: e.size, mode: placedMode(e.mode) })
     else if (e.kind === 'symlink' && symlinks) links.push({ path: e.path, target: e.target! })
   }
   const last = files[files.length - 1]
@@ -173,12 +174,21 @@ function filesIn(
   }
 }
 
+/**
+ * The mode a file or folder of a received collection gets: the manifest's permission bits, without
+ * setuid, setgid and sticky. Those come from a peer, and a receiver running as root would
+ * otherwise keep a setuid program a sender planted (as `tar` does for root unless told not to).
+ */
+export function placedMode(manifestMode: number): number {
+  return manifestMode & 0o777
+}
+
 /** The staging tree's folders (all of them, before any file is cut). */
 export async function makeTree(paths: ReturnType<typeof stagingPaths>, m: Manifest): Promise<void> {
   await mkdirChecked(paths.tree, 0o700)
   // Staged with their own modes, plus what haul needs to write into them (see moveIntoPlace).
   for (const e of m.entries)
-    if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`, e.mode | 0o700)
+    if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`, placedMode(e.mode) | 0o700)
 }
 
 /**
@@ -327,7 +337,7 @@ export async function moveIntoPlace(
   // keep the owner's write bit.
   for (const e of m.entries) {
     if (e.kind === 'dir' && ours.has(e.path) && (e.mode & 0o700) !== 0o700) {
-      await chmod(folder.at(e.path), e.mode & 0o7777).catch(() => {})
+      await chmod(folder.at(e.path), placedMode(e.mode)).catch(() => {})
     }
   }
 }

@@ -1,4 +1,4 @@
-import { chmod, mkdir, symlink, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine, type Engine } from '../../src/index.ts'
@@ -96,6 +96,23 @@ describe('collections between two real engines', () => {
       expect(err.code).toBe('SOURCE_INVALID')
       expect(err.message).toContain('not valid UTF-8')
     }
+  })
+
+  it('setuid, setgid and sticky bits from the sender are dropped: a peer cannot plant a setuid program on a root receiver', async () => {
+    const src = join(dir, 'suid')
+    await mkdir(join(src, 'shared'), { recursive: true })
+    await writeFile(join(src, 'tool'), '#!/bin/sh\n')
+    await chmod(join(src, 'tool'), 0o4755)
+    await writeFile(join(src, 'shared', 'group-tool'), 'x')
+    await chmod(join(src, 'shared', 'group-tool'), 0o2750)
+    await chmod(join(src, 'shared'), 0o3775)
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'suid-out')
+    await receiver.fetchCollection(ticket, out)
+    const modeOf = async (p: string) => (await lstat(join(out, p))).mode & 0o7777
+    expect(await modeOf('tool')).toBe(0o755)
+    expect(await modeOf('shared/group-tool')).toBe(0o750)
+    expect(await modeOf('shared')).toBe(0o775)
   })
 
   it('a folder of only empty files moves without a pack', async () => {
