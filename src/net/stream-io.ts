@@ -402,5 +402,7 @@ class Libp2pFrameStream implements FrameStream {
 
 function toHaulError(err: Error): HaulError {
   if (isHaulError(err)) return err
+  // An AbortSignal.timeout() below haul (libp2p's own deadlines) aborts with a DOMException of this name.
+  if (err.name === 'TimeoutError') return new TimeoutError(`stream timed out: ${err.message}`, { cause: err })
   return new StreamClosedError(`stream aborted: ${err.message}`, { cause: err })
 }

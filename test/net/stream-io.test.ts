@@ -1,8 +1,16 @@
 import { createHash, randomBytes } from 'node:crypto'
+import { noise } from '@chainsafe/libp2p-noise'
+import { yamux } from '@chainsafe/libp2p-yamux'
+import type { Libp2p } from '@libp2p/interface'
+import { tcp } from '@libp2p/tcp'
+import { createLibp2p } from 'libp2p'
 import { describe, expect, it } from 'vitest'
 import { AbortedError, InvalidArgumentError, StreamClosedError, TimeoutError } from '../../src/errors.ts'
 import { defaultWrapStreamOptions, type FrameStream } from '../../src/net/index.ts'
-import { eventually, network, random, readAll, sha256, sleep } from './helpers.ts'
+import { wrapStream } from '../../src/net/stream-io.ts'
+import { echoStream, eventually, network, random, readAll, sha256, sleep } from './helpers.ts'
+
+const ECHO = '/haul-test/echo/1.0.0'
 
 const KiB = 1024
 const MiB = 1024 * KiB
@@ -274,5 +282,36 @@ describe('FrameStream lifecycle', () => {
     const s = await a.openStream(b.peerId, b.addresses, '/test/close/1')
     await readAll(s)
     await expect(readAll(s)).rejects.toBeInstanceOf(InvalidArgumentError)
+  })
+})
+
+describe('a raw stream aborted below haul', () => {
+  it('by a deadline (AbortSignal.timeout) is a TimeoutError, by anything else a StreamClosedError', async () => {
+    const nodes = await Promise.all(
+      [0, 1].map(() =>
+        createLibp2p({
+          addresses: { listen: ['/ip4/127.0.0.1/tcp/0'] },
+          transports: [tcp()],
+          connectionEncrypters: [noise()],
+          streamMuxers: [yamux()],
+        }),
+      ),
+    )
+    const [a, b] = nodes as [Libp2p, Libp2p]
+    try {
+      await b.handle(ECHO, echoStream)
+      for (const [reason, expected] of [
+        [new DOMException('The operation was aborted due to timeout', 'TimeoutError'), TimeoutError],
+        [new Error('reset by the muxer'), StreamClosedError],
+      ] as const) {
+        const raw = await a.dialProtocol(b.getMultiaddrs()[0]!, ECHO)
+        const s = wrapStream(raw)
+        const reading = readAll(s).catch((e: unknown) => e)
+        raw.abort(reason)
+        expect(await reading).toBeInstanceOf(expected)
+      }
+    } finally {
+      await Promise.all(nodes.map((n) => n.stop()))
+    }
   })
 })
