@@ -124,9 +124,7 @@ export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
     ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
     ...(values.relay === undefined ? {} : { relays: values.relay }),
     ...(values.chunking === undefined ? {} : { chunking: chunkingOf(values.chunking) }),
-    ...(values.memory === undefined
-      ? {}
-      : { memoryBudget: positiveInt('--memory', values.memory) * 1024 * 1024 }),
+    ...(values.memory === undefined ? {} : { memoryBudget: mebibytes('--memory', values.memory) }),
     ...(values.workers === undefined ? {} : { workers: positiveInt('--workers', values.workers) }),
     ...(upload === undefined ? {} : { limits: { uploadBytesPerSec: parseRate('--upload-limit', upload) } }),
     ...(values.metrics === undefined ? {} : { metrics: { listen: values.metrics } }),
@@ -182,6 +180,15 @@ export function positiveInt(name: string, v: string): number {
   if (!Number.isSafeInteger(n) || n < 1)
     throw new InvalidArgumentError(`${name} takes a positive whole number, got "${v}"`)
   return n
+}
+
+/** A whole number of MiB, in bytes. */
+function mebibytes(name: string, v: string): number {
+  const bytes = positiveInt(name, v) * 1024 * 1024
+  const most = Math.floor(Number.MAX_SAFE_INTEGER / (1024 * 1024))
+  if (!Number.isSafeInteger(bytes))
+    throw new InvalidArgumentError(`${name} takes at most ${most} MiB, got "${v}"`)
+  return bytes
 }
 
 const RATE_UNITS: Record<string, number> = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }

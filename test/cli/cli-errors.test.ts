@@ -23,6 +23,7 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['get', 'haul1x', '--workers', '-1'], /--workers/],
       [['get', 'haul1x', '--workers', '0'], /--workers takes a positive whole number, got "0"/],
       [['send', src, '--memory', 'x'], /--memory takes a positive whole number, got "x"/],
+      [['send', src, '--memory', '99999999999'], /--memory takes at most 8589934591 MiB, got "99999999999"/],
       // The engine's own checks, named by the flag.
       [['send', src, '--memory', '1'], /--memory: memoryBudget must be/],
       [['send', src, '--listen', 'nowhere'], /--listen: .*nowhere/],
@@ -48,7 +49,10 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, src], /two of the paths given are named "data.bin"/],
       [['frobnicate'], /unknown command "frobnicate": try "haul --help"/],
       [['loadtest', '--bogus'], /Unknown option '--bogus': see "haul loadtest --help"/],
-      [['get', 'haul1x', '--workers', '1000'], /--workers: workers must be an integer from 1 to 256, got 1000/],
+      [
+        ['get', 'haul1x', '--workers', '1000'],
+        /--workers: workers must be an integer from 1 to 256, got 1000/,
+      ],
     ]
     for (const [args, message] of cases) {
       const r = await run(args)
