@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto'
 import { TextDecoder } from 'node:util'
 import { InvalidArgumentError, TicketInvalidError } from '../errors.ts'
+import { parseAddrs, parsePeer } from '../net/peer-addr.ts'
 import { SECRET_BYTES } from '../protocol/messages.ts'
 import { base32Decode, base32Encode } from '../util/base32.ts'
 import { decodeTicket } from './ticket.ts'
@@ -289,10 +290,28 @@ export class DecodedTickets {
       return hit
     }
     const t = freeze(decodeSwarmTicket(text))
+    for (const p of t.providers) checkProvider(p)
     if (this.#max === 0) return t
     if (this.#byText.size >= this.#max) this.#byText.delete(this.#byText.keys().next().value!)
     this.#byText.set(text, t)
     return t
+  }
+}
+
+/**
+ * A ticket whose checksum holds can still name no peer (made by hand, or by a broken encoder):
+ * refused as the ticket's fault here, before a fetch dials anything.
+ */
+function checkProvider(p: Provider): void {
+  try {
+    parseAddrs(parsePeer(p.peerId), p.addrs)
+  } catch (err) {
+    throw new TicketInvalidError(
+      `ticket names no usable peer (${(err as Error).message}): ask the sender for a new one`,
+      {
+        cause: err,
+      },
+    )
   }
 }
 

@@ -11,8 +11,11 @@ import { base32Decode, base32Encode } from '../../src/util/base32.ts'
 import { legacyV2, seal, ticketText, v3Body } from '../support/tickets.ts'
 
 const cid = Uint8Array.from({ length: 32 }, (_, i) => i * 7)
-const a = { peerId: '12D3KooWA', addrs: ['/ip4/127.0.0.1/tcp/1'] }
-const b = { peerId: '12D3KooWB', addrs: ['/ip4/127.0.0.1/tcp/2', '/ip6/::1/tcp/2'] }
+const a = { peerId: '12D3KooWQk1FPi2fZ6gFQawoMw7Y8sLAvM2k2itpps2qcvq4x9k2', addrs: ['/ip4/127.0.0.1/tcp/1'] }
+const b = {
+  peerId: '12D3KooWJ2jqUsMF8W5gpUcVKca5TT8AHLw3uiNJqeTMWtiyrt6f',
+  addrs: ['/ip4/127.0.0.1/tcp/2', '/ip6/::1/tcp/2'],
+}
 
 describe('multi-provider tickets', () => {
   it('tickets are written as version 3 with a checksum; version 1 and 2 tickets still decode', () => {
@@ -102,7 +105,10 @@ describe('multi-provider tickets', () => {
       const t1 = encodeSwarmTicket({ cid, providers: [{ ...a, secret: sa }] })
       const t2 = encodeSwarmTicket({ cid, providers: [{ ...b, secret: sb }] })
       const t3 = encodeSwarmTicket({ cid, providers: [{ peerId: a.peerId, addrs: ['/ip4/10.0.0.1/tcp/9'] }] })
-      const c = { peerId: '12D3KooWC', addrs: ['/ip4/127.0.0.1/tcp/3'] }
+      const c = {
+        peerId: '12D3KooWEoC67yC8k7vkxYj2GAPJnzva9ERgVRvXR7V4DrbxbL7K',
+        addrs: ['/ip4/127.0.0.1/tcp/3'],
+      }
       const joined = decodeSwarmTicket(joinTickets([t3, t1, t2, encodeTicket({ cid, ...c })]))
       expect(joined.providers).toEqual([
         { peerId: a.peerId, addrs: ['/ip4/10.0.0.1/tcp/9', ...a.addrs], secret: sa },
@@ -137,6 +143,19 @@ describe('multi-provider tickets', () => {
       expect(cache.decode(t1)).toBe(d1)
       expect(cache.decode(t2)).not.toBe(d2)
       expect(cache.size).toBe(2)
+    })
+
+    it('a ticket whose checksum holds but whose peer id or address is no such thing is TICKET_INVALID', () => {
+      const cache = new DecodedTickets(4)
+      for (const provider of [
+        { peerId: 'notapeer', addrs: a.addrs },
+        { peerId: a.peerId, addrs: ['garbage'] },
+      ]) {
+        const t = encodeSwarmTicket({ cid, providers: [provider] })
+        expect(() => cache.decode(t)).toThrow(TicketInvalidError)
+        expect(() => cache.decode(t)).toThrow(/ticket names no usable peer/)
+      }
+      expect(cache.size).toBe(0)
     })
 
     it('does not keep what fails to decode, and max 0 keeps nothing', () => {
