@@ -1,4 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
+import { constants } from 'node:os'
 import { createInterface } from 'node:readline'
 
 export const bin = new URL('../../bin/haul.js', import.meta.url).pathname
@@ -52,7 +53,10 @@ export class Running {
       for (const w of this.#waiters) w()
     })
     this.exited = new Promise((resolve) =>
-      this.proc.once('exit', (code, sig) => resolve(code ?? (sig ? 128 : -1))),
+      // Killed by a signal: 128 + its number, as a shell reports it (130 SIGINT, 134 SIGABRT, 139 SIGSEGV).
+      this.proc.once('exit', (code, sig) =>
+        resolve(code ?? (sig ? 128 + (constants.signals[sig] ?? 0) : -1)),
+      ),
     )
   }
 
