@@ -169,11 +169,11 @@ async function openPinned(
 }
 
 /**
- * Most time, in ms, a part file's last write can follow its journal's last write while haul
- * writes both: chunks land until the next flush, due `flushIntervalMs` after the last, and a
- * flush's part-file sync can take a while on a slow disk.
+ * Slack, in ms, beyond `flushIntervalMs` for a part file's last write to follow its journal's
+ * last write while haul writes both: chunks land until the next flush is due, and that flush's
+ * part-file sync, which comes before its journal write, can take seconds on a loaded disk.
  */
-const JOURNAL_LAG_SLACK_MS = 2_000
+const JOURNAL_LAG_SLACK_MS = 5_000
 
 /**
  * True when the part file was written after its journal's last write by more than haul's own

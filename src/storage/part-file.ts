@@ -162,7 +162,9 @@ export class PartFile {
       id = { dev: s.dev, ino: s.ino }
       startedEmpty = opts.discard === true || s.size === 0n
       if (opts.discard) await fh.truncate(0)
-      await fh.truncate(totalSize)
+      // Only when the length differs: truncating to the same length still sets the file's mtime,
+      // which a resume reads as the part file written after its journal (src/fetch/resume.ts).
+      if (opts.discard === true || s.size !== BigInt(totalSize)) await fh.truncate(totalSize)
     } catch (err) {
       await fh.close()
       throw fsError(err, partPath)

@@ -172,6 +172,22 @@ describe.each<[string, ChunkingParams]>([
     expect(got).toBe(SIZE - r.resume.bytesKept)
   })
 
+  it('a resume stopped as soon as it opened the part file leaves it as it was: the next one still trusts the journal', async () => {
+    const dest = join(dir, `o${n++}.out`)
+    await interrupt(dest)
+    // Both files last written a minute ago, as after a crash a while back.
+    const minuteAgo = new Date(Date.now() - 60_000)
+    await utimes(`${dest}.part`, minuteAgo, minuteAgo)
+    await utimes(journalPath(dest), minuteAgo, minuteAgo)
+    const ac = new AbortController()
+    const stopped = receiver.fetch(ticket, dest, { signal: ac.signal, onResume: () => ac.abort() })
+    expect((await stopped.result.catch((e: unknown) => e)) as { code: string }).toMatchObject({
+      code: 'ABORTED',
+    })
+    const { r } = await fetchCounting(dest)
+    expect(r.resume.mode).toBe('journal')
+  })
+
   it('a journal for other content: start over, reported as restart/other-content', async () => {
     const dest = join(dir, `e${n++}.out`)
     const other = join(dir, `other${n}.bin`)
