@@ -8,14 +8,18 @@ import { chunkIndexOf } from './sender.ts'
  */
 export function servedBytes() {
   const counter = { bytes: 0, chunks: 0 }
+  /** The index of every chunk written, in order. */
+  const indices: number[] = []
   const wrap = (stream: FrameStream): FrameStream =>
     new Proxy(stream, {
       get(target, prop, receiver) {
         if (prop === 'write') {
           return (parts: readonly Uint8Array[], o?: { signal?: AbortSignal }) => {
-            if (chunkIndexOf(parts) !== undefined) {
+            const index = chunkIndexOf(parts)
+            if (index !== undefined) {
               counter.bytes += parts[1]!.length
               counter.chunks++
+              indices.push(index)
             }
             return target.write(parts, o)
           }
@@ -32,5 +36,6 @@ export function servedBytes() {
     get chunks() {
       return counter.chunks
     },
+    indices,
   }
 }
