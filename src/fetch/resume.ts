@@ -178,9 +178,9 @@ const JOURNAL_LAG_SLACK_MS = 5_000
 /**
  * True when the part file was written after its journal's last write by more than haul's own
  * writes can explain: something changed it while no fetch had it open (another program, a
- * restore from backup), so the journal's bits no longer vouch for its bytes. A journal never
- * written after a flush of the part file is what a clean stop leaves; a crash leaves the part
- * file at most a flush interval ahead. Changes within that window after a crash go unseen.
+ * restore from backup), so the journal's bits no longer vouch for its bytes. A clean stop writes
+ * the journal after the part file's last write; a crash leaves the part file at most a flush
+ * interval (and that flush's sync) ahead. Changes within that window after a crash go unseen.
  */
 async function writtenSince(partMtimeNs: bigint, jpath: string, o: JournalOptions): Promise<boolean> {
   const j = await stat(jpath, { bigint: true }).catch(() => undefined)

@@ -28,9 +28,10 @@ interface Handler {
 /**
  * The inbound side of the network actor (./network.ts): the protocols it serves, registered on
  * the libp2p node, and what becomes of each stream a peer opens on one. A stream within the
- * peer's inbound limit goes to its handler as a FrameStream, counted in the peer's entry; one
- * beyond it is turned away by the handler's refusal or a reset. libp2p's own stream limits are
- * per connection and per protocol, so the per-peer bound lives here.
+ * peer's inbound limit and the node's goes to its handler as a FrameStream, counted in the
+ * peer's entry and the node's total; one beyond either is turned away by the handler's refusal
+ * or a reset. libp2p's own stream limits are per connection and per protocol, so the per-peer
+ * and node-wide bounds live here.
  */
 export class StreamHandlers {
   readonly #node: Libp2p
