@@ -100,5 +100,12 @@ function fsError(err: unknown, what: string): Error {
   const code = (err as NodeJS.ErrnoException).code
   if (code === 'EACCES' || code === 'EPERM')
     return new PermissionDeniedError(`${what}: permission denied`, { cause: err })
+  if (code === 'ENOTDIR' || code === 'EEXIST')
+    return new ConfigInvalidError(
+      `${what}: the data folder (--data-dir, dataDir) is a file, not a folder (${code}): give a folder`,
+      {
+        cause: err,
+      },
+    )
   return new ConfigInvalidError(`${what}: ${(err as Error).message}`, { cause: err })
 }

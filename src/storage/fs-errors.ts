@@ -32,9 +32,13 @@ export function fsError(err: unknown, what: string): HaulError {
     case 'EISDIR':
       return new DestinationInvalidError(`${what} is a directory: give a file path`, { cause: err })
     case 'ENOENT':
+      return new DestinationInvalidError(
+        `the folder ${dirname(what)} does not exist (${code}): create it, or choose another path`,
+        { cause: err },
+      )
     case 'ENOTDIR':
       return new DestinationInvalidError(
-        `the folder ${dirname(what)} does not exist (${code}): create it, or choose another destination`,
+        `${dirname(what)}, or a folder above it, is a file, not a folder (${code}): choose another path`,
         { cause: err },
       )
     case 'ENAMETOOLONG':

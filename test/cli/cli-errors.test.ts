@@ -154,6 +154,12 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     }
   })
 
+  it('a --data-dir that is a file: CONFIG_INVALID saying so (exit 1)', async () => {
+    const r = await run(['send', src, '--data-dir', src, '--listen', '/ip4/127.0.0.1/tcp/0'])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(/error \[CONFIG_INVALID\]: .*is a file, not a folder \(ENOTDIR\): give a folder/)
+  })
+
   it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {
     const r = await run(['get', 'haul1notaticket'])
     expect(r.code).toBe(1)

@@ -113,6 +113,7 @@ describe('destination errors', () => {
     const err = await fails(join(f, 'x'))
     expect(err).toBeInstanceOf(DestinationInvalidError)
     expect((err as Error).message).toContain(f)
+    expect((err as Error).message).toContain('is a file, not a folder')
   })
 
   describe.skipIf(!isRoot)(`on real filesystems${NEEDS_ROOT}`, () => {
