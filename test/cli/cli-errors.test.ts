@@ -31,6 +31,7 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, '--relay', '/ip4/127.0.0.1/tcp/4003'], /--relay: .*must end in \/p2p\/<relay peer id>/],
       [['relay', '--max-circuits', '0'], /--max-circuits takes a positive whole number/],
       [['relay', 'extra'], /haul relay takes no arguments/],
+      [['relay', '--allow', 'notapeer'], /--allow takes a peer id \(12D3KooW…\), got "notapeer"/],
       [['get', 'haul1x', '--relay', '/ip4/127.0.0.1/tcp/4003'], /--relay is not an option of haul get/],
       [['get', 'haul1x', '--max-rate', 'foo'], /--max-rate takes bytes per second.*got "foo"/],
       [['get', 'haul1x', '--max-rate', '10MB'], /--max-rate .*ambiguous/],

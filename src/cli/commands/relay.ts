@@ -1,6 +1,7 @@
 import { InvalidArgumentError } from '../../errors.ts'
 import { ticketAddresses } from '../../net/addresses.ts'
 import { defaultRelayOptions } from '../../net/defaults.ts'
+import { parsePeer } from '../../net/peer-addr.ts'
 import { EXIT, type ParsedArgs, positiveInt } from '../args.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
@@ -25,7 +26,7 @@ export async function runRelay(
     ...(values['max-circuits'] === undefined
       ? {}
       : { maxCircuits: positiveInt('--max-circuits', values['max-circuits']) }),
-    ...(values.allow === undefined ? {} : { allow: values.allow }),
+    ...(values.allow === undefined ? {} : { allow: values.allow.map(allowed) }),
   })
   const stop = new StopSignals()
   try {
@@ -41,4 +42,14 @@ export async function runRelay(
     stop.dispose()
     await relay.stop()
   }
+}
+
+/** An `--allow` value: a peer id, or a usage error naming the flag. */
+function allowed(peer: string): string {
+  try {
+    parsePeer(peer)
+  } catch {
+    throw new InvalidArgumentError(`--allow takes a peer id (12D3KooW…), got ${JSON.stringify(peer)}`)
+  }
+  return peer
 }
