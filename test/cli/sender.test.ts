@@ -136,6 +136,26 @@ describe('haul send shows what it serves (real processes)', () => {
     },
   )
 
+  it('a file changed while served: the get fails CONTENT_CHANGED, and send says it no longer serves it', async () => {
+    for (const json of [false, true]) {
+      const changing = join(dir, `changing${n++}.bin`)
+      await writeFile(changing, SIZE, 'random', 5)
+      const sender = start(['send', changing, ...(json ? ['--json'] : [])])
+      const ticket = await ticketOf(sender)
+      await writeFile(changing, SIZE, 'random', 6)
+      const got = await run(['get', ticket, '-o', join(dir, `changed${n++}`)])
+      expect(got.code).toBe(1)
+      expect(got.stderr).toContain('CONTENT_CHANGED')
+      if (json) {
+        const e = await sender.event('withdrawn')
+        expect(e).toMatchObject({ code: 'CONTENT_CHANGED', path: changing })
+      } else {
+        await sender.line(/^error \[CONTENT_CHANGED\]: .*changed since it was indexed.*\(no longer served\)$/)
+      }
+      expect(await sender.stop('SIGINT')).toBe(0)
+    }
+  })
+
   it('interrupted while indexing, send and index exit 130', async () => {
     const big = join(dir, 'sparse.bin')
     // Sparse: reading it costs no disk, hashing it takes long enough to be interrupted.
