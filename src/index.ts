@@ -53,6 +53,7 @@ export type { IndexOptions, IndexResult } from './serve/indexer.ts'
 export type {
   ChunksServed,
   ContentRequested,
+  ContentWithdrawn,
   ServeEvent,
   ServeListener,
   SessionEnded,

@@ -6,7 +6,7 @@
  * moved into place (unpack.ts). Running it again after any interruption resumes where it stopped.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, statfs, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import type { DescriptorHeader } from '../descriptor/header.ts'
@@ -20,6 +20,7 @@ import {
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
+import { freeBytes } from '../storage/free-space.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { entryAt, kindOf } from '../storage/safe-open.ts'
 import type { SwarmTicket } from '../ticket/multi-ticket.ts'
@@ -377,11 +378,9 @@ async function refuseFoldedCollisions(m: Manifest, stage: string): Promise<void>
  * (The pack's own part file checks its 1x again as it opens; a resume checks only that.)
  */
 async function checkRoom(path: string, shown: string, packSize: number): Promise<void> {
-  const fs = await statfs(path).catch(() => undefined)
-  if (fs === undefined) return
-  const free = Number(fs.bavail) * Number(fs.bsize)
+  const free = await freeBytes(path)
   const needed = 2 * packSize
-  if (free < needed) {
+  if (free !== undefined && free < needed) {
     throw new NoSpaceError(
       `${shown} has ${free} bytes free but the folder needs ${needed} while it arrives (its ${packSize} bytes, and as much again while files are cut out of the download): free space or choose another destination`,
     )

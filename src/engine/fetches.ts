@@ -74,9 +74,9 @@ export class Fetches {
   readonly #deps: FetchesDeps
   readonly #system = new TransferSystem()
   readonly #transfers = new Map<string, FetchJob>()
-  /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
   /** The engine's download limit (limits.downloadBytesPerSec), shared by priority through #downloads. */
   readonly #download: TokenBucket | undefined
+  /** Download bandwidth, divided between transfers by priority weight (fair even when unlimited). */
   readonly #downloads: FairQueue<void>
   /** Which fetches may run now (per peer and engine-wide); the rest wait in FIFO order. */
   readonly admission: Admission

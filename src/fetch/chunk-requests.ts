@@ -37,17 +37,16 @@ export interface ChunkRequestEvents {
   readonly ended: () => void
 }
 
+/** What sending a request needs: the content, the budget its lease comes from, the fetch's rate limits. */
+type ChunkRequestDeps = Pick<LinkDeps, 'cid' | 'budget'> & { readonly limiter?: RateLimiter | undefined }
+
 export class ChunkRequests {
-  readonly #deps: Pick<LinkDeps, 'cid' | 'budget'> & { readonly limiter?: RateLimiter | undefined }
+  readonly #deps: ChunkRequestDeps
   readonly #sched: SwarmScheduler
   readonly #events: ChunkRequestEvents
   readonly #open = new Set<ChunkRequest>()
 
-  constructor(
-    deps: Pick<LinkDeps, 'cid' | 'budget'> & { readonly limiter?: RateLimiter | undefined },
-    sched: SwarmScheduler,
-    events: ChunkRequestEvents,
-  ) {
+  constructor(deps: ChunkRequestDeps, sched: SwarmScheduler, events: ChunkRequestEvents) {
     this.#deps = deps
     this.#sched = sched
     this.#events = events

@@ -133,8 +133,9 @@ export class Network {
   /**
    * Serves `protocol`. Each inbound stream is passed to `handler`, which owns
    * it (should close or abort it); a handler that throws aborts the stream with
-   * its error. A stream beyond maxInboundStreamsPerPeer goes to `opts.refuse` (which should
-   * tell the peer to retry later and close it), or is reset unseen without one.
+   * its error. A stream beyond maxInboundStreamsPerPeer, or beyond maxInboundStreams of all
+   * peers together, goes to `opts.refuse` (which should tell the peer to retry later and close
+   * it), or is reset unseen without one.
    */
   async handle(
     protocol: string,

@@ -175,14 +175,15 @@ export async function startLibp2p(
     return node
   } catch (err) {
     if (isHaulError(err)) throw err
-    const relay = relayFailures((err as Error).message)
+    const failed = listenFailures((err as Error).message)
+    const relay = failed.filter((f) => f.relay).map((f) => `relay ${f.addr} (${f.why})`)
+    const listen = failed.filter((f) => !f.relay).map((f) => `${f.addr} (${f.why})`)
     if (relay.length > 0) {
       throw new PeerUnreachableError(
         `cannot reserve a slot on ${relay.join('; ')}: check the address "haul relay" printed, that the relay runs, and that it allows this peer`,
         { cause: err },
       )
     }
-    const listen = listenFailures((err as Error).message)
     if (listen.length > 0) {
       throw new ConfigInvalidError(
         `cannot listen on ${listen.join('; ')}: choose another listen address (tcp/0 picks a free port)`,
@@ -225,23 +226,15 @@ async function dhtServices(): Promise<NonNullable<Libp2pInit['services']>> {
 
 /**
  * The addresses libp2p could not listen on, each with the first line of its error (a port in
- * use, an address this machine does not have, a transport haul does not run), from the message
- * of its listen failure, which lists them one per line with their stacks.
+ * use, an address this machine does not have, a transport haul does not run, a relay refusing a
+ * reservation), from the message of its listen failure, which lists them one per line as
+ * `  <addr>: <Name>Error: <why>` followed by their stacks. A relay's address is given without its
+ * trailing /p2p-circuit.
  */
-function listenFailures(message: string): string[] {
-  const out: string[] = []
-  for (const m of message.matchAll(/^\s*(\/\S+): (?:\w*Error: )?(.*)$/gm)) {
-    if (m[1]!.includes('/p2p-circuit')) continue
-    out.push(`${m[1]} (${m[2]})`)
-  }
-  return out
-}
-
-/** libp2p lists each listen address that failed as `  <addr>: Error: <why>`; those of relays. */
-function relayFailures(message: string): string[] {
-  const out: string[] = []
-  for (const m of message.matchAll(/^\s*(\S+)\/p2p-circuit: (?:Error: )?(.*)$/gm)) {
-    out.push(`relay ${m[1]} (${m[2]})`)
+function listenFailures(message: string): Array<{ addr: string; why: string; relay: boolean }> {
+  const out: Array<{ addr: string; why: string; relay: boolean }> = []
+  for (const m of message.matchAll(/^\s*(\/\S+?)(\/p2p-circuit)?: (?:\w*Error: )?(.*)$/gm)) {
+    out.push({ addr: m[1]!, why: m[3]!, relay: m[2] !== undefined })
   }
   return out
 }

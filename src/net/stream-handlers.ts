@@ -103,24 +103,14 @@ export class StreamHandlers {
     }
     const state = this.#peers.of(key)
     const { idleTimeoutMs } = handler
-    if (state.inbound.size >= this.#o.maxInboundStreamsPerPeer) {
-      this.#refuse(
-        raw,
-        key,
-        state,
-        handler,
-        `peer ${key} already has ${state.inbound.size} streams open here (maxInboundStreamsPerPeer): retry later`,
-      )
-      return
-    }
-    if (this.#inbound >= this.#o.maxInboundStreams) {
-      this.#refuse(
-        raw,
-        key,
-        state,
-        handler,
-        `this node already has ${this.#inbound} streams open from its peers (maxInboundStreams): retry later`,
-      )
+    const full =
+      state.inbound.size >= this.#o.maxInboundStreamsPerPeer
+        ? `peer ${key} already has ${state.inbound.size} streams open here (maxInboundStreamsPerPeer)`
+        : this.#inbound >= this.#o.maxInboundStreams
+          ? `this node already has ${this.#inbound} streams open from its peers (maxInboundStreams)`
+          : undefined
+    if (full !== undefined) {
+      this.#refuse(raw, key, state, handler, `${full}: retry later`)
       return
     }
     const fs = wrapStream(raw, {

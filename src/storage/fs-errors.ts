@@ -48,7 +48,7 @@ export function fsError(err: unknown, what: string): HaulError {
       )
     case 'ELOOP':
       return new DestinationInvalidError(
-        `${what}: the path goes through a loop of symbolic links (${code}): choose another destination`,
+        `${what}: the path goes through a loop of symbolic links (${code}): choose another path`,
         { cause: err },
       )
     default:

@@ -1,11 +1,12 @@
 import { constants } from 'node:fs'
-import { type FileHandle, link, open, rename, statfs, unlink } from 'node:fs/promises'
+import { type FileHandle, link, open, rename, unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { DestinationExistsError, DestinationInvalidError, NoSpaceError } from '../errors.ts'
 import { syncDir } from '../util/sync-dir.ts'
 import { isAllZero } from '../util/zeros.ts'
 import { DestFolder, nameIn } from './dest-folder.ts'
 import { DIRECT_SLOT_BYTES, type DirectWriteSlots, directPrefix, O_DIRECT } from './direct-writes.ts'
+import { freeBytes } from './free-space.ts'
 import { fsError } from './fs-errors.ts'
 import type { PartIdentity } from './journal-format.ts'
 import {
@@ -141,11 +142,10 @@ export class PartFile {
     const name = nameIn(dest)
     const existing = await entryAt(folder.at(name), dest)
     if (existing !== undefined) assertNotSpecial(existing, dest)
-    const fs = await statfs(folder.path).catch(() => undefined)
+    const free = await freeBytes(folder.path)
     const partPath = `${dest}.part`
     const at = folder.at(`${name}.part`)
-    if (fs !== undefined) {
-      const free = Number(fs.bavail) * Number(fs.bsize)
+    if (free !== undefined) {
       const partSize = opts.partSize ?? (await entryAt(at, partPath))?.size ?? 0
       if (free + partSize < totalSize) {
         throw new NoSpaceError(

@@ -19,14 +19,13 @@ export const defaultWorkerPoolOptions: Required<WorkerPoolOptions> = {
   maxQueue: engineDefaults.workers * 4,
 }
 
-const MAX_THREADS = MAX_WORKERS
 const MAX_QUEUE = 65_536
 
 /** Fills defaults (maxQueue follows the chosen thread count) and checks ranges. */
 export function verifyWorkerPoolOptions(opts: WorkerPoolOptions = {}): Required<WorkerPoolOptions> {
   const threads = opts.threads ?? defaultWorkerPoolOptions.threads
-  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_THREADS) {
-    throw new ConfigInvalidError(`threads must be an integer in [1, ${MAX_THREADS}], got ${threads}`)
+  if (!Number.isInteger(threads) || threads < 1 || threads > MAX_WORKERS) {
+    throw new ConfigInvalidError(`threads must be an integer in [1, ${MAX_WORKERS}], got ${threads}`)
   }
   const maxQueue = opts.maxQueue ?? threads * 4
   if (!Number.isInteger(maxQueue) || maxQueue < 0 || maxQueue > MAX_QUEUE) {
