@@ -34,6 +34,12 @@ export interface ResumeInfo {
   readonly bytesKept: number
 }
 
+/**
+ * Most ranges a resume hands the re-hash: the chunks a journal kept, in runs, the last run
+ * stretched over what lies beyond (16 bytes each: 16 KiB at most, whatever the file's size).
+ */
+const MAX_REHASH_RANGES = 1024
+
 /** Chunk ranges [start, end) whose bytes in the part file must be re-hashed before they count. */
 export type RehashRanges = Array<{ start: number; end: number }>
 
@@ -126,7 +132,7 @@ async function openPinned(
           rehash,
         }
       }
-      if (modified && existing.size === req.totalSize) ranges = j.keptRanges()
+      if (modified && existing.size === req.totalSize) ranges = j.keptRanges(MAX_REHASH_RANGES)
       await j.remove()
       decision = !sameContent
         ? { mode: 'restart', reason: 'other-content' }

@@ -225,26 +225,27 @@ export class Journal {
     return this.#bit(i) || this.#unsynced.has(i) || this.#syncing.has(i)
   }
 
-  /** The runs of durable chunks, as [start, end) ranges in order (a whole byte of bits at a time where it can). */
-  keptRanges(): Array<{ start: number; end: number }> {
+  /**
+   * The runs of durable chunks, as [start, end) ranges in order, at most `maxRuns` of them: the
+   * last one spans from its start to the last durable chunk, gaps included, so a journal whose
+   * bits alternate cannot make this as long as the file has chunks.
+   */
+  keptRanges(maxRuns: number): Array<{ start: number; end: number }> {
     const runs: Array<{ start: number; end: number }> = []
     let start = -1
+    let last = -1
     for (let i = 0; i < this.leafCount; i++) {
-      if ((i & 7) === 0 && i + 8 <= this.leafCount) {
-        const byte = this.#bits[i >>> 3]!
-        if ((byte === 0 && start < 0) || (byte === 0xff && start >= 0)) {
-          i += 7
-          continue
+      if (!this.#bit(i)) {
+        if (start >= 0 && runs.length < maxRuns - 1) {
+          runs.push({ start, end: i })
+          start = -1
         }
+        continue
       }
-      const set = this.#bit(i)
-      if (set && start < 0) start = i
-      else if (!set && start >= 0) {
-        runs.push({ start, end: i })
-        start = -1
-      }
+      if (start < 0) start = i
+      last = i
     }
-    if (start >= 0) runs.push({ start, end: this.leafCount })
+    if (start >= 0) runs.push({ start, end: last + 1 })
     return runs
   }
 

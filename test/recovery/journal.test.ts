@@ -92,7 +92,7 @@ describe('resume journal', () => {
     await back.close()
   })
 
-  it('keptRanges: the runs of durable chunks, as a bit-by-bit reading finds them', async () => {
+  it('keptRanges: the runs of durable chunks, as a bit-by-bit reading finds them, at most maxRuns', async () => {
     const leaves = 203 // not a multiple of 8: the last byte is partial
     const j = await Journal.create(path(), init(leaves), opts())
     j.attach(async () => {})
@@ -120,7 +120,9 @@ describe('resume journal', () => {
       if (last !== undefined && last.end === i) last.end = i + 1
       else naive.push({ start: i, end: i + 1 })
     }
-    expect(j.keptRanges()).toEqual(naive)
+    expect(j.keptRanges(Number.POSITIVE_INFINITY)).toEqual(naive)
+    // Bounded: past maxRuns - 1 runs, the last spans to the last durable chunk.
+    expect(j.keptRanges(3)).toEqual([...naive.slice(0, 2), { start: naive[2]!.start, end: leaves }])
     await j.close()
   })
 
