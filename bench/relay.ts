@@ -20,7 +20,7 @@ import { loadavg, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { decodeSwarmTicket, encodeSwarmTicket } from '../src/ticket/multi-ticket.ts'
 import { requireNetns, Topology } from '../test/support/netns.ts'
-import { ensureRandomFile, firstJson, GiB, MB, MiB, sizeFromEnv } from './lib/proc.ts'
+import { cpuSecondsOf, ensureRandomFile, firstJson, GiB, MB, MiB, sizeFromEnv } from './lib/proc.ts'
 
 const size = sizeFromEnv(1)
 const rounds = Math.max(1, Number(process.env.HAUL_BENCH_ROUNDS ?? 1))
@@ -29,15 +29,6 @@ const rate = Number(process.env.HAUL_BENCH_RATE_MBIT ?? 0)
 const file = process.env.HAUL_BENCH_FILE ?? join(tmpdir(), `haul-bench-${size}.bin`)
 const haul = new URL('../bin/haul.js', import.meta.url).pathname
 const RELAY_IP = '10.231.22.1'
-const TICKS_PER_SECOND = 100
-
-/** CPU seconds (user + system) a process has used, from /proc/<pid>/stat. */
-async function cpuSeconds(pid: number): Promise<number> {
-  const stat = await readFile(`/proc/${pid}/stat`, 'utf8')
-  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
-  return (Number(fields[11]) + Number(fields[12])) / TICKS_PER_SECOND
-}
-
 async function peakRssMiB(pid: number): Promise<number> {
   const status = await readFile(`/proc/${pid}/status`, 'utf8')
   return Number(/VmHWM:\s+(\d+) kB/.exec(status)![1]) / 1024
@@ -99,9 +90,9 @@ try {
   let relayCpu = 0
   for (let round = 1; round <= rounds; round++) {
     const d = await fetch(only(false))
-    const cpuBefore = await cpuSeconds(relay.pid!)
+    const cpuBefore = cpuSecondsOf(relay.pid!)!
     const r = await fetch(only(true))
-    relayCpu += (await cpuSeconds(relay.pid!)) - cpuBefore
+    relayCpu += cpuSecondsOf(relay.pid!)! - cpuBefore
     if (d.route !== 'direct' || r.route !== 'relayed') throw new Error(`routes ${d.route}, ${r.route}`)
     direct.push(d.seconds)
     relayed.push(r.seconds)
