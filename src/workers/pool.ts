@@ -81,6 +81,7 @@ export class WorkerPool {
     this.#slots = new Slots(threads + maxQueue)
     this.#piscina = new Piscina({
       filename: workerFile(),
+      name: 'handle',
       // One thread from the start, the others when two tasks wait at once (IDLE_THREAD_MS).
       minThreads: 1,
       maxThreads: threads,

@@ -106,7 +106,13 @@ function dispatch(req: WorkerRequest): [AnyReply, ArrayBufferLike[]] {
   }
 }
 
-export default function handle(req: WorkerRequest): unknown {
+/**
+ * The task handler, a named export (Piscina is told `name: 'handle'`): Piscina loads this
+ * file with `require()`, and Node wraps a required ES module that has a default export in
+ * a generated facade module, a step that has aborted a worker's process natively
+ * (`CreateRequiredModuleFacade`, Node 24). Without a default export there is no facade.
+ */
+export function handle(req: WorkerRequest): unknown {
   let reply: AnyReply
   let transfer: ArrayBufferLike[] = []
   try {

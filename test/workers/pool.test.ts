@@ -1,4 +1,6 @@
 import { createHash } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { fileURLToPath } from 'node:url'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cdcCuts } from '../../src/chunking/fastcdc.ts'
 import {
@@ -395,5 +397,17 @@ describe('WorkerPool bounds and lifecycle', () => {
     expect((await settled).some((r) => r.status === 'rejected')).toBe(true)
     await expect(pool.hash(new Uint8Array(4))).rejects.toBeInstanceOf(AbortedError)
     await pool.destroy()
+  })
+})
+
+describe('the worker thread file', () => {
+  it('is required as a plain namespace: no default export, so no facade module from Node', () => {
+    // Piscina require()s the file; Node builds a facade module (and adds __esModule) for a
+    // required ES module with a default export, the step that has aborted a process natively.
+    const file = fileURLToPath(new URL('../../dist/workers/worker.js', import.meta.url))
+    const loaded = createRequire(import.meta.url)(file) as Record<string, unknown>
+    expect(typeof loaded.handle).toBe('function')
+    expect('default' in loaded).toBe(false)
+    expect(loaded.__esModule).toBeUndefined()
   })
 })
