@@ -1,5 +1,5 @@
 import { parseArgs } from 'node:util'
-import { parseChunking } from '../chunking/params.ts'
+import { formatSize, maxChunkSize, parseChunking } from '../chunking/params.ts'
 import { type EngineOptions, resolveEngineConfig } from '../engine/config.ts'
 import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { PRIORITIES, type Priority } from '../resources/fair-queue.ts'
@@ -167,12 +167,27 @@ export function checkEngineOptions(opts: EngineOptions): void {
   }
 }
 
+/**
+ * The largest chunk the CLI makes: what a receiver with the default frame limit
+ * (`server.maxFrame`, 8 MiB + 64 KiB) takes. Bigger chunks need both sides configured through
+ * the engine API, which a receiver running `haul get` is not.
+ */
+export const CLI_MAX_CHUNK = 8 * 1024 * 1024
+
 function chunkingOf(text: string): ChunkingParams {
+  let p: ChunkingParams
   try {
-    return parseChunking(text)
+    p = parseChunking(text)
   } catch (err) {
     throw new InvalidArgumentError(`--chunking: ${(err as Error).message}`)
   }
+  const largest = maxChunkSize(p)
+  if (largest > CLI_MAX_CHUNK) {
+    throw new InvalidArgumentError(
+      `--chunking: ${text} makes chunks of up to ${formatSize(largest)}; a haul receiver takes chunks of at most ${formatSize(CLI_MAX_CHUNK)}: choose fixed:4m, cdc:2m or a cdc maximum of 8m or less`,
+    )
+  }
+  return p
 }
 
 export function positiveInt(name: string, v: string): number {

@@ -74,6 +74,7 @@ how many transfers were in progress and cut off.
 Options:
 ${SERVING_FLAGS}
   --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+                          (chunks of at most 8 MiB, what a receiver takes)
 ${METRICS_FLAG}
 ${ENGINE_FLAGS}
 
@@ -152,6 +153,7 @@ Options:
   -o, --out <descriptor>  where to write the descriptor (default: in the data folder)
   --data-dir <dir>        the data folder (default $XDG_CACHE_HOME/haul, ~/.cache/haul)
   --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+                          (chunks of at most 8 MiB, what a receiver takes)
 ${ENGINE_FLAGS}
 
 Example:

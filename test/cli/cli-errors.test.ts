@@ -28,6 +28,16 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, '--memory', '1'], /--memory: memoryBudget must be/],
       [['send', src, '--listen', 'nowhere'], /--listen: .*nowhere/],
       [['send', src, '--chunking', 'fixed:3k'], /--chunking/],
+      // Chunks a receiver's default frame limit cannot take are refused on the sender.
+      [
+        ['send', src, '--chunking', 'fixed:16m', '--memory', '64'],
+        /--chunking: fixed:16m makes chunks of up to 16MiB; a haul receiver takes chunks of at most 8MiB/,
+      ],
+      [['index', src, '--chunking', 'cdc:4m'], /--chunking: cdc:4m makes chunks of up to 16MiB/],
+      [
+        ['send', src, '--chunking', 'fixed:8m'],
+        /--memory: memoryBudget \(16MiB\) must hold at least 4 of the largest chunk \(8MiB\): give it 32MiB or more/,
+      ],
       [['send', src, '--relay', '/ip4/127.0.0.1/tcp/4003'], /--relay: .*must end in \/p2p\/<relay peer id>/],
       [['relay', '--max-circuits', '0'], /--max-circuits takes a positive whole number/],
       [['relay', 'extra'], /haul relay takes no arguments/],

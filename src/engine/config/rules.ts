@@ -2,7 +2,7 @@
  * The rules that tie options of the table (./table.ts) together. resolve.ts runs each once the
  * options it reads are resolved, after every option passed its own check.
  */
-import { maxChunkSize } from '../../chunking/params.ts'
+import { formatSize, maxChunkSize } from '../../chunking/params.ts'
 import type { CrossRule } from './schema.ts'
 import type { TableConfig } from './table.ts'
 
@@ -34,7 +34,7 @@ export const crossRules: readonly CrossRule<TableConfig>[] = [
       const chunk = maxChunkSize(c.chunking)
       return c.memoryBudget >= 4 * chunk
         ? undefined
-        : `memoryBudget (${c.memoryBudget}) must hold at least 4 chunks of ${chunk} bytes`
+        : `memoryBudget (${formatSize(c.memoryBudget)}) must hold at least 4 of the largest chunk (${formatSize(chunk)}): give it ${formatSize(4 * chunk)} or more`
     },
   },
   {
