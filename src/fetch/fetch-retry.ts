@@ -76,10 +76,11 @@ export class FetchRetry {
   }
 
   /**
-   * Until a stream to a provider has opened in this job, a failure that says the providers may
-   * not be there (PEER_UNREACHABLE, TIMEOUT) is retried only `retry.maxAttemptsFirstContact`
+   * Until a provider has said hello on a stream in this job, a failure that says the providers
+   * may not be there (PEER_UNREACHABLE, TIMEOUT) is retried only `retry.maxAttemptsFirstContact`
    * times; then the transfer fails with the error itself, so a wrong address or a sender that is
-   * not running is told in about a second. Every other transient failure (a stream cut,
+   * not running is told in about a second, and a peer that takes streams and stays silent in
+   * three request timeouts. Every other transient failure (a stream cut,
    * TOO_MANY_REQUESTS) came from a peer, and gets `retry.maxAttempts`.
    */
   attemptLimit(error: HaulError): number {

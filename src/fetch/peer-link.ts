@@ -51,7 +51,11 @@ export class PeerLink {
   /** Chunk bytes received on this link's sessions already let go, and the current one's count when adopted. */
   #pastChunkBytes = 0
   #sessionBase = 0
-  /** A stream to this peer opened in this transfer: it is there, whatever fails after. */
+  /**
+   * This peer said hello on a stream in this transfer: it is there and speaks haul, whatever
+   * fails after. A stream that opens is not enough: a peer that takes streams and never answers
+   * fails in `retry.maxAttemptsFirstContact` attempts, as one that cannot be dialed does.
+   */
   reached = false
   /** How this peer's streams went: see TransferRoute. Undefined until one opened. */
   route: TransferRoute | undefined
@@ -106,7 +110,7 @@ export class PeerLink {
     }
     const pooled = deps.sessions?.take(this.id)
     if (pooled !== undefined) {
-      this.reached = true
+      this.reached = true // a pooled session's peer answered a header on it
       this.#noteRoute(deps.network.pathTo(this.id))
       try {
         return await this.#header(deps, pooled, signal)
@@ -119,7 +123,6 @@ export class PeerLink {
       signal,
       idleTimeoutMs: deps.timeouts.idleMs,
     })
-    this.reached = true
     this.#noteRoute(deps.network.pathTo(this.id))
     const { buffers } = deps
     const session = RemoteSession.start(stream, {
@@ -153,6 +156,8 @@ export class PeerLink {
     } catch (err) {
       session.abort(err as HaulError)
       throw err
+    } finally {
+      if (session.remoteMaxFrame !== undefined) this.reached = true
     }
   }
 

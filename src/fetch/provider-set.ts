@@ -44,7 +44,7 @@ export class ProviderSet {
     return received
   }
 
-  /** A stream to some provider opened in this fetch. */
+  /** Some provider said hello on a stream in this fetch (PeerLink.reached). */
   reached(): boolean {
     return [...this.links.values()].some((l) => l.reached)
   }

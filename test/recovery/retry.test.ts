@@ -4,9 +4,12 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import {
   Engine,
   type EngineOptions,
+  type HaulError,
   type PeerUnreachableError,
   RetriesExhaustedError,
 } from '../../src/index.ts'
+import { Network } from '../../src/net/network.ts'
+import { PROTOCOL_ID } from '../../src/protocol/messages.ts'
 import { journalPath } from '../../src/storage/journal.ts'
 import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
@@ -187,6 +190,32 @@ describe('retries through a fault proxy (real sockets)', () => {
       expect(retries).toBe(2)
     } finally {
       await engine.stop()
+    }
+  })
+
+  it('a peer that takes the haul stream and never says hello: maxAttemptsFirstContact tries, then TIMEOUT', async () => {
+    const silent = await Network.create({ listen: ['/ip4/127.0.0.1/tcp/0'] })
+    let streams = 0
+    await silent.handle(PROTOCOL_ID, () => {
+      streams++ // kept open, never written to
+    })
+    const engine = await receiver({
+      timeouts: { idleMs: 800, requestMs: 400 },
+      retry: { maxAttempts: 10, maxAttemptsFirstContact: 3, baseDelayMs: 20 },
+    })
+    try {
+      const { cid } = decodeSwarmTicket(ticket)
+      const mute = encodeTicket({ cid, peerId: silent.peerId, addrs: silent.addresses })
+      let retries = 0
+      const err = await engine
+        .fetch(mute, join(dir, 'mute.out'), { onRetry: () => retries++ })
+        .result.catch((e: unknown) => e)
+      expect((err as HaulError).code).toBe('TIMEOUT')
+      expect(retries).toBe(2)
+      expect(streams).toBe(3)
+    } finally {
+      await engine.stop()
+      await silent.stop()
     }
   })
 

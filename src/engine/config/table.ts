@@ -205,7 +205,7 @@ export const optionTable = {
     maxAttemptsFirstContact: count({
       min: 1,
       default: 3,
-      doc: 'attempts before the peer was ever reached, for `PEER_UNREACHABLE` and `TIMEOUT`',
+      doc: 'attempts before any provider said hello (not dialed, or silent on its stream), for `PEER_UNREACHABLE` and `TIMEOUT`',
     }),
     baseDelayMs: ms({
       min: 0,
