@@ -329,6 +329,7 @@ export class FetchJob implements TransferJob {
     const share = this.#deps.share
     const local = await openFetchLocal(this.dest, this.cid, header, {
       ...this.#deps,
+      overwrite: this.#deps.destination.overwrite,
       seed: share !== undefined,
     })
     this.#local = local

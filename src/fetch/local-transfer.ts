@@ -45,7 +45,12 @@ export async function openLocalTransfer(
   dest: string,
   cid: Uint8Array,
   header: DescriptorHeader,
-  storage: { readonly journal: JournalOptions; readonly directWrites?: DirectWriteSlots | undefined },
+  storage: {
+    readonly journal: JournalOptions
+    readonly directWrites?: DirectWriteSlots | undefined
+    /** See StorageRequest.overwrite. */
+    readonly overwrite: boolean
+  },
 ): Promise<LocalTransfer> {
   const headerBytes = encodeHeader(header)
   if (!bytesEqual(contentId(headerBytes), cid)) {
@@ -59,6 +64,7 @@ export async function openLocalTransfer(
     leafCount: header.leafCount,
     journal: storage.journal,
     directWrites: storage.directWrites,
+    overwrite: storage.overwrite,
   })
   const meter = new ProgressMeter(header.totalSize, header.leafCount, journal.bytes, journal.chunks)
   const rehasher = rehash.length > 0 ? new Rehasher(header, part, journal, meter, rehash) : undefined
@@ -78,6 +84,7 @@ export async function openFetchLocal(
   opts: {
     readonly journal: JournalOptions
     readonly directWrites?: DirectWriteSlots | undefined
+    readonly overwrite: boolean
     readonly swarm: Pick<SwarmOptions, 'windowChunks'>
     readonly seed: boolean
   },

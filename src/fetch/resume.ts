@@ -1,4 +1,6 @@
 import { stat } from 'node:fs/promises'
+import { cidToString } from '../descriptor/cid.ts'
+import { DestinationExistsError } from '../errors.ts'
 import { DestFolder, nameIn } from '../storage/dest-folder.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { Journal, type JournalOptions, journalPath, removeJournal } from '../storage/journal.ts'
@@ -59,6 +61,11 @@ export interface StorageRequest {
   readonly journal: JournalOptions
   /** Staging memory for O_DIRECT writes of the part file (undefined: buffered writes). */
   readonly directWrites?: DirectWriteSlots | undefined
+  /**
+   * Discard a part file whose journal vouches for chunks of other content (the caller's
+   * `overwrite`); without it such a part file is kept and the fetch fails DESTINATION_EXISTS.
+   */
+  readonly overwrite: boolean
 }
 
 /**
@@ -131,6 +138,12 @@ async function openPinned(
           resume: { mode: 'journal', chunksKept: j.chunks, bytesKept: j.bytes },
           rehash,
         }
+      }
+      if (!sameContent && j.chunks > 0 && !req.overwrite) {
+        await j.close()
+        throw new DestinationExistsError(
+          `${req.dest}.part holds ${j.chunks} verified chunks (${(j.bytes / 2 ** 20).toFixed(1)} MiB) of other content (${cidToString(j.cid)}), an earlier fetch's: fetch that content again to finish it, pass overwrite: true (haul get --force) to discard it, or choose another path`,
+        )
       }
       if (modified && existing.size === req.totalSize) ranges = j.keptRanges(MAX_REHASH_RANGES)
       await j.remove()

@@ -27,6 +27,7 @@ export async function writePartialCopy(
     totalSize: header.totalSize,
     leafCount: header.leafCount,
     journal: { ...defaultJournalOptions, minBytes: 0 }, // a partial seed needs its journal at any size
+    overwrite: false,
   })
   const reader = await DescriptorReader.open(index.descriptorPath)
   const leaves = await LeafStore.open(dest, header, true)

@@ -103,6 +103,7 @@ describe('the destination folder swapped for a symlink', () => {
         totalSize: 10,
         leafCount: 1,
         journal: defaultJournalOptions,
+        overwrite: false,
       }).catch((e: unknown) => e)
       expect(err).toBeInstanceOf(DestinationInvalidError)
       expect(await treeState(f.outside)).toEqual(before)

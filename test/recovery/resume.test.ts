@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { copyFile, open, readFile, rename, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ContentNotFoundError } from '../../src/errors.ts'
+import { ContentNotFoundError, DestinationExistsError } from '../../src/errors.ts'
 import { createEngine, type Engine, type ResumeInfo } from '../../src/index.ts'
 import { BLOCK, defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
@@ -192,7 +192,7 @@ describe.each<[string, ChunkingParams]>([
     expect(r.resume.mode).toBe('journal')
   })
 
-  it('a journal for other content: start over, reported as restart/other-content', async () => {
+  it('a journal for other content: kept (DESTINATION_EXISTS) unless overwrite, which starts over (restart/other-content)', async () => {
     const dest = join(dir, `e${n++}.out`)
     const other = join(dir, `other${n}.bin`)
     await writeFile(other, 16 * MiB, 'random')
@@ -203,9 +203,35 @@ describe.each<[string, ChunkingParams]>([
       dest,
       atBytes: 2 * MiB,
     })
-    const { r, served: got } = await fetchCounting(dest)
+    const refused = await receiver.fetch(ticket, dest).result.catch((e: unknown) => e)
+    expect(refused).toBeInstanceOf(DestinationExistsError)
+    expect((refused as Error).message).toMatch(/\.part holds \d+ verified chunks .* of other content/)
+    expect(existsSync(`${dest}.part`)).toBe(true)
+    expect(existsSync(journalPath(dest))).toBe(true)
+
+    const before = served.bytes
+    const r = await receiver.fetch(ticket, dest, { overwrite: true }).result
     expect(r.resume).toMatchObject({ mode: 'restart', reason: 'other-content', chunksKept: 0 })
-    expect(got).toBe(SIZE)
+    expect(served.bytes - before).toBe(SIZE)
+    expect(await sha256File(dest)).toBe(srcHash)
+  })
+
+  it('a journal for other content is resumed by that content: what the refused fetch left is intact', async () => {
+    const dest = join(dir, `e${n++}.out`)
+    const other = join(dir, `other${n}.bin`)
+    await writeFile(other, 16 * MiB, 'random')
+    const otherTicket = await sender.publish(other)
+    await interruptedFetch({
+      ticket: otherTicket,
+      senderAddrs: sender.network.addresses,
+      dest,
+      atBytes: 2 * MiB,
+    })
+    await expect(receiver.fetch(ticket, dest).result).rejects.toBeInstanceOf(DestinationExistsError)
+    const r = await receiver.fetch(otherTicket, dest).result
+    expect(r.resume.mode).toBe('journal')
+    expect(r.resume.chunksKept).toBeGreaterThan(0)
+    expect(await sha256File(dest)).toBe(await sha256File(other))
   })
 
   it('with journal.enabled = false no journal is written; a later fetch re-hashes the part file', async () => {
