@@ -17,6 +17,7 @@ import {
   ManifestInvalidError,
   NoSpaceError,
 } from '../errors.ts'
+import type { ResumeInfo } from '../fetch/resume.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
@@ -69,6 +70,11 @@ export interface CollectionFetchOptions {
   /** A file (or link) is now under its final name, verified. */
   onFile?: (entry: { path: string; size: number; kind: ManifestEntry['kind'] }) => void
   onRetry?: (info: RetryInfo) => void
+  /**
+   * The pack's fetch started from what an earlier run left in the staging folder (its
+   * `.haul-incoming/pack.part`): as FetchOptions.onResume.
+   */
+  onResume?: (info: ResumeInfo, p: TransferProgress) => void
   /** Replace files in the destination that hold other data. @default false */
   overwrite?: boolean
   /** Create the collection's symbolic links (each points inside it); otherwise they are skipped. @default false */
@@ -118,6 +124,7 @@ export interface CollectionDeps {
       signal: AbortSignal
       onProgress?: (p: TransferProgress) => void
       onRetry?: (info: RetryInfo) => void
+      onResume?: (info: ResumeInfo, p: TransferProgress) => void
       priority?: 'low' | 'normal' | 'high'
       maxBytesPerSec?: number
       overwrite?: boolean
@@ -241,6 +248,7 @@ export async function fetchCollection(
             )
           },
           onChunk: (i) => early?.chunk(i),
+          ...(opts.onResume === undefined ? {} : { onResume: opts.onResume }),
           onProgress: (p) => report({ bytesDone: p.bytesDone, transfer: p }),
         },
       )

@@ -112,6 +112,12 @@ describe('folders and names from the command line (real processes)', () => {
     expect(await readdir(out)).toEqual(['.haul-incoming'])
     const again = await run(['get', ticket, '-o', out, '--json'])
     expect(again.code, again.stderr).toBe(0)
+    // Said before the pack's progress, as for a single file.
+    const evs = events(again.stdout)
+    const at = evs.findIndex((e) => e.event === 'resuming')
+    expect(evs[at]).toMatchObject({ event: 'resuming', mode: 'journal' })
+    expect(evs[at]?.bytesKept).toBeGreaterThan(0)
+    expect(evs.slice(0, at).filter((e) => e.event === 'progress' && (e.bytesDone as number) > 0)).toEqual([])
     const done = events(again.stdout).find((e) => e.event === 'done')!
     expect(done.resumed, JSON.stringify(done)).toBe(true)
     expect((done.resume as { bytesKept: number }).bytesKept, JSON.stringify(done)).toBeGreaterThan(0)

@@ -1,4 +1,6 @@
+import { join } from 'node:path'
 import type { CollectionProgress, CollectionResult } from '../../collection/fetch-collection.ts'
+import { STAGING_NAME } from '../../collection/names.ts'
 import type { Engine } from '../../engine/engine.ts'
 import { AbortedError } from '../../errors.ts'
 import { routeOf } from '../../transfer/transfer-types.ts'
@@ -7,6 +9,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 import type { StopSignals } from '../signals.ts'
+import { announceResume } from './resume-lines.ts'
 
 /**
  * `haul get` of a collection ticket: the folder recreated at `dest`, with progress over the
@@ -44,6 +47,7 @@ export async function getFolder(
       },
       onFile: (f) => out.event({ event: 'file', ...f }),
       onRetry: (info) => out.retry(info),
+      onResume: (info, p) => announceResume(out, join(dest, STAGING_NAME, 'pack.part'), info, p),
     })
     .catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err

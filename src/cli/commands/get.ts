@@ -4,15 +4,14 @@ import { safeName } from '../../collection/names.ts'
 import { cidFromString, cidToString, looksLikeCid } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
 import { AbortedError, InvalidArgumentError } from '../../errors.ts'
-import type { ResumeInfo } from '../../fetch/resume.ts'
 import type { Priority } from '../../resources/fair-queue.ts'
 import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/multi-ticket.ts'
-import type { TransferProgress } from '../../transfer/progress.ts'
 import { type FetchResult, routeOf, type TransferRoute } from '../../transfer/transfer-types.ts'
 import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
+import { announceResume } from './resume-lines.ts'
 
 export interface GetOptions {
   /**
@@ -79,7 +78,7 @@ export async function runGet(
       ...(opts.priority === undefined ? {} : { priority: opts.priority }),
       signal: stop.signal,
       provide: opts.provide === true,
-      onResume: (info, p) => announceResume(out, dest, info, p),
+      onResume: (info, p) => announceResume(out, `${dest}.part`, info, p),
       onProgress: (p) => {
         const now = routeOf(handle.swarmStats())
         if (now !== undefined && now !== route) {
@@ -142,43 +141,6 @@ function announceRoute(out: Output, route: TransferRoute): void {
   if (route === 'direct') return
   out.done()
   out.human(ROUTE_TEXT[route])
-}
-
-/** Says, as the fetch starts, what an earlier run left at the destination and what becomes of it. */
-function announceResume(out: Output, dest: string, info: ResumeInfo, p: TransferProgress): void {
-  if (info.mode === 'fresh' || info.mode === 'present') return
-  out.event({
-    event: 'resuming',
-    mode: info.mode,
-    ...(info.reason === undefined ? {} : { reason: info.reason }),
-    chunksKept: info.chunksKept,
-    bytesKept: info.bytesKept,
-    totalBytes: p.totalBytes,
-    totalChunks: p.totalChunks,
-  })
-  out.done()
-  if (info.mode === 'journal') {
-    out.human(
-      `resuming: ${formatBytes(info.bytesKept)} of ${formatBytes(p.totalBytes)} already here, verified (${info.chunksKept} of ${p.totalChunks} chunks)`,
-    )
-  } else if (info.mode === 'rehash' && info.reason === 'part-modified') {
-    out.human(
-      `resuming: ${dest}.part was changed after its journal was last written: checking the chunks the journal kept against the content id, keeping what verifies`,
-    )
-  } else if (info.mode === 'rehash') {
-    out.human(
-      `resuming: ${dest}.part has no usable journal (${info.reason ?? 'missing'}): checking its chunks against the content id, keeping what verifies`,
-    )
-  } else {
-    out.human(
-      `starting over: ${dest}.part held ${RESTART_REASON[info.reason ?? 'other-content'] ?? info.reason}`,
-    )
-  }
-}
-
-const RESTART_REASON: Partial<Record<NonNullable<ResumeInfo['reason']>, string>> = {
-  'other-content': 'another content',
-  'part-size': 'a file of another size',
 }
 
 function reportDone(out: Output, r: FetchResult): void {

@@ -1,0 +1,42 @@
+import type { ResumeInfo } from '../../fetch/resume.ts'
+import type { TransferProgress } from '../../transfer/progress.ts'
+import { formatBytes } from '../format.ts'
+import type { Output } from '../output.ts'
+
+/**
+ * Says, as a fetch starts, what an earlier run left in its part file (`part`: `<dest>.part`, or a
+ * folder's pack in its staging folder) and what becomes of it.
+ */
+export function announceResume(out: Output, part: string, info: ResumeInfo, p: TransferProgress): void {
+  if (info.mode === 'fresh' || info.mode === 'present') return
+  out.event({
+    event: 'resuming',
+    mode: info.mode,
+    ...(info.reason === undefined ? {} : { reason: info.reason }),
+    chunksKept: info.chunksKept,
+    bytesKept: info.bytesKept,
+    totalBytes: p.totalBytes,
+    totalChunks: p.totalChunks,
+  })
+  out.done()
+  if (info.mode === 'journal') {
+    out.human(
+      `resuming: ${formatBytes(info.bytesKept)} of ${formatBytes(p.totalBytes)} already here, verified (${info.chunksKept} of ${p.totalChunks} chunks)`,
+    )
+  } else if (info.mode === 'rehash' && info.reason === 'part-modified') {
+    out.human(
+      `resuming: ${part} was changed after its journal was last written: checking the chunks the journal kept against the content id, keeping what verifies`,
+    )
+  } else if (info.mode === 'rehash') {
+    out.human(
+      `resuming: ${part} has no usable journal (${info.reason ?? 'missing'}): checking its chunks against the content id, keeping what verifies`,
+    )
+  } else {
+    out.human(`starting over: ${part} held ${RESTART_REASON[info.reason ?? 'other-content'] ?? info.reason}`)
+  }
+}
+
+const RESTART_REASON: Partial<Record<NonNullable<ResumeInfo['reason']>, string>> = {
+  'other-content': 'another content',
+  'part-size': 'a file of another size',
+}
