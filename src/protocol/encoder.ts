@@ -6,6 +6,7 @@
 
 import {
   CodecUnsupportedError,
+  type ErrorCode,
   FrameTooLargeError,
   InvalidArgumentError,
   isHaulError,
@@ -231,13 +232,33 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
 }
 
 /**
- * Builds the `error` frame for a failure. A `HaulError` keeps its wire code and message (cut to
- * {@link MAX_ERROR_MESSAGE_BYTES} on a character boundary); anything else becomes `INTERNAL` with
- * a fixed message, so stack traces and local details never reach the peer.
+ * What the peer is told for failures whose own message is about this machine: its file paths,
+ * errno text, its storage. The code travels as is; the sentence says what the peer can do.
+ */
+const PEER_TEXT: Partial<Record<ErrorCode, string>> = {
+  CONTENT_CHANGED:
+    "the sender's file changed since it was published, so it is no longer served: ask the sender to publish it again for a new ticket",
+  SOURCE_INVALID:
+    'the sender cannot read the file it published: ask the sender to check it and publish it again',
+  PERMISSION_DENIED: 'the sender may not read the file it published: ask the sender to check its permissions',
+  NO_SPACE: 'the sender ran out of storage: try again later',
+  DESTINATION_INVALID: 'the sender failed on its own storage: try again later',
+  DESTINATION_BUSY: 'the sender failed on its own storage: try again later',
+  DESTINATION_EXISTS: 'the sender failed on its own storage: try again later',
+  CONFIG_INVALID: 'the sender is misconfigured: ask the sender to check its settings',
+  INTERNAL: 'internal error',
+}
+
+/**
+ * Builds the `error` frame for a failure. A `HaulError` keeps its wire code, and its message (cut
+ * to {@link MAX_ERROR_MESSAGE_BYTES} on a character boundary) unless the message is about this
+ * machine (PEER_TEXT); anything else becomes `INTERNAL` with a fixed message, so stack traces and
+ * local details never reach the peer.
  */
 export function errorMessage(requestId: number, err: unknown): ErrorMessage {
   if (isHaulError(err)) {
-    return { type: 'error', requestId, code: err.wireCode, message: truncateUtf8(err.message) }
+    const message = PEER_TEXT[err.code] ?? truncateUtf8(err.message)
+    return { type: 'error', requestId, code: err.wireCode, message }
   }
   return { type: 'error', requestId, code: WIRE_CODES.INTERNAL, message: 'internal error' }
 }

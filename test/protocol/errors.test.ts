@@ -22,6 +22,18 @@ function throughWire(requestId: number, err: unknown) {
 }
 
 describe('error frames', () => {
+  // Their messages name the sender's files, errno text, its storage: the peer gets a fixed sentence.
+  const ABOUT_THE_SENDER: ErrorCode[] = [
+    'CONTENT_CHANGED',
+    'SOURCE_INVALID',
+    'PERMISSION_DENIED',
+    'NO_SPACE',
+    'DESTINATION_INVALID',
+    'DESTINATION_BUSY',
+    'DESTINATION_EXISTS',
+    'CONFIG_INVALID',
+    'INTERNAL',
+  ]
   it.each(Object.entries(WIRE_CODES) as [ErrorCode, number][])(
     '%s survives the wire as its class',
     (code, wireCode) => {
@@ -32,9 +44,17 @@ describe('error frames', () => {
       const remote = errorFromWire(msg.code, msg.message)
       expect(remote.constructor).toBe(local.constructor)
       expect(remote.code).toBe(code)
-      expect(remote.message).toContain('something went wrong')
+      if (!ABOUT_THE_SENDER.includes(code)) expect(remote.message).toContain('something went wrong')
     },
   )
+
+  it.each(ABOUT_THE_SENDER)('%s keeps its code; its message, naming local files, stays home', (code) => {
+    const local = errorFromWire(WIRE_CODES[code], '/home/alice/published/report.pdf changed (EACCES)')
+    const msg = throughWire(4, local)
+    expect(msg.code).toBe(WIRE_CODES[code])
+    expect(msg.message).not.toMatch(/alice|report|EACCES/)
+    expect(msg.message.length).toBeGreaterThan(0)
+  })
 
   // The codes the protocol layer itself raises, pinned: renumbering one breaks every older peer.
   it.each([
