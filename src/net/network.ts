@@ -10,6 +10,7 @@ import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } f
 import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
 import { PeerConnections } from './peer-connections.ts'
 import { type PeerState, PeerStreams } from './peer-streams.ts'
+import { type RelayChange, RelayKeeper } from './relay-keeper.ts'
 import { startOnStablePort } from './stable-port.ts'
 import { type Refusal, StreamHandlers } from './stream-handlers.ts'
 import { type FrameStream, verifyIdleTimeout, wrapStream } from './stream-io.ts'
@@ -39,6 +40,8 @@ export class Network {
   readonly #connections: PeerConnections
   readonly #opener: StreamOpener
   readonly #handlers: StreamHandlers
+  readonly #relays: RelayKeeper
+  readonly #relayWatchers = new Set<(c: RelayChange) => void>()
   #streamsOpened = 0
 
   private constructor(
@@ -46,6 +49,7 @@ export class Network {
     ledgers: SendLedgers,
     o: Required<NetworkOnlyOptions> & { connectTimeoutMs: number },
     admission: ConnectionAdmission,
+    relays: readonly string[],
   ) {
     this.#node = node
     this.#ledgers = ledgers
@@ -56,6 +60,9 @@ export class Network {
     this.#connections = new PeerConnections(node, o.connectTimeoutMs, stop)
     this.#opener = new StreamOpener(stop, o.connectTimeoutMs, o.maxStreamsPerPeer)
     this.#handlers = new StreamHandlers(node, ledgers, o, this.#peers, this.#opener, stop)
+    this.#relays = new RelayKeeper(node, relays, (c) => {
+      for (const watch of this.#relayWatchers) watch(c)
+    })
   }
 
   static async create(opts: NetworkOptions = {}): Promise<Network> {
@@ -64,7 +71,23 @@ export class Network {
     const ledgers = new SendLedgers()
     const admission = new ConnectionAdmission(node.admission, node.maxConnections)
     const libp2p = await startOnStablePort(node, (o) => startLibp2p(o, key, {}, ledgers, admission))
-    return new Network(libp2p, ledgers, { ...net, connectTimeoutMs: node.connectTimeoutMs }, admission)
+    return new Network(
+      libp2p,
+      ledgers,
+      { ...net, connectTimeoutMs: node.connectTimeoutMs },
+      admission,
+      node.relays,
+    )
+  }
+
+  /**
+   * Calls `watch` when a slot on a configured relay is lost (the relay restarted, the link went
+   * down), each time reserving it again fails, and when it is held again (see RelayKeeper).
+   * Returns the unsubscribe.
+   */
+  onRelayChange(watch: (c: RelayChange) => void): () => void {
+    this.#relayWatchers.add(watch)
+    return () => this.#relayWatchers.delete(watch)
   }
 
   get peerId(): string {
@@ -204,6 +227,7 @@ export class Network {
   async #doStop(): Promise<void> {
     const err = new AbortedError('the network was stopped')
     this.#stop.abort(err)
+    this.#relays.stop()
     this.#peers.abortAll(err)
     await this.#node.stop()
   }

@@ -88,6 +88,40 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
     })
   })
 
+  it('a relay that restarts (same identity and port): the peer says it lost its slot, reserves again, and is reached through it', async () => {
+    const relayDir = join(engines.dir, 'restarting-relay')
+    let own = await startRelay({ listen: LOOPBACK, dataDir: relayDir })
+    const relayAddr = own.addresses[0]!
+    const behind = await Network.create({ listen: LOOPBACK, relays: [relayAddr] })
+    const dialer = await Network.create({ listen: LOOPBACK })
+    const changes: string[] = []
+    behind.onRelayChange((c) => changes.push(c.state))
+    const relayed = (): string[] => behind.addresses.filter((a) => a.includes('/p2p-circuit'))
+    const waitFor = async (ok: () => boolean, what: string): Promise<void> => {
+      for (let i = 0; i < 300 && !ok(); i++) await new Promise((r) => setTimeout(r, 100))
+      if (!ok()) throw new Error(`timed out waiting for ${what}`)
+    }
+    try {
+      await behind.handle('/test/echo', async (stream) => {
+        await stream.close()
+      })
+      expect(relayed()).toHaveLength(1)
+      await own.stop()
+      await waitFor(() => relayed().length === 0, 'the relayed address to go')
+      own = await startRelay({ listen: [relayAddr.slice(0, relayAddr.indexOf('/p2p/'))], dataDir: relayDir })
+      expect(own.addresses[0]).toBe(relayAddr)
+      await waitFor(() => relayed().length === 1, 'the slot to be reserved again')
+      expect(own.reservations()).toBe(1)
+      expect(changes).toContain('lost')
+      expect(changes.at(-1)).toBe('reserved')
+      const stream = await dialer.openStream(behind.peerId, relayed(), '/test/echo')
+      stream.abort(new Error('done'))
+    } finally {
+      await Promise.all([behind.stop(), dialer.stop()])
+      await own.stop()
+    }
+  })
+
   it('a relayed peer pushing to one that does not read: the relay stops taking bytes after about a window per direction', async () => {
     const own = await startRelay({ listen: LOOPBACK })
     const quiet = await Network.create({ listen: LOOPBACK, relays: [own.addresses[0]!] })
