@@ -7,7 +7,8 @@
  *   2. private LAN addresses (RFC 1918, CGNAT, IPv6 unique-local),
  *   3. loopback, only when no public or private address exists (a node told to listen on
  *      127.0.0.1),
- *   4. relayed addresses (`/p2p-circuit`: through a relay, when the direct ones fail).
+ *   4. relayed addresses (`/p2p-circuit`: through a relay, when the direct ones fail); through
+ *      the relay's loopback address only when the relay gave no other.
  *
  * IPv4 goes before IPv6 within a class (more networks route it). Link-local addresses are
  * dropped (they need an interface scope a multiaddr does not carry), as is each address's
@@ -73,6 +74,11 @@ export function ticketAddresses(addrs: readonly string[], peerId: string, max = 
   }
   const family = (a: string): number => (a.startsWith('/ip6/') || a.startsWith('/dns6/') ? 1 : 0)
   const ranked: string[] = []
+  // A relay listening on every interface gives its loopback address with the others: through it a
+  // receiver would dial its own machine. Kept only when the relay has nothing else.
+  const relayed = byReach.get('relayed')!
+  const viaAway = relayed.filter((a) => reachOf(a.slice(0, a.indexOf('/p2p/'))) !== 'loopback')
+  if (viaAway.length > 0) byReach.set('relayed', viaAway)
   for (const reach of ORDER) {
     if (reach === 'loopback' && byReach.get('public')!.length + byReach.get('private')!.length > 0) continue
     // A stable sort: within a family the node's own order stays.

@@ -43,6 +43,20 @@ describe('ticket addresses', () => {
     ])
   })
 
+  it("drops a relay's loopback address when the relay gave another; keeps it when it is all there is", () => {
+    const through = (host: string): string => `/ip4/${host}/tcp/4003/p2p/${RELAY}/p2p-circuit`
+    const node = [
+      `/ip4/192.168.1.5/tcp/4001/p2p/${PEER}`,
+      `${through('127.0.0.1')}/p2p/${PEER}`,
+      through('10.9.0.11'),
+    ]
+    expect(ticketAddresses(node, PEER)).toEqual(['/ip4/192.168.1.5/tcp/4001', through('10.9.0.11')])
+    expect(ticketAddresses([`/ip4/127.0.0.1/tcp/1/p2p/${PEER}`, through('127.0.0.1')], PEER)).toEqual([
+      '/ip4/127.0.0.1/tcp/1',
+      through('127.0.0.1'),
+    ])
+  })
+
   it('keeps loopback when it is all there is, and caps the count', () => {
     expect(ticketAddresses([`/ip4/127.0.0.1/tcp/1/p2p/${PEER}`, `/ip6/::1/tcp/2/p2p/${PEER}`], PEER)).toEqual(
       ['/ip4/127.0.0.1/tcp/1', '/ip6/::1/tcp/2'],
