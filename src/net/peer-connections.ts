@@ -1,6 +1,6 @@
 import type { Connection, Libp2p, PeerId } from '@libp2p/interface'
 import type { Multiaddr } from '@multiformats/multiaddr'
-import { AbortedError, PeerUnreachableError } from '../errors.ts'
+import { AbortedError, PeerUnreachableError, TooManyRequestsError } from '../errors.ts'
 import { isRelayedAddress } from './addresses.ts'
 import { circuitBytesLeft, isRelayed } from './circuits.ts'
 import { describeDialError } from './peer-addr.ts'
@@ -10,6 +10,13 @@ import { describeDialError } from './peer-addr.ts'
  * use, and how a peer not connected is dialed. Streams, their limits and their accounting stay
  * with the network; this knows connections only.
  */
+/**
+ * A relay refusing a circuit for lack of room: libp2p's RESOURCE_LIMIT_EXCEEDED, or
+ * PERMISSION_DENIED, which a haul relay gives at its circuit limit (`haul relay --max-circuits`;
+ * its allow-list refuses reservations, so a peer it does not allow has none to connect to).
+ */
+const RELAY_BUSY = /failed to connect via relay with status (RESOURCE_LIMIT_EXCEEDED|PERMISSION_DENIED)/
+
 export class PeerConnections {
   readonly #node: Libp2p
   /** Each dial group's time, and how long a duplicate connection stays unused before it is closed. */
@@ -70,6 +77,7 @@ export class PeerConnections {
     const groups = [addrs.filter((a) => !isRelayedAddress(a)), relayed].filter((g) => g.length > 0)
     const why: string[] = []
     let lastError: unknown
+    let relayBusy = false
     for (const group of groups) {
       const timeout = AbortSignal.timeout(this.#timeoutMs)
       try {
@@ -77,8 +85,16 @@ export class PeerConnections {
       } catch (err) {
         if (this.#stop.aborted) throw new AbortedError('the network was stopped')
         lastError = err
-        why.push(timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : describeDialError(err))
+        const text = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : describeDialError(err)
+        why.push(text)
+        if (group === relayed && RELAY_BUSY.test(text)) relayBusy = true
       }
+    }
+    if (relayBusy) {
+      throw new TooManyRequestsError(
+        `peer ${peerId} is reached only through its relay, and the relay has no circuit free for it now (${why.at(-1)}): retrying, as a circuit frees up when another transfer through it ends`,
+        { cause: lastError },
+      )
     }
     throw new PeerUnreachableError(
       `cannot reach peer ${peerId} at ${addrs.map(String).join(', ')}: ${why.join('; ')}`,

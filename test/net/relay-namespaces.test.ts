@@ -143,16 +143,22 @@ describe('haul through a relay between namespaces that cannot reach each other (
     expect(['relayed', 'upgraded']).toContain(got.last?.route)
   }, 120_000)
 
-  it('a relay at its circuit limit refuses a second receiver while the first one is served; the first completes', async () => {
+  it('a relay at its circuit limit: a second receiver waits (TOO_MANY_REQUESTS, retried) and completes once the first one is gone', async () => {
     const r = await relay('r', RELAY_IP, ['--max-circuits', '1'])
     const ticket = await send('s', r.addr)
     // A slow first receiver holds the one circuit.
     const first = get('g', ticket, ['--max-rate', '1M'])
     await first.p.event('progress', (e) => (e.bytesDone as number) > 0)
-    const second = await get('g', ticket).done
-    expect(second.code, second.why).toBe(1)
-    expect(second.last).toMatchObject({ event: 'error', code: 'PEER_UNREACHABLE' })
+    const second = get('g', ticket)
+    const refused = await second.p.event('retry')
+    expect(refused).toMatchObject({
+      code: 'TOO_MANY_REQUESTS',
+      message: expect.stringMatching(/no circuit free/),
+    })
     first.p.kill()
+    const got = await second.done
+    expect(got.code, got.why).toBe(0)
+    expect(await sha256File(got.out)).toBe(await sha256File(src))
   }, 120_000)
 
   it('a folder through the relay: every file byte-identical, the folder said to be relayed', async () => {
