@@ -54,6 +54,7 @@ export type {
   ChunksServed,
   ContentRequested,
   ContentWithdrawn,
+  RelaySlot,
   ServeEvent,
   ServeListener,
   SessionEnded,

@@ -69,6 +69,7 @@ export class ServeReport {
     else if (e.type === 'content-requested') this.#requested(e)
     else if (e.type === 'chunks-served') this.#served(e)
     else if (e.type === 'content-withdrawn') this.#withdrawn(e)
+    else if (e.type === 'relay-slot') this.#relaySlot(e)
     else {
       this.#end(e.session, e)
       this.#closed(e.peerId)
@@ -80,6 +81,19 @@ export class ServeReport {
     this.#out.event({ event: 'withdrawn', cid: e.cid, path: e.path, code: e.code, message: e.message })
     this.#out.done()
     this.#out.human(`error [${e.code}]: ${e.message} (no longer served)`)
+  }
+
+  /** The slot on a relay was lost, could not be reserved again yet, or is held again. */
+  #relaySlot(e: Extract<ServeEvent, { type: 'relay-slot' }>): void {
+    const { type: _, ...fields } = e
+    this.#out.event({ event: 'relay', ...fields })
+    if (e.state === 'lost') {
+      this.#line(
+        `lost the slot on relay ${e.relay}: reserving it again (receivers that need the relay cannot reach this peer meanwhile)`,
+      )
+    } else if (e.state === 'retrying') {
+      this.#line(`relay ${e.relay} not reached (${e.reason}): trying again in ${Math.round(e.inMs / 1000)} s`)
+    } else this.#line(`slot on relay ${e.relay} reserved again: reachable through it`)
   }
 
   /** Transfers running now (their session open and some bytes asked for). */

@@ -68,8 +68,9 @@ gets the answer for content this peer does not have. With --data-dir the secret 
 a restarted sender answers the same ticket.
 
 Shows each peer that connects (its id and address), what it fetches with bytes served and
-rate, a line when its transfer ends, and on exit the bytes served, peers and transfers, and
-how many transfers were in progress and cut off.
+rate, a line when its transfer ends, a line when the slot on a relay is lost and held again,
+and on exit the bytes served, peers and transfers, and how many transfers were in progress
+and cut off.
 
 Options:
 ${SERVING_FLAGS}

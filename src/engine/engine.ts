@@ -116,6 +116,9 @@ export class Engine {
       budget,
       self: () => ({ peerId: this.peerId, addrs: ticketAddresses(this.addresses, this.peerId) }),
     })
+    network.onRelayChange((c) => {
+      if (this.#serving.events.active) this.#serving.events.emit({ type: 'relay-slot', ...c })
+    })
     this.#sessions = new SessionPool(config.sessions)
     this.#fetches = new Fetches({
       config,

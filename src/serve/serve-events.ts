@@ -7,7 +7,13 @@ import type { PublishedContent } from './registry.ts'
  * inbound stream of one peer; a receiver opens one per provider it fetches from, and may reuse
  * it for its next fetch from the same peer. `session` numbers are unique within an engine.
  */
-export type ServeEvent = SessionOpened | ContentRequested | ChunksServed | SessionEnded | ContentWithdrawn
+export type ServeEvent =
+  | SessionOpened
+  | ContentRequested
+  | ChunksServed
+  | SessionEnded
+  | ContentWithdrawn
+  | RelaySlot
 
 /** A peer opened a stream to fetch from this engine. */
 export interface SessionOpened {
@@ -91,6 +97,21 @@ export interface ContentWithdrawn {
   readonly code: ErrorCode
   readonly message: string
 }
+
+/**
+ * This engine's slot on a configured relay (`relays`) was lost (the relay restarted, the link
+ * went down: receivers that need the relay cannot reach this engine meanwhile), reserving it
+ * again failed and is tried again in `inMs`, or the slot is held again.
+ */
+export type RelaySlot =
+  | { readonly type: 'relay-slot'; readonly relay: string; readonly state: 'lost' | 'reserved' }
+  | {
+      readonly type: 'relay-slot'
+      readonly relay: string
+      readonly state: 'retrying'
+      readonly reason: string
+      readonly inMs: number
+    }
 
 export type ServeListener = (event: ServeEvent) => void
 

@@ -136,6 +136,30 @@ describe('haul send shows what it serves (real processes)', () => {
     },
   )
 
+  it('a relay that restarts: send says it lost its slot, and that it holds it again', async () => {
+    const relayArgs = [
+      'relay',
+      '--listen',
+      '/ip4/127.0.0.1/tcp/0',
+      '--data-dir',
+      join(dir, 'relay'),
+      '--json',
+    ]
+    let relay = new Running(relayArgs)
+    procs.push(relay)
+    const addr = ((await relay.event('relay')).addresses as string[])[0]!
+    const sender = start(['send', src, '--listen', '/ip4/127.0.0.1/tcp/0', '--relay', addr, '--json'])
+    await sender.event('published')
+    relay.kill()
+    await relay.exited
+    expect(await sender.event('relay', (e) => e.state === 'lost')).toMatchObject({ relay: addr })
+    // The same identity and port (its data folder): the address the sender was given.
+    relay = new Running(relayArgs)
+    procs.push(relay)
+    expect(((await relay.event('relay')).addresses as string[])[0]).toBe(addr)
+    expect(await sender.event('relay', (e) => e.state === 'reserved')).toMatchObject({ relay: addr })
+  })
+
   it('a file changed while served: the get fails CONTENT_CHANGED, and send says it no longer serves it', async () => {
     for (const json of [false, true]) {
       const changing = join(dir, `changing${n++}.bin`)
