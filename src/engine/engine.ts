@@ -17,6 +17,7 @@ import type { ServeListener } from '../serve/serve-events.ts'
 import { SessionPool } from '../session/session-pool.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { WorkerPool } from '../workers/pool.ts'
+import { checkCid, checkPath, checkProviders, checkTicketText, guardOptions, rejecting } from './api-args.ts'
 import type {
   FetchOptions,
   Published,
@@ -251,13 +252,17 @@ export class Engine {
    * name). Calls for one path run one after the other: at once they would write the same
    * descriptor file.
    */
-  publish(path: string, opts: PublishOptions = {}): Promise<Published> {
-    this.#assertRunning()
-    const routing = this.#announcing(opts)
-    if (routing === undefined) return this.#publishing.publish(path, opts)
-    return this.#publishing
-      .publish(path, { ...opts, public: true })
-      .then((p) => ({ ...p, announced: routing.announce(p.index.cid) }))
+  publish(path: string, options: PublishOptions = {}): Promise<Published> {
+    return rejecting(() => {
+      this.#assertRunning()
+      checkPath('publish: path', path)
+      const opts = guardOptions('publish', options)
+      const routing = this.#announcing(opts)
+      if (routing === undefined) return this.#publishing.publish(path, opts)
+      return this.#publishing
+        .publish(path, { ...opts, public: true })
+        .then((p) => ({ ...p, announced: routing.announce(p.index.cid) }))
+    })
   }
 
   /** The DHT to announce a publish on: when the engine runs one and the caller did not say no. */
@@ -274,12 +279,18 @@ export class Engine {
     paths: string | readonly string[],
     opts: PublishOptions = {},
   ): Promise<{ ticket: string; index: CollectionIndex }> {
-    this.#assertRunning()
-    return this.#publishing.publishCollection(typeof paths === 'string' ? [paths] : [...paths], opts)
+    return rejecting(() => {
+      this.#assertRunning()
+      const list: unknown[] =
+        typeof paths === 'string' ? [paths] : Array.isArray(paths) ? [...paths] : [paths]
+      for (const p of list) checkPath('publishCollection: each path', p)
+      return this.#publishing.publishCollection(list as string[], guardOptions('publishCollection', opts))
+    })
   }
 
   /** Stops serving `cid` (a collection's manifest id stops its pack too) and announcing it. */
   unpublish(cid: Uint8Array): void {
+    checkCid(cid)
     this.#publishing.unpublish(cid)
     void this.#routing?.withdraw(cid)
   }
@@ -293,7 +304,11 @@ export class Engine {
    */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
-    return this.#requests.fetch(ticketText, dest, opts)
+    checkTicketText(ticketText)
+    checkPath('fetch: dest', dest)
+    const guarded = guardOptions('fetch', opts)
+    checkProviders(guarded.providers)
+    return this.#requests.fetch(ticketText, dest, guarded)
   }
 
   /**
@@ -306,8 +321,12 @@ export class Engine {
     dest: string,
     opts: CollectionFetchOptions = {},
   ): Promise<CollectionResult> {
-    this.#assertRunning()
-    return this.#requests.fetchCollection(ticketText, dest, opts)
+    return rejecting(() => {
+      this.#assertRunning()
+      checkTicketText(ticketText)
+      checkPath('fetchCollection: dest', dest)
+      return this.#requests.fetchCollection(ticketText, dest, guardOptions('fetchCollection', opts))
+    })
   }
 
   /**
@@ -315,13 +334,17 @@ export class Engine {
    * fetch: its journal and leaf sidecar) to others: partial seeding. The returned ticket names
    * this engine (with a secret of its own, unless `public`); `unpublish(cid)` stops it.
    */
-  seed(dest: string, opts: SeedOptions = {}): Promise<Seeded> {
-    this.#assertRunning()
-    const routing = this.#announcing(opts)
-    if (routing === undefined) return this.#publishing.seed(dest, opts)
-    return this.#publishing
-      .seed(dest, { ...opts, public: true })
-      .then((s) => ({ ...s, announced: routing.announce(s.cid) }))
+  seed(dest: string, options: SeedOptions = {}): Promise<Seeded> {
+    return rejecting(() => {
+      this.#assertRunning()
+      checkPath('seed: dest', dest)
+      const opts = guardOptions('seed', options)
+      const routing = this.#announcing(opts)
+      if (routing === undefined) return this.#publishing.seed(dest, opts)
+      return this.#publishing
+        .seed(dest, { ...opts, public: true })
+        .then((s) => ({ ...s, announced: routing.announce(s.cid) }))
+    })
   }
 
   /**

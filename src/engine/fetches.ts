@@ -139,10 +139,17 @@ export class Fetches {
   ): TransferHandle {
     if (opts.provide === true && this.#deps.routing() === undefined)
       throw new InvalidArgumentError('provide announces on the DHT: create the engine with dht (haul --dht)')
-    const providers = [...decoded.providers]
+    const self = this.#deps.network.peerId
+    // This engine is no provider of its own: it already has what it publishes.
+    const providers = decoded.providers.filter((p) => p.peerId !== self)
     const beside = presentingTicket(decoded)
     for (const p of opts.providers ?? [])
-      if (!providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
+      if (p.peerId !== self && !providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
+    if (providers.length === 0 && search === undefined && decoded.providers.length > 0) {
+      throw new InvalidArgumentError(
+        'this ticket names only this engine (it published the content): the file is already here; fetch it on another engine',
+      )
+    }
     const swarm = opts.swarm ?? (search !== undefined || opts.provide === true || providers.length > 1)
     const id = `${this.#idTag}-${++this.#fetches}`
     const path = resolvePath(dest)

@@ -78,6 +78,11 @@ export function decodeTicket(text: string): Ticket {
   }
   need(1)
   const version = bytes[p++]
+  if (version === 2 || version === 3) {
+    throw new TicketInvalidError(
+      `this ticket is version ${version}, the one engines write (it may name several providers and a name): read it with decodeSwarmTicket`,
+    )
+  }
   if (version !== TICKET_VERSION)
     throw new TicketInvalidError(`unsupported ticket version ${version}; upgrade haul`)
   need(32)

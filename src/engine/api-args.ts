@@ -1,0 +1,124 @@
+/**
+ * What the engine's methods check of their arguments before any work starts, so that a wrong
+ * type is an `INVALID_ARGUMENT` naming the argument (not a `TypeError` from deep inside), and the
+ * one rule for a caller's callbacks: they are functions, and one that throws is the caller's bug,
+ * never the transfer's — it is reported as a process warning and the transfer goes on, in the
+ * host's thread as in `thread: 'worker'` (where a callback runs in another thread anyway).
+ */
+import { InvalidArgumentError } from '../errors.ts'
+
+/** A path argument: a non-empty string without NUL (the OS would refuse it). */
+export function checkPath(name: string, value: unknown): asserts value is string {
+  if (typeof value !== 'string' || value.length === 0) {
+    throw new InvalidArgumentError(`${name} must be a path (a non-empty string), got ${describe(value)}`)
+  }
+  if (value.includes('\0')) throw new InvalidArgumentError(`${name} must not contain a NUL character`)
+}
+
+/** A ticket or content id argument: a string (decoding checks the rest). */
+export function checkTicketText(value: unknown): asserts value is string {
+  if (typeof value !== 'string') {
+    throw new InvalidArgumentError(
+      `the ticket must be a string (haul1…, or a content id), got ${describe(value)}`,
+    )
+  }
+}
+
+/** A content id argument: 32 bytes. */
+export function checkCid(value: unknown): asserts value is Uint8Array {
+  if (!(value instanceof Uint8Array) || value.length !== 32) {
+    throw new InvalidArgumentError(`the content id must be 32 bytes (a Uint8Array), got ${describe(value)}`)
+  }
+}
+
+/** A fetch's `providers` option: peers, each with its addresses (decoding the ticket checks the rest). */
+export function checkProviders(value: unknown): void {
+  if (value === undefined) return
+  const ok =
+    Array.isArray(value) &&
+    value.every(
+      (p) =>
+        typeof p === 'object' &&
+        p !== null &&
+        typeof p.peerId === 'string' &&
+        Array.isArray(p.addrs) &&
+        p.addrs.every((a: unknown) => typeof a === 'string'),
+    )
+  if (!ok) {
+    throw new InvalidArgumentError(
+      `fetch option providers must be an array of { peerId: string, addrs: string[] }, got ${describe(value)}`,
+    )
+  }
+}
+
+/**
+ * The options object with every callback (a key `on…`) wrapped so that a throw stays out of the
+ * transfer, and `signal` checked. Anything but an object (or undefined) is refused; so is an
+ * `on…` option that is not a function.
+ */
+export function guardOptions<T extends object>(what: string, opts: T | undefined): T {
+  if (opts === undefined) return {} as T
+  if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
+    throw new InvalidArgumentError(`${what} options must be an object, got ${describe(opts)}`)
+  }
+  const signal = (opts as { signal?: unknown }).signal
+  if (signal !== undefined && !(signal instanceof AbortSignal)) {
+    throw new InvalidArgumentError(`${what} option signal must be an AbortSignal, got ${describe(signal)}`)
+  }
+  let guarded: Record<string, unknown> | undefined
+  for (const [key, value] of Object.entries(opts)) {
+    if (!/^on[A-Z]/.test(key) || value === undefined) continue
+    if (typeof value !== 'function') {
+      throw new InvalidArgumentError(`${what} option ${key} must be a function, got ${describe(value)}`)
+    }
+    guarded ??= { ...(opts as Record<string, unknown>) }
+    guarded[key] = shielded(key, value as (...args: unknown[]) => unknown)
+  }
+  return (guarded ?? opts) as T
+}
+
+/**
+ * `f`, with a throw (or a rejected promise it returns) reported instead of passed on: the first
+ * one of this call's callback, as a progress callback that throws would throw every time.
+ */
+function shielded(key: string, f: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
+  let reported = false
+  const report = (err: unknown): void => {
+    if (reported) return
+    reported = true
+    const detail = err instanceof Error ? (err.stack ?? err.message) : String(err)
+    process.emitWarning(
+      `the ${key} callback threw; haul ignores it (said once per call) and goes on: ${detail}`,
+      {
+        type: 'HaulCallbackWarning',
+      },
+    )
+  }
+  return (...args) => {
+    try {
+      const r = f(...args)
+      if (r instanceof Promise) r.catch(report)
+      return r
+    } catch (err) {
+      report(err)
+      return undefined
+    }
+  }
+}
+
+/** Runs `f`; a synchronous throw becomes the returned promise's rejection. */
+export function rejecting<T>(f: () => Promise<T>): Promise<T> {
+  try {
+    return f()
+  } catch (err) {
+    return Promise.reject(err)
+  }
+}
+
+function describe(v: unknown): string {
+  if (v === null) return 'null'
+  if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)
+  if (typeof v === 'object')
+    return Array.isArray(v) ? 'an array' : `an object (${v.constructor?.name ?? 'Object'})`
+  return `${typeof v} ${String(v)}`
+}

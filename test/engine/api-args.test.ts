@@ -1,0 +1,131 @@
+import { readFile, writeFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { AbortedError, createEngine, InvalidArgumentError } from '../../src/index.ts'
+import { useEngines } from '../support/engines.ts'
+
+const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
+
+/** What a call gave: a synchronous throw, or the promise's settlement. */
+async function outcome(call: () => unknown): Promise<{ sync: boolean; error: unknown }> {
+  let p: unknown
+  try {
+    p = call()
+  } catch (error) {
+    return { sync: true, error }
+  }
+  try {
+    await p
+    return { sync: false, error: undefined }
+  } catch (error) {
+    return { sync: false, error }
+  }
+}
+
+describe('the engine API checks its arguments and keeps callbacks out of the transfer', () => {
+  const engines = useEngines({ listen: LOOPBACK, workers: 1 })
+
+  it('arguments of the wrong type are INVALID_ARGUMENT naming them, never a TypeError', async () => {
+    const e = await engines.engine()
+    const dest = join(engines.dir, 'x.out')
+    const cases: Array<[string, () => unknown, RegExp]> = [
+      ['fetch(42)', () => e.fetch(42 as never, dest), /the ticket must be a string/],
+      ['fetch(undefined)', () => e.fetch(undefined as never, dest), /the ticket must be a string/],
+      ['fetch dest undefined', () => e.fetch('haul1x', undefined as never), /fetch: dest must be a path/],
+      ['fetch dest with NUL', () => e.fetch('haul1x', join(engines.dir, 'a\0b')), /must not contain a NUL/],
+      [
+        'fetch signal {}',
+        () => e.fetch('haul1x', dest, { signal: {} as never }),
+        /signal must be an AbortSignal/,
+      ],
+      [
+        'fetch onProgress 5',
+        () => e.fetch('haul1x', dest, { onProgress: 5 as never }),
+        /onProgress must be a function/,
+      ],
+      [
+        'fetch providers "abc"',
+        () => e.fetch('haul1x', dest, { providers: 'abc' as never }),
+        /providers must be an array/,
+      ],
+      ['publish(5)', () => e.publish(5 as never), /publish: path must be a path/],
+      ['publish(undefined)', () => e.publish(undefined as never), /publish: path must be a path/],
+      ['publishCollection([1])', () => e.publishCollection([1] as never), /each path must be a path/],
+      ['seed(null)', () => e.seed(null as never), /seed: dest must be a path/],
+      ['fetchCollection(7)', () => e.fetchCollection(7 as never, dest), /the ticket must be a string/],
+      ['unpublish(undefined)', () => e.unpublish(undefined as never), /content id must be 32 bytes/],
+    ]
+    for (const [what, call, message] of cases) {
+      const { error } = await outcome(call)
+      expect(error, what).toBeInstanceOf(InvalidArgumentError)
+      expect((error as Error).message, what).toMatch(message)
+    }
+  })
+
+  it('a ticket naming only this engine (its own publish) says the file is already here', async () => {
+    const e = await engines.engine()
+    const src = join(engines.dir, 'own.bin')
+    await writeFile(src, Buffer.alloc(1000, 1))
+    const { ticket } = await e.publish(src)
+    expect(() => e.fetch(ticket, join(engines.dir, 'own.out'))).toThrow(
+      /names only this engine .* already here/,
+    )
+  })
+
+  it('methods that return a promise reject, never throw, also on a stopped engine', async () => {
+    const e = await createEngine({ listen: LOOPBACK, workers: 1 })
+    await e.stop()
+    const dest = join(engines.dir, 'y.out')
+    for (const [what, call] of [
+      ['publish', () => e.publish('/etc/hostname')],
+      ['publishCollection', () => e.publishCollection('/etc')],
+      ['seed', () => e.seed(dest)],
+      ['fetchCollection', () => e.fetchCollection('haul1x', dest)],
+      ['publish(5)', () => e.publish(5 as never)],
+    ] as const) {
+      const { sync, error } = await outcome(call)
+      expect(sync, what).toBe(false)
+      expect(error, what).toBeInstanceOf(AbortedError)
+    }
+    // A garbage ticket, the engine running: a rejection too.
+    const running = await engines.engine()
+    const bad = await outcome(() => running.fetchCollection('garbage', dest))
+    expect(bad.sync).toBe(false)
+    expect(bad.error).toMatchObject({ code: 'TICKET_INVALID' })
+  })
+
+  it.each(['main', 'worker'] as const)(
+    'a callback that throws (thread: %s): the transfer completes, the throw is a process warning',
+    async (thread) => {
+      const sender = await engines.engine()
+      const receiver = await engines.engine({ thread })
+      const src = join(engines.dir, `cb-${thread}.bin`)
+      await writeFile(src, Buffer.alloc(3 * 1024 * 1024 + 5, 7))
+      const { ticket } = await sender.publish(src, {
+        onProgress: () => {
+          throw new Error('boom in publish onProgress')
+        },
+      })
+      const warnings: string[] = []
+      const onWarning = (w: Error): void => {
+        if (w.name === 'HaulCallbackWarning') warnings.push(w.message)
+      }
+      process.on('warning', onWarning)
+      try {
+        const dest = join(engines.dir, `cb-${thread}.out`)
+        const r = await receiver.fetch(ticket, dest, {
+          onProgress: () => {
+            throw new Error('boom in onProgress')
+          },
+        }).result
+        expect(r.bytes).toBe(3 * 1024 * 1024 + 5)
+        expect(Buffer.compare(await readFile(dest), await readFile(src))).toBe(0)
+        await new Promise((r) => setTimeout(r, 50))
+      } finally {
+        process.off('warning', onWarning)
+      }
+      // In the host's thread the warning is this process's; a worker thread's goes to its own.
+      if (thread === 'main') expect(warnings.some((w) => /onProgress callback threw/.test(w))).toBe(true)
+    },
+  )
+})
