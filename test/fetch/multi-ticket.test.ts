@@ -25,7 +25,9 @@ describe('multi-provider tickets', () => {
       expect(decodeSwarmTicket(t)).toEqual({ cid, providers })
       // The version 1 decoder refuses it with a typed error rather than misreading it.
       expect(() => decodeTicket(t)).toThrow(TicketInvalidError)
-      expect(() => decodeTicket(t)).toThrow(/version 3, the one engines write.*read it with decodeSwarmTicket/)
+      expect(() => decodeTicket(t)).toThrow(
+        /version 3, the one engines write.*read it with decodeSwarmTicket/,
+      )
     }
     expect(decodeSwarmTicket(encodeTicket({ cid, ...a }))).toEqual({ cid, providers: [a] })
     expect(decodeSwarmTicket(ticketText(legacyV2(cid, [a, b])))).toEqual({ cid, providers: [a, b] })
