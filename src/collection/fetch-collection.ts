@@ -45,6 +45,7 @@ import {
   cutPack,
   makeTree,
   moveIntoPlace,
+  placedDamage,
   readMarker,
   removeStaging,
   stagingPaths,
@@ -218,7 +219,22 @@ export async function fetchCollection(
 
     let pack: FetchResult | undefined
     let cutAlready = 0
-    const marker = await readMarker(paths.marker, packHex)
+    let marker = await readMarker(paths.marker, packHex)
+    if (marker === 0) {
+      // Interrupted while moving files into place: those it moved are in the destination now,
+      // where they may have been deleted or edited since. None is trusted unless it is as placed.
+      const damaged = await placedDamage(folder, paths, manifest)
+      if (damaged.length > 0 && opts.overwrite !== true) {
+        throw new DestinationExistsError(
+          `${damaged.length} of the files the interrupted fetch had placed in ${root} are missing or changed since (the first: ${damaged[0]}): pass --force (overwrite: true) to fetch the folder again and replace them`,
+        )
+      }
+      if (damaged.length > 0) {
+        await clearStaging(paths)
+        await writeFile(owner, manifestHex, { flush: true })
+        marker = undefined
+      }
+    }
     if (marker === undefined && manifest.packSize > 0) {
       report({ phase: 'fetching' })
       await makeTree(paths, manifest)

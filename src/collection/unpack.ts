@@ -51,6 +51,8 @@ export function stagingPaths(folder: DestFolder): {
   pack: string
   tree: string
   marker: string
+  /** Made as the move into the destination begins: its mtime dates every file moved. */
+  moving: string
   /** The staging folder's real path: for another process (`sync`), to which /proc/self/fd/… means its own. */
   shared: string
 } {
@@ -60,6 +62,7 @@ export function stagingPaths(folder: DestFolder): {
     pack: `${stage}/pack`,
     tree: `${stage}/tree`,
     marker: `${stage}/unpacked`,
+    moving: `${stage}/moving`,
     shared: folder.file(STAGING_NAME),
   }
 }
@@ -277,8 +280,32 @@ export async function cutPack(
 }
 
 /**
+ * The files an interrupted move had put in the destination that are not as it left them: gone,
+ * not a file, another size, or modified after the move began (a cut file's mtime is older than
+ * the `moving` stamp, and a rename keeps it). Files still staged are not looked at.
+ */
+export async function placedDamage(
+  folder: DestFolder,
+  paths: ReturnType<typeof stagingPaths>,
+  m: Manifest,
+): Promise<string[]> {
+  const since = (await lstat(paths.moving).catch(() => undefined))?.mtimeMs
+  const damaged: string[] = []
+  for (const e of m.entries) {
+    if (e.kind !== 'file' || (await entryAt(`${paths.tree}/${e.path}`, e.path)) !== undefined) continue
+    const there = await entryAt(folder.at(e.path), folder.file(e.path))
+    const intact =
+      there?.isFile() === true && there.size === e.size && (since === undefined || there.mtimeMs <= since)
+    if (!intact) damaged.push(e.path)
+  }
+  return damaged
+}
+
+/**
  * Moves the staged tree into the destination (see the module comment), then sets the folders'
  * modes (kept open while files went in). Idempotent: a resume after a crash in here finishes it.
+ * The first run stamps the staging folder (`moving`): what it moved is judged against that time
+ * on a resume (placedDamage).
  */
 export async function moveIntoPlace(
   folder: DestFolder,
@@ -286,6 +313,9 @@ export async function moveIntoPlace(
   m: Manifest,
   opts: PlaceOptions,
 ): Promise<void> {
+  await writeFile(paths.moving, '', { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw fsError(err, paths.moving)
+  })
   /** Folders this fetch created (moved whole, with everything below them). */
   const ours = new Set<string>()
   const underOurs = (path: string): boolean => {

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, symlink, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine, type Engine } from '../../src/index.ts'
@@ -178,6 +178,39 @@ describe('collections between two real engines', () => {
     const again = await receiver.fetchCollection(ticket, out)
     expect(again.resumed).toBe(true)
     expect(again.pack).toBeUndefined()
+    expect(await treeOf(out)).toEqual(await treeOf(src))
+  })
+
+  it('files an interrupted fetch had placed, deleted or edited since: refused (DESTINATION_EXISTS), fetched again with overwrite', async () => {
+    const src = join(dir, 'placed-then-edited')
+    await mkdir(join(src, 'a'), { recursive: true })
+    await mkdir(join(src, 'b'))
+    for (let i = 0; i < 40; i++)
+      await writeFile(join(src, i % 2 === 0 ? 'a' : 'b', `f${i}`), bytes(30_000 + i, i))
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'out7')
+    const stop = new AbortController()
+    let placed = 0
+    const first = receiver.fetchCollection(ticket, out, {
+      signal: stop.signal,
+      onFile: () => {
+        if (++placed === 1) stop.abort()
+      },
+    })
+    await expect(first).rejects.toMatchObject({ code: 'ABORTED' })
+    // The first folder moved whole: its files are in the destination now.
+    const moved = Object.keys(await treeOf(out)).filter((p) => /^[ab]\/f\d+$/.test(p))
+    expect(moved.length).toBeGreaterThan(1)
+    await rm(join(out, moved[0]!))
+    await new Promise((r) => setTimeout(r, 20))
+    await writeFile(join(out, moved[1]!), 'a user edit')
+    const refused = await failure(receiver.fetchCollection(ticket, out))
+    expect(refused.code).toBe('DESTINATION_EXISTS')
+    expect(refused.message).toMatch(
+      /2 of the files the interrupted fetch had placed .* are missing or changed since/,
+    )
+    const again = await receiver.fetchCollection(ticket, out, { overwrite: true })
+    expect(again.pack).toBeDefined()
     expect(await treeOf(out)).toEqual(await treeOf(src))
   })
 })
