@@ -101,7 +101,8 @@ while it runs.
 Options:
   -o, --out <path>        a file: where to write it, or the folder to put it in (ending in /,
                           or an existing folder); default ./<its name>. A folder: the folder
-                          to recreate it as; default ./<its name>
+                          to recreate it as, or the folder to put it in when ending in /;
+                          default ./<its name>
   --force                 replace files at the destination that hold other data
   --symlinks              folders: create the links the folder holds (each points inside it)
   --no-fsync              folders: leave the files to the kernel's writeback, as cp does, instead

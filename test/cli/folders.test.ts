@@ -57,6 +57,14 @@ describe('folders and names from the command line (real processes)', () => {
     expect(await readdir(where)).toEqual(['some-folder'])
     // Nothing was written beside the sent files.
     expect((await readdir(src)).sort()).toEqual(['docs', 'empty', 'nothing', 'tool.sh'])
+    // -o <dir>/ puts it in that folder under its own name, beside what is there.
+    const downloads = join(dir, 'downloads')
+    await mkdir(downloads)
+    await write(join(downloads, 'notes.txt'), 'mine')
+    const into = await run(['get', ticket, '-o', `${downloads}/`])
+    expect(into.code, into.stderr).toBe(0)
+    expect((await readdir(downloads)).sort()).toEqual(['notes.txt', 'some-folder'])
+    execFileSync('diff', ['-r', src, join(downloads, 'some-folder')])
   })
 
   it('haul send a b: several files are one collection; -o names the folder; a second get finds it there; other data there needs --force', async () => {

@@ -16,8 +16,8 @@ import { announceResume } from './resume-lines.ts'
 export interface GetOptions {
   /**
    * Where to write. A file: that path, or into that folder when it ends in `/` or is one; by
-   * default `./<the sender's file name>`. A collection: the folder to recreate it as; by default
-   * `./<its name>`. A name the rules of src/collection/names.ts refuse gives
+   * default `./<the sender's file name>`. A collection: the folder to recreate it as, or into
+   * that folder under its own name when it ends in `/`; by default `./<its name>`. A name the rules of src/collection/names.ts refuse gives
    * `haul-<first 16 hex digits of the content id>`.
    */
   readonly out?: string | undefined
@@ -124,7 +124,9 @@ export async function runGet(
 async function destinationOf(ticket: SwarmTicket, out: string | undefined): Promise<string> {
   const name = safeName(ticket.name) ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
   if (out === undefined) return name
-  if (ticket.kind === 'collection') return out
+  // A trailing slash says "into this folder, under its own name", for a folder as for a file;
+  // without one, a collection's -o is the folder to recreate it as (a resume names it so).
+  if (ticket.kind === 'collection') return out.endsWith('/') ? join(out, name) : out
   const isFolder = out.endsWith('/') || (await stat(out).catch(() => undefined))?.isDirectory() === true
   return isFolder ? join(out, name) : out
 }
