@@ -81,6 +81,16 @@ export function isHaulError(err: unknown): err is HaulError {
   return err instanceof HaulError
 }
 
+/**
+ * `err` as a HaulError: itself, ABORTED for the platform's abort (a DOMException or Error named
+ * `AbortError`, from a Node API given the caller's signal), INTERNAL for anything else.
+ */
+export function asHaulError(err: unknown): HaulError {
+  if (isHaulError(err)) return err
+  if (err instanceof Error && err.name === 'AbortError') return new AbortedError(undefined, { cause: err })
+  return new InternalError(err instanceof Error ? err.message : String(err), { cause: err })
+}
+
 export class InternalError extends HaulError {
   override readonly name = 'InternalError'
   readonly code = 'INTERNAL'

@@ -1,5 +1,5 @@
 import { assign, fromPromise, setup } from 'xstate'
-import { AbortedError, type HaulError, InternalError, isHaulError, RetriesExhaustedError } from '../errors.ts'
+import { asHaulError, type HaulError, RetriesExhaustedError } from '../errors.ts'
 import { backoffDelay, isTransient, type RetryInfo, type RetryOptions } from './retry.ts'
 
 /**
@@ -73,12 +73,6 @@ export type TransferEvent = { type: 'cancel' }
 type Step = 'resolve' | 'fetchChunks' | 'finalize'
 const step = (name: Step) => fromPromise<void, TransferJob>(({ input, signal }) => input[name](signal))
 
-function toHaulError(err: unknown): HaulError {
-  if (isHaulError(err)) return err
-  if (err instanceof Error && err.name === 'AbortError') return new AbortedError(undefined, { cause: err })
-  return new InternalError(err instanceof Error ? err.message : String(err), { cause: err })
-}
-
 /** The attempt number this failure would be: 1 after progress, else one more than before. */
 function nextAttempt(context: Context): number {
   return context.job.progressMark() > context.mark ? 1 : context.attempt + 1
@@ -88,7 +82,7 @@ function retryable(context: Context, error: HaulError): boolean {
   return context.job.canRetry?.(error) ?? isTransient(error)
 }
 
-const errorOf = (event: unknown): HaulError => toHaulError((event as { error: unknown }).error)
+const errorOf = (event: unknown): HaulError => asHaulError((event as { error: unknown }).error)
 
 const machineSetup = setup({
   types: {

@@ -1,4 +1,4 @@
-import { readFile, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { AbortedError, createEngine, InvalidArgumentError } from '../../src/index.ts'
@@ -92,6 +92,19 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
     const bad = await outcome(() => running.fetchCollection('garbage', dest))
     expect(bad.sync).toBe(false)
     expect(bad.error).toMatchObject({ code: 'TICKET_INVALID' })
+  })
+
+  it("a caller's signal aborted while publishing: ABORTED, whatever part of the platform noticed it first", async () => {
+    const e = await engines.engine()
+    const folder = join(engines.dir, 'abort-walk')
+    await mkdir(folder)
+    for (let i = 0; i < 20; i++) await writeFile(join(folder, `f${i}`), Buffer.alloc(100_000, i))
+    for (const signal of [AbortSignal.abort(), AbortSignal.timeout(1)]) {
+      const { error } = await outcome(() => e.publishCollection(folder, { signal }))
+      expect(error).toBeInstanceOf(AbortedError)
+      const one = await outcome(() => e.publish(join(folder, 'f1'), { signal }))
+      expect(one.error).toBeInstanceOf(AbortedError)
+    }
   })
 
   it.each(['main', 'worker'] as const)(

@@ -115,8 +115,9 @@ export async function runGet(
     }
     return EXIT.done
   } finally {
-    stop.dispose()
+    // Ctrl-C while the engine stops (the fetch is done) is heard, not the default exit 130.
     await engine.stop()
+    stop.dispose()
   }
 }
 
