@@ -32,17 +32,23 @@ export class Output {
   /** A transient failure the transfer retries: a line, and a `retry` event. */
   retry(info: RetryInfo): void {
     const { code, message } = describeError(info.error)
+    // The CLI runs with the default retry.maxStallMs (5 min: pinned in test/engine/config.test.ts).
+    const outage = !Number.isFinite(info.maxAttempts)
     this.event({
       event: 'retry',
       attempt: info.attempt,
-      maxAttempts: info.maxAttempts,
+      // null while an outage is ridden out (see RetryInfo.maxAttempts).
+      maxAttempts: outage ? null : info.maxAttempts,
       delayMs: info.delayMs,
       code,
       message,
     })
     this.done()
+    const which = outage
+      ? `retry ${info.attempt} (the peer was reached before: retrying while it is away, until the transfer has gone 5 min without progress)`
+      : `retry ${info.attempt}/${info.maxAttempts}`
     this.human(
-      `connection problem [${code}]: ${escapeControls(message)}; retry ${info.attempt}/${info.maxAttempts} in ${(info.delayMs / 1000).toFixed(1)} s`,
+      `connection problem [${code}]: ${escapeControls(message)}; ${which} in ${(info.delayMs / 1000).toFixed(1)} s`,
     )
   }
 

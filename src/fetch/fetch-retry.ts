@@ -27,6 +27,9 @@ export class FetchRetry {
   /** Verified chunks as last seen, and when that count last grew (or the job began). */
   #chunksSeen = 0
   #lastChunkAt = performance.now()
+  /** progressMark's last value, and when it last grew: the start of an outage, if one is on. */
+  #mark = 0
+  #markAt = performance.now()
   /** The part of progressMark() beyond verified chunks; it stops growing once stalled (see there). */
   #soft = 0
 
@@ -58,7 +61,12 @@ export class FetchRetry {
       const received = this.#providers.chunkBytes()
       this.#soft = Math.max(this.#soft, received + (this.#deps.place?.peerVerified() ?? 0))
     }
-    return chunks + this.#soft
+    const mark = chunks + this.#soft
+    if (mark > this.#mark) {
+      this.#mark = mark
+      this.#markAt = now
+    }
+    return mark
   }
 
   /**
@@ -84,9 +92,19 @@ export class FetchRetry {
    * TOO_MANY_REQUESTS) came from a peer, and gets `retry.maxAttempts`.
    */
   attemptLimit(error: HaulError): number {
-    return this.#unreached(error)
-      ? Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
-      : this.#retry.maxAttempts
+    if (this.#unreached(error)) return Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
+    return this.#inOutage(error) ? Number.POSITIVE_INFINITY : this.#retry.maxAttempts
+  }
+
+  /**
+   * A provider was reached and the transfer made progress, and now the network fails
+   * (PEER_UNREACHABLE, TIMEOUT: a link down, a sender restarting): an outage, retried however
+   * many attempts it takes until `retry.maxStallMs` pass without progress. Counted in attempts,
+   * a link down for a minute and a half spent them all (ten attempts, their back-off ~100 s).
+   */
+  #inOutage(error: HaulError): boolean {
+    if (error.code !== 'PEER_UNREACHABLE' && error.code !== 'TIMEOUT') return false
+    return this.#mark > 0 && performance.now() - this.#markAt < this.#retry.maxStallMs
   }
 
   /** The failure itself when no provider was reached; undefined otherwise (RETRIES_EXHAUSTED). */

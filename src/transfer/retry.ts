@@ -19,7 +19,7 @@ export interface RetryOptions {
    */
   maxAttempts: number
   /**
-   * Attempts allowed, before a stream to the peer has opened in this fetch,
+   * Attempts allowed, before the peer has said hello on a stream in this fetch,
    * for failures that say it may not be there (PEER_UNREACHABLE, TIMEOUT). A
    * wrong ticket or a sender that is not running fails after these with its
    * own error, in about a second, instead of after the whole backoff; a blip
@@ -33,7 +33,9 @@ export interface RetryOptions {
   /**
    * How long a transfer may go without a verified chunk of its own while its failures still do
    * not count because its peer is visibly serving (see `maxAttempts`). Bounds a link that always
-   * breaks mid-chunk: it fails after this, then `maxAttempts` failures.
+   * breaks mid-chunk: it fails after this, then `maxAttempts` failures. Also how long an outage
+   * is ridden out: once a provider was reached and the transfer progressed, PEER_UNREACHABLE and
+   * TIMEOUT are retried whatever their count until this long passes without progress.
    */
   maxStallMs: number
 }
@@ -73,6 +75,10 @@ export function isTransient(err: unknown): boolean {
 export interface RetryInfo {
   /** Failures in a row without progress, this one included (1-based). */
   readonly attempt: number
+  /**
+   * The failures in a row allowed; Infinity while an outage is ridden out (a peer reached
+   * earlier is away: retried until `retry.maxStallMs` pass without progress).
+   */
   readonly maxAttempts: number
   /** How long the transfer waits before reconnecting. */
   readonly delayMs: number

@@ -219,13 +219,39 @@ describe('retries through a fault proxy (real sockets)', () => {
     }
   })
 
-  it('a peer that stays away: RETRIES_EXHAUSTED after maxAttempts, part file and journal kept', async () => {
+  it('an outage longer than maxAttempts failures but shorter than maxStallMs: ridden out, the transfer completes', async () => {
+    const proxy = await FaultProxy.start({
+      target: { port: tcpPortOf(sender.network.addresses) },
+      // Connection 0 is cut after 5 MiB; the next eight before a byte gets through; then the link is back.
+      plan: (i) => (i === 0 ? { cutAfterBytes: 5 * MiB } : i <= 8 ? { cutAfterBytes: 0 } : undefined),
+    })
+    const engine = await receiver({
+      retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 50, maxStallMs: 60_000 },
+    })
+    try {
+      const retries: RetryInfo[] = []
+      const dest = join(dir, 'outage.out')
+      const r = await engine.fetch(proxyTicket(ticket, proxy), dest, { onRetry: (i) => retries.push(i) })
+        .result
+      expect(await sha256File(dest)).toBe(srcHash)
+      // More failures in a row than maxAttempts, told as an outage (no limit of attempts).
+      expect(r.retries).toBeGreaterThan(3)
+      expect(retries.filter((i) => i.maxAttempts === Number.POSITIVE_INFINITY).length).toBeGreaterThan(2)
+    } finally {
+      await engine.stop()
+      await proxy.close()
+    }
+  })
+
+  it('a peer that stays away: RETRIES_EXHAUSTED once maxStallMs passed without progress and maxAttempts failed, part file and journal kept', async () => {
     const proxy = await FaultProxy.start({
       target: { port: tcpPortOf(sender.network.addresses) },
       // Connection 0 is cut after 5 MiB; every later one is cut before a byte gets through.
       plan: (i) => ({ cutAfterBytes: i === 0 ? 5 * MiB : 0 }),
     })
-    const engine = await receiver({ retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 20 } })
+    const engine = await receiver({
+      retry: { maxAttempts: 3, baseDelayMs: 10, maxDelayMs: 20, maxStallMs: 1_000 },
+    })
     try {
       const retries: RetryInfo[] = []
       const dest = join(dir, 'gone.out')
@@ -234,9 +260,13 @@ describe('retries through a fault proxy (real sockets)', () => {
         .result.catch((e: unknown) => e)
       expect(err).toBeInstanceOf(RetriesExhaustedError)
       expect((err as RetriesExhaustedError).code).toBe('RETRIES_EXHAUSTED')
-      expect((err as Error).message).toMatch(/3 attempts in a row/)
-      // The first cut came after progress, so the count restarted: 1 (after progress), 2, then give up at 3.
-      expect(retries.map((r) => r.attempt)).toEqual([1, 2])
+      // The first cut came after progress, so the count restarted at 1; the failures after it are an
+      // outage (no attempt limit) until maxStallMs has passed, then the next one ends it.
+      const n = retries.length + 1
+      expect((err as Error).message).toContain(`gave up after ${n} attempts in a row`)
+      expect(retries.map((r) => r.attempt)).toEqual(Array.from({ length: n - 1 }, (_, i) => i + 1))
+      expect(retries.filter((r) => r.maxAttempts === Number.POSITIVE_INFINITY).length).toBeGreaterThan(1)
+      expect(n).toBeGreaterThan(3)
       expect(existsSync(`${dest}.part`)).toBe(true)
       expect(existsSync(journalPath(dest))).toBe(true)
       // The state on disk resumes: a direct fetch later completes and keeps what was there.

@@ -216,7 +216,7 @@ export const optionTable = {
     maxStallMs: ms({
       min: 1,
       default: 300_000,
-      doc: 'longest time without a verified chunk that still counts as progress',
+      doc: 'longest time without a verified chunk that still counts as progress, and how long an outage (a provider reached earlier away) is retried whatever the attempts',
     }),
   },
   journal: {
