@@ -135,6 +135,11 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     const seed = await run(['seed', join(dir, 'nothing.iso')])
     expect(seed.code).toBe(1)
     expect(seed.stderr).toMatch(/error \[SOURCE_INVALID\]: nothing to seed/)
+    const seedFolder = await run(['seed', dir])
+    expect(seedFolder.code).toBe(1)
+    expect(seedFolder.stderr).toMatch(
+      /error \[SOURCE_INVALID\]: .* is a folder: .*serve a folder with haul send/,
+    )
   })
 
   it('a source through a loop of links or with a name too long is SOURCE_INVALID saying so (exit 1), not INTERNAL', async () => {

@@ -1,4 +1,4 @@
-import { lstat } from 'node:fs/promises'
+import { lstat, stat } from 'node:fs/promises'
 import { cidToString } from '../../descriptor/cid.ts'
 import type { SeedOptions } from '../../engine/api-types.ts'
 import type { EngineOptions } from '../../engine/config.ts'
@@ -26,6 +26,11 @@ export async function runSeed(
   const dest = named ? target.slice(0, -PART.length) : target
   const whole = !named && (await isFile(dest))
   if (!whole && !(await isFile(`${dest}${PART}`))) {
+    if (!named && (await stat(dest).catch(() => undefined))?.isDirectory() === true) {
+      throw new SourceInvalidError(
+        `${dest} is a folder: haul seed serves a file or an interrupted single-file get; serve a folder with haul send ${dest}`,
+      )
+    }
     throw new SourceInvalidError(
       `nothing to seed: ${named ? target : `neither ${dest} nor ${dest}${PART}`} is a file`,
     )
