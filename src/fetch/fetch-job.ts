@@ -310,7 +310,9 @@ export class FetchJob implements TransferJob {
       this.#unshare = undefined
       this.#providers.drop(new StreamClosedError('the transfer ended'))
       if (this.#committed || this.#local === undefined) return
-      await this.#local.journal.close()
+      // The run is over: nothing writes the part file any more. Its mtime seals the journal.
+      const mtime = await this.#local.part.mtimeNs().catch(() => undefined)
+      await this.#local.journal.close(mtime)
       await this.#local.part.close()
       await this.#local.leaves?.close()
     } finally {

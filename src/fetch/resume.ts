@@ -120,7 +120,15 @@ async function openPinned(
       const j = loaded.journal
       const sameContent = Buffer.from(j.cid).equals(req.cid)
       const samePart = j.part?.dev === existing.dev && j.part?.ino === existing.ino
-      const modified = sameContent && samePart && (await writtenSince(existing.mtimeNs, jpath, req.journal))
+      // A sealed journal (a clean stop) says the part file's mtime exactly; otherwise (a crash)
+      // haul's own writes may run a flush interval ahead of it.
+      const sealed = j.sealedPartMtimeNs
+      const modified =
+        sameContent &&
+        samePart &&
+        (sealed !== undefined
+          ? existing.mtimeNs !== sealed
+          : await writtenSince(existing.mtimeNs, jpath, req.journal))
       if (sameContent && samePart && existing.size === req.totalSize && !modified) {
         // A destination that cannot be opened now (full disk, permissions) keeps its journal for later.
         handOver()
@@ -131,6 +139,10 @@ async function openPinned(
           },
         )
         j.attach(() => part.datasync())
+        await j.unseal().catch(async (err) => {
+          await Promise.allSettled([j.close(), part.close()])
+          throw err
+        })
         const rehash = loaded.damagedPages.map((p) => j.pageRange(p))
         return {
           part,

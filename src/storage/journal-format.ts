@@ -10,7 +10,7 @@ import { sha256 } from '../merkle/hash.ts'
  * Layout, all blocks BLOCK (4 KiB) bytes, big-endian:
  *   block 0            superblock: magic, version, leaf count, page geometry,
  *                      the part file's dev/inode, content id, descriptor header
- *                      bytes, CRC-32 of the block.
+ *                      bytes, the seal (below), CRC-32 of the block.
  *   block 1 + 2p + s   slot s (0/1) of bitmap page p: magic, page index,
  *                      generation, set-chunk count and bytes, CRC-32, then
  *                      PAGE_BITS bits.
@@ -42,7 +42,17 @@ export interface JournalInit {
   readonly headerBytes: Uint8Array
   readonly leafCount: number
   readonly part: PartIdentity
+  /**
+   * The seal of a clean stop: the part file's mtime (ns) once its last write was synced and the
+   * journal flushed. A part file found with another mtime was changed after the stop. Absent
+   * while a transfer runs (a crash leaves no seal). Offsets 344 (flag) and 352 (u64): zeros in
+   * journals written before the seal existed, which read as unsealed.
+   */
+  readonly sealedPartMtimeNs?: bigint | undefined
 }
+
+const SEAL_FLAG_AT = 344
+const SEAL_MTIME_AT = 352
 
 /** One bitmap page as a slot holds it. */
 export interface SlotContents {
@@ -66,6 +76,10 @@ export function encodeSuperblock(init: JournalInit & { readonly pageCount: numbe
   b.set(init.cid, 48)
   v.setUint16(80, init.headerBytes.length)
   b.set(init.headerBytes, 82)
+  if (init.sealedPartMtimeNs !== undefined) {
+    b[SEAL_FLAG_AT] = 1
+    v.setBigUint64(SEAL_MTIME_AT, init.sealedPartMtimeNs)
+  }
   v.setUint32(BLOCK - 4, crc32(b.subarray(0, BLOCK - 4)))
   return b
 }
@@ -86,7 +100,9 @@ export function parseSuperblock(b: Uint8Array): (JournalInit & { leafCount: numb
   const cid = b.slice(48, 80)
   const headerBytes = b.slice(82, 82 + headerLen)
   if (!Buffer.from(sha256(headerBytes)).equals(cid)) return 'header bytes do not hash to the content id'
-  return { cid, headerBytes, leafCount, part: { dev: v.getBigUint64(32), ino: v.getBigUint64(40) } }
+  const part = { dev: v.getBigUint64(32), ino: v.getBigUint64(40) }
+  const sealedPartMtimeNs = b[SEAL_FLAG_AT] === 1 ? v.getBigUint64(SEAL_MTIME_AT) : undefined
+  return { cid, headerBytes, leafCount, part, sealedPartMtimeNs }
 }
 
 /** Writes page `p` at generation `gen` into `out` (one BLOCK); `page.bits` is the page's PAGE_BYTES. */

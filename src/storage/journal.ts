@@ -7,6 +7,7 @@ import { fsError } from './fs-errors.ts'
 import {
   BLOCK,
   encodeSlot,
+  encodeSuperblock,
   type JournalInit,
   MAX_HEADER_BYTES,
   PAGE_BITS,
@@ -89,6 +90,8 @@ export class Journal {
   #running: Promise<void> | undefined
   #queued: Promise<void> | undefined
   #syncData: (() => Promise<void>) | undefined
+  /** The seal of the clean stop this journal was loaded with (JournalInit.sealedPartMtimeNs). */
+  #sealed: bigint | undefined
 
   private constructor(
     path: string | undefined,
@@ -106,6 +109,7 @@ export class Journal {
     this.headerBytes = new Uint8Array(init.headerBytes)
     this.leafCount = init.leafCount
     this.part = 'part' in init ? init.part : undefined
+    this.#sealed = 'sealedPartMtimeNs' in init ? init.sealedPartMtimeNs : undefined
     this.pageCount = Math.ceil(init.leafCount / PAGE_BITS)
     this.#o = o
     this.#fh = fh
@@ -308,13 +312,48 @@ export class Journal {
     return this.#start()
   }
 
-  /** Flushes what can be flushed (errors ignored: the caller is already failing) and closes the file. */
-  async close(): Promise<void> {
+  /** The part file's mtime a clean stop sealed this journal with; undefined when not sealed. */
+  get sealedPartMtimeNs(): bigint | undefined {
+    return this.#sealed
+  }
+
+  /**
+   * Flushes what can be flushed (errors ignored: the caller is already failing) and closes the
+   * file. Given the part file's mtime after its last write (`partMtimeNs`), a journal whose flush
+   * succeeded is sealed with it: a resume then knows exactly whether the part file changed since.
+   */
+  async close(partMtimeNs?: bigint): Promise<void> {
     if (this.#fh === undefined) return
-    await this.flush().catch(() => {})
+    const flushed = await this.flush().then(
+      () => true,
+      () => false,
+    )
     const fh = this.#fh
     this.#fh = undefined
+    if (flushed && partMtimeNs !== undefined && this.part !== undefined) {
+      await this.#writeSeal(fh, partMtimeNs).catch(() => {})
+    }
     await fh.close().catch(() => {})
+  }
+
+  /** Drops the seal before the part file is written again: a crash from here on leaves none. */
+  async unseal(): Promise<void> {
+    if (this.#sealed === undefined || this.#fh === undefined) return
+    await this.#writeSeal(this.#fh, undefined)
+    this.#sealed = undefined
+  }
+
+  async #writeSeal(fh: FileHandle, partMtimeNs: bigint | undefined): Promise<void> {
+    const init = {
+      cid: this.cid,
+      headerBytes: this.headerBytes,
+      leafCount: this.leafCount,
+      part: this.part!,
+      pageCount: this.pageCount,
+      sealedPartMtimeNs: partMtimeNs,
+    }
+    await writeAll(fh, encodeSuperblock(init), 0)
+    await fh.datasync()
   }
 
   /** Deletes the journal (the transfer completed, or its state is being discarded). */

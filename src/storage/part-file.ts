@@ -255,6 +255,15 @@ export class PartFile {
     }
   }
 
+  /** The open part file's mtime (ns), for the journal's seal at a clean stop. */
+  async mtimeNs(): Promise<bigint> {
+    try {
+      return (await this.#handle().stat({ bigint: true })).mtimeNs
+    } catch (err) {
+      throw fsError(err, this.partPath)
+    }
+  }
+
   /** Device and inode of the open part file: the journal remembers which file its bits describe. */
   async identity(): Promise<PartIdentity> {
     this.#handle()

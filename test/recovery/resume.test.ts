@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { copyFile, open, readFile, rename, unlink, utimes } from 'node:fs/promises'
+import { copyFile, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ContentNotFoundError, DestinationExistsError } from '../../src/errors.ts'
@@ -174,6 +174,35 @@ describe.each<[string, ChunkingParams]>([
     expect(r.resume.bytesKept).toBeGreaterThan(0)
     expect(r.resume.bytesKept).toBeLessThan(kept)
     expect(got).toBe(SIZE - r.resume.bytesKept)
+  })
+
+  it('a part file changed at once after a clean stop (within the journal lag a crash allows): the seal tells, the chunks are re-hashed', async () => {
+    const dest = join(dir, `s${n++}.out`)
+    await interrupt(dest)
+    const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
+    if (loaded.status !== 'ok') throw new Error(`journal ${loaded.status}`)
+    // The clean stop sealed the journal with the part file's mtime.
+    expect(loaded.journal.sealedPartMtimeNs).toBe((await stat(`${dest}.part`, { bigint: true })).mtimeNs)
+    await loaded.journal.close()
+    const fh = await open(`${dest}.part`, 'r+')
+    await fh.write(Buffer.from('CORRUPTED!!'), 0, 11, 100)
+    await fh.close()
+    const { r } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'part-modified' })
+    // Untouched, the seal is trusted (and dropped as the resume starts writing).
+    const again = join(dir, `s${n++}.out`)
+    await interrupt(again)
+    const ac = new AbortController()
+    const stopped = receiver.fetch(ticket, again, {
+      signal: ac.signal,
+      onResume: (info) => {
+        expect(info.mode).toBe('journal')
+        ac.abort()
+      },
+    })
+    await stopped.result.catch(() => {})
+    const { r: resumed } = await fetchCounting(again)
+    expect(resumed.resume.mode).toBe('journal')
   })
 
   it('a resume stopped as soon as it opened the part file leaves it as it was: the next one still trusts the journal', async () => {
