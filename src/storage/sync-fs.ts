@@ -6,7 +6,7 @@
  */
 import { execFile } from 'node:child_process'
 import { constants } from 'node:fs'
-import { open } from 'node:fs/promises'
+import { chmod, lstat, open } from 'node:fs/promises'
 import { fsError } from './fs-errors.ts'
 import { O_NOFOLLOW } from './safe-open.ts'
 
@@ -42,8 +42,23 @@ function syncFileSystem(dir: string): Promise<boolean> {
 }
 
 async function fsyncFile(path: string): Promise<void> {
-  const fh = await open(path, constants.O_RDONLY | O_NOFOLLOW).catch((err) => {
-    throw fsError(err, path)
+  const flags = constants.O_RDONLY | O_NOFOLLOW
+  const fh = await open(path, flags).catch(async (err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EACCES') throw fsError(err, path)
+    // A file its owner may not read (a collection's file of mode 000, 100 or 200, which this
+    // process made): readable for the moment of the open, its mode put back at once.
+    const s = await lstat(path).catch(() => undefined)
+    if (s === undefined || !s.isFile()) throw fsError(err, path)
+    await chmod(path, (s.mode & 0o7777) | 0o400).catch(() => {
+      throw fsError(err, path)
+    })
+    try {
+      return await open(path, flags)
+    } catch (again) {
+      throw fsError(again, path)
+    } finally {
+      await chmod(path, s.mode & 0o7777).catch(() => {})
+    }
   })
   try {
     await fh.datasync()

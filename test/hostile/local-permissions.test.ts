@@ -66,6 +66,28 @@ describe.skipIf(!isRoot)('haul get --force as an ordinary user (nobody)', () => 
     expect((await stat(dest)).uid).toBe(0)
   }, 60_000)
 
+  it('a folder holding files their owner may not read (modes 000, 100, 200): fetched, each with its mode', async () => {
+    const folder = join(dir, 'unreadable')
+    await mkdir(folder)
+    const modes = [0o000, 0o100, 0o200]
+    for (const m of modes) {
+      await writeText(join(folder, `f${m.toString(8)}`), `mode ${m.toString(8)}\n`)
+      await chmod(join(folder, `f${m.toString(8)}`), m)
+    }
+    const folderTicket = (await sender.publishCollection(folder)).ticket
+    const out = join(home, 'unreadable-copy')
+    const r = await runCli(['get', folderTicket, '-o', out, '--json', '--workers', '1'], {
+      uid: NOBODY,
+      gid: NOBODY,
+    })
+    expect(r.code, r.stderr.toString() + r.stdout.toString()).toBe(0)
+    for (const m of modes) {
+      const f = join(out, `f${m.toString(8)}`)
+      expect((await stat(f)).mode & 0o777).toBe(m)
+      expect(await readFile(f, 'utf8')).toBe(`mode ${m.toString(8)}\n`)
+    }
+  }, 60_000)
+
   it('its own writable file: replaced, as --force says (the rule is about permissions, not about nobody)', async () => {
     const dest = join(home, 'writable.txt')
     await writeText(dest, 'replace me\n', { mode: 0o644 })
