@@ -4,6 +4,7 @@ import { safeName } from '../../collection/names.ts'
 import { cidFromString, cidToString, looksLikeCid } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
 import { AbortedError, InvalidArgumentError } from '../../errors.ts'
+import { ticketAddresses } from '../../net/addresses.ts'
 import type { Priority } from '../../resources/fair-queue.ts'
 import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/multi-ticket.ts'
 import { type FetchResult, routeOf, type TransferRoute } from '../../transfer/transfer-types.ts'
@@ -101,15 +102,21 @@ export async function runGet(
     out.done()
     reportDone(out, r)
     if (opts.provide === true) {
+      const reach = ticketAddresses(engine.addresses, engine.peerId).map((a) => `${a}/p2p/${engine.peerId}`)
       out.event({
         event: 'providing',
         cid: cidToString(ticket.cid),
         path: r.path,
         peerId: engine.peerId,
-        addresses: engine.addresses,
+        addresses: reach,
       })
+      // The first address as a bootstrap: with the first sender gone, others join the DHT here.
+      const boot =
+        reach[0] === undefined
+          ? ''
+          : `\nothers fetch it with: haul get ${cidToString(ticket.cid)} --bootstrap ${reach[0]}`
       out.human(
-        `providing ${r.path} to the DHT's peers (content id ${cidToString(ticket.cid)}). Ctrl-C stops.`,
+        `providing ${r.path} to the DHT's peers (content id ${cidToString(ticket.cid)}).${boot}\nCtrl-C stops.`,
       )
       await stop.wait()
     }
