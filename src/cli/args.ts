@@ -90,7 +90,10 @@ export function parse(argv: string[]): ParsedArgs {
   try {
     return parseArgs({ args: argv, allowPositionals: true, strict: true, options: FLAGS })
   } catch (err) {
-    throw asUsageError(err, 'haul --help')
+    // The command's own help when the first word names one (`haul get … -o` missing its value).
+    const named = (COMMANDS as readonly string[]).includes(argv[0] ?? '')
+    const command = named ? `haul ${argv[0]} --help` : 'haul --help'
+    throw asUsageError(err, command)
   }
 }
 

@@ -97,7 +97,7 @@ export class PeerConnections {
       )
     }
     throw new PeerUnreachableError(
-      `cannot reach peer ${peerId} at ${addrs.map(String).join(', ')}: ${why.join('; ')}`,
+      `cannot reach peer ${peerId} at ${addrs.map(String).join(', ')}: ${why.join('; ')}. Check that the sender still runs and that one of its addresses is reachable from here (a sender behind a NAT needs --relay)`,
       { cause: lastError },
     )
   }

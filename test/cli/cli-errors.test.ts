@@ -48,7 +48,7 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['get', 'haul1x', '--max-rate', '0'], /--max-rate takes bytes per second/],
       [['get', 'haul1x', '--priority', 'urgent'], /--priority takes high, normal, low, got "urgent"/],
       [['send', src, '--upload-limit', 'fast'], /--upload-limit takes bytes per second/],
-      [['get', 'haul1x', '--out'], /--out/],
+      [['get', 'haul1x', '--out'], /--out.*see "haul get --help"/],
       // A flag of another command is refused, not ignored.
       [['send', src, '--force'], /--force is not an option of haul send/],
       [['index', src, '--listen', '/ip4/127.0.0.1/tcp/0'], /--listen is not an option of haul index/],
