@@ -30,6 +30,7 @@ import type { SessionPool } from '../session/session-pool.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { type Provider, presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
+import type { TransferProgress } from '../transfer/progress.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
@@ -266,6 +267,12 @@ export class Fetches {
       this.#writing.set(path, writing)
     }
     if (opts.signal?.aborted) cancel()
+    // Settled, the progress is what it was at the end (its rate and elapsed time stop there).
+    let last: TransferProgress | undefined
+    const freeze = (): void => {
+      last = job?.progress()
+    }
+    result.then(freeze, freeze)
     return {
       id,
       result,
@@ -276,7 +283,7 @@ export class Fetches {
         }
         return (actor.getSnapshot().value as TransferStatus) ?? 'failed'
       },
-      progress: () => job?.progress(),
+      progress: () => last ?? job?.progress(),
       cancel,
       addProvider: (added) => {
         const p = beside(added)

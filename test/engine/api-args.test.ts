@@ -72,6 +72,20 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
     )
   })
 
+  it("a settled transfer's progress() stays as it ended", async () => {
+    const sender = await engines.engine()
+    const receiver = await engines.engine()
+    const src = join(engines.dir, 'frozen.bin')
+    await writeFile(src, Buffer.alloc(2 * 1024 * 1024, 3))
+    const { ticket } = await sender.publish(src)
+    const handle = receiver.fetch(ticket, join(engines.dir, 'frozen.out'))
+    await handle.result
+    const first = handle.progress()
+    await new Promise((r) => setTimeout(r, 300))
+    expect(handle.progress()).toEqual(first)
+    expect(first?.bytesDone).toBe(2 * 1024 * 1024)
+  })
+
   it('methods that return a promise reject, never throw, also on a stopped engine', async () => {
     const e = await createEngine({ listen: LOOPBACK, workers: 1 })
     await e.stop()
