@@ -9,9 +9,11 @@ import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
+import { setTimeout as sleep } from 'node:timers/promises'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import {
   AbortedError,
+  DestinationBusyError,
   DestinationExistsError,
   DestinationInvalidError,
   ManifestInvalidError,
@@ -78,6 +80,11 @@ export interface CollectionFetchOptions {
   onResume?: (info: ResumeInfo, p: TransferProgress) => void
   /** Replace files in the destination that hold other data. @default false */
   overwrite?: boolean
+  /**
+   * When another fetch is writing the destination (DESTINATION_BUSY), wait for it to end, then
+   * go on: usually finding the folder there already. @default false
+   */
+  waitIfBusy?: boolean
   /** Create the collection's symbolic links (each points inside it); otherwise they are skipped. @default false */
   symlinks?: boolean
   /**
@@ -136,6 +143,9 @@ export interface CollectionDeps {
   ): { result: Promise<FetchResult> }
 }
 
+/** How often a fetch waiting for a busy destination (waitIfBusy) looks again. */
+const BUSY_POLL_MS = 500
+
 export async function fetchCollection(
   deps: CollectionDeps,
   ticket: SwarmTicket,
@@ -158,150 +168,165 @@ export async function fetchCollection(
   const manifest = await fetchManifest(deps, ticket, { signal, ...limits })
   report({ files: manifest.files, bytes: manifest.packSize })
 
-  const root = resolve(dest)
-  const there = await entryAt(root)
-  if (there !== undefined && !there.isDirectory()) {
-    throw new DestinationInvalidError(
-      `${root} is ${kindOf(there)}: a collection goes into a folder; choose another -o`,
-    )
+  // With waitIfBusy, a destination another fetch is writing is tried again once that one is done.
+  for (;;) {
+    try {
+      return await into()
+    } catch (err) {
+      if (!(err instanceof DestinationBusyError) || opts.waitIfBusy !== true) throw err
+      await sleep(BUSY_POLL_MS, undefined, { signal }).catch(() => {
+        throw new AbortedError('the collection fetch was cancelled')
+      })
+    }
   }
-  // The first folder made (undefined when `root` was there already).
-  const made = await mkdir(root, { recursive: true }).catch((err) => {
-    throw fsError(err, root)
-  })
-  const folder = await DestFolder.pin(join(root, STAGING_NAME))
-  const paths = stagingPaths(folder)
 
-  let lock: DestinationLock | undefined
-  // Until the pack fetch starts, a failure takes back the folders this call made: a refused
-  // fetch leaves nothing. After, the staging folder is what a later call resumes from.
-  let preparing = true
-  let madeStage = false
-  try {
-    // A folder that was there already, with no fetch staged in it, may hold the collection.
-    if (
-      made === undefined &&
-      (await entryAt(paths.stage)) === undefined &&
-      (await holdsCollection(folder, manifest, { ...deps, signal }))
-    ) {
-      report({ phase: 'done', filesPlaced: manifest.files, bytesDone: manifest.packSize })
-      return resultOf(manifest, root, started, opts, { pack: undefined, resumed: false, present: true })
+  /** Everything after the manifest: the destination checked, the pack fetched, the files placed. */
+  async function into(): Promise<CollectionResult> {
+    const root = resolve(dest)
+    const there = await entryAt(root)
+    if (there !== undefined && !there.isDirectory()) {
+      throw new DestinationInvalidError(
+        `${root} is ${kindOf(there)}: a collection goes into a folder; choose another -o`,
+      )
     }
-    const packHex = Buffer.from(manifest.packCid).toString('hex')
-    madeStage = await mkdir(paths.stage, { mode: 0o700 }).then(
-      () => true,
-      (err: NodeJS.ErrnoException) => {
-        if (err.code !== 'EEXIST') throw fsError(err, paths.stage)
-        return false
-      },
-    )
-    lock = await DestinationLock.acquire(folder.file(`${STAGING_NAME}/collection`), { signal })
-    // The staging folder says which collection it holds: only that one resumes from it.
-    const owner = `${paths.stage}/manifest-id`
-    const held = await readFile(owner, 'utf8').catch(() => undefined)
-    const manifestHex = Buffer.from(ticket.cid).toString('hex')
-    const resumed = held === manifestHex
-    if (held !== undefined && !resumed) {
-      if (opts.overwrite !== true) {
-        throw new DestinationExistsError(
-          `${root} holds an unfinished fetch of another collection (${STAGING_NAME}): run that fetch again to finish it, pass --force (overwrite: true) to discard it, or fetch into another folder`,
-        )
-      }
-      await clearStaging(paths)
-    }
-    if (!resumed) {
-      await checkDestination(folder, manifest, opts.overwrite === true)
-      await refuseFoldedCollisions(manifest, paths.stage)
-      await checkRoom(folder.path, root, manifest.packSize)
-      await writeFile(owner, manifestHex, { flush: true })
-    }
-    preparing = false
+    // The first folder made (undefined when `root` was there already).
+    const made = await mkdir(root, { recursive: true }).catch((err) => {
+      throw fsError(err, root)
+    })
+    const folder = await DestFolder.pin(join(root, STAGING_NAME))
+    const paths = stagingPaths(folder)
 
-    let pack: FetchResult | undefined
-    let cutAlready = 0
-    let marker = await readMarker(paths.marker, packHex)
-    if (marker === 0) {
-      // Interrupted while moving files into place: those it moved are in the destination now,
-      // where they may have been deleted or edited since. None is trusted unless it is as placed.
-      const damaged = await placedDamage(folder, paths, manifest)
-      if (damaged.length > 0 && opts.overwrite !== true) {
-        throw new DestinationExistsError(
-          `${damaged.length} of the files the interrupted fetch had placed in ${root} are missing or changed since (the first: ${damaged[0]}): pass --force (overwrite: true) to fetch the folder again and replace them`,
-        )
+    let lock: DestinationLock | undefined
+    // Until the pack fetch starts, a failure takes back the folders this call made: a refused
+    // fetch leaves nothing. After, the staging folder is what a later call resumes from.
+    let preparing = true
+    let madeStage = false
+    try {
+      // A folder that was there already, with no fetch staged in it, may hold the collection.
+      if (
+        made === undefined &&
+        (await entryAt(paths.stage)) === undefined &&
+        (await holdsCollection(folder, manifest, { ...deps, signal }))
+      ) {
+        report({ phase: 'done', filesPlaced: manifest.files, bytesDone: manifest.packSize })
+        return resultOf(manifest, root, started, opts, { pack: undefined, resumed: false, present: true })
       }
-      if (damaged.length > 0) {
-        await clearStaging(paths)
-        await writeFile(owner, manifestHex, { flush: true })
-        marker = undefined
-      }
-    }
-    if (marker === undefined && manifest.packSize > 0) {
-      report({ phase: 'fetching' })
-      await makeTree(paths, manifest)
-      let early: EarlyCut | undefined
-      const handle = deps.fetchContent(
-        { ...ticket, cid: manifest.packCid, kind: 'file' },
-        folder.file(`${STAGING_NAME}/pack`),
-        {
-          signal,
-          ...limits,
-          // The pack in the staging folder is haul's own: a complete one left by a crash is kept.
-          overwrite: true,
-          // Files are cut out of it and it is deleted: its bytes need not reach the disk.
-          scratch: true,
-          accept: (header) => {
-            // Called again on each retry: the first one stays.
-            if (header.chunking.kind !== 'fixed' || early !== undefined) return
-            early = new EarlyCut(
-              manifest,
-              { tree: paths.tree, packPart: `${paths.pack}.part` },
-              {
-                pool: deps.pool,
-                symlinks: opts.symlinks === true,
-                chunkSize: header.chunking.size,
-                leafCount: header.leafCount,
-              },
-            )
-          },
-          onChunk: (i) => early?.chunk(i),
-          ...(opts.onResume === undefined ? {} : { onResume: opts.onResume }),
-          onProgress: (p) => report({ bytesDone: p.bytesDone, transfer: p }),
+      const packHex = Buffer.from(manifest.packCid).toString('hex')
+      madeStage = await mkdir(paths.stage, { mode: 0o700 }).then(
+        () => true,
+        (err: NodeJS.ErrnoException) => {
+          if (err.code !== 'EEXIST') throw fsError(err, paths.stage)
+          return false
         },
       )
-      try {
-        pack = await handle.result
-      } finally {
-        cutAlready = (await early?.finish()) ?? 0
+      lock = await DestinationLock.acquire(folder.file(`${STAGING_NAME}/collection`), { signal })
+      // The staging folder says which collection it holds: only that one resumes from it.
+      const owner = `${paths.stage}/manifest-id`
+      const held = await readFile(owner, 'utf8').catch(() => undefined)
+      const manifestHex = Buffer.from(ticket.cid).toString('hex')
+      const resumed = held === manifestHex
+      if (held !== undefined && !resumed) {
+        if (opts.overwrite !== true) {
+          throw new DestinationExistsError(
+            `${root} holds an unfinished fetch of another collection (${STAGING_NAME}): run that fetch again to finish it, pass --force (overwrite: true) to discard it, or fetch into another folder`,
+          )
+        }
+        await clearStaging(paths)
       }
+      if (!resumed) {
+        await checkDestination(folder, manifest, opts.overwrite === true)
+        await refuseFoldedCollisions(manifest, paths.stage)
+        await checkRoom(folder.path, root, manifest.packSize)
+        await writeFile(owner, manifestHex, { flush: true })
+      }
+      preparing = false
+
+      let pack: FetchResult | undefined
+      let cutAlready = 0
+      let marker = await readMarker(paths.marker, packHex)
+      if (marker === 0) {
+        // Interrupted while moving files into place: those it moved are in the destination now,
+        // where they may have been deleted or edited since. None is trusted unless it is as placed.
+        const damaged = await placedDamage(folder, paths, manifest)
+        if (damaged.length > 0 && opts.overwrite !== true) {
+          throw new DestinationExistsError(
+            `${damaged.length} of the files the interrupted fetch had placed in ${root} are missing or changed since (the first: ${damaged[0]}): pass --force (overwrite: true) to fetch the folder again and replace them`,
+          )
+        }
+        if (damaged.length > 0) {
+          await clearStaging(paths)
+          await writeFile(owner, manifestHex, { flush: true })
+          marker = undefined
+        }
+      }
+      if (marker === undefined && manifest.packSize > 0) {
+        report({ phase: 'fetching' })
+        await makeTree(paths, manifest)
+        let early: EarlyCut | undefined
+        const handle = deps.fetchContent(
+          { ...ticket, cid: manifest.packCid, kind: 'file' },
+          folder.file(`${STAGING_NAME}/pack`),
+          {
+            signal,
+            ...limits,
+            // The pack in the staging folder is haul's own: a complete one left by a crash is kept.
+            overwrite: true,
+            // Files are cut out of it and it is deleted: its bytes need not reach the disk.
+            scratch: true,
+            accept: (header) => {
+              // Called again on each retry: the first one stays.
+              if (header.chunking.kind !== 'fixed' || early !== undefined) return
+              early = new EarlyCut(
+                manifest,
+                { tree: paths.tree, packPart: `${paths.pack}.part` },
+                {
+                  pool: deps.pool,
+                  symlinks: opts.symlinks === true,
+                  chunkSize: header.chunking.size,
+                  leafCount: header.leafCount,
+                },
+              )
+            },
+            onChunk: (i) => early?.chunk(i),
+            ...(opts.onResume === undefined ? {} : { onResume: opts.onResume }),
+            onProgress: (p) => report({ bytesDone: p.bytesDone, transfer: p }),
+          },
+        )
+        try {
+          pack = await handle.result
+        } finally {
+          cutAlready = (await early?.finish()) ?? 0
+        }
+      }
+      report({ phase: 'placing', bytesDone: manifest.packSize })
+      let placed = 0
+      const placeOpts = {
+        overwrite: opts.overwrite === true || resumed,
+        symlinks: opts.symlinks === true,
+        sync: opts.sync !== false,
+        pool: deps.pool,
+        signal,
+        onPlaced: (e: ManifestEntry) => {
+          placed++
+          opts.onFile?.({ path: e.path, size: e.size, kind: e.kind })
+          if (placed % 256 === 0) report({ filesPlaced: placed })
+        },
+      }
+      await cutPack(paths, manifest, packHex, marker ?? manifest.entries.length, placeOpts, cutAlready)
+      await moveIntoPlace(folder, paths, manifest, placeOpts)
+      await removeStaging(paths)
+      report({ phase: 'done', filesPlaced: manifest.files })
+      return resultOf(manifest, root, started, opts, { pack, resumed, present: false })
+    } catch (err) {
+      if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
+      throw err
+    } finally {
+      // Only under the lock: a staging folder another fetch holds is not this one's to remove.
+      if (preparing && madeStage && lock !== undefined) await removeStaging(paths).catch(() => {})
+      await lock?.release()
+      await folder.close()
+      if (preparing && made !== undefined) await removeEmptyFolders(root, made)
     }
-    report({ phase: 'placing', bytesDone: manifest.packSize })
-    let placed = 0
-    const placeOpts = {
-      overwrite: opts.overwrite === true || resumed,
-      symlinks: opts.symlinks === true,
-      sync: opts.sync !== false,
-      pool: deps.pool,
-      signal,
-      onPlaced: (e: ManifestEntry) => {
-        placed++
-        opts.onFile?.({ path: e.path, size: e.size, kind: e.kind })
-        if (placed % 256 === 0) report({ filesPlaced: placed })
-      },
-    }
-    await cutPack(paths, manifest, packHex, marker ?? manifest.entries.length, placeOpts, cutAlready)
-    await moveIntoPlace(folder, paths, manifest, placeOpts)
-    await removeStaging(paths)
-    report({ phase: 'done', filesPlaced: manifest.files })
-    return resultOf(manifest, root, started, opts, { pack, resumed, present: false })
-  } catch (err) {
-    if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
-    throw err
-  } finally {
-    // Only under the lock: a staging folder another fetch holds is not this one's to remove.
-    if (preparing && madeStage && lock !== undefined) await removeStaging(paths).catch(() => {})
-    await lock?.release()
-    await folder.close()
-    if (preparing && made !== undefined) await removeEmptyFolders(root, made)
   }
 }
 

@@ -181,6 +181,30 @@ describe('collections between two real engines', () => {
     expect(await treeOf(out)).toEqual(await treeOf(src))
   })
 
+  it('a second fetch into a folder another fetch is writing: DESTINATION_BUSY, or with waitIfBusy it waits and finds the folder there', async () => {
+    const src = join(dir, 'busy-src')
+    await mkdir(src)
+    for (let i = 0; i < 6; i++) await writeFile(join(src, `f${i}`), bytes(MiB, 50 + i))
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'busy-out')
+    let started: () => void = () => {}
+    const fetching = new Promise<void>((r) => {
+      started = r
+    })
+    const first = receiver.fetchCollection(ticket, out, {
+      maxBytesPerSec: 3 * MiB,
+      onProgress: (p) => {
+        if (p.phase === 'fetching' && p.bytesDone > 0) started()
+      },
+    })
+    await fetching
+    expect((await failure(receiver.fetchCollection(ticket, out))).code).toBe('DESTINATION_BUSY')
+    const second = await receiver.fetchCollection(ticket, out, { waitIfBusy: true })
+    expect((await first).present).toBe(false)
+    expect(second.present).toBe(true)
+    expect(await treeOf(out)).toEqual(await treeOf(src))
+  })
+
   it('files an interrupted fetch had placed, deleted or edited since: refused (DESTINATION_EXISTS), fetched again with overwrite', async () => {
     const src = join(dir, 'placed-then-edited')
     await mkdir(join(src, 'a'), { recursive: true })

@@ -21,6 +21,7 @@ export async function getFolder(
   dest: string,
   opts: {
     readonly overwrite: boolean
+    readonly waitIfBusy: boolean
     readonly symlinks?: boolean | undefined
     readonly sync?: boolean | undefined
     readonly maxBytesPerSec?: number | undefined
@@ -33,6 +34,7 @@ export async function getFolder(
   const r = await engine
     .fetchCollection(ticketText, dest, {
       overwrite: opts.overwrite,
+      waitIfBusy: opts.waitIfBusy,
       symlinks: opts.symlinks === true,
       sync: opts.sync !== false,
       ...(opts.maxBytesPerSec === undefined ? {} : { maxBytesPerSec: opts.maxBytesPerSec }),
