@@ -139,10 +139,6 @@ async function openPinned(
           },
         )
         j.attach(() => part.datasync())
-        await j.unseal().catch(async (err) => {
-          await Promise.allSettled([j.close(), part.close()])
-          throw err
-        })
         const rehash = loaded.damagedPages.map((p) => j.pageRange(p))
         return {
           part,

@@ -336,24 +336,21 @@ export class Journal {
     await fh.close().catch(() => {})
   }
 
-  /** Drops the seal before the part file is written again: a crash from here on leaves none. */
-  async unseal(): Promise<void> {
-    if (this.#sealed === undefined || this.#fh === undefined) return
-    await this.#writeSeal(this.#fh, undefined)
-    this.#sealed = undefined
+  async #writeSeal(fh: FileHandle, partMtimeNs: bigint): Promise<void> {
+    await writeAll(fh, this.#superblock(partMtimeNs), 0)
+    await fh.datasync()
   }
 
-  async #writeSeal(fh: FileHandle, partMtimeNs: bigint | undefined): Promise<void> {
+  #superblock(sealedPartMtimeNs: bigint | undefined): Uint8Array {
     const init = {
       cid: this.cid,
       headerBytes: this.headerBytes,
       leafCount: this.leafCount,
       part: this.part!,
       pageCount: this.pageCount,
-      sealedPartMtimeNs: partMtimeNs,
+      sealedPartMtimeNs,
     }
-    await writeAll(fh, encodeSuperblock(init), 0)
-    await fh.datasync()
+    return encodeSuperblock(init)
   }
 
   /** Deletes the journal (the transfer completed, or its state is being discarded). */
@@ -401,6 +398,13 @@ export class Journal {
     const pages = [...this.#dirty].sort((a, b) => a - b)
     const slot = new Uint8Array(BLOCK)
     try {
+      // The first flush of a resumed transfer drops the seal of the stop before it (the part file
+      // has been written since). A crash before this flush leaves a seal its part file no longer
+      // matches: the next resume re-hashes the kept chunks, the safe side.
+      if (this.#sealed !== undefined) {
+        await writeAll(fh, this.#superblock(undefined), 0)
+        this.#sealed = undefined
+      }
       for (const p of pages) {
         const gen = this.#gen[p]! + 1
         this.#encodeSlot(p, gen, slot)

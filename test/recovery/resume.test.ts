@@ -189,7 +189,7 @@ describe.each<[string, ChunkingParams]>([
     await fh.close()
     const { r } = await fetchCounting(dest)
     expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'part-modified' })
-    // Untouched, the seal is trusted (and dropped as the resume starts writing).
+    // Untouched, the seal is trusted (and dropped at the resumed transfer's first journal flush).
     const again = join(dir, `s${n++}.out`)
     await interrupt(again)
     const ac = new AbortController()
