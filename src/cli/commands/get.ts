@@ -18,8 +18,8 @@ export interface GetOptions {
   /**
    * Where to write. A file: that path, or into that folder when it ends in `/` or is one; by
    * default `./<the sender's file name>`. A collection: the folder to recreate it as, or into
-   * that folder under its own name when it ends in `/`; by default `./<its name>`. A name the rules of src/collection/names.ts refuse gives
-   * `haul-<first 16 hex digits of the content id>`.
+   * that folder under its own name when it ends in `/`; by default `./<its name>`. A name the
+   * rules of src/collection/names.ts refuse gives `haul-<first 16 hex digits of the content id>`.
    */
   readonly out?: string | undefined
   readonly overwrite: boolean
