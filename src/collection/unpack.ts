@@ -16,6 +16,7 @@
  */
 import { constants } from 'node:fs'
 import { chmod, lstat, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
 import { DestinationExistsError, DestinationInvalidError } from '../errors.ts'
 import type { DestFolder } from '../storage/dest-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -340,7 +341,7 @@ export async function moveIntoPlace(
     const there = await entryAt(to, folder.file(e.path))
     if (e.kind === 'dir') {
       if (there === undefined) {
-        await renameChecked(from, to)
+        await renameChecked(from, to, folder.file(e.path))
         ours.add(e.path)
       } else if (!there.isDirectory()) {
         throw new DestinationInvalidError(
@@ -359,7 +360,7 @@ export async function moveIntoPlace(
         `${folder.file(e.path)} appeared during the fetch: pass --force to replace it`,
       )
     }
-    await renameChecked(from, to)
+    await renameChecked(from, to, folder.file(e.path))
     opts.onPlaced?.(e)
   }
   // A folder whose mode keeps its owner from writing in it (0o555) gets it only now, once its
@@ -404,8 +405,27 @@ async function checkParents(folder: DestFolder, path: string): Promise<void> {
   }
 }
 
-async function renameChecked(from: string, to: string): Promise<void> {
-  await rename(from, to).catch((err) => {
-    throw fsError(err, to)
-  })
+/**
+ * Renames a staged entry to `to` (`shown`: its path as the user knows it). A folder of this
+ * user's own that its mode keeps read-only (a collection's `555` folder, made by an earlier
+ * fetch) is made writable for the moment of the rename, its mode put back.
+ */
+async function renameChecked(from: string, to: string, shown: string): Promise<void> {
+  try {
+    await rename(from, to)
+    return
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw fsError(err, shown)
+    const parent = await lstat(dirname(to)).catch(() => undefined)
+    const mine = parent?.isDirectory() === true && parent.uid === process.getuid?.()
+    if (!mine || (parent.mode & 0o200) !== 0) throw fsError(err, shown)
+    await chmod(dirname(to), (parent.mode & 0o7777) | 0o200)
+    try {
+      await rename(from, to)
+    } catch (again) {
+      throw fsError(again, shown)
+    } finally {
+      await chmod(dirname(to), parent.mode & 0o7777).catch(() => {})
+    }
+  }
 }

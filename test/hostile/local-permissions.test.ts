@@ -88,6 +88,24 @@ describe.skipIf(!isRoot)('haul get --force as an ordinary user (nobody)', () => 
     }
   }, 60_000)
 
+  it('--force into its own copy of a folder whose subfolder is read-only (555): the changed file replaced, the mode kept', async () => {
+    const folder = join(dir, 'ro-sub')
+    await mkdir(join(folder, 'r'), { recursive: true })
+    await writeText(join(folder, 'r', 'f1'), 'original\n')
+    await chmod(join(folder, 'r'), 0o555)
+    const folderTicket = (await sender.publishCollection(folder)).ticket
+    const out = join(home, 'ro-sub-copy')
+    const as = { uid: NOBODY, gid: NOBODY }
+    const first = await runCli(['get', folderTicket, '-o', out, '--json', '--workers', '1'], as)
+    expect(first.code, first.stderr.toString()).toBe(0)
+    expect((await stat(join(out, 'r'))).mode & 0o777).toBe(0o555)
+    await writeText(join(out, 'r', 'f1'), 'changed by its owner\n') // root writes; nobody owns it
+    const r = await runCli(['get', folderTicket, '-o', out, '--force', '--json', '--workers', '1'], as)
+    expect(r.code, r.stderr.toString() + r.stdout.toString()).toBe(0)
+    expect(await readFile(join(out, 'r', 'f1'), 'utf8')).toBe('original\n')
+    expect((await stat(join(out, 'r'))).mode & 0o777).toBe(0o555)
+  }, 60_000)
+
   it('its own writable file: replaced, as --force says (the rule is about permissions, not about nobody)', async () => {
     const dest = join(home, 'writable.txt')
     await writeText(dest, 'replace me\n', { mode: 0o644 })
