@@ -7,6 +7,8 @@ import type { Output } from './output.ts'
 
 /** One peer fetching one content over one session, as the sender sees it. */
 interface Transfer {
+  /** Numbered 1, 2, … in this run: a session fetching two contents (a folder's file list, then its files) makes two. */
+  readonly id: number
   readonly session: number
   readonly peerId: string
   readonly cid: string
@@ -126,7 +128,10 @@ export class ServeReport {
   #requested(e: Extract<ServeEvent, { type: 'content-requested' }>): void {
     this.#end(e.session, undefined)
     const now = performance.now()
+    this.#started++
+    const id = this.#started
     this.#transfers.set(e.session, {
+      id,
       session: e.session,
       peerId: e.peerId,
       cid: e.cid,
@@ -137,10 +142,10 @@ export class ServeReport {
       startedAt: now,
       lastChunkAt: now,
     })
-    this.#started++
     this.#out.event({
       event: 'transfer-started',
-      transfer: e.session,
+      transfer: id,
+      session: e.session,
       peerId: e.peerId,
       cid: e.cid,
       path: e.path,
@@ -160,7 +165,7 @@ export class ServeReport {
     t.lastChunkAt = performance.now()
     this.#out.event({
       event: 'serving',
-      transfer: t.session,
+      transfer: t.id,
       peerId: t.peerId,
       cid: t.cid,
       bytesServed: t.meter.bytesDone,
@@ -201,7 +206,8 @@ export class ServeReport {
     else if (outcome === 'cut-off') this.#cutByPeer++
     this.#out.event({
       event: 'transfer-ended',
-      transfer: session,
+      transfer: t.id,
+      session,
       peerId: t.peerId,
       cid: t.cid,
       path: t.path,

@@ -52,6 +52,11 @@ describe('folders and names from the command line (real processes)', () => {
       bytes: expect.any(Number),
     })
     expect(events(got.stdout).filter((e) => e.event === 'file')).toHaveLength(204)
+    // The file list and the files: two transfers on one stream, numbered apart.
+    await sender.event('transfer-started', (e) => e.transfer === 2)
+    const started = sender.events.filter((e) => e.event === 'transfer-started')
+    expect(started.map((e) => e.transfer)).toEqual([1, 2])
+    expect(started[0]!.session).toBe(started[1]!.session)
     execFileSync('diff', ['-r', src, join(where, 'some-folder')])
     expect(await treeOf(join(where, 'some-folder'))).toEqual(await treeOf(src))
     expect(await readdir(where)).toEqual(['some-folder'])

@@ -59,7 +59,8 @@ describe('haul send shows what it serves (real processes)', () => {
     expect(started).toEqual([
       {
         event: 'transfer-started',
-        transfer: ended.transfer,
+        transfer: 1, // numbered in this run; its stream's `session` beside it
+        session: ended.session,
         peerId: connected!.peerId,
         cid: published.cid,
         path: src,
