@@ -141,11 +141,15 @@ export function transferResult(
   }
 }
 
-/** Calls `onProgress` at most every `intervalMs`, unless forced (state changes, the end). */
+/**
+ * Calls `onProgress` at most every `intervalMs`, unless forced (state changes, the end), and
+ * never twice for the same bytes done (the last chunk's report and the end's would be).
+ */
 export class ProgressThrottle {
   readonly #onProgress: ((p: TransferProgress) => void) | undefined
   readonly #intervalMs: number
   #last = 0
+  #lastBytes = -1
 
   constructor(onProgress: ((p: TransferProgress) => void) | undefined, intervalMs = 100) {
     this.#onProgress = onProgress
@@ -156,7 +160,10 @@ export class ProgressThrottle {
     if (this.#onProgress === undefined || meter === undefined) return
     const now = performance.now()
     if (!force && now - this.#last < this.#intervalMs) return
+    const p = meter.snapshot()
+    if (p.bytesDone === this.#lastBytes) return
     this.#last = now
-    this.#onProgress(meter.snapshot())
+    this.#lastBytes = p.bytesDone
+    this.#onProgress(p)
   }
 }

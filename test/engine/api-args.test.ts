@@ -72,18 +72,27 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
     )
   })
 
-  it("a settled transfer's progress() stays as it ended", async () => {
+  it("progress: each figure reported once, and a settled transfer's progress() stays as it ended", async () => {
     const sender = await engines.engine()
     const receiver = await engines.engine()
     const src = join(engines.dir, 'frozen.bin')
-    await writeFile(src, Buffer.alloc(2 * 1024 * 1024, 3))
+    await writeFile(src, Buffer.alloc(4 * 1024 * 1024, 3))
     const { ticket } = await sender.publish(src)
-    const handle = receiver.fetch(ticket, join(engines.dir, 'frozen.out'))
+    const seen: number[] = []
+    // Chunks ~125 ms apart: the last one's report is not throttled away.
+    const handle = receiver.fetch(ticket, join(engines.dir, 'frozen.out'), {
+      maxBytesPerSec: 8 * 1024 * 1024,
+      onProgress: (p) => seen.push(p.bytesDone),
+    })
     await handle.result
+    // Growing, each figure once, ending complete (the last chunk's report is the end's).
+    expect(seen.at(-1)).toBe(4 * 1024 * 1024)
+    expect(new Set(seen).size).toBe(seen.length)
+    expect(seen).toEqual([...seen].sort((a, b) => a - b))
     const first = handle.progress()
     await new Promise((r) => setTimeout(r, 300))
     expect(handle.progress()).toEqual(first)
-    expect(first?.bytesDone).toBe(2 * 1024 * 1024)
+    expect(first?.bytesDone).toBe(4 * 1024 * 1024)
   })
 
   it('methods that return a promise reject, never throw, also on a stopped engine', async () => {
