@@ -29,7 +29,7 @@ import { entryAt, kindOf } from '../storage/safe-open.ts'
 import type { SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo } from '../transfer/retry.ts'
-import type { FetchResult } from '../transfer/transfer-types.ts'
+import { type FetchResult, routeOf, type SwarmStats, type TransferRoute } from '../transfer/transfer-types.ts'
 import type { ChunkingParams } from '../types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { EarlyCut } from './early-cut.ts'
@@ -78,6 +78,8 @@ export interface CollectionFetchOptions {
    * `.haul-incoming/pack.part`): as FetchOptions.onResume.
    */
   onResume?: (info: ResumeInfo, p: TransferProgress) => void
+  /** How the pack's providers are reached, as its fetch starts and when that changes (TransferRoute). */
+  onRoute?: (route: TransferRoute) => void
   /** Replace files in the destination that hold other data. @default false */
   overwrite?: boolean
   /**
@@ -133,6 +135,8 @@ export interface CollectionDeps {
       onProgress?: (p: TransferProgress) => void
       onRetry?: (info: RetryInfo) => void
       onResume?: (info: ResumeInfo, p: TransferProgress) => void
+      /** How the pack's providers are reached, as its fetch starts and when that changes (TransferRoute). */
+      onRoute?: (route: TransferRoute) => void
       priority?: 'low' | 'normal' | 'high'
       maxBytesPerSec?: number
       overwrite?: boolean
@@ -140,7 +144,7 @@ export interface CollectionDeps {
       scratch?: boolean
       onChunk?: (index: number) => void
     },
-  ): { result: Promise<FetchResult> }
+  ): { result: Promise<FetchResult>; swarmStats(): SwarmStats | undefined }
 }
 
 /** How often a fetch waiting for a busy destination (waitIfBusy) looks again. */
@@ -263,6 +267,7 @@ export async function fetchCollection(
         report({ phase: 'fetching' })
         await makeTree(paths, manifest)
         let early: EarlyCut | undefined
+        let route: TransferRoute | undefined
         const handle = deps.fetchContent(
           { ...ticket, cid: manifest.packCid, kind: 'file' },
           folder.file(`${STAGING_NAME}/pack`),
@@ -289,7 +294,14 @@ export async function fetchCollection(
             },
             onChunk: (i) => early?.chunk(i),
             ...(opts.onResume === undefined ? {} : { onResume: opts.onResume }),
-            onProgress: (p) => report({ bytesDone: p.bytesDone, transfer: p }),
+            onProgress: (p) => {
+              const now = routeOf(handle.swarmStats())
+              if (now !== undefined && now !== route) {
+                route = now
+                opts.onRoute?.(now)
+              }
+              report({ bytesDone: p.bytesDone, transfer: p })
+            },
           },
         )
         try {

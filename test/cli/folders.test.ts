@@ -52,6 +52,10 @@ describe('folders and names from the command line (real processes)', () => {
       bytes: expect.any(Number),
     })
     expect(events(got.stdout).filter((e) => e.event === 'file')).toHaveLength(204)
+    // How it reached the sender, as a single-file get says it.
+    expect(events(got.stdout).filter((e) => e.event === 'route')).toEqual([
+      { event: 'route', route: 'direct' },
+    ])
     // The file list and the files: two transfers on one stream, numbered apart.
     await sender.event('transfer-started', (e) => e.transfer === 2)
     const started = sender.events.filter((e) => e.event === 'transfer-started')

@@ -9,7 +9,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 import type { StopSignals } from '../signals.ts'
-import { announceResume } from './resume-lines.ts'
+import { announceResume, announceRoute } from './get-lines.ts'
 
 /**
  * `haul get` of a collection ticket: the folder recreated at `dest`, with progress over the
@@ -50,6 +50,7 @@ export async function getFolder(
       onFile: (f) => out.event({ event: 'file', ...f }),
       onRetry: (info) => out.retry(info),
       onResume: (info, p) => announceResume(out, join(dest, STAGING_NAME, 'pack.part'), info, p),
+      onRoute: (route) => announceRoute(out, route),
     })
     .catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err

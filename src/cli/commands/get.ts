@@ -12,7 +12,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
-import { announceResume } from './resume-lines.ts'
+import { announceResume, announceRoute } from './get-lines.ts'
 
 export interface GetOptions {
   /**
@@ -137,20 +137,6 @@ async function destinationOf(ticket: SwarmTicket, out: string | undefined): Prom
   if (ticket.kind === 'collection') return out.endsWith('/') ? join(out, name) : out
   const isFolder = out.endsWith('/') || (await stat(out).catch(() => undefined))?.isDirectory() === true
   return isFolder ? join(out, name) : out
-}
-
-const ROUTE_TEXT: Record<TransferRoute, string> = {
-  direct: 'connected directly',
-  relayed: 'connected through a relay (the sender is not directly reachable from here)',
-  upgraded: 'connected directly (a hole punch replaced the relayed connection)',
-}
-
-/** Says how the transfer reaches its peers, as it starts and when that changes. */
-function announceRoute(out: Output, route: TransferRoute): void {
-  out.event({ event: 'route', route })
-  if (route === 'direct') return
-  out.done()
-  out.human(ROUTE_TEXT[route])
 }
 
 function reportDone(out: Output, r: FetchResult): void {

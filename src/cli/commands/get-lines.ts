@@ -1,5 +1,10 @@
+/**
+ * What `haul get` says as a fetch starts (a file's, or a folder's pack): what it resumes from an
+ * earlier run, and how it reaches its peers.
+ */
 import type { ResumeInfo } from '../../fetch/resume.ts'
 import type { TransferProgress } from '../../transfer/progress.ts'
+import type { TransferRoute } from '../../transfer/transfer-types.ts'
 import { formatBytes } from '../format.ts'
 import type { Output } from '../output.ts'
 
@@ -39,4 +44,18 @@ export function announceResume(out: Output, part: string, info: ResumeInfo, p: T
 const RESTART_REASON: Partial<Record<NonNullable<ResumeInfo['reason']>, string>> = {
   'other-content': 'another content',
   'part-size': 'a file of another size',
+}
+
+const ROUTE_TEXT: Record<TransferRoute, string> = {
+  direct: 'connected directly',
+  relayed: 'connected through a relay (the sender is not directly reachable from here)',
+  upgraded: 'connected directly (a hole punch replaced the relayed connection)',
+}
+
+/** Says how the transfer reaches its peers, as it starts and when that changes. */
+export function announceRoute(out: Output, route: TransferRoute): void {
+  out.event({ event: 'route', route })
+  if (route === 'direct') return
+  out.done()
+  out.human(ROUTE_TEXT[route])
 }
