@@ -6,7 +6,7 @@
  * moved into place (unpack.ts). Running it again after any interruption resumes where it stopped.
  */
 import { randomBytes } from 'node:crypto'
-import { mkdir, mkdtemp, readdir, readFile, rm, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, mkdtemp, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
@@ -188,6 +188,15 @@ export async function fetchCollection(
   async function into(): Promise<CollectionResult> {
     const root = resolve(dest)
     const there = await entryAt(root)
+    if (there?.isSymbolicLink() === true) {
+      // Not followed (a link could send the files anywhere), but a link to a folder is named.
+      const target = await realpath(root).catch(() => undefined)
+      throw new DestinationInvalidError(
+        target === undefined
+          ? `${root} is a symbolic link: a collection goes into a folder; choose another -o`
+          : `${root} is a symbolic link to ${target}: haul does not write through links; give the folder itself (-o ${target})`,
+      )
+    }
     if (there !== undefined && !there.isDirectory()) {
       throw new DestinationInvalidError(
         `${root} is ${kindOf(there)}: a collection goes into a folder; choose another -o`,

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine, type Engine } from '../../src/index.ts'
@@ -179,6 +179,21 @@ describe('collections between two real engines', () => {
     expect(again.resumed).toBe(true)
     expect(again.pack).toBeUndefined()
     expect(await treeOf(out)).toEqual(await treeOf(src))
+  })
+
+  it('-o a symbolic link to a folder: DESTINATION_INVALID naming the folder to give instead, nothing written through it', async () => {
+    const src = join(dir, 'link-dest-src')
+    await mkdir(src)
+    await writeFile(join(src, 'x'), bytes(1000, 9))
+    const { ticket } = await sender.publishCollection(src)
+    const real = join(dir, 'real-folder')
+    await mkdir(real)
+    await symlink(real, join(dir, 'link-to-folder'))
+    const err = await failure(receiver.fetchCollection(ticket, join(dir, 'link-to-folder')))
+    expect(err.code).toBe('DESTINATION_INVALID')
+    expect(err.message).toContain(`is a symbolic link to ${real}`)
+    expect(err.message).toContain(`-o ${real}`)
+    expect(await readdir(real)).toEqual([])
   })
 
   it('a second fetch into a folder another fetch is writing: DESTINATION_BUSY, or with waitIfBusy it waits and finds the folder there', async () => {
