@@ -72,8 +72,12 @@ async function walkTree(root: string, prefix: string, out: Walked): Promise<void
   ]
   while (pending.length > 0) {
     const dir = pending.pop()!
-    if (dir.depth > MAX_DEPTH)
-      throw new SourceInvalidError(`${dir.abs} is more than ${MAX_DEPTH} folders deep`)
+    if (dir.depth > MAX_DEPTH) {
+      const shown = dir.abs.length > 120 ? `${dir.abs.slice(0, 60)}…${dir.abs.slice(-50)}` : dir.abs
+      throw new SourceInvalidError(
+        `${shown} is more than ${MAX_DEPTH} folders deep, deeper than a collection keeps: send the folders below it on their own, or pack them first (tar)`,
+      )
+    }
     const names = await readdir(dir.abs).catch((err) => {
       throw sourceError(err, dir.abs)
     })

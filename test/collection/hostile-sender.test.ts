@@ -4,6 +4,7 @@ import { mkdir, readdir, readFile, readlink, symlink, truncate, writeFile } from
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { MAX_MANIFEST_BYTES } from '../../src/collection/manifest.ts'
+import { MAX_DEPTH } from '../../src/collection/names.ts'
 import { useEnginePair } from '../support/engine-pair.ts'
 import { failure } from '../support/errors.ts'
 import {
@@ -165,6 +166,19 @@ describe('the sender refuses or skips what no receiver accepts', () => {
     const err = await failure(pair.sender.publishCollection(src))
     expect(err.code).toBe('SOURCE_INVALID')
     expect(err.message).toContain(JSON.stringify(join(src, 'sub', name)))
+  })
+
+  it('a tree deeper than a collection keeps: SOURCE_INVALID with the path shortened and what to do', async () => {
+    const src = join(pair.dir, 'src-deep')
+    const deepest = join(src, ...Array.from({ length: MAX_DEPTH + 2 }, () => 'd'))
+    await mkdir(deepest, { recursive: true })
+    await writeFile(join(deepest, 'f'), 'deep')
+    const err = await failure(pair.sender.publishCollection(src))
+    expect(err.code).toBe('SOURCE_INVALID')
+    expect(err.message).toMatch(
+      /…(\/d)+ is more than \d+ folders deep, .*send the folders below it on their own/,
+    )
+    expect(err.message.length).toBeLessThan(300)
   })
 
   it('links leaving the folder, special files and the staging name are skipped and listed; the rest arrives', async () => {
