@@ -31,6 +31,7 @@ import type { TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo } from '../transfer/retry.ts'
 import { type FetchResult, routeOf, type SwarmStats, type TransferRoute } from '../transfer/transfer-types.ts'
 import type { ChunkingParams } from '../types.ts'
+import { makeFolders } from '../util/make-folders.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { EarlyCut } from './early-cut.ts'
 import {
@@ -203,7 +204,7 @@ export async function fetchCollection(
       )
     }
     // The first folder made (undefined when `root` was there already).
-    const made = await mkdir(root, { recursive: true }).catch((err) => {
+    const made = await makeFolders(root).catch((err) => {
       throw fsError(err, root)
     })
     const folder = await DestFolder.pin(join(root, STAGING_NAME))

@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
-import { link, mkdir, open, stat, unlink } from 'node:fs/promises'
+import { link, open, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
 import { ConfigInvalidError, PermissionDeniedError } from '../errors.ts'
+import { makeFolders } from '../util/make-folders.ts'
 import { syncDirBestEffort } from '../util/sync-dir.ts'
 
 export const IDENTITY_FILE = 'identity.key'
@@ -27,7 +28,7 @@ export async function loadOrCreateIdentity(
   const existing = await readIdentity(file)
   if (existing !== undefined) return existing
 
-  await mkdir(dataDir, { recursive: true, mode: 0o700 }).catch((err) => {
+  await makeFolders(dataDir, 0o700).catch((err) => {
     throw fsError(err, `cannot create data directory ${dataDir}`)
   })
   opts.signal?.throwIfAborted()

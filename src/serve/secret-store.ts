@@ -1,8 +1,9 @@
 import { randomBytes } from 'node:crypto'
-import { link, mkdir, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises'
+import { link, readFile, rename, rm, unlink, utimes, writeFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { pruneFolder } from '../storage/data-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
+import { makeFolders } from '../util/make-folders.ts'
 import { newSecret, SECRET_BYTES } from './access.ts'
 
 /** Secrets kept in a data folder; beyond this the least recently used go. */
@@ -75,7 +76,7 @@ export class SecretStore {
     const secret = newSecret()
     const tmp = join(dir, `.${key}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
     try {
-      await mkdir(dir, { recursive: true, mode: 0o700 })
+      await makeFolders(dir, 0o700)
       await writeFile(tmp, secret, { mode: 0o600, flag: 'wx', flush: true })
       try {
         await link(tmp, file)

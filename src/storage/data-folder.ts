@@ -7,9 +7,10 @@
  * MAX_KEPT_DESCRIPTORS, oldest first out.
  */
 import { createHash } from 'node:crypto'
-import { mkdir, readdir, rm, stat } from 'node:fs/promises'
+import { readdir, rm, stat } from 'node:fs/promises'
 import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
+import { makeFolders } from '../util/make-folders.ts'
 import { fsError } from './fs-errors.ts'
 
 /** Files kept in the descriptors folder; publishing beyond this removes the least recently written. */
@@ -21,7 +22,7 @@ export async function descriptorFolder(dataDir: string | undefined): Promise<str
     dataDir !== undefined
       ? resolve(dataDir, 'descriptors')
       : join(process.env.XDG_CACHE_HOME || join(homedir(), '.cache'), 'haul', 'descriptors')
-  await mkdir(dir, { recursive: true, mode: 0o700 }).catch((err) => {
+  await makeFolders(dir, 0o700).catch((err) => {
     throw fsError(err, dir)
   })
   return dir

@@ -174,6 +174,10 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     const r = await run(['send', src, '--data-dir', src, '--listen', '/ip4/127.0.0.1/tcp/0'])
     expect(r.code).toBe(1)
     expect(r.stderr).toMatch(/error \[CONFIG_INVALID\]: .*is a file, not a folder \(ENOTDIR\): give a folder/)
+    // Under /proc no folder can be made: an error at once (node's recursive mkdir never settles there).
+    const proc = await run(['send', src, '--data-dir', '/proc/haul-nope', '--listen', '/ip4/127.0.0.1/tcp/0'])
+    expect(proc.code).toBe(1)
+    expect(proc.stderr).toMatch(/error \[CONFIG_INVALID\]: cannot create data directory \/proc\/haul-nope/)
   })
 
   it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {
