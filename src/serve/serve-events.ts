@@ -71,8 +71,9 @@ export interface SessionEnded {
   readonly chunks: number
   readonly wireBytes: number
   /**
-   * `closed`: the peer ended it; `failed`: it broke (reset, a broken bound, a protocol
-   * violation; `code` and `message` say which); `stopped`: this engine is stopping.
+   * `closed`: the peer ended it (closed, or reset it with nothing asked, as a receiver does once
+   * done); `failed`: it broke (a reset mid-request, a broken bound, a protocol violation; `code`
+   * and `message` say which); `stopped`: this engine is stopping.
    */
   readonly reason: 'closed' | 'failed' | 'stopped'
   /**
@@ -296,7 +297,11 @@ export class SessionEvents {
    * were unanswered as it ended. Ended by `ServeEvents.stop` first, its own end reports nothing.
    */
   end(failure: unknown, busy: boolean): void {
-    this.#finish(failure === undefined ? 'closed' : 'failed', busy, failure)
+    // A receiver resets a stream it no longer needs (a graceful close would wait on the peer):
+    // a reset with nothing asked is the peer's end of the session, not a failure.
+    const peerEnded =
+      failure === undefined || (!busy && isHaulError(failure) && failure.code === 'STREAM_CLOSED')
+    this.#finish(peerEnded ? 'closed' : 'failed', busy, peerEnded ? undefined : failure)
   }
 
   /** The engine is stopping (ServeEvents.stop). */
