@@ -4,10 +4,13 @@
  * caller said so. Decided once the descriptor header is known, because a file's content id
  * depends on the chunking the header names.
  */
+
+import type { Stats } from 'node:fs'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { DestinationExistsError } from '../errors.ts'
 import { bytesEqual } from '../merkle/hash.ts'
-import { assertNotSpecial, assertReplaceable, entryAt } from '../storage/safe-open.ts'
+import { journalPath } from '../storage/journal.ts'
+import { assertNotSpecial, assertReplaceable, entryAt, unlinkEntry } from '../storage/safe-open.ts'
 import { ProgressMeter } from '../transfer/progress.ts'
 import type { ResumeInfo } from './resume.ts'
 
@@ -37,7 +40,10 @@ export async function holdsContent(
   if (s === undefined) return false
   assertNotSpecial(s, dest)
   if (s.isFile() && s.size === header.totalSize) {
-    if (bytesEqual(await policy.contentIdOf(dest, header, signal), cid)) return true
+    if (bytesEqual(await policy.contentIdOf(dest, header, signal), cid)) {
+      await dropCommitLeftover(dest, s)
+      return true
+    }
   }
   if (!policy.overwrite) {
     throw new DestinationExistsError(
@@ -61,4 +67,16 @@ export function presentState(header: DescriptorHeader): PresentState {
     meter: new ProgressMeter(header.totalSize, header.leafCount, header.totalSize, header.leafCount),
     resume: { mode: 'present', chunksKept: header.leafCount, bytesKept: header.totalSize },
   }
+}
+
+/**
+ * A crash between the link that makes `<dest>.part` the destination and the unlink of the part
+ * name (PartFile.commit) leaves both names on one file, and its journal: the next fetch finds the
+ * content present and removes them. A `<dest>.part` that is another file is left alone.
+ */
+async function dropCommitLeftover(dest: string, placed: Stats): Promise<void> {
+  const part = await entryAt(`${dest}.part`)
+  if (part === undefined || !part.isFile() || part.ino !== placed.ino || part.dev !== placed.dev) return
+  await unlinkEntry(`${dest}.part`)
+  await unlinkEntry(journalPath(dest))
 }

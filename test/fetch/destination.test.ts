@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { readFile, stat, symlink, writeFile as writeText } from 'node:fs/promises'
+import { link, readFile, stat, symlink, writeFile as writeText } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine, type Engine } from '../../src/index.ts'
@@ -54,6 +54,24 @@ describe('one destination, one writer; nothing destroyed silently', () => {
     expect(served.bytes).toBe(before)
     expect(await sha256File(dest)).toBe(srcHash)
     expect(existsSync(lockPath(dest))).toBe(false)
+  })
+
+  it('a crash between linking the part file into place and unlinking its name: the next fetch finds the content and removes the leftovers', async () => {
+    const dest = join(dir, 'linked.bin')
+    await receiver.fetch(ticket, dest).result
+    // What PartFile.commit leaves when killed between link() and unlink(): two names, one file, and the journal.
+    await link(dest, `${dest}.part`)
+    await writeText(journalPath(dest), 'journal')
+    const again = await receiver.fetch(ticket, dest).result
+    expect(again.resume.mode).toBe('present')
+    expect(existsSync(`${dest}.part`)).toBe(false)
+    expect(existsSync(journalPath(dest))).toBe(false)
+    expect(await sha256File(dest)).toBe(srcHash)
+    expect((await stat(dest)).nlink).toBe(1)
+    // Another file at <dest>.part is not a leftover of this one: left alone.
+    await writeText(`${dest}.part`, 'something else')
+    await receiver.fetch(ticket, dest).result
+    expect(await readFile(`${dest}.part`, 'utf8')).toBe('something else')
   })
 
   it('a fetch cancelled, then started again as soon as its result rejects: not busy, and it resumes', async () => {
