@@ -143,6 +143,11 @@ describe('haul CLI (real processes)', () => {
       const err = events(busy.stdout).at(-1)!
       expect(err).toMatchObject({ event: 'error', code: 'DESTINATION_BUSY' })
       expect(err.message).toContain(`process ${holder.pid}`)
+      // With --wait it waits; Ctrl-C then says nothing was written (this process never wrote).
+      const waiting = new Running(['get', ticket, '-o', busyDest, '--wait'])
+      await new Promise((r) => setTimeout(r, 1500))
+      expect(await waiting.stop('SIGINT')).toBe(130)
+      expect(waiting.lines.join('\n')).toMatch(/interrupted before the fetch began .*nothing was written/)
     } finally {
       sender?.kill('SIGKILL')
       holder?.kill('SIGKILL')

@@ -94,8 +94,13 @@ export async function runGet(
     const r = await handle.result.catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err
       out.done()
-      out.event({ event: 'interrupted', path: dest, progress: handle.progress() })
-      out.human(`interrupted: ${dest}.part keeps what was verified; run the same command again to resume`)
+      const progress = handle.progress()
+      out.event({ event: 'interrupted', path: dest, progress })
+      out.human(
+        progress === undefined
+          ? 'interrupted before the fetch began (it was waiting for its turn or for the destination): nothing was written'
+          : `interrupted: ${dest}.part keeps what was verified; run the same command again to resume`,
+      )
       return undefined
     })
     if (r === undefined) return EXIT.interrupted
