@@ -83,6 +83,8 @@ export interface FetchOptions {
    * instead of failing with DESTINATION_BUSY. @default false
    */
   waitIfBusy?: boolean
+  /** With `waitIfBusy`: called once as the waiting begins, with who writes `dest` (a process, since when). */
+  onWait?: (holder: string) => void
   /**
    * Seed while fetching: keep the verified leaf pages in `<dest>.part.leaves` and serve the
    * chunks verified so far to other peers (partial seeding, `swarm.serve`), with a resume

@@ -210,6 +210,7 @@ export class Fetches {
       try {
         if (before !== undefined) {
           if (opts.waitIfBusy !== true) throw busyHere(path)
+          opts.onWait?.('another fetch of this engine')
           await raceSignal(before, waiting.signal)
         }
         if (search !== undefined && providers.length === 0)
@@ -220,6 +221,7 @@ export class Fetches {
           lock = await DestinationLock.acquire(path, {
             wait: opts.waitIfBusy === true,
             signal: waiting.signal,
+            ...(opts.onWait === undefined ? {} : { onWait: opts.onWait }),
           })
         } catch (err) {
           place.release()

@@ -50,6 +50,8 @@ export interface LockOptions {
   signal?: AbortSignal
   /** How often a waiter looks again. @default 200 */
   pollMs?: number
+  /** With `wait`: called once, as the waiting begins, with who holds the destination. */
+  onWait?: (holder: string) => void
 }
 
 /** A lock file that cannot be parsed this long after it was written is debris of a crash. */
@@ -138,6 +140,7 @@ export class DestinationLock {
       tag: randomBytes(8).toString('hex'),
       since: new Date().toISOString(),
     }
+    let told = false
     for (;;) {
       if (opts.signal?.aborted) throw new AbortedError('the transfer was cancelled')
       if (await create(path, me)) {
@@ -157,6 +160,8 @@ export class DestinationLock {
         continue
       }
       if (!opts.wait) throw busy(dest, holder)
+      if (!told) opts.onWait?.(holderText(holder))
+      told = true
       await sleep(opts.pollMs ?? 200, opts.signal)
     }
   }
@@ -245,13 +250,16 @@ async function takeOver(path: string, stale: LockOwner | undefined): Promise<voi
 }
 
 function busy(dest: string, holder: LockOwner | undefined): DestinationBusyError {
-  const who =
-    holder === undefined
-      ? 'another fetch'
-      : `process ${holder.pid}${holder.host === hostname() ? '' : ` on ${holder.host}`}${holder.since === '' ? '' : ` (since ${holder.since})`}`
   return new DestinationBusyError(
-    `${dest} is being written by ${who}: wait for it to finish (haul get --wait), or choose another destination`,
+    `${dest} is being written by ${holderText(holder)}: wait for it to finish (haul get --wait), or choose another destination`,
   )
+}
+
+/** Who holds a lock, for a message: its process, host (when another) and since when. */
+function holderText(holder: LockOwner | undefined): string {
+  return holder === undefined
+    ? 'another fetch'
+    : `process ${holder.pid}${holder.host === hostname() ? '' : ` on ${holder.host}`}${holder.since === '' ? '' : ` (since ${holder.since})`}`
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

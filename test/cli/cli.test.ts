@@ -145,7 +145,7 @@ describe('haul CLI (real processes)', () => {
       expect(err.message).toContain(`process ${holder.pid}`)
       // With --wait it waits; Ctrl-C then says nothing was written (this process never wrote).
       const waiting = new Running(['get', ticket, '-o', busyDest, '--wait'])
-      await new Promise((r) => setTimeout(r, 1500))
+      await waiting.line(new RegExp(`^waiting: .*busy\\.bin is being written by process ${holder.pid} `))
       expect(await waiting.stop('SIGINT')).toBe(130)
       expect(waiting.lines.join('\n')).toMatch(/interrupted before the fetch began .*nothing was written/)
     } finally {

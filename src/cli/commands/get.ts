@@ -80,6 +80,12 @@ export async function runGet(
       signal: stop.signal,
       provide: opts.provide === true,
       onResume: (info, p) => announceResume(out, `${dest}.part`, info, p),
+      onWait: (holder) => {
+        out.event({ event: 'waiting', path: dest, holder })
+        out.human(
+          `waiting: ${dest} is being written by ${holder}; this get goes on when it is done (Ctrl-C stops waiting)`,
+        )
+      },
       onProgress: (p) => {
         const now = routeOf(handle.swarmStats())
         if (now !== undefined && now !== route) {
