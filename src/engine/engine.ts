@@ -253,21 +253,39 @@ export class Engine {
    * descriptor file.
    */
   publish(path: string, options: PublishOptions = {}): Promise<Published> {
-    return rejecting(() => {
-      this.#assertRunning()
-      checkPath('publish: path', path)
-      const opts = guardOptions('publish', options)
-      const routing = this.#announcing(opts)
-      if (routing === undefined) return this.#publishing.publish(path, opts)
-      return this.#publishing
-        .publish(path, { ...opts, public: true })
-        .then((p) => ({ ...p, announced: routing.announce(p.index.cid) }))
-    })
+    return this.#serve(
+      'publish',
+      'path',
+      path,
+      options,
+      (p, o) => this.#publishing.publish(p, o),
+      (r) => r.index.cid,
+    )
   }
 
-  /** The DHT to announce a publish on: when the engine runs one and the caller did not say no. */
-  #announcing(opts: SeedOptions): ContentRouting | undefined {
-    return opts.announce === false ? undefined : this.#routing
+  /**
+   * A publish or a seed: checked, its options guarded, and, when the engine runs a DHT and the
+   * caller did not say `announce: false`, served publicly and announced.
+   */
+  #serve<O extends SeedOptions, R extends { announced?: Promise<boolean> }>(
+    method: 'publish' | 'seed',
+    argument: 'path' | 'dest',
+    path: string,
+    options: O,
+    run: (path: string, opts: O) => Promise<R>,
+    cidOf: (r: R) => Uint8Array,
+  ): Promise<R> {
+    return rejecting(() => {
+      this.#assertRunning()
+      checkPath(`${method}: ${argument}`, path)
+      const opts = guardOptions(method, options)
+      const routing = opts.announce === false ? undefined : this.#routing
+      if (routing === undefined) return run(path, opts)
+      return run(path, { ...opts, public: true }).then((r) => ({
+        ...r,
+        announced: routing.announce(cidOf(r)),
+      }))
+    })
   }
 
   /**
@@ -335,16 +353,14 @@ export class Engine {
    * this engine (with a secret of its own, unless `public`); `unpublish(cid)` stops it.
    */
   seed(dest: string, options: SeedOptions = {}): Promise<Seeded> {
-    return rejecting(() => {
-      this.#assertRunning()
-      checkPath('seed: dest', dest)
-      const opts = guardOptions('seed', options)
-      const routing = this.#announcing(opts)
-      if (routing === undefined) return this.#publishing.seed(dest, opts)
-      return this.#publishing
-        .seed(dest, { ...opts, public: true })
-        .then((s) => ({ ...s, announced: routing.announce(s.cid) }))
-    })
+    return this.#serve(
+      'seed',
+      'dest',
+      dest,
+      options,
+      (d, o) => this.#publishing.seed(d, o),
+      (r) => r.cid,
+    )
   }
 
   /**
