@@ -158,14 +158,15 @@ describe('collections between two real engines', () => {
     }
   })
 
-  it('cancelled while files are being placed, the same fetch again finishes the folder', async () => {
-    const src = join(dir, 'placing')
+  /** A folder of two subfolders of 20 files, published, and a fetch of it cancelled as its first file is placed. */
+  async function cancelledWhilePlacing(name: string, outName: string) {
+    const src = join(dir, name)
     await mkdir(join(src, 'a'), { recursive: true })
     await mkdir(join(src, 'b'))
     for (let i = 0; i < 40; i++)
       await writeFile(join(src, i % 2 === 0 ? 'a' : 'b', `f${i}`), bytes(30_000 + i, i))
     const { ticket } = await sender.publishCollection(src)
-    const out = join(dir, 'out6')
+    const out = join(dir, outName)
     const stop = new AbortController()
     let placed = 0
     const first = receiver.fetchCollection(ticket, out, {
@@ -175,6 +176,11 @@ describe('collections between two real engines', () => {
       },
     })
     await expect(first).rejects.toMatchObject({ code: 'ABORTED' })
+    return { src, ticket, out }
+  }
+
+  it('cancelled while files are being placed, the same fetch again finishes the folder', async () => {
+    const { src, ticket, out } = await cancelledWhilePlacing('placing', 'out6')
     const again = await receiver.fetchCollection(ticket, out)
     expect(again.resumed).toBe(true)
     expect(again.pack).toBeUndefined()
@@ -221,22 +227,7 @@ describe('collections between two real engines', () => {
   })
 
   it('files an interrupted fetch had placed, deleted or edited since: refused (DESTINATION_EXISTS), fetched again with overwrite', async () => {
-    const src = join(dir, 'placed-then-edited')
-    await mkdir(join(src, 'a'), { recursive: true })
-    await mkdir(join(src, 'b'))
-    for (let i = 0; i < 40; i++)
-      await writeFile(join(src, i % 2 === 0 ? 'a' : 'b', `f${i}`), bytes(30_000 + i, i))
-    const { ticket } = await sender.publishCollection(src)
-    const out = join(dir, 'out7')
-    const stop = new AbortController()
-    let placed = 0
-    const first = receiver.fetchCollection(ticket, out, {
-      signal: stop.signal,
-      onFile: () => {
-        if (++placed === 1) stop.abort()
-      },
-    })
-    await expect(first).rejects.toMatchObject({ code: 'ABORTED' })
+    const { src, ticket, out } = await cancelledWhilePlacing('placed-then-edited', 'out7')
     // The first folder moved whole: its files are in the destination now.
     const moved = Object.keys(await treeOf(out)).filter((p) => /^[ab]\/f\d+$/.test(p))
     expect(moved.length).toBeGreaterThan(1)

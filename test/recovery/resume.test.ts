@@ -221,7 +221,8 @@ describe.each<[string, ChunkingParams]>([
     expect(r.resume.mode).toBe('journal')
   })
 
-  it('a journal for other content: kept (DESTINATION_EXISTS) unless overwrite, which starts over (restart/other-content)', async () => {
+  /** A destination whose part file and journal hold 2 MiB or more of another content, interrupted. */
+  async function otherContentPart() {
     const dest = join(dir, `e${n++}.out`)
     const other = join(dir, `other${n}.bin`)
     await writeFile(other, 16 * MiB, 'random')
@@ -232,6 +233,11 @@ describe.each<[string, ChunkingParams]>([
       dest,
       atBytes: 2 * MiB,
     })
+    return { dest, other, otherTicket }
+  }
+
+  it('a journal for other content: kept (DESTINATION_EXISTS) unless overwrite, which starts over (restart/other-content)', async () => {
+    const { dest } = await otherContentPart()
     const refused = await receiver.fetch(ticket, dest).result.catch((e: unknown) => e)
     expect(refused).toBeInstanceOf(DestinationExistsError)
     expect((refused as Error).message).toMatch(/\.part holds \d+ verified chunks .* of other content/)
@@ -246,16 +252,7 @@ describe.each<[string, ChunkingParams]>([
   })
 
   it('a journal for other content is resumed by that content: what the refused fetch left is intact', async () => {
-    const dest = join(dir, `e${n++}.out`)
-    const other = join(dir, `other${n}.bin`)
-    await writeFile(other, 16 * MiB, 'random')
-    const otherTicket = await sender.publish(other)
-    await interruptedFetch({
-      ticket: otherTicket,
-      senderAddrs: sender.network.addresses,
-      dest,
-      atBytes: 2 * MiB,
-    })
+    const { dest, other, otherTicket } = await otherContentPart()
     await expect(receiver.fetch(ticket, dest).result).rejects.toBeInstanceOf(DestinationExistsError)
     const r = await receiver.fetch(otherTicket, dest).result
     expect(r.resume.mode).toBe('journal')
