@@ -19,6 +19,15 @@ interface Listener {
   listen(addr: Multiaddr): Promise<void>
   relay?: { toString(): string }
 }
+/** A configured relay: its address, peer id, whether its slot is held, and the wait before the next try. */
+interface Relay {
+  readonly addr: string
+  readonly id: string
+  wait: number
+  next: number
+  held: boolean
+}
+
 /** The part of libp2p's transport manager used here (Libp2pNode.components). */
 interface Transports {
   listen(addrs: Multiaddr[]): Promise<void>
@@ -64,12 +73,6 @@ export class RelayKeeper {
     this.#timer.unref()
   }
 
-  /** Whether the node holds a slot on `relay` (one of the configured addresses) now. */
-  holds(relay: string): boolean {
-    const r = this.#relays.find((x) => x.addr === relay)
-    return r !== undefined && this.#reserved(r.id)
-  }
-
   /** Checks every relay and reserves again where a slot was lost and its wait is over. */
   async check(): Promise<void> {
     if (this.#busy || this.#stopped) return
@@ -78,10 +81,7 @@ export class RelayKeeper {
       for (const r of this.#relays) {
         if (this.#stopped) return
         if (this.#reserved(r.id)) {
-          if (!r.held) this.#onChange({ relay: r.addr, state: 'reserved' })
-          r.held = true
-          r.wait = RELAY_CHECK_MS
-          r.next = 0
+          this.#held(r)
           continue
         }
         if (r.held) {
@@ -98,15 +98,19 @@ export class RelayKeeper {
           r.wait = Math.min(2 * r.wait, RELAY_RETRY_MAX_MS)
           continue
         }
-        if (this.#reserved(r.id)) {
-          r.held = true
-          r.wait = RELAY_CHECK_MS
-          this.#onChange({ relay: r.addr, state: 'reserved' })
-        }
+        if (this.#reserved(r.id)) this.#held(r)
       }
     } finally {
       this.#busy = false
     }
+  }
+
+  /** `r`'s slot is held: said once when it was not, its waits reset. */
+  #held(r: Relay): void {
+    if (!r.held) this.#onChange({ relay: r.addr, state: 'reserved' })
+    r.held = true
+    r.wait = RELAY_CHECK_MS
+    r.next = 0
   }
 
   stop(): void {
