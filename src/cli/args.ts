@@ -101,6 +101,14 @@ export function parse(argv: string[]): ParsedArgs {
 export function asUsageError(err: unknown, help: string): unknown {
   const code = (err as NodeJS.ErrnoException).code ?? ''
   if (!code.startsWith('ERR_PARSE_ARGS')) return err
+  // A value starting with '-' (`--max-rate -5`) reads to node as a missing value followed by a
+  // flag; the user meant it as the value, so the message says how to write one.
+  const dashed = /^Option '(--[\w-]+)' argument is ambiguous/.exec((err as Error).message)
+  if (dashed) {
+    return new InvalidArgumentError(
+      `${dashed[1]} needs a value; one that starts with "-" is written ${dashed[1]}=<value>: see "${help}"`,
+    )
+  }
   // Node's first sentence names the flag; the rest is advice about `--`.
   const first = (err as Error).message.split(/\.\s|\n/)[0]
   return new InvalidArgumentError(`${first}: see "${help}"`)
