@@ -83,7 +83,8 @@ async function walkTree(root: string, prefix: string, out: Walked): Promise<void
     })
     const children = names.map((n) => ({
       name: n,
-      abs: `${dir.abs}/${n}`,
+      // `/` is the one resolved folder that ends in a slash.
+      abs: dir.abs.endsWith('/') ? `${dir.abs}${n}` : `${dir.abs}/${n}`,
       rel: dir.rel === '' ? n : `${dir.rel}/${n}`,
     }))
     for (let i = 0; i < children.length; i += STAT_CONCURRENCY) {
