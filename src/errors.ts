@@ -238,6 +238,12 @@ export class DestinationInvalidError extends HaulError {
 export class DestinationBusyError extends HaulError {
   override readonly name = 'DestinationBusyError'
   readonly code = 'DESTINATION_BUSY'
+  /** Who writes the destination, for a message: a process (its host, since when) or another fetch. */
+  readonly holder: string
+  constructor(message?: string, options?: ErrorOptions & { holder?: string }) {
+    super(message, options)
+    this.holder = options?.holder ?? 'another fetch'
+  }
 }
 export class DestinationExistsError extends HaulError {
   override readonly name = 'DestinationExistsError'

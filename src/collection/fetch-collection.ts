@@ -88,6 +88,8 @@ export interface CollectionFetchOptions {
    * go on: usually finding the folder there already. @default false
    */
   waitIfBusy?: boolean
+  /** With `waitIfBusy`: called once as the waiting begins, with who writes the destination. */
+  onWait?: (holder: string) => void
   /** Create the collection's symbolic links (each points inside it); otherwise they are skipped. @default false */
   symlinks?: boolean
   /**
@@ -174,11 +176,12 @@ export async function fetchCollection(
   report({ files: manifest.files, bytes: manifest.packSize })
 
   // With waitIfBusy, a destination another fetch is writing is tried again once that one is done.
-  for (;;) {
+  for (let told = false; ; told = true) {
     try {
       return await into()
     } catch (err) {
       if (!(err instanceof DestinationBusyError) || opts.waitIfBusy !== true) throw err
+      if (!told) opts.onWait?.(err.holder)
       await sleep(BUSY_POLL_MS, undefined, { signal }).catch(() => {
         throw new AbortedError('the collection fetch was cancelled')
       })

@@ -63,6 +63,7 @@ export interface FetchesDeps {
 function busyHere(path: string): DestinationBusyError {
   return new DestinationBusyError(
     `${path} is being written by another fetch of this engine: wait for it to finish (waitIfBusy), or choose another destination`,
+    { holder: 'another fetch of this engine' },
   )
 }
 

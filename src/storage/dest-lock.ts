@@ -250,8 +250,10 @@ async function takeOver(path: string, stale: LockOwner | undefined): Promise<voi
 }
 
 function busy(dest: string, holder: LockOwner | undefined): DestinationBusyError {
+  const who = holderText(holder)
   return new DestinationBusyError(
-    `${dest} is being written by ${holderText(holder)}: wait for it to finish (haul get --wait), or choose another destination`,
+    `${dest} is being written by ${who}: wait for it to finish (haul get --wait), or choose another destination`,
+    { holder: who },
   )
 }
 

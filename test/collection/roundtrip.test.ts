@@ -220,9 +220,15 @@ describe('collections between two real engines', () => {
     })
     await fetching
     expect((await failure(receiver.fetchCollection(ticket, out))).code).toBe('DESTINATION_BUSY')
-    const second = await receiver.fetchCollection(ticket, out, { waitIfBusy: true })
+    const holders: string[] = []
+    const second = await receiver.fetchCollection(ticket, out, {
+      waitIfBusy: true,
+      onWait: (holder) => holders.push(holder),
+    })
     expect((await first).present).toBe(false)
     expect(second.present).toBe(true)
+    // Told once, as the waiting began, who writes the folder.
+    expect(holders).toEqual([expect.stringMatching(/^(process \d+|another fetch)/)])
     expect(await treeOf(out)).toEqual(await treeOf(src))
   })
 

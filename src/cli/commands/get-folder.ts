@@ -9,7 +9,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 import type { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute } from './get-lines.ts'
+import { announceResume, announceRoute, announceWait } from './get-lines.ts'
 
 /**
  * `haul get` of a collection ticket: the folder recreated at `dest`, with progress over the
@@ -51,6 +51,7 @@ export async function getFolder(
       onRetry: (info) => out.retry(info),
       onResume: (info, p) => announceResume(out, join(dest, STAGING_NAME, 'pack.part'), info, p),
       onRoute: (route) => announceRoute(out, route),
+      onWait: (holder) => announceWait(out, dest, holder),
     })
     .catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err

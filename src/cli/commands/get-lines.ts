@@ -1,6 +1,6 @@
 /**
- * What `haul get` says as a fetch starts (a file's, or a folder's pack): what it resumes from an
- * earlier run, and how it reaches its peers.
+ * What `haul get` says as a fetch starts (a file's, or a folder's pack): whom it waits for, what it
+ * resumes from an earlier run, and how it reaches its peers.
  */
 import type { ResumeInfo } from '../../fetch/resume.ts'
 import type { TransferProgress } from '../../transfer/progress.ts'
@@ -58,4 +58,12 @@ export function announceRoute(out: Output, route: TransferRoute): void {
   if (route === 'direct') return
   out.done()
   out.human(ROUTE_TEXT[route])
+}
+
+/** Says, as a `--wait` begins, who writes the destination (`holder`: a process, since when). */
+export function announceWait(out: Output, dest: string, holder: string): void {
+  out.event({ event: 'waiting', path: dest, holder })
+  out.human(
+    `waiting: ${dest} is being written by ${holder}; this get goes on when it is done (Ctrl-C stops waiting)`,
+  )
 }

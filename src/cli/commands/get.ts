@@ -12,7 +12,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute } from './get-lines.ts'
+import { announceResume, announceRoute, announceWait } from './get-lines.ts'
 
 export interface GetOptions {
   /**
@@ -80,12 +80,7 @@ export async function runGet(
       signal: stop.signal,
       provide: opts.provide === true,
       onResume: (info, p) => announceResume(out, `${dest}.part`, info, p),
-      onWait: (holder) => {
-        out.event({ event: 'waiting', path: dest, holder })
-        out.human(
-          `waiting: ${dest} is being written by ${holder}; this get goes on when it is done (Ctrl-C stops waiting)`,
-        )
-      },
+      onWait: (holder) => announceWait(out, dest, holder),
       onProgress: (p) => {
         const now = routeOf(handle.swarmStats())
         if (now !== undefined && now !== route) {
