@@ -14,7 +14,7 @@ import {
   parseRate,
 } from './args.ts'
 import { describeError } from './format.ts'
-import { Output } from './output.ts'
+import { endProgressLine, Output } from './output.ts'
 import { HELP, USAGE } from './usage.ts'
 
 /** The package's version, from its package.json (two folders up from src/cli, dist/cli and dist/bundle). */
@@ -100,7 +100,10 @@ main(process.argv.slice(2)).then(
     const { code, message } = describeError(err)
     // The message may quote a peer (or a path, a ticket): shown as data, never as terminal input.
     if (json) process.stdout.write(`${safeJson({ event: 'error', code, message })}\n`)
-    else process.stderr.write(`\nerror [${code}]: ${escapeControls(message)}\n`)
+    else {
+      endProgressLine()
+      process.stderr.write(`error [${code}]: ${escapeControls(message)}\n`)
+    }
     process.exit(err instanceof InvalidArgumentError ? EXIT.usage : EXIT.failed)
   },
 )

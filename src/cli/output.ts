@@ -2,6 +2,15 @@ import type { RetryInfo } from '../transfer/retry.ts'
 import { escapeControls, safeJson } from '../util/safe-text.ts'
 import { describeError, formatBytes } from './format.ts'
 
+/** Whether a live progress line stands unfinished on the terminal (one terminal, one line). */
+let barShown = false
+
+/** Ends a live progress line, if one is drawn, so what follows starts on its own line. */
+export function endProgressLine(): void {
+  if (barShown) process.stderr.write('\n')
+  barShown = false
+}
+
 /**
  * Human output (a live progress line on a terminal, occasional lines when
  * piped) or newline-delimited JSON events for scripts — never both. Either way
@@ -13,7 +22,6 @@ export class Output {
   readonly json: boolean
   readonly #tty: boolean
   #lastLine = 0
-  #barShown = false
 
   constructor(json: boolean) {
     this.json = json
@@ -59,7 +67,7 @@ export class Output {
     if (this.#tty) {
       if (now - this.#lastLine < 100) return
       process.stderr.write(`\r${line}\x1b[K`)
-      this.#barShown = true
+      barShown = true
     } else {
       if (now - this.#lastLine < 2000) return
       process.stderr.write(`${line}\n`)
@@ -82,7 +90,6 @@ export class Output {
 
   /** Ends the live line so the summary starts on its own line. */
   done(): void {
-    if (this.#barShown) process.stderr.write('\n')
-    this.#barShown = false
+    endProgressLine()
   }
 }

@@ -46,6 +46,11 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['get', 'haul1x', '--max-rate', 'foo'], /--max-rate takes bytes per second.*got "foo"/],
       [['get', 'haul1x', '--max-rate', '10MB'], /--max-rate .*ambiguous/],
       [['get', 'haul1x', '--max-rate', '0'], /--max-rate takes bytes per second/],
+      [
+        ['get', 'haul1x', '--max-rate', '-5'],
+        /--max-rate needs a value; one that starts with "-" is written --max-rate=<value>/,
+      ],
+      [['get', 'haul1x', '--max-rate=-5'], /--max-rate takes bytes per second.*got "-5"/],
       [['get', 'haul1x', '--priority', 'urgent'], /--priority takes high, normal, low, got "urgent"/],
       [['send', src, '--upload-limit', 'fast'], /--upload-limit takes bytes per second/],
       [['get', 'haul1x', '--out'], /--out.*see "haul get --help"/],
@@ -68,7 +73,8 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     for (const [args, message] of cases) {
       const r = await run(args)
       expect(r.code, args.join(' ')).toBe(2)
-      expect(r.stderr, args.join(' ')).toMatch(/error \[INVALID_ARGUMENT\]: /)
+      // Nothing above it: no progress line was drawn to end.
+      expect(r.stderr, args.join(' ')).toMatch(/^error \[INVALID_ARGUMENT\]: /)
       expect(r.stderr, args.join(' ')).toMatch(message)
     }
   })
