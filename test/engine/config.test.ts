@@ -1,4 +1,4 @@
-import { availableParallelism } from 'node:os'
+import { availableParallelism, totalmem } from 'node:os'
 import { describe, expect, it } from 'vitest'
 import { DEFAULT_FIXED } from '../../src/chunking/params.ts'
 import { listOptions } from '../../src/engine/config/docs.ts'
@@ -359,6 +359,11 @@ describe('engine config: cross-field rules', () => {
     'memoryBudget,chunking': {
       bad: { memoryBudget: 8 * MiB, chunking: { kind: 'fixed', size: 4 * MiB } },
       good: { memoryBudget: 16 * MiB, chunking: { kind: 'fixed', size: 4 * MiB } },
+      names: 'memoryBudget',
+    },
+    memoryBudget: {
+      bad: { memoryBudget: totalmem() + MiB },
+      good: { memoryBudget: Math.floor(totalmem() / 2) },
       names: 'memoryBudget',
     },
     'fetch.windowBytes,chunking': {

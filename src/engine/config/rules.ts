@@ -2,6 +2,7 @@
  * The rules that tie options of the table (./table.ts) together. resolve.ts runs each once the
  * options it reads are resolved, after every option passed its own check.
  */
+import { totalmem } from 'node:os'
 import { formatSize, maxChunkSize } from '../../chunking/params.ts'
 import type { CrossRule } from './schema.ts'
 import type { TableConfig } from './table.ts'
@@ -35,6 +36,17 @@ export const crossRules: readonly CrossRule<TableConfig>[] = [
       return c.memoryBudget >= 4 * chunk
         ? undefined
         : `memoryBudget (${formatSize(c.memoryBudget)}) must hold at least 4 of the largest chunk (${formatSize(chunk)}): give it ${formatSize(4 * chunk)} or more`
+    },
+  },
+  {
+    paths: ['memoryBudget'],
+    doc: "the budget is at most the machine's memory (`os.totalmem()`)",
+    check: (c) => {
+      // A budget the machine cannot hold is no bound: the chunk cache and the windows follow it.
+      const machine = totalmem()
+      return c.memoryBudget <= machine
+        ? undefined
+        : `memoryBudget (${formatSize(c.memoryBudget)}) is more than this machine's memory (${formatSize(machine)}): give it less (the default, 16MiB, is enough for full speed)`
     },
   },
   {
