@@ -42,17 +42,9 @@ import {
   type ManifestEntry,
 } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
+import { checkDestination, moveIntoPlace, placedDamage } from './place.ts'
 import { holdsCollection } from './present.ts'
-import {
-  checkDestination,
-  cutPack,
-  makeTree,
-  moveIntoPlace,
-  placedDamage,
-  readMarker,
-  removeStaging,
-  stagingPaths,
-} from './unpack.ts'
+import { cutPack, makeTree, readMarker, removeStaging, stagingPaths } from './unpack.ts'
 
 export interface CollectionProgress {
   /** `manifest`: fetching the list; `fetching`: the pack's bytes; `placing`: files going into place. */

@@ -1,0 +1,188 @@
+/**
+ * Moving a staged collection (unpack.ts) into its destination: the check before anything is
+ * written, the move itself, and on a resume the check of what an interrupted move had placed.
+ *
+ * The move renames the staged entries into the destination, whole folders at once where the
+ * destination has none; a crash can interrupt it and a resume finishes it. Every folder on the
+ * way is checked to be a folder, not a link: a swap by someone who can write the destination
+ * makes the fetch fail, never write elsewhere.
+ */
+import { chmod, lstat, rename, writeFile } from 'node:fs/promises'
+import { dirname } from 'node:path'
+import { DestinationExistsError, DestinationInvalidError } from '../errors.ts'
+import type { DestFolder } from '../storage/dest-folder.ts'
+import { fsError } from '../storage/fs-errors.ts'
+import { entryAt, kindOf } from '../storage/safe-open.ts'
+import type { Manifest } from './manifest.ts'
+import { type PlaceOptions, placedMode, type stagingPaths } from './unpack.ts'
+
+/**
+ * Refuses a destination where the collection would replace something without leave: a file
+ * where a file goes holding other data (DESTINATION_EXISTS unless `overwrite`), anything but a
+ * folder where a folder goes, a link or special file anywhere (DESTINATION_INVALID). Entries
+ * under a folder the destination lacks are not looked at. Runs before anything is written.
+ */
+export async function checkDestination(folder: DestFolder, m: Manifest, overwrite: boolean): Promise<void> {
+  const missing = new Set<string>()
+  let clashes = 0
+  let first: string | undefined
+  for (const e of m.entries) {
+    const slash = e.path.lastIndexOf('/')
+    if (slash > 0 && missing.has(e.path.slice(0, slash))) {
+      if (e.kind === 'dir') missing.add(e.path)
+      continue
+    }
+    const s = await entryAt(folder.at(e.path), e.path)
+    if (s === undefined) {
+      if (e.kind === 'dir') missing.add(e.path)
+      continue
+    }
+    if (e.kind === 'dir' && s.isDirectory()) continue
+    if (e.kind !== 'dir' && s.isFile()) {
+      clashes++
+      first ??= e.path
+      continue
+    }
+    throw new DestinationInvalidError(
+      `${folder.file(e.path)} is ${kindOf(s)} where the collection has a ${e.kind === 'dir' ? 'folder' : 'file'}: move it away, or fetch into another folder`,
+    )
+  }
+  if (clashes > 0 && !overwrite) {
+    throw new DestinationExistsError(
+      `${clashes} of the collection's files already exist in ${folder.path} (the first: ${first}): pass --force (overwrite: true) to replace them, or fetch into another folder`,
+    )
+  }
+}
+
+/**
+ * The files an interrupted move had put in the destination that are not as it left them: gone,
+ * not a file, another size, or modified after the move began (a cut file's mtime is older than
+ * the `moving` stamp, and a rename keeps it). Files still staged are not looked at.
+ */
+export async function placedDamage(
+  folder: DestFolder,
+  paths: ReturnType<typeof stagingPaths>,
+  m: Manifest,
+): Promise<string[]> {
+  const since = (await lstat(paths.moving).catch(() => undefined))?.mtimeMs
+  const damaged: string[] = []
+  for (const e of m.entries) {
+    if (e.kind !== 'file' || (await entryAt(`${paths.tree}/${e.path}`, e.path)) !== undefined) continue
+    const there = await entryAt(folder.at(e.path), folder.file(e.path))
+    const intact =
+      there?.isFile() === true && there.size === e.size && (since === undefined || there.mtimeMs <= since)
+    if (!intact) damaged.push(e.path)
+  }
+  return damaged
+}
+
+/**
+ * Moves the staged tree into the destination (see the module comment), then sets the folders'
+ * modes (kept open while files went in). Idempotent: a resume after a crash in here finishes it.
+ * The first run stamps the staging folder (`moving`): what it moved is judged against that time
+ * on a resume (placedDamage).
+ */
+export async function moveIntoPlace(
+  folder: DestFolder,
+  paths: ReturnType<typeof stagingPaths>,
+  m: Manifest,
+  opts: PlaceOptions,
+): Promise<void> {
+  await writeFile(paths.moving, '', { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
+    if (err.code !== 'EEXIST') throw fsError(err, paths.moving)
+  })
+  /** Folders this fetch created (moved whole, with everything below them). */
+  const ours = new Set<string>()
+  const underOurs = (path: string): boolean => {
+    for (let at = path.lastIndexOf('/'); at > 0; at = path.lastIndexOf('/', at - 1)) {
+      if (ours.has(path.slice(0, at))) return true
+    }
+    return false
+  }
+  for (const e of m.entries) {
+    opts.signal.throwIfAborted()
+    if (underOurs(e.path)) {
+      // Arrived with a folder moved whole.
+      if (e.kind === 'dir') ours.add(e.path)
+      else if (e.kind === 'file' || opts.symlinks) opts.onPlaced?.(e)
+      continue
+    }
+    const from = `${paths.tree}/${e.path}`
+    const to = folder.at(e.path)
+    const staged = await entryAt(from, e.path)
+    if (staged === undefined) continue
+    await checkParents(folder, e.path)
+    const there = await entryAt(to, folder.file(e.path))
+    if (e.kind === 'dir') {
+      if (there === undefined) {
+        await renameChecked(from, to, folder.file(e.path))
+        ours.add(e.path)
+      } else if (!there.isDirectory()) {
+        throw new DestinationInvalidError(
+          `${folder.file(e.path)} is ${kindOf(there)} where the collection has a folder`,
+        )
+      }
+      continue
+    }
+    if (there !== undefined && !there.isFile() && !there.isSymbolicLink()) {
+      throw new DestinationInvalidError(
+        `${folder.file(e.path)} is ${kindOf(there)}: move it away, then fetch again`,
+      )
+    }
+    if (there !== undefined && !opts.overwrite) {
+      throw new DestinationExistsError(
+        `${folder.file(e.path)} appeared during the fetch: pass --force to replace it`,
+      )
+    }
+    await renameChecked(from, to, folder.file(e.path))
+    opts.onPlaced?.(e)
+  }
+  // A folder whose mode keeps its owner from writing in it (0o555) gets it only now, once its
+  // files are in. Folders moved by an earlier run of a resumed fetch are not known here: they
+  // keep the owner's write bit.
+  for (const e of m.entries) {
+    if (e.kind === 'dir' && ours.has(e.path) && (e.mode & 0o700) !== 0o700) {
+      await chmod(folder.at(e.path), placedMode(e.mode)).catch(() => {})
+    }
+  }
+}
+
+/** Every folder above `path` in the destination is a folder, not a link to elsewhere. */
+async function checkParents(folder: DestFolder, path: string): Promise<void> {
+  let at = path.lastIndexOf('/')
+  while (at > 0) {
+    const dir = path.slice(0, at)
+    const s = await entryAt(folder.at(dir), dir)
+    if (s !== undefined && !s.isDirectory()) {
+      throw new DestinationInvalidError(
+        `${folder.file(dir)} is ${kindOf(s)}, not a folder: haul does not write through it`,
+      )
+    }
+    at = dir.lastIndexOf('/')
+  }
+}
+
+/**
+ * Renames a staged entry to `to` (`shown`: its path as the user knows it). A folder of this
+ * user's own that its mode keeps read-only (a collection's `555` folder, made by an earlier
+ * fetch) is made writable for the moment of the rename, its mode put back.
+ */
+async function renameChecked(from: string, to: string, shown: string): Promise<void> {
+  try {
+    await rename(from, to)
+    return
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw fsError(err, shown)
+    const parent = await lstat(dirname(to)).catch(() => undefined)
+    const mine = parent?.isDirectory() === true && parent.uid === process.getuid?.()
+    if (!mine || (parent.mode & 0o200) !== 0) throw fsError(err, shown)
+    await chmod(dirname(to), (parent.mode & 0o7777) | 0o200)
+    try {
+      await rename(from, to)
+    } catch (again) {
+      throw fsError(again, shown)
+    } finally {
+      await chmod(dirname(to), parent.mode & 0o7777).catch(() => {})
+    }
+  }
+}
