@@ -1,11 +1,3 @@
-/**
- * Fetching a collection: its manifest (a small content fetched into a private temporary folder,
- * capped at MAX_MANIFEST_BYTES before a byte of it is written), every check on it and on the
- * destination, then the pack into `<dest>/.haul-incoming/pack` through the one receive pipeline
- * (verified chunk by chunk, resumable with its journal), then the tree cut out of the pack and
- * moved into place (unpack.ts). Running it again after any interruption resumes where it stopped.
- */
-import { randomBytes } from 'node:crypto'
 import { mkdir, mkdtemp, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
@@ -17,13 +9,11 @@ import {
   DestinationExistsError,
   DestinationInvalidError,
   ManifestInvalidError,
-  NoSpaceError,
 } from '../errors.ts'
 import type { ResumeInfo } from '../fetch/resume.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
-import { freeBytes } from '../storage/free-space.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { entryAt, kindOf } from '../storage/safe-open.ts'
 import type { SwarmTicket } from '../ticket/multi-ticket.ts'
@@ -34,15 +24,9 @@ import type { ChunkingParams } from '../types.ts'
 import { makeFolders } from '../util/make-folders.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { EarlyCut } from './early-cut.ts'
-import {
-  decodeManifest,
-  foldedCollisions,
-  MAX_MANIFEST_BYTES,
-  type Manifest,
-  type ManifestEntry,
-} from './manifest.ts'
+import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest, type ManifestEntry } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
-import { checkDestination, moveIntoPlace, placedDamage } from './place.ts'
+import { checkDestination, checkRoom, moveIntoPlace, placedDamage, refuseFoldedCollisions } from './place.ts'
 import { holdsCollection } from './present.ts'
 import { cutPack, makeTree, readMarker, removeStaging, stagingPaths } from './unpack.ts'
 
@@ -413,42 +397,5 @@ async function fetchManifest(
     return decodeManifest(await readFile(path))
   } finally {
     await rm(dir, { recursive: true, force: true })
-  }
-}
-
-/**
- * Paths that differ only in case (or Unicode normalization) are one file where the file system
- * folds them: refused there, named in the error; kept apart elsewhere.
- */
-async function refuseFoldedCollisions(m: Manifest, stage: string): Promise<void> {
-  const pairs = foldedCollisions(m)
-  if (pairs.length === 0) return
-  const probe = `${stage}/case-${randomBytes(4).toString('hex')}-Aa`
-  await writeFile(probe, '')
-  try {
-    const folded = (await entryAt(probe.replace(/-Aa$/, '-aA'))) !== undefined
-    if (!folded) return
-  } finally {
-    await rm(probe, { force: true })
-  }
-  const [a, b] = pairs[0]!
-  throw new ManifestInvalidError(
-    `the collection's manifest was refused, nothing was written: ${JSON.stringify(a)} and ${JSON.stringify(b)} are one file on this file system (it ignores case)${pairs.length > 1 ? `, and ${pairs.length - 1} more pairs` : ''}; fetch into a case-sensitive folder`,
-  )
-}
-
-/**
- * A fresh fetch of a collection needs twice its files' bytes free at its peak: files are cut
- * out of the downloaded pack as it arrives, and the pack is deleted only once all are placed.
- * Checked before anything is made, so a folder that cannot fit fails at once, not part-way.
- * (The pack's own part file checks its 1x again as it opens; a resume checks only that.)
- */
-async function checkRoom(path: string, shown: string, packSize: number): Promise<void> {
-  const free = await freeBytes(path)
-  const needed = 2 * packSize
-  if (free !== undefined && free < needed) {
-    throw new NoSpaceError(
-      `${shown} has ${free} bytes free but the folder needs ${needed} while it arrives (its ${packSize} bytes, and as much again while files are cut out of the download): free space or choose another destination`,
-    )
   }
 }

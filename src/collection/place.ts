@@ -1,19 +1,27 @@
 /**
- * Moving a staged collection (unpack.ts) into its destination: the check before anything is
- * written, the move itself, and on a resume the check of what an interrupted move had placed.
+ * Moving a staged collection (unpack.ts) into its destination: the checks before anything is
+ * written (what is there, free space, names the file system folds together), the move itself,
+ * and on a resume the check of what an interrupted move had placed.
  *
  * The move renames the staged entries into the destination, whole folders at once where the
  * destination has none; a crash can interrupt it and a resume finishes it. Every folder on the
  * way is checked to be a folder, not a link: a swap by someone who can write the destination
  * makes the fetch fail, never write elsewhere.
  */
-import { chmod, lstat, rename, writeFile } from 'node:fs/promises'
+import { randomBytes } from 'node:crypto'
+import { chmod, lstat, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
-import { DestinationExistsError, DestinationInvalidError } from '../errors.ts'
+import {
+  DestinationExistsError,
+  DestinationInvalidError,
+  ManifestInvalidError,
+  NoSpaceError,
+} from '../errors.ts'
 import type { DestFolder } from '../storage/dest-folder.ts'
+import { freeBytes } from '../storage/free-space.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { entryAt, kindOf } from '../storage/safe-open.ts'
-import type { Manifest } from './manifest.ts'
+import { foldedCollisions, type Manifest } from './manifest.ts'
 import { type PlaceOptions, placedMode, type stagingPaths } from './unpack.ts'
 
 /**
@@ -184,5 +192,42 @@ async function renameChecked(from: string, to: string, shown: string): Promise<v
     } finally {
       await chmod(dirname(to), parent.mode & 0o7777).catch(() => {})
     }
+  }
+}
+
+/**
+ * Paths that differ only in case (or Unicode normalization) are one file where the file system
+ * folds them: refused there, named in the error; kept apart elsewhere.
+ */
+export async function refuseFoldedCollisions(m: Manifest, stage: string): Promise<void> {
+  const pairs = foldedCollisions(m)
+  if (pairs.length === 0) return
+  const probe = `${stage}/case-${randomBytes(4).toString('hex')}-Aa`
+  await writeFile(probe, '')
+  try {
+    const folded = (await entryAt(probe.replace(/-Aa$/, '-aA'))) !== undefined
+    if (!folded) return
+  } finally {
+    await rm(probe, { force: true })
+  }
+  const [a, b] = pairs[0]!
+  throw new ManifestInvalidError(
+    `the collection's manifest was refused, nothing was written: ${JSON.stringify(a)} and ${JSON.stringify(b)} are one file on this file system (it ignores case)${pairs.length > 1 ? `, and ${pairs.length - 1} more pairs` : ''}; fetch into a case-sensitive folder`,
+  )
+}
+
+/**
+ * A fresh fetch of a collection needs twice its files' bytes free at its peak: files are cut
+ * out of the downloaded pack as it arrives, and the pack is deleted only once all are placed.
+ * Checked before anything is made, so a folder that cannot fit fails at once, not part-way.
+ * (The pack's own part file checks its 1x again as it opens; a resume checks only that.)
+ */
+export async function checkRoom(path: string, shown: string, packSize: number): Promise<void> {
+  const free = await freeBytes(path)
+  const needed = 2 * packSize
+  if (free !== undefined && free < needed) {
+    throw new NoSpaceError(
+      `${shown} has ${free} bytes free but the folder needs ${needed} while it arrives (its ${packSize} bytes, and as much again while files are cut out of the download): free space or choose another destination`,
+    )
   }
 }
