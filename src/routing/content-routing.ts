@@ -31,6 +31,8 @@ const JOIN_PAUSE_MS = 500
 
 /** How often the routing table's size is looked at for announcements to send again (see announce). */
 const GROWTH_CHECK_MS = 1_000
+/** kad-dht's K (its kBucketSize, left at the default): a record goes to the K peers closest to its key. */
+const K_CLOSEST = 20
 
 interface Announcement {
   readonly id: string
@@ -40,7 +42,10 @@ interface Announcement {
   timer: NodeJS.Timeout | undefined
   /** Announcements in a row that reached no peer. */
   misses: number
-  /** The routing table's size when an announcement last reached a peer (0: none has yet). */
+  /**
+   * The routing table's size as the last announcement that reached a peer began (0: none has
+   * yet): peers that joined while it ran may not have been sent the record.
+   */
   reachedAt: number
   sending: boolean
 }
@@ -112,6 +117,8 @@ export class ContentRouting {
    * many, those may no longer be the closest, and lookups that converge on the new closest would
    * miss the record, so it is sent again (seen: a seeder whose DHT grew from 16 to 50 peers in a
    * minute, its record held by the first 9 only, and receivers that found no provider in 30 s).
+   * While the DHT has fewer than K peers every one of them is among the closest, so any growth
+   * sends it again (at most once per GROWTH_CHECK_MS): a young DHT's late joiners hold it too.
    * Resolves whether the first announcement reached another peer; never rejects.
    */
   announce(cid: Uint8Array): Promise<boolean> {
@@ -199,7 +206,7 @@ export class ContentRouting {
     a.sending = false
     if (this.#announced.get(a.id) !== a || this.#stop.signal.aborted) return reached
     a.misses = reached ? 0 : a.misses + 1
-    if (reached) a.reachedAt = Math.max(1, before, this.#tableSize())
+    if (reached) a.reachedAt = Math.max(1, before)
     const wait = reached ? this.#o.announceMs : Math.min(this.#o.refreshMs, 1_000 * 2 ** (a.misses - 1))
     a.timer = setTimeout(() => void this.#send(a), wait).unref()
     return reached
@@ -209,7 +216,9 @@ export class ContentRouting {
   #checkGrowth(): void {
     if (this.#growing !== undefined) return
     const size = this.#tableSize()
-    const due = [...this.#announced.values()].filter((a) => a.reachedAt > 0 && size >= 2 * a.reachedAt)
+    const grown = (a: Announcement): boolean =>
+      size >= 2 * a.reachedAt || (a.reachedAt < K_CLOSEST && size > a.reachedAt)
+    const due = [...this.#announced.values()].filter((a) => a.reachedAt > 0 && grown(a))
     if (due.length === 0) return
     this.#growing = (async () => {
       for (const a of due) {
