@@ -81,7 +81,7 @@ export function guardOptions<T extends object>(what: string, opts: T | undefined
  * `f`, with a throw (or a rejected promise it returns) reported instead of passed on: the first
  * one of this call's callback, as a progress callback that throws would throw every time.
  */
-function shielded(key: string, f: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
+export function shielded(key: string, f: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
   let reported = false
   const report = (err: unknown): void => {
     if (reported) return

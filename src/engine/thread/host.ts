@@ -27,6 +27,7 @@ import type { ServeEvent, ServeListener } from '../../serve/serve-events.ts'
 import { DecodedTickets } from '../../ticket/multi-ticket.ts'
 import type { FetchResult } from '../../transfer/transfer-types.ts'
 import { threadFile } from '../../util/dist-file.ts'
+import { shielded } from '../api-args.ts'
 import type {
   EngineApi,
   FetchOptions,
@@ -266,7 +267,8 @@ export class ThreadEngine implements EngineApi {
     let signal: AbortSignal | undefined
     for (const [k, v] of Object.entries(opts)) {
       if (k === 'signal') signal = v as AbortSignal | undefined
-      else if (typeof v === 'function') fns.set(k, v as (...args: unknown[]) => void)
+      // Shielded here, in the caller's thread, whose process the warning of a throw belongs to.
+      else if (typeof v === 'function') fns.set(k, shielded(k, v as (...args: unknown[]) => unknown))
       else if (v !== undefined) plain[k] = v
     }
     if (fns.size > 0) plain.callbacks = [...fns.keys()]
