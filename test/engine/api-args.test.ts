@@ -134,7 +134,13 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
     'a callback that throws (thread: %s): the transfer completes, the throw is a process warning',
     async (thread) => {
       const sender = await engines.engine()
-      const receiver = await engines.engine({ thread })
+      // createEngine, as Engine.create (useEngines) runs in this thread whatever `thread` says.
+      const receiver = await createEngine({
+        listen: LOOPBACK,
+        workers: 1,
+        dataDir: join(engines.dir, `cb-${thread}-data`),
+        thread,
+      })
       const src = join(engines.dir, `cb-${thread}.bin`)
       await writeFile(src, Buffer.alloc(3 * 1024 * 1024 + 5, 7))
       const { ticket } = await sender.publish(src, {
@@ -159,9 +165,10 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
         await new Promise((r) => setTimeout(r, 50))
       } finally {
         process.off('warning', onWarning)
+        await receiver.stop()
       }
       // With thread: 'worker' too: the callback runs in the caller's thread, and warns there.
-      expect(warnings.some((w) => /onProgress callback threw/.test(w))).toBe(true)
+      expect(warnings.some((w) => /onProgress callback threw.*Error: boom in onProgress/.test(w))).toBe(true)
     },
   )
 })
