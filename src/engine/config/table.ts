@@ -72,7 +72,7 @@ export const optionTable = {
     kind: 'path',
     default: undefined,
     defaultDoc: 'none',
-    doc: 'identity key (`identity.key`, mode 0600) and descriptors of published files; without it, a fresh identity each start and descriptors beside the files',
+    doc: 'identity key (`identity.key`, mode 0600), descriptors of published files (`descriptors/`), ticket secrets (`secrets/`) and the ports last listened on (`listen-port`); without it, a fresh identity, secrets and ports each start, and descriptors in `$XDG_CACHE_HOME/haul/descriptors` (`~/.cache/haul`)',
   }),
   thread: oneOf(
     { main: true, worker: true },
