@@ -1,8 +1,9 @@
 import { defaultText } from '../engine/config/docs.ts'
+import { engineDefaults } from '../engine/config.ts'
 import { defaultRelayOptions } from '../net/defaults.ts'
 import type { Command } from './args.ts'
 
-export const EXIT_CODES = `Exit codes: 0 done (send and seed: stopped by Ctrl-C or SIGTERM once serving), 1 failed,
+export const EXIT_CODES = `Exit codes: 0 done (send, seed, get --provide: stopped by Ctrl-C or SIGTERM once serving), 1 failed,
 2 usage error, 130 interrupted (Ctrl-C or SIGTERM; get: run it again to resume).`
 
 export const USAGE = `haul — move very large files and folders between libp2p peers, verified chunk by chunk
@@ -27,6 +28,9 @@ never beside the files sent: sending an unchanged file or folder again does not 
 ${EXIT_CODES}
 `
 
+/** The listen default as a shell user writes it: each address, with no quotes or brackets. */
+const LISTEN_DEFAULT = engineDefaults.listen.join(' and ')
+
 const ENGINE_FLAGS = `  --memory <MiB>          memory budget for chunk buffers (default ${defaultText('memoryBudget')})
   --workers <n>           worker threads (default ${defaultText('workers')})
   --json                  newline-delimited JSON events instead of human output`
@@ -43,7 +47,7 @@ const DHT_FLAGS = `  --bootstrap <multiaddr> join the DHT through this peer (…
 const RATES = `in bytes per second:
                           500k, 10M (10 MiB/s), 1.5G (binary units)`
 
-const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (default ${LISTEN_DEFAULT})
   --data-dir <dir>        keep the identity, port, secrets and descriptors here: restarted,
                           the sender listens where it did (port free) and answers its old ticket
   --upload-limit <rate>   upload limit, all peers together, ${RATES}
@@ -74,7 +78,7 @@ and cut off.
 
 Options:
 ${SERVING_FLAGS}
-  --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+  --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, fixed:8m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
                           (chunks of at most 8 MiB, what a receiver takes)
 ${METRICS_FLAG}
 ${ENGINE_FLAGS}
@@ -114,7 +118,7 @@ Options:
   --max-rate <rate>       this fetch's download limit, ${RATES}
   --priority <p>          low, normal (default) or high: its share of the download bandwidth
                           when fetches compete
-  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+  --listen <multiaddr>    listen address, repeatable (default ${LISTEN_DEFAULT})
 ${DHT_FLAGS}
   --provide               with the DHT: serve the file and announce it once it is here (what
                           is verified already while it downloads), until Ctrl-C
@@ -154,7 +158,7 @@ ${EXIT_CODES}
 Options:
   -o, --out <descriptor>  where to write the descriptor (default: in the data folder)
   --data-dir <dir>        the data folder (default $XDG_CACHE_HOME/haul, ~/.cache/haul)
-  --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
+  --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, fixed:8m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
                           (chunks of at most 8 MiB, what a receiver takes)
 ${ENGINE_FLAGS}
 
@@ -176,7 +180,7 @@ connections at once, each holding at most two 4 MiB windows of data (memory grow
 circuits, not with bytes relayed).
 
 Options:
-  --listen <multiaddr>    listen address, repeatable (default ${defaultText('listen')})
+  --listen <multiaddr>    listen address, repeatable (default ${LISTEN_DEFAULT})
   --data-dir <dir>        keep the relay's identity and port, so its address stays the same
   --max-reservations <n>  senders holding a slot at once (default ${defaultRelayOptions.maxReservations})
   --max-circuits <n>      relayed connections at once (default ${defaultRelayOptions.maxCircuits})
