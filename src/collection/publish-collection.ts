@@ -34,7 +34,7 @@ export interface CollectionIndex {
   /** What was not sent (special files, links leaving the folder), and why. */
   readonly skipped: ReadonlyArray<{ path: string; why: string }>
   /** The pack's descriptor from an earlier publish of these unchanged files was used: no file was read. */
-  readonly reused?: boolean
+  readonly reused: boolean
 }
 
 /** Indexes the collection of `paths` and opens its manifest and pack for serving. */
@@ -126,7 +126,7 @@ export async function indexCollection(
         chunks: packIndex.chunks,
         seconds: (performance.now() - started) / 1000,
         skipped: walked.skipped,
-        ...('reused' in packIndex ? { reused: true } : {}),
+        reused: packIndex.reused,
       },
       contents: [manifestContent, packContent],
     }

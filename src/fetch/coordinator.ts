@@ -180,7 +180,7 @@ export class FetchCoordinator {
     }
     if (waitedMs >= this.#deps.swarm.waitForChunkMs) {
       throw new NoProviderError(
-        `no live provider holds chunk ${missing} (waited ${Math.round(waitedMs)} ms; ${this.#sched.remaining} chunks missing, ${live.length} providers left)`,
+        `no live provider holds chunk ${missing} (waited ${Math.round(waitedMs)} ms; ${this.#sched.remaining} chunks missing, live providers: ${live.length})`,
       )
     }
   }

@@ -31,7 +31,7 @@ export interface IndexResult {
   readonly bytes: number
   readonly seconds: number
   /** The descriptor of an earlier publish of this unchanged file was used: the file was not read. */
-  readonly reused?: boolean
+  readonly reused: boolean
 }
 
 /** The bytes an index is built from: one file, or a collection's pack (src/collection/pack-source.ts). */
@@ -95,7 +95,7 @@ export async function indexSource(
     opts.signal?.throwIfAborted()
     const { header, headerBytes, cid } = await writer.finish(size)
     const seconds = (performance.now() - started) / 1000
-    return { cid, header, headerBytes, descriptorPath, chunks, bytes: size, seconds }
+    return { cid, header, headerBytes, descriptorPath, chunks, bytes: size, seconds, reused: false }
   } catch (err) {
     await writer.abort()
     if (opts.signal?.aborted) throw new AbortedError('indexing was cancelled', { cause: err })

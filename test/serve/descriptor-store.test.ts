@@ -27,8 +27,8 @@ describe('descriptors live in the data folder, keyed by the file fingerprint', (
     const first = await createEngine({ dataDir: data, workers: 1 })
     const a = await first.publish(file)
     const fa = await first.publishCollection(folder).finally(() => first.stop())
-    expect(fa.index.reused).toBeUndefined()
-    expect(a.index.reused).toBeUndefined()
+    expect(fa.index.reused).toBe(false)
+    expect(a.index.reused).toBe(false)
     expect(await readdir(src)).toEqual(['movie.bin'])
     // The file's descriptor and the folder's pack descriptor.
     expect((await readdir(join(data, 'descriptors'))).filter((n) => n.endsWith('.haul'))).toHaveLength(2)
@@ -47,7 +47,7 @@ describe('descriptors live in the data folder, keyed by the file fingerprint', (
       const now = new Date()
       await utimes(file, now, now)
       const c = await second.publish(file)
-      expect(c.index.reused).toBeUndefined()
+      expect(c.index.reused).toBe(false)
       expect(await readdir(src)).toEqual(['movie.bin'])
     } finally {
       await second.stop()

@@ -106,9 +106,9 @@ function reportFolder(out: Output, r: CollectionResult): void {
   if (kept > 0) out.human(`resumed: kept ${formatBytes(kept)} from an earlier run`)
   const links =
     r.links.created > 0
-      ? `, ${r.links.created} links`
+      ? `, ${plural(r.links.created, 'link')}`
       : r.links.skipped > 0
-        ? ` (${r.links.skipped} links skipped: --symlinks creates them)`
+        ? ` (${plural(r.links.skipped, 'link')} skipped: --symlinks creates them)`
         : ''
   const via = route === 'relayed' ? ', through a relay' : route === 'upgraded' ? ', relayed then direct' : ''
   out.human(

@@ -46,7 +46,7 @@ export async function publishFile(
     ticket,
     public: access.public === true || announced !== undefined,
     ...(announced === undefined ? {} : { announced: { cid: cidToString(index.cid), reached: announced } }),
-    intro: `serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks${index.reused === true ? ', unchanged since it was last published: not read again' : ''})`,
+    intro: `serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks${index.reused ? ', unchanged since it was last published: not read again' : ''})`,
     event: {
       event: 'published',
       ticket,
@@ -54,7 +54,7 @@ export async function publishFile(
       path: file,
       bytes: index.bytes,
       chunks: index.chunks,
-      reused: index.reused === true,
+      reused: index.reused,
       peerId: engine.peerId,
       addresses: engine.addresses,
     },
@@ -80,7 +80,7 @@ async function publishFolder(
   return {
     ticket,
     public: access.public === true,
-    intro: `serving folder ${escapeControls(index.name)}: ${plural(index.files, 'file')} in ${plural(index.folders, 'folder')}${index.links > 0 ? `, ${index.links} links` : ''}, ${formatBytes(index.bytes)} in ${index.chunks} chunks${index.reused === true ? ' (unchanged since last published: not read again)' : ''}${shown.join('')}`,
+    intro: `serving folder ${escapeControls(index.name)}: ${plural(index.files, 'file')} in ${plural(index.folders, 'folder')}${index.links > 0 ? `, ${plural(index.links, 'link')}` : ''}, ${formatBytes(index.bytes)} in ${index.chunks} chunks${index.reused ? ' (unchanged since last published: not read again)' : ''}${shown.join('')}`,
     event: {
       event: 'published',
       kind: 'collection',
@@ -93,7 +93,7 @@ async function publishFolder(
       links: index.links,
       bytes: index.bytes,
       chunks: index.chunks,
-      reused: index.reused === true,
+      reused: index.reused,
       skipped: index.skipped,
       peerId: engine.peerId,
       addresses: engine.addresses,
