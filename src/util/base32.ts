@@ -41,6 +41,7 @@ export function base32Decode(text: string): Uint8Array {
     }
     acc &= (1 << bits) - 1
   }
-  if (acc !== 0) throw new Base32Error('non-zero trailing bits (not canonical)')
+  if (acc !== 0)
+    throw new Base32Error('a character is missing or extra (its length does not end on whole bytes)')
   return out
 }

@@ -40,6 +40,14 @@ describe('multi-provider tickets', () => {
       expect(() => decodeSwarmTicket(typo)).toThrow(/checksum does not match/)
     }
     expect(() => decodeSwarmTicket(t.slice(0, -8))).toThrow(/checksum does not match|truncated|damaged/)
+    // A character deleted or doubled: the checksum, or the length said in words.
+    for (let at = 8; at < t.length; at += 7) {
+      for (const edit of [`${t.slice(0, at)}${t.slice(at + 1)}`, `${t.slice(0, at)}${t[at]}${t.slice(at)}`]) {
+        expect(() => decodeSwarmTicket(edit)).toThrow(
+          /checksum does not match|truncated|damaged \(a character is missing or extra/,
+        )
+      }
+    }
   })
 
   it('joinTickets merges providers, each peer once', () => {
