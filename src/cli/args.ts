@@ -103,14 +103,23 @@ export function asUsageError(err: unknown, help: string): unknown {
   if (!code.startsWith('ERR_PARSE_ARGS')) return err
   // A value starting with '-' (`--max-rate -5`) reads to node as a missing value followed by a
   // flag; the user meant it as the value, so the message says how to write one.
-  const dashed = /^Option '(--[\w-]+)' argument is ambiguous/.exec((err as Error).message)
+  const message = (err as Error).message
+  const dashed = /^Option '(--[\w-]+)' argument is ambiguous/.exec(message)
   if (dashed) {
     return new InvalidArgumentError(
       `${dashed[1]} needs a value; one that starts with "-" is written ${dashed[1]}=<value>: see "${help}"`,
     )
   }
+  // Node names a flag with its short form and a placeholder ('-o, --out <value>'); the user typed one.
+  const missing = /^Option '(?:(-\w), )?(--[\w-]+)(?: <value>)?' argument missing/.exec(message)
+  if (missing) {
+    const name = missing[1] === undefined ? missing[2] : `${missing[1]}/${missing[2]}`
+    return new InvalidArgumentError(`${name} needs a value: see "${help}"`)
+  }
+  const unknown = /^Unknown option '([^']*)'/.exec(message)
+  if (unknown) return new InvalidArgumentError(`unknown flag ${unknown[1]}: see "${help}"`)
   // Node's first sentence names the flag; the rest is advice about `--`.
-  const first = (err as Error).message.split(/\.\s|\n/)[0]
+  const first = message.split(/\.\s|\n/)[0]
   return new InvalidArgumentError(`${first}: see "${help}"`)
 }
 
