@@ -7,6 +7,40 @@
  */
 import { AbortedError, InvalidArgumentError } from '../errors.ts'
 
+/**
+ * Each method's checks of its arguments, run where the caller calls, in the host's thread and
+ * before `thread: 'worker'` sends anything to the engine's thread: the same errors in both modes.
+ * Each returns the options guarded (see guardOptions).
+ */
+export const checkArgs = {
+  publish<O extends object>(path: unknown, opts: O | undefined): O {
+    checkPath('publish: path', path)
+    return guardOptions('publish', opts)
+  },
+  seed<O extends object>(dest: unknown, opts: O | undefined): O {
+    checkPath('seed: dest', dest)
+    return guardOptions('seed', opts)
+  },
+  /** A path or a list of them, as the list. */
+  publishCollection<O extends object>(paths: unknown, opts: O | undefined): { list: string[]; opts: O } {
+    const list: unknown[] = typeof paths === 'string' ? [paths] : Array.isArray(paths) ? [...paths] : [paths]
+    for (const p of list) checkPath('publishCollection: each path', p)
+    return { list: list as string[], opts: guardOptions('publishCollection', opts) }
+  },
+  fetch<O extends { providers?: unknown }>(ticket: unknown, dest: unknown, opts: O | undefined): O {
+    checkTicketText(ticket)
+    checkPath('fetch: dest', dest)
+    const guarded = guardOptions('fetch', opts)
+    checkProviders(guarded.providers)
+    return guarded
+  },
+  fetchCollection<O extends object>(ticket: unknown, dest: unknown, opts: O | undefined): O {
+    checkTicketText(ticket)
+    checkPath('fetchCollection: dest', dest)
+    return guardOptions('fetchCollection', opts)
+  },
+}
+
 /** A path argument: a non-empty string without NUL (the OS would refuse it). */
 export function checkPath(name: string, value: unknown): asserts value is string {
   if (typeof value !== 'string' || value.length === 0) {
@@ -81,7 +115,7 @@ export function guardOptions<T extends object>(what: string, opts: T | undefined
  * `f`, with a throw (or a rejected promise it returns) reported instead of passed on: the first
  * one of this call's callback, as a progress callback that throws would throw every time.
  */
-export function shielded(key: string, f: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
+function shielded(key: string, f: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
   let reported = false
   const report = (err: unknown): void => {
     if (reported) return

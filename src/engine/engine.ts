@@ -17,7 +17,7 @@ import type { ServeListener } from '../serve/serve-events.ts'
 import { SessionPool } from '../session/session-pool.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { WorkerPool } from '../workers/pool.ts'
-import { checkCid, checkPath, checkProviders, checkTicketText, guardOptions, rejecting } from './api-args.ts'
+import { checkArgs, checkCid, rejecting } from './api-args.ts'
 import type {
   FetchOptions,
   Published,
@@ -255,7 +255,6 @@ export class Engine {
   publish(path: string, options: PublishOptions = {}): Promise<Published> {
     return this.#serve(
       'publish',
-      'path',
       path,
       options,
       (p, o) => this.#publishing.publish(p, o),
@@ -269,7 +268,6 @@ export class Engine {
    */
   #serve<O extends SeedOptions, R extends { announced?: Promise<boolean> }>(
     method: 'publish' | 'seed',
-    argument: 'path' | 'dest',
     path: string,
     options: O,
     run: (path: string, opts: O) => Promise<R>,
@@ -277,8 +275,7 @@ export class Engine {
   ): Promise<R> {
     return rejecting(() => {
       this.#assertRunning()
-      checkPath(`${method}: ${argument}`, path)
-      const opts = guardOptions(method, options)
+      const opts = checkArgs[method](path, options)
       const routing = opts.announce === false ? undefined : this.#routing
       if (routing === undefined) return run(path, opts)
       return run(path, { ...opts, public: true }).then((r) => ({
@@ -299,10 +296,8 @@ export class Engine {
   ): Promise<{ ticket: string; index: CollectionIndex }> {
     return rejecting(() => {
       this.#assertRunning()
-      const list: unknown[] =
-        typeof paths === 'string' ? [paths] : Array.isArray(paths) ? [...paths] : [paths]
-      for (const p of list) checkPath('publishCollection: each path', p)
-      return this.#publishing.publishCollection(list as string[], guardOptions('publishCollection', opts))
+      const checked = checkArgs.publishCollection(paths, opts)
+      return this.#publishing.publishCollection(checked.list, checked.opts)
     })
   }
 
@@ -322,11 +317,7 @@ export class Engine {
    */
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
-    checkTicketText(ticketText)
-    checkPath('fetch: dest', dest)
-    const guarded = guardOptions('fetch', opts)
-    checkProviders(guarded.providers)
-    return this.#requests.fetch(ticketText, dest, guarded)
+    return this.#requests.fetch(ticketText, dest, checkArgs.fetch(ticketText, dest, opts))
   }
 
   /**
@@ -341,9 +332,11 @@ export class Engine {
   ): Promise<CollectionResult> {
     return rejecting(() => {
       this.#assertRunning()
-      checkTicketText(ticketText)
-      checkPath('fetchCollection: dest', dest)
-      return this.#requests.fetchCollection(ticketText, dest, guardOptions('fetchCollection', opts))
+      return this.#requests.fetchCollection(
+        ticketText,
+        dest,
+        checkArgs.fetchCollection(ticketText, dest, opts),
+      )
     })
   }
 
@@ -355,7 +348,6 @@ export class Engine {
   seed(dest: string, options: SeedOptions = {}): Promise<Seeded> {
     return this.#serve(
       'seed',
-      'dest',
       dest,
       options,
       (d, o) => this.#publishing.seed(d, o),

@@ -25,42 +25,51 @@ async function outcome(call: () => unknown): Promise<{ sync: boolean; error: unk
 describe('the engine API checks its arguments and keeps callbacks out of the transfer', () => {
   const engines = useEngines({ listen: LOOPBACK, workers: 1 })
 
-  it('arguments of the wrong type are INVALID_ARGUMENT naming them, never a TypeError', async () => {
-    const e = await engines.engine()
-    const dest = join(engines.dir, 'x.out')
-    const cases: Array<[string, () => unknown, RegExp]> = [
-      ['fetch(42)', () => e.fetch(42 as never, dest), /the ticket must be a string/],
-      ['fetch(undefined)', () => e.fetch(undefined as never, dest), /the ticket must be a string/],
-      ['fetch dest undefined', () => e.fetch('haul1x', undefined as never), /fetch: dest must be a path/],
-      ['fetch dest with NUL', () => e.fetch('haul1x', join(engines.dir, 'a\0b')), /must not contain a NUL/],
-      [
-        'fetch signal {}',
-        () => e.fetch('haul1x', dest, { signal: {} as never }),
-        /signal must be an AbortSignal/,
-      ],
-      [
-        'fetch onProgress 5',
-        () => e.fetch('haul1x', dest, { onProgress: 5 as never }),
-        /onProgress must be a function/,
-      ],
-      [
-        'fetch providers "abc"',
-        () => e.fetch('haul1x', dest, { providers: 'abc' as never }),
-        /providers must be an array/,
-      ],
-      ['publish(5)', () => e.publish(5 as never), /publish: path must be a path/],
-      ['publish(undefined)', () => e.publish(undefined as never), /publish: path must be a path/],
-      ['publishCollection([1])', () => e.publishCollection([1] as never), /each path must be a path/],
-      ['seed(null)', () => e.seed(null as never), /seed: dest must be a path/],
-      ['fetchCollection(7)', () => e.fetchCollection(7 as never, dest), /the ticket must be a string/],
-      ['unpublish(undefined)', () => e.unpublish(undefined as never), /content id must be 32 bytes/],
-    ]
-    for (const [what, call, message] of cases) {
-      const { error } = await outcome(call)
-      expect(error, what).toBeInstanceOf(InvalidArgumentError)
-      expect((error as Error).message, what).toMatch(message)
-    }
-  })
+  it.each(['main', 'worker'] as const)(
+    'arguments of the wrong type are INVALID_ARGUMENT naming them, never a TypeError (thread: %s)',
+    async (thread) => {
+      // createEngine, as Engine.create (useEngines) runs in this thread whatever `thread` says.
+      const e = await createEngine({ listen: LOOPBACK, workers: 1, thread })
+      const dest = join(engines.dir, 'x.out')
+      const cases: Array<[string, () => unknown, RegExp]> = [
+        ['fetch(42)', () => e.fetch(42 as never, dest), /the ticket must be a string/],
+        ['fetch dest 42', () => e.fetch('haul1x', 42 as never), /fetch: dest must be a path/],
+        ['fetch(undefined)', () => e.fetch(undefined as never, dest), /the ticket must be a string/],
+        ['fetch dest undefined', () => e.fetch('haul1x', undefined as never), /fetch: dest must be a path/],
+        ['fetch dest with NUL', () => e.fetch('haul1x', join(engines.dir, 'a\0b')), /must not contain a NUL/],
+        [
+          'fetch signal {}',
+          () => e.fetch('haul1x', dest, { signal: {} as never }),
+          /signal must be an AbortSignal/,
+        ],
+        [
+          'fetch onProgress 5',
+          () => e.fetch('haul1x', dest, { onProgress: 5 as never }),
+          /onProgress must be a function/,
+        ],
+        [
+          'fetch providers "abc"',
+          () => e.fetch('haul1x', dest, { providers: 'abc' as never }),
+          /providers must be an array/,
+        ],
+        ['publish(5)', () => e.publish(5 as never), /publish: path must be a path/],
+        ['publish(undefined)', () => e.publish(undefined as never), /publish: path must be a path/],
+        ['publishCollection([1])', () => e.publishCollection([1] as never), /each path must be a path/],
+        ['seed(null)', () => e.seed(null as never), /seed: dest must be a path/],
+        ['fetchCollection(7)', () => e.fetchCollection(7 as never, dest), /the ticket must be a string/],
+        ['unpublish(undefined)', () => e.unpublish(undefined as never), /content id must be 32 bytes/],
+      ]
+      try {
+        for (const [what, call, message] of cases) {
+          const { error } = await outcome(call)
+          expect(error, what).toBeInstanceOf(InvalidArgumentError)
+          expect((error as Error).message, what).toMatch(message)
+        }
+      } finally {
+        await e.stop()
+      }
+    },
+  )
 
   it('a ticket naming only this engine (its own publish) says the file is already here', async () => {
     const e = await engines.engine()
@@ -95,27 +104,30 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
     expect(first?.bytesDone).toBe(4 * 1024 * 1024)
   })
 
-  it('methods that return a promise reject, never throw, also on a stopped engine', async () => {
-    const e = await createEngine({ listen: LOOPBACK, workers: 1 })
-    await e.stop()
-    const dest = join(engines.dir, 'y.out')
-    for (const [what, call] of [
-      ['publish', () => e.publish('/etc/hostname')],
-      ['publishCollection', () => e.publishCollection('/etc')],
-      ['seed', () => e.seed(dest)],
-      ['fetchCollection', () => e.fetchCollection('haul1x', dest)],
-      ['publish(5)', () => e.publish(5 as never)],
-    ] as const) {
-      const { sync, error } = await outcome(call)
-      expect(sync, what).toBe(false)
-      expect(error, what).toBeInstanceOf(AbortedError)
-    }
-    // A garbage ticket, the engine running: a rejection too.
-    const running = await engines.engine()
-    const bad = await outcome(() => running.fetchCollection('garbage', dest))
-    expect(bad.sync).toBe(false)
-    expect(bad.error).toMatchObject({ code: 'TICKET_INVALID' })
-  })
+  it.each(['main', 'worker'] as const)(
+    'methods that return a promise reject, never throw, also on a stopped engine (thread: %s)',
+    async (thread) => {
+      const e = await createEngine({ listen: LOOPBACK, workers: 1, thread })
+      await e.stop()
+      const dest = join(engines.dir, 'y.out')
+      for (const [what, call] of [
+        ['publish', () => e.publish('/etc/hostname')],
+        ['publishCollection', () => e.publishCollection('/etc')],
+        ['seed', () => e.seed(dest)],
+        ['fetchCollection', () => e.fetchCollection('haul1x', dest)],
+        ['publish(5)', () => e.publish(5 as never)],
+      ] as const) {
+        const { sync, error } = await outcome(call)
+        expect(sync, what).toBe(false)
+        expect(error, what).toBeInstanceOf(AbortedError)
+      }
+      // A garbage ticket, the engine running: a rejection too.
+      const running = await engines.engine()
+      const bad = await outcome(() => running.fetchCollection('garbage', dest))
+      expect(bad.sync).toBe(false)
+      expect(bad.error).toMatchObject({ code: 'TICKET_INVALID' })
+    },
+  )
 
   it("a caller's signal aborted while publishing: ABORTED, whatever part of the platform noticed it first", async () => {
     const e = await engines.engine()

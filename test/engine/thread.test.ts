@@ -225,6 +225,7 @@ describe("createEngine({ thread: 'worker' }) (real engines, loopback)", () => {
     const f = await failure(() => h.result)
     expect(f.error).toBeInstanceOf(InternalError)
     expect(f.code).toBe('INTERNAL')
-    expect(() => e.publish(src)).toThrow(InternalError)
+    // A promise method rejects (never throws), as in the host thread's mode.
+    await expect(e.publish(src)).rejects.toThrow(InternalError)
   })
 })

@@ -27,7 +27,7 @@ import type { ServeEvent, ServeListener } from '../../serve/serve-events.ts'
 import { DecodedTickets } from '../../ticket/multi-ticket.ts'
 import type { FetchResult } from '../../transfer/transfer-types.ts'
 import { threadFile } from '../../util/dist-file.ts'
-import { shielded } from '../api-args.ts'
+import { checkArgs, checkCid, rejecting } from '../api-args.ts'
 import type {
   EngineApi,
   FetchOptions,
@@ -161,10 +161,13 @@ export class ThreadEngine implements EngineApi {
   }
 
   publish(path: string, opts: PublishOptions = {}): Promise<Published> {
-    this.#assertRunning()
-    return this.#run(opts, (call, p) => this.#remote.publish(call, path, p.plain, p.emit)).then((r) =>
-      this.#announced(r, r.index.cid),
-    )
+    return rejecting(() => {
+      this.#assertRunning()
+      const checked = checkArgs.publish(path, opts)
+      return this.#run(checked, (call, p) => this.#remote.publish(call, path, p.plain, p.emit)).then((r) =>
+        this.#announced(r, r.index.cid),
+      )
+    })
   }
 
   /** The thread's reply with its `announced` promise back (see ThreadApi.announced). */
@@ -180,18 +183,22 @@ export class ThreadEngine implements EngineApi {
     paths: string | readonly string[],
     opts: PublishOptions = {},
   ): Promise<{ ticket: string; index: CollectionIndex }> {
-    this.#assertRunning()
-    const list = typeof paths === 'string' ? [paths] : [...paths]
-    return this.#run(opts, (call, p) => this.#remote.publishCollection(call, list, p.plain, p.emit))
+    return rejecting(() => {
+      this.#assertRunning()
+      const { list, opts: checked } = checkArgs.publishCollection(paths, opts)
+      return this.#run(checked, (call, p) => this.#remote.publishCollection(call, list, p.plain, p.emit))
+    })
   }
 
   unpublish(cid: Uint8Array): void {
+    checkCid(cid)
     this.#link.race(this.#remote.unpublish(cid)).catch(() => {})
   }
 
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
-    // Checked here too, so that a bad ticket throws from fetch() as in the engine's own thread.
+    const checked = checkArgs.fetch(ticketText, dest, opts)
+    // Decoded here too, so that a bad ticket throws from fetch() as in the engine's own thread.
     if (!looksLikeCid(ticketText) && this.#tickets.decode(ticketText).kind === 'collection') {
       throw new InvalidArgumentError(
         'this ticket names a folder (a collection): fetch it with fetchCollection (haul get does)',
@@ -200,7 +207,7 @@ export class ThreadEngine implements EngineApi {
     const id = `${this.#idTag}-${++this.#fetches}`
     const state: Mirrored = { id, status: 'resolving', progress: undefined, swarm: undefined }
     this.#mirror.transfers.set(id, state)
-    const p = this.#prepare(id, opts)
+    const p = this.#prepare(id, checked)
     const result = this.#link
       .race(this.#remote.fetch(id, ticketText, resolvePath(dest), p.plain, p.emit) as Promise<FetchResult>)
       .finally(() => {
@@ -227,15 +234,23 @@ export class ThreadEngine implements EngineApi {
     dest: string,
     opts: CollectionFetchOptions = {},
   ): Promise<CollectionResult> {
-    this.#assertRunning()
-    return this.#run(opts, (call, p) =>
-      this.#remote.fetchCollection(call, ticketText, resolvePath(dest), p.plain, p.emit),
-    )
+    return rejecting(() => {
+      this.#assertRunning()
+      const checked = checkArgs.fetchCollection(ticketText, dest, opts)
+      return this.#run(checked, (call, p) =>
+        this.#remote.fetchCollection(call, ticketText, resolvePath(dest), p.plain, p.emit),
+      )
+    })
   }
 
   seed(dest: string, opts: SeedOptions = {}): Promise<Seeded> {
-    this.#assertRunning()
-    return this.#link.race(this.#remote.seed(resolvePath(dest), opts)).then((s) => this.#announced(s, s.cid))
+    return rejecting(() => {
+      this.#assertRunning()
+      const checked = checkArgs.seed(dest, opts)
+      return this.#link
+        .race(this.#remote.seed(resolvePath(dest), checked))
+        .then((s) => this.#announced(s, s.cid))
+    })
   }
 
   /** Stops the engine as `Engine.stop` does, then ends its thread. */
@@ -267,8 +282,8 @@ export class ThreadEngine implements EngineApi {
     let signal: AbortSignal | undefined
     for (const [k, v] of Object.entries(opts)) {
       if (k === 'signal') signal = v as AbortSignal | undefined
-      // Shielded here, in the caller's thread, whose process the warning of a throw belongs to.
-      else if (typeof v === 'function') fns.set(k, shielded(k, v as (...args: unknown[]) => unknown))
+      // Shielded already (checkArgs), in the caller's thread, whose process a throw's warning is for.
+      else if (typeof v === 'function') fns.set(k, v as (...args: unknown[]) => void)
       else if (v !== undefined) plain[k] = v
     }
     if (fns.size > 0) plain.callbacks = [...fns.keys()]
