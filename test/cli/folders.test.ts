@@ -154,6 +154,21 @@ describe('folders and names from the command line (real processes)', () => {
     expect(slow.lines.join('\n')).toMatch(/run the same command again to resume/)
   })
 
+  it('Ctrl-C while the list of files arrives says nothing was kept (no promise of a resume)', async () => {
+    const src = join(dir, 'many-names')
+    await mkdir(src)
+    for (let i = 0; i < 400; i++) await write(join(src, `a-rather-long-file-name-${i}.txt`), `${i}`)
+    const sender = start(['send', src, '--json'])
+    const ticket = await ticketOf(sender)
+    // The manifest (~20 KB) at 1 KiB/s: Ctrl-C as its first progress line shows.
+    const slow = start(['get', ticket, '-o', join(dir, 'names'), '--max-rate', '1k'])
+    while (!/list of files/.test(slow.stderr) && slow.proc.exitCode === null)
+      await new Promise((r) => setTimeout(r, 50))
+    expect(await slow.stop('SIGINT')).toBe(130)
+    expect(slow.lines.join('\n')).toMatch(/interrupted while fetching the list of files: nothing was kept/)
+    expect(await readdir(dir)).not.toContain('names')
+  })
+
   it('links: skipped by default, created with --symlinks; a link leaving the folder is not sent', async () => {
     const src = join(dir, 'linked')
     await mkdir(src)

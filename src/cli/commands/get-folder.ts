@@ -60,8 +60,11 @@ export async function getFolder(
   out.done()
   if (r === undefined) {
     out.event({ event: 'interrupted', path: dest, progress: last })
+    // The list of files is fetched to a temporary file and kept only once it is whole.
     out.human(
-      `interrupted: ${dest}/.haul-incoming keeps what was verified; run the same command again to resume`,
+      last === undefined || last.phase === 'manifest'
+        ? 'interrupted while fetching the list of files: nothing was kept; run the same command again to start over'
+        : `interrupted: ${dest}/.haul-incoming keeps what was verified; run the same command again to resume`,
     )
     return EXIT.interrupted
   }
