@@ -52,7 +52,7 @@ export async function checkDestination(folder: DestFolder, m: Manifest, overwrit
       continue
     }
     throw new DestinationInvalidError(
-      `${folder.file(e.path)} is ${kindOf(s)} where the collection has a ${e.kind === 'dir' ? 'folder' : 'file'}: move it away, or fetch into another folder`,
+      `${folder.file(e.path)} is ${kindOf(s)} where the collection has a ${e.kind === 'dir' ? 'folder' : e.kind === 'symlink' ? 'link' : 'file'}: move it away, or fetch into another folder`,
     )
   }
   if (clashes > 0 && !overwrite) {

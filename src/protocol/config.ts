@@ -7,7 +7,7 @@ export interface FrameDecoderOptions {
    * announces more fails with FrameTooLargeError before its body is buffered. Announce the same
    * number in `hello` so the peer never sends more.
    * Between MIN_MAX_FRAME (64 KiB) and 2^32 − 1.
-   * @default DEFAULT_MAX_FRAME (8 MiB + 64)
+   * @default DEFAULT_MAX_FRAME (8 MiB + 64 KiB)
    */
   maxFrame?: number
   /**

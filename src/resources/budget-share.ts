@@ -116,7 +116,7 @@ export class BudgetShare implements Budget {
     neverFits: (bytes) =>
       bytes > this.#cap
         ? new BudgetExceededError(
-            `a request for ${bytes} bytes can never fit the ${this.#cap} bytes fetches may hold of the memory budget; raise memoryBudget`,
+            `a request for ${bytes} bytes can never fit the ${this.#cap} bytes fetches may hold of the memory budget; raise memoryBudget (haul: --memory)`,
           )
         : undefined,
     fits: (bytes) => this.#used + bytes <= this.#cap,

@@ -117,7 +117,7 @@ export class PeerShare implements Budget {
     neverFits: (bytes) =>
       bytes > this.#parent.limit
         ? new BudgetExceededError(
-            `a request for ${bytes} bytes can never fit a memory budget of ${this.#parent.limit} bytes; raise memoryBudget`,
+            `a request for ${bytes} bytes can never fit a memory budget of ${this.#parent.limit} bytes; raise memoryBudget (haul: --memory)`,
           )
         : undefined,
     fits: (bytes) => this.#fits(bytes),
