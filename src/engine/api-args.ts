@@ -85,16 +85,79 @@ export function checkProviders(value: unknown): void {
   }
 }
 
+type Method = 'publish' | 'publishCollection' | 'seed' | 'fetch' | 'fetchCollection'
+
+const FLAGS = ['overwrite', 'waitIfBusy', 'swarm', 'provide', 'symlinks', 'sync', 'public', 'announce']
+const SERVE_KEYS = ['public', 'announce']
+const PUBLISH_KEYS = ['signal', 'onProgress', ...SERVE_KEYS]
+const FETCH_SHARED = ['signal', 'onProgress', 'onRetry', 'onResume', 'onWait', 'priority', 'maxBytesPerSec']
+/** The options each method takes (the types in api-types.ts and CollectionFetchOptions): a typo is refused. */
+const OPTION_KEYS: Record<Method, ReadonlySet<string>> = {
+  publish: new Set(PUBLISH_KEYS),
+  publishCollection: new Set(PUBLISH_KEYS),
+  seed: new Set(SERVE_KEYS),
+  // accept, scratch, onChunk: what the engine's own collection fetch passes.
+  fetch: new Set([
+    ...FETCH_SHARED,
+    'providers',
+    'overwrite',
+    'waitIfBusy',
+    'swarm',
+    'provide',
+    'accept',
+    'scratch',
+    'onChunk',
+  ]),
+  fetchCollection: new Set([
+    ...FETCH_SHARED,
+    'onFile',
+    'onRoute',
+    'overwrite',
+    'waitIfBusy',
+    'symlinks',
+    'sync',
+  ]),
+}
+
+/** Options of a method that are not a callback or the signal: their type and range. */
+function checkValues(what: Method, opts: Record<string, unknown>): void {
+  for (const [key, value] of Object.entries(opts)) {
+    if (value === undefined) continue
+    if (!OPTION_KEYS[what].has(key)) {
+      throw new InvalidArgumentError(
+        `${what} has no option ${key}: it takes ${[...OPTION_KEYS[what]].filter((k) => !['accept', 'scratch', 'onChunk'].includes(k)).join(', ')}`,
+      )
+    }
+    if (FLAGS.includes(key) && typeof value !== 'boolean') {
+      throw new InvalidArgumentError(`${what} option ${key} must be true or false, got ${describe(value)}`)
+    }
+  }
+  const rate = opts.maxBytesPerSec
+  if (rate !== undefined && !(typeof rate === 'number' && rate >= 1)) {
+    throw new InvalidArgumentError(
+      `${what} option maxBytesPerSec must be a number of bytes per second, at least 1 (Infinity: no limit), got ${describe(rate)}`,
+    )
+  }
+  const priority = opts.priority
+  if (priority !== undefined && !['low', 'normal', 'high'].includes(priority as string)) {
+    throw new InvalidArgumentError(
+      `${what} option priority must be 'low', 'normal' or 'high', got ${describe(priority)}`,
+    )
+  }
+}
+
 /**
  * The options object with every callback (a key `on…`) wrapped so that a throw stays out of the
  * transfer, and `signal` checked. Anything but an object (or undefined) is refused; so is an
- * `on…` option that is not a function.
+ * option the method does not take, a value of the wrong type, and an `on…` option that is not
+ * a function.
  */
-export function guardOptions<T extends object>(what: string, opts: T | undefined): T {
+export function guardOptions<T extends object>(what: Method, opts: T | undefined): T {
   if (opts === undefined) return {} as T
   if (typeof opts !== 'object' || opts === null || Array.isArray(opts)) {
     throw new InvalidArgumentError(`${what} options must be an object, got ${describe(opts)}`)
   }
+  checkValues(what, opts as Record<string, unknown>)
   const signal = (opts as { signal?: unknown }).signal
   if (signal !== undefined && !(signal instanceof AbortSignal)) {
     throw new InvalidArgumentError(`${what} option signal must be an AbortSignal, got ${describe(signal)}`)

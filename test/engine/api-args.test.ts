@@ -52,6 +52,31 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
           () => e.fetch('haul1x', dest, { providers: 'abc' as never }),
           /providers must be an array/,
         ],
+        [
+          'fetch { overwrit: true } (a typo)',
+          () => e.fetch('haul1x', dest, { overwrit: true } as never),
+          /fetch has no option overwrit: it takes .*overwrite/,
+        ],
+        [
+          'fetch maxBytesPerSec -1',
+          () => e.fetch('haul1x', dest, { maxBytesPerSec: -1 }),
+          /fetch option maxBytesPerSec must be a number of bytes per second, at least 1/,
+        ],
+        [
+          "fetch priority 'urgent'",
+          () => e.fetch('haul1x', dest, { priority: 'urgent' as never }),
+          /fetch option priority must be 'low', 'normal' or 'high', got "urgent"/,
+        ],
+        [
+          "fetchCollection overwrite 'yes'",
+          () => e.fetchCollection('haul1x', dest, { overwrite: 'yes' as never }),
+          /fetchCollection option overwrite must be true or false/,
+        ],
+        [
+          'publish { pubic: true }',
+          () => e.publish('/etc/hostname', { pubic: true } as never),
+          /publish has no option pubic/,
+        ],
         ['publish(5)', () => e.publish(5 as never), /publish: path must be a path/],
         ['publish(undefined)', () => e.publish(undefined as never), /publish: path must be a path/],
         ['publishCollection([1])', () => e.publishCollection([1] as never), /each path must be a path/],
