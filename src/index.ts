@@ -82,7 +82,8 @@ export function createEngine(options: EngineOptions & { thread: 'worker' }): Pro
 export function createEngine(options?: EngineOptions & { thread?: 'main' | undefined }): Promise<Engine>
 export function createEngine(options?: EngineOptions): Promise<EngineApi>
 export async function createEngine(options: EngineOptions = {}): Promise<EngineApi> {
-  if (options.thread !== 'worker') return Engine.create(options)
+  // `null` or a non-object is refused by the config's own check (CONFIG_INVALID), in this thread.
+  if (options?.thread !== 'worker') return Engine.create(options)
   // Loaded only here: an engine in the calling thread never loads comlink.
   const { ThreadEngine } = await import('./engine/thread/host.ts')
   return ThreadEngine.create(options)

@@ -100,6 +100,13 @@ export function verifyChunkingParams(p: ChunkingParams): void {
   if (typeof p !== 'object' || p === null) {
     throw new InvalidArgumentError('chunking parameters must be an object with a kind of "fixed" or "cdc"')
   }
+  const keys = p.kind === 'fixed' ? ['kind', 'size'] : ['kind', 'minSize', 'avgSize', 'maxSize']
+  const extra = Object.keys(p).find((k) => !keys.includes(k))
+  if ((p.kind === 'fixed' || p.kind === 'cdc') && extra !== undefined) {
+    throw new InvalidArgumentError(
+      `${p.kind} chunking has no parameter ${extra}: it takes ${keys.join(', ')}`,
+    )
+  }
   if (p.kind === 'fixed') {
     const size = p.size
     if (!isPowerOfTwo(size) || size < MIN_CHUNK_SIZE || size > MAX_CHUNK_SIZE) {

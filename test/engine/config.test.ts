@@ -287,6 +287,16 @@ describe('engine config: one rule set for every group', () => {
     expect(() => resolveEngineConfig(null as unknown as EngineOptions)).toThrow(ConfigInvalidError)
   })
 
+  it('createEngine(null) and chunking with a key it does not take are CONFIG_INVALID', async () => {
+    await expect(createEngine(null as unknown as EngineOptions)).rejects.toThrow(ConfigInvalidError)
+    rejects({ chunking: { kind: 'fixed', size: MiB, extra: 1 } as never }, 'chunking')
+    expect(() =>
+      resolveEngineConfig({
+        chunking: { kind: 'cdc', minSize: MiB, avgSize: 2 * MiB, maxSize: 4 * MiB, size: 1 } as never,
+      }),
+    ).toThrow(/cdc chunking has no parameter size: it takes kind, minSize, avgSize, maxSize/)
+  })
+
   it.each(options.map((o) => [o.path, o.spec]))(
     '%s: a wrong type or a value out of range is refused by its path',
     (path, spec) => {
