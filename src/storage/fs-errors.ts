@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { dirname } from 'node:path'
 import {
   DestinationInvalidError,
@@ -32,8 +33,12 @@ export function fsError(err: unknown, what: string): HaulError {
     case 'EISDIR':
       return new DestinationInvalidError(`${what} is a directory: give a file path`, { cause: err })
     case 'ENOENT':
+      // An error path, so a synchronous look is fine: a folder that exists and still answers
+      // ENOENT to a create is one that takes no new files (/proc, /sys).
       return new DestinationInvalidError(
-        `the folder ${dirname(what)} does not exist (${code}): create it, or choose another path`,
+        existsSync(dirname(what))
+          ? `cannot create ${what} (${code}): ${dirname(what)} takes no new files (a virtual filesystem such as /proc?): choose another path`
+          : `the folder ${dirname(what)} does not exist (${code}): create it, or choose another path`,
         { cause: err },
       )
     case 'ENOTDIR':

@@ -105,6 +105,10 @@ describe('destination errors', () => {
     expect((missing as Error).message).toContain(
       `the folder ${join(dir, 'no', 'such', 'folder')} does not exist`,
     )
+    // A folder that exists but takes no new files answers ENOENT too: said as it is.
+    const proc = await fails('/proc/haul-nope')
+    expect(proc).toBeInstanceOf(DestinationInvalidError)
+    expect((proc as Error).message).toMatch(/cannot create \/proc\/haul-nope.*: \/proc takes no new files/)
   })
 
   it('the folder is a file: DESTINATION_INVALID naming the path', async () => {
