@@ -108,13 +108,13 @@ export async function moveIntoPlace(
     return false
   }
   for (const e of m.entries) {
-    opts.signal.throwIfAborted()
     if (underOurs(e.path)) {
-      // Arrived with a folder moved whole.
+      // Arrived with a folder moved whole: only reported, so a cancel now changes nothing.
       if (e.kind === 'dir') ours.add(e.path)
       else if (e.kind === 'file' || opts.symlinks) opts.onPlaced?.(e)
       continue
     }
+    opts.signal.throwIfAborted()
     const from = `${paths.tree}/${e.path}`
     const to = folder.at(e.path)
     const staged = await entryAt(from, e.path)

@@ -187,6 +187,19 @@ describe('collections between two real engines', () => {
     expect(await treeOf(out)).toEqual(await treeOf(src))
   })
 
+  it('cancelled once the last move is done (the rest arrived with a folder moved whole): the fetch completes, nothing left staged', async () => {
+    const src = join(dir, 'one-folder')
+    await mkdir(join(src, 'only'), { recursive: true })
+    for (let i = 0; i < 10; i++) await writeFile(join(src, 'only', `f${i}`), bytes(10_000 + i, i))
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'out-one-folder')
+    const stop = new AbortController()
+    const r = await receiver.fetchCollection(ticket, out, { signal: stop.signal, onFile: () => stop.abort() })
+    expect(r.files).toBe(10)
+    expect(await treeOf(out)).toEqual(await treeOf(src))
+    expect(await readdir(out)).toEqual(['only'])
+  })
+
   it('-o a symbolic link to a folder: DESTINATION_INVALID naming the folder to give instead, nothing written through it', async () => {
     const src = join(dir, 'link-dest-src')
     await mkdir(src)
