@@ -60,7 +60,7 @@ async function main(argv: string[]): Promise<number> {
   checkEngineOptions(engine)
   switch (command) {
     case 'index': {
-      const { runIndex } = await import('./commands/index.ts')
+      const { runIndex } = await import('./commands/index-file.ts')
       return runIndex(onePath(args, 'index'), values.out, engine, out)
     }
     case 'send': {

@@ -7,7 +7,7 @@ import { InvalidArgumentError } from '../../errors.ts'
 import { escapeControls } from '../../util/safe-text.ts'
 import { formatBytes, plural } from '../format.ts'
 import type { Output } from '../output.ts'
-import { type Serving, serveUntilStopped } from './serving.ts'
+import { type ServedItem, serveUntilStopped } from './serving.ts'
 
 /**
  * `haul send <file>`: index and publish the file, print its ticket, serve it until stopped.
@@ -36,7 +36,7 @@ export async function publishFile(
   access: SeedOptions,
   signal: AbortSignal,
   out: Output,
-): Promise<Serving> {
+): Promise<ServedItem> {
   const { ticket, index, announced } = await engine.publish(file, {
     ...access,
     signal,
@@ -68,7 +68,7 @@ async function publishFolder(
   access: SeedOptions,
   signal: AbortSignal,
   out: Output,
-): Promise<Serving> {
+): Promise<ServedItem> {
   const { ticket, index } = await engine.publishCollection(paths, {
     ...access,
     signal,

@@ -9,7 +9,7 @@ import { ServeReport } from '../serve-report.ts'
 import { StopSignals } from '../signals.ts'
 
 /** What a serving command serves: its ticket, whether it is public, the line that introduces it, and its JSON event. */
-export interface Serving {
+export interface ServedItem {
   readonly ticket: string
   /** Served to anyone naming its content id (--public), not only to holders of the ticket. */
   readonly public: boolean
@@ -20,7 +20,7 @@ export interface Serving {
 }
 
 /** How a receiver on the DHT fetches announced content: this engine is a bootstrap peer too. */
-function dhtLine(engine: Engine, serving: Serving): string {
+function dhtLine(engine: Engine, serving: ServedItem): string {
   if (serving.announced === undefined) return ''
   const addr = ticketAddresses(engine.addresses, engine.peerId)[0]
   const boot = addr === undefined ? '' : ` --bootstrap ${addr}/p2p/${engine.peerId}`
@@ -35,7 +35,7 @@ function dhtLine(engine: Engine, serving: Serving): string {
 export async function serveUntilStopped(
   engineOptions: EngineOptions,
   out: Output,
-  start: (engine: Engine, signal: AbortSignal) => Promise<Serving>,
+  start: (engine: Engine, signal: AbortSignal) => Promise<ServedItem>,
 ): Promise<number> {
   const { Engine } = await import('../../engine/engine.ts')
   const engine = await Engine.create(engineOptions)
