@@ -56,6 +56,12 @@ export interface RemoteSessionOptions {
 export const DEFAULT_CLOSE_TIMEOUT_MS = engineDefaults.timeouts.closeMs
 
 /**
+ * Bytes of a frame still arriving, per request timeout period, that keep a request waiting: a
+ * peer sending less (under ~17 kbit/s with the default 30 s) is not serving.
+ */
+const FRAME_PROGRESS_BYTES = 64 * 1024
+
+/**
  * Whether each reply frame of one request moves it forward. A header, page or chunk is progress
  * the first time its index arrives (how many can, is bounded by what the request named: its
  * handler refuses the rest); have-runs arrive in order, so one is progress when it starts at or
@@ -107,6 +113,8 @@ export class RemoteSession {
   readonly #codecs: readonly Codec[]
   #decoder: FrameDecoder
   #writer: FrameWriter
+  /** Bytes read from the stream: a frame still arriving counts as an answer (see request). */
+  #bytesIn = 0
   /** get-chunks requests waiting for their replies. */
   #chunkRequests = 0
   /** Payload bytes of chunk frames new for their request, plus a frame cut short (see chunkBytes). */
@@ -198,7 +206,14 @@ export class RemoteSession {
     let timer: NodeJS.Timeout | undefined
     const arm = (): void => {
       clearTimeout(timer)
+      const bytesAtArm = this.#bytesIn
+      const repeatsAtArm = this.#repeatedFrames
       timer = setTimeout(() => {
+        // A frame still arriving on a slow link (a 1 MiB chunk at 256 kbit/s takes 33 s) is the
+        // peer answering: the wait goes on while it brings FRAME_PROGRESS_BYTES a period and
+        // repeats nothing. A peer dripping bytes, or repeating frames, still times out.
+        const arriving = this.#decoder.buffered > 0 && this.#bytesIn - bytesAtArm >= FRAME_PROGRESS_BYTES
+        if (arriving && this.#repeatedFrames === repeatsAtArm) return arm()
         const why = repeats === 0 ? 'no reply' : `no progress (${repeats} repeated frames)`
         fail(new TimeoutError(`${why} from the peer for ${this.#opts.requestTimeoutMs} ms`))
         void this.#send({ type: 'cancel', requestId }).catch(() => {})
@@ -286,6 +301,7 @@ export class RemoteSession {
       while (true) {
         const next = await iterator.next()
         if (next.done) break
+        this.#bytesIn += next.value.byteLength
         this.#decoder.push(next.value)
         this.#dispatchBuffered()
       }

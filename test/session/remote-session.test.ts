@@ -150,6 +150,69 @@ describe('RemoteSession: hello goes out with the first request', () => {
     expect(session.closed).toBe(true)
   })
 
+  /**
+   * A get-chunks request answered with one 400 KiB chunk frame written `slice` bytes at a time,
+   * `everyMs` apart, with a 300 ms request timeout: the bytes it received, or its error.
+   */
+  async function slowChunk(slice: number, everyMs: number): Promise<number | HaulError> {
+    const size = 400 * 1024
+    script = {
+      expect: 2,
+      run: async (received, stream) => {
+        const requestId = (received[1] as Extract<TransferMessage, { type: 'get-chunks' }>).requestId
+        const payload = new Uint8Array(size).fill(5)
+        const chunk = encodeMessage({
+          type: 'chunk',
+          requestId,
+          index: 0,
+          codec: 'none',
+          rawLength: size,
+          payload,
+        })
+        const frame = Buffer.concat([...hello(), ...chunk, ...encodeMessage({ type: 'end', requestId })])
+        try {
+          for (let at = 0; at < frame.length; at += slice) {
+            await stream.write([frame.subarray(at, at + slice)])
+            await new Promise((r) => setTimeout(r, everyMs))
+          }
+        } catch {
+          // The session gave up and reset the stream.
+        }
+      },
+    }
+    const stream = await client.openStream(server.peerId, server.addresses, PROTOCOL)
+    const session = RemoteSession.start(stream, {
+      maxFrame: 1 << 20,
+      requestTimeoutMs: 300,
+      codecs: ['none'],
+    })
+    let bytes = 0
+    const result = await session
+      .request(
+        (requestId) => ({ type: 'get-chunks', requestId, cid: CID, ranges: [{ start: 0, end: 1 }] }),
+        (msg) => {
+          if (msg.type === 'chunk') bytes += msg.payload.length
+          return msg.type === 'end' ? 'done' : 'more'
+        },
+      )
+      .then(
+        () => bytes,
+        (err: HaulError) => err,
+      )
+    await session.close()
+    return result
+  }
+
+  it('a chunk frame still arriving on a slow link keeps its request waiting past the request timeout', async () => {
+    // 400 KiB in 80 KiB slices 200 ms apart: ~1 s for one frame, the timeout 300 ms.
+    expect(await slowChunk(80 * 1024, 200)).toBe(400 * 1024)
+  })
+
+  it('a peer dripping a frame a few bytes at a time still times out', async () => {
+    const err = await slowChunk(1000, 50)
+    expect(err).toMatchObject({ code: 'TIMEOUT' })
+  })
+
   it('a peer that hangs up before saying hello fails the request with STREAM_CLOSED', async () => {
     script = { expect: 2, run: async () => {} }
     const { result } = await getHeader()

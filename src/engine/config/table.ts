@@ -124,7 +124,7 @@ export const optionTable = {
     requestMs: ms({
       min: 10,
       default: 30_000,
-      doc: 'a request with no new reply fails with `TIMEOUT` (retried; a repeated frame is not progress)',
+      doc: 'a request with no new reply fails with `TIMEOUT` (retried; a repeated frame is not progress; a reply frame still arriving at 64 KiB or more a period is a reply)',
     }),
     closeMs: ms({
       min: 10,
