@@ -167,10 +167,7 @@ export class Fetches {
     this.#queued.set(id, waiting)
     /** The transfer once admitted and holding its destination: the job, its actor, cleanup. */
     const runJob = async (place: AdmissionPlace): Promise<FetchResult> => {
-      if (this.#stopped) {
-        place.release()
-        throw new AbortedError('the engine is stopped')
-      }
+      if (this.#stopped) throw new AbortedError('the engine is stopped')
       const flow = this.#downloads.flow(opts.priority ?? 'normal')
       const own = bucketFor(opts.maxBytesPerSec ?? this.#deps.config.limits.perTransferDownloadBytesPerSec)
       const limiter = chainLimiters(own, flow)
@@ -206,46 +203,46 @@ export class Fetches {
     const before = this.#writing.get(path)
     let failedEarly = false
     const run = async (): Promise<FetchResult> => {
-      let place: AdmissionPlace
-      let lock: DestinationLock
+      let place: AdmissionPlace | undefined
+      let lock: DestinationLock | undefined
       try {
-        if (before !== undefined) {
-          if (opts.waitIfBusy !== true) throw busyHere(path)
-          opts.onWait?.('another fetch of this engine')
-          await raceSignal(before, waiting.signal)
-        }
-        if (search !== undefined && providers.length === 0)
-          providers.push(...(await search.first(waiting.signal)))
-        // A multi-peer fetch takes its turn with its first provider.
-        place = await this.admission.acquire(providers[0]!.peerId, waiting.signal)
         try {
+          if (before !== undefined) {
+            if (opts.waitIfBusy !== true) throw busyHere(path)
+            opts.onWait?.('another fetch of this engine')
+            await raceSignal(before, waiting.signal)
+          }
+          if (search !== undefined && providers.length === 0)
+            providers.push(...(await search.first(waiting.signal)))
+          // A multi-peer fetch takes its turn with its first provider.
+          place = await this.admission.acquire(providers[0]!.peerId, waiting.signal)
           lock = await DestinationLock.acquire(path, {
             wait: opts.waitIfBusy === true,
             signal: waiting.signal,
             ...(opts.onWait === undefined ? {} : { onWait: opts.onWait }),
           })
+          // A cancel while the lock was being taken (it only checks its signal while waiting):
+          // no actor would hear it, and the fetch would run to the end.
+          if (waiting.signal.aborted) throw waiting.signal.reason
         } catch (err) {
-          place.release()
-          throw err
+          failedEarly = true
+          // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
+          throw waiting.signal.aborted && isHaulError(waiting.signal.reason) ? waiting.signal.reason : err
+        } finally {
+          this.#queued.delete(id)
         }
-        // A cancel while the lock was being taken (it only checks its signal while waiting):
-        // no actor would hear it, and the fetch would run to the end.
-        if (waiting.signal.aborted) {
-          await lock.release()
-          place.release()
-          throw waiting.signal.reason
-        }
-      } catch (err) {
-        failedEarly = true
-        // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
-        throw waiting.signal.aborted && isHaulError(waiting.signal.reason) ? waiting.signal.reason : err
-      } finally {
-        this.#queued.delete(id)
-      }
-      try {
         return await runJob(place)
       } finally {
-        await lock.release()
+        try {
+          await lock?.release()
+        } finally {
+          // A job gives its place back itself, once its streams and files are closed (FetchJob
+          // cleanup); this gives it back on every other path, such as an option refused (an
+          // unknown priority, a bad rate) after the place was taken and before a job held it.
+          // A place kept here is lost for good: the peer's line, once shrunk by failed links,
+          // would admit none of its fetches again. Releasing twice is harmless.
+          place?.release()
+        }
       }
     }
     let writing: Promise<void> | undefined

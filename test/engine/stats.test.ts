@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { fetchShareOf } from '../../src/engine/engine.ts'
-import type { Engine, EngineOptions, EngineStats } from '../../src/index.ts'
+import type { Engine, EngineOptions, EngineStats, FetchOptions } from '../../src/index.ts'
 import { useEngines } from '../support/engines.ts'
 import { sha256File, writeFile } from '../support/files.ts'
 
@@ -138,6 +138,31 @@ describe('Engine.stats() follows a transfer', () => {
     await Promise.all([a.result, b.result])
     expect(first.length).toBeGreaterThanOrEqual(2)
     for (const s of first) expect(s.transfers).toEqual({ unfinished: 2, active: 1, queued: 1 })
+    expect(r.stats().transfers).toEqual({ unfinished: 0, active: 0, queued: 0 })
+  })
+
+  it('a fetch refused once admitted (unknown priority, bad rate) gives its place back: the next fetch from that peer runs', async () => {
+    // One place per peer, as a line that failed links shrank to its minimum has: a place kept by
+    // a refused fetch would leave every later fetch from the sender queued for good.
+    const r = await receiver({ maxActiveTransfersPerPeer: 1 })
+    const refused: Array<[FetchOptions, string]> = [
+      [{ priority: 'urgent' as never }, 'INVALID_ARGUMENT'],
+      [{ maxBytesPerSec: -1 }, 'CONFIG_INVALID'],
+    ]
+    for (const [i, [opts, code]] of refused.entries()) {
+      const h = r.fetch(ticket, join(engines.dir, `refused${i}.out`), opts)
+      await expect(h.result).rejects.toMatchObject({ code })
+      expect(r.stats().transfers, code).toEqual({ unfinished: 0, active: 0, queued: 0 })
+    }
+    const next = r.fetch(ticket, join(engines.dir, 'after-refused.out'))
+    const outcome = await Promise.race([
+      next.result.then(() => 'done'),
+      new Promise((resolve) =>
+        setTimeout(() => resolve(`still ${next.status()} after 20 s`), 20_000).unref(),
+      ),
+    ])
+    expect(outcome).toBe('done')
+    expect(await sha256File(join(engines.dir, 'after-refused.out'))).toBe(await sha256File(src))
     expect(r.stats().transfers).toEqual({ unfinished: 0, active: 0, queued: 0 })
   })
 })
