@@ -231,7 +231,11 @@ export class Fetches {
         } finally {
           this.#queued.delete(id)
         }
-        return await runJob(place)
+        return await runJob(place).catch((err: unknown) => {
+          // A failure before the job's actor ran: its status is failed, not resolving.
+          if (actor === undefined) failedEarly = true
+          throw err
+        })
       } finally {
         try {
           await lock?.release()
