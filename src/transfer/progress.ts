@@ -20,7 +20,8 @@ const WINDOW_MS = 3000
 const MAX_SAMPLES = 64
 
 /**
- * Counts verified bytes and derives a rate over a sliding window. The sample
+ * Counts verified bytes and derives a rate over a sliding window (at least WINDOW_MS: longer
+ * while verified bytes arrive further apart than that). The sample
  * ring is fixed-size: one sample per `add` at most every WINDOW_MS/MAX_SAMPLES.
  * Bytes kept from an earlier run (given to the constructor, or `keep`) count as
  * done but not as fetched: the rate, here and in the fetch's result, is of the
@@ -76,7 +77,9 @@ export class ProgressMeter {
 
   snapshot(): TransferProgress {
     const now = performance.now()
-    while (this.#samples.length > 1 && now - this.#samples[0]!.t > WINDOW_MS) this.#samples.shift()
+    // The base is the newest sample at least WINDOW_MS old: on a link where a chunk takes longer
+    // than the window, the rate spans the last chunks rather than reading 0 between them.
+    while (this.#samples.length > 1 && now - this.#samples[1]!.t >= WINDOW_MS) this.#samples.shift()
     const first = this.#samples[0]!
     const dt = (now - first.t) / 1000
     const rate = dt > 0.05 ? (this.fetchedBytes - first.fetched) / dt : 0
