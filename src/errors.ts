@@ -55,8 +55,10 @@ export const WIRE_CODES = {
   DESTINATION_EXISTS: 54,
   /** The file to publish or index is missing, or is not a regular file. */
   SOURCE_INVALID: 55,
-  // memory
+  // memory and other resources
   BUDGET_EXCEEDED: 60,
+  /** The process is out of file descriptors (EMFILE, ENFILE). */
+  TOO_MANY_OPEN_FILES: 61,
 } as const
 
 export type ErrorCode = keyof typeof WIRE_CODES
@@ -87,6 +89,8 @@ export function isHaulError(err: unknown): err is HaulError {
  */
 export function asHaulError(err: unknown): HaulError {
   if (isHaulError(err)) return err
+  const open = tooManyOpenFiles(err)
+  if (open !== undefined) return open
   if (err instanceof Error && err.name === 'AbortError') return new AbortedError(undefined, { cause: err })
   return new InternalError(err instanceof Error ? err.message : String(err), { cause: err })
 }
@@ -259,6 +263,27 @@ export class BudgetExceededError extends HaulError {
   override readonly name = 'BudgetExceededError'
   readonly code = 'BUDGET_EXCEEDED'
 }
+export class TooManyOpenFilesError extends HaulError {
+  override readonly name = 'TooManyOpenFilesError'
+  readonly code = 'TOO_MANY_OPEN_FILES'
+}
+
+/**
+ * TOO_MANY_OPEN_FILES for a Node error that is EMFILE (this process's limit) or ENFILE (the
+ * system's), saying what to do; undefined for any other error. `what` names the file, if known.
+ */
+export function tooManyOpenFiles(err: unknown, what?: string): TooManyOpenFilesError | undefined {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (code !== 'EMFILE' && code !== 'ENFILE') return undefined
+  const limit =
+    code === 'EMFILE'
+      ? 'raise the limit of open files (`ulimit -n`), or lower `server.maxOpenFiles` and the files this process opens besides haul'
+      : "raise the system's limit of open files (fs.file-max), or close other programs' files"
+  return new TooManyOpenFilesError(
+    `${what === undefined ? '' : `${what}: `}too many open files (${code}): ${limit}`,
+    { cause: err },
+  )
+}
 
 /**
  * Remote peers report failures by wire code; this rebuilds the matching local class. The peer's
@@ -316,4 +341,5 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   DESTINATION_EXISTS: DestinationExistsError,
   SOURCE_INVALID: SourceInvalidError,
   BUDGET_EXCEEDED: BudgetExceededError,
+  TOO_MANY_OPEN_FILES: TooManyOpenFilesError,
 }

@@ -2,26 +2,32 @@
  * A collection's pack as the indexer and the server read it: every file's bytes one after
  * another (manifest order), read straight from the files (no copy into a store). A read checks
  * each file it touches against its fingerprint (one fstat), so a file changed since the walk is
- * refused at the first chunk that holds it. At most MAX_OPEN_FILES files are open at once:
- * ten thousand small files are read one chunk's worth at a time, and closed again. Opens,
- * fstats and small reads are synchronous (see SYNC_READ_BYTES).
+ * refused at the first chunk that holds it. Its files are opened on demand in an OpenFiles
+ * (src/storage/open-files.ts): the engine's, shared with everything it serves, or one of
+ * MAX_OPEN_FILES of its own: ten thousand small files are read one chunk's worth at a time, and
+ * closed again. Opens, fstats and small reads are synchronous (see SYNC_READ_BYTES).
  */
 import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs'
 import { ContentChangedError } from '../errors.ts'
 import type { ContentSource } from '../serve/registry.ts'
 import { sourceError } from '../storage/fs-errors.ts'
+import { OpenFiles, type OpenHandle } from '../storage/open-files.ts'
 import { ChunkVouch, type FileFingerprint, sameFile } from '../storage/source-file.ts'
 import type { ManifestEntry } from './manifest.ts'
 import type { WalkedFile } from './walk.ts'
 
-/** Open file handles a pack keeps; the least recently read is closed beyond this. */
+/** Open file handles a pack without an engine's OpenFiles keeps (indexing, checking a folder). */
 export const MAX_OPEN_FILES = 64
 
-/** An open file: closed once evicted and no read uses it. */
-interface OpenFile {
+/** One of the pack's files, open. */
+class PackFd implements OpenHandle {
   readonly fd: number
-  users: number
-  evicted: boolean
+  constructor(fd: number) {
+    this.fd = fd
+  }
+  close(): void {
+    closeSync(this.fd)
+  }
 }
 
 /**
@@ -43,13 +49,22 @@ export class PackSource implements ContentSource {
   readonly size: number
   /** Files with at least one byte, in pack order (empty files have no place to read). */
   readonly #files: PackFile[]
-  readonly #open = new Map<number, OpenFile>()
+  readonly #openFiles: OpenFiles
   #vouch: ChunkVouch
   #closed = false
 
-  /** `entries` in manifest order (their offsets place each file); `files` by relative path. */
-  constructor(path: string, entries: readonly ManifestEntry[], files: ReadonlyMap<string, WalkedFile>) {
+  /**
+   * `entries` in manifest order (their offsets place each file); `files` by relative path;
+   * `openFiles` where the handles are kept.
+   */
+  constructor(
+    path: string,
+    entries: readonly ManifestEntry[],
+    files: ReadonlyMap<string, WalkedFile>,
+    openFiles: OpenFiles = new OpenFiles(MAX_OPEN_FILES),
+  ) {
     this.path = path
+    this.#openFiles = openFiles
     this.#files = []
     let size = 0
     for (const e of entries) {
@@ -95,23 +110,27 @@ export class PackSource implements ContentSource {
       const f = this.#files[i]!
       const at = offset + done - f.offset
       const n = Math.min(length - done, f.fingerprint.size - at)
-      const file = this.#acquire(i)
       try {
-        const now = fstatSync(file.fd, { bigint: true })
-        if (!sameFile({ ...now, size: Number(now.size) }, f.fingerprint)) throw changed(f.abs)
-        for (let got = 0; got < n; ) {
-          const want = n - got
-          const read =
-            want <= SYNC_READ_BYTES
-              ? readSync(file.fd, into, done + got, want, at + got)
-              : await readAsync(file.fd, into, done + got, want, at + got)
-          if (read === 0) throw changed(f.abs)
-          got += read
-        }
+        await this.#openFiles.use(
+          this,
+          i,
+          () => this.#open(i),
+          async (file) => {
+            const now = fstatSync(file.fd, { bigint: true })
+            if (!sameFile({ ...now, size: Number(now.size) }, f.fingerprint)) throw changed(f.abs)
+            for (let got = 0; got < n; ) {
+              const want = n - got
+              const read =
+                want <= SYNC_READ_BYTES
+                  ? readSync(file.fd, into, done + got, want, at + got)
+                  : await readAsync(file.fd, into, done + got, want, at + got)
+              if (read === 0) throw changed(f.abs)
+              got += read
+            }
+          },
+        )
       } catch (err) {
         throw sourceError(err, f.abs)
-      } finally {
-        this.#release(file)
       }
       done += n
       i++
@@ -120,12 +139,7 @@ export class PackSource implements ContentSource {
 
   async close(): Promise<void> {
     this.#closed = true
-    const all = [...this.#open.values()]
-    this.#open.clear()
-    for (const f of all) {
-      f.evicted = true
-      if (f.users === 0) closeSync(f.fd)
-    }
+    await this.#openFiles.forget(this)
   }
 
   /** The index of the file holding pack byte `offset` (files are sorted by offset). */
@@ -140,37 +154,14 @@ export class PackSource implements ContentSource {
     return lo
   }
 
-  #acquire(i: number): OpenFile {
-    let file = this.#open.get(i)
-    if (file !== undefined) {
-      // Most recent last: the first key is the one to evict.
-      this.#open.delete(i)
-      this.#open.set(i, file)
-    } else {
-      const abs = this.#files[i]!.abs
-      if (this.#closed) throw new ContentChangedError(`${this.path} is no longer served`)
-      let fd: number
-      try {
-        fd = openSync(abs, 'r')
-      } catch (err) {
-        throw sourceError(err, abs)
-      }
-      file = { fd, users: 0, evicted: false }
-      this.#open.set(i, file)
-      if (this.#open.size > MAX_OPEN_FILES) {
-        const [oldest, old] = this.#open.entries().next().value!
-        this.#open.delete(oldest)
-        old.evicted = true
-        if (old.users === 0) closeSync(old.fd)
-      }
+  #open(i: number): PackFd {
+    const abs = this.#files[i]!.abs
+    if (this.#closed) throw new ContentChangedError(`${this.path} is no longer served`)
+    try {
+      return new PackFd(openSync(abs, 'r'))
+    } catch (err) {
+      throw sourceError(err, abs)
     }
-    file.users++
-    return file
-  }
-
-  #release(file: OpenFile): void {
-    file.users--
-    if (file.evicted && file.users === 0) closeSync(file.fd)
   }
 }
 

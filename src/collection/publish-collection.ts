@@ -12,8 +12,9 @@ import { ContentChangedError } from '../errors.ts'
 import { type IndexOptions, indexFile, indexSource } from '../serve/indexer.ts'
 import { openPublished, reusableDescriptor } from '../serve/publish.ts'
 import type { PublishedContent } from '../serve/registry.ts'
-import { derivedName, pruneFolder } from '../storage/data-folder.ts'
+import { derivedName, pin, pruneFolder } from '../storage/data-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
+import type { OpenFiles } from '../storage/open-files.ts'
 import { fingerprint, isRacy, sameFile } from '../storage/source-file.ts'
 import { buildManifest, encodeManifest, type Manifest } from './manifest.ts'
 import { PackSource } from './pack-source.ts'
@@ -37,11 +38,16 @@ export interface CollectionIndex {
   readonly reused: boolean
 }
 
-/** Indexes the collection of `paths` and opens its manifest and pack for serving. */
+/**
+ * Indexes the collection of `paths` and opens its manifest and pack for serving, their handles
+ * kept in `openFiles`. The two descriptors stay pinned in `store` while served (see
+ * indexForServing), and the temporary ones go once serving stops.
+ */
 export async function indexCollection(
   paths: readonly string[],
   store: string,
   opts: Omit<IndexOptions, 'descriptorPath'>,
+  openFiles?: OpenFiles,
 ): Promise<{ index: CollectionIndex; contents: PublishedContent[] }> {
   const started = performance.now()
   const walked = await walkSources(paths)
@@ -59,10 +65,16 @@ export async function indexCollection(
   const racy = files.some((f) => isRacy(f.fingerprint))
   const suffix = racy ? `.${process.pid}.${Math.random().toString(36).slice(2)}.racy` : ''
   const named = (ext: string) => join(store, derivedName(key, ext) + suffix)
-  const pack = new PackSource(paths.length === 1 ? paths[0]! : walked.name, placed.entries, walked.files)
+  const pack = new PackSource(
+    paths.length === 1 ? paths[0]! : walked.name,
+    placed.entries,
+    walked.files,
+    openFiles,
+  )
   let manifestContent: PublishedContent | undefined
+  const packDescriptor = named('.pack.haul')
+  const unpinPack = pin(packDescriptor)
   try {
-    const packDescriptor = named('.pack.haul')
     const packIndex =
       (racy ? undefined : await reusableDescriptor(packDescriptor, placed.packSize, opts.chunking)) ??
       (await indexSource(pack, { ...opts, descriptorPath: packDescriptor }))
@@ -89,17 +101,33 @@ export async function indexCollection(
     )
     const existing = await stat(manifestPath).catch(() => undefined)
     if (existing?.size !== bytes.length) await writeAtomically(manifestPath, bytes)
+    const manifestDescriptor = `${manifestPath}.${process.pid}.${Math.random().toString(36).slice(2)}.haul`
+    const unpinManifest = pin(manifestDescriptor)
     const manifestIndex = await indexFile(manifestPath, {
       ...opts,
       onProgress: undefined,
-      descriptorPath: `${manifestPath}.${process.pid}.${Math.random().toString(36).slice(2)}.haul`,
+      descriptorPath: manifestDescriptor,
+    }).catch(async (err) => {
+      unpinManifest()
+      throw err
     })
     // Named for what it is where serving shows it (haul send's lines), not by its file in the store.
+    // Its descriptor is rebuilt in milliseconds each time: it goes once serving stops.
     manifestContent = {
-      ...(await openPublished(manifestPath, manifestIndex)),
+      ...(await openPublished(manifestPath, manifestIndex, openFiles, {
+        unpin: unpinManifest,
+        temporary: true,
+      })),
       path: `${pack.path} (list of files)`,
     }
-    const reader = await DescriptorReader.open(packIndex.descriptorPath)
+    // A racy pack descriptor (see above) goes once serving stops too.
+    const reader = await DescriptorReader.open(packIndex.descriptorPath, {
+      ...(openFiles === undefined ? {} : { files: openFiles }),
+      onClose: async () => {
+        unpinPack()
+        if (racy) await rm(packDescriptor, { force: true })
+      },
+    })
     const packContent: PublishedContent = {
       cid: packIndex.cid,
       path: pack.path,
@@ -108,10 +136,6 @@ export async function indexCollection(
       reader,
       source: pack,
     }
-    // Open readers keep what they read: the manifest's descriptor (rebuilt in milliseconds each
-    // time) and a racy pack descriptor (see above) go now.
-    await rm(manifestIndex.descriptorPath, { force: true })
-    if (racy) await rm(packDescriptor, { force: true })
     await pruneFolder(store)
     const count = (k: string) => manifest.entries.filter((e) => e.kind === k).length
     return {
@@ -131,7 +155,9 @@ export async function indexCollection(
       contents: [manifestContent, packContent],
     }
   } catch (err) {
+    unpinPack()
     await pack.close()
+    if (racy) await rm(packDescriptor, { force: true })
     if (manifestContent !== undefined) {
       await manifestContent.reader.close()
       await manifestContent.source.close()

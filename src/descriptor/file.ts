@@ -13,7 +13,7 @@
  * renamed into place. The page-root level is not stored: opening recomputes it
  * from the table, which is also the integrity check.
  */
-import { NoSpaceError, PermissionDeniedError } from '../errors.ts'
+import { NoSpaceError, PermissionDeniedError, tooManyOpenFiles } from '../errors.ts'
 
 export const HEADER_SLOT_SIZE = 128
 export const HEADER_LENGTH_SIZE = 4
@@ -32,5 +32,5 @@ export function fsError(err: unknown, path: string): unknown {
   if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') {
     return new PermissionDeniedError(`permission denied on ${path}; check its owner and mode`, { cause: err })
   }
-  return err
+  return tooManyOpenFiles(err, path) ?? err
 }

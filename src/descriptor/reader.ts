@@ -1,7 +1,9 @@
 import { type FileHandle, open } from 'node:fs/promises'
-import { DescriptorInvalidError, InvalidArgumentError } from '../errors.ts'
+import { DescriptorInvalidError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import { bytesEqual, HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { MerkleLevels, merkleRoot } from '../merkle/tree.ts'
+import { OpenFiles } from '../storage/open-files.ts'
+import { type FileState, sameFile } from '../storage/source-file.ts'
 import type { LeafEntry } from '../types.ts'
 import { throwIfAborted } from '../util/abort.ts'
 import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE } from './file.ts'
@@ -30,11 +32,27 @@ const ROW_BLOCK = 1024
 /** Blocks of decoded rows `entry()` keeps (two streams serving different places both hit). */
 const ROW_CACHE_BLOCKS = 2
 
+/** What DescriptorReader.open takes besides the path. */
+export interface DescriptorReaderOptions {
+  signal?: AbortSignal
+  /**
+   * Where the reader's handle is kept: opened on demand, closed when other files were used more
+   * recently (src/storage/open-files.ts). Without it the reader keeps its handle until closed.
+   */
+  files?: OpenFiles
+  /** Runs once the reader is closed (a publish unpinning its descriptor, removing a temporary one). */
+  onClose?: () => void | Promise<void>
+}
+
 /**
  * Serving side of a descriptor file. open() reads the whole table once, a
  * batch of pages at a time, checks every row and rebuilds the root; afterwards
  * only the tree above the page roots stays in memory (about
  * 2 * pageCount * 32 bytes), and pages and rows are read from disk on demand.
+ *
+ * With an OpenFiles its handle may be closed between reads: a reopen that finds the file as it
+ * was (device, inode, size, mtime, ctime) reads on; one that finds another file accepts it only
+ * once its table is verified again against the same root, else DESCRIPTOR_INVALID.
  */
 export class DescriptorReader {
   readonly path: string
@@ -42,39 +60,51 @@ export class DescriptorReader {
   readonly headerBytes: Uint8Array
   readonly cid: Uint8Array
   readonly pageCount: number
-  #fh: FileHandle | undefined
+  readonly #files: OpenFiles
+  #identity: FileState
+  #closed = false
+  readonly #onClose: (() => void | Promise<void>) | undefined
   readonly #levels: MerkleLevels
   /** Decoded rows of recently served blocks, oldest first. */
   readonly #rowCache = new Map<number, LeafEntry[]>()
 
   private constructor(
     path: string,
-    fh: FileHandle,
+    files: OpenFiles,
+    identity: FileState,
     header: DescriptorHeader,
     headerBytes: Uint8Array,
     levels: MerkleLevels,
+    onClose: (() => void | Promise<void>) | undefined,
   ) {
     this.path = path
-    this.#fh = fh
+    this.#files = files
+    this.#identity = identity
     this.header = header
     this.headerBytes = headerBytes
     this.cid = contentId(headerBytes)
     this.pageCount = pageCountOf(header)
     this.#levels = levels
+    this.#onClose = onClose
   }
 
-  static async open(path: string, options: { signal?: AbortSignal } = {}): Promise<DescriptorReader> {
+  static async open(path: string, options: DescriptorReaderOptions = {}): Promise<DescriptorReader> {
     throwIfAborted(options.signal)
-    let fh: FileHandle
+    const fh = await openDescriptor(path)
     try {
-      fh = await open(path, 'r')
-    } catch (err) {
-      throw fsError(err, path)
-    }
-    try {
+      const identity = await identityOf(fh, path)
       const { header, headerBytes } = await readHeader(fh, path)
       const levels = await verifyTable(fh, header, options.signal)
-      return new DescriptorReader(path, fh, header, headerBytes, levels)
+      const files = options.files ?? new OpenFiles(1)
+      const reader = new DescriptorReader(path, files, identity, header, headerBytes, levels, options.onClose)
+      // The handle just verified is the first one cached, not opened a second time.
+      await files.use(
+        reader,
+        0,
+        () => fh,
+        () => {},
+      )
+      return reader
     } catch (err) {
       await fh.close()
       throw err
@@ -127,15 +157,69 @@ export class DescriptorReader {
   }
 
   async close(): Promise<void> {
-    const fh = this.#fh
-    this.#fh = undefined
-    await fh?.close()
+    if (this.#closed) return
+    this.#closed = true
+    await this.#files.forget(this)
+    await this.#onClose?.()
   }
 
   async #readRows(first: number, count: number): Promise<Uint8Array> {
-    if (this.#fh === undefined) throw new InvalidArgumentError('the descriptor reader is closed')
-    return readExactly(this.#fh, HEADER_SLOT_SIZE + first * ROW_SIZE, count * ROW_SIZE, this.path)
+    if (this.#closed) throw new InvalidArgumentError('the descriptor reader is closed')
+    return this.#files.use(
+      this,
+      0,
+      () => this.#reopen(),
+      (fh: FileHandle) => readExactly(fh, HEADER_SLOT_SIZE + first * ROW_SIZE, count * ROW_SIZE, this.path),
+    )
   }
+
+  /** The descriptor opened again after its handle was closed (see the class comment). */
+  async #reopen(): Promise<FileHandle> {
+    const fh = await openDescriptor(this.path)
+    try {
+      const now = await identityOf(fh, this.path)
+      if (!sameFile(now, this.#identity)) {
+        // Rewritten (a publish of the same file indexes it again): the same table or nothing.
+        const { headerBytes } = await readHeader(fh, this.path)
+        if (!bytesEqual(headerBytes, this.headerBytes)) throw replaced(this.path)
+        await verifyTable(fh, this.header, undefined).catch((err) => {
+          throw isHaulError(err) ? replaced(this.path) : err
+        })
+        this.#identity = now
+      }
+      return fh
+    } catch (err) {
+      await fh.close().catch(() => {})
+      throw err
+    }
+  }
+}
+
+async function openDescriptor(path: string): Promise<FileHandle> {
+  try {
+    return await open(path, 'r')
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
+      throw new DescriptorInvalidError(
+        `the descriptor ${path} is gone (removed from the descriptors folder?): publish the file again`,
+        { cause: err },
+      )
+    }
+    throw fsError(err, path)
+  }
+}
+
+async function identityOf(fh: FileHandle, path: string): Promise<FileState> {
+  const s = await fh.stat({ bigint: true }).catch((err) => {
+    throw fsError(err, path)
+  })
+  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs }
+}
+
+function replaced(path: string): DescriptorInvalidError {
+  return new DescriptorInvalidError(
+    `the descriptor ${path} was replaced by another one while served: publish the file again`,
+  )
 }
 
 async function readExactly(

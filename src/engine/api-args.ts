@@ -5,7 +5,7 @@
  * never the transfer's — it is reported as a process warning and the transfer goes on, in the
  * host's thread as in `thread: 'worker'` (where a callback runs in another thread anyway).
  */
-import { AbortedError, InvalidArgumentError } from '../errors.ts'
+import { AbortedError, InvalidArgumentError, tooManyOpenFiles } from '../errors.ts'
 
 /**
  * Each method's checks of its arguments, run where the caller calls, in the host's thread and
@@ -206,12 +206,13 @@ function shielded(key: string, f: (...args: unknown[]) => unknown): (...args: un
 /**
  * Runs `f`; a synchronous throw becomes the returned promise's rejection, and the reason of the
  * caller's aborted signal (an AbortError, or a TimeoutError from `AbortSignal.timeout`), thrown
- * by whichever Node API or check noticed it first, is ABORTED like haul's own.
+ * by whichever Node API or check noticed it first, is ABORTED like haul's own; an EMFILE or
+ * ENFILE that no lower layer typed is TOO_MANY_OPEN_FILES.
  */
 export function rejecting<T>(f: () => Promise<T>): Promise<T> {
   const aborted = (err: unknown): never => {
     const platform = err instanceof Error && (err.name === 'AbortError' || err.name === 'TimeoutError')
-    throw platform ? new AbortedError(undefined, { cause: err }) : err
+    throw platform ? new AbortedError(undefined, { cause: err }) : (tooManyOpenFiles(err) ?? err)
   }
   try {
     return f().catch(aborted)

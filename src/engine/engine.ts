@@ -16,6 +16,7 @@ import { ContentRegistry } from '../serve/registry.ts'
 import type { ServeListener } from '../serve/serve-events.ts'
 import { SessionPool } from '../session/session-pool.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
+import { OpenFiles } from '../storage/open-files.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import { checkArgs, checkCid, rejecting } from './api-args.ts'
 import type {
@@ -115,6 +116,7 @@ export class Engine {
       registry: this.#registry,
       pool,
       budget,
+      openFiles: new OpenFiles(config.server.maxOpenFiles),
       self: () => ({ peerId: this.peerId, addrs: ticketAddresses(this.addresses, this.peerId) }),
     })
     network.onRelayChange((c) => {

@@ -9,6 +9,7 @@ import { indexForServing } from '../serve/publish.ts'
 import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import { SecretStore } from '../serve/secret-store.ts'
 import { descriptorFolder } from '../storage/data-folder.ts'
+import type { OpenFiles } from '../storage/open-files.ts'
 import { encodeSwarmTicket, type Provider } from '../ticket/multi-ticket.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Published, PublishOptions, Seeded, SeedOptions } from './api-types.ts'
@@ -20,6 +21,8 @@ export interface PublishingDeps {
   readonly registry: ContentRegistry
   readonly pool: WorkerPool
   readonly budget: MemoryBudget
+  /** Where what is served keeps its open files (`server.maxOpenFiles`). */
+  readonly openFiles: OpenFiles
   /** This engine as a ticket names it. */
   readonly self: () => Provider
 }
@@ -62,14 +65,19 @@ export class Publishing {
   }
 
   async #publish(file: string, opts: PublishOptions): Promise<Published> {
-    const { config, registry, pool, budget } = this.#deps
-    const { index, content } = await indexForServing(file, config.dataDir, {
-      chunking: config.chunking,
-      pool,
-      budget,
-      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-    })
+    const { config, registry, pool, budget, openFiles } = this.#deps
+    const { index, content } = await indexForServing(
+      file,
+      config.dataDir,
+      {
+        chunking: config.chunking,
+        pool,
+        budget,
+        ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+        ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+      },
+      openFiles,
+    )
     const secret = await this.#secretFor(index.cid, opts, [content])
     registry.add(guarded(content, secret))
     const ticket = encodeSwarmTicket({
@@ -91,14 +99,19 @@ export class Publishing {
     header: DescriptorHeader,
     signal?: AbortSignal,
   ): Promise<void> {
-    const { config, registry, pool, budget } = this.#deps
-    const { index, content } = await indexForServing(file, config.dataDir, {
-      chunking: header.chunking,
-      pageSize: header.pageSize,
-      pool,
-      budget,
-      ...(signal === undefined ? {} : { signal }),
-    })
+    const { config, registry, pool, budget, openFiles } = this.#deps
+    const { index, content } = await indexForServing(
+      file,
+      config.dataDir,
+      {
+        chunking: header.chunking,
+        pageSize: header.pageSize,
+        pool,
+        budget,
+        ...(signal === undefined ? {} : { signal }),
+      },
+      openFiles,
+    )
     if (!Buffer.from(index.cid).equals(cid)) {
       await Promise.allSettled([content.reader.close(), content.source.close()])
       throw new ContentChangedError(`${file} changed after it was fetched: it is not provided`)
@@ -110,14 +123,19 @@ export class Publishing {
     paths: readonly string[],
     opts: PublishOptions,
   ): Promise<{ ticket: string; index: CollectionIndex }> {
-    const { config, registry, pool, budget } = this.#deps
-    const { index, contents } = await indexCollection(paths, await descriptorFolder(config.dataDir), {
-      chunking: config.chunking,
-      pool,
-      budget,
-      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-    })
+    const { config, registry, pool, budget, openFiles } = this.#deps
+    const { index, contents } = await indexCollection(
+      paths,
+      await descriptorFolder(config.dataDir),
+      {
+        chunking: config.chunking,
+        pool,
+        budget,
+        ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+        ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+      },
+      openFiles,
+    )
     const secret = await this.#secretFor(index.cid, opts, contents)
     for (const c of contents) registry.add(guarded(c, secret))
     this.#packs.set(hex(index.cid), index.packCid)

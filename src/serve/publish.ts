@@ -1,7 +1,8 @@
 import { rm } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DescriptorReader } from '../descriptor/reader.ts'
-import { derivedName, descriptorFolder, pruneFolder } from '../storage/data-folder.ts'
+import { derivedName, descriptorFolder, pin, pruneFolder } from '../storage/data-folder.ts'
+import { OpenFiles } from '../storage/open-files.ts'
 import { fingerprint, isRacy, SourceFile } from '../storage/source-file.ts'
 import type { ChunkingParams } from '../types.ts'
 import { type IndexOptions, type IndexResult, indexFile } from './indexer.ts'
@@ -11,11 +12,14 @@ import type { PublishedContent } from './registry.ts'
  * Indexes `file` and opens it for serving. Its descriptor goes in the descriptors folder
  * (src/storage/data-folder.ts), named by the file's path, fingerprint and chunking: publishing
  * an unchanged file again opens that descriptor instead of reading the file (see reuseIndex).
+ * The descriptor stays pinned there (never pruned) while the content is served, since its reader
+ * reopens it on demand; `files` holds the handles.
  */
 export async function indexForServing(
   file: string,
   dataDir: string | undefined,
   opts: Omit<IndexOptions, 'descriptorPath'>,
+  files: OpenFiles,
 ): Promise<{ index: IndexResult; content: PublishedContent }> {
   const store = await descriptorFolder(dataDir)
   const fp = await fingerprint(file)
@@ -23,25 +27,40 @@ export async function indexForServing(
     store,
     derivedName([file, fp.dev, fp.ino, fp.size, fp.mtimeNs, fp.ctimeNs, opts.chunking], '.haul'),
   )
-  const reused = await reusableDescriptor(named, fp.size, opts.chunking)
-  let index: IndexResult | undefined = reused === undefined ? undefined : { ...reused, fingerprint: fp }
-  if (index === undefined) {
+  // Pinned from before it is looked for: another publish's prune could take it in between.
+  const unpin = pin(named)
+  try {
+    const reused = await reusableDescriptor(named, fp.size, opts.chunking)
+    if (reused !== undefined) {
+      const index = { ...reused, fingerprint: fp }
+      return { index, content: await openPublished(file, index, files, { unpin }) }
+    }
     // A racily clean fingerprint (see isRacy) cannot vouch for the bytes later: such a descriptor
-    // is not kept under the fingerprint's name, so no later publish reuses it.
+    // is not kept under the fingerprint's name, so no later publish reuses it. It is removed once
+    // serving stops.
     const racy = isRacy(fp)
     const path = racy ? `${named}.${process.pid}.${Math.random().toString(36).slice(2)}.racy` : named
-    index = await indexFile(file, { ...opts, descriptorPath: path })
-    await pruneFolder(store)
-    if (racy) {
-      try {
-        return { index, content: await openPublished(file, index) }
-      } finally {
-        // Open readers keep the descriptor; nothing is left behind once serving stops.
-        await rm(path, { force: true })
-      }
+    const unpinRacy = racy ? pin(path) : unpin
+    try {
+      const index = await indexFile(file, { ...opts, descriptorPath: path })
+      await pruneFolder(store)
+      const content = await openPublished(file, index, files, {
+        unpin: () => {
+          unpin()
+          unpinRacy()
+        },
+        temporary: racy,
+      })
+      return { index, content }
+    } catch (err) {
+      unpinRacy()
+      if (racy) await rm(path, { force: true })
+      throw err
     }
+  } catch (err) {
+    unpin()
+    throw err
   }
-  return { index, content: await openPublished(file, index) }
 }
 
 /**
@@ -76,11 +95,39 @@ export async function reusableDescriptor(
   }
 }
 
-/** Opens what serving an indexed file needs: its descriptor and the file itself, checked unchanged. */
-export async function openPublished(file: string, index: IndexResult): Promise<PublishedContent> {
-  const reader = await DescriptorReader.open(index.descriptorPath)
+/** How openPublished treats the descriptor once serving stops. */
+export interface ServedDescriptor {
+  /** Releases its pin (see pin in src/storage/data-folder.ts). */
+  unpin?: () => void
+  /** Removed: no later publish uses it (a racy one, a manifest's). */
+  temporary?: boolean
+}
+
+/**
+ * Opens what serving an indexed file needs: its descriptor and the file itself, checked unchanged,
+ * their handles kept in `files` (without it, a cache of their own for the two). `served` says what becomes of the descriptor once the content is
+ * closed; whatever happens, it happens then, or here when opening fails.
+ */
+export async function openPublished(
+  file: string,
+  index: IndexResult,
+  files: OpenFiles = new OpenFiles(2),
+  served: ServedDescriptor = {},
+): Promise<PublishedContent> {
+  const path = index.descriptorPath
+  const release = async () => {
+    served.unpin?.()
+    if (served.temporary === true) await rm(path, { force: true })
+  }
+  let reader: DescriptorReader
   try {
-    const source = await SourceFile.open(file, index.fingerprint, index.header.leafCount)
+    reader = await DescriptorReader.open(path, { files, onClose: release })
+  } catch (err) {
+    await release()
+    throw err
+  }
+  try {
+    const source = await SourceFile.open(file, index.fingerprint, index.header.leafCount, files)
     return {
       cid: index.cid,
       path: file,

@@ -54,6 +54,11 @@ export interface ServerLimits {
   spreadMs: number
   /** Chunks whose send counts the upload order keeps (the least recently sent are forgotten). */
   spreadChunks: number
+  /**
+   * Files open at once for what the engine serves (src/storage/open-files.ts): opened on demand,
+   * the least recently read closed beyond this.
+   */
+  maxOpenFiles: number
 }
 
 export interface ServerContext {

@@ -4,7 +4,7 @@
  * they go in its `descriptors/`; without one in the per-user cache folder of the XDG base
  * directory convention, `$XDG_CACHE_HOME/haul/descriptors` (`~/.cache/haul/descriptors`).
  * Everything there can be rebuilt by indexing again, so it is a cache: bounded by
- * MAX_KEPT_DESCRIPTORS, oldest first out.
+ * MAX_KEPT_DESCRIPTORS, oldest first out, except the descriptors of content this process serves.
  */
 import { createHash } from 'node:crypto'
 import { readdir, rm, stat } from 'node:fs/promises'
@@ -39,15 +39,59 @@ export function derivedName(parts: readonly unknown[], ext: string): string {
 }
 
 /**
- * Keeps the folder within MAX_KEPT_DESCRIPTORS files (oldest modification time out). Cheap to
- * call after each publish: one readdir, and stats only once the folder is over its bound.
+ * Files this process serves from (a published file's descriptor): pruneFolder leaves them, since
+ * their readers reopen them (src/storage/open-files.ts). Counted: two publishes may share one.
+ */
+const pinned = new Map<string, number>()
+
+/** Keeps `path` from pruneFolder until the returned function is called. */
+export function pin(path: string): () => void {
+  pinned.set(path, (pinned.get(path) ?? 0) + 1)
+  let done = false
+  return () => {
+    if (done) return
+    done = true
+    const n = pinned.get(path)! - 1
+    if (n === 0) pinned.delete(path)
+    else pinned.set(path, n)
+  }
+}
+
+/**
+ * What pruneFolder knows of a folder without reading it: the files it left there, and the
+ * files written since (each call is one), so a folder under its bound is not listed again.
+ */
+interface FolderCount {
+  files: number
+  written: number
+  /** Listed again only once `files + written` passes this. */
+  next: number
+}
+const counts = new Map<string, FolderCount>()
+
+/**
+ * Keeps the folder within `keep` files, oldest modification time out, pinned files (see pin)
+ * never. Called once per file written there. The folder is listed only when this process's count
+ * says it may be over (its first call, then once `keep` is passed), and then pruned to `keep`
+ * less an eighth, so at most one call in `keep / 8` lists and stats the folder, even when pinned
+ * files hold it over `keep`. Files other processes write count once it is listed again.
  */
 export async function pruneFolder(dir: string, keep = MAX_KEPT_DESCRIPTORS): Promise<void> {
+  const slack = Math.max(1, Math.floor(keep / 8))
+  const known = counts.get(dir)
+  if (known !== undefined && known.files + ++known.written <= known.next) return
   const names = await readdir(dir).catch(() => [] as string[])
-  if (names.length <= keep) return
-  const dated = await Promise.all(
-    names.map(async (n) => ({ n, t: (await stat(join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })),
-  )
-  dated.sort((a, b) => a.t - b.t)
-  for (const { n } of dated.slice(0, names.length - keep)) await rm(join(dir, n), { force: true })
+  let left = names.length
+  if (left > keep) {
+    const free = names.filter((n) => !pinned.has(join(dir, n)))
+    const dated = await Promise.all(
+      free.map(async (n) => ({ n, t: (await stat(join(dir, n)).catch(() => undefined))?.mtimeMs ?? 0 })),
+    )
+    dated.sort((a, b) => a.t - b.t)
+    for (const { n } of dated.slice(0, Math.max(0, left - (keep - slack)))) {
+      await rm(join(dir, n), { force: true })
+      left--
+    }
+  }
+  counts.set(dir, { files: left, written: 0, next: Math.max(keep, left + slack) })
 }

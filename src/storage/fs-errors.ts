@@ -8,6 +8,7 @@ import {
   NoSpaceError,
   PermissionDeniedError,
   SourceInvalidError,
+  tooManyOpenFiles,
 } from '../errors.ts'
 
 /** Maps a Node fs error to the haul error a user can act on; `what` names the file for the message. */
@@ -51,6 +52,9 @@ export function fsError(err: unknown, what: string): HaulError {
         `${what}: a name in this path is longer than the filesystem allows (${code}): choose a shorter one`,
         { cause: err },
       )
+    case 'EMFILE':
+    case 'ENFILE':
+      return tooManyOpenFiles(err, what)!
     case 'ELOOP':
       return new DestinationInvalidError(
         `${what}: the path goes through a loop of symbolic links (${code}): choose another path`,

@@ -3,6 +3,7 @@ import { type FileHandle, open, stat } from 'node:fs/promises'
 import { ContentChangedError, SourceInvalidError } from '../errors.ts'
 import { DirectReads, mostlyHoles } from './direct-reads.ts'
 import { sourceError } from './fs-errors.ts'
+import { OpenFiles, type OpenHandle } from './open-files.ts'
 
 /**
  * What a published file looked like when it was indexed; serving refuses once it differs.
@@ -85,24 +86,32 @@ export function wallClockNs(): bigint {
  * (`needsChunkHash`: the file was racily clean when indexed), the server also
  * hashes each chunk against its leaf before sending it (see chunk-encoder.ts).
  * A file that is mostly holes is read through O_DIRECT where it can be (./direct-reads.ts).
+ *
+ * Its handle lives in an OpenFiles (./open-files.ts): closed when other files were used more
+ * recently, opened again on the next read. Every open, the first and each reopen, checks the
+ * file at the path against the fingerprint, so a file replaced, removed or changed meanwhile is
+ * refused (CONTENT_CHANGED) exactly as one changed under an open handle is.
  */
 export class SourceFile {
   readonly path: string
   readonly expected: FileFingerprint
-  #fh: FileHandle
-  #direct: DirectReads | undefined
+  readonly #files: OpenFiles
+  /** Mostly holes, read through an O_DIRECT handle beside the buffered one (decided at open). */
+  #sparse = false
+  #direct = false
+  #closed = false
   readonly #vouch: ChunkVouch
 
-  private constructor(path: string, fh: FileHandle, expected: FileFingerprint, chunks: number) {
+  private constructor(path: string, files: OpenFiles, expected: FileFingerprint, chunks: number) {
     this.path = path
-    this.#fh = fh
+    this.#files = files
     this.expected = expected
     this.#vouch = new ChunkVouch([expected], chunks)
   }
 
   /** True while reads go through the O_DIRECT handle (a mostly sparse file). */
   get readsDirect(): boolean {
-    return this.#direct !== undefined
+    return this.#direct
   }
 
   /** Bytes, as indexed. */
@@ -119,15 +128,32 @@ export class SourceFile {
     this.#vouch.chunkHashed(index, readStartNs)
   }
 
-  /** `chunks`: the file's chunk count, for chunkHashed's bookkeeping. */
-  static async open(path: string, expected: FileFingerprint, chunks = 0): Promise<SourceFile> {
+  /**
+   * `chunks`: the file's chunk count, for chunkHashed's bookkeeping. `files`: where its handle is
+   * kept (an engine's, for serving); without one, a cache of its own holding just this file.
+   */
+  static async open(
+    path: string,
+    expected: FileFingerprint,
+    chunks = 0,
+    files: OpenFiles = new OpenFiles(1),
+  ): Promise<SourceFile> {
+    const src = new SourceFile(path, files, expected, chunks)
     const fh = await open(path, 'r').catch((err) => {
       throw sourceError(err, path)
     })
-    const src = new SourceFile(path, fh, expected, chunks)
     try {
-      const blocks = await src.#checkUnchanged()
-      if (mostlyHoles(expected.size, blocks)) src.#direct = await DirectReads.open(path, expected)
+      const blocks = await src.#checkUnchanged(fh)
+      src.#sparse = mostlyHoles(expected.size, blocks)
+      const direct = src.#sparse ? await DirectReads.open(path, expected) : undefined
+      src.#direct = direct !== undefined
+      // The handle just checked is the first one cached, not opened a second time.
+      await files.use(
+        src,
+        0,
+        () => new SourceHandle(fh, direct),
+        () => {},
+      )
     } catch (err) {
       await fh.close()
       throw err
@@ -141,12 +167,12 @@ export class SourceFile {
    * was published is refused from the first request on.
    */
   async checkUnchanged(): Promise<void> {
-    await this.#checkUnchanged()
+    await this.#use((h) => this.#checkUnchanged(h.fh))
   }
 
-  /** checkUnchanged, returning the 512-byte blocks the file has allocated. */
-  async #checkUnchanged(): Promise<number> {
-    const s = await this.#fh.stat({ bigint: true })
+  /** checkUnchanged on `fh`, returning the 512-byte blocks the file has allocated. */
+  async #checkUnchanged(fh: FileHandle): Promise<number> {
+    const s = await fh.stat({ bigint: true })
     const now = stateOf(s)
     if (!sameFile(now, this.expected)) {
       throw new ContentChangedError(
@@ -158,21 +184,65 @@ export class SourceFile {
 
   /** Fills `into[0, length)` from `offset`; a short read means the file shrank. */
   async read(offset: number, length: number, into: Uint8Array): Promise<void> {
-    let done = this.#direct === undefined ? 0 : await this.#direct.read(offset, length, into)
-    while (done < length) {
-      const { bytesRead } = await this.#fh.read(into, done, length - done, offset + done)
-      if (bytesRead === 0) {
-        throw new ContentChangedError(`${this.path} is shorter than when it was indexed: publish it again`)
+    await this.#use(async (h) => {
+      let done = h.direct === undefined ? 0 : await h.direct.read(offset, length, into)
+      while (done < length) {
+        const { bytesRead } = await h.fh.read(into, done, length - done, offset + done)
+        if (bytesRead === 0) {
+          throw new ContentChangedError(`${this.path} is shorter than when it was indexed: publish it again`)
+        }
+        done += bytesRead
       }
-      done += bytesRead
-    }
+    })
   }
 
   async close(): Promise<void> {
-    const direct = this.#direct
-    this.#direct = undefined
-    await direct?.close()
-    await this.#fh.close().catch(() => {})
+    this.#closed = true
+    await this.#files.forget(this)
+  }
+
+  #use<T>(use: (h: SourceHandle) => Promise<T>): Promise<T> {
+    if (this.#closed) throw new ContentChangedError(`${this.path} is no longer served`)
+    return this.#files.use(this, 0, () => this.#reopen(), use)
+  }
+
+  /** The file opened again after its handle was closed: refused unless it is the one indexed. */
+  async #reopen(): Promise<SourceHandle> {
+    const fh = await open(this.path, 'r').catch((err) => {
+      const code = (err as NodeJS.ErrnoException | undefined)?.code
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        throw new ContentChangedError(
+          `${this.path} was removed since it was indexed: publish it again to get a new ticket`,
+          { cause: err },
+        )
+      }
+      throw sourceError(err, this.path)
+    })
+    try {
+      await this.#checkUnchanged(fh)
+      const direct = this.#sparse ? await DirectReads.open(this.path, this.expected) : undefined
+      this.#direct = direct !== undefined
+      return new SourceHandle(fh, direct)
+    } catch (err) {
+      await fh.close().catch(() => {})
+      throw err
+    }
+  }
+}
+
+/** A source file's open handles: the buffered one, and the O_DIRECT one of a mostly sparse file. */
+class SourceHandle implements OpenHandle {
+  readonly fh: FileHandle
+  readonly direct: DirectReads | undefined
+
+  constructor(fh: FileHandle, direct: DirectReads | undefined) {
+    this.fh = fh
+    this.direct = direct
+  }
+
+  async close(): Promise<void> {
+    await this.direct?.close()
+    await this.fh.close().catch(() => {})
   }
 }
 

@@ -144,6 +144,7 @@ describe('engine config: the defaults', () => {
         stallTimeoutMs: 10_000,
         spreadMs: 20_000,
         spreadChunks: 4096,
+        maxOpenFiles: 256,
       },
       retry: {
         maxAttempts: 10,

@@ -28,6 +28,7 @@ describe('error frames', () => {
     'SOURCE_INVALID',
     'PERMISSION_DENIED',
     'NO_SPACE',
+    'TOO_MANY_OPEN_FILES',
     'DESTINATION_INVALID',
     'DESTINATION_BUSY',
     'DESTINATION_EXISTS',

@@ -195,6 +195,13 @@ export const optionTable = {
       default: 4096,
       doc: 'chunks whose send counts that order keeps (the least recently sent are forgotten first)',
     }),
+    maxOpenFiles: count({
+      min: 1,
+      // A quarter of the usual `ulimit -n` of 1,024: the rest is left to sockets, fetches' files
+      // and the embedding application, however many files are published.
+      default: 256,
+      doc: "files open at once for serving, engine-wide: published files, their descriptors and collections' files, opened on demand, the least recently read closed beyond this (files being read come on top)",
+    }),
   },
   retry: {
     maxAttempts: count({
