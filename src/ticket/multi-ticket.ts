@@ -4,7 +4,7 @@ import { InvalidArgumentError, TicketInvalidError } from '../errors.ts'
 import { parseAddrs, parsePeer } from '../net/peer-addr.ts'
 import { SECRET_BYTES } from '../protocol/messages.ts'
 import { base32Decode, base32Encode } from '../util/base32.ts'
-import { decodeTicket } from './ticket.ts'
+import { decodeTicket, pastedTicket } from './ticket.ts'
 
 /**
  * Tickets: `haul1` + lowercase base32 (no padding). Every ticket is written as version 3:
@@ -122,7 +122,7 @@ function checksumOf(body: Uint8Array): Uint8Array {
 
 /** Reads a version 1 (one provider), version 2 (several) or version 3 (named) ticket. */
 export function decodeSwarmTicket(text: string): SwarmTicket {
-  const s = text.trim()
+  const s = pastedTicket(text)
   if (!s.startsWith(PREFIX) || s.length > MAX_CHARS) {
     // The v1 decoder gives the helpful message for every malformed case.
     const t = decodeTicket(s)

@@ -56,8 +56,17 @@ export function encodeTicket(t: Ticket): string {
   return PREFIX + base32Encode(out)
 }
 
+/**
+ * A ticket as pasted: the line breaks and spaces a mail or chat client wraps a long line with
+ * are dropped, and a ticket written in capitals (base32 is one case) is read in lower case.
+ */
+export function pastedTicket(text: string): string {
+  const s = text.replace(/\s+/g, '')
+  return s.startsWith(PREFIX.toUpperCase()) ? s.toLowerCase() : s
+}
+
 export function decodeTicket(text: string): Ticket {
-  const s = text.trim()
+  const s = pastedTicket(text)
   if (!s.startsWith(PREFIX)) {
     throw new TicketInvalidError(
       `not a haul ticket (it should start with "${PREFIX}"): copy the whole line that "haul send" printed`,

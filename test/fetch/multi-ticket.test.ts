@@ -50,6 +50,16 @@ describe('multi-provider tickets', () => {
     }
   })
 
+  it('a ticket wrapped over lines, or written in capitals, reads as it was printed', () => {
+    const t = encodeSwarmTicket({ cid, providers: [a, b], name: 'big.iso' })
+    const want = decodeSwarmTicket(t)
+    const wrapped = `${t.slice(0, 60)}\n${t.slice(60, 130)}\r\n  ${t.slice(130)}\n`
+    expect(decodeSwarmTicket(wrapped)).toEqual(want)
+    expect(decodeSwarmTicket(t.toUpperCase())).toEqual(want)
+    const one = encodeTicket({ cid, ...a })
+    expect(decodeTicket(`${one.slice(0, 40)}\n${one.slice(40)}`)).toEqual(decodeTicket(one))
+  })
+
   it('joinTickets merges providers, each peer once', () => {
     const t1 = encodeTicket({ cid, ...a })
     const t2 = encodeTicket({ cid, ...b })
