@@ -47,7 +47,7 @@ export async function holdsContent(
   }
   if (!policy.overwrite) {
     throw new DestinationExistsError(
-      `${dest} already exists and holds other data: pass overwrite: true (haul get --force) to replace it, or choose another path`,
+      `${dest} already exists and holds other data: pass --force (overwrite: true) to replace it, or choose another path`,
     )
   }
   await assertReplaceable(dest)
