@@ -8,7 +8,7 @@
  * closed again. Opens, fstats and small reads are synchronous (see SYNC_READ_BYTES).
  */
 import { closeSync, fstatSync, openSync, read, readSync } from 'node:fs'
-import { ContentChangedError } from '../errors.ts'
+import { ContentChangedError, ContentNotFoundError } from '../errors.ts'
 import type { ContentSource } from '../serve/registry.ts'
 import { sourceError } from '../storage/fs-errors.ts'
 import { OpenFiles, type OpenHandle } from '../storage/open-files.ts'
@@ -156,7 +156,8 @@ export class PackSource implements ContentSource {
 
   #open(i: number): PackFd {
     const abs = this.#files[i]!.abs
-    if (this.#closed) throw new ContentChangedError(`${this.path} is no longer served`)
+    // Closed by an unpublish while a request read it: that content is no longer published.
+    if (this.#closed) throw new ContentNotFoundError(`${this.path} is no longer published`)
     try {
       return new PackFd(openSync(abs, 'r'))
     } catch (err) {

@@ -236,6 +236,10 @@ export function encodeMessage(msg: TransferMessage, maxFrame: number = DEFAULT_M
  * errno text, its storage. The code travels as is; the sentence says what the peer can do.
  */
 const PEER_TEXT: Partial<Record<ErrorCode, string>> = {
+  // One answer, whatever the reason (unknown, another ticket's secret, unpublished meanwhile):
+  // the message must not tell them apart (src/serve/access.ts).
+  CONTENT_NOT_FOUND:
+    'this peer does not publish that content id for this ticket: check the ticket, or ask the sender to publish again',
   CONTENT_CHANGED:
     "the sender's file changed since it was published, so it is no longer served: ask the sender to publish it again for a new ticket",
   SOURCE_INVALID:

@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs'
 import { type FileHandle, open, stat } from 'node:fs/promises'
-import { ContentChangedError, SourceInvalidError } from '../errors.ts'
+import { ContentChangedError, ContentNotFoundError, SourceInvalidError } from '../errors.ts'
 import { DirectReads, mostlyHoles } from './direct-reads.ts'
 import { sourceError } from './fs-errors.ts'
 import { OpenFiles, type OpenHandle } from './open-files.ts'
@@ -202,7 +202,8 @@ export class SourceFile {
   }
 
   #use<T>(use: (h: SourceHandle) => Promise<T>): Promise<T> {
-    if (this.#closed) throw new ContentChangedError(`${this.path} is no longer served`)
+    // Closed by an unpublish while a request read it: that content is no longer published.
+    if (this.#closed) throw new ContentNotFoundError(`${this.path} is no longer published`)
     return this.#files.use(this, 0, () => this.#reopen(), use)
   }
 

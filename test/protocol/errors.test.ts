@@ -24,6 +24,8 @@ function throughWire(requestId: number, err: unknown) {
 describe('error frames', () => {
   // Their messages name the sender's files, errno text, its storage: the peer gets a fixed sentence.
   const ABOUT_THE_SENDER: ErrorCode[] = [
+    // One sentence for every reason, so a request cannot tell unknown from unpublished or guarded.
+    'CONTENT_NOT_FOUND',
     'CONTENT_CHANGED',
     'SOURCE_INVALID',
     'PERMISSION_DENIED',

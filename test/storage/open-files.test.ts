@@ -157,6 +157,13 @@ describe('published files and descriptors reopened on demand', () => {
     await Promise.all([changed, replaced, removed, last].map((s) => s!.close()))
   })
 
+  it('a read of a source file closed by an unpublish is CONTENT_NOT_FOUND (the file did not change)', async () => {
+    const files = new OpenFiles(4)
+    const [src] = await sources(1, files)
+    await src!.close()
+    await expect(firstBytes(src!)).rejects.toMatchObject({ code: 'CONTENT_NOT_FOUND' })
+  })
+
   it('a descriptor reader closed by the LRU reopens its descriptor; a different table there is refused', async () => {
     const files = new OpenFiles(1)
     const budget = new MemoryBudget({ limit: 16 * 1024 * 1024 })
