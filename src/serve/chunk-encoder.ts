@@ -161,7 +161,18 @@ export function chunkIndices(ranges: ReadonlyArray<{ start: number; end: number 
   })()
 }
 
-/** Gives back the budget of encoded chunks that will not be sent (failed ones hold none). */
+/**
+ * Gives back the budget of encoded chunks that will not be sent (failed ones hold none), each as
+ * soon as it is ready: the later ones may be waiting in the peer's share for the room an earlier
+ * one holds (serve-shares.ts), so waiting for all of them before releasing any never ends.
+ */
 export async function releaseAll(encoded: readonly Promise<EncodedChunk>[]): Promise<void> {
-  for (const p of await Promise.allSettled(encoded)) if (p.status === 'fulfilled') p.value.release()
+  await Promise.all(
+    encoded.map((p) =>
+      p.then(
+        (c) => c.release(),
+        () => {},
+      ),
+    ),
+  )
 }

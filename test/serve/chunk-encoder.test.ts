@@ -1,9 +1,10 @@
 import { createHash } from 'node:crypto'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ContentChangedError } from '../../src/errors.ts'
-import { MemoryBudget } from '../../src/resources/memory-budget.ts'
-import { readAndEncodeChunk } from '../../src/serve/chunk-encoder.ts'
+import { type Lease, MemoryBudget } from '../../src/resources/memory-budget.ts'
+import { type EncodedChunk, readAndEncodeChunk, releaseAll } from '../../src/serve/chunk-encoder.ts'
 import type { PublishedContent } from '../../src/serve/registry.ts'
+import { ServeShares } from '../../src/serve/serve-shares.ts'
 import type { CodecPolicy } from '../../src/workers/codecs.ts'
 import { WorkerPool } from '../../src/workers/pool.ts'
 import { randomData, textLike } from '../workers/data.ts'
@@ -125,5 +126,36 @@ describe('readAndEncodeChunk: which chunks are hashed, which go to a worker', ()
       ContentChangedError,
     )
     expect(hashed).toHaveLength(1)
+  })
+})
+
+describe('releaseAll', () => {
+  it("gives back a chunk as soon as it is ready: read-ahead waiting in the peer's share for the room an earlier chunk holds is not waited on first", async () => {
+    const budget = new MemoryBudget({ limit: 16 * MiB })
+    const shares = new ServeShares(budget)
+    // Eight peers served: each one's share (12 MiB / 8) is under two chunks.
+    const others = Array.from({ length: 7 }, (_, i) => shares.join(`other${i}`))
+    const held = await Promise.all(others.map((p) => p.acquire(MiB)))
+    const peer = shares.join('peer')
+    const chunk = (lease: Promise<Lease>): Promise<EncodedChunk> =>
+      lease.then((l) => ({
+        index: 0,
+        codec: 'none',
+        rawLength: MiB,
+        payload: new Uint8Array(0),
+        afterSend: 'keep',
+        release: () => l.release(),
+      }))
+    // The first takes the peer's share; the three behind it wait there for its room.
+    const ahead = [0, 1, 2, 3].map(() => chunk(peer.hold(MiB)))
+    await ahead[0]
+    expect(peer.waiting).toBe(3)
+    const done = releaseAll(ahead).then(() => true)
+    expect(await Promise.race([done, new Promise((r) => setTimeout(() => r(false), 1_000))])).toBe(true)
+    expect(peer.used).toBe(0)
+    for (const l of held) l.release()
+    peer.leave()
+    for (const p of others) p.leave()
+    expect(shares.stats).toEqual({ peers: 0, served: 0, leased: 0, partialBytes: 0 })
   })
 })
