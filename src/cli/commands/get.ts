@@ -165,7 +165,8 @@ function reportDone(out: Output, r: FetchResult): void {
     )
     return
   }
-  if (r.resume.chunksKept > 0) {
+  // A journal's figures were said as the fetch started (announceResume); a re-hash's are known now.
+  if (r.resume.chunksKept > 0 && r.resume.mode !== 'journal') {
     out.human(
       `resumed (${r.resume.mode}): kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) from an earlier run`,
     )
