@@ -91,12 +91,13 @@ const FLAGS = ['overwrite', 'waitIfBusy', 'swarm', 'provide', 'symlinks', 'sync'
 const SERVE_KEYS = ['public', 'announce']
 const PUBLISH_KEYS = ['signal', 'onProgress', ...SERVE_KEYS]
 const FETCH_SHARED = ['signal', 'onProgress', 'onRetry', 'onResume', 'onWait', 'priority', 'maxBytesPerSec']
+/** What the engine's own collection fetch passes to fetch: taken, never offered in a message. */
+const INTERNAL_KEYS = ['accept', 'scratch', 'onChunk']
 /** The options each method takes (the types in api-types.ts and CollectionFetchOptions): a typo is refused. */
 const OPTION_KEYS: Record<Method, ReadonlySet<string>> = {
   publish: new Set(PUBLISH_KEYS),
   publishCollection: new Set(PUBLISH_KEYS),
   seed: new Set(SERVE_KEYS),
-  // accept, scratch, onChunk: what the engine's own collection fetch passes.
   fetch: new Set([
     ...FETCH_SHARED,
     'providers',
@@ -104,9 +105,7 @@ const OPTION_KEYS: Record<Method, ReadonlySet<string>> = {
     'waitIfBusy',
     'swarm',
     'provide',
-    'accept',
-    'scratch',
-    'onChunk',
+    ...INTERNAL_KEYS,
   ]),
   fetchCollection: new Set([
     ...FETCH_SHARED,
@@ -125,7 +124,7 @@ function checkValues(what: Method, opts: Record<string, unknown>): void {
     if (value === undefined) continue
     if (!OPTION_KEYS[what].has(key)) {
       throw new InvalidArgumentError(
-        `${what} has no option ${key}: it takes ${[...OPTION_KEYS[what]].filter((k) => !['accept', 'scratch', 'onChunk'].includes(k)).join(', ')}`,
+        `${what} has no option ${key}: it takes ${[...OPTION_KEYS[what]].filter((k) => !INTERNAL_KEYS.includes(k)).join(', ')}`,
       )
     }
     if (FLAGS.includes(key) && typeof value !== 'boolean') {
