@@ -25,8 +25,11 @@ export interface AdmissionOptions {
    */
   upgradeTimeoutMs?: number
   /**
-   * Inbound sockets in their handshake at once, from all addresses; more are closed at accept
-   * (libp2p's `maxIncomingPendingConnections`, 10 by default there).
+   * Inbound sockets in their handshake at once, from all addresses (libp2p's
+   * `maxIncomingPendingConnections`, 10 by default there). With this many, a new socket closes
+   * the oldest one past `pendingGraceMs` of an address holding more of them than its own, of the
+   * one holding the most first, so that a few addresses cannot share out every slot between
+   * them and lock everyone else out; if there is none, the new one is closed at accept.
    */
   maxPending?: number
   /**
@@ -39,7 +42,7 @@ export interface AdmissionOptions {
   maxPendingPerAddress?: number
   /**
    * How long an inbound socket in its handshake is safe from being replaced by a newer one
-   * from its address (see `maxPendingPerAddress`), in ms: a handshake takes milliseconds on
+   * (see `maxPendingPerAddress` and `maxPending`), in ms: a handshake takes milliseconds on
    * loopback and a LAN, so a newcomer finishes within it while silent sockets come and go.
    */
   pendingGraceMs?: number
@@ -77,10 +80,14 @@ export interface AdmissionStats {
   pending: number
   /** Inbound sockets now, in their handshake or upgraded. */
   inbound: number
+  /** Sockets closed at accept: maxPending in their handshake, none to close from an address holding more. */
+  refusedPending: number
   /** Sockets closed at accept: their address had maxPendingPerAddress in their handshake, none past pendingGraceMs. */
   refusedPendingPerAddress: number
   /** Sockets in their handshake closed to make room for a newer one from their address. */
   replacedPending: number
+  /** Sockets in their handshake closed, maxPending being reached, for a newcomer from an address holding fewer. */
+  displacedPending: number
   /** Sockets closed at accept: their address had maxConnectionsPerAddress. */
   refusedPerAddress: number
   /** Secured connections closed: their peer had maxConnectionsPerPeer, none idle. */
@@ -159,8 +166,10 @@ export class ConnectionAdmission {
   /** Connections being closed to make room; no longer counted. */
   readonly #evicting = new WeakSet<Connection>()
   readonly #stats: Omit<AdmissionStats, 'pending' | 'inbound'> = {
+    refusedPending: 0,
     refusedPendingPerAddress: 0,
     replacedPending: 0,
+    displacedPending: 0,
     refusedPerAddress: 0,
     refusedPerPeer: 0,
     refusedFull: 0,
@@ -198,12 +207,20 @@ export class ConnectionAdmission {
   #denySocket(maConn: MultiaddrConnection): boolean {
     const key = addressKey(maConn.remoteAddr)
     if (key === undefined) return false
-    if ((this.#pendingByAddr.get(key) ?? 0) >= this.#o.maxPendingPerAddress && !this.#replacePending(key)) {
+    const held = this.#pendingByAddr.get(key) ?? 0
+    const atAddressCap = held >= this.#o.maxPendingPerAddress
+    if (atAddressCap && !this.#replacePending(key)) {
       this.#stats.refusedPendingPerAddress++
       return true
     }
     if ((this.#inboundByAddr.get(key) ?? 0) >= this.#o.maxConnectionsPerAddress) {
       this.#stats.refusedPerAddress++
+      return true
+    }
+    // A socket that replaced one of its own address's keeps the total as it was. Checked after
+    // the per-address connection cap, so that no socket is closed for a newcomer then refused.
+    if (!atAddressCap && this.#pending.size >= this.#o.maxPending && !this.#displacePending(held)) {
+      this.#stats.refusedPending++
       return true
     }
     bump(this.#inboundByAddr, key, 1)
@@ -243,6 +260,35 @@ export class ConnectionAdmission {
       return true
     }
     return false
+  }
+
+  /**
+   * With every pending slot taken, closes a socket past `pendingGraceMs` and not yet securing:
+   * the oldest such of the address that holds the most slots among those having one, if it
+   * holds more than `held` (the newcomer's address's); true when room was made. The slots tend
+   * to an equal share per address, so a newcomer from an address holding few finds one while
+   * any address holds more. Accept order is age order: the scan stops at the grace period.
+   */
+  #displacePending(held: number): boolean {
+    const oldEnough = performance.now() - this.#o.pendingGraceMs
+    let victim: MultiaddrConnection | undefined
+    let most = held
+    for (const [maConn, p] of this.#pending) {
+      if (p.at > oldEnough) break
+      if (this.#securing.has(maConn)) continue
+      const n = this.#pendingByAddr.get(p.key) ?? 0
+      if (n > most) {
+        victim = maConn
+        most = n
+      }
+    }
+    if (victim === undefined) return false
+    this.#leavePending(victim)
+    this.#stats.displacedPending++
+    victim.abort(
+      new Error('closed during its handshake to make room for a newcomer from an address holding fewer'),
+    )
+    return true
   }
 
   /**

@@ -152,7 +152,16 @@ export async function startLibp2p(
         // gater could make room: the gater enforces maxConnections itself (connection-admission.ts), and
         // libp2p's limit only catches our own dials beyond it.
         maxConnections: o.maxConnections + a.maxPending,
-        maxIncomingPendingConnections: a.maxPending,
+        // libp2p closes sockets at accept once this many are in their handshake, before the gater
+        // sees them: the gater enforces maxPending itself, closing a socket of an address that
+        // holds more for a newcomer (connection-admission.ts), so libp2p must let newcomers
+        // through at maxPending. libp2p counts a socket until its upgrade settles, which for one
+        // the gater refused or closed is before the next accept (measured: at each of 2,376
+        // accepts under 270 closes/s, libp2p's count was the gater's plus the newcomer); and it
+        // counts relayed sockets, which have no address for the gater to count. The headroom
+        // is one address's share for those: in their handshake at once, at most maxPending
+        // sockets from IP addresses and maxPending + maxPendingPerAddress in all.
+        maxIncomingPendingConnections: a.maxPending + a.maxPendingPerAddress,
         inboundConnectionThreshold: a.maxNewPerAddressPerSecond,
         inboundUpgradeTimeout: a.upgradeTimeoutMs,
         dialTimeout: o.connectTimeoutMs,

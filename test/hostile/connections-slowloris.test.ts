@@ -7,7 +7,7 @@ import { eventually } from '../support/wait.ts'
 import { type SilentSockets, silentSockets, tcpTarget } from './support/connections-attack.ts'
 
 const MiB = 1024 * 1024
-const { upgradeTimeoutMs, maxPendingPerAddress } = defaultAdmissionOptions
+const { upgradeTimeoutMs, maxPending, maxPendingPerAddress } = defaultAdmissionOptions
 /** What a silent socket may outlive the upgrade timeout by: timers and a loaded event loop. */
 const MARGIN_MS = 2_000
 
@@ -102,6 +102,37 @@ describe('slowloris: silent sockets do not lock a legitimate receiver out', () =
     await receiver.fetch(ticket, out).result
     expect(await sha256File(out)).toBe(await sha256File(src))
     expect(sender.stats().network.admission.pending).toBeLessThanOrEqual(maxPendingPerAddress)
+  }, 60_000)
+
+  it('maxPendingPerAddress silent sockets from each of nine addresses, more than maxPending in all, renewed as closed: a receiver from another address finds a slot, and the fetch completes', async () => {
+    const addresses = Array.from({ length: 9 }, (_, i) => `127.0.0.${i + 2}`)
+    // Each address stays within its own cap; together they ask for more than the node's.
+    expect(addresses.length * maxPendingPerAddress).toBeGreaterThan(maxPending)
+    attack = silentSockets({
+      target: tcpTarget(sender.addresses),
+      localAddresses: addresses,
+      perAddress: maxPendingPerAddress,
+    })
+    await eventually(() => sender.stats().network.admission.pending >= maxPending, 'every pending slot held')
+
+    // The receiver dials from 127.0.0.1, an address holding no pending socket: it takes a slot
+    // from one of the addresses holding the most, instead of being closed at accept.
+    receiver = await Engine.create({ workers: 1 })
+    const out = join(dir, 'f.out')
+    const samples: number[] = [sender.stats().network.admission.pending]
+    const sampler = setInterval(() => samples.push(sender.stats().network.admission.pending), 10)
+    try {
+      await receiver.fetch(ticket, out).result
+    } finally {
+      clearInterval(sampler)
+    }
+    expect(await sha256File(out)).toBe(await sha256File(src))
+    expect(Math.max(...samples)).toBeLessThanOrEqual(maxPending)
+    // The attack held (nearly) every slot all along.
+    expect(
+      samples.filter((n) => n >= maxPending - maxPendingPerAddress).length / samples.length,
+    ).toBeGreaterThanOrEqual(0.5)
+    expect(sender.stats().network.admission.displacedPending).toBeGreaterThan(0)
   }, 60_000)
 
   // Under maxNewPerAddressPerSecond: faster than that, libp2p refuses every new socket from

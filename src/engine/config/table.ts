@@ -331,7 +331,11 @@ export const optionTable = {
         default: 3_000,
         doc: 'time an inbound socket has to finish its handshake, from TCP accept',
       }),
-      maxPending: count({ min: 1, default: 128, doc: 'inbound sockets in their handshake at once' }),
+      maxPending: count({
+        min: 1,
+        default: 128,
+        doc: 'inbound sockets in their handshake at once; a newcomer replaces the oldest one past `pendingGraceMs` of the address holding the most, if that is more than its own holds',
+      }),
       maxPendingPerAddress: count({
         min: 1,
         default: 16,
@@ -340,7 +344,7 @@ export const optionTable = {
       pendingGraceMs: ms({
         min: 1,
         default: 250,
-        doc: 'how long a socket in its handshake is safe from being replaced by a newer one from its address',
+        doc: 'how long a socket in its handshake is safe from being replaced by a newcomer',
       }),
       maxConnectionsPerAddress: count({
         min: 1,
