@@ -76,11 +76,16 @@ export class ChunkWriter {
         this.corruptChunks++
         link.failures++
         if (this.#sched.corrupt(link.id, index)) {
+          // The peer is dropped for the kind of failure that tipped it: a payload that does not
+          // decompress to its length (a zstd bomb, garbage) is DECOMPRESSION_FAILED.
+          const failures = this.#deps.swarm.maxPeerFailures
           this.#events.ban(
             link,
-            new ChunkVerificationError(
-              `${this.#deps.swarm.maxPeerFailures} chunks from this peer failed verification`,
-            ),
+            err instanceof DecompressionError
+              ? new DecompressionError(
+                  `${failures} chunks from this peer failed to decompress or verify; the last did not decompress to its length`,
+                )
+              : new ChunkVerificationError(`${failures} chunks from this peer failed verification`),
           )
         }
         return

@@ -94,3 +94,26 @@ describe('every chunk corrupt: CHUNK_VERIFICATION_FAILED, never ABORTED', () => 
     for (const c of got) expect(c).toMatch(/^CHUNK_VERIFICATION_FAILED: every provider served chunks/)
   })
 })
+
+describe('every compressed chunk undecodable: DECOMPRESSION_FAILED', () => {
+  it('a provider whose zstd payloads do not decompress is dropped for that, and the fetch says so', async () => {
+    const { dir, cleanup } = await tempDir('haul-recv-undecodable-')
+    const sender = await startSender({ chunking, codec: 'zstd', wrap: corrupting(() => true, 'garble') })
+    const receiver = await Engine.create({ chunking, workers: 1 })
+    try {
+      const src = join(dir, 'text.bin')
+      await writeFile(src, 2 * MiB, 'text')
+      const ticket = await sender.publish(src)
+      const err = await receiver
+        .fetch(ticket, join(dir, 'text.out'))
+        .result.then(() => undefined)
+        .catch((e: unknown) => e as { code?: string; message?: string })
+      expect(err?.code, err?.message).toBe('DECOMPRESSION_FAILED')
+      expect(err?.message).toMatch(/failed to decompress or verify/)
+    } finally {
+      await receiver.stop()
+      await sender.stop()
+      await cleanup()
+    }
+  })
+})

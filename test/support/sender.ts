@@ -73,8 +73,14 @@ export function chunkIndexOf(parts: readonly Uint8Array[]): number | undefined {
   return view.getUint32(9) * 2 ** 32 + view.getUint32(13)
 }
 
-/** Wraps a stream so that chunk payloads chosen by `shouldCorrupt` go out with one byte flipped. */
-export function corrupting(shouldCorrupt: (index: number, sent: number) => boolean) {
+/**
+ * Wraps a stream so that chunk payloads chosen by `shouldCorrupt` go out with one byte flipped,
+ * or (`garble`) every byte 0xff: a payload no codec decodes.
+ */
+export function corrupting(
+  shouldCorrupt: (index: number, sent: number) => boolean,
+  how: 'flip' | 'garble' = 'flip',
+) {
   const sentCount = new Map<number, number>()
   const stats = { corrupted: 0 }
   const wrap = (stream: FrameStream): FrameStream =>
@@ -88,7 +94,8 @@ export function corrupting(shouldCorrupt: (index: number, sent: number) => boole
               sentCount.set(index, n)
               if (shouldCorrupt(index, n) && parts[1]!.length > 0) {
                 const bad = Uint8Array.from(parts[1]!)
-                bad[bad.length >> 1]! ^= 0xff
+                if (how === 'garble') bad.fill(0xff)
+                else bad[bad.length >> 1]! ^= 0xff
                 stats.corrupted++
                 return target.write([parts[0]!, bad, ...parts.slice(2)], o)
               }
