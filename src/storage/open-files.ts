@@ -11,6 +11,8 @@
  * it is still the file it opened first (see SourceFile, DescriptorReader).
  */
 
+import { InvalidArgumentError } from '../errors.ts'
+
 /** What an OpenFiles holds: a file handle, or a few for one file (a SourceFile's direct reads). */
 export interface OpenHandle {
   close(): void | Promise<void>
@@ -36,7 +38,10 @@ export class OpenFiles {
   readonly #byOwner = new Map<object, Map<Slot, Entry>>()
 
   constructor(limit: number) {
-    if (!Number.isSafeInteger(limit) || limit < 1) throw new RangeError(`limit must be at least 1: ${limit}`)
+    if (!Number.isSafeInteger(limit) || limit < 1)
+      throw new InvalidArgumentError(
+        `open files: the limit must be a whole number of at least 1, got ${limit}`,
+      )
     this.limit = limit
   }
 
