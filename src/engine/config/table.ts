@@ -13,6 +13,7 @@ import { ALL_INTERFACES } from '../../net/defaults.ts'
 import { MAX_FRAME_LIMIT, MIN_MAX_FRAME } from '../../protocol/frame.ts'
 import { MIN_GC_ASSIST_BYTES } from '../../resources/gc-assist.ts'
 import { MAX_DIRECT_SLOTS } from '../../storage/direct-writes.ts'
+import { defaultMaxOpenFiles } from '../../storage/fd-limit.ts'
 import { type ChunkingParams, CODECS, type Codec, KiB, MiB } from '../../types.ts'
 import { bytes, type ConfigOf, count, flag, ms, oneOf, option, rate, weight } from './schema.ts'
 
@@ -197,9 +198,10 @@ export const optionTable = {
     }),
     maxOpenFiles: count({
       min: 1,
-      // A quarter of the usual `ulimit -n` of 1,024: the rest is left to sockets, fetches' files
-      // and the embedding application, however many files are published.
-      default: 256,
+      // A quarter of the process's `ulimit -n` (256 of the usual 1,024): the rest is left to
+      // sockets, fetches' files and the embedding application, however many files are published.
+      default: () => defaultMaxOpenFiles(),
+      defaultDoc: 'a quarter of the open-file limit, 16 to 256',
       doc: "files open at once for serving, engine-wide: published files, their descriptors and collections' files, opened on demand, the least recently read closed beyond this (files being read come on top)",
     }),
   },
