@@ -222,6 +222,7 @@ export function rejecting<T>(f: () => Promise<T>): Promise<T> {
 
 function describe(v: unknown): string {
   if (v === null) return 'null'
+  if (v === undefined) return 'undefined'
   if (typeof v === 'string') return JSON.stringify(v.length > 40 ? `${v.slice(0, 40)}…` : v)
   if (typeof v === 'object')
     return Array.isArray(v) ? 'an array' : `an object (${v.constructor?.name ?? 'Object'})`
