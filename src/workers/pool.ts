@@ -16,7 +16,14 @@
  */
 import { Piscina } from 'piscina'
 import { verifyCdcSizes } from '../chunking/params.ts'
-import { AbortedError, CodecUnsupportedError, InternalError, InvalidArgumentError } from '../errors.ts'
+import {
+  AbortedError,
+  CodecUnsupportedError,
+  type HaulError,
+  InternalError,
+  InvalidArgumentError,
+  TooManyOpenFilesError,
+} from '../errors.ts'
 import { CODECS, type Codec } from '../types.ts'
 import { abortedBy, raceAbort } from '../util/abort.ts'
 import { threadFile } from '../util/dist-file.ts'
@@ -93,6 +100,10 @@ export class WorkerPool {
       // Never reached: #slots keeps at most threads + maxQueue tasks in Piscina. Kept as a tripwire.
       maxQueue: threads + maxQueue,
     })
+    // A thread that fails to start with no task waiting for it (out of file descriptors, say)
+    // is reported here; unheard, it would end the process. The next task starts one again, and
+    // fails with the reason (threadFailure) if it still cannot.
+    this.#piscina.on('error', () => {})
   }
 
   get threads(): number {
@@ -331,9 +342,7 @@ export class WorkerPool {
     } catch (err) {
       if (err instanceof AbortedError) throw err
       if (this.#destroyed) throw new AbortedError('worker pool destroyed', { cause: err })
-      throw new InternalError(`worker thread failed: ${String((err as Error)?.message || err)}`, {
-        cause: err,
-      })
+      throw threadFailure(err)
     }
     if (reply.kind === 'error') throw errorFromReply(reply)
     if (reply.kind !== req.kind) throw new InternalError(`worker answered ${reply.kind} to ${req.kind}`)
@@ -350,4 +359,20 @@ export class WorkerPool {
  */
 function workerFile(): string {
   return threadFile('workers/worker.js', import.meta.url, 'worker thread code')
+}
+
+/**
+ * A task's failure in Piscina as a HaulError: a thread that could not start for lack of file
+ * descriptors (`Worker initialization failure: EMFILE`, or a module it could not open) is
+ * TOO_MANY_OPEN_FILES, saying what to raise; anything else INTERNAL.
+ */
+export function threadFailure(err: unknown): HaulError {
+  const text = String((err as Error)?.message || err)
+  if (/\bE[MN]FILE\b|too many open files/i.test(text)) {
+    return new TooManyOpenFilesError(
+      `a worker thread could not start: too many open files (${text}): raise the limit of open files (\`ulimit -n\`)`,
+      { cause: err },
+    )
+  }
+  return new InternalError(`worker thread failed: ${text}`, { cause: err })
 }

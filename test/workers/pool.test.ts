@@ -14,7 +14,7 @@ import {
 import type { Codec } from '../../src/types.ts'
 import { KiB, MiB } from '../../src/types.ts'
 import { compress } from '../../src/workers/codecs.ts'
-import { WorkerPool } from '../../src/workers/pool.ts'
+import { threadFailure, WorkerPool } from '../../src/workers/pool.ts'
 import { verifyWorkerPoolOptions } from '../../src/workers/pool-options.ts'
 import { randomData, textLike } from './data.ts'
 
@@ -409,5 +409,20 @@ describe('the worker thread file', () => {
     expect(typeof loaded.handle).toBe('function')
     expect('default' in loaded).toBe(false)
     expect(loaded.__esModule).toBeUndefined()
+  })
+})
+
+describe('threadFailure: what a failed worker thread is to the caller', () => {
+  it('a thread that could not start for lack of file descriptors is TOO_MANY_OPEN_FILES; anything else INTERNAL', () => {
+    const init = Object.assign(new Error('Worker initialization failure: EMFILE'), {
+      code: 'ERR_WORKER_INIT_FAILED',
+    })
+    expect(threadFailure(init)).toMatchObject({
+      code: 'TOO_MANY_OPEN_FILES',
+      message: expect.stringMatching(/ulimit -n/),
+    })
+    const pkg = new Error('Cannot read package config /x/piscina/package.json: too many open files')
+    expect(threadFailure(pkg).code).toBe('TOO_MANY_OPEN_FILES')
+    expect(threadFailure(new Error('boom')).code).toBe('INTERNAL')
   })
 })
