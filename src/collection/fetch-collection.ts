@@ -1,3 +1,11 @@
+/**
+ * Fetching a collection: its manifest (a small content fetched into a private temporary folder,
+ * capped at MAX_MANIFEST_BYTES before a byte of it is written), every check on it and on the
+ * destination (place.ts), then the pack into `<dest>/.haul-incoming/pack` through the one receive
+ * pipeline (verified chunk by chunk, resumable with its journal), then the tree cut out of the
+ * pack (unpack.ts) and moved into place (place.ts). Running it again after any interruption
+ * resumes where it stopped.
+ */
 import { mkdir, mkdtemp, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { dirname, join, resolve } from 'node:path'
