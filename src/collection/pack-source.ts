@@ -12,7 +12,7 @@ import { ContentChangedError, ContentNotFoundError } from '../errors.ts'
 import type { ContentSource } from '../serve/registry.ts'
 import { sourceError } from '../storage/fs-errors.ts'
 import { OpenFiles, type OpenHandle } from '../storage/open-files.ts'
-import { ChunkVouch, type FileFingerprint, sameFile } from '../storage/source-file.ts'
+import { ChunkVouch, type FileFingerprint, sameFile, stateOf } from '../storage/source-file.ts'
 import type { ManifestEntry } from './manifest.ts'
 import type { WalkedFile } from './walk.ts'
 
@@ -117,7 +117,7 @@ export class PackSource implements ContentSource {
           () => this.#open(i),
           async (file) => {
             const now = fstatSync(file.fd, { bigint: true })
-            if (!sameFile({ ...now, size: Number(now.size) }, f.fingerprint)) throw changed(f.abs)
+            if (!sameFile(stateOf(now), f.fingerprint)) throw changed(f.abs)
             for (let got = 0; got < n; ) {
               const want = n - got
               const read =

@@ -3,7 +3,7 @@ import { DescriptorInvalidError, InvalidArgumentError, isHaulError } from '../er
 import { bytesEqual, HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { MerkleLevels, merkleRoot } from '../merkle/tree.ts'
 import { OpenFiles } from '../storage/open-files.ts'
-import { type FileState, sameFile } from '../storage/source-file.ts'
+import { type FileState, sameFile, stateOf } from '../storage/source-file.ts'
 import type { LeafEntry } from '../types.ts'
 import { throwIfAborted } from '../util/abort.ts'
 import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE } from './file.ts'
@@ -213,7 +213,7 @@ async function identityOf(fh: FileHandle, path: string): Promise<FileState> {
   const s = await fh.stat({ bigint: true }).catch((err) => {
     throw fsError(err, path)
   })
-  return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs }
+  return stateOf(s)
 }
 
 function replaced(path: string): DescriptorInvalidError {

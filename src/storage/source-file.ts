@@ -42,7 +42,8 @@ export async function fingerprint(path: string): Promise<FileFingerprint> {
   return { ...stateOf(s), takenNs }
 }
 
-function stateOf(s: BigIntStats): FileState {
+/** A stat's identity and state, as FileState compares them. */
+export function stateOf(s: BigIntStats): FileState {
   return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs }
 }
 
