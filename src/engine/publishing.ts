@@ -5,6 +5,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { ContentChangedError, InvalidArgumentError } from '../errors.ts'
 import { openPartialSeed } from '../fetch/partial-seed.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
+import type { IndexOptions } from '../serve/indexer.ts'
 import { indexForServing } from '../serve/publish.ts'
 import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import { SecretStore } from '../serve/secret-store.ts'
@@ -64,20 +65,24 @@ export class Publishing {
     }
   }
 
+  /** How this engine indexes what it serves: its chunking unless given, its workers and budget. */
+  #indexing(
+    opts: Pick<IndexOptions, 'signal' | 'onProgress'>,
+    cut: Pick<IndexOptions, 'chunking' | 'pageSize'> = { chunking: this.#deps.config.chunking },
+  ): Omit<IndexOptions, 'descriptorPath'> {
+    const { pool, budget } = this.#deps
+    return {
+      ...cut,
+      pool,
+      budget,
+      ...(opts.signal === undefined ? {} : { signal: opts.signal }),
+      ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
+    }
+  }
+
   async #publish(file: string, opts: PublishOptions): Promise<Published> {
-    const { config, registry, pool, budget, openFiles } = this.#deps
-    const { index, content } = await indexForServing(
-      file,
-      config.dataDir,
-      {
-        chunking: config.chunking,
-        pool,
-        budget,
-        ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-        ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-      },
-      openFiles,
-    )
+    const { config, registry, openFiles } = this.#deps
+    const { index, content } = await indexForServing(file, config.dataDir, this.#indexing(opts), openFiles)
     const secret = await this.#secretFor(index.cid, opts, [content])
     registry.add(guarded(content, secret))
     const ticket = encodeSwarmTicket({
@@ -99,17 +104,14 @@ export class Publishing {
     header: DescriptorHeader,
     signal?: AbortSignal,
   ): Promise<void> {
-    const { config, registry, pool, budget, openFiles } = this.#deps
+    const { config, registry, openFiles } = this.#deps
     const { index, content } = await indexForServing(
       file,
       config.dataDir,
-      {
+      this.#indexing(signal === undefined ? {} : { signal }, {
         chunking: header.chunking,
         pageSize: header.pageSize,
-        pool,
-        budget,
-        ...(signal === undefined ? {} : { signal }),
-      },
+      }),
       openFiles,
     )
     if (!Buffer.from(index.cid).equals(cid)) {
@@ -123,17 +125,11 @@ export class Publishing {
     paths: readonly string[],
     opts: PublishOptions,
   ): Promise<{ ticket: string; index: CollectionIndex }> {
-    const { config, registry, pool, budget, openFiles } = this.#deps
+    const { config, registry, openFiles } = this.#deps
     const { index, contents } = await indexCollection(
       paths,
       await descriptorFolder(config.dataDir),
-      {
-        chunking: config.chunking,
-        pool,
-        budget,
-        ...(opts.signal === undefined ? {} : { signal: opts.signal }),
-        ...(opts.onProgress === undefined ? {} : { onProgress: opts.onProgress }),
-      },
+      this.#indexing(opts),
       openFiles,
     )
     const secret = await this.#secretFor(index.cid, opts, contents)
