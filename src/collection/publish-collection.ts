@@ -5,12 +5,12 @@
  * descriptors and the manifest) go in the descriptors folder (src/storage/data-folder.ts).
  */
 import { createHash } from 'node:crypto'
-import { rename, rm, stat, writeFile } from 'node:fs/promises'
+import { rename, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DescriptorReader } from '../descriptor/reader.ts'
 import { ContentChangedError } from '../errors.ts'
 import { type IndexOptions, indexFile, indexSource } from '../serve/indexer.ts'
-import { openPublished, reusableDescriptor } from '../serve/publish.ts'
+import { openPublished, reusableDescriptor, servedDescriptor } from '../serve/publish.ts'
 import type { PublishedContent } from '../serve/registry.ts'
 import { derivedName, pin, pruneFolder } from '../storage/data-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -61,7 +61,7 @@ export async function indexCollection(
     opts.chunking,
   ]
   // A racily clean file (see isRacy) cannot vouch for its bytes later: then the derived files get
-  // names of their own, no later publish reuses them, and they go once opened for serving.
+  // names of their own, no later publish reuses them, and they go once serving stops.
   const racy = files.some((f) => isRacy(f.fingerprint))
   const suffix = racy ? `.${process.pid}.${Math.random().toString(36).slice(2)}.racy` : ''
   const named = (ext: string) => join(store, derivedName(key, ext) + suffix)
@@ -72,8 +72,10 @@ export async function indexCollection(
     openFiles,
   )
   let manifestContent: PublishedContent | undefined
+  let packReader: DescriptorReader | undefined
   const packDescriptor = named('.pack.haul')
-  const unpinPack = pin(packDescriptor)
+  // A racy pack descriptor (see above) goes once serving stops.
+  const releasePack = servedDescriptor(packDescriptor, pin(packDescriptor), racy)
   try {
     const packIndex =
       (racy ? undefined : await reusableDescriptor(packDescriptor, placed.packSize, opts.chunking)) ??
@@ -102,32 +104,26 @@ export async function indexCollection(
     const existing = await stat(manifestPath).catch(() => undefined)
     if (existing?.size !== bytes.length) await writeAtomically(manifestPath, bytes)
     const manifestDescriptor = `${manifestPath}.${process.pid}.${Math.random().toString(36).slice(2)}.haul`
-    const unpinManifest = pin(manifestDescriptor)
+    // Its descriptor is rebuilt in milliseconds each time: it goes once serving stops.
+    const releaseManifest = servedDescriptor(manifestDescriptor, pin(manifestDescriptor), true)
     const manifestIndex = await indexFile(manifestPath, {
       ...opts,
       onProgress: undefined,
       descriptorPath: manifestDescriptor,
     }).catch(async (err) => {
-      unpinManifest()
+      await releaseManifest()
       throw err
     })
     // Named for what it is where serving shows it (haul send's lines), not by its file in the store.
-    // Its descriptor is rebuilt in milliseconds each time: it goes once serving stops.
     manifestContent = {
-      ...(await openPublished(manifestPath, manifestIndex, openFiles, {
-        unpin: unpinManifest,
-        temporary: true,
-      })),
+      ...(await openPublished(manifestPath, manifestIndex, openFiles, releaseManifest)),
       path: `${pack.path} (list of files)`,
     }
-    // A racy pack descriptor (see above) goes once serving stops too.
-    const reader = await DescriptorReader.open(packIndex.descriptorPath, {
+    packReader = await DescriptorReader.open(packIndex.descriptorPath, {
       ...(openFiles === undefined ? {} : { files: openFiles }),
-      onClose: async () => {
-        unpinPack()
-        if (racy) await rm(packDescriptor, { force: true })
-      },
+      onClose: releasePack,
     })
+    const reader = packReader
     const packContent: PublishedContent = {
       cid: packIndex.cid,
       path: pack.path,
@@ -155,9 +151,10 @@ export async function indexCollection(
       contents: [manifestContent, packContent],
     }
   } catch (err) {
-    unpinPack()
+    // The pack reader's close releases its descriptor; without one it is released here.
+    await packReader?.close()
+    await releasePack()
     await pack.close()
-    if (racy) await rm(packDescriptor, { force: true })
     if (manifestContent !== undefined) {
       await manifestContent.reader.close()
       await manifestContent.source.close()

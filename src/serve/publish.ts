@@ -28,37 +28,28 @@ export async function indexForServing(
     derivedName([file, fp.dev, fp.ino, fp.size, fp.mtimeNs, fp.ctimeNs, opts.chunking], '.haul'),
   )
   // Pinned from before it is looked for: another publish's prune could take it in between.
-  const unpin = pin(named)
+  let release = servedDescriptor(named, pin(named), false)
   try {
     const reused = await reusableDescriptor(named, fp.size, opts.chunking)
     if (reused !== undefined) {
       const index = { ...reused, fingerprint: fp }
-      return { index, content: await openPublished(file, index, files, { unpin }) }
+      return { index, content: await openPublished(file, index, files, release) }
     }
     // A racily clean fingerprint (see isRacy) cannot vouch for the bytes later: such a descriptor
     // is not kept under the fingerprint's name, so no later publish reuses it. It is removed once
     // serving stops.
-    const racy = isRacy(fp)
-    const path = racy ? `${named}.${process.pid}.${Math.random().toString(36).slice(2)}.racy` : named
-    const unpinRacy = racy ? pin(path) : unpin
-    try {
-      const index = await indexFile(file, { ...opts, descriptorPath: path })
-      await pruneFolder(store)
-      const content = await openPublished(file, index, files, {
-        unpin: () => {
-          unpin()
-          unpinRacy()
-        },
-        temporary: racy,
-      })
-      return { index, content }
-    } catch (err) {
-      unpinRacy()
-      if (racy) await rm(path, { force: true })
-      throw err
+    let path = named
+    if (isRacy(fp)) {
+      path = `${named}.${process.pid}.${Math.random().toString(36).slice(2)}.racy`
+      await release()
+      release = servedDescriptor(path, pin(path), true)
     }
+    const index = await indexFile(file, { ...opts, descriptorPath: path })
+    await pruneFolder(store)
+    return { index, content: await openPublished(file, index, files, release) }
   } catch (err) {
-    unpin()
+    // openPublished has released it if it failed there: releasing twice does nothing more.
+    await release()
     throw err
   }
 }
@@ -95,33 +86,32 @@ export async function reusableDescriptor(
   }
 }
 
-/** How openPublished treats the descriptor once serving stops. */
-export interface ServedDescriptor {
-  /** Releases its pin (see pin in src/storage/data-folder.ts). */
-  unpin?: () => void
-  /** Removed: no later publish uses it (a racy one, a manifest's). */
-  temporary?: boolean
+/**
+ * What becomes of a served descriptor once serving stops (or its opening fails): unpinned (see
+ * pin in src/storage/data-folder.ts), and removed when `temporary` (no later publish uses it: a
+ * racy one, a manifest's). Idempotent.
+ */
+export function servedDescriptor(path: string, unpin: () => void, temporary: boolean): () => Promise<void> {
+  return async () => {
+    unpin()
+    if (temporary) await rm(path, { force: true })
+  }
 }
 
 /**
  * Opens what serving an indexed file needs: its descriptor and the file itself, checked unchanged,
- * their handles kept in `files` (without it, a cache of their own for the two). `served` says what becomes of the descriptor once the content is
- * closed; whatever happens, it happens then, or here when opening fails.
+ * their handles kept in `files` (without it, a cache of their own for the two). `release` runs once
+ * the content is closed, or here when opening fails (see servedDescriptor).
  */
 export async function openPublished(
   file: string,
   index: IndexResult,
   files: OpenFiles = new OpenFiles(2),
-  served: ServedDescriptor = {},
+  release: () => Promise<void> = async () => {},
 ): Promise<PublishedContent> {
-  const path = index.descriptorPath
-  const release = async () => {
-    served.unpin?.()
-    if (served.temporary === true) await rm(path, { force: true })
-  }
   let reader: DescriptorReader
   try {
-    reader = await DescriptorReader.open(path, { files, onClose: release })
+    reader = await DescriptorReader.open(index.descriptorPath, { files, onClose: release })
   } catch (err) {
     await release()
     throw err
