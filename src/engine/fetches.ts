@@ -201,7 +201,6 @@ export class Fetches {
       return result
     }
     const before = this.#writing.get(path)
-    let failedEarly = false
     const run = async (): Promise<FetchResult> => {
       let place: AdmissionPlace | undefined
       let lock: DestinationLock | undefined
@@ -225,17 +224,12 @@ export class Fetches {
           // no actor would hear it, and the fetch would run to the end.
           if (waiting.signal.aborted) throw waiting.signal.reason
         } catch (err) {
-          failedEarly = true
           // Cancelled or stopped while waiting: fail with that reason, as a running transfer would.
           throw waiting.signal.aborted && isHaulError(waiting.signal.reason) ? waiting.signal.reason : err
         } finally {
           this.#queued.delete(id)
         }
-        return await runJob(place).catch((err: unknown) => {
-          // A failure before the job's actor ran: its status is failed, not resolving.
-          if (actor === undefined) failedEarly = true
-          throw err
-        })
+        return await runJob(place)
       } finally {
         try {
           await lock?.release()
@@ -273,17 +267,22 @@ export class Fetches {
     if (opts.signal?.aborted) cancel()
     // Settled, the progress is what it was at the end (its rate and elapsed time stop there).
     let last: TransferProgress | undefined
+    // Failed before its actor ran (waiting, or refused once admitted): status `failed`.
+    let failed = false
     const freeze = (): void => {
       last = job?.progress()
     }
-    result.then(freeze, freeze)
+    result.then(freeze, () => {
+      failed = true
+      freeze()
+    })
     return {
       id,
       result,
       status: () => {
         if (actor === undefined) {
           if (waiting.signal.aborted) return 'cancelled'
-          return failedEarly ? 'failed' : 'resolving'
+          return failed ? 'failed' : 'resolving'
         }
         return (actor.getSnapshot().value as TransferStatus) ?? 'failed'
       },
