@@ -247,16 +247,12 @@ export class ConnectionAdmission {
 
   /**
    * Closes the oldest socket from `key` still in its handshake, if it is past `pendingGraceMs`;
-   * true when room was made. Map order is accept order, so the first match is the oldest.
+   * true when room was made.
    */
   #replacePending(key: string): boolean {
-    const oldEnough = performance.now() - this.#o.pendingGraceMs
-    for (const [maConn, p] of this.#pending) {
+    for (const [maConn, p] of this.#closablePending()) {
       if (p.key !== key) continue
-      if (p.at > oldEnough || this.#securing.has(maConn)) continue
-      this.#leavePending(maConn)
-      this.#stats.replacedPending++
-      maConn.abort(new Error('replaced by a newer connection from the same address during its handshake'))
+      this.#closePending(maConn, 'replacedPending', 'replaced by a newer connection from the same address')
       return true
     }
     return false
@@ -267,15 +263,12 @@ export class ConnectionAdmission {
    * the oldest such of the address that holds the most slots among those having one, if it
    * holds more than `held` (the newcomer's address's); true when room was made. The slots tend
    * to an equal share per address, so a newcomer from an address holding few finds one while
-   * any address holds more. Accept order is age order: the scan stops at the grace period.
+   * any address holds more.
    */
   #displacePending(held: number): boolean {
-    const oldEnough = performance.now() - this.#o.pendingGraceMs
     let victim: MultiaddrConnection | undefined
     let most = held
-    for (const [maConn, p] of this.#pending) {
-      if (p.at > oldEnough) break
-      if (this.#securing.has(maConn)) continue
+    for (const [maConn, p] of this.#closablePending()) {
       const n = this.#pendingByAddr.get(p.key) ?? 0
       if (n > most) {
         victim = maConn
@@ -283,12 +276,34 @@ export class ConnectionAdmission {
       }
     }
     if (victim === undefined) return false
-    this.#leavePending(victim)
-    this.#stats.displacedPending++
-    victim.abort(
-      new Error('closed during its handshake to make room for a newcomer from an address holding fewer'),
+    this.#closePending(
+      victim,
+      'displacedPending',
+      'closed to make room for a newcomer from an address holding fewer',
     )
     return true
+  }
+
+  /**
+   * Sockets in their handshake that may be closed for a newcomer, oldest first: past
+   * `pendingGraceMs` and not yet securing. Accept order is age order: it stops at the grace period.
+   */
+  *#closablePending(): Generator<[MultiaddrConnection, { key: string; at: number }]> {
+    const oldEnough = performance.now() - this.#o.pendingGraceMs
+    for (const entry of this.#pending) {
+      if (entry[1].at > oldEnough) return
+      if (!this.#securing.has(entry[0])) yield entry
+    }
+  }
+
+  #closePending(
+    maConn: MultiaddrConnection,
+    stat: 'replacedPending' | 'displacedPending',
+    why: string,
+  ): void {
+    this.#leavePending(maConn)
+    this.#stats[stat]++
+    maConn.abort(new Error(`${why} during its handshake`))
   }
 
   /**
