@@ -165,6 +165,7 @@ export class Engine {
         dht: config.dht.enabled,
         ...(config.dataDir === undefined ? {} : { dataDir: config.dataDir }),
         connectTimeoutMs: config.timeouts.connectMs,
+        deadConnectionMs: config.timeouts.deadConnectionMs,
         ...config.network,
       })
       const engine = new Engine(config, network, pool, budget)

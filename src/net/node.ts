@@ -10,6 +10,7 @@ import { ConfigInvalidError, InternalError, isHaulError, PeerUnreachableError } 
 import { KiB } from '../types.ts'
 import { listenable } from './addresses.ts'
 import { ConnectionAdmission } from './connection-admission.ts'
+import { ConnectionLiveness, PINGS_PER_DEAD_PERIOD } from './connection-liveness.ts'
 import { DHT_PROTOCOL } from './defaults.ts'
 import { loadOrCreateIdentity } from './identity.ts'
 import {
@@ -20,7 +21,7 @@ import {
 } from './options.ts'
 import { noiseCrypto } from './tuning/noise-crypto.ts'
 import { tunedNoise } from './tuning/noise-stream.ts'
-import type { SendLedgers } from './tuning/send-ledger.ts'
+import { SendLedgers } from './tuning/send-ledger.ts'
 import { guardedMuxerFactory } from './tuning/yamux-guard.ts'
 
 export type { NodeOptions, YamuxTuning } from './options.ts'
@@ -127,6 +128,7 @@ export async function startLibp2p(
   })
   const logger = libp2pLogger()
   const a = o.admission
+  const sends = ledgers ?? new SendLedgers()
   const peer = role.kind === 'peer'
   try {
     const node = await createLibp2p({
@@ -139,7 +141,7 @@ export async function startLibp2p(
       addresses: { listen: [...(await listenable(o.listen)), ...o.relays.map((r) => `${r}/p2p-circuit`)] },
       transports: [tcp(), ...(peer ? [circuitRelayTransport()] : [])],
       connectionEncrypters: overrides.connectionEncrypters ?? [tunedNoise({ crypto: noiseCrypto })],
-      streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow, ledgers)],
+      streamMuxers: [() => guardedMuxerFactory(yamuxFactory(), maxWindow, sends)],
       connectionGater: { ...admission.gater(), ...role.connectionGater },
       services: {
         identify: identify({ runOnLimitedConnection: true }),
@@ -169,15 +171,20 @@ export async function startLibp2p(
         maxPeerAddrsToDial: 16,
       },
       connectionMonitor: {
-        // A saturated link can delay a ping behind a full window; do not cut a
-        // busy, healthy connection for it. Dead peers are found by stream idle timeouts.
-        pingTimeout: { minTimeout: 10_000 },
+        // The pings keep a healthy idle connection from going quiet; whether a connection is
+        // dead is decided by ConnectionLiveness, since a ping waits behind the data queued on a
+        // slow link, and libp2p's cut on an unanswered ping then ends healthy transfers.
+        pingInterval: Math.max(1, Math.floor(o.deadConnectionMs / PINGS_PER_DEAD_PERIOD)),
+        abortConnectionOnPingFailure: false,
       },
     })
     admission.attach(node)
+    const liveness = new ConnectionLiveness(sends, o.deadConnectionMs)
+    node.addEventListener('stop', () => liveness.stop(), { once: true })
     try {
       await node.start()
     } catch (err) {
+      liveness.stop()
       await Promise.resolve(node.stop()).catch(() => {})
       throw err
     }

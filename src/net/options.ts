@@ -37,7 +37,8 @@ export interface YamuxTuning {
 
 /**
  * The node. Those that are engine options too (`listen`, `dataDir`, `maxConnections`,
- * `admission`; `connectTimeoutMs` is the engine's `timeouts.connectMs`) take the engine's
+ * `admission`; `connectTimeoutMs` and `deadConnectionMs` are the engine's `timeouts.connectMs`
+ * and `timeouts.deadConnectionMs`) take the engine's
  * defaults and ranges: src/engine/config/table.ts.
  */
 export interface NodeOptions {
@@ -59,6 +60,11 @@ export interface NodeOptions {
   yamux?: YamuxTuning
   /** How long a dial (TCP connect + Noise + Yamux negotiation) may take, in ms. */
   connectTimeoutMs?: number
+  /**
+   * A connection that reads nothing and gets none of its bytes into the network this long is
+   * closed, in ms (src/net/connection-liveness.ts); pings go out three times as often.
+   */
+  deadConnectionMs?: number
   /**
    * Connections the node keeps. A peer that completes its handshake while the node is full
    * takes the place of an idle connection (one without a negotiated stream; which one goes
@@ -83,6 +89,7 @@ export const defaultNodeOptions: Required<Omit<NodeOptions, 'dataDir'>> & { data
   dataDir: engineDefaults.dataDir,
   yamux: defaultYamuxTuning,
   connectTimeoutMs: engineDefaults.timeouts.connectMs,
+  deadConnectionMs: engineDefaults.timeouts.deadConnectionMs,
   maxConnections: engineDefaults.network.maxConnections,
   admission: defaultAdmissionOptions,
 }
@@ -112,6 +119,7 @@ export function resolveNodeOptions(opts: NodeOptions = {}): ResolvedNodeOptions 
     relays: resolveOption('relays', opts.relays),
     dataDir: resolveOption('dataDir', opts.dataDir),
     yamux: { ...defaultYamuxTuning, ...stripUndefined(opts.yamux ?? {}) },
+    deadConnectionMs: resolveOption('timeouts.deadConnectionMs', opts.deadConnectionMs),
     maxConnections: resolveOption('network.maxConnections', opts.maxConnections),
     admission: resolveOption('network.admission', opts.admission),
   }

@@ -74,12 +74,15 @@ export interface FrameStream {
   /** Bytes handed to the stream and not yet passed to the muxer. */
   readonly outgoingBufferedBytes: number
   /**
-   * How long a pending write has waited with none of its bytes taken by the remote (its window
-   * stayed shut); 0 when no write waits. Inbound data does not reset it. Sampled: bytes taken
-   * since the last call count as taken at this call, so polling every T ms understates a stall
-   * by less than T and never overstates it.
+   * How long the stream has waited to send with none of our bytes taken by the remote (its
+   * window stayed shut) or moving toward it (on their way through the connection, the kernel
+   * and the link: on a slow link the remote grants window only once a whole window's frame has
+   * arrived); 0 when nothing waits. Inbound data does not reset it. Once nothing moved for
+   * `deepAfterMs` (default 1 s), the kernel is asked what the remote acknowledged. Sampled:
+   * progress since the last call counts as made at this call, so polling every T ms understates
+   * a stall by less than T and never overstates it.
    */
-  writeStalledMs(): number
+  writeStalledMs(deepAfterMs?: number): number
   /** True once the stream is finished (closed both ways, reset or aborted). */
   readonly closed: boolean
   /**
@@ -237,8 +240,8 @@ class Libp2pFrameStream implements FrameStream {
     return this.#s.writeBufferLength
   }
 
-  writeStalledMs(): number {
-    return this.#writer.stalledMs()
+  writeStalledMs(deepAfterMs?: number): number {
+    return this.#writer.stalledMs(performance.now(), deepAfterMs)
   }
 
   get closed(): boolean {
@@ -340,16 +343,25 @@ class Libp2pFrameStream implements FrameStream {
     this.#timer = undefined
     if (this.#closed) return
     const now = performance.now()
-    // A waiting write is polled: the bytes the remote takes raise no event of their own.
-    const waiting = this.#writer.waiting
-    const idle = waiting ? this.#writer.stalledMs(now) : now - this.#lastActivity
+    // Our bytes on their way are polled: what the remote takes raises no event of its own. On a
+    // slow link a whole window's frame is on its way for longer than the bound, with nothing
+    // moving on the stream itself; the kernel is asked only once a quarter of the bound passed.
+    const writer = this.#writer
+    const waiting = writer.waiting
+    const deepAfter = this.#idleMs / 4
+    const idle = waiting
+      ? writer.stalledMs(now, deepAfter)
+      : Math.min(now - this.#lastActivity, writer.movedAgoMs(now, deepAfter))
     if (idle >= this.#idleMs) {
       const what = waiting ? 'the peer took none of our data' : 'no data moved on the stream'
       this.abort(new TimeoutError(`${what} for ${this.#idleMs} ms`))
       return
     }
     const next = this.#idleMs - idle
-    this.#timer = setTimeout(this.#onIdleTimer, Math.ceil(waiting ? Math.min(next, this.#idleMs / 4) : next))
+    this.#timer = setTimeout(
+      this.#onIdleTimer,
+      Math.ceil(writer.inFlight ? Math.min(next, this.#idleMs / 4) : next),
+    )
     this.#timer.unref()
   }
 

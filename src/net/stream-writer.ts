@@ -1,7 +1,7 @@
 import type { Stream } from '@libp2p/interface'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { AbortedError, type HaulError, InvalidArgumentError, StreamClosedError } from '../errors.ts'
-import type { ConnectionSendLedger } from './tuning/send-ledger.ts'
+import type { ConnectionSendLedger, Flight } from './tuning/send-ledger.ts'
 
 /**
  * The write side of a FrameStream (stream-io.ts): slicing, backpressure and handing
@@ -84,6 +84,13 @@ export interface StreamWriterHost {
   abort(err: Error): void
 }
 
+/**
+ * Unless its caller says otherwise, a stream that has seen nothing move this long asks the
+ * kernel whether the peer is acknowledging its bytes (see Flight): never on a link where windows
+ * reopen within a second.
+ */
+const DEEP_CHECK_AFTER_MS = 1_000
+
 export class StreamWriter {
   readonly #s: Stream
   readonly #slice: number
@@ -92,10 +99,13 @@ export class StreamWriter {
   #writing = false
   /** Bytes handed to `send()`; less what still waits in the stream's buffer, what the peer took. */
   #handed = 0
-  /** While a write waits to be writable: when it last saw bytes leave (see `stalledMs`). */
+  /** While a write waits to be writable: since when. */
   #waitingSince: number | undefined
+  /** When our bytes last moved (see `movedAgoMs`). */
   #progressAt = 0
   #sentMark = 0
+  /** The connection's bytes up to this stream's last that left it, while they move into the network. */
+  #flight: Flight | undefined
 
   constructor(
     stream: Stream,
@@ -138,6 +148,7 @@ export class StreamWriter {
         }
         sent++
         this.#handed += slice.byteLength
+        this.#progressAt = performance.now()
         this.#host.touch()
       }
     } catch (err) {
@@ -159,22 +170,42 @@ export class StreamWriter {
     return this.#handed - this.#s.writeBufferLength
   }
 
-  /** True while a write waits for the stream to take more (the peer's window or the connection is full). */
+  /**
+   * True while a write waits for the stream to take more, or the stream holds bytes of ours it
+   * cannot send yet (the peer's window or the connection is full).
+   */
   get waiting(): boolean {
-    return this.#waitingSince !== undefined
+    return this.#waitingSince !== undefined || this.#s.writeBufferLength > 0
+  }
+
+  /** True while bytes we wrote may still be on their way to the peer (see Flight). */
+  get inFlight(): boolean {
+    return this.waiting || this.#flight?.landed === false
   }
 
   /**
-   * How long the waiting write has seen none of its bytes leave (0 when no write waits). Sampled:
-   * bytes that left since the last call count as progress made at this call, so a caller that
-   * polls every T ms understates a stall by less than T and never overstates it (it never cuts a
-   * stream early).
+   * How long the stream has waited with none of our bytes moving (0 when it does not wait): see
+   * `movedAgoMs`.
    */
-  stalledMs(now = performance.now()): number {
-    if (this.#waitingSince === undefined) return 0
+  stalledMs(now = performance.now(), deepAfterMs = DEEP_CHECK_AFTER_MS): number {
+    return this.waiting ? this.movedAgoMs(now, deepAfterMs) : 0
+  }
+
+  /**
+   * How long ago our bytes last moved: handed to the stream, left it for the connection, or,
+   * once they left it, went on into the network (see Flight: on a slow link the peer's window
+   * opens only after a whole window's frame arrived). Once nothing moved for `deepAfterMs`, the
+   * kernel is asked what the peer acknowledged. Sampled: progress since the last call counts as
+   * made at this call, so a caller that polls every T ms understates a stall by less than T and
+   * never overstates it (it never cuts a stream early).
+   */
+  movedAgoMs(now = performance.now(), deepAfterMs = DEEP_CHECK_AFTER_MS): number {
     const sent = this.sent
     if (sent !== this.#sentMark) {
       this.#sentMark = sent
+      this.#progressAt = now
+      this.#flight = this.#ledger?.flight()
+    } else if (this.#flight?.moved(now - this.#progressAt >= deepAfterMs) === true) {
       this.#progressAt = now
     }
     return now - this.#progressAt
@@ -233,6 +264,7 @@ export class StreamWriter {
   async #waitWritable(signal: AbortSignal | undefined): Promise<void> {
     this.#waitingSince = this.#progressAt = performance.now()
     this.#sentMark = this.sent
+    this.#flight = this.#ledger?.flight()
     try {
       await this.#waitEvents(signal)
     } finally {

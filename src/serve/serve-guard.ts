@@ -104,7 +104,8 @@ export class ServeGuard {
   readonly #checkStall = (): void => {
     if (this.#closed) return
     const ms = this.#limits.stallTimeoutMs
-    const stalled = this.#stream.writeStalledMs()
+    // The kernel is asked (see FrameStream.writeStalledMs) well before the shorter bound.
+    const stalled = this.#stream.writeStalledMs(Math.ceil(ms / SHED_DIVISOR / 2))
     let err: HaulError | undefined
     if (stalled >= ms) {
       err = new TimeoutError(

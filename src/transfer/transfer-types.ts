@@ -4,6 +4,12 @@ import type { ResumeInfo } from '../fetch/resume.ts'
 export interface TransferTimeouts {
   /** Dialing a peer. */
   connectMs: number
+  /**
+   * A connection that reads nothing and gets none of its bytes into the network for this long
+   * is closed: its peer is gone (src/net/connection-liveness.ts). Not a transfer's own bound,
+   * but the connections it runs on.
+   */
+  deadConnectionMs: number
   /** A stream with no bytes in either direction for this long is closed (a stalled peer: retried). */
   idleMs: number
   /**

@@ -20,10 +20,17 @@ export interface PeerProcess {
 
 export function spawnPeer(
   config: Record<string, unknown>,
-  opts: { uid?: number; gid?: number } = {},
+  opts: {
+    uid?: number
+    gid?: number
+    /** How to run the command, e.g. Topology.argv bound to a namespace. @default as it is */
+    argv?: (command: string, args: string[]) => [string, ...string[]]
+  } = {},
 ): PeerProcess {
   // process.execPath is the Node 24 running the tests; it strips the types of the .ts script.
-  const proc = spawn(process.execPath, ['--no-warnings', SCRIPT, JSON.stringify(config)], {
+  const args = ['--no-warnings', SCRIPT, JSON.stringify(config)]
+  const [file, ...rest] = opts.argv?.(process.execPath, args) ?? [process.execPath, ...args]
+  const proc = spawn(file, rest, {
     stdio: ['ignore', 'pipe', 'pipe'],
     ...(opts.uid === undefined ? {} : { uid: opts.uid }),
     ...(opts.gid === undefined ? {} : { gid: opts.gid }),

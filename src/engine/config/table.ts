@@ -117,6 +117,11 @@ export const optionTable = {
   ),
   timeouts: {
     connectMs: ms({ min: 10, default: 10_000, doc: 'dialing a peer (TCP connect, Noise, yamux)' }),
+    deadConnectionMs: ms({
+      min: 100,
+      default: 30_000,
+      doc: 'a connection that reads nothing and gets none of its bytes into the network this long is closed (`TIMEOUT`, retried): its peer is gone. Pings go out three times as often, so a healthy idle connection is never this quiet; a slow link still moving bytes either way is never cut',
+    }),
     idleMs: ms({
       min: 10,
       default: 30_000,

@@ -18,6 +18,11 @@
  *    TCP read: ~2 % of each side's main thread at 10,000 transfers (stack traces). Here the
  *    framing checks the byte count first; it takes over whatever the old decoder held.
  *
+ * It also records, for each secured connection, the TCP connection below it (`wireOf`): what the
+ * kernel has yet to take, what it was given that the peer has not acknowledged, and what was
+ * read. A slow link's bytes spend seconds there (send-ledger.ts's Flight), and a connection that
+ * reads nothing and gets nothing into the network is dead (connection-liveness.ts).
+ *
  * All three are per-connection instance changes made as the connection is secured, and only when the
  * objects have the shape this was written against; otherwise the connection is left as Noise
  * made it (still correct, just slower). `test/net/tuning/noise-stream.test.ts` checks the shape is
@@ -28,6 +33,7 @@ import { type NoiseInit, noise } from '@chainsafe/libp2p-noise'
 import type { ConnectionEncrypter, SecuredConnection } from '@libp2p/interface'
 import { isUint8ArrayList, Uint8ArrayList } from 'uint8arraylist'
 import { isRelayedAddress } from '../addresses.ts'
+import { kernelUnacked } from './kernel-queue.ts'
 
 type NoiseFactory = ReturnType<typeof noise>
 type NoiseComponents = Parameters<NoiseFactory>[0]
@@ -50,6 +56,7 @@ interface NoiseMessageStream {
 /** What @libp2p/tcp's connection has that is used here. */
 interface TcpMessageStream {
   socket: Socket
+  readonly writeBufferLength: number
   sendData(data: Iterable<Uint8Array>): unknown
 }
 
@@ -87,9 +94,46 @@ function tune<T extends SecuredConnection<unknown>>(secured: T, raw: unknown): T
   if (isTcpMessageStream(raw)) {
     corkSends(raw)
     tuned.add(raw)
+    wires.set(secured.connection as object, tcpWire(raw))
   }
   if (isCircuit(raw)) throughRelay.add(secured.connection as object)
   return secured
+}
+
+/**
+ * The TCP connection below a secured connection, as far as the kernel is concerned: what it
+ * still holds to send and what it has read. Noise's own queue is above it.
+ */
+export interface Wire {
+  /** Ciphertext bytes handed to the TCP connection that the kernel has not taken yet. */
+  readonly unsent: number
+  /** Bytes read from the socket so far. */
+  readonly bytesRead: number
+  /** Bytes the kernel took that the peer has not acknowledged, or undefined (kernel-queue.ts). */
+  readonly unacked: number | undefined
+}
+
+const wires = new WeakMap<object, Wire>()
+
+/** The TCP connection below a secured connection, or undefined (through a relay, or not tuned here). */
+export function wireOf(secured: unknown): Wire | undefined {
+  return typeof secured === 'object' && secured !== null ? wires.get(secured) : undefined
+}
+
+function tcpWire(conn: TcpMessageStream): Wire {
+  const socket = conn.socket
+  return {
+    // The TCP stream queues what the socket refused; the socket buffers what libuv has not written.
+    get unsent() {
+      return conn.writeBufferLength + socket.writableLength
+    },
+    get bytesRead() {
+      return socket.bytesRead
+    },
+    get unacked() {
+      return kernelUnacked(socket)
+    },
+  }
 }
 
 /** Secured connections that run through a circuit relay (see window-updates.ts for why it matters). */
@@ -146,7 +190,7 @@ export class NoiseFraming {
 }
 
 /** One writev per send: the socket is corked while the connection writes each piece. */
-export function corkSends(conn: TcpMessageStream): void {
+export function corkSends(conn: Pick<TcpMessageStream, 'socket' | 'sendData'>): void {
   const sendData = conn.sendData.bind(conn)
   const socket = conn.socket
   conn.sendData = (data) => {
@@ -170,5 +214,7 @@ function isNoiseMessageStream(s: unknown): s is NoiseMessageStream {
 
 function isTcpMessageStream(s: unknown): s is TcpMessageStream {
   const o = s as Partial<TcpMessageStream> | undefined
-  return o?.socket instanceof Socket && typeof o.sendData === 'function'
+  return (
+    o?.socket instanceof Socket && typeof o.sendData === 'function' && typeof o.writeBufferLength === 'number'
+  )
 }

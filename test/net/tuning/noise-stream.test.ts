@@ -9,7 +9,7 @@ import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, describe, expect, it } from 'vitest'
 import { wrapStream } from '../../../src/net/stream-io.ts'
 import { noiseCrypto } from '../../../src/net/tuning/noise-crypto.ts'
-import { corkSends, isTuned, NoiseFraming, tunedNoise } from '../../../src/net/tuning/noise-stream.ts'
+import { corkSends, isTuned, NoiseFraming, tunedNoise, wireOf } from '../../../src/net/tuning/noise-stream.ts'
 import { echoStream, random, readAll, sha256 } from '../helpers.ts'
 
 const ECHO = '/haul-test/echo/1.0.0'
@@ -79,6 +79,10 @@ describe('tunedNoise', () => {
       // The raw TCP connection (corked sends) and the Noise stream (decrypt) of the one connection.
       expect(seen).toHaveLength(2)
       expect(seen.every(isTuned)).toBe(true)
+      // The secured stream knows its TCP connection: every byte was read, and taken by the kernel.
+      const wire = seen.map(wireOf).find((w) => w !== undefined)
+      expect(wire?.bytesRead).toBeGreaterThan(bytes.length)
+      expect(wire?.unsent).toBe(0)
     },
   )
 
