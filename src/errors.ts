@@ -270,13 +270,11 @@ export class TooManyOpenFilesError extends HaulError {
 
 /**
  * What TOO_MANY_OPEN_FILES for this process's limit (EMFILE) says to do. `bound` is how the
- * user sets `server.maxOpenFiles` (the CLI names its flag; undefined where it cannot be set).
+ * user sets `server.maxOpenFiles` (the CLI names its flag; null where it cannot be set).
  */
-export function openFilesAdvice(bound: string | undefined = '`server.maxOpenFiles`'): string {
+export function openFilesAdvice(bound: string | null = '`server.maxOpenFiles`'): string {
   const raise = 'raise the limit of open files (`ulimit -n`)'
-  return bound === undefined
-    ? raise
-    : `${raise}, or lower ${bound} and the files this process opens besides haul`
+  return bound === null ? raise : `${raise}, or lower ${bound} and the files this process opens besides haul`
 }
 
 /**

@@ -47,7 +47,7 @@ export function describeError(err: unknown): { code: string; message: string } {
  */
 export function inCliTerms(err: unknown, serves: boolean): unknown {
   if (!isHaulError(err) || err.code !== 'TOO_MANY_OPEN_FILES') return err
-  const flag = serves ? '--max-open-files <n>' : undefined
+  const flag = serves ? '--max-open-files <n>' : null
   const message = err.message.replace(openFilesAdvice(), openFilesAdvice(flag))
   return message === err.message ? err : new TooManyOpenFilesError(message, { cause: err })
 }

@@ -2,6 +2,8 @@ import { mkdir, readFile, symlink } from 'node:fs/promises'
 import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { inCliTerms } from '../../src/cli/format.ts'
+import { TooManyOpenFilesError, tooManyOpenFiles } from '../../src/errors.ts'
 import { tempDir, writeFile } from '../support/files.ts'
 import { bin, events, Running, run } from './run.ts'
 
@@ -189,6 +191,15 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     } finally {
       lower.kill()
     }
+  })
+
+  it('a command that serves nothing (haul index) says only to raise the limit of open files', () => {
+    const emfile = Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+    const err = inCliTerms(tooManyOpenFiles(emfile, '/x/f'), false)
+    expect(err).toBeInstanceOf(TooManyOpenFilesError)
+    expect((err as Error).message).toBe(
+      '/x/f: too many open files (EMFILE): raise the limit of open files (`ulimit -n`)',
+    )
   })
 
   it('a missing or folder source is SOURCE_INVALID (exit 1), not a destination error', async () => {
