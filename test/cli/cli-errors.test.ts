@@ -4,6 +4,7 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { inCliTerms } from '../../src/cli/format.ts'
 import { TooManyOpenFilesError, tooManyOpenFiles } from '../../src/errors.ts'
+import { encodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 import { tempDir, writeFile } from '../support/files.ts'
 import { bin, events, Running, run } from './run.ts'
 
@@ -256,6 +257,48 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     const proc = await run(['send', src, '--data-dir', '/proc/haul-nope', '--listen', '/ip4/127.0.0.1/tcp/0'])
     expect(proc.code).toBe(1)
     expect(proc.stderr).toMatch(/error \[CONFIG_INVALID\]: cannot create data directory \/proc\/haul-nope/)
+  })
+
+  it('a ticket split into words by the shell (pasted unquoted with a space) is refused saying so, before anything starts', async () => {
+    const ticket = encodeSwarmTicket({
+      cid: new Uint8Array(32).fill(3),
+      providers: [
+        { peerId: '12D3KooWAbc', addrs: ['/ip4/127.0.0.1/tcp/9'], secret: new Uint8Array(16).fill(5) },
+      ],
+      name: 'photos',
+      kind: 'collection',
+    })
+    const other = encodeSwarmTicket({
+      cid: new Uint8Array(32).fill(3),
+      providers: [{ peerId: '12D3KooWDef', addrs: ['/ip4/127.0.0.1/tcp/10'] }],
+      name: 'photos',
+      kind: 'collection',
+    })
+    const out = join(dir, 'split-out')
+    const cases: Array<[string[], RegExp]> = [
+      [
+        [ticket.slice(0, 60), ticket.slice(60)],
+        /the ticket was split into 2 words by the shell .*put it in quotes/,
+      ],
+      [
+        [ticket.slice(0, 30), ticket.slice(30, 90), ticket.slice(90)].map((w) => w.toUpperCase()),
+        /the ticket was split into 3 words by the shell/,
+      ],
+      // The second of two tickets split: the first is whole.
+      [[other, ticket.slice(0, 77), ticket.slice(77)], /the ticket was split into 2 words by the shell/],
+      [
+        [ticket, 'photos-copy'],
+        /"photos-copy" is not one, nor the rest of the ticket before it: say where to write with -o <path>/,
+      ],
+    ]
+    for (const [words, message] of cases) {
+      const r = await run(['get', ...words, '-o', out])
+      expect(r.code, words.join(' ')).toBe(2)
+      expect(r.stderr, words.join(' ')).toMatch(/^error \[INVALID_ARGUMENT\]: /)
+      expect(r.stderr, words.join(' ')).toMatch(message)
+    }
+    // Nothing was written.
+    expect(await readFile(out).catch((err: NodeJS.ErrnoException) => err.code)).toBe('ENOENT')
   })
 
   it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {
