@@ -156,16 +156,34 @@ export async function fetchCollection(
     opts.onProgress?.(progress)
   }
   report({})
+  let told = false
+  const onWait = (holder: string): void => {
+    if (!told) opts.onWait?.(holder)
+    told = true
+  }
+  // A folder another fetch is writing is known before the list of files is fetched: a second
+  // fetch into it fails (or waits) at once. Only a look: into() takes the lock, which settles
+  // two fetches that start together.
+  if ((await entryAt(resolve(dest)))?.isDirectory() === true) {
+    await DestinationLock.free(join(resolve(dest), STAGING_NAME, 'collection'), {
+      wait: opts.waitIfBusy === true,
+      signal,
+      pollMs: BUSY_POLL_MS,
+      onWait,
+    }).catch((err: unknown) => {
+      throw err instanceof AbortedError ? new AbortedError('the collection fetch was cancelled') : err
+    })
+  }
   const manifest = await fetchManifest(deps, ticket, { signal, ...limits })
   report({ files: manifest.files, bytes: manifest.packSize })
 
   // With waitIfBusy, a destination another fetch is writing is tried again once that one is done.
-  for (let told = false; ; told = true) {
+  for (;;) {
     try {
       return await into()
     } catch (err) {
       if (!(err instanceof DestinationBusyError) || opts.waitIfBusy !== true) throw err
-      if (!told) opts.onWait?.(err.holder)
+      onWait(err.holder)
       await sleep(BUSY_POLL_MS, undefined, { signal }).catch(() => {
         throw new AbortedError('the collection fetch was cancelled')
       })
