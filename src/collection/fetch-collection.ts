@@ -6,8 +6,7 @@
  * pack (unpack.ts) and moved into place (place.ts). Running it again after any interruption
  * resumes where it stopped.
  */
-import { mkdir, mkdtemp, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { DescriptorHeader } from '../descriptor/header.ts'
@@ -23,6 +22,7 @@ import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { fsError } from '../storage/fs-errors.ts'
+import { privateTempDir } from '../storage/private-temp.ts'
 import { entryAt, kindOf } from '../storage/safe-open.ts'
 import type { SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
@@ -406,7 +406,7 @@ async function fetchManifest(
   ticket: SwarmTicket,
   opts: Parameters<CollectionDeps['fetchContent']>[2],
 ): Promise<Manifest> {
-  const dir = await mkdtemp(join(tmpdir(), 'haul-manifest-'))
+  const dir = await privateTempDir('haul-manifest-')
   try {
     const path = join(dir, 'manifest')
     await deps.fetchContent({ ...ticket, kind: 'file' }, path, {

@@ -169,6 +169,40 @@ describe('folders and names from the command line (real processes)', () => {
     expect(await readdir(dir)).not.toContain('names')
   })
 
+  it("kill -9 while the list of files arrives leaves its temporary folder; the next folder get removes it, never a live process's", async () => {
+    const src = join(dir, 'many-names-killed')
+    await mkdir(src)
+    for (let i = 0; i < 400; i++) await write(join(src, `a-rather-long-file-name-${i}.txt`), `${i}`)
+    const sender = start(['send', src, '--json'])
+    const ticket = await ticketOf(sender)
+    const tmp = join(dir, 'tmp-of-gets')
+    await mkdir(tmp)
+    const env = { ...process.env, TMPDIR: tmp }
+    const ownedBy = async (pid: number | undefined): Promise<string[]> =>
+      (await readdir(tmp)).filter((n) => n.startsWith(`haul-manifest-${pid}-`))
+    // The manifest (~20 KB) at 1 KiB/s: killed once its temporary folder is there.
+    const slow = new Running(['get', ticket, '-o', join(dir, 'killed-names'), '--max-rate', '1k'], { env })
+    procs.push(slow)
+    let left: string[] = []
+    while (left.length === 0 && slow.proc.exitCode === null) {
+      left = await ownedBy(slow.proc.pid)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    slow.proc.kill('SIGKILL')
+    await slow.exited
+    expect(left).toHaveLength(1)
+    expect(await ownedBy(slow.proc.pid)).toEqual(left)
+    // A process that has exited, and one alive (the sender): only the first one's folder goes.
+    const gone = execFileSync(process.execPath, ['-p', 'process.pid'], { encoding: 'utf8' }).trim()
+    await mkdir(join(tmp, `haul-manifest-${gone}-planted`))
+    await mkdir(join(tmp, `haul-manifest-${sender.proc.pid}-planted`))
+    const r = await run(['get', ticket, '-o', join(dir, 'names-after-kill'), '--json'], env)
+    expect(r.code, r.stderr).toBe(0)
+    // (Node keeps its compile cache there too.)
+    const haul = (await readdir(tmp)).filter((n) => n.startsWith('haul-'))
+    expect(haul).toEqual([`haul-manifest-${sender.proc.pid}-planted`])
+  })
+
   it('links: skipped by default, created with --symlinks; a link leaving the folder is not sent', async () => {
     const src = join(dir, 'linked')
     await mkdir(src)
