@@ -1,6 +1,7 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { chmod, mkdir, readdir, symlink, writeFile as write } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { bytes, treeOf } from '../support/tree.ts'
@@ -201,6 +202,55 @@ describe('folders and names from the command line (real processes)', () => {
     // (Node keeps its compile cache there too.)
     const haul = (await readdir(tmp)).filter((n) => n.startsWith('haul-'))
     expect(haul).toEqual([`haul-manifest-${sender.proc.pid}-planted`])
+  })
+
+  it('a folder another process is writing: haul get fails DESTINATION_BUSY without asking for the list of files; --wait waits, and Ctrl-C then says nothing was written', async () => {
+    const src = join(dir, 'busy-folder')
+    await mkdir(src)
+    for (let i = 0; i < 20; i++) await write(join(src, `f${i}`), bytes(1000 + i, i))
+    const sender = start(['send', src, '--json'])
+    const published = await sender.event('published')
+    const ticket = published.ticket as string
+    const dest = join(dir, 'busy-folder-out')
+    await mkdir(join(dest, '.haul-incoming'), { recursive: true })
+    // Another process holds the folder's lock, as a running haul get of it would.
+    const lockModule = new URL('../../src/storage/dest-lock.ts', import.meta.url).pathname
+    const holder = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { DestinationLock } = await import(${JSON.stringify(lockModule)}); await DestinationLock.acquire(${JSON.stringify(join(dest, '.haul-incoming', 'collection'))}); console.log('held'); setInterval(() => {}, 1000)`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    try {
+      await new Promise<void>((resolve) =>
+        createInterface({ input: holder.stdout! }).once('line', () => resolve()),
+      )
+      const busy = await run(['get', ticket, '-o', dest, '--json'])
+      expect(busy.code).toBe(1)
+      expect(events(busy.stdout).at(-1)).toMatchObject({
+        event: 'error',
+        code: 'DESTINATION_BUSY',
+        message: expect.stringContaining(`process ${holder.pid}`),
+      })
+      const waiting = start(['get', ticket, '-o', dest, '--wait'])
+      await waiting.line(new RegExp(`^waiting: .*busy-folder-out is being written by process ${holder.pid} `))
+      expect(await waiting.stop('SIGINT')).toBe(130)
+      expect(waiting.lines.join('\n')).toMatch(
+        /interrupted while waiting for the fetch writing .*: nothing was written/,
+      )
+    } finally {
+      holder.kill('SIGKILL')
+    }
+    const fetched = await run(['get', ticket, '-o', dest, '--json'])
+    expect(fetched.code, fetched.stderr).toBe(0)
+    expect(await treeOf(dest)).toEqual(await treeOf(src))
+    expect(await sender.stop()).toBe(0)
+    // Only the get that fetched asked for the list of files (the ticket's content).
+    const asked = sender.events.filter((e) => e.event === 'transfer-started' && e.cid === published.cid)
+    expect(asked).toHaveLength(1)
   })
 
   it('links: skipped by default, created with --symlinks; a link leaving the folder is not sent', async () => {
