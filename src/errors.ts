@@ -269,6 +269,15 @@ export class TooManyOpenFilesError extends HaulError {
 }
 
 /**
+ * What TOO_MANY_OPEN_FILES for this process's limit (EMFILE) says to do. `bound` is how the
+ * user sets `server.maxOpenFiles` (the CLI names its flag; null where it cannot be set).
+ */
+export function openFilesAdvice(bound: string | null = '`server.maxOpenFiles`'): string {
+  const raise = 'raise the limit of open files (`ulimit -n`)'
+  return bound === null ? raise : `${raise}, or lower ${bound} and the files this process opens besides haul`
+}
+
+/**
  * TOO_MANY_OPEN_FILES for a Node error that is EMFILE (this process's limit) or ENFILE (the
  * system's), saying what to do; undefined for any other error. `what` names the file, if known.
  */
@@ -277,7 +286,7 @@ export function tooManyOpenFiles(err: unknown, what?: string): TooManyOpenFilesE
   if (code !== 'EMFILE' && code !== 'ENFILE') return undefined
   const limit =
     code === 'EMFILE'
-      ? 'raise the limit of open files (`ulimit -n`), or lower `server.maxOpenFiles` and the files this process opens besides haul'
+      ? openFilesAdvice()
       : "raise the system's limit of open files (fs.file-max), or close other programs' files"
   return new TooManyOpenFilesError(
     `${what === undefined ? '' : `${what}: `}too many open files (${code}): ${limit}`,

@@ -38,6 +38,7 @@ const FLAGS = {
   'max-rate': { type: 'string', for: ['get'] },
   priority: { type: 'string', for: ['get'] },
   'upload-limit': { type: 'string', for: SERVING },
+  'max-open-files': { type: 'string', for: [...SERVING, 'get'] },
   public: { type: 'boolean', for: SERVING },
   dht: { type: 'boolean', for: ['send', 'get', 'seed'] },
   bootstrap: { type: 'string', multiple: true, for: ['send', 'get', 'seed'] },
@@ -74,6 +75,7 @@ export interface ParsedArgs {
     'max-rate'?: string
     priority?: string
     'upload-limit'?: string
+    'max-open-files'?: string
     public?: boolean
     dht?: boolean
     bootstrap?: string[]
@@ -123,6 +125,11 @@ export function asUsageError(err: unknown, help: string): unknown {
   return new InvalidArgumentError(`${first}: see "${help}"`)
 }
 
+/** Whether `command` takes `flag`. */
+export function takesFlag(command: Command, flag: Flag): boolean {
+  return (FLAGS[flag].for as readonly Command[]).includes(command)
+}
+
 /** Refuses a flag the command does not take (`haul send --force`), rather than ignoring it. */
 export function checkFlagsFor(command: Command, values: ParsedArgs['values']): void {
   for (const [name, value] of Object.entries(values)) {
@@ -139,6 +146,7 @@ export function checkFlagsFor(command: Command, values: ParsedArgs['values']): v
 /** The engine options the flags set; the engine checks the rest of each value. */
 export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
   const upload = values['upload-limit']
+  const openFiles = values['max-open-files']
   return {
     ...(values.listen === undefined ? {} : { listen: values.listen }),
     ...(values['data-dir'] === undefined ? {} : { dataDir: values['data-dir'] }),
@@ -148,6 +156,9 @@ export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
     ...(values.workers === undefined ? {} : { workers: positiveInt('--workers', values.workers) }),
     ...(upload === undefined ? {} : { limits: { uploadBytesPerSec: parseRate('--upload-limit', upload) } }),
     ...(values.metrics === undefined ? {} : { metrics: { listen: values.metrics } }),
+    ...(openFiles === undefined
+      ? {}
+      : { server: { maxOpenFiles: positiveInt('--max-open-files', openFiles) } }),
     ...(values['no-compression'] === true ? { fetch: { codecs: ['none'] } } : {}),
     ...(values.dht !== true && values.bootstrap === undefined
       ? {}
@@ -166,6 +177,7 @@ const FLAG_OF_OPTION: ReadonlyArray<readonly [string, string]> = [
   ['dataDir', '--data-dir'],
   ['chunking', '--chunking'],
   ['limits.uploadBytesPerSec', '--upload-limit'],
+  ['server.maxOpenFiles', '--max-open-files'],
   ['metrics.listen', '--metrics'],
   ['dht.bootstrap', '--bootstrap'],
 ]

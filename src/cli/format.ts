@@ -1,4 +1,4 @@
-import { isHaulError } from '../errors.ts'
+import { isHaulError, openFilesAdvice, TooManyOpenFilesError } from '../errors.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 
 export function formatBytes(n: number): string {
@@ -38,6 +38,18 @@ export function progressLine(p: TransferProgress, width = 30): string {
 export function describeError(err: unknown): { code: string; message: string } {
   if (isHaulError(err)) return { code: err.code, message: err.message }
   return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) }
+}
+
+/**
+ * `err` in the terms a CLI user acts on: TOO_MANY_OPEN_FILES names the engine option
+ * `server.maxOpenFiles`, which a command that serves sets with --max-open-files (`serves`) and
+ * one that does not cannot set at all. Anything else as it is.
+ */
+export function inCliTerms(err: unknown, serves: boolean): unknown {
+  if (!isHaulError(err) || err.code !== 'TOO_MANY_OPEN_FILES') return err
+  const flag = serves ? '--max-open-files <n>' : null
+  const message = err.message.replace(openFilesAdvice(), openFilesAdvice(flag))
+  return message === err.message ? err : new TooManyOpenFilesError(message, { cause: err })
 }
 
 /** `1 file`, `2 files`. */

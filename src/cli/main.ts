@@ -9,11 +9,13 @@ import {
   EXIT,
   engineOptionsOf,
   onePath,
+  type ParsedArgs,
   parse,
   parsePriority,
   parseRate,
+  takesFlag,
 } from './args.ts'
-import { describeError } from './format.ts'
+import { describeError, inCliTerms } from './format.ts'
 import { endProgressLine, Output } from './output.ts'
 import { HELP, USAGE } from './usage.ts'
 
@@ -51,6 +53,15 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.done
   }
   checkFlagsFor(command, values)
+  try {
+    return await run(command, args, values)
+  } catch (err) {
+    throw inCliTerms(err, takesFlag(command, 'max-open-files'))
+  }
+}
+
+/** Runs `command` with its arguments and flags (checked against the command already). */
+async function run(command: Command, args: string[], values: ParsedArgs['values']): Promise<number> {
   const out = new Output(values.json === true)
   if (command === 'relay') {
     const { runRelay } = await import('./commands/relay.ts')

@@ -43,6 +43,9 @@ const DHT_FLAGS = `  --bootstrap <multiaddr> join the DHT through this peer (…
   --dht                   run the DHT (no public bootstrap is ever contacted): with no
                           --bootstrap this peer starts one that others join`
 
+const OPEN_FILES_FLAG = `  --max-open-files <n>    files held open at once for serving (default ${defaultText('server.maxOpenFiles')});
+                          the least recently read are closed beyond it`
+
 /** Continues a flag's line: the form of a rate. */
 const RATES = `in bytes per second:
                           500k, 10M (10 MiB/s), 1.5G (binary units)`
@@ -51,6 +54,7 @@ const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (def
   --data-dir <dir>        keep the identity, port, secrets and descriptors here: restarted,
                           the sender listens where it did (port free) and answers its old ticket
   --upload-limit <rate>   upload limit, all peers together, ${RATES}
+${OPEN_FILES_FLAG}
   --relay <multiaddr>     reserve a slot on this relay (the address haul relay prints),
                           repeatable: receivers that cannot reach this machine come through
                           it, and a hole punch may then make the connection direct
@@ -122,6 +126,7 @@ Options:
 ${DHT_FLAGS}
   --provide               with the DHT: serve the file and announce it once it is here (what
                           is verified already while it downloads), until Ctrl-C
+${OPEN_FILES_FLAG}
 ${METRICS_FLAG}
 ${ENGINE_FLAGS}
 

@@ -6,8 +6,7 @@
  * pack (unpack.ts) and moved into place (place.ts). Running it again after any interruption
  * resumes where it stopped.
  */
-import { mkdir, mkdtemp, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { mkdir, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { DescriptorHeader } from '../descriptor/header.ts'
@@ -23,6 +22,7 @@ import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { fsError } from '../storage/fs-errors.ts'
+import { privateTempDir } from '../storage/private-temp.ts'
 import { entryAt, kindOf } from '../storage/safe-open.ts'
 import type { SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
@@ -156,16 +156,34 @@ export async function fetchCollection(
     opts.onProgress?.(progress)
   }
   report({})
+  let told = false
+  const onWait = (holder: string): void => {
+    if (!told) opts.onWait?.(holder)
+    told = true
+  }
+  // A folder another fetch is writing is known before the list of files is fetched: a second
+  // fetch into it fails (or waits) at once. Only a look: into() takes the lock, which settles
+  // two fetches that start together.
+  if ((await entryAt(resolve(dest)))?.isDirectory() === true) {
+    await DestinationLock.free(join(resolve(dest), STAGING_NAME, 'collection'), {
+      wait: opts.waitIfBusy === true,
+      signal,
+      pollMs: BUSY_POLL_MS,
+      onWait,
+    }).catch((err: unknown) => {
+      throw err instanceof AbortedError ? new AbortedError('the collection fetch was cancelled') : err
+    })
+  }
   const manifest = await fetchManifest(deps, ticket, { signal, ...limits })
   report({ files: manifest.files, bytes: manifest.packSize })
 
   // With waitIfBusy, a destination another fetch is writing is tried again once that one is done.
-  for (let told = false; ; told = true) {
+  for (;;) {
     try {
       return await into()
     } catch (err) {
       if (!(err instanceof DestinationBusyError) || opts.waitIfBusy !== true) throw err
-      if (!told) opts.onWait?.(err.holder)
+      onWait(err.holder)
       await sleep(BUSY_POLL_MS, undefined, { signal }).catch(() => {
         throw new AbortedError('the collection fetch was cancelled')
       })
@@ -388,7 +406,7 @@ async function fetchManifest(
   ticket: SwarmTicket,
   opts: Parameters<CollectionDeps['fetchContent']>[2],
 ): Promise<Manifest> {
-  const dir = await mkdtemp(join(tmpdir(), 'haul-manifest-'))
+  const dir = await privateTempDir('haul-manifest-')
   try {
     const path = join(dir, 'manifest')
     await deps.fetchContent({ ...ticket, kind: 'file' }, path, {

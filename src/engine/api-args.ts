@@ -174,17 +174,33 @@ export function guardOptions<T extends object>(what: Method, opts: T | undefined
 }
 
 /**
- * `f`, with a throw (or a rejected promise it returns) reported instead of passed on: the first
- * one of this call's callback, as a progress callback that throws would throw every time.
+ * A listener the engine calls for as long as it is registered (`onServe`): a function, shielded
+ * as an option's callback is, its first throw reported.
  */
-function shielded(key: string, f: (...args: unknown[]) => unknown): (...args: unknown[]) => unknown {
+export function guardListener<F extends (...args: never[]) => unknown>(name: string, listener: F): F {
+  if (typeof listener !== 'function') {
+    throw new InvalidArgumentError(`${name} takes a function, got ${describe(listener)}`)
+  }
+  return shielded(name, listener as unknown as (...args: unknown[]) => unknown, 'listener') as unknown as F
+}
+
+/**
+ * `f`, with a throw (or a rejected promise it returns) reported instead of passed on: the first
+ * one of this call's callback (or this listener's), as a progress callback that throws would
+ * throw every time.
+ */
+function shielded(
+  key: string,
+  f: (...args: unknown[]) => unknown,
+  per: 'call' | 'listener' = 'call',
+): (...args: unknown[]) => unknown {
   let reported = false
   const report = (err: unknown): void => {
     if (reported) return
     reported = true
     const detail = err instanceof Error ? (err.stack ?? err.message) : String(err)
     process.emitWarning(
-      `the ${key} callback threw; haul ignores it (said once per call) and goes on: ${detail}`,
+      `the ${key} callback threw; haul ignores it (said once per ${per}) and goes on: ${detail}`,
       {
         type: 'HaulCallbackWarning',
       },

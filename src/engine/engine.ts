@@ -18,7 +18,7 @@ import { SessionPool } from '../session/session-pool.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { OpenFiles } from '../storage/open-files.ts'
 import { WorkerPool } from '../workers/pool.ts'
-import { checkArgs, checkCid, rejecting } from './api-args.ts'
+import { checkArgs, checkCid, guardListener, rejecting } from './api-args.ts'
 import type {
   FetchOptions,
   Published,
@@ -244,10 +244,11 @@ export class Engine {
    * content it asks for, chunks sent (at most one event per session every 500 ms, adding up to
    * every chunk), and the session's end with its bytes and why. Synchronous, inside the serving
    * loop: keep it quick. Returns the function that removes it. Nothing is built while no one
-   * listens.
+   * listens. A listener that throws is reported as a `HaulCallbackWarning` process warning (once
+   * per listener), as a throwing callback option is; serving goes on.
    */
   onServe(listener: ServeListener): () => void {
-    return this.#serving.events.listen(listener)
+    return this.#serving.events.listen(guardListener('onServe', listener))
   }
 
   /**

@@ -1,6 +1,5 @@
 import { randomBytes } from 'node:crypto'
-import { mkdtemp, rm } from 'node:fs/promises'
-import { tmpdir } from 'node:os'
+import { rm } from 'node:fs/promises'
 import { join, resolve as resolvePath } from 'node:path'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
@@ -29,6 +28,7 @@ import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import type { SessionPool } from '../session/session-pool.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
+import { privateTempDir } from '../storage/private-temp.ts'
 import { type Provider, presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
@@ -378,7 +378,7 @@ export class Fetches {
 
   /** The content id of a local file cut as `header` says: indexed with this engine's workers and budget. */
   async #contentIdOf(path: string, header: DescriptorHeader, signal: AbortSignal): Promise<Uint8Array> {
-    const dir = await mkdtemp(join(tmpdir(), 'haul-check-'))
+    const dir = await privateTempDir('haul-check-')
     try {
       const r = await indexFile(path, {
         chunking: header.chunking,

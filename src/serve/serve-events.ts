@@ -123,8 +123,9 @@ export const SERVE_EVENT_INTERVAL_MS = 500
  * An engine's serving events: its listeners and the sessions alive now. Every session registers
  * here (a Set entry, so that `stop` can end them) and counts what it sends with a few additions
  * per chunk; events are built only while someone listens. A listener runs synchronously inside
- * the serving loop and should return quickly; one that throws is ignored, serving never depends
- * on it.
+ * the serving loop and should return quickly; serving never depends on one. Engine.onServe
+ * shields the caller's listeners (a throw is a process warning: engine/api-args.ts); a throw
+ * that reaches here anyway is ignored.
  */
 export class ServeEvents {
   readonly #listeners = new Set<ServeListener>()

@@ -166,6 +166,26 @@ export class DestinationLock {
     }
   }
 
+  /**
+   * Resolves once no live owner holds the lock of `dest` (at once when none does), without
+   * taking it: DestinationBusyError while one does, or, with `wait`, waits as acquire does. For
+   * work worth skipping while another fetch writes the destination; only acquire settles a race,
+   * so the caller takes the lock after all the same. A lock file that cannot be read counts as
+   * free here (acquire judges it).
+   */
+  static async free(dest: string, opts: LockOptions = {}): Promise<void> {
+    let told = false
+    for (;;) {
+      if (opts.signal?.aborted) throw new AbortedError('the transfer was cancelled')
+      const holder = await readOwner(lockPath(dest)).catch(() => undefined)
+      if (holder === 'gone' || holder === undefined || !alive(holder)) return
+      if (!opts.wait) throw busy(dest, holder)
+      if (!told) opts.onWait?.(holderText(holder))
+      told = true
+      await sleep(opts.pollMs ?? 200, opts.signal)
+    }
+  }
+
   /** Gives the lock back (removes the file if it is still ours). Idempotent. */
   async release(): Promise<void> {
     if (!this.#held) return

@@ -1,9 +1,12 @@
-import { readFile, symlink } from 'node:fs/promises'
+import { mkdir, readFile, symlink } from 'node:fs/promises'
 import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { inCliTerms } from '../../src/cli/format.ts'
+import { TooManyOpenFilesError, tooManyOpenFiles } from '../../src/errors.ts'
+import { encodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 import { tempDir, writeFile } from '../support/files.ts'
-import { events, run } from './run.ts'
+import { bin, events, Running, run } from './run.ts'
 
 /** Every way the command line can be wrong, and the exit code and message each gets. */
 describe('haul CLI errors and exit codes (real processes)', () => {
@@ -62,6 +65,9 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, '--force'], /--force is not an option of haul send/],
       [['index', src, '--listen', '/ip4/127.0.0.1/tcp/0'], /--listen is not an option of haul index/],
       [['get', 'haul1x', '--upload-limit', '1M'], /--upload-limit is not an option of haul get/],
+      [['send', src, '--max-open-files', '0'], /--max-open-files takes a positive whole number, got "0"/],
+      [['get', 'haul1x', '--max-open-files', 'many'], /--max-open-files takes a positive whole number/],
+      [['index', src, '--max-open-files', '8'], /--max-open-files is not an option of haul index/],
       [['send'], /missing argument: haul send <file \| folder>/],
       [['get'], /missing argument: haul get <ticket>/],
       [['index'], /missing argument: haul index <file>/],
@@ -115,15 +121,26 @@ describe('haul CLI errors and exit codes (real processes)', () => {
   it('each command has its own --help with its options, examples and exit codes', async () => {
     const want: Record<string, { has: string[]; lacks: string[] }> = {
       send: {
-        has: ['--data-dir', '--upload-limit', '--chunking', '--metrics'],
+        has: ['--data-dir', '--upload-limit', '--chunking', '--metrics', '--max-open-files'],
         lacks: ['--force', '--max-rate'],
       },
       get: {
-        has: ['--force', '--wait', '--max-rate', '--priority', 'bytes per second', '--metrics'],
+        has: [
+          '--force',
+          '--wait',
+          '--max-rate',
+          '--priority',
+          'bytes per second',
+          '--metrics',
+          '--max-open-files',
+        ],
         lacks: ['--data-dir'],
       },
-      seed: { has: ['--data-dir', '--upload-limit', '.part', '--metrics'], lacks: ['--force'] },
-      index: { has: ['--out', '--chunking'], lacks: ['--listen', '--metrics'] },
+      seed: {
+        has: ['--data-dir', '--upload-limit', '.part', '--metrics', '--max-open-files'],
+        lacks: ['--force'],
+      },
+      index: { has: ['--out', '--chunking'], lacks: ['--listen', '--metrics', '--max-open-files'] },
     }
     for (const [command, { has, lacks }] of Object.entries(want)) {
       const r = await run([command, '--help'])
@@ -133,6 +150,57 @@ describe('haul CLI errors and exit codes (real processes)', () => {
         expect(r.stdout, `${command}: ${s}`).toContain(s)
       for (const s of lacks) expect(r.stdout, `${command}: ${s}`).not.toContain(s)
     }
+  })
+
+  it('out of file descriptors, TOO_MANY_OPEN_FILES names --max-open-files (not the engine option), and a lower one serves', async () => {
+    const folder = join(dir, 'many')
+    await mkdir(folder)
+    for (let i = 0; i < 300; i++) await writeFile(join(folder, `f${i}`), 16, 'random', i)
+    // Under this limit the default bound (16, the least) leaves too few descriptors for the rest.
+    const under = (flags: string[]): Running =>
+      new Running(
+        [
+          '-c',
+          `ulimit -n 38 && exec "$0" "$@"`,
+          process.execPath,
+          bin,
+          'send',
+          folder,
+          '--workers',
+          '1',
+          '--listen',
+          '/ip4/127.0.0.1/tcp/0',
+          '--data-dir',
+          join(dir, `fd-data-${flags.length}`),
+          '--json',
+          ...flags,
+        ],
+        { command: 'bash' },
+      )
+    const failed = under([])
+    expect(await failed.exited).toBe(1)
+    const error = failed.events.find((e) => e.event === 'error')
+    expect(error).toMatchObject({ code: 'TOO_MANY_OPEN_FILES' })
+    expect(error?.message).toContain(
+      'raise the limit of open files (`ulimit -n`), or lower --max-open-files <n>',
+    )
+    expect(error?.message).not.toContain('server.maxOpenFiles')
+    const lower = under(['--max-open-files', '1'])
+    try {
+      expect(await lower.event('published')).toMatchObject({ files: 300 })
+      expect(await lower.stop()).toBe(0)
+    } finally {
+      lower.kill()
+    }
+  })
+
+  it('a command that serves nothing (haul index) says only to raise the limit of open files', () => {
+    const emfile = Object.assign(new Error('EMFILE: too many open files'), { code: 'EMFILE' })
+    const err = inCliTerms(tooManyOpenFiles(emfile, '/x/f'), false)
+    expect(err).toBeInstanceOf(TooManyOpenFilesError)
+    expect((err as Error).message).toBe(
+      '/x/f: too many open files (EMFILE): raise the limit of open files (`ulimit -n`)',
+    )
   })
 
   it('a missing or folder source is SOURCE_INVALID (exit 1), not a destination error', async () => {
@@ -189,6 +257,48 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     const proc = await run(['send', src, '--data-dir', '/proc/haul-nope', '--listen', '/ip4/127.0.0.1/tcp/0'])
     expect(proc.code).toBe(1)
     expect(proc.stderr).toMatch(/error \[CONFIG_INVALID\]: cannot create data directory \/proc\/haul-nope/)
+  })
+
+  it('a ticket split into words by the shell (pasted unquoted with a space) is refused saying so, before anything starts', async () => {
+    const ticket = encodeSwarmTicket({
+      cid: new Uint8Array(32).fill(3),
+      providers: [
+        { peerId: '12D3KooWAbc', addrs: ['/ip4/127.0.0.1/tcp/9'], secret: new Uint8Array(16).fill(5) },
+      ],
+      name: 'photos',
+      kind: 'collection',
+    })
+    const other = encodeSwarmTicket({
+      cid: new Uint8Array(32).fill(3),
+      providers: [{ peerId: '12D3KooWDef', addrs: ['/ip4/127.0.0.1/tcp/10'] }],
+      name: 'photos',
+      kind: 'collection',
+    })
+    const out = join(dir, 'split-out')
+    const cases: Array<[string[], RegExp]> = [
+      [
+        [ticket.slice(0, 60), ticket.slice(60)],
+        /the ticket was split into 2 words by the shell .*put it in quotes/,
+      ],
+      [
+        [ticket.slice(0, 30), ticket.slice(30, 90), ticket.slice(90)].map((w) => w.toUpperCase()),
+        /the ticket was split into 3 words by the shell/,
+      ],
+      // The second of two tickets split: the first is whole.
+      [[other, ticket.slice(0, 77), ticket.slice(77)], /the ticket was split into 2 words by the shell/],
+      [
+        [ticket, 'photos-copy'],
+        /"photos-copy" is not one, nor the rest of the ticket before it: say where to write with -o <path>/,
+      ],
+    ]
+    for (const [words, message] of cases) {
+      const r = await run(['get', ...words, '-o', out])
+      expect(r.code, words.join(' ')).toBe(2)
+      expect(r.stderr, words.join(' ')).toMatch(/^error \[INVALID_ARGUMENT\]: /)
+      expect(r.stderr, words.join(' ')).toMatch(message)
+    }
+    // Nothing was written.
+    expect(await readFile(out).catch((err: NodeJS.ErrnoException) => err.code)).toBe('ENOENT')
   })
 
   it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {

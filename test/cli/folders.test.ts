@@ -1,6 +1,7 @@
-import { execFileSync } from 'node:child_process'
+import { execFileSync, spawn } from 'node:child_process'
 import { chmod, mkdir, readdir, symlink, writeFile as write } from 'node:fs/promises'
 import { join } from 'node:path'
+import { createInterface } from 'node:readline'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { bytes, treeOf } from '../support/tree.ts'
@@ -167,6 +168,89 @@ describe('folders and names from the command line (real processes)', () => {
     expect(await slow.stop('SIGINT')).toBe(130)
     expect(slow.lines.join('\n')).toMatch(/interrupted while fetching the list of files: nothing was kept/)
     expect(await readdir(dir)).not.toContain('names')
+  })
+
+  it("kill -9 while the list of files arrives leaves its temporary folder; the next folder get removes it, never a live process's", async () => {
+    const src = join(dir, 'many-names-killed')
+    await mkdir(src)
+    for (let i = 0; i < 400; i++) await write(join(src, `a-rather-long-file-name-${i}.txt`), `${i}`)
+    const sender = start(['send', src, '--json'])
+    const ticket = await ticketOf(sender)
+    const tmp = join(dir, 'tmp-of-gets')
+    await mkdir(tmp)
+    const env = { ...process.env, TMPDIR: tmp }
+    const ownedBy = async (pid: number | undefined): Promise<string[]> =>
+      (await readdir(tmp)).filter((n) => n.startsWith(`haul-manifest-${pid}-`))
+    // The manifest (~20 KB) at 1 KiB/s: killed once its temporary folder is there.
+    const slow = new Running(['get', ticket, '-o', join(dir, 'killed-names'), '--max-rate', '1k'], { env })
+    procs.push(slow)
+    let left: string[] = []
+    while (left.length === 0 && slow.proc.exitCode === null) {
+      left = await ownedBy(slow.proc.pid)
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    slow.proc.kill('SIGKILL')
+    await slow.exited
+    expect(left).toHaveLength(1)
+    expect(await ownedBy(slow.proc.pid)).toEqual(left)
+    // A process that has exited, and one alive (the sender): only the first one's folder goes.
+    const gone = execFileSync(process.execPath, ['-p', 'process.pid'], { encoding: 'utf8' }).trim()
+    await mkdir(join(tmp, `haul-manifest-${gone}-planted`))
+    await mkdir(join(tmp, `haul-manifest-${sender.proc.pid}-planted`))
+    const r = await run(['get', ticket, '-o', join(dir, 'names-after-kill'), '--json'], env)
+    expect(r.code, r.stderr).toBe(0)
+    // (Node keeps its compile cache there too.)
+    const haul = (await readdir(tmp)).filter((n) => n.startsWith('haul-'))
+    expect(haul).toEqual([`haul-manifest-${sender.proc.pid}-planted`])
+  })
+
+  it('a folder another process is writing: haul get fails DESTINATION_BUSY without asking for the list of files; --wait waits, and Ctrl-C then says nothing was written', async () => {
+    const src = join(dir, 'busy-folder')
+    await mkdir(src)
+    for (let i = 0; i < 20; i++) await write(join(src, `f${i}`), bytes(1000 + i, i))
+    const sender = start(['send', src, '--json'])
+    const published = await sender.event('published')
+    const ticket = published.ticket as string
+    const dest = join(dir, 'busy-folder-out')
+    await mkdir(join(dest, '.haul-incoming'), { recursive: true })
+    // Another process holds the folder's lock, as a running haul get of it would.
+    const lockModule = new URL('../../src/storage/dest-lock.ts', import.meta.url).pathname
+    const holder = spawn(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `const { DestinationLock } = await import(${JSON.stringify(lockModule)}); await DestinationLock.acquire(${JSON.stringify(join(dest, '.haul-incoming', 'collection'))}); console.log('held'); setInterval(() => {}, 1000)`,
+      ],
+      { stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    try {
+      await new Promise<void>((resolve) =>
+        createInterface({ input: holder.stdout! }).once('line', () => resolve()),
+      )
+      const busy = await run(['get', ticket, '-o', dest, '--json'])
+      expect(busy.code).toBe(1)
+      expect(events(busy.stdout).at(-1)).toMatchObject({
+        event: 'error',
+        code: 'DESTINATION_BUSY',
+        message: expect.stringContaining(`process ${holder.pid}`),
+      })
+      const waiting = start(['get', ticket, '-o', dest, '--wait'])
+      await waiting.line(new RegExp(`^waiting: .*busy-folder-out is being written by process ${holder.pid} `))
+      expect(await waiting.stop('SIGINT')).toBe(130)
+      expect(waiting.lines.join('\n')).toMatch(
+        /interrupted while waiting for the fetch writing .*: nothing was written/,
+      )
+    } finally {
+      holder.kill('SIGKILL')
+    }
+    const fetched = await run(['get', ticket, '-o', dest, '--json'])
+    expect(fetched.code, fetched.stderr).toBe(0)
+    expect(await treeOf(dest)).toEqual(await treeOf(src))
+    expect(await sender.stop()).toBe(0)
+    // Only the get that fetched asked for the list of files (the ticket's content).
+    const asked = sender.events.filter((e) => e.event === 'transfer-started' && e.cid === published.cid)
+    expect(asked).toHaveLength(1)
   })
 
   it('links: skipped by default, created with --symlinks; a link leaving the folder is not sent', async () => {

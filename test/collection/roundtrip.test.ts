@@ -1,7 +1,9 @@
 import { chmod, lstat, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cidToString } from '../../src/descriptor/cid.ts'
 import { createEngine, type Engine } from '../../src/index.ts'
+import { decodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 import { failure } from '../support/errors.ts'
 import { tempDir } from '../support/files.ts'
 import { bytes, treeOf } from '../support/tree.ts'
@@ -215,11 +217,17 @@ describe('collections between two real engines', () => {
     expect(await readdir(real)).toEqual([])
   })
 
-  it('a second fetch into a folder another fetch is writing: DESTINATION_BUSY, or with waitIfBusy it waits and finds the folder there', async () => {
+  it('a second fetch into a folder another fetch is writing: DESTINATION_BUSY before it asks for the list of files, or with waitIfBusy it waits and finds the folder there', async () => {
     const src = join(dir, 'busy-src')
     await mkdir(src)
     for (let i = 0; i < 6; i++) await writeFile(join(src, `f${i}`), bytes(MiB, 50 + i))
     const { ticket } = await sender.publishCollection(src)
+    // The sender's word for how often the list of files (the ticket's content) was asked for.
+    const manifest = cidToString(decodeSwarmTicket(ticket).cid)
+    let manifestAsked = 0
+    const off = sender.onServe((e) => {
+      if (e.type === 'content-requested' && e.cid === manifest) manifestAsked++
+    })
     const out = join(dir, 'busy-out')
     let started: () => void = () => {}
     const fetching = new Promise<void>((r) => {
@@ -232,14 +240,24 @@ describe('collections between two real engines', () => {
       },
     })
     await fetching
+    expect(manifestAsked).toBe(1)
     expect((await failure(receiver.fetchCollection(ticket, out))).code).toBe('DESTINATION_BUSY')
+    expect(manifestAsked).toBe(1)
     const holders: string[] = []
+    let askedAsWaiting: number | undefined
     const second = await receiver.fetchCollection(ticket, out, {
       waitIfBusy: true,
-      onWait: (holder) => holders.push(holder),
+      onWait: (holder) => {
+        holders.push(holder)
+        askedAsWaiting = manifestAsked
+      },
     })
+    off()
     expect((await first).present).toBe(false)
     expect(second.present).toBe(true)
+    // It waited before asking for the list of files, and asked once the first was done.
+    expect(askedAsWaiting).toBe(1)
+    expect(manifestAsked).toBe(2)
     // Told once, as the waiting began, who writes the folder.
     expect(holders).toEqual([expect.stringMatching(/^(process \d+|another fetch)/)])
     expect(await treeOf(out)).toEqual(await treeOf(src))

@@ -208,4 +208,50 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
       expect(warnings.some((w) => /onProgress callback threw.*Error: boom in onProgress/.test(w))).toBe(true)
     },
   )
+
+  it.each(['main', 'worker'] as const)(
+    'an onServe listener that throws (thread: %s): the peer is served, the others still hear, the throw is a process warning',
+    async (thread) => {
+      const receiver = await engines.engine()
+      // createEngine, as Engine.create (useEngines) runs in this thread whatever `thread` says.
+      const sender = await createEngine({
+        listen: LOOPBACK,
+        workers: 1,
+        dataDir: join(engines.dir, `serve-cb-${thread}-data`),
+        thread,
+      })
+      const warnings: string[] = []
+      const onWarning = (w: Error): void => {
+        if (w.name === 'HaulCallbackWarning') warnings.push(w.message)
+      }
+      process.on('warning', onWarning)
+      try {
+        const src = join(engines.dir, `serve-cb-${thread}.bin`)
+        await writeFile(src, Buffer.alloc(1024 * 1024 + 3, 9))
+        sender.onServe(() => {
+          throw new Error('boom in onServe')
+        })
+        const heard: string[] = []
+        sender.onServe((e) => heard.push(e.type))
+        const { ticket } = await sender.publish(src)
+        const dest = join(engines.dir, `serve-cb-${thread}.out`)
+        await receiver.fetch(ticket, dest).result
+        expect(Buffer.compare(await readFile(dest), await readFile(src))).toBe(0)
+        await new Promise((r) => setTimeout(r, 50))
+        // The listener added after the throwing one heard the session all the same.
+        expect(heard).toContain('content-requested')
+      } finally {
+        process.off('warning', onWarning)
+        await sender.stop()
+      }
+      expect(warnings.filter((w) => /onServe callback threw.*Error: boom in onServe/s.test(w))).toHaveLength(
+        1,
+      )
+    },
+  )
+
+  it('onServe takes a function', async () => {
+    const e = await engines.engine()
+    expect(() => e.onServe(5 as never)).toThrow(InvalidArgumentError)
+  })
 })

@@ -31,6 +31,8 @@ export async function getFolder(
   stop: StopSignals,
 ): Promise<number> {
   let last: CollectionProgress | undefined
+  /** Waiting for another fetch writing `dest` (--wait), until the pack's bytes come. */
+  let waiting = false
   const r = await engine
     .fetchCollection(ticketText, dest, {
       overwrite: opts.overwrite,
@@ -42,6 +44,7 @@ export async function getFolder(
       signal: stop.signal,
       onProgress: (p) => {
         if (p.phase !== last?.phase && p.phase === 'fetching' && p.bytesDone > 0) out.done()
+        if (p.phase !== 'manifest') waiting = false
         last = p
         const { transfer, ...rest } = p
         out.event({ event: 'progress', ...rest, ...(transfer === undefined ? {} : { rate: transfer.rate }) })
@@ -51,7 +54,10 @@ export async function getFolder(
       onRetry: (info) => out.retry(info),
       onResume: (info, p) => announceResume(out, join(dest, STAGING_NAME, 'pack.part'), info, p),
       onRoute: (route) => announceRoute(out, route),
-      onWait: (holder) => announceWait(out, dest, holder),
+      onWait: (holder) => {
+        waiting = true
+        announceWait(out, dest, holder)
+      },
     })
     .catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err
@@ -62,9 +68,11 @@ export async function getFolder(
     out.event({ event: 'interrupted', path: dest, progress: last })
     // The list of files is fetched to a temporary file and kept only once it is whole.
     out.human(
-      last === undefined || last.phase === 'manifest'
-        ? 'interrupted while fetching the list of files: nothing was kept; run the same command again to start over'
-        : `interrupted: ${dest}/.haul-incoming keeps what was verified; run the same command again to resume`,
+      waiting
+        ? `interrupted while waiting for the fetch writing ${dest}: nothing was written`
+        : last === undefined || last.phase === 'manifest'
+          ? 'interrupted while fetching the list of files: nothing was kept; run the same command again to start over'
+          : `interrupted: ${dest}/.haul-incoming keeps what was verified; run the same command again to resume`,
     )
     return EXIT.interrupted
   }

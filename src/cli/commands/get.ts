@@ -47,6 +47,7 @@ export async function runGet(
   out: Output,
 ): Promise<number> {
   if (tickets.length === 0) throw new InvalidArgumentError('missing argument: haul get <ticket>')
+  refuseSplitTicket(tickets)
   const byId = tickets.length === 1 && looksLikeCid(tickets[0]!)
   if ((byId || opts.provide === true) && engineOptions.dht === undefined) {
     throw new InvalidArgumentError(
@@ -131,6 +132,45 @@ export async function runGet(
     // Ctrl-C while the engine stops (the fetch is done) is heard, not the default exit 130.
     await engine.stop()
     stop.dispose()
+  }
+}
+
+/**
+ * Refuses words that are not tickets after a ticket: pieces of one pasted unquoted with a space
+ * in it (the shell made them words), or a destination without its -o. Each word that does not
+ * start a ticket (`haul1…`) continues the one before it; a ticket whose pieces, joined, decode
+ * was split by the shell. It is refused, saying so, rather than joined: the shell may have
+ * split it at more than a space (a line break runs the rest as a command of its own, a `#`
+ * drops it), and a quoted ticket is what works everywhere else it is pasted.
+ */
+function refuseSplitTicket(words: readonly string[]): void {
+  const starts = (w: string): boolean => /^haul1/i.test(w)
+  if (words.length < 2 || !starts(words[0]!) || words.every(starts)) return
+  const groups: string[][] = []
+  for (const w of words) {
+    if (starts(w) || groups.length === 0) groups.push([w])
+    else groups.at(-1)!.push(w)
+  }
+  for (const group of groups) {
+    if (group.length === 1) continue
+    const joined = (() => {
+      try {
+        decodeSwarmTicket(group.join(''))
+        return true
+      } catch {
+        return false
+      }
+    })()
+    if (joined) {
+      throw new InvalidArgumentError(
+        `the ticket was split into ${group.length} words by the shell (it holds a space or a line break): put it in quotes, haul get "haul1…"`,
+      )
+    }
+    const [first] = group.slice(1)
+    const shown = first!.length > 24 ? `${first!.slice(0, 24)}…` : first!
+    throw new InvalidArgumentError(
+      `haul get takes tickets (haul1…), and "${shown}" is not one, nor the rest of the ticket before it: say where to write with -o <path>; a ticket pasted with a space or a line break in it goes in quotes`,
+    )
   }
 }
 

@@ -27,7 +27,7 @@ import type { ServeEvent, ServeListener } from '../../serve/serve-events.ts'
 import { DecodedTickets } from '../../ticket/multi-ticket.ts'
 import type { FetchResult } from '../../transfer/transfer-types.ts'
 import { threadFile } from '../../util/dist-file.ts'
-import { checkArgs, checkCid, rejecting } from '../api-args.ts'
+import { checkArgs, checkCid, guardListener, rejecting } from '../api-args.ts'
 import type {
   EngineApi,
   FetchOptions,
@@ -146,7 +146,9 @@ export class ThreadEngine implements EngineApi {
   }
 
   onServe(listener: ServeListener): () => void {
-    this.#serveListeners.add(listener)
+    // Shielded here, in the caller's thread where it runs, as Engine.onServe shields it.
+    const guarded = guardListener('onServe', listener)
+    this.#serveListeners.add(guarded)
     if (!this.#serving && this.#stopping === undefined) {
       this.#serving = true
       const fanOut = proxy((event: ServeEvent) => {
@@ -156,7 +158,7 @@ export class ThreadEngine implements EngineApi {
       this.#link.race(this.#remote.listenServe(fanOut)).catch(() => {})
     }
     return () => {
-      this.#serveListeners.delete(listener)
+      this.#serveListeners.delete(guarded)
     }
   }
 
