@@ -8,12 +8,13 @@ import { type FetchContext, fetchLeafPages } from './fetch-context.ts'
 import type { RehashRanges } from './resume.ts'
 
 /**
- * Re-hashes chunks of a part file that no journal vouches for (the journal was
- * missing, damaged, or described another file) against leaves fetched through
- * the verified leaf table, in the worker pool, and records the ones that match.
- * Nothing is trusted that was not hashed: a chunk that does not match is simply
- * fetched later. It remembers where it got to, so a transfer that reconnects
- * mid-way continues rather than starting over.
+ * Re-hashes chunks of a part file against leaves fetched through the verified leaf table, in
+ * the worker pool: in a range of chunks no journal vouches for (the journal was missing,
+ * damaged, or described another file) it records the ones that match; in a range of `kept`
+ * chunks (a journal after a crash, when anything may have written the part file before the
+ * restart), it takes back from the journal the ones that do not. Nothing is trusted that was
+ * not hashed: a chunk that does not match is simply fetched later. It remembers where it got
+ * to, so a transfer that reconnects mid-way continues rather than starting over.
  */
 export class Rehasher {
   readonly #header: DescriptorHeader
@@ -61,7 +62,8 @@ export class Rehasher {
           continue
         }
         const i = this.#next
-        if (this.#journal.has(i)) {
+        const kept = r.kept === true
+        if (this.#journal.has(i) !== kept) {
           this.#next++
           continue
         }
@@ -76,10 +78,14 @@ export class Rehasher {
             const buf = new Uint8Array(entry.length)
             await this.#part.read(entry.offset, buf)
             const { hash } = await ctx.pool.hash(buf, { signal })
-            if (bytesEqual(hash, entry.hash)) {
+            const matches = bytesEqual(hash, entry.hash)
+            if (matches && !kept) {
               const wait = this.#journal.record(i, entry.length)
               this.#meter.keep(entry.length)
               await wait
+            } else if (!matches && kept) {
+              this.#journal.forget(i, entry.length)
+              this.#meter.unkeep(entry.length)
             }
             open.delete(i)
           } finally {

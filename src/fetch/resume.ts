@@ -1,4 +1,3 @@
-import { stat } from 'node:fs/promises'
 import { cidToString } from '../descriptor/cid.ts'
 import { DestinationExistsError } from '../errors.ts'
 import { DestFolder, nameIn } from '../storage/dest-folder.ts'
@@ -9,12 +8,14 @@ import { PartFile } from '../storage/part-file.ts'
 /**
  * How a fetch used what an earlier run left at the destination.
  * - `fresh`: nothing was there.
- * - `journal`: the journal named this content and this part file; its chunks
- *   were kept without reading them (plus a re-hash of any damaged bitmap page).
- * - `rehash`: a part file without a usable journal, or one written after its
- *   journal could have been (`part-modified`: then only the chunks the journal
- *   named); those chunks were re-hashed against the verified leaves and the
- *   ones that match were kept.
+ * - `journal`: the journal named this content and this part file; after a
+ *   clean stop its chunks were kept without reading them, after a crash they
+ *   were re-hashed and kept if they match (plus a re-hash of any damaged
+ *   bitmap page).
+ * - `rehash`: a part file without a usable journal, or one changed since a
+ *   clean stop (`part-modified`: then only the chunks the journal named);
+ *   those chunks were re-hashed against the verified leaves and the ones that
+ *   match were kept.
  * - `restart`: what was there belongs to other content (or has the wrong
  *   size and no journal); it was discarded.
  * - `present`: the destination itself already held this content (checked by
@@ -42,8 +43,11 @@ export interface ResumeInfo {
  */
 const MAX_REHASH_RANGES = 1024
 
-/** Chunk ranges [start, end) whose bytes in the part file must be re-hashed before they count. */
-export type RehashRanges = Array<{ start: number; end: number }>
+/**
+ * Chunk ranges [start, end) whose bytes in the part file must be re-hashed before they count;
+ * `kept`: the journal's chunks in the range, which count unless their bytes do not match.
+ */
+export type RehashRanges = Array<{ start: number; end: number; kept?: true }>
 
 export interface OpenedStorage {
   readonly part: PartFile
@@ -120,15 +124,11 @@ async function openPinned(
       const j = loaded.journal
       const sameContent = Buffer.from(j.cid).equals(req.cid)
       const samePart = j.part?.dev === existing.dev && j.part?.ino === existing.ino
-      // A sealed journal (a clean stop) says the part file's mtime exactly; otherwise (a crash)
-      // haul's own writes may run a flush interval ahead of it.
+      // A sealed journal (a clean stop) says the part file's mtime exactly: a part file changed
+      // since is re-hashed. After a crash nothing says whether anything wrote it since (haul's
+      // own last writes ran ahead of the journal): the journal is kept and its chunks re-hashed.
       const sealed = j.sealedPartMtimeNs
-      const modified =
-        sameContent &&
-        samePart &&
-        (sealed !== undefined
-          ? existing.mtimeNs !== sealed
-          : await writtenSince(existing.mtimeNs, jpath, req.journal))
+      const modified = sameContent && samePart && sealed !== undefined && existing.mtimeNs !== sealed
       if (sameContent && samePart && existing.size === req.totalSize && !modified) {
         // A destination that cannot be opened now (full disk, permissions) keeps its journal for later.
         handOver()
@@ -139,7 +139,10 @@ async function openPinned(
           },
         )
         j.attach(() => part.datasync())
-        const rehash = loaded.damagedPages.map((p) => j.pageRange(p))
+        const rehash: RehashRanges = loaded.damagedPages.map((p) => j.pageRange(p))
+        if (sealed === undefined) {
+          for (const r of j.keptRanges(MAX_REHASH_RANGES)) rehash.push({ ...r, kept: true })
+        }
         return {
           part,
           journal: j,
@@ -193,27 +196,6 @@ async function openPinned(
     await part.close()
     throw err
   }
-}
-
-/**
- * Slack, in ms, beyond `flushIntervalMs` for a part file's last write to follow its journal's
- * last write while haul writes both: chunks land until the next flush is due, and that flush's
- * part-file sync, which comes before its journal write, can take seconds on a loaded disk.
- */
-const JOURNAL_LAG_SLACK_MS = 5_000
-
-/**
- * True when the part file was written after its journal's last write by more than haul's own
- * writes can explain: something changed it while no fetch had it open (another program, a
- * restore from backup), so the journal's bits no longer vouch for its bytes. A clean stop writes
- * the journal after the part file's last write; a crash leaves the part file at most a flush
- * interval (and that flush's sync) ahead. Changes within that window after a crash go unseen.
- */
-async function writtenSince(partMtimeNs: bigint, jpath: string, o: JournalOptions): Promise<boolean> {
-  const j = await stat(jpath, { bigint: true }).catch(() => undefined)
-  if (j === undefined) return false
-  const lagNs = BigInt(o.flushIntervalMs + JOURNAL_LAG_SLACK_MS) * 1_000_000n
-  return partMtimeNs > j.mtimeNs + lagNs
 }
 
 /** Small transfers (`journal.minBytes`) go without a journal file: a resume re-hashes them. */

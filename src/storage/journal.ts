@@ -295,6 +295,24 @@ export class Journal {
     return undefined
   }
 
+  /**
+   * Takes back chunk `i` (`length` bytes), whose bits are on disk: its bytes in the part file
+   * turned out not to match (a re-check after a crash). Its page is written at the next flush;
+   * until then a crash keeps the old bit, and the next resume checks the chunk again.
+   */
+  forget(i: number, length: number): void {
+    if (!this.#bit(i) || this.#unsynced.has(i) || this.#syncing.has(i)) {
+      throw new InternalError(`chunk ${i} is not a durable chunk of the journal: nothing to forget`)
+    }
+    this.#bits[i >>> 3]! &= ~(1 << (i & 7))
+    const p = Math.floor(i / PAGE_BITS)
+    this.#pageChunks[p]! -= 1
+    this.#pageBytes[p]! -= length
+    this.#dirty.add(p)
+    this.#chunks--
+    this.#bytes -= length
+  }
+
   /** Makes every chunk recorded so far durable. Concurrent calls share one pending flush. */
   flush(): Promise<void> {
     if (this.#fh === undefined) return Promise.resolve()

@@ -66,6 +66,13 @@ export class ProgressMeter {
     this.#chunks += chunks
   }
 
+  /** Kept chunks found not to hold their bytes after all (a re-check after a crash): to fetch. */
+  unkeep(bytes: number, chunks = 1): void {
+    this.#bytes -= bytes
+    this.#kept -= bytes
+    this.#chunks -= chunks
+  }
+
   get bytesDone(): number {
     return this.#bytes
   }

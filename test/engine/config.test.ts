@@ -126,7 +126,13 @@ describe('engine config: the defaults', () => {
       chunking: { kind: 'fixed', size: MiB },
       codec: 'auto',
       verifySource: 'auto',
-      timeouts: { connectMs: 10_000, idleMs: 30_000, requestMs: 30_000, closeMs: 2_000 },
+      timeouts: {
+        connectMs: 10_000,
+        deadConnectionMs: 30_000,
+        idleMs: 30_000,
+        requestMs: 30_000,
+        closeMs: 2_000,
+      },
       fetch: {
         windowBytes: 8 * MiB,
         chunksPerRequest: 8,

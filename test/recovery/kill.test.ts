@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { readFile } from 'node:fs/promises'
+import { open, readFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
@@ -137,6 +137,35 @@ describe('SIGKILL the receiving process at random points, restart it, resume', (
         `(${(redownloaded / kills.length / MiB || 0).toFixed(2)} MiB per kill, bound ${BOUND_PER_KILL / MiB} MiB)`,
     )
   }, 240_000)
+
+  it('a part file damaged at once after a crash is not trusted: the kept chunks are re-hashed, the damaged one fetched again', async () => {
+    const dest = join(dir, 'damaged.bin')
+    const child = spawnPeer({ mode: 'get', ticket, dest, engine: RECEIVER })
+    await child.waitFor((e) => e.event === 'progress' && (e.bytesDone as number) >= SIZE / 2, 'half the file')
+    child.proc.kill('SIGKILL')
+    await child.exited
+    // Within the journal's flush interval of the crash, as a program (or a disk) could.
+    const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
+    if (loaded.status !== 'ok') throw new Error(`journal ${loaded.status}`)
+    const damaged = [...Array(loaded.journal.leafCount).keys()]
+      .filter((i) => loaded.journal.has(i))
+      .slice(0, 2)
+    const kept = loaded.journal.chunks
+    await loaded.journal.close()
+    expect(damaged).toHaveLength(2)
+    const fh = await open(`${dest}.part`, 'r+')
+    for (const i of damaged) await fh.write(Buffer.from('DAMAGED'), 0, 7, i * MiB + 1000)
+    await fh.close()
+
+    const before = served.bytes
+    const again = spawnPeer({ mode: 'get', ticket, dest, engine: RECEIVER })
+    const end = await again.waitFor((e) => e.event === 'done' || e.event === 'error', 'result')
+    expect(end, again.stderr()).toMatchObject({ event: 'done', resume: { mode: 'journal' } })
+    expect(await sha256File(dest)).toBe(await sha256File(src))
+    // The two damaged chunks were taken back and fetched again; the rest of what was kept was not.
+    expect((end.resume as { chunksKept: number }).chunksKept).toBe(kept - 2)
+    expect(served.bytes - before).toBe(SIZE - (end.resume as { bytesKept: number }).bytesKept)
+  }, 120_000)
 })
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms))
