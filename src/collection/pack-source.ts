@@ -1,8 +1,9 @@
 /**
  * A collection's pack as the indexer and the server read it: every file's bytes one after
  * another (manifest order), read straight from the files (no copy into a store). A read checks
- * each file it touches against its fingerprint (one fstat), so a file changed since the walk is
- * refused at the first chunk that holds it. Its files are opened on demand in an OpenFiles
+ * each file it touches against its fingerprint (one fstat), so a file replaced, removed or
+ * resized since the walk is refused at the first chunk that holds it, and one touched since
+ * has the pack's chunks hashed again (touchedSince in src/storage/source-file.ts). Its files are opened on demand in an OpenFiles
  * (src/storage/open-files.ts): the engine's, shared with everything it serves, or one of
  * MAX_OPEN_FILES of its own: ten thousand small files are read one chunk's worth at a time, and
  * closed again. Opens, fstats and small reads are synchronous (see SYNC_READ_BYTES).
@@ -12,7 +13,7 @@ import { ContentChangedError, ContentNotFoundError } from '../errors.ts'
 import type { ContentSource } from '../serve/registry.ts'
 import { sourceError } from '../storage/fs-errors.ts'
 import { OpenFiles, type OpenHandle } from '../storage/open-files.ts'
-import { ChunkVouch, type FileFingerprint, sameFile, stateOf } from '../storage/source-file.ts'
+import { ChunkVouch, type FileFingerprint, sameFile, stateOf, touchedSince } from '../storage/source-file.ts'
 import type { ManifestEntry } from './manifest.ts'
 import type { WalkedFile } from './walk.ts'
 
@@ -40,7 +41,8 @@ const SYNC_READ_BYTES = 256 * 1024
 interface PackFile {
   readonly abs: string
   readonly offset: number
-  readonly fingerprint: FileFingerprint
+  /** As walked, or as last touched (see touchedSince). */
+  fingerprint: FileFingerprint
 }
 
 export class PackSource implements ContentSource {
@@ -51,6 +53,8 @@ export class PackSource implements ContentSource {
   readonly #files: PackFile[]
   readonly #openFiles: OpenFiles
   #vouch: ChunkVouch
+  /** The pack's chunk count, once indexed (0 before). */
+  #chunks = 0
   #closed = false
 
   /**
@@ -83,6 +87,7 @@ export class PackSource implements ContentSource {
 
   /** The pack's chunk count, once indexed: racy files are then tracked chunk by chunk. */
   indexed(chunks: number): void {
+    this.#chunks = chunks
     this.#vouch = new ChunkVouch(
       this.#files.map((f) => f.fingerprint),
       chunks,
@@ -117,7 +122,16 @@ export class PackSource implements ContentSource {
           () => this.#open(i),
           async (file) => {
             const now = fstatSync(file.fd, { bigint: true })
-            if (!sameFile(stateOf(now), f.fingerprint)) throw changed(f.abs)
+            const state = stateOf(now)
+            if (!sameFile(state, f.fingerprint)) {
+              // Touched, not necessarily changed: the whole pack's chunks are hashed again.
+              f.fingerprint = touchedSince(f.abs, f.fingerprint, state, now.nlink)
+              this.#vouch = new ChunkVouch(
+                this.#files.map((g) => g.fingerprint),
+                this.#chunks,
+                true,
+              )
+            }
             for (let got = 0; got < n; ) {
               const want = n - got
               const read =

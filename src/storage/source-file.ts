@@ -6,7 +6,8 @@ import { sourceError } from './fs-errors.ts'
 import { OpenFiles, type OpenHandle } from './open-files.ts'
 
 /**
- * What a published file looked like when it was indexed; serving refuses once it differs.
+ * What a published file looked like when it was indexed; serving refuses another file or size,
+ * and hashes each chunk again of a file touched since (touchedSince).
  * The kernel sets ctime on every change to a file's data or metadata (utimes included) and
  * user space cannot set it back, so an unchanged (device, inode, size, mtime, ctime) means
  * the bytes were not written through the filesystem since: the same test rsync, make and
@@ -59,6 +60,28 @@ export function sameFile(a: FileState, b: FileState): boolean {
 }
 
 /**
+ * What a file that is no longer as fingerprinted (`now`, with its link count) may still serve:
+ * a file touched since (a chmod, a touch, a rewrite in place, a new hard link) is the same file
+ * with the same size, and its bytes may be the indexed ones, which only hashing each chunk
+ * against its leaf can tell: the new fingerprint to hold it to (every chunk then hashed until
+ * each has been, ChunkVouch's `unvouched`). Another file, another size, or a file removed
+ * (no link left: an open handle still reads it) is CONTENT_CHANGED.
+ */
+export function touchedSince(path: string, was: FileState, now: FileState, links: bigint): FileFingerprint {
+  if (links === 0n || now.dev !== was.dev || now.ino !== was.ino) {
+    throw new ContentChangedError(
+      `${path} was removed or replaced since it was indexed: publish it again to get a new ticket`,
+    )
+  }
+  if (now.size !== was.size) {
+    throw new ContentChangedError(
+      `${path} changed since it was indexed (size ${was.size}→${now.size}): publish it again to get a new ticket`,
+    )
+  }
+  return { ...now, takenNs: wallClockNs() }
+}
+
+/**
  * True when the fingerprint cannot vouch for the bytes: the file's last change (mtime or
  * ctime, whichever is later) was within RACY_WINDOW_NS of taking it, or is in the future
  * (a clock that moved back).
@@ -83,9 +106,9 @@ export function wallClockNs(): bigint {
 /**
  * The serving side's view of a published file: ranges are read straight from
  * the original (no copy into a store). A changed fingerprint is caught here
- * with one fstat per request. Where the fingerprint cannot vouch for the bytes
- * (`needsChunkHash`: the file was racily clean when indexed), the server also
- * hashes each chunk against its leaf before sending it (see chunk-encoder.ts).
+ * with one fstat per request (see touchedSince). Where the fingerprint cannot vouch for the
+ * bytes (`needsChunkHash`: the file was racily clean when indexed, or touched since), the
+ * server also hashes each chunk against its leaf before sending it (see chunk-encoder.ts).
  * A file that is mostly holes is read through O_DIRECT where it can be (./direct-reads.ts).
  *
  * Its handle lives in an OpenFiles (./open-files.ts): closed when other files were used more
@@ -95,19 +118,26 @@ export function wallClockNs(): bigint {
  */
 export class SourceFile {
   readonly path: string
-  readonly expected: FileFingerprint
+  #expected: FileFingerprint
+  readonly #chunks: number
   readonly #files: OpenFiles
   /** Mostly holes, read through an O_DIRECT handle beside the buffered one (decided at open). */
   #sparse = false
   #direct = false
   #closed = false
-  readonly #vouch: ChunkVouch
+  #vouch: ChunkVouch
 
   private constructor(path: string, files: OpenFiles, expected: FileFingerprint, chunks: number) {
     this.path = path
     this.#files = files
-    this.expected = expected
+    this.#expected = expected
+    this.#chunks = chunks
     this.#vouch = new ChunkVouch([expected], chunks)
+  }
+
+  /** What the file must still look like: as indexed, or as last touched (see touchedSince). */
+  get expected(): FileFingerprint {
+    return this.#expected
   }
 
   /** True while reads go through the O_DIRECT handle (a mostly sparse file). */
@@ -117,7 +147,7 @@ export class SourceFile {
 
   /** Bytes, as indexed. */
   get size(): number {
-    return this.expected.size
+    return this.#expected.size
   }
 
   /** See ChunkVouch.needsChunkHash. */
@@ -175,10 +205,9 @@ export class SourceFile {
   async #checkUnchanged(fh: FileHandle): Promise<number> {
     const s = await fh.stat({ bigint: true })
     const now = stateOf(s)
-    if (!sameFile(now, this.expected)) {
-      throw new ContentChangedError(
-        `${this.path} changed since it was indexed (size ${this.expected.size}→${now.size}): publish it again to get a new ticket`,
-      )
+    if (!sameFile(now, this.#expected)) {
+      this.#expected = touchedSince(this.path, this.#expected, now, s.nlink)
+      this.#vouch = new ChunkVouch([this.#expected], this.#chunks, true)
     }
     return Number(s.blocks)
   }
@@ -222,7 +251,7 @@ export class SourceFile {
     })
     try {
       await this.#checkUnchanged(fh)
-      const direct = this.#sparse ? await DirectReads.open(this.path, this.expected) : undefined
+      const direct = this.#sparse ? await DirectReads.open(this.path, this.#expected) : undefined
       this.#direct = direct !== undefined
       return new SourceHandle(fh, direct)
     } catch (err) {
@@ -263,10 +292,14 @@ export class ChunkVouch {
   readonly #chunks: number
   readonly #fromNs: bigint
 
-  constructor(fingerprints: readonly FileFingerprint[], chunks: number) {
+  /**
+   * `unvouched`: a file was touched since its fingerprint was taken (see `touchedSince`), so
+   * every chunk is hashed again until each has been, whatever the window says.
+   */
+  constructor(fingerprints: readonly FileFingerprint[], chunks: number, unvouched = false) {
     this.#chunks = chunks
     let last = 0n
-    let racy = false
+    let racy = unvouched
     for (const fp of fingerprints) {
       const changed = lastChangeNs(fp)
       if (changed > last) last = changed

@@ -1,4 +1,4 @@
-import { chmod, lstat, mkdir, readdir, rm, symlink, writeFile } from 'node:fs/promises'
+import { chmod, lstat, mkdir, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
@@ -83,6 +83,25 @@ describe('collections between two real engines', () => {
     const replaced = await receiver.fetchCollection(ticket, out, { overwrite: true })
     expect(replaced.present).toBe(false)
     expect(await treeOf(out)).toEqual(await treeOf(join(dir, 'several')))
+  })
+
+  it('a file of a published folder touched (chmod, utimes) but not written: the folder is still served whole; one written is refused', async () => {
+    const src = join(dir, 'touched')
+    await mkdir(src)
+    await writeFile(join(src, 'a.bin'), bytes(MiB + 3, 4))
+    await writeFile(join(src, 'b.bin'), bytes(2 * MiB, 5))
+    const { ticket } = await sender.publishCollection([src])
+    // What was published: modes and times as they were then.
+    const published = await treeOf(src)
+    await chmod(join(src, 'a.bin'), 0o640)
+    await utimes(join(src, 'b.bin'), 1_700_000_000, 1_700_000_000)
+    const out = join(dir, 'touched-out')
+    await receiver.fetchCollection(ticket, out)
+    expect(await treeOf(out)).toEqual(published)
+    // Its bytes changed at the same size: the chunk's hash tells, and the folder is withdrawn.
+    await writeFile(join(src, 'b.bin'), bytes(2 * MiB, 6))
+    const err = await receiver.fetchCollection(ticket, join(dir, 'touched-out-2')).catch((e: unknown) => e)
+    expect(err).toMatchObject({ code: 'CONTENT_CHANGED' })
   })
 
   it('a name that is not valid UTF-8: SOURCE_INVALID saying so (not that the file is missing), for a folder and for the file alone', async () => {

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { open, stat, utimes } from 'node:fs/promises'
+import { chmod, open, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ContentChangedError } from '../../src/errors.ts'
@@ -75,6 +75,18 @@ describe('a published file that changes is refused, never served', () => {
     await utimes(src, mtime, mtime)
     const err = await receiver.fetch(ticket, join(dir, 'promoted-3.out')).result.catch((e: unknown) => e)
     expect(err).toBeInstanceOf(ContentChangedError)
+  })
+
+  it('touched but not written (chmod, utimes): still served byte for byte, its chunks hashed again', async () => {
+    const { dir, sender, receiver } = pair
+    const src = join(dir, 'touched.bin')
+    await writeFile(src, 3 * MiB + 9, 'random')
+    const { ticket } = await sender.publish(src)
+    await chmod(src, 0o640)
+    await utimes(src, 1_700_000_000, 1_700_000_000)
+    const dst = join(dir, 'touched.out')
+    await receiver.fetch(ticket, dst).result
+    expect(await sha256File(dst)).toBe(await sha256File(src))
   })
 
   it('grown since it was published: refused from its size and mtime (CONTENT_CHANGED)', async () => {

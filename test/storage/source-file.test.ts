@@ -1,4 +1,4 @@
-import { mkdtemp, open, rm, utimes, writeFile } from 'node:fs/promises'
+import { chmod, link, mkdtemp, open, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -81,9 +81,37 @@ describe('file fingerprints', () => {
     expect(later.needsChunkHash).toBe(false)
     await later.checkUnchanged()
     await new Promise((r) => setTimeout(r, 20))
+    // Rewritten at the same size: the fingerprint can no longer vouch, each chunk is hashed again.
     await writeFile(path, new Uint8Array(10).fill(1))
+    await later.checkUnchanged()
+    expect(later.needsChunkHash).toBe(true)
+    // Another size cannot be the indexed bytes.
+    await writeFile(path, new Uint8Array(11))
     await expect(later.checkUnchanged()).rejects.toBeInstanceOf(ContentChangedError)
     await later.close()
+  })
+
+  it('touched (chmod, a new hard link) but not written: still served, each chunk hashed again until each was', async () => {
+    const path = join(dir, 'touched.bin')
+    await writeFile(path, new Uint8Array(20))
+    const fp = await fingerprint(path)
+    const src = await SourceFile.open(path, { ...fp, takenNs: lastChangeNs(fp) + RACY_WINDOW_NS }, 2)
+    expect(src.needsChunkHash).toBe(false)
+    await new Promise((r) => setTimeout(r, 20))
+    await chmod(path, 0o600)
+    await src.checkUnchanged()
+    expect(src.needsChunkHash).toBe(true)
+    const since = lastChangeNs(src.expected) + RACY_WINDOW_NS
+    src.chunkHashed(0, since)
+    src.chunkHashed(1, since)
+    expect(src.needsChunkHash).toBe(false)
+    // A link removed under the open handle (the file deleted): refused, though its bytes are still there.
+    await link(path, `${path}.2`)
+    await src.checkUnchanged()
+    await rm(path)
+    await rm(`${path}.2`)
+    await expect(src.checkUnchanged()).rejects.toMatchObject({ code: 'CONTENT_CHANGED' })
+    await src.close()
   })
 
   it('a racy file is served unhashed once every chunk was hashed from a read after the window', async () => {
@@ -107,11 +135,12 @@ describe('file fingerprints', () => {
     expect(src.needsChunkHash).toBe(true)
     src.chunkHashed(2, after)
     expect(src.needsChunkHash).toBe(false)
-    // From then on a change is caught by the fingerprint, as for any settled file.
+    // From then on a change is caught by the fingerprint, as for any settled file: hashed again.
     await src.checkUnchanged()
     await new Promise((r) => setTimeout(r, 20))
     await writeFile(path, new Uint8Array(30).fill(1))
-    await expect(src.checkUnchanged()).rejects.toBeInstanceOf(ContentChangedError)
+    await src.checkUnchanged()
+    expect(src.needsChunkHash).toBe(true)
     await src.close()
   })
 

@@ -112,7 +112,7 @@ export const optionTable = {
     { auto: true, always: true },
     {
       default: 'auto',
-      doc: 'when serving hashes a chunk before sending it: `auto` only for files changed within 2 s of being published and partial seeds; `always` every chunk (filesystems whose ctime cannot be trusted)',
+      doc: 'when serving hashes a chunk before sending it: `auto` only for files changed within 2 s of being published, files touched since (a chmod, a `touch`), and partial seeds; `always` every chunk (filesystems whose ctime cannot be trusted)',
     },
   ),
   timeouts: {
