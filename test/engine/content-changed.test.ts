@@ -21,7 +21,7 @@ describe('a published file that changes is refused, never served', () => {
     }
   }
 
-  it('changed in place with its size and mtime put back: its ctime gives it away (CONTENT_CHANGED)', async () => {
+  it("changed in place with its size and mtime put back: its ctime says it was touched, the changed chunk's hash refuses it (CONTENT_CHANGED)", async () => {
     const { dir, sender, receiver } = pair
     const src = join(dir, 'same-stat.bin')
     await writeFile(src, 3 * MiB, 'random')
