@@ -36,7 +36,7 @@ import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest, type ManifestEntry }
 import { STAGING_NAME } from './names.ts'
 import { checkDestination, checkRoom, moveIntoPlace, placedDamage, refuseFoldedCollisions } from './place.ts'
 import { holdsCollection } from './present.ts'
-import { cutPack, makeTree, readMarker, removeStaging, stagingPaths } from './unpack.ts'
+import { cutPack, makeTree, readMarker, removeStaging, stagingPaths, syncTree } from './unpack.ts'
 
 export interface CollectionProgress {
   /** `manifest`: fetching the list; `fetching`: the pack's bytes; `placing`: files going into place. */
@@ -263,7 +263,20 @@ export async function fetchCollection(
       let pack: FetchResult | undefined
       let cutAlready = 0
       let marker = await readMarker(paths.marker, packHex)
-      if (marker === 0) {
+      if (marker?.synced === false) {
+        // Every file was cut out and the pack deleted, the files not synced yet: they count if
+        // they still hash to the pack, else the pack is fetched again.
+        const tree = { path: paths.tree, at: (name: string) => `${paths.tree}/${name}` }
+        if (await holdsCollection(tree, manifest, { ...deps, signal })) {
+          await syncTree(paths, manifest, packHex, { sync: opts.sync !== false })
+          marker = { next: 0, synced: true }
+        } else {
+          await clearStaging(paths)
+          await writeFile(owner, manifestHex, { flush: true })
+          marker = undefined
+        }
+      }
+      if (marker?.next === 0) {
         // Interrupted while moving files into place: those it moved are in the destination now,
         // where they may have been deleted or edited since. None is trusted unless it is as placed.
         const damaged = await placedDamage(folder, paths, manifest)
@@ -339,7 +352,7 @@ export async function fetchCollection(
           if (placed % 256 === 0) report({ filesPlaced: placed })
         },
       }
-      await cutPack(paths, manifest, packHex, marker ?? manifest.entries.length, placeOpts, cutAlready)
+      await cutPack(paths, manifest, packHex, marker?.next ?? manifest.entries.length, placeOpts, cutAlready)
       await moveIntoPlace(folder, paths, manifest, placeOpts)
       await removeStaging(paths)
       report({ phase: 'done', filesPlaced: manifest.files })

@@ -1,5 +1,5 @@
 /**
- * Whether a destination folder already holds a collection, byte for byte: every folder there,
+ * Whether a folder (a destination, or a fetch's staging tree) holds a collection, byte for byte: every folder there,
  * every file there with its size, and the files' bytes, read in manifest order as a pack, giving
  * the manifest's pack content id. Then nothing is fetched, as a single file already at its
  * destination is not (src/fetch/destination.ts). The pack is cut as this engine cuts (its
@@ -20,7 +20,7 @@ import { PackSource } from './pack-source.ts'
 import type { WalkedFile } from './walk.ts'
 
 export async function holdsCollection(
-  folder: DestFolder,
+  folder: Pick<DestFolder, 'path' | 'at'>,
   m: Manifest,
   opts: { chunking: ChunkingParams; pool: WorkerPool; budget: MemoryBudget; signal: AbortSignal },
 ): Promise<boolean> {

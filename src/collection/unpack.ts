@@ -66,22 +66,49 @@ export function stagingPaths(folder: DestFolder): {
   }
 }
 
-/** How far an earlier run cut the pack: entries from this index on are in the tree. */
-export async function readMarker(marker: string, packCid: string): Promise<number | undefined> {
+/**
+ * How far an earlier run cut the pack: entries from `next` on are in the tree, synced. Not
+ * `synced`: every entry is in the tree (`next` 0) and the pack is gone, but the files were not
+ * synced yet, so they count only once they hash to the pack again.
+ */
+export interface CutMarker {
+  readonly next: number
+  readonly synced: boolean
+}
+
+export async function readMarker(marker: string, packCid: string): Promise<CutMarker | undefined> {
   const text = await readFile(marker, 'utf8').catch(() => undefined)
   if (text === undefined) return undefined
   try {
-    const m = JSON.parse(text) as { cid?: unknown; next?: unknown }
-    return m.cid === packCid && Number.isSafeInteger(m.next) ? (m.next as number) : undefined
+    const m = JSON.parse(text) as { cid?: unknown; next?: unknown; synced?: unknown }
+    if (m.cid !== packCid || !Number.isSafeInteger(m.next)) return undefined
+    return { next: m.next as number, synced: m.synced !== false }
   } catch {
     return undefined
   }
 }
 
-async function writeMarker(marker: string, packCid: string, next: number): Promise<void> {
+async function writeMarker(marker: string, packCid: string, next: number, synced = true): Promise<void> {
   const tmp = `${marker}.tmp`
-  await writeFile(tmp, JSON.stringify({ cid: packCid, next }), { flush: true })
+  await writeFile(tmp, JSON.stringify({ cid: packCid, next, ...(synced ? {} : { synced: false }) }), {
+    flush: true,
+  })
   await rename(tmp, marker)
+}
+
+/**
+ * After a resume found every file cut but unsynced (CutMarker) and re-hashed them: synced now,
+ * as cutPack would have, and the marker says so.
+ */
+export async function syncTree(
+  paths: ReturnType<typeof stagingPaths>,
+  m: Manifest,
+  packCid: string,
+  opts: Pick<PlaceOptions, 'sync'>,
+): Promise<void> {
+  if (!opts.sync) return
+  await syncFiles(paths.shared, filesIn(m, paths.tree, [[0, m.entries.length]]))
+  await writeMarker(paths.marker, packCid, 0)
 }
 
 /**
@@ -217,15 +244,15 @@ export async function cutPack(
       }
     }
     // Every file is cut out: the pack goes before the files are synced, so what of it is still
-    // only in memory is never written back. Its marker goes first (and durably): a crash from
-    // here on finds no marker, fetches the pack again and cuts everything again, never trusting
-    // files that may not have reached the disk.
+    // only in memory is never written back. The marker says so first (and durably): a crash from
+    // here on re-hashes the tree against the pack's content id (a power cut may have lost what
+    // did not reach the disk) and fetches the pack again only if it does not match.
     await pack?.close()
     pack = undefined
-    await rm(paths.marker, { force: true })
+    await writeMarker(paths.marker, packCid, 0, false)
     await syncDir(paths.stage)
     await rm(paths.pack, { force: true })
-    // Unsynced, the files get no marker: a crash before the move ends cuts them all again.
+    // Unsynced, the files keep that marker: a crash before the move ends re-hashes them.
     if (!opts.sync) return
     await syncFiles(
       paths.shared,

@@ -142,6 +142,44 @@ describe('folders and names from the command line (real processes)', () => {
     execFileSync('diff', ['-r', src, out])
   })
 
+  it('kill -9 once every file is cut out of the pack and the pack deleted, before the files are synced: the same command re-hashes them and fetches nothing', async () => {
+    const src = join(dir, 'cut-folder')
+    await mkdir(src)
+    for (let i = 0; i < 200; i++) await write(join(src, `f-${i}.bin`), bytes(256 * 1024 + i, 300 + i))
+    const sender = start(['send', src, '--json'])
+    const ticket = await ticketOf(sender)
+    /** `haul get` into `out`, killed once the pack is deleted; then the same command again. */
+    const killedOnceCut = async (out: string, meanwhile?: (tree: string) => Promise<void>) => {
+      const stage = join(out, '.haul-incoming')
+      const getting = start(['get', ticket, '-o', out, '--json'])
+      // The pack goes once every file is cut out of it; the files are synced after.
+      let sawPack = false
+      for (;;) {
+        const names = await readdir(stage).catch(() => [] as string[])
+        if (names.some((n) => n.startsWith('pack'))) sawPack = true
+        else if (sawPack && names.includes('tree')) break
+        if (getting.proc.exitCode !== null) throw new Error('the get ended before its pack was deleted')
+        await new Promise((r) => setTimeout(r, 1))
+      }
+      getting.proc.kill('SIGKILL')
+      await getting.exited
+      await meanwhile?.(join(stage, 'tree'))
+      const again = await run(['get', ticket, '-o', out, '--json'])
+      expect(again.code, again.stderr).toBe(0)
+      execFileSync('diff', ['-r', src, out])
+      return events(again.stdout).find((e) => e.event === 'done')!
+    }
+    const kept = await killedOnceCut(join(dir, 'cut-out'))
+    // No pack fetched (its `resume` would say how it was): the files were kept.
+    expect(kept, JSON.stringify(kept)).toMatchObject({ resumed: true, present: false })
+    expect(kept.resume, JSON.stringify(kept)).toBeUndefined()
+    // A file of the tree damaged meanwhile (or lost with the power): the pack is fetched again.
+    const refetched = await killedOnceCut(join(dir, 'cut-out-2'), (tree) =>
+      write(join(tree, 'f-7.bin'), bytes(256 * 1024 + 7, 999)),
+    )
+    expect(refetched.resume, JSON.stringify(refetched)).toMatchObject({ mode: 'fresh' })
+  })
+
   it('Ctrl-C during a folder get exits 130 and says how to resume', async () => {
     const src = join(dir, 'slow-folder')
     await mkdir(src)
