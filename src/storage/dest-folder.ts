@@ -53,7 +53,7 @@ export function rememberFolder(dest: string, id: FolderIdentity): () => void {
 
 function changed(shown: string): DestinationInvalidError {
   return new DestinationInvalidError(
-    `the folder ${shown} was moved, removed or replaced while haul was writing in it: haul does not follow it elsewhere, and the part file stays in the original folder; check the folder, then fetch again`,
+    `the folder ${shown} was moved, removed or replaced while haul was writing in it: haul does not follow it, and what it wrote went with the folder (gone, if it was removed); check the folder, then fetch again`,
   )
 }
 

@@ -87,6 +87,8 @@ export class Journal {
   #chunks = 0
   #bytes = 0
   #lastFlush = performance.now()
+  /** A background flush's failure, for the next `record` to report. */
+  #failed: unknown
   #running: Promise<void> | undefined
   #queued: Promise<void> | undefined
   #syncData: (() => Promise<void>) | undefined
@@ -268,6 +270,13 @@ export class Journal {
       throw new InternalError(`chunk ${i} is outside the journal (${this.leafCount} chunks)`)
     }
     if (this.has(i)) return undefined
+    if (this.#failed !== undefined) {
+      // A background flush failed (the disk full, the destination folder moved): the transfer
+      // learns it at its next chunk, not at a later flush that might come only at its end.
+      const failed = this.#failed
+      this.#failed = undefined
+      return Promise.reject(failed)
+    }
     this.#unsynced.set(i, length)
     this.#unsyncedBytes += length
     this.#chunks++
@@ -284,13 +293,15 @@ export class Journal {
     // Started early, in the background: a sync took 15-90 ms here, and waiting for it at the
     // bound (when every chunk recorded meanwhile waited for the next one too) stalled the fetch
     // window for ~40 ms every 32 MiB. A failure leaves the chunks unsynced for the next flush,
-    // which reports it.
+    // and the next chunk recorded reports it.
     if (
       this.#running === undefined &&
       (this.#unsyncedBytes * 2 >= this.#o.flushBytes ||
         performance.now() - this.#lastFlush >= this.#o.flushIntervalMs)
     ) {
-      this.flush().catch(() => {})
+      this.flush().catch((err: unknown) => {
+        this.#failed = err
+      })
     }
     return undefined
   }

@@ -247,12 +247,18 @@ export class PartFile {
   }
 
   /** fdatasync: every byte written so far is on stable storage (the journal's write-ahead step). */
+  /**
+   * Syncs the part file's data, then checks its folder is still the one pinned: the journal
+   * syncs every few seconds while chunks arrive, so a destination folder moved or removed
+   * mid-transfer fails the fetch then, not once every chunk has been fetched into it.
+   */
   async datasync(): Promise<void> {
     try {
       await this.#handle().datasync()
     } catch (err) {
       throw fsError(err, this.partPath)
     }
+    await this.#folder.check()
   }
 
   /** The open part file's mtime (ns), for the journal's seal at a clean stop. */

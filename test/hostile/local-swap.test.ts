@@ -55,9 +55,11 @@ describe('the destination folder swapped for a symlink', () => {
       const f = await folders('out.bin')
       const before = await treeState(f.outside)
       let swapped: Promise<void> | undefined
+      let done = 0
       const err = await receiver
         .fetch(ticket, f.dest, {
           onProgress: (p) => {
+            done = p.bytesDone
             if (p.bytesDone >= MiB && swapped === undefined) swapped = f.swap()
           },
         })
@@ -70,6 +72,8 @@ describe('the destination folder swapped for a symlink', () => {
       expect(err).toBeInstanceOf(HaulError)
       expect((err as HaulError).code, (err as Error).message).toBe('DESTINATION_INVALID')
       expect((err as Error).message).toMatch(/moved, removed or replaced/)
+      // Found at the journal's next sync, not once the whole file was fetched into the moved folder.
+      expect(done).toBeLessThan(8 * MiB)
       expect(await treeState(f.outside)).toEqual(before)
       expect((await readdir(f.moved)).sort()).toEqual(['out.bin.part', 'out.bin.part.journal'])
     } finally {
