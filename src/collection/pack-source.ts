@@ -175,6 +175,13 @@ export class PackSource implements ContentSource {
     try {
       return new PackFd(openSync(abs, 'r'))
     } catch (err) {
+      const code = (err as NodeJS.ErrnoException | undefined)?.code
+      if (code === 'ENOENT' || code === 'ENOTDIR') {
+        throw new ContentChangedError(
+          `${abs} was removed since the folder was published: publish it again to get a new ticket`,
+          { cause: err },
+        )
+      }
       throw sourceError(err, abs)
     }
   }

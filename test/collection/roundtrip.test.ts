@@ -104,6 +104,23 @@ describe('collections between two real engines', () => {
     expect(err).toMatchObject({ code: 'CONTENT_CHANGED' })
   })
 
+  it('a file of a published folder removed: CONTENT_CHANGED (the folder changed), not SOURCE_INVALID', async () => {
+    const src = join(dir, 'loses-one')
+    await mkdir(src)
+    await writeFile(join(src, 'a.bin'), bytes(MiB, 7))
+    await writeFile(join(src, 'b.bin'), bytes(MiB, 8))
+    // One file open at a time: b.bin is opened again after a.bin, and is not there.
+    const small = await createEngine({ workers: 1, server: { maxOpenFiles: 1 } })
+    try {
+      const { ticket } = await small.publishCollection([src])
+      await rm(join(src, 'b.bin'))
+      const err = await receiver.fetchCollection(ticket, join(dir, 'loses-one-out')).catch((e: unknown) => e)
+      expect(err).toMatchObject({ code: 'CONTENT_CHANGED' })
+    } finally {
+      await small.stop()
+    }
+  })
+
   it('a name that is not valid UTF-8: SOURCE_INVALID saying so (not that the file is missing), for a folder and for the file alone', async () => {
     const src = join(dir, 'latin1')
     await mkdir(src)
