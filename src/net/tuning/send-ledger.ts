@@ -153,8 +153,8 @@ export class Flight {
    * True each time another FLIGHT_PROGRESS_BYTES of the connection's queue, or the last byte of
    * the flight, reached the kernel since the last true; with `deep`, also each time the peer
    * acknowledged another FLIGHT_PROGRESS_BYTES, or the last byte (the first deep call takes its
-   * mark). The kernel takes bytes in bursts (a socket is writable again once half its queue is
-   * acknowledged: ~100 KB, 12 s at 64 kbit/s), the peer acknowledges them as the link carries
+   * mark). The kernel takes bytes in bursts (at 64 kbit/s it took none for over 10 s at a time,
+   * measured as the sender's stall bound firing), the peer acknowledges them as the link carries
    * them. False for good once the peer has acknowledged them all, or, once they are all in the
    * kernel, when that cannot be known.
    */
