@@ -5,8 +5,12 @@ import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { PRIORITIES, type Priority } from '../resources/fair-queue.ts'
 import type { ChunkingParams } from '../types.ts'
 
-/** What a command ends with: 0 done, 1 failed, 2 usage error, 130 interrupted. */
-export const EXIT = { done: 0, failed: 1, usage: 2, interrupted: 130 } as const
+/**
+ * What a command ends with: 0 done, 1 failed, 2 usage error, 130 interrupted, 141 stopped
+ * because its output (stdout or stderr) was closed: 128 + SIGPIPE, what a shell reports for a
+ * program whose pipe's reader went away.
+ */
+export const EXIT = { done: 0, failed: 1, usage: 2, interrupted: 130, outputClosed: 141 } as const
 
 export const COMMANDS = ['send', 'get', 'seed', 'index', 'relay'] as const
 export type Command = (typeof COMMANDS)[number]

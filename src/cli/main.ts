@@ -17,6 +17,7 @@ import {
 } from './args.ts'
 import { describeError, inCliTerms } from './format.ts'
 import { endProgressLine, Output } from './output.ts'
+import { stoppedByClosedOutput, watchOutput, write } from './signals.ts'
 import { HELP, USAGE } from './usage.ts'
 
 /** The package's version, from its package.json (two folders up from src/cli, dist/cli and dist/bundle). */
@@ -40,16 +41,16 @@ async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parse(argv)
   const [command, ...args] = positionals
   if (values.version === true) {
-    process.stdout.write(`haul ${version()}\n`)
+    write(process.stdout, `haul ${version()}\n`)
     return EXIT.done
   }
   if (command === undefined) {
-    process.stdout.write(USAGE)
+    write(process.stdout, USAGE)
     return values.help === true ? EXIT.done : EXIT.usage
   }
   if (!isCommand(command)) throw new InvalidArgumentError(`unknown command "${command}": try "haul --help"`)
   if (values.help === true) {
-    process.stdout.write(HELP[command])
+    write(process.stdout, HELP[command])
     return EXIT.done
   }
   checkFlagsFor(command, values)
@@ -104,16 +105,21 @@ async function run(command: Command, args: string[], values: ParsedArgs['values'
   }
 }
 
+/** A command stopped because its output closed ends 141, whether it was interrupted or done; a failure keeps its code. */
+const exitCode = (code: number): number =>
+  stoppedByClosedOutput() && code !== EXIT.failed && code !== EXIT.usage ? EXIT.outputClosed : code
+
 const json = process.argv.includes('--json')
+watchOutput()
 main(process.argv.slice(2)).then(
-  (code) => process.exit(code),
+  (code) => process.exit(exitCode(code)),
   (err: unknown) => {
     const { code, message } = describeError(err)
     // The message may quote a peer (or a path, a ticket): shown as data, never as terminal input.
-    if (json) process.stdout.write(`${safeJson({ event: 'error', code, message })}\n`)
+    if (json) write(process.stdout, `${safeJson({ event: 'error', code, message })}\n`)
     else {
       endProgressLine()
-      process.stderr.write(`error [${code}]: ${escapeControls(message)}\n`)
+      write(process.stderr, `error [${code}]: ${escapeControls(message)}\n`)
     }
     process.exit(err instanceof InvalidArgumentError ? EXIT.usage : EXIT.failed)
   },

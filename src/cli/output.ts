@@ -1,13 +1,14 @@
 import type { RetryInfo } from '../transfer/retry.ts'
 import { escapeControls, safeJson } from '../util/safe-text.ts'
 import { describeError, formatBytes } from './format.ts'
+import { write } from './signals.ts'
 
 /** Whether a live progress line stands unfinished on the terminal (one terminal, one line). */
 let barShown = false
 
 /** Ends a live progress line, if one is drawn, so what follows starts on its own line. */
 export function endProgressLine(): void {
-  if (barShown) process.stderr.write('\n')
+  if (barShown) write(process.stderr, '\n')
   barShown = false
 }
 
@@ -29,12 +30,12 @@ export class Output {
   }
 
   event(e: Record<string, unknown>): void {
-    if (this.json) process.stdout.write(`${safeJson(e)}\n`)
+    if (this.json) write(process.stdout, `${safeJson(e)}\n`)
   }
 
   /** Prints `text`; its own line breaks stay, any other control character is shown escaped. */
   human(text: string): void {
-    if (!this.json) process.stdout.write(`${text.split('\n').map(escapeControls).join('\n')}\n`)
+    if (!this.json) write(process.stdout, `${text.split('\n').map(escapeControls).join('\n')}\n`)
   }
 
   /** A transient failure the transfer retries: a line, and a `retry` event. */
@@ -66,11 +67,11 @@ export class Output {
     const now = Date.now()
     if (this.#tty) {
       if (now - this.#lastLine < 100) return
-      process.stderr.write(`\r${line}\x1b[K`)
+      write(process.stderr, `\r${line}\x1b[K`)
       barShown = true
     } else {
       if (now - this.#lastLine < 2000) return
-      process.stderr.write(`${line}\n`)
+      write(process.stderr, `${line}\n`)
     }
     this.#lastLine = now
   }

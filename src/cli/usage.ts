@@ -3,8 +3,9 @@ import { engineDefaults } from '../engine/config.ts'
 import { defaultRelayOptions } from '../net/defaults.ts'
 import type { Command } from './args.ts'
 
-export const EXIT_CODES = `Exit codes: 0 done (send, seed, get --provide: stopped by Ctrl-C or SIGTERM once serving), 1 failed,
-2 usage error, 130 interrupted (Ctrl-C or SIGTERM; get: run it again to resume).`
+export const EXIT_CODES = `Exit codes: 0 done (send, seed, get --provide: stopped by Ctrl-C, SIGTERM or SIGHUP once serving),
+1 failed, 2 usage error, 130 interrupted (Ctrl-C, SIGTERM or SIGHUP; get: run it again to resume),
+141 stopped because its output was closed (| head; stopped as Ctrl-C stops it).`
 
 export const USAGE = `haul — move very large files and folders between libp2p peers, verified chunk by chunk
 

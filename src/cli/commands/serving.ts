@@ -28,9 +28,10 @@ function dhtLine(engine: Engine, serving: ServedItem): string {
 }
 
 /**
- * Runs an engine that serves what `start` publishes (or seeds) until Ctrl-C or SIGTERM, showing
- * what it serves as it goes (ServeReport). Stopped once serving, that is how serving ends: exit
- * 0, after the summary. Interrupted before (while indexing), exit 130.
+ * Runs an engine that serves what `start` publishes (or seeds) until Ctrl-C, SIGTERM, SIGHUP or
+ * a closed output (src/cli/signals.ts), showing what it serves as it goes (ServeReport). Stopped
+ * once serving, that is how serving ends: exit 0 (141 for a closed output: main.ts), after the
+ * summary. Interrupted before (while indexing), exit 130.
  */
 export async function serveUntilStopped(
   engineOptions: EngineOptions,
