@@ -54,10 +54,27 @@ async function main(argv: string[]): Promise<number> {
     return EXIT.done
   }
   checkFlagsFor(command, values)
+  checkWorkingFolder()
   try {
     return await run(command, args, values)
   } catch (err) {
     throw inCliTerms(err, takesFlag(command, 'max-open-files'))
+  }
+}
+
+/**
+ * Refuses to run from a folder that was deleted under the shell (`cd d; rmdir ../d`): there
+ * process.cwd() throws, relative paths mean nothing, and worker threads cannot start (Node
+ * resolves their cwd), so a command would hang or end silently half-way.
+ */
+function checkWorkingFolder(): void {
+  try {
+    process.cwd()
+  } catch (err) {
+    throw new InvalidArgumentError(
+      'the current folder no longer exists (it was deleted or moved): cd to an existing folder and run haul again',
+      { cause: err },
+    )
   }
 }
 
