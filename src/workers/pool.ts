@@ -81,6 +81,11 @@ export class WorkerPool {
   /** One slot per task handed to Piscina, held until that task finishes (even if its caller left). */
   readonly #slots: Slots
   #destroyed = false
+  /**
+   * Tasks handed to Piscina and not settled: each fails with the given error when no thread is
+   * left to run it (see the 'error' listener).
+   */
+  readonly #pending = new Set<(err: HaulError) => void>()
 
   constructor(opts?: WorkerPoolOptions) {
     const { threads, maxQueue } = verifyWorkerPoolOptions(opts)
@@ -100,10 +105,16 @@ export class WorkerPool {
       // Never reached: #slots keeps at most threads + maxQueue tasks in Piscina. Kept as a tripwire.
       maxQueue: threads + maxQueue,
     })
-    // A thread that fails to start with no task waiting for it (out of file descriptors, say)
-    // is reported here; unheard, it would end the process. The next task starts one again, and
-    // fails with the reason (threadFailure) if it still cannot.
-    this.#piscina.on('error', () => {})
+    // A thread that fails to start with no task of its own (out of file descriptors, a working
+    // folder deleted under the process) is reported here; unheard, it would end the process. The
+    // next task starts one again, and fails with the reason (threadFailure) if it still cannot.
+    // Tasks already queued wait for a thread Piscina no longer starts once one failed in its
+    // bootstrap: with no thread left, they fail now with the reason instead of waiting for ever.
+    this.#piscina.on('error', (err: unknown) => {
+      if (this.#piscina.threads.length > 0) return
+      const failure = threadFailure(err)
+      for (const fail of [...this.#pending]) fail(failure)
+    })
   }
 
   get threads(): number {
@@ -335,11 +346,23 @@ export class WorkerPool {
       this.#slots.release()
       throw signal?.aborted ? abortedBy(signal) : new AbortedError('worker pool destroyed')
     }
-    const task = this.#piscina.run(req, { transferList: transfer }).finally(() => this.#slots.release())
+    // Aborted only when no thread is left to run it (a queued task: no worker is cut short).
+    const unstarted = new AbortController()
+    let failure: HaulError | undefined
+    const fail = (err: HaulError): void => {
+      failure = err
+      unstarted.abort()
+    }
+    this.#pending.add(fail)
+    const task = this.#piscina.run(req, { transferList: transfer, signal: unstarted.signal }).finally(() => {
+      this.#pending.delete(fail)
+      this.#slots.release()
+    })
     let reply: AnyReply
     try {
       reply = await raceAbort(task, signal)
     } catch (err) {
+      if (failure !== undefined) throw failure
       if (err instanceof AbortedError) throw err
       if (this.#destroyed) throw new AbortedError('worker pool destroyed', { cause: err })
       throw threadFailure(err)
@@ -371,6 +394,12 @@ export function threadFailure(err: unknown): HaulError {
   if (/\bE[MN]FILE\b|too many open files/i.test(text)) {
     return new TooManyOpenFilesError(
       `a worker thread could not start: too many open files (${text}): raise the limit of open files (\`ulimit -n\`)`,
+      { cause: err },
+    )
+  }
+  if (/\buv_cwd\b|process\.cwd failed/.test(text)) {
+    return new InvalidArgumentError(
+      `a worker thread could not start: the current folder of this process no longer exists (${text}): change to an existing folder and start again`,
       { cause: err },
     )
   }
