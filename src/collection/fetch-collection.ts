@@ -6,7 +6,7 @@
  * pack (unpack.ts) and moved into place (place.ts). Running it again after any interruption
  * resumes where it stopped.
  */
-import { mkdir, readdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { DescriptorHeader } from '../descriptor/header.ts'
@@ -34,9 +34,10 @@ import type { WorkerPool } from '../workers/pool.ts'
 import { EarlyCut } from './early-cut.ts'
 import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest, type ManifestEntry } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
-import { checkDestination, checkRoom, moveIntoPlace, placedDamage, refuseFoldedCollisions } from './place.ts'
+import { checkDestination, checkRoom, moveIntoPlace, refuseFoldedCollisions } from './place.ts'
 import { holdsCollection } from './present.ts'
-import { cutPack, makeTree, readMarker, removeStaging, stagingPaths, syncTree } from './unpack.ts'
+import { clearStaging, stagedCut } from './staged.ts'
+import { cutPack, makeTree, removeStaging, stagingPaths } from './unpack.ts'
 
 export interface CollectionProgress {
   /** `manifest`: fetching the list; `fetching`: the pack's bytes; `placing`: files going into place. */
@@ -240,7 +241,7 @@ export async function fetchCollection(
       )
       lock = await DestinationLock.acquire(folder.file(`${STAGING_NAME}/collection`), { signal })
       // The staging folder says which collection it holds: only that one resumes from it.
-      const owner = `${paths.stage}/manifest-id`
+      const owner = paths.owner
       const held = await readFile(owner, 'utf8').catch(() => undefined)
       const manifestHex = Buffer.from(ticket.cid).toString('hex')
       const resumed = held === manifestHex
@@ -262,35 +263,17 @@ export async function fetchCollection(
 
       let pack: FetchResult | undefined
       let cutAlready = 0
-      let marker = await readMarker(paths.marker, packHex)
-      if (marker?.synced === false) {
-        // Every file was cut out and the pack deleted, the files not synced yet: they count if
-        // they still hash to the pack, else the pack is fetched again.
-        const tree = { path: paths.tree, at: (name: string) => `${paths.tree}/${name}` }
-        if (await holdsCollection(tree, manifest, { ...deps, signal })) {
-          await syncTree(paths, manifest, packHex, { sync: opts.sync !== false })
-          marker = { next: 0, synced: true }
-        } else {
-          await clearStaging(paths)
-          await writeFile(owner, manifestHex, { flush: true })
-          marker = undefined
-        }
-      }
-      if (marker?.next === 0) {
-        // Interrupted while moving files into place: those it moved are in the destination now,
-        // where they may have been deleted or edited since. None is trusted unless it is as placed.
-        const damaged = await placedDamage(folder, paths, manifest)
-        if (damaged.length > 0 && opts.overwrite !== true) {
-          throw new DestinationExistsError(
-            `${damaged.length} of the files the interrupted fetch had placed in ${root} are missing or changed since (the first: ${damaged[0]}): pass --force (overwrite: true) to fetch the folder again and replace them`,
-          )
-        }
-        if (damaged.length > 0) {
-          await clearStaging(paths)
-          await writeFile(owner, manifestHex, { flush: true })
-          marker = undefined
-        }
-      }
+      const marker = await stagedCut({
+        folder,
+        paths,
+        manifest,
+        packHex,
+        manifestHex,
+        root,
+        overwrite: opts.overwrite === true,
+        sync: opts.sync !== false,
+        check: { ...deps, signal },
+      })
       if (marker === undefined && manifest.packSize > 0) {
         report({ phase: 'fetching' })
         await makeTree(paths, manifest)
@@ -402,14 +385,6 @@ function resultOf(
     seconds,
     rate: seconds > 0 ? moved / seconds : 0,
     ...how,
-  }
-}
-
-/** Empties a staging folder of another collection's work, keeping this fetch's lock file. */
-async function clearStaging(paths: ReturnType<typeof stagingPaths>): Promise<void> {
-  for (const name of await readdir(paths.stage)) {
-    if (name.startsWith('collection.')) continue
-    await rm(`${paths.stage}/${name}`, { recursive: true, force: true })
   }
 }
 

@@ -50,6 +50,8 @@ export function stagingPaths(folder: DestFolder): {
   pack: string
   tree: string
   marker: string
+  /** Names the collection (its manifest's content id, hex) whose fetch the staging folder holds. */
+  owner: string
   /** Made as the move into the destination begins: its mtime dates every file moved. */
   moving: string
   /** The staging folder's real path: for another process (`sync`), to which /proc/self/fd/… means its own. */
@@ -61,6 +63,7 @@ export function stagingPaths(folder: DestFolder): {
     pack: `${stage}/pack`,
     tree: `${stage}/tree`,
     marker: `${stage}/unpacked`,
+    owner: `${stage}/manifest-id`,
     moving: `${stage}/moving`,
     shared: folder.file(STAGING_NAME),
   }
