@@ -40,12 +40,18 @@ export interface PublishedContent {
   readonly secrets?: readonly Uint8Array[]
 }
 
+/** Content ids withdrawn because their source changed that are remembered (see `withdrawChanged`). */
+export const MAX_WITHDRAWN = 1024
+
 export class ContentRegistry {
   readonly #byKey = new Map<string, PublishedContent>()
+  /** Withdrawn as changed, oldest first: who may be told (its secrets) and what changed. */
+  readonly #changed = new Map<string, { secrets: readonly Uint8Array[] | undefined; why: string }>()
 
   add(content: PublishedContent): void {
     const key = contentKey(content.cid)
     const old = this.#byKey.get(key)
+    this.#changed.delete(key)
     this.#byKey.set(key, content)
     if (old !== undefined && old !== content) void closeContent(old)
   }
@@ -90,6 +96,35 @@ export class ContentRegistry {
 
   unpublish(cid: Uint8Array): PublishedContent | undefined {
     return this.unpublishByKey(contentKey(cid))
+  }
+
+  /**
+   * Stops serving `cid` because its source changed (`why`), and remembers it: a later request
+   * that may have had it is told CONTENT_CHANGED (`changedFor`), not that it is unknown, which a
+   * fetch that saw the content takes for a sender restarting and retries for minutes. The last
+   * MAX_WITHDRAWN are remembered, until published again.
+   */
+  withdrawChanged(cid: Uint8Array, why: string): PublishedContent | undefined {
+    const key = contentKey(cid)
+    const gone = this.unpublishByKey(key)
+    if (gone === undefined) return undefined
+    this.#changed.delete(key)
+    this.#changed.set(key, { secrets: gone.secrets, why })
+    if (this.#changed.size > MAX_WITHDRAWN) this.#changed.delete(this.#changed.keys().next().value!)
+    return gone
+  }
+
+  /**
+   * Why `cid` was withdrawn, if it was for a change and a request presenting `secret` could have
+   * had it; undefined otherwise, after the same comparison as for unknown content.
+   */
+  changedFor(cid: Uint8Array, secret: Uint8Array | undefined): string | undefined {
+    const changed = this.#changed.get(contentKey(cid))
+    if (changed === undefined) {
+      admitsUnknown(secret)
+      return undefined
+    }
+    return admits(changed.secrets, secret) ? changed.why : undefined
   }
 
   get size(): number {

@@ -261,7 +261,7 @@ class ServerSession {
         if (this.#abort.signal.aborted) this.#cutOff = true
         // A changed file cannot be served to anyone: stop serving it.
         if (err instanceof ContentChangedError) {
-          const gone = this.#ctx.registry.unpublish(req.cid)
+          const gone = this.#ctx.registry.withdrawChanged(req.cid, err.message)
           this.#ctx.cache.forget(req.cid)
           if (gone !== undefined) this.#ctx.events?.withdrawn(gone, err)
         }
@@ -275,7 +275,10 @@ class ServerSession {
   async #answer(req: Request): Promise<void> {
     // Without its secret, published content gets the very answer unknown content does.
     const content = this.#ctx.registry.granted(req.cid, req.secret)
-    if (content === undefined) throw notFound()
+    if (content === undefined) {
+      const changed = this.#ctx.registry.changedFor(req.cid, req.secret)
+      throw changed === undefined ? notFound() : new ContentChangedError(changed)
+    }
     switch (req.type) {
       case 'get-header':
         this.#events?.request(content, true)
