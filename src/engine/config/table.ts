@@ -118,9 +118,11 @@ export const optionTable = {
   timeouts: {
     connectMs: ms({ min: 10, default: 10_000, doc: 'dialing a peer (TCP connect, Noise, yamux)' }),
     deadConnectionMs: ms({
-      min: 100,
+      // A slow link moves bytes in bursts seconds apart: at 256 kbit/s a 1 s bound cut healthy
+      // connections (a tester, 3 retries in 3 tries), 3 s did not.
+      min: 5_000,
       default: 30_000,
-      doc: 'a connection that reads nothing and gets none of its bytes into the network this long is closed (`TIMEOUT`, retried): its peer is gone. Pings go out three times as often, so a healthy idle connection is never this quiet; a slow link still moving bytes either way is never cut',
+      doc: 'a connection that reads nothing and gets none of its bytes into the network this long is closed (`TIMEOUT`, retried): its peer is gone. Pings go out three times as often, so a healthy idle connection is never this quiet; a slow link still moving bytes either way is not cut (at least 5 s: such a link moves bytes in bursts seconds apart)',
     }),
     idleMs: ms({
       min: 10,
