@@ -9,9 +9,10 @@ import { PartFile } from '../storage/part-file.ts'
  * How a fetch used what an earlier run left at the destination.
  * - `fresh`: nothing was there.
  * - `journal`: the journal named this content and this part file; after a
- *   clean stop its chunks were kept without reading them, after a crash they
- *   were re-hashed and kept if they match (plus a re-hash of any damaged
- *   bitmap page).
+ *   clean stop its chunks were kept without reading them, after a crash
+ *   (`unclean-stop`) they were re-hashed and kept if they match (plus a
+ *   re-hash of any damaged bitmap page). Announced (onResume) before that
+ *   re-hash: the result's count is what was kept.
  * - `rehash`: a part file without a usable journal, or one changed since a
  *   clean stop (`part-modified`: then only the chunks the journal named);
  *   those chunks were re-hashed against the verified leaves and the ones that
@@ -30,6 +31,7 @@ export interface ResumeInfo {
     | 'small'
     | 'part-replaced'
     | 'part-modified'
+    | 'unclean-stop'
     | 'other-content'
     | 'part-size'
   /** Verified chunks found on disk (for `rehash`: once the re-hash has finished). */
@@ -146,7 +148,12 @@ async function openPinned(
         return {
           part,
           journal: j,
-          resume: { mode: 'journal', chunksKept: j.chunks, bytesKept: j.bytes },
+          resume: {
+            mode: 'journal',
+            ...(sealed === undefined ? { reason: 'unclean-stop' as const } : {}),
+            chunksKept: j.chunks,
+            bytesKept: j.bytes,
+          },
           rehash,
         }
       }

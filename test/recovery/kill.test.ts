@@ -160,7 +160,10 @@ describe('SIGKILL the receiving process at random points, restart it, resume', (
     const before = served.bytes
     const again = spawnPeer({ mode: 'get', ticket, dest, engine: RECEIVER })
     const end = await again.waitFor((e) => e.event === 'done' || e.event === 'error', 'result')
-    expect(end, again.stderr()).toMatchObject({ event: 'done', resume: { mode: 'journal' } })
+    expect(end, again.stderr()).toMatchObject({
+      event: 'done',
+      resume: { mode: 'journal', reason: 'unclean-stop' },
+    })
     expect(await sha256File(dest)).toBe(await sha256File(src))
     // The two damaged chunks were taken back and fetched again; the rest of what was kept was not.
     expect((end.resume as { chunksKept: number }).chunksKept).toBe(kept - 2)

@@ -24,7 +24,11 @@ export function announceResume(out: Output, part: string, info: ResumeInfo, p: T
     totalChunks: p.totalChunks,
   })
   out.done()
-  if (info.mode === 'journal') {
+  if (info.mode === 'journal' && info.reason === 'unclean-stop') {
+    out.human(
+      `resuming: ${formatBytes(info.bytesKept)} of ${formatBytes(p.totalBytes)} already here (${info.chunksKept} of ${p.totalChunks} chunks) from a run that did not stop cleanly: checking them against the content id before fetching the rest`,
+    )
+  } else if (info.mode === 'journal') {
     out.human(
       `resuming: ${formatBytes(info.bytesKept)} of ${formatBytes(p.totalBytes)} already here, verified (${info.chunksKept} of ${p.totalChunks} chunks)`,
     )
