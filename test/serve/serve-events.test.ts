@@ -107,9 +107,9 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
         message: expect.stringContaining('changed since it was indexed'),
       },
     ])
-    // Withdrawn: a later fetch of the ticket finds nothing, and nothing more is reported.
+    // Withdrawn: a later fetch of the ticket is told it changed (not served), and nothing more is reported.
     expect((await failure(receiver.fetch(ticket, join(dir, 'changed2.out')).result)).code).toBe(
-      'CONTENT_NOT_FOUND',
+      'CONTENT_CHANGED',
     )
     expect(of(events, 'content-withdrawn')).toHaveLength(1)
   })
