@@ -3,7 +3,7 @@ import { link, open, stat, unlink } from 'node:fs/promises'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyFromProtobuf, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import type { PrivateKey } from '@libp2p/interface'
-import { ConfigInvalidError, PermissionDeniedError } from '../errors.ts'
+import { ConfigInvalidError, NoSpaceError, PermissionDeniedError } from '../errors.ts'
 import { makeFolders } from '../util/make-folders.ts'
 import { syncDirBestEffort } from '../util/sync-dir.ts'
 
@@ -99,6 +99,10 @@ function corrupt(file: string, why: string, cause?: unknown): ConfigInvalidError
 
 function fsError(err: unknown, what: string): Error {
   const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ENOSPC' || code === 'EDQUOT')
+    return new NoSpaceError(`${what}: no space left (${code}): free some space, or give another --data-dir`, {
+      cause: err,
+    })
   if (code === 'EACCES' || code === 'EPERM')
     return new PermissionDeniedError(`${what}: permission denied`, { cause: err })
   if (code === 'ENOTDIR' || code === 'EEXIST')

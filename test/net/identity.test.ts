@@ -1,10 +1,11 @@
-import { mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
+import { execFileSync } from 'node:child_process'
+import { mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { generateKeyPair, privateKeyToProtobuf } from '@libp2p/crypto/keys'
 import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
-import { ConfigInvalidError } from '../../src/errors.ts'
+import { ConfigInvalidError, NoSpaceError } from '../../src/errors.ts'
 import { IDENTITY_FILE, loadOrCreateIdentity } from '../../src/net/identity.ts'
 
 let dir: string
@@ -50,3 +51,25 @@ describe('loadOrCreateIdentity', () => {
     await expect(loadOrCreateIdentity(dir)).rejects.toThrow(/secp256k1/)
   })
 })
+
+describe.skipIf(process.getuid?.() !== 0)(
+  'loadOrCreateIdentity on a full disk (mounts a tmpfs: needs root)',
+  () => {
+    it('is NO_SPACE naming the data folder, not CONFIG_INVALID', async () => {
+      const base = await mkdtemp(join(tmpdir(), 'haul-id-full-'))
+      const mount = join(base, 'small')
+      await mkdir(mount)
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=16k', 'tmpfs', mount])
+      try {
+        // Every page taken: the key's file gets none.
+        await writeFile(join(mount, 'filler'), new Uint8Array(16 * 1024)).catch(() => {})
+        const err = await loadOrCreateIdentity(join(mount, 'data')).catch((e: unknown) => e)
+        expect(err).toBeInstanceOf(NoSpaceError)
+        expect((err as Error).message).toMatch(/--data-dir/)
+      } finally {
+        execFileSync('umount', ['-l', mount])
+        await rm(base, { recursive: true, force: true })
+      }
+    })
+  },
+)
