@@ -1,9 +1,10 @@
 import { randomBytes } from 'node:crypto'
 import { type FileHandle, open, readdir, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { ConfigInvalidError, InvalidArgumentError, NoSpaceError } from '../errors.ts'
+import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { StreamingRoot } from '../merkle/tree.ts'
+import { writeAll } from '../storage/write-all.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import { throwIfAborted } from '../util/abort.ts'
 import { syncDirBestEffort } from '../util/sync-dir.ts'
@@ -168,7 +169,7 @@ export class DescriptorWriter {
       new DataView(slot.buffer).setUint32(0, headerBytes.length)
       slot.set(headerBytes, HEADER_LENGTH_SIZE)
       const fh = this.#fh!
-      await writeAll(fh, slot, slot.length, 0, this.tmpPath)
+      await writeAll(fh, slot, 0, this.tmpPath)
       await fh.sync()
       await fh.close()
       this.#fh = undefined
@@ -241,32 +242,9 @@ export class DescriptorWriter {
     if (this.#buffered === 0) return
     const bytes = this.#buffered * ROW_SIZE
     const position = HEADER_SLOT_SIZE + this.#flushed * ROW_SIZE
-    await writeAll(this.#fh!, this.#buffer, bytes, position, this.tmpPath)
+    await writeAll(this.#fh!, this.#buffer.subarray(0, bytes), position, this.tmpPath)
     this.#flushed += this.#buffered
     this.#buffered = 0
-  }
-}
-
-/**
- * Writes `buf`'s first `length` bytes at `position`. A write that stops short (the disk filled
- * up part-way) is continued: the next one fails with the reason (ENOSPC, EDQUOT: NO_SPACE),
- * which a short count alone does not say.
- */
-async function writeAll(
-  fh: FileHandle,
-  buf: Uint8Array,
-  length: number,
-  position: number,
-  path: string,
-): Promise<void> {
-  for (let done = 0; done < length; ) {
-    const { bytesWritten } = await fh.write(buf, done, length - done, position + done)
-    if (bytesWritten === 0) {
-      throw new NoSpaceError(
-        `no space left writing ${path} (the disk took no more bytes): free some space and run the same command again`,
-      )
-    }
-    done += bytesWritten
   }
 }
 

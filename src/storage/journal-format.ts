@@ -2,6 +2,7 @@ import type { FileHandle } from 'node:fs/promises'
 import { crc32 } from 'node:zlib'
 import { InternalError } from '../errors.ts'
 import { sha256 } from '../merkle/hash.ts'
+import { writeAll } from './write-all.ts'
 
 /**
  * The resume journal's bytes on disk; the write-ahead rule that decides when
@@ -151,7 +152,7 @@ export async function writeEmptyJournal(
   fh: FileHandle,
   init: JournalInit & { readonly pageCount: number },
 ): Promise<void> {
-  await writeAll(fh, encodeSuperblock(init), 0)
+  await writeAll(fh, encodeSuperblock(init), 0, 'a new journal')
   // Written in runs to keep the buffer small.
   const empty = { chunks: 0, bytes: 0, bits: new Uint8Array(PAGE_BYTES) }
   const run = 64
@@ -162,7 +163,7 @@ export async function writeEmptyJournal(
       encodeSlot(p + k, 0, empty, buf.subarray(2 * k * BLOCK, (2 * k + 1) * BLOCK))
       encodeSlot(p + k, 0, empty, buf.subarray((2 * k + 1) * BLOCK, (2 * k + 2) * BLOCK))
     }
-    await writeAll(fh, buf, slotOffset(p, 0))
+    await writeAll(fh, buf, slotOffset(p, 0), 'a new journal')
   }
 }
 
@@ -203,13 +204,6 @@ function popcount8(x: number): number {
   x = x - ((x >>> 1) & 0x55)
   x = (x & 0x33) + ((x >>> 2) & 0x33)
   return (x + (x >>> 4)) & 0x0f
-}
-
-export async function writeAll(fh: FileHandle, buf: Uint8Array, at: number): Promise<void> {
-  for (let done = 0; done < buf.length; ) {
-    const { bytesWritten } = await fh.write(buf, done, buf.length - done, at + done)
-    done += bytesWritten
-  }
 }
 
 /** Reads until `buf` is full or the file ends; returns the bytes read. */

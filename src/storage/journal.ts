@@ -18,11 +18,11 @@ import {
   readAll,
   readPages,
   slotOffset,
-  writeAll,
   writeEmptyJournal,
 } from './journal-format.ts'
 import type { JournalOptions } from './journal-options.ts'
 import { entryAt, openOwnFile, removeOwnFile, unlinkEntry } from './safe-open.ts'
+import { writeAll } from './write-all.ts'
 
 // What users of the journal also need from its format (./journal-format.ts) and options (./journal-options.ts).
 export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity } from './journal-format.ts'
@@ -366,7 +366,7 @@ export class Journal {
   }
 
   async #writeSeal(fh: FileHandle, partMtimeNs: bigint): Promise<void> {
-    await writeAll(fh, this.#superblock(partMtimeNs), 0)
+    await writeAll(fh, this.#superblock(partMtimeNs), 0, this.path ?? 'the journal')
     await fh.datasync()
   }
 
@@ -431,13 +431,13 @@ export class Journal {
       // has been written since). A crash before this flush leaves a seal its part file no longer
       // matches: the next resume re-hashes the kept chunks, the safe side.
       if (this.#sealed !== undefined) {
-        await writeAll(fh, this.#superblock(undefined), 0)
+        await writeAll(fh, this.#superblock(undefined), 0, this.path ?? 'the journal')
         this.#sealed = undefined
       }
       for (const p of pages) {
         const gen = this.#gen[p]! + 1
         this.#encodeSlot(p, gen, slot)
-        await writeAll(fh, slot, slotOffset(p, gen % 2))
+        await writeAll(fh, slot, slotOffset(p, gen % 2), this.path ?? 'the journal')
       }
       await fh.datasync()
     } catch (err) {
