@@ -153,24 +153,25 @@ function refuseSplitTicket(words: readonly string[]): void {
   }
   for (const group of groups) {
     if (group.length === 1) continue
-    const joined = (() => {
-      try {
-        decodeSwarmTicket(group.join(''))
-        return true
-      } catch {
-        return false
-      }
-    })()
-    if (joined) {
+    if (decodes(group.join(''))) {
       throw new InvalidArgumentError(
         `the ticket was split into ${group.length} words by the shell (it holds a space or a line break): put it in quotes, haul get "haul1…"`,
       )
     }
-    const [first] = group.slice(1)
-    const shown = first!.length > 24 ? `${first!.slice(0, 24)}…` : first!
+    const first = group[1]!
+    const shown = first.length > 24 ? `${first.slice(0, 24)}…` : first
     throw new InvalidArgumentError(
       `haul get takes tickets (haul1…), and "${shown}" is not one, nor the rest of the ticket before it: say where to write with -o <path>; a ticket pasted with a space or a line break in it goes in quotes`,
     )
+  }
+}
+
+function decodes(text: string): boolean {
+  try {
+    decodeSwarmTicket(text)
+    return true
+  } catch {
+    return false
   }
 }
 
