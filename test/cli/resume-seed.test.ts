@@ -1,47 +1,22 @@
 import { existsSync } from 'node:fs'
 import { join } from 'node:path'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { createEngine } from '../../src/index.ts'
 import { writePartialCopy } from '../fetch/partial-copy.ts'
-import { sha256File, tempDir, writeFile } from '../support/files.ts'
-import { events, Running, run } from './run.ts'
+import { sha256File } from '../support/files.ts'
+import { events, run, useSentFile } from './run.ts'
 
 const MiB = 1024 * 1024
 /** Above journal.minBytes, so an interrupted fetch keeps a journal. */
 const SIZE = 8 * MiB
 
 describe('haul get resumes, haul seed serves a partial copy (real processes)', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
-  let src: string
-  let digest: string
-  let sender: Running
-  let ticket: string
-  const procs: Running[] = []
-  const start = (args: string[]): Running => {
-    const p = new Running(args)
-    procs.push(p)
-    return p
-  }
-  beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir())
-    src = join(dir, 'data.bin')
-    await writeFile(src, SIZE, 'random')
-    digest = await sha256File(src)
-    sender = new Running(['send', src, '--json'])
-    ticket = (await sender.event('published')).ticket as string
-  })
-  afterEach(() => {
-    for (const p of procs.splice(0)) p.kill()
-  })
-  afterAll(async () => {
-    sender.kill()
-    await cleanup()
-  })
+  const sent = useSentFile(SIZE)
+  const { start } = sent
 
   /** A `haul get` slowed down and interrupted by Ctrl-C once some of the file is here: exit 130. */
   async function interruptedGet(dest: string): Promise<void> {
-    const get = start(['get', ticket, '-o', dest, '--max-rate', '1M', '--json'])
+    const get = start(['get', sent.ticket, '-o', dest, '--max-rate', '1M', '--json'])
     await get.event('progress', (e) => (e.bytesDone as number) >= MiB)
     expect(await get.stop('SIGINT')).toBe(130)
     expect(get.events.at(-1)).toMatchObject({ event: 'interrupted', path: dest })
@@ -49,9 +24,9 @@ describe('haul get resumes, haul seed serves a partial copy (real processes)', (
   }
 
   it('run again, get says at once what it resumes, and its rate counts only what this run fetched', async () => {
-    const dest = join(dir, 'resumed.bin')
+    const dest = join(sent.dir, 'resumed.bin')
     await interruptedGet(dest)
-    const r = await run(['get', ticket, '-o', dest, '--priority', 'high', '--json'])
+    const r = await run(['get', sent.ticket, '-o', dest, '--priority', 'high', '--json'])
     expect(r.code, r.stderr + r.stdout).toBe(0)
     const evs = events(r.stdout)
     // The announcement comes before any progress.
@@ -62,17 +37,17 @@ describe('haul get resumes, haul seed serves a partial copy (real processes)', (
     const done = evs.at(-1)!
     expect(done).toMatchObject({ event: 'done', bytes: SIZE, fetchedBytes: SIZE - kept })
     expect((done.rate as number) * (done.seconds as number)).toBeCloseTo(SIZE - kept, 0)
-    expect(await sha256File(dest)).toBe(digest)
+    expect(await sha256File(dest)).toBe(sent.digest)
   })
 
   it('human output: the resume line first, the summary with what this run fetched', async () => {
-    const dest = join(dir, 'resumed-human.bin')
+    const dest = join(sent.dir, 'resumed-human.bin')
     await interruptedGet(dest)
     // A part file from a fetch from one peer has no leaf pages to seed from.
     const seed = await run(['seed', `${dest}.part`])
     expect(seed.code).toBe(1)
     expect(seed.stderr).toMatch(/error \[DESTINATION_INVALID\]: .*no leaf pages/)
-    const r = await run(['get', ticket, '-o', dest, '--max-rate', '64M'])
+    const r = await run(['get', sent.ticket, '-o', dest, '--max-rate', '64M'])
     expect(r.code, r.stderr).toBe(0)
     const lines = r.stdout.trim().split('\n')
     expect(lines[0]).toMatch(/^resuming: \d+\.\d MiB of 8\.0 MiB already here, verified \(\d of 8 chunks\)$/)
@@ -83,27 +58,27 @@ describe('haul get resumes, haul seed serves a partial copy (real processes)', (
 
   it('haul seed serves the chunks a part file holds: a get from it and the sender completes; a whole file is published', async () => {
     const engine = await createEngine({ workers: 1 })
-    const half = join(dir, 'half.bin')
+    const half = join(sent.dir, 'half.bin')
     try {
-      const { index } = await engine.publish(src)
-      await writePartialCopy(src, index, half, (i) => i % 2 === 0)
+      const { index } = await engine.publish(sent.src)
+      await writePartialCopy(sent.src, index, half, (i) => i % 2 === 0)
     } finally {
       await engine.stop()
     }
     const seeder = start(['seed', `${half}.part`, '--json'])
     const seeding = await seeder.event('seeding')
     expect(seeding).toMatchObject({ path: `${half}.part`, chunks: 4, totalChunks: 8 })
-    const dest = join(dir, 'from-both.bin')
-    const r = await run(['get', seeding.ticket as string, ticket, '-o', dest, '--json'])
+    const dest = join(sent.dir, 'from-both.bin')
+    const r = await run(['get', seeding.ticket as string, sent.ticket, '-o', dest, '--json'])
     expect(r.code, r.stderr + r.stdout).toBe(0)
-    expect(await sha256File(dest)).toBe(digest)
+    expect(await sha256File(dest)).toBe(sent.digest)
     const started = await seeder.event('transfer-started')
     expect(started).toMatchObject({ partial: true, path: `${half}.part`, totalBytes: SIZE })
     expect(await seeder.stop('SIGINT')).toBe(0)
     expect(seeder.events.at(-1)).toMatchObject({ event: 'stopped', peers: 1 })
 
-    const whole = start(['seed', src, '--json'])
-    expect(await whole.event('published')).toMatchObject({ path: src, bytes: SIZE, chunks: 8 })
+    const whole = start(['seed', sent.src, '--json'])
+    expect(await whole.event('published')).toMatchObject({ path: sent.src, bytes: SIZE, chunks: 8 })
     expect(await whole.stop('SIGTERM')).toBe(0)
   })
 })

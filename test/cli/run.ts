@@ -1,6 +1,9 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { constants } from 'node:os'
+import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import { afterAll, afterEach, beforeAll } from 'vitest'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 export const bin = new URL('../../bin/haul.js', import.meta.url).pathname
 
@@ -105,4 +108,55 @@ export class Running {
   kill(): void {
     if (this.proc.exitCode === null && this.proc.signalCode === null) this.proc.kill('SIGKILL')
   }
+}
+
+/** What useSentFile sets up for a describe block (filled in by its beforeAll). */
+export interface SentFile {
+  readonly dir: string
+  /** The file `haul send` serves, and its SHA-256. */
+  readonly src: string
+  readonly digest: string
+  readonly ticket: string
+  /** Starts a `haul` process killed after the test that started it. */
+  start(args: string[]): Running
+}
+
+/**
+ * For a describe block: a file of `size` random bytes in a temporary folder, served by one
+ * `haul send --json` for the whole block; processes started with `start` are killed after each
+ * test.
+ */
+export function useSentFile(size: number): SentFile {
+  const procs: Running[] = []
+  let sender: Running | undefined
+  let cleanup: (() => Promise<void>) | undefined
+  const sent = {
+    dir: '',
+    src: '',
+    digest: '',
+    ticket: '',
+    start: (args: string[]): Running => {
+      const p = new Running(args)
+      procs.push(p)
+      return p
+    },
+  }
+  beforeAll(async () => {
+    const made = await tempDir()
+    cleanup = made.cleanup
+    sent.dir = made.dir
+    sent.src = join(made.dir, 'data.bin')
+    await writeFile(sent.src, size, 'random')
+    sent.digest = await sha256File(sent.src)
+    sender = new Running(['send', sent.src, '--json'])
+    sent.ticket = (await sender.event('published')).ticket as string
+  })
+  afterEach(() => {
+    for (const p of procs.splice(0)) p.kill()
+  })
+  afterAll(async () => {
+    sender?.kill()
+    await cleanup?.()
+  })
+  return sent
 }
