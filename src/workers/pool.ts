@@ -14,6 +14,7 @@
  * passed to it. An aborted call rejects with AbortedError at once; a task already handed to
  * Piscina runs to the end, its slot stays taken until then, and its result is discarded.
  */
+import { setMaxListeners } from 'node:events'
 import { Piscina } from 'piscina'
 import { verifyCdcSizes } from '../chunking/params.ts'
 import {
@@ -82,10 +83,10 @@ export class WorkerPool {
   readonly #slots: Slots
   #destroyed = false
   /**
-   * Tasks handed to Piscina and not settled: each fails with the given error when no thread is
-   * left to run it (see the 'error' listener).
+   * The signal every task is handed to Piscina with: aborted, its reason the thread's failure,
+   * when no thread is left to run the tasks queued (see the 'error' listener), then replaced.
    */
-  readonly #pending = new Set<(err: HaulError) => void>()
+  #unstartable = unstartable()
 
   constructor(opts?: WorkerPoolOptions) {
     const { threads, maxQueue } = verifyWorkerPoolOptions(opts)
@@ -112,8 +113,9 @@ export class WorkerPool {
     // bootstrap: with no thread left, they fail now with the reason instead of waiting for ever.
     this.#piscina.on('error', (err: unknown) => {
       if (this.#piscina.threads.length > 0) return
-      const failure = threadFailure(err)
-      for (const fail of [...this.#pending]) fail(failure)
+      const queued = this.#unstartable
+      this.#unstartable = unstartable()
+      queued.abort(threadFailure(err))
     })
   }
 
@@ -347,22 +349,15 @@ export class WorkerPool {
       throw signal?.aborted ? abortedBy(signal) : new AbortedError('worker pool destroyed')
     }
     // Aborted only when no thread is left to run it (a queued task: no worker is cut short).
-    const unstarted = new AbortController()
-    let failure: HaulError | undefined
-    const fail = (err: HaulError): void => {
-      failure = err
-      unstarted.abort()
-    }
-    this.#pending.add(fail)
-    const task = this.#piscina.run(req, { transferList: transfer, signal: unstarted.signal }).finally(() => {
-      this.#pending.delete(fail)
-      this.#slots.release()
-    })
+    const unstarted = this.#unstartable.signal
+    const task = this.#piscina
+      .run(req, { transferList: transfer, signal: unstarted })
+      .finally(() => this.#slots.release())
     let reply: AnyReply
     try {
       reply = await raceAbort(task, signal)
     } catch (err) {
-      if (failure !== undefined) throw failure
+      if (unstarted.aborted) throw unstarted.reason
       if (err instanceof AbortedError) throw err
       if (this.#destroyed) throw new AbortedError('worker pool destroyed', { cause: err })
       throw threadFailure(err)
@@ -382,6 +377,13 @@ export class WorkerPool {
  */
 function workerFile(): string {
   return threadFile('workers/worker.js', import.meta.url, 'worker thread code')
+}
+
+/** The signal of the tasks queued until no thread is left to run them (one listener per task). */
+function unstartable(): AbortController {
+  const c = new AbortController()
+  setMaxListeners(0, c.signal)
+  return c
 }
 
 /**
