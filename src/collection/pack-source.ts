@@ -13,7 +13,14 @@ import { ContentChangedError, ContentNotFoundError } from '../errors.ts'
 import type { ContentSource } from '../serve/registry.ts'
 import { sourceError } from '../storage/fs-errors.ts'
 import { OpenFiles, type OpenHandle } from '../storage/open-files.ts'
-import { ChunkVouch, type FileFingerprint, sameFile, stateOf, touchedSince } from '../storage/source-file.ts'
+import {
+  ChunkVouch,
+  type FileFingerprint,
+  reopenError,
+  sameFile,
+  stateOf,
+  touchedSince,
+} from '../storage/source-file.ts'
 import type { ManifestEntry } from './manifest.ts'
 import type { WalkedFile } from './walk.ts'
 
@@ -175,14 +182,7 @@ export class PackSource implements ContentSource {
     try {
       return new PackFd(openSync(abs, 'r'))
     } catch (err) {
-      const code = (err as NodeJS.ErrnoException | undefined)?.code
-      if (code === 'ENOENT' || code === 'ENOTDIR') {
-        throw new ContentChangedError(
-          `${abs} was removed since the folder was published: publish it again to get a new ticket`,
-          { cause: err },
-        )
-      }
-      throw sourceError(err, abs)
+      throw reopenError(err, abs)
     }
   }
 }

@@ -1,6 +1,6 @@
 import type { BigIntStats } from 'node:fs'
 import { type FileHandle, open, stat } from 'node:fs/promises'
-import { ContentChangedError, ContentNotFoundError, SourceInvalidError } from '../errors.ts'
+import { ContentChangedError, ContentNotFoundError, type HaulError, SourceInvalidError } from '../errors.ts'
 import { DirectReads, mostlyHoles } from './direct-reads.ts'
 import { sourceError } from './fs-errors.ts'
 import { OpenFiles, type OpenHandle } from './open-files.ts'
@@ -79,6 +79,23 @@ export function touchedSince(path: string, was: FileState, now: FileState, links
     )
   }
   return { ...now, takenNs: wallClockNs() }
+}
+
+/**
+ * A published file that cannot be opened again: removed since it was indexed (CONTENT_CHANGED:
+ * the content is gone), or what the error says.
+ */
+export function reopenError(err: unknown, path: string): HaulError {
+  const code = (err as NodeJS.ErrnoException | undefined)?.code
+  if (code === 'ENOENT' || code === 'ENOTDIR') {
+    return new ContentChangedError(
+      `${path} was removed since it was published: publish it again to get a new ticket`,
+      {
+        cause: err,
+      },
+    )
+  }
+  return sourceError(err, path)
 }
 
 /**
@@ -240,14 +257,7 @@ export class SourceFile {
   /** The file opened again after its handle was closed: refused unless it is the one indexed. */
   async #reopen(): Promise<SourceHandle> {
     const fh = await open(this.path, 'r').catch((err) => {
-      const code = (err as NodeJS.ErrnoException | undefined)?.code
-      if (code === 'ENOENT' || code === 'ENOTDIR') {
-        throw new ContentChangedError(
-          `${this.path} was removed since it was indexed: publish it again to get a new ticket`,
-          { cause: err },
-        )
-      }
-      throw sourceError(err, this.path)
+      throw reopenError(err, this.path)
     })
     try {
       await this.#checkUnchanged(fh)
