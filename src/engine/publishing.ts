@@ -7,6 +7,7 @@ import { openPartialSeed } from '../fetch/partial-seed.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import type { IndexOptions } from '../serve/indexer.ts'
 import { indexForServing } from '../serve/publish.ts'
+import { PublishHistory } from '../serve/publish-history.ts'
 import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import { SecretStore } from '../serve/secret-store.ts'
 import { descriptorFolder } from '../storage/data-folder.ts'
@@ -44,10 +45,12 @@ export class Publishing {
   /** A collection's manifest content id (hex) → its pack's content id. */
   readonly #packs = new Map<string, Uint8Array>()
   readonly #secrets: SecretStore
+  readonly #history: PublishHistory
 
   constructor(deps: PublishingDeps) {
     this.#deps = deps
     this.#secrets = new SecretStore(deps.config.dataDir)
+    this.#history = new PublishHistory(deps.config.dataDir)
   }
 
   async publish(path: string, opts: PublishOptions): Promise<Published> {
@@ -85,6 +88,7 @@ export class Publishing {
     const { index, content } = await indexForServing(file, config.dataDir, this.#indexing(opts), openFiles)
     const secret = await this.#secretFor(index.cid, opts, [content])
     registry.add(guarded(content, secret))
+    await this.#replacing(['file', file, config.chunking], [index.cid], secret, file)
     const ticket = encodeSwarmTicket({
       cid: index.cid,
       providers: [this.#self(secret)],
@@ -135,6 +139,8 @@ export class Publishing {
     const secret = await this.#secretFor(index.cid, opts, contents)
     for (const c of contents) registry.add(guarded(c, secret))
     this.#packs.set(hex(index.cid), index.packCid)
+    const key = ['collection', ...paths.map((p) => resolvePath(p)), config.chunking]
+    await this.#replacing(key, [index.cid, index.packCid], secret, paths.join(', '))
     const ticket = encodeSwarmTicket({
       cid: index.cid,
       providers: [this.#self(secret)],
@@ -180,6 +186,31 @@ export class Publishing {
       await Promise.allSettled(opened.flatMap((c) => [c.reader.close(), c.source.close()]))
       throw err
     }
+  }
+
+  /**
+   * Records that `key` (a path and chunking) now publishes `cids` guarded by `secret`; what it
+   * published before (src/serve/publish-history.ts), in a run of this engine or an earlier one,
+   * is remembered as withdrawn for a change, so its tickets are told CONTENT_CHANGED. Only a
+   * request that could have had it is told (the same secret rule as serving): an old publish
+   * whose secret is gone (unpublished, or pruned) is not remembered.
+   */
+  async #replacing(
+    key: readonly unknown[],
+    cids: readonly Uint8Array[],
+    secret: Uint8Array | undefined,
+    what: string,
+  ): Promise<void> {
+    const before = await this.#history.replace(key, { cids, public: secret === undefined })
+    if (before === undefined) return
+    let secrets: Uint8Array[] | undefined
+    if (!before.public) {
+      const old = await this.#secrets.kept(before.cids[0]!)
+      if (old === undefined) return
+      secrets = [old]
+    }
+    const why = `${what} changed since it was published: publish it again to get a new ticket`
+    for (const cid of before.cids) this.#deps.registry.rememberChanged(cid, secrets, why)
   }
 
   /** This engine as its ticket names it, with the secret requests to it present. */

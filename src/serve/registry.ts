@@ -108,10 +108,25 @@ export class ContentRegistry {
     const key = contentKey(cid)
     const gone = this.unpublishByKey(key)
     if (gone === undefined) return undefined
-    this.#changed.delete(key)
-    this.#changed.set(key, { secrets: gone.secrets, why })
-    if (this.#changed.size > MAX_WITHDRAWN) this.#changed.delete(this.#changed.keys().next().value!)
+    this.#rememberChanged(key, gone.secrets, why)
     return gone
+  }
+
+  /**
+   * Remembers `cid` as withdrawn for a change (`why`), as withdrawChanged does, when it is not
+   * served: a sender started again finds the file it publishes changed since it served `cid`
+   * (src/serve/publish-history.ts). `secrets` are those it was served with (undefined: public).
+   * Content still served is left alone: serving it finds the change itself.
+   */
+  rememberChanged(cid: Uint8Array, secrets: readonly Uint8Array[] | undefined, why: string): void {
+    const key = contentKey(cid)
+    if (!this.#byKey.has(key)) this.#rememberChanged(key, secrets, why)
+  }
+
+  #rememberChanged(key: string, secrets: readonly Uint8Array[] | undefined, why: string): void {
+    this.#changed.delete(key)
+    this.#changed.set(key, { secrets, why })
+    if (this.#changed.size > MAX_WITHDRAWN) this.#changed.delete(this.#changed.keys().next().value!)
   }
 
   /**

@@ -48,6 +48,19 @@ export class SecretStore {
   }
 
   /**
+   * The secret `cid` has, if it has one (loaded, or kept in the data folder); none is made.
+   * Undefined when it has none, or it cannot be read.
+   */
+  async kept(cid: Uint8Array): Promise<Uint8Array | undefined> {
+    const key = Buffer.from(cid).toString('hex')
+    const loaded = this.#byCid.get(key)
+    if (loaded !== undefined) return loaded.catch(() => undefined)
+    if (this.#dir === undefined) return undefined
+    await this.#removing.get(key)
+    return readSecret(join(this.#dir, key)).catch(() => undefined)
+  }
+
+  /**
    * Drops `cid`'s secret (here and in the data folder): its next publish makes a new one, even
    * one started before the file is gone.
    */

@@ -72,6 +72,18 @@ describe('SecretStore', () => {
     expect(new Uint8Array(await readFile(file))).toEqual(renewed)
   })
 
+  it('kept: the secret a content id has, none made; none once forgotten', async () => {
+    const dataDir = join(dir, 'data-kept')
+    const store = new SecretStore(dataDir)
+    expect(await store.kept(cid(6))).toBeUndefined()
+    await expect(stat(join(dataDir, 'secrets', hex(6)))).rejects.toMatchObject({ code: 'ENOENT' })
+    const made = await store.secretOf(cid(6))
+    expect(await new SecretStore(dataDir).kept(cid(6))).toEqual(made)
+    await store.forget(cid(6))
+    expect(await store.kept(cid(6))).toBeUndefined()
+    expect(await new SecretStore(undefined).kept(cid(6))).toBeUndefined()
+  })
+
   it('a damaged secret file is replaced by a new secret', async () => {
     const dataDir = join(dir, 'damaged')
     await new SecretStore(dataDir).secretOf(cid(4))

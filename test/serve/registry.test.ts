@@ -46,4 +46,17 @@ describe('ContentRegistry: content withdrawn because its source changed', () => 
     expect(r.changedFor(cidOf(11), undefined)).toBe('changed 11')
     expect(r.changedFor(cidOf(10 + MAX_WITHDRAWN), undefined)).toBe(`changed ${10 + MAX_WITHDRAWN}`)
   })
+  it('remembered from an earlier run (rememberChanged): told with the same secret rule, unless it is served again', () => {
+    const r = new ContentRegistry()
+    const secret = new Uint8Array(16).fill(5)
+    r.rememberChanged(cidOf(3), [secret], 'c.bin changed')
+    expect(r.changedFor(cidOf(3), secret)).toBe('c.bin changed')
+    expect(r.changedFor(cidOf(3), undefined)).toBeUndefined()
+    // Served (by another path with the same bytes): serving it finds a change itself.
+    r.add(content(4))
+    r.rememberChanged(cidOf(4), undefined, 'd.bin changed')
+    expect(r.granted(cidOf(4), undefined)).toBeDefined()
+    r.unpublish(cidOf(4))
+    expect(r.changedFor(cidOf(4), undefined)).toBeUndefined()
+  })
 })

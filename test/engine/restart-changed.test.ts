@@ -1,0 +1,155 @@
+/**
+ * A sender started again (same data folder: same identity, port and secrets) on a file that
+ * changed while it was stopped: the old ticket is told CONTENT_CHANGED at once, as it is when the
+ * file changes under a running sender (content-changed.test.ts), not CONTENT_NOT_FOUND, which a
+ * receiver that saw the content takes for a restart and retries for minutes.
+ */
+import { copyFile, mkdir } from 'node:fs/promises'
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ContentChangedError, ContentNotFoundError } from '../../src/errors.ts'
+import { Engine, type EngineOptions } from '../../src/index.ts'
+import { decodeSwarmTicket, encodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
+
+const KiB = 1024
+const chunking = { kind: 'fixed', size: 64 * KiB } as const
+
+describe('a sender restarted on a file that changed while it was stopped', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let receiver: Engine
+  const running: Engine[] = []
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir('haul-restart-changed-'))
+    receiver = await Engine.create({ workers: 1 })
+  })
+  afterAll(async () => {
+    await Promise.all([receiver.stop(), ...running.map((e) => e.stop())])
+    await cleanup()
+  })
+
+  /** A sender on `dataDir`; `stop` it before the next one starts on the same folder. */
+  async function sender(dataDir: string, opts: EngineOptions = {}): Promise<Engine> {
+    const e = await Engine.create({ workers: 1, dataDir, chunking, ...opts })
+    running.push(e)
+    return e
+  }
+  async function stop(e: Engine): Promise<void> {
+    running.splice(running.indexOf(e), 1)
+    await e.stop()
+  }
+  const failure = (p: Promise<unknown>) =>
+    p.then(
+      () => undefined,
+      (e: unknown) => e,
+    )
+
+  it('the old ticket fails with CONTENT_CHANGED; the new one fetches the new bytes', async () => {
+    const data = join(dir, 'data-replaced')
+    const src = join(dir, 'replaced.bin')
+    await writeFile(src, 300 * KiB, 'random')
+    const first = await sender(data)
+    const old = await first.publish(src)
+    await stop(first)
+    await writeFile(src, 300 * KiB, 'random')
+
+    const again = await sender(data)
+    const now = await again.publish(src)
+    expect(now.ticket).not.toBe(old.ticket)
+    const err = await failure(receiver.fetch(old.ticket, join(dir, 'replaced-old.out')).result)
+    expect(err).toBeInstanceOf(ContentChangedError)
+    expect(err).toMatchObject({ code: 'CONTENT_CHANGED' })
+    await receiver.fetch(now.ticket, join(dir, 'replaced-new.out')).result
+    expect(await sha256File(join(dir, 'replaced-new.out'))).toBe(await sha256File(src))
+    await stop(again)
+  })
+
+  it('without the old secret, a request for the old content is told nothing: CONTENT_NOT_FOUND', async () => {
+    const data = join(dir, 'data-stripped')
+    const src = join(dir, 'stripped.bin')
+    await writeFile(src, 200 * KiB, 'random')
+    const first = await sender(data)
+    const old = await first.publish(src)
+    await stop(first)
+    await writeFile(src, 200 * KiB, 'random')
+
+    const again = await sender(data)
+    await again.publish(src)
+    const t = decodeSwarmTicket(old.ticket)
+    const stripped = encodeSwarmTicket({
+      ...t,
+      providers: t.providers.map(({ peerId, addrs }) => ({ peerId, addrs })),
+    })
+    const err = await failure(receiver.fetch(stripped, join(dir, 'stripped.out')).result)
+    expect(err).toBeInstanceOf(ContentNotFoundError)
+    await stop(again)
+  })
+
+  it('a public publish replaced: its ticket, which has no secret, is told CONTENT_CHANGED', async () => {
+    const data = join(dir, 'data-public')
+    const src = join(dir, 'public.bin')
+    await writeFile(src, 200 * KiB, 'random')
+    const first = await sender(data)
+    const old = await first.publish(src, { public: true })
+    await stop(first)
+    await writeFile(src, 200 * KiB, 'random')
+
+    const again = await sender(data)
+    await again.publish(src, { public: true })
+    const err = await failure(receiver.fetch(old.ticket, join(dir, 'public.out')).result)
+    expect(err).toBeInstanceOf(ContentChangedError)
+    await stop(again)
+  })
+
+  it('unchanged: the same ticket, served; changed and changed back: the first ticket fetches again, the middle one is told CONTENT_CHANGED', async () => {
+    const data = join(dir, 'data-back')
+    const src = join(dir, 'back.bin')
+    await writeFile(src, 200 * KiB, 'random')
+    const kept = join(dir, 'back.kept')
+    await copyFile(src, kept)
+    const digest = await sha256File(src)
+    let e = await sender(data)
+    const first = await e.publish(src)
+    await stop(e)
+
+    e = await sender(data)
+    expect((await e.publish(src)).ticket).toBe(first.ticket)
+    await receiver.fetch(first.ticket, join(dir, 'back-1.out')).result
+    expect(await sha256File(join(dir, 'back-1.out'))).toBe(digest)
+    await stop(e)
+
+    await writeFile(src, 200 * KiB, 'random')
+    e = await sender(data)
+    const middle = await e.publish(src)
+    await stop(e)
+
+    await copyFile(kept, src)
+    e = await sender(data)
+    expect((await e.publish(src)).ticket).toBe(first.ticket)
+    await receiver.fetch(first.ticket, join(dir, 'back-2.out')).result
+    expect(await sha256File(join(dir, 'back-2.out'))).toBe(digest)
+    const err = await failure(receiver.fetch(middle.ticket, join(dir, 'back-middle.out')).result)
+    expect(err).toBeInstanceOf(ContentChangedError)
+    await stop(e)
+  })
+
+  it('a folder whose file changed: its old ticket fails with CONTENT_CHANGED', async () => {
+    const data = join(dir, 'data-folder')
+    const folder = join(dir, 'folder')
+    await mkdir(folder)
+    await writeFile(join(folder, 'a.bin'), 100 * KiB, 'random')
+    await writeFile(join(folder, 'b.txt'), 10 * KiB, 'text', 10)
+    const first = await sender(data)
+    const old = await first.publishCollection(folder)
+    await stop(first)
+    await writeFile(join(folder, 'a.bin'), 100 * KiB, 'random')
+
+    const again = await sender(data)
+    await again.publishCollection(folder)
+    const err = await failure(receiver.fetchCollection(old.ticket, join(dir, 'folder-old')))
+    expect(err).toBeInstanceOf(ContentChangedError)
+    await stop(again)
+  })
+})
