@@ -54,6 +54,7 @@ const RATES = `in bytes per second:
 const SERVING_FLAGS = `  --listen <multiaddr>    listen address, repeatable (default ${LISTEN_DEFAULT})
   --data-dir <dir>        keep the identity, port, secrets and descriptors here: restarted,
                           the sender listens where it did (port free) and answers its old ticket
+                          (CONTENT_CHANGED if the file changed while it was stopped)
   --upload-limit <rate>   upload limit, all peers together, ${RATES}
 ${OPEN_FILES_FLAG}
   --relay <multiaddr>     reserve a slot on this relay (the address haul relay prints),

@@ -181,6 +181,35 @@ describe('haul send shows what it serves (real processes)', () => {
     }
   })
 
+  it('a file replaced while send was stopped: started again on its --data-dir, the old ticket gets CONTENT_CHANGED at once', async () => {
+    const replaced = join(dir, 'replaced.bin')
+    await writeFile(replaced, SIZE, 'random')
+    const dataDir = join(dir, `data-dir${n++}`)
+    const send = (): Running => {
+      const p = new Running([
+        'send',
+        replaced,
+        '--listen',
+        '/ip4/127.0.0.1/tcp/0',
+        '--data-dir',
+        dataDir,
+        '--json',
+      ])
+      procs.push(p)
+      return p
+    }
+    const first = send()
+    const ticket = await ticketOf(first)
+    expect(await first.stop('SIGINT')).toBe(0)
+    await writeFile(replaced, SIZE, 'random')
+    const again = send()
+    expect(await ticketOf(again)).not.toBe(ticket)
+    const got = await run(['get', ticket, '-o', join(dir, 'replaced.out')])
+    expect(got.code).toBe(1)
+    expect(got.stderr).toMatch(/CONTENT_CHANGED.*ask the sender to publish it again for a new ticket/)
+    expect(got.stderr).not.toContain('retry')
+  })
+
   it('interrupted while indexing, send and index exit 130', async () => {
     const big = join(dir, 'sparse.bin')
     // Sparse: reading it costs no disk, hashing it takes long enough to be interrupted.
