@@ -82,17 +82,19 @@ export class Rehasher {
             await this.#part.read(entry.offset, buf)
             const { hash } = await ctx.pool.hash(buf, { signal })
             const matches = bytesEqual(hash, entry.hash)
+            let wait: Promise<void> | undefined
             if (matches && !kept) {
-              const wait = this.#journal.record(i, entry.length)
+              wait = this.#journal.record(i, entry.length)
               this.#meter.keep(entry.length)
-              await wait
             } else if (!matches && kept) {
               this.#journal.forget(i, entry.length)
               this.#meter.unkeep(entry.length)
             }
-            open.delete(i)
+            // Counted once hashed: a chunk recorded before a failed flush is not hashed again.
             this.#meter.checked(entry.length)
             report(false)
+            await wait
+            open.delete(i)
           } finally {
             lease.release()
           }
