@@ -1,5 +1,5 @@
 import { isHaulError, openFilesAdvice, TooManyOpenFilesError } from '../errors.ts'
-import type { TransferProgress } from '../transfer/progress.ts'
+import type { CheckProgress, TransferProgress } from '../transfer/progress.ts'
 
 export function formatBytes(n: number): string {
   const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB']
@@ -28,10 +28,19 @@ export function formatDuration(seconds: number | undefined): string {
 
 /** One line: bar, percentage, bytes, rate, ETA. */
 export function progressLine(p: TransferProgress, width = 30): string {
-  const frac = p.totalBytes === 0 ? 1 : p.bytesDone / p.totalBytes
+  return barLine(p.bytesDone, p.totalBytes, p.rate, p.etaSeconds, width)
+}
+
+/** The line of a check of what an earlier run left (TransferProgress.check): as progressLine. */
+export function checkLine(c: CheckProgress, width = 30): string {
+  return `checking ${barLine(c.bytesChecked, c.bytesToCheck, c.rate, c.etaSeconds, width)}`
+}
+
+function barLine(done: number, total: number, rate: number, eta: number | undefined, width: number): string {
+  const frac = total === 0 ? 1 : done / total
   const filled = Math.round(frac * width)
   const bar = '█'.repeat(filled) + '░'.repeat(width - filled)
-  return `${bar} ${(frac * 100).toFixed(1).padStart(5)}%  ${formatBytes(p.bytesDone)} / ${formatBytes(p.totalBytes)}  ${formatRate(p.rate)}  ETA ${formatDuration(p.etaSeconds)}`
+  return `${bar} ${(frac * 100).toFixed(1).padStart(5)}%  ${formatBytes(done)} / ${formatBytes(total)}  ${formatRate(rate)}  ETA ${formatDuration(eta)}`
 }
 
 /** What a user sees for a failure: the stable code and the actionable message. */

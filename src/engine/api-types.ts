@@ -52,6 +52,11 @@ export interface Published {
 
 export interface FetchOptions {
   signal?: AbortSignal
+  /**
+   * At most every 100 ms, and as the state changes. While a resume checks what an earlier run
+   * left (after a crash, or without a usable journal), before fetching the rest, `check` holds
+   * that check's figures; its last call has them at their totals.
+   */
   onProgress?: (progress: TransferProgress) => void
   /** Called when a transient failure sends the transfer to `retrying` (before the backoff delay). */
   onRetry?: (info: RetryInfo) => void

@@ -228,7 +228,7 @@ export class FetchJob implements TransferJob {
       if (this.#rehash !== undefined) {
         const link = this.#providers.up()
         if (link === undefined) throw new StreamClosedError('no provider connected')
-        await this.#rehash.run(link.context(deps), signal)
+        await this.#rehash.run(link.context(deps), signal, (force) => this.#report(force))
         this.#rehash = undefined
         this.#resume = { ...this.#resume!, chunksKept: journal.chunks, bytesKept: journal.bytes }
       }

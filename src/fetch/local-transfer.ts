@@ -143,13 +143,14 @@ export function transferResult(
 
 /**
  * Calls `onProgress` at most every `intervalMs`, unless forced (state changes, the end), and
- * never twice for the same bytes done (the last chunk's report and the end's would be).
+ * never twice for the same bytes done and checked (the last chunk's report and the end's would be).
  */
 export class ProgressThrottle {
   readonly #onProgress: ((p: TransferProgress) => void) | undefined
   readonly #intervalMs: number
   #last = 0
   #lastBytes = -1
+  #lastChecked = -1
 
   constructor(onProgress: ((p: TransferProgress) => void) | undefined, intervalMs = 100) {
     this.#onProgress = onProgress
@@ -161,9 +162,11 @@ export class ProgressThrottle {
     const now = performance.now()
     if (!force && now - this.#last < this.#intervalMs) return
     const p = meter.snapshot()
-    if (p.bytesDone === this.#lastBytes) return
+    const checked = p.check?.bytesChecked ?? -1
+    if (p.bytesDone === this.#lastBytes && checked === this.#lastChecked) return
     this.#last = now
     this.#lastBytes = p.bytesDone
+    this.#lastChecked = checked
     this.#onProgress(p)
   }
 }

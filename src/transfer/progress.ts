@@ -14,18 +14,86 @@ export interface TransferProgress {
   /** Seconds left at the current rate; undefined until there is a rate. */
   readonly etaSeconds: number | undefined
   readonly elapsedSeconds: number
+  /**
+   * Present while the bytes an earlier run left are checked against the content id, before the
+   * rest is fetched (a resume after a crash, or of a part file without a usable journal).
+   */
+  readonly check?: CheckProgress
+}
+
+/** The check of what an earlier run left at the destination, while it runs. */
+export interface CheckProgress {
+  /** Bytes read back and hashed so far, whether they matched or not. */
+  readonly bytesChecked: number
+  /**
+   * Bytes the check reads in all. Exact for fixed-size chunks; for content-defined chunks of a
+   * part of the file an estimate (chunks times their mean size) until the check's last report,
+   * which gives the bytes it read.
+   */
+  readonly bytesToCheck: number
+  readonly chunksChecked: number
+  readonly chunksToCheck: number
+  /** Bytes per second checked over the last few seconds. */
+  readonly rate: number
+  /** Seconds left of the check at the current rate; undefined until there is a rate. */
+  readonly etaSeconds: number | undefined
+  /** Since the check began. */
+  readonly elapsedSeconds: number
 }
 
 const WINDOW_MS = 3000
 const MAX_SAMPLES = 64
 
 /**
- * Counts verified bytes and derives a rate over a sliding window (at least WINDOW_MS: longer
- * while verified bytes arrive further apart than that). The sample
- * ring is fixed-size: one sample per `add` at most every WINDOW_MS/MAX_SAMPLES.
+ * The rate of a count that grows, over a sliding window (at least WINDOW_MS: longer while the
+ * count grows in steps further apart than that). The sample ring is fixed-size: one sample per
+ * `add` at most every WINDOW_MS/MAX_SAMPLES.
+ */
+class RateWindow {
+  readonly #samples: Array<{ t: number; count: number }>
+
+  constructor(t: number, count = 0) {
+    this.#samples = [{ t, count }]
+  }
+
+  add(t: number, count: number): void {
+    const last = this.#samples[this.#samples.length - 1]!
+    if (t - last.t >= WINDOW_MS / MAX_SAMPLES) {
+      this.#samples.push({ t, count })
+      if (this.#samples.length > MAX_SAMPLES) this.#samples.shift()
+    }
+  }
+
+  rate(now: number, count: number): number {
+    // The base is the newest sample at least WINDOW_MS old: on a link where a chunk takes longer
+    // than the window, the rate spans the last chunks rather than reading 0 between them.
+    while (this.#samples.length > 1 && now - this.#samples[1]!.t >= WINDOW_MS) this.#samples.shift()
+    const first = this.#samples[0]!
+    const dt = (now - first.t) / 1000
+    return dt > 0.05 ? (count - first.count) / dt : 0
+  }
+}
+
+/** Seconds to do `left` at `rate`: 0 when nothing is left, undefined until there is a rate. */
+function eta(left: number, rate: number): number | undefined {
+  return rate > 0 ? left / rate : left === 0 ? 0 : undefined
+}
+
+interface Check {
+  readonly started: number
+  readonly window: RateWindow
+  bytes: number
+  chunks: number
+  totalBytes: number
+  readonly totalChunks: number
+}
+
+/**
+ * Counts verified bytes and derives a rate over a sliding window (RateWindow).
  * Bytes kept from an earlier run (given to the constructor, or `keep`) count as
  * done but not as fetched: the rate, here and in the fetch's result, is of the
- * bytes this run moved.
+ * bytes this run moved. While those bytes are checked (`startCheck` to
+ * `endCheck`), snapshots carry the check's own figures and rate.
  */
 export class ProgressMeter {
   readonly totalBytes: number
@@ -35,7 +103,8 @@ export class ProgressMeter {
   #kept = 0
   readonly #started = performance.now()
   /** Fetched bytes (done less kept) over time. */
-  readonly #samples: Array<{ t: number; fetched: number }> = []
+  readonly #fetched = new RateWindow(this.#started)
+  #check: Check | undefined
 
   /** `alreadyBytes` and `alreadyChunks`: kept from an earlier run (see `keep`). */
   constructor(totalBytes: number, totalChunks: number, alreadyBytes = 0, alreadyChunks = 0) {
@@ -44,19 +113,13 @@ export class ProgressMeter {
     this.#bytes = alreadyBytes
     this.#kept = alreadyBytes
     this.#chunks = alreadyChunks
-    this.#samples.push({ t: this.#started, fetched: 0 })
   }
 
   /** Chunks fetched and verified in this run. */
   add(bytes: number, chunks = 1): void {
     this.#bytes += bytes
     this.#chunks += chunks
-    const t = performance.now()
-    const last = this.#samples[this.#samples.length - 1]!
-    if (t - last.t >= WINDOW_MS / MAX_SAMPLES) {
-      this.#samples.push({ t, fetched: this.fetchedBytes })
-      if (this.#samples.length > MAX_SAMPLES) this.#samples.shift()
-    }
+    this.#fetched.add(performance.now(), this.fetchedBytes)
   }
 
   /** Chunks an earlier run left at the destination, verified now (a re-hash): done, not fetched. */
@@ -73,6 +136,40 @@ export class ProgressMeter {
     this.#chunks -= chunks
   }
 
+  /** The check of what an earlier run left begins: `bytes` in `chunks` to read back and hash. */
+  startCheck(bytes: number, chunks: number): void {
+    const started = performance.now()
+    this.#check = {
+      started,
+      window: new RateWindow(started),
+      bytes: 0,
+      chunks: 0,
+      totalBytes: bytes,
+      totalChunks: chunks,
+    }
+  }
+
+  /** A chunk of the check was hashed, matching or not. */
+  checked(bytes: number): void {
+    const c = this.#check
+    if (c === undefined) return
+    c.bytes += bytes
+    c.chunks++
+    c.window.add(performance.now(), c.bytes)
+  }
+
+  /**
+   * Every chunk of the check was hashed: the bytes read become the total (where it was an
+   * estimate), for the last snapshots of the check; `endCheck` then ends it.
+   */
+  checkComplete(): void {
+    if (this.#check !== undefined) this.#check.totalBytes = this.#check.bytes
+  }
+
+  endCheck(): void {
+    this.#check = undefined
+  }
+
   get bytesDone(): number {
     return this.#bytes
   }
@@ -84,13 +181,8 @@ export class ProgressMeter {
 
   snapshot(): TransferProgress {
     const now = performance.now()
-    // The base is the newest sample at least WINDOW_MS old: on a link where a chunk takes longer
-    // than the window, the rate spans the last chunks rather than reading 0 between them.
-    while (this.#samples.length > 1 && now - this.#samples[1]!.t >= WINDOW_MS) this.#samples.shift()
-    const first = this.#samples[0]!
-    const dt = (now - first.t) / 1000
-    const rate = dt > 0.05 ? (this.fetchedBytes - first.fetched) / dt : 0
-    const left = this.totalBytes - this.#bytes
+    const rate = this.#fetched.rate(now, this.fetchedBytes)
+    const c = this.#check
     return {
       bytesDone: this.#bytes,
       totalBytes: this.totalBytes,
@@ -98,8 +190,23 @@ export class ProgressMeter {
       totalChunks: this.totalChunks,
       keptBytes: this.#kept,
       rate,
-      etaSeconds: rate > 0 ? left / rate : left === 0 ? 0 : undefined,
+      etaSeconds: eta(this.totalBytes - this.#bytes, rate),
       elapsedSeconds: (now - this.#started) / 1000,
+      ...(c === undefined ? {} : { check: checkSnapshot(c, now) }),
     }
+  }
+}
+
+function checkSnapshot(c: Check, now: number): CheckProgress {
+  const rate = c.window.rate(now, c.bytes)
+  return {
+    // An estimated total may fall short of the bytes read until the check completes.
+    bytesChecked: Math.min(c.bytes, c.totalBytes),
+    bytesToCheck: c.totalBytes,
+    chunksChecked: c.chunks,
+    chunksToCheck: c.totalChunks,
+    rate,
+    etaSeconds: eta(c.totalBytes - c.bytes, rate),
+    elapsedSeconds: (now - c.started) / 1000,
   }
 }

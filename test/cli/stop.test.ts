@@ -1,8 +1,7 @@
 import { existsSync } from 'node:fs'
-import { open } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { BLOCK, parseSuperblock } from '../../src/storage/journal-format.ts'
+import { journalSuperblock } from '../support/crash.ts'
 import { sha256File } from '../support/files.ts'
 import { events, run, useSentFile } from './run.ts'
 
@@ -12,16 +11,7 @@ const SIZE = 8 * MiB
 
 /** Whether `<dest>.part.journal` holds the seal of a clean stop (a crash leaves none). */
 async function sealed(dest: string): Promise<boolean> {
-  const f = await open(`${dest}.part.journal`, 'r')
-  try {
-    const b = new Uint8Array(BLOCK)
-    await f.read(b, 0, BLOCK, 0)
-    const sb = parseSuperblock(b)
-    if (typeof sb === 'string') throw new Error(sb)
-    return sb.sealedPartMtimeNs !== undefined
-  } finally {
-    await f.close()
-  }
+  return (await journalSuperblock(dest)).sealedPartMtimeNs !== undefined
 }
 
 describe('a command stopped by a closed output or a closed terminal (real processes)', () => {

@@ -6,8 +6,9 @@ import { ContentNotFoundError, DestinationExistsError } from '../../src/errors.t
 import { createEngine, type Engine, type ResumeInfo } from '../../src/index.ts'
 import { BLOCK, defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
-import type { TransferProgress } from '../../src/transfer/progress.ts'
+import type { CheckProgress, TransferProgress } from '../../src/transfer/progress.ts'
 import type { ChunkingParams } from '../../src/types.ts'
+import { unsealJournal } from '../support/crash.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { interruptedFetch } from '../support/interrupt.ts'
 import { startSender } from '../support/sender.ts'
@@ -55,16 +56,65 @@ describe.each<[string, ChunkingParams]>([
   async function fetchCounting(dest: string, t = ticket) {
     const before = served.bytes
     const resumed: Array<{ info: ResumeInfo; progress: TransferProgress }> = []
+    const progress: TransferProgress[] = []
     const r = await receiver.fetch(t, dest, {
       onResume: (info, progress) => resumed.push({ info, progress }),
+      onProgress: (p) => progress.push(p),
     }).result
     expect(await sha256File(dest)).toBe(srcHash)
     expect(existsSync(`${dest}.part`)).toBe(false)
     expect(existsSync(journalPath(dest))).toBe(false)
     // The rate is of what this run fetched, not of the bytes an earlier run left.
     expect(r.rate * r.seconds).toBeCloseTo(SIZE - r.resume.bytesKept, 0)
-    return { r, served: served.bytes - before, resumed }
+    return { r, served: served.bytes - before, resumed, progress }
   }
+
+  /**
+   * The check of what an earlier run left, as onProgress showed it: from nothing checked up to
+   * its totals, never the same figures twice, all before anything was fetched. Returns its last
+   * figures.
+   */
+  function checkShown(progress: readonly TransferProgress[]): CheckProgress {
+    const during = progress.findIndex((p) => p.check === undefined)
+    expect(during).toBeGreaterThan(0)
+    const checks = progress.slice(0, during).map((p) => p.check!)
+    expect(progress.slice(during).every((p) => p.check === undefined)).toBe(true)
+    expect(progress.slice(0, during).every((p) => p.bytesDone === p.keptBytes)).toBe(true)
+    expect(checks[0]).toMatchObject({ bytesChecked: 0, chunksChecked: 0 })
+    for (let i = 1; i < checks.length; i++) {
+      expect(checks[i]!.chunksChecked).toBeGreaterThan(checks[i - 1]!.chunksChecked)
+      expect(checks[i]!.bytesChecked).toBeGreaterThanOrEqual(checks[i - 1]!.bytesChecked)
+    }
+    const last = checks.at(-1)!
+    expect(last.chunksChecked).toBe(last.chunksToCheck)
+    expect(last.bytesChecked).toBe(last.bytesToCheck)
+    return last
+  }
+
+  it('after a crash (its journal unsealed) the kept chunks are checked before the rest is fetched, the check shown up to its total', async () => {
+    const dest = join(dir, `u${n++}.out`)
+    await interrupt(dest)
+    await unsealJournal(dest)
+    const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
+    if (loaded.status !== 'ok') throw new Error(`journal ${loaded.status}`)
+    const { chunks, bytes } = loaded.journal
+    await loaded.journal.close()
+    expect(chunks).toBeGreaterThan(1)
+    // One kept chunk no longer holds its bytes: checked all the same, then fetched again.
+    const fh = await open(`${dest}.part`, 'r+')
+    await fh.write(Buffer.from('ROT'), 0, 3, 5)
+    await fh.close()
+    const { r, progress, served: got } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'journal', reason: 'unclean-stop', chunksKept: chunks - 1 })
+    expect(checkShown(progress)).toMatchObject({
+      chunksChecked: chunks,
+      chunksToCheck: chunks,
+      bytesChecked: bytes,
+      bytesToCheck: bytes,
+    })
+    // What the check took back was fetched again; the rest of what was kept was not.
+    expect(got).toBe(SIZE - r.resume.bytesKept)
+  })
 
   it('an interrupted fetch resumes from its journal: only the missing chunks are fetched', async () => {
     const dest = join(dir, `a${n++}.out`)
@@ -102,8 +152,13 @@ describe.each<[string, ChunkingParams]>([
     await fh.write(Buffer.from([0xee]), 0, 1, 1000)
     await fh.close()
     const servedBefore = served.indices.length
-    const { r, served: got, resumed } = await fetchCounting(dest)
+    const { r, served: got, resumed, progress } = await fetchCounting(dest)
     expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'journal-missing' })
+    // Every chunk of the part file is checked.
+    expect(checkShown(progress)).toMatchObject({
+      chunksToCheck: progress[0]!.totalChunks,
+      bytesToCheck: SIZE,
+    })
     // Announced before the re-hash: nothing kept yet.
     expect(resumed.map((x) => [x.info.mode, x.info.bytesKept, x.progress.keptBytes])).toEqual([
       ['rehash', 0, 0],
@@ -169,8 +224,10 @@ describe.each<[string, ChunkingParams]>([
     await fh.close()
     const minuteAgo = new Date(Date.now() - 60_000)
     await utimes(journalPath(dest), minuteAgo, minuteAgo)
-    const { r, served: got } = await fetchCounting(dest)
+    const { r, served: got, progress } = await fetchCounting(dest)
     expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'part-modified' })
+    // The chunks the journal kept are checked (for content-defined chunks, to bytes estimated first).
+    expect(checkShown(progress).bytesChecked).toBeGreaterThanOrEqual(kept)
     expect(r.resume.bytesKept).toBeGreaterThan(0)
     expect(r.resume.bytesKept).toBeLessThan(kept)
     expect(got).toBe(SIZE - r.resume.bytesKept)

@@ -9,7 +9,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 import type { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute, announceWait } from './get-lines.ts'
+import { announceResume, announceRoute, announceWait, CheckLines } from './get-lines.ts'
 
 /**
  * `haul get` of a collection ticket: the folder recreated at `dest`, with progress over the
@@ -33,6 +33,7 @@ export async function getFolder(
   let last: CollectionProgress | undefined
   /** Waiting for another fetch writing `dest` (--wait), until the pack's bytes come. */
   let waiting = false
+  const check = new CheckLines(out)
   const r = await engine
     .fetchCollection(ticketText, dest, {
       overwrite: opts.overwrite,
@@ -46,6 +47,7 @@ export async function getFolder(
         if (p.phase !== last?.phase && p.phase === 'fetching' && p.bytesDone > 0) out.done()
         if (p.phase !== 'manifest') waiting = false
         last = p
+        if (check.show(p.transfer)) return
         const { transfer, ...rest } = p
         out.event({ event: 'progress', ...rest, ...(transfer === undefined ? {} : { rate: transfer.rate }) })
         out.bar(folderLine(p))

@@ -1,11 +1,11 @@
 /**
  * What `haul get` says as a fetch starts (a file's, or a folder's pack): whom it waits for, what it
- * resumes from an earlier run, and how it reaches its peers.
+ * resumes from an earlier run, how it checks that, and how it reaches its peers.
  */
 import type { ResumeInfo } from '../../fetch/resume.ts'
-import type { TransferProgress } from '../../transfer/progress.ts'
+import type { CheckProgress, TransferProgress } from '../../transfer/progress.ts'
 import type { TransferRoute } from '../../transfer/transfer-types.ts'
-import { formatBytes } from '../format.ts'
+import { checkLine, formatBytes, formatDuration, formatRate, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 
 /**
@@ -42,6 +42,39 @@ export function announceResume(out: Output, part: string, info: ResumeInfo, p: T
     )
   } else {
     out.human(`starting over: ${part} held ${RESTART_REASON[info.reason ?? 'other-content'] ?? info.reason}`)
+  }
+}
+
+/**
+ * Shows the check of what an earlier run left (TransferProgress.check) while it runs: `checking`
+ * events and a progress line; once it has ended, a line saying what it read.
+ */
+export class CheckLines {
+  readonly #out: Output
+  #last: CheckProgress | undefined
+
+  constructor(out: Output) {
+    this.#out = out
+  }
+
+  /** Shows `p` if it is of the check and says true; false for the fetch's own progress. */
+  show(p: TransferProgress | undefined): boolean {
+    const c = p?.check
+    if (c !== undefined) {
+      this.#last = c
+      this.#out.event({ event: 'checking', ...c })
+      this.#out.bar(checkLine(c))
+      return true
+    }
+    const last = this.#last
+    if (last !== undefined) {
+      this.#last = undefined
+      this.#out.done()
+      this.#out.human(
+        `checked ${formatBytes(last.bytesChecked)} (${plural(last.chunksChecked, 'chunk')}) in ${formatDuration(last.elapsedSeconds)} at ${formatRate(last.bytesChecked / Math.max(last.elapsedSeconds, 0.001))}`,
+      )
+    }
+    return false
   }
 }
 

@@ -12,7 +12,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute, announceWait } from './get-lines.ts'
+import { announceResume, announceRoute, announceWait, CheckLines } from './get-lines.ts'
 
 export interface GetOptions {
   /**
@@ -73,6 +73,7 @@ export async function runGet(
       return await getFolder(engine, ticketText, dest, opts, out, stop)
     }
     let route: TransferRoute | undefined
+    const check = new CheckLines(out)
     const handle = engine.fetch(ticketText, dest, {
       overwrite: opts.overwrite,
       waitIfBusy: opts.waitIfBusy,
@@ -88,6 +89,7 @@ export async function runGet(
           route = now
           announceRoute(out, now)
         }
+        if (check.show(p)) return
         out.event({ event: 'progress', ...p })
         out.bar(progressLine(p))
       },
@@ -206,8 +208,10 @@ function reportDone(out: Output, r: FetchResult): void {
     )
     return
   }
-  // A journal's figures were said as the fetch started (announceResume); a re-hash's are known now.
-  if (r.resume.chunksKept > 0 && r.resume.mode !== 'journal') {
+  // A clean stop's journal's figures were said as the fetch started (announceResume); those of a
+  // re-hash or of a check after a crash are known now.
+  const checked = r.resume.mode !== 'journal' || r.resume.reason === 'unclean-stop'
+  if (r.resume.chunksKept > 0 && checked) {
     out.human(
       `resumed (${r.resume.mode}): kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) from an earlier run`,
     )

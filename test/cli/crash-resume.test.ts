@@ -1,0 +1,79 @@
+import { join } from 'node:path'
+import { describe, expect, it } from 'vitest'
+import { unsealJournal } from '../support/crash.ts'
+import { sha256File } from '../support/files.ts'
+import { type Event, events, run, useSentFile } from './run.ts'
+
+const MiB = 1024 * 1024
+/** Above journal.minBytes, so an interrupted fetch keeps a journal. */
+const SIZE = 8 * MiB
+
+describe('haul get resuming after a crash (real processes)', () => {
+  const sent = useSentFile(SIZE)
+
+  /** A `haul get` stopped with 2 MiB or more kept, its journal then left as a crash leaves one. */
+  async function crashed(name: string): Promise<string> {
+    const dest = join(sent.dir, name)
+    const get = sent.start(['get', sent.ticket, '-o', dest, '--max-rate', '1M', '--json'])
+    await get.event('progress', (e) => (e.bytesDone as number) >= 2 * MiB)
+    expect(await get.stop('SIGINT')).toBe(130)
+    await unsealJournal(dest)
+    return dest
+  }
+
+  it('--json: `checking` events from nothing to the kept chunks, before the rest is fetched', async () => {
+    const dest = await crashed('json.bin')
+    const r = await run(['get', sent.ticket, '-o', dest, '--json'])
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    const evs = events(r.stdout)
+    expect(evs[0]).toMatchObject({ event: 'resuming', mode: 'journal', reason: 'unclean-stop' })
+    const { chunksKept, bytesKept } = evs[0] as Event & { chunksKept: number; bytesKept: number }
+    expect(chunksKept).toBeGreaterThan(0)
+    const checks = evs.filter((e) => e.event === 'checking')
+    // As in `progress`, etaSeconds is absent until there is a rate.
+    expect(Object.keys(checks.at(-1)!).sort()).toEqual([
+      'bytesChecked',
+      'bytesToCheck',
+      'chunksChecked',
+      'chunksToCheck',
+      'elapsedSeconds',
+      'etaSeconds',
+      'event',
+      'rate',
+    ])
+    expect(checks[0]).toMatchObject({
+      bytesChecked: 0,
+      chunksChecked: 0,
+      chunksToCheck: chunksKept,
+      bytesToCheck: bytesKept,
+    })
+    expect(checks.at(-1)).toMatchObject({
+      bytesChecked: bytesKept,
+      bytesToCheck: bytesKept,
+      chunksChecked: chunksKept,
+      chunksToCheck: chunksKept,
+      etaSeconds: 0,
+    })
+    // The check comes first; the fetch's own progress follows it.
+    const firstProgress = evs.findIndex((e) => e.event === 'progress')
+    expect(evs.findLastIndex((e) => e.event === 'checking')).toBeLessThan(firstProgress)
+    expect(evs.at(-1)).toMatchObject({
+      event: 'done',
+      fetchedBytes: SIZE - bytesKept,
+      resume: { mode: 'journal', reason: 'unclean-stop', chunksKept, bytesKept },
+    })
+    expect(await sha256File(dest)).toBe(sent.digest)
+  })
+
+  it('human output: what the check read once it is done, and what was kept in the summary', async () => {
+    const dest = await crashed('human.bin')
+    const r = await run(['get', sent.ticket, '-o', dest])
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    const lines = r.stdout.trim().split('\n')
+    const at = (re: RegExp): number => lines.findIndex((l) => re.test(l))
+    expect(at(/^resuming: .* did not stop cleanly: checking them/)).toBe(0)
+    expect(at(/^checked \d+\.\d MiB \(\d+ chunks\) in \d+:\d\d at \d+\.\d MiB\/s$/)).toBe(1)
+    expect(at(/^resumed \(journal\): kept \d+ chunks/)).toBeGreaterThan(1)
+    expect(await sha256File(dest)).toBe(sent.digest)
+  })
+})
