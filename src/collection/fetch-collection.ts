@@ -4,9 +4,9 @@
  * destination (place.ts), then the pack into `<dest>/.haul-incoming/pack` through the one receive
  * pipeline (verified chunk by chunk, resumable with its journal), then the tree cut out of the
  * pack (unpack.ts) and moved into place (place.ts). Running it again after any interruption
- * resumes where it stopped.
+ * resumes where it stopped. The two content fetches themselves are fetch-contents.ts.
  */
-import { mkdir, readFile, realpath, rm, rmdir, writeFile } from 'node:fs/promises'
+import { mkdir, readFile, realpath, rmdir, writeFile } from 'node:fs/promises'
 import { dirname, join, resolve } from 'node:path'
 import { setTimeout as sleep } from 'node:timers/promises'
 import type { DescriptorHeader } from '../descriptor/header.ts'
@@ -15,24 +15,22 @@ import {
   DestinationBusyError,
   DestinationExistsError,
   DestinationInvalidError,
-  ManifestInvalidError,
 } from '../errors.ts'
 import type { ResumeInfo } from '../fetch/resume.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { DestFolder } from '../storage/dest-folder.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import { fsError } from '../storage/fs-errors.ts'
-import { privateTempDir } from '../storage/private-temp.ts'
 import { entryAt, kindOf } from '../storage/safe-open.ts'
 import type { SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo } from '../transfer/retry.ts'
-import { type FetchResult, routeOf, type SwarmStats, type TransferRoute } from '../transfer/transfer-types.ts'
+import type { FetchResult, SwarmStats, TransferRoute } from '../transfer/transfer-types.ts'
 import type { ChunkingParams } from '../types.ts'
 import { makeFolders } from '../util/make-folders.ts'
 import type { WorkerPool } from '../workers/pool.ts'
-import { EarlyCut } from './early-cut.ts'
-import { decodeManifest, MAX_MANIFEST_BYTES, type Manifest, type ManifestEntry } from './manifest.ts'
+import { fetchManifest, fetchPack } from './fetch-contents.ts'
+import type { Manifest, ManifestEntry } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
 import { checkDestination, checkRoom, moveIntoPlace, refuseFoldedCollisions } from './place.ts'
 import { holdsCollection } from './present.ts'
@@ -277,49 +275,22 @@ export async function fetchCollection(
       if (marker === undefined && manifest.packSize > 0) {
         report({ phase: 'fetching' })
         await makeTree(paths, manifest)
-        let early: EarlyCut | undefined
-        let route: TransferRoute | undefined
-        const handle = deps.fetchContent(
-          { ...ticket, cid: manifest.packCid, kind: 'file' },
-          folder.file(`${STAGING_NAME}/pack`),
+        const fetched = await fetchPack(
+          deps,
+          ticket,
+          manifest,
+          { folder, paths },
           {
             signal,
-            ...limits,
-            // The pack in the staging folder is haul's own: a complete one left by a crash is kept.
-            overwrite: true,
-            // Files are cut out of it and it is deleted: its bytes need not reach the disk.
-            scratch: true,
-            accept: (header) => {
-              // Called again on each retry: the first one stays.
-              if (header.chunking.kind !== 'fixed' || early !== undefined) return
-              early = new EarlyCut(
-                manifest,
-                { tree: paths.tree, packPart: `${paths.pack}.part` },
-                {
-                  pool: deps.pool,
-                  symlinks: opts.symlinks === true,
-                  chunkSize: header.chunking.size,
-                  leafCount: header.leafCount,
-                },
-              )
-            },
-            onChunk: (i) => early?.chunk(i),
-            ...(opts.onResume === undefined ? {} : { onResume: opts.onResume }),
-            onProgress: (p) => {
-              const now = routeOf(handle.swarmStats())
-              if (now !== undefined && now !== route) {
-                route = now
-                opts.onRoute?.(now)
-              }
-              report({ bytesDone: p.bytesDone, transfer: p })
-            },
+            limits,
+            symlinks: opts.symlinks === true,
+            onResume: opts.onResume,
+            onRoute: opts.onRoute,
+            onProgress: (p) => report({ bytesDone: p.bytesDone, transfer: p }),
           },
         )
-        try {
-          pack = await handle.result
-        } finally {
-          cutAlready = (await early?.finish()) ?? 0
-        }
+        pack = fetched.pack
+        cutAlready = fetched.cutAlready
       }
       report({ phase: 'placing', bytesDone: manifest.packSize })
       let placed = 0
@@ -385,31 +356,5 @@ function resultOf(
     seconds,
     rate: seconds > 0 ? moved / seconds : 0,
     ...how,
-  }
-}
-
-/** Fetches the manifest into a private temporary folder, decodes and checks it, removes the folder. */
-async function fetchManifest(
-  deps: CollectionDeps,
-  ticket: SwarmTicket,
-  opts: Parameters<CollectionDeps['fetchContent']>[2],
-): Promise<Manifest> {
-  const dir = await privateTempDir('haul-manifest-')
-  try {
-    const path = join(dir, 'manifest')
-    await deps.fetchContent({ ...ticket, kind: 'file' }, path, {
-      ...opts,
-      // Read once and deleted: its bytes need not reach the disk.
-      scratch: true,
-      accept: (header) => {
-        if (header.totalSize > MAX_MANIFEST_BYTES)
-          throw new ManifestInvalidError(
-            `the collection's manifest was refused, nothing was written: it is ${header.totalSize} bytes, over ${MAX_MANIFEST_BYTES}`,
-          )
-      },
-    }).result
-    return decodeManifest(await readFile(path))
-  } finally {
-    await rm(dir, { recursive: true, force: true })
   }
 }

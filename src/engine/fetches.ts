@@ -1,10 +1,8 @@
 import { randomBytes } from 'node:crypto'
-import { rm } from 'node:fs/promises'
-import { join, resolve as resolvePath } from 'node:path'
+import { resolve as resolvePath } from 'node:path'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
-import type { DestinationPolicy } from '../fetch/destination.ts'
-import { FetchJob } from '../fetch/fetch-job.ts'
+import type { FetchJob } from '../fetch/fetch-job.ts'
 import { type LinkDeps, servesContent } from '../fetch/peer-link.ts'
 import type { MetricsTally } from '../metrics/tally.ts'
 import type { Network } from '../net/network.ts'
@@ -14,29 +12,22 @@ import type { BudgetShare } from '../resources/budget-share.ts'
 import type { BufferRecycler } from '../resources/buffer-recycler.ts'
 import { type FairQueue, fairLimiter } from '../resources/fair-queue.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
-import {
-  bucketFor,
-  chainLimiters,
-  type RateLimiter,
-  type TokenBucket,
-  unlimited,
-} from '../resources/rate-limit.ts'
+import { bucketFor, chainLimiters, type TokenBucket, unlimited } from '../resources/rate-limit.ts'
 import type { ContentRouting } from '../routing/content-routing.ts'
 import type { AskProvider, ProviderSearch } from '../routing/provider-search.ts'
-import { indexFile } from '../serve/indexer.ts'
-import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
+import type { ContentRegistry } from '../serve/registry.ts'
 import type { SessionPool } from '../session/session-pool.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
-import { privateTempDir } from '../storage/private-temp.ts'
-import { type Provider, presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
+import { presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
-import type { FetchOptions, InternalFetchOptions, TransferHandle } from './api-types.ts'
+import type { InternalFetchOptions, TransferHandle } from './api-types.ts'
 import type { EngineConfig } from './config.ts'
+import { linkDeps, newFetchJob } from './fetch-job-setup.ts'
 
 /** What an engine's fetches use of it. */
 export interface FetchesDeps {
@@ -70,7 +61,8 @@ function busyHere(path: string): DestinationBusyError {
 /**
  * An engine's fetches: each waits its turn (per peer and engine-wide) as a plain record, then
  * runs as a FetchJob in the transfer system, holding its destination's lock; `stop` cancels
- * them all and waits until each has released its streams and files.
+ * them all and waits until each has released its streams and files. What a job is built with
+ * is fetch-job-setup.ts.
  */
 export class Fetches {
   readonly #deps: FetchesDeps
@@ -113,23 +105,8 @@ export class Fetches {
 
   /** Asks a peer whether it serves `cid` (ProviderSearch's neighbours); its session is kept for the fetch. */
   asker(cid: Uint8Array): AskProvider {
-    const deps: LinkDeps = { cid, ...this.#linkDeps() }
+    const deps: LinkDeps = { cid, ...linkDeps(this.#deps) }
     return (p, signal) => servesContent(deps, p, signal)
-  }
-
-  /** What a link to a provider needs from the engine, a fetch's and an ask's alike. */
-  #linkDeps(): Omit<LinkDeps, 'cid'> {
-    const c = this.#deps.config
-    return {
-      network: this.#deps.network,
-      pool: this.#deps.pool,
-      budget: this.#deps.fetchBudget,
-      buffers: this.#deps.buffers,
-      limits: c.fetch,
-      timeouts: c.timeouts,
-      maxFrame: c.server.maxFrame,
-      sessions: this.#deps.sessions,
-    }
   }
 
   /** `search`: the providers are found on the DHT (a fetch by content id), more as it runs. */
@@ -172,7 +149,7 @@ export class Fetches {
       const own = bucketFor(opts.maxBytesPerSec ?? this.#deps.config.limits.perTransferDownloadBytesPerSec)
       const limiter = chainLimiters(own, flow)
       const limits = { limiter, maxRequestBytes: smallestBurst(own, this.#download) }
-      job = this.#fetchJob({ cid: decoded.cid, providers }, path, limits, place, swarm, opts, search)
+      job = newFetchJob(this.#deps, { cid: decoded.cid, providers }, path, limits, place, swarm, opts, search)
       const admitted = job
       const looking = new AbortController()
       void search?.keepLooking((p) => admitted.addProvider(p), looking.signal)
@@ -296,101 +273,6 @@ export class Fetches {
         } else job.addProvider(p)
       },
       swarmStats: () => job?.stats(),
-    }
-  }
-
-  /** `seeding`: the fetch serves what it has verified so far (partial seeding; FetchOptions.swarm). */
-  #fetchJob(
-    ticket: { cid: Uint8Array; providers: Provider[] },
-    dest: string,
-    limits: { limiter: RateLimiter; maxRequestBytes: number | undefined },
-    place: AdmissionPlace,
-    seeding: boolean,
-    opts: InternalFetchOptions,
-    search: ProviderSearch | undefined,
-  ): FetchJob {
-    const c = this.#deps.config
-    const share =
-      seeding && c.swarm.serve
-        ? (content: PublishedContent) => {
-            if (!this.#deps.registry.addIfAbsent(content)) return () => {}
-            return () => this.#deps.registry.removeIfSame(content)
-          }
-        : undefined
-    // A providing fetch is announced once it has a chunk to give (a record of a peer with nothing
-    // would take a place in lookups, which return at most DHT_K providers); a completed one is
-    // served as a whole file (Engine's provide), a failed one withdraws.
-    const routing = opts.provide === true && share !== undefined ? this.#deps.routing() : undefined
-    let announced = false
-    const onChunk =
-      routing === undefined
-        ? opts.onChunk
-        : (index: number) => {
-            if (!announced) {
-              announced = true
-              void routing.announce(ticket.cid)
-            }
-            opts.onChunk?.(index)
-          }
-    return new FetchJob(
-      {
-        ...this.#linkDeps(),
-        retry: c.retry,
-        // Partial seeding serves what the journal says is verified, so every size keeps one.
-        journal: share === undefined ? c.journal : { ...c.journal, minBytes: 0 },
-        directWrites: opts.scratch === true ? undefined : this.#deps.directWrites,
-        scratch: opts.scratch,
-        swarm: c.swarm,
-        ...limits,
-        place,
-        destination: this.#destinationPolicy(opts),
-        share,
-        accept: opts.accept,
-        stillLooking: search === undefined ? undefined : () => search.stillLooking(),
-      },
-      ticket,
-      dest,
-      {
-        onProgress: opts.onProgress,
-        onRetry: this.#countRetries(opts.onRetry),
-        onResume: opts.onResume,
-        onChunk,
-      },
-    )
-  }
-
-  /** `onRetry`, counting each retry first when metrics are on. */
-  #countRetries(onRetry: FetchOptions['onRetry']): FetchOptions['onRetry'] {
-    const tally = this.#deps.tally()
-    if (tally === undefined) return onRetry
-    return (info) => {
-      tally.retried(info.error)
-      onRetry?.(info)
-    }
-  }
-
-  #destinationPolicy(opts: FetchOptions): DestinationPolicy {
-    return {
-      overwrite: opts.overwrite === true,
-      contentIdOf: (path, header, signal) => this.#contentIdOf(path, header, signal),
-    }
-  }
-
-  /** The content id of a local file cut as `header` says: indexed with this engine's workers and budget. */
-  async #contentIdOf(path: string, header: DescriptorHeader, signal: AbortSignal): Promise<Uint8Array> {
-    const dir = await privateTempDir('haul-check-')
-    try {
-      const r = await indexFile(path, {
-        chunking: header.chunking,
-        pageSize: header.pageSize,
-        pool: this.#deps.pool,
-        budget: this.#deps.budget,
-        descriptorPath: join(dir, 'check.haul'),
-        signal,
-      })
-      return r.cid
-    } finally {
-      await rm(dir, { recursive: true, force: true })
     }
   }
 

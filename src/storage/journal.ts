@@ -4,14 +4,12 @@ import { dirname } from 'node:path'
 import { BudgetExceededError, InternalError } from '../errors.ts'
 import { syncDir } from '../util/sync-dir.ts'
 import { fsError } from './fs-errors.ts'
+import { JournalBitmap } from './journal-bitmap.ts'
 import {
   BLOCK,
-  encodeSlot,
   encodeSuperblock,
   type JournalInit,
   MAX_HEADER_BYTES,
-  PAGE_BITS,
-  PAGE_BYTES,
   type PartIdentity,
   pageRange,
   parseSuperblock,
@@ -47,8 +45,9 @@ export type MemoryJournalInit = Omit<JournalInit, 'part'>
  * that exists is whole; its slots are real zeros (not holes), so flushing never
  * allocates blocks on a full disk. Options: ./journal-options.ts.
  *
- * Cost: memory leafCount/8 bytes (1.2 MiB for 10M chunks, 10 TiB at 1 MiB) plus
- * the chunks written since the last flush; disk 4 KiB + leafCount/4 bytes.
+ * Cost: memory leafCount/8 bytes (1.2 MiB for 10M chunks, 10 TiB at 1 MiB; the
+ * bitmap, ./journal-bitmap.ts) plus the chunks written since the last flush;
+ * disk 4 KiB + leafCount/4 bytes.
  * Pages keep a flush proportional to what changed (a transfer moves through
  * the file in order, so one or two pages), not to the file's size.
  */
@@ -73,11 +72,8 @@ export class Journal {
   readonly pageCount: number
   readonly #o: JournalOptions
   #fh: FileHandle | undefined
-  readonly #bits: Uint8Array
-  readonly #gen: Float64Array
-  readonly #pageChunks: Float64Array
-  readonly #pageBytes: Float64Array
-  readonly #dirty = new Set<number>()
+  /** The bits that are on disk, or go there at the next flush. */
+  readonly #map: JournalBitmap
   /** Written, not yet covered by a part-file sync: chunk index → length. */
   #unsynced = new Map<number, number>()
   #unsyncedBytes = 0
@@ -112,13 +108,10 @@ export class Journal {
     this.leafCount = init.leafCount
     this.part = 'part' in init ? init.part : undefined
     this.#sealed = 'sealedPartMtimeNs' in init ? init.sealedPartMtimeNs : undefined
-    this.pageCount = Math.ceil(init.leafCount / PAGE_BITS)
+    this.#map = new JournalBitmap(init.leafCount)
+    this.pageCount = this.#map.pageCount
     this.#o = o
     this.#fh = fh
-    this.#bits = new Uint8Array(this.pageCount * PAGE_BYTES)
-    this.#gen = new Float64Array(this.pageCount)
-    this.#pageChunks = new Float64Array(this.pageCount)
-    this.#pageBytes = new Float64Array(this.pageCount)
   }
 
   /** A journal that lives only in memory (journal.enabled = false): same API, nothing persisted. */
@@ -216,9 +209,7 @@ export class Journal {
 
   /** Chunks whose bits are on disk. */
   get durableChunks(): number {
-    let n = 0
-    for (const c of this.#pageChunks) n += c
-    return n
+    return this.#map.chunks
   }
 
   /** Bytes of chunks written but not yet durable (including those a running flush is syncing). */
@@ -228,7 +219,7 @@ export class Journal {
 
   /** True when chunk `i` is verified and written, synced or not: a fetch skips it. */
   has(i: number): boolean {
-    return this.#bit(i) || this.#unsynced.has(i) || this.#syncing.has(i)
+    return this.#map.has(i) || this.#unsynced.has(i) || this.#syncing.has(i)
   }
 
   /**
@@ -237,22 +228,7 @@ export class Journal {
    * bits alternate cannot make this as long as the file has chunks.
    */
   keptRanges(maxRuns: number): Array<{ start: number; end: number }> {
-    const runs: Array<{ start: number; end: number }> = []
-    let start = -1
-    let last = -1
-    for (let i = 0; i < this.leafCount; i++) {
-      if (!this.#bit(i)) {
-        if (start >= 0 && runs.length < maxRuns - 1) {
-          runs.push({ start, end: i })
-          start = -1
-        }
-        continue
-      }
-      if (start < 0) start = i
-      last = i
-    }
-    if (start >= 0) runs.push({ start, end: last + 1 })
-    return runs
+    return this.#map.keptRanges(maxRuns)
   }
 
   /** Chunk range [start, end) of bitmap page `p`. */
@@ -312,14 +288,10 @@ export class Journal {
    * until then a crash keeps the old bit, and the next resume checks the chunk again.
    */
   forget(i: number, length: number): void {
-    if (!this.#bit(i) || this.#unsynced.has(i) || this.#syncing.has(i)) {
+    if (!this.#map.has(i) || this.#unsynced.has(i) || this.#syncing.has(i)) {
       throw new InternalError(`chunk ${i} is not a durable chunk of the journal: nothing to forget`)
     }
-    this.#bits[i >>> 3]! &= ~(1 << (i & 7))
-    const p = Math.floor(i / PAGE_BITS)
-    this.#pageChunks[p]! -= 1
-    this.#pageBytes[p]! -= length
-    this.#dirty.add(p)
+    this.#map.clear(i, length)
     this.#chunks--
     this.#bytes -= length
   }
@@ -423,8 +395,8 @@ export class Journal {
     this.#syncing = new Map()
     this.#syncingBytes = 0
     this.#lastFlush = performance.now()
-    if (this.#dirty.size === 0) return
-    const pages = [...this.#dirty].sort((a, b) => a - b)
+    const pages = this.#map.dirtyPages()
+    if (pages.length === 0) return
     const slot = new Uint8Array(BLOCK)
     try {
       // The first flush of a resumed transfer drops the seal of the stop before it (the part file
@@ -435,8 +407,7 @@ export class Journal {
         this.#sealed = undefined
       }
       for (const p of pages) {
-        const gen = this.#gen[p]! + 1
-        this.#encodeSlot(p, gen, slot)
+        const gen = this.#map.encodeNext(p, slot)
         await writeAll(fh, slot, slotOffset(p, gen % 2), this.path ?? 'the journal')
       }
       await fh.datasync()
@@ -444,31 +415,12 @@ export class Journal {
       // Generations stay: the next flush rewrites the same (maybe torn) slots, never the good ones.
       throw fsError(err, this.path ?? 'journal')
     }
-    for (const p of pages) {
-      this.#gen[p]! += 1
-      this.#dirty.delete(p)
-    }
+    this.#map.written(pages)
   }
 
   /** Sets the bits of chunks whose bytes are now durable. */
   #settle(batch: ReadonlyMap<number, number>): void {
-    for (const [i, len] of batch) {
-      if (this.#bit(i)) continue
-      this.#bits[i >>> 3]! |= 1 << (i & 7)
-      const p = Math.floor(i / PAGE_BITS)
-      this.#pageChunks[p]! += 1
-      this.#pageBytes[p]! += len
-      this.#dirty.add(p)
-    }
-  }
-
-  #bit(i: number): boolean {
-    return i >= 0 && i < this.leafCount && (this.#bits[i >>> 3]! & (1 << (i & 7))) !== 0
-  }
-
-  #encodeSlot(p: number, gen: number, out: Uint8Array): void {
-    const bits = this.#bits.subarray(p * PAGE_BYTES, (p + 1) * PAGE_BYTES)
-    encodeSlot(p, gen, { chunks: this.#pageChunks[p]!, bytes: this.#pageBytes[p]!, bits }, out)
+    for (const [i, len] of batch) this.#map.set(i, len)
   }
 
   async #readPages(): Promise<number[]> {
@@ -478,10 +430,7 @@ export class Journal {
         damaged.push(page)
         return
       }
-      this.#bits.set(best.bits, page * PAGE_BYTES)
-      this.#gen[page] = best.gen
-      this.#pageChunks[page] = best.chunks
-      this.#pageBytes[page] = best.bytes
+      this.#map.load(page, best)
       this.#chunks += best.chunks
       this.#bytes += best.bytes
     })

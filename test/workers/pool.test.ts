@@ -14,8 +14,9 @@ import {
 import type { Codec } from '../../src/types.ts'
 import { KiB, MiB } from '../../src/types.ts'
 import { compress } from '../../src/workers/codecs.ts'
-import { threadFailure, WorkerPool } from '../../src/workers/pool.ts'
+import { WorkerPool } from '../../src/workers/pool.ts'
 import { verifyWorkerPoolOptions } from '../../src/workers/pool-options.ts'
+import { threadFailure } from '../../src/workers/pool-threads.ts'
 import { randomData, textLike } from './data.ts'
 
 const sha256 = (b: Uint8Array): Buffer => createHash('sha256').update(b).digest()
