@@ -26,9 +26,12 @@ export function formatDuration(seconds: number | undefined): string {
   return h > 0 ? `${h}:${String(m).padStart(2, '0')}:${ss}` : `${m}:${ss}`
 }
 
-/** One line: bar, percentage, bytes, rate, ETA. */
+/**
+ * One line: bar, percentage, bytes, rate, ETA. The bytes of chunks on their way count, so a slow
+ * link's line moves between whole chunks; the summary says what was verified.
+ */
 export function progressLine(p: TransferProgress, width = 30): string {
-  return barLine(p.bytesDone, p.totalBytes, p.rate, p.etaSeconds, width)
+  return barLine(p.bytesDone + p.bytesArriving, p.totalBytes, p.rate, p.etaSeconds, width)
 }
 
 /** The line of a check of what an earlier run left (TransferProgress.check): as progressLine. */

@@ -5,7 +5,7 @@ import type { PublishedContent } from '../serve/registry.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import type { JournalOptions } from '../storage/journal-options.ts'
 import type { Provider, SwarmTicket } from '../ticket/multi-ticket.ts'
-import type { TransferProgress } from '../transfer/progress.ts'
+import type { ProgressMeter, TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo, RetryOptions } from '../transfer/retry.ts'
 import type { TransferJob } from '../transfer/transfer-machine.ts'
 import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
@@ -25,6 +25,9 @@ import { ProviderSet } from './provider-set.ts'
 import type { Rehasher } from './rehash.ts'
 import type { ResumeInfo } from './resume.ts'
 import { SwarmScheduler } from './scheduler.ts'
+
+/** How often the bytes of chunks on their way are reported between whole chunks. */
+export const ARRIVING_REPORT_MS = 1000
 
 export interface FetchJobDeps extends Omit<CoordinatorDeps, 'cid'> {
   readonly journal: JournalOptions
@@ -253,7 +256,12 @@ export class FetchJob implements TransferJob {
         this.#hooks.onChunk?.(index)
         this.#report(false)
       })
-      await this.#fetcher.run(signal)
+      const stopArriving = this.#reportArriving(local.meter)
+      try {
+        await this.#fetcher.run(signal)
+      } finally {
+        stopArriving()
+      }
       failed = false
     } finally {
       // Whatever happened, what was verified and written so far becomes durable now.
@@ -358,6 +366,22 @@ export class FetchJob implements TransferJob {
   #ready(): Local {
     if (this.#local === undefined) throw new InternalError('transfer used before it resolved')
     return this.#local
+  }
+
+  /**
+   * Reports the bytes of chunks on their way (ProgressMeter.arrivingFrom) every ARRIVING_REPORT_MS
+   * while chunks are fetched, where otherwise a report waits for a whole chunk: a 1 MiB chunk
+   * takes 8 s at 1 Mbit/s, 33 s at 256 kbit/s. Returns what stops it.
+   */
+  #reportArriving(meter: ProgressMeter): () => void {
+    if (!this.#progress.wanted) return () => {}
+    meter.arrivingFrom(() => this.#providers.arrivingBytes())
+    const timer = setInterval(() => this.#report(false), ARRIVING_REPORT_MS)
+    timer.unref()
+    return () => {
+      clearInterval(timer)
+      meter.arrivingFrom(undefined)
+    }
   }
 
   #report(force: boolean): void {

@@ -143,18 +143,25 @@ export function transferResult(
 
 /**
  * Calls `onProgress` at most every `intervalMs`, unless forced (state changes, the end), and
- * never twice for the same bytes done and checked (the last chunk's report and the end's would be).
+ * never twice for the same bytes done, arriving and checked (the last chunk's report and the
+ * end's would be).
  */
 export class ProgressThrottle {
   readonly #onProgress: ((p: TransferProgress) => void) | undefined
   readonly #intervalMs: number
   #last = 0
   #lastBytes = -1
+  #lastArriving = -1
   #lastChecked = -1
 
   constructor(onProgress: ((p: TransferProgress) => void) | undefined, intervalMs = 100) {
     this.#onProgress = onProgress
     this.#intervalMs = intervalMs
+  }
+
+  /** Someone listens: reports between chunks are worth making. */
+  get wanted(): boolean {
+    return this.#onProgress !== undefined
   }
 
   report(meter: ProgressMeter | undefined, force: boolean): void {
@@ -163,9 +170,15 @@ export class ProgressThrottle {
     if (!force && now - this.#last < this.#intervalMs) return
     const p = meter.snapshot()
     const checked = p.check?.bytesChecked ?? -1
-    if (p.bytesDone === this.#lastBytes && checked === this.#lastChecked) return
+    if (
+      p.bytesDone === this.#lastBytes &&
+      p.bytesArriving === this.#lastArriving &&
+      checked === this.#lastChecked
+    )
+      return
     this.#last = now
     this.#lastBytes = p.bytesDone
+    this.#lastArriving = p.bytesArriving
     this.#lastChecked = checked
     this.#onProgress(p)
   }

@@ -81,6 +81,11 @@ export class PeerLink {
     return this.#pastChunkBytes + live
   }
 
+  /** Bytes of a chunk on its way from this peer, not yet whole (RemoteSession.arrivingBytes). */
+  get arrivingBytes(): number {
+    return this.session?.arrivingBytes ?? 0
+  }
+
   get up(): boolean {
     return this.session !== undefined && !this.session.closed && this.banned === undefined
   }

@@ -44,6 +44,13 @@ export class ProviderSet {
     return received
   }
 
+  /** Bytes of chunks on their way from all providers, not yet whole (PeerLink.arrivingBytes). */
+  arrivingBytes(): number {
+    let arriving = 0
+    for (const l of this.links.values()) arriving += l.arrivingBytes
+    return arriving
+  }
+
   /** Some provider said hello on a stream in this fetch (PeerLink.reached). */
   reached(): boolean {
     return [...this.links.values()].some((l) => l.reached)

@@ -179,6 +179,14 @@ export class RemoteSession {
     return this.#chunkBytes
   }
 
+  /**
+   * Bytes of a reply frame on its way while a get-chunks request waits: a chunk not yet whole,
+   * which a slow link brings over many seconds (a 1 MiB chunk at 1 Mbit/s takes 8 s).
+   */
+  get arrivingBytes(): number {
+    return this.#chunkRequests > 0 ? this.#decoder.buffered : 0
+  }
+
   /** Reply frames dropped because they repeated one their request had already received. */
   get repeatedFrames(): number {
     return this.#repeatedFrames

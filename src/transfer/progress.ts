@@ -9,7 +9,13 @@ export interface TransferProgress {
    * kept (from the journal, or re-hashed): not fetched again, and not part of `rate`.
    */
   readonly keptBytes: number
-  /** Bytes per second fetched over the last few seconds. */
+  /**
+   * Bytes of chunks on their way: received, but not yet whole, so neither verified nor in
+   * `bytesDone` (as they travel, before decompression). On a slow link a chunk takes seconds to
+   * arrive, and these show it moving.
+   */
+  readonly bytesArriving: number
+  /** Bytes per second fetched over the last few seconds, the bytes arriving included. */
   readonly rate: number
   /** Seconds left at the current rate; undefined until there is a rate. */
   readonly etaSeconds: number | undefined
@@ -105,6 +111,8 @@ export class ProgressMeter {
   /** Fetched bytes (done less kept) over time. */
   readonly #fetched = new RateWindow(this.#started)
   #check: Check | undefined
+  /** Reads the bytes of chunks on their way, while chunks are fetched (`arrivingFrom`). */
+  #arriving: (() => number) | undefined
 
   /** `alreadyBytes` and `alreadyChunks`: kept from an earlier run (see `keep`). */
   constructor(totalBytes: number, totalChunks: number, alreadyBytes = 0, alreadyChunks = 0) {
@@ -119,7 +127,12 @@ export class ProgressMeter {
   add(bytes: number, chunks = 1): void {
     this.#bytes += bytes
     this.#chunks += chunks
-    this.#fetched.add(performance.now(), this.fetchedBytes)
+    this.#fetched.add(performance.now(), this.#moved(this.#arrivingNow()))
+  }
+
+  /** Where the bytes of chunks on their way are read from while chunks are fetched; undefined: none. */
+  arrivingFrom(source: (() => number) | undefined): void {
+    this.#arriving = source
   }
 
   /** Chunks an earlier run left at the destination, verified now (a re-hash): done, not fetched. */
@@ -179,9 +192,25 @@ export class ProgressMeter {
     return this.#bytes - this.#kept
   }
 
+  /** Bytes of chunks on their way, at most what is left to fetch. */
+  #arrivingNow(): number {
+    const arriving = this.#arriving?.() ?? 0
+    return Math.max(0, Math.min(arriving, this.totalBytes - this.#bytes))
+  }
+
+  /** What the rate counts: bytes fetched, and those on their way. */
+  #moved(arriving: number): number {
+    return this.fetchedBytes + arriving
+  }
+
   snapshot(): TransferProgress {
     const now = performance.now()
-    const rate = this.#fetched.rate(now, this.fetchedBytes)
+    const arriving = this.#arrivingNow()
+    const moved = this.#moved(arriving)
+    this.#fetched.add(now, moved)
+    // A chunk whose bytes were counted arriving is briefly counted neither way while it is
+    // verified, and a cut drops what had arrived of one: the count can step back.
+    const rate = Math.max(0, this.#fetched.rate(now, moved))
     const c = this.#check
     return {
       bytesDone: this.#bytes,
@@ -189,8 +218,9 @@ export class ProgressMeter {
       chunksDone: this.#chunks,
       totalChunks: this.totalChunks,
       keptBytes: this.#kept,
+      bytesArriving: arriving,
       rate,
-      etaSeconds: eta(this.totalBytes - this.#bytes, rate),
+      etaSeconds: eta(this.totalBytes - this.#bytes - arriving, rate),
       elapsedSeconds: (now - this.#started) / 1000,
       ...(c === undefined ? {} : { check: checkSnapshot(c, now) }),
     }

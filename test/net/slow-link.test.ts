@@ -72,5 +72,12 @@ describe('a transfer over a slow link (real processes in network namespaces)', (
     expect(end, receiver.stderr()).toMatchObject({ event: 'done' })
     expect(retries, JSON.stringify(retries)).toEqual([])
     expect(await sha256File(dest)).toBe(await sha256File(src))
+    // The first chunk takes ~17 s: its bytes show arriving before it is whole, growing.
+    const arriving = receiver.events
+      .filter((e) => e.event === 'progress' && e.chunksDone === 0)
+      .map((e) => Number(e.bytesArriving))
+      .filter((n) => n > 0)
+    expect(arriving.length, JSON.stringify(receiver.events.slice(0, 20))).toBeGreaterThanOrEqual(2)
+    expect(arriving.at(-1)).toBeGreaterThan(arriving[0]!)
   }, 120_000)
 })

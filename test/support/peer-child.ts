@@ -28,7 +28,13 @@ async function main(): Promise<number> {
   }
   try {
     const handle = engine.fetch(config.ticket, config.dest, {
-      onProgress: (p) => emit({ event: 'progress', bytesDone: p.bytesDone, chunksDone: p.chunksDone }),
+      onProgress: (p) =>
+        emit({
+          event: 'progress',
+          bytesDone: p.bytesDone,
+          chunksDone: p.chunksDone,
+          bytesArriving: p.bytesArriving,
+        }),
       onRetry: (r) => emit({ event: 'retry', attempt: r.attempt, delayMs: r.delayMs, code: r.error.code }),
     })
     const result = await handle.result

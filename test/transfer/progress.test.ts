@@ -36,3 +36,45 @@ describe('ProgressMeter: the rate', () => {
     expect(meter.snapshot().rate / MiB).toBeLessThan(0.5)
   })
 })
+
+describe('ProgressMeter: bytes on their way', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('counts the bytes of a chunk not yet whole in the rate and the ETA, not in the bytes done', () => {
+    vi.useFakeTimers({ toFake: ['performance'] })
+    const meter = new ProgressMeter(4 * MiB, 4)
+    let arriving = 0
+    meter.arrivingFrom(() => arriving)
+    // A 1 MiB chunk taking 8 s: 128 KiB a second, and nothing whole yet.
+    for (let s = 1; s <= 6; s++) {
+      vi.advanceTimersByTime(1_000)
+      arriving = (s * MiB) / 8
+    }
+    const p = meter.snapshot()
+    expect(p.bytesDone).toBe(0)
+    expect(p.chunksDone).toBe(0)
+    expect(p.bytesArriving).toBe((6 * MiB) / 8)
+    expect(p.rate / MiB).toBeCloseTo(1 / 8, 1)
+    // What is left: 4 MiB less what has arrived, at 1/8 MiB a second.
+    expect(p.etaSeconds).toBeCloseTo(26, -1)
+  })
+
+  it('never counts more arriving than is left, nor a rate below 0 when a cut drops a chunk half-way', () => {
+    vi.useFakeTimers({ toFake: ['performance'] })
+    const meter = new ProgressMeter(2 * MiB, 2)
+    let arriving = 0
+    meter.arrivingFrom(() => arriving)
+    meter.add(MiB)
+    arriving = 3 * MiB
+    expect(meter.snapshot().bytesArriving).toBe(MiB)
+    vi.advanceTimersByTime(500)
+    arriving = 0
+    vi.advanceTimersByTime(500)
+    expect(meter.snapshot().rate).toBeGreaterThanOrEqual(0)
+    meter.arrivingFrom(undefined)
+    arriving = 100
+    expect(meter.snapshot().bytesArriving).toBe(0)
+  })
+})

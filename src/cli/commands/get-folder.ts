@@ -83,11 +83,13 @@ export async function getFolder(
 }
 
 function folderLine(p: CollectionProgress): string {
-  const pct = p.bytes > 0 ? (100 * p.bytesDone) / p.bytes : 100
+  // Bytes on their way count on the line, as for a file (progressLine).
+  const received = p.bytesDone + (p.transfer?.bytesArriving ?? 0)
+  const pct = p.bytes > 0 ? (100 * received) / p.bytes : 100
   if (p.phase === 'manifest') return 'fetching the list of files…'
   if (p.phase === 'placing' || p.phase === 'done') return `placing files  ${p.filesPlaced} / ${p.files}`
   const rate = p.transfer === undefined ? '' : `  ${formatRate(p.transfer.rate)}`
-  return `${pct.toFixed(1)}%  ${formatBytes(p.bytesDone)} / ${formatBytes(p.bytes)}  ${p.files} files${rate}`
+  return `${pct.toFixed(1)}%  ${formatBytes(received)} / ${formatBytes(p.bytes)}  ${p.files} files${rate}`
 }
 
 function reportFolder(out: Output, r: CollectionResult): void {
