@@ -113,7 +113,7 @@ function countRetries(deps: FetchesDeps, onRetry: FetchOptions['onRetry']): Fetc
 function destinationPolicy(deps: FetchesDeps, opts: FetchOptions): DestinationPolicy {
   return {
     overwrite: opts.overwrite === true,
-    contentIdOf: (path, header, signal) => contentIdOf(deps, path, header, signal),
+    contentIdOf: (path, header, signal, onChunk) => contentIdOf(deps, path, header, signal, onChunk),
   }
 }
 
@@ -123,8 +123,10 @@ async function contentIdOf(
   path: string,
   header: DescriptorHeader,
   signal: AbortSignal,
+  onChunk?: (bytes: number) => void,
 ): Promise<Uint8Array> {
   const dir = await privateTempDir('haul-check-')
+  let hashed = 0
   try {
     const r = await indexFile(path, {
       chunking: header.chunking,
@@ -133,6 +135,14 @@ async function contentIdOf(
       budget: deps.budget,
       descriptorPath: join(dir, 'check.haul'),
       signal,
+      ...(onChunk === undefined
+        ? {}
+        : {
+            onProgress: (done: number) => {
+              onChunk(done - hashed)
+              hashed = done
+            },
+          }),
     })
     return r.cid
   } finally {

@@ -5,7 +5,7 @@ import type { PublishedContent } from '../serve/registry.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import type { JournalOptions } from '../storage/journal-options.ts'
 import type { Provider, SwarmTicket } from '../ticket/multi-ticket.ts'
-import type { ProgressMeter, TransferProgress } from '../transfer/progress.ts'
+import { ProgressMeter, type TransferProgress } from '../transfer/progress.ts'
 import type { RetryInfo, RetryOptions } from '../transfer/retry.ts'
 import type { TransferJob } from '../transfer/transfer-machine.ts'
 import type { FetchResult, SwarmStats } from '../transfer/transfer-types.ts'
@@ -93,6 +93,8 @@ export class FetchJob implements TransferJob {
   #local: Local | undefined
   /** Set when the destination already held the content: nothing is fetched or written. */
   #present: PresentState | undefined
+  /** Follows the check of a file already at the destination (holdsContent), while it runs. */
+  #checking: ProgressMeter | undefined
   #rehash: Rehasher | undefined
   #resume: ResumeInfo | undefined
   #fetcher: FetchCoordinator | undefined
@@ -137,7 +139,7 @@ export class FetchJob implements TransferJob {
   }
 
   progress(): TransferProgress | undefined {
-    return (this.#local ?? this.#present)?.meter.snapshot()
+    return ((this.#local ?? this.#present)?.meter ?? this.#checking)?.snapshot()
   }
 
   /** Verified chunks, plus signs the providers are serving (FetchRetry.progressMark). */
@@ -211,7 +213,19 @@ export class FetchJob implements TransferJob {
     this.#retryRule.contentSeen = true
     this.#deps.accept?.(header)
     if (this.#local === undefined && this.#present === undefined) {
-      if (await holdsContent(this.dest, this.cid, header, this.#deps.destination, signal)) {
+      this.#checking = new ProgressMeter(header.totalSize, header.leafCount)
+      const check = { meter: this.#checking, report: (force: boolean) => this.#report(force) }
+      const held = await holdsContent(
+        this.dest,
+        this.cid,
+        header,
+        this.#deps.destination,
+        signal,
+        check,
+      ).finally(() => {
+        this.#checking = undefined
+      })
+      if (held) {
         this.#present = presentState(header)
         this.#resume = this.#present.resume
       } else await this.#openLocal(header)
@@ -385,6 +399,6 @@ export class FetchJob implements TransferJob {
   }
 
   #report(force: boolean): void {
-    this.#progress.report((this.#local ?? this.#present)?.meter, force)
+    this.#progress.report((this.#local ?? this.#present)?.meter ?? this.#checking, force)
   }
 }

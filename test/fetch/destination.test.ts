@@ -2,7 +2,7 @@ import { existsSync } from 'node:fs'
 import { link, readFile, stat, symlink, writeFile as writeText } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { createEngine, type Engine } from '../../src/index.ts'
+import { createEngine, type Engine, type TransferProgress } from '../../src/index.ts'
 import { lockPath } from '../../src/storage/dest-lock.ts'
 import { journalPath } from '../../src/storage/journal.ts'
 import { spawnPeer } from '../support/children.ts'
@@ -54,6 +54,26 @@ describe('one destination, one writer; nothing destroyed silently', () => {
     expect(served.bytes).toBe(before)
     expect(await sha256File(dest)).toBe(srcHash)
     expect(existsSync(lockPath(dest))).toBe(false)
+  })
+
+  it('a file already holding the content is read back with the check in progress (bytes checked up to its size), then reported present', async () => {
+    const dest = join(dir, 'checked.bin')
+    await receiver.fetch(ticket, dest).result
+    const seen: TransferProgress[] = []
+    const again = await receiver.fetch(ticket, dest, { onProgress: (p) => seen.push(p) }).result
+    expect(again.resume.mode).toBe('present')
+    const checks = seen.flatMap((p) => (p.check === undefined ? [] : [p.check]))
+    expect(checks.length).toBeGreaterThanOrEqual(1)
+    const sizes = checks.map((c) => c.bytesChecked)
+    expect(sizes).toEqual([...sizes].sort((a, b) => a - b))
+    expect(checks.at(-1)).toMatchObject({
+      bytesChecked: 6 * MiB + 123,
+      bytesToCheck: 6 * MiB + 123,
+      chunksChecked: 7,
+    })
+    // Then the fetch's own progress: everything there, nothing fetched.
+    expect(seen.at(-1)).toMatchObject({ bytesDone: 6 * MiB + 123, keptBytes: 6 * MiB + 123 })
+    expect(seen.at(-1)!.check).toBeUndefined()
   })
 
   it('a crash between linking the part file into place and unlinking its name: the next fetch finds the content and removes the leftovers', async () => {
