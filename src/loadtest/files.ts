@@ -3,9 +3,9 @@
  * distribution, each hashed as it is written so that `checkDownloads` can
  * compare downloads with something the engines never computed.
  */
-import { createHash, randomFillSync } from 'node:crypto'
-import { open } from 'node:fs/promises'
+import { createHash } from 'node:crypto'
 import { join } from 'node:path'
+import { writeRandomFile } from '../util/random.ts'
 import type { ResolvedLoadTestOptions } from './options.ts'
 
 export interface FileSpec {
@@ -39,25 +39,9 @@ function drawSize(o: ResolvedLoadTestOptions, random: () => number): number {
   return Math.round(Math.exp(Math.log(o.minBytes) + u * (Math.log(o.maxBytes) - Math.log(o.minBytes))))
 }
 
-/** Writes `bytes` of random data to `path` one block at a time; returns their SHA-256 (hex). */
-async function writeHashedRandomFile(
-  path: string,
-  bytes: number,
-  blockBytes = 4 * 1024 * 1024,
-): Promise<string> {
+/** Writes `bytes` of random data to `path`; returns their SHA-256 (hex). */
+async function writeHashedRandomFile(path: string, bytes: number): Promise<string> {
   const hash = createHash('sha256')
-  const fh = await open(path, 'w')
-  const block = Buffer.allocUnsafe(Math.max(1, Math.min(blockBytes, bytes)))
-  try {
-    for (let done = 0; done < bytes; ) {
-      const n = Math.min(block.length, bytes - done)
-      randomFillSync(block, 0, n)
-      hash.update(block.subarray(0, n))
-      await fh.write(block, 0, n)
-      done += n
-    }
-  } finally {
-    await fh.close()
-  }
+  await writeRandomFile(path, bytes, undefined, (block) => hash.update(block))
   return hash.digest('hex')
 }

@@ -16,11 +16,15 @@ export function mulberry32(seed: number): () => number {
   }
 }
 
-/** Writes `bytes` of random data to `path` (created or truncated), one block at a time. */
+/**
+ * Writes `bytes` of random data to `path` (created or truncated), one block at a time; `onBlock`
+ * sees each block before it is written (valid only during the call).
+ */
 export async function writeRandomFile(
   path: string,
   bytes: number,
   blockBytes = 4 * 1024 * 1024,
+  onBlock?: (block: Uint8Array) => void,
 ): Promise<void> {
   const fh = await open(path, 'w')
   const block = Buffer.allocUnsafe(Math.max(1, Math.min(blockBytes, bytes)))
@@ -28,6 +32,7 @@ export async function writeRandomFile(
     for (let done = 0; done < bytes; ) {
       const n = Math.min(block.length, bytes - done)
       randomFillSync(block, 0, n)
+      onBlock?.(block.subarray(0, n))
       await fh.write(block, 0, n)
       done += n
     }
