@@ -5,13 +5,11 @@
  * destination is not (src/fetch/destination.ts). The pack is cut as this engine cuts (its
  * `chunking`); a sender that cut it otherwise gives another id, and the folder is fetched as usual.
  */
-import { lstat, rm } from 'node:fs/promises'
-import { join } from 'node:path'
+import { lstat } from 'node:fs/promises'
 import { bytesEqual } from '../merkle/hash.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
-import { indexSource } from '../serve/indexer.ts'
+import { indexSource, withScratchDescriptor } from '../serve/indexer.ts'
 import type { DestFolder } from '../storage/dest-folder.ts'
-import { privateTempDir } from '../storage/private-temp.ts'
 import { wallClockNs } from '../storage/source-file.ts'
 import type { ChunkingParams } from '../types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
@@ -48,21 +46,21 @@ export async function holdsCollection(
   }
   if (m.packSize === 0) return true
   const pack = new PackSource(folder.path, m.entries, files)
-  const dir = await privateTempDir('haul-check-')
   try {
-    const r = await indexSource(pack, {
-      chunking: opts.chunking,
-      pool: opts.pool,
-      budget: opts.budget,
-      signal: opts.signal,
-      descriptorPath: join(dir, 'pack.haul'),
-    })
+    const r = await withScratchDescriptor((descriptorPath) =>
+      indexSource(pack, {
+        chunking: opts.chunking,
+        pool: opts.pool,
+        budget: opts.budget,
+        signal: opts.signal,
+        descriptorPath,
+      }),
+    )
     return bytesEqual(r.cid, m.packCid)
   } catch {
     // A file that changed or could not be read while checked: not held.
     return false
   } finally {
     await pack.close()
-    await rm(dir, { recursive: true, force: true })
   }
 }

@@ -5,8 +5,6 @@
  * metrics, and the destination's check (a file already there indexed with the engine's workers
  * and budget). When a fetch runs is fetches.ts.
  */
-import { rm } from 'node:fs/promises'
-import { join } from 'node:path'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import type { DestinationPolicy } from '../fetch/destination.ts'
 import { FetchJob } from '../fetch/fetch-job.ts'
@@ -14,9 +12,8 @@ import type { LinkDeps } from '../fetch/peer-link.ts'
 import type { AdmissionPlace } from '../resources/admission.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import type { ProviderSearch } from '../routing/provider-search.ts'
-import { indexFile } from '../serve/indexer.ts'
+import { indexFile, withScratchDescriptor } from '../serve/indexer.ts'
 import type { PublishedContent } from '../serve/registry.ts'
-import { privateTempDir } from '../storage/private-temp.ts'
 import type { Provider } from '../ticket/multi-ticket.ts'
 import type { FetchOptions, InternalFetchOptions } from './api-types.ts'
 import type { FetchesDeps } from './fetches.ts'
@@ -125,15 +122,14 @@ async function contentIdOf(
   signal: AbortSignal,
   onChunk?: (bytes: number) => void,
 ): Promise<Uint8Array> {
-  const dir = await privateTempDir('haul-check-')
   let hashed = 0
-  try {
-    const r = await indexFile(path, {
+  const r = await withScratchDescriptor((descriptorPath) =>
+    indexFile(path, {
       chunking: header.chunking,
       pageSize: header.pageSize,
       pool: deps.pool,
       budget: deps.budget,
-      descriptorPath: join(dir, 'check.haul'),
+      descriptorPath,
       signal,
       ...(onChunk === undefined
         ? {}
@@ -143,9 +139,7 @@ async function contentIdOf(
               hashed = done
             },
           }),
-    })
-    return r.cid
-  } finally {
-    await rm(dir, { recursive: true, force: true })
-  }
+    }),
+  )
+  return r.cid
 }

@@ -1,9 +1,12 @@
+import { rm } from 'node:fs/promises'
+import { join } from 'node:path'
 import { maxChunkSize, verifyChunkingParams } from '../chunking/params.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { DescriptorWriter } from '../descriptor/writer.ts'
 import { AbortedError, ContentChangedError } from '../errors.ts'
 import { LeasedBufferPool } from '../resources/leased-buffer-pool.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
+import { privateTempDir } from '../storage/private-temp.ts'
 import { type FileFingerprint, fingerprint, SourceFile, sameFile } from '../storage/source-file.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import { awaitedLater } from '../util/abort.ts'
@@ -60,6 +63,19 @@ export async function indexFile(path: string, opts: IndexOptions): Promise<Index
     return { ...r, fingerprint: fp }
   } finally {
     await src.close()
+  }
+}
+
+/**
+ * Runs `index` with a descriptor path in a private temporary folder, removed after: for an index
+ * made only to learn a content id (does this file, or this folder, hold what a ticket names?).
+ */
+export async function withScratchDescriptor<T>(index: (descriptorPath: string) => Promise<T>): Promise<T> {
+  const dir = await privateTempDir('haul-check-')
+  try {
+    return await index(join(dir, 'check.haul'))
+  } finally {
+    await rm(dir, { recursive: true, force: true })
   }
 }
 
