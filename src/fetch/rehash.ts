@@ -53,6 +53,20 @@ export class Rehasher {
   }
 
   /**
+   * Chunks a journal kept are still to be checked (the check stopped, or never started, before
+   * their turn). Their journal must not be sealed as a clean stop: the next run would trust them
+   * unchecked.
+   */
+  get keptUnchecked(): boolean {
+    if (this.#redo.some((c) => c.kept)) return true
+    for (let r = this.#range; r < this.#ranges.length; r++) {
+      const range = this.#ranges[r]!
+      if (range.kept === true && (r > this.#range || this.#next < range.end)) return true
+    }
+    return false
+  }
+
+  /**
    * Hashes what is left to hash. `report` is told after each chunk, and forced once every chunk
    * is hashed, with the check's last figures, before the meter's check ends.
    */

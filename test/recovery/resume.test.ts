@@ -262,6 +262,24 @@ describe.each<[string, ChunkingParams]>([
     expect(resumed.resume.mode).toBe('journal')
   })
 
+  it('a check after a crash stopped before it ends (Ctrl-C) leaves the journal unsealed: the next run checks the kept chunks, a damaged one fetched again', async () => {
+    const dest = join(dir, `c${n++}.out`)
+    await interrupt(dest)
+    await unsealJournal(dest)
+    const fh = await open(`${dest}.part`, 'r+')
+    await fh.write(Buffer.from('ROT'), 0, 3, 5)
+    await fh.close()
+    // Stopped as the check is about to start: nothing checked yet.
+    const ac = new AbortController()
+    const stopped = receiver.fetch(ticket, dest, { signal: ac.signal, onResume: () => ac.abort() })
+    expect((await stopped.result.catch((e: unknown) => e)) as { code: string }).toMatchObject({
+      code: 'ABORTED',
+    })
+    const { r, progress } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'journal', reason: 'unclean-stop' })
+    checkShown(progress)
+  })
+
   it('a resume stopped as soon as it opened the part file leaves it as it was: the next one still trusts the journal', async () => {
     const dest = join(dir, `o${n++}.out`)
     await interrupt(dest)
