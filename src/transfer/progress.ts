@@ -109,7 +109,7 @@ export class ProgressMeter {
   #kept = 0
   readonly #started = performance.now()
   /** Fetched bytes (done less kept) over time. */
-  readonly #fetched = new RateWindow(this.#started)
+  #fetched = new RateWindow(this.#started)
   #check: Check | undefined
   /** Reads the bytes of chunks on their way, while chunks are fetched (`arrivingFrom`). */
   #arriving: (() => number) | undefined
@@ -181,6 +181,9 @@ export class ProgressMeter {
 
   endCheck(): void {
     this.#check = undefined
+    // The fetch's rate starts now: over the check's time, it would read as a fraction of itself.
+    const now = performance.now()
+    this.#fetched = new RateWindow(now, this.#moved(this.#arrivingNow()))
   }
 
   get bytesDone(): number {

@@ -78,3 +78,25 @@ describe('ProgressMeter: bytes on their way', () => {
     expect(meter.snapshot().bytesArriving).toBe(0)
   })
 })
+
+describe('ProgressMeter: after a check', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('the fetch rate starts when the check ends, not with the meter: a long check does not make the first chunks look slow', () => {
+    vi.useFakeTimers({ toFake: ['performance'] })
+    const meter = new ProgressMeter(64 * MiB, 64, 32 * MiB, 32)
+    meter.startCheck(32 * MiB, 32)
+    for (let i = 0; i < 32; i++) {
+      vi.advanceTimersByTime(1_000)
+      meter.checked(MiB)
+    }
+    meter.endCheck()
+    vi.advanceTimersByTime(1_000)
+    meter.add(MiB)
+    const p = meter.snapshot()
+    expect(p.rate / MiB).toBeCloseTo(1, 1)
+    expect(p.etaSeconds).toBeLessThan(60)
+  })
+})
