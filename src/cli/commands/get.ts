@@ -220,6 +220,6 @@ function reportDone(out: Output, r: FetchResult): void {
   const route = routeOf(r.swarm)
   const via = route === 'relayed' ? ', through a relay' : route === 'upgraded' ? ', relayed then direct' : ''
   out.human(
-    `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${r.retries > 0 ? `, ${r.retries} retries` : ''}${via}`,
+    `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${r.retries > 0 ? `, ${r.retries} ${r.retries === 1 ? 'retry' : 'retries'}` : ''}${via}`,
   )
 }
