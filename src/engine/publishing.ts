@@ -190,7 +190,8 @@ export class Publishing {
 
   /**
    * Records that `key` (a path and chunking) now publishes `cids` guarded by `secret`; what it
-   * published before (src/serve/publish-history.ts), in a run of this engine or an earlier one,
+   * published before (its last MAX_EARLIER_PUBLISHES publishes, src/serve/publish-history.ts),
+   * in a run of this engine or an earlier one,
    * is remembered as withdrawn for a change, so its tickets are told CONTENT_CHANGED. Only a
    * request that could have had it is told (the same secret rule as serving): an old publish
    * whose secret is gone (unpublished, or pruned) is not remembered.
@@ -201,16 +202,17 @@ export class Publishing {
     secret: Uint8Array | undefined,
     what: string,
   ): Promise<void> {
-    const before = await this.#history.replace(key, { cids, public: secret === undefined })
-    if (before === undefined) return
-    let secrets: Uint8Array[] | undefined
-    if (!before.public) {
-      const old = await this.#secrets.kept(before.cids[0]!)
-      if (old === undefined) return
-      secrets = [old]
-    }
+    const earlier = await this.#history.replace(key, { cids, public: secret === undefined })
     const why = `${what} changed since it was published: publish it again to get a new ticket`
-    for (const cid of before.cids) this.#deps.registry.rememberChanged(cid, secrets, why)
+    for (const before of earlier) {
+      let secrets: Uint8Array[] | undefined
+      if (!before.public) {
+        const old = await this.#secrets.kept(before.cids[0]!)
+        if (old === undefined) continue
+        secrets = [old]
+      }
+      for (const cid of before.cids) this.#deps.registry.rememberChanged(cid, secrets, why)
+    }
   }
 
   /** This engine as its ticket names it, with the secret requests to it present. */

@@ -7,7 +7,10 @@ import { makeFolders } from '../util/make-folders.ts'
 /** Records kept in a data folder; beyond this the least recently written go. */
 export const MAX_KEPT_PUBLISHED = 4096
 
-/** What a path (a file, or a collection's paths) last published. */
+/** Earlier publishes of one path remembered beside its last (a file changed several times while stopped). */
+export const MAX_EARLIER_PUBLISHES = 8
+
+/** What a path (a file, or a collection's paths) published. */
 export interface LastPublished {
   /** What its ticket names first (a collection's manifest), then what else it served (its pack). */
   readonly cids: readonly Uint8Array[]
@@ -15,16 +18,23 @@ export interface LastPublished {
   readonly public: boolean
 }
 
+/** A path's record: what it publishes now, and what it published before, newest first. */
+interface Record {
+  readonly now: LastPublished
+  readonly earlier: readonly LastPublished[]
+}
+
 /**
- * What each path published last, kept in a data folder, so a sender started again on a file
- * that changed in between knows the content id the new one replaces (its old tickets are told
+ * What each path published, kept in a data folder, so a sender started again on a file that
+ * changed in between knows the content ids the new one replaces (their old tickets are told
  * CONTENT_CHANGED, not that the content is unknown, which a receiver retries for minutes).
  *
  * One small file per path and chunking in `<dataDir>/published/`, named by a hash of them (a
  * content id depends on both; another chunking of an unchanged file is not a change), holding
- * the content ids in hex and whether the publish was public; no secret. At most
- * MAX_KEPT_PUBLISHED, least recently written out: a path whose record went is published as new.
- * Without a data folder nothing is kept: a new identity and new secrets reach no old ticket.
+ * the content ids in hex and whether the publish was public, for the last publish and up to
+ * MAX_EARLIER_PUBLISHES before it; no secret. At most MAX_KEPT_PUBLISHED files, least recently
+ * written out: a path whose record went is published as new. Without a data folder nothing is
+ * kept: a new identity and new secrets reach no old ticket.
  */
 export class PublishHistory {
   readonly #dir: string | undefined
@@ -35,43 +45,57 @@ export class PublishHistory {
 
   /**
    * Records that `key` (the path and chunking) now publishes `now`, and returns what it published
-   * before when its ticket's content id differs; undefined when it is the same, there was none,
-   * or the record cannot be read or written (it only improves an answer, so it never fails a
-   * publish).
+   * before under other content ids, newest first; empty when there was nothing else, or the record
+   * cannot be read or written (it only improves an answer, so it never fails a publish).
    */
-  async replace(key: readonly unknown[], now: LastPublished): Promise<LastPublished | undefined> {
+  async replace(key: readonly unknown[], now: LastPublished): Promise<LastPublished[]> {
     const dir = this.#dir
-    if (dir === undefined) return undefined
+    if (dir === undefined) return []
     const file = join(dir, derivedName(key, '.json'))
     const before = await readRecord(file)
+    const other = (p: LastPublished): boolean => !Buffer.from(p.cids[0]!).equals(now.cids[0]!)
+    const earlier = before === undefined ? [] : [before.now, ...before.earlier].filter(other)
     const tmp = join(dir, `.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
     try {
       await makeFolders(dir, 0o700)
-      await writeFile(tmp, encodeRecord(now), { mode: 0o600 })
+      await writeFile(tmp, encodeRecord({ now, earlier: earlier.slice(0, MAX_EARLIER_PUBLISHES) }), {
+        mode: 0o600,
+      })
       await rename(tmp, file)
       await pruneFolder(dir, MAX_KEPT_PUBLISHED)
     } catch {
       await unlink(tmp).catch(() => {})
     }
-    if (before === undefined || Buffer.from(before.cids[0]!).equals(now.cids[0]!)) return undefined
-    return before
+    return earlier
   }
 }
 
-function encodeRecord(r: LastPublished): string {
-  return JSON.stringify({ cids: r.cids.map((c) => Buffer.from(c).toString('hex')), public: r.public })
+function encodePublish(p: LastPublished): { cids: string[]; public: boolean } {
+  return { cids: p.cids.map((c) => Buffer.from(c).toString('hex')), public: p.public }
+}
+
+function encodeRecord(r: Record): string {
+  return JSON.stringify({ ...encodePublish(r.now), earlier: r.earlier.map(encodePublish) })
+}
+
+function decodePublish(r: unknown): LastPublished | undefined {
+  if (typeof r !== 'object' || r === null) return undefined
+  const { cids, public: isPublic } = r as { cids?: unknown; public?: unknown }
+  if (!Array.isArray(cids) || cids.length === 0 || cids.length > 2 || typeof isPublic !== 'boolean')
+    return undefined
+  if (!cids.every((c) => typeof c === 'string' && /^([0-9a-f]{2})+$/.test(c))) return undefined
+  return { cids: cids.map((c: string) => new Uint8Array(Buffer.from(c, 'hex'))), public: isPublic }
 }
 
 /** The record in `file`; undefined when there is none or it is not one (then it is rewritten). */
-async function readRecord(file: string): Promise<LastPublished | undefined> {
+async function readRecord(file: string): Promise<Record | undefined> {
   try {
     const r: unknown = JSON.parse(await readFile(file, 'utf8'))
-    if (typeof r !== 'object' || r === null) return undefined
-    const { cids, public: isPublic } = r as { cids?: unknown; public?: unknown }
-    if (!Array.isArray(cids) || cids.length === 0 || cids.length > 2 || typeof isPublic !== 'boolean')
-      return undefined
-    if (!cids.every((c) => typeof c === 'string' && /^([0-9a-f]{2})+$/.test(c))) return undefined
-    return { cids: cids.map((c: string) => new Uint8Array(Buffer.from(c, 'hex'))), public: isPublic }
+    const now = decodePublish(r)
+    if (now === undefined) return undefined
+    const listed = (r as { earlier?: unknown }).earlier
+    const earlier = Array.isArray(listed) ? listed.slice(0, MAX_EARLIER_PUBLISHES).map(decodePublish) : []
+    return { now, earlier: earlier.filter((p) => p !== undefined) }
   } catch {
     return undefined
   }

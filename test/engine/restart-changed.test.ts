@@ -66,6 +66,26 @@ describe('a sender restarted on a file that changed while it was stopped', () =>
     await stop(again)
   })
 
+  it('replaced twice, each time while stopped: both earlier tickets are told CONTENT_CHANGED', async () => {
+    const data = join(dir, 'data-twice')
+    const src = join(dir, 'twice.bin')
+    await writeFile(src, 200 * KiB, 'random')
+    const tickets: string[] = []
+    for (let round = 0; round < 3; round++) {
+      if (round > 0) await writeFile(src, 200 * KiB, 'random')
+      const e = await sender(data)
+      tickets.push((await e.publish(src)).ticket)
+      if (round < 2) await stop(e)
+    }
+    for (const [i, t] of tickets.slice(0, 2).entries()) {
+      const err = await failure(receiver.fetch(t, join(dir, `twice-${i}.out`)).result)
+      expect(err, `ticket ${i}`).toMatchObject({ code: 'CONTENT_CHANGED' })
+    }
+    await receiver.fetch(tickets[2]!, join(dir, 'twice-now.out')).result
+    expect(await sha256File(join(dir, 'twice-now.out'))).toBe(await sha256File(src))
+    await stop(running.at(-1)!)
+  })
+
   it('without the old secret, a request for the old content is told nothing: CONTENT_NOT_FOUND', async () => {
     const data = join(dir, 'data-stripped')
     const src = join(dir, 'stripped.bin')
