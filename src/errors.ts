@@ -27,6 +27,8 @@ export const WIRE_CODES = {
   CHUNK_UNAVAILABLE: 17,
   /** A collection's manifest (or a name from a ticket) breaks the path rules: nothing was written. */
   MANIFEST_INVALID: 18,
+  /** The sender is indexing again the file (or folder) it served this content from: ask again soon. */
+  CONTENT_PREPARING: 19,
   // protocol
   FRAME_TOO_LARGE: 20,
   FRAME_TRUNCATED: 21,
@@ -146,6 +148,16 @@ export class ContentChangedError extends HaulError {
 export class RootMismatchError extends HaulError {
   override readonly name = 'RootMismatchError'
   readonly code = 'ROOT_MISMATCH'
+}
+
+/**
+ * The content asked for is what a file (or folder) the sender is indexing again held when it last
+ * published it (a sender restarted on it): served once the index shows it unchanged, CONTENT_CHANGED
+ * if it changed. Transient: the receiver asks again.
+ */
+export class ContentPreparingError extends HaulError {
+  override readonly name = 'ContentPreparingError'
+  readonly code = 'CONTENT_PREPARING'
 }
 
 /** A partial seeder does not hold the chunk or leaf page asked for: ask another peer. */
@@ -330,6 +342,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   ROOT_MISMATCH: RootMismatchError,
   CHUNK_UNAVAILABLE: ChunkUnavailableError,
   MANIFEST_INVALID: ManifestInvalidError,
+  CONTENT_PREPARING: ContentPreparingError,
   FRAME_TOO_LARGE: FrameTooLargeError,
   FRAME_TRUNCATED: FrameTruncatedError,
   UNKNOWN_MESSAGE_TYPE: UnknownMessageTypeError,

@@ -5,7 +5,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { ContentChangedError, InvalidArgumentError } from '../errors.ts'
 import { openPartialSeed } from '../fetch/partial-seed.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
-import type { IndexOptions } from '../serve/indexer.ts'
+import type { IndexOptions, IndexResult } from '../serve/indexer.ts'
 import { indexForServing } from '../serve/publish.ts'
 import { PublishHistory } from '../serve/publish-history.ts'
 import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
@@ -85,10 +85,19 @@ export class Publishing {
 
   async #publish(file: string, opts: PublishOptions): Promise<Published> {
     const { config, registry, openFiles } = this.#deps
-    const { index, content } = await indexForServing(file, config.dataDir, this.#indexing(opts), openFiles)
-    const secret = await this.#secretFor(index.cid, opts, [content])
-    registry.add(guarded(content, secret))
-    await this.#replacing(['file', file, config.chunking], [index.cid], secret, file)
+    const key = ['file', file, config.chunking]
+    const prepared = await this.#preparing(key, file)
+    let index: IndexResult
+    let secret: Uint8Array | undefined
+    try {
+      let content: PublishedContent
+      ;({ index, content } = await indexForServing(file, config.dataDir, this.#indexing(opts), openFiles))
+      secret = await this.#secretFor(index.cid, opts, [content])
+      registry.add(guarded(content, secret))
+      await this.#replacing(key, [index.cid], secret, file)
+    } finally {
+      prepared()
+    }
     const ticket = encodeSwarmTicket({
       cid: index.cid,
       providers: [this.#self(secret)],
@@ -130,17 +139,25 @@ export class Publishing {
     opts: PublishOptions,
   ): Promise<{ ticket: string; index: CollectionIndex }> {
     const { config, registry, openFiles } = this.#deps
-    const { index, contents } = await indexCollection(
-      paths,
-      await descriptorFolder(config.dataDir),
-      this.#indexing(opts),
-      openFiles,
-    )
-    const secret = await this.#secretFor(index.cid, opts, contents)
-    for (const c of contents) registry.add(guarded(c, secret))
-    this.#packs.set(hex(index.cid), index.packCid)
     const key = ['collection', ...paths.map((p) => resolvePath(p)), config.chunking]
-    await this.#replacing(key, [index.cid, index.packCid], secret, paths.join(', '))
+    const prepared = await this.#preparing(key, paths.join(', '))
+    let index: CollectionIndex
+    let secret: Uint8Array | undefined
+    try {
+      let contents: PublishedContent[]
+      ;({ index, contents } = await indexCollection(
+        paths,
+        await descriptorFolder(config.dataDir),
+        this.#indexing(opts),
+        openFiles,
+      ))
+      secret = await this.#secretFor(index.cid, opts, contents)
+      for (const c of contents) registry.add(guarded(c, secret))
+      this.#packs.set(hex(index.cid), index.packCid)
+      await this.#replacing(key, [index.cid, index.packCid], secret, paths.join(', '))
+    } finally {
+      prepared()
+    }
     const ticket = encodeSwarmTicket({
       cid: index.cid,
       providers: [this.#self(secret)],
@@ -185,6 +202,26 @@ export class Publishing {
     } catch (err) {
       await Promise.allSettled(opened.flatMap((c) => [c.reader.close(), c.source.close()]))
       throw err
+    }
+  }
+
+  /**
+   * While `key` (a path and chunking) is indexed, what it published last (in an earlier run: a
+   * sender restarted on it) is answered CONTENT_PREPARING rather than unknown, which a new fetch
+   * takes as final; under the same secret rule as serving. Returns what ends that.
+   */
+  async #preparing(key: readonly unknown[], what: string): Promise<() => void> {
+    const last = await this.#history.last(key)
+    if (last === undefined) return () => {}
+    let secrets: Uint8Array[] | undefined
+    if (!last.public) {
+      const secret = await this.#secrets.kept(last.cids[0]!)
+      if (secret === undefined) return () => {}
+      secrets = [secret]
+    }
+    const ends = last.cids.map((cid) => this.#deps.registry.preparing(cid, secrets, what))
+    return () => {
+      for (const end of ends) end()
     }
   }
 

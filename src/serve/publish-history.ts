@@ -43,6 +43,12 @@ export class PublishHistory {
     this.#dir = dataDir === undefined ? undefined : resolve(dataDir, 'published')
   }
 
+  /** What `key` (the path and chunking) published last, if it is recorded. */
+  async last(key: readonly unknown[]): Promise<LastPublished | undefined> {
+    if (this.#dir === undefined) return undefined
+    return (await readRecord(join(this.#dir, derivedName(key, '.json'))))?.now
+  }
+
   /**
    * Records that `key` (the path and chunking) now publishes `now`, and returns what it published
    * before under other content ids, newest first; empty when there was nothing else, or the record

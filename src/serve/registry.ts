@@ -47,6 +47,11 @@ export class ContentRegistry {
   readonly #byKey = new Map<string, PublishedContent>()
   /** Withdrawn as changed, oldest first: who may be told (its secrets) and what changed. */
   readonly #changed = new Map<string, { secrets: readonly Uint8Array[] | undefined; why: string }>()
+  /**
+   * Published before by a file (or folder) being indexed again now (`preparing`): who may be told
+   * (its secrets) and what is indexed. One entry per publish in progress.
+   */
+  readonly #preparing = new Map<string, { secrets: readonly Uint8Array[] | undefined; what: string }>()
 
   add(content: PublishedContent): void {
     const key = contentKey(content.cid)
@@ -140,6 +145,33 @@ export class ContentRegistry {
       return undefined
     }
     return admits(changed.secrets, secret) ? changed.why : undefined
+  }
+
+  /**
+   * While `cid` is not served, a request that could have had it is told CONTENT_PREPARING
+   * (`preparingFor`): its file (`what`, what a sender restarted on it published last) is being
+   * indexed again. Returns what ends that, once the publish is done or failed.
+   */
+  preparing(cid: Uint8Array, secrets: readonly Uint8Array[] | undefined, what: string): () => void {
+    const key = contentKey(cid)
+    const entry = { secrets, what }
+    this.#preparing.set(key, entry)
+    return () => {
+      if (this.#preparing.get(key) === entry) this.#preparing.delete(key)
+    }
+  }
+
+  /**
+   * What is indexed for `cid` (see `preparing`), if a request presenting `secret` could have had
+   * it; undefined otherwise, after the same comparison as for unknown content.
+   */
+  preparingFor(cid: Uint8Array, secret: Uint8Array | undefined): string | undefined {
+    const preparing = this.#preparing.get(contentKey(cid))
+    if (preparing === undefined) {
+      admitsUnknown(secret)
+      return undefined
+    }
+    return admits(preparing.secrets, secret) ? preparing.what : undefined
   }
 
   get size(): number {

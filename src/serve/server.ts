@@ -1,5 +1,6 @@
 import {
   ContentChangedError,
+  ContentPreparingError,
   type HaulError,
   ProtocolViolationError,
   TooManyRequestsError,
@@ -276,6 +277,12 @@ class ServerSession {
     // Without its secret, published content gets the very answer unknown content does.
     const content = this.#ctx.registry.granted(req.cid, req.secret)
     if (content === undefined) {
+      const preparing = this.#ctx.registry.preparingFor(req.cid, req.secret)
+      if (preparing !== undefined) {
+        throw new ContentPreparingError(
+          `the sender is indexing ${preparing} again before it serves it (it was restarted): asking again`,
+        )
+      }
       const changed = this.#ctx.registry.changedFor(req.cid, req.secret)
       throw changed === undefined ? notFound() : new ContentChangedError(changed)
     }

@@ -61,6 +61,8 @@ const TRANSIENT: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
   'PEER_UNREACHABLE',
   'TIMEOUT',
   'TOO_MANY_REQUESTS',
+  // A restarted sender indexing the file again: served (or CONTENT_CHANGED) once it is done.
+  'CONTENT_PREPARING',
   // A new circuit through the relay carries the next chunks (the receiver drops the spent one).
   'CIRCUIT_LIMIT',
   // A frame cut short by the end of the stream: what a dropped connection looks like mid-frame.

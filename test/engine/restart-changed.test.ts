@@ -4,7 +4,7 @@
  * file changes under a running sender (content-changed.test.ts), not CONTENT_NOT_FOUND, which a
  * receiver that saw the content takes for a restart and retries for minutes.
  */
-import { copyFile, mkdir } from 'node:fs/promises'
+import { copyFile, mkdir, open, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ContentChangedError, ContentNotFoundError } from '../../src/errors.ts'
@@ -13,6 +13,7 @@ import { decodeSwarmTicket, encodeSwarmTicket } from '../../src/ticket/multi-tic
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const KiB = 1024
+const GiB = 1024 * 1024 * KiB
 const chunking = { kind: 'fixed', size: 64 * KiB } as const
 
 describe('a sender restarted on a file that changed while it was stopped', () => {
@@ -153,6 +154,39 @@ describe('a sender restarted on a file that changed while it was stopped', () =>
     const err = await failure(receiver.fetch(middle.ticket, join(dir, 'back-middle.out')).result)
     expect(err).toBeInstanceOf(ContentChangedError)
     await stop(e)
+  })
+
+  it('a new fetch while the restarted sender indexes the file again (touched) is told CONTENT_PREPARING and retried, then served', async () => {
+    const data = join(dir, 'data-preparing')
+    const src = join(dir, 'preparing.bin')
+    // Sparse: made at once, and a second or more to index again with one worker.
+    const fh = await open(src, 'w')
+    await fh.truncate(GiB)
+    await fh.close()
+    const first = await sender(data)
+    const old = await first.publish(src)
+    await stop(first)
+    const later = new Date(Date.now() + 5_000)
+    await utimes(src, later, later)
+
+    const again = await sender(data)
+    const publishing = again.publish(src)
+    const codes: string[] = []
+    const ac = new AbortController()
+    const fetching = receiver.fetch(old.ticket, join(dir, 'preparing.out'), {
+      signal: ac.signal,
+      onRetry: (r) => codes.push(r.error.code),
+      onProgress: (p) => {
+        if (p.bytesDone > 0) ac.abort()
+      },
+    })
+    const err = await failure(fetching.result)
+    expect((await publishing).ticket).toBe(old.ticket)
+    // Asked while the index ran: told to ask again, then served its first chunk.
+    expect(codes).toContain('CONTENT_PREPARING')
+    expect(codes).not.toContain('CONTENT_NOT_FOUND')
+    expect(err).toMatchObject({ code: 'ABORTED' })
+    await stop(again)
   })
 
   it('a folder whose file changed: its old ticket fails with CONTENT_CHANGED', async () => {
