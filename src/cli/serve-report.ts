@@ -199,9 +199,14 @@ export class ServeReport {
     const served = t.meter.bytesDone
     const seconds = (t.lastChunkAt - t.startedAt) / 1000
     const rate = seconds > 0 ? served / seconds : 0
-    // Cut off: it ended with requests unanswered. Otherwise the peer stopped asking: with the
-    // whole content served, or its part of it (a multi-peer fetch), or it quit between requests.
-    const outcome = e?.busy === true ? 'cut-off' : served >= t.totalBytes ? 'complete' : 'partial'
+    // Cut off: it ended with requests unanswered, or this side stopped before all was served (a
+    // receiver pacing itself, --max-rate, is between requests most of the time). An embedded
+    // receiver's idle session, kept after a multi-peer fetch took the rest from others, counts
+    // so too. Otherwise the peer stopped asking: with the whole content served, or its part of it
+    // (a multi-peer fetch), or it quit between requests.
+    const stoppedShort = e?.reason === 'stopped' && served < t.totalBytes
+    const outcome =
+      e?.busy === true || stoppedShort ? 'cut-off' : served >= t.totalBytes ? 'complete' : 'partial'
     if (outcome === 'cut-off' && e?.reason === 'stopped') this.#cutByStop++
     else if (outcome === 'cut-off') this.#cutByPeer++
     this.#out.event({

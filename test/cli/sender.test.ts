@@ -137,6 +137,18 @@ describe('haul send shows what it serves (real processes)', () => {
     },
   )
 
+  it('Ctrl-C while a peer that paces itself (--max-rate) fetches, between its requests: still cut off', async () => {
+    const sender = start(['send', src, '--json'])
+    const ticket = await ticketOf(sender)
+    const get = start(['get', ticket, '-o', join(dir, `paced${n++}`), '--json', '--max-rate', '256k'])
+    await get.event('progress', (e) => (e.bytesDone as number) > 0)
+    expect(await sender.stop('SIGINT')).toBe(0)
+    const ended = sender.events.find((e) => e.event === 'transfer-ended')
+    expect(ended).toMatchObject({ outcome: 'cut-off', reason: 'stopped' })
+    expect(sender.events.at(-1)).toMatchObject({ event: 'stopped', transfers: 1, cutOff: 1 })
+    expect(await get.stop('SIGINT')).toBe(130)
+  })
+
   it('a relay that restarts: send says it lost its slot, and that it holds it again', async () => {
     const relayArgs = [
       'relay',
