@@ -53,8 +53,8 @@ export interface Published {
 export interface FetchOptions {
   signal?: AbortSignal
   /**
-   * At most every 100 ms, and as the state changes; between whole chunks, at least every second
-   * while bytes of one arrive (`bytesArriving`). While a resume checks what an earlier run
+   * At most every 100 ms, and as the state changes; between whole chunks, when the bytes of
+   * one on their way (`bytesArriving`) grew, looked at every second. While a resume checks what an earlier run
    * left (after a crash, or without a usable journal), before fetching the rest, or a file of the
    * content's size already at the destination is read back, `check` holds
    * that check's figures; its last call has them at their totals.

@@ -26,7 +26,10 @@ import type { Rehasher } from './rehash.ts'
 import type { ResumeInfo } from './resume.ts'
 import { SwarmScheduler } from './scheduler.ts'
 
-/** How often the bytes of chunks on their way are reported between whole chunks. */
+/**
+ * How often the bytes of chunks on their way are looked at between whole chunks (reported when
+ * they grew: they come in the sender's stream frames, up to 256 KiB).
+ */
 export const ARRIVING_REPORT_MS = 1000
 
 export interface FetchJobDeps extends Omit<CoordinatorDeps, 'cid'> {
@@ -388,9 +391,10 @@ export class FetchJob implements TransferJob {
   }
 
   /**
-   * Reports the bytes of chunks on their way (ProgressMeter.arrivingFrom) every ARRIVING_REPORT_MS
-   * while chunks are fetched, where otherwise a report waits for a whole chunk: a 1 MiB chunk
-   * takes 8 s at 1 Mbit/s, 33 s at 256 kbit/s. Returns what stops it.
+   * Looks at the bytes of chunks on their way (ProgressMeter.arrivingFrom) every
+   * ARRIVING_REPORT_MS while chunks are fetched, and reports them when they grew, where otherwise
+   * a report waits for a whole chunk: a 1 MiB chunk takes 8 s at 1 Mbit/s, 33 s at 256 kbit/s.
+   * Returns what stops it.
    */
   #reportArriving(meter: ProgressMeter): () => void {
     if (!this.#progress.wanted) return () => {}

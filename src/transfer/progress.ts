@@ -62,9 +62,14 @@ class RateWindow {
     this.#samples = [{ t, count }]
   }
 
+  /**
+   * Samples `count` at `t` when it changed: a sample taken between two steps (a report with
+   * nothing new) would start a later window mid-gap, and a step over a window shorter than the
+   * gap between steps reads faster than the count grows.
+   */
   add(t: number, count: number): void {
     const last = this.#samples[this.#samples.length - 1]!
-    if (t - last.t >= WINDOW_MS / MAX_SAMPLES) {
+    if (count !== last.count && t - last.t >= WINDOW_MS / MAX_SAMPLES) {
       this.#samples.push({ t, count })
       if (this.#samples.length > MAX_SAMPLES) this.#samples.shift()
     }

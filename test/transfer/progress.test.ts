@@ -100,3 +100,26 @@ describe('ProgressMeter: after a check', () => {
     expect(p.etaSeconds).toBeLessThan(60)
   })
 })
+
+describe('ProgressMeter: a count that grows in steps further apart than the window', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('reads the rate the steps make, though reports come every second between them', () => {
+    vi.useFakeTimers({ toFake: ['performance'] })
+    const KiB = 1024
+    const meter = new ProgressMeter(8 * MiB, 8)
+    let arriving = 0
+    meter.arrivingFrom(() => arriving)
+    // 256 KiB frames every 4 s (512 kbit/s), a report every second.
+    const rates: number[] = []
+    for (let s = 1; s <= 16; s++) {
+      vi.advanceTimersByTime(1_000)
+      if (s % 4 === 0) arriving += 256 * KiB
+      const p = meter.snapshot()
+      if (s % 4 === 0 && s > 4) rates.push(p.rate)
+    }
+    for (const r of rates) expect(r / KiB).toBeCloseTo(64, 0)
+  })
+})
