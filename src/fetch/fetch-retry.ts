@@ -93,7 +93,19 @@ export class FetchRetry {
    */
   attemptLimit(error: HaulError): number {
     if (this.#unreached(error)) return Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
-    return this.#inOutage(error) ? Number.POSITIVE_INFINITY : this.#retry.maxAttempts
+    return this.#inOutage(error) || this.#preparing(error)
+      ? Number.POSITIVE_INFINITY
+      : this.#retry.maxAttempts
+  }
+
+  /**
+   * A provider says it is indexing the file again (CONTENT_PREPARING: a sender restarted on a
+   * large file takes minutes): asked again however many attempts it takes until
+   * `retry.maxStallMs` pass without progress, as an outage is; a peer that says so for ever is
+   * still given up on.
+   */
+  #preparing(error: HaulError): boolean {
+    return error.code === 'CONTENT_PREPARING' && performance.now() - this.#markAt < this.#retry.maxStallMs
   }
 
   /**

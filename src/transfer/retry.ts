@@ -35,7 +35,8 @@ export interface RetryOptions {
    * not count because its peer is visibly serving (see `maxAttempts`). Bounds a link that always
    * breaks mid-chunk: it fails after this, then `maxAttempts` failures. Also how long an outage
    * is ridden out: once a provider was reached and the transfer progressed, PEER_UNREACHABLE and
-   * TIMEOUT are retried whatever their count until this long passes without progress.
+   * TIMEOUT are retried whatever their count until this long passes without progress; so is a
+   * provider's CONTENT_PREPARING (it is indexing the file again), from the fetch's start.
    */
   maxStallMs: number
 }

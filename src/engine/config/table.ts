@@ -232,7 +232,7 @@ export const optionTable = {
     maxStallMs: ms({
       min: 1,
       default: 300_000,
-      doc: 'longest time without a verified chunk that still counts as progress, and how long an outage (a provider reached earlier away) is retried whatever the attempts',
+      doc: 'longest time without a verified chunk that still counts as progress, and how long an outage (a provider reached earlier away) or a provider indexing the file again (`CONTENT_PREPARING`) is retried whatever the attempts',
     }),
   },
   journal: {
