@@ -26,12 +26,6 @@ import type { Rehasher } from './rehash.ts'
 import type { ResumeInfo } from './resume.ts'
 import { SwarmScheduler } from './scheduler.ts'
 
-/**
- * How often the bytes of chunks on their way are looked at between whole chunks (reported when
- * they grew: they come in the sender's stream frames, up to 256 KiB).
- */
-export const ARRIVING_REPORT_MS = 1000
-
 export interface FetchJobDeps extends Omit<CoordinatorDeps, 'cid'> {
   readonly journal: JournalOptions
   /** Staging memory for O_DIRECT chunk writes (undefined: buffered writes). */
@@ -273,7 +267,11 @@ export class FetchJob implements TransferJob {
         this.#hooks.onChunk?.(index)
         this.#report(false)
       })
-      const stopArriving = this.#reportArriving(local.meter)
+      const stopArriving = this.#progress.watchArriving(
+        local.meter,
+        () => this.#providers.arrivingBytes(),
+        () => this.#report(false),
+      )
       try {
         await this.#fetcher.run(signal)
       } finally {
@@ -388,23 +386,6 @@ export class FetchJob implements TransferJob {
   #ready(): Local {
     if (this.#local === undefined) throw new InternalError('transfer used before it resolved')
     return this.#local
-  }
-
-  /**
-   * Looks at the bytes of chunks on their way (ProgressMeter.arrivingFrom) every
-   * ARRIVING_REPORT_MS while chunks are fetched, and reports them when they grew, where otherwise
-   * a report waits for a whole chunk: a 1 MiB chunk takes 8 s at 1 Mbit/s, 33 s at 256 kbit/s.
-   * Returns what stops it.
-   */
-  #reportArriving(meter: ProgressMeter): () => void {
-    if (!this.#progress.wanted) return () => {}
-    meter.arrivingFrom(() => this.#providers.arrivingBytes())
-    const timer = setInterval(() => this.#report(false), ARRIVING_REPORT_MS)
-    timer.unref()
-    return () => {
-      clearInterval(timer)
-      meter.arrivingFrom(undefined)
-    }
   }
 
   #report(force: boolean): void {
