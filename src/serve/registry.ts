@@ -43,15 +43,21 @@ export interface PublishedContent {
 /** Content ids withdrawn because their source changed that are remembered (see `withdrawChanged`). */
 export const MAX_WITHDRAWN = 1024
 
+/** Content not served that a request may still be told of: who may be told (its secrets), and what. */
+interface Told {
+  readonly secrets: readonly Uint8Array[] | undefined
+  readonly why: string
+}
+
 export class ContentRegistry {
   readonly #byKey = new Map<string, PublishedContent>()
-  /** Withdrawn as changed, oldest first: who may be told (its secrets) and what changed. */
-  readonly #changed = new Map<string, { secrets: readonly Uint8Array[] | undefined; why: string }>()
+  /** Withdrawn as changed, oldest first: `why` is what changed. */
+  readonly #changed = new Map<string, Told>()
   /**
-   * Published before by a file (or folder) being indexed again now (`preparing`): who may be told
-   * (its secrets) and what is indexed. One entry per publish in progress.
+   * Published before by a file (or folder) being indexed again now (`preparing`): `why` is what
+   * is indexed. One entry per publish in progress.
    */
-  readonly #preparing = new Map<string, { secrets: readonly Uint8Array[] | undefined; what: string }>()
+  readonly #preparing = new Map<string, Told>()
 
   add(content: PublishedContent): void {
     const key = contentKey(content.cid)
@@ -139,12 +145,7 @@ export class ContentRegistry {
    * had it; undefined otherwise, after the same comparison as for unknown content.
    */
   changedFor(cid: Uint8Array, secret: Uint8Array | undefined): string | undefined {
-    const changed = this.#changed.get(contentKey(cid))
-    if (changed === undefined) {
-      admitsUnknown(secret)
-      return undefined
-    }
-    return admits(changed.secrets, secret) ? changed.why : undefined
+    return toldOf(this.#changed, cid, secret)
   }
 
   /**
@@ -154,7 +155,7 @@ export class ContentRegistry {
    */
   preparing(cid: Uint8Array, secrets: readonly Uint8Array[] | undefined, what: string): () => void {
     const key = contentKey(cid)
-    const entry = { secrets, what }
+    const entry = { secrets, why: what }
     this.#preparing.set(key, entry)
     return () => {
       if (this.#preparing.get(key) === entry) this.#preparing.delete(key)
@@ -166,12 +167,7 @@ export class ContentRegistry {
    * it; undefined otherwise, after the same comparison as for unknown content.
    */
   preparingFor(cid: Uint8Array, secret: Uint8Array | undefined): string | undefined {
-    const preparing = this.#preparing.get(contentKey(cid))
-    if (preparing === undefined) {
-      admitsUnknown(secret)
-      return undefined
-    }
-    return admits(preparing.secrets, secret) ? preparing.what : undefined
+    return toldOf(this.#preparing, cid, secret)
   }
 
   get size(): number {
@@ -192,4 +188,21 @@ export function contentKey(cid: Uint8Array): string {
 
 async function closeContent(c: PublishedContent): Promise<void> {
   await Promise.allSettled([c.reader.close(), c.source.close()])
+}
+
+/**
+ * What `entries` say of `cid` to a request presenting `secret`, if it could have had the content;
+ * undefined otherwise, after the same comparison as for unknown content.
+ */
+function toldOf(
+  entries: ReadonlyMap<string, Told>,
+  cid: Uint8Array,
+  secret: Uint8Array | undefined,
+): string | undefined {
+  const told = entries.get(contentKey(cid))
+  if (told === undefined) {
+    admitsUnknown(secret)
+    return undefined
+  }
+  return admits(told.secrets, secret) ? told.why : undefined
 }
