@@ -7,7 +7,7 @@ import { openPartialSeed } from '../fetch/partial-seed.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import type { IndexOptions, IndexResult } from '../serve/indexer.ts'
 import { indexForServing } from '../serve/publish.ts'
-import { PublishHistory } from '../serve/publish-history.ts'
+import { type LastPublished, PublishHistory } from '../serve/publish-history.ts'
 import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import { SecretStore } from '../serve/secret-store.ts'
 import { descriptorFolder } from '../storage/data-folder.ts'
@@ -212,14 +212,9 @@ export class Publishing {
    */
   async #preparing(key: readonly unknown[], what: string): Promise<() => void> {
     const last = await this.#history.last(key)
-    if (last === undefined) return () => {}
-    let secrets: Uint8Array[] | undefined
-    if (!last.public) {
-      const secret = await this.#secrets.kept(last.cids[0]!)
-      if (secret === undefined) return () => {}
-      secrets = [secret]
-    }
-    const ends = last.cids.map((cid) => this.#deps.registry.preparing(cid, secrets, what))
+    const askers = last === undefined ? undefined : await this.#askers(last)
+    if (last === undefined || askers === undefined) return () => {}
+    const ends = last.cids.map((cid) => this.#deps.registry.preparing(cid, askers.secrets, what))
     return () => {
       for (const end of ends) end()
     }
@@ -242,14 +237,21 @@ export class Publishing {
     const earlier = await this.#history.replace(key, { cids, public: secret === undefined })
     const why = `${what} changed since it was published: publish it again to get a new ticket`
     for (const before of earlier) {
-      let secrets: Uint8Array[] | undefined
-      if (!before.public) {
-        const old = await this.#secrets.kept(before.cids[0]!)
-        if (old === undefined) continue
-        secrets = [old]
-      }
-      for (const cid of before.cids) this.#deps.registry.rememberChanged(cid, secrets, why)
+      const askers = await this.#askers(before)
+      if (askers === undefined) continue
+      for (const cid of before.cids) this.#deps.registry.rememberChanged(cid, askers.secrets, why)
     }
+  }
+
+  /**
+   * Who could have had what `p` published: anyone (`secrets` undefined) when it was public, else
+   * requests presenting its secret; undefined when that secret is gone (unpublished, or pruned),
+   * so no one is told anything of it.
+   */
+  async #askers(p: LastPublished): Promise<{ secrets: Uint8Array[] | undefined } | undefined> {
+    if (p.public) return { secrets: undefined }
+    const secret = await this.#secrets.kept(p.cids[0]!)
+    return secret === undefined ? undefined : { secrets: [secret] }
   }
 
   /** This engine as its ticket names it, with the secret requests to it present. */
