@@ -5,7 +5,7 @@
  * descriptors and the manifest) go in the descriptors folder (src/storage/data-folder.ts).
  */
 import { createHash } from 'node:crypto'
-import { rename, stat, writeFile } from 'node:fs/promises'
+import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DescriptorReader } from '../descriptor/reader.ts'
 import { ContentChangedError } from '../errors.ts'
@@ -13,9 +13,9 @@ import { type IndexOptions, indexFile, indexSource } from '../serve/indexer.ts'
 import { openPublished, reusableDescriptor, servedDescriptor } from '../serve/publish.ts'
 import type { PublishedContent } from '../serve/registry.ts'
 import { derivedName, pin, pruneFolder } from '../storage/data-folder.ts'
-import { fsError } from '../storage/fs-errors.ts'
 import type { OpenFiles } from '../storage/open-files.ts'
 import { fingerprint, isRacy, sameFile } from '../storage/source-file.ts'
+import { writeAtomically } from '../storage/write-atomically.ts'
 import { buildManifest, encodeManifest, type Manifest } from './manifest.ts'
 import { PackSource } from './pack-source.ts'
 import { walkSources } from './walk.ts'
@@ -160,15 +160,5 @@ export async function indexCollection(
       await manifestContent.source.close()
     }
     throw err
-  }
-}
-
-async function writeAtomically(path: string, bytes: Uint8Array): Promise<void> {
-  const tmp = `${path}.${process.pid}.${Math.random().toString(36).slice(2)}.tmp`
-  try {
-    await writeFile(tmp, bytes, { flush: true })
-    await rename(tmp, path)
-  } catch (err) {
-    throw fsError(err, path)
   }
 }

@@ -1,7 +1,7 @@
-import { randomBytes } from 'node:crypto'
-import { readFile, rename, unlink, writeFile } from 'node:fs/promises'
+import { readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { derivedName, pruneFolder } from '../storage/data-folder.ts'
+import { writeAtomically } from '../storage/write-atomically.ts'
 import { makeFolders } from '../util/make-folders.ts'
 
 /** Records kept in a data folder; beyond this the least recently written go. */
@@ -61,16 +61,14 @@ export class PublishHistory {
     const before = await readRecord(file)
     const other = (p: LastPublished): boolean => !Buffer.from(p.cids[0]!).equals(now.cids[0]!)
     const earlier = before === undefined ? [] : [before.now, ...before.earlier].filter(other)
-    const tmp = join(dir, `.${process.pid}.${randomBytes(6).toString('hex')}.tmp`)
     try {
       await makeFolders(dir, 0o700)
-      await writeFile(tmp, encodeRecord({ now, earlier: earlier.slice(0, MAX_EARLIER_PUBLISHES) }), {
+      await writeAtomically(file, encodeRecord({ now, earlier: earlier.slice(0, MAX_EARLIER_PUBLISHES) }), {
         mode: 0o600,
       })
-      await rename(tmp, file)
       await pruneFolder(dir, MAX_KEPT_PUBLISHED)
     } catch {
-      await unlink(tmp).catch(() => {})
+      // Only an answer to old tickets is lost: the publish goes on.
     }
     return earlier
   }
