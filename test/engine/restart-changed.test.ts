@@ -8,8 +8,9 @@ import { copyFile, mkdir, open, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ContentChangedError, ContentNotFoundError } from '../../src/errors.ts'
-import { Engine, type EngineOptions } from '../../src/index.ts'
+import { Engine, type EngineOptions, type PublishOptions } from '../../src/index.ts'
 import { decodeSwarmTicket, encodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
+import { failure } from '../support/errors.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
 const KiB = 1024
@@ -41,23 +42,25 @@ describe('a sender restarted on a file that changed while it was stopped', () =>
     running.splice(running.indexOf(e), 1)
     await e.stop()
   }
-  const failure = (p: Promise<unknown>) =>
-    p.then(
-      () => undefined,
-      (e: unknown) => e,
-    )
+  /**
+   * `<name>.bin`, random, published by a sender on its own data folder, replaced while that sender
+   * is stopped, and published again by a sender started on the same folder (left running).
+   */
+  async function replacedWhileStopped(name: string, size: number, opts: PublishOptions = {}) {
+    const data = join(dir, `data-${name}`)
+    const src = join(dir, `${name}.bin`)
+    await writeFile(src, size, 'random')
+    const first = await sender(data)
+    const old = await first.publish(src, opts)
+    await stop(first)
+    await writeFile(src, size, 'random')
+    const again = await sender(data)
+    const now = await again.publish(src, opts)
+    return { src, old, now, again }
+  }
 
   it('the old ticket fails with CONTENT_CHANGED; the new one fetches the new bytes', async () => {
-    const data = join(dir, 'data-replaced')
-    const src = join(dir, 'replaced.bin')
-    await writeFile(src, 300 * KiB, 'random')
-    const first = await sender(data)
-    const old = await first.publish(src)
-    await stop(first)
-    await writeFile(src, 300 * KiB, 'random')
-
-    const again = await sender(data)
-    const now = await again.publish(src)
+    const { src, old, now, again } = await replacedWhileStopped('replaced', 300 * KiB)
     expect(now.ticket).not.toBe(old.ticket)
     const err = await failure(receiver.fetch(old.ticket, join(dir, 'replaced-old.out')).result)
     expect(err).toBeInstanceOf(ContentChangedError)
@@ -88,16 +91,7 @@ describe('a sender restarted on a file that changed while it was stopped', () =>
   })
 
   it('without the old secret, a request for the old content is told nothing: CONTENT_NOT_FOUND', async () => {
-    const data = join(dir, 'data-stripped')
-    const src = join(dir, 'stripped.bin')
-    await writeFile(src, 200 * KiB, 'random')
-    const first = await sender(data)
-    const old = await first.publish(src)
-    await stop(first)
-    await writeFile(src, 200 * KiB, 'random')
-
-    const again = await sender(data)
-    await again.publish(src)
+    const { old, again } = await replacedWhileStopped('stripped', 200 * KiB)
     const t = decodeSwarmTicket(old.ticket)
     const stripped = encodeSwarmTicket({
       ...t,
@@ -109,16 +103,7 @@ describe('a sender restarted on a file that changed while it was stopped', () =>
   })
 
   it('a public publish replaced: its ticket, which has no secret, is told CONTENT_CHANGED', async () => {
-    const data = join(dir, 'data-public')
-    const src = join(dir, 'public.bin')
-    await writeFile(src, 200 * KiB, 'random')
-    const first = await sender(data)
-    const old = await first.publish(src, { public: true })
-    await stop(first)
-    await writeFile(src, 200 * KiB, 'random')
-
-    const again = await sender(data)
-    await again.publish(src, { public: true })
+    const { old, again } = await replacedWhileStopped('public', 200 * KiB, { public: true })
     const err = await failure(receiver.fetch(old.ticket, join(dir, 'public.out')).result)
     expect(err).toBeInstanceOf(ContentChangedError)
     await stop(again)
