@@ -3,11 +3,11 @@ import { ProgressMeter } from '../../src/transfer/progress.ts'
 
 const MiB = 1024 * 1024
 
-describe('ProgressMeter: the rate', () => {
-  afterEach(() => {
-    vi.useRealTimers()
-  })
+afterEach(() => {
+  vi.useRealTimers()
+})
 
+describe('ProgressMeter: the rate', () => {
   it('spans the last chunks on a link where one takes longer than the window, instead of reading 0 between them', () => {
     vi.useFakeTimers({ toFake: ['performance'] })
     const meter = new ProgressMeter(8 * MiB, 8)
@@ -38,10 +38,6 @@ describe('ProgressMeter: the rate', () => {
 })
 
 describe('ProgressMeter: bytes on their way', () => {
-  afterEach(() => {
-    vi.useRealTimers()
-  })
-
   it('counts the bytes of a chunk not yet whole in the rate and the ETA, not in the bytes done', () => {
     vi.useFakeTimers({ toFake: ['performance'] })
     const meter = new ProgressMeter(4 * MiB, 4)
@@ -80,10 +76,6 @@ describe('ProgressMeter: bytes on their way', () => {
 })
 
 describe('ProgressMeter: after a check', () => {
-  afterEach(() => {
-    vi.useRealTimers()
-  })
-
   it('the fetch rate starts when the check ends, not with the meter: a long check does not make the first chunks look slow', () => {
     vi.useFakeTimers({ toFake: ['performance'] })
     const meter = new ProgressMeter(64 * MiB, 64, 32 * MiB, 32)
@@ -102,10 +94,6 @@ describe('ProgressMeter: after a check', () => {
 })
 
 describe('ProgressMeter: a count that grows in steps further apart than the window', () => {
-  afterEach(() => {
-    vi.useRealTimers()
-  })
-
   it('reads the rate the steps make, though reports come every second between them', () => {
     vi.useFakeTimers({ toFake: ['performance'] })
     const KiB = 1024
