@@ -2,23 +2,18 @@ import { spawn } from 'node:child_process'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { tempDir, writeFile } from '../support/files.ts'
-import { bin, type Ran } from './run.ts'
+import { bin, type Ran, ranOf } from './run.ts'
 
 /** Runs `haul <args>` from a folder deleted before it starts (`mkdir d; cd d; rmdir ../d`), killed after 20 s. */
 function runFromDeletedFolder(parent: string, args: string[]): Promise<Ran> {
   const quoted = [process.execPath, bin, ...args].map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ')
-  return new Promise((resolve) => {
-    const child = spawn('sh', ['-c', `mkdir gone && cd gone && rmdir ../gone && exec ${quoted}`], {
+  return ranOf(
+    spawn('sh', ['-c', `mkdir gone && cd gone && rmdir ../gone && exec ${quoted}`], {
       cwd: parent,
       stdio: ['ignore', 'pipe', 'pipe'],
       timeout: 20_000,
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => (stdout += d))
-    child.stderr.on('data', (d: Buffer) => (stderr += d))
-    child.once('exit', (code) => resolve({ code: code ?? -1, stdout, stderr }))
-  })
+    }),
+  )
 }
 
 describe('haul in a hostile environment (real processes)', () => {

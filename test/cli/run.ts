@@ -1,7 +1,8 @@
-import { type ChildProcess, spawn } from 'node:child_process'
+import { type ChildProcess, type ChildProcessByStdio, spawn } from 'node:child_process'
 import { constants } from 'node:os'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
+import type { Readable } from 'node:stream'
 import { afterAll, afterEach, beforeAll } from 'vitest'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
@@ -15,8 +16,12 @@ export interface Ran {
 
 /** Runs `haul <args>` to its end. */
 export function run(args: string[], env?: NodeJS.ProcessEnv, cwd?: string): Promise<Ran> {
+  return ranOf(spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env, cwd }))
+}
+
+/** What a process started with stdout and stderr piped wrote there, and its exit code (-1: killed). */
+export function ranOf(child: ChildProcessByStdio<null, Readable, Readable>): Promise<Ran> {
   return new Promise((resolve) => {
-    const child = spawn(process.execPath, [bin, ...args], { stdio: ['ignore', 'pipe', 'pipe'], env, cwd })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => (stdout += d))
