@@ -242,6 +242,8 @@ const PEER_TEXT: Partial<Record<ErrorCode, string>> = {
     'this peer does not publish that content id for this ticket: check the ticket, or ask the sender to publish again',
   CONTENT_CHANGED:
     "the sender's file changed since it was published, so it is no longer served: ask the sender to publish it again for a new ticket",
+  CONTENT_PREPARING:
+    'the sender is indexing its file again before it serves it (it was restarted): asking again shortly',
   SOURCE_INVALID:
     'the sender cannot read the file it published: ask the sender to check it and publish it again',
   PERMISSION_DENIED: 'the sender may not read the file it published: ask the sender to check its permissions',

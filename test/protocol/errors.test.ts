@@ -27,6 +27,7 @@ describe('error frames', () => {
     // One sentence for every reason, so a request cannot tell unknown from unpublished or guarded.
     'CONTENT_NOT_FOUND',
     'CONTENT_CHANGED',
+    'CONTENT_PREPARING',
     'SOURCE_INVALID',
     'PERMISSION_DENIED',
     'NO_SPACE',
