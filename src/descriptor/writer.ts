@@ -4,6 +4,7 @@ import { basename, dirname, join } from 'node:path'
 import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { StreamingRoot } from '../merkle/tree.ts'
+import { processAlive } from '../storage/private-temp.ts'
 import { writeAll } from '../storage/write-all.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import { throwIfAborted } from '../util/abort.ts'
@@ -267,14 +268,5 @@ async function removeStaleTemporaries(path: string): Promise<void> {
     const m = /^(\d+)\.[0-9a-f]{8}\.tmp$/.exec(name.slice(prefix.length))
     if (m === null || processAlive(Number(m[1]))) continue
     await unlink(join(dir, name)).catch(() => {})
-  }
-}
-
-function processAlive(pid: number): boolean {
-  try {
-    process.kill(pid, 0)
-    return true
-  } catch (err) {
-    return (err as NodeJS.ErrnoException).code === 'EPERM'
   }
 }

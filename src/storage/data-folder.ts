@@ -5,6 +5,9 @@
  * directory convention, `$XDG_CACHE_HOME/haul/descriptors` (`~/.cache/haul/descriptors`).
  * Everything there can be rebuilt by indexing again, so it is a cache: bounded by
  * MAX_KEPT_DESCRIPTORS, oldest first out, except the descriptors of content this process serves.
+ * A process's own files there (a collection's manifest descriptor, a racily clean file's, a file
+ * being written) carry its pid; those of a process killed before removing them go the first
+ * time another process opens the folder.
  */
 import { createHash } from 'node:crypto'
 import { readdir, rm, stat } from 'node:fs/promises'
@@ -12,6 +15,7 @@ import { homedir } from 'node:os'
 import { join, resolve } from 'node:path'
 import { makeFolders } from '../util/make-folders.ts'
 import { fsError } from './fs-errors.ts'
+import { processAlive } from './private-temp.ts'
 
 /** Files kept in the descriptors folder; publishing beyond this removes the least recently written. */
 export const MAX_KEPT_DESCRIPTORS = 4096
@@ -25,7 +29,29 @@ export async function descriptorFolder(dataDir: string | undefined): Promise<str
   await makeFolders(dir, 0o700).catch((err) => {
     throw fsError(err, dir)
   })
+  if (!swept.has(dir)) {
+    swept.add(dir)
+    await removeOrphans(dir)
+  }
   return dir
+}
+
+/** Folders this process has swept of orphans (see removeOrphans). */
+const swept = new Set<string>()
+
+/** A file one process owns: `<name>.<pid>.<random>.haul|.racy|.tmp`. */
+const OWNED = /\.(\d+)\.[0-9a-z]+\.(?:haul|racy|tmp)$/
+
+/** Removes the files in `dir` owned by a process that is gone. Failures are ignored: it is tidying. */
+export async function removeOrphans(dir: string): Promise<void> {
+  const names = await readdir(dir).catch(() => [] as string[])
+  await Promise.all(
+    names.map(async (name) => {
+      const pid = OWNED.exec(name)?.[1]
+      if (pid === undefined || processAlive(Number(pid))) return
+      await rm(join(dir, name), { force: true }).catch(() => {})
+    }),
+  )
 }
 
 /** A file name from the parts that identify what it derives from (paths, fingerprints, chunking). */

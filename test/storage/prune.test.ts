@@ -1,8 +1,9 @@
+import { spawnSync } from 'node:child_process'
 import { mkdtemp, readdir, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { pin, pruneFolder } from '../../src/storage/data-folder.ts'
+import { descriptorFolder, pin, pruneFolder } from '../../src/storage/data-folder.ts'
 
 describe('pruning the descriptors folder', () => {
   let root: string
@@ -61,5 +62,39 @@ describe('pruning the descriptors folder', () => {
     expect((await readdir(dir)).length).toBe(16)
     await pruneFolder(dir, 8)
     expect((await readdir(dir)).length).toBe(7)
+  })
+
+  it('removes the files a killed process owned there (a manifest descriptor, a racy one, a temporary) when it is next opened', async () => {
+    const dataDir = await mkdtemp(join(root, 'orphans-'))
+    const dir = join(dataDir, 'descriptors')
+    const gone = spawnSync('true').pid
+    const orphans = [
+      `a.manifest.${gone}.k3j2.haul`,
+      `b.pack.haul.${gone}.x9.racy`,
+      `c.haul.${gone}.0a1b2c3d.tmp`,
+    ]
+    const kept = [
+      `a.manifest.${process.pid}.k3j2.haul`, // this process's own: still in use
+      '0123456789abcdef0123456789abcdef.haul',
+      '0123456789abcdef0123456789abcdef.pack.haul',
+      '0123456789abcdef0123456789abcdef.manifest',
+    ]
+    await descriptorFolder(dataDir)
+    for (const n of [...orphans, ...kept]) await writeFile(join(dir, n), 'x')
+    // Swept once per folder and process: the files written after this process opened it stay.
+    await descriptorFolder(dataDir)
+    expect((await readdir(dir)).length).toBe(orphans.length + kept.length)
+    // Another process opening it (a sender started again) removes the orphans only.
+    const other = spawnSync(
+      process.execPath,
+      [
+        '--input-type=module',
+        '-e',
+        `import { descriptorFolder } from ${JSON.stringify(join(process.cwd(), 'src/storage/data-folder.ts'))}; await descriptorFolder(${JSON.stringify(dataDir)})`,
+      ],
+      { encoding: 'utf8' },
+    )
+    expect(other.stderr).toBe('')
+    expect((await readdir(dir)).sort()).toEqual([...kept].sort())
   })
 })
