@@ -18,11 +18,24 @@
  * counting, whatever it has in hand, so it never holds the others for longer than that; no wait
  * lasts longer than `maxWaitMs` either way. (Counting peers with requests in hand let four
  * streams that never read slow an honest fetch of the same file past the stall test's bound.)
+ *
+ * Only a peer about as fast as the one that would wait is waited for: each peer's rate is taken
+ * over the time it did not spend waiting for the pack, and one taking chunks at under
+ * 1/SLOW_RATIO of the waiter's rate (a receiver on a slower link, or pacing itself) is left to
+ * read on its own. Waiting for it would hold the waiter to its pace for the whole transfer (a
+ * LAN receiver at 2 MiB/s behind one on a 10 Mbit/s link, against 38 MiB/s alone), where the
+ * cost of not waiting is a second read of the chunks it needs.
  */
 import { raceAbort } from '../util/abort.ts'
 
 /** Indices above `low` remembered per peer; past it the peer is treated as having skipped to the lowest. */
 const MAX_ABOVE = 1024
+
+/** A peer behind is waited for only if it takes chunks at 1/SLOW_RATIO of the waiter's rate or more. */
+export const SLOW_RATIO = 2
+
+/** A peer's rate is taken again after this many ms in which it did not wait for the pack. */
+const RATE_SAMPLE_MS = 1000
 
 interface Cursor {
   low: number
@@ -33,6 +46,15 @@ interface Cursor {
   movedAt: number
   /** Its requests being answered now (`begin` without `end`). */
   busy: number
+  /** Chunks per second over the time it did not wait for the pack; undefined until first taken. */
+  rate: number | undefined
+  /** Since `sampleAt`: chunks it got, and ms it spent waiting for the pack (`pacing` > 0). */
+  sampleAt: number
+  sampleChunks: number
+  pacedMs: number
+  /** Its reads waiting for the pack now, and since when one has. */
+  pacing: number
+  pacingSince: number
 }
 
 interface Pack {
@@ -102,7 +124,19 @@ export class PackPacer {
       const now = this.#now()
       this.#prune(pack, now)
       // A peer seen first at `index` (a resume, or a second provider's part) wants what follows it.
-      c = { low: index, above: new Set(), at: now, movedAt: now, busy: 0 }
+      c = {
+        low: index,
+        above: new Set(),
+        at: now,
+        movedAt: now,
+        busy: 0,
+        rate: undefined,
+        sampleAt: now,
+        sampleChunks: 0,
+        pacedMs: 0,
+        pacing: 0,
+        pacingSince: now,
+      }
       pack.peers.set(peer, c)
     }
     return c
@@ -132,7 +166,35 @@ export class PackPacer {
       }
     }
     if (c.low !== low) c.movedAt = c.at
+    this.#sample(c)
     this.#moved(content)
+  }
+
+  /** Counts a chunk `c` got, and takes its rate once RATE_SAMPLE_MS went by not waiting for the pack. */
+  #sample(c: Cursor): void {
+    c.sampleChunks++
+    const now = c.at
+    const paced = c.pacedMs + (c.pacing > 0 ? now - c.pacingSince : 0)
+    const running = now - c.sampleAt - paced
+    if (running < RATE_SAMPLE_MS) return
+    const rate = (c.sampleChunks * 1000) / running
+    c.rate = c.rate === undefined ? rate : (c.rate + rate) / 2
+    c.sampleAt = now
+    c.sampleChunks = 0
+    c.pacedMs = 0
+    if (c.pacing > 0) c.pacingSince = now
+  }
+
+  /** Whether `c` takes chunks too slowly for `waiter` to wait for it (see SLOW_RATIO). */
+  #tooSlow(c: Cursor, waiter: Cursor | undefined): boolean {
+    return waiter?.rate !== undefined && c.rate !== undefined && c.rate * SLOW_RATIO < waiter.rate
+  }
+
+  /** `c` starts (`+1`) or ends (`-1`) a wait for the pack: its rate leaves that time out. */
+  #pacing(c: Cursor, step: 1 | -1): void {
+    const now = this.#now()
+    if (step === 1 && c.pacing++ === 0) c.pacingSince = now
+    if (step === -1 && --c.pacing === 0) c.pacedMs += now - c.pacingSince
   }
 
   /** Wakes the reads waiting on `content`'s pack to look again. */
@@ -160,7 +222,8 @@ export class PackPacer {
    * Waits while an active peer other than `peer` is `window` chunks or more behind the lower of
    * `index` and `peer`'s own next chunk (a peer's later requests never wait on its earlier ones),
    * and catching up: one whose next chunk has not moved for `stuckMs` is not waited for, so a
-   * peer that asks for the same chunks over and over holds the others once, for that long.
+   * peer that asks for the same chunks over and over holds the others once, for that long; nor
+   * one too slow for `peer` (SLOW_RATIO).
    */
   async pace(
     content: string,
@@ -173,36 +236,45 @@ export class PackPacer {
     if (pack === undefined) return
     const deadline = this.#now() + this.#maxWaitMs
     let counted = false
-    for (;;) {
-      const now = this.#now()
-      if (now >= deadline) return
-      const own = pack.peers.get(peer)
-      const pos = Math.min(index, own?.low ?? index)
-      let until = deadline
-      let behind = false
-      for (const [id, c] of pack.peers) {
-        if (id === peer || !this.#active(c, now) || now - c.movedAt > this.#stuckMs) continue
-        if (c.low + window <= pos) {
-          behind = true
-          // Looks again when it turns idle or stuck, whichever comes first, if nothing moves before.
-          until = Math.min(until, c.movedAt + this.#stuckMs, c.at + this.#idleMs + 1)
+    let waiter: Cursor | undefined
+    try {
+      for (;;) {
+        const now = this.#now()
+        if (now >= deadline) return
+        const own = pack.peers.get(peer)
+        const pos = Math.min(index, own?.low ?? index)
+        let until = deadline
+        let behind = false
+        for (const [id, c] of pack.peers) {
+          if (id === peer || !this.#active(c, now) || now - c.movedAt > this.#stuckMs) continue
+          if (c.low + window <= pos && !this.#tooSlow(c, own)) {
+            behind = true
+            // Looks again when it turns idle or stuck, whichever comes first, if nothing moves before.
+            until = Math.min(until, c.movedAt + this.#stuckMs, c.at + this.#idleMs + 1)
+          }
+        }
+        if (!behind) return
+        if (waiter === undefined && own !== undefined) {
+          waiter = own
+          this.#pacing(own, 1)
+        }
+        if (!counted) {
+          counted = true
+          this.#waits++
+        }
+        // Looks again when any cursor moves, or when the peer waited for turns idle.
+        let timer: NodeJS.Timeout | undefined
+        const expired = new Promise<void>((resolve) => {
+          timer = setTimeout(resolve, Math.max(1, until - now + 1))
+        })
+        try {
+          await raceAbort(Promise.race([pack.moved.promise, expired]), signal)
+        } finally {
+          clearTimeout(timer)
         }
       }
-      if (!behind) return
-      if (!counted) {
-        counted = true
-        this.#waits++
-      }
-      // Looks again when any cursor moves, or when the peer waited for turns idle.
-      let timer: NodeJS.Timeout | undefined
-      const expired = new Promise<void>((resolve) => {
-        timer = setTimeout(resolve, Math.max(1, until - now + 1))
-      })
-      try {
-        await raceAbort(Promise.race([pack.moved.promise, expired]), signal)
-      } finally {
-        clearTimeout(timer)
-      }
+    } finally {
+      if (waiter !== undefined) this.#pacing(waiter, -1)
     }
   }
 

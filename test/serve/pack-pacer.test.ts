@@ -1,5 +1,5 @@
 import { describe, expect, it } from 'vitest'
-import { PackPacer } from '../../src/serve/pack-pacer.ts'
+import { PackPacer, SLOW_RATIO } from '../../src/serve/pack-pacer.ts'
 
 const A = 'a'
 const CID = 'c0'
@@ -135,5 +135,84 @@ describe('PackPacer', () => {
     q.lent(CID, A, 5)
     await capped
     expect(q.waits).toBe(1)
+  })
+
+  /**
+   * Lends each peer in `rates` its next chunks (from `next`, moved on) at its rate in chunks per
+   * second, together, for `ms` of the hand-moved clock.
+   */
+  function run(
+    q: ReturnType<typeof pacer>,
+    ms: number,
+    rates: Record<string, number>,
+    next: Record<string, number>,
+  ): void {
+    const due = Object.fromEntries(Object.keys(rates).map((peer) => [peer, 0]))
+    for (let t = 0; t < ms; t += 10) {
+      q.advance(10)
+      for (const [peer, rate] of Object.entries(rates)) {
+        due[peer]! += (rate * 10) / 1000
+        while (due[peer]! >= 1) {
+          due[peer]! -= 1
+          q.p.lent(CID, peer, next[peer]!)
+          next[peer]!++
+        }
+      }
+    }
+  }
+
+  it(`a receiver behind that takes chunks at under 1/${SLOW_RATIO} of the rate of the one ahead is not waited for; one about as fast is`, async () => {
+    const signal = new AbortController().signal
+    // b on a slow link: 1 chunk a second against a's 20.
+    const slow = pacer()
+    const next = { [A]: 20, b: 0 }
+    run(slow, 3_000, { [A]: 20, b: 1 }, next)
+    await slow.p.pace(CID, A, next[A]!, 4, signal)
+    expect(slow.p.waits).toBe(0)
+    // b at 12 a second against a's 20: a waits for it.
+    const near = pacer()
+    const next2 = { [A]: 20, b: 0 }
+    run(near, 3_000, { [A]: 20, b: 12 }, next2)
+    const waiting = settled(near.p.pace(CID, A, next2[A]!, 4, signal))
+    await flush()
+    expect(waiting.done).toBe(false)
+    expect(near.p.waits).toBe(1)
+  })
+
+  it('a receiver held to the pace of one behind is let go once that one slows down (the wait does not count against its own rate)', async () => {
+    const q = pacer()
+    const signal = new AbortController().signal
+    const next = { [A]: 0, b: 0 }
+    /** For `ms`: b gets chunks at `bRate` a second; a at 20 when the pack lets it. Returns a's chunks. */
+    async function race(ms: number, bRate: number): Promise<number> {
+      const from = next[A]!
+      let dueA = 0
+      let dueB = 0
+      let waiting: { done: boolean } | undefined
+      for (let t = 0; t < ms; t += 10) {
+        q.advance(10)
+        for (dueB += bRate / 100; dueB >= 1; dueB--) q.p.lent(CID, 'b', next.b!++)
+        await flush()
+        if (waiting !== undefined && !waiting.done) continue
+        waiting = undefined
+        for (dueA += 20 / 100; dueA >= 1; dueA--) {
+          const turn = settled(q.p.pace(CID, A, next[A]!, 4, signal))
+          await flush()
+          if (!turn.done) {
+            waiting = turn
+            dueA = 0
+            break
+          }
+          q.p.lent(CID, A, next[A]!++)
+        }
+      }
+      return next[A]! - from
+    }
+    // b at 12 a second is about as fast as a: a keeps within the window of it.
+    await race(4_000, 12)
+    expect(next[A]! - next.b!).toBeLessThanOrEqual(8)
+    // b's link slows to 4 a second: a goes on at its own rate (counting its waits, a's rate
+    // would follow b's down and it would wait for b for the whole transfer).
+    expect(await race(6_000, 4)).toBeGreaterThan(80)
   })
 })
