@@ -2,8 +2,9 @@
  * A restarted node with a data folder listens where it listened before, so the tickets it
  * printed still lead to it (its peer id comes from the same folder, identity.ts). The TCP ports
  * it was given for its `/tcp/0` listen addresses (one per family) are kept in
- * `<dataDir>/listen-port`; the next start asks for those ports, and takes any free ones (a new
- * ticket then) when something else holds one.
+ * `<dataDir>/listen-port`; the next start asks for those ports. When something else holds one it
+ * takes free ones for that run (its tickets name them) and says so, but keeps the file as it
+ * was: the tickets printed before work again at the first start that finds the ports free.
  */
 import { readFile, rename, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -69,15 +70,28 @@ export async function startOnStablePort(
   const dataDir = node.dataDir
   if (dataDir === undefined) return start(node)
   const again = await rememberedListen(dataDir, node.listen)
-  let libp2p: Libp2p | undefined
-  if (again !== undefined) {
-    // Taken by something else since: any free port, and a new ticket.
-    libp2p = await start({ ...node, listen: again }).catch(() => undefined)
+  if (again === undefined) {
+    const libp2p = await start(node)
+    await rememberPort(
+      dataDir,
+      libp2p.getMultiaddrs().map((ma) => ma.toString()),
+    )
+    return libp2p
   }
-  libp2p ??= await start(node)
-  await rememberPort(
-    dataDir,
-    libp2p.getMultiaddrs().map((ma) => ma.toString()),
+  const kept = await start({ ...node, listen: again }).catch(() => undefined)
+  if (kept !== undefined) return kept
+  const libp2p = await start(node)
+  const now = libp2p.getMultiaddrs().map((ma) => ma.toString())
+  process.emitWarning(
+    `could not listen on the ports this data folder's earlier tickets and addresses name (${portsOf(again)}): another program holds one. Listening on ${portsOf(now)} for this run (its tickets name those); the earlier tickets work again once their ports are free and haul starts again`,
+    'HaulWarning',
   )
   return libp2p
+}
+
+/** The TCP ports in `addrs`, for a message. */
+function portsOf(addrs: readonly string[]): string {
+  const ports = new Set(addrs.filter((a) => !isRelayedAddress(a)).map((a) => /\/tcp\/(\d+)/.exec(a)?.[1]))
+  ports.delete(undefined)
+  return [...ports].map((p) => `tcp ${p}`).join(', ') || 'none'
 }
