@@ -163,6 +163,32 @@ describe("createEngine({ thread: 'worker' }) (real engines, loopback)", () => {
     expect(early.error).toBeInstanceOf(AbortedError)
   })
 
+  it('a fetch cancelled or failed before anyone awaits its result is no unhandled rejection, as in the calling thread', async () => {
+    const { ticket } = await sender.publish(src)
+    const unhandled: unknown[] = []
+    const onUnhandled = (reason: unknown): void => {
+      unhandled.push(reason)
+    }
+    process.on('unhandledRejection', onUnhandled)
+    try {
+      for (const e of [main, worker]) {
+        // Watched through its status only (an embedder polling it, or showing onProgress).
+        const cancelled = e.fetch(ticket, join(dir, `unawaited-${e.config.thread}.copy`), {
+          maxBytesPerSec: 1 * MiB,
+        })
+        cancelled.cancel()
+        await eventually(() => cancelled.status() === 'cancelled', `${e.config.thread}: cancelled`)
+        // A destination that is a folder: failed at once, nothing awaited it either.
+        const failed = e.fetch(ticket, dir)
+        await eventually(() => failed.status() === 'failed', `${e.config.thread}: failed`)
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50))
+      expect(unhandled).toEqual([])
+    } finally {
+      process.off('unhandledRejection', onUnhandled)
+    }
+  })
+
   it('bad input fails with the class and code the calling thread gives', async () => {
     const cases: [string, (e: EngineApi) => unknown][] = [
       ['a ticket that does not decode (thrown by fetch)', (e) => e.fetch('not a ticket', join(dir, 'x'))],

@@ -216,6 +216,9 @@ export class ThreadEngine implements EngineApi {
         p.done()
         this.#mirror.transfers.delete(id)
       })
+    // As the engine's own handle: a caller watching the status, not awaiting the result, must
+    // not get an unhandled rejection (which ends a Node process) when it fails or is cancelled.
+    result.catch(() => {})
     return {
       id,
       result,
