@@ -281,12 +281,33 @@ export class Engine {
       this.#assertRunning()
       const opts = checkArgs[method](path, options)
       const routing = opts.announce === false ? undefined : this.#routing
-      if (routing === undefined) return run(path, opts)
-      return run(path, { ...opts, public: true }).then((r) => ({
+      if (routing === undefined) return this.#unlessStopped(run(path, opts))
+      return this.#unlessStopped(run(path, { ...opts, public: true })).then((r) => ({
         ...r,
         announced: routing.announce(cidOf(r)),
       }))
     })
+  }
+
+  /**
+   * `work`'s outcome, unless the engine's stop began before it settled: then ABORTED, not what
+   * the stop made of it (a ticket naming none of the addresses it closed, indexing's workers gone).
+   */
+  #unlessStopped<T>(work: Promise<T>): Promise<T> {
+    const stopped = (cause?: unknown): AbortedError =>
+      new AbortedError(
+        'the engine stopped before this finished: create a new engine and call it again',
+        cause === undefined ? undefined : { cause },
+      )
+    return work.then(
+      (r) => {
+        if (this.#stopped) throw stopped()
+        return r
+      },
+      (err: unknown) => {
+        throw this.#stopped ? stopped(err) : err
+      },
+    )
   }
 
   /**
@@ -301,7 +322,7 @@ export class Engine {
     return rejecting(() => {
       this.#assertRunning()
       const checked = checkArgs.publishCollection(paths, opts)
-      return this.#publishing.publishCollection(checked.list, checked.opts)
+      return this.#unlessStopped(this.#publishing.publishCollection(checked.list, checked.opts))
     })
   }
 

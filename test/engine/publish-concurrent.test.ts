@@ -54,3 +54,27 @@ describe('two engines without data folders publish one file at once (one descrip
     }
   })
 })
+
+describe('a publish the engine stops under', () => {
+  const pair = useEnginePair()
+
+  it.each([
+    ['a file indexed before (its descriptor reused)', true],
+    ['a file being indexed', false],
+  ])('%s: ABORTED, saying the engine stopped', async (_, indexedBefore) => {
+    const { dir } = pair
+    const src = join(dir, `stopped-${indexedBefore}.bin`)
+    await writeFile(src, 24 * MiB + 7, 'random')
+    const engine = await createEngine({ workers: 1, dataDir: join(dir, `data-${indexedBefore}`) })
+    if (indexedBefore) await engine.publish(src)
+    const settled = Promise.allSettled([engine.publish(src), engine.publishCollection([src])])
+    await engine.stop()
+    for (const r of await settled) {
+      expect(r.status).toBe('rejected')
+      expect((r as PromiseRejectedResult).reason).toMatchObject({
+        code: 'ABORTED',
+        message: expect.stringMatching(/engine stopped/),
+      })
+    }
+  })
+})
