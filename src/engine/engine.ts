@@ -386,7 +386,10 @@ export class Engine {
    */
   async #provide(path: string, cid: Uint8Array, header: DescriptorHeader): Promise<void> {
     await this.#publishing.provide(path, cid, header, this.#stop.signal)
-    await this.#routing!.announce(cid)
+    // Not awaited (it never rejects): the first announcement settles when a DHT peer takes the
+    // record or its query gives up, half a minute on a DHT with no other peer yet, and the
+    // fetch is done before that.
+    void this.#routing!.announce(cid)
   }
 
   /**

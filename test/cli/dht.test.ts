@@ -36,6 +36,7 @@ describe('haul on a DHT', () => {
     const provider = running(['get', cid!, '--bootstrap', bootstrap!, '-o', out, '--provide', '--json'])
     const providing = await provider.event('providing')
     expect(providing.cid).toBe(cid)
+    expect(providing.public).toBe(true)
     expect(await sha256File(out)).toBe(await sha256File(file))
     const done = provider.events.find((e) => e.event === 'done')!
     expect(done.bytes).toBe(5 * 1024 * 1024 + 3)

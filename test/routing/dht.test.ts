@@ -189,6 +189,26 @@ describe('providers found on the DHT', () => {
     expect(fromFirst?.verifiedBytes).toBe(6 * MiB + 1)
   }, 90_000)
 
+  it('a fetch with provide on a DHT of no other peer is done once the file is in place, not once its announcement reaches a peer', async () => {
+    const dir = await folder()
+    const [file] = await copies(dir, 1, 2 * MiB + 5)
+    const sender = await engine()
+    const { ticket, index } = await sender.publish(file!)
+    const receiver = await engine({ dht: { enabled: true } })
+    await receiver.fetch(ticket, join(dir, 'provided.bin'), { provide: true }).result
+    // The same content published again shares its announcement (one per content id): still on
+    // its way, since no peer can take it.
+    const again = await receiver.publish(join(dir, 'provided.bin'))
+    expect(Buffer.from(again.index.cid).equals(Buffer.from(index.cid))).toBe(true)
+    let settled = false
+    void again.announced?.then(() => {
+      settled = true
+    })
+    await sleep(50)
+    expect(again.announced).toBeDefined()
+    expect(settled).toBe(false)
+  }, 60_000)
+
   it('a DHT fetch without the DHT, or provide without it, is refused as bad input', async () => {
     const plain = await engine()
     const cid = cidToString(new Uint8Array(32).fill(1))

@@ -116,6 +116,7 @@ export async function runGet(
         event: 'providing',
         cid: cidToString(ticket.cid),
         path: r.path,
+        public: true,
         peerId: engine.peerId,
         addresses: reach,
       })
@@ -125,7 +126,7 @@ export async function runGet(
           ? ''
           : `\nothers fetch it with: haul get ${cidToString(ticket.cid)} --bootstrap ${reach[0]}`
       out.human(
-        `providing ${r.path} to the DHT's peers (content id ${cidToString(ticket.cid)}).${boot}\nCtrl-C stops.`,
+        `providing ${r.path} to the DHT's peers (content id ${cidToString(ticket.cid)}).\npublic (announced on the DHT): anyone who knows its content id can fetch it, with or without the ticket's secret${boot}\nCtrl-C stops.`,
       )
       await stop.wait()
     }
