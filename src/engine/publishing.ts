@@ -174,7 +174,11 @@ export class Publishing {
       await content.reader.close()
       throw new InvalidArgumentError('this engine already serves that content id')
     }
-    const ticket = encodeSwarmTicket({ cid: content.cid, providers: [this.#self(secret)] })
+    const ticket = encodeSwarmTicket({
+      cid: content.cid,
+      providers: [this.#self(secret)],
+      name: safeName(basename(dest)) ?? '',
+    })
     return { ticket, cid: content.cid, chunks, leafCount }
   }
 

@@ -173,6 +173,8 @@ describe('multi-peer fetch between real engines', () => {
     await full.stop()
     const seeder = await engine()
     const { ticket } = await seeder.seed(half)
+    // Its ticket names the file, so a receiver of it gets it under that name.
+    expect(decodeSwarmTicket(ticket).name).toBe('probe.bin')
     const asker = await engine()
     const { probe } = await import('./partial-copy.ts')
     const { have, missing, present } = await probe(asker, ticket, index.header.leafCount)
