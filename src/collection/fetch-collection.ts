@@ -15,6 +15,7 @@ import {
   DestinationBusyError,
   DestinationExistsError,
   DestinationInvalidError,
+  isHaulError,
 } from '../errors.ts'
 import type { ResumeInfo } from '../fetch/resume.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
@@ -313,6 +314,10 @@ export async function fetchCollection(
       return resultOf(manifest, root, started, opts, { pack, resumed, present: false })
     } catch (err) {
       if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
+      // A collection its sender changed is never served again, and what was staged of it counts
+      // for no other: it goes, so the new ticket's fetch here is not refused as another's.
+      if (isHaulError(err) && err.code === 'CONTENT_CHANGED' && lock !== undefined)
+        await removeStaging(paths).catch(() => {})
       throw err
     } finally {
       // Only under the lock: a staging folder another fetch holds is not this one's to remove.

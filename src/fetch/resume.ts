@@ -4,6 +4,8 @@ import { DestFolder, nameIn } from '../storage/dest-folder.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { Journal, type JournalOptions, journalPath, removeJournal } from '../storage/journal.ts'
 import { PartFile } from '../storage/part-file.ts'
+import { unlinkEntry } from '../storage/safe-open.ts'
+import { leavesPath } from './partial-seed.ts'
 
 /**
  * How a fetch used what an earlier run left at the destination.
@@ -208,4 +210,14 @@ async function openPinned(
 /** Small transfers (`journal.minBytes`) go without a journal file: a resume re-hashes them. */
 function keepsJournal(req: StorageRequest): boolean {
   return req.journal.enabled && req.totalSize > req.journal.minBytes
+}
+
+/**
+ * Removes what a fetch to `dest` left unfinished: its part file, journal and leaf sidecar. For a
+ * content its sender changed (CONTENT_CHANGED), which is never served again and whose verified
+ * chunks count for no other content: kept, they would make the new ticket's fetch here fail
+ * DESTINATION_EXISTS.
+ */
+export async function discardUnfinished(dest: string): Promise<void> {
+  for (const p of [`${dest}.part`, journalPath(dest), leavesPath(dest)]) await unlinkEntry(p)
 }

@@ -104,6 +104,30 @@ describe('collections between two real engines', () => {
     expect(err).toMatchObject({ code: 'CONTENT_CHANGED' })
   })
 
+  it('a folder changed part-way through its fetch: its staging folder goes, and the folder published again fetches into the same place', async () => {
+    const src = join(dir, 'changes-midway')
+    await mkdir(src)
+    await writeFile(join(src, 'a.bin'), bytes(24 * MiB, 9))
+    await writeFile(join(src, 'b.txt'), 'b')
+    const { ticket } = await sender.publishCollection([src])
+    const out = join(dir, 'changes-midway-out')
+    let changed: Promise<void> | undefined
+    const err = await receiver
+      .fetchCollection(ticket, out, {
+        maxBytesPerSec: 8 * MiB,
+        onProgress: (p) => {
+          if (p.bytesDone >= 4 * MiB) changed ??= writeFile(join(src, 'a.bin'), bytes(24 * MiB, 10))
+        },
+      })
+      .catch((e: unknown) => e)
+    await changed
+    expect(err).toMatchObject({ code: 'CONTENT_CHANGED' })
+    expect(await readdir(out)).toEqual([])
+    const again = await sender.publishCollection([src])
+    await receiver.fetchCollection(again.ticket, out)
+    expect(await treeOf(out)).toEqual(await treeOf(src))
+  })
+
   it('a file of a published folder removed: CONTENT_CHANGED (the folder changed), not SOURCE_INVALID', async () => {
     const src = join(dir, 'loses-one')
     await mkdir(src)

@@ -6,6 +6,7 @@ import { ContentChangedError } from '../../src/errors.ts'
 import { RACY_WINDOW_NS } from '../../src/storage/source-file.ts'
 import { useEnginePair } from '../support/engine-pair.ts'
 import { sha256File, writeFile } from '../support/files.ts'
+import { eventually } from '../support/wait.ts'
 
 const MiB = 1024 * 1024
 
@@ -103,5 +104,24 @@ describe('a published file that changes is refused, never served', () => {
     const err = await receiver.fetch(ticket, dst).result.catch((e: unknown) => e)
     expect(err).toBeInstanceOf(ContentChangedError)
     expect(existsSync(dst)).toBe(false)
+  })
+
+  it('changed part-way through a fetch: what was fetched of it goes, and the ticket published again fetches into the same place', async () => {
+    const { dir, sender, receiver } = pair
+    const src = join(dir, 'changing.bin')
+    // Over journal.minBytes, so the fetch keeps a journal beside its part file.
+    await writeFile(src, 40 * MiB, 'random')
+    const { ticket } = await sender.publish(src)
+    const dst = join(dir, 'changing.out')
+    const h = receiver.fetch(ticket, dst, { maxBytesPerSec: 8 * MiB })
+    await eventually(() => (h.progress()?.bytesDone ?? 0) >= 4 * MiB, 'some chunks verified')
+    await overwrite(src, 30 * MiB, new Uint8Array([9, 9, 9]))
+    const err = await h.result.catch((e: unknown) => e)
+    expect(err).toBeInstanceOf(ContentChangedError)
+    expect(existsSync(`${dst}.part`)).toBe(false)
+    expect(existsSync(`${dst}.part.journal`)).toBe(false)
+    const again = await sender.publish(src)
+    await receiver.fetch(again.ticket, dst).result
+    expect(await sha256File(dst)).toBe(await sha256File(src))
   })
 })
