@@ -9,7 +9,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 import type { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute, announceWait, CheckLines } from './get-lines.ts'
+import { announceResume, announceRoute, announceWait, CheckLines, viaText } from './get-lines.ts'
 
 /**
  * `haul get` of a collection ticket: the folder recreated at `dest`, with progress over the
@@ -125,7 +125,7 @@ function reportFolder(out: Output, r: CollectionResult): void {
       : r.links.skipped > 0
         ? ` (${plural(r.links.skipped, 'link')} skipped: --symlinks creates them)`
         : ''
-  const via = route === 'relayed' ? ', through a relay' : route === 'upgraded' ? ', relayed then direct' : ''
+  const via = viaText(r.pack?.swarm)
   out.human(
     `received ${escapeControls(r.path)}: ${plural(r.files, 'file')} in ${plural(r.folders, 'folder')}${links}, ${formatBytes(r.bytes)}, every file verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${via}`,
   )

@@ -4,7 +4,7 @@
  */
 import type { ResumeInfo } from '../../fetch/resume.ts'
 import type { CheckProgress, TransferProgress } from '../../transfer/progress.ts'
-import type { TransferRoute } from '../../transfer/transfer-types.ts'
+import { routeOf, type SwarmStats, type TransferRoute } from '../../transfer/transfer-types.ts'
 import { checkLine, formatBytes, formatDuration, formatRate, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 
@@ -89,12 +89,38 @@ const ROUTE_TEXT: Record<TransferRoute, string> = {
   upgraded: 'connected directly (a hole punch replaced the relayed connection)',
 }
 
-/** Says how the transfer reaches its peers, as it starts and when that changes. */
-export function announceRoute(out: Output, route: TransferRoute): void {
+/**
+ * Says how the transfer reaches its peers, as it starts and when that changes; with `stats`, how
+ * many of them a relay carries when only some of its several peers are relayed.
+ */
+export function announceRoute(out: Output, route: TransferRoute, stats?: SwarmStats): void {
   out.event({ event: 'route', route })
   if (route === 'direct') return
   out.done()
-  out.human(ROUTE_TEXT[route])
+  const some = route === 'relayed' ? relayedOf(stats) : undefined
+  out.human(
+    some === undefined
+      ? ROUTE_TEXT[route]
+      : `connected to ${some.relayed} of ${some.reached} senders through a relay (not directly reachable from here), to the others directly`,
+  )
+}
+
+/** How the summary line ends: how the peers were reached, unless all of them directly. */
+export function viaText(stats: SwarmStats | undefined): string {
+  const route = routeOf(stats)
+  if (route === 'upgraded') return ', relayed then direct'
+  if (route !== 'relayed') return ''
+  const some = relayedOf(stats)
+  return some === undefined
+    ? ', through a relay'
+    : `, ${some.relayed} of ${some.reached} senders through a relay`
+}
+
+/** Of the peers reached, how many were relayed, when that is some of them but not all. */
+function relayedOf(stats: SwarmStats | undefined): { relayed: number; reached: number } | undefined {
+  const reached = stats?.peers.filter((p) => p.route !== undefined) ?? []
+  const relayed = reached.filter((p) => p.route === 'relayed').length
+  return relayed > 0 && relayed < reached.length ? { relayed, reached: reached.length } : undefined
 }
 
 /** Says, as a `--wait` begins, who writes the destination (`holder`: a process, since when). */

@@ -12,7 +12,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute, announceWait, CheckLines } from './get-lines.ts'
+import { announceResume, announceRoute, announceWait, CheckLines, viaText } from './get-lines.ts'
 
 export interface GetOptions {
   /**
@@ -87,7 +87,7 @@ export async function runGet(
         const now = routeOf(handle.swarmStats())
         if (now !== undefined && now !== route) {
           route = now
-          announceRoute(out, now)
+          announceRoute(out, now, handle.swarmStats())
         }
         if (check.show(p)) return
         out.event({ event: 'progress', ...p })
@@ -218,8 +218,7 @@ function reportDone(out: Output, r: FetchResult): void {
     )
   }
   const moved = r.resume.bytesKept > 0 ? `; fetched ${formatBytes(fetched)} in` : ','
-  const route = routeOf(r.swarm)
-  const via = route === 'relayed' ? ', through a relay' : route === 'upgraded' ? ', relayed then direct' : ''
+  const via = viaText(r.swarm)
   out.human(
     `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${r.retries > 0 ? `, ${r.retries} ${r.retries === 1 ? 'retry' : 'retries'}` : ''}${via}`,
   )
