@@ -5,6 +5,7 @@
  * never the transfer's — it is reported as a process warning and the transfer goes on, in the
  * host's thread as in `thread: 'worker'` (where a callback runs in another thread anyway).
  */
+import { cidFromString } from '../descriptor/cid.ts'
 import { AbortedError, InvalidArgumentError, tooManyOpenFiles } from '../errors.ts'
 
 /**
@@ -59,10 +60,15 @@ export function checkTicketText(value: unknown): asserts value is string {
 }
 
 /** A content id argument: 32 bytes. */
-export function checkCid(value: unknown): asserts value is Uint8Array {
+/** A content id given as its 32 bytes, or as its text (`b…`, as cidToString and `haul send --json` write it). */
+export function contentIdArg(value: unknown): Uint8Array {
+  if (typeof value === 'string') return cidFromString(value)
   if (!(value instanceof Uint8Array) || value.length !== 32) {
-    throw new InvalidArgumentError(`the content id must be 32 bytes (a Uint8Array), got ${describe(value)}`)
+    throw new InvalidArgumentError(
+      `the content id must be 32 bytes (a Uint8Array) or its text (b…), got ${describe(value)}`,
+    )
   }
+  return value
 }
 
 /** A fetch's `providers` option: peers, each with its addresses (decoding the ticket checks the rest). */

@@ -18,7 +18,7 @@ import { SessionPool } from '../session/session-pool.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { OpenFiles } from '../storage/open-files.ts'
 import { WorkerPool } from '../workers/pool.ts'
-import { checkArgs, checkCid, guardListener, rejecting } from './api-args.ts'
+import { checkArgs, contentIdArg, guardListener, rejecting } from './api-args.ts'
 import type {
   FetchOptions,
   Published,
@@ -326,9 +326,9 @@ export class Engine {
     })
   }
 
-  /** Stops serving `cid` (a collection's manifest id stops its pack too) and announcing it. */
-  unpublish(cid: Uint8Array): void {
-    checkCid(cid)
+  /** Stops serving a content id, as bytes or text (a collection's manifest id stops its pack too), and announcing it. */
+  unpublish(contentId: Uint8Array | string): void {
+    const cid = contentIdArg(contentId)
     this.#publishing.unpublish(cid)
     void this.#routing?.withdraw(cid)
   }

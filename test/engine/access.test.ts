@@ -7,6 +7,7 @@
 import { mkdir, stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { cidToString } from '../../src/descriptor/cid.ts'
 import { Engine, engineInternals } from '../../src/engine/engine.ts'
 import { ContentNotFoundError, WIRE_CODES } from '../../src/errors.ts'
 import { Network } from '../../src/net/network.ts'
@@ -189,6 +190,10 @@ describe('what a ticket grants, between real engines', () => {
     expect(err).toBeInstanceOf(ContentNotFoundError)
     await receiver.fetch(second.ticket, join(dir, 'renewed.out')).result
     expect(await sha256File(join(dir, 'renewed.out'))).toBe(await sha256File(file))
+    // Unpublished by its content id's text, as `haul send --json` prints it.
+    sender.unpublish(cidToString(second.index.cid))
+    const gone = await failure(receiver.fetch(second.ticket, join(dir, 'gone.out')).result)
+    expect(gone).toBeInstanceOf(ContentNotFoundError)
   })
 
   it('with a data folder the secret outlives the engine: the next one gives the same ticket', async () => {

@@ -83,6 +83,7 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
         ['seed(null)', () => e.seed(null as never), /seed: dest must be a path/],
         ['fetchCollection(7)', () => e.fetchCollection(7 as never, dest), /the ticket must be a string/],
         ['unpublish(undefined)', () => e.unpublish(undefined as never), /content id must be 32 bytes/],
+        ["unpublish('bnot-an-id')", () => e.unpublish('bnot-an-id'), /a content id is "b" followed by/],
       ]
       try {
         for (const [what, call, message] of cases) {

@@ -27,7 +27,7 @@ import type { ServeEvent, ServeListener } from '../../serve/serve-events.ts'
 import { DecodedTickets } from '../../ticket/multi-ticket.ts'
 import type { FetchResult } from '../../transfer/transfer-types.ts'
 import { threadFile } from '../../util/dist-file.ts'
-import { checkArgs, checkCid, guardListener, rejecting } from '../api-args.ts'
+import { checkArgs, contentIdArg, guardListener, rejecting } from '../api-args.ts'
 import type {
   EngineApi,
   FetchOptions,
@@ -192,8 +192,8 @@ export class ThreadEngine implements EngineApi {
     })
   }
 
-  unpublish(cid: Uint8Array): void {
-    checkCid(cid)
+  unpublish(contentId: Uint8Array | string): void {
+    const cid = contentIdArg(contentId)
     this.#link.race(this.#remote.unpublish(cid)).catch(() => {})
   }
 
