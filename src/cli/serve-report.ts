@@ -25,6 +25,18 @@ interface Transfer {
 const MAX_PEERS_COUNTED = 100_000
 /** Transfers named on the live line; the rest are counted. */
 const BAR_TRANSFERS = 2
+/**
+ * Lines about one peer's transfers shown at once; past them one a second, the rest counted and
+ * said in one line: a peer opening its hundreds of streams at once would fill the terminal.
+ */
+const PEER_LINE_BURST = 10
+
+/** What one peer's transfer lines have spent of PEER_LINE_BURST, and how many were not shown. */
+interface PeerLines {
+  tokens: number
+  at: number
+  hidden: number
+}
 
 /** `12D3…FCeFtiM`: peer ids all start alike, so the end is what tells them apart. */
 export function shortPeer(id: string): string {
@@ -55,6 +67,8 @@ export class ServeReport {
   #peersCapped = false
   /** The transfer running on each session. */
   readonly #transfers = new Map<number, Transfer>()
+  /** Per peer with a session open: its transfer lines' budget. */
+  readonly #peerLines = new Map<string, PeerLines>()
   #bytes = 0
   #started = 0
   /** Transfers that ended with requests unanswered because this side stopped. */
@@ -105,6 +119,7 @@ export class ServeReport {
 
   /** The last words on exit: what was served, to how many, and what the stop cut off. */
   summary(): void {
+    for (const peerId of this.#peerLines.keys()) this.#hiddenLine(peerId)
     const peers = this.#peersSeen.size
     this.#out.event({
       event: 'stopped',
@@ -152,7 +167,8 @@ export class ServeReport {
       totalBytes: e.totalBytes,
       partial: e.partial,
     })
-    this.#line(
+    this.#peerLine(
+      e.peerId,
       `${shortPeer(e.peerId)} fetching ${basename(e.path)} (${formatBytes(e.totalBytes)}${e.partial ? ', from the partial copy' : ''})`,
     )
   }
@@ -188,7 +204,40 @@ export class ServeReport {
   #closed(peerId: string): void {
     const open = (this.#peerSessions.get(peerId) ?? 1) - 1
     if (open > 0) this.#peerSessions.set(peerId, open)
-    else this.#peerSessions.delete(peerId)
+    else {
+      this.#peerSessions.delete(peerId)
+      this.#hiddenLine(peerId)
+      this.#peerLines.delete(peerId)
+    }
+  }
+
+  /** A line about one of `peerId`'s transfers, within its budget (PEER_LINE_BURST). */
+  #peerLine(peerId: string, text: string): void {
+    const now = performance.now()
+    let b = this.#peerLines.get(peerId)
+    if (b === undefined) {
+      b = { tokens: PEER_LINE_BURST, at: now, hidden: 0 }
+      this.#peerLines.set(peerId, b)
+    }
+    b.tokens = Math.min(PEER_LINE_BURST, b.tokens + (now - b.at) / 1000)
+    b.at = now
+    if (b.tokens < 1) {
+      b.hidden++
+      return
+    }
+    b.tokens--
+    this.#hiddenLine(peerId)
+    this.#line(text)
+  }
+
+  /** Says how many of `peerId`'s transfer lines were not shown, if any. */
+  #hiddenLine(peerId: string): void {
+    const b = this.#peerLines.get(peerId)
+    if (b === undefined || b.hidden === 0) return
+    this.#line(
+      `(${plural(b.hidden, 'more line')} about ${shortPeer(peerId)}'s transfers not shown: it ran many at once)`,
+    )
+    b.hidden = 0
   }
 
   /** Ends the session's transfer: its session ended (`e`), or it asked for another content. */
@@ -228,14 +277,15 @@ export class ServeReport {
     const name = basename(t.path)
     const amount = `${formatBytes(served)} of ${formatBytes(t.totalBytes)}`
     const pace = `in ${formatDuration(seconds)} at ${formatRate(rate)}`
-    if (outcome === 'complete') this.#line(`${peer} finished ${name}: served ${amount} ${pace}`)
-    else if (outcome === 'partial') this.#line(`${peer} stopped fetching ${name}: served ${amount} ${pace}`)
+    if (outcome === 'complete') this.#peerLine(t.peerId, `${peer} finished ${name}: served ${amount} ${pace}`)
+    else if (outcome === 'partial')
+      this.#peerLine(t.peerId, `${peer} stopped fetching ${name}: served ${amount} ${pace}`)
     else {
       const why =
         e?.reason === 'stopped'
           ? 'by the stop'
           : `[${e?.code ?? 'STREAM_CLOSED'}]${e?.message === undefined ? '' : ` ${escapeControls(e.message)}`}`
-      this.#line(`${peer} cut off ${name} after ${amount} ${why}`)
+      this.#peerLine(t.peerId, `${peer} cut off ${name} after ${amount} ${why}`)
     }
   }
 
