@@ -34,8 +34,13 @@ const MAX_ABOVE = 1024
 /** A peer behind is waited for only if it takes chunks at 1/SLOW_RATIO of the waiter's rate or more. */
 export const SLOW_RATIO = 2
 
-/** A peer's rate is taken again after this many ms in which it did not wait for the pack. */
+/**
+ * A peer's rate is taken again once this many ms went by, over the time in it that the peer did
+ * not wait for the pack (at least RATE_FLOOR_MS): a peer held back almost all the time by one
+ * behind it shows its own rate in the moments it runs.
+ */
 const RATE_SAMPLE_MS = 1000
+const RATE_FLOOR_MS = 50
 
 interface Cursor {
   low: number
@@ -170,13 +175,13 @@ export class PackPacer {
     this.#moved(content)
   }
 
-  /** Counts a chunk `c` got, and takes its rate once RATE_SAMPLE_MS went by not waiting for the pack. */
+  /** Counts a chunk `c` got, and takes its rate once RATE_SAMPLE_MS went by (see there). */
   #sample(c: Cursor): void {
     c.sampleChunks++
     const now = c.at
+    if (now - c.sampleAt < RATE_SAMPLE_MS) return
     const paced = c.pacedMs + (c.pacing > 0 ? now - c.pacingSince : 0)
-    const running = now - c.sampleAt - paced
-    if (running < RATE_SAMPLE_MS) return
+    const running = Math.max(RATE_FLOOR_MS, now - c.sampleAt - paced)
     const rate = (c.sampleChunks * 1000) / running
     c.rate = c.rate === undefined ? rate : (c.rate + rate) / 2
     c.sampleAt = now

@@ -179,40 +179,59 @@ describe('PackPacer', () => {
     expect(near.p.waits).toBe(1)
   })
 
+  /**
+   * For `ms` of `q`'s clock: b gets chunks at `bRate` a second; a at 20 when the pack lets it
+   * (each of its chunks first asks the pacer, with a window of 4). Returns a's chunks.
+   */
+  async function race(
+    q: ReturnType<typeof pacer>,
+    next: Record<string, number>,
+    ms: number,
+    bRate: number,
+  ): Promise<number> {
+    const signal = new AbortController().signal
+    const from = next[A]!
+    let dueA = 0
+    let dueB = 0
+    let waiting: { done: boolean } | undefined
+    for (let t = 0; t < ms; t += 10) {
+      q.advance(10)
+      for (dueB += bRate / 100; dueB >= 1; dueB--) q.p.lent(CID, 'b', next.b!++)
+      await flush()
+      if (waiting !== undefined && !waiting.done) continue
+      waiting = undefined
+      for (dueA += 20 / 100; dueA >= 1; dueA--) {
+        const turn = settled(q.p.pace(CID, A, next[A]!, 4, signal))
+        await flush()
+        if (!turn.done) {
+          waiting = turn
+          dueA = 0
+          break
+        }
+        q.p.lent(CID, A, next[A]!++)
+      }
+    }
+    return next[A]! - from
+  }
+
   it('a receiver held to the pace of one behind is let go once that one slows down (the wait does not count against its own rate)', async () => {
     const q = pacer()
-    const signal = new AbortController().signal
     const next = { [A]: 0, b: 0 }
-    /** For `ms`: b gets chunks at `bRate` a second; a at 20 when the pack lets it. Returns a's chunks. */
-    async function race(ms: number, bRate: number): Promise<number> {
-      const from = next[A]!
-      let dueA = 0
-      let dueB = 0
-      let waiting: { done: boolean } | undefined
-      for (let t = 0; t < ms; t += 10) {
-        q.advance(10)
-        for (dueB += bRate / 100; dueB >= 1; dueB--) q.p.lent(CID, 'b', next.b!++)
-        await flush()
-        if (waiting !== undefined && !waiting.done) continue
-        waiting = undefined
-        for (dueA += 20 / 100; dueA >= 1; dueA--) {
-          const turn = settled(q.p.pace(CID, A, next[A]!, 4, signal))
-          await flush()
-          if (!turn.done) {
-            waiting = turn
-            dueA = 0
-            break
-          }
-          q.p.lent(CID, A, next[A]!++)
-        }
-      }
-      return next[A]! - from
-    }
     // b at 12 a second is about as fast as a: a keeps within the window of it.
-    await race(4_000, 12)
+    await race(q, next, 4_000, 12)
     expect(next[A]! - next.b!).toBeLessThanOrEqual(8)
     // b's link slows to 4 a second: a goes on at its own rate (counting its waits, a's rate
     // would follow b's down and it would wait for b for the whole transfer).
-    expect(await race(6_000, 4)).toBeGreaterThan(80)
+    expect(await race(q, next, 6_000, 4)).toBeGreaterThan(80)
+  })
+
+  it('a receiver that catches up with one on a slow link is held by it only until its own rate is known', async () => {
+    const q = pacer()
+    // b, on a slow link (1 chunk a second), started first: it has chunks 0-2.
+    const next = { [A]: 0, b: 3 }
+    for (let i = 0; i < 3; i++) q.p.lent(CID, 'b', i)
+    // a overtakes b, runs a window ahead of it and waits; a second on, its rate (taken over the
+    // moments it ran) and b's are known, and a goes on at its own: ~80 chunks in 5 s, not ~10.
+    expect(await race(q, next, 5_000, 1)).toBeGreaterThan(60)
   })
 })
