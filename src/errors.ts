@@ -45,6 +45,8 @@ export const WIRE_CODES = {
   NO_PROVIDER: 34,
   /** A relay's circuit has too few bytes left (its data limit) to carry the next chunk whole. */
   CIRCUIT_LIMIT: 35,
+  /** A peer reported a failure on its side, or a code that is not a peer's to send (see errorFromWire). */
+  PEER_FAILED: 36,
   // tickets
   TICKET_INVALID: 40,
   // disk
@@ -221,6 +223,21 @@ export class CircuitLimitError extends HaulError {
   override readonly name = 'CircuitLimitError'
   readonly code = 'CIRCUIT_LIMIT'
 }
+/**
+ * A peer's `error` frame carried a failure on its side (its storage, its files, a bug: codes whose
+ * meaning here would be about this machine, such as NO_SPACE) or a code that is not a peer's to
+ * send (ABORTED, TICKET_INVALID, one this version does not know). `remoteWireCode` is the code it
+ * sent. Not retried: the transfer fails, or a multi-peer fetch drops that peer.
+ */
+export class PeerFailedError extends HaulError {
+  override readonly name = 'PeerFailedError'
+  readonly code = 'PEER_FAILED'
+  readonly remoteWireCode: number | undefined
+  constructor(message?: string, options?: ErrorOptions, remoteWireCode?: number) {
+    super(message, options)
+    this.remoteWireCode = remoteWireCode
+  }
+}
 /** A transfer gave up reconnecting; `cause` is the last failure. Its part file and journal stay for a resume. */
 export class RetriesExhaustedError extends HaulError {
   override readonly name = 'RetriesExhaustedError'
@@ -307,14 +324,41 @@ export function tooManyOpenFiles(err: unknown, what?: string): TooManyOpenFilesE
 }
 
 /**
- * Remote peers report failures by wire code; this rebuilds the matching local class. The peer's
- * message is data, not terminal input: its control characters are escaped here, so every
- * consumer (the CLI, logs, an embedding application) gets text that cannot steer a terminal.
+ * The codes a peer's `error` frame keeps: failures of the exchange itself, which mean the same on
+ * both sides (what src/serve/ raises about a request, a refusal, the peer's content). Every other
+ * code would say something about this machine or its caller (ABORTED is only ever the caller's
+ * cancel, NO_SPACE this disk, TICKET_INVALID the ticket given here) and becomes PEER_FAILED.
+ */
+const PEER_CODES: ReadonlySet<ErrorCode> = new Set<ErrorCode>([
+  'TIMEOUT',
+  'UNSUPPORTED_VERSION',
+  'CONTENT_NOT_FOUND',
+  'CONTENT_CHANGED',
+  'CONTENT_PREPARING',
+  'CHUNK_UNAVAILABLE',
+  'FRAME_TOO_LARGE',
+  'FRAME_TRUNCATED',
+  'UNKNOWN_MESSAGE_TYPE',
+  'PROTOCOL_VIOLATION',
+  'CODEC_UNSUPPORTED',
+  'DECOMPRESSION_FAILED',
+  'STREAM_CLOSED',
+  'TOO_MANY_REQUESTS',
+  'CIRCUIT_LIMIT',
+])
+
+/**
+ * Remote peers report failures by wire code; this rebuilds the matching local class for the codes
+ * a peer may send (PEER_CODES), and PeerFailedError for any other, known or not, its message
+ * naming the code the peer sent. The peer's message is data, not terminal input: its control
+ * characters are escaped here, so every consumer (the CLI, logs, an embedding application) gets
+ * text that cannot steer a terminal.
  */
 export function errorFromWire(wire: number, message: string): HaulError {
   const code = codeFromWire(wire)
-  const ctor = code === undefined ? InternalError : ERROR_CLASSES[code]
-  return new ctor(`remote peer: ${escapeControls(message)}`)
+  const text = escapeControls(message)
+  if (code !== undefined && PEER_CODES.has(code)) return new ERROR_CLASSES[code](`remote peer: ${text}`)
+  return new PeerFailedError(`remote peer (${code ?? `code ${wire}`}): ${text}`, undefined, wire)
 }
 
 export type HaulErrorClass = new (message?: string, options?: ErrorOptions) => HaulError
@@ -355,6 +399,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   RETRIES_EXHAUSTED: RetriesExhaustedError,
   NO_PROVIDER: NoProviderError,
   CIRCUIT_LIMIT: CircuitLimitError,
+  PEER_FAILED: PeerFailedError,
   TICKET_INVALID: TicketInvalidError,
   NO_SPACE: NoSpaceError,
   PERMISSION_DENIED: PermissionDeniedError,

@@ -88,11 +88,16 @@ export class FetchRetry {
    * may not be there (PEER_UNREACHABLE, TIMEOUT) is retried only `retry.maxAttemptsFirstContact`
    * times; then the transfer fails with the error itself, so a wrong address or a sender that is
    * not running is told in about a second, and a peer that takes streams and stays silent in
-   * three request timeouts. Every other transient failure (a stream cut,
+   * three request timeouts. A peer that said hello (and perhaps the header) and then let a request
+   * time out, with no chunk byte from any provider in this fetch, gets as many: saying hello is
+   * not serving (counted against `retry.maxAttempts`, ten request timeouts and their back-off
+   * hold the fetch over six minutes). Every other transient failure (a stream cut,
    * TOO_MANY_REQUESTS) came from a peer, and gets `retry.maxAttempts`.
    */
   attemptLimit(error: HaulError): number {
-    if (this.#unreached(error)) return Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
+    if (this.#unreached(error) || this.#neverServed(error)) {
+      return Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
+    }
     return this.#inOutage(error) || this.#preparing(error)
       ? Number.POSITIVE_INFINITY
       : this.#retry.maxAttempts
@@ -117,6 +122,15 @@ export class FetchRetry {
   #inOutage(error: HaulError): boolean {
     if (error.code !== 'PEER_UNREACHABLE' && error.code !== 'TIMEOUT') return false
     return this.#mark > 0 && performance.now() - this.#markAt < this.#retry.maxStallMs
+  }
+
+  /**
+   * A request timed out and no provider has sent a byte of a chunk in this fetch (chunks kept from
+   * an earlier run do not count): the peer answers, if at all, with nothing to fetch. An outage
+   * after progress is told apart by the bytes that came before it.
+   */
+  #neverServed(error: HaulError): boolean {
+    return error.code === 'TIMEOUT' && this.#providers.chunkBytes() === 0
   }
 
   /** The failure itself when no provider was reached; undefined otherwise (RETRIES_EXHAUSTED). */

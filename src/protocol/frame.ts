@@ -98,7 +98,9 @@
  *
  * error (0x22)
  *   0  u32  rid          0 = connection-level
- *   4  u16  code         WIRE_CODES (src/errors.ts); unknown codes are kept as numbers
+ *   4  u16  code         WIRE_CODES (src/errors.ts); decoded as a number, known or not; a
+ *                         receiver reports a code that is not a peer's to send, unknown ones
+ *                         included, as PEER_FAILED naming it (errorFromWire)
  *   6  u16  n            ≤ MAX_ERROR_MESSAGE_BYTES (1024)
  *   8  [n]  message      UTF-8; invalid UTF-8 → ProtocolViolationError
  */

@@ -23,7 +23,9 @@ export interface RetryOptions {
    * for failures that say it may not be there (PEER_UNREACHABLE, TIMEOUT). A
    * wrong ticket or a sender that is not running fails after these with its
    * own error, in about a second, instead of after the whole backoff; a blip
-   * at the first dial is still ridden out. At most maxAttempts.
+   * at the first dial is still ridden out. Also the TIMEOUTs allowed while no
+   * provider has sent a chunk byte in this fetch (a peer that says hello and
+   * then nothing). At most maxAttempts.
    */
   maxAttemptsFirstContact: number
   /** Delay before the first retry; doubles with each failure in a row. */

@@ -106,7 +106,9 @@ describe('escaping rules', () => {
     const e = errorFromWire(WIRE_CODES.CONTENT_NOT_FOUND, 'über 日本 🚀\x1b[2J\nline')
     expect(e.code).toBe('CONTENT_NOT_FOUND')
     expect(e.message).toBe('remote peer: über 日本 🚀\\x1b[2J\\x0aline')
-    expect(errorFromWire(9999, '\u009b\u202e\ud800').message).toBe('remote peer: \\x9b\\u{202e}\uFFFD')
+    expect(errorFromWire(9999, '\u009b\u202e\ud800').message).toBe(
+      'remote peer (code 9999): \\x9b\\u{202e}\uFFFD',
+    )
   })
 
   it('safeJson is the same data as JSON.stringify, with nothing a terminal acts on left raw', () => {

@@ -1,10 +1,11 @@
 import { describe, expect, it } from 'vitest'
 import {
   type ErrorCode,
+  errorClassOf,
   errorFromWire,
   FrameTooLargeError,
   FrameTruncatedError,
-  InternalError,
+  PeerFailedError,
   ProtocolViolationError,
   TooManyRequestsError,
   UnknownMessageTypeError,
@@ -38,22 +39,47 @@ describe('error frames', () => {
     'CONFIG_INVALID',
     'INTERNAL',
   ]
+  // What a peer may report about the exchange: the same class on both sides.
+  const THE_PEERS: ErrorCode[] = [
+    'TIMEOUT',
+    'UNSUPPORTED_VERSION',
+    'CONTENT_NOT_FOUND',
+    'CONTENT_CHANGED',
+    'CONTENT_PREPARING',
+    'CHUNK_UNAVAILABLE',
+    'FRAME_TOO_LARGE',
+    'FRAME_TRUNCATED',
+    'UNKNOWN_MESSAGE_TYPE',
+    'PROTOCOL_VIOLATION',
+    'CODEC_UNSUPPORTED',
+    'DECOMPRESSION_FAILED',
+    'STREAM_CLOSED',
+    'TOO_MANY_REQUESTS',
+    'CIRCUIT_LIMIT',
+  ]
   it.each(Object.entries(WIRE_CODES) as [ErrorCode, number][])(
-    '%s survives the wire as its class',
+    "%s travels with its code; the receiver keeps it only if it is a peer's to send",
     (code, wireCode) => {
-      const local = errorFromWire(wireCode, 'something went wrong')
+      const local = new (errorClassOf(code))('something went wrong')
       expect(local.code).toBe(code)
       const msg = throughWire(17, local)
       expect(msg).toMatchObject({ type: 'error', requestId: 17, code: wireCode })
       const remote = errorFromWire(msg.code, msg.message)
-      expect(remote.constructor).toBe(local.constructor)
-      expect(remote.code).toBe(code)
+      if (THE_PEERS.includes(code)) {
+        expect(remote.constructor).toBe(local.constructor)
+        expect(remote.message).toMatch(/^remote peer: /)
+      } else {
+        // About this machine or its caller here (ABORTED, NO_SPACE, TICKET_INVALID…): the peer's failure.
+        expect(remote).toBeInstanceOf(PeerFailedError)
+        expect((remote as PeerFailedError).remoteWireCode).toBe(wireCode)
+        expect(remote.message).toMatch(new RegExp(`^remote peer \\(${code}\\): `))
+      }
       if (!ABOUT_THE_SENDER.includes(code)) expect(remote.message).toContain('something went wrong')
     },
   )
 
   it.each(ABOUT_THE_SENDER)('%s keeps its code; its message, naming local files, stays home', (code) => {
-    const local = errorFromWire(WIRE_CODES[code], '/home/alice/published/report.pdf changed (EACCES)')
+    const local = new (errorClassOf(code))('/home/alice/published/report.pdf changed (EACCES)')
     const msg = throughWire(4, local)
     expect(msg.code).toBe(WIRE_CODES[code])
     expect(msg.message).not.toMatch(/alice|report|EACCES/)
@@ -81,13 +107,13 @@ describe('error frames', () => {
     })
   })
 
-  it('foreign errors become INTERNAL without leaking message or stack', () => {
+  it('foreign errors travel as INTERNAL without leaking message or stack; the receiver reports PEER_FAILED', () => {
     const secret = new TypeError('cannot read /home/alice/.ssh/id_ed25519')
     for (const err of [secret, 'a thrown string', undefined, { code: 'PROTOCOL_VIOLATION' }]) {
       const msg = throughWire(9, err)
       expect(msg.code).toBe(WIRE_CODES.INTERNAL)
       expect(msg.message).toBe('internal error')
-      expect(errorFromWire(msg.code, msg.message)).toBeInstanceOf(InternalError)
+      expect(errorFromWire(msg.code, msg.message)).toBeInstanceOf(PeerFailedError)
     }
   })
 
@@ -113,11 +139,14 @@ describe('error frames', () => {
     expect(msg.message).not.toContain('\uFFFD')
   })
 
-  it('unknown wire codes from a newer peer become InternalError locally', () => {
+  it('unknown wire codes from a newer peer are decoded as numbers and reported as PEER_FAILED naming them', () => {
     const [msg] = decodeAll([wire({ type: 'error', requestId: 1, code: 4242, message: 'new thing' })])
     if (msg?.type !== 'error') throw new Error('expected an error frame')
     expect(msg.code).toBe(4242)
-    expect(errorFromWire(msg.code, msg.message)).toBeInstanceOf(InternalError)
+    const e = errorFromWire(msg.code, msg.message)
+    expect(e).toBeInstanceOf(PeerFailedError)
+    expect(e.message).toBe('remote peer (code 4242): new thing')
+    expect((e as PeerFailedError).remoteWireCode).toBe(4242)
   })
 })
 

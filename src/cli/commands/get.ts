@@ -7,6 +7,7 @@ import { AbortedError, InvalidArgumentError } from '../../errors.ts'
 import { ticketAddresses } from '../../net/addresses.ts'
 import type { Priority } from '../../resources/fair-queue.ts'
 import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/multi-ticket.ts'
+import type { RetryInfo } from '../../transfer/retry.ts'
 import { type FetchResult, routeOf, type TransferRoute } from '../../transfer/transfer-types.ts'
 import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
@@ -73,6 +74,9 @@ export async function runGet(
       return await getFolder(engine, ticketText, dest, opts, out, stop)
     }
     let route: TransferRoute | undefined
+    // What a stop before the header interrupts: the fetch retrying its peers, or waiting.
+    let retrying: RetryInfo | undefined
+    let waited = false
     const check = new CheckLines(out)
     const handle = engine.fetch(ticketText, dest, {
       overwrite: opts.overwrite,
@@ -82,7 +86,10 @@ export async function runGet(
       signal: stop.signal,
       provide: opts.provide === true,
       onResume: (info, p) => announceResume(out, `${dest}.part`, info, p),
-      onWait: (holder) => announceWait(out, dest, holder),
+      onWait: (holder) => {
+        waited = true
+        announceWait(out, dest, holder)
+      },
       onProgress: (p) => {
         const now = routeOf(handle.swarmStats())
         if (now !== undefined && now !== route) {
@@ -93,16 +100,26 @@ export async function runGet(
         out.event({ event: 'progress', ...p })
         out.bar(progressLine(p))
       },
-      onRetry: (info) => out.retry(info),
+      onRetry: (info) => {
+        retrying = info
+        out.retry(info)
+      },
     })
     const r = await handle.result.catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err
       out.done()
       const progress = handle.progress()
-      out.event({ event: 'interrupted', path: dest, progress })
+      out.event({
+        event: 'interrupted',
+        path: dest,
+        progress,
+        ...(progress === undefined && retrying !== undefined
+          ? { retrying: { attempt: retrying.attempt, code: retrying.error.code } }
+          : {}),
+      })
       out.human(
         progress === undefined
-          ? 'interrupted before the fetch began (it was waiting for its turn or for the destination): nothing was written'
+          ? `interrupted before the fetch began (${notBegun(retrying, waited, dest)}): nothing was written`
           : `interrupted: ${dest}.part keeps what was verified; run the same command again to resume`,
       )
       return undefined
@@ -187,6 +204,16 @@ async function destinationOf(ticket: SwarmTicket, out: string | undefined): Prom
   if (ticket.kind === 'collection') return out.endsWith('/') ? join(out, name) : out
   const isFolder = out.endsWith('/') || (await stat(out).catch(() => undefined))?.isDirectory() === true
   return isFolder ? join(out, name) : out
+}
+
+/** What a fetch stopped before it had the header was doing: retrying its peers, or waiting. */
+function notBegun(retrying: RetryInfo | undefined, waited: boolean, dest: string): string {
+  if (retrying !== undefined) {
+    const n = retrying.attempt
+    return `it was retrying the peer: ${n} failed attempt${n === 1 ? '' : 's'} in a row, the last [${retrying.error.code}]`
+  }
+  if (waited) return `it was waiting for the fetch writing ${dest}`
+  return 'it was waiting for its turn or connecting to the peer'
 }
 
 function reportDone(out: Output, r: FetchResult): void {

@@ -221,7 +221,7 @@ export const optionTable = {
     maxAttemptsFirstContact: count({
       min: 1,
       default: 3,
-      doc: 'attempts before any provider said hello (not dialed, or silent on its stream), for `PEER_UNREACHABLE` and `TIMEOUT`',
+      doc: 'attempts before any provider said hello (not dialed, or silent on its stream), for `PEER_UNREACHABLE` and `TIMEOUT`; also for `TIMEOUT` while no provider has sent a chunk byte in this fetch (hello, perhaps the header, then nothing)',
     }),
     baseDelayMs: ms({
       min: 0,

@@ -1,0 +1,73 @@
+/**
+ * A peer that answers the stream's hello (and perhaps the header) and then nothing is as absent
+ * as one that never answers: the fetch gives up after `retry.maxAttemptsFirstContact` request
+ * timeouts, not `retry.maxAttempts`, whatever the peer said first.
+ */
+import { join } from 'node:path'
+import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { Engine } from '../../src/engine/engine.ts'
+import { type HaulError, RetriesExhaustedError } from '../../src/errors.ts'
+import type { RetryInfo } from '../../src/transfer/retry.ts'
+import { tempDir, writeFile } from '../support/files.ts'
+import { type Behaviour, type FakeSender, startFakeSender } from './support/receiver-sender.ts'
+
+const CHUNK = 64 * 1024
+const chunking = { kind: 'fixed', size: CHUNK } as const
+
+describe('a peer that says hello and then never serves', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  let src: string
+  const senders: FakeSender[] = []
+
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir('haul-recv-silent-'))
+    src = join(dir, 'src.bin')
+    await writeFile(src, 4 * CHUNK, 'random')
+  })
+  afterAll(async () => {
+    await Promise.allSettled(senders.map((s) => s.stop()))
+    await cleanup()
+  })
+
+  async function receive(
+    behaviour: Behaviour,
+    name: string,
+  ): Promise<{ err: unknown; retries: RetryInfo[] }> {
+    const s = await startFakeSender(src, behaviour, { chunking })
+    senders.push(s)
+    const engine = await Engine.create({
+      workers: 1,
+      chunking,
+      timeouts: { requestMs: 400 },
+      retry: { maxAttempts: 10, maxAttemptsFirstContact: 3, baseDelayMs: 20, maxDelayMs: 50 },
+    })
+    const retries: RetryInfo[] = []
+    try {
+      const err = await engine
+        .fetch(s.ticket, join(dir, name), { onRetry: (r) => retries.push(r) })
+        .result.catch((e: unknown) => e)
+      return { err, retries }
+    } finally {
+      await engine.stop()
+    }
+  }
+
+  function expectGaveUpAfterThree(r: { err: unknown; retries: RetryInfo[] }): void {
+    expect(r.err).toBeInstanceOf(RetriesExhaustedError)
+    expect(((r.err as HaulError).cause as HaulError).code).toBe('TIMEOUT')
+    expect(r.retries.map((x) => x.error.code)).toEqual(['TIMEOUT', 'TIMEOUT'])
+    expect(r.retries.map((x) => x.maxAttempts)).toEqual([3, 3])
+  }
+
+  it('hello, then no answer to the header: maxAttemptsFirstContact request timeouts, as a peer silent from the start', async () => {
+    expectGaveUpAfterThree(await receive(async () => {}, 'hello-only.out'))
+  })
+
+  it('hello and the header, then no answer to pages or chunks: the same', async () => {
+    const headerOnly: Behaviour = async (req, call) => {
+      if (req.type === 'get-header') await call.honest(req)
+    }
+    expectGaveUpAfterThree(await receive(headerOnly, 'header-only.out'))
+  })
+})
