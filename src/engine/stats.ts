@@ -115,6 +115,11 @@ export interface NetworkStats {
   readonly openStreams: number
   /** Streams this engine opened to peers since start (a fetch that reuses an idle session opens none). */
   readonly streamsOpened: number
+  /**
+   * Encrypted bytes waiting in the TCP connections for the kernel, all connections together
+   * (outside the memory budget; at most ~1.1 MiB and the socket's high-water mark per connection).
+   */
+  readonly socketQueuedBytes: number
   /** Inbound sockets in their handshake now, and those refused or evicted since start. */
   readonly admission: AdmissionStats
 }
@@ -202,6 +207,7 @@ export function engineStats(s: StatsSources): EngineStats {
       connections: s.network.connectionCount(),
       openStreams: s.network.openStreamCount(),
       streamsOpened: s.network.streamsOpened,
+      socketQueuedBytes: s.network.socketQueuedBytes(),
       admission: { ...s.network.admissionStats() },
     },
     workers: {

@@ -38,6 +38,10 @@ const LEVELS: Record<string, [help: string, read: Level]> = {
   haul_serve_peers: ['Peers with a serving stream open or a lease held.', (s) => s.serving.peers],
   haul_connections: ['Open libp2p connections.', (s) => s.network.connections],
   haul_streams_open: ['Protocol streams open, both directions.', (s) => s.network.openStreams],
+  haul_socket_queued_bytes: [
+    'Encrypted bytes waiting in the TCP connections for the kernel.',
+    (s) => s.network.socketQueuedBytes,
+  ],
   haul_sessions_idle: ['Streams kept open for the next fetch from the same peer.', (s) => s.sessions.idle],
 }
 

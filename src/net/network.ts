@@ -207,6 +207,17 @@ export class Network {
   }
 
   /** Open libp2p connections (to one peer or all); for tests and diagnostics. */
+  /**
+   * Ciphertext handed to the TCP connections that the kernel has not taken yet, all connections
+   * together: outside the memory budget, at most NOISE_SEND_BATCH_BYTES and a socket's high-water
+   * mark per connection (noise-stream.ts).
+   */
+  socketQueuedBytes(): number {
+    let n = 0
+    for (const ledger of this.#ledgers.open()) n += ledger.wire?.unsent ?? 0
+    return n
+  }
+
   connectionCount(peer?: string): number {
     const conns =
       peer === undefined ? this.#node.getConnections() : this.#node.getConnections(parsePeer(peer))

@@ -26,6 +26,7 @@ export const IDLE: EngineStats = {
     connections: 0,
     openStreams: 0,
     streamsOpened: 0,
+    socketQueuedBytes: 0,
     admission: {} as EngineStats['network']['admission'],
   },
   workers: { threads: 1, running: 1, tasksInFlight: 0, tasksQueued: 0 },

@@ -13,7 +13,15 @@
  *    Noise message. An idle socket writes each at once, so one message cost up to three write
  *    syscalls and, with Nagle off, three TCP segments. Here the socket is corked for the length
  *    of each send, so Node hands the kernel one writev.
- * 3. **An exception per received read.** Noise's framing asks its length decoder for the next
+ * 3. **An unbounded ciphertext queue under many streams.** Noise encrypts everything waiting in
+ *    its queue in one go when the TCP connection drains, and the TCP connection keeps whatever the
+ *    socket refuses. With many streams sending at once (one peer's 64 streams each reading a whole
+ *    file), each drain would move every stream's queued frames into that TCP queue as ciphertext,
+ *    which no budget counts: the send ledger lets go of a chunk's lease once it is encrypted
+ *    (measured: 108 MB of live buffers in a sender with a 16 MiB budget). Here Noise hands the TCP connection at
+ *    most `NOISE_SEND_BATCH_BYTES` at a time, and only once its queue is empty, so the rest waits
+ *    in Noise's queue as plaintext: views of chunk buffers whose leases the ledger still holds.
+ * 4. **An exception per received read.** Noise's framing asks its length decoder for the next
  *    prefix until that throws a RangeError for want of bytes, which happens at the end of every
  *    TCP read: ~2 % of each side's main thread at 10,000 transfers (stack traces). Here the
  *    framing checks the byte count first; it takes over whatever the old decoder held.
@@ -23,7 +31,7 @@
  * read. A slow link's bytes spend seconds there (send-ledger.ts's Flight), and a connection that
  * reads nothing and gets nothing into the network is dead (connection-liveness.ts).
  *
- * All three are per-connection instance changes made as the connection is secured, and only when the
+ * All four are per-connection instance changes made as the connection is secured, and only when the
  * objects have the shape this was written against; otherwise the connection is left as Noise
  * made it (still correct, just slower). `test/net/tuning/noise-stream.test.ts` checks the shape is
  * still found and that a tuned node and a stock one understand each other.
@@ -45,9 +53,18 @@ const TAG_BYTES = 16
 const LENGTH_BYTES = 2
 /** Bytes noise's framing may hold before it gives up on the connection (the library's own limit). */
 const MAX_BUFFERED_BYTES = 16 * 1024 * 1024
+/**
+ * Plaintext Noise encrypts and hands the TCP connection per send: what the TCP connection and its
+ * socket hold beyond the budget, per connection, is at most this and the socket's high-water mark.
+ * One 1 MiB write slice (stream-io.ts `writeSliceBytes`) with its yamux header fits, so a single
+ * stream's frame still goes out as one encryption and one writev.
+ */
+export const NOISE_SEND_BATCH_BYTES = 1024 * 1024 + 64 * 1024
 
 /** What noise's EncryptedMessageStream has that is used here. */
 interface NoiseMessageStream {
+  maxMessageSize?: number | undefined
+  sendData(data: Uint8ArrayList): { sentBytes: number; canSendMore: boolean }
   handshake: { decrypt(ciphertext: Bytes, dst?: Uint8Array): Bytes }
   decrypt(chunk: Bytes): unknown
   decoder: { decode(data: Bytes): Iterable<Uint8ArrayList>; buffer?: unknown }
@@ -67,7 +84,7 @@ export function isTuned(stream: unknown): boolean {
   return typeof stream === 'object' && stream !== null && tuned.has(stream)
 }
 
-/** `noise(init)` whose secured connections get the three changes above. */
+/** `noise(init)` whose secured connections get the changes above. */
 export function tunedNoise(init: NoiseInit = {}): NoiseFactory {
   const factory = noise(init)
   return (components: NoiseComponents) => {
@@ -96,6 +113,7 @@ function tune<T extends SecuredConnection<unknown>>(secured: T, raw: unknown): T
     tuned.add(raw)
     wires.set(secured.connection as object, tcpWire(raw))
   }
+  if (isNoiseMessageStream(stream) && hasWriteQueue(raw)) sendWhenBelowIsEmpty(stream, raw)
   if (isCircuit(raw)) throughRelay.add(secured.connection as object)
   return secured
 }
@@ -203,12 +221,33 @@ export function corkSends(conn: Pick<TcpMessageStream, 'socket' | 'sendData'>): 
   }
 }
 
+/**
+ * Noise hands the stream below a batch only once that stream has sent everything it was given
+ * before, and at most `NOISE_SEND_BATCH_BYTES` at a time (see 3. above). Noise's queue resumes on
+ * the 'drain' of the stream below, whose own queue runs first (its listener is older, and both
+ * run as microtasks), so an emptied queue below is seen on that same drain.
+ */
+export function sendWhenBelowIsEmpty(
+  noiseStream: Pick<NoiseMessageStream, 'sendData' | 'maxMessageSize'>,
+  below: { readonly writeBufferLength: number },
+): void {
+  const sendData = noiseStream.sendData.bind(noiseStream)
+  noiseStream.maxMessageSize = NOISE_SEND_BATCH_BYTES
+  noiseStream.sendData = (data) =>
+    below.writeBufferLength > 0 ? { sentBytes: 0, canSendMore: false } : sendData(data)
+}
+
+function hasWriteQueue(s: unknown): s is { readonly writeBufferLength: number } {
+  return typeof (s as { writeBufferLength?: unknown } | undefined)?.writeBufferLength === 'number'
+}
+
 function isNoiseMessageStream(s: unknown): s is NoiseMessageStream {
   const o = s as Partial<NoiseMessageStream> | undefined
   return (
     typeof o?.decrypt === 'function' &&
     typeof o.handshake?.decrypt === 'function' &&
-    typeof o.decoder?.decode === 'function'
+    typeof o.decoder?.decode === 'function' &&
+    typeof o.sendData === 'function'
   )
 }
 
