@@ -245,7 +245,8 @@ export async function fetchCollection(
       const manifestHex = Buffer.from(ticket.cid).toString('hex')
       const resumed = held === manifestHex
       if (held !== undefined && !resumed) {
-        if (opts.overwrite !== true) {
+        const superseded = (await readFile(paths.changed, 'utf8').catch(() => undefined)) === held
+        if (opts.overwrite !== true && !superseded) {
           throw new DestinationExistsError(
             `${root} holds an unfinished fetch of another collection (${STAGING_NAME}): run that fetch again to finish it, pass --force (overwrite: true) to discard it, or fetch into another folder`,
           )
@@ -314,10 +315,11 @@ export async function fetchCollection(
       return resultOf(manifest, root, started, opts, { pack, resumed, present: false })
     } catch (err) {
       if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
-      // A collection its sender changed is never served again, and what was staged of it counts
-      // for no other: it goes, so the new ticket's fetch here is not refused as another's.
+      // Its sender changed the collection: what was staged stays (another sender of the same
+      // collection resumes it), noted so that a fetch of another collection here (the one
+      // published again) clears it rather than refusing it as another fetch's.
       if (isHaulError(err) && err.code === 'CONTENT_CHANGED' && lock !== undefined)
-        await removeStaging(paths).catch(() => {})
+        await writeFile(paths.changed, Buffer.from(ticket.cid).toString('hex')).catch(() => {})
       throw err
     } finally {
       // Only under the lock: a staging folder another fetch holds is not this one's to remove.

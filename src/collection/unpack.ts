@@ -52,6 +52,8 @@ export function stagingPaths(folder: DestFolder): {
   marker: string
   /** Names the collection (its manifest's content id, hex) whose fetch the staging folder holds. */
   owner: string
+  /** Names the collection (hex) a fetch that failed CONTENT_CHANGED left staged: another one may clear it. */
+  changed: string
   /** Made as the move into the destination begins: its mtime dates every file moved. */
   moving: string
   /** The staging folder's real path: for another process (`sync`), to which /proc/self/fd/… means its own. */
@@ -64,6 +66,7 @@ export function stagingPaths(folder: DestFolder): {
     tree: `${stage}/tree`,
     marker: `${stage}/unpacked`,
     owner: `${stage}/manifest-id`,
+    changed: `${stage}/changed`,
     moving: `${stage}/moving`,
     shared: folder.file(STAGING_NAME),
   }

@@ -4,7 +4,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { FetchJob } from '../fetch/fetch-job.ts'
 import { type LinkDeps, servesContent } from '../fetch/peer-link.ts'
-import { discardUnfinished } from '../fetch/resume.ts'
+import { markChanged } from '../fetch/resume.ts'
 import type { MetricsTally } from '../metrics/tally.ts'
 import type { Network } from '../net/network.ts'
 import { raceSignal } from '../net/peer-addr.ts'
@@ -174,7 +174,7 @@ export class Fetches {
         if (opts.provide === true) void this.#deps.routing()?.withdraw(decoded.cid)
         const failure = output.error ?? new AbortedError('the transfer was cancelled')
         // Under the destination's lock still: nothing else writes there.
-        if (isHaulError(failure) && failure.code === 'CONTENT_CHANGED') await discardUnfinished(path)
+        if (isHaulError(failure) && failure.code === 'CONTENT_CHANGED') await markChanged(path, decoded.cid)
         throw failure
       }
       const result = admitted.result()

@@ -1,11 +1,11 @@
+import { constants } from 'node:fs'
 import { cidToString } from '../descriptor/cid.ts'
 import { DestinationExistsError } from '../errors.ts'
 import { DestFolder, nameIn } from '../storage/dest-folder.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { Journal, type JournalOptions, journalPath, removeJournal } from '../storage/journal.ts'
 import { PartFile } from '../storage/part-file.ts'
-import { unlinkEntry } from '../storage/safe-open.ts'
-import { leavesPath } from './partial-seed.ts'
+import { entryAt, openOwnFile, unlinkEntry } from '../storage/safe-open.ts'
 
 /**
  * How a fetch used what an earlier run left at the destination.
@@ -106,6 +106,7 @@ async function openPinned(
   handOver: () => void,
 ): Promise<OpenedStorage> {
   const jpath = journalPath(folder.file(nameIn(req.dest)))
+  const changed = await takeChanged(folder.file(nameIn(req.dest)))
   const all: RehashRanges = req.leafCount > 0 ? [{ start: 0, end: req.leafCount }] : []
   const existing = await PartFile.inspect(req.dest, folder)
   let decision: { mode: ResumeInfo['mode']; reason?: ResumeInfo['reason'] }
@@ -159,7 +160,9 @@ async function openPinned(
           rehash,
         }
       }
-      if (!sameContent && j.chunks > 0 && !req.overwrite) {
+      // A part file of a content whose sender changed it (markChanged) is given up for another.
+      const superseded = changed === Buffer.from(j.cid).toString('hex')
+      if (!sameContent && j.chunks > 0 && !req.overwrite && !superseded) {
         await j.close()
         throw new DestinationExistsError(
           `${req.dest}.part holds ${j.chunks} verified chunks (${(j.bytes / 2 ** 20).toFixed(1)} MiB) of other content (${cidToString(j.cid)}), an earlier fetch's: fetch that content again to finish it, pass --force (overwrite: true) to discard it, or choose another path`,
@@ -212,12 +215,38 @@ function keepsJournal(req: StorageRequest): boolean {
   return req.journal.enabled && req.totalSize > req.journal.minBytes
 }
 
+/** Where a fetch to `dest` that failed CONTENT_CHANGED names (hex) the content it was fetching. */
+function changedPath(dest: string): string {
+  return `${dest}.part.changed`
+}
+
 /**
- * Removes what a fetch to `dest` left unfinished: its part file, journal and leaf sidecar. For a
- * content its sender changed (CONTENT_CHANGED), which is never served again and whose verified
- * chunks count for no other content: kept, they would make the new ticket's fetch here fail
- * DESTINATION_EXISTS.
+ * Notes that the fetch of `cid` to `dest` failed CONTENT_CHANGED (its sender's file changed). What
+ * it verified stays: the content id is the same wherever it is served, and another provider of it
+ * resumes the part file. But the next fetch of another content here (the ticket published again)
+ * discards it, where it would otherwise fail DESTINATION_EXISTS.
  */
-export async function discardUnfinished(dest: string): Promise<void> {
-  for (const p of [`${dest}.part`, journalPath(dest), leavesPath(dest)]) await unlinkEntry(p)
+export async function markChanged(dest: string, cid: Uint8Array): Promise<void> {
+  if ((await entryAt(`${dest}.part`)) === undefined) return
+  // Best effort, as the fetch's own files are written: a planted link or special file is refused.
+  try {
+    const fh = await openOwnFile(
+      changedPath(dest),
+      constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC,
+    )
+    await fh.writeFile(Buffer.from(cid).toString('hex')).finally(() => fh.close())
+  } catch {
+    // Without the note the next fetch of another content here asks for --force, as before.
+  }
+}
+
+/** The content (hex) a CONTENT_CHANGED fetch left `dest`'s part file of, if one did; the note goes. */
+async function takeChanged(dest: string): Promise<string | undefined> {
+  const fh = await openOwnFile(changedPath(dest), constants.O_RDONLY).catch(() => undefined)
+  const named = await fh
+    ?.readFile('utf8')
+    .finally(() => fh.close())
+    .catch(() => undefined)
+  if (named !== undefined) await unlinkEntry(changedPath(dest)).catch(() => {})
+  return named
 }

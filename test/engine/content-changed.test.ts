@@ -1,8 +1,10 @@
+import { randomBytes } from 'node:crypto'
 import { existsSync } from 'node:fs'
-import { chmod, open, stat, utimes } from 'node:fs/promises'
+import { chmod, copyFile, open, readdir, stat, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ContentChangedError } from '../../src/errors.ts'
+import { createEngine } from '../../src/index.ts'
 import { RACY_WINDOW_NS } from '../../src/storage/source-file.ts'
 import { useEnginePair } from '../support/engine-pair.ts'
 import { sha256File, writeFile } from '../support/files.ts'
@@ -106,22 +108,46 @@ describe('a published file that changes is refused, never served', () => {
     expect(existsSync(dst)).toBe(false)
   })
 
-  it('changed part-way through a fetch: what was fetched of it goes, and the ticket published again fetches into the same place', async () => {
+  it('changed part-way through a fetch: what was verified stays for another sender of the content, and the ticket published again fetches into the same place', async () => {
     const { dir, sender, receiver } = pair
     const src = join(dir, 'changing.bin')
     // Over journal.minBytes, so the fetch keeps a journal beside its part file.
     await writeFile(src, 40 * MiB, 'random')
+    const copy = join(dir, 'unchanged-copy.bin')
+    await copyFile(src, copy)
     const { ticket } = await sender.publish(src)
     const dst = join(dir, 'changing.out')
-    const h = receiver.fetch(ticket, dst, { maxBytesPerSec: 8 * MiB })
-    await eventually(() => (h.progress()?.bytesDone ?? 0) >= 4 * MiB, 'some chunks verified')
-    await overwrite(src, 30 * MiB, new Uint8Array([9, 9, 9]))
-    const err = await h.result.catch((e: unknown) => e)
-    expect(err).toBeInstanceOf(ContentChangedError)
-    expect(existsSync(`${dst}.part`)).toBe(false)
-    expect(existsSync(`${dst}.part.journal`)).toBe(false)
+    /** Fetches `t` into dst, changing the sender's file once some chunks are verified. */
+    const interrupted = async (t: string): Promise<void> => {
+      const h = receiver.fetch(t, dst, { maxBytesPerSec: 8 * MiB })
+      await eventually(() => (h.progress()?.bytesDone ?? 0) >= 4 * MiB, 'some chunks verified')
+      await overwrite(src, 30 * MiB, randomBytes(3))
+      expect(await h.result.catch((e: unknown) => e)).toBeInstanceOf(ContentChangedError)
+    }
+    await interrupted(ticket)
+    expect(existsSync(`${dst}.part`)).toBe(true)
+    // The same content from a sender whose copy did not change: what was verified is kept.
+    const other = await createEngine({ workers: 1 })
+    try {
+      const unchanged = await other.publish(copy)
+      let kept = 0
+      await receiver.fetch(unchanged.ticket, dst, { onResume: (r) => (kept = r.chunksKept) }).result
+      expect(kept).toBeGreaterThan(0)
+      expect(await sha256File(dst)).toBe(await sha256File(copy))
+    } finally {
+      await other.stop()
+    }
+    // Changed again part-way; then the file published again is another content: its fetch here
+    // replaces what the first left, unasked (no overwrite), and leaves nothing beside the file.
+    const second = join(dir, 'changing-2.out')
     const again = await sender.publish(src)
-    await receiver.fetch(again.ticket, dst).result
-    expect(await sha256File(dst)).toBe(await sha256File(src))
+    const h = receiver.fetch(again.ticket, second, { maxBytesPerSec: 8 * MiB })
+    await eventually(() => (h.progress()?.bytesDone ?? 0) >= 4 * MiB, 'some chunks verified')
+    await overwrite(src, 20 * MiB, randomBytes(3))
+    expect(await h.result.catch((e: unknown) => e)).toBeInstanceOf(ContentChangedError)
+    const third = await sender.publish(src)
+    await receiver.fetch(third.ticket, second).result
+    expect(await sha256File(second)).toBe(await sha256File(src))
+    expect((await readdir(dir)).filter((n) => n.startsWith('changing-2.out.'))).toEqual([])
   })
 })
