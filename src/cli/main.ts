@@ -78,9 +78,29 @@ function checkWorkingFolder(): void {
   }
 }
 
+/**
+ * haul's own warnings (`HaulWarning`, `HaulCallbackWarning`: a port taken by another program, a
+ * listener that threw) as the command's output: a `warning:` line, or a `warning` event with
+ * --json. Node's own form, with its pid and a --trace-warnings hint, stays for the others.
+ */
+function showHaulWarnings(out: Output): void {
+  const node = process.listeners('warning')
+  process.removeAllListeners('warning')
+  process.on('warning', (w) => {
+    if (!w.name.startsWith('Haul')) {
+      for (const listener of node) listener(w)
+      return
+    }
+    out.event({ event: 'warning', message: w.message })
+    out.done()
+    out.human(`warning: ${w.message}`)
+  })
+}
+
 /** Runs `command` with its arguments and flags (checked against the command already). */
 async function run(command: Command, args: string[], values: ParsedArgs['values']): Promise<number> {
   const out = new Output(values.json === true)
+  showHaulWarnings(out)
   if (command === 'relay') {
     const { runRelay } = await import('./commands/relay.ts')
     return runRelay(args, values, out)

@@ -1,4 +1,5 @@
-import { truncate } from 'node:fs/promises'
+import { readFile, truncate } from 'node:fs/promises'
+import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
@@ -87,6 +88,36 @@ describe('haul send shows what it serves (real processes)', () => {
       cutOff: 0,
       cutOffByPeer: 0,
     })
+  })
+
+  it("its port held by another program: a warning event (a warning line without --json), not Node's own form", async () => {
+    const data = join(dir, 'held-port-data')
+    const first = new Running(['send', src, '--json', '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', data])
+    procs.push(first)
+    await first.event('published')
+    const port = Number(/ip4 (\d+)/.exec(await readFile(join(data, 'listen-port'), 'utf8'))?.[1])
+    expect(await first.stop()).toBe(0)
+    const squatter = createServer()
+    await new Promise<void>((resolve) => squatter.listen(port, '127.0.0.1', resolve))
+    try {
+      for (const json of [true, false]) {
+        const args = ['send', src, '--listen', '/ip4/127.0.0.1/tcp/0', '--data-dir', data]
+        const again = new Running(json ? [...args, '--json'] : args)
+        procs.push(again)
+        if (json) {
+          const warning = await again.event('warning')
+          expect(warning.message).toMatch(new RegExp(`could not listen on the ports .*\\(tcp ${port}\\b`))
+          await again.event('published')
+        } else {
+          await again.line(/^warning: could not listen on the ports/)
+          await again.line(/^ticket:$/)
+        }
+        expect(await again.stop()).toBe(0)
+        expect(again.stderr).not.toContain('(node:')
+      }
+    } finally {
+      await new Promise((resolve) => squatter.close(resolve))
+    }
   })
 
   it('human output: a line per peer, per transfer and its end, and the summary', async () => {
