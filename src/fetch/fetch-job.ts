@@ -166,6 +166,10 @@ export class FetchJob implements TransferJob {
     return this.#retryRule.exhausted(last)
   }
 
+  keepsAnything(): boolean {
+    return (this.#local?.journal.chunks ?? 0) > 0
+  }
+
   onRetry(info: RetryInfo): void {
     this.#retries++
     this.#deps.place?.congested()

@@ -53,6 +53,8 @@ export interface TransferJob {
   attemptLimit?(error: HaulError): number
   /** The error to fail with once attempts are spent; undefined: RetriesExhaustedError, caused by `last`. */
   exhausted?(last: HaulError, attempts: number): HaulError | undefined
+  /** Whether anything verified is kept beside the destination for a resume. @default true */
+  keepsAnything?(): boolean
   /** Called on entering `retrying`: drop the broken session, tell the user. */
   onRetry?(info: RetryInfo): void
 }
@@ -113,8 +115,12 @@ const machineSetup = setup({
         const n = nextAttempt(context)
         const custom = context.job.exhausted?.(last, n)
         if (custom !== undefined) return custom
+        const kept =
+          context.job.keepsAnything?.() === false
+            ? 'Nothing was verified yet: try again later, or ask the sender whether it still serves it'
+            : 'What was verified is kept beside the destination: fetch the same ticket, or a new one for the same content, to the same destination to resume'
         return new RetriesExhaustedError(
-          `gave up after ${n} attempt${n === 1 ? '' : 's'} in a row without progress; last: [${last.code}] ${last.message}. Whatever was verified is kept beside the destination: fetch the same ticket, or a new one for the same content, to the same destination to resume`,
+          `gave up after ${n} attempt${n === 1 ? '' : 's'} in a row without progress; last: [${last.code}] ${last.message}. ${kept}`,
           { cause: last },
         )
       },

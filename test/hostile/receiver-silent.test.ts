@@ -55,6 +55,8 @@ describe('a peer that says hello and then never serves', () => {
 
   function expectGaveUpAfterThree(r: { err: unknown; retries: RetryInfo[] }): void {
     expect(r.err).toBeInstanceOf(RetriesExhaustedError)
+    // Nothing came: the message does not send the user looking for a part file to resume.
+    expect((r.err as Error).message).toContain('Nothing was verified yet')
     expect(((r.err as HaulError).cause as HaulError).code).toBe('TIMEOUT')
     expect(r.retries.map((x) => x.error.code)).toEqual(['TIMEOUT', 'TIMEOUT'])
     expect(r.retries.map((x) => x.maxAttempts)).toEqual([3, 3])

@@ -264,6 +264,7 @@ describe('retries through a fault proxy (real sockets)', () => {
       // outage (no attempt limit) until maxStallMs has passed, then the next one ends it.
       const n = retries.length + 1
       expect((err as Error).message).toContain(`gave up after ${n} attempts in a row`)
+      expect((err as Error).message).toContain('What was verified is kept beside the destination')
       expect(retries.map((r) => r.attempt)).toEqual(Array.from({ length: n - 1 }, (_, i) => i + 1))
       expect(retries.filter((r) => r.maxAttempts === Number.POSITIVE_INFINITY).length).toBeGreaterThan(1)
       expect(n).toBeGreaterThan(3)
