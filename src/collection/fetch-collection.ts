@@ -32,7 +32,7 @@ import { makeFolders } from '../util/make-folders.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { fetchManifest, fetchPack } from './fetch-contents.ts'
 import type { Manifest, ManifestEntry } from './manifest.ts'
-import { STAGING_NAME } from './names.ts'
+import { CHANGED_NAME, OWNER_NAME, STAGING_NAME } from './names.ts'
 import { checkDestination, checkRoom, moveIntoPlace, refuseFoldedCollisions } from './place.ts'
 import { holdsCollection } from './present.ts'
 import { clearStaging, stagedCut } from './staged.ts'
@@ -174,7 +174,10 @@ export async function fetchCollection(
       throw err instanceof AbortedError ? new AbortedError('the collection fetch was cancelled') : err
     })
   }
-  const manifest = await fetchManifest(deps, ticket, { signal, ...limits })
+  const manifest = await fetchManifest(deps, ticket, { signal, ...limits }).catch(async (err: unknown) => {
+    if (isHaulError(err) && err.code === 'CONTENT_CHANGED') await noteChanged(resolve(dest), ticket.cid)
+    throw err
+  })
   report({ files: manifest.files, bytes: manifest.packSize })
 
   // With waitIfBusy, a destination another fetch is writing is tried again once that one is done.
@@ -248,7 +251,7 @@ export async function fetchCollection(
         const superseded = (await readFile(paths.changed, 'utf8').catch(() => undefined)) === held
         if (opts.overwrite !== true && !superseded) {
           throw new DestinationExistsError(
-            `${root} holds an unfinished fetch of another collection (${STAGING_NAME}): run that fetch again to finish it, pass --force (overwrite: true) to discard it, or fetch into another folder`,
+            `${root} holds an unfinished fetch of another collection (${STAGING_NAME}): run that fetch again to finish it (if its folder changed since, that run says CONTENT_CHANGED and this one then replaces it), pass --force (overwrite: true) to discard it, or fetch into another folder`,
           )
         }
         await clearStaging(paths)
@@ -329,6 +332,19 @@ export async function fetchCollection(
       if (preparing && made !== undefined) await removeEmptyFolders(root, made)
     }
   }
+}
+
+/**
+ * The collection `cid` changed at its sender before its list of files could be fetched again: if
+ * an earlier run (killed, say) left it staged in `root`, that is noted as the catch in `into`
+ * notes it, so the collection published again clears it rather than refusing it as another's.
+ */
+async function noteChanged(root: string, cid: Uint8Array): Promise<void> {
+  if ((await entryAt(root))?.isDirectory() !== true) return
+  const stage = join(root, STAGING_NAME)
+  const hex = Buffer.from(cid).toString('hex')
+  if ((await readFile(join(stage, OWNER_NAME), 'utf8').catch(() => undefined)) !== hex) return
+  await writeFile(join(stage, CHANGED_NAME), hex).catch(() => {})
 }
 
 /** Removes `root` and the folders above it up to `first` (those `mkdir -p` made), while they are empty. */

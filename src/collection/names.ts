@@ -14,6 +14,10 @@ export const MAX_PATH_BYTES = 4096
 export const MAX_DEPTH = 128
 /** The folder a collection fetch stages its work in, inside the destination (never a manifest entry). */
 export const STAGING_NAME = '.haul-incoming'
+/** In the staging folder: the collection (its manifest's content id, hex) whose fetch it holds. */
+export const OWNER_NAME = 'manifest-id'
+/** In the staging folder: the collection (hex) a fetch that failed CONTENT_CHANGED left staged. */
+export const CHANGED_NAME = 'changed'
 
 const enc = new TextEncoder()
 

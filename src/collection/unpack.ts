@@ -24,7 +24,7 @@ import { syncDir } from '../util/sync-dir.ts'
 import type { CutRequest } from '../workers/messages.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Manifest, ManifestEntry } from './manifest.ts'
-import { STAGING_NAME } from './names.ts'
+import { CHANGED_NAME, OWNER_NAME, STAGING_NAME } from './names.ts'
 
 /** Pack bytes cut out between truncations (and fsyncs of the files cut out). */
 export const TRUNCATE_STEP = 256 * 1024 * 1024
@@ -65,8 +65,8 @@ export function stagingPaths(folder: DestFolder): {
     pack: `${stage}/pack`,
     tree: `${stage}/tree`,
     marker: `${stage}/unpacked`,
-    owner: `${stage}/manifest-id`,
-    changed: `${stage}/changed`,
+    owner: `${stage}/${OWNER_NAME}`,
+    changed: `${stage}/${CHANGED_NAME}`,
     moving: `${stage}/moving`,
     shared: folder.file(STAGING_NAME),
   }

@@ -165,7 +165,7 @@ async function openPinned(
       if (!sameContent && j.chunks > 0 && !req.overwrite && !superseded) {
         await j.close()
         throw new DestinationExistsError(
-          `${req.dest}.part holds ${j.chunks} verified chunks (${(j.bytes / 2 ** 20).toFixed(1)} MiB) of other content (${cidToString(j.cid)}), an earlier fetch's: fetch that content again to finish it, pass --force (overwrite: true) to discard it, or choose another path`,
+          `${req.dest}.part holds ${j.chunks} verified chunks (${(j.bytes / 2 ** 20).toFixed(1)} MiB) of other content (${cidToString(j.cid)}), an earlier fetch's: fetch that content again to finish it (if it changed since, that fetch says CONTENT_CHANGED and this one then replaces it), pass --force (overwrite: true) to discard it, or choose another path`,
         )
       }
       if (modified && existing.size === req.totalSize) ranges = j.keptRanges(MAX_REHASH_RANGES)

@@ -130,6 +130,46 @@ describe('collections between two real engines', () => {
     expect(await readdir(out)).not.toContain('.haul-incoming')
   })
 
+  it('a fetch cut off, its folder changed and the sender restarted: the old ticket, tried as advised, says CONTENT_CHANGED and lets the new one clear what it left', async () => {
+    const src = join(dir, 'changed-while-away')
+    await mkdir(src)
+    await writeFile(join(src, 'a.bin'), bytes(24 * MiB, 11))
+    const dataDir = join(dir, 'restarting-sender')
+    const before = await createEngine({ workers: 1, dataDir })
+    const out = join(dir, 'changed-while-away-out')
+    let old: string
+    try {
+      old = (await before.publishCollection([src])).ticket
+      // Cut off part-way, as a kill would: the staging folder stays, with no note.
+      const cut = new AbortController()
+      const err = await receiver
+        .fetchCollection(old, out, {
+          maxBytesPerSec: 8 * MiB,
+          signal: cut.signal,
+          onProgress: (p) => {
+            if (p.bytesDone >= 4 * MiB) cut.abort()
+          },
+        })
+        .catch((e: unknown) => e)
+      expect(err).toMatchObject({ code: 'ABORTED' })
+    } finally {
+      await before.stop()
+    }
+    await writeFile(join(src, 'a.bin'), bytes(24 * MiB + 1, 12))
+    const after = await createEngine({ workers: 1, dataDir })
+    try {
+      const { ticket } = await after.publishCollection([src])
+      expect(await failure(receiver.fetchCollection(ticket, out))).toMatchObject({
+        code: 'DESTINATION_EXISTS',
+      })
+      expect(await failure(receiver.fetchCollection(old, out))).toMatchObject({ code: 'CONTENT_CHANGED' })
+      await receiver.fetchCollection(ticket, out)
+      expect(await treeOf(out)).toEqual(await treeOf(src))
+    } finally {
+      await after.stop()
+    }
+  })
+
   it('a file of a published folder removed: CONTENT_CHANGED (the folder changed), not SOURCE_INVALID', async () => {
     const src = join(dir, 'loses-one')
     await mkdir(src)
