@@ -1,4 +1,5 @@
 import { basename } from 'node:path'
+import { TokenBucket } from '../resources/rate-limit.ts'
 import type { ServeEvent } from '../serve/serve-events.ts'
 import { ProgressMeter } from '../transfer/progress.ts'
 import { escapeControls } from '../util/safe-text.ts'
@@ -31,10 +32,9 @@ const BAR_TRANSFERS = 2
  */
 const PEER_LINE_BURST = 10
 
-/** What one peer's transfer lines have spent of PEER_LINE_BURST, and how many were not shown. */
+/** One peer's transfer lines: a bucket of a line a second, PEER_LINE_BURST deep, and those not shown. */
 interface PeerLines {
-  tokens: number
-  at: number
+  readonly bucket: TokenBucket
   hidden: number
 }
 
@@ -213,19 +213,15 @@ export class ServeReport {
 
   /** A line about one of `peerId`'s transfers, within its budget (PEER_LINE_BURST). */
   #peerLine(peerId: string, text: string): void {
-    const now = performance.now()
     let b = this.#peerLines.get(peerId)
     if (b === undefined) {
-      b = { tokens: PEER_LINE_BURST, at: now, hidden: 0 }
+      b = { bucket: new TokenBucket({ rate: 1, burst: PEER_LINE_BURST }), hidden: 0 }
       this.#peerLines.set(peerId, b)
     }
-    b.tokens = Math.min(PEER_LINE_BURST, b.tokens + (now - b.at) / 1000)
-    b.at = now
-    if (b.tokens < 1) {
+    if (!b.bucket.tryTake(1)) {
       b.hidden++
       return
     }
-    b.tokens--
     this.#hiddenLine(peerId)
     this.#line(text)
   }

@@ -137,6 +137,12 @@ export class TokenBucket implements RateLimiter {
     })
   }
 
+  /** Takes `bytes` now if the bucket holds them and no take waits; false otherwise, nothing taken. */
+  tryTake(bytes: number): boolean {
+    checkBytes(bytes)
+    return this.#queue.length === 0 && this.#tryGrant(bytes)
+  }
+
   /** See RateLimiter.refund: back into the bucket (at most its depth), and the next waiter looked at. */
   refund(bytes: number): void {
     checkBytes(bytes)

@@ -50,6 +50,22 @@ describe('TokenBucket', () => {
     expect(b.granted).toBe(150)
   })
 
+  it('tryTake: takes what the bucket holds now, never ahead of a waiting take', async () => {
+    let now = 0
+    const b = new TokenBucket({ rate: 1000, burst: 100, now: () => now })
+    expect(b.tryTake(60)).toBe(true)
+    expect(b.tryTake(60)).toBe(false)
+    now = 20
+    expect(b.tryTake(60)).toBe(true)
+    const waiting = b.take(50)
+    now = 200
+    // The tokens are there, but the waiting take comes first.
+    expect(b.tryTake(10)).toBe(false)
+    await waiting
+    expect(b.tryTake(10)).toBe(true)
+    expect(b.granted).toBe(180)
+  })
+
   it('refund: bytes that will not go after all are back for the next waiter, up to the burst', async () => {
     const now = 0
     const b = new TokenBucket({ rate: 1000, burst: 100, now: () => now })
