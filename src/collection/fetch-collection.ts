@@ -175,7 +175,11 @@ export async function fetchCollection(
     })
   }
   const manifest = await fetchManifest(deps, ticket, { signal, ...limits }).catch(async (err: unknown) => {
-    if (isHaulError(err) && err.code === 'CONTENT_CHANGED') await noteChanged(resolve(dest), ticket.cid)
+    // An earlier run of this ticket (killed, say) may have left it staged here.
+    if (isHaulError(err) && err.code === 'CONTENT_CHANGED' && (await entryAt(resolve(dest)))?.isDirectory()) {
+      const stage = join(resolve(dest), STAGING_NAME)
+      await noteChanged({ owner: join(stage, OWNER_NAME), changed: join(stage, CHANGED_NAME) }, ticket.cid)
+    }
     throw err
   })
   report({ files: manifest.files, bytes: manifest.packSize })
@@ -318,11 +322,8 @@ export async function fetchCollection(
       return resultOf(manifest, root, started, opts, { pack, resumed, present: false })
     } catch (err) {
       if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
-      // Its sender changed the collection: what was staged stays (another sender of the same
-      // collection resumes it), noted so that a fetch of another collection here (the one
-      // published again) clears it rather than refusing it as another fetch's.
       if (isHaulError(err) && err.code === 'CONTENT_CHANGED' && lock !== undefined)
-        await writeFile(paths.changed, Buffer.from(ticket.cid).toString('hex')).catch(() => {})
+        await noteChanged(paths, ticket.cid)
       throw err
     } finally {
       // Only under the lock: a staging folder another fetch holds is not this one's to remove.
@@ -335,16 +336,15 @@ export async function fetchCollection(
 }
 
 /**
- * The collection `cid` changed at its sender before its list of files could be fetched again: if
- * an earlier run (killed, say) left it staged in `root`, that is noted as the catch in `into`
- * notes it, so the collection published again clears it rather than refusing it as another's.
+ * The collection `cid` changed at its sender (CONTENT_CHANGED): if the staging folder holds its
+ * fetch, what was staged stays (another sender of the same collection resumes it), noted so that
+ * a fetch of another collection here (the one published again) clears it rather than refusing it
+ * as another fetch's. Best effort.
  */
-async function noteChanged(root: string, cid: Uint8Array): Promise<void> {
-  if ((await entryAt(root))?.isDirectory() !== true) return
-  const stage = join(root, STAGING_NAME)
+async function noteChanged(paths: { owner: string; changed: string }, cid: Uint8Array): Promise<void> {
   const hex = Buffer.from(cid).toString('hex')
-  if ((await readFile(join(stage, OWNER_NAME), 'utf8').catch(() => undefined)) !== hex) return
-  await writeFile(join(stage, CHANGED_NAME), hex).catch(() => {})
+  if ((await readFile(paths.owner, 'utf8').catch(() => undefined)) !== hex) return
+  await writeFile(paths.changed, hex).catch(() => {})
 }
 
 /** Removes `root` and the folders above it up to `first` (those `mkdir -p` made), while they are empty. */

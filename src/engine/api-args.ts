@@ -59,7 +59,6 @@ export function checkTicketText(value: unknown): asserts value is string {
   }
 }
 
-/** A content id argument: 32 bytes. */
 /** A content id given as its 32 bytes, or as its text (`b…`, as cidToString and `haul send --json` write it). */
 export function contentIdArg(value: unknown): Uint8Array {
   if (typeof value === 'string') return cidFromString(value)

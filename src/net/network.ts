@@ -206,7 +206,6 @@ export class Network {
     }
   }
 
-  /** Open libp2p connections (to one peer or all); for tests and diagnostics. */
   /**
    * Ciphertext handed to the TCP connections that the kernel has not taken yet, all connections
    * together: outside the memory budget, at most NOISE_SEND_BATCH_BYTES and a socket's high-water
@@ -218,6 +217,7 @@ export class Network {
     return n
   }
 
+  /** Open libp2p connections (to one peer or all); for tests and diagnostics. */
   connectionCount(peer?: string): number {
     const conns =
       peer === undefined ? this.#node.getConnections() : this.#node.getConnections(parsePeer(peer))

@@ -259,13 +259,11 @@ export class PackPacer {
           }
         }
         if (!behind) return
-        if (waiter === undefined && own !== undefined) {
-          waiter = own
-          this.#pacing(own, 1)
-        }
         if (!counted) {
           counted = true
           this.#waits++
+          waiter = own
+          if (waiter !== undefined) this.#pacing(waiter, 1)
         }
         // Looks again when any cursor moves, or when the peer waited for turns idle.
         let timer: NodeJS.Timeout | undefined
