@@ -6,14 +6,14 @@ import { Network } from '../../src/net/network.ts'
 import { PROTOCOL_ID, type TransferMessage } from '../../src/protocol/messages.ts'
 import { RemoteSession } from '../../src/session/remote-session.ts'
 import type { RetryInfo } from '../../src/transfer/retry.ts'
-import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { sha256File } from '../support/files.ts'
 import {
   type Behaviour,
   type FakeSender,
   repeatChunk,
   repeatHeader,
   repeatPage,
-  startFakeSender,
+  useFakeSenders,
 } from './support/receiver-sender.ts'
 
 const KiB = 1024
@@ -27,26 +27,8 @@ const REQUEST_MS = 1_000
  * restarting the request's timer, so the request times out as if the peer were silent.
  */
 describe('receiver progress rules: repeats do not keep a request alive', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
-  let src: string
-  const senders: FakeSender[] = []
-
-  beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir('haul-recv-progress-'))
-    src = join(dir, 'src.bin')
-    await writeFile(src, 4 * CHUNK, 'random') // 4 chunks, one leaf page
-  })
-  afterAll(async () => {
-    await Promise.allSettled(senders.map((s) => s.stop()))
-    await cleanup()
-  })
-
-  async function fake(behaviour: Behaviour): Promise<FakeSender> {
-    const s = await startFakeSender(src, behaviour, { chunking })
-    senders.push(s)
-    return s
-  }
+  const fakes = useFakeSenders('haul-recv-progress-', chunking)
+  const fake = (behaviour: Behaviour): Promise<FakeSender> => fakes.start(behaviour)
 
   describe('one session', () => {
     let client: Network
@@ -162,7 +144,7 @@ describe('receiver progress rules: repeats do not keep a request alive', () => {
       const t0 = performance.now()
       try {
         const result = await engine
-          .fetch(s.ticket, join(dir, name), { onRetry: (r) => retries.push(r), ...opts })
+          .fetch(s.ticket, join(fakes.dir, name), { onRetry: (r) => retries.push(r), ...opts })
           .result.catch((err: unknown) => ({ err }))
         const ms = performance.now() - t0
         return 'err' in result ? { err: result.err, retries, ms } : { err: undefined, retries, ms, result }
@@ -185,7 +167,7 @@ describe('receiver progress rules: repeats do not keep a request alive', () => {
       expect(r.err).toBeUndefined()
       expect(r.retries.length).toBeGreaterThanOrEqual(1)
       for (const x of r.retries) expect(x.error.code).toBe('TIMEOUT')
-      expect(await sha256File(join(dir, 'a.out'))).toBe(await sha256File(src))
+      expect(await sha256File(join(fakes.dir, 'a.out'))).toBe(await sha256File(fakes.src))
       expect(r.ms).toBeLessThan(10 * REQUEST_MS)
     })
 
@@ -205,7 +187,7 @@ describe('receiver progress rules: repeats do not keep a request alive', () => {
       expect(r.err).toBeUndefined()
       expect(r.retries.length).toBeGreaterThanOrEqual(1)
       for (const x of r.retries) expect(x.error.code).toBe('TIMEOUT')
-      expect(await sha256File(join(dir, 'b.out'))).toBe(await sha256File(src))
+      expect(await sha256File(join(fakes.dir, 'b.out'))).toBe(await sha256File(fakes.src))
       expect(r.ms).toBeLessThan(4 * 4 * REQUEST_MS)
     })
   })

@@ -4,38 +4,23 @@
  * timeouts, not `retry.maxAttempts`, whatever the peer said first.
  */
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
 import { type HaulError, RetriesExhaustedError } from '../../src/errors.ts'
 import type { RetryInfo } from '../../src/transfer/retry.ts'
-import { tempDir, writeFile } from '../support/files.ts'
-import { type Behaviour, type FakeSender, startFakeSender } from './support/receiver-sender.ts'
+import { type Behaviour, useFakeSenders } from './support/receiver-sender.ts'
 
 const CHUNK = 64 * 1024
 const chunking = { kind: 'fixed', size: CHUNK } as const
 
 describe('a peer that says hello and then never serves', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
-  let src: string
-  const senders: FakeSender[] = []
-
-  beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir('haul-recv-silent-'))
-    src = join(dir, 'src.bin')
-    await writeFile(src, 4 * CHUNK, 'random')
-  })
-  afterAll(async () => {
-    await Promise.allSettled(senders.map((s) => s.stop()))
-    await cleanup()
-  })
+  const fakes = useFakeSenders('haul-recv-silent-', chunking)
 
   async function receive(
     behaviour: Behaviour,
     name: string,
   ): Promise<{ err: unknown; retries: RetryInfo[] }> {
-    const s = await startFakeSender(src, behaviour, { chunking })
-    senders.push(s)
+    const s = await fakes.start(behaviour)
     const engine = await Engine.create({
       workers: 1,
       chunking,
@@ -45,7 +30,7 @@ describe('a peer that says hello and then never serves', () => {
     const retries: RetryInfo[] = []
     try {
       const err = await engine
-        .fetch(s.ticket, join(dir, name), { onRetry: (r) => retries.push(r) })
+        .fetch(s.ticket, join(fakes.dir, name), { onRetry: (r) => retries.push(r) })
         .result.catch((e: unknown) => e)
       return { err, retries }
     } finally {

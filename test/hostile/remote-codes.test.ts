@@ -6,44 +6,24 @@
  * the header and answers every get-chunks with that error.
  */
 import { join } from 'node:path'
-import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
 import { type HaulError, PeerFailedError, WIRE_CODES } from '../../src/errors.ts'
 import type { RetryInfo } from '../../src/transfer/retry.ts'
-import { tempDir, writeFile } from '../support/files.ts'
 import { jsonEvents, runCli } from './support/local-cli.ts'
-import { type FakeSender, startFakeSender } from './support/receiver-sender.ts'
+import { type FakeSender, useFakeSenders } from './support/receiver-sender.ts'
 
 const CHUNK = 64 * 1024
 const chunking = { kind: 'fixed', size: CHUNK } as const
 
 describe('a peer that answers chunk requests with a code that is not its to send', () => {
-  let dir: string
-  let cleanup: () => Promise<void>
-  let src: string
-  const senders: FakeSender[] = []
+  const fakes = useFakeSenders('haul-remote-codes-', chunking)
 
-  beforeAll(async () => {
-    ;({ dir, cleanup } = await tempDir('haul-remote-codes-'))
-    src = join(dir, 'src.bin')
-    await writeFile(src, 4 * CHUNK, 'random')
-  })
-  afterAll(async () => {
-    await Promise.allSettled(senders.map((s) => s.stop()))
-    await cleanup()
-  })
-
-  async function liar(code: number, message: string): Promise<FakeSender> {
-    const s = await startFakeSender(
-      src,
-      async (req, call) => {
-        if (req.type !== 'get-chunks') return call.honest(req)
-        return call.send({ type: 'error', requestId: req.requestId, code, message })
-      },
-      { chunking },
-    )
-    senders.push(s)
-    return s
+  function liar(code: number, message: string): Promise<FakeSender> {
+    return fakes.start(async (req, call) => {
+      if (req.type !== 'get-chunks') return call.honest(req)
+      return call.send({ type: 'error', requestId: req.requestId, code, message })
+    })
   }
 
   it.each([
@@ -58,7 +38,7 @@ describe('a peer that answers chunk requests with a code that is not its to send
     const retries: RetryInfo[] = []
     try {
       const err = (await engine
-        .fetch(s.ticket, join(dir, `${code}.out`), { onRetry: (r) => retries.push(r) })
+        .fetch(s.ticket, join(fakes.dir, `${code}.out`), { onRetry: (r) => retries.push(r) })
         .result.catch((e: unknown) => e)) as HaulError
       expect(err).toBeInstanceOf(PeerFailedError)
       expect(err.code).toBe('PEER_FAILED')
@@ -72,11 +52,11 @@ describe('a peer that answers chunk requests with a code that is not its to send
 
   it('haul get, human and --json: error [PEER_FAILED], never the local code', async () => {
     const s = await liar(WIRE_CODES.NO_SPACE, 'disk full')
-    const human = await runCli(['get', s.ticket, '-o', join(dir, 'cli.out'), '--workers', '1'])
+    const human = await runCli(['get', s.ticket, '-o', join(fakes.dir, 'cli.out'), '--workers', '1'])
     expect(human.code).toBe(1)
     expect(human.stderr.toString()).toContain('error [PEER_FAILED]: remote peer (NO_SPACE): disk full')
     expect(human.stderr.toString()).not.toContain('error [NO_SPACE]')
-    const json = await runCli(['get', s.ticket, '-o', join(dir, 'cli.out'), '--workers', '1', '--json'])
+    const json = await runCli(['get', s.ticket, '-o', join(fakes.dir, 'cli.out'), '--workers', '1', '--json'])
     expect(json.code).toBe(1)
     expect(jsonEvents(json).at(-1)).toMatchObject({
       event: 'error',

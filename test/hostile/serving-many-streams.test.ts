@@ -8,9 +8,9 @@
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
-import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { tempDir, writeFile } from '../support/files.ts'
-import { AttackClient, type Target, targetOf, type Watched } from './support/serving-attack.ts'
+import { eventually } from '../support/wait.ts'
+import { AttackClient, askFor, type Target, targetOf, type Watched } from './support/serving-attack.ts'
 
 const MiB = 1024 * 1024
 const STREAMS = 64
@@ -41,13 +41,7 @@ describe('one peer, 64 streams, each reading the whole file', () => {
   })
 
   it(`keeps the sender's TCP queue within ${QUEUE_BOUND / MiB} MiB and its budget within memoryBudget, and serves every chunk`, async () => {
-    const ask = encodeMessage({
-      type: 'get-chunks',
-      requestId: 1,
-      cid: target.cid,
-      ranges: [{ start: 0, end: CHUNKS }],
-      secret: target.secret,
-    })
+    const ask = askFor(target, CHUNKS)
     let queuedPeak = 0
     let budgetPeak = 0
     const sample = (): void => {
@@ -58,20 +52,11 @@ describe('one peer, 64 streams, each reading the whole file', () => {
     const sampler = setInterval(sample, 5)
     let watched: Watched[]
     try {
-      watched = await Promise.all(Array.from({ length: STREAMS }, () => attacker.send(target, ask)))
-      await Promise.all(
-        watched.map(
-          (w) =>
-            new Promise<void>((resolve) => {
-              const check = setInterval(() => {
-                if (w.endedAt !== undefined || w.replies.some((m) => m.type === 'end')) {
-                  clearInterval(check)
-                  resolve()
-                }
-              }, 20)
-            }),
-        ),
-      )
+      const all = await Promise.all(Array.from({ length: STREAMS }, () => attacker.send(target, ask)))
+      watched = all
+      const answered = (w: Watched): boolean =>
+        w.endedAt !== undefined || w.replies.some((m) => m.type === 'end')
+      await eventually(() => all.every(answered), 'every stream answered whole', 110_000)
     } finally {
       clearInterval(sampler)
     }

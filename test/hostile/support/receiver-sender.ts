@@ -1,3 +1,5 @@
+import { join } from 'node:path'
+import { afterAll, beforeAll } from 'vitest'
 import { Network } from '../../../src/net/network.ts'
 import type { FrameStream } from '../../../src/net/stream-io.ts'
 import { FrameDecoder } from '../../../src/protocol/decoder.ts'
@@ -10,6 +12,7 @@ import type { PublishedContent } from '../../../src/serve/registry.ts'
 import { encodeTicket } from '../../../src/ticket/ticket.ts'
 import type { ChunkingParams } from '../../../src/types.ts'
 import { WorkerPool } from '../../../src/workers/pool.ts'
+import { tempDir, writeFile } from '../../support/files.ts'
 
 type Msg<T extends TransferMessage['type']> = Extract<TransferMessage, { type: T }>
 export type FakeRequest = Msg<'get-header' | 'get-pages' | 'get-chunks' | 'get-have'>
@@ -242,4 +245,46 @@ export function repeatHeader(ms = 500): Behaviour {
     const header = headers.get(call.streamNo)
     if (header !== undefined) await call.repeat(header, ms)
   }
+}
+
+/** A file of four chunks and the fake senders of it that a describe starts (useFakeSenders). */
+export interface FakeSenders {
+  /** The temporary folder: the file, and room for what the tests fetch. */
+  readonly dir: string
+  readonly src: string
+  /** A fake sender of `src` answering as `behaviour` says; stopped after the describe's tests. */
+  start(behaviour: Behaviour): Promise<FakeSender>
+}
+
+/**
+ * For a describe: a temporary folder named from `prefix` with `src.bin` of four `chunking`
+ * chunks (one leaf page), and `start` for fake senders of it; all gone after its tests.
+ */
+export function useFakeSenders(
+  prefix: string,
+  chunking: Extract<ChunkingParams, { kind: 'fixed' }>,
+): FakeSenders {
+  const senders: FakeSender[] = []
+  let cleanup: (() => Promise<void>) | undefined
+  const fakes = {
+    dir: '',
+    src: '',
+    async start(behaviour: Behaviour): Promise<FakeSender> {
+      const s = await startFakeSender(fakes.src, behaviour, { chunking })
+      senders.push(s)
+      return s
+    },
+  }
+  beforeAll(async () => {
+    const t = await tempDir(prefix)
+    cleanup = t.cleanup
+    fakes.dir = t.dir
+    fakes.src = join(t.dir, 'src.bin')
+    await writeFile(fakes.src, 4 * chunking.size, 'random')
+  })
+  afterAll(async () => {
+    await Promise.allSettled(senders.map((s) => s.stop()))
+    await cleanup?.()
+  })
+  return fakes
 }

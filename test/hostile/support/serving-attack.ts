@@ -49,6 +49,16 @@ export const hello = (): Uint8Array[] =>
     maxFrame: DEFAULT_MAX_FRAME,
   })
 
+/** A get-chunks request for chunks [0, chunks) of the target's content, with its secret. */
+export const askFor = (t: Target, chunks: number): Uint8Array[] =>
+  encodeMessage({
+    type: 'get-chunks',
+    requestId: 1,
+    cid: t.cid,
+    ranges: [{ start: 0, end: chunks }],
+    secret: t.secret,
+  })
+
 /** One attack stream as the test sees it. */
 export interface Watched {
   readonly stream: FrameStream
@@ -162,14 +172,7 @@ export class AttackClient {
    */
   async neverReads(t: Target, chunks: number, cancelEveryMs: number): Promise<FrameStream> {
     const s = await this.open(t)
-    const ask = encodeMessage({
-      type: 'get-chunks',
-      requestId: 1,
-      cid: t.cid,
-      ranges: [{ start: 0, end: chunks }],
-      secret: t.secret,
-    })
-    await s.write([...hello(), ...ask])
+    await s.write([...hello(), ...askFor(t, chunks)])
     void (async () => {
       for (let id = 1_000_000; !s.closed; id++) {
         await sleep(cancelEveryMs)
