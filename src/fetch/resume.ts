@@ -16,11 +16,14 @@ import { entryAt, openOwnFile, unlinkEntry } from '../storage/safe-open.ts'
  *   re-hash of any damaged bitmap page). Announced (onResume) before that
  *   re-hash: the result's count is what was kept.
  * - `rehash`: a part file without a usable journal, or one changed since a
- *   clean stop (`part-modified`: then only the chunks the journal named);
- *   those chunks were re-hashed against the verified leaves and the ones that
- *   match were kept.
- * - `restart`: what was there belongs to other content (or has the wrong
- *   size and no journal); it was discarded.
+ *   clean stop (`part-modified`: then only the chunks the journal named), or
+ *   one of another size without a journal (`part-size`), or holding verified
+ *   chunks of other content (`other-content`: an older version of the file,
+ *   its fetch given up for this one); those chunks were re-hashed against the
+ *   verified leaves and the ones that match were kept (a file that grew, or
+ *   changed in places, keeps what is unchanged at the same offsets).
+ * - `restart`: what was there holds nothing to check (an empty part file, or
+ *   a journal of other content with no chunk verified); it was discarded.
  * - `present`: the destination itself already held this content (checked by
  *   its content id); nothing was fetched or written.
  */
@@ -122,7 +125,9 @@ async function openPinned(
     decision =
       existing.size === req.totalSize
         ? { mode: 'rehash', reason: req.journal.enabled ? 'small' : 'journal-disabled' }
-        : { mode: 'restart', reason: 'part-size' }
+        : existing.size > 0
+          ? { mode: 'rehash', reason: 'part-size' }
+          : { mode: 'restart', reason: 'part-size' }
   } else {
     const loaded = await Journal.load(jpath, req.journal)
     if (loaded.status === 'ok') {
@@ -170,16 +175,22 @@ async function openPinned(
       }
       if (modified && existing.size === req.totalSize) ranges = j.keptRanges(MAX_REHASH_RANGES)
       await j.remove()
-      decision = !sameContent
-        ? { mode: 'restart', reason: 'other-content' }
-        : { mode: 'rehash', reason: modified ? 'part-modified' : 'part-replaced' }
+      // Another content's verified chunks (an older version of the file, say) are checked against
+      // this content's leaves: those at the same offsets that match are kept.
+      decision = sameContent
+        ? { mode: 'rehash', reason: modified ? 'part-modified' : 'part-replaced' }
+        : j.chunks > 0
+          ? { mode: 'rehash', reason: 'other-content' }
+          : { mode: 'restart', reason: 'other-content' }
     } else {
       await removeJournal(jpath)
       const reason = loaded.status === 'missing' ? 'journal-missing' : 'journal-damaged'
       decision =
         existing.size === req.totalSize
           ? { mode: 'rehash', reason }
-          : { mode: 'restart', reason: 'part-size' }
+          : existing.size > 0
+            ? { mode: 'rehash', reason: 'part-size' }
+            : { mode: 'restart', reason: 'part-size' }
     }
   }
 

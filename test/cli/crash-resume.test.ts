@@ -1,3 +1,4 @@
+import { appendFile, copyFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { unsealJournal } from '../support/crash.ts'
@@ -75,5 +76,25 @@ describe('haul get resuming after a crash (real processes)', () => {
     expect(at(/^checked \d+\.\d MiB \(\d+ chunks\) in \d+:\d\d at \d+\.\d MiB\/s$/)).toBe(1)
     expect(at(/^resumed \(journal\): kept \d+ chunks/)).toBeGreaterThan(1)
     expect(await sha256File(dest)).toBe(sent.digest)
+  })
+
+  it('the file grew at its sender: `get --force` of its new ticket over what the old one left says it checks those chunks, and keeps the ones that match', async () => {
+    const dest = join(sent.dir, 'grown.bin')
+    const old = sent.start(['get', sent.ticket, '-o', dest, '--max-rate', '1M', '--json'])
+    await old.event('progress', (e) => (e.bytesDone as number) >= 2 * MiB)
+    expect(await old.stop('SIGINT')).toBe(130)
+    const grown = join(sent.dir, 'grown-src.bin')
+    await copyFile(sent.src, grown)
+    await appendFile(grown, new Uint8Array(MiB).fill(1))
+    const sender = sent.start(['send', grown, '--json'])
+    const ticket = (await sender.event('published')).ticket as string
+    const r = await run(['get', ticket, '-o', dest, '--force'])
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    const lines = r.stdout.trim().split('\n')
+    expect(lines[0]).toMatch(
+      /^resuming: .*grown\.bin\.part held chunks of another content .*: checking them against this content id, keeping those that match$/,
+    )
+    expect(lines.find((l) => l.startsWith('resumed'))).toMatch(/^resumed \(rehash\): kept [1-9]\d* chunks/)
+    expect(await sha256File(dest)).toBe(await sha256File(grown))
   })
 })

@@ -138,7 +138,8 @@ describe('a published file that changes is refused, never served', () => {
       await other.stop()
     }
     // Changed again part-way; then the file published again is another content: its fetch here
-    // replaces what the first left, unasked (no overwrite), and leaves nothing beside the file.
+    // takes over what the first left, unasked (no overwrite), keeps the chunks it verified that
+    // the change did not touch, and leaves nothing beside the file.
     const second = join(dir, 'changing-2.out')
     const again = await sender.publish(src)
     const h = receiver.fetch(again.ticket, second, { maxBytesPerSec: 8 * MiB })
@@ -146,7 +147,9 @@ describe('a published file that changes is refused, never served', () => {
     await overwrite(src, 20 * MiB, randomBytes(3))
     expect(await h.result.catch((e: unknown) => e)).toBeInstanceOf(ContentChangedError)
     const third = await sender.publish(src)
-    await receiver.fetch(third.ticket, second).result
+    const r = await receiver.fetch(third.ticket, second).result
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'other-content' })
+    expect(r.resume.bytesKept).toBeGreaterThanOrEqual(2 * MiB)
     expect(await sha256File(second)).toBe(await sha256File(src))
     expect((await readdir(dir)).filter((n) => n.startsWith('changing-2.out.'))).toEqual([])
   })

@@ -311,7 +311,7 @@ describe.each<[string, ChunkingParams]>([
     return { dest, other, otherTicket }
   }
 
-  it('a journal for other content: kept (DESTINATION_EXISTS) unless overwrite, which starts over (restart/other-content)', async () => {
+  it('a journal for other content: kept (DESTINATION_EXISTS) unless overwrite, which checks its chunks against this content (none of another random file matches)', async () => {
     const { dest } = await otherContentPart()
     const refused = await receiver.fetch(ticket, dest).result.catch((e: unknown) => e)
     expect(refused).toBeInstanceOf(DestinationExistsError)
@@ -321,9 +321,46 @@ describe.each<[string, ChunkingParams]>([
 
     const before = served.bytes
     const r = await receiver.fetch(ticket, dest, { overwrite: true }).result
-    expect(r.resume).toMatchObject({ mode: 'restart', reason: 'other-content', chunksKept: 0 })
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'other-content', chunksKept: 0 })
     expect(served.bytes - before).toBe(SIZE)
     expect(await sha256File(dest)).toBe(srcHash)
+  })
+
+  /** `src` with 3 MiB appended, published: what a log or a growing dataset becomes. */
+  async function grownFile() {
+    const grown = join(dir, `grown${n++}.bin`)
+    await copyFile(src, grown)
+    const tail = await open(grown, 'a')
+    await tail.write(new Uint8Array(3 * MiB).fill(7))
+    await tail.close()
+    return { grown, grownTicket: await sender.publish(grown) }
+  }
+
+  it('a file that grew since a fetch of it was interrupted: the fetch of its new ticket over what that left (overwrite) keeps the chunks that still match', async () => {
+    const dest = join(dir, `e${n++}.out`)
+    await interrupt(dest)
+    const { grown, grownTicket } = await grownFile()
+    // Fetched without overwrite, the part file of the other content is kept and the fetch refused.
+    await expect(receiver.fetch(grownTicket, dest).result).rejects.toBeInstanceOf(DestinationExistsError)
+    const before = served.bytes
+    const r = await receiver.fetch(grownTicket, dest, { overwrite: true }).result
+    expect(await sha256File(dest)).toBe(await sha256File(grown))
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'other-content' })
+    // What the interrupted fetch verified lies before the appended bytes: all of it, bar a
+    // content-defined chunk the end of the old file cut short, still matches.
+    expect(r.resume.bytesKept).toBeGreaterThanOrEqual(SIZE / 2 - 2 * MiB)
+    expect(served.bytes - before).toBe(SIZE + 3 * MiB - r.resume.bytesKept)
+  })
+
+  it('a part file of another size whose journal is gone: its chunks are checked, not discarded (part-size)', async () => {
+    const dest = join(dir, `e${n++}.out`)
+    await interrupt(dest)
+    await unlink(journalPath(dest))
+    const { grown, grownTicket } = await grownFile()
+    const r = await receiver.fetch(grownTicket, dest).result
+    expect(await sha256File(dest)).toBe(await sha256File(grown))
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'part-size' })
+    expect(r.resume.bytesKept).toBeGreaterThanOrEqual(SIZE / 2 - 2 * MiB)
   })
 
   it('a journal for other content is resumed by that content: what the refused fetch left is intact', async () => {

@@ -36,6 +36,14 @@ export function announceResume(out: Output, part: string, info: ResumeInfo, p: T
     out.human(
       `resuming: ${part} was changed after its journal was last written: checking the chunks the journal kept against the content id, keeping what verifies`,
     )
+  } else if (info.mode === 'rehash' && info.reason === 'other-content') {
+    out.human(
+      `resuming: ${part} held chunks of another content (an earlier fetch's, given up for this one): checking them against this content id, keeping those that match`,
+    )
+  } else if (info.mode === 'rehash' && info.reason === 'part-size') {
+    out.human(
+      `resuming: ${part} has another size and no journal: checking its chunks against the content id, keeping what verifies`,
+    )
   } else if (info.mode === 'rehash') {
     out.human(
       `resuming: ${part} has no usable journal (${info.reason ?? 'missing'}): checking its chunks against the content id, keeping what verifies`,
