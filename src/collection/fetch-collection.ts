@@ -35,6 +35,7 @@ import type { Manifest, ManifestEntry } from './manifest.ts'
 import { CHANGED_NAME, OWNER_NAME, STAGING_NAME } from './names.ts'
 import { checkDestination, checkRoom, moveIntoPlace, refuseFoldedCollisions } from './place.ts'
 import { holdsCollection } from './present.ts'
+import { seedPack } from './seed-pack.ts'
 import { clearStaging, stagedCut } from './staged.ts'
 import { cutPack, makeTree, removeStaging, stagingPaths } from './unpack.ts'
 
@@ -282,6 +283,11 @@ export async function fetchCollection(
         check: { ...deps, signal },
       })
       if (marker === undefined && manifest.packSize > 0) {
+        // Over an earlier copy of the folder, the files still as they were are not fetched again.
+        const seeded =
+          !resumed && opts.overwrite === true && made === undefined
+            ? await seedPack((path) => folder.at(path), manifest, `${paths.pack}.part`, signal)
+            : 0
         report({ phase: 'fetching' })
         await makeTree(paths, manifest)
         const fetched = await fetchPack(
@@ -293,12 +299,12 @@ export async function fetchCollection(
             signal,
             limits,
             symlinks: opts.symlinks === true,
-            onResume: opts.onResume,
+            onResume: (info, p) => opts.onResume?.(seeded > 0 ? fromLocalFiles(info) : info, p),
             onRoute: opts.onRoute,
             onProgress: (p) => report({ bytesDone: p.bytesDone, transfer: p }),
           },
         )
-        pack = fetched.pack
+        pack = seeded > 0 ? { ...fetched.pack, resume: fromLocalFiles(fetched.pack.resume) } : fetched.pack
         cutAlready = fetched.cutAlready
       }
       report({ phase: 'placing', bytesDone: manifest.packSize })
@@ -333,6 +339,11 @@ export async function fetchCollection(
       if (preparing && made !== undefined) await removeEmptyFolders(root, made)
     }
   }
+}
+
+/** The check of a pack part file seeded from the files already in the destination (seed-pack.ts) says so. */
+function fromLocalFiles(info: ResumeInfo): ResumeInfo {
+  return info.mode === 'rehash' ? { ...info, reason: 'local-files' } : info
 }
 
 /**

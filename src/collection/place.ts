@@ -57,7 +57,7 @@ export async function checkDestination(folder: DestFolder, m: Manifest, overwrit
   }
   if (clashes > 0 && !overwrite) {
     throw new DestinationExistsError(
-      `${clashes} of the collection's files already exist in ${folder.path} (the first: ${first}): pass --force (overwrite: true) to replace them, or fetch into another folder`,
+      `${clashes} of the collection's files already exist in ${folder.path} (the first: ${first}): pass --force (overwrite: true) to replace them (what still matches the new files is kept, not fetched again), or fetch into another folder`,
     )
   }
 }

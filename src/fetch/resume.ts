@@ -22,6 +22,8 @@ import { entryAt, openOwnFile, unlinkEntry } from '../storage/safe-open.ts'
  *   its fetch given up for this one); those chunks were re-hashed against the
  *   verified leaves and the ones that match were kept (a file that grew, or
  *   changed in places, keeps what is unchanged at the same offsets).
+ *   A folder fetched again over an earlier copy of it (`overwrite`) checks
+ *   the files already there the same way (`local-files`: src/collection/seed-pack.ts).
  * - `restart`: what was there holds nothing to check (an empty part file, or
  *   a journal of other content with no chunk verified); it was discarded.
  * - `present`: the destination itself already held this content (checked by
@@ -39,6 +41,7 @@ export interface ResumeInfo {
     | 'unclean-stop'
     | 'other-content'
     | 'part-size'
+    | 'local-files'
   /** Verified chunks found on disk (for `rehash`: once the re-hash has finished). */
   readonly chunksKept: number
   readonly bytesKept: number

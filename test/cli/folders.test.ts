@@ -99,6 +99,26 @@ describe('folders and names from the command line (real processes)', () => {
     expect((await readdir(out)).sort()).toEqual(['a.txt', 'b.txt'])
   })
 
+  it('a folder changed at its sender, fetched again with --force over the copy here: says it checks the files here, and fetches only what changed', async () => {
+    const src = join(dir, 'grows')
+    await mkdir(src)
+    for (let i = 0; i < 8; i++) await write(join(src, `f${i}.bin`), bytes(MiB, 40 + i))
+    const first = start(['send', src, '--json'])
+    const out = join(dir, 'grows-copy')
+    expect((await run(['get', await ticketOf(first), '-o', out])).code).toBe(0)
+    first.kill()
+    await write(join(src, 'f2.bin'), bytes(MiB, 99))
+    const second = start(['send', src, '--json'])
+    const got = await run(['get', await ticketOf(second), '-o', out, '--force'])
+    expect(got.code, got.stderr).toBe(0)
+    const lines = got.stdout.trim().split('\n')
+    expect(lines[0]).toBe(
+      'the folder is here already: checking its files against the new list, keeping every chunk that still matches',
+    )
+    expect(lines).toContain('kept 7.0 MiB of the files already here, fetched 1.0 MiB')
+    expect(await treeOf(out)).toEqual(await treeOf(src))
+  })
+
   it('a single file keeps its name: ./<name> by default, <dir>/<name> with -o <dir>/', async () => {
     const src = join(dir, 'report 2026.pdf')
     await writeFile(src, 1 * MiB + 7, 'random')

@@ -85,6 +85,36 @@ describe('collections between two real engines', () => {
     expect(await treeOf(out)).toEqual(await treeOf(join(dir, 'several')))
   })
 
+  it('a folder fetched again over its earlier copy (overwrite) after a few files changed: only the chunks those files touch are fetched', async () => {
+    const src = join(dir, 'album')
+    await mkdir(join(src, 'sub'), { recursive: true })
+    for (let i = 0; i < 30; i++)
+      await writeFile(join(src, i < 15 ? '' : 'sub', `p${i}.jpg`), bytes(MiB + 1000 * i, 100 + i))
+    const out = join(dir, 'out-album')
+    await receiver.fetchCollection((await sender.publishCollection(src)).ticket, out)
+    // One file edited in place, one grown (the files after it move in the pack), one added.
+    await writeFile(join(src, 'p3.jpg'), bytes(MiB + 3000, 7))
+    await writeFile(join(src, 'sub', 'p20.jpg'), bytes(2 * MiB, 8))
+    await writeFile(join(src, 'sub', 'new.jpg'), bytes(MiB / 2, 9))
+    // A file edited at the receiver since is fetched again like the changed ones.
+    await writeFile(join(out, 'p5.jpg'), bytes(MiB + 5000, 10))
+    const { ticket, index } = await sender.publishCollection(src)
+    expect((await failure(receiver.fetchCollection(ticket, out))).code).toBe('DESTINATION_EXISTS')
+    const resumed: string[] = []
+    const r = await receiver.fetchCollection(ticket, out, {
+      overwrite: true,
+      onResume: (info) => resumed.push(`${info.mode} ${info.reason}`),
+    })
+    expect(await treeOf(out)).toEqual(await treeOf(src))
+    expect(resumed).toEqual(['rehash local-files'])
+    expect(r.pack?.resume).toMatchObject({ mode: 'rehash', reason: 'local-files' })
+    // Four files' bytes, and at most a chunk on either side of each of them, came over the network.
+    const fetched = r.pack!.bytes - r.pack!.resume.bytesKept
+    expect(fetched).toBeGreaterThanOrEqual(MiB + 3000 + 2 * MiB + MiB / 2 + MiB + 5000)
+    expect(fetched).toBeLessThanOrEqual(MiB + 3000 + 2 * MiB + MiB / 2 + MiB + 5000 + 8 * MiB)
+    expect(index.bytes - fetched).toBeGreaterThan(20 * MiB)
+  })
+
   it('a file of a published folder touched (chmod, utimes) but not written: the folder is still served whole; one written is refused', async () => {
     const src = join(dir, 'touched')
     await mkdir(src)

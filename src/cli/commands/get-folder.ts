@@ -118,7 +118,9 @@ function reportFolder(out: Output, r: CollectionResult): void {
     return
   }
   const kept = r.pack?.resume.bytesKept ?? 0
-  if (kept > 0) out.human(`resumed: kept ${formatBytes(kept)} from an earlier run`)
+  if (kept > 0 && r.pack?.resume.reason === 'local-files') {
+    out.human(`kept ${formatBytes(kept)} of the files already here, fetched ${formatBytes(r.bytes - kept)}`)
+  } else if (kept > 0) out.human(`resumed: kept ${formatBytes(kept)} from an earlier run`)
   const links =
     r.links.created > 0
       ? `, ${plural(r.links.created, 'link')}`

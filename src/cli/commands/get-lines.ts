@@ -40,6 +40,10 @@ export function announceResume(out: Output, part: string, info: ResumeInfo, p: T
     out.human(
       `resuming: ${part} held chunks of another content (an earlier fetch's, given up for this one): checking them against this content id, keeping those that match`,
     )
+  } else if (info.mode === 'rehash' && info.reason === 'local-files') {
+    out.human(
+      'the folder is here already: checking its files against the new list, keeping every chunk that still matches',
+    )
   } else if (info.mode === 'rehash' && info.reason === 'part-size') {
     out.human(
       `resuming: ${part} has another size and no journal: checking its chunks against the content id, keeping what verifies`,

@@ -241,7 +241,7 @@ function reportDone(out: Output, r: FetchResult): void {
   const checked = r.resume.mode !== 'journal' || r.resume.reason === 'unclean-stop'
   if (r.resume.chunksKept > 0 && checked) {
     out.human(
-      `resumed (${r.resume.mode}): kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) from an earlier run`,
+      `resumed (${r.resume.mode}): kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) ${r.resume.reason === 'other-content' ? 'that match this content' : 'from an earlier run'}`,
     )
   }
   const moved = r.resume.bytesKept > 0 ? `; fetched ${formatBytes(fetched)} in` : ','
