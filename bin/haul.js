@@ -20,6 +20,13 @@
 const MIN_MAJOR = 22
 const [major] = process.versions.node.split('.').map(Number)
 if (major >= MIN_MAJOR) {
+  // Re-run by the launcher below (its IPC channel is ours only when it is our parent): should the
+  // launcher die, SIGKILL included, this process dies with it at once, as one program would, so
+  // nothing it held (the destination's lock) outlives the command a script killed.
+  if (process.channel !== undefined && process.env.HAUL_LAUNCHER_PID === String(process.ppid)) {
+    process.channel.unref()
+    process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'))
+  }
   // Node's compile cache keeps the bundle's compiled code between runs (in os.tmpdir(), or where
   // NODE_COMPILE_CACHE says; NODE_DISABLE_COMPILE_CACHE=1 turns it off), as TypeScript's tsc does:
   // a small `haul get` started 30–60 ms sooner with it (scripts/bundle.mjs has the figures).
@@ -66,10 +73,12 @@ async function runPinned() {
     )
     process.exit(1)
   }
+  // The IPC channel tells the child when this process is gone, however it died (see above).
   const child = spawn(pinned, [...process.execArgv, self, ...process.argv.slice(2)], {
-    stdio: 'inherit',
-    env: { ...process.env, HAUL_PINNED_NODE: pinned },
+    stdio: ['inherit', 'inherit', 'inherit', 'ipc'],
+    env: { ...process.env, HAUL_PINNED_NODE: pinned, HAUL_LAUNCHER_PID: String(process.pid) },
   })
+  child.channel?.unref()
   // A terminal's Ctrl-C reaches both processes; the CLI takes a repeated one calmly (src/cli/signals.ts).
   for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP']) process.on(sig, () => child.kill(sig))
   child.once('error', (err) => {

@@ -5,6 +5,7 @@ import { delimiter, dirname, join, sep } from 'node:path'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
+import { eventually } from '../support/wait.ts'
 import { events, Running } from './run.ts'
 
 const root = new URL('../..', import.meta.url).pathname
@@ -102,6 +103,31 @@ describe('haul installed with npm install -g, run on the system Node', () => {
       sender.kill()
     }
   })
+
+  it.skipIf(oldNode === undefined)(
+    'kill -9 of the haul a script started takes the pinned Node it re-ran under with it: nothing is left holding the destination',
+    async () => {
+      const src = join(dir, 'killed.bin')
+      await writeFile(src, 64 * 1024, 'random')
+      const launcher = new Running(['send', src, '--json', '--listen', '/ip4/127.0.0.1/tcp/0'], {
+        command: haul,
+        env,
+      })
+      try {
+        await launcher.event('published')
+        const pid = launcher.proc.pid!
+        const [child] = (await readFile(`/proc/${pid}/task/${pid}/children`, 'utf8'))
+          .trim()
+          .split(' ')
+          .map(Number)
+        expect(await readFile(`/proc/${child}/cmdline`, 'utf8')).toContain('send')
+        launcher.kill()
+        await eventually(() => !existsSync(`/proc/${child}`), 'the pinned Node process is gone')
+      } finally {
+        launcher.kill()
+      }
+    },
+  )
 
   it.skipIf(oldNode === undefined)('without the pinned Node beside it, the bin says what to do', async () => {
     const lonely = join(dir, 'lonely', 'bin', 'haul.js')
