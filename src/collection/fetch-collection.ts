@@ -233,7 +233,7 @@ export async function fetchCollection(
       if (
         made === undefined &&
         (await entryAt(paths.stage)) === undefined &&
-        (await holdsCollection(folder, manifest, { ...deps, signal }))
+        (await holdsCollection(folder, manifest, { ...deps, signal, symlinks: opts.symlinks === true }))
       ) {
         report({ phase: 'done', filesPlaced: manifest.files, bytesDone: manifest.packSize })
         return resultOf(manifest, root, started, opts, { pack: undefined, resumed: false, present: true })
@@ -262,7 +262,10 @@ export async function fetchCollection(
         await clearStaging(paths)
       }
       if (!resumed) {
-        await checkDestination(folder, manifest, opts.overwrite === true)
+        await checkDestination(folder, manifest, {
+          overwrite: opts.overwrite === true,
+          symlinks: opts.symlinks === true,
+        })
         await refuseFoldedCollisions(manifest, paths.stage)
         await checkRoom(folder.path, root, manifest.packSize)
         await writeFile(owner, manifestHex, { flush: true })

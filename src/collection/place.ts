@@ -9,7 +9,7 @@
  * makes the fetch fail, never write elsewhere.
  */
 import { randomBytes } from 'node:crypto'
-import { chmod, lstat, rename, rm, writeFile } from 'node:fs/promises'
+import { chmod, lstat, readlink, rename, rm, writeFile } from 'node:fs/promises'
 import { dirname } from 'node:path'
 import {
   DestinationExistsError,
@@ -30,11 +30,17 @@ import { type PlaceOptions, placedMode, type stagingPaths } from './unpack.ts'
  * folder where a folder goes, a link or special file anywhere (DESTINATION_INVALID). Entries
  * under a folder the destination lacks are not looked at. Runs before anything is written.
  */
-export async function checkDestination(folder: DestFolder, m: Manifest, overwrite: boolean): Promise<void> {
+export async function checkDestination(
+  folder: DestFolder,
+  m: Manifest,
+  opts: { overwrite: boolean; symlinks: boolean },
+): Promise<void> {
   const missing = new Set<string>()
   let clashes = 0
   let first: string | undefined
   for (const e of m.entries) {
+    // Links are made only with `symlinks`: otherwise whatever is at their paths stays.
+    if (e.kind === 'symlink' && !opts.symlinks) continue
     const slash = e.path.lastIndexOf('/')
     if (slash > 0 && missing.has(e.path.slice(0, slash))) {
       if (e.kind === 'dir') missing.add(e.path)
@@ -46,7 +52,10 @@ export async function checkDestination(folder: DestFolder, m: Manifest, overwrit
       continue
     }
     if (e.kind === 'dir' && s.isDirectory()) continue
-    if (e.kind !== 'dir' && s.isFile()) {
+    // A link is replaced as an entry, never followed: where a file or a link goes it is a clash
+    // like a file, unless it is the very link the collection has (an earlier fetch's).
+    if (e.kind !== 'dir' && (s.isFile() || s.isSymbolicLink())) {
+      if (await isSameLink(folder, e)) continue
       clashes++
       first ??= e.path
       continue
@@ -55,7 +64,7 @@ export async function checkDestination(folder: DestFolder, m: Manifest, overwrit
       `${folder.file(e.path)} is ${kindOf(s)} where the collection has a ${e.kind === 'dir' ? 'folder' : e.kind === 'symlink' ? 'link' : 'file'}: move it away, or fetch into another folder`,
     )
   }
-  if (clashes > 0 && !overwrite) {
+  if (clashes > 0 && !opts.overwrite) {
     throw new DestinationExistsError(
       `${clashes} of the collection's files already exist in ${folder.path} (the first: ${first}): pass --force (overwrite: true) to replace them (what still matches the new files is kept, not fetched again), or fetch into another folder`,
     )
@@ -137,7 +146,7 @@ export async function moveIntoPlace(
         `${folder.file(e.path)} is ${kindOf(there)}: move it away, then fetch again`,
       )
     }
-    if (there !== undefined && !opts.overwrite) {
+    if (there !== undefined && !opts.overwrite && !(await isSameLink(folder, e))) {
       throw new DestinationExistsError(
         `${folder.file(e.path)} appeared during the fetch: pass --force to replace it`,
       )
@@ -153,6 +162,12 @@ export async function moveIntoPlace(
       await chmod(folder.at(e.path), placedMode(e.mode)).catch(() => {})
     }
   }
+}
+
+/** True when the destination holds, at `e`'s path, the link `e` is (the same target). */
+async function isSameLink(folder: DestFolder, e: Manifest['entries'][number]): Promise<boolean> {
+  if (e.kind !== 'symlink') return false
+  return (await readlink(folder.at(e.path)).catch(() => undefined)) === e.target
 }
 
 /** Every folder above `path` in the destination is a folder, not a link to elsewhere. */

@@ -1,5 +1,5 @@
 import { execFileSync, spawn } from 'node:child_process'
-import { chmod, mkdir, readdir, symlink, writeFile as write } from 'node:fs/promises'
+import { chmod, mkdir, readdir, rm, symlink, writeFile as write } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -326,5 +326,21 @@ describe('folders and names from the command line (real processes)', () => {
     const withLinks = join(dir, 'withlinks')
     expect((await run(['get', published.ticket as string, '-o', withLinks, '--symlinks'])).code).toBe(0)
     expect((await readdir(withLinks)).sort()).toEqual(['alias', 'target.txt'])
+    // A file of it lost: the same get puts it back; the link there, the collection's own, is no
+    // obstacle (with or without --symlinks). A file there holding other data needs --force, and
+    // another link where the collection has one is replaced as an entry (never followed).
+    const again = (...flags: string[]) => run(['get', published.ticket as string, '-o', withLinks, ...flags])
+    await rm(join(withLinks, 'target.txt'))
+    expect((await again('--symlinks')).code).toBe(0)
+    await write(join(withLinks, 'target.txt'), 'other')
+    expect((await again('--symlinks')).stderr).toMatch(/DESTINATION_EXISTS.*--force/)
+    expect((await again('--force')).code).toBe(0)
+    await rm(join(withLinks, 'alias'))
+    await symlink('/etc/hostname', join(withLinks, 'alias'))
+    expect((await again('--symlinks')).stderr).toMatch(/DESTINATION_EXISTS.*--force/)
+    expect((await again('--symlinks', '--force')).code).toBe(0)
+    const want = await treeOf(src)
+    delete want.escape
+    expect(await treeOf(withLinks)).toEqual(want)
   })
 })
