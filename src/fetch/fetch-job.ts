@@ -337,14 +337,14 @@ export class FetchJob implements TransferJob {
       this.#unshare = undefined
       this.#providers.drop(new StreamClosedError('the transfer ended'))
       if (this.#committed || this.#local === undefined) return
-      // The run is over: nothing writes the part file any more. Its mtime seals the journal,
-      // unless a check after a crash stopped short of chunks the journal kept: unsealed, the
-      // next run checks them (a sealed journal is trusted).
-      const mtime =
+      // The run is over: nothing writes the part file any more. Its mtime and ctime seal the
+      // journal, unless a check after a crash stopped short of chunks the journal kept: unsealed,
+      // the next run checks them (a sealed journal is trusted).
+      const stamp =
         this.#rehash?.keptUnchecked === true
           ? undefined
-          : await this.#local.part.mtimeNs().catch(() => undefined)
-      await this.#local.journal.close(mtime)
+          : await this.#local.part.stamp().catch(() => undefined)
+      await this.#local.journal.close(stamp)
       await this.#local.part.close()
       await this.#local.leaves?.close()
     } finally {

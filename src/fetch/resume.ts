@@ -137,11 +137,16 @@ async function openPinned(
       const j = loaded.journal
       const sameContent = Buffer.from(j.cid).equals(req.cid)
       const samePart = j.part?.dev === existing.dev && j.part?.ino === existing.ino
-      // A sealed journal (a clean stop) says the part file's mtime exactly: a part file changed
+      // A sealed journal (a clean stop) says the part file's mtime and ctime exactly: a part file changed
       // since is re-hashed. After a crash nothing says whether anything wrote it since (haul's
       // own last writes ran ahead of the journal): the journal is kept and its chunks re-hashed.
-      const sealed = j.sealedPartMtimeNs
-      const modified = sameContent && samePart && sealed !== undefined && existing.mtimeNs !== sealed
+      const sealed = j.sealedPart
+      const modified =
+        sameContent &&
+        samePart &&
+        sealed !== undefined &&
+        (existing.mtimeNs !== sealed.mtimeNs ||
+          (sealed.ctimeNs !== undefined && existing.ctimeNs !== sealed.ctimeNs))
       if (sameContent && samePart && existing.size === req.totalSize && !modified) {
         // A destination that cannot be opened now (full disk, permissions) keeps its journal for later.
         handOver()

@@ -44,16 +44,26 @@ export interface JournalInit {
   readonly leafCount: number
   readonly part: PartIdentity
   /**
-   * The seal of a clean stop: the part file's mtime (ns) once its last write was synced and the
-   * journal flushed. A part file found with another mtime was changed after the stop. Absent
-   * while a transfer runs (a crash leaves no seal). Offsets 344 (flag) and 352 (u64): zeros in
-   * journals written before the seal existed, which read as unsealed.
+   * The seal of a clean stop: the part file's mtime and ctime (ns) once its last write was synced
+   * and the journal flushed. A part file found with another mtime or ctime was changed after the
+   * stop (a tool that puts the mtime back, `touch -r`, still moves the ctime, which only the
+   * kernel sets). Absent while a transfer runs (a crash leaves no seal). Offsets 344 (flag: 1
+   * mtime, 2 mtime and ctime), 352 and 360 (u64): zeros in journals written before the seal
+   * existed, which read as unsealed; flag 1 (before the ctime) reads as an mtime alone.
    */
-  readonly sealedPartMtimeNs?: bigint | undefined
+  readonly sealedPart?: PartStamp | undefined
+}
+
+/** When the part file last changed, as its inode says. */
+export interface PartStamp {
+  readonly mtimeNs: bigint
+  /** Undefined in a seal written before the ctime was part of it. */
+  readonly ctimeNs?: bigint | undefined
 }
 
 const SEAL_FLAG_AT = 344
 const SEAL_MTIME_AT = 352
+const SEAL_CTIME_AT = 360
 
 /** One bitmap page as a slot holds it. */
 export interface SlotContents {
@@ -77,9 +87,11 @@ export function encodeSuperblock(init: JournalInit & { readonly pageCount: numbe
   b.set(init.cid, 48)
   v.setUint16(80, init.headerBytes.length)
   b.set(init.headerBytes, 82)
-  if (init.sealedPartMtimeNs !== undefined) {
-    b[SEAL_FLAG_AT] = 1
-    v.setBigUint64(SEAL_MTIME_AT, init.sealedPartMtimeNs)
+  const seal = init.sealedPart
+  if (seal !== undefined) {
+    b[SEAL_FLAG_AT] = seal.ctimeNs === undefined ? 1 : 2
+    v.setBigUint64(SEAL_MTIME_AT, seal.mtimeNs)
+    if (seal.ctimeNs !== undefined) v.setBigUint64(SEAL_CTIME_AT, seal.ctimeNs)
   }
   v.setUint32(BLOCK - 4, crc32(b.subarray(0, BLOCK - 4)))
   return b
@@ -102,8 +114,15 @@ export function parseSuperblock(b: Uint8Array): (JournalInit & { leafCount: numb
   const headerBytes = b.slice(82, 82 + headerLen)
   if (!Buffer.from(sha256(headerBytes)).equals(cid)) return 'header bytes do not hash to the content id'
   const part = { dev: v.getBigUint64(32), ino: v.getBigUint64(40) }
-  const sealedPartMtimeNs = b[SEAL_FLAG_AT] === 1 ? v.getBigUint64(SEAL_MTIME_AT) : undefined
-  return { cid, headerBytes, leafCount, part, sealedPartMtimeNs }
+  const flag = b[SEAL_FLAG_AT]
+  const sealedPart =
+    flag === 1 || flag === 2
+      ? {
+          mtimeNs: v.getBigUint64(SEAL_MTIME_AT),
+          ...(flag === 2 ? { ctimeNs: v.getBigUint64(SEAL_CTIME_AT) } : {}),
+        }
+      : undefined
+  return { cid, headerBytes, leafCount, part, sealedPart }
 }
 
 /** Writes page `p` at generation `gen` into `out` (one BLOCK); `page.bits` is the page's PAGE_BYTES. */

@@ -11,6 +11,7 @@ import {
   type JournalInit,
   MAX_HEADER_BYTES,
   type PartIdentity,
+  type PartStamp,
   pageRange,
   parseSuperblock,
   readAll,
@@ -23,7 +24,7 @@ import { entryAt, openOwnFile, removeOwnFile, unlinkEntry } from './safe-open.ts
 import { writeAll } from './write-all.ts'
 
 // What users of the journal also need from its format (./journal-format.ts) and options (./journal-options.ts).
-export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity } from './journal-format.ts'
+export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity, type PartStamp } from './journal-format.ts'
 export { defaultJournalOptions, type JournalOptions } from './journal-options.ts'
 
 /** A memory journal persists nothing, so it needs no part identity (one fstat less per small transfer). */
@@ -88,8 +89,8 @@ export class Journal {
   #running: Promise<void> | undefined
   #queued: Promise<void> | undefined
   #syncData: (() => Promise<void>) | undefined
-  /** The seal of the clean stop this journal was loaded with (JournalInit.sealedPartMtimeNs). */
-  #sealed: bigint | undefined
+  /** The seal of the clean stop this journal was loaded with (JournalInit.sealedPart). */
+  #sealed: PartStamp | undefined
 
   private constructor(
     path: string | undefined,
@@ -107,7 +108,7 @@ export class Journal {
     this.headerBytes = new Uint8Array(init.headerBytes)
     this.leafCount = init.leafCount
     this.part = 'part' in init ? init.part : undefined
-    this.#sealed = 'sealedPartMtimeNs' in init ? init.sealedPartMtimeNs : undefined
+    this.#sealed = 'sealedPart' in init ? init.sealedPart : undefined
     this.#map = new JournalBitmap(init.leafCount)
     this.pageCount = this.#map.pageCount
     this.#o = o
@@ -313,17 +314,18 @@ export class Journal {
     return this.#start()
   }
 
-  /** The part file's mtime a clean stop sealed this journal with; undefined when not sealed. */
-  get sealedPartMtimeNs(): bigint | undefined {
+  /** The part file's mtime and ctime a clean stop sealed this journal with; undefined when not sealed. */
+  get sealedPart(): PartStamp | undefined {
     return this.#sealed
   }
 
   /**
    * Flushes what can be flushed (errors ignored: the caller is already failing) and closes the
-   * file. Given the part file's mtime after its last write (`partMtimeNs`), a journal whose flush
-   * succeeded is sealed with it: a resume then knows exactly whether the part file changed since.
+   * file. Given the part file's mtime and ctime after its last write (`partStamp`), a journal whose
+   * flush succeeded is sealed with them: a resume then knows exactly whether the part file changed
+   * since.
    */
-  async close(partMtimeNs?: bigint): Promise<void> {
+  async close(partStamp?: PartStamp): Promise<void> {
     if (this.#fh === undefined) return
     const flushed = await this.flush().then(
       () => true,
@@ -331,25 +333,25 @@ export class Journal {
     )
     const fh = this.#fh
     this.#fh = undefined
-    if (flushed && partMtimeNs !== undefined && this.part !== undefined) {
-      await this.#writeSeal(fh, partMtimeNs).catch(() => {})
+    if (flushed && partStamp !== undefined && this.part !== undefined) {
+      await this.#writeSeal(fh, partStamp).catch(() => {})
     }
     await fh.close().catch(() => {})
   }
 
-  async #writeSeal(fh: FileHandle, partMtimeNs: bigint): Promise<void> {
-    await writeAll(fh, this.#superblock(partMtimeNs), 0, this.path ?? 'the journal')
+  async #writeSeal(fh: FileHandle, partStamp: PartStamp): Promise<void> {
+    await writeAll(fh, this.#superblock(partStamp), 0, this.path ?? 'the journal')
     await fh.datasync()
   }
 
-  #superblock(sealedPartMtimeNs: bigint | undefined): Uint8Array {
+  #superblock(sealedPart: PartStamp | undefined): Uint8Array {
     const init = {
       cid: this.cid,
       headerBytes: this.headerBytes,
       leafCount: this.leafCount,
       part: this.part!,
       pageCount: this.pageCount,
-      sealedPartMtimeNs,
+      sealedPart,
     }
     return encodeSuperblock(init)
   }

@@ -8,7 +8,7 @@ import { DestFolder, nameIn } from './dest-folder.ts'
 import { DIRECT_SLOT_BYTES, type DirectWriteSlots, directPrefix, O_DIRECT } from './direct-writes.ts'
 import { freeBytes } from './free-space.ts'
 import { fsError } from './fs-errors.ts'
-import type { PartIdentity } from './journal-format.ts'
+import type { PartIdentity, PartStamp } from './journal-format.ts'
 import {
   assertNotSpecial,
   assertOwnFile,
@@ -98,12 +98,12 @@ export class PartFile {
   static async inspect(
     destPath: string,
     folder?: DestFolder,
-  ): Promise<(PartIdentity & { size: number; mtimeNs: bigint }) | undefined> {
+  ): Promise<(PartIdentity & PartStamp & { size: number }) | undefined> {
     const shown = `${resolve(destPath)}.part`
     const s = await entryAtExact(folder?.at(`${nameIn(destPath)}.part`) ?? shown, shown)
     if (s === undefined) return undefined
     assertOwnFile(s, shown)
-    return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs }
+    return { dev: s.dev, ino: s.ino, size: Number(s.size), mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs }
   }
 
   /**
@@ -261,10 +261,11 @@ export class PartFile {
     await this.#folder.check()
   }
 
-  /** The open part file's mtime (ns), for the journal's seal at a clean stop. */
-  async mtimeNs(): Promise<bigint> {
+  /** The open part file's mtime and ctime (ns), for the journal's seal at a clean stop. */
+  async stamp(): Promise<PartStamp> {
     try {
-      return (await this.#handle().stat({ bigint: true })).mtimeNs
+      const s = await this.#handle().stat({ bigint: true })
+      return { mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs }
     } catch (err) {
       throw fsError(err, this.partPath)
     }

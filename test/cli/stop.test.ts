@@ -11,7 +11,7 @@ const SIZE = 8 * MiB
 
 /** Whether `<dest>.part.journal` holds the seal of a clean stop (a crash leaves none). */
 async function sealed(dest: string): Promise<boolean> {
-  return (await journalSuperblock(dest)).sealedPartMtimeNs !== undefined
+  return (await journalSuperblock(dest)).sealedPart !== undefined
 }
 
 describe('a command stopped by a closed output or a closed terminal (real processes)', () => {

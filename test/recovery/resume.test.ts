@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { existsSync } from 'node:fs'
 import { copyFile, open, readFile, rename, stat, unlink, utimes } from 'node:fs/promises'
 import { join } from 'node:path'
@@ -238,8 +239,9 @@ describe.each<[string, ChunkingParams]>([
     await interrupt(dest)
     const loaded = await Journal.load(journalPath(dest), defaultJournalOptions)
     if (loaded.status !== 'ok') throw new Error(`journal ${loaded.status}`)
-    // The clean stop sealed the journal with the part file's mtime.
-    expect(loaded.journal.sealedPartMtimeNs).toBe((await stat(`${dest}.part`, { bigint: true })).mtimeNs)
+    // The clean stop sealed the journal with the part file's mtime and ctime.
+    const { mtimeNs, ctimeNs } = await stat(`${dest}.part`, { bigint: true })
+    expect(loaded.journal.sealedPart).toEqual({ mtimeNs, ctimeNs })
     await loaded.journal.close()
     const fh = await open(`${dest}.part`, 'r+')
     await fh.write(Buffer.from('CORRUPTED!!'), 0, 11, 100)
@@ -260,6 +262,22 @@ describe.each<[string, ChunkingParams]>([
     await stopped.result.catch(() => {})
     const { r: resumed } = await fetchCounting(again)
     expect(resumed.resume.mode).toBe('journal')
+  })
+
+  it('a part file changed after a clean stop with its mtime put back (touch -r): its ctime tells, the chunks are re-hashed', async () => {
+    const dest = join(dir, `s${n++}.out`)
+    await interrupt(dest)
+    const part = `${dest}.part`
+    const { mtimeNs } = await stat(part, { bigint: true })
+    const times = `${dest}.times`
+    execFileSync('touch', ['-r', part, times])
+    const fh = await open(part, 'r+')
+    await fh.write(Buffer.from('CORRUPTED!!'), 0, 11, 100)
+    await fh.close()
+    execFileSync('touch', ['-r', times, part])
+    expect((await stat(part, { bigint: true })).mtimeNs).toBe(mtimeNs)
+    const { r } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'part-modified' })
   })
 
   it('a check after a crash stopped before it ends (Ctrl-C) leaves the journal unsealed: the next run checks the kept chunks, a damaged one fetched again', async () => {

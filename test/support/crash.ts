@@ -29,8 +29,8 @@ export async function journalSuperblock(dest: string): Promise<JournalInit> {
  */
 export async function unsealJournal(dest: string): Promise<void> {
   const sb = await journalSuperblock(dest)
-  if (sb.sealedPartMtimeNs === undefined) throw new Error(`journal of ${dest} was not sealed`)
-  const unsealed = { ...sb, sealedPartMtimeNs: undefined, pageCount: Math.ceil(sb.leafCount / PAGE_BITS) }
+  if (sb.sealedPart === undefined) throw new Error(`journal of ${dest} was not sealed`)
+  const unsealed = { ...sb, sealedPart: undefined, pageCount: Math.ceil(sb.leafCount / PAGE_BITS) }
   const fh = await open(journalPath(dest), 'r+')
   try {
     await fh.write(encodeSuperblock(unsealed), 0, BLOCK, 0)
