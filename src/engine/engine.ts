@@ -407,7 +407,7 @@ export class Engine {
     const fetches = this.#fetches.stop()
     this.#stop.abort()
     await fetches
-    this.#sessions.close()
+    await this.#sessions.close()
     await this.#registry.closeAll()
     await this.#routing?.stop()
     await this.#network.stop()

@@ -337,9 +337,13 @@ class ServerSession {
     }
   }
 
-  /** Requests are queued or being answered, or an answer broke off with the stream. */
+  /**
+   * Requests are queued or being answered (one its peer cancelled no longer counts: a receiver
+   * that withdrew what it asked and closed stopped fetching), or an answer broke off with the stream.
+   */
   #busy(): boolean {
-    return this.#queue.length > 0 || this.#current !== undefined || this.#cutOff
+    const answering = this.#current !== undefined && !this.#cancelled.has(this.#current)
+    return this.#queue.length > 0 || answering || this.#cutOff
   }
 
   async #send(msg: TransferMessage | readonly TransferMessage[]): Promise<void> {

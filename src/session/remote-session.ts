@@ -277,18 +277,28 @@ export class RemoteSession {
   }
 
   /**
-   * Ends the session: pending requests fail with StreamClosedError, our side of the stream closes,
+   * Ends the session: pending requests are cancelled at the peer and fail here with
+   * StreamClosedError, our side of the stream closes,
    * and this resolves once the peer has closed its side, or after `closeTimeoutMs`, when the
    * stream is reset instead (a peer that keeps sending or never reads would otherwise hold it
    * open: every byte it sends restarts the stream's idle timer).
    */
   async close(): Promise<void> {
+    // Requests still being answered (a multi-peer fetch that finished from others) are withdrawn
+    // first: the peer stops answering them and sees a receiver that stopped, not one cut off.
+    const withdrawn =
+      this.#closed === undefined
+        ? [...this.#pending.keys()].map((requestId) =>
+            this.#send({ type: 'cancel', requestId }).catch(() => {}),
+          )
+        : []
     if (this.#closed === undefined) this.#shutdown(new StreamClosedError('session closed'))
     const ms = this.#opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS
     const timer = setTimeout(() => {
       this.stream.abort(new TimeoutError(`the peer did not close the stream within ${ms} ms`))
     }, ms)
     try {
+      await Promise.all(withdrawn)
       await this.stream.close().catch(() => {})
     } finally {
       clearTimeout(timer)

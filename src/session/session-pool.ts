@@ -40,6 +40,11 @@ export class SessionPool {
   #idle: IdleSession[] = []
   #timer: NodeJS.Timeout | undefined
   #closed = false
+  /**
+   * Sessions given back while busy, closing (each within `timeouts.closeMs`): `close` waits for
+   * them, so an engine that stops at once still withdraws what they asked.
+   */
+  readonly #closing = new Set<Promise<void>>()
 
   constructor(o: SessionPoolOptions) {
     this.#o = o
@@ -66,7 +71,7 @@ export class SessionPool {
   /** Takes back a session whose transfer finished; one still busy or already closed is closed instead. */
   give(peer: string, session: RemoteSession): void {
     if (this.#closed || this.#o.maxIdle === 0 || session.closed || session.pendingRequests > 0) {
-      void session.close()
+      this.#closeLater(session)
       return
     }
     // Reset, not closed: a graceful close keeps the stream open until the peer answers, and the
@@ -77,22 +82,32 @@ export class SessionPool {
   }
 
   /**
-   * Resets every idle session (a graceful close would wait up to `timeouts.closeMs` on a peer
-   * that no longer answers); later `give`s close theirs at once (bounded the same way).
+   * Closes every idle session, and later `give`s close theirs at once; resolves once all have
+   * closed. Closed, not reset: a peer still answering what a finished fetch cancelled (a
+   * multi-peer fetch's other providers) reads the cancels, then the end, and sees a receiver
+   * that stopped fetching rather than one cut off; a reset can overtake the cancels. A peer that
+   * no longer answers holds it `timeouts.closeMs` at most.
    */
-  close(): void {
+  async close(): Promise<void> {
     this.#closed = true
     this.#stopTimer()
     const idle = this.#idle
     this.#idle = []
-    for (const e of idle) e.session.abort(new StreamClosedError('the engine is stopping'))
+    for (const e of idle) this.#closeLater(e.session)
+    await Promise.allSettled(this.#closing)
+  }
+
+  #closeLater(session: RemoteSession): void {
+    const closing = session.close()
+    this.#closing.add(closing)
+    void closing.finally(() => this.#closing.delete(closing))
   }
 
   #sweep(): void {
     const cutoff = performance.now() - this.#o.idleMs
     let expired = 0
     while (expired < this.#idle.length && this.#idle[expired]!.since <= cutoff) expired++
-    for (const e of this.#idle.splice(0, expired)) void e.session.close()
+    for (const e of this.#idle.splice(0, expired)) this.#closeLater(e.session)
     if (this.#idle.length === 0) this.#stopTimer()
   }
 

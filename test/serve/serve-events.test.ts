@@ -3,6 +3,8 @@ import { beforeAll, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
 import { AbortedError, type ServeEvent } from '../../src/index.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
+import { RemoteSession } from '../../src/session/remote-session.ts'
+import { joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { AttackClient, targetOf } from '../hostile/support/serving-attack.ts'
 import { useEngines } from '../support/engines.ts'
 import { failure } from '../support/errors.ts'
@@ -174,5 +176,57 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
     expect(ends[0]).toMatchObject({ reason: 'stopped', busy: true })
     expect(ends[0]!.bytes).toBe(servedTo(ends[0]!.session))
     await h2.result.catch(() => {})
+  })
+
+  it('a receiver that closes its session with a request still being answered (a multi-peer fetch done elsewhere) withdraws it first: the sender sees the peer stop fetching, not a cut-off', async () => {
+    const sender = await engine({ limits: { uploadBytesPerSec: 1 * MiB } })
+    const events: ServeEvent[] = []
+    sender.onServe((e) => events.push(e))
+    const target = targetOf((await sender.publish(src)).ticket)
+    const client = await AttackClient.create()
+    try {
+      const stream = await client.open(target)
+      const session = RemoteSession.start(stream, { maxFrame: 16 * MiB, requestTimeoutMs: 30_000 })
+      let chunks = 0
+      const asked = session.request(
+        (requestId) => ({
+          type: 'get-chunks',
+          requestId,
+          cid: target.cid,
+          ranges: [{ start: 0, end: 96 }],
+          secret: target.secret,
+        }),
+        (msg) => (msg.type === 'chunk' && ++chunks === 96 ? 'done' : 'more'),
+      )
+      asked.catch(() => {})
+      await eventually(() => chunks > 0, 'the first chunk')
+      await session.close()
+      await eventually(() => of(events, 'session-ended').length === 1, 'the session ends')
+      const [ended] = of(events, 'session-ended')
+      expect(ended!.bytes).toBeLessThan(SIZE)
+      expect(ended).toMatchObject({ reason: 'closed', busy: false })
+      expect(ended!.code).toBeUndefined()
+    } finally {
+      await client.stop()
+    }
+  })
+
+  it('a multi-peer fetch that completes, its engine stopped at once: a provider still asked for chunks sees the peer stop fetching, not a cut-off', async () => {
+    const chunking = { kind: 'fixed', size: 256 * KiB } as const
+    const slow = await engine({ chunking, limits: { uploadBytesPerSec: 1 * MiB } })
+    const fast = await engine({ chunking })
+    const events: ServeEvent[] = []
+    slow.onServe((e) => events.push(e))
+    const tickets = [(await slow.publish(src)).ticket, (await fast.publish(src)).ticket]
+    const receiver = await engine()
+    const dest = join(dir, 'two-providers')
+    await receiver.fetch(joinTickets(tickets), dest).result
+    await receiver.stop()
+    expect(await sha256File(dest)).toBe(await sha256File(src))
+    await eventually(() => of(events, 'session-ended').length === 1, 'the slow session ends')
+    const [ended] = of(events, 'session-ended')
+    expect(ended!.bytes).toBeGreaterThan(0)
+    expect(ended!.bytes).toBeLessThan(SIZE)
+    expect(ended).toMatchObject({ reason: 'closed', busy: false })
   })
 })
