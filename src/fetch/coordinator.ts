@@ -179,8 +179,10 @@ export class FetchCoordinator {
       )
     }
     if (waitedMs >= this.#deps.swarm.waitForChunkMs) {
+      const partial = live.filter((l) => l.have !== 'all').length
+      const holding = partial === live.length ? `, each holding only part of the content` : ''
       throw new NoProviderError(
-        `no live provider holds chunk ${missing} (waited ${Math.round(waitedMs)} ms; ${this.#sched.remaining} chunks missing, live providers: ${live.length})`,
+        `no live provider holds chunk ${missing} (waited ${Math.round(waitedMs / 1000)} s; ${this.#sched.remaining} chunks missing, ${live.length} live ${live.length === 1 ? 'provider' : 'providers'}${holding}): what was verified is kept; run the same command again with a ticket of a peer that holds the whole content (one that sends it), or once more peers serve it`,
       )
     }
   }

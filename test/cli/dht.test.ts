@@ -34,7 +34,12 @@ describe('haul on a DHT', () => {
 
     const out = join(t.dir, 'got.bin')
     const provider = running(['get', cid!, '--bootstrap', bootstrap!, '-o', out, '--provide', '--json'])
+    // How others reach it comes as the fetch starts, before the file is whole.
+    const early = await provider.event('provider')
     const providing = await provider.event('providing')
+    expect(early).toMatchObject({ cid, peerId: providing.peerId, addresses: providing.addresses })
+    const order = provider.events.map((e) => e.event)
+    expect(order.indexOf('provider')).toBeLessThan(order.indexOf('done'))
     expect(providing.cid).toBe(cid)
     expect(providing.public).toBe(true)
     expect(await sha256File(out)).toBe(await sha256File(file))

@@ -163,6 +163,9 @@ describe('multi-peer fetch between real engines', () => {
       .result.catch((e: unknown) => e)
     expect(err).toBeInstanceOf(NoProviderError)
     expect((err as Error).message).toMatch(/chunk 1\b/)
+    expect((err as Error).message).toMatch(
+      /1 live provider, each holding only part of the content\): .*run the same command again with a ticket of a peer that holds the whole content/,
+    )
   })
 
   it('a partial seeder answers get-have with its bitmap and refuses chunks it lacks with CHUNK_UNAVAILABLE', async () => {

@@ -78,6 +78,7 @@ export async function runGet(
     let retrying: RetryInfo | undefined
     let waited = false
     const check = new CheckLines(out)
+    let lastProgress = 0
     const handle = engine.fetch(ticketText, dest, {
       overwrite: opts.overwrite,
       waitIfBusy: opts.waitIfBusy,
@@ -96,6 +97,7 @@ export async function runGet(
           route = now
           announceRoute(out, now, handle.swarmStats())
         }
+        lastProgress = performance.now()
         if (check.show(p)) return
         out.event({ event: 'progress', ...p })
         out.bar(progressLine(p))
@@ -105,46 +107,40 @@ export async function runGet(
         out.retry(info)
       },
     })
-    const r = await handle.result.catch((err: unknown) => {
-      if (!(stop.stopped && err instanceof AbortedError)) throw err
-      out.done()
-      const progress = handle.progress()
-      out.event({
-        event: 'interrupted',
-        path: dest,
-        progress,
-        ...(progress === undefined && retrying !== undefined
-          ? { retrying: { attempt: retrying.attempt, code: retrying.error.code } }
-          : {}),
+    if (opts.provide === true) announceProviding(out, engine, ticket.cid, 'start')
+    // While nothing arrives (a swarm waiting for a provider of the missing chunks) the line is
+    // drawn again each second, its rate falling and its ETA gone, rather than frozen at the last.
+    const redraw = setInterval(() => {
+      if (performance.now() - lastProgress < REDRAW_MS) return
+      const p = handle.progress()
+      if (p !== undefined && p.check === undefined) out.bar(progressLine(p))
+    }, REDRAW_MS).unref()
+    const r = await handle.result
+      .finally(() => clearInterval(redraw))
+      .catch((err: unknown) => {
+        if (!(stop.stopped && err instanceof AbortedError)) throw err
+        out.done()
+        const progress = handle.progress()
+        out.event({
+          event: 'interrupted',
+          path: dest,
+          progress,
+          ...(progress === undefined && retrying !== undefined
+            ? { retrying: { attempt: retrying.attempt, code: retrying.error.code } }
+            : {}),
+        })
+        out.human(
+          progress === undefined
+            ? `interrupted before the fetch began (${notBegun(retrying, waited, dest)}): nothing was written`
+            : `interrupted: ${dest}.part keeps what was verified; run the same command again to resume`,
+        )
+        return undefined
       })
-      out.human(
-        progress === undefined
-          ? `interrupted before the fetch began (${notBegun(retrying, waited, dest)}): nothing was written`
-          : `interrupted: ${dest}.part keeps what was verified; run the same command again to resume`,
-      )
-      return undefined
-    })
     if (r === undefined) return EXIT.interrupted
     out.done()
     reportDone(out, r)
     if (opts.provide === true) {
-      const reach = ticketAddresses(engine.addresses, engine.peerId).map((a) => `${a}/p2p/${engine.peerId}`)
-      out.event({
-        event: 'providing',
-        cid: cidToString(ticket.cid),
-        path: r.path,
-        public: true,
-        peerId: engine.peerId,
-        addresses: reach,
-      })
-      // The first address as a bootstrap: with the first sender gone, others join the DHT here.
-      const boot =
-        reach[0] === undefined
-          ? ''
-          : `\nothers fetch it with: haul get ${cidToString(ticket.cid)} --bootstrap ${reach[0]}`
-      out.human(
-        `providing ${r.path} to the DHT's peers (content id ${cidToString(ticket.cid)}).\npublic (announced on the DHT): anyone who knows its content id can fetch it, with or without the ticket's secret${boot}\nCtrl-C stops.`,
-      )
+      announceProviding(out, engine, ticket.cid, r.path)
       await stop.wait()
     }
     return EXIT.done
@@ -153,6 +149,36 @@ export async function runGet(
     await engine.stop()
     stop.dispose()
   }
+}
+
+/** How often the progress line is drawn again while nothing arrives. */
+const REDRAW_MS = 1000
+
+/**
+ * Says how others reach this `get --provide`: as the fetch starts (`'start'`: it serves what it
+ * verifies from the first chunk), and once the file is whole (its path): a `providing` event.
+ * Every address is listed, the first as the one to pass: a peer may reach only some of them.
+ */
+function announceProviding(
+  out: Output,
+  engine: { readonly addresses: readonly string[]; readonly peerId: string },
+  cid: Uint8Array,
+  path: string | 'start',
+): void {
+  const reach = ticketAddresses(engine.addresses, engine.peerId).map((a) => `${a}/p2p/${engine.peerId}`)
+  const id = cidToString(cid)
+  const others = reach.length > 1 ? `\n(this peer's other addresses: ${reach.slice(1).join(', ')})` : ''
+  const boot =
+    reach[0] === undefined ? '' : `\nothers fetch it with: haul get ${id} --bootstrap ${reach[0]}${others}`
+  if (path === 'start') {
+    out.event({ event: 'provider', cid: id, peerId: engine.peerId, addresses: reach })
+    out.human(`serving what it verifies as it fetches (public, announced on the DHT)${boot}`)
+    return
+  }
+  out.event({ event: 'providing', cid: id, path, public: true, peerId: engine.peerId, addresses: reach })
+  out.human(
+    `providing ${path} to the DHT's peers (content id ${id}).\npublic (announced on the DHT): anyone who knows its content id can fetch it, with or without the ticket's secret${boot}\nCtrl-C stops.`,
+  )
 }
 
 /**

@@ -42,7 +42,7 @@ export async function runSeed(
       ticket: s.ticket,
       public: access.public === true || s.announced !== undefined,
       ...(s.announced === undefined ? {} : { announced: { cid: cidToString(s.cid), reached: s.announced } }),
-      intro: `seeding ${dest}${PART}: ${s.chunks} of ${s.leafCount} chunks verified and served`,
+      intro: `seeding ${dest}${PART}: ${s.chunks} of ${s.leafCount} chunks verified and served${s.chunks < s.leafCount ? ' (a receiver needs other senders for the rest: give haul get this ticket beside theirs)' : ''}`,
       event: {
         event: 'seeding',
         ticket: s.ticket,
