@@ -23,6 +23,7 @@
 import type { EngineApi } from './engine/api-types.ts'
 import type { EngineOptions } from './engine/config.ts'
 import { Engine } from './engine/engine.ts'
+import { assertRuntime } from './engine/runtime.ts'
 
 export type {
   EngineApi,
@@ -82,6 +83,7 @@ export function createEngine(options: EngineOptions & { thread: 'worker' }): Pro
 export function createEngine(options?: EngineOptions & { thread?: 'main' | undefined }): Promise<Engine>
 export function createEngine(options?: EngineOptions): Promise<EngineApi>
 export async function createEngine(options: EngineOptions = {}): Promise<EngineApi> {
+  assertRuntime(process.versions.node)
   // `null` or a non-object is refused by the config's own check (CONFIG_INVALID), in this thread.
   if (options?.thread !== 'worker') return Engine.create(options)
   // Loaded only here: an engine in the calling thread never loads comlink.

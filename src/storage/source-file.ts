@@ -1,5 +1,5 @@
 import type { BigIntStats } from 'node:fs'
-import { type FileHandle, open, stat } from 'node:fs/promises'
+import { type FileHandle, open, stat, statfs } from 'node:fs/promises'
 import { ContentChangedError, ContentNotFoundError, type HaulError, SourceInvalidError } from '../errors.ts'
 import { DirectReads, mostlyHoles } from './direct-reads.ts'
 import { sourceError } from './fs-errors.ts'
@@ -40,8 +40,28 @@ export async function fingerprint(path: string): Promise<FileFingerprint> {
   })
   if (s.isDirectory()) throw new SourceInvalidError(`${path} is a folder: give a file`)
   if (!s.isFile()) throw new SourceInvalidError(`${path} is not a regular file: give a file`)
+  const made = KERNEL_FILESYSTEMS.get((await statfs(path).catch(() => undefined))?.type ?? 0)
+  if (made !== undefined) {
+    throw new SourceInvalidError(
+      `${path} is a file the kernel makes as it is read (${made}): its size says nothing of its content; copy it to a regular file first (cat ${path} > copy) and send the copy`,
+    )
+  }
   return { ...stateOf(s), takenNs }
 }
+
+/**
+ * Filesystems whose files the kernel writes as they are read: their size is 0 (/proc) or a page
+ * (/sys) whatever they hold, so indexing one gives an empty or a cut content. By statfs magic.
+ */
+const KERNEL_FILESYSTEMS = new Map<number, string>([
+  [0x9fa0, 'procfs, /proc'],
+  [0x62656572, 'sysfs, /sys'],
+  [0x64626720, 'debugfs'],
+  [0x73636673, 'securityfs'],
+  [0x27e0eb, 'cgroupfs'],
+  [0x63677270, 'cgroup2fs'],
+  [0x6e736673, 'nsfs'],
+])
 
 /** A stat's identity and state, as FileState compares them. */
 export function stateOf(s: BigIntStats): FileState {

@@ -129,6 +129,19 @@ describe('haul installed with npm install -g, run on the system Node', () => {
     },
   )
 
+  it.skipIf(oldNode === undefined)(
+    'an embedder on the system Node gets CONFIG_INVALID saying which Node haul needs, not a TypeError',
+    () => {
+      const script = `import('${join(root, 'dist', 'index.js')}').then((m) => m.createEngine()).then(
+      () => console.log('created'),
+      (e) => console.log(e.constructor.name, e.code, e.message))`
+      const r = spawnSync(oldNode!, ['--input-type=module', '-e', script], { env, encoding: 'utf8' })
+      expect(r.stdout).toMatch(
+        /^ConfigInvalidError CONFIG_INVALID haul needs Node\.js 22 or newer; this is Node\.js 20\./,
+      )
+    },
+  )
+
   it.skipIf(oldNode === undefined)('without the pinned Node beside it, the bin says what to do', async () => {
     const lonely = join(dir, 'lonely', 'bin', 'haul.js')
     await mkdir(dirname(lonely), { recursive: true })

@@ -1,8 +1,9 @@
+import { existsSync } from 'node:fs'
 import { chmod, link, mkdtemp, open, rm, utimes, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { ContentChangedError } from '../../src/errors.ts'
+import { ContentChangedError, SourceInvalidError } from '../../src/errors.ts'
 import {
   type FileFingerprint,
   fingerprint,
@@ -21,6 +22,15 @@ describe('file fingerprints', () => {
   })
   afterAll(async () => {
     await rm(dir, { recursive: true, force: true })
+  })
+
+  it('a file of /proc or /sys, whose size says nothing of its content, is refused SOURCE_INVALID saying to copy it first', async () => {
+    const sysFile = '/sys/kernel/mm/transparent_hugepage/enabled'
+    for (const path of ['/proc/self/status', '/proc/cpuinfo', ...(existsSync(sysFile) ? [sysFile] : [])]) {
+      const err = await fingerprint(path).catch((e: unknown) => e)
+      expect(err, path).toBeInstanceOf(SourceInvalidError)
+      expect((err as Error).message).toContain('copy it to a regular file first')
+    }
   })
 
   it('a file changed in place with its size and mtime put back is not the same file (its ctime moved)', async () => {
