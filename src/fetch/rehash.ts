@@ -77,6 +77,11 @@ export class Rehasher {
     const inflight = new Set<Promise<void>>()
     /** Chunks taken and not yet hashed well: the next run's `redo` after a failure. */
     const open = new Map<number, Pending>()
+    // Nothing writes the part file during the check: its stamp now dates what the check reads,
+    // and how far it got is noted as it goes (a run cut short again resumes there).
+    const stamp = this.#journal.persistent ? await this.#part.stamp() : undefined
+    let noted = 0
+    let checkedSinceNote = 0
     let failure: unknown
     try {
       while (failure === undefined) {
@@ -109,6 +114,19 @@ export class Rehasher {
             report(false)
             await wait
             open.delete(i)
+            checkedSinceNote += entry.length
+            if (
+              stamp !== undefined &&
+              checkedSinceNote >= this.#journal.flushBytes &&
+              this.#redo.length === 0
+            ) {
+              checkedSinceNote = 0
+              const through = Math.min(this.#position(), ...open.keys())
+              if (through > noted) {
+                noted = through
+                await this.#journal.noteChecked(through, stamp)
+              }
+            }
           } finally {
             lease.release()
           }
@@ -129,6 +147,11 @@ export class Rehasher {
     this.#meter.checkComplete()
     report(true)
     this.#meter.endCheck()
+  }
+
+  /** The index every chunk of the ranges below which has been taken (in order: ranges ascend). */
+  #position(): number {
+    return this.#range < this.#ranges.length ? this.#next : Number.MAX_SAFE_INTEGER
   }
 
   /** The next chunk to hash: one a failed run left first, then the next in the ranges. */

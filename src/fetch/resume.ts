@@ -159,8 +159,14 @@ async function openPinned(
         j.attach(() => part.datasync())
         const rehash: RehashRanges = loaded.damagedPages.map((p) => j.pageRange(p))
         if (sealed === undefined) {
-          for (const r of j.keptRanges(MAX_REHASH_RANGES)) rehash.push({ ...r, kept: true })
+          // What an earlier check after the crash got through, on this very part file, stays checked.
+          const from = j.checkedThrough(existing)
+          for (const r of j.keptRanges(MAX_REHASH_RANGES)) {
+            if (r.end > from) rehash.push({ start: Math.max(r.start, from), end: r.end, kept: true })
+          }
         }
+        // In order: the check notes how far it got as the index below which all is checked.
+        rehash.sort((a, b) => a.start - b.start)
         return {
           part,
           journal: j,

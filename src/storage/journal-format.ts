@@ -52,6 +52,13 @@ export interface JournalInit {
    * existed, which read as unsealed; flag 1 (before the ctime) reads as an mtime alone.
    */
   readonly sealedPart?: PartStamp | undefined
+  /**
+   * How far a check after a crash got: every chunk below `through` the journal holds was hashed
+   * against the part file while it had the stamp `part` (nothing writes it during a check). A
+   * check cut short again resumes there if the part file still has that stamp. Offsets 368
+   * (flag), 376, 384 and 392 (u64: through, mtime, ctime).
+   */
+  readonly checked?: { readonly through: number; readonly part: PartStamp } | undefined
 }
 
 /** When the part file last changed, as its inode says. */
@@ -64,6 +71,10 @@ export interface PartStamp {
 const SEAL_FLAG_AT = 344
 const SEAL_MTIME_AT = 352
 const SEAL_CTIME_AT = 360
+const CHECKED_FLAG_AT = 368
+const CHECKED_THROUGH_AT = 376
+const CHECKED_MTIME_AT = 384
+const CHECKED_CTIME_AT = 392
 
 /** One bitmap page as a slot holds it. */
 export interface SlotContents {
@@ -92,6 +103,13 @@ export function encodeSuperblock(init: JournalInit & { readonly pageCount: numbe
     b[SEAL_FLAG_AT] = seal.ctimeNs === undefined ? 1 : 2
     v.setBigUint64(SEAL_MTIME_AT, seal.mtimeNs)
     if (seal.ctimeNs !== undefined) v.setBigUint64(SEAL_CTIME_AT, seal.ctimeNs)
+  }
+  const checked = init.checked
+  if (checked !== undefined && checked.part.ctimeNs !== undefined) {
+    b[CHECKED_FLAG_AT] = 1
+    v.setBigUint64(CHECKED_THROUGH_AT, BigInt(checked.through))
+    v.setBigUint64(CHECKED_MTIME_AT, checked.part.mtimeNs)
+    v.setBigUint64(CHECKED_CTIME_AT, checked.part.ctimeNs)
   }
   v.setUint32(BLOCK - 4, crc32(b.subarray(0, BLOCK - 4)))
   return b
@@ -122,7 +140,14 @@ export function parseSuperblock(b: Uint8Array): (JournalInit & { leafCount: numb
           ...(flag === 2 ? { ctimeNs: v.getBigUint64(SEAL_CTIME_AT) } : {}),
         }
       : undefined
-  return { cid, headerBytes, leafCount, part, sealedPart }
+  const checked =
+    b[CHECKED_FLAG_AT] === 1
+      ? {
+          through: Math.min(leafCount, Number(v.getBigUint64(CHECKED_THROUGH_AT))),
+          part: { mtimeNs: v.getBigUint64(CHECKED_MTIME_AT), ctimeNs: v.getBigUint64(CHECKED_CTIME_AT) },
+        }
+      : undefined
+  return { cid, headerBytes, leafCount, part, sealedPart, checked }
 }
 
 /** Writes page `p` at generation `gen` into `out` (one BLOCK); `page.bits` is the page's PAGE_BYTES. */

@@ -91,6 +91,8 @@ export class Journal {
   #syncData: (() => Promise<void>) | undefined
   /** The seal of the clean stop this journal was loaded with (JournalInit.sealedPart). */
   #sealed: PartStamp | undefined
+  /** How far a check after a crash got, and the part file's stamp then (JournalInit.checked). */
+  #checked: JournalInit['checked']
 
   private constructor(
     path: string | undefined,
@@ -109,6 +111,7 @@ export class Journal {
     this.leafCount = init.leafCount
     this.part = 'part' in init ? init.part : undefined
     this.#sealed = 'sealedPart' in init ? init.sealedPart : undefined
+    this.#checked = 'checked' in init ? init.checked : undefined
     this.#map = new JournalBitmap(init.leafCount)
     this.pageCount = this.#map.pageCount
     this.#o = o
@@ -319,6 +322,37 @@ export class Journal {
     return this.#sealed
   }
 
+  /** Chunk bytes recorded between flushes; also what a check reads between notes (noteChecked). */
+  get flushBytes(): number {
+    return this.#o.flushBytes
+  }
+
+  /**
+   * The chunks below this index that the journal holds were checked by an earlier run after a
+   * crash, against a part file that still has the stamp `part` now: 0 when none were, or it has
+   * another stamp since.
+   */
+  checkedThrough(part: PartStamp): number {
+    const c = this.#checked
+    return c !== undefined && c.part.mtimeNs === part.mtimeNs && c.part.ctimeNs === part.ctimeNs
+      ? c.through
+      : 0
+  }
+
+  /**
+   * Records that every chunk below `through` the journal holds was checked against the part file
+   * with stamp `part`: its bits taken back for the chunks that did not match are made durable
+   * first, so a run cut short goes on from there (`checkedThrough`).
+   */
+  async noteChecked(through: number, part: PartStamp): Promise<void> {
+    await this.flush()
+    const fh = this.#fh
+    if (fh === undefined) return
+    this.#checked = { through, part }
+    await writeAll(fh, this.#superblock(this.#sealed), 0, this.path ?? 'the journal')
+    await fh.datasync()
+  }
+
   /**
    * Flushes what can be flushed (errors ignored: the caller is already failing) and closes the
    * file. Given the part file's mtime and ctime after its last write (`partStamp`), a journal whose
@@ -352,6 +386,7 @@ export class Journal {
       part: this.part!,
       pageCount: this.pageCount,
       sealedPart,
+      checked: this.#checked,
     }
     return encodeSuperblock(init)
   }

@@ -5,15 +5,22 @@ import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { ContentNotFoundError, DestinationExistsError } from '../../src/errors.ts'
 import { createEngine, type Engine, type ResumeInfo } from '../../src/index.ts'
-import { BLOCK, defaultJournalOptions, Journal, journalPath } from '../../src/storage/journal.ts'
+import {
+  BLOCK,
+  defaultJournalOptions,
+  Journal,
+  type JournalInit,
+  journalPath,
+} from '../../src/storage/journal.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
 import type { CheckProgress, TransferProgress } from '../../src/transfer/progress.ts'
 import type { ChunkingParams } from '../../src/types.ts'
-import { unsealJournal } from '../support/crash.ts'
+import { journalSuperblock, noteCheckedThrough, unsealJournal } from '../support/crash.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { interruptedFetch } from '../support/interrupt.ts'
 import { startSender } from '../support/sender.ts'
 import { servedBytes } from '../support/served.ts'
+import { eventually } from '../support/wait.ts'
 
 const MiB = 1024 * 1024
 const SIZE = 20 * MiB + 4321
@@ -296,6 +303,64 @@ describe.each<[string, ChunkingParams]>([
     const { r, progress } = await fetchCounting(dest)
     expect(r.resume).toMatchObject({ mode: 'journal', reason: 'unclean-stop' })
     checkShown(progress)
+  })
+
+  it('after a crash the check notes in the journal how far it got, as it goes (every journal.flushBytes)', async () => {
+    const dest = join(dir, `g${n++}.out`)
+    await interrupt(dest)
+    await unsealJournal(dest)
+    const noting = await createEngine({ workers: 1, journal: { flushBytes: MiB } })
+    try {
+      let noted: JournalInit['checked']
+      const ac = new AbortController()
+      const h = noting.fetch(ticket, dest, {
+        signal: ac.signal,
+        maxBytesPerSec: MiB,
+        onProgress: (p) => {
+          if (p.check !== undefined || ac.signal.aborted) return
+          // The check is over and the fetch begins: what it noted is on disk.
+          ac.abort()
+          void journalSuperblock(dest).then((sb) => (noted = sb.checked))
+        },
+      })
+      await h.result.catch(() => {})
+      await eventually(() => noted !== undefined, 'the note read')
+      const { mtimeNs } = await stat(`${dest}.part`, { bigint: true })
+      expect(noted!.through).toBeGreaterThan(0)
+      expect(noted!.part.mtimeNs).toBeLessThanOrEqual(mtimeNs)
+    } finally {
+      await noting.stop()
+    }
+  })
+
+  it('a check after a crash cut short goes on from its note: the next run checks only the chunks from there', async () => {
+    const dest = join(dir, `g${n++}.out`)
+    await interrupt(dest)
+    await unsealJournal(dest)
+    const { journal } = (await Journal.load(journalPath(dest), defaultJournalOptions)) as { journal: Journal }
+    const [first] = journal.keptRanges(1)
+    const keptBytes = journal.bytes
+    await journal.close()
+    const through = first!.start + 4
+    await noteCheckedThrough(dest, through)
+    const { r, progress } = await fetchCounting(dest)
+    expect(r.resume).toMatchObject({ mode: 'journal', reason: 'unclean-stop', bytesKept: keptBytes })
+    expect(progress.find((p) => p.check !== undefined)?.check?.chunksToCheck).toBe(journal.chunks - 4)
+  })
+
+  it('a note of a check cut short, then the part file written by something else: the next run checks every kept chunk again', async () => {
+    const dest = join(dir, `g${n++}.out`)
+    await interrupt(dest)
+    await unsealJournal(dest)
+    const { journal } = (await Journal.load(journalPath(dest), defaultJournalOptions)) as { journal: Journal }
+    const [first] = journal.keptRanges(1)
+    await journal.close()
+    await noteCheckedThrough(dest, first!.start + 4)
+    const fh = await open(`${dest}.part`, 'r+')
+    await fh.write(Buffer.from('ROT'), 0, 3, 5)
+    await fh.close()
+    const { progress } = await fetchCounting(dest)
+    expect(progress.find((p) => p.check !== undefined)?.check?.chunksToCheck).toBe(journal.chunks)
   })
 
   it('a resume stopped as soon as it opened the part file leaves it as it was: the next one still trusts the journal', async () => {

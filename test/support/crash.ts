@@ -1,4 +1,4 @@
-import { open } from 'node:fs/promises'
+import { open, stat } from 'node:fs/promises'
 import { journalPath } from '../../src/storage/journal.ts'
 import {
   BLOCK,
@@ -34,6 +34,26 @@ export async function unsealJournal(dest: string): Promise<void> {
   const fh = await open(journalPath(dest), 'r+')
   try {
     await fh.write(encodeSuperblock(unsealed), 0, BLOCK, 0)
+  } finally {
+    await fh.close()
+  }
+}
+
+/**
+ * Writes into `dest`'s journal the note a check after a crash leaves as it goes: every kept chunk
+ * below `through` checked against the part file as it is now (Journal.noteChecked).
+ */
+export async function noteCheckedThrough(dest: string, through: number): Promise<void> {
+  const sb = await journalSuperblock(dest)
+  const { mtimeNs, ctimeNs } = await stat(`${dest}.part`, { bigint: true })
+  const noted = {
+    ...sb,
+    checked: { through, part: { mtimeNs, ctimeNs } },
+    pageCount: Math.ceil(sb.leafCount / PAGE_BITS),
+  }
+  const fh = await open(journalPath(dest), 'r+')
+  try {
+    await fh.write(encodeSuperblock(noted), 0, BLOCK, 0)
   } finally {
     await fh.close()
   }

@@ -240,7 +240,7 @@ export const optionTable = {
     flushBytes: bytes({
       min: 1,
       default: 32 * MiB,
-      doc: 'chunk bytes written and not yet synced; a flush starts at half',
+      doc: 'chunk bytes written and not yet synced; a flush starts at half. Also what a check after a crash reads between notes of how far it got (a check cut short again goes on from there)',
     }),
     flushIntervalMs: ms({ min: 1, default: 2_000, doc: 'a flush also starts this long after the last' }),
     minBytes: bytes({
