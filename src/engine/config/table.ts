@@ -221,7 +221,7 @@ export const optionTable = {
     maxAttemptsFirstContact: count({
       min: 1,
       default: 3,
-      doc: 'attempts before any provider said hello (not dialed, or silent on its stream), for `PEER_UNREACHABLE` and `TIMEOUT`; also for `TIMEOUT` while no provider has sent a chunk byte in this fetch (hello, perhaps the header, then nothing)',
+      doc: 'attempts before any provider said hello (not dialed, or silent on its stream), for `PEER_UNREACHABLE` and `TIMEOUT`, unless another fetch of this engine heard from one within `retry.maxStallMs` (an outage then); also for `TIMEOUT` while no provider has sent a chunk byte in this fetch (hello, perhaps the header, then nothing)',
     }),
     baseDelayMs: ms({
       min: 0,
@@ -232,7 +232,7 @@ export const optionTable = {
     maxStallMs: ms({
       min: 1,
       default: 300_000,
-      doc: 'longest time without a verified chunk that still counts as progress, and how long an outage (a provider reached earlier away) or a provider indexing the file again (`CONTENT_PREPARING`) is retried whatever the attempts',
+      doc: 'longest time without a verified chunk that still counts as progress, and how long an outage (a provider reached earlier away, by this fetch or, since its last hello, by another) or a provider indexing the file again (`CONTENT_PREPARING`) is retried whatever the attempts',
     }),
   },
   journal: {
