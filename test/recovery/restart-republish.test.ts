@@ -2,11 +2,14 @@
  * A sender stopped and started again on its data folder (same peer id, port and secrets), as a
  * killed process restarted is, whose application publishes its files again a moment after the
  * engine starts. A fetch that starts while it is down waits for it when this engine heard from it
- * moments before.
+ * moments before; a fetch that asks before the content is published again is told to ask again
+ * (CONTENT_PREPARING), not that the content is unknown.
  */
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
+import { ContentNotFoundError } from '../../src/errors.ts'
 import { Engine, type EngineOptions } from '../../src/index.ts'
+import { decodeSwarmTicket, encodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
 import { failure } from '../support/errors.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 
@@ -83,5 +86,45 @@ describe('a sender restarted on its data folder, publishing again a moment later
     expect(r.bytes).toBe(200 * KiB)
     expect(await sha256File(join(dir, 'b.out'))).toBe(await sha256File(b))
     await stop(await again!)
+  })
+
+  it('asked for what its last run published before publishing it again: CONTENT_PREPARING, asked again, then served; only to holders of its ticket', async () => {
+    const data = join(dir, 'data-republish')
+    const [c, d] = [join(dir, 'c.bin'), join(dir, 'd.bin')]
+    await writeFile(c, 300 * KiB, 'random', 3)
+    await writeFile(d, 100 * KiB, 'random', 4)
+    const first = await sender(data)
+    const old = await first.publish(c)
+    const revoked = await first.publish(d)
+    first.unpublish(revoked.index.cid)
+    await stop(first)
+
+    const again = await sender(data)
+    const t = decodeSwarmTicket(old.ticket)
+    const stripped = encodeSwarmTicket({
+      ...t,
+      providers: t.providers.map(({ peerId, addrs }) => ({ peerId, addrs })),
+    })
+    // Without the secret, or for a ticket revoked by unpublish: told nothing, as for unknown content.
+    expect(await failure(receiver.fetch(stripped, join(dir, 'c-stripped.out')).result)).toBeInstanceOf(
+      ContentNotFoundError,
+    )
+    expect(await failure(receiver.fetch(revoked.ticket, join(dir, 'd.out')).result)).toBeInstanceOf(
+      ContentNotFoundError,
+    )
+
+    const codes: string[] = []
+    let publishing: ReturnType<Engine['publish']> | undefined
+    await receiver.fetch(old.ticket, join(dir, 'c.out'), {
+      onRetry: (i) => {
+        codes.push(i.error.code)
+        if (i.error.code === 'CONTENT_PREPARING') publishing ??= again.publish(c)
+      },
+    }).result
+    expect(codes).toContain('CONTENT_PREPARING')
+    expect(codes).not.toContain('CONTENT_NOT_FOUND')
+    expect((await publishing!).ticket).toBe(old.ticket)
+    expect(await sha256File(join(dir, 'c.out'))).toBe(await sha256File(c))
+    await stop(again)
   })
 })

@@ -73,7 +73,7 @@ export const optionTable = {
     kind: 'path',
     default: undefined,
     defaultDoc: 'none',
-    doc: 'identity key (`identity.key`, mode 0600), descriptors of published files (`descriptors/`), ticket secrets (`secrets/`), what each path last published (`published/`, so a restarted sender tells the tickets of a file changed meanwhile `CONTENT_CHANGED`) and the ports last listened on (`listen-port`); without it, a fresh identity, secrets and ports each start, and descriptors in `$XDG_CACHE_HOME/haul/descriptors` (`~/.cache/haul`)',
+    doc: 'identity key (`identity.key`, mode 0600), descriptors of published files (`descriptors/`), ticket secrets (`secrets/`), what each path last published (`published/`, so a restarted sender tells the tickets of a file changed meanwhile `CONTENT_CHANGED`, and for its first minute those of content not published again yet `CONTENT_PREPARING`) and the ports last listened on (`listen-port`); without it, a fresh identity, secrets and ports each start, and descriptors in `$XDG_CACHE_HOME/haul/descriptors` (`~/.cache/haul`)',
   }),
   thread: oneOf(
     { main: true, worker: true },
