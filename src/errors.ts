@@ -27,7 +27,7 @@ export const WIRE_CODES = {
   CHUNK_UNAVAILABLE: 17,
   /** A collection's manifest (or a name from a ticket) breaks the path rules: nothing was written. */
   MANIFEST_INVALID: 18,
-  /** The sender is indexing again the file (or folder) it served this content from: ask again soon. */
+  /** The sender, restarted, does not serve this content again yet (indexing its file, or starting): ask again soon. */
   CONTENT_PREPARING: 19,
   // protocol
   FRAME_TOO_LARGE: 20,
@@ -155,7 +155,9 @@ export class RootMismatchError extends HaulError {
 /**
  * The content asked for is what a file (or folder) the sender is indexing again held when it last
  * published it (a sender restarted on it): served once the index shows it unchanged, CONTENT_CHANGED
- * if it changed. Transient: the receiver asks again.
+ * if it changed. Also what a sender with a data folder says, for a while after it starts, of what
+ * its earlier runs published and its application has not published again yet. Transient: the
+ * receiver asks again.
  */
 export class ContentPreparingError extends HaulError {
   override readonly name = 'ContentPreparingError'

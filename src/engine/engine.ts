@@ -2,6 +2,7 @@ import type { CollectionFetchOptions, CollectionResult } from '../collection/fet
 import type { CollectionIndex } from '../collection/publish-collection.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError } from '../errors.ts'
+import { RecentPeers } from '../fetch/recent-peers.ts'
 import type { MetricsServer } from '../metrics/server.ts'
 import { MetricsTally } from '../metrics/tally.ts'
 import { ticketAddresses } from '../net/addresses.ts'
@@ -131,6 +132,7 @@ export class Engine {
       fetchBudget: this.#fetchBudget,
       buffers: this.#buffers,
       sessions: this.#sessions,
+      recentPeers: new RecentPeers(),
       // Staging memory for O_DIRECT chunk writes, shared by every fetch (fixed: slots × 1 MiB).
       directWrites: config.directWrites.enabled ? new DirectWriteSlots(config.directWrites.slots) : undefined,
       registry: this.#registry,

@@ -30,6 +30,7 @@ export function linkDeps(deps: FetchesDeps): Omit<LinkDeps, 'cid'> {
     timeouts: c.timeouts,
     maxFrame: c.server.maxFrame,
     sessions: deps.sessions,
+    recentPeers: deps.recentPeers,
   }
 }
 

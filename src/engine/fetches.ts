@@ -4,6 +4,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import { AbortedError, DestinationBusyError, InvalidArgumentError, isHaulError } from '../errors.ts'
 import type { FetchJob } from '../fetch/fetch-job.ts'
 import { type LinkDeps, servesContent } from '../fetch/peer-link.ts'
+import type { RecentPeers } from '../fetch/recent-peers.ts'
 import { markChanged } from '../fetch/resume.ts'
 import type { MetricsTally } from '../metrics/tally.ts'
 import type { Network } from '../net/network.ts'
@@ -41,6 +42,8 @@ export interface FetchesDeps {
   readonly fetchBudget: BudgetShare
   readonly buffers: BufferRecycler
   readonly sessions: SessionPool
+  /** When each provider was last heard from, by any fetch: a fetch that never reached it itself reads it (FetchRetry). */
+  readonly recentPeers: RecentPeers
   readonly directWrites: DirectWriteSlots | undefined
   /** Where a fetch that seeds registers what it has verified (partial seeding). */
   readonly registry: ContentRegistry

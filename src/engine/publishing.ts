@@ -17,6 +17,14 @@ import type { WorkerPool } from '../workers/pool.ts'
 import type { Published, PublishOptions, Seeded, SeedOptions } from './api-types.ts'
 import type { EngineConfig } from './config.ts'
 
+/**
+ * How long after an engine with a data folder starts it tells requests for what its earlier runs
+ * published CONTENT_PREPARING (asked again) rather than unknown (final): time for the
+ * application to publish it again. A minute: publishing a hundred files again takes seconds, a
+ * large file's index minutes, which the publish itself tells (#preparing) once it has begun.
+ */
+export const RESTART_WINDOW_MS = 60_000
+
 /** What publishing needs of the engine. */
 export interface PublishingDeps {
   readonly config: EngineConfig
@@ -51,6 +59,22 @@ export class Publishing {
     this.#deps = deps
     this.#secrets = new SecretStore(deps.config.dataDir)
     this.#history = new PublishHistory(deps.config.dataDir)
+    if (deps.config.dataDir !== undefined) {
+      deps.registry.beginLastRun(RESTART_WINDOW_MS, this.#readLastRun())
+    }
+  }
+
+  /**
+   * Tells the registry what the earlier runs published last, each path's content ids under the
+   * secret rule of serving (#askers): read in the background, so createEngine does not wait for
+   * up to MAX_KEPT_PUBLISHED records and their secrets.
+   */
+  async #readLastRun(): Promise<void> {
+    await this.#history.everyLast(async (last) => {
+      const askers = await this.#askers(last)
+      if (askers === undefined) return
+      for (const cid of last.cids) this.#deps.registry.lastRun(cid, askers.secrets)
+    })
   }
 
   async publish(path: string, opts: PublishOptions): Promise<Published> {

@@ -8,14 +8,16 @@ import type { HaulError } from '../errors.ts'
 import type { AdmissionPlace } from '../resources/admission.ts'
 import { isTransient, type RetryOptions } from '../transfer/retry.ts'
 import type { ProviderSet } from './provider-set.ts'
+import type { RecentPeers } from './recent-peers.ts'
 
 /** What providers that do not have the content say (or a node without haul): others may. */
 const LACKING: ReadonlySet<string> = new Set(['CONTENT_NOT_FOUND', 'NO_PROVIDER', 'UNSUPPORTED_VERSION'])
 
-/** The fetch's admission place and provider search (see FetchJobDeps). */
+/** The fetch's admission place and provider search (see FetchJobDeps), and the engine's RecentPeers. */
 export interface RetryDeps {
   readonly place?: AdmissionPlace | undefined
   readonly stillLooking?: (() => boolean) | undefined
+  readonly recentPeers?: RecentPeers | undefined
 }
 
 export class FetchRetry {
@@ -88,14 +90,17 @@ export class FetchRetry {
    * may not be there (PEER_UNREACHABLE, TIMEOUT) is retried only `retry.maxAttemptsFirstContact`
    * times; then the transfer fails with the error itself, so a wrong address or a sender that is
    * not running is told in about a second, and a peer that takes streams and stays silent in
-   * three request timeouts. A peer that said hello (and perhaps the header) and then let a request
-   * time out, with no chunk byte from any provider in this fetch, gets as many: saying hello is
-   * not serving (counted against `retry.maxAttempts`, ten request timeouts and their back-off
-   * hold the fetch over six minutes). Every other transient failure (a stream cut,
-   * TOO_MANY_REQUESTS) came from a peer, and gets `retry.maxAttempts`.
+   * three request timeouts. Unless this engine heard from a provider within `retry.maxStallMs`
+   * (another fetch got its hello): then the peer is not absent but away, an outage (a fetch
+   * queued while its sender restarts starts while it is down). A peer that said hello (and
+   * perhaps the header) and then let a request time out, with no chunk byte from any provider in
+   * this fetch, gets as many: saying hello is not serving (counted against `retry.maxAttempts`,
+   * ten request timeouts and their back-off hold the fetch over six minutes). Every other
+   * transient failure (a stream cut, TOO_MANY_REQUESTS) came from a peer, and gets
+   * `retry.maxAttempts`.
    */
   attemptLimit(error: HaulError): number {
-    if (this.#unreached(error) || this.#neverServed(error)) {
+    if ((this.#unreached(error) && !this.#heardLately()) || this.#neverServed(error)) {
       return Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
     }
     return this.#inOutage(error) || this.#preparing(error)
@@ -114,23 +119,36 @@ export class FetchRetry {
   }
 
   /**
-   * A provider was reached and the transfer made progress, and now the network fails
-   * (PEER_UNREACHABLE, TIMEOUT: a link down, a sender restarting): an outage, retried however
-   * many attempts it takes until `retry.maxStallMs` pass without progress. Counted in attempts,
-   * a link down for a minute and a half spent them all (ten attempts, their back-off ~100 s).
+   * The network fails (PEER_UNREACHABLE, TIMEOUT: a link down, a sender restarting) after a
+   * provider was reached: this transfer made progress, or this engine heard from a provider (see
+   * attemptLimit). An outage, retried however many attempts it takes until `retry.maxStallMs`
+   * pass without progress and without a word from the providers. Counted in attempts, a link
+   * down for a minute and a half spent them all (ten attempts, their back-off ~100 s).
    */
   #inOutage(error: HaulError): boolean {
     if (error.code !== 'PEER_UNREACHABLE' && error.code !== 'TIMEOUT') return false
-    return this.#mark > 0 && performance.now() - this.#markAt < this.#retry.maxStallMs
+    const progressed = this.#mark > 0 && performance.now() - this.#markAt < this.#retry.maxStallMs
+    return progressed || this.#heardLately()
   }
 
   /**
-   * A request timed out and no provider has sent a byte of a chunk in this fetch (chunks kept from
-   * an earlier run do not count): the peer answers, if at all, with nothing to fetch. An outage
-   * after progress is told apart by the bytes that came before it.
+   * A request timed out after a provider said hello in this job, and no provider has sent a byte
+   * of a chunk in this fetch (chunks kept from an earlier run do not count): the peer answers
+   * with nothing to fetch, however lately it said hello. An outage after progress is told apart
+   * by the bytes that came before it.
    */
   #neverServed(error: HaulError): boolean {
-    return error.code === 'TIMEOUT' && this.#providers.chunkBytes() === 0
+    return error.code === 'TIMEOUT' && this.#providers.chunkBytes() === 0 && this.#providers.reached()
+  }
+
+  /** This engine heard from one of the providers (a hello, a header) within `retry.maxStallMs`. */
+  #heardLately(): boolean {
+    const recent = this.#deps.recentPeers
+    if (recent === undefined) return false
+    for (const id of this.#providers.links.keys()) {
+      if (recent.heardWithin(id, this.#retry.maxStallMs)) return true
+    }
+    return false
   }
 
   /** The failure itself when no provider was reached; undefined otherwise (RETRIES_EXHAUSTED). */

@@ -11,6 +11,7 @@ import type { TransferRoute, TransferTimeouts } from '../transfer/transfer-types
 import type { WorkerPool } from '../workers/pool.ts'
 import { type FetchContext, type FetchLimits, fetchHeader } from './fetch-context.ts'
 import { Bitset, type Have } from './have.ts'
+import type { RecentPeers } from './recent-peers.ts'
 
 export interface LinkDeps {
   readonly cid: Uint8Array
@@ -24,6 +25,8 @@ export interface LinkDeps {
   readonly buffers?: BufferRecycler
   /** Open sessions kept between transfers: a connect takes one to the peer first, a finished transfer gives its back. */
   readonly sessions?: SessionPool | undefined
+  /** Told each time a provider is heard from (its hello, a header it answered): see FetchRetry. */
+  readonly recentPeers?: RecentPeers | undefined
 }
 
 /**
@@ -135,6 +138,7 @@ export class PeerLink {
       requestTimeoutMs: deps.timeouts.requestMs,
       closeTimeoutMs: deps.timeouts.closeMs,
       codecs: deps.limits.codecs,
+      onHello: () => deps.recentPeers?.heard(this.id),
       ...(buffers === undefined
         ? {}
         : { allocPayload: buffers.take.bind(buffers), releasePayload: buffers.give.bind(buffers) }),
@@ -156,6 +160,7 @@ export class PeerLink {
   async #header(deps: LinkDeps, session: RemoteSession, signal: AbortSignal): Promise<DescriptorHeader> {
     try {
       const header = await fetchHeader(this.context(deps, session), signal)
+      deps.recentPeers?.heard(this.id)
       this.#adopt(session)
       return header
     } catch (err) {

@@ -243,7 +243,7 @@ const PEER_TEXT: Partial<Record<ErrorCode, string>> = {
   CONTENT_CHANGED:
     "the sender's file changed since it was published, so it is no longer served: ask the sender to publish it again for a new ticket",
   CONTENT_PREPARING:
-    'the sender is indexing its file again before it serves it (it was restarted): asking again shortly',
+    'the sender was restarted and serves it once it has published it again (it is indexing its file, or starting up): asking again shortly',
   SOURCE_INVALID:
     'the sender cannot read the file it published: ask the sender to check it and publish it again',
   PERMISSION_DENIED: 'the sender may not read the file it published: ask the sender to check its permissions',

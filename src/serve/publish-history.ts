@@ -1,4 +1,4 @@
-import { readFile } from 'node:fs/promises'
+import { readdir, readFile } from 'node:fs/promises'
 import { join, resolve } from 'node:path'
 import { derivedName, pruneFolder } from '../storage/data-folder.ts'
 import { writeAtomically } from '../storage/write-atomically.ts'
@@ -9,6 +9,9 @@ export const MAX_KEPT_PUBLISHED = 4096
 
 /** Earlier publishes of one path remembered beside its last (a file changed several times while stopped). */
 export const MAX_EARLIER_PUBLISHES = 8
+
+/** Records read at once when all are read (everyLast): enough to keep the disk busy, few open files. */
+const READS_AT_ONCE = 16
 
 /** What a path (a file, or a collection's paths) published. */
 export interface LastPublished {
@@ -47,6 +50,24 @@ export class PublishHistory {
   async last(key: readonly unknown[]): Promise<LastPublished | undefined> {
     if (this.#dir === undefined) return undefined
     return (await readRecord(join(this.#dir, derivedName(key, '.json'))))?.now
+  }
+
+  /**
+   * What every recorded path published last (at most MAX_KEPT_PUBLISHED, READS_AT_ONCE read at a
+   * time), each handed to `each` as it is read; records that cannot be read are passed over.
+   */
+  async everyLast(each: (p: LastPublished) => Promise<void>): Promise<void> {
+    const dir = this.#dir
+    if (dir === undefined) return
+    const names = (await readdir(dir).catch(() => [] as string[])).filter((n) => n.endsWith('.json'))
+    const left = names.slice(0, MAX_KEPT_PUBLISHED)
+    const reader = async (): Promise<void> => {
+      for (let name = left.pop(); name !== undefined; name = left.pop()) {
+        const record = await readRecord(join(dir, name))
+        if (record !== undefined) await each(record.now)
+      }
+    }
+    await Promise.all(Array.from({ length: READS_AT_ONCE }, reader))
   }
 
   /**

@@ -2,6 +2,7 @@ import type { DescriptorHeader } from '../descriptor/header.ts'
 import type { DescriptorPage } from '../descriptor/reader.ts'
 import type { LeafEntry } from '../types.ts'
 import { admits, admitsUnknown } from './access.ts'
+import { MAX_KEPT_PUBLISHED } from './publish-history.ts'
 
 /** Leaf pages and rows of served content (a DescriptorReader, or a partial seeder's verified pages). */
 export interface ContentReader {
@@ -43,6 +44,12 @@ export interface PublishedContent {
 /** Content ids withdrawn because their source changed that are remembered (see `withdrawChanged`). */
 export const MAX_WITHDRAWN = 1024
 
+/**
+ * Content ids an earlier run published (its last publish of each path kept in a data folder,
+ * at most 2 each: src/serve/publish-history.ts) that a started engine tells CONTENT_PREPARING.
+ */
+export const MAX_LAST_RUN = 2 * MAX_KEPT_PUBLISHED
+
 /** Content not served that a request may still be told of: who may be told (its secrets), and what. */
 interface Told {
   readonly secrets: readonly Uint8Array[] | undefined
@@ -58,11 +65,20 @@ export class ContentRegistry {
    * is indexed. One entry per publish in progress.
    */
   readonly #preparing = new Map<string, Told>()
+  /**
+   * Published by an earlier run of this engine, not published again yet (`lastRun`): told
+   * CONTENT_PREPARING until performance.now() reaches #lastRunEnds. At most MAX_LAST_RUN.
+   */
+  readonly #lastRun = new Map<string, Told>()
+  #lastRunEnds = Number.NEGATIVE_INFINITY
+  /** Reading what the earlier runs published, while it is under way (see lastRunRead). */
+  #lastRunReading: Promise<void> | undefined
 
   add(content: PublishedContent): void {
     const key = contentKey(content.cid)
     const old = this.#byKey.get(key)
     this.#changed.delete(key)
+    this.#lastRun.delete(key)
     this.#byKey.set(key, content)
     if (old !== undefined && old !== content) void closeContent(old)
   }
@@ -105,8 +121,11 @@ export class ContentRegistry {
     return c
   }
 
+  /** Stops serving `cid`, or telling of it as published by an earlier run (the application revokes it). */
   unpublish(cid: Uint8Array): PublishedContent | undefined {
-    return this.unpublishByKey(contentKey(cid))
+    const key = contentKey(cid)
+    this.#lastRun.delete(key)
+    return this.unpublishByKey(key)
   }
 
   /**
@@ -135,6 +154,7 @@ export class ContentRegistry {
   }
 
   #rememberChanged(key: string, secrets: readonly Uint8Array[] | undefined, why: string): void {
+    this.#lastRun.delete(key)
     this.#changed.delete(key)
     this.#changed.set(key, { secrets, why })
     if (this.#changed.size > MAX_WITHDRAWN) this.#changed.delete(this.#changed.keys().next().value!)
@@ -145,7 +165,7 @@ export class ContentRegistry {
    * had it; undefined otherwise, after the same comparison as for unknown content.
    */
   changedFor(cid: Uint8Array, secret: Uint8Array | undefined): string | undefined {
-    return toldOf(this.#changed, cid, secret)
+    return toldOf(this.#changed.get(contentKey(cid)), secret)
   }
 
   /**
@@ -155,7 +175,10 @@ export class ContentRegistry {
    */
   preparing(cid: Uint8Array, secrets: readonly Uint8Array[] | undefined, what: string): () => void {
     const key = contentKey(cid)
-    const entry = { secrets, why: what }
+    const entry = {
+      secrets,
+      why: `the sender is indexing ${what} again before it serves it (it was restarted): asking again`,
+    }
     this.#preparing.set(key, entry)
     return () => {
       if (this.#preparing.get(key) === entry) this.#preparing.delete(key)
@@ -163,11 +186,55 @@ export class ContentRegistry {
   }
 
   /**
-   * What is indexed for `cid` (see `preparing`), if a request presenting `secret` could have had
-   * it; undefined otherwise, after the same comparison as for unknown content.
+   * Starts telling what an earlier run of this engine published (`lastRun`, added while
+   * `reading` runs) CONTENT_PREPARING, for `ms` from now: the application has not published it
+   * again yet, a moment after its engine started. A fetch told that asks again; told the content
+   * is unknown, one that never saw it gives up at once.
+   */
+  beginLastRun(ms: number, reading: Promise<void>): void {
+    this.#lastRunEnds = performance.now() + ms
+    const settled = reading.then(
+      () => {},
+      () => {},
+    )
+    this.#lastRunReading = settled
+    void settled.then(() => {
+      if (this.#lastRunReading === settled) this.#lastRunReading = undefined
+    })
+  }
+
+  /**
+   * `cid` was published by an earlier run, to requests presenting one of `secrets` (undefined:
+   * to anyone): told CONTENT_PREPARING until beginLastRun's time is up, unless it is served,
+   * withdrawn as changed (CONTENT_CHANGED says more), or unpublished meanwhile.
+   */
+  lastRun(cid: Uint8Array, secrets: readonly Uint8Array[] | undefined): void {
+    const key = contentKey(cid)
+    if (this.#byKey.has(key) || this.#changed.has(key) || this.#lastRun.size >= MAX_LAST_RUN) return
+    this.#lastRun.set(key, {
+      secrets,
+      why: 'the sender was restarted and has not published this content again yet: asking again',
+    })
+  }
+
+  /**
+   * Settles once what earlier runs published is read (at once when it is, or there is none): a
+   * request for content not served waits for it, so it is not told the content is unknown a
+   * moment before it would have been told to ask again. Every such request waits alike, whatever
+   * it names, so how long it waited tells nothing of the content id.
+   */
+  lastRunRead(): Promise<void> | undefined {
+    return this.#lastRunReading
+  }
+
+  /**
+   * Why `cid` is not served yet (see `preparing` and `lastRun`), if a request presenting `secret`
+   * could have had it; undefined otherwise, after the same comparison as for unknown content.
    */
   preparingFor(cid: Uint8Array, secret: Uint8Array | undefined): string | undefined {
-    return toldOf(this.#preparing, cid, secret)
+    if (this.#lastRun.size > 0 && performance.now() >= this.#lastRunEnds) this.#lastRun.clear()
+    const key = contentKey(cid)
+    return toldOf(this.#preparing.get(key) ?? this.#lastRun.get(key), secret)
   }
 
   get size(): number {
@@ -191,15 +258,10 @@ async function closeContent(c: PublishedContent): Promise<void> {
 }
 
 /**
- * What `entries` say of `cid` to a request presenting `secret`, if it could have had the content;
- * undefined otherwise, after the same comparison as for unknown content.
+ * What `told` says to a request presenting `secret`, if it could have had the content;
+ * undefined otherwise, after the same comparison as for unknown content (`told` undefined).
  */
-function toldOf(
-  entries: ReadonlyMap<string, Told>,
-  cid: Uint8Array,
-  secret: Uint8Array | undefined,
-): string | undefined {
-  const told = entries.get(contentKey(cid))
+function toldOf(told: Told | undefined, secret: Uint8Array | undefined): string | undefined {
   if (told === undefined) {
     admitsUnknown(secret)
     return undefined

@@ -275,15 +275,17 @@ class ServerSession {
 
   async #answer(req: Request): Promise<void> {
     // Without its secret, published content gets the very answer unknown content does.
-    const content = this.#ctx.registry.granted(req.cid, req.secret)
+    const { registry } = this.#ctx
+    let content = registry.granted(req.cid, req.secret)
+    const reading = content === undefined ? registry.lastRunRead() : undefined
+    if (reading !== undefined) {
+      await reading
+      content = registry.granted(req.cid, req.secret)
+    }
     if (content === undefined) {
-      const preparing = this.#ctx.registry.preparingFor(req.cid, req.secret)
-      if (preparing !== undefined) {
-        throw new ContentPreparingError(
-          `the sender is indexing ${preparing} again before it serves it (it was restarted): asking again`,
-        )
-      }
-      const changed = this.#ctx.registry.changedFor(req.cid, req.secret)
+      const preparing = registry.preparingFor(req.cid, req.secret)
+      if (preparing !== undefined) throw new ContentPreparingError(preparing)
+      const changed = registry.changedFor(req.cid, req.secret)
       throw changed === undefined ? notFound() : new ContentChangedError(changed)
     }
     switch (req.type) {

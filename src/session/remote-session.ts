@@ -50,6 +50,8 @@ export interface RemoteSessionOptions {
    * protocol violation. @default every codec haul knows
    */
   codecs?: readonly Codec[]
+  /** Called once, when the peer's hello arrives: it is there and speaks haul. */
+  onHello?: () => void
 }
 
 /** RemoteSessionOptions.closeTimeoutMs's default. */
@@ -366,6 +368,7 @@ export class RemoteSession {
     if (msg.type !== 'hello') throw new ProtocolViolationError(`expected hello, got ${msg.type}`)
     this.#remoteMaxFrame = msg.maxFrame
     this.#writer.maxFrame = msg.maxFrame
+    this.#opts.onHello?.()
   }
 
   #shutdown(err: HaulError): void {

@@ -23,7 +23,9 @@ export interface RetryOptions {
    * for failures that say it may not be there (PEER_UNREACHABLE, TIMEOUT). A
    * wrong ticket or a sender that is not running fails after these with its
    * own error, in about a second, instead of after the whole backoff; a blip
-   * at the first dial is still ridden out. Also the TIMEOUTs allowed while no
+   * at the first dial is still ridden out. Not when this engine heard from the
+   * peer within `maxStallMs` (another fetch got its hello): an outage then.
+   * Also the TIMEOUTs allowed while no
    * provider has sent a chunk byte in this fetch (a peer that says hello and
    * then nothing). At most maxAttempts.
    */
@@ -37,7 +39,8 @@ export interface RetryOptions {
    * not count because its peer is visibly serving (see `maxAttempts`). Bounds a link that always
    * breaks mid-chunk: it fails after this, then `maxAttempts` failures. Also how long an outage
    * is ridden out: once a provider was reached and the transfer progressed, PEER_UNREACHABLE and
-   * TIMEOUT are retried whatever their count until this long passes without progress; so is a
+   * TIMEOUT are retried whatever their count until this long passes without progress (for a
+   * transfer that never reached it, until this long after this engine last heard from it); so is a
    * provider's CONTENT_PREPARING (it is indexing the file again), from the fetch's start.
    */
   maxStallMs: number

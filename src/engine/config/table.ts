@@ -73,7 +73,7 @@ export const optionTable = {
     kind: 'path',
     default: undefined,
     defaultDoc: 'none',
-    doc: 'identity key (`identity.key`, mode 0600), descriptors of published files (`descriptors/`), ticket secrets (`secrets/`), what each path last published (`published/`, so a restarted sender tells the tickets of a file changed meanwhile `CONTENT_CHANGED`) and the ports last listened on (`listen-port`); without it, a fresh identity, secrets and ports each start, and descriptors in `$XDG_CACHE_HOME/haul/descriptors` (`~/.cache/haul`)',
+    doc: 'identity key (`identity.key`, mode 0600), descriptors of published files (`descriptors/`), ticket secrets (`secrets/`), what each path last published (`published/`, so a restarted sender tells the tickets of a file changed meanwhile `CONTENT_CHANGED`, and for its first minute those of content not published again yet `CONTENT_PREPARING`) and the ports last listened on (`listen-port`); without it, a fresh identity, secrets and ports each start, and descriptors in `$XDG_CACHE_HOME/haul/descriptors` (`~/.cache/haul`)',
   }),
   thread: oneOf(
     { main: true, worker: true },
@@ -221,7 +221,7 @@ export const optionTable = {
     maxAttemptsFirstContact: count({
       min: 1,
       default: 3,
-      doc: 'attempts before any provider said hello (not dialed, or silent on its stream), for `PEER_UNREACHABLE` and `TIMEOUT`; also for `TIMEOUT` while no provider has sent a chunk byte in this fetch (hello, perhaps the header, then nothing)',
+      doc: 'attempts before any provider said hello (not dialed, or silent on its stream), for `PEER_UNREACHABLE` and `TIMEOUT`, unless another fetch of this engine heard from one within `retry.maxStallMs` (an outage then); also for `TIMEOUT` while no provider has sent a chunk byte in this fetch (hello, perhaps the header, then nothing)',
     }),
     baseDelayMs: ms({
       min: 0,
@@ -232,7 +232,7 @@ export const optionTable = {
     maxStallMs: ms({
       min: 1,
       default: 300_000,
-      doc: 'longest time without a verified chunk that still counts as progress, and how long an outage (a provider reached earlier away) or a provider indexing the file again (`CONTENT_PREPARING`) is retried whatever the attempts',
+      doc: 'longest time without a verified chunk that still counts as progress, and how long an outage (a provider reached earlier away, by this fetch or, since its last hello, by another) or a provider indexing the file again (`CONTENT_PREPARING`) is retried whatever the attempts',
     }),
   },
   journal: {
