@@ -202,6 +202,15 @@ export class DecompressionError extends HaulError {
 export class PeerUnreachableError extends HaulError {
   override readonly name = 'PeerUnreachableError'
   readonly code = 'PEER_UNREACHABLE'
+  /**
+   * Another peer answers at every address dialed (it proved another identity): the peer named is
+   * gone from there, restarted without its data folder or replaced, rather than away a moment.
+   */
+  readonly answeredBy: string | undefined
+  constructor(message?: string, options?: ErrorOptions, answeredBy?: string) {
+    super(message, options)
+    this.answeredBy = answeredBy
+  }
 }
 export class StreamClosedError extends HaulError {
   override readonly name = 'StreamClosedError'

@@ -4,7 +4,7 @@
  * and how many attempts a failure gets before any provider was reached. FetchJob answers the
  * machine through it; what it judges by lives on the providers' links and in the journal.
  */
-import type { HaulError } from '../errors.ts'
+import { type HaulError, PeerUnreachableError } from '../errors.ts'
 import type { AdmissionPlace } from '../resources/admission.ts'
 import { isTransient, type RetryOptions } from '../transfer/retry.ts'
 import type { ProviderSet } from './provider-set.ts'
@@ -95,12 +95,15 @@ export class FetchRetry {
    * queued while its sender restarts starts while it is down). A peer that said hello (and
    * perhaps the header) and then let a request time out, with no chunk byte from any provider in
    * this fetch, gets as many: saying hello is not serving (counted against `retry.maxAttempts`,
-   * ten request timeouts and their back-off hold the fetch over six minutes). Every other
+   * ten request timeouts and their back-off hold the fetch over six minutes). A peer whose
+   * addresses another peer answers now (PeerUnreachableError.answeredBy) is gone, not away: as
+   * many, whatever was heard of it before. Every other
    * transient failure (a stream cut, TOO_MANY_REQUESTS) came from a peer, and gets
    * `retry.maxAttempts`.
    */
   attemptLimit(error: HaulError): number {
-    if ((this.#unreached(error) && !this.#heardLately()) || this.#neverServed(error)) {
+    const replaced = error instanceof PeerUnreachableError && error.answeredBy !== undefined
+    if ((this.#unreached(error) && !this.#heardLately()) || this.#neverServed(error) || replaced) {
       return Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
     }
     return this.#inOutage(error) || this.#preparing(error)

@@ -17,6 +17,9 @@ import { describeDialError } from './peer-addr.ts'
  */
 const RELAY_BUSY = /failed to connect via relay with status (RESOURCE_LIMIT_EXCEEDED|PERMISSION_DENIED)/
 
+/** What Noise says when the peer at an address proves another identity than the one dialed. */
+const OTHER_IDENTITY = /Payload identity key (\S+) does not match expected remote identity key/
+
 export class PeerConnections {
   readonly #node: Libp2p
   /** Each dial group's time, and how long a duplicate connection stays unused before it is closed. */
@@ -94,6 +97,14 @@ export class PeerConnections {
       throw new TooManyRequestsError(
         `peer ${peerId} is reached only through its relay, and the relay has no circuit free for it now (${why.at(-1)}): retrying, as a circuit frees up when another transfer through it ends`,
         { cause: lastError },
+      )
+    }
+    const others = why.map((w) => OTHER_IDENTITY.exec(w)?.[1])
+    if (others.length > 0 && others.every((o) => o !== undefined)) {
+      throw new PeerUnreachableError(
+        `peer ${peerId} is no longer at ${addrs.map(String).join(', ')}: another peer (${others[0]}) answers there now. It restarted without its data folder (a new identity) or left: get a new ticket, or its new address`,
+        { cause: lastError },
+        others[0],
       )
     }
     throw new PeerUnreachableError(

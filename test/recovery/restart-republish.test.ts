@@ -127,4 +127,24 @@ describe('a sender restarted on its data folder, publishing again a moment later
     expect(await sha256File(join(dir, 'c.out'))).toBe(await sha256File(c))
     await stop(again)
   })
+
+  it('back without its data folder (another identity on its port): a fetch from a peer heard from moments before fails at first contact, naming the peer that answers there now', async () => {
+    const e = join(dir, 'e.bin')
+    await writeFile(e, 100 * KiB, 'random', 5)
+    const first = await sender(join(dir, 'data-replaced'))
+    const ticket = (await first.publish(e)).ticket
+    await receiver.fetch(ticket, join(dir, 'e-first.out')).result
+    const port = /\/tcp\/(\d+)/.exec(first.addresses.find((a) => a.includes('/tcp/'))!)![1]
+    await stop(first)
+    const other = await Engine.create({ workers: 1, listen: [`/ip4/127.0.0.1/tcp/${port}`] })
+    running.push(other)
+    const maxima: number[] = []
+    const err = await failure(
+      receiver.fetch(ticket, join(dir, 'e.out'), { onRetry: (i) => maxima.push(i.maxAttempts) }).result,
+    )
+    expect(err).toMatchObject({ code: 'PEER_UNREACHABLE', answeredBy: other.peerId })
+    expect(err.message).toContain(`another peer (${other.peerId}) answers there now`)
+    expect(maxima.every((m) => m === FIRST_CONTACT)).toBe(true)
+    await stop(other)
+  })
 })
