@@ -64,6 +64,8 @@ export class ServeReport {
   /** Open sessions per peer: a peer is announced when its first one opens. */
   readonly #peerSessions = new Map<string, number>()
   readonly #peersSeen = new Set<string>()
+  /** The address each peer was last said to connect from (at most MAX_PEERS_COUNTED peers). */
+  readonly #saidFrom = new Map<string, string>()
   #peersCapped = false
   /** The transfer running on each session. */
   readonly #transfers = new Map<number, Transfer>()
@@ -135,8 +137,11 @@ export class ServeReport {
         : `${plural(this.#cutByStop, 'transfer')} in progress ${this.#cutByStop === 1 ? 'was' : 'were'} cut off`
     const byPeer = this.#cutByPeer === 0 ? '' : ` (${this.#cutByPeer} cut off by their peer)`
     this.#out.done()
+    const seen = `${plural(peers, 'peer')}${this.#peersCapped ? '+' : ''}`
     this.#out.human(
-      `stopped: served ${formatBytes(this.#bytes)} to ${plural(peers, 'peer')}${this.#peersCapped ? '+' : ''} in ${plural(this.#started, 'transfer')}${byPeer}; ${cut}`,
+      this.#started === 0
+        ? `stopped: nothing was asked for${peers > 0 ? ` (${seen} connected)` : ''}`
+        : `stopped: served ${formatBytes(this.#bytes)} to ${seen} in ${plural(this.#started, 'transfer')}${byPeer}; ${cut}`,
     )
   }
 
@@ -198,6 +203,11 @@ export class ServeReport {
     else if (!this.#peersSeen.has(peerId)) this.#peersCapped = true
     if (open > 0) return
     this.#out.event({ event: 'peer-connected', peerId, address: remoteAddr })
+    // Said once for a peer and its address: one that ends a session and opens the next (a
+    // lookup, then the fetch) over the same connection has not connected again.
+    if (this.#saidFrom.get(peerId) === remoteAddr) return
+    if (this.#saidFrom.size < MAX_PEERS_COUNTED || this.#saidFrom.has(peerId))
+      this.#saidFrom.set(peerId, remoteAddr)
     this.#line(`peer ${shortPeer(peerId)} connected from ${shortAddr(remoteAddr)}`)
   }
 

@@ -72,4 +72,33 @@ describe("haul send's lines about what it serves", () => {
       "(299 more lines about 12D3…AAAAAAA's transfers not shown: it ran many at once)",
     ])
   })
+
+  it('a peer that ends a session and opens the next over the same connection is said to connect once; a stop with nothing asked says so', () => {
+    const report = new ServeReport(new Output(false))
+    const peerId = '12D3KooWLookupThenFetchCCCCCCCCCCCCCCCCCCCCCCCCCCCC'
+    const session = (s: number, remoteAddr: string): void => {
+      report.onEvent({ type: 'session-opened', session: s, peerId, remoteAddr })
+      report.onEvent({
+        type: 'session-ended',
+        session: s,
+        peerId,
+        bytes: 0,
+        chunks: 0,
+        wireBytes: 0,
+        reason: 'closed',
+        busy: false,
+      })
+    }
+    const lines = printed(() => {
+      session(1, '/ip4/10.0.0.7/tcp/43734')
+      session(2, '/ip4/10.0.0.7/tcp/43734')
+      session(3, '/ip4/10.0.0.7/tcp/50000')
+      report.summary()
+    })
+    expect(lines.filter((l) => l.includes('connected from'))).toEqual([
+      'peer 12D3…CCCCCCC connected from /ip4/10.0.0.7/tcp/43734',
+      'peer 12D3…CCCCCCC connected from /ip4/10.0.0.7/tcp/50000',
+    ])
+    expect(lines.at(-1)).toBe('stopped: nothing was asked for (1 peer connected)')
+  })
 })
