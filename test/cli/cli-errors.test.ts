@@ -234,6 +234,27 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     )
   })
 
+  it('haul index -o a path that cannot take the descriptor is DESTINATION_INVALID before indexing, naming the path given', async () => {
+    const folder = join(dir, 'index-out')
+    await mkdir(folder)
+    const cases: Array<[string, RegExp]> = [
+      [join(dir, 'no-such-folder', 'x'), /the folder .*no-such-folder does not exist \(ENOENT\): create it/],
+      [folder, /index-out is a directory: give a file path/],
+      [join(src, 'x'), /data\.bin, or a folder above it, is a file, not a folder \(ENOTDIR\)/],
+      ['/proc/self/haul-x', /cannot create \/proc\/self\/haul-x \(ENOENT\): \/proc\/self takes no new files/],
+    ]
+    for (const [out, message] of cases) {
+      const r = await run(['index', src, '-o', out, '--json'])
+      expect(r.code, out).toBe(1)
+      // Refused before a byte was read: no indexing event, only the error.
+      const evs = events(r.stdout)
+      expect(evs, out).toHaveLength(1)
+      expect(evs[0], out).toMatchObject({ event: 'error', code: 'DESTINATION_INVALID' })
+      expect(evs[0]!.message, out).toMatch(message)
+      expect(evs[0]!.message, out).not.toMatch(/\.tmp\b/)
+    }
+  })
+
   it('a listen address that cannot be used (port taken, address not here) is CONFIG_INVALID naming it, no stack', async () => {
     const taken = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
