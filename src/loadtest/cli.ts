@@ -1,9 +1,10 @@
-import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
 import { asUsageError } from '../cli/args.ts'
 import { defaultText } from '../engine/config/docs.ts'
-import { InvalidArgumentError } from '../errors.ts'
+import { DestinationInvalidError, errorClassOf, InvalidArgumentError } from '../errors.ts'
+import { fsError } from '../storage/fs-errors.ts'
+import { makeFolders } from '../util/make-folders.ts'
 import type { LoadTestFaultSpec } from './faults.ts'
 import { metricsLines } from './metrics-summary.ts'
 import type { LoadSample, SizeDistribution } from './options.ts'
@@ -30,7 +31,7 @@ Options:
   --gc-assist MiB      collect garbage whenever ArrayBuffer memory grew this much (engine gcAssistBytes; default ${defaultText('gcAssistBytes')})
   --workers N          worker threads per engine (default 1)
   --seed N             seed of the size and pairing draws (default 1)
-  --report DIR         where loadtest.json and loadtest.html go (default .)
+  --report DIR         where loadtest.json and loadtest.html go, made before the run (default .)
   --check              hash every download (SHA-256, in the receiving process) and compare it
                        with the generated file; a difference fails the transfer with
                        CONTENT_MISMATCH (costs receiver CPU: off for benchmarks)
@@ -99,6 +100,7 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
   }
   const transfers = num('transfers', values.transfers) ?? 20
   const faults = faultSpec(values, num)
+  const dir = await reportFolder(values.report ?? '.')
   const abort = new AbortController()
   const onSignal = (): void => abort.abort()
   process.once('SIGINT', onSignal)
@@ -139,9 +141,9 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
       },
     })
     if (tty) process.stderr.write('\n')
-    const dir = resolve(values.report ?? '.')
-    await mkdir(dir, { recursive: true })
-    const files = await writeReport(r, dir)
+    const files = await writeReport(r, dir).catch((err: unknown) => {
+      throw reportError(err, dir)
+    })
     if (values.json) {
       // The per-sample, per-transfer and per-fault lists are in loadtest.json; stdout gets the figures.
       const faultsInjected = r.faultsInjected === null ? null : { ...r.faultsInjected, events: undefined }
@@ -225,4 +227,29 @@ function size(name: string, v: string | undefined): number | undefined {
   if (m === null) throw new InvalidArgumentError(`--${name} takes a size like 64k, 16m or 1g, got "${v}"`)
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g']
   return Math.round(Number(m[1]) * unit)
+}
+
+/**
+ * The report's folder, made now (`mkdir -p`), so a path that cannot be one fails before the run
+ * rather than after it. makeFolders, not Node's recursive mkdir: that one spins for ever under
+ * /proc and /sys.
+ */
+async function reportFolder(path: string): Promise<string> {
+  const dir = resolve(path)
+  await makeFolders(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EEXIST') {
+      throw new DestinationInvalidError(
+        `--report ${path} is a file, not a folder: give a folder for loadtest.json and loadtest.html`,
+        { cause: err },
+      )
+    }
+    throw reportError(err, dir)
+  })
+  return dir
+}
+
+/** A failure to make or write the report's folder, typed (src/storage/fs-errors.ts) and naming --report. */
+function reportError(err: unknown, dir: string): Error {
+  const typed = fsError(err, dir)
+  return new (errorClassOf(typed.code))(`--report: ${typed.message}`, { cause: err })
 }

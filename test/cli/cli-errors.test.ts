@@ -255,6 +255,27 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     }
   })
 
+  it('haul loadtest --report that cannot be a folder fails before the run, typed, never spinning (/proc)', async () => {
+    const cases: Array<[string, RegExp]> = [
+      [
+        '/proc/haul-report',
+        /^error \[DESTINATION_INVALID\]: --report: cannot create \/proc\/haul-report .*takes no new files/,
+      ],
+      [src, /^error \[DESTINATION_INVALID\]: --report .*data\.bin is a file, not a folder: give a folder/],
+      [
+        join(src, 'r'),
+        /^error \[DESTINATION_INVALID\]: --report: .*data\.bin, or a folder above it, is a file/,
+      ],
+    ]
+    for (const [report, message] of cases) {
+      const r = await run(['loadtest', '--report', report, '--transfers', '2', '--scrape-every', '0'])
+      expect(r.code, report).toBe(1)
+      // Refused before the run: no progress line, no engine process started.
+      expect(r.stderr, report).toMatch(message)
+      expect(r.stderr, report).not.toMatch(/done/)
+    }
+  })
+
   it('a listen address that cannot be used (port taken, address not here) is CONFIG_INVALID naming it, no stack', async () => {
     const taken = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
