@@ -28,7 +28,9 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, '--memory', 'x'], /--memory takes a positive whole number, got "x"/],
       [['send', src, '--memory', '99999999999'], /--memory takes at most 8589934591 MiB, got "99999999999"/],
       // The engine's own checks, named by the flag.
-      [['send', src, '--memory', '1'], /--memory: memoryBudget must be/],
+      // A range in the flag's own unit, not the option's bytes.
+      [['send', src, '--memory', '1'], /: --memory must be at least 4 \(MiB\), got 1$/m],
+      [['get', 'haul1x', '--memory', '3'], /: --memory must be at least 4 \(MiB\), got 3$/m],
       [['send', src, '--listen', 'nowhere'], /--listen: .*nowhere/],
       [['send', src, '--chunking', 'fixed:3k'], /--chunking/],
       // Chunks a receiver's default frame limit cannot take are refused on the sender.
