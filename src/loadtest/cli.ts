@@ -1,13 +1,18 @@
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { asUsageError } from '../cli/args.ts'
+import { asUsageError, checkEngineOptions, type FlagOfOption, inFlagTerms, MIB_UNIT } from '../cli/args.ts'
 import { defaultText } from '../engine/config/docs.ts'
 import { DestinationInvalidError, errorClassOf, InvalidArgumentError } from '../errors.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { makeFolders } from '../util/make-folders.ts'
 import type { LoadTestFaultSpec } from './faults.ts'
 import { metricsLines } from './metrics-summary.ts'
-import type { LoadSample, SizeDistribution } from './options.ts'
+import {
+  type LoadSample,
+  type LoadTestOptions,
+  resolveLoadTestOptions,
+  type SizeDistribution,
+} from './options.ts'
 import { summaryLine, writeReport } from './report.ts'
 import { runLoadTest } from './run.ts'
 import { fmtBytes } from './stats.ts'
@@ -77,6 +82,28 @@ const FLAGS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const
 
+/** The option each flag sets (LoadTestOptions, and the engine's), to name the flag when its value is refused. */
+const FLAG_OF_OPTION: readonly FlagOfOption[] = [
+  { option: 'processes', flag: '--processes' },
+  { option: 'transfers', flag: '--transfers' },
+  { option: 'concurrency', flag: '--concurrency' },
+  { option: 'minBytes', flag: '--min' },
+  { option: 'maxBytes', flag: '--max' },
+  { option: 'distribution', flag: '--distribution' },
+  { option: 'files', flag: '--files' },
+  { option: 'topology', flag: '--topology' },
+  { option: 'durationMs', flag: '--duration', unit: { per: 1000, name: 's' } },
+  { option: 'scrapeMs', flag: '--scrape-every' },
+  { option: 'scrapeSamples', flag: '--scrape-samples' },
+  { option: 'faults.stallEveryMs', flag: '--stall-every' },
+  { option: 'faults.stallMs', flag: '--stall-for' },
+  { option: 'faults.rateBytesPerSec', flag: '--link-rate' },
+  { option: 'faults.cutEveryMs', flag: '--cut-every' },
+  { option: 'memoryBudget', flag: '--memory', unit: MIB_UNIT },
+  { option: 'gcAssistBytes', flag: '--gc-assist', unit: MIB_UNIT },
+  { option: 'workers', flag: '--workers' },
+]
+
 function parseLoadTestArgs(argv: string[]) {
   try {
     return parseArgs({ args: argv, options: FLAGS })
@@ -100,38 +127,49 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
   }
   const transfers = num('transfers', values.transfers) ?? 20
   const faults = faultSpec(values, num)
-  const dir = await reportFolder(values.report ?? '.')
   const abort = new AbortController()
+  const opts: LoadTestOptions = {
+    ...def('processes', num('processes', values.processes)),
+    transfers,
+    ...def('concurrency', num('concurrency', values.concurrency)),
+    ...def('minBytes', size('min', values.min)),
+    ...def('maxBytes', size('max', values.max)),
+    ...def('distribution', values.distribution as SizeDistribution | undefined),
+    ...def('files', num('files', values.files)),
+    ...def('topology', values.topology as 'mesh' | 'fan-out' | undefined),
+    ...def('durationMs', mul(num('duration', values.duration), 1000)),
+    ...def('seed', num('seed', values.seed)),
+    // 0 turns scraping off, which `num` (positive numbers) refuses.
+    ...def(
+      'scrapeMs',
+      values['scrape-every']?.trim() === '0' ? 0 : num('scrape-every', values['scrape-every']),
+    ),
+    ...def('scrapeSamples', num('scrape-samples', values['scrape-samples'])),
+    engine: {
+      workers: num('workers', values.workers) ?? 1,
+      ...def('memoryBudget', mul(num('memory', values.memory), 1024 * 1024)),
+      ...def('gcAssistBytes', mul(num('gc-assist', values['gc-assist']), 1024 * 1024)),
+    },
+    ...def('faults', faults),
+    checkDownloads: values.check,
+    signal: abort.signal,
+  }
+  // The options checked as the run will check them, before anything starts: a value refused is
+  // a usage error naming its flag.
+  try {
+    resolveLoadTestOptions(opts)
+  } catch (err) {
+    throw inFlagTerms(err, FLAG_OF_OPTION)
+  }
+  checkEngineOptions(opts.engine ?? {}, FLAG_OF_OPTION)
+  const dir = await reportFolder(values.report ?? '.')
   const onSignal = (): void => abort.abort()
   process.once('SIGINT', onSignal)
   let prev: LoadSample | undefined
   const tty = process.stderr.isTTY === true
   try {
     const r = await runLoadTest({
-      ...def('processes', num('processes', values.processes)),
-      transfers,
-      ...def('concurrency', num('concurrency', values.concurrency)),
-      ...def('minBytes', size('min', values.min)),
-      ...def('maxBytes', size('max', values.max)),
-      ...def('distribution', values.distribution as SizeDistribution | undefined),
-      ...def('files', num('files', values.files)),
-      ...def('topology', values.topology as 'mesh' | 'fan-out' | undefined),
-      ...def('durationMs', mul(num('duration', values.duration), 1000)),
-      ...def('seed', num('seed', values.seed)),
-      // 0 turns scraping off, which `num` (positive numbers) refuses.
-      ...def(
-        'scrapeMs',
-        values['scrape-every']?.trim() === '0' ? 0 : num('scrape-every', values['scrape-every']),
-      ),
-      ...def('scrapeSamples', num('scrape-samples', values['scrape-samples'])),
-      engine: {
-        workers: num('workers', values.workers) ?? 1,
-        ...def('memoryBudget', mul(num('memory', values.memory), 1024 * 1024)),
-        ...def('gcAssistBytes', mul(num('gc-assist', values['gc-assist']), 1024 * 1024)),
-      },
-      ...def('faults', faults),
-      checkDownloads: values.check,
-      signal: abort.signal,
+      ...opts,
       onSample: (s) => {
         // A live line: rewritten in place on a terminal, one line a second otherwise.
         if (tty) process.stderr.write(`\r\x1b[K${summaryLine(s, transfers, prev)}`)

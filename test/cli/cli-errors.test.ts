@@ -77,6 +77,13 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, src], /two of the paths given are named "data.bin"/],
       [['frobnicate'], /unknown command "frobnicate": try "haul --help"/],
       [['loadtest', '--bogus'], /unknown flag --bogus: see "haul loadtest --help"/],
+      // The harness's options, checked before anything starts, named by their flags.
+      [
+        ['loadtest', '--min', '2m', '--max', '1m'],
+        /--min, --max: maxBytes \(1MiB\) must be at least minBytes \(2MiB\)/,
+      ],
+      [['loadtest', '--processes', '1'], /--processes: processes must be an integer >= 2, got 1/],
+      [['loadtest', '--memory', '2'], /--memory must be at least 4 \(MiB\), got 2/],
       [['get', 'haul1x', '--bogus'], /unknown flag --bogus: see "haul get --help"/],
       [
         ['get', 'haul1x', '--workers', '1000'],
