@@ -32,6 +32,12 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, '--memory', '1'], /: --memory must be at least 4 \(MiB\), got 1$/m],
       [['get', 'haul1x', '--memory', '3'], /: --memory must be at least 4 \(MiB\), got 3$/m],
       [['send', src, '--listen', 'nowhere'], /--listen: .*nowhere/],
+      // A multiaddr no transport of haul listens on: said before anything starts, with what works.
+      [
+        ['send', src, '--listen', '/ip4/127.0.0.1/udp/47123'],
+        /--listen: .*udp\/47123" is not a TCP address: .*\/ip4\/0\.0\.0\.0\/tcp\/4001/,
+      ],
+      [['relay', '--listen', '/ip4/127.0.0.1/udp/47123'], /--listen: .*is not a TCP address/],
       [['send', src, '--chunking', 'fixed:3k'], /--chunking/],
       // Chunks a receiver's default frame limit cannot take are refused on the sender.
       [
