@@ -93,14 +93,36 @@ export interface ParsedArgs {
 
 /** node:util's parseArgs, with its refusals (unknown flag, missing or ambiguous value) as usage errors. */
 export function parse(argv: string[]): ParsedArgs {
+  // The command's own help when the first word names one (`haul get … -o` missing its value).
+  const named = (COMMANDS as readonly string[]).includes(argv[0] ?? '')
+  const help = named ? `haul ${argv[0]} --help` : 'haul --help'
   try {
-    return parseArgs({ args: argv, allowPositionals: true, strict: true, options: FLAGS })
+    return refuseEmptyValues(
+      parseArgs({ args: argv, allowPositionals: true, strict: true, options: FLAGS }),
+      FLAGS,
+      help,
+    )
   } catch (err) {
-    // The command's own help when the first word names one (`haul get … -o` missing its value).
-    const named = (COMMANDS as readonly string[]).includes(argv[0] ?? '')
-    const command = named ? `haul ${argv[0]} --help` : 'haul --help'
-    throw asUsageError(err, command)
+    throw asUsageError(err, help)
   }
+}
+
+/**
+ * Refuses a flag given an empty value (`-o ''`, a variable that was not set): node's parseArgs
+ * takes it, and no flag means anything by it. Named as the user may have typed it (`-o/--out`).
+ */
+export function refuseEmptyValues<T extends { values: Record<string, unknown> }>(
+  parsed: T,
+  options: Readonly<Record<string, { readonly type: string; readonly short?: string }>>,
+  help: string,
+): T {
+  for (const [name, value] of Object.entries(parsed.values)) {
+    if (value !== '' && !(Array.isArray(value) && value.includes(''))) continue
+    const short = options[name]?.short
+    const flag = short === undefined ? `--${name}` : `-${short}/--${name}`
+    throw new InvalidArgumentError(`${flag} needs a value, got an empty one: see "${help}"`)
+  }
+  return parsed
 }
 
 /** A refusal of node:util's parseArgs as the usage error it is (exit 2), pointing at `help`; any other error as it is. */

@@ -1,6 +1,13 @@
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { asUsageError, checkEngineOptions, type FlagOfOption, inFlagTerms, MIB_UNIT } from '../cli/args.ts'
+import {
+  asUsageError,
+  checkEngineOptions,
+  type FlagOfOption,
+  inFlagTerms,
+  MIB_UNIT,
+  refuseEmptyValues,
+} from '../cli/args.ts'
 import { defaultText } from '../engine/config/docs.ts'
 import { DestinationInvalidError, errorClassOf, InvalidArgumentError } from '../errors.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -106,7 +113,7 @@ const FLAG_OF_OPTION: readonly FlagOfOption[] = [
 
 function parseLoadTestArgs(argv: string[]) {
   try {
-    return parseArgs({ args: argv, options: FLAGS })
+    return refuseEmptyValues(parseArgs({ args: argv, options: FLAGS }), FLAGS, 'haul loadtest --help')
   } catch (err) {
     throw asUsageError(err, 'haul loadtest --help')
   }

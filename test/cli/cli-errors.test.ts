@@ -69,6 +69,13 @@ describe('haul CLI errors and exit codes (real processes)', () => {
         /^error \[INVALID_ARGUMENT\]: -o\/--out needs a value: see "haul get --help"/,
       ],
       [['get', 'haul1x', '--max-rate'], /: --max-rate needs a value: see "haul get --help"/],
+      // An empty value (a variable that was not set) is no value, named as typed.
+      [['get', 'haul1x', '-o', ''], /: -o\/--out needs a value, got an empty one: see "haul get --help"/],
+      [['index', src, '--out='], /: -o\/--out needs a value, got an empty one: see "haul index --help"/],
+      [
+        ['loadtest', '--report', ''],
+        /: --report needs a value, got an empty one: see "haul loadtest --help"/,
+      ],
       // A flag of another command is refused, not ignored.
       [['send', src, '--force'], /--force is not an option of haul send/],
       [['index', src, '--listen', '/ip4/127.0.0.1/tcp/0'], /--listen is not an option of haul index/],
