@@ -365,6 +365,20 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     expect(await readFile(out).catch((err: NodeJS.ErrnoException) => err.code)).toBe('ENOENT')
   })
 
+  it('tickets of two contents are TICKET_INVALID saying to fetch each on its own, before anything starts', async () => {
+    const of = (fill: number): string =>
+      encodeSwarmTicket({
+        cid: new Uint8Array(32).fill(fill),
+        providers: [{ peerId: '12D3KooWAbc', addrs: ['/ip4/127.0.0.1/tcp/9'] }],
+        name: `f${fill}.bin`,
+      })
+    const r = await run(['get', of(1), of(2), '-o', join(dir, 'two-contents')])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(
+      /^error \[TICKET_INVALID\]: the tickets name 2 different contents: .*fetch each content on its own \(one haul get/,
+    )
+  })
+
   it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {
     const r = await run(['get', 'haul1notaticket'])
     expect(r.code).toBe(1)
