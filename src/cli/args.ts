@@ -93,14 +93,36 @@ export interface ParsedArgs {
 
 /** node:util's parseArgs, with its refusals (unknown flag, missing or ambiguous value) as usage errors. */
 export function parse(argv: string[]): ParsedArgs {
+  // The command's own help when the first word names one (`haul get … -o` missing its value).
+  const named = (COMMANDS as readonly string[]).includes(argv[0] ?? '')
+  const help = named ? `haul ${argv[0]} --help` : 'haul --help'
   try {
-    return parseArgs({ args: argv, allowPositionals: true, strict: true, options: FLAGS })
+    return refuseEmptyValues(
+      parseArgs({ args: argv, allowPositionals: true, strict: true, options: FLAGS }),
+      FLAGS,
+      help,
+    )
   } catch (err) {
-    // The command's own help when the first word names one (`haul get … -o` missing its value).
-    const named = (COMMANDS as readonly string[]).includes(argv[0] ?? '')
-    const command = named ? `haul ${argv[0]} --help` : 'haul --help'
-    throw asUsageError(err, command)
+    throw asUsageError(err, help)
   }
+}
+
+/**
+ * Refuses a flag given an empty value (`-o ''`, a variable that was not set): node's parseArgs
+ * takes it, and no flag means anything by it. Named as the user may have typed it (`-o/--out`).
+ */
+export function refuseEmptyValues<T extends { values: Record<string, unknown> }>(
+  parsed: T,
+  options: Readonly<Record<string, { readonly type: string; readonly short?: string }>>,
+  help: string,
+): T {
+  for (const [name, value] of Object.entries(parsed.values)) {
+    if (value !== '' && !(Array.isArray(value) && value.includes(''))) continue
+    const short = options[name]?.short
+    const flag = short === undefined ? `--${name}` : `-${short}/--${name}`
+    throw new InvalidArgumentError(`${flag} needs a value, got an empty one: see "${help}"`)
+  }
+  return parsed
 }
 
 /** A refusal of node:util's parseArgs as the usage error it is (exit 2), pointing at `help`; any other error as it is. */
@@ -172,35 +194,75 @@ export function engineOptionsOf(values: ParsedArgs['values']): EngineOptions {
   }
 }
 
-/** The engine option each flag sets, to name the flag when the engine refuses its value. */
-const FLAG_OF_OPTION: ReadonlyArray<readonly [string, string]> = [
-  ['memoryBudget', '--memory'],
-  ['workers', '--workers'],
-  ['listen', '--listen'],
-  ['relays', '--relay'],
-  ['dataDir', '--data-dir'],
-  ['chunking', '--chunking'],
-  ['limits.uploadBytesPerSec', '--upload-limit'],
-  ['server.maxOpenFiles', '--max-open-files'],
-  ['metrics.listen', '--metrics'],
-  ['dht.bootstrap', '--bootstrap'],
+/**
+ * The option a flag sets, to name the flag when the option's value is refused. `unit`: the flag
+ * takes the option's value in a unit of its own (`--memory 16` is 16 MiB), in which a refused
+ * range is said.
+ */
+export interface FlagOfOption {
+  readonly option: string
+  readonly flag: string
+  readonly unit?: { readonly per: number; readonly name: string }
+}
+
+export const MIB_UNIT = { per: 1024 * 1024, name: 'MiB' } as const
+
+/** The engine option each flag sets. */
+const FLAG_OF_OPTION: readonly FlagOfOption[] = [
+  { option: 'memoryBudget', flag: '--memory', unit: MIB_UNIT },
+  { option: 'workers', flag: '--workers' },
+  { option: 'listen', flag: '--listen' },
+  { option: 'relays', flag: '--relay' },
+  { option: 'dataDir', flag: '--data-dir' },
+  { option: 'chunking', flag: '--chunking' },
+  { option: 'limits.uploadBytesPerSec', flag: '--upload-limit' },
+  { option: 'server.maxOpenFiles', flag: '--max-open-files' },
+  { option: 'metrics.listen', flag: '--metrics' },
+  { option: 'dht.bootstrap', flag: '--bootstrap' },
 ]
 
 /**
  * Checks the engine options as the engine will (ranges, multiaddrs, the budget against the
  * chunk size) before anything starts: a value the engine refuses is a usage error naming its flag.
  */
-export function checkEngineOptions(opts: EngineOptions): void {
+export function checkEngineOptions(opts: EngineOptions, flags = FLAG_OF_OPTION): void {
   try {
     resolveEngineConfig(opts)
   } catch (err) {
-    if (!(err instanceof ConfigInvalidError)) throw err
-    // An option named whole: `listen` is not `metrics.listen`.
-    const named = (option: string): boolean =>
-      new RegExp(`(^|[^.\\w])${option.replaceAll('.', '\\.')}\\b`).test(err.message)
-    const flags = FLAG_OF_OPTION.filter(([option]) => named(option)).map(([, flag]) => flag)
-    throw new InvalidArgumentError(`${flags.length > 0 ? `${flags.join(', ')}: ` : ''}${err.message}`)
+    throw inFlagTerms(err, flags)
   }
+}
+
+/**
+ * A ConfigInvalidError of options the command line set as the usage error it is, naming the
+ * flags: a refused range of a flag with a unit in that unit (`--memory must be at least 4 (MiB),
+ * got 1`), anything else after the flags it names. Any other error as it is.
+ */
+export function inFlagTerms(err: unknown, flags: readonly FlagOfOption[]): unknown {
+  if (!(err instanceof ConfigInvalidError)) return err
+  // An option named whole: `listen` is not `metrics.listen`.
+  const named = flags.filter(({ option }) =>
+    new RegExp(`(^|[^.\\w])${option.replaceAll('.', '\\.')}\\b`).test(err.message),
+  )
+  const [only] = named
+  const range =
+    /^(\S+) must be (0 \(off\) or )?an integer (?:>= (\d+)|from (\d+) to (\d+)), got (-?\d+)$/.exec(
+      err.message,
+    )
+  if (named.length === 1 && only?.unit !== undefined && range?.[1] === only.option) {
+    const { per, name } = only.unit
+    const [, , orOff, atLeast, from, to, got] = range
+    const limits =
+      atLeast === undefined
+        ? `from ${Number(from) / per} to ${Number(to) / per}`
+        : `at least ${Number(atLeast) / per}`
+    return new InvalidArgumentError(
+      `${only.flag} must be ${orOff === undefined ? '' : '0 (off) or '}${limits} (${name}), got ${Number(got) / per}`,
+      { cause: err },
+    )
+  }
+  const prefix = named.length > 0 ? `${named.map((f) => f.flag).join(', ')}: ` : ''
+  return new InvalidArgumentError(`${prefix}${err.message}`, { cause: err })
 }
 
 /**

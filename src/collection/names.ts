@@ -68,9 +68,15 @@ export function checkedPath(path: string): string[] {
  * rules, else undefined (the caller falls back to a name of its own).
  */
 export function safeName(name: string | undefined): string | undefined {
-  if (name === undefined || componentProblem(name) !== undefined || foldedKey(name) === STAGING_NAME)
-    return undefined
-  return name
+  return name === undefined || nameProblem(name) !== undefined ? undefined : name
+}
+
+/** Why a receiver would not write a file under `name` (see safeName), in words; undefined when it would. */
+export function nameProblem(name: string): string | undefined {
+  const problem = componentProblem(name)
+  if (problem !== undefined) return `it has ${problem}`
+  if (foldedKey(name) === STAGING_NAME) return `it is ${STAGING_NAME}, where haul stages a fetch`
+  return undefined
 }
 
 /**

@@ -4,7 +4,9 @@ import { basename, dirname, join } from 'node:path'
 import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
 import { HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { StreamingRoot } from '../merkle/tree.ts'
+import { fsError as destinationError } from '../storage/fs-errors.ts'
 import { processAlive } from '../storage/private-temp.ts'
+import { assertNotSpecial, entryAt } from '../storage/safe-open.ts'
 import { writeAll } from '../storage/write-all.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import { throwIfAborted } from '../util/abort.ts'
@@ -109,12 +111,17 @@ export class DescriptorWriter {
     // data folders, two processes sharing a data folder) each write their own temporary file and
     // rename it into place; the descriptor is the same either way, and neither loses its file.
     const tmpPath = `${path}.${process.pid}.${randomBytes(4).toString('hex')}.tmp`
+    // What is at `path` is checked now, not at the rename that ends a whole file's indexing: a
+    // folder there is never replaced. Errors name `path`, the name the caller gave, never the
+    // temporary file beside it (same folder, so the same reasons).
+    const there = await entryAt(path)
+    if (there !== undefined) assertNotSpecial(there, path)
     await removeStaleTemporaries(path)
     let fh: FileHandle
     try {
       fh = await open(tmpPath, 'wx')
     } catch (err) {
-      throw fsError(err, tmpPath)
+      throw destinationError(err, path)
     }
     return new DescriptorWriter(path, tmpPath, fh, chunking, pageSize)
   }
@@ -170,7 +177,7 @@ export class DescriptorWriter {
       new DataView(slot.buffer).setUint32(0, headerBytes.length)
       slot.set(headerBytes, HEADER_LENGTH_SIZE)
       const fh = this.#fh!
-      await writeAll(fh, slot, 0, this.tmpPath)
+      await writeAll(fh, slot, 0, this.path)
       await fh.sync()
       await fh.close()
       this.#fh = undefined
@@ -210,7 +217,7 @@ export class DescriptorWriter {
       throw err
     }
     await this.abort()
-    throw fsError(err, this.tmpPath)
+    throw fsError(err, this.path)
   }
 
   #checkNext(entry: LeafEntry): void {
@@ -243,7 +250,7 @@ export class DescriptorWriter {
     if (this.#buffered === 0) return
     const bytes = this.#buffered * ROW_SIZE
     const position = HEADER_SLOT_SIZE + this.#flushed * ROW_SIZE
-    await writeAll(this.#fh!, this.#buffer.subarray(0, bytes), position, this.tmpPath)
+    await writeAll(this.#fh!, this.#buffer.subarray(0, bytes), position, this.path)
     this.#flushed += this.#buffered
     this.#buffered = 0
   }

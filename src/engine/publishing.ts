@@ -1,5 +1,5 @@
 import { basename, resolve as resolvePath } from 'node:path'
-import { safeName } from '../collection/names.ts'
+import { nameProblem } from '../collection/names.ts'
 import { type CollectionIndex, indexCollection } from '../collection/publish-collection.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import { ContentChangedError, InvalidArgumentError } from '../errors.ts'
@@ -113,9 +113,12 @@ export class Publishing {
     const prepared = await this.#preparing(key, file)
     let index: IndexResult
     let secret: Uint8Array | undefined
+    let name: string
     try {
       let content: PublishedContent
       ;({ index, content } = await indexForServing(file, config.dataDir, this.#indexing(opts), openFiles))
+      // Now, so its warning comes before the ticket is out where it can.
+      name = ticketName(file, index.cid)
       secret = await this.#secretFor(index.cid, opts, [content])
       registry.add(guarded(content, secret))
       await this.#replacing(key, [index.cid], secret, file)
@@ -125,7 +128,7 @@ export class Publishing {
     const ticket = encodeSwarmTicket({
       cid: index.cid,
       providers: [this.#self(secret)],
-      name: safeName(basename(file)) ?? '',
+      name,
     })
     return { ticket, index }
   }
@@ -201,7 +204,7 @@ export class Publishing {
     const ticket = encodeSwarmTicket({
       cid: content.cid,
       providers: [this.#self(secret)],
-      name: safeName(basename(dest)) ?? '',
+      name: ticketName(dest, content.cid),
     })
     return { ticket, cid: content.cid, chunks, leafCount }
   }
@@ -296,4 +299,20 @@ function guarded(content: PublishedContent, secret: Uint8Array | undefined): Pub
 
 function hex(cid: Uint8Array): string {
   return Buffer.from(cid).toString('hex')
+}
+
+/**
+ * The name a ticket carries for the file at `path`: its own, or none when a receiver would not
+ * write a file under it (src/collection/names.ts). Then receivers save it as `haul-<first 16 hex
+ * digits of the content id>`, and a HaulWarning says so while the sender can still rename it.
+ */
+function ticketName(path: string, cid: Uint8Array): string {
+  const name = basename(path)
+  const problem = nameProblem(name)
+  if (problem === undefined) return name
+  process.emitWarning(
+    `${path}: receivers cannot take its name (${problem}), so the ticket leaves it out and they save it as haul-${hex(cid).slice(0, 16)}: rename it and send it again to keep its name`,
+    'HaulWarning',
+  )
+  return ''
 }

@@ -1,12 +1,25 @@
-import { mkdir } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { parseArgs } from 'node:util'
-import { asUsageError } from '../cli/args.ts'
+import {
+  asUsageError,
+  checkEngineOptions,
+  type FlagOfOption,
+  inFlagTerms,
+  MIB_UNIT,
+  refuseEmptyValues,
+} from '../cli/args.ts'
 import { defaultText } from '../engine/config/docs.ts'
-import { InvalidArgumentError } from '../errors.ts'
+import { DestinationInvalidError, errorClassOf, InvalidArgumentError } from '../errors.ts'
+import { fsError } from '../storage/fs-errors.ts'
+import { makeFolders } from '../util/make-folders.ts'
 import type { LoadTestFaultSpec } from './faults.ts'
 import { metricsLines } from './metrics-summary.ts'
-import type { LoadSample, SizeDistribution } from './options.ts'
+import {
+  type LoadSample,
+  type LoadTestOptions,
+  resolveLoadTestOptions,
+  type SizeDistribution,
+} from './options.ts'
 import { summaryLine, writeReport } from './report.ts'
 import { runLoadTest } from './run.ts'
 import { fmtBytes } from './stats.ts'
@@ -30,7 +43,7 @@ Options:
   --gc-assist MiB      collect garbage whenever ArrayBuffer memory grew this much (engine gcAssistBytes; default ${defaultText('gcAssistBytes')})
   --workers N          worker threads per engine (default 1)
   --seed N             seed of the size and pairing draws (default 1)
-  --report DIR         where loadtest.json and loadtest.html go (default .)
+  --report DIR         where loadtest.json and loadtest.html go, made before the run (default .)
   --check              hash every download (SHA-256, in the receiving process) and compare it
                        with the generated file; a difference fails the transfer with
                        CONTENT_MISMATCH (costs receiver CPU: off for benchmarks)
@@ -76,9 +89,31 @@ const FLAGS = {
   help: { type: 'boolean', short: 'h', default: false },
 } as const
 
+/** The option each flag sets (LoadTestOptions, and the engine's), to name the flag when its value is refused. */
+const FLAG_OF_OPTION: readonly FlagOfOption[] = [
+  { option: 'processes', flag: '--processes' },
+  { option: 'transfers', flag: '--transfers' },
+  { option: 'concurrency', flag: '--concurrency' },
+  { option: 'minBytes', flag: '--min' },
+  { option: 'maxBytes', flag: '--max' },
+  { option: 'distribution', flag: '--distribution' },
+  { option: 'files', flag: '--files' },
+  { option: 'topology', flag: '--topology' },
+  { option: 'durationMs', flag: '--duration', unit: { per: 1000, name: 's' } },
+  { option: 'scrapeMs', flag: '--scrape-every' },
+  { option: 'scrapeSamples', flag: '--scrape-samples' },
+  { option: 'faults.stallEveryMs', flag: '--stall-every' },
+  { option: 'faults.stallMs', flag: '--stall-for' },
+  { option: 'faults.rateBytesPerSec', flag: '--link-rate' },
+  { option: 'faults.cutEveryMs', flag: '--cut-every' },
+  { option: 'memoryBudget', flag: '--memory', unit: MIB_UNIT },
+  { option: 'gcAssistBytes', flag: '--gc-assist', unit: MIB_UNIT },
+  { option: 'workers', flag: '--workers' },
+]
+
 function parseLoadTestArgs(argv: string[]) {
   try {
-    return parseArgs({ args: argv, options: FLAGS })
+    return refuseEmptyValues(parseArgs({ args: argv, options: FLAGS }), FLAGS, 'haul loadtest --help')
   } catch (err) {
     throw asUsageError(err, 'haul loadtest --help')
   }
@@ -100,36 +135,48 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
   const transfers = num('transfers', values.transfers) ?? 20
   const faults = faultSpec(values, num)
   const abort = new AbortController()
+  const opts: LoadTestOptions = {
+    ...def('processes', num('processes', values.processes)),
+    transfers,
+    ...def('concurrency', num('concurrency', values.concurrency)),
+    ...def('minBytes', size('min', values.min)),
+    ...def('maxBytes', size('max', values.max)),
+    ...def('distribution', values.distribution as SizeDistribution | undefined),
+    ...def('files', num('files', values.files)),
+    ...def('topology', values.topology as 'mesh' | 'fan-out' | undefined),
+    ...def('durationMs', mul(num('duration', values.duration), 1000)),
+    ...def('seed', num('seed', values.seed)),
+    // 0 turns scraping off, which `num` (positive numbers) refuses.
+    ...def(
+      'scrapeMs',
+      values['scrape-every']?.trim() === '0' ? 0 : num('scrape-every', values['scrape-every']),
+    ),
+    ...def('scrapeSamples', num('scrape-samples', values['scrape-samples'])),
+    engine: {
+      workers: num('workers', values.workers) ?? 1,
+      ...def('memoryBudget', mul(num('memory', values.memory), 1024 * 1024)),
+      ...def('gcAssistBytes', mul(num('gc-assist', values['gc-assist']), 1024 * 1024)),
+    },
+    ...def('faults', faults),
+    checkDownloads: values.check,
+    signal: abort.signal,
+  }
+  // The options checked as the run will check them, before anything starts: a value refused is
+  // a usage error naming its flag.
+  try {
+    resolveLoadTestOptions(opts)
+  } catch (err) {
+    throw inFlagTerms(err, FLAG_OF_OPTION)
+  }
+  checkEngineOptions(opts.engine ?? {}, FLAG_OF_OPTION)
+  const dir = await reportFolder(values.report ?? '.')
   const onSignal = (): void => abort.abort()
   process.once('SIGINT', onSignal)
   let prev: LoadSample | undefined
   const tty = process.stderr.isTTY === true
   try {
     const r = await runLoadTest({
-      ...def('processes', num('processes', values.processes)),
-      transfers,
-      ...def('concurrency', num('concurrency', values.concurrency)),
-      ...def('minBytes', size('min', values.min)),
-      ...def('maxBytes', size('max', values.max)),
-      ...def('distribution', values.distribution as SizeDistribution | undefined),
-      ...def('files', num('files', values.files)),
-      ...def('topology', values.topology as 'mesh' | 'fan-out' | undefined),
-      ...def('durationMs', mul(num('duration', values.duration), 1000)),
-      ...def('seed', num('seed', values.seed)),
-      // 0 turns scraping off, which `num` (positive numbers) refuses.
-      ...def(
-        'scrapeMs',
-        values['scrape-every']?.trim() === '0' ? 0 : num('scrape-every', values['scrape-every']),
-      ),
-      ...def('scrapeSamples', num('scrape-samples', values['scrape-samples'])),
-      engine: {
-        workers: num('workers', values.workers) ?? 1,
-        ...def('memoryBudget', mul(num('memory', values.memory), 1024 * 1024)),
-        ...def('gcAssistBytes', mul(num('gc-assist', values['gc-assist']), 1024 * 1024)),
-      },
-      ...def('faults', faults),
-      checkDownloads: values.check,
-      signal: abort.signal,
+      ...opts,
       onSample: (s) => {
         // A live line: rewritten in place on a terminal, one line a second otherwise.
         if (tty) process.stderr.write(`\r\x1b[K${summaryLine(s, transfers, prev)}`)
@@ -139,9 +186,9 @@ export async function runLoadTestCli(argv: string[]): Promise<number> {
       },
     })
     if (tty) process.stderr.write('\n')
-    const dir = resolve(values.report ?? '.')
-    await mkdir(dir, { recursive: true })
-    const files = await writeReport(r, dir)
+    const files = await writeReport(r, dir).catch((err: unknown) => {
+      throw reportError(err, dir)
+    })
     if (values.json) {
       // The per-sample, per-transfer and per-fault lists are in loadtest.json; stdout gets the figures.
       const faultsInjected = r.faultsInjected === null ? null : { ...r.faultsInjected, events: undefined }
@@ -225,4 +272,29 @@ function size(name: string, v: string | undefined): number | undefined {
   if (m === null) throw new InvalidArgumentError(`--${name} takes a size like 64k, 16m or 1g, got "${v}"`)
   const unit = { '': 1, k: 1024, m: 1024 ** 2, g: 1024 ** 3 }[m[2]!.toLowerCase() as '' | 'k' | 'm' | 'g']
   return Math.round(Number(m[1]) * unit)
+}
+
+/**
+ * The report's folder, made now (`mkdir -p`), so a path that cannot be one fails before the run
+ * rather than after it. makeFolders, not Node's recursive mkdir: that one spins for ever under
+ * /proc and /sys.
+ */
+async function reportFolder(path: string): Promise<string> {
+  const dir = resolve(path)
+  await makeFolders(dir).catch((err: NodeJS.ErrnoException) => {
+    if (err.code === 'EEXIST') {
+      throw new DestinationInvalidError(
+        `--report ${path} is a file, not a folder: give a folder for loadtest.json and loadtest.html`,
+        { cause: err },
+      )
+    }
+    throw reportError(err, dir)
+  })
+  return dir
+}
+
+/** A failure to make or write the report's folder, typed (src/storage/fs-errors.ts) and naming --report. */
+function reportError(err: unknown, dir: string): Error {
+  const typed = fsError(err, dir)
+  return new (errorClassOf(typed.code))(`--report: ${typed.message}`, { cause: err })
 }

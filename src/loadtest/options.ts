@@ -1,3 +1,4 @@
+import { formatSize } from '../chunking/params.ts'
 import type { EngineOptions } from '../engine/config.ts'
 import { ConfigInvalidError } from '../errors.ts'
 import { ENGINE_NODE_FLAGS } from '../process-flags.ts'
@@ -112,7 +113,12 @@ export function resolveLoadTestOptions(o: LoadTestOptions = {}): ResolvedLoadTes
   int('transfers', r.transfers, 1)
   int('concurrency', r.concurrency, 1)
   int('minBytes', r.minBytes, 1)
-  int('maxBytes', r.maxBytes, r.minBytes)
+  int('maxBytes', r.maxBytes, 1)
+  if (r.maxBytes < r.minBytes) {
+    throw new ConfigInvalidError(
+      `maxBytes (${formatSize(r.maxBytes)}) must be at least minBytes (${formatSize(r.minBytes)})`,
+    )
+  }
   int('files', r.files, 1)
   int('durationMs', r.durationMs, 100)
   int('sampleMs', r.sampleMs, 10)

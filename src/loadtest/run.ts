@@ -7,12 +7,13 @@
  */
 import { type ChildProcess, fork } from 'node:child_process'
 import { readFileSync } from 'node:fs'
-import { mkdir, mkdtemp, rm } from 'node:fs/promises'
+import { mkdtemp, rm } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { AbortedError, InternalError } from '../errors.ts'
 import { SERVE_EVENT_INTERVAL_MS } from '../serve/serve-events.ts'
+import { makeFolders } from '../util/make-folders.ts'
 import { mulberry32 } from '../util/random.ts'
 import { type RunningFaults, startFaults } from './faults.ts'
 import { type FileSpec, makeFiles } from './files.ts'
@@ -113,7 +114,8 @@ export async function runLoadTest(opts: LoadTestOptions = {}): Promise<LoadTestR
   const o = resolveLoadTestOptions(opts)
   o.signal?.throwIfAborted()
   const work = o.workDir ?? (await mkdtemp(join(tmpdir(), 'haul-loadtest-')))
-  await mkdir(join(work, 'out'), { recursive: true })
+  // Not Node's recursive mkdir, which spins for ever under /proc and /sys.
+  await makeFolders(join(work, 'out'))
   const peers: Peer[] = []
   const builtin: RunningFaults | undefined =
     o.faults === undefined || isFaultHook(o.faults) ? undefined : startFaults(o.faults, o.seed)

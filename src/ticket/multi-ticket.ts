@@ -226,8 +226,13 @@ export function joinTickets(tickets: readonly string[]): string {
   const decoded = tickets.map(decodeSwarmTicket)
   const { cid, name, kind } = decoded[0]!
   const byPeer = new Map<string, { addrs: Set<string>; secret: Uint8Array | undefined }>()
+  const contents = new Set(decoded.map((t) => Buffer.from(t.cid).toString('hex'))).size
+  if (contents > 1) {
+    throw new TicketInvalidError(
+      `the tickets name ${contents} different contents: several tickets are joined only when they name one content (its senders, fetched from at once); fetch each content on its own (one haul get, or fetch(), for each)`,
+    )
+  }
   for (const t of decoded) {
-    if (Buffer.compare(t.cid, cid) !== 0) throw new TicketInvalidError('tickets name different content ids')
     if ((t.kind ?? 'file') !== (kind ?? 'file'))
       throw new TicketInvalidError('tickets mix a folder and a file: give tickets of one publish')
     for (const p of t.providers) {

@@ -28,8 +28,16 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, '--memory', 'x'], /--memory takes a positive whole number, got "x"/],
       [['send', src, '--memory', '99999999999'], /--memory takes at most 8589934591 MiB, got "99999999999"/],
       // The engine's own checks, named by the flag.
-      [['send', src, '--memory', '1'], /--memory: memoryBudget must be/],
+      // A range in the flag's own unit, not the option's bytes.
+      [['send', src, '--memory', '1'], /: --memory must be at least 4 \(MiB\), got 1$/m],
+      [['get', 'haul1x', '--memory', '3'], /: --memory must be at least 4 \(MiB\), got 3$/m],
       [['send', src, '--listen', 'nowhere'], /--listen: .*nowhere/],
+      // A multiaddr no transport of haul listens on: said before anything starts, with what works.
+      [
+        ['send', src, '--listen', '/ip4/127.0.0.1/udp/47123'],
+        /--listen: .*udp\/47123" is not a TCP address: .*\/ip4\/0\.0\.0\.0\/tcp\/4001/,
+      ],
+      [['relay', '--listen', '/ip4/127.0.0.1/udp/47123'], /--listen: .*is not a TCP address/],
       [['send', src, '--chunking', 'fixed:3k'], /--chunking/],
       // Chunks a receiver's default frame limit cannot take are refused on the sender.
       [
@@ -61,6 +69,13 @@ describe('haul CLI errors and exit codes (real processes)', () => {
         /^error \[INVALID_ARGUMENT\]: -o\/--out needs a value: see "haul get --help"/,
       ],
       [['get', 'haul1x', '--max-rate'], /: --max-rate needs a value: see "haul get --help"/],
+      // An empty value (a variable that was not set) is no value, named as typed.
+      [['get', 'haul1x', '-o', ''], /: -o\/--out needs a value, got an empty one: see "haul get --help"/],
+      [['index', src, '--out='], /: -o\/--out needs a value, got an empty one: see "haul index --help"/],
+      [
+        ['loadtest', '--report', ''],
+        /: --report needs a value, got an empty one: see "haul loadtest --help"/,
+      ],
       // A flag of another command is refused, not ignored.
       [['send', src, '--force'], /--force is not an option of haul send/],
       [['index', src, '--listen', '/ip4/127.0.0.1/tcp/0'], /--listen is not an option of haul index/],
@@ -75,6 +90,13 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       [['send', src, src], /two of the paths given are named "data.bin"/],
       [['frobnicate'], /unknown command "frobnicate": try "haul --help"/],
       [['loadtest', '--bogus'], /unknown flag --bogus: see "haul loadtest --help"/],
+      // The harness's options, checked before anything starts, named by their flags.
+      [
+        ['loadtest', '--min', '2m', '--max', '1m'],
+        /--min, --max: maxBytes \(1MiB\) must be at least minBytes \(2MiB\)/,
+      ],
+      [['loadtest', '--processes', '1'], /--processes: processes must be an integer >= 2, got 1/],
+      [['loadtest', '--memory', '2'], /--memory must be at least 4 \(MiB\), got 2/],
       [['get', 'haul1x', '--bogus'], /unknown flag --bogus: see "haul get --help"/],
       [
         ['get', 'haul1x', '--workers', '1000'],
@@ -234,6 +256,48 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     )
   })
 
+  it('haul index -o a path that cannot take the descriptor is DESTINATION_INVALID before indexing, naming the path given', async () => {
+    const folder = join(dir, 'index-out')
+    await mkdir(folder)
+    const cases: Array<[string, RegExp]> = [
+      [join(dir, 'no-such-folder', 'x'), /the folder .*no-such-folder does not exist \(ENOENT\): create it/],
+      [folder, /index-out is a directory: give a file path/],
+      [join(src, 'x'), /data\.bin, or a folder above it, is a file, not a folder \(ENOTDIR\)/],
+      ['/proc/self/haul-x', /cannot create \/proc\/self\/haul-x \(ENOENT\): \/proc\/self takes no new files/],
+    ]
+    for (const [out, message] of cases) {
+      const r = await run(['index', src, '-o', out, '--json'])
+      expect(r.code, out).toBe(1)
+      // Refused before a byte was read: no indexing event, only the error.
+      const evs = events(r.stdout)
+      expect(evs, out).toHaveLength(1)
+      expect(evs[0], out).toMatchObject({ event: 'error', code: 'DESTINATION_INVALID' })
+      expect(evs[0]!.message, out).toMatch(message)
+      expect(evs[0]!.message, out).not.toMatch(/\.tmp\b/)
+    }
+  })
+
+  it('haul loadtest --report that cannot be a folder fails before the run, typed, never spinning (/proc)', async () => {
+    const cases: Array<[string, RegExp]> = [
+      [
+        '/proc/haul-report',
+        /^error \[DESTINATION_INVALID\]: --report: cannot create \/proc\/haul-report .*takes no new files/,
+      ],
+      [src, /^error \[DESTINATION_INVALID\]: --report .*data\.bin is a file, not a folder: give a folder/],
+      [
+        join(src, 'r'),
+        /^error \[DESTINATION_INVALID\]: --report: .*data\.bin, or a folder above it, is a file/,
+      ],
+    ]
+    for (const [report, message] of cases) {
+      const r = await run(['loadtest', '--report', report, '--transfers', '2', '--scrape-every', '0'])
+      expect(r.code, report).toBe(1)
+      // Refused before the run: no progress line, no engine process started.
+      expect(r.stderr, report).toMatch(message)
+      expect(r.stderr, report).not.toMatch(/done/)
+    }
+  })
+
   it('a listen address that cannot be used (port taken, address not here) is CONFIG_INVALID naming it, no stack', async () => {
     const taken = createServer()
     await new Promise<void>((resolve) => taken.listen(0, '127.0.0.1', resolve))
@@ -299,6 +363,20 @@ describe('haul CLI errors and exit codes (real processes)', () => {
     }
     // Nothing was written.
     expect(await readFile(out).catch((err: NodeJS.ErrnoException) => err.code)).toBe('ENOENT')
+  })
+
+  it('tickets of two contents are TICKET_INVALID saying to fetch each on its own, before anything starts', async () => {
+    const of = (fill: number): string =>
+      encodeSwarmTicket({
+        cid: new Uint8Array(32).fill(fill),
+        providers: [{ peerId: '12D3KooWAbc', addrs: ['/ip4/127.0.0.1/tcp/9'] }],
+        name: `f${fill}.bin`,
+      })
+    const r = await run(['get', of(1), of(2), '-o', join(dir, 'two-contents')])
+    expect(r.code).toBe(1)
+    expect(r.stderr).toMatch(
+      /^error \[TICKET_INVALID\]: the tickets name 2 different contents: .*fetch each content on its own \(one haul get/,
+    )
   })
 
   it('a damaged ticket is TICKET_INVALID (exit 1)', async () => {

@@ -1,5 +1,5 @@
 import { type ChildProcess, spawn } from 'node:child_process'
-import { readFile, writeFile as writeText } from 'node:fs/promises'
+import { mkdir, readFile, writeFile as writeText } from 'node:fs/promises'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -196,6 +196,28 @@ describe('haul CLI (real processes)', () => {
       expect(await sha256File(again)).toBe(await sha256File(src))
     } finally {
       for (const p of senders) p.kill('SIGKILL')
+    }
+  })
+  it('haul send of a file whose name cannot travel in the ticket says so (a warning naming the file and the name it gets), and it still arrives', async () => {
+    const odd = join(dir, 'we\\ird.txt')
+    await writeFile(odd, 1024 * 1024 + 5, 'random')
+    const sender = new Running(['send', odd, '--json', '--listen', '/ip4/127.0.0.1/tcp/0'])
+    try {
+      const published = await sender.event('published')
+      const into = join(dir, 'odd-into')
+      await mkdir(into)
+      const r = await run(['get', published.ticket as string, '-o', `${into}/`, '--json'])
+      expect(r.code, r.stderr + r.stdout).toBe(0)
+      // The sender said so by the time the file arrived, and under which name it is saved.
+      const warning = sender.events.find((e) => e.event === 'warning')
+      expect(warning?.message).toMatch(
+        /we\\ird\.txt: receivers cannot take its name \(it has a "\\"\).*rename it/,
+      )
+      const name = /save it as (haul-[0-9a-f]{16}):/.exec(warning!.message as string)![1]!
+      expect(events(r.stdout).at(-1)).toMatchObject({ event: 'done', path: join(into, name) })
+      expect(await sha256File(join(into, name))).toBe(await sha256File(odd))
+    } finally {
+      sender.kill()
     }
   })
 })

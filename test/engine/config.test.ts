@@ -353,6 +353,11 @@ describe('engine config: one rule set for every group', () => {
 
 describe('engine config: cross-field rules', () => {
   const cases: Record<string, { bad: EngineOptions; good: EngineOptions; names: string }> = {
+    listen: {
+      bad: { listen: ['/ip4/127.0.0.1/tcp/0', '/ip4/127.0.0.1/udp/47123'] },
+      good: { listen: ['/ip4/127.0.0.1/tcp/0', '/ip6/::/tcp/4001', '/dns4/localhost/tcp/0'] },
+      names: 'listen',
+    },
     relays: {
       bad: { relays: ['/ip4/127.0.0.1/tcp/4003'] },
       good: { relays: ['/ip4/127.0.0.1/tcp/4003/p2p/12D3KooWRKbZ3mLrzHP4kzRoMAeL3chuAFtJGLVAHd2E3RCZDyjA'] },

@@ -70,8 +70,11 @@ describe('multi-provider tickets', () => {
 
   it('joinTickets refuses tickets for different content', () => {
     const other = new Uint8Array(32).fill(1)
-    expect(() => joinTickets([encodeTicket({ cid, ...a }), encodeTicket({ cid: other, ...b })])).toThrow(
-      TicketInvalidError,
+    const both = [encodeTicket({ cid, ...a }), encodeTicket({ cid: other, ...b })]
+    expect(() => joinTickets(both)).toThrow(TicketInvalidError)
+    // What to do instead, not only what is wrong.
+    expect(() => joinTickets(both)).toThrow(
+      /^the tickets name 2 different contents: .*fetch each content on its own \(one haul get, or fetch\(\), for each\)$/,
     )
   })
 

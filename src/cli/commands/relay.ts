@@ -2,7 +2,7 @@ import { InvalidArgumentError } from '../../errors.ts'
 import { ticketAddresses } from '../../net/addresses.ts'
 import { defaultRelayOptions } from '../../net/defaults.ts'
 import { parsePeer } from '../../net/peer-addr.ts'
-import { EXIT, type ParsedArgs, positiveInt } from '../args.ts'
+import { checkEngineOptions, EXIT, type ParsedArgs, positiveInt } from '../args.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
 
@@ -16,6 +16,8 @@ export async function runRelay(
   out: Output,
 ): Promise<number> {
   if (args.length > 0) throw new InvalidArgumentError(`haul relay takes no arguments, got "${args[0]}"`)
+  // The listen addresses follow the engine's rules (TCP): a bad one is a usage error naming --listen.
+  checkEngineOptions(values.listen === undefined ? {} : { listen: values.listen })
   const { startRelay } = await import('../../net/relay.ts')
   const relay = await startRelay({
     ...(values.listen === undefined ? {} : { listen: values.listen }),

@@ -3,11 +3,22 @@
  * options it reads are resolved, after every option passed its own check.
  */
 import { totalmem } from 'node:os'
+import { multiaddr } from '@multiformats/multiaddr'
 import { formatSize, maxChunkSize } from '../../chunking/params.ts'
 import type { CrossRule } from './schema.ts'
 import type { TableConfig } from './table.ts'
 
 export const crossRules: readonly CrossRule<TableConfig>[] = [
+  {
+    paths: ['listen'],
+    doc: 'a listen address is TCP (the one transport a node listens on; relays join through `relays`)',
+    check: (c) => {
+      const bad = c.listen.find((a) => !listensOnTcp(a))
+      return bad === undefined
+        ? undefined
+        : `listen: ${JSON.stringify(bad)} is not a TCP address: haul listens on TCP only, e.g. /ip4/0.0.0.0/tcp/4001, /ip6/::/tcp/0 or /ip4/127.0.0.1/tcp/0 (port 0: any free port)`
+    },
+  },
   {
     paths: ['relays'],
     doc: 'a relay is named with its peer id (a reservation is made with a peer)',
@@ -98,4 +109,22 @@ export const crossRules: readonly CrossRule<TableConfig>[] = [
 /** A direct address ending in the peer it reaches. */
 function namesPeer(addr: string): boolean {
   return !addr.includes('/p2p-circuit') && /\/p2p\/[^/]+$/.test(addr)
+}
+
+/**
+ * What the TCP transport listens on (@libp2p/tcp's listenFilter): an IP address or a DNS name, a
+ * TCP port, perhaps the node's own /p2p; or a unix socket. Anything else fails only once the
+ * node starts ("No transport was configured").
+ */
+function listensOnTcp(addr: string): boolean {
+  const names = multiaddr(addr)
+    .getComponents()
+    .map((c) => c.name)
+  if (names[0] === 'unix') return true
+  const [host, port, ...rest] = names
+  return (
+    ['ip4', 'ip6', 'dns', 'dns4', 'dns6', 'dnsaddr'].includes(host ?? '') &&
+    port === 'tcp' &&
+    (rest.length === 0 || (rest.length === 1 && rest[0] === 'p2p'))
+  )
 }
