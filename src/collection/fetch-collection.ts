@@ -40,8 +40,12 @@ import { clearStaging, stagedCut } from './staged.ts'
 import { cutPack, makeTree, removeStaging, stagingPaths } from './unpack.ts'
 
 export interface CollectionProgress {
-  /** `manifest`: fetching the list; `fetching`: the pack's bytes; `placing`: files going into place. */
-  readonly phase: 'manifest' | 'fetching' | 'placing' | 'done'
+  /**
+   * `manifest`: fetching the list; `reading`: reading the files already at the destination (an
+   * overwrite of an earlier copy: what still matches is kept); `fetching`: the pack's bytes;
+   * `placing`: files going into place.
+   */
+  readonly phase: 'manifest' | 'reading' | 'fetching' | 'placing' | 'done'
   readonly files: number
   /** Files under their final names. */
   readonly filesPlaced: number
@@ -287,10 +291,11 @@ export async function fetchCollection(
       })
       if (marker === undefined && manifest.packSize > 0) {
         // Over an earlier copy of the folder, the files still as they were are not fetched again.
-        const seeded =
-          !resumed && opts.overwrite === true && made === undefined
-            ? await seedPack((path) => folder.at(path), manifest, `${paths.pack}.part`, signal)
-            : 0
+        const seeding = !resumed && opts.overwrite === true && made === undefined
+        if (seeding) report({ phase: 'reading' })
+        const seeded = seeding
+          ? await seedPack((path) => folder.at(path), manifest, `${paths.pack}.part`, signal)
+          : 0
         report({ phase: 'fetching' })
         await makeTree(paths, manifest)
         const fetched = await fetchPack(

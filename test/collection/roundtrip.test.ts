@@ -101,10 +101,13 @@ describe('collections between two real engines', () => {
     const { ticket, index } = await sender.publishCollection(src)
     expect((await failure(receiver.fetchCollection(ticket, out))).code).toBe('DESTINATION_EXISTS')
     const resumed: string[] = []
+    const phases: string[] = []
     const r = await receiver.fetchCollection(ticket, out, {
       overwrite: true,
       onResume: (info) => resumed.push(`${info.mode} ${info.reason}`),
+      onProgress: (p) => phases.at(-1) !== p.phase && phases.push(p.phase),
     })
+    expect(phases).toEqual(['manifest', 'reading', 'fetching', 'placing', 'done'])
     expect(await treeOf(out)).toEqual(await treeOf(src))
     expect(resumed).toEqual(['rehash local-files'])
     expect(r.pack?.resume).toMatchObject({ mode: 'rehash', reason: 'local-files' })
