@@ -250,6 +250,7 @@ export async function fetchCollection(
           return false
         },
       )
+      if (!madeStage) await assertStagingFolder(paths.stage, folder.file(STAGING_NAME))
       lock = await DestinationLock.acquire(folder.file(`${STAGING_NAME}/collection`), { signal })
       // The staging folder says which collection it holds: only that one resumes from it.
       const owner = paths.owner
@@ -362,8 +363,22 @@ function fromLocalFiles(info: ResumeInfo): ResumeInfo {
  */
 async function noteChanged(paths: { owner: string; changed: string }, cid: Uint8Array): Promise<void> {
   const hex = Buffer.from(cid).toString('hex')
+  const stage = dirname(paths.owner)
+  if ((await entryAt(stage))?.isDirectory() !== true) return
   if ((await readFile(paths.owner, 'utf8').catch(() => undefined)) !== hex) return
   await writeFile(paths.changed, hex).catch(() => {})
+}
+
+/**
+ * The staging folder found in the destination must be a folder: haul keeps its work in progress
+ * there, and a link (planted, or left by anything) would send the pack and the files elsewhere.
+ */
+async function assertStagingFolder(at: string, shown: string): Promise<void> {
+  const s = await entryAt(at, shown)
+  if (s === undefined || s.isDirectory()) return
+  throw new DestinationInvalidError(
+    `${shown} is ${kindOf(s)}: haul keeps its work in progress there, in a folder of its own, and never follows a link; remove it, then fetch again`,
+  )
 }
 
 /** Removes `root` and the folders above it up to `first` (those `mkdir -p` made), while they are empty. */

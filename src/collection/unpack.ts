@@ -182,10 +182,12 @@ export function placedMode(manifestMode: number): number {
 
 /** The staging tree's folders (all of them, before any file is cut). */
 export async function makeTree(paths: ReturnType<typeof stagingPaths>, m: Manifest): Promise<void> {
-  await mkdirChecked(paths.tree, 0o700)
+  const shown = `${paths.shared}/tree`
+  await mkdirChecked(paths.tree, 0o700, shown)
   // Staged with their own modes, plus what haul needs to write into them (see moveIntoPlace, place.ts).
   for (const e of m.entries)
-    if (e.kind === 'dir') await mkdirChecked(`${paths.tree}/${e.path}`, placedMode(e.mode) | 0o700)
+    if (e.kind === 'dir')
+      await mkdirChecked(`${paths.tree}/${e.path}`, placedMode(e.mode) | 0o700, `${shown}/${e.path}`)
 }
 
 /**
@@ -281,11 +283,13 @@ export async function removeStaging(paths: ReturnType<typeof stagingPaths>): Pro
 }
 
 /** A folder of the staging tree with `mode` (chmod, so the umask does not narrow it). */
-async function mkdirChecked(path: string, mode: number): Promise<void> {
+/** Makes (or finds) the folder at `path` (`shown`: its real path, for messages), never a link. */
+async function mkdirChecked(path: string, mode: number, shown: string): Promise<void> {
   await mkdir(path, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw fsError(err, path)
+    if (err.code !== 'EEXIST') throw fsError(err, shown)
   })
   const s = await lstat(path)
-  if (!s.isDirectory()) throw new DestinationInvalidError(`${path} is ${kindOf(s)}, not the folder haul made`)
+  if (!s.isDirectory())
+    throw new DestinationInvalidError(`${shown} is ${kindOf(s)}, not the folder haul made`)
   if ((s.mode & 0o7777) !== mode) await chmod(path, mode)
 }

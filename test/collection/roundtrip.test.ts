@@ -352,6 +352,22 @@ describe('collections between two real engines', () => {
     expect(await readdir(real)).toEqual([])
   })
 
+  it('a .haul-incoming link planted in the destination folder: DESTINATION_INVALID, nothing written through it', async () => {
+    const src = join(dir, 'planted-src')
+    await mkdir(src)
+    await writeFile(join(src, 'x'), bytes(100_000, 10))
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'planted-out')
+    const elsewhere = join(dir, 'planted-elsewhere')
+    await mkdir(out)
+    await mkdir(elsewhere)
+    await symlink(elsewhere, join(out, '.haul-incoming'))
+    const err = await failure(receiver.fetchCollection(ticket, out))
+    expect(err.code).toBe('DESTINATION_INVALID')
+    expect(err.message).toContain(`${out}/.haul-incoming is a symbolic link`)
+    expect(await readdir(elsewhere)).toEqual([])
+  })
+
   it('a second fetch into a folder another fetch is writing: DESTINATION_BUSY before it asks for the list of files, or with waitIfBusy it waits and finds the folder there', async () => {
     const src = join(dir, 'busy-src')
     await mkdir(src)
