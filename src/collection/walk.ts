@@ -11,7 +11,7 @@ import { lstat, readdir, readlink, stat } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
 import { InvalidArgumentError, SourceInvalidError } from '../errors.ts'
 import { sourceError } from '../storage/fs-errors.ts'
-import { type FileFingerprint, wallClockNs } from '../storage/source-file.ts'
+import { type FileFingerprint, refuseKernelFiles, wallClockNs } from '../storage/source-file.ts'
 import { linkTargetProblem, linkTrie, MAX_ENTRIES, type ManifestEntry } from './manifest.ts'
 import { componentProblem, foldedKey, MAX_DEPTH, STAGING_NAME } from './names.ts'
 
@@ -60,6 +60,7 @@ export async function walkSources(paths: readonly string[]): Promise<Walked> {
     checkName(top, a)
     const takenNs = wallClockNs()
     const s = await statOf(a, true)
+    if (!s.isDirectory()) await refuseKernelFiles(a, 'file')
     if (await addEntry(a, top, s, takenNs, out)) await walkTree(a, top, out)
   }
   return { ...keepLinksInside(out), name: nameOf(commonFolder(abs)) }
@@ -78,6 +79,7 @@ async function walkTree(root: string, prefix: string, out: Walked): Promise<void
         `${shown} is more than ${MAX_DEPTH} folders deep, deeper than a collection keeps: send the folders below it on their own, or pack them first (tar)`,
       )
     }
+    await refuseKernelFiles(dir.abs, 'folder')
     const names = await readdir(dir.abs).catch((err) => {
       throw sourceError(err, dir.abs)
     })

@@ -40,13 +40,22 @@ export async function fingerprint(path: string): Promise<FileFingerprint> {
   })
   if (s.isDirectory()) throw new SourceInvalidError(`${path} is a folder: give a file`)
   if (!s.isFile()) throw new SourceInvalidError(`${path} is not a regular file: give a file`)
-  const made = KERNEL_FILESYSTEMS.get((await statfs(path).catch(() => undefined))?.type ?? 0)
-  if (made !== undefined) {
-    throw new SourceInvalidError(
-      `${path} is a file the kernel makes as it is read (${made}): its size says nothing of its content; copy it to a regular file first (cat ${path} > copy) and send the copy`,
-    )
-  }
+  await refuseKernelFiles(path, 'file')
   return { ...stateOf(s), takenNs }
+}
+
+/**
+ * Refuses a file or folder of a filesystem whose files the kernel writes as they are read
+ * (KERNEL_FILESYSTEMS): SOURCE_INVALID, saying to copy it first.
+ */
+export async function refuseKernelFiles(path: string, kind: 'file' | 'folder'): Promise<void> {
+  const made = KERNEL_FILESYSTEMS.get((await statfs(path).catch(() => undefined))?.type ?? 0)
+  if (made === undefined) return
+  throw new SourceInvalidError(
+    kind === 'file'
+      ? `${path} is a file the kernel makes as it is read (${made}): its size says nothing of its content; copy it to a regular file first (cat ${path} > copy) and send the copy`
+      : `${path} is a folder of files the kernel makes as they are read (${made}): their sizes say nothing of their content; copy what you need to a regular folder first (cp -r) and send the copy`,
+  )
 }
 
 /**

@@ -220,6 +220,19 @@ describe('collections between two real engines', () => {
     }
   })
 
+  it('a folder of /proc or /sys, or a /proc file among the paths: SOURCE_INVALID saying to copy it first, not a CONTENT_CHANGED that publishing again never cures', async () => {
+    const plain = join(dir, 'plain.txt')
+    await writeFile(plain, 'plain')
+    for (const [publish, said] of [
+      [() => sender.publishCollection('/proc/sys/kernel'), 'copy what you need to a regular folder first'],
+      [() => sender.publishCollection(['/proc/cpuinfo', plain]), 'copy it to a regular file first'],
+    ] as const) {
+      const err = await failure(publish())
+      expect(err.code).toBe('SOURCE_INVALID')
+      expect(err.message).toContain(said)
+    }
+  })
+
   it('a name that is not valid UTF-8: SOURCE_INVALID saying so (not that the file is missing), for a folder and for the file alone', async () => {
     const src = join(dir, 'latin1')
     await mkdir(src)
