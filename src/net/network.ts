@@ -7,7 +7,7 @@ import { type AdmissionStats, ConnectionAdmission } from './connection-admission
 import { loadOrCreateIdentity } from './identity.ts'
 import { startLibp2p } from './node.ts'
 import { type NetworkOnlyOptions, type NetworkOptions, resolveNetworkOptions } from './options.ts'
-import { describeDialError, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
+import { describeDialError, otherIdentity, parseAddrs, parsePeer, raceSignal } from './peer-addr.ts'
 import { PeerConnections } from './peer-connections.ts'
 import { type PeerState, PeerStreams } from './peer-streams.ts'
 import { type RelayChange, RelayKeeper } from './relay-keeper.ts'
@@ -202,7 +202,15 @@ export class Network {
       await this.#node.dial(ma, { signal: AbortSignal.any(signals) })
     } catch (err) {
       if (signal?.aborted) throw new AbortedError()
-      throw new PeerUnreachableError(`cannot reach ${addr}: ${describeDialError(err)}`, { cause: err })
+      const why = describeDialError(err)
+      const other = otherIdentity(why)
+      throw other === undefined
+        ? new PeerUnreachableError(`cannot reach ${addr}: ${why}`, { cause: err })
+        : new PeerUnreachableError(
+            `another peer (${other}) answers at ${addr} now: the one it names restarted without its data folder (a new identity) or left; use its new address`,
+            { cause: err },
+            other,
+          )
     }
   }
 

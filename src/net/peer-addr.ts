@@ -39,6 +39,14 @@ export function parseAddrs(peerId: PeerId, addrs: readonly string[]): Multiaddr[
   return out
 }
 
+/** What Noise says when the peer at an address proves another identity than the one dialed. */
+const OTHER_IDENTITY = /Payload identity key (\S+) does not match expected remote identity key/
+
+/** The peer id another peer proved at an address dialed for someone else, from a dial's error text. */
+export function otherIdentity(why: string): string | undefined {
+  return OTHER_IDENTITY.exec(why)?.[1]
+}
+
 export function describeDialError(err: unknown): string {
   if (err instanceof AggregateError && err.errors.length > 0) {
     return err.errors.map((e) => (e as Error).message).join('; ')

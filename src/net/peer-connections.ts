@@ -3,7 +3,7 @@ import type { Multiaddr } from '@multiformats/multiaddr'
 import { AbortedError, PeerUnreachableError, TooManyRequestsError } from '../errors.ts'
 import { isRelayedAddress } from './addresses.ts'
 import { circuitBytesLeft, isRelayed } from './circuits.ts'
-import { describeDialError } from './peer-addr.ts'
+import { describeDialError, otherIdentity } from './peer-addr.ts'
 
 /**
  * The connections the network actor (./network.ts) opens streams on: which one of a peer's to
@@ -16,9 +16,6 @@ import { describeDialError } from './peer-addr.ts'
  * its allow-list refuses reservations, so a peer it does not allow has none to connect to).
  */
 const RELAY_BUSY = /failed to connect via relay with status (RESOURCE_LIMIT_EXCEEDED|PERMISSION_DENIED)/
-
-/** What Noise says when the peer at an address proves another identity than the one dialed. */
-const OTHER_IDENTITY = /Payload identity key (\S+) does not match expected remote identity key/
 
 export class PeerConnections {
   readonly #node: Libp2p
@@ -99,7 +96,7 @@ export class PeerConnections {
         { cause: lastError },
       )
     }
-    const others = why.map((w) => OTHER_IDENTITY.exec(w)?.[1])
+    const others = why.map(otherIdentity)
     if (others.length > 0 && others.every((o) => o !== undefined)) {
       throw new PeerUnreachableError(
         `peer ${peerId} is no longer at ${addrs.map(String).join(', ')}: another peer (${others[0]}) answers there now. It restarted without its data folder (a new identity) or left: get a new ticket, or its new address`,

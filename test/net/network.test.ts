@@ -172,6 +172,20 @@ describe('Network', () => {
     expect(a.connectionCount()).toBe(0)
   })
 
+  it('another peer answering where the one dialed was: PeerUnreachableError naming it (answeredBy), on a stream open and on a connect', async () => {
+    const a = await network({})
+    const there = await network({})
+    const gone = await strangerId()
+    const addr = there.addresses.find((x) => x.includes('/tcp/'))!.split('/p2p/')[0]!
+    const opened = await a.openStream(gone, [addr], ECHO).catch((e: unknown) => e)
+    expect(opened).toBeInstanceOf(PeerUnreachableError)
+    expect(opened).toMatchObject({ answeredBy: there.peerId.toString() })
+    expect((opened as Error).message).toContain(`another peer (${there.peerId}) answers there now`)
+    const joined = await a.connect(`${addr}/p2p/${gone}`).catch((e: unknown) => e)
+    expect(joined).toMatchObject({ code: 'PEER_UNREACHABLE', answeredBy: there.peerId.toString() })
+    expect((joined as Error).message).toContain(`another peer (${there.peerId}) answers at ${addr}`)
+  })
+
   it('a peer that accepts TCP but never answers fails after connectTimeoutMs', async () => {
     const sockets: Socket[] = []
     const silent = createServer((s) => sockets.push(s))
