@@ -4,7 +4,7 @@ import { contentId, type DescriptorHeader, decodeHeader, pageCountOf } from '../
 import { ROW_SIZE } from '../descriptor/page.ts'
 import type { DescriptorPage } from '../descriptor/reader.ts'
 import { VerifiedLeafTable } from '../descriptor/verified.ts'
-import { ChunkUnavailableError, DestinationInvalidError, isHaulError } from '../errors.ts'
+import { ChunkUnavailableError, DestinationInvalidError, isHaulError, SourceInvalidError } from '../errors.ts'
 import type { ContentReader, PublishedContent } from '../serve/registry.ts'
 import { DestFolder, nameIn } from '../storage/dest-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -242,8 +242,8 @@ export async function openPartialSeed(
     // Without its leaf pages a part file cannot be served (get-pages): a fetch from one peer keeps none.
     const sidecar = await lstat(leavesPath(dest)).catch(() => undefined)
     if (sidecar?.isFile() !== true) {
-      throw new DestinationInvalidError(
-        `${dest}.part has no leaf pages (${leavesPath(dest)}): only a multi-peer fetch keeps what seeding needs`,
+      throw new SourceInvalidError(
+        `${dest}.part has no leaf pages (${leavesPath(dest)}): only a multi-peer fetch keeps what seeding needs. Finish the fetch (run the same haul get again), then serve the whole file (haul seed ${dest}, or haul send)`,
       )
     }
     part = await PartFile.open(dest, header.totalSize)

@@ -46,7 +46,9 @@ describe('haul get resumes, haul seed serves a partial copy (real processes)', (
     // A part file from a fetch from one peer has no leaf pages to seed from.
     const seed = await run(['seed', `${dest}.part`])
     expect(seed.code).toBe(1)
-    expect(seed.stderr).toMatch(/error \[DESTINATION_INVALID\]: .*no leaf pages/)
+    expect(seed.stderr).toMatch(
+      /error \[SOURCE_INVALID\]: .*no leaf pages.*Finish the fetch \(run the same haul get again\)/,
+    )
     const r = await run(['get', sent.ticket, '-o', dest, '--max-rate', '64M'])
     expect(r.code, r.stderr).toBe(0)
     const lines = r.stdout.trim().split('\n')

@@ -129,7 +129,9 @@ function reportFolder(out: Output, r: CollectionResult): void {
         ? ` (${plural(r.links.skipped, 'link')} skipped: --symlinks creates them)`
         : ''
   const via = viaText(r.pack?.swarm)
+  const retries = r.pack?.retries ?? 0
+  const retried = retries > 0 ? `, ${retries} ${retries === 1 ? 'retry' : 'retries'}` : ''
   out.human(
-    `received ${escapeControls(r.path)}: ${plural(r.files, 'file')} in ${plural(r.folders, 'folder')}${links}, ${formatBytes(r.bytes)}, every file verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${via}`,
+    `received ${escapeControls(r.path)}: ${plural(r.files, 'file')} in ${plural(r.folders, 'folder')}${links}, ${formatBytes(r.bytes)}, every file verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${retried}${via}`,
   )
 }
