@@ -319,7 +319,7 @@ export class FetchJob implements TransferJob {
   }
 
   /**
-   * Stops sharing, resets every provider's stream and closes the files (kept unless the transfer
+   * Stops sharing, ends every provider's session and closes the files (kept unless the transfer
    * completed), once the step the machine left has ended: a cancel leaves it running with its
    * signal aborted, and it ends without waiting on any peer; then nothing writes to a file closed
    * here, nor opens one after. Called by both the transfer's end and `engine.stop()`: the second
@@ -335,7 +335,10 @@ export class FetchJob implements TransferJob {
       await this.#running
       this.#unshare?.()
       this.#unshare = undefined
-      this.#providers.drop(new StreamClosedError('the transfer ended'))
+      // What a completed fetch kept went to the pool already; the rest are closed, what they still
+      // asked cancelled first: a sender sees a receiver that stopped fetching, not one that cut
+      // it off, and the engine's stop waits for those closes.
+      this.#providers.retire(this.#deps.sessions, new StreamClosedError('the transfer ended'))
       if (this.#committed || this.#local === undefined) return
       // The run is over: nothing writes the part file any more. Its mtime and ctime seal the
       // journal, unless a check after a crash stopped short of chunks the journal kept: unsealed,

@@ -220,6 +220,20 @@ export class PeerLink {
     this.kick()
   }
 
+  /**
+   * Closes the session in the pool's care, what it still asked cancelled first (the fetch ended
+   * without completing): the peer sees a receiver that stopped, and the engine's stop waits for
+   * the close (`timeouts.closeMs` at most). A banned peer's stream is reset.
+   */
+  retire(sessions: SessionPool | undefined, why: HaulError): void {
+    if (this.session === undefined || sessions === undefined || this.banned !== undefined) {
+      this.drop(why)
+      return
+    }
+    sessions.retire(this.#detach()!)
+    this.kick()
+  }
+
   /** Resets the stream (a close would wait on a peer that may be stalled). */
   drop(why: HaulError): void {
     if (why.code === 'CIRCUIT_LIMIT') this.#circuitSpent = true

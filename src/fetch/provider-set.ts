@@ -100,6 +100,11 @@ export class ProviderSet {
     for (const l of this.links.values()) l.release(sessions, why)
   }
 
+  /** The transfer ended without completing: every session is closed (see PeerLink.retire). */
+  retire(sessions: SessionPool | undefined, why: HaulError): void {
+    for (const l of this.links.values()) l.retire(sessions, why)
+  }
+
   /** Resets every provider's stream. */
   drop(why: HaulError): void {
     for (const l of this.links.values()) l.drop(why)

@@ -31,6 +31,11 @@ export class FrameWriter {
     return this.#queued
   }
 
+  /** Resolves once every frame sent so far has been written (or has failed). */
+  written(): Promise<void> {
+    return this.#tail
+  }
+
   /** Bytes handed to the stream that the muxer has not taken yet. */
   get bufferedBytes(): number {
     return this.#stream.outgoingBufferedBytes

@@ -288,19 +288,18 @@ export class RemoteSession {
   async close(): Promise<void> {
     // Requests still being answered (a multi-peer fetch that finished from others) are withdrawn
     // first: the peer stops answering them and sees a receiver that stopped, not one cut off.
-    const withdrawn =
-      this.#closed === undefined
-        ? [...this.#pending.keys()].map((requestId) =>
-            this.#send({ type: 'cancel', requestId }).catch(() => {}),
-          )
-        : []
-    if (this.#closed === undefined) this.#shutdown(new StreamClosedError('session closed'))
+    if (this.#closed === undefined) {
+      for (const requestId of this.#pending.keys())
+        void this.#send({ type: 'cancel', requestId }).catch(() => {})
+      this.#shutdown(new StreamClosedError('session closed'))
+    }
     const ms = this.#opts.closeTimeoutMs ?? DEFAULT_CLOSE_TIMEOUT_MS
     const timer = setTimeout(() => {
       this.stream.abort(new TimeoutError(`the peer did not close the stream within ${ms} ms`))
     }, ms)
     try {
-      await Promise.all(withdrawn)
+      // Every frame queued goes before the end: these cancels, and those of requests aborted.
+      await this.#writer.written()
       await this.stream.close().catch(() => {})
     } finally {
       clearTimeout(timer)

@@ -97,6 +97,14 @@ export class SessionPool {
     await Promise.allSettled(this.#closing)
   }
 
+  /**
+   * Closes a session that is not to be kept (its fetch was cancelled or failed): what it still
+   * asked is cancelled first, and `close` waits for it.
+   */
+  retire(session: RemoteSession): void {
+    this.#closeLater(session)
+  }
+
   #closeLater(session: RemoteSession): void {
     const closing = session.close()
     this.#closing.add(closing)
