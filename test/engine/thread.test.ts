@@ -74,6 +74,25 @@ describe("createEngine({ thread: 'worker' }) (real engines, loopback)", () => {
     expect(worker.addresses.every((a) => a.endsWith(`/p2p/${worker.peerId}`))).toBe(true)
   })
 
+  it("haul's warnings raised in the engine thread reach the host's process, once, as in the calling thread", async () => {
+    const odd = join(dir, 'we\\ird.bin')
+    await writeFile(odd, 1000, 'random')
+    for (const e of [main, worker]) {
+      const warnings: Error[] = []
+      const listen = (w: Error): number => warnings.push(w)
+      process.on('warning', listen)
+      try {
+        await e.publish(odd)
+        await eventually(() => warnings.some((w) => w.name === 'HaulWarning'), 'the warning')
+      } finally {
+        process.off('warning', listen)
+      }
+      const haul = warnings.filter((w) => w.name === 'HaulWarning')
+      expect(haul).toHaveLength(1)
+      expect(haul[0]!.message).toContain('we\\ird.bin')
+    }
+  })
+
   it('fetches what the calling thread fetches: the same bytes, the same result', async () => {
     const { ticket } = await sender.publish(src)
     const [a, b] = await Promise.all([

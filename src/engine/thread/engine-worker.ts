@@ -125,8 +125,13 @@ function announcing<T extends { announced?: Promise<boolean> }>(r: T, cidOf: (r:
 }
 
 const api: ThreadApi = {
-  async start(options: EngineOptions, stateSink) {
+  async start(options: EngineOptions, stateSink, warn) {
     sink = stateSink as unknown as Remote<(state: ThreadState) => void>
+    // A warning raised here (a port held by another program, a name receivers will not keep)
+    // reaches the host's process, where an embedder listens, and is printed there once: not here.
+    const raise = warn as unknown as Remote<(w: { name: string; message: string }) => void>
+    process.removeAllListeners('warning')
+    process.on('warning', (w) => void raise({ name: w.name, message: w.message }).catch(() => {}))
     engine = await Engine.create({ ...options, thread: 'main' })
     ticker = setInterval(() => void flush().catch(() => {}), STATE_INTERVAL_MS)
     const state = stateNow(true)!

@@ -126,8 +126,9 @@ export class ThreadEngine implements EngineApi {
     const remote = wrap<ThreadApi>(nodeEndpoint(link.worker))
     let mirror: Mirror | undefined
     const sink = proxy((state: ThreadState) => mirror?.apply(state))
+    const warn = proxy((w: { name: string; message: string }) => process.emitWarning(w.message, w.name))
     try {
-      const started = await link.race(remote.start(options, sink))
+      const started = await link.race(remote.start(options, sink, warn))
       mirror = new Mirror(started.state)
       return new ThreadEngine(link, remote, mirror, started)
     } catch (err) {

@@ -171,7 +171,12 @@ export type Plain<T> = Omit<T, 'signal' | `on${string}`> & {
  * for it can abort it (`abort`); a fetch's call is its transfer id.
  */
 export interface ThreadApi {
-  start(options: EngineOptions, sink: (state: ThreadState) => void): Promise<Started>
+  /** `warn` gets the thread's process warnings (haul's own among them), raised again in the host. */
+  start(
+    options: EngineOptions,
+    sink: (state: ThreadState) => void,
+    warn: (warning: { name: string; message: string }) => void,
+  ): Promise<Started>
   publish(call: string, path: string, opts: Plain<PublishOptions>, emit?: Emit): Promise<Published>
   publishCollection(
     call: string,
