@@ -45,6 +45,11 @@ export interface ResumeInfo {
   /** Verified chunks found on disk (for `rehash`: once the re-hash has finished). */
   readonly chunksKept: number
   readonly bytesKept: number
+  /**
+   * `unclean-stop`: kept chunks an earlier run already checked after the crash (its check was cut
+   * short too), not checked again while the part file is unchanged.
+   */
+  readonly chunksChecked?: number
 }
 
 /**
@@ -158,9 +163,11 @@ async function openPinned(
         )
         j.attach(() => part.datasync())
         const rehash: RehashRanges = loaded.damagedPages.map((p) => j.pageRange(p))
+        let chunksChecked = 0
         if (sealed === undefined) {
           // What an earlier check after the crash got through, on this very part file, stays checked.
           const from = j.checkedThrough(existing)
+          for (let i = 0; i < from; i++) if (j.has(i)) chunksChecked++
           for (const r of j.keptRanges(MAX_REHASH_RANGES)) {
             if (r.end > from) rehash.push({ start: Math.max(r.start, from), end: r.end, kept: true })
           }
@@ -175,6 +182,7 @@ async function openPinned(
             ...(sealed === undefined ? { reason: 'unclean-stop' as const } : {}),
             chunksKept: j.chunks,
             bytesKept: j.bytes,
+            ...(chunksChecked > 0 ? { chunksChecked } : {}),
           },
           rehash,
         }

@@ -344,7 +344,12 @@ describe.each<[string, ChunkingParams]>([
     const through = first!.start + 4
     await noteCheckedThrough(dest, through)
     const { r, progress } = await fetchCounting(dest)
-    expect(r.resume).toMatchObject({ mode: 'journal', reason: 'unclean-stop', bytesKept: keptBytes })
+    expect(r.resume).toMatchObject({
+      mode: 'journal',
+      reason: 'unclean-stop',
+      bytesKept: keptBytes,
+      chunksChecked: 4,
+    })
     expect(progress.find((p) => p.check !== undefined)?.check?.chunksToCheck).toBe(journal.chunks - 4)
   })
 

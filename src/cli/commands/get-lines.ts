@@ -20,13 +20,14 @@ export function announceResume(out: Output, part: string, info: ResumeInfo, p: T
     ...(info.reason === undefined ? {} : { reason: info.reason }),
     chunksKept: info.chunksKept,
     bytesKept: info.bytesKept,
+    ...(info.chunksChecked === undefined ? {} : { chunksChecked: info.chunksChecked }),
     totalBytes: p.totalBytes,
     totalChunks: p.totalChunks,
   })
   out.done()
   if (info.mode === 'journal' && info.reason === 'unclean-stop') {
     out.human(
-      `resuming: ${formatBytes(info.bytesKept)} of ${formatBytes(p.totalBytes)} already here (${info.chunksKept} of ${p.totalChunks} chunks) from a run that did not stop cleanly: checking them against the content id before fetching the rest`,
+      `resuming: ${formatBytes(info.bytesKept)} of ${formatBytes(p.totalBytes)} already here (${info.chunksKept} of ${p.totalChunks} chunks) from a run that did not stop cleanly: checking them against the content id before fetching the rest${info.chunksChecked === undefined ? '' : ` (${info.chunksChecked} of them were checked by an earlier run, cut short)`}`,
     )
   } else if (info.mode === 'journal') {
     out.human(
