@@ -26,7 +26,7 @@ const FLAGS = {
   out: { type: 'string', short: 'o', for: ['get', 'index'] },
   chunking: { type: 'string', for: ['send', 'seed', 'index'] },
   listen: { type: 'string', multiple: true, for: NETWORKED },
-  'data-dir': { type: 'string', for: [...SERVING, 'index', 'relay'] },
+  'data-dir': { type: 'string', for: [...SERVING, 'get', 'index', 'relay'] },
   relay: { type: 'string', multiple: true, for: SERVING },
   'max-reservations': { type: 'string', for: ['relay'] },
   'max-circuits': { type: 'string', for: ['relay'] },

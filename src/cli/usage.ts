@@ -128,6 +128,8 @@ Options:
 ${DHT_FLAGS}
   --provide               with the DHT: serve the file and announce it once it is here (what
                           is verified already while it downloads), until Ctrl-C
+  --data-dir <dir>        keep this peer's identity and port there: a get --provide run again
+                          is reached at the address others were given
 ${OPEN_FILES_FLAG}
 ${METRICS_FLAG}
 ${ENGINE_FLAGS}

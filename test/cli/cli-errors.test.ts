@@ -155,8 +155,9 @@ describe('haul CLI errors and exit codes (real processes)', () => {
           'bytes per second',
           '--metrics',
           '--max-open-files',
+          '--data-dir',
         ],
-        lacks: ['--data-dir'],
+        lacks: ['--upload-limit'],
       },
       seed: {
         has: ['--data-dir', '--upload-limit', '.part', '--metrics', '--max-open-files'],

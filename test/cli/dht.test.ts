@@ -57,6 +57,41 @@ describe('haul on a DHT', () => {
     expect(await provider.stop()).toBe(0)
   }, 120_000)
 
+  it('get --provide --data-dir, stopped and run again, comes back with its peer id and port: the address others were given still reaches it', async () => {
+    const t = await tempDir('haul-cli-dht-provider-')
+    cleanups.push(t.cleanup)
+    const file = join(t.dir, 'data.bin')
+    await writeFile(file, 2 * 1024 * 1024 + 5, 'random', 4)
+    const sender = running(['send', file, '--dht', '--listen', LOOPBACK, '--json'])
+    const published = await sender.event('published')
+    const cid = published.cid as string
+    const bootstrap = (published.addresses as string[])[0]!
+    const out = join(t.dir, 'got.bin')
+    const args = [
+      'get',
+      cid,
+      '--bootstrap',
+      bootstrap,
+      '-o',
+      out,
+      '--provide',
+      '--json',
+      '--listen',
+      LOOPBACK,
+    ]
+    const dataDir = ['--data-dir', join(t.dir, 'provider-data')]
+    const first = running([...args, ...dataDir])
+    const before = await first.event('provider')
+    await first.event('providing')
+    expect(await first.stop()).toBe(0)
+    const again = running([...args, ...dataDir])
+    const after = await again.event('provider')
+    expect(after.peerId).toBe(before.peerId)
+    expect(after.addresses).toEqual(before.addresses)
+    await again.event('providing')
+    expect(await again.stop()).toBe(0)
+  }, 60_000)
+
   it('a content id without --bootstrap or --dht, and a bootstrap address without its peer id, are usage errors naming the flag (exit 2)', async () => {
     const alone = await run(['get', SOME_CID])
     expect(alone.code).toBe(2)
