@@ -25,10 +25,11 @@ import { foldedCollisions, type Manifest } from './manifest.ts'
 import { type PlaceOptions, placedMode, type stagingPaths } from './unpack.ts'
 
 /**
- * Refuses a destination where the collection would replace something without leave: a file
- * where a file goes holding other data (DESTINATION_EXISTS unless `overwrite`), anything but a
- * folder where a folder goes, a link or special file anywhere (DESTINATION_INVALID). Entries
- * under a folder the destination lacks are not looked at. Runs before anything is written.
+ * Refuses a destination where the collection would replace something without leave: a file or
+ * a link where a file or a link goes (DESTINATION_EXISTS unless `overwrite`; the collection's
+ * own link there is no clash, and links are looked at only with `symlinks`), anything but a
+ * folder where a folder goes, a special file anywhere (DESTINATION_INVALID). Entries under a
+ * folder the destination lacks are not looked at. Runs before anything is written.
  */
 export async function checkDestination(
   folder: DestFolder,
