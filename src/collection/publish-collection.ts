@@ -14,7 +14,7 @@ import { openPublished, reusableDescriptor, servedDescriptor } from '../serve/pu
 import type { PublishedContent } from '../serve/registry.ts'
 import { derivedName, pin, pruneFolder } from '../storage/data-folder.ts'
 import type { OpenFiles } from '../storage/open-files.ts'
-import { fingerprint, isRacy, sameFile } from '../storage/source-file.ts'
+import { isRacy, sameFile, stateAt } from '../storage/source-file.ts'
 import { writeAtomically } from '../storage/write-atomically.ts'
 import { buildManifest, encodeManifest, type Manifest } from './manifest.ts'
 import { PackSource } from './pack-source.ts'
@@ -84,7 +84,7 @@ export async function indexCollection(
     for (let i = 0; i < files.length; i += 32) {
       await Promise.all(
         files.slice(i, i + 32).map(async (f) => {
-          const now = await fingerprint(f.abs).catch(() => undefined)
+          const now = await stateAt(f.abs).catch(() => undefined)
           if (now === undefined || !sameFile(now, f.fingerprint)) {
             throw new ContentChangedError(
               `${f.abs} changed while the folder was being indexed: publish it again`,

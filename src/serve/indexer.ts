@@ -7,7 +7,7 @@ import { AbortedError, ContentChangedError } from '../errors.ts'
 import { LeasedBufferPool } from '../resources/leased-buffer-pool.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import { privateTempDir } from '../storage/private-temp.ts'
-import { type FileFingerprint, fingerprint, SourceFile, sameFile } from '../storage/source-file.ts'
+import { type FileFingerprint, fingerprint, SourceFile, sameFile, stateAt } from '../storage/source-file.ts'
 import type { ChunkingParams, LeafEntry } from '../types.ts'
 import { awaitedLater } from '../util/abort.ts'
 import type { WorkerPool } from '../workers/pool.ts'
@@ -56,7 +56,7 @@ export async function indexFile(path: string, opts: IndexOptions): Promise<Index
   try {
     const r = await indexSource(src, { ...opts, descriptorPath: opts.descriptorPath ?? `${path}.haul` })
     // A file modified while we read it would give a descriptor of neither version.
-    const after = await fingerprint(path)
+    const after = await stateAt(path)
     if (!sameFile(after, fp)) {
       throw new ContentChangedError(`${path} changed while it was being indexed: index it again`)
     }

@@ -45,6 +45,18 @@ export async function fingerprint(path: string): Promise<FileFingerprint> {
 }
 
 /**
+ * The file at `path` as it is now, to compare with its fingerprint (sameFile) once it was read:
+ * a stat, without fingerprint's checks of what kind of file it is.
+ */
+export async function stateAt(path: string): Promise<FileState> {
+  return stateOf(
+    await stat(path, { bigint: true }).catch((err) => {
+      throw sourceError(err, path)
+    }),
+  )
+}
+
+/**
  * Refuses a file or folder of a filesystem whose files the kernel writes as they are read
  * (KERNEL_FILESYSTEMS): SOURCE_INVALID, saying to copy it first.
  */
