@@ -167,7 +167,7 @@ async function openPinned(
         if (sealed === undefined) {
           // What an earlier check after the crash got through, on this very part file, stays checked.
           const from = j.checkedThrough(existing)
-          for (let i = 0; i < from; i++) if (j.has(i)) chunksChecked++
+          chunksChecked = j.chunksBelow(from)
           for (const r of j.keptRanges(MAX_REHASH_RANGES)) {
             if (r.end > from) rehash.push({ start: Math.max(r.start, from), end: r.end, kept: true })
           }

@@ -31,6 +31,16 @@ export class JournalBitmap {
     return i >= 0 && i < this.leafCount && (this.#bits[i >>> 3]! & (1 << (i & 7))) !== 0
   }
 
+  /** Chunks below `end` whose bits are set: whole pages by their counts, the rest bit by bit. */
+  chunksBelow(end: number): number {
+    const last = Math.min(end, this.leafCount)
+    const pages = Math.floor(last / PAGE_BITS)
+    let n = 0
+    for (let p = 0; p < pages; p++) n += this.#pageChunks[p]!
+    for (let i = pages * PAGE_BITS; i < last; i++) if (this.has(i)) n++
+    return n
+  }
+
   /** Chunks whose bits are set. */
   get chunks(): number {
     let n = 0

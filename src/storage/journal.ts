@@ -327,6 +327,11 @@ export class Journal {
     return this.#o.flushBytes
   }
 
+  /** Chunks below `end` the journal holds. */
+  chunksBelow(end: number): number {
+    return this.#map.chunksBelow(end)
+  }
+
   /**
    * The chunks below this index that the journal holds were checked by an earlier run after a
    * crash, against a part file that still has the stamp `part` now: 0 when none were, or it has
