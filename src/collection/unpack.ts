@@ -282,8 +282,10 @@ export async function removeStaging(paths: ReturnType<typeof stagingPaths>): Pro
   })
 }
 
-/** A folder of the staging tree with `mode` (chmod, so the umask does not narrow it). */
-/** Makes (or finds) the folder at `path` (`shown`: its real path, for messages), never a link. */
+/**
+ * A folder of the staging tree at `path` with `mode` (chmod, so the umask does not narrow it),
+ * made or found, never a link; `shown` is its real path, for messages.
+ */
 async function mkdirChecked(path: string, mode: number, shown: string): Promise<void> {
   await mkdir(path, { mode: 0o700 }).catch((err: NodeJS.ErrnoException) => {
     if (err.code !== 'EEXIST') throw fsError(err, shown)

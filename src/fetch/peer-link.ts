@@ -212,25 +212,29 @@ export class PeerLink {
 
   /** Hands an idle session to the pool for the next transfer to this peer (or closes it); the link is down after. */
   release(sessions: SessionPool | undefined, why: HaulError): void {
-    if (this.session === undefined || sessions === undefined || this.banned !== undefined) {
-      this.drop(why)
-      return
-    }
-    sessions.give(this.id, this.#detach()!)
-    this.kick()
+    this.#handOver(sessions, why, (pool, session) => pool.give(this.id, session))
   }
 
   /**
    * Closes the session in the pool's care, what it still asked cancelled first (the fetch ended
    * without completing): the peer sees a receiver that stopped, and the engine's stop waits for
-   * the close (`timeouts.closeMs` at most). A banned peer's stream is reset.
+   * the close (`timeouts.closeMs` at most).
    */
   retire(sessions: SessionPool | undefined, why: HaulError): void {
+    this.#handOver(sessions, why, (pool, session) => pool.retire(session))
+  }
+
+  /** Gives the session to the pool through `to`; a banned peer's stream (or any, without a pool) is reset. */
+  #handOver(
+    sessions: SessionPool | undefined,
+    why: HaulError,
+    to: (pool: SessionPool, session: RemoteSession) => void,
+  ): void {
     if (this.session === undefined || sessions === undefined || this.banned !== undefined) {
       this.drop(why)
       return
     }
-    sessions.retire(this.#detach()!)
+    to(sessions, this.#detach()!)
     this.kick()
   }
 

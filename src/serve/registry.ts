@@ -193,10 +193,7 @@ export class ContentRegistry {
    */
   beginLastRun(ms: number, reading: Promise<void>): void {
     this.#lastRunEnds = performance.now() + ms
-    const settled = reading.then(
-      () => {},
-      () => {},
-    )
+    const settled = reading.catch(() => {})
     this.#lastRunReading = settled
     void settled.then(() => {
       if (this.#lastRunReading === settled) this.#lastRunReading = undefined

@@ -9,7 +9,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, plural } from '../format.ts'
 import type { Output } from '../output.ts'
 import type { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute, announceWait, CheckLines, viaText } from './get-lines.ts'
+import { announceResume, announceRoute, announceWait, CheckLines, retriesText, viaText } from './get-lines.ts'
 
 /**
  * `haul get` of a collection ticket: the folder recreated at `dest`, with progress over the
@@ -129,9 +129,7 @@ function reportFolder(out: Output, r: CollectionResult): void {
         ? ` (${plural(r.links.skipped, 'link')} skipped: --symlinks creates them)`
         : ''
   const via = viaText(r.pack?.swarm)
-  const retries = r.pack?.retries ?? 0
-  const retried = retries > 0 ? `, ${retries} ${retries === 1 ? 'retry' : 'retries'}` : ''
   out.human(
-    `received ${escapeControls(r.path)}: ${plural(r.files, 'file')} in ${plural(r.folders, 'folder')}${links}, ${formatBytes(r.bytes)}, every file verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${retried}${via}`,
+    `received ${escapeControls(r.path)}: ${plural(r.files, 'file')} in ${plural(r.folders, 'folder')}${links}, ${formatBytes(r.bytes)}, every file verified, ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${retriesText(r.pack?.retries ?? 0)}${via}`,
   )
 }

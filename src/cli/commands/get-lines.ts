@@ -118,6 +118,11 @@ export function announceRoute(out: Output, route: TransferRoute, stats?: SwarmSt
   )
 }
 
+/** What the summary line says of retries: nothing when there were none. */
+export function retriesText(retries: number): string {
+  return retries > 0 ? `, ${retries} ${retries === 1 ? 'retry' : 'retries'}` : ''
+}
+
 /** How the summary line ends: how the peers were reached, unless all of them directly. */
 export function viaText(stats: SwarmStats | undefined): string {
   const route = routeOf(stats)

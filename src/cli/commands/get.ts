@@ -13,7 +13,7 @@ import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute, announceWait, CheckLines, viaText } from './get-lines.ts'
+import { announceResume, announceRoute, announceWait, CheckLines, retriesText, viaText } from './get-lines.ts'
 
 export interface GetOptions {
   /**
@@ -273,6 +273,6 @@ function reportDone(out: Output, r: FetchResult): void {
   const moved = r.resume.bytesKept > 0 ? `; fetched ${formatBytes(fetched)} in` : ','
   const via = viaText(r.swarm)
   out.human(
-    `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${r.retries > 0 ? `, ${r.retries} ${r.retries === 1 ? 'retry' : 'retries'}` : ''}${via}`,
+    `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${retriesText(r.retries)}${via}`,
   )
 }
