@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import { Output } from '../../src/cli/output.ts'
 import { ServeReport } from '../../src/cli/serve-report.ts'
+import type { ServeEvent } from '../../src/serve/serve-events.ts'
 
 /** What `run` printed as human lines on stdout. */
 function printed(run: () => void): string[] {
@@ -15,6 +16,20 @@ function printed(run: () => void): string[] {
     spy.mockRestore()
   }
   return lines
+}
+
+/** A session its peer closed with nothing served. */
+function closedEmpty(session: number, peerId: string): ServeEvent {
+  return {
+    type: 'session-ended',
+    session,
+    peerId,
+    bytes: 0,
+    chunks: 0,
+    wireBytes: 0,
+    reason: 'closed',
+    busy: false,
+  }
 }
 
 describe("haul send's lines about what it serves", () => {
@@ -40,17 +55,7 @@ describe("haul send's lines about what it serves", () => {
         partial: false,
       })
     }
-    const end = (session: number, peerId: string): void =>
-      report.onEvent({
-        type: 'session-ended',
-        session,
-        peerId,
-        bytes: 0,
-        chunks: 0,
-        wireBytes: 0,
-        reason: 'closed',
-        busy: false,
-      })
+    const end = (session: number, peerId: string): void => report.onEvent(closedEmpty(session, peerId))
     const during = printed(() => {
       for (let s = 1; s <= 300; s++) transfer(s, hostile)
       transfer(1000, honest)
@@ -78,16 +83,7 @@ describe("haul send's lines about what it serves", () => {
     const peerId = '12D3KooWLookupThenFetchCCCCCCCCCCCCCCCCCCCCCCCCCCCC'
     const session = (s: number, remoteAddr: string): void => {
       report.onEvent({ type: 'session-opened', session: s, peerId, remoteAddr })
-      report.onEvent({
-        type: 'session-ended',
-        session: s,
-        peerId,
-        bytes: 0,
-        chunks: 0,
-        wireBytes: 0,
-        reason: 'closed',
-        busy: false,
-      })
+      report.onEvent(closedEmpty(s, peerId))
     }
     const lines = printed(() => {
       session(1, '/ip4/10.0.0.7/tcp/43734')

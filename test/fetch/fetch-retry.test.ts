@@ -10,6 +10,14 @@ import { ProviderSet } from '../../src/fetch/provider-set.ts'
 import { MAX_RECENT_PEERS, RecentPeers } from '../../src/fetch/recent-peers.ts'
 import type { RetryOptions } from '../../src/transfer/retry.ts'
 
+const retry: RetryOptions = {
+  maxAttempts: 10,
+  maxAttemptsFirstContact: 3,
+  baseDelayMs: 100,
+  maxDelayMs: 30_000,
+  maxStallMs: 300_000,
+}
+
 describe('FetchRetry: a provider indexing the file again (CONTENT_PREPARING)', () => {
   afterEach(() => {
     vi.useRealTimers()
@@ -17,13 +25,6 @@ describe('FetchRetry: a provider indexing the file again (CONTENT_PREPARING)', (
 
   it('is asked again whatever the attempts until retry.maxStallMs pass without progress, then counted', () => {
     vi.useFakeTimers({ toFake: ['performance'] })
-    const retry: RetryOptions = {
-      maxAttempts: 10,
-      maxAttemptsFirstContact: 3,
-      baseDelayMs: 100,
-      maxDelayMs: 30_000,
-      maxStallMs: 300_000,
-    }
     const rule = new FetchRetry(retry, new ProviderSet(), {})
     const preparing = new ContentPreparingError('indexing')
     expect(rule.canRetry(preparing)).toBe(true)
@@ -39,13 +40,6 @@ describe('FetchRetry: a provider this fetch never reached, which the engine hear
   afterEach(() => {
     vi.useRealTimers()
   })
-  const retry: RetryOptions = {
-    maxAttempts: 10,
-    maxAttemptsFirstContact: 3,
-    baseDelayMs: 100,
-    maxDelayMs: 30_000,
-    maxStallMs: 300_000,
-  }
   const providers = (): ProviderSet => {
     const set = new ProviderSet()
     set.add({ peerId: 'sender', addrs: [] })

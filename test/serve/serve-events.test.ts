@@ -1,7 +1,7 @@
 import { join } from 'node:path'
 import { beforeAll, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
-import { AbortedError, type ServeEvent } from '../../src/index.ts'
+import { AbortedError, type Engine, type ServeEvent } from '../../src/index.ts'
 import { encodeMessage } from '../../src/protocol/encoder.ts'
 import { RemoteSession } from '../../src/session/remote-session.ts'
 import { joinTickets } from '../../src/ticket/multi-ticket.ts'
@@ -27,6 +27,13 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
     src = join(dir, 'f.src')
     await writeFile(src, SIZE, 'random')
   })
+
+  /** What `sender` reports from now on. */
+  const eventsOf = (sender: Engine): ServeEvent[] => {
+    const events: ServeEvent[] = []
+    sender.onServe((e) => events.push(e))
+    return events
+  }
 
   const of = <T extends ServeEvent['type']>(events: ServeEvent[], type: T) =>
     events.filter((e): e is Extract<ServeEvent, { type: T }> => e.type === type)
@@ -91,8 +98,7 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
   it('a file changed since it was published: the fetch fails CONTENT_CHANGED, and the sender reports the content withdrawn, once', async () => {
     const sender = await engine()
     const receiver = await engine()
-    const events: ServeEvent[] = []
-    sender.onServe((e) => events.push(e))
+    const events = eventsOf(sender)
     const changing = join(dir, 'changing.src')
     await writeFile(changing, SIZE, 'random', 3)
     const { ticket, index } = await sender.publish(changing)
@@ -118,8 +124,7 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
 
   it('a stream reset just after its peer cancelled the request being answered is a busy session that failed (a receiver that resets its stream rather than closing it)', async () => {
     const sender = await engine({ limits: { uploadBytesPerSec: 1 * MiB } })
-    const events: ServeEvent[] = []
-    sender.onServe((e) => events.push(e))
+    const events = eventsOf(sender)
     const target = targetOf((await sender.publish(src)).ticket)
     const client = await AttackClient.create()
     try {
@@ -143,8 +148,7 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
   it('a fetch the receiver cancels withdraws what it asked: the sender sees it stop fetching, not a cut-off; a sender stopping mid-fetch ends its sessions as stopped before stop() returns', async () => {
     // Slow enough that both fetches are still running when they are cut.
     const sender = await engine({ limits: { uploadBytesPerSec: 2 * MiB } })
-    const events: ServeEvent[] = []
-    sender.onServe((e) => events.push(e))
+    const events = eventsOf(sender)
     const { ticket } = await sender.publish(src)
     const servedTo = (session: number) =>
       of(events, 'chunks-served')
@@ -180,8 +184,7 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
 
   it('a receiver that closes its session with a request still being answered (a multi-peer fetch done elsewhere) withdraws it first: the sender sees the peer stop fetching, not a cut-off', async () => {
     const sender = await engine({ limits: { uploadBytesPerSec: 1 * MiB } })
-    const events: ServeEvent[] = []
-    sender.onServe((e) => events.push(e))
+    const events = eventsOf(sender)
     const target = targetOf((await sender.publish(src)).ticket)
     const client = await AttackClient.create()
     try {
@@ -215,8 +218,7 @@ describe('Engine.onServe reports what the sender serves (real engines)', () => {
     const chunking = { kind: 'fixed', size: 256 * KiB } as const
     const slow = await engine({ chunking, limits: { uploadBytesPerSec: 1 * MiB } })
     const fast = await engine({ chunking })
-    const events: ServeEvent[] = []
-    slow.onServe((e) => events.push(e))
+    const events = eventsOf(slow)
     const tickets = [(await slow.publish(src)).ticket, (await fast.publish(src)).ticket]
     const receiver = await engine()
     const dest = join(dir, 'two-providers')
