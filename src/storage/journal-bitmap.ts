@@ -1,4 +1,4 @@
-import { encodeSlot, PAGE_BITS, PAGE_BYTES, type SlotContents } from './journal-format.ts'
+import { encodeSlot, PAGE_BITS, PAGE_BYTES, pageCountOf, type SlotContents } from './journal-format.ts'
 
 /**
  * The resume journal's durable chunk set in memory: one bit per chunk, and per bitmap page its
@@ -19,7 +19,7 @@ export class JournalBitmap {
 
   constructor(leafCount: number) {
     this.leafCount = leafCount
-    this.pageCount = Math.ceil(leafCount / PAGE_BITS)
+    this.pageCount = pageCountOf(leafCount)
     this.#bits = new Uint8Array(this.pageCount * PAGE_BYTES)
     this.#gen = new Float64Array(this.pageCount)
     this.#pageChunks = new Float64Array(this.pageCount)

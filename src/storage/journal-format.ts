@@ -26,6 +26,12 @@ const SLOT_HEAD = 32
 /** Chunks per bitmap page. */
 export const PAGE_BITS = (BLOCK - SLOT_HEAD) * 8
 export const PAGE_BYTES = BLOCK - SLOT_HEAD
+
+/** Bitmap pages of a journal of `leafCount` chunks. */
+export function pageCountOf(leafCount: number): number {
+  return Math.ceil(leafCount / PAGE_BITS)
+}
+
 const MAGIC = new TextEncoder().encode('HAULJRN1')
 const SLOT_MAGIC = 0x4a504731 // "JPG1"
 const VERSION = 1
@@ -123,7 +129,7 @@ export function parseSuperblock(b: Uint8Array): (JournalInit & { leafCount: numb
   if (v.getUint32(8) !== VERSION) return `journal version ${v.getUint32(8)} is not supported`
   if (v.getUint32(12) !== BLOCK || v.getUint32(24) !== PAGE_BITS) return 'unexpected page geometry'
   const leafCount = Number(v.getBigUint64(16))
-  if (!Number.isSafeInteger(leafCount) || v.getUint32(28) !== Math.ceil(leafCount / PAGE_BITS)) {
+  if (!Number.isSafeInteger(leafCount) || v.getUint32(28) !== pageCountOf(leafCount)) {
     return 'leaf count and page count disagree'
   }
   const headerLen = v.getUint16(80)

@@ -1,28 +1,10 @@
-import { constants } from 'node:fs'
-import { type FileHandle, rename, unlink } from 'node:fs/promises'
-import { dirname } from 'node:path'
 import { BudgetExceededError, InternalError } from '../errors.ts'
-import { syncDir } from '../util/sync-dir.ts'
-import { fsError } from './fs-errors.ts'
 import { JournalBitmap } from './journal-bitmap.ts'
-import {
-  BLOCK,
-  encodeSuperblock,
-  type JournalInit,
-  MAX_HEADER_BYTES,
-  type PartIdentity,
-  type PartStamp,
-  pageRange,
-  parseSuperblock,
-  readAll,
-  readPages,
-  slotOffset,
-  writeEmptyJournal,
-} from './journal-format.ts'
+import { JournalFile } from './journal-file.ts'
+import { type JournalInit, type PartIdentity, type PartStamp, pageRange } from './journal-format.ts'
 import type { JournalOptions } from './journal-options.ts'
-import { entryAt, openOwnFile, removeOwnFile, unlinkEntry } from './safe-open.ts'
-import { writeAll } from './write-all.ts'
 
+export { removeJournal } from './journal-file.ts'
 // What users of the journal also need from its format (./journal-format.ts) and options (./journal-options.ts).
 export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity, type PartStamp } from './journal-format.ts'
 export { defaultJournalOptions, type JournalOptions } from './journal-options.ts'
@@ -44,7 +26,7 @@ export type MemoryJournalInit = Omit<JournalInit, 'part'>
  * torn write damages at most the slot being written (layout: ./journal-format.ts).
  * The file is built under a temporary name and renamed into place, so a journal
  * that exists is whole; its slots are real zeros (not holes), so flushing never
- * allocates blocks on a full disk. Options: ./journal-options.ts.
+ * allocates blocks on a full disk (./journal-file.ts). Options: ./journal-options.ts.
  *
  * Cost: memory leafCount/8 bytes (1.2 MiB for 10M chunks, 10 TiB at 1 MiB; the
  * bitmap, ./journal-bitmap.ts) plus the chunks written since the last flush;
@@ -64,7 +46,6 @@ export function journalPath(dest: string): string {
 
 /** The durable chunk set of one transfer, and the write-ahead rule that keeps it honest. */
 export class Journal {
-  readonly path: string | undefined
   readonly cid: Uint8Array
   readonly headerBytes: Uint8Array
   readonly leafCount: number
@@ -72,7 +53,9 @@ export class Journal {
   readonly part: PartIdentity | undefined
   readonly pageCount: number
   readonly #o: JournalOptions
-  #fh: FileHandle | undefined
+  /** Undefined for a memory journal; kept after close, for remove(). */
+  #file: JournalFile | undefined
+  #closed = false
   /** The bits that are on disk, or go there at the next flush. */
   readonly #map: JournalBitmap
   /** Written, not yet covered by a part-file sync: chunk index → length. */
@@ -89,71 +72,31 @@ export class Journal {
   #running: Promise<void> | undefined
   #queued: Promise<void> | undefined
   #syncData: (() => Promise<void>) | undefined
-  /** The seal of the clean stop this journal was loaded with (JournalInit.sealedPart). */
-  #sealed: PartStamp | undefined
-  /** How far a check after a crash got, and the part file's stamp then (JournalInit.checked). */
-  #checked: JournalInit['checked']
 
-  private constructor(
-    path: string | undefined,
-    init: MemoryJournalInit | JournalInit,
-    o: JournalOptions,
-    fh?: FileHandle,
-  ) {
+  private constructor(init: MemoryJournalInit | JournalInit, o: JournalOptions) {
     if (!Number.isSafeInteger(init.leafCount) || init.leafCount < 0 || init.leafCount > o.maxChunks) {
       throw new BudgetExceededError(
         `the content has ${init.leafCount} chunks, more than this receiver tracks (journal.maxChunks = ${o.maxChunks}): raise it`,
       )
     }
-    this.path = path
     this.cid = new Uint8Array(init.cid)
     this.headerBytes = new Uint8Array(init.headerBytes)
     this.leafCount = init.leafCount
     this.part = 'part' in init ? init.part : undefined
-    this.#sealed = 'sealedPart' in init ? init.sealedPart : undefined
-    this.#checked = 'checked' in init ? init.checked : undefined
     this.#map = new JournalBitmap(init.leafCount)
     this.pageCount = this.#map.pageCount
     this.#o = o
-    this.#fh = fh
   }
 
   /** A journal that lives only in memory (journal.enabled = false): same API, nothing persisted. */
   static memory(init: MemoryJournalInit, o: JournalOptions): Journal {
-    return new Journal(undefined, init, o)
+    return new Journal(init, o)
   }
 
-  /**
-   * Builds an empty journal at `path` (replacing any), atomically: temp file, fsync, rename, fsync
-   * folder. The temp file is created anew (O_EXCL): a leftover of a crash is removed first, and
-   * an entry planted under its name is refused, never written through.
-   */
+  /** Builds an empty journal at `path`, replacing any (JournalFile.create). */
   static async create(path: string, init: JournalInit, o: JournalOptions): Promise<Journal> {
-    // The same bounds load() checks: a journal it would call damaged is never written.
-    const h = init.headerBytes.length
-    if (h === 0 || h > MAX_HEADER_BYTES) throw new InternalError(`descriptor header of ${h} bytes`)
-    if (init.cid.length !== 32) throw new InternalError(`content id of ${init.cid.length} bytes`)
-    const j = new Journal(path, init, o)
-    const tmp = `${path}.tmp`
-    await removeOwnFile(tmp)
-    let created = false
-    try {
-      const fh = await openOwnFile(tmp, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL)
-      created = true
-      try {
-        await writeEmptyJournal(fh, { ...init, pageCount: j.pageCount })
-        await fh.datasync()
-      } finally {
-        await fh.close()
-      }
-      // rename() replaces the entry at `path` and never follows it.
-      await rename(tmp, path)
-      await syncDir(dirname(path))
-      j.#fh = await openOwnFile(path, constants.O_RDWR)
-    } catch (err) {
-      if (created) await unlink(tmp).catch(() => {})
-      throw fsError(err, path)
-    }
+    const j = new Journal(init, o)
+    j.#file = await JournalFile.create(path, { ...init, pageCount: j.pageCount })
     return j
   }
 
@@ -164,32 +107,16 @@ export class Journal {
    * Anything at `path` but one of haul's own files (./safe-open.ts) fails.
    */
   static async load(path: string, o: JournalOptions): Promise<JournalLoad> {
-    if ((await entryAt(path)) === undefined) return { status: 'missing' }
-    const fh = await openOwnFile(path, constants.O_RDWR)
-    let handedOut = false
+    const opened = await JournalFile.open(path, o.maxChunks)
+    if (opened.status !== 'ok') return opened
     try {
-      const size = (await fh.stat()).size
-      const sb = new Uint8Array(BLOCK)
-      if (size < BLOCK || (await readAll(fh, sb, 0)) < BLOCK)
-        return { status: 'damaged', detail: 'superblock truncated' }
-      const parsed = parseSuperblock(sb)
-      if (typeof parsed === 'string') return { status: 'damaged', detail: parsed }
-      if (parsed.leafCount > o.maxChunks) {
-        throw new BudgetExceededError(
-          `${path} tracks ${parsed.leafCount} chunks, more than journal.maxChunks (${o.maxChunks})`,
-        )
-      }
-      const j = new Journal(path, parsed, o, fh)
-      if (size !== slotOffset(j.pageCount, 0)) {
-        return { status: 'damaged', detail: `size ${size}, expected ${slotOffset(j.pageCount, 0)}` }
-      }
+      const j = new Journal(opened.init, o)
+      j.#file = opened.file
       const damagedPages = await j.#readPages()
-      handedOut = true
       return { status: 'ok', journal: j, damagedPages }
     } catch (err) {
-      throw fsError(err, path)
-    } finally {
-      if (!handedOut) await fh.close().catch(() => {})
+      await opened.file.close()
+      throw err
     }
   }
 
@@ -199,7 +126,12 @@ export class Journal {
   }
 
   get persistent(): boolean {
-    return this.path !== undefined
+    return this.#file !== undefined
+  }
+
+  /** The journal's file while it is open: undefined for a memory journal, and once closed. */
+  get #live(): JournalFile | undefined {
+    return this.#closed ? undefined : this.#file
   }
 
   /** Chunks verified and written (durable or not yet synced). */
@@ -261,7 +193,7 @@ export class Journal {
     this.#unsyncedBytes += length
     this.#chunks++
     this.#bytes += length
-    if (this.#fh === undefined) {
+    if (this.#live === undefined) {
       this.#settle(this.#unsynced)
       this.#unsynced = new Map()
       this.#unsyncedBytes = 0
@@ -302,7 +234,7 @@ export class Journal {
 
   /** Makes every chunk recorded so far durable. Concurrent calls share one pending flush. */
   flush(): Promise<void> {
-    if (this.#fh === undefined) return Promise.resolve()
+    if (this.#live === undefined) return Promise.resolve()
     if (this.#queued !== undefined) return this.#queued
     if (this.#running !== undefined) {
       const queued = this.#running
@@ -319,7 +251,7 @@ export class Journal {
 
   /** The part file's mtime and ctime a clean stop sealed this journal with; undefined when not sealed. */
   get sealedPart(): PartStamp | undefined {
-    return this.#sealed
+    return this.#file?.sealedPart
   }
 
   /** Chunk bytes recorded between flushes; also what a check reads between notes (noteChecked). */
@@ -338,7 +270,7 @@ export class Journal {
    * another stamp since.
    */
   checkedThrough(part: PartStamp): number {
-    const c = this.#checked
+    const c = this.#file?.checked
     return c !== undefined && c.part.mtimeNs === part.mtimeNs && c.part.ctimeNs === part.ctimeNs
       ? c.through
       : 0
@@ -351,11 +283,7 @@ export class Journal {
    */
   async noteChecked(through: number, part: PartStamp): Promise<void> {
     await this.flush()
-    const fh = this.#fh
-    if (fh === undefined) return
-    this.#checked = { through, part }
-    await writeAll(fh, this.#superblock(this.#sealed), 0, this.path ?? 'the journal')
-    await fh.datasync()
+    await this.#live?.noteChecked(through, part)
   }
 
   /**
@@ -365,44 +293,21 @@ export class Journal {
    * since.
    */
   async close(partStamp?: PartStamp): Promise<void> {
-    if (this.#fh === undefined) return
+    const file = this.#live
+    if (file === undefined) return
     const flushed = await this.flush().then(
       () => true,
       () => false,
     )
-    const fh = this.#fh
-    this.#fh = undefined
-    if (flushed && partStamp !== undefined && this.part !== undefined) {
-      await this.#writeSeal(fh, partStamp).catch(() => {})
-    }
-    await fh.close().catch(() => {})
-  }
-
-  async #writeSeal(fh: FileHandle, partStamp: PartStamp): Promise<void> {
-    await writeAll(fh, this.#superblock(partStamp), 0, this.path ?? 'the journal')
-    await fh.datasync()
-  }
-
-  #superblock(sealedPart: PartStamp | undefined): Uint8Array {
-    const init = {
-      cid: this.cid,
-      headerBytes: this.headerBytes,
-      leafCount: this.leafCount,
-      part: this.part!,
-      pageCount: this.pageCount,
-      sealedPart,
-      checked: this.#checked,
-    }
-    return encodeSuperblock(init)
+    this.#closed = true
+    if (flushed && partStamp !== undefined) await file.seal(partStamp).catch(() => {})
+    await file.close()
   }
 
   /** Deletes the journal (the transfer completed, or its state is being discarded). */
   async remove(): Promise<void> {
-    const fh = this.#fh
-    this.#fh = undefined
-    await fh?.close().catch(() => {})
-    // unlink() removes an entry and never follows it: whatever stands there now may go.
-    if (this.path !== undefined) for (const p of [this.path, `${this.path}.tmp`]) await unlinkEntry(p)
+    this.#closed = true
+    await this.#file?.remove()
   }
 
   #start(): Promise<void> {
@@ -414,8 +319,8 @@ export class Journal {
   }
 
   async #flushOnce(): Promise<void> {
-    const fh = this.#fh
-    if (fh === undefined) return
+    const file = this.#live
+    if (file === undefined) return
     const batch = this.#unsynced
     this.#syncing = batch
     this.#syncingBytes = this.#unsyncedBytes
@@ -439,24 +344,8 @@ export class Journal {
     this.#lastFlush = performance.now()
     const pages = this.#map.dirtyPages()
     if (pages.length === 0) return
-    const slot = new Uint8Array(BLOCK)
-    try {
-      // The first flush of a resumed transfer drops the seal of the stop before it (the part file
-      // has been written since). A crash before this flush leaves a seal its part file no longer
-      // matches: the next resume re-hashes the kept chunks, the safe side.
-      if (this.#sealed !== undefined) {
-        await writeAll(fh, this.#superblock(undefined), 0, this.path ?? 'the journal')
-        this.#sealed = undefined
-      }
-      for (const p of pages) {
-        const gen = this.#map.encodeNext(p, slot)
-        await writeAll(fh, slot, slotOffset(p, gen % 2), this.path ?? 'the journal')
-      }
-      await fh.datasync()
-    } catch (err) {
-      // Generations stay: the next flush rewrites the same (maybe torn) slots, never the good ones.
-      throw fsError(err, this.path ?? 'journal')
-    }
+    // Generations stay on failure: the next flush rewrites the same (maybe torn) slots, never the good ones.
+    await file.writePages(pages, (p, slot) => this.#map.encodeNext(p, slot))
     this.#map.written(pages)
   }
 
@@ -467,7 +356,7 @@ export class Journal {
 
   async #readPages(): Promise<number[]> {
     const damaged: number[] = []
-    await readPages(this.#fh!, this.leafCount, this.pageCount, (page, best) => {
+    await this.#file!.readPages((page, best) => {
       if (best === undefined) {
         damaged.push(page)
         return
@@ -478,12 +367,4 @@ export class Journal {
     })
     return damaged
   }
-}
-
-/**
- * Deletes a journal and any temporary left by a crash during creation. Missing files are fine;
- * anything there but one of haul's own files is refused (a planted link is the user's to look at).
- */
-export async function removeJournal(path: string): Promise<void> {
-  for (const p of [path, `${path}.tmp`]) await removeOwnFile(p)
 }
