@@ -49,8 +49,14 @@ function shortAddr(addr: string): string {
   return at > 0 ? addr.slice(0, at) : addr || 'an unknown address'
 }
 
+/** What a report writes to. */
+type ReportOutput = Pick<Output, 'event' | 'human' | 'bar' | 'done'>
+
+/** Where a quiet report writes: nowhere. */
+const SILENT: ReportOutput = { event() {}, human() {}, bar() {}, done() {} }
+
 /**
- * What `haul send` and `haul seed` show while serving, built from the engine's serve events
+ * What `haul send`, `haul seed` and `haul get --provide` show while serving, built from the engine's serve events
  * (Engine.onServe): a line per peer that connects, a line per transfer that starts and ends, a
  * live line of the transfers running with bytes served and rate, and the summary on exit. With
  * `--json` the same as events: peer-connected, transfer-started, serving (at most two a second
@@ -60,7 +66,8 @@ function shortAddr(addr: string): string {
  * seen, capped at MAX_PEERS_COUNTED.
  */
 export class ServeReport {
-  readonly #out: Output
+  readonly #loud: Output
+  #out: ReportOutput
   /** Open sessions per peer: a peer is announced when its first one opens. */
   readonly #peerSessions = new Map<string, number>()
   readonly #peersSeen = new Set<string>()
@@ -78,8 +85,18 @@ export class ServeReport {
   /** Transfers that ended with requests unanswered because the peer or the network went. */
   #cutByPeer = 0
 
-  constructor(out: Output) {
-    this.#out = out
+  /**
+   * `quiet`: counts what is served for the summary, and shows nothing until `speak()` (a
+   * `get --provide` serves while its own fetch owns the terminal).
+   */
+  constructor(out: Output, opts: { quiet?: boolean } = {}) {
+    this.#loud = out
+    this.#out = opts.quiet === true ? SILENT : out
+  }
+
+  /** Shows what is served from now on (a quiet report). */
+  speak(): void {
+    this.#out = this.#loud
   }
 
   readonly onEvent = (e: ServeEvent): void => {
@@ -121,6 +138,7 @@ export class ServeReport {
 
   /** The last words on exit: what was served, to how many, and what the stop cut off. */
   summary(): void {
+    this.speak()
     for (const peerId of this.#peerLines.keys()) this.#hiddenLine(peerId)
     const peers = this.#peersSeen.size
     this.#out.event({

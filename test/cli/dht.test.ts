@@ -55,6 +55,13 @@ describe('haul on a DHT', () => {
     expect(await sha256File(again)).toBe(await sha256File(file))
     expect(events(third.stdout).find((e) => e.event === 'done')?.bytes).toBe(5 * 1024 * 1024 + 3)
     expect(await provider.stop()).toBe(0)
+    // Stopped, it says what it served: the whole file to the third peer, once it was whole.
+    const ended = provider.events.filter((e) => e.event === 'transfer-ended')
+    expect(ended.map((e) => e.outcome)).toContain('complete')
+    const stopped = provider.events.find((e) => e.event === 'stopped')
+    expect(stopped).toMatchObject({ cutOff: 0 })
+    expect(stopped!.bytesServed).toBeGreaterThanOrEqual(5 * 1024 * 1024 + 3)
+    expect(stopped!.transfers).toBeGreaterThanOrEqual(1)
   }, 120_000)
 
   it('get --provide --data-dir, stopped and run again, comes back with its peer id and port: the address others were given still reaches it', async () => {

@@ -12,6 +12,7 @@ import { type FetchResult, routeOf, type TransferRoute } from '../../transfer/tr
 import { EXIT } from '../args.ts'
 import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
+import { ServeReport } from '../serve-report.ts'
 import { StopSignals } from '../signals.ts'
 import { announceResume, announceRoute, announceWait, CheckLines, retriesText, viaText } from './get-lines.ts'
 
@@ -79,6 +80,9 @@ export async function runGet(
     let waited = false
     const check = new CheckLines(out)
     let lastProgress = 0
+    // What it serves while fetching is counted, and shown once the file is whole.
+    const served = opts.provide === true ? new ServeReport(out, { quiet: true }) : undefined
+    if (served !== undefined) engine.onServe(served.onEvent)
     const handle = engine.fetch(ticketText, dest, {
       overwrite: opts.overwrite,
       waitIfBusy: opts.waitIfBusy,
@@ -139,9 +143,13 @@ export async function runGet(
     if (r === undefined) return EXIT.interrupted
     out.done()
     reportDone(out, r)
-    if (opts.provide === true) {
+    if (served !== undefined) {
       announceProviding(out, engine, ticket.cid, r.path)
+      served.speak()
       await stop.wait()
+      // The engine's stop reports every session still open (and whether it was cut off) first.
+      await engine.stop()
+      served.summary()
     }
     return EXIT.done
   } finally {
