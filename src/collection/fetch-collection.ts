@@ -39,6 +39,9 @@ import { seedPack } from './seed-pack.ts'
 import { clearStaging, stagedCut } from './staged.ts'
 import { cutPack, makeTree, removeStaging, stagingPaths } from './unpack.ts'
 
+/** How often the files already at the destination report what was read of them. */
+const READ_REPORT_MS = 250
+
 export interface CollectionProgress {
   /**
    * `manifest`: fetching the list; `reading`: reading the files already at the destination (an
@@ -53,6 +56,11 @@ export interface CollectionProgress {
   readonly bytes: number
   /** Verified bytes of the pack, kept from an earlier run included. */
   readonly bytesDone: number
+  /**
+   * `reading` on: bytes of the files already at the destination read so far (those of the sizes
+   * the list gives; at most `bytes`).
+   */
+  readonly bytesRead?: number
   /** The pack transfer's own figures (rate, ETA) while it runs. */
   readonly transfer?: TransferProgress
 }
@@ -294,9 +302,22 @@ export async function fetchCollection(
         // Over an earlier copy of the folder, the files still as they were are not fetched again.
         const seeding = !resumed && opts.overwrite === true && made === undefined
         if (seeding) report({ phase: 'reading' })
+        let readReported = 0
         const seeded = seeding
-          ? await seedPack((path) => folder.at(path), manifest, `${paths.pack}.part`, signal)
+          ? await seedPack(
+              (path) => folder.at(path),
+              manifest,
+              `${paths.pack}.part`,
+              signal,
+              (bytesRead) => {
+                const now = performance.now()
+                if (now - readReported < READ_REPORT_MS) return
+                readReported = now
+                report({ bytesRead })
+              },
+            )
           : 0
+        if (seeding) report({ bytesRead: seeded })
         report({ phase: 'fetching' })
         await makeTree(paths, manifest)
         const fetched = await fetchPack(

@@ -23,13 +23,15 @@ const COPY_BLOCK = 1024 * 1024
 
 /**
  * Creates `packPart` (which must not exist) and copies into it the files under `at` that match
- * the manifest's sizes. Returns the bytes copied; with none, no part file is left.
+ * the manifest's sizes, telling `onCopied` the bytes copied so far after each block. Returns the
+ * bytes copied; with none, no part file is left.
  */
 export async function seedPack(
   at: (path: string) => string,
   manifest: Manifest,
   packPart: string,
   signal: AbortSignal,
+  onCopied: (bytes: number) => void = () => {},
 ): Promise<number> {
   const out = await open(
     packPart,
@@ -47,7 +49,7 @@ export async function seedPack(
       if (e.kind !== 'file' || e.size === 0) continue
       throwIfAborted(signal)
       if (!(await inRealFolders(at, e.path, dirs))) continue
-      copied += await copyInto(at(e.path), e.size, out, e.offset, block)
+      copied += await copyInto(at(e.path), e.size, out, e.offset, block, (n) => onCopied(copied + n))
     }
   } catch (err) {
     throw isHaulError(err) ? err : fsError(err, packPart)
@@ -86,6 +88,7 @@ async function copyInto(
   out: FileHandle,
   offset: number,
   block: Uint8Array,
+  onCopied: (bytes: number) => void,
 ): Promise<number> {
   const s = await lstat(path).catch(() => undefined)
   if (s === undefined || !s.isFile() || s.size !== size) return 0
@@ -104,6 +107,7 @@ async function copyInto(
       if (bytesRead === 0) break
       await out.write(block, 0, bytesRead, offset + done)
       done += bytesRead
+      onCopied(done)
     }
     return done
   } finally {

@@ -102,12 +102,18 @@ describe('collections between two real engines', () => {
     expect((await failure(receiver.fetchCollection(ticket, out))).code).toBe('DESTINATION_EXISTS')
     const resumed: string[] = []
     const phases: string[] = []
+    let read = 0
     const r = await receiver.fetchCollection(ticket, out, {
       overwrite: true,
       onResume: (info) => resumed.push(`${info.mode} ${info.reason}`),
-      onProgress: (p) => phases.at(-1) !== p.phase && phases.push(p.phase),
+      onProgress: (p) => {
+        if (p.phase === 'reading') read = p.bytesRead ?? 0
+        if (phases.at(-1) !== p.phase) phases.push(p.phase)
+      },
     })
     expect(phases).toEqual(['manifest', 'reading', 'fetching', 'placing', 'done'])
+    // Every file here of the size the new list gives was read: all but the one that grew.
+    expect(read).toBe(30 * MiB + 1000 * ((29 * 30) / 2) - (MiB + 1000 * 20))
     expect(await treeOf(out)).toEqual(await treeOf(src))
     expect(resumed).toEqual(['rehash local-files'])
     expect(r.pack?.resume).toMatchObject({ mode: 'rehash', reason: 'local-files' })

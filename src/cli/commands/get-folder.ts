@@ -87,7 +87,8 @@ function folderLine(p: CollectionProgress): string {
   const received = p.bytesDone + (p.transfer?.bytesArriving ?? 0)
   const pct = p.bytes > 0 ? (100 * received) / p.bytes : 100
   if (p.phase === 'manifest') return 'fetching the list of files…'
-  if (p.phase === 'reading') return `reading the ${p.files} files already here, to keep what still matches…`
+  if (p.phase === 'reading')
+    return `reading the ${p.files} files already here, to keep what still matches…  ${formatBytes(p.bytesRead ?? 0)} read`
   if (p.phase === 'placing' || p.phase === 'done') return `placing files  ${p.filesPlaced} / ${p.files}`
   const rate = p.transfer === undefined ? '' : `  ${formatRate(p.transfer.rate)}`
   return `${pct.toFixed(1)}%  ${formatBytes(received)} / ${formatBytes(p.bytes)}  ${p.files} files${rate}`
