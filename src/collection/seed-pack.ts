@@ -11,15 +11,13 @@
  * that cannot be read is skipped (it is fetched).
  */
 import { constants } from 'node:fs'
-import { type FileHandle, lstat, open } from 'node:fs/promises'
+import { lstat, open } from 'node:fs/promises'
 import { isHaulError } from '../errors.ts'
+import { COPY_BLOCK, copyInto } from '../storage/copy-into.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { O_NOFOLLOW, unlinkEntry } from '../storage/safe-open.ts'
 import { throwIfAborted } from '../util/abort.ts'
 import type { Manifest } from './manifest.ts'
-
-/** Bytes copied per read and write. */
-const COPY_BLOCK = 1024 * 1024
 
 /**
  * Creates `packPart` (which must not exist) and copies into it the files under `at` that match
@@ -79,38 +77,4 @@ async function inRealFolders(
     if (!real) return false
   }
   return true
-}
-
-/** Copies the regular file at `path`, if it has `size` bytes, to `offset` of `out`; the bytes copied. */
-async function copyInto(
-  path: string,
-  size: number,
-  out: FileHandle,
-  offset: number,
-  block: Uint8Array,
-  onCopied: (bytes: number) => void,
-): Promise<number> {
-  const s = await lstat(path).catch(() => undefined)
-  if (s === undefined || !s.isFile() || s.size !== size) return 0
-  const fh = await open(path, constants.O_RDONLY | O_NOFOLLOW | constants.O_NONBLOCK).catch(() => undefined)
-  if (fh === undefined) return 0
-  let done = 0
-  try {
-    const opened = await fh.stat()
-    if (!opened.isFile() || opened.size !== size) return 0
-    while (done < size) {
-      // A file that cannot be read (or is shorter than it said) stops here: the rest is fetched.
-      const bytesRead = await fh
-        .read(block, 0, Math.min(block.length, size - done), done)
-        .then((r) => r.bytesRead)
-        .catch(() => 0)
-      if (bytesRead === 0) break
-      await out.write(block, 0, bytesRead, offset + done)
-      done += bytesRead
-      onCopied(done)
-    }
-    return done
-  } finally {
-    await fh.close()
-  }
 }
