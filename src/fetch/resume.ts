@@ -6,6 +6,7 @@ import type { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { Journal, type JournalOptions, journalPath, removeJournal } from '../storage/journal.ts'
 import { PartFile } from '../storage/part-file.ts'
 import { entryAt, openOwnFile, unlinkEntry } from '../storage/safe-open.ts'
+import { seedPartFromDestination } from './seed-part.ts'
 
 /**
  * How a fetch used what an earlier run left at the destination.
@@ -22,8 +23,10 @@ import { entryAt, openOwnFile, unlinkEntry } from '../storage/safe-open.ts'
  *   its fetch given up for this one); those chunks were re-hashed against the
  *   verified leaves and the ones that match were kept (a file that grew, or
  *   changed in places, keeps what is unchanged at the same offsets).
- *   A folder fetched again over an earlier copy of it (`overwrite`) checks
- *   the files already there the same way (`local-files`: src/collection/seed-pack.ts).
+ *   A file fetched with `overwrite` over other data at its destination
+ *   checks that data the same way (`destination`: ./seed-part.ts), and a
+ *   folder fetched again over an earlier copy of it the files already there
+ *   (`local-files`: src/collection/seed-pack.ts).
  * - `restart`: what was there holds nothing to check (an empty part file, or
  *   a journal of other content with no chunk verified); it was discarded.
  * - `present`: the destination itself already held this content (checked by
@@ -42,6 +45,7 @@ export interface ResumeInfo {
     | 'other-content'
     | 'part-size'
     | 'local-files'
+    | 'destination'
   /** Verified chunks found on disk (for `rehash`: once the re-hash has finished). */
   readonly chunksKept: number
   readonly bytesKept: number
@@ -119,7 +123,7 @@ async function openPinned(
   const jpath = journalPath(folder.file(nameIn(req.dest)))
   const changed = await takeChanged(folder.file(nameIn(req.dest)))
   const all: RehashRanges = req.leafCount > 0 ? [{ start: 0, end: req.leafCount }] : []
-  const existing = await PartFile.inspect(req.dest, folder)
+  let existing = await PartFile.inspect(req.dest, folder)
   let decision: { mode: ResumeInfo['mode']; reason?: ResumeInfo['reason'] }
   /** What a rehash covers: every chunk, unless a journal says which could be on disk. */
   let ranges = all
@@ -127,7 +131,11 @@ async function openPinned(
 
   if (existing === undefined) {
     await removeJournal(jpath)
-    decision = { mode: 'fresh' }
+    // Over other data at the destination (overwrite): its bytes are checked for chunks to keep.
+    const seeded =
+      req.overwrite && req.leafCount > 0 ? await seedPartFromDestination(folder, nameIn(req.dest)) : 0
+    if (seeded > 0) existing = await PartFile.inspect(req.dest, folder)
+    decision = existing === undefined ? { mode: 'fresh' } : { mode: 'rehash', reason: 'destination' }
   } else if (!keepsJournal(req)) {
     await removeJournal(jpath)
     decision =

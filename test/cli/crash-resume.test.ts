@@ -97,4 +97,23 @@ describe('haul get resuming after a crash (real processes)', () => {
     expect(lines.find((l) => l.startsWith('resumed'))).toMatch(/^resumed \(rehash\): kept [1-9]\d* chunks/)
     expect(await sha256File(dest)).toBe(await sha256File(grown))
   })
+
+  it('`get --force` of a new version over the whole old file here: says it checks the file, keeps what still matches, and fetches the rest', async () => {
+    const dest = join(sent.dir, 'old-version.bin')
+    expect((await run(['get', sent.ticket, '-o', dest])).code).toBe(0)
+    const grown = join(sent.dir, 'new-version.bin')
+    await copyFile(sent.src, grown)
+    await appendFile(grown, new Uint8Array(MiB).fill(2))
+    const sender = sent.start(['send', grown, '--json'])
+    const ticket = (await sender.event('published')).ticket as string
+    const r = await run(['get', ticket, '-o', dest, '--force'])
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    const lines = r.stdout.trim().split('\n')
+    expect(lines[0]).toMatch(
+      /^.*old-version\.bin holds other data \(--force\): checking its chunks against the content id, keeping every chunk that still matches$/,
+    )
+    expect(lines).toContain('kept 8 chunks (8.0 MiB) of the file that was here, which still match')
+    expect(lines.at(-1)).toMatch(/every chunk verified; fetched 1\.0 MiB in/)
+    expect(await sha256File(dest)).toBe(await sha256File(grown))
+  })
 })

@@ -451,6 +451,41 @@ describe.each<[string, ChunkingParams]>([
     expect(r.resume.bytesKept).toBeGreaterThanOrEqual(SIZE / 2 - 2 * MiB)
   })
 
+  it('a file fetched with overwrite over an older version of it at the destination (grown, or changed in place): the chunks that still match are kept, not fetched (destination)', async () => {
+    const dest = join(dir, `e${n++}.out`)
+    await fetchCounting(dest)
+    const { grown, grownTicket } = await grownFile()
+    await expect(receiver.fetch(grownTicket, dest).result).rejects.toBeInstanceOf(DestinationExistsError)
+    expect(existsSync(`${dest}.part`)).toBe(false)
+    let before = served.bytes
+    const resumed: ResumeInfo[] = []
+    const r = await receiver.fetch(grownTicket, dest, {
+      overwrite: true,
+      onResume: (info) => resumed.push(info),
+    }).result
+    expect(await sha256File(dest)).toBe(await sha256File(grown))
+    expect(resumed.map((i) => `${i.mode} ${i.reason}`)).toEqual(['rehash destination'])
+    expect(r.resume).toMatchObject({ mode: 'rehash', reason: 'destination' })
+    // Everything before the appended bytes, bar a content-defined chunk the old end cut short.
+    expect(r.resume.bytesKept).toBeGreaterThanOrEqual(SIZE - 2 * MiB)
+    expect(served.bytes - before).toBe(SIZE + 3 * MiB - r.resume.bytesKept)
+    expect(existsSync(`${dest}.part`)).toBe(false)
+
+    // Changed in place: 64 KiB in the middle, the size the same.
+    const edited = join(dir, `edited${n++}.bin`)
+    await copyFile(grown, edited)
+    const fh = await open(edited, 'r+')
+    await fh.write(new Uint8Array(64 * 1024).fill(9), 0, 64 * 1024, 10 * MiB)
+    await fh.close()
+    before = served.bytes
+    const again = await receiver.fetch(await sender.publish(edited), dest, { overwrite: true }).result
+    expect(await sha256File(dest)).toBe(await sha256File(edited))
+    expect(again.resume).toMatchObject({ mode: 'rehash', reason: 'destination' })
+    // The chunks the edit touched, at most two of the largest size.
+    expect(again.resume.bytesKept).toBeGreaterThanOrEqual(SIZE + 3 * MiB - 4 * MiB)
+    expect(served.bytes - before).toBe(SIZE + 3 * MiB - again.resume.bytesKept)
+  })
+
   it('a journal for other content is resumed by that content: what the refused fetch left is intact', async () => {
     const { dest, other, otherTicket } = await otherContentPart()
     await expect(receiver.fetch(ticket, dest).result).rejects.toBeInstanceOf(DestinationExistsError)

@@ -41,6 +41,10 @@ export function announceResume(out: Output, part: string, info: ResumeInfo, p: T
     out.human(
       `resuming: ${part} held chunks of another content (an earlier fetch's, given up for this one): checking them against this content id, keeping those that match`,
     )
+  } else if (info.mode === 'rehash' && info.reason === 'destination') {
+    out.human(
+      `${part.slice(0, -'.part'.length)} holds other data (--force): checking its chunks against the content id, keeping every chunk that still matches`,
+    )
   } else if (info.mode === 'rehash' && info.reason === 'local-files') {
     out.human(
       'the folder is here already: checking its files against the new list, keeping every chunk that still matches',

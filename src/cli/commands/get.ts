@@ -273,7 +273,11 @@ function reportDone(out: Output, r: FetchResult): void {
   // A clean stop's journal's figures were said as the fetch started (announceResume); those of a
   // re-hash or of a check after a crash are known now.
   const checked = r.resume.mode !== 'journal' || r.resume.reason === 'unclean-stop'
-  if (r.resume.chunksKept > 0 && checked) {
+  if (r.resume.chunksKept > 0 && r.resume.reason === 'destination') {
+    out.human(
+      `kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) of the file that was here, which still match`,
+    )
+  } else if (r.resume.chunksKept > 0 && checked) {
     out.human(
       `resumed (${r.resume.mode}): kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) ${r.resume.reason === 'other-content' ? 'that match this content' : 'from an earlier run'}`,
     )
