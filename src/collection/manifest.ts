@@ -271,10 +271,12 @@ export function linkTrie(entries: ReadonlyArray<Pick<ManifestEntry, 'kind' | 'pa
 
 /**
  * Why the link at `path` (`/`-separated) cannot point to `target`, or undefined: the target must
- * be relative and resolve inside the tree from the link's folder. The walk is by name, which
- * is what the file system does except where `..` follows a name that is itself a link (one of
- * `links`, every link of the tree): that `..` leaves the link's target, not the folder the link
- * is in (with `d/up -> ..`, `d/up/..` is the tree's parent), so it is refused.
+ * be relative and resolve inside the tree from the link's folder, by name, without passing
+ * through another link (one of `links`, every link of the tree). The walk by name is what the
+ * file system does until a name is a link: past it, the walk goes on in the link's target, which
+ * names cannot tell (with `d/up -> ..`, `d/up/..` is the tree's parent, and `d/up/d/up/../..`
+ * further up still), so a target whose path goes on past a link is refused. A target that ends
+ * at a link is fine: that link's own target is checked too.
  */
 export function linkTargetProblem(path: string, target: string, links: LinkTrie): string | undefined {
   if (target === '' || target.startsWith('/') || target.includes('\0')) {
@@ -285,14 +287,15 @@ export function linkTargetProblem(path: string, target: string, links: LinkTrie)
   const nodes: Array<LinkTrie | undefined> = [links]
   for (const name of names) nodes.push(nodes.at(-1)?.next.get(name))
   for (const part of target.split('/')) {
+    if (part === '.' || part === '') continue
+    if (nodes.at(-1)?.link === true) {
+      return `points through the link ${JSON.stringify(names.join('/'))} (${JSON.stringify(target)}): a path that goes on past a link leaves the folder's names, so it is not followed`
+    }
     if (part === '..') {
       if (names.length === 0) return `points outside the folder (${JSON.stringify(target)})`
-      if (nodes.at(-1)?.link === true) {
-        return `points through the link ${JSON.stringify(names.join('/'))} and up (${JSON.stringify(target)}): ".." after a link leaves the link's target, not its folder`
-      }
       names.pop()
       nodes.pop()
-    } else if (part !== '.' && part !== '') {
+    } else {
       names.push(part)
       nodes.push(nodes.at(-1)?.next.get(part))
     }
