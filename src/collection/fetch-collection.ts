@@ -240,6 +240,7 @@ export async function fetchCollection(
     // fetch leaves nothing. After, the staging folder is what a later call resumes from.
     let preparing = true
     let madeStage = false
+    let refused = false
     try {
       // A folder that was there already, with no fetch staged in it, may hold the collection.
       if (
@@ -360,13 +361,16 @@ export async function fetchCollection(
       if (signal.aborted) throw new AbortedError('the collection fetch was cancelled', { cause: err })
       if (isHaulError(err) && err.code === 'CONTENT_CHANGED' && lock !== undefined)
         await noteChanged(paths, ticket.cid)
+      // A pack that is not the manifest's fails the same way every time: nothing is kept for a resume.
+      if (isHaulError(err) && err.code === 'MANIFEST_INVALID') refused = true
       throw err
     } finally {
       // Only under the lock: a staging folder another fetch holds is not this one's to remove.
-      if (preparing && madeStage && lock !== undefined) await removeStaging(paths).catch(() => {})
+      if (((preparing && madeStage) || refused) && lock !== undefined)
+        await removeStaging(paths).catch(() => {})
       await lock?.release()
       await folder.close()
-      if (preparing && made !== undefined) await removeEmptyFolders(root, made)
+      if ((preparing || refused) && made !== undefined) await removeEmptyFolders(root, made)
     }
   }
 }

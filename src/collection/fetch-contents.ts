@@ -87,6 +87,12 @@ export async function fetchPack(
       // Files are cut out of it and it is deleted: its bytes need not reach the disk.
       scratch: true,
       accept: (header) => {
+        // The manifest's files add up to its packSize (decodeManifest): another size is not its pack.
+        if (header.totalSize !== manifest.packSize) {
+          throw new ManifestInvalidError(
+            `the collection's manifest was refused, nothing was placed: its files add up to ${manifest.packSize} bytes, but the pack it names holds ${header.totalSize}`,
+          )
+        }
         // Called again on each retry: the first one stays.
         if (header.chunking.kind !== 'fixed' || early !== undefined) return
         early = new EarlyCut(

@@ -112,6 +112,29 @@ describe('a hostile sender: the receiver refuses its manifest before writing any
     await refusedTicket(ticket, shown, join(pair.dir, 'out-big'))
   })
 
+  it.each([
+    ['smaller', 10],
+    ['larger', 8 * MiB + 1],
+  ])(
+    'files adding up to a size %s than the pack it names: refused from the pack header, no chunk of it fetched',
+    async (_, size) => {
+      const pack = await serve(new Uint8Array(4 * MiB).fill(5))
+      const { ticket } = await serve(craftManifest([file('tiny', size)], pack.cid))
+      let chunks = 0
+      const off = pair.sender.onServe((e) => {
+        if (e.type === 'chunks-served') chunks += e.chunks
+      })
+      try {
+        const shown = `its files add up to ${size} bytes, but the pack it names holds ${4 * MiB}`
+        await refusedTicket(ticket, shown, join(pair.dir, `out-pack-${size}`))
+      } finally {
+        off()
+      }
+      // Only the manifest's one chunk was served.
+      expect(chunks).toBe(1)
+    },
+  )
+
   it('names differing only in case arrive as two files where the file system keeps case apart', async () => {
     await writeFile(join(pair.dir, 'Case-Probe'), '')
     const folds = existsSync(join(pair.dir, 'case-probe'))
