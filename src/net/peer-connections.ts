@@ -67,28 +67,44 @@ export class PeerConnections {
   /**
    * Dials the direct addresses first and, when none answers, the relayed ones: each group gets
    * `connectTimeoutMs`, so a ticket whose direct addresses are all out of reach (another
-   * network's LAN) reaches the peer through its relay after at most one timeout.
+   * network's LAN) reaches the peer through its relay after at most one timeout. Within the
+   * direct group the addresses are dialed one after another, in the ticket's order, each with an
+   * equal share of what is left of the group's time (the last with all of it): an address that
+   * swallows packets (a firewall dropping them, an interface the receiver cannot route to) costs
+   * its share, not the whole timeout, before the next one is tried.
    */
   async dial(peerId: PeerId, addrs: Multiaddr[]): Promise<Connection> {
     if (addrs.length === 0) {
       throw new PeerUnreachableError(`peer ${peerId} is not connected and the ticket has no address to dial`)
     }
     const relayed = addrs.filter(isRelayedAddress)
-    const groups = [addrs.filter((a) => !isRelayedAddress(a)), relayed].filter((g) => g.length > 0)
+    const direct = addrs.filter((a) => !isRelayedAddress(a))
     const why: string[] = []
     let lastError: unknown
     let relayBusy = false
-    for (const group of groups) {
-      const timeout = AbortSignal.timeout(this.#timeoutMs)
+    /** Dials `group` (one dial: libp2p joins concurrent dials of a peer) within `ms`; undefined on failure. */
+    const attempt = async (group: Multiaddr[], ms: number): Promise<Connection | undefined> => {
+      const timeout = AbortSignal.timeout(Math.max(1, Math.round(ms)))
       try {
         return await this.#node.dial(group, { signal: AbortSignal.any([this.#stop, timeout]) })
       } catch (err) {
         if (this.#stop.aborted) throw new AbortedError('the network was stopped')
         lastError = err
-        const text = timeout.aborted ? `no answer within ${this.#timeoutMs} ms` : describeDialError(err)
-        why.push(text)
+        const text = timeout.aborted ? `no answer within ${Math.round(ms)} ms` : describeDialError(err)
+        why.push(group.length === 1 && direct.length > 1 ? `${group[0]}: ${text}` : text)
         if (group === relayed && RELAY_BUSY.test(text)) relayBusy = true
+        return undefined
       }
+    }
+    const deadline = performance.now() + this.#timeoutMs
+    for (let i = 0; i < direct.length; i++) {
+      const left = deadline - performance.now()
+      const conn = await attempt([direct[i]!], left / (direct.length - i))
+      if (conn !== undefined) return conn
+    }
+    if (relayed.length > 0) {
+      const conn = await attempt(relayed, this.#timeoutMs)
+      if (conn !== undefined) return conn
     }
     if (relayBusy) {
       throw new TooManyRequestsError(

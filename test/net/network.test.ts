@@ -204,6 +204,27 @@ describe('Network', () => {
     }
   })
 
+  it('an address that never answers listed before one that works: the second is dialed within the connect time', async () => {
+    const sockets: Socket[] = []
+    const silent = createServer((s) => sockets.push(s))
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    try {
+      const { port } = silent.address() as { port: number }
+      const a = await network({ connectTimeoutMs: 2_000 })
+      const b = await network({})
+      await b.handle(ECHO, echo)
+      const good = b.addresses.find((x) => x.includes('/tcp/'))!.split('/p2p/')[0]!
+      const addrs = [`/ip4/127.0.0.1/tcp/${port}`, `/ip4/127.0.0.1/tcp/${port}`, good]
+      const s = await a.openStream(b.peerId.toString(), addrs, ECHO)
+      await s.close()
+      // Each silent address had its share of the time, not the whole of it.
+      expect(sockets.length).toBeGreaterThanOrEqual(1)
+    } finally {
+      for (const s of sockets) s.destroy()
+      await new Promise((r) => silent.close(r))
+    }
+  })
+
   it('identity persists across restart, and the restarted node answers on the same port', async () => {
     const dataDir = await mkdtemp(join(tmpdir(), 'haul-net-'))
     try {
