@@ -90,6 +90,13 @@ export interface CollectionFetchOptions {
   /** Create the collection's symbolic links (each points inside it); otherwise they are skipped. @default false */
   symlinks?: boolean
   /**
+   * Add the collection's files to a folder already at `dest` that is neither an earlier copy of
+   * it nor its interrupted fetch. `false` refuses such a folder (DESTINATION_EXISTS): what `haul
+   * get` does when the folder's name is the sender's, not the user's, so a ticket cannot add files
+   * to `~/.ssh` or `~/bin` under a name of its choosing. @default true
+   */
+  intoExisting?: boolean
+  /**
    * Every file is on stable storage before the fetch ends (one syncfs, or an fsync per file).
    * `false` leaves that to the kernel's writeback, as cp and rsync do: faster for many small
    * files (see bench/collection.ts), and a power cut within ~30 s of the end can lose files the
@@ -250,6 +257,11 @@ export async function fetchCollection(
       ) {
         report({ phase: 'done', filesPlaced: manifest.files, bytesDone: manifest.packSize })
         return resultOf(manifest, root, started, opts, { pack: undefined, resumed: false, present: true })
+      }
+      if (made === undefined && opts.intoExisting === false && (await entryAt(paths.stage)) === undefined) {
+        throw new DestinationExistsError(
+          `${root} already exists and is not an earlier copy of this folder: haul adds a folder's files to one already there only when asked to by name (-o ${root}); or fetch it elsewhere with -o <path>`,
+        )
       }
       const packHex = Buffer.from(manifest.packCid).toString('hex')
       madeStage = await mkdir(paths.stage, { mode: 0o700 }).then(

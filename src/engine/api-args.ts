@@ -92,7 +92,17 @@ export function checkProviders(value: unknown): void {
 
 type Method = 'publish' | 'publishCollection' | 'seed' | 'fetch' | 'fetchCollection'
 
-const FLAGS = ['overwrite', 'waitIfBusy', 'swarm', 'provide', 'symlinks', 'sync', 'public', 'announce']
+const FLAGS = [
+  'overwrite',
+  'waitIfBusy',
+  'swarm',
+  'provide',
+  'symlinks',
+  'sync',
+  'intoExisting',
+  'public',
+  'announce',
+]
 const SERVE_KEYS = ['public', 'announce']
 const PUBLISH_KEYS = ['signal', 'onProgress', ...SERVE_KEYS]
 const FETCH_SHARED = ['signal', 'onProgress', 'onRetry', 'onResume', 'onWait', 'priority', 'maxBytesPerSec']
@@ -120,6 +130,7 @@ const OPTION_KEYS: Record<Method, ReadonlySet<string>> = {
     'waitIfBusy',
     'symlinks',
     'sync',
+    'intoExisting',
   ]),
 }
 

@@ -119,6 +119,47 @@ describe('folders and names from the command line (real processes)', () => {
     expect(await treeOf(out)).toEqual(await treeOf(src))
   })
 
+  it("the sender's name for a folder never adds files to a folder already here, and a hidden name is never taken without -o", async () => {
+    // A folder named as one the receiver has (its ~/.ssh, its ~/bin), holding a file it does not.
+    const home = join(dir, 'home')
+    await mkdir(join(home, 'bin'), { recursive: true })
+    await write(join(home, 'bin', 'mine'), 'mine')
+    const src = join(dir, 'offered')
+    await mkdir(join(src, 'bin'), { recursive: true })
+    await write(join(src, 'bin', 'ls'), '#!/bin/sh\necho planted\n')
+    const bin = start(['send', join(src, 'bin'), '--json'])
+    const binTicket = await ticketOf(bin)
+    const refused = await run(['get', binTicket], undefined, home)
+    expect(refused.code).toBe(1)
+    expect(refused.stderr).toContain('DESTINATION_EXISTS')
+    expect(refused.stderr).toContain('is not an earlier copy of this folder')
+    expect(await readdir(join(home, 'bin'))).toEqual(['mine'])
+    // Into a folder given with a trailing slash the name is still the sender's: refused too.
+    expect((await run(['get', binTicket, '-o', `${home}/`])).code).toBe(1)
+    expect(await readdir(join(home, 'bin'))).toEqual(['mine'])
+    // Named by the user, the folder is added to.
+    expect((await run(['get', binTicket, '-o', join(home, 'bin')])).code).toBe(0)
+    expect((await readdir(join(home, 'bin'))).sort()).toEqual(['ls', 'mine'])
+
+    // Hidden names: a folder (.ssh) and a file (.bash_aliases), refused by name alone.
+    await mkdir(join(src, '.ssh'))
+    await write(join(src, '.ssh', 'authorized_keys'), 'ssh-ed25519 AAAA planted')
+    await write(join(src, '.bash_aliases'), 'alias ls=planted')
+    for (const hidden of ['.ssh', '.bash_aliases']) {
+      const sender = start(['send', join(src, hidden), '--json'])
+      const ticket = await ticketOf(sender)
+      const got = await run(['get', ticket], undefined, home)
+      expect(got.code).toBe(1)
+      expect(got.stderr).toContain('DESTINATION_INVALID')
+      expect(got.stderr).toContain(
+        `a hidden name haul does not take from a ticket: give it one with -o <path> (-o ${hidden} keeps that name)`,
+      )
+      expect(await readdir(home)).not.toContain(hidden)
+      expect((await run(['get', ticket, '-o', join(home, hidden)])).code).toBe(0)
+    }
+    expect((await readdir(home)).sort()).toEqual(['.bash_aliases', '.ssh', 'bin'])
+  })
+
   it('a single file keeps its name: ./<name> by default, <dir>/<name> with -o <dir>/', async () => {
     const src = join(dir, 'report 2026.pdf')
     await writeFile(src, 1 * MiB + 7, 'random')

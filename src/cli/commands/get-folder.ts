@@ -26,6 +26,8 @@ export async function getFolder(
     readonly sync?: boolean | undefined
     readonly maxBytesPerSec?: number | undefined
     readonly priority?: 'low' | 'normal' | 'high' | undefined
+    /** Add to a folder already there that is not an earlier copy (CollectionFetchOptions.intoExisting). */
+    readonly intoExisting: boolean
   },
   out: Output,
   stop: StopSignals,
@@ -40,6 +42,7 @@ export async function getFolder(
       waitIfBusy: opts.waitIfBusy,
       symlinks: opts.symlinks === true,
       sync: opts.sync !== false,
+      intoExisting: opts.intoExisting,
       ...(opts.maxBytesPerSec === undefined ? {} : { maxBytesPerSec: opts.maxBytesPerSec }),
       ...(opts.priority === undefined ? {} : { priority: opts.priority }),
       signal: stop.signal,

@@ -3,7 +3,7 @@ import { join } from 'node:path'
 import { safeName } from '../../collection/names.ts'
 import { cidFromString, cidToString, looksLikeCid } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
-import { AbortedError, InvalidArgumentError } from '../../errors.ts'
+import { AbortedError, DestinationInvalidError, InvalidArgumentError } from '../../errors.ts'
 import { ticketAddresses } from '../../net/addresses.ts'
 import type { Priority } from '../../resources/fair-queue.ts'
 import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/multi-ticket.ts'
@@ -60,7 +60,7 @@ export async function runGet(
   const ticket: SwarmTicket = byId
     ? { cid: cidFromString(ticketText), providers: [] }
     : decodeSwarmTicket(ticketText)
-  const dest = await destinationOf(ticket, opts.out)
+  const { dest, named } = await destinationOf(ticket, opts.out)
   const { Engine } = await import('../../engine/engine.ts')
   const engine = await Engine.create(engineOptions)
   const stop = new StopSignals()
@@ -72,7 +72,7 @@ export async function runGet(
     }
     if (ticket.kind === 'collection') {
       const { getFolder } = await import('./get-folder.ts')
-      return await getFolder(engine, ticketText, dest, opts, out, stop)
+      return await getFolder(engine, ticketText, dest, { ...opts, intoExisting: named }, out, stop)
     }
     let route: TransferRoute | undefined
     // What a stop before the header interrupts: the fetch retrying its peers, or waiting.
@@ -230,14 +230,25 @@ function decodes(text: string): boolean {
 }
 
 /** Where a fetch of `ticket` writes (see GetOptions.out). */
-async function destinationOf(ticket: SwarmTicket, out: string | undefined): Promise<string> {
+async function destinationOf(
+  ticket: SwarmTicket,
+  out: string | undefined,
+): Promise<{ dest: string; named: boolean }> {
   const name = safeName(ticket.name) ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
-  if (out === undefined) return name
   // A trailing slash says "into this folder, under its own name", for a folder as for a file;
   // without one, a collection's -o is the folder to recreate it as (a resume names it so).
-  if (ticket.kind === 'collection') return out.endsWith('/') ? join(out, name) : out
-  const isFolder = out.endsWith('/') || (await stat(out).catch(() => undefined))?.isDirectory() === true
-  return isFolder ? join(out, name) : out
+  const into =
+    out === undefined ||
+    out.endsWith('/') ||
+    (ticket.kind !== 'collection' && (await stat(out).catch(() => undefined))?.isDirectory() === true)
+  if (!into) return { dest: out, named: true }
+  // The sender chose this name: not one that hides (a `.ssh`, a `.bashrc`), which -o can still give.
+  if (name.startsWith('.')) {
+    throw new DestinationInvalidError(
+      `the ${ticket.kind === 'collection' ? 'folder' : 'file'} is named ${JSON.stringify(name)} by its sender, a hidden name haul does not take from a ticket: give it one with -o <path> (-o ${name} keeps that name)`,
+    )
+  }
+  return { dest: out === undefined ? name : join(out, name), named: false }
 }
 
 /** What a fetch stopped before it had the header was doing: retrying its peers, or waiting. */
