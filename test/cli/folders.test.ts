@@ -160,6 +160,34 @@ describe('folders and names from the command line (real processes)', () => {
     expect((await readdir(home)).sort()).toEqual(['.bash_aliases', '.ssh', 'bin'])
   })
 
+  it("a file whose name leaves no room for haul's working files beside it is saved under its name cut short, its extension kept", async () => {
+    const name = `${'é'.repeat(60)}${'n'.repeat(125)}.tar.gz`
+    expect(Buffer.byteLength(name)).toBe(252)
+    const src = join(dir, name)
+    await writeFile(src, MiB + 11, 'random')
+    const sender = start(['send', src, '--json'])
+    const where = join(dir, 'long-name')
+    await mkdir(where)
+    const got = await run(['get', await ticketOf(sender)], undefined, where)
+    expect(got.code, got.stderr).toBe(0)
+    const [saved] = await readdir(where)
+    expect(Buffer.byteLength(saved!)).toBeLessThanOrEqual(255 - '.part.journal.tmp'.length)
+    expect(saved!.endsWith('.gz')).toBe(true)
+    expect(name.startsWith(saved!.slice(0, -'.gz'.length))).toBe(true)
+    expect(got.stdout).toContain(
+      `the sender's name for it is 252 bytes, more than fits beside haul's working files`,
+    )
+    expect(await sha256File(join(where, saved!))).toBe(await sha256File(src))
+  })
+
+  it("haul send shows a file's own name with its control characters escaped, on one line", async () => {
+    const src = join(dir, 'ev\nil\x1b[31m.txt')
+    await write(src, 'x')
+    const sender = start(['send', src, '--listen', '/ip4/127.0.0.1/tcp/0'])
+    const line = await sender.line(/^serving /)
+    expect(line).toBe(`serving ${join(dir, 'ev\\x0ail\\x1b[31m.txt')} (1 B, 1 chunks)`)
+  })
+
   it('a single file keeps its name: ./<name> by default, <dir>/<name> with -o <dir>/', async () => {
     const src = join(dir, 'report 2026.pdf')
     await writeFile(src, 1 * MiB + 7, 'random')

@@ -1,5 +1,5 @@
 import { stat } from 'node:fs/promises'
-import { join } from 'node:path'
+import { basename, join } from 'node:path'
 import { safeName } from '../../collection/names.ts'
 import { cidFromString, cidToString, looksLikeCid } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
@@ -60,7 +60,12 @@ export async function runGet(
   const ticket: SwarmTicket = byId
     ? { cid: cidFromString(ticketText), providers: [] }
     : decodeSwarmTicket(ticketText)
-  const { dest, named } = await destinationOf(ticket, opts.out)
+  const { dest, named, cut } = await destinationOf(ticket, opts.out)
+  if (cut !== undefined) {
+    out.human(
+      `the sender's name for it is ${Buffer.byteLength(cut)} bytes, more than fits beside haul's working files (${WORKING_SUFFIX} adds ${Buffer.byteLength(WORKING_SUFFIX)} to the ${NAME_MAX} a name may have): saving it as ${basename(dest)} (-o gives another)`,
+    )
+  }
   const { Engine } = await import('../../engine/engine.ts')
   const engine = await Engine.create(engineOptions)
   const stop = new StopSignals()
@@ -233,7 +238,7 @@ function decodes(text: string): boolean {
 async function destinationOf(
   ticket: SwarmTicket,
   out: string | undefined,
-): Promise<{ dest: string; named: boolean }> {
+): Promise<{ dest: string; named: boolean; cut?: string }> {
   const name = safeName(ticket.name) ?? `haul-${Buffer.from(ticket.cid).toString('hex').slice(0, 16)}`
   // A trailing slash says "into this folder, under its own name", for a folder as for a file;
   // without one, a collection's -o is the folder to recreate it as (a resume names it so).
@@ -248,7 +253,36 @@ async function destinationOf(
       `the ${ticket.kind === 'collection' ? 'folder' : 'file'} is named ${JSON.stringify(name)} by its sender, a hidden name haul does not take from a ticket: give it one with -o <path> (-o ${name} keeps that name)`,
     )
   }
-  return { dest: out === undefined ? name : join(out, name), named: false }
+  const fits = ticket.kind === 'collection' ? name : fitName(name)
+  return {
+    dest: out === undefined ? fits : join(out, fits),
+    named: false,
+    ...(fits === name ? {} : { cut: name }),
+  }
+}
+
+/** The longest name haul gives a working file beside a fetched file: `<name>.part.journal.tmp`. */
+const WORKING_SUFFIX = '.part.journal.tmp'
+/** Bytes a file name may have (NAME_MAX of Linux's file systems). */
+const NAME_MAX = 255
+
+/**
+ * A file name from a ticket cut to leave room for WORKING_SUFFIX: the end of its stem goes (at a
+ * character's edge), its extension stays. A name that fits is returned as it is.
+ */
+function fitName(name: string): string {
+  const room = NAME_MAX - Buffer.byteLength(WORKING_SUFFIX)
+  if (Buffer.byteLength(name) <= room) return name
+  const dot = name.lastIndexOf('.')
+  const ext = dot > 0 && Buffer.byteLength(name.slice(dot)) <= 32 ? name.slice(dot) : ''
+  let stem = ''
+  let bytes = Buffer.byteLength(ext)
+  for (const c of name.slice(0, name.length - ext.length)) {
+    bytes += Buffer.byteLength(c)
+    if (bytes > room) break
+    stem += c
+  }
+  return `${stem}${ext}`
 }
 
 /** What a fetch stopped before it had the header was doing: retrying its peers, or waiting. */

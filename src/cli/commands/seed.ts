@@ -3,6 +3,7 @@ import { cidToString } from '../../descriptor/cid.ts'
 import type { SeedOptions } from '../../engine/api-types.ts'
 import type { EngineOptions } from '../../engine/config.ts'
 import { SourceInvalidError } from '../../errors.ts'
+import { escapeControls } from '../../util/safe-text.ts'
 import { onePath } from '../args.ts'
 import type { Output } from '../output.ts'
 import { publishFile } from './send.ts'
@@ -42,7 +43,7 @@ export async function runSeed(
       ticket: s.ticket,
       public: access.public === true || s.announced !== undefined,
       ...(s.announced === undefined ? {} : { announced: { cid: cidToString(s.cid), reached: s.announced } }),
-      intro: `seeding ${dest}${PART}: ${s.chunks} of ${s.leafCount} chunks verified and served${s.chunks < s.leafCount ? ' (a receiver needs other senders for the rest: give haul get this ticket beside theirs)' : ''}`,
+      intro: `seeding ${escapeControls(`${dest}${PART}`)}: ${s.chunks} of ${s.leafCount} chunks verified and served${s.chunks < s.leafCount ? ' (a receiver needs other senders for the rest: give haul get this ticket beside theirs)' : ''}`,
       event: {
         event: 'seeding',
         ticket: s.ticket,

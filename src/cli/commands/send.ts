@@ -46,7 +46,7 @@ export async function publishFile(
     ticket,
     public: access.public === true || announced !== undefined,
     ...(announced === undefined ? {} : { announced: { cid: cidToString(index.cid), reached: announced } }),
-    intro: `serving ${file} (${formatBytes(index.bytes)}, ${index.chunks} chunks${index.reused ? ', unchanged since it was last published: not read again' : ''})`,
+    intro: `serving ${escapeControls(file)} (${formatBytes(index.bytes)}, ${index.chunks} chunks${index.reused ? ', unchanged since it was last published: not read again' : ''})`,
     event: {
       event: 'published',
       ticket,
