@@ -1,6 +1,7 @@
 import { asStreamFailure, ChunkVerificationError, type HaulError, NoProviderError } from '../errors.ts'
 import type { RateLimiter } from '../resources/rate-limit.ts'
 import { backoffDelay, isTransient, type RetryOptions } from '../transfer/retry.ts'
+import { raceAbort } from '../util/abort.ts'
 import { type ChunkRequest, ChunkRequests } from './chunk-requests.ts'
 import { ChunkWriter } from './chunk-writer.ts'
 import type { FetchLocal } from './local-transfer.ts'
@@ -270,7 +271,9 @@ export class FetchCoordinator {
         if (connecting) {
           this.#sched.removePeer(link.id)
           if (link.attempts > 0) await link.sleep(backoffDelay(link.attempts, retry), signal)
-          await link.connect(this.#deps, signal)
+          // A connect the resolve step began runs under its signal: the run's end does not wait
+          // for it (a peer that never says hello holds it for the whole idle timeout).
+          await raceAbort(link.connect(this.#deps, signal), signal)
         }
         // A new peer, or a partial one whose bitmap may have grown.
         if (this.#sched.report(link.id) === undefined || link.have !== 'all') {

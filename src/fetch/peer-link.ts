@@ -63,6 +63,8 @@ export class PeerLink {
   /** How this peer's streams went: see TransferRoute. Undefined until one opened. */
   route: TransferRoute | undefined
   #connecting: Promise<DescriptorHeader> | undefined
+  /** Aborted once the link's session is handed over: a connect still under way then stops. */
+  readonly #life = new AbortController()
   /** The peer said its relay circuit to us cannot carry the next chunk: the next connect needs a new one. */
   #circuitSpent = false
   #wake: (() => void) | undefined
@@ -104,7 +106,7 @@ export class PeerLink {
 
   /** Opens a stream and checks the peer serves the content; returns its header. Shares a connect in progress. */
   connect(deps: LinkDeps, signal: AbortSignal): Promise<DescriptorHeader> {
-    this.#connecting ??= this.#connect(deps, signal).finally(() => {
+    this.#connecting ??= this.#connect(deps, AbortSignal.any([signal, this.#life.signal])).finally(() => {
       this.#connecting = undefined
     })
     return this.#connecting
@@ -230,6 +232,7 @@ export class PeerLink {
     why: HaulError,
     to: (pool: SessionPool, session: RemoteSession) => void,
   ): void {
+    this.#life.abort(why)
     if (this.session === undefined || sessions === undefined || this.banned !== undefined) {
       this.drop(why)
       return

@@ -7,6 +7,7 @@ import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { Engine } from '../../src/engine/engine.ts'
 import { type HaulError, RetriesExhaustedError } from '../../src/errors.ts'
+import { joinTickets } from '../../src/ticket/multi-ticket.ts'
 import type { RetryInfo } from '../../src/transfer/retry.ts'
 import { type Behaviour, useFakeSenders } from './support/receiver-sender.ts'
 
@@ -57,4 +58,23 @@ describe('a peer that says hello and then never serves', () => {
     }
     expectGaveUpAfterThree(await receive(headerOnly, 'header-only.out'))
   })
+
+  it('a provider that never says hello beside an honest one: the fetch ends with the honest one, not after the silent one times out', async () => {
+    const honest = await fakes.start((req, call) => call.honest(req))
+    const silent = await fakes.start(async () => {}, { hello: false })
+    // Timeouts far longer than the test's: a fetch that waited for the silent peer would not end in time.
+    const engine = await Engine.create({
+      workers: 1,
+      chunking,
+      timeouts: { idleMs: 600_000, requestMs: 600_000 },
+    })
+    try {
+      const r = await engine.fetch(joinTickets([silent.ticket, honest.ticket]), join(fakes.dir, 'beside.out'))
+        .result
+      expect(r.bytes).toBe(4 * CHUNK)
+      expect(silent.streams).toBe(1)
+    } finally {
+      await engine.stop()
+    }
+  }, 20_000)
 })

@@ -73,7 +73,7 @@ export async function pageFrame(
 export async function startFakeSender(
   file: string,
   behaviour: Behaviour,
-  opts: { chunking: ChunkingParams },
+  opts: { chunking: ChunkingParams; hello?: boolean },
 ): Promise<FakeSender> {
   const pool = new WorkerPool({ threads: 1 })
   const budget = new MemoryBudget({ limit: 64 * 1024 * 1024 })
@@ -155,9 +155,12 @@ export async function startFakeSender(
           for (const m of decoder.frames()) {
             if (!greeted) {
               greeted = true
-              void send({ type: 'hello', version: PROTOCOL_VERSION, codecs: ['none'], maxFrame: 8 << 20 })
+              // Without a hello (`hello: false`) the stream stays open and nothing more is answered.
+              if (opts.hello !== false)
+                void send({ type: 'hello', version: PROTOCOL_VERSION, codecs: ['none'], maxFrame: 8 << 20 })
               continue
             }
+            if (opts.hello === false) continue
             if (
               m.type === 'get-header' ||
               m.type === 'get-pages' ||
@@ -252,8 +255,11 @@ export interface FakeSenders {
   /** The temporary folder: the file, and room for what the tests fetch. */
   readonly dir: string
   readonly src: string
-  /** A fake sender of `src` answering as `behaviour` says; stopped after the describe's tests. */
-  start(behaviour: Behaviour): Promise<FakeSender>
+  /**
+   * A fake sender of `src` answering as `behaviour` says (with `hello: false`, nothing at all on
+   * a stream it holds open); stopped after the describe's tests.
+   */
+  start(behaviour: Behaviour, o?: { hello?: boolean }): Promise<FakeSender>
 }
 
 /**
@@ -269,8 +275,8 @@ export function useFakeSenders(
   const fakes = {
     dir: '',
     src: '',
-    async start(behaviour: Behaviour): Promise<FakeSender> {
-      const s = await startFakeSender(fakes.src, behaviour, { chunking })
+    async start(behaviour: Behaviour, o: { hello?: boolean } = {}): Promise<FakeSender> {
+      const s = await startFakeSender(fakes.src, behaviour, { chunking, ...o })
       senders.push(s)
       return s
     },
