@@ -191,8 +191,11 @@ export function decodeSwarmTicket(text: string): SwarmTicket {
     const peerId = text8(peerLen)
     need(1)
     const n = bytes[p++]!
-    if (n === 0 || n > MAX_ADDRS)
-      throw new TicketInvalidError('ticket names a provider with no usable addresses')
+    if (n === 0) throw new TicketInvalidError('ticket names a provider with no usable addresses')
+    if (n > MAX_ADDRS)
+      throw new TicketInvalidError(
+        `ticket names a provider with ${n} addresses, more than the ${MAX_ADDRS} a provider may have`,
+      )
     const addrs: string[] = []
     for (let k = 0; k < n; k++) {
       need(2)

@@ -105,7 +105,11 @@ export function decodeTicket(text: string): Ticket {
   p += peerLen
   need(1)
   const count = bytes[p++]!
-  if (count === 0 || count > MAX_ADDRS) throw new TicketInvalidError('ticket has no usable addresses')
+  if (count === 0) throw new TicketInvalidError('ticket has no usable addresses')
+  if (count > MAX_ADDRS)
+    throw new TicketInvalidError(
+      `ticket names ${count} addresses, more than the ${MAX_ADDRS} a ticket may hold`,
+    )
   const addrs: string[] = []
   for (let i = 0; i < count; i++) {
     need(2)

@@ -182,6 +182,21 @@ describe('multi-provider tickets', () => {
       expect(cache.size).toBe(0)
     })
 
+    it('a provider with more addresses than a ticket holds is refused saying so, not as one with none', () => {
+      const addrs = Array.from({ length: 16 }, (_, i) => `/ip4/127.0.0.1/tcp/${i + 1}`)
+      const body = v3Body(encodeSwarmTicket({ cid, providers: [{ peerId: a.peerId, addrs }] }))
+      // The address count follows the peer id; a 17th address goes at the end.
+      const peer = new TextEncoder().encode(a.peerId)
+      const at = Buffer.from(body).indexOf(peer) + peer.length
+      expect(body[at]).toBe(16)
+      const extra = new TextEncoder().encode('/ip4/127.0.0.1/tcp/17')
+      const grown = new Uint8Array([...body, 0, extra.length, ...extra])
+      grown[at] = 17
+      expect(() => decodeSwarmTicket(seal(grown))).toThrow(
+        /ticket names a provider with 17 addresses, more than the 16 a provider may have/,
+      )
+    })
+
     it('does not keep what fails to decode, and max 0 keeps nothing', () => {
       const cache = new DecodedTickets(4)
       expect(() => cache.decode('haul1notaticket')).toThrow(TicketInvalidError)
