@@ -58,7 +58,7 @@ export interface RemoteSessionOptions {
 export const DEFAULT_CLOSE_TIMEOUT_MS = engineDefaults.timeouts.closeMs
 
 /**
- * Bytes of a frame still arriving, per request timeout period, that keep a request waiting: a
+ * Bytes arriving on the session, per request timeout period, that keep a request waiting: a
  * peer sending less (under ~17 kbit/s with the default 30 s) is not serving.
  */
 const FRAME_PROGRESS_BYTES = 64 * 1024
@@ -219,10 +219,12 @@ export class RemoteSession {
       const bytesAtArm = this.#bytesIn
       const repeatsAtArm = this.#repeatedFrames
       timer = setTimeout(() => {
-        // A frame still arriving on a slow link (a 1 MiB chunk at 256 kbit/s takes 33 s) is the
-        // peer answering: the wait goes on while it brings FRAME_PROGRESS_BYTES a period and
-        // repeats nothing. A peer dripping bytes, or repeating frames, still times out.
-        const arriving = this.#decoder.buffered > 0 && this.#bytesIn - bytesAtArm >= FRAME_PROGRESS_BYTES
+        // Replies arriving on a slow link are the peer answering, this request's or those asked
+        // before it on the stream, which it answers first (a 1 MiB chunk at 256 kbit/s takes
+        // 33 s, and a request waits behind several): the wait goes on while the session brings
+        // FRAME_PROGRESS_BYTES a period, whether or not a frame is half-way as the timer fires,
+        // and repeats nothing. A peer dripping bytes, or repeating frames, still times out.
+        const arriving = this.#bytesIn - bytesAtArm >= FRAME_PROGRESS_BYTES
         if (arriving && this.#repeatedFrames === repeatsAtArm) return arm()
         const why = repeats === 0 ? 'no reply' : `no progress (${repeats} repeated frames)`
         fail(new TimeoutError(`${why} from the peer for ${this.#opts.requestTimeoutMs} ms`))

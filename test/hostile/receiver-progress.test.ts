@@ -9,6 +9,7 @@ import type { RetryInfo } from '../../src/transfer/retry.ts'
 import { sha256File } from '../support/files.ts'
 import {
   type Behaviour,
+  chunkFrame,
   type FakeSender,
   repeatChunk,
   repeatHeader,
@@ -191,4 +192,50 @@ describe('receiver progress rules: repeats do not keep a request alive', () => {
       expect(r.ms).toBeLessThan(4 * 4 * REQUEST_MS)
     })
   })
+})
+
+/**
+ * A slow link answers a session's requests one after another: a request waits behind those
+ * before it for longer than the request timeout while their replies arrive. Those bytes are the
+ * peer serving, even when the timer fires between two whole frames.
+ */
+describe('receiver progress rules: a request waiting behind others on a slow stream', () => {
+  const fakes = useFakeSenders('haul-recv-behind-', chunking)
+
+  it("requests answered in turn, a chunk every 400 ms, the later requests' first frames coming after REQUEST_MS: no timeout, no retry", async () => {
+    // One chunk at a time, in the order asked, whole frames: between two of them nothing is half-way.
+    let turn: Promise<void> = Promise.resolve()
+    const inTurn: Behaviour = (req, call) => {
+      const mine = turn.then(async () => {
+        if (req.type !== 'get-chunks') return call.honest(req)
+        for (const r of req.ranges) {
+          for (let i = r.start; i < r.end; i++) {
+            await new Promise((resolve) => setTimeout(resolve, 400))
+            await call.send(await chunkFrame(call.content, req.requestId, i))
+          }
+        }
+        await call.send({ type: 'end', requestId: req.requestId })
+      })
+      turn = mine.catch(() => {})
+      return mine
+    }
+    const s = await fakes.start(inTurn)
+    const engine = await Engine.create({
+      workers: 1,
+      chunking,
+      // A chunk a request, all four asked at once: the third's first frame comes ~1.2 s after it is sent.
+      fetch: { chunksPerRequest: 1 },
+      timeouts: { requestMs: REQUEST_MS },
+    })
+    const retries: RetryInfo[] = []
+    try {
+      const dest = join(fakes.dir, 'behind.out')
+      const r = await engine.fetch(s.ticket, dest, { onRetry: (x) => retries.push(x) }).result
+      expect(retries.map((x) => x.error.message)).toEqual([])
+      expect(r.bytes).toBe(4 * CHUNK)
+      expect(await sha256File(dest)).toBe(await sha256File(fakes.src))
+    } finally {
+      await engine.stop()
+    }
+  }, 30_000)
 })
