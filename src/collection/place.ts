@@ -22,6 +22,7 @@ import { freeBytes } from '../storage/free-space.ts'
 import { fsError } from '../storage/fs-errors.ts'
 import { entryAt, kindOf } from '../storage/safe-open.ts'
 import { foldedCollisions, type Manifest } from './manifest.ts'
+import { STAGING_NAME } from './names.ts'
 import { type PlaceOptions, placedMode, type stagingPaths } from './unpack.ts'
 
 /**
@@ -39,6 +40,7 @@ export async function checkDestination(
   const missing = new Set<string>()
   let clashes = 0
   let first: string | undefined
+  const rootDev = (await entryAt(folder.at('.'), folder.path))?.dev
   for (const e of m.entries) {
     // Links are made only with `symlinks`: otherwise whatever is at their paths stays.
     if (e.kind === 'symlink' && !opts.symlinks) continue
@@ -52,7 +54,16 @@ export async function checkDestination(
       if (e.kind === 'dir') missing.add(e.path)
       continue
     }
-    if (e.kind === 'dir' && s.isDirectory()) continue
+    if (e.kind === 'dir' && s.isDirectory()) {
+      // Files go in place by a rename from the staging folder, which cannot cross into another
+      // file system (a mount point, a container's volume): refused now, not after the download.
+      if (rootDev !== undefined && s.dev !== rootDev) {
+        throw new DestinationInvalidError(
+          `${folder.file(e.path)} is on another file system than ${folder.path} (a mount point): haul puts a folder's files in place by renaming them from ${folder.file(STAGING_NAME)}, which cannot cross file systems: fetch into a folder on one file system (-o <path>)`,
+        )
+      }
+      continue
+    }
     // A link is replaced as an entry, never followed: where a file or a link goes it is a clash
     // like a file, unless it is the very link the collection has (an earlier fetch's).
     if (e.kind !== 'dir' && (s.isFile() || s.isSymbolicLink())) {

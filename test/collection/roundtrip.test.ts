@@ -1,3 +1,4 @@
+import { execFileSync } from 'node:child_process'
 import { chmod, lstat, mkdir, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
@@ -84,6 +85,35 @@ describe('collections between two real engines', () => {
     expect(replaced.present).toBe(false)
     expect(await treeOf(out)).toEqual(await treeOf(join(dir, 'several')))
   })
+
+  it.skipIf(process.getuid?.() !== 0)(
+    'a folder of the destination that is another file system (a mount point): DESTINATION_INVALID before anything is fetched (mounts a tmpfs: needs root)',
+    async () => {
+      const src = join(dir, 'to-mount')
+      await mkdir(join(src, 'vol'), { recursive: true })
+      await writeFile(join(src, 'vol', 'in.bin'), bytes(MiB, 5))
+      await writeFile(join(src, 'top.bin'), bytes(MiB, 6))
+      const { ticket } = await sender.publishCollection(src)
+      const out = join(dir, 'out-mount')
+      await mkdir(join(out, 'vol'), { recursive: true })
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', join(out, 'vol')])
+      try {
+        await writeFile(join(out, 'vol', 'theirs.txt'), 'kept')
+        const err = await failure(receiver.fetchCollection(ticket, out))
+        expect(err.code).toBe('DESTINATION_INVALID')
+        expect(err.message).toContain(
+          `${join(out, 'vol')} is on another file system than ${out} (a mount point)`,
+        )
+        expect((await readdir(out)).sort()).toEqual(['vol'])
+        expect(await readdir(join(out, 'vol'))).toEqual(['theirs.txt'])
+      } finally {
+        execFileSync('umount', ['-l', join(out, 'vol')])
+      }
+      // Once it is not a mount point, the same fetch places the folder.
+      await receiver.fetchCollection(ticket, out, { overwrite: true })
+      expect(await treeOf(join(out, 'vol'))).toMatchObject({ 'in.bin': expect.any(String) })
+    },
+  )
 
   it('a folder fetched again over its earlier copy (overwrite) after a few files changed: only the chunks those files touch are fetched', async () => {
     const src = join(dir, 'album')
