@@ -343,10 +343,7 @@ export class FetchJob implements TransferJob {
       // The run is over: nothing writes the part file any more. Its mtime and ctime seal the
       // journal, unless a check after a crash stopped short of chunks the journal kept: unsealed,
       // the next run checks them (a sealed journal is trusted).
-      const stamp =
-        this.#rehash?.keptUnchecked === true
-          ? undefined
-          : await this.#local.part.stamp().catch(() => undefined)
+      const stamp = this.#rehash?.keptUnchecked === true ? undefined : await this.#local.part.sealStamp()
       await this.#local.journal.close(stamp)
       await this.#local.part.close()
       await this.#local.leaves?.close()

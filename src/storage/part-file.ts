@@ -271,6 +271,19 @@ export class PartFile {
     }
   }
 
+  /**
+   * The stamp a clean stop seals the journal with, or undefined when the part file is not the
+   * size haul keeps it at: something else truncated or extended it during the run, so what the
+   * journal says of its bytes cannot be trusted, and the next run checks them again.
+   */
+  async sealStamp(): Promise<PartStamp | undefined> {
+    const s = await this.#handle()
+      .stat({ bigint: true })
+      .catch(() => undefined)
+    if (s === undefined || s.size !== BigInt(this.totalSize)) return undefined
+    return { mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs }
+  }
+
   /** Device and inode of the open part file: the journal remembers which file its bits describe. */
   async identity(): Promise<PartIdentity> {
     this.#handle()
@@ -291,6 +304,13 @@ export class PartFile {
     const name = nameIn(this.dest)
     const sync = opts.sync !== false
     try {
+      // Haul keeps it at the file's size from open to commit: another size is another writer's.
+      const size = (await fh.stat()).size
+      if (size !== this.totalSize) {
+        throw new DestinationInvalidError(
+          `${this.partPath} is ${size} bytes, not the ${this.totalSize} haul keeps it at: something else changed it during the fetch. Run the same command again: what it holds is checked against the content id first`,
+        )
+      }
       if (sync) await fh.sync()
       await this.#closeDirect()
       await fh.close()
