@@ -83,6 +83,12 @@ export class Fetches {
   /** Fetches waiting for admission: cancelling one aborts its wait. */
   readonly #queued = new Map<string, AbortController>()
   /**
+   * Every fetch's result until it settles: what `stop` waits for. A fetch holds its
+   * destination's lock past its job's cleanup (it gives it back last), and one cancelled while
+   * taking the lock holds it until that is done; neither is a job stop could wait for.
+   */
+  readonly #runs = new Set<Promise<FetchResult>>()
+  /**
    * Transfer ids: this engine's random tag and a count. A UUID per fetch costs a tree of ~11
    * V8 cons strings, ~460 bytes of a queued fetch's ~4,600.
    */
@@ -190,6 +196,8 @@ export class Fetches {
       let lock: DestinationLock | undefined
       try {
         try {
+          // Started after stop (a collection's next file): it takes no lock stop would not wait for.
+          if (this.#stopped) throw new AbortedError('the engine is stopped')
           if (before !== undefined) {
             if (opts.waitIfBusy !== true) throw busyHere(path)
             opts.onWait?.('another fetch of this engine')
@@ -234,6 +242,11 @@ export class Fetches {
       if (writing !== undefined && this.#writing.get(path) === writing) this.#writing.delete(path)
       opts.signal?.removeEventListener('abort', cancel)
     })
+    this.#runs.add(result)
+    const settled = (): void => {
+      this.#runs.delete(result)
+    }
+    result.then(settled, settled)
     const tally = this.#deps.tally()
     if (tally !== undefined)
       result.then(
@@ -285,7 +298,9 @@ export class Fetches {
 
   /**
    * Cancels every fetch (at once, before the returned promise's first wait) and waits for each
-   * to release its stream and files.
+   * to settle: its stream and files released, its destination's lock given back. Waiting for
+   * the jobs' cleanup alone left locks behind, given back after stop resolved, or never in an
+   * engine thread, which ends right after stop.
    */
   async stop(): Promise<void> {
     this.#stopped = true
@@ -293,7 +308,8 @@ export class Fetches {
     const stopped = new AbortedError('the engine is stopped')
     for (const waiting of this.#queued.values()) waiting.abort(stopped)
     this.admission.rejectWaiters(stopped)
-    await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
+    // Until none is left: one started meanwhile (a collection's next file) fails at once.
+    while (this.#runs.size > 0) await Promise.allSettled([...this.#runs])
     this.#system.stop()
   }
 }
