@@ -21,7 +21,7 @@ import type { ContentRegistry } from '../serve/registry.ts'
 import type { SessionPool } from '../session/session-pool.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
-import { presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
+import { type Provider, presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
@@ -53,6 +53,29 @@ export interface FetchesDeps {
   readonly routing: () => ContentRouting | undefined
   /** Serves and announces a file a `provide` fetch completed. */
   readonly provide: (path: string, cid: Uint8Array, header: DescriptorHeader) => Promise<void>
+}
+
+/**
+ * The providers a fetch of `decoded` asks: the ticket's and those given (`extra`, presented
+ * with the ticket's secret), never this engine (`self`): it already has what it publishes.
+ */
+export function providersFor(
+  decoded: SwarmTicket,
+  self: string,
+  extra: readonly Provider[] | undefined,
+): Provider[] {
+  const providers = decoded.providers.filter((p) => p.peerId !== self)
+  const beside = presentingTicket(decoded)
+  for (const p of extra ?? [])
+    if (p.peerId !== self && !providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
+  return providers
+}
+
+/** A ticket naming providers, all of them this engine, none given beside it. */
+export function onlySelf(): InvalidArgumentError {
+  return new InvalidArgumentError(
+    'this ticket names only this engine (it published the content): the file is already here; fetch it on another engine',
+  )
 }
 
 function busyHere(path: string): DestinationBusyError {
@@ -128,17 +151,9 @@ export class Fetches {
   ): TransferHandle {
     if (opts.provide === true && this.#deps.routing() === undefined)
       throw new InvalidArgumentError('provide announces on the DHT: create the engine with dht (haul --dht)')
-    const self = this.#deps.network.peerId
-    // This engine is no provider of its own: it already has what it publishes.
-    const providers = decoded.providers.filter((p) => p.peerId !== self)
+    const providers = providersFor(decoded, this.#deps.network.peerId, opts.providers)
     const beside = presentingTicket(decoded)
-    for (const p of opts.providers ?? [])
-      if (p.peerId !== self && !providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
-    if (providers.length === 0 && search === undefined && decoded.providers.length > 0) {
-      throw new InvalidArgumentError(
-        'this ticket names only this engine (it published the content): the file is already here; fetch it on another engine',
-      )
-    }
+    if (providers.length === 0 && search === undefined && decoded.providers.length > 0) throw onlySelf()
     const swarm = opts.swarm ?? (search !== undefined || opts.provide === true || providers.length > 1)
     const id = `${this.#idTag}-${++this.#fetches}`
     const path = resolvePath(dest)
