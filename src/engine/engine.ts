@@ -83,6 +83,8 @@ export class Engine {
   readonly #fetches: Fetches
   /** What `fetch` and `fetchCollection` are given, resolved to what they fetch. */
   readonly #requests: FetchRequests
+  /** Collection fetches until they settle: each holds its folder's lock, which `stop` waits for. */
+  readonly #collections = new Set<Promise<CollectionResult>>()
   #stopped = false
   /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
   readonly #buffers: BufferRecycler
@@ -359,11 +361,17 @@ export class Engine {
   ): Promise<CollectionResult> {
     return rejecting(() => {
       this.#assertRunning()
-      return this.#requests.fetchCollection(
-        ticketText,
-        dest,
-        checkArgs.fetchCollection(ticketText, dest, opts),
-      )
+      const checked = checkArgs.fetchCollection(ticketText, dest, opts)
+      // Ended by stop too, which waits for it to give its folder's lock back.
+      const stop = this.#stop.signal
+      const signal = checked.signal === undefined ? stop : AbortSignal.any([checked.signal, stop])
+      const run = this.#requests.fetchCollection(ticketText, dest, { ...checked, signal })
+      this.#collections.add(run)
+      const settled = (): void => {
+        this.#collections.delete(run)
+      }
+      run.then(settled, settled)
+      return run
     })
   }
 
@@ -395,9 +403,10 @@ export class Engine {
   }
 
   /**
-   * Cancels every fetch, waits for each to release its stream and files, then stops serving and
-   * the node. Bounded whatever the peers do: a fetch's stream is reset, and one finishing (its
-   * file already renamed) waits at most `timeouts.closeMs` for its peer to close.
+   * Cancels every fetch (a folder's too), waits for each to release its stream, files and
+   * destination's lock, then stops serving and the node. Bounded whatever the peers do: a
+   * fetch's stream is reset, and one finishing (its file already renamed) waits at most
+   * `timeouts.closeMs` for its peer to close.
    */
   async stop(): Promise<void> {
     if (this.#stopped) return
@@ -409,6 +418,8 @@ export class Engine {
     const fetches = this.#fetches.stop()
     this.#stop.abort()
     await fetches
+    // Ended by the abort (their file fetches by Fetches.stop): each gives its folder's lock back.
+    while (this.#collections.size > 0) await Promise.allSettled([...this.#collections])
     await this.#sessions.close()
     await this.#registry.closeAll()
     await this.#routing?.stop()

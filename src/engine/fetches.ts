@@ -21,7 +21,7 @@ import type { ContentRegistry } from '../serve/registry.ts'
 import type { SessionPool } from '../session/session-pool.ts'
 import { DestinationLock } from '../storage/dest-lock.ts'
 import type { DirectWriteSlots } from '../storage/direct-writes.ts'
-import { presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
+import { type Provider, presentingTicket, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { TransferProgress } from '../transfer/progress.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
@@ -55,6 +55,29 @@ export interface FetchesDeps {
   readonly provide: (path: string, cid: Uint8Array, header: DescriptorHeader) => Promise<void>
 }
 
+/**
+ * The providers a fetch of `decoded` asks: the ticket's and those given (`extra`, presented
+ * with the ticket's secret), never this engine (`self`): it already has what it publishes.
+ */
+export function providersFor(
+  decoded: SwarmTicket,
+  self: string,
+  extra: readonly Provider[] | undefined,
+): Provider[] {
+  const providers = decoded.providers.filter((p) => p.peerId !== self)
+  const beside = presentingTicket(decoded)
+  for (const p of extra ?? [])
+    if (p.peerId !== self && !providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
+  return providers
+}
+
+/** A ticket naming providers, all of them this engine, none given beside it. */
+export function onlySelf(): InvalidArgumentError {
+  return new InvalidArgumentError(
+    'this ticket names only this engine (it published the content): the file is already here; fetch it on another engine',
+  )
+}
+
 function busyHere(path: string): DestinationBusyError {
   return new DestinationBusyError(
     `${path} is being written by another fetch of this engine: wait for it to finish (waitIfBusy), or choose another destination`,
@@ -82,6 +105,12 @@ export class Fetches {
   readonly #writing = new Map<string, Promise<void>>()
   /** Fetches waiting for admission: cancelling one aborts its wait. */
   readonly #queued = new Map<string, AbortController>()
+  /**
+   * Every fetch's result until it settles: what `stop` waits for. A fetch holds its
+   * destination's lock past its job's cleanup (it gives it back last), and one cancelled while
+   * taking the lock holds it until that is done; neither is a job stop could wait for.
+   */
+  readonly #runs = new Set<Promise<FetchResult>>()
   /**
    * Transfer ids: this engine's random tag and a count. A UUID per fetch costs a tree of ~11
    * V8 cons strings, ~460 bytes of a queued fetch's ~4,600.
@@ -122,17 +151,9 @@ export class Fetches {
   ): TransferHandle {
     if (opts.provide === true && this.#deps.routing() === undefined)
       throw new InvalidArgumentError('provide announces on the DHT: create the engine with dht (haul --dht)')
-    const self = this.#deps.network.peerId
-    // This engine is no provider of its own: it already has what it publishes.
-    const providers = decoded.providers.filter((p) => p.peerId !== self)
+    const providers = providersFor(decoded, this.#deps.network.peerId, opts.providers)
     const beside = presentingTicket(decoded)
-    for (const p of opts.providers ?? [])
-      if (p.peerId !== self && !providers.some((q) => q.peerId === p.peerId)) providers.push(beside(p))
-    if (providers.length === 0 && search === undefined && decoded.providers.length > 0) {
-      throw new InvalidArgumentError(
-        'this ticket names only this engine (it published the content): the file is already here; fetch it on another engine',
-      )
-    }
+    if (providers.length === 0 && search === undefined && decoded.providers.length > 0) throw onlySelf()
     const swarm = opts.swarm ?? (search !== undefined || opts.provide === true || providers.length > 1)
     const id = `${this.#idTag}-${++this.#fetches}`
     const path = resolvePath(dest)
@@ -190,6 +211,8 @@ export class Fetches {
       let lock: DestinationLock | undefined
       try {
         try {
+          // Started after stop (a collection's next file): it takes no lock stop would not wait for.
+          if (this.#stopped) throw new AbortedError('the engine is stopped')
           if (before !== undefined) {
             if (opts.waitIfBusy !== true) throw busyHere(path)
             opts.onWait?.('another fetch of this engine')
@@ -234,6 +257,11 @@ export class Fetches {
       if (writing !== undefined && this.#writing.get(path) === writing) this.#writing.delete(path)
       opts.signal?.removeEventListener('abort', cancel)
     })
+    this.#runs.add(result)
+    const settled = (): void => {
+      this.#runs.delete(result)
+    }
+    result.then(settled, settled)
     const tally = this.#deps.tally()
     if (tally !== undefined)
       result.then(
@@ -285,7 +313,9 @@ export class Fetches {
 
   /**
    * Cancels every fetch (at once, before the returned promise's first wait) and waits for each
-   * to release its stream and files.
+   * to settle: its stream and files released, its destination's lock given back. Waiting for
+   * the jobs' cleanup alone left locks behind, given back after stop resolved, or never in an
+   * engine thread, which ends right after stop.
    */
   async stop(): Promise<void> {
     this.#stopped = true
@@ -293,7 +323,8 @@ export class Fetches {
     const stopped = new AbortedError('the engine is stopped')
     for (const waiting of this.#queued.values()) waiting.abort(stopped)
     this.admission.rejectWaiters(stopped)
-    await Promise.allSettled([...this.#transfers.values()].map((j) => j.cleanup()))
+    // Until none is left: one started meanwhile (a collection's next file) fails at once.
+    while (this.#runs.size > 0) await Promise.allSettled([...this.#runs])
     this.#system.stop()
   }
 }

@@ -18,6 +18,7 @@ import {
   type ServeEvent,
   SourceInvalidError,
   TicketInvalidError,
+  type TransferHandle,
   type TransferProgress,
 } from '../../src/index.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
@@ -227,6 +228,29 @@ describe("createEngine({ thread: 'worker' }) (real engines, loopback)", () => {
     }
     // fetch() throws at once, as it does in the calling thread.
     expect(() => worker.fetch('not a ticket', join(dir, 'y'))).toThrow(TicketInvalidError)
+  })
+
+  it('a ticket naming only this engine throws from fetch() (INVALID_ARGUMENT), as in the calling thread', async () => {
+    const thrown: Record<string, unknown> = {}
+    for (const e of [main, worker]) {
+      const { ticket } = await e.publish(src)
+      const mode = e.config.thread
+      let handle: TransferHandle | undefined
+      try {
+        handle = e.fetch(ticket, join(dir, `self-${mode}.copy`))
+      } catch (err) {
+        thrown[mode] = err
+      }
+      // Not a handle whose result rejects: nothing was started.
+      expect(handle, mode).toBeUndefined()
+      expect(thrown[mode], mode).toBeInstanceOf(InvalidArgumentError)
+      // Another provider given beside it: the fetch starts (and is cancelled here).
+      const other = { peerId: sender.peerId, addrs: sender.addresses }
+      const started = e.fetch(ticket, join(dir, `self-other-${mode}.copy`), { providers: [other] })
+      started.cancel()
+      await started.result.catch(() => {})
+    }
+    expect((thrown.worker as Error).message).toBe((thrown.main as Error).message)
   })
 
   it('publishes and fetches a folder, onFile called here for each file', async () => {

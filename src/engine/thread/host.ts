@@ -39,6 +39,7 @@ import type {
 } from '../api-types.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from '../config.ts'
 import { DECODED_TICKETS } from '../fetch-requests.ts'
+import { onlySelf, providersFor } from '../fetches.ts'
 import type { EngineStats } from '../stats.ts'
 import { nodeEndpoint } from './endpoint.ts'
 import { Link } from './link.ts'
@@ -202,10 +203,16 @@ export class ThreadEngine implements EngineApi {
     this.#assertRunning()
     const checked = checkArgs.fetch(ticketText, dest, opts)
     // Decoded here too, so that a bad ticket throws from fetch() as in the engine's own thread.
-    if (!looksLikeCid(ticketText) && this.#tickets.decode(ticketText).kind === 'collection') {
-      throw new InvalidArgumentError(
-        'this ticket names a folder (a collection): fetch it with fetchCollection (haul get does)',
-      )
+    if (!looksLikeCid(ticketText)) {
+      const decoded = this.#tickets.decode(ticketText)
+      if (decoded.kind === 'collection') {
+        throw new InvalidArgumentError(
+          'this ticket names a folder (a collection): fetch it with fetchCollection (haul get does)',
+        )
+      }
+      // Checked with the engine's peer id, which this host knows: thrown here, as there.
+      if (decoded.providers.length > 0 && providersFor(decoded, this.peerId, checked.providers).length === 0)
+        throw onlySelf()
     }
     const id = `${this.#idTag}-${++this.#fetches}`
     const state: Mirrored = { id, status: 'resolving', progress: undefined, swarm: undefined }
