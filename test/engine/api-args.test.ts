@@ -97,6 +97,62 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
     },
   )
 
+  it.each(['main', 'worker'] as const)(
+    'providers, given to fetch or to addProvider, are checked alike: INVALID_ARGUMENT naming the wrong part, thrown at once (thread: %s)',
+    async (thread) => {
+      const sender = await engines.engine()
+      const src = join(engines.dir, `providers-${thread}.bin`)
+      await writeFile(src, Buffer.alloc(1000, 3))
+      const { ticket } = await sender.publish(src)
+      // createEngine, as Engine.create (useEngines) runs in this thread whatever `thread` says.
+      const e = await createEngine({ listen: LOOPBACK, workers: 1, thread })
+      const peerId = sender.peerId
+      const good = { peerId, addrs: ['/ip4/127.0.0.1/tcp/1'] }
+      const cases: Array<[string, unknown, RegExp]> = [
+        ['undefined', undefined, /must be an object \{ peerId, addrs, secret\? \}, got undefined/],
+        ['null', null, /must be an object .*, got null/],
+        ["'x'", 'x', /must be an object .*, got "x"/],
+        ['{}', {}, /peerId must be a peer id \(a string\), got undefined/],
+        ["peerId 'nope'", { peerId: 'nope', addrs: good.addrs }, /not a peer id: "nope"/],
+        ["addrs ['garbage']", { peerId, addrs: ['garbage'] }, /not a multiaddr: "garbage"/],
+        ['addrs []', { peerId, addrs: [] }, /addrs must hold 1\.\.16 addresses .*got 0/],
+        [
+          'addrs of another peer',
+          { peerId, addrs: [`/ip4/127.0.0.1/tcp/1/p2p/${e.peerId}`] },
+          /belongs to peer/,
+        ],
+        ["secret 'abc'", { ...good, secret: 'abc' }, /secret must be 16 bytes .*got "abc"/],
+        ['a 3-byte secret', { ...good, secret: new Uint8Array(3) }, /secret must be 16 bytes/],
+      ]
+      try {
+        const dest = join(engines.dir, `providers-${thread}.out`)
+        const handle = e.fetch(ticket, dest)
+        for (const [what, provider, message] of cases) {
+          const added = await outcome(() => handle.addProvider(provider as never))
+          expect(added.sync, `addProvider(${what}) throws`).toBe(true)
+          expect(added.error, `addProvider(${what})`).toBeInstanceOf(InvalidArgumentError)
+          expect((added.error as Error).message, `addProvider(${what})`).toMatch(/^addProvider: the provider/)
+          expect((added.error as Error).message, `addProvider(${what})`).toMatch(message)
+          const fetched = await outcome(() => e.fetch(ticket, dest, { providers: [good, provider] as never }))
+          expect(fetched.sync, `fetch providers [good, ${what}] throws`).toBe(true)
+          expect(fetched.error, `fetch providers [good, ${what}]`).toBeInstanceOf(InvalidArgumentError)
+          expect((fetched.error as Error).message, `fetch providers [good, ${what}]`).toMatch(
+            /^fetch option providers\[1\]/,
+          )
+          expect((fetched.error as Error).message, `fetch providers [good, ${what}]`).toMatch(message)
+        }
+        const many = await outcome(() => e.fetch(ticket, dest, { providers: Array(17).fill(good) }))
+        expect(many.error).toBeInstanceOf(InvalidArgumentError)
+        expect((many.error as Error).message).toMatch(/names 17 peers, more than the 16 a fetch takes/)
+        // A right one is taken, and the fetch completes.
+        handle.addProvider({ ...good, secret: new Uint8Array(16) })
+        expect((await handle.result).bytes).toBe(1000)
+      } finally {
+        await e.stop()
+      }
+    },
+  )
+
   it('a ticket naming only this engine (its own publish) says the file is already here', async () => {
     const e = await engines.engine()
     const src = join(engines.dir, 'own.bin')
