@@ -1,7 +1,7 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { describe, expect, it } from 'vitest'
-import { AbortedError, createEngine, InvalidArgumentError } from '../../src/index.ts'
+import { AbortedError, ConfigInvalidError, createEngine, InvalidArgumentError } from '../../src/index.ts'
 import { useEngines } from '../support/engines.ts'
 
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
@@ -147,6 +147,39 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
         // A right one is taken, and the fetch completes.
         handle.addProvider({ ...good, secret: new Uint8Array(16) })
         expect((await handle.result).bytes).toBe(1000)
+      } finally {
+        await e.stop()
+      }
+    },
+  )
+
+  it.each(['main', 'worker'] as const)(
+    'an engine that listens nowhere fetches, and its publish, publishCollection and seed are CONFIG_INVALID saying to give a listen address, leaving nothing served (thread: %s)',
+    async (thread) => {
+      const sender = await engines.engine()
+      const src = join(engines.dir, `nowhere-${thread}.bin`)
+      await writeFile(src, Buffer.alloc(5000, 4))
+      const { ticket } = await sender.publish(src)
+      const e = await createEngine({ listen: [], workers: 1, thread })
+      try {
+        const dest = join(engines.dir, `nowhere-${thread}.out`)
+        expect((await e.fetch(ticket, dest).result).bytes).toBe(5000)
+        for (let i = 0; i < 2; i++) {
+          const calls: Array<[string, () => Promise<unknown>]> = [
+            ['publish', () => e.publish(src)],
+            ['publish (public)', () => e.publish(dest, { public: true })],
+            ['publishCollection', () => e.publishCollection([src, dest])],
+            ['seed', () => e.seed(dest)],
+          ]
+          for (const [what, call] of calls) {
+            const { sync, error } = await outcome(call)
+            expect(sync, what).toBe(false)
+            expect(error, what).toBeInstanceOf(ConfigInvalidError)
+            expect((error as Error).message, what).toMatch(/^listen: this engine listens on no address/)
+            expect((error as Error).message, what).toMatch(/create the engine with a listen address/)
+            expect(e.stats().serving.contents, `${what}: nothing served`).toBe(0)
+          }
+        }
       } finally {
         await e.stop()
       }
