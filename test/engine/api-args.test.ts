@@ -1,10 +1,25 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import ts from 'typescript'
 import { describe, expect, it } from 'vitest'
 import { AbortedError, ConfigInvalidError, createEngine, InvalidArgumentError } from '../../src/index.ts'
 import { useEngines } from '../support/engines.ts'
 
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
+
+/** The members of each interface a source file declares, by the interface's name. */
+async function interfaceMembers(path: string): Promise<Record<string, string[]>> {
+  const text = await readFile(new URL(`../../${path}`, import.meta.url), 'utf8')
+  const source = ts.createSourceFile(path, text, ts.ScriptTarget.Latest)
+  const out: Record<string, string[]> = {}
+  for (const s of source.statements) {
+    if (!ts.isInterfaceDeclaration(s)) continue
+    out[s.name.text] = s.members.flatMap((m) =>
+      m.name !== undefined && ts.isIdentifier(m.name) ? [m.name.text] : [],
+    )
+  }
+  return out
+}
 
 /** What a call gave: a synchronous throw, or the promise's settlement. */
 async function outcome(call: () => unknown): Promise<{ sync: boolean; error: unknown }> {
@@ -179,6 +194,41 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
             expect((error as Error).message, what).toMatch(/create the engine with a listen address/)
             expect(e.stats().serving.contents, `${what}: nothing served`).toBe(0)
           }
+        }
+      } finally {
+        await e.stop()
+      }
+    },
+  )
+
+  it.each(['main', 'worker'] as const)(
+    "an option a method does not take is refused listing exactly the options of the method's type (thread: %s)",
+    async (thread) => {
+      const e = await createEngine({ listen: LOOPBACK, workers: 1, thread })
+      const dest = join(engines.dir, 'typo.out')
+      const api = await interfaceMembers('src/engine/api-types.ts')
+      const collection = await interfaceMembers('src/collection/fetch-collection.ts')
+      const publish = [...api.PublishOptions!, ...api.SeedOptions!]
+      const methods: Array<[string, () => unknown, string[]]> = [
+        ['fetch', () => e.fetch('haul1x', dest, { typo: 1 } as never), api.FetchOptions!],
+        [
+          'fetchCollection',
+          () => e.fetchCollection('haul1x', dest, { typo: 1 } as never),
+          collection.CollectionFetchOptions!,
+        ],
+        ['publish', () => e.publish(dest, { typo: 1 } as never), publish],
+        ['publishCollection', () => e.publishCollection(dest, { typo: 1 } as never), publish],
+        ['seed', () => e.seed(dest, { typo: 1 } as never), api.SeedOptions!],
+      ]
+      try {
+        for (const [what, call, members] of methods) {
+          const { error } = await outcome(call)
+          expect(error, what).toBeInstanceOf(InvalidArgumentError)
+          const listed = (error as Error).message.match(
+            new RegExp(`^${what} has no option typo: it takes (.*)$`),
+          )
+          expect(listed, `${what}: ${(error as Error).message}`).not.toBeNull()
+          expect(listed![1]!.split(', ').sort(), what).toEqual([...members].sort())
         }
       } finally {
         await e.stop()
