@@ -7,6 +7,9 @@
  */
 import { cidFromString } from '../descriptor/cid.ts'
 import { AbortedError, InvalidArgumentError, tooManyOpenFiles } from '../errors.ts'
+import { parseAddrs, parsePeer } from '../net/peer-addr.ts'
+import { SECRET_BYTES } from '../protocol/messages.ts'
+import { MAX_PROVIDER_ADDRS, MAX_TICKET_PROVIDERS, type Provider } from '../ticket/multi-ticket.ts'
 
 /**
  * Each method's checks of its arguments, run where the caller calls, in the host's thread and
@@ -70,23 +73,62 @@ export function contentIdArg(value: unknown): Uint8Array {
   return value
 }
 
-/** A fetch's `providers` option: peers, each with its addresses (decoding the ticket checks the rest). */
+/**
+ * A fetch's `providers` option: at most as many peers as a ticket names, each checked as
+ * addProvider checks one (checkProvider).
+ */
 export function checkProviders(value: unknown): void {
   if (value === undefined) return
-  const ok =
-    Array.isArray(value) &&
-    value.every(
-      (p) =>
-        typeof p === 'object' &&
-        p !== null &&
-        typeof p.peerId === 'string' &&
-        Array.isArray(p.addrs) &&
-        p.addrs.every((a: unknown) => typeof a === 'string'),
-    )
-  if (!ok) {
+  if (!Array.isArray(value)) {
     throw new InvalidArgumentError(
-      `fetch option providers must be an array of { peerId: string, addrs: string[] }, got ${describe(value)}`,
+      `fetch option providers must be an array of { peerId, addrs, secret? }, got ${describe(value)}`,
     )
+  }
+  if (value.length > MAX_TICKET_PROVIDERS) {
+    throw new InvalidArgumentError(
+      `fetch option providers names ${value.length} peers, more than the ${MAX_TICKET_PROVIDERS} a fetch takes`,
+    )
+  }
+  value.forEach((p, i) => {
+    checkProvider(`fetch option providers[${i}]`, p)
+  })
+}
+
+/**
+ * One peer named beside a ticket (FetchOptions.providers, TransferHandle.addProvider): its peer
+ * id, 1..16 multiaddrs (each of that peer, when it names one) and, when given, a secret of
+ * SECRET_BYTES. Checked where the caller calls, so a wrong one is INVALID_ARGUMENT naming it
+ * rather than a provider the fetch silently never reaches.
+ */
+export function checkProvider(name: string, value: unknown): asserts value is Provider {
+  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+    throw new InvalidArgumentError(
+      `${name} must be an object { peerId, addrs, secret? }, got ${describe(value)}`,
+    )
+  }
+  const { peerId, addrs, secret } = value as Record<string, unknown>
+  if (typeof peerId !== 'string') {
+    throw new InvalidArgumentError(`${name}.peerId must be a peer id (a string), got ${describe(peerId)}`)
+  }
+  if (!Array.isArray(addrs) || !addrs.every((a) => typeof a === 'string')) {
+    throw new InvalidArgumentError(
+      `${name}.addrs must be an array of multiaddr strings, got ${describe(addrs)}`,
+    )
+  }
+  if (addrs.length === 0 || addrs.length > MAX_PROVIDER_ADDRS) {
+    throw new InvalidArgumentError(
+      `${name}.addrs must hold 1..${MAX_PROVIDER_ADDRS} addresses (a peer is reached at one), got ${addrs.length}`,
+    )
+  }
+  if (secret !== undefined && !(secret instanceof Uint8Array && secret.length === SECRET_BYTES)) {
+    throw new InvalidArgumentError(
+      `${name}.secret must be ${SECRET_BYTES} bytes (a Uint8Array, as a ticket carries it), got ${describe(secret)}`,
+    )
+  }
+  try {
+    parseAddrs(parsePeer(peerId), addrs)
+  } catch (err) {
+    throw new InvalidArgumentError(`${name}: ${(err as Error).message}`, { cause: err })
   }
 }
 

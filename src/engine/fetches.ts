@@ -27,6 +27,7 @@ import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
 import type { WorkerPool } from '../workers/pool.ts'
+import { checkProvider } from './api-args.ts'
 import type { InternalFetchOptions, TransferHandle } from './api-types.ts'
 import type { EngineConfig } from './config.ts'
 import { linkDeps, newFetchJob } from './fetch-job-setup.ts'
@@ -301,6 +302,7 @@ export class Fetches {
       progress: () => last ?? job?.progress(),
       cancel,
       addProvider: (added) => {
+        checkProvider('addProvider: the provider', added)
         const p = beside(added)
         // Still waiting for its turn: the job starts with it.
         if (job === undefined) {

@@ -2,7 +2,13 @@ import { basename, resolve as resolvePath } from 'node:path'
 import { nameProblem } from '../collection/names.ts'
 import { type CollectionIndex, indexCollection } from '../collection/publish-collection.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
-import { ContentChangedError, InvalidArgumentError } from '../errors.ts'
+import {
+  ConfigInvalidError,
+  ContentChangedError,
+  type HaulError,
+  InvalidArgumentError,
+  PeerUnreachableError,
+} from '../errors.ts'
 import { openPartialSeed } from '../fetch/partial-seed.ts'
 import type { MemoryBudget } from '../resources/memory-budget.ts'
 import type { IndexOptions, IndexResult } from '../serve/indexer.ts'
@@ -12,7 +18,7 @@ import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import { SecretStore } from '../serve/secret-store.ts'
 import { descriptorFolder } from '../storage/data-folder.ts'
 import type { OpenFiles } from '../storage/open-files.ts'
-import { encodeSwarmTicket, type Provider } from '../ticket/multi-ticket.ts'
+import { encodeSwarmTicket, type Provider, type SwarmTicket } from '../ticket/multi-ticket.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Published, PublishOptions, Seeded, SeedOptions } from './api-types.ts'
 import type { EngineConfig } from './config.ts'
@@ -110,26 +116,24 @@ export class Publishing {
   async #publish(file: string, opts: PublishOptions): Promise<Published> {
     const { config, registry, openFiles } = this.#deps
     const key = ['file', file, config.chunking]
+    // Before indexing what may be a large file for a ticket that could name no address.
+    this.#self(undefined)
     const prepared = await this.#preparing(key, file)
     let index: IndexResult
-    let secret: Uint8Array | undefined
-    let name: string
+    let ticket: string
     try {
       let content: PublishedContent
       ;({ index, content } = await indexForServing(file, config.dataDir, this.#indexing(opts), openFiles))
       // Now, so its warning comes before the ticket is out where it can.
-      name = ticketName(file, index.cid)
-      secret = await this.#secretFor(index.cid, opts, [content])
+      const name = ticketName(file, index.cid)
+      const secret = await this.#secretFor(index.cid, opts, [content])
+      const cid = index.cid
+      ticket = await this.#ticket({ cid, name }, secret, [content])
       registry.add(guarded(content, secret))
       await this.#replacing(key, [index.cid], secret, file)
     } finally {
       prepared()
     }
-    const ticket = encodeSwarmTicket({
-      cid: index.cid,
-      providers: [this.#self(secret)],
-      name,
-    })
     return { ticket, index }
   }
 
@@ -167,9 +171,10 @@ export class Publishing {
   ): Promise<{ ticket: string; index: CollectionIndex }> {
     const { config, registry, openFiles } = this.#deps
     const key = ['collection', ...paths.map((p) => resolvePath(p)), config.chunking]
+    this.#self(undefined)
     const prepared = await this.#preparing(key, paths.join(', '))
     let index: CollectionIndex
-    let secret: Uint8Array | undefined
+    let ticket: string
     try {
       let contents: PublishedContent[]
       ;({ index, contents } = await indexCollection(
@@ -178,34 +183,29 @@ export class Publishing {
         this.#indexing(opts),
         openFiles,
       ))
-      secret = await this.#secretFor(index.cid, opts, contents)
+      const secret = await this.#secretFor(index.cid, opts, contents)
+      const { cid, name } = index
+      ticket = await this.#ticket({ cid, name, kind: 'collection' }, secret, contents)
       for (const c of contents) registry.add(guarded(c, secret))
       this.#packs.set(hex(index.cid), index.packCid)
       await this.#replacing(key, [index.cid, index.packCid], secret, paths.join(', '))
     } finally {
       prepared()
     }
-    const ticket = encodeSwarmTicket({
-      cid: index.cid,
-      providers: [this.#self(secret)],
-      name: index.name,
-      kind: 'collection',
-    })
     return { ticket, index }
   }
 
   async seed(dest: string, opts: SeedOptions): Promise<Seeded> {
+    this.#self(undefined)
     const { content, chunks, leafCount } = await openPartialSeed(resolvePath(dest), this.#deps.config.journal)
     const secret = await this.#secretFor(content.cid, opts, [content])
+    const { cid } = content
+    const name = ticketName(dest, cid)
+    const ticket = await this.#ticket({ cid, name }, secret, [content])
     if (!this.#deps.registry.addIfAbsent(guarded(content, secret))) {
       await content.reader.close()
       throw new InvalidArgumentError('this engine already serves that content id')
     }
-    const ticket = encodeSwarmTicket({
-      cid: content.cid,
-      providers: [this.#self(secret)],
-      name: ticketName(dest, content.cid),
-    })
     return { ticket, cid: content.cid, chunks, leafCount }
   }
 
@@ -285,11 +285,49 @@ export class Publishing {
     return secret === undefined ? undefined : { secrets: [secret] }
   }
 
-  /** This engine as its ticket names it, with the secret requests to it present. */
+  /**
+   * This engine as its ticket names it, with the secret requests to it present. Without an
+   * address a receiver could dial no ticket can be written: that is said as what it is (an
+   * engine created with `listen: []` only fetches), not as a ticket that cannot be encoded.
+   */
   #self(secret: Uint8Array | undefined): Provider {
     const self = this.#deps.self()
+    if (self.addrs.length === 0) throw unreachable(this.#deps.config)
     return secret === undefined ? self : { ...self, secret }
   }
+
+  /**
+   * `t`'s ticket, written before its contents are served: when it cannot be (the engine lost its
+   * addresses meanwhile), the `opened` contents are closed and nothing is left served.
+   */
+  async #ticket(
+    t: Omit<SwarmTicket, 'providers'>,
+    secret: Uint8Array | undefined,
+    opened: readonly PublishedContent[],
+  ): Promise<string> {
+    try {
+      return encodeSwarmTicket({ ...t, providers: [this.#self(secret)] })
+    } catch (err) {
+      await Promise.allSettled(opened.flatMap((c) => [c.reader.close(), c.source.close()]))
+      throw err
+    }
+  }
+}
+
+/**
+ * Why an engine has no address a ticket could name: created to listen nowhere (it fetches, and
+ * publishes nothing), or, with a listen address or a relay, none usable now (every interface
+ * link-local, the relay's slot lost).
+ */
+function unreachable(config: EngineConfig): HaulError {
+  if (config.listen.length === 0 && config.relays.length === 0) {
+    return new ConfigInvalidError(
+      "listen: this engine listens on no address (listen: []) and has no relay, so a ticket could name no way to reach it: it fetches, but cannot publish or seed; create the engine with a listen address (e.g. listen: ['/ip4/0.0.0.0/tcp/0']) or relays",
+    )
+  }
+  return new PeerUnreachableError(
+    'this engine has no address a receiver could dial now (none of its listen addresses is usable, and it holds no relay slot): no ticket can name it; try again once it has one (engine.addresses)',
+  )
 }
 
 /** `content` served only to requests presenting `secret` (undefined: to anyone). */

@@ -69,7 +69,9 @@ const FLAG_SECRETS = 2
 const KNOWN_FLAGS = FLAG_COLLECTION | FLAG_SECRETS
 const MAX_NAME_BYTES = 255
 export const MAX_TICKET_PROVIDERS = 16
-const MAX_ADDRS = 16
+/** Addresses a ticket holds per provider. */
+export const MAX_PROVIDER_ADDRS = 16
+const MAX_ADDRS = MAX_PROVIDER_ADDRS
 const MAX_ADDR_LEN = 512
 const MAX_CHARS = 64 * 1024
 

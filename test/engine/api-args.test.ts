@@ -1,10 +1,25 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
+import ts from 'typescript'
 import { describe, expect, it } from 'vitest'
-import { AbortedError, createEngine, InvalidArgumentError } from '../../src/index.ts'
+import { AbortedError, ConfigInvalidError, createEngine, InvalidArgumentError } from '../../src/index.ts'
 import { useEngines } from '../support/engines.ts'
 
 const LOOPBACK = ['/ip4/127.0.0.1/tcp/0']
+
+/** The members of each interface a source file declares, by the interface's name. */
+async function interfaceMembers(path: string): Promise<Record<string, string[]>> {
+  const text = await readFile(new URL(`../../${path}`, import.meta.url), 'utf8')
+  const source = ts.createSourceFile(path, text, ts.ScriptTarget.Latest)
+  const out: Record<string, string[]> = {}
+  for (const s of source.statements) {
+    if (!ts.isInterfaceDeclaration(s)) continue
+    out[s.name.text] = s.members.flatMap((m) =>
+      m.name !== undefined && ts.isIdentifier(m.name) ? [m.name.text] : [],
+    )
+  }
+  return out
+}
 
 /** What a call gave: a synchronous throw, or the promise's settlement. */
 async function outcome(call: () => unknown): Promise<{ sync: boolean; error: unknown }> {
@@ -90,6 +105,130 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
           const { error } = await outcome(call)
           expect(error, what).toBeInstanceOf(InvalidArgumentError)
           expect((error as Error).message, what).toMatch(message)
+        }
+      } finally {
+        await e.stop()
+      }
+    },
+  )
+
+  it.each(['main', 'worker'] as const)(
+    'providers, given to fetch or to addProvider, are checked alike: INVALID_ARGUMENT naming the wrong part, thrown at once (thread: %s)',
+    async (thread) => {
+      const sender = await engines.engine()
+      const src = join(engines.dir, `providers-${thread}.bin`)
+      await writeFile(src, Buffer.alloc(1000, 3))
+      const { ticket } = await sender.publish(src)
+      // createEngine, as Engine.create (useEngines) runs in this thread whatever `thread` says.
+      const e = await createEngine({ listen: LOOPBACK, workers: 1, thread })
+      const peerId = sender.peerId
+      const good = { peerId, addrs: ['/ip4/127.0.0.1/tcp/1'] }
+      const cases: Array<[string, unknown, RegExp]> = [
+        ['undefined', undefined, /must be an object \{ peerId, addrs, secret\? \}, got undefined/],
+        ['null', null, /must be an object .*, got null/],
+        ["'x'", 'x', /must be an object .*, got "x"/],
+        ['{}', {}, /peerId must be a peer id \(a string\), got undefined/],
+        ["peerId 'nope'", { peerId: 'nope', addrs: good.addrs }, /not a peer id: "nope"/],
+        ["addrs ['garbage']", { peerId, addrs: ['garbage'] }, /not a multiaddr: "garbage"/],
+        ['addrs []', { peerId, addrs: [] }, /addrs must hold 1\.\.16 addresses .*got 0/],
+        [
+          'addrs of another peer',
+          { peerId, addrs: [`/ip4/127.0.0.1/tcp/1/p2p/${e.peerId}`] },
+          /belongs to peer/,
+        ],
+        ["secret 'abc'", { ...good, secret: 'abc' }, /secret must be 16 bytes .*got "abc"/],
+        ['a 3-byte secret', { ...good, secret: new Uint8Array(3) }, /secret must be 16 bytes/],
+      ]
+      try {
+        const dest = join(engines.dir, `providers-${thread}.out`)
+        const handle = e.fetch(ticket, dest)
+        for (const [what, provider, message] of cases) {
+          const added = await outcome(() => handle.addProvider(provider as never))
+          expect(added.sync, `addProvider(${what}) throws`).toBe(true)
+          expect(added.error, `addProvider(${what})`).toBeInstanceOf(InvalidArgumentError)
+          expect((added.error as Error).message, `addProvider(${what})`).toMatch(/^addProvider: the provider/)
+          expect((added.error as Error).message, `addProvider(${what})`).toMatch(message)
+          const fetched = await outcome(() => e.fetch(ticket, dest, { providers: [good, provider] as never }))
+          expect(fetched.sync, `fetch providers [good, ${what}] throws`).toBe(true)
+          expect(fetched.error, `fetch providers [good, ${what}]`).toBeInstanceOf(InvalidArgumentError)
+          expect((fetched.error as Error).message, `fetch providers [good, ${what}]`).toMatch(
+            /^fetch option providers\[1\]/,
+          )
+          expect((fetched.error as Error).message, `fetch providers [good, ${what}]`).toMatch(message)
+        }
+        const many = await outcome(() => e.fetch(ticket, dest, { providers: Array(17).fill(good) }))
+        expect(many.error).toBeInstanceOf(InvalidArgumentError)
+        expect((many.error as Error).message).toMatch(/names 17 peers, more than the 16 a fetch takes/)
+        // A right one is taken, and the fetch completes.
+        handle.addProvider({ ...good, secret: new Uint8Array(16) })
+        expect((await handle.result).bytes).toBe(1000)
+      } finally {
+        await e.stop()
+      }
+    },
+  )
+
+  it.each(['main', 'worker'] as const)(
+    'an engine that listens nowhere fetches, and its publish, publishCollection and seed are CONFIG_INVALID saying to give a listen address, leaving nothing served (thread: %s)',
+    async (thread) => {
+      const sender = await engines.engine()
+      const src = join(engines.dir, `nowhere-${thread}.bin`)
+      await writeFile(src, Buffer.alloc(5000, 4))
+      const { ticket } = await sender.publish(src)
+      const e = await createEngine({ listen: [], workers: 1, thread })
+      try {
+        const dest = join(engines.dir, `nowhere-${thread}.out`)
+        expect((await e.fetch(ticket, dest).result).bytes).toBe(5000)
+        for (let i = 0; i < 2; i++) {
+          const calls: Array<[string, () => Promise<unknown>]> = [
+            ['publish', () => e.publish(src)],
+            ['publish (public)', () => e.publish(dest, { public: true })],
+            ['publishCollection', () => e.publishCollection([src, dest])],
+            ['seed', () => e.seed(dest)],
+          ]
+          for (const [what, call] of calls) {
+            const { sync, error } = await outcome(call)
+            expect(sync, what).toBe(false)
+            expect(error, what).toBeInstanceOf(ConfigInvalidError)
+            expect((error as Error).message, what).toMatch(/^listen: this engine listens on no address/)
+            expect((error as Error).message, what).toMatch(/create the engine with a listen address/)
+            expect(e.stats().serving.contents, `${what}: nothing served`).toBe(0)
+          }
+        }
+      } finally {
+        await e.stop()
+      }
+    },
+  )
+
+  it.each(['main', 'worker'] as const)(
+    "an option a method does not take is refused listing exactly the options of the method's type (thread: %s)",
+    async (thread) => {
+      const e = await createEngine({ listen: LOOPBACK, workers: 1, thread })
+      const dest = join(engines.dir, 'typo.out')
+      const api = await interfaceMembers('src/engine/api-types.ts')
+      const collection = await interfaceMembers('src/collection/fetch-collection.ts')
+      const publish = [...api.PublishOptions!, ...api.SeedOptions!]
+      const methods: Array<[string, () => unknown, string[]]> = [
+        ['fetch', () => e.fetch('haul1x', dest, { typo: 1 } as never), api.FetchOptions!],
+        [
+          'fetchCollection',
+          () => e.fetchCollection('haul1x', dest, { typo: 1 } as never),
+          collection.CollectionFetchOptions!,
+        ],
+        ['publish', () => e.publish(dest, { typo: 1 } as never), publish],
+        ['publishCollection', () => e.publishCollection(dest, { typo: 1 } as never), publish],
+        ['seed', () => e.seed(dest, { typo: 1 } as never), api.SeedOptions!],
+      ]
+      try {
+        for (const [what, call, members] of methods) {
+          const { error } = await outcome(call)
+          expect(error, what).toBeInstanceOf(InvalidArgumentError)
+          const listed = (error as Error).message.match(
+            new RegExp(`^${what} has no option typo: it takes (.*)$`),
+          )
+          expect(listed, `${what}: ${(error as Error).message}`).not.toBeNull()
+          expect(listed![1]!.split(', ').sort(), what).toEqual([...members].sort())
         }
       } finally {
         await e.stop()

@@ -24,7 +24,7 @@ export const optionTable = {
   listen: option<string[]>({
     kind: 'multiaddrs',
     default: [...ALL_INTERFACES],
-    doc: "libp2p listen multiaddrs: every interface, IPv4 and IPv6, unless given (`['/ip4/127.0.0.1/tcp/0']` keeps a node to this machine); IPv6 is left out where the host has none; `DEBUG=libp2p:*` at start gives libp2p's logs",
+    doc: "libp2p listen multiaddrs: every interface, IPv4 and IPv6, unless given (`['/ip4/127.0.0.1/tcp/0']` keeps a node to this machine); IPv6 is left out where the host has none; `[]` listens nowhere: the engine fetches, and without `relays` its publish and seed are `CONFIG_INVALID` (a ticket could name no address); `DEBUG=libp2p:*` at start gives libp2p's logs",
   }),
   relays: option<string[]>({
     kind: 'multiaddrs',

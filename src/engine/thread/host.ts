@@ -27,7 +27,7 @@ import type { ServeEvent, ServeListener } from '../../serve/serve-events.ts'
 import { DecodedTickets } from '../../ticket/multi-ticket.ts'
 import type { FetchResult } from '../../transfer/transfer-types.ts'
 import { threadFile } from '../../util/dist-file.ts'
-import { checkArgs, contentIdArg, guardListener, rejecting } from '../api-args.ts'
+import { checkArgs, checkProvider, contentIdArg, guardListener, rejecting } from '../api-args.ts'
 import type {
   EngineApi,
   FetchOptions,
@@ -237,6 +237,8 @@ export class ThreadEngine implements EngineApi {
         this.#link.race(this.#remote.cancel(id)).catch(() => {})
       },
       addProvider: (provider) => {
+        // Checked here, where it is called, so that a wrong one throws as in the engine's own thread.
+        checkProvider('addProvider: the provider', provider)
         this.#link.race(this.#remote.addProvider(id, provider)).catch(() => {})
       },
     }
