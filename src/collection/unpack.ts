@@ -15,6 +15,7 @@
  */
 import { constants } from 'node:fs'
 import { chmod, lstat, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { basename } from 'node:path'
 import { DestinationInvalidError } from '../errors.ts'
 import type { DestFolder } from '../storage/dest-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -119,11 +120,12 @@ export async function syncTree(
 
 /**
  * The worker task that cuts `batch` (consecutive entries, so their bytes are one range of the
- * pack) into the staging tree; links only when they are created.
+ * pack) into the staging tree; links only when they are created. `shared` is the staging
+ * folder's real path, which the task's messages name.
  */
 export function cutRequest(
   batch: readonly ManifestEntry[],
-  paths: { readonly pack: string; readonly tree: string },
+  paths: { readonly pack: string; readonly tree: string; readonly shared: string },
   symlinks: boolean,
 ): Omit<CutRequest, 'kind'> {
   const files: Array<{ path: string; offset: number; size: number; mode: number }> = []
@@ -137,6 +139,8 @@ export function cutRequest(
   return {
     pack: paths.pack,
     tree: paths.tree,
+    shownPack: `${paths.shared}/${basename(paths.pack)}`,
+    shownTree: `${paths.shared}/tree`,
     files,
     end: last === undefined ? 0 : last.offset + last.size,
     links,

@@ -11,6 +11,17 @@ import {
   tooManyOpenFiles,
 } from '../errors.ts'
 
+/** The system calls (Node's `syscall` of an error) that make a new file, folder or link. */
+const CREATES: ReadonlySet<string> = new Set([
+  'open',
+  'mkdir',
+  'mkdtemp',
+  'symlink',
+  'link',
+  'mknod',
+  'copyfile',
+])
+
 /** Maps a Node fs error to the haul error a user can act on; `what` names the file for the message. */
 export function fsError(err: unknown, what: string): HaulError {
   if (isHaulError(err)) return err
@@ -19,6 +30,14 @@ export function fsError(err: unknown, what: string): HaulError {
     case 'ENOSPC':
     case 'EDQUOT':
     case 'EFBIG':
+      // A file or folder being made needs an inode as well as bytes: a filesystem of many small
+      // files (a tmpfs, `nr_inodes`) runs out of those first, with bytes to spare.
+      if (CREATES.has((err as NodeJS.ErrnoException).syscall ?? '')) {
+        return new NoSpaceError(
+          `no space (or no free inodes) left creating ${what}: free some space, or remove files if \`df -i\` shows no free inodes, and run the same command again`,
+          { cause: err },
+        )
+      }
       return new NoSpaceError(
         `no space left writing ${what}: free some space and run the same command again`,
         {
