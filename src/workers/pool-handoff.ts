@@ -11,7 +11,7 @@ import { type ErrorReply, SHA256_BYTES } from './messages.ts'
 /**
  * A worker's error as the class of its code, whatever the code: a thread runs this very version,
  * so every code it sends is one of ours, and a task's file errors (NO_SPACE, PERMISSION_DENIED,
- * TOO_MANY_OPEN_FILES, DESTINATION_INVALID from cut-files.ts) are the user's to
+ * TOO_MANY_OPEN_FILES, DESTINATION_INVALID, FILE_TOO_LARGE from cut-files.ts) are the user's to
  * act on as much as the main thread's own.
  */
 export function errorFromReply(reply: ErrorReply): HaulError {
