@@ -69,4 +69,29 @@ describe('haul get under a small ulimit (real processes)', () => {
       `${dir}/small-files/.haul-incoming/pack.part: the file is larger than this process's file-size limit (EFBIG; \`ulimit -f\`: 1048576 bytes): raise it (\`ulimit -f unlimited\`)`,
     )
   })
+
+  it('out of descriptors while loading a part of haul it imports when needed: TOO_MANY_OPEN_FILES, not INTERNAL', async () => {
+    // Below some limit Node itself cannot start; above it, `haul get` of a folder imports chunks of
+    // the bundle as it needs them (dist/bundle/get-….js, get-folder-….js), and one of them is the
+    // first file that cannot be opened under some limit in this range (which one depends on what
+    // this machine's Node opens at its start).
+    const runs = await Promise.all(
+      Array.from({ length: 11 }, (_, i) => 20 + i).map(async (n) => ({
+        n,
+        ...(await getUnder(`-n ${n}`, join(dir, `fds-${n}`))),
+      })),
+    )
+    const loading = runs.flatMap((r) =>
+      r.events
+        .filter((e) => e.event === 'error' && String(e.message).includes('/dist/bundle/'))
+        .map((e): Event & { n: number } => ({ ...e, n: r.n })),
+    )
+    expect(loading.length, JSON.stringify(runs)).toBeGreaterThan(0)
+    for (const f of loading) {
+      expect(f, `ulimit -n ${f.n}`).toMatchObject({ code: 'TOO_MANY_OPEN_FILES' })
+      expect(String(f.message)).toMatch(
+        /\/dist\/bundle\/[^ ]+\.js: too many open files \(EMFILE\): raise the limit of open files \(`ulimit -n`\)/,
+      )
+    }
+  })
 })
