@@ -57,7 +57,7 @@ export function stagingPaths(folder: DestFolder): {
   changed: string
   /** Made as the move into the destination begins: its mtime dates every file moved. */
   moving: string
-  /** The staging folder's real path: for another process (`sync`), to which /proc/self/fd/… means its own. */
+  /** The staging folder's real path: for messages, and for another process (`sync`), to which /proc/self/fd/… means its own. */
   shared: string
 } {
   const stage = folder.at(STAGING_NAME)
@@ -282,7 +282,7 @@ export async function cutPack(
 /** Removes the staging folder (the pack, the marker, the emptied tree). */
 export async function removeStaging(paths: ReturnType<typeof stagingPaths>): Promise<void> {
   await rm(paths.stage, { recursive: true, force: true }).catch((err) => {
-    throw fsError(err, paths.stage)
+    throw fsError(err, paths.shared)
   })
 }
 
