@@ -59,6 +59,8 @@ export const WIRE_CODES = {
   DESTINATION_EXISTS: 54,
   /** The file to publish or index is missing, or is not a regular file. */
   SOURCE_INVALID: 55,
+  /** A file is larger than this process may write (`ulimit -f`) or than its filesystem holds (EFBIG). */
+  FILE_TOO_LARGE: 56,
   // memory and other resources
   BUDGET_EXCEEDED: 60,
   /** The process is out of file descriptors (EMFILE, ENFILE). */
@@ -298,6 +300,15 @@ export class SourceInvalidError extends HaulError {
   override readonly name = 'SourceInvalidError'
   readonly code = 'SOURCE_INVALID'
 }
+/**
+ * A write went past the largest file this process may write (its file-size limit, `ulimit -f`)
+ * or its filesystem holds (FAT32: 4 GiB): EFBIG. Freeing space would not help, so it is not
+ * NO_SPACE.
+ */
+export class FileTooLargeError extends HaulError {
+  override readonly name = 'FileTooLargeError'
+  readonly code = 'FILE_TOO_LARGE'
+}
 
 export class BudgetExceededError extends HaulError {
   override readonly name = 'BudgetExceededError'
@@ -418,6 +429,7 @@ const ERROR_CLASSES: Record<ErrorCode, HaulErrorClass> = {
   DESTINATION_BUSY: DestinationBusyError,
   DESTINATION_EXISTS: DestinationExistsError,
   SOURCE_INVALID: SourceInvalidError,
+  FILE_TOO_LARGE: FileTooLargeError,
   BUDGET_EXCEEDED: BudgetExceededError,
   TOO_MANY_OPEN_FILES: TooManyOpenFilesError,
 }

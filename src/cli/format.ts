@@ -1,4 +1,4 @@
-import { isHaulError, openFilesAdvice, TooManyOpenFilesError } from '../errors.ts'
+import { isHaulError, openFilesAdvice, TooManyOpenFilesError, tooManyOpenFiles } from '../errors.ts'
 import type { CheckProgress, TransferProgress } from '../transfer/progress.ts'
 
 export function formatBytes(n: number): string {
@@ -48,16 +48,28 @@ function barLine(done: number, total: number, rate: number, eta: number | undefi
 
 /** What a user sees for a failure: the stable code and the actionable message. */
 export function describeError(err: unknown): { code: string; message: string } {
-  if (isHaulError(err)) return { code: err.code, message: err.message }
+  const typed = isHaulError(err) ? err : outOfFiles(err)
+  if (typed !== undefined) return { code: typed.code, message: typed.message }
   return { code: 'INTERNAL', message: err instanceof Error ? err.message : String(err) }
 }
 
 /**
- * `err` in the terms a CLI user acts on: TOO_MANY_OPEN_FILES names the engine option
- * `server.maxOpenFiles`, which a command that serves sets with --max-open-files (`serves`) and
- * one that does not cannot set at all. Anything else as it is.
+ * An EMFILE or ENFILE that no layer typed, as TOO_MANY_OPEN_FILES naming its path: above all one
+ * from Node's loader, opening a chunk of the bundle that a command imports only when it needs it
+ * (dist/bundle/get-folder-….js). Undefined for anything else.
  */
-export function inCliTerms(err: unknown, serves: boolean): unknown {
+function outOfFiles(err: unknown): TooManyOpenFilesError | undefined {
+  const path = (err as NodeJS.ErrnoException | undefined)?.path
+  return tooManyOpenFiles(err, typeof path === 'string' ? path : undefined)
+}
+
+/**
+ * `thrown` in the terms a CLI user acts on: TOO_MANY_OPEN_FILES (an untyped EMFILE or ENFILE
+ * too) names the engine option `server.maxOpenFiles`, which a command that serves sets with
+ * --max-open-files (`serves`) and one that does not cannot set at all. Anything else as it is.
+ */
+export function inCliTerms(thrown: unknown, serves: boolean): unknown {
+  const err = isHaulError(thrown) ? thrown : (outOfFiles(thrown) ?? thrown)
   if (!isHaulError(err) || err.code !== 'TOO_MANY_OPEN_FILES') return err
   const flag = serves ? '--max-open-files <n>' : null
   const message = err.message.replace(openFilesAdvice(), openFilesAdvice(flag))

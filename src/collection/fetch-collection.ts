@@ -267,7 +267,7 @@ export async function fetchCollection(
       madeStage = await mkdir(paths.stage, { mode: 0o700 }).then(
         () => true,
         (err: NodeJS.ErrnoException) => {
-          if (err.code !== 'EEXIST') throw fsError(err, paths.stage)
+          if (err.code !== 'EEXIST') throw fsError(err, paths.shared)
           return false
         },
       )

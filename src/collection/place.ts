@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { chmod, lstat, readlink, rename, rm, writeFile } from 'node:fs/promises'
-import { dirname } from 'node:path'
+import { basename, dirname } from 'node:path'
 import {
   DestinationExistsError,
   DestinationInvalidError,
@@ -118,7 +118,7 @@ export async function moveIntoPlace(
   opts: PlaceOptions,
 ): Promise<void> {
   await writeFile(paths.moving, '', { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw fsError(err, paths.moving)
+    if (err.code !== 'EEXIST') throw fsError(err, `${paths.shared}/${basename(paths.moving)}`)
   })
   /** Folders this fetch created (moved whole, with everything below them). */
   const ours = new Set<string>()

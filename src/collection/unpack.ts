@@ -15,6 +15,7 @@
  */
 import { constants } from 'node:fs'
 import { chmod, lstat, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
+import { basename } from 'node:path'
 import { DestinationInvalidError } from '../errors.ts'
 import type { DestFolder } from '../storage/dest-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -56,7 +57,7 @@ export function stagingPaths(folder: DestFolder): {
   changed: string
   /** Made as the move into the destination begins: its mtime dates every file moved. */
   moving: string
-  /** The staging folder's real path: for another process (`sync`), to which /proc/self/fd/… means its own. */
+  /** The staging folder's real path: for messages, and for another process (`sync`), to which /proc/self/fd/… means its own. */
   shared: string
 } {
   const stage = folder.at(STAGING_NAME)
@@ -119,11 +120,12 @@ export async function syncTree(
 
 /**
  * The worker task that cuts `batch` (consecutive entries, so their bytes are one range of the
- * pack) into the staging tree; links only when they are created.
+ * pack) into the staging tree; links only when they are created. `shared` is the staging
+ * folder's real path, which the task's messages name.
  */
 export function cutRequest(
   batch: readonly ManifestEntry[],
-  paths: { readonly pack: string; readonly tree: string },
+  paths: { readonly pack: string; readonly tree: string; readonly shared: string },
   symlinks: boolean,
 ): Omit<CutRequest, 'kind'> {
   const files: Array<{ path: string; offset: number; size: number; mode: number }> = []
@@ -137,6 +139,8 @@ export function cutRequest(
   return {
     pack: paths.pack,
     tree: paths.tree,
+    shownPack: `${paths.shared}/${basename(paths.pack)}`,
+    shownTree: `${paths.shared}/tree`,
     files,
     end: last === undefined ? 0 : last.offset + last.size,
     links,
@@ -278,7 +282,7 @@ export async function cutPack(
 /** Removes the staging folder (the pack, the marker, the emptied tree). */
 export async function removeStaging(paths: ReturnType<typeof stagingPaths>): Promise<void> {
   await rm(paths.stage, { recursive: true, force: true }).catch((err) => {
-    throw fsError(err, paths.stage)
+    throw fsError(err, paths.shared)
   })
 }
 

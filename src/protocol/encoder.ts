@@ -248,6 +248,7 @@ const PEER_TEXT: Partial<Record<ErrorCode, string>> = {
     'the sender cannot read the file it published: ask the sender to check it and publish it again',
   PERMISSION_DENIED: 'the sender may not read the file it published: ask the sender to check its permissions',
   NO_SPACE: 'the sender ran out of storage: try again later',
+  FILE_TOO_LARGE: 'the sender failed on its own storage: try again later',
   TOO_MANY_OPEN_FILES:
     'the sender has too many files open: try again later, or ask the sender to raise its limit',
   DESTINATION_INVALID: 'the sender failed on its own storage: try again later',

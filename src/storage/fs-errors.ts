@@ -1,7 +1,8 @@
-import { existsSync } from 'node:fs'
+import { existsSync, readFileSync } from 'node:fs'
 import { dirname } from 'node:path'
 import {
   DestinationInvalidError,
+  FileTooLargeError,
   type HaulError,
   InternalError,
   isHaulError,
@@ -11,6 +12,45 @@ import {
   tooManyOpenFiles,
 } from '../errors.ts'
 
+/** The system calls (Node's `syscall` of an error) that make a new file, folder or link. */
+const CREATES: ReadonlySet<string> = new Set([
+  'open',
+  'mkdir',
+  'mkdtemp',
+  'symlink',
+  'link',
+  'mknod',
+  'copyfile',
+])
+
+/**
+ * What EFBIG means here and what to do: the process's file-size limit (`ulimit -f`, read from
+ * /proc/self/limits on an error path, where a synchronous read is fine), or, with no such limit,
+ * the filesystem's largest file.
+ */
+function tooLarge(): string {
+  const limit = fileSizeLimit()
+  if (limit === null) {
+    return 'the file is larger than the filesystem holds (EFBIG; FAT32 holds at most 4 GiB a file): choose a destination on another filesystem'
+  }
+  const shown = limit === undefined ? '' : `: ${limit} bytes`
+  return `the file is larger than this process's file-size limit (EFBIG; \`ulimit -f\`${shown}): raise it (\`ulimit -f unlimited\`) and run the same command again, or, if the limit is not the cause, choose a destination on a filesystem that holds larger files`
+}
+
+/** The process's file-size limit in bytes; null when it has none, undefined when unknown. */
+function fileSizeLimit(): number | null | undefined {
+  try {
+    const line = readFileSync('/proc/self/limits', 'utf8')
+      .split('\n')
+      .find((l) => l.startsWith('Max file size'))
+    const soft = line?.slice('Max file size'.length).trim().split(/\s+/)[0]
+    if (soft === 'unlimited') return null
+    return soft === undefined || !/^\d+$/.test(soft) ? undefined : Number(soft)
+  } catch {
+    return undefined
+  }
+}
+
 /** Maps a Node fs error to the haul error a user can act on; `what` names the file for the message. */
 export function fsError(err: unknown, what: string): HaulError {
   if (isHaulError(err)) return err
@@ -18,13 +58,22 @@ export function fsError(err: unknown, what: string): HaulError {
   switch (code) {
     case 'ENOSPC':
     case 'EDQUOT':
-    case 'EFBIG':
+      // A file or folder being made needs an inode as well as bytes: a filesystem of many small
+      // files (a tmpfs, `nr_inodes`) runs out of those first, with bytes to spare.
+      if (CREATES.has((err as NodeJS.ErrnoException).syscall ?? '')) {
+        return new NoSpaceError(
+          `no space (or no free inodes) left creating ${what}: free some space, or remove files if \`df -i\` shows no free inodes, and run the same command again`,
+          { cause: err },
+        )
+      }
       return new NoSpaceError(
         `no space left writing ${what}: free some space and run the same command again`,
         {
           cause: err,
         },
       )
+    case 'EFBIG':
+      return new FileTooLargeError(`${what}: ${tooLarge()}`, { cause: err })
     case 'EACCES':
     case 'EPERM':
     case 'EROFS':

@@ -25,47 +25,64 @@ const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0
 const SLAB_BYTES = 1024 * 1024
 let slab: Buffer | undefined
 
+/**
+ * Every failure is typed here (fsError) and names the real path: the main thread rebuilds the
+ * error from its code and message alone (src/workers/pool-handoff.ts), so an untyped one would
+ * reach the user as INTERNAL, and a `/proc/self/fd/<n>` path would name nothing they know.
+ */
 export function cutFiles(req: CutRequest): CutReply {
   slab ??= Buffer.allocUnsafe(SLAB_BYTES)
   const buf = slab
+  const shownTree = req.shownTree ?? req.tree
   const own = req.packFd === undefined && req.end > 0
-  const pack = req.packFd ?? (own ? openSync(req.pack, constants.O_RDONLY | O_NOFOLLOW) : -1)
+  let pack = req.packFd ?? -1
+  if (own) {
+    try {
+      pack = openSync(req.pack, constants.O_RDONLY | O_NOFOLLOW)
+    } catch (err) {
+      throw fsError(err, req.shownPack ?? req.pack)
+    }
+  }
   try {
     let slabStart = 0
     let slabEnd = 0
     for (const f of req.files) {
       const at = `${req.tree}/${f.path}`
-      const out = openOut(at, f.mode)
       try {
-        if (f.size > buf.length) {
-          for (let done = 0; done < f.size; ) {
-            const n = Math.min(buf.length, f.size - done)
-            readFully(pack, buf, n, f.offset + done)
-            writeFully(out, buf, n, done, at)
-            done += n
+        const out = openOut(at, f.mode)
+        try {
+          if (f.size > buf.length) {
+            for (let done = 0; done < f.size; ) {
+              const n = Math.min(buf.length, f.size - done)
+              readFully(pack, buf, n, f.offset + done)
+              writeFully(out, buf, n, done)
+              done += n
+            }
+            slabEnd = slabStart
+          } else if (f.size > 0) {
+            if (f.offset < slabStart || f.offset + f.size > slabEnd) {
+              slabStart = f.offset
+              slabEnd = Math.min(f.offset + buf.length, req.end)
+              readFully(pack, buf, slabEnd - slabStart, slabStart)
+            }
+            writeFully(out, buf.subarray(f.offset - slabStart), f.size, 0)
           }
-          slabEnd = slabStart
-        } else if (f.size > 0) {
-          if (f.offset < slabStart || f.offset + f.size > slabEnd) {
-            slabStart = f.offset
-            slabEnd = Math.min(f.offset + buf.length, req.end)
-            readFully(pack, buf, slabEnd - slabStart, slabStart)
-          }
-          writeFully(out, buf.subarray(f.offset - slabStart), f.size, 0, at)
+          fchmodSync(out, f.mode & 0o7777)
+          if (req.sync === true) fdatasyncSync(out)
+        } finally {
+          closeSync(out)
         }
-        fchmodSync(out, f.mode & 0o7777)
-        if (req.sync === true) fdatasyncSync(out)
-      } finally {
-        closeSync(out)
+      } catch (err) {
+        throw fsError(err, `${shownTree}/${f.path}`)
       }
     }
     for (const l of req.links) {
       const at = `${req.tree}/${l.path}`
-      rmSync(at, { force: true })
       try {
+        rmSync(at, { force: true })
         symlinkSync(l.target, at)
       } catch (err) {
-        throw fsError(err, at)
+        throw fsError(err, `${shownTree}/${l.path}`)
       }
     }
   } finally {
@@ -80,14 +97,10 @@ function openOut(at: string, mode: number): number {
   try {
     return openSync(at, flags, mode & 0o777)
   } catch (err) {
-    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw fsError(err, at)
+    if ((err as NodeJS.ErrnoException).code !== 'EACCES') throw err
   }
-  try {
-    rmSync(at, { force: true })
-    return openSync(at, flags, mode & 0o777)
-  } catch (err) {
-    throw fsError(err, at)
-  }
+  rmSync(at, { force: true })
+  return openSync(at, flags, mode & 0o777)
 }
 
 function readFully(fd: number, buf: Uint8Array, length: number, position: number): void {
@@ -99,10 +112,6 @@ function readFully(fd: number, buf: Uint8Array, length: number, position: number
   }
 }
 
-function writeFully(fd: number, buf: Uint8Array, length: number, position: number, at: string): void {
-  try {
-    for (let done = 0; done < length; ) done += writeSync(fd, buf, done, length - done, position + done)
-  } catch (err) {
-    throw fsError(err, at)
-  }
+function writeFully(fd: number, buf: Uint8Array, length: number, position: number): void {
+  for (let done = 0; done < length; ) done += writeSync(fd, buf, done, length - done, position + done)
 }

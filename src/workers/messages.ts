@@ -105,6 +105,12 @@ export interface CutRequest {
   readonly files: ReadonlyArray<{ path: string; offset: number; size: number; mode: number }>
   readonly end: number
   readonly links: ReadonlyArray<{ path: string; target: string }>
+  /**
+   * The real paths of `pack` and `tree`, for messages: those above go through the pinned folder's
+   * `/proc/self/fd/<n>`, which means nothing to a user (and names another folder once closed).
+   */
+  readonly shownPack?: string
+  readonly shownTree?: string
   /** fdatasync each file before closing it. */
   readonly sync?: boolean
 }

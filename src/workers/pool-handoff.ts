@@ -4,28 +4,18 @@
  * detach unrelated data), buffers moved, and replies turned back into results (packed hashes
  * split, a worker's error code rebuilt as its HaulError class).
  */
-import {
-  ChunkVerificationError,
-  CodecUnsupportedError,
-  DecompressionError,
-  type ErrorCode,
-  type HaulError,
-  InternalError,
-  InvalidArgumentError,
-} from '../errors.ts'
+import { errorClassOf, type HaulError, InvalidArgumentError } from '../errors.ts'
 import { ownsBuffer } from './codecs.ts'
 import { type ErrorReply, SHA256_BYTES } from './messages.ts'
 
-const REMOTE_ERRORS: Partial<Record<ErrorCode, new (message: string) => HaulError>> = {
-  INVALID_ARGUMENT: InvalidArgumentError,
-  CODEC_UNSUPPORTED: CodecUnsupportedError,
-  DECOMPRESSION_FAILED: DecompressionError,
-  CHUNK_VERIFICATION_FAILED: ChunkVerificationError,
-}
-
+/**
+ * A worker's error as the class of its code, whatever the code: a thread runs this very version,
+ * so every code it sends is one of ours, and a task's file errors (NO_SPACE, PERMISSION_DENIED,
+ * TOO_MANY_OPEN_FILES, DESTINATION_INVALID, FILE_TOO_LARGE from cut-files.ts) are the user's to
+ * act on as much as the main thread's own.
+ */
 export function errorFromReply(reply: ErrorReply): HaulError {
-  const ctor = REMOTE_ERRORS[reply.code] ?? InternalError
-  return new ctor(reply.message)
+  return new (errorClassOf(reply.code))(reply.message)
 }
 
 export function checkOwned(buf: unknown, what: string): asserts buf is Uint8Array {

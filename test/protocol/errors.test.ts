@@ -32,6 +32,7 @@ describe('error frames', () => {
     'SOURCE_INVALID',
     'PERMISSION_DENIED',
     'NO_SPACE',
+    'FILE_TOO_LARGE',
     'TOO_MANY_OPEN_FILES',
     'DESTINATION_INVALID',
     'DESTINATION_BUSY',

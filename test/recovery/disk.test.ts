@@ -217,6 +217,57 @@ describe('destination errors', () => {
       }
     })
 
+    it('a folder on a filesystem out of inodes (tmpfs nr_inodes=40): NO_SPACE from the worker that cuts its files, saying inodes and naming real paths', async () => {
+      const tree = join(dir, 'many-small')
+      await mkdir(tree)
+      for (let i = 0; i < 80; i++) await writeFile(join(tree, `f${i}.bin`), 1000, 'random', i)
+      const folderSender = await createEngine({ workers: 1 })
+      try {
+        const { ticket: folderTicket } = await folderSender.publishCollection(tree)
+        const m = join(dir, 'few-inodes')
+        await mkdir(m)
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,nr_inodes=40', 'tmpfs', m])
+        mounts.push(m)
+        const err = await receiver.fetchCollection(folderTicket, join(m, 'got')).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        expect(err).toBeInstanceOf(NoSpaceError)
+        expect((err as Error).message).toMatch(
+          new RegExp(
+            `^no space \\(or no free inodes\\) left creating ${m}/got/\\.haul-incoming/tree/f\\d+\\.bin: `,
+          ),
+        )
+        expect((err as Error).message).not.toContain('/proc/self/fd')
+      } finally {
+        await folderSender.stop()
+      }
+    })
+
+    it('a folder whose staging folder cannot be made (tmpfs nr_inodes=2: its root and the folder only): NO_SPACE naming its real path', async () => {
+      const tree = join(dir, 'two-files')
+      await mkdir(tree)
+      for (let i = 0; i < 2; i++) await writeFile(join(tree, `f${i}.bin`), 1000, 'random', i)
+      const folderSender = await createEngine({ workers: 1 })
+      try {
+        const { ticket: folderTicket } = await folderSender.publishCollection(tree)
+        const m = join(dir, 'two-inodes')
+        await mkdir(m)
+        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=2', 'tmpfs', m])
+        mounts.push(m)
+        const err = await receiver.fetchCollection(folderTicket, join(m, 'got')).then(
+          () => undefined,
+          (e: unknown) => e,
+        )
+        expect(err).toBeInstanceOf(NoSpaceError)
+        expect((err as Error).message).toMatch(
+          new RegExp(`^no space \\(or no free inodes\\) left creating ${m}/got/\\.haul-incoming: `),
+        )
+      } finally {
+        await folderSender.stop()
+      }
+    })
+
     it('permission denied (EACCES), for a receiver process running as nobody: PERMISSION_DENIED', async () => {
       const ro = join(dir, 'not-writable')
       await mkdir(ro)
