@@ -1,4 +1,4 @@
-import { constants } from 'node:fs'
+import { type BigIntStats, constants } from 'node:fs'
 import { type FileHandle, link, open, rename, unlink } from 'node:fs/promises'
 import { resolve } from 'node:path'
 import { DestinationExistsError, DestinationInvalidError, NoSpaceError } from '../errors.ts'
@@ -277,10 +277,14 @@ export class PartFile {
    * journal says of its bytes cannot be trusted, and the next run checks them again.
    */
   async sealStamp(): Promise<PartStamp | undefined> {
-    const s = await this.#handle()
-      .stat({ bigint: true })
-      .catch(() => undefined)
-    if (s === undefined || s.size !== BigInt(this.totalSize)) return undefined
+    let s: BigIntStats
+    try {
+      // Closed already (a commit that failed once the handle was closed): nothing to seal with.
+      s = await this.#handle().stat({ bigint: true })
+    } catch {
+      return undefined
+    }
+    if (s.size !== BigInt(this.totalSize)) return undefined
     return { mtimeNs: s.mtimeNs, ctimeNs: s.ctimeNs }
   }
 
