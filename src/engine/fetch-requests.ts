@@ -87,19 +87,22 @@ export class FetchRequests {
     )
   }
 
-  /** How a fetch by content id alone finds its providers: on the DHT, which it needs. */
+  /** How a fetch by content id alone finds its providers: on the DHT, which it needs (cidNeedsDht). */
   #search(text: string): ProviderSearch {
     const { config, fetches } = this.#deps
     const routing = this.#deps.routing()
-    if (routing === undefined) {
-      throw new InvalidArgumentError(
-        'a content id alone is fetched through the DHT: create the engine with dht.bootstrap (haul get --bootstrap <addr>), or fetch a ticket',
-      )
-    }
+    if (routing === undefined) throw cidNeedsDht()
     const cid = cidFromString(text)
     return new ProviderSearch(routing, cid, config.dht, {
       peers: routing.bootstrapPeers,
       ask: fetches.asker(cid),
     })
   }
+}
+
+/** A fetch by content id alone on an engine without the DHT. */
+export function cidNeedsDht(): InvalidArgumentError {
+  return new InvalidArgumentError(
+    'a content id alone is fetched through the DHT: create the engine with dht.bootstrap (haul get --bootstrap <addr>), or fetch a ticket',
+  )
 }

@@ -72,6 +72,11 @@ export function providersFor(
   return providers
 }
 
+/** `provide` on an engine without the DHT. */
+export function provideNeedsDht(): InvalidArgumentError {
+  return new InvalidArgumentError('provide announces on the DHT: create the engine with dht (haul --dht)')
+}
+
 /** A ticket naming providers, all of them this engine, none given beside it. */
 export function onlySelf(): InvalidArgumentError {
   return new InvalidArgumentError(
@@ -150,8 +155,7 @@ export class Fetches {
     opts: InternalFetchOptions,
     search?: ProviderSearch,
   ): TransferHandle {
-    if (opts.provide === true && this.#deps.routing() === undefined)
-      throw new InvalidArgumentError('provide announces on the DHT: create the engine with dht (haul --dht)')
+    if (opts.provide === true && this.#deps.routing() === undefined) throw provideNeedsDht()
     const providers = providersFor(decoded, this.#deps.network.peerId, opts.providers)
     const beside = presentingTicket(decoded)
     if (providers.length === 0 && search === undefined && decoded.providers.length > 0) throw onlySelf()

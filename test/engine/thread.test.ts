@@ -9,6 +9,7 @@ import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { engineThread, type ThreadEngine } from '../../src/engine/thread/host.ts'
 import {
   AbortedError,
+  cidToString,
   createEngine,
   type EngineApi,
   type EngineOptions,
@@ -251,6 +252,34 @@ describe("createEngine({ thread: 'worker' }) (real engines, loopback)", () => {
       await started.result.catch(() => {})
     }
     expect((thrown.worker as Error).message).toBe((thrown.main as Error).message)
+  })
+
+  it('what needs the DHT on an engine without it throws from fetch() (INVALID_ARGUMENT), as in the calling thread: a content id alone, and provide', async () => {
+    const { ticket, index } = await sender.publish(src)
+    for (const [what, call] of [
+      [
+        'a content id alone',
+        (e: EngineApi) => e.fetch(cidToString(index.cid), join(dir, `cid-${e.config.thread}.copy`)),
+      ],
+      [
+        'provide',
+        (e: EngineApi) => e.fetch(ticket, join(dir, `provide-${e.config.thread}.copy`), { provide: true }),
+      ],
+    ] as const) {
+      const thrown: Record<string, unknown> = {}
+      for (const e of [main, worker]) {
+        const mode = e.config.thread
+        let handle: TransferHandle | undefined
+        try {
+          handle = call(e)
+        } catch (err) {
+          thrown[mode] = err
+        }
+        expect(handle, `${what}, ${mode}`).toBeUndefined()
+        expect(thrown[mode], `${what}, ${mode}`).toBeInstanceOf(InvalidArgumentError)
+      }
+      expect((thrown.worker as Error).message).toBe((thrown.main as Error).message)
+    }
   })
 
   it('publishes and fetches a folder, onFile called here for each file', async () => {

@@ -38,8 +38,8 @@ import type {
   TransferHandle,
 } from '../api-types.ts'
 import { type EngineConfig, type EngineOptions, resolveEngineConfig } from '../config.ts'
-import { DECODED_TICKETS } from '../fetch-requests.ts'
-import { onlySelf, providersFor } from '../fetches.ts'
+import { cidNeedsDht, DECODED_TICKETS } from '../fetch-requests.ts'
+import { onlySelf, provideNeedsDht, providersFor } from '../fetches.ts'
 import type { EngineStats } from '../stats.ts'
 import { nodeEndpoint } from './endpoint.ts'
 import { Link } from './link.ts'
@@ -202,6 +202,9 @@ export class ThreadEngine implements EngineApi {
   fetch(ticketText: string, dest: string, opts: FetchOptions = {}): TransferHandle {
     this.#assertRunning()
     const checked = checkArgs.fetch(ticketText, dest, opts)
+    // What needs the DHT is checked here too, with this engine's config, and thrown as there.
+    const dht = this.config.dht.enabled
+    if (looksLikeCid(ticketText) && !dht) throw cidNeedsDht()
     // Decoded here too, so that a bad ticket throws from fetch() as in the engine's own thread.
     if (!looksLikeCid(ticketText)) {
       const decoded = this.#tickets.decode(ticketText)
@@ -210,6 +213,7 @@ export class ThreadEngine implements EngineApi {
           'this ticket names a folder (a collection): fetch it with fetchCollection (haul get does)',
         )
       }
+      if (checked.provide === true && !dht) throw provideNeedsDht()
       // Checked with the engine's peer id, which this host knows: thrown here, as there.
       if (decoded.providers.length > 0 && providersFor(decoded, this.peerId, checked.providers).length === 0)
         throw onlySelf()
