@@ -24,8 +24,8 @@ export class EarlyCut {
   readonly #m: Manifest
   readonly #tree: string
   readonly #packPart: string
-  /** The staging folder's real path, for messages. */
-  readonly #shared: string
+  /** The staging folder, through the pinned folder and as its real path (for messages). */
+  readonly #stage: { readonly stage: string; readonly shared: string }
   readonly #pool: WorkerPool
   readonly #symlinks: boolean
   readonly #chunkSize: number
@@ -42,13 +42,13 @@ export class EarlyCut {
 
   constructor(
     m: Manifest,
-    paths: { tree: string; packPart: string; shared: string },
+    paths: { tree: string; packPart: string; stage: string; shared: string },
     opts: { pool: WorkerPool; symlinks: boolean; chunkSize: number; leafCount: number },
   ) {
     this.#m = m
     this.#tree = paths.tree
     this.#packPart = paths.packPart
-    this.#shared = paths.shared
+    this.#stage = { stage: paths.stage, shared: paths.shared }
     this.#pool = opts.pool
     this.#symlinks = opts.symlinks
     this.#chunkSize = opts.chunkSize
@@ -99,7 +99,7 @@ export class EarlyCut {
         await this.#pool.cutFiles({
           ...cutRequest(
             this.#m.entries.slice(from, to),
-            { pack: this.#packPart, tree: this.#tree, shared: this.#shared },
+            { pack: this.#packPart, tree: this.#tree, ...this.#stage },
             this.#symlinks,
           ),
           packFd: this.#fd,

@@ -249,19 +249,18 @@ export async function fetchCollection(
     let madeStage = false
     let refused = false
     try {
-      // A folder that was there already, with no fetch staged in it, may hold the collection.
-      if (
-        made === undefined &&
-        (await entryAt(paths.stage)) === undefined &&
-        (await holdsCollection(folder, manifest, { ...deps, signal, symlinks: opts.symlinks === true }))
-      ) {
-        report({ phase: 'done', filesPlaced: manifest.files, bytesDone: manifest.packSize })
-        return resultOf(manifest, root, started, opts, { pack: undefined, resumed: false, present: true })
-      }
-      if (made === undefined && opts.intoExisting === false && (await entryAt(paths.stage)) === undefined) {
-        throw new DestinationExistsError(
-          `${root} already exists and is not an earlier copy of this folder: haul adds a folder's files to one already there only when asked to by name (-o ${root}); or fetch it elsewhere with -o <path>`,
-        )
+      // A folder that was there already, with no fetch staged in it, may hold the collection; if it
+      // does not, it is added to only when the caller named it (intoExisting).
+      if (made === undefined && (await entryAt(paths.stage)) === undefined) {
+        if (await holdsCollection(folder, manifest, { ...deps, signal, symlinks: opts.symlinks === true })) {
+          report({ phase: 'done', filesPlaced: manifest.files, bytesDone: manifest.packSize })
+          return resultOf(manifest, root, started, opts, { pack: undefined, resumed: false, present: true })
+        }
+        if (opts.intoExisting === false) {
+          throw new DestinationExistsError(
+            `${root} already exists and is not an earlier copy of this folder: haul adds a folder's files to one already there only when asked to by name (-o ${root}); or fetch it elsewhere with -o <path>`,
+          )
+        }
       }
       const packHex = Buffer.from(manifest.packCid).toString('hex')
       madeStage = await mkdir(paths.stage, { mode: 0o700 }).then(

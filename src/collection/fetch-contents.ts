@@ -97,7 +97,7 @@ export async function fetchPack(
         if (header.chunking.kind !== 'fixed' || early !== undefined) return
         early = new EarlyCut(
           manifest,
-          { tree: paths.tree, packPart: `${paths.pack}.part`, shared: paths.shared },
+          { tree: paths.tree, packPart: `${paths.pack}.part`, stage: paths.stage, shared: paths.shared },
           {
             pool: deps.pool,
             symlinks: how.symlinks,

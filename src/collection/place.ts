@@ -10,7 +10,7 @@
  */
 import { randomBytes } from 'node:crypto'
 import { chmod, lstat, readlink, rename, rm, writeFile } from 'node:fs/promises'
-import { basename, dirname } from 'node:path'
+import { dirname } from 'node:path'
 import {
   DestinationExistsError,
   DestinationInvalidError,
@@ -23,7 +23,7 @@ import { fsError } from '../storage/fs-errors.ts'
 import { entryAt, kindOf } from '../storage/safe-open.ts'
 import { foldedCollisions, type Manifest } from './manifest.ts'
 import { STAGING_NAME } from './names.ts'
-import { type PlaceOptions, placedMode, type stagingPaths } from './unpack.ts'
+import { type PlaceOptions, placedMode, shownStagingPath, type stagingPaths } from './unpack.ts'
 
 /**
  * Refuses a destination where the collection would replace something without leave: a file or
@@ -118,7 +118,7 @@ export async function moveIntoPlace(
   opts: PlaceOptions,
 ): Promise<void> {
   await writeFile(paths.moving, '', { flag: 'wx' }).catch((err: NodeJS.ErrnoException) => {
-    if (err.code !== 'EEXIST') throw fsError(err, `${paths.shared}/${basename(paths.moving)}`)
+    if (err.code !== 'EEXIST') throw fsError(err, shownStagingPath(paths, paths.moving))
   })
   /** Folders this fetch created (moved whole, with everything below them). */
   const ours = new Set<string>()

@@ -15,7 +15,6 @@
  */
 import { constants } from 'node:fs'
 import { chmod, lstat, mkdir, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
-import { basename } from 'node:path'
 import { DestinationInvalidError } from '../errors.ts'
 import type { DestFolder } from '../storage/dest-folder.ts'
 import { fsError } from '../storage/fs-errors.ts'
@@ -74,6 +73,17 @@ export function stagingPaths(folder: DestFolder): {
 }
 
 /**
+ * The real path of `path`, one of the staging folder's (`stagingPaths`), for messages: those
+ * paths go through the pinned folder's `/proc/self/fd/<n>`, which names nothing a user knows.
+ */
+export function shownStagingPath(
+  paths: { readonly stage: string; readonly shared: string },
+  path: string,
+): string {
+  return path.startsWith(paths.stage) ? `${paths.shared}${path.slice(paths.stage.length)}` : path
+}
+
+/**
  * How far an earlier run cut the pack: entries from `next` on are in the tree, synced. Not
  * `synced`: every entry is in the tree (`next` 0) and the pack is gone, but the files were not
  * synced yet, so they count only once they hash to the pack again.
@@ -125,7 +135,7 @@ export async function syncTree(
  */
 export function cutRequest(
   batch: readonly ManifestEntry[],
-  paths: { readonly pack: string; readonly tree: string; readonly shared: string },
+  paths: { readonly pack: string; readonly tree: string; readonly stage: string; readonly shared: string },
   symlinks: boolean,
 ): Omit<CutRequest, 'kind'> {
   const files: Array<{ path: string; offset: number; size: number; mode: number }> = []
@@ -139,8 +149,8 @@ export function cutRequest(
   return {
     pack: paths.pack,
     tree: paths.tree,
-    shownPack: `${paths.shared}/${basename(paths.pack)}`,
-    shownTree: `${paths.shared}/tree`,
+    shownPack: shownStagingPath(paths, paths.pack),
+    shownTree: shownStagingPath(paths, paths.tree),
     files,
     end: last === undefined ? 0 : last.offset + last.size,
     links,
@@ -186,7 +196,7 @@ export function placedMode(manifestMode: number): number {
 
 /** The staging tree's folders (all of them, before any file is cut). */
 export async function makeTree(paths: ReturnType<typeof stagingPaths>, m: Manifest): Promise<void> {
-  const shown = `${paths.shared}/tree`
+  const shown = shownStagingPath(paths, paths.tree)
   await mkdirChecked(paths.tree, 0o700, shown)
   // Staged with their own modes, plus what haul needs to write into them (see moveIntoPlace, place.ts).
   for (const e of m.entries)

@@ -18,6 +18,7 @@ import type { ServeListener } from '../serve/serve-events.ts'
 import { SessionPool } from '../session/session-pool.ts'
 import { DirectWriteSlots } from '../storage/direct-writes.ts'
 import { OpenFiles } from '../storage/open-files.ts'
+import { Pending } from '../util/pending.ts'
 import { WorkerPool } from '../workers/pool.ts'
 import { checkArgs, contentIdArg, guardListener, rejecting } from './api-args.ts'
 import type {
@@ -84,7 +85,7 @@ export class Engine {
   /** What `fetch` and `fetchCollection` are given, resolved to what they fetch. */
   readonly #requests: FetchRequests
   /** Collection fetches until they settle: each holds its folder's lock, which `stop` waits for. */
-  readonly #collections = new Set<Promise<CollectionResult>>()
+  readonly #collections = new Pending<CollectionResult>()
   #stopped = false
   /** Chunk buffers that finished their work, reused by the next chunks (inside the budget). */
   readonly #buffers: BufferRecycler
@@ -365,13 +366,7 @@ export class Engine {
       // Ended by stop too, which waits for it to give its folder's lock back.
       const stop = this.#stop.signal
       const signal = checked.signal === undefined ? stop : AbortSignal.any([checked.signal, stop])
-      const run = this.#requests.fetchCollection(ticketText, dest, { ...checked, signal })
-      this.#collections.add(run)
-      const settled = (): void => {
-        this.#collections.delete(run)
-      }
-      run.then(settled, settled)
-      return run
+      return this.#collections.add(this.#requests.fetchCollection(ticketText, dest, { ...checked, signal }))
     })
   }
 
@@ -419,7 +414,7 @@ export class Engine {
     this.#stop.abort()
     await fetches
     // Ended by the abort (their file fetches by Fetches.stop): each gives its folder's lock back.
-    while (this.#collections.size > 0) await Promise.allSettled([...this.#collections])
+    await this.#collections.settled()
     await this.#sessions.close()
     await this.#registry.closeAll()
     await this.#routing?.stop()

@@ -26,6 +26,7 @@ import type { TransferProgress } from '../transfer/progress.ts'
 import type { TransferStatus } from '../transfer/transfer-machine.ts'
 import { outputOf, type TransferActor, TransferSystem } from '../transfer/transfer-system.ts'
 import type { FetchResult } from '../transfer/transfer-types.ts'
+import { Pending } from '../util/pending.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import { checkProvider } from './api-args.ts'
 import type { InternalFetchOptions, TransferHandle } from './api-types.ts'
@@ -116,7 +117,7 @@ export class Fetches {
    * destination's lock past its job's cleanup (it gives it back last), and one cancelled while
    * taking the lock holds it until that is done; neither is a job stop could wait for.
    */
-  readonly #runs = new Set<Promise<FetchResult>>()
+  readonly #runs = new Pending<FetchResult>()
   /**
    * Transfer ids: this engine's random tag and a count. A UUID per fetch costs a tree of ~11
    * V8 cons strings, ~460 bytes of a queued fetch's ~4,600.
@@ -262,11 +263,7 @@ export class Fetches {
       if (writing !== undefined && this.#writing.get(path) === writing) this.#writing.delete(path)
       opts.signal?.removeEventListener('abort', cancel)
     })
-    this.#runs.add(result)
-    const settled = (): void => {
-      this.#runs.delete(result)
-    }
-    result.then(settled, settled)
+    void this.#runs.add(result)
     const tally = this.#deps.tally()
     if (tally !== undefined)
       result.then(
@@ -330,7 +327,7 @@ export class Fetches {
     for (const waiting of this.#queued.values()) waiting.abort(stopped)
     this.admission.rejectWaiters(stopped)
     // Until none is left: one started meanwhile (a collection's next file) fails at once.
-    while (this.#runs.size > 0) await Promise.allSettled([...this.#runs])
+    await this.#runs.settled()
     this.#system.stop()
   }
 }

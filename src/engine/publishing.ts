@@ -117,7 +117,7 @@ export class Publishing {
     const { config, registry, openFiles } = this.#deps
     const key = ['file', file, config.chunking]
     // Before indexing what may be a large file for a ticket that could name no address.
-    this.#self(undefined)
+    this.#assertReachable()
     const prepared = await this.#preparing(key, file)
     let index: IndexResult
     let ticket: string
@@ -171,7 +171,7 @@ export class Publishing {
   ): Promise<{ ticket: string; index: CollectionIndex }> {
     const { config, registry, openFiles } = this.#deps
     const key = ['collection', ...paths.map((p) => resolvePath(p)), config.chunking]
-    this.#self(undefined)
+    this.#assertReachable()
     const prepared = await this.#preparing(key, paths.join(', '))
     let index: CollectionIndex
     let ticket: string
@@ -196,7 +196,7 @@ export class Publishing {
   }
 
   async seed(dest: string, opts: SeedOptions): Promise<Seeded> {
-    this.#self(undefined)
+    this.#assertReachable()
     const { content, chunks, leafCount } = await openPartialSeed(resolvePath(dest), this.#deps.config.journal)
     const secret = await this.#secretFor(content.cid, opts, [content])
     const { cid } = content
@@ -291,9 +291,15 @@ export class Publishing {
    * engine created with `listen: []` only fetches), not as a ticket that cannot be encoded.
    */
   #self(secret: Uint8Array | undefined): Provider {
+    const self = this.#assertReachable()
+    return secret === undefined ? self : { ...self, secret }
+  }
+
+  /** This engine as a ticket names it, or the error of an engine no ticket could name (`#self`). */
+  #assertReachable(): Provider {
     const self = this.#deps.self()
     if (self.addrs.length === 0) throw unreachable(this.#deps.config)
-    return secret === undefined ? self : { ...self, secret }
+    return self
   }
 
   /**

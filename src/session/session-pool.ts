@@ -1,4 +1,5 @@
 import { StreamClosedError } from '../errors.ts'
+import { Pending } from '../util/pending.ts'
 import type { RemoteSession } from './remote-session.ts'
 
 /** Engine option `sessions`; defaults and ranges: src/engine/config/table.ts. */
@@ -44,7 +45,7 @@ export class SessionPool {
    * Sessions given back while busy, closing (each within `timeouts.closeMs`): `close` waits for
    * them, so an engine that stops at once still withdraws what they asked.
    */
-  readonly #closing = new Set<Promise<void>>()
+  readonly #closing = new Pending<void>()
 
   constructor(o: SessionPoolOptions) {
     this.#o = o
@@ -94,7 +95,7 @@ export class SessionPool {
     const idle = this.#idle
     this.#idle = []
     for (const e of idle) this.#closeLater(e.session)
-    await Promise.allSettled(this.#closing)
+    await this.#closing.settled()
   }
 
   /**
@@ -106,9 +107,7 @@ export class SessionPool {
   }
 
   #closeLater(session: RemoteSession): void {
-    const closing = session.close()
-    this.#closing.add(closing)
-    void closing.finally(() => this.#closing.delete(closing))
+    void this.#closing.add(session.close())
   }
 
   #sweep(): void {

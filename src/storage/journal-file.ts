@@ -30,6 +30,11 @@ import { writeAll } from './write-all.ts'
 /** The superblock's fields with the page count the file is laid out for. */
 export type JournalLayout = JournalInit & { readonly pageCount: number }
 
+/** Where a journal at `path` is built before it is renamed into place (JournalFile.create). */
+export function journalTempPath(path: string): string {
+  return `${path}.tmp`
+}
+
 export type JournalFileOpen =
   | { readonly status: 'missing' }
   | { readonly status: 'damaged'; readonly detail: string }
@@ -61,7 +66,7 @@ export class JournalFile {
     const h = layout.headerBytes.length
     if (h === 0 || h > MAX_HEADER_BYTES) throw new InternalError(`descriptor header of ${h} bytes`)
     if (layout.cid.length !== 32) throw new InternalError(`content id of ${layout.cid.length} bytes`)
-    const tmp = `${path}.tmp`
+    const tmp = journalTempPath(path)
     await removeOwnFile(tmp)
     let created = false
     try {
@@ -183,7 +188,7 @@ export class JournalFile {
   async remove(): Promise<void> {
     await this.close()
     // unlink() removes an entry and never follows it: whatever stands there now may go.
-    for (const p of [this.path, `${this.path}.tmp`]) await unlinkEntry(p)
+    for (const p of [this.path, journalTempPath(this.path)]) await unlinkEntry(p)
   }
 
   async #writeSuperblock(): Promise<void> {
@@ -201,5 +206,5 @@ export class JournalFile {
  * anything there but one of haul's own files is refused (a planted link is the user's to look at).
  */
 export async function removeJournal(path: string): Promise<void> {
-  for (const p of [path, `${path}.tmp`]) await removeOwnFile(p)
+  for (const p of [path, journalTempPath(path)]) await removeOwnFile(p)
 }

@@ -4,7 +4,7 @@ import { JournalFile } from './journal-file.ts'
 import { type JournalInit, type PartIdentity, type PartStamp, pageRange } from './journal-format.ts'
 import type { JournalOptions } from './journal-options.ts'
 
-export { removeJournal } from './journal-file.ts'
+export { journalTempPath, removeJournal } from './journal-file.ts'
 // What users of the journal also need from its format (./journal-format.ts) and options (./journal-options.ts).
 export { BLOCK, type JournalInit, PAGE_BITS, type PartIdentity, type PartStamp } from './journal-format.ts'
 export { defaultJournalOptions, type JournalOptions } from './journal-options.ts'

@@ -12,6 +12,15 @@ const SIZE = 8 * MiB
 describe('haul get resuming after a crash (real processes)', () => {
   const sent = useSentFile(SIZE)
 
+  /** The sent file with a MiB of `fill` appended, as `name`, served by a `haul send` of its own. */
+  async function sendGrown(name: string, fill: number): Promise<{ grown: string; ticket: string }> {
+    const grown = join(sent.dir, name)
+    await copyFile(sent.src, grown)
+    await appendFile(grown, new Uint8Array(MiB).fill(fill))
+    const sender = sent.start(['send', grown, '--json'])
+    return { grown, ticket: (await sender.event('published')).ticket as string }
+  }
+
   /** A `haul get` stopped with 2 MiB or more kept, its journal then left as a crash leaves one. */
   async function crashed(name: string): Promise<string> {
     const dest = join(sent.dir, name)
@@ -83,11 +92,7 @@ describe('haul get resuming after a crash (real processes)', () => {
     const old = sent.start(['get', sent.ticket, '-o', dest, '--max-rate', '1M', '--json'])
     await old.event('progress', (e) => (e.bytesDone as number) >= 2 * MiB)
     expect(await old.stop('SIGINT')).toBe(130)
-    const grown = join(sent.dir, 'grown-src.bin')
-    await copyFile(sent.src, grown)
-    await appendFile(grown, new Uint8Array(MiB).fill(1))
-    const sender = sent.start(['send', grown, '--json'])
-    const ticket = (await sender.event('published')).ticket as string
+    const { grown, ticket } = await sendGrown('grown-src.bin', 1)
     const r = await run(['get', ticket, '-o', dest, '--force'])
     expect(r.code, r.stderr + r.stdout).toBe(0)
     const lines = r.stdout.trim().split('\n')
@@ -101,11 +106,7 @@ describe('haul get resuming after a crash (real processes)', () => {
   it('`get --force` of a new version over the whole old file here: says it checks the file, keeps what still matches, and fetches the rest', async () => {
     const dest = join(sent.dir, 'old-version.bin')
     expect((await run(['get', sent.ticket, '-o', dest])).code).toBe(0)
-    const grown = join(sent.dir, 'new-version.bin')
-    await copyFile(sent.src, grown)
-    await appendFile(grown, new Uint8Array(MiB).fill(2))
-    const sender = sent.start(['send', grown, '--json'])
-    const ticket = (await sender.event('published')).ticket as string
+    const { grown, ticket } = await sendGrown('new-version.bin', 2)
     const r = await run(['get', ticket, '-o', dest, '--force'])
     expect(r.code, r.stderr + r.stdout).toBe(0)
     const lines = r.stdout.trim().split('\n')

@@ -217,55 +217,48 @@ describe('destination errors', () => {
       }
     })
 
-    it('a folder on a filesystem out of inodes (tmpfs nr_inodes=40): NO_SPACE from the worker that cuts its files, saying inodes and naming real paths', async () => {
-      const tree = join(dir, 'many-small')
+    /**
+     * A folder of `files` small files fetched into `got` on a tmpfs of `mountOpts` (mounted at
+     * `<dir>/<name>`): the error it fails with, and the mount.
+     */
+    async function folderOnTmpfs(name: string, files: number, mountOpts: string) {
+      const tree = join(dir, `${name}-src`)
       await mkdir(tree)
-      for (let i = 0; i < 80; i++) await writeFile(join(tree, `f${i}.bin`), 1000, 'random', i)
+      for (let i = 0; i < files; i++) await writeFile(join(tree, `f${i}.bin`), 1000, 'random', i)
       const folderSender = await createEngine({ workers: 1 })
       try {
         const { ticket: folderTicket } = await folderSender.publishCollection(tree)
-        const m = join(dir, 'few-inodes')
+        const m = join(dir, name)
         await mkdir(m)
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=8m,nr_inodes=40', 'tmpfs', m])
+        execFileSync('mount', ['-t', 'tmpfs', '-o', mountOpts, 'tmpfs', m])
         mounts.push(m)
         const err = await receiver.fetchCollection(folderTicket, join(m, 'got')).then(
           () => undefined,
           (e: unknown) => e,
         )
-        expect(err).toBeInstanceOf(NoSpaceError)
-        expect((err as Error).message).toMatch(
-          new RegExp(
-            `^no space \\(or no free inodes\\) left creating ${m}/got/\\.haul-incoming/tree/f\\d+\\.bin: `,
-          ),
-        )
-        expect((err as Error).message).not.toContain('/proc/self/fd')
+        return { err, m }
       } finally {
         await folderSender.stop()
       }
+    }
+
+    it('a folder on a filesystem out of inodes (tmpfs nr_inodes=40): NO_SPACE from the worker that cuts its files, saying inodes and naming real paths', async () => {
+      const { err, m } = await folderOnTmpfs('few-inodes', 80, 'size=8m,nr_inodes=40')
+      expect(err).toBeInstanceOf(NoSpaceError)
+      expect((err as Error).message).toMatch(
+        new RegExp(
+          `^no space \\(or no free inodes\\) left creating ${m}/got/\\.haul-incoming/tree/f\\d+\\.bin: `,
+        ),
+      )
+      expect((err as Error).message).not.toContain('/proc/self/fd')
     })
 
     it('a folder whose staging folder cannot be made (tmpfs nr_inodes=2: its root and the folder only): NO_SPACE naming its real path', async () => {
-      const tree = join(dir, 'two-files')
-      await mkdir(tree)
-      for (let i = 0; i < 2; i++) await writeFile(join(tree, `f${i}.bin`), 1000, 'random', i)
-      const folderSender = await createEngine({ workers: 1 })
-      try {
-        const { ticket: folderTicket } = await folderSender.publishCollection(tree)
-        const m = join(dir, 'two-inodes')
-        await mkdir(m)
-        execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=1m,nr_inodes=2', 'tmpfs', m])
-        mounts.push(m)
-        const err = await receiver.fetchCollection(folderTicket, join(m, 'got')).then(
-          () => undefined,
-          (e: unknown) => e,
-        )
-        expect(err).toBeInstanceOf(NoSpaceError)
-        expect((err as Error).message).toMatch(
-          new RegExp(`^no space \\(or no free inodes\\) left creating ${m}/got/\\.haul-incoming: `),
-        )
-      } finally {
-        await folderSender.stop()
-      }
+      const { err, m } = await folderOnTmpfs('two-inodes', 2, 'size=1m,nr_inodes=2')
+      expect(err).toBeInstanceOf(NoSpaceError)
+      expect((err as Error).message).toMatch(
+        new RegExp(`^no space \\(or no free inodes\\) left creating ${m}/got/\\.haul-incoming: `),
+      )
     })
 
     it('permission denied (EACCES), for a receiver process running as nobody: PERMISSION_DENIED', async () => {

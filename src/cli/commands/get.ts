@@ -1,11 +1,12 @@
 import { stat } from 'node:fs/promises'
 import { basename, join } from 'node:path'
-import { safeName } from '../../collection/names.ts'
+import { MAX_NAME_BYTES, safeName } from '../../collection/names.ts'
 import { cidFromString, cidToString, looksLikeCid } from '../../descriptor/cid.ts'
 import type { EngineOptions } from '../../engine/config.ts'
 import { AbortedError, DestinationInvalidError, InvalidArgumentError } from '../../errors.ts'
 import { ticketAddresses } from '../../net/addresses.ts'
 import type { Priority } from '../../resources/fair-queue.ts'
+import { journalPath, journalTempPath } from '../../storage/journal.ts'
 import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/multi-ticket.ts'
 import type { RetryInfo } from '../../transfer/retry.ts'
 import { type FetchResult, routeOf, type TransferRoute } from '../../transfer/transfer-types.ts'
@@ -63,7 +64,7 @@ export async function runGet(
   const { dest, named, cut } = await destinationOf(ticket, opts.out)
   if (cut !== undefined) {
     out.human(
-      `the sender's name for it is ${Buffer.byteLength(cut)} bytes, more than fits beside haul's working files (${WORKING_SUFFIX} adds ${Buffer.byteLength(WORKING_SUFFIX)} to the ${NAME_MAX} a name may have): saving it as ${basename(dest)} (-o gives another)`,
+      `the sender's name for it is ${Buffer.byteLength(cut)} bytes, more than fits beside haul's working files (${WORKING_SUFFIX} adds ${Buffer.byteLength(WORKING_SUFFIX)} to the ${MAX_NAME_BYTES} a name may have): saving it as ${basename(dest)} (-o gives another)`,
     )
   }
   const { Engine } = await import('../../engine/engine.ts')
@@ -261,17 +262,15 @@ async function destinationOf(
   }
 }
 
-/** The longest name haul gives a working file beside a fetched file: `<name>.part.journal.tmp`. */
-const WORKING_SUFFIX = '.part.journal.tmp'
-/** Bytes a file name may have (NAME_MAX of Linux's file systems). */
-const NAME_MAX = 255
+/** What the longest name haul gives a working file beside a fetched file adds to it: the journal's while it is built. */
+const WORKING_SUFFIX = journalTempPath(journalPath(''))
 
 /**
  * A file name from a ticket cut to leave room for WORKING_SUFFIX: the end of its stem goes (at a
  * character's edge), its extension stays. A name that fits is returned as it is.
  */
 function fitName(name: string): string {
-  const room = NAME_MAX - Buffer.byteLength(WORKING_SUFFIX)
+  const room = MAX_NAME_BYTES - Buffer.byteLength(WORKING_SUFFIX)
   if (Buffer.byteLength(name) <= room) return name
   const dot = name.lastIndexOf('.')
   const ext = dot > 0 && Buffer.byteLength(name.slice(dot)) <= 32 ? name.slice(dot) : ''
