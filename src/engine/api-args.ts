@@ -5,6 +5,7 @@
  * never the transfer's — it is reported as a process warning and the transfer goes on, in the
  * host's thread as in `thread: 'worker'` (where a callback runs in another thread anyway).
  */
+import { sep } from 'node:path'
 import { cidFromString } from '../descriptor/cid.ts'
 import { AbortedError, InvalidArgumentError, tooManyOpenFiles } from '../errors.ts'
 import { parseAddrs, parsePeer } from '../net/peer-addr.ts'
@@ -22,7 +23,7 @@ export const checkArgs = {
     return guardOptions('publish', opts)
   },
   seed<O extends object>(dest: unknown, opts: O | undefined): O {
-    checkPath('seed: dest', dest)
+    checkFilePath('seed: dest', dest)
     return guardOptions('seed', opts)
   },
   /** A path or a list of them, as the list. */
@@ -33,7 +34,7 @@ export const checkArgs = {
   },
   fetch<O extends { providers?: unknown }>(ticket: unknown, dest: unknown, opts: O | undefined): O {
     checkTicketText(ticket)
-    checkPath('fetch: dest', dest)
+    checkFilePath('fetch: dest', dest)
     const guarded = guardOptions('fetch', opts)
     checkProviders(guarded.providers)
     return guarded
@@ -51,6 +52,19 @@ export function checkPath(name: string, value: unknown): asserts value is string
     throw new InvalidArgumentError(`${name} must be a path (a non-empty string), got ${describe(value)}`)
   }
   if (value.includes('\0')) throw new InvalidArgumentError(`${name} must not contain a NUL character`)
+}
+
+/**
+ * A file's path: a path that does not end in a separator, which names a folder (the file would
+ * otherwise be written under the last name before it, not in that folder).
+ */
+function checkFilePath(name: string, value: unknown): asserts value is string {
+  checkPath(name, value)
+  if (value.endsWith('/') || value.endsWith(sep)) {
+    throw new InvalidArgumentError(
+      `${name} '${value}' ends in a separator, which names a folder: give the file's own path in it (${value}<file name>)`,
+    )
+  }
 }
 
 /** A ticket or content id argument: a string (decoding checks the rest). */

@@ -51,6 +51,11 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
         ['fetch dest 42', () => e.fetch('haul1x', 42 as never), /fetch: dest must be a path/],
         ['fetch(undefined)', () => e.fetch(undefined as never, dest), /the ticket must be a string/],
         ['fetch dest undefined', () => e.fetch('haul1x', undefined as never), /fetch: dest must be a path/],
+        [
+          'fetch dest ending in /',
+          () => e.fetch('haul1x', `${engines.dir}/sub/`),
+          /ends in a separator, which names a folder/,
+        ],
         ['fetch dest with NUL', () => e.fetch('haul1x', join(engines.dir, 'a\0b')), /must not contain a NUL/],
         [
           'fetch signal {}',
@@ -96,6 +101,7 @@ describe('the engine API checks its arguments and keeps callbacks out of the tra
         ['publish(undefined)', () => e.publish(undefined as never), /publish: path must be a path/],
         ['publishCollection([1])', () => e.publishCollection([1] as never), /each path must be a path/],
         ['seed(null)', () => e.seed(null as never), /seed: dest must be a path/],
+        ['seed(dir/)', () => e.seed(`${engines.dir}/`), /seed: dest .* ends in a separator/],
         ['fetchCollection(7)', () => e.fetchCollection(7 as never, dest), /the ticket must be a string/],
         ['unpublish(undefined)', () => e.unpublish(undefined as never), /content id must be 32 bytes/],
         ["unpublish('bnot-an-id')", () => e.unpublish('bnot-an-id'), /a content id is "b" followed by/],
