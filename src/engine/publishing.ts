@@ -46,11 +46,13 @@ export interface PublishingDeps {
 /**
  * The engine's publishing side: files, collections and partial seeds indexed, registered for
  * serving, and their tickets. Calls for one file path run one after the other (at once they
- * would write the same descriptor file); a collection's unpublish stops its pack too.
+ * would write the same descriptor file).
  *
  * Each publish is guarded by its content id's secret (src/serve/secret-store.ts), which its
  * ticket carries, unless it is public; a collection's pack by its manifest's secret, so the
- * folder's ticket fetches both and nothing else does. Unpublishing forgets the secret.
+ * folder's ticket fetches both and nothing else does. Unpublishing forgets the secret and
+ * withdraws what the publish granted; a content id another publish also grants (a folder of one
+ * file has that file's content id as its pack) is still served to that one's ticket.
  */
 export class Publishing {
   readonly #deps: PublishingDeps
@@ -186,7 +188,7 @@ export class Publishing {
       const secret = await this.#secretFor(index.cid, opts, contents)
       const { cid, name } = index
       ticket = await this.#ticket({ cid, name, kind: 'collection' }, secret, contents)
-      for (const c of contents) registry.add(guarded(c, secret))
+      for (const c of contents) registry.add(guarded(c, secret), index.cid)
       this.#packs.set(hex(index.cid), index.packCid)
       await this.#replacing(key, [index.cid, index.packCid], secret, paths.join(', '))
     } finally {
@@ -215,7 +217,7 @@ export class Publishing {
     const pack = this.#packs.get(hex(cid))
     if (pack === undefined) return
     this.#packs.delete(hex(cid))
-    this.#deps.registry.unpublish(pack)
+    this.#deps.registry.unpublish(pack, cid)
   }
 
   /**

@@ -50,6 +50,17 @@ export const MAX_WITHDRAWN = 1024
  */
 export const MAX_LAST_RUN = 2 * MAX_KEPT_PUBLISHED
 
+/** Whom one publish grants a content: requests presenting one of these secrets (undefined: anyone). */
+type Grant = readonly Uint8Array[] | undefined
+
+/** `content` as its grants admit: anyone if one of them is public, else every grant's secrets. */
+function grantedBy(content: PublishedContent, grants: ReadonlyMap<string, Grant>): PublishedContent {
+  const all = [...grants.values()]
+  const { secrets: _, ...rest } = content
+  if (all.some((g) => g === undefined)) return rest
+  return { ...rest, secrets: all.flatMap((g) => g ?? []) }
+}
+
 /** Content not served that a request may still be told of: who may be told (its secrets), and what. */
 interface Told {
   readonly secrets: readonly Uint8Array[] | undefined
@@ -58,6 +69,8 @@ interface Told {
 
 export class ContentRegistry {
   readonly #byKey = new Map<string, PublishedContent>()
+  /** Per served content id, the publishes that grant it (by their own content id) and to whom. */
+  readonly #grants = new Map<string, Map<string, Grant>>()
   /** Withdrawn as changed, oldest first: `why` is what changed. */
   readonly #changed = new Map<string, Told>()
   /**
@@ -74,13 +87,22 @@ export class ContentRegistry {
   /** Reading what the earlier runs published, while it is under way (see lastRunRead). */
   #lastRunReading: Promise<void> | undefined
 
-  add(content: PublishedContent): void {
+  /**
+   * Serves `content` as `owner`'s publish grants it (owner: the content id its ticket names; a
+   * folder's pack is granted by its manifest). One content id can be granted by several
+   * publishes (a file, and a folder holding only that file, share it): each keeps its own
+   * secret, and a public grant makes it public, until that publish is withdrawn (`unpublish`).
+   */
+  add(content: PublishedContent, owner: Uint8Array = content.cid): void {
     const key = contentKey(content.cid)
     const old = this.#byKey.get(key)
+    const grants = (old === undefined ? undefined : this.#grants.get(key)) ?? new Map<string, Grant>()
+    grants.set(contentKey(owner), content.secrets)
+    this.#grants.set(key, grants)
     this.#changed.delete(key)
     this.#lastRun.delete(key)
-    this.#byKey.set(key, content)
-    if (old !== undefined && old !== content) void closeContent(old)
+    this.#byKey.set(key, grantedBy(content, grants))
+    if (old !== undefined && old.reader !== content.reader) void closeContent(old)
   }
 
   /** Adds `content` unless its content id is already served (a full copy wins over a partial one). */
@@ -88,6 +110,7 @@ export class ContentRegistry {
     const key = contentKey(content.cid)
     if (this.#byKey.has(key)) return false
     this.#byKey.set(key, content)
+    this.#grants.set(key, new Map([[key, content.secrets]]))
     return true
   }
 
@@ -117,15 +140,25 @@ export class ContentRegistry {
     const c = this.#byKey.get(key)
     if (c === undefined) return undefined
     this.#byKey.delete(key)
+    this.#grants.delete(key)
     void closeContent(c)
     return c
   }
 
-  /** Stops serving `cid`, or telling of it as published by an earlier run (the application revokes it). */
-  unpublish(cid: Uint8Array): PublishedContent | undefined {
+  /**
+   * Withdraws what `owner`'s publish granted of `cid` (the application revokes it), and stops
+   * telling of `cid` as published by an earlier run. `cid` is no longer served once no publish
+   * grants it; until then requests presenting the other publishes' secrets still get it.
+   */
+  unpublish(cid: Uint8Array, owner: Uint8Array = cid): void {
     const key = contentKey(cid)
     this.#lastRun.delete(key)
-    return this.unpublishByKey(key)
+    const served = this.#byKey.get(key)
+    const grants = this.#grants.get(key)
+    if (served === undefined || grants === undefined) return
+    grants.delete(contentKey(owner))
+    if (grants.size === 0) this.unpublishByKey(key)
+    else this.#byKey.set(key, grantedBy(served, grants))
   }
 
   /**
@@ -241,6 +274,7 @@ export class ContentRegistry {
   async closeAll(): Promise<void> {
     const all = [...this.#byKey.values()]
     this.#byKey.clear()
+    this.#grants.clear()
     await Promise.all(all.map(closeContent))
   }
 }

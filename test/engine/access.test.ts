@@ -240,6 +240,41 @@ describe('what a ticket grants, between real engines', () => {
     expect(header?.type).toBe('header')
   })
 
+  it('a file and a folder holding only it share a content id: each ticket keeps working until its own unpublish', async () => {
+    const folder = join(dir, 'alone')
+    await mkdir(folder)
+    const file = join(folder, 'only.bin')
+    await writeFile(file, 180 * KiB, 'random', 6)
+    const fileTicket = (await sender.publish(file)).ticket
+    const { ticket: folderTicket, index } = await sender.publishCollection([file])
+    const fileCid = decodeSwarmTicket(fileTicket).cid
+    // What makes them collide: the folder's pack holds the file's bytes alone.
+    expect(Buffer.from(index.packCid).equals(fileCid)).toBe(true)
+    const secretOf = (t: string) => decodeSwarmTicket(t).providers[0]!.secret!
+    const peer = decodeSwarmTicket(fileTicket).providers[0]!
+    const headerWith = async (secret: Uint8Array | undefined) =>
+      (await ask(prober, peer, [{ type: 'get-header', requestId: 1, cid: fileCid, secret }]))[0]?.type
+    expect(await headerWith(secretOf(fileTicket))).toBe('header')
+    expect(await headerWith(secretOf(folderTicket))).toBe('header')
+    expect(await headerWith(undefined)).toBe('error')
+
+    await receiver.fetch(fileTicket, join(dir, 'alone-1.bin')).result
+    expect(await sha256File(join(dir, 'alone-1.bin'))).toBe(await sha256File(file))
+    sender.unpublish(index.cid)
+    expect(await headerWith(secretOf(folderTicket))).toBe('error')
+    await receiver.fetch(fileTicket, join(dir, 'alone-2.bin')).result
+    expect(await sha256File(join(dir, 'alone-2.bin'))).toBe(await sha256File(file))
+
+    // The other way round: the folder's ticket outlives the file's unpublish.
+    const again = await sender.publishCollection([file])
+    sender.unpublish(fileCid)
+    expect(await headerWith(secretOf(fileTicket))).toBe('error')
+    await receiver.fetchCollection(again.ticket, join(dir, 'alone.out'))
+    expect(await sha256File(join(dir, 'alone.out', 'only.bin'))).toBe(await sha256File(file))
+    sender.unpublish(again.index.cid)
+    expect(await headerWith(secretOf(again.ticket))).toBe('error')
+  })
+
   it('a partial seed has a secret of its own (none when public): only its holders get a chunk', async () => {
     // A descriptor of its own: the one a publish of a just-written file keeps is removed once opened.
     const { pool, budget } = engineInternals(sender)
