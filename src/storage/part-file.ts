@@ -246,11 +246,12 @@ export class PartFile {
     into.fill(0, done)
   }
 
-  /** fdatasync: every byte written so far is on stable storage (the journal's write-ahead step). */
   /**
-   * Syncs the part file's data, then checks its folder is still the one pinned: the journal
-   * syncs every few seconds while chunks arrive, so a destination folder moved or removed
-   * mid-transfer fails the fetch then, not once every chunk has been fetched into it.
+   * fdatasync (every byte written so far is on stable storage: the journal's write-ahead step),
+   * then checks the folder is still the one pinned and `<dest>.part` still the file written
+   * here: the journal syncs every few seconds while chunks arrive, so a destination folder moved
+   * or removed, or a part file removed or replaced, mid-transfer fails the fetch then, not once
+   * every chunk has been fetched into a file no name leads to.
    */
   async datasync(): Promise<void> {
     try {
@@ -259,6 +260,22 @@ export class PartFile {
       throw fsError(err, this.partPath)
     }
     await this.#folder.check()
+    await this.#assertStillPart()
+  }
+
+  /** DESTINATION_INVALID unless `<dest>.part` (in the pinned folder) is the file written here. */
+  async #assertStillPart(): Promise<void> {
+    const part = await entryAtExact(this.#folder.at(`${nameIn(this.dest)}.part`), this.partPath)
+    if (part === undefined) {
+      throw new DestinationInvalidError(
+        `${this.partPath} was removed by something else during the fetch: run the same command again (what it held is fetched again)`,
+      )
+    }
+    if (part.dev !== this.#id.dev || part.ino !== this.#id.ino) {
+      throw new DestinationInvalidError(
+        `${this.partPath} was replaced by another file during the fetch: haul does not rename a file it did not write; fetch again`,
+      )
+    }
   }
 
   /** The open part file's mtime and ctime (ns), for the journal's seal at a clean stop. */
@@ -320,12 +337,7 @@ export class PartFile {
       await fh.close()
       this.#fh = undefined
       await folder.check()
-      const part = await entryAtExact(folder.at(`${name}.part`), this.partPath)
-      if (part !== undefined && (part.dev !== this.#id.dev || part.ino !== this.#id.ino)) {
-        throw new DestinationInvalidError(
-          `${this.partPath} was replaced by another file during the fetch: haul does not rename a file it did not write; fetch again`,
-        )
-      }
+      await this.#assertStillPart()
       if (opts.replace === true) {
         await assertReplaceable(folder.at(name), this.dest)
         await rename(folder.at(`${name}.part`), folder.at(name))

@@ -1,5 +1,5 @@
 import { existsSync } from 'node:fs'
-import { link, readFile, stat, symlink, writeFile as writeText } from 'node:fs/promises'
+import { link, readFile, stat, symlink, unlink, writeFile as writeText } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { createEngine, type Engine, type TransferProgress } from '../../src/index.ts'
@@ -188,6 +188,37 @@ describe('one destination, one writer; nothing destroyed silently', () => {
     expect(served.bytes).toBe(before)
     expect(await sha256File(dest)).toBe(srcHash)
     expect(existsSync(`${dest}.part`)).toBe(false)
+  })
+
+  it('a part file removed or replaced during the fetch fails it at the next journal flush, not once every chunk is in', async () => {
+    const slow = await createEngine({ workers: 1, journal: { flushIntervalMs: 100 } })
+    try {
+      for (const how of ['removed', 'replaced'] as const) {
+        const dest = join(dir, `${how}-part.bin`)
+        let done: Promise<void> | undefined
+        let last: TransferProgress | undefined
+        const handle = slow.fetch(ticket, dest, {
+          maxBytesPerSec: MiB,
+          onProgress: (p) => {
+            last = p
+            done ??= (async () => {
+              await unlink(`${dest}.part`)
+              if (how === 'replaced') await writeText(`${dest}.part`, "another program's file")
+            })()
+          },
+        })
+        const err = await failure(handle.result)
+        await done
+        expect(err.code).toBe('DESTINATION_INVALID')
+        expect(err.message).toContain(`${dest}.part was ${how} by`)
+        // Six seconds of data at 1 MiB/s: it stopped long before the last chunk.
+        expect(last!.bytesDone).toBeLessThan(4 * MiB)
+        expect(existsSync(dest)).toBe(false)
+        expect(existsSync(lockPath(dest))).toBe(false)
+      }
+    } finally {
+      await slow.stop()
+    }
   })
 
   it('a file of the same size but other bytes is other data too', async () => {
