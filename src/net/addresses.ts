@@ -14,7 +14,8 @@
  * dropped (they need an interface scope a multiaddr does not carry), as is each address's
  * trailing `/p2p/<peer id>`: the ticket names the peer once, and the receiver puts it back
  * (peer-addr.ts). At most `MAX_TICKET_ADDRS` are kept, so a host with many interfaces still
- * gets a ticket that fits a chat message.
+ * gets a ticket that fits a chat message; the cut keeps an address of each family and a relayed
+ * one, when there are.
  */
 import { createServer } from 'node:net'
 import { isLinkLocalIp, isPrivateIp } from '@libp2p/utils'
@@ -84,7 +85,23 @@ export function ticketAddresses(addrs: readonly string[], peerId: string, max = 
     // A stable sort: within a family the node's own order stays.
     ranked.push(...byReach.get(reach)!.sort((a, b) => family(a) - family(b)))
   }
-  return ranked.slice(0, max)
+  // Cut to `max`, the best direct address of each family and the best relayed one kept first: a
+  // host with many IPv4 interfaces (container bridges) must not cost an IPv6-only receiver its
+  // only way in, nor a receiver behind a NAT the relay.
+  const direct = ranked.filter((a) => !isRelayedAddress(a))
+  const kept = new Set<string>()
+  for (const pick of [
+    direct.find((a) => family(a) === 0),
+    direct.find((a) => family(a) === 1),
+    ranked.find(isRelayedAddress),
+  ]) {
+    if (pick !== undefined) kept.add(pick)
+  }
+  for (const a of ranked) {
+    if (kept.size >= max) break
+    kept.add(a)
+  }
+  return ranked.filter((a) => kept.has(a)).slice(0, max)
 }
 
 /**

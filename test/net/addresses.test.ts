@@ -65,6 +65,19 @@ describe('ticket addresses', () => {
     expect(ticketAddresses(many, PEER)).toHaveLength(MAX_TICKET_ADDRS)
   })
 
+  it('the cap keeps an address of each family and a relayed one, in their order', () => {
+    const v4 = Array.from({ length: 12 }, (_, i) => `/ip4/10.231.52.${i + 101}/tcp/9`)
+    const v6 = '/ip6/fd00:231:58::1/tcp/9'
+    const relayed = `/ip4/10.9.0.11/tcp/4003/p2p/${RELAY}/p2p-circuit`
+    const picked = ticketAddresses(
+      [...v4, v6, relayed].map((a) => `${a}/p2p/${PEER}`),
+      PEER,
+    )
+    expect(picked).toEqual([...v4.slice(0, MAX_TICKET_ADDRS - 2), v6, relayed])
+    // One family alone, no relay: the first ones, as before.
+    expect(ticketAddresses(v4, PEER)).toEqual(v4.slice(0, MAX_TICKET_ADDRS))
+  })
+
   it('leaves listen addresses without an IPv6 wildcard alone', async () => {
     expect(await listenable(['/ip4/127.0.0.1/tcp/0'])).toEqual(['/ip4/127.0.0.1/tcp/0'])
     expect(await listenable(['/ip6/::/tcp/0'])).toEqual(['/ip6/::/tcp/0'])
