@@ -4,9 +4,17 @@ import { circuitRelayTransport } from '@libp2p/circuit-relay-v2'
 import { dcutr } from '@libp2p/dcutr'
 import { identify } from '@libp2p/identify'
 import type { ComponentLogger, Libp2p, Logger, PrivateKey } from '@libp2p/interface'
+import { peerIdFromPrivateKey } from '@libp2p/peer-id'
 import { tcp } from '@libp2p/tcp'
 import { createLibp2p, type Libp2pInit } from 'libp2p'
-import { ConfigInvalidError, InternalError, isHaulError, PeerUnreachableError } from '../errors.ts'
+import {
+  ConfigInvalidError,
+  InternalError,
+  isHaulError,
+  PeerUnreachableError,
+  PermissionDeniedError,
+  TooManyRequestsError,
+} from '../errors.ts'
 import { KiB } from '../types.ts'
 import { listenable } from './addresses.ts'
 import { ConnectionAdmission } from './connection-admission.ts'
@@ -194,12 +202,7 @@ export async function startLibp2p(
     const failed = listenFailures((err as Error).message)
     const relay = failed.filter((f) => f.relay).map((f) => `relay ${f.addr} (${f.why})`)
     const listen = failed.filter((f) => !f.relay).map((f) => `${f.addr} (${f.why})`)
-    if (relay.length > 0) {
-      throw new PeerUnreachableError(
-        `cannot reserve a slot on ${relay.join('; ')}: check the address "haul relay" printed, that the relay runs, and that it allows this peer`,
-        { cause: err },
-      )
-    }
+    if (relay.length > 0) throw refusedByRelay(relay, failed, privateKey, err)
     if (listen.length > 0) {
       throw new ConfigInvalidError(
         `cannot listen on ${listen.join('; ')}: choose another listen address (tcp/0 picks a free port)`,
@@ -208,6 +211,40 @@ export async function startLibp2p(
     }
     throw new InternalError(`cannot start the libp2p node: ${(err as Error).message}`, { cause: err })
   }
+}
+
+/**
+ * The error of relays that gave this node no slot, by the status they answered when all said the
+ * same: RESERVATION_REFUSED is a relay at its `--max-reservations` (TOO_MANY_REQUESTS: try later
+ * or another relay), PERMISSION_DENIED one whose `--allow` list leaves this peer out; anything
+ * else (no answer, a wrong peer id) is PEER_UNREACHABLE.
+ */
+function refusedByRelay(
+  named: readonly string[],
+  failed: ReadonlyArray<{ why: string; relay: boolean }>,
+  privateKey: PrivateKey | undefined,
+  cause: unknown,
+): Error {
+  const why = failed.filter((f) => f.relay).map((f) => f.why)
+  const all = (status: string): boolean => why.every((w) => w.includes(status))
+  const relays = named.join('; ')
+  if (all('RESERVATION_REFUSED')) {
+    return new TooManyRequestsError(
+      `no slot free on ${relays}: the relay holds as many senders as it allows (haul relay --max-reservations); try again later, or use another relay`,
+      { cause },
+    )
+  }
+  if (all('PERMISSION_DENIED')) {
+    const self = privateKey === undefined ? 'this peer' : peerIdFromPrivateKey(privateKey).toString()
+    return new PermissionDeniedError(
+      `${relays} does not allow this peer (haul relay --allow): ask its operator to allow ${self}`,
+      { cause },
+    )
+  }
+  return new PeerUnreachableError(
+    `cannot reserve a slot on ${relays}: check the address "haul relay" printed, that the relay runs, and that it allows this peer`,
+    { cause },
+  )
 }
 
 /**

@@ -54,12 +54,12 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
     expect(routeOf(d.swarm)).toBe('direct')
   })
 
-  it('refuses reservations beyond maxReservations: a sender that cannot reserve fails to start, naming the relay', async () => {
+  it('refuses reservations beyond maxReservations: a sender that cannot reserve fails to start, saying the relay is full', async () => {
     await engine({ relays: [relay.addresses[0]!] })
     expect(relay.reservations()).toBe(2)
     await expect(engine({ relays: [relay.addresses[0]!] })).rejects.toMatchObject({
-      code: 'PEER_UNREACHABLE',
-      message: expect.stringMatching(/cannot reserve a slot on relay .*RESERVATION_REFUSED/),
+      code: 'TOO_MANY_REQUESTS',
+      message: expect.stringMatching(/no slot free on relay .*RESERVATION_REFUSED.*max-reservations/),
     })
   })
 
@@ -72,9 +72,15 @@ describe('circuit relay (loopback; the namespace tests put the peers on networks
       const again = await engine({ dataDir: allowedKey, relays: [only.addresses[0]!] })
       expect(again.peerId).toBe(allowed.peerId)
       expect(only.reservations()).toBe(1)
-      await expect(engine({ relays: [only.addresses[0]!] })).rejects.toMatchObject({
-        code: 'PEER_UNREACHABLE',
-        message: expect.stringMatching(/PERMISSION_DENIED/),
+      const outsider = await engine({ dataDir: join(engines.dir, 'outsider') })
+      await outsider.stop()
+      await expect(
+        engine({ dataDir: join(engines.dir, 'outsider'), relays: [only.addresses[0]!] }),
+      ).rejects.toMatchObject({
+        code: 'PERMISSION_DENIED',
+        message: expect.stringMatching(
+          new RegExp(`PERMISSION_DENIED.*does not allow this peer .*allow ${outsider.peerId}`),
+        ),
       })
       expect(only.reservations()).toBe(1)
     } finally {
