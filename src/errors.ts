@@ -226,6 +226,15 @@ export function asStreamFailure(err: unknown): HaulError {
 export class TooManyRequestsError extends HaulError {
   override readonly name = 'TooManyRequestsError'
   readonly code = 'TOO_MANY_REQUESTS'
+  /**
+   * The peer is reached only through a relay that has no circuit free now: one frees up when
+   * another transfer through it ends, however long that takes (retried as an outage is).
+   */
+  readonly relayFull: boolean
+  constructor(message?: string, options?: ErrorOptions & { relayFull?: boolean }) {
+    super(message, options)
+    this.relayFull = options?.relayFull === true
+  }
 }
 /**
  * The relay that carries this connection limits each circuit's bytes, and what is left cannot

@@ -4,7 +4,7 @@
  * and how many attempts a failure gets before any provider was reached. FetchJob answers the
  * machine through it; what it judges by lives on the providers' links and in the journal.
  */
-import { type HaulError, PeerUnreachableError } from '../errors.ts'
+import { type HaulError, PeerUnreachableError, TooManyRequestsError } from '../errors.ts'
 import type { AdmissionPlace } from '../resources/admission.ts'
 import { isTransient, type RetryOptions } from '../transfer/retry.ts'
 import type { ProviderSet } from './provider-set.ts'
@@ -106,7 +106,7 @@ export class FetchRetry {
     if ((this.#unreached(error) && !this.#heardLately()) || this.#neverServed(error) || replaced) {
       return Math.min(this.#retry.maxAttemptsFirstContact, this.#retry.maxAttempts)
     }
-    return this.#inOutage(error) || this.#preparing(error)
+    return this.#inOutage(error) || this.#preparing(error) || this.#waitingForRelay(error)
       ? Number.POSITIVE_INFINITY
       : this.#retry.maxAttempts
   }
@@ -119,6 +119,20 @@ export class FetchRetry {
    */
   #preparing(error: HaulError): boolean {
     return error.code === 'CONTENT_PREPARING' && performance.now() - this.#markAt < this.#retry.maxStallMs
+  }
+
+  /**
+   * The only way to a provider is a relay with no circuit free (TooManyRequestsError.relayFull):
+   * one frees up when a transfer through it ends, which on a slow relay takes minutes. Asked again
+   * however many attempts it takes until `retry.maxStallMs` pass without progress, as an outage
+   * is; a relay full for longer than that is given up on.
+   */
+  #waitingForRelay(error: HaulError): boolean {
+    return (
+      error instanceof TooManyRequestsError &&
+      error.relayFull &&
+      performance.now() - this.#markAt < this.#retry.maxStallMs
+    )
   }
 
   /**

@@ -108,8 +108,8 @@ export class PeerConnections {
     }
     if (relayBusy) {
       throw new TooManyRequestsError(
-        `peer ${peerId} is reached only through its relay, and the relay has no circuit free for it now (${why.at(-1)}): retrying, as a circuit frees up when another transfer through it ends`,
-        { cause: lastError },
+        `peer ${peerId} is reached only through its relay, and the relay has no circuit free for it now (${why.at(-1)}): a circuit frees up when another transfer through it ends (haul relay --max-circuits)`,
+        { cause: lastError, relayFull: true },
       )
     }
     const others = why.map(otherIdentity)

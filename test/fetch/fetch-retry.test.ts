@@ -36,6 +36,24 @@ describe('FetchRetry: a provider indexing the file again (CONTENT_PREPARING)', (
   })
 })
 
+describe('FetchRetry: a provider reached only through a relay with no circuit free', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('is asked again whatever the attempts until retry.maxStallMs pass without progress, then counted', () => {
+    vi.useFakeTimers({ toFake: ['performance'] })
+    const rule = new FetchRetry(retry, new ProviderSet(), {})
+    const full = new TooManyRequestsError('no circuit free', { relayFull: true })
+    expect(rule.canRetry(full)).toBe(true)
+    expect(rule.attemptLimit(full)).toBe(Number.POSITIVE_INFINITY)
+    vi.advanceTimersByTime(299_000)
+    expect(rule.attemptLimit(full)).toBe(Number.POSITIVE_INFINITY)
+    vi.advanceTimersByTime(1_001)
+    expect(rule.attemptLimit(full)).toBe(10)
+  })
+})
+
 describe('FetchRetry: a provider this fetch never reached, which the engine heard from (RecentPeers)', () => {
   afterEach(() => {
     vi.useRealTimers()
