@@ -41,16 +41,18 @@ export interface CollectionIndex {
 /**
  * Indexes the collection of `paths` and opens its manifest and pack for serving, their handles
  * kept in `openFiles`. The two descriptors stay pinned in `store` while served (see
- * indexForServing), and the temporary ones go once serving stops.
+ * indexForServing), and the temporary ones go once serving stops. `own`: haul's folders the
+ * walk skips wherever they are inside (the data folder, `store`).
  */
 export async function indexCollection(
   paths: readonly string[],
   store: string,
   opts: Omit<IndexOptions, 'descriptorPath'>,
   openFiles?: OpenFiles,
+  own: readonly string[] = [store],
 ): Promise<{ index: CollectionIndex; contents: PublishedContent[] }> {
   const started = performance.now()
-  const walked = await walkSources(paths)
+  const walked = await walkSources(paths, own)
   const files = [...walked.files.values()]
   const placed = buildManifest(walked.name, new Uint8Array(32), walked.entries)
   // What the derived files depend on: the entries as walked and each file's fingerprint.

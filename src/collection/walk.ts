@@ -4,7 +4,8 @@
  * pack can refuse a file changed since. Links are kept as links when their target stays inside
  * what is sent (by the receiver's rule, manifest.ts), and skipped (reported) otherwise; sockets,
  * FIFOs and devices are skipped (reported). A name the receiver would refuse (names.ts) is
- * refused here, before any indexing.
+ * refused here, before any indexing. Haul's own data folder, wherever it is inside, is skipped
+ * (reported): its identity key would let anyone holding the ticket pose as this peer.
  */
 import type { BigIntStats } from 'node:fs'
 import { lstat, readdir, readlink, stat } from 'node:fs/promises'
@@ -39,14 +40,16 @@ const STAT_CONCURRENCY = 32
  * Walks `paths`. One folder: the collection is its content, named after it. Several paths (or
  * one file): each is an entry at the top, and the collection is named after their common folder.
  */
-export async function walkSources(paths: readonly string[]): Promise<Walked> {
+export async function walkSources(paths: readonly string[], own: readonly string[] = []): Promise<Walked> {
   if (paths.length === 0) throw new SourceInvalidError('nothing to send: give a folder or files')
   const abs = paths.map((p) => resolve(p))
   const out: Walked = { name: '', entries: [], files: new Map(), skipped: [] }
+  const isOwn = await ownFolders(own)
   // Paths given are followed when they are links (as cp -H and tar -H do); links inside are not.
   const first = await statOf(abs[0]!, true)
   if (abs.length === 1 && first.isDirectory()) {
-    await walkTree(abs[0]!, '', out)
+    if (isOwn(first)) throw ownFolderError(abs[0]!)
+    await walkTree(abs[0]!, '', out, isOwn)
     return { ...keepLinksInside(out), name: nameOf(abs[0]!) }
   }
   const tops = new Set<string>()
@@ -60,13 +63,38 @@ export async function walkSources(paths: readonly string[]): Promise<Walked> {
     checkName(top, a)
     const takenNs = wallClockNs()
     const s = await statOf(a, true)
+    if (isOwn(s)) throw ownFolderError(a)
     if (!s.isDirectory()) await refuseKernelFiles(a, 'file')
-    if (await addEntry(a, top, s, takenNs, out)) await walkTree(a, top, out)
+    if (await addEntry(a, top, s, takenNs, out)) await walkTree(a, top, out, isOwn)
   }
   return { ...keepLinksInside(out), name: nameOf(commonFolder(abs)) }
 }
 
-async function walkTree(root: string, prefix: string, out: Walked): Promise<void> {
+/**
+ * Whether a folder is one of `own` (haul's data folder, its descriptor folder), by device and
+ * inode, however the path to it is spelled: its identity key and secrets are never sent.
+ */
+async function ownFolders(own: readonly string[]): Promise<(s: BigIntStats) => boolean> {
+  const ids = new Set<string>()
+  for (const dir of own) {
+    const s = await stat(dir, { bigint: true }).catch(() => undefined)
+    if (s?.isDirectory() === true) ids.add(`${s.dev}:${s.ino}`)
+  }
+  return (s) => s.isDirectory() && ids.has(`${s.dev}:${s.ino}`)
+}
+
+const OWN_FOLDER = "haul's own data folder (its identity key, ticket secrets and descriptors)"
+
+function ownFolderError(abs: string): SourceInvalidError {
+  return new SourceInvalidError(`${abs} is ${OWN_FOLDER}: it is never sent`)
+}
+
+async function walkTree(
+  root: string,
+  prefix: string,
+  out: Walked,
+  isOwn: (s: BigIntStats) => boolean,
+): Promise<void> {
   // Iterative, so a deep tree costs heap, not stack.
   const pending: Array<{ abs: string; rel: string; depth: number }> = [
     { abs: root, rel: prefix, depth: prefix === '' ? 0 : 1 },
@@ -101,6 +129,10 @@ async function walkTree(root: string, prefix: string, out: Walked): Promise<void
             path: c.rel,
             why: 'the staging folder of an unfinished haul get (a reserved name)',
           })
+          continue
+        }
+        if (isOwn(stats[k]!)) {
+          out.skipped.push({ path: c.rel, why: `${OWN_FOLDER}, never sent` })
           continue
         }
         checkName(c.name, c.abs)

@@ -179,12 +179,9 @@ export class Publishing {
     let ticket: string
     try {
       let contents: PublishedContent[]
-      ;({ index, contents } = await indexCollection(
-        paths,
-        await descriptorFolder(config.dataDir),
-        this.#indexing(opts),
-        openFiles,
-      ))
+      const store = await descriptorFolder(config.dataDir)
+      const own = config.dataDir === undefined ? [store] : [config.dataDir, store]
+      ;({ index, contents } = await indexCollection(paths, store, this.#indexing(opts), openFiles, own))
       const secret = await this.#secretFor(index.cid, opts, contents)
       const { cid, name } = index
       ticket = await this.#ticket({ cid, name, kind: 'collection' }, secret, contents)

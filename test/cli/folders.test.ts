@@ -77,6 +77,28 @@ describe('folders and names from the command line (real processes)', () => {
     execFileSync('diff', ['-r', src, join(downloads, 'some-folder')])
   })
 
+  it('a data folder inside the folder sent is never sent (its identity key), said as skipped; sent itself it is refused', async () => {
+    const src = join(dir, 'with-data')
+    await mkdir(src)
+    await write(join(src, 'file.txt'), 'hello\n')
+    const sender = start(['send', '.', '--json', '--data-dir', './.haul'], src)
+    const published = await sender.event('published')
+    expect(published.skipped).toEqual([
+      { path: '.haul', why: expect.stringMatching(/data folder.*never sent/) },
+    ])
+    const where = join(dir, 'with-data-here')
+    await mkdir(where)
+    const got = await run(['get', published.ticket as string, '-o', 'copy', '--json'], undefined, where)
+    expect(got.code, got.stderr).toBe(0)
+    expect(await readdir(join(where, 'copy'))).toEqual(['file.txt'])
+    sender.kill()
+    // The key exists, and sending the data folder itself is refused.
+    expect(await readdir(join(src, '.haul'))).toContain('identity.key')
+    const itself = await run(['send', join(src, '.haul'), '--data-dir', join(src, '.haul')])
+    expect(itself.code).toBe(1)
+    expect(itself.stderr).toMatch(/SOURCE_INVALID.*data folder/)
+  })
+
   it('haul send a b: several files are one collection; -o names the folder; a second get finds it there; other data there needs --force', async () => {
     const a = join(dir, 'two', 'a.txt')
     const b = join(dir, 'two', 'b.txt')
