@@ -10,6 +10,7 @@ import {
   constants,
   fchmodSync,
   fdatasyncSync,
+  ftruncateSync,
   openSync,
   readSync,
   rmSync,
@@ -18,12 +19,15 @@ import {
 } from 'node:fs'
 import { DestinationInvalidError } from '../errors.ts'
 import { fsError } from '../storage/fs-errors.ts'
+import { isAllZero } from '../util/zeros.ts'
 import type { CutReply, CutRequest } from './messages.ts'
 
 const O_NOFOLLOW = constants.O_NOFOLLOW ?? 0
 /** Pack bytes read at once; a thread's one buffer, reused for every task it runs. */
 const SLAB_BYTES = 1024 * 1024
 let slab: Buffer | undefined
+/** Runs of zeros at least this long (aligned in the file) are left as holes, as the part file does. */
+const HOLE_BYTES = 64 * 1024
 
 /**
  * Every failure is typed here (fsError) and names the real path: the main thread rebuilds the
@@ -55,7 +59,7 @@ export function cutFiles(req: CutRequest): CutReply {
             for (let done = 0; done < f.size; ) {
               const n = Math.min(buf.length, f.size - done)
               readFully(pack, buf, n, f.offset + done)
-              writeFully(out, buf, n, done)
+              writeSparse(out, buf, n, done)
               done += n
             }
             slabEnd = slabStart
@@ -65,8 +69,10 @@ export function cutFiles(req: CutRequest): CutReply {
               slabEnd = Math.min(f.offset + buf.length, req.end)
               readFully(pack, buf, slabEnd - slabStart, slabStart)
             }
-            writeFully(out, buf.subarray(f.offset - slabStart), f.size, 0)
+            writeSparse(out, buf.subarray(f.offset - slabStart), f.size, 0)
           }
+          // The blocks of zeros left unwritten are holes up to here: the file's size is its own.
+          ftruncateSync(out, f.size)
           fchmodSync(out, f.mode & 0o7777)
           if (req.sync === true) fdatasyncSync(out)
         } finally {
@@ -109,6 +115,20 @@ function readFully(fd: number, buf: Uint8Array, length: number, position: number
     if (n === 0)
       throw new DestinationInvalidError('the staged pack is shorter than its manifest says: fetch again')
     got += n
+  }
+}
+
+/**
+ * Writes `length` bytes of `buf` at `position`, except each aligned HOLE_BYTES block of zeros:
+ * left unwritten, it is a hole (the pack's all-zero chunks are holes in its part file too), so a
+ * sparse file arrives as sparse in a folder as alone. The file's size is set afterwards.
+ */
+function writeSparse(fd: number, buf: Uint8Array, length: number, position: number): void {
+  for (let at = 0; at < length; ) {
+    const n = Math.min(HOLE_BYTES - ((position + at) % HOLE_BYTES), length - at)
+    const block = buf.subarray(at, at + n)
+    if (!isAllZero(block)) writeFully(fd, block, n, position + at)
+    at += n
   }
 }
 

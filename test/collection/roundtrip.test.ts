@@ -1,5 +1,17 @@
 import { execFileSync } from 'node:child_process'
-import { chmod, lstat, mkdir, readdir, rm, symlink, utimes, writeFile } from 'node:fs/promises'
+import {
+  chmod,
+  lstat,
+  mkdir,
+  open,
+  readdir,
+  rm,
+  stat,
+  symlink,
+  truncate,
+  utimes,
+  writeFile,
+} from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { cidToString } from '../../src/descriptor/cid.ts'
@@ -299,6 +311,30 @@ describe('collections between two real engines', () => {
     expect(await modeOf('tool')).toBe(0o755)
     expect(await modeOf('shared/group-tool')).toBe(0o750)
     expect(await modeOf('shared')).toBe(0o775)
+  })
+
+  it('a sparse file arrives sparse in a folder, as it does alone: its runs of zeros are holes', async () => {
+    const src = join(dir, 'sparse-folder')
+    await mkdir(src)
+    const sparse = join(src, 'disk.img')
+    // 24 MiB: data at the start, in the middle (not on a 64 KiB boundary) and at the end; zeros between.
+    await writeFile(sparse, bytes(1000, 9))
+    await truncate(sparse, 24 * MiB)
+    const fd = await open(sparse, 'r+')
+    await fd.write(bytes(70_000, 10), 0, 70_000, 11 * MiB + 123)
+    await fd.write(bytes(5, 11), 0, 5, 24 * MiB - 5)
+    await fd.close()
+    await writeFile(join(src, 'dense.bin'), bytes(3 * MiB, 12))
+    const { ticket } = await sender.publishCollection(src)
+    const out = join(dir, 'sparse-out')
+    await receiver.fetchCollection(ticket, out)
+    execFileSync('cmp', [sparse, join(out, 'disk.img')])
+    execFileSync('cmp', [join(src, 'dense.bin'), join(out, 'dense.bin')])
+    const got = await stat(join(out, 'disk.img'), { bigint: false })
+    expect(got.size).toBe(24 * MiB)
+    // Three 64 KiB blocks hold data (the middle run spans two); the rest is holes.
+    expect(got.blocks * 512).toBeLessThanOrEqual(4 * 64 * 1024)
+    expect((await stat(join(out, 'dense.bin'))).blocks * 512).toBeGreaterThanOrEqual(3 * MiB)
   })
 
   it('a folder of only empty files moves without a pack', async () => {
