@@ -160,7 +160,7 @@ export async function moveIntoPlace(
     }
     if (there !== undefined && !opts.overwrite && !(await isSameLink(folder, e))) {
       throw new DestinationExistsError(
-        `${folder.file(e.path)} appeared during the fetch: pass --force to replace it`,
+        `${folder.file(e.path)} appeared during the fetch: pass --force (overwrite: true) to replace it`,
       )
     }
     await renameChecked(from, to, folder.file(e.path))

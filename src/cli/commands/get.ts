@@ -11,7 +11,7 @@ import { decodeSwarmTicket, joinTickets, type SwarmTicket } from '../../ticket/m
 import type { RetryInfo } from '../../transfer/retry.ts'
 import { type FetchResult, routeOf, type TransferRoute } from '../../transfer/transfer-types.ts'
 import { EXIT } from '../args.ts'
-import { formatBytes, formatDuration, formatRate, metricsLine, progressLine } from '../format.ts'
+import { formatBytes, formatDuration, formatRate, metricsLine, plural, progressLine } from '../format.ts'
 import type { Output } from '../output.ts'
 import { ServeReport } from '../serve-report.ts'
 import { StopSignals } from '../signals.ts'
@@ -319,16 +319,16 @@ function reportDone(out: Output, r: FetchResult): void {
   const checked = r.resume.mode !== 'journal' || r.resume.reason === 'unclean-stop'
   if (r.resume.chunksKept > 0 && r.resume.reason === 'destination') {
     out.human(
-      `kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) of the file that was here, which still match`,
+      `kept ${plural(r.resume.chunksKept, 'chunk')} (${formatBytes(r.resume.bytesKept)}) of the file that was here, which still match`,
     )
   } else if (r.resume.chunksKept > 0 && checked) {
     out.human(
-      `resumed (${r.resume.mode}): kept ${r.resume.chunksKept} chunks (${formatBytes(r.resume.bytesKept)}) ${r.resume.reason === 'other-content' ? 'that match this content' : 'from an earlier run'}`,
+      `resumed (${r.resume.mode}): kept ${plural(r.resume.chunksKept, 'chunk')} (${formatBytes(r.resume.bytesKept)}) ${r.resume.reason === 'other-content' ? 'that match this content' : 'from an earlier run'}`,
     )
   }
   const moved = r.resume.bytesKept > 0 ? `; fetched ${formatBytes(fetched)} in` : ','
   const via = viaText(r.swarm)
   out.human(
-    `received ${r.path}: ${formatBytes(r.bytes)} in ${r.chunks} chunks, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${retriesText(r.retries)}${via}`,
+    `received ${r.path}: ${formatBytes(r.bytes)} in ${plural(r.chunks, 'chunk')}, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${retriesText(r.retries)}${via}`,
   )
 }

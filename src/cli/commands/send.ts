@@ -46,7 +46,7 @@ export async function publishFile(
     ticket,
     public: access.public === true || announced !== undefined,
     ...(announced === undefined ? {} : { announced: { cid: cidToString(index.cid), reached: announced } }),
-    intro: `serving ${escapeControls(file)} (${formatBytes(index.bytes)}, ${index.chunks} chunks${index.reused ? ', unchanged since it was last published: not read again' : ''})`,
+    intro: `serving ${escapeControls(file)} (${formatBytes(index.bytes)}, ${plural(index.chunks, 'chunk')}${index.reused ? ', unchanged since it was last published: not read again' : ''})`,
     event: {
       event: 'published',
       ticket,
@@ -80,7 +80,7 @@ async function publishFolder(
   return {
     ticket,
     public: access.public === true,
-    intro: `serving folder ${escapeControls(index.name)}: ${plural(index.files, 'file')} in ${plural(index.folders, 'folder')}${index.links > 0 ? `, ${plural(index.links, 'link')}` : ''}, ${formatBytes(index.bytes)} in ${index.chunks} chunks${index.reused ? ' (unchanged since last published: not read again)' : ''}${shown.join('')}`,
+    intro: `serving folder ${escapeControls(index.name)}: ${plural(index.files, 'file')} in ${plural(index.folders, 'folder')}${index.links > 0 ? `, ${plural(index.links, 'link')}` : ''}, ${formatBytes(index.bytes)} in ${plural(index.chunks, 'chunk')}${index.reused ? ' (unchanged since last published: not read again)' : ''}${shown.join('')}`,
     event: {
       event: 'published',
       kind: 'collection',
