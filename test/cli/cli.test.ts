@@ -148,6 +148,10 @@ describe('haul CLI (real processes)', () => {
       await waiting.line(new RegExp(`^waiting: .*busy\\.bin is being written by process ${holder.pid} `))
       expect(await waiting.stop('SIGINT')).toBe(130)
       expect(waiting.lines.join('\n')).toMatch(/interrupted before the fetch began .*nothing was written/)
+      // Its --json event names the destination by its absolute path, as every other event does.
+      const relative = new Running(['get', ticket, '-o', 'busy.bin', '--wait', '--json'], { cwd: dir })
+      expect(await relative.event('waiting')).toMatchObject({ path: busyDest })
+      await relative.stop('SIGINT')
     } finally {
       sender?.kill('SIGKILL')
       holder?.kill('SIGKILL')

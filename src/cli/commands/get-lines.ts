@@ -2,6 +2,7 @@
  * What `haul get` says as a fetch starts (a file's, or a folder's pack): whom it waits for, what it
  * resumes from an earlier run, how it checks that, and how it reaches its peers.
  */
+import { resolve } from 'node:path'
 import type { ResumeInfo } from '../../fetch/resume.ts'
 import type { CheckProgress, TransferProgress } from '../../transfer/progress.ts'
 import { routeOf, type SwarmStats, type TransferRoute } from '../../transfer/transfer-types.ts'
@@ -147,7 +148,8 @@ function relayedOf(stats: SwarmStats | undefined): { relayed: number; reached: n
 
 /** Says, as a `--wait` begins, who writes the destination (`holder`: a process, since when). */
 export function announceWait(out: Output, dest: string, holder: string): void {
-  out.event({ event: 'waiting', path: dest, holder })
+  // Absolute, as every other event's path.
+  out.event({ event: 'waiting', path: resolve(dest), holder })
   out.human(
     `waiting: ${dest} is being written by ${holder}; this get goes on when it is done (Ctrl-C stops waiting)`,
   )
