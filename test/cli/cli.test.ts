@@ -1,9 +1,10 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdir, readFile, writeFile as writeText } from 'node:fs/promises'
+import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { createInterface } from 'node:readline'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { joinTickets } from '../../src/ticket/multi-ticket.ts'
+import { decodeSwarmTicket, encodeSwarmTicket, joinTickets } from '../../src/ticket/multi-ticket.ts'
 import { encodeTicket } from '../../src/ticket/ticket.ts'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { Running } from './run.ts'
@@ -155,6 +156,34 @@ describe('haul CLI (real processes)', () => {
     } finally {
       sender?.kill('SIGKILL')
       holder?.kill('SIGKILL')
+    }
+  })
+
+  it("the summary gives the whole command's time beside the transfer's when reaching the sender took seconds", async () => {
+    // The ticket's first address takes connections and says nothing: its share of the connect
+    // time (10 s over two addresses) passes before the sender's own address is dialed.
+    const silent = createServer(() => {})
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r))
+    const sender = new Running(['send', src, '--json', '--listen', '/ip4/127.0.0.1/tcp/0'])
+    try {
+      const ticket = (await sender.event('published')).ticket as string
+      const t = decodeSwarmTicket(ticket)
+      const port = (silent.address() as AddressInfo).port
+      const slow = encodeSwarmTicket({
+        ...t,
+        providers: t.providers.map((p) => ({ ...p, addrs: [`/ip4/127.0.0.1/tcp/${port}`, ...p.addrs] })),
+      })
+      const r = await run(['get', slow, '-o', join(dir, 'slow.bin')])
+      expect(r.code, r.stderr).toBe(0)
+      const summary =
+        /^received .*slow\.bin: .* every chunk verified, \d+:\d\d at .*\/s \((\d+):(\d\d) since haul get started\)$/.exec(
+          r.stdout.trim().split('\n').at(-1) ?? '',
+        )
+      expect(summary, r.stdout).not.toBeNull()
+      expect(Number(summary![1]) * 60 + Number(summary![2])).toBeGreaterThanOrEqual(5)
+    } finally {
+      sender.kill()
+      silent.close()
     }
   })
 

@@ -154,3 +154,13 @@ export function announceWait(out: Output, dest: string, holder: string): void {
     `waiting: ${dest} is being written by ${holder}; this get goes on when it is done (Ctrl-C stops waiting)`,
   )
 }
+
+/**
+ * The whole command's time beside the transfer's, when reaching the senders, waiting or checking
+ * took a while before it (a first address that swallows packets costs its share of the connect
+ * time): the summary's time is the transfer's alone, which would understate what the user waited.
+ */
+export function sinceStart(transferSeconds: number): string {
+  const total = process.uptime()
+  return total - transferSeconds >= 2 ? ` (${formatDuration(total)} since haul get started)` : ''
+}

@@ -15,7 +15,15 @@ import { formatBytes, formatDuration, formatRate, metricsLine, plural, progressL
 import type { Output } from '../output.ts'
 import { ServeReport } from '../serve-report.ts'
 import { StopSignals } from '../signals.ts'
-import { announceResume, announceRoute, announceWait, CheckLines, retriesText, viaText } from './get-lines.ts'
+import {
+  announceResume,
+  announceRoute,
+  announceWait,
+  CheckLines,
+  retriesText,
+  sinceStart,
+  viaText,
+} from './get-lines.ts'
 
 export interface GetOptions {
   /**
@@ -329,6 +337,6 @@ function reportDone(out: Output, r: FetchResult): void {
   const moved = r.resume.bytesKept > 0 ? `; fetched ${formatBytes(fetched)} in` : ','
   const via = viaText(r.swarm)
   out.human(
-    `received ${r.path}: ${formatBytes(r.bytes)} in ${plural(r.chunks, 'chunk')}, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${retriesText(r.retries)}${via}`,
+    `received ${r.path}: ${formatBytes(r.bytes)} in ${plural(r.chunks, 'chunk')}, every chunk verified${moved} ${formatDuration(r.seconds)} at ${formatRate(r.rate)}${sinceStart(r.seconds)}${retriesText(r.retries)}${via}`,
   )
 }
