@@ -207,7 +207,7 @@ describe('folders and names from the command line (real processes)', () => {
     await write(src, 'x')
     const sender = start(['send', src, '--listen', '/ip4/127.0.0.1/tcp/0'])
     const line = await sender.line(/^serving /)
-    expect(line).toBe(`serving ${join(dir, 'ev\\x0ail\\x1b[31m.txt')} (1 B, 1 chunks)`)
+    expect(line).toBe(`serving ${join(dir, 'ev\\x0ail\\x1b[31m.txt')} (1 B, 1 chunk)`)
   })
 
   it('a single file keeps its name: ./<name> by default, <dir>/<name> with -o <dir>/', async () => {
