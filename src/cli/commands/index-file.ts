@@ -75,6 +75,8 @@ export async function runIndex(
       budget,
       signal: stop.signal,
       descriptorPath: outPath ?? (await defaultDescriptorPath(file, config.dataDir, config.chunking)),
+      // checkOut found nothing at -o: nothing that appears there meanwhile is replaced either.
+      replaceDescriptor: outPath === undefined || force,
       onProgress: (done, total) => out.progressBytes('indexing', done, total),
     }).catch((err: unknown) => {
       if (!(stop.stopped && err instanceof AbortedError)) throw err
