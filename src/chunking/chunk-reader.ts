@@ -13,6 +13,7 @@
 import type { FileHandle } from 'node:fs/promises'
 import { open } from 'node:fs/promises'
 import { AbortedError, ContentChangedError, InvalidArgumentError, PermissionDeniedError } from '../errors.ts'
+import { READ_NONBLOCK } from '../storage/source-file.ts'
 import { CdcCutter, type CdcCutterOptions } from './fastcdc.ts'
 import { MAX_CHUNK_SIZE } from './params.ts'
 
@@ -63,7 +64,8 @@ function isDetached(buf: Uint8Array): boolean {
 async function openRegularFile(path: string): Promise<{ fh: FileHandle; size: number; mtimeMs: number }> {
   let fh: FileHandle
   try {
-    fh = await open(path, 'r')
+    // Non-blocking: a FIFO at `path` is refused below, not waited on (see READ_NONBLOCK).
+    fh = await open(path, READ_NONBLOCK)
   } catch (err) {
     const code = (err as NodeJS.ErrnoException).code
     if (code === 'ENOENT' || code === 'ENOTDIR') {

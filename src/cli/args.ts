@@ -32,7 +32,7 @@ const FLAGS = {
   'max-circuits': { type: 'string', for: ['relay'] },
   allow: { type: 'string', multiple: true, for: ['relay'] },
   json: { type: 'boolean', for: ALL },
-  force: { type: 'boolean', for: ['get'] },
+  force: { type: 'boolean', for: ['get', 'index'] },
   symlinks: { type: 'boolean', for: ['get'] },
   'no-fsync': { type: 'boolean', for: ['get'] },
   'no-compression': { type: 'boolean', for: ['get'] },

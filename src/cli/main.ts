@@ -110,7 +110,7 @@ async function run(command: Command, args: string[], values: ParsedArgs['values'
   switch (command) {
     case 'index': {
       const { runIndex } = await import('./commands/index-file.ts')
-      return runIndex(onePath(args, 'index'), values.out, engine, out)
+      return runIndex(onePath(args, 'index'), values.out, values.force === true, engine, out)
     }
     case 'send': {
       const { runSend } = await import('./commands/send.ts')

@@ -165,7 +165,9 @@ ${EXIT_CODES}
   index: `haul index <file> — build the descriptor only: content id, chunk count, throughput
 
 Options:
-  -o, --out <descriptor>  where to write the descriptor (default: in the data folder)
+  -o, --out <descriptor>  where to write the descriptor (default: in the data folder); never the
+                          file indexed itself
+  --force                 replace a file already at -o (refused otherwise)
   --data-dir <dir>        the data folder (default $XDG_CACHE_HOME/haul, ~/.cache/haul)
   --chunking <c>          fixed:1m (default), fixed:2m, fixed:4m, fixed:8m, cdc, cdc:<avg>, cdc:MIN:AVG:MAX
                           (chunks of at most 8 MiB, what a receiver takes)

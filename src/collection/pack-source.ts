@@ -16,6 +16,8 @@ import { OpenFiles, type OpenHandle } from '../storage/open-files.ts'
 import {
   ChunkVouch,
   type FileFingerprint,
+  READ_NONBLOCK,
+  refuseNotRegular,
   reopenError,
   sameFile,
   stateOf,
@@ -129,6 +131,7 @@ export class PackSource implements ContentSource {
           () => this.#open(i),
           async (file) => {
             const now = fstatSync(file.fd, { bigint: true })
+            refuseNotRegular(now, f.abs)
             const state = stateOf(now)
             if (!sameFile(state, f.fingerprint)) {
               // Touched, not necessarily changed: the whole pack's chunks are hashed again.
@@ -180,7 +183,9 @@ export class PackSource implements ContentSource {
     // Closed by an unpublish while a request read it: that content is no longer published.
     if (this.#closed) throw new ContentNotFoundError(`${this.path} is no longer published`)
     try {
-      return new PackFd(openSync(abs, 'r'))
+      // Non-blocking: a file replaced by a FIFO would hold the event loop in open(2) for good
+      // (READ_NONBLOCK); the fstat before each read refuses it.
+      return new PackFd(openSync(abs, READ_NONBLOCK))
     } catch (err) {
       throw reopenError(err, abs)
     }

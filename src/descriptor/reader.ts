@@ -3,7 +3,8 @@ import { DescriptorInvalidError, InvalidArgumentError, isHaulError } from '../er
 import { bytesEqual, HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { MerkleLevels, merkleRoot } from '../merkle/tree.ts'
 import { OpenFiles } from '../storage/open-files.ts'
-import { type FileState, sameFile, stateOf } from '../storage/source-file.ts'
+import { kindOf } from '../storage/safe-open.ts'
+import { type FileState, READ_NONBLOCK, sameFile, stateOf } from '../storage/source-file.ts'
 import type { LeafEntry } from '../types.ts'
 import { throwIfAborted } from '../util/abort.ts'
 import { fsError, HEADER_LENGTH_SIZE, HEADER_SLOT_SIZE } from './file.ts'
@@ -195,9 +196,10 @@ export class DescriptorReader {
   }
 }
 
+/** Non-blocking (READ_NONBLOCK): a descriptor replaced by a FIFO is refused, never waited on. */
 async function openDescriptor(path: string): Promise<FileHandle> {
   try {
-    return await open(path, 'r')
+    return await open(path, READ_NONBLOCK)
   } catch (err) {
     if ((err as NodeJS.ErrnoException).code === 'ENOENT') {
       throw new DescriptorInvalidError(
@@ -213,6 +215,11 @@ async function identityOf(fh: FileHandle, path: string): Promise<FileState> {
   const s = await fh.stat({ bigint: true }).catch((err) => {
     throw fsError(err, path)
   })
+  if (!s.isFile()) {
+    throw new DescriptorInvalidError(
+      `the descriptor ${path} is ${kindOf(s)}, not a regular file: remove it and publish the file again`,
+    )
+  }
   return stateOf(s)
 }
 

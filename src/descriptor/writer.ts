@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto'
-import { type FileHandle, open, readdir, rename, unlink } from 'node:fs/promises'
+import { type FileHandle, link, open, readdir, rename, unlink } from 'node:fs/promises'
 import { basename, dirname, join } from 'node:path'
-import { ConfigInvalidError, InvalidArgumentError } from '../errors.ts'
+import { ConfigInvalidError, DestinationExistsError, InvalidArgumentError } from '../errors.ts'
 import { HASH_SIZE, leafNodeFromRow } from '../merkle/hash.ts'
 import { StreamingRoot } from '../merkle/tree.ts'
 import { fsError as destinationError } from '../storage/fs-errors.ts'
@@ -36,12 +36,19 @@ export interface DescriptorWriterOptions {
   pageSize?: number
   /** Cancels create(). */
   signal?: AbortSignal
+  /**
+   * false: finish() never replaces a file at `path` (one that appeared there while the table was
+   * written, the caller having checked there was none): DESTINATION_EXISTS, and the descriptor is
+   * dropped. @default true
+   */
+  replace?: boolean
 }
 
-export const defaultDescriptorWriterOptions: Required<Omit<DescriptorWriterOptions, 'chunking' | 'signal'>> =
-  {
-    pageSize: DEFAULT_PAGE_SIZE,
-  }
+export const defaultDescriptorWriterOptions: Required<
+  Omit<DescriptorWriterOptions, 'chunking' | 'signal' | 'replace'>
+> = {
+  pageSize: DEFAULT_PAGE_SIZE,
+}
 
 export function verifyDescriptorWriterOptions(options: DescriptorWriterOptions): void {
   if (options === null || typeof options !== 'object') throw new ConfigInvalidError('options are required')
@@ -67,7 +74,7 @@ export interface DescriptorResult {
 /**
  * Streams a leaf table to `<path>.<pid>.<random>.tmp` in page-sized batches while folding the
  * root in O(log n) memory, then writes the header, fsyncs and renames to
- * `path`. Entries must arrive in order and contiguous, and obey the chunking
+ * `path` (links it there without `replace`, see #place). Entries must arrive in order and contiguous, and obey the chunking
  * (fixed: every chunk but the last is exactly `size`; cdc: lengths <= max, and
  * >= min except the last), so the descriptor it writes is one receivers accept.
  * Await each call before the next. A failed write or an abort removes the
@@ -78,6 +85,7 @@ export class DescriptorWriter {
   readonly tmpPath: string
   readonly chunking: ChunkingParams
   readonly pageSize: number
+  readonly #replace: boolean
   #fh: FileHandle | undefined
   #state: 'open' | 'busy' | 'done' = 'open'
   readonly #buffer: Uint8Array
@@ -93,12 +101,14 @@ export class DescriptorWriter {
     fh: FileHandle,
     chunking: ChunkingParams,
     pageSize: number,
+    replace: boolean,
   ) {
     this.path = path
     this.tmpPath = tmpPath
     this.#fh = fh
     this.chunking = chunking
     this.pageSize = pageSize
+    this.#replace = replace
     this.#buffer = new Uint8Array(pageSize * ROW_SIZE)
   }
 
@@ -123,7 +133,7 @@ export class DescriptorWriter {
     } catch (err) {
       throw destinationError(err, path)
     }
-    return new DescriptorWriter(path, tmpPath, fh, chunking, pageSize)
+    return new DescriptorWriter(path, tmpPath, fh, chunking, pageSize, options.replace ?? true)
   }
 
   /** Rows appended so far. */
@@ -154,7 +164,15 @@ export class DescriptorWriter {
     if (this.#state === 'busy') this.#state = 'open' // not if abort() ran meanwhile
   }
 
-  async finish(totalSize: number, options: { signal?: AbortSignal } = {}): Promise<DescriptorResult> {
+  /**
+   * Writes the header and puts the descriptor at `path`. `beforePlace` runs once the file is whole
+   * and synced, just before: what it throws drops the descriptor and leaves `path` as it was (an
+   * indexer checking its source did not change meanwhile).
+   */
+  async finish(
+    totalSize: number,
+    options: { signal?: AbortSignal; beforePlace?: () => Promise<void> } = {},
+  ): Promise<DescriptorResult> {
     this.#enter('finish')
     try {
       throwIfAborted(options.signal)
@@ -182,7 +200,8 @@ export class DescriptorWriter {
       await fh.close()
       this.#fh = undefined
       throwIfAborted(options.signal)
-      await rename(this.tmpPath, this.path)
+      await options.beforePlace?.()
+      await this.#place()
       await syncDirBestEffort(dirname(this.path))
       this.#state = 'done'
       return { header, headerBytes, cid: contentId(headerBytes) }
@@ -199,6 +218,33 @@ export class DescriptorWriter {
     this.#fh = undefined
     await fh?.close().catch(() => {})
     await unlink(this.tmpPath).catch(() => {})
+  }
+
+  /**
+   * Renames the temporary file to `path`; without `replace`, links it there instead, which fails
+   * (EEXIST) when the name is taken, and removes the temporary name. A filesystem without hard
+   * links (FAT, some FUSE ones) gets a check for an entry just before the rename.
+   */
+  async #place(): Promise<void> {
+    if (this.#replace) return await rename(this.tmpPath, this.path)
+    try {
+      await link(this.tmpPath, this.path)
+      await unlink(this.tmpPath).catch(() => {})
+      return
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code
+      if (code === 'EEXIST') throw this.#exists(err)
+      if (code !== 'EPERM' && code !== 'ENOTSUP' && code !== 'EOPNOTSUPP' && code !== 'ENOSYS') throw err
+    }
+    if ((await entryAt(this.path)) !== undefined) throw this.#exists(undefined)
+    await rename(this.tmpPath, this.path)
+  }
+
+  #exists(cause: unknown): DestinationExistsError {
+    return new DestinationExistsError(
+      `${this.path} appeared while the descriptor was being written: it is kept; index again with another path, or replace it (--force)`,
+      { cause },
+    )
   }
 
   #enter(what: string): void {

@@ -20,6 +20,11 @@ export interface IndexOptions {
   descriptorPath?: string
   /** Leaves per descriptor page. @default the descriptor's default (1024) */
   pageSize?: number
+  /**
+   * false: a file at `descriptorPath` (one that appeared there while indexing, the caller having
+   * checked there was none) is never replaced: DESTINATION_EXISTS. @default true
+   */
+  replaceDescriptor?: boolean
   signal?: AbortSignal
   onProgress?: (bytesDone: number, totalBytes: number) => void
 }
@@ -54,12 +59,17 @@ export async function indexFile(path: string, opts: IndexOptions): Promise<Index
   const fp = await fingerprint(path)
   const src = await SourceFile.open(path, fp)
   try {
-    const r = await indexSource(src, { ...opts, descriptorPath: opts.descriptorPath ?? `${path}.haul` })
-    // A file modified while we read it would give a descriptor of neither version.
-    const after = await stateAt(path)
-    if (!sameFile(after, fp)) {
-      throw new ContentChangedError(`${path} changed while it was being indexed: index it again`)
-    }
+    const r = await indexSource(src, {
+      ...opts,
+      descriptorPath: opts.descriptorPath ?? `${path}.haul`,
+      // A file modified while it was read gives a descriptor of neither version: checked before
+      // the descriptor takes its place, so what was there stays.
+      beforePlace: async () => {
+        if (!sameFile(await stateAt(path), fp)) {
+          throw new ContentChangedError(`${path} changed while it was being indexed: index it again`)
+        }
+      },
+    })
     return { ...r, fingerprint: fp }
   } finally {
     await src.close()
@@ -85,7 +95,7 @@ export async function withScratchDescriptor<T>(index: (descriptorPath: string) =
  */
 export async function indexSource(
   src: IndexSource,
-  opts: IndexOptions & { descriptorPath: string },
+  opts: IndexOptions & { descriptorPath: string; beforePlace?: () => Promise<void> },
 ): Promise<Omit<IndexResult, 'fingerprint'>> {
   opts.signal?.throwIfAborted()
   verifyChunkingParams(opts.chunking)
@@ -94,6 +104,7 @@ export async function indexSource(
   const size = src.size
   const writer = await DescriptorWriter.create(descriptorPath, {
     chunking: opts.chunking,
+    ...(opts.replaceDescriptor === undefined ? {} : { replace: opts.replaceDescriptor }),
     ...(opts.pageSize === undefined ? {} : { pageSize: opts.pageSize }),
   })
   let chunks = 0
@@ -109,7 +120,10 @@ export async function indexSource(
       await indexCdc(src, opts.chunking, opts, append)
     }
     opts.signal?.throwIfAborted()
-    const { header, headerBytes, cid } = await writer.finish(size)
+    const { header, headerBytes, cid } = await writer.finish(
+      size,
+      opts.beforePlace === undefined ? {} : { beforePlace: opts.beforePlace },
+    )
     const seconds = (performance.now() - started) / 1000
     return { cid, header, headerBytes, descriptorPath, chunks, bytes: size, seconds, reused: false }
   } catch (err) {

@@ -65,7 +65,10 @@ export class DirectReads {
    */
   static async open(path: string, id: { dev: bigint; ino: bigint }): Promise<DirectReads | undefined> {
     if (O_DIRECT === undefined) return undefined
-    const fh = await open(path, constants.O_RDONLY | O_DIRECT | constants.O_NOFOLLOW).catch(() => undefined)
+    // O_NONBLOCK: the path may have become a FIFO since it was checked (see READ_NONBLOCK in
+    // ./source-file.ts); the identity check below then refuses it.
+    const flags = constants.O_RDONLY | O_DIRECT | constants.O_NOFOLLOW | (constants.O_NONBLOCK ?? 0)
+    const fh = await open(path, flags).catch(() => undefined)
     if (fh === undefined) return undefined
     const s = await fh.stat({ bigint: true }).catch(() => undefined)
     if (s?.dev === id.dev && s.ino === id.ino) return new DirectReads(fh)

@@ -1,9 +1,32 @@
-import type { BigIntStats } from 'node:fs'
+import { type BigIntStats, constants, type Stats } from 'node:fs'
 import { type FileHandle, open, stat, statfs } from 'node:fs/promises'
 import { ContentChangedError, ContentNotFoundError, type HaulError, SourceInvalidError } from '../errors.ts'
 import { DirectReads, mostlyHoles } from './direct-reads.ts'
 import { sourceError } from './fs-errors.ts'
 import { OpenFiles, type OpenHandle } from './open-files.ts'
+import { kindOf } from './safe-open.ts'
+
+/**
+ * How a published or indexed file is opened for reading, the first time and every reopen. Its
+ * path may name a named pipe (FIFO) by then (the file removed and a FIFO made under its name):
+ * open(2) of a FIFO for reading waits for a writer, forever, holding the thread that called it
+ * (the event loop for openSync, one of libuv's four pool threads otherwise) where no signal
+ * frees it. O_NONBLOCK makes that open return at once, and the fstat after it refuses anything but
+ * a regular file (refuseNotRegular). Reads of a regular file never wait for data, so O_NONBLOCK
+ * changes nothing for them.
+ */
+export const READ_NONBLOCK = constants.O_RDONLY | (constants.O_NONBLOCK ?? 0)
+
+/**
+ * CONTENT_CHANGED when the file just opened at `path` (its fstat `s`) is not a regular file: what
+ * was published there was removed and something else (a FIFO, a device, a socket) took its name.
+ */
+export function refuseNotRegular(s: Stats | BigIntStats, path: string): void {
+  if (s.isFile()) return
+  throw new ContentChangedError(
+    `${path} is now ${kindOf(s)}, no longer the file that was indexed: publish it again to get a new ticket`,
+  )
+}
 
 /**
  * What a published file looked like when it was indexed; serving refuses another file or size,
@@ -228,7 +251,7 @@ export class SourceFile {
     files: OpenFiles = new OpenFiles(1),
   ): Promise<SourceFile> {
     const src = new SourceFile(path, files, expected, chunks)
-    const fh = await open(path, 'r').catch((err) => {
+    const fh = await open(path, READ_NONBLOCK).catch((err) => {
       throw sourceError(err, path)
     })
     try {
@@ -262,6 +285,7 @@ export class SourceFile {
   /** checkUnchanged on `fh`, returning the 512-byte blocks the file has allocated. */
   async #checkUnchanged(fh: FileHandle): Promise<number> {
     const s = await fh.stat({ bigint: true })
+    refuseNotRegular(s, this.path)
     const now = stateOf(s)
     if (!sameFile(now, this.#expected)) {
       this.#expected = touchedSince(this.path, this.#expected, now, s.nlink)
@@ -297,7 +321,7 @@ export class SourceFile {
 
   /** The file opened again after its handle was closed: refused unless it is the one indexed. */
   async #reopen(): Promise<SourceHandle> {
-    const fh = await open(this.path, 'r').catch((err) => {
+    const fh = await open(this.path, READ_NONBLOCK).catch((err) => {
       throw reopenError(err, this.path)
     })
     try {

@@ -1,11 +1,11 @@
-import { mkdir, readFile, symlink } from 'node:fs/promises'
+import { link, mkdir, readFile, symlink, writeFile as writeFileText } from 'node:fs/promises'
 import { type AddressInfo, createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { inCliTerms } from '../../src/cli/format.ts'
 import { TooManyOpenFilesError, tooManyOpenFiles } from '../../src/errors.ts'
 import { encodeSwarmTicket } from '../../src/ticket/multi-ticket.ts'
-import { tempDir, writeFile } from '../support/files.ts'
+import { sha256File, tempDir, writeFile } from '../support/files.ts'
 import { bin, events, Running, run } from './run.ts'
 
 /** Every way the command line can be wrong, and the exit code and message each gets. */
@@ -276,6 +276,53 @@ describe('haul CLI errors and exit codes (real processes)', () => {
       expect(evs[0]!.message, out).toMatch(message)
       expect(evs[0]!.message, out).not.toMatch(/\.tmp\b/)
     }
+  })
+
+  it('haul index -o the file indexed is DESTINATION_INVALID however named, --force or not; another file there is DESTINATION_EXISTS unless --force; the file is never touched', async () => {
+    const victim = join(dir, 'victim.bin')
+    await writeFile(victim, 200_000, 'random', 7)
+    const digest = await sha256File(victim)
+    await symlink('victim.bin', join(dir, 'victim-link'))
+    await link(victim, join(dir, 'victim-hard'))
+    const cases: Array<[string, string, string[]]> = [
+      [victim, victim, []],
+      [victim, victim, ['--force']],
+      // Spelled otherwise: relative, through a link, another name of the same inode.
+      ['victim.bin', `./sub/../victim.bin`, ['--force']],
+      [victim, join(dir, 'victim-link'), ['--force']],
+      [victim, join(dir, 'victim-hard'), ['--force']],
+    ]
+    await mkdir(join(dir, 'sub'))
+    for (const [file, out, force] of cases) {
+      const r = await run(['index', file, '-o', out, '--json', ...force], undefined, dir)
+      expect(r.code, `${out} ${force}`).toBe(1)
+      // Refused before a byte was read: no indexing event, only the error.
+      const evs = events(r.stdout)
+      expect(evs, out).toHaveLength(1)
+      expect(evs[0], out).toMatchObject({ event: 'error', code: 'DESTINATION_INVALID' })
+      expect(evs[0]!.message, out).toMatch(
+        /names .*victim\.bin itself: the descriptor would replace the data/,
+      )
+    }
+    expect(await sha256File(victim)).toBe(digest)
+
+    const notes = join(dir, 'notes.txt')
+    await writeFileText(notes, 'precious\n')
+    const refused = await run(['index', victim, '-o', notes, '--json'])
+    expect(refused.code).toBe(1)
+    expect(events(refused.stdout)).toEqual([
+      expect.objectContaining({
+        event: 'error',
+        code: 'DESTINATION_EXISTS',
+        message: expect.stringMatching(/--force/),
+      }),
+    ])
+    expect(await readFile(notes, 'utf8')).toBe('precious\n')
+    const forced = await run(['index', victim, '-o', notes, '--json', '--force'])
+    expect(forced.code, forced.stderr).toBe(0)
+    expect(events(forced.stdout).at(-1)).toMatchObject({ event: 'indexed', descriptor: notes })
+    expect((await readFile(notes)).subarray(0, 9).toString()).not.toBe('precious\n')
+    expect(await sha256File(victim)).toBe(digest)
   })
 
   it('haul loadtest --report that cannot be a folder fails before the run, typed, never spinning (/proc)', async () => {

@@ -1,4 +1,4 @@
-import { readFile, truncate } from 'node:fs/promises'
+import { readdir, readFile, truncate, writeFile as writeFileText } from 'node:fs/promises'
 import { createServer } from 'node:net'
 import { join } from 'node:path'
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
@@ -258,16 +258,16 @@ describe('haul send shows what it serves (real processes)', () => {
     // Sparse: reading it costs no disk, hashing it takes long enough to be interrupted.
     await writeFile(big, 1, 'random')
     await truncate(big, 16 * 1024 * MiB)
+    // index's -o holds a file it may replace (--force): an interrupted index leaves it whole.
+    const kept = join(dir, 'sparse.haul')
+    await writeFileText(kept, 'kept\n')
     for (const command of ['send', 'index']) {
-      const p = start([
-        command,
-        big,
-        '--json',
-        ...(command === 'index' ? ['-o', join(dir, 'sparse.haul')] : []),
-      ])
+      const p = start([command, big, '--json', ...(command === 'index' ? ['-o', kept, '--force'] : [])])
       await p.event('indexing')
       expect(await p.stop('SIGINT'), command).toBe(130)
       expect(p.events.at(-1), command).toMatchObject({ event: 'interrupted' })
     }
+    expect(await readFile(kept, 'utf8')).toBe('kept\n')
+    expect((await readdir(dir)).filter((n) => n.startsWith('sparse.haul.'))).toEqual([])
   })
 })

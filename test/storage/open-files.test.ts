@@ -1,3 +1,5 @@
+import { execFileSync } from 'node:child_process'
+import { closeSync, constants, openSync } from 'node:fs'
 import { mkdtemp, open, readFile, rename, rm, writeFile } from 'node:fs/promises'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -191,5 +193,38 @@ describe('published files and descriptors reopened on demand', () => {
     await rename(b.index.descriptorPath, a.index.descriptorPath)
     await expect(a.reader.readPage(0)).rejects.toMatchObject({ code: 'DESCRIPTOR_INVALID' })
     await Promise.all([a.reader.close(), b.reader.close()])
+  })
+
+  it('a descriptor replaced by a FIFO while its handle is closed is DESCRIPTOR_INVALID at once, not waited on', async () => {
+    const files = new OpenFiles(1)
+    const path = join(dir, 'd-fifo')
+    await writeFile(path, 'ffff'.repeat(50_000))
+    const index = await indexFile(path, {
+      chunking: { kind: 'fixed', size: 64 * 1024 },
+      pool,
+      budget: new MemoryBudget({ limit: 16 * 1024 * 1024 }),
+      descriptorPath: `${path}.haul`,
+    })
+    const reader = await DescriptorReader.open(index.descriptorPath, { files })
+    // Another file takes the only place: the descriptor reopens on its next read.
+    const [other] = await sources(1, files)
+    await rm(index.descriptorPath)
+    execFileSync('mkfifo', [index.descriptorPath])
+    try {
+      const read = reader.readPage(0).then(
+        () => 'read',
+        (err: { code?: string }) => err.code,
+      )
+      const timer = new Promise((resolve) => setTimeout(() => resolve('still opening after 3 s'), 3000))
+      expect(await Promise.race([read, timer])).toBe('DESCRIPTOR_INVALID')
+    } finally {
+      // A reader blocked in open(2) (without O_NONBLOCK) is freed by a writer's open.
+      try {
+        closeSync(openSync(index.descriptorPath, constants.O_WRONLY | constants.O_NONBLOCK))
+      } catch {
+        // ENXIO: no reader waits on it.
+      }
+    }
+    await Promise.all([reader.close(), other!.close()])
   })
 })
