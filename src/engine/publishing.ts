@@ -45,8 +45,8 @@ export interface PublishingDeps {
 
 /**
  * The engine's publishing side: files, collections and partial seeds indexed, registered for
- * serving, and their tickets. Calls for one file path run one after the other (at once they
- * would write the same descriptor file).
+ * serving, and their tickets. Calls for one file path, or one collection's paths, run one after
+ * the other (#oneAtATime).
  *
  * Each publish is guarded by its content id's secret (src/serve/secret-store.ts), which its
  * ticket carries, unless it is public; a collection's pack by its manifest's secret, so the
@@ -56,7 +56,7 @@ export interface PublishingDeps {
  */
 export class Publishing {
   readonly #deps: PublishingDeps
-  /** Per resolved path, the publish in progress: the next one for that path waits for it. */
+  /** Per file or collection (its resolved paths), the publish in progress: the next one waits for it. */
   readonly #running = new Map<string, Promise<void>>()
   /** A collection's manifest content id (hex) → its pack's content id. */
   readonly #packs = new Map<string, Uint8Array>()
@@ -87,16 +87,26 @@ export class Publishing {
 
   async publish(path: string, opts: PublishOptions): Promise<Published> {
     const file = resolvePath(path)
-    const run = (this.#running.get(file) ?? Promise.resolve()).then(() => this.#publish(file, opts))
+    return await this.#oneAtATime(`file\0${file}`, () => this.#publish(file, opts))
+  }
+
+  /**
+   * Runs `work` once the calls before it for `id` (what is published: a file's path, a
+   * collection's paths) have settled. At once, two would index into the same descriptor and
+   * record the same publish twice; one after the other, the later one reuses what the first
+   * wrote and gets the same ticket.
+   */
+  async #oneAtATime<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const run = (this.#running.get(id) ?? Promise.resolve()).then(work)
     const settled = run.then(
       () => {},
       () => {},
     )
-    this.#running.set(file, settled)
+    this.#running.set(id, settled)
     try {
       return await run
     } finally {
-      if (this.#running.get(file) === settled) this.#running.delete(file)
+      if (this.#running.get(id) === settled) this.#running.delete(id)
     }
   }
 
@@ -171,8 +181,19 @@ export class Publishing {
     paths: readonly string[],
     opts: PublishOptions,
   ): Promise<{ ticket: string; index: CollectionIndex }> {
+    const resolved = paths.map((p) => resolvePath(p))
+    return await this.#oneAtATime(`collection\0${resolved.join('\0')}`, () =>
+      this.#publishCollection(paths, resolved, opts),
+    )
+  }
+
+  async #publishCollection(
+    paths: readonly string[],
+    resolved: readonly string[],
+    opts: PublishOptions,
+  ): Promise<{ ticket: string; index: CollectionIndex }> {
     const { config, registry, openFiles } = this.#deps
-    const key = ['collection', ...paths.map((p) => resolvePath(p)), config.chunking]
+    const key = ['collection', ...resolved, config.chunking]
     this.#assertReachable()
     const prepared = await this.#preparing(key, paths.join(', '))
     let index: CollectionIndex
