@@ -17,8 +17,10 @@ import { type LastPublished, PublishHistory } from '../serve/publish-history.ts'
 import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import { SecretStore } from '../serve/secret-store.ts'
 import { descriptorFolder } from '../storage/data-folder.ts'
+import { DestinationLock } from '../storage/dest-lock.ts'
 import type { OpenFiles } from '../storage/open-files.ts'
 import { encodeSwarmTicket, type Provider, type SwarmTicket } from '../ticket/multi-ticket.ts'
+import { Pending } from '../util/pending.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Published, PublishOptions, Seeded, SeedOptions } from './api-types.ts'
 import type { EngineConfig } from './config.ts'
@@ -62,6 +64,8 @@ export class Publishing {
   readonly #packs = new Map<string, Uint8Array>()
   readonly #secrets: SecretStore
   readonly #history: PublishHistory
+  /** Seeds under way (see settled). */
+  readonly #seeds = new Pending<Seeded>()
 
   constructor(deps: PublishingDeps) {
     this.#deps = deps
@@ -216,8 +220,33 @@ export class Publishing {
   }
 
   async seed(dest: string, opts: SeedOptions): Promise<Seeded> {
+    return await this.#seeds.add(this.#seed(dest, opts))
+  }
+
+  /**
+   * Waits for the seeds under way: each has either given its destination's lock back or put its
+   * content in the registry, whose closing gives the lock back. The engine's stop waits for this
+   * before closing the registry, so no seed's lock outlives it.
+   */
+  async settled(): Promise<void> {
+    await this.#seeds.settled()
+  }
+
+  async #seed(dest: string, opts: SeedOptions): Promise<Seeded> {
     this.#assertReachable()
-    const { content, chunks, leafCount } = await openPartialSeed(resolvePath(dest), this.#deps.config.journal)
+    const path = resolvePath(dest)
+    // One owner per destination: a fetch would rename this part file away, or resume into it, under
+    // the seed. Given back when the content is closed (unpublish, stop), and here on every failure
+    // before it is opened; after, every failure path closes the content.
+    const lock = await DestinationLock.acquire(path, { role: 'seed' })
+    let opened: Awaited<ReturnType<typeof openPartialSeed>>
+    try {
+      opened = await openPartialSeed(path, this.#deps.config.journal, () => lock.release())
+    } catch (err) {
+      await lock.release()
+      throw err
+    }
+    const { content, chunks, leafCount } = opened
     const secret = await this.#secretFor(content.cid, opts, [content])
     const { cid } = content
     const name = ticketName(dest, cid)
