@@ -118,7 +118,8 @@ Options:
   --no-fsync              folders: leave the files to the kernel's writeback, as cp does, instead
                           of syncing them before the end (faster for many small files; a power
                           cut just after can lose them)
-  --wait                  if another haul is writing the destination, wait for it
+  --wait                  if another haul is writing the destination (or seeding its .part),
+                          wait for it
   --no-compression        ask providers for plain chunks: for a receiver whose cores, not its
                           link, are the limit (a fast LAN, a busy machine)
   --max-rate <rate>       this fetch's download limit, ${RATES}
@@ -148,7 +149,9 @@ ${EXIT_CODES}
 
 A part file from an interrupted multi-peer get (several tickets, or a joined one) is served
 as far as it is verified: receivers fetching with its ticket and others' take from it what it
-has. A whole file is simply published, as haul send does.
+has. While it serves, no haul get writes <dest> (one that tries is DESTINATION_BUSY, or
+waits with --wait), and it does not seed a part file a running get writes. A whole file is
+simply published, as haul send does.
 
 Options:
 ${SERVING_FLAGS}

@@ -5,7 +5,6 @@
  * descriptors and the manifest) go in the descriptors folder (src/storage/data-folder.ts).
  */
 import { createHash } from 'node:crypto'
-import { stat } from 'node:fs/promises'
 import { join } from 'node:path'
 import { DescriptorReader } from '../descriptor/reader.ts'
 import { ContentChangedError } from '../errors.ts'
@@ -15,7 +14,7 @@ import type { PublishedContent } from '../serve/registry.ts'
 import { derivedName, pin, pruneFolder } from '../storage/data-folder.ts'
 import type { OpenFiles } from '../storage/open-files.ts'
 import { isRacy, sameFile, stateAt } from '../storage/source-file.ts'
-import { writeAtomically } from '../storage/write-atomically.ts'
+import { writeOnce } from '../storage/write-atomically.ts'
 import { buildManifest, encodeManifest, type Manifest } from './manifest.ts'
 import { PackSource } from './pack-source.ts'
 import { walkSources } from './walk.ts'
@@ -97,14 +96,14 @@ export async function indexCollection(
     }
     pack.indexed(packIndex.chunks)
     const manifest: Manifest = { ...placed, packCid: packIndex.cid }
-    // Named by its own bytes: the same manifest is one file, written once.
+    // Named by its own bytes: the same manifest is one file, written once and never replaced
+    // while another publish (of this engine or another on this data folder) indexes or serves it.
     const bytes = encodeManifest(manifest)
     const manifestPath = join(
       store,
       `${createHash('sha256').update(bytes).digest('hex').slice(0, 32)}.manifest`,
     )
-    const existing = await stat(manifestPath).catch(() => undefined)
-    if (existing?.size !== bytes.length) await writeAtomically(manifestPath, bytes)
+    await writeOnce(manifestPath, bytes)
     const manifestDescriptor = `${manifestPath}.${process.pid}.${Math.random().toString(36).slice(2)}.haul`
     // Its descriptor is rebuilt in milliseconds each time: it goes once serving stops.
     const releaseManifest = servedDescriptor(manifestDescriptor, pin(manifestDescriptor), true)

@@ -416,6 +416,8 @@ export class Engine {
     // Ended by the abort (their file fetches by Fetches.stop): each gives its folder's lock back.
     await this.#collections.settled()
     await this.#sessions.close()
+    // A seed under way has its destination's lock: once settled, closing the registry gives it back.
+    await this.#publishing.settled()
     await this.#registry.closeAll()
     await this.#routing?.stop()
     await this.#network.stop()

@@ -17,8 +17,10 @@ import { type LastPublished, PublishHistory } from '../serve/publish-history.ts'
 import type { ContentRegistry, PublishedContent } from '../serve/registry.ts'
 import { SecretStore } from '../serve/secret-store.ts'
 import { descriptorFolder } from '../storage/data-folder.ts'
+import { DestinationLock } from '../storage/dest-lock.ts'
 import type { OpenFiles } from '../storage/open-files.ts'
 import { encodeSwarmTicket, type Provider, type SwarmTicket } from '../ticket/multi-ticket.ts'
+import { Pending } from '../util/pending.ts'
 import type { WorkerPool } from '../workers/pool.ts'
 import type { Published, PublishOptions, Seeded, SeedOptions } from './api-types.ts'
 import type { EngineConfig } from './config.ts'
@@ -45,8 +47,8 @@ export interface PublishingDeps {
 
 /**
  * The engine's publishing side: files, collections and partial seeds indexed, registered for
- * serving, and their tickets. Calls for one file path run one after the other (at once they
- * would write the same descriptor file).
+ * serving, and their tickets. Calls for one file path, or one collection's paths, run one after
+ * the other (#oneAtATime).
  *
  * Each publish is guarded by its content id's secret (src/serve/secret-store.ts), which its
  * ticket carries, unless it is public; a collection's pack by its manifest's secret, so the
@@ -56,12 +58,14 @@ export interface PublishingDeps {
  */
 export class Publishing {
   readonly #deps: PublishingDeps
-  /** Per resolved path, the publish in progress: the next one for that path waits for it. */
+  /** Per file or collection (its resolved paths), the publish in progress: the next one waits for it. */
   readonly #running = new Map<string, Promise<void>>()
   /** A collection's manifest content id (hex) → its pack's content id. */
   readonly #packs = new Map<string, Uint8Array>()
   readonly #secrets: SecretStore
   readonly #history: PublishHistory
+  /** Seeds under way (see settled). */
+  readonly #seeds = new Pending<Seeded>()
 
   constructor(deps: PublishingDeps) {
     this.#deps = deps
@@ -87,16 +91,26 @@ export class Publishing {
 
   async publish(path: string, opts: PublishOptions): Promise<Published> {
     const file = resolvePath(path)
-    const run = (this.#running.get(file) ?? Promise.resolve()).then(() => this.#publish(file, opts))
+    return await this.#oneAtATime(`file\0${file}`, () => this.#publish(file, opts))
+  }
+
+  /**
+   * Runs `work` once the calls before it for `id` (what is published: a file's path, a
+   * collection's paths) have settled. At once, two would index into the same descriptor and
+   * record the same publish twice; one after the other, the later one reuses what the first
+   * wrote and gets the same ticket.
+   */
+  async #oneAtATime<T>(id: string, work: () => Promise<T>): Promise<T> {
+    const run = (this.#running.get(id) ?? Promise.resolve()).then(work)
     const settled = run.then(
       () => {},
       () => {},
     )
-    this.#running.set(file, settled)
+    this.#running.set(id, settled)
     try {
       return await run
     } finally {
-      if (this.#running.get(file) === settled) this.#running.delete(file)
+      if (this.#running.get(id) === settled) this.#running.delete(id)
     }
   }
 
@@ -171,8 +185,19 @@ export class Publishing {
     paths: readonly string[],
     opts: PublishOptions,
   ): Promise<{ ticket: string; index: CollectionIndex }> {
+    const resolved = paths.map((p) => resolvePath(p))
+    return await this.#oneAtATime(`collection\0${resolved.join('\0')}`, () =>
+      this.#publishCollection(paths, resolved, opts),
+    )
+  }
+
+  async #publishCollection(
+    paths: readonly string[],
+    resolved: readonly string[],
+    opts: PublishOptions,
+  ): Promise<{ ticket: string; index: CollectionIndex }> {
     const { config, registry, openFiles } = this.#deps
-    const key = ['collection', ...paths.map((p) => resolvePath(p)), config.chunking]
+    const key = ['collection', ...resolved, config.chunking]
     this.#assertReachable()
     const prepared = await this.#preparing(key, paths.join(', '))
     let index: CollectionIndex
@@ -195,8 +220,33 @@ export class Publishing {
   }
 
   async seed(dest: string, opts: SeedOptions): Promise<Seeded> {
+    return await this.#seeds.add(this.#seed(dest, opts))
+  }
+
+  /**
+   * Waits for the seeds under way: each has either given its destination's lock back or put its
+   * content in the registry, whose closing gives the lock back. The engine's stop waits for this
+   * before closing the registry, so no seed's lock outlives it.
+   */
+  async settled(): Promise<void> {
+    await this.#seeds.settled()
+  }
+
+  async #seed(dest: string, opts: SeedOptions): Promise<Seeded> {
     this.#assertReachable()
-    const { content, chunks, leafCount } = await openPartialSeed(resolvePath(dest), this.#deps.config.journal)
+    const path = resolvePath(dest)
+    // One owner per destination: a fetch would rename this part file away, or resume into it, under
+    // the seed. Given back when the content is closed (unpublish, stop), and here on every failure
+    // before it is opened; after, every failure path closes the content.
+    const lock = await DestinationLock.acquire(path, { role: 'seed' })
+    let opened: Awaited<ReturnType<typeof openPartialSeed>>
+    try {
+      opened = await openPartialSeed(path, this.#deps.config.journal, () => lock.release())
+    } catch (err) {
+      await lock.release()
+      throw err
+    }
+    const { content, chunks, leafCount } = opened
     const secret = await this.#secretFor(content.cid, opts, [content])
     const { cid } = content
     const name = ticketName(dest, cid)

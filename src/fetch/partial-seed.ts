@@ -213,11 +213,14 @@ export function partialContent(parts: PartialParts): PublishedContent {
 
 /**
  * Opens a resumable `<dest>.part` (its journal and leaf sidecar) to serve the chunks it holds.
- * The caller registers the returned content; dropping it from the registry closes the files.
+ * The caller registers the returned content; dropping it from the registry closes the files, then
+ * runs `onClose` (the caller's hold on the destination: src/storage/dest-lock.ts). A failure here
+ * leaves `onClose` to the caller.
  */
 export async function openPartialSeed(
   dest: string,
   journalOptions: JournalOptions,
+  onClose: () => Promise<void> = async () => {},
 ): Promise<{ content: PublishedContent; chunks: number; leafCount: number }> {
   const loaded = await Journal.load(journalPath(dest), journalOptions)
   if (loaded.status !== 'ok') {
@@ -262,6 +265,7 @@ export async function openPartialSeed(
     leaves,
     onClose: async () => {
       await Promise.allSettled([journal.close(), part.close(), leaves.close()])
+      await onClose()
     },
   })
   return { content, chunks: journal.chunks, leafCount: header.leafCount }

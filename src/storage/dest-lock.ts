@@ -1,8 +1,10 @@
 /**
- * One destination, one writer: a fetch holds `<dest>.part.lock` while it writes `<dest>.part`,
- * its journal and the final rename, so a second fetch to the same path (another process, or
- * another engine in this one) fails at once with DESTINATION_BUSY naming the holder, or waits for
- * it when asked.
+ * One destination, one owner: a fetch holds `<dest>.part.lock` while it writes `<dest>.part`,
+ * its journal and the final rename, and a seed (Engine.seed, `haul seed`) while it serves
+ * `<dest>.part`, so a second fetch or seed of the same path (another process, or another engine
+ * in this one) fails at once with DESTINATION_BUSY naming the holder and what it does, or (a
+ * fetch) waits for it when asked. Without it a seed would serve a part file a fetch renames
+ * away, and a fetch would resume into one a seed serves.
  *
  * The lock is a file created with O_EXCL holding the owner's pid, host, process start time and a
  * random tag. Node has no flock(), and a lock file must survive `kill -9` correctly, so a holder
@@ -42,7 +44,12 @@ export interface LockOwner {
   readonly tag: string
   /** When the lock was taken (ISO time). */
   readonly since: string
+  /** What the owner does with the destination (LockRole). */
+  readonly role: LockRole
 }
+
+/** What a lock's owner does with `<dest>.part`: writes it (a fetch) or serves it (a seed). */
+export type LockRole = 'fetch' | 'seed'
 
 export interface LockOptions {
   /** Wait for the holder to finish instead of failing with DESTINATION_BUSY. @default false */
@@ -52,6 +59,8 @@ export interface LockOptions {
   pollMs?: number
   /** With `wait`: called once, as the waiting begins, with who holds the destination. */
   onWait?: (holder: string) => void
+  /** What the taker does with the destination: its lock says so to whoever finds it busy. @default 'fetch' */
+  role?: LockRole
 }
 
 /** A lock file that cannot be parsed this long after it was written is debris of a crash. */
@@ -105,6 +114,8 @@ function parseOwner(text: string): LockOwner | undefined {
       start: typeof o.start === 'string' ? o.start : undefined,
       tag: o.tag,
       since: typeof o.since === 'string' ? o.since : '',
+      // A lock written before seeds took one names no role: it was a fetch's.
+      role: o.role === 'seed' ? 'seed' : 'fetch',
     }
   } catch {
     return undefined
@@ -139,6 +150,7 @@ export class DestinationLock {
       start: ownStart,
       tag: randomBytes(8).toString('hex'),
       since: new Date().toISOString(),
+      role: opts.role ?? 'fetch',
     }
     let told = false
     for (;;) {
@@ -159,7 +171,7 @@ export class DestinationLock {
         await takeOver(path, holder)
         continue
       }
-      if (!opts.wait) throw busy(dest, holder)
+      if (!opts.wait) throw busy(dest, holder, me.role)
       if (!told) opts.onWait?.(holderText(holder))
       told = true
       await sleep(opts.pollMs ?? 200, opts.signal)
@@ -179,7 +191,7 @@ export class DestinationLock {
       if (opts.signal?.aborted) throw new AbortedError('the transfer was cancelled')
       const holder = await readOwner(lockPath(dest)).catch(() => undefined)
       if (holder === 'gone' || holder === undefined || !alive(holder)) return
-      if (!opts.wait) throw busy(dest, holder)
+      if (!opts.wait) throw busy(dest, holder, opts.role)
       if (!told) opts.onWait?.(holderText(holder))
       told = true
       await sleep(opts.pollMs ?? 200, opts.signal)
@@ -269,19 +281,38 @@ async function takeOver(path: string, stale: LockOwner | undefined): Promise<voi
   await unlink(aside).catch(() => {})
 }
 
-function busy(dest: string, holder: LockOwner | undefined): DestinationBusyError {
+/** DESTINATION_BUSY for a taker doing `role`, saying who holds `dest`, doing what, and what to do. */
+function busy(dest: string, holder: LockOwner | undefined, role: LockRole = 'fetch'): DestinationBusyError {
   const who = holderText(holder)
-  return new DestinationBusyError(
-    `${dest} is being written by ${who}: wait for it to finish (haul get --wait), or choose another destination`,
-    { holder: who },
-  )
+  // The message says what the holder does; `holder` (what onWait and --json show) says it as well.
+  const named = holderText(holder, false)
+  const part = `${dest}.part`
+  let message: string
+  if (holder?.role === 'seed') {
+    message =
+      role === 'seed'
+        ? `${part} is already being seeded by ${named}: its ticket serves it; stop that seed (Ctrl-C) to seed it here`
+        : `${part} is being seeded by ${named}: stop that seed (Ctrl-C) or wait for it to stop (haul get --wait), then fetch again; or choose another destination`
+  } else {
+    message =
+      role === 'seed'
+        ? `${dest} is being written by ${who}, a fetch (which serves what it has verified itself): seed ${part} once that fetch has stopped`
+        : `${dest} is being written by ${who}: wait for it to finish (haul get --wait), or choose another destination`
+  }
+  return new DestinationBusyError(message, { holder: who })
 }
 
-/** Who holds a lock, for a message: its process, host (when another) and since when. */
-function holderText(holder: LockOwner | undefined): string {
-  return holder === undefined
-    ? 'another fetch'
-    : `process ${holder.pid}${holder.host === hostname() ? '' : ` on ${holder.host}`}${holder.since === '' ? '' : ` (since ${holder.since})`}`
+/** Who holds a lock, for a message: its process, host (when another), that it seeds (`role`) and since when. */
+function holderText(holder: LockOwner | undefined, role = true): string {
+  if (holder === undefined) return 'another fetch'
+  const host = holder.host === hostname() ? '' : ` on ${holder.host}`
+  const about = [
+    role && holder.role === 'seed' ? 'seeding it' : '',
+    holder.since === '' ? '' : `since ${holder.since}`,
+  ]
+    .filter((a) => a !== '')
+    .join(', ')
+  return `process ${holder.pid}${host}${about === '' ? '' : ` (${about})`}`
 }
 
 function sleep(ms: number, signal: AbortSignal | undefined): Promise<void> {

@@ -83,4 +83,40 @@ describe('haul get resumes, haul seed serves a partial copy (real processes)', (
     expect(await whole.event('published')).toMatchObject({ path: sent.src, bytes: SIZE, chunks: 8 })
     expect(await whole.stop('SIGTERM')).toBe(0)
   })
+
+  it('haul seed holds its destination: a get into it is DESTINATION_BUSY naming the seed or waits (--wait) until Ctrl-C ends it; a kill -9 one is taken over', async () => {
+    const engine = await createEngine({ workers: 1 })
+    const held = join(sent.dir, 'held.bin')
+    const killed = join(sent.dir, 'killed.bin')
+    try {
+      const { index } = await engine.publish(sent.src)
+      await writePartialCopy(sent.src, index, held, (i) => i % 2 === 0)
+      await writePartialCopy(sent.src, index, killed, (i) => i < 3)
+    } finally {
+      await engine.stop()
+    }
+    const seeder = start(['seed', `${held}.part`, '--json'])
+    await seeder.event('seeding')
+    const pid = seeder.proc.pid!
+    const busy = await run(['get', sent.ticket, '-o', held, '--json'])
+    expect(busy.code, busy.stderr).toBe(1)
+    expect(events(busy.stdout).at(-1)).toMatchObject({
+      event: 'error',
+      code: 'DESTINATION_BUSY',
+      message: expect.stringContaining(`held.bin.part is being seeded by process ${pid} (since`),
+    })
+    const waiting = start(['get', sent.ticket, '-o', held, '--wait'])
+    await waiting.line(new RegExp(`^waiting: .*held\\.bin is being written by process ${pid} \\(seeding it`))
+    expect(await seeder.stop('SIGINT')).toBe(0)
+    expect(await waiting.exited, waiting.stderr).toBe(0)
+    expect(await sha256File(held)).toBe(sent.digest)
+
+    const dead = start(['seed', `${killed}.part`, '--json'])
+    await dead.event('seeding')
+    expect(await dead.stop('SIGKILL')).toBe(137)
+    expect(existsSync(`${killed}.part.lock`)).toBe(true)
+    const r = await run(['get', sent.ticket, '-o', killed, '--json'])
+    expect(r.code, r.stderr + r.stdout).toBe(0)
+    expect(await sha256File(killed)).toBe(sent.digest)
+  })
 })

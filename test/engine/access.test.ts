@@ -279,12 +279,13 @@ describe('what a ticket grants, between real engines', () => {
     // A descriptor of its own: the one a publish of a just-written file keeps is removed once opened.
     const { pool, budget } = engineInternals(sender)
     const index = await indexFile(src, { chunking, pool, budget, descriptorPath: join(dir, 'half.haul') })
-    const half = join(dir, 'half.bin')
-    await writePartialCopy(src, index, half, (i) => i % 2 === 0)
+    // A copy each: one seed holds its destination (src/storage/dest-lock.ts).
+    const [half, other] = [join(dir, 'half.bin'), join(dir, 'half-public.bin')]
+    for (const h of [half, other]) await writePartialCopy(src, index, h, (i) => i % 2 === 0)
     const seeders = [await Engine.create({ workers: 1 }), await Engine.create({ workers: 1 })]
     try {
       const guarded = decodeSwarmTicket((await seeders[0]!.seed(half)).ticket).providers[0]!
-      const open = decodeSwarmTicket((await seeders[1]!.seed(half, { public: true })).ticket).providers[0]!
+      const open = decodeSwarmTicket((await seeders[1]!.seed(other, { public: true })).ticket).providers[0]!
       expect(guarded.secret).toHaveLength(16)
       expect(open.secret).toBeUndefined()
       const chunk0 = (secret?: Uint8Array): TransferMessage => ({

@@ -1,7 +1,7 @@
-import { mkdir, readdir, readFile } from 'node:fs/promises'
+import { mkdir, readdir, readFile, stat, writeFile } from 'node:fs/promises'
 import { join } from 'node:path'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { writeAtomically } from '../../src/storage/write-atomically.ts'
+import { writeAtomically, writeOnce } from '../../src/storage/write-atomically.ts'
 import { failure } from '../support/errors.ts'
 import { tempDir } from '../support/files.ts'
 
@@ -27,5 +27,27 @@ describe('writeAtomically', () => {
     const err = await failure(writeAtomically(join(sub, 'record.json'), 'data'))
     expect(err.code).toBe('DESTINATION_INVALID')
     expect(await readdir(sub)).toEqual(['record.json'])
+  })
+})
+
+describe('writeOnce', () => {
+  let dir: string
+  let cleanup: () => Promise<void>
+  beforeAll(async () => {
+    ;({ dir, cleanup } = await tempDir())
+  })
+  afterAll(() => cleanup())
+
+  it('never replaces a file that holds the bytes (another publish may be reading it); a damaged one is', async () => {
+    const path = join(dir, 'named-by-content.manifest')
+    const bytes = Buffer.from('the manifest')
+    await Promise.all([writeOnce(path, bytes), writeOnce(path, bytes)])
+    const first = await stat(path)
+    await Promise.all([writeOnce(path, bytes), writeOnce(path, bytes)])
+    expect((await stat(path)).ino).toBe(first.ino)
+    await writeFile(path, 'the manifesT')
+    await writeOnce(path, bytes)
+    expect(await readFile(path, 'utf8')).toBe('the manifest')
+    expect(await readdir(dir)).toEqual(['named-by-content.manifest'])
   })
 })
