@@ -54,17 +54,68 @@ function asNoiseList(list: Uint8ArrayList): NoiseList {
   return list as unknown as NoiseList
 }
 
+/**
+ * The ArrayBuffers of ciphertext `encrypt` made, each a whole buffer nobody else has: the TCP
+ * connection frees them as soon as the kernel has taken them (`releaseCiphertext`).
+ *
+ * Why: every 64 KiB Noise message is a fresh buffer from the C allocator. Many wait in the
+ * socket's queue across a few scavenges, so they die in the old generation, and V8 frees them
+ * only at a full GC, which it starts once external memory has grown ~64 MB. A sender serving
+ * 20 receivers at once held up to 70 MB of ArrayBuffers (21 MB with this), and glibc keeps its
+ * heap at that high-water mark after the receivers leave (docs/LIMITS.md, known limits). Freed
+ * at once, the memory goes to the next message.
+ */
+const ownCiphertext = new WeakSet<ArrayBuffer>()
+
+/** `part`, remembered as ciphertext to free once written when it is a whole ArrayBuffer of its own. */
+function owned(part: Uint8Array): Uint8Array {
+  const buf = part.buffer
+  if (
+    buf instanceof ArrayBuffer &&
+    part.byteOffset === 0 &&
+    part.byteLength === buf.byteLength &&
+    part.byteLength > 0
+  )
+    ownCiphertext.add(buf)
+  return part
+}
+
+/** True for a whole buffer of ciphertext made by `encrypt` and not yet released. */
+export function isOwnCiphertext(piece: Uint8Array): boolean {
+  const buf = piece.buffer
+  return (
+    buf instanceof ArrayBuffer &&
+    piece.byteOffset === 0 &&
+    piece.byteLength === buf.byteLength &&
+    ownCiphertext.has(buf)
+  )
+}
+
+/**
+ * Frees the memory of a piece of ciphertext `encrypt` made, now instead of at a later GC: for the
+ * TCP connection, once the kernel has taken it (it is then sent, and nobody reads it again). The
+ * piece is left detached (0 bytes). Anything else is left alone; returns whether it was freed.
+ */
+export function releaseCiphertext(piece: Uint8Array): boolean {
+  if (!isOwnCiphertext(piece)) return false
+  const buf = piece.buffer as ArrayBuffer
+  ownCiphertext.delete(buf)
+  // transfer(0) detaches the buffer and frees its memory now.
+  buf.transfer(0)
+  return true
+}
+
 const encrypt: Encrypt = (plaintext, nonce, ad, k) => {
   if (plaintext.byteLength < SMALL_MESSAGE)
     return defaultCrypto.chaCha20Poly1305Encrypt(plaintext, nonce, ad, k)
   const cipher = createCipheriv(ALGORITHM, keyObjectFor(k), nonce, { authTagLength: TAG_BYTES })
   cipher.setAAD(ad, { plaintextLength: plaintext.byteLength })
   const out = new Uint8ArrayList()
-  if (plaintext instanceof Uint8Array) out.append(cipher.update(plaintext))
-  else for (const part of plaintext) out.append(cipher.update(part))
+  if (plaintext instanceof Uint8Array) out.append(owned(cipher.update(plaintext)))
+  else for (const part of plaintext) out.append(owned(cipher.update(part)))
   const last = cipher.final()
   if (last.byteLength > 0) out.append(last)
-  out.append(cipher.getAuthTag())
+  out.append(owned(cipher.getAuthTag()))
   return asNoiseList(out)
 }
 

@@ -1,5 +1,5 @@
 /**
- * Noise as @chainsafe/libp2p-noise 17 does it, with three costs of its connection stream taken out.
+ * Noise as @chainsafe/libp2p-noise 17 does it, with five costs of its connection stream taken out.
  * The handshake, the keys, the nonces and the bytes on the wire are the library's own.
  *
  * 1. **A copy per received message.** Noise's stream decrypts "in place": for a message split
@@ -25,13 +25,17 @@
  *    prefix until that throws a RangeError for want of bytes, which happens at the end of every
  *    TCP read: ~2 % of each side's main thread at 10,000 transfers (stack traces). Here the
  *    framing checks the byte count first; it takes over whatever the old decoder held.
+ * 5. **Sent ciphertext freed only by a full GC.** Each message's ciphertext is a fresh buffer
+ *    from the C allocator that V8 frees at its next full GC, tens of MB later; glibc then keeps
+ *    its heap at that high-water mark. Here the socket frees each piece once it has written it
+ *    (`releaseWhenWritten`, noise-crypto.ts's `releaseCiphertext`).
  *
  * It also records, for each secured connection, the TCP connection below it (`wireOf`): what the
  * kernel has yet to take, what it was given that the peer has not acknowledged, and what was
  * read. A slow link's bytes spend seconds there (send-ledger.ts's Flight), and a connection that
  * reads nothing and gets nothing into the network is dead (connection-liveness.ts).
  *
- * All four are per-connection instance changes made as the connection is secured, and only when the
+ * All five are per-connection instance changes made as the connection is secured, and only when the
  * objects have the shape this was written against; otherwise the connection is left as Noise
  * made it (still correct, just slower). `test/net/tuning/noise-stream.test.ts` checks the shape is
  * still found and that a tuned node and a stock one understand each other.
@@ -42,6 +46,7 @@ import type { ConnectionEncrypter, SecuredConnection } from '@libp2p/interface'
 import { isUint8ArrayList, Uint8ArrayList } from 'uint8arraylist'
 import { isRelayedAddress } from '../addresses.ts'
 import { kernelUnacked } from './kernel-queue.ts'
+import { isOwnCiphertext, releaseCiphertext } from './noise-crypto.ts'
 
 type NoiseFactory = ReturnType<typeof noise>
 type NoiseComponents = Parameters<NoiseFactory>[0]
@@ -109,6 +114,7 @@ function tune<T extends SecuredConnection<unknown>>(secured: T, raw: unknown): T
     }
   }
   if (isTcpMessageStream(raw)) {
+    releaseWhenWritten(raw.socket)
     corkSends(raw)
     tuned.add(raw)
     wires.set(secured.connection as object, tcpWire(raw))
@@ -219,6 +225,24 @@ export function corkSends(conn: Pick<TcpMessageStream, 'socket' | 'sendData'>): 
       socket.uncork()
     }
   }
+}
+
+/**
+ * Frees each piece of Noise ciphertext (noise-crypto.ts) as soon as the socket has written it,
+ * instead of at V8's next full GC (see `releaseCiphertext` for why). The TCP connection writes
+ * every piece whole with `socket.write(piece)` and keeps no reference once the socket has it;
+ * the socket's callback runs once the kernel has taken the bytes. A write that fails is left to
+ * the GC. Other writes pass through unchanged.
+ */
+export function releaseWhenWritten(socket: Pick<Socket, 'write'>): void {
+  const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean
+  socket.write = ((chunk: unknown, ...rest: unknown[]) => {
+    if (rest.length > 0 || !(chunk instanceof Uint8Array) || !isOwnCiphertext(chunk))
+      return write(chunk, ...rest)
+    return write(chunk, (err?: Error | null) => {
+      if (err == null) releaseCiphertext(chunk)
+    })
+  }) as Socket['write']
 }
 
 /**

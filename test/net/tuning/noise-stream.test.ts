@@ -8,8 +8,15 @@ import { createLibp2p } from 'libp2p'
 import { Uint8ArrayList } from 'uint8arraylist'
 import { afterEach, describe, expect, it } from 'vitest'
 import { wrapStream } from '../../../src/net/stream-io.ts'
-import { noiseCrypto } from '../../../src/net/tuning/noise-crypto.ts'
-import { corkSends, isTuned, NoiseFraming, tunedNoise, wireOf } from '../../../src/net/tuning/noise-stream.ts'
+import { isOwnCiphertext, noiseCrypto } from '../../../src/net/tuning/noise-crypto.ts'
+import {
+  corkSends,
+  isTuned,
+  NoiseFraming,
+  releaseWhenWritten,
+  tunedNoise,
+  wireOf,
+} from '../../../src/net/tuning/noise-stream.ts'
 import { echoStream, random, readAll, sha256 } from '../helpers.ts'
 
 const ECHO = '/haul-test/echo/1.0.0'
@@ -94,29 +101,95 @@ describe('tunedNoise', () => {
       expect(sha256(await echo(a, b, bytes))).toBe(sha256(bytes))
     }
   })
+
+  it('frees every piece of ciphertext once its socket has written it, not at a later GC', async () => {
+    const seen: unknown[] = []
+    const a = await node(tunedNoise({ crypto: noiseCrypto }), seen)
+    const b = await node(tunedNoise({ crypto: noiseCrypto }))
+    // Every piece either side's TCP connection hands its socket, with its length then.
+    const written: { piece: Uint8Array; length: number }[] = []
+    const record = (socket: Socket) => {
+      const write = socket.write.bind(socket) as (chunk: unknown, ...rest: unknown[]) => boolean
+      socket.write = ((chunk: unknown, ...rest: unknown[]) => {
+        if (chunk instanceof Uint8Array) written.push({ piece: chunk, length: chunk.byteLength })
+        return write(chunk, ...rest)
+      }) as Socket['write']
+    }
+    const open = () => a.dialProtocol(b.getMultiaddrs()[0]!, ECHO)
+    // The connection is secured (and tuned) by the first dial; the bytes go on a second stream.
+    await (await open()).close()
+    const raw = seen.find(
+      (c): c is { socket: Socket } => (c as { socket?: unknown }).socket instanceof Socket,
+    )
+    record(raw!.socket)
+    const bytes = random(3 * 1024 * 1024)
+    expect(sha256(await echo(a, b, bytes))).toBe(sha256(bytes))
+    // 3 MiB is 48 full Noise messages out of a's socket: each one's ciphertext is now 0 bytes (freed).
+    const messages = written.filter((w) => w.length >= 60_000)
+    expect(messages.length).toBeGreaterThanOrEqual(48)
+    expect(messages.filter((w) => w.piece.byteLength > 0)).toEqual([])
+  })
 })
 
-describe('corkSends', () => {
-  /** A connected loopback socket pair: ours, and a promise of every byte the other end reads. */
-  async function socketPair(): Promise<{ socket: Socket; received: Promise<Buffer> }> {
-    let resolveReceived!: (b: Buffer) => void
-    const received = new Promise<Buffer>((r) => (resolveReceived = r))
-    const server = createServer((peer) => {
-      const parts: Buffer[] = []
-      peer.on('data', (d: Buffer) => parts.push(d))
-      peer.on('end', () => resolveReceived(Buffer.concat(parts)))
-    })
-    servers.push(server)
-    server.listen(0, '127.0.0.1')
-    await once(server, 'listening')
-    const { port } = server.address() as { port: number }
-    const socket = new Socket()
-    socket.setNoDelay(true)
-    socket.connect(port, '127.0.0.1')
-    await once(socket, 'connect')
-    return { socket, received }
+describe('releaseWhenWritten', () => {
+  const k = new Uint8Array(32).fill(7)
+  /** One Noise message's ciphertext pieces as noiseCrypto makes them (the ciphertext, then the tag). */
+  const ciphertext = (size: number): Uint8Array[] => {
+    const out = noiseCrypto.chaCha20Poly1305Encrypt(random(size), new Uint8Array(12), new Uint8Array(0), k)
+    return out instanceof Uint8Array ? [out] : [...(out as Iterable<Uint8Array>)]
   }
 
+  it('frees the ciphertext a socket wrote, after the kernel took it, and leaves any other buffer alone', async () => {
+    const { socket, received } = await socketPair()
+    releaseWhenWritten(socket)
+    const pieces = [...ciphertext(65_519), ...ciphertext(5000)]
+    expect(pieces.every(isOwnCiphertext)).toBe(true)
+    const copies = pieces.map((p) => Buffer.from(p))
+    const other = random(65_519)
+    for (const p of pieces) socket.write(p)
+    socket.write(other)
+    socket.end()
+    // The peer got every byte as it was when written, and the memory is gone.
+    expect((await received).equals(Buffer.concat([...copies, other]))).toBe(true)
+    expect(pieces.map((p) => p.byteLength)).toEqual(pieces.map(() => 0))
+    expect(other.byteLength).toBe(65_519)
+  })
+
+  it('leaves ciphertext whose write failed to the GC', async () => {
+    const { socket } = await socketPair()
+    releaseWhenWritten(socket)
+    socket.on('error', () => {})
+    socket.destroy()
+    const [piece] = ciphertext(65_519)
+    socket.write(piece!)
+    // Callbacks run in order: once this one has, the piece's failed write has been seen.
+    await new Promise((r) => socket.write(Buffer.alloc(1), r))
+    expect(piece!.byteLength).toBe(65_519)
+    expect(isOwnCiphertext(piece!)).toBe(true)
+  })
+})
+
+/** A connected loopback socket pair: ours, and a promise of every byte the other end reads. */
+async function socketPair(): Promise<{ socket: Socket; received: Promise<Buffer> }> {
+  let resolveReceived!: (b: Buffer) => void
+  const received = new Promise<Buffer>((r) => (resolveReceived = r))
+  const server = createServer((peer) => {
+    const parts: Buffer[] = []
+    peer.on('data', (d: Buffer) => parts.push(d))
+    peer.on('end', () => resolveReceived(Buffer.concat(parts)))
+  })
+  servers.push(server)
+  server.listen(0, '127.0.0.1')
+  await once(server, 'listening')
+  const { port } = server.address() as { port: number }
+  const socket = new Socket()
+  socket.setNoDelay(true)
+  socket.connect(port, '127.0.0.1')
+  await once(socket, 'connect')
+  return { socket, received }
+}
+
+describe('corkSends', () => {
   /** The socket's writes, counted at Node's stream layer: `_write` per buffer, `_writev` per batch. */
   function countWrites(socket: Socket): { write: number; writev: number } {
     const n = { write: 0, writev: 0 }
