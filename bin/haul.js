@@ -20,10 +20,15 @@
 const MIN_MAJOR = 22
 const [major] = process.versions.node.split('.').map(Number)
 if (major >= MIN_MAJOR) {
-  // Re-run by the launcher below (its IPC channel is ours only when it is our parent): should the
-  // launcher die, SIGKILL included, this process dies with it at once, as one program would, so
-  // nothing it held (the destination's lock) outlives the command a script killed.
-  if (process.channel !== undefined && process.env.HAUL_LAUNCHER_PID === String(process.ppid)) {
+  // Re-run by the launcher below (the IPC channel marks its own child; what this process starts
+  // sees neither): should the launcher die, SIGKILL included, this process dies with it at once,
+  // as one program would, so nothing it held (the destination's lock) outlives the command a
+  // script killed. A launcher killed before this line ran left this process to another parent:
+  // it is gone already.
+  const launcher = process.env.HAUL_LAUNCHER_PID
+  delete process.env.HAUL_LAUNCHER_PID
+  if (process.channel !== undefined && launcher !== undefined) {
+    if (launcher !== String(process.ppid) || !process.connected) process.kill(process.pid, 'SIGKILL')
     process.channel.unref()
     process.once('disconnect', () => process.kill(process.pid, 'SIGKILL'))
   }

@@ -1,7 +1,9 @@
-import { execFile, spawnSync } from 'node:child_process'
+import { execFile, spawn, spawnSync } from 'node:child_process'
+import { once } from 'node:events'
 import { accessSync, constants, existsSync } from 'node:fs'
 import { cp, mkdir, readFile, realpath, symlink } from 'node:fs/promises'
 import { delimiter, dirname, join, sep } from 'node:path'
+import { createInterface } from 'node:readline'
 import { promisify } from 'node:util'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { sha256File, tempDir, writeFile } from '../support/files.ts'
@@ -128,6 +130,40 @@ describe('haul installed with npm install -g, run on the system Node', () => {
       }
     },
   )
+
+  it('a launcher killed before its child looked: the child (another parent by then) stops at once; what it starts is not taken for its child', async () => {
+    const src = join(dir, 'orphan.bin')
+    await writeFile(src, 64 * 1024, 'random')
+    const bin = join(root, 'bin', 'haul.js')
+    const args = [bin, 'send', src, '--json', '--listen', '/ip4/127.0.0.1/tcp/0']
+    const started = (launcherPid: string, ipc: boolean) =>
+      spawn(process.execPath, args, {
+        stdio: ['ignore', 'pipe', 'pipe', ...(ipc ? (['ipc'] as const) : [])],
+        env: { ...process.env, HAUL_LAUNCHER_PID: launcherPid },
+      })
+    // Its launcher is gone: the pid it names is not its parent's.
+    const orphan = started('1', true)
+    const [, signal] = await once(orphan, 'exit')
+    expect(signal).toBe('SIGKILL')
+    // Its launcher is its parent: it runs (and dies once the channel closes).
+    for (const [launcherPid, ipc] of [
+      [String(process.pid), true],
+      ['1', false],
+    ] as const) {
+      const child = started(launcherPid, ipc)
+      try {
+        const published = await new Promise<boolean>((resolve, reject) => {
+          createInterface({ input: child.stdout! }).on('line', (l) => {
+            if (l.includes('"published"')) resolve(true)
+          })
+          child.once('exit', (code, sig) => reject(new Error(`exited ${code ?? sig}`)))
+        })
+        expect(published).toBe(true)
+      } finally {
+        child.kill('SIGKILL')
+      }
+    }
+  })
 
   it.skipIf(oldNode === undefined)(
     'an embedder on the system Node gets CONFIG_INVALID saying which Node haul needs, not a TypeError',
