@@ -8,7 +8,7 @@
  * (reported): its identity key would let anyone holding the ticket pose as this peer.
  */
 import type { BigIntStats } from 'node:fs'
-import { lstat, readdir, readlink, stat } from 'node:fs/promises'
+import { lstat, readdir, readlink, realpath, stat } from 'node:fs/promises'
 import { basename, dirname, resolve } from 'node:path'
 import { InvalidArgumentError, SourceInvalidError } from '../errors.ts'
 import { sourceError } from '../storage/fs-errors.ts'
@@ -45,10 +45,10 @@ export async function walkSources(paths: readonly string[], own: readonly string
   const abs = paths.map((p) => resolve(p))
   const out: Walked = { name: '', entries: [], files: new Map(), skipped: [] }
   const isOwn = await ownFolders(own)
+  for (const a of abs) await refuseOwnPath(a, isOwn)
   // Paths given are followed when they are links (as cp -H and tar -H do); links inside are not.
   const first = await statOf(abs[0]!, true)
   if (abs.length === 1 && first.isDirectory()) {
-    if (isOwn(first)) throw ownFolderError(abs[0]!)
     await walkTree(abs[0]!, '', out, isOwn)
     return { ...keepLinksInside(out), name: nameOf(abs[0]!) }
   }
@@ -63,7 +63,6 @@ export async function walkSources(paths: readonly string[], own: readonly string
     checkName(top, a)
     const takenNs = wallClockNs()
     const s = await statOf(a, true)
-    if (isOwn(s)) throw ownFolderError(a)
     if (!s.isDirectory()) await refuseKernelFiles(a, 'file')
     if (await addEntry(a, top, s, takenNs, out)) await walkTree(a, top, out, isOwn)
   }
@@ -85,8 +84,26 @@ async function ownFolders(own: readonly string[]): Promise<(s: BigIntStats) => b
 
 const OWN_FOLDER = "haul's own data folder (its identity key, ticket secrets and descriptors)"
 
-function ownFolderError(abs: string): SourceInvalidError {
-  return new SourceInvalidError(`${abs} is ${OWN_FOLDER}: it is never sent`)
+/**
+ * SOURCE_INVALID when `path` (links followed) is one of haul's own folders (`own`) or inside one:
+ * a file or folder of it given to send (its secrets, its identity key) is never sent either.
+ */
+export async function refuseOwnPath(
+  path: string,
+  own: readonly string[] | ((s: BigIntStats) => boolean),
+): Promise<void> {
+  const isOwn = typeof own === 'function' ? own : await ownFolders(own)
+  const real = await realpath(path).catch(() => undefined)
+  for (let at = real; at !== undefined; ) {
+    const s = await stat(at, { bigint: true }).catch(() => undefined)
+    if (s !== undefined && isOwn(s)) {
+      throw new SourceInvalidError(
+        `${path} is ${at === real ? '' : 'inside '}${OWN_FOLDER}: it is never sent`,
+      )
+    }
+    const up = dirname(at)
+    at = up === at ? undefined : up
+  }
 }
 
 async function walkTree(

@@ -1,6 +1,7 @@
 import { basename, resolve as resolvePath } from 'node:path'
 import { nameProblem } from '../collection/names.ts'
 import { type CollectionIndex, indexCollection } from '../collection/publish-collection.ts'
+import { refuseOwnPath } from '../collection/walk.ts'
 import type { DescriptorHeader } from '../descriptor/header.ts'
 import {
   ConfigInvalidError,
@@ -114,6 +115,13 @@ export class Publishing {
     }
   }
 
+  /** Haul's own folders (the data folder, the descriptor folder): nothing in them is ever sent. */
+  async #own(): Promise<string[]> {
+    const { dataDir } = this.#deps.config
+    const store = await descriptorFolder(dataDir)
+    return dataDir === undefined ? [store] : [dataDir, store]
+  }
+
   /** How this engine indexes what it serves: its chunking unless given, its workers and budget. */
   #indexing(
     opts: Pick<IndexOptions, 'signal' | 'onProgress'>,
@@ -134,6 +142,7 @@ export class Publishing {
     const key = ['file', file, config.chunking]
     // Before indexing what may be a large file for a ticket that could name no address.
     this.#assertReachable()
+    await refuseOwnPath(file, await this.#own())
     const prepared = await this.#preparing(key, file)
     let index: IndexResult
     let ticket: string
@@ -205,8 +214,13 @@ export class Publishing {
     try {
       let contents: PublishedContent[]
       const store = await descriptorFolder(config.dataDir)
-      const own = config.dataDir === undefined ? [store] : [config.dataDir, store]
-      ;({ index, contents } = await indexCollection(paths, store, this.#indexing(opts), openFiles, own))
+      ;({ index, contents } = await indexCollection(
+        paths,
+        store,
+        this.#indexing(opts),
+        openFiles,
+        await this.#own(),
+      ))
       const secret = await this.#secretFor(index.cid, opts, contents)
       const { cid, name } = index
       ticket = await this.#ticket({ cid, name, kind: 'collection' }, secret, contents)

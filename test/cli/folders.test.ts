@@ -94,9 +94,12 @@ describe('folders and names from the command line (real processes)', () => {
     sender.kill()
     // The key exists, and sending the data folder itself is refused.
     expect(await readdir(join(src, '.haul'))).toContain('identity.key')
-    const itself = await run(['send', join(src, '.haul'), '--data-dir', join(src, '.haul')])
-    expect(itself.code).toBe(1)
-    expect(itself.stderr).toMatch(/SOURCE_INVALID.*data folder/)
+    const dataDir = join(src, '.haul')
+    for (const what of [dataDir, join(dataDir, 'secrets'), join(dataDir, 'identity.key')]) {
+      const refused = await run(['send', what, '--data-dir', dataDir])
+      expect(refused.code, what).toBe(1)
+      expect(refused.stderr).toMatch(/SOURCE_INVALID.*data folder/)
+    }
   })
 
   it('haul send a b: several files are one collection; -o names the folder; a second get finds it there; other data there needs --force', async () => {
