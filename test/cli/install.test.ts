@@ -143,7 +143,10 @@ describe('haul installed with npm install -g, run on the system Node', () => {
       })
     // Its launcher is gone: the pid it names is not its parent's.
     const orphan = started('1', true)
+    // Still running after 10 s: ended by SIGTERM, which fails the assertion, not left behind.
+    const late = setTimeout(() => orphan.kill('SIGTERM'), 10_000)
     const [, signal] = await once(orphan, 'exit')
+    clearTimeout(late)
     expect(signal).toBe('SIGKILL')
     // Its launcher is its parent: it runs (and dies once the channel closes).
     for (const [launcherPid, ipc] of [
