@@ -69,26 +69,23 @@ const ownCiphertext = new WeakSet<ArrayBuffer>()
 
 /** `part`, remembered as ciphertext to free once written when it is a whole ArrayBuffer of its own. */
 function owned(part: Uint8Array): Uint8Array {
-  const buf = part.buffer
-  if (
-    buf instanceof ArrayBuffer &&
-    part.byteOffset === 0 &&
-    part.byteLength === buf.byteLength &&
-    part.byteLength > 0
-  )
-    ownCiphertext.add(buf)
+  const buf = wholeBuffer(part)
+  if (buf !== undefined && buf.byteLength > 0) ownCiphertext.add(buf)
   return part
+}
+
+/** The ArrayBuffer `piece` spans whole (its memory is the piece's alone to free), or undefined. */
+function wholeBuffer(piece: Uint8Array): ArrayBuffer | undefined {
+  const buf = piece.buffer
+  return buf instanceof ArrayBuffer && piece.byteOffset === 0 && piece.byteLength === buf.byteLength
+    ? buf
+    : undefined
 }
 
 /** True for a whole buffer of ciphertext made by `encrypt` and not yet released. */
 export function isOwnCiphertext(piece: Uint8Array): boolean {
-  const buf = piece.buffer
-  return (
-    buf instanceof ArrayBuffer &&
-    piece.byteOffset === 0 &&
-    piece.byteLength === buf.byteLength &&
-    ownCiphertext.has(buf)
-  )
+  const buf = wholeBuffer(piece)
+  return buf !== undefined && ownCiphertext.has(buf)
 }
 
 /**
@@ -97,9 +94,8 @@ export function isOwnCiphertext(piece: Uint8Array): boolean {
  * piece is left detached (0 bytes). Anything else is left alone; returns whether it was freed.
  */
 export function releaseCiphertext(piece: Uint8Array): boolean {
-  if (!isOwnCiphertext(piece)) return false
-  const buf = piece.buffer as ArrayBuffer
-  ownCiphertext.delete(buf)
+  const buf = wholeBuffer(piece)
+  if (buf === undefined || !ownCiphertext.delete(buf)) return false
   // transfer(0) detaches the buffer and frees its memory now.
   buf.transfer(0)
   return true
